@@ -1,0 +1,213 @@
+//! The library's error type: every variant names what is at fault (file, column, row or
+//! generation, model input), so a user can act on the message alone.
+
+use std::path::PathBuf;
+
+/// Errors from segscore's library. Displayed with `{}` they read as one sentence that names
+/// the file, column, value or model input at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An input path, directory or glob matched no file.
+    #[error("input {pattern}: no Parquet files found")]
+    NoInputFiles {
+        /// The path or glob the user gave.
+        pattern: String,
+    },
+
+    /// A file could not be opened or read as Parquet.
+    #[error("input file {path}: not a readable Parquet file: {reason}")]
+    NotParquet {
+        /// The file.
+        path: PathBuf,
+        /// What the Parquet reader said.
+        reason: String,
+    },
+
+    /// A Parquet input file holds no rows.
+    #[error("input file {path}: contains no rows")]
+    EmptyInput {
+        /// The file.
+        path: PathBuf,
+    },
+
+    /// A required column is absent from an input file.
+    #[error("input file {path}: missing column `{column}` (the {role} column; found: {found})")]
+    MissingColumn {
+        /// The file.
+        path: PathBuf,
+        /// The column name looked for.
+        column: String,
+        /// What the column is for, e.g. "generation id".
+        role: &'static str,
+        /// The columns the file does have.
+        found: String,
+    },
+
+    /// A column has a type segscore cannot use.
+    #[error("input file {path}: column `{column}` has type {found}, expected {expected}")]
+    WrongColumnType {
+        /// The file.
+        path: PathBuf,
+        /// The column.
+        column: String,
+        /// The type it has.
+        found: String,
+        /// The types allowed.
+        expected: String,
+    },
+
+    /// A column that must not hold nulls does, found from the file's footer statistics.
+    #[error("input file {path}: column `{column}` has {count} null value(s) in row group {row_group} (rows {first_row}..{end_row})")]
+    NullsInFile {
+        /// The file.
+        path: PathBuf,
+        /// The column.
+        column: String,
+        /// Number of nulls in that row group.
+        count: u64,
+        /// Row group index.
+        row_group: usize,
+        /// First row of the row group in the file.
+        first_row: u64,
+        /// One past the last row of the row group.
+        end_row: u64,
+    },
+
+    /// A value in a row is invalid (a null key or score, an empty token list, ...).
+    #[error("invalid input: column `{column}` is {problem} at generation_id={generation_id}, segment_index={segment_index}")]
+    InvalidValue {
+        /// The column.
+        column: String,
+        /// What is wrong, e.g. "null".
+        problem: String,
+        /// The generation of the row, as text.
+        generation_id: String,
+        /// The segment index of the row, as text.
+        segment_index: String,
+    },
+
+    /// Two rows share (generation_id, segment_index).
+    #[error("invalid input: duplicate segment: generation_id={generation_id} has segment_index={segment_index} more than once")]
+    DuplicateSegment {
+        /// The generation, as text.
+        generation_id: String,
+        /// The repeated segment index.
+        segment_index: String,
+    },
+
+    /// The ONNX Runtime shared library could not be found or loaded.
+    #[error("{0}")]
+    OrtLibrary(String),
+
+    /// The model file cannot be read.
+    #[error("model {path}: {reason}")]
+    ModelFile {
+        /// The model file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+
+    /// A model input has no column or rule to bind it to, or a model output is unusable.
+    #[error("model {model}: {reason}")]
+    ModelBinding {
+        /// The model file name.
+        model: String,
+        /// What cannot be bound.
+        reason: String,
+    },
+
+    /// The requested execution provider cannot be used.
+    #[error("execution provider {provider}: {reason}")]
+    Provider {
+        /// The provider asked for.
+        provider: String,
+        /// Why it failed.
+        reason: String,
+    },
+
+    /// The output directory cannot be used.
+    #[error("output {path}: {reason}")]
+    Output {
+        /// The output directory or file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// A user-supplied query or option is unusable.
+    #[error("{0}")]
+    Usage(String),
+
+    /// A file-system error, with the path it concerns.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path being read or written.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+
+    /// An error from DataFusion (planning or executing the SQL).
+    #[error(transparent)]
+    DataFusion(#[from] datafusion::error::DataFusionError),
+
+    /// An error from Arrow.
+    #[error(transparent)]
+    Arrow(#[from] datafusion::arrow::error::ArrowError),
+
+    /// An error from the Parquet reader or writer.
+    #[error(transparent)]
+    Parquet(#[from] datafusion::parquet::errors::ParquetError),
+
+    /// An error from ONNX Runtime.
+    #[error("ONNX Runtime: {0}")]
+    Ort(#[from] ort::Error),
+
+    /// A JSON encoding error.
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+}
+
+/// segscore's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Attach a path to an I/O error.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// Converts to a DataFusion error so it can cross a UDF or stream boundary, keeping the
+    /// original error (and its message) inside.
+    pub fn into_datafusion(self) -> datafusion::error::DataFusionError {
+        match self {
+            Error::DataFusion(e) => e,
+            other => datafusion::error::DataFusionError::External(Box::new(other)),
+        }
+    }
+
+    /// Recovers a segscore error that crossed DataFusion as an external error, so the user
+    /// sees the original message without DataFusion's wrapping.
+    pub fn from_datafusion(e: datafusion::error::DataFusionError) -> Self {
+        use datafusion::error::DataFusionError as D;
+        match e {
+            D::External(b) => match b.downcast::<Error>() {
+                Ok(inner) => *inner,
+                Err(b) => Error::DataFusion(D::External(b)),
+            },
+            D::Context(ctx, inner) => match Error::from_datafusion(*inner) {
+                Error::DataFusion(inner) => Error::DataFusion(D::Context(ctx, Box::new(inner))),
+                found => found,
+            },
+            D::Shared(arc) => match std::sync::Arc::try_unwrap(arc) {
+                Ok(inner) => Error::from_datafusion(inner),
+                Err(arc) => Error::DataFusion(D::Shared(arc)),
+            },
+            other => Error::DataFusion(other),
+        }
+    }
+}

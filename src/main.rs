@@ -1,0 +1,268 @@
+//! The `segscore` command line: a thin layer over the library that parses flags, sets up
+//! logging and the thread pools, and turns errors into messages and exit codes.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use segscore::demo;
+use segscore::job::{self, JobConfig};
+use segscore::model;
+use segscore::source::ColumnNames;
+use segscore::{Error, Loss, Provider};
+
+#[derive(Parser)]
+#[command(name = "segscore", version, about = "Offline evaluation of segment-level reward models", long_about = None)]
+struct Cli {
+    /// Only print errors.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    /// More logging (-v debug, -vv trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the evaluation job: Parquet in, segment scores, model, losses, Parquet out.
+    Run(RunArgs),
+    /// Generate the bundled sample data and run the job on it with the bundled model.
+    Demo(DemoArgs),
+    /// Print a model's inputs and outputs and how segscore binds them.
+    Inspect {
+        /// The ONNX model file.
+        model: PathBuf,
+    },
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Input Parquet files, directories (searched recursively for *.parquet) or globs.
+    #[arg(long, short, required = true, num_args = 1..)]
+    input: Vec<String>,
+    /// The ONNX reward model.
+    #[arg(long, short)]
+    model: PathBuf,
+    /// The output directory (must be empty or absent, unless --overwrite).
+    #[arg(long, short)]
+    output: PathBuf,
+    #[command(flatten)]
+    opts: JobArgs,
+}
+
+#[derive(Args)]
+struct DemoArgs {
+    /// Where to write the demo's data, model and results.
+    #[arg(long, short, default_value = "segscore-demo")]
+    output: PathBuf,
+    /// How many generations to generate.
+    #[arg(long, default_value_t = 300)]
+    generations: usize,
+    /// Seed of the data generator.
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// Execution provider: cpu, cuda or auto.
+    #[arg(long, default_value = "auto")]
+    provider: Provider,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+#[derive(Args)]
+struct JobArgs {
+    /// A SQL file replacing the built-in targets query (queries/segment_scores.sql).
+    #[arg(long)]
+    query_file: Option<PathBuf>,
+    /// Column holding the generation id (string or integer).
+    #[arg(long, default_value = "generation_id")]
+    id_col: String,
+    /// Column holding the segment index (integer).
+    #[arg(long, default_value = "segment_index")]
+    index_col: String,
+    /// Column holding the cumulative score (float).
+    #[arg(long, default_value = "cumulative_score")]
+    score_col: String,
+    /// Column holding the token ids (list of int32/int64).
+    #[arg(long, default_value = "input_ids")]
+    input_ids_col: String,
+    /// Column holding a per-generation base score (the baseline of the first segment; default 0.0).
+    #[arg(long)]
+    base_score_col: Option<String>,
+    /// Column holding token type ids, for models that take `token_type_ids` (default: zeros).
+    #[arg(long)]
+    token_type_ids_col: Option<String>,
+    /// The model output holding the score (default: the first output).
+    #[arg(long)]
+    model_output: Option<String>,
+    /// Execution provider: cpu, cuda (fails if CUDA cannot be used) or auto.
+    #[arg(long, default_value = "auto")]
+    provider: Provider,
+    /// Rows per model call.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..))]
+    batch_size: u64,
+    /// Regression loss: squared, absolute or huber.
+    #[arg(long, default_value = "squared")]
+    loss: String,
+    /// The Huber loss's delta.
+    #[arg(long, default_value_t = 1.0)]
+    huber_delta: f64,
+    /// Keep a model-input column (input_ids, token_type_ids) in the output.
+    #[arg(long, value_name = "COL")]
+    keep: Vec<String>,
+    /// Leave a carried column out of the output.
+    #[arg(long, value_name = "COL")]
+    drop: Vec<String>,
+    /// Replace segscore's outputs in a non-empty output directory.
+    #[arg(long)]
+    overwrite: bool,
+    /// Worker threads: DataFusion partitions and model sessions (default: all cores).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    threads: Option<u64>,
+}
+
+impl JobArgs {
+    fn into_config(self, inputs: Vec<String>, model: PathBuf, output: PathBuf) -> Result<JobConfig, Error> {
+        let mut cfg = JobConfig::new(inputs, model, output);
+        cfg.columns = ColumnNames {
+            generation_id: self.id_col,
+            segment_index: self.index_col,
+            cumulative_score: self.score_col,
+            input_ids: self.input_ids_col,
+            base_score: self.base_score_col,
+            token_type_ids: self.token_type_ids_col,
+        };
+        cfg.query_file = self.query_file;
+        cfg.model_output = self.model_output;
+        cfg.provider = self.provider;
+        cfg.batch_size = self.batch_size as usize;
+        cfg.loss = Loss::parse(&self.loss, self.huber_delta).map_err(Error::Usage)?;
+        cfg.keep = self.keep;
+        cfg.drop = self.drop;
+        cfg.overwrite = self.overwrite;
+        if let Some(t) = self.threads {
+            cfg.threads = t as usize;
+        }
+        Ok(cfg)
+    }
+}
+
+fn init_logging(quiet: bool, verbose: u8) {
+    let default = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "segscore=info,ort=warn,warn",
+        (false, 1) => "segscore=debug,ort=info,info",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SEGSCORE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+fn runtime(threads: usize) -> Result<tokio::runtime::Runtime, Error> {
+    // rayon runs the model's batches; tokio drives DataFusion's streams and the writers.
+    let _ = rayon::ThreadPoolBuilder::new().num_threads(threads).build_global();
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Usage(format!("cannot start the async runtime: {e}")))
+}
+
+fn run_job(cfg: JobConfig) -> Result<job::Summary, Error> {
+    let rt = runtime(cfg.threads)?;
+    rt.block_on(job::run(&cfg))
+}
+
+fn demo(args: DemoArgs) -> Result<(), Error> {
+    let input = args.output.join("input").join("generations.parquet");
+    let model_path = args.output.join("model").join("reward_small.onnx");
+    let batch = demo::demo_batch(args.generations, args.seed)?;
+    demo::write_parquet(&input, &batch)?;
+    std::fs::create_dir_all(args.output.join("model")).map_err(|e| Error::io(&args.output, e))?;
+    segscore::sink::write_atomic(&model_path, demo::DEMO_MODEL)?;
+    eprintln!(
+        "demo data: {} segments in {} generations -> {}",
+        batch.num_rows(),
+        args.generations,
+        input.display()
+    );
+    let mut cfg = JobConfig::new(
+        vec![input.display().to_string()],
+        model_path,
+        args.output.join("output"),
+    );
+    cfg.overwrite = true;
+    cfg.provider = args.provider;
+    if let Some(t) = args.threads {
+        cfg.threads = t.max(1);
+    }
+    let out = cfg.output.clone();
+    let summary = run_job(cfg)?;
+    println!("segscore demo: {}", out.display());
+    print!("{}", segscore::summary_table(&summary));
+    Ok(())
+}
+
+fn inspect(model_path: PathBuf) -> Result<(), Error> {
+    let (sig, rt) = model::inspect(&model_path)?;
+    println!("model: {}", model_path.display());
+    println!("ONNX Runtime {} ({})", rt.version, rt.library.display());
+    println!("inputs:");
+    for i in &sig.inputs {
+        let binding = match &i.binding {
+            Ok((model::Feed::InputIds, _)) => "<- column input_ids (--input-ids-col), padded with 0 per batch".to_string(),
+            Ok((model::Feed::AttentionMask, _)) => "<- 1 for real tokens, 0 for padding".to_string(),
+            Ok((model::Feed::TokenTypeIds, _)) => "<- column --token-type-ids-col, else zeros".to_string(),
+            Err(reason) => format!("UNBOUND: {reason}"),
+        };
+        println!("  {:<16} {:<28} {binding}", i.name, i.type_desc);
+    }
+    println!("outputs:");
+    for (k, o) in sig.outputs.iter().enumerate() {
+        let note = if k == 0 { "<- score (default; --model-output picks another)" } else { "" };
+        println!("  {:<16} {:<28} {note}", o.name, o.type_desc);
+    }
+    if let Some(bad) = sig.inputs.iter().find(|i| i.binding.is_err()) {
+        return Err(Error::ModelBinding {
+            model: model_path.display().to_string(),
+            reason: bad.binding.clone().err().unwrap_or_default(),
+        });
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.quiet, cli.verbose);
+    let quiet = cli.quiet;
+    let result = match cli.command {
+        Command::Run(a) => a
+            .opts
+            .into_config(a.input, a.model, a.output)
+            .and_then(run_job)
+            .map(|s| {
+                if !quiet {
+                    print!("{}", segscore::summary_table(&s));
+                }
+            }),
+        Command::Demo(a) => demo(a),
+        Command::Inspect { model } => inspect(model),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            match e {
+                Error::Usage(_) => ExitCode::from(2),
+                _ => ExitCode::from(1),
+            }
+        }
+    }
+}

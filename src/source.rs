@@ -1,0 +1,359 @@
+//! Source: finds the input Parquet files, checks each one against the data contract from its
+//! footer alone (readable, non-empty, required columns present with usable types, no nulls in
+//! key and score columns where the statistics tell), and registers them with DataFusion.
+//!
+//! Tables registered:
+//! - `input_files`: the files as they are;
+//! - `generations`: a view with the contract's canonical column names (`generation_id`,
+//!   `segment_index`, `cumulative_score` as DOUBLE, `input_ids`, `base_score` as DOUBLE,
+//!   `token_type_ids` when given) followed by every other column, carried unchanged.
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+use datafusion::parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
+use datafusion::prelude::SessionContext;
+
+use crate::error::{Error, Result};
+
+/// Names of the input columns that play a role in the job.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ColumnNames {
+    /// Which generation a row belongs to (string or integer).
+    pub generation_id: String,
+    /// Position of the segment in its generation (integer).
+    pub segment_index: String,
+    /// Score of the text up to and including the segment (float).
+    pub cumulative_score: String,
+    /// Token ids (list of int32/int64).
+    pub input_ids: String,
+    /// Per-generation baseline score (float), or None for 0.0.
+    pub base_score: Option<String>,
+    /// Token type ids (list of integers), or None for zeros when the model asks.
+    pub token_type_ids: Option<String>,
+}
+
+impl Default for ColumnNames {
+    fn default() -> Self {
+        ColumnNames {
+            generation_id: "generation_id".into(),
+            segment_index: "segment_index".into(),
+            cumulative_score: "cumulative_score".into(),
+            input_ids: "input_ids".into(),
+            base_score: None,
+            token_type_ids: None,
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Key,
+    Integer,
+    Float,
+    IdList,
+}
+
+impl Kind {
+    fn accepts(self, t: &DataType) -> bool {
+        match self {
+            Kind::Key => t.is_integer() || matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View),
+            Kind::Integer => t.is_integer(),
+            Kind::Float => matches!(t, DataType::Float32 | DataType::Float64),
+            Kind::IdList => match t {
+                DataType::List(f) | DataType::LargeList(f) => {
+                    matches!(f.data_type(), DataType::Int32 | DataType::Int64)
+                }
+                _ => false,
+            },
+        }
+    }
+    fn expected(self) -> &'static str {
+        match self {
+            Kind::Key => "a string or integer",
+            Kind::Integer => "an integer",
+            Kind::Float => "float32 or float64",
+            Kind::IdList => "list or large_list of int32 or int64",
+        }
+    }
+}
+
+/// A role column: (name in the files, canonical name, kind, role description, nulls forbidden).
+fn roles(cols: &ColumnNames) -> Vec<(String, &'static str, Kind, &'static str, bool)> {
+    let mut v = vec![
+        (cols.generation_id.clone(), "generation_id", Kind::Key, "generation id", true),
+        (cols.segment_index.clone(), "segment_index", Kind::Integer, "segment index", true),
+        (cols.cumulative_score.clone(), "cumulative_score", Kind::Float, "cumulative score", true),
+        (cols.input_ids.clone(), "input_ids", Kind::IdList, "token ids", false),
+    ];
+    if let Some(b) = &cols.base_score {
+        v.push((b.clone(), "base_score", Kind::Float, "base score", true));
+    }
+    if let Some(t) = &cols.token_type_ids {
+        v.push((t.clone(), "token_type_ids", Kind::IdList, "token type ids", false));
+    }
+    v
+}
+
+/// The canonical names the `generations` view gives the role columns.
+pub const CANONICAL: [&str; 6] = [
+    "generation_id",
+    "segment_index",
+    "cumulative_score",
+    "input_ids",
+    "base_score",
+    "token_type_ids",
+];
+
+/// One checked input file.
+#[derive(Debug, Clone)]
+pub struct InputFile {
+    /// Absolute path.
+    pub path: PathBuf,
+    /// Rows, from the footer.
+    pub rows: u64,
+    /// Arrow schema.
+    pub schema: SchemaRef,
+}
+
+/// The checked input files.
+#[derive(Debug, Clone)]
+pub struct Inputs {
+    /// The files, in a stable order.
+    pub files: Vec<InputFile>,
+}
+
+impl Inputs {
+    /// Total rows over all files.
+    pub fn total_rows(&self) -> u64 {
+        self.files.iter().map(|f| f.rows).sum()
+    }
+}
+
+fn is_hidden(p: &Path) -> bool {
+    p.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with('.') || n.starts_with('_'))
+}
+
+fn walk_dir(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(dir, e))?
+        .map(|e| e.map(|e| e.path()).map_err(|e| Error::io(dir, e)))
+        .collect::<Result<_>>()?;
+    entries.sort();
+    for p in entries {
+        if is_hidden(&p) {
+            continue;
+        }
+        if p.is_dir() {
+            walk_dir(&p, out)?;
+        } else if p.extension().is_some_and(|e| e == "parquet") {
+            out.push(p);
+        }
+    }
+    Ok(())
+}
+
+/// Expands files, directories (recursively, `*.parquet`, skipping names starting with `.` or
+/// `_`) and globs into a sorted, de-duplicated list of files.
+pub fn expand_inputs(patterns: &[String]) -> Result<Vec<PathBuf>> {
+    if patterns.is_empty() {
+        return Err(Error::Usage("no --input given".into()));
+    }
+    let mut all = BTreeSet::new();
+    for pat in patterns {
+        let mut found = Vec::new();
+        let path = Path::new(pat);
+        if path.is_dir() {
+            walk_dir(path, &mut found)?;
+        } else if path.exists() {
+            found.push(path.to_path_buf());
+        } else if pat.contains(['*', '?', '[']) {
+            let paths = glob::glob(pat).map_err(|e| Error::Usage(format!("input {pat}: bad glob: {e}")))?;
+            for p in paths {
+                let p = p.map_err(|e| Error::io(e.path().to_path_buf(), std::io::Error::from(e)))?;
+                if p.is_dir() {
+                    walk_dir(&p, &mut found)?;
+                } else {
+                    found.push(p);
+                }
+            }
+        } else {
+            return Err(Error::io(path, std::io::Error::from(std::io::ErrorKind::NotFound)));
+        }
+        if found.is_empty() {
+            return Err(Error::NoInputFiles { pattern: pat.clone() });
+        }
+        for p in found {
+            let abs = std::path::absolute(&p).map_err(|e| Error::io(&p, e))?;
+            all.insert(abs);
+        }
+    }
+    Ok(all.into_iter().collect())
+}
+
+/// Reads one file's footer and checks it against the contract.
+pub fn check_file(path: &Path, cols: &ColumnNames) -> Result<InputFile> {
+    let not_parquet = |reason: String| Error::NotParquet {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    if len == 0 {
+        return Err(not_parquet("the file is empty (0 bytes)".into()));
+    }
+    let meta = ArrowReaderMetadata::load(&file, ArrowReaderOptions::new()).map_err(|e| not_parquet(e.to_string()))?;
+    let schema = Arc::clone(meta.schema());
+    let pq = meta.metadata();
+    let rows: i64 = pq.file_metadata().num_rows();
+    if rows <= 0 {
+        return Err(Error::EmptyInput { path: path.to_path_buf() });
+    }
+    for (name, _, kind, role, no_nulls) in roles(cols) {
+        let field = schema.field_with_name(&name).map_err(|_| Error::MissingColumn {
+            path: path.to_path_buf(),
+            column: name.clone(),
+            role,
+            found: schema
+                .fields()
+                .iter()
+                .map(|f| f.name().as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })?;
+        if !kind.accepts(field.data_type()) {
+            return Err(Error::WrongColumnType {
+                path: path.to_path_buf(),
+                column: name,
+                found: field.data_type().to_string(),
+                expected: kind.expected().to_string(),
+            });
+        }
+        if no_nulls {
+            check_null_stats(path, pq, &name)?;
+        }
+    }
+    Ok(InputFile {
+        path: path.to_path_buf(),
+        rows: rows as u64,
+        schema,
+    })
+}
+
+fn check_null_stats(path: &Path, pq: &datafusion::parquet::file::metadata::ParquetMetaData, column: &str) -> Result<()> {
+    let mut first_row = 0u64;
+    for (i, rg) in pq.row_groups().iter().enumerate() {
+        let end_row = first_row + rg.num_rows() as u64;
+        let chunk = rg
+            .columns()
+            .iter()
+            .find(|c| c.column_path().parts().len() == 1 && c.column_path().parts()[0] == column);
+        if let Some(count) = chunk.and_then(|c| c.statistics()).and_then(|s| s.null_count_opt()) {
+            if count > 0 {
+                return Err(Error::NullsInFile {
+                    path: path.to_path_buf(),
+                    column: column.to_string(),
+                    count,
+                    row_group: i,
+                    first_row,
+                    end_row,
+                });
+            }
+        }
+        first_row = end_row;
+    }
+    Ok(())
+}
+
+/// Checks every file and that the role columns have one type across files.
+pub fn check_inputs(files: &[PathBuf], cols: &ColumnNames) -> Result<Inputs> {
+    let checked: Vec<InputFile> = files.iter().map(|p| check_file(p, cols)).collect::<Result<_>>()?;
+    if let Some(first) = checked.first() {
+        for (name, ..) in roles(cols) {
+            let t0 = first.schema.field_with_name(&name).map(|f| f.data_type().clone())?;
+            for other in &checked[1..] {
+                let t = other.schema.field_with_name(&name)?.data_type();
+                if t != &t0 {
+                    return Err(Error::WrongColumnType {
+                        path: other.path.clone(),
+                        column: name.clone(),
+                        found: t.to_string(),
+                        expected: format!("{t0}, as in {}", first.path.display()),
+                    });
+                }
+            }
+        }
+    }
+    Ok(Inputs { files: checked })
+}
+
+/// Double-quotes an SQL identifier.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Registers `input_files` and the `generations` view. Returns the carried column names (in
+/// input order).
+pub async fn register(ctx: &SessionContext, inputs: &Inputs, cols: &ColumnNames) -> Result<Vec<String>> {
+    let urls = inputs
+        .files
+        .iter()
+        .map(|f| ListingTableUrl::parse(f.path.to_string_lossy()))
+        .collect::<datafusion::error::Result<Vec<_>>>()?;
+    let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension("");
+    let config = ListingTableConfig::new_with_multi_paths(urls)
+        .with_listing_options(options)
+        .infer_schema(&ctx.state())
+        .await?;
+    let table = ListingTable::try_new(config)?;
+    let schema: SchemaRef = datafusion::catalog::TableProvider::schema(&table);
+    ctx.register_table("input_files", Arc::new(table))?;
+    let carried = carried_columns(&schema, cols)?;
+    let sql = generations_view_sql(&schema, cols, &carried);
+    let view = ctx.sql(&sql).await?.into_view();
+    ctx.register_table("generations", view)?;
+    Ok(carried)
+}
+
+fn carried_columns(schema: &Schema, cols: &ColumnNames) -> Result<Vec<String>> {
+    let role_names: Vec<String> = roles(cols).into_iter().map(|r| r.0).collect();
+    let mut carried = Vec::new();
+    for f in schema.fields() {
+        let name = f.name();
+        if role_names.contains(name) {
+            continue;
+        }
+        if CANONICAL.contains(&name.as_str()) || crate::loss::OUTPUT_COLUMNS.contains(&name.as_str()) || name == "previous_segment_index" {
+            return Err(Error::Usage(format!(
+                "input column `{name}` would collide with a column segscore writes; rename it, or use it as a role column"
+            )));
+        }
+        carried.push(name.clone());
+    }
+    Ok(carried)
+}
+
+fn generations_view_sql(_schema: &Schema, cols: &ColumnNames, carried: &[String]) -> String {
+    let mut items = vec![
+        format!("{} AS generation_id", quote_ident(&cols.generation_id)),
+        format!("{} AS segment_index", quote_ident(&cols.segment_index)),
+        format!("CAST({} AS DOUBLE) AS cumulative_score", quote_ident(&cols.cumulative_score)),
+        format!("{} AS input_ids", quote_ident(&cols.input_ids)),
+        match &cols.base_score {
+            Some(b) => format!("CAST({} AS DOUBLE) AS base_score", quote_ident(b)),
+            None => "CAST(0.0 AS DOUBLE) AS base_score".to_string(),
+        },
+    ];
+    if let Some(t) = &cols.token_type_ids {
+        items.push(format!("{} AS token_type_ids", quote_ident(t)));
+    }
+    items.extend(carried.iter().map(|c| quote_ident(c)));
+    format!("SELECT {} FROM input_files", items.join(", "))
+}
