@@ -378,10 +378,19 @@ async fn run_partition(
     Ok(result)
 }
 
-/// Runs the whole job and commits the output directory. On any error nothing is committed:
-/// the staging folder is removed and the error returned.
-pub async fn run(cfg: &JobConfig) -> Result<Summary> {
-    let started = Instant::now();
+/// A planned job: inputs checked, model loaded, SQL planned; nothing written yet.
+pub struct Prepared {
+    ctx: SessionContext,
+    df: datafusion::dataframe::DataFrame,
+    model: Arc<RewardModel>,
+    plan: Arc<OutputPlan>,
+    inputs: source::Inputs,
+    query_sha256: String,
+    metadata: Arc<Vec<(String, String)>>,
+}
+
+/// Checks the inputs, loads the model and plans the job's SQL.
+pub async fn prepare(cfg: &JobConfig) -> Result<Prepared> {
     let files = source::expand_inputs(&cfg.inputs)?;
     let inputs = source::check_inputs(&files, &cfg.columns)?;
     let targets_sql = read_query(cfg)?;
@@ -408,16 +417,50 @@ pub async fn run(cfg: &JobConfig) -> Result<Summary> {
     let job_sql = predict_sql(&cfg.columns, &model);
     let df = ctx.sql(&job_sql).await?;
     let plan = Arc::new(OutputPlan::new(df.schema().as_arrow(), cfg, model.output_name())?);
-    let query_sha256 = hex::encode(Sha256::digest(format!("{targets_sql}\n;\n{job_sql}").as_bytes()));
+    let query = format!("{targets_sql}\n;\n{job_sql}");
+    let query_sha256 = hex::encode(Sha256::digest(query.as_bytes()));
     let metadata = Arc::new(vec![
         ("segscore.version".to_string(), env!("CARGO_PKG_VERSION").to_string()),
         ("segscore.model_sha256".to_string(), model.sha256().to_string()),
         ("segscore.model_output".to_string(), model.output_name().to_string()),
         ("segscore.query_sha256".to_string(), query_sha256.clone()),
-        ("segscore.query".to_string(), format!("{targets_sql}\n;\n{job_sql}")),
+        ("segscore.query".to_string(), query),
         ("segscore.loss".to_string(), cfg.loss.describe()),
         ("segscore.provider".to_string(), model.provider().as_str().to_string()),
     ]);
+    Ok(Prepared {
+        ctx,
+        df,
+        model,
+        plan,
+        inputs,
+        query_sha256,
+        metadata,
+    })
+}
+
+impl Prepared {
+    /// The physical plan, indented, as DataFusion's EXPLAIN shows it.
+    pub async fn physical_plan(&self) -> Result<String> {
+        let plan = self.df.clone().create_physical_plan().await?;
+        let text = datafusion::physical_plan::displayable(plan.as_ref()).indent(true).to_string();
+        Ok(text)
+    }
+}
+
+/// Runs the whole job and commits the output directory. On any error nothing is committed:
+/// the staging folder is removed and the error returned.
+pub async fn run(cfg: &JobConfig) -> Result<Summary> {
+    let started = Instant::now();
+    let Prepared {
+        ctx,
+        df,
+        model,
+        plan,
+        inputs,
+        query_sha256,
+        metadata,
+    } = prepare(cfg).await?;
 
     let out = OutputDir::prepare(&cfg.output, cfg.overwrite)?;
     let result = execute(&ctx, df, &out, plan, metadata).await;

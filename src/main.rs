@@ -118,13 +118,16 @@ struct JobArgs {
     /// Replace segscore's outputs in a non-empty output directory.
     #[arg(long)]
     overwrite: bool,
+    /// Print the physical plan and exit without running.
+    #[arg(long)]
+    explain: bool,
     /// Worker threads: DataFusion partitions and model sessions (default: all cores).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     threads: Option<u64>,
 }
 
 impl JobArgs {
-    fn into_config(self, inputs: Vec<String>, model: PathBuf, output: PathBuf) -> Result<JobConfig, Error> {
+    fn into_config(self, inputs: Vec<String>, model: PathBuf, output: PathBuf) -> Result<(JobConfig, bool), Error> {
         let mut cfg = JobConfig::new(inputs, model, output);
         cfg.columns = ColumnNames {
             generation_id: self.id_col,
@@ -145,7 +148,7 @@ impl JobArgs {
         if let Some(t) = self.threads {
             cfg.threads = t as usize;
         }
-        Ok(cfg)
+        Ok((cfg, self.explain))
     }
 }
 
@@ -243,15 +246,19 @@ fn main() -> ExitCode {
     init_logging(cli.quiet, cli.verbose);
     let quiet = cli.quiet;
     let result = match cli.command {
-        Command::Run(a) => a
-            .opts
-            .into_config(a.input, a.model, a.output)
-            .and_then(run_job)
-            .map(|s| {
-                if !quiet {
-                    print!("{}", segscore::summary_table(&s));
-                }
-            }),
+        Command::Run(a) => a.opts.into_config(a.input, a.model, a.output).and_then(|(cfg, explain)| {
+            if explain {
+                let rt = runtime(cfg.threads)?;
+                let plan = rt.block_on(async { job::prepare(&cfg).await?.physical_plan().await })?;
+                print!("{plan}");
+                return Ok(());
+            }
+            let s = run_job(cfg)?;
+            if !quiet {
+                print!("{}", segscore::summary_table(&s));
+            }
+            Ok(())
+        }),
         Command::Demo(a) => demo(a),
         Command::Inspect { model } => inspect(model),
     };

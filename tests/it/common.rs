@@ -1,0 +1,204 @@
+//! Shared helpers: writing input tables, running the binary, reading outputs back.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float64Array, Int64Array, ListArray, RecordBatch, StringArray};
+use datafusion::arrow::compute::{cast, concat_batches};
+use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Schema};
+use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use datafusion::parquet::arrow::ArrowWriter;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_segscore");
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn test_model(name: &str) -> PathBuf {
+    repo().join("tests/data").join(name)
+}
+
+pub fn demo_model() -> PathBuf {
+    repo().join("models/reward_small.onnx")
+}
+
+/// One input row. `ids: None` writes a null list.
+#[derive(Clone, Debug)]
+pub struct Row {
+    pub gid: String,
+    pub seg: i64,
+    pub cum: Option<f64>,
+    pub ids: Option<Vec<i64>>,
+}
+
+pub fn row(gid: &str, seg: i64, cum: f64, ids: &[i64]) -> Row {
+    Row {
+        gid: gid.to_string(),
+        seg,
+        cum: Some(cum),
+        ids: Some(ids.to_vec()),
+    }
+}
+
+/// Token ids the `affine_mean` test model maps to `score` exactly (to float32 precision):
+/// score = mean(ids) * 0.001 - 1.
+pub fn ids_for(score: f64) -> Vec<i64> {
+    vec![((score + 1.0) * 1000.0).round() as i64]
+}
+
+/// Builds the standard table: generation_id (utf8), segment_index (int64),
+/// cumulative_score (float64), input_ids (list<int64>), plus `note` (utf8, carried).
+pub fn batch(rows: &[Row]) -> RecordBatch {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("generation_id", DataType::Utf8, false),
+        Field::new("segment_index", DataType::Int64, false),
+        Field::new("cumulative_score", DataType::Float64, true),
+        Field::new("input_ids", DataType::List(Arc::new(Field::new_list_field(DataType::Int64, true))), true),
+        Field::new("note", DataType::Utf8, false),
+    ]));
+    let cols: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.gid.clone()))),
+        Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.seg))),
+        Arc::new(Float64Array::from_iter(rows.iter().map(|r| r.cum))),
+        Arc::new(ListArray::from_iter_primitive::<Int64Type, _, _>(
+            rows.iter().map(|r| r.ids.as_ref().map(|v| v.iter().map(|&x| Some(x)).collect::<Vec<_>>())),
+        )),
+        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| format!("{}#{}", r.gid, r.seg)))),
+    ];
+    RecordBatch::try_new(schema, cols).unwrap()
+}
+
+pub fn write_batch(path: &Path, batch: &RecordBatch) {
+    if let Some(d) = path.parent() {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    let f = std::fs::File::create(path).unwrap();
+    let mut w = ArrowWriter::try_new(f, batch.schema(), None).unwrap();
+    w.write(batch).unwrap();
+    w.close().unwrap();
+}
+
+pub fn write_rows(path: &Path, rows: &[Row]) {
+    write_batch(path, &batch(rows));
+}
+
+pub fn segscore(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env_remove("ORT_DYLIB_PATH")
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run segscore")
+}
+
+/// Runs `segscore run` and asserts it succeeded.
+pub fn run_ok(input: &[&Path], model: &Path, out: &Path, extra: &[&str]) -> Output {
+    let o = run(input, model, out, extra);
+    assert!(
+        o.status.success(),
+        "segscore failed: {}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o
+}
+
+pub fn run(input: &[&Path], model: &Path, out: &Path, extra: &[&str]) -> Output {
+    let mut args: Vec<String> = vec!["run".into(), "--input".into()];
+    args.extend(input.iter().map(|p| p.display().to_string()));
+    args.extend(["--model".into(), model.display().to_string(), "--output".into(), out.display().to_string()]);
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let refs: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+    segscore(&refs)
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Every Parquet part under `dir`, sorted by name.
+pub fn parts(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = match std::fs::read_dir(dir) {
+        Ok(rd) => rd.map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "parquet")).collect(),
+        Err(_) => Vec::new(),
+    };
+    v.sort();
+    v
+}
+
+pub fn read_parquet(path: &Path) -> Vec<RecordBatch> {
+    let f = std::fs::File::open(path).unwrap();
+    ParquetRecordBatchReaderBuilder::try_new(f).unwrap().build().unwrap().map(|b| b.unwrap()).collect()
+}
+
+/// All rows of `<out>/segments`, as one batch.
+pub fn read_segments(out: &Path) -> RecordBatch {
+    let files = parts(&out.join("segments"));
+    assert!(!files.is_empty(), "no part files in {}", out.display());
+    let batches: Vec<RecordBatch> = files.iter().flat_map(|p| read_parquet(p)).collect();
+    concat_batches(&batches[0].schema(), &batches).unwrap()
+}
+
+/// An output row keyed by (generation_id, segment_index), with every float column.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutRow {
+    pub values: BTreeMap<String, f64>,
+    pub text: BTreeMap<String, String>,
+}
+
+pub fn f64_col(b: &RecordBatch, name: &str) -> Vec<f64> {
+    let a = cast(b.column_by_name(name).unwrap_or_else(|| panic!("no column {name}")), &DataType::Float64).unwrap();
+    a.as_primitive::<Float64Type>().values().to_vec()
+}
+
+pub fn str_col(b: &RecordBatch, name: &str) -> Vec<String> {
+    let a = b.column_by_name(name).unwrap_or_else(|| panic!("no column {name}"));
+    let a = cast(a, &DataType::Utf8).unwrap();
+    let s = a.as_string::<i32>();
+    (0..s.len()).map(|i| s.value(i).to_string()).collect()
+}
+
+pub fn i64_col(b: &RecordBatch, name: &str) -> Vec<i64> {
+    let a = cast(b.column_by_name(name).unwrap(), &DataType::Int64).unwrap();
+    a.as_primitive::<Int64Type>().values().to_vec()
+}
+
+/// Output rows by key, every column as text (exact comparisons of whole outputs).
+pub fn rows_by_key(b: &RecordBatch) -> BTreeMap<(String, i64), Vec<String>> {
+    let gid = str_col(b, "generation_id");
+    let seg = i64_col(b, "segment_index");
+    let mut m = BTreeMap::new();
+    for i in 0..b.num_rows() {
+        let vals: Vec<String> = b
+            .columns()
+            .iter()
+            .map(|c| datafusion::arrow::util::display::array_value_to_string(c, i).unwrap())
+            .collect();
+        assert!(m.insert((gid[i].clone(), seg[i]), vals).is_none(), "duplicate output row {:?}", (&gid[i], seg[i]));
+    }
+    m
+}
+
+/// A float column by key.
+pub fn by_key(b: &RecordBatch, col: &str) -> BTreeMap<(String, i64), f64> {
+    let gid = str_col(b, "generation_id");
+    let seg = i64_col(b, "segment_index");
+    let v = f64_col(b, col);
+    (0..b.num_rows()).map(|i| ((gid[i].clone(), seg[i]), v[i])).collect()
+}
+
+pub fn summary(out: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap()
+}
+
+/// Asserts a failed run left nothing that looks like output.
+pub fn assert_no_output(out: &Path) {
+    assert!(!out.join("_SUCCESS").exists(), "_SUCCESS left behind");
+    assert!(parts(&out.join("segments")).is_empty(), "part files left behind");
+    assert!(!out.join("summary.json").exists(), "summary.json left behind");
+}

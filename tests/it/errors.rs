@@ -1,0 +1,252 @@
+//! Bad input: every case exits non-zero with a message naming the file, column or value at
+//! fault, and leaves no `_SUCCESS`, no part files and no summary.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+
+use crate::common::*;
+
+fn good_rows() -> Vec<Row> {
+    vec![row("g1", 0, 0.5, &[10, 11]), row("g1", 1, 0.7, &[12]), row("g2", 0, -0.1, &[13, 14, 15])]
+}
+
+/// Runs on `input` and checks failure, the message's parts and that nothing was written.
+fn fails_with(input: &Path, model: &Path, out: &Path, needles: &[&str]) -> String {
+    let o = run(&[input], model, out, &["--provider", "cpu"]);
+    let err = stderr(&o);
+    assert!(!o.status.success(), "expected failure; stderr: {err}");
+    assert_eq!(o.status.code(), Some(1), "job failures exit 1: {err}");
+    for n in needles {
+        assert!(err.contains(n), "message should name `{n}`: {err}");
+    }
+    assert_no_output(out);
+    err
+}
+
+#[test]
+fn missing_column_names_file_and_column() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("no_scores.parquet");
+    let b = batch(&good_rows());
+    let b = b.project(&[0, 1, 3]).unwrap();
+    write_batch(&input, &b);
+    fails_with(&input, &demo_model(), &tmp.path().join("out"), &["no_scores.parquet", "missing column `cumulative_score`"]);
+}
+
+#[test]
+fn wrong_column_type_names_file_column_and_types() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("text_scores.parquet");
+    let b = batch(&good_rows());
+    let schema = Arc::new(Schema::new(vec![
+        b.schema().field(0).clone(),
+        b.schema().field(1).clone(),
+        Field::new("cumulative_score", DataType::Utf8, false),
+        b.schema().field(3).clone(),
+    ]));
+    let cols: Vec<ArrayRef> = vec![
+        b.column(0).clone(),
+        b.column(1).clone(),
+        Arc::new(StringArray::from(vec!["0.5", "0.7", "-0.1"])),
+        b.column(3).clone(),
+    ];
+    write_batch(&input, &RecordBatch::try_new(schema, cols).unwrap());
+    fails_with(
+        &input,
+        &demo_model(),
+        &tmp.path().join("out"),
+        &["text_scores.parquet", "`cumulative_score`", "Utf8", "float32 or float64"],
+    );
+}
+
+#[test]
+fn null_score_names_file_column_and_rows() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("nulls.parquet");
+    let mut rows = good_rows();
+    rows[1].cum = None;
+    write_rows(&input, &rows);
+    fails_with(&input, &demo_model(), &tmp.path().join("out"), &["nulls.parquet", "`cumulative_score`", "null"]);
+}
+
+#[test]
+fn null_score_without_statistics_names_the_row() {
+    // Statistics disabled: the footer cannot tell, so the check happens as rows flow.
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("nulls_nostats.parquet");
+    let mut rows = good_rows();
+    rows[1].cum = None;
+    let b = batch(&rows);
+    let props = datafusion::parquet::file::properties::WriterProperties::builder()
+        .set_statistics_enabled(datafusion::parquet::file::properties::EnabledStatistics::None)
+        .build();
+    let f = std::fs::File::create(&input).unwrap();
+    let mut w = datafusion::parquet::arrow::ArrowWriter::try_new(f, b.schema(), Some(props)).unwrap();
+    w.write(&b).unwrap();
+    w.close().unwrap();
+    fails_with(
+        &input,
+        &demo_model(),
+        &tmp.path().join("out"),
+        &["`cumulative_score` is null", "generation_id=g1", "segment_index=1"],
+    );
+}
+
+#[test]
+fn duplicate_segment_names_generation_and_index() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("in");
+    // The duplicate is across two files.
+    write_rows(&dir.join("a.parquet"), &good_rows());
+    write_rows(&dir.join("b.parquet"), &[row("g2", 0, 0.3, &[1])]);
+    fails_with(&dir, &demo_model(), &tmp.path().join("out"), &["duplicate", "generation_id=g2", "segment_index=0"]);
+}
+
+#[test]
+fn empty_file_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("empty.parquet");
+    std::fs::write(&input, b"").unwrap();
+    fails_with(&input, &demo_model(), &tmp.path().join("out"), &["empty.parquet", "empty (0 bytes)"]);
+    // A valid Parquet file with no rows.
+    let norows = tmp.path().join("norows.parquet");
+    write_rows(&norows, &[]);
+    fails_with(&norows, &demo_model(), &tmp.path().join("out2"), &["norows.parquet", "contains no rows"]);
+}
+
+#[test]
+fn not_parquet_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("data.parquet");
+    std::fs::write(&input, b"generation_id,segment_index\ng,0\n").unwrap();
+    fails_with(&input, &demo_model(), &tmp.path().join("out"), &["data.parquet", "not a readable Parquet file"]);
+}
+
+#[test]
+fn unbindable_model_input_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in.parquet");
+    write_rows(&input, &good_rows());
+    fails_with(&input, &test_model("needs_pixels.onnx"), &tmp.path().join("out"), &["needs_pixels.onnx", "`pixel_values`", "no column"]);
+}
+
+#[test]
+fn missing_model_file_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in.parquet");
+    write_rows(&input, &good_rows());
+    let model = tmp.path().join("nope.onnx");
+    fails_with(&input, &model, &tmp.path().join("out"), &["nope.onnx", "cannot read"]);
+    let out = tmp.path().join("out");
+    assert!(!out.exists(), "a failed pre-flight check creates no output directory");
+}
+
+#[test]
+fn model_file_that_is_not_onnx_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in.parquet");
+    write_rows(&input, &good_rows());
+    let model = tmp.path().join("garbage.onnx");
+    std::fs::write(&model, b"this is not a protobuf").unwrap();
+    fails_with(&input, &model, &tmp.path().join("out"), &["garbage.onnx", "ONNX Runtime cannot load it"]);
+}
+
+#[test]
+fn existing_output_directory_is_refused_and_left_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in.parquet");
+    write_rows(&input, &good_rows());
+    let out = tmp.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("precious.txt"), b"keep me").unwrap();
+    let o = run(&[&input], &demo_model(), &out, &["--provider", "cpu"]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(err.contains("not empty") && err.contains("precious.txt") && err.contains("--overwrite"), "{err}");
+    assert_eq!(std::fs::read(out.join("precious.txt")).unwrap(), b"keep me");
+    assert_no_output(&out);
+    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 1);
+}
+
+#[test]
+fn failed_overwrite_keeps_the_previous_complete_output() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in.parquet");
+    write_rows(&input, &good_rows());
+    let out = tmp.path().join("out");
+    run_ok(&[&input], &demo_model(), &out, &["--provider", "cpu"]);
+    let before = std::fs::read(out.join("summary.json")).unwrap();
+    // Now a duplicate: found only while rows flow, after the output was opened.
+    let mut rows = good_rows();
+    rows.push(row("g1", 1, 0.9, &[3]));
+    write_rows(&input, &rows);
+    let o = run(&[&input], &demo_model(), &out, &["--provider", "cpu", "--overwrite"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("duplicate"));
+    assert!(out.join("_SUCCESS").exists(), "the earlier complete output stays");
+    assert_eq!(std::fs::read(out.join("summary.json")).unwrap(), before);
+    let hidden: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(hidden.is_empty(), "no staging left: {hidden:?}");
+}
+
+#[test]
+fn empty_token_list_names_the_row() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in.parquet");
+    let mut rows = good_rows();
+    rows[2].ids = Some(vec![]);
+    write_rows(&input, &rows);
+    fails_with(&input, &demo_model(), &tmp.path().join("out"), &["`input_ids`", "empty", "generation_id=g2", "segment_index=0"]);
+}
+
+#[test]
+fn schema_mismatch_between_files_names_both() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("in");
+    write_rows(&dir.join("a.parquet"), &good_rows());
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("generation_id", DataType::Int64, false),
+        Field::new("segment_index", DataType::Int64, false),
+        Field::new("cumulative_score", DataType::Float64, false),
+        batch(&good_rows()).schema().field(3).clone(),
+    ]));
+    let b = batch(&[row("x", 0, 0.1, &[1])]);
+    let cols: Vec<ArrayRef> = vec![
+        Arc::new(Int64Array::from(vec![5])),
+        Arc::new(Int64Array::from(vec![0])),
+        Arc::new(Float64Array::from(vec![0.1])),
+        b.column(3).clone(),
+    ];
+    write_batch(&dir.join("b.parquet"), &RecordBatch::try_new(schema, cols).unwrap());
+    fails_with(&dir, &demo_model(), &tmp.path().join("out"), &["b.parquet", "`generation_id`", "Int64", "a.parquet"]);
+}
+
+#[test]
+fn missing_input_and_usage_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let o = run(&[&tmp.path().join("missing.parquet")], &demo_model(), &out, &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("missing.parquet"), "{}", stderr(&o));
+    let o = run(&[&tmp.path().join("*.parquet")], &demo_model(), &out, &[]);
+    assert!(stderr(&o).contains("no Parquet files found"), "{}", stderr(&o));
+    let input = tmp.path().join("in.parquet");
+    write_rows(&input, &good_rows());
+    let o = run(&[&input], &demo_model(), &out, &["--loss", "hinge"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("unknown loss `hinge`"));
+    let o = run(&[&input], &demo_model(), &out, &["--provider", "tpu"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("tpu"));
+    let o = run(&[&input], &demo_model(), &out, &["--drop", "segment_index"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--drop segment_index"));
+    assert!(!out.exists());
+}
