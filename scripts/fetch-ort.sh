@@ -40,7 +40,7 @@ if [ "$variant" = cpu ]; then
 else
   pkg=onnxruntime-gpu
   wheel=onnxruntime_gpu-$version-cp311-cp311-manylinux_2_28_x86_64.whl
-  sha=__CUDA_SHA__
+  sha=e26c475fe361b2015f45b4b824bd13f0bb20204e59b62814e6f0acd5f3d491a6
 fi
 
 py=$(command -v python3 || command -v python || true)

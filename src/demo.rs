@@ -25,7 +25,8 @@ use rand::{Rng, SeedableRng};
 use crate::error::{Error, Result};
 
 /// The bundled demo reward model (`models/reward_small.onnx`), embedded in the binary.
-pub const DEMO_MODEL: &[u8] = include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/models/reward_small.onnx"));
+pub const DEMO_MODEL: &[u8] =
+    include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/models/reward_small.onnx"));
 
 /// The demo's token value rule.
 pub fn token_value(t: i64) -> f64 {
@@ -63,7 +64,7 @@ pub fn demo_batch(generations: usize, seed: u64) -> Result<RecordBatch> {
             let tokens: Vec<i32> = (0..len).map(|_| rng.random_range(1..1000)).collect();
             c += true_segment_score(&tokens) + 0.05 * normal(&mut rng);
             gid.push(format!("gen-{g:04}"));
-            seg.push(k as i32);
+            seg.push(k);
             cum.push(c);
             src.push(source);
             lists.push(Some(tokens.into_iter().map(Some).collect()));
@@ -73,7 +74,11 @@ pub fn demo_batch(generations: usize, seed: u64) -> Result<RecordBatch> {
         Field::new("generation_id", DataType::Utf8, false),
         Field::new("segment_index", DataType::Int32, false),
         Field::new("cumulative_score", DataType::Float64, false),
-        Field::new("input_ids", DataType::List(Arc::new(Field::new_list_field(DataType::Int32, true))), true),
+        Field::new(
+            "input_ids",
+            DataType::List(Arc::new(Field::new_list_field(DataType::Int32, true))),
+            true,
+        ),
         Field::new("source", DataType::Utf8, false),
     ]));
     let columns: Vec<ArrayRef> = vec![

@@ -32,7 +32,8 @@ use crate::sink::{writer_properties, OutputDir, PartWriter};
 use crate::source::{self, ColumnNames};
 
 /// The targets query shipped with segscore (`queries/segment_scores.sql`).
-pub const SEGMENT_SCORES_SQL: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/queries/segment_scores.sql"));
+pub const SEGMENT_SCORES_SQL: &str =
+    include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/queries/segment_scores.sql"));
 
 /// Everything a run needs.
 #[derive(Debug, Clone)]
@@ -181,7 +182,12 @@ impl OutputPlan {
             input.index_of(name).map_err(|_| {
                 Error::Usage(format!(
                     "the targets query must produce a column `{name}` ({why}); it produced: {}",
-                    input.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", ")
+                    input
+                        .fields()
+                        .iter()
+                        .map(|f| f.name().as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ))
             })
         };
@@ -190,7 +196,10 @@ impl OutputPlan {
         let cum = find("cumulative_score", "the cumulative score")?;
         let target = find("target_score", "the segment's target")?;
         let pred = find("predicted_score", "the model's score")?;
-        if !matches!(input.field(target).data_type(), DataType::Float64 | DataType::Float32) {
+        if !matches!(
+            input.field(target).data_type(),
+            DataType::Float64 | DataType::Float32
+        ) {
             return Err(Error::Usage(format!(
                 "the targets query's target_score has type {}, expected a float",
                 input.field(target).data_type()
@@ -205,12 +214,18 @@ impl OutputPlan {
                 )));
             }
             if input.index_of(k).is_err() {
-                return Err(Error::Usage(format!("--keep {k}: no such column in the query's output")));
+                return Err(Error::Usage(format!(
+                    "--keep {k}: no such column in the query's output"
+                )));
             }
         }
         for d in &cfg.drop {
-            if ["generation_id", "segment_index", "cumulative_score"].contains(&d.as_str()) || OUTPUT_COLUMNS.contains(&d.as_str()) {
-                return Err(Error::Usage(format!("--drop {d}: key, score and result columns cannot be dropped")));
+            if ["generation_id", "segment_index", "cumulative_score"].contains(&d.as_str())
+                || OUTPUT_COLUMNS.contains(&d.as_str())
+            {
+                return Err(Error::Usage(format!(
+                    "--drop {d}: key, score and result columns cannot be dropped"
+                )));
             }
             let in_input = input.index_of(d).is_ok()
                 || [Some(&cfg.columns.input_ids), cfg.columns.token_type_ids.as_ref()].contains(&Some(d));
@@ -233,7 +248,11 @@ impl OutputPlan {
                 fields.push(f.as_ref().clone());
             }
         }
-        fields.extend(OUTPUT_COLUMNS.iter().map(|c| Field::new(*c, DataType::Float64, false)));
+        fields.extend(
+            OUTPUT_COLUMNS
+                .iter()
+                .map(|c| Field::new(*c, DataType::Float64, false)),
+        );
         Ok(OutputPlan {
             gid,
             seg,
@@ -274,7 +293,12 @@ impl OutputPlan {
         let target = cast(batch.column(self.target), &DataType::Float64)?;
         if let Some(row) = first_null(&target) {
             let col = self.names.base_score.as_deref().unwrap_or("target_score");
-            return Err(self.invalid(batch, row, col, "null (no baseline for the generation's first segment)"));
+            return Err(self.invalid(
+                batch,
+                row,
+                col,
+                "null (no baseline for the generation's first segment)",
+            ));
         }
         let pred_col = batch.column(self.pred);
         if let Some(row) = first_null(pred_col) {
@@ -296,7 +320,12 @@ impl OutputPlan {
             ));
         }
         if let Some(row) = (0..target.len()).find(|&i| !target.value(i).is_finite()) {
-            return Err(self.invalid(batch, row, &self.names.cumulative_score, format!("non-finite (target {})", target.value(row))));
+            return Err(self.invalid(
+                batch,
+                row,
+                &self.names.cumulative_score,
+                format!("non-finite (target {})", target.value(row)),
+            ));
         }
         let mut generations = 0u64;
         if let Some(prev) = self.prev {
@@ -304,8 +333,12 @@ impl OutputPlan {
             generations = prev.null_count() as u64;
             let seg = cast(batch.column(self.seg), &DataType::Int64)?;
             let prev64 = cast(prev, &DataType::Int64)?;
-            let (seg, prev64) = (seg.as_primitive::<Int64Type>(), prev64.as_primitive::<Int64Type>());
-            if let Some(row) = (0..seg.len()).find(|&i| prev64.is_valid(i) && prev64.value(i) == seg.value(i)) {
+            let (seg, prev64) = (
+                seg.as_primitive::<Int64Type>(),
+                prev64.as_primitive::<Int64Type>(),
+            );
+            if let Some(row) = (0..seg.len()).find(|&i| prev64.is_valid(i) && prev64.value(i) == seg.value(i))
+            {
                 return Err(Error::DuplicateSegment {
                     generation_id: cell(batch.column(self.gid), row),
                     segment_index: cell(batch.column(self.seg), row),
@@ -315,7 +348,11 @@ impl OutputPlan {
         let lc = loss_columns(self.loss, pred, target);
         let mut moments = Moments::default();
         moments.push_arrays(target, pred, &lc.loss);
-        let mut columns: Vec<ArrayRef> = self.passthrough.iter().map(|&i| Arc::clone(batch.column(i))).collect();
+        let mut columns: Vec<ArrayRef> = self
+            .passthrough
+            .iter()
+            .map(|&i| Arc::clone(batch.column(i)))
+            .collect();
         let target_arr: ArrayRef = Arc::new(Float64Array::new(target.values().clone(), None));
         let pred_arr: ArrayRef = Arc::new(Float64Array::new(pred.values().clone(), None));
         columns.extend([
@@ -410,7 +447,10 @@ pub async fn prepare(cfg: &JobConfig) -> Result<Prepared> {
     let targets = ctx.sql(&targets_sql).await.map_err(|e| {
         Error::Usage(format!(
             "targets query{}: {e}",
-            cfg.query_file.as_ref().map(|p| format!(" {}", p.display())).unwrap_or_default()
+            cfg.query_file
+                .as_ref()
+                .map(|p| format!(" {}", p.display()))
+                .unwrap_or_default()
         ))
     })?;
     ctx.register_table("segment_scores", targets.into_view())?;
@@ -420,13 +460,22 @@ pub async fn prepare(cfg: &JobConfig) -> Result<Prepared> {
     let query = format!("{targets_sql}\n;\n{job_sql}");
     let query_sha256 = hex::encode(Sha256::digest(query.as_bytes()));
     let metadata = Arc::new(vec![
-        ("segscore.version".to_string(), env!("CARGO_PKG_VERSION").to_string()),
+        (
+            "segscore.version".to_string(),
+            env!("CARGO_PKG_VERSION").to_string(),
+        ),
         ("segscore.model_sha256".to_string(), model.sha256().to_string()),
-        ("segscore.model_output".to_string(), model.output_name().to_string()),
+        (
+            "segscore.model_output".to_string(),
+            model.output_name().to_string(),
+        ),
         ("segscore.query_sha256".to_string(), query_sha256.clone()),
         ("segscore.query".to_string(), query),
         ("segscore.loss".to_string(), cfg.loss.describe()),
-        ("segscore.provider".to_string(), model.provider().as_str().to_string()),
+        (
+            "segscore.provider".to_string(),
+            model.provider().as_str().to_string(),
+        ),
     ]);
     Ok(Prepared {
         ctx,
@@ -443,7 +492,9 @@ impl Prepared {
     /// The physical plan, indented, as DataFusion's EXPLAIN shows it.
     pub async fn physical_plan(&self) -> Result<String> {
         let plan = self.df.clone().create_physical_plan().await?;
-        let text = datafusion::physical_plan::displayable(plan.as_ref()).indent(true).to_string();
+        let text = datafusion::physical_plan::displayable(plan.as_ref())
+            .indent(true)
+            .to_string();
         Ok(text)
     }
 }
@@ -505,7 +556,11 @@ pub async fn run(cfg: &JobConfig) -> Result<Summary> {
         padding_share: (positions > 0).then(|| 1.0 - tokens as f64 / positions as f64),
         model_seconds: st.run_nanos.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1e9,
         elapsed_seconds: elapsed,
-        rows_per_second: if elapsed > 0.0 { moments.n as f64 / elapsed } else { 0.0 },
+        rows_per_second: if elapsed > 0.0 {
+            moments.n as f64 / elapsed
+        } else {
+            0.0
+        },
     };
     let json = serde_json::to_vec_pretty(&summary)?;
     out.commit(&[("summary.json", json)])?;
@@ -521,10 +576,19 @@ async fn execute(
 ) -> Result<(Moments, Option<u64>)> {
     let _ = ctx;
     let dir = out.staged("segments")?;
-    let streams = df.execute_stream_partitioned().await.map_err(Error::from_datafusion)?;
+    let streams = df
+        .execute_stream_partitioned()
+        .await
+        .map_err(Error::from_datafusion)?;
     let mut tasks = tokio::task::JoinSet::new();
     for (part, stream) in streams.into_iter().enumerate() {
-        tasks.spawn(run_partition(stream, Arc::clone(&plan), dir.clone(), part, Arc::clone(&metadata)));
+        tasks.spawn(run_partition(
+            stream,
+            Arc::clone(&plan),
+            dir.clone(),
+            part,
+            Arc::clone(&metadata),
+        ));
     }
     let mut moments = Moments::default();
     let mut generations = 0u64;

@@ -38,9 +38,15 @@ pub fn summary_table(s: &Summary) -> String {
         ("residual variance", f(m.residual_variance)),
         ("r2", f(m.r2)),
         ("pearson", f(m.pearson)),
-        (&"mean loss", format!("{} ({})", f(m.mean_loss), s.loss)),
-        ("provider", format!("{} (ONNX Runtime {})", s.provider, s.onnxruntime_version)),
-        ("elapsed", format!("{:.2} s ({:.0} segments/s)", s.elapsed_seconds, s.rows_per_second)),
+        ("mean loss", format!("{} ({})", f(m.mean_loss), s.loss)),
+        (
+            "provider",
+            format!("{} (ONNX Runtime {})", s.provider, s.onnxruntime_version),
+        ),
+        (
+            "elapsed",
+            format!("{:.2} s ({:.0} segments/s)", s.elapsed_seconds, s.rows_per_second),
+        ),
     ];
     let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     rows.iter()

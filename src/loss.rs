@@ -54,8 +54,12 @@ impl Loss {
             "squared" => Ok(Loss::Squared),
             "absolute" => Ok(Loss::Absolute),
             "huber" if huber_delta.is_finite() && huber_delta > 0.0 => Ok(Loss::Huber { delta: huber_delta }),
-            "huber" => Err(format!("--huber-delta must be a positive number, got {huber_delta}")),
-            other => Err(format!("unknown loss `{other}` (expected squared, absolute or huber)")),
+            "huber" => Err(format!(
+                "--huber-delta must be a positive number, got {huber_delta}"
+            )),
+            other => Err(format!(
+                "unknown loss `{other}` (expected squared, absolute or huber)"
+            )),
         }
     }
 
@@ -64,7 +68,16 @@ impl Loss {
     pub fn value_and_grad(&self, r: f64) -> (f64, f64) {
         match *self {
             Loss::Squared => (r * r, 2.0 * r),
-            Loss::Absolute => (r.abs(), if r > 0.0 { 1.0 } else if r < 0.0 { -1.0 } else { 0.0 }),
+            Loss::Absolute => (
+                r.abs(),
+                if r > 0.0 {
+                    1.0
+                } else if r < 0.0 {
+                    -1.0
+                } else {
+                    0.0
+                },
+            ),
             Loss::Huber { delta } => {
                 if r.abs() <= delta {
                     (0.5 * r * r, r)
@@ -199,7 +212,13 @@ impl Moments {
     /// targets or predictions) are None.
     pub fn metrics(&self) -> RegressionMetrics {
         let n = self.n as f64;
-        let some = |v: f64| if self.n > 0 && v.is_finite() { Some(v) } else { None };
+        let some = |v: f64| {
+            if self.n > 0 && v.is_finite() {
+                Some(v)
+            } else {
+                None
+            }
+        };
         let mse = some(self.sum_sq / n);
         RegressionMetrics {
             mse,
@@ -207,7 +226,11 @@ impl Moments {
             mae: some(self.sum_abs / n),
             bias: some(self.mean_r),
             residual_variance: some(self.m2_r / n),
-            r2: if self.m2_t > 0.0 { some(1.0 - self.sum_sq / self.m2_t) } else { None },
+            r2: if self.m2_t > 0.0 {
+                some(1.0 - self.sum_sq / self.m2_t)
+            } else {
+                None
+            },
             pearson: if self.m2_t > 0.0 && self.m2_p > 0.0 {
                 some((self.c_tp / (self.m2_t * self.m2_p).sqrt()).clamp(-1.0, 1.0))
             } else {
@@ -276,11 +299,21 @@ mod tests {
         let (mut a, mut b) = (Moments::default(), Moments::default());
         for i in 0..t.len() {
             all.push(t[i], p[i], 0.0);
-            if i % 3 == 0 { a.push(t[i], p[i], 0.0) } else { b.push(t[i], p[i], 0.0) }
+            if i % 3 == 0 {
+                a.push(t[i], p[i], 0.0)
+            } else {
+                b.push(t[i], p[i], 0.0)
+            }
         }
         a.merge(&b);
         let (x, y) = (all.metrics(), a.metrics());
-        for (u, v) in [(x.mse, y.mse), (x.bias, y.bias), (x.residual_variance, y.residual_variance), (x.r2, y.r2), (x.pearson, y.pearson)] {
+        for (u, v) in [
+            (x.mse, y.mse),
+            (x.bias, y.bias),
+            (x.residual_variance, y.residual_variance),
+            (x.r2, y.r2),
+            (x.pearson, y.pearson),
+        ] {
             assert!((u.unwrap() - v.unwrap()).abs() < 1e-12);
         }
         let m = x;

@@ -27,7 +27,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the evaluation job: Parquet in, segment scores, model, losses, Parquet out.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Generate the bundled sample data and run the job on it with the bundled model.
     Demo(DemoArgs),
     /// Print a model's inputs and outputs and how segscore binds them.
@@ -127,7 +127,12 @@ struct JobArgs {
 }
 
 impl JobArgs {
-    fn into_config(self, inputs: Vec<String>, model: PathBuf, output: PathBuf) -> Result<(JobConfig, bool), Error> {
+    fn into_config(
+        self,
+        inputs: Vec<String>,
+        model: PathBuf,
+        output: PathBuf,
+    ) -> Result<(JobConfig, bool), Error> {
         let mut cfg = JobConfig::new(inputs, model, output);
         cfg.columns = ColumnNames {
             generation_id: self.id_col,
@@ -170,7 +175,9 @@ fn init_logging(quiet: bool, verbose: u8) {
 
 fn runtime(threads: usize) -> Result<tokio::runtime::Runtime, Error> {
     // rayon runs the model's batches; tokio drives DataFusion's streams and the writers.
-    let _ = rayon::ThreadPoolBuilder::new().num_threads(threads).build_global();
+    let _ = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build_global();
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
         .enable_all()
@@ -220,7 +227,9 @@ fn inspect(model_path: PathBuf) -> Result<(), Error> {
     println!("inputs:");
     for i in &sig.inputs {
         let binding = match &i.binding {
-            Ok((model::Feed::InputIds, _)) => "<- column input_ids (--input-ids-col), padded with 0 per batch".to_string(),
+            Ok((model::Feed::InputIds, _)) => {
+                "<- column input_ids (--input-ids-col), padded with 0 per batch".to_string()
+            }
             Ok((model::Feed::AttentionMask, _)) => "<- 1 for real tokens, 0 for padding".to_string(),
             Ok((model::Feed::TokenTypeIds, _)) => "<- column --token-type-ids-col, else zeros".to_string(),
             Err(reason) => format!("UNBOUND: {reason}"),
@@ -229,7 +238,11 @@ fn inspect(model_path: PathBuf) -> Result<(), Error> {
     }
     println!("outputs:");
     for (k, o) in sig.outputs.iter().enumerate() {
-        let note = if k == 0 { "<- score (default; --model-output picks another)" } else { "" };
+        let note = if k == 0 {
+            "<- score (default; --model-output picks another)"
+        } else {
+            ""
+        };
         println!("  {:<16} {:<28} {note}", o.name, o.type_desc);
     }
     if let Some(bad) = sig.inputs.iter().find(|i| i.binding.is_err()) {
@@ -246,19 +259,22 @@ fn main() -> ExitCode {
     init_logging(cli.quiet, cli.verbose);
     let quiet = cli.quiet;
     let result = match cli.command {
-        Command::Run(a) => a.opts.into_config(a.input, a.model, a.output).and_then(|(cfg, explain)| {
-            if explain {
-                let rt = runtime(cfg.threads)?;
-                let plan = rt.block_on(async { job::prepare(&cfg).await?.physical_plan().await })?;
-                print!("{plan}");
-                return Ok(());
-            }
-            let s = run_job(cfg)?;
-            if !quiet {
-                print!("{}", segscore::summary_table(&s));
-            }
-            Ok(())
-        }),
+        Command::Run(a) => a
+            .opts
+            .into_config(a.input, a.model, a.output)
+            .and_then(|(cfg, explain)| {
+                if explain {
+                    let rt = runtime(cfg.threads)?;
+                    let plan = rt.block_on(async { job::prepare(&cfg).await?.physical_plan().await })?;
+                    print!("{plan}");
+                    return Ok(());
+                }
+                let s = run_job(cfg)?;
+                if !quiet {
+                    print!("{}", segscore::summary_table(&s));
+                }
+                Ok(())
+            }),
         Command::Demo(a) => demo(a),
         Command::Inspect { model } => inspect(model),
     };

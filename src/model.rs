@@ -241,7 +241,10 @@ pub fn read_model_file(path: &Path) -> Result<Vec<u8>> {
     }
 }
 
-fn session_builder_err<T>(model: &Path, r: std::result::Result<T, ort::Error<ort::session::builder::SessionBuilder>>) -> Result<T> {
+fn session_builder_err<T>(
+    model: &Path,
+    r: std::result::Result<T, ort::Error<ort::session::builder::SessionBuilder>>,
+) -> Result<T> {
     r.map_err(|e| Error::ModelFile {
         path: model.to_path_buf(),
         reason: format!("ONNX Runtime: {}", e.message()),
@@ -292,13 +295,22 @@ impl RewardModel {
         let sha256 = hex::encode(Sha256::digest(&bytes));
         let rt = runtime::runtime(opts.provider)?;
         let (first, provider) = match opts.provider {
-            Provider::Cpu => (build_session(rt, path, &bytes, Provider::Cpu, opts.intra_threads)?, Provider::Cpu),
-            Provider::Cuda => (build_session(rt, path, &bytes, Provider::Cuda, opts.intra_threads)?, Provider::Cuda),
+            Provider::Cpu => (
+                build_session(rt, path, &bytes, Provider::Cpu, opts.intra_threads)?,
+                Provider::Cpu,
+            ),
+            Provider::Cuda => (
+                build_session(rt, path, &bytes, Provider::Cuda, opts.intra_threads)?,
+                Provider::Cuda,
+            ),
             Provider::Auto => match build_session(rt, path, &bytes, Provider::Cuda, opts.intra_threads) {
                 Ok(s) => (s, Provider::Cuda),
                 Err(Error::Provider { reason, .. }) => {
                     tracing::info!(%reason, "provider auto: CUDA unavailable, using the CPU");
-                    (build_session(rt, path, &bytes, Provider::Cpu, opts.intra_threads)?, Provider::Cpu)
+                    (
+                        build_session(rt, path, &bytes, Provider::Cpu, opts.intra_threads)?,
+                        Provider::Cpu,
+                    )
                 }
                 Err(e) => return Err(e),
             },
@@ -333,7 +345,12 @@ impl RewardModel {
                     model: name.clone(),
                     reason: format!(
                         "no output named `{wanted}` (outputs: {})",
-                        signature.outputs.iter().map(|o| o.name.as_str()).collect::<Vec<_>>().join(", ")
+                        signature
+                            .outputs
+                            .iter()
+                            .map(|o| o.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ),
                 })?,
             None => first.outputs().first().ok_or_else(|| Error::ModelBinding {
@@ -381,7 +398,13 @@ impl RewardModel {
         let output_name = output.name().to_string();
         let mut pool = vec![Mutex::new(first)];
         for _ in 1..opts.sessions.max(1) {
-            pool.push(Mutex::new(build_session(rt, path, &bytes, provider, opts.intra_threads)?));
+            pool.push(Mutex::new(build_session(
+                rt,
+                path,
+                &bytes,
+                provider,
+                opts.intra_threads,
+            )?));
         }
         Ok(RewardModel {
             path: path.to_path_buf(),
@@ -432,7 +455,9 @@ impl RewardModel {
     /// same list lengths. Null or empty rows get a null score.
     pub fn predict(&self, input_ids: &dyn Array, token_type_ids: Option<&dyn Array>) -> Result<Float64Array> {
         let ids = TokenLists::new(input_ids, "input_ids")?;
-        let types = token_type_ids.map(|a| TokenLists::new(a, "token_type_ids")).transpose()?;
+        let types = token_type_ids
+            .map(|a| TokenLists::new(a, "token_type_ids"))
+            .transpose()?;
         let rows: Vec<usize> = (0..ids.len()).filter(|&r| ids.usable(r)).collect();
         if let Some(types) = &types {
             for &r in &rows {
@@ -457,9 +482,19 @@ impl RewardModel {
         Ok(Float64Array::from(out))
     }
 
-    fn run_chunk(&self, ids: &TokenLists<'_>, types: Option<&TokenLists<'_>>, rows: &[usize]) -> Result<Vec<f64>> {
+    fn run_chunk(
+        &self,
+        ids: &TokenLists<'_>,
+        types: Option<&TokenLists<'_>>,
+        rows: &[usize],
+    ) -> Result<Vec<f64>> {
         let batch = rows.len();
-        let seq = rows.iter().map(|&r| ids.row_len(r).unwrap_or(0)).max().unwrap_or(0).max(1);
+        let seq = rows
+            .iter()
+            .map(|&r| ids.row_len(r).unwrap_or(0))
+            .max()
+            .unwrap_or(0)
+            .max(1);
         let mut id_buf = vec![0i64; batch * seq];
         let mut mask = vec![0i64; batch * seq];
         let mut tt_buf = vec![0i64; if types.is_some() { batch * seq } else { 0 }];
@@ -473,7 +508,8 @@ impl RewardModel {
             }
         }
         let shape = [batch as i64, seq as i64];
-        let mut inputs: Vec<(Cow<'_, str>, SessionInputValue<'_>)> = Vec::with_capacity(self.signature.inputs.len());
+        let mut inputs: Vec<(Cow<'_, str>, SessionInputValue<'_>)> =
+            Vec::with_capacity(self.signature.inputs.len());
         for (name, feed, ty) in &self.feeds {
             let data: Cow<'_, [i64]> = match feed {
                 Feed::InputIds => Cow::Borrowed(&id_buf),
@@ -523,7 +559,8 @@ impl RewardModel {
             Ok(scores)
         })?;
         let st = &self.stats;
-        st.run_nanos.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        st.run_nanos
+            .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
         st.rows.fetch_add(batch as u64, Ordering::Relaxed);
         st.calls.fetch_add(1, Ordering::Relaxed);
         st.tokens.fetch_add(tokens, Ordering::Relaxed);
@@ -679,7 +716,10 @@ impl ScalarUDFImpl for RewardModelUdf {
     }
     fn return_type(&self, arg_types: &[DataType]) -> datafusion::error::Result<DataType> {
         if arg_types.is_empty() || arg_types.len() > 2 {
-            return plan_err!("{UDF_NAME}(input_ids [, token_type_ids]) takes 1 or 2 arguments, got {}", arg_types.len());
+            return plan_err!(
+                "{UDF_NAME}(input_ids [, token_type_ids]) takes 1 or 2 arguments, got {}",
+                arg_types.len()
+            );
         }
         for t in arg_types {
             if !matches!(t, DataType::List(_) | DataType::LargeList(_) | DataType::Null) {
@@ -695,7 +735,10 @@ impl ScalarUDFImpl for RewardModelUdf {
             return exec_err!("{UDF_NAME} needs input_ids");
         };
         if ids.data_type() == &DataType::Null {
-            return Ok(ColumnarValue::Array(Arc::new(Float64Array::from(vec![None::<f64>; n]))));
+            return Ok(ColumnarValue::Array(Arc::new(Float64Array::from(vec![
+                None::<f64>;
+                n
+            ]))));
         }
         let types = arrays.get(1).filter(|a| a.data_type() != &DataType::Null);
         let out = self

@@ -94,10 +94,7 @@ pub fn runtime(provider: Provider) -> Result<&'static Runtime> {
             library.display()
         ))
     })?;
-    let env = builder
-        .with_name("segscore")
-        .with_telemetry(false)
-        .build()?;
+    let env = builder.with_name("segscore").with_telemetry(false).build()?;
     let version = version_of(&library);
     tracing::info!(library = %library.display(), %version, "loaded ONNX Runtime");
     Ok(RUNTIME.get_or_init(|| Runtime {

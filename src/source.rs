@@ -62,7 +62,9 @@ enum Kind {
 impl Kind {
     fn accepts(self, t: &DataType) -> bool {
         match self {
-            Kind::Key => t.is_integer() || matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View),
+            Kind::Key => {
+                t.is_integer() || matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
+            }
             Kind::Integer => t.is_integer(),
             Kind::Float => matches!(t, DataType::Float32 | DataType::Float64),
             Kind::IdList => match t {
@@ -86,10 +88,34 @@ impl Kind {
 /// A role column: (name in the files, canonical name, kind, role description, nulls forbidden).
 fn roles(cols: &ColumnNames) -> Vec<(String, &'static str, Kind, &'static str, bool)> {
     let mut v = vec![
-        (cols.generation_id.clone(), "generation_id", Kind::Key, "generation id", true),
-        (cols.segment_index.clone(), "segment_index", Kind::Integer, "segment index", true),
-        (cols.cumulative_score.clone(), "cumulative_score", Kind::Float, "cumulative score", true),
-        (cols.input_ids.clone(), "input_ids", Kind::IdList, "token ids", false),
+        (
+            cols.generation_id.clone(),
+            "generation_id",
+            Kind::Key,
+            "generation id",
+            true,
+        ),
+        (
+            cols.segment_index.clone(),
+            "segment_index",
+            Kind::Integer,
+            "segment index",
+            true,
+        ),
+        (
+            cols.cumulative_score.clone(),
+            "cumulative_score",
+            Kind::Float,
+            "cumulative score",
+            true,
+        ),
+        (
+            cols.input_ids.clone(),
+            "input_ids",
+            Kind::IdList,
+            "token ids",
+            false,
+        ),
     ];
     if let Some(b) = &cols.base_score {
         v.push((b.clone(), "base_score", Kind::Float, "base score", true));
@@ -185,7 +211,10 @@ pub fn expand_inputs(patterns: &[String]) -> Result<Vec<PathBuf>> {
                 }
             }
         } else {
-            return Err(Error::io(path, std::io::Error::from(std::io::ErrorKind::NotFound)));
+            return Err(Error::io(
+                path,
+                std::io::Error::from(std::io::ErrorKind::NotFound),
+            ));
         }
         if found.is_empty() {
             return Err(Error::NoInputFiles { pattern: pat.clone() });
@@ -209,12 +238,15 @@ pub fn check_file(path: &Path, cols: &ColumnNames) -> Result<InputFile> {
     if len == 0 {
         return Err(not_parquet("the file is empty (0 bytes)".into()));
     }
-    let meta = ArrowReaderMetadata::load(&file, ArrowReaderOptions::new()).map_err(|e| not_parquet(e.to_string()))?;
+    let meta = ArrowReaderMetadata::load(&file, ArrowReaderOptions::new())
+        .map_err(|e| not_parquet(e.to_string()))?;
     let schema = Arc::clone(meta.schema());
     let pq = meta.metadata();
     let rows: i64 = pq.file_metadata().num_rows();
     if rows <= 0 {
-        return Err(Error::EmptyInput { path: path.to_path_buf() });
+        return Err(Error::EmptyInput {
+            path: path.to_path_buf(),
+        });
     }
     for (name, _, kind, role, no_nulls) in roles(cols) {
         let field = schema.field_with_name(&name).map_err(|_| Error::MissingColumn {
@@ -247,7 +279,11 @@ pub fn check_file(path: &Path, cols: &ColumnNames) -> Result<InputFile> {
     })
 }
 
-fn check_null_stats(path: &Path, pq: &datafusion::parquet::file::metadata::ParquetMetaData, column: &str) -> Result<()> {
+fn check_null_stats(
+    path: &Path,
+    pq: &datafusion::parquet::file::metadata::ParquetMetaData,
+    column: &str,
+) -> Result<()> {
     let mut first_row = 0u64;
     for (i, rg) in pq.row_groups().iter().enumerate() {
         let end_row = first_row + rg.num_rows() as u64;
@@ -255,7 +291,10 @@ fn check_null_stats(path: &Path, pq: &datafusion::parquet::file::metadata::Parqu
             .columns()
             .iter()
             .find(|c| c.column_path().parts().len() == 1 && c.column_path().parts()[0] == column);
-        if let Some(count) = chunk.and_then(|c| c.statistics()).and_then(|s| s.null_count_opt()) {
+        if let Some(count) = chunk
+            .and_then(|c| c.statistics())
+            .and_then(|s| s.null_count_opt())
+        {
             if count > 0 {
                 return Err(Error::NullsInFile {
                     path: path.to_path_buf(),
@@ -277,7 +316,10 @@ pub fn check_inputs(files: &[PathBuf], cols: &ColumnNames) -> Result<Inputs> {
     let checked: Vec<InputFile> = files.iter().map(|p| check_file(p, cols)).collect::<Result<_>>()?;
     if let Some(first) = checked.first() {
         for (name, ..) in roles(cols) {
-            let t0 = first.schema.field_with_name(&name).map(|f| f.data_type().clone())?;
+            let t0 = first
+                .schema
+                .field_with_name(&name)
+                .map(|f| f.data_type().clone())?;
             for other in &checked[1..] {
                 let t = other.schema.field_with_name(&name)?.data_type();
                 if t != &t0 {
@@ -330,7 +372,10 @@ fn carried_columns(schema: &Schema, cols: &ColumnNames) -> Result<Vec<String>> {
         if role_names.contains(name) {
             continue;
         }
-        if CANONICAL.contains(&name.as_str()) || crate::loss::OUTPUT_COLUMNS.contains(&name.as_str()) || name == "previous_segment_index" {
+        if CANONICAL.contains(&name.as_str())
+            || crate::loss::OUTPUT_COLUMNS.contains(&name.as_str())
+            || name == "previous_segment_index"
+        {
             return Err(Error::Usage(format!(
                 "input column `{name}` would collide with a column segscore writes; rename it, or use it as a role column"
             )));
@@ -344,7 +389,10 @@ fn generations_view_sql(_schema: &Schema, cols: &ColumnNames, carried: &[String]
     let mut items = vec![
         format!("{} AS generation_id", quote_ident(&cols.generation_id)),
         format!("{} AS segment_index", quote_ident(&cols.segment_index)),
-        format!("CAST({} AS DOUBLE) AS cumulative_score", quote_ident(&cols.cumulative_score)),
+        format!(
+            "CAST({} AS DOUBLE) AS cumulative_score",
+            quote_ident(&cols.cumulative_score)
+        ),
         format!("{} AS input_ids", quote_ident(&cols.input_ids)),
         match &cols.base_score {
             Some(b) => format!("CAST({} AS DOUBLE) AS base_score", quote_ident(b)),

@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float64Array, Int64Array, ListArray, RecordBatch, StringArray};
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, Float64Array, Int64Array, ListArray, RecordBatch, StringArray,
+};
 use datafusion::arrow::compute::{cast, concat_batches};
 use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Schema};
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -58,7 +60,11 @@ pub fn batch(rows: &[Row]) -> RecordBatch {
         Field::new("generation_id", DataType::Utf8, false),
         Field::new("segment_index", DataType::Int64, false),
         Field::new("cumulative_score", DataType::Float64, true),
-        Field::new("input_ids", DataType::List(Arc::new(Field::new_list_field(DataType::Int64, true))), true),
+        Field::new(
+            "input_ids",
+            DataType::List(Arc::new(Field::new_list_field(DataType::Int64, true))),
+            true,
+        ),
         Field::new("note", DataType::Utf8, false),
     ]));
     let cols: Vec<ArrayRef> = vec![
@@ -66,9 +72,15 @@ pub fn batch(rows: &[Row]) -> RecordBatch {
         Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.seg))),
         Arc::new(Float64Array::from_iter(rows.iter().map(|r| r.cum))),
         Arc::new(ListArray::from_iter_primitive::<Int64Type, _, _>(
-            rows.iter().map(|r| r.ids.as_ref().map(|v| v.iter().map(|&x| Some(x)).collect::<Vec<_>>())),
+            rows.iter().map(|r| {
+                r.ids
+                    .as_ref()
+                    .map(|v| v.iter().map(|&x| Some(x)).collect::<Vec<_>>())
+            }),
         )),
-        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| format!("{}#{}", r.gid, r.seg)))),
+        Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|r| format!("{}#{}", r.gid, r.seg)),
+        )),
     ];
     RecordBatch::try_new(schema, cols).unwrap()
 }
@@ -111,7 +123,12 @@ pub fn run_ok(input: &[&Path], model: &Path, out: &Path, extra: &[&str]) -> Outp
 pub fn run(input: &[&Path], model: &Path, out: &Path, extra: &[&str]) -> Output {
     let mut args: Vec<String> = vec!["run".into(), "--input".into()];
     args.extend(input.iter().map(|p| p.display().to_string()));
-    args.extend(["--model".into(), model.display().to_string(), "--output".into(), out.display().to_string()]);
+    args.extend([
+        "--model".into(),
+        model.display().to_string(),
+        "--output".into(),
+        out.display().to_string(),
+    ]);
     args.extend(extra.iter().map(|s| s.to_string()));
     let refs: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
     segscore(&refs)
@@ -124,7 +141,10 @@ pub fn stderr(o: &Output) -> String {
 /// Every Parquet part under `dir`, sorted by name.
 pub fn parts(dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = match std::fs::read_dir(dir) {
-        Ok(rd) => rd.map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "parquet")).collect(),
+        Ok(rd) => rd
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+            .collect(),
         Err(_) => Vec::new(),
     };
     v.sort();
@@ -133,7 +153,12 @@ pub fn parts(dir: &Path) -> Vec<PathBuf> {
 
 pub fn read_parquet(path: &Path) -> Vec<RecordBatch> {
     let f = std::fs::File::open(path).unwrap();
-    ParquetRecordBatchReaderBuilder::try_new(f).unwrap().build().unwrap().map(|b| b.unwrap()).collect()
+    ParquetRecordBatchReaderBuilder::try_new(f)
+        .unwrap()
+        .build()
+        .unwrap()
+        .map(|b| b.unwrap())
+        .collect()
 }
 
 /// All rows of `<out>/segments`, as one batch.
@@ -152,12 +177,19 @@ pub struct OutRow {
 }
 
 pub fn f64_col(b: &RecordBatch, name: &str) -> Vec<f64> {
-    let a = cast(b.column_by_name(name).unwrap_or_else(|| panic!("no column {name}")), &DataType::Float64).unwrap();
+    let a = cast(
+        b.column_by_name(name)
+            .unwrap_or_else(|| panic!("no column {name}")),
+        &DataType::Float64,
+    )
+    .unwrap();
     a.as_primitive::<Float64Type>().values().to_vec()
 }
 
 pub fn str_col(b: &RecordBatch, name: &str) -> Vec<String> {
-    let a = b.column_by_name(name).unwrap_or_else(|| panic!("no column {name}"));
+    let a = b
+        .column_by_name(name)
+        .unwrap_or_else(|| panic!("no column {name}"));
     let a = cast(a, &DataType::Utf8).unwrap();
     let s = a.as_string::<i32>();
     (0..s.len()).map(|i| s.value(i).to_string()).collect()
@@ -179,7 +211,11 @@ pub fn rows_by_key(b: &RecordBatch) -> BTreeMap<(String, i64), Vec<String>> {
             .iter()
             .map(|c| datafusion::arrow::util::display::array_value_to_string(c, i).unwrap())
             .collect();
-        assert!(m.insert((gid[i].clone(), seg[i]), vals).is_none(), "duplicate output row {:?}", (&gid[i], seg[i]));
+        assert!(
+            m.insert((gid[i].clone(), seg[i]), vals).is_none(),
+            "duplicate output row {:?}",
+            (&gid[i], seg[i])
+        );
     }
     m
 }
@@ -189,7 +225,9 @@ pub fn by_key(b: &RecordBatch, col: &str) -> BTreeMap<(String, i64), f64> {
     let gid = str_col(b, "generation_id");
     let seg = i64_col(b, "segment_index");
     let v = f64_col(b, col);
-    (0..b.num_rows()).map(|i| ((gid[i].clone(), seg[i]), v[i])).collect()
+    (0..b.num_rows())
+        .map(|i| ((gid[i].clone(), seg[i]), v[i]))
+        .collect()
 }
 
 pub fn summary(out: &Path) -> serde_json::Value {

@@ -33,14 +33,26 @@ fn design_worked_examples_targets_predictions_and_losses() {
     let input = tmp.path().join("in.parquet");
     write_rows(&input, &design_examples());
     let out = tmp.path().join("out");
-    run_ok(&[&input], &test_model("affine_mean.onnx"), &out, &["--provider", "cpu"]);
+    run_ok(
+        &[&input],
+        &test_model("affine_mean.onnx"),
+        &out,
+        &["--provider", "cpu"],
+    );
     let b = read_segments(&out);
     assert_eq!(b.num_rows(), 10);
     let t = by_key(&b, "target_score");
     let expect_t = [
-        ("a", 0, 0.7), ("a", 1, -0.2), ("a", 2, 0.4),
-        ("b", 0, 0.6), ("b", 1, 0.3), ("b", 2, -0.2), ("b", 3, 0.1),
-        ("c", 0, 0.9), ("c", 1, 0.1), ("c", 2, -0.6),
+        ("a", 0, 0.7),
+        ("a", 1, -0.2),
+        ("a", 2, 0.4),
+        ("b", 0, 0.6),
+        ("b", 1, 0.3),
+        ("b", 2, -0.2),
+        ("b", 3, 0.1),
+        ("c", 0, 0.9),
+        ("c", 1, 0.1),
+        ("c", 2, -0.6),
     ];
     for (g, s, v) in expect_t {
         let got = t[&(g.to_string(), s)];
@@ -50,8 +62,12 @@ fn design_worked_examples_targets_predictions_and_losses() {
     // segment 3 (index 2) hurt most. (DESIGN.md's "segment 2 helped most" holds among the
     // later segments: the first one's 0.6 is measured from the 0.0 baseline.)
     let b_targets: Vec<f64> = (0..4).map(|s| t[&("b".to_string(), s)]).collect();
-    let argmax = (1..4).max_by(|&i, &j| b_targets[i].total_cmp(&b_targets[j])).unwrap();
-    let argmin = (0..4).min_by(|&i, &j| b_targets[i].total_cmp(&b_targets[j])).unwrap();
+    let argmax = (1..4)
+        .max_by(|&i, &j| b_targets[i].total_cmp(&b_targets[j]))
+        .unwrap();
+    let argmin = (0..4)
+        .min_by(|&i, &j| b_targets[i].total_cmp(&b_targets[j]))
+        .unwrap();
     assert_eq!((argmax, argmin), (1, 2));
 
     let p = by_key(&b, "predicted_score");
@@ -61,22 +77,32 @@ fn design_worked_examples_targets_predictions_and_losses() {
     let resid = by_key(&b, "residual");
     for (s, pv, e) in [(0, 0.8, 0.01), (1, 0.5, 0.16), (2, -0.7, 0.01)] {
         let k = ("c".to_string(), s);
-        assert!((p[&k] - pv).abs() < 1e-6, "prediction {s}: {} != {pv} (float32 precision)", p[&k]);
+        assert!(
+            (p[&k] - pv).abs() < 1e-6,
+            "prediction {s}: {} != {pv} (float32 precision)",
+            p[&k]
+        );
         assert!((sq[&k] - e).abs() < 1e-6, "squared error {s}: {} != {e}", sq[&k]);
         assert_eq!(loss[&k], sq[&k], "the default loss is squared error");
         assert_eq!(resid[&k], p[&k] - t[&k]);
         assert_eq!(grad[&k], 2.0 * resid[&k]);
     }
-    let worst = (0..3).max_by(|&i, &j| sq[&("c".into(), i)].total_cmp(&sq[&("c".into(), j)])).unwrap();
+    let worst = (0..3)
+        .max_by(|&i, &j| sq[&("c".into(), i)].total_cmp(&sq[&("c".into(), j)]))
+        .unwrap();
     assert_eq!(worst, 1, "the second segment dominates the loss");
     assert!((sq[&("c".to_string(), 1)] - 0.16).abs() < 1e-6);
 }
 
 fn varied_rows(n_gen: usize, seed: u64) -> Vec<Row> {
     // A small deterministic LCG keeps the test independent of rand's versions.
-    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     let mut next = move |m: u64| {
-        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (x >> 33) % m
     };
     let mut rows = Vec::new();
@@ -121,7 +147,12 @@ fn shuffled_rows_and_split_generations_give_the_same_output() {
     let out1 = tmp.path().join("out1");
     let out2 = tmp.path().join("out2");
     run_ok(&[&sorted], &demo_model(), &out1, &["--provider", "cpu"]);
-    run_ok(&[&split_dir], &demo_model(), &out2, &["--provider", "cpu", "--threads", "1", "--batch-size", "7"]);
+    run_ok(
+        &[&split_dir],
+        &demo_model(),
+        &out2,
+        &["--provider", "cpu", "--threads", "1", "--batch-size", "7"],
+    );
     let r1 = rows_by_key(&read_segments(&out1));
     let r2 = rows_by_key(&read_segments(&out2));
     assert_eq!(r1.len(), rows.len(), "every input row exactly once");
@@ -130,7 +161,14 @@ fn shuffled_rows_and_split_generations_give_the_same_output() {
     let b1 = read_segments(&out1);
     let b2 = read_segments(&out2);
     assert_eq!(b1.schema(), b2.schema());
-    let model_cols = ["predicted_score", "residual", "squared_error", "abs_error", "loss", "loss_grad"];
+    let model_cols = [
+        "predicted_score",
+        "residual",
+        "squared_error",
+        "abs_error",
+        "loss",
+        "loss_grad",
+    ];
     for f in b1.schema().fields() {
         if model_cols.contains(&f.name().as_str()) {
             let (x, y) = (by_key(&b1, f.name()), by_key(&b2, f.name()));
@@ -165,10 +203,19 @@ fn predictions_do_not_depend_on_the_batch_a_segment_lands_in() {
     let mut preds = Vec::new();
     for (i, bs) in ["1", "5", "64", "1000"].iter().enumerate() {
         let out = tmp.path().join(format!("out{i}"));
-        run_ok(&[&input], &demo_model(), &out, &["--provider", "cpu", "--batch-size", bs]);
+        run_ok(
+            &[&input],
+            &demo_model(),
+            &out,
+            &["--provider", "cpu", "--batch-size", bs],
+        );
         let s = summary(&out);
         if *bs == "1" {
-            assert_eq!(s["padding_share"].as_f64().unwrap(), 0.0, "a batch of one row has no padding");
+            assert_eq!(
+                s["padding_share"].as_f64().unwrap(),
+                0.0,
+                "a batch of one row has no padding"
+            );
         } else {
             assert!(s["padding_share"].as_f64().unwrap() > 0.0);
         }
@@ -176,7 +223,11 @@ fn predictions_do_not_depend_on_the_batch_a_segment_lands_in() {
     }
     for p in &preds[1..] {
         for (k, v) in &preds[0] {
-            assert!((v - p[k]).abs() <= 1e-6 * v.abs().max(1.0), "{k:?}: {v} vs {}", p[k]);
+            assert!(
+                (v - p[k]).abs() <= 1e-6 * v.abs().max(1.0),
+                "{k:?}: {v} vs {}",
+                p[k]
+            );
         }
     }
 }
@@ -188,7 +239,12 @@ fn summary_figures_equal_those_recomputed_from_the_segments() {
     let input = tmp.path().join("in.parquet");
     write_rows(&input, &rows);
     let out = tmp.path().join("out");
-    run_ok(&[&input], &demo_model(), &out, &["--provider", "cpu", "--loss", "huber", "--huber-delta", "0.25"]);
+    run_ok(
+        &[&input],
+        &demo_model(),
+        &out,
+        &["--provider", "cpu", "--loss", "huber", "--huber-delta", "0.25"],
+    );
     let b = read_segments(&out);
     let s = summary(&out);
     let t = f64_col(&b, "target_score");
@@ -207,7 +263,13 @@ fn summary_figures_equal_those_recomputed_from_the_segments() {
     let stp: f64 = t.iter().zip(&p).map(|(a, b)| (a - mt) * (b - mp)).sum();
     let r2 = 1.0 - mse * n / sst;
     let pearson = stp / (sst * spp).sqrt();
-    let huber = |x: f64| if x.abs() <= 0.25 { 0.5 * x * x } else { 0.25 * (x.abs() - 0.125) };
+    let huber = |x: f64| {
+        if x.abs() <= 0.25 {
+            0.5 * x * x
+        } else {
+            0.25 * (x.abs() - 0.125)
+        }
+    };
     for (i, x) in r.iter().enumerate() {
         assert!((l[i] - huber(*x)).abs() < 1e-12);
     }
@@ -249,7 +311,12 @@ fn parquet_outputs_carry_metadata_and_the_documented_columns() {
     let input = tmp.path().join("in.parquet");
     write_rows(&input, &varied_rows(10, 4));
     let out = tmp.path().join("out");
-    run_ok(&[&input], &demo_model(), &out, &["--provider", "cpu", "--loss", "absolute"]);
+    run_ok(
+        &[&input],
+        &demo_model(),
+        &out,
+        &["--provider", "cpu", "--loss", "absolute"],
+    );
     let part = &parts(&out.join("segments"))[0];
     let reader = SerializedFileReader::new(std::fs::File::open(part).unwrap()).unwrap();
     let kv: BTreeMap<String, String> = reader
@@ -271,12 +338,32 @@ fn parquet_outputs_carry_metadata_and_the_documented_columns() {
     assert_eq!(
         names,
         [
-            "generation_id", "segment_index", "cumulative_score", "note", "target_score", "predicted_score",
-            "residual", "squared_error", "abs_error", "loss", "loss_grad"
+            "generation_id",
+            "segment_index",
+            "cumulative_score",
+            "note",
+            "target_score",
+            "predicted_score",
+            "residual",
+            "squared_error",
+            "abs_error",
+            "loss",
+            "loss_grad"
         ]
     );
-    for c in ["target_score", "predicted_score", "residual", "squared_error", "abs_error", "loss", "loss_grad"] {
-        assert_eq!(b.schema().field_with_name(c).unwrap().data_type(), &DataType::Float64);
+    for c in [
+        "target_score",
+        "predicted_score",
+        "residual",
+        "squared_error",
+        "abs_error",
+        "loss",
+        "loss_grad",
+    ] {
+        assert_eq!(
+            b.schema().field_with_name(c).unwrap().data_type(),
+            &DataType::Float64
+        );
     }
     // Carried columns come through unchanged.
     let notes = str_col(&b, "note");
@@ -286,7 +373,11 @@ fn parquet_outputs_carry_metadata_and_the_documented_columns() {
         assert_eq!(notes[i], format!("{}#{}", gids[i], segs[i]));
     }
     // absolute loss: loss = |r|, grad = sign(r)
-    let (r, l, g) = (f64_col(&b, "residual"), f64_col(&b, "loss"), f64_col(&b, "loss_grad"));
+    let (r, l, g) = (
+        f64_col(&b, "residual"),
+        f64_col(&b, "loss"),
+        f64_col(&b, "loss_grad"),
+    );
     for i in 0..r.len() {
         assert_eq!(l[i], r[i].abs());
         assert_eq!(g[i], r[i].signum());
@@ -300,21 +391,33 @@ fn integer_ids_large_lists_int32_tokens_and_renamed_columns() {
         Field::new("doc", DataType::Int32, false),
         Field::new("pos", DataType::Int32, false),
         Field::new("score", DataType::Float32, false),
-        Field::new("tokens", DataType::LargeList(Arc::new(Field::new_list_field(DataType::Int32, true))), false),
+        Field::new(
+            "tokens",
+            DataType::LargeList(Arc::new(Field::new_list_field(DataType::Int32, true))),
+            false,
+        ),
         Field::new("base", DataType::Float64, false),
     ]));
     // Two generations with base scores 0.5 and -1.0; rows out of order.
     let docs = vec![7, 7, 3, 7, 3];
     let pos = vec![2, 0, 1, 1, 0];
     let score = vec![0.75f32, 1.0, -0.5, 0.25, -0.75];
-    let tokens = vec![vec![1200], vec![900, 1100], vec![1000], vec![500, 500, 2000], vec![1300]];
+    let tokens = [
+        vec![1200],
+        vec![900, 1100],
+        vec![1000],
+        vec![500, 500, 2000],
+        vec![1300],
+    ];
     let base = vec![0.5, 0.5, -1.0, 0.5, -1.0];
     let cols: Vec<ArrayRef> = vec![
         Arc::new(Int32Array::from(docs)),
         Arc::new(Int32Array::from(pos)),
         Arc::new(Float32Array::from(score)),
         Arc::new(LargeListArray::from_iter_primitive::<Int32Type, _, _>(
-            tokens.iter().map(|t| Some(t.iter().map(|&x| Some(x)).collect::<Vec<_>>())),
+            tokens
+                .iter()
+                .map(|t| Some(t.iter().map(|&x| Some(x)).collect::<Vec<_>>())),
         )),
         Arc::new(datafusion::arrow::array::Float64Array::from(base)),
     ];
@@ -322,8 +425,20 @@ fn integer_ids_large_lists_int32_tokens_and_renamed_columns() {
     write_batch(&input, &RecordBatch::try_new(schema, cols).unwrap());
     let out = tmp.path().join("out");
     let flags = [
-        "--provider", "cpu", "--id-col", "doc", "--index-col", "pos", "--score-col", "score",
-        "--input-ids-col", "tokens", "--base-score-col", "base", "--keep", "input_ids",
+        "--provider",
+        "cpu",
+        "--id-col",
+        "doc",
+        "--index-col",
+        "pos",
+        "--score-col",
+        "score",
+        "--input-ids-col",
+        "tokens",
+        "--base-score-col",
+        "base",
+        "--keep",
+        "input_ids",
     ];
     run_ok(&[&input], &test_model("affine_mean.onnx"), &out, &flags);
     let b = read_segments(&out);
@@ -343,8 +458,20 @@ fn integer_ids_large_lists_int32_tokens_and_renamed_columns() {
         assert!((p[&k] - pv).abs() < 1e-6, "prediction {k:?}: {} vs {pv}", p[&k]);
     }
     let names: Vec<String> = b.schema().fields().iter().map(|f| f.name().clone()).collect();
-    assert_eq!(&names[..5], ["generation_id", "segment_index", "cumulative_score", "input_ids", "base_score"]);
-    assert_eq!(b.schema().field_with_name("generation_id").unwrap().data_type(), &DataType::Int32);
+    assert_eq!(
+        &names[..5],
+        [
+            "generation_id",
+            "segment_index",
+            "cumulative_score",
+            "input_ids",
+            "base_score"
+        ]
+    );
+    assert_eq!(
+        b.schema().field_with_name("generation_id").unwrap().data_type(),
+        &DataType::Int32
+    );
 }
 
 #[test]
@@ -353,7 +480,12 @@ fn model_output_flag_reads_another_output() {
     let input = tmp.path().join("in.parquet");
     write_rows(&input, &[row("g", 0, 1.0, &[5, 6, 7]), row("g", 1, 2.0, &[1, 2])]);
     let out = tmp.path().join("out");
-    run_ok(&[&input], &test_model("affine_mean.onnx"), &out, &["--provider", "cpu", "--model-output", "token_count"]);
+    run_ok(
+        &[&input],
+        &test_model("affine_mean.onnx"),
+        &out,
+        &["--provider", "cpu", "--model-output", "token_count"],
+    );
     let p = by_key(&read_segments(&out), "predicted_score");
     assert_eq!(p[&("g".to_string(), 0)], 3.0);
     assert_eq!(p[&("g".to_string(), 1)], 2.0);
@@ -373,7 +505,12 @@ fn query_file_overrides_the_targets_query() {
     )
     .unwrap();
     let out = tmp.path().join("out");
-    run_ok(&[&input], &test_model("affine_mean.onnx"), &out, &["--provider", "cpu", "--query-file", q.to_str().unwrap()]);
+    run_ok(
+        &[&input],
+        &test_model("affine_mean.onnx"),
+        &out,
+        &["--provider", "cpu", "--query-file", q.to_str().unwrap()],
+    );
     let t = by_key(&read_segments(&out), "target_score");
     assert!((t[&("a".to_string(), 1)] - -2.0).abs() < 1e-9);
     assert_eq!(summary(&out)["n_generations"], 3);
@@ -383,27 +520,46 @@ fn query_file_overrides_the_targets_query() {
 fn token_type_ids_are_zeros_unless_a_column_is_given() {
     let tmp = tempfile::tempdir().unwrap();
     let input = tmp.path().join("in.parquet");
-    write_rows(&input, &[row("g", 0, 1.0, &[1500]), row("g", 1, 2.0, &[1200, 1400])]);
+    write_rows(
+        &input,
+        &[row("g", 0, 1.0, &[1500]), row("g", 1, 2.0, &[1200, 1400])],
+    );
     let out = tmp.path().join("out");
-    run_ok(&[&input], &test_model("bert_like.onnx"), &out, &["--provider", "cpu"]);
+    run_ok(
+        &[&input],
+        &test_model("bert_like.onnx"),
+        &out,
+        &["--provider", "cpu"],
+    );
     let p = by_key(&read_segments(&out), "predicted_score");
     assert!((p[&("g".to_string(), 0)] - 0.5).abs() < 1e-6);
     assert!((p[&("g".to_string(), 1)] - 0.3).abs() < 1e-6);
 
     // With a token_type_ids column of ones: + 0.5 * mean(token types) = +0.5.
     let b = batch(&[row("g", 0, 1.0, &[1500]), row("g", 1, 2.0, &[1200, 1400])]);
-    let types = datafusion::arrow::array::ListArray::from_iter_primitive::<datafusion::arrow::datatypes::Int64Type, _, _>(
-        vec![Some(vec![Some(1)]), Some(vec![Some(1), Some(1)])],
-    );
+    let types = datafusion::arrow::array::ListArray::from_iter_primitive::<
+        datafusion::arrow::datatypes::Int64Type,
+        _,
+        _,
+    >(vec![Some(vec![Some(1)]), Some(vec![Some(1), Some(1)])]);
     let mut fields: Vec<Field> = b.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
-    fields.push(Field::new("segment_types", datafusion::arrow::array::Array::data_type(&types).clone(), true));
+    fields.push(Field::new(
+        "segment_types",
+        datafusion::arrow::array::Array::data_type(&types).clone(),
+        true,
+    ));
     let mut cols = b.columns().to_vec();
     cols.push(Arc::new(types));
     let b = RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).unwrap();
     let input2 = tmp.path().join("in2.parquet");
     write_batch(&input2, &b);
     let out2 = tmp.path().join("out2");
-    run_ok(&[&input2], &test_model("bert_like.onnx"), &out2, &["--provider", "cpu", "--token-type-ids-col", "segment_types"]);
+    run_ok(
+        &[&input2],
+        &test_model("bert_like.onnx"),
+        &out2,
+        &["--provider", "cpu", "--token-type-ids-col", "segment_types"],
+    );
     let p = by_key(&read_segments(&out2), "predicted_score");
     assert!((p[&("g".to_string(), 0)] - 1.0).abs() < 1e-6);
     assert!((p[&("g".to_string(), 1)] - 0.8).abs() < 1e-6);
@@ -418,13 +574,28 @@ fn overwrite_replaces_a_previous_output() {
     run_ok(&[&input], &demo_model(), &out, &["--provider", "cpu"]);
     let first = summary(&out);
     write_rows(&input, &varied_rows(7, 6));
-    run_ok(&[&input], &demo_model(), &out, &["--provider", "cpu", "--overwrite"]);
+    run_ok(
+        &[&input],
+        &demo_model(),
+        &out,
+        &["--provider", "cpu", "--overwrite"],
+    );
     let second = summary(&out);
     assert_ne!(first["n_segments"], second["n_segments"]);
-    assert_eq!(read_segments(&out).num_rows() as u64, second["n_segments"].as_u64().unwrap());
+    assert_eq!(
+        read_segments(&out).num_rows() as u64,
+        second["n_segments"].as_u64().unwrap()
+    );
     assert!(out.join("_SUCCESS").exists());
-    let leftovers: Vec<_> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name()).collect();
-    assert_eq!(leftovers.len(), 3, "only segments/, summary.json and _SUCCESS: {leftovers:?}");
+    let leftovers: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        leftovers.len(),
+        3,
+        "only segments/, summary.json and _SUCCESS: {leftovers:?}"
+    );
 }
 
 #[test]
@@ -475,11 +646,15 @@ fn explain_prints_the_physical_plan() {
     let input = tmp.path().join("in.parquet");
     write_rows(&input, &varied_rows(3, 7));
     let out = tmp.path().join("out");
-    let o = run(&[&input], &demo_model(), &out, &["--provider", "cpu", "--explain"]);
+    let o = run(
+        &[&input],
+        &demo_model(),
+        &out,
+        &["--provider", "cpu", "--explain"],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let s = String::from_utf8_lossy(&o.stdout);
     assert!(s.contains("WindowAggExec"), "{s}");
     assert!(s.contains("reward_model(input_ids"), "{s}");
     assert!(!out.exists(), "--explain writes nothing");
 }
-

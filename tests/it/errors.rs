@@ -10,7 +10,11 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use crate::common::*;
 
 fn good_rows() -> Vec<Row> {
-    vec![row("g1", 0, 0.5, &[10, 11]), row("g1", 1, 0.7, &[12]), row("g2", 0, -0.1, &[13, 14, 15])]
+    vec![
+        row("g1", 0, 0.5, &[10, 11]),
+        row("g1", 1, 0.7, &[12]),
+        row("g2", 0, -0.1, &[13, 14, 15]),
+    ]
 }
 
 /// Runs on `input` and checks failure, the message's parts and that nothing was written.
@@ -33,7 +37,12 @@ fn missing_column_names_file_and_column() {
     let b = batch(&good_rows());
     let b = b.project(&[0, 1, 3]).unwrap();
     write_batch(&input, &b);
-    fails_with(&input, &demo_model(), &tmp.path().join("out"), &["no_scores.parquet", "missing column `cumulative_score`"]);
+    fails_with(
+        &input,
+        &demo_model(),
+        &tmp.path().join("out"),
+        &["no_scores.parquet", "missing column `cumulative_score`"],
+    );
 }
 
 #[test]
@@ -58,7 +67,12 @@ fn wrong_column_type_names_file_column_and_types() {
         &input,
         &demo_model(),
         &tmp.path().join("out"),
-        &["text_scores.parquet", "`cumulative_score`", "Utf8", "float32 or float64"],
+        &[
+            "text_scores.parquet",
+            "`cumulative_score`",
+            "Utf8",
+            "float32 or float64",
+        ],
     );
 }
 
@@ -69,7 +83,12 @@ fn null_score_names_file_column_and_rows() {
     let mut rows = good_rows();
     rows[1].cum = None;
     write_rows(&input, &rows);
-    fails_with(&input, &demo_model(), &tmp.path().join("out"), &["nulls.parquet", "`cumulative_score`", "null"]);
+    fails_with(
+        &input,
+        &demo_model(),
+        &tmp.path().join("out"),
+        &["nulls.parquet", "`cumulative_score`", "null"],
+    );
 }
 
 #[test]
@@ -91,7 +110,11 @@ fn null_score_without_statistics_names_the_row() {
         &input,
         &demo_model(),
         &tmp.path().join("out"),
-        &["`cumulative_score` is null", "generation_id=g1", "segment_index=1"],
+        &[
+            "`cumulative_score` is null",
+            "generation_id=g1",
+            "segment_index=1",
+        ],
     );
 }
 
@@ -102,7 +125,12 @@ fn duplicate_segment_names_generation_and_index() {
     // The duplicate is across two files.
     write_rows(&dir.join("a.parquet"), &good_rows());
     write_rows(&dir.join("b.parquet"), &[row("g2", 0, 0.3, &[1])]);
-    fails_with(&dir, &demo_model(), &tmp.path().join("out"), &["duplicate", "generation_id=g2", "segment_index=0"]);
+    fails_with(
+        &dir,
+        &demo_model(),
+        &tmp.path().join("out"),
+        &["duplicate", "generation_id=g2", "segment_index=0"],
+    );
 }
 
 #[test]
@@ -110,11 +138,21 @@ fn empty_file_is_named() {
     let tmp = tempfile::tempdir().unwrap();
     let input = tmp.path().join("empty.parquet");
     std::fs::write(&input, b"").unwrap();
-    fails_with(&input, &demo_model(), &tmp.path().join("out"), &["empty.parquet", "empty (0 bytes)"]);
+    fails_with(
+        &input,
+        &demo_model(),
+        &tmp.path().join("out"),
+        &["empty.parquet", "empty (0 bytes)"],
+    );
     // A valid Parquet file with no rows.
     let norows = tmp.path().join("norows.parquet");
     write_rows(&norows, &[]);
-    fails_with(&norows, &demo_model(), &tmp.path().join("out2"), &["norows.parquet", "contains no rows"]);
+    fails_with(
+        &norows,
+        &demo_model(),
+        &tmp.path().join("out2"),
+        &["norows.parquet", "contains no rows"],
+    );
 }
 
 #[test]
@@ -122,7 +160,12 @@ fn not_parquet_is_named() {
     let tmp = tempfile::tempdir().unwrap();
     let input = tmp.path().join("data.parquet");
     std::fs::write(&input, b"generation_id,segment_index\ng,0\n").unwrap();
-    fails_with(&input, &demo_model(), &tmp.path().join("out"), &["data.parquet", "not a readable Parquet file"]);
+    fails_with(
+        &input,
+        &demo_model(),
+        &tmp.path().join("out"),
+        &["data.parquet", "not a readable Parquet file"],
+    );
 }
 
 #[test]
@@ -130,7 +173,12 @@ fn unbindable_model_input_is_named() {
     let tmp = tempfile::tempdir().unwrap();
     let input = tmp.path().join("in.parquet");
     write_rows(&input, &good_rows());
-    fails_with(&input, &test_model("needs_pixels.onnx"), &tmp.path().join("out"), &["needs_pixels.onnx", "`pixel_values`", "no column"]);
+    fails_with(
+        &input,
+        &test_model("needs_pixels.onnx"),
+        &tmp.path().join("out"),
+        &["needs_pixels.onnx", "`pixel_values`", "no column"],
+    );
 }
 
 #[test]
@@ -139,9 +187,17 @@ fn missing_model_file_is_named() {
     let input = tmp.path().join("in.parquet");
     write_rows(&input, &good_rows());
     let model = tmp.path().join("nope.onnx");
-    fails_with(&input, &model, &tmp.path().join("out"), &["nope.onnx", "cannot read"]);
+    fails_with(
+        &input,
+        &model,
+        &tmp.path().join("out"),
+        &["nope.onnx", "cannot read"],
+    );
     let out = tmp.path().join("out");
-    assert!(!out.exists(), "a failed pre-flight check creates no output directory");
+    assert!(
+        !out.exists(),
+        "a failed pre-flight check creates no output directory"
+    );
 }
 
 #[test]
@@ -151,7 +207,12 @@ fn model_file_that_is_not_onnx_is_named() {
     write_rows(&input, &good_rows());
     let model = tmp.path().join("garbage.onnx");
     std::fs::write(&model, b"this is not a protobuf").unwrap();
-    fails_with(&input, &model, &tmp.path().join("out"), &["garbage.onnx", "ONNX Runtime cannot load it"]);
+    fails_with(
+        &input,
+        &model,
+        &tmp.path().join("out"),
+        &["garbage.onnx", "ONNX Runtime cannot load it"],
+    );
 }
 
 #[test]
@@ -165,7 +226,10 @@ fn existing_output_directory_is_refused_and_left_alone() {
     let o = run(&[&input], &demo_model(), &out, &["--provider", "cpu"]);
     assert!(!o.status.success());
     let err = stderr(&o);
-    assert!(err.contains("not empty") && err.contains("precious.txt") && err.contains("--overwrite"), "{err}");
+    assert!(
+        err.contains("not empty") && err.contains("precious.txt") && err.contains("--overwrite"),
+        "{err}"
+    );
     assert_eq!(std::fs::read(out.join("precious.txt")).unwrap(), b"keep me");
     assert_no_output(&out);
     assert_eq!(std::fs::read_dir(&out).unwrap().count(), 1);
@@ -183,7 +247,12 @@ fn failed_overwrite_keeps_the_previous_complete_output() {
     let mut rows = good_rows();
     rows.push(row("g1", 1, 0.9, &[3]));
     write_rows(&input, &rows);
-    let o = run(&[&input], &demo_model(), &out, &["--provider", "cpu", "--overwrite"]);
+    let o = run(
+        &[&input],
+        &demo_model(),
+        &out,
+        &["--provider", "cpu", "--overwrite"],
+    );
     assert!(!o.status.success());
     assert!(stderr(&o).contains("duplicate"));
     assert!(out.join("_SUCCESS").exists(), "the earlier complete output stays");
@@ -203,7 +272,12 @@ fn empty_token_list_names_the_row() {
     let mut rows = good_rows();
     rows[2].ids = Some(vec![]);
     write_rows(&input, &rows);
-    fails_with(&input, &demo_model(), &tmp.path().join("out"), &["`input_ids`", "empty", "generation_id=g2", "segment_index=0"]);
+    fails_with(
+        &input,
+        &demo_model(),
+        &tmp.path().join("out"),
+        &["`input_ids`", "empty", "generation_id=g2", "segment_index=0"],
+    );
 }
 
 #[test]
@@ -224,8 +298,16 @@ fn schema_mismatch_between_files_names_both() {
         Arc::new(Float64Array::from(vec![0.1])),
         b.column(3).clone(),
     ];
-    write_batch(&dir.join("b.parquet"), &RecordBatch::try_new(schema, cols).unwrap());
-    fails_with(&dir, &demo_model(), &tmp.path().join("out"), &["b.parquet", "`generation_id`", "Int64", "a.parquet"]);
+    write_batch(
+        &dir.join("b.parquet"),
+        &RecordBatch::try_new(schema, cols).unwrap(),
+    );
+    fails_with(
+        &dir,
+        &demo_model(),
+        &tmp.path().join("out"),
+        &["b.parquet", "`generation_id`", "Int64", "a.parquet"],
+    );
 }
 
 #[test]

@@ -16,7 +16,10 @@ fn cuda_provider_fails_clearly_instead_of_falling_back() {
     let o = run(&[&input], &demo_model(), &out, &["--provider", "cuda"]);
     assert_eq!(o.status.code(), Some(1));
     let err = stderr(&o);
-    assert!(err.contains("execution provider cuda") && err.contains("could not be registered"), "{err}");
+    assert!(
+        err.contains("execution provider cuda") && err.contains("could not be registered"),
+        "{err}"
+    );
     assert!(err.contains("fetch-ort.sh --cuda"), "says how to get it: {err}");
     assert_no_output(&out);
     // auto falls back to the CPU, and says so in the summary.
@@ -31,12 +34,23 @@ fn missing_onnxruntime_library_says_how_to_get_it() {
     write_rows(&input, &[row("g", 0, 0.1, &[1, 2])]);
     let out = tmp.path().join("out");
     let o = std::process::Command::new(BIN)
-        .args(["run", "-i", input.to_str().unwrap(), "-m", demo_model().to_str().unwrap(), "-o", out.to_str().unwrap()])
+        .args([
+            "run",
+            "-i",
+            input.to_str().unwrap(),
+            "-m",
+            demo_model().to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ])
         .env("ORT_DYLIB_PATH", tmp.path().join("libonnxruntime.so.0"))
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(1));
     let err = stderr(&o);
-    assert!(err.contains("ORT_DYLIB_PATH") && err.contains("fetch-ort.sh"), "{err}");
+    assert!(
+        err.contains("ORT_DYLIB_PATH") && err.contains("fetch-ort.sh"),
+        "{err}"
+    );
     assert_no_output(&out);
 }
