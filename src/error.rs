@@ -95,6 +95,19 @@ pub enum Error {
         segment_index: String,
     },
 
+    /// Input declared sorted (`--sorted` or `sorting_columns`) is not.
+    #[error("invalid input: the input is declared sorted by (generation_id, segment_index) (--sorted, or the files' sorting_columns), but generation_id={generation_id}, segment_index={segment_index} comes after generation_id={prev_generation_id}, segment_index={prev_segment_index}; sort the files or run without --sorted")]
+    NotSorted {
+        /// The out-of-order row's generation.
+        generation_id: String,
+        /// The out-of-order row's segment index.
+        segment_index: String,
+        /// The row before it: generation.
+        prev_generation_id: String,
+        /// The row before it: segment index.
+        prev_segment_index: String,
+    },
+
     /// The ONNX Runtime shared library could not be found or loaded.
     #[error("{0}")]
     OrtLibrary(String),

@@ -9,7 +9,8 @@
 //!    their own part file while the moments for the summary accumulate;
 //! 5. the output directory is committed (see [`crate::sink`]).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -18,7 +19,13 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::util::display::array_value_to_string;
+use datafusion::arrow::row::{OwnedRow, RowConverter, SortField};
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::SendableRecordBatchStream;
+use datafusion::parquet::arrow::ArrowSchemaConverter;
+use datafusion::parquet::file::metadata::SortingColumn;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -28,7 +35,8 @@ use crate::error::{Error, Result};
 use crate::loss::{loss_columns, Loss, Moments, RegressionMetrics, OUTPUT_COLUMNS};
 use crate::model::{ModelOptions, RewardModel, UDF_NAME};
 use crate::runtime::Provider;
-use crate::sink::{writer_properties, OutputDir, PartWriter};
+use crate::progress::{Progress, ProgressMode};
+use crate::sink::{OutputDir, RollingWriter};
 use crate::source::{self, ColumnNames};
 
 /// The targets query shipped with segscore (`queries/segment_scores.sql`).
@@ -64,6 +72,19 @@ pub struct JobConfig {
     pub overwrite: bool,
     /// Worker threads (DataFusion partitions, model sessions).
     pub threads: usize,
+    /// Treat every input file as sorted by (generation id, segment index); checked as rows
+    /// flow. Also assumed when every file's footer declares that order (`sorting_columns`).
+    pub sorted: bool,
+    /// Memory for DataFusion's operators (the sort of unsorted input spills past it).
+    pub memory_limit: u64,
+    /// Where sorts spill (default: the system's temp dir).
+    pub spill_dir: Option<PathBuf>,
+    /// Padded positions per model call, at most.
+    pub max_tokens_per_batch: usize,
+    /// Rows per output part file, at most.
+    pub max_rows_per_file: u64,
+    /// Progress reporting.
+    pub progress: ProgressMode,
 }
 
 impl JobConfig {
@@ -83,6 +104,12 @@ impl JobConfig {
             drop: Vec::new(),
             overwrite: false,
             threads: default_threads(),
+            sorted: false,
+            memory_limit: default_memory_limit(),
+            spill_dir: None,
+            max_tokens_per_batch: 32768,
+            max_rows_per_file: 1_000_000,
+            progress: ProgressMode::Auto,
         }
     }
 }
@@ -90,6 +117,19 @@ impl JobConfig {
 /// The machine's available parallelism.
 pub fn default_threads() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+/// A quarter of physical memory (from /proc/meminfo), at least 256 MiB; 2 GiB when unknown.
+pub fn default_memory_limit() -> u64 {
+    let total_kib = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
+        m.lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+    });
+    match total_kib {
+        Some(kib) => (kib * 1024 / 4).max(256 << 20),
+        None => 2 << 30,
+    }
 }
 
 /// `summary.json`.
@@ -123,6 +163,10 @@ pub struct Summary {
     pub query_sha256: String,
     /// Input files read.
     pub input_files: usize,
+    /// Whether the input was taken as sorted (streaming window, no sort).
+    pub input_sorted: bool,
+    /// Output part files written.
+    pub output_files: usize,
     /// Share of the model's input positions that were padding.
     pub padding_share: Option<f64>,
     /// Seconds inside ONNX Runtime, summed over sessions.
@@ -133,14 +177,38 @@ pub struct Summary {
     pub rows_per_second: f64,
 }
 
-/// Builds a DataFusion context with segscore's settings.
-pub fn session_context(threads: usize) -> SessionContext {
+/// Builds a DataFusion context with segscore's settings: `threads` partitions, a fair
+/// spilling memory pool of `memory_limit` bytes, spills to `spill_dir` (or the temp dir).
+///
+/// With `sorted` input the optimizer keeps the files' order (order-preserving repartitioning,
+/// file groups split by min/max statistics) instead of sorting, so the window streams.
+pub fn session_context(
+    threads: usize,
+    memory_limit: u64,
+    spill_dir: Option<&Path>,
+    sorted: bool,
+) -> Result<SessionContext> {
     let mut config = SessionConfig::new()
         .with_target_partitions(threads.max(1))
         .with_information_schema(true);
+    if sorted {
+        config.options_mut().optimizer.prefer_existing_sort = true;
+        config.options_mut().execution.split_file_groups_by_statistics = true;
+        // Byte-range splits of a file would lose its order.
+        config.options_mut().optimizer.repartition_file_scans = false;
+    }
     // Keep string columns' types as they are in the files, so carried columns come out unchanged.
     config.options_mut().execution.parquet.schema_force_view_types = false;
-    SessionContext::new_with_config(config)
+    let mut disk = DiskManagerBuilder::default();
+    if let Some(dir) = spill_dir {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        disk = disk.with_mode(DiskManagerMode::Directories(vec![dir.to_path_buf()]));
+    }
+    let runtime = RuntimeEnvBuilder::new()
+        .with_memory_pool(Arc::new(FairSpillPool::new(memory_limit as usize)))
+        .with_disk_manager_builder(disk)
+        .build_arc()?;
+    Ok(SessionContext::new_with_config_rt(config, runtime))
 }
 
 fn read_query(cfg: &JobConfig) -> Result<String> {
@@ -171,13 +239,17 @@ struct OutputPlan {
     prev: Option<usize>,
     passthrough: Vec<usize>,
     schema: SchemaRef,
+    /// The output files' sort order claim: (generation id, segment index) ascending.
+    sorting: Option<Vec<SortingColumn>>,
+    /// Whether the input order was declared (then an out-of-order row is an error).
+    sorted_declared: bool,
     loss: Loss,
     names: ColumnNames,
     model_output: String,
 }
 
 impl OutputPlan {
-    fn new(input: &Schema, cfg: &JobConfig, model_output: &str) -> Result<Self> {
+    fn new(input: &Schema, cfg: &JobConfig, model_output: &str, sorted_declared: bool) -> Result<Self> {
         let find = |name: &str, why: &str| {
             input.index_of(name).map_err(|_| {
                 Error::Usage(format!(
@@ -248,11 +320,28 @@ impl OutputPlan {
                 fields.push(f.as_ref().clone());
             }
         }
-        fields.extend(
-            OUTPUT_COLUMNS
+        fields.extend(OUTPUT_COLUMNS.iter().map(|c| Field::new(*c, DataType::Float64, false)));
+        let schema = Arc::new(Schema::new(fields));
+        let descr = ArrowSchemaConverter::new().convert(&schema)?;
+        let leaf = |name: &str| {
+            descr
+                .columns()
                 .iter()
-                .map(|c| Field::new(*c, DataType::Float64, false)),
-        );
+                .position(|c| c.path().parts().len() == 1 && c.path().parts()[0] == name)
+        };
+        let sorting = match (leaf("generation_id"), leaf("segment_index")) {
+            (Some(g), Some(s)) => Some(
+                [g, s]
+                    .iter()
+                    .map(|&i| SortingColumn {
+                        column_idx: i as i32,
+                        descending: false,
+                        nulls_first: false,
+                    })
+                    .collect(),
+            ),
+            _ => None,
+        };
         Ok(OutputPlan {
             gid,
             seg,
@@ -261,7 +350,9 @@ impl OutputPlan {
             pred,
             prev,
             passthrough,
-            schema: Arc::new(Schema::new(fields)),
+            schema,
+            sorting,
+            sorted_declared,
             loss: cfg.loss,
             names: cfg.columns.clone(),
             model_output: model_output.to_string(),
@@ -378,41 +469,141 @@ struct PartResult {
     generations: u64,
 }
 
+/// Checks that rows come in (generation id, segment index) order, across batches.
+struct KeyOrder {
+    converter: RowConverter,
+    last: Option<(OwnedRow, String, String)>,
+}
+
+enum OrderCheck {
+    InOrder,
+    /// The first row that comes before its predecessor, and that predecessor's key as text.
+    OutOfOrder { row: usize, prev_gid: String, prev_seg: String },
+    /// The first row equal to its predecessor.
+    Duplicate { row: usize },
+}
+
+impl KeyOrder {
+    fn new(schema: &Schema, gid: usize, seg: usize) -> Result<Self> {
+        let fields = [gid, seg].map(|i| SortField::new(schema.field(i).data_type().clone()));
+        Ok(KeyOrder {
+            converter: RowConverter::new(fields.to_vec())?,
+            last: None,
+        })
+    }
+
+    fn check(&mut self, batch: &RecordBatch, gid: usize, seg: usize) -> Result<OrderCheck> {
+        let cols = [Arc::clone(batch.column(gid)), Arc::clone(batch.column(seg))];
+        let rows = self.converter.convert_columns(&cols)?;
+        let mut verdict = OrderCheck::InOrder;
+        for i in 0..rows.num_rows() {
+            let ord = match (i, &self.last) {
+                (0, None) => continue,
+                (0, Some((last, _, _))) => last.row().cmp(&rows.row(0)),
+                _ => rows.row(i - 1).cmp(&rows.row(i)),
+            };
+            match ord {
+                std::cmp::Ordering::Less => {}
+                std::cmp::Ordering::Equal => {
+                    verdict = OrderCheck::Duplicate { row: i };
+                    break;
+                }
+                std::cmp::Ordering::Greater => {
+                    let (prev_gid, prev_seg) = match (i, &self.last) {
+                        (0, Some((_, g, s))) => (g.clone(), s.clone()),
+                        _ => (cell(&cols[0], i - 1), cell(&cols[1], i - 1)),
+                    };
+                    verdict = OrderCheck::OutOfOrder { row: i, prev_gid, prev_seg };
+                    break;
+                }
+            }
+        }
+        if rows.num_rows() > 0 {
+            let n = rows.num_rows() - 1;
+            self.last = Some((rows.row(n).owned(), cell(&cols[0], n), cell(&cols[1], n)));
+        }
+        Ok(verdict)
+    }
+}
+
+/// Drives one partition: pulls batches, checks order, validates and adds losses, and hands
+/// the output batches over a bounded channel to a blocking writer thread, so that a slow
+/// writer slows the reader instead of filling memory.
 async fn run_partition(
     mut stream: SendableRecordBatchStream,
     plan: Arc<OutputPlan>,
-    dir: PathBuf,
-    part: usize,
-    metadata: Arc<Vec<(String, String)>>,
-) -> Result<PartResult> {
+    mut writer: RollingWriter,
+    rows_done: Arc<AtomicU64>,
+) -> Result<(PartResult, usize)> {
     let mut result = PartResult {
         moments: Moments::default(),
         generations: 0,
     };
-    let mut writer: Option<PartWriter> = None;
-    while let Some(batch) = stream.next().await {
-        let batch = batch.map_err(Error::from_datafusion)?;
-        if batch.num_rows() == 0 {
-            continue;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<WriterMsg>(2);
+    let writer_task = tokio::task::spawn_blocking(move || -> Result<usize> {
+        while let Some(msg) = rx.blocking_recv() {
+            match msg {
+                WriterMsg::Batch(b) => writer.write(&b)?,
+                WriterMsg::Unsorted => writer.mark_unsorted()?,
+            }
         }
-        let (out, moments, generations) = plan.finish(&batch)?;
-        result.moments.merge(&moments);
-        result.generations += generations;
-        let w = match &mut writer {
-            Some(w) => w,
-            None => writer.insert(PartWriter::create(
-                &dir,
-                &format!("part-{part:05}.parquet"),
-                Arc::clone(&plan.schema),
-                writer_properties(&metadata),
-            )?),
-        };
-        w.write(&out)?;
+        Ok(writer.finish()?.len())
+    });
+    let mut order = Some(KeyOrder::new(stream.schema().as_ref(), plan.gid, plan.seg)?);
+    let outcome: Result<()> = async {
+        while let Some(batch) = stream.next().await {
+            let batch = batch.map_err(Error::from_datafusion)?;
+            if batch.num_rows() == 0 {
+                continue;
+            }
+            // Order first: if declared-sorted input is not, every later check is moot.
+            if let Some(o) = &mut order {
+                match o.check(&batch, plan.gid, plan.seg)? {
+                    OrderCheck::InOrder => {}
+                    OrderCheck::Duplicate { row } => {
+                        return Err(Error::DuplicateSegment {
+                            generation_id: cell(batch.column(plan.gid), row),
+                            segment_index: cell(batch.column(plan.seg), row),
+                        })
+                    }
+                    OrderCheck::OutOfOrder { row, prev_gid, prev_seg } if plan.sorted_declared => {
+                        return Err(Error::NotSorted {
+                            generation_id: cell(batch.column(plan.gid), row),
+                            segment_index: cell(batch.column(plan.seg), row),
+                            prev_generation_id: prev_gid,
+                            prev_segment_index: prev_seg,
+                        })
+                    }
+                    OrderCheck::OutOfOrder { .. } => {
+                        order = None;
+                        if tx.send(WriterMsg::Unsorted).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+            let (out, moments, generations) = plan.finish(&batch)?;
+            result.moments.merge(&moments);
+            result.generations += generations;
+            rows_done.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+            if tx.send(WriterMsg::Batch(out)).await.is_err() {
+                break; // the writer failed; its error is reported below
+            }
+        }
+        Ok(())
     }
-    if let Some(w) = writer {
-        w.close()?;
-    }
-    Ok(result)
+    .await;
+    drop(tx);
+    let written = writer_task
+        .await
+        .map_err(|e| Error::Usage(format!("the writer thread failed: {e}")))?;
+    outcome?;
+    Ok((result, written?))
+}
+
+enum WriterMsg {
+    Batch(RecordBatch),
+    Unsorted,
 }
 
 /// A planned job: inputs checked, model loaded, SQL planned; nothing written yet.
@@ -422,6 +613,7 @@ pub struct Prepared {
     model: Arc<RewardModel>,
     plan: Arc<OutputPlan>,
     inputs: source::Inputs,
+    sorted: bool,
     query_sha256: String,
     metadata: Arc<Vec<(String, String)>>,
 }
@@ -436,14 +628,19 @@ pub async fn prepare(cfg: &JobConfig) -> Result<Prepared> {
         &ModelOptions {
             provider: cfg.provider,
             batch_size: cfg.batch_size,
+            max_tokens: cfg.max_tokens_per_batch,
             sessions: cfg.threads.max(1),
             intra_threads: 1,
             output: cfg.model_output.clone(),
         },
     )?);
-    let ctx = session_context(cfg.threads);
+    let sorted = cfg.sorted || inputs.all_sorted();
+    let ctx = session_context(cfg.threads, cfg.memory_limit, cfg.spill_dir.as_deref(), sorted)?;
     ctx.register_udf(model.udf());
-    source::register(&ctx, &inputs, &cfg.columns).await?;
+    if sorted && !cfg.sorted {
+        tracing::info!("every input file declares sorting_columns (generation_id, segment_index): the window runs without a sort");
+    }
+    source::register(&ctx, &inputs, &cfg.columns, sorted).await?;
     let targets = ctx.sql(&targets_sql).await.map_err(|e| {
         Error::Usage(format!(
             "targets query{}: {e}",
@@ -456,7 +653,7 @@ pub async fn prepare(cfg: &JobConfig) -> Result<Prepared> {
     ctx.register_table("segment_scores", targets.into_view())?;
     let job_sql = predict_sql(&cfg.columns, &model);
     let df = ctx.sql(&job_sql).await?;
-    let plan = Arc::new(OutputPlan::new(df.schema().as_arrow(), cfg, model.output_name())?);
+    let plan = Arc::new(OutputPlan::new(df.schema().as_arrow(), cfg, model.output_name(), sorted)?);
     let query = format!("{targets_sql}\n;\n{job_sql}");
     let query_sha256 = hex::encode(Sha256::digest(query.as_bytes()));
     let metadata = Arc::new(vec![
@@ -483,6 +680,7 @@ pub async fn prepare(cfg: &JobConfig) -> Result<Prepared> {
         model,
         plan,
         inputs,
+        sorted,
         query_sha256,
         metadata,
     })
@@ -509,13 +707,16 @@ pub async fn run(cfg: &JobConfig) -> Result<Summary> {
         model,
         plan,
         inputs,
+        sorted,
         query_sha256,
         metadata,
     } = prepare(cfg).await?;
 
     let out = OutputDir::prepare(&cfg.output, cfg.overwrite)?;
-    let result = execute(&ctx, df, &out, plan, metadata).await;
-    let (moments, generations) = match result {
+    let progress = Progress::start(inputs.total_rows(), cfg.progress, std::time::Duration::from_secs(10));
+    let result = execute(df, &out, plan, metadata, cfg.max_rows_per_file, progress.counter()).await;
+    progress.finish().await;
+    let (moments, generations, output_files) = match result {
         Ok(r) => r,
         Err(e) => {
             out.abort();
@@ -553,6 +754,8 @@ pub async fn run(cfg: &JobConfig) -> Result<Summary> {
         provider: model.provider().as_str().to_string(),
         query_sha256,
         input_files: inputs.files.len(),
+        input_sorted: sorted,
+        output_files,
         padding_share: (positions > 0).then(|| 1.0 - tokens as f64 / positions as f64),
         model_seconds: st.run_nanos.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1e9,
         elapsed_seconds: elapsed,
@@ -568,36 +771,38 @@ pub async fn run(cfg: &JobConfig) -> Result<Summary> {
 }
 
 async fn execute(
-    ctx: &SessionContext,
     df: datafusion::dataframe::DataFrame,
     out: &OutputDir,
     plan: Arc<OutputPlan>,
     metadata: Arc<Vec<(String, String)>>,
-) -> Result<(Moments, Option<u64>)> {
-    let _ = ctx;
+    max_rows_per_file: u64,
+    rows_done: Arc<AtomicU64>,
+) -> Result<(Moments, Option<u64>, usize)> {
     let dir = out.staged("segments")?;
-    let streams = df
-        .execute_stream_partitioned()
-        .await
-        .map_err(Error::from_datafusion)?;
+    let streams = df.execute_stream_partitioned().await.map_err(Error::from_datafusion)?;
+    let counter = Arc::new(AtomicUsize::new(0));
     let mut tasks = tokio::task::JoinSet::new();
-    for (part, stream) in streams.into_iter().enumerate() {
-        tasks.spawn(run_partition(
-            stream,
-            Arc::clone(&plan),
+    for stream in streams {
+        let writer = RollingWriter::new(
             dir.clone(),
-            part,
+            Arc::clone(&plan.schema),
             Arc::clone(&metadata),
-        ));
+            plan.sorting.clone(),
+            max_rows_per_file,
+            Arc::clone(&counter),
+        );
+        tasks.spawn(run_partition(stream, Arc::clone(&plan), writer, Arc::clone(&rows_done)));
     }
     let mut moments = Moments::default();
     let mut generations = 0u64;
+    let mut files = 0;
     while let Some(joined) = tasks.join_next().await {
-        let part = joined.map_err(|e| Error::Usage(format!("a worker task failed: {e}")))??;
+        let (part, n_files) = joined.map_err(|e| Error::Usage(format!("a worker task failed: {e}")))??;
         moments.merge(&part.moments);
         generations += part.generations;
+        files += n_files;
     }
-    Ok((moments, plan.prev.map(|_| generations)))
+    Ok((moments, plan.prev.map(|_| generations), files))
 }
 
 async fn count_generations(ctx: &SessionContext) -> Result<u64> {

@@ -15,6 +15,7 @@ pub mod error;
 pub mod job;
 pub mod loss;
 pub mod model;
+pub mod progress;
 pub mod runtime;
 pub mod sink;
 pub mod source;

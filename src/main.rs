@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use segscore::demo;
 use segscore::job::{self, JobConfig};
 use segscore::model;
+use segscore::progress::ProgressMode;
 use segscore::source::ColumnNames;
 use segscore::{Error, Loss, Provider};
 
@@ -34,6 +35,24 @@ enum Command {
     Inspect {
         /// The ONNX model file.
         model: PathBuf,
+    },
+    /// Write a benchmark dataset (the demo's scoring rule, long-tailed segment lengths).
+    Generate {
+        /// Where to write the Parquet files.
+        #[arg(long, short)]
+        output: PathBuf,
+        /// Segments (rows) to write.
+        #[arg(long, default_value_t = 1_000_000)]
+        segments: u64,
+        /// Number of files.
+        #[arg(long, default_value_t = 4)]
+        files: usize,
+        /// Spread generations over the files and shuffle rows, instead of sorted files.
+        #[arg(long)]
+        shuffled: bool,
+        /// Seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
     },
 }
 
@@ -118,6 +137,23 @@ struct JobArgs {
     /// Replace segscore's outputs in a non-empty output directory.
     #[arg(long)]
     overwrite: bool,
+    /// The input is sorted by (generation id, segment index) within each file: the window
+    /// streams without a sort. Checked as rows flow. Assumed when every file's footer says so.
+    #[arg(long)]
+    sorted: bool,
+    /// Memory for DataFusion's operators, e.g. 2GiB or 512MiB (default: a quarter of RAM); the
+    /// sort of unsorted input spills to disk past it.
+    #[arg(long, value_name = "SIZE")]
+    memory_limit: Option<bytesize::ByteSize>,
+    /// Where sorts spill (default: the system's temp dir).
+    #[arg(long, value_name = "DIR")]
+    spill_dir: Option<PathBuf>,
+    /// Padded positions (rows x longest row) per model call, at most.
+    #[arg(long, default_value_t = 32768, value_parser = clap::value_parser!(u64).range(1..))]
+    max_tokens_per_batch: u64,
+    /// Rows per output part file, at most.
+    #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    max_rows_per_file: u64,
     /// Print the physical plan and exit without running.
     #[arg(long)]
     explain: bool,
@@ -150,6 +186,13 @@ impl JobArgs {
         cfg.keep = self.keep;
         cfg.drop = self.drop;
         cfg.overwrite = self.overwrite;
+        cfg.sorted = self.sorted;
+        if let Some(m) = self.memory_limit {
+            cfg.memory_limit = m.as_u64();
+        }
+        cfg.spill_dir = self.spill_dir;
+        cfg.max_tokens_per_batch = self.max_tokens_per_batch as usize;
+        cfg.max_rows_per_file = self.max_rows_per_file;
         if let Some(t) = self.threads {
             cfg.threads = t as usize;
         }
@@ -262,7 +305,10 @@ fn main() -> ExitCode {
         Command::Run(a) => a
             .opts
             .into_config(a.input, a.model, a.output)
-            .and_then(|(cfg, explain)| {
+            .and_then(|(mut cfg, explain)| {
+                if quiet {
+                    cfg.progress = ProgressMode::Off;
+                }
                 if explain {
                     let rt = runtime(cfg.threads)?;
                     let plan = rt.block_on(async { job::prepare(&cfg).await?.physical_plan().await })?;
@@ -277,6 +323,12 @@ fn main() -> ExitCode {
             }),
         Command::Demo(a) => demo(a),
         Command::Inspect { model } => inspect(model),
+        Command::Generate { output, segments, files, shuffled, seed } => {
+            let layout = if shuffled { demo::Layout::Shuffled } else { demo::Layout::Sorted };
+            demo::write_dataset(&output, segments, files, layout, seed).map(|(rows, gens)| {
+                eprintln!("wrote {rows} segments in {gens} generations to {}", output.display());
+            })
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

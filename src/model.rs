@@ -42,8 +42,11 @@ pub const UDF_NAME: &str = "reward_model";
 pub struct ModelOptions {
     /// Execution provider asked for.
     pub provider: Provider,
-    /// Rows per model call.
+    /// Rows per model call, at most.
     pub batch_size: usize,
+    /// Padded positions (rows x longest row) per model call, at most; a single longer row
+    /// still runs, alone.
+    pub max_tokens: usize,
     /// Sessions in the pool (concurrent model calls).
     pub sessions: usize,
     /// ONNX Runtime intra-op threads per session.
@@ -57,6 +60,7 @@ impl Default for ModelOptions {
         ModelOptions {
             provider: Provider::Auto,
             batch_size: 256,
+            max_tokens: 32768,
             sessions: 1,
             intra_threads: 1,
             output: None,
@@ -190,6 +194,7 @@ pub struct RewardModel {
     provider: Provider,
     runtime: &'static Runtime,
     batch_size: usize,
+    max_tokens: usize,
     pool: Vec<Mutex<Session>>,
     next: AtomicUsize,
     stats: ModelStats,
@@ -416,6 +421,7 @@ impl RewardModel {
             provider,
             runtime: rt,
             batch_size: opts.batch_size.max(1),
+            max_tokens: opts.max_tokens.max(1),
             pool,
             next: AtomicUsize::new(0),
             stats: ModelStats::default(),
@@ -453,69 +459,52 @@ impl RewardModel {
 
     /// Scores every row of a token-id list column. `token_type_ids`, when given, must have the
     /// same list lengths. Null or empty rows get a null score.
+    ///
+    /// Rows are grouped into model batches by length (longest first), at most `batch_size` rows
+    /// and `max_tokens` padded positions each, so that little of each batch is padding; the
+    /// batches run in parallel over the session pool.
     pub fn predict(&self, input_ids: &dyn Array, token_type_ids: Option<&dyn Array>) -> Result<Float64Array> {
         let ids = TokenLists::new(input_ids, "input_ids")?;
-        let types = token_type_ids
-            .map(|a| TokenLists::new(a, "token_type_ids"))
-            .transpose()?;
-        let rows: Vec<usize> = (0..ids.len()).filter(|&r| ids.usable(r)).collect();
+        let types = token_type_ids.map(|a| TokenLists::new(a, "token_type_ids")).transpose()?;
+        let mut rows: Vec<usize> = (0..ids.len()).filter(|&r| ids.usable(r)).collect();
         if let Some(types) = &types {
             for &r in &rows {
-                if types.row_len(r) != Some(ids.row_len(r).unwrap_or(0)) {
+                if types.row_len(r) != ids.row_len(r) {
                     return Err(Error::Usage(format!(
                         "token_type_ids has a different length from input_ids in row {r} of a batch"
                     )));
                 }
             }
         }
-        let chunks: Vec<&[usize]> = rows.chunks(self.batch_size).collect();
-        let scored: Vec<Vec<f64>> = chunks
+        rows.sort_by_key(|&r| std::cmp::Reverse(ids.row_len(r).unwrap_or(0)));
+        let lengths: Vec<usize> = rows.iter().map(|&r| ids.row_len(r).unwrap_or(0)).collect();
+        let ranges = plan_batches(&lengths, self.batch_size, self.max_tokens);
+        let scored: Vec<Vec<f64>> = ranges
             .par_iter()
-            .map(|chunk| self.run_chunk(&ids, types.as_ref(), chunk))
+            .map(|range| self.run_chunk(&ids, types.as_ref(), &rows[range.clone()]))
             .collect::<Result<_>>()?;
         let mut out: Vec<Option<f64>> = vec![None; ids.len()];
-        for (chunk, scores) in chunks.iter().zip(scored) {
-            for (&r, s) in chunk.iter().zip(scores) {
+        for (range, scores) in ranges.iter().zip(scored) {
+            for (&r, s) in rows[range.clone()].iter().zip(scores) {
                 out[r] = Some(s);
             }
         }
         Ok(Float64Array::from(out))
     }
 
-    fn run_chunk(
-        &self,
-        ids: &TokenLists<'_>,
-        types: Option<&TokenLists<'_>>,
-        rows: &[usize],
-    ) -> Result<Vec<f64>> {
+    fn run_chunk(&self, ids: &TokenLists<'_>, types: Option<&TokenLists<'_>>, rows: &[usize]) -> Result<Vec<f64>> {
         let batch = rows.len();
-        let seq = rows
-            .iter()
-            .map(|&r| ids.row_len(r).unwrap_or(0))
-            .max()
-            .unwrap_or(0)
-            .max(1);
-        let mut id_buf = vec![0i64; batch * seq];
-        let mut mask = vec![0i64; batch * seq];
-        let mut tt_buf = vec![0i64; if types.is_some() { batch * seq } else { 0 }];
-        let mut tokens = 0u64;
-        for (b, &r) in rows.iter().enumerate() {
-            let n = ids.fill(r, &mut id_buf[b * seq..(b + 1) * seq]);
-            mask[b * seq..b * seq + n].fill(1);
-            tokens += n as u64;
-            if let Some(t) = types {
-                t.fill(r, &mut tt_buf[b * seq..(b + 1) * seq]);
-            }
-        }
+        let padded = ids.padded(rows);
+        let seq = padded.seq;
+        let tt_buf = types.map(|t| t.padded(rows).ids);
         let shape = [batch as i64, seq as i64];
-        let mut inputs: Vec<(Cow<'_, str>, SessionInputValue<'_>)> =
-            Vec::with_capacity(self.signature.inputs.len());
+        let mut inputs: Vec<(Cow<'_, str>, SessionInputValue<'_>)> = Vec::with_capacity(self.feeds.len());
         for (name, feed, ty) in &self.feeds {
-            let data: Cow<'_, [i64]> = match feed {
-                Feed::InputIds => Cow::Borrowed(&id_buf),
-                Feed::AttentionMask => Cow::Borrowed(&mask),
-                Feed::TokenTypeIds if types.is_some() => Cow::Borrowed(&tt_buf),
-                Feed::TokenTypeIds => Cow::Owned(vec![0i64; batch * seq]),
+            let data: Cow<'_, [i64]> = match (feed, &tt_buf) {
+                (Feed::InputIds, _) => Cow::Borrowed(&padded.ids),
+                (Feed::AttentionMask, _) => Cow::Borrowed(&padded.mask),
+                (Feed::TokenTypeIds, Some(tt)) => Cow::Borrowed(tt),
+                (Feed::TokenTypeIds, None) => Cow::Owned(vec![0i64; batch * seq]),
             };
             let value: SessionInputValue<'_> = match *ty {
                 IdType::I64 => Tensor::from_array((shape, data.into_owned()))?.into(),
@@ -559,11 +548,10 @@ impl RewardModel {
             Ok(scores)
         })?;
         let st = &self.stats;
-        st.run_nanos
-            .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        st.run_nanos.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
         st.rows.fetch_add(batch as u64, Ordering::Relaxed);
         st.calls.fetch_add(1, Ordering::Relaxed);
-        st.tokens.fetch_add(tokens, Ordering::Relaxed);
+        st.tokens.fetch_add(padded.tokens as u64, Ordering::Relaxed);
         st.positions.fetch_add((batch * seq) as u64, Ordering::Relaxed);
         Ok(scores)
     }
@@ -587,6 +575,43 @@ impl RewardModel {
             signature: Signature::variadic_any(Volatility::Immutable),
         })
     }
+}
+
+/// Splits rows sorted by length, longest first, into consecutive batches of at most
+/// `max_rows` rows and at most `max_tokens` padded positions (rows x the batch's first, longest,
+/// length). A row longer than `max_tokens` forms a batch of its own.
+pub fn plan_batches(lengths_desc: &[usize], max_rows: usize, max_tokens: usize) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < lengths_desc.len() {
+        let longest = lengths_desc[start].max(1);
+        let by_tokens = (max_tokens / longest).max(1);
+        let end = (start + max_rows.max(1).min(by_tokens)).min(lengths_desc.len());
+        out.push(start..end);
+        start = end;
+    }
+    out
+}
+
+/// Token ids of some rows, padded with 0 to the longest, and their attention mask; both
+/// row-major `[batch, seq]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PaddedBatch {
+    /// Token ids, padded with 0.
+    pub ids: Vec<i64>,
+    /// 1 on real tokens, 0 on padding.
+    pub mask: Vec<i64>,
+    /// Rows.
+    pub batch: usize,
+    /// Longest row (at least 1).
+    pub seq: usize,
+    /// Real tokens.
+    pub tokens: usize,
+}
+
+/// Builds the padded `[batch, seq]` tensors for `rows` of a list column of token ids.
+pub fn padded_batch(input_ids: &dyn Array, rows: &[usize]) -> Result<PaddedBatch> {
+    Ok(TokenLists::new(input_ids, "input_ids")?.padded(rows))
 }
 
 /// A list column of integer ids (list or large list of int32 or int64).
@@ -677,6 +702,20 @@ impl<'a> TokenLists<'a> {
         }
     }
 
+    fn padded(&self, rows: &[usize]) -> PaddedBatch {
+        let batch = rows.len();
+        let seq = rows.iter().map(|&r| self.row_len(r).unwrap_or(0)).max().unwrap_or(0).max(1);
+        let mut ids = vec![0i64; batch * seq];
+        let mut mask = vec![0i64; batch * seq];
+        let mut tokens = 0;
+        for (b, &r) in rows.iter().enumerate() {
+            let n = self.fill(r, &mut ids[b * seq..(b + 1) * seq]);
+            mask[b * seq..b * seq + n].fill(1);
+            tokens += n;
+        }
+        PaddedBatch { ids, mask, batch, seq, tokens }
+    }
+
     /// Copies the row's ids into `dst` (which is at least as long) and returns how many.
     fn fill(&self, row: usize, dst: &mut [i64]) -> usize {
         let (a, b) = self.range(row);
@@ -746,5 +785,34 @@ impl ScalarUDFImpl for RewardModelUdf {
             .predict(ids.as_ref(), types.map(|a| a.as_ref()))
             .map_err(Error::into_datafusion)?;
         Ok(ColumnarValue::Array(Arc::new(out)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::ListArray;
+
+    #[test]
+    fn batches_respect_rows_and_tokens() {
+        let lengths = [50, 40, 40, 10, 10, 10, 10, 1];
+        let b = plan_batches(&lengths, 3, 100);
+        assert_eq!(b, vec![0..2, 2..4, 4..7, 7..8]);
+        // A row longer than the budget runs alone.
+        assert_eq!(plan_batches(&[500, 2], 8, 100), vec![0..1, 1..2]);
+        assert!(plan_batches(&[], 8, 100).is_empty());
+    }
+
+    #[test]
+    fn padding_and_mask() {
+        let a = ListArray::from_iter_primitive::<Int64Type, _, _>(vec![
+            Some(vec![Some(5), Some(6), Some(7)]),
+            None,
+            Some(vec![Some(9)]),
+        ]);
+        let p = padded_batch(&a, &[2, 0]).unwrap();
+        assert_eq!((p.batch, p.seq, p.tokens), (2, 3, 4));
+        assert_eq!(p.ids, vec![9, 0, 0, 5, 6, 7]);
+        assert_eq!(p.mask, vec![1, 0, 0, 1, 1, 1]);
     }
 }

@@ -10,13 +10,14 @@
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::basic::{Compression, ZstdLevel};
-use datafusion::parquet::file::metadata::KeyValue;
+use datafusion::parquet::file::metadata::{KeyValue, SortingColumn};
 use datafusion::parquet::file::properties::WriterProperties;
 
 use crate::error::{Error, Result};
@@ -197,11 +198,13 @@ fn inprogress_name(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.inprogress"))
 }
 
-/// Parquet writer settings shared by every file segscore writes.
-pub fn writer_properties(metadata: &[(String, String)]) -> WriterProperties {
+/// Parquet writer settings shared by every file segscore writes: zstd, row groups of 128Ki
+/// rows, the run's key-value metadata, and `sorting_columns` when the file is sorted.
+pub fn writer_properties(metadata: &[(String, String)], sorting: Option<Vec<SortingColumn>>) -> WriterProperties {
     WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
         .set_max_row_group_row_count(Some(128 * 1024))
+        .set_sorting_columns(sorting)
         .set_key_value_metadata(Some(
             metadata
                 .iter()
@@ -256,5 +259,90 @@ impl PartWriter {
     }
 }
 
-/// Shared, cheaply clonable writer settings.
-pub type SharedProps = Arc<WriterProperties>;
+/// Writes one stream of batches as part files of at most `max_rows` rows each, named
+/// `part-NNNNN.parquet` from a counter shared by all writers of a run. Files claim the
+/// `sorting` order until [`RollingWriter::mark_unsorted`] is called; the file open then is
+/// closed, and later files make no claim.
+pub struct RollingWriter {
+    dir: PathBuf,
+    schema: SchemaRef,
+    metadata: Arc<Vec<(String, String)>>,
+    sorting: Option<Vec<SortingColumn>>,
+    max_rows: u64,
+    counter: Arc<AtomicUsize>,
+    current: Option<PartWriter>,
+    closed: Vec<PathBuf>,
+}
+
+impl RollingWriter {
+    /// A writer into `dir`; nothing is created before the first row.
+    pub fn new(
+        dir: PathBuf,
+        schema: SchemaRef,
+        metadata: Arc<Vec<(String, String)>>,
+        sorting: Option<Vec<SortingColumn>>,
+        max_rows: u64,
+        counter: Arc<AtomicUsize>,
+    ) -> Self {
+        RollingWriter {
+            dir,
+            schema,
+            metadata,
+            sorting,
+            max_rows: max_rows.max(1),
+            counter,
+            current: None,
+            closed: Vec::new(),
+        }
+    }
+
+    /// Appends a batch, starting new files as files fill up.
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        let mut offset = 0;
+        while offset < batch.num_rows() {
+            if self.current.as_ref().is_some_and(|w| w.rows() >= self.max_rows) {
+                self.close_current()?;
+            }
+            let w = match &mut self.current {
+                Some(w) => w,
+                None => {
+                    let n = self.counter.fetch_add(1, Ordering::Relaxed);
+                    let props = writer_properties(&self.metadata, self.sorting.clone());
+                    self.current.insert(PartWriter::create(
+                        &self.dir,
+                        &format!("part-{n:05}.parquet"),
+                        Arc::clone(&self.schema),
+                        props,
+                    )?)
+                }
+            };
+            let room = (self.max_rows - w.rows()) as usize;
+            let take = room.min(batch.num_rows() - offset);
+            w.write(&batch.slice(offset, take))?;
+            offset += take;
+        }
+        Ok(())
+    }
+
+    /// The rows from now on may be out of order: close the current (sorted) file, and let
+    /// later files make no sort-order claim.
+    pub fn mark_unsorted(&mut self) -> Result<()> {
+        if self.sorting.take().is_some() {
+            self.close_current()?;
+        }
+        Ok(())
+    }
+
+    fn close_current(&mut self) -> Result<()> {
+        if let Some(w) = self.current.take() {
+            self.closed.push(w.close()?);
+        }
+        Ok(())
+    }
+
+    /// Closes the last file; returns every file written.
+    pub fn finish(mut self) -> Result<Vec<PathBuf>> {
+        self.close_current()?;
+        Ok(std::mem::take(&mut self.closed))
+    }
+}

@@ -145,6 +145,9 @@ pub struct InputFile {
     pub rows: u64,
     /// Arrow schema.
     pub schema: SchemaRef,
+    /// Whether every row group declares (`sorting_columns`) that it is sorted by
+    /// (generation id, segment index), ascending.
+    pub sorted: bool,
 }
 
 /// The checked input files.
@@ -155,6 +158,11 @@ pub struct Inputs {
 }
 
 impl Inputs {
+    /// Whether every file declares itself sorted by (generation id, segment index).
+    pub fn all_sorted(&self) -> bool {
+        !self.files.is_empty() && self.files.iter().all(|f| f.sorted)
+    }
+
     /// Total rows over all files.
     pub fn total_rows(&self) -> u64 {
         self.files.iter().map(|f| f.rows).sum()
@@ -276,7 +284,25 @@ pub fn check_file(path: &Path, cols: &ColumnNames) -> Result<InputFile> {
         path: path.to_path_buf(),
         rows: rows as u64,
         schema,
+        sorted: declares_key_order(pq, cols),
     })
+}
+
+/// Whether every row group's `sorting_columns` start with the generation id and the segment
+/// index, both ascending.
+fn declares_key_order(pq: &datafusion::parquet::file::metadata::ParquetMetaData, cols: &ColumnNames) -> bool {
+    let leaves = pq.file_metadata().schema_descr().columns();
+    let leaf = |name: &str| leaves.iter().position(|c| c.path().parts().len() == 1 && c.path().parts()[0] == name);
+    let (Some(g), Some(s)) = (leaf(&cols.generation_id), leaf(&cols.segment_index)) else {
+        return false;
+    };
+    !pq.row_groups().is_empty()
+        && pq.row_groups().iter().all(|rg| match rg.sorting_columns() {
+            Some(sc) if sc.len() >= 2 => {
+                sc[0].column_idx as usize == g && !sc[0].descending && sc[1].column_idx as usize == s && !sc[1].descending
+            }
+            _ => false,
+        })
 }
 
 fn check_null_stats(
@@ -343,13 +369,22 @@ pub fn quote_ident(name: &str) -> String {
 
 /// Registers `input_files` and the `generations` view. Returns the carried column names (in
 /// input order).
-pub async fn register(ctx: &SessionContext, inputs: &Inputs, cols: &ColumnNames) -> Result<Vec<String>> {
+///
+/// With `sorted`, each file is declared sorted by (generation id, segment index), so the
+/// window runs streaming (no sort); DataFusion trusts that declaration, so the job checks the
+/// order as rows flow.
+pub async fn register(ctx: &SessionContext, inputs: &Inputs, cols: &ColumnNames, sorted: bool) -> Result<Vec<String>> {
     let urls = inputs
         .files
         .iter()
         .map(|f| ListingTableUrl::parse(f.path.to_string_lossy()))
         .collect::<datafusion::error::Result<Vec<_>>>()?;
-    let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension("");
+    let mut options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension("");
+    if sorted {
+        use datafusion::prelude::ident;
+        let key = |c: &str| ident(c).sort(true, false);
+        options = options.with_file_sort_order(vec![vec![key(&cols.generation_id), key(&cols.segment_index)]]);
+    }
     let config = ListingTableConfig::new_with_multi_paths(urls)
         .with_listing_options(options)
         .infer_schema(&ctx.state())
