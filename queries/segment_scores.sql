@@ -1,22 +1,32 @@
--- segscore: per-segment target scores from cumulative scores.
+-- segscore's job: score every segment with the reward model, then compute each segment's
+-- target from the cumulative scores.
 --
 -- Input: the view `generations`, one row per segment, with the canonical columns
--- generation_id, segment_index, cumulative_score (DOUBLE), input_ids, base_score (DOUBLE:
--- the --base-score-col column, or 0.0) and every carried column.
+-- generation_id, segment_index, cumulative_score (DOUBLE), input_ids, token_type_ids (NULL
+-- unless --token-type-ids-col), base_score (DOUBLE: the --base-score-col column, or 0.0) and
+-- every carried column. reward_model(...) is the ONNX model (NULL token_type_ids: zeros).
+--
+-- The model runs before the window, straight on the rows as they are read: its batches are
+-- then the same whatever the number of threads (so are its results, bit for bit), and it
+-- works in parallel with the scan instead of after the sort.
 --
 -- A segment's own score is the change its addition causes:
 --     target_score = cumulative_score - LAG(cumulative_score, 1, baseline)
 -- with the generation's base score as the baseline of its first segment. Scores are never
--- null here (nulls are rejected before), so COALESCE(LAG(...), base_score) is that LAG with
--- a per-row default.
+-- null here (nulls are rejected), so COALESCE(LAG(...), base_score) is that LAG with a
+-- per-row default.
 --
 -- previous_segment_index lets segscore find duplicate (generation_id, segment_index) pairs
 -- (they are adjacent in this order) and count generations (it is null exactly once per
--- generation). A replacement query (--query-file) must keep generation_id, segment_index,
--- cumulative_score, input_ids and produce target_score; previous_segment_index is optional.
+-- generation). A replacement (--query-file) must produce generation_id, segment_index,
+-- cumulative_score, target_score and predicted_score; previous_segment_index is optional.
+WITH scored AS (
+  SELECT g.*, reward_model(g.input_ids, g.token_type_ids) AS predicted_score
+  FROM generations AS g
+)
 SELECT
-  g.*,
-  g.cumulative_score - COALESCE(LAG(g.cumulative_score, 1) OVER w, g.base_score) AS target_score,
-  LAG(g.segment_index, 1) OVER w AS previous_segment_index
-FROM generations AS g
-WINDOW w AS (PARTITION BY g.generation_id ORDER BY g.segment_index)
+  s.*,
+  s.cumulative_score - COALESCE(LAG(s.cumulative_score, 1) OVER w, s.base_score) AS target_score,
+  LAG(s.segment_index, 1) OVER w AS previous_segment_index
+FROM scored AS s
+WINDOW w AS (PARTITION BY s.generation_id ORDER BY s.segment_index)

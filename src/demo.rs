@@ -16,7 +16,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, Float64Array, Int32Array, ListArray, StringArray};
-use datafusion::arrow::datatypes::{DataType, Field, Int32Type, Schema};
+use datafusion::arrow::datatypes::{DataType, Field, Int32Type, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::parquet::arrow::ArrowWriter;
 use rand::rngs::SmallRng;
@@ -46,31 +46,79 @@ fn normal(rng: &mut SmallRng) -> f64 {
     (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
 }
 
-/// Generates the demo table: `generation_id` (string), `segment_index` (int32),
-/// `cumulative_score` (float64), `input_ids` (list<int32>), `source` (string, carried).
-pub fn demo_batch(generations: usize, seed: u64) -> Result<RecordBatch> {
-    let mut rng = SmallRng::seed_from_u64(seed);
-    let sources = ["chat", "summarize", "code", "qa"];
-    let (mut gid, mut seg, mut cum, mut src) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let mut lists: Vec<Option<Vec<Option<i32>>>> = Vec::new();
-    for g in 0..generations {
-        let n_seg = rng.random_range(1..=20);
-        let source = sources[rng.random_range(0..sources.len())];
-        let mut c = 0.0;
-        for k in 0..n_seg {
-            // Skewed lengths: mostly short, some long.
-            let u: f64 = rng.random();
-            let len = (2.0 + 78.0 * u * u * u).round() as usize;
-            let tokens: Vec<i32> = (0..len).map(|_| rng.random_range(1..1000)).collect();
-            c += true_segment_score(&tokens) + 0.05 * normal(&mut rng);
-            gid.push(format!("gen-{g:04}"));
-            seg.push(k);
-            cum.push(c);
-            src.push(source);
-            lists.push(Some(tokens.into_iter().map(Some).collect()));
+/// One generated row.
+#[derive(Debug, Clone)]
+struct SegmentRow {
+    generation_id: String,
+    segment_index: i32,
+    cumulative_score: f64,
+    input_ids: Vec<i32>,
+    source: &'static str,
+}
+
+/// How long segments are.
+#[derive(Debug, Clone, Copy)]
+enum Lengths {
+    /// 2 to 80 tokens, mostly short (the demo).
+    Demo,
+    /// Log-normal, median 24, 1 to 256 tokens (benchmarks).
+    LongTailed,
+}
+
+/// Generates generations of 1–20 segments following the demo's scoring rule.
+struct Generator {
+    rng: SmallRng,
+    lengths: Lengths,
+    next_generation: u64,
+    id_width: usize,
+}
+
+impl Generator {
+    fn new(seed: u64, lengths: Lengths, id_width: usize) -> Self {
+        Generator {
+            rng: SmallRng::seed_from_u64(seed),
+            lengths,
+            next_generation: 0,
+            id_width,
         }
     }
-    let schema = Arc::new(Schema::new(vec![
+
+    /// The next generation, at most `max_segments` long.
+    fn generation(&mut self, max_segments: u64) -> Vec<SegmentRow> {
+        const SOURCES: [&str; 4] = ["chat", "summarize", "code", "qa"];
+        let rng = &mut self.rng;
+        let n_seg = rng.random_range(1..=20u64).min(max_segments.max(1));
+        let source = SOURCES[rng.random_range(0..SOURCES.len())];
+        let generation_id = format!("gen-{:0w$}", self.next_generation, w = self.id_width);
+        self.next_generation += 1;
+        let mut c = 0.0;
+        (0..n_seg)
+            .map(|k| {
+                let len = match self.lengths {
+                    Lengths::Demo => {
+                        let u: f64 = rng.random();
+                        (2.0 + 78.0 * u * u * u).round() as usize
+                    }
+                    Lengths::LongTailed => {
+                        (24.0 * (0.8 * normal(rng)).exp()).round().clamp(1.0, 256.0) as usize
+                    }
+                };
+                let tokens: Vec<i32> = (0..len).map(|_| rng.random_range(1..1000)).collect();
+                c += true_segment_score(&tokens) + 0.05 * normal(rng);
+                SegmentRow {
+                    generation_id: generation_id.clone(),
+                    segment_index: k as i32,
+                    cumulative_score: c,
+                    input_ids: tokens,
+                    source,
+                }
+            })
+            .collect()
+    }
+}
+
+fn demo_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
         Field::new("generation_id", DataType::Utf8, false),
         Field::new("segment_index", DataType::Int32, false),
         Field::new("cumulative_score", DataType::Float64, false),
@@ -80,15 +128,33 @@ pub fn demo_batch(generations: usize, seed: u64) -> Result<RecordBatch> {
             true,
         ),
         Field::new("source", DataType::Utf8, false),
-    ]));
+    ]))
+}
+
+fn to_batch(rows: &[SegmentRow]) -> Result<RecordBatch> {
     let columns: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from(gid)),
-        Arc::new(Int32Array::from(seg)),
-        Arc::new(Float64Array::from(cum)),
-        Arc::new(ListArray::from_iter_primitive::<Int32Type, _, _>(lists)),
-        Arc::new(StringArray::from(src)),
+        Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|r| r.generation_id.as_str()),
+        )),
+        Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.segment_index))),
+        Arc::new(Float64Array::from_iter_values(
+            rows.iter().map(|r| r.cumulative_score),
+        )),
+        Arc::new(ListArray::from_iter_primitive::<Int32Type, _, _>(
+            rows.iter()
+                .map(|r| Some(r.input_ids.iter().map(|&t| Some(t)).collect::<Vec<_>>())),
+        )),
+        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.source))),
     ];
-    Ok(RecordBatch::try_new(schema, columns)?)
+    Ok(RecordBatch::try_new(demo_schema(), columns)?)
+}
+
+/// Generates the demo table: `generation_id` (string), `segment_index` (int32),
+/// `cumulative_score` (float64), `input_ids` (list<int32>), `source` (string, carried).
+pub fn demo_batch(generations: usize, seed: u64) -> Result<RecordBatch> {
+    let mut g = Generator::new(seed, Lengths::Demo, 4);
+    let rows: Vec<SegmentRow> = (0..generations).flat_map(|_| g.generation(u64::MAX)).collect();
+    to_batch(&rows)
 }
 
 /// Writes a batch to a Parquet file (atomically: temporary name, then rename).
@@ -114,88 +180,81 @@ pub enum Layout {
     Shuffled,
 }
 
-/// Writes a benchmark dataset of about `segments` rows in `files` Parquet files under `dir`:
-/// the demo's scoring rule with a realistic, long-tailed segment length (log-normal, median
-/// 24 tokens, 1 to 256), written in row groups as it is generated (memory stays flat).
+/// Writes a benchmark dataset of `segments` rows in `files` Parquet files under `dir`: the
+/// demo's scoring rule with a realistic, long-tailed segment length (log-normal, median 24
+/// tokens, 1 to 256), written in row groups as it is generated (memory stays flat).
 /// Returns (rows, generations).
-pub fn write_dataset(dir: &Path, segments: u64, files: usize, layout: Layout, seed: u64) -> Result<(u64, u64)> {
+pub fn write_dataset(
+    dir: &Path,
+    segments: u64,
+    files: usize,
+    layout: Layout,
+    seed: u64,
+) -> Result<(u64, u64)> {
     use datafusion::parquet::file::metadata::SortingColumn;
     use datafusion::parquet::file::properties::WriterProperties;
+    const FLUSH_ROWS: usize = 65536;
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let files = files.max(1);
-    let mut rng = SmallRng::seed_from_u64(seed);
-    let schema = demo_batch(1, 0)?.schema();
-    let props = match layout {
-        Layout::Sorted => WriterProperties::builder()
-            .set_sorting_columns(Some(vec![
-                SortingColumn { column_idx: 0, descending: false, nulls_first: false },
-                SortingColumn { column_idx: 1, descending: false, nulls_first: false },
-            ]))
-            .build(),
-        Layout::Shuffled => WriterProperties::builder().build(),
-    };
+    let mut props = WriterProperties::builder();
+    if layout == Layout::Sorted {
+        let asc = |i| SortingColumn {
+            column_idx: i,
+            descending: false,
+            nulls_first: false,
+        };
+        props = props.set_sorting_columns(Some(vec![asc(0), asc(1)]));
+    }
+    let props = props.build();
     let mut writers = Vec::with_capacity(files);
-    let mut paths = Vec::with_capacity(files);
     for f in 0..files {
         let path = dir.join(format!("part-{f:05}.parquet"));
         let tmp = path.with_extension("parquet.inprogress");
         let file = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-        writers.push(ArrowWriter::try_new(file, Arc::clone(&schema), Some(props.clone()))?);
-        paths.push((tmp, path));
+        writers.push((
+            ArrowWriter::try_new(file, demo_schema(), Some(props.clone()))?,
+            tmp,
+            path,
+        ));
     }
+    let mut generator = Generator::new(seed, Lengths::LongTailed, 9);
+    let mut shuffle_rng = SmallRng::seed_from_u64(seed ^ 0x5eed);
     let per_file = segments.div_ceil(files as u64);
-    let sources = ["chat", "summarize", "code", "qa"];
-    let (mut rows, mut generation) = (0u64, 0u64);
-    let mut bufs: Vec<Vec<(String, i32, f64, Vec<i32>, &str)>> = vec![Vec::new(); files];
-    let flush_schema = Arc::clone(&schema);
-    let flush = move |buf: &mut Vec<(String, i32, f64, Vec<i32>, &str)>, w: &mut ArrowWriter<std::fs::File>, rng: &mut SmallRng| -> Result<()> {
+    let mut bufs: Vec<Vec<SegmentRow>> = vec![Vec::new(); files];
+    let mut flush = |buf: &mut Vec<SegmentRow>, w: &mut ArrowWriter<std::fs::File>| -> Result<()> {
         if layout == Layout::Shuffled {
             for i in (1..buf.len()).rev() {
-                buf.swap(i, rng.random_range(0..=i));
+                buf.swap(i, shuffle_rng.random_range(0..=i));
             }
         }
-        let cols: Vec<ArrayRef> = vec![
-            Arc::new(StringArray::from_iter_values(buf.iter().map(|r| r.0.as_str()))),
-            Arc::new(Int32Array::from_iter_values(buf.iter().map(|r| r.1))),
-            Arc::new(Float64Array::from_iter_values(buf.iter().map(|r| r.2))),
-            Arc::new(ListArray::from_iter_primitive::<Int32Type, _, _>(
-                buf.iter().map(|r| Some(r.3.iter().map(|&t| Some(t)).collect::<Vec<_>>())),
-            )),
-            Arc::new(StringArray::from_iter_values(buf.iter().map(|r| r.4))),
-        ];
-        w.write(&RecordBatch::try_new(Arc::clone(&flush_schema), cols)?)?;
+        w.write(&to_batch(buf)?)?;
         buf.clear();
         Ok(())
     };
+    let mut rows = 0u64;
     while rows < segments {
-        let n_seg = rng.random_range(1..=20u64).min(segments - rows);
-        let source = sources[rng.random_range(0..sources.len())];
-        let mut c = 0.0;
         let sorted_file = ((rows / per_file) as usize).min(files - 1);
-        for k in 0..n_seg {
-            let len = (24.0 * (0.8 * normal(&mut rng)).exp()).round().clamp(1.0, 256.0) as usize;
-            let tokens: Vec<i32> = (0..len).map(|_| rng.random_range(1..1000)).collect();
-            c += true_segment_score(&tokens) + 0.05 * normal(&mut rng);
+        let generation = generator.generation(segments - rows);
+        rows += generation.len() as u64;
+        for row in generation {
             let f = match layout {
                 Layout::Sorted => sorted_file,
-                Layout::Shuffled => rng.random_range(0..files),
+                Layout::Shuffled => generator.rng.random_range(0..files),
             };
-            bufs[f].push((format!("gen-{generation:09}"), k as i32, c, tokens, source));
-            if bufs[f].len() >= 65536 {
-                flush(&mut bufs[f], &mut writers[f], &mut rng)?;
+            bufs[f].push(row);
+            if bufs[f].len() >= FLUSH_ROWS {
+                flush(&mut bufs[f], &mut writers[f].0)?;
             }
         }
-        rows += n_seg;
-        generation += 1;
     }
-    for (buf, w) in bufs.iter_mut().zip(writers.iter_mut()) {
+    for (buf, (w, _, _)) in bufs.iter_mut().zip(writers.iter_mut()) {
         if !buf.is_empty() {
-            flush(buf, w, &mut rng)?;
+            flush(buf, w)?;
         }
     }
-    for (w, (tmp, path)) in writers.into_iter().zip(paths) {
+    for (w, tmp, path) in writers {
         w.close()?;
         std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
     }
-    Ok((rows, generation))
+    Ok((rows, generator.next_generation))
 }

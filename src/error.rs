@@ -108,6 +108,15 @@ pub enum Error {
         prev_segment_index: String,
     },
 
+    /// DataFusion's operators needed more memory than `--memory-limit` allows.
+    #[error("out of memory under --memory-limit {limit}: {detail}. Raise --memory-limit (a run needs a few tens of MiB at least)")]
+    MemoryLimit {
+        /// The limit, human-readable.
+        limit: String,
+        /// DataFusion's message.
+        detail: String,
+    },
+
     /// The ONNX Runtime shared library could not be found or loaded.
     #[error("{0}")]
     OrtLibrary(String),

@@ -1,9 +1,10 @@
 //! The job: source → query → model → loss → sink, driven as one streaming DataFusion plan.
 //!
 //! 1. the input files are checked from their footers and registered (`generations`);
-//! 2. the targets query (`queries/segment_scores.sql`, or `--query-file`) becomes the view
-//!    `segment_scores`;
-//! 3. the job query `SELECT *, reward_model(input_ids) AS predicted_score FROM segment_scores`
+//! 2. the job query (`queries/segment_scores.sql`, or `--query-file`) scores each row with
+//!    `reward_model(input_ids, token_type_ids)` as it is read, then computes targets with a
+//!    window function;
+//! 3. DataFusion runs it as one streaming plan, one stream per partition;
 //!    runs the model inside DataFusion's plan, one stream per partition;
 //! 4. each partition's batches are validated, get their loss columns, and are written to
 //!    their own part file while the moments for the summary accumulate;
@@ -18,8 +19,8 @@ use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float64Array};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::arrow::util::display::array_value_to_string;
 use datafusion::arrow::row::{OwnedRow, RowConverter, SortField};
+use datafusion::arrow::util::display::array_value_to_string;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
@@ -33,13 +34,13 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::loss::{loss_columns, Loss, Moments, RegressionMetrics, OUTPUT_COLUMNS};
-use crate::model::{ModelOptions, RewardModel, UDF_NAME};
-use crate::runtime::Provider;
+use crate::model::{ModelOptions, RewardModel};
 use crate::progress::{Progress, ProgressMode};
+use crate::runtime::Provider;
 use crate::sink::{OutputDir, RollingWriter};
 use crate::source::{self, ColumnNames};
 
-/// The targets query shipped with segscore (`queries/segment_scores.sql`).
+/// The job query shipped with segscore (`queries/segment_scores.sql`).
 pub const SEGMENT_SCORES_SQL: &str =
     include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/queries/segment_scores.sql"));
 
@@ -54,7 +55,7 @@ pub struct JobConfig {
     pub output: PathBuf,
     /// Input column names.
     pub columns: ColumnNames,
-    /// A replacement for the targets query.
+    /// A replacement for the job query.
     pub query_file: Option<PathBuf>,
     /// The model output holding the score (default: the first).
     pub model_output: Option<String>,
@@ -85,6 +86,8 @@ pub struct JobConfig {
     pub max_rows_per_file: u64,
     /// Progress reporting.
     pub progress: ProgressMode,
+    /// Seconds between progress log lines when stderr is not a terminal.
+    pub progress_interval: f64,
 }
 
 impl JobConfig {
@@ -110,6 +113,7 @@ impl JobConfig {
             max_tokens_per_batch: 32768,
             max_rows_per_file: 1_000_000,
             progress: ProgressMode::Auto,
+            progress_interval: 10.0,
         }
     }
 }
@@ -159,7 +163,7 @@ pub struct Summary {
     pub onnxruntime_version: String,
     /// The provider used: cpu or cuda.
     pub provider: String,
-    /// sha256 of the query text (targets query and job query).
+    /// sha256 of the job query's text.
     pub query_sha256: String,
     /// Input files read.
     pub input_files: usize,
@@ -167,6 +171,8 @@ pub struct Summary {
     pub input_sorted: bool,
     /// Output part files written.
     pub output_files: usize,
+    /// Bytes DataFusion spilled to disk (sorting unsorted input under --memory-limit).
+    pub spilled_bytes: u64,
     /// Share of the model's input positions that were padding.
     pub padding_share: Option<f64>,
     /// Seconds inside ONNX Runtime, summed over sessions.
@@ -194,9 +200,14 @@ pub fn session_context(
     if sorted {
         config.options_mut().optimizer.prefer_existing_sort = true;
         config.options_mut().execution.split_file_groups_by_statistics = true;
-        // Byte-range splits of a file would lose its order.
-        config.options_mut().optimizer.repartition_file_scans = false;
     }
+    // Whole files per scan partition: byte-range splits would lose a sorted file's order, and
+    // would make the model's batches (cut from the scan's batches) depend on the thread count.
+    config.options_mut().optimizer.repartition_file_scans = false;
+    // Each sort keeps this much back for merging its spills; DataFusion's 10 MB default would
+    // not fit small limits.
+    let reservation = (memory_limit / (8 * threads.max(1) as u64)).clamp(256 << 10, 10 << 20);
+    config.options_mut().execution.sort_spill_reservation_bytes = reservation as usize;
     // Keep string columns' types as they are in the files, so carried columns come out unchanged.
     config.options_mut().execution.parquet.schema_force_view_types = false;
     let mut disk = DiskManagerBuilder::default();
@@ -216,16 +227,6 @@ fn read_query(cfg: &JobConfig) -> Result<String> {
         Some(p) => std::fs::read_to_string(p).map_err(|e| Error::io(p, e)),
         None => Ok(SEGMENT_SCORES_SQL.to_string()),
     }
-}
-
-/// The job query that runs the model over the targets.
-pub fn predict_sql(cols: &ColumnNames, model: &RewardModel) -> String {
-    let args = if cols.token_type_ids.is_some() && model.signature().wants_token_type_ids() {
-        "input_ids, token_type_ids"
-    } else {
-        "input_ids"
-    };
-    format!("SELECT *, {UDF_NAME}({args}) AS predicted_score FROM segment_scores")
 }
 
 /// Where each output column comes from, and the checks each batch gets.
@@ -253,7 +254,7 @@ impl OutputPlan {
         let find = |name: &str, why: &str| {
             input.index_of(name).map_err(|_| {
                 Error::Usage(format!(
-                    "the targets query must produce a column `{name}` ({why}); it produced: {}",
+                    "the job query must produce a column `{name}` ({why}); it produced: {}",
                     input
                         .fields()
                         .iter()
@@ -273,7 +274,7 @@ impl OutputPlan {
             DataType::Float64 | DataType::Float32
         ) {
             return Err(Error::Usage(format!(
-                "the targets query's target_score has type {}, expected a float",
+                "the job query's target_score has type {}, expected a float",
                 input.field(target).data_type()
             )));
         }
@@ -320,7 +321,11 @@ impl OutputPlan {
                 fields.push(f.as_ref().clone());
             }
         }
-        fields.extend(OUTPUT_COLUMNS.iter().map(|c| Field::new(*c, DataType::Float64, false)));
+        fields.extend(
+            OUTPUT_COLUMNS
+                .iter()
+                .map(|c| Field::new(*c, DataType::Float64, false)),
+        );
         let schema = Arc::new(Schema::new(fields));
         let descr = ArrowSchemaConverter::new().convert(&schema)?;
         let leaf = |name: &str| {
@@ -478,9 +483,15 @@ struct KeyOrder {
 enum OrderCheck {
     InOrder,
     /// The first row that comes before its predecessor, and that predecessor's key as text.
-    OutOfOrder { row: usize, prev_gid: String, prev_seg: String },
+    OutOfOrder {
+        row: usize,
+        prev_gid: String,
+        prev_seg: String,
+    },
     /// The first row equal to its predecessor.
-    Duplicate { row: usize },
+    Duplicate {
+        row: usize,
+    },
 }
 
 impl KeyOrder {
@@ -513,7 +524,11 @@ impl KeyOrder {
                         (0, Some((_, g, s))) => (g.clone(), s.clone()),
                         _ => (cell(&cols[0], i - 1), cell(&cols[1], i - 1)),
                     };
-                    verdict = OrderCheck::OutOfOrder { row: i, prev_gid, prev_seg };
+                    verdict = OrderCheck::OutOfOrder {
+                        row: i,
+                        prev_gid,
+                        prev_seg,
+                    };
                     break;
                 }
             }
@@ -566,7 +581,11 @@ async fn run_partition(
                             segment_index: cell(batch.column(plan.seg), row),
                         })
                     }
-                    OrderCheck::OutOfOrder { row, prev_gid, prev_seg } if plan.sorted_declared => {
+                    OrderCheck::OutOfOrder {
+                        row,
+                        prev_gid,
+                        prev_seg,
+                    } if plan.sorted_declared => {
                         return Err(Error::NotSorted {
                             generation_id: cell(batch.column(plan.gid), row),
                             segment_index: cell(batch.column(plan.seg), row),
@@ -643,18 +662,21 @@ pub async fn prepare(cfg: &JobConfig) -> Result<Prepared> {
     source::register(&ctx, &inputs, &cfg.columns, sorted).await?;
     let targets = ctx.sql(&targets_sql).await.map_err(|e| {
         Error::Usage(format!(
-            "targets query{}: {e}",
+            "job query{}: {e}",
             cfg.query_file
                 .as_ref()
                 .map(|p| format!(" {}", p.display()))
                 .unwrap_or_default()
         ))
     })?;
-    ctx.register_table("segment_scores", targets.into_view())?;
-    let job_sql = predict_sql(&cfg.columns, &model);
-    let df = ctx.sql(&job_sql).await?;
-    let plan = Arc::new(OutputPlan::new(df.schema().as_arrow(), cfg, model.output_name(), sorted)?);
-    let query = format!("{targets_sql}\n;\n{job_sql}");
+    let df = targets;
+    let plan = Arc::new(OutputPlan::new(
+        df.schema().as_arrow(),
+        cfg,
+        model.output_name(),
+        sorted,
+    )?);
+    let query = targets_sql;
     let query_sha256 = hex::encode(Sha256::digest(query.as_bytes()));
     let metadata = Arc::new(vec![
         (
@@ -713,10 +735,33 @@ pub async fn run(cfg: &JobConfig) -> Result<Summary> {
     } = prepare(cfg).await?;
 
     let out = OutputDir::prepare(&cfg.output, cfg.overwrite)?;
-    let progress = Progress::start(inputs.total_rows(), cfg.progress, std::time::Duration::from_secs(10));
-    let result = execute(df, &out, plan, metadata, cfg.max_rows_per_file, progress.counter()).await;
+    let interval = std::time::Duration::from_secs_f64(cfg.progress_interval.max(0.01));
+    let progress = Progress::start(inputs.total_rows(), cfg.progress, interval);
+    let result = execute(
+        df,
+        &out,
+        plan,
+        metadata,
+        cfg.max_rows_per_file,
+        progress.counter(),
+    )
+    .await;
     progress.finish().await;
-    let (moments, generations, output_files) = match result {
+    let result = result.map_err(|e| match e {
+        Error::DataFusion(df) if df.find_root().to_string().contains("Resources exhausted") => {
+            Error::MemoryLimit {
+                limit: bytesize::ByteSize::b(cfg.memory_limit).to_string(),
+                detail: df.find_root().to_string(),
+            }
+        }
+        other => other,
+    });
+    let Executed {
+        moments,
+        generations,
+        files: output_files,
+        spilled_bytes,
+    } = match result {
         Ok(r) => r,
         Err(e) => {
             out.abort();
@@ -756,6 +801,7 @@ pub async fn run(cfg: &JobConfig) -> Result<Summary> {
         input_files: inputs.files.len(),
         input_sorted: sorted,
         output_files,
+        spilled_bytes,
         padding_share: (positions > 0).then(|| 1.0 - tokens as f64 / positions as f64),
         model_seconds: st.run_nanos.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1e9,
         elapsed_seconds: elapsed,
@@ -777,9 +823,12 @@ async fn execute(
     metadata: Arc<Vec<(String, String)>>,
     max_rows_per_file: u64,
     rows_done: Arc<AtomicU64>,
-) -> Result<(Moments, Option<u64>, usize)> {
+) -> Result<Executed> {
     let dir = out.staged("segments")?;
-    let streams = df.execute_stream_partitioned().await.map_err(Error::from_datafusion)?;
+    let task_ctx = Arc::new(df.task_ctx());
+    let physical = df.create_physical_plan().await.map_err(Error::from_datafusion)?;
+    let streams = datafusion::physical_plan::execute_stream_partitioned(Arc::clone(&physical), task_ctx)
+        .map_err(Error::from_datafusion)?;
     let counter = Arc::new(AtomicUsize::new(0));
     let mut tasks = tokio::task::JoinSet::new();
     for stream in streams {
@@ -791,7 +840,12 @@ async fn execute(
             max_rows_per_file,
             Arc::clone(&counter),
         );
-        tasks.spawn(run_partition(stream, Arc::clone(&plan), writer, Arc::clone(&rows_done)));
+        tasks.spawn(run_partition(
+            stream,
+            Arc::clone(&plan),
+            writer,
+            Arc::clone(&rows_done),
+        ));
     }
     let mut moments = Moments::default();
     let mut generations = 0u64;
@@ -802,7 +856,29 @@ async fn execute(
         generations += part.generations;
         files += n_files;
     }
-    Ok((moments, plan.prev.map(|_| generations), files))
+    Ok(Executed {
+        moments,
+        generations: plan.prev.map(|_| generations),
+        files,
+        spilled_bytes: spilled_bytes(physical.as_ref()),
+    })
+}
+
+struct Executed {
+    moments: Moments,
+    generations: Option<u64>,
+    files: usize,
+    spilled_bytes: u64,
+}
+
+/// Bytes the plan's operators (the sort of unsorted input) spilled to disk.
+fn spilled_bytes(plan: &dyn datafusion::physical_plan::ExecutionPlan) -> u64 {
+    let own = plan.metrics().and_then(|m| m.spilled_bytes()).unwrap_or(0) as u64;
+    own + plan
+        .children()
+        .iter()
+        .map(|c| spilled_bytes(c.as_ref()))
+        .sum::<u64>()
 }
 
 async fn count_generations(ctx: &SessionContext) -> Result<u64> {

@@ -154,6 +154,9 @@ struct JobArgs {
     /// Rows per output part file, at most.
     #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
     max_rows_per_file: u64,
+    /// Seconds between progress log lines when stderr is not a terminal (a terminal gets a bar).
+    #[arg(long, default_value_t = 10.0, value_name = "SECS")]
+    progress_interval: f64,
     /// Print the physical plan and exit without running.
     #[arg(long)]
     explain: bool,
@@ -193,6 +196,7 @@ impl JobArgs {
         cfg.spill_dir = self.spill_dir;
         cfg.max_tokens_per_batch = self.max_tokens_per_batch as usize;
         cfg.max_rows_per_file = self.max_rows_per_file;
+        cfg.progress_interval = self.progress_interval;
         if let Some(t) = self.threads {
             cfg.threads = t as usize;
         }
@@ -323,10 +327,23 @@ fn main() -> ExitCode {
             }),
         Command::Demo(a) => demo(a),
         Command::Inspect { model } => inspect(model),
-        Command::Generate { output, segments, files, shuffled, seed } => {
-            let layout = if shuffled { demo::Layout::Shuffled } else { demo::Layout::Sorted };
+        Command::Generate {
+            output,
+            segments,
+            files,
+            shuffled,
+            seed,
+        } => {
+            let layout = if shuffled {
+                demo::Layout::Shuffled
+            } else {
+                demo::Layout::Sorted
+            };
             demo::write_dataset(&output, segments, files, layout, seed).map(|(rows, gens)| {
-                eprintln!("wrote {rows} segments in {gens} generations to {}", output.display());
+                eprintln!(
+                    "wrote {rows} segments in {gens} generations to {}",
+                    output.display()
+                );
             })
         }
     };

@@ -465,7 +465,9 @@ impl RewardModel {
     /// batches run in parallel over the session pool.
     pub fn predict(&self, input_ids: &dyn Array, token_type_ids: Option<&dyn Array>) -> Result<Float64Array> {
         let ids = TokenLists::new(input_ids, "input_ids")?;
-        let types = token_type_ids.map(|a| TokenLists::new(a, "token_type_ids")).transpose()?;
+        let types = token_type_ids
+            .map(|a| TokenLists::new(a, "token_type_ids"))
+            .transpose()?;
         let mut rows: Vec<usize> = (0..ids.len()).filter(|&r| ids.usable(r)).collect();
         if let Some(types) = &types {
             for &r in &rows {
@@ -492,7 +494,20 @@ impl RewardModel {
         Ok(Float64Array::from(out))
     }
 
-    fn run_chunk(&self, ids: &TokenLists<'_>, types: Option<&TokenLists<'_>>, rows: &[usize]) -> Result<Vec<f64>> {
+    fn run_chunk(
+        &self,
+        ids: &TokenLists<'_>,
+        types: Option<&TokenLists<'_>>,
+        rows: &[usize],
+    ) -> Result<Vec<f64>> {
+        // ONNX Runtime's CPU kernels take another path for a one-row batch (matrix-vector
+        // products) and round differently; a copy of the row keeps every prediction
+        // independent of how rows were batched, so output is the same whatever --threads.
+        if let [row] = rows {
+            let mut two = self.run_chunk(ids, types, &[*row, *row])?;
+            two.truncate(1);
+            return Ok(two);
+        }
         let batch = rows.len();
         let padded = ids.padded(rows);
         let seq = padded.seq;
@@ -548,7 +563,8 @@ impl RewardModel {
             Ok(scores)
         })?;
         let st = &self.stats;
-        st.run_nanos.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        st.run_nanos
+            .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
         st.rows.fetch_add(batch as u64, Ordering::Relaxed);
         st.calls.fetch_add(1, Ordering::Relaxed);
         st.tokens.fetch_add(padded.tokens as u64, Ordering::Relaxed);
@@ -580,7 +596,11 @@ impl RewardModel {
 /// Splits rows sorted by length, longest first, into consecutive batches of at most
 /// `max_rows` rows and at most `max_tokens` padded positions (rows x the batch's first, longest,
 /// length). A row longer than `max_tokens` forms a batch of its own.
-pub fn plan_batches(lengths_desc: &[usize], max_rows: usize, max_tokens: usize) -> Vec<std::ops::Range<usize>> {
+pub fn plan_batches(
+    lengths_desc: &[usize],
+    max_rows: usize,
+    max_tokens: usize,
+) -> Vec<std::ops::Range<usize>> {
     let mut out = Vec::new();
     let mut start = 0;
     while start < lengths_desc.len() {
@@ -704,7 +724,12 @@ impl<'a> TokenLists<'a> {
 
     fn padded(&self, rows: &[usize]) -> PaddedBatch {
         let batch = rows.len();
-        let seq = rows.iter().map(|&r| self.row_len(r).unwrap_or(0)).max().unwrap_or(0).max(1);
+        let seq = rows
+            .iter()
+            .map(|&r| self.row_len(r).unwrap_or(0))
+            .max()
+            .unwrap_or(0)
+            .max(1);
         let mut ids = vec![0i64; batch * seq];
         let mut mask = vec![0i64; batch * seq];
         let mut tokens = 0;
@@ -713,7 +738,13 @@ impl<'a> TokenLists<'a> {
             mask[b * seq..b * seq + n].fill(1);
             tokens += n;
         }
-        PaddedBatch { ids, mask, batch, seq, tokens }
+        PaddedBatch {
+            ids,
+            mask,
+            batch,
+            seq,
+            tokens,
+        }
     }
 
     /// Copies the row's ids into `dst` (which is at least as long) and returns how many.
@@ -779,7 +810,10 @@ impl ScalarUDFImpl for RewardModelUdf {
                 n
             ]))));
         }
-        let types = arrays.get(1).filter(|a| a.data_type() != &DataType::Null);
+        // token_type_ids only reach a model that asks for them; NULL means zeros.
+        let types = arrays
+            .get(1)
+            .filter(|a| a.data_type() != &DataType::Null && self.model.signature.wants_token_type_ids());
         let out = self
             .model
             .predict(ids.as_ref(), types.map(|a| a.as_ref()))

@@ -95,7 +95,11 @@ async fn log_lines(total: u64, done: Arc<AtomicU64>, stop: Arc<Notify>, interval
         let n = done.load(Ordering::Relaxed);
         let secs = started.elapsed().as_secs_f64();
         let rate = if secs > 0.0 { n as f64 / secs } else { 0.0 };
-        let eta = if rate > 0.0 { total.saturating_sub(n) as f64 / rate } else { f64::NAN };
+        let eta = if rate > 0.0 {
+            total.saturating_sub(n) as f64 / rate
+        } else {
+            f64::NAN
+        };
         tracing::info!(
             rows = n,
             total,

@@ -200,7 +200,10 @@ fn inprogress_name(path: &Path) -> PathBuf {
 
 /// Parquet writer settings shared by every file segscore writes: zstd, row groups of 128Ki
 /// rows, the run's key-value metadata, and `sorting_columns` when the file is sorted.
-pub fn writer_properties(metadata: &[(String, String)], sorting: Option<Vec<SortingColumn>>) -> WriterProperties {
+pub fn writer_properties(
+    metadata: &[(String, String)],
+    sorting: Option<Vec<SortingColumn>>,
+) -> WriterProperties {
     WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
         .set_max_row_group_row_count(Some(128 * 1024))

@@ -292,14 +292,21 @@ pub fn check_file(path: &Path, cols: &ColumnNames) -> Result<InputFile> {
 /// index, both ascending.
 fn declares_key_order(pq: &datafusion::parquet::file::metadata::ParquetMetaData, cols: &ColumnNames) -> bool {
     let leaves = pq.file_metadata().schema_descr().columns();
-    let leaf = |name: &str| leaves.iter().position(|c| c.path().parts().len() == 1 && c.path().parts()[0] == name);
+    let leaf = |name: &str| {
+        leaves
+            .iter()
+            .position(|c| c.path().parts().len() == 1 && c.path().parts()[0] == name)
+    };
     let (Some(g), Some(s)) = (leaf(&cols.generation_id), leaf(&cols.segment_index)) else {
         return false;
     };
     !pq.row_groups().is_empty()
         && pq.row_groups().iter().all(|rg| match rg.sorting_columns() {
             Some(sc) if sc.len() >= 2 => {
-                sc[0].column_idx as usize == g && !sc[0].descending && sc[1].column_idx as usize == s && !sc[1].descending
+                sc[0].column_idx as usize == g
+                    && !sc[0].descending
+                    && sc[1].column_idx as usize == s
+                    && !sc[1].descending
             }
             _ => false,
         })
@@ -373,7 +380,12 @@ pub fn quote_ident(name: &str) -> String {
 /// With `sorted`, each file is declared sorted by (generation id, segment index), so the
 /// window runs streaming (no sort); DataFusion trusts that declaration, so the job checks the
 /// order as rows flow.
-pub async fn register(ctx: &SessionContext, inputs: &Inputs, cols: &ColumnNames, sorted: bool) -> Result<Vec<String>> {
+pub async fn register(
+    ctx: &SessionContext,
+    inputs: &Inputs,
+    cols: &ColumnNames,
+    sorted: bool,
+) -> Result<Vec<String>> {
     let urls = inputs
         .files
         .iter()
@@ -383,7 +395,8 @@ pub async fn register(ctx: &SessionContext, inputs: &Inputs, cols: &ColumnNames,
     if sorted {
         use datafusion::prelude::ident;
         let key = |c: &str| ident(c).sort(true, false);
-        options = options.with_file_sort_order(vec![vec![key(&cols.generation_id), key(&cols.segment_index)]]);
+        options =
+            options.with_file_sort_order(vec![vec![key(&cols.generation_id), key(&cols.segment_index)]]);
     }
     let config = ListingTableConfig::new_with_multi_paths(urls)
         .with_listing_options(options)
@@ -407,13 +420,15 @@ fn carried_columns(schema: &Schema, cols: &ColumnNames) -> Result<Vec<String>> {
         if role_names.contains(name) {
             continue;
         }
-        if CANONICAL.contains(&name.as_str())
-            || crate::loss::OUTPUT_COLUMNS.contains(&name.as_str())
-            || name == "previous_segment_index"
-        {
+        if CANONICAL.contains(&name.as_str()) {
             return Err(Error::Usage(format!(
-                "input column `{name}` would collide with a column segscore writes; rename it, or use it as a role column"
+                "input column `{name}` would collide with the canonical column segscore gives a role column; rename it, or use it as that role's column"
             )));
+        }
+        if crate::loss::OUTPUT_COLUMNS.contains(&name.as_str()) || name == "previous_segment_index" {
+            // A segscore output read back as input: this run computes these afresh.
+            tracing::warn!(column = %name, "input column is replaced by this run's column of the same name");
+            continue;
         }
         carried.push(name.clone());
     }
@@ -434,9 +449,10 @@ fn generations_view_sql(_schema: &Schema, cols: &ColumnNames, carried: &[String]
             None => "CAST(0.0 AS DOUBLE) AS base_score".to_string(),
         },
     ];
-    if let Some(t) = &cols.token_type_ids {
-        items.push(format!("{} AS token_type_ids", quote_ident(t)));
-    }
+    items.push(match &cols.token_type_ids {
+        Some(t) => format!("{} AS token_type_ids", quote_ident(t)),
+        None => "NULL AS token_type_ids".to_string(),
+    });
     items.extend(carried.iter().map(|c| quote_ident(c)));
     format!("SELECT {} FROM input_files", items.join(", "))
 }

@@ -240,3 +240,53 @@ pub fn assert_no_output(out: &Path) {
     assert!(parts(&out.join("segments")).is_empty(), "part files left behind");
     assert!(!out.join("summary.json").exists(), "summary.json left behind");
 }
+
+/// Asserts two outputs have the same rows and values, showing the first difference only.
+pub fn assert_same_rows(
+    a: &BTreeMap<(String, i64), Vec<String>>,
+    b: &BTreeMap<(String, i64), Vec<String>>,
+    what: &str,
+) {
+    assert_eq!(a.len(), b.len(), "{what}: row counts differ");
+    for (k, va) in a {
+        let vb = b.get(k).unwrap_or_else(|| panic!("{what}: row {k:?} missing"));
+        assert_eq!(va, vb, "{what}: row {k:?} differs");
+    }
+}
+
+/// The columns that come from the model's output.
+pub const MODEL_COLUMNS: [&str; 6] = [
+    "predicted_score",
+    "residual",
+    "squared_error",
+    "abs_error",
+    "loss",
+    "loss_grad",
+];
+
+/// Asserts two outputs hold the same rows: every column equal, except the model-derived ones,
+/// which may differ by `tol` (ONNX Runtime rounds differently for differently shaped batches).
+pub fn assert_same_output(a: &RecordBatch, b: &RecordBatch, tol: f64, what: &str) {
+    assert_eq!(a.schema(), b.schema(), "{what}: schemas differ");
+    for c in MODEL_COLUMNS {
+        let (x, y) = (by_key(a, c), by_key(b, c));
+        assert_eq!(x.len(), y.len(), "{what}: row counts differ");
+        for (k, v) in &x {
+            let w = y.get(k).unwrap_or_else(|| panic!("{what}: row {k:?} missing"));
+            assert!((v - w).abs() <= tol, "{what}: {c} at {k:?}: {v} vs {w}");
+        }
+    }
+    let keep: Vec<usize> = a
+        .schema()
+        .fields()
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| !MODEL_COLUMNS.contains(&f.name().as_str()))
+        .map(|(i, _)| i)
+        .collect();
+    let (ra, rb) = (
+        rows_by_key(&a.project(&keep).unwrap()),
+        rows_by_key(&b.project(&keep).unwrap()),
+    );
+    assert_same_rows(&ra, &rb, what);
+}

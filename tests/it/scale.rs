@@ -1,0 +1,239 @@
+//! Streaming at scale: sorted input streams without a sort, unsorted input sorts under a
+//! memory limit (spilling), output is the same whatever the threads, files roll, progress.
+
+use std::path::Path;
+
+use datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
+
+use crate::common::*;
+
+fn generate(dir: &Path, segments: u64, files: usize, shuffled: bool) {
+    let mut args = vec![
+        "generate".to_string(),
+        "--output".into(),
+        dir.display().to_string(),
+        "--segments".into(),
+        segments.to_string(),
+        "--files".into(),
+        files.to_string(),
+    ];
+    if shuffled {
+        args.push("--shuffled".into());
+    }
+    let refs: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+    let o = segscore(&refs);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+fn explain(input: &Path, extra: &[&str]) -> String {
+    let out = input.with_extension("unused");
+    let mut args = vec!["--provider", "cpu", "--explain"];
+    args.extend_from_slice(extra);
+    let o = run(&[input], &demo_model(), &out, &args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn sorting_columns(part: &Path) -> Vec<(i32, bool)> {
+    let r = SerializedFileReader::new(std::fs::File::open(part).unwrap()).unwrap();
+    let rg = r.metadata().row_group(0);
+    rg.sorting_columns()
+        .map(|v| v.iter().map(|c| (c.column_idx, c.descending)).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn sorted_input_streams_and_outputs_read_back_streaming() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("sorted");
+    generate(&input, 20_000, 3, false);
+    // The generated files declare sorting_columns: no flag needed, and no sort in the plan.
+    let plan = explain(&input, &[]);
+    assert!(plan.contains("BoundedWindowAggExec"), "{plan}");
+    assert!(
+        !plan.contains("SortExec"),
+        "sorted input must not be sorted again:\n{plan}"
+    );
+    let out = tmp.path().join("out");
+    run_ok(
+        &[&input],
+        &demo_model(),
+        &out,
+        &["--provider", "cpu", "--keep", "input_ids"],
+    );
+    let s = summary(&out);
+    assert_eq!(s["input_sorted"], true);
+    assert_eq!(s["n_segments"], 20_000);
+    assert_eq!(s["spilled_bytes"], 0);
+    // segscore's own outputs record their order, so they are read back streaming too.
+    for part in parts(&out.join("segments")) {
+        assert_eq!(
+            sorting_columns(&part),
+            vec![(0, false), (1, false)],
+            "{}",
+            part.display()
+        );
+    }
+    let plan = explain(&out.join("segments"), &[]);
+    assert!(!plan.contains("SortExec"), "{plan}");
+    let out2 = tmp.path().join("out2");
+    // Read back, the earlier results are replaced by this run's: same model, same values.
+    run_ok(
+        &[&out.join("segments")],
+        &demo_model(),
+        &out2,
+        &["--provider", "cpu", "--keep", "input_ids"],
+    );
+    assert_eq!(summary(&out2)["input_sorted"], true);
+    assert_same_output(&read_segments(&out), &read_segments(&out2), 1e-6, "read back");
+}
+
+#[test]
+fn unsorted_input_is_sorted_under_a_memory_limit_with_spilling() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("shuffled");
+    generate(&input, 150_000, 3, true);
+    let plan = explain(&input, &[]);
+    assert!(plan.contains("SortExec"), "{plan}");
+    let big = tmp.path().join("big");
+    run_ok(&[&input], &demo_model(), &big, &["--provider", "cpu"]);
+    assert_eq!(summary(&big)["input_sorted"], false);
+    assert_eq!(summary(&big)["spilled_bytes"], 0);
+    let small = tmp.path().join("small");
+    let spill = tmp.path().join("spill");
+    run_ok(
+        &[&input],
+        &demo_model(),
+        &small,
+        &[
+            "--provider",
+            "cpu",
+            "--memory-limit",
+            "64MiB",
+            "--spill-dir",
+            spill.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        summary(&small)["spilled_bytes"].as_u64().unwrap() > 0,
+        "a 64 MiB limit must spill"
+    );
+    assert_same_rows(
+        &rows_by_key(&read_segments(&big)),
+        &rows_by_key(&read_segments(&small)),
+        "memory limit",
+    );
+    // Too little memory is a clear error, not a crash.
+    let tiny = tmp.path().join("tiny");
+    let o = run(
+        &[&input],
+        &demo_model(),
+        &tiny,
+        &["--provider", "cpu", "--memory-limit", "4MiB"],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("out of memory under --memory-limit 4.0 MiB"),
+        "{}",
+        stderr(&o)
+    );
+    assert_no_output(&tiny);
+}
+
+#[test]
+fn input_declared_sorted_but_not_is_an_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("shuffled");
+    generate(&input, 5_000, 2, true);
+    let out = tmp.path().join("out");
+    let o = run(&[&input], &demo_model(), &out, &["--provider", "cpu", "--sorted"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(
+        err.contains("declared sorted") && err.contains("comes after generation_id=gen-"),
+        "{err}"
+    );
+    assert_no_output(&out);
+}
+
+#[test]
+fn output_is_the_same_whatever_the_threads() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("shuffled");
+    generate(&input, 20_000, 2, true);
+    let mut outputs = Vec::new();
+    for (i, flags) in [
+        vec!["--threads", "1"],
+        vec!["--threads", "2"],
+        vec!["--threads", "3"],
+    ]
+    .iter()
+    .enumerate()
+    {
+        let out = tmp.path().join(format!("out{i}"));
+        let mut args = vec!["--provider", "cpu"];
+        args.extend(flags.iter().copied());
+        run_ok(&[&input], &demo_model(), &out, &args);
+        outputs.push(rows_by_key(&read_segments(&out)));
+    }
+    assert_eq!(outputs[0].len(), 20_000);
+    // Bit for bit: the model's batches are cut from the scan's, whatever the threads.
+    assert_same_rows(&outputs[0], &outputs[1], "--threads 1 vs 2");
+    assert_same_rows(&outputs[0], &outputs[2], "--threads 1 vs 3");
+}
+
+#[test]
+fn output_files_roll_at_max_rows() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("sorted");
+    generate(&input, 12_000, 2, false);
+    let out = tmp.path().join("out");
+    run_ok(
+        &[&input],
+        &demo_model(),
+        &out,
+        &["--provider", "cpu", "--max-rows-per-file", "2500"],
+    );
+    let files = parts(&out.join("segments"));
+    assert!(files.len() >= 5, "{} files", files.len());
+    let mut total = 0;
+    for f in &files {
+        let n: usize = read_parquet(f).iter().map(|b| b.num_rows()).sum();
+        assert!(n <= 2500 && n > 0, "{}: {n} rows", f.display());
+        total += n;
+    }
+    assert_eq!(total, 12_000);
+    assert_eq!(summary(&out)["output_files"], files.len());
+}
+
+#[test]
+fn progress_is_logged_when_not_a_terminal_and_silenced_by_quiet() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("sorted");
+    generate(&input, 60_000, 2, false);
+    let out = tmp.path().join("out");
+    let o = run_ok(
+        &[&input],
+        &demo_model(),
+        &out,
+        &[
+            "--provider",
+            "cpu",
+            "--progress-interval",
+            "0.02",
+            "--threads",
+            "1",
+        ],
+    );
+    let err = stderr(&o);
+    assert!(err.contains("progress") && err.contains("total=60000"), "{err}");
+    let out2 = tmp.path().join("out2");
+    let o = run_ok(
+        &[&input],
+        &demo_model(),
+        &out2,
+        &["--provider", "cpu", "--progress-interval", "0.02", "-q"],
+    );
+    assert_eq!(stderr(&o), "", "--quiet prints nothing on stderr");
+    assert!(String::from_utf8_lossy(&o.stdout).is_empty());
+}
