@@ -10,6 +10,12 @@ models/reward_small.onnx   the demo reward model:
     and the MLP reads mostly that column, so the model approximates the demo's scoring
     rule without being exact: residuals are small but real.
 
+models/reward_transformer.onnx   a heavier model for the model-bound benchmarks:
+    input_ids, attention_mask -> score (float32 [batch, 1]); token + position embedding
+    (vocab 1000, 512 positions, width 256), 2 pre-norm encoder layers (4 heads, feed-forward
+    1024, GELU), final layer norm, masked mean pool, linear head. Random fixed weights: it is
+    for measuring speed, its scores mean nothing.
+
 tests/data/*.onnx          tiny models the tests use for exact expectations:
     affine_mean.onnx   score = masked_mean(input_ids) * 0.001 - 1.0   ([batch]),
                        token_count = sum(attention_mask)               ([batch])
@@ -169,8 +175,99 @@ def needs_pixels():
     save(graph, "tests/data/needs_pixels.onnx", "test model with an input no column provides")
 
 
+def reward_transformer():
+    rng = np.random.default_rng(20261128)
+    d, heads, ff, layers, max_pos = 256, 4, 1024, 2, 512
+    dh = d // heads
+    w = lambda *shape: rng.normal(0.0, 0.02, size=shape).astype(np.float32)
+    inits = common_inits() + [
+        numpy_helper.from_array(w(VOCAB, d), "tok_emb"),
+        numpy_helper.from_array(w(max_pos, d), "pos_emb"),
+        numpy_helper.from_array(np.array(0, dtype=np.int64), "zero_i"),
+        numpy_helper.from_array(np.array(1, dtype=np.int64), "one_i"),
+        numpy_helper.from_array(np.array([1], dtype=np.int64), "idx1"),
+        numpy_helper.from_array(np.array(-10000.0, dtype=np.float32), "neg_big"),
+        numpy_helper.from_array(np.array(1.0 / np.sqrt(dh), dtype=np.float32), "scale"),
+        numpy_helper.from_array(np.array([0, 0, heads, dh], dtype=np.int64), "split_shape"),
+        numpy_helper.from_array(np.array([0, 0, d], dtype=np.int64), "merge_shape"),
+        numpy_helper.from_array(np.array(1.702, dtype=np.float32), "gelu_k"),
+        numpy_helper.from_array(np.ones(d, dtype=np.float32), "ln_g"),
+        numpy_helper.from_array(np.zeros(d, dtype=np.float32), "ln_b"),
+        numpy_helper.from_array(w(d, 1), "head_w"),
+        numpy_helper.from_array(np.array([0.0], dtype=np.float32), "head_b"),
+    ]
+    nodes = [
+        helper.make_node("Gather", ["tok_emb", "input_ids"], ["tok"], axis=0),
+        helper.make_node("Shape", ["input_ids"], ["ids_shape"]),
+        helper.make_node("Gather", ["ids_shape", "one_i"], ["seq_len"], axis=0),
+        helper.make_node("Range", ["zero_i", "seq_len", "one_i"], ["positions"]),
+        helper.make_node("Gather", ["pos_emb", "positions"], ["pos"], axis=0),
+        helper.make_node("Add", ["tok", "pos"], ["x0"]),
+        # additive attention mask [b, 1, 1, s]: 0 on tokens, -1e4 on padding
+        helper.make_node("Cast", ["attention_mask"], ["am_f"], to=TensorProto.FLOAT),
+        helper.make_node("Sub", ["one_f", "am_f"], ["am_inv"]),
+        helper.make_node("Mul", ["am_inv", "neg_big"], ["am_add2"]),
+        helper.make_node("Unsqueeze", ["am_add2", "idx1"], ["am_add3"]),
+        helper.make_node("Unsqueeze", ["am_add3", "idx1"], ["am_add"]),
+    ]
+    x = "x0"
+    for l in range(layers):
+        p = f"l{l}_"
+        inits += [
+            numpy_helper.from_array(w(d, 3 * d), p + "wqkv"),
+            numpy_helper.from_array(np.zeros(3 * d, dtype=np.float32), p + "bqkv"),
+            numpy_helper.from_array(w(d, d), p + "wo"),
+            numpy_helper.from_array(w(d, ff), p + "w1"),
+            numpy_helper.from_array(np.zeros(ff, dtype=np.float32), p + "b1"),
+            numpy_helper.from_array(w(ff, d), p + "w2"),
+        ]
+        nodes += [
+            helper.make_node("LayerNormalization", [x, "ln_g", "ln_b"], [p + "ln1"], axis=-1, epsilon=1e-5),
+            helper.make_node("MatMul", [p + "ln1", p + "wqkv"], [p + "qkv0"]),
+            helper.make_node("Add", [p + "qkv0", p + "bqkv"], [p + "qkv"]),
+            helper.make_node("Split", [p + "qkv", p + "split_sizes"], [p + "q0", p + "k0", p + "v0"], axis=-1),
+        ]
+        inits.append(numpy_helper.from_array(np.array([d, d, d], dtype=np.int64), p + "split_sizes"))
+        for t in "qkv":
+            nodes += [
+                helper.make_node("Reshape", [p + t + "0", "split_shape"], [p + t + "1"]),
+                helper.make_node("Transpose", [p + t + "1"], [p + t], perm=[0, 2, 1, 3] if t != "k" else [0, 2, 3, 1]),
+            ]
+        nodes += [
+            helper.make_node("MatMul", [p + "q", p + "k"], [p + "s0"]),
+            helper.make_node("Mul", [p + "s0", "scale"], [p + "s1"]),
+            helper.make_node("Add", [p + "s1", "am_add"], [p + "s2"]),
+            helper.make_node("Softmax", [p + "s2"], [p + "a"], axis=-1),
+            helper.make_node("MatMul", [p + "a", p + "v"], [p + "o0"]),
+            helper.make_node("Transpose", [p + "o0"], [p + "o1"], perm=[0, 2, 1, 3]),
+            helper.make_node("Reshape", [p + "o1", "merge_shape"], [p + "o2"]),
+            helper.make_node("MatMul", [p + "o2", p + "wo"], [p + "o3"]),
+            helper.make_node("Add", [x, p + "o3"], [p + "x1"]),
+            helper.make_node("LayerNormalization", [p + "x1", "ln_g", "ln_b"], [p + "ln2"], axis=-1, epsilon=1e-5),
+            helper.make_node("MatMul", [p + "ln2", p + "w1"], [p + "f0"]),
+            helper.make_node("Add", [p + "f0", p + "b1"], [p + "f1"]),
+            # GELU, sigmoid approximation: x * sigmoid(1.702 x)
+            helper.make_node("Mul", [p + "f1", "gelu_k"], [p + "f2"]),
+            helper.make_node("Sigmoid", [p + "f2"], [p + "f3"]),
+            helper.make_node("Mul", [p + "f1", p + "f3"], [p + "f4"]),
+            helper.make_node("MatMul", [p + "f4", p + "w2"], [p + "f5"]),
+            helper.make_node("Add", [p + "x1", p + "f5"], [p + "x2"]),
+        ]
+        x = p + "x2"
+    nodes.append(helper.make_node("LayerNormalization", [x, "ln_g", "ln_b"], ["hf"], axis=-1, epsilon=1e-5))
+    nodes += masked_mean_nodes("hf", "pooled")
+    nodes += [
+        helper.make_node("MatMul", ["pooled", "head_w"], ["head0"]),
+        helper.make_node("Add", ["head0", "head_b"], ["score"]),
+    ]
+    out = [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["batch", 1])]
+    graph = helper.make_graph(nodes, "reward_transformer", ids_inputs(), out, inits)
+    save(graph, "models/reward_transformer.onnx", "segscore benchmark model: 2-layer transformer encoder, width 256")
+
+
 if __name__ == "__main__":
     reward_small()
+    reward_transformer()
     affine_mean()
     bert_like()
     needs_pixels()
