@@ -157,6 +157,17 @@ pub fn demo_batch(generations: usize, seed: u64) -> Result<RecordBatch> {
     to_batch(&rows)
 }
 
+/// A table of `segments` rows with the benchmark's long-tailed segment lengths (the same
+/// columns as [`demo_batch`]); the shared generator of the criterion benches.
+pub fn long_tailed_batch(segments: u64, seed: u64) -> Result<RecordBatch> {
+    let mut g = Generator::new(seed, Lengths::LongTailed, 9);
+    let mut rows = Vec::new();
+    while (rows.len() as u64) < segments {
+        rows.extend(g.generation(segments - rows.len() as u64));
+    }
+    to_batch(&rows)
+}
+
 /// Writes a batch to a Parquet file (atomically: temporary name, then rename).
 pub fn write_parquet(path: &Path, batch: &RecordBatch) -> Result<()> {
     if let Some(dir) = path.parent() {
@@ -196,7 +207,9 @@ pub fn write_dataset(
     const FLUSH_ROWS: usize = 65536;
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let files = files.max(1);
-    let mut props = WriterProperties::builder();
+    // Row groups of FLUSH_ROWS rows, whatever the file size, so that datasets of different
+    // sizes differ only in how many row groups they hold.
+    let mut props = WriterProperties::builder().set_max_row_group_row_count(Some(FLUSH_ROWS));
     if layout == Layout::Sorted {
         let asc = |i| SortingColumn {
             column_idx: i,

@@ -364,6 +364,16 @@ impl OutputPlan {
         })
     }
 
+    /// The input columns this plan reads, in input order.
+    fn needed_columns(&self, input: &Schema) -> Vec<String> {
+        let mut idx: Vec<usize> = self.passthrough.clone();
+        idx.extend([self.gid, self.seg, self.cum, self.target, self.pred]);
+        idx.extend(self.prev);
+        idx.sort_unstable();
+        idx.dedup();
+        idx.into_iter().map(|i| input.field(i).name().clone()).collect()
+    }
+
     fn invalid(&self, batch: &RecordBatch, row: usize, column: &str, problem: impl Into<String>) -> Error {
         Error::InvalidValue {
             column: column.to_string(),
@@ -669,7 +679,11 @@ pub async fn prepare(cfg: &JobConfig) -> Result<Prepared> {
                 .unwrap_or_default()
         ))
     })?;
-    let df = targets;
+    // Only what the output needs travels on: DataFusion pushes this projection down through
+    // the window, so the token lists are dropped as soon as the model has read them.
+    let full = OutputPlan::new(targets.schema().as_arrow(), cfg, model.output_name(), sorted)?;
+    let needed = full.needed_columns(targets.schema().as_arrow());
+    let df = targets.select_columns(&needed.iter().map(String::as_str).collect::<Vec<_>>())?;
     let plan = Arc::new(OutputPlan::new(
         df.schema().as_arrow(),
         cfg,

@@ -27,7 +27,7 @@ use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 use ort::session::{Session, SessionInputValue};
-use ort::value::{Tensor, TensorElementType, ValueType};
+use ort::value::{Tensor, TensorElementType, TensorRef, ValueType};
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
@@ -478,9 +478,7 @@ impl RewardModel {
                 }
             }
         }
-        rows.sort_by_key(|&r| std::cmp::Reverse(ids.row_len(r).unwrap_or(0)));
-        let lengths: Vec<usize> = rows.iter().map(|&r| ids.row_len(r).unwrap_or(0)).collect();
-        let ranges = plan_batches(&lengths, self.batch_size, self.max_tokens);
+        let ranges = self.group(&ids, &mut rows);
         let scored: Vec<Vec<f64>> = ranges
             .par_iter()
             .map(|range| self.run_chunk(&ids, types.as_ref(), &rows[range.clone()]))
@@ -494,35 +492,81 @@ impl RewardModel {
         Ok(Float64Array::from(out))
     }
 
+    /// Sorts `rows` longest first and cuts them into model batches.
+    fn group(&self, ids: &TokenLists<'_>, rows: &mut [usize]) -> Vec<std::ops::Range<usize>> {
+        rows.sort_by_key(|&r| std::cmp::Reverse(ids.row_len(r).unwrap_or(0)));
+        let lengths: Vec<usize> = rows.iter().map(|&r| ids.row_len(r).unwrap_or(0)).collect();
+        plan_batches(&lengths, self.batch_size, self.max_tokens)
+    }
+
+    /// The padded tensors `predict` would feed the model for a token-id list column, built in
+    /// advance (for measuring the model alone).
+    pub fn prepare_batches(&self, input_ids: &dyn Array) -> Result<Vec<PaddedBatch>> {
+        let ids = TokenLists::new(input_ids, "input_ids")?;
+        let mut rows: Vec<usize> = (0..ids.len()).filter(|&r| ids.usable(r)).collect();
+        let ranges = self.group(&ids, &mut rows);
+        Ok(ranges.into_iter().map(|r| ids.padded(&rows[r])).collect())
+    }
+
+    /// Runs pre-built batches over the session pool and returns (rows, seconds): the model's
+    /// own speed, the floor for a whole run.
+    pub fn time_batches(&self, batches: &[PaddedBatch]) -> Result<(u64, f64)> {
+        let started = std::time::Instant::now();
+        batches
+            .par_iter()
+            .try_for_each(|b| self.run_padded(b, None).map(drop))?;
+        let rows = batches.iter().map(|b| b.batch as u64).sum();
+        Ok((rows, started.elapsed().as_secs_f64()))
+    }
+
     fn run_chunk(
         &self,
         ids: &TokenLists<'_>,
         types: Option<&TokenLists<'_>>,
         rows: &[usize],
     ) -> Result<Vec<f64>> {
+        let padded = ids.padded(rows);
+        let tt = types.map(|t| t.padded(rows).ids);
+        self.run_padded(&padded, tt.as_deref())
+    }
+
+    /// Runs the model on one padded batch (with token type ids, or zeros); one score per row.
+    pub fn run_padded(&self, padded: &PaddedBatch, token_type_ids: Option<&[i64]>) -> Result<Vec<f64>> {
         // ONNX Runtime's CPU kernels take another path for a one-row batch (matrix-vector
         // products) and round differently; a copy of the row keeps every prediction
-        // independent of how rows were batched, so output is the same whatever --threads.
-        if let [row] = rows {
-            let mut two = self.run_chunk(ids, types, &[*row, *row])?;
+        // independent of how rows were batched.
+        if padded.batch == 1 {
+            let twice = |v: &[i64]| [v, v].concat();
+            let doubled = PaddedBatch {
+                ids: twice(&padded.ids),
+                mask: twice(&padded.mask),
+                batch: 2,
+                seq: padded.seq,
+                tokens: padded.tokens * 2,
+            };
+            let tt = token_type_ids.map(twice);
+            let mut two = self.run_padded(&doubled, tt.as_deref())?;
             two.truncate(1);
             return Ok(two);
         }
-        let batch = rows.len();
-        let padded = ids.padded(rows);
-        let seq = padded.seq;
-        let tt_buf = types.map(|t| t.padded(rows).ids);
+        let (batch, seq) = (padded.batch, padded.seq);
+        let tt_buf = token_type_ids;
         let shape = [batch as i64, seq as i64];
+        let zeros = match (tt_buf, self.signature.wants_token_type_ids()) {
+            (None, true) => vec![0i64; batch * seq],
+            _ => Vec::new(),
+        };
         let mut inputs: Vec<(Cow<'_, str>, SessionInputValue<'_>)> = Vec::with_capacity(self.feeds.len());
         for (name, feed, ty) in &self.feeds {
-            let data: Cow<'_, [i64]> = match (feed, &tt_buf) {
-                (Feed::InputIds, _) => Cow::Borrowed(&padded.ids),
-                (Feed::AttentionMask, _) => Cow::Borrowed(&padded.mask),
-                (Feed::TokenTypeIds, Some(tt)) => Cow::Borrowed(tt),
-                (Feed::TokenTypeIds, None) => Cow::Owned(vec![0i64; batch * seq]),
+            let data: &[i64] = match (feed, tt_buf) {
+                (Feed::InputIds, _) => &padded.ids,
+                (Feed::AttentionMask, _) => &padded.mask,
+                (Feed::TokenTypeIds, Some(tt)) => tt,
+                (Feed::TokenTypeIds, None) => &zeros,
             };
             let value: SessionInputValue<'_> = match *ty {
-                IdType::I64 => Tensor::from_array((shape, data.into_owned()))?.into(),
+                // A view: ONNX Runtime reads the padded buffers in place, no copy.
+                IdType::I64 => TensorRef::from_array_view((shape, data))?.into(),
                 IdType::I32 => {
                     let narrowed = data
                         .iter()

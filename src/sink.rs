@@ -19,6 +19,7 @@ use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::file::metadata::{KeyValue, SortingColumn};
 use datafusion::parquet::file::properties::WriterProperties;
+use datafusion::parquet::schema::types::ColumnPath;
 
 use crate::error::{Error, Result};
 
@@ -200,11 +201,20 @@ fn inprogress_name(path: &Path) -> PathBuf {
 
 /// Parquet writer settings shared by every file segscore writes: zstd, row groups of 128Ki
 /// rows, the run's key-value metadata, and `sorting_columns` when the file is sorted.
+/// Float columns are written without dictionary encoding: their values are nearly all
+/// distinct, so a dictionary only costs time before the writer falls back.
 pub fn writer_properties(
+    schema: &datafusion::arrow::datatypes::Schema,
     metadata: &[(String, String)],
     sorting: Option<Vec<SortingColumn>>,
 ) -> WriterProperties {
-    WriterProperties::builder()
+    let mut builder = WriterProperties::builder();
+    for f in schema.fields() {
+        if f.data_type().is_floating() {
+            builder = builder.set_column_dictionary_enabled(ColumnPath::from(f.name().as_str()), false);
+        }
+    }
+    builder
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
         .set_max_row_group_row_count(Some(128 * 1024))
         .set_sorting_columns(sorting)
@@ -310,7 +320,7 @@ impl RollingWriter {
                 Some(w) => w,
                 None => {
                     let n = self.counter.fetch_add(1, Ordering::Relaxed);
-                    let props = writer_properties(&self.metadata, self.sorting.clone());
+                    let props = writer_properties(&self.schema, &self.metadata, self.sorting.clone());
                     self.current.insert(PartWriter::create(
                         &self.dir,
                         &format!("part-{n:05}.parquet"),

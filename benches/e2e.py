@@ -1,0 +1,147 @@
+#!/usr/bin/env python3
+"""End-to-end benchmark: segscore against a Python baseline (benches/baseline.py) doing the
+same job, on the same data and model, alternating, several times; plus the model alone on
+pre-built tensors of the same batches (`segscore bench-model`), the floor for that model.
+
+    pip install pyarrow numpy onnxruntime==1.31.1
+    cargo build --release
+    python3 benches/e2e.py                               # 1M segments, demo model
+    python3 benches/e2e.py --model transformer --segments 20000
+    python3 benches/e2e.py --memory 1000000 10000000     # peak RSS of segscore at 1M and 10M
+
+Reports rows/s (median of --repeats runs) for each, their ratio, peak RSS (from wait4), and
+segscore's time split between the model and the rest. Timings are from one run on one
+machine: compare ratios, not absolute numbers across machines.
+"""
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MODELS = {
+    "small": os.path.join(ROOT, "models", "reward_small.onnx"),
+    "transformer": os.path.join(ROOT, "models", "reward_transformer.onnx"),
+}
+
+
+def run(cmd, env=None):
+    """Runs cmd; returns (seconds, peak RSS in MiB, stdout)."""
+    t0 = time.perf_counter()
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    out = p.stdout.read()
+    err = p.stderr.read()
+    _, status, usage = os.wait4(p.pid, 0)
+    secs = time.perf_counter() - t0
+    if status != 0:
+        sys.exit(f"failed ({status}): {' '.join(cmd)}\n{err.decode()[-3000:]}")
+    return secs, usage.ru_maxrss / 1024.0, out.decode()
+
+
+def data(binary, workdir, segments, files, shuffled=False):
+    d = os.path.join(workdir, f"data-{segments}-{files}-{'shuffled' if shuffled else 'sorted'}")
+    if not os.path.exists(os.path.join(d, ".complete")):
+        shutil.rmtree(d, ignore_errors=True)
+        cmd = [binary, "generate", "-o", d, "--segments", str(segments), "--files", str(files)]
+        if shuffled:
+            cmd.append("--shuffled")
+        run(cmd)
+        open(os.path.join(d, ".complete"), "w").close()
+    return d
+
+
+def segscore_run(binary, data_dir, model, out, threads, extra=()):
+    cmd = [binary, "run", "-q", "--provider", "cpu", "-i", data_dir, "-m", model, "-o", out, "--overwrite"]
+    if threads:
+        cmd += ["--threads", str(threads)]
+    secs, rss, _ = run(cmd + list(extra))
+    with open(os.path.join(out, "summary.json")) as f:
+        return secs, rss, json.load(f)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--segments", type=int, default=1_000_000)
+    ap.add_argument("--files", type=int, default=4)
+    ap.add_argument("--model", choices=sorted(MODELS), default="small")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--bin", default=os.path.join(ROOT, "target", "release", "segscore"))
+    ap.add_argument("--workdir", default="/tmp/segscore-bench")
+    ap.add_argument("--no-baseline", action="store_true", help="skip the Python baseline")
+    ap.add_argument("--memory", type=int, nargs="*", metavar="N",
+                    help="instead: peak RSS of segscore on sorted inputs of these sizes")
+    ap.add_argument("--json", help="also write the results here")
+    args = ap.parse_args()
+    os.makedirs(args.workdir, exist_ok=True)
+    model = MODELS[args.model]
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()}"
+    results = {"machine": machine, "model": args.model, "threads": args.threads}
+
+    if args.memory:
+        rows = []
+        for n in args.memory:
+            # The same layout at every size (files of 250k rows in row groups of 64Ki rows): only
+            # the amount of data grows.
+            d = data(args.bin, args.workdir, n, max(1, n // 250_000))
+            secs, rss, s = segscore_run(args.bin, d, model, os.path.join(args.workdir, "out-mem"), args.threads)
+            rows.append({"segments": n, "seconds": secs, "peak_rss_mib": rss,
+                         "rows_per_second": n / secs, "input_sorted": s["input_sorted"]})
+            print(f"{n:>10} segments  {secs:8.1f} s  {n / secs:>10.0f} rows/s  peak RSS {rss:7.1f} MiB  sorted={s['input_sorted']}")
+        if len(rows) > 1:
+            print(f"peak RSS ratio {rows[-1]['segments']}/{rows[0]['segments']}: {rows[-1]['peak_rss_mib'] / rows[0]['peak_rss_mib']:.2f}")
+        results["memory"] = rows
+    else:
+        d = data(args.bin, args.workdir, args.segments, args.files)
+        seg, py = [], []
+        for r in range(args.repeats):
+            secs, rss, s = segscore_run(args.bin, d, model, os.path.join(args.workdir, "out-segscore"), args.threads)
+            seg.append((secs, rss, s))
+            if not args.no_baseline:
+                cmd = [sys.executable, os.path.join(ROOT, "benches", "baseline.py"), "--input", d,
+                       "--model", model, "--output", os.path.join(args.workdir, "out-python"),
+                       "--threads", str(args.threads)]
+                secs, rss, _ = run(cmd)
+                py.append((secs, rss))
+        _, _, mo = run([args.bin, "bench-model", "-q", "-i", d, "-m", model, "--provider", "cpu",
+                        "--threads", str(args.threads), "--rows", str(min(args.segments, 200_000))])
+        model_only = json.loads(mo)
+        n = args.segments
+        seg_rate = n / statistics.median(x[0] for x in seg)
+        last = seg[-1][2]
+        model_share = last["model_seconds"] / args.threads / last["elapsed_seconds"]
+        results.update({
+            "segments": n,
+            "segscore_rows_per_second": seg_rate,
+            "segscore_peak_rss_mib": max(x[1] for x in seg),
+            "segscore_model_share": model_share,
+            "segscore_padding_share": last["padding_share"],
+            "model_only_rows_per_second": model_only["rows_per_second"],
+            "segscore_runs_seconds": [x[0] for x in seg],
+        })
+        print(f"machine: {machine}; model {args.model}; {n} segments; {args.threads} threads; {args.repeats} runs each, alternating")
+        print(f"| | rows/s (median) | peak RSS MiB |")
+        print(f"|---|---:|---:|")
+        print(f"| segscore | {seg_rate:,.0f} | {results['segscore_peak_rss_mib']:.0f} |")
+        if py:
+            py_rate = n / statistics.median(x[0] for x in py)
+            results.update({"python_rows_per_second": py_rate, "python_peak_rss_mib": max(x[1] for x in py),
+                            "python_runs_seconds": [x[0] for x in py], "speedup": seg_rate / py_rate})
+            print(f"| Python baseline | {py_rate:,.0f} | {results['python_peak_rss_mib']:.0f} |")
+        print(f"| model only (pre-built tensors) | {model_only['rows_per_second']:,.0f} | |")
+        if py:
+            print(f"segscore / Python: {results['speedup']:.2f}x")
+        print(f"segscore / model only: {seg_rate / model_only['rows_per_second']:.2f} "
+              f"(segscore time in the model: {model_share:.0%}; padding {last['padding_share']:.1%})")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
