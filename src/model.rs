@@ -34,6 +34,9 @@ use sha2::{Digest, Sha256};
 use crate::error::{Error, Result};
 use crate::runtime::{self, Provider, Runtime};
 
+/// Sessions in the pool on the CUDA provider, at most.
+pub const CUDA_SESSIONS: usize = 2;
+
 /// The SQL name of the model function.
 pub const UDF_NAME: &str = "reward_model";
 
@@ -401,8 +404,14 @@ impl RewardModel {
             }
         };
         let output_name = output.name().to_string();
+        // One GPU gains nothing from more than two sessions (one prepares while one runs), and
+        // each would hold its own device memory arena.
+        let sessions = match provider {
+            Provider::Cuda => opts.sessions.clamp(1, CUDA_SESSIONS),
+            _ => opts.sessions.max(1),
+        };
         let mut pool = vec![Mutex::new(first)];
-        for _ in 1..opts.sessions.max(1) {
+        for _ in 1..sessions {
             pool.push(Mutex::new(build_session(
                 rt,
                 path,
