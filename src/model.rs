@@ -590,8 +590,9 @@ impl RewardModel {
             };
             inputs.push((Cow::Borrowed(name.as_str()), value));
         }
-        let started = std::time::Instant::now();
-        let scores = self.with_session(|session| -> Result<Vec<f64>> {
+        let (scores, nanos) = self.with_session(|session| -> Result<(Vec<f64>, u64)> {
+            // Timed once the session is ours: waiting for one is not model time.
+            let started = std::time::Instant::now();
             let outputs = session.run(inputs)?;
             let value = &outputs[self.output_name.as_str()];
             let (out_shape, scores): (Vec<i64>, Vec<f64>) = match self.output_type {
@@ -613,11 +614,10 @@ impl RewardModel {
                     ),
                 });
             }
-            Ok(scores)
+            Ok((scores, started.elapsed().as_nanos() as u64))
         })?;
         let st = &self.stats;
-        st.run_nanos
-            .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        st.run_nanos.fetch_add(nanos, Ordering::Relaxed);
         st.rows.fetch_add(batch as u64, Ordering::Relaxed);
         st.calls.fetch_add(1, Ordering::Relaxed);
         st.tokens.fetch_add(padded.tokens as u64, Ordering::Relaxed);
