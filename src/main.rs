@@ -269,11 +269,11 @@ fn demo(args: DemoArgs) -> Result<(), Error> {
     demo::write_parquet(&input, &batch)?;
     std::fs::create_dir_all(args.output.join("model")).map_err(|e| Error::io(&args.output, e))?;
     segscore::sink::write_atomic(&model_path, demo::DEMO_MODEL)?;
-    eprintln!(
-        "demo data: {} segments in {} generations -> {}",
-        batch.num_rows(),
-        args.generations,
-        input.display()
+    tracing::info!(
+        segments = batch.num_rows(),
+        generations = args.generations,
+        path = %input.display(),
+        "demo data written"
     );
     let mut cfg = JobConfig::new(
         vec![input.display().to_string()],
@@ -458,10 +458,7 @@ fn main() -> ExitCode {
                 demo::Layout::Sorted
             };
             demo::write_dataset(&output, segments, files, layout, seed).map(|(rows, gens)| {
-                eprintln!(
-                    "wrote {rows} segments in {gens} generations to {}",
-                    output.display()
-                );
+                tracing::info!(rows, generations = gens, path = %output.display(), "dataset written");
             })
         }
     };
