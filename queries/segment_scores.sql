@@ -16,17 +16,16 @@
 -- null here (nulls are rejected), so COALESCE(LAG(...), base_score) is that LAG with a
 -- per-row default.
 --
--- previous_segment_index lets segscore find duplicate (generation_id, segment_index) pairs
--- (they are adjacent in this order) and count generations (it is null exactly once per
--- generation). A replacement (--query-file) must produce generation_id, segment_index,
--- cumulative_score, target_score and predicted_score; previous_segment_index is optional.
+-- segscore checks the rows as they come out of the window, in (generation_id,
+-- segment_index) order: a repeated pair is a duplicate, and each new generation_id is counted.
+-- A replacement (--query-file) must produce generation_id, segment_index, cumulative_score,
+-- target_score and predicted_score.
 WITH scored AS (
   SELECT g.*, reward_model(g.input_ids, g.token_type_ids) AS predicted_score
   FROM generations AS g
 )
 SELECT
   s.*,
-  s.cumulative_score - COALESCE(LAG(s.cumulative_score, 1) OVER w, s.base_score) AS target_score,
-  LAG(s.segment_index, 1) OVER w AS previous_segment_index
+  s.cumulative_score - COALESCE(LAG(s.cumulative_score, 1) OVER w, s.base_score) AS target_score
 FROM scored AS s
 WINDOW w AS (PARTITION BY s.generation_id ORDER BY s.segment_index)

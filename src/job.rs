@@ -17,6 +17,7 @@ use std::time::Instant;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float64Array};
 use datafusion::arrow::compute::cast;
+use datafusion::arrow::compute::kernels::cmp::distinct;
 use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::row::{OwnedRow, RowConverter, SortField};
@@ -204,6 +205,9 @@ pub fn session_context(
     // Whole files per scan partition: byte-range splits would lose a sorted file's order, and
     // would make the model's batches (cut from the scan's batches) depend on the thread count.
     config.options_mut().optimizer.repartition_file_scans = false;
+    // Likewise no round-robin between the scan and the model: batches must reach the model as
+    // the scan cut them. (The model spreads each batch over every core itself.)
+    config.options_mut().optimizer.enable_round_robin_repartition = false;
     // Each sort keeps this much back for merging its spills; DataFusion's 10 MB default would
     // not fit small limits.
     let reservation = (memory_limit / (8 * threads.max(1) as u64)).clamp(256 << 10, 10 << 20);
@@ -237,7 +241,6 @@ struct OutputPlan {
     cum: usize,
     target: usize,
     pred: usize,
-    prev: Option<usize>,
     passthrough: Vec<usize>,
     schema: SchemaRef,
     /// The output files' sort order claim: (generation id, segment index) ascending.
@@ -278,7 +281,6 @@ impl OutputPlan {
                 input.field(target).data_type()
             )));
         }
-        let prev = input.index_of("previous_segment_index").ok();
         let model_inputs = ["input_ids", "token_type_ids"];
         for k in &cfg.keep {
             if !model_inputs.contains(&k.as_str()) {
@@ -312,7 +314,6 @@ impl OutputPlan {
             let name = f.name().as_str();
             let skip = i == target
                 || i == pred
-                || Some(i) == prev
                 || (name == "base_score" && cfg.columns.base_score.is_none())
                 || (model_inputs.contains(&name) && !cfg.keep.iter().any(|k| k == name))
                 || cfg.drop.iter().any(|d| d == name);
@@ -353,7 +354,6 @@ impl OutputPlan {
             cum,
             target,
             pred,
-            prev,
             passthrough,
             schema,
             sorting,
@@ -368,7 +368,6 @@ impl OutputPlan {
     fn needed_columns(&self, input: &Schema) -> Vec<String> {
         let mut idx: Vec<usize> = self.passthrough.clone();
         idx.extend([self.gid, self.seg, self.cum, self.target, self.pred]);
-        idx.extend(self.prev);
         idx.sort_unstable();
         idx.dedup();
         idx.into_iter().map(|i| input.field(i).name().clone()).collect()
@@ -384,8 +383,8 @@ impl OutputPlan {
     }
 
     /// Validates a batch, adds the loss columns, and returns the output batch with its
-    /// moments and the number of generations that start in it.
-    fn finish(&self, batch: &RecordBatch) -> Result<(RecordBatch, Moments, u64)> {
+    /// moments.
+    fn finish(&self, batch: &RecordBatch) -> Result<(RecordBatch, Moments)> {
         let first_null = |a: &ArrayRef| (0..a.len()).find(|&i| a.is_null(i));
         for (idx, name) in [
             (self.gid, self.names.generation_id.as_str()),
@@ -433,24 +432,6 @@ impl OutputPlan {
                 format!("non-finite (target {})", target.value(row)),
             ));
         }
-        let mut generations = 0u64;
-        if let Some(prev) = self.prev {
-            let prev = batch.column(prev);
-            generations = prev.null_count() as u64;
-            let seg = cast(batch.column(self.seg), &DataType::Int64)?;
-            let prev64 = cast(prev, &DataType::Int64)?;
-            let (seg, prev64) = (
-                seg.as_primitive::<Int64Type>(),
-                prev64.as_primitive::<Int64Type>(),
-            );
-            if let Some(row) = (0..seg.len()).find(|&i| prev64.is_valid(i) && prev64.value(i) == seg.value(i))
-            {
-                return Err(Error::DuplicateSegment {
-                    generation_id: cell(batch.column(self.gid), row),
-                    segment_index: cell(batch.column(self.seg), row),
-                });
-            }
-        }
         let lc = loss_columns(self.loss, pred, target);
         let mut moments = Moments::default();
         moments.push_arrays(target, pred, &lc.loss);
@@ -471,7 +452,7 @@ impl OutputPlan {
             Arc::new(lc.loss_grad),
         ]);
         let out = RecordBatch::try_new(Arc::clone(&self.schema), columns)?;
-        Ok((out, moments, generations))
+        Ok((out, moments))
     }
 }
 
@@ -481,13 +462,17 @@ fn cell(a: &ArrayRef, row: usize) -> String {
 
 struct PartResult {
     moments: Moments,
-    generations: u64,
+    /// Generations counted from the ordered rows; None when the rows were not in order.
+    generations: Option<u64>,
 }
 
-/// Checks that rows come in (generation id, segment index) order, across batches.
+/// Checks that rows come in (generation id, segment index) order, across batches, and counts
+/// the generations (each starts where the generation id changes).
 struct KeyOrder {
     converter: RowConverter,
     last: Option<(OwnedRow, String, String)>,
+    last_gid: Option<ArrayRef>,
+    generations: u64,
 }
 
 enum OrderCheck {
@@ -510,6 +495,8 @@ impl KeyOrder {
         Ok(KeyOrder {
             converter: RowConverter::new(fields.to_vec())?,
             last: None,
+            last_gid: None,
+            generations: 0,
         })
     }
 
@@ -543,9 +530,21 @@ impl KeyOrder {
                 }
             }
         }
-        if rows.num_rows() > 0 {
-            let n = rows.num_rows() - 1;
-            self.last = Some((rows.row(n).owned(), cell(&cols[0], n), cell(&cols[1], n)));
+        let n = rows.num_rows();
+        if n > 0 {
+            let gid = &cols[0];
+            let changes = distinct(&gid.slice(1, n - 1), &gid.slice(0, n - 1))?.true_count() as u64;
+            let first = match &self.last_gid {
+                Some(last) => distinct(last, &gid.slice(0, 1))?.value(0),
+                None => true,
+            };
+            self.generations += changes + u64::from(first);
+            self.last_gid = Some(gid.slice(n - 1, 1));
+            self.last = Some((
+                rows.row(n - 1).owned(),
+                cell(&cols[0], n - 1),
+                cell(&cols[1], n - 1),
+            ));
         }
         Ok(verdict)
     }
@@ -560,10 +559,7 @@ async fn run_partition(
     mut writer: RollingWriter,
     rows_done: Arc<AtomicU64>,
 ) -> Result<(PartResult, usize)> {
-    let mut result = PartResult {
-        moments: Moments::default(),
-        generations: 0,
-    };
+    let mut moments = Moments::default();
     let (tx, mut rx) = tokio::sync::mpsc::channel::<WriterMsg>(2);
     let writer_task = tokio::task::spawn_blocking(move || -> Result<usize> {
         while let Some(msg) = rx.blocking_recv() {
@@ -611,9 +607,8 @@ async fn run_partition(
                     }
                 }
             }
-            let (out, moments, generations) = plan.finish(&batch)?;
-            result.moments.merge(&moments);
-            result.generations += generations;
+            let (out, batch_moments) = plan.finish(&batch)?;
+            moments.merge(&batch_moments);
             rows_done.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
             if tx.send(WriterMsg::Batch(out)).await.is_err() {
                 break; // the writer failed; its error is reported below
@@ -627,6 +622,10 @@ async fn run_partition(
         .await
         .map_err(|e| Error::Usage(format!("the writer thread failed: {e}")))?;
     outcome?;
+    let result = PartResult {
+        moments,
+        generations: order.map(|o| o.generations),
+    };
     Ok((result, written?))
 }
 
@@ -782,9 +781,11 @@ pub async fn run(cfg: &JobConfig) -> Result<Summary> {
             return Err(e);
         }
     };
+    // Rows that came out of the query in key order were checked and counted on the way; if
+    // they did not (a replacement query without the window, say), check and count with SQL.
     let n_generations = match generations {
         Some(g) => g,
-        None => match count_generations(&ctx).await {
+        None => match check_keys_by_sql(&ctx).await {
             Ok(g) => g,
             Err(e) => {
                 out.abort();
@@ -862,17 +863,17 @@ async fn execute(
         ));
     }
     let mut moments = Moments::default();
-    let mut generations = 0u64;
+    let mut generations = Some(0u64);
     let mut files = 0;
     while let Some(joined) = tasks.join_next().await {
         let (part, n_files) = joined.map_err(|e| Error::Usage(format!("a worker task failed: {e}")))??;
         moments.merge(&part.moments);
-        generations += part.generations;
+        generations = generations.zip(part.generations).map(|(a, b)| a + b);
         files += n_files;
     }
     Ok(Executed {
         moments,
-        generations: plan.prev.map(|_| generations),
+        generations,
         files,
         spilled_bytes: spilled_bytes(physical.as_ref()),
     })
@@ -893,6 +894,26 @@ fn spilled_bytes(plan: &dyn datafusion::physical_plan::ExecutionPlan) -> u64 {
         .iter()
         .map(|c| spilled_bytes(c.as_ref()))
         .sum::<u64>()
+}
+
+/// Fails on a duplicate (generation_id, segment_index) and counts the generations, by SQL
+/// over the input: for output that did not come out in key order.
+async fn check_keys_by_sql(ctx: &SessionContext) -> Result<u64> {
+    let dup = ctx
+        .sql(
+            "SELECT CAST(generation_id AS VARCHAR) AS g, CAST(segment_index AS VARCHAR) AS s FROM generations \
+             GROUP BY generation_id, segment_index HAVING COUNT(*) > 1 LIMIT 1",
+        )
+        .await?
+        .collect()
+        .await?;
+    if let Some(b) = dup.iter().find(|b| b.num_rows() > 0) {
+        return Err(Error::DuplicateSegment {
+            generation_id: cell(b.column(0), 0),
+            segment_index: cell(b.column(1), 0),
+        });
+    }
+    count_generations(ctx).await
 }
 
 async fn count_generations(ctx: &SessionContext) -> Result<u64> {

@@ -425,7 +425,7 @@ fn carried_columns(schema: &Schema, cols: &ColumnNames) -> Result<Vec<String>> {
                 "input column `{name}` would collide with the canonical column segscore gives a role column; rename it, or use it as that role's column"
             )));
         }
-        if crate::loss::OUTPUT_COLUMNS.contains(&name.as_str()) || name == "previous_segment_index" {
+        if crate::loss::OUTPUT_COLUMNS.contains(&name.as_str()) {
             // A segscore output read back as input: this run computes these afresh.
             tracing::warn!(column = %name, "input column is replaced by this run's column of the same name");
             continue;

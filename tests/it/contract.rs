@@ -464,7 +464,7 @@ fn query_file_overrides_the_targets_query() {
     let tmp = tempfile::tempdir().unwrap();
     let input = tmp.path().join("in.parquet");
     write_rows(&input, &design_examples());
-    // Targets scaled by 10, without previous_segment_index: generations are then counted by SQL.
+    // Targets scaled by 10.
     let q = tmp.path().join("q.sql");
     std::fs::write(
         &q,
@@ -624,4 +624,65 @@ fn explain_prints_the_physical_plan() {
     assert!(s.contains("WindowAggExec"), "{s}");
     assert!(s.contains("reward_model(input_ids"), "{s}");
     assert!(!out.exists(), "--explain writes nothing");
+}
+
+#[test]
+fn keys_are_checked_by_sql_when_a_replacement_query_loses_the_order() {
+    // No window: rows come out in file order, so segscore checks keys and counts generations
+    // with SQL instead of on the way.
+    let tmp = tempfile::tempdir().unwrap();
+    let q = tmp.path().join("q.sql");
+    std::fs::write(
+        &q,
+        "SELECT g.*, reward_model(g.input_ids) AS predicted_score, g.cumulative_score AS target_score FROM generations g",
+    )
+    .unwrap();
+    let rows = vec![
+        row("b", 1, 0.5, &[1]),
+        row("a", 0, 0.1, &[2]),
+        row("b", 0, 0.2, &[3]),
+        row("c", 0, 0.3, &[4]),
+    ];
+    let input = tmp.path().join("in.parquet");
+    write_rows(&input, &rows);
+    let out = tmp.path().join("out");
+    run_ok(
+        &[&input],
+        &test_model("affine_mean.onnx"),
+        &out,
+        &[
+            "--provider",
+            "cpu",
+            "--threads",
+            "1",
+            "--query-file",
+            q.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(summary(&out)["n_generations"], 3);
+    assert_eq!(summary(&out)["n_segments"], 4);
+    let mut dup = rows.clone();
+    dup.push(row("a", 0, 0.9, &[5]));
+    write_rows(&input, &dup);
+    let out2 = tmp.path().join("out2");
+    let o = run(
+        &[&input],
+        &test_model("affine_mean.onnx"),
+        &out2,
+        &[
+            "--provider",
+            "cpu",
+            "--threads",
+            "1",
+            "--query-file",
+            q.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("duplicate segment: generation_id=a has segment_index=0"),
+        "{}",
+        stderr(&o)
+    );
+    assert_no_output(&out2);
 }
