@@ -38,29 +38,7 @@ enum Command {
     },
     /// Benchmarks only: time the model alone on the padded batches a run would build from
     /// these files (prints JSON).
-    BenchModel {
-        /// Input Parquet files, directories or globs.
-        #[arg(long, short, required = true, num_args = 1..)]
-        input: Vec<String>,
-        /// The ONNX model.
-        #[arg(long, short)]
-        model: PathBuf,
-        /// Rows to use, at most (read from the start).
-        #[arg(long, default_value_t = 200_000)]
-        rows: usize,
-        /// Rows per model call.
-        #[arg(long, default_value_t = 256)]
-        batch_size: usize,
-        /// Padded positions per model call.
-        #[arg(long, default_value_t = 32768)]
-        max_tokens_per_batch: usize,
-        /// Execution provider: cpu, cuda or auto.
-        #[arg(long, default_value = "auto")]
-        provider: Provider,
-        /// Threads (sessions).
-        #[arg(long)]
-        threads: Option<usize>,
-    },
+    BenchModel(BenchModelArgs),
     /// Write a benchmark dataset (the demo's scoring rule, long-tailed segment lengths).
     Generate {
         /// Where to write the Parquet files.
@@ -94,6 +72,31 @@ struct RunArgs {
     output: PathBuf,
     #[command(flatten)]
     opts: JobArgs,
+}
+
+#[derive(Args)]
+struct BenchModelArgs {
+    /// Input Parquet files, directories or globs.
+    #[arg(long, short, required = true, num_args = 1..)]
+    input: Vec<String>,
+    /// The ONNX model.
+    #[arg(long, short)]
+    model: PathBuf,
+    /// Rows to use, at most (read from the start).
+    #[arg(long, default_value_t = 200_000)]
+    rows: usize,
+    /// Rows per model call.
+    #[arg(long, default_value_t = 256)]
+    batch_size: usize,
+    /// Padded positions per model call.
+    #[arg(long, default_value_t = 32768)]
+    max_tokens_per_batch: usize,
+    /// Execution provider: cpu, cuda or auto.
+    #[arg(long, default_value = "auto")]
+    provider: Provider,
+    /// Threads (sessions).
+    #[arg(long)]
+    threads: Option<usize>,
 }
 
 #[derive(Args)]
@@ -292,16 +295,16 @@ fn demo(args: DemoArgs) -> Result<(), Error> {
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
-fn bench_model(
-    input: Vec<String>,
-    model_path: PathBuf,
-    max_rows: usize,
-    batch_size: usize,
-    max_tokens: usize,
-    provider: Provider,
-    threads: Option<usize>,
-) -> Result<(), Error> {
+fn bench_model(args: BenchModelArgs) -> Result<(), Error> {
+    let BenchModelArgs {
+        input,
+        model: model_path,
+        rows: max_rows,
+        batch_size,
+        max_tokens_per_batch: max_tokens,
+        provider,
+        threads,
+    } = args;
     use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     use datafusion::parquet::arrow::ProjectionMask;
     let threads = threads.unwrap_or_else(job::default_threads).max(1);
@@ -428,23 +431,7 @@ fn main() -> ExitCode {
             }),
         Command::Demo(a) => demo(a),
         Command::Inspect { model } => inspect(model),
-        Command::BenchModel {
-            input,
-            model,
-            rows,
-            batch_size,
-            max_tokens_per_batch,
-            provider,
-            threads,
-        } => bench_model(
-            input,
-            model,
-            rows,
-            batch_size,
-            max_tokens_per_batch,
-            provider,
-            threads,
-        ),
+        Command::BenchModel(a) => bench_model(a),
         Command::Generate {
             output,
             segments,

@@ -406,7 +406,7 @@ pub async fn register(
     let schema: SchemaRef = datafusion::catalog::TableProvider::schema(&table);
     ctx.register_table("input_files", Arc::new(table))?;
     let carried = carried_columns(&schema, cols)?;
-    let sql = generations_view_sql(&schema, cols, &carried);
+    let sql = generations_view_sql(cols, &carried);
     let view = ctx.sql(&sql).await?.into_view();
     ctx.register_table("generations", view)?;
     Ok(carried)
@@ -435,7 +435,7 @@ fn carried_columns(schema: &Schema, cols: &ColumnNames) -> Result<Vec<String>> {
     Ok(carried)
 }
 
-fn generations_view_sql(_schema: &Schema, cols: &ColumnNames, carried: &[String]) -> String {
+fn generations_view_sql(cols: &ColumnNames, carried: &[String]) -> String {
     let mut items = vec![
         format!("{} AS generation_id", quote_ident(&cols.generation_id)),
         format!("{} AS segment_index", quote_ident(&cols.segment_index)),
