@@ -157,6 +157,14 @@ pub enum Error {
         reason: String,
     },
 
+    /// Input data the model cannot take (e.g. token type ids that do not match the token ids).
+    #[error("invalid input: {0}")]
+    InvalidData(String),
+
+    /// A worker thread or task failed unexpectedly (a bug: please report it).
+    #[error("internal error: {0}")]
+    Internal(String),
+
     /// A user-supplied query or option is unusable.
     #[error("{0}")]
     Usage(String),

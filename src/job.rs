@@ -620,7 +620,7 @@ async fn run_partition(
     drop(tx);
     let written = writer_task
         .await
-        .map_err(|e| Error::Usage(format!("the writer thread failed: {e}")))?;
+        .map_err(|e| Error::Internal(format!("the writer thread failed: {e}")))?;
     outcome?;
     let result = PartResult {
         moments,
@@ -866,7 +866,7 @@ async fn execute(
     let mut generations = Some(0u64);
     let mut files = 0;
     while let Some(joined) = tasks.join_next().await {
-        let (part, n_files) = joined.map_err(|e| Error::Usage(format!("a worker task failed: {e}")))??;
+        let (part, n_files) = joined.map_err(|e| Error::Internal(format!("a worker task failed: {e}")))??;
         moments.merge(&part.moments);
         generations = generations.zip(part.generations).map(|(a, b)| a + b);
         files += n_files;

@@ -481,7 +481,7 @@ impl RewardModel {
         if let Some(types) = &types {
             for &r in &rows {
                 if types.row_len(r) != ids.row_len(r) {
-                    return Err(Error::Usage(format!(
+                    return Err(Error::InvalidData(format!(
                         "token_type_ids has a different length from input_ids in row {r} of a batch"
                     )));
                 }
