@@ -161,6 +161,10 @@ pub enum Error {
     #[error("invalid input: {0}")]
     InvalidData(String),
 
+    /// The run was stopped by a signal; nothing was committed.
+    #[error("stopped by {0}: the run was abandoned and nothing was committed")]
+    Interrupted(&'static str),
+
     /// A worker thread or task failed unexpectedly (a bug: please report it).
     #[error("internal error: {0}")]
     Internal(String),

@@ -260,9 +260,45 @@ fn runtime(threads: usize) -> Result<tokio::runtime::Runtime, Error> {
         .map_err(|e| Error::Usage(format!("cannot start the async runtime: {e}")))
 }
 
+/// Runs the job; SIGINT or SIGTERM abandons it: the job's tasks are dropped, the runtime waits
+/// for its writer threads, and the run's staging folder is removed, so nothing half-written
+/// is left and no `_SUCCESS` appears.
 fn run_job(cfg: JobConfig) -> Result<job::Summary, Error> {
     let rt = runtime(cfg.threads)?;
-    rt.block_on(job::run(&cfg))
+    let outcome = rt.block_on(async {
+        tokio::select! {
+            r = job::run(&cfg) => Ok(r),
+            s = stop_signal() => Err(s),
+        }
+    });
+    match outcome {
+        Ok(result) => result,
+        Err(signal) => {
+            rt.shutdown_timeout(std::time::Duration::from_secs(10));
+            segscore::sink::remove_own_staging(&cfg.output);
+            Err(Error::Interrupted(signal))
+        }
+    }
+}
+
+/// Waits for SIGINT or SIGTERM and returns its name.
+async fn stop_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+            (Ok(mut int), Ok(mut term)) => tokio::select! {
+                _ = int.recv() => "SIGINT",
+                _ = term.recv() => "SIGTERM",
+            },
+            _ => std::future::pending().await,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "Ctrl-C"
+    }
 }
 
 fn demo(args: DemoArgs) -> Result<(), Error> {
@@ -455,6 +491,8 @@ fn main() -> ExitCode {
             eprintln!("error: {e}");
             match e {
                 Error::Usage(_) => ExitCode::from(2),
+                Error::Interrupted("SIGINT") => ExitCode::from(130),
+                Error::Interrupted(_) => ExitCode::from(143),
                 _ => ExitCode::from(1),
             }
         }

@@ -168,6 +168,18 @@ impl Drop for OutputDir {
     }
 }
 
+/// Removes this process's staging folders in `root` (after an abandoned run).
+pub fn remove_own_staging(root: &Path) {
+    let prefix = format!("{STAGING_PREFIX}{}-", std::process::id());
+    if let Ok(entries) = fs::read_dir(root) {
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().starts_with(&prefix) {
+                let _ = fs::remove_dir_all(e.path());
+            }
+        }
+    }
+}
+
 fn remove_path(p: &Path) -> Result<()> {
     if p.is_dir() {
         fs::remove_dir_all(p).map_err(|e| Error::io(p, e))

@@ -332,3 +332,65 @@ fn missing_input_and_usage_errors() {
     assert!(stderr(&o).contains("--drop segment_index"));
     assert!(!out.exists());
 }
+
+#[test]
+fn sigterm_and_sigint_abandon_the_run_and_leave_nothing_half_written() {
+    use std::process::{Command, Stdio};
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in");
+    let o = segscore(&[
+        "generate",
+        "-o",
+        input.to_str().unwrap(),
+        "--segments",
+        "20000",
+        "--files",
+        "2",
+    ]);
+    assert!(o.status.success());
+    for (signal, code) in [(libc::SIGTERM, 143), (libc::SIGINT, 130)] {
+        let out = tmp.path().join(format!("out{signal}"));
+        let model = repo().join("models/reward_transformer.onnx");
+        let child = Command::new(BIN)
+            .args([
+                "run",
+                "-q",
+                "--provider",
+                "cpu",
+                "-i",
+                input.to_str().unwrap(),
+                "-m",
+            ])
+            .arg(&model)
+            .arg("-o")
+            .arg(&out)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Wait until the run is writing (its staging folder exists), then signal it.
+        let started = std::time::Instant::now();
+        while !std::fs::read_dir(&out)
+            .map(|d| {
+                d.flatten()
+                    .any(|e| e.file_name().to_string_lossy().starts_with(".segscore-staging-"))
+            })
+            .unwrap_or(false)
+        {
+            assert!(started.elapsed().as_secs() < 60, "the run never started writing");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        unsafe { libc::kill(child.id() as i32, signal) };
+        let o = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(code), "{err}");
+        assert!(err.contains("stopped by SIG"), "{err}");
+        assert_no_output(&out);
+        // The run created the output directory, so it removes it again; nothing is left.
+        let left: Vec<_> = std::fs::read_dir(&out)
+            .map(|d| d.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "nothing left behind: {left:?}");
+    }
+}
