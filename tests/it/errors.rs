@@ -394,3 +394,43 @@ fn sigterm_and_sigint_abandon_the_run_and_leave_nothing_half_written() {
         assert!(left.is_empty(), "nothing left behind: {left:?}");
     }
 }
+
+#[test]
+fn config_file_sets_flags_the_command_line_overrides_and_unknown_keys_fail() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in.parquet");
+    write_rows(&input, &good_rows());
+    let out = tmp.path().join("out");
+    let cfg = tmp.path().join("job.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "input = [{:?}]\nmodel = {:?}\noutput = {:?}\nprovider = \"cpu\"\nloss = \"huber\"\nhuber_delta = 0.5\nquiet = true\n",
+            input.display().to_string(),
+            demo_model().display().to_string(),
+            out.display().to_string()
+        ),
+    )
+    .unwrap();
+    let o = segscore(&["run", "--config", cfg.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(summary(&out)["loss"], "huber");
+    assert_eq!(summary(&out)["huber_delta"], 0.5);
+    assert!(o.stdout.is_empty(), "quiet = true from the file");
+    // The command line wins over the file.
+    let o = segscore(&[
+        "run",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--loss",
+        "absolute",
+        "--overwrite",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(summary(&out)["loss"], "absolute");
+    // An unknown key is a usage error naming it.
+    std::fs::write(&cfg, "input = [\"x\"]\nbatch_sise = 3\n").unwrap();
+    let o = segscore(&["run", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("unknown key `batch_sise`"), "{}", stderr(&o));
+}
