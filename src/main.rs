@@ -22,6 +22,9 @@ struct Cli {
     /// More logging (-v debug, -vv trace).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
+    /// Log format on stderr: text for people, json (one object per line) for machines.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -236,7 +239,13 @@ impl JobArgs {
     }
 }
 
-fn init_logging(quiet: bool, verbose: u8) {
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn init_logging(quiet: bool, verbose: u8, format: LogFormat) {
     let default = match (quiet, verbose) {
         (true, _) => "error",
         (false, 0) => "segscore=info,ort=warn,warn",
@@ -245,11 +254,14 @@ fn init_logging(quiet: bool, verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("SEGSCORE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+        .with_target(false);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
 }
 
 fn runtime(threads: usize) -> Result<tokio::runtime::Runtime, Error> {
@@ -526,8 +538,9 @@ fn main() -> ExitCode {
         }
     };
     let cli = Cli::parse_from(args);
-    init_logging(cli.quiet, cli.verbose);
+    init_logging(cli.quiet, cli.verbose, cli.log_format);
     let quiet = cli.quiet;
+    let json_logs = cli.log_format == LogFormat::Json;
     let result = match cli.command {
         Command::Run(a) => a
             .opts
@@ -571,13 +584,18 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
-            match e {
-                Error::Usage(_) => ExitCode::from(2),
-                Error::Interrupted("SIGINT") => ExitCode::from(130),
-                Error::Interrupted(_) => ExitCode::from(143),
-                _ => ExitCode::from(1),
+            let code: u8 = match e {
+                Error::Usage(_) => 2,
+                Error::Interrupted("SIGINT") => 130,
+                Error::Interrupted(_) => 143,
+                _ => 1,
+            };
+            if json_logs {
+                tracing::error!(exit_code = code, error = %e, "segscore failed");
+            } else {
+                eprintln!("error: {e}");
             }
+            ExitCode::from(code)
         }
     }
 }

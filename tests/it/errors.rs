@@ -434,3 +434,38 @@ fn config_file_sets_flags_the_command_line_overrides_and_unknown_keys_fail() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("unknown key `batch_sise`"), "{}", stderr(&o));
 }
+
+#[test]
+fn json_logs_are_one_object_per_line_errors_included() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in.parquet");
+    let mut rows = good_rows();
+    rows.push(row("g1", 1, 0.9, &[3]));
+    write_rows(&input, &rows);
+    let out = tmp.path().join("out");
+    let o = run(
+        &[&input],
+        &demo_model(),
+        &out,
+        &["--provider", "cpu", "--log-format", "json"],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    let lines: Vec<serde_json::Value> = err
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let last = lines.last().unwrap();
+    assert_eq!(last["level"], "ERROR");
+    assert_eq!(last["fields"]["exit_code"], 1);
+    assert!(
+        last["fields"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("duplicate segment"),
+        "{last}"
+    );
+    assert!(lines
+        .iter()
+        .any(|l| l["fields"]["message"] == "execution provider chosen"));
+}
