@@ -255,20 +255,16 @@ pub fn assert_same_rows(
 }
 
 /// The columns that come from the model's output.
-pub const MODEL_COLUMNS: [&str; 6] = [
-    "predicted_score",
-    "residual",
-    "squared_error",
-    "abs_error",
-    "loss",
-    "loss_grad",
-];
+pub fn model_columns() -> &'static [&'static str] {
+    // Every output column but target_score comes from the model's score.
+    &segscore::loss::OUTPUT_COLUMNS[1..]
+}
 
 /// Asserts two outputs hold the same rows: every column equal, except the model-derived ones,
 /// which may differ by `tol` (ONNX Runtime rounds differently for differently shaped batches).
 pub fn assert_same_output(a: &RecordBatch, b: &RecordBatch, tol: f64, what: &str) {
     assert_eq!(a.schema(), b.schema(), "{what}: schemas differ");
-    for c in MODEL_COLUMNS {
+    for c in model_columns() {
         let (x, y) = (by_key(a, c), by_key(b, c));
         assert_eq!(x.len(), y.len(), "{what}: row counts differ");
         for (k, v) in &x {
@@ -281,7 +277,7 @@ pub fn assert_same_output(a: &RecordBatch, b: &RecordBatch, tol: f64, what: &str
         .fields()
         .iter()
         .enumerate()
-        .filter(|(_, f)| !MODEL_COLUMNS.contains(&f.name().as_str()))
+        .filter(|(_, f)| !model_columns().contains(&f.name().as_str()))
         .map(|(i, _)| i)
         .collect();
     let (ra, rb) = (
