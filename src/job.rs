@@ -111,7 +111,7 @@ impl JobConfig {
             sorted: false,
             memory_limit: default_memory_limit(),
             spill_dir: None,
-            max_tokens_per_batch: 32768,
+            max_tokens_per_batch: 8192,
             max_rows_per_file: 1_000_000,
             progress: ProgressMode::Auto,
             progress_interval: 10.0,

@@ -96,7 +96,7 @@ struct BenchModelArgs {
     #[arg(long, default_value_t = 256)]
     batch_size: usize,
     /// Padded positions per model call.
-    #[arg(long, default_value_t = 32768)]
+    #[arg(long, default_value_t = 8192)]
     max_tokens_per_batch: usize,
     /// Execution provider: cpu, cuda or auto.
     #[arg(long, default_value = "auto")]
@@ -184,7 +184,7 @@ struct JobArgs {
     #[arg(long, value_name = "DIR")]
     spill_dir: Option<PathBuf>,
     /// Padded positions (rows x longest row) per model call, at most.
-    #[arg(long, default_value_t = 32768, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = 8192, value_parser = clap::value_parser!(u64).range(1..))]
     max_tokens_per_batch: u64,
     /// Rows per output part file, at most.
     #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]

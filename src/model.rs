@@ -63,7 +63,7 @@ impl Default for ModelOptions {
         ModelOptions {
             provider: Provider::Auto,
             batch_size: 256,
-            max_tokens: 32768,
+            max_tokens: 8192,
             sessions: 1,
             intra_threads: 1,
             output: None,
