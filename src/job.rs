@@ -34,6 +34,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
+use crate::evaluate::Evaluation;
 use crate::loss::{loss_columns, Loss, Moments, RegressionMetrics, OUTPUT_COLUMNS};
 use crate::model::{ModelOptions, RewardModel};
 use crate::progress::{Progress, ProgressMode};
@@ -89,6 +90,8 @@ pub struct JobConfig {
     pub progress: ProgressMode,
     /// Seconds between progress log lines when stderr is not a terminal.
     pub progress_interval: f64,
+    /// Write `report.html` with the outputs.
+    pub report: bool,
 }
 
 impl JobConfig {
@@ -115,6 +118,7 @@ impl JobConfig {
             max_rows_per_file: 1_000_000,
             progress: ProgressMode::Auto,
             progress_interval: 10.0,
+            report: false,
         }
     }
 }
@@ -149,6 +153,12 @@ pub struct Summary {
     /// Regression metrics over all segments.
     #[serde(flatten)]
     pub metrics: RegressionMetrics,
+    /// mse = bias_squared + residual_variance: the part of the error a constant shift of the
+    /// predictions would remove, and the rest.
+    pub mse_decomposition: MseDecomposition,
+    /// Rank metrics, loss concentration, per-generation means, histogram and calibration.
+    #[serde(flatten)]
+    pub evaluation: Evaluation,
     /// The loss's name.
     pub loss: String,
     /// The Huber delta, when the loss is huber.
@@ -170,8 +180,10 @@ pub struct Summary {
     pub input_files: usize,
     /// Whether the input was taken as sorted (streaming window, no sort).
     pub input_sorted: bool,
-    /// Output part files written.
+    /// Segment part files written (`segments/`).
     pub output_files: usize,
+    /// Generation part files written (`generations/`).
+    pub generation_files: usize,
     /// Bytes DataFusion spilled to disk (sorting unsorted input under --memory-limit).
     pub spilled_bytes: u64,
     /// Share of the model's input positions that were padding.
@@ -182,6 +194,27 @@ pub struct Summary {
     pub elapsed_seconds: f64,
     /// Segments per second of wall-clock time.
     pub rows_per_second: f64,
+}
+
+/// The MSE split into bias² and the residuals' variance.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct MseDecomposition {
+    /// Mean squared error.
+    pub mse: Option<f64>,
+    /// The squared mean residual.
+    pub bias_squared: Option<f64>,
+    /// The residuals' population variance.
+    pub residual_variance: Option<f64>,
+}
+
+impl From<&RegressionMetrics> for MseDecomposition {
+    fn from(m: &RegressionMetrics) -> Self {
+        MseDecomposition {
+            mse: m.mse,
+            bias_squared: m.bias.map(|b| b * b),
+            residual_variance: m.residual_variance,
+        }
+    }
 }
 
 /// Builds a DataFusion context with segscore's settings: `threads` partitions, a fair
@@ -754,7 +787,7 @@ pub async fn run(cfg: &JobConfig) -> Result<Summary> {
         df,
         &out,
         plan,
-        metadata,
+        Arc::clone(&metadata),
         cfg.max_rows_per_file,
         progress.counter(),
     )
@@ -793,6 +826,22 @@ pub async fn run(cfg: &JobConfig) -> Result<Summary> {
             }
         },
     };
+    // Per-generation and overall metrics, by the queries in queries/ over the staged segments.
+    let evaluated = async {
+        let eval_ctx = session_context(cfg.threads, cfg.memory_limit, cfg.spill_dir.as_deref(), true)?;
+        crate::udaf::register(&eval_ctx);
+        let e = crate::evaluate::evaluate(&eval_ctx, out.staging(), Arc::clone(&metadata), cfg.max_rows_per_file)
+            .await?;
+        Ok::<_, Error>((eval_ctx, e))
+    }
+    .await;
+    let (eval_ctx, (evaluation, generation_files)) = match evaluated {
+        Ok(e) => e,
+        Err(e) => {
+            out.abort();
+            return Err(e);
+        }
+    };
     let elapsed = started.elapsed().as_secs_f64();
     let st = model.stats();
     let positions = st.positions.load(std::sync::atomic::Ordering::Relaxed);
@@ -802,6 +851,8 @@ pub async fn run(cfg: &JobConfig) -> Result<Summary> {
         n_generations,
         n_segments: moments.n,
         metrics: moments.metrics(),
+        mse_decomposition: MseDecomposition::from(&moments.metrics()),
+        evaluation,
         loss: cfg.loss.name().to_string(),
         huber_delta: match cfg.loss {
             Loss::Huber { delta } => Some(delta),
@@ -816,6 +867,7 @@ pub async fn run(cfg: &JobConfig) -> Result<Summary> {
         input_files: inputs.files.len(),
         input_sorted: sorted,
         output_files,
+        generation_files,
         spilled_bytes,
         padding_share: (positions > 0).then(|| 1.0 - tokens as f64 / positions as f64),
         model_seconds: st.run_nanos.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1e9,
@@ -827,7 +879,18 @@ pub async fn run(cfg: &JobConfig) -> Result<Summary> {
         },
     };
     let json = serde_json::to_vec_pretty(&summary)?;
-    out.commit(&[("summary.json", json)])?;
+    let mut files = vec![("summary.json", json)];
+    if cfg.report {
+        let title = cfg.output.display().to_string();
+        match crate::report::render(&eval_ctx, &summary, &title).await {
+            Ok(html) => files.push(("report.html", html.into_bytes())),
+            Err(e) => {
+                out.abort();
+                return Err(e);
+            }
+        }
+    }
+    out.commit(&files)?;
     Ok(summary)
 }
 

@@ -12,13 +12,18 @@
 
 pub mod demo;
 pub mod error;
+pub mod evaluate;
 pub mod job;
 pub mod loss;
+pub mod metrics;
 pub mod model;
 pub mod progress;
+pub mod report;
 pub mod runtime;
 pub mod sink;
 pub mod source;
+pub mod sql;
+pub mod udaf;
 
 pub use error::{Error, Result};
 pub use job::{run, JobConfig, Summary};

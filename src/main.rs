@@ -43,6 +43,14 @@ enum Command {
     /// Benchmarks only: time the model alone on the padded batches a run would build from
     /// these files (prints JSON).
     BenchModel(BenchModelArgs),
+    /// Write <DIR>/report.html from a segscore output directory: summary, residual histogram,
+    /// predicted-vs-target scatter, calibration plot, worst generations. Self-contained.
+    Report {
+        /// The output directory of a run.
+        dir: PathBuf,
+    },
+    /// Run SQL over Parquet files and segscore outputs, with segscore's functions.
+    Sql(SqlArgs),
     /// Write a benchmark dataset (the demo's scoring rule, long-tailed segment lengths).
     Generate {
         /// Where to write the Parquet files.
@@ -79,6 +87,44 @@ struct RunArgs {
     output: PathBuf,
     #[command(flatten)]
     opts: JobArgs,
+}
+
+#[derive(Args)]
+struct SqlArgs {
+    /// The query, e.g. "SELECT generation_id, kendall_tau(predicted_score, target_score) FROM
+    /// segments GROUP BY 1".
+    #[arg(
+        allow_hyphen_values = true,
+        required_unless_present = "file",
+        conflicts_with = "file"
+    )]
+    query: Option<String>,
+    /// Read the query from FILE (e.g. queries/generations.sql).
+    #[arg(long, short, value_name = "FILE")]
+    file: Option<PathBuf>,
+    /// NAME=PATH registers Parquet files (a file, directory or glob) as table NAME; a segscore
+    /// output directory registers NAME.segments, NAME.generations (and NAME.rejected), or
+    /// segments, generations (and rejected) when given as a bare PATH.
+    #[arg(long, short, value_name = "[NAME=]PATH")]
+    table: Vec<segscore::sql::TableArg>,
+    /// An ONNX model: makes reward_model(input_ids[, token_type_ids]) available.
+    #[arg(long, short)]
+    model: Option<PathBuf>,
+    /// The model's execution provider: cpu, cuda or auto.
+    #[arg(long, default_value = "auto")]
+    provider: Provider,
+    /// Output format: table, csv, json (one object per line) or parquet.
+    #[arg(long, default_value = "table")]
+    format: segscore::sql::Format,
+    /// Write the result to FILE (written whole, then renamed into place) instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    to: Option<PathBuf>,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Memory for DataFusion's operators, e.g. 2GiB (default: a quarter of RAM).
+    #[arg(long, value_name = "SIZE")]
+    memory_limit: Option<bytesize::ByteSize>,
 }
 
 #[derive(Args)]
@@ -192,6 +238,9 @@ struct JobArgs {
     /// Seconds between progress log lines when stderr is not a terminal (a terminal gets a bar).
     #[arg(long, default_value_t = 10.0, value_name = "SECS")]
     progress_interval: f64,
+    /// Also write report.html (summary, plots, worst generations) into the output directory.
+    #[arg(long)]
+    report: bool,
     /// Print the physical plan and exit without running.
     #[arg(long)]
     explain: bool,
@@ -232,6 +281,7 @@ impl JobArgs {
         cfg.max_tokens_per_batch = self.max_tokens_per_batch as usize;
         cfg.max_rows_per_file = self.max_rows_per_file;
         cfg.progress_interval = self.progress_interval;
+        cfg.report = self.report;
         if let Some(t) = self.threads {
             cfg.threads = t as usize;
         }
@@ -564,6 +614,40 @@ fn main() -> ExitCode {
         Command::Demo(a) => demo(a),
         Command::Inspect { model } => inspect(model),
         Command::BenchModel(a) => bench_model(a),
+        Command::Report { dir } => {
+            let threads = job::default_threads();
+            runtime(threads).and_then(|rt| {
+                let path = rt.block_on(segscore::report::write(&dir, threads, job::default_memory_limit()))?;
+                if !quiet {
+                    println!("{}", path.display());
+                }
+                Ok(())
+            })
+        }
+        Command::Sql(a) => {
+            let threads = a.threads.unwrap_or_else(job::default_threads).max(1);
+            let query = match (a.query, &a.file) {
+                (Some(q), _) => Ok(q),
+                (None, Some(f)) => std::fs::read_to_string(f).map_err(|e| Error::io(f, e)),
+                (None, None) => Err(Error::Usage("give a query, or --file".into())),
+            };
+            let opts = |query| segscore::sql::SqlOptions {
+                query,
+                tables: a.table,
+                model: a.model,
+                provider: a.provider,
+                format: a.format,
+                to: a.to,
+                threads,
+                memory_limit: a
+                    .memory_limit
+                    .map(|m| m.as_u64())
+                    .unwrap_or_else(job::default_memory_limit),
+            };
+            query
+                .map(opts)
+                .and_then(|opts| runtime(threads).and_then(|rt| rt.block_on(segscore::sql::run(&opts))))
+        }
         Command::Generate {
             output,
             segments,

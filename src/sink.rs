@@ -29,7 +29,7 @@ pub const SUCCESS: &str = "_SUCCESS";
 pub const STAGING_PREFIX: &str = ".segscore-staging-";
 /// What a run writes at the top of its output directory; `--overwrite` replaces these and
 /// leaves anything else alone.
-pub const OUTPUTS: [&str; 3] = ["segments", "summary.json", SUCCESS];
+pub const OUTPUTS: [&str; 5] = ["segments", "generations", "summary.json", "report.html", SUCCESS];
 
 /// An output directory being written.
 #[derive(Debug)]
@@ -98,6 +98,11 @@ impl OutputDir {
     /// The final output directory.
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// The staging folder (hidden, inside the output directory) this run writes into.
+    pub fn staging(&self) -> &Path {
+        &self.staging
     }
 
     /// A folder inside staging, created if needed (e.g. "segments").
@@ -203,7 +208,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }
 
-fn inprogress_name(path: &Path) -> PathBuf {
+/// `dir/.name.inprogress`: where a file is written before it is renamed to `dir/name`.
+pub fn inprogress_name(path: &Path) -> PathBuf {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

@@ -291,25 +291,40 @@ pub fn check_file(path: &Path, cols: &ColumnNames) -> Result<InputFile> {
 /// Whether every row group's `sorting_columns` start with the generation id and the segment
 /// index, both ascending.
 fn declares_key_order(pq: &datafusion::parquet::file::metadata::ParquetMetaData, cols: &ColumnNames) -> bool {
+    metadata_declares_order(pq, &[&cols.generation_id, &cols.segment_index])
+}
+
+/// Whether every row group's `sorting_columns` start with `keys`, all ascending.
+fn metadata_declares_order(pq: &datafusion::parquet::file::metadata::ParquetMetaData, keys: &[&str]) -> bool {
     let leaves = pq.file_metadata().schema_descr().columns();
     let leaf = |name: &str| {
         leaves
             .iter()
             .position(|c| c.path().parts().len() == 1 && c.path().parts()[0] == name)
     };
-    let (Some(g), Some(s)) = (leaf(&cols.generation_id), leaf(&cols.segment_index)) else {
+    let Some(idx) = keys.iter().map(|k| leaf(k)).collect::<Option<Vec<usize>>>() else {
         return false;
     };
     !pq.row_groups().is_empty()
         && pq.row_groups().iter().all(|rg| match rg.sorting_columns() {
-            Some(sc) if sc.len() >= 2 => {
-                sc[0].column_idx as usize == g
-                    && !sc[0].descending
-                    && sc[1].column_idx as usize == s
-                    && !sc[1].descending
-            }
+            Some(sc) if sc.len() >= idx.len() => idx
+                .iter()
+                .zip(sc)
+                .all(|(&i, c)| c.column_idx as usize == i && !c.descending),
             _ => false,
         })
+}
+
+/// Whether the Parquet file at `path` declares in its footer that it is sorted by `keys`.
+pub fn declares_order(path: &Path, keys: &[&str]) -> Result<bool> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let meta = datafusion::parquet::file::metadata::ParquetMetaDataReader::new()
+        .parse_and_finish(&file)
+        .map_err(|e| Error::NotParquet {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+    Ok(metadata_declares_order(&meta, keys))
 }
 
 fn check_null_stats(

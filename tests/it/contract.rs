@@ -538,7 +538,8 @@ fn overwrite_replaces_a_previous_output() {
     let input = tmp.path().join("in.parquet");
     write_rows(&input, &varied_rows(5, 5));
     let out = tmp.path().join("out");
-    run_ok(&[&input], &demo_model(), &out, &["--provider", "cpu"]);
+    run_ok(&[&input], &demo_model(), &out, &["--provider", "cpu", "--report"]);
+    assert!(out.join("report.html").exists());
     let first = summary(&out);
     write_rows(&input, &varied_rows(7, 6));
     run_ok(
@@ -554,14 +555,15 @@ fn overwrite_replaces_a_previous_output() {
         second["n_segments"].as_u64().unwrap()
     );
     assert!(out.join("_SUCCESS").exists());
-    let leftovers: Vec<_> = std::fs::read_dir(&out)
+    let mut leftovers: Vec<_> = std::fs::read_dir(&out)
         .unwrap()
-        .map(|e| e.unwrap().file_name())
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
+    leftovers.sort();
+    // The first run's report.html described the old data: it is gone, not left stale.
     assert_eq!(
-        leftovers.len(),
-        3,
-        "only segments/, summary.json and _SUCCESS: {leftovers:?}"
+        leftovers,
+        ["_SUCCESS", "generations", "segments", "summary.json"]
     );
 }
 

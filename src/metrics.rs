@@ -1,0 +1,345 @@
+//! Evaluation metrics over pairs of (prediction, target): correlations, rank agreement, and
+//! how the loss concentrates. Plain functions over slices; [`crate::udaf`] makes them SQL
+//! aggregate functions, and the queries in `queries/` build the outputs with those.
+//!
+//! Undefined values are `None` (SQL NULL), never NaN or a made-up number: every metric over
+//! no rows; correlations and rank metrics over fewer than two rows or where either side is
+//! constant; rank agreement where every pair is tied; any metric over a non-finite value.
+
+use std::cmp::Ordering;
+
+/// Pearson's correlation (two passes over centred values, clamped to [-1, 1]).
+pub fn pearson(x: &[f64], y: &[f64]) -> Option<f64> {
+    let n = x.len();
+    if n < 2 || n != y.len() || !all_finite(x) || !all_finite(y) {
+        return None;
+    }
+    let mx = x.iter().sum::<f64>() / n as f64;
+    let my = y.iter().sum::<f64>() / n as f64;
+    let (mut sxx, mut syy, mut sxy) = (0.0, 0.0, 0.0);
+    for (a, b) in x.iter().zip(y) {
+        let (dx, dy) = (a - mx, b - my);
+        sxx += dx * dx;
+        syy += dy * dy;
+        sxy += dx * dy;
+    }
+    if sxx > 0.0 && syy > 0.0 {
+        Some((sxy / (sxx * syy).sqrt()).clamp(-1.0, 1.0))
+    } else {
+        None
+    }
+}
+
+/// Ranks starting at 1, ties given the mean of the ranks they span.
+pub fn average_ranks(x: &[f64]) -> Vec<f64> {
+    let mut idx: Vec<usize> = (0..x.len()).collect();
+    idx.sort_unstable_by(|&a, &b| x[a].total_cmp(&x[b]));
+    let mut ranks = vec![0.0; x.len()];
+    let mut i = 0;
+    while i < idx.len() {
+        let mut j = i + 1;
+        while j < idx.len() && x[idx[j]] == x[idx[i]] {
+            j += 1;
+        }
+        // positions i..j (0-based) hold ranks i+1..=j; their mean:
+        let rank = (i + j + 1) as f64 / 2.0;
+        for &k in &idx[i..j] {
+            ranks[k] = rank;
+        }
+        i = j;
+    }
+    ranks
+}
+
+/// Spearman's rank correlation: Pearson's over average ranks (so ties are handled).
+pub fn spearman(x: &[f64], y: &[f64]) -> Option<f64> {
+    if x.len() < 2 || x.len() != y.len() || !all_finite(x) || !all_finite(y) {
+        return None;
+    }
+    pearson(&average_ranks(x), &average_ranks(y))
+}
+
+/// How the pairs of rows order under x and under y.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PairCounts {
+    /// All pairs: n (n - 1) / 2.
+    pub pairs: u64,
+    /// Pairs that x and y order the same way (neither tied).
+    pub concordant: u64,
+    /// Pairs that x and y order oppositely (neither tied).
+    pub discordant: u64,
+    /// Pairs tied in x (including those tied in both).
+    pub tied_x: u64,
+    /// Pairs tied in y (including those tied in both).
+    pub tied_y: u64,
+}
+
+impl PairCounts {
+    /// Counts in O(n log n) (Knight's algorithm: sort by x then y, count the swaps a merge
+    /// sort by y makes; each swap is one discordant pair). None if a value is not finite.
+    pub fn of(x: &[f64], y: &[f64]) -> Option<PairCounts> {
+        let n = x.len();
+        if n != y.len() || !all_finite(x) || !all_finite(y) {
+            return None;
+        }
+        let pairs_in = |k: u64| k * k.saturating_sub(1) / 2;
+        let mut idx: Vec<usize> = (0..n).collect();
+        idx.sort_unstable_by(|&a, &b| x[a].total_cmp(&x[b]).then(y[a].total_cmp(&y[b])));
+        let (mut tied_x, mut tied_both) = (0u64, 0u64);
+        let mut i = 0;
+        while i < n {
+            let mut j = i + 1;
+            while j < n && x[idx[j]] == x[idx[i]] {
+                j += 1;
+            }
+            tied_x += pairs_in((j - i) as u64);
+            let mut a = i;
+            while a < j {
+                let mut b = a + 1;
+                while b < j && y[idx[b]] == y[idx[a]] {
+                    b += 1;
+                }
+                tied_both += pairs_in((b - a) as u64);
+                a = b;
+            }
+            i = j;
+        }
+        let mut ys: Vec<f64> = idx.iter().map(|&k| y[k]).collect();
+        let mut scratch = vec![0.0; n];
+        let discordant = merge_count(&mut ys, &mut scratch);
+        let mut tied_y = 0u64;
+        let mut i = 0;
+        while i < n {
+            let mut j = i + 1;
+            while j < n && ys[j] == ys[i] {
+                j += 1;
+            }
+            tied_y += pairs_in((j - i) as u64);
+            i = j;
+        }
+        let pairs = pairs_in(n as u64);
+        let concordant = pairs - tied_x - tied_y + tied_both - discordant;
+        Some(PairCounts {
+            pairs,
+            concordant,
+            discordant,
+            tied_x,
+            tied_y,
+        })
+    }
+
+    /// Kendall's tau-b: (C - D) / sqrt((P - Tx)(P - Ty)); None when either side is constant.
+    pub fn kendall_tau_b(&self) -> Option<f64> {
+        let denom = ((self.pairs - self.tied_x) as f64) * ((self.pairs - self.tied_y) as f64);
+        if denom > 0.0 {
+            let tau = (self.concordant as f64 - self.discordant as f64) / denom.sqrt();
+            Some(tau.clamp(-1.0, 1.0))
+        } else {
+            None
+        }
+    }
+
+    /// Share of the pairs ordered the same way by x and y, among pairs tied in neither; None
+    /// when there is no such pair.
+    pub fn order_accuracy(&self) -> Option<f64> {
+        let ordered = self.concordant + self.discordant;
+        (ordered > 0).then(|| self.concordant as f64 / ordered as f64)
+    }
+}
+
+/// Sorts `v` ascending (merge sort) and returns how many pairs were strictly out of order.
+fn merge_count(v: &mut [f64], scratch: &mut [f64]) -> u64 {
+    let n = v.len();
+    if n < 2 {
+        return 0;
+    }
+    let mid = n / 2;
+    let mut swaps = {
+        let (l, r) = v.split_at_mut(mid);
+        let (sl, sr) = scratch.split_at_mut(mid);
+        merge_count(l, sl) + merge_count(r, sr)
+    };
+    let (mut i, mut j, mut k) = (0, mid, 0);
+    while i < mid && j < n {
+        if v[j] < v[i] {
+            // v[j] jumps every element left in the left half: each is a discordant pair.
+            scratch[k] = v[j];
+            swaps += (mid - i) as u64;
+            j += 1;
+        } else {
+            scratch[k] = v[i];
+            i += 1;
+        }
+        k += 1;
+    }
+    scratch[k..k + mid - i].copy_from_slice(&v[i..mid]);
+    k += mid - i;
+    scratch[k..k + n - j].copy_from_slice(&v[j..n]);
+    v.copy_from_slice(&scratch[..n]);
+    swaps
+}
+
+/// Kendall's tau-b of x and y, ties handled.
+pub fn kendall_tau(x: &[f64], y: &[f64]) -> Option<f64> {
+    PairCounts::of(x, y)?.kendall_tau_b()
+}
+
+/// Share of the pairs that x (predictions) and y (targets) order the same way, ties in
+/// either excluded.
+pub fn pairwise_order_accuracy(x: &[f64], y: &[f64]) -> Option<f64> {
+    PairCounts::of(x, y)?.order_accuracy()
+}
+
+/// Whether a row with the highest y (target) also has the highest x (prediction). None for
+/// fewer than two rows (nothing to pick between).
+pub fn top_segment_match(x: &[f64], y: &[f64]) -> Option<bool> {
+    if x.len() < 2 || x.len() != y.len() || !all_finite(x) || !all_finite(y) {
+        return None;
+    }
+    let max_x = x.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let max_y = y.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    Some(x.iter().zip(y).any(|(&a, &b)| a == max_x && b == max_y))
+}
+
+/// The share of the sum of `values` carried by the largest `ceil(fraction * n)` of them
+/// (at least one). None for no rows, a zero sum, a fraction outside (0, 1] or a non-finite
+/// value. `values` is reordered.
+pub fn top_share(values: &mut [f64], fraction: f64) -> Option<f64> {
+    let n = values.len();
+    if n == 0 || !(fraction > 0.0 && fraction <= 1.0) || !all_finite(values) {
+        return None;
+    }
+    let total: f64 = values.iter().sum();
+    if total == 0.0 {
+        return None;
+    }
+    let k = ((fraction * n as f64).ceil() as usize).clamp(1, n);
+    if k < n {
+        values.select_nth_unstable_by(k - 1, |a, b| b.total_cmp(a));
+    }
+    Some(values[..k].iter().sum::<f64>() / total)
+}
+
+fn all_finite(v: &[f64]) -> bool {
+    v.iter().all(|x| x.is_finite())
+}
+
+/// Orders two optional metrics with None last (for sorting reports).
+pub fn cmp_desc_none_last(a: Option<f64>, b: Option<f64>) -> Ordering {
+    match (a, b) {
+        (Some(x), Some(y)) => y.total_cmp(&x),
+        (Some(_), None) => Ordering::Less,
+        (None, Some(_)) => Ordering::Greater,
+        (None, None) => Ordering::Equal,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// O(n^2) reference: the definitions, pair by pair.
+    fn naive_counts(x: &[f64], y: &[f64]) -> PairCounts {
+        let mut c = PairCounts::default();
+        for i in 0..x.len() {
+            for j in i + 1..x.len() {
+                c.pairs += 1;
+                let (dx, dy) = (x[i].total_cmp(&x[j]), y[i].total_cmp(&y[j]));
+                if dx == Ordering::Equal {
+                    c.tied_x += 1;
+                }
+                if dy == Ordering::Equal {
+                    c.tied_y += 1;
+                }
+                if dx != Ordering::Equal && dy != Ordering::Equal {
+                    if dx == dy {
+                        c.concordant += 1
+                    } else {
+                        c.discordant += 1
+                    }
+                }
+            }
+        }
+        c
+    }
+
+    fn close(a: Option<f64>, b: f64) {
+        let a = a.expect("defined");
+        assert!((a - b).abs() < 1e-12, "{a} != {b}");
+    }
+
+    #[test]
+    fn hand_computed_small_case() {
+        // predictions 1, 2, 3, 4 against targets 1, 3, 2, 4: one discordant pair of six.
+        let p = [1.0, 2.0, 3.0, 4.0];
+        let t = [1.0, 3.0, 2.0, 4.0];
+        let c = PairCounts::of(&p, &t).unwrap();
+        assert_eq!((c.pairs, c.concordant, c.discordant), (6, 5, 1));
+        close(kendall_tau(&p, &t), 4.0 / 6.0);
+        close(pairwise_order_accuracy(&p, &t), 5.0 / 6.0);
+        // d = 0, 1, -1, 0: 1 - 6 * 2 / (4 * 15) = 0.8
+        close(spearman(&p, &t), 0.8);
+        close(pearson(&p, &t), 0.8);
+        assert_eq!(top_segment_match(&p, &t), Some(true));
+        assert_eq!(top_segment_match(&[4.0, 1.0], &[1.0, 4.0]), Some(false));
+    }
+
+    #[test]
+    fn ties_follow_tau_b() {
+        // x = 1, 1, 2, 3; y = 1, 2, 2, 3. Pairs: (0,1) tied x; (1,2) tied y; the other four
+        // are concordant. tau-b = 4 / sqrt((6-1)(6-1)) = 0.8; accuracy 4/4.
+        let x = [1.0, 1.0, 2.0, 3.0];
+        let y = [1.0, 2.0, 2.0, 3.0];
+        let c = PairCounts::of(&x, &y).unwrap();
+        assert_eq!(c, naive_counts(&x, &y));
+        assert_eq!((c.concordant, c.discordant, c.tied_x, c.tied_y), (4, 0, 1, 1));
+        close(kendall_tau(&x, &y), 0.8);
+        close(pairwise_order_accuracy(&x, &y), 1.0);
+        assert_eq!(average_ranks(&x), vec![1.5, 1.5, 3.0, 4.0]);
+        // ranks 1.5,1.5,3,4 vs 1,2.5,2.5,4: pearson of those
+        let (rx, ry) = ([1.5, 1.5, 3.0, 4.0], [1.0, 2.5, 2.5, 4.0]);
+        close(spearman(&x, &y), pearson(&rx, &ry).unwrap());
+        // both maxima at the last row
+        assert_eq!(top_segment_match(&x, &y), Some(true));
+    }
+
+    #[test]
+    fn undefined_is_none() {
+        assert_eq!(kendall_tau(&[1.0], &[2.0]), None);
+        assert_eq!(spearman(&[1.0], &[2.0]), None);
+        assert_eq!(pearson(&[1.0], &[2.0]), None);
+        assert_eq!(pairwise_order_accuracy(&[1.0], &[2.0]), None);
+        assert_eq!(top_segment_match(&[1.0], &[2.0]), None);
+        // constant predictions
+        assert_eq!(kendall_tau(&[1.0, 1.0, 1.0], &[1.0, 2.0, 3.0]), None);
+        assert_eq!(spearman(&[1.0, 1.0, 1.0], &[1.0, 2.0, 3.0]), None);
+        assert_eq!(pairwise_order_accuracy(&[1.0, 1.0], &[1.0, 2.0]), None);
+        assert_eq!(pearson(&[1.0, 2.0], &[f64::NAN, 1.0]), None);
+        assert_eq!(top_share(&mut [], 0.1), None);
+        assert_eq!(top_share(&mut [0.0, 0.0], 0.1), None);
+    }
+
+    #[test]
+    fn knight_equals_naive_on_tied_data() {
+        let mut state = 12345u64;
+        let mut next = || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((state >> 33) % 7) as f64
+        };
+        for n in 0..40 {
+            let x: Vec<f64> = (0..n).map(|_| next()).collect();
+            let y: Vec<f64> = (0..n).map(|_| next()).collect();
+            assert_eq!(PairCounts::of(&x, &y).unwrap(), naive_counts(&x, &y), "n={n}");
+        }
+    }
+
+    #[test]
+    fn top_share_takes_the_largest() {
+        let mut v: Vec<f64> = (1..=10).map(f64::from).collect(); // sum 55
+        close(top_share(&mut v, 0.1), 10.0 / 55.0);
+        close(top_share(&mut v, 0.25), 27.0 / 55.0); // ceil(2.5) = 3: 10 + 9 + 8
+        close(top_share(&mut v, 1.0), 1.0);
+    }
+}

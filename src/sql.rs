@@ -1,0 +1,278 @@
+//! `segscore sql`: ad-hoc SQL over Parquet files and segscore output directories, with every
+//! segscore function available (the metrics of [`crate::udaf`], and `reward_model(...)` when a
+//! model is given).
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::prelude::SessionContext;
+use futures::StreamExt;
+
+use crate::error::{Error, Result};
+use crate::evaluate;
+use crate::model::{ModelOptions, RewardModel};
+use crate::runtime::Provider;
+use crate::sink::{writer_properties, PartWriter};
+use crate::source;
+
+/// How `segscore sql` prints or writes its result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// An aligned text table (stdout only).
+    Table,
+    /// CSV with a header row.
+    Csv,
+    /// One JSON object per line.
+    Json,
+    /// Parquet (needs a file: `--to`).
+    Parquet,
+}
+
+impl std::str::FromStr for Format {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "table" => Ok(Format::Table),
+            "csv" => Ok(Format::Csv),
+            "json" => Ok(Format::Json),
+            "parquet" => Ok(Format::Parquet),
+            o => Err(format!(
+                "unknown format `{o}` (expected table, csv, json or parquet)"
+            )),
+        }
+    }
+}
+
+/// A `--table` argument: `NAME=PATH`, or a bare `PATH` for a segscore output directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableArg {
+    /// The table (or, for an output directory, schema) name.
+    pub name: Option<String>,
+    /// Parquet files, a directory, a glob, or a segscore output directory.
+    pub path: String,
+}
+
+impl std::str::FromStr for TableArg {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.split_once('=') {
+            Some((n, p)) if !n.is_empty() && !p.is_empty() => Ok(TableArg {
+                name: Some(n.to_string()),
+                path: p.to_string(),
+            }),
+            Some(_) => Err(format!("--table {s}: expected NAME=PATH")),
+            None => Ok(TableArg {
+                name: None,
+                path: s.to_string(),
+            }),
+        }
+    }
+}
+
+/// What `segscore sql` runs.
+#[derive(Debug, Clone)]
+pub struct SqlOptions {
+    /// The query.
+    pub query: String,
+    /// Tables to register.
+    pub tables: Vec<TableArg>,
+    /// A model for `reward_model(...)`.
+    pub model: Option<PathBuf>,
+    /// The model's execution provider.
+    pub provider: Provider,
+    /// Output format.
+    pub format: Format,
+    /// Write the result to this file instead of stdout.
+    pub to: Option<PathBuf>,
+    /// DataFusion partitions.
+    pub threads: usize,
+    /// Memory for DataFusion's operators.
+    pub memory_limit: u64,
+}
+
+/// Whether `path` is a segscore output directory (it has `segments/`).
+pub fn is_output_dir(path: &Path) -> bool {
+    path.join("segments").is_dir()
+}
+
+/// A context with segscore's settings and functions, and the given tables registered.
+pub async fn context(opts: &SqlOptions) -> Result<SessionContext> {
+    let ctx = crate::job::session_context(opts.threads, opts.memory_limit, None, true)?;
+    crate::udaf::register(&ctx);
+    if let Some(m) = &opts.model {
+        let model = Arc::new(RewardModel::load(
+            m,
+            &ModelOptions {
+                provider: opts.provider,
+                batch_size: 256,
+                max_tokens: 8192,
+                sessions: opts.threads.max(1),
+                intra_threads: 1,
+                output: None,
+            },
+        )?);
+        ctx.register_udf(model.udf());
+    }
+    for t in &opts.tables {
+        let path = Path::new(&t.path);
+        if is_output_dir(path) {
+            let names = evaluate::register_output(&ctx, path, t.name.as_deref()).await?;
+            tracing::debug!(tables = ?names, dir = %path.display(), "registered a segscore output");
+        } else {
+            let name = t.name.as_deref().ok_or_else(|| {
+                Error::Usage(format!(
+                    "--table {}: name Parquet tables as NAME=PATH (a bare PATH is for segscore output directories)",
+                    t.path
+                ))
+            })?;
+            let files = source::expand_inputs(std::slice::from_ref(&t.path))?;
+            let table = evaluate::parquet_table(&ctx, &files, &[]).await?;
+            ctx.register_table(name, table)?;
+        }
+    }
+    Ok(ctx)
+}
+
+/// Runs the query and prints or writes its result.
+pub async fn run(opts: &SqlOptions) -> Result<()> {
+    if opts.format == Format::Parquet && opts.to.is_none() {
+        return Err(Error::Usage("--format parquet needs --to FILE".into()));
+    }
+    if opts.format == Format::Table && opts.to.is_some() {
+        return Err(Error::Usage(
+            "--to needs --format csv, json or parquet (table is for the terminal)".into(),
+        ));
+    }
+    let ctx = context(opts).await?;
+    let df = ctx
+        .sql(&opts.query)
+        .await
+        .map_err(|e| Error::Usage(format!("query: {e}")))?;
+    let schema = Arc::new(df.schema().as_arrow().clone());
+    let mut stream = df.execute_stream().await.map_err(Error::from_datafusion)?;
+    let mut sink = Sink::open(opts.format, opts.to.as_deref(), &schema)?;
+    while let Some(batch) = stream.next().await {
+        let batch = batch.map_err(Error::from_datafusion)?;
+        tokio::task::block_in_place(|| sink.write(&batch))?;
+    }
+    tokio::task::block_in_place(|| sink.finish())
+}
+
+/// Where the result goes: files are written under a temporary name and renamed when done, so
+/// a failed query leaves no partial file under the name asked for.
+enum Sink {
+    Table(Vec<RecordBatch>),
+    Csv(Box<datafusion::arrow::csv::Writer<Out>>),
+    Json(Box<datafusion::arrow::json::LineDelimitedWriter<Out>>),
+    Parquet(PartWriter),
+}
+
+/// stdout, or a file under a temporary name that [`Out::commit`] renames.
+enum Out {
+    Stdout(std::io::Stdout),
+    File { file: File, tmp: PathBuf, path: PathBuf },
+}
+
+impl Write for Out {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Out::Stdout(s) => s.write(buf),
+            Out::File { file, .. } => file.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Out::Stdout(s) => s.flush(),
+            Out::File { file, .. } => file.flush(),
+        }
+    }
+}
+
+impl Out {
+    fn open(to: Option<&Path>) -> Result<Out> {
+        Ok(match to {
+            None => Out::Stdout(std::io::stdout()),
+            Some(path) => {
+                let tmp = crate::sink::inprogress_name(path);
+                let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+                Out::File {
+                    file,
+                    tmp,
+                    path: path.to_path_buf(),
+                }
+            }
+        })
+    }
+
+    fn commit(self) -> Result<()> {
+        match self {
+            Out::Stdout(mut s) => s.flush().map_err(|e| Error::io("<stdout>", e)),
+            Out::File { file, tmp, path } => {
+                file.sync_all().map_err(|e| Error::io(&tmp, e))?;
+                drop(file);
+                std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))
+            }
+        }
+    }
+}
+
+impl Sink {
+    fn open(
+        format: Format,
+        to: Option<&Path>,
+        schema: &datafusion::arrow::datatypes::SchemaRef,
+    ) -> Result<Sink> {
+        Ok(match format {
+            Format::Table => Sink::Table(Vec::new()),
+            Format::Csv => Sink::Csv(Box::new(datafusion::arrow::csv::Writer::new(Out::open(to)?))),
+            Format::Json => Sink::Json(Box::new(datafusion::arrow::json::LineDelimitedWriter::new(
+                Out::open(to)?,
+            ))),
+            Format::Parquet => {
+                let path = to.ok_or_else(|| Error::Usage("--format parquet needs --to FILE".into()))?;
+                let dir = match path.parent() {
+                    Some(p) if !p.as_os_str().is_empty() => p,
+                    _ => Path::new("."),
+                };
+                let name = path
+                    .file_name()
+                    .ok_or_else(|| Error::Usage(format!("--to {}: not a file name", path.display())))?;
+                Sink::Parquet(PartWriter::create(
+                    dir,
+                    &name.to_string_lossy(),
+                    Arc::clone(schema),
+                    writer_properties(schema, &[], None),
+                )?)
+            }
+        })
+    }
+
+    fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        match self {
+            Sink::Table(b) => b.push(batch.clone()),
+            Sink::Csv(w) => w.write(batch)?,
+            Sink::Json(w) => w.write(batch)?,
+            Sink::Parquet(w) => w.write(batch)?,
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Result<()> {
+        match self {
+            Sink::Table(batches) => {
+                let text = datafusion::arrow::util::pretty::pretty_format_batches(&batches)?;
+                println!("{text}");
+                Ok(())
+            }
+            Sink::Csv(w) => w.into_inner().commit(),
+            Sink::Json(mut w) => {
+                w.finish()?;
+                w.into_inner().commit()
+            }
+            Sink::Parquet(w) => w.close().map(|_| ()),
+        }
+    }
+}
