@@ -10,6 +10,7 @@
 
 #![warn(missing_docs)]
 
+pub mod compare;
 pub mod demo;
 pub mod error;
 pub mod evaluate;

@@ -49,6 +49,26 @@ enum Command {
         /// The output directory of a run.
         dir: PathBuf,
     },
+    /// Compare two runs (two models) on the same data: metrics side by side, and a paired
+    /// bootstrap confidence interval for the MSE difference.
+    Compare {
+        /// Output directory of run A.
+        a: PathBuf,
+        /// Output directory of run B.
+        b: PathBuf,
+        /// Bootstrap replicates.
+        #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..))]
+        bootstrap: u64,
+        /// Seed of the bootstrap (same seed, same data: same interval).
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Confidence level of the interval.
+        #[arg(long, default_value_t = 0.95)]
+        confidence: f64,
+        /// Output: table, or json.
+        #[arg(long, default_value = "table", value_parser = ["table", "json"])]
+        format: String,
+    },
     /// Run SQL over Parquet files and segscore outputs, with segscore's functions.
     Sql(SqlArgs),
     /// Write a benchmark dataset (the demo's scoring rule, long-tailed segment lengths).
@@ -614,6 +634,34 @@ fn main() -> ExitCode {
         Command::Demo(a) => demo(a),
         Command::Inspect { model } => inspect(model),
         Command::BenchModel(a) => bench_model(a),
+        Command::Compare {
+            a,
+            b,
+            bootstrap,
+            seed,
+            confidence,
+            format,
+        } => {
+            let threads = job::default_threads();
+            let opts = segscore::compare::CompareOptions {
+                a,
+                b,
+                replicates: bootstrap as usize,
+                seed,
+                confidence,
+                threads,
+                memory_limit: job::default_memory_limit(),
+            };
+            runtime(threads).and_then(|rt| {
+                let c = rt.block_on(segscore::compare::compare(&opts))?;
+                if format == "json" {
+                    println!("{}", serde_json::to_string_pretty(&c)?);
+                } else {
+                    print!("{}", segscore::compare::table(&c));
+                }
+                Ok(())
+            })
+        }
         Command::Report { dir } => {
             let threads = job::default_threads();
             runtime(threads).and_then(|rt| {
