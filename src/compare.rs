@@ -117,7 +117,10 @@ fn metric_rows(a: &Summary, b: &Summary) -> Vec<MetricRow> {
             ("generation_means.pearson", g.pearson),
             ("generation_means.spearman", g.spearman),
             ("generation_means.kendall_tau", g.kendall_tau),
-            ("generation_means.pairwise_order_accuracy", g.pairwise_order_accuracy),
+            (
+                "generation_means.pairwise_order_accuracy",
+                g.pairwise_order_accuracy,
+            ),
             ("generation_means.top_segment_match", g.top_segment_match),
         ]
     };
@@ -166,13 +169,19 @@ async fn paired(o: &CompareOptions) -> Result<Paired> {
         let c = batch
             .column_by_name(name)
             .ok_or_else(|| Error::Internal(format!("no {name}")))?;
-        Ok(cast(c, &DataType::Float64)?.as_primitive::<Float64Type>().iter().collect())
+        Ok(cast(c, &DataType::Float64)?
+            .as_primitive::<Float64Type>()
+            .iter()
+            .collect())
     };
     let i = |name: &str| -> Result<Vec<Option<i64>>> {
         let c = batch
             .column_by_name(name)
             .ok_or_else(|| Error::Internal(format!("no {name}")))?;
-        Ok(cast(c, &DataType::Int64)?.as_primitive::<Int64Type>().iter().collect())
+        Ok(cast(c, &DataType::Int64)?
+            .as_primitive::<Int64Type>()
+            .iter()
+            .collect())
     };
     let (n_a, n_b) = (i("n_a")?, i("n_b")?);
     let (si_a, si_b, ts_a, ts_b) = (f("si_a")?, f("si_b")?, f("ts_a")?, f("ts_b")?);

@@ -830,8 +830,13 @@ pub async fn run(cfg: &JobConfig) -> Result<Summary> {
     let evaluated = async {
         let eval_ctx = session_context(cfg.threads, cfg.memory_limit, cfg.spill_dir.as_deref(), true)?;
         crate::udaf::register(&eval_ctx);
-        let e = crate::evaluate::evaluate(&eval_ctx, out.staging(), Arc::clone(&metadata), cfg.max_rows_per_file)
-            .await?;
+        let e = crate::evaluate::evaluate(
+            &eval_ctx,
+            out.staging(),
+            Arc::clone(&metadata),
+            cfg.max_rows_per_file,
+        )
+        .await?;
         Ok::<_, Error>((eval_ctx, e))
     }
     .await;

@@ -665,7 +665,11 @@ fn main() -> ExitCode {
         Command::Report { dir } => {
             let threads = job::default_threads();
             runtime(threads).and_then(|rt| {
-                let path = rt.block_on(segscore::report::write(&dir, threads, job::default_memory_limit()))?;
+                let path = rt.block_on(segscore::report::write(
+                    &dir,
+                    threads,
+                    job::default_memory_limit(),
+                ))?;
                 if !quiet {
                     println!("{}", path.display());
                 }

@@ -190,15 +190,19 @@ pub fn pairwise_order_accuracy(x: &[f64], y: &[f64]) -> Option<f64> {
     PairCounts::of(x, y)?.order_accuracy()
 }
 
-/// Whether a row with the highest y (target) also has the highest x (prediction). None for
-/// fewer than two rows (nothing to pick between).
+/// Whether the row with the highest x (prediction) has the highest y (target): the model
+/// picks the generation's best segment. False when the highest prediction is shared (the
+/// model singles out no segment); a tie for the highest target accepts any of the tied rows.
+/// None for fewer than two rows (nothing to pick between).
 pub fn top_segment_match(x: &[f64], y: &[f64]) -> Option<bool> {
     if x.len() < 2 || x.len() != y.len() || !all_finite(x) || !all_finite(y) {
         return None;
     }
     let max_x = x.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     let max_y = y.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    Some(x.iter().zip(y).any(|(&a, &b)| a == max_x && b == max_y))
+    let mut tops = x.iter().zip(y).filter(|(&a, _)| a == max_x);
+    let first = tops.next().map(|(_, &b)| b);
+    Some(tops.next().is_none() && first == Some(max_y))
 }
 
 /// The share of the sum of `values` carried by the largest `ceil(fraction * n)` of them
@@ -301,6 +305,9 @@ mod tests {
         close(spearman(&x, &y), pearson(&rx, &ry).unwrap());
         // both maxima at the last row
         assert_eq!(top_segment_match(&x, &y), Some(true));
+        // a shared top prediction singles out nothing; a shared top target accepts either
+        assert_eq!(top_segment_match(&[2.0, 2.0, 1.0], &[3.0, 1.0, 0.0]), Some(false));
+        assert_eq!(top_segment_match(&[2.0, 1.0, 0.0], &[3.0, 3.0, 0.0]), Some(true));
     }
 
     #[test]

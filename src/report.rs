@@ -115,7 +115,11 @@ pub async fn render(ctx: &SessionContext, s: &Summary, title: &str) -> Result<St
     ));
     h.push_str(&figure(
         "scatter",
-        &format!("Predicted vs target ({} of {} segments)", points.len(), s.n_segments),
+        &format!(
+            "Predicted vs target ({} of {} segments)",
+            points.len(),
+            s.n_segments
+        ),
         &scatter_svg(&points),
     ));
     let cal: Vec<(f64, f64)> = s
@@ -197,7 +201,11 @@ fn metric_table(s: &Summary) -> String {
         ("Pearson", m.pearson, g.pearson),
         ("Spearman", e.spearman, g.spearman),
         ("Kendall τ-b", e.kendall_tau, g.kendall_tau),
-        ("pairwise order accuracy", e.pairwise_order_accuracy, g.pairwise_order_accuracy),
+        (
+            "pairwise order accuracy",
+            e.pairwise_order_accuracy,
+            g.pairwise_order_accuracy,
+        ),
         ("top segment match", None, g.top_segment_match),
         ("loss share, top 1% segments", e.loss_share_top_1pct, None),
         ("loss share, top 10% segments", e.loss_share_top_10pct, None),
@@ -310,7 +318,9 @@ fn svg(body: &str) -> String {
 }
 
 fn range(v: impl Iterator<Item = f64>) -> (f64, f64) {
-    v.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| (lo.min(x), hi.max(x)))
+    v.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| {
+        (lo.min(x), hi.max(x))
+    })
 }
 
 fn histogram_svg(bins: &[(f64, f64, u64)]) -> String {

@@ -7,7 +7,7 @@
 //! | `spearman(pred, target)` | Spearman's rank correlation (average ranks for ties) |
 //! | `kendall_tau(pred, target)` | Kendall's tau-b |
 //! | `pairwise_order_accuracy(pred, target)` | share of pairs ordered alike, ties excluded |
-//! | `top_segment_match(pred, target)` | does a row with the top target have the top prediction |
+//! | `top_segment_match(pred, target)` | is the row with the (unique) top prediction a top-target row |
 //! | `rank_metrics(pred, target)` | struct of spearman, kendall_tau, pairwise_order_accuracy |
 //! | `loss_share_top(loss, fraction)` | share of the sum carried by the top `fraction` of rows |
 //!

@@ -561,10 +561,7 @@ fn overwrite_replaces_a_previous_output() {
         .collect();
     leftovers.sort();
     // The first run's report.html described the old data: it is gone, not left stale.
-    assert_eq!(
-        leftovers,
-        ["_SUCCESS", "generations", "segments", "summary.json"]
-    );
+    assert_eq!(leftovers, ["_SUCCESS", "generations", "segments", "summary.json"]);
 }
 
 #[test]

@@ -4,5 +4,6 @@
 mod common;
 mod contract;
 mod errors;
+mod evaluation;
 mod models;
 mod scale;

@@ -1,0 +1,592 @@
+//! Issue 4: per-generation and overall metrics, the SQL functions, `segscore sql`, the report
+//! and `compare`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use datafusion::arrow::array::{Array, AsArray, RecordBatch};
+use datafusion::arrow::compute::concat_batches;
+
+use crate::common::*;
+
+fn read_generations(out: &Path) -> RecordBatch {
+    let files = parts(&out.join("generations"));
+    assert!(!files.is_empty(), "no generations/ in {}", out.display());
+    let batches: Vec<RecordBatch> = files.iter().flat_map(|p| read_parquet(p)).collect();
+    concat_batches(&batches[0].schema(), &batches).unwrap()
+}
+
+/// Nullable float column by generation id.
+fn opt_by_gid(b: &RecordBatch, col: &str) -> BTreeMap<String, Option<f64>> {
+    let gid = str_col(b, "generation_id");
+    let c = datafusion::arrow::compute::cast(
+        b.column_by_name(col).unwrap(),
+        &datafusion::arrow::datatypes::DataType::Float64,
+    )
+    .unwrap();
+    let c = c.as_primitive::<datafusion::arrow::datatypes::Float64Type>();
+    (0..b.num_rows())
+        .map(|i| (gid[i].clone(), (!c.is_null(i)).then(|| c.value(i))))
+        .collect()
+}
+
+fn bool_by_gid(b: &RecordBatch, col: &str) -> BTreeMap<String, Option<bool>> {
+    let gid = str_col(b, "generation_id");
+    let c = b.column_by_name(col).unwrap().as_boolean().clone();
+    (0..b.num_rows())
+        .map(|i| (gid[i].clone(), (!c.is_null(i)).then(|| c.value(i))))
+        .collect()
+}
+
+fn close(a: Option<f64>, b: f64, tol: f64, what: &str) {
+    let a = a.unwrap_or_else(|| panic!("{what}: null, expected {b}"));
+    assert!((a - b).abs() <= tol, "{what}: {a} != {b}");
+}
+
+/// Kendall's tau-b and pairwise order accuracy by the definitions, pair by pair.
+fn naive_tau_and_accuracy(p: &[f64], t: &[f64]) -> (Option<f64>, Option<f64>) {
+    let (mut c, mut d, mut tx, mut ty, mut n0) = (0f64, 0f64, 0f64, 0f64, 0f64);
+    for i in 0..p.len() {
+        for j in i + 1..p.len() {
+            n0 += 1.0;
+            let (dp, dt) = (p[i] - p[j], t[i] - t[j]);
+            if dp == 0.0 {
+                tx += 1.0;
+            }
+            if dt == 0.0 {
+                ty += 1.0;
+            }
+            if dp != 0.0 && dt != 0.0 {
+                if (dp > 0.0) == (dt > 0.0) {
+                    c += 1.0
+                } else {
+                    d += 1.0
+                }
+            }
+        }
+    }
+    let denom = ((n0 - tx) * (n0 - ty)).sqrt();
+    (
+        (denom > 0.0).then(|| (c - d) / denom),
+        (c + d > 0.0).then(|| c / (c + d)),
+    )
+}
+
+/// Three generations with hand-computed metrics (predictions from `affine_mean`):
+/// a: targets 0.6, 0.3, -0.2, 0.1 vs predictions 0.3, 0.5, -0.1, -0.1 (a tie, one discordant
+///    pair); b: one segment; c: constant predictions.
+fn hand_rows() -> Vec<Row> {
+    vec![
+        row("a", 0, 0.6, &ids_for(0.3)),
+        row("a", 1, 0.9, &ids_for(0.5)),
+        row("a", 2, 0.7, &ids_for(-0.1)),
+        row("a", 3, 0.8, &ids_for(-0.1)),
+        row("b", 0, 0.4, &ids_for(0.1)),
+        row("c", 0, 0.2, &ids_for(0.0)),
+        row("c", 1, 0.5, &ids_for(0.0)),
+        row("c", 2, 0.4, &ids_for(0.0)),
+    ]
+}
+
+#[test]
+fn generation_metrics_match_hand_computed_values() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in.parquet");
+    write_rows(&input, &hand_rows());
+    let out = tmp.path().join("out");
+    run_ok(
+        &[&input],
+        &test_model("affine_mean.onnx"),
+        &out,
+        &["--provider", "cpu"],
+    );
+    let g = read_generations(&out);
+    assert_eq!(
+        str_col(&g, "generation_id"),
+        ["a", "b", "c"],
+        "one row per generation, in order"
+    );
+    assert_eq!(i64_col(&g, "n_segments"), [4, 1, 3]);
+    let tol = 1e-6; // predictions are float32
+    let m = |c: &str| opt_by_gid(&g, c);
+    close(m("mse")["a"], 0.045, tol, "mse a");
+    close(m("mae")["a"], 0.2, tol, "mae a");
+    close(m("bias")["a"], -0.05, tol, "bias a");
+    close(
+        m("pearson")["a"],
+        0.22 / (0.27f64 * 0.34).sqrt(),
+        tol,
+        "pearson a",
+    );
+    // ranks 3, 4, 1.5, 1.5 against 4, 3, 1, 2
+    close(m("spearman")["a"], 3.5 / 22.5f64.sqrt(), 1e-12, "spearman a");
+    // C = 4, D = 1, one pair tied in prediction: (4 - 1) / sqrt(5 * 6)
+    close(m("kendall_tau")["a"], 3.0 / 30f64.sqrt(), 1e-12, "kendall a");
+    close(m("pairwise_order_accuracy")["a"], 0.8, 1e-12, "accuracy a");
+    close(m("mse")["b"], 0.09, tol, "mse b");
+    close(m("mse")["c"], (0.04 + 0.09 + 0.01) / 3.0, tol, "mse c");
+    // Undefined is null: one segment (b), constant predictions (c).
+    for col in ["pearson", "spearman", "kendall_tau", "pairwise_order_accuracy"] {
+        assert_eq!(m(col)["b"], None, "{col} over one segment");
+        assert_eq!(m(col)["c"], None, "{col} with constant predictions");
+    }
+    let top = bool_by_gid(&g, "top_segment_match");
+    assert_eq!(
+        top["a"],
+        Some(false),
+        "the top prediction (segment 1) is not the top target (0)"
+    );
+    assert_eq!(top["b"], None);
+    assert_eq!(top["c"], Some(false), "a constant model singles out no segment");
+    assert_eq!(i64_col(&g, "worst_segment_index"), [0, 0, 1]);
+    assert_eq!(
+        bool_by_gid(&g, "targets_sum_ok")
+            .values()
+            .copied()
+            .collect::<Vec<_>>(),
+        [Some(true); 3]
+    );
+    close(m("final_cumulative_score")["a"], 0.8, 0.0, "final a");
+    close(m("target_sum")["a"], 0.8, 1e-12, "target sum a");
+
+    let s = summary(&out);
+    let means = &s["generation_means"];
+    assert_eq!(means["kendall_tau_defined"], 1);
+    assert_eq!(means["top_segment_match_defined"], 2);
+    close(
+        means["kendall_tau"].as_f64(),
+        3.0 / 30f64.sqrt(),
+        1e-12,
+        "mean kendall",
+    );
+    close(means["top_segment_match"].as_f64(), 0.0, 0.0, "mean top match");
+    close(
+        means["mse"].as_f64(),
+        (0.045 + 0.09 + 0.14 / 3.0) / 3.0,
+        tol,
+        "mean mse",
+    );
+    assert_eq!(s["targets_sum_mismatches"], 0);
+    // Overall rank metrics against the definitions, over all eight segments.
+    let seg = read_segments(&out);
+    let (p, t) = (f64_col(&seg, "predicted_score"), f64_col(&seg, "target_score"));
+    let (tau, acc) = naive_tau_and_accuracy(&p, &t);
+    close(s["kendall_tau"].as_f64(), tau.unwrap(), 1e-12, "overall kendall");
+    close(
+        s["pairwise_order_accuracy"].as_f64(),
+        acc.unwrap(),
+        1e-12,
+        "overall accuracy",
+    );
+    let d = &s["mse_decomposition"];
+    let (mse, b2, var) = (
+        d["mse"].as_f64().unwrap(),
+        d["bias_squared"].as_f64().unwrap(),
+        d["residual_variance"].as_f64().unwrap(),
+    );
+    assert!((mse - (b2 + var)).abs() < 1e-9, "{mse} != {b2} + {var}");
+}
+
+#[test]
+fn summary_metrics_agree_with_the_segments_they_describe() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("data");
+    let o = segscore(&[
+        "generate",
+        "--output",
+        input.to_str().unwrap(),
+        "--segments",
+        "20000",
+        "--files",
+        "3",
+        "--shuffled",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = tmp.path().join("out");
+    run_ok(&[&input], &demo_model(), &out, &["--provider", "cpu"]);
+    let s = summary(&out);
+    let seg = read_segments(&out);
+    let n = seg.num_rows();
+    // Histogram and calibration cover every segment once.
+    let hist: u64 = s["residual_histogram"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(hist as usize, n);
+    let cal = s["calibration"].as_array().unwrap();
+    assert_eq!(cal.len(), 10);
+    assert_eq!(
+        cal.iter().map(|c| c["n"].as_u64().unwrap()).sum::<u64>() as usize,
+        n
+    );
+    for w in cal.windows(2) {
+        assert!(
+            w[0]["max_predicted"].as_f64() <= w[1]["min_predicted"].as_f64(),
+            "deciles overlap"
+        );
+    }
+    // Loss concentration, recomputed.
+    let mut loss = f64_col(&seg, "loss");
+    loss.sort_by(|a, b| b.total_cmp(a));
+    let total: f64 = loss.iter().sum();
+    for (key, frac) in [("loss_share_top_1pct", 0.01), ("loss_share_top_10pct", 0.1)] {
+        let k = (frac * n as f64).ceil() as usize;
+        let want = loss[..k].iter().sum::<f64>() / total;
+        close(s[key].as_f64(), want, 1e-9, key);
+    }
+    // The MSE decomposition holds.
+    let d = &s["mse_decomposition"];
+    let (mse, b2, var) = (
+        d["mse"].as_f64().unwrap(),
+        d["bias_squared"].as_f64().unwrap(),
+        d["residual_variance"].as_f64().unwrap(),
+    );
+    assert!((mse - (b2 + var)).abs() < 1e-9);
+    // Per-generation Kendall tau against the definition, for every generation.
+    let g = read_generations(&out);
+    assert_eq!(g.num_rows() as u64, s["n_generations"].as_u64().unwrap());
+    let gid = str_col(&seg, "generation_id");
+    let (p, t) = (f64_col(&seg, "predicted_score"), f64_col(&seg, "target_score"));
+    let mut groups: BTreeMap<&str, (Vec<f64>, Vec<f64>)> = BTreeMap::new();
+    for i in 0..n {
+        let e = groups.entry(gid[i].as_str()).or_default();
+        e.0.push(p[i]);
+        e.1.push(t[i]);
+    }
+    let tau = opt_by_gid(&g, "kendall_tau");
+    let acc = opt_by_gid(&g, "pairwise_order_accuracy");
+    for (id, (p, t)) in &groups {
+        let (want_tau, want_acc) = naive_tau_and_accuracy(p, t);
+        match (tau[*id], want_tau) {
+            (Some(a), Some(b)) => assert!((a - b).abs() < 1e-12, "{id}: {a} != {b}"),
+            (a, b) => assert_eq!(a, b, "{id}"),
+        }
+        assert_eq!(
+            acc[*id].map(|v| (v * 1e12).round()),
+            want_acc.map(|v| (v * 1e12).round())
+        );
+    }
+
+    // The SQL functions give the values in the output files.
+    let csv = tmp.path().join("sql.csv");
+    let o = segscore(&[
+        "sql",
+        "--table",
+        out.to_str().unwrap(),
+        "SELECT generation_id, pearson(predicted_score, target_score) AS pearson, \
+         spearman(predicted_score, target_score) AS spearman, kendall_tau(predicted_score, target_score) AS kendall_tau, \
+         pairwise_order_accuracy(predicted_score, target_score) AS pairwise_order_accuracy \
+         FROM segments GROUP BY generation_id ORDER BY generation_id",
+        "--format",
+        "csv",
+        "--to",
+        csv.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    assert_eq!(
+        header,
+        [
+            "generation_id",
+            "pearson",
+            "spearman",
+            "kendall_tau",
+            "pairwise_order_accuracy"
+        ]
+    );
+    let mut rows = 0;
+    for line in lines {
+        let f: Vec<&str> = line.split(',').collect();
+        for (k, col) in header.iter().enumerate().skip(1) {
+            let from_sql = (!f[k].is_empty()).then(|| f[k].parse::<f64>().unwrap());
+            let from_file = opt_by_gid(&g, col)[f[0]];
+            match (from_sql, from_file) {
+                (Some(a), Some(b)) => assert!((a - b).abs() < 1e-12, "{} {col}: {a} != {b}", f[0]),
+                (a, b) => assert_eq!(a, b, "{} {col}", f[0]),
+            }
+        }
+        rows += 1;
+    }
+    assert_eq!(rows, g.num_rows());
+}
+
+#[test]
+fn sql_command_reads_parquet_and_outputs_in_every_format() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in.parquet");
+    write_rows(&input, &hand_rows());
+    let table = format!("g={}", input.display());
+    let q = "SELECT generation_id, COUNT(*) AS n, MAX(cumulative_score) AS top FROM g GROUP BY generation_id ORDER BY generation_id";
+    let o = segscore(&["sql", "--table", &table, q, "--format", "json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[0]["generation_id"], "a");
+    assert_eq!(lines[0]["n"], 4);
+    assert_eq!(lines[0]["top"], 0.9);
+    let o = segscore(&["sql", "--table", &table, q]);
+    assert!(o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("| a "),
+        "a text table"
+    );
+    let pq = tmp.path().join("res.parquet");
+    let o = segscore(&[
+        "sql",
+        "-t",
+        &table,
+        q,
+        "--format",
+        "parquet",
+        "--to",
+        pq.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let b = read_parquet(&pq);
+    assert_eq!(b.iter().map(|b| b.num_rows()).sum::<usize>(), 3);
+    // reward_model(...) is there when a model is given.
+    let o = segscore(&[
+        "sql",
+        "-t",
+        &table,
+        "--model",
+        test_model("affine_mean.onnx").to_str().unwrap(),
+        "--provider",
+        "cpu",
+        "SELECT segment_index, reward_model(input_ids) AS p FROM g WHERE generation_id = 'a' ORDER BY segment_index",
+        "--format",
+        "csv",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let preds: Vec<f64> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(1).unwrap().parse().unwrap())
+        .collect();
+    for (got, want) in preds.iter().zip([0.3, 0.5, -0.1, -0.1]) {
+        assert!((got - want).abs() < 1e-6, "{got} != {want}");
+    }
+    // Errors: a bad query is a usage error; parquet needs --to; a failed query leaves no file.
+    let o = segscore(&["sql", "-t", &table, "SELECT nope FROM g"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("nope"));
+    let o = segscore(&["sql", "-t", &table, q, "--format", "parquet"]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = segscore(&[
+        "sql",
+        "-t",
+        &table,
+        "SELECT nope FROM g",
+        "--format",
+        "csv",
+        "--to",
+        "x.csv",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(!Path::new("x.csv").exists());
+}
+
+#[test]
+fn sql_command_registers_output_directories_by_name() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in.parquet");
+    // token ids both models take (the demo model's vocabulary has 1000)
+    let rows: Vec<Row> = hand_rows()
+        .into_iter()
+        .enumerate()
+        .map(|(k, mut r)| {
+            r.ids = Some(vec![k as i64 * 97 + 3, 11]);
+            r
+        })
+        .collect();
+    write_rows(&input, &rows);
+    let a = tmp.path().join("a");
+    let b = tmp.path().join("b");
+    run_ok(
+        &[&input],
+        &test_model("affine_mean.onnx"),
+        &a,
+        &["--provider", "cpu"],
+    );
+    run_ok(&[&input], &demo_model(), &b, &["--provider", "cpu"]);
+    let ta = format!("m1={}", a.display());
+    let tb = format!("m2={}", b.display());
+    let o = segscore(&[
+        "sql",
+        "-t",
+        &ta,
+        "-t",
+        &tb,
+        "SELECT COUNT(*) AS n, SUM(CASE WHEN x.predicted_score = y.predicted_score THEN 1 ELSE 0 END) AS same \
+         FROM m1.segments x JOIN m2.segments y USING (generation_id, segment_index)",
+        "--format",
+        "json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(String::from_utf8_lossy(&o.stdout).trim()).unwrap();
+    assert_eq!(v["n"], 8);
+    assert_eq!(v["same"], 0, "two models, two sets of predictions");
+    let o = segscore(&[
+        "sql",
+        "-t",
+        a.to_str().unwrap(),
+        "SELECT COUNT(*) AS n FROM generations",
+        "--format",
+        "csv",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "n\n3\n");
+}
+
+/// Pixels of exactly this colour in an RGBA/RGB PNG.
+fn count_color(png_path: &Path, hex: &str) -> usize {
+    let rgb: Vec<u8> = (0..3)
+        .map(|i| u8::from_str_radix(&hex[1 + 2 * i..3 + 2 * i], 16).unwrap())
+        .collect();
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(png_path).unwrap()));
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    let step = info.color_type.samples();
+    buf[..info.buffer_size()]
+        .chunks(step)
+        .filter(|px| px[..3] == rgb[..])
+        .count()
+}
+
+#[test]
+fn report_renders_in_chromium_with_every_plot_drawn() {
+    let chromium = std::env::var("SEGSCORE_CHROMIUM").unwrap_or_else(|_| "chromium".into());
+    let tmp = tempfile::tempdir().unwrap();
+    let demo = tmp.path().join("demo");
+    let o = segscore(&["demo", "--output", demo.to_str().unwrap(), "--provider", "cpu"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = tmp.path().join("out");
+    run_ok(
+        &[&demo.join("input")],
+        &demo_model(),
+        &out,
+        &["--provider", "cpu", "--report"],
+    );
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    // Self-contained: nothing to fetch.
+    for needle in ["src=", "href=", "<script", "@import", "url("] {
+        assert!(!html.contains(needle), "report.html refers out: {needle}");
+    }
+    assert_eq!(html.matches("class=\"decile\"").count(), 10);
+    assert!(html.matches("class=\"point\"").count() > 1000);
+    // `segscore report` writes the same page from the directory.
+    std::fs::remove_file(out.join("report.html")).unwrap();
+    let o = segscore(&["report", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(out.join("report.html")).unwrap(), html);
+
+    let shot = tmp.path().join("shot.png");
+    let profile = tmp.path().join("profile");
+    let o = std::process::Command::new(&chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+            "--window-size=1400,1400",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg(format!("file://{}", out.join("report.html").display()))
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("cannot start {chromium} ({e}): install Debian's chromium (.ci/run does) or set SEGSCORE_CHROMIUM")
+        });
+    assert!(shot.exists(), "no screenshot: {}", stderr(&o));
+    // Each plot's marks are drawn in its own colour; find them on the rendered page.
+    let bars = count_color(&shot, segscore::report::colors::HISTOGRAM);
+    let points = count_color(&shot, segscore::report::colors::SCATTER);
+    let calibration = count_color(&shot, segscore::report::colors::CALIBRATION);
+    assert!(bars > 5_000, "histogram bars: {bars} pixels");
+    assert!(points > 2_000, "scatter points: {points} pixels");
+    assert!(calibration > 500, "calibration marks: {calibration} pixels");
+}
+
+#[test]
+fn compare_gives_differences_and_a_reproducible_bootstrap_interval() {
+    let tmp = tempfile::tempdir().unwrap();
+    let demo = tmp.path().join("demo");
+    let o = segscore(&["demo", "--output", demo.to_str().unwrap(), "--provider", "cpu"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let input = demo.join("input");
+    let a = tmp.path().join("a");
+    let b = tmp.path().join("b");
+    run_ok(&[&input], &demo_model(), &a, &["--provider", "cpu"]);
+    run_ok(
+        &[&input],
+        &test_model("affine_mean.onnx"),
+        &b,
+        &["--provider", "cpu"],
+    );
+    let cmp = |x: &Path, y: &Path, seed: &str| -> serde_json::Value {
+        let o = segscore(&[
+            "compare",
+            x.to_str().unwrap(),
+            y.to_str().unwrap(),
+            "--format",
+            "json",
+            "--seed",
+            seed,
+            "--bootstrap",
+            "500",
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let c = cmp(&a, &b, "7");
+    let (sa, sb) = (summary(&a), summary(&b));
+    let want = sb["mse"].as_f64().unwrap() - sa["mse"].as_f64().unwrap();
+    let d = &c["mse_difference"];
+    close(d["difference"].as_f64(), want, 1e-12, "mse difference");
+    let (lo, hi) = (d["lower"].as_f64().unwrap(), d["upper"].as_f64().unwrap());
+    assert!(lo <= want && want <= hi && lo < hi, "[{lo}, {hi}] around {want}");
+    assert_eq!(d["generations"], sa["n_generations"]);
+    let mse_row = c["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["metric"] == "mse")
+        .unwrap();
+    close(mse_row["difference"].as_f64(), want, 1e-15, "table difference");
+    assert_eq!(cmp(&a, &b, "7"), c, "same seed, same interval");
+    assert_ne!(cmp(&a, &b, "8")["mse_difference"]["lower"], d["lower"]);
+    // A model against itself: nothing differs.
+    let same = cmp(&a, &a, "1");
+    assert_eq!(same["mse_difference"]["lower"], 0.0);
+    assert_eq!(same["mse_difference"]["upper"], 0.0);
+    // Different data is refused, naming a generation.
+    let other = tmp.path().join("other.parquet");
+    write_rows(&other, &hand_rows());
+    let c2 = tmp.path().join("c");
+    run_ok(
+        &[&other],
+        &test_model("affine_mean.onnx"),
+        &c2,
+        &["--provider", "cpu"],
+    );
+    let o = segscore(&["compare", a.to_str().unwrap(), c2.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("not runs on the same data: generation"),
+        "{}",
+        stderr(&o)
+    );
+}
