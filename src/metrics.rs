@@ -243,7 +243,7 @@ mod tests {
     use super::*;
 
     /// O(n^2) reference: the definitions, pair by pair.
-    fn naive_counts(x: &[f64], y: &[f64]) -> PairCounts {
+    pub(super) fn naive_counts(x: &[f64], y: &[f64]) -> PairCounts {
         let mut c = PairCounts::default();
         for i in 0..x.len() {
             for j in i + 1..x.len() {
@@ -327,26 +327,74 @@ mod tests {
     }
 
     #[test]
-    fn knight_equals_naive_on_tied_data() {
-        let mut state = 12345u64;
-        let mut next = || {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((state >> 33) % 7) as f64
-        };
-        for n in 0..40 {
-            let x: Vec<f64> = (0..n).map(|_| next()).collect();
-            let y: Vec<f64> = (0..n).map(|_| next()).collect();
-            assert_eq!(PairCounts::of(&x, &y).unwrap(), naive_counts(&x, &y), "n={n}");
-        }
-    }
-
-    #[test]
     fn top_share_takes_the_largest() {
         let mut v: Vec<f64> = (1..=10).map(f64::from).collect(); // sum 55
         close(top_share(&mut v, 0.1), 10.0 / 55.0);
         close(top_share(&mut v, 0.25), 27.0 / 55.0); // ceil(2.5) = 3: 10 + 9 + 8
         close(top_share(&mut v, 1.0), 1.0);
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Scores with many ties (a few distinct values) or none (continuous).
+    fn scores() -> impl Strategy<Value = (Vec<f64>, Vec<f64>)> {
+        (2usize..60).prop_flat_map(|n| {
+            let value = prop_oneof![(-3i32..4).prop_map(f64::from), -10.0f64..10.0];
+            (
+                proptest::collection::vec(value.clone(), n),
+                proptest::collection::vec(value, n),
+            )
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn rank_metrics_lie_in_their_ranges((p, t) in scores()) {
+            for v in [kendall_tau(&p, &t), spearman(&p, &t), pearson(&p, &t)].into_iter().flatten() {
+                prop_assert!((-1.0..=1.0).contains(&v), "{v}");
+            }
+            if let Some(a) = pairwise_order_accuracy(&p, &t) {
+                prop_assert!((0.0..=1.0).contains(&a));
+            }
+        }
+
+        #[test]
+        fn rank_metrics_ignore_monotone_transforms_of_predictions((p, t) in scores()) {
+            // strictly increasing: keeps every order and every tie
+            let q: Vec<f64> = p.iter().map(|x| (x / 4.0).exp() * 3.0 + 1.0).collect();
+            prop_assert_eq!(PairCounts::of(&p, &t), PairCounts::of(&q, &t));
+            prop_assert_eq!(kendall_tau(&p, &t), kendall_tau(&q, &t));
+            prop_assert_eq!(pairwise_order_accuracy(&p, &t), pairwise_order_accuracy(&q, &t));
+            prop_assert_eq!(top_segment_match(&p, &t), top_segment_match(&q, &t));
+            match (spearman(&p, &t), spearman(&q, &t)) {
+                (Some(a), Some(b)) => prop_assert!((a - b).abs() < 1e-12),
+                (a, b) => prop_assert_eq!(a, b),
+            }
+            // reversing the predictions flips the sign
+            let r: Vec<f64> = p.iter().map(|x| -x).collect();
+            if let (Some(a), Some(b)) = (kendall_tau(&p, &t), kendall_tau(&r, &t)) {
+                prop_assert!((a + b).abs() < 1e-12);
+            }
+        }
+
+        #[test]
+        fn knight_counts_equal_the_definition((p, t) in scores()) {
+            prop_assert_eq!(PairCounts::of(&p, &t).unwrap(), super::tests::naive_counts(&p, &t));
+        }
+
+        #[test]
+        fn mse_is_bias_squared_plus_residual_variance((p, t) in scores()) {
+            let mut m = crate::loss::Moments::default();
+            for (a, b) in p.iter().zip(&t) {
+                m.push(*b, *a, 0.0);
+            }
+            let r = m.metrics();
+            let (mse, bias, var) = (r.mse.unwrap(), r.bias.unwrap(), r.residual_variance.unwrap());
+            prop_assert!((mse - (bias * bias + var)).abs() <= 1e-9 * mse.max(1.0), "{mse} {bias} {var}");
+        }
     }
 }

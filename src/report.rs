@@ -154,9 +154,9 @@ pub async fn render(ctx: &SessionContext, s: &Summary, title: &str) -> Result<St
         h.push_str("</tr>");
     }
     h.push_str("</table>");
-    let _ = write!(
+    let _ = writeln!(
         h,
-        "<p class=\"sub\">segscore {} · ONNX Runtime {} · model sha256 {}</p></body></html>\n",
+        "<p class=\"sub\">segscore {} · ONNX Runtime {} · model sha256 {}</p></body></html>",
         esc(&s.segscore_version),
         esc(&s.onnxruntime_version),
         esc(&s.model_sha256)
@@ -180,7 +180,7 @@ fn esc(s: &str) -> String {
 fn num(v: Option<f64>) -> String {
     match v {
         None => "—".into(),
-        Some(x) if x == 0.0 => "0".into(),
+        Some(0.0) => "0".into(),
         Some(x) if x.abs() >= 1e4 || x.abs() < 1e-3 => format!("{x:.3e}"),
         Some(x) => format!("{x:.4}"),
     }

@@ -167,7 +167,7 @@ enum Sink {
     Table(Vec<RecordBatch>),
     Csv(Box<datafusion::arrow::csv::Writer<Out>>),
     Json(Box<datafusion::arrow::json::LineDelimitedWriter<Out>>),
-    Parquet(PartWriter),
+    Parquet(Box<PartWriter>),
 }
 
 /// stdout, or a file under a temporary name that [`Out::commit`] renames.
@@ -240,12 +240,12 @@ impl Sink {
                 let name = path
                     .file_name()
                     .ok_or_else(|| Error::Usage(format!("--to {}: not a file name", path.display())))?;
-                Sink::Parquet(PartWriter::create(
+                Sink::Parquet(Box::new(PartWriter::create(
                     dir,
                     &name.to_string_lossy(),
                     Arc::clone(schema),
                     writer_properties(schema, &[], None),
-                )?)
+                )?))
             }
         })
     }

@@ -240,6 +240,9 @@ impl Groups {
     }
 }
 
+/// A metric over (predictions, targets).
+type PairMetricFn = dyn Fn(&[f64], &[f64]) -> Option<f64>;
+
 /// Groups' values as one list array (one list per group).
 fn lists(groups: Vec<Vec<f64>>) -> ArrayRef {
     let offsets = OffsetBuffer::from_lengths(groups.iter().map(Vec::len));
@@ -319,7 +322,7 @@ impl GroupsAccumulator for Groups {
     fn evaluate(&mut self, emit_to: EmitTo) -> DfResult<ArrayRef> {
         let (mut x, y) = self.take(emit_to);
         let (metric, fraction) = (self.metric, self.fraction);
-        let f64s = |f: &dyn Fn(&[f64], &[f64]) -> Option<f64>| -> ArrayRef {
+        let f64s = |f: &PairMetricFn| -> ArrayRef {
             Arc::new(x.iter().zip(&y).map(|(a, b)| f(a, b)).collect::<Float64Array>())
         };
         Ok(match metric {
