@@ -9,11 +9,11 @@ ranked AS (
   SELECT
     predicted_score,
     target_score,
-    ROW_NUMBER() OVER (ORDER BY predicted_score, generation_id, segment_index) AS r
+    CAST(ROW_NUMBER() OVER (ORDER BY predicted_score, generation_id, segment_index) AS BIGINT) AS r
   FROM segments
 )
 SELECT
-  CAST((ranked.r - 1) * 10 / total.n AS BIGINT) + 1 AS decile,
+  (ranked.r - 1) * 10 / total.n + 1 AS decile,
   COUNT(*) AS n,
   MIN(predicted_score) AS min_predicted,
   MAX(predicted_score) AS max_predicted,

@@ -45,6 +45,9 @@ pub fn summary_table(s: &Summary) -> String {
         ("residual variance", f(m.residual_variance)),
         ("r2", f(m.r2)),
         ("pearson", f(m.pearson)),
+        ("spearman", f(s.evaluation.spearman)),
+        ("kendall tau", f(s.evaluation.kendall_tau)),
+        ("pairwise order acc.", f(s.evaluation.pairwise_order_accuracy)),
         ("mean loss", format!("{} ({})", f(m.mean_loss), s.loss)),
         (
             "provider",

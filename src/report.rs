@@ -57,7 +57,7 @@ pub async fn render(ctx: &SessionContext, s: &Summary, title: &str) -> Result<St
         ctx,
         &format!(
             "SELECT predicted_score, target_score FROM (SELECT predicted_score, target_score, \
-             ROW_NUMBER() OVER (ORDER BY generation_id, segment_index) AS r FROM segments) \
+             CAST(ROW_NUMBER() OVER (ORDER BY generation_id, segment_index) AS BIGINT) AS r FROM segments) \
              WHERE (r - 1) % {stride} = 0"
         ),
     )
