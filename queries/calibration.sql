@@ -2,15 +2,15 @@
 -- groups by prediction (deciles; ties broken by key, so the split is reproducible), with the
 -- mean prediction and the mean target of each. A calibrated model has the two close.
 --
--- ROW_NUMBER over the sorted predictions streams (the sort spills under --memory-limit);
--- the decile of row r of n is floor((r - 1) * 10 / n) + 1.
-WITH total AS (SELECT COUNT(*) AS n FROM segments),
+-- Over `segments_sample` (every segment up to 1M, an even sample of 1M above), so the sort
+-- stays small. The decile of row r of n is floor((r - 1) * 10 / n) + 1.
+WITH total AS (SELECT COUNT(*) AS n FROM segments_sample),
 ranked AS (
   SELECT
     predicted_score,
     target_score,
     CAST(ROW_NUMBER() OVER (ORDER BY predicted_score, generation_id, segment_index) AS BIGINT) AS r
-  FROM segments
+  FROM segments_sample
 )
 SELECT
   (ranked.r - 1) * 10 / total.n + 1 AS decile,

@@ -1,7 +1,10 @@
 -- Metrics over all segments at once (summary.json): rank agreement between predictions and
 -- targets across every segment of the run, and how much of the total loss the worst 1% and
--- 10% of segments carry. Each of these functions keeps 8 bytes per segment and argument.
+-- 10% of segments carry. These functions hold every value at once (8 bytes per segment and
+-- argument), so they read `segments_sample`: every segment up to 1M segments, every k-th
+-- segment in key order above (at most 1M), so that memory does not grow with the input.
 SELECT
+  r.segments,
   r.ranks['spearman'] AS spearman,
   r.ranks['kendall_tau'] AS kendall_tau,
   r.ranks['pairwise_order_accuracy'] AS pairwise_order_accuracy,
@@ -9,8 +12,9 @@ SELECT
   r.loss_share_top_10pct
 FROM (
   SELECT
+    COUNT(*) AS segments,
     rank_metrics(predicted_score, target_score) AS ranks,
     loss_share_top(loss, 0.01) AS loss_share_top_1pct,
     loss_share_top(loss, 0.1) AS loss_share_top_10pct
-  FROM segments
+  FROM segments_sample
 ) AS r

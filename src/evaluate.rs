@@ -17,6 +17,7 @@ use datafusion::catalog::{MemorySchemaProvider, TableProvider};
 use datafusion::common::TableReference;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+use datafusion::logical_expr::ExprFunctionExt;
 use datafusion::parquet::file::metadata::SortingColumn;
 use datafusion::prelude::{ident, lit, SessionContext};
 use futures::StreamExt;
@@ -29,7 +30,8 @@ use crate::source;
 /// `queries/generations.sql`: one row per generation.
 pub const GENERATIONS_SQL: &str =
     include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/queries/generations.sql"));
-/// `queries/overall_metrics.sql`: rank metrics and loss concentration over all segments.
+/// `queries/overall_metrics.sql`: rank metrics and loss concentration over all segments (or
+/// an even sample of [`SAMPLE_SEGMENTS`]).
 pub const OVERALL_SQL: &str = include_str!(concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/queries/overall_metrics.sql"
@@ -44,13 +46,22 @@ pub const HISTOGRAM_SQL: &str = include_str!(concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/queries/residual_histogram.sql"
 ));
-/// `queries/calibration.sql`: mean prediction and target per decile of prediction.
+/// `queries/calibration.sql`: mean prediction and target per decile of prediction (over
+/// `segments_sample`).
 pub const CALIBRATION_SQL: &str =
     include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/queries/calibration.sql"));
+
+/// Segments in `segments_sample`, at most: the overall rank metrics, loss shares and
+/// calibration are exact up to this many segments and computed on an even sample (every k-th
+/// segment in key order) above it, so that their memory does not grow with the input.
+pub const SAMPLE_SEGMENTS: u64 = 1_000_000;
 
 /// The evaluation part of summary.json.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Evaluation {
+    /// Segments the overall rank metrics, loss shares and calibration were computed over:
+    /// all of them up to [`SAMPLE_SEGMENTS`], an even sample above.
+    pub overall_sample_segments: u64,
     /// Spearman's rank correlation over all segments.
     pub spearman: Option<f64>,
     /// Kendall's tau-b over all segments.
@@ -218,9 +229,20 @@ pub async fn register_output(ctx: &SessionContext, dir: &Path, schema: Option<&s
     let mut registered = Vec::new();
     // Part files a run wrote in key order say so in their footers; the aggregation by
     // generation then streams instead of holding every generation at once.
-    let mut sorted = true;
+    let (mut sorted, mut rows) = (true, 0u64);
     for f in &segments {
-        sorted &= source::declares_order(f, &["generation_id", "segment_index"])?;
+        let (s, n) = source::footer_order_and_rows(f, &["generation_id", "segment_index"])?;
+        sorted &= s;
+        rows += n;
+    }
+    if sorted {
+        // Sorted files can only be read in order if every chain of non-overlapping files gets
+        // its own partition; with fewer partitions DataFusion drops the order, and grouping by
+        // generation then holds every generation at once.
+        let state = ctx.state_ref();
+        let mut state = state.write();
+        let options = state.config_mut().options_mut();
+        options.execution.target_partitions = options.execution.target_partitions.max(segments.len());
     }
     let keys: &[&str] = if sorted {
         &["generation_id", "segment_index"]
@@ -232,8 +254,23 @@ pub async fn register_output(ctx: &SessionContext, dir: &Path, schema: Option<&s
     if table.schema().index_of("base_score").is_err() {
         df = df.with_column("base_score", lit(0.0f64))?;
     }
-    ctx.register_table(name("segments"), df.into_view())?;
+    ctx.register_table(name("segments"), df.clone().into_view())?;
     registered.push(name("segments").to_string());
+    // Every k-th segment in key order, at most SAMPLE_SEGMENTS of them (all when fewer): the
+    // metrics that must hold every value at once read this, so memory stays bounded.
+    let stride = rows.div_ceil(SAMPLE_SEGMENTS).max(1) as i64;
+    let sample = df
+        .window(vec![datafusion::functions_window::expr_fn::row_number()
+            .order_by(vec![
+                ident("generation_id").sort(true, false),
+                ident("segment_index").sort(true, false),
+            ])
+            .build()?
+            .alias("sample_row")])?
+        .filter(((ident("sample_row") - lit(1u64)) % lit(stride as u64)).eq(lit(0u64)))?
+        .drop_columns(&["sample_row"])?;
+    ctx.register_table(name("segments_sample"), sample.into_view())?;
+    registered.push(name("segments_sample").to_string());
     for t in ["generations", "rejected"] {
         let files = part_files(&dir.join(t))?;
         if !files.is_empty() {
@@ -306,6 +343,7 @@ pub async fn evaluate(
         })
         .collect();
     let evaluation = Evaluation {
+        overall_sample_segments: count(&overall, "segments")?,
         spearman: first(&overall, "spearman")?,
         kendall_tau: first(&overall, "kendall_tau")?,
         pairwise_order_accuracy: first(&overall, "pairwise_order_accuracy")?,

@@ -190,6 +190,10 @@ pub struct Summary {
     pub padding_share: Option<f64>,
     /// Seconds inside ONNX Runtime, summed over sessions.
     pub model_seconds: f64,
+    /// Wall-clock seconds of the evaluation stage (generations/ and the summary's metrics),
+    /// included in `elapsed_seconds`.
+    #[serde(default)]
+    pub evaluation_seconds: f64,
     /// Wall-clock seconds of the run.
     pub elapsed_seconds: f64,
     /// Segments per second of wall-clock time.
@@ -827,6 +831,7 @@ pub async fn run(cfg: &JobConfig) -> Result<Summary> {
         },
     };
     // Per-generation and overall metrics, by the queries in queries/ over the staged segments.
+    let evaluation_started = Instant::now();
     let evaluated = async {
         let eval_ctx = session_context(cfg.threads, cfg.memory_limit, cfg.spill_dir.as_deref(), true)?;
         crate::udaf::register(&eval_ctx);
@@ -847,6 +852,7 @@ pub async fn run(cfg: &JobConfig) -> Result<Summary> {
             return Err(e);
         }
     };
+    let evaluation_seconds = evaluation_started.elapsed().as_secs_f64();
     let elapsed = started.elapsed().as_secs_f64();
     let st = model.stats();
     let positions = st.positions.load(std::sync::atomic::Ordering::Relaxed);
@@ -876,6 +882,7 @@ pub async fn run(cfg: &JobConfig) -> Result<Summary> {
         spilled_bytes,
         padding_share: (positions > 0).then(|| 1.0 - tokens as f64 / positions as f64),
         model_seconds: st.run_nanos.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1e9,
+        evaluation_seconds,
         elapsed_seconds: elapsed,
         rows_per_second: if elapsed > 0.0 {
             moments.n as f64 / elapsed

@@ -315,8 +315,9 @@ fn metadata_declares_order(pq: &datafusion::parquet::file::metadata::ParquetMeta
         })
 }
 
-/// Whether the Parquet file at `path` declares in its footer that it is sorted by `keys`.
-pub fn declares_order(path: &Path, keys: &[&str]) -> Result<bool> {
+/// From the footer of the Parquet file at `path`: whether it declares that it is sorted by
+/// `keys`, and its rows.
+pub fn footer_order_and_rows(path: &Path, keys: &[&str]) -> Result<(bool, u64)> {
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let meta = datafusion::parquet::file::metadata::ParquetMetaDataReader::new()
         .parse_and_finish(&file)
@@ -324,7 +325,8 @@ pub fn declares_order(path: &Path, keys: &[&str]) -> Result<bool> {
             path: path.to_path_buf(),
             reason: e.to_string(),
         })?;
-    Ok(metadata_declares_order(&meta, keys))
+    let rows = meta.file_metadata().num_rows().max(0) as u64;
+    Ok((metadata_declares_order(&meta, keys), rows))
 }
 
 fn check_null_stats(
