@@ -406,6 +406,7 @@ fn demo(args: DemoArgs) -> Result<(), Error> {
         args.output.join("output"),
     );
     cfg.overwrite = true;
+    cfg.report = true;
     cfg.provider = args.provider;
     if let Some(t) = args.threads {
         cfg.threads = t.max(1);

@@ -576,6 +576,11 @@ fn demo_runs_and_prints_a_summary() {
     }
     let s = summary(&dir.join("output"));
     assert_eq!(s["n_generations"], 300);
+    assert!(
+        dir.join("output/report.html").exists(),
+        "the demo writes its report"
+    );
+    assert_eq!(parts(&dir.join("output/generations")).len(), 1);
     let n = s["n_segments"].as_u64().unwrap();
     assert!((1000..=10000).contains(&n), "a few thousand segments: {n}");
     // The bundled model approximates the demo's scoring rule: a real but imperfect fit.
