@@ -9,9 +9,6 @@
 
 use std::path::{Path, PathBuf};
 
-use datafusion::arrow::array::AsArray;
-use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type};
 use datafusion::arrow::util::display::array_value_to_string;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -165,25 +162,8 @@ async fn paired(o: &CompareOptions) -> Result<Paired> {
         per_generation("b")
     );
     let batch = query(&ctx, &sql).await?;
-    let f = |name: &str| -> Result<Vec<Option<f64>>> {
-        let c = batch
-            .column_by_name(name)
-            .ok_or_else(|| Error::Internal(format!("no {name}")))?;
-        Ok(cast(c, &DataType::Float64)?
-            .as_primitive::<Float64Type>()
-            .iter()
-            .collect())
-    };
-    let i = |name: &str| -> Result<Vec<Option<i64>>> {
-        let c = batch
-            .column_by_name(name)
-            .ok_or_else(|| Error::Internal(format!("no {name}")))?;
-        Ok(cast(c, &DataType::Int64)?
-            .as_primitive::<Int64Type>()
-            .iter()
-            .collect())
-    };
-    let (n_a, n_b) = (i("n_a")?, i("n_b")?);
+    let f = |name: &str| evaluate::f64_col(&batch, name);
+    let (n_a, n_b) = (f("n_a")?, f("n_b")?);
     let (si_a, si_b, ts_a, ts_b) = (f("si_a")?, f("si_b")?, f("ts_a")?, f("ts_b")?);
     let (sse_a, sse_b) = (f("sse_a")?, f("sse_b")?);
     let gid = batch.column(0);
@@ -217,7 +197,7 @@ async fn paired(o: &CompareOptions) -> Result<Paired> {
         if !same(ts_a[row], ts_b[row]) {
             return Err(differ(row, "has different targets in A and B".into()));
         }
-        p.n.push(n_a[row].unwrap_or(0) as f64);
+        p.n.push(n_a[row].unwrap_or(0.0));
         p.sse_a.push(sse_a[row].unwrap_or(0.0));
         p.sse_b.push(sse_b[row].unwrap_or(0.0));
     }

@@ -139,8 +139,8 @@ pub struct CalibrationRow {
     pub mean_target: f64,
 }
 
-/// A column of a query result as DOUBLE, by name.
-fn f64_col(batch: &RecordBatch, name: &str) -> Result<Vec<Option<f64>>> {
+/// A column of a query result as DOUBLE, by name (NULL as None).
+pub fn f64_col(batch: &RecordBatch, name: &str) -> Result<Vec<Option<f64>>> {
     let col = batch
         .column_by_name(name)
         .ok_or_else(|| Error::Internal(format!("query result lacks column {name}")))?;

@@ -6,7 +6,6 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use datafusion::arrow::array::{Array, AsArray};
-use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Float64Type};
 use datafusion::arrow::util::display::array_value_to_string;
 use datafusion::prelude::SessionContext;
@@ -63,13 +62,7 @@ pub async fn render(ctx: &SessionContext, s: &Summary, title: &str) -> Result<St
     )
     .await?;
     let col = |name: &str| -> Result<Vec<f64>> {
-        let c = cast(
-            sample
-                .column_by_name(name)
-                .ok_or_else(|| Error::Internal(format!("no {name}")))?,
-            &DataType::Float64,
-        )?;
-        Ok(c.as_primitive::<Float64Type>().iter().flatten().collect())
+        Ok(evaluate::f64_col(&sample, name)?.into_iter().flatten().collect())
     };
     let points: Vec<(f64, f64)> = col("target_score")?
         .into_iter()
@@ -275,6 +268,17 @@ impl Frame {
         H - PAD_B - (v - self.y.0) / (self.y.1 - self.y.0) * (H - PAD_T - PAD_B)
     }
 
+    /// The dashed line y = x across the plot (x and y share one range).
+    fn diagonal(&self) -> String {
+        format!(
+            "<line x1=\"{:.1}\" y1=\"{:.1}\" x2=\"{:.1}\" y2=\"{:.1}\" stroke=\"#bbb\" stroke-dasharray=\"4 3\"/>",
+            self.px(self.x.0),
+            self.py(self.x.0),
+            self.px(self.x.1),
+            self.py(self.x.1)
+        )
+    }
+
     fn axes(&self, xlabel: &str, ylabel: &str) -> String {
         let mut s = String::new();
         let (x0, x1, y0, y1) = (PAD_L, W - PAD_R, PAD_T, H - PAD_B);
@@ -348,14 +352,7 @@ fn scatter_svg(points: &[(f64, f64)]) -> String {
     let all = range(points.iter().flat_map(|p| [p.0, p.1]));
     let f = Frame::new(all, all);
     let mut s = f.axes("target", "predicted");
-    let _ = write!(
-        s,
-        "<line x1=\"{:.1}\" y1=\"{:.1}\" x2=\"{:.1}\" y2=\"{:.1}\" stroke=\"#bbb\" stroke-dasharray=\"4 3\"/>",
-        f.px(f.x.0),
-        f.py(f.x.0),
-        f.px(f.x.1),
-        f.py(f.x.1)
-    );
+    s.push_str(&f.diagonal());
     for &(t, p) in points {
         let _ = write!(
             s,
@@ -372,14 +369,7 @@ fn calibration_svg(deciles: &[(f64, f64)]) -> String {
     let all = range(deciles.iter().flat_map(|p| [p.0, p.1]));
     let f = Frame::new(all, all);
     let mut s = f.axes("mean predicted", "mean target");
-    let _ = write!(
-        s,
-        "<line x1=\"{:.1}\" y1=\"{:.1}\" x2=\"{:.1}\" y2=\"{:.1}\" stroke=\"#bbb\" stroke-dasharray=\"4 3\"/>",
-        f.px(f.x.0),
-        f.py(f.x.0),
-        f.px(f.x.1),
-        f.py(f.x.1)
-    );
+    s.push_str(&f.diagonal());
     let line: Vec<String> = deciles
         .iter()
         .map(|&(p, t)| format!("{:.1},{:.1}", f.px(p), f.py(t)))
