@@ -265,9 +265,31 @@ def reward_transformer():
     save(graph, "models/reward_transformer.onnx", "segscore benchmark model: 2-layer transformer encoder, width 256")
 
 
+def log_shifted():
+    nodes = affine_nodes("affine")
+    nodes += [
+        helper.make_node("Add", ["affine", "half"], ["shifted"]),
+        helper.make_node("Log", ["shifted"], ["score"]),
+    ]
+    inits = affine_inits() + [numpy_helper.from_array(np.array(0.5, dtype=np.float32), "half")]
+    outs = [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["batch"])]
+    graph = helper.make_graph(nodes, "log_shifted", ids_inputs(), outs, inits)
+    save(graph, "tests/data/log_shifted.onnx", "test model: log(mean(ids) * 0.001 - 0.5); NaN below id 500, -inf at 500")
+
+
+def wrong_shape():
+    nodes = affine_nodes("affine")
+    nodes += [helper.make_node("Concat", ["affine", "affine"], ["score"], axis=0)]
+    outs = [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["batch"])]
+    graph = helper.make_graph(nodes, "wrong_shape", ids_inputs(), outs, affine_inits())
+    save(graph, "tests/data/wrong_shape.onnx", "test model: two scores per row, though it declares one")
+
+
 if __name__ == "__main__":
     reward_small()
     reward_transformer()
     affine_mean()
     bert_like()
     needs_pixels()
+    log_shifted()
+    wrong_shape()

@@ -16,12 +16,19 @@
 -- null here (nulls are rejected), so COALESCE(LAG(...), base_score) is that LAG with a
 -- per-row default.
 --
+-- reward_model gives NULL for a row the model cannot take (null or empty token list, a token
+-- id outside the model's embedding, ...); reward_model_input_problem says why, and segscore
+-- reports it (or quarantines the generation) under that reason. input_problem is not output.
+--
 -- segscore checks the rows as they come out of the window, in (generation_id,
 -- segment_index) order: a repeated pair is a duplicate, and each new generation_id is counted.
 -- A replacement (--query-file) must produce generation_id, segment_index, cumulative_score,
--- target_score and predicted_score.
+-- target_score and predicted_score; input_problem is optional.
 WITH scored AS (
-  SELECT g.*, reward_model(g.input_ids, g.token_type_ids) AS predicted_score
+  SELECT
+    g.*,
+    reward_model(g.input_ids, g.token_type_ids) AS predicted_score,
+    reward_model_input_problem(g.input_ids, g.token_type_ids) AS input_problem
   FROM generations AS g
 )
 SELECT

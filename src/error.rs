@@ -161,6 +161,21 @@ pub enum Error {
     #[error("invalid input: {0}")]
     InvalidData(String),
 
+    /// More rows were invalid than `--max-invalid-fraction` allows.
+    #[error("invalid data: {rejected} of {input_rows} input rows ({:.4}%) are invalid, above --max-invalid-fraction {max} ({by_reason}); nothing was committed. Raise the threshold to see them in rejected/", fraction * 100.0)]
+    TooManyInvalid {
+        /// Rows rejected when the job stopped.
+        rejected: u64,
+        /// Rows in the input.
+        input_rows: u64,
+        /// rejected / input_rows.
+        fraction: f64,
+        /// The threshold.
+        max: f64,
+        /// Rejected rows by reason.
+        by_reason: String,
+    },
+
     /// The run was stopped by a signal; nothing was committed.
     #[error("stopped by {0}: the run was abandoned and nothing was committed")]
     Interrupted(&'static str),

@@ -41,6 +41,7 @@ use crate::progress::{Progress, ProgressMode};
 use crate::runtime::Provider;
 use crate::sink::{OutputDir, RollingWriter};
 use crate::source::{self, ColumnNames};
+use crate::validate::{self, Grouper, OnInvalid, Reason, RejectedLayout, Rejections, RowChecks};
 
 /// The job query shipped with segscore (`queries/segment_scores.sql`).
 pub const SEGMENT_SCORES_SQL: &str =
@@ -92,6 +93,11 @@ pub struct JobConfig {
     pub progress_interval: f64,
     /// Write `report.html` with the outputs.
     pub report: bool,
+    /// What to do with invalid rows.
+    pub on_invalid: OnInvalid,
+    /// With quarantine: fail (exit 3) when more than this fraction of the input rows is
+    /// rejected.
+    pub max_invalid_fraction: Option<f64>,
 }
 
 impl JobConfig {
@@ -119,6 +125,8 @@ impl JobConfig {
             progress: ProgressMode::Auto,
             progress_interval: 10.0,
             report: false,
+            on_invalid: OnInvalid::Fail,
+            max_invalid_fraction: None,
         }
     }
 }
@@ -156,6 +164,9 @@ pub struct Summary {
     /// mse = bias_squared + residual_variance: the part of the error a constant shift of the
     /// predictions would remove, and the rest.
     pub mse_decomposition: MseDecomposition,
+    /// What the row checks rejected (`rejected/`).
+    #[serde(default)]
+    pub rejected: RejectedSummary,
     /// Rank metrics, loss concentration, per-generation means, histogram and calibration.
     #[serde(flatten)]
     pub evaluation: Evaluation,
@@ -198,6 +209,24 @@ pub struct Summary {
     pub elapsed_seconds: f64,
     /// Segments per second of wall-clock time.
     pub rows_per_second: f64,
+}
+
+/// The checks' outcome in `summary.json`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RejectedSummary {
+    /// fail or quarantine.
+    pub on_invalid: OnInvalid,
+    /// The threshold, when given.
+    pub max_invalid_fraction: Option<f64>,
+    /// Rows in the input files.
+    pub input_rows: u64,
+    /// Rejected rows and generations, by reason.
+    #[serde(flatten)]
+    pub counts: Rejections,
+    /// Rejected rows / input rows.
+    pub fraction: f64,
+    /// Part files in `rejected/`.
+    pub files: usize,
 }
 
 /// The MSE split into bias² and the residuals' variance.
@@ -287,10 +316,22 @@ struct OutputPlan {
     loss: Loss,
     names: ColumnNames,
     model_output: String,
+    checks: RowChecks,
+    /// The layout of `rejected/` (quarantine runs only).
+    rejected: Option<RejectedLayout>,
 }
 
+/// The column `reward_model_input_problem(...)` fills in the job query.
+const INPUT_PROBLEM: &str = "input_problem";
+
 impl OutputPlan {
-    fn new(input: &Schema, cfg: &JobConfig, model_output: &str, sorted_declared: bool) -> Result<Self> {
+    fn new(
+        input: &Schema,
+        cfg: &JobConfig,
+        model_output: &str,
+        sorted_declared: bool,
+        files: &Schema,
+    ) -> Result<Self> {
         let find = |name: &str, why: &str| {
             input.index_of(name).map_err(|_| {
                 Error::Usage(format!(
@@ -351,6 +392,7 @@ impl OutputPlan {
             let name = f.name().as_str();
             let skip = i == target
                 || i == pred
+                || name == INPUT_PROBLEM
                 || (name == "base_score" && cfg.columns.base_score.is_none())
                 || (model_inputs.contains(&name) && !cfg.keep.iter().any(|k| k == name))
                 || cfg.drop.iter().any(|d| d == name);
@@ -385,12 +427,29 @@ impl OutputPlan {
             ),
             _ => None,
         };
+        let checks = RowChecks {
+            gid,
+            seg,
+            cum,
+            base: cfg
+                .columns
+                .base_score
+                .as_ref()
+                .and_then(|_| input.index_of("base_score").ok()),
+            target,
+            pred,
+            problem: input.index_of(INPUT_PROBLEM).ok(),
+        };
+        let rejected = (cfg.on_invalid == OnInvalid::Quarantine)
+            .then(|| RejectedLayout::new(files, input, |n| cfg.columns.canonical(n)));
         Ok(OutputPlan {
             gid,
             seg,
             cum,
             target,
             pred,
+            checks,
+            rejected,
             passthrough,
             schema,
             sorting,
@@ -401,10 +460,16 @@ impl OutputPlan {
         })
     }
 
-    /// The input columns this plan reads, in input order.
+    /// The input columns this plan reads, in input order: with quarantine, all of them (the
+    /// rejected rows keep every column).
     fn needed_columns(&self, input: &Schema) -> Vec<String> {
+        if self.rejected.is_some() {
+            return input.fields().iter().map(|f| f.name().clone()).collect();
+        }
         let mut idx: Vec<usize> = self.passthrough.clone();
         idx.extend([self.gid, self.seg, self.cum, self.target, self.pred]);
+        idx.extend(self.checks.problem);
+        idx.extend(self.checks.base);
         idx.sort_unstable();
         idx.dedup();
         idx.into_iter().map(|i| input.field(i).name().clone()).collect()
@@ -419,56 +484,83 @@ impl OutputPlan {
         }
     }
 
-    /// Validates a batch, adds the loss columns, and returns the output batch with its
-    /// moments.
-    fn finish(&self, batch: &RecordBatch) -> Result<(RecordBatch, Moments)> {
-        let first_null = |a: &ArrayRef| (0..a.len()).find(|&i| a.is_null(i));
-        for (idx, name) in [
-            (self.gid, self.names.generation_id.as_str()),
-            (self.seg, self.names.segment_index.as_str()),
-            (self.cum, self.names.cumulative_score.as_str()),
-        ] {
-            if let Some(row) = first_null(batch.column(idx)) {
-                return Err(self.invalid(batch, row, name, "null"));
+    /// The error `--on-invalid fail` stops with: the row's column, value and key.
+    fn invalid_row(&self, batch: &RecordBatch, row: usize, reason: Reason) -> Error {
+        let n = &self.names;
+        let value = |i: usize| cell(batch.column(i), row);
+        let base = n.base_score.as_deref().unwrap_or("base_score");
+        match reason {
+            Reason::DuplicateSegment => Error::DuplicateSegment {
+                generation_id: value(self.gid),
+                segment_index: value(self.seg),
+            },
+            Reason::NullGenerationId => self.invalid(batch, row, &n.generation_id, "null"),
+            Reason::NullSegmentIndex => self.invalid(batch, row, &n.segment_index, "null"),
+            Reason::NullCumulativeScore => self.invalid(batch, row, &n.cumulative_score, "null"),
+            Reason::NonFiniteCumulativeScore => self.invalid(
+                batch,
+                row,
+                &n.cumulative_score,
+                format!("non-finite ({})", value(self.cum)),
+            ),
+            Reason::NullBaseScore => self.invalid(batch, row, base, "null"),
+            Reason::NonFiniteBaseScore => {
+                let v = self.checks.base.map(value).unwrap_or_default();
+                self.invalid(batch, row, base, format!("non-finite ({v})"))
             }
-        }
-        let target = cast(batch.column(self.target), &DataType::Float64)?;
-        if let Some(row) = first_null(&target) {
-            let col = self.names.base_score.as_deref().unwrap_or("target_score");
-            return Err(self.invalid(
-                batch,
-                row,
-                col,
-                "null (no baseline for the generation's first segment)",
-            ));
-        }
-        let pred_col = batch.column(self.pred);
-        if let Some(row) = first_null(pred_col) {
-            return Err(self.invalid(
-                batch,
-                row,
-                &self.names.input_ids,
-                "null, empty or holding a null token id, so the model cannot score it",
-            ));
-        }
-        let target = target.as_primitive::<Float64Type>();
-        let pred = pred_col.as_primitive::<Float64Type>();
-        if let Some(row) = (0..pred.len()).find(|&i| !pred.value(i).is_finite()) {
-            return Err(self.invalid(
+            Reason::NonFinitePrediction => self.invalid(
                 batch,
                 row,
                 &format!("predicted_score (model output `{}`)", self.model_output),
-                format!("{} (the model returned a non-finite score)", pred.value(row)),
-            ));
-        }
-        if let Some(row) = (0..target.len()).find(|&i| !target.value(i).is_finite()) {
-            return Err(self.invalid(
+                format!("{} (the model returned a non-finite score)", value(self.pred)),
+            ),
+            Reason::NonFiniteTarget => self.invalid(
                 batch,
                 row,
-                &self.names.cumulative_score,
-                format!("non-finite (target {})", target.value(row)),
-            ));
+                "target_score",
+                format!(
+                    "{} (made from the cumulative scores{})",
+                    value(self.target),
+                    if n.base_score.is_some() {
+                        " and the base score"
+                    } else {
+                        ""
+                    }
+                ),
+            ),
+            Reason::TokenTypeIdsLengthMismatch => {
+                let col = n.token_type_ids.as_deref().unwrap_or("token_type_ids");
+                self.invalid(batch, row, col, self.problem_detail(batch, row))
+            }
+            Reason::UnscorableInput => self.invalid(
+                batch,
+                row,
+                &n.input_ids,
+                "null, empty or holding a token id the model cannot take, so the model gave no score",
+            ),
+            _ => self.invalid(batch, row, &n.input_ids, self.problem_detail(batch, row)),
         }
+    }
+
+    /// The detail `reward_model_input_problem` gave for a row (after its `code: `).
+    fn problem_detail(&self, batch: &RecordBatch, row: usize) -> String {
+        let text = self
+            .checks
+            .problem
+            .map(|p| cell(batch.column(p), row))
+            .unwrap_or_default();
+        match text.split_once(": ") {
+            Some((_, detail)) => detail.to_string(),
+            None => text,
+        }
+    }
+
+    /// Adds the loss columns to a batch of valid rows and returns the output batch with its
+    /// moments.
+    fn finish(&self, batch: &RecordBatch) -> Result<(RecordBatch, Moments)> {
+        let target = cast(batch.column(self.target), &DataType::Float64)?;
+        let target = target.as_primitive::<Float64Type>();
+        let pred = batch.column(self.pred).as_primitive::<Float64Type>();
         let lc = loss_columns(self.loss, pred, target);
         let mut moments = Moments::default();
         moments.push_arrays(target, pred, &lc.loss);
@@ -499,8 +591,12 @@ fn cell(a: &ArrayRef, row: usize) -> String {
 
 struct PartResult {
     moments: Moments,
-    /// Generations counted from the ordered rows; None when the rows were not in order.
+    /// Generations counted from the ordered rows (rejected ones included); None when the rows
+    /// were not in order.
     generations: Option<u64>,
+    rejections: Rejections,
+    files: usize,
+    rejected_files: usize,
 }
 
 /// Checks that rows come in (generation id, segment index) order, across batches, and counts
@@ -528,7 +624,13 @@ enum OrderCheck {
 
 impl KeyOrder {
     fn new(schema: &Schema, gid: usize, seg: usize) -> Result<Self> {
-        let fields = [gid, seg].map(|i| SortField::new(schema.field(i).data_type().clone()));
+        // Ascending, nulls last: the order the files declare and the window's sort gives.
+        let options = datafusion::arrow::compute::SortOptions {
+            descending: false,
+            nulls_first: false,
+        };
+        let fields =
+            [gid, seg].map(|i| SortField::new_with_options(schema.field(i).data_type().clone(), options));
         Ok(KeyOrder {
             converter: RowConverter::new(fields.to_vec())?,
             last: None,
@@ -587,29 +689,85 @@ impl KeyOrder {
     }
 }
 
+/// The rejected rows of all partitions, and the most a run may reject.
+struct RejectLimit {
+    rows: AtomicU64,
+    max_rows: Option<u64>,
+    input_rows: u64,
+    max_fraction: f64,
+}
+
 /// Drives one partition: pulls batches, checks order, validates and adds losses, and hands
 /// the output batches over a bounded channel to a blocking writer thread, so that a slow
-/// writer slows the reader instead of filling memory.
+/// writer slows the reader instead of filling memory. With quarantine, batches are regrouped
+/// into whole generations first, and invalid generations go to the rejected writer.
 async fn run_partition(
     mut stream: SendableRecordBatchStream,
     plan: Arc<OutputPlan>,
     mut writer: RollingWriter,
+    mut rejected_writer: Option<RollingWriter>,
     rows_done: Arc<AtomicU64>,
-) -> Result<(PartResult, usize)> {
+    limit: Arc<RejectLimit>,
+) -> Result<PartResult> {
     let mut moments = Moments::default();
+    let mut rejections = Rejections::default();
     let (tx, mut rx) = tokio::sync::mpsc::channel::<WriterMsg>(2);
-    let writer_task = tokio::task::spawn_blocking(move || -> Result<usize> {
+    let writer_task = tokio::task::spawn_blocking(move || -> Result<(usize, usize)> {
         while let Some(msg) = rx.blocking_recv() {
             match msg {
                 WriterMsg::Batch(b) => writer.write(&b)?,
+                WriterMsg::Rejected(b) => match &mut rejected_writer {
+                    Some(w) => w.write(&b)?,
+                    None => return Err(Error::Internal("rejected rows without a rejected writer".into())),
+                },
                 WriterMsg::Unsorted => writer.mark_unsorted()?,
             }
         }
-        Ok(writer.finish()?.len())
+        let rejected = rejected_writer.map(|w| w.finish()).transpose()?;
+        Ok((writer.finish()?.len(), rejected.map_or(0, |r| r.len())))
     });
+    let quarantine = plan.rejected.is_some();
     let mut order = Some(KeyOrder::new(stream.schema().as_ref(), plan.gid, plan.seg)?);
+    let mut grouper = quarantine.then(|| Grouper::new(plan.gid));
+    // Checks one batch (of whole generations, with quarantine) and sends its rows on.
+    let mut process = |batch: RecordBatch| -> Result<Vec<WriterMsg>> {
+        let mut msgs = Vec::new();
+        let reasons = plan.checks.reasons(&batch)?;
+        let good = match (reasons, &plan.rejected) {
+            (None, _) => batch,
+            (Some(reasons), None) => {
+                let (row, reason) = reasons
+                    .iter()
+                    .enumerate()
+                    .find_map(|(i, r)| r.map(|r| (i, r)))
+                    .ok_or_else(|| Error::Internal("a batch with no invalid row was rejected".into()))?;
+                return Err(plan.invalid_row(&batch, row, reason));
+            }
+            (Some(reasons), Some(layout)) => {
+                let before = rejections.rows;
+                let (good, bad) = validate::split(&batch, plan.gid, &reasons, &mut rejections)?;
+                if let Some((bad, why)) = bad {
+                    msgs.push(WriterMsg::Rejected(layout.batch(&bad, &why)?));
+                }
+                let total = limit.rows.fetch_add(rejections.rows - before, Ordering::Relaxed)
+                    + (rejections.rows - before);
+                if limit.max_rows.is_some_and(|m| total > m) {
+                    let mut seen = rejections.clone();
+                    seen.rows = total;
+                    return Err(validate::too_many(&seen, limit.input_rows, limit.max_fraction));
+                }
+                good
+            }
+        };
+        if good.num_rows() > 0 {
+            let (out, batch_moments) = plan.finish(&good)?;
+            moments.merge(&batch_moments);
+            msgs.push(WriterMsg::Batch(out));
+        }
+        Ok(msgs)
+    };
     let outcome: Result<()> = async {
-        while let Some(batch) = stream.next().await {
+        'batches: while let Some(batch) = stream.next().await {
             let batch = batch.map_err(Error::from_datafusion)?;
             if batch.num_rows() == 0 {
                 continue;
@@ -618,6 +776,8 @@ async fn run_partition(
             if let Some(o) = &mut order {
                 match o.check(&batch, plan.gid, plan.seg)? {
                     OrderCheck::InOrder => {}
+                    // Quarantine finds duplicates among a generation's rows.
+                    OrderCheck::Duplicate { .. } if quarantine => {}
                     OrderCheck::Duplicate { row } => {
                         return Err(Error::DuplicateSegment {
                             generation_id: cell(batch.column(plan.gid), row),
@@ -636,6 +796,11 @@ async fn run_partition(
                             prev_segment_index: prev_seg,
                         })
                     }
+                    OrderCheck::OutOfOrder { .. } if quarantine => {
+                        return Err(Error::Usage(
+                            "--on-invalid quarantine needs the job query's rows in (generation_id, segment_index) order, as the window of the built-in query gives them; the replacement query's are not".into(),
+                        ))
+                    }
                     OrderCheck::OutOfOrder { .. } => {
                         order = None;
                         if tx.send(WriterMsg::Unsorted).await.is_err() {
@@ -644,11 +809,24 @@ async fn run_partition(
                     }
                 }
             }
-            let (out, batch_moments) = plan.finish(&batch)?;
-            moments.merge(&batch_moments);
             rows_done.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
-            if tx.send(WriterMsg::Batch(out)).await.is_err() {
-                break; // the writer failed; its error is reported below
+            let ready = match &mut grouper {
+                Some(g) => g.push(batch)?,
+                None => vec![batch],
+            };
+            for b in ready {
+                for msg in process(b)? {
+                    if tx.send(msg).await.is_err() {
+                        break 'batches; // the writer failed; its error is reported below
+                    }
+                }
+            }
+        }
+        if let Some(last) = grouper.take().and_then(Grouper::finish) {
+            for msg in process(last)? {
+                if tx.send(msg).await.is_err() {
+                    break;
+                }
             }
         }
         Ok(())
@@ -659,15 +837,19 @@ async fn run_partition(
         .await
         .map_err(|e| Error::Internal(format!("the writer thread failed: {e}")))?;
     outcome?;
-    let result = PartResult {
+    let (files, rejected_files) = written?;
+    Ok(PartResult {
         moments,
         generations: order.map(|o| o.generations),
-    };
-    Ok((result, written?))
+        rejections,
+        files,
+        rejected_files,
+    })
 }
 
 enum WriterMsg {
     Batch(RecordBatch),
+    Rejected(RecordBatch),
     Unsorted,
 }
 
@@ -686,7 +868,7 @@ pub struct Prepared {
 /// Checks the inputs, loads the model and plans the job's SQL.
 pub async fn prepare(cfg: &JobConfig) -> Result<Prepared> {
     let files = source::expand_inputs(&cfg.inputs)?;
-    let inputs = source::check_inputs(&files, &cfg.columns)?;
+    let inputs = source::check_inputs(&files, &cfg.columns, cfg.on_invalid == OnInvalid::Fail)?;
     let targets_sql = read_query(cfg)?;
     let model = Arc::new(RewardModel::load(
         &cfg.model,
@@ -701,7 +883,7 @@ pub async fn prepare(cfg: &JobConfig) -> Result<Prepared> {
     )?);
     let sorted = cfg.sorted || inputs.all_sorted();
     let ctx = session_context(cfg.threads, cfg.memory_limit, cfg.spill_dir.as_deref(), sorted)?;
-    ctx.register_udf(model.udf());
+    model.register(&ctx);
     if sorted && !cfg.sorted {
         tracing::info!("every input file declares sorting_columns (generation_id, segment_index): the window runs without a sort");
     }
@@ -717,7 +899,14 @@ pub async fn prepare(cfg: &JobConfig) -> Result<Prepared> {
     })?;
     // Only what the output needs travels on: DataFusion pushes this projection down through
     // the window, so the token lists are dropped as soon as the model has read them.
-    let full = OutputPlan::new(targets.schema().as_arrow(), cfg, model.output_name(), sorted)?;
+    let files_schema = ctx.table("input_files").await?.schema().as_arrow().clone();
+    let full = OutputPlan::new(
+        targets.schema().as_arrow(),
+        cfg,
+        model.output_name(),
+        sorted,
+        &files_schema,
+    )?;
     let needed = full.needed_columns(targets.schema().as_arrow());
     let df = targets.select_columns(&needed.iter().map(String::as_str).collect::<Vec<_>>())?;
     let plan = Arc::new(OutputPlan::new(
@@ -725,6 +914,7 @@ pub async fn prepare(cfg: &JobConfig) -> Result<Prepared> {
         cfg,
         model.output_name(),
         sorted,
+        &files_schema,
     )?);
     let query = targets_sql;
     let query_sha256 = hex::encode(Sha256::digest(query.as_bytes()));
@@ -787,6 +977,15 @@ pub async fn run(cfg: &JobConfig) -> Result<Summary> {
     let out = OutputDir::prepare(&cfg.output, cfg.overwrite)?;
     let interval = std::time::Duration::from_secs_f64(cfg.progress_interval.max(0.01));
     let progress = Progress::start(inputs.total_rows(), cfg.progress, interval);
+    let input_rows = inputs.total_rows();
+    let limit = Arc::new(RejectLimit {
+        rows: AtomicU64::new(0),
+        max_rows: cfg
+            .max_invalid_fraction
+            .map(|f| (f * input_rows as f64).floor() as u64),
+        input_rows,
+        max_fraction: cfg.max_invalid_fraction.unwrap_or(1.0),
+    });
     let result = execute(
         df,
         &out,
@@ -794,6 +993,7 @@ pub async fn run(cfg: &JobConfig) -> Result<Summary> {
         Arc::clone(&metadata),
         cfg.max_rows_per_file,
         progress.counter(),
+        limit,
     )
     .await;
     progress.finish().await;
@@ -810,6 +1010,8 @@ pub async fn run(cfg: &JobConfig) -> Result<Summary> {
         moments,
         generations,
         files: output_files,
+        rejected_files,
+        rejections,
         spilled_bytes,
     } = match result {
         Ok(r) => r,
@@ -821,7 +1023,7 @@ pub async fn run(cfg: &JobConfig) -> Result<Summary> {
     // Rows that came out of the query in key order were checked and counted on the way; if
     // they did not (a replacement query without the window, say), check and count with SQL.
     let n_generations = match generations {
-        Some(g) => g,
+        Some(g) => g - rejections.generations,
         None => match check_keys_by_sql(&ctx).await {
             Ok(g) => g,
             Err(e) => {
@@ -863,6 +1065,14 @@ pub async fn run(cfg: &JobConfig) -> Result<Summary> {
         n_segments: moments.n,
         metrics: moments.metrics(),
         mse_decomposition: MseDecomposition::from(&moments.metrics()),
+        rejected: RejectedSummary {
+            on_invalid: cfg.on_invalid,
+            max_invalid_fraction: cfg.max_invalid_fraction,
+            input_rows,
+            fraction: rejections.rows as f64 / input_rows.max(1) as f64,
+            counts: rejections,
+            files: rejected_files,
+        },
         evaluation,
         loss: cfg.loss.name().to_string(),
         huber_delta: match cfg.loss {
@@ -913,8 +1123,14 @@ async fn execute(
     metadata: Arc<Vec<(String, String)>>,
     max_rows_per_file: u64,
     rows_done: Arc<AtomicU64>,
+    limit: Arc<RejectLimit>,
 ) -> Result<Executed> {
     let dir = out.staged("segments")?;
+    let rejected_dir = match &plan.rejected {
+        Some(_) => Some(out.staged("rejected")?),
+        None => None,
+    };
+    let rejected_counter = Arc::new(AtomicUsize::new(0));
     let task_ctx = Arc::new(df.task_ctx());
     let physical = df.create_physical_plan().await.map_err(Error::from_datafusion)?;
     let streams = datafusion::physical_plan::execute_stream_partitioned(Arc::clone(&physical), task_ctx)
@@ -930,34 +1146,53 @@ async fn execute(
             max_rows_per_file,
             Arc::clone(&counter),
         );
+        let rejected_writer = match (&plan.rejected, &rejected_dir) {
+            (Some(layout), Some(d)) => Some(RollingWriter::new(
+                d.clone(),
+                Arc::clone(&layout.schema),
+                Arc::clone(&metadata),
+                None,
+                max_rows_per_file,
+                Arc::clone(&rejected_counter),
+            )),
+            _ => None,
+        };
         tasks.spawn(run_partition(
             stream,
             Arc::clone(&plan),
             writer,
+            rejected_writer,
             Arc::clone(&rows_done),
+            Arc::clone(&limit),
         ));
     }
-    let mut moments = Moments::default();
-    let mut generations = Some(0u64);
-    let mut files = 0;
+    let mut executed = Executed {
+        moments: Moments::default(),
+        generations: Some(0),
+        files: 0,
+        rejected_files: 0,
+        rejections: Rejections::default(),
+        spilled_bytes: 0,
+    };
     while let Some(joined) = tasks.join_next().await {
-        let (part, n_files) = joined.map_err(|e| Error::Internal(format!("a worker task failed: {e}")))??;
-        moments.merge(&part.moments);
-        generations = generations.zip(part.generations).map(|(a, b)| a + b);
-        files += n_files;
+        let part = joined.map_err(|e| Error::Internal(format!("a worker task failed: {e}")))??;
+        executed.moments.merge(&part.moments);
+        executed.generations = executed.generations.zip(part.generations).map(|(a, b)| a + b);
+        executed.files += part.files;
+        executed.rejected_files += part.rejected_files;
+        executed.rejections.merge(&part.rejections);
     }
-    Ok(Executed {
-        moments,
-        generations,
-        files,
-        spilled_bytes: spilled_bytes(physical.as_ref()),
-    })
+    executed.spilled_bytes = spilled_bytes(physical.as_ref());
+    Ok(executed)
 }
 
 struct Executed {
     moments: Moments,
+    /// Generations seen, rejected ones included.
     generations: Option<u64>,
     files: usize,
+    rejected_files: usize,
+    rejections: Rejections,
     spilled_bytes: u64,
 }
 

@@ -18,6 +18,7 @@ pub mod job;
 pub mod loss;
 pub mod metrics;
 pub mod model;
+pub mod onnx;
 pub mod progress;
 pub mod report;
 pub mod runtime;
@@ -25,6 +26,7 @@ pub mod sink;
 pub mod source;
 pub mod sql;
 pub mod udaf;
+pub mod validate;
 
 pub use error::{Error, Result};
 pub use job::{run, JobConfig, Summary};

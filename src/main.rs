@@ -261,6 +261,14 @@ struct JobArgs {
     /// Also write report.html (summary, plots, worst generations) into the output directory.
     #[arg(long)]
     report: bool,
+    /// Invalid rows: fail (stop at the first, naming it) or quarantine (write their
+    /// generations to rejected/ with a reason, score the rest).
+    #[arg(long, default_value = "fail", value_name = "fail|quarantine")]
+    on_invalid: segscore::validate::OnInvalid,
+    /// With --on-invalid quarantine: fail (exit 3, nothing committed) when more than this
+    /// fraction (0 to 1) of the input rows is invalid.
+    #[arg(long, value_name = "FRACTION")]
+    max_invalid_fraction: Option<f64>,
     /// Print the physical plan and exit without running.
     #[arg(long)]
     explain: bool,
@@ -302,6 +310,20 @@ impl JobArgs {
         cfg.max_rows_per_file = self.max_rows_per_file;
         cfg.progress_interval = self.progress_interval;
         cfg.report = self.report;
+        cfg.on_invalid = self.on_invalid;
+        if let Some(f) = self.max_invalid_fraction {
+            if !(0.0..=1.0).contains(&f) {
+                return Err(Error::Usage(format!(
+                    "--max-invalid-fraction {f}: give a fraction from 0 to 1"
+                )));
+            }
+            if self.on_invalid != segscore::validate::OnInvalid::Quarantine {
+                return Err(Error::Usage(
+                    "--max-invalid-fraction needs --on-invalid quarantine (with fail, the first invalid row stops the run)".into(),
+                ));
+            }
+        }
+        cfg.max_invalid_fraction = self.max_invalid_fraction;
         if let Some(t) = self.threads {
             cfg.threads = t as usize;
         }
@@ -723,6 +745,7 @@ fn main() -> ExitCode {
         Err(e) => {
             let code: u8 = match e {
                 Error::Usage(_) => 2,
+                Error::TooManyInvalid { .. } => 3,
                 Error::Interrupted("SIGINT") => 130,
                 Error::Interrupted(_) => 143,
                 _ => 1,

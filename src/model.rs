@@ -11,8 +11,11 @@
 //! - the score is the first output (or the one named), `[batch]` or `[batch, 1]`, float32 or
 //!   float64.
 //!
-//! A null or empty token list yields a null prediction (SQL semantics: no input, no score);
-//! the job reports such rows as invalid. The model file is read once; a pool of sessions (one
+//! A row the model cannot take yields a null prediction (SQL semantics: no usable input, no
+//! score): a null or empty token list, a null token id, a negative token id or one past the
+//! model's embedding (see [`crate::onnx`]), token type ids of another length. The function
+//! `reward_model_input_problem(input_ids [, token_type_ids])` says why, as
+//! `code: detail` text (NULL for a row the model takes); the job reports such rows as invalid. The model file is read once; a pool of sessions (one
 //! per worker thread, each with one intra-op thread) lets every core run the model.
 
 use std::borrow::Cow;
@@ -32,6 +35,7 @@ use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
+use crate::onnx::Embedding;
 use crate::runtime::{self, Provider, Runtime};
 
 /// Sessions in the pool on the CUDA provider, at most.
@@ -39,6 +43,9 @@ pub const CUDA_SESSIONS: usize = 2;
 
 /// The SQL name of the model function.
 pub const UDF_NAME: &str = "reward_model";
+
+/// The SQL name of the function that says why the model cannot take a row.
+pub const PROBLEM_UDF_NAME: &str = "reward_model_input_problem";
 
 /// How the model is run.
 #[derive(Debug, Clone)]
@@ -198,6 +205,7 @@ pub struct RewardModel {
     runtime: &'static Runtime,
     batch_size: usize,
     max_tokens: usize,
+    vocab: Option<Embedding>,
     pool: Vec<Mutex<Session>>,
     next: AtomicUsize,
     stats: ModelStats,
@@ -211,6 +219,7 @@ impl std::fmt::Debug for RewardModel {
             .field("output", &self.output_name)
             .field("provider", &self.provider)
             .field("sessions", &self.pool.len())
+            .field("vocab", &self.vocab)
             .finish()
     }
 }
@@ -404,6 +413,13 @@ impl RewardModel {
             }
         };
         let output_name = output.name().to_string();
+        let vocab = feeds
+            .iter()
+            .find(|(_, f, _)| *f == Feed::InputIds)
+            .and_then(|(input, ..)| crate::onnx::embedding_for_input(&bytes, input));
+        if let Some(e) = &vocab {
+            tracing::debug!(embedding = %e.name, vocab = e.vocab, "token ids are checked against the model's embedding");
+        }
         // One GPU gains nothing from more than two sessions (one prepares while one runs), and
         // each would hold its own device memory arena.
         let sessions = match provider {
@@ -431,6 +447,7 @@ impl RewardModel {
             runtime: rt,
             batch_size: opts.batch_size.max(1),
             max_tokens: opts.max_tokens.max(1),
+            vocab,
             pool,
             next: AtomicUsize::new(0),
             stats: ModelStats::default(),
@@ -465,9 +482,28 @@ impl RewardModel {
     pub fn stats(&self) -> &ModelStats {
         &self.stats
     }
+    /// The token embedding `input_ids` indexes, when the model's graph shows one.
+    pub fn embedding(&self) -> Option<&Embedding> {
+        self.vocab.as_ref()
+    }
 
-    /// Scores every row of a token-id list column. `token_type_ids`, when given, must have the
-    /// same list lengths. Null or empty rows get a null score.
+    /// Why the model cannot take each row (`code: detail`), or null for a row it takes.
+    pub fn input_problems(
+        &self,
+        input_ids: &dyn Array,
+        token_type_ids: Option<&dyn Array>,
+    ) -> Result<datafusion::arrow::array::StringArray> {
+        let ids = TokenLists::new(input_ids, "input_ids")?;
+        let types = token_type_ids
+            .map(|a| TokenLists::new(a, "token_type_ids"))
+            .transpose()?;
+        Ok((0..ids.len())
+            .map(|r| ids.problem(r, types.as_ref(), self.vocab.as_ref()))
+            .collect())
+    }
+
+    /// Scores every row of a token-id list column. Rows the model cannot take (see
+    /// [`RewardModel::input_problems`]) get a null score.
     ///
     /// Rows are grouped into model batches by length (longest first), at most `batch_size` rows
     /// and `max_tokens` padded positions each, so that little of each batch is padding; the
@@ -477,16 +513,9 @@ impl RewardModel {
         let types = token_type_ids
             .map(|a| TokenLists::new(a, "token_type_ids"))
             .transpose()?;
-        let mut rows: Vec<usize> = (0..ids.len()).filter(|&r| ids.usable(r)).collect();
-        if let Some(types) = &types {
-            for &r in &rows {
-                if types.row_len(r) != ids.row_len(r) {
-                    return Err(Error::InvalidData(format!(
-                        "token_type_ids has a different length from input_ids in row {r} of a batch"
-                    )));
-                }
-            }
-        }
+        let mut rows: Vec<usize> = (0..ids.len())
+            .filter(|&r| ids.problem(r, types.as_ref(), self.vocab.as_ref()).is_none())
+            .collect();
         let ranges = self.group(&ids, &mut rows);
         let scored: Vec<Vec<f64>> = ranges
             .par_iter()
@@ -512,7 +541,9 @@ impl RewardModel {
     /// advance (for measuring the model alone).
     pub fn prepare_batches(&self, input_ids: &dyn Array) -> Result<Vec<PaddedBatch>> {
         let ids = TokenLists::new(input_ids, "input_ids")?;
-        let mut rows: Vec<usize> = (0..ids.len()).filter(|&r| ids.usable(r)).collect();
+        let mut rows: Vec<usize> = (0..ids.len())
+            .filter(|&r| ids.problem(r, None, self.vocab.as_ref()).is_none())
+            .collect();
         let ranges = self.group(&ids, &mut rows);
         Ok(ranges.into_iter().map(|r| ids.padded(&rows[r])).collect())
     }
@@ -639,8 +670,24 @@ impl RewardModel {
 
     /// The model as a DataFusion scalar function named [`UDF_NAME`].
     pub fn udf(self: &Arc<Self>) -> ScalarUDF {
+        self.function(UdfKind::Score)
+    }
+
+    /// The function named [`PROBLEM_UDF_NAME`]: why the model cannot take a row, or NULL.
+    pub fn problem_udf(self: &Arc<Self>) -> ScalarUDF {
+        self.function(UdfKind::Problem)
+    }
+
+    /// Registers both functions with a DataFusion context.
+    pub fn register(self: &Arc<Self>, ctx: &datafusion::prelude::SessionContext) {
+        ctx.register_udf(self.udf());
+        ctx.register_udf(self.problem_udf());
+    }
+
+    fn function(self: &Arc<Self>, kind: UdfKind) -> ScalarUDF {
         ScalarUDF::from(RewardModelUdf {
             model: Arc::clone(self),
+            kind,
             signature: Signature::variadic_any(Volatility::Immutable),
         })
     }
@@ -764,15 +811,57 @@ impl<'a> TokenLists<'a> {
         Some(b - a)
     }
 
-    /// A row the model can score: not null, not empty, no null token.
-    fn usable(&self, row: usize) -> bool {
-        match self.row_len(row) {
-            None | Some(0) => false,
-            Some(_) => {
-                let (a, b) = self.range(row);
-                self.child_nulls.is_none_or(|n| (a..b).all(|i| n.is_valid(i)))
+    /// Why the model cannot take the row, as `code: detail`; None when it can: the list is
+    /// not null, not empty, holds no null, no negative id and no id past the embedding, and
+    /// its token type ids (when given) have its length.
+    fn problem(
+        &self,
+        row: usize,
+        types: Option<&TokenLists<'_>>,
+        vocab: Option<&Embedding>,
+    ) -> Option<String> {
+        let (a, b) = match self.row_len(row) {
+            None => return Some("null_input_ids: the token list is null".into()),
+            Some(0) => return Some("empty_input_ids: the token list is empty".into()),
+            Some(_) => self.range(row),
+        };
+        if let Some(p) = self.child_nulls.and_then(|n| (a..b).find(|&i| n.is_null(i))) {
+            return Some(format!(
+                "null_token_id: the token id at position {} is null",
+                p - a
+            ));
+        }
+        let limit = vocab.map_or(i64::MAX, |e| e.vocab.min(i64::MAX as u64) as i64);
+        let bad = |v: i64| v < 0 || v >= limit;
+        let found = match self.values {
+            Values::I32(v) => v[a..b]
+                .iter()
+                .position(|&x| bad(x as i64))
+                .map(|p| (p, v[a + p] as i64)),
+            Values::I64(v) => v[a..b].iter().position(|&x| bad(x)).map(|p| (p, v[a + p])),
+        };
+        if let Some((p, id)) = found {
+            let why = match vocab {
+                Some(e) if id >= 0 => format!(
+                    "is not below the vocabulary size {} of the model's embedding `{}`",
+                    e.vocab, e.name
+                ),
+                _ => "is negative".to_string(),
+            };
+            return Some(format!(
+                "token_id_out_of_range: token id {id} at position {p} {why}"
+            ));
+        }
+        if let Some(t) = types {
+            if t.row_len(row) != Some(b - a) {
+                return Some(format!(
+                    "token_type_ids_length_mismatch: {} token type ids for {} token ids",
+                    t.row_len(row).map_or("null".to_string(), |n| n.to_string()),
+                    b - a
+                ));
             }
         }
+        None
     }
 
     fn padded(&self, rows: &[usize]) -> PaddedBatch {
@@ -811,28 +900,42 @@ impl<'a> TokenLists<'a> {
     }
 }
 
-/// `reward_model(input_ids [, token_type_ids])` as a DataFusion scalar function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum UdfKind {
+    /// `reward_model`: the score.
+    Score,
+    /// `reward_model_input_problem`: why there is no score.
+    Problem,
+}
+
+/// `reward_model(input_ids [, token_type_ids])` or
+/// `reward_model_input_problem(input_ids [, token_type_ids])` as a DataFusion scalar function.
 #[derive(Debug)]
 struct RewardModelUdf {
     model: Arc<RewardModel>,
+    kind: UdfKind,
     signature: Signature,
 }
 
 impl PartialEq for RewardModelUdf {
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.model, &other.model)
+        Arc::ptr_eq(&self.model, &other.model) && self.kind == other.kind
     }
 }
 impl Eq for RewardModelUdf {}
 impl std::hash::Hash for RewardModelUdf {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
         self.model.sha256.hash(state);
+        self.kind.hash(state);
     }
 }
 
 impl ScalarUDFImpl for RewardModelUdf {
     fn name(&self) -> &str {
-        UDF_NAME
+        match self.kind {
+            UdfKind::Score => UDF_NAME,
+            UdfKind::Problem => PROBLEM_UDF_NAME,
+        }
     }
     fn signature(&self) -> &Signature {
         &self.signature
@@ -849,7 +952,10 @@ impl ScalarUDFImpl for RewardModelUdf {
                 return plan_err!("{UDF_NAME} takes lists of token ids, got {t}");
             }
         }
-        Ok(DataType::Float64)
+        Ok(match self.kind {
+            UdfKind::Score => DataType::Float64,
+            UdfKind::Problem => DataType::Utf8,
+        })
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> datafusion::error::Result<ColumnarValue> {
         let n = args.number_rows;
@@ -858,20 +964,33 @@ impl ScalarUDFImpl for RewardModelUdf {
             return exec_err!("{UDF_NAME} needs input_ids");
         };
         if ids.data_type() == &DataType::Null {
-            return Ok(ColumnarValue::Array(Arc::new(Float64Array::from(vec![
-                None::<f64>;
-                n
-            ]))));
+            return Ok(ColumnarValue::Array(match self.kind {
+                UdfKind::Score => Arc::new(Float64Array::from(vec![None::<f64>; n])),
+                UdfKind::Problem => Arc::new(datafusion::arrow::array::StringArray::from(vec![
+                    Some(
+                        "null_input_ids: the token list is null"
+                    );
+                    n
+                ])),
+            }));
         }
         // token_type_ids only reach a model that asks for them; NULL means zeros.
         let types = arrays
             .get(1)
             .filter(|a| a.data_type() != &DataType::Null && self.model.signature.wants_token_type_ids());
-        let out = self
-            .model
-            .predict(ids.as_ref(), types.map(|a| a.as_ref()))
-            .map_err(Error::into_datafusion)?;
-        Ok(ColumnarValue::Array(Arc::new(out)))
+        let types = types.map(|a| a.as_ref());
+        let out: ArrayRef = match self.kind {
+            UdfKind::Score => self
+                .model
+                .predict(ids.as_ref(), types)
+                .map(|a| Arc::new(a) as ArrayRef),
+            UdfKind::Problem => self
+                .model
+                .input_problems(ids.as_ref(), types)
+                .map(|a| Arc::new(a) as ArrayRef),
+        }
+        .map_err(Error::into_datafusion)?;
+        Ok(ColumnarValue::Array(out))
     }
 }
 

@@ -29,7 +29,14 @@ pub const SUCCESS: &str = "_SUCCESS";
 pub const STAGING_PREFIX: &str = ".segscore-staging-";
 /// What a run writes at the top of its output directory; `--overwrite` replaces these and
 /// leaves anything else alone.
-pub const OUTPUTS: [&str; 5] = ["segments", "generations", "summary.json", "report.html", SUCCESS];
+pub const OUTPUTS: [&str; 6] = [
+    "segments",
+    "generations",
+    "rejected",
+    "summary.json",
+    "report.html",
+    SUCCESS,
+];
 
 /// An output directory being written.
 #[derive(Debug)]

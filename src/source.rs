@@ -38,6 +38,17 @@ pub struct ColumnNames {
     pub token_type_ids: Option<String>,
 }
 
+impl ColumnNames {
+    /// The name the `generations` view gives an input column: a role column's canonical name,
+    /// or the column's own.
+    pub fn canonical(&self, name: &str) -> String {
+        roles(self)
+            .into_iter()
+            .find(|r| r.0 == name)
+            .map_or_else(|| name.to_string(), |r| r.1.to_string())
+    }
+}
+
 impl Default for ColumnNames {
     fn default() -> Self {
         ColumnNames {
@@ -235,8 +246,10 @@ pub fn expand_inputs(patterns: &[String]) -> Result<Vec<PathBuf>> {
     Ok(all.into_iter().collect())
 }
 
-/// Reads one file's footer and checks it against the contract.
-pub fn check_file(path: &Path, cols: &ColumnNames) -> Result<InputFile> {
+/// Reads one file's footer and checks it against the contract. With `null_stats`, a key or
+/// score column whose statistics count nulls is an error (quarantine runs leave nulls to the
+/// row checks, which reject their generations).
+pub fn check_file(path: &Path, cols: &ColumnNames, null_stats: bool) -> Result<InputFile> {
     let not_parquet = |reason: String| Error::NotParquet {
         path: path.to_path_buf(),
         reason,
@@ -276,7 +289,7 @@ pub fn check_file(path: &Path, cols: &ColumnNames) -> Result<InputFile> {
                 expected: kind.expected().to_string(),
             });
         }
-        if no_nulls {
+        if no_nulls && null_stats {
             check_null_stats(path, pq, &name)?;
         }
     }
@@ -361,9 +374,12 @@ fn check_null_stats(
     Ok(())
 }
 
-/// Checks every file and that the role columns have one type across files.
-pub fn check_inputs(files: &[PathBuf], cols: &ColumnNames) -> Result<Inputs> {
-    let checked: Vec<InputFile> = files.iter().map(|p| check_file(p, cols)).collect::<Result<_>>()?;
+/// Checks every file ([`check_file`]) and that the role columns have one type across files.
+pub fn check_inputs(files: &[PathBuf], cols: &ColumnNames, null_stats: bool) -> Result<Inputs> {
+    let checked: Vec<InputFile> = files
+        .iter()
+        .map(|p| check_file(p, cols, null_stats))
+        .collect::<Result<_>>()?;
     if let Some(first) = checked.first() {
         for (name, ..) in roles(cols) {
             let t0 = first
@@ -408,7 +424,9 @@ pub async fn register(
         .iter()
         .map(|f| ListingTableUrl::parse(f.path.to_string_lossy()))
         .collect::<datafusion::error::Result<Vec<_>>>()?;
-    let mut options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension("");
+    // Strings keep their type (no Utf8View), so the outputs carry columns unchanged.
+    let format = ParquetFormat::default().with_force_view_types(false);
+    let mut options = ListingOptions::new(Arc::new(format)).with_file_extension("");
     if sorted {
         use datafusion::prelude::ident;
         let key = |c: &str| ident(c).sort(true, false);

@@ -114,7 +114,7 @@ pub async fn context(opts: &SqlOptions) -> Result<SessionContext> {
                 output: None,
             },
         )?);
-        ctx.register_udf(model.udf());
+        model.register(&ctx);
     }
     for t in &opts.tables {
         let path = Path::new(&t.path);

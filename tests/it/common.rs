@@ -163,8 +163,13 @@ pub fn read_parquet(path: &Path) -> Vec<RecordBatch> {
 
 /// All rows of `<out>/segments`, as one batch.
 pub fn read_segments(out: &Path) -> RecordBatch {
-    let files = parts(&out.join("segments"));
-    assert!(!files.is_empty(), "no part files in {}", out.display());
+    read_parts(&out.join("segments"))
+}
+
+/// All rows of the part files in `dir`, as one batch.
+pub fn read_parts(dir: &Path) -> RecordBatch {
+    let files = parts(dir);
+    assert!(!files.is_empty(), "no part files in {}", dir.display());
     let batches: Vec<RecordBatch> = files.iter().flat_map(|p| read_parquet(p)).collect();
     concat_batches(&batches[0].schema(), &batches).unwrap()
 }

@@ -7,3 +7,4 @@ mod errors;
 mod evaluation;
 mod models;
 mod scale;
+mod validation;

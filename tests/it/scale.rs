@@ -109,14 +109,14 @@ fn unsorted_input_is_sorted_under_a_memory_limit_with_spilling() {
             "--provider",
             "cpu",
             "--memory-limit",
-            "64MiB",
+            "24MiB",
             "--spill-dir",
             spill.to_str().unwrap(),
         ],
     );
     assert!(
         summary(&small)["spilled_bytes"].as_u64().unwrap() > 0,
-        "a 64 MiB limit must spill"
+        "a 24 MiB limit must spill"
     );
     assert_same_rows(
         &rows_by_key(&read_segments(&big)),
