@@ -176,9 +176,14 @@ pub enum Error {
         by_reason: String,
     },
 
-    /// The run was stopped by a signal; nothing was committed.
-    #[error("stopped by {0}: the run was abandoned and nothing was committed")]
-    Interrupted(&'static str),
+    /// The run was stopped by a signal: in-flight work was abandoned, committed shards kept.
+    #[error("stopped by {signal}: the run was abandoned, nothing is complete under a final name{}", if *committed > 0 { format!("; {committed} committed shard(s) are kept: rerun with --resume to finish") } else { String::new() })]
+    Interrupted {
+        /// SIGINT or SIGTERM.
+        signal: &'static str,
+        /// Shards committed before the stop (kept for `--resume`).
+        committed: usize,
+    },
 
     /// A worker thread or task failed unexpectedly (a bug: please report it).
     #[error("internal error: {0}")]

@@ -39,7 +39,8 @@ use crate::loss::{loss_columns, Loss, Moments, RegressionMetrics, OUTPUT_COLUMNS
 use crate::model::{ModelOptions, RewardModel};
 use crate::progress::{Progress, ProgressMode};
 use crate::runtime::Provider;
-use crate::sink::{OutputDir, RollingWriter};
+use crate::shard::ShardRecord;
+use crate::sink::{Found, OutputDir, RollingWriter};
 use crate::source::{self, ColumnNames};
 use crate::validate::{self, Grouper, OnInvalid, Reason, RejectedLayout, Rejections, RowChecks};
 
@@ -98,6 +99,10 @@ pub struct JobConfig {
     /// With quarantine: fail (exit 3) when more than this fraction of the input rows is
     /// rejected.
     pub max_invalid_fraction: Option<f64>,
+    /// Shards (units of commitment); None: one per 2M input rows.
+    pub shards: Option<usize>,
+    /// Continue an interrupted run in the output directory.
+    pub resume: bool,
 }
 
 impl JobConfig {
@@ -127,6 +132,8 @@ impl JobConfig {
             report: false,
             on_invalid: OnInvalid::Fail,
             max_invalid_fraction: None,
+            shards: None,
+            resume: false,
         }
     }
 }
@@ -187,10 +194,20 @@ pub struct Summary {
     pub provider: String,
     /// sha256 of the job query's text.
     pub query_sha256: String,
+    /// sha256 of the job's description (inputs, model, settings): `--resume` of a complete
+    /// output checks it.
+    #[serde(default)]
+    pub job_sha256: String,
     /// Input files read.
     pub input_files: usize,
     /// Whether the input was taken as sorted (streaming window, no sort).
     pub input_sorted: bool,
+    /// Shards (units of commitment) the run was cut into.
+    #[serde(default)]
+    pub shards: usize,
+    /// Shards an interrupted run had committed, kept by `--resume`.
+    #[serde(default)]
+    pub resumed_shards: usize,
     /// Segment part files written (`segments/`).
     pub output_files: usize,
     /// Generation part files written (`generations/`).
@@ -595,8 +612,8 @@ struct PartResult {
     /// were not in order.
     generations: Option<u64>,
     rejections: Rejections,
-    files: usize,
-    rejected_files: usize,
+    files: Vec<String>,
+    rejected_files: Vec<String>,
 }
 
 /// Checks that rows come in (generation id, segment index) order, across batches, and counts
@@ -712,7 +729,7 @@ async fn run_partition(
     let mut moments = Moments::default();
     let mut rejections = Rejections::default();
     let (tx, mut rx) = tokio::sync::mpsc::channel::<WriterMsg>(2);
-    let writer_task = tokio::task::spawn_blocking(move || -> Result<(usize, usize)> {
+    let writer_task = tokio::task::spawn_blocking(move || -> Result<(Vec<String>, Vec<String>)> {
         while let Some(msg) = rx.blocking_recv() {
             match msg {
                 WriterMsg::Batch(b) => writer.write(&b)?,
@@ -723,8 +740,14 @@ async fn run_partition(
                 WriterMsg::Unsorted => writer.mark_unsorted()?,
             }
         }
+        let names = |paths: Vec<PathBuf>| -> Vec<String> {
+            paths
+                .iter()
+                .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+                .collect()
+        };
         let rejected = rejected_writer.map(|w| w.finish()).transpose()?;
-        Ok((writer.finish()?.len(), rejected.map_or(0, |r| r.len())))
+        Ok((names(writer.finish()?), rejected.map(names).unwrap_or_default()))
     });
     let quarantine = plan.rejected.is_some();
     let mut order = Some(KeyOrder::new(stream.schema().as_ref(), plan.gid, plan.seg)?);
@@ -863,6 +886,81 @@ pub struct Prepared {
     sorted: bool,
     query_sha256: String,
     metadata: Arc<Vec<(String, String)>>,
+    targets_sql: String,
+    carried: Vec<String>,
+    needed: Vec<String>,
+    shards: usize,
+    fingerprint: JobFingerprint,
+}
+
+/// What decides a run's rows and values: `--resume` continues only the same job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobFingerprint {
+    /// segscore's version.
+    pub segscore_version: String,
+    /// Each input file: path, bytes, modification time (ns since the epoch).
+    pub inputs: Vec<(String, u64, u128)>,
+    /// sha256 of the model file.
+    pub model_sha256: String,
+    /// The model output read.
+    pub model_output: String,
+    /// The provider used.
+    pub provider: String,
+    /// sha256 of the job query.
+    pub query_sha256: String,
+    /// The loss.
+    pub loss: String,
+    /// Input column names.
+    pub columns: ColumnNames,
+    /// --keep.
+    pub keep: Vec<String>,
+    /// --drop.
+    pub drop: Vec<String>,
+    /// --on-invalid.
+    pub on_invalid: OnInvalid,
+    /// --max-invalid-fraction.
+    pub max_invalid_fraction: Option<f64>,
+    /// Shards.
+    pub shards: usize,
+    /// Whether the input was taken as sorted.
+    pub sorted: bool,
+    /// --max-rows-per-file.
+    pub max_rows_per_file: u64,
+}
+
+impl JobFingerprint {
+    /// The first setting in which `self` (the interrupted run) differs from `now`.
+    fn difference(&self, now: &JobFingerprint) -> Option<String> {
+        let (a, b) = (serde_json::to_value(self).ok()?, serde_json::to_value(now).ok()?);
+        let (a, b) = (a.as_object()?, b.as_object()?);
+        a.iter().find(|(k, v)| b.get(*k) != Some(*v)).map(|(k, v)| {
+            let short = |v: Option<&serde_json::Value>| {
+                let t = v.map(|v| v.to_string()).unwrap_or_else(|| "nothing".into());
+                if t.len() > 200 {
+                    format!("{}...", &t[..t.floor_char_boundary(200)])
+                } else {
+                    t
+                }
+            };
+            format!("{k} {} (now {})", short(Some(v)), short(b.get(k)))
+        })
+    }
+}
+
+fn input_stamps(inputs: &source::Inputs) -> Result<Vec<(String, u64, u128)>> {
+    inputs
+        .files
+        .iter()
+        .map(|f| {
+            let m = std::fs::metadata(&f.path).map_err(|e| Error::io(&f.path, e))?;
+            let modified = m
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_nanos());
+            Ok((f.path.display().to_string(), m.len(), modified))
+        })
+        .collect()
 }
 
 /// Checks the inputs, loads the model and plans the job's SQL.
@@ -882,21 +980,25 @@ pub async fn prepare(cfg: &JobConfig) -> Result<Prepared> {
         },
     )?);
     let sorted = cfg.sorted || inputs.all_sorted();
+    let shards = cfg
+        .shards
+        .unwrap_or_else(|| crate::shard::auto_shards(inputs.total_rows()))
+        .max(1);
     let ctx = session_context(cfg.threads, cfg.memory_limit, cfg.spill_dir.as_deref(), sorted)?;
     model.register(&ctx);
+    ctx.register_udf(crate::shard::udf());
+    if shards > 1 {
+        // Each shard's pass decodes the other columns only for its own rows.
+        ctx.sql("SET datafusion.execution.parquet.pushdown_filters = true")
+            .await?
+            .collect()
+            .await?;
+    }
     if sorted && !cfg.sorted {
         tracing::info!("every input file declares sorting_columns (generation_id, segment_index): the window runs without a sort");
     }
-    source::register(&ctx, &inputs, &cfg.columns, sorted).await?;
-    let targets = ctx.sql(&targets_sql).await.map_err(|e| {
-        Error::Usage(format!(
-            "job query{}: {e}",
-            cfg.query_file
-                .as_ref()
-                .map(|p| format!(" {}", p.display()))
-                .unwrap_or_default()
-        ))
-    })?;
+    let carried = source::register(&ctx, &inputs, &cfg.columns, sorted).await?;
+    let targets = plan_query(&ctx, cfg, &targets_sql).await?;
     // Only what the output needs travels on: DataFusion pushes this projection down through
     // the window, so the token lists are dropped as soon as the model has read them.
     let files_schema = ctx.table("input_files").await?.schema().as_arrow().clone();
@@ -916,8 +1018,7 @@ pub async fn prepare(cfg: &JobConfig) -> Result<Prepared> {
         sorted,
         &files_schema,
     )?);
-    let query = targets_sql;
-    let query_sha256 = hex::encode(Sha256::digest(query.as_bytes()));
+    let query_sha256 = hex::encode(Sha256::digest(targets_sql.as_bytes()));
     let metadata = Arc::new(vec![
         (
             "segscore.version".to_string(),
@@ -929,13 +1030,30 @@ pub async fn prepare(cfg: &JobConfig) -> Result<Prepared> {
             model.output_name().to_string(),
         ),
         ("segscore.query_sha256".to_string(), query_sha256.clone()),
-        ("segscore.query".to_string(), query),
+        ("segscore.query".to_string(), targets_sql.clone()),
         ("segscore.loss".to_string(), cfg.loss.describe()),
         (
             "segscore.provider".to_string(),
             model.provider().as_str().to_string(),
         ),
     ]);
+    let fingerprint = JobFingerprint {
+        segscore_version: env!("CARGO_PKG_VERSION").to_string(),
+        inputs: input_stamps(&inputs)?,
+        model_sha256: model.sha256().to_string(),
+        model_output: model.output_name().to_string(),
+        provider: model.provider().as_str().to_string(),
+        query_sha256: query_sha256.clone(),
+        loss: cfg.loss.describe(),
+        columns: cfg.columns.clone(),
+        keep: cfg.keep.clone(),
+        drop: cfg.drop.clone(),
+        on_invalid: cfg.on_invalid,
+        max_invalid_fraction: cfg.max_invalid_fraction,
+        shards,
+        sorted,
+        max_rows_per_file: cfg.max_rows_per_file,
+    };
     Ok(Prepared {
         ctx,
         df,
@@ -945,120 +1063,275 @@ pub async fn prepare(cfg: &JobConfig) -> Result<Prepared> {
         sorted,
         query_sha256,
         metadata,
+        targets_sql,
+        carried,
+        needed,
+        shards,
+        fingerprint,
+    })
+}
+
+async fn plan_query(
+    ctx: &SessionContext,
+    cfg: &JobConfig,
+    sql: &str,
+) -> Result<datafusion::dataframe::DataFrame> {
+    ctx.sql(sql).await.map_err(|e| {
+        Error::Usage(format!(
+            "job query{}: {e}",
+            cfg.query_file
+                .as_ref()
+                .map(|p| format!(" {}", p.display()))
+                .unwrap_or_default()
+        ))
     })
 }
 
 impl Prepared {
-    /// The physical plan, indented, as DataFusion's EXPLAIN shows it.
-    pub async fn physical_plan(&self) -> Result<String> {
-        let plan = self.df.clone().create_physical_plan().await?;
+    /// The physical plan, indented, as DataFusion's EXPLAIN shows it (of the first shard,
+    /// when there are several).
+    pub async fn physical_plan(&self, cfg: &JobConfig) -> Result<String> {
+        let plan = self.shard_frame(cfg, 0).await?.create_physical_plan().await?;
         let text = datafusion::physical_plan::displayable(plan.as_ref())
             .indent(true)
             .to_string();
         Ok(text)
     }
+
+    /// The job's DataFrame for shard `k`.
+    async fn shard_frame(&self, cfg: &JobConfig, k: usize) -> Result<datafusion::dataframe::DataFrame> {
+        if self.shards == 1 {
+            return Ok(self.df.clone());
+        }
+        source::register_view(&self.ctx, &cfg.columns, &self.carried, Some((k, self.shards))).await?;
+        let df = plan_query(&self.ctx, cfg, &self.targets_sql).await?;
+        Ok(df.select_columns(&self.needed.iter().map(String::as_str).collect::<Vec<_>>())?)
+    }
 }
 
-/// Runs the whole job and commits the output directory. On any error nothing is committed:
-/// the staging folder is removed and the error returned.
+/// Runs the whole job and commits the output directory, shard by shard (see
+/// [`crate::shard`]); with `cfg.resume`, continues an interrupted run from its committed
+/// shards. On an error nothing is committed under a final name; committed shards stay in the
+/// work folder for `--resume`.
 pub async fn run(cfg: &JobConfig) -> Result<Summary> {
     let started = Instant::now();
-    let Prepared {
-        ctx,
-        df,
-        model,
-        plan,
-        inputs,
-        sorted,
-        query_sha256,
-        metadata,
-    } = prepare(cfg).await?;
+    let prepared = prepare(cfg).await?;
+    let (out, found) = OutputDir::prepare(&cfg.output, cfg.overwrite, cfg.resume)?;
+    let job_json = serde_json::to_vec_pretty(&prepared.fingerprint)?;
+    let job_sha256 = hex::encode(Sha256::digest(&job_json));
+    let read_summary = || -> Result<Summary> {
+        let p = cfg.output.join("summary.json");
+        Ok(serde_json::from_slice(
+            &std::fs::read(&p).map_err(|e| Error::io(&p, e))?,
+        )?)
+    };
+    match found {
+        Found::Complete => {
+            let done = read_summary()?;
+            if done.job_sha256 != job_sha256 {
+                return Err(Error::Output {
+                    path: cfg.output.clone(),
+                    reason: "holds the complete output of another job (other inputs, model or settings); nothing to resume. Pass --overwrite to replace it".into(),
+                });
+            }
+            tracing::info!(output = %cfg.output.display(), "--resume: the output is already complete");
+            return Ok(done);
+        }
+        Found::Interrupted => match out.read(crate::sink::JOB_FILE)? {
+            Some(old) => {
+                let old: JobFingerprint = serde_json::from_slice(&old).map_err(|e| Error::Output {
+                    path: cfg.output.clone(),
+                    reason: format!(
+                        "the interrupted run's {} is unreadable ({e}); pass --overwrite to start again",
+                        crate::sink::JOB_FILE
+                    ),
+                })?;
+                if let Some(diff) = old.difference(&prepared.fingerprint) {
+                    return Err(Error::Usage(format!(
+                        "cannot resume {}: the interrupted run had {diff}. Resume with the same inputs, model and settings, or pass --overwrite to start again",
+                        cfg.output.display()
+                    )));
+                }
+                if out.committing() {
+                    tracing::info!("--resume: finishing the interrupted commit");
+                    out.finish_commit()?;
+                    return read_summary();
+                }
+            }
+            None => out.write(crate::sink::JOB_FILE, &job_json)?,
+        },
+        Found::Fresh => out.write(crate::sink::JOB_FILE, &job_json)?,
+    }
+    match run_shards(cfg, &prepared, &out, started, job_sha256).await {
+        Ok((summary, files)) => {
+            out.commit(&files)?;
+            Ok(summary)
+        }
+        Err(e) => {
+            let kept = out.abort();
+            if kept > 0 {
+                tracing::warn!(
+                    committed_shards = kept,
+                    shards = prepared.shards,
+                    "the committed shards are kept: rerun with --resume to finish the run"
+                );
+            }
+            Err(e)
+        }
+    }
+}
 
-    let out = OutputDir::prepare(&cfg.output, cfg.overwrite)?;
+/// Runs the shards not yet committed, then the evaluation; returns the summary and the files
+/// to commit with the outputs.
+async fn run_shards(
+    cfg: &JobConfig,
+    p: &Prepared,
+    out: &OutputDir,
+    started: Instant,
+    job_sha256: String,
+) -> Result<(Summary, Vec<(&'static str, Vec<u8>)>)> {
+    let mut records: std::collections::BTreeMap<usize, ShardRecord> = Default::default();
+    for (name, bytes) in out.shard_records()? {
+        let r: ShardRecord = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::Internal(format!("shard record {name} is unreadable: {e}")))?;
+        if r.shard < p.shards && name == crate::shard::record_name(r.shard) {
+            records.insert(r.shard, r);
+        }
+    }
+    let resumed_shards = records.len();
+    let prefixes: Vec<String> = records.keys().map(|&k| crate::shard::part_prefix(k)).collect();
+    out.keep_only(&prefixes)?;
+    if resumed_shards > 0 {
+        tracing::info!(
+            committed = resumed_shards,
+            shards = p.shards,
+            "--resume: keeping the committed shards"
+        );
+    }
+    let input_rows = p.inputs.total_rows();
     let interval = std::time::Duration::from_secs_f64(cfg.progress_interval.max(0.01));
-    let progress = Progress::start(inputs.total_rows(), cfg.progress, interval);
-    let input_rows = inputs.total_rows();
+    let progress = Progress::start(input_rows, cfg.progress, interval);
+    let done_rows: u64 = records.values().map(|r| r.moments.n + r.rejections.rows).sum();
+    progress.counter().fetch_add(done_rows, Ordering::Relaxed);
     let limit = Arc::new(RejectLimit {
-        rows: AtomicU64::new(0),
+        rows: AtomicU64::new(records.values().map(|r| r.rejections.rows).sum()),
         max_rows: cfg
             .max_invalid_fraction
             .map(|f| (f * input_rows as f64).floor() as u64),
         input_rows,
         max_fraction: cfg.max_invalid_fraction.unwrap_or(1.0),
     });
-    let result = execute(
-        df,
-        &out,
-        plan,
-        Arc::clone(&metadata),
-        cfg.max_rows_per_file,
-        progress.counter(),
-        limit,
-    )
-    .await;
-    progress.finish().await;
-    let result = result.map_err(|e| match e {
-        Error::DataFusion(df) if df.find_root().to_string().contains("Resources exhausted") => {
-            Error::MemoryLimit {
-                limit: bytesize::ByteSize::b(cfg.memory_limit).to_string(),
-                detail: df.find_root().to_string(),
+    let mut failure = None;
+    for k in 0..p.shards {
+        if records.contains_key(&k) {
+            continue;
+        }
+        if p.shards > 1 {
+            tracing::debug!(shard = k, shards = p.shards, "shard started");
+        }
+        let record = async {
+            let df = p.shard_frame(cfg, k).await?;
+            let st = p.model.stats();
+            let before = (
+                st.tokens.load(Ordering::Relaxed),
+                st.positions.load(Ordering::Relaxed),
+                st.run_nanos.load(Ordering::Relaxed),
+            );
+            let ex = execute(
+                df,
+                out,
+                Arc::clone(&p.plan),
+                Arc::clone(&p.metadata),
+                cfg.max_rows_per_file,
+                progress.counter(),
+                Arc::clone(&limit),
+                crate::shard::part_prefix(k),
+            )
+            .await?;
+            let record = ShardRecord {
+                shard: k,
+                moments: ex.moments,
+                generations: ex.generations,
+                rejections: ex.rejections,
+                files: ex.files,
+                rejected_files: ex.rejected_files,
+                spilled_bytes: ex.spilled_bytes,
+                model_tokens: st.tokens.load(Ordering::Relaxed) - before.0,
+                model_positions: st.positions.load(Ordering::Relaxed) - before.1,
+                model_nanos: st.run_nanos.load(Ordering::Relaxed) - before.2,
+            };
+            // The rename of the record commits the shard; its files are already in place.
+            out.write(
+                &format!("{}/{}", crate::sink::SHARDS_DIR, crate::shard::record_name(k)),
+                &serde_json::to_vec(&record)?,
+            )?;
+            Ok::<_, Error>(record)
+        }
+        .await;
+        match record {
+            Ok(r) => {
+                records.insert(k, r);
+            }
+            Err(e) => {
+                failure = Some(e);
+                break;
             }
         }
-        other => other,
-    });
-    let Executed {
-        moments,
-        generations,
-        files: output_files,
-        rejected_files,
-        rejections,
-        spilled_bytes,
-    } = match result {
-        Ok(r) => r,
-        Err(e) => {
-            out.abort();
-            return Err(e);
-        }
-    };
+    }
+    progress.finish().await;
+    if let Some(e) = failure {
+        return Err(match e {
+            Error::DataFusion(df) if df.find_root().to_string().contains("Resources exhausted") => {
+                Error::MemoryLimit {
+                    limit: bytesize::ByteSize::b(cfg.memory_limit).to_string(),
+                    detail: df.find_root().to_string(),
+                }
+            }
+            other => other,
+        });
+    }
+    if p.shards > 1 {
+        source::register_view(&p.ctx, &cfg.columns, &p.carried, None).await?;
+    }
+    // Merged in shard order, so a resumed run adds the same numbers in the same order.
+    let mut moments = Moments::default();
+    let mut rejections = Rejections::default();
+    let mut generations = Some(0u64);
+    let (mut output_files, mut rejected_files, mut spilled, mut tokens, mut positions, mut nanos) =
+        (0, 0, 0, 0, 0, 0);
+    for r in records.values() {
+        moments.merge(&r.moments);
+        rejections.merge(&r.rejections);
+        generations = generations.zip(r.generations).map(|(a, b)| a + b);
+        output_files += r.files.len();
+        rejected_files += r.rejected_files.len();
+        spilled += r.spilled_bytes;
+        tokens += r.model_tokens;
+        positions += r.model_positions;
+        nanos += r.model_nanos;
+    }
+    if limit.max_rows.is_some_and(|m| rejections.rows > m) {
+        return Err(validate::too_many(&rejections, input_rows, limit.max_fraction));
+    }
     // Rows that came out of the query in key order were checked and counted on the way; if
     // they did not (a replacement query without the window, say), check and count with SQL.
     let n_generations = match generations {
         Some(g) => g - rejections.generations,
-        None => match check_keys_by_sql(&ctx).await {
-            Ok(g) => g,
-            Err(e) => {
-                out.abort();
-                return Err(e);
-            }
-        },
+        None => check_keys_by_sql(&p.ctx).await?,
     };
     // Per-generation and overall metrics, by the queries in queries/ over the staged segments.
     let evaluation_started = Instant::now();
-    let evaluated = async {
-        let eval_ctx = session_context(cfg.threads, cfg.memory_limit, cfg.spill_dir.as_deref(), true)?;
-        crate::udaf::register(&eval_ctx);
-        let e = crate::evaluate::evaluate(
-            &eval_ctx,
-            out.staging(),
-            Arc::clone(&metadata),
-            cfg.max_rows_per_file,
-        )
-        .await?;
-        Ok::<_, Error>((eval_ctx, e))
-    }
-    .await;
-    let (eval_ctx, (evaluation, generation_files)) = match evaluated {
-        Ok(e) => e,
-        Err(e) => {
-            out.abort();
-            return Err(e);
-        }
-    };
+    let eval_ctx = session_context(cfg.threads, cfg.memory_limit, cfg.spill_dir.as_deref(), true)?;
+    crate::udaf::register(&eval_ctx);
+    let (evaluation, generation_files) = crate::evaluate::evaluate(
+        &eval_ctx,
+        out.staging(),
+        Arc::clone(&p.metadata),
+        cfg.max_rows_per_file,
+    )
+    .await?;
     let evaluation_seconds = evaluation_started.elapsed().as_secs_f64();
     let elapsed = started.elapsed().as_secs_f64();
-    let st = model.stats();
-    let positions = st.positions.load(std::sync::atomic::Ordering::Relaxed);
-    let tokens = st.tokens.load(std::sync::atomic::Ordering::Relaxed);
     let summary = Summary {
         segscore_version: env!("CARGO_PKG_VERSION").to_string(),
         n_generations,
@@ -1080,18 +1353,21 @@ pub async fn run(cfg: &JobConfig) -> Result<Summary> {
             _ => None,
         },
         model: cfg.model.display().to_string(),
-        model_sha256: model.sha256().to_string(),
-        model_output: model.output_name().to_string(),
-        onnxruntime_version: model.runtime().version.clone(),
-        provider: model.provider().as_str().to_string(),
-        query_sha256,
-        input_files: inputs.files.len(),
-        input_sorted: sorted,
+        model_sha256: p.model.sha256().to_string(),
+        model_output: p.model.output_name().to_string(),
+        onnxruntime_version: p.model.runtime().version.clone(),
+        provider: p.model.provider().as_str().to_string(),
+        query_sha256: p.query_sha256.clone(),
+        job_sha256,
+        input_files: p.inputs.files.len(),
+        input_sorted: p.sorted,
+        shards: p.shards,
+        resumed_shards,
         output_files,
         generation_files,
-        spilled_bytes,
+        spilled_bytes: spilled,
         padding_share: (positions > 0).then(|| 1.0 - tokens as f64 / positions as f64),
-        model_seconds: st.run_nanos.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1e9,
+        model_seconds: nanos as f64 / 1e9,
         evaluation_seconds,
         elapsed_seconds: elapsed,
         rows_per_second: if elapsed > 0.0 {
@@ -1100,22 +1376,16 @@ pub async fn run(cfg: &JobConfig) -> Result<Summary> {
             0.0
         },
     };
-    let json = serde_json::to_vec_pretty(&summary)?;
-    let mut files = vec![("summary.json", json)];
+    let mut files = vec![("summary.json", serde_json::to_vec_pretty(&summary)?)];
     if cfg.report {
         let title = cfg.output.display().to_string();
-        match crate::report::render(&eval_ctx, &summary, &title).await {
-            Ok(html) => files.push(("report.html", html.into_bytes())),
-            Err(e) => {
-                out.abort();
-                return Err(e);
-            }
-        }
+        let html = crate::report::render(&eval_ctx, &summary, &title).await?;
+        files.push(("report.html", html.into_bytes()));
     }
-    out.commit(&files)?;
-    Ok(summary)
+    Ok((summary, files))
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn execute(
     df: datafusion::dataframe::DataFrame,
     out: &OutputDir,
@@ -1124,6 +1394,7 @@ async fn execute(
     max_rows_per_file: u64,
     rows_done: Arc<AtomicU64>,
     limit: Arc<RejectLimit>,
+    prefix: String,
 ) -> Result<Executed> {
     let dir = out.staged("segments")?;
     let rejected_dir = match &plan.rejected {
@@ -1137,7 +1408,7 @@ async fn execute(
         .map_err(Error::from_datafusion)?;
     let counter = Arc::new(AtomicUsize::new(0));
     let mut tasks = tokio::task::JoinSet::new();
-    for stream in streams {
+    for (i, stream) in streams.into_iter().enumerate() {
         let writer = RollingWriter::new(
             dir.clone(),
             Arc::clone(&plan.schema),
@@ -1145,44 +1416,53 @@ async fn execute(
             plan.sorting.clone(),
             max_rows_per_file,
             Arc::clone(&counter),
-        );
+        )
+        .with_prefix(prefix.clone());
         let rejected_writer = match (&plan.rejected, &rejected_dir) {
-            (Some(layout), Some(d)) => Some(RollingWriter::new(
-                d.clone(),
-                Arc::clone(&layout.schema),
-                Arc::clone(&metadata),
-                None,
-                max_rows_per_file,
-                Arc::clone(&rejected_counter),
-            )),
+            (Some(layout), Some(d)) => Some(
+                RollingWriter::new(
+                    d.clone(),
+                    Arc::clone(&layout.schema),
+                    Arc::clone(&metadata),
+                    None,
+                    max_rows_per_file,
+                    Arc::clone(&rejected_counter),
+                )
+                .with_prefix(prefix.clone()),
+            ),
             _ => None,
         };
-        tasks.spawn(run_partition(
+        let part = run_partition(
             stream,
             Arc::clone(&plan),
             writer,
             rejected_writer,
             Arc::clone(&rows_done),
             Arc::clone(&limit),
-        ));
+        );
+        tasks.spawn(async move { part.await.map(|r| (i, r)) });
     }
+    let mut parts = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        parts.push(joined.map_err(|e| Error::Internal(format!("a worker task failed: {e}")))??);
+    }
+    // Merged in partition order: the same sums whatever order the partitions finished in.
+    parts.sort_by_key(|(i, _)| *i);
     let mut executed = Executed {
         moments: Moments::default(),
         generations: Some(0),
-        files: 0,
-        rejected_files: 0,
+        files: Vec::new(),
+        rejected_files: Vec::new(),
         rejections: Rejections::default(),
-        spilled_bytes: 0,
+        spilled_bytes: spilled_bytes(physical.as_ref()),
     };
-    while let Some(joined) = tasks.join_next().await {
-        let part = joined.map_err(|e| Error::Internal(format!("a worker task failed: {e}")))??;
+    for (_, part) in parts {
         executed.moments.merge(&part.moments);
         executed.generations = executed.generations.zip(part.generations).map(|(a, b)| a + b);
-        executed.files += part.files;
-        executed.rejected_files += part.rejected_files;
+        executed.files.extend(part.files);
+        executed.rejected_files.extend(part.rejected_files);
         executed.rejections.merge(&part.rejections);
     }
-    executed.spilled_bytes = spilled_bytes(physical.as_ref());
     Ok(executed)
 }
 
@@ -1190,8 +1470,8 @@ struct Executed {
     moments: Moments,
     /// Generations seen, rejected ones included.
     generations: Option<u64>,
-    files: usize,
-    rejected_files: usize,
+    files: Vec<String>,
+    rejected_files: Vec<String>,
     rejections: Rejections,
     spilled_bytes: u64,
 }

@@ -22,6 +22,7 @@ pub mod onnx;
 pub mod progress;
 pub mod report;
 pub mod runtime;
+pub mod shard;
 pub mod sink;
 pub mod source;
 pub mod sql;

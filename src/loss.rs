@@ -135,7 +135,7 @@ pub fn loss_columns(loss: Loss, predicted: &Float64Array, target: &Float64Array)
 
 /// Streaming first and second moments of targets, predictions and residuals (Welford, merged
 /// with Chan et al.'s formula), enough for every regression metric of the summary.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Moments {
     /// Rows.
     pub n: u64,

@@ -269,6 +269,14 @@ struct JobArgs {
     /// fraction (0 to 1) of the input rows is invalid.
     #[arg(long, value_name = "FRACTION")]
     max_invalid_fraction: Option<f64>,
+    /// Continue an interrupted run in --output: keep its committed shards, run the rest, then
+    /// commit (a complete output of the same job is left as it is).
+    #[arg(long)]
+    resume: bool,
+    /// Units of commitment: the generations are cut by a hash of their id into this many
+    /// shards, each run and committed in turn (default: one per 2M input rows).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    shards: Option<u64>,
     /// Print the physical plan and exit without running.
     #[arg(long)]
     explain: bool,
@@ -324,6 +332,8 @@ impl JobArgs {
             }
         }
         cfg.max_invalid_fraction = self.max_invalid_fraction;
+        cfg.resume = self.resume;
+        cfg.shards = self.shards.map(|n| n as usize);
         if let Some(t) = self.threads {
             cfg.threads = t as usize;
         }
@@ -369,10 +379,12 @@ fn runtime(threads: usize) -> Result<tokio::runtime::Runtime, Error> {
 }
 
 /// Runs the job; SIGINT or SIGTERM abandons it: the job's tasks are dropped, the runtime waits
-/// for its writer threads, and the run's staging folder is removed, so nothing half-written
-/// is left and no `_SUCCESS` appears.
+/// for its writer threads, and what is not committed is removed from the work folder, so
+/// nothing half-written is left and no `_SUCCESS` appears; committed shards stay for
+/// `--resume`.
 fn run_job(cfg: JobConfig) -> Result<job::Summary, Error> {
     let rt = runtime(cfg.threads)?;
+    let existed = cfg.output.exists();
     let outcome = rt.block_on(async {
         tokio::select! {
             r = job::run(&cfg) => Ok(r),
@@ -383,8 +395,9 @@ fn run_job(cfg: JobConfig) -> Result<job::Summary, Error> {
         Ok(result) => result,
         Err(signal) => {
             rt.shutdown_timeout(std::time::Duration::from_secs(10));
-            segscore::sink::remove_own_staging(&cfg.output);
-            Err(Error::Interrupted(signal))
+            // The writer threads have stopped: remove what they left that is not committed.
+            let committed = segscore::sink::abandon(&cfg.output, !existed);
+            Err(Error::Interrupted { signal, committed })
         }
     }
 }
@@ -644,7 +657,7 @@ fn main() -> ExitCode {
                 }
                 if explain {
                     let rt = runtime(cfg.threads)?;
-                    let plan = rt.block_on(async { job::prepare(&cfg).await?.physical_plan().await })?;
+                    let plan = rt.block_on(async { job::prepare(&cfg).await?.physical_plan(&cfg).await })?;
                     print!("{plan}");
                     return Ok(());
                 }
@@ -746,8 +759,8 @@ fn main() -> ExitCode {
             let code: u8 = match e {
                 Error::Usage(_) => 2,
                 Error::TooManyInvalid { .. } => 3,
-                Error::Interrupted("SIGINT") => 130,
-                Error::Interrupted(_) => 143,
+                Error::Interrupted { signal: "SIGINT", .. } => 130,
+                Error::Interrupted { .. } => 143,
                 _ => 1,
             };
             if json_logs {

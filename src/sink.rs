@@ -1,11 +1,15 @@
 //! Sink: the output directory contract and crash-safe writes.
 //!
-//! Everything a run writes goes to a hidden staging folder inside the output directory
-//! (`.segscore-staging-<pid>-<time>/`), each Parquet part under a `.inprogress` name until it
-//! is closed. Only when the whole job has succeeded are the staged outputs moved into place,
-//! `summary.json` written by rename, and `_SUCCESS` written last. A crashed or failed run
-//! therefore never leaves a file that looks complete, and an `--overwrite` run that fails
-//! leaves the previous complete output as it was.
+//! Everything a run writes goes to a hidden work folder inside the output directory
+//! (`.segscore-staging/`), each Parquet part under a `.inprogress` name until it is closed,
+//! synced and renamed. Work is committed shard by shard (see [`crate::shard`]): a shard's
+//! record is renamed into `shards/` after its files. When every shard is done, the summary is
+//! written into the work folder, a `COMMITTING` marker names the outputs produced, the
+//! outputs are renamed into place one by one, and `_SUCCESS` is written last. Killed at any
+//! moment, the directory therefore holds either a complete output with `_SUCCESS`, or no
+//! `_SUCCESS` and only whole files under final names; `--resume` picks up from the committed
+//! shards (or finishes an interrupted commit), and an `--overwrite` run that fails leaves
+//! the previous complete output as it was until its own commit.
 
 use std::fs::{self, File};
 use std::io::Write;
@@ -25,8 +29,10 @@ use crate::error::{Error, Result};
 
 /// The marker written last by a successful run.
 pub const SUCCESS: &str = "_SUCCESS";
-/// Prefix of the staging folder of a run in progress.
-pub const STAGING_PREFIX: &str = ".segscore-staging-";
+/// The work folder of a run in progress (or interrupted), inside the output directory.
+pub const WORK_DIR: &str = ".segscore-staging";
+/// Prefix of the work folders of earlier segscore versions (`.segscore-staging-<pid>-<ns>`).
+pub const STAGING_PREFIX: &str = ".segscore-staging";
 /// What a run writes at the top of its output directory; `--overwrite` replaces these and
 /// leaves anything else alone.
 pub const OUTPUTS: [&str; 6] = [
@@ -37,13 +43,31 @@ pub const OUTPUTS: [&str; 6] = [
     "report.html",
     SUCCESS,
 ];
+/// In the work folder: the job's description, checked by `--resume`.
+pub const JOB_FILE: &str = "job.json";
+/// In the work folder: the committed shards' records.
+pub const SHARDS_DIR: &str = "shards";
+/// In the work folder: the outputs being moved into place (their names, JSON).
+const COMMITTING: &str = "COMMITTING";
+
+/// What [`OutputDir::prepare`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Found {
+    /// Nothing of a run: a new run starts.
+    Fresh,
+    /// An interrupted run's work folder, kept for `--resume`.
+    Interrupted,
+    /// With `--resume`: a complete output and no interrupted work.
+    Complete,
+}
 
 /// An output directory being written.
 #[derive(Debug)]
 pub struct OutputDir {
     root: PathBuf,
-    staging: PathBuf,
+    work: PathBuf,
     created_root: bool,
+    _lock: Option<File>,
     done: bool,
 }
 
@@ -54,11 +78,37 @@ fn out_err(path: &Path, reason: impl Into<String>) -> Error {
     }
 }
 
+/// Locks the work folder for this process (released when the process ends, however it ends).
+fn lock(root: &Path, work: &Path) -> Result<File> {
+    let f = File::open(work).map_err(|e| Error::io(work, e))?;
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: flock on a descriptor this function owns.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            return Err(out_err(
+                root,
+                format!("another segscore run is writing into it (its {WORK_DIR} folder is locked)"),
+            ));
+        }
+    }
+    Ok(f)
+}
+
 impl OutputDir {
-    /// Refuses a non-empty directory unless `overwrite`; creates the directory and a staging
-    /// folder inside it. Nothing already there is touched until [`OutputDir::commit`].
-    pub fn prepare(root: &Path, overwrite: bool) -> Result<Self> {
+    /// Opens the output directory for a run.
+    ///
+    /// - absent: created, with a new work folder;
+    /// - holding an interrupted run's work folder: kept with `resume`, removed with
+    ///   `overwrite`, an error otherwise;
+    /// - holding other files: an error unless `overwrite` (or `resume`, when it holds a
+    ///   complete output: [`Found::Complete`]).
+    ///
+    /// Nothing already there is touched until [`OutputDir::commit`].
+    pub fn prepare(root: &Path, overwrite: bool, resume: bool) -> Result<(Self, Found)> {
+        let work = root.join(WORK_DIR);
         let mut created_root = false;
+        let mut found = Found::Fresh;
         if root.exists() {
             if !root.is_dir() {
                 return Err(out_err(root, "exists and is not a directory"));
@@ -69,7 +119,38 @@ impl OutputDir {
                 .map(|e| e.file_name().to_string_lossy().into_owned())
                 .collect();
             entries.sort();
-            if !entries.is_empty() && !overwrite {
+            // Earlier versions' per-process staging folders: never complete, safe to remove.
+            for e in entries
+                .iter()
+                .filter(|e| e.starts_with(STAGING_PREFIX) && *e != WORK_DIR)
+            {
+                let _ = fs::remove_dir_all(root.join(e));
+            }
+            entries.retain(|e| !e.starts_with(STAGING_PREFIX));
+            if work.is_dir() {
+                let held = lock(root, &work)?;
+                if resume {
+                    return Ok((
+                        OutputDir {
+                            root: root.to_path_buf(),
+                            work,
+                            created_root: false,
+                            _lock: Some(held),
+                            done: false,
+                        },
+                        Found::Interrupted,
+                    ));
+                }
+                if !overwrite {
+                    return Err(out_err(
+                        root,
+                        format!("holds an interrupted run ({WORK_DIR}); pass --resume to finish it, or --overwrite to start again"),
+                    ));
+                }
+                fs::remove_dir_all(&work).map_err(|e| Error::io(&work, e))?;
+            } else if resume && root.join(SUCCESS).exists() {
+                found = Found::Complete;
+            } else if !entries.is_empty() && !overwrite {
                 let shown: Vec<_> = entries.iter().take(5).cloned().collect();
                 return Err(out_err(
                     root,
@@ -80,26 +161,26 @@ impl OutputDir {
                     ),
                 ));
             }
-            // Left behind by runs that were killed: never complete, safe to remove.
-            for e in entries.iter().filter(|e| e.starts_with(STAGING_PREFIX)) {
-                let _ = fs::remove_dir_all(root.join(e));
-            }
         } else {
             fs::create_dir_all(root).map_err(|e| Error::io(root, e))?;
             created_root = true;
         }
-        let stamp = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        let staging = root.join(format!("{STAGING_PREFIX}{}-{stamp}", std::process::id()));
-        fs::create_dir_all(&staging).map_err(|e| Error::io(&staging, e))?;
-        Ok(OutputDir {
-            root: root.to_path_buf(),
-            staging,
-            created_root,
-            done: false,
-        })
+        let held = if found == Found::Complete {
+            None
+        } else {
+            fs::create_dir_all(&work).map_err(|e| Error::io(&work, e))?;
+            Some(lock(root, &work)?)
+        };
+        Ok((
+            OutputDir {
+                root: root.to_path_buf(),
+                work,
+                created_root,
+                _lock: held,
+                done: found == Found::Complete,
+            },
+            found,
+        ))
     }
 
     /// The final output directory.
@@ -107,89 +188,203 @@ impl OutputDir {
         &self.root
     }
 
-    /// The staging folder (hidden, inside the output directory) this run writes into.
+    /// The work folder (hidden, inside the output directory) this run writes into.
     pub fn staging(&self) -> &Path {
-        &self.staging
+        &self.work
     }
 
-    /// A folder inside staging, created if needed (e.g. "segments").
+    /// A folder inside the work folder, created if needed (e.g. "segments").
     pub fn staged(&self, name: &str) -> Result<PathBuf> {
-        let p = self.staging.join(name);
+        let p = self.work.join(name);
         fs::create_dir_all(&p).map_err(|e| Error::io(&p, e))?;
         Ok(p)
     }
 
-    /// Moves the staged outputs into place, then writes `files` (name, bytes) atomically,
-    /// then `_SUCCESS`. Outputs of an earlier run that this run did not produce again are
-    /// removed, so the directory holds one run's outputs only.
-    pub fn commit(mut self, files: &[(&str, Vec<u8>)]) -> Result<()> {
+    /// A file of the work folder, if it is there.
+    pub fn read(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        let p = self.work.join(name);
+        match fs::read(&p) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io(&p, e)),
+        }
+    }
+
+    /// Writes a file of the work folder atomically (`name` may hold one folder level).
+    pub fn write(&self, name: &str, bytes: &[u8]) -> Result<()> {
+        let p = self.work.join(name);
+        if let Some(dir) = p.parent() {
+            fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        }
+        write_atomic(&p, bytes)?;
+        if let Some(dir) = p.parent() {
+            sync_dir(dir);
+        }
+        Ok(())
+    }
+
+    /// The committed shards' records, by file name.
+    pub fn shard_records(&self) -> Result<Vec<(String, Vec<u8>)>> {
+        let dir = self.work.join(SHARDS_DIR);
+        let mut out = Vec::new();
+        if let Ok(rd) = fs::read_dir(&dir) {
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.ends_with(".json") && !name.starts_with('.') {
+                    out.push((name, fs::read(e.path()).map_err(|err| Error::io(e.path(), err))?));
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Whether an interrupted run had begun moving its outputs into place.
+    pub fn committing(&self) -> bool {
+        self.work.join(COMMITTING).exists()
+    }
+
+    /// Removes everything in the work folder but the job description, the committed shards'
+    /// records and the part files whose names start with one of `keep_prefixes`.
+    pub fn keep_only(&self, keep_prefixes: &[String]) -> Result<()> {
+        tidy(&self.work, keep_prefixes)
+    }
+
+    /// Moves the outputs into place: writes `files` (name, bytes) into the work folder, marks
+    /// the commit as begun, then [`OutputDir::finish_commit`].
+    pub fn commit(self, files: &[(&str, Vec<u8>)]) -> Result<()> {
+        for (name, bytes) in files {
+            write_atomic(&self.work.join(name), bytes)?;
+        }
+        let produced: Vec<&str> = OUTPUTS
+            .iter()
+            .copied()
+            .filter(|name| *name != SUCCESS && self.work.join(name).exists())
+            .collect();
+        self.write(COMMITTING, &serde_json::to_vec(&produced)?)?;
+        self.finish_commit()
+    }
+
+    /// Moves each produced output into place (replacing an earlier run's), removes earlier
+    /// outputs this run did not produce, writes `_SUCCESS` and removes the work folder. Safe
+    /// to repeat after an interruption: what was moved already is not in the work folder.
+    pub fn finish_commit(mut self) -> Result<()> {
+        let bytes = self
+            .read(COMMITTING)?
+            .ok_or_else(|| Error::Internal("finish_commit without a COMMITTING marker".into()))?;
+        let produced: Vec<String> = serde_json::from_slice(&bytes)?;
         let marker = self.root.join(SUCCESS);
         if marker.exists() {
             fs::remove_file(&marker).map_err(|e| Error::io(&marker, e))?;
         }
-        let staged: Vec<std::ffi::OsString> = fs::read_dir(&self.staging)
-            .map_err(|e| Error::io(&self.staging, e))?
-            .map(|e| e.map(|e| e.file_name()).map_err(|e| Error::io(&self.staging, e)))
-            .collect::<Result<_>>()?;
-        let trash = self.staging.join(".replaced");
-        for name in &staged {
+        let trash = self.work.join(".replaced");
+        for name in OUTPUTS.iter().filter(|n| **n != SUCCESS) {
+            let src = self.work.join(name);
             let dest = self.root.join(name);
-            if dest.exists() {
-                fs::create_dir_all(&trash).map_err(|e| Error::io(&trash, e))?;
-                fs::rename(&dest, trash.join(name)).map_err(|e| Error::io(&dest, e))?;
+            if produced.iter().any(|p| p == name) {
+                if !src.exists() {
+                    continue; // moved before the interruption
+                }
+                if dest.exists() {
+                    fs::create_dir_all(&trash).map_err(|e| Error::io(&trash, e))?;
+                    let old = trash.join(name);
+                    if old.exists() {
+                        remove_path(&old)?;
+                    }
+                    fs::rename(&dest, &old).map_err(|e| Error::io(&dest, e))?;
+                }
+                fs::rename(&src, &dest).map_err(|e| Error::io(&dest, e))?;
+            } else if dest.exists() {
+                remove_path(&dest)?;
             }
-            fs::rename(self.staging.join(name), &dest).map_err(|e| Error::io(&dest, e))?;
         }
-        for name in OUTPUTS {
-            let p = self.root.join(name);
-            let produced = staged.iter().any(|s| s == name) || files.iter().any(|(f, _)| *f == name);
-            if name != SUCCESS && !produced && p.exists() {
-                remove_path(&p)?;
-            }
-        }
-        for (name, bytes) in files {
-            write_atomic(&self.root.join(name), bytes)?;
-        }
-        let _ = fs::remove_dir_all(&self.staging);
+        sync_dir(&self.root);
         write_atomic(&marker, b"")?;
+        let _ = fs::remove_dir_all(&self.work);
         sync_dir(&self.root);
         self.done = true;
         Ok(())
     }
 
-    /// Removes the staging folder, and the output directory itself if this run created it
-    /// and it is empty.
-    pub fn abort(mut self) {
-        self.cleanup();
+    /// Gives up the run: removes what is not committed (everything, when no shard is) and
+    /// returns how many shards stay committed for `--resume`.
+    pub fn abort(mut self) -> usize {
         self.done = true;
-    }
-
-    fn cleanup(&self) {
-        let _ = fs::remove_dir_all(&self.staging);
-        if self.created_root {
-            let _ = fs::remove_dir(&self.root);
-        }
+        abandon(&self.root, self.created_root)
     }
 }
 
 impl Drop for OutputDir {
     fn drop(&mut self) {
         if !self.done {
-            self.cleanup();
+            abandon(&self.root, self.created_root);
         }
     }
 }
 
-/// Removes this process's staging folders in `root` (after an abandoned run).
-pub fn remove_own_staging(root: &Path) {
-    let prefix = format!("{STAGING_PREFIX}{}-", std::process::id());
-    if let Ok(entries) = fs::read_dir(root) {
-        for e in entries.flatten() {
-            if e.file_name().to_string_lossy().starts_with(&prefix) {
-                let _ = fs::remove_dir_all(e.path());
+/// Removes an abandoned run's uncommitted work from `root`'s work folder: everything when no
+/// shard was committed (and `root` itself if the run created it and it is empty), else every
+/// file but the committed shards'. Returns how many shards stay committed.
+pub fn abandon(root: &Path, created_root: bool) -> usize {
+    let work = root.join(WORK_DIR);
+    let committed = committed_prefixes(&work);
+    if committed.is_empty() {
+        let _ = fs::remove_dir_all(&work);
+        if created_root {
+            let _ = fs::remove_dir(root);
+        }
+    } else {
+        let _ = tidy(&work, &committed);
+    }
+    committed.len()
+}
+
+/// The part-file prefixes of the shards committed in a work folder.
+fn committed_prefixes(work: &Path) -> Vec<String> {
+    let mut v = Vec::new();
+    if let Ok(rd) = fs::read_dir(work.join(SHARDS_DIR)) {
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(k) = name
+                .strip_prefix("shard-")
+                .and_then(|n| n.strip_suffix(".json"))
+                .and_then(|n| n.parse::<usize>().ok())
+            {
+                v.push(crate::shard::part_prefix(k));
             }
         }
     }
+    v.sort();
+    v
+}
+
+/// Keeps the job description, the shard records and the part files named by `keep`;
+/// removes everything else in the work folder.
+fn tidy(work: &Path, keep: &[String]) -> Result<()> {
+    let entries = match fs::read_dir(work) {
+        Ok(rd) => rd.flatten().collect::<Vec<_>>(),
+        Err(_) => return Ok(()),
+    };
+    for e in entries {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let path = e.path();
+        match name.as_str() {
+            JOB_FILE | SHARDS_DIR => {}
+            "segments" | "rejected" => {
+                for f in fs::read_dir(&path)
+                    .map_err(|err| Error::io(&path, err))?
+                    .flatten()
+                {
+                    let fname = f.file_name().to_string_lossy().into_owned();
+                    if !keep.iter().any(|k| fname.starts_with(k.as_str())) {
+                        remove_path(&f.path())?;
+                    }
+                }
+            }
+            _ => remove_path(&path)?,
+        }
+    }
+    Ok(())
 }
 
 fn remove_path(p: &Path) -> Result<()> {
@@ -308,6 +503,7 @@ pub struct RollingWriter {
     sorting: Option<Vec<SortingColumn>>,
     max_rows: u64,
     counter: Arc<AtomicUsize>,
+    prefix: String,
     current: Option<PartWriter>,
     closed: Vec<PathBuf>,
 }
@@ -329,9 +525,16 @@ impl RollingWriter {
             sorting,
             max_rows: max_rows.max(1),
             counter,
+            prefix: "part-".into(),
             current: None,
             closed: Vec::new(),
         }
+    }
+
+    /// Names files `<prefix>NNNNN.parquet` instead of `part-NNNNN.parquet`.
+    pub fn with_prefix(mut self, prefix: String) -> Self {
+        self.prefix = prefix;
+        self
     }
 
     /// Appends a batch, starting new files as files fill up.
@@ -348,7 +551,7 @@ impl RollingWriter {
                     let props = writer_properties(&self.schema, &self.metadata, self.sorting.clone());
                     self.current.insert(PartWriter::create(
                         &self.dir,
-                        &format!("part-{n:05}.parquet"),
+                        &format!("{}{n:05}.parquet", self.prefix),
                         Arc::clone(&self.schema),
                         props,
                     )?)

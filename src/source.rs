@@ -441,10 +441,30 @@ pub async fn register(
     let schema: SchemaRef = datafusion::catalog::TableProvider::schema(&table);
     ctx.register_table("input_files", Arc::new(table))?;
     let carried = carried_columns(&schema, cols)?;
-    let sql = generations_view_sql(cols, &carried);
-    let view = ctx.sql(&sql).await?.into_view();
-    ctx.register_table("generations", view)?;
+    register_view(ctx, cols, &carried, None).await?;
     Ok(carried)
+}
+
+/// (Re-)registers the `generations` view over `input_files`; with `shard = Some((k, n))`,
+/// only the generations of shard k of n ([`crate::shard`]).
+pub async fn register_view(
+    ctx: &SessionContext,
+    cols: &ColumnNames,
+    carried: &[String],
+    shard: Option<(usize, usize)>,
+) -> Result<()> {
+    let mut sql = generations_view_sql(cols, carried);
+    if let Some((k, n)) = shard {
+        sql.push_str(&format!(
+            " WHERE {}({}, {n}) = {k}",
+            crate::shard::UDF_NAME,
+            quote_ident(&cols.generation_id)
+        ));
+    }
+    let view = ctx.sql(&sql).await?.into_view();
+    ctx.deregister_table("generations")?;
+    ctx.register_table("generations", view)?;
+    Ok(())
 }
 
 fn carried_columns(schema: &Schema, cols: &ColumnNames) -> Result<Vec<String>> {

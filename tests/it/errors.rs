@@ -373,7 +373,7 @@ fn sigterm_and_sigint_abandon_the_run_and_leave_nothing_half_written() {
         while !std::fs::read_dir(&out)
             .map(|d| {
                 d.flatten()
-                    .any(|e| e.file_name().to_string_lossy().starts_with(".segscore-staging-"))
+                    .any(|e| e.file_name().to_string_lossy().starts_with(".segscore-staging"))
             })
             .unwrap_or(false)
         {

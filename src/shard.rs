@@ -1,0 +1,198 @@
+//! Shards: the unit of commitment of a run.
+//!
+//! A run with N shards processes the generations whose id hashes to shard k (FNV-1a 64 of
+//! the id's bytes, modulo N) as its own pass over the input, k = 0..N. Whole generations
+//! fall into one shard, so the window's targets are the same as in one pass. A shard's
+//! part files are written, synced and renamed first, and then its record
+//! (`shards/shard-KKKKK.json`: its files, moments and counts) is written under a temporary
+//! name and renamed: that rename commits the shard. `--resume` keeps the committed shards,
+//! removes every other file, and runs the rest.
+//!
+//! The SQL function `segscore_shard(generation_id, n)` says which shard a generation is in.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int64Array};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Int64Type};
+use datafusion::common::{exec_err, plan_err, ScalarValue};
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::loss::Moments;
+use crate::validate::Rejections;
+
+/// The SQL name of the shard function.
+pub const UDF_NAME: &str = "segscore_shard";
+
+/// Input rows per shard when `--shards` is not given.
+pub const AUTO_SHARD_ROWS: u64 = 2_000_000;
+
+/// Shards for `rows` input rows when `--shards` is not given: one per
+/// [`AUTO_SHARD_ROWS`] rows (at least 1, at most 4096).
+pub fn auto_shards(rows: u64) -> usize {
+    rows.div_ceil(AUTO_SHARD_ROWS).clamp(1, 4096) as usize
+}
+
+/// FNV-1a, 64 bits.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= *b as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// The shard of each generation id (string or integer; a null id is in shard 0).
+pub fn shards_of(ids: &ArrayRef, n: u64) -> datafusion::error::Result<Int64Array> {
+    let n = n.max(1);
+    let shard = |h: u64| (h % n) as i64;
+    Ok(match ids.data_type() {
+        t if t.is_integer() => {
+            let v = cast(ids, &DataType::Int64)?;
+            let v = v.as_primitive::<Int64Type>();
+            (0..v.len())
+                .map(|i| {
+                    Some(if v.is_null(i) {
+                        0
+                    } else {
+                        shard(fnv1a(&v.value(i).to_le_bytes()))
+                    })
+                })
+                .collect()
+        }
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Null => {
+            let v = cast(ids, &DataType::Utf8)?;
+            let v = v.as_string::<i32>();
+            (0..v.len())
+                .map(|i| {
+                    Some(if v.is_null(i) {
+                        0
+                    } else {
+                        shard(fnv1a(v.value(i).as_bytes()))
+                    })
+                })
+                .collect()
+        }
+        other => return exec_err!("{UDF_NAME}: generation ids of type {other} cannot be sharded"),
+    })
+}
+
+/// `segscore_shard(generation_id, n)` as a DataFusion function.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct ShardUdf {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for ShardUdf {
+    fn name(&self) -> &str {
+        UDF_NAME
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, args: &[DataType]) -> datafusion::error::Result<DataType> {
+        if args.len() != 2 || !args[1].is_integer() {
+            return plan_err!("{UDF_NAME}(generation_id, n) takes a key and an integer shard count");
+        }
+        Ok(DataType::Int64)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> datafusion::error::Result<ColumnarValue> {
+        let n = match &args.args[1] {
+            ColumnarValue::Scalar(s) => match s.cast_to(&DataType::Int64)? {
+                ScalarValue::Int64(Some(n)) if n > 0 => n as u64,
+                _ => return exec_err!("{UDF_NAME}: the shard count must be a positive integer"),
+            },
+            ColumnarValue::Array(_) => return exec_err!("{UDF_NAME}: the shard count must be a constant"),
+        };
+        let ids = args.args[0].to_array(args.number_rows)?;
+        Ok(ColumnarValue::Array(Arc::new(shards_of(&ids, n)?)))
+    }
+}
+
+/// The `segscore_shard` function.
+pub fn udf() -> ScalarUDF {
+    ScalarUDF::from(ShardUdf {
+        signature: Signature::any(2, Volatility::Immutable),
+    })
+}
+
+/// A committed shard's record.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ShardRecord {
+    /// The shard.
+    pub shard: usize,
+    /// Moments of its valid segments.
+    pub moments: Moments,
+    /// Generations seen (rejected ones included); None when rows were not in key order.
+    pub generations: Option<u64>,
+    /// Its rejections.
+    pub rejections: Rejections,
+    /// Its part files in `segments/`.
+    pub files: Vec<String>,
+    /// Its part files in `rejected/`.
+    pub rejected_files: Vec<String>,
+    /// Bytes its sort spilled.
+    pub spilled_bytes: u64,
+    /// Model work: real tokens, padded positions, nanoseconds in ONNX Runtime.
+    pub model_tokens: u64,
+    /// Padded positions fed to the model.
+    pub model_positions: u64,
+    /// Nanoseconds inside ONNX Runtime.
+    pub model_nanos: u64,
+}
+
+/// The file name of shard `k`'s record.
+pub fn record_name(k: usize) -> String {
+    format!("shard-{k:05}.json")
+}
+
+/// The prefix of shard `k`'s part files.
+pub fn part_prefix(k: usize) -> String {
+    format!("part-s{k:05}-")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::StringArray;
+
+    #[test]
+    fn fnv_reference_values() {
+        // Published FNV-1a 64 test vectors.
+        assert_eq!(fnv1a(b""), 0xcbf29ce484222325);
+        assert_eq!(fnv1a(b"a"), 0xaf63dc4c8601ec8c);
+        assert_eq!(fnv1a(b"foobar"), 0x85944171f73967e8);
+    }
+
+    #[test]
+    fn shards_are_stable_and_spread() {
+        let ids: ArrayRef = Arc::new(StringArray::from_iter(
+            (0..1000).map(|i| Some(format!("gen-{i}"))),
+        ));
+        let s = shards_of(&ids, 8).unwrap();
+        let mut counts = [0usize; 8];
+        for v in s.values() {
+            counts[*v as usize] += 1;
+        }
+        assert!(counts.iter().all(|&c| c > 80), "{counts:?}");
+        let null: ArrayRef = Arc::new(StringArray::from(vec![None::<&str>, Some("a")]));
+        let s = shards_of(&null, 8).unwrap();
+        assert_eq!(s.value(0), 0);
+        assert_eq!(s.value(1), (0xaf63dc4c8601ec8cu64 % 8) as i64);
+        let ints: ArrayRef = Arc::new(Int64Array::from(vec![1, 2]));
+        let s = shards_of(&ints, 3).unwrap();
+        assert_eq!(s.value(0), (fnv1a(&1i64.to_le_bytes()) % 3) as i64);
+    }
+
+    #[test]
+    fn auto_shard_counts() {
+        assert_eq!(auto_shards(0), 1);
+        assert_eq!(auto_shards(2_000_000), 1);
+        assert_eq!(auto_shards(2_000_001), 2);
+        assert_eq!(auto_shards(10_000_000), 5);
+    }
+}
