@@ -1265,6 +1265,7 @@ async fn run_shards(
                 &format!("{}/{}", crate::sink::SHARDS_DIR, crate::shard::record_name(k)),
                 &serde_json::to_vec(&record)?,
             )?;
+            crate::sink::crash_point("shard-committed");
             Ok::<_, Error>(record)
         }
         .await;

@@ -213,14 +213,14 @@ pub fn top_share(values: &mut [f64], fraction: f64) -> Option<f64> {
     if n == 0 || !(fraction > 0.0 && fraction <= 1.0) || !all_finite(values) {
         return None;
     }
+    // Sorted, then summed in that order: the result does not depend on the order the values
+    // arrived in (parallel partitions), to the last bit.
+    values.sort_unstable_by(|a, b| b.total_cmp(a));
     let total: f64 = values.iter().sum();
     if total == 0.0 {
         return None;
     }
     let k = ((fraction * n as f64).ceil() as usize).clamp(1, n);
-    if k < n {
-        values.select_nth_unstable_by(k - 1, |a, b| b.total_cmp(a));
-    }
     Some(values[..k].iter().sum::<f64>() / total)
 }
 

@@ -50,6 +50,17 @@ pub const SHARDS_DIR: &str = "shards";
 /// In the work folder: the outputs being moved into place (their names, JSON).
 const COMMITTING: &str = "COMMITTING";
 
+/// Fault injection for the crash tests: when the environment variable `SEGSCORE_CRASH_AT`
+/// names this point, the process aborts here, as a kill would stop it. Points:
+/// `shard-committed` (after a shard's record), `commit-begun` (after the `COMMITTING`
+/// marker), `commit-moved` (after the first output is moved into place).
+pub fn crash_point(name: &str) {
+    if std::env::var_os("SEGSCORE_CRASH_AT").is_some_and(|v| v == name) {
+        eprintln!("SEGSCORE_CRASH_AT={name}: aborting");
+        std::process::abort();
+    }
+}
+
 /// What [`OutputDir::prepare`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Found {
@@ -262,6 +273,7 @@ impl OutputDir {
             .filter(|name| *name != SUCCESS && self.work.join(name).exists())
             .collect();
         self.write(COMMITTING, &serde_json::to_vec(&produced)?)?;
+        crash_point("commit-begun");
         self.finish_commit()
     }
 
@@ -294,6 +306,7 @@ impl OutputDir {
                     fs::rename(&dest, &old).map_err(|e| Error::io(&dest, e))?;
                 }
                 fs::rename(&src, &dest).map_err(|e| Error::io(&dest, e))?;
+                crash_point("commit-moved");
             } else if dest.exists() {
                 remove_path(&dest)?;
             }
@@ -328,6 +341,10 @@ impl Drop for OutputDir {
 pub fn abandon(root: &Path, created_root: bool) -> usize {
     let work = root.join(WORK_DIR);
     let committed = committed_prefixes(&work);
+    if work.join(COMMITTING).exists() {
+        // Everything is committed and being moved into place: --resume finishes the moves.
+        return committed.len().max(1);
+    }
     if committed.is_empty() {
         let _ = fs::remove_dir_all(&work);
         if created_root {

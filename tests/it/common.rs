@@ -291,3 +291,36 @@ pub fn assert_same_output(a: &RecordBatch, b: &RecordBatch, tol: f64, what: &str
     );
     assert_same_rows(&ra, &rb, what);
 }
+
+/// Writes a benchmark dataset with `segscore generate`.
+pub fn generate(dir: &Path, segments: u64, files: usize, shuffled: bool) {
+    let mut args = vec![
+        "generate".to_string(),
+        "--output".into(),
+        dir.display().to_string(),
+        "--segments".into(),
+        segments.to_string(),
+        "--files".into(),
+        files.to_string(),
+    ];
+    if shuffled {
+        args.push("--shuffled".into());
+    }
+    let refs: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+    let o = segscore(&refs);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+/// Every row of a batch as text, sorted (whole-output comparisons without a key).
+pub fn sorted_rows(b: &RecordBatch) -> Vec<Vec<String>> {
+    let mut v: Vec<Vec<String>> = (0..b.num_rows())
+        .map(|i| {
+            b.columns()
+                .iter()
+                .map(|c| datafusion::arrow::util::display::array_value_to_string(c, i).unwrap())
+                .collect()
+        })
+        .collect();
+    v.sort();
+    v
+}

@@ -3,6 +3,7 @@
 
 mod common;
 mod contract;
+mod crash;
 mod errors;
 mod evaluation;
 mod models;

@@ -7,24 +7,6 @@ use datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
 
 use crate::common::*;
 
-fn generate(dir: &Path, segments: u64, files: usize, shuffled: bool) {
-    let mut args = vec![
-        "generate".to_string(),
-        "--output".into(),
-        dir.display().to_string(),
-        "--segments".into(),
-        segments.to_string(),
-        "--files".into(),
-        files.to_string(),
-    ];
-    if shuffled {
-        args.push("--shuffled".into());
-    }
-    let refs: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
-    let o = segscore(&refs);
-    assert!(o.status.success(), "{}", stderr(&o));
-}
-
 fn explain(input: &Path, extra: &[&str]) -> String {
     let out = input.with_extension("unused");
     let mut args = vec!["--provider", "cpu", "--explain"];

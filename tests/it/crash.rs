@@ -1,0 +1,270 @@
+//! Crash safety and `--resume`: runs killed with SIGKILL at random moments leave either a
+//! complete output or one without `_SUCCESS` in which every file under a final name is whole;
+//! `--resume` then finishes with exactly the rows and values of an uninterrupted run.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rand::{Rng, SeedableRng};
+
+use crate::common::*;
+
+const SHARDS: &str = "4";
+
+fn job_args(input: &Path, out: &Path, extra: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = vec![
+        "run".into(),
+        "-q".into(),
+        "--provider".into(),
+        "cpu".into(),
+        "--shards".into(),
+        SHARDS.into(),
+        "--max-rows-per-file".into(),
+        "4000".into(),
+        "--threads".into(),
+        "2".into(),
+        "-i".into(),
+        input.display().to_string(),
+        "-m".into(),
+        demo_model().display().to_string(),
+        "-o".into(),
+        out.display().to_string(),
+    ];
+    v.extend(extra.iter().map(|s| s.to_string()));
+    v
+}
+
+fn job(input: &Path, out: &Path, extra: &[&str]) -> Command {
+    let mut c = Command::new(BIN);
+    c.args(job_args(input, out, extra))
+        .env_remove("ORT_DYLIB_PATH")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    c
+}
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        if let Ok(rd) = std::fs::read_dir(&d) {
+            for e in rd.flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else {
+                    out.push(p);
+                }
+            }
+        }
+    }
+    out
+}
+
+fn readable_parquet(p: &Path) -> Result<usize, String> {
+    let f = std::fs::File::open(p).map_err(|e| e.to_string())?;
+    let reader = datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
+        .map_err(|e| e.to_string())?
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut rows = 0;
+    for b in reader {
+        rows += b.map_err(|e| e.to_string())?.num_rows();
+    }
+    Ok(rows)
+}
+
+/// The crash-safety contract, checked on what a killed run left.
+fn check_left_behind(out: &Path, segments: u64, moment: &str) {
+    if out.join("_SUCCESS").exists() {
+        let s = summary(out);
+        assert_eq!(
+            s["n_segments"], segments,
+            "{moment}: a complete output has every segment"
+        );
+        let rows: usize = parts(&out.join("segments"))
+            .iter()
+            .map(|p| readable_parquet(p).unwrap())
+            .sum();
+        assert_eq!(rows as u64, segments, "{moment}: complete output");
+        return;
+    }
+    for f in files_under(out) {
+        let name = f.file_name().unwrap().to_string_lossy().into_owned();
+        if name.ends_with(".inprogress") {
+            continue; // not a final name
+        }
+        if name.ends_with(".parquet") {
+            readable_parquet(&f).unwrap_or_else(|e| panic!("{moment}: {} is not whole: {e}", f.display()));
+        }
+        if name.ends_with(".json") {
+            let bytes = std::fs::read(&f).unwrap();
+            serde_json::from_slice::<serde_json::Value>(&bytes)
+                .unwrap_or_else(|e| panic!("{moment}: {} is not whole: {e}", f.display()));
+        }
+    }
+}
+
+/// Asserts `out` holds exactly the reference run's rows and values.
+fn assert_same_as(reference: &Path, out: &Path, what: &str) {
+    assert!(out.join("_SUCCESS").exists(), "{what}: not complete");
+    assert_same_rows(
+        &rows_by_key(&read_segments(reference)),
+        &rows_by_key(&read_segments(out)),
+        what,
+    );
+    assert_eq!(
+        sorted_rows(&read_parts(&reference.join("generations"))),
+        sorted_rows(&read_parts(&out.join("generations"))),
+        "{what}: generations/"
+    );
+    let (a, b) = (summary(reference), summary(out));
+    for (k, v) in a.as_object().unwrap() {
+        if k.contains("seconds") || k.contains("per_second") || k == "resumed_shards" {
+            continue;
+        }
+        assert_eq!(Some(v), b.get(k), "{what}: summary {k}");
+    }
+}
+
+#[test]
+fn sigkill_at_random_moments_leaves_whole_files_and_resume_finishes_identically() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in");
+    generate(&input, 40_000, 3, true);
+    let reference = tmp.path().join("reference");
+    let started = Instant::now();
+    let o = job(&input, &reference, &[]).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let full = started.elapsed();
+    let segments = summary(&reference)["n_segments"].as_u64().unwrap();
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(20261127);
+    let dirs: Vec<PathBuf> = (0..4).map(|i| tmp.path().join(format!("out{i}"))).collect();
+    let mut killed = 0;
+    let mut i = 0;
+    while killed < 24 {
+        assert!(i < 60, "only {killed} of {i} runs were killed mid-way");
+        let out = &dirs[i % dirs.len()];
+        // Anywhere from before the model loads to about when the run would finish.
+        let delay = full.mul_f64(rng.random_range(0.0..1.0));
+        let mut child = job(&input, out, &["--resume"]).spawn().unwrap();
+        std::thread::sleep(delay);
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap(); // SIGKILL
+            killed += 1;
+        }
+        let status = child.wait().unwrap();
+        let moment = format!("kill {i} after {delay:?}");
+        if status.success() {
+            assert!(out.join("_SUCCESS").exists(), "{moment}: exit 0 without _SUCCESS");
+        }
+        check_left_behind(out, segments, &moment);
+        if out.join("_SUCCESS").exists() {
+            assert_same_as(&reference, out, &moment);
+            std::fs::remove_dir_all(out).unwrap(); // the next run there starts afresh
+        }
+        i += 1;
+    }
+    for (i, out) in dirs.iter().enumerate() {
+        let o = job(&input, out, &["--resume"]).output().unwrap();
+        assert!(o.status.success(), "resume {i}: {}", stderr(&o));
+        assert_same_as(&reference, out, &format!("resumed run {i}"));
+        assert!(
+            !out.join(".segscore-staging").exists(),
+            "the work folder is removed"
+        );
+    }
+}
+
+#[test]
+fn resume_keeps_committed_shards_and_finishes_interrupted_commits() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in");
+    generate(&input, 12_000, 2, false);
+    let reference = tmp.path().join("reference");
+    let o = job(&input, &reference, &[]).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    for point in ["shard-committed", "commit-begun", "commit-moved"] {
+        let out = tmp.path().join(point);
+        let o = job(&input, &out, &[])
+            .env("SEGSCORE_CRASH_AT", point)
+            .output()
+            .unwrap();
+        assert!(!o.status.success(), "{point}: the run should have crashed");
+        assert!(!out.join("_SUCCESS").exists(), "{point}");
+        check_left_behind(&out, 0, point);
+        // Without --resume, the interrupted run is neither lost nor silently replaced.
+        let o = job(&input, &out, &[]).output().unwrap();
+        assert_eq!(o.status.code(), Some(1), "{point}");
+        assert!(stderr(&o).contains("--resume"), "{point}: {}", stderr(&o));
+        // A different job cannot resume it.
+        let o = job(&input, &out, &["--resume", "--loss", "absolute"])
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2), "{point}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("cannot resume") && stderr(&o).contains("loss"),
+            "{}",
+            stderr(&o)
+        );
+        let o = job(&input, &out, &["--resume"]).output().unwrap();
+        assert!(o.status.success(), "{point}: {}", stderr(&o));
+        assert_same_as(&reference, &out, point);
+        if point == "shard-committed" {
+            // One shard was kept, three were run.
+            assert_eq!(summary(&out)["resumed_shards"], 1);
+        }
+    }
+    // --resume of a complete output of the same job changes nothing.
+    let part = &parts(&reference.join("segments"))[0];
+    let before = std::fs::metadata(part).unwrap().modified().unwrap();
+    let o = job(&input, &reference, &["--resume"]).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::metadata(part).unwrap().modified().unwrap(), before);
+    // ... and refuses another job's.
+    let o = job(&input, &reference, &["--resume", "--loss", "absolute"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("another job"), "{}", stderr(&o));
+    std::thread::sleep(Duration::from_millis(1));
+}
+
+#[test]
+fn sigterm_keeps_committed_shards_for_resume() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in");
+    generate(&input, 40_000, 2, false);
+    let reference = tmp.path().join("reference");
+    assert!(job(&input, &reference, &[]).output().unwrap().status.success());
+    let out = tmp.path().join("out");
+    let child = job(&input, &out, &[]).spawn().unwrap();
+    // Wait for the first committed shard, then stop the run.
+    let record = out.join(".segscore-staging/shards/shard-00000.json");
+    let started = Instant::now();
+    while !record.exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "no shard was committed"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    if o.status.success() {
+        // The run finished before the signal landed: nothing to resume.
+        assert!(out.join("_SUCCESS").exists());
+        return;
+    }
+    assert_eq!(o.status.code(), Some(143), "{err}");
+    assert!(err.contains("--resume"), "{err}");
+    assert!(record.exists(), "the committed shard is kept");
+    check_left_behind(&out, 0, "SIGTERM");
+    let o = job(&input, &out, &["--resume"]).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(summary(&out)["resumed_shards"].as_u64().unwrap() >= 1);
+    assert_same_as(&reference, &out, "after SIGTERM");
+}
