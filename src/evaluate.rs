@@ -191,6 +191,10 @@ pub async fn parquet_table(
         .collect::<datafusion::error::Result<Vec<_>>>()?;
     // Strings stay the type they were written as (not views), as in the run's own tables.
     let format = ParquetFormat::default().with_force_view_types(false);
+    // No statistics where a float column looks constant: see source::float_stats_constant.
+    if crate::source::any_float_stats_constant(files) {
+        crate::source::distrust_statistics(ctx);
+    }
     let mut options = ListingOptions::new(Arc::new(format)).with_file_extension("");
     if !sort_keys.is_empty() {
         options = options.with_file_sort_order(vec![sort_keys
@@ -378,8 +382,8 @@ async fn write_generations(
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     let mut writer = RollingWriter::new(
         dir.clone(),
-        schema,
-        metadata,
+        Arc::clone(&schema),
+        Arc::clone(&metadata),
         sorting,
         max_rows_per_file,
         Arc::new(AtomicUsize::new(0)),
@@ -389,7 +393,11 @@ async fn write_generations(
         let batch = batch?;
         tokio::task::block_in_place(|| writer.write(&batch))?;
     }
-    let files = tokio::task::block_in_place(|| writer.finish())?.len();
+    let mut files = tokio::task::block_in_place(|| writer.finish())?.len();
+    if files == 0 {
+        crate::sink::write_empty_part(&dir, "part-empty.parquet", Arc::clone(&schema), &metadata)?;
+        files = 1;
+    }
     let table = parquet_table(ctx, &part_files(&dir)?, &[]).await?;
     ctx.register_table("generations", table)?;
     Ok(files)

@@ -1314,6 +1314,23 @@ async fn run_shards(
     if limit.max_rows.is_some_and(|m| rejections.rows > m) {
         return Err(validate::too_many(&rejections, input_rows, limit.max_fraction));
     }
+    if rejected_files == 0 {
+        let dir = out.staging().join("rejected");
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        }
+    }
+    if output_files == 0 {
+        // Every row was rejected: an empty part keeps the schema for readers.
+        let dir = out.staging().join("segments");
+        crate::sink::write_empty_part(
+            &dir,
+            "part-empty.parquet",
+            Arc::clone(&p.plan.schema),
+            &p.metadata,
+        )?;
+        output_files = 1;
+    }
     // Rows that came out of the query in key order were checked and counted on the way; if
     // they did not (a replacement query without the window, say), check and count with SQL.
     let n_generations = match generations {

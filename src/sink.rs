@@ -464,6 +464,20 @@ pub fn writer_properties(
         .build()
 }
 
+/// Writes `dir/name` as a Parquet file of no rows with `schema`: an output table that keeps
+/// its schema for readers when no row reached it.
+pub fn write_empty_part(
+    dir: &Path,
+    name: &str,
+    schema: SchemaRef,
+    metadata: &[(String, String)],
+) -> Result<()> {
+    fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let props = writer_properties(&schema, metadata, None);
+    PartWriter::create(dir, name, schema, props)?.close()?;
+    Ok(())
+}
+
 /// One Parquet part file being written under its `.inprogress` name.
 pub struct PartWriter {
     path: PathBuf,

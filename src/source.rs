@@ -159,6 +159,8 @@ pub struct InputFile {
     /// Whether every row group declares (`sorting_columns`) that it is sorted by
     /// (generation id, segment index), ascending.
     pub sorted: bool,
+    /// Whether a float column's statistics have min == max ([`float_stats_constant`]).
+    pub float_stats_constant: bool,
 }
 
 /// The checked input files.
@@ -169,6 +171,12 @@ pub struct Inputs {
 }
 
 impl Inputs {
+    /// Whether DataFusion may take the files' statistics at their word: false when a float
+    /// column of some file looks constant ([`float_stats_constant`]).
+    pub fn statistics_safe(&self) -> bool {
+        !self.files.iter().any(|f| f.float_stats_constant)
+    }
+
     /// Whether every file declares itself sorted by (generation id, segment index).
     pub fn all_sorted(&self) -> bool {
         !self.files.is_empty() && self.files.iter().all(|f| f.sorted)
@@ -298,6 +306,65 @@ pub fn check_file(path: &Path, cols: &ColumnNames, null_stats: bool) -> Result<I
         rows: rows as u64,
         schema,
         sorted: declares_key_order(pq, cols),
+        float_stats_constant: float_stats_constant(pq),
+    })
+}
+
+/// Whether some top-level float column's statistics say it holds one value (min == max over
+/// the file, no nulls). Parquet's min/max leave NaN out, and DataFusion 55 replaces a column
+/// whose file statistics have min == max with that value, so a NaN among equal values would
+/// be read as that value. Tables over such files are registered without statistics.
+pub fn float_stats_constant(pq: &datafusion::parquet::file::metadata::ParquetMetaData) -> bool {
+    use datafusion::parquet::basic::Type as Physical;
+    use datafusion::parquet::file::statistics::Statistics as S;
+    let leaves = pq.file_metadata().schema_descr().columns();
+    leaves.iter().enumerate().any(|(i, leaf)| {
+        if leaf.path().parts().len() != 1
+            || !matches!(leaf.physical_type(), Physical::FLOAT | Physical::DOUBLE)
+        {
+            return false;
+        }
+        let mut range: Option<(f64, f64)> = None;
+        for rg in pq.row_groups() {
+            let (lo, hi) = match rg.column(i).statistics() {
+                Some(S::Float(v)) => match (v.min_opt(), v.max_opt()) {
+                    (Some(a), Some(b)) => (*a as f64, *b as f64),
+                    _ => return false,
+                },
+                Some(S::Double(v)) => match (v.min_opt(), v.max_opt()) {
+                    (Some(a), Some(b)) => (*a, *b),
+                    _ => return false,
+                },
+                _ => return false,
+            };
+            range = Some(range.map_or((lo, hi), |(a, b)| (a.min(lo), b.max(hi))));
+        }
+        range.is_some_and(|(a, b)| a == b)
+    })
+}
+
+/// Stops the context's scans from using file statistics (DataFusion 55 reads these per
+/// session, not per table): see [`float_stats_constant`].
+pub fn distrust_statistics(ctx: &SessionContext) {
+    let state = ctx.state_ref();
+    let mut state = state.write();
+    if state.config().collect_statistics() {
+        tracing::debug!("a float column's statistics look constant: scans do not use file statistics");
+        state.config_mut().options_mut().execution.collect_statistics = false;
+    }
+}
+
+/// [`float_stats_constant`] for files by path (unreadable footers count as not constant).
+pub fn any_float_stats_constant(paths: &[PathBuf]) -> bool {
+    paths.iter().any(|p| {
+        std::fs::File::open(p)
+            .ok()
+            .and_then(|f| {
+                datafusion::parquet::file::metadata::ParquetMetaDataReader::new()
+                    .parse_and_finish(&f)
+                    .ok()
+            })
+            .is_some_and(|m| float_stats_constant(&m))
     })
 }
 
@@ -426,6 +493,9 @@ pub async fn register(
         .collect::<datafusion::error::Result<Vec<_>>>()?;
     // Strings keep their type (no Utf8View), so the outputs carry columns unchanged.
     let format = ParquetFormat::default().with_force_view_types(false);
+    if !inputs.statistics_safe() {
+        distrust_statistics(ctx);
+    }
     let mut options = ListingOptions::new(Arc::new(format)).with_file_extension("");
     if sorted {
         use datafusion::prelude::ident;

@@ -7,5 +7,6 @@ mod crash;
 mod errors;
 mod evaluation;
 mod models;
+mod properties;
 mod scale;
 mod validation;

@@ -461,3 +461,74 @@ fn a_score_output_of_the_wrong_shape_names_the_output() {
     );
     assert_no_output(&out);
 }
+
+#[test]
+fn a_run_that_rejects_every_row_commits_an_empty_segments_table() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in.parquet");
+    write_rows(&input, &[row("g1", 0, 0.5, &[]), nan_row("g2", 0, &[3])]);
+    let out = tmp.path().join("out");
+    run_ok(
+        &[&input],
+        &demo_model(),
+        &out,
+        &["--provider", "cpu", "--on-invalid", "quarantine"],
+    );
+    let files = parts(&out.join("segments"));
+    assert_eq!(files.len(), 1);
+    let batches = read_parquet(&files[0]);
+    assert_eq!(
+        batches.iter().map(|b| b.num_rows()).sum::<usize>(),
+        0,
+        "{:?} {}",
+        files,
+        std::fs::read_to_string(out.join("summary.json")).unwrap()
+    );
+    let s = summary(&out);
+    assert_eq!(s["n_segments"], 0);
+    assert_eq!(s["n_generations"], 0);
+    assert!(s["mse"].is_null());
+    assert_eq!(s["rejected"]["rows"], 2);
+    assert_eq!(read_parts(&out.join("rejected")).num_rows(), 2);
+}
+
+/// DataFusion 55 reads a column whose file statistics have min == max as that constant, and
+/// Parquet's statistics leave NaN out: a NaN among equal scores was read as the score.
+#[test]
+fn nan_among_equal_scores_is_not_read_as_the_other_score() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in.parquet");
+    write_rows(&input, &[row("g1", 0, 0.5, &[5]), nan_row("g2", 0, &[3])]);
+    let o = run(
+        &[&input],
+        &demo_model(),
+        &tmp.path().join("fail"),
+        &["--provider", "cpu"],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("non-finite (NaN)"), "{}", stderr(&o));
+    let out = tmp.path().join("out");
+    run_ok(
+        &[&input],
+        &demo_model(),
+        &out,
+        &["--provider", "cpu", "--on-invalid", "quarantine"],
+    );
+    assert_eq!(
+        str_col(&read_parts(&out.join("rejected")), "reason"),
+        ["non_finite_cumulative_score"]
+    );
+    let o = segscore(&[
+        "sql",
+        "--format",
+        "csv",
+        "--table",
+        &format!("t={}", input.display()),
+        "SELECT generation_id, isnan(cumulative_score) AS nan FROM t ORDER BY 1",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "generation_id,nan\ng1,false\ng2,true\n"
+    );
+}
