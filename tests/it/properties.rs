@@ -69,8 +69,11 @@ fn case() -> impl Strategy<Value = (Vec<Generation>, Vec<usize>, usize)> {
     })
 }
 
+/// Targets by (generation id, segment index).
+type Targets = BTreeMap<(String, i64), f64>;
+
 /// The rows written, and the reference: valid rows' targets by key, invalid generations.
-fn build(gens: &[Generation]) -> (Vec<Row>, BTreeMap<(String, i64), f64>, BTreeSet<String>) {
+fn build(gens: &[Generation]) -> (Vec<Row>, Targets, BTreeSet<String>) {
     let mut rows = Vec::new();
     let mut targets = BTreeMap::new();
     let mut invalid = BTreeSet::new();
