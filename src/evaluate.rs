@@ -180,10 +180,13 @@ fn part_files(dir: &Path) -> Result<Vec<PathBuf>> {
 }
 
 /// A listing table over Parquet `files`, declared sorted by `sort_keys` (ascending) if given.
+/// `trusted` names the float columns known to hold no NaN (`"*"`: all), see
+/// [`crate::source::float_stats_constant`].
 pub async fn parquet_table(
     ctx: &SessionContext,
     files: &[PathBuf],
     sort_keys: &[&str],
+    trusted: &[&str],
 ) -> Result<Arc<dyn TableProvider>> {
     let urls = files
         .iter()
@@ -192,7 +195,7 @@ pub async fn parquet_table(
     // Strings stay the type they were written as (not views), as in the run's own tables.
     let format = ParquetFormat::default().with_force_view_types(false);
     // No statistics where a float column looks constant: see source::float_stats_constant.
-    if crate::source::any_float_stats_constant(files) {
+    if crate::source::any_float_stats_constant(files, trusted) {
         crate::source::distrust_statistics(ctx);
     }
     let mut options = ListingOptions::new(Arc::new(format)).with_file_extension("");
@@ -253,7 +256,10 @@ pub async fn register_output(ctx: &SessionContext, dir: &Path, schema: Option<&s
     } else {
         &[]
     };
-    let table = parquet_table(ctx, &segments, keys).await?;
+    // The result columns, scores and targets of a run are checked finite before they are written.
+    let mut trusted: Vec<&str> = crate::loss::OUTPUT_COLUMNS.to_vec();
+    trusted.extend(["cumulative_score", "base_score"]);
+    let table = parquet_table(ctx, &segments, keys, &trusted).await?;
     let mut df = ctx.read_table(Arc::clone(&table))?;
     if table.schema().index_of("base_score").is_err() {
         df = df.with_column("base_score", lit(0.0f64))?;
@@ -275,10 +281,11 @@ pub async fn register_output(ctx: &SessionContext, dir: &Path, schema: Option<&s
         .drop_columns(&["sample_row"])?;
     ctx.register_table(name("segments_sample"), sample.into_view())?;
     registered.push(name("segments_sample").to_string());
-    for t in ["generations", "rejected"] {
+    // Per-generation metrics are finite or NULL; rejected rows may hold NaN.
+    for (t, trusted) in [("generations", &["*"][..]), ("rejected", &[][..])] {
         let files = part_files(&dir.join(t))?;
         if !files.is_empty() {
-            ctx.register_table(name(t), parquet_table(ctx, &files, &[]).await?)?;
+            ctx.register_table(name(t), parquet_table(ctx, &files, &[], trusted).await?)?;
             registered.push(name(t).to_string());
         }
     }
@@ -398,7 +405,7 @@ async fn write_generations(
         crate::sink::write_empty_part(&dir, "part-empty.parquet", Arc::clone(&schema), &metadata)?;
         files = 1;
     }
-    let table = parquet_table(ctx, &part_files(&dir)?, &[]).await?;
+    let table = parquet_table(ctx, &part_files(&dir)?, &[], &["*"]).await?;
     ctx.register_table("generations", table)?;
     Ok(files)
 }

@@ -99,7 +99,7 @@ pub struct JobConfig {
     /// With quarantine: fail (exit 3) when more than this fraction of the input rows is
     /// rejected.
     pub max_invalid_fraction: Option<f64>,
-    /// Shards (units of commitment); None: one per 2M input rows.
+    /// Shards (units of commitment); None: one per 4M input rows.
     pub shards: Option<usize>,
     /// Continue an interrupted run in the output directory.
     pub resume: bool,

@@ -274,7 +274,7 @@ struct JobArgs {
     #[arg(long)]
     resume: bool,
     /// Units of commitment: the generations are cut by a hash of their id into this many
-    /// shards, each run and committed in turn (default: one per 2M input rows).
+    /// shards, each run and committed in turn (default: one per 4M input rows).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=4096))]
     shards: Option<u64>,
     /// Print the physical plan and exit without running.

@@ -493,13 +493,7 @@ impl RewardModel {
         input_ids: &dyn Array,
         token_type_ids: Option<&dyn Array>,
     ) -> Result<datafusion::arrow::array::StringArray> {
-        let ids = TokenLists::new(input_ids, "input_ids")?;
-        let types = token_type_ids
-            .map(|a| TokenLists::new(a, "token_type_ids"))
-            .transpose()?;
-        Ok((0..ids.len())
-            .map(|r| ids.problem(r, types.as_ref(), self.vocab.as_ref()))
-            .collect())
+        input_problems(input_ids, token_type_ids, self.vocab.as_ref())
     }
 
     /// Scores every row of a token-id list column. Rows the model cannot take (see
@@ -727,6 +721,20 @@ pub struct PaddedBatch {
     pub seq: usize,
     /// Real tokens.
     pub tokens: usize,
+}
+
+/// Why a model with the embedding `vocab` (if known) cannot take each row of a token-id list
+/// column (`code: detail`), or null for a row it takes.
+pub fn input_problems(
+    input_ids: &dyn Array,
+    token_type_ids: Option<&dyn Array>,
+    vocab: Option<&Embedding>,
+) -> Result<datafusion::arrow::array::StringArray> {
+    let ids = TokenLists::new(input_ids, "input_ids")?;
+    let types = token_type_ids
+        .map(|a| TokenLists::new(a, "token_type_ids"))
+        .transpose()?;
+    Ok((0..ids.len()).map(|r| ids.problem(r, types.as_ref(), vocab)).collect())
 }
 
 /// Builds the padded `[batch, seq]` tensors for `rows` of a list column of token ids.

@@ -27,8 +27,10 @@ use crate::validate::Rejections;
 /// The SQL name of the shard function.
 pub const UDF_NAME: &str = "segscore_shard";
 
-/// Input rows per shard when `--shards` is not given.
-pub const AUTO_SHARD_ROWS: u64 = 2_000_000;
+/// Input rows per shard when `--shards` is not given. Each shard is its own pass over the
+/// input (it decodes every row to find its own), so more shards cost more reading: this
+/// keeps that cost small while a crash loses at most this many rows of work.
+pub const AUTO_SHARD_ROWS: u64 = 4_000_000;
 
 /// Shards for `rows` input rows when `--shards` is not given: one per
 /// [`AUTO_SHARD_ROWS`] rows (at least 1, at most 4096).
@@ -191,8 +193,8 @@ mod tests {
     #[test]
     fn auto_shard_counts() {
         assert_eq!(auto_shards(0), 1);
-        assert_eq!(auto_shards(2_000_000), 1);
-        assert_eq!(auto_shards(2_000_001), 2);
-        assert_eq!(auto_shards(10_000_000), 5);
+        assert_eq!(auto_shards(4_000_000), 1);
+        assert_eq!(auto_shards(4_000_001), 2);
+        assert_eq!(auto_shards(10_000_000), 3);
     }
 }

@@ -269,6 +269,16 @@ pub fn check_file(path: &Path, cols: &ColumnNames, null_stats: bool) -> Result<I
     }
     let meta = ArrowReaderMetadata::load(&file, ArrowReaderOptions::new())
         .map_err(|e| not_parquet(e.to_string()))?;
+    check_metadata(path, &meta, cols, null_stats)
+}
+
+/// [`check_file`] on a footer already read (`path` names the file in errors).
+pub fn check_metadata(
+    path: &Path,
+    meta: &ArrowReaderMetadata,
+    cols: &ColumnNames,
+    null_stats: bool,
+) -> Result<InputFile> {
     let schema = Arc::clone(meta.schema());
     let pq = meta.metadata();
     let rows: i64 = pq.file_metadata().num_rows();
@@ -306,21 +316,26 @@ pub fn check_file(path: &Path, cols: &ColumnNames, null_stats: bool) -> Result<I
         rows: rows as u64,
         schema,
         sorted: declares_key_order(pq, cols),
-        float_stats_constant: float_stats_constant(pq),
+        float_stats_constant: float_stats_constant(pq, &[]),
     })
 }
 
-/// Whether some top-level float column's statistics say it holds one value (min == max over
-/// the file, no nulls). Parquet's min/max leave NaN out, and DataFusion 55 replaces a column
-/// whose file statistics have min == max with that value, so a NaN among equal values would
-/// be read as that value. Tables over such files are registered without statistics.
-pub fn float_stats_constant(pq: &datafusion::parquet::file::metadata::ParquetMetaData) -> bool {
+/// Whether some top-level float column (other than the `trusted` ones, known to hold no NaN;
+/// `"*"` trusts all) of a file of two rows or more has statistics saying it holds one value
+/// (min == max over the file). Parquet's min/max leave NaN out, and DataFusion 55 replaces a
+/// column whose file statistics have min == max with that value, so a NaN among equal values
+/// would be read as that value. Scans of such files run without statistics.
+pub fn float_stats_constant(pq: &datafusion::parquet::file::metadata::ParquetMetaData, trusted: &[&str]) -> bool {
+    if pq.file_metadata().num_rows() < 2 || trusted.contains(&"*") {
+        return false;
+    }
     use datafusion::parquet::basic::Type as Physical;
     use datafusion::parquet::file::statistics::Statistics as S;
     let leaves = pq.file_metadata().schema_descr().columns();
     leaves.iter().enumerate().any(|(i, leaf)| {
         if leaf.path().parts().len() != 1
             || !matches!(leaf.physical_type(), Physical::FLOAT | Physical::DOUBLE)
+            || trusted.contains(&leaf.path().parts()[0].as_str())
         {
             return false;
         }
@@ -355,7 +370,7 @@ pub fn distrust_statistics(ctx: &SessionContext) {
 }
 
 /// [`float_stats_constant`] for files by path (unreadable footers count as not constant).
-pub fn any_float_stats_constant(paths: &[PathBuf]) -> bool {
+pub fn any_float_stats_constant(paths: &[PathBuf], trusted: &[&str]) -> bool {
     paths.iter().any(|p| {
         std::fs::File::open(p)
             .ok()
@@ -364,7 +379,7 @@ pub fn any_float_stats_constant(paths: &[PathBuf]) -> bool {
                     .parse_and_finish(&f)
                     .ok()
             })
-            .is_some_and(|m| float_stats_constant(&m))
+            .is_some_and(|m| float_stats_constant(&m, trusted))
     })
 }
 

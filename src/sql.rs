@@ -129,7 +129,7 @@ pub async fn context(opts: &SqlOptions) -> Result<SessionContext> {
                 ))
             })?;
             let files = source::expand_inputs(std::slice::from_ref(&t.path))?;
-            let table = evaluate::parquet_table(&ctx, &files, &[]).await?;
+            let table = evaluate::parquet_table(&ctx, &files, &[], &[]).await?;
             ctx.register_table(name, table)?;
         }
     }
