@@ -986,7 +986,7 @@ pub async fn prepare(cfg: &JobConfig) -> Result<Prepared> {
         .max(1);
     let ctx = session_context(cfg.threads, cfg.memory_limit, cfg.spill_dir.as_deref(), sorted)?;
     model.register(&ctx);
-    ctx.register_udf(crate::shard::udf());
+    crate::udaf::register(&ctx);
     if shards > 1 {
         // Each shard's pass decodes the other columns only for its own rows.
         ctx.sql("SET datafusion.execution.parquet.pushdown_filters = true")

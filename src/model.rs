@@ -734,7 +734,9 @@ pub fn input_problems(
     let types = token_type_ids
         .map(|a| TokenLists::new(a, "token_type_ids"))
         .transpose()?;
-    Ok((0..ids.len()).map(|r| ids.problem(r, types.as_ref(), vocab)).collect())
+    Ok((0..ids.len())
+        .map(|r| ids.problem(r, types.as_ref(), vocab))
+        .collect())
 }
 
 /// Builds the padded `[batch, seq]` tensors for `rows` of a list column of token ids.

@@ -325,7 +325,10 @@ pub fn check_metadata(
 /// (min == max over the file). Parquet's min/max leave NaN out, and DataFusion 55 replaces a
 /// column whose file statistics have min == max with that value, so a NaN among equal values
 /// would be read as that value. Scans of such files run without statistics.
-pub fn float_stats_constant(pq: &datafusion::parquet::file::metadata::ParquetMetaData, trusted: &[&str]) -> bool {
+pub fn float_stats_constant(
+    pq: &datafusion::parquet::file::metadata::ParquetMetaData,
+    trusted: &[&str],
+) -> bool {
     if pq.file_metadata().num_rows() < 2 || trusted.contains(&"*") {
         return false;
     }

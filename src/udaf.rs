@@ -184,11 +184,12 @@ pub fn all() -> Vec<AggregateUDF> {
         .collect()
 }
 
-/// Registers every segscore aggregate function with `ctx`.
+/// Registers every segscore aggregate function, and `segscore_shard`, with `ctx`.
 pub fn register(ctx: &SessionContext) {
     for f in all() {
         ctx.register_udaf(f);
     }
+    ctx.register_udf(crate::shard::udf());
 }
 
 /// Every group's values: `x[g]` (and `y[g]` where the metric is over pairs). This is the one

@@ -268,3 +268,37 @@ fn sigterm_keeps_committed_shards_for_resume() {
     assert!(summary(&out)["resumed_shards"].as_u64().unwrap() >= 1);
     assert_same_as(&reference, &out, "after SIGTERM");
 }
+
+#[test]
+fn segscore_shard_in_sql_names_each_generations_shard() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in");
+    generate(&input, 3_000, 1, false);
+    let out = tmp.path().join("out");
+    let o = job(&input, &out, &[]).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    // Each shard's files hold exactly the generations segscore_shard puts in it.
+    for k in 0..4 {
+        let files: Vec<PathBuf> = parts(&out.join("segments"))
+            .into_iter()
+            .filter(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with(&format!("part-s{k:05}-"))
+            })
+            .collect();
+        for f in files {
+            let o = segscore(&[
+                "sql",
+                "--format",
+                "csv",
+                "--table",
+                &format!("t={}", f.display()),
+                "SELECT DISTINCT segscore_shard(generation_id, 4) AS shard FROM t",
+            ]);
+            assert!(o.status.success(), "{}", stderr(&o));
+            assert_eq!(String::from_utf8_lossy(&o.stdout), format!("shard\n{k}\n"));
+        }
+    }
+}
