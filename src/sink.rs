@@ -140,6 +140,13 @@ impl OutputDir {
             entries.retain(|e| !e.starts_with(STAGING_PREFIX));
             if work.is_dir() {
                 let held = lock(root, &work)?;
+                let stale = committed_prefixes(&work).is_empty() && !work.join(COMMITTING).exists();
+                if stale && !resume {
+                    // Killed before it committed anything: nothing to keep.
+                    fs::remove_dir_all(&work).map_err(|e| Error::io(&work, e))?;
+                    drop(held);
+                    return Self::prepare(root, overwrite, resume);
+                }
                 if resume {
                     return Ok((
                         OutputDir {

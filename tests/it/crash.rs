@@ -302,3 +302,24 @@ fn segscore_shard_in_sql_names_each_generations_shard() {
         }
     }
 }
+
+#[test]
+fn a_run_killed_before_committing_anything_is_simply_run_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in");
+    generate(&input, 2_000, 1, false);
+    let out = tmp.path().join("out");
+    // What a run killed while its first shard was being written leaves.
+    let work = out.join(".segscore-staging");
+    std::fs::create_dir_all(work.join("segments")).unwrap();
+    std::fs::write(work.join("job.json"), b"{}").unwrap();
+    std::fs::write(
+        work.join("segments/.part-s00000-00000.parquet.inprogress"),
+        b"PAR1",
+    )
+    .unwrap();
+    let o = job(&input, &out, &[]).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(out.join("_SUCCESS").exists());
+    assert!(!work.exists());
+}
