@@ -532,3 +532,59 @@ fn nan_among_equal_scores_is_not_read_as_the_other_score() {
         "generation_id,nan\ng1,false\ng2,true\n"
     );
 }
+
+#[test]
+fn null_segment_indexes_reject_their_generation_sorted_or_not() {
+    let tmp = tempfile::tempdir().unwrap();
+    let b = batch(&[
+        row("g1", 0, 0.5, &[10]),
+        row("g2", 0, 0.1, &[11]),
+        row("g2", 1, 0.2, &[12]),
+        row("g3", 0, 0.3, &[13]),
+    ]);
+    let mut fields: Vec<Field> = b.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields[1] = Field::new("segment_index", DataType::Int64, true);
+    let mut cols = b.columns().to_vec();
+    cols[1] = Arc::new(datafusion::arrow::array::Int64Array::from(vec![
+        Some(0),
+        None,
+        Some(1),
+        Some(0),
+    ]));
+    let input = tmp.path().join("in.parquet");
+    write_batch(
+        &input,
+        &RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).unwrap(),
+    );
+    for sorted in [false, true] {
+        let out = tmp.path().join(format!("out{sorted}"));
+        let mut flags = vec!["--provider", "cpu", "--on-invalid", "quarantine"];
+        if sorted {
+            flags.push("--sorted"); // nulls last within the generation, as the file has them
+        }
+        let o = run(&[&input], &demo_model(), &out, &flags);
+        if sorted {
+            // The file has g2's null before its segment 1: not the declared order.
+            assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+            assert!(stderr(&o).contains("declared sorted"), "{}", stderr(&o));
+            continue;
+        }
+        assert!(o.status.success(), "{}", stderr(&o));
+        let rejected = read_parts(&out.join("rejected"));
+        let mut got: Vec<(String, String)> = str_col(&rejected, "note")
+            .into_iter()
+            .zip(str_col(&rejected, "reason"))
+            .collect();
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                ("g2#0".to_string(), "null_segment_index".to_string()),
+                ("g2#1".to_string(), "invalid_segment_in_generation".to_string())
+            ]
+        );
+        let mut notes = str_col(&read_segments(&out), "note");
+        notes.sort();
+        assert_eq!(notes, ["g1#0", "g3#0"]);
+    }
+}
