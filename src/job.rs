@@ -1,14 +1,19 @@
-//! The job: source → query → model → loss → sink, driven as one streaming DataFusion plan.
+//! The job: source → query → model → loss → sink, driven as streaming DataFusion plans.
 //!
 //! 1. the input files are checked from their footers and registered (`generations`);
 //! 2. the job query (`queries/segment_scores.sql`, or `--query-file`) scores each row with
 //!    `reward_model(input_ids, token_type_ids)` as it is read, then computes targets with a
 //!    window function;
-//! 3. DataFusion runs it as one streaming plan, one stream per partition;
-//!    runs the model inside DataFusion's plan, one stream per partition;
-//! 4. each partition's batches are validated, get their loss columns, and are written to
-//!    their own part file while the moments for the summary accumulate;
-//! 5. the output directory is committed (see [`crate::sink`]).
+//! 3. for each shard not yet committed ([`crate::shard`]), DataFusion runs the query over
+//!    that shard's generations as one streaming plan, one stream per partition, with the
+//!    model inside the plan;
+//! 4. each partition's batches are checked ([`crate::validate`]): with `--on-invalid fail`
+//!    the first invalid row stops the run, with quarantine they are regrouped into whole
+//!    generations and the invalid ones go to `rejected/`; the rest get their loss columns and
+//!    are written to the partition's part files while the moments for the summary accumulate;
+//!    the shard's record then commits it;
+//! 5. the metrics queries run over the written segments, and the output directory is
+//!    committed (see [`crate::sink`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
