@@ -8,14 +8,17 @@
 //!   regrouping into whole generations across arbitrary batch cuts, the split into kept and
 //!   rejected rows and the rejected rows' layout, with their invariants asserted.
 //!
-//! Run: `RUSTC_BOOTSTRAP=1 cargo fuzz run inputs -s none` (see the README).
+//! The first byte picks the case (0: Parquet, 1: ONNX, else batches), the rest is its input,
+//! so real files make seeds: `seeds/` holds a small Parquet input and the demo model.
+//!
+//! Run: `RUSTC_BOOTSTRAP=1 cargo fuzz run inputs corpus seeds -s none` (see the README).
 
 #![no_main]
 
 use std::path::Path;
 use std::sync::Arc;
 
-use arbitrary::Arbitrary;
+use arbitrary::{Arbitrary, Unstructured};
 use libfuzzer_sys::fuzz_target;
 use segscore::model::{input_problems, padded_batch};
 use segscore::source::{check_metadata, float_stats_constant, ColumnNames};
@@ -29,13 +32,6 @@ use datafusion::parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
 };
 use segscore::onnx::{embedding_for_input, Embedding};
-
-#[derive(Arbitrary, Debug)]
-enum Case<'a> {
-    Parquet(&'a [u8], Option<u16>),
-    Onnx(&'a [u8]),
-    Rows(Rows),
-}
 
 #[derive(Arbitrary, Debug)]
 struct Rows {
@@ -87,7 +83,7 @@ fn model_inputs(ids: &dyn Array, types: Option<&dyn Array>, vocab: Option<&Embed
     }
 }
 
-fn parquet(data: &[u8], v: Option<u16>) {
+fn parquet(data: &[u8]) {
     let bytes = bytes::Bytes::copy_from_slice(data);
     let Ok(meta) = ArrowReaderMetadata::load(&bytes, ArrowReaderOptions::new()) else {
         return;
@@ -103,7 +99,8 @@ fn parquet(data: &[u8], v: Option<u16>) {
     else {
         return;
     };
-    let vocab = vocab(v);
+    // The demo model's vocabulary.
+    let vocab = vocab(Some(1000));
     for batch in reader.take(4) {
         let Ok(batch) = batch else { return };
         for col in batch.columns() {
@@ -225,14 +222,21 @@ fn rows(case: Rows) {
     assert_eq!(counts.rows as usize, rejected);
 }
 
-fuzz_target!(|case: Case<'_>| {
+fuzz_target!(|data: &[u8]| {
+    let Some((&case, rest)) = data.split_first() else {
+        return;
+    };
     match case {
-        Case::Parquet(data, v) => parquet(data, v),
-        Case::Onnx(data) => {
-            if let Some(e) = embedding_for_input(data, "input_ids") {
+        0 => parquet(rest),
+        1 => {
+            if let Some(e) = embedding_for_input(rest, "input_ids") {
                 assert!(e.vocab > 0);
             }
         }
-        Case::Rows(r) => rows(r),
+        _ => {
+            if let Ok(r) = Rows::arbitrary_take_rest(Unstructured::new(rest)) {
+                rows(r)
+            }
+        }
     }
 });
