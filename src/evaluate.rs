@@ -194,8 +194,10 @@ pub async fn parquet_table(
         .collect::<datafusion::error::Result<Vec<_>>>()?;
     // Strings stay the type they were written as (not views), as in the run's own tables.
     let format = ParquetFormat::default().with_force_view_types(false);
-    // No statistics where a float column looks constant: see source::float_stats_constant.
-    if crate::source::any_float_stats_constant(files, trusted) {
+    // Unreadable footers are errors naming the file (DataFusion's schema inference could
+    // panic on some); no statistics where a float column looks constant (see
+    // source::float_stats_constant).
+    if crate::source::check_footers(files, trusted)? {
         crate::source::distrust_statistics(ctx);
     }
     let mut options = ListingOptions::new(Arc::new(format)).with_file_extension("");

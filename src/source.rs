@@ -267,9 +267,35 @@ pub fn check_file(path: &Path, cols: &ColumnNames, null_stats: bool) -> Result<I
     if len == 0 {
         return Err(not_parquet("the file is empty (0 bytes)".into()));
     }
-    let meta = ArrowReaderMetadata::load(&file, ArrowReaderOptions::new())
-        .map_err(|e| not_parquet(e.to_string()))?;
+    let meta = read_footer(&file).map_err(not_parquet)?;
     check_metadata(path, &meta, cols, null_stats)
+}
+
+/// Reads a Parquet footer and its embedded Arrow schema. A corrupt footer is an error, never a
+/// panic: the Arrow schema decoder panics on some corrupt input (arrow 59: `not implemented:
+/// Type <UNKNOWN ..> not supported`), so that panic is caught and reported as the reason.
+pub fn read_footer<R>(reader: &R) -> std::result::Result<ArrowReaderMetadata, String>
+where
+    R: datafusion::parquet::file::reader::ChunkReader,
+{
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        ArrowReaderMetadata::load(reader, ArrowReaderOptions::new())
+    }));
+    std::panic::set_hook(previous);
+    match read {
+        Ok(Ok(meta)) => Ok(meta),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            Err(format!("corrupt footer or embedded Arrow schema ({what})"))
+        }
+    }
 }
 
 /// [`check_file`] on a footer already read (`path` names the file in errors).
@@ -372,18 +398,20 @@ pub fn distrust_statistics(ctx: &SessionContext) {
     }
 }
 
-/// [`float_stats_constant`] for files by path (unreadable footers count as not constant).
-pub fn any_float_stats_constant(paths: &[PathBuf], trusted: &[&str]) -> bool {
-    paths.iter().any(|p| {
-        std::fs::File::open(p)
-            .ok()
-            .and_then(|f| {
-                datafusion::parquet::file::metadata::ParquetMetaDataReader::new()
-                    .parse_and_finish(&f)
-                    .ok()
-            })
-            .is_some_and(|m| float_stats_constant(&m, trusted))
-    })
+/// Reads every file's footer ([`read_footer`]: an unreadable one is an error naming the
+/// file) and says whether any has a float column that looks constant
+/// ([`float_stats_constant`]).
+pub fn check_footers(paths: &[PathBuf], trusted: &[&str]) -> Result<bool> {
+    let mut constant = false;
+    for p in paths {
+        let f = File::open(p).map_err(|e| Error::io(p, e))?;
+        let meta = read_footer(&f).map_err(|reason| Error::NotParquet {
+            path: p.clone(),
+            reason,
+        })?;
+        constant |= float_stats_constant(meta.metadata(), trusted);
+    }
+    Ok(constant)
 }
 
 /// Whether every row group's `sorting_columns` start with the generation id and the segment

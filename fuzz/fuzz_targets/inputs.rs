@@ -21,16 +21,14 @@ use std::sync::Arc;
 use arbitrary::{Arbitrary, Unstructured};
 use libfuzzer_sys::fuzz_target;
 use segscore::model::{input_problems, padded_batch};
-use segscore::source::{check_metadata, float_stats_constant, ColumnNames};
+use segscore::source::{check_metadata, float_stats_constant, read_footer, ColumnNames};
 use segscore::validate::{split, Grouper, RejectedLayout, Rejections, RowChecks};
 
 use datafusion::arrow::array::{
     Array, ArrayRef, Float64Array, Int64Array, ListArray, RecordBatch, StringArray,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Int32Type, Schema};
-use datafusion::parquet::arrow::arrow_reader::{
-    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
-};
+use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use segscore::onnx::{embedding_for_input, Embedding};
 
 #[derive(Arbitrary, Debug)]
@@ -85,7 +83,8 @@ fn model_inputs(ids: &dyn Array, types: Option<&dyn Array>, vocab: Option<&Embed
 
 fn parquet(data: &[u8]) {
     let bytes = bytes::Bytes::copy_from_slice(data);
-    let Ok(meta) = ArrowReaderMetadata::load(&bytes, ArrowReaderOptions::new()) else {
+    // The footer as segscore reads it: a corrupt one is an error, not a panic.
+    let Ok(meta) = read_footer(&bytes) else {
         return;
     };
     let _ = check_metadata(Path::new("fuzz.parquet"), &meta, &ColumnNames::default(), true);
@@ -124,7 +123,9 @@ fn rows(case: Rows) {
     let gid: ArrayRef = if case.integer_ids {
         Arc::new(Int64Array::from_iter(rows.iter().map(|r| r.gid.map(i64::from))))
     } else {
-        Arc::new(StringArray::from_iter(rows.iter().map(|r| r.gid.map(|g| format!("g{g}")))))
+        Arc::new(StringArray::from_iter(
+            rows.iter().map(|r| r.gid.map(|g| format!("g{g}"))),
+        ))
     };
     let ids = ListArray::from_iter_primitive::<Int32Type, _, _>(rows.iter().map(|r| r.ids.clone()));
     let types = ListArray::from_iter_primitive::<Int32Type, _, _>(rows.iter().map(|r| {
@@ -140,11 +141,13 @@ fn rows(case: Rows) {
     model_inputs(&ids, Some(&types), vocab.as_ref());
     let problems = input_problems(&ids, Some(&types), vocab.as_ref()).expect("list of int32");
     // The model scores exactly the rows without a problem.
-    let pred = Float64Array::from_iter(
-        rows.iter()
-            .enumerate()
-            .map(|(i, r)| if problems.is_null(i) { Some(r.pred.unwrap_or(0.0)) } else { None }),
-    );
+    let pred = Float64Array::from_iter(rows.iter().enumerate().map(|(i, r)| {
+        if problems.is_null(i) {
+            Some(r.pred.unwrap_or(0.0))
+        } else {
+            None
+        }
+    }));
     let schema = Arc::new(Schema::new(vec![
         Field::new("generation_id", gid.data_type().clone(), true),
         Field::new("segment_index", DataType::Int64, true),

@@ -469,3 +469,21 @@ fn json_logs_are_one_object_per_line_errors_included() {
         .iter()
         .any(|l| l["fields"]["message"] == "execution provider chosen"));
 }
+
+/// Found by the fuzz target: arrow's decoder of the embedded Arrow schema panics on this
+/// footer (`not implemented: Type <UNKNOWN 62> not supported`).
+#[test]
+fn corrupt_embedded_arrow_schema_is_an_error_not_a_panic() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = test_model("corrupt_arrow_schema.parquet");
+    let err = fails_with(
+        &input,
+        &demo_model(),
+        &tmp.path().join("out"),
+        &["corrupt_arrow_schema.parquet", "not a readable Parquet file", "Type <UNKNOWN 62>"],
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    let o = segscore(&["sql", "--table", &format!("t={}", input.display()), "SELECT 1"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("not a readable Parquet file") && !stderr(&o).contains("panicked"));
+}
