@@ -218,6 +218,9 @@ impl Grouper {
     /// Takes a batch; returns the rows of the generations that are now complete.
     pub fn push(&mut self, batch: RecordBatch) -> Result<Vec<RecordBatch>> {
         let mut ready = Vec::new();
+        if batch.num_rows() == 0 {
+            return Ok(ready);
+        }
         let batch = match self.carry.take() {
             None => batch,
             Some(carry) => {
@@ -440,6 +443,7 @@ mod tests {
         for b in [
             gen_batch(&[Some("a"), Some("a"), Some("b")], &[0, 1, 0]),
             gen_batch(&[Some("b"), Some("b")], &[1, 2]),
+            gen_batch(&[], &[]),
             gen_batch(&[Some("b"), Some("c")], &[3, 0]),
             gen_batch(&[Some("d"), None, None], &[0, 0, 1]),
         ] {

@@ -480,7 +480,11 @@ fn corrupt_embedded_arrow_schema_is_an_error_not_a_panic() {
         &input,
         &demo_model(),
         &tmp.path().join("out"),
-        &["corrupt_arrow_schema.parquet", "not a readable Parquet file", "Type <UNKNOWN 62>"],
+        &[
+            "corrupt_arrow_schema.parquet",
+            "not a readable Parquet file",
+            "Type <UNKNOWN 62>",
+        ],
     );
     assert!(!err.contains("panicked"), "{err}");
     let o = segscore(&["sql", "--table", &format!("t={}", input.display()), "SELECT 1"]);
