@@ -38,7 +38,7 @@ pub use runtime::Provider;
 pub fn summary_table(s: &Summary) -> String {
     let f = |v: Option<f64>| v.map(|x| format!("{x:.6}")).unwrap_or_else(|| "null".into());
     let m = &s.metrics;
-    let rows: Vec<(&str, String)> = vec![
+    let mut rows: Vec<(&str, String)> = vec![
         ("generations", s.n_generations.to_string()),
         ("segments", s.n_segments.to_string()),
         ("mse", f(m.mse)),
@@ -61,6 +61,30 @@ pub fn summary_table(s: &Summary) -> String {
             format!("{:.2} s ({:.0} segments/s)", s.elapsed_seconds, s.rows_per_second),
         ),
     ];
+    let r = &s.rejected;
+    if r.counts.rows > 0 {
+        rows.insert(
+            2,
+            (
+                "rejected",
+                format!(
+                    "{} rows, {} generations ({}): rejected/",
+                    r.counts.rows,
+                    r.counts.generations,
+                    r.counts.describe_rows()
+                ),
+            ),
+        );
+    }
+    if s.resumed_shards > 0 {
+        rows.push((
+            "resumed",
+            format!(
+                "{} of {} shards were already committed",
+                s.resumed_shards, s.shards
+            ),
+        ));
+    }
     let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     rows.iter()
         .map(|(k, v)| format!("  {k:<width$}  {v}\n"))

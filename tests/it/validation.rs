@@ -113,8 +113,13 @@ fn quarantine_rejects_whole_generations_and_scores_the_rest_as_a_clean_run_would
         if sorted {
             flags.push("--sorted");
         }
-        run_ok(&refs, &demo_model(), &out, &flags);
+        let o = run_ok(&refs, &demo_model(), &out, &flags);
         assert!(out.join("_SUCCESS").exists());
+        let table = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            table.contains("rejected             12 rows, 7 generations (invalid_segment_in_generation 4,"),
+            "{table}"
+        );
         // The valid generations come out exactly as a run on them alone gives them.
         assert_same_rows(
             &rows_by_key(&read_segments(&clean)),
