@@ -1121,7 +1121,7 @@ impl Prepared {
 pub async fn run(cfg: &JobConfig) -> Result<Summary> {
     let started = Instant::now();
     let prepared = prepare(cfg).await?;
-    let (out, found) = OutputDir::prepare(&cfg.output, cfg.overwrite, cfg.resume)?;
+    let (mut out, mut found) = OutputDir::prepare(&cfg.output, cfg.overwrite, cfg.resume)?;
     let job_json = serde_json::to_vec_pretty(&prepared.fingerprint)?;
     let job_sha256 = hex::encode(Sha256::digest(&job_json));
     let read_summary = || -> Result<Summary> {
@@ -1130,6 +1130,10 @@ pub async fn run(cfg: &JobConfig) -> Result<Summary> {
             &std::fs::read(&p).map_err(|e| Error::io(&p, e))?,
         )?)
     };
+    if found == Found::Complete && cfg.overwrite && read_summary()?.job_sha256 != job_sha256 {
+        // --resume --overwrite over another job's complete output: start this one.
+        (out, found) = OutputDir::prepare(&cfg.output, true, false)?;
+    }
     match found {
         Found::Complete => {
             let done = read_summary()?;
