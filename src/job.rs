@@ -1297,6 +1297,14 @@ async fn run_shards(
                     detail: df.find_root().to_string(),
                 }
             }
+            // The readers' errors do not say which file: find it.
+            e @ (Error::Arrow(_) | Error::Parquet(_) | Error::DataFusion(_)) => {
+                let files: Vec<PathBuf> = p.inputs.files.iter().map(|f| f.path.clone()).collect();
+                match tokio::task::spawn_blocking(move || source::find_unreadable(&files)).await {
+                    Ok(Some((path, reason))) => Error::NotParquet { path, reason },
+                    _ => e,
+                }
+            }
             other => other,
         });
     }

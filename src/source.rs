@@ -278,28 +278,18 @@ pub fn read_footer<R>(reader: &R) -> std::result::Result<ArrowReaderMetadata, St
 where
     R: datafusion::parquet::file::reader::ChunkReader,
 {
-    let previous = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
-    let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+    let read = quietly(|| {
         // The page index too: DataFusion reads it, and a corrupt one should name the file.
         ArrowReaderMetadata::load(
             reader,
             ArrowReaderOptions::new()
                 .with_page_index_policy(datafusion::parquet::file::metadata::PageIndexPolicy::Optional),
         )
-    }));
-    std::panic::set_hook(previous);
+    });
     match read {
         Ok(Ok(meta)) => Ok(meta),
         Ok(Err(e)) => Err(e.to_string()),
-        Err(panic) => {
-            let what = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_default();
-            Err(format!("corrupt footer or embedded Arrow schema ({what})"))
-        }
+        Err(what) => Err(format!("corrupt footer or embedded Arrow schema ({what})")),
     }
 }
 
@@ -401,6 +391,44 @@ pub fn distrust_statistics(ctx: &SessionContext) {
         tracing::debug!("a float column's statistics look constant: scans do not use file statistics");
         state.config_mut().options_mut().execution.collect_statistics = false;
     }
+}
+
+/// The first of `files` whose data cannot be read whole, and why: after the scan failed with
+/// an error that names no file. Panics of the Parquet decoder count as failures.
+pub fn find_unreadable(files: &[PathBuf]) -> Option<(PathBuf, String)> {
+    use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    for path in files {
+        let read = || -> std::result::Result<(), String> {
+            let f = File::open(path).map_err(|e| e.to_string())?;
+            let meta = read_footer(&f)?;
+            let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(f, meta)
+                .build()
+                .map_err(|e| e.to_string())?;
+            for batch in reader {
+                batch.map_err(|e| e.to_string())?;
+            }
+            Ok(())
+        };
+        if let Err(reason) = quietly(read).unwrap_or_else(Err) {
+            return Some((path.clone(), reason));
+        }
+    }
+    None
+}
+
+/// Runs `f`, turning a panic into an error with its message (and no panic output).
+pub fn quietly<T>(f: impl FnOnce() -> T) -> std::result::Result<T, String> {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    std::panic::set_hook(previous);
+    out.map_err(|panic| {
+        panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "the Parquet reader panicked".into())
+    })
 }
 
 /// Reads every file's footer ([`read_footer`]: an unreadable one is an error naming the

@@ -525,3 +525,27 @@ fn corrupt_page_index_names_the_file() {
         ],
     );
 }
+
+/// Found by the fuzz target: a corrupt data page. The scan's error names no file; segscore
+/// then reads the inputs one by one and names the one that fails.
+#[test]
+fn corrupt_data_page_names_the_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A good file of the same schema (the corrupt one began as `segscore generate` output).
+    let good = tmp.path().join("good");
+    generate(&good, 100, 1, false);
+    let o = run(
+        &[&good, &test_model("corrupt_data_page.parquet")],
+        &demo_model(),
+        &tmp.path().join("out"),
+        &["--provider", "cpu"],
+    );
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("corrupt_data_page.parquet: not a readable Parquet file"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    assert_no_output(&tmp.path().join("out"));
+}
