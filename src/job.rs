@@ -1305,6 +1305,17 @@ async fn run_shards(
                     _ => e,
                 }
             }
+            // A model-output error came from a batch of rows: name the first row that gives it.
+            Error::ModelBinding { model, reason } => {
+                let at = first_row_failing_the_model(p, cfg).await;
+                Error::ModelBinding {
+                    model,
+                    reason: match at {
+                        Some((g, s)) => format!("{reason} (first at generation_id={g}, segment_index={s})"),
+                        None => reason,
+                    },
+                }
+            }
             other => other,
         });
     }
@@ -1509,6 +1520,46 @@ struct Executed {
     rejected_files: Vec<String>,
     rejections: Rejections,
     spilled_bytes: u64,
+}
+
+/// Rows the model is run on one by one, at most, to name the row of a model-output error.
+const MODEL_ERROR_SEARCH_ROWS: usize = 10_000;
+
+/// The key of the first input row (in file order, among the first
+/// [`MODEL_ERROR_SEARCH_ROWS`]) on which the model alone fails: after a model-output error
+/// from a batch of rows.
+async fn first_row_failing_the_model(p: &Prepared, cfg: &JobConfig) -> Option<(String, String)> {
+    source::register_view(&p.ctx, &cfg.columns, &p.carried, None)
+        .await
+        .ok()?;
+    let df = p
+        .ctx
+        .sql("SELECT generation_id, segment_index, input_ids, token_type_ids FROM generations")
+        .await
+        .ok()?;
+    let mut stream = df.execute_stream().await.ok()?;
+    let mut seen = 0;
+    while let Some(Ok(batch)) = stream.next().await {
+        for row in 0..batch.num_rows() {
+            let ids = batch.column(2).slice(row, 1);
+            let types = batch.column(3).slice(row, 1);
+            let types = (types.data_type() != &DataType::Null).then_some(types);
+            let failed = tokio::task::block_in_place(|| {
+                matches!(
+                    p.model.predict(ids.as_ref(), types.as_deref()),
+                    Err(Error::ModelBinding { .. })
+                )
+            });
+            if failed {
+                return Some((cell(batch.column(0), row), cell(batch.column(1), row)));
+            }
+            seen += 1;
+            if seen >= MODEL_ERROR_SEARCH_ROWS {
+                return None;
+            }
+        }
+    }
+    None
 }
 
 /// Bytes the plan's operators (the sort of unsorted input) spilled to disk.

@@ -464,6 +464,11 @@ fn a_score_output_of_the_wrong_shape_names_the_output() {
         err.contains("output `score` has shape [4] for a batch of 2 rows"),
         "{err}"
     );
+    // The batch's rows have no key at that point; segscore then finds the first row that fails.
+    assert!(
+        err.contains("(first at generation_id=g1, segment_index=0)"),
+        "{err}"
+    );
     assert_no_output(&out);
 }
 
