@@ -1299,10 +1299,9 @@ async fn run_shards(
             }
             // The readers' errors do not say which file: find it.
             e @ (Error::Arrow(_) | Error::Parquet(_) | Error::DataFusion(_)) => {
-                let files: Vec<PathBuf> = p.inputs.files.iter().map(|f| f.path.clone()).collect();
-                match tokio::task::spawn_blocking(move || source::find_unreadable(&files)).await {
-                    Ok(Some((path, reason))) => Error::NotParquet { path, reason },
-                    _ => e,
+                match find_unreadable(p).await {
+                    Some((path, reason)) => Error::NotParquet { path, reason },
+                    None => e,
                 }
             }
             // A model-output error came from a batch of rows: name the first row that gives it.
@@ -1520,6 +1519,25 @@ struct Executed {
     rejected_files: Vec<String>,
     rejections: Rejections,
     spilled_bytes: u64,
+}
+
+/// The first input file that cannot be read whole, and why: each file scanned alone, as the
+/// job scans it (only after a scan failed with an error that names no file).
+async fn find_unreadable(p: &Prepared) -> Option<(PathBuf, String)> {
+    for f in p.inputs.files.iter().map(|f| f.path.clone()) {
+        let scan = async {
+            let table = crate::evaluate::parquet_table(&p.ctx, std::slice::from_ref(&f), &[], &[]).await?;
+            let mut stream = p.ctx.read_table(table)?.execute_stream().await?;
+            while let Some(batch) = stream.next().await {
+                batch?;
+            }
+            Ok::<_, Error>(())
+        };
+        if let Err(e) = scan.await {
+            return Some((f, e.to_string()));
+        }
+    }
+    None
 }
 
 /// Rows the model is run on one by one, at most, to name the row of a model-output error.

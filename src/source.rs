@@ -393,29 +393,6 @@ pub fn distrust_statistics(ctx: &SessionContext) {
     }
 }
 
-/// The first of `files` whose data cannot be read whole, and why: after the scan failed with
-/// an error that names no file. Panics of the Parquet decoder count as failures.
-pub fn find_unreadable(files: &[PathBuf]) -> Option<(PathBuf, String)> {
-    use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-    for path in files {
-        let read = || -> std::result::Result<(), String> {
-            let f = File::open(path).map_err(|e| e.to_string())?;
-            let meta = read_footer(&f)?;
-            let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(f, meta)
-                .build()
-                .map_err(|e| e.to_string())?;
-            for batch in reader {
-                batch.map_err(|e| e.to_string())?;
-            }
-            Ok(())
-        };
-        if let Err(reason) = quietly(read).unwrap_or_else(Err) {
-            return Some((path.clone(), reason));
-        }
-    }
-    None
-}
-
 /// Runs `f`, turning a panic into an error with its message (and no panic output).
 pub fn quietly<T>(f: impl FnOnce() -> T) -> std::result::Result<T, String> {
     let previous = std::panic::take_hook();

@@ -102,9 +102,8 @@ fn parquet(data: &[u8]) {
     let vocab = vocab(Some(1000));
     // Decoding the pages is arrow's code, not segscore's, and it panics on some corrupt pages
     // (parquet 59: "Decoder for dict should have been set"; with overflow checks, "attempt to
-    // multiply with overflow" in rle.rs). segscore names the file when that happens
-    // (source::find_unreadable); here the panic is caught so the fuzzer goes on exploring
-    // segscore's checks.
+    // multiply with overflow" in rle.rs); here the panic is caught so the fuzzer goes on
+    // exploring segscore's checks.
     // (segscore::source::quietly swaps libfuzzer's aborting panic hook for a silent one.)
     let batches = segscore::source::quietly(|| reader.take(4).collect::<Vec<_>>());
     let Ok(batches) = batches else { return };

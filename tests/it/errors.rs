@@ -534,18 +534,22 @@ fn corrupt_data_page_names_the_file() {
     // A good file of the same schema (the corrupt one began as `segscore generate` output).
     let good = tmp.path().join("good");
     generate(&good, 100, 1, false);
-    let o = run(
-        &[&good, &test_model("corrupt_data_page.parquet")],
-        &demo_model(),
-        &tmp.path().join("out"),
-        &["--provider", "cpu"],
-    );
-    let err = stderr(&o);
-    assert_eq!(o.status.code(), Some(1), "{err}");
-    assert!(
-        err.contains("corrupt_data_page.parquet: not a readable Parquet file"),
-        "{err}"
-    );
-    assert!(!err.contains("panicked"), "{err}");
-    assert_no_output(&tmp.path().join("out"));
+    // A corrupt data page, and a corrupt page header (the Parquet reader alone spends a minute
+    // on it; the scan fails at once).
+    for name in ["corrupt_data_page.parquet", "corrupt_page_header.parquet"] {
+        let o = run(
+            &[&good, &test_model(name)],
+            &demo_model(),
+            &tmp.path().join("out"),
+            &["--provider", "cpu"],
+        );
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{err}");
+        assert!(
+            err.contains(&format!("{name}: not a readable Parquet file")),
+            "{err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+        assert_no_output(&tmp.path().join("out"));
+    }
 }
