@@ -332,3 +332,32 @@ fn a_run_killed_before_committing_anything_is_simply_run_again() {
     assert!(out.join("_SUCCESS").exists());
     assert!(!work.exists());
 }
+
+#[test]
+fn a_second_run_into_the_same_output_is_refused_while_the_first_holds_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in");
+    generate(&input, 2_000, 1, false);
+    let out = tmp.path().join("out");
+    let work = out.join(".segscore-staging");
+    std::fs::create_dir_all(work.join("shards")).unwrap();
+    // Another process's lock, as a running segscore holds it.
+    let held = std::fs::File::open(&work).unwrap();
+    use std::os::fd::AsRawFd;
+    assert_eq!(
+        unsafe { libc::flock(held.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) },
+        0
+    );
+    for flags in [&["--resume"][..], &["--overwrite"][..], &[][..]] {
+        let o = job(&input, &out, flags).output().unwrap();
+        assert_eq!(o.status.code(), Some(1), "{flags:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("another segscore run is writing into it"),
+            "{}",
+            stderr(&o)
+        );
+    }
+    drop(held);
+    let o = job(&input, &out, &["--resume"]).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+}
