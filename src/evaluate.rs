@@ -18,6 +18,7 @@ use datafusion::common::TableReference;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
 use datafusion::logical_expr::ExprFunctionExt;
+use datafusion::parquet::arrow::arrow_reader::ArrowReaderMetadata;
 use datafusion::parquet::file::metadata::SortingColumn;
 use datafusion::prelude::{ident, lit, SessionContext};
 use futures::StreamExt;
@@ -188,16 +189,31 @@ pub async fn parquet_table(
     sort_keys: &[&str],
     trusted: &[&str],
 ) -> Result<Arc<dyn TableProvider>> {
+    let footers = crate::source::read_footers(files)?;
+    parquet_table_read(ctx, files, &footers, sort_keys, trusted).await
+}
+
+/// [`parquet_table`] over files whose footers (`footers`, one per file) are already read.
+async fn parquet_table_read(
+    ctx: &SessionContext,
+    files: &[PathBuf],
+    footers: &[ArrowReaderMetadata],
+    sort_keys: &[&str],
+    trusted: &[&str],
+) -> Result<Arc<dyn TableProvider>> {
     let urls = files
         .iter()
         .map(|f| ListingTableUrl::parse(f.to_string_lossy()))
         .collect::<datafusion::error::Result<Vec<_>>>()?;
     // Strings stay the type they were written as (not views), as in the run's own tables.
     let format = ParquetFormat::default().with_force_view_types(false);
-    // Unreadable footers are errors naming the file (DataFusion's schema inference could
-    // panic on some); no statistics where a float column looks constant (see
-    // source::float_stats_constant).
-    if crate::source::check_footers(files, trusted)? {
+    // Footers were read first, so an unreadable one is an error naming the file (DataFusion's
+    // schema inference could panic on some); no statistics where a float column looks
+    // constant (see source::float_stats_constant).
+    if footers
+        .iter()
+        .any(|m| crate::source::float_stats_constant(m.metadata(), trusted))
+    {
         crate::source::distrust_statistics(ctx);
     }
     let mut options = ListingOptions::new(Arc::new(format)).with_file_extension("");
@@ -238,12 +254,14 @@ pub async fn register_output(ctx: &SessionContext, dir: &Path, schema: Option<&s
     let mut registered = Vec::new();
     // Part files a run wrote in key order say so in their footers; the aggregation by
     // generation then streams instead of holding every generation at once.
-    let (mut sorted, mut rows) = (true, 0u64);
-    for f in &segments {
-        let (s, n) = source::footer_order_and_rows(f, &["generation_id", "segment_index"])?;
-        sorted &= s;
-        rows += n;
-    }
+    let footers = source::read_footers(&segments)?;
+    let sorted = footers
+        .iter()
+        .all(|m| source::metadata_declares_order(m.metadata(), &["generation_id", "segment_index"]));
+    let rows: u64 = footers
+        .iter()
+        .map(|m| m.metadata().file_metadata().num_rows().max(0) as u64)
+        .sum();
     if sorted {
         // Sorted files can only be read in order if every chain of non-overlapping files gets
         // its own partition; with fewer partitions DataFusion drops the order, and grouping by
@@ -261,7 +279,7 @@ pub async fn register_output(ctx: &SessionContext, dir: &Path, schema: Option<&s
     // The result columns, scores and targets of a run are checked finite before they are written.
     let mut trusted: Vec<&str> = crate::loss::OUTPUT_COLUMNS.to_vec();
     trusted.extend(["cumulative_score", "base_score"]);
-    let table = parquet_table(ctx, &segments, keys, &trusted).await?;
+    let table = parquet_table_read(ctx, &segments, &footers, keys, &trusted).await?;
     let mut df = ctx.read_table(Arc::clone(&table))?;
     if table.schema().index_of("base_score").is_err() {
         df = df.with_column("base_score", lit(0.0f64))?;

@@ -409,19 +409,18 @@ pub fn quietly<T>(f: impl FnOnce() -> T) -> std::result::Result<T, String> {
 }
 
 /// Reads every file's footer ([`read_footer`]: an unreadable one is an error naming the
-/// file) and says whether any has a float column that looks constant
-/// ([`float_stats_constant`]).
-pub fn check_footers(paths: &[PathBuf], trusted: &[&str]) -> Result<bool> {
-    let mut constant = false;
-    for p in paths {
-        let f = File::open(p).map_err(|e| Error::io(p, e))?;
-        let meta = read_footer(&f).map_err(|reason| Error::NotParquet {
-            path: p.clone(),
-            reason,
-        })?;
-        constant |= float_stats_constant(meta.metadata(), trusted);
-    }
-    Ok(constant)
+/// file).
+pub fn read_footers(paths: &[PathBuf]) -> Result<Vec<ArrowReaderMetadata>> {
+    paths
+        .iter()
+        .map(|p| {
+            let f = File::open(p).map_err(|e| Error::io(p, e))?;
+            read_footer(&f).map_err(|reason| Error::NotParquet {
+                path: p.clone(),
+                reason,
+            })
+        })
+        .collect()
 }
 
 /// Whether every row group's `sorting_columns` start with the generation id and the segment
@@ -431,7 +430,10 @@ fn declares_key_order(pq: &datafusion::parquet::file::metadata::ParquetMetaData,
 }
 
 /// Whether every row group's `sorting_columns` start with `keys`, all ascending.
-fn metadata_declares_order(pq: &datafusion::parquet::file::metadata::ParquetMetaData, keys: &[&str]) -> bool {
+pub fn metadata_declares_order(
+    pq: &datafusion::parquet::file::metadata::ParquetMetaData,
+    keys: &[&str],
+) -> bool {
     let leaves = pq.file_metadata().schema_descr().columns();
     let leaf = |name: &str| {
         leaves
@@ -449,20 +451,6 @@ fn metadata_declares_order(pq: &datafusion::parquet::file::metadata::ParquetMeta
                 .all(|(&i, c)| c.column_idx as usize == i && !c.descending),
             _ => false,
         })
-}
-
-/// From the footer of the Parquet file at `path`: whether it declares that it is sorted by
-/// `keys`, and its rows.
-pub fn footer_order_and_rows(path: &Path, keys: &[&str]) -> Result<(bool, u64)> {
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let meta = datafusion::parquet::file::metadata::ParquetMetaDataReader::new()
-        .parse_and_finish(&file)
-        .map_err(|e| Error::NotParquet {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
-    let rows = meta.file_metadata().num_rows().max(0) as u64;
-    Ok((metadata_declares_order(&meta, keys), rows))
 }
 
 fn check_null_stats(
