@@ -221,37 +221,34 @@ impl Grouper {
         if batch.num_rows() == 0 {
             return Ok(ready);
         }
-        let batch = match self.carry.take() {
-            None => batch,
-            Some(carry) => {
-                // Only the carried generation's continuation is copied.
-                let runs = partition(&[Arc::clone(batch.column(self.gid))])?.ranges();
-                let first = runs.first().map_or(0, |r| r.end);
-                let new_generation = distinct(
-                    &carry.column(self.gid).slice(0, 1),
-                    &batch.column(self.gid).slice(0, 1),
-                )?;
-                if new_generation.value(0) {
-                    ready.push(carry);
-                    batch
-                } else {
-                    let joined = concat_batches(&batch.schema(), [&carry, &batch.slice(0, first)])?;
-                    let rest = batch.slice(first, batch.num_rows() - first);
-                    if rest.num_rows() == 0 {
-                        self.carry = Some(joined);
-                        return Ok(ready);
-                    }
-                    ready.push(joined);
-                    rest
-                }
-            }
-        };
+        // The batch's runs of one generation id, found once.
+        let n = batch.num_rows();
         let runs = partition(&[Arc::clone(batch.column(self.gid))])?.ranges();
-        let last = runs.last().map_or(0, |r| r.start);
-        if last > 0 {
-            ready.push(batch.slice(0, last));
+        let first_end = runs.first().map_or(n, |r| r.end);
+        let last_start = runs.last().map_or(0, |r| r.start);
+        let mut start = 0;
+        if let Some(carry) = self.carry.take() {
+            let new_generation = distinct(
+                &carry.column(self.gid).slice(0, 1),
+                &batch.column(self.gid).slice(0, 1),
+            )?;
+            if new_generation.value(0) {
+                ready.push(carry);
+            } else {
+                // Only the carried generation's continuation is copied.
+                let joined = concat_batches(&batch.schema(), [&carry, &batch.slice(0, first_end)])?;
+                if first_end == n {
+                    self.carry = Some(joined);
+                    return Ok(ready);
+                }
+                ready.push(joined);
+                start = first_end;
+            }
         }
-        self.carry = Some(batch.slice(last, batch.num_rows() - last));
+        if last_start > start {
+            ready.push(batch.slice(start, last_start - start));
+        }
+        self.carry = Some(batch.slice(last_start, n - last_start));
         Ok(ready)
     }
 
