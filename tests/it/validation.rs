@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, RecordBatch, StringArray};
-use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::arrow::array::{Array, ArrayRef, RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{Field, Schema};
 
 use crate::common::*;
 
@@ -42,8 +42,38 @@ fn mixed_rows() -> (Vec<Row>, Vec<Row>) {
     (valid, invalid)
 }
 
+/// (note, reason) pairs, sorted.
+fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+    v.sort();
+    v
+}
+
+/// The rejected rows of `out` as (note, reason) pairs, sorted.
+fn rejected_reasons(out: &Path) -> Vec<(String, String)> {
+    let rejected = read_parts(&out.join("rejected"));
+    let mut v: Vec<(String, String)> = str_col(&rejected, "note")
+        .into_iter()
+        .zip(str_col(&rejected, "reason"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// `b` with column `i` replaced by the nullable `values`, written to `path`.
+fn write_with_nullable(path: &Path, b: &RecordBatch, i: usize, values: ArrayRef) {
+    let mut fields: Vec<Field> = b.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields[i] = fields[i].clone().with_nullable(true);
+    let mut cols = b.columns().to_vec();
+    cols[i] = values;
+    write_batch(
+        path,
+        &RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).unwrap(),
+    );
+}
+
 fn expected_reasons() -> Vec<(String, String)> {
-    let mut v: Vec<(String, String)> = [
+    pairs(&[
         ("g2#0", "invalid_segment_in_generation"),
         ("g2#1", "non_finite_cumulative_score"),
         ("g2#2", "invalid_segment_in_generation"),
@@ -56,12 +86,7 @@ fn expected_reasons() -> Vec<(String, String)> {
         ("g7#0", "null_input_ids"),
         ("g8#0", "null_cumulative_score"),
         ("g8#1", "invalid_segment_in_generation"),
-    ]
-    .iter()
-    .map(|(a, b)| (a.to_string(), b.to_string()))
-    .collect();
-    v.sort();
-    v
+    ])
 }
 
 fn counts(v: &serde_json::Value) -> BTreeMap<String, u64> {
@@ -154,12 +179,7 @@ fn quarantine_rejects_whole_generations_and_scores_the_rest_as_a_clean_run_would
                 f.name()
             );
         }
-        let mut got: Vec<(String, String)> = str_col(&rejected, "note")
-            .into_iter()
-            .zip(str_col(&rejected, "reason"))
-            .collect();
-        got.sort();
-        assert_eq!(got, expected_reasons(), "sorted={sorted}");
+        assert_eq!(rejected_reasons(&out), expected_reasons(), "sorted={sorted}");
         // The token lists travel unchanged.
         let g5 = str_col(&rejected, "note")
             .iter()
@@ -339,14 +359,12 @@ fn null_generation_ids_are_quarantined_together() {
         row("x", 0, 0.1, &[11]),
         row("x", 1, 0.2, &[12]),
     ]);
-    let mut fields: Vec<Field> = b.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
-    fields[0] = Field::new("generation_id", DataType::Utf8, true);
-    let mut cols = b.columns().to_vec();
-    cols[0] = Arc::new(StringArray::from(vec![Some("g1"), None, None]));
     let input = tmp.path().join("in.parquet");
-    write_batch(
+    write_with_nullable(
         &input,
-        &RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).unwrap(),
+        &b,
+        0,
+        Arc::new(StringArray::from(vec![Some("g1"), None, None])),
     );
     // Fail mode: the footer's statistics already show the nulls.
     let o = run(
@@ -428,21 +446,14 @@ fn non_finite_predictions_name_the_model_output_or_are_quarantined() {
         &out,
         &["--provider", "cpu", "--on-invalid", "quarantine"],
     );
-    let rejected = read_parts(&out.join("rejected"));
-    let mut got: Vec<(String, String)> = str_col(&rejected, "note")
-        .into_iter()
-        .zip(str_col(&rejected, "reason"))
-        .collect();
-    got.sort();
-    let want: Vec<(String, String)> = [
-        ("g2#0", "invalid_segment_in_generation"),
-        ("g2#1", "non_finite_prediction"),
-        ("g3#0", "non_finite_prediction"),
-    ]
-    .iter()
-    .map(|(a, b)| (a.to_string(), b.to_string()))
-    .collect();
-    assert_eq!(got, want);
+    assert_eq!(
+        rejected_reasons(&out),
+        pairs(&[
+            ("g2#0", "invalid_segment_in_generation"),
+            ("g2#1", "non_finite_prediction"),
+            ("g3#0", "non_finite_prediction"),
+        ])
+    );
     assert_eq!(str_col(&read_segments(&out), "note"), ["g1#0"]);
 }
 
@@ -552,20 +563,9 @@ fn null_segment_indexes_reject_their_generation_sorted_or_not() {
         row("g2", 1, 0.2, &[12]),
         row("g3", 0, 0.3, &[13]),
     ]);
-    let mut fields: Vec<Field> = b.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
-    fields[1] = Field::new("segment_index", DataType::Int64, true);
-    let mut cols = b.columns().to_vec();
-    cols[1] = Arc::new(datafusion::arrow::array::Int64Array::from(vec![
-        Some(0),
-        None,
-        Some(1),
-        Some(0),
-    ]));
     let input = tmp.path().join("in.parquet");
-    write_batch(
-        &input,
-        &RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).unwrap(),
-    );
+    let segs = datafusion::arrow::array::Int64Array::from(vec![Some(0), None, Some(1), Some(0)]);
+    write_with_nullable(&input, &b, 1, Arc::new(segs));
     for sorted in [false, true] {
         let out = tmp.path().join(format!("out{sorted}"));
         let mut flags = vec!["--provider", "cpu", "--on-invalid", "quarantine"];
@@ -580,18 +580,12 @@ fn null_segment_indexes_reject_their_generation_sorted_or_not() {
             continue;
         }
         assert!(o.status.success(), "{}", stderr(&o));
-        let rejected = read_parts(&out.join("rejected"));
-        let mut got: Vec<(String, String)> = str_col(&rejected, "note")
-            .into_iter()
-            .zip(str_col(&rejected, "reason"))
-            .collect();
-        got.sort();
         assert_eq!(
-            got,
-            [
-                ("g2#0".to_string(), "null_segment_index".to_string()),
-                ("g2#1".to_string(), "invalid_segment_in_generation".to_string())
-            ]
+            rejected_reasons(&out),
+            pairs(&[
+                ("g2#0", "null_segment_index"),
+                ("g2#1", "invalid_segment_in_generation")
+            ])
         );
         let mut notes = str_col(&read_segments(&out), "note");
         notes.sort();
