@@ -82,6 +82,9 @@ impl PairCounts {
         if n != y.len() || !all_finite(x) || !all_finite(y) {
             return None;
         }
+        // -0.0 + 0.0 is 0.0: the sort (total order) then ties exactly what `==` ties.
+        let x: Vec<f64> = x.iter().map(|v| v + 0.0).collect();
+        let y: Vec<f64> = y.iter().map(|v| v + 0.0).collect();
         let pairs_in = |k: u64| k * k.saturating_sub(1) / 2;
         let mut idx: Vec<usize> = (0..n).collect();
         idx.sort_unstable_by(|&a, &b| x[a].total_cmp(&x[b]).then(y[a].total_cmp(&y[b])));
@@ -118,7 +121,9 @@ impl PairCounts {
             i = j;
         }
         let pairs = pairs_in(n as u64);
-        let concordant = pairs - tied_x - tied_y + tied_both - discordant;
+        // Pairs tied in neither, less the discordant ones; every partial result is a count
+        // of pairs, so none of the subtractions can go below zero.
+        let concordant = pairs + tied_both - tied_x - tied_y - discordant;
         Some(PairCounts {
             pairs,
             concordant,
@@ -248,7 +253,7 @@ mod tests {
         for i in 0..x.len() {
             for j in i + 1..x.len() {
                 c.pairs += 1;
-                let (dx, dy) = (x[i].total_cmp(&x[j]), y[i].total_cmp(&y[j]));
+                let (dx, dy) = (x[i].partial_cmp(&x[j]).unwrap(), y[i].partial_cmp(&y[j]).unwrap());
                 if dx == Ordering::Equal {
                     c.tied_x += 1;
                 }
@@ -327,6 +332,34 @@ mod tests {
     }
 
     #[test]
+    fn ties_in_both_larger_than_the_rest() {
+        // x all tied, y tied in one pair: found by proptest, where the counts' arithmetic
+        // went below zero before it came back up.
+        let c = PairCounts::of(&[0.0, 0.0, 0.0], &[0.0, 2.0, 2.0]).unwrap();
+        assert_eq!(c, naive_counts(&[0.0, 0.0, 0.0], &[0.0, 2.0, 2.0]));
+        assert_eq!(
+            (c.pairs, c.tied_x, c.tied_y, c.concordant, c.discordant),
+            (3, 3, 1, 0, 0)
+        );
+        assert_eq!(kendall_tau(&[0.0, 0.0, 0.0], &[0.0, 2.0, 2.0]), None);
+    }
+
+    #[test]
+    fn negative_zero_ties_with_zero() {
+        // The total order puts -0.0 first and splits the rows with y = 1 apart, yet all
+        // three are tied in x and rows 0 and 1 are tied in both.
+        let (x, y) = ([0.0, -0.0, 0.0], [1.0, 1.0, -0.0]);
+        let c = PairCounts::of(&x, &y).unwrap();
+        assert_eq!(
+            (c.pairs, c.tied_x, c.tied_y, c.concordant, c.discordant),
+            (3, 3, 1, 0, 0)
+        );
+        assert_eq!(c, naive_counts(&x, &y));
+        let c = PairCounts::of(&[-0.0, 0.0, 1.0], &[1.0, -0.0, 0.0]).unwrap();
+        assert_eq!((c.tied_x, c.tied_y, c.concordant, c.discordant), (1, 1, 0, 1));
+    }
+
+    #[test]
     fn top_share_takes_the_largest() {
         let mut v: Vec<f64> = (1..=10).map(f64::from).collect(); // sum 55
         close(top_share(&mut v, 0.1), 10.0 / 55.0);
@@ -343,7 +376,7 @@ mod properties {
     /// Scores with many ties (a few distinct values) or none (continuous).
     fn scores() -> impl Strategy<Value = (Vec<f64>, Vec<f64>)> {
         (2usize..60).prop_flat_map(|n| {
-            let value = prop_oneof![(-3i32..4).prop_map(f64::from), -10.0f64..10.0];
+            let value = prop_oneof![(-3i32..4).prop_map(f64::from), -10.0f64..10.0, Just(-0.0)];
             (
                 proptest::collection::vec(value.clone(), n),
                 proptest::collection::vec(value, n),
