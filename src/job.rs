@@ -44,7 +44,7 @@ use crate::loss::{loss_columns, Loss, Moments, RegressionMetrics, OUTPUT_COLUMNS
 use crate::model::{ModelOptions, RewardModel};
 use crate::progress::{Progress, ProgressMode};
 use crate::runtime::Provider;
-use crate::shard::ShardRecord;
+use crate::shard::{ShardRecord, Tally};
 use crate::sink::{Found, OutputDir, RollingWriter};
 use crate::source::{self, ColumnNames};
 use crate::validate::{self, Grouper, OnInvalid, Reason, RejectedLayout, Rejections, RowChecks};
@@ -611,16 +611,6 @@ fn cell(a: &ArrayRef, row: usize) -> String {
     array_value_to_string(a, row).unwrap_or_else(|_| "?".into())
 }
 
-struct PartResult {
-    moments: Moments,
-    /// Generations counted from the ordered rows (rejected ones included); None when the rows
-    /// were not in order.
-    generations: Option<u64>,
-    rejections: Rejections,
-    files: Vec<String>,
-    rejected_files: Vec<String>,
-}
-
 /// Checks that rows come in (generation id, segment index) order, across batches, and counts
 /// the generations (each starts where the generation id changes).
 struct KeyOrder {
@@ -730,7 +720,7 @@ async fn run_partition(
     mut rejected_writer: Option<RollingWriter>,
     rows_done: Arc<AtomicU64>,
     limit: Arc<RejectLimit>,
-) -> Result<PartResult> {
+) -> Result<Tally> {
     let mut moments = Moments::default();
     let mut rejections = Rejections::default();
     let (tx, mut rx) = tokio::sync::mpsc::channel::<WriterMsg>(2);
@@ -777,8 +767,8 @@ async fn run_partition(
                 if let Some((bad, why)) = bad {
                     msgs.push(WriterMsg::Rejected(layout.batch(&bad, &why)?));
                 }
-                let total = limit.rows.fetch_add(rejections.rows - before, Ordering::Relaxed)
-                    + (rejections.rows - before);
+                let added = rejections.rows - before;
+                let total = limit.rows.fetch_add(added, Ordering::Relaxed) + added;
                 if limit.max_rows.is_some_and(|m| total > m) {
                     let mut seen = rejections.clone();
                     seen.rows = total;
@@ -866,12 +856,13 @@ async fn run_partition(
         .map_err(|e| Error::Internal(format!("the writer thread failed: {e}")))?;
     outcome?;
     let (files, rejected_files) = written?;
-    Ok(PartResult {
+    Ok(Tally {
         moments,
         generations: order.map(|o| o.generations),
         rejections,
         files,
         rejected_files,
+        ..Tally::default()
     })
 }
 
@@ -1220,10 +1211,13 @@ async fn run_shards(
     let input_rows = p.inputs.total_rows();
     let interval = std::time::Duration::from_secs_f64(cfg.progress_interval.max(0.01));
     let progress = Progress::start(input_rows, cfg.progress, interval);
-    let done_rows: u64 = records.values().map(|r| r.moments.n + r.rejections.rows).sum();
+    let done_rows: u64 = records
+        .values()
+        .map(|r| r.tally.moments.n + r.tally.rejections.rows)
+        .sum();
     progress.counter().fetch_add(done_rows, Ordering::Relaxed);
     let limit = Arc::new(RejectLimit {
-        rows: AtomicU64::new(records.values().map(|r| r.rejections.rows).sum()),
+        rows: AtomicU64::new(records.values().map(|r| r.tally.rejections.rows).sum()),
         max_rows: cfg
             .max_invalid_fraction
             .map(|f| (f * input_rows as f64).floor() as u64),
@@ -1259,15 +1253,12 @@ async fn run_shards(
             .await?;
             let record = ShardRecord {
                 shard: k,
-                moments: ex.moments,
-                generations: ex.generations,
-                rejections: ex.rejections,
-                files: ex.files,
-                rejected_files: ex.rejected_files,
-                spilled_bytes: ex.spilled_bytes,
-                model_tokens: st.tokens.load(Ordering::Relaxed) - before.0,
-                model_positions: st.positions.load(Ordering::Relaxed) - before.1,
-                model_nanos: st.run_nanos.load(Ordering::Relaxed) - before.2,
+                tally: Tally {
+                    model_tokens: st.tokens.load(Ordering::Relaxed) - before.0,
+                    model_positions: st.positions.load(Ordering::Relaxed) - before.1,
+                    model_nanos: st.run_nanos.load(Ordering::Relaxed) - before.2,
+                    ..ex
+                },
             };
             // The rename of the record commits the shard; its files are already in place.
             out.write(
@@ -1322,22 +1313,21 @@ async fn run_shards(
         source::register_view(&p.ctx, &cfg.columns, &p.carried, None).await?;
     }
     // Merged in shard order, so a resumed run adds the same numbers in the same order.
-    let mut moments = Moments::default();
-    let mut rejections = Rejections::default();
-    let mut generations = Some(0u64);
-    let (mut output_files, mut rejected_files, mut spilled, mut tokens, mut positions, mut nanos) =
-        (0, 0, 0, 0, 0, 0);
+    let mut total = Tally::default();
     for r in records.values() {
-        moments.merge(&r.moments);
-        rejections.merge(&r.rejections);
-        generations = generations.zip(r.generations).map(|(a, b)| a + b);
-        output_files += r.files.len();
-        rejected_files += r.rejected_files.len();
-        spilled += r.spilled_bytes;
-        tokens += r.model_tokens;
-        positions += r.model_positions;
-        nanos += r.model_nanos;
+        total.merge(&r.tally);
     }
+    let Tally {
+        moments,
+        generations,
+        rejections,
+        spilled_bytes,
+        model_tokens: tokens,
+        model_positions: positions,
+        model_nanos: nanos,
+        ..
+    } = total;
+    let (mut output_files, rejected_files) = (total.files.len(), total.rejected_files.len());
     // (--max-invalid-fraction was enforced as rows were rejected: the limit started from the
     // committed shards' rejections, and the fingerprint pins the threshold.)
     if rejected_files == 0 {
@@ -1409,7 +1399,7 @@ async fn run_shards(
         resumed_shards,
         output_files,
         generation_files,
-        spilled_bytes: spilled,
+        spilled_bytes,
         padding_share: (positions > 0).then(|| 1.0 - tokens as f64 / positions as f64),
         model_seconds: nanos as f64 / 1e9,
         evaluation_seconds,
@@ -1439,7 +1429,7 @@ async fn execute(
     rows_done: Arc<AtomicU64>,
     limit: Arc<RejectLimit>,
     prefix: String,
-) -> Result<Executed> {
+) -> Result<Tally> {
     let dir = out.staged("segments")?;
     let rejected_dir = match &plan.rejected {
         Some(_) => Some(out.staged("rejected")?),
@@ -1492,32 +1482,14 @@ async fn execute(
     }
     // Merged in partition order: the same sums whatever order the partitions finished in.
     parts.sort_by_key(|(i, _)| *i);
-    let mut executed = Executed {
-        moments: Moments::default(),
-        generations: Some(0),
-        files: Vec::new(),
-        rejected_files: Vec::new(),
-        rejections: Rejections::default(),
+    let mut executed = Tally {
         spilled_bytes: spilled_bytes(physical.as_ref()),
+        ..Tally::default()
     };
-    for (_, part) in parts {
-        executed.moments.merge(&part.moments);
-        executed.generations = executed.generations.zip(part.generations).map(|(a, b)| a + b);
-        executed.files.extend(part.files);
-        executed.rejected_files.extend(part.rejected_files);
-        executed.rejections.merge(&part.rejections);
+    for (_, part) in &parts {
+        executed.merge(part);
     }
     Ok(executed)
-}
-
-struct Executed {
-    moments: Moments,
-    /// Generations seen, rejected ones included.
-    generations: Option<u64>,
-    files: Vec<String>,
-    rejected_files: Vec<String>,
-    rejections: Rejections,
-    spilled_bytes: u64,
 }
 
 /// The first input file that cannot be read whole, and why: each file scanned alone, as the

@@ -122,29 +122,70 @@ pub fn udf() -> ScalarUDF {
     })
 }
 
-/// A committed shard's record.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct ShardRecord {
-    /// The shard.
-    pub shard: usize,
-    /// Moments of its valid segments.
+/// What a pass produced (a partition of a shard, a shard, the whole run), merged upwards
+/// by [`Tally::merge`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Tally {
+    /// Moments of the valid segments.
     pub moments: Moments,
     /// Generations seen (rejected ones included); None when rows were not in key order.
     pub generations: Option<u64>,
-    /// Its rejections.
+    /// Rejected rows and generations, by reason.
     pub rejections: Rejections,
-    /// Its part files in `segments/`.
+    /// Part files in `segments/`.
     pub files: Vec<String>,
-    /// Its part files in `rejected/`.
+    /// Part files in `rejected/`.
     pub rejected_files: Vec<String>,
-    /// Bytes its sort spilled.
+    /// Bytes the sort spilled.
     pub spilled_bytes: u64,
-    /// Model work: real tokens, padded positions, nanoseconds in ONNX Runtime.
+    /// Real tokens fed to the model.
     pub model_tokens: u64,
     /// Padded positions fed to the model.
     pub model_positions: u64,
     /// Nanoseconds inside ONNX Runtime.
     pub model_nanos: u64,
+}
+
+impl Default for Tally {
+    /// Nothing yet: zero generations, counted in key order.
+    fn default() -> Self {
+        Tally {
+            moments: Moments::default(),
+            generations: Some(0),
+            rejections: Rejections::default(),
+            files: Vec::new(),
+            rejected_files: Vec::new(),
+            spilled_bytes: 0,
+            model_tokens: 0,
+            model_positions: 0,
+            model_nanos: 0,
+        }
+    }
+}
+
+impl Tally {
+    /// Adds `other` (merge in a fixed order for the same floating-point sums).
+    pub fn merge(&mut self, other: &Tally) {
+        self.moments.merge(&other.moments);
+        self.generations = self.generations.zip(other.generations).map(|(a, b)| a + b);
+        self.rejections.merge(&other.rejections);
+        self.files.extend_from_slice(&other.files);
+        self.rejected_files.extend_from_slice(&other.rejected_files);
+        self.spilled_bytes += other.spilled_bytes;
+        self.model_tokens += other.model_tokens;
+        self.model_positions += other.model_positions;
+        self.model_nanos += other.model_nanos;
+    }
+}
+
+/// A committed shard's record.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ShardRecord {
+    /// The shard.
+    pub shard: usize,
+    /// What its pass produced.
+    #[serde(flatten)]
+    pub tally: Tally,
 }
 
 /// The file name of shard `k`'s record.
