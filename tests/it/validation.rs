@@ -10,6 +10,9 @@ use datafusion::arrow::datatypes::{Field, Schema};
 
 use crate::common::*;
 
+/// The flags of a quarantine run on the CPU.
+const QUARANTINE: &[&str] = &["--provider", "cpu", "--on-invalid", "quarantine"];
+
 fn nan_row(gid: &str, seg: i64, ids: &[i64]) -> Row {
     row(gid, seg, f64::NAN, ids)
 }
@@ -134,7 +137,7 @@ fn quarantine_rejects_whole_generations_and_scores_the_rest_as_a_clean_run_would
         let inputs = write_input(&dir, &all, sorted);
         let refs: Vec<&Path> = inputs.iter().map(|p| p.as_path()).collect();
         let out = tmp.path().join(format!("out_{sorted}"));
-        let mut flags = vec!["--provider", "cpu", "--on-invalid", "quarantine"];
+        let mut flags = QUARANTINE.to_vec();
         if sorted {
             flags.push("--sorted");
         }
@@ -308,14 +311,7 @@ fn max_invalid_fraction_fails_with_exit_3_and_commits_nothing() {
         &[&input],
         &demo_model(),
         &out,
-        &[
-            "--provider",
-            "cpu",
-            "--on-invalid",
-            "quarantine",
-            "--max-invalid-fraction",
-            "0.5",
-        ],
+        &[QUARANTINE, &["--max-invalid-fraction", "0.5"]].concat(),
     );
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(3), "{err}");
@@ -330,14 +326,7 @@ fn max_invalid_fraction_fails_with_exit_3_and_commits_nothing() {
         &[&input],
         &demo_model(),
         &out,
-        &[
-            "--provider",
-            "cpu",
-            "--on-invalid",
-            "quarantine",
-            "--max-invalid-fraction",
-            "0.8",
-        ],
+        &[QUARANTINE, &["--max-invalid-fraction", "0.8"]].concat(),
     );
     assert_eq!(summary(&out)["rejected"]["max_invalid_fraction"], 0.8);
     // The threshold means nothing without quarantine.
@@ -380,12 +369,7 @@ fn null_generation_ids_are_quarantined_together() {
         stderr(&o)
     );
     let out = tmp.path().join("out");
-    run_ok(
-        &[&input],
-        &demo_model(),
-        &out,
-        &["--provider", "cpu", "--on-invalid", "quarantine"],
-    );
+    run_ok(&[&input], &demo_model(), &out, QUARANTINE);
     let rejected = read_parts(&out.join("rejected"));
     assert_eq!(
         str_col(&rejected, "reason"),
@@ -440,12 +424,7 @@ fn non_finite_predictions_name_the_model_output_or_are_quarantined() {
         ],
     );
     let out = tmp.path().join("out");
-    run_ok(
-        &[&input2],
-        &model,
-        &out,
-        &["--provider", "cpu", "--on-invalid", "quarantine"],
-    );
+    run_ok(&[&input2], &model, &out, QUARANTINE);
     assert_eq!(
         rejected_reasons(&out),
         pairs(&[
@@ -489,12 +468,7 @@ fn a_run_that_rejects_every_row_commits_an_empty_segments_table() {
     let input = tmp.path().join("in.parquet");
     write_rows(&input, &[row("g1", 0, 0.5, &[]), nan_row("g2", 0, &[3])]);
     let out = tmp.path().join("out");
-    run_ok(
-        &[&input],
-        &demo_model(),
-        &out,
-        &["--provider", "cpu", "--on-invalid", "quarantine"],
-    );
+    run_ok(&[&input], &demo_model(), &out, QUARANTINE);
     let files = parts(&out.join("segments"));
     assert_eq!(files.len(), 1);
     let batches = read_parquet(&files[0]);
@@ -529,12 +503,7 @@ fn nan_among_equal_scores_is_not_read_as_the_other_score() {
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("non-finite (NaN)"), "{}", stderr(&o));
     let out = tmp.path().join("out");
-    run_ok(
-        &[&input],
-        &demo_model(),
-        &out,
-        &["--provider", "cpu", "--on-invalid", "quarantine"],
-    );
+    run_ok(&[&input], &demo_model(), &out, QUARANTINE);
     assert_eq!(
         str_col(&read_parts(&out.join("rejected")), "reason"),
         ["non_finite_cumulative_score"]
@@ -568,7 +537,7 @@ fn null_segment_indexes_reject_their_generation_sorted_or_not() {
     write_with_nullable(&input, &b, 1, Arc::new(segs));
     for sorted in [false, true] {
         let out = tmp.path().join(format!("out{sorted}"));
-        let mut flags = vec!["--provider", "cpu", "--on-invalid", "quarantine"];
+        let mut flags = QUARANTINE.to_vec();
         if sorted {
             flags.push("--sorted"); // nulls last within the generation, as the file has them
         }
