@@ -32,7 +32,7 @@ pub const SUCCESS: &str = "_SUCCESS";
 /// The work folder of a run in progress (or interrupted), inside the output directory.
 pub const WORK_DIR: &str = ".segscore-staging";
 /// Prefix of the work folders of earlier segscore versions (`.segscore-staging-<pid>-<ns>`).
-pub const STAGING_PREFIX: &str = ".segscore-staging";
+const OLD_STAGING_PREFIX: &str = ".segscore-staging-";
 /// What a run writes at the top of its output directory; `--overwrite` replaces these and
 /// leaves anything else alone.
 pub const OUTPUTS: [&str; 6] = [
@@ -131,13 +131,10 @@ impl OutputDir {
                 .collect();
             entries.sort();
             // Earlier versions' per-process staging folders: never complete, safe to remove.
-            for e in entries
-                .iter()
-                .filter(|e| e.starts_with(STAGING_PREFIX) && *e != WORK_DIR)
-            {
+            for e in entries.iter().filter(|e| e.starts_with(OLD_STAGING_PREFIX)) {
                 let _ = fs::remove_dir_all(root.join(e));
             }
-            entries.retain(|e| !e.starts_with(STAGING_PREFIX));
+            entries.retain(|e| !e.starts_with(OLD_STAGING_PREFIX) && e != WORK_DIR);
             if work.is_dir() {
                 let held = lock(root, &work)?;
                 let stale = committed_prefixes(&work).is_empty() && !work.join(COMMITTING).exists();

@@ -334,6 +334,23 @@ fn a_run_killed_before_committing_anything_is_simply_run_again() {
 }
 
 #[test]
+fn earlier_versions_staging_folders_are_removed_and_do_not_count_as_output() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in");
+    generate(&input, 2_000, 1, false);
+    let out = tmp.path().join("out");
+    // A killed run of a version that named its staging folder by pid and time.
+    let old = out.join(".segscore-staging-4242-1700000000000000000");
+    std::fs::create_dir_all(old.join("segments")).unwrap();
+    std::fs::write(old.join("segments/.part-00000.parquet.inprogress"), b"PAR1").unwrap();
+    let o = job(&input, &out, &[]).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(out.join("_SUCCESS").exists());
+    assert!(!old.exists());
+    assert!(!out.join(".segscore-staging").exists());
+}
+
+#[test]
 fn a_second_run_into_the_same_output_is_refused_while_the_first_holds_it() {
     let tmp = tempfile::tempdir().unwrap();
     let input = tmp.path().join("in");
