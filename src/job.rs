@@ -1194,7 +1194,7 @@ async fn run_shards(
     for (name, bytes) in out.shard_records()? {
         let r: ShardRecord = serde_json::from_slice(&bytes)
             .map_err(|e| Error::Internal(format!("shard record {name} is unreadable: {e}")))?;
-        if r.shard < p.shards && name == crate::shard::record_name(r.shard) {
+        if r.shard < p.shards && crate::shard::record_shard(&name) == Some(r.shard) {
             records.insert(r.shard, r);
         }
     }

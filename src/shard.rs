@@ -193,6 +193,12 @@ pub fn record_name(k: usize) -> String {
     format!("shard-{k:05}.json")
 }
 
+/// The shard whose record file is named `name`, if it is one.
+pub fn record_shard(name: &str) -> Option<usize> {
+    let k = name.strip_prefix("shard-")?.strip_suffix(".json")?;
+    k.parse().ok().filter(|&k| record_name(k) == name)
+}
+
 /// The prefix of shard `k`'s part files.
 pub fn part_prefix(k: usize) -> String {
     format!("part-s{k:05}-")
@@ -229,6 +235,21 @@ mod tests {
         let ints: ArrayRef = Arc::new(Int64Array::from(vec![1, 2]));
         let s = shards_of(&ints, 3).unwrap();
         assert_eq!(s.value(0), (fnv1a(&1i64.to_le_bytes()) % 3) as i64);
+    }
+
+    #[test]
+    fn record_names_parse_back() {
+        assert_eq!(record_name(7), "shard-00007.json");
+        assert_eq!(record_shard(&record_name(7)), Some(7));
+        assert_eq!(record_shard(&record_name(123_456)), Some(123_456));
+        for other in [
+            "shard-7.json",
+            "shard-00007.json.tmp",
+            ".shard-00007.json",
+            "shard--0001.json",
+        ] {
+            assert_eq!(record_shard(other), None, "{other}");
+        }
     }
 
     #[test]

@@ -366,11 +366,7 @@ fn committed_prefixes(work: &Path) -> Vec<String> {
     if let Ok(rd) = fs::read_dir(work.join(SHARDS_DIR)) {
         for e in rd.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            if let Some(k) = name
-                .strip_prefix("shard-")
-                .and_then(|n| n.strip_suffix(".json"))
-                .and_then(|n| n.parse::<usize>().ok())
-            {
+            if let Some(k) = crate::shard::record_shard(&name) {
                 v.push(crate::shard::part_prefix(k));
             }
         }
