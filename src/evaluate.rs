@@ -15,8 +15,6 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type};
 use datafusion::catalog::{MemorySchemaProvider, TableProvider};
 use datafusion::common::TableReference;
-use datafusion::datasource::file_format::parquet::ParquetFormat;
-use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
 use datafusion::logical_expr::ExprFunctionExt;
 use datafusion::parquet::arrow::arrow_reader::ArrowReaderMetadata;
 use datafusion::parquet::file::metadata::SortingColumn;
@@ -201,33 +199,19 @@ async fn parquet_table_read(
     sort_keys: &[&str],
     trusted: &[&str],
 ) -> Result<Arc<dyn TableProvider>> {
-    let urls = files
-        .iter()
-        .map(|f| ListingTableUrl::parse(f.to_string_lossy()))
-        .collect::<datafusion::error::Result<Vec<_>>>()?;
-    // Strings stay the type they were written as (not views), as in the run's own tables.
-    let format = ParquetFormat::default().with_force_view_types(false);
     // Footers were read first, so an unreadable one is an error naming the file (DataFusion's
-    // schema inference could panic on some); no statistics where a float column looks
-    // constant (see source::float_stats_constant).
-    if footers
+    // schema inference could panic on some).
+    let statistics_safe = !footers
         .iter()
-        .any(|m| crate::source::float_stats_constant(m.metadata(), trusted))
-    {
-        crate::source::distrust_statistics(ctx);
-    }
-    let mut options = ListingOptions::new(Arc::new(format)).with_file_extension("");
-    if !sort_keys.is_empty() {
-        options = options.with_file_sort_order(vec![sort_keys
-            .iter()
-            .map(|k| ident(*k).sort(true, false))
-            .collect()]);
-    }
-    let config = ListingTableConfig::new_with_multi_paths(urls)
-        .with_listing_options(options)
-        .infer_schema(&ctx.state())
-        .await?;
-    Ok(Arc::new(ListingTable::try_new(config)?))
+        .any(|m| source::float_stats_constant(m.metadata(), trusted));
+    let table = source::listing_table(
+        ctx,
+        files.iter().map(PathBuf::as_path),
+        sort_keys,
+        statistics_safe,
+    )
+    .await?;
+    Ok(Arc::new(table))
 }
 
 /// Registers a segscore output directory's tables: `segments`, and `generations` and

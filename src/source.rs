@@ -530,33 +530,52 @@ pub async fn register(
     cols: &ColumnNames,
     sorted: bool,
 ) -> Result<Vec<String>> {
-    let urls = inputs
-        .files
-        .iter()
-        .map(|f| ListingTableUrl::parse(f.path.to_string_lossy()))
-        .collect::<datafusion::error::Result<Vec<_>>>()?;
-    // Strings keep their type (no Utf8View), so the outputs carry columns unchanged.
-    let format = ParquetFormat::default().with_force_view_types(false);
-    if !inputs.statistics_safe() {
-        distrust_statistics(ctx);
-    }
-    let mut options = ListingOptions::new(Arc::new(format)).with_file_extension("");
-    if sorted {
-        use datafusion::prelude::ident;
-        let key = |c: &str| ident(c).sort(true, false);
-        options =
-            options.with_file_sort_order(vec![vec![key(&cols.generation_id), key(&cols.segment_index)]]);
-    }
-    let config = ListingTableConfig::new_with_multi_paths(urls)
-        .with_listing_options(options)
-        .infer_schema(&ctx.state())
-        .await?;
-    let table = ListingTable::try_new(config)?;
+    let keys = [cols.generation_id.as_str(), cols.segment_index.as_str()];
+    let table = listing_table(
+        ctx,
+        inputs.files.iter().map(|f| f.path.as_path()),
+        if sorted { &keys } else { &[] },
+        inputs.statistics_safe(),
+    )
+    .await?;
     let schema: SchemaRef = datafusion::catalog::TableProvider::schema(&table);
     ctx.register_table("input_files", Arc::new(table))?;
     let carried = carried_columns(&schema, cols)?;
     register_view(ctx, cols, &carried, None).await?;
     Ok(carried)
+}
+
+/// A table over Parquet `files` as segscore reads them: strings keep the type they were written
+/// as (no Utf8View), so outputs carry columns unchanged; declared sorted by `sort_keys`
+/// (ascending, nulls last) when any are given. With `statistics_safe` false, the context's
+/// scans stop using file statistics ([`float_stats_constant`]).
+pub async fn listing_table<'a>(
+    ctx: &SessionContext,
+    files: impl IntoIterator<Item = &'a Path>,
+    sort_keys: &[&str],
+    statistics_safe: bool,
+) -> Result<ListingTable> {
+    let urls = files
+        .into_iter()
+        .map(|f| ListingTableUrl::parse(f.to_string_lossy()))
+        .collect::<datafusion::error::Result<Vec<_>>>()?;
+    if !statistics_safe {
+        distrust_statistics(ctx);
+    }
+    let format = ParquetFormat::default().with_force_view_types(false);
+    let mut options = ListingOptions::new(Arc::new(format)).with_file_extension("");
+    if !sort_keys.is_empty() {
+        use datafusion::prelude::ident;
+        options = options.with_file_sort_order(vec![sort_keys
+            .iter()
+            .map(|k| ident(*k).sort(true, false))
+            .collect()]);
+    }
+    let config = ListingTableConfig::new_with_multi_paths(urls)
+        .with_listing_options(options)
+        .infer_schema(&ctx.state())
+        .await?;
+    Ok(ListingTable::try_new(config)?)
 }
 
 /// (Re-)registers the `generations` view over `input_files`; with `shard = Some((k, n))`,
