@@ -571,10 +571,7 @@ impl OutputPlan {
             .problem
             .map(|p| cell(batch.column(p), row))
             .unwrap_or_default();
-        match text.split_once(": ") {
-            Some((_, detail)) => detail.to_string(),
-            None => text,
-        }
+        validate::parse_problem(&text).1.to_string()
     }
 
     /// Adds the loss columns to a batch of valid rows and returns the output batch with its

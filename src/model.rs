@@ -37,12 +37,16 @@ use sha2::{Digest, Sha256};
 use crate::error::{Error, Result};
 use crate::onnx::Embedding;
 use crate::runtime::{self, Provider, Runtime};
+use crate::validate::{problem_text, Reason};
 
 /// Sessions in the pool on the CUDA provider, at most.
 pub const CUDA_SESSIONS: usize = 2;
 
 /// The SQL name of the model function.
 pub const UDF_NAME: &str = "reward_model";
+
+/// The detail of a null token list's problem.
+const NULL_LIST: &str = "the token list is null";
 
 /// The SQL name of the function that says why the model cannot take a row.
 pub const PROBLEM_UDF_NAME: &str = "reward_model_input_problem";
@@ -831,15 +835,13 @@ impl<'a> TokenLists<'a> {
         vocab: Option<&Embedding>,
     ) -> Option<String> {
         let (a, b) = match self.row_len(row) {
-            None => return Some("null_input_ids: the token list is null".into()),
-            Some(0) => return Some("empty_input_ids: the token list is empty".into()),
+            None => return Some(problem_text(Reason::NullInputIds, NULL_LIST)),
+            Some(0) => return Some(problem_text(Reason::EmptyInputIds, "the token list is empty")),
             Some(_) => self.range(row),
         };
         if let Some(p) = self.child_nulls.and_then(|n| (a..b).find(|&i| n.is_null(i))) {
-            return Some(format!(
-                "null_token_id: the token id at position {} is null",
-                p - a
-            ));
+            let detail = format!("the token id at position {} is null", p - a);
+            return Some(problem_text(Reason::NullTokenId, detail));
         }
         let limit = vocab.map_or(i64::MAX, |e| e.vocab.min(i64::MAX as u64) as i64);
         let bad = |v: i64| v < 0 || v >= limit;
@@ -858,17 +860,17 @@ impl<'a> TokenLists<'a> {
                 ),
                 _ => "is negative".to_string(),
             };
-            return Some(format!(
-                "token_id_out_of_range: token id {id} at position {p} {why}"
-            ));
+            let detail = format!("token id {id} at position {p} {why}");
+            return Some(problem_text(Reason::TokenIdOutOfRange, detail));
         }
         if let Some(t) = types {
             if t.row_len(row) != Some(b - a) {
-                return Some(format!(
-                    "token_type_ids_length_mismatch: {} token type ids for {} token ids",
+                let detail = format!(
+                    "{} token type ids for {} token ids",
                     t.row_len(row).map_or("null".to_string(), |n| n.to_string()),
                     b - a
-                ));
+                );
+                return Some(problem_text(Reason::TokenTypeIdsLengthMismatch, detail));
             }
         }
         None
@@ -978,7 +980,7 @@ impl ScalarUDFImpl for RewardModelUdf {
                 UdfKind::Score => Arc::new(Float64Array::from(vec![None::<f64>; n])),
                 UdfKind::Problem => Arc::new(datafusion::arrow::array::StringArray::from(vec![
                     Some(
-                        "null_input_ids: the token list is null"
+                        problem_text(Reason::NullInputIds, NULL_LIST)
                     );
                     n
                 ])),

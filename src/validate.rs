@@ -103,6 +103,18 @@ impl Reason {
     }
 }
 
+/// The text `reward_model_input_problem` gives for a row: `code: detail`.
+pub fn problem_text(reason: Reason, detail: impl std::fmt::Display) -> String {
+    format!("{}: {detail}", reason.code())
+}
+
+/// A [`problem_text`] split into its reason (None for a text with no known code) and its
+/// detail (the whole text when there is no `: `).
+pub fn parse_problem(text: &str) -> (Option<Reason>, &str) {
+    let reason = text.split(':').next().and_then(Reason::from_code);
+    (reason, text.split_once(": ").map_or(text, |(_, detail)| detail))
+}
+
 /// Where the checked columns are in the batches reaching the sink.
 #[derive(Debug, Clone)]
 pub struct RowChecks {
@@ -184,9 +196,8 @@ impl RowChecks {
                     for &i in &no_score {
                         let r = problems
                             .is_valid(i)
-                            .then(|| problems.value(i).split(':').next())
+                            .then(|| parse_problem(problems.value(i)).0)
                             .flatten()
-                            .and_then(Reason::from_code)
                             .unwrap_or(Reason::UnscorableInput);
                         mark(&[i], r);
                     }
@@ -494,6 +505,17 @@ mod tests {
         assert_eq!(counts.generations_by_reason["non_finite_cumulative_score"], 1);
         assert_eq!(counts.generations_by_reason["empty_input_ids"], 1);
         assert_eq!(counts.rows_by_reason["invalid_segment_in_generation"], 1);
+    }
+
+    #[test]
+    fn problem_texts_parse_back() {
+        for &r in Reason::ALL {
+            let text = problem_text(r, "at position 3: odd");
+            assert_eq!(text, format!("{}: at position 3: odd", r.code()));
+            assert_eq!(parse_problem(&text), (Some(r), "at position 3: odd"));
+        }
+        assert_eq!(parse_problem("no code here"), (None, "no code here"));
+        assert_eq!(parse_problem("unknown_code: x"), (None, "x"));
     }
 
     #[test]
