@@ -1,5 +1,5 @@
 //! criterion benches for segscore's hot paths, on the shared long-tailed data generator
-//! (`segscore::demo::long_tailed_batch`): building padded model tensors from Arrow lists,
+//! (`segscore::sample::long_tailed_batch`): building padded model tensors from Arrow lists,
 //! losses and moments, and the target window in DataFusion.
 //!
 //!     cargo bench --bench hot_paths
@@ -12,9 +12,9 @@ use datafusion::arrow::array::{Array, AsArray, Float64Array};
 use datafusion::arrow::datatypes::Float64Type;
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
-use segscore::demo::long_tailed_batch;
 use segscore::loss::{loss_columns, Loss, Moments};
 use segscore::model::{padded_batch, plan_batches};
+use segscore::sample::long_tailed_batch;
 
 const ROWS: u64 = 8192; // one DataFusion batch
 

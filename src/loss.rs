@@ -4,16 +4,7 @@
 use datafusion::arrow::array::Float64Array;
 use serde::{Deserialize, Serialize};
 
-/// The columns segscore adds to every output row, in order.
-pub const OUTPUT_COLUMNS: [&str; 7] = [
-    "target_score",
-    "predicted_score",
-    "residual",
-    "squared_error",
-    "abs_error",
-    "loss",
-    "loss_grad",
-];
+pub use crate::contract::OUTPUT_COLUMNS;
 
 /// The regression loss.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

@@ -83,6 +83,15 @@ pub fn shards_of(ids: &ArrayRef, n: u64) -> datafusion::error::Result<Int64Array
     })
 }
 
+/// The SQL predicate that keeps shard `k` of `n`'s rows of a table whose generation id is the
+/// column `generation_id_col`.
+pub fn filter_sql(generation_id_col: &str, k: usize, n: usize) -> String {
+    format!(
+        "{UDF_NAME}(\"{}\", {n}) = {k}",
+        generation_id_col.replace('"', "\"\"")
+    )
+}
+
 /// `segscore_shard(generation_id, n)` as a DataFusion function.
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct ShardUdf {

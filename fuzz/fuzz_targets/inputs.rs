@@ -21,7 +21,9 @@ use std::sync::Arc;
 use arbitrary::{Arbitrary, Unstructured};
 use libfuzzer_sys::fuzz_target;
 use segscore::model::{input_problems, padded_batch};
-use segscore::source::{check_metadata, float_stats_constant, read_footer, ColumnNames};
+use segscore::contract::ColumnNames;
+use segscore::engine::footer::{float_stats_constant, read_footer};
+use segscore::source::check_metadata;
 use segscore::validate::{split, Grouper, RejectedLayout, Rejections, RowChecks};
 
 use datafusion::arrow::array::{
@@ -29,7 +31,7 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::datatypes::{DataType, Field, Int32Type, Schema};
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use segscore::onnx::{embedding_for_input, Embedding};
+use segscore::model::onnx::{embedding_for_input, Embedding};
 
 #[derive(Arbitrary, Debug)]
 struct Rows {
@@ -105,7 +107,7 @@ fn parquet(data: &[u8]) {
     // multiply with overflow" in rle.rs); here the panic is caught so the fuzzer goes on
     // exploring segscore's checks.
     // (segscore::source::quietly swaps libfuzzer's aborting panic hook for a silent one.)
-    let batches = segscore::source::quietly(|| reader.take(4).collect::<Vec<_>>());
+    let batches = segscore::engine::footer::quietly(|| reader.take(4).collect::<Vec<_>>());
     let Ok(batches) = batches else { return };
     for batch in batches {
         let Ok(batch) = batch else { return };

@@ -6,6 +6,7 @@ mod contract;
 mod crash;
 mod errors;
 mod evaluation;
+mod layout;
 mod models;
 mod properties;
 mod scale;

@@ -1,5 +1,5 @@
 //! Evaluation metrics over pairs of (prediction, target): correlations, rank agreement, and
-//! how the loss concentrates. Plain functions over slices; [`crate::udaf`] makes them SQL
+//! how the loss concentrates. Plain functions over slices; [`udaf`] makes them SQL
 //! aggregate functions, and the queries in `queries/` build the outputs with those.
 //!
 //! Undefined values are `None` (SQL NULL), never NaN or a made-up number: every metric over
@@ -7,6 +7,8 @@
 //! constant; rank agreement where every pair is tied; any metric over a non-finite value.
 
 use std::cmp::Ordering;
+
+pub mod udaf;
 
 /// Pearson's correlation (two passes over centred values, clamped to [-1, 1]).
 pub fn pearson(x: &[f64], y: &[f64]) -> Option<f64> {

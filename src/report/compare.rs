@@ -15,9 +15,10 @@ use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
 use serde::Serialize;
 
+use crate::engine::query::{f64_col, query};
 use crate::error::{Error, Result};
-use crate::evaluate::{self, query};
-use crate::job::Summary;
+use crate::evaluate;
+use crate::evaluate::Summary;
 
 /// What `compare` runs.
 #[derive(Debug, Clone)]
@@ -143,8 +144,8 @@ struct Paired {
 /// Pairs the runs' generations, checking that both saw the same data: the same generations,
 /// with the same segment counts, segment indexes and targets.
 async fn paired(o: &CompareOptions) -> Result<Paired> {
-    let ctx = crate::job::session_context(o.threads, o.memory_limit, None, true)?;
-    crate::udaf::register(&ctx);
+    let ctx = crate::engine::session_context(o.threads, o.memory_limit, None, true)?;
+    crate::functions::register(&ctx, None);
     evaluate::register_output(&ctx, &o.a, Some("a")).await?;
     evaluate::register_output(&ctx, &o.b, Some("b")).await?;
     let per_generation = |t: &str| {
@@ -162,7 +163,7 @@ async fn paired(o: &CompareOptions) -> Result<Paired> {
         per_generation("b")
     );
     let batch = query(&ctx, &sql).await?;
-    let f = |name: &str| evaluate::f64_col(&batch, name);
+    let f = |name: &str| f64_col(&batch, name);
     let (n_a, n_b) = (f("n_a")?, f("n_b")?);
     let (si_a, si_b, ts_a, ts_b) = (f("si_a")?, f("si_b")?, f("ts_a")?, f("ts_b")?);
     let (sse_a, sse_b) = (f("sse_a")?, f("sse_b")?);

@@ -1,31 +1,13 @@
-//! Sink: the output directory contract and crash-safe writes.
-//!
-//! Everything a run writes goes to a hidden work folder inside the output directory
-//! (`.segscore-staging/`), each Parquet part under a `.inprogress` name until it is closed,
-//! synced and renamed. Work is committed shard by shard (see [`crate::shard`]): a shard's
-//! record is renamed into `shards/` after its files. When every shard is done, the summary is
-//! written into the work folder, a `COMMITTING` marker names the outputs produced, the
-//! outputs are renamed into place one by one, and `_SUCCESS` is written last. Killed at any
-//! moment, the directory therefore holds either a complete output with `_SUCCESS`, or no
-//! `_SUCCESS` and only whole files under final names; `--resume` picks up from the committed
-//! shards (or finishes an interrupted commit), and an `--overwrite` run that fails leaves
-//! the previous complete output as it was until its own commit.
+//! The output directory: what a run writes into it, its locked work folder, the shard records
+//! that commit work, and the commit that moves the outputs into place with `_SUCCESS` last
+//! (the protocol is described in [`crate::sink`]).
 
 use std::fs::{self, File};
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-
-use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::parquet::arrow::ArrowWriter;
-use datafusion::parquet::basic::{Compression, ZstdLevel};
-use datafusion::parquet::file::metadata::{KeyValue, SortingColumn};
-use datafusion::parquet::file::properties::WriterProperties;
-use datafusion::parquet::schema::types::ColumnPath;
 
 use crate::error::{Error, Result};
+use crate::faults::crash_point;
+use crate::sink::atomic::{sync_dir, write_atomic};
 
 /// The marker written last by a successful run.
 pub const SUCCESS: &str = "_SUCCESS";
@@ -49,17 +31,6 @@ pub const JOB_FILE: &str = "job.json";
 pub const SHARDS_DIR: &str = "shards";
 /// In the work folder: the outputs being moved into place (their names, JSON).
 const COMMITTING: &str = "COMMITTING";
-
-/// Fault injection for the crash tests: when the environment variable `SEGSCORE_CRASH_AT`
-/// names this point, the process aborts here, as a kill would stop it. Points:
-/// `shard-committed` (after a shard's record), `commit-begun` (after the `COMMITTING`
-/// marker), `commit-moved` (after the first output is moved into place).
-pub fn crash_point(name: &str) {
-    if std::env::var_os("SEGSCORE_CRASH_AT").is_some_and(|v| v == name) {
-        eprintln!("SEGSCORE_CRASH_AT={name}: aborting");
-        std::process::abort();
-    }
-}
 
 /// What [`OutputDir::prepare`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,18 +63,14 @@ fn out_err(path: &Path, reason: impl Into<String>) -> Error {
 /// Locks the work folder for this process (released when the process ends, however it ends).
 fn lock(root: &Path, work: &Path) -> Result<File> {
     let f = File::open(work).map_err(|e| Error::io(work, e))?;
-    #[cfg(unix)]
-    {
-        use std::os::fd::AsRawFd;
-        // SAFETY: flock on a descriptor this function owns.
-        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            return Err(out_err(
-                root,
-                format!("another segscore run is writing into it (its {WORK_DIR} folder is locked)"),
-            ));
-        }
+    match f.try_lock() {
+        Ok(()) => Ok(f),
+        Err(std::fs::TryLockError::WouldBlock) => Err(out_err(
+            root,
+            format!("another segscore run is writing into it (its {WORK_DIR} folder is locked)"),
+        )),
+        Err(std::fs::TryLockError::Error(e)) => Err(Error::io(work, e)),
     }
-    Ok(f)
 }
 
 impl OutputDir {
@@ -409,212 +376,5 @@ fn remove_path(p: &Path) -> Result<()> {
         fs::remove_dir_all(p).map_err(|e| Error::io(p, e))
     } else {
         fs::remove_file(p).map_err(|e| Error::io(p, e))
-    }
-}
-
-fn sync_dir(dir: &Path) {
-    if let Ok(f) = File::open(dir) {
-        let _ = f.sync_all();
-    }
-}
-
-/// Writes a file under a temporary name, syncs it, and renames it into place.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = inprogress_name(path);
-    let mut f = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    f.write_all(bytes).map_err(|e| Error::io(&tmp, e))?;
-    f.sync_all().map_err(|e| Error::io(&tmp, e))?;
-    fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
-}
-
-/// `dir/.name.inprogress`: where a file is written before it is renamed to `dir/name`.
-pub fn inprogress_name(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    path.with_file_name(format!(".{name}.inprogress"))
-}
-
-/// Parquet writer settings shared by every file segscore writes: zstd, row groups of 128Ki
-/// rows, the run's key-value metadata, and `sorting_columns` when the file is sorted.
-/// Float columns are written without dictionary encoding: their values are nearly all
-/// distinct, so a dictionary only costs time before the writer falls back.
-pub fn writer_properties(
-    schema: &datafusion::arrow::datatypes::Schema,
-    metadata: &[(String, String)],
-    sorting: Option<Vec<SortingColumn>>,
-) -> WriterProperties {
-    let mut builder = WriterProperties::builder();
-    for f in schema.fields() {
-        if f.data_type().is_floating() {
-            builder = builder.set_column_dictionary_enabled(ColumnPath::from(f.name().as_str()), false);
-        }
-    }
-    builder
-        .set_compression(Compression::ZSTD(ZstdLevel::default()))
-        .set_max_row_group_row_count(Some(128 * 1024))
-        .set_sorting_columns(sorting)
-        .set_key_value_metadata(Some(
-            metadata
-                .iter()
-                .map(|(k, v)| KeyValue::new(k.clone(), v.clone()))
-                .collect(),
-        ))
-        .build()
-}
-
-/// Writes `dir/name` as a Parquet file of no rows with `schema`: an output table that keeps
-/// its schema for readers when no row reached it.
-pub fn write_empty_part(
-    dir: &Path,
-    name: &str,
-    schema: SchemaRef,
-    metadata: &[(String, String)],
-) -> Result<()> {
-    fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let props = writer_properties(&schema, metadata, None);
-    PartWriter::create(dir, name, schema, props)?.close()?;
-    Ok(())
-}
-
-/// One Parquet part file being written under its `.inprogress` name.
-pub struct PartWriter {
-    path: PathBuf,
-    tmp: PathBuf,
-    writer: ArrowWriter<File>,
-    rows: u64,
-}
-
-impl PartWriter {
-    /// Creates `dir/name` (written as `dir/.name.inprogress` until [`PartWriter::close`]).
-    pub fn create(dir: &Path, name: &str, schema: SchemaRef, props: WriterProperties) -> Result<Self> {
-        let path = dir.join(name);
-        let tmp = inprogress_name(&path);
-        let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-        let writer = ArrowWriter::try_new(file, schema, Some(props))?;
-        Ok(PartWriter {
-            path,
-            tmp,
-            writer,
-            rows: 0,
-        })
-    }
-
-    /// Appends a batch.
-    pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
-        self.writer.write(batch)?;
-        self.rows += batch.num_rows() as u64;
-        Ok(())
-    }
-
-    /// Rows written so far.
-    pub fn rows(&self) -> u64 {
-        self.rows
-    }
-
-    /// Finishes the file, syncs it and renames it to its final name.
-    pub fn close(self) -> Result<PathBuf> {
-        let file = self.writer.into_inner()?;
-        file.sync_all().map_err(|e| Error::io(&self.tmp, e))?;
-        drop(file);
-        fs::rename(&self.tmp, &self.path).map_err(|e| Error::io(&self.path, e))?;
-        Ok(self.path)
-    }
-}
-
-/// Writes one stream of batches as part files of at most `max_rows` rows each, named
-/// `part-NNNNN.parquet` from a counter shared by all writers of a run. Files claim the
-/// `sorting` order until [`RollingWriter::mark_unsorted`] is called; the file open then is
-/// closed, and later files make no claim.
-pub struct RollingWriter {
-    dir: PathBuf,
-    schema: SchemaRef,
-    metadata: Arc<Vec<(String, String)>>,
-    sorting: Option<Vec<SortingColumn>>,
-    max_rows: u64,
-    counter: Arc<AtomicUsize>,
-    prefix: String,
-    current: Option<PartWriter>,
-    closed: Vec<PathBuf>,
-}
-
-impl RollingWriter {
-    /// A writer into `dir`; nothing is created before the first row.
-    pub fn new(
-        dir: PathBuf,
-        schema: SchemaRef,
-        metadata: Arc<Vec<(String, String)>>,
-        sorting: Option<Vec<SortingColumn>>,
-        max_rows: u64,
-        counter: Arc<AtomicUsize>,
-    ) -> Self {
-        RollingWriter {
-            dir,
-            schema,
-            metadata,
-            sorting,
-            max_rows: max_rows.max(1),
-            counter,
-            prefix: "part-".into(),
-            current: None,
-            closed: Vec::new(),
-        }
-    }
-
-    /// Names files `<prefix>NNNNN.parquet` instead of `part-NNNNN.parquet`.
-    pub fn with_prefix(mut self, prefix: String) -> Self {
-        self.prefix = prefix;
-        self
-    }
-
-    /// Appends a batch, starting new files as files fill up.
-    pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
-        let mut offset = 0;
-        while offset < batch.num_rows() {
-            if self.current.as_ref().is_some_and(|w| w.rows() >= self.max_rows) {
-                self.close_current()?;
-            }
-            let w = match &mut self.current {
-                Some(w) => w,
-                None => {
-                    let n = self.counter.fetch_add(1, Ordering::Relaxed);
-                    let props = writer_properties(&self.schema, &self.metadata, self.sorting.clone());
-                    self.current.insert(PartWriter::create(
-                        &self.dir,
-                        &format!("{}{n:05}.parquet", self.prefix),
-                        Arc::clone(&self.schema),
-                        props,
-                    )?)
-                }
-            };
-            let room = (self.max_rows - w.rows()) as usize;
-            let take = room.min(batch.num_rows() - offset);
-            w.write(&batch.slice(offset, take))?;
-            offset += take;
-        }
-        Ok(())
-    }
-
-    /// The rows from now on may be out of order: close the current (sorted) file, and let
-    /// later files make no sort-order claim.
-    pub fn mark_unsorted(&mut self) -> Result<()> {
-        if self.sorting.take().is_some() {
-            self.close_current()?;
-        }
-        Ok(())
-    }
-
-    fn close_current(&mut self) -> Result<()> {
-        if let Some(w) = self.current.take() {
-            self.closed.push(w.close()?);
-        }
-        Ok(())
-    }
-
-    /// Closes the last file; returns every file written.
-    pub fn finish(mut self) -> Result<Vec<PathBuf>> {
-        self.close_current()?;
-        Ok(std::mem::take(&mut self.closed))
     }
 }

@@ -1,8 +1,7 @@
 //! `segscore sql`: ad-hoc SQL over Parquet files and segscore output directories, with every
-//! segscore function available (the metrics of [`crate::udaf`], and `reward_model(...)` when a
+//! segscore function available (the metrics of [`crate::metrics::udaf`], and `reward_model(...)` when a
 //! model is given).
 
-use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -11,12 +10,76 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::prelude::SessionContext;
 use futures::StreamExt;
 
+use super::exec::runtime;
 use crate::error::{Error, Result};
 use crate::evaluate;
+use crate::model::Provider;
 use crate::model::{ModelOptions, RewardModel};
-use crate::runtime::Provider;
-use crate::sink::{writer_properties, PartWriter};
+use crate::sink::{writer_properties, AtomicFile, PartWriter};
 use crate::source;
+use clap::Args;
+
+#[derive(Args)]
+pub(crate) struct SqlArgs {
+    /// The query, e.g. "SELECT generation_id, kendall_tau(predicted_score, target_score) FROM
+    /// segments GROUP BY 1".
+    #[arg(
+        allow_hyphen_values = true,
+        required_unless_present = "file",
+        conflicts_with = "file"
+    )]
+    query: Option<String>,
+    /// Read the query from FILE (e.g. queries/generations.sql).
+    #[arg(long, short, value_name = "FILE")]
+    file: Option<PathBuf>,
+    /// NAME=PATH registers Parquet files (a file, directory or glob) as table NAME; a segscore
+    /// output directory registers NAME.segments, NAME.generations (and NAME.rejected), or
+    /// segments, generations (and rejected) when given as a bare PATH.
+    #[arg(long, short, value_name = "[NAME=]PATH")]
+    table: Vec<TableArg>,
+    /// An ONNX model: makes reward_model(input_ids[, token_type_ids]) available.
+    #[arg(long, short)]
+    model: Option<PathBuf>,
+    /// The model's execution provider: cpu, cuda or auto.
+    #[arg(long, default_value = "auto")]
+    provider: Provider,
+    /// Output format: table, csv, json (one object per line) or parquet.
+    #[arg(long, default_value = "table")]
+    format: Format,
+    /// Write the result to FILE (written whole, then renamed into place) instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    to: Option<PathBuf>,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Memory for DataFusion's operators, e.g. 2GiB (default: a quarter of RAM).
+    #[arg(long, value_name = "SIZE")]
+    memory_limit: Option<bytesize::ByteSize>,
+}
+
+/// `segscore sql`: the query from the command line or `--file`, run and printed or written.
+pub(crate) fn sql(a: SqlArgs) -> Result<()> {
+    let threads = a.threads.unwrap_or_else(crate::engine::default_threads).max(1);
+    let query = match (a.query, &a.file) {
+        (Some(q), _) => q,
+        (None, Some(f)) => std::fs::read_to_string(f).map_err(|e| Error::io(f, e))?,
+        (None, None) => return Err(Error::Usage("give a query, or --file".into())),
+    };
+    let opts = SqlOptions {
+        query,
+        tables: a.table,
+        model: a.model,
+        provider: a.provider,
+        format: a.format,
+        to: a.to,
+        threads,
+        memory_limit: a
+            .memory_limit
+            .map(|m| m.as_u64())
+            .unwrap_or_else(crate::engine::default_memory_limit),
+    };
+    runtime(threads)?.block_on(run(&opts))
+}
 
 /// How `segscore sql` prints or writes its result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,8 +163,8 @@ pub fn is_output_dir(path: &Path) -> bool {
 
 /// A context with segscore's settings and functions, and the given tables registered.
 pub async fn context(opts: &SqlOptions) -> Result<SessionContext> {
-    let ctx = crate::job::session_context(opts.threads, opts.memory_limit, None, true)?;
-    crate::udaf::register(&ctx);
+    let ctx = crate::engine::session_context(opts.threads, opts.memory_limit, None, true)?;
+    crate::functions::register(&ctx, None);
     if let Some(m) = &opts.model {
         let model = Arc::new(RewardModel::load(
             m,
@@ -114,7 +177,7 @@ pub async fn context(opts: &SqlOptions) -> Result<SessionContext> {
                 output: None,
             },
         )?);
-        model.register(&ctx);
+        crate::functions::register(&ctx, Some(&model));
     }
     for t in &opts.tables {
         let path = Path::new(&t.path);
@@ -129,7 +192,7 @@ pub async fn context(opts: &SqlOptions) -> Result<SessionContext> {
                 ))
             })?;
             let files = source::expand_inputs(std::slice::from_ref(&t.path))?;
-            let table = evaluate::parquet_table(&ctx, &files, &[], &[]).await?;
+            let table = crate::engine::tables::parquet_table(&ctx, &files, &[], &[]).await?;
             ctx.register_table(name, table)?;
         }
     }
@@ -170,23 +233,24 @@ enum Sink {
     Parquet(Box<PartWriter>),
 }
 
-/// stdout, or a file under a temporary name that [`Out::commit`] renames.
+/// stdout, or a file under a temporary name ([`AtomicFile`]) that [`Out::commit`] renames;
+/// dropped before that (a failed query), the file leaves nothing.
 enum Out {
     Stdout(std::io::Stdout),
-    File { file: File, tmp: PathBuf, path: PathBuf },
+    File(AtomicFile),
 }
 
 impl Write for Out {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         match self {
             Out::Stdout(s) => s.write(buf),
-            Out::File { file, .. } => file.write(buf),
+            Out::File(f) => f.write(buf),
         }
     }
     fn flush(&mut self) -> std::io::Result<()> {
         match self {
             Out::Stdout(s) => s.flush(),
-            Out::File { file, .. } => file.flush(),
+            Out::File(f) => f.flush(),
         }
     }
 }
@@ -195,26 +259,14 @@ impl Out {
     fn open(to: Option<&Path>) -> Result<Out> {
         Ok(match to {
             None => Out::Stdout(std::io::stdout()),
-            Some(path) => {
-                let tmp = crate::sink::inprogress_name(path);
-                let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-                Out::File {
-                    file,
-                    tmp,
-                    path: path.to_path_buf(),
-                }
-            }
+            Some(path) => Out::File(AtomicFile::create(path)?),
         })
     }
 
     fn commit(self) -> Result<()> {
         match self {
             Out::Stdout(mut s) => s.flush().map_err(|e| Error::io("<stdout>", e)),
-            Out::File { file, tmp, path } => {
-                file.sync_all().map_err(|e| Error::io(&tmp, e))?;
-                drop(file);
-                std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))
-            }
+            Out::File(f) => f.commit().map(drop),
         }
     }
 }

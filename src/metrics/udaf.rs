@@ -29,7 +29,6 @@ use datafusion::logical_expr::{
     Accumulator, AggregateUDF, AggregateUDFImpl, EmitTo, GroupsAccumulator, Signature, Volatility,
 };
 use datafusion::physical_expr::expressions::Literal;
-use datafusion::prelude::SessionContext;
 
 use crate::metrics::{self, PairCounts};
 
@@ -182,14 +181,6 @@ pub fn all() -> Vec<AggregateUDF> {
         .iter()
         .map(|&m| AggregateUDF::from(MetricUdaf::new(m)))
         .collect()
-}
-
-/// Registers every segscore aggregate function, and `segscore_shard`, with `ctx`.
-pub fn register(ctx: &SessionContext) {
-    for f in all() {
-        ctx.register_udaf(f);
-    }
-    ctx.register_udf(crate::shard::udf());
 }
 
 /// Every group's values: `x[g]` (and `y[g]` where the metric is over pairs). This is the one

@@ -10,9 +10,12 @@ use datafusion::arrow::datatypes::{DataType, Float64Type};
 use datafusion::arrow::util::display::array_value_to_string;
 use datafusion::prelude::SessionContext;
 
+use crate::engine::query::{f64_col, query};
 use crate::error::{Error, Result};
-use crate::evaluate::{self, query};
-use crate::job::Summary;
+use crate::evaluate;
+
+pub mod compare;
+use crate::evaluate::Summary;
 
 /// Points drawn in the scatter plot, at most.
 pub const SCATTER_POINTS: u64 = 2000;
@@ -38,8 +41,8 @@ pub async fn write(dir: &Path, threads: usize, memory_limit: u64) -> Result<Path
         path: summary_path.clone(),
         reason: format!("not a segscore summary: {e}"),
     })?;
-    let ctx = crate::job::session_context(threads, memory_limit, None, true)?;
-    crate::udaf::register(&ctx);
+    let ctx = crate::engine::session_context(threads, memory_limit, None, true)?;
+    crate::functions::register(&ctx, None);
     evaluate::register_output(&ctx, dir, None).await?;
     let html = render(&ctx, &summary, &dir.display().to_string()).await?;
     let path = dir.join("report.html");
@@ -61,9 +64,8 @@ pub async fn render(ctx: &SessionContext, s: &Summary, title: &str) -> Result<St
         ),
     )
     .await?;
-    let col = |name: &str| -> Result<Vec<f64>> {
-        Ok(evaluate::f64_col(&sample, name)?.into_iter().flatten().collect())
-    };
+    let col =
+        |name: &str| -> Result<Vec<f64>> { Ok(f64_col(&sample, name)?.into_iter().flatten().collect()) };
     let points: Vec<(f64, f64)> = col("target_score")?
         .into_iter()
         .zip(col("predicted_score")?)

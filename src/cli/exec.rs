@@ -1,0 +1,76 @@
+//! Running a command: the thread pools (rayon for the model, tokio for the streams), signal
+//! handling around a job, and the allocator setting the process starts with.
+
+use crate::error::Error;
+use crate::evaluate::Summary;
+use crate::pipeline::{self, JobConfig};
+
+pub(crate) fn runtime(threads: usize) -> Result<tokio::runtime::Runtime, Error> {
+    // rayon runs the model's batches; tokio drives DataFusion's streams and the writers.
+    let _ = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build_global();
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Usage(format!("cannot start the async runtime: {e}")))
+}
+
+/// Runs the job; SIGINT or SIGTERM abandons it: the job's tasks are dropped, the runtime waits
+/// for its writer threads, and what is not committed is removed from the work folder, so
+/// nothing half-written is left and no `_SUCCESS` appears; committed shards stay for
+/// `--resume`.
+pub(crate) fn run_job(cfg: JobConfig) -> Result<Summary, Error> {
+    let rt = runtime(cfg.threads)?;
+    let existed = cfg.output.exists();
+    let outcome = rt.block_on(async {
+        tokio::select! {
+            r = pipeline::run(&cfg) => Ok(r),
+            s = stop_signal() => Err(s),
+        }
+    });
+    match outcome {
+        Ok(result) => result,
+        Err(signal) => {
+            rt.shutdown_timeout(std::time::Duration::from_secs(10));
+            // The writer threads have stopped: remove what they left that is not committed.
+            let committed = crate::sink::abandon(&cfg.output, !existed);
+            Err(Error::Interrupted { signal, committed })
+        }
+    }
+}
+
+/// Waits for SIGINT or SIGTERM and returns its name.
+async fn stop_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+            (Ok(mut int), Ok(mut term)) => tokio::select! {
+                _ = int.recv() => "SIGINT",
+                _ = term.recv() => "SIGTERM",
+            },
+            _ => std::future::pending().await,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "Ctrl-C"
+    }
+}
+
+/// glibc gives each thread that allocates its own heap arena; batches allocated on one
+/// thread and freed on another then fragment them, and a long run's memory creeps up (+30%
+/// from 1M to 10M rows here). Two arenas keep it flat at no measured cost in speed.
+/// `MALLOC_ARENA_MAX` in the environment still wins.
+pub(crate) fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt only sets an allocator parameter; called before any other thread exists.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 2);
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! `segscore inspect` (a model's inputs and outputs and how segscore binds them) and
+//! `segscore bench-model` (the model alone on a run's padded batches, for benchmarks).
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::error::Error;
+use crate::model::{self, Provider};
+
+#[derive(Args)]
+pub(crate) struct BenchModelArgs {
+    /// Input Parquet files, directories or globs.
+    #[arg(long, short, required = true, num_args = 1..)]
+    input: Vec<String>,
+    /// The ONNX model.
+    #[arg(long, short)]
+    model: PathBuf,
+    /// Rows to use, at most (read from the start).
+    #[arg(long, default_value_t = 200_000)]
+    rows: usize,
+    /// Rows per model call.
+    #[arg(long, default_value_t = 256)]
+    batch_size: usize,
+    /// Padded positions per model call.
+    #[arg(long, default_value_t = 8192)]
+    max_tokens_per_batch: usize,
+    /// Execution provider: cpu, cuda or auto.
+    #[arg(long, default_value = "auto")]
+    provider: Provider,
+    /// Threads (sessions).
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+pub(crate) fn inspect(model_path: PathBuf) -> Result<(), Error> {
+    let (sig, rt) = model::inspect(&model_path)?;
+    println!("model: {}", model_path.display());
+    println!("ONNX Runtime {} ({})", rt.version, rt.library.display());
+    println!("inputs:");
+    for i in &sig.inputs {
+        let binding = match &i.binding {
+            Ok((model::Feed::InputIds, _)) => {
+                "<- column input_ids (--input-ids-col), padded with 0 per batch".to_string()
+            }
+            Ok((model::Feed::AttentionMask, _)) => "<- 1 for real tokens, 0 for padding".to_string(),
+            Ok((model::Feed::TokenTypeIds, _)) => "<- column --token-type-ids-col, else zeros".to_string(),
+            Err(reason) => format!("UNBOUND: {reason}"),
+        };
+        println!("  {:<16} {:<28} {binding}", i.name, i.type_desc);
+    }
+    println!("outputs:");
+    for (k, o) in sig.outputs.iter().enumerate() {
+        let note = if k == 0 {
+            "<- score (default; --model-output picks another)"
+        } else {
+            ""
+        };
+        println!("  {:<16} {:<28} {note}", o.name, o.type_desc);
+    }
+    if let Some(bad) = sig.inputs.iter().find(|i| i.binding.is_err()) {
+        return Err(Error::ModelBinding {
+            model: model_path.display().to_string(),
+            reason: bad.binding.clone().err().unwrap_or_default(),
+        });
+    }
+    Ok(())
+}
+
+pub(crate) fn bench_model(args: BenchModelArgs) -> Result<(), Error> {
+    let BenchModelArgs {
+        input,
+        model: model_path,
+        rows: max_rows,
+        batch_size,
+        max_tokens_per_batch: max_tokens,
+        provider,
+        threads,
+    } = args;
+    use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use datafusion::parquet::arrow::ProjectionMask;
+    let threads = threads.unwrap_or_else(crate::engine::default_threads).max(1);
+    let _ = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build_global();
+    let model = model::RewardModel::load(
+        &model_path,
+        &model::ModelOptions {
+            provider,
+            batch_size,
+            max_tokens,
+            sessions: threads,
+            intra_threads: 1,
+            output: None,
+        },
+    )?;
+    let mut batches = Vec::new();
+    let mut taken = 0;
+    'files: for path in crate::source::expand_inputs(&input)? {
+        let file = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
+        let builder = ParquetRecordBatchReaderBuilder::try_new(file)?;
+        let idx = builder.schema().index_of("input_ids")?;
+        let mask = ProjectionMask::roots(builder.parquet_schema(), [idx]);
+        for b in builder.with_projection(mask).with_batch_size(8192).build()? {
+            let b = b?;
+            let b = b.slice(0, b.num_rows().min(max_rows - taken));
+            taken += b.num_rows();
+            batches.extend(model.prepare_batches(b.column(0).as_ref())?);
+            if taken >= max_rows {
+                break 'files;
+            }
+        }
+    }
+    let (rows, seconds) = model.time_batches(&batches)?;
+    let positions: usize = batches.iter().map(|b| b.batch * b.seq).sum();
+    let tokens: usize = batches.iter().map(|b| b.tokens).sum();
+    println!(
+        "{}",
+        serde_json::json!({
+            "rows": rows,
+            "seconds": seconds,
+            "rows_per_second": rows as f64 / seconds,
+            "padding_share": 1.0 - tokens as f64 / positions.max(1) as f64,
+            "provider": model.provider().as_str(),
+            "threads": threads,
+        })
+    );
+    Ok(())
+}

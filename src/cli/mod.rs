@@ -1,0 +1,161 @@
+//! The `segscore` command line: a thin layer over the library. It parses flags (and a
+//! `--config` file), sets up logging, the thread pools and signal handling, runs one command,
+//! and turns its error into a message and an exit code. One file per command.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::error::Error;
+
+mod config;
+mod demo;
+mod exec;
+mod inspect;
+mod logging;
+mod report;
+mod run;
+pub mod sql;
+
+#[derive(Parser)]
+#[command(name = "segscore", version, about = "Offline evaluation of segment-level reward models", long_about = None)]
+#[command(args_override_self = true)]
+struct Cli {
+    /// Only print errors.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    /// More logging (-v debug, -vv trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Log format on stderr: text for people, json (one object per line) for machines.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: logging::LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the evaluation job: Parquet in, segment scores, model, losses, Parquet out.
+    Run(Box<run::RunArgs>),
+    /// Generate the bundled sample data and run the job on it with the bundled model.
+    Demo(demo::DemoArgs),
+    /// Print a model's inputs and outputs and how segscore binds them.
+    Inspect {
+        /// The ONNX model file.
+        model: PathBuf,
+    },
+    /// Benchmarks only: time the model alone on the padded batches a run would build from
+    /// these files (prints JSON).
+    BenchModel(inspect::BenchModelArgs),
+    /// Write <DIR>/report.html from a segscore output directory: summary, residual histogram,
+    /// predicted-vs-target scatter, calibration plot, worst generations. Self-contained.
+    Report {
+        /// The output directory of a run.
+        dir: PathBuf,
+    },
+    /// Compare two runs (two models) on the same data: metrics side by side, and a paired
+    /// bootstrap confidence interval for the MSE difference.
+    Compare {
+        /// Output directory of run A.
+        a: PathBuf,
+        /// Output directory of run B.
+        b: PathBuf,
+        /// Bootstrap replicates.
+        #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..))]
+        bootstrap: u64,
+        /// Seed of the bootstrap (same seed, same data: same interval).
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Confidence level of the interval.
+        #[arg(long, default_value_t = 0.95)]
+        confidence: f64,
+        /// Output: table, or json.
+        #[arg(long, default_value = "table", value_parser = ["table", "json"])]
+        format: String,
+    },
+    /// Run SQL over Parquet files and segscore outputs, with segscore's functions.
+    Sql(sql::SqlArgs),
+    /// Write a benchmark dataset (the demo's scoring rule, long-tailed segment lengths).
+    Generate {
+        /// Where to write the Parquet files.
+        #[arg(long, short)]
+        output: PathBuf,
+        /// Segments (rows) to write.
+        #[arg(long, default_value_t = 1_000_000)]
+        segments: u64,
+        /// Number of files.
+        #[arg(long, default_value_t = 4)]
+        files: usize,
+        /// Spread generations over the files and shuffle rows, instead of sorted files.
+        #[arg(long)]
+        shuffled: bool,
+        /// Seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+}
+
+/// The exit code of an error: 2 for a usage error, 3 when `--max-invalid-fraction` stops a
+/// run, 130 and 143 for SIGINT and SIGTERM, 1 for everything else.
+pub fn exit_code(e: &Error) -> u8 {
+    match e {
+        Error::Usage(_) => 2,
+        Error::TooManyInvalid { .. } => 3,
+        Error::Interrupted { signal: "SIGINT", .. } => 130,
+        Error::Interrupted { .. } => 143,
+        _ => 1,
+    }
+}
+
+/// Runs the command line: the whole `segscore` binary.
+pub fn main() -> ExitCode {
+    exec::limit_malloc_arenas();
+    let args = match config::expand_config(std::env::args().collect()) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let cli = Cli::parse_from(args);
+    logging::init_logging(cli.quiet, cli.verbose, cli.log_format);
+    let quiet = cli.quiet;
+    let json_logs = cli.log_format == logging::LogFormat::Json;
+    let result = match cli.command {
+        Command::Run(a) => run::run(*a, quiet),
+        Command::Demo(a) => demo::demo(a),
+        Command::Inspect { model } => inspect::inspect(model),
+        Command::BenchModel(a) => inspect::bench_model(a),
+        Command::Compare {
+            a,
+            b,
+            bootstrap,
+            seed,
+            confidence,
+            format,
+        } => report::compare(a, b, bootstrap, seed, confidence, &format),
+        Command::Report { dir } => report::report(dir, quiet),
+        Command::Sql(a) => sql::sql(a),
+        Command::Generate {
+            output,
+            segments,
+            files,
+            shuffled,
+            seed,
+        } => demo::generate(output, segments, files, shuffled, seed),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let code = exit_code(&e);
+            if json_logs {
+                tracing::error!(exit_code = code, error = %e, "segscore failed");
+            } else {
+                eprintln!("error: {e}");
+            }
+            ExitCode::from(code)
+        }
+    }
+}

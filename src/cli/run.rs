@@ -1,0 +1,201 @@
+//! `segscore run`: the flags of a job, turned into a [`JobConfig`], and the run.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::contract::ColumnNames;
+use crate::error::Error;
+use crate::loss::Loss;
+use crate::model::Provider;
+use crate::pipeline::progress::ProgressMode;
+use crate::pipeline::{self, JobConfig};
+
+use super::exec::{run_job, runtime};
+
+#[derive(Args)]
+pub(crate) struct RunArgs {
+    /// A TOML file of settings: keys are these flags' long names; flags given here win.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Input Parquet files, directories (searched recursively for *.parquet) or globs.
+    #[arg(long, short, required = true, num_args = 1..)]
+    input: Vec<String>,
+    /// The ONNX reward model.
+    #[arg(long, short)]
+    model: PathBuf,
+    /// The output directory (must be empty or absent, unless --overwrite).
+    #[arg(long, short)]
+    output: PathBuf,
+    #[command(flatten)]
+    opts: JobArgs,
+}
+
+#[derive(Args)]
+pub(crate) struct JobArgs {
+    /// A SQL file replacing the built-in targets query (queries/segment_scores.sql).
+    #[arg(long)]
+    query_file: Option<PathBuf>,
+    /// Column holding the generation id (string or integer).
+    #[arg(long, default_value = "generation_id")]
+    id_col: String,
+    /// Column holding the segment index (integer).
+    #[arg(long, default_value = "segment_index")]
+    index_col: String,
+    /// Column holding the cumulative score (float).
+    #[arg(long, default_value = "cumulative_score")]
+    score_col: String,
+    /// Column holding the token ids (list of int32/int64).
+    #[arg(long, default_value = "input_ids")]
+    input_ids_col: String,
+    /// Column holding a per-generation base score (the baseline of the first segment; default 0.0).
+    #[arg(long)]
+    base_score_col: Option<String>,
+    /// Column holding token type ids, for models that take `token_type_ids` (default: zeros).
+    #[arg(long)]
+    token_type_ids_col: Option<String>,
+    /// The model output holding the score (default: the first output).
+    #[arg(long)]
+    model_output: Option<String>,
+    /// Execution provider: cpu, cuda (fails if CUDA cannot be used) or auto.
+    #[arg(long, default_value = "auto")]
+    provider: Provider,
+    /// Rows per model call.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..))]
+    batch_size: u64,
+    /// Regression loss: squared, absolute or huber.
+    #[arg(long, default_value = "squared")]
+    loss: String,
+    /// The Huber loss's delta.
+    #[arg(long, default_value_t = 1.0)]
+    huber_delta: f64,
+    /// Keep a model-input column (input_ids, token_type_ids) in the output.
+    #[arg(long, value_name = "COL")]
+    keep: Vec<String>,
+    /// Leave a carried column out of the output.
+    #[arg(long, value_name = "COL")]
+    drop: Vec<String>,
+    /// Replace segscore's outputs in a non-empty output directory.
+    #[arg(long)]
+    overwrite: bool,
+    /// The input is sorted by (generation id, segment index) within each file: the window
+    /// streams without a sort. Checked as rows flow. Assumed when every file's footer says so.
+    #[arg(long)]
+    sorted: bool,
+    /// Memory for DataFusion's operators, e.g. 2GiB or 512MiB (default: a quarter of RAM); the
+    /// sort of unsorted input spills to disk past it.
+    #[arg(long, value_name = "SIZE")]
+    memory_limit: Option<bytesize::ByteSize>,
+    /// Where sorts spill (default: the system's temp dir).
+    #[arg(long, value_name = "DIR")]
+    spill_dir: Option<PathBuf>,
+    /// Padded positions (rows x longest row) per model call, at most.
+    #[arg(long, default_value_t = 8192, value_parser = clap::value_parser!(u64).range(1..))]
+    max_tokens_per_batch: u64,
+    /// Rows per output part file, at most.
+    #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    max_rows_per_file: u64,
+    /// Seconds between progress log lines when stderr is not a terminal (a terminal gets a bar).
+    #[arg(long, default_value_t = 10.0, value_name = "SECS")]
+    progress_interval: f64,
+    /// Also write report.html (summary, plots, worst generations) into the output directory.
+    #[arg(long)]
+    report: bool,
+    /// Invalid rows: fail (stop at the first, naming it) or quarantine (write their
+    /// generations to rejected/ with a reason, score the rest).
+    #[arg(long, default_value = "fail", value_name = "fail|quarantine")]
+    on_invalid: crate::validate::OnInvalid,
+    /// With --on-invalid quarantine: fail (exit 3, nothing committed) when more than this
+    /// fraction (0 to 1) of the input rows is invalid.
+    #[arg(long, value_name = "FRACTION")]
+    max_invalid_fraction: Option<f64>,
+    /// Continue an interrupted run in --output: keep its committed shards, run the rest, then
+    /// commit (a complete output of the same job is left as it is).
+    #[arg(long)]
+    resume: bool,
+    /// Units of commitment: the generations are cut by a hash of their id into this many
+    /// shards, each run and committed in turn (default: one per 4M input rows).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    shards: Option<u64>,
+    /// Print the physical plan and exit without running.
+    #[arg(long)]
+    explain: bool,
+    /// Worker threads: DataFusion partitions and model sessions (default: all cores).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    threads: Option<u64>,
+}
+
+impl JobArgs {
+    fn into_config(
+        self,
+        inputs: Vec<String>,
+        model: PathBuf,
+        output: PathBuf,
+    ) -> Result<(JobConfig, bool), Error> {
+        let mut cfg = JobConfig::new(inputs, model, output);
+        cfg.columns = ColumnNames {
+            generation_id: self.id_col,
+            segment_index: self.index_col,
+            cumulative_score: self.score_col,
+            input_ids: self.input_ids_col,
+            base_score: self.base_score_col,
+            token_type_ids: self.token_type_ids_col,
+        };
+        cfg.query_file = self.query_file;
+        cfg.model_output = self.model_output;
+        cfg.provider = self.provider;
+        cfg.batch_size = self.batch_size as usize;
+        cfg.loss = Loss::parse(&self.loss, self.huber_delta).map_err(Error::Usage)?;
+        cfg.keep = self.keep;
+        cfg.drop = self.drop;
+        cfg.overwrite = self.overwrite;
+        cfg.sorted = self.sorted;
+        if let Some(m) = self.memory_limit {
+            cfg.memory_limit = m.as_u64();
+        }
+        cfg.spill_dir = self.spill_dir;
+        cfg.max_tokens_per_batch = self.max_tokens_per_batch as usize;
+        cfg.max_rows_per_file = self.max_rows_per_file;
+        cfg.progress_interval = self.progress_interval;
+        cfg.report = self.report;
+        cfg.on_invalid = self.on_invalid;
+        if let Some(f) = self.max_invalid_fraction {
+            if !(0.0..=1.0).contains(&f) {
+                return Err(Error::Usage(format!(
+                    "--max-invalid-fraction {f}: give a fraction from 0 to 1"
+                )));
+            }
+            if self.on_invalid != crate::validate::OnInvalid::Quarantine {
+                return Err(Error::Usage(
+                    "--max-invalid-fraction needs --on-invalid quarantine (with fail, the first invalid row stops the run)".into(),
+                ));
+            }
+        }
+        cfg.max_invalid_fraction = self.max_invalid_fraction;
+        cfg.resume = self.resume;
+        cfg.shards = self.shards.map(|n| n as usize);
+        if let Some(t) = self.threads {
+            cfg.threads = t as usize;
+        }
+        Ok((cfg, self.explain))
+    }
+}
+
+/// `segscore run`: the job, or with `--explain` its physical plan.
+pub(crate) fn run(a: RunArgs, quiet: bool) -> Result<(), Error> {
+    let (mut cfg, explain) = a.opts.into_config(a.input, a.model, a.output)?;
+    if quiet {
+        cfg.progress = ProgressMode::Off;
+    }
+    if explain {
+        let rt = runtime(cfg.threads)?;
+        let plan = rt.block_on(async { pipeline::prepare(&cfg).await?.physical_plan(&cfg).await })?;
+        print!("{plan}");
+        return Ok(());
+    }
+    let s = run_job(cfg)?;
+    if !quiet {
+        print!("{}", crate::evaluate::summary::summary_table(&s));
+    }
+    Ok(())
+}

@@ -1,0 +1,73 @@
+//! The DataFusion session segscore runs its SQL in: partitions, memory pool, spill folder,
+//! and the settings that keep a sorted input's order and the model's batches stable; and the
+//! defaults for threads and memory.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::prelude::{SessionConfig, SessionContext};
+
+use crate::error::{Error, Result};
+
+/// The machine's available parallelism.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+/// A quarter of physical memory (from /proc/meminfo), at least 256 MiB; 2 GiB when unknown.
+pub fn default_memory_limit() -> u64 {
+    let total_kib = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
+        m.lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+    });
+    match total_kib {
+        Some(kib) => (kib * 1024 / 4).max(256 << 20),
+        None => 2 << 30,
+    }
+}
+
+/// Builds a DataFusion context with segscore's settings: `threads` partitions, a fair
+/// spilling memory pool of `memory_limit` bytes, spills to `spill_dir` (or the temp dir).
+///
+/// With `sorted` input the optimizer keeps the files' order (order-preserving repartitioning,
+/// file groups split by min/max statistics) instead of sorting, so the window streams.
+pub fn session_context(
+    threads: usize,
+    memory_limit: u64,
+    spill_dir: Option<&Path>,
+    sorted: bool,
+) -> Result<SessionContext> {
+    let mut config = SessionConfig::new()
+        .with_target_partitions(threads.max(1))
+        .with_information_schema(true);
+    if sorted {
+        config.options_mut().optimizer.prefer_existing_sort = true;
+        config.options_mut().execution.split_file_groups_by_statistics = true;
+    }
+    // Whole files per scan partition: byte-range splits would lose a sorted file's order, and
+    // would make the model's batches (cut from the scan's batches) depend on the thread count.
+    config.options_mut().optimizer.repartition_file_scans = false;
+    // Likewise no round-robin between the scan and the model: batches must reach the model as
+    // the scan cut them. (The model spreads each batch over every core itself.)
+    config.options_mut().optimizer.enable_round_robin_repartition = false;
+    // Each sort keeps this much back for merging its spills; DataFusion's 10 MB default would
+    // not fit small limits.
+    let reservation = (memory_limit / (8 * threads.max(1) as u64)).clamp(256 << 10, 10 << 20);
+    config.options_mut().execution.sort_spill_reservation_bytes = reservation as usize;
+    // Keep string columns' types as they are in the files, so carried columns come out unchanged.
+    config.options_mut().execution.parquet.schema_force_view_types = false;
+    let mut disk = DiskManagerBuilder::default();
+    if let Some(dir) = spill_dir {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        disk = disk.with_mode(DiskManagerMode::Directories(vec![dir.to_path_buf()]));
+    }
+    let runtime = RuntimeEnvBuilder::new()
+        .with_memory_pool(Arc::new(FairSpillPool::new(memory_limit as usize)))
+        .with_disk_manager_builder(disk)
+        .build_arc()?;
+    Ok(SessionContext::new_with_config_rt(config, runtime))
+}

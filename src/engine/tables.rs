@@ -1,0 +1,103 @@
+//! Tables over Parquet files as segscore reads them: strings keep their written type, a
+//! declared sort order where the files have one, and no file statistics where DataFusion would
+//! misread them ([`crate::engine::footer::float_stats_constant`]).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use datafusion::catalog::TableProvider;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+use datafusion::parquet::arrow::arrow_reader::ArrowReaderMetadata;
+use datafusion::prelude::SessionContext;
+
+use crate::engine::footer::{distrust_statistics, float_stats_constant, read_footers};
+use crate::error::{Error, Result};
+
+/// A table over Parquet `files` as segscore reads them: strings keep the type they were written
+/// as (no Utf8View), so outputs carry columns unchanged; declared sorted by `sort_keys`
+/// (ascending, nulls last) when any are given. With `statistics_safe` false, the context's
+/// scans stop using file statistics ([`float_stats_constant`]).
+pub async fn listing_table<'a>(
+    ctx: &SessionContext,
+    files: impl IntoIterator<Item = &'a Path>,
+    sort_keys: &[&str],
+    statistics_safe: bool,
+) -> Result<ListingTable> {
+    let urls = files
+        .into_iter()
+        .map(|f| ListingTableUrl::parse(f.to_string_lossy()))
+        .collect::<datafusion::error::Result<Vec<_>>>()?;
+    if !statistics_safe {
+        distrust_statistics(ctx);
+    }
+    let format = ParquetFormat::default().with_force_view_types(false);
+    let mut options = ListingOptions::new(Arc::new(format)).with_file_extension("");
+    if !sort_keys.is_empty() {
+        use datafusion::prelude::ident;
+        options = options.with_file_sort_order(vec![sort_keys
+            .iter()
+            .map(|k| ident(*k).sort(true, false))
+            .collect()]);
+    }
+    let config = ListingTableConfig::new_with_multi_paths(urls)
+        .with_listing_options(options)
+        .infer_schema(&ctx.state())
+        .await?;
+    Ok(ListingTable::try_new(config)?)
+}
+/// The Parquet part files directly in `dir` (`*.parquet`, not hidden), sorted; empty when
+/// `dir` is absent or holds none.
+pub fn part_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(dir, e)),
+    };
+    let mut files = Vec::new();
+    for e in entries {
+        let path = e.map_err(|e| Error::io(dir, e))?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name.ends_with(".parquet") && !name.starts_with(['.', '_']) && path.is_file() {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// A listing table over Parquet `files`, declared sorted by `sort_keys` (ascending) if given.
+/// `trusted` names the float columns known to hold no NaN (`"*"`: all), see
+/// [`float_stats_constant`].
+pub async fn parquet_table(
+    ctx: &SessionContext,
+    files: &[PathBuf],
+    sort_keys: &[&str],
+    trusted: &[&str],
+) -> Result<Arc<dyn TableProvider>> {
+    let footers = read_footers(files)?;
+    parquet_table_read(ctx, files, &footers, sort_keys, trusted).await
+}
+
+/// [`parquet_table`] over files whose footers (`footers`, one per file) are already read.
+pub async fn parquet_table_read(
+    ctx: &SessionContext,
+    files: &[PathBuf],
+    footers: &[ArrowReaderMetadata],
+    sort_keys: &[&str],
+    trusted: &[&str],
+) -> Result<Arc<dyn TableProvider>> {
+    // Footers were read first, so an unreadable one is an error naming the file (DataFusion's
+    // schema inference could panic on some).
+    let statistics_safe = !footers
+        .iter()
+        .any(|m| float_stats_constant(m.metadata(), trusted));
+    let table = listing_table(
+        ctx,
+        files.iter().map(PathBuf::as_path),
+        sort_keys,
+        statistics_safe,
+    )
+    .await?;
+    Ok(Arc::new(table))
+}

@@ -1,0 +1,256 @@
+//! `summary.json`: the run's summary and its parts, and the short table the commands print.
+
+use serde::{Deserialize, Serialize};
+
+use crate::loss::RegressionMetrics;
+use crate::validate::{OnInvalid, Rejections};
+
+/// `summary.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Summary {
+    /// segscore's version.
+    pub segscore_version: String,
+    /// Generations scored.
+    pub n_generations: u64,
+    /// Segments (rows) scored.
+    pub n_segments: u64,
+    /// Regression metrics over all segments.
+    #[serde(flatten)]
+    pub metrics: RegressionMetrics,
+    /// mse = bias_squared + residual_variance: the part of the error a constant shift of the
+    /// predictions would remove, and the rest.
+    pub mse_decomposition: MseDecomposition,
+    /// What the row checks rejected (`rejected/`).
+    #[serde(default)]
+    pub rejected: RejectedSummary,
+    /// Rank metrics, loss concentration, per-generation means, histogram and calibration.
+    #[serde(flatten)]
+    pub evaluation: Evaluation,
+    /// The loss's name.
+    pub loss: String,
+    /// The Huber delta, when the loss is huber.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub huber_delta: Option<f64>,
+    /// The model file.
+    pub model: String,
+    /// sha256 of the model file.
+    pub model_sha256: String,
+    /// The model output read as the score.
+    pub model_output: String,
+    /// ONNX Runtime's version.
+    pub onnxruntime_version: String,
+    /// The provider used: cpu or cuda.
+    pub provider: String,
+    /// sha256 of the job query's text.
+    pub query_sha256: String,
+    /// sha256 of the job's description (inputs, model, settings): `--resume` of a complete
+    /// output checks it.
+    #[serde(default)]
+    pub job_sha256: String,
+    /// Input files read.
+    pub input_files: usize,
+    /// Whether the input was taken as sorted (streaming window, no sort).
+    pub input_sorted: bool,
+    /// Shards (units of commitment) the run was cut into.
+    #[serde(default)]
+    pub shards: usize,
+    /// Shards an interrupted run had committed, kept by `--resume`.
+    #[serde(default)]
+    pub resumed_shards: usize,
+    /// Segment part files written (`segments/`).
+    pub output_files: usize,
+    /// Generation part files written (`generations/`).
+    pub generation_files: usize,
+    /// Bytes DataFusion spilled to disk (sorting unsorted input under --memory-limit).
+    pub spilled_bytes: u64,
+    /// Share of the model's input positions that were padding.
+    pub padding_share: Option<f64>,
+    /// Seconds inside ONNX Runtime, summed over sessions.
+    pub model_seconds: f64,
+    /// Wall-clock seconds of the evaluation stage (generations/ and the summary's metrics),
+    /// included in `elapsed_seconds`.
+    #[serde(default)]
+    pub evaluation_seconds: f64,
+    /// Wall-clock seconds of the run.
+    pub elapsed_seconds: f64,
+    /// Segments per second of wall-clock time.
+    pub rows_per_second: f64,
+}
+
+/// The checks' outcome in `summary.json`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RejectedSummary {
+    /// fail or quarantine.
+    pub on_invalid: OnInvalid,
+    /// The threshold, when given.
+    pub max_invalid_fraction: Option<f64>,
+    /// Rows in the input files.
+    pub input_rows: u64,
+    /// Rejected rows and generations, by reason.
+    #[serde(flatten)]
+    pub counts: Rejections,
+    /// Rejected rows / input rows.
+    pub fraction: f64,
+    /// Part files in `rejected/`.
+    pub files: usize,
+}
+
+/// The MSE split into bias² and the residuals' variance.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct MseDecomposition {
+    /// Mean squared error.
+    pub mse: Option<f64>,
+    /// The squared mean residual.
+    pub bias_squared: Option<f64>,
+    /// The residuals' population variance.
+    pub residual_variance: Option<f64>,
+}
+
+impl From<&RegressionMetrics> for MseDecomposition {
+    fn from(m: &RegressionMetrics) -> Self {
+        MseDecomposition {
+            mse: m.mse,
+            bias_squared: m.bias.map(|b| b * b),
+            residual_variance: m.residual_variance,
+        }
+    }
+}
+
+/// The evaluation part of summary.json.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Evaluation {
+    /// Segments the overall rank metrics, loss shares and calibration were computed over:
+    /// all of them up to [`SAMPLE_SEGMENTS`], an even sample above.
+    pub overall_sample_segments: u64,
+    /// Spearman's rank correlation over all segments.
+    pub spearman: Option<f64>,
+    /// Kendall's tau-b over all segments.
+    pub kendall_tau: Option<f64>,
+    /// Share of all segment pairs that prediction and target order alike (ties excluded).
+    pub pairwise_order_accuracy: Option<f64>,
+    /// Share of the total loss carried by the 1% of segments with the largest loss.
+    pub loss_share_top_1pct: Option<f64>,
+    /// Share of the total loss carried by the 10% of segments with the largest loss.
+    pub loss_share_top_10pct: Option<f64>,
+    /// Per-generation metrics averaged over generations.
+    pub generation_means: GenerationMeans,
+    /// Generations whose targets do not add up to final cumulative score minus baseline.
+    pub targets_sum_mismatches: u64,
+    /// Residual histogram: non-empty bins of 40 equal-width bins over [min, max].
+    pub residual_histogram: Vec<HistogramBin>,
+    /// Mean prediction and mean target per decile of prediction.
+    pub calibration: Vec<CalibrationRow>,
+}
+
+/// Per-generation metrics averaged over the generations where each is defined.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GenerationMeans {
+    /// Mean of per-generation MSE.
+    pub mse: Option<f64>,
+    /// Mean of per-generation MAE.
+    pub mae: Option<f64>,
+    /// Mean of per-generation bias.
+    pub bias: Option<f64>,
+    /// Mean of per-generation Pearson correlation.
+    pub pearson: Option<f64>,
+    /// Mean of per-generation Spearman correlation.
+    pub spearman: Option<f64>,
+    /// Mean of per-generation Kendall tau-b.
+    pub kendall_tau: Option<f64>,
+    /// Mean of per-generation pairwise order accuracy.
+    pub pairwise_order_accuracy: Option<f64>,
+    /// Share of generations whose top-target segment has the top prediction.
+    pub top_segment_match: Option<f64>,
+    /// Generations with a defined Spearman correlation.
+    pub spearman_defined: u64,
+    /// Generations with a defined Kendall tau.
+    pub kendall_tau_defined: u64,
+    /// Generations with a defined pairwise order accuracy.
+    pub pairwise_order_accuracy_defined: u64,
+    /// Generations with a defined top_segment_match (two or more segments).
+    pub top_segment_match_defined: u64,
+}
+
+/// One histogram bin: `count` residuals in `[lower, upper)` (the last bin is closed).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistogramBin {
+    /// Lower edge.
+    pub lower: f64,
+    /// Upper edge.
+    pub upper: f64,
+    /// Residuals in the bin.
+    pub count: u64,
+}
+
+/// One decile of prediction.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CalibrationRow {
+    /// 1 to 10, by increasing prediction.
+    pub decile: u64,
+    /// Segments in the decile.
+    pub n: u64,
+    /// Smallest prediction in the decile.
+    pub min_predicted: f64,
+    /// Largest prediction in the decile.
+    pub max_predicted: f64,
+    /// Mean prediction.
+    pub mean_predicted: f64,
+    /// Mean target.
+    pub mean_target: f64,
+}
+/// Formats a run's summary as a short, aligned table.
+pub fn summary_table(s: &Summary) -> String {
+    let f = |v: Option<f64>| v.map(|x| format!("{x:.6}")).unwrap_or_else(|| "null".into());
+    let m = &s.metrics;
+    let mut rows: Vec<(&str, String)> = vec![
+        ("generations", s.n_generations.to_string()),
+        ("segments", s.n_segments.to_string()),
+        ("mse", f(m.mse)),
+        ("rmse", f(m.rmse)),
+        ("mae", f(m.mae)),
+        ("bias", f(m.bias)),
+        ("residual variance", f(m.residual_variance)),
+        ("r2", f(m.r2)),
+        ("pearson", f(m.pearson)),
+        ("spearman", f(s.evaluation.spearman)),
+        ("kendall tau", f(s.evaluation.kendall_tau)),
+        ("pairwise order acc.", f(s.evaluation.pairwise_order_accuracy)),
+        ("mean loss", format!("{} ({})", f(m.mean_loss), s.loss)),
+        (
+            "provider",
+            format!("{} (ONNX Runtime {})", s.provider, s.onnxruntime_version),
+        ),
+        (
+            "elapsed",
+            format!("{:.2} s ({:.0} segments/s)", s.elapsed_seconds, s.rows_per_second),
+        ),
+    ];
+    let r = &s.rejected;
+    if r.counts.rows > 0 {
+        rows.insert(
+            2,
+            (
+                "rejected",
+                format!(
+                    "{} rows, {} generations ({}): rejected/",
+                    r.counts.rows,
+                    r.counts.generations,
+                    r.counts.describe_rows()
+                ),
+            ),
+        );
+    }
+    if s.resumed_shards > 0 {
+        rows.push((
+            "resumed",
+            format!(
+                "{} of {} shards were already committed",
+                s.resumed_shards, s.shards
+            ),
+        ));
+    }
+    let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    rows.iter()
+        .map(|(k, v)| format!("  {k:<width$}  {v}\n"))
+        .collect()
+}

@@ -1,0 +1,498 @@
+//! The reward model: an ONNX model run through `ort`, bound to Arrow columns by input name,
+//! and exposed to DataFusion as the SQL function `reward_model(input_ids [, token_type_ids])`.
+//!
+//! Contract:
+//! - `input_ids` (int64 or int32, `[batch, seq]`) comes from a list column of token ids,
+//!   padded with 0 to the longest row of each model batch;
+//! - `attention_mask` (same shape) is 1 on real tokens and 0 on padding;
+//! - `token_type_ids`, when the model asks for it, is the second argument of the SQL function,
+//!   or zeros;
+//! - any other model input is a binding error that names it;
+//! - the score is the first output (or the one named), `[batch]` or `[batch, 1]`, float32 or
+//!   float64.
+//!
+//! A row the model cannot take yields a null prediction (SQL semantics: no usable input, no
+//! score): a null or empty token list, a null token id, a negative token id or one past the
+//! model's embedding (see [`onnx`]), token type ids of another length. The function
+//! `reward_model_input_problem(input_ids [, token_type_ids])` says why, as
+//! `code: detail` text (NULL for a row the model takes); the job reports such rows as invalid.
+//!
+//! The model file is read once; a pool of sessions (one per worker thread, each with one
+//! intra-op thread) lets every core run the model.
+//!
+//! - [`runtime`]: finding and loading the ONNX Runtime library, the execution provider;
+//! - [`session`]: reading the model file and building sessions;
+//! - [`signature`]: the model's inputs and outputs and how they bind;
+//! - [`onnx`]: what the graph tells that ONNX Runtime does not (the embedding's size);
+//! - [`tokens`]: token-id list columns, their problems, and padded batches;
+//! - [`udf`]: the model as SQL functions.
+
+use std::borrow::Cow;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use datafusion::arrow::array::{Array, Float64Array};
+use ort::session::{Session, SessionInputValue};
+use ort::value::{Tensor, TensorElementType, TensorRef, ValueType};
+use rayon::prelude::*;
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+
+pub mod onnx;
+pub mod runtime;
+pub mod session;
+pub mod signature;
+pub mod tokens;
+pub mod udf;
+
+pub use onnx::Embedding;
+pub use runtime::{Provider, Runtime};
+pub use session::{inspect, read_model_file};
+pub use signature::{Feed, IdType, InputInfo, ModelSignature, OutputInfo};
+pub use tokens::{input_problems, padded_batch, plan_batches, PaddedBatch};
+pub use udf::{PROBLEM_UDF_NAME, UDF_NAME};
+
+use session::{build_session, model_name};
+use signature::ScoreType;
+use tokens::TokenLists;
+
+/// Sessions in the pool on the CUDA provider, at most.
+pub const CUDA_SESSIONS: usize = 2;
+
+/// How the model is run.
+#[derive(Debug, Clone)]
+pub struct ModelOptions {
+    /// Execution provider asked for.
+    pub provider: Provider,
+    /// Rows per model call, at most.
+    pub batch_size: usize,
+    /// Padded positions (rows x longest row) per model call, at most; a single longer row
+    /// still runs, alone.
+    pub max_tokens: usize,
+    /// Sessions in the pool (concurrent model calls).
+    pub sessions: usize,
+    /// ONNX Runtime intra-op threads per session.
+    pub intra_threads: usize,
+    /// The output to read the score from (default: the first).
+    pub output: Option<String>,
+}
+
+impl Default for ModelOptions {
+    fn default() -> Self {
+        ModelOptions {
+            provider: Provider::Auto,
+            batch_size: 256,
+            max_tokens: 8192,
+            sessions: 1,
+            intra_threads: 1,
+            output: None,
+        }
+    }
+}
+
+/// A loaded reward model: a pool of ONNX Runtime sessions plus the binding of its inputs.
+pub struct RewardModel {
+    path: PathBuf,
+    sha256: String,
+    signature: ModelSignature,
+    feeds: Vec<(String, Feed, IdType)>,
+    output_name: String,
+    output_type: ScoreType,
+    provider: Provider,
+    runtime: &'static Runtime,
+    batch_size: usize,
+    max_tokens: usize,
+    vocab: Option<Embedding>,
+    pool: Vec<Mutex<Session>>,
+    next: AtomicUsize,
+    stats: ModelStats,
+}
+
+impl std::fmt::Debug for RewardModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RewardModel")
+            .field("path", &self.path)
+            .field("sha256", &self.sha256)
+            .field("output", &self.output_name)
+            .field("provider", &self.provider)
+            .field("sessions", &self.pool.len())
+            .field("vocab", &self.vocab)
+            .finish()
+    }
+}
+
+/// Counters of the work the model did.
+#[derive(Debug, Default)]
+pub struct ModelStats {
+    /// Rows scored.
+    pub rows: AtomicU64,
+    /// Model calls.
+    pub calls: AtomicU64,
+    /// Real tokens fed.
+    pub tokens: AtomicU64,
+    /// Padded positions fed (batch * seq), real tokens included.
+    pub positions: AtomicU64,
+    /// Nanoseconds spent inside `Session::run`, summed over sessions.
+    pub run_nanos: AtomicU64,
+}
+
+impl RewardModel {
+    /// Loads the model file once and builds the session pool. Fails, naming the input, when a
+    /// model input cannot be bound or the score output is unusable.
+    pub fn load(path: &Path, opts: &ModelOptions) -> Result<Self> {
+        let bytes = read_model_file(path)?;
+        let sha256 = hex::encode(Sha256::digest(&bytes));
+        let rt = runtime::runtime(opts.provider)?;
+        let (first, provider) = match opts.provider {
+            Provider::Cpu => (
+                build_session(rt, path, &bytes, Provider::Cpu, opts.intra_threads)?,
+                Provider::Cpu,
+            ),
+            Provider::Cuda => (
+                build_session(rt, path, &bytes, Provider::Cuda, opts.intra_threads)?,
+                Provider::Cuda,
+            ),
+            Provider::Auto => match build_session(rt, path, &bytes, Provider::Cuda, opts.intra_threads) {
+                Ok(s) => (s, Provider::Cuda),
+                Err(Error::Provider { reason, .. }) => {
+                    tracing::info!(%reason, "provider auto: CUDA unavailable, using the CPU");
+                    (
+                        build_session(rt, path, &bytes, Provider::Cpu, opts.intra_threads)?,
+                        Provider::Cpu,
+                    )
+                }
+                Err(e) => return Err(e),
+            },
+        };
+        tracing::info!(provider = provider.as_str(), model = %path.display(), "execution provider chosen");
+        let signature = ModelSignature::of(&first);
+        let name = model_name(path);
+        let mut feeds = Vec::with_capacity(signature.inputs.len());
+        for input in &signature.inputs {
+            match &input.binding {
+                Ok((feed, ty)) => feeds.push((input.name.clone(), *feed, *ty)),
+                Err(reason) => {
+                    return Err(Error::ModelBinding {
+                        model: name,
+                        reason: reason.clone(),
+                    })
+                }
+            }
+        }
+        if !feeds.iter().any(|(_, f, _)| *f == Feed::InputIds) {
+            return Err(Error::ModelBinding {
+                model: name,
+                reason: "the model has no `input_ids` input".into(),
+            });
+        }
+        let output = match &opts.output {
+            Some(wanted) => first
+                .outputs()
+                .iter()
+                .find(|o| o.name() == wanted)
+                .ok_or_else(|| Error::ModelBinding {
+                    model: name.clone(),
+                    reason: format!(
+                        "no output named `{wanted}` (outputs: {})",
+                        signature
+                            .outputs
+                            .iter()
+                            .map(|o| o.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                })?,
+            None => first.outputs().first().ok_or_else(|| Error::ModelBinding {
+                model: name.clone(),
+                reason: "the model has no outputs".into(),
+            })?,
+        };
+        let output_type = match output.dtype() {
+            ValueType::Tensor { ty, shape, .. } => {
+                let shape_ok = match shape.len() {
+                    1 => true,
+                    2 => shape[1] == 1 || shape[1] == -1,
+                    _ => false,
+                };
+                if !shape_ok {
+                    return Err(Error::ModelBinding {
+                        model: name,
+                        reason: format!(
+                            "output `{}` has shape {shape}; a score output must be [batch] or [batch, 1]",
+                            output.name()
+                        ),
+                    });
+                }
+                match ty {
+                    TensorElementType::Float32 => ScoreType::F32,
+                    TensorElementType::Float64 => ScoreType::F64,
+                    other => {
+                        return Err(Error::ModelBinding {
+                            model: name,
+                            reason: format!(
+                                "output `{}` has element type {other}; a score must be float32 or float64",
+                                output.name()
+                            ),
+                        })
+                    }
+                }
+            }
+            other => {
+                return Err(Error::ModelBinding {
+                    model: name,
+                    reason: format!("output `{}` is {other}, expected a tensor", output.name()),
+                })
+            }
+        };
+        let output_name = output.name().to_string();
+        let vocab = feeds
+            .iter()
+            .find(|(_, f, _)| *f == Feed::InputIds)
+            .and_then(|(input, ..)| onnx::embedding_for_input(&bytes, input));
+        if let Some(e) = &vocab {
+            tracing::debug!(embedding = %e.name, vocab = e.vocab, "token ids are checked against the model's embedding");
+        }
+        // One GPU gains nothing from more than two sessions (one prepares while one runs), and
+        // each would hold its own device memory arena.
+        let sessions = match provider {
+            Provider::Cuda => opts.sessions.clamp(1, CUDA_SESSIONS),
+            _ => opts.sessions.max(1),
+        };
+        let mut pool = vec![Mutex::new(first)];
+        for _ in 1..sessions {
+            pool.push(Mutex::new(build_session(
+                rt,
+                path,
+                &bytes,
+                provider,
+                opts.intra_threads,
+            )?));
+        }
+        Ok(RewardModel {
+            path: path.to_path_buf(),
+            sha256,
+            signature,
+            feeds,
+            output_name,
+            output_type,
+            provider,
+            runtime: rt,
+            batch_size: opts.batch_size.max(1),
+            max_tokens: opts.max_tokens.max(1),
+            vocab,
+            pool,
+            next: AtomicUsize::new(0),
+            stats: ModelStats::default(),
+        })
+    }
+
+    /// The model file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+    /// sha256 of the model file, hex.
+    pub fn sha256(&self) -> &str {
+        &self.sha256
+    }
+    /// The provider actually used (cpu or cuda, never auto).
+    pub fn provider(&self) -> Provider {
+        self.provider
+    }
+    /// The loaded ONNX Runtime.
+    pub fn runtime(&self) -> &'static Runtime {
+        self.runtime
+    }
+    /// The model's inputs and outputs.
+    pub fn signature(&self) -> &ModelSignature {
+        &self.signature
+    }
+    /// The output the score is read from.
+    pub fn output_name(&self) -> &str {
+        &self.output_name
+    }
+    /// Work counters.
+    pub fn stats(&self) -> &ModelStats {
+        &self.stats
+    }
+    /// The token embedding `input_ids` indexes, when the model's graph shows one.
+    pub fn embedding(&self) -> Option<&Embedding> {
+        self.vocab.as_ref()
+    }
+
+    /// Why the model cannot take each row (`code: detail`), or null for a row it takes.
+    pub fn input_problems(
+        &self,
+        input_ids: &dyn Array,
+        token_type_ids: Option<&dyn Array>,
+    ) -> Result<datafusion::arrow::array::StringArray> {
+        input_problems(input_ids, token_type_ids, self.vocab.as_ref())
+    }
+
+    /// Scores every row of a token-id list column. Rows the model cannot take (see
+    /// [`RewardModel::input_problems`]) get a null score.
+    ///
+    /// Rows are grouped into model batches by length (longest first), at most `batch_size` rows
+    /// and `max_tokens` padded positions each, so that little of each batch is padding; the
+    /// batches run in parallel over the session pool.
+    pub fn predict(&self, input_ids: &dyn Array, token_type_ids: Option<&dyn Array>) -> Result<Float64Array> {
+        let ids = TokenLists::new(input_ids, "input_ids")?;
+        let types = token_type_ids
+            .map(|a| TokenLists::new(a, "token_type_ids"))
+            .transpose()?;
+        let mut rows: Vec<usize> = (0..ids.len())
+            .filter(|&r| ids.problem(r, types.as_ref(), self.vocab.as_ref()).is_none())
+            .collect();
+        let ranges = self.group(&ids, &mut rows);
+        let scored: Vec<Vec<f64>> = ranges
+            .par_iter()
+            .map(|range| self.run_chunk(&ids, types.as_ref(), &rows[range.clone()]))
+            .collect::<Result<_>>()?;
+        let mut out: Vec<Option<f64>> = vec![None; ids.len()];
+        for (range, scores) in ranges.iter().zip(scored) {
+            for (&r, s) in rows[range.clone()].iter().zip(scores) {
+                out[r] = Some(s);
+            }
+        }
+        Ok(Float64Array::from(out))
+    }
+
+    /// Sorts `rows` longest first and cuts them into model batches.
+    fn group(&self, ids: &TokenLists<'_>, rows: &mut [usize]) -> Vec<std::ops::Range<usize>> {
+        rows.sort_by_key(|&r| std::cmp::Reverse(ids.row_len(r).unwrap_or(0)));
+        let lengths: Vec<usize> = rows.iter().map(|&r| ids.row_len(r).unwrap_or(0)).collect();
+        plan_batches(&lengths, self.batch_size, self.max_tokens)
+    }
+
+    /// The padded tensors `predict` would feed the model for a token-id list column, built in
+    /// advance (for measuring the model alone).
+    pub fn prepare_batches(&self, input_ids: &dyn Array) -> Result<Vec<PaddedBatch>> {
+        let ids = TokenLists::new(input_ids, "input_ids")?;
+        let mut rows: Vec<usize> = (0..ids.len())
+            .filter(|&r| ids.problem(r, None, self.vocab.as_ref()).is_none())
+            .collect();
+        let ranges = self.group(&ids, &mut rows);
+        Ok(ranges.into_iter().map(|r| ids.padded(&rows[r])).collect())
+    }
+
+    /// Runs pre-built batches over the session pool and returns (rows, seconds): the model's
+    /// own speed, the floor for a whole run.
+    pub fn time_batches(&self, batches: &[PaddedBatch]) -> Result<(u64, f64)> {
+        let started = std::time::Instant::now();
+        batches
+            .par_iter()
+            .try_for_each(|b| self.run_padded(b, None).map(drop))?;
+        let rows = batches.iter().map(|b| b.batch as u64).sum();
+        Ok((rows, started.elapsed().as_secs_f64()))
+    }
+
+    fn run_chunk(
+        &self,
+        ids: &TokenLists<'_>,
+        types: Option<&TokenLists<'_>>,
+        rows: &[usize],
+    ) -> Result<Vec<f64>> {
+        let padded = ids.padded(rows);
+        let tt = types.map(|t| t.padded(rows).ids);
+        self.run_padded(&padded, tt.as_deref())
+    }
+
+    /// Runs the model on one padded batch (with token type ids, or zeros); one score per row.
+    pub fn run_padded(&self, padded: &PaddedBatch, token_type_ids: Option<&[i64]>) -> Result<Vec<f64>> {
+        // ONNX Runtime's CPU kernels take another path for a one-row batch (matrix-vector
+        // products) and round differently; a copy of the row keeps every prediction
+        // independent of how rows were batched.
+        if padded.batch == 1 {
+            let twice = |v: &[i64]| [v, v].concat();
+            let doubled = PaddedBatch {
+                ids: twice(&padded.ids),
+                mask: twice(&padded.mask),
+                batch: 2,
+                seq: padded.seq,
+                tokens: padded.tokens * 2,
+            };
+            let tt = token_type_ids.map(twice);
+            let mut two = self.run_padded(&doubled, tt.as_deref())?;
+            two.truncate(1);
+            return Ok(two);
+        }
+        let (batch, seq) = (padded.batch, padded.seq);
+        let tt_buf = token_type_ids;
+        let shape = [batch as i64, seq as i64];
+        let zeros = match (tt_buf, self.signature.wants_token_type_ids()) {
+            (None, true) => vec![0i64; batch * seq],
+            _ => Vec::new(),
+        };
+        let mut inputs: Vec<(Cow<'_, str>, SessionInputValue<'_>)> = Vec::with_capacity(self.feeds.len());
+        for (name, feed, ty) in &self.feeds {
+            let data: &[i64] = match (feed, tt_buf) {
+                (Feed::InputIds, _) => &padded.ids,
+                (Feed::AttentionMask, _) => &padded.mask,
+                (Feed::TokenTypeIds, Some(tt)) => tt,
+                (Feed::TokenTypeIds, None) => &zeros,
+            };
+            let value: SessionInputValue<'_> = match *ty {
+                // A view: ONNX Runtime reads the padded buffers in place, no copy.
+                IdType::I64 => TensorRef::from_array_view((shape, data))?.into(),
+                IdType::I32 => {
+                    let narrowed = data
+                        .iter()
+                        .map(|&v| i32::try_from(v))
+                        .collect::<std::result::Result<Vec<i32>, _>>()
+                        .map_err(|_| Error::ModelBinding {
+                            model: model_name(&self.path),
+                            reason: format!("a token id does not fit the int32 input `{name}`"),
+                        })?;
+                    Tensor::from_array((shape, narrowed))?.into()
+                }
+            };
+            inputs.push((Cow::Borrowed(name.as_str()), value));
+        }
+        let (scores, nanos) = self.with_session(|session| -> Result<(Vec<f64>, u64)> {
+            // Timed once the session is ours: waiting for one is not model time.
+            let started = std::time::Instant::now();
+            let outputs = session.run(inputs)?;
+            let value = &outputs[self.output_name.as_str()];
+            let (out_shape, scores): (Vec<i64>, Vec<f64>) = match self.output_type {
+                ScoreType::F32 => {
+                    let (s, d) = value.try_extract_tensor::<f32>()?;
+                    (s.to_vec(), d.iter().map(|&v| v as f64).collect())
+                }
+                ScoreType::F64 => {
+                    let (s, d) = value.try_extract_tensor::<f64>()?;
+                    (s.to_vec(), d.to_vec())
+                }
+            };
+            if scores.len() != batch {
+                return Err(Error::ModelBinding {
+                    model: model_name(&self.path),
+                    reason: format!(
+                        "output `{}` has shape {out_shape:?} for a batch of {batch} rows; expected one score per row",
+                        self.output_name
+                    ),
+                });
+            }
+            Ok((scores, started.elapsed().as_nanos() as u64))
+        })?;
+        let st = &self.stats;
+        st.run_nanos.fetch_add(nanos, Ordering::Relaxed);
+        st.rows.fetch_add(batch as u64, Ordering::Relaxed);
+        st.calls.fetch_add(1, Ordering::Relaxed);
+        st.tokens.fetch_add(padded.tokens as u64, Ordering::Relaxed);
+        st.positions.fetch_add((batch * seq) as u64, Ordering::Relaxed);
+        Ok(scores)
+    }
+
+    fn with_session<R>(&self, f: impl FnOnce(&mut Session) -> R) -> R {
+        let n = self.pool.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
+        for i in 0..n {
+            if let Ok(mut s) = self.pool[(start + i) % n].try_lock() {
+                return f(&mut s);
+            }
+        }
+        let mut s = self.pool[start].lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut s)
+    }
+}

@@ -1,0 +1,120 @@
+//! The model's signature: its inputs and outputs as ONNX Runtime reports them, and how each
+//! input binds to what segscore feeds (`input_ids`, `attention_mask`, `token_type_ids`).
+
+use ort::session::Session;
+use ort::value::{TensorElementType, ValueType};
+
+/// What feeds a model input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Feed {
+    /// The token ids list column.
+    InputIds,
+    /// 1 for real tokens, 0 for padding.
+    AttentionMask,
+    /// The token type ids column, or zeros.
+    TokenTypeIds,
+}
+
+/// One model input and how it is bound.
+#[derive(Debug, Clone)]
+pub struct InputInfo {
+    /// The model's input name.
+    pub name: String,
+    /// Its type as ONNX Runtime reports it, e.g. `Tensor<i64>(-1, -1)`.
+    pub type_desc: String,
+    /// How segscore feeds it, or why it cannot.
+    pub binding: std::result::Result<(Feed, IdType), String>,
+}
+
+/// One model output.
+#[derive(Debug, Clone)]
+pub struct OutputInfo {
+    /// The model's output name.
+    pub name: String,
+    /// Its type as ONNX Runtime reports it.
+    pub type_desc: String,
+}
+
+/// Integer element type of an id input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdType {
+    /// int64
+    I64,
+    /// int32
+    I32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ScoreType {
+    F32,
+    F64,
+}
+
+/// The model's inputs and outputs, and how its inputs bind.
+#[derive(Debug, Clone)]
+pub struct ModelSignature {
+    /// The inputs, in the model's order.
+    pub inputs: Vec<InputInfo>,
+    /// The outputs, in the model's order.
+    pub outputs: Vec<OutputInfo>,
+}
+
+impl ModelSignature {
+    pub(crate) fn of(session: &Session) -> Self {
+        let inputs = session
+            .inputs()
+            .iter()
+            .map(|o| InputInfo {
+                name: o.name().to_string(),
+                type_desc: o.dtype().to_string(),
+                binding: bind_input(o.name(), o.dtype()),
+            })
+            .collect();
+        let outputs = session
+            .outputs()
+            .iter()
+            .map(|o| OutputInfo {
+                name: o.name().to_string(),
+                type_desc: o.dtype().to_string(),
+            })
+            .collect();
+        ModelSignature { inputs, outputs }
+    }
+
+    /// Whether the model asks for `token_type_ids`.
+    pub fn wants_token_type_ids(&self) -> bool {
+        self.inputs
+            .iter()
+            .any(|i| matches!(i.binding, Ok((Feed::TokenTypeIds, _))))
+    }
+}
+
+fn bind_input(name: &str, dtype: &ValueType) -> std::result::Result<(Feed, IdType), String> {
+    let feed = match name {
+        "input_ids" => Feed::InputIds,
+        "attention_mask" => Feed::AttentionMask,
+        "token_type_ids" => Feed::TokenTypeIds,
+        _ => {
+            return Err(format!(
+                "model input `{name}` ({dtype}) has no column to bind to; segscore feeds input_ids, attention_mask and token_type_ids"
+            ))
+        }
+    };
+    match dtype {
+        ValueType::Tensor { ty, shape, .. } => {
+            if shape.len() != 2 {
+                return Err(format!(
+                    "model input `{name}` has shape {shape}, expected rank 2 [batch, seq]"
+                ));
+            }
+            match ty {
+                TensorElementType::Int64 => Ok((feed, IdType::I64)),
+                TensorElementType::Int32 => Ok((feed, IdType::I32)),
+                other => Err(format!(
+                    "model input `{name}` has element type {other}, expected int64 or int32"
+                )),
+            }
+        }
+        other => Err(format!("model input `{name}` is {other}, expected a tensor")),
+    }
+}

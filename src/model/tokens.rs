@@ -1,0 +1,263 @@
+//! Token-id list columns: why the model cannot take a row (`code: detail`), model batches cut
+//! by length under a row and a padded-position budget, and the padded `[batch, seq]` tensors.
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, GenericListArray, OffsetSizeTrait};
+use datafusion::arrow::datatypes::{DataType, Int32Type, Int64Type};
+
+use crate::contract::{problem_text, Reason};
+use crate::error::{Error, Result};
+use crate::model::onnx::Embedding;
+use crate::model::udf::UDF_NAME;
+
+/// The detail of a null token list's problem.
+pub(crate) const NULL_LIST: &str = "the token list is null";
+
+/// Splits rows sorted by length, longest first, into consecutive batches of at most
+/// `max_rows` rows and at most `max_tokens` padded positions (rows x the batch's first, longest,
+/// length). A row longer than `max_tokens` forms a batch of its own.
+pub fn plan_batches(
+    lengths_desc: &[usize],
+    max_rows: usize,
+    max_tokens: usize,
+) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < lengths_desc.len() {
+        let longest = lengths_desc[start].max(1);
+        let by_tokens = (max_tokens / longest).max(1);
+        let end = (start + max_rows.max(1).min(by_tokens)).min(lengths_desc.len());
+        out.push(start..end);
+        start = end;
+    }
+    out
+}
+
+/// Token ids of some rows, padded with 0 to the longest, and their attention mask; both
+/// row-major `[batch, seq]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PaddedBatch {
+    /// Token ids, padded with 0.
+    pub ids: Vec<i64>,
+    /// 1 on real tokens, 0 on padding.
+    pub mask: Vec<i64>,
+    /// Rows.
+    pub batch: usize,
+    /// Longest row (at least 1).
+    pub seq: usize,
+    /// Real tokens.
+    pub tokens: usize,
+}
+
+/// Why a model with the embedding `vocab` (if known) cannot take each row of a token-id list
+/// column (`code: detail`), or null for a row it takes.
+pub fn input_problems(
+    input_ids: &dyn Array,
+    token_type_ids: Option<&dyn Array>,
+    vocab: Option<&Embedding>,
+) -> Result<datafusion::arrow::array::StringArray> {
+    let ids = TokenLists::new(input_ids, "input_ids")?;
+    let types = token_type_ids
+        .map(|a| TokenLists::new(a, "token_type_ids"))
+        .transpose()?;
+    Ok((0..ids.len())
+        .map(|r| ids.problem(r, types.as_ref(), vocab))
+        .collect())
+}
+
+/// Builds the padded `[batch, seq]` tensors for `rows` of a list column of token ids.
+pub fn padded_batch(input_ids: &dyn Array, rows: &[usize]) -> Result<PaddedBatch> {
+    Ok(TokenLists::new(input_ids, "input_ids")?.padded(rows))
+}
+
+/// A list column of integer ids (list or large list of int32 or int64).
+pub(crate) struct TokenLists<'a> {
+    len: usize,
+    offsets: Offsets<'a>,
+    values: Values<'a>,
+    list: &'a dyn Array,
+    child_nulls: Option<&'a datafusion::arrow::buffer::NullBuffer>,
+}
+
+enum Offsets<'a> {
+    Small(&'a [i32]),
+    Large(&'a [i64]),
+}
+
+enum Values<'a> {
+    I32(&'a [i32]),
+    I64(&'a [i64]),
+}
+
+impl<'a> TokenLists<'a> {
+    pub(crate) fn new(array: &'a dyn Array, what: &str) -> Result<Self> {
+        fn parts<O: OffsetSizeTrait>(l: &GenericListArray<O>) -> (&[O], &ArrayRef) {
+            (l.value_offsets(), l.values())
+        }
+        let (offsets, values) = match array.data_type() {
+            DataType::List(_) => {
+                let (o, v) = parts(array.as_list::<i32>());
+                (Offsets::Small(o), v)
+            }
+            DataType::LargeList(_) => {
+                let (o, v) = parts(array.as_list::<i64>());
+                (Offsets::Large(o), v)
+            }
+            other => {
+                return Err(Error::Usage(format!(
+                    "{UDF_NAME}: {what} must be a list of int32 or int64, got {other}"
+                )))
+            }
+        };
+        let vals = match values.data_type() {
+            DataType::Int32 => Values::I32(values.as_primitive::<Int32Type>().values()),
+            DataType::Int64 => Values::I64(values.as_primitive::<Int64Type>().values()),
+            other => {
+                return Err(Error::Usage(format!(
+                    "{UDF_NAME}: {what} must be a list of int32 or int64, got a list of {other}"
+                )))
+            }
+        };
+        Ok(TokenLists {
+            len: array.len(),
+            offsets,
+            values: vals,
+            list: array,
+            child_nulls: values.nulls().filter(|n| n.null_count() > 0),
+        })
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    fn range(&self, row: usize) -> (usize, usize) {
+        match self.offsets {
+            Offsets::Small(o) => (o[row] as usize, o[row + 1] as usize),
+            Offsets::Large(o) => (o[row] as usize, o[row + 1] as usize),
+        }
+    }
+
+    /// Length of the row's list, None when the row is null.
+    pub(crate) fn row_len(&self, row: usize) -> Option<usize> {
+        if self.list.is_null(row) {
+            return None;
+        }
+        let (a, b) = self.range(row);
+        Some(b - a)
+    }
+
+    /// Why the model cannot take the row, as `code: detail`; None when it can: the list is
+    /// not null, not empty, holds no null, no negative id and no id past the embedding, and
+    /// its token type ids (when given) have its length.
+    pub(crate) fn problem(
+        &self,
+        row: usize,
+        types: Option<&TokenLists<'_>>,
+        vocab: Option<&Embedding>,
+    ) -> Option<String> {
+        let (a, b) = match self.row_len(row) {
+            None => return Some(problem_text(Reason::NullInputIds, NULL_LIST)),
+            Some(0) => return Some(problem_text(Reason::EmptyInputIds, "the token list is empty")),
+            Some(_) => self.range(row),
+        };
+        if let Some(p) = self.child_nulls.and_then(|n| (a..b).find(|&i| n.is_null(i))) {
+            let detail = format!("the token id at position {} is null", p - a);
+            return Some(problem_text(Reason::NullTokenId, detail));
+        }
+        let limit = vocab.map_or(i64::MAX, |e| e.vocab.min(i64::MAX as u64) as i64);
+        let bad = |v: i64| v < 0 || v >= limit;
+        let found = match self.values {
+            Values::I32(v) => v[a..b]
+                .iter()
+                .position(|&x| bad(x as i64))
+                .map(|p| (p, v[a + p] as i64)),
+            Values::I64(v) => v[a..b].iter().position(|&x| bad(x)).map(|p| (p, v[a + p])),
+        };
+        if let Some((p, id)) = found {
+            let why = match vocab {
+                Some(e) if id >= 0 => format!(
+                    "is not below the vocabulary size {} of the model's embedding `{}`",
+                    e.vocab, e.name
+                ),
+                _ => "is negative".to_string(),
+            };
+            let detail = format!("token id {id} at position {p} {why}");
+            return Some(problem_text(Reason::TokenIdOutOfRange, detail));
+        }
+        if let Some(t) = types {
+            if t.row_len(row) != Some(b - a) {
+                let detail = format!(
+                    "{} token type ids for {} token ids",
+                    t.row_len(row).map_or("null".to_string(), |n| n.to_string()),
+                    b - a
+                );
+                return Some(problem_text(Reason::TokenTypeIdsLengthMismatch, detail));
+            }
+        }
+        None
+    }
+
+    pub(crate) fn padded(&self, rows: &[usize]) -> PaddedBatch {
+        let batch = rows.len();
+        let seq = rows
+            .iter()
+            .map(|&r| self.row_len(r).unwrap_or(0))
+            .max()
+            .unwrap_or(0)
+            .max(1);
+        let mut ids = vec![0i64; batch * seq];
+        let mut mask = vec![0i64; batch * seq];
+        let mut tokens = 0;
+        for (b, &r) in rows.iter().enumerate() {
+            let n = self.fill(r, &mut ids[b * seq..(b + 1) * seq]);
+            mask[b * seq..b * seq + n].fill(1);
+            tokens += n;
+        }
+        PaddedBatch {
+            ids,
+            mask,
+            batch,
+            seq,
+            tokens,
+        }
+    }
+
+    /// Copies the row's ids into `dst` (which is at least as long) and returns how many.
+    fn fill(&self, row: usize, dst: &mut [i64]) -> usize {
+        let (a, b) = self.range(row);
+        match self.values {
+            Values::I32(v) => dst.iter_mut().zip(&v[a..b]).for_each(|(d, &s)| *d = s as i64),
+            Values::I64(v) => dst[..b - a].copy_from_slice(&v[a..b]),
+        }
+        b - a
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::ListArray;
+
+    #[test]
+    fn batches_respect_rows_and_tokens() {
+        let lengths = [50, 40, 40, 10, 10, 10, 10, 1];
+        let b = plan_batches(&lengths, 3, 100);
+        assert_eq!(b, vec![0..2, 2..4, 4..7, 7..8]);
+        // A row longer than the budget runs alone.
+        assert_eq!(plan_batches(&[500, 2], 8, 100), vec![0..1, 1..2]);
+        assert!(plan_batches(&[], 8, 100).is_empty());
+    }
+
+    #[test]
+    fn padding_and_mask() {
+        let a = ListArray::from_iter_primitive::<Int64Type, _, _>(vec![
+            Some(vec![Some(5), Some(6), Some(7)]),
+            None,
+            Some(vec![Some(9)]),
+        ]);
+        let p = padded_batch(&a, &[2, 0]).unwrap();
+        assert_eq!((p.batch, p.seq, p.tokens), (2, 3, 4));
+        assert_eq!(p.ids, vec![9, 0, 0, 5, 6, 7]);
+        assert_eq!(p.mask, vec![1, 0, 0, 1, 1, 1]);
+    }
+}

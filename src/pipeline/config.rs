@@ -1,0 +1,112 @@
+//! The job's configuration: everything a run needs, with defaults, and the job query.
+
+use std::path::PathBuf;
+
+use crate::contract::ColumnNames;
+use crate::engine::{default_memory_limit, default_threads};
+use crate::error::{Error, Result};
+use crate::loss::Loss;
+use crate::model::Provider;
+use crate::pipeline::progress::ProgressMode;
+use crate::validate::OnInvalid;
+
+/// The job query shipped with segscore (`queries/segment_scores.sql`).
+pub const SEGMENT_SCORES_SQL: &str =
+    include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/queries/segment_scores.sql"));
+
+/// Everything a run needs.
+#[derive(Debug, Clone)]
+pub struct JobConfig {
+    /// Input files, directories or globs.
+    pub inputs: Vec<String>,
+    /// The ONNX model.
+    pub model: PathBuf,
+    /// The output directory.
+    pub output: PathBuf,
+    /// Input column names.
+    pub columns: ColumnNames,
+    /// A replacement for the job query.
+    pub query_file: Option<PathBuf>,
+    /// The model output holding the score (default: the first).
+    pub model_output: Option<String>,
+    /// Execution provider.
+    pub provider: Provider,
+    /// Rows per model call.
+    pub batch_size: usize,
+    /// The regression loss.
+    pub loss: Loss,
+    /// Model-input columns to keep in the output.
+    pub keep: Vec<String>,
+    /// Carried columns to leave out of the output.
+    pub drop: Vec<String>,
+    /// Replace segscore's outputs in a non-empty output directory.
+    pub overwrite: bool,
+    /// Worker threads (DataFusion partitions, model sessions).
+    pub threads: usize,
+    /// Treat every input file as sorted by (generation id, segment index); checked as rows
+    /// flow. Also assumed when every file's footer declares that order (`sorting_columns`).
+    pub sorted: bool,
+    /// Memory for DataFusion's operators (the sort of unsorted input spills past it).
+    pub memory_limit: u64,
+    /// Where sorts spill (default: the system's temp dir).
+    pub spill_dir: Option<PathBuf>,
+    /// Padded positions per model call, at most.
+    pub max_tokens_per_batch: usize,
+    /// Rows per output part file, at most.
+    pub max_rows_per_file: u64,
+    /// Progress reporting.
+    pub progress: ProgressMode,
+    /// Seconds between progress log lines when stderr is not a terminal.
+    pub progress_interval: f64,
+    /// Write `report.html` with the outputs.
+    pub report: bool,
+    /// What to do with invalid rows.
+    pub on_invalid: OnInvalid,
+    /// With quarantine: fail (exit 3) when more than this fraction of the input rows is
+    /// rejected.
+    pub max_invalid_fraction: Option<f64>,
+    /// Shards (units of commitment); None: one per 4M input rows.
+    pub shards: Option<usize>,
+    /// Continue an interrupted run in the output directory.
+    pub resume: bool,
+}
+
+impl JobConfig {
+    /// A configuration with defaults for everything but inputs, model and output.
+    pub fn new(inputs: Vec<String>, model: PathBuf, output: PathBuf) -> Self {
+        JobConfig {
+            inputs,
+            model,
+            output,
+            columns: ColumnNames::default(),
+            query_file: None,
+            model_output: None,
+            provider: Provider::Auto,
+            batch_size: 256,
+            loss: Loss::Squared,
+            keep: Vec::new(),
+            drop: Vec::new(),
+            overwrite: false,
+            threads: default_threads(),
+            sorted: false,
+            memory_limit: default_memory_limit(),
+            spill_dir: None,
+            max_tokens_per_batch: 8192,
+            max_rows_per_file: 1_000_000,
+            progress: ProgressMode::Auto,
+            progress_interval: 10.0,
+            report: false,
+            on_invalid: OnInvalid::Fail,
+            max_invalid_fraction: None,
+            shards: None,
+            resume: false,
+        }
+    }
+}
+
+pub(crate) fn read_query(cfg: &JobConfig) -> Result<String> {
+    match &cfg.query_file {
+        Some(p) => std::fs::read_to_string(p).map_err(|e| Error::io(p, e)),
+        None => Ok(SEGMENT_SCORES_SQL.to_string()),
+    }
+}

@@ -1,0 +1,143 @@
+//! Diagnosis after a failure, and the key checks by SQL: the input file a reader error came
+//! from, the first row a model-output error comes from, and the duplicate-key check and
+//! generation count for rows that did not come out in key order.
+
+use std::path::PathBuf;
+
+use datafusion::arrow::array::AsArray;
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Int64Type};
+use datafusion::prelude::SessionContext;
+use futures::StreamExt;
+
+use crate::error::{Error, Result};
+use crate::pipeline::config::JobConfig;
+use crate::pipeline::plan::cell;
+use crate::pipeline::prepare::Prepared;
+use crate::source;
+
+/// The error a failed shard reports: DataFusion running out of `--memory-limit` as the clear
+/// memory error, a reader error with the file it came from, a model-output error with the
+/// first row that gives it; anything else as it is.
+pub async fn explain(e: Error, cfg: &JobConfig, p: &Prepared) -> Error {
+    match e {
+        Error::DataFusion(df) if df.find_root().to_string().contains("Resources exhausted") => {
+            Error::MemoryLimit {
+                limit: bytesize::ByteSize::b(cfg.memory_limit).to_string(),
+                detail: df.find_root().to_string(),
+            }
+        }
+        // The readers' errors do not say which file: find it.
+        e @ (Error::Arrow(_) | Error::Parquet(_) | Error::DataFusion(_)) => match find_unreadable(p).await {
+            Some((path, reason)) => Error::NotParquet { path, reason },
+            None => e,
+        },
+        // A model-output error came from a batch of rows: name the first row that gives it.
+        Error::ModelBinding { model, reason } => {
+            let at = first_row_failing_the_model(p, cfg).await;
+            Error::ModelBinding {
+                model,
+                reason: match at {
+                    Some((g, s)) => format!("{reason} (first at generation_id={g}, segment_index={s})"),
+                    None => reason,
+                },
+            }
+        }
+        other => other,
+    }
+}
+
+/// The first input file that cannot be read whole, and why: each file scanned alone, as the
+/// job scans it (only after a scan failed with an error that names no file).
+async fn find_unreadable(p: &Prepared) -> Option<(PathBuf, String)> {
+    for f in p.inputs.files.iter().map(|f| f.path.clone()) {
+        let scan = async {
+            let table =
+                crate::engine::tables::parquet_table(&p.ctx, std::slice::from_ref(&f), &[], &[]).await?;
+            let mut stream = p.ctx.read_table(table)?.execute_stream().await?;
+            while let Some(batch) = stream.next().await {
+                batch?;
+            }
+            Ok::<_, Error>(())
+        };
+        if let Err(e) = scan.await {
+            return Some((f, e.to_string()));
+        }
+    }
+    None
+}
+
+/// Rows the model is run on one by one, at most, to name the row of a model-output error.
+const MODEL_ERROR_SEARCH_ROWS: usize = 10_000;
+
+/// The key of the first input row (in file order, among the first
+/// [`MODEL_ERROR_SEARCH_ROWS`]) on which the model alone fails: after a model-output error
+/// from a batch of rows.
+async fn first_row_failing_the_model(p: &Prepared, cfg: &JobConfig) -> Option<(String, String)> {
+    source::register_view(&p.ctx, &cfg.columns, &p.carried, None)
+        .await
+        .ok()?;
+    let df = p
+        .ctx
+        .sql("SELECT generation_id, segment_index, input_ids, token_type_ids FROM generations")
+        .await
+        .ok()?;
+    let mut stream = df.execute_stream().await.ok()?;
+    let mut seen = 0;
+    while let Some(Ok(batch)) = stream.next().await {
+        for row in 0..batch.num_rows() {
+            let ids = batch.column(2).slice(row, 1);
+            let types = batch.column(3).slice(row, 1);
+            let types = (types.data_type() != &DataType::Null).then_some(types);
+            let failed = tokio::task::block_in_place(|| {
+                matches!(
+                    p.model.predict(ids.as_ref(), types.as_deref()),
+                    Err(Error::ModelBinding { .. })
+                )
+            });
+            if failed {
+                return Some((cell(batch.column(0), row), cell(batch.column(1), row)));
+            }
+            seen += 1;
+            if seen >= MODEL_ERROR_SEARCH_ROWS {
+                return None;
+            }
+        }
+    }
+    None
+}
+
+/// Fails on a duplicate (generation_id, segment_index) and counts the generations, by SQL
+/// over the input: for output that did not come out in key order.
+pub async fn check_keys_by_sql(ctx: &SessionContext) -> Result<u64> {
+    let dup = ctx
+        .sql(
+            "SELECT CAST(generation_id AS VARCHAR) AS g, CAST(segment_index AS VARCHAR) AS s FROM generations \
+             GROUP BY generation_id, segment_index HAVING COUNT(*) > 1 LIMIT 1",
+        )
+        .await?
+        .collect()
+        .await?;
+    if let Some(b) = dup.iter().find(|b| b.num_rows() > 0) {
+        return Err(Error::DuplicateSegment {
+            generation_id: cell(b.column(0), 0),
+            segment_index: cell(b.column(1), 0),
+        });
+    }
+    count_generations(ctx).await
+}
+
+async fn count_generations(ctx: &SessionContext) -> Result<u64> {
+    let batches = ctx
+        .sql("SELECT COUNT(DISTINCT generation_id) AS n FROM generations")
+        .await?
+        .collect()
+        .await?;
+    let n = batches
+        .first()
+        .map(|b| cast(b.column(0), &DataType::Int64))
+        .transpose()?
+        .map(|a| a.as_primitive::<Int64Type>().value(0))
+        .unwrap_or(0);
+    Ok(n as u64)
+}

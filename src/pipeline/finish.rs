@@ -1,0 +1,143 @@
+//! Finishing a run: the shards' tallies added up in shard order, the outputs that must exist
+//! even when empty, the evaluation stage over the written segments, and the summary (and
+//! report) to commit with the outputs.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::engine::session_context;
+use crate::error::{Error, Result};
+use crate::evaluate::{MseDecomposition, RejectedSummary, Summary};
+use crate::loss::Loss;
+use crate::pipeline::config::JobConfig;
+use crate::pipeline::diagnose::check_keys_by_sql;
+use crate::pipeline::prepare::Prepared;
+use crate::shard::{ShardRecord, Tally};
+use crate::sink::OutputDir;
+use crate::source;
+
+/// The files a run commits beside its output folders (name, bytes).
+pub type CommitFiles = Vec<(&'static str, Vec<u8>)>;
+
+/// Adds up the shards' records, runs the evaluation over the staged segments, and returns the
+/// summary with the files to commit (`summary.json`, and `report.html` with `--report`).
+pub async fn finish(
+    cfg: &JobConfig,
+    p: &Prepared,
+    out: &OutputDir,
+    records: &BTreeMap<usize, ShardRecord>,
+    resumed_shards: usize,
+    started: Instant,
+    job_sha256: String,
+) -> Result<(Summary, CommitFiles)> {
+    if p.shards > 1 {
+        source::register_view(&p.ctx, &cfg.columns, &p.carried, None).await?;
+    }
+    let input_rows = p.inputs.total_rows();
+    // Merged in shard order, so a resumed run adds the same numbers in the same order.
+    let mut total = Tally::default();
+    for r in records.values() {
+        total.merge(&r.tally);
+    }
+    let Tally {
+        moments,
+        generations,
+        rejections,
+        spilled_bytes,
+        model_tokens: tokens,
+        model_positions: positions,
+        model_nanos: nanos,
+        ..
+    } = total;
+    let (mut output_files, rejected_files) = (total.files.len(), total.rejected_files.len());
+    // (--max-invalid-fraction was enforced as rows were rejected: the limit started from the
+    // committed shards' rejections, and the fingerprint pins the threshold.)
+    if rejected_files == 0 {
+        let dir = out.staging().join("rejected");
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        }
+    }
+    if output_files == 0 {
+        // Every row was rejected: an empty part keeps the schema for readers.
+        let dir = out.staging().join("segments");
+        crate::sink::write_empty_part(
+            &dir,
+            "part-empty.parquet",
+            Arc::clone(&p.plan.schema),
+            &p.metadata,
+        )?;
+        output_files = 1;
+    }
+    // Rows that came out of the query in key order were checked and counted on the way; if
+    // they did not (a replacement query without the window, say), check and count with SQL.
+    let n_generations = match generations {
+        Some(g) => g - rejections.generations,
+        None => check_keys_by_sql(&p.ctx).await?,
+    };
+    // Per-generation and overall metrics, by the queries in queries/ over the staged segments.
+    let evaluation_started = Instant::now();
+    let eval_ctx = session_context(cfg.threads, cfg.memory_limit, cfg.spill_dir.as_deref(), true)?;
+    crate::functions::register(&eval_ctx, None);
+    let (evaluation, generation_files) = crate::evaluate::evaluate(
+        &eval_ctx,
+        out.staging(),
+        Arc::clone(&p.metadata),
+        cfg.max_rows_per_file,
+    )
+    .await?;
+    let evaluation_seconds = evaluation_started.elapsed().as_secs_f64();
+    let elapsed = started.elapsed().as_secs_f64();
+    let summary = Summary {
+        segscore_version: env!("CARGO_PKG_VERSION").to_string(),
+        n_generations,
+        n_segments: moments.n,
+        metrics: moments.metrics(),
+        mse_decomposition: MseDecomposition::from(&moments.metrics()),
+        rejected: RejectedSummary {
+            on_invalid: cfg.on_invalid,
+            max_invalid_fraction: cfg.max_invalid_fraction,
+            input_rows,
+            fraction: rejections.rows as f64 / input_rows.max(1) as f64,
+            counts: rejections,
+            files: rejected_files,
+        },
+        evaluation,
+        loss: cfg.loss.name().to_string(),
+        huber_delta: match cfg.loss {
+            Loss::Huber { delta } => Some(delta),
+            _ => None,
+        },
+        model: cfg.model.display().to_string(),
+        model_sha256: p.model.sha256().to_string(),
+        model_output: p.model.output_name().to_string(),
+        onnxruntime_version: p.model.runtime().version.clone(),
+        provider: p.model.provider().as_str().to_string(),
+        query_sha256: p.query_sha256.clone(),
+        job_sha256,
+        input_files: p.inputs.files.len(),
+        input_sorted: p.sorted,
+        shards: p.shards,
+        resumed_shards,
+        output_files,
+        generation_files,
+        spilled_bytes,
+        padding_share: (positions > 0).then(|| 1.0 - tokens as f64 / positions as f64),
+        model_seconds: nanos as f64 / 1e9,
+        evaluation_seconds,
+        elapsed_seconds: elapsed,
+        rows_per_second: if elapsed > 0.0 {
+            moments.n as f64 / elapsed
+        } else {
+            0.0
+        },
+    };
+    let mut files = vec![("summary.json", serde_json::to_vec_pretty(&summary)?)];
+    if cfg.report {
+        let title = cfg.output.display().to_string();
+        let html = crate::report::render(&eval_ctx, &summary, &title).await?;
+        files.push(("report.html", html.into_bytes()));
+    }
+    Ok((summary, files))
+}

@@ -1,0 +1,103 @@
+//! Key order: checks that rows come in (generation id, segment index) order across a
+//! partition's batches, finds duplicates on the way, and counts the generations.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::ArrayRef;
+use datafusion::arrow::compute::kernels::cmp::distinct;
+use datafusion::arrow::datatypes::Schema;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::arrow::row::{OwnedRow, RowConverter, SortField};
+
+use crate::error::Result;
+use crate::pipeline::plan::cell;
+
+/// Checks that rows come in (generation id, segment index) order, across batches, and counts
+/// the generations (each starts where the generation id changes).
+pub(crate) struct KeyOrder {
+    converter: RowConverter,
+    last: Option<(OwnedRow, String, String)>,
+    last_gid: Option<ArrayRef>,
+    pub(crate) generations: u64,
+}
+
+pub(crate) enum OrderCheck {
+    InOrder,
+    /// The first row that comes before its predecessor, and that predecessor's key as text.
+    OutOfOrder {
+        row: usize,
+        prev_gid: String,
+        prev_seg: String,
+    },
+    /// The first row equal to its predecessor.
+    Duplicate {
+        row: usize,
+    },
+}
+
+impl KeyOrder {
+    pub(crate) fn new(schema: &Schema, gid: usize, seg: usize) -> Result<Self> {
+        // Ascending, nulls last: the order the files declare and the window's sort gives.
+        let options = datafusion::arrow::compute::SortOptions {
+            descending: false,
+            nulls_first: false,
+        };
+        let fields =
+            [gid, seg].map(|i| SortField::new_with_options(schema.field(i).data_type().clone(), options));
+        Ok(KeyOrder {
+            converter: RowConverter::new(fields.to_vec())?,
+            last: None,
+            last_gid: None,
+            generations: 0,
+        })
+    }
+
+    pub(crate) fn check(&mut self, batch: &RecordBatch, gid: usize, seg: usize) -> Result<OrderCheck> {
+        let cols = [Arc::clone(batch.column(gid)), Arc::clone(batch.column(seg))];
+        let rows = self.converter.convert_columns(&cols)?;
+        let mut verdict = OrderCheck::InOrder;
+        for i in 0..rows.num_rows() {
+            let ord = match (i, &self.last) {
+                (0, None) => continue,
+                (0, Some((last, _, _))) => last.row().cmp(&rows.row(0)),
+                _ => rows.row(i - 1).cmp(&rows.row(i)),
+            };
+            match ord {
+                std::cmp::Ordering::Less => {}
+                std::cmp::Ordering::Equal => {
+                    verdict = OrderCheck::Duplicate { row: i };
+                    break;
+                }
+                std::cmp::Ordering::Greater => {
+                    let (prev_gid, prev_seg) = match (i, &self.last) {
+                        (0, Some((_, g, s))) => (g.clone(), s.clone()),
+                        _ => (cell(&cols[0], i - 1), cell(&cols[1], i - 1)),
+                    };
+                    verdict = OrderCheck::OutOfOrder {
+                        row: i,
+                        prev_gid,
+                        prev_seg,
+                    };
+                    break;
+                }
+            }
+        }
+        let n = rows.num_rows();
+        if n > 0 {
+            let gid = &cols[0];
+            let changes = distinct(&gid.slice(1, n - 1), &gid.slice(0, n - 1))?.true_count() as u64;
+            let first = match &self.last_gid {
+                Some(last) => distinct(last, &gid.slice(0, 1))?.value(0),
+                None => true,
+            };
+            self.generations += changes + u64::from(first);
+            self.last_gid = Some(gid.slice(n - 1, 1));
+            self.last = Some((
+                rows.row(n - 1).owned(),
+                cell(&cols[0], n - 1),
+                cell(&cols[1], n - 1),
+            ));
+        }
+        Ok(verdict)
+    }
+}

@@ -1,0 +1,191 @@
+//! The partition driver: pulls one partition's batches from the plan, checks their order,
+//! validates them (regrouping whole generations with quarantine), adds the loss columns, and
+//! hands the output over a bounded channel to a blocking writer thread, so that a slow writer
+//! slows the reader instead of filling memory.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::execution::SendableRecordBatchStream;
+use futures::StreamExt;
+
+use crate::error::{Error, Result};
+use crate::loss::Moments;
+use crate::pipeline::order::{KeyOrder, OrderCheck};
+use crate::pipeline::plan::{cell, OutputPlan};
+use crate::shard::Tally;
+use crate::sink::RollingWriter;
+use crate::validate::{self, Grouper, Rejections};
+
+/// The rejected rows of all partitions, and the most a run may reject.
+pub(crate) struct RejectLimit {
+    pub(crate) rows: AtomicU64,
+    pub(crate) max_rows: Option<u64>,
+    pub(crate) input_rows: u64,
+    pub(crate) max_fraction: f64,
+}
+
+/// Drives one partition: pulls batches, checks order, validates and adds losses, and hands
+/// the output batches over a bounded channel to a blocking writer thread, so that a slow
+/// writer slows the reader instead of filling memory. With quarantine, batches are regrouped
+/// into whole generations first, and invalid generations go to the rejected writer.
+pub(crate) async fn run_partition(
+    mut stream: SendableRecordBatchStream,
+    plan: Arc<OutputPlan>,
+    mut writer: RollingWriter,
+    mut rejected_writer: Option<RollingWriter>,
+    rows_done: Arc<AtomicU64>,
+    limit: Arc<RejectLimit>,
+) -> Result<Tally> {
+    let mut moments = Moments::default();
+    let mut rejections = Rejections::default();
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<WriterMsg>(2);
+    let writer_task = tokio::task::spawn_blocking(move || -> Result<(Vec<String>, Vec<String>)> {
+        while let Some(msg) = rx.blocking_recv() {
+            match msg {
+                WriterMsg::Batch(b) => writer.write(&b)?,
+                WriterMsg::Rejected(b) => match &mut rejected_writer {
+                    Some(w) => w.write(&b)?,
+                    None => return Err(Error::Internal("rejected rows without a rejected writer".into())),
+                },
+                WriterMsg::Unsorted => writer.mark_unsorted()?,
+            }
+        }
+        let names = |paths: Vec<PathBuf>| -> Vec<String> {
+            paths
+                .iter()
+                .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+                .collect()
+        };
+        let rejected = rejected_writer.map(|w| w.finish()).transpose()?;
+        Ok((names(writer.finish()?), rejected.map(names).unwrap_or_default()))
+    });
+    let quarantine = plan.rejected.is_some();
+    let mut order = Some(KeyOrder::new(stream.schema().as_ref(), plan.gid, plan.seg)?);
+    let mut grouper = quarantine.then(|| Grouper::new(plan.gid));
+    // Checks one batch (of whole generations, with quarantine) and sends its rows on.
+    let mut process = |batch: RecordBatch| -> Result<Vec<WriterMsg>> {
+        let mut msgs = Vec::new();
+        let reasons = plan.checks.reasons(&batch)?;
+        let good = match (reasons, &plan.rejected) {
+            (None, _) => batch,
+            (Some(reasons), None) => {
+                let (row, reason) = reasons
+                    .iter()
+                    .enumerate()
+                    .find_map(|(i, r)| r.map(|r| (i, r)))
+                    .ok_or_else(|| Error::Internal("a batch with no invalid row was rejected".into()))?;
+                return Err(plan.invalid_row(&batch, row, reason));
+            }
+            (Some(reasons), Some(layout)) => {
+                let before = rejections.rows;
+                let (good, bad) = validate::split(&batch, plan.gid, &reasons, &mut rejections)?;
+                if let Some((bad, why)) = bad {
+                    msgs.push(WriterMsg::Rejected(layout.batch(&bad, &why)?));
+                }
+                let added = rejections.rows - before;
+                let total = limit.rows.fetch_add(added, Ordering::Relaxed) + added;
+                if limit.max_rows.is_some_and(|m| total > m) {
+                    let mut seen = rejections.clone();
+                    seen.rows = total;
+                    return Err(validate::too_many(&seen, limit.input_rows, limit.max_fraction));
+                }
+                good
+            }
+        };
+        if good.num_rows() > 0 {
+            let (out, batch_moments) = plan.finish(&good)?;
+            moments.merge(&batch_moments);
+            msgs.push(WriterMsg::Batch(out));
+        }
+        Ok(msgs)
+    };
+    let outcome: Result<()> = async {
+        'batches: while let Some(batch) = stream.next().await {
+            let batch = batch.map_err(Error::from_datafusion)?;
+            if batch.num_rows() == 0 {
+                continue;
+            }
+            // Order first: if declared-sorted input is not, every later check is moot.
+            if let Some(o) = &mut order {
+                match o.check(&batch, plan.gid, plan.seg)? {
+                    OrderCheck::InOrder => {}
+                    // Quarantine finds duplicates among a generation's rows.
+                    OrderCheck::Duplicate { .. } if quarantine => {}
+                    OrderCheck::Duplicate { row } => {
+                        return Err(Error::DuplicateSegment {
+                            generation_id: cell(batch.column(plan.gid), row),
+                            segment_index: cell(batch.column(plan.seg), row),
+                        })
+                    }
+                    OrderCheck::OutOfOrder {
+                        row,
+                        prev_gid,
+                        prev_seg,
+                    } if plan.sorted_declared => {
+                        return Err(Error::NotSorted {
+                            generation_id: cell(batch.column(plan.gid), row),
+                            segment_index: cell(batch.column(plan.seg), row),
+                            prev_generation_id: prev_gid,
+                            prev_segment_index: prev_seg,
+                        })
+                    }
+                    OrderCheck::OutOfOrder { .. } if quarantine => {
+                        return Err(Error::Usage(
+                            "--on-invalid quarantine needs the job query's rows in (generation_id, segment_index) order, as the window of the built-in query gives them; the replacement query's are not".into(),
+                        ))
+                    }
+                    OrderCheck::OutOfOrder { .. } => {
+                        order = None;
+                        if tx.send(WriterMsg::Unsorted).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+            rows_done.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+            let ready = match &mut grouper {
+                Some(g) => g.push(batch)?,
+                None => vec![batch],
+            };
+            for b in ready {
+                for msg in process(b)? {
+                    if tx.send(msg).await.is_err() {
+                        break 'batches; // the writer failed; its error is reported below
+                    }
+                }
+            }
+        }
+        if let Some(last) = grouper.take().and_then(Grouper::finish) {
+            for msg in process(last)? {
+                if tx.send(msg).await.is_err() {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+    .await;
+    drop(tx);
+    let written = writer_task
+        .await
+        .map_err(|e| Error::Internal(format!("the writer thread failed: {e}")))?;
+    outcome?;
+    let (files, rejected_files) = written?;
+    Ok(Tally {
+        moments,
+        generations: order.map(|o| o.generations),
+        rejections,
+        files,
+        rejected_files,
+        ..Tally::default()
+    })
+}
+
+pub(crate) enum WriterMsg {
+    Batch(RecordBatch),
+    Rejected(RecordBatch),
+    Unsorted,
+}

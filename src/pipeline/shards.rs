@@ -1,0 +1,203 @@
+//! Running the shards: each shard not yet committed is one streaming pass of the job's plan,
+//! one task per partition, and is committed by its record once its files are in place.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::pipeline::config::JobConfig;
+use crate::pipeline::diagnose;
+use crate::pipeline::partition::{run_partition, RejectLimit};
+use crate::pipeline::plan::OutputPlan;
+use crate::pipeline::prepare::Prepared;
+use crate::pipeline::progress::Progress;
+use crate::shard::{ShardRecord, Tally};
+use crate::sink::{OutputDir, RollingWriter};
+
+/// Runs the shards not yet committed (those of an interrupted run are kept, with `--resume`)
+/// and returns every shard's record, in shard order, with how many were kept. A failure is
+/// explained ([`diagnose::explain`]) before it is returned.
+pub async fn run_pending(
+    cfg: &JobConfig,
+    p: &Prepared,
+    out: &OutputDir,
+) -> Result<(BTreeMap<usize, ShardRecord>, usize)> {
+    let mut records: BTreeMap<usize, ShardRecord> = BTreeMap::new();
+    for (name, bytes) in out.shard_records()? {
+        let r: ShardRecord = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::Internal(format!("shard record {name} is unreadable: {e}")))?;
+        if r.shard < p.shards && crate::shard::record_shard(&name) == Some(r.shard) {
+            records.insert(r.shard, r);
+        }
+    }
+    let resumed_shards = records.len();
+    let prefixes: Vec<String> = records.keys().map(|&k| crate::shard::part_prefix(k)).collect();
+    out.keep_only(&prefixes)?;
+    if resumed_shards > 0 {
+        tracing::info!(
+            committed = resumed_shards,
+            shards = p.shards,
+            "--resume: keeping the committed shards"
+        );
+    }
+    let input_rows = p.inputs.total_rows();
+    let interval = std::time::Duration::from_secs_f64(cfg.progress_interval.max(0.01));
+    let progress = Progress::start(input_rows, cfg.progress, interval);
+    let done_rows: u64 = records
+        .values()
+        .map(|r| r.tally.moments.n + r.tally.rejections.rows)
+        .sum();
+    progress.counter().fetch_add(done_rows, Ordering::Relaxed);
+    let limit = Arc::new(RejectLimit {
+        rows: AtomicU64::new(records.values().map(|r| r.tally.rejections.rows).sum()),
+        max_rows: cfg
+            .max_invalid_fraction
+            .map(|f| (f * input_rows as f64).floor() as u64),
+        input_rows,
+        max_fraction: cfg.max_invalid_fraction.unwrap_or(1.0),
+    });
+    let mut failure = None;
+    for k in 0..p.shards {
+        if records.contains_key(&k) {
+            continue;
+        }
+        if p.shards > 1 {
+            tracing::debug!(shard = k, shards = p.shards, "shard started");
+        }
+        let record = async {
+            let df = p.shard_frame(cfg, k).await?;
+            let st = p.model.stats();
+            let before = (
+                st.tokens.load(Ordering::Relaxed),
+                st.positions.load(Ordering::Relaxed),
+                st.run_nanos.load(Ordering::Relaxed),
+            );
+            let ex = execute(
+                df,
+                out,
+                Arc::clone(&p.plan),
+                Arc::clone(&p.metadata),
+                cfg.max_rows_per_file,
+                progress.counter(),
+                Arc::clone(&limit),
+                crate::shard::part_prefix(k),
+            )
+            .await?;
+            let record = ShardRecord {
+                shard: k,
+                tally: Tally {
+                    model_tokens: st.tokens.load(Ordering::Relaxed) - before.0,
+                    model_positions: st.positions.load(Ordering::Relaxed) - before.1,
+                    model_nanos: st.run_nanos.load(Ordering::Relaxed) - before.2,
+                    ..ex
+                },
+            };
+            // The rename of the record commits the shard; its files are already in place.
+            out.write(
+                &format!("{}/{}", crate::sink::SHARDS_DIR, crate::shard::record_name(k)),
+                &serde_json::to_vec(&record)?,
+            )?;
+            crate::faults::crash_point("shard-committed");
+            Ok::<_, Error>(record)
+        }
+        .await;
+        match record {
+            Ok(r) => {
+                records.insert(k, r);
+            }
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        }
+    }
+    progress.finish().await;
+    match failure {
+        Some(e) => Err(diagnose::explain(e, cfg, p).await),
+        None => Ok((records, resumed_shards)),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn execute(
+    df: datafusion::dataframe::DataFrame,
+    out: &OutputDir,
+    plan: Arc<OutputPlan>,
+    metadata: Arc<Vec<(String, String)>>,
+    max_rows_per_file: u64,
+    rows_done: Arc<AtomicU64>,
+    limit: Arc<RejectLimit>,
+    prefix: String,
+) -> Result<Tally> {
+    let dir = out.staged("segments")?;
+    let rejected_dir = match &plan.rejected {
+        Some(_) => Some(out.staged("rejected")?),
+        None => None,
+    };
+    let rejected_counter = Arc::new(AtomicUsize::new(0));
+    let task_ctx = Arc::new(df.task_ctx());
+    let physical = df.create_physical_plan().await.map_err(Error::from_datafusion)?;
+    let streams = datafusion::physical_plan::execute_stream_partitioned(Arc::clone(&physical), task_ctx)
+        .map_err(Error::from_datafusion)?;
+    let counter = Arc::new(AtomicUsize::new(0));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, stream) in streams.into_iter().enumerate() {
+        let writer = RollingWriter::new(
+            dir.clone(),
+            Arc::clone(&plan.schema),
+            Arc::clone(&metadata),
+            plan.sorting.clone(),
+            max_rows_per_file,
+            Arc::clone(&counter),
+        )
+        .with_prefix(prefix.clone());
+        let rejected_writer = match (&plan.rejected, &rejected_dir) {
+            (Some(layout), Some(d)) => Some(
+                RollingWriter::new(
+                    d.clone(),
+                    Arc::clone(&layout.schema),
+                    Arc::clone(&metadata),
+                    None,
+                    max_rows_per_file,
+                    Arc::clone(&rejected_counter),
+                )
+                .with_prefix(prefix.clone()),
+            ),
+            _ => None,
+        };
+        let part = run_partition(
+            stream,
+            Arc::clone(&plan),
+            writer,
+            rejected_writer,
+            Arc::clone(&rows_done),
+            Arc::clone(&limit),
+        );
+        tasks.spawn(async move { part.await.map(|r| (i, r)) });
+    }
+    let mut parts = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        parts.push(joined.map_err(|e| Error::Internal(format!("a worker task failed: {e}")))??);
+    }
+    // Merged in partition order: the same sums whatever order the partitions finished in.
+    parts.sort_by_key(|(i, _)| *i);
+    let mut executed = Tally {
+        spilled_bytes: spilled_bytes(physical.as_ref()),
+        ..Tally::default()
+    };
+    for (_, part) in &parts {
+        executed.merge(part);
+    }
+    Ok(executed)
+}
+
+/// Bytes the plan's operators (the sort of unsorted input) spilled to disk.
+fn spilled_bytes(plan: &dyn datafusion::physical_plan::ExecutionPlan) -> u64 {
+    let own = plan.metrics().and_then(|m| m.spilled_bytes()).unwrap_or(0) as u64;
+    own + plan
+        .children()
+        .iter()
+        .map(|c| spilled_bytes(c.as_ref()))
+        .sum::<u64>()
+}

@@ -1,0 +1,190 @@
+//! Parquet part files: the writer settings every file segscore writes shares, one part file
+//! written under its temporary name ([`PartWriter`]), and a writer that rolls a stream of
+//! batches over part files of bounded size ([`RollingWriter`]).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::parquet::basic::{Compression, ZstdLevel};
+use datafusion::parquet::file::metadata::{KeyValue, SortingColumn};
+use datafusion::parquet::file::properties::WriterProperties;
+use datafusion::parquet::schema::types::ColumnPath;
+
+use crate::error::{Error, Result};
+use crate::sink::atomic::AtomicFile;
+
+/// Parquet writer settings shared by every file segscore writes: zstd, row groups of 128Ki
+/// rows, the run's key-value metadata, and `sorting_columns` when the file is sorted.
+/// Float columns are written without dictionary encoding: their values are nearly all
+/// distinct, so a dictionary only costs time before the writer falls back.
+pub fn writer_properties(
+    schema: &datafusion::arrow::datatypes::Schema,
+    metadata: &[(String, String)],
+    sorting: Option<Vec<SortingColumn>>,
+) -> WriterProperties {
+    let mut builder = WriterProperties::builder();
+    for f in schema.fields() {
+        if f.data_type().is_floating() {
+            builder = builder.set_column_dictionary_enabled(ColumnPath::from(f.name().as_str()), false);
+        }
+    }
+    builder
+        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .set_max_row_group_row_count(Some(128 * 1024))
+        .set_sorting_columns(sorting)
+        .set_key_value_metadata(Some(
+            metadata
+                .iter()
+                .map(|(k, v)| KeyValue::new(k.clone(), v.clone()))
+                .collect(),
+        ))
+        .build()
+}
+
+/// Writes `dir/name` as a Parquet file of no rows with `schema`: an output table that keeps
+/// its schema for readers when no row reached it.
+pub fn write_empty_part(
+    dir: &Path,
+    name: &str,
+    schema: SchemaRef,
+    metadata: &[(String, String)],
+) -> Result<()> {
+    fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let props = writer_properties(&schema, metadata, None);
+    PartWriter::create(dir, name, schema, props)?.close()?;
+    Ok(())
+}
+
+/// One Parquet part file being written under its `.inprogress` name ([`AtomicFile`]); dropped
+/// unclosed, it leaves nothing.
+pub struct PartWriter {
+    writer: ArrowWriter<AtomicFile>,
+    rows: u64,
+}
+
+impl PartWriter {
+    /// Creates `dir/name` (written as `dir/.name.inprogress` until [`PartWriter::close`]).
+    pub fn create(dir: &Path, name: &str, schema: SchemaRef, props: WriterProperties) -> Result<Self> {
+        let file = AtomicFile::create(&dir.join(name))?;
+        let writer = ArrowWriter::try_new(file, schema, Some(props))?;
+        Ok(PartWriter { writer, rows: 0 })
+    }
+
+    /// Appends a batch.
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        self.writer.write(batch)?;
+        self.rows += batch.num_rows() as u64;
+        Ok(())
+    }
+
+    /// Rows written so far.
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// Finishes the file, syncs it and renames it to its final name.
+    pub fn close(self) -> Result<PathBuf> {
+        self.writer.into_inner()?.commit()
+    }
+}
+
+/// Writes one stream of batches as part files of at most `max_rows` rows each, named
+/// `part-NNNNN.parquet` from a counter shared by all writers of a run. Files claim the
+/// `sorting` order until [`RollingWriter::mark_unsorted`] is called; the file open then is
+/// closed, and later files make no claim.
+pub struct RollingWriter {
+    dir: PathBuf,
+    schema: SchemaRef,
+    metadata: Arc<Vec<(String, String)>>,
+    sorting: Option<Vec<SortingColumn>>,
+    max_rows: u64,
+    counter: Arc<AtomicUsize>,
+    prefix: String,
+    current: Option<PartWriter>,
+    closed: Vec<PathBuf>,
+}
+
+impl RollingWriter {
+    /// A writer into `dir`; nothing is created before the first row.
+    pub fn new(
+        dir: PathBuf,
+        schema: SchemaRef,
+        metadata: Arc<Vec<(String, String)>>,
+        sorting: Option<Vec<SortingColumn>>,
+        max_rows: u64,
+        counter: Arc<AtomicUsize>,
+    ) -> Self {
+        RollingWriter {
+            dir,
+            schema,
+            metadata,
+            sorting,
+            max_rows: max_rows.max(1),
+            counter,
+            prefix: "part-".into(),
+            current: None,
+            closed: Vec::new(),
+        }
+    }
+
+    /// Names files `<prefix>NNNNN.parquet` instead of `part-NNNNN.parquet`.
+    pub fn with_prefix(mut self, prefix: String) -> Self {
+        self.prefix = prefix;
+        self
+    }
+
+    /// Appends a batch, starting new files as files fill up.
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        let mut offset = 0;
+        while offset < batch.num_rows() {
+            if self.current.as_ref().is_some_and(|w| w.rows() >= self.max_rows) {
+                self.close_current()?;
+            }
+            let w = match &mut self.current {
+                Some(w) => w,
+                None => {
+                    let n = self.counter.fetch_add(1, Ordering::Relaxed);
+                    let props = writer_properties(&self.schema, &self.metadata, self.sorting.clone());
+                    self.current.insert(PartWriter::create(
+                        &self.dir,
+                        &format!("{}{n:05}.parquet", self.prefix),
+                        Arc::clone(&self.schema),
+                        props,
+                    )?)
+                }
+            };
+            let room = (self.max_rows - w.rows()) as usize;
+            let take = room.min(batch.num_rows() - offset);
+            w.write(&batch.slice(offset, take))?;
+            offset += take;
+        }
+        Ok(())
+    }
+
+    /// The rows from now on may be out of order: close the current (sorted) file, and let
+    /// later files make no sort-order claim.
+    pub fn mark_unsorted(&mut self) -> Result<()> {
+        if self.sorting.take().is_some() {
+            self.close_current()?;
+        }
+        Ok(())
+    }
+
+    fn close_current(&mut self) -> Result<()> {
+        if let Some(w) = self.current.take() {
+            self.closed.push(w.close()?);
+        }
+        Ok(())
+    }
+
+    /// Closes the last file; returns every file written.
+    pub fn finish(mut self) -> Result<Vec<PathBuf>> {
+        self.close_current()?;
+        Ok(std::mem::take(&mut self.closed))
+    }
+}

@@ -1,0 +1,218 @@
+//! Input checks from the footers alone: each file readable and non-empty, the role columns
+//! present with usable types (and one type across files), no nulls in key and score columns
+//! where the statistics tell, and whether the file declares the key order.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::DataType;
+use datafusion::parquet::arrow::arrow_reader::ArrowReaderMetadata;
+
+use crate::contract::ColumnNames;
+use crate::engine::footer::{float_stats_constant, metadata_declares_order, read_footer};
+use crate::error::{Error, Result};
+use crate::source::{InputFile, Inputs};
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Key,
+    Integer,
+    Float,
+    IdList,
+}
+
+impl Kind {
+    fn accepts(self, t: &DataType) -> bool {
+        match self {
+            Kind::Key => {
+                t.is_integer() || matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
+            }
+            Kind::Integer => t.is_integer(),
+            Kind::Float => matches!(t, DataType::Float32 | DataType::Float64),
+            Kind::IdList => match t {
+                DataType::List(f) | DataType::LargeList(f) => {
+                    matches!(f.data_type(), DataType::Int32 | DataType::Int64)
+                }
+                _ => false,
+            },
+        }
+    }
+    fn expected(self) -> &'static str {
+        match self {
+            Kind::Key => "a string or integer",
+            Kind::Integer => "an integer",
+            Kind::Float => "float32 or float64",
+            Kind::IdList => "list or large_list of int32 or int64",
+        }
+    }
+}
+
+/// A role column: (name in the files, canonical name, kind, role description, nulls forbidden).
+fn roles(cols: &ColumnNames) -> Vec<(String, &'static str, Kind, &'static str, bool)> {
+    let mut v = vec![
+        (
+            cols.generation_id.clone(),
+            "generation_id",
+            Kind::Key,
+            "generation id",
+            true,
+        ),
+        (
+            cols.segment_index.clone(),
+            "segment_index",
+            Kind::Integer,
+            "segment index",
+            true,
+        ),
+        (
+            cols.cumulative_score.clone(),
+            "cumulative_score",
+            Kind::Float,
+            "cumulative score",
+            true,
+        ),
+        (
+            cols.input_ids.clone(),
+            "input_ids",
+            Kind::IdList,
+            "token ids",
+            false,
+        ),
+    ];
+    if let Some(b) = &cols.base_score {
+        v.push((b.clone(), "base_score", Kind::Float, "base score", true));
+    }
+    if let Some(t) = &cols.token_type_ids {
+        v.push((t.clone(), "token_type_ids", Kind::IdList, "token type ids", false));
+    }
+    v
+}
+/// Reads one file's footer and checks it against the contract. With `null_stats`, a key or
+/// score column whose statistics count nulls is an error (quarantine runs leave nulls to the
+/// row checks, which reject their generations).
+pub fn check_file(path: &Path, cols: &ColumnNames, null_stats: bool) -> Result<InputFile> {
+    let not_parquet = |reason: String| Error::NotParquet {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    if len == 0 {
+        return Err(not_parquet("the file is empty (0 bytes)".into()));
+    }
+    let meta = read_footer(&file).map_err(not_parquet)?;
+    check_metadata(path, &meta, cols, null_stats)
+}
+/// [`check_file`] on a footer already read (`path` names the file in errors).
+pub fn check_metadata(
+    path: &Path,
+    meta: &ArrowReaderMetadata,
+    cols: &ColumnNames,
+    null_stats: bool,
+) -> Result<InputFile> {
+    let schema = Arc::clone(meta.schema());
+    let pq = meta.metadata();
+    let rows: i64 = pq.file_metadata().num_rows();
+    if rows <= 0 {
+        return Err(Error::EmptyInput {
+            path: path.to_path_buf(),
+        });
+    }
+    for (name, _, kind, role, no_nulls) in roles(cols) {
+        let field = schema.field_with_name(&name).map_err(|_| Error::MissingColumn {
+            path: path.to_path_buf(),
+            column: name.clone(),
+            role,
+            found: schema
+                .fields()
+                .iter()
+                .map(|f| f.name().as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })?;
+        if !kind.accepts(field.data_type()) {
+            return Err(Error::WrongColumnType {
+                path: path.to_path_buf(),
+                column: name,
+                found: field.data_type().to_string(),
+                expected: kind.expected().to_string(),
+            });
+        }
+        if no_nulls && null_stats {
+            check_null_stats(path, pq, &name)?;
+        }
+    }
+    Ok(InputFile {
+        path: path.to_path_buf(),
+        rows: rows as u64,
+        schema,
+        sorted: declares_key_order(pq, cols),
+        float_stats_constant: float_stats_constant(pq, &[]),
+    })
+}
+/// Whether every row group's `sorting_columns` start with the generation id and the segment
+/// index, both ascending.
+fn declares_key_order(pq: &datafusion::parquet::file::metadata::ParquetMetaData, cols: &ColumnNames) -> bool {
+    metadata_declares_order(pq, &[&cols.generation_id, &cols.segment_index])
+}
+
+fn check_null_stats(
+    path: &Path,
+    pq: &datafusion::parquet::file::metadata::ParquetMetaData,
+    column: &str,
+) -> Result<()> {
+    let mut first_row = 0u64;
+    for (i, rg) in pq.row_groups().iter().enumerate() {
+        let end_row = first_row + rg.num_rows() as u64;
+        let chunk = rg
+            .columns()
+            .iter()
+            .find(|c| c.column_path().parts().len() == 1 && c.column_path().parts()[0] == column);
+        if let Some(count) = chunk
+            .and_then(|c| c.statistics())
+            .and_then(|s| s.null_count_opt())
+        {
+            if count > 0 {
+                return Err(Error::NullsInFile {
+                    path: path.to_path_buf(),
+                    column: column.to_string(),
+                    count,
+                    row_group: i,
+                    first_row,
+                    end_row,
+                });
+            }
+        }
+        first_row = end_row;
+    }
+    Ok(())
+}
+
+/// Checks every file ([`check_file`]) and that the role columns have one type across files.
+pub fn check_inputs(files: &[PathBuf], cols: &ColumnNames, null_stats: bool) -> Result<Inputs> {
+    let checked: Vec<InputFile> = files
+        .iter()
+        .map(|p| check_file(p, cols, null_stats))
+        .collect::<Result<_>>()?;
+    if let Some(first) = checked.first() {
+        for (name, ..) in roles(cols) {
+            let t0 = first
+                .schema
+                .field_with_name(&name)
+                .map(|f| f.data_type().clone())?;
+            for other in &checked[1..] {
+                let t = other.schema.field_with_name(&name)?.data_type();
+                if t != &t0 {
+                    return Err(Error::WrongColumnType {
+                        path: other.path.clone(),
+                        column: name.clone(),
+                        found: t.to_string(),
+                        expected: format!("{t0}, as in {}", first.path.display()),
+                    });
+                }
+            }
+        }
+    }
+    Ok(Inputs { files: checked })
+}

@@ -1,0 +1,67 @@
+//! Source: finds the input Parquet files, checks each one against the data contract from its
+//! footer alone (readable, non-empty, required columns present with usable types, no nulls in
+//! key and score columns where the statistics tell), and registers them with DataFusion.
+//!
+//! Tables registered:
+//! - `input_files`: the files as they are;
+//! - `generations`: a view with the contract's canonical column names (`generation_id`,
+//!   `segment_index`, `cumulative_score` as DOUBLE, `input_ids`, `base_score` as DOUBLE,
+//!   `token_type_ids` when given) followed by every other column, carried unchanged.
+
+//!
+//! - [`expand`]: paths, directories and globs into a list of files;
+//! - [`check`]: each file's footer against the data contract ([`crate::contract`]);
+//! - [`register`]: the tables and the `generations` view.
+
+use std::path::PathBuf;
+
+use datafusion::arrow::datatypes::SchemaRef;
+
+pub mod check;
+pub mod expand;
+pub mod register;
+
+pub use check::{check_file, check_inputs, check_metadata};
+pub use expand::expand_inputs;
+pub use register::{quote_ident, register, register_view};
+
+/// One checked input file.
+#[derive(Debug, Clone)]
+pub struct InputFile {
+    /// Absolute path.
+    pub path: PathBuf,
+    /// Rows, from the footer.
+    pub rows: u64,
+    /// Arrow schema.
+    pub schema: SchemaRef,
+    /// Whether every row group declares (`sorting_columns`) that it is sorted by
+    /// (generation id, segment index), ascending.
+    pub sorted: bool,
+    /// Whether a float column's statistics have min == max ([`float_stats_constant`]).
+    pub float_stats_constant: bool,
+}
+
+/// The checked input files.
+#[derive(Debug, Clone)]
+pub struct Inputs {
+    /// The files, in a stable order.
+    pub files: Vec<InputFile>,
+}
+
+impl Inputs {
+    /// Whether DataFusion may take the files' statistics at their word: false when a float
+    /// column of some file looks constant ([`float_stats_constant`]).
+    pub fn statistics_safe(&self) -> bool {
+        !self.files.iter().any(|f| f.float_stats_constant)
+    }
+
+    /// Whether every file declares itself sorted by (generation id, segment index).
+    pub fn all_sorted(&self) -> bool {
+        !self.files.is_empty() && self.files.iter().all(|f| f.sorted)
+    }
+
+    /// Total rows over all files.
+    pub fn total_rows(&self) -> u64 {
+        self.files.iter().map(|f| f.rows).sum()
+    }
+}

@@ -1,0 +1,106 @@
+//! Registration: the input files as the table `input_files`, and the view `generations` that
+//! gives the role columns their canonical names and carries every other column.
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{Schema, SchemaRef};
+use datafusion::prelude::SessionContext;
+
+use crate::contract::{ColumnNames, CANONICAL, OUTPUT_COLUMNS};
+use crate::engine::tables::listing_table;
+use crate::error::{Error, Result};
+use crate::source::Inputs;
+
+/// Double-quotes an SQL identifier.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Registers `input_files` and the `generations` view. Returns the carried column names (in
+/// input order).
+///
+/// With `sorted`, each file is declared sorted by (generation id, segment index), so the
+/// window runs streaming (no sort); DataFusion trusts that declaration, so the job checks the
+/// order as rows flow.
+pub async fn register(
+    ctx: &SessionContext,
+    inputs: &Inputs,
+    cols: &ColumnNames,
+    sorted: bool,
+) -> Result<Vec<String>> {
+    let keys = [cols.generation_id.as_str(), cols.segment_index.as_str()];
+    let table = listing_table(
+        ctx,
+        inputs.files.iter().map(|f| f.path.as_path()),
+        if sorted { &keys } else { &[] },
+        inputs.statistics_safe(),
+    )
+    .await?;
+    let schema: SchemaRef = datafusion::catalog::TableProvider::schema(&table);
+    ctx.register_table("input_files", Arc::new(table))?;
+    let carried = carried_columns(&schema, cols)?;
+    register_view(ctx, cols, &carried, None).await?;
+    Ok(carried)
+}
+/// (Re-)registers the `generations` view over `input_files`; with a `filter` (an SQL
+/// predicate over the files' columns), only the rows it keeps (a shard's, say).
+pub async fn register_view(
+    ctx: &SessionContext,
+    cols: &ColumnNames,
+    carried: &[String],
+    filter: Option<&str>,
+) -> Result<()> {
+    let mut sql = generations_view_sql(cols, carried);
+    if let Some(f) = filter {
+        sql.push_str(&format!(" WHERE {f}"));
+    }
+    let view = ctx.sql(&sql).await?.into_view();
+    ctx.deregister_table("generations")?;
+    ctx.register_table("generations", view)?;
+    Ok(())
+}
+
+fn carried_columns(schema: &Schema, cols: &ColumnNames) -> Result<Vec<String>> {
+    let role_names = cols.role_names();
+    let mut carried = Vec::new();
+    for f in schema.fields() {
+        let name = f.name();
+        if role_names.iter().any(|r| r.0 == name.as_str()) {
+            continue;
+        }
+        if CANONICAL.contains(&name.as_str()) {
+            return Err(Error::Usage(format!(
+                "input column `{name}` would collide with the canonical column segscore gives a role column; rename it, or use it as that role's column"
+            )));
+        }
+        if OUTPUT_COLUMNS.contains(&name.as_str()) {
+            // A segscore output read back as input: this run computes these afresh.
+            tracing::warn!(column = %name, "input column is replaced by this run's column of the same name");
+            continue;
+        }
+        carried.push(name.clone());
+    }
+    Ok(carried)
+}
+
+fn generations_view_sql(cols: &ColumnNames, carried: &[String]) -> String {
+    let mut items = vec![
+        format!("{} AS generation_id", quote_ident(&cols.generation_id)),
+        format!("{} AS segment_index", quote_ident(&cols.segment_index)),
+        format!(
+            "CAST({} AS DOUBLE) AS cumulative_score",
+            quote_ident(&cols.cumulative_score)
+        ),
+        format!("{} AS input_ids", quote_ident(&cols.input_ids)),
+        match &cols.base_score {
+            Some(b) => format!("CAST({} AS DOUBLE) AS base_score", quote_ident(b)),
+            None => "CAST(0.0 AS DOUBLE) AS base_score".to_string(),
+        },
+    ];
+    items.push(match &cols.token_type_ids {
+        Some(t) => format!("{} AS token_type_ids", quote_ident(t)),
+        None => "NULL AS token_type_ids".to_string(),
+    });
+    items.extend(carried.iter().map(|c| quote_ident(c)));
+    format!("SELECT {} FROM input_files", items.join(", "))
+}
