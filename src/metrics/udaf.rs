@@ -151,7 +151,7 @@ impl AggregateUDFImpl for MetricUdaf {
     }
 
     fn accumulator(&self, args: AccumulatorArgs) -> DfResult<Box<dyn Accumulator>> {
-        Ok(Box::new(Single(self.groups(&args)?)))
+        Ok(Box::new(Single::new(self.groups(&args)?)))
     }
 
     fn groups_accumulator_supported(&self, _args: AccumulatorArgs) -> bool {
@@ -247,6 +247,51 @@ fn lists(groups: Vec<Vec<f64>>) -> ArrayRef {
     ))
 }
 
+/// The metric of each group, from its values (borrowed: evaluating never consumes a group).
+fn results<'a>(
+    metric: Metric,
+    fraction: f64,
+    groups: impl Iterator<Item = (&'a [f64], &'a [f64])>,
+) -> ArrayRef {
+    let groups: Vec<(&[f64], &[f64])> = groups.collect();
+    let f64s = |f: &PairMetricFn| -> ArrayRef {
+        Arc::new(groups.iter().map(|(a, b)| f(a, b)).collect::<Float64Array>())
+    };
+    match metric {
+        Metric::Pearson => f64s(&metrics::pearson),
+        Metric::Spearman => f64s(&metrics::spearman),
+        Metric::KendallTau => f64s(&metrics::kendall_tau),
+        Metric::PairwiseOrderAccuracy => f64s(&metrics::pairwise_order_accuracy),
+        Metric::TopSegmentMatch => Arc::new(
+            groups
+                .iter()
+                .map(|(a, b)| metrics::top_segment_match(a, b))
+                .collect::<BooleanArray>(),
+        ),
+        // top_share sorts its values: it gets a copy.
+        Metric::LossShareTop => Arc::new(
+            groups
+                .iter()
+                .map(|(a, _)| metrics::top_share(&mut a.to_vec(), fraction))
+                .collect::<Float64Array>(),
+        ),
+        Metric::RankMetrics => {
+            let mut cols: [Vec<Option<f64>>; 3] = Default::default();
+            for (a, b) in &groups {
+                let counts = PairCounts::of(a, b);
+                cols[0].push(metrics::spearman(a, b));
+                cols[1].push(counts.and_then(|c| c.kendall_tau_b()));
+                cols[2].push(counts.and_then(|c| c.order_accuracy()));
+            }
+            let columns: Vec<ArrayRef> = cols
+                .into_iter()
+                .map(|c| Arc::new(Float64Array::from(c)) as ArrayRef)
+                .collect();
+            Arc::new(StructArray::new(Metric::rank_fields(), columns, None))
+        }
+    }
+}
+
 impl GroupsAccumulator for Groups {
     fn update_batch(
         &mut self,
@@ -312,42 +357,9 @@ impl GroupsAccumulator for Groups {
     }
 
     fn evaluate(&mut self, emit_to: EmitTo) -> DfResult<ArrayRef> {
-        let (mut x, y) = self.take(emit_to);
-        let (metric, fraction) = (self.metric, self.fraction);
-        let f64s = |f: &PairMetricFn| -> ArrayRef {
-            Arc::new(x.iter().zip(&y).map(|(a, b)| f(a, b)).collect::<Float64Array>())
-        };
-        Ok(match metric {
-            Metric::Pearson => f64s(&metrics::pearson),
-            Metric::Spearman => f64s(&metrics::spearman),
-            Metric::KendallTau => f64s(&metrics::kendall_tau),
-            Metric::PairwiseOrderAccuracy => f64s(&metrics::pairwise_order_accuracy),
-            Metric::TopSegmentMatch => Arc::new(
-                x.iter()
-                    .zip(&y)
-                    .map(|(a, b)| metrics::top_segment_match(a, b))
-                    .collect::<BooleanArray>(),
-            ),
-            Metric::LossShareTop => Arc::new(
-                x.iter_mut()
-                    .map(|a| metrics::top_share(a, fraction))
-                    .collect::<Float64Array>(),
-            ),
-            Metric::RankMetrics => {
-                let mut cols: [Vec<Option<f64>>; 3] = Default::default();
-                for (a, b) in x.iter().zip(&y) {
-                    let counts = PairCounts::of(a, b);
-                    cols[0].push(metrics::spearman(a, b));
-                    cols[1].push(counts.and_then(|c| c.kendall_tau_b()));
-                    cols[2].push(counts.and_then(|c| c.order_accuracy()));
-                }
-                let columns: Vec<ArrayRef> = cols
-                    .into_iter()
-                    .map(|c| Arc::new(Float64Array::from(c)) as ArrayRef)
-                    .collect();
-                Arc::new(StructArray::new(Metric::rank_fields(), columns, None))
-            }
-        })
+        let (x, y) = self.take(emit_to);
+        let groups = x.iter().zip(&y).map(|(a, b)| (a.as_slice(), b.as_slice()));
+        Ok(results(self.metric, self.fraction, groups))
     }
 
     fn size(&self) -> usize {
@@ -357,37 +369,89 @@ impl GroupsAccumulator for Groups {
     }
 }
 
-/// The plain accumulator (no GROUP BY, window use): one group of [`Groups`].
+/// The plain accumulator (no GROUP BY, window use): one group of [`Groups`], whose first
+/// `start` values were retracted (a sliding window frame moved past them).
+///
+/// As a window function DataFusion evaluates it after every row or frame move, so evaluating
+/// reads the values without taking them; frames that drop rows from the front retract them.
 #[derive(Debug)]
-struct Single(Groups);
+struct Single {
+    groups: Groups,
+    start: usize,
+}
+
+impl Single {
+    fn new(mut groups: Groups) -> Self {
+        groups.grow(1);
+        Single { groups, start: 0 }
+    }
+
+    /// The values still in the frame.
+    fn live(&self) -> (&[f64], &[f64]) {
+        let g = &self.groups;
+        let y = if g.pairs() { &g.y[0][self.start..] } else { &[][..] };
+        (&g.x[0][self.start..], y)
+    }
+}
 
 impl Accumulator for Single {
     fn update_batch(&mut self, values: &[ArrayRef]) -> DfResult<()> {
         let n = values[0].len();
-        self.0.update_batch(values, &vec![0; n], None, 1)
+        self.groups.update_batch(values, &vec![0; n], None, 1)
     }
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> DfResult<()> {
         let n = states[0].len();
-        self.0.merge_batch(states, &vec![0; n], 1)
+        self.groups.merge_batch(states, &vec![0; n], 1)
     }
 
     fn state(&mut self) -> DfResult<Vec<ScalarValue>> {
-        self.0.grow(1);
-        self.0
-            .state(EmitTo::All)?
+        let (x, y) = self.live();
+        [lists(vec![x.to_vec()]), lists(vec![y.to_vec()])]
             .iter()
             .map(|a| ScalarValue::try_from_array(a, 0))
             .collect()
     }
 
     fn evaluate(&mut self) -> DfResult<ScalarValue> {
-        self.0.grow(1);
-        let result = self.0.evaluate(EmitTo::All)?;
+        let result = results(
+            self.groups.metric,
+            self.groups.fraction,
+            std::iter::once(self.live()),
+        );
         ScalarValue::try_from_array(&result, 0)
     }
 
+    fn supports_retract_batch(&self) -> bool {
+        true
+    }
+
+    /// Drops the oldest values: a window frame retracts rows in the order it added them, and
+    /// the rows skipped when added (a NULL argument) are skipped here too.
+    fn retract_batch(&mut self, values: &[ArrayRef]) -> DfResult<()> {
+        let x = values[0].as_primitive::<Float64Type>();
+        let y = values[1].as_primitive::<Float64Type>();
+        let pairs = self.groups.pairs();
+        let held = self.groups.x[0].len();
+        for i in 0..x.len() {
+            if x.is_valid(i) && (!pairs || y.is_valid(i)) {
+                self.start = (self.start + 1).min(held);
+            }
+        }
+        // Forget retracted values once they are half of what is held.
+        if self.start > 64 && self.start * 2 > held {
+            let g = &mut self.groups;
+            g.x[0].drain(..self.start);
+            if pairs {
+                g.y[0].drain(..self.start);
+            }
+            g.bytes = g.bytes.saturating_sub(self.start * if pairs { 16 } else { 8 });
+            self.start = 0;
+        }
+        Ok(())
+    }
+
     fn size(&self) -> usize {
-        self.0.size()
+        self.groups.size()
     }
 }

@@ -9,5 +9,6 @@ mod evaluation;
 mod layout;
 mod models;
 mod properties;
+mod review;
 mod scale;
 mod validation;

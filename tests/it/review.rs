@@ -1,0 +1,143 @@
+//! Regression tests for the defects a review and first use found (issue 12, part B), each named
+//! after its defect.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Float64Array, Int64Array, RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use segscore::metrics;
+
+use crate::common::*;
+
+/// Runs `segscore sql` with `--format json` and returns its rows.
+fn sql_json(args: &[&str]) -> Vec<serde_json::Value> {
+    let mut all = vec!["sql", "--format", "json"];
+    all.extend_from_slice(args);
+    let o = segscore(&all);
+    assert!(o.status.success(), "{}", stderr(&o));
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// A table of (g, i, p, t): three generations with ties and a NULL prediction.
+fn write_scores(path: &Path) -> Vec<(String, i64, Option<f64>, f64)> {
+    let rows: Vec<(String, i64, Option<f64>, f64)> = [
+        (
+            "a",
+            [Some(0.1), Some(0.4), Some(0.4), Some(-0.2), Some(0.9), Some(0.3)],
+            [0.2, 0.5, 0.1, -0.3, 0.7, 0.3],
+        ),
+        (
+            "b",
+            [Some(1.0), Some(2.0), None, Some(3.0), Some(0.5), Some(2.0)],
+            [3.0, 2.0, 1.0, 1.0, 0.0, 4.0],
+        ),
+        (
+            "c",
+            [Some(0.0), Some(0.0), Some(0.0), Some(1.0), Some(-1.0), Some(0.5)],
+            [1.0, -1.0, 0.5, 0.5, 2.0, 0.0],
+        ),
+    ]
+    .iter()
+    .flat_map(|(g, p, t)| (0..6).map(move |i| (g.to_string(), i as i64, p[i], t[i])))
+    .collect();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("g", DataType::Utf8, false),
+        Field::new("i", DataType::Int64, false),
+        Field::new("p", DataType::Float64, true),
+        Field::new("t", DataType::Float64, false),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0.clone()))),
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.1))),
+            Arc::new(Float64Array::from_iter(rows.iter().map(|r| r.2))),
+            Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.3))),
+        ],
+    )
+    .unwrap();
+    write_batch(path, &batch);
+    rows
+}
+
+fn num(v: &serde_json::Value) -> Option<f64> {
+    v.as_f64()
+}
+
+#[test]
+fn aggregates_as_window_functions_give_running_values_and_sliding_frames() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("scores.parquet");
+    let rows = write_scores(&file);
+    let table = format!("s={}", file.display());
+    let q = "SELECT g, i, \
+        pearson(p, t) OVER w AS pearson, spearman(p, t) OVER w AS spearman, \
+        kendall_tau(p, t) OVER w AS kendall_tau, \
+        pairwise_order_accuracy(p, t) OVER w AS poa, top_segment_match(p, t) OVER w AS top, \
+        rank_metrics(p, t) OVER w AS ranks, loss_share_top(t, 0.5) OVER w AS share, \
+        kendall_tau(p, t) OVER (PARTITION BY g ORDER BY i ROWS BETWEEN 2 PRECEDING AND CURRENT ROW) AS tau3, \
+        loss_share_top(t, 0.5) OVER (PARTITION BY g ORDER BY i ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) AS share2 \
+        FROM s WINDOW w AS (PARTITION BY g ORDER BY i) ORDER BY g, i";
+    let out = sql_json(&["--table", &table, q]);
+    assert_eq!(out.len(), rows.len());
+    for (k, row) in out.iter().enumerate() {
+        let (g, i) = (&rows[k].0, rows[k].1 as usize);
+        assert_eq!(row["g"], g.as_str());
+        // The frame's pairs, as SQL aggregates see them: rows with a NULL argument skipped.
+        let frame = |from: usize| -> (Vec<f64>, Vec<f64>) {
+            rows.iter()
+                .filter(|r| &r.0 == g && (from..=i).contains(&(r.1 as usize)))
+                .filter_map(|r| r.2.map(|p| (p, r.3)))
+                .unzip()
+        };
+        let targets = |from: usize| -> Vec<f64> {
+            rows.iter()
+                .filter(|r| &r.0 == g && (from..=i).contains(&(r.1 as usize)))
+                .map(|r| r.3)
+                .collect()
+        };
+        let (p, t) = frame(0);
+        let at = format!("{g} {i}");
+        assert_eq!(num(&row["pearson"]), metrics::pearson(&p, &t), "pearson {at}");
+        assert_eq!(num(&row["spearman"]), metrics::spearman(&p, &t), "spearman {at}");
+        assert_eq!(num(&row["kendall_tau"]), metrics::kendall_tau(&p, &t), "tau {at}");
+        assert_eq!(
+            num(&row["poa"]),
+            metrics::pairwise_order_accuracy(&p, &t),
+            "order accuracy {at}"
+        );
+        assert_eq!(
+            row["top"].as_bool(),
+            metrics::top_segment_match(&p, &t),
+            "top {at}"
+        );
+        assert_eq!(
+            num(&row["ranks"]["kendall_tau"]),
+            metrics::kendall_tau(&p, &t),
+            "rank_metrics {at}"
+        );
+        assert_eq!(
+            num(&row["share"]),
+            metrics::top_share(&mut targets(0), 0.5),
+            "loss_share_top {at}"
+        );
+        let (p3, t3) = frame(i.saturating_sub(2));
+        assert_eq!(
+            num(&row["tau3"]),
+            metrics::kendall_tau(&p3, &t3),
+            "sliding tau {at}"
+        );
+        assert_eq!(
+            num(&row["share2"]),
+            metrics::top_share(&mut targets(i.saturating_sub(1)), 0.5),
+            "sliding share {at}"
+        );
+    }
+    // Some running values are defined, so the comparison above compared numbers.
+    assert!(out.iter().filter(|r| r["kendall_tau"].is_f64()).count() >= 10);
+    assert!(out.iter().filter(|r| r["tau3"].is_f64()).count() >= 8);
+}
