@@ -28,6 +28,10 @@ struct Cli {
     /// More logging (-v debug, -vv trace).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
+    /// A TOML file of flags for the command: keys are the flags' long names (`verbose = 1`,
+    /// `input = ["a", "b"]`, `report = true`); flags on the command line win.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
     /// Log format on stderr: text for people, json (one object per line) for machines.
     #[arg(long, global = true, value_enum, default_value = "text")]
     log_format: logging::LogFormat,
@@ -112,7 +116,7 @@ pub fn exit_code(e: &Error) -> u8 {
 /// Runs the command line: the whole `segscore` binary.
 pub fn main() -> ExitCode {
     exec::limit_malloc_arenas();
-    let args = match config::expand_config(std::env::args().collect()) {
+    let args = match config::expand_config(std::env::args_os().collect()) {
         Ok(a) => a,
         Err(e) => {
             eprintln!("error: {e}");

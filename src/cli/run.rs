@@ -15,9 +15,6 @@ use super::exec::{run_job, runtime};
 
 #[derive(Args)]
 pub(crate) struct RunArgs {
-    /// A TOML file of settings: keys are these flags' long names; flags given here win.
-    #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
     /// Input Parquet files, directories (searched recursively for *.parquet) or globs.
     #[arg(long, short, required = true, num_args = 1..)]
     input: Vec<String>,

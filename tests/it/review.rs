@@ -141,3 +141,66 @@ fn aggregates_as_window_functions_give_running_values_and_sliding_frames() {
     assert!(out.iter().filter(|r| r["kendall_tau"].is_f64()).count() >= 10);
     assert!(out.iter().filter(|r| r["tau3"].is_f64()).count() >= 8);
 }
+
+/// Two small valid input files for the demo model.
+fn two_inputs(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (a, b) = (dir.join("a.parquet"), dir.join("b.parquet"));
+    write_rows(&a, &[row("g1", 0, 0.5, &[1, 2, 3]), row("g1", 1, 0.2, &[4, 5])]);
+    write_rows(&b, &[row("g2", 0, -0.1, &[7]), row("g2", 1, 0.3, &[8, 9, 10])]);
+    (a, b)
+}
+
+#[test]
+fn config_file_works_in_any_position_with_counts_lists_and_booleans() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = two_inputs(tmp.path());
+    let cfg = tmp.path().join("job.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "input = [{:?}, {:?}]\nmodel = {:?}\nprovider = \"cpu\"\nverbose = 1\nreport = true\nresume = false\n",
+            a.display().to_string(),
+            b.display().to_string(),
+            demo_model().display().to_string(),
+        ),
+    )
+    .unwrap();
+    let c = cfg.to_str().unwrap();
+    for (i, args) in [
+        vec!["-q", "run", "--config", c],
+        vec!["--config", c, "run"],
+        vec!["run", "--threads", "1", "--config", c],
+        vec!["run", "--config", c, "--log-format", "json"],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let out = tmp.path().join(format!("out{i}"));
+        let mut all: Vec<&str> = args.clone();
+        all.extend(["--output", out.to_str().unwrap()]);
+        let o = segscore(&all);
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        assert_eq!(summary(&out)["n_segments"], 4, "{args:?}: both files of the list");
+        assert!(out.join("report.html").exists(), "{args:?}: report = true");
+        let err = stderr(&o);
+        if args[0] == "-q" {
+            assert_eq!(err, "", "-q on the command line wins over verbose = 1");
+        } else {
+            // verbose = 1 is -v: debug lines.
+            assert!(
+                err.contains("DEBUG") || err.contains("\"level\":\"DEBUG\""),
+                "{args:?}: {err}"
+            );
+        }
+    }
+    // Another command reads its own flags from a file.
+    std::fs::write(&cfg, "format = \"json\"\n").unwrap();
+    let o = segscore(&["sql", "SELECT 1 AS one", "--config", c]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "{\"one\":1}");
+    // A value of the wrong kind names the key.
+    std::fs::write(&cfg, "verbose = \"yes\"\n").unwrap();
+    let o = segscore(&["run", "--config", c]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("key `verbose` counts"), "{}", stderr(&o));
+}
