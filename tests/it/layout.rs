@@ -60,7 +60,7 @@ fn modules_import_only_lower_modules_and_files_state_their_job() {
     let mut problems = Vec::new();
     for f in &files {
         let text = std::fs::read_to_string(f).unwrap();
-        let shown = f.strip_prefix(&repo()).unwrap().display().to_string();
+        let shown = f.strip_prefix(repo()).unwrap().display().to_string();
         if !text.starts_with("//!") {
             problems.push(format!("{shown}: does not start with a //! line stating its job"));
         }
