@@ -23,6 +23,13 @@ pub enum Error {
         reason: String,
     },
 
+    /// A path segscore must read through DataFusion is not valid UTF-8.
+    #[error("{path:?}: the path is not valid UTF-8; segscore reads its inputs and outputs by URL, which needs UTF-8 paths: rename it")]
+    PathNotUtf8 {
+        /// The path, shown with its invalid bytes escaped.
+        path: PathBuf,
+    },
+
     /// A Parquet input file holds no rows.
     #[error("input file {path}: contains no rows")]
     EmptyInput {

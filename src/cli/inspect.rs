@@ -8,11 +8,13 @@ use clap::Args;
 use crate::error::Error;
 use crate::model::{self, Provider};
 
+use super::run::utf8_inputs;
+
 #[derive(Args)]
 pub(crate) struct BenchModelArgs {
     /// Input Parquet files, directories or globs.
     #[arg(long, short, required = true, num_args = 1..)]
-    input: Vec<String>,
+    input: Vec<PathBuf>,
     /// The ONNX model.
     #[arg(long, short)]
     model: PathBuf,
@@ -96,7 +98,7 @@ pub(crate) fn bench_model(args: BenchModelArgs) -> Result<(), Error> {
     )?;
     let mut batches = Vec::new();
     let mut taken = 0;
-    'files: for path in crate::source::expand_inputs(&input)? {
+    'files: for path in crate::source::expand_inputs(&utf8_inputs(&input)?)? {
         let file = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
         let builder = ParquetRecordBatchReaderBuilder::try_new(file)?;
         let idx = builder.schema().index_of("input_ids")?;

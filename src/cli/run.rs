@@ -17,7 +17,7 @@ use super::exec::{run_job, runtime};
 pub(crate) struct RunArgs {
     /// Input Parquet files, directories (searched recursively for *.parquet) or globs.
     #[arg(long, short, required = true, num_args = 1..)]
-    input: Vec<String>,
+    input: Vec<PathBuf>,
     /// The ONNX reward model.
     #[arg(long, short)]
     model: PathBuf,
@@ -178,9 +178,17 @@ impl JobArgs {
     }
 }
 
+/// The `--input` paths and globs as text: a path that is not UTF-8 is an error naming it.
+pub(crate) fn utf8_inputs(input: &[PathBuf]) -> Result<Vec<String>, Error> {
+    input
+        .iter()
+        .map(|p| crate::engine::tables::require_utf8(p).map(str::to_string))
+        .collect()
+}
+
 /// `segscore run`: the job, or with `--explain` its physical plan.
 pub(crate) fn run(a: RunArgs, quiet: bool) -> Result<(), Error> {
-    let (mut cfg, explain) = a.opts.into_config(a.input, a.model, a.output)?;
+    let (mut cfg, explain) = a.opts.into_config(utf8_inputs(&a.input)?, a.model, a.output)?;
     if quiet {
         cfg.progress = ProgressMode::Off;
     }

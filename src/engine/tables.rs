@@ -24,10 +24,7 @@ pub async fn listing_table<'a>(
     sort_keys: &[&str],
     statistics_safe: bool,
 ) -> Result<ListingTable> {
-    let urls = files
-        .into_iter()
-        .map(|f| ListingTableUrl::parse(f.to_string_lossy()))
-        .collect::<datafusion::error::Result<Vec<_>>>()?;
+    let urls = files.into_iter().map(file_url).collect::<Result<Vec<_>>>()?;
     if !statistics_safe {
         distrust_statistics(ctx);
     }
@@ -64,6 +61,23 @@ pub fn part_files(dir: &Path) -> Result<Vec<PathBuf>> {
     }
     files.sort();
     Ok(files)
+}
+
+/// The URL DataFusion reads a local file by: the path as it is (a `[`, `*` or `?` in a name is
+/// that character, never a glob). A path that is not UTF-8 is an error naming it.
+pub fn file_url(path: &Path) -> Result<ListingTableUrl> {
+    let abs = std::path::absolute(path).map_err(|e| Error::io(path, e))?;
+    require_utf8(&abs)?;
+    let url = url::Url::from_file_path(&abs)
+        .map_err(|()| Error::Usage(format!("{}: not a file path", abs.display())))?;
+    Ok(ListingTableUrl::try_new(url, None)?)
+}
+
+/// An error naming `path` when it is not valid UTF-8 (DataFusion reads files by URL).
+pub fn require_utf8(path: &Path) -> Result<&str> {
+    path.to_str().ok_or_else(|| Error::PathNotUtf8 {
+        path: path.to_path_buf(),
+    })
 }
 
 /// A listing table over Parquet `files`, declared sorted by `sort_keys` (ascending) if given.

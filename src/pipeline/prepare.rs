@@ -35,6 +35,8 @@ pub struct Prepared {
 
 /// Checks the inputs, loads the model and plans the job's SQL.
 pub async fn prepare(cfg: &JobConfig) -> Result<Prepared> {
+    // The output is read back through DataFusion (the evaluation): its path must be a URL too.
+    crate::engine::tables::require_utf8(&cfg.output)?;
     let files = source::expand_inputs(&cfg.inputs)?;
     let inputs = source::check_inputs(&files, &cfg.columns, cfg.on_invalid == OnInvalid::Fail)?;
     let targets_sql = read_query(cfg)?;

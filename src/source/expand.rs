@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use crate::engine::tables::require_utf8;
 use crate::error::{Error, Result};
 
 fn is_hidden(p: &Path) -> bool {
@@ -32,7 +33,9 @@ fn walk_dir(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
 }
 
 /// Expands files, directories (recursively, `*.parquet`, skipping names starting with `.` or
-/// `_`) and globs into a sorted, de-duplicated list of files.
+/// `_`) and globs into a sorted, de-duplicated list of files. A path that exists is that path,
+/// whatever characters it holds; only one that names nothing is taken as a glob. Every file
+/// found must have a UTF-8 path ([`require_utf8`]).
 pub fn expand_inputs(patterns: &[String]) -> Result<Vec<PathBuf>> {
     if patterns.is_empty() {
         return Err(Error::Usage("no --input given".into()));
@@ -66,6 +69,7 @@ pub fn expand_inputs(patterns: &[String]) -> Result<Vec<PathBuf>> {
         }
         for p in found {
             let abs = std::path::absolute(&p).map_err(|e| Error::io(&p, e))?;
+            require_utf8(&abs)?;
             all.insert(abs);
         }
     }

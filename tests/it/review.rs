@@ -204,3 +204,68 @@ fn config_file_works_in_any_position_with_counts_lists_and_booleans() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("key `verbose` counts"), "{}", stderr(&o));
 }
+
+#[test]
+fn glob_characters_in_existing_paths_are_paths_and_non_utf8_paths_are_named() {
+    use std::os::unix::ffi::OsStrExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("d[x]");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (a, b) = two_inputs(tmp.path());
+    let (a2, b2) = (dir.join("a[1].parquet"), dir.join("b*?.parquet"));
+    std::fs::rename(&a, &a2).unwrap();
+    std::fs::rename(&b, &b2).unwrap();
+    // Existing paths with [, * and ? are those files; the output directory has them too.
+    let out = tmp.path().join("out[1]*");
+    run_ok(&[&a2, &b2], &demo_model(), &out, &["--provider", "cpu"]);
+    assert_eq!(summary(&out)["n_segments"], 4);
+    let rows = sql_json(&[
+        "--table",
+        out.to_str().unwrap(),
+        "SELECT COUNT(*) AS n FROM segments",
+    ]);
+    assert_eq!(rows[0]["n"], 4);
+    // A directory with such a name is searched; a pattern that names nothing is a glob.
+    for input in [
+        dir.to_str().unwrap().to_string(),
+        tmp.path().join("d?x?").join("*.parquet").display().to_string(),
+    ] {
+        let out = tmp.path().join("again");
+        let o = segscore(&[
+            "run",
+            "--provider",
+            "cpu",
+            "--overwrite",
+            "-i",
+            &input,
+            "-m",
+            demo_model().to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{input}: {}", stderr(&o));
+        assert_eq!(summary(&out)["n_segments"], 4, "{input}");
+    }
+    // A path that is not UTF-8 is named, given directly or found in a directory.
+    let bad_dir = tmp.path().join("bad");
+    std::fs::create_dir_all(&bad_dir).unwrap();
+    let bad = bad_dir.join(std::ffi::OsStr::from_bytes(b"scores\xff.parquet"));
+    std::fs::copy(&a2, &bad).unwrap();
+    for input in [bad.as_os_str(), bad_dir.as_os_str()] {
+        let o = std::process::Command::new(BIN)
+            .args(["run", "--provider", "cpu", "-m"])
+            .arg(demo_model())
+            .arg("-o")
+            .arg(tmp.path().join("never"))
+            .arg("-i")
+            .arg(input)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+        assert!(
+            stderr(&o).contains("scores\\xFF.parquet") && stderr(&o).contains("not valid UTF-8"),
+            "{}",
+            stderr(&o)
+        );
+    }
+}
