@@ -269,3 +269,54 @@ fn glob_characters_in_existing_paths_are_paths_and_non_utf8_paths_are_named() {
         );
     }
 }
+
+/// Runs `segscore run` on two small files with stderr on a pipe, or on a terminal (a pty made
+/// by util-linux's `script`), with or without NO_COLOR; returns what it wrote to stderr.
+fn run_logs(dir: &Path, terminal: bool, no_color: Option<&str>) -> String {
+    let (a, _) = two_inputs(dir);
+    let out = dir.join("out");
+    let args = format!(
+        "{BIN} run --provider cpu --overwrite -i {} -m {} -o {}",
+        a.display(),
+        demo_model().display(),
+        out.display()
+    );
+    let mut cmd = if terminal {
+        let mut c = std::process::Command::new("script");
+        // stdout goes to a file, so the pty carries stderr (the logs) only.
+        c.args(["-qec", &format!("{args} > /dev/null"), "/dev/null"]);
+        c
+    } else {
+        let mut c = std::process::Command::new("sh");
+        c.args(["-c", &args]);
+        c
+    };
+    cmd.env_remove("NO_COLOR");
+    if let Some(v) = no_color {
+        cmd.env("NO_COLOR", v);
+    }
+    let o = cmd.output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    // `script` passes the pty's output on through its stdout.
+    let text = if terminal { &o.stdout } else { &o.stderr };
+    String::from_utf8_lossy(text).into_owned()
+}
+
+#[test]
+fn log_lines_have_colour_only_on_a_terminal_and_never_with_no_color() {
+    let tmp = tempfile::tempdir().unwrap();
+    let piped = run_logs(tmp.path(), false, None);
+    assert!(piped.contains("INFO"), "{piped}");
+    assert!(!piped.contains('\x1b'), "no colour in a pipe: {piped:?}");
+    let tty = run_logs(tmp.path(), true, None);
+    assert!(
+        tty.contains("INFO") && tty.contains("\x1b["),
+        "colour on a terminal: {tty:?}"
+    );
+    let plain = run_logs(tmp.path(), true, Some("1"));
+    assert!(plain.contains("INFO"), "{plain}");
+    assert!(
+        !plain.contains("\x1b[3") && !plain.contains("\x1b[2m"),
+        "NO_COLOR: {plain:?}"
+    );
+}
