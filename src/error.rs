@@ -192,6 +192,10 @@ pub enum Error {
         committed: usize,
     },
 
+    /// The system refused a resource segscore needs (threads, say).
+    #[error("{0}")]
+    System(String),
+
     /// A worker thread or task failed unexpectedly (a bug: please report it).
     #[error("internal error: {0}")]
     Internal(String),

@@ -3,7 +3,7 @@
 
 use crate::error::Error;
 use crate::evaluate::Summary;
-use crate::pipeline::{self, JobConfig};
+use crate::pipeline::{self, JobConfig, Stop};
 
 pub(crate) fn runtime(threads: usize) -> Result<tokio::runtime::Runtime, Error> {
     // rayon runs the model's batches; tokio drives DataFusion's streams and the writers.
@@ -14,31 +14,31 @@ pub(crate) fn runtime(threads: usize) -> Result<tokio::runtime::Runtime, Error> 
         .worker_threads(threads)
         .enable_all()
         .build()
-        .map_err(|e| Error::Usage(format!("cannot start the async runtime: {e}")))
+        .map_err(|e| Error::System(format!("cannot start the async runtime: {e}")))
 }
 
-/// Runs the job; SIGINT or SIGTERM abandons it: the job's tasks are dropped, the runtime waits
-/// for its writer threads, and what is not committed is removed from the work folder, so
-/// nothing half-written is left and no `_SUCCESS` appears; committed shards stay for
-/// `--resume`.
+/// Runs the job; SIGINT or SIGTERM stops it cleanly ([`pipeline::run_until`]): its partitions
+/// are cancelled and their writer threads joined, what is not committed is removed, so nothing
+/// half-written is left and no `_SUCCESS` appears; committed shards stay for `--resume`. A
+/// second signal ends the process at once.
 pub(crate) fn run_job(cfg: JobConfig) -> Result<Summary, Error> {
     let rt = runtime(cfg.threads)?;
-    let existed = cfg.output.exists();
-    let outcome = rt.block_on(async {
-        tokio::select! {
-            r = pipeline::run(&cfg) => Ok(r),
-            s = stop_signal() => Err(s),
-        }
-    });
-    match outcome {
-        Ok(result) => result,
-        Err(signal) => {
-            rt.shutdown_timeout(std::time::Duration::from_secs(10));
-            // The writer threads have stopped: remove what they left that is not committed.
-            let committed = crate::sink::abandon(&cfg.output, !existed);
-            Err(Error::Interrupted { signal, committed })
-        }
-    }
+    rt.block_on(async {
+        let (sender, stop) = Stop::channel();
+        let signals = tokio::spawn(async move {
+            let first = stop_signal().await;
+            sender.stop(first);
+            tracing::warn!(
+                signal = first,
+                "stopping: cancelling the run (a second signal ends it at once)"
+            );
+            let second = stop_signal().await;
+            std::process::exit(if second == "SIGINT" { 130 } else { 143 });
+        });
+        let result = pipeline::run_until(&cfg, stop).await;
+        signals.abort();
+        result
+    })
 }
 
 /// Waits for SIGINT or SIGTERM and returns its name.

@@ -39,18 +39,30 @@ pub mod plan;
 pub mod prepare;
 pub mod progress;
 pub mod shards;
+pub mod stop;
 
 pub use config::{JobConfig, SEGMENT_SCORES_SQL};
 pub use fingerprint::JobFingerprint;
 pub use prepare::{prepare, Prepared};
+pub use stop::{Stop, StopSender};
 
 /// Runs the whole job and commits the output directory, shard by shard (see
 /// [`crate::shard`]); with `cfg.resume`, continues an interrupted run from its committed
 /// shards. On an error nothing is committed under a final name; committed shards stay in the
 /// work folder for `--resume`.
 pub async fn run(cfg: &JobConfig) -> Result<Summary> {
+    run_until(cfg, Stop::never()).await
+}
+
+/// [`run`], stopped cleanly when `stop` comes: the partitions are cancelled and their writers
+/// joined, what is not committed is removed, and the error is [`Error::Interrupted`] with the
+/// number of committed shards kept for `--resume`.
+pub async fn run_until(cfg: &JobConfig, mut stop: Stop) -> Result<Summary> {
     let started = Instant::now();
-    let prepared = prepare(cfg).await?;
+    let prepared = tokio::select! {
+        p = prepare(cfg) => p?,
+        signal = stop.wait() => return Err(Error::Interrupted { signal, committed: 0 }),
+    };
     let (mut out, mut found) = OutputDir::prepare(&cfg.output, cfg.overwrite, cfg.resume)?;
     let job_json = serde_json::to_vec_pretty(&prepared.fingerprint)?;
     let job_sha256 = hex::encode(Sha256::digest(&job_json));
@@ -102,8 +114,13 @@ pub async fn run(cfg: &JobConfig) -> Result<Summary> {
         Found::Fresh => out.write(crate::sink::JOB_FILE, &job_json)?,
     }
     let outcome = async {
-        let (records, resumed) = shards::run_pending(cfg, &prepared, &out).await?;
-        finish::finish(cfg, &prepared, &out, &records, resumed, started, job_sha256).await
+        let (records, resumed) = shards::run_pending(cfg, &prepared, &out, &stop).await?;
+        // The evaluation writes from this task alone: stopping it mid-way leaves no writer.
+        let mut stop = stop.clone();
+        tokio::select! {
+            done = finish::finish(cfg, &prepared, &out, &records, resumed, started, job_sha256) => done,
+            signal = stop.wait() => Err(Error::Interrupted { signal, committed: 0 }),
+        }
     };
     match outcome.await {
         Ok((summary, files)) => {
@@ -112,6 +129,7 @@ pub async fn run(cfg: &JobConfig) -> Result<Summary> {
         }
         Err(e) => {
             let kept = out.abort();
+            crate::faults::point("aborted");
             if kept > 0 {
                 tracing::warn!(
                     committed_shards = kept,
@@ -119,7 +137,13 @@ pub async fn run(cfg: &JobConfig) -> Result<Summary> {
                     "the committed shards are kept: rerun with --resume to finish the run"
                 );
             }
-            Err(e)
+            Err(match e {
+                Error::Interrupted { signal, .. } => Error::Interrupted {
+                    signal,
+                    committed: kept,
+                },
+                e => e,
+            })
         }
     }
 }

@@ -4,14 +4,16 @@
 //! slows the reader instead of filling memory.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::execution::SendableRecordBatchStream;
 use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
+use crate::faults;
 use crate::loss::Moments;
 use crate::pipeline::order::{KeyOrder, OrderCheck};
 use crate::pipeline::plan::{cell, OutputPlan};
@@ -31,6 +33,9 @@ pub(crate) struct RejectLimit {
 /// the output batches over a bounded channel to a blocking writer thread, so that a slow
 /// writer slows the reader instead of filling memory. With quarantine, batches are regrouped
 /// into whole generations first, and invalid generations go to the rejected writer.
+///
+/// Returns None when `cancel` stopped it (another partition failed, or the run was stopped);
+/// whatever happens, its writer thread has exited when it returns.
 pub(crate) async fn run_partition(
     mut stream: SendableRecordBatchStream,
     plan: Arc<OutputPlan>,
@@ -38,30 +43,65 @@ pub(crate) async fn run_partition(
     mut rejected_writer: Option<RollingWriter>,
     rows_done: Arc<AtomicU64>,
     limit: Arc<RejectLimit>,
-) -> Result<Tally> {
+    cancel: CancellationToken,
+) -> Result<Option<Tally>> {
     let mut moments = Moments::default();
     let mut rejections = Rejections::default();
     let (tx, mut rx) = tokio::sync::mpsc::channel::<WriterMsg>(2);
-    let writer_task = tokio::task::spawn_blocking(move || -> Result<(Vec<String>, Vec<String>)> {
-        while let Some(msg) = rx.blocking_recv() {
-            match msg {
-                WriterMsg::Batch(b) => writer.write(&b)?,
-                WriterMsg::Rejected(b) => match &mut rejected_writer {
-                    Some(w) => w.write(&b)?,
-                    None => return Err(Error::Internal("rejected rows without a rejected writer".into())),
-                },
-                WriterMsg::Unsorted => writer.mark_unsorted()?,
+    // Set when the partition is cancelled: a writer held at a fault point lets go.
+    let writer_cancelled = Arc::new(AtomicBool::new(false));
+    let cancelled = Arc::clone(&writer_cancelled);
+    let writer_task = tokio::task::spawn_blocking(move || {
+        faults::point("writer-started");
+        let written = (|| -> Result<Option<(Vec<String>, Vec<String>)>> {
+            let mut finished = false;
+            while let Some(msg) = rx.blocking_recv() {
+                match msg {
+                    WriterMsg::Batch(b) => {
+                        writer.write(&b)?;
+                        faults::point_blocking("batch-written", &cancelled);
+                    }
+                    WriterMsg::Rejected(b) => match &mut rejected_writer {
+                        Some(w) => w.write(&b)?,
+                        None => {
+                            return Err(Error::Internal("rejected rows without a rejected writer".into()))
+                        }
+                    },
+                    WriterMsg::Unsorted => writer.mark_unsorted()?,
+                    WriterMsg::Finish => finished = true,
+                }
+            }
+            if !finished || cancelled.load(Ordering::SeqCst) {
+                // Cancelled, or the partition failed: the open parts are dropped unwritten.
+                return Ok(None);
+            }
+            let names = |paths: Vec<PathBuf>| -> Vec<String> {
+                paths
+                    .iter()
+                    .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+                    .collect()
+            };
+            let rejected = rejected_writer.map(|w| w.finish()).transpose()?;
+            Ok(Some((
+                names(writer.finish()?),
+                rejected.map(names).unwrap_or_default(),
+            )))
+        })();
+        faults::point("writer-exited");
+        written
+    });
+    // Sends a message to the writer; false when the writer has stopped or the partition is
+    // cancelled (a writer that is slow, or held, must not keep a cancelled partition waiting).
+    let send = |msg: WriterMsg| {
+        let (tx, cancel) = (&tx, &cancel);
+        async move {
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => false,
+                sent = tx.send(msg) => sent.is_ok(),
             }
         }
-        let names = |paths: Vec<PathBuf>| -> Vec<String> {
-            paths
-                .iter()
-                .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-                .collect()
-        };
-        let rejected = rejected_writer.map(|w| w.finish()).transpose()?;
-        Ok((names(writer.finish()?), rejected.map(names).unwrap_or_default()))
-    });
+    };
     let quarantine = plan.rejected.is_some();
     let mut order = Some(KeyOrder::new(stream.schema().as_ref(), plan.gid, plan.seg)?);
     let mut grouper = quarantine.then(|| Grouper::new(plan.gid));
@@ -103,7 +143,13 @@ pub(crate) async fn run_partition(
         Ok(msgs)
     };
     let outcome: Result<()> = async {
-        'batches: while let Some(batch) = stream.next().await {
+        'batches: loop {
+            let next = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => break,
+                next = stream.next() => next,
+            };
+            let Some(batch) = next else { break };
             let batch = batch.map_err(Error::from_datafusion)?;
             if batch.num_rows() == 0 {
                 continue;
@@ -139,7 +185,7 @@ pub(crate) async fn run_partition(
                     }
                     OrderCheck::OutOfOrder { .. } => {
                         order = None;
-                        if tx.send(WriterMsg::Unsorted).await.is_err() {
+                        if !send(WriterMsg::Unsorted).await {
                             break;
                         }
                     }
@@ -152,40 +198,65 @@ pub(crate) async fn run_partition(
             };
             for b in ready {
                 for msg in process(b)? {
-                    if tx.send(msg).await.is_err() {
-                        break 'batches; // the writer failed; its error is reported below
+                    if !send(msg).await {
+                        break 'batches; // cancelled, or the writer failed (its error is below)
                     }
                 }
             }
         }
+        if cancel.is_cancelled() {
+            return Ok(());
+        }
         if let Some(last) = grouper.take().and_then(Grouper::finish) {
             for msg in process(last)? {
-                if tx.send(msg).await.is_err() {
-                    break;
+                if !send(msg).await {
+                    return Ok(());
                 }
             }
         }
+        // Everything was sent: the writer may close its files under their final names.
+        send(WriterMsg::Finish).await;
         Ok(())
     }
     .await;
+    if outcome.is_err() || cancel.is_cancelled() {
+        writer_cancelled.store(true, Ordering::SeqCst);
+    }
     drop(tx);
-    let written = writer_task
-        .await
-        .map_err(|e| Error::Internal(format!("the writer thread failed: {e}")))?;
+    // The writer thread is always joined: none is left to write after the run gives up. A
+    // cancellation while it finishes its files tells it to let go of them.
+    let mut writer_task = writer_task;
+    let joined = tokio::select! {
+        joined = &mut writer_task => joined,
+        _ = cancel.cancelled() => {
+            writer_cancelled.store(true, Ordering::SeqCst);
+            writer_task.await
+        }
+    };
+    let written = joined.map_err(|e| Error::Internal(format!("the writer thread failed: {e}")))?;
     outcome?;
-    let (files, rejected_files) = written?;
-    Ok(Tally {
+    let Some((files, rejected_files)) = written? else {
+        return Ok(None);
+    };
+    Ok(Some(Tally {
         moments,
         generations: order.map(|o| o.generations),
         rejections,
         files,
         rejected_files,
         ..Tally::default()
-    })
+    }))
 }
 
+/// What a partition sends its writer thread.
 pub(crate) enum WriterMsg {
+    /// Output rows.
     Batch(RecordBatch),
+    /// Rejected rows (quarantine).
     Rejected(RecordBatch),
+    /// The rows from now on may be out of order.
     Unsorted,
+    /// Every row was sent: close the files. A writer whose channel closes without it discards
+    /// its open files.
+    Finish,
 }

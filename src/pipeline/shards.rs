@@ -5,13 +5,17 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use tokio_util::sync::CancellationToken;
+
 use crate::error::{Error, Result};
+use crate::faults;
 use crate::pipeline::config::JobConfig;
 use crate::pipeline::diagnose;
 use crate::pipeline::partition::{run_partition, RejectLimit};
 use crate::pipeline::plan::OutputPlan;
 use crate::pipeline::prepare::Prepared;
 use crate::pipeline::progress::Progress;
+use crate::pipeline::stop::Stop;
 use crate::shard::{ShardRecord, Tally};
 use crate::sink::{OutputDir, RollingWriter};
 
@@ -22,6 +26,7 @@ pub async fn run_pending(
     cfg: &JobConfig,
     p: &Prepared,
     out: &OutputDir,
+    stop: &Stop,
 ) -> Result<(BTreeMap<usize, ShardRecord>, usize)> {
     let mut records: BTreeMap<usize, ShardRecord> = BTreeMap::new();
     for (name, bytes) in out.shard_records()? {
@@ -62,6 +67,10 @@ pub async fn run_pending(
         if records.contains_key(&k) {
             continue;
         }
+        if let Some(signal) = stop.requested() {
+            failure = Some(Error::Interrupted { signal, committed: 0 });
+            break;
+        }
         if p.shards > 1 {
             tracing::debug!(shard = k, shards = p.shards, "shard started");
         }
@@ -82,6 +91,7 @@ pub async fn run_pending(
                 progress.counter(),
                 Arc::clone(&limit),
                 crate::shard::part_prefix(k),
+                stop.clone(),
             )
             .await?;
             let record = ShardRecord {
@@ -98,7 +108,12 @@ pub async fn run_pending(
                 &format!("{}/{}", crate::sink::SHARDS_DIR, crate::shard::record_name(k)),
                 &serde_json::to_vec(&record)?,
             )?;
-            crate::faults::crash_point("shard-committed");
+            // A test may hold the run here; a stop still ends it.
+            let mut stop = stop.clone();
+            tokio::select! {
+                _ = faults::point_async("shard-committed") => {}
+                signal = stop.wait() => return Err(Error::Interrupted { signal, committed: 0 }),
+            }
             Ok::<_, Error>(record)
         }
         .await;
@@ -129,6 +144,7 @@ async fn execute(
     rows_done: Arc<AtomicU64>,
     limit: Arc<RejectLimit>,
     prefix: String,
+    mut stop: Stop,
 ) -> Result<Tally> {
     let dir = out.staged("segments")?;
     let rejected_dir = match &plan.rejected {
@@ -141,6 +157,7 @@ async fn execute(
     let streams = datafusion::physical_plan::execute_stream_partitioned(Arc::clone(&physical), task_ctx)
         .map_err(Error::from_datafusion)?;
     let counter = Arc::new(AtomicUsize::new(0));
+    let cancel = CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
     for (i, stream) in streams.into_iter().enumerate() {
         let writer = RollingWriter::new(
@@ -173,12 +190,38 @@ async fn execute(
             rejected_writer,
             Arc::clone(&rows_done),
             Arc::clone(&limit),
+            cancel.clone(),
         );
         tasks.spawn(async move { part.await.map(|r| (i, r)) });
     }
+    // Every partition is joined, whatever happens: at the first error (or a stop) the others
+    // are cancelled, and their writers exit before this returns.
     let mut parts = Vec::new();
-    while let Some(joined) = tasks.join_next().await {
-        parts.push(joined.map_err(|e| Error::Internal(format!("a worker task failed: {e}")))??);
+    let mut failure = None;
+    loop {
+        let joined = tokio::select! {
+            joined = tasks.join_next() => joined,
+            signal = stop.wait(), if failure.is_none() => {
+                failure = Some(Error::Interrupted { signal, committed: 0 });
+                cancel.cancel();
+                continue;
+            }
+        };
+        let Some(joined) = joined else { break };
+        match joined.map_err(|e| Error::Internal(format!("a worker task failed: {e}"))) {
+            Ok(Ok((i, Some(part)))) => parts.push((i, part)),
+            Ok(Ok((_, None))) => {} // cancelled
+            Ok(Err(e)) | Err(e) => {
+                if failure.is_none() {
+                    faults::point("partition-failed");
+                    failure = Some(e);
+                    cancel.cancel();
+                }
+            }
+        }
+    }
+    if let Some(e) = failure {
+        return Err(e);
     }
     // Merged in partition order: the same sums whatever order the partitions finished in.
     parts.sort_by_key(|(i, _)| *i);

@@ -6,7 +6,7 @@ use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::faults::crash_point;
+use crate::faults::point;
 use crate::sink::atomic::{sync_dir, write_atomic};
 
 /// The marker written last by a successful run.
@@ -244,7 +244,7 @@ impl OutputDir {
             .filter(|name| *name != SUCCESS && self.work.join(name).exists())
             .collect();
         self.write(COMMITTING, &serde_json::to_vec(&produced)?)?;
-        crash_point("commit-begun");
+        point("commit-begun");
         self.finish_commit()
     }
 
@@ -277,7 +277,7 @@ impl OutputDir {
                     fs::rename(&dest, &old).map_err(|e| Error::io(&dest, e))?;
                 }
                 fs::rename(&src, &dest).map_err(|e| Error::io(&dest, e))?;
-                crash_point("commit-moved");
+                point("commit-moved");
             } else if dest.exists() {
                 remove_path(&dest)?;
             }

@@ -178,6 +178,7 @@ impl RollingWriter {
     fn close_current(&mut self) -> Result<()> {
         if let Some(w) = self.current.take() {
             self.closed.push(w.close()?);
+            crate::faults::point("part-closed");
         }
         Ok(())
     }

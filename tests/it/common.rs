@@ -324,3 +324,58 @@ pub fn sorted_rows(b: &RecordBatch) -> Vec<Vec<String>> {
     v.sort();
     v
 }
+
+/// The fault-injection points of a run (`src/faults.rs`): a folder for the events log and the
+/// hold markers, the environment that asks for them, and the waits on readiness signals.
+pub struct Faults {
+    pub dir: tempfile::TempDir,
+}
+
+impl Faults {
+    pub fn new() -> Self {
+        Faults {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// Logs every point the run reaches; with `hold`, holds the run at that point.
+    pub fn apply(&self, cmd: &mut Command, hold: Option<&str>) {
+        cmd.env("SEGSCORE_FAULT_DIR", self.dir.path());
+        match hold {
+            Some(h) => cmd.env("SEGSCORE_HOLD_AT", h),
+            None => cmd.env_remove("SEGSCORE_HOLD_AT"),
+        };
+    }
+
+    /// Waits until the run is held at `point` (it created `point.held`); panics if it exits
+    /// first. Deterministic: the run either reaches the point or ends.
+    pub fn wait_held(&self, point: &str, child: &mut std::process::Child) {
+        let held = self.dir.path().join(format!("{point}.held"));
+        while !held.exists() {
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("the run ended ({status}) before it was held at {point}");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
+    /// Lets a run held at `point` go on.
+    pub fn release(&self, point: &str) {
+        std::fs::write(self.dir.path().join(format!("{point}.release")), b"").unwrap();
+    }
+
+    /// The points reached, in order.
+    pub fn events(&self) -> Vec<String> {
+        std::fs::read_to_string(self.dir.path().join("events"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+/// Sends `signal` to a child process.
+pub fn signal(child: &std::process::Child, signal: i32) {
+    // SAFETY: kill(2) on a child this test started and has not reaped.
+    unsafe { libc::kill(child.id() as i32, signal) };
+}

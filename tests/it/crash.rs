@@ -1,10 +1,10 @@
-//! Crash safety and `--resume`: runs killed with SIGKILL at random moments leave either a
+//! Crash safety and `--resume`: runs stopped dead at random moments (aborted at a random one of
+//! the points an uninterrupted run passes, or SIGKILLed while held at one) leave either a
 //! complete output or one without `_SUCCESS` in which every file under a final name is whole;
 //! `--resume` then finishes with exactly the rows and values of an uninterrupted run.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
 
@@ -130,43 +130,58 @@ fn assert_same_as(reference: &Path, out: &Path, what: &str) {
 }
 
 #[test]
-fn sigkill_at_random_moments_leaves_whole_files_and_resume_finishes_identically() {
+fn kills_at_random_points_leave_whole_files_and_resume_finishes_identically() {
     let tmp = tempfile::tempdir().unwrap();
     let input = tmp.path().join("in");
     generate(&input, 40_000, 3, true);
     let reference = tmp.path().join("reference");
-    let started = Instant::now();
-    let o = job(&input, &reference, &[]).output().unwrap();
+    // The reference run logs every point it reaches: the moments a run can be stopped at.
+    let faults = Faults::new();
+    let mut cmd = job(&input, &reference, &[]);
+    faults.apply(&mut cmd, None);
+    let o = cmd.output().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
-    let full = started.elapsed();
+    let events = faults.events();
+    assert!(events.len() > 30, "{events:?}");
     let segments = summary(&reference)["n_segments"].as_u64().unwrap();
     let mut rng = rand::rngs::SmallRng::seed_from_u64(20261127);
     let dirs: Vec<PathBuf> = (0..4).map(|i| tmp.path().join(format!("out{i}"))).collect();
     let mut killed = 0;
-    let mut i = 0;
-    while killed < 24 {
-        assert!(i < 60, "only {killed} of {i} runs were killed mid-way");
+    for i in 0..24 {
         let out = &dirs[i % dirs.len()];
-        // Anywhere from before the model loads to about when the run would finish.
-        let delay = full.mul_f64(rng.random_range(0.0..1.0));
-        let mut child = job(&input, out, &["--resume"]).spawn().unwrap();
-        std::thread::sleep(delay);
-        if child.try_wait().unwrap().is_none() {
-            child.kill().unwrap(); // SIGKILL
-            killed += 1;
-        }
-        let status = child.wait().unwrap();
-        let moment = format!("kill {i} after {delay:?}");
-        if status.success() {
+        // A random moment of a whole run: its k-th event, as the n-th arrival at that point.
+        let k = rng.random_range(0..events.len());
+        let name = &events[k];
+        let n = events[..=k].iter().filter(|e| *e == name).count();
+        let moment = format!("run {i} aborted at {name}:{n}");
+        let o = if i % 6 == 5 {
+            // Now and then a real SIGKILL, on a run held at its n-th written batch.
+            let held = Faults::new();
+            let mut cmd = job(&input, out, &["--resume"]);
+            held.apply(&mut cmd, Some("batch-written"));
+            let mut child = cmd.spawn().unwrap();
+            held.wait_held("batch-written", &mut child);
+            child.kill().unwrap();
+            child.wait_with_output().unwrap()
+        } else {
+            job(&input, out, &["--resume"])
+                .env("SEGSCORE_CRASH_AT", format!("{name}:{n}"))
+                .output()
+                .unwrap()
+        };
+        if o.status.success() {
+            // A resumed run skips committed shards, so it may not reach that moment again.
             assert!(out.join("_SUCCESS").exists(), "{moment}: exit 0 without _SUCCESS");
+        } else {
+            killed += 1;
         }
         check_left_behind(out, segments, &moment);
         if out.join("_SUCCESS").exists() {
             assert_same_as(&reference, out, &moment);
             std::fs::remove_dir_all(out).unwrap(); // the next run there starts afresh
         }
-        i += 1;
     }
+    assert!(killed >= 12, "only {killed} of 24 runs were stopped mid-way");
     for (i, out) in dirs.iter().enumerate() {
         let o = job(&input, out, &["--resume"]).output().unwrap();
         assert!(o.status.success(), "resume {i}: {}", stderr(&o));
@@ -249,25 +264,17 @@ fn sigterm_keeps_committed_shards_for_resume() {
     let reference = tmp.path().join("reference");
     assert!(job(&input, &reference, &[]).output().unwrap().status.success());
     let out = tmp.path().join("out");
-    let child = job(&input, &out, &[]).spawn().unwrap();
-    // Wait for the first committed shard, then stop the run.
+    let faults = Faults::new();
+    let mut cmd = job(&input, &out, &[]);
+    // Held right after the first shard is committed: the signal comes mid-run.
+    faults.apply(&mut cmd, Some("shard-committed"));
+    let mut child = cmd.spawn().unwrap();
+    faults.wait_held("shard-committed", &mut child);
     let record = out.join(".segscore-staging/shards/shard-00000.json");
-    let started = Instant::now();
-    while !record.exists() {
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "no shard was committed"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(record.exists());
+    signal(&child, libc::SIGTERM);
     let o = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
-    if o.status.success() {
-        // The run finished before the signal landed: nothing to resume.
-        assert!(out.join("_SUCCESS").exists());
-        return;
-    }
     assert_eq!(o.status.code(), Some(143), "{err}");
     assert!(err.contains("--resume"), "{err}");
     assert!(record.exists(), "the committed shard is kept");

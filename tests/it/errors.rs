@@ -348,40 +348,29 @@ fn sigterm_and_sigint_abandon_the_run_and_leave_nothing_half_written() {
         "2",
     ]);
     assert!(o.status.success());
-    for (signal, code) in [(libc::SIGTERM, 143), (libc::SIGINT, 130)] {
-        let out = tmp.path().join(format!("out{signal}"));
-        let model = repo().join("models/reward_transformer.onnx");
-        let child = Command::new(BIN)
-            .args([
-                "run",
-                "-q",
-                "--provider",
-                "cpu",
-                "-i",
-                input.to_str().unwrap(),
-                "-m",
-            ])
-            .arg(&model)
-            .arg("-o")
-            .arg(&out)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        // Wait until the run is writing (its staging folder exists), then signal it.
-        let started = std::time::Instant::now();
-        while !std::fs::read_dir(&out)
-            .map(|d| {
-                d.flatten()
-                    .any(|e| e.file_name().to_string_lossy().starts_with(".segscore-staging"))
-            })
-            .unwrap_or(false)
-        {
-            assert!(started.elapsed().as_secs() < 60, "the run never started writing");
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        std::thread::sleep(std::time::Duration::from_millis(300));
-        unsafe { libc::kill(child.id() as i32, signal) };
+    for (sig, code) in [(libc::SIGTERM, 143), (libc::SIGINT, 130)] {
+        let out = tmp.path().join(format!("out{sig}"));
+        let faults = Faults::new();
+        let mut cmd = Command::new(BIN);
+        cmd.args([
+            "run",
+            "-q",
+            "--provider",
+            "cpu",
+            "-i",
+            input.to_str().unwrap(),
+            "-m",
+        ])
+        .arg(demo_model())
+        .arg("-o")
+        .arg(&out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+        // The run is held once it has written a batch: it is writing when the signal comes.
+        faults.apply(&mut cmd, Some("batch-written"));
+        let mut child = cmd.spawn().unwrap();
+        faults.wait_held("batch-written", &mut child);
+        signal(&child, sig);
         let o = child.wait_with_output().unwrap();
         let err = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(code), "{err}");
@@ -392,6 +381,15 @@ fn sigterm_and_sigint_abandon_the_run_and_leave_nothing_half_written() {
             .map(|d| d.flatten().map(|e| e.file_name()).collect())
             .unwrap_or_default();
         assert!(left.is_empty(), "nothing left behind: {left:?}");
+        // The writers were joined before the work was removed.
+        let events = faults.events();
+        let aborted = events.iter().position(|e| e == "aborted").expect("aborted");
+        let exited = events[..aborted].iter().filter(|e| *e == "writer-exited").count();
+        assert_eq!(
+            exited,
+            events.iter().filter(|e| *e == "writer-started").count(),
+            "{events:?}"
+        );
     }
 }
 

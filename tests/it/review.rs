@@ -320,3 +320,77 @@ fn log_lines_have_colour_only_on_a_terminal_and_never_with_no_color() {
         "NO_COLOR: {plain:?}"
     );
 }
+
+/// `n` generations of 5 segments, ids `{prefix}NNNNN`, sorted; with `bad`, the first row's
+/// cumulative score is NaN.
+fn sorted_rows(prefix: &str, n: usize, bad: bool) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for g in 0..n {
+        for s in 0..5 {
+            let gid = format!("{prefix}{g:05}");
+            rows.push(row(&gid, s, 0.1 * s as f64, &[1 + (g % 900) as i64, 2, 3]));
+        }
+    }
+    if bad {
+        rows[0].cum = Some(f64::NAN);
+    }
+    rows
+}
+
+#[test]
+fn a_failing_partition_joins_every_writer_before_the_run_gives_up() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a.parquet"), tmp.path().join("b.parquet"));
+    write_rows(&a, &sorted_rows("a", 6000, true));
+    write_rows(&b, &sorted_rows("b", 6000, false));
+    let out = tmp.path().join("out");
+    let faults = Faults::new();
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.args([
+        "run",
+        "--provider",
+        "cpu",
+        "--sorted",
+        "--threads",
+        "2",
+        "--max-rows-per-file",
+        "1000",
+        "-m",
+    ])
+    .arg(demo_model())
+    .arg("-o")
+    .arg(&out)
+    .arg("-i")
+    .args([&a, &b]);
+    // The first writer to write a batch is held there until the run cancels it.
+    faults.apply(&mut cmd, Some("batch-written"));
+    let o = cmd.output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("cumulative_score") && stderr(&o).contains("a00000"),
+        "{}",
+        stderr(&o)
+    );
+    let events = faults.events();
+    let at = |name: &str| events.iter().position(|e| e == name);
+    let count = |name: &str| events.iter().filter(|e| *e == name).count();
+    let aborted = at("aborted").expect("the run gave up");
+    assert!(at("partition-failed").unwrap() < aborted, "{events:?}");
+    assert!(count("writer-started") >= 2, "{events:?}");
+    // Every writer had exited, and no part was closed, when the run removed its work.
+    assert_eq!(
+        events[..aborted].iter().filter(|e| *e == "writer-exited").count(),
+        count("writer-started"),
+        "{events:?}"
+    );
+    assert!(
+        !events[aborted..]
+            .iter()
+            .any(|e| e == "part-closed" || e == "batch-written"),
+        "{events:?}"
+    );
+    assert!(
+        !out.exists(),
+        "nothing is left of a run that created its output directory"
+    );
+}

@@ -194,21 +194,45 @@ fn progress_is_logged_when_not_a_terminal_and_silenced_by_quiet() {
     let input = tmp.path().join("sorted");
     generate(&input, 60_000, 2, false);
     let out = tmp.path().join("out");
-    let o = run_ok(
-        &[&input],
-        &demo_model(),
-        &out,
-        &[
-            "--provider",
-            "cpu",
-            "--progress-interval",
-            "0.02",
-            "--threads",
-            "1",
-        ],
-    );
-    let err = stderr(&o);
-    assert!(err.contains("progress") && err.contains("total=60000"), "{err}");
+    let faults = Faults::new();
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.args([
+        "run",
+        "--provider",
+        "cpu",
+        "--progress-interval",
+        "0.02",
+        "--threads",
+        "1",
+        "-i",
+    ])
+    .arg(&input)
+    .arg("-m")
+    .arg(demo_model())
+    .arg("-o")
+    .arg(&out)
+    .env("NO_COLOR", "1")
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::piped());
+    // Held after its first batch until a progress line has been logged: however fast the
+    // machine, the run lasts long enough for one.
+    faults.apply(&mut cmd, Some("batch-written"));
+    let mut child = cmd.spawn().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stderr.take().unwrap()));
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let found = line.contains("progress") && line.contains("total=60000");
+        seen.push(line);
+        if found {
+            break;
+        }
+    }
+    assert!(seen.last().is_some_and(|l| l.contains("progress")), "{seen:?}");
+    faults.release("batch-written");
+    lines.for_each(drop); // the rest of the log
+    assert!(child.wait().unwrap().success());
+    assert_eq!(summary(&out)["n_segments"], 60000);
     let out2 = tmp.path().join("out2");
     let o = run_ok(
         &[&input],
