@@ -41,6 +41,11 @@ pub struct JobFingerprint {
     pub sorted: bool,
     /// --max-rows-per-file.
     pub max_rows_per_file: u64,
+    /// --batch-size: rows per model call. ONNX Runtime rounds differently for differently
+    /// shaped batches, so it decides predictions to the last bit.
+    pub batch_size: usize,
+    /// --max-tokens-per-batch: padded positions per model call (as --batch-size).
+    pub max_tokens_per_batch: usize,
 }
 
 impl JobFingerprint {

@@ -124,6 +124,8 @@ pub async fn prepare(cfg: &JobConfig) -> Result<Prepared> {
         shards,
         sorted,
         max_rows_per_file: cfg.max_rows_per_file,
+        batch_size: cfg.batch_size,
+        max_tokens_per_batch: cfg.max_tokens_per_batch,
     };
     Ok(Prepared {
         ctx,

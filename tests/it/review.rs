@@ -394,3 +394,50 @@ fn a_failing_partition_joins_every_writer_before_the_run_gives_up() {
         "nothing is left of a run that created its output directory"
     );
 }
+
+#[test]
+fn resume_fingerprint_includes_the_model_batching() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in");
+    generate(&input, 6_000, 2, false);
+    let out = tmp.path().join("out");
+    let args = |extra: &[&str]| {
+        let mut v: Vec<String> = vec![
+            "run", "-q", "--provider", "cpu", "--shards", "3", "-i", input.to_str().unwrap(), "-m",
+            demo_model().to_str().unwrap(), "-o", out.to_str().unwrap(),
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect();
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    let o = std::process::Command::new(BIN)
+        .args(args(&["--batch-size", "64"]))
+        .env("SEGSCORE_CRASH_AT", "shard-committed")
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    for (flag, value, key) in [
+        ("--batch-size", "32", "batch_size"),
+        ("--max-tokens-per-batch", "4096", "max_tokens_per_batch"),
+    ] {
+        let mut extra = vec!["--resume", flag, value];
+        if flag != "--batch-size" {
+            extra.extend(["--batch-size", "64"]);
+        }
+        let o = std::process::Command::new(BIN).args(args(&extra)).output().unwrap();
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        assert!(
+            stderr(&o).contains("cannot resume") && stderr(&o).contains(key),
+            "{}",
+            stderr(&o)
+        );
+    }
+    let o = std::process::Command::new(BIN)
+        .args(args(&["--resume", "--batch-size", "64"]))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(summary(&out)["resumed_shards"], 1);
+}
