@@ -201,6 +201,12 @@ pub async fn context(opts: &SqlOptions) -> Result<SessionContext> {
 
 /// Runs the query and prints or writes its result.
 pub async fn run(opts: &SqlOptions) -> Result<()> {
+    run_query(opts)
+        .await
+        .map_err(|e| crate::engine::memory_error(e, opts.memory_limit))
+}
+
+async fn run_query(opts: &SqlOptions) -> Result<()> {
     if opts.format == Format::Parquet && opts.to.is_none() {
         return Err(Error::Usage("--format parquet needs --to FILE".into()));
     }

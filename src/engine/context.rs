@@ -1,6 +1,6 @@
 //! The DataFusion session segscore runs its SQL in: partitions, memory pool, spill folder,
 //! and the settings that keep a sorted input's order and the model's batches stable; and the
-//! defaults for threads and memory.
+//! default number of threads.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -15,19 +15,6 @@ use crate::error::{Error, Result};
 /// The machine's available parallelism.
 pub fn default_threads() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
-}
-
-/// A quarter of physical memory (from /proc/meminfo), at least 256 MiB; 2 GiB when unknown.
-pub fn default_memory_limit() -> u64 {
-    let total_kib = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
-        m.lines()
-            .find_map(|l| l.strip_prefix("MemTotal:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-    });
-    match total_kib {
-        Some(kib) => (kib * 1024 / 4).max(256 << 20),
-        None => 2 << 30,
-    }
 }
 
 /// Builds a DataFusion context with segscore's settings: `threads` partitions, a fair

@@ -1,11 +1,14 @@
 //! The engine: DataFusion as segscore uses it, below every stage. A session context with
 //! segscore's settings ([`context`]), Parquet footers read safely ([`footer`]), listing tables
-//! over Parquet files ([`tables`]) and query helpers ([`query`]).
+//! over Parquet files ([`tables`]), query helpers ([`query`]), and memory: the default limit and
+//! the error for running out of it ([`memory`]).
 
 pub mod context;
 pub mod footer;
+pub mod memory;
 pub mod query;
 pub mod tables;
 
-pub use context::{default_memory_limit, default_threads, session_context};
+pub use context::{default_threads, session_context};
+pub use memory::{default_memory_limit, memory_error};
 pub use query::query;

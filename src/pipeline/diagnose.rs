@@ -10,6 +10,7 @@ use datafusion::arrow::datatypes::{DataType, Int64Type};
 use datafusion::prelude::SessionContext;
 use futures::StreamExt;
 
+use crate::engine::memory_error;
 use crate::error::{Error, Result};
 use crate::pipeline::config::JobConfig;
 use crate::pipeline::plan::cell;
@@ -20,13 +21,8 @@ use crate::source;
 /// memory error, a reader error with the file it came from, a model-output error with the
 /// first row that gives it; anything else as it is.
 pub async fn explain(e: Error, cfg: &JobConfig, p: &Prepared) -> Error {
-    match e {
-        Error::DataFusion(df) if df.find_root().to_string().contains("Resources exhausted") => {
-            Error::MemoryLimit {
-                limit: bytesize::ByteSize::b(cfg.memory_limit).to_string(),
-                detail: df.find_root().to_string(),
-            }
-        }
+    match memory_error(e, cfg.memory_limit) {
+        e @ Error::MemoryLimit { .. } => e,
         // The readers' errors do not say which file: find it.
         e @ (Error::Arrow(_) | Error::Parquet(_) | Error::DataFusion(_)) => match find_unreadable(p).await {
             Some((path, reason)) => Error::NotParquet { path, reason },

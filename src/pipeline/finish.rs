@@ -78,6 +78,7 @@ pub async fn finish(
     };
     // Per-generation and overall metrics, by the queries in queries/ over the staged segments.
     let evaluation_started = Instant::now();
+    crate::faults::point("evaluation-started");
     let eval_ctx = session_context(cfg.threads, cfg.memory_limit, cfg.spill_dir.as_deref(), true)?;
     crate::functions::register(&eval_ctx, None);
     let (evaluation, generation_files) = crate::evaluate::evaluate(

@@ -118,7 +118,10 @@ pub async fn run_until(cfg: &JobConfig, mut stop: Stop) -> Result<Summary> {
         // The evaluation writes from this task alone: stopping it mid-way leaves no writer.
         let mut stop = stop.clone();
         tokio::select! {
-            done = finish::finish(cfg, &prepared, &out, &records, resumed, started, job_sha256) => done,
+            // Out of --memory-limit here is the same clear error as in the shards' passes.
+            done = finish::finish(cfg, &prepared, &out, &records, resumed, started, job_sha256) => {
+                done.map_err(|e| crate::engine::memory_error(e, cfg.memory_limit))
+            }
             signal = stop.wait() => Err(Error::Interrupted { signal, committed: 0 }),
         }
     };

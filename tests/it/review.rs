@@ -403,8 +403,18 @@ fn resume_fingerprint_includes_the_model_batching() {
     let out = tmp.path().join("out");
     let args = |extra: &[&str]| {
         let mut v: Vec<String> = vec![
-            "run", "-q", "--provider", "cpu", "--shards", "3", "-i", input.to_str().unwrap(), "-m",
-            demo_model().to_str().unwrap(), "-o", out.to_str().unwrap(),
+            "run",
+            "-q",
+            "--provider",
+            "cpu",
+            "--shards",
+            "3",
+            "-i",
+            input.to_str().unwrap(),
+            "-m",
+            demo_model().to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
         ]
         .into_iter()
         .map(String::from)
@@ -426,7 +436,10 @@ fn resume_fingerprint_includes_the_model_batching() {
         if flag != "--batch-size" {
             extra.extend(["--batch-size", "64"]);
         }
-        let o = std::process::Command::new(BIN).args(args(&extra)).output().unwrap();
+        let o = std::process::Command::new(BIN)
+            .args(args(&extra))
+            .output()
+            .unwrap();
         assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
         assert!(
             stderr(&o).contains("cannot resume") && stderr(&o).contains(key),
@@ -440,4 +453,36 @@ fn resume_fingerprint_includes_the_model_batching() {
         .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(summary(&out)["resumed_shards"], 1);
+}
+
+#[test]
+fn out_of_memory_in_the_evaluation_stage_is_the_clear_memory_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in");
+    generate(&input, 300_000, 1, false);
+    let out = tmp.path().join("out");
+    let faults = Faults::new();
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.args(["run", "-q", "--provider", "cpu", "--memory-limit", "1MiB", "-i"])
+        .arg(&input)
+        .arg("-m")
+        .arg(demo_model())
+        .arg("-o")
+        .arg(&out);
+    faults.apply(&mut cmd, None);
+    let o = cmd.output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    // The sorted input streams through the job in 1 MiB; the per-generation metrics do not.
+    assert!(
+        faults.events().iter().any(|e| e == "evaluation-started"),
+        "{:?}",
+        faults.events()
+    );
+    assert!(
+        stderr(&o).contains("out of memory under --memory-limit 1.0 MiB")
+            && stderr(&o).contains("Raise --memory-limit"),
+        "{}",
+        stderr(&o)
+    );
+    assert_no_output(&out);
 }
