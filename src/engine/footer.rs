@@ -80,12 +80,33 @@ pub fn distrust_statistics(ctx: &SessionContext) {
     }
 }
 
-/// Runs `f`, turning a panic into an error with its message (and no panic output).
+thread_local! {
+    /// Whether this thread is inside [`quietly`].
+    static QUIET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Installs, once per process, a panic hook that says nothing about the panics [`quietly`]
+/// catches and passes every other panic to the hook that was there before. The binary calls
+/// it at start, before any other thread exists; [`quietly`] itself never touches the global
+/// hook, so it is safe on any number of threads at once.
+pub fn install_quiet_panic_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET.with(|q| q.get()) {
+                previous(info);
+            }
+        }));
+    });
+}
+
+/// Runs `f`, turning a panic into an error with its message. The panic prints nothing where
+/// [`install_quiet_panic_hook`] was called; only this thread is affected.
 pub fn quietly<T>(f: impl FnOnce() -> T) -> std::result::Result<T, String> {
-    let previous = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
+    let outer = QUIET.with(|q| q.replace(true));
     let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
-    std::panic::set_hook(previous);
+    QUIET.with(|q| q.set(outer));
     out.map_err(|panic| {
         panic
             .downcast_ref::<String>()
@@ -128,4 +149,47 @@ pub fn metadata_declares_order(pq: &ParquetMetaData, keys: &[&str]) -> bool {
                 .all(|(&i, c)| c.column_idx as usize == i && !c.descending),
             _ => false,
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Barrier};
+
+    /// The old `quietly` swapped the process-wide hook for a silent one while it ran, so a
+    /// panic on another thread at that moment went unreported.
+    #[test]
+    fn quietly_silences_only_its_own_thread() {
+        static REPORTED: AtomicUsize = AtomicUsize::new(0);
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if info.to_string().contains("quietly-test") {
+                REPORTED.fetch_add(1, Ordering::SeqCst);
+            } else {
+                previous(info);
+            }
+        }));
+        install_quiet_panic_hook();
+        let inside = Arc::new(Barrier::new(2));
+        let done = Arc::new(Barrier::new(2));
+        let (i, d) = (Arc::clone(&inside), Arc::clone(&done));
+        let quiet = std::thread::spawn(move || {
+            quietly(|| {
+                i.wait(); // the other thread panics while this one is inside quietly
+                d.wait();
+                panic!("quietly-test: caught")
+            })
+        });
+        inside.wait();
+        let loud = std::thread::spawn(|| panic!("quietly-test: reported"));
+        assert!(loud.join().is_err());
+        done.wait();
+        assert_eq!(quiet.join().unwrap().unwrap_err(), "quietly-test: caught");
+        assert_eq!(
+            REPORTED.load(Ordering::SeqCst),
+            1,
+            "the other thread's panic was reported, the caught one was not"
+        );
+    }
 }
