@@ -156,6 +156,20 @@ async fn execute(
     let physical = df.create_physical_plan().await.map_err(Error::from_datafusion)?;
     let streams = datafusion::physical_plan::execute_stream_partitioned(Arc::clone(&physical), task_ctx)
         .map_err(Error::from_datafusion)?;
+    // Each partition checks key order and counts generations on its own: right only when each
+    // generation's rows are in one partition (a replacement query without the window may not
+    // keep them together). Otherwise the keys are checked and counted over all rows, by SQL.
+    let keyed = keyed_by_generation(physical.as_ref(), plan.gid);
+    if !keyed {
+        tracing::debug!(
+            "the job query's plan spreads generations over partitions: keys are checked and counted by SQL"
+        );
+    }
+    if !keyed && plan.rejected.is_some() {
+        return Err(Error::Usage(
+            "--on-invalid quarantine needs each generation's rows together in one partition, in (generation_id, segment_index) order, as the built-in query's window gives them; the replacement query's plan spreads them (add the window, or run with --threads 1)".into(),
+        ));
+    }
     let counter = Arc::new(AtomicUsize::new(0));
     let cancel = CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
@@ -232,6 +246,9 @@ async fn execute(
     for (_, part) in &parts {
         executed.merge(part);
     }
+    if !keyed {
+        executed.generations = None;
+    }
     Ok(executed)
 }
 
@@ -243,4 +260,21 @@ fn spilled_bytes(plan: &dyn datafusion::physical_plan::ExecutionPlan) -> u64 {
         .iter()
         .map(|c| spilled_bytes(c.as_ref()))
         .sum::<u64>()
+}
+
+/// Whether every generation's rows come out of one partition of `plan`: a single partition,
+/// or hash partitioning on the generation id alone (column `gid` of the output).
+fn keyed_by_generation(plan: &dyn datafusion::physical_plan::ExecutionPlan, gid: usize) -> bool {
+    use datafusion::physical_expr::expressions::Column;
+    use datafusion::physical_plan::Partitioning;
+    match plan.properties().output_partitioning() {
+        p if p.partition_count() <= 1 => true,
+        Partitioning::Hash(exprs, _) => {
+            exprs.len() == 1
+                && exprs[0]
+                    .downcast_ref::<Column>()
+                    .is_some_and(|c| c.index() == gid)
+        }
+        _ => false,
+    }
 }

@@ -486,3 +486,58 @@ fn out_of_memory_in_the_evaluation_stage_is_the_clear_memory_error() {
     );
     assert_no_output(&out);
 }
+
+#[test]
+fn duplicate_keys_across_partitions_are_found_and_generations_counted_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    // No window: each file is its own partition, in key order within it.
+    let query = tmp.path().join("no_window.sql");
+    std::fs::write(
+        &query,
+        "SELECT g.*, reward_model(g.input_ids) AS predicted_score, g.cumulative_score AS target_score FROM generations AS g",
+    )
+    .unwrap();
+    let (a, b) = (tmp.path().join("a.parquet"), tmp.path().join("b.parquet"));
+    let run = |extra: &[&str]| {
+        let out = tmp.path().join("out");
+        let mut args = vec![
+            "--provider",
+            "cpu",
+            "--sorted",
+            "--threads",
+            "2",
+            "--overwrite",
+            "--query-file",
+            query.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        run(&[&a, &b], &demo_model(), &out, &args)
+    };
+    // Generation g2 spans both files: two generations in all, not three.
+    write_rows(
+        &a,
+        &[
+            row("g1", 0, 0.1, &[1]),
+            row("g2", 0, 0.2, &[2]),
+            row("g2", 1, 0.3, &[3]),
+        ],
+    );
+    write_rows(&b, &[row("g2", 2, 0.4, &[4]), row("g3", 0, 0.5, &[5])]);
+    let o = run(&[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(summary(&tmp.path().join("out"))["n_generations"], 3);
+    assert_eq!(summary(&tmp.path().join("out"))["n_segments"], 5);
+    // The same key in both files is a duplicate.
+    write_rows(&b, &[row("g2", 1, 0.4, &[4]), row("g3", 0, 0.5, &[5])]);
+    let o = run(&[]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("duplicate segment: generation_id=g2 has segment_index=1"),
+        "{}",
+        stderr(&o)
+    );
+    // Quarantine cannot regroup generations the plan spreads over partitions: it says so.
+    let o = run(&["--on-invalid", "quarantine"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("together in one partition"), "{}", stderr(&o));
+}
