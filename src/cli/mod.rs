@@ -164,3 +164,34 @@ pub fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_tell_usage_from_system_failures() {
+        // A runtime that cannot start is the system's failure, not a wrong flag.
+        assert_eq!(
+            exit_code(&Error::System(
+                "cannot start the async runtime: no threads".into()
+            )),
+            1
+        );
+        assert_eq!(exit_code(&Error::Usage("bad flag".into())), 2);
+        assert_eq!(
+            exit_code(&Error::Interrupted {
+                signal: "SIGINT",
+                committed: 0
+            }),
+            130
+        );
+        assert_eq!(
+            exit_code(&Error::Interrupted {
+                signal: "SIGTERM",
+                committed: 2
+            }),
+            143
+        );
+    }
+}

@@ -541,3 +541,66 @@ fn duplicate_keys_across_partitions_are_found_and_generations_counted_once() {
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("together in one partition"), "{}", stderr(&o));
 }
+
+#[test]
+fn empty_output_folders_do_not_break_sql_report_and_compare() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = two_inputs(tmp.path());
+    let out = tmp.path().join("out");
+    run_ok(&[&a, &b], &demo_model(), &out, &["--provider", "cpu"]);
+    // A tool that copies outputs may leave an empty folder, e.g. rejected/.
+    std::fs::create_dir_all(out.join("rejected")).unwrap();
+    let rows = sql_json(&[
+        "--table",
+        out.to_str().unwrap(),
+        "SELECT COUNT(*) AS n FROM segments",
+    ]);
+    assert_eq!(rows[0]["n"], 4);
+    let o = segscore(&["report", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = segscore(&[
+        "compare",
+        out.to_str().unwrap(),
+        out.to_str().unwrap(),
+        "--bootstrap",
+        "10",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // An empty generations/ folder is a table that is not there, not an error.
+    std::fs::remove_dir_all(out.join("generations")).unwrap();
+    std::fs::create_dir_all(out.join("generations")).unwrap();
+    let rows = sql_json(&[
+        "--table",
+        out.to_str().unwrap(),
+        "SELECT COUNT(*) AS n FROM segments",
+    ]);
+    assert_eq!(rows[0]["n"], 4);
+}
+
+#[test]
+fn sql_to_leaves_no_inprogress_file_after_a_failure_mid_stream() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, _) = two_inputs(tmp.path());
+    let to = tmp.path().join("result.csv");
+    let table = format!("t={}", a.display());
+    for format in ["csv", "json", "parquet"] {
+        // The cast fails as the rows are read, after the output file was opened.
+        let o = segscore(&[
+            "sql",
+            "--table",
+            &table,
+            "SELECT CAST(generation_id AS INT) AS g FROM t",
+            "--format",
+            format,
+            "--to",
+            to.to_str().unwrap(),
+        ]);
+        assert_eq!(o.status.code(), Some(1), "{format}: {}", stderr(&o));
+        let left: Vec<_> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains("result"))
+            .collect();
+        assert!(left.is_empty(), "{format}: {left:?}");
+    }
+}
