@@ -23,6 +23,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use crate::error::{Error, Result};
+use crate::sink::AtomicFile;
 
 /// The bundled demo reward model (`models/reward_small.onnx`), embedded in the binary.
 pub const DEMO_MODEL: &[u8] =
@@ -168,17 +169,14 @@ pub fn long_tailed_batch(segments: u64, seed: u64) -> Result<RecordBatch> {
     to_batch(&rows)
 }
 
-/// Writes a batch to a Parquet file (atomically: temporary name, then rename).
+/// Writes a batch to a Parquet file atomically ([`AtomicFile`]).
 pub fn write_parquet(path: &Path, batch: &RecordBatch) -> Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
-    let tmp = path.with_extension("parquet.inprogress");
-    let file = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    let mut w = ArrowWriter::try_new(file, batch.schema(), None)?;
+    let mut w = ArrowWriter::try_new(AtomicFile::create(path)?, batch.schema(), None)?;
     w.write(batch)?;
-    w.close()?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    w.into_inner()?.commit().map(drop)
 }
 
 /// Layout of a generated dataset.
@@ -222,19 +220,14 @@ pub fn write_dataset(
     let mut writers = Vec::with_capacity(files);
     for f in 0..files {
         let path = dir.join(format!("part-{f:05}.parquet"));
-        let tmp = path.with_extension("parquet.inprogress");
-        let file = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-        writers.push((
-            ArrowWriter::try_new(file, demo_schema(), Some(props.clone()))?,
-            tmp,
-            path,
-        ));
+        let file = AtomicFile::create(&path)?;
+        writers.push(ArrowWriter::try_new(file, demo_schema(), Some(props.clone()))?);
     }
     let mut generator = Generator::new(seed, Lengths::LongTailed, 9);
     let mut shuffle_rng = SmallRng::seed_from_u64(seed ^ 0x5eed);
     let per_file = segments.div_ceil(files as u64);
     let mut bufs: Vec<Vec<SegmentRow>> = vec![Vec::new(); files];
-    let mut flush = |buf: &mut Vec<SegmentRow>, w: &mut ArrowWriter<std::fs::File>| -> Result<()> {
+    let mut flush = |buf: &mut Vec<SegmentRow>, w: &mut ArrowWriter<AtomicFile>| -> Result<()> {
         if layout == Layout::Shuffled {
             for i in (1..buf.len()).rev() {
                 buf.swap(i, shuffle_rng.random_range(0..=i));
@@ -256,18 +249,17 @@ pub fn write_dataset(
             };
             bufs[f].push(row);
             if bufs[f].len() >= FLUSH_ROWS {
-                flush(&mut bufs[f], &mut writers[f].0)?;
+                flush(&mut bufs[f], &mut writers[f])?;
             }
         }
     }
-    for (buf, (w, _, _)) in bufs.iter_mut().zip(writers.iter_mut()) {
+    for (buf, w) in bufs.iter_mut().zip(writers.iter_mut()) {
         if !buf.is_empty() {
             flush(buf, w)?;
         }
     }
-    for (w, tmp, path) in writers {
-        w.close()?;
-        std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
+    for w in writers {
+        w.into_inner()?.commit()?;
     }
     Ok((rows, generator.next_generation))
 }
