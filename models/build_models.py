@@ -22,6 +22,20 @@ tests/data/*.onnx          tiny models the tests use for exact expectations:
     bert_like.onnx     as affine_mean's score, plus token_type_ids (added as 0.5 * masked mean)
     needs_pixels.onnx  also asks for a float input `pixel_values` that no column provides
 
+models/prm_causal.onnx   the text demo's per-token reward model (a value head), causal:
+    input_ids, attention_mask, position_ids (int64 [batch, seq]) -> scores (float32 [batch, seq])
+    hashed token embedding (ids mod 4096, width 64) + position embedding (1024 positions) + the
+    demo token value v(t) in channel 0; 2 pre-norm layers of causal self-attention (4 heads,
+    near-uniform attention) and a feed-forward block; the value channel carries the running
+    mean of v over the prefix, and the head reads 0.8 * tanh(1.5 * that) plus a little of the
+    rest. So at a segment's last token it approximates the text demo's cumulative score, which
+    `segscore demo --text` reads with --prediction cumulative.
+
+tests/data/prm_bidirectional.onnx   prm_causal without the causal mask: each position sees the
+    whole sequence, so one pass over a generation differs from per-prefix calls.
+tests/data/prm_two_class.onnx       prm_causal with a two-class head: logits [batch, seq, 2] =
+    (0, 4 * value), so softmax's class 1 is sigmoid(4 * value).
+
 The demo data (`segscore demo`) uses the same token value:
     v(t) = ((t * 7919) mod 1000) / 500 - 1
 and a segment's true score 0.8 * tanh(1.5 * mean_t v(t)) plus Gaussian noise (sd 0.05).
@@ -285,11 +299,173 @@ def wrong_shape():
     save(graph, "tests/data/wrong_shape.onnx", "test model: two scores per row, though it declares one")
 
 
+def prm(path, causal=True, two_class=False):
+    """The per-token causal transformer (see the module docs)."""
+    rng = np.random.default_rng(20261129)
+    d, heads, ff, layers, hashed, max_pos = 64, 4, 128, 2, 4096, 1024
+    dh = d // heads
+    w = lambda *shape, sd=0.02: rng.normal(0.0, sd, size=shape).astype(np.float32)
+    tok = w(hashed, d, sd=0.1)
+    tok[:, 0:2] = 0.0  # channel 0: the token value (added below); channel 1: the running mean
+    pos = w(max_pos, d, sd=0.02)
+    pos[:, 0:2] = 0.0
+    e0 = np.zeros(d, dtype=np.float32)
+    e0[0] = 1.0
+    inits = common_inits() + [
+        numpy_helper.from_array(tok, "tok_emb"),
+        numpy_helper.from_array(pos, "pos_emb"),
+        numpy_helper.from_array(e0, "e0"),
+        numpy_helper.from_array(np.array(hashed, dtype=np.int64), "hashed"),
+        numpy_helper.from_array(np.array(7919, dtype=np.int64), "k7919"),
+        numpy_helper.from_array(np.array(1000, dtype=np.int64), "k1000"),
+        numpy_helper.from_array(np.array(500.0, dtype=np.float32), "f500"),
+        numpy_helper.from_array(np.array(-10000.0, dtype=np.float32), "neg_big"),
+        numpy_helper.from_array(np.array(1.0 / np.sqrt(dh), dtype=np.float32), "scale"),
+        numpy_helper.from_array(np.array([0, 0, heads, dh], dtype=np.int64), "split_shape"),
+        numpy_helper.from_array(np.array([0, 0, d], dtype=np.int64), "merge_shape"),
+        numpy_helper.from_array(np.array(1.702, dtype=np.float32), "gelu_k"),
+        numpy_helper.from_array(np.ones(d, dtype=np.float32), "ln_g"),
+        numpy_helper.from_array(np.zeros(d, dtype=np.float32), "ln_b"),
+        numpy_helper.from_array(np.array([1], dtype=np.int64), "one_1d"),
+    ]
+    nodes = [
+        # v(t) = ((t * 7919) mod 1000) / 500 - 1, in channel 0
+        helper.make_node("Mul", ["input_ids", "k7919"], ["t7919"]),
+        helper.make_node("Mod", ["t7919", "k1000"], ["tmod"]),
+        helper.make_node("Cast", ["tmod"], ["tmod_f"], to=TensorProto.FLOAT),
+        helper.make_node("Div", ["tmod_f", "f500"], ["v_half"]),
+        helper.make_node("Sub", ["v_half", "one_f"], ["v"]),
+        helper.make_node("Unsqueeze", ["v", "axis2"], ["v3"]),
+        helper.make_node("Mul", ["v3", "e0"], ["v_chan"]),
+        helper.make_node("Mod", ["input_ids", "hashed"], ["ids_h"]),
+        helper.make_node("Gather", ["tok_emb", "ids_h"], ["tok"], axis=0),
+        helper.make_node("Gather", ["pos_emb", "position_ids"], ["pos"], axis=0),
+        helper.make_node("Add", ["tok", "pos"], ["x00"]),
+        helper.make_node("Add", ["x00", "v_chan"], ["x0"]),
+        # key padding mask [b, 1, 1, s]
+        helper.make_node("Cast", ["attention_mask"], ["am_f"], to=TensorProto.FLOAT),
+        helper.make_node("Sub", ["one_f", "am_f"], ["am_inv"]),
+        helper.make_node("Mul", ["am_inv", "neg_big"], ["am_add2"]),
+        helper.make_node("Unsqueeze", ["am_add2", "one_1d"], ["am_add3"]),
+        helper.make_node("Unsqueeze", ["am_add3", "one_1d"], ["key_mask"]),
+    ]
+    if causal:
+        # causal mask [s, s]: 0 on and below the diagonal, -1e4 above
+        nodes += [
+            helper.make_node("Shape", ["input_ids"], ["ids_shape"]),
+            helper.make_node("Gather", ["ids_shape", "one_1d"], ["seq_1d"], axis=0),
+            helper.make_node("Concat", ["seq_1d", "seq_1d"], ["ss"], axis=0),
+            helper.make_node("ConstantOfShape", ["ss"], ["ones_ss"], value=numpy_helper.from_array(np.array([1.0], dtype=np.float32))),
+            helper.make_node("Trilu", ["ones_ss"], ["lower"], upper=0),
+            helper.make_node("Sub", ["one_f", "lower"], ["upper_f"]),
+            helper.make_node("Mul", ["upper_f", "neg_big"], ["causal"]),
+            helper.make_node("Add", ["key_mask", "causal"], ["mask"]),
+        ]
+    else:
+        nodes.append(helper.make_node("Identity", ["key_mask"], ["mask"]))
+    x = "x0"
+    for l in range(layers):
+        p = f"l{l}_"
+        wq, wk = w(d, d), w(d, d)
+        wv, wo = w(d, d), w(d, d)
+        if l == 0:
+            # The value channel's running mean: head 0 carries v (channel 0) to channel 1.
+            wv[:, 1] = 0.0
+            wv[0, 1] = 1.0
+            wo[:, 1] = 0.0
+            wo[1, 1] = 1.0
+        wv[:, 0] = 0.0
+        wo[:, 0] = 0.0
+        inits += [
+            numpy_helper.from_array(wq, p + "wq"),
+            numpy_helper.from_array(wk, p + "wk"),
+            numpy_helper.from_array(wv, p + "wv"),
+            numpy_helper.from_array(wo, p + "wo"),
+            numpy_helper.from_array(w(d, ff), p + "w1"),
+            numpy_helper.from_array(np.zeros(ff, dtype=np.float32), p + "b1"),
+            numpy_helper.from_array(w(ff, d, sd=0.01), p + "w2"),
+        ]
+        nodes += [
+            helper.make_node("LayerNormalization", [x, "ln_g", "ln_b"], [p + "ln1"], axis=-1, epsilon=1e-5),
+            helper.make_node("MatMul", [p + "ln1", p + "wq"], [p + "q0"]),
+            helper.make_node("MatMul", [p + "ln1", p + "wk"], [p + "k0"]),
+            # values from the residual stream itself, so the value channel is kept exactly
+            helper.make_node("MatMul", [x, p + "wv"], [p + "v0"]),
+        ]
+        for t in "qkv":
+            nodes += [
+                helper.make_node("Reshape", [p + t + "0", "split_shape"], [p + t + "1"]),
+                helper.make_node("Transpose", [p + t + "1"], [p + t], perm=[0, 2, 1, 3] if t != "k" else [0, 2, 3, 1]),
+            ]
+        nodes += [
+            helper.make_node("MatMul", [p + "q", p + "k"], [p + "s0"]),
+            helper.make_node("Mul", [p + "s0", "scale"], [p + "s1"]),
+            helper.make_node("Add", [p + "s1", "mask"], [p + "s2"]),
+            helper.make_node("Softmax", [p + "s2"], [p + "a"], axis=-1),
+            helper.make_node("MatMul", [p + "a", p + "v"], [p + "o0"]),
+            helper.make_node("Transpose", [p + "o0"], [p + "o1"], perm=[0, 2, 1, 3]),
+            helper.make_node("Reshape", [p + "o1", "merge_shape"], [p + "o2"]),
+            helper.make_node("MatMul", [p + "o2", p + "wo"], [p + "o3"]),
+            helper.make_node("Add", [x, p + "o3"], [p + "x1"]),
+            helper.make_node("LayerNormalization", [p + "x1", "ln_g", "ln_b"], [p + "ln2"], axis=-1, epsilon=1e-5),
+            helper.make_node("MatMul", [p + "ln2", p + "w1"], [p + "f0"]),
+            helper.make_node("Add", [p + "f0", p + "b1"], [p + "f1"]),
+            helper.make_node("Mul", [p + "f1", "gelu_k"], [p + "f2"]),
+            helper.make_node("Sigmoid", [p + "f2"], [p + "f3"]),
+            helper.make_node("Mul", [p + "f1", p + "f3"], [p + "f4"]),
+            helper.make_node("MatMul", [p + "f4", p + "w2"], [p + "f5"]),
+            helper.make_node("Add", [p + "x1", p + "f5"], [p + "x2"]),
+        ]
+        x = p + "x2"
+    head = w(d, 1, sd=0.01)
+    head[0, 0] = 0.0
+    head[1, 0] = 1.5
+    inits += [
+        numpy_helper.from_array(head, "head_w"),
+        numpy_helper.from_array(np.array(0.8, dtype=np.float32), "head_amp"),
+    ]
+    nodes += [
+        helper.make_node("MatMul", [x, "head_w"], ["h0"]),
+        helper.make_node("Tanh", ["h0"], ["h1"]),
+        helper.make_node("Mul", ["h1", "head_amp"], ["value3"]),
+    ]
+    dims = ["batch", "seq"]
+    ins = [
+        helper.make_tensor_value_info(n, TensorProto.INT64, dims)
+        for n in ["input_ids", "attention_mask", "position_ids"]
+    ]
+    if two_class:
+        inits.append(numpy_helper.from_array(np.array([0.0, 4.0], dtype=np.float32), "class_w"))
+        nodes.append(helper.make_node("Mul", ["value3", "class_w"], ["logits"]))
+        out = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", "seq", 2])]
+    else:
+        nodes.append(helper.make_node("Squeeze", ["value3", "axis2"], ["scores"]))
+        out = [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", "seq"])]
+    used = {i for n in nodes for i in n.input}
+    inits = [i for i in inits if i.name in used]
+    graph = helper.make_graph(nodes, "prm", ins, out, inits)
+    kind = "causal" if causal else "bidirectional"
+    save(graph, path, f"segscore per-token reward model ({kind}{', two-class head' if two_class else ''}): value head read at segment ends")
+
+
+BUILDERS = {
+    "reward_small": reward_small,
+    "reward_transformer": reward_transformer,
+    "affine_mean": affine_mean,
+    "bert_like": bert_like,
+    "needs_pixels": needs_pixels,
+    "log_shifted": log_shifted,
+    "wrong_shape": wrong_shape,
+    "prm_causal": lambda: prm("models/prm_causal.onnx"),
+    "prm_bidirectional": lambda: prm("tests/data/prm_bidirectional.onnx", causal=False),
+    "prm_two_class": lambda: prm("tests/data/prm_two_class.onnx", two_class=True),
+}
+
+
 if __name__ == "__main__":
-    reward_small()
-    reward_transformer()
-    affine_mean()
-    bert_like()
-    needs_pixels()
-    log_shifted()
-    wrong_shape()
+    # `python3 models/build_models.py` builds every model; name some to build only those.
+    import sys
+
+    for name in sys.argv[1:] or BUILDERS:
+        BUILDERS[name]()
+
