@@ -21,6 +21,12 @@ pub struct ColumnNames {
     pub base_score: Option<String>,
     /// Token type ids (list of integers), or None for zeros when the model asks.
     pub token_type_ids: Option<String>,
+    /// The segment's text (string): text input instead of token ids.
+    #[serde(default)]
+    pub text: Option<String>,
+    /// The generation's prompt (string), read from its first segment's row.
+    #[serde(default)]
+    pub prompt: Option<String>,
 }
 
 impl ColumnNames {
@@ -39,8 +45,14 @@ impl ColumnNames {
             (self.generation_id.as_str(), "generation_id"),
             (self.segment_index.as_str(), "segment_index"),
             (self.cumulative_score.as_str(), "cumulative_score"),
-            (self.input_ids.as_str(), "input_ids"),
         ];
+        match &self.text {
+            Some(t) => v.push((t.as_str(), "text")),
+            None => v.push((self.input_ids.as_str(), "input_ids")),
+        }
+        if let Some(p) = &self.prompt {
+            v.push((p.as_str(), "prompt"));
+        }
         if let Some(b) = &self.base_score {
             v.push((b.as_str(), "base_score"));
         }
@@ -60,18 +72,22 @@ impl Default for ColumnNames {
             input_ids: "input_ids".into(),
             base_score: None,
             token_type_ids: None,
+            text: None,
+            prompt: None,
         }
     }
 }
 
 /// The canonical names the `generations` view gives the role columns.
-pub const CANONICAL: [&str; 6] = [
+pub const CANONICAL: [&str; 8] = [
     "generation_id",
     "segment_index",
     "cumulative_score",
     "input_ids",
     "base_score",
     "token_type_ids",
+    "text",
+    "prompt",
 ];
 
 /// The columns segscore adds to every output row, in order.
@@ -124,6 +140,10 @@ reasons! {
     NullTokenId => "null_token_id", "a token id is null";
     TokenIdOutOfRange => "token_id_out_of_range", "a token id is negative, or not below the vocabulary size of the model's embedding";
     TokenTypeIdsLengthMismatch => "token_type_ids_length_mismatch", "the token type ids are not as many as the token ids";
+    TooLong => "too_long", "the model input is longer than the model's maximum length (--max-length)";
+    NullText => "null_text", "the segment's text (--text-col) is null";
+    EmptyText => "empty_text", "the segment's text (--text-col) is empty, or gives no tokens";
+    NullPrompt => "null_prompt", "the generation's prompt (--prompt-col, read from its first segment) is null";
     UnscorableInput => "unscorable_input", "the model gave no score (a replacement query without reward_model_input_problem)";
     NonFinitePrediction => "non_finite_prediction", "the model's score is NaN or infinite";
     NonFiniteTarget => "non_finite_target", "the target is null, NaN or infinite (from the previous segment's score)";

@@ -137,6 +137,25 @@ pub enum Error {
         reason: String,
     },
 
+    /// The tokenizer file cannot be used.
+    #[error("tokenizer {path}: {reason}")]
+    Tokenizer {
+        /// The tokenizer.json file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+
+    /// A model is not causal, so one pass over a generation does not give each segment's
+    /// score.
+    #[error("model {model}: one pass over a generation does not give the scores of per-prefix calls ({detail}): the model is not causal (a later token changes an earlier position's score). Run it with --pass segment (one call per segment prefix)")]
+    NotCausal {
+        /// The model file.
+        model: String,
+        /// Where and by how much the scores differ.
+        detail: String,
+    },
+
     /// A model input has no column or rule to bind it to, or a model output is unusable.
     #[error("model {model}: {reason}")]
     ModelBinding {

@@ -47,6 +47,7 @@ pub(crate) fn inspect(model_path: PathBuf) -> Result<(), Error> {
             }
             Ok((model::Feed::AttentionMask, _)) => "<- 1 for real tokens, 0 for padding".to_string(),
             Ok((model::Feed::TokenTypeIds, _)) => "<- column --token-type-ids-col, else zeros".to_string(),
+            Ok((model::Feed::PositionIds, _)) => "<- 0..seq per row (right padding)".to_string(),
             Err(reason) => format!("UNBOUND: {reason}"),
         };
         println!("  {:<16} {:<28} {binding}", i.name, i.type_desc);
@@ -94,6 +95,8 @@ pub(crate) fn bench_model(args: BenchModelArgs) -> Result<(), Error> {
             sessions: threads,
             intra_threads: 1,
             output: None,
+            score_label: None,
+            max_length: None,
         },
     )?;
     let mut batches = Vec::new();

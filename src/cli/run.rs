@@ -9,6 +9,7 @@ use crate::error::Error;
 use crate::loss::Loss;
 use crate::model::Provider;
 use crate::pipeline::progress::ProgressMode;
+use crate::pipeline::score::{Pass, Prediction};
 use crate::pipeline::{self, JobConfig};
 
 use super::exec::{run_job, runtime};
@@ -120,6 +121,35 @@ pub(crate) struct JobArgs {
     /// Worker threads: DataFusion partitions and model sessions (default: all cores).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     threads: Option<u64>,
+    /// Text input: a Hugging Face tokenizer.json (its padding and truncation are ignored).
+    #[arg(long, value_name = "FILE")]
+    tokenizer: Option<PathBuf>,
+    /// Text input: the column holding each segment's text (instead of --input-ids-col).
+    #[arg(long, value_name = "COL")]
+    text_col: Option<String>,
+    /// Text input: the column holding the generation's prompt (read from its first segment's
+    /// row; default: no prompt).
+    #[arg(long, value_name = "COL")]
+    prompt_col: Option<String>,
+    /// Text input: text appended after every segment, e.g. "\n" or a step tag.
+    #[arg(long, value_name = "TEXT", allow_hyphen_values = true)]
+    segment_separator: Option<String>,
+    /// Text input: one model call per generation, each segment read at its last token
+    /// (default for per-token models; checked causal), or one per segment prefix.
+    #[arg(long, value_name = "generation|segment")]
+    pass: Option<Pass>,
+    /// What the model's score is: the segment's own, or the cumulative score after it (the
+    /// prediction is then its change, from the generation's base score).
+    #[arg(long, default_value = "segment", value_name = "segment|cumulative")]
+    prediction: Prediction,
+    /// For an output of classes per token ([batch, seq, C]): the class whose softmax
+    /// probability is the score.
+    #[arg(long, value_name = "K")]
+    score_label: Option<usize>,
+    /// The longest model input in tokens; longer ones are invalid (too_long), never cut.
+    /// Default: the model's fixed sequence length or position embedding size, else none.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    max_length: Option<u64>,
 }
 
 impl JobArgs {
@@ -137,7 +167,15 @@ impl JobArgs {
             input_ids: self.input_ids_col,
             base_score: self.base_score_col,
             token_type_ids: self.token_type_ids_col,
+            text: self.text_col,
+            prompt: self.prompt_col,
         };
+        cfg.tokenizer = self.tokenizer;
+        cfg.segment_separator = self.segment_separator;
+        cfg.pass = self.pass;
+        cfg.prediction = self.prediction;
+        cfg.score_label = self.score_label;
+        cfg.max_length = self.max_length.map(|m| m as usize);
         cfg.query_file = self.query_file;
         cfg.model_output = self.model_output;
         cfg.provider = self.provider;

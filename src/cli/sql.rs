@@ -14,7 +14,7 @@ use super::exec::runtime;
 use crate::error::{Error, Result};
 use crate::evaluate;
 use crate::model::Provider;
-use crate::model::{ModelOptions, RewardModel};
+use crate::model::{ModelOptions, RewardModel, TextTokenizer};
 use crate::sink::{writer_properties, AtomicFile, PartWriter};
 use crate::source;
 use clap::Args;
@@ -43,6 +43,9 @@ pub(crate) struct SqlArgs {
     /// The model's execution provider: cpu, cuda or auto.
     #[arg(long, default_value = "auto")]
     provider: Provider,
+    /// A Hugging Face tokenizer.json: makes tokenize(text [, add_special_tokens]) available.
+    #[arg(long, value_name = "FILE")]
+    tokenizer: Option<PathBuf>,
     /// Output format: table, csv, json (one object per line) or parquet.
     #[arg(long, default_value = "table")]
     format: Format,
@@ -77,6 +80,7 @@ pub(crate) fn sql(a: SqlArgs) -> Result<()> {
             .memory_limit
             .map(|m| m.as_u64())
             .unwrap_or_else(crate::engine::default_memory_limit),
+        tokenizer: a.tokenizer,
     };
     runtime(threads)?.block_on(run(&opts))
 }
@@ -154,6 +158,8 @@ pub struct SqlOptions {
     pub threads: usize,
     /// Memory for DataFusion's operators.
     pub memory_limit: u64,
+    /// A tokenizer.json for `tokenize(text)`.
+    pub tokenizer: Option<PathBuf>,
 }
 
 /// Whether `path` is a segscore output directory (it has `segments/`).
@@ -164,7 +170,13 @@ pub fn is_output_dir(path: &Path) -> bool {
 /// A context with segscore's settings and functions, and the given tables registered.
 pub async fn context(opts: &SqlOptions) -> Result<SessionContext> {
     let ctx = crate::engine::session_context(opts.threads, opts.memory_limit, None, true)?;
-    crate::functions::register(&ctx, None);
+    let tokenizer = opts
+        .tokenizer
+        .as_deref()
+        .map(TextTokenizer::load)
+        .transpose()?
+        .map(Arc::new);
+    crate::functions::register(&ctx, None, tokenizer.as_ref());
     if let Some(m) = &opts.model {
         let model = Arc::new(RewardModel::load(
             m,
@@ -175,9 +187,11 @@ pub async fn context(opts: &SqlOptions) -> Result<SessionContext> {
                 sessions: opts.threads.max(1),
                 intra_threads: 1,
                 output: None,
+                score_label: None,
+                max_length: None,
             },
         )?);
-        crate::functions::register(&ctx, Some(&model));
+        crate::functions::register(&ctx, Some(&model), None);
     }
     for t in &opts.tables {
         let path = Path::new(&t.path);

@@ -37,6 +37,18 @@ pub struct Summary {
     pub model_sha256: String,
     /// The model output read as the score.
     pub model_output: String,
+    /// What the output gives: one score per sequence or per token (and the class read).
+    #[serde(default)]
+    pub score_output: String,
+    /// segment (the model's score is the segment's) or cumulative (its change is).
+    #[serde(default)]
+    pub prediction: String,
+    /// The longest model input (--max-length, or the model's own limit).
+    #[serde(default)]
+    pub max_length: Option<usize>,
+    /// Text input, when the run read text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<TextSummary>,
     /// ONNX Runtime's version.
     pub onnxruntime_version: String,
     /// The provider used: cpu or cuda.
@@ -75,6 +87,39 @@ pub struct Summary {
     pub elapsed_seconds: f64,
     /// Segments per second of wall-clock time.
     pub rows_per_second: f64,
+}
+
+/// The check that one pass over a generation gives each segment the score of a call on its
+/// prefix alone (a causal model), on the first generations scored.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct OnePassCheck {
+    /// Generations scored both ways.
+    pub generations: u64,
+    /// Their segments.
+    pub segments: u64,
+    /// The largest difference between the two.
+    pub max_abs_difference: f64,
+    /// The largest allowed: this times (1 + |per-prefix score|).
+    pub tolerance: f64,
+}
+
+/// Text input and the model's reading of it (`--text-col`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TextSummary {
+    /// The tokenizer file.
+    pub tokenizer: String,
+    /// sha256 of the tokenizer file.
+    pub tokenizer_sha256: String,
+    /// The segment text column.
+    pub text_col: String,
+    /// The prompt column, if any.
+    pub prompt_col: Option<String>,
+    /// The separator appended to every segment.
+    pub segment_separator: String,
+    /// generation or segment.
+    pub pass: String,
+    /// The one-pass check (generation pass only).
+    pub one_pass_check: Option<OnePassCheck>,
 }
 
 /// The checks' outcome in `summary.json`.

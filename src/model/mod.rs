@@ -41,22 +41,29 @@ use sha2::{Digest, Sha256};
 use crate::error::{Error, Result};
 
 pub mod onnx;
+pub mod output;
 pub mod runtime;
 pub mod session;
 pub mod signature;
+pub mod text;
 pub mod tokens;
 pub mod udf;
 
 pub use onnx::Embedding;
+pub use output::OutputKind;
 pub use runtime::{Provider, Runtime};
 pub use session::{inspect, read_model_file};
 pub use signature::{Feed, IdType, InputInfo, ModelSignature, OutputInfo};
-pub use tokens::{input_problems, padded_batch, plan_batches, PaddedBatch};
+pub use text::TextTokenizer;
+pub use tokens::{input_problems, padded_batch, plan_batches, InputLimits, PaddedBatch};
 pub use udf::{PROBLEM_UDF_NAME, UDF_NAME};
 
 use session::{build_session, model_name};
 use signature::ScoreType;
 use tokens::TokenLists;
+
+/// A score output as it came: its shape and its values.
+type RawScores = (Vec<i64>, Vec<f64>);
 
 /// Sessions in the pool on the CUDA provider, at most.
 pub const CUDA_SESSIONS: usize = 2;
@@ -77,6 +84,11 @@ pub struct ModelOptions {
     pub intra_threads: usize,
     /// The output to read the score from (default: the first).
     pub output: Option<String>,
+    /// For an output of classes per token: the class scored (`--score-label`).
+    pub score_label: Option<usize>,
+    /// The longest sequence the model takes (`--max-length`); default: the model's fixed
+    /// sequence length, else its position embedding's size, else none.
+    pub max_length: Option<usize>,
 }
 
 impl Default for ModelOptions {
@@ -88,6 +100,8 @@ impl Default for ModelOptions {
             sessions: 1,
             intra_threads: 1,
             output: None,
+            score_label: None,
+            max_length: None,
         }
     }
 }
@@ -100,11 +114,13 @@ pub struct RewardModel {
     feeds: Vec<(String, Feed, IdType)>,
     output_name: String,
     output_type: ScoreType,
+    output_kind: OutputKind,
+    fixed_seq: Option<usize>,
     provider: Provider,
     runtime: &'static Runtime,
     batch_size: usize,
     max_tokens: usize,
-    vocab: Option<Embedding>,
+    limits: InputLimits,
     pool: Vec<Mutex<Session>>,
     next: AtomicUsize,
     stats: ModelStats,
@@ -118,7 +134,8 @@ impl std::fmt::Debug for RewardModel {
             .field("output", &self.output_name)
             .field("provider", &self.provider)
             .field("sessions", &self.pool.len())
-            .field("vocab", &self.vocab)
+            .field("kind", &self.output_kind)
+            .field("limits", &self.limits)
             .finish()
     }
 }
@@ -209,51 +226,58 @@ impl RewardModel {
                 reason: "the model has no outputs".into(),
             })?,
         };
+        let bad = |reason: String| Error::ModelBinding {
+            model: name.clone(),
+            reason,
+        };
         let output_type = match output.dtype() {
-            ValueType::Tensor { ty, shape, .. } => {
-                let shape_ok = match shape.len() {
-                    1 => true,
-                    2 => shape[1] == 1 || shape[1] == -1,
-                    _ => false,
-                };
-                if !shape_ok {
-                    return Err(Error::ModelBinding {
-                        model: name,
-                        reason: format!(
-                            "output `{}` has shape {shape}; a score output must be [batch] or [batch, 1]",
-                            output.name()
-                        ),
-                    });
+            ValueType::Tensor { ty, .. } => match ty {
+                TensorElementType::Float32 => ScoreType::F32,
+                TensorElementType::Float64 => ScoreType::F64,
+                other => {
+                    return Err(bad(format!(
+                        "output `{}` has element type {other}; a score must be float32 or float64",
+                        output.name()
+                    )))
                 }
-                match ty {
-                    TensorElementType::Float32 => ScoreType::F32,
-                    TensorElementType::Float64 => ScoreType::F64,
-                    other => {
-                        return Err(Error::ModelBinding {
-                            model: name,
-                            reason: format!(
-                                "output `{}` has element type {other}; a score must be float32 or float64",
-                                output.name()
-                            ),
-                        })
-                    }
-                }
-            }
+            },
             other => {
-                return Err(Error::ModelBinding {
-                    model: name,
-                    reason: format!("output `{}` is {other}, expected a tensor", output.name()),
-                })
+                return Err(bad(format!(
+                    "output `{}` is {other}, expected a tensor",
+                    output.name()
+                )))
             }
         };
+        let (seq_dim, seq_symbol) = signature.input_seq(&first);
+        let fixed_seq = (seq_dim > 0).then_some(seq_dim as usize);
+        let declared = output::declared_kind(
+            output.name(),
+            output.dtype(),
+            (seq_dim, &seq_symbol),
+            opts.score_label,
+        )
+        .map_err(bad)?;
         let output_name = output.name().to_string();
-        let vocab = feeds
-            .iter()
-            .find(|(_, f, _)| *f == Feed::InputIds)
-            .and_then(|(input, ..)| onnx::embedding_for_input(&bytes, input));
+        let input_named = |feed: Feed| feeds.iter().find(|(_, f, _)| *f == feed).map(|(n, ..)| n.clone());
+        let vocab = input_named(Feed::InputIds).and_then(|input| onnx::embedding_for_input(&bytes, &input));
         if let Some(e) = &vocab {
             tracing::debug!(embedding = %e.name, vocab = e.vocab, "token ids are checked against the model's embedding");
         }
+        // The longest input: as asked, else the fixed sequence length, else as many positions
+        // as the position embedding has.
+        let positions = input_named(Feed::PositionIds)
+            .and_then(|input| onnx::embedding_for_input(&bytes, &input))
+            .map(|e| e.vocab as usize);
+        let max_length = match (opts.max_length, fixed_seq) {
+            (Some(m), Some(f)) if m > f => {
+                return Err(Error::Usage(format!(
+                    "--max-length {m}: model {name} takes sequences of exactly {f} tokens"
+                )))
+            }
+            (Some(m), _) => Some(m),
+            (None, Some(f)) => Some(f),
+            (None, None) => positions,
+        };
         // One GPU gains nothing from more than two sessions (one prepares while one runs), and
         // each would hold its own device memory arena.
         let sessions = match provider {
@@ -270,22 +294,38 @@ impl RewardModel {
                 opts.intra_threads,
             )?));
         }
-        Ok(RewardModel {
+        let mut model = RewardModel {
             path: path.to_path_buf(),
             sha256,
             signature,
             feeds,
             output_name,
             output_type,
+            output_kind: declared.unwrap_or(OutputKind::Sequence),
+            fixed_seq,
             provider,
             runtime: rt,
             batch_size: opts.batch_size.max(1),
             max_tokens: opts.max_tokens.max(1),
-            vocab,
+            limits: InputLimits { vocab, max_length },
             pool,
             next: AtomicUsize::new(0),
             stats: ModelStats::default(),
-        })
+        };
+        if declared.is_none() {
+            // `[batch, N]` with N unknown: one call on 2 rows of 3 tokens tells.
+            let probe = PaddedBatch::from_sequences(&[&[0, 0, 0], &[0, 0, 0]], fixed_seq);
+            let (shape, _) = model.run_raw(&probe, None)?;
+            model.output_kind =
+                output::kind_of_shape(&model.output_name, &shape, 2, probe.seq, opts.score_label).map_err(
+                    |reason| Error::ModelBinding {
+                        model: model_name(path),
+                        reason,
+                    },
+                )?;
+        }
+        tracing::debug!(output = %model.output_name, kind = %model.output_kind.describe(), max_length = ?model.limits.max_length, "model output");
+        Ok(model)
     }
 
     /// The model file.
@@ -318,7 +358,19 @@ impl RewardModel {
     }
     /// The token embedding `input_ids` indexes, when the model's graph shows one.
     pub fn embedding(&self) -> Option<&Embedding> {
-        self.vocab.as_ref()
+        self.limits.vocab.as_ref()
+    }
+    /// What the score output gives (one score per sequence, or per token).
+    pub fn output_kind(&self) -> OutputKind {
+        self.output_kind
+    }
+    /// The longest sequence the model takes, if it has a limit.
+    pub fn max_length(&self) -> Option<usize> {
+        self.limits.max_length
+    }
+    /// Rows per model call, at most.
+    pub fn batch_size(&self) -> usize {
+        self.batch_size
     }
 
     /// Why the model cannot take each row (`code: detail`), or null for a row it takes.
@@ -327,7 +379,7 @@ impl RewardModel {
         input_ids: &dyn Array,
         token_type_ids: Option<&dyn Array>,
     ) -> Result<datafusion::arrow::array::StringArray> {
-        input_problems(input_ids, token_type_ids, self.vocab.as_ref())
+        input_problems(input_ids, token_type_ids, &self.limits)
     }
 
     /// Scores every row of a token-id list column. Rows the model cannot take (see
@@ -342,7 +394,7 @@ impl RewardModel {
             .map(|a| TokenLists::new(a, "token_type_ids"))
             .transpose()?;
         let mut rows: Vec<usize> = (0..ids.len())
-            .filter(|&r| ids.problem(r, types.as_ref(), self.vocab.as_ref()).is_none())
+            .filter(|&r| ids.problem(r, types.as_ref(), &self.limits).is_none())
             .collect();
         let ranges = self.group(&ids, &mut rows);
         let scored: Vec<Vec<f64>> = ranges
@@ -370,10 +422,13 @@ impl RewardModel {
     pub fn prepare_batches(&self, input_ids: &dyn Array) -> Result<Vec<PaddedBatch>> {
         let ids = TokenLists::new(input_ids, "input_ids")?;
         let mut rows: Vec<usize> = (0..ids.len())
-            .filter(|&r| ids.problem(r, None, self.vocab.as_ref()).is_none())
+            .filter(|&r| ids.problem(r, None, &self.limits).is_none())
             .collect();
         let ranges = self.group(&ids, &mut rows);
-        Ok(ranges.into_iter().map(|r| ids.padded(&rows[r])).collect())
+        Ok(ranges
+            .into_iter()
+            .map(|r| ids.padded(&rows[r], self.fixed_seq))
+            .collect())
     }
 
     /// Runs pre-built batches over the session pool and returns (rows, seconds): the model's
@@ -393,44 +448,118 @@ impl RewardModel {
         types: Option<&TokenLists<'_>>,
         rows: &[usize],
     ) -> Result<Vec<f64>> {
-        let padded = ids.padded(rows);
-        let tt = types.map(|t| t.padded(rows).ids);
+        let padded = ids.padded(rows, self.fixed_seq);
+        let tt = types.map(|t| t.padded(rows, self.fixed_seq).ids);
         self.run_padded(&padded, tt.as_deref())
     }
 
-    /// Runs the model on one padded batch (with token type ids, or zeros); one score per row.
+    /// Runs the model on one padded batch (with token type ids, or zeros); one score per row:
+    /// the sequence's, or the last token's.
     pub fn run_padded(&self, padded: &PaddedBatch, token_type_ids: Option<&[i64]>) -> Result<Vec<f64>> {
+        let reads: Vec<Vec<usize>> = padded.lengths.iter().map(|&n| vec![n.max(1) - 1]).collect();
+        let scores = self.run_reads(padded, token_type_ids, &reads)?;
+        Ok(scores.into_iter().map(|v| v[0]).collect())
+    }
+
+    /// Scores token sequences: for each sequence, the score at each of its `reads` positions
+    /// (a per-sequence model gives its one score for each). Sequences are batched longest
+    /// first under `batch_size` rows and `max_tokens` padded positions, and the batches run in
+    /// parallel over the session pool.
+    pub fn score_sequences(&self, seqs: &[&[i64]], reads: &[Vec<usize>]) -> Result<Vec<Vec<f64>>> {
+        let mut order: Vec<usize> = (0..seqs.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(seqs[i].len()));
+        let lengths: Vec<usize> = order.iter().map(|&i| seqs[i].len()).collect();
+        let ranges = plan_batches(&lengths, self.batch_size, self.max_tokens);
+        let scored: Vec<Vec<Vec<f64>>> = ranges
+            .par_iter()
+            .map(|range| {
+                let rows = &order[range.clone()];
+                let batch: Vec<&[i64]> = rows.iter().map(|&i| seqs[i]).collect();
+                let padded = PaddedBatch::from_sequences(&batch, self.fixed_seq);
+                let at: Vec<Vec<usize>> = rows.iter().map(|&i| reads[i].clone()).collect();
+                self.run_reads(&padded, None, &at)
+            })
+            .collect::<Result<_>>()?;
+        let mut out = vec![Vec::new(); seqs.len()];
+        for (range, scores) in ranges.iter().zip(scored) {
+            for (&i, s) in order[range.clone()].iter().zip(scores) {
+                out[i] = s;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Runs one padded batch and reads each row's scores at `reads[row]`.
+    fn run_reads(
+        &self,
+        padded: &PaddedBatch,
+        token_type_ids: Option<&[i64]>,
+        reads: &[Vec<usize>],
+    ) -> Result<Vec<Vec<f64>>> {
         // ONNX Runtime's CPU kernels take another path for a one-row batch (matrix-vector
         // products) and round differently; a copy of the row keeps every prediction
         // independent of how rows were batched.
         if padded.batch == 1 {
-            let twice = |v: &[i64]| [v, v].concat();
-            let doubled = PaddedBatch {
-                ids: twice(&padded.ids),
-                mask: twice(&padded.mask),
-                batch: 2,
-                seq: padded.seq,
-                tokens: padded.tokens * 2,
-            };
-            let tt = token_type_ids.map(twice);
-            let mut two = self.run_padded(&doubled, tt.as_deref())?;
-            two.truncate(1);
-            return Ok(two);
+            let tt = token_type_ids.map(|t| [t, t].concat());
+            let (shape, data) = self.run_raw(&padded.doubled(), tt.as_deref())?;
+            self.check_shape(&shape, 2, padded.seq)?;
+            return Ok(output::read_scores(self.output_kind, &shape, &data, reads));
         }
+        let (shape, data) = self.run_raw(padded, token_type_ids)?;
+        self.check_shape(&shape, padded.batch, padded.seq)?;
+        Ok(output::read_scores(self.output_kind, &shape, &data, reads))
+    }
+
+    fn check_shape(&self, shape: &[i64], batch: usize, seq: usize) -> Result<()> {
+        let got = output::kind_of_shape(
+            &self.output_name,
+            shape,
+            batch,
+            seq,
+            match self.output_kind {
+                OutputKind::TokenClasses { label, .. } => Some(label),
+                _ => None,
+            },
+        );
+        match got {
+            Ok(kind) if kind == self.output_kind => Ok(()),
+            Ok(kind) => Err(Error::ModelBinding {
+                model: model_name(&self.path),
+                reason: format!(
+                    "output `{}` has shape {shape:?} for a batch of {batch} rows of {seq} positions: {} where the model declares {}",
+                    self.output_name,
+                    kind.describe(),
+                    self.output_kind.describe()
+                ),
+            }),
+            Err(reason) => Err(Error::ModelBinding {
+                model: model_name(&self.path),
+                reason,
+            }),
+        }
+    }
+
+    /// Runs one padded batch; returns the score output's shape and values.
+    fn run_raw(&self, padded: &PaddedBatch, token_type_ids: Option<&[i64]>) -> Result<RawScores> {
         let (batch, seq) = (padded.batch, padded.seq);
-        let tt_buf = token_type_ids;
         let shape = [batch as i64, seq as i64];
-        let zeros = match (tt_buf, self.signature.wants_token_type_ids()) {
+        let zeros = match (token_type_ids, self.signature.wants_token_type_ids()) {
             (None, true) => vec![0i64; batch * seq],
             _ => Vec::new(),
         };
+        let positions: Vec<i64> = if self.feeds.iter().any(|(_, f, _)| *f == Feed::PositionIds) {
+            (0..batch).flat_map(|_| 0..seq as i64).collect()
+        } else {
+            Vec::new()
+        };
         let mut inputs: Vec<(Cow<'_, str>, SessionInputValue<'_>)> = Vec::with_capacity(self.feeds.len());
         for (name, feed, ty) in &self.feeds {
-            let data: &[i64] = match (feed, tt_buf) {
+            let data: &[i64] = match (feed, token_type_ids) {
                 (Feed::InputIds, _) => &padded.ids,
                 (Feed::AttentionMask, _) => &padded.mask,
                 (Feed::TokenTypeIds, Some(tt)) => tt,
                 (Feed::TokenTypeIds, None) => &zeros,
+                (Feed::PositionIds, _) => &positions,
             };
             let value: SessionInputValue<'_> = match *ty {
                 // A view: ONNX Runtime reads the padded buffers in place, no copy.
@@ -449,12 +578,12 @@ impl RewardModel {
             };
             inputs.push((Cow::Borrowed(name.as_str()), value));
         }
-        let (scores, nanos) = self.with_session(|session| -> Result<(Vec<f64>, u64)> {
+        let (out, nanos) = self.with_session(|session| -> Result<(RawScores, u64)> {
             // Timed once the session is ours: waiting for one is not model time.
             let started = std::time::Instant::now();
             let outputs = session.run(inputs)?;
             let value = &outputs[self.output_name.as_str()];
-            let (out_shape, scores): (Vec<i64>, Vec<f64>) = match self.output_type {
+            let out = match self.output_type {
                 ScoreType::F32 => {
                     let (s, d) = value.try_extract_tensor::<f32>()?;
                     (s.to_vec(), d.iter().map(|&v| v as f64).collect())
@@ -464,16 +593,7 @@ impl RewardModel {
                     (s.to_vec(), d.to_vec())
                 }
             };
-            if scores.len() != batch {
-                return Err(Error::ModelBinding {
-                    model: model_name(&self.path),
-                    reason: format!(
-                        "output `{}` has shape {out_shape:?} for a batch of {batch} rows; expected one score per row",
-                        self.output_name
-                    ),
-                });
-            }
-            Ok((scores, started.elapsed().as_nanos() as u64))
+            Ok((out, started.elapsed().as_nanos() as u64))
         })?;
         let st = &self.stats;
         st.run_nanos.fetch_add(nanos, Ordering::Relaxed);
@@ -481,7 +601,7 @@ impl RewardModel {
         st.calls.fetch_add(1, Ordering::Relaxed);
         st.tokens.fetch_add(padded.tokens as u64, Ordering::Relaxed);
         st.positions.fetch_add((batch * seq) as u64, Ordering::Relaxed);
-        Ok(scores)
+        Ok(out)
     }
 
     fn with_session<R>(&self, f: impl FnOnce(&mut Session) -> R) -> R {

@@ -1,5 +1,6 @@
 //! The model's signature: its inputs and outputs as ONNX Runtime reports them, and how each
-//! input binds to what segscore feeds (`input_ids`, `attention_mask`, `token_type_ids`).
+//! input binds to what segscore feeds (`input_ids`, `attention_mask`, `token_type_ids`,
+//! `position_ids`).
 
 use ort::session::Session;
 use ort::value::{TensorElementType, ValueType};
@@ -13,6 +14,8 @@ pub enum Feed {
     AttentionMask,
     /// The token type ids column, or zeros.
     TokenTypeIds,
+    /// Positions 0..seq of each row (right padding: a row's tokens are at 0..len).
+    PositionIds,
 }
 
 /// One model input and how it is bound.
@@ -81,6 +84,25 @@ impl ModelSignature {
         ModelSignature { inputs, outputs }
     }
 
+    /// `input_ids`' sequence dimension: its size (-1 when dynamic) and its symbol.
+    pub fn input_seq(&self, session: &Session) -> (i64, String) {
+        session
+            .inputs()
+            .iter()
+            .find(|i| i.name() == "input_ids")
+            .and_then(|i| match i.dtype() {
+                ValueType::Tensor {
+                    shape,
+                    dimension_symbols,
+                    ..
+                } if shape.len() == 2 => {
+                    Some((shape[1], dimension_symbols.get(1).cloned().unwrap_or_default()))
+                }
+                _ => None,
+            })
+            .unwrap_or((-1, String::new()))
+    }
+
     /// Whether the model asks for `token_type_ids`.
     pub fn wants_token_type_ids(&self) -> bool {
         self.inputs
@@ -94,9 +116,10 @@ fn bind_input(name: &str, dtype: &ValueType) -> std::result::Result<(Feed, IdTyp
         "input_ids" => Feed::InputIds,
         "attention_mask" => Feed::AttentionMask,
         "token_type_ids" => Feed::TokenTypeIds,
+        "position_ids" => Feed::PositionIds,
         _ => {
             return Err(format!(
-                "model input `{name}` ({dtype}) has no column to bind to; segscore feeds input_ids, attention_mask and token_type_ids"
+                "model input `{name}` ({dtype}) has no column to bind to; segscore feeds input_ids, attention_mask, token_type_ids and position_ids"
             ))
         }
     };

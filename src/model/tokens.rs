@@ -46,27 +46,81 @@ pub struct PaddedBatch {
     pub seq: usize,
     /// Real tokens.
     pub tokens: usize,
+    /// Each row's real length.
+    pub lengths: Vec<usize>,
 }
 
-/// Why a model with the embedding `vocab` (if known) cannot take each row of a token-id list
-/// column (`code: detail`), or null for a row it takes.
+impl PaddedBatch {
+    /// Token sequences padded with 0 to the longest (or to `seq`, a model's fixed sequence
+    /// length, when given), with their attention mask.
+    pub fn from_sequences(seqs: &[&[i64]], seq: Option<usize>) -> PaddedBatch {
+        let batch = seqs.len();
+        let longest = seqs.iter().map(|s| s.len()).max().unwrap_or(0).max(1);
+        let seq = seq.unwrap_or(longest).max(longest);
+        let mut ids = vec![0i64; batch * seq];
+        let mut mask = vec![0i64; batch * seq];
+        for (b, s) in seqs.iter().enumerate() {
+            ids[b * seq..b * seq + s.len()].copy_from_slice(s);
+            mask[b * seq..b * seq + s.len()].fill(1);
+        }
+        PaddedBatch {
+            ids,
+            mask,
+            batch,
+            seq,
+            tokens: seqs.iter().map(|s| s.len()).sum(),
+            lengths: seqs.iter().map(|s| s.len()).collect(),
+        }
+    }
+
+    /// The batch with every row twice (ONNX Runtime rounds a one-row batch differently).
+    pub(crate) fn doubled(&self) -> PaddedBatch {
+        let twice = |v: &[i64]| [v, v].concat();
+        PaddedBatch {
+            ids: twice(&self.ids),
+            mask: twice(&self.mask),
+            batch: self.batch * 2,
+            seq: self.seq,
+            tokens: self.tokens * 2,
+            lengths: [&self.lengths[..], &self.lengths[..]].concat(),
+        }
+    }
+}
+
+/// What a model can take: token ids below its embedding's vocabulary size (when the graph
+/// shows one), sequences no longer than its maximum length (when it has one).
+#[derive(Debug, Clone, Default)]
+pub struct InputLimits {
+    /// The token embedding `input_ids` indexes.
+    pub vocab: Option<Embedding>,
+    /// The longest sequence, in tokens.
+    pub max_length: Option<usize>,
+}
+
+/// Why a model with these `limits` cannot take each row of a token-id list column
+/// (`code: detail`), or null for a row it takes.
 pub fn input_problems(
     input_ids: &dyn Array,
     token_type_ids: Option<&dyn Array>,
-    vocab: Option<&Embedding>,
+    limits: &InputLimits,
 ) -> Result<datafusion::arrow::array::StringArray> {
     let ids = TokenLists::new(input_ids, "input_ids")?;
     let types = token_type_ids
         .map(|a| TokenLists::new(a, "token_type_ids"))
         .transpose()?;
     Ok((0..ids.len())
-        .map(|r| ids.problem(r, types.as_ref(), vocab))
+        .map(|r| ids.problem(r, types.as_ref(), limits))
         .collect())
+}
+
+/// The detail of a `too_long` problem.
+pub(crate) fn too_long_detail(len: usize, max: usize) -> String {
+    format!("{len} tokens, more than the model's maximum length {max} (--max-length); segscore never cuts a sequence")
 }
 
 /// Builds the padded `[batch, seq]` tensors for `rows` of a list column of token ids.
 pub fn padded_batch(input_ids: &dyn Array, rows: &[usize]) -> Result<PaddedBatch> {
-    Ok(TokenLists::new(input_ids, "input_ids")?.padded(rows))
+    Ok(TokenLists::new(input_ids, "input_ids")?.padded(rows, None))
 }
 
 /// A list column of integer ids (list or large list of int32 or int64).
@@ -153,13 +207,17 @@ impl<'a> TokenLists<'a> {
         &self,
         row: usize,
         types: Option<&TokenLists<'_>>,
-        vocab: Option<&Embedding>,
+        limits: &InputLimits,
     ) -> Option<String> {
+        let vocab = limits.vocab.as_ref();
         let (a, b) = match self.row_len(row) {
             None => return Some(problem_text(Reason::NullInputIds, NULL_LIST)),
             Some(0) => return Some(problem_text(Reason::EmptyInputIds, "the token list is empty")),
             Some(_) => self.range(row),
         };
+        if let Some(max) = limits.max_length.filter(|&m| b - a > m) {
+            return Some(problem_text(Reason::TooLong, too_long_detail(b - a, max)));
+        }
         if let Some(p) = self.child_nulls.and_then(|n| (a..b).find(|&i| n.is_null(i))) {
             let detail = format!("the token id at position {} is null", p - a);
             return Some(problem_text(Reason::NullTokenId, detail));
@@ -197,14 +255,16 @@ impl<'a> TokenLists<'a> {
         None
     }
 
-    pub(crate) fn padded(&self, rows: &[usize]) -> PaddedBatch {
+    pub(crate) fn padded(&self, rows: &[usize], fixed_seq: Option<usize>) -> PaddedBatch {
         let batch = rows.len();
-        let seq = rows
+        let longest = rows
             .iter()
             .map(|&r| self.row_len(r).unwrap_or(0))
             .max()
             .unwrap_or(0)
             .max(1);
+        let seq = fixed_seq.unwrap_or(longest).max(longest);
+        let mut lengths = Vec::with_capacity(batch);
         let mut ids = vec![0i64; batch * seq];
         let mut mask = vec![0i64; batch * seq];
         let mut tokens = 0;
@@ -212,6 +272,7 @@ impl<'a> TokenLists<'a> {
             let n = self.fill(r, &mut ids[b * seq..(b + 1) * seq]);
             mask[b * seq..b * seq + n].fill(1);
             tokens += n;
+            lengths.push(n);
         }
         PaddedBatch {
             ids,
@@ -219,6 +280,7 @@ impl<'a> TokenLists<'a> {
             batch,
             seq,
             tokens,
+            lengths,
         }
     }
 

@@ -8,9 +8,16 @@ use crate::error::{Error, Result};
 use crate::loss::Loss;
 use crate::model::Provider;
 use crate::pipeline::progress::ProgressMode;
+use crate::pipeline::score::{Pass, Prediction};
 use crate::validate::OnInvalid;
 
-/// The job query shipped with segscore (`queries/segment_scores.sql`).
+/// The job query shipped with segscore for text input (`queries/segment_scores_text.sql`).
+pub const SEGMENT_SCORES_TEXT_SQL: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/queries/segment_scores_text.sql"
+));
+
+/// The job query shipped with segscore for token-id input (`queries/segment_scores.sql`).
 pub const SEGMENT_SCORES_SQL: &str =
     include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/queries/segment_scores.sql"));
 
@@ -69,6 +76,19 @@ pub struct JobConfig {
     pub shards: Option<usize>,
     /// Continue an interrupted run in the output directory.
     pub resume: bool,
+    /// A Hugging Face `tokenizer.json`, for text input (`columns.text`).
+    pub tokenizer: Option<PathBuf>,
+    /// Appended after every segment's text (text input).
+    pub segment_separator: Option<String>,
+    /// One call per generation or per segment (text input; default: generation for a
+    /// per-token model, segment otherwise).
+    pub pass: Option<Pass>,
+    /// Whether the model's score is the segment's or the cumulative one.
+    pub prediction: Prediction,
+    /// For an output of classes per token: the class scored.
+    pub score_label: Option<usize>,
+    /// The longest model input (default: the model's own limit, if any).
+    pub max_length: Option<usize>,
 }
 
 impl JobConfig {
@@ -100,6 +120,12 @@ impl JobConfig {
             max_invalid_fraction: None,
             shards: None,
             resume: false,
+            tokenizer: None,
+            segment_separator: None,
+            pass: None,
+            prediction: Prediction::Segment,
+            score_label: None,
+            max_length: None,
         }
     }
 }
@@ -107,6 +133,7 @@ impl JobConfig {
 pub(crate) fn read_query(cfg: &JobConfig) -> Result<String> {
     match &cfg.query_file {
         Some(p) => std::fs::read_to_string(p).map_err(|e| Error::io(p, e)),
+        None if cfg.columns.text.is_some() => Ok(SEGMENT_SCORES_TEXT_SQL.to_string()),
         None => Ok(SEGMENT_SCORES_SQL.to_string()),
     }
 }

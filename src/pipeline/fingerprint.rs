@@ -46,6 +46,18 @@ pub struct JobFingerprint {
     pub batch_size: usize,
     /// --max-tokens-per-batch: padded positions per model call (as --batch-size).
     pub max_tokens_per_batch: usize,
+    /// sha256 of the tokenizer (text input).
+    pub tokenizer_sha256: Option<String>,
+    /// --segment-separator.
+    pub segment_separator: Option<String>,
+    /// --pass (text input).
+    pub pass: Option<String>,
+    /// --prediction.
+    pub prediction: String,
+    /// --score-label.
+    pub score_label: Option<usize>,
+    /// The longest model input.
+    pub max_length: Option<usize>,
 }
 
 impl JobFingerprint {

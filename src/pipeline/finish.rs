@@ -8,11 +8,13 @@ use std::time::Instant;
 
 use crate::engine::session_context;
 use crate::error::{Error, Result};
+use crate::evaluate::summary::TextSummary;
 use crate::evaluate::{MseDecomposition, RejectedSummary, Summary};
 use crate::loss::Loss;
 use crate::pipeline::config::JobConfig;
 use crate::pipeline::diagnose::check_keys_by_sql;
 use crate::pipeline::prepare::Prepared;
+use crate::pipeline::score::Pass;
 use crate::shard::{ShardRecord, Tally};
 use crate::sink::OutputDir;
 use crate::source;
@@ -80,7 +82,7 @@ pub async fn finish(
     let evaluation_started = Instant::now();
     crate::faults::point("evaluation-started");
     let eval_ctx = session_context(cfg.threads, cfg.memory_limit, cfg.spill_dir.as_deref(), true)?;
-    crate::functions::register(&eval_ctx, None);
+    crate::functions::register(&eval_ctx, None, None);
     let (evaluation, generation_files) = crate::evaluate::evaluate(
         &eval_ctx,
         out.staging(),
@@ -113,6 +115,21 @@ pub async fn finish(
         model: cfg.model.display().to_string(),
         model_sha256: p.model.sha256().to_string(),
         model_output: p.model.output_name().to_string(),
+        score_output: p.model.output_kind().describe(),
+        prediction: cfg.prediction.as_str().to_string(),
+        max_length: p.model.max_length(),
+        text: p.tokenizer.as_ref().map(|t| TextSummary {
+            tokenizer: t.path().display().to_string(),
+            tokenizer_sha256: t.sha256().to_string(),
+            text_col: cfg.columns.text.clone().unwrap_or_default(),
+            prompt_col: cfg.columns.prompt.clone(),
+            segment_separator: cfg.segment_separator.clone().unwrap_or_default(),
+            pass: p.pass.map(|x| x.as_str().to_string()).unwrap_or_default(),
+            one_pass_check: match (p.pass, &p.stage) {
+                (Some(Pass::Generation), Some(stage)) => Some(stage.one_pass_check()),
+                _ => None,
+            },
+        }),
         onnxruntime_version: p.model.runtime().version.clone(),
         provider: p.model.provider().as_str().to_string(),
         query_sha256: p.query_sha256.clone(),

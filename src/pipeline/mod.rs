@@ -38,10 +38,11 @@ pub mod partition;
 pub mod plan;
 pub mod prepare;
 pub mod progress;
+pub mod score;
 pub mod shards;
 pub mod stop;
 
-pub use config::{JobConfig, SEGMENT_SCORES_SQL};
+pub use config::{JobConfig, SEGMENT_SCORES_SQL, SEGMENT_SCORES_TEXT_SQL};
 pub use fingerprint::JobFingerprint;
 pub use prepare::{prepare, Prepared};
 pub use stop::{Stop, StopSender};

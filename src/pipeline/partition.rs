@@ -17,6 +17,7 @@ use crate::faults;
 use crate::loss::Moments;
 use crate::pipeline::order::{KeyOrder, OrderCheck};
 use crate::pipeline::plan::{cell, OutputPlan};
+use crate::pipeline::score::{GenerationStage, PartitionState, Tokenized};
 use crate::shard::Tally;
 use crate::sink::RollingWriter;
 use crate::validate::{self, Grouper, Rejections};
@@ -36,6 +37,7 @@ pub(crate) struct RejectLimit {
 ///
 /// Returns None when `cancel` stopped it (another partition failed, or the run was stopped);
 /// whatever happens, its writer thread has exited when it returns.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn run_partition(
     mut stream: SendableRecordBatchStream,
     plan: Arc<OutputPlan>,
@@ -44,6 +46,7 @@ pub(crate) async fn run_partition(
     rows_done: Arc<AtomicU64>,
     limit: Arc<RejectLimit>,
     cancel: CancellationToken,
+    stage: Option<Arc<GenerationStage>>,
 ) -> Result<Option<Tally>> {
     let mut moments = Moments::default();
     let mut rejections = Rejections::default();
@@ -104,7 +107,10 @@ pub(crate) async fn run_partition(
     };
     let quarantine = plan.rejected.is_some();
     let mut order = Some(KeyOrder::new(stream.schema().as_ref(), plan.gid, plan.seg)?);
-    let mut grouper = quarantine.then(|| Grouper::new(plan.gid));
+    // Whole generations: for quarantine, and for the generation stage.
+    let grouped = quarantine || stage.is_some();
+    let mut grouper = grouped.then(|| Grouper::new(plan.gid));
+    let mut scoring = stage.map(Scoring::new);
     // Checks one batch (of whole generations, with quarantine) and sends its rows on.
     let mut process = |batch: RecordBatch| -> Result<Vec<WriterMsg>> {
         let mut msgs = Vec::new();
@@ -112,10 +118,15 @@ pub(crate) async fn run_partition(
         let good = match (reasons, &plan.rejected) {
             (None, _) => batch,
             (Some(reasons), None) => {
-                let (row, reason) = reasons
-                    .iter()
-                    .enumerate()
-                    .find_map(|(i, r)| r.map(|r| (i, r)))
+                // The first row with a reason of its own, else the first invalid one.
+                let first = |own: bool| {
+                    reasons
+                        .iter()
+                        .enumerate()
+                        .find_map(|(i, r)| r.filter(|r| !own || !r.derived()).map(|r| (i, r)))
+                };
+                let (row, reason) = first(true)
+                    .or_else(|| first(false))
                     .ok_or_else(|| Error::Internal("a batch with no invalid row was rejected".into()))?;
                 return Err(plan.invalid_row(&batch, row, reason));
             }
@@ -178,10 +189,11 @@ pub(crate) async fn run_partition(
                             prev_segment_index: prev_seg,
                         })
                     }
-                    OrderCheck::OutOfOrder { .. } if quarantine => {
-                        return Err(Error::Usage(
-                            "--on-invalid quarantine needs the job query's rows in (generation_id, segment_index) order, as the window of the built-in query gives them; the replacement query's are not".into(),
-                        ))
+                    OrderCheck::OutOfOrder { .. } if grouped => {
+                        return Err(Error::Usage(format!(
+                            "{} needs the job query's rows in (generation_id, segment_index) order, as the window of the built-in query gives them; the replacement query's are not",
+                            if quarantine { "--on-invalid quarantine" } else { "text input (or --prediction cumulative)" }
+                        )))
                     }
                     OrderCheck::OutOfOrder { .. } => {
                         order = None;
@@ -197,6 +209,14 @@ pub(crate) async fn run_partition(
                 None => vec![batch],
             };
             for b in ready {
+                let b = match &mut scoring {
+                    // Tokenizes this batch while the model scores the one before.
+                    Some(s) => match s.push(b).await? {
+                        Some(scored) => scored,
+                        None => continue,
+                    },
+                    None => b,
+                };
                 for msg in process(b)? {
                     if !send(msg).await {
                         break 'batches; // cancelled, or the writer failed (its error is below)
@@ -207,8 +227,22 @@ pub(crate) async fn run_partition(
         if cancel.is_cancelled() {
             return Ok(());
         }
-        if let Some(last) = grouper.take().and_then(Grouper::finish) {
-            for msg in process(last)? {
+        let mut last = grouper.take().and_then(Grouper::finish);
+        if let Some(s) = &mut scoring {
+            let mut rest = Vec::new();
+            if let Some(b) = last.take() {
+                rest.extend(s.push(b).await?);
+            }
+            rest.extend(s.flush().await?);
+            for b in rest {
+                for msg in process(b)? {
+                    if !send(msg).await {
+                        return Ok(());
+                    }
+                }
+            }
+        } else if let Some(b) = last {
+            for msg in process(b)? {
                 if !send(msg).await {
                     return Ok(());
                 }
@@ -246,6 +280,57 @@ pub(crate) async fn run_partition(
         rejected_files,
         ..Tally::default()
     }))
+}
+
+/// The generation stage in a partition, two batches deep: a batch is tokenized (on the
+/// blocking pool, generations in parallel on rayon) while the one before is scored.
+struct Scoring {
+    stage: Arc<GenerationStage>,
+    state: Option<PartitionState>,
+    pending: Option<tokio::task::JoinHandle<Result<Tokenized>>>,
+}
+
+impl Scoring {
+    fn new(stage: Arc<GenerationStage>) -> Self {
+        Scoring {
+            stage,
+            state: Some(PartitionState::default()),
+            pending: None,
+        }
+    }
+
+    /// Starts tokenizing `batch`; returns the batch before it, scored.
+    async fn push(&mut self, batch: RecordBatch) -> Result<Option<RecordBatch>> {
+        let stage = Arc::clone(&self.stage);
+        let next = tokio::task::spawn_blocking(move || stage.tokenize(batch));
+        match self.pending.replace(next) {
+            Some(previous) => self.score(previous).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The last batch, scored.
+    async fn flush(&mut self) -> Result<Option<RecordBatch>> {
+        match self.pending.take() {
+            Some(previous) => self.score(previous).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
+    async fn score(&mut self, tokenized: tokio::task::JoinHandle<Result<Tokenized>>) -> Result<RecordBatch> {
+        let failed = |e: tokio::task::JoinError| Error::Internal(format!("the generation stage failed: {e}"));
+        let tokenized = tokenized.await.map_err(failed)??;
+        let stage = Arc::clone(&self.stage);
+        let mut state = self.state.take().unwrap_or_default();
+        let (scored, state) = tokio::task::spawn_blocking(move || {
+            let scored = stage.score(tokenized, &mut state);
+            (scored, state)
+        })
+        .await
+        .map_err(failed)?;
+        self.state = Some(state);
+        scored
+    }
 }
 
 /// What a partition sends its writer thread.

@@ -79,11 +79,11 @@ impl OutputPlan {
                 input.field(target).data_type()
             )));
         }
-        let model_inputs = ["input_ids", "token_type_ids"];
+        let model_inputs = ["input_ids", "token_type_ids", "prompt"];
         for k in &cfg.keep {
             if !model_inputs.contains(&k.as_str()) {
                 return Err(Error::Usage(format!(
-                    "--keep {k}: only the model-input columns (input_ids, token_type_ids) are left out by default, so only they can be kept"
+                    "--keep {k}: only the model-input columns (input_ids, token_type_ids, prompt) are left out by default, so only they can be kept"
                 )));
             }
             if input.index_of(k).is_err() {
@@ -258,6 +258,14 @@ impl OutputPlan {
                 &n.input_ids,
                 "null, empty or holding a token id the model cannot take, so the model gave no score",
             ),
+            Reason::NullText | Reason::EmptyText | Reason::TooLong if n.text.is_some() => {
+                let col = n.text.as_deref().unwrap_or("text");
+                self.invalid(batch, row, col, self.problem_detail(batch, row))
+            }
+            Reason::NullPrompt => {
+                let col = n.prompt.as_deref().unwrap_or("prompt");
+                self.invalid(batch, row, col, self.problem_detail(batch, row))
+            }
             _ => self.invalid(batch, row, &n.input_ids, self.problem_detail(batch, row)),
         }
     }

@@ -9,10 +9,11 @@ use sha2::{Digest, Sha256};
 
 use crate::engine::session_context;
 use crate::error::{Error, Result};
-use crate::model::{ModelOptions, RewardModel};
+use crate::model::{ModelOptions, RewardModel, TextTokenizer};
 use crate::pipeline::config::{read_query, JobConfig};
 use crate::pipeline::fingerprint::{input_stamps, JobFingerprint};
 use crate::pipeline::plan::OutputPlan;
+use crate::pipeline::score::{GenerationStage, Pass, Prediction, StageColumns, TextInput};
 use crate::source;
 use crate::validate::OnInvalid;
 
@@ -31,6 +32,12 @@ pub struct Prepared {
     pub(crate) needed: Vec<String>,
     pub(crate) shards: usize,
     pub(crate) fingerprint: JobFingerprint,
+    /// The generation stage (text input, or --prediction cumulative).
+    pub(crate) stage: Option<Arc<GenerationStage>>,
+    /// The tokenizer (text input).
+    pub(crate) tokenizer: Option<Arc<TextTokenizer>>,
+    /// The pass used (text input).
+    pub(crate) pass: Option<Pass>,
 }
 
 /// Checks the inputs, loads the model and plans the job's SQL.
@@ -49,15 +56,18 @@ pub async fn prepare(cfg: &JobConfig) -> Result<Prepared> {
             sessions: cfg.threads.max(1),
             intra_threads: 1,
             output: cfg.model_output.clone(),
+            score_label: cfg.score_label,
+            max_length: cfg.max_length,
         },
     )?);
+    let (tokenizer, pass) = text_settings(cfg, &model)?;
     let sorted = cfg.sorted || inputs.all_sorted();
     let shards = cfg
         .shards
         .unwrap_or_else(|| crate::shard::auto_shards(inputs.total_rows()))
         .max(1);
     let ctx = session_context(cfg.threads, cfg.memory_limit, cfg.spill_dir.as_deref(), sorted)?;
-    crate::functions::register(&ctx, Some(&model));
+    crate::functions::register(&ctx, Some(&model), tokenizer.as_ref());
     if shards > 1 {
         // Each shard's pass decodes the other columns only for its own rows.
         ctx.sql("SET datafusion.execution.parquet.pushdown_filters = true")
@@ -73,22 +83,79 @@ pub async fn prepare(cfg: &JobConfig) -> Result<Prepared> {
     // Only what the output needs travels on: DataFusion pushes this projection down through
     // the window, so the token lists are dropped as soon as the model has read them.
     let files_schema = ctx.table("input_files").await?.schema().as_arrow().clone();
+    let text = tokenizer.is_some();
+    let staged = |schema: &datafusion::arrow::datatypes::Schema| GenerationStage::output_schema(schema, text);
     let full = OutputPlan::new(
-        targets.schema().as_arrow(),
+        &staged(targets.schema().as_arrow()),
         cfg,
         model.output_name(),
         sorted,
         &files_schema,
     )?;
-    let needed = full.needed_columns(targets.schema().as_arrow());
+    let mut needed = full.needed_columns(&staged(targets.schema().as_arrow()));
+    if text {
+        // The stage appends these; it reads the text, the prompt and the base score.
+        needed.retain(|c| c != "predicted_score" && c != "input_problem");
+        for c in ["text", "prompt", "base_score"] {
+            if !needed.iter().any(|n| n == c) {
+                needed.push(c.to_string());
+            }
+        }
+    } else if cfg.prediction == Prediction::Cumulative && !needed.iter().any(|n| n == "base_score") {
+        needed.push("base_score".to_string());
+    }
     let df = targets.select_columns(&needed.iter().map(String::as_str).collect::<Vec<_>>())?;
+    let df_schema = df.schema().as_arrow().clone();
     let plan = Arc::new(OutputPlan::new(
-        df.schema().as_arrow(),
+        &staged(&df_schema),
         cfg,
         model.output_name(),
         sorted,
         &files_schema,
     )?);
+    let stage = if text || cfg.prediction == Prediction::Cumulative {
+        let index = |name: &str| {
+            df_schema.index_of(name).map_err(|_| {
+                Error::Usage(format!(
+                    "the job query must produce a column `{name}` for the generation stage"
+                ))
+            })
+        };
+        let cols = StageColumns {
+            gid: plan.gid,
+            base: index("base_score")?,
+            text: if text {
+                Some((index("text")?, index("prompt")?))
+            } else {
+                None
+            },
+            scored: if text {
+                None
+            } else {
+                Some((plan.pred, df_schema.index_of("input_problem").ok()))
+            },
+        };
+        let text_input = match &tokenizer {
+            Some(t) => Some(TextInput {
+                tokenizer: Arc::clone(t),
+                separator_ids: match &cfg.segment_separator {
+                    Some(sep) => t.ids(sep, false)?,
+                    None => Vec::new(),
+                },
+            }),
+            None => None,
+        };
+        Some(Arc::new(GenerationStage::new(
+            Arc::clone(&model),
+            text_input,
+            pass.unwrap_or(Pass::Segment),
+            cfg.prediction,
+            cols,
+            &df_schema,
+        )))
+    } else {
+        None
+    };
     let query_sha256 = hex::encode(Sha256::digest(targets_sql.as_bytes()));
     let metadata = Arc::new(vec![
         (
@@ -107,7 +174,28 @@ pub async fn prepare(cfg: &JobConfig) -> Result<Prepared> {
             "segscore.provider".to_string(),
             model.provider().as_str().to_string(),
         ),
+        (
+            "segscore.score_output".to_string(),
+            model.output_kind().describe(),
+        ),
+        (
+            "segscore.prediction".to_string(),
+            cfg.prediction.as_str().to_string(),
+        ),
     ]);
+    let mut metadata = metadata;
+    if let Some(t) = &tokenizer {
+        let m = Arc::make_mut(&mut metadata);
+        m.push(("segscore.tokenizer_sha256".to_string(), t.sha256().to_string()));
+        m.push((
+            "segscore.segment_separator".to_string(),
+            cfg.segment_separator.clone().unwrap_or_default(),
+        ));
+        m.push((
+            "segscore.pass".to_string(),
+            pass.unwrap_or(Pass::Segment).as_str().to_string(),
+        ));
+    }
     let fingerprint = JobFingerprint {
         segscore_version: env!("CARGO_PKG_VERSION").to_string(),
         inputs: input_stamps(&inputs)?,
@@ -126,6 +214,12 @@ pub async fn prepare(cfg: &JobConfig) -> Result<Prepared> {
         max_rows_per_file: cfg.max_rows_per_file,
         batch_size: cfg.batch_size,
         max_tokens_per_batch: cfg.max_tokens_per_batch,
+        tokenizer_sha256: tokenizer.as_ref().map(|t| t.sha256().to_string()),
+        segment_separator: cfg.segment_separator.clone(),
+        pass: pass.map(|p| p.as_str().to_string()),
+        prediction: cfg.prediction.as_str().to_string(),
+        score_label: cfg.score_label,
+        max_length: model.max_length(),
     };
     Ok(Prepared {
         ctx,
@@ -141,6 +235,9 @@ pub async fn prepare(cfg: &JobConfig) -> Result<Prepared> {
         needed,
         shards,
         fingerprint,
+        stage,
+        tokenizer,
+        pass,
     })
 }
 
@@ -184,5 +281,49 @@ impl Prepared {
         source::register_view(&self.ctx, &cfg.columns, &self.carried, Some(&filter)).await?;
         let df = plan_query(&self.ctx, cfg, &self.targets_sql).await?;
         Ok(df.select_columns(&self.needed.iter().map(String::as_str).collect::<Vec<_>>())?)
+    }
+}
+
+/// The tokenizer and pass of a text run (none for token-id input), with the settings checked
+/// against each other and the model.
+fn text_settings(cfg: &JobConfig, model: &RewardModel) -> Result<(Option<Arc<TextTokenizer>>, Option<Pass>)> {
+    let per_token = model.output_kind().per_token();
+    match (&cfg.columns.text, &cfg.tokenizer) {
+        (Some(_), None) => Err(Error::Usage(
+            "--text-col needs --tokenizer FILE (a Hugging Face tokenizer.json)".into(),
+        )),
+        (None, Some(_)) => Err(Error::Usage(
+            "--tokenizer is for text input: give the segment text column with --text-col".into(),
+        )),
+        (None, None) => {
+            let text_only = [
+                ("--prompt-col", cfg.columns.prompt.is_some()),
+                ("--segment-separator", cfg.segment_separator.is_some()),
+                ("--pass generation", cfg.pass == Some(Pass::Generation)),
+            ];
+            if let Some((flag, _)) = text_only.iter().find(|(_, given)| *given) {
+                return Err(Error::Usage(format!(
+                    "{flag} is for text input (--text-col and --tokenizer); token-id input gives each row its whole model input"
+                )));
+            }
+            Ok((None, None))
+        }
+        (Some(_), Some(path)) => {
+            let tokenizer = Arc::new(TextTokenizer::load(path)?);
+            let pass = match cfg.pass {
+                Some(Pass::Generation) if !per_token => {
+                    return Err(Error::Usage(format!(
+                        "--pass generation reads a score at each segment's last token, but model {} gives one score per sequence ({}): use --pass segment",
+                        model.path().display(),
+                        model.output_kind().describe()
+                    )))
+                }
+                Some(p) => p,
+                None if per_token => Pass::Generation,
+                None => Pass::Segment,
+            };
+            tracing::info!(pass = pass.as_str(), output = %model.output_kind().describe(), tokenizer = %path.display(), "text input");
+            Ok((Some(tokenizer), Some(pass)))
+        }
     }
 }

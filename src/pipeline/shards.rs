@@ -15,6 +15,7 @@ use crate::pipeline::partition::{run_partition, RejectLimit};
 use crate::pipeline::plan::OutputPlan;
 use crate::pipeline::prepare::Prepared;
 use crate::pipeline::progress::Progress;
+use crate::pipeline::score::GenerationStage;
 use crate::pipeline::stop::Stop;
 use crate::shard::{ShardRecord, Tally};
 use crate::sink::{OutputDir, RollingWriter};
@@ -92,6 +93,7 @@ pub async fn run_pending(
                 Arc::clone(&limit),
                 crate::shard::part_prefix(k),
                 stop.clone(),
+                p.stage.clone(),
             )
             .await?;
             let record = ShardRecord {
@@ -145,6 +147,7 @@ async fn execute(
     limit: Arc<RejectLimit>,
     prefix: String,
     mut stop: Stop,
+    stage: Option<Arc<GenerationStage>>,
 ) -> Result<Tally> {
     let dir = out.staged("segments")?;
     let rejected_dir = match &plan.rejected {
@@ -165,10 +168,11 @@ async fn execute(
             "the job query's plan spreads generations over partitions: keys are checked and counted by SQL"
         );
     }
-    if !keyed && plan.rejected.is_some() {
-        return Err(Error::Usage(
-            "--on-invalid quarantine needs each generation's rows together in one partition, in (generation_id, segment_index) order, as the built-in query's window gives them; the replacement query's plan spreads them (add the window, or run with --threads 1)".into(),
-        ));
+    if !keyed && (plan.rejected.is_some() || stage.is_some()) {
+        return Err(Error::Usage(format!(
+            "{} needs each generation's rows together in one partition, in (generation_id, segment_index) order, as the built-in query's window gives them; the replacement query's plan spreads them (add the window, or run with --threads 1)",
+            if plan.rejected.is_some() { "--on-invalid quarantine" } else { "text input (or --prediction cumulative)" }
+        )));
     }
     let counter = Arc::new(AtomicUsize::new(0));
     let cancel = CancellationToken::new();
@@ -205,6 +209,7 @@ async fn execute(
             Arc::clone(&rows_done),
             Arc::clone(&limit),
             cancel.clone(),
+            stage.clone(),
         );
         tasks.spawn(async move { part.await.map(|r| (i, r)) });
     }

@@ -145,7 +145,7 @@ struct Paired {
 /// with the same segment counts, segment indexes and targets.
 async fn paired(o: &CompareOptions) -> Result<Paired> {
     let ctx = crate::engine::session_context(o.threads, o.memory_limit, None, true)?;
-    crate::functions::register(&ctx, None);
+    crate::functions::register(&ctx, None, None);
     evaluate::register_output(&ctx, &o.a, Some("a")).await?;
     evaluate::register_output(&ctx, &o.b, Some("b")).await?;
     let per_generation = |t: &str| {

@@ -42,7 +42,7 @@ pub async fn write(dir: &Path, threads: usize, memory_limit: u64) -> Result<Path
         reason: format!("not a segscore summary: {e}"),
     })?;
     let ctx = crate::engine::session_context(threads, memory_limit, None, true)?;
-    crate::functions::register(&ctx, None);
+    crate::functions::register(&ctx, None, None);
     evaluate::register_output(&ctx, dir, None).await?;
     let html = render(&ctx, &summary, &dir.display().to_string()).await?;
     let path = dir.join("report.html");

@@ -20,6 +20,7 @@ enum Kind {
     Integer,
     Float,
     IdList,
+    Text,
 }
 
 impl Kind {
@@ -30,6 +31,7 @@ impl Kind {
             }
             Kind::Integer => t.is_integer(),
             Kind::Float => matches!(t, DataType::Float32 | DataType::Float64),
+            Kind::Text => matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View),
             Kind::IdList => match t {
                 DataType::List(f) | DataType::LargeList(f) => {
                     matches!(f.data_type(), DataType::Int32 | DataType::Int64)
@@ -44,6 +46,7 @@ impl Kind {
             Kind::Integer => "an integer",
             Kind::Float => "float32 or float64",
             Kind::IdList => "list or large_list of int32 or int64",
+            Kind::Text => "a string",
         }
     }
 }
@@ -72,14 +75,20 @@ fn roles(cols: &ColumnNames) -> Vec<(String, &'static str, Kind, &'static str, b
             "cumulative score",
             true,
         ),
-        (
+    ];
+    match &cols.text {
+        Some(t) => v.push((t.clone(), "text", Kind::Text, "segment text", false)),
+        None => v.push((
             cols.input_ids.clone(),
             "input_ids",
             Kind::IdList,
             "token ids",
             false,
-        ),
-    ];
+        )),
+    }
+    if let Some(p) = &cols.prompt {
+        v.push((p.clone(), "prompt", Kind::Text, "prompt", false));
+    }
     if let Some(b) = &cols.base_score {
         v.push((b.clone(), "base_score", Kind::Float, "base score", true));
     }

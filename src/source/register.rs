@@ -6,7 +6,7 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::prelude::SessionContext;
 
-use crate::contract::{ColumnNames, CANONICAL, OUTPUT_COLUMNS};
+use crate::contract::{ColumnNames, OUTPUT_COLUMNS};
 use crate::engine::tables::listing_table;
 use crate::error::{Error, Result};
 use crate::source::Inputs;
@@ -62,13 +62,14 @@ pub async fn register_view(
 
 fn carried_columns(schema: &Schema, cols: &ColumnNames) -> Result<Vec<String>> {
     let role_names = cols.role_names();
+    let view: Vec<&str> = view_items(cols).into_iter().map(|(_, name)| name).collect();
     let mut carried = Vec::new();
     for f in schema.fields() {
         let name = f.name();
         if role_names.iter().any(|r| r.0 == name.as_str()) {
             continue;
         }
-        if CANONICAL.contains(&name.as_str()) {
+        if view.contains(&name.as_str()) {
             return Err(Error::Usage(format!(
                 "input column `{name}` would collide with the canonical column segscore gives a role column; rename it, or use it as that role's column"
             )));
@@ -83,24 +84,55 @@ fn carried_columns(schema: &Schema, cols: &ColumnNames) -> Result<Vec<String>> {
     Ok(carried)
 }
 
-fn generations_view_sql(cols: &ColumnNames, carried: &[String]) -> String {
+/// The `generations` view's role columns: (expression over `input_files`, canonical name).
+/// Token-id input gives `input_ids` and `token_type_ids`; text input `text` and `prompt` (the
+/// empty string without `--prompt-col`).
+fn view_items(cols: &ColumnNames) -> Vec<(String, &'static str)> {
     let mut items = vec![
-        format!("{} AS generation_id", quote_ident(&cols.generation_id)),
-        format!("{} AS segment_index", quote_ident(&cols.segment_index)),
-        format!(
-            "CAST({} AS DOUBLE) AS cumulative_score",
-            quote_ident(&cols.cumulative_score)
+        (quote_ident(&cols.generation_id), "generation_id"),
+        (quote_ident(&cols.segment_index), "segment_index"),
+        (
+            format!("CAST({} AS DOUBLE)", quote_ident(&cols.cumulative_score)),
+            "cumulative_score",
         ),
-        format!("{} AS input_ids", quote_ident(&cols.input_ids)),
-        match &cols.base_score {
-            Some(b) => format!("CAST({} AS DOUBLE) AS base_score", quote_ident(b)),
-            None => "CAST(0.0 AS DOUBLE) AS base_score".to_string(),
-        },
+        (
+            match &cols.base_score {
+                Some(b) => format!("CAST({} AS DOUBLE)", quote_ident(b)),
+                None => "CAST(0.0 AS DOUBLE)".to_string(),
+            },
+            "base_score",
+        ),
     ];
-    items.push(match &cols.token_type_ids {
-        Some(t) => format!("{} AS token_type_ids", quote_ident(t)),
-        None => "NULL AS token_type_ids".to_string(),
-    });
+    match &cols.text {
+        Some(t) => {
+            items.push((quote_ident(t), "text"));
+            items.push((
+                match &cols.prompt {
+                    Some(p) => quote_ident(p),
+                    None => "CAST('' AS VARCHAR)".to_string(),
+                },
+                "prompt",
+            ));
+        }
+        None => {
+            items.push((quote_ident(&cols.input_ids), "input_ids"));
+            items.push((
+                match &cols.token_type_ids {
+                    Some(t) => quote_ident(t),
+                    None => "NULL".to_string(),
+                },
+                "token_type_ids",
+            ));
+        }
+    }
+    items
+}
+
+fn generations_view_sql(cols: &ColumnNames, carried: &[String]) -> String {
+    let mut items: Vec<String> = view_items(cols)
+        .into_iter()
+        .map(|(expr, name)| format!("{expr} AS {name}"))
+        .collect();
     items.extend(carried.iter().map(|c| quote_ident(c)));
     format!("SELECT {} FROM input_files", items.join(", "))
 }

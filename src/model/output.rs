@@ -1,0 +1,190 @@
+//! The score output: what shape of score a model gives, and reading scores out of it.
+//!
+//! - one score per sequence: `[batch]` or `[batch, 1]` (a sequence-classification reward
+//!   model);
+//! - one score per token: `[batch, seq]` or `[batch, seq, 1]` (a process or segment reward
+//!   model, a value head), read at a chosen position of each row;
+//! - `C` scores per token, `[batch, seq, C]`: class logits (a PRM's two-class head), turned
+//!   into the softmax probability of the class `--score-label` names.
+
+use ort::value::ValueType;
+
+/// What the score output gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputKind {
+    /// One score per sequence.
+    Sequence,
+    /// One score per token.
+    Token,
+    /// `classes` logits per token; the score is the softmax probability of `label`.
+    TokenClasses {
+        /// Classes per token.
+        classes: usize,
+        /// The class scored.
+        label: usize,
+    },
+}
+
+impl OutputKind {
+    /// Whether the model scores every token (a one-pass model, if it is causal).
+    pub fn per_token(self) -> bool {
+        !matches!(self, OutputKind::Sequence)
+    }
+
+    /// The name in summaries.
+    pub fn describe(self) -> String {
+        match self {
+            OutputKind::Sequence => "per sequence".into(),
+            OutputKind::Token => "per token".into(),
+            OutputKind::TokenClasses { classes, label } => {
+                format!("per token, softmax of {classes} classes, class {label}")
+            }
+        }
+    }
+}
+
+/// What the declared output type says, before any call: `Ok(Some(kind))` when it is clear,
+/// `Ok(None)` when only a call can tell (`[batch, N]` with N unknown), an error naming the
+/// output when it cannot be a score. `input_seq` is `input_ids`' sequence dimension (its size,
+/// or -1, and its symbol), `score_label` the `--score-label` given.
+pub fn declared_kind(
+    name: &str,
+    dtype: &ValueType,
+    input_seq: (i64, &str),
+    score_label: Option<usize>,
+) -> Result<Option<OutputKind>, String> {
+    let ValueType::Tensor {
+        shape,
+        dimension_symbols,
+        ..
+    } = dtype
+    else {
+        return Err(format!("output `{name}` is {dtype}, expected a tensor"));
+    };
+    let symbol = |i: usize| dimension_symbols.get(i).map(String::as_str).unwrap_or("");
+    let same_as_seq = |i: usize| {
+        (shape[i] > 1 && shape[i] == input_seq.0) || (!input_seq.1.is_empty() && symbol(i) == input_seq.1)
+    };
+    let kind = match shape.len() {
+        1 => Some(OutputKind::Sequence),
+        2 if shape[1] == 1 => Some(OutputKind::Sequence),
+        2 if same_as_seq(1) => Some(OutputKind::Token),
+        2 if shape[1] == -1 => None,
+        3 if shape[2] == 1 => Some(OutputKind::Token),
+        3 if shape[2] > 1 => Some(classes_kind(name, shape[2] as usize, score_label)?),
+        3 => None,
+        _ => {
+            return Err(format!(
+                "output `{name}` has shape {shape}; a score output is [batch], [batch, 1], [batch, seq], [batch, seq, 1] or [batch, seq, C]"
+            ))
+        }
+    };
+    check_label(name, kind, score_label)?;
+    Ok(kind)
+}
+
+/// The kind an actual output shape shows, for a call on `batch` rows of `seq` positions.
+pub fn kind_of_shape(
+    name: &str,
+    shape: &[i64],
+    batch: usize,
+    seq: usize,
+    score_label: Option<usize>,
+) -> Result<OutputKind, String> {
+    let (b, s) = (batch as i64, seq as i64);
+    let kind = match shape {
+        [x] | [x, 1] if *x == b => OutputKind::Sequence,
+        [x, y] | [x, y, 1] if *x == b && *y == s => OutputKind::Token,
+        [x, y, c] if *x == b && *y == s && *c > 1 => classes_kind(name, *c as usize, score_label)?,
+        other => {
+            return Err(format!(
+                "output `{name}` has shape {other:?} for a batch of {batch} rows of {seq} positions; expected one score per row or per token"
+            ))
+        }
+    };
+    check_label(name, Some(kind), score_label)?;
+    Ok(kind)
+}
+
+fn classes_kind(name: &str, classes: usize, score_label: Option<usize>) -> Result<OutputKind, String> {
+    match score_label {
+        Some(label) if label < classes => Ok(OutputKind::TokenClasses { classes, label }),
+        Some(label) => Err(format!(
+            "--score-label {label}: output `{name}` has {classes} classes per token (0 to {})",
+            classes - 1
+        )),
+        None => Err(format!(
+            "output `{name}` gives {classes} classes per token ([batch, seq, {classes}]); choose the class to score with --score-label K (the softmax probability of class K)"
+        )),
+    }
+}
+
+fn check_label(name: &str, kind: Option<OutputKind>, score_label: Option<usize>) -> Result<(), String> {
+    match (kind, score_label) {
+        (Some(OutputKind::Sequence | OutputKind::Token), Some(label)) => Err(format!(
+            "--score-label {label} is for an output of classes per token ([batch, seq, C]); output `{name}` gives one score per {}",
+            if kind == Some(OutputKind::Sequence) { "sequence" } else { "token" }
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Reads scores out of an output of `kind` with the given actual `shape` and `data`: for row
+/// `r` and each position in `reads[r]`, the score there (a per-sequence output gives its one
+/// score for each read).
+pub fn read_scores(kind: OutputKind, shape: &[i64], data: &[f64], reads: &[Vec<usize>]) -> Vec<Vec<f64>> {
+    let seq = shape.get(1).copied().unwrap_or(1).max(1) as usize;
+    reads
+        .iter()
+        .enumerate()
+        .map(|(r, at)| {
+            at.iter()
+                .map(|&p| match kind {
+                    OutputKind::Sequence => data[r],
+                    OutputKind::Token => data[r * seq + p],
+                    OutputKind::TokenClasses { classes, label } => {
+                        let start = (r * seq + p) * classes;
+                        softmax_at(&data[start..start + classes], label)
+                    }
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// The softmax probability of class `k` of `logits`.
+pub fn softmax_at(logits: &[f64], k: usize) -> f64 {
+    let max = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let total: f64 = logits.iter().map(|&l| (l - max).exp()).sum();
+    (logits[k] - max).exp() / total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shapes_classify_and_scores_are_read_where_asked() {
+        assert_eq!(kind_of_shape("s", &[2], 2, 3, None), Ok(OutputKind::Sequence));
+        assert_eq!(kind_of_shape("s", &[2, 1], 2, 3, None), Ok(OutputKind::Sequence));
+        assert_eq!(kind_of_shape("s", &[2, 3], 2, 3, None), Ok(OutputKind::Token));
+        assert_eq!(kind_of_shape("s", &[2, 3, 1], 2, 3, None), Ok(OutputKind::Token));
+        let two = kind_of_shape("s", &[2, 3, 2], 2, 3, Some(1)).unwrap();
+        assert_eq!(two, OutputKind::TokenClasses { classes: 2, label: 1 });
+        assert!(kind_of_shape("s", &[2, 3, 2], 2, 3, None)
+            .unwrap_err()
+            .contains("--score-label"));
+        assert!(kind_of_shape("s", &[2, 3], 2, 3, Some(1))
+            .unwrap_err()
+            .contains("--score-label 1"));
+        assert!(kind_of_shape("s", &[4], 2, 3, None).is_err());
+        let data = [0.0, 1.0, 2.0, 10.0, 11.0, 12.0];
+        assert_eq!(
+            read_scores(OutputKind::Token, &[2, 3], &data, &[vec![2, 0], vec![1]]),
+            vec![vec![2.0, 0.0], vec![11.0]]
+        );
+        let logits = [0.0, 1.0, 0.0, 2.0];
+        let p = read_scores(two, &[1, 2, 2], &logits, &[vec![1]]);
+        assert!((p[0][0] - 1.0 / (1.0 + (-2.0f64).exp())).abs() < 1e-15);
+    }
+}
