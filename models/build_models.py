@@ -33,6 +33,12 @@ models/prm_causal.onnx   the text demo's per-token reward model (a value head), 
 
 tests/data/prm_bidirectional.onnx   prm_causal without the causal mask: each position sees the
     whole sequence, so one pass over a generation differs from per-prefix calls.
+tests/data/prefix_checksum.onnx     scores (float64 [batch, seq]) = cumulative sum over the positions
+    p <= i of input_ids[p] * (p + 1): at a segment's last token, a checksum of exactly the
+    token sequence up to there (ids and order), so tests can check the sequences segscore builds.
+tests/data/wordpiece-tokenizer.json a small BERT-style WordPiece tokenizer trained here with the
+    Python `tokenizers` library: [CLS] ... [SEP] around a single sequence, and padding to 128
+    and truncation switched on in the file (segscore must ignore both).
 tests/data/prm_two_class.onnx       prm_causal with a two-class head: logits [batch, seq, 2] =
     (0, 4 * value), so softmax's class 1 is sigmoid(4 * value).
 
@@ -448,6 +454,57 @@ def prm(path, causal=True, two_class=False):
     save(graph, path, f"segscore per-token reward model ({kind}{', two-class head' if two_class else ''}): value head read at segment ends")
 
 
+def prefix_checksum():
+    nodes = [
+        helper.make_node("Cast", ["input_ids"], ["ids_f"], to=TensorProto.DOUBLE),
+        helper.make_node("Cast", ["attention_mask"], ["mask_f"], to=TensorProto.DOUBLE),
+        helper.make_node("Shape", ["input_ids"], ["shape"]),
+        helper.make_node("Gather", ["shape", "one_i"], ["seq"], axis=0),
+        helper.make_node("Cast", ["seq"], ["seq_d"], to=TensorProto.DOUBLE),
+        helper.make_node("Add", ["seq_d", "one_d"], ["seq_plus"]),
+        helper.make_node("Range", ["one_d", "seq_plus", "one_d"], ["weights"]),
+        helper.make_node("Mul", ["ids_f", "weights"], ["weighted"]),
+        helper.make_node("Mul", ["weighted", "mask_f"], ["masked"]),
+        helper.make_node("CumSum", ["masked", "axis_1"], ["scores"]),
+    ]
+    inits = [
+        numpy_helper.from_array(np.array(1, dtype=np.int64), "one_i"),
+        numpy_helper.from_array(np.array(1.0, dtype=np.float64), "one_d"),
+        numpy_helper.from_array(np.array(1, dtype=np.int64), "axis_1"),
+    ]
+    out = [helper.make_tensor_value_info("scores", TensorProto.DOUBLE, ["batch", "seq"])]
+    graph = helper.make_graph(nodes, "prefix_checksum", ids_inputs(), out, inits)
+    save(graph, "tests/data/prefix_checksum.onnx", "test model: per-token checksum of the token sequence so far")
+
+
+def wordpiece_tokenizer():
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+
+    corpus = [
+        "The sum of two and three is five, therefore the answer is 5.",
+        "Zürich is über cold; café au lait costs 3.5 francs. Naïve résumé!",
+        "東京は日本の首都です。数学の問題を解きます。",
+        "Step by step: first add, then subtract, then multiply and divide.",
+        "Emoji 🙂 and dashes – and quotes \"like this\" appear in real text.",
+    ] * 20
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    trainer = trainers.WordPieceTrainer(
+        vocab_size=400, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "<step>"]
+    )
+    tok.train_from_iterator(corpus, trainer)
+    cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]
+    )
+    tok.enable_padding(length=128, pad_id=0, pad_token="[PAD]")
+    tok.enable_truncation(max_length=128)
+    path = os.path.join(ROOT, "tests/data/wordpiece-tokenizer.json")
+    tok.save(path)
+    print(f"wrote tests/data/wordpiece-tokenizer.json ({os.path.getsize(path)} bytes)")
+
+
 BUILDERS = {
     "reward_small": reward_small,
     "reward_transformer": reward_transformer,
@@ -459,6 +516,8 @@ BUILDERS = {
     "prm_causal": lambda: prm("models/prm_causal.onnx"),
     "prm_bidirectional": lambda: prm("tests/data/prm_bidirectional.onnx", causal=False),
     "prm_two_class": lambda: prm("tests/data/prm_two_class.onnx", two_class=True),
+    "prefix_checksum": prefix_checksum,
+    "wordpiece_tokenizer": wordpiece_tokenizer,
 }
 
 

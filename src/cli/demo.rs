@@ -7,8 +7,10 @@ use clap::Args;
 
 use crate::error::Error;
 use crate::model::Provider;
+use crate::model::TextTokenizer;
+use crate::pipeline::score::Prediction;
 use crate::pipeline::JobConfig;
-use crate::sample;
+use crate::sample::{self, text};
 
 use super::exec::run_job;
 
@@ -29,9 +31,16 @@ pub(crate) struct DemoArgs {
     /// Worker threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
+    /// The text demo: prompts and steps as text, the bundled GPT-2 tokenizer and per-token
+    /// model, one model pass per generation.
+    #[arg(long)]
+    text: bool,
 }
 
 pub(crate) fn demo(args: DemoArgs) -> Result<(), Error> {
+    if args.text {
+        return text_demo(args);
+    }
     let input = args.output.join("input").join("generations.parquet");
     let model_path = args.output.join("model").join("reward_small.onnx");
     let batch = sample::demo_batch(args.generations, args.seed)?;
@@ -44,15 +53,20 @@ pub(crate) fn demo(args: DemoArgs) -> Result<(), Error> {
         path = %input.display(),
         "demo data written"
     );
-    let mut cfg = JobConfig::new(
+    let cfg = JobConfig::new(
         vec![input.display().to_string()],
         model_path,
         args.output.join("output"),
     );
+    finish_demo(cfg, args.provider, args.threads)
+}
+
+/// Runs the demo's job and prints its summary.
+fn finish_demo(mut cfg: JobConfig, provider: Provider, threads: Option<usize>) -> Result<(), Error> {
     cfg.overwrite = true;
     cfg.report = true;
-    cfg.provider = args.provider;
-    if let Some(t) = args.threads {
+    cfg.provider = provider;
+    if let Some(t) = threads {
         cfg.threads = t.max(1);
     }
     let out = cfg.output.clone();
@@ -62,14 +76,49 @@ pub(crate) fn demo(args: DemoArgs) -> Result<(), Error> {
     Ok(())
 }
 
-/// `segscore generate`: writes a benchmark dataset.
+/// `segscore demo --text`: text generations, the GPT-2 tokenizer and the per-token model.
+fn text_demo(args: DemoArgs) -> Result<(), Error> {
+    let dir = &args.output;
+    let input = dir.join("input").join("generations.parquet");
+    let model_path = dir.join("model").join("prm_causal.onnx");
+    let tokenizer_path = dir.join("model").join("tokenizer.json");
+    std::fs::create_dir_all(dir.join("model")).map_err(|e| Error::io(dir, e))?;
+    crate::sink::write_atomic(&model_path, text::PRM_MODEL)?;
+    crate::sink::write_atomic(&tokenizer_path, text::GPT2_TOKENIZER)?;
+    let tokenizer = TextTokenizer::load(&tokenizer_path)?;
+    // About as many segments as the token demo's generations give.
+    let batch = text::text_batch(args.generations as u64 * 8, args.seed, &tokenizer)?;
+    sample::write_parquet(&input, &batch)?;
+    tracing::info!(segments = batch.num_rows(), path = %input.display(), "text demo data written");
+    let mut cfg = JobConfig::new(vec![input.display().to_string()], model_path, dir.join("output"));
+    cfg.columns.text = Some("step".into());
+    cfg.columns.prompt = Some("prompt".into());
+    cfg.tokenizer = Some(tokenizer_path);
+    cfg.segment_separator = Some(text::SEPARATOR.into());
+    cfg.prediction = Prediction::Cumulative;
+    finish_demo(cfg, args.provider, args.threads)
+}
+
+/// `segscore generate`: writes a benchmark dataset (token ids, or text with the bundled
+/// tokenizer).
 pub(crate) fn generate(
     output: PathBuf,
     segments: u64,
     files: usize,
     shuffled: bool,
     seed: u64,
+    text_data: bool,
 ) -> Result<(), Error> {
+    if text_data {
+        let tmp = output.join(".tokenizer.json");
+        std::fs::create_dir_all(&output).map_err(|e| Error::io(&output, e))?;
+        crate::sink::write_atomic(&tmp, text::GPT2_TOKENIZER)?;
+        let tokenizer = TextTokenizer::load(&tmp);
+        let _ = std::fs::remove_file(&tmp);
+        let (rows, gens) = text::write_text_dataset(&output, segments, files, seed, &tokenizer?)?;
+        tracing::info!(rows, generations = gens, path = %output.display(), "text dataset written");
+        return Ok(());
+    }
     let layout = if shuffled {
         sample::Layout::Shuffled
     } else {

@@ -98,6 +98,9 @@ enum Command {
         /// Seed.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Text data (prompt, step) for the bundled GPT-2 tokenizer and per-token model.
+        #[arg(long, conflicts_with = "shuffled")]
+        text: bool,
     },
 }
 
@@ -149,7 +152,8 @@ pub fn main() -> ExitCode {
             files,
             shuffled,
             seed,
-        } => demo::generate(output, segments, files, shuffled, seed),
+            text,
+        } => demo::generate(output, segments, files, shuffled, seed, text),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

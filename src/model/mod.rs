@@ -25,16 +25,16 @@
 //! - [`signature`]: the model's inputs and outputs and how they bind;
 //! - [`onnx`]: what the graph tells that ONNX Runtime does not (the embedding's size);
 //! - [`tokens`]: token-id list columns, their problems, and padded batches;
-//! - [`udf`]: the model as SQL functions.
+//! - [`output`]: the score output's kinds, read where asked; [`run`]: one batch on a session;
+//! - [`text`]: text to token ids; [`udf`]: the model as SQL functions.
 
-use std::borrow::Cow;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::Mutex;
 
 use datafusion::arrow::array::{Array, Float64Array};
-use ort::session::{Session, SessionInputValue};
-use ort::value::{Tensor, TensorElementType, TensorRef, ValueType};
+use ort::session::Session;
+use ort::value::{TensorElementType, ValueType};
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
@@ -42,6 +42,7 @@ use crate::error::{Error, Result};
 
 pub mod onnx;
 pub mod output;
+pub mod run;
 pub mod runtime;
 pub mod session;
 pub mod signature;
@@ -61,9 +62,6 @@ pub use udf::{PROBLEM_UDF_NAME, UDF_NAME};
 use session::{build_session, model_name};
 use signature::ScoreType;
 use tokens::TokenLists;
-
-/// A score output as it came: its shape and its values.
-type RawScores = (Vec<i64>, Vec<f64>);
 
 /// Sessions in the pool on the CUDA provider, at most.
 pub const CUDA_SESSIONS: usize = 2;
@@ -487,132 +485,5 @@ impl RewardModel {
             }
         }
         Ok(out)
-    }
-
-    /// Runs one padded batch and reads each row's scores at `reads[row]`.
-    fn run_reads(
-        &self,
-        padded: &PaddedBatch,
-        token_type_ids: Option<&[i64]>,
-        reads: &[Vec<usize>],
-    ) -> Result<Vec<Vec<f64>>> {
-        // ONNX Runtime's CPU kernels take another path for a one-row batch (matrix-vector
-        // products) and round differently; a copy of the row keeps every prediction
-        // independent of how rows were batched.
-        if padded.batch == 1 {
-            let tt = token_type_ids.map(|t| [t, t].concat());
-            let (shape, data) = self.run_raw(&padded.doubled(), tt.as_deref())?;
-            self.check_shape(&shape, 2, padded.seq)?;
-            return Ok(output::read_scores(self.output_kind, &shape, &data, reads));
-        }
-        let (shape, data) = self.run_raw(padded, token_type_ids)?;
-        self.check_shape(&shape, padded.batch, padded.seq)?;
-        Ok(output::read_scores(self.output_kind, &shape, &data, reads))
-    }
-
-    fn check_shape(&self, shape: &[i64], batch: usize, seq: usize) -> Result<()> {
-        let got = output::kind_of_shape(
-            &self.output_name,
-            shape,
-            batch,
-            seq,
-            match self.output_kind {
-                OutputKind::TokenClasses { label, .. } => Some(label),
-                _ => None,
-            },
-        );
-        match got {
-            Ok(kind) if kind == self.output_kind => Ok(()),
-            Ok(kind) => Err(Error::ModelBinding {
-                model: model_name(&self.path),
-                reason: format!(
-                    "output `{}` has shape {shape:?} for a batch of {batch} rows of {seq} positions: {} where the model declares {}",
-                    self.output_name,
-                    kind.describe(),
-                    self.output_kind.describe()
-                ),
-            }),
-            Err(reason) => Err(Error::ModelBinding {
-                model: model_name(&self.path),
-                reason,
-            }),
-        }
-    }
-
-    /// Runs one padded batch; returns the score output's shape and values.
-    fn run_raw(&self, padded: &PaddedBatch, token_type_ids: Option<&[i64]>) -> Result<RawScores> {
-        let (batch, seq) = (padded.batch, padded.seq);
-        let shape = [batch as i64, seq as i64];
-        let zeros = match (token_type_ids, self.signature.wants_token_type_ids()) {
-            (None, true) => vec![0i64; batch * seq],
-            _ => Vec::new(),
-        };
-        let positions: Vec<i64> = if self.feeds.iter().any(|(_, f, _)| *f == Feed::PositionIds) {
-            (0..batch).flat_map(|_| 0..seq as i64).collect()
-        } else {
-            Vec::new()
-        };
-        let mut inputs: Vec<(Cow<'_, str>, SessionInputValue<'_>)> = Vec::with_capacity(self.feeds.len());
-        for (name, feed, ty) in &self.feeds {
-            let data: &[i64] = match (feed, token_type_ids) {
-                (Feed::InputIds, _) => &padded.ids,
-                (Feed::AttentionMask, _) => &padded.mask,
-                (Feed::TokenTypeIds, Some(tt)) => tt,
-                (Feed::TokenTypeIds, None) => &zeros,
-                (Feed::PositionIds, _) => &positions,
-            };
-            let value: SessionInputValue<'_> = match *ty {
-                // A view: ONNX Runtime reads the padded buffers in place, no copy.
-                IdType::I64 => TensorRef::from_array_view((shape, data))?.into(),
-                IdType::I32 => {
-                    let narrowed = data
-                        .iter()
-                        .map(|&v| i32::try_from(v))
-                        .collect::<std::result::Result<Vec<i32>, _>>()
-                        .map_err(|_| Error::ModelBinding {
-                            model: model_name(&self.path),
-                            reason: format!("a token id does not fit the int32 input `{name}`"),
-                        })?;
-                    Tensor::from_array((shape, narrowed))?.into()
-                }
-            };
-            inputs.push((Cow::Borrowed(name.as_str()), value));
-        }
-        let (out, nanos) = self.with_session(|session| -> Result<(RawScores, u64)> {
-            // Timed once the session is ours: waiting for one is not model time.
-            let started = std::time::Instant::now();
-            let outputs = session.run(inputs)?;
-            let value = &outputs[self.output_name.as_str()];
-            let out = match self.output_type {
-                ScoreType::F32 => {
-                    let (s, d) = value.try_extract_tensor::<f32>()?;
-                    (s.to_vec(), d.iter().map(|&v| v as f64).collect())
-                }
-                ScoreType::F64 => {
-                    let (s, d) = value.try_extract_tensor::<f64>()?;
-                    (s.to_vec(), d.to_vec())
-                }
-            };
-            Ok((out, started.elapsed().as_nanos() as u64))
-        })?;
-        let st = &self.stats;
-        st.run_nanos.fetch_add(nanos, Ordering::Relaxed);
-        st.rows.fetch_add(batch as u64, Ordering::Relaxed);
-        st.calls.fetch_add(1, Ordering::Relaxed);
-        st.tokens.fetch_add(padded.tokens as u64, Ordering::Relaxed);
-        st.positions.fetch_add((batch * seq) as u64, Ordering::Relaxed);
-        Ok(out)
-    }
-
-    fn with_session<R>(&self, f: impl FnOnce(&mut Session) -> R) -> R {
-        let n = self.pool.len();
-        let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
-        for i in 0..n {
-            if let Ok(mut s) = self.pool[(start + i) % n].try_lock() {
-                return f(&mut s);
-            }
-        }
-        let mut s = self.pool[start].lock().unwrap_or_else(|e| e.into_inner());
-        f(&mut s)
     }
 }

@@ -96,7 +96,8 @@ pub async fn prepare(cfg: &JobConfig) -> Result<Prepared> {
     if text {
         // The stage appends these; it reads the text, the prompt and the base score.
         needed.retain(|c| c != "predicted_score" && c != "input_problem");
-        for c in ["text", "prompt", "base_score"] {
+        let prompt = cfg.columns.prompt.is_some().then_some("prompt");
+        for c in ["text", "base_score"].into_iter().chain(prompt) {
             if !needed.iter().any(|n| n == c) {
                 needed.push(c.to_string());
             }
@@ -125,7 +126,8 @@ pub async fn prepare(cfg: &JobConfig) -> Result<Prepared> {
             gid: plan.gid,
             base: index("base_score")?,
             text: if text {
-                Some((index("text")?, index("prompt")?))
+                let prompt = cfg.columns.prompt.as_ref().map(|_| index("prompt")).transpose()?;
+                Some((index("text")?, prompt))
             } else {
                 None
             },

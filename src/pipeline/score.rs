@@ -110,8 +110,8 @@ pub struct StageColumns {
     pub gid: usize,
     /// base_score.
     pub base: usize,
-    /// text and prompt (text input).
-    pub text: Option<(usize, usize)>,
+    /// text, and prompt when given (text input).
+    pub text: Option<(usize, Option<usize>)>,
     /// predicted_score and input_problem, when the query gives them (token-id input).
     pub scored: Option<(usize, Option<usize>)>,
 }
@@ -215,7 +215,11 @@ impl GenerationStage {
             });
         };
         let texts = cast(batch.column(text_col), &DataType::Utf8)?;
-        let prompts = cast(batch.column(prompt_col), &DataType::Utf8)?;
+        let prompts = match prompt_col {
+            Some(p) => cast(batch.column(p), &DataType::Utf8)?,
+            // No prompt column: every prompt is the empty string.
+            None => Arc::new(StringArray::from_iter_values(std::iter::repeat_n("", n))) as ArrayRef,
+        };
         let (texts, prompts) = (texts.as_string::<i32>(), prompts.as_string::<i32>());
         let max_length = self.model.max_length();
         let done: Vec<(Tokens, Vec<Option<String>>)> = runs

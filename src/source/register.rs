@@ -85,9 +85,13 @@ fn carried_columns(schema: &Schema, cols: &ColumnNames) -> Result<Vec<String>> {
 }
 
 /// The `generations` view's role columns: (expression over `input_files`, canonical name).
-/// Token-id input gives `input_ids` and `token_type_ids`; text input `text` and `prompt` (the
-/// empty string without `--prompt-col`).
+/// Token-id input gives `input_ids` and `token_type_ids`; text input `text`, and `prompt` with
+/// `--prompt-col` (without, the prompt is empty and an input column named `prompt` is carried).
 fn view_items(cols: &ColumnNames) -> Vec<(String, &'static str)> {
+    let base = match &cols.base_score {
+        Some(b) => format!("CAST({} AS DOUBLE)", quote_ident(b)),
+        None => "CAST(0.0 AS DOUBLE)".to_string(),
+    };
     let mut items = vec![
         (quote_ident(&cols.generation_id), "generation_id"),
         (quote_ident(&cols.segment_index), "segment_index"),
@@ -95,27 +99,18 @@ fn view_items(cols: &ColumnNames) -> Vec<(String, &'static str)> {
             format!("CAST({} AS DOUBLE)", quote_ident(&cols.cumulative_score)),
             "cumulative_score",
         ),
-        (
-            match &cols.base_score {
-                Some(b) => format!("CAST({} AS DOUBLE)", quote_ident(b)),
-                None => "CAST(0.0 AS DOUBLE)".to_string(),
-            },
-            "base_score",
-        ),
     ];
     match &cols.text {
         Some(t) => {
             items.push((quote_ident(t), "text"));
-            items.push((
-                match &cols.prompt {
-                    Some(p) => quote_ident(p),
-                    None => "CAST('' AS VARCHAR)".to_string(),
-                },
-                "prompt",
-            ));
+            items.push((base, "base_score"));
+            if let Some(p) = &cols.prompt {
+                items.push((quote_ident(p), "prompt"));
+            }
         }
         None => {
             items.push((quote_ident(&cols.input_ids), "input_ids"));
+            items.push((base, "base_score"));
             items.push((
                 match &cols.token_type_ids {
                     Some(t) => quote_ident(t),

@@ -379,3 +379,19 @@ pub fn signal(child: &std::process::Child, signal: i32) {
     // SAFETY: kill(2) on a child this test started and has not reaped.
     unsafe { libc::kill(child.id() as i32, signal) };
 }
+
+/// A Parquet file's key-value metadata.
+pub fn parquet_metadata(path: &Path) -> BTreeMap<String, String> {
+    use datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
+    let reader = SerializedFileReader::new(std::fs::File::open(path).unwrap()).unwrap();
+    reader
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .map(|kv| {
+            kv.iter()
+                .map(|k| (k.key.clone(), k.value.clone().unwrap_or_default()))
+                .collect()
+        })
+        .unwrap_or_default()
+}

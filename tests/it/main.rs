@@ -11,4 +11,5 @@ mod models;
 mod properties;
 mod review;
 mod scale;
+mod text;
 mod validation;

@@ -11,6 +11,9 @@
 //!
 //! and the cumulative scores are the running sums of `s` (baseline 0), so the targets the job
 //! recovers are exactly `s` and the residuals measure the model's error against a known truth.
+//!
+//! [`text`] is the same for text input: prompts and steps of words, tokenized with the bundled
+//! GPT-2 tokenizer, scored for the bundled per-token model.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -24,6 +27,8 @@ use rand::{Rng, SeedableRng};
 
 use crate::error::{Error, Result};
 use crate::sink::AtomicFile;
+
+pub mod text;
 
 /// The bundled demo reward model (`models/reward_small.onnx`), embedded in the binary.
 pub const DEMO_MODEL: &[u8] =
@@ -40,7 +45,7 @@ pub fn true_segment_score(tokens: &[i32]) -> f64 {
     0.8 * (1.5 * mean).tanh()
 }
 
-fn normal(rng: &mut SmallRng) -> f64 {
+pub(crate) fn normal(rng: &mut SmallRng) -> f64 {
     // Box–Muller.
     let u1: f64 = rng.random::<f64>().max(f64::MIN_POSITIVE);
     let u2: f64 = rng.random::<f64>();
