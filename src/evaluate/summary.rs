@@ -120,6 +120,9 @@ pub struct TextSummary {
     pub pass: String,
     /// The one-pass check (generation pass only).
     pub one_pass_check: Option<OnePassCheck>,
+    /// Seconds spent tokenizing, summed over threads (it runs beside the model).
+    #[serde(default)]
+    pub tokenize_seconds: f64,
 }
 
 /// The checks' outcome in `summary.json`.

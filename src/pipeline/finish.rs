@@ -129,6 +129,7 @@ pub async fn finish(
                 (Some(Pass::Generation), Some(stage)) => Some(stage.one_pass_check()),
                 _ => None,
             },
+            tokenize_seconds: p.stage.as_ref().map_or(0.0, |s| s.tokenize_seconds()),
         }),
         onnxruntime_version: p.model.runtime().version.clone(),
         provider: p.model.provider().as_str().to_string(),

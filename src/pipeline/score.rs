@@ -16,6 +16,7 @@
 //! prediction is v_k - v_{k-1}, v_0 being the generation's base score.
 
 use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float64Array, RecordBatch, StringArray};
@@ -131,6 +132,8 @@ pub struct GenerationStage {
     cols: StageColumns,
     schema: SchemaRef,
     check: Mutex<OnePassCheck>,
+    /// Nanoseconds spent tokenizing, summed over threads.
+    tokenize_nanos: AtomicU64,
 }
 
 /// One generation of a batch, tokenized.
@@ -185,6 +188,7 @@ impl GenerationStage {
             cols,
             schema,
             check: Mutex::new(OnePassCheck::default()),
+            tokenize_nanos: AtomicU64::new(0),
         }
     }
 
@@ -196,6 +200,11 @@ impl GenerationStage {
             fields.push(Field::new("input_problem", DataType::Utf8, true));
         }
         Schema::new(fields)
+    }
+
+    /// Seconds spent tokenizing, summed over threads.
+    pub fn tokenize_seconds(&self) -> f64 {
+        self.tokenize_nanos.load(Ordering::Relaxed) as f64 / 1e9
     }
 
     /// What the one-pass check found so far.
@@ -224,7 +233,13 @@ impl GenerationStage {
         let max_length = self.model.max_length();
         let done: Vec<(Tokens, Vec<Option<String>>)> = runs
             .into_par_iter()
-            .map(|rows| tokenize_generation(text, texts, prompts, rows, max_length))
+            .map(|rows| {
+                let started = std::time::Instant::now();
+                let done = tokenize_generation(text, texts, prompts, rows, max_length);
+                self.tokenize_nanos
+                    .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                done
+            })
             .collect::<Result<_>>()?;
         let mut problems = vec![None; n];
         let mut generations = Vec::with_capacity(done.len());
