@@ -31,10 +31,12 @@ pub enum Error {
     },
 
     /// A Parquet input file holds no rows.
-    #[error("input file {path}: contains no rows")]
+    #[error("input file {path}: contains no rows, and neither does any other input file ({files} in all): nothing to score")]
     EmptyInput {
-        /// The file.
+        /// The first file.
         path: PathBuf,
+        /// Input files, all empty.
+        files: usize,
     },
 
     /// A required column is absent from an input file.

@@ -51,6 +51,15 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 /// The shard of each generation id (string or integer; a null id is in shard 0).
 pub fn shards_of(ids: &ArrayRef, n: u64) -> datafusion::error::Result<Int64Array> {
     let n = n.max(1);
+    // A categorical id is sharded by its value.
+    let decoded;
+    let ids = match ids.data_type() {
+        DataType::Dictionary(_, v) => {
+            decoded = cast(ids, v)?;
+            &decoded
+        }
+        _ => ids,
+    };
     let shard = |h: u64| (h % n) as i64;
     Ok(match ids.data_type() {
         t if t.is_integer() => {

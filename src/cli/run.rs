@@ -11,6 +11,7 @@ use crate::model::Provider;
 use crate::pipeline::progress::ProgressMode;
 use crate::pipeline::score::{Pass, Prediction};
 use crate::pipeline::{self, JobConfig};
+use crate::source::hive::{HiveMode, PartitionCol};
 
 use super::exec::{run_job, runtime};
 
@@ -150,6 +151,14 @@ pub(crate) struct JobArgs {
     /// Default: the model's fixed sequence length or position embedding size, else none.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     max_length: Option<u64>,
+    /// Input folders' `key=value` levels as columns (hive partitioning): auto (when every file
+    /// has the same levels), on or off.
+    #[arg(long, default_value = "auto", value_name = "auto|on|off")]
+    hive_partitioning: HiveMode,
+    /// A partition column's type, e.g. day:int or split:string (default: int when every value
+    /// is an integer).
+    #[arg(long, value_name = "KEY:TYPE")]
+    partition_col: Vec<PartitionCol>,
 }
 
 impl JobArgs {
@@ -176,6 +185,8 @@ impl JobArgs {
         cfg.prediction = self.prediction;
         cfg.score_label = self.score_label;
         cfg.max_length = self.max_length.map(|m| m as usize);
+        cfg.hive_partitioning = self.hive_partitioning;
+        cfg.partition_cols = self.partition_col;
         cfg.query_file = self.query_file;
         cfg.model_output = self.model_output;
         cfg.provider = self.provider;

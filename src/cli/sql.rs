@@ -206,8 +206,28 @@ pub async fn context(opts: &SqlOptions) -> Result<SessionContext> {
                 ))
             })?;
             let files = source::expand_inputs(std::slice::from_ref(&t.path))?;
-            let table = crate::engine::tables::parquet_table(&ctx, &files, &[], &[]).await?;
-            ctx.register_table(name, table)?;
+            let hive = source::hive::detect(
+                std::slice::from_ref(&t.path),
+                &files,
+                source::hive::HiveMode::Auto,
+                &[],
+            )?;
+            match hive {
+                // key=value folders: their levels are columns, and filters on them prune.
+                Some(h) => {
+                    let footers = crate::engine::footer::read_footers(&files)?;
+                    let safe = !footers
+                        .iter()
+                        .any(|m| crate::engine::footer::float_stats_constant(m.metadata(), &[]));
+                    let table =
+                        crate::engine::tables::partitioned_table(&ctx, &h.roots, &h.cols, &[], safe).await?;
+                    ctx.register_table(name, Arc::new(table))?;
+                }
+                None => {
+                    let table = crate::engine::tables::parquet_table(&ctx, &files, &[], &[]).await?;
+                    ctx.register_table(name, table)?;
+                }
+            }
         }
     }
     Ok(ctx)

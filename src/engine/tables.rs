@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use datafusion::arrow::datatypes::DataType;
 use datafusion::catalog::TableProvider;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
@@ -25,11 +26,50 @@ pub async fn listing_table<'a>(
     statistics_safe: bool,
 ) -> Result<ListingTable> {
     let urls = files.into_iter().map(file_url).collect::<Result<Vec<_>>>()?;
+    listing(ctx, urls, &[], sort_keys, statistics_safe).await
+}
+
+/// A table over every Parquet file under the folders `roots`, with their `key=value` folder
+/// levels as the columns `partition_cols` (hive partitioning: a filter on them skips whole
+/// folders); otherwise as [`listing_table`].
+pub async fn partitioned_table(
+    ctx: &SessionContext,
+    roots: &[PathBuf],
+    partition_cols: &[(String, DataType)],
+    sort_keys: &[&str],
+    statistics_safe: bool,
+) -> Result<ListingTable> {
+    let mut urls = Vec::with_capacity(roots.len());
+    for root in roots {
+        let abs = std::path::absolute(root).map_err(|e| Error::io(root, e))?;
+        require_utf8(&abs)?;
+        // A folder URL ends with '/': DataFusion lists it.
+        let url = url::Url::from_directory_path(&abs)
+            .map_err(|()| Error::Usage(format!("{}: not a folder path", abs.display())))?;
+        urls.push(ListingTableUrl::try_new(url, None)?);
+    }
+    listing(ctx, urls, partition_cols, sort_keys, statistics_safe).await
+}
+
+async fn listing(
+    ctx: &SessionContext,
+    urls: Vec<ListingTableUrl>,
+    partition_cols: &[(String, DataType)],
+    sort_keys: &[&str],
+    statistics_safe: bool,
+) -> Result<ListingTable> {
     if !statistics_safe {
         distrust_statistics(ctx);
     }
     let format = ParquetFormat::default().with_force_view_types(false);
-    let mut options = ListingOptions::new(Arc::new(format)).with_file_extension("");
+    let mut options = ListingOptions::new(Arc::new(format));
+    options = if partition_cols.is_empty() {
+        options.with_file_extension("")
+    } else {
+        options
+            .with_file_extension(".parquet")
+            .with_table_partition_cols(partition_cols.to_vec())
+    };
     if !sort_keys.is_empty() {
         use datafusion::prelude::ident;
         options = options.with_file_sort_order(vec![sort_keys

@@ -61,6 +61,12 @@ pub struct Summary {
     pub job_sha256: String,
     /// Input files read.
     pub input_files: usize,
+    /// Input files with no rows, skipped.
+    #[serde(default)]
+    pub input_files_empty: usize,
+    /// Hive partition columns read from the input folders' `key=value` names.
+    #[serde(default)]
+    pub partition_cols: Vec<String>,
     /// Whether the input was taken as sorted (streaming window, no sort).
     pub input_sorted: bool,
     /// Shards (units of commitment) the run was cut into.

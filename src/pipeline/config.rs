@@ -9,6 +9,7 @@ use crate::loss::Loss;
 use crate::model::Provider;
 use crate::pipeline::progress::ProgressMode;
 use crate::pipeline::score::{Pass, Prediction};
+use crate::source::hive::{HiveMode, PartitionCol};
 use crate::validate::OnInvalid;
 
 /// The job query shipped with segscore for text input (`queries/segment_scores_text.sql`).
@@ -89,6 +90,10 @@ pub struct JobConfig {
     pub score_label: Option<usize>,
     /// The longest model input (default: the model's own limit, if any).
     pub max_length: Option<usize>,
+    /// Whether input folders' `key=value` levels become columns.
+    pub hive_partitioning: HiveMode,
+    /// Partition columns' types, where given.
+    pub partition_cols: Vec<PartitionCol>,
 }
 
 impl JobConfig {
@@ -126,6 +131,8 @@ impl JobConfig {
             prediction: Prediction::Segment,
             score_label: None,
             max_length: None,
+            hive_partitioning: HiveMode::Auto,
+            partition_cols: Vec::new(),
         }
     }
 }

@@ -58,6 +58,8 @@ pub struct JobFingerprint {
     pub score_label: Option<usize>,
     /// The longest model input.
     pub max_length: Option<usize>,
+    /// Hive partition columns and their types.
+    pub partition_cols: Vec<String>,
 }
 
 impl JobFingerprint {

@@ -136,6 +136,12 @@ pub async fn finish(
         query_sha256: p.query_sha256.clone(),
         job_sha256,
         input_files: p.inputs.files.len(),
+        input_files_empty: p.inputs.empty.len(),
+        partition_cols: p
+            .hive
+            .as_ref()
+            .map(|h| h.cols.iter().map(|c| c.0.clone()).collect())
+            .unwrap_or_default(),
         input_sorted: p.sorted,
         shards: p.shards,
         resumed_shards,

@@ -38,6 +38,8 @@ pub struct Prepared {
     pub(crate) tokenizer: Option<Arc<TextTokenizer>>,
     /// The pass used (text input).
     pub(crate) pass: Option<Pass>,
+    /// The hive layout of the input folders, if any.
+    pub(crate) hive: Option<source::hive::Hive>,
 }
 
 /// Checks the inputs, loads the model and plans the job's SQL.
@@ -46,6 +48,10 @@ pub async fn prepare(cfg: &JobConfig) -> Result<Prepared> {
     crate::engine::tables::require_utf8(&cfg.output)?;
     let files = source::expand_inputs(&cfg.inputs)?;
     let inputs = source::check_inputs(&files, &cfg.columns, cfg.on_invalid == OnInvalid::Fail)?;
+    let hive = source::hive::detect(&cfg.inputs, &files, cfg.hive_partitioning, &cfg.partition_cols)?;
+    if let Some(h) = &hive {
+        tracing::info!(columns = ?h.cols.iter().map(|c| c.0.as_str()).collect::<Vec<_>>(), "hive-partitioned input folders: their key=value levels are columns");
+    }
     let targets_sql = read_query(cfg)?;
     let model = Arc::new(RewardModel::load(
         &cfg.model,
@@ -78,7 +84,7 @@ pub async fn prepare(cfg: &JobConfig) -> Result<Prepared> {
     if sorted && !cfg.sorted {
         tracing::info!("every input file declares sorting_columns (generation_id, segment_index): the window runs without a sort");
     }
-    let carried = source::register(&ctx, &inputs, &cfg.columns, sorted).await?;
+    let carried = source::register(&ctx, &inputs, &cfg.columns, sorted, hive.as_ref()).await?;
     let targets = plan_query(&ctx, cfg, &targets_sql).await?;
     // Only what the output needs travels on: DataFusion pushes this projection down through
     // the window, so the token lists are dropped as soon as the model has read them.
@@ -222,6 +228,10 @@ pub async fn prepare(cfg: &JobConfig) -> Result<Prepared> {
         prediction: cfg.prediction.as_str().to_string(),
         score_label: cfg.score_label,
         max_length: model.max_length(),
+        partition_cols: hive
+            .as_ref()
+            .map(|h| h.cols.iter().map(|(n, t)| format!("{n}:{t}")).collect())
+            .unwrap_or_default(),
     };
     Ok(Prepared {
         ctx,
@@ -240,6 +250,7 @@ pub async fn prepare(cfg: &JobConfig) -> Result<Prepared> {
         stage,
         tokenizer,
         pass,
+        hive,
     })
 }
 

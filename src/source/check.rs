@@ -51,6 +51,22 @@ impl Kind {
     }
 }
 
+/// The type a column's values have: a dictionary-encoded (categorical) column's value type.
+pub fn value_type(t: &DataType) -> &DataType {
+    match t {
+        DataType::Dictionary(_, v) => v.as_ref(),
+        t => t,
+    }
+}
+
+/// A type as messages name it: a dictionary-encoded column by its value type.
+pub fn describe_type(t: &DataType) -> String {
+    match t {
+        DataType::Dictionary(k, v) => format!("{v} (categorical: dictionary-encoded, {k} keys)"),
+        t => t.to_string(),
+    }
+}
+
 /// A role column: (name in the files, canonical name, kind, role description, nulls forbidden).
 fn roles(cols: &ColumnNames) -> Vec<(String, &'static str, Kind, &'static str, bool)> {
     let mut v = vec![
@@ -124,8 +140,14 @@ pub fn check_metadata(
     let pq = meta.metadata();
     let rows: i64 = pq.file_metadata().num_rows();
     if rows <= 0 {
-        return Err(Error::EmptyInput {
+        // No rows (Spark and Dask leave such files among the others): nothing to check; it is
+        // skipped and counted.
+        return Ok(InputFile {
             path: path.to_path_buf(),
+            rows: 0,
+            schema,
+            sorted: false,
+            float_stats_constant: false,
         });
     }
     for (name, _, kind, role, no_nulls) in roles(cols) {
@@ -140,11 +162,11 @@ pub fn check_metadata(
                 .collect::<Vec<_>>()
                 .join(", "),
         })?;
-        if !kind.accepts(field.data_type()) {
+        if !kind.accepts(value_type(field.data_type())) {
             return Err(Error::WrongColumnType {
                 path: path.to_path_buf(),
                 column: name,
-                found: field.data_type().to_string(),
+                found: describe_type(field.data_type()),
                 expected: kind.expected().to_string(),
             });
         }
@@ -200,10 +222,23 @@ fn check_null_stats(
 
 /// Checks every file ([`check_file`]) and that the role columns have one type across files.
 pub fn check_inputs(files: &[PathBuf], cols: &ColumnNames, null_stats: bool) -> Result<Inputs> {
-    let checked: Vec<InputFile> = files
+    let all: Vec<InputFile> = files
         .iter()
         .map(|p| check_file(p, cols, null_stats))
         .collect::<Result<_>>()?;
+    let (checked, empty): (Vec<InputFile>, Vec<InputFile>) = all.into_iter().partition(|f| f.rows > 0);
+    let empty: Vec<PathBuf> = empty.into_iter().map(|f| f.path).collect();
+    if checked.is_empty() {
+        if let Some(first) = empty.first() {
+            return Err(Error::EmptyInput {
+                path: first.clone(),
+                files: empty.len(),
+            });
+        }
+    }
+    for e in &empty {
+        tracing::info!(file = %e.display(), "input file has no rows: skipped");
+    }
     if let Some(first) = checked.first() {
         for (name, ..) in roles(cols) {
             let t0 = first
@@ -216,12 +251,15 @@ pub fn check_inputs(files: &[PathBuf], cols: &ColumnNames, null_stats: bool) -> 
                     return Err(Error::WrongColumnType {
                         path: other.path.clone(),
                         column: name.clone(),
-                        found: t.to_string(),
-                        expected: format!("{t0}, as in {}", first.path.display()),
+                        found: describe_type(t),
+                        expected: format!("{}, as in {}", describe_type(&t0), first.path.display()),
                     });
                 }
             }
         }
     }
-    Ok(Inputs { files: checked })
+    Ok(Inputs {
+        files: checked,
+        empty,
+    })
 }

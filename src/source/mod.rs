@@ -11,6 +11,7 @@
 //!
 //! - [`expand`]: paths, directories and globs into a list of files;
 //! - [`check`]: each file's footer against the data contract ([`crate::contract`]);
+//! - [`hive`]: `key=value` folder levels as partition columns;
 //! - [`register`]: the tables and the `generations` view.
 
 use std::path::PathBuf;
@@ -19,6 +20,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 
 pub mod check;
 pub mod expand;
+pub mod hive;
 pub mod register;
 
 pub use check::{check_file, check_inputs, check_metadata};
@@ -44,8 +46,10 @@ pub struct InputFile {
 /// The checked input files.
 #[derive(Debug, Clone)]
 pub struct Inputs {
-    /// The files, in a stable order.
+    /// The files with rows, in a stable order.
     pub files: Vec<InputFile>,
+    /// The files with no rows: skipped.
+    pub empty: Vec<PathBuf>,
 }
 
 impl Inputs {

@@ -3,12 +3,13 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::{Schema, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
 use datafusion::prelude::SessionContext;
 
 use crate::contract::{ColumnNames, OUTPUT_COLUMNS};
-use crate::engine::tables::listing_table;
+use crate::engine::tables::{listing_table, partitioned_table};
 use crate::error::{Error, Result};
+use crate::source::hive::Hive;
 use crate::source::Inputs;
 
 /// Double-quotes an SQL identifier.
@@ -27,15 +28,22 @@ pub async fn register(
     inputs: &Inputs,
     cols: &ColumnNames,
     sorted: bool,
+    hive: Option<&Hive>,
 ) -> Result<Vec<String>> {
     let keys = [cols.generation_id.as_str(), cols.segment_index.as_str()];
-    let table = listing_table(
-        ctx,
-        inputs.files.iter().map(|f| f.path.as_path()),
-        if sorted { &keys } else { &[] },
-        inputs.statistics_safe(),
-    )
-    .await?;
+    let sort_keys: &[&str] = if sorted { &keys } else { &[] };
+    let table = match hive {
+        Some(h) => partitioned_table(ctx, &h.roots, &h.cols, sort_keys, inputs.statistics_safe()).await?,
+        None => {
+            listing_table(
+                ctx,
+                inputs.files.iter().map(|f| f.path.as_path()),
+                sort_keys,
+                inputs.statistics_safe(),
+            )
+            .await?
+        }
+    };
     let schema: SchemaRef = datafusion::catalog::TableProvider::schema(&table);
     ctx.register_table("input_files", Arc::new(table))?;
     let carried = carried_columns(&schema, cols)?;
@@ -50,7 +58,12 @@ pub async fn register_view(
     carried: &[String],
     filter: Option<&str>,
 ) -> Result<()> {
-    let mut sql = generations_view_sql(cols, carried);
+    let files = ctx.table_provider("input_files").await?;
+    let mut sql = generations_view_sql(
+        cols,
+        carried,
+        &datafusion::catalog::TableProvider::schema(files.as_ref()),
+    );
     if let Some(f) = filter {
         sql.push_str(&format!(" WHERE {f}"));
     }
@@ -123,11 +136,30 @@ fn view_items(cols: &ColumnNames) -> Vec<(String, &'static str)> {
     items
 }
 
-fn generations_view_sql(cols: &ColumnNames, carried: &[String]) -> String {
+fn generations_view_sql(cols: &ColumnNames, carried: &[String], files: &Schema) -> String {
+    // Categorical (dictionary-encoded) columns are read by their values: keys, grouping and
+    // sorting see the values, and the outputs carry the value type.
+    let decoded = |name: &str, expr: String| match files.field_with_name(name).map(|f| f.data_type()) {
+        Ok(DataType::Dictionary(_, v)) => format!("arrow_cast({expr}, '{v}')"),
+        _ => expr,
+    };
+    let roles = cols.role_names();
     let mut items: Vec<String> = view_items(cols)
         .into_iter()
-        .map(|(expr, name)| format!("{expr} AS {name}"))
+        .map(|(expr, name)| {
+            let file_col = roles.iter().find(|r| r.1 == name).map(|r| r.0);
+            let expr = match file_col {
+                // A CAST of a dictionary casts its values: decode inside it.
+                Some(c) => expr.replace(&quote_ident(c), &decoded(c, quote_ident(c))),
+                None => expr,
+            };
+            format!("{expr} AS {name}")
+        })
         .collect();
-    items.extend(carried.iter().map(|c| quote_ident(c)));
+    items.extend(
+        carried
+            .iter()
+            .map(|c| format!("{} AS {}", decoded(c, quote_ident(c)), quote_ident(c))),
+    );
     format!("SELECT {} FROM input_files", items.join(", "))
 }

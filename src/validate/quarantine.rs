@@ -179,7 +179,12 @@ impl RejectedLayout {
         let mut columns = Vec::new();
         for f in input.fields() {
             if let Ok(i) = output.index_of(&canonical(f.name())) {
-                columns.push((i, f.as_ref().clone().with_nullable(true)));
+                // Categorical columns are written by their values, as in segments/.
+                let t = match f.data_type() {
+                    DataType::Dictionary(_, v) => v.as_ref().clone(),
+                    t => t.clone(),
+                };
+                columns.push((i, f.as_ref().clone().with_data_type(t).with_nullable(true)));
             }
         }
         let mut fields: Vec<Field> = columns.iter().map(|(_, f)| f.clone()).collect();

@@ -13,3 +13,4 @@ mod review;
 mod scale;
 mod text;
 mod validation;
+mod writers;

@@ -1,0 +1,265 @@
+//! Hive partitioning: `key=value` folder levels (DuckDB's `PARTITION_BY`, Spark's
+//! `partitionBy`, pyarrow's hive partitioning) as columns of the table, read by DataFusion's
+//! `table_partition_cols` from the input folders, so a filter on them prunes whole folders.
+//!
+//! With `--hive-partitioning auto` (the default) an input folder is partitioned when every
+//! Parquet file under it sits under the same sequence of `key=value` levels; `on` requires it,
+//! `off` reads the files alone. A column's type is an integer when every value is one, else a
+//! string, unless `--partition-col KEY:TYPE` says.
+
+use std::path::{Path, PathBuf};
+
+use datafusion::arrow::datatypes::DataType;
+
+use crate::error::{Error, Result};
+
+/// Whether input folders are read as hive-partitioned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HiveMode {
+    /// When every file under the input folders has the same `key=value` levels.
+    #[default]
+    Auto,
+    /// Always: an input that is not such a folder is an error.
+    On,
+    /// Never.
+    Off,
+}
+
+impl std::str::FromStr for HiveMode {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "auto" => Ok(HiveMode::Auto),
+            "on" => Ok(HiveMode::On),
+            "off" => Ok(HiveMode::Off),
+            o => Err(format!(
+                "unknown --hive-partitioning `{o}` (expected auto, on or off)"
+            )),
+        }
+    }
+}
+
+/// A partition column's declared type: `--partition-col day:int`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PartitionCol {
+    /// The key.
+    pub name: String,
+    /// int (64-bit) or string.
+    pub kind: String,
+}
+
+impl std::str::FromStr for PartitionCol {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let (name, kind) = s.split_once(':').unwrap_or((s, "string"));
+        match kind {
+            "int" | "string" if !name.is_empty() => Ok(PartitionCol {
+                name: name.to_string(),
+                kind: kind.to_string(),
+            }),
+            _ => Err(format!("--partition-col {s}: expected KEY:int or KEY:string")),
+        }
+    }
+}
+
+impl PartitionCol {
+    fn data_type(&self) -> DataType {
+        if self.kind == "int" {
+            DataType::Int64
+        } else {
+            DataType::Utf8
+        }
+    }
+}
+
+/// The hive layout found: the input folders and the partition columns, in level order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hive {
+    /// The input folders (absolute).
+    pub roots: Vec<PathBuf>,
+    /// The partition columns and their types.
+    pub cols: Vec<(String, DataType)>,
+}
+
+/// The `key=value` levels of `file` below `root`, in order.
+fn levels(root: &Path, file: &Path) -> Vec<(String, String)> {
+    let Ok(rel) = file.strip_prefix(root) else {
+        return Vec::new();
+    };
+    let dirs: Vec<String> = rel
+        .parent()
+        .map(|p| p.iter().map(|c| c.to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    dirs.iter()
+        .filter_map(|d| d.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+        .collect()
+}
+
+/// Every `*.parquet` file under `dir`, hidden ones included.
+fn every_parquet_file(dir: &Path, out: &mut Vec<PathBuf>) {
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                every_parquet_file(&p, out);
+            } else if p.extension().is_some_and(|x| x == "parquet") {
+                out.push(p);
+            }
+        }
+    }
+}
+
+/// Finds the hive layout of the inputs: `patterns` as given, `files` as expanded (absolute).
+pub fn detect(
+    patterns: &[String],
+    files: &[PathBuf],
+    mode: HiveMode,
+    given: &[PartitionCol],
+) -> Result<Option<Hive>> {
+    let mode = if given.is_empty() || mode == HiveMode::Off {
+        mode
+    } else {
+        HiveMode::On
+    };
+    if mode == HiveMode::Off {
+        return Ok(None);
+    }
+    let refuse = |why: String| -> Result<Option<Hive>> {
+        match mode {
+            HiveMode::On => Err(Error::Usage(format!("--hive-partitioning on: {why}"))),
+            _ => {
+                tracing::debug!(%why, "inputs read without hive partitioning");
+                Ok(None)
+            }
+        }
+    };
+    let mut roots = Vec::new();
+    for p in patterns {
+        let path = Path::new(p);
+        if !path.is_dir() {
+            return refuse(format!(
+                "input {p} is not a folder; partition columns come from the folders under an input folder"
+            ));
+        }
+        roots.push(std::path::absolute(path).map_err(|e| Error::io(path, e))?);
+    }
+    let mut keys: Option<Vec<String>> = None;
+    let mut values: Vec<Vec<String>> = Vec::new();
+    for f in files {
+        let Some(root) = roots.iter().find(|r| f.starts_with(r)) else {
+            continue;
+        };
+        let lv = levels(root, f);
+        let k: Vec<String> = lv.iter().map(|(k, _)| k.clone()).collect();
+        match &keys {
+            None => {
+                values = vec![Vec::new(); k.len()];
+                keys = Some(k.clone());
+            }
+            Some(prev) if *prev != k => {
+                return refuse(format!(
+                    "{} has the partition levels [{}], other files [{}]",
+                    f.display(),
+                    k.join(", "),
+                    prev.join(", ")
+                ))
+            }
+            _ => {}
+        }
+        for (i, (_, v)) in lv.into_iter().enumerate() {
+            values[i].push(v);
+        }
+    }
+    let keys = match keys {
+        Some(k) if !k.is_empty() => k,
+        _ => return refuse("no `key=value` folder levels under the input folders".into()),
+    };
+    for g in given {
+        if !keys.contains(&g.name) {
+            return Err(Error::Usage(format!(
+                "--partition-col {}: the input folders' levels are {}",
+                g.name,
+                keys.join(", ")
+            )));
+        }
+    }
+    // DataFusion reads every Parquet file under the folder: none may hide in a hidden or
+    // temporary folder (Spark's _temporary/) that segscore skips.
+    for root in &roots {
+        let mut all = Vec::new();
+        every_parquet_file(root, &mut all);
+        if let Some(hidden) = all.iter().find(|f| {
+            f.strip_prefix(root)
+                .unwrap_or(f)
+                .iter()
+                .any(|c| c.to_string_lossy().starts_with(['.', '_']))
+        }) {
+            return Err(Error::Usage(format!(
+                "input folder {}: {} is hidden or in a temporary folder, and a hive-partitioned table would read it with the rest; remove it, or pass --hive-partitioning off",
+                root.display(),
+                hidden.display()
+            )));
+        }
+    }
+    let cols = keys
+        .iter()
+        .zip(&values)
+        .map(|(k, vs)| {
+            let t = match given.iter().find(|g| &g.name == k) {
+                Some(g) => g.data_type(),
+                None if vs.iter().all(|v| v.parse::<i64>().is_ok()) => DataType::Int64,
+                None => DataType::Utf8,
+            };
+            (k.clone(), t)
+        })
+        .collect();
+    Ok(Some(Hive { roots, cols }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn levels_types_and_refusals() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_path_buf();
+        let f = |p: &str| {
+            let path = root.join(p);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, b"x").unwrap();
+            path
+        };
+        let files = vec![f("day=1/split=train/a.parquet"), f("day=20/split=test/b.parquet")];
+        let pat = vec![root.display().to_string()];
+        let hive = detect(&pat, &files, HiveMode::Auto, &[]).unwrap().unwrap();
+        assert_eq!(
+            hive.cols,
+            vec![("day".into(), DataType::Int64), ("split".into(), DataType::Utf8)]
+        );
+        let given = vec!["day:string".parse().unwrap()];
+        let hive = detect(&pat, &files, HiveMode::Auto, &given).unwrap().unwrap();
+        assert_eq!(hive.cols[0].1, DataType::Utf8);
+        // Levels that differ: auto reads the files alone, on is an error.
+        let mixed = vec![f("day=1/a.parquet"), f("b.parquet")];
+        assert_eq!(detect(&pat, &mixed, HiveMode::Auto, &[]).unwrap(), None);
+        assert!(detect(&pat, &mixed, HiveMode::On, &[])
+            .unwrap_err()
+            .to_string()
+            .contains("partition levels"));
+        assert_eq!(detect(&pat, &files, HiveMode::Off, &[]).unwrap(), None);
+        let dir2 = tempfile::tempdir().unwrap();
+        let root2 = dir2.path().to_path_buf();
+        let visible = root2.join("day=1/a.parquet");
+        std::fs::create_dir_all(root2.join("day=1/_temporary")).unwrap();
+        std::fs::write(&visible, b"x").unwrap();
+        std::fs::write(root2.join("day=1/_temporary/b.parquet"), b"x").unwrap();
+        let pat2 = vec![root2.display().to_string()];
+        let err = detect(&pat2, &[visible], HiveMode::Auto, &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("temporary"), "{err}");
+        assert!("day:float".parse::<PartitionCol>().is_err());
+    }
+}

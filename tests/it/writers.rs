@@ -1,0 +1,321 @@
+//! Inputs as real tools write them (issue 15): files from DuckDB, polars, pandas, pyarrow and a
+//! Spark-style folder (`tests/data/writers/`, written by its `make_fixtures.py`), categorical
+//! (dictionary-encoded) columns, hive-partitioned folders, files with no rows.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, DictionaryArray, Float64Array, Int32Array, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Int32Type, Schema};
+use datafusion::arrow::record_batch::RecordBatch;
+
+use crate::common::*;
+
+fn fixture(name: &str) -> PathBuf {
+    repo().join("tests/data/writers").join(name)
+}
+
+/// (generation_id, segment_index) → (target, prediction) as text.
+fn scores(out: &Path) -> Vec<((String, i64), (String, String))> {
+    let b = read_segments(out);
+    let (t, p) = (by_key(&b, "target_score"), by_key(&b, "predicted_score"));
+    t.into_iter()
+        .map(|(k, v)| (k.clone(), (v.to_string(), p[&k].to_string())))
+        .collect()
+}
+
+fn column_type(out: &Path, name: &str) -> DataType {
+    read_segments(out)
+        .schema()
+        .field_with_name(name)
+        .unwrap_or_else(|_| panic!("no column {name}"))
+        .data_type()
+        .clone()
+}
+
+#[test]
+fn files_written_by_duckdb_polars_pandas_pyarrow_and_spark_run_alike() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run_fixture = |name: &str| {
+        let out = tmp.path().join(name);
+        let o = run(&[&fixture(name)], &demo_model(), &out, &["--provider", "cpu"]);
+        assert!(o.status.success(), "{name}: {}", stderr(&o));
+        (out, stderr(&o))
+    };
+    let (reference, _) = run_fixture("duckdb");
+    let want = scores(&reference);
+    assert_eq!(want.len(), 30);
+    for name in [
+        "duckdb_partitioned",
+        "polars",
+        "polars_categorical",
+        "pandas",
+        "pyarrow_dataset",
+        "spark",
+    ] {
+        let (out, err) = run_fixture(name);
+        assert_eq!(scores(&out), want, "{name}: the same targets and predictions");
+        let s = summary(&out);
+        assert_eq!(s["n_generations"], 12, "{name}");
+        match name {
+            // PARTITION_BY (day) leaves day out of the files: it comes back from the folders.
+            "duckdb_partitioned" => {
+                assert_eq!(s["partition_cols"], serde_json::json!(["day"]));
+                assert_eq!(column_type(&out, "day"), DataType::Int64);
+                assert_eq!(
+                    by_key(&read_segments(&out), "day"),
+                    by_key(&read_segments(&reference), "day")
+                );
+            }
+            // Categorical columns are written by their values.
+            "polars_categorical" => {
+                assert_eq!(column_type(&out, "generation_id"), DataType::LargeUtf8);
+                assert_eq!(column_type(&out, "model_name"), DataType::LargeUtf8);
+            }
+            // pandas' category column is decoded; the named index is carried as a column.
+            "pandas" => {
+                assert_eq!(column_type(&out, "split"), DataType::LargeUtf8);
+                assert_eq!(str_col(&read_segments(&out), "row_id").len(), 30);
+            }
+            "pyarrow_dataset" => assert_eq!(s["input_files"], 4),
+            // _SUCCESS and the .crc files are not inputs; the file with no rows is skipped.
+            "spark" => {
+                assert_eq!(
+                    (s["input_files"].as_u64(), s["input_files_empty"].as_u64()),
+                    (Some(2), Some(1))
+                );
+                assert!(
+                    err.contains("no rows: skipped") && err.contains("part-00002"),
+                    "{err}"
+                );
+            }
+            _ => {}
+        }
+    }
+    // A categorical generation id in quarantine: rejected rows carry its values too.
+    let out = tmp.path().join("quarantine");
+    let o = run(
+        &[&fixture("polars_categorical")],
+        &demo_model(),
+        &out,
+        &[
+            "--provider",
+            "cpu",
+            "--on-invalid",
+            "quarantine",
+            "--max-length",
+            "4",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rejected = read_parts(&out.join("rejected"));
+    assert_eq!(
+        rejected
+            .schema()
+            .field_with_name("generation_id")
+            .unwrap()
+            .data_type(),
+        &DataType::LargeUtf8
+    );
+    assert!(str_col(&rejected, "reason").iter().any(|r| r == "too_long"));
+}
+
+/// A hive-partitioned folder of the demo's data: day=1 and day=2 hold real files, day=3 a file
+/// whose footer reads but whose data page is corrupt.
+fn hive_folder(dir: &Path) {
+    let gen = dir.join("gen");
+    generate(&gen, 4000, 2, false);
+    for (i, f) in parts(&gen).iter().enumerate() {
+        let day = dir.join(format!("data/day={}", i + 1));
+        std::fs::create_dir_all(&day).unwrap();
+        std::fs::copy(f, day.join("part-0.parquet")).unwrap();
+    }
+    let bad = dir.join("data/day=3");
+    std::fs::create_dir_all(&bad).unwrap();
+    std::fs::copy(
+        repo().join("tests/data/corrupt_data_page.parquet"),
+        bad.join("part-0.parquet"),
+    )
+    .unwrap();
+}
+
+#[test]
+fn hive_partition_columns_are_pruned_carried_and_grouped() {
+    let tmp = tempfile::tempdir().unwrap();
+    hive_folder(tmp.path());
+    let data = tmp.path().join("data");
+    let out = tmp.path().join("out");
+    // Read whole, the corrupt day=3 file fails the run, naming it.
+    let o = run(&[&data], &demo_model(), &out, &["--provider", "cpu"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("day=3"), "{}", stderr(&o));
+    // A filter on the partition column skips that folder: its file is never read.
+    let query = tmp.path().join("two_days.sql");
+    std::fs::write(
+        &query,
+        segscore::pipeline::SEGMENT_SCORES_SQL
+            .replace("FROM generations AS g", "FROM generations AS g WHERE g.day <> 3"),
+    )
+    .unwrap();
+    let o = run(
+        &[&data],
+        &demo_model(),
+        &out,
+        &["--provider", "cpu", "--query-file", query.to_str().unwrap()],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s = summary(&out);
+    assert_eq!(s["n_segments"], 4000);
+    assert_eq!(s["partition_cols"], serde_json::json!(["day"]));
+    // The partition column is carried, and segscore sql groups by it.
+    let o = segscore(&[
+        "sql",
+        "--table",
+        out.to_str().unwrap(),
+        "--format",
+        "json",
+        "SELECT day, COUNT(*) AS n FROM segments GROUP BY day ORDER BY day",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows[0]["day"], 1);
+    assert_eq!(
+        rows[0]["n"].as_u64().unwrap() + rows[1]["n"].as_u64().unwrap(),
+        4000
+    );
+    // segscore sql reads the folder with its partition column too.
+    let o = segscore(&[
+        "sql",
+        "--table",
+        &format!("t={}", fixture("duckdb_partitioned").display()),
+        "--format",
+        "json",
+        "SELECT COUNT(*) AS n, SUM(day) AS days FROM t WHERE day >= 2",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "{\"n\":20,\"days\":50}"
+    );
+    // A given type wins; off reads the files alone (no day column).
+    let flags = [
+        "--provider",
+        "cpu",
+        "--overwrite",
+        "--query-file",
+        query.to_str().unwrap(),
+        "--partition-col",
+        "day:string",
+    ];
+    let o = run(&[&data], &demo_model(), &out, &flags);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(column_type(&out, "day"), DataType::Utf8);
+    std::fs::remove_dir_all(data.join("day=3")).unwrap();
+    let o = run(
+        &[&data],
+        &demo_model(),
+        &out,
+        &["--provider", "cpu", "--overwrite", "--hive-partitioning", "off"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(read_segments(&out).schema().field_with_name("day").is_err());
+    // A hidden temporary folder inside would be read with the table: refused, named.
+    std::fs::create_dir_all(data.join("day=1/_temporary")).unwrap();
+    std::fs::copy(
+        data.join("day=1/part-0.parquet"),
+        data.join("day=1/_temporary/part-9.parquet"),
+    )
+    .unwrap();
+    let o = run(
+        &[&data],
+        &demo_model(),
+        &out,
+        &["--provider", "cpu", "--overwrite"],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("_temporary"), "{}", stderr(&o));
+}
+
+#[test]
+fn empty_files_are_skipped_and_counted_unless_all_are() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("in");
+    write_rows(
+        &dir.join("a.parquet"),
+        &[row("g", 0, 0.5, &[1, 2]), row("g", 1, 0.7, &[3])],
+    );
+    write_rows(&dir.join("b.parquet"), &[]);
+    let out = tmp.path().join("out");
+    let o = run_ok(&[&dir], &demo_model(), &out, &["--provider", "cpu"]);
+    assert!(stderr(&o).contains("no rows: skipped"), "{}", stderr(&o));
+    let s = summary(&out);
+    assert_eq!(
+        (s["input_files"].as_u64(), s["input_files_empty"].as_u64()),
+        (Some(1), Some(1))
+    );
+    std::fs::remove_file(dir.join("a.parquet")).unwrap();
+    let o = run(
+        &[&dir],
+        &demo_model(),
+        &tmp.path().join("out2"),
+        &["--provider", "cpu"],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("b.parquet: contains no rows"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn a_categorical_column_of_the_wrong_kind_is_named_by_its_value_type() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in.parquet");
+    let scores: DictionaryArray<Int32Type> = vec!["high", "low"].into_iter().collect();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("generation_id", DataType::Utf8, false),
+        Field::new("segment_index", DataType::Int32, false),
+        Field::new("cumulative_score", DataType::Float64, false),
+        Field::new(
+            "grade",
+            DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)),
+            false,
+        ),
+        Field::new(
+            "input_ids",
+            DataType::List(Arc::new(Field::new_list_field(DataType::Int64, true))),
+            true,
+        ),
+    ]));
+    let ids = datafusion::arrow::array::ListArray::from_iter_primitive::<
+        datafusion::arrow::datatypes::Int64Type,
+        _,
+        _,
+    >(vec![Some(vec![Some(1)]), Some(vec![Some(2)])]);
+    let cols: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from(vec!["g", "g"])),
+        Arc::new(Int32Array::from(vec![0, 1])),
+        Arc::new(Float64Array::from(vec![0.1, 0.2])),
+        Arc::new(scores),
+        Arc::new(ids),
+    ];
+    write_batch(&input, &RecordBatch::try_new(schema, cols).unwrap());
+    let o = run(
+        &[&input],
+        &demo_model(),
+        &tmp.path().join("out"),
+        &["--provider", "cpu", "--score-col", "grade"],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("`grade` has type Utf8 (categorical")
+            && stderr(&o).contains("expected float32 or float64"),
+        "{}",
+        stderr(&o)
+    );
+}
