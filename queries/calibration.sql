@@ -2,7 +2,7 @@
 -- groups by prediction (deciles; ties broken by key, so the split is reproducible), with the
 -- mean prediction and the mean target of each. A calibrated model has the two close.
 --
--- Over `segments_sample` (every segment up to 1M, an even sample of 1M above), so the sort
+-- Over `segments_sample` (every segment up to 1M, a hashed sample of about 1M above), so the sort
 -- stays small. The decile of row r of n is floor((r - 1) * 10 / n) + 1.
 WITH total AS (SELECT COUNT(*) AS n FROM segments_sample),
 ranked AS (

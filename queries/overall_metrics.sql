@@ -1,8 +1,8 @@
 -- Metrics over all segments at once (summary.json): rank agreement between predictions and
 -- targets across every segment of the run, and how much of the total loss the worst 1% and
 -- 10% of segments carry. These functions hold every value at once (8 bytes per segment and
--- argument), so they read `segments_sample`: every segment up to 1M segments, every k-th
--- segment in key order above (at most 1M), so that memory does not grow with the input.
+-- argument), so they read `segments_sample`: every segment up to 1M segments, a hashed sample of about 1M
+-- above (segscore_sample(generation_id, segment_index, stride)), so that memory does not grow with the input.
 SELECT
   r.segments,
   r.ranks['spearman'] AS spearman,

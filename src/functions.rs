@@ -22,6 +22,7 @@ pub fn register(
         ctx.register_udaf(f);
     }
     ctx.register_udf(crate::shard::udf());
+    ctx.register_udf(crate::shard::sample_udf());
     if let Some(m) = model {
         ctx.register_udf(m.udf());
         ctx.register_udf(m.problem_udf());

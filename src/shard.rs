@@ -12,7 +12,7 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int64Array};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Int64Array};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Int64Type};
 use datafusion::common::{exec_err, plan_err, ScalarValue};
@@ -22,6 +22,7 @@ use datafusion::logical_expr::{
 use serde::{Deserialize, Serialize};
 
 use crate::loss::Moments;
+use crate::metrics::EvalSums;
 use crate::validate::Rejections;
 
 /// The SQL name of the shard function.
@@ -101,6 +102,77 @@ pub fn filter_sql(generation_id_col: &str, k: usize, n: usize) -> String {
     )
 }
 
+/// FNV-1a of a generation id's value and a segment index: the sample's hash.
+pub fn sample_hash(gid: &str, seg: i64) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in gid.as_bytes().iter().chain(&seg.to_le_bytes()) {
+        h ^= *b as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// Whether each row is in the sample of stride `stride` (generation ids as text, so string
+/// and integer ids hash alike in Rust and SQL).
+pub fn in_sample(gids: &ArrayRef, segs: &ArrayRef, stride: u64) -> datafusion::error::Result<BooleanArray> {
+    let g = cast(gids, &DataType::Utf8)?;
+    let g = g.as_string::<i32>();
+    let s = cast(segs, &DataType::Int64)?;
+    let s = s.as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+    Ok((0..g.len())
+        .map(|i| {
+            Some(
+                stride <= 1
+                    || (g.is_valid(i) && s.is_valid(i) && sample_hash(g.value(i), s.value(i)) % stride == 0),
+            )
+        })
+        .collect())
+}
+
+/// The SQL name of the sample function.
+pub const SAMPLE_UDF_NAME: &str = "segscore_sample";
+
+/// `segscore_sample(generation_id, segment_index, stride)`: whether a segment is in the
+/// evaluation's overall sample (its key hashes to 0 modulo `stride`; all when stride <= 1).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct SampleUdf {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for SampleUdf {
+    fn name(&self) -> &str {
+        SAMPLE_UDF_NAME
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, args: &[DataType]) -> datafusion::error::Result<DataType> {
+        if args.len() != 3 || !args[2].is_integer() {
+            return plan_err!("{SAMPLE_UDF_NAME}(generation_id, segment_index, stride) takes a key, an index and an integer");
+        }
+        Ok(DataType::Boolean)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> datafusion::error::Result<ColumnarValue> {
+        let stride = match &args.args[2] {
+            ColumnarValue::Scalar(s) => match s.cast_to(&DataType::Int64)? {
+                ScalarValue::Int64(Some(n)) => n.max(1) as u64,
+                _ => return exec_err!("{SAMPLE_UDF_NAME}: the stride must be an integer"),
+            },
+            ColumnarValue::Array(_) => return exec_err!("{SAMPLE_UDF_NAME}: the stride must be a constant"),
+        };
+        let gids = args.args[0].to_array(args.number_rows)?;
+        let segs = args.args[1].to_array(args.number_rows)?;
+        Ok(ColumnarValue::Array(Arc::new(in_sample(&gids, &segs, stride)?)))
+    }
+}
+
+/// The `segscore_sample` function.
+pub fn sample_udf() -> ScalarUDF {
+    ScalarUDF::from(SampleUdf {
+        signature: Signature::any(3, Volatility::Immutable),
+    })
+}
+
 /// `segscore_shard(generation_id, n)` as a DataFusion function.
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct ShardUdf {
@@ -162,6 +234,16 @@ pub struct Tally {
     pub model_positions: u64,
     /// Nanoseconds inside ONNX Runtime.
     pub model_nanos: u64,
+    /// The sums of the evaluation made in the pass; None when it could not be (rows out of
+    /// key order): the evaluation then runs by SQL after the shards.
+    #[serde(default)]
+    pub eval: Option<EvalSums>,
+    /// Part files in `generations/` (the evaluation in the pass).
+    #[serde(default)]
+    pub generation_files: Vec<String>,
+    /// Part files of the overall sample (in the work folder).
+    #[serde(default)]
+    pub sample_files: Vec<String>,
 }
 
 impl Default for Tally {
@@ -177,6 +259,9 @@ impl Default for Tally {
             model_tokens: 0,
             model_positions: 0,
             model_nanos: 0,
+            eval: Some(EvalSums::default()),
+            generation_files: Vec::new(),
+            sample_files: Vec::new(),
         }
     }
 }
@@ -193,6 +278,15 @@ impl Tally {
         self.model_tokens += other.model_tokens;
         self.model_positions += other.model_positions;
         self.model_nanos += other.model_nanos;
+        self.eval = match (self.eval.take(), &other.eval) {
+            (Some(mut a), Some(b)) => {
+                a.merge(b);
+                Some(a)
+            }
+            _ => None,
+        };
+        self.generation_files.extend_from_slice(&other.generation_files);
+        self.sample_files.extend_from_slice(&other.sample_files);
     }
 }
 

@@ -20,6 +20,7 @@ use crate::error::{Error, Result};
 use crate::sink::RollingWriter;
 
 pub mod queries;
+pub mod stream;
 pub mod summary;
 pub mod tables;
 

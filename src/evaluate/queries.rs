@@ -4,7 +4,7 @@
 pub const GENERATIONS_SQL: &str =
     include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/queries/generations.sql"));
 /// `queries/overall_metrics.sql`: rank metrics and loss concentration over all segments (or
-/// an even sample of [`SAMPLE_SEGMENTS`]).
+/// a sample of about [`SAMPLE_SEGMENTS`]).
 pub const OVERALL_SQL: &str = include_str!(concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/queries/overall_metrics.sql"
@@ -14,7 +14,7 @@ pub const GENERATION_MEANS_SQL: &str = include_str!(concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/queries/generation_means.sql"
 ));
-/// `queries/residual_histogram.sql`: 40 equal-width bins of residuals.
+/// `queries/residual_histogram.sql`: 40 equal-width bins of residuals (over the sample).
 pub const HISTOGRAM_SQL: &str = include_str!(concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/queries/residual_histogram.sql"
@@ -24,7 +24,9 @@ pub const HISTOGRAM_SQL: &str = include_str!(concat!(
 pub const CALIBRATION_SQL: &str =
     include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/queries/calibration.sql"));
 
-/// Segments in `segments_sample`, at most: the overall rank metrics, loss shares and
-/// calibration are exact up to this many segments and computed on an even sample (every k-th
-/// segment in key order) above it, so that their memory does not grow with the input.
+/// Segments in `segments_sample`, about: the overall rank metrics, loss shares, histogram and
+/// calibration are exact up to this many segments and computed on a sample above it (the
+/// segments whose key hashes to 0 modulo a stride, `segscore_sample`), so that their memory
+/// does not grow with the input. The sample is the same whatever order or partitions the rows
+/// come in, so the single pass and the SQL take the same one.
 pub const SAMPLE_SEGMENTS: u64 = 1_000_000;

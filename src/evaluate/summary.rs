@@ -59,6 +59,10 @@ pub struct Summary {
     /// output checks it.
     #[serde(default)]
     pub job_sha256: String,
+    /// The overall sample's stride: segments whose key hashes to 0 modulo it
+    /// (`segscore_sample`) are in it; 1 (all) up to a million input rows.
+    #[serde(default)]
+    pub overall_sample_stride: u64,
     /// Input files read.
     pub input_files: usize,
     /// Input files with no rows, skipped.

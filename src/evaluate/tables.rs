@@ -1,5 +1,5 @@
 //! A segscore output directory as tables: `segments` (with `base_score` 0.0 when the run had
-//! no `--base-score-col`), an even sample of it (`segments_sample`), and `generations` and
+//! no `--base-score-col`), a sample of it (`segments_sample`), and `generations` and
 //! `rejected` where written, optionally under a schema (`NAME.segments`).
 
 use std::path::Path;
@@ -7,14 +7,12 @@ use std::sync::Arc;
 
 use datafusion::catalog::MemorySchemaProvider;
 use datafusion::common::TableReference;
-use datafusion::logical_expr::ExprFunctionExt;
 use datafusion::prelude::{ident, lit, SessionContext};
 
 use crate::contract::OUTPUT_COLUMNS;
 use crate::engine::footer::{metadata_declares_order, read_footers};
 use crate::engine::tables::{parquet_table, parquet_table_read, part_files};
 use crate::error::{Error, Result};
-use crate::evaluate::queries::SAMPLE_SEGMENTS;
 
 /// Registers a segscore output directory's tables: `segments`, and `generations` and
 /// `rejected` where present; under the schema `schema` (`schema.segments`) if given. Returns
@@ -72,19 +70,19 @@ pub async fn register_output(ctx: &SessionContext, dir: &Path, schema: Option<&s
     }
     ctx.register_table(name("segments"), df.clone().into_view())?;
     registered.push(name("segments").to_string());
-    // Every k-th segment in key order, at most SAMPLE_SEGMENTS of them (all when fewer): the
-    // metrics that must hold every value at once read this, so memory stays bounded.
-    let stride = rows.div_ceil(SAMPLE_SEGMENTS).max(1) as i64;
-    let sample = df
-        .window(vec![datafusion::functions_window::expr_fn::row_number()
-            .order_by(vec![
-                ident("generation_id").sort(true, false),
-                ident("segment_index").sort(true, false),
-            ])
-            .build()?
-            .alias("sample_row")])?
-        .filter(((ident("sample_row") - lit(1u64)) % lit(stride as u64)).eq(lit(0u64)))?
-        .drop_columns(&["sample_row"])?;
+    // The segments whose key hashes to 0 modulo the stride (all up to SAMPLE_SEGMENTS): the
+    // metrics that must hold every value at once read this, so memory stays bounded. The
+    // stride is the run's (summary.json), else one from the rows.
+    let recorded = std::fs::read(dir.join("summary.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v["overall_sample_stride"].as_u64());
+    let stride = recorded.unwrap_or_else(|| crate::evaluate::stream::sample_stride(rows));
+    let sample = df.filter(crate::shard::sample_udf().call(vec![
+        ident("generation_id"),
+        ident("segment_index"),
+        lit(stride as i64),
+    ]))?;
     ctx.register_table(name("segments_sample"), sample.into_view())?;
     registered.push(name("segments_sample").to_string());
     // Per-generation metrics are finite or NULL; rejected rows may hold NaN.

@@ -10,6 +10,35 @@ use std::cmp::Ordering;
 
 pub mod udaf;
 
+use serde::{Deserialize, Serialize};
+
+/// Sums behind `generation_means`: per metric, the sum over generations where it is defined
+/// and how many those are; merged across partitions and shards.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EvalSums {
+    /// Generations.
+    pub generations: u64,
+    /// mse, mae, bias, pearson, spearman, kendall_tau, pairwise_order_accuracy,
+    /// top_segment_match (as 1 or 0): sums.
+    pub sums: [f64; 8],
+    /// The same: generations where each is defined.
+    pub counts: [u64; 8],
+    /// Generations whose targets do not add up.
+    pub targets_sum_mismatches: u64,
+}
+
+impl EvalSums {
+    /// Adds another's sums.
+    pub fn merge(&mut self, o: &EvalSums) {
+        self.generations += o.generations;
+        for i in 0..8 {
+            self.sums[i] += o.sums[i];
+            self.counts[i] += o.counts[i];
+        }
+        self.targets_sum_mismatches += o.targets_sum_mismatches;
+    }
+}
+
 /// Pearson's correlation (two passes over centred values, clamped to [-1, 1]).
 pub fn pearson(x: &[f64], y: &[f64]) -> Option<f64> {
     let n = x.len();

@@ -3,6 +3,7 @@
 //! report) to commit with the outputs.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -21,6 +22,21 @@ use crate::source;
 
 /// The files a run commits beside its output folders (name, bytes).
 pub type CommitFiles = Vec<(&'static str, Vec<u8>)>;
+
+/// Every row of some Parquet files.
+fn read_all(files: &[PathBuf]) -> Result<Vec<datafusion::arrow::record_batch::RecordBatch>> {
+    let mut out = Vec::new();
+    for f in files {
+        let file = std::fs::File::open(f).map_err(|e| Error::io(f, e))?;
+        let reader =
+            datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)?
+                .build()?;
+        for b in reader {
+            out.push(b?);
+        }
+    }
+    Ok(out)
+}
 
 /// Adds up the shards' records, runs the evaluation over the staged segments, and returns the
 /// summary with the files to commit (`summary.json`, and `report.html` with `--report`).
@@ -50,6 +66,7 @@ pub async fn finish(
         model_tokens: tokens,
         model_positions: positions,
         model_nanos: nanos,
+        ref eval,
         ..
     } = total;
     let (mut output_files, rejected_files) = (total.files.len(), total.rejected_files.len());
@@ -72,6 +89,8 @@ pub async fn finish(
         )?;
         output_files = 1;
     }
+    // The evaluation stage: everything after the shards.
+    crate::faults::point("evaluation-started");
     // Rows that came out of the query in key order were checked and counted on the way; if
     // they did not (a replacement query without the window, say), check and count with SQL.
     let n_generations = match generations {
@@ -80,16 +99,52 @@ pub async fn finish(
     };
     // Per-generation and overall metrics, by the queries in queries/ over the staged segments.
     let evaluation_started = Instant::now();
-    crate::faults::point("evaluation-started");
     let eval_ctx = session_context(cfg.threads, cfg.memory_limit, cfg.spill_dir.as_deref(), true)?;
     crate::functions::register(&eval_ctx, None, None);
-    let (evaluation, generation_files) = crate::evaluate::evaluate(
-        &eval_ctx,
-        out.staging(),
-        Arc::clone(&p.metadata),
-        cfg.max_rows_per_file,
-    )
-    .await?;
+    let staging = out.staging();
+    let (evaluation, generation_files) = match (eval, &p.eval) {
+        // Evaluated in the pass: the generation rows are written, the overall metrics come
+        // from the sample.
+        (Some(sums), Some(stream)) => {
+            let mut generation_files = total.generation_files.len();
+            if generation_files == 0 {
+                let dir = staging.join("generations");
+                crate::sink::write_empty_part(
+                    &dir,
+                    "part-empty.parquet",
+                    Arc::clone(&stream.generations),
+                    &p.metadata,
+                )?;
+                generation_files = 1;
+            }
+            let sample: Vec<PathBuf> = total
+                .sample_files
+                .iter()
+                .map(|f| staging.join("sample").join(f))
+                .collect();
+            let batches = tokio::task::block_in_place(|| read_all(&sample))?;
+            let evaluation = crate::evaluate::stream::overall(&batches, &stream.sample, sums)?;
+            if cfg.report {
+                crate::evaluate::register_output(&eval_ctx, staging, None).await?;
+            }
+            (evaluation, generation_files)
+        }
+        // Rows came out of key order: the queries in queries/ over the staged segments.
+        _ => {
+            for d in ["generations", "sample"] {
+                let dir = staging.join(d);
+                if dir.exists() {
+                    std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+                }
+            }
+            crate::evaluate::evaluate(&eval_ctx, staging, Arc::clone(&p.metadata), cfg.max_rows_per_file)
+                .await?
+        }
+    };
+    let sample_dir = staging.join("sample");
+    if sample_dir.exists() {
+        std::fs::remove_dir_all(&sample_dir).map_err(|e| Error::io(&sample_dir, e))?;
+    }
     let evaluation_seconds = evaluation_started.elapsed().as_secs_f64();
     let elapsed = started.elapsed().as_secs_f64();
     let summary = Summary {
@@ -135,6 +190,7 @@ pub async fn finish(
         provider: p.model.provider().as_str().to_string(),
         query_sha256: p.query_sha256.clone(),
         job_sha256,
+        overall_sample_stride: crate::evaluate::stream::sample_stride(input_rows),
         input_files: p.inputs.files.len(),
         input_files_empty: p.inputs.empty.len(),
         partition_cols: p

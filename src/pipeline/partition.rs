@@ -13,8 +13,10 @@ use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
+use crate::evaluate::stream::StreamEval;
 use crate::faults;
 use crate::loss::Moments;
+use crate::metrics::EvalSums;
 use crate::pipeline::order::{KeyOrder, OrderCheck};
 use crate::pipeline::plan::{cell, OutputPlan};
 use crate::pipeline::score::{GenerationStage, PartitionState, Tokenized};
@@ -41,12 +43,12 @@ pub(crate) struct RejectLimit {
 pub(crate) async fn run_partition(
     mut stream: SendableRecordBatchStream,
     plan: Arc<OutputPlan>,
-    mut writer: RollingWriter,
-    mut rejected_writer: Option<RollingWriter>,
+    mut writers: Writers,
     rows_done: Arc<AtomicU64>,
     limit: Arc<RejectLimit>,
     cancel: CancellationToken,
     stage: Option<Arc<GenerationStage>>,
+    eval: Option<Arc<StreamEval>>,
 ) -> Result<Option<Tally>> {
     let mut moments = Moments::default();
     let mut rejections = Rejections::default();
@@ -56,21 +58,22 @@ pub(crate) async fn run_partition(
     let cancelled = Arc::clone(&writer_cancelled);
     let writer_task = tokio::task::spawn_blocking(move || {
         faults::point("writer-started");
-        let written = (|| -> Result<Option<(Vec<String>, Vec<String>)>> {
+        let written = (|| -> Result<Option<Written>> {
             let mut finished = false;
+            let optional = |w: &mut Option<RollingWriter>, b: &RecordBatch, what: &str| match w {
+                Some(w) => w.write(b),
+                None => Err(Error::Internal(format!("{what} rows without their writer"))),
+            };
             while let Some(msg) = rx.blocking_recv() {
                 match msg {
                     WriterMsg::Batch(b) => {
-                        writer.write(&b)?;
+                        writers.segments.write(&b)?;
                         faults::point_blocking("batch-written", &cancelled);
                     }
-                    WriterMsg::Rejected(b) => match &mut rejected_writer {
-                        Some(w) => w.write(&b)?,
-                        None => {
-                            return Err(Error::Internal("rejected rows without a rejected writer".into()))
-                        }
-                    },
-                    WriterMsg::Unsorted => writer.mark_unsorted()?,
+                    WriterMsg::Rejected(b) => optional(&mut writers.rejected, &b, "rejected")?,
+                    WriterMsg::Generations(b) => optional(&mut writers.generations, &b, "generation")?,
+                    WriterMsg::Sample(b) => optional(&mut writers.sample, &b, "sample")?,
+                    WriterMsg::Unsorted => writers.segments.mark_unsorted()?,
                     WriterMsg::Finish => finished = true,
                 }
             }
@@ -78,17 +81,7 @@ pub(crate) async fn run_partition(
                 // Cancelled, or the partition failed: the open parts are dropped unwritten.
                 return Ok(None);
             }
-            let names = |paths: Vec<PathBuf>| -> Vec<String> {
-                paths
-                    .iter()
-                    .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-                    .collect()
-            };
-            let rejected = rejected_writer.map(|w| w.finish()).transpose()?;
-            Ok(Some((
-                names(writer.finish()?),
-                rejected.map(names).unwrap_or_default(),
-            )))
+            writers.finish().map(Some)
         })();
         faults::point("writer-exited");
         written
@@ -107,10 +100,13 @@ pub(crate) async fn run_partition(
     };
     let quarantine = plan.rejected.is_some();
     let mut order = Some(KeyOrder::new(stream.schema().as_ref(), plan.gid, plan.seg)?);
-    // Whole generations: for quarantine, and for the generation stage.
-    let grouped = quarantine || stage.is_some();
+    // Whole generations: for quarantine, the generation stage, and the evaluation in the pass
+    // (which gives up, and leaves the evaluation to SQL, if rows come out of key order).
+    let eval_ok = AtomicBool::new(eval.is_some());
+    let mut sums = EvalSums::default();
+    let grouped = quarantine || stage.is_some() || eval.is_some();
     let mut grouper = grouped.then(|| Grouper::new(plan.gid));
-    let mut scoring = stage.map(Scoring::new);
+    let mut scoring = stage.clone().map(Scoring::new);
     // Checks one batch (of whole generations, with quarantine) and sends its rows on.
     let mut process = |batch: RecordBatch| -> Result<Vec<WriterMsg>> {
         let mut msgs = Vec::new();
@@ -149,6 +145,15 @@ pub(crate) async fn run_partition(
         if good.num_rows() > 0 {
             let (out, batch_moments) = plan.finish(&good)?;
             moments.merge(&batch_moments);
+            if let (Some(e), true) = (&eval, eval_ok.load(Ordering::Relaxed)) {
+                let (rows, batch_sums) = e.generations(&out)?;
+                sums.merge(&batch_sums);
+                msgs.push(WriterMsg::Generations(rows));
+                let sample = e.sample(&out)?;
+                if sample.num_rows() > 0 {
+                    msgs.push(WriterMsg::Sample(sample));
+                }
+            }
             msgs.push(WriterMsg::Batch(out));
         }
         Ok(msgs)
@@ -188,6 +193,22 @@ pub(crate) async fn run_partition(
                             prev_generation_id: prev_gid,
                             prev_segment_index: prev_seg,
                         })
+                    }
+                    OrderCheck::OutOfOrder { .. } if !quarantine && stage.is_none() => {
+                        // Only the evaluation grouped the rows: it is left to SQL, and the
+                        // rows held back go on as they are.
+                        eval_ok.store(false, Ordering::Relaxed);
+                        order = None;
+                        if let Some(held) = grouper.take().and_then(Grouper::finish) {
+                            for msg in process(held)? {
+                                if !send(msg).await {
+                                    break 'batches;
+                                }
+                            }
+                        }
+                        if !send(WriterMsg::Unsorted).await {
+                            break;
+                        }
                     }
                     OrderCheck::OutOfOrder { .. } if grouped => {
                         return Err(Error::Usage(format!(
@@ -269,15 +290,18 @@ pub(crate) async fn run_partition(
     };
     let written = joined.map_err(|e| Error::Internal(format!("the writer thread failed: {e}")))?;
     outcome?;
-    let Some((files, rejected_files)) = written? else {
+    let Some(written) = written? else {
         return Ok(None);
     };
     Ok(Some(Tally {
         moments,
         generations: order.map(|o| o.generations),
         rejections,
-        files,
-        rejected_files,
+        files: written.segments,
+        rejected_files: written.rejected,
+        eval: eval_ok.load(Ordering::Relaxed).then_some(sums),
+        generation_files: written.generations,
+        sample_files: written.sample,
         ..Tally::default()
     }))
 }
@@ -333,12 +357,53 @@ impl Scoring {
     }
 }
 
+/// A partition's writers: its segments, and where asked its rejected rows, generation rows
+/// and overall sample.
+pub(crate) struct Writers {
+    pub(crate) segments: RollingWriter,
+    pub(crate) rejected: Option<RollingWriter>,
+    pub(crate) generations: Option<RollingWriter>,
+    pub(crate) sample: Option<RollingWriter>,
+}
+
+/// The part files each writer wrote (file names).
+struct Written {
+    segments: Vec<String>,
+    rejected: Vec<String>,
+    generations: Vec<String>,
+    sample: Vec<String>,
+}
+
+impl Writers {
+    fn finish(self) -> Result<Written> {
+        let names = |paths: Vec<PathBuf>| -> Vec<String> {
+            paths
+                .iter()
+                .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+                .collect()
+        };
+        let optional = |w: Option<RollingWriter>| -> Result<Vec<String>> {
+            Ok(w.map(|w| w.finish()).transpose()?.map(names).unwrap_or_default())
+        };
+        Ok(Written {
+            segments: names(self.segments.finish()?),
+            rejected: optional(self.rejected)?,
+            generations: optional(self.generations)?,
+            sample: optional(self.sample)?,
+        })
+    }
+}
+
 /// What a partition sends its writer thread.
 pub(crate) enum WriterMsg {
     /// Output rows.
     Batch(RecordBatch),
     /// Rejected rows (quarantine).
     Rejected(RecordBatch),
+    /// Per-generation metric rows (the evaluation in the pass).
+    Generations(RecordBatch),
+    /// Rows of the overall sample.
+    Sample(RecordBatch),
     /// The rows from now on may be out of order.
     Unsorted,
     /// Every row was sent: close the files. A writer whose channel closes without it discards

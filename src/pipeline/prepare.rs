@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 
 use crate::engine::session_context;
 use crate::error::{Error, Result};
+use crate::evaluate::stream::StreamEval;
 use crate::model::{ModelOptions, RewardModel, TextTokenizer};
 use crate::pipeline::config::{read_query, JobConfig};
 use crate::pipeline::fingerprint::{input_stamps, JobFingerprint};
@@ -40,6 +41,8 @@ pub struct Prepared {
     pub(crate) pass: Option<Pass>,
     /// The hive layout of the input folders, if any.
     pub(crate) hive: Option<source::hive::Hive>,
+    /// The evaluation in the pass.
+    pub(crate) eval: Option<Arc<StreamEval>>,
 }
 
 /// Checks the inputs, loads the model and plans the job's SQL.
@@ -164,6 +167,11 @@ pub async fn prepare(cfg: &JobConfig) -> Result<Prepared> {
     } else {
         None
     };
+    let eval = Some(Arc::new(StreamEval::new(
+        &plan.schema,
+        generations_schema(&plan.schema).await?,
+        inputs.total_rows(),
+    )?));
     let query_sha256 = hex::encode(Sha256::digest(targets_sql.as_bytes()));
     let metadata = Arc::new(vec![
         (
@@ -251,6 +259,7 @@ pub async fn prepare(cfg: &JobConfig) -> Result<Prepared> {
         tokenizer,
         pass,
         hive,
+        eval,
     })
 }
 
@@ -339,4 +348,23 @@ fn text_settings(cfg: &JobConfig, model: &RewardModel) -> Result<(Option<Arc<Tex
             Ok((Some(tokenizer), Some(pass)))
         }
     }
+}
+
+/// The schema `queries/generations.sql` gives over segments of `segments` schema (planned on
+/// an empty table, with `base_score` as an output directory's table has it).
+async fn generations_schema(
+    segments: &datafusion::arrow::datatypes::SchemaRef,
+) -> Result<datafusion::arrow::datatypes::SchemaRef> {
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    let mut fields: Vec<Field> = segments.fields().iter().map(|f| f.as_ref().clone()).collect();
+    if segments.index_of("base_score").is_err() {
+        fields.push(Field::new("base_score", DataType::Float64, false));
+    }
+    let schema = Arc::new(Schema::new(fields));
+    let ctx = SessionContext::new();
+    crate::functions::register(&ctx, None, None);
+    let empty = datafusion::datasource::MemTable::try_new(schema, vec![vec![]])?;
+    ctx.register_table("segments", Arc::new(empty))?;
+    let df = ctx.sql(crate::evaluate::GENERATIONS_SQL).await?;
+    Ok(Arc::new(df.schema().as_arrow().clone()))
 }

@@ -8,10 +8,11 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
+use crate::evaluate::stream::StreamEval;
 use crate::faults;
 use crate::pipeline::config::JobConfig;
 use crate::pipeline::diagnose;
-use crate::pipeline::partition::{run_partition, RejectLimit};
+use crate::pipeline::partition::{run_partition, RejectLimit, Writers};
 use crate::pipeline::plan::OutputPlan;
 use crate::pipeline::prepare::Prepared;
 use crate::pipeline::progress::Progress;
@@ -94,6 +95,7 @@ pub async fn run_pending(
                 crate::shard::part_prefix(k),
                 stop.clone(),
                 p.stage.clone(),
+                p.eval.clone(),
             )
             .await?;
             let record = ShardRecord {
@@ -148,6 +150,7 @@ async fn execute(
     prefix: String,
     mut stop: Stop,
     stage: Option<Arc<GenerationStage>>,
+    eval: Option<Arc<StreamEval>>,
 ) -> Result<Tally> {
     let dir = out.staged("segments")?;
     let rejected_dir = match &plan.rejected {
@@ -174,6 +177,13 @@ async fn execute(
             if plan.rejected.is_some() { "--on-invalid quarantine" } else { "text input (or --prediction cumulative)" }
         )));
     }
+    // The evaluation in the pass needs each generation whole in one partition.
+    let eval = eval.filter(|_| keyed);
+    let eval_dirs = match &eval {
+        Some(_) => Some((out.staged("generations")?, out.staged("sample")?)),
+        None => None,
+    };
+    let (generation_counter, sample_counter) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let counter = Arc::new(AtomicUsize::new(0));
     let cancel = CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
@@ -201,15 +211,47 @@ async fn execute(
             ),
             _ => None,
         };
+        let (generations, sample) = match (&eval, &eval_dirs) {
+            (Some(e), Some((g, s))) => {
+                // Each partition's generations come in key order: its files say so.
+                let by_id = Some(vec![datafusion::parquet::file::metadata::SortingColumn {
+                    column_idx: 0,
+                    descending: false,
+                    nulls_first: false,
+                }]);
+                let w = |dir: &std::path::PathBuf, schema, sorting, counter: &Arc<AtomicUsize>| {
+                    RollingWriter::new(
+                        dir.clone(),
+                        schema,
+                        Arc::clone(&metadata),
+                        sorting,
+                        max_rows_per_file,
+                        Arc::clone(counter),
+                    )
+                    .with_prefix(prefix.clone())
+                };
+                (
+                    Some(w(g, Arc::clone(&e.generations), by_id, &generation_counter)),
+                    Some(w(s, Arc::clone(&e.sample), None, &sample_counter)),
+                )
+            }
+            _ => (None, None),
+        };
+        let writers = Writers {
+            segments: writer,
+            rejected: rejected_writer,
+            generations,
+            sample,
+        };
         let part = run_partition(
             stream,
             Arc::clone(&plan),
-            writer,
-            rejected_writer,
+            writers,
             Arc::clone(&rows_done),
             Arc::clone(&limit),
             cancel.clone(),
             stage.clone(),
+            eval.clone(),
         );
         tasks.spawn(async move { part.await.map(|r| (i, r)) });
     }
@@ -253,6 +295,7 @@ async fn execute(
     }
     if !keyed {
         executed.generations = None;
+        executed.eval = None;
     }
     Ok(executed)
 }

@@ -354,7 +354,7 @@ fn tidy(work: &Path, keep: &[String]) -> Result<()> {
         let path = e.path();
         match name.as_str() {
             JOB_FILE | SHARDS_DIR => {}
-            "segments" | "rejected" => {
+            "segments" | "rejected" | "generations" | "sample" => {
                 for f in fs::read_dir(&path)
                     .map_err(|err| Error::io(&path, err))?
                     .flatten()

@@ -350,10 +350,20 @@ impl Faults {
     /// Waits until the run is held at `point` (it created `point.held`); panics if it exits
     /// first. Deterministic: the run either reaches the point or ends.
     pub fn wait_held(&self, point: &str, child: &mut std::process::Child) {
+        if !self.held_or_ended(point, child) {
+            panic!("the run ended before it was held at {point}");
+        }
+    }
+
+    /// Waits until the run is held at `point` (true) or has ended without reaching it (false).
+    pub fn held_or_ended(&self, point: &str, child: &mut std::process::Child) -> bool {
         let held = self.dir.path().join(format!("{point}.held"));
-        while !held.exists() {
-            if let Some(status) = child.try_wait().unwrap() {
-                panic!("the run ended ({status}) before it was held at {point}");
+        loop {
+            if held.exists() {
+                return true;
+            }
+            if child.try_wait().unwrap().is_some() {
+                return held.exists();
             }
             std::thread::sleep(std::time::Duration::from_millis(5));
         }

@@ -160,8 +160,10 @@ fn kills_at_random_points_leave_whole_files_and_resume_finishes_identically() {
             let mut cmd = job(&input, out, &["--resume"]);
             held.apply(&mut cmd, Some("batch-written"));
             let mut child = cmd.spawn().unwrap();
-            held.wait_held("batch-written", &mut child);
-            child.kill().unwrap();
+            // A resumed run with nothing left to write ends without reaching the point.
+            if held.held_or_ended("batch-written", &mut child) {
+                child.kill().unwrap();
+            }
             child.wait_with_output().unwrap()
         } else {
             job(&input, out, &["--resume"])

@@ -11,6 +11,7 @@ mod models;
 mod properties;
 mod review;
 mod scale;
+mod single_pass;
 mod text;
 mod validation;
 mod writers;

@@ -459,20 +459,40 @@ fn resume_fingerprint_includes_the_model_batching() {
 fn out_of_memory_in_the_evaluation_stage_is_the_clear_memory_error() {
     let tmp = tempfile::tempdir().unwrap();
     let input = tmp.path().join("in");
-    generate(&input, 300_000, 1, false);
+    generate(&input, 300_000, 2, false);
     let out = tmp.path().join("out");
+    // A replacement query without the window: each sorted file is its own partition, so the
+    // generations are not whole within one and the evaluation runs as SQL after the shards.
+    let query = tmp.path().join("no_window.sql");
+    std::fs::write(
+        &query,
+        "SELECT g.*, reward_model(g.input_ids) AS predicted_score, g.cumulative_score AS target_score FROM generations AS g",
+    )
+    .unwrap();
     let faults = Faults::new();
     let mut cmd = std::process::Command::new(BIN);
-    cmd.args(["run", "-q", "--provider", "cpu", "--memory-limit", "1MiB", "-i"])
-        .arg(&input)
-        .arg("-m")
-        .arg(demo_model())
-        .arg("-o")
-        .arg(&out);
+    cmd.args([
+        "run",
+        "-q",
+        "--provider",
+        "cpu",
+        "--memory-limit",
+        "1MiB",
+        "--threads",
+        "2",
+        "--query-file",
+    ])
+    .arg(&query)
+    .arg("-i")
+    .arg(&input)
+    .arg("-m")
+    .arg(demo_model())
+    .arg("-o")
+    .arg(&out);
     faults.apply(&mut cmd, None);
     let o = cmd.output().unwrap();
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    // The sorted input streams through the job in 1 MiB; the per-generation metrics do not.
+    // The sorted input streams through the job in 1 MiB; the metrics queries do not.
     assert!(
         faults.events().iter().any(|e| e == "evaluation-started"),
         "{:?}",

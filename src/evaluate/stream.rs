@@ -1,0 +1,340 @@
+//! The evaluation in the pass that writes the segments. Rows leave the window grouped by
+//! generation in key order, so as each batch of whole generations is written:
+//!
+//! - its per-generation metrics (the rows of `queries/generations.sql`) are computed with the
+//!   same functions the SQL aggregates use, and written to `generations/` beside the segments;
+//! - the sums behind `generation_means` accumulate ([`EvalSums`]);
+//! - the segments of the overall sample are kept: those whose key hashes to 0 modulo
+//!   `stride` (`segscore_sample` in SQL), every segment up to [`SAMPLE_SEGMENTS`].
+//!
+//! After the last shard the overall rank metrics, loss shares, histogram and calibration are
+//! computed from the sample ([`overall`]). The queries in `queries/` stay the reference: the
+//! tests run them over the output and compare.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, RecordBatch, UInt32Array,
+};
+use datafusion::arrow::compute::{cast, concat_batches, lexsort_to_indices, partition, take, SortColumn};
+use datafusion::arrow::datatypes::{DataType, Float64Type, Schema, SchemaRef};
+
+use crate::error::{Error, Result};
+use crate::evaluate::queries::SAMPLE_SEGMENTS;
+use crate::evaluate::summary::{CalibrationRow, Evaluation, GenerationMeans, HistogramBin};
+use crate::metrics::{self, EvalSums, PairCounts};
+use crate::shard::in_sample;
+
+/// The columns of the overall sample, in this order.
+pub const SAMPLE_COLUMNS: [&str; 6] = [
+    "generation_id",
+    "segment_index",
+    "predicted_score",
+    "target_score",
+    "loss",
+    "residual",
+];
+
+/// The sample's stride for `input_rows` rows: every segment up to [`SAMPLE_SEGMENTS`], about
+/// one in `stride` above.
+pub fn sample_stride(input_rows: u64) -> u64 {
+    input_rows.div_ceil(SAMPLE_SEGMENTS).max(1)
+}
+
+/// Where the evaluation finds its columns in an output batch, and the schemas it writes.
+#[derive(Debug, Clone)]
+pub struct StreamEval {
+    gid: usize,
+    seg: usize,
+    cum: usize,
+    base: Option<usize>,
+    target: usize,
+    pred: usize,
+    residual: usize,
+    squared: usize,
+    abs: usize,
+    loss: usize,
+    /// The schema of `generations/` (as `queries/generations.sql` gives it).
+    pub generations: SchemaRef,
+    /// The schema of the sample files.
+    pub sample: SchemaRef,
+    stride: u64,
+}
+
+/// The means over generations, from their sums.
+pub fn means(sums: &EvalSums) -> GenerationMeans {
+    let mean = |i: usize| (sums.counts[i] > 0).then(|| sums.sums[i] / sums.counts[i] as f64);
+    GenerationMeans {
+        mse: mean(0),
+        mae: mean(1),
+        bias: mean(2),
+        pearson: mean(3),
+        spearman: mean(4),
+        kendall_tau: mean(5),
+        pairwise_order_accuracy: mean(6),
+        top_segment_match: mean(7),
+        spearman_defined: sums.counts[4],
+        kendall_tau_defined: sums.counts[5],
+        pairwise_order_accuracy_defined: sums.counts[6],
+        top_segment_match_defined: sums.counts[7],
+    }
+}
+
+fn f64s(batch: &RecordBatch, i: usize) -> Result<Vec<f64>> {
+    let a = cast(batch.column(i), &DataType::Float64)?;
+    Ok(a.as_primitive::<Float64Type>().values().to_vec())
+}
+
+impl StreamEval {
+    /// The evaluation of output batches of `schema`; `generations` is the schema
+    /// `queries/generations.sql` gives over them, `input_rows` sets the sample's stride.
+    pub fn new(schema: &Schema, generations: SchemaRef, input_rows: u64) -> Result<Self> {
+        let at = |name: &str| {
+            schema
+                .index_of(name)
+                .map_err(|_| Error::Internal(format!("the output lacks {name}")))
+        };
+        let sample = Arc::new(Schema::new(
+            SAMPLE_COLUMNS
+                .iter()
+                .map(|c| Ok(schema.field(at(c)?).clone()))
+                .collect::<Result<Vec<_>>>()?,
+        ));
+        Ok(StreamEval {
+            gid: at("generation_id")?,
+            seg: at("segment_index")?,
+            cum: at("cumulative_score")?,
+            base: schema.index_of("base_score").ok(),
+            target: at("target_score")?,
+            pred: at("predicted_score")?,
+            residual: at("residual")?,
+            squared: at("squared_error")?,
+            abs: at("abs_error")?,
+            loss: at("loss")?,
+            generations,
+            sample,
+            stride: sample_stride(input_rows),
+        })
+    }
+
+    /// The per-generation rows of a batch of whole generations (valid rows, key order), and
+    /// the batch's sums.
+    pub fn generations(&self, batch: &RecordBatch) -> Result<(RecordBatch, EvalSums)> {
+        let runs = partition(&[Arc::clone(batch.column(self.gid))])?.ranges();
+        let [target, pred, residual, sq, abs, loss, cum] = [
+            self.target,
+            self.pred,
+            self.residual,
+            self.squared,
+            self.abs,
+            self.loss,
+            self.cum,
+        ]
+        .map(|i| f64s(batch, i));
+        let (target, pred, residual, sq, abs, loss, cum) =
+            (target?, pred?, residual?, sq?, abs?, loss?, cum?);
+        let base = match self.base {
+            Some(b) => f64s(batch, b)?,
+            None => vec![0.0; batch.num_rows()],
+        };
+        let n = runs.len();
+        let mut sums = EvalSums {
+            generations: n as u64,
+            ..EvalSums::default()
+        };
+        let mut cols: Vec<Vec<Option<f64>>> = vec![Vec::with_capacity(n); 13];
+        let mut top = Vec::with_capacity(n);
+        let mut ok = Vec::with_capacity(n);
+        let mut worst: Vec<u32> = Vec::with_capacity(n);
+        let mut counts = Vec::with_capacity(n);
+        let mut firsts: Vec<u32> = Vec::with_capacity(n);
+        // Sums in row order, as the SQL aggregates add them.
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+        for r in &runs {
+            let (p, t) = (&pred[r.clone()], &target[r.clone()]);
+            let counts_of = PairCounts::of(p, t);
+            let m = [
+                Some(mean(&sq[r.clone()])),
+                Some(mean(&abs[r.clone()])),
+                Some(mean(&residual[r.clone()])),
+                metrics::pearson(p, t),
+                metrics::spearman(p, t),
+                counts_of.and_then(|c| c.kendall_tau_b()),
+                counts_of.and_then(|c| c.order_accuracy()),
+            ];
+            let tsm = metrics::top_segment_match(p, t);
+            for (i, v) in m.iter().enumerate() {
+                if let Some(x) = v {
+                    sums.sums[i] += x;
+                    sums.counts[i] += 1;
+                }
+                cols[i].push(*v);
+            }
+            if let Some(b) = tsm {
+                sums.sums[7] += if b { 1.0 } else { 0.0 };
+                sums.counts[7] += 1;
+            }
+            top.push(tsm);
+            // The worst segment: the largest loss, the first such on ties.
+            let mut w = r.start;
+            for i in r.clone() {
+                if loss[i] > loss[w] {
+                    w = i;
+                }
+            }
+            worst.push(w as u32);
+            let ls = &loss[r.clone()];
+            cols[7].push(Some(ls.iter().copied().fold(f64::NEG_INFINITY, f64::max)));
+            cols[8].push(Some(ls.iter().sum()));
+            let target_sum: f64 = t.iter().sum();
+            let (fin, b) = (cum[r.end - 1], base[r.start]);
+            cols[9].push(Some(target_sum));
+            cols[10].push(Some(fin));
+            cols[11].push(Some(b));
+            let good = (target_sum - (fin - b)).abs() <= 1e-9 * 1f64.max(fin.abs()).max(b.abs());
+            if !good {
+                sums.targets_sum_mismatches += 1;
+            }
+            ok.push(Some(good));
+            counts.push(r.len() as i64);
+            firsts.push(r.start as u32);
+        }
+        let firsts = UInt32Array::from(firsts);
+        let worst = UInt32Array::from(worst);
+        let mut arrays: Vec<ArrayRef> = Vec::with_capacity(self.generations.fields().len());
+        for f in self.generations.fields() {
+            let a: ArrayRef = match f.name().as_str() {
+                "generation_id" => take(batch.column(self.gid), &firsts, None)?,
+                "n_segments" => Arc::new(Int64Array::from(counts.clone())),
+                "mse" => Arc::new(Float64Array::from(cols[0].clone())),
+                "mae" => Arc::new(Float64Array::from(cols[1].clone())),
+                "bias" => Arc::new(Float64Array::from(cols[2].clone())),
+                "pearson" => Arc::new(Float64Array::from(cols[3].clone())),
+                "spearman" => Arc::new(Float64Array::from(cols[4].clone())),
+                "kendall_tau" => Arc::new(Float64Array::from(cols[5].clone())),
+                "pairwise_order_accuracy" => Arc::new(Float64Array::from(cols[6].clone())),
+                "top_segment_match" => Arc::new(BooleanArray::from(top.clone())),
+                "worst_segment_index" => take(batch.column(self.seg), &worst, None)?,
+                "worst_segment_loss" => Arc::new(Float64Array::from(cols[7].clone())),
+                "total_loss" => Arc::new(Float64Array::from(cols[8].clone())),
+                "target_sum" => Arc::new(Float64Array::from(cols[9].clone())),
+                "final_cumulative_score" => Arc::new(Float64Array::from(cols[10].clone())),
+                "base_score" => Arc::new(Float64Array::from(cols[11].clone())),
+                "targets_sum_ok" => Arc::new(BooleanArray::from(ok.clone())),
+                other => {
+                    return Err(Error::Internal(format!(
+                        "generations.sql gives a column {other} the single pass does not"
+                    )))
+                }
+            };
+            arrays.push(if a.data_type() == f.data_type() {
+                a
+            } else {
+                cast(&a, f.data_type())?
+            });
+        }
+        Ok((RecordBatch::try_new(Arc::clone(&self.generations), arrays)?, sums))
+    }
+
+    /// The batch's segments that belong to the overall sample, with [`SAMPLE_COLUMNS`].
+    pub fn sample(&self, batch: &RecordBatch) -> Result<RecordBatch> {
+        let keep = in_sample(batch.column(self.gid), batch.column(self.seg), self.stride)?;
+        let cols: Vec<ArrayRef> = [
+            self.gid,
+            self.seg,
+            self.pred,
+            self.target,
+            self.loss,
+            self.residual,
+        ]
+        .iter()
+        .map(|&i| Arc::clone(batch.column(i)))
+        .collect();
+        let b = RecordBatch::try_new(Arc::clone(&self.sample), cols)?;
+        Ok(datafusion::arrow::compute::filter_record_batch(&b, &keep)?)
+    }
+}
+
+/// The overall metrics from the sample (all its batches) and the means' sums.
+pub fn overall(sample: &[RecordBatch], schema: &SchemaRef, sums: &EvalSums) -> Result<Evaluation> {
+    let s = concat_batches(schema, sample)?;
+    let n = s.num_rows();
+    let col = |i: usize| -> Result<Vec<f64>> { f64s(&s, i) };
+    let (pred, target, loss, residual) = (col(2)?, col(3)?, col(4)?, col(5)?);
+    let counts = PairCounts::of(&pred, &target);
+    // 40 equal-width bins from the smallest residual to the largest (in the last bin).
+    let mut residual_histogram = Vec::new();
+    if n > 0 {
+        let lo = residual.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = residual.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let mut bins = [0u64; 40];
+        for &r in &residual {
+            let b = if hi > lo {
+                (((r - lo) / (hi - lo) * 40.0).floor() as i64).min(39) as usize
+            } else {
+                0
+            };
+            bins[b] += 1;
+        }
+        for (b, &count) in bins.iter().enumerate().filter(|(_, c)| **c > 0) {
+            residual_histogram.push(HistogramBin {
+                lower: lo + (hi - lo) * b as f64 / 40.0,
+                upper: lo + (hi - lo) * (b + 1) as f64 / 40.0,
+                count,
+            });
+        }
+    }
+    // Deciles of prediction, ties broken by key.
+    let order = lexsort_to_indices(
+        &[
+            SortColumn {
+                values: Arc::clone(s.column(2)),
+                options: None,
+            },
+            SortColumn {
+                values: Arc::clone(s.column(0)),
+                options: None,
+            },
+            SortColumn {
+                values: Arc::clone(s.column(1)),
+                options: None,
+            },
+        ],
+        None,
+    )?;
+    let mut deciles: Vec<(u64, Vec<usize>)> = Vec::new();
+    for (r, &i) in order.values().iter().enumerate() {
+        let d = (r as u64 * 10) / n as u64 + 1;
+        match deciles.last_mut() {
+            Some((last, rows)) if *last == d => rows.push(i as usize),
+            _ => deciles.push((d, vec![i as usize])),
+        }
+    }
+    let calibration = deciles
+        .into_iter()
+        .map(|(decile, rows)| {
+            let m = rows.len() as f64;
+            CalibrationRow {
+                decile,
+                n: rows.len() as u64,
+                min_predicted: rows.iter().map(|&i| pred[i]).fold(f64::INFINITY, f64::min),
+                max_predicted: rows.iter().map(|&i| pred[i]).fold(f64::NEG_INFINITY, f64::max),
+                mean_predicted: rows.iter().map(|&i| pred[i]).sum::<f64>() / m,
+                mean_target: rows.iter().map(|&i| target[i]).sum::<f64>() / m,
+            }
+        })
+        .collect();
+    let share = |f: f64| metrics::top_share(&mut loss.clone(), f);
+    Ok(Evaluation {
+        overall_sample_segments: n as u64,
+        spearman: metrics::spearman(&pred, &target),
+        kendall_tau: counts.and_then(|c| c.kendall_tau_b()),
+        pairwise_order_accuracy: counts.and_then(|c| c.order_accuracy()),
+        loss_share_top_1pct: share(0.01),
+        loss_share_top_10pct: share(0.1),
+        generation_means: means(sums),
+        targets_sum_mismatches: sums.targets_sum_mismatches,
+        residual_histogram,
+        calibration,
+    })
+}
