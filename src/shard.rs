@@ -123,7 +123,9 @@ pub fn in_sample(gids: &ArrayRef, segs: &ArrayRef, stride: u64) -> datafusion::e
         .map(|i| {
             Some(
                 stride <= 1
-                    || (g.is_valid(i) && s.is_valid(i) && sample_hash(g.value(i), s.value(i)) % stride == 0),
+                    || (g.is_valid(i)
+                        && s.is_valid(i)
+                        && sample_hash(g.value(i), s.value(i)).is_multiple_of(stride)),
             )
         })
         .collect())

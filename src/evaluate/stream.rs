@@ -142,7 +142,7 @@ impl StreamEval {
             generations: n as u64,
             ..EvalSums::default()
         };
-        let mut cols: Vec<Vec<Option<f64>>> = vec![Vec::with_capacity(n); 13];
+        let mut cols: Vec<Vec<Option<f64>>> = (0..13).map(|_| Vec::with_capacity(n)).collect();
         let mut top = Vec::with_capacity(n);
         let mut ok = Vec::with_capacity(n);
         let mut worst: Vec<u32> = Vec::with_capacity(n);
