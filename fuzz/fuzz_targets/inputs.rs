@@ -20,9 +20,9 @@ use std::sync::Arc;
 
 use arbitrary::{Arbitrary, Unstructured};
 use libfuzzer_sys::fuzz_target;
-use segscore::model::{input_problems, padded_batch};
 use segscore::contract::ColumnNames;
 use segscore::engine::footer::{float_stats_constant, read_footer};
+use segscore::model::{input_problems, padded_batch, InputLimits};
 use segscore::source::check_metadata;
 use segscore::validate::{split, Grouper, RejectedLayout, Rejections, RowChecks};
 
@@ -39,6 +39,7 @@ struct Rows {
     rows: Vec<FuzzRow>,
     cuts: Vec<u8>,
     vocab: Option<u16>,
+    max_length: Option<u8>,
 }
 
 #[derive(Arbitrary, Debug)]
@@ -52,16 +53,19 @@ struct FuzzRow {
     type_ids_extra: bool,
 }
 
-fn vocab(v: Option<u16>) -> Option<Embedding> {
-    v.map(|v| Embedding {
-        name: "embedding".into(),
-        vocab: v as u64,
-    })
+fn limits(v: Option<u16>, max_length: Option<u8>) -> InputLimits {
+    InputLimits {
+        vocab: v.map(|v| Embedding {
+            name: "embedding".into(),
+            vocab: v as u64,
+        }),
+        max_length: max_length.map(usize::from),
+    }
 }
 
 /// The model-input path of one token-id list column.
-fn model_inputs(ids: &dyn Array, types: Option<&dyn Array>, vocab: Option<&Embedding>) {
-    let Ok(problems) = input_problems(ids, types, vocab) else {
+fn model_inputs(ids: &dyn Array, types: Option<&dyn Array>, limits: &InputLimits) {
+    let Ok(problems) = input_problems(ids, types, limits) else {
         return; // not a list of integers: an error, not a panic
     };
     assert_eq!(problems.len(), ids.len());
@@ -73,7 +77,14 @@ fn model_inputs(ids: &dyn Array, types: Option<&dyn Array>, vocab: Option<&Embed
     assert_eq!(padded.batch, ok.len());
     assert_eq!(padded.ids.len(), padded.batch * padded.seq);
     assert_eq!(padded.mask.iter().filter(|&&m| m == 1).count(), padded.tokens);
-    if let Some(v) = vocab {
+    if let Some(max) = limits.max_length {
+        // No sequence longer than the model takes reaches it.
+        assert!(
+            padded.lengths.iter().all(|&l| l <= max),
+            "a sequence over {max} reached the model"
+        );
+    }
+    if let Some(v) = &limits.vocab {
         // Every real token the model would see is inside its embedding.
         for (id, m) in padded.ids.iter().zip(&padded.mask) {
             if *m == 1 {
@@ -101,7 +112,7 @@ fn parquet(data: &[u8]) {
         return;
     };
     // The demo model's vocabulary.
-    let vocab = vocab(Some(1000));
+    let limits = limits(Some(1000), None);
     // Decoding the pages is arrow's code, not segscore's, and it panics on some corrupt pages
     // (parquet 59: "Decoder for dict should have been set"; with overflow checks, "attempt to
     // multiply with overflow" in rle.rs); here the panic is caught so the fuzzer goes on
@@ -114,8 +125,8 @@ fn parquet(data: &[u8]) {
         let Ok(batch) = batch else { return };
         for col in batch.columns() {
             if matches!(col.data_type(), DataType::List(_) | DataType::LargeList(_)) {
-                model_inputs(col.as_ref(), None, vocab.as_ref());
-                model_inputs(col.as_ref(), Some(col.as_ref()), vocab.as_ref());
+                model_inputs(col.as_ref(), None, &limits);
+                model_inputs(col.as_ref(), Some(col.as_ref()), &limits);
             }
         }
     }
@@ -147,9 +158,9 @@ fn rows(case: Rows) {
             t
         })
     }));
-    let vocab = vocab(case.vocab);
-    model_inputs(&ids, Some(&types), vocab.as_ref());
-    let problems = input_problems(&ids, Some(&types), vocab.as_ref()).expect("list of int32");
+    let limits = limits(case.vocab, case.max_length);
+    model_inputs(&ids, Some(&types), &limits);
+    let problems = input_problems(&ids, Some(&types), &limits).expect("list of int32");
     // The model scores exactly the rows without a problem.
     let pred = Float64Array::from_iter(rows.iter().enumerate().map(|(i, r)| {
         if problems.is_null(i) {
