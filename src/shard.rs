@@ -246,6 +246,10 @@ pub struct Tally {
     /// Part files of the overall sample (in the work folder).
     #[serde(default)]
     pub sample_files: Vec<String>,
+    /// Whether the pass's plan sorted the rows (DataFusion sorts files whose statistics
+    /// overlap, whatever they declare).
+    #[serde(default)]
+    pub plan_sorted: bool,
 }
 
 impl Default for Tally {
@@ -264,6 +268,7 @@ impl Default for Tally {
             eval: Some(EvalSums::default()),
             generation_files: Vec::new(),
             sample_files: Vec::new(),
+            plan_sorted: false,
         }
     }
 }
@@ -289,6 +294,7 @@ impl Tally {
         };
         self.generation_files.extend_from_slice(&other.generation_files);
         self.sample_files.extend_from_slice(&other.sample_files);
+        self.plan_sorted |= other.plan_sorted;
     }
 }
 

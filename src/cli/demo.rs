@@ -105,7 +105,7 @@ pub(crate) fn generate(
     output: PathBuf,
     segments: u64,
     files: usize,
-    shuffled: bool,
+    layout: sample::Layout,
     seed: u64,
     text_data: bool,
 ) -> Result<(), Error> {
@@ -119,11 +119,6 @@ pub(crate) fn generate(
         tracing::info!(rows, generations = gens, path = %output.display(), "text dataset written");
         return Ok(());
     }
-    let layout = if shuffled {
-        sample::Layout::Shuffled
-    } else {
-        sample::Layout::Sorted
-    };
     let (rows, gens) = sample::write_dataset(&output, segments, files, layout, seed)?;
     tracing::info!(rows, generations = gens, path = %output.display(), "dataset written");
     Ok(())

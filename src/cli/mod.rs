@@ -95,11 +95,15 @@ enum Command {
         /// Spread generations over the files and shuffle rows, instead of sorted files.
         #[arg(long)]
         shuffled: bool,
+        /// Sorted files that do not declare it in their footers (no `sorting_columns`), as
+        /// pandas, polars, DuckDB and pyarrow write them.
+        #[arg(long, conflicts_with = "shuffled")]
+        undeclared: bool,
         /// Seed.
         #[arg(long, default_value_t = 1)]
         seed: u64,
         /// Text data (prompt, step) for the bundled GPT-2 tokenizer and per-token model.
-        #[arg(long, conflicts_with = "shuffled")]
+        #[arg(long, conflicts_with_all = ["shuffled", "undeclared"])]
         text: bool,
     },
 }
@@ -151,9 +155,17 @@ pub fn main() -> ExitCode {
             segments,
             files,
             shuffled,
+            undeclared,
             seed,
             text,
-        } => demo::generate(output, segments, files, shuffled, seed, text),
+        } => {
+            let layout = match (shuffled, undeclared) {
+                (true, _) => crate::sample::Layout::Shuffled,
+                (_, true) => crate::sample::Layout::Undeclared,
+                _ => crate::sample::Layout::Sorted,
+            };
+            demo::generate(output, segments, files, layout, seed, text)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -21,7 +21,8 @@ pub fn default_threads() -> usize {
 /// spilling memory pool of `memory_limit` bytes, spills to `spill_dir` (or the temp dir).
 ///
 /// With `sorted` input the optimizer keeps the files' order (order-preserving repartitioning,
-/// file groups split by min/max statistics) instead of sorting, so the window streams.
+/// file groups split by min/max statistics) instead of sorting, so the window streams;
+/// without, it sorts whatever the files' footers claim.
 pub fn session_context(
     threads: usize,
     memory_limit: u64,
@@ -34,6 +35,10 @@ pub fn session_context(
     if sorted {
         config.options_mut().optimizer.prefer_existing_sort = true;
         config.options_mut().execution.split_file_groups_by_statistics = true;
+    } else {
+        // DataFusion 55 takes a scan's order from the files' `sorting_columns` when it collects
+        // their statistics, unchecked: input that is to be sorted takes no file's word for it.
+        config.options_mut().execution.collect_statistics = false;
     }
     // Whole files per scan partition: byte-range splits would lose a sorted file's order, and
     // would make the model's batches (cut from the scan's batches) depend on the thread count.

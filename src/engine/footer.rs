@@ -130,6 +130,58 @@ pub fn read_footers(paths: &[PathBuf]) -> Result<Vec<ArrowReaderMetadata>> {
         })
         .collect()
 }
+/// Whether the footer's statistics prove that the row groups are not in `key` order: some row
+/// group's exact minimum below the exact maximum of the row group before it. Integer and
+/// string (byte array) columns; a row group without exact statistics proves nothing, nor does
+/// an unsigned integer column (its statistics do not compare as signed).
+pub fn row_groups_out_of_order(pq: &ParquetMetaData, key: &str) -> bool {
+    use datafusion::parquet::basic::{ConvertedType, LogicalType};
+    use datafusion::parquet::file::statistics::Statistics as S;
+    #[derive(PartialEq, PartialOrd)]
+    enum Bound {
+        Int(i64),
+        Bytes(Vec<u8>),
+    }
+    let leaves = pq.file_metadata().schema_descr().columns();
+    let Some(i) = leaves
+        .iter()
+        .position(|c| c.path().parts().len() == 1 && c.path().parts()[0] == key)
+    else {
+        return false;
+    };
+    let unsigned = matches!(leaves[i].logical_type_ref(), Some(LogicalType::Integer(t)) if !t.is_signed)
+        || matches!(
+            leaves[i].converted_type(),
+            ConvertedType::UINT_8 | ConvertedType::UINT_16 | ConvertedType::UINT_32 | ConvertedType::UINT_64
+        );
+    if unsigned {
+        return false;
+    }
+    let range = |rg: &datafusion::parquet::file::metadata::RowGroupMetaData| -> Option<(Bound, Bound)> {
+        let stats = rg.column(i).statistics()?;
+        if !(stats.min_is_exact() && stats.max_is_exact()) {
+            return None;
+        }
+        match stats {
+            S::Int32(v) => Some((
+                Bound::Int((*v.min_opt()?).into()),
+                Bound::Int((*v.max_opt()?).into()),
+            )),
+            S::Int64(v) => Some((Bound::Int(*v.min_opt()?), Bound::Int(*v.max_opt()?))),
+            S::ByteArray(v) => Some((
+                Bound::Bytes(v.min_opt()?.data().to_vec()),
+                Bound::Bytes(v.max_opt()?.data().to_vec()),
+            )),
+            _ => None,
+        }
+    };
+    let ranges: Vec<Option<(Bound, Bound)>> = pq.row_groups().iter().map(range).collect();
+    ranges.windows(2).any(|w| match (&w[0], &w[1]) {
+        (Some((_, max)), Some((min, _))) => min < max,
+        _ => false,
+    })
+}
+
 /// Whether every row group's `sorting_columns` start with `keys`, all ascending.
 pub fn metadata_declares_order(pq: &ParquetMetaData, keys: &[&str]) -> bool {
     let leaves = pq.file_metadata().schema_descr().columns();

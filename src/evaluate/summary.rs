@@ -73,6 +73,11 @@ pub struct Summary {
     pub partition_cols: Vec<String>,
     /// Whether the input was taken as sorted (streaming window, no sort).
     pub input_sorted: bool,
+    /// How rows came in key order: `declared` (`--sorted`), `footers` (the files'
+    /// `sorting_columns`), `detected` (streamed as if sorted, checked as rows came) or
+    /// `sorted` (the plan sorted them, also after a row out of order in the other two).
+    #[serde(default)]
+    pub input_order: String,
     /// Shards (units of commitment) the run was cut into.
     #[serde(default)]
     pub shards: usize,

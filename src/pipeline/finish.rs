@@ -67,6 +67,7 @@ pub async fn finish(
         model_positions: positions,
         model_nanos: nanos,
         ref eval,
+        plan_sorted,
         ..
     } = total;
     let (mut output_files, rejected_files) = (total.files.len(), total.rejected_files.len());
@@ -198,7 +199,8 @@ pub async fn finish(
             .as_ref()
             .map(|h| h.cols.iter().map(|c| c.0.clone()).collect())
             .unwrap_or_default(),
-        input_sorted: p.sorted,
+        input_sorted: !plan_sorted,
+        input_order: if plan_sorted { "sorted" } else { p.order.as_str() }.to_string(),
         shards: p.shards,
         resumed_shards,
         output_files,

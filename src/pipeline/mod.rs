@@ -44,7 +44,7 @@ pub mod stop;
 
 pub use config::{JobConfig, SEGMENT_SCORES_SQL, SEGMENT_SCORES_TEXT_SQL};
 pub use fingerprint::JobFingerprint;
-pub use prepare::{prepare, Prepared};
+pub use prepare::{prepare, InputOrder, Prepared};
 pub use stop::{Stop, StopSender};
 
 /// Runs the whole job and commits the output directory, shard by shard (see
@@ -60,7 +60,7 @@ pub async fn run(cfg: &JobConfig) -> Result<Summary> {
 /// number of committed shards kept for `--resume`.
 pub async fn run_until(cfg: &JobConfig, mut stop: Stop) -> Result<Summary> {
     let started = Instant::now();
-    let prepared = tokio::select! {
+    let mut prepared = tokio::select! {
         p = prepare(cfg) => p?,
         signal = stop.wait() => return Err(Error::Interrupted { signal, committed: 0 }),
     };
@@ -115,7 +115,7 @@ pub async fn run_until(cfg: &JobConfig, mut stop: Stop) -> Result<Summary> {
         Found::Fresh => out.write(crate::sink::JOB_FILE, &job_json)?,
     }
     let outcome = async {
-        let (records, resumed) = shards::run_pending(cfg, &prepared, &out, &stop).await?;
+        let (records, resumed) = shards::run_pending(cfg, &mut prepared, &out, &stop).await?;
         // The evaluation writes from this task alone: stopping it mid-way leaves no writer.
         let mut stop = stop.clone();
         tokio::select! {

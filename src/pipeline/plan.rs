@@ -31,7 +31,8 @@ pub(crate) struct OutputPlan {
     pub(crate) schema: SchemaRef,
     /// The output files' sort order claim: (generation id, segment index) ascending.
     pub(crate) sorting: Option<Vec<SortingColumn>>,
-    /// Whether the input order was declared (then an out-of-order row is an error).
+    /// Whether the plan takes the files' order as it is (then a row out of order is
+    /// [`crate::error::Error::NotSorted`]: an error with `--sorted`, else a fallback to a sort).
     pub(crate) sorted_declared: bool,
     pub(crate) loss: Loss,
     pub(crate) names: ColumnNames,

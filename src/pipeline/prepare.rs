@@ -25,7 +25,8 @@ pub struct Prepared {
     pub(crate) model: Arc<RewardModel>,
     pub(crate) plan: Arc<OutputPlan>,
     pub(crate) inputs: source::Inputs,
-    pub(crate) sorted: bool,
+    /// How the plan gets each generation's rows in key order.
+    pub(crate) order: InputOrder,
     pub(crate) query_sha256: String,
     pub(crate) metadata: Arc<Vec<(String, String)>>,
     pub(crate) targets_sql: String,
@@ -43,6 +44,54 @@ pub struct Prepared {
     pub(crate) hive: Option<source::hive::Hive>,
     /// The evaluation in the pass.
     pub(crate) eval: Option<Arc<StreamEval>>,
+}
+
+/// How the job's plan gets each generation's rows in (generation id, segment index) order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputOrder {
+    /// `--sorted`: every file is taken as sorted, and a row out of order is an error.
+    Declared,
+    /// Every file's footer declares the order (`sorting_columns`): the plan streams, and a
+    /// row out of order falls back to [`InputOrder::Sort`].
+    Footers,
+    /// Nothing declares the order and no footer's statistics disprove it: the plan streams as
+    /// if the files were sorted, the order is checked as rows come, and at the first row out
+    /// of order the shard runs again with [`InputOrder::Sort`].
+    Detected,
+    /// The plan sorts (externally, spilling past `--memory-limit`).
+    Sort,
+}
+
+impl InputOrder {
+    /// Whether the plan takes the files' order as it is (no sort).
+    pub fn streams(self) -> bool {
+        self != InputOrder::Sort
+    }
+
+    /// Whether a row out of order makes the shard run again with a sort (rather than fail).
+    pub fn falls_back(self) -> bool {
+        matches!(self, InputOrder::Footers | InputOrder::Detected)
+    }
+
+    /// The name `summary.json` gives it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InputOrder::Declared => "declared",
+            InputOrder::Footers => "footers",
+            InputOrder::Detected => "detected",
+            InputOrder::Sort => "sorted",
+        }
+    }
+}
+
+/// What planning takes: the inputs checked, the query read, the model and tokenizer loaded.
+struct Loaded {
+    inputs: source::Inputs,
+    hive: Option<source::hive::Hive>,
+    targets_sql: String,
+    model: Arc<RewardModel>,
+    tokenizer: Option<Arc<TextTokenizer>>,
+    pass: Option<Pass>,
 }
 
 /// Checks the inputs, loads the model and plans the job's SQL.
@@ -70,7 +119,41 @@ pub async fn prepare(cfg: &JobConfig) -> Result<Prepared> {
         },
     )?);
     let (tokenizer, pass) = text_settings(cfg, &model)?;
-    let sorted = cfg.sorted || inputs.all_sorted();
+    let order = if cfg.sorted {
+        InputOrder::Declared
+    } else if inputs.all_sorted() {
+        tracing::info!("every input file declares sorting_columns (generation_id, segment_index): the window runs without a sort");
+        InputOrder::Footers
+    } else if inputs.may_be_sorted() {
+        tracing::debug!(
+            "no footer declares or disproves key order: streaming as if sorted, checked as rows come"
+        );
+        InputOrder::Detected
+    } else {
+        InputOrder::Sort
+    };
+    let loaded = Loaded {
+        inputs,
+        hive,
+        targets_sql,
+        model,
+        tokenizer,
+        pass,
+    };
+    plan_job(cfg, loaded, order).await
+}
+
+/// Plans the job's SQL for `order` and builds the output plan, metadata and fingerprint.
+async fn plan_job(cfg: &JobConfig, loaded: Loaded, order: InputOrder) -> Result<Prepared> {
+    let Loaded {
+        inputs,
+        hive,
+        targets_sql,
+        model,
+        tokenizer,
+        pass,
+    } = loaded;
+    let sorted = order.streams();
     let shards = cfg
         .shards
         .unwrap_or_else(|| crate::shard::auto_shards(inputs.total_rows()))
@@ -83,9 +166,6 @@ pub async fn prepare(cfg: &JobConfig) -> Result<Prepared> {
             .await?
             .collect()
             .await?;
-    }
-    if sorted && !cfg.sorted {
-        tracing::info!("every input file declares sorting_columns (generation_id, segment_index): the window runs without a sort");
     }
     let carried = source::register(&ctx, &inputs, &cfg.columns, sorted, hive.as_ref()).await?;
     let targets = plan_query(&ctx, cfg, &targets_sql).await?;
@@ -226,7 +306,8 @@ pub async fn prepare(cfg: &JobConfig) -> Result<Prepared> {
         on_invalid: cfg.on_invalid,
         max_invalid_fraction: cfg.max_invalid_fraction,
         shards,
-        sorted,
+        // As the inputs declare it, whichever way the plan took: the same job either way.
+        sorted: cfg.sorted || inputs.all_sorted(),
         max_rows_per_file: cfg.max_rows_per_file,
         batch_size: cfg.batch_size,
         max_tokens_per_batch: cfg.max_tokens_per_batch,
@@ -247,7 +328,7 @@ pub async fn prepare(cfg: &JobConfig) -> Result<Prepared> {
         model,
         plan,
         inputs,
-        sorted,
+        order,
         query_sha256,
         metadata,
         targets_sql,
@@ -280,6 +361,19 @@ async fn plan_query(
 }
 
 impl Prepared {
+    /// The same job planned with a sort: for the shards left once rows came out of order.
+    pub(crate) async fn with_sort(&self, cfg: &JobConfig) -> Result<Prepared> {
+        let loaded = Loaded {
+            inputs: self.inputs.clone(),
+            hive: self.hive.clone(),
+            targets_sql: self.targets_sql.clone(),
+            model: Arc::clone(&self.model),
+            tokenizer: self.tokenizer.clone(),
+            pass: self.pass,
+        };
+        plan_job(cfg, loaded, InputOrder::Sort).await
+    }
+
     /// The physical plan, indented, as DataFusion's EXPLAIN shows it (of the first shard,
     /// when there are several).
     pub async fn physical_plan(&self, cfg: &JobConfig) -> Result<String> {

@@ -24,9 +24,13 @@ use crate::sink::{OutputDir, RollingWriter};
 /// Runs the shards not yet committed (those of an interrupted run are kept, with `--resume`)
 /// and returns every shard's record, in shard order, with how many were kept. A failure is
 /// explained ([`diagnose::explain`]) before it is returned.
+///
+/// When the plan streams input that only seemed sorted ([`crate::pipeline::InputOrder::falls_back`]) and a
+/// row comes out of order, the shard's files are removed and `p` is planned again with a sort
+/// for this shard and the ones after it.
 pub async fn run_pending(
     cfg: &JobConfig,
-    p: &Prepared,
+    p: &mut Prepared,
     out: &OutputDir,
     stop: &Stop,
 ) -> Result<(BTreeMap<usize, ShardRecord>, usize)> {
@@ -65,8 +69,10 @@ pub async fn run_pending(
         max_fraction: cfg.max_invalid_fraction.unwrap_or(1.0),
     });
     let mut failure = None;
-    for k in 0..p.shards {
+    let mut k = 0;
+    while k < p.shards {
         if records.contains_key(&k) {
+            k += 1;
             continue;
         }
         if let Some(signal) = stop.requested() {
@@ -76,6 +82,10 @@ pub async fn run_pending(
         if p.shards > 1 {
             tracing::debug!(shard = k, shards = p.shards, "shard started");
         }
+        let (rows_before, rejected_before) = (
+            progress.counter().load(Ordering::Relaxed),
+            limit.rows.load(Ordering::Relaxed),
+        );
         let record = async {
             let df = p.shard_frame(cfg, k).await?;
             let st = p.model.stats();
@@ -124,6 +134,32 @@ pub async fn run_pending(
         match record {
             Ok(r) => {
                 records.insert(k, r);
+                k += 1;
+            }
+            Err(Error::NotSorted {
+                generation_id,
+                segment_index,
+                prev_generation_id,
+                prev_segment_index,
+            }) if p.order.falls_back() => {
+                tracing::info!(
+                    shard = k,
+                    "generation_id={generation_id}, segment_index={segment_index} comes after generation_id={prev_generation_id}, segment_index={prev_segment_index}: the input is not sorted, so the shard runs again with a sort"
+                );
+                progress.counter().store(rows_before, Ordering::Relaxed);
+                limit.rows.store(rejected_before, Ordering::Relaxed);
+                let committed: Vec<String> = records.keys().map(|&s| crate::shard::part_prefix(s)).collect();
+                let replanned = async {
+                    out.keep_only(&committed)?;
+                    p.with_sort(cfg).await
+                };
+                match replanned.await {
+                    Ok(sorting) => *p = sorting,
+                    Err(e) => {
+                        failure = Some(e);
+                        break;
+                    }
+                }
             }
             Err(e) => {
                 failure = Some(e);
@@ -288,6 +324,7 @@ async fn execute(
     parts.sort_by_key(|(i, _)| *i);
     let mut executed = Tally {
         spilled_bytes: spilled_bytes(physical.as_ref()),
+        plan_sorted: sorts(physical.as_ref()),
         ..Tally::default()
     };
     for (_, part) in &parts {
@@ -308,6 +345,11 @@ fn spilled_bytes(plan: &dyn datafusion::physical_plan::ExecutionPlan) -> u64 {
         .iter()
         .map(|c| spilled_bytes(c.as_ref()))
         .sum::<u64>()
+}
+
+/// Whether the plan has a sort.
+fn sorts(plan: &dyn datafusion::physical_plan::ExecutionPlan) -> bool {
+    plan.name() == "SortExec" || plan.children().iter().any(|c| sorts(c.as_ref()))
 }
 
 /// Whether every generation's rows come out of one partition of `plan`: a single partition,

@@ -190,6 +190,9 @@ pub enum Layout {
     /// Files hold consecutive generations, rows sorted by (generation_id, segment_index), and
     /// declare it in their footers (`sorting_columns`).
     Sorted,
+    /// As [`Layout::Sorted`], but the footers do not declare it (as pandas, polars, DuckDB
+    /// and pyarrow write sorted data).
+    Undeclared,
     /// Each generation's segments are spread over the files and rows are shuffled.
     Shuffled,
 }
@@ -249,7 +252,7 @@ pub fn write_dataset(
         rows += generation.len() as u64;
         for row in generation {
             let f = match layout {
-                Layout::Sorted => sorted_file,
+                Layout::Sorted | Layout::Undeclared => sorted_file,
                 Layout::Shuffled => generator.rng.random_range(0..files),
             };
             bufs[f].push(row);

@@ -10,7 +10,9 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::parquet::arrow::arrow_reader::ArrowReaderMetadata;
 
 use crate::contract::ColumnNames;
-use crate::engine::footer::{float_stats_constant, metadata_declares_order, read_footer};
+use crate::engine::footer::{
+    float_stats_constant, metadata_declares_order, read_footer, row_groups_out_of_order,
+};
 use crate::error::{Error, Result};
 use crate::source::{InputFile, Inputs};
 
@@ -147,6 +149,7 @@ pub fn check_metadata(
             rows: 0,
             schema,
             sorted: false,
+            out_of_order: false,
             float_stats_constant: false,
         });
     }
@@ -179,6 +182,7 @@ pub fn check_metadata(
         rows: rows as u64,
         schema,
         sorted: declares_key_order(pq, cols),
+        out_of_order: row_groups_out_of_order(pq, &cols.generation_id),
         float_stats_constant: float_stats_constant(pq, &[]),
     })
 }

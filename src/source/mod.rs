@@ -39,6 +39,9 @@ pub struct InputFile {
     /// Whether every row group declares (`sorting_columns`) that it is sorted by
     /// (generation id, segment index), ascending.
     pub sorted: bool,
+    /// Whether the footer's statistics prove the rows are not in generation-id order
+    /// ([`crate::engine::footer::row_groups_out_of_order`]).
+    pub out_of_order: bool,
     /// Whether a float column's statistics have min == max ([`float_stats_constant`]).
     pub float_stats_constant: bool,
 }
@@ -62,6 +65,12 @@ impl Inputs {
     /// Whether every file declares itself sorted by (generation id, segment index).
     pub fn all_sorted(&self) -> bool {
         !self.files.is_empty() && self.files.iter().all(|f| f.sorted)
+    }
+
+    /// Whether no file's footer proves its rows out of generation-id order: then the job
+    /// streams as if the input were sorted, checking the order as rows come.
+    pub fn may_be_sorted(&self) -> bool {
+        !self.files.is_empty() && !self.files.iter().any(|f| f.out_of_order)
     }
 
     /// Total rows over all files.

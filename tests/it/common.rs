@@ -294,20 +294,23 @@ pub fn assert_same_output(a: &RecordBatch, b: &RecordBatch, tol: f64, what: &str
 
 /// Writes a benchmark dataset with `segscore generate`.
 pub fn generate(dir: &Path, segments: u64, files: usize, shuffled: bool) {
+    generate_with(dir, segments, files, if shuffled { &["--shuffled"] } else { &[] });
+}
+
+/// Writes a benchmark dataset with `segscore generate` and these flags.
+pub fn generate_with(dir: &Path, segments: u64, files: usize, flags: &[&str]) {
+    let (segments, files, dir) = (segments.to_string(), files.to_string(), dir.display().to_string());
     let mut args = vec![
-        "generate".to_string(),
-        "--output".into(),
-        dir.display().to_string(),
-        "--segments".into(),
-        segments.to_string(),
-        "--files".into(),
-        files.to_string(),
+        "generate",
+        "--output",
+        &dir,
+        "--segments",
+        &segments,
+        "--files",
+        &files,
     ];
-    if shuffled {
-        args.push("--shuffled".into());
-    }
-    let refs: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
-    let o = segscore(&refs);
+    args.extend_from_slice(flags);
+    let o = segscore(&args);
     assert!(o.status.success(), "{}", stderr(&o));
 }
 

@@ -8,6 +8,7 @@ mod errors;
 mod evaluation;
 mod layout;
 mod models;
+mod order;
 mod properties;
 mod review;
 mod scale;

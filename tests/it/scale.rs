@@ -75,11 +75,11 @@ fn unsorted_input_is_sorted_under_a_memory_limit_with_spilling() {
     let tmp = tempfile::tempdir().unwrap();
     let input = tmp.path().join("shuffled");
     generate(&input, 150_000, 3, true);
-    let plan = explain(&input, &[]);
-    assert!(plan.contains("SortExec"), "{plan}");
     let big = tmp.path().join("big");
     run_ok(&[&input], &demo_model(), &big, &["--provider", "cpu"]);
     assert_eq!(summary(&big)["input_sorted"], false);
+    // Nothing says the files are unsorted: the first rows out of order send the run to the sort.
+    assert_eq!(summary(&big)["input_order"], "sorted");
     assert_eq!(summary(&big)["spilled_bytes"], 0);
     let small = tmp.path().join("small");
     let spill = tmp.path().join("spill");

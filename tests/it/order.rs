@@ -1,0 +1,185 @@
+//! Input order without `--sorted`: sorted files that do not say so stream without a sort and
+//! are checked as rows come; at the first row out of order the shard runs again with a sort
+//! (never wrong output); footers whose statistics show disorder go to the sort at once.
+
+use std::path::{Path, PathBuf};
+
+use datafusion::arrow::array::UInt32Array;
+use datafusion::arrow::compute::{concat_batches, take_record_batch};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::parquet::file::metadata::SortingColumn;
+use datafusion::parquet::file::properties::WriterProperties;
+
+use crate::common::*;
+
+const FALLBACK: &str = "the input is not sorted, so the shard runs again with a sort";
+
+/// Every row of the dataset in `dir`, in file order.
+fn all_rows(dir: &Path) -> RecordBatch {
+    let batches: Vec<RecordBatch> = parts(dir).iter().flat_map(|p| read_parquet(p)).collect();
+    concat_batches(&batches[0].schema(), &batches).unwrap()
+}
+
+/// Writes `rows` in the order `order` to `to/data.parquet` in row groups of `group_rows`,
+/// declaring `sorting_columns` (generation id, segment index) or not.
+fn rewrite(rows: &RecordBatch, order: Vec<u32>, to: &Path, declare: bool, group_rows: usize) -> PathBuf {
+    let out = take_record_batch(rows, &UInt32Array::from(order)).unwrap();
+    let asc = |i| SortingColumn {
+        column_idx: i,
+        descending: false,
+        nulls_first: false,
+    };
+    let mut props = WriterProperties::builder().set_max_row_group_row_count(Some(group_rows));
+    if declare {
+        props = props.set_sorting_columns(Some(vec![asc(0), asc(1)]));
+    }
+    std::fs::create_dir_all(to).unwrap();
+    let path = to.join("data.parquet");
+    let mut w = ArrowWriter::try_new(
+        std::fs::File::create(&path).unwrap(),
+        out.schema(),
+        Some(props.build()),
+    )
+    .unwrap();
+    w.write(&out).unwrap();
+    w.close().unwrap();
+    to.to_path_buf()
+}
+
+fn explain(input: &Path) -> String {
+    let o = run(
+        &[input],
+        &demo_model(),
+        &input.with_extension("unused"),
+        &["--provider", "cpu", "--explain"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn sorted_files_that_do_not_declare_it_stream_without_a_sort() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("undeclared");
+    generate_with(&input, 20_000, 2, &["--undeclared"]);
+    let plan = explain(&input);
+    assert!(
+        plan.contains("BoundedWindowAggExec") && !plan.contains("SortExec"),
+        "{plan}"
+    );
+    let out = tmp.path().join("out");
+    let o = run_ok(&[&input], &demo_model(), &out, &["--provider", "cpu"]);
+    assert!(!stderr(&o).contains(FALLBACK), "{}", stderr(&o));
+    let s = summary(&out);
+    assert_eq!(s["input_order"], "detected");
+    assert_eq!(s["input_sorted"], true);
+    assert_eq!(s["spilled_bytes"], 0);
+    // The same plan as when the order is declared: the same output, bit for bit.
+    let declared = tmp.path().join("declared");
+    run_ok(
+        &[&input],
+        &demo_model(),
+        &declared,
+        &["--provider", "cpu", "--sorted"],
+    );
+    assert_eq!(summary(&declared)["input_order"], "declared");
+    assert_same_rows(
+        &rows_by_key(&read_segments(&out)),
+        &rows_by_key(&read_segments(&declared)),
+        "detected vs declared",
+    );
+}
+
+#[test]
+fn a_late_row_out_of_order_reruns_the_shard_with_a_sort_and_the_output_is_right() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("undeclared");
+    generate_with(&input, 20_000, 2, &["--undeclared"]);
+    let reference = tmp.path().join("reference");
+    run_ok(&[&input], &demo_model(), &reference, &["--provider", "cpu"]);
+    let expected = read_segments(&reference);
+    let rows = all_rows(&input);
+    let n = rows.num_rows() as u32;
+    // Late in the file: the last generation's segments 0 and 2 change places (within a
+    // generation), and, declared sorted by the footer, two generations' first rows.
+    let mut late: Vec<u32> = (0..n).collect();
+    let last_gen_start = {
+        let gids = str_col(&rows, "generation_id");
+        gids.iter().position(|g| *g == gids[n as usize - 1]).unwrap() as u32
+    };
+    late.swap(last_gen_start as usize, last_gen_start as usize + 2);
+    let mut across: Vec<u32> = (0..n).collect();
+    across.swap(n as usize - 200, n as usize - 1);
+    for (name, order, declare, flags) in [
+        ("within", late.clone(), false, vec![]),
+        ("within-2-shards", late, false, vec!["--shards", "2"]),
+        ("across-declared", across, true, vec![]),
+    ] {
+        let data = rewrite(
+            &rows,
+            order,
+            &tmp.path().join(format!("in-{name}")),
+            declare,
+            1 << 20,
+        );
+        let out = tmp.path().join(format!("out-{name}"));
+        let mut args = vec!["--provider", "cpu"];
+        args.extend(flags);
+        let o = run_ok(&[&data], &demo_model(), &out, &args);
+        assert!(stderr(&o).contains(FALLBACK), "{name}: {}", stderr(&o));
+        assert_eq!(summary(&out)["input_order"], "sorted", "{name}");
+        assert_eq!(summary(&out)["n_segments"], 20_000, "{name}");
+        // Nothing of the abandoned pass is left: every row once (rows_by_key asserts no
+        // duplicates), targets exact, the model's columns as the sorted run's batches give them.
+        let got = read_segments(&out);
+        assert_eq!(got.num_rows(), 20_000, "{name}");
+        assert_same_output(&got, &expected, 1e-6, name);
+        assert!(
+            !out.join(".segscore-staging").exists() && out.join("_SUCCESS").exists(),
+            "{name}"
+        );
+    }
+    // Declared by the user, the same disorder is an error naming the rows.
+    let data = tmp.path().join("in-within");
+    let out = tmp.path().join("out-flag");
+    let o = run(&[&data], &demo_model(), &out, &["--provider", "cpu", "--sorted"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("declared sorted"), "{}", stderr(&o));
+    assert_no_output(&out);
+}
+
+#[test]
+fn footer_statistics_that_show_disorder_go_straight_to_the_sort() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("undeclared");
+    generate_with(&input, 20_000, 1, &["--undeclared"]);
+    let rows = all_rows(&input);
+    // Whole generations in reverse order, in row groups of 4096 rows: each row group's
+    // generation ids come before the previous one's.
+    let gids = str_col(&rows, "generation_id");
+    let mut starts: Vec<usize> = (0..gids.len())
+        .filter(|&i| i == 0 || gids[i] != gids[i - 1])
+        .collect();
+    starts.push(gids.len());
+    let order: Vec<u32> = starts
+        .windows(2)
+        .rev()
+        .flat_map(|w| (w[0] as u32)..(w[1] as u32))
+        .collect();
+    let data = rewrite(&rows, order, &tmp.path().join("reversed"), false, 4096);
+    let plan = explain(&data);
+    assert!(plan.contains("SortExec"), "{plan}");
+    let out = tmp.path().join("out");
+    let o = run_ok(&[&data], &demo_model(), &out, &["--provider", "cpu"]);
+    assert!(!stderr(&o).contains(FALLBACK), "{}", stderr(&o));
+    assert_eq!(summary(&out)["input_order"], "sorted");
+    let reference = tmp.path().join("reference");
+    run_ok(&[&input], &demo_model(), &reference, &["--provider", "cpu"]);
+    assert_same_output(
+        &read_segments(&out),
+        &read_segments(&reference),
+        1e-6,
+        "reversed vs sorted",
+    );
+}
