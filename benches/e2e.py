@@ -43,13 +43,15 @@ def run(cmd, env=None):
     return secs, usage.ru_maxrss / 1024.0, out.decode()
 
 
-def data(binary, workdir, segments, files, shuffled=False):
-    d = os.path.join(workdir, f"data-{segments}-{files}-{'shuffled' if shuffled else 'sorted'}")
+def data(binary, workdir, segments, files, layout="sorted"):
+    """The dataset: `sorted` (footers declare the order), `undeclared` (sorted, as pandas,
+    polars, DuckDB and pyarrow write it: nothing declared) or `shuffled`."""
+    d = os.path.join(workdir, f"data-{segments}-{files}-{layout}")
     if not os.path.exists(os.path.join(d, ".complete")):
         shutil.rmtree(d, ignore_errors=True)
         cmd = [binary, "generate", "-o", d, "--segments", str(segments), "--files", str(files)]
-        if shuffled:
-            cmd.append("--shuffled")
+        if layout != "sorted":
+            cmd.append(f"--{layout}")
         run(cmd)
         open(os.path.join(d, ".complete"), "w").close()
     return d
@@ -69,6 +71,8 @@ def main():
     ap.add_argument("--segments", type=int, default=1_000_000)
     ap.add_argument("--files", type=int, default=4)
     ap.add_argument("--model", choices=sorted(MODELS), default="small")
+    ap.add_argument("--layout", choices=["sorted", "undeclared", "shuffled"], default="sorted",
+                    help="sorted files that declare it, sorted files that do not, or shuffled rows")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--bin", default=os.path.join(ROOT, "target", "release", "segscore"))
@@ -81,14 +85,14 @@ def main():
     os.makedirs(args.workdir, exist_ok=True)
     model = MODELS[args.model]
     machine = f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()}"
-    results = {"machine": machine, "model": args.model, "threads": args.threads}
+    results = {"machine": machine, "model": args.model, "threads": args.threads, "layout": args.layout}
 
     if args.memory:
         rows = []
         for n in args.memory:
             # The same layout at every size (files of 250k rows in row groups of 64Ki rows): only
             # the amount of data grows.
-            d = data(args.bin, args.workdir, n, max(1, n // 250_000))
+            d = data(args.bin, args.workdir, n, max(1, n // 250_000), args.layout)
             secs, rss, s = segscore_run(args.bin, d, model, os.path.join(args.workdir, "out-mem"), args.threads)
             rows.append({"segments": n, "seconds": secs, "peak_rss_mib": rss,
                          "rows_per_second": n / secs, "input_sorted": s["input_sorted"]})
@@ -97,7 +101,7 @@ def main():
             print(f"peak RSS ratio {rows[-1]['segments']}/{rows[0]['segments']}: {rows[-1]['peak_rss_mib'] / rows[0]['peak_rss_mib']:.2f}")
         results["memory"] = rows
     else:
-        d = data(args.bin, args.workdir, args.segments, args.files)
+        d = data(args.bin, args.workdir, args.segments, args.files, args.layout)
         seg, py = [], []
         for r in range(args.repeats):
             secs, rss, s = segscore_run(args.bin, d, model, os.path.join(args.workdir, "out-segscore"), args.threads)
@@ -145,6 +149,7 @@ def main():
             results["speedup_same_work"] = seg_rate_segments / py_rate
             print(f"segscore / Python: {results['speedup']:.2f}x with the evaluation stage, "
                   f"{results['speedup_same_work']:.2f}x for the same work")
+        print(f"input order (summary.json): {last.get('input_order')}; layout {args.layout}; {args.files} file(s)")
         print(f"segscore / model only: {seg_rate / model_only['rows_per_second']:.2f} "
               f"(segscore time in the model: {model_share:.0%}; padding {last['padding_share']:.1%})")
     if args.json:

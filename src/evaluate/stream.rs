@@ -16,7 +16,7 @@ use std::sync::Arc;
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, RecordBatch, UInt32Array,
 };
-use datafusion::arrow::compute::{cast, concat_batches, lexsort_to_indices, partition, take, SortColumn};
+use datafusion::arrow::compute::{cast, concat_batches, partition, take};
 use datafusion::arrow::datatypes::{DataType, Float64Type, Schema, SchemaRef};
 
 use crate::error::{Error, Result};
@@ -261,80 +261,105 @@ pub fn overall(sample: &[RecordBatch], schema: &SchemaRef, sums: &EvalSums) -> R
     let n = s.num_rows();
     let col = |i: usize| -> Result<Vec<f64>> { f64s(&s, i) };
     let (pred, target, loss, residual) = (col(2)?, col(3)?, col(4)?, col(5)?);
-    let counts = PairCounts::of(&pred, &target);
-    // 40 equal-width bins from the smallest residual to the largest (in the last bin).
-    let mut residual_histogram = Vec::new();
-    if n > 0 {
-        let lo = residual.iter().copied().fold(f64::INFINITY, f64::min);
-        let hi = residual.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        let mut bins = [0u64; 40];
-        for &r in &residual {
-            let b = if hi > lo {
-                (((r - lo) / (hi - lo) * 40.0).floor() as i64).min(39) as usize
-            } else {
-                0
-            };
-            bins[b] += 1;
-        }
-        for (b, &count) in bins.iter().enumerate().filter(|(_, c)| **c > 0) {
-            residual_histogram.push(HistogramBin {
-                lower: lo + (hi - lo) * b as f64 / 40.0,
-                upper: lo + (hi - lo) * (b + 1) as f64 / 40.0,
-                count,
-            });
-        }
-    }
-    // Deciles of prediction, ties broken by key.
-    let order = lexsort_to_indices(
-        &[
-            SortColumn {
-                values: Arc::clone(s.column(2)),
-                options: None,
-            },
-            SortColumn {
-                values: Arc::clone(s.column(0)),
-                options: None,
-            },
-            SortColumn {
-                values: Arc::clone(s.column(1)),
-                options: None,
-            },
-        ],
-        None,
-    )?;
-    let mut deciles: Vec<(u64, Vec<usize>)> = Vec::new();
-    for (r, &i) in order.values().iter().enumerate() {
-        let d = (r as u64 * 10) / n as u64 + 1;
-        match deciles.last_mut() {
-            Some((last, rows)) if *last == d => rows.push(i as usize),
-            _ => deciles.push((d, vec![i as usize])),
-        }
-    }
-    let calibration = deciles
-        .into_iter()
-        .map(|(decile, rows)| {
-            let m = rows.len() as f64;
-            CalibrationRow {
-                decile,
-                n: rows.len() as u64,
-                min_predicted: rows.iter().map(|&i| pred[i]).fold(f64::INFINITY, f64::min),
-                max_predicted: rows.iter().map(|&i| pred[i]).fold(f64::NEG_INFINITY, f64::max),
-                mean_predicted: rows.iter().map(|&i| pred[i]).sum::<f64>() / m,
-                mean_target: rows.iter().map(|&i| target[i]).sum::<f64>() / m,
-            }
-        })
-        .collect();
-    let share = |f: f64| metrics::top_share(&mut loss.clone(), f);
+    // The rank metrics, the calibration and the loss shares each sort the sample: side by side.
+    let ((counts, spearman), (calibration, shares)) = rayon::join(
+        || {
+            rayon::join(
+                || PairCounts::of(&pred, &target),
+                || metrics::spearman(&pred, &target),
+            )
+        },
+        || {
+            rayon::join(
+                || calibration(&s, &pred, &target),
+                || metrics::top_shares(&mut loss.clone(), &[0.01, 0.1]),
+            )
+        },
+    );
+    let calibration = calibration?;
+    let residual_histogram = histogram(&residual);
     Ok(Evaluation {
         overall_sample_segments: n as u64,
-        spearman: metrics::spearman(&pred, &target),
+        spearman,
         kendall_tau: counts.and_then(|c| c.kendall_tau_b()),
         pairwise_order_accuracy: counts.and_then(|c| c.order_accuracy()),
-        loss_share_top_1pct: share(0.01),
-        loss_share_top_10pct: share(0.1),
+        loss_share_top_1pct: shares[0],
+        loss_share_top_10pct: shares[1],
         generation_means: means(sums),
         targets_sum_mismatches: sums.targets_sum_mismatches,
         residual_histogram,
         calibration,
     })
+}
+
+/// 40 equal-width bins from the smallest residual to the largest (in the last bin); empty bins
+/// left out.
+fn histogram(residual: &[f64]) -> Vec<HistogramBin> {
+    if residual.is_empty() {
+        return Vec::new();
+    }
+    let lo = residual.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = residual.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let mut bins = [0u64; 40];
+    for &r in residual {
+        let b = if hi > lo {
+            (((r - lo) / (hi - lo) * 40.0).floor() as i64).min(39) as usize
+        } else {
+            0
+        };
+        bins[b] += 1;
+    }
+    bins.iter()
+        .enumerate()
+        .filter(|(_, c)| **c > 0)
+        .map(|(b, &count)| HistogramBin {
+            lower: lo + (hi - lo) * b as f64 / 40.0,
+            upper: lo + (hi - lo) * (b + 1) as f64 / 40.0,
+            count,
+        })
+        .collect()
+}
+
+/// Deciles of prediction (rank r of n in decile r * 10 / n + 1), ties broken by key, as
+/// `queries/calibration.sql` makes them. The keys are compared only where predictions tie.
+fn calibration(s: &RecordBatch, pred: &[f64], target: &[f64]) -> Result<Vec<CalibrationRow>> {
+    use datafusion::arrow::array::make_comparator;
+    use rayon::slice::ParallelSliceMut;
+    let n = pred.len();
+    let opts = datafusion::arrow::compute::SortOptions::default();
+    let by_gid = make_comparator(s.column(0).as_ref(), s.column(0).as_ref(), opts)?;
+    let by_seg = make_comparator(s.column(1).as_ref(), s.column(1).as_ref(), opts)?;
+    let mut order: Vec<usize> = (0..n).collect();
+    order.par_sort_unstable_by(|&a, &b| {
+        pred[a]
+            .total_cmp(&pred[b])
+            .then_with(|| by_gid(a, b))
+            .then_with(|| by_seg(a, b))
+    });
+    let mut deciles: Vec<CalibrationRow> = Vec::new();
+    for (r, &i) in order.iter().enumerate() {
+        let decile = (r as u64 * 10) / n as u64 + 1;
+        match deciles.last_mut() {
+            Some(row) if row.decile == decile => {
+                row.n += 1;
+                row.min_predicted = row.min_predicted.min(pred[i]);
+                row.max_predicted = row.max_predicted.max(pred[i]);
+                row.mean_predicted += pred[i];
+                row.mean_target += target[i];
+            }
+            _ => deciles.push(CalibrationRow {
+                decile,
+                n: 1,
+                min_predicted: pred[i],
+                max_predicted: pred[i],
+                mean_predicted: pred[i],
+                mean_target: target[i],
+            }),
+        }
+    }
+    for row in &mut deciles {
+        row.mean_predicted /= row.n as f64;
+        row.mean_target /= row.n as f64;
+    }
+    Ok(deciles)
 }

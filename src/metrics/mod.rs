@@ -10,6 +10,7 @@ use std::cmp::Ordering;
 
 pub mod udaf;
 
+use rayon::slice::ParallelSliceMut;
 use serde::{Deserialize, Serialize};
 
 /// Sums behind `generation_means`: per metric, the sum over generations where it is defined
@@ -64,7 +65,7 @@ pub fn pearson(x: &[f64], y: &[f64]) -> Option<f64> {
 /// Ranks starting at 1, ties given the mean of the ranks they span.
 pub fn average_ranks(x: &[f64]) -> Vec<f64> {
     let mut idx: Vec<usize> = (0..x.len()).collect();
-    idx.sort_unstable_by(|&a, &b| x[a].total_cmp(&x[b]));
+    idx.par_sort_unstable_by(|&a, &b| x[a].total_cmp(&x[b]));
     let mut ranks = vec![0.0; x.len()];
     let mut i = 0;
     while i < idx.len() {
@@ -118,7 +119,7 @@ impl PairCounts {
         let y: Vec<f64> = y.iter().map(|v| v + 0.0).collect();
         let pairs_in = |k: u64| k * k.saturating_sub(1) / 2;
         let mut idx: Vec<usize> = (0..n).collect();
-        idx.sort_unstable_by(|&a, &b| x[a].total_cmp(&x[b]).then(y[a].total_cmp(&y[b])));
+        idx.par_sort_unstable_by(|&a, &b| x[a].total_cmp(&x[b]).then(y[a].total_cmp(&y[b])));
         let (mut tied_x, mut tied_both) = (0u64, 0u64);
         let mut i = 0;
         while i < n {
@@ -245,19 +246,29 @@ pub fn top_segment_match(x: &[f64], y: &[f64]) -> Option<bool> {
 /// (at least one). None for no rows, a zero sum, a fraction outside (0, 1] or a non-finite
 /// value. `values` is reordered.
 pub fn top_share(values: &mut [f64], fraction: f64) -> Option<f64> {
+    top_shares(values, &[fraction])[0]
+}
+
+/// [`top_share`] for each of `fractions`, from one sort of `values`.
+pub fn top_shares(values: &mut [f64], fractions: &[f64]) -> Vec<Option<f64>> {
     let n = values.len();
-    if n == 0 || !(fraction > 0.0 && fraction <= 1.0) || !all_finite(values) {
-        return None;
+    if n == 0 || !all_finite(values) {
+        return vec![None; fractions.len()];
     }
     // Sorted, then summed in that order: the result does not depend on the order the values
     // arrived in (parallel partitions), to the last bit.
-    values.sort_unstable_by(|a, b| b.total_cmp(a));
+    values.par_sort_unstable_by(|a, b| b.total_cmp(a));
     let total: f64 = values.iter().sum();
-    if total == 0.0 {
-        return None;
-    }
-    let k = ((fraction * n as f64).ceil() as usize).clamp(1, n);
-    Some(values[..k].iter().sum::<f64>() / total)
+    fractions
+        .iter()
+        .map(|&fraction| {
+            if total == 0.0 || !(fraction > 0.0 && fraction <= 1.0) {
+                return None;
+            }
+            let k = ((fraction * n as f64).ceil() as usize).clamp(1, n);
+            Some(values[..k].iter().sum::<f64>() / total)
+        })
+        .collect()
 }
 
 fn all_finite(v: &[f64]) -> bool {
