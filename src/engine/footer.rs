@@ -130,6 +130,15 @@ pub fn read_footers(paths: &[PathBuf]) -> Result<Vec<ArrowReaderMetadata>> {
         })
         .collect()
 }
+/// The leaf column index of top-level column `name`, if the file has one.
+fn top_level_leaf(pq: &ParquetMetaData, name: &str) -> Option<usize> {
+    pq.file_metadata()
+        .schema_descr()
+        .columns()
+        .iter()
+        .position(|c| c.path().parts().len() == 1 && c.path().parts()[0] == name)
+}
+
 /// Whether the footer's statistics prove that the row groups are not in `key` order: some row
 /// group's exact minimum below the exact maximum of the row group before it. Integer and
 /// string (byte array) columns; a row group without exact statistics proves nothing, nor does
@@ -142,13 +151,10 @@ pub fn row_groups_out_of_order(pq: &ParquetMetaData, key: &str) -> bool {
         Int(i64),
         Bytes(Vec<u8>),
     }
-    let leaves = pq.file_metadata().schema_descr().columns();
-    let Some(i) = leaves
-        .iter()
-        .position(|c| c.path().parts().len() == 1 && c.path().parts()[0] == key)
-    else {
+    let Some(i) = top_level_leaf(pq, key) else {
         return false;
     };
+    let leaves = pq.file_metadata().schema_descr().columns();
     let unsigned = matches!(leaves[i].logical_type_ref(), Some(LogicalType::Integer(t)) if !t.is_signed)
         || matches!(
             leaves[i].converted_type(),
@@ -184,13 +190,11 @@ pub fn row_groups_out_of_order(pq: &ParquetMetaData, key: &str) -> bool {
 
 /// Whether every row group's `sorting_columns` start with `keys`, all ascending.
 pub fn metadata_declares_order(pq: &ParquetMetaData, keys: &[&str]) -> bool {
-    let leaves = pq.file_metadata().schema_descr().columns();
-    let leaf = |name: &str| {
-        leaves
-            .iter()
-            .position(|c| c.path().parts().len() == 1 && c.path().parts()[0] == name)
-    };
-    let Some(idx) = keys.iter().map(|k| leaf(k)).collect::<Option<Vec<usize>>>() else {
+    let Some(idx) = keys
+        .iter()
+        .map(|k| top_level_leaf(pq, k))
+        .collect::<Option<Vec<usize>>>()
+    else {
         return false;
     };
     !pq.row_groups().is_empty()

@@ -223,59 +223,45 @@ async fn execute(
     let counter = Arc::new(AtomicUsize::new(0));
     let cancel = CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
-    for (i, stream) in streams.into_iter().enumerate() {
-        let writer = RollingWriter::new(
+    // Every partition's writers: rolling part files under the shard's prefix.
+    let writer = |dir: &std::path::PathBuf, schema, sorting, counter: &Arc<AtomicUsize>| {
+        RollingWriter::new(
             dir.clone(),
-            Arc::clone(&plan.schema),
+            schema,
             Arc::clone(&metadata),
-            plan.sorting.clone(),
+            sorting,
             max_rows_per_file,
-            Arc::clone(&counter),
+            Arc::clone(counter),
         )
-        .with_prefix(prefix.clone());
-        let rejected_writer = match (&plan.rejected, &rejected_dir) {
-            (Some(layout), Some(d)) => Some(
-                RollingWriter::new(
-                    d.clone(),
-                    Arc::clone(&layout.schema),
-                    Arc::clone(&metadata),
-                    None,
-                    max_rows_per_file,
-                    Arc::clone(&rejected_counter),
-                )
-                .with_prefix(prefix.clone()),
-            ),
+        .with_prefix(prefix.clone())
+    };
+    // Each partition's generations come in key order: its files say so.
+    let by_id = Some(vec![datafusion::parquet::file::metadata::SortingColumn {
+        column_idx: 0,
+        descending: false,
+        nulls_first: false,
+    }]);
+    for (i, stream) in streams.into_iter().enumerate() {
+        let segments = writer(&dir, Arc::clone(&plan.schema), plan.sorting.clone(), &counter);
+        let rejected = match (&plan.rejected, &rejected_dir) {
+            (Some(layout), Some(d)) => Some(writer(d, Arc::clone(&layout.schema), None, &rejected_counter)),
             _ => None,
         };
         let (generations, sample) = match (&eval, &eval_dirs) {
-            (Some(e), Some((g, s))) => {
-                // Each partition's generations come in key order: its files say so.
-                let by_id = Some(vec![datafusion::parquet::file::metadata::SortingColumn {
-                    column_idx: 0,
-                    descending: false,
-                    nulls_first: false,
-                }]);
-                let w = |dir: &std::path::PathBuf, schema, sorting, counter: &Arc<AtomicUsize>| {
-                    RollingWriter::new(
-                        dir.clone(),
-                        schema,
-                        Arc::clone(&metadata),
-                        sorting,
-                        max_rows_per_file,
-                        Arc::clone(counter),
-                    )
-                    .with_prefix(prefix.clone())
-                };
-                (
-                    Some(w(g, Arc::clone(&e.generations), by_id, &generation_counter)),
-                    Some(w(s, Arc::clone(&e.sample), None, &sample_counter)),
-                )
-            }
+            (Some(e), Some((g, s))) => (
+                Some(writer(
+                    g,
+                    Arc::clone(&e.generations),
+                    by_id.clone(),
+                    &generation_counter,
+                )),
+                Some(writer(s, Arc::clone(&e.sample), None, &sample_counter)),
+            ),
             _ => (None, None),
         };
         let writers = Writers {
-            segments: writer,
-            rejected: rejected_writer,
+            segments,
+            rejected,
             generations,
             sample,
         };

@@ -408,3 +408,13 @@ pub fn parquet_metadata(path: &Path) -> BTreeMap<String, String> {
         })
         .unwrap_or_default()
 }
+
+/// The physical plan `segscore run --explain` prints for `input` with the demo model.
+pub fn explain(input: &Path, extra: &[&str]) -> String {
+    let out = input.with_extension("unused");
+    let mut args = vec!["--provider", "cpu", "--explain"];
+    args.extend_from_slice(extra);
+    let o = run(&[input], &demo_model(), &out, &args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}

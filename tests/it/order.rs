@@ -47,23 +47,12 @@ fn rewrite(rows: &RecordBatch, order: Vec<u32>, to: &Path, declare: bool, group_
     to.to_path_buf()
 }
 
-fn explain(input: &Path) -> String {
-    let o = run(
-        &[input],
-        &demo_model(),
-        &input.with_extension("unused"),
-        &["--provider", "cpu", "--explain"],
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
 #[test]
 fn sorted_files_that_do_not_declare_it_stream_without_a_sort() {
     let tmp = tempfile::tempdir().unwrap();
     let input = tmp.path().join("undeclared");
     generate_with(&input, 20_000, 2, &["--undeclared"]);
-    let plan = explain(&input);
+    let plan = explain(&input, &[]);
     assert!(
         plan.contains("BoundedWindowAggExec") && !plan.contains("SortExec"),
         "{plan}"
@@ -168,7 +157,7 @@ fn footer_statistics_that_show_disorder_go_straight_to_the_sort() {
         .flat_map(|w| (w[0] as u32)..(w[1] as u32))
         .collect();
     let data = rewrite(&rows, order, &tmp.path().join("reversed"), false, 4096);
-    let plan = explain(&data);
+    let plan = explain(&data, &[]);
     assert!(plan.contains("SortExec"), "{plan}");
     let out = tmp.path().join("out");
     let o = run_ok(&[&data], &demo_model(), &out, &["--provider", "cpu"]);

@@ -7,15 +7,6 @@ use datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
 
 use crate::common::*;
 
-fn explain(input: &Path, extra: &[&str]) -> String {
-    let out = input.with_extension("unused");
-    let mut args = vec!["--provider", "cpu", "--explain"];
-    args.extend_from_slice(extra);
-    let o = run(&[input], &demo_model(), &out, &args);
-    assert!(o.status.success(), "{}", stderr(&o));
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
 fn sorting_columns(part: &Path) -> Vec<(i32, bool)> {
     let r = SerializedFileReader::new(std::fs::File::open(part).unwrap()).unwrap();
     let rg = r.metadata().row_group(0);
