@@ -225,6 +225,15 @@ pub enum Error {
     #[error("{0}")]
     Usage(String),
 
+    /// An object-store error, with the URL it concerns (never a credential).
+    #[error("{url}: {reason}")]
+    Store {
+        /// The `s3://` URL being read or written.
+        url: String,
+        /// What went wrong, in words.
+        reason: String,
+    },
+
     /// A file-system error, with the path it concerns.
     #[error("{path}: {source}")]
     Io {

@@ -11,6 +11,7 @@
 //! |---|---|
 //! | [`error`], [`faults`] | the error type; fault injection for the crash tests |
 //! | [`contract`] | column roles, output columns, reason codes: the shared vocabulary |
+//! | [`store`] | object storage: `s3://` URLs, credentials, reads and uploads |
 //! | [`engine`] | DataFusion as segscore uses it: session, footers, tables, queries |
 //! | [`source`] | input files: expansion, checks, the `generations` view |
 //! | [`model`] | the ONNX model: runtime, sessions, binding, token batches, SQL functions |
@@ -46,6 +47,7 @@ pub mod sample;
 pub mod shard;
 pub mod sink;
 pub mod source;
+pub mod store;
 pub mod validate;
 
 pub use error::{Error, Result};

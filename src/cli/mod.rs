@@ -35,6 +35,11 @@ struct Cli {
     /// Log format on stderr: text for people, json (one object per line) for machines.
     #[arg(long, global = true, value_enum, default_value = "text")]
     log_format: logging::LogFormat,
+    /// An S3-compatible object store for `s3://` URLs (MinIO, Ceph, moto...), e.g.
+    /// `http://127.0.0.1:9000`; default: `AWS_ENDPOINT_URL`, else AWS. An `http://` endpoint
+    /// allows plain HTTP.
+    #[arg(long, global = true, value_name = "URL")]
+    s3_endpoint: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -134,6 +139,9 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse_from(args);
     logging::init_logging(cli.quiet, cli.verbose, cli.log_format);
     let quiet = cli.quiet;
+    if let Some(endpoint) = &cli.s3_endpoint {
+        crate::store::set_endpoint(endpoint);
+    }
     let json_logs = cli.log_format == logging::LogFormat::Json;
     let result = match cli.command {
         Command::Run(a) => run::run(*a, quiet),

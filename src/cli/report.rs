@@ -15,7 +15,7 @@ pub(crate) fn report(dir: PathBuf, quiet: bool) -> Result<(), Error> {
     let rt = runtime(threads)?;
     let path = rt.block_on(crate::report::write(&dir, threads, default_memory_limit()))?;
     if !quiet {
-        println!("{}", path.display());
+        println!("{path}");
     }
     Ok(())
 }

@@ -162,11 +162,6 @@ pub struct SqlOptions {
     pub tokenizer: Option<PathBuf>,
 }
 
-/// Whether `path` is a segscore output directory (it has `segments/`).
-pub fn is_output_dir(path: &Path) -> bool {
-    path.join("segments").is_dir()
-}
-
 /// A context with segscore's settings and functions, and the given tables registered.
 pub async fn context(opts: &SqlOptions) -> Result<SessionContext> {
     let ctx = crate::engine::session_context(opts.threads, opts.memory_limit, None, true)?;
@@ -195,7 +190,10 @@ pub async fn context(opts: &SqlOptions) -> Result<SessionContext> {
     }
     for t in &opts.tables {
         let path = Path::new(&t.path);
-        if is_output_dir(path) {
+        // A bare s3:// URL is an output (read by its manifest, or an error saying it is not a
+        // complete one); a local path is one when it has segments/.
+        let bare_remote = t.name.is_none() && crate::store::remote(path).is_some();
+        if bare_remote || crate::sink::committed::is_output(path)? {
             let names = evaluate::register_output(&ctx, path, t.name.as_deref()).await?;
             tracing::debug!(tables = ?names, dir = %path.display(), "registered a segscore output");
         } else {

@@ -60,6 +60,7 @@ pub fn session_context(
     let runtime = RuntimeEnvBuilder::new()
         .with_memory_pool(Arc::new(FairSpillPool::new(memory_limit as usize)))
         .with_disk_manager_builder(disk)
+        .with_object_store_registry(Arc::new(crate::store::Registry::default()))
         .build_arc()?;
     Ok(SessionContext::new_with_config_rt(config, runtime))
 }

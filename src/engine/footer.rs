@@ -122,11 +122,17 @@ pub fn read_footers(paths: &[PathBuf]) -> Result<Vec<ArrowReaderMetadata>> {
     paths
         .iter()
         .map(|p| {
-            let f = File::open(p).map_err(|e| Error::io(p, e))?;
-            read_footer(&f).map_err(|reason| Error::NotParquet {
+            let not_parquet = |reason| Error::NotParquet {
                 path: p.clone(),
                 reason,
-            })
+            };
+            match crate::store::remote(p) {
+                Some(url) => read_footer(&crate::store::RemoteFile::open(url)?).map_err(not_parquet),
+                None => {
+                    let f = File::open(p).map_err(|e| Error::io(p, e))?;
+                    read_footer(&f).map_err(not_parquet)
+                }
+            }
         })
         .collect()
 }

@@ -103,9 +103,12 @@ pub fn part_files(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// The URL DataFusion reads a local file by: the path as it is (a `[`, `*` or `?` in a name is
+/// The URL DataFusion reads a file by: an `s3://` URL as it is; a local path as it is (a `[`, `*` or `?` in a name is
 /// that character, never a glob). A path that is not UTF-8 is an error naming it.
 pub fn file_url(path: &Path) -> Result<ListingTableUrl> {
+    if let Some(url) = crate::store::remote(path) {
+        return Ok(ListingTableUrl::parse(url)?);
+    }
     let abs = std::path::absolute(path).map_err(|e| Error::io(path, e))?;
     require_utf8(&abs)?;
     let url = url::Url::from_file_path(&abs)

@@ -317,3 +317,14 @@ pub fn summary_table(s: &Summary) -> String {
         .map(|(k, v)| format!("  {k:<width$}  {v}\n"))
         .collect()
 }
+
+/// Reads the `summary.json` of the output at `dir` (a local directory or an `s3://` output).
+pub fn read_summary(dir: &std::path::Path) -> crate::error::Result<Summary> {
+    let path = dir.join("summary.json");
+    let bytes = crate::sink::committed::output_file(dir, "summary.json")?
+        .ok_or_else(|| crate::error::Error::io(&path, std::io::Error::from(std::io::ErrorKind::NotFound)))?;
+    serde_json::from_slice(&bytes).map_err(|e| crate::error::Error::Output {
+        path,
+        reason: format!("not a segscore summary: {e}"),
+    })
+}

@@ -11,14 +11,15 @@ use datafusion::prelude::{ident, lit, SessionContext};
 
 use crate::contract::OUTPUT_COLUMNS;
 use crate::engine::footer::{metadata_declares_order, read_footers};
-use crate::engine::tables::{parquet_table, parquet_table_read, part_files};
+use crate::engine::tables::{parquet_table, parquet_table_read};
 use crate::error::{Error, Result};
+use crate::sink::committed::{output_file, output_parts};
 
 /// Registers a segscore output directory's tables: `segments`, and `generations` and
 /// `rejected` where present; under the schema `schema` (`schema.segments`) if given. Returns
 /// the names registered.
 pub async fn register_output(ctx: &SessionContext, dir: &Path, schema: Option<&str>) -> Result<Vec<String>> {
-    let segments = part_files(&dir.join("segments"))?;
+    let segments = output_parts(dir, "segments")?;
     if segments.is_empty() {
         return Err(Error::Usage(format!(
             "{}: not a segscore output directory (no segments/part-*.parquet)",
@@ -73,8 +74,9 @@ pub async fn register_output(ctx: &SessionContext, dir: &Path, schema: Option<&s
     // The segments whose key hashes to 0 modulo the stride (all up to SAMPLE_SEGMENTS): the
     // metrics that must hold every value at once read this, so memory stays bounded. The
     // stride is the run's (summary.json), else one from the rows.
-    let recorded = std::fs::read(dir.join("summary.json"))
+    let recorded = output_file(dir, "summary.json")
         .ok()
+        .flatten()
         .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
         .and_then(|v| v["overall_sample_stride"].as_u64());
     let stride = recorded.unwrap_or_else(|| crate::evaluate::stream::sample_stride(rows));
@@ -87,7 +89,7 @@ pub async fn register_output(ctx: &SessionContext, dir: &Path, schema: Option<&s
     registered.push(name("segments_sample").to_string());
     // Per-generation metrics are finite or NULL; rejected rows may hold NaN.
     for (t, trusted) in [("generations", &["*"][..]), ("rejected", &[][..])] {
-        let files = part_files(&dir.join(t))?;
+        let files = output_parts(dir, t)?;
         if !files.is_empty() {
             ctx.register_table(name(t), parquet_table(ctx, &files, &[], trusted).await?)?;
             registered.push(name(t).to_string());

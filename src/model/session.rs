@@ -15,7 +15,11 @@ pub(crate) fn model_name(path: &Path) -> String {
 
 /// Reads a model file, naming it in the error.
 pub fn read_model_file(path: &Path) -> Result<Vec<u8>> {
-    match std::fs::read(path) {
+    let read = match crate::store::read_object(path) {
+        Some(object) => Ok(object?),
+        None => std::fs::read(path),
+    };
+    match read {
         Ok(bytes) if bytes.is_empty() => Err(Error::ModelFile {
             path: path.to_path_buf(),
             reason: "file is empty".into(),

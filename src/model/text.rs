@@ -50,7 +50,10 @@ impl TextTokenizer {
             path: path.to_path_buf(),
             reason,
         };
-        let bytes = std::fs::read(path).map_err(|e| err(format!("cannot read: {e}")))?;
+        let bytes = match crate::store::read_object(path) {
+            Some(object) => object?,
+            None => std::fs::read(path).map_err(|e| err(format!("cannot read: {e}")))?,
+        };
         if let Err(e) = serde_json::from_slice::<serde_json::Value>(&bytes) {
             return Err(err(format!("not a JSON file ({e})")));
         }

@@ -86,6 +86,14 @@ pub(crate) fn input_stamps(inputs: &source::Inputs) -> Result<Vec<(String, u64, 
         .files
         .iter()
         .map(|f| {
+            if let Some(loc) = crate::store::Location::of(&f.path)? {
+                let m = loc.head()?.ok_or_else(|| Error::Store {
+                    url: loc.url(),
+                    reason: "no such object".into(),
+                })?;
+                let modified = m.last_modified.timestamp_nanos_opt().unwrap_or(0).max(0) as u128;
+                return Ok((loc.url(), m.size, modified));
+            }
             let m = std::fs::metadata(&f.path).map_err(|e| Error::io(&f.path, e))?;
             let modified = m
                 .modified()

@@ -67,12 +67,7 @@ pub async fn run_until(cfg: &JobConfig, mut stop: Stop) -> Result<Summary> {
     let (mut out, mut found) = OutputDir::prepare(&cfg.output, cfg.overwrite, cfg.resume)?;
     let job_json = serde_json::to_vec_pretty(&prepared.fingerprint)?;
     let job_sha256 = hex::encode(Sha256::digest(&job_json));
-    let read_summary = || -> Result<Summary> {
-        let p = cfg.output.join("summary.json");
-        Ok(serde_json::from_slice(
-            &std::fs::read(&p).map_err(|e| Error::io(&p, e))?,
-        )?)
-    };
+    let read_summary = || crate::evaluate::summary::read_summary(&cfg.output);
     if found == Found::Complete && cfg.overwrite && read_summary()?.job_sha256 != job_sha256 {
         // --resume --overwrite over another job's complete output: start this one.
         (out, found) = OutputDir::prepare(&cfg.output, true, false)?;

@@ -118,10 +118,7 @@ pub async fn run_pending(
                 },
             };
             // The rename of the record commits the shard; its files are already in place.
-            out.write(
-                &format!("{}/{}", crate::sink::SHARDS_DIR, crate::shard::record_name(k)),
-                &serde_json::to_vec(&record)?,
-            )?;
+            out.commit_shard(k, &serde_json::to_vec(&record)?)?;
             // A test may hold the run here; a stop still ends it.
             let mut stop = stop.clone();
             tokio::select! {

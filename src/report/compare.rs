@@ -7,7 +7,7 @@
 //! `r` draws from its own generator seeded from (`seed`, `r`), so the interval depends only on
 //! the seed and the data, not on the number of threads.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use datafusion::arrow::util::display::array_value_to_string;
 use rand::rngs::SmallRng;
@@ -86,14 +86,7 @@ pub struct Comparison {
     pub mse_difference: MseBootstrap,
 }
 
-fn read_summary(dir: &Path) -> Result<Summary> {
-    let p = dir.join("summary.json");
-    let text = std::fs::read_to_string(&p).map_err(|e| Error::io(&p, e))?;
-    serde_json::from_str(&text).map_err(|e| Error::Output {
-        path: p,
-        reason: format!("not a segscore summary: {e}"),
-    })
-}
+use crate::evaluate::summary::read_summary;
 
 fn metric_rows(a: &Summary, b: &Summary) -> Vec<MetricRow> {
     let pick = |s: &Summary| {

@@ -3,7 +3,7 @@
 //! calibration plot and the worst generations.
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::datatypes::{DataType, Float64Type};
@@ -11,7 +11,7 @@ use datafusion::arrow::util::display::array_value_to_string;
 use datafusion::prelude::SessionContext;
 
 use crate::engine::query::{f64_col, query};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::evaluate;
 
 pub mod compare;
@@ -34,20 +34,13 @@ pub mod colors {
 
 /// Reads `dir/summary.json` and the output's tables, and writes `dir/report.html`
 /// (atomically). Returns its path.
-pub async fn write(dir: &Path, threads: usize, memory_limit: u64) -> Result<PathBuf> {
-    let summary_path = dir.join("summary.json");
-    let text = std::fs::read_to_string(&summary_path).map_err(|e| Error::io(&summary_path, e))?;
-    let summary: Summary = serde_json::from_str(&text).map_err(|e| Error::Output {
-        path: summary_path.clone(),
-        reason: format!("not a segscore summary: {e}"),
-    })?;
+pub async fn write(dir: &Path, threads: usize, memory_limit: u64) -> Result<String> {
+    let summary = crate::evaluate::summary::read_summary(dir)?;
     let ctx = crate::engine::session_context(threads, memory_limit, None, true)?;
     crate::functions::register(&ctx, None, None);
     evaluate::register_output(&ctx, dir, None).await?;
     let html = render(&ctx, &summary, &dir.display().to_string()).await?;
-    let path = dir.join("report.html");
-    crate::sink::write_atomic(&path, html.as_bytes())?;
-    Ok(path)
+    crate::sink::committed::write_output_file(dir, "report.html", html.as_bytes())
 }
 
 /// Renders the page from a summary and a context where `segments` and `generations` are

@@ -13,11 +13,15 @@
 //!
 //! - [`atomic`]: files written under a temporary name, synced and renamed ([`AtomicFile`]);
 //! - [`parquet`]: Parquet part files and the writers that roll them ([`RollingWriter`]);
-//! - [`output_dir`]: the output directory, its work folder, and the commit protocol.
+//! - [`output_dir`]: the output directory, its work folder, and the commit protocol;
+//! - [`remote`]: an `s3://` output, committed without rename (a manifest, then `_SUCCESS`);
+//! - [`committed`]: a committed output's files and tables as readers find them.
 
 pub mod atomic;
+pub mod committed;
 pub mod output_dir;
 pub mod parquet;
+pub mod remote;
 
 pub use atomic::{inprogress_name, write_atomic, AtomicFile};
 pub use output_dir::{abandon, Found, OutputDir, JOB_FILE, OUTPUTS, SHARDS_DIR, SUCCESS, WORK_DIR};

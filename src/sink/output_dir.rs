@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 use crate::faults::point;
 use crate::sink::atomic::{sync_dir, write_atomic};
+use crate::sink::remote::{self, RemoteRun};
+use crate::store::Location;
 
 /// The marker written last by a successful run.
 pub const SUCCESS: &str = "_SUCCESS";
@@ -51,6 +53,8 @@ pub struct OutputDir {
     created_root: bool,
     _lock: Option<File>,
     done: bool,
+    /// With an `s3://` output: the run there; `root` is then a local work folder's root.
+    remote: Option<RemoteRun>,
 }
 
 fn out_err(path: &Path, reason: impl Into<String>) -> Error {
@@ -84,6 +88,9 @@ impl OutputDir {
     ///
     /// Nothing already there is touched until [`OutputDir::commit`].
     pub fn prepare(root: &Path, overwrite: bool, resume: bool) -> Result<(Self, Found)> {
+        if let Some(loc) = Location::of(root)? {
+            return Self::prepare_remote(loc, overwrite, resume);
+        }
         let work = root.join(WORK_DIR);
         let mut created_root = false;
         let mut found = Found::Fresh;
@@ -119,6 +126,7 @@ impl OutputDir {
                             created_root: false,
                             _lock: Some(held),
                             done: false,
+                            remote: None,
                         },
                         Found::Interrupted,
                     ));
@@ -160,9 +168,80 @@ impl OutputDir {
                 created_root,
                 _lock: held,
                 done: found == Found::Complete,
+                remote: None,
             },
             found,
         ))
+    }
+
+    /// [`OutputDir::prepare`] for an `s3://` output ([`crate::sink::remote`]): the same cases,
+    /// read from the prefix's runs; the run is written into a local work folder and uploaded
+    /// shard by shard.
+    fn prepare_remote(loc: Location, overwrite: bool, resume: bool) -> Result<(Self, Found)> {
+        let url = loc.url();
+        let s = remote::survey(&loc)?;
+        let interrupted = s.interrupted().cloned();
+        let mut run = RemoteRun::new(loc);
+        let found = match (&interrupted, &s.committed) {
+            (Some((id, ..)), _) if resume => {
+                run.run = id.clone();
+                Found::Interrupted
+            }
+            (None, Some(_)) if resume => Found::Complete,
+            (Some((id, ..)), _) if !overwrite => {
+                return Err(Error::Store {
+                    url,
+                    reason: format!("holds an interrupted run ({}/{id}); pass --resume to finish it, or --overwrite to start again", remote::RUNS),
+                })
+            }
+            (None, Some(_)) if !overwrite => {
+                return Err(Error::Store {
+                    url,
+                    reason: "holds a complete segscore output; pass --overwrite to replace it, or choose another --output".into(),
+                })
+            }
+            _ if !s.others.is_empty() && !overwrite => {
+                let shown: Vec<_> = s.others.iter().take(5).cloned().collect();
+                return Err(Error::Store {
+                    url,
+                    reason: format!(
+                        "is not empty (holds {}{}); pass --overwrite to replace segscore's outputs in it, or choose another --output",
+                        shown.join(", "),
+                        if s.others.len() > 5 { ", ..." } else { "" }
+                    ),
+                });
+            }
+            _ => Found::Fresh,
+        };
+        // The local work folder: always started afresh (what is committed is in the store).
+        let mirror = RemoteRun::mirror(&url);
+        let (mut local, _) = Self::prepare(&mirror, true, false)?;
+        local.created_root = true;
+        if found == Found::Interrupted {
+            run.manifest_written = interrupted.is_some_and(|(_, _, manifest)| manifest);
+            run.download(&local.work)?;
+        }
+        local.done = found == Found::Complete;
+        local.remote = Some(run);
+        Ok((local, found))
+    }
+
+    /// The URL or path of the output, for messages.
+    pub fn display(&self) -> String {
+        match &self.remote {
+            Some(r) => r.root.url(),
+            None => self.root.display().to_string(),
+        }
+    }
+
+    /// Commits shard `k`: its record (`record`) is written after its part files are in place
+    /// (uploaded first, for an `s3://` output).
+    pub fn commit_shard(&self, k: usize, record: &[u8]) -> Result<()> {
+        self.write(&format!("{SHARDS_DIR}/{}", crate::shard::record_name(k)), record)?;
+        if let Some(r) = &self.remote {
+            r.commit_shard(&self.work, k, record)?;
+        }
+        Ok(())
     }
 
     /// The final output directory.
@@ -202,6 +281,9 @@ impl OutputDir {
         if let Some(dir) = p.parent() {
             sync_dir(dir);
         }
+        if let (Some(r), JOB_FILE) = (&self.remote, name) {
+            r.at(JOB_FILE).put(bytes.to_vec())?;
+        }
         Ok(())
     }
 
@@ -223,6 +305,9 @@ impl OutputDir {
 
     /// Whether an interrupted run had begun moving its outputs into place.
     pub fn committing(&self) -> bool {
+        if let Some(r) = &self.remote {
+            return r.manifest_written;
+        }
         self.work.join(COMMITTING).exists()
     }
 
@@ -234,9 +319,14 @@ impl OutputDir {
 
     /// Moves the outputs into place: writes `files` (name, bytes) into the work folder, marks
     /// the commit as begun, then [`OutputDir::finish_commit`].
-    pub fn commit(self, files: &[(&str, Vec<u8>)]) -> Result<()> {
+    pub fn commit(mut self, files: &[(&str, Vec<u8>)]) -> Result<()> {
         for (name, bytes) in files {
             write_atomic(&self.work.join(name), bytes)?;
+        }
+        if let Some(r) = &mut self.remote {
+            let names: Vec<&str> = files.iter().map(|(n, _)| *n).collect();
+            r.write_manifest(&self.work, &names)?;
+            return self.finish_commit();
         }
         let produced: Vec<&str> = OUTPUTS
             .iter()
@@ -252,6 +342,12 @@ impl OutputDir {
     /// outputs this run did not produce, writes `_SUCCESS` and removes the work folder. Safe
     /// to repeat after an interruption: what was moved already is not in the work folder.
     pub fn finish_commit(mut self) -> Result<()> {
+        if let Some(r) = &self.remote {
+            r.publish()?;
+            self.done = true;
+            let _ = fs::remove_dir_all(&self.root);
+            return Ok(());
+        }
         let bytes = self
             .read(COMMITTING)?
             .ok_or_else(|| Error::Internal("finish_commit without a COMMITTING marker".into()))?;
@@ -294,14 +390,30 @@ impl OutputDir {
     /// returns how many shards stay committed for `--resume`.
     pub fn abort(mut self) -> usize {
         self.done = true;
-        abandon(&self.root, self.created_root)
+        self.abandon()
+    }
+
+    fn abandon(&self) -> usize {
+        let kept = abandon(&self.root, self.created_root);
+        if let Some(r) = &self.remote {
+            // What is committed is in the store; the local work folder goes.
+            let _ = fs::remove_dir_all(&self.root);
+            if kept == 0 && !r.manifest_written {
+                if let Err(e) = r.remove() {
+                    tracing::warn!(error = %e, "could not remove the run's uncommitted objects");
+                }
+            }
+        }
+        kept
     }
 }
 
 impl Drop for OutputDir {
     fn drop(&mut self) {
         if !self.done {
-            abandon(&self.root, self.created_root);
+            self.abandon();
+        } else if self.remote.is_some() {
+            let _ = fs::remove_dir_all(&self.root);
         }
     }
 }

@@ -123,12 +123,20 @@ pub fn check_file(path: &Path, cols: &ColumnNames, null_stats: bool) -> Result<I
         path: path.to_path_buf(),
         reason,
     };
-    let file = File::open(path).map_err(|e| Error::io(path, e))?;
-    let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
-    if len == 0 {
-        return Err(not_parquet("the file is empty (0 bytes)".into()));
-    }
-    let meta = read_footer(&file).map_err(not_parquet)?;
+    let meta = if let Some(url) = crate::store::remote(path) {
+        let file = crate::store::RemoteFile::open(url)?;
+        if file.is_empty() {
+            return Err(not_parquet("the object is empty (0 bytes)".into()));
+        }
+        read_footer(&file).map_err(not_parquet)?
+    } else {
+        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+        if len == 0 {
+            return Err(not_parquet("the file is empty (0 bytes)".into()));
+        }
+        read_footer(&file).map_err(not_parquet)?
+    };
     check_metadata(path, &meta, cols, null_stats)
 }
 /// [`check_file`] on a footer already read (`path` names the file in errors).

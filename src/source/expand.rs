@@ -1,5 +1,6 @@
 //! Input expansion: files, directories (searched recursively for `*.parquet`) and globs into
-//! a sorted, de-duplicated list of files.
+//! a sorted, de-duplicated list of files; `s3://` prefixes and globs into objects
+//! ([`crate::store::expand`]).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -42,6 +43,14 @@ pub fn expand_inputs(patterns: &[String]) -> Result<Vec<PathBuf>> {
     }
     let mut all = BTreeSet::new();
     for pat in patterns {
+        if crate::store::is_remote(pat) {
+            let found = crate::store::expand(pat)?;
+            if found.is_empty() {
+                return Err(Error::NoInputFiles { pattern: pat.clone() });
+            }
+            all.extend(found);
+            continue;
+        }
         let mut found = Vec::new();
         let path = Path::new(pat);
         if path.is_dir() {

@@ -7,10 +7,11 @@ use std::path::{Path, PathBuf};
 use crate::common::repo;
 
 /// The top-level modules, lowest first (ARCHITECTURE.md, lib.rs).
-const ORDER: [&str; 17] = [
+const ORDER: [&str; 18] = [
     "error",
     "faults",
     "contract",
+    "store",
     "engine",
     "source",
     "model",

@@ -11,6 +11,7 @@ mod models;
 mod order;
 mod properties;
 mod review;
+mod s3;
 mod scale;
 mod single_pass;
 mod text;

@@ -1,0 +1,569 @@
+//! Object storage: `s3://bucket/key` URLs for inputs, models, tokenizers and outputs, through
+//! the `object_store` crate DataFusion reads with.
+//!
+//! A location that is an `s3://` URL travels through segscore as a path holding the URL
+//! (`Path::new("s3://bucket/key")`); [`remote`] tells the two kinds apart.
+//!
+//! Credentials and endpoint come from the standard places, in this order: `AWS_*` environment
+//! variables (keys, session token, region, `AWS_ENDPOINT_URL`, web identity, container
+//! credentials), then the profile `AWS_PROFILE` (default `default`) in
+//! `~/.aws/credentials` and `~/.aws/config`, then the instance metadata service. The
+//! `--s3-endpoint` flag selects an S3-compatible store; an `http://` endpoint allows plain
+//! HTTP. No credential is ever logged or written: errors name the URL and the problem only.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use datafusion::execution::object_store::{DefaultObjectStoreRegistry, ObjectStoreRegistry};
+use futures::{StreamExt, TryStreamExt};
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::path::Path as Key;
+use object_store::{BackoffConfig, ClientOptions, ObjectMeta, ObjectStore, ObjectStoreExt, RetryConfig};
+use url::Url;
+
+use crate::error::{Error, Result};
+
+/// The URL scheme segscore reads and writes object storage by.
+pub const SCHEME: &str = "s3://";
+
+/// Whether `s` is an object-store URL.
+pub fn is_remote(s: &str) -> bool {
+    s.starts_with(SCHEME)
+}
+
+/// The URL a path holds, when it is an object-store URL.
+pub fn remote(path: &Path) -> Option<&str> {
+    path.to_str().filter(|s| is_remote(s))
+}
+
+/// `--s3-endpoint`: set once at start, before any store is built.
+static ENDPOINT: OnceLock<String> = OnceLock::new();
+
+/// Selects an S3-compatible endpoint for every bucket (`--s3-endpoint`; without it,
+/// `AWS_ENDPOINT_URL` or AWS itself).
+pub fn set_endpoint(url: &str) {
+    let _ = ENDPOINT.set(url.trim_end_matches('/').to_string());
+}
+
+fn stores() -> &'static Mutex<HashMap<String, Arc<dyn ObjectStore>>> {
+    static STORES: OnceLock<Mutex<HashMap<String, Arc<dyn ObjectStore>>>> = OnceLock::new();
+    STORES.get_or_init(Default::default)
+}
+
+/// The store of one bucket, built once per process.
+pub fn bucket_store(bucket: &str) -> Result<Arc<dyn ObjectStore>> {
+    let mut map = stores().lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(s) = map.get(bucket) {
+        return Ok(Arc::clone(s));
+    }
+    let url = format!("{SCHEME}{bucket}");
+    let mut b = AmazonS3Builder::from_env()
+        .with_bucket_name(bucket)
+        .with_client_options(
+            ClientOptions::new()
+                .with_connect_timeout(Duration::from_secs(5))
+                .with_timeout(Duration::from_secs(300)),
+        );
+    if std::env::var("AWS_ALLOW_HTTP").is_ok_and(|v| v.eq_ignore_ascii_case("true")) {
+        b = b.with_allow_http(true);
+    }
+    if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
+        for (key, value) in profile_settings() {
+            b = b.with_config(key, value);
+        }
+    }
+    let endpoint = ENDPOINT
+        .get()
+        .cloned()
+        .or_else(|| std::env::var("AWS_ENDPOINT_URL_S3").ok())
+        .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok())
+        .or_else(|| std::env::var("AWS_ENDPOINT").ok());
+    if let Some(e) = &endpoint {
+        b = b.with_endpoint(e.clone());
+        if e.starts_with("http://") {
+            b = b.with_allow_http(true);
+        }
+    }
+    if b.get_config_value(&AmazonS3ConfigKey::Region).is_none() {
+        b = b.with_region("us-east-1");
+    }
+    // A few quick retries: an unreachable endpoint is an error within seconds, not minutes.
+    let retry = RetryConfig {
+        backoff: BackoffConfig {
+            init_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(2),
+            base: 2.0,
+        },
+        max_retries: 3,
+        retry_timeout: Duration::from_secs(20),
+    };
+    let store: Arc<dyn ObjectStore> =
+        Arc::new(b.with_retry(retry).build().map_err(|e| store_error(&url, e))?);
+    map.insert(bucket.to_string(), Arc::clone(&store));
+    Ok(store)
+}
+
+/// Keys and region of the profile `AWS_PROFILE` (or `default`) from the shared credentials
+/// and config files, as object_store settings (it reads neither file itself).
+fn profile_settings() -> Vec<(AmazonS3ConfigKey, String)> {
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
+    let profile = std::env::var("AWS_PROFILE").unwrap_or_else(|_| "default".into());
+    let credentials = std::env::var_os("AWS_SHARED_CREDENTIALS_FILE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| home.join(".aws/credentials"));
+    let config = std::env::var_os("AWS_CONFIG_FILE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| home.join(".aws/config"));
+    let mut out = Vec::new();
+    let section = |file: &Path, names: &[String]| -> HashMap<String, String> {
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        let mut current = None::<String>;
+        let mut found = HashMap::new();
+        for line in text.lines().map(str::trim) {
+            if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                current = Some(name.trim().to_string());
+            } else if let (Some(c), Some((k, v))) = (&current, line.split_once('=')) {
+                if names.contains(c) {
+                    found.insert(k.trim().to_string(), v.trim().to_string());
+                }
+            }
+        }
+        found
+    };
+    let creds = section(&credentials, std::slice::from_ref(&profile));
+    for (file_key, key) in [
+        ("aws_access_key_id", AmazonS3ConfigKey::AccessKeyId),
+        ("aws_secret_access_key", AmazonS3ConfigKey::SecretAccessKey),
+        ("aws_session_token", AmazonS3ConfigKey::Token),
+    ] {
+        if let Some(v) = creds.get(file_key) {
+            out.push((key, v.clone()));
+        }
+    }
+    if std::env::var_os("AWS_REGION").is_none() && std::env::var_os("AWS_DEFAULT_REGION").is_none() {
+        let names = [format!("profile {profile}"), profile.clone()];
+        if let Some(r) = section(&config, &names).get("region") {
+            out.push((AmazonS3ConfigKey::Region, r.clone()));
+        }
+    }
+    out
+}
+
+/// An object-store error as segscore's error naming `url`, with the likely cause in words.
+pub fn store_error(url: &str, e: object_store::Error) -> Error {
+    let text = error_chain(&e);
+    let reason = match &e {
+        object_store::Error::NotFound { .. } if text.contains("NoSuchBucket") => {
+            "the bucket does not exist".to_string()
+        }
+        object_store::Error::NotFound { .. } => "no such object".to_string(),
+        object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. } => {
+            format!("access denied (check the credentials: AWS_* variables or AWS_PROFILE): {text}")
+        }
+        _ if text.contains("NoSuchBucket") => "the bucket does not exist".to_string(),
+        _ if text.contains("AccessDenied")
+            || text.contains("InvalidAccessKeyId")
+            || text.contains("SignatureDoesNotMatch") =>
+        {
+            format!("access denied (check the credentials: AWS_* variables or AWS_PROFILE): {text}")
+        }
+        _ if text.contains("error sending request") || text.contains("connect") => format!(
+            "cannot reach the object store{}: {text}",
+            ENDPOINT.get().map(|e| format!(" at {e}")).unwrap_or_default()
+        ),
+        _ => text,
+    };
+    Error::Store {
+        url: url.to_string(),
+        reason,
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut source = e.source();
+    while let Some(s) = source {
+        let t = s.to_string();
+        if !parts.iter().any(|p| p.contains(&t)) {
+            parts.push(t);
+        }
+        source = s.source();
+    }
+    parts.join(": ")
+}
+
+/// A runtime of its own for object-store calls made from synchronous code (footers, the
+/// output's commit), so they work from any thread.
+fn io_runtime() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("segscore-io")
+            .enable_all()
+            .build()
+            .expect("the object-store runtime starts")
+    })
+}
+
+/// Runs `fut` to completion from synchronous code (inside a Tokio worker or not).
+pub fn block<T: Send + 'static>(fut: impl Future<Output = T> + Send + 'static) -> T {
+    let handle = io_runtime().spawn(fut);
+    let wait = move || futures::executor::block_on(handle);
+    let joined = match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(wait)
+        }
+        _ => wait(),
+    };
+    match joined {
+        Ok(v) => v,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
+/// One object (or prefix) of a bucket.
+#[derive(Clone, Debug)]
+pub struct Location {
+    /// The bucket.
+    pub bucket: String,
+    /// The key (no leading or trailing `/`).
+    pub key: Key,
+    /// The bucket's store.
+    pub store: Arc<dyn ObjectStore>,
+}
+
+impl Location {
+    /// Parses `s3://bucket/key`.
+    pub fn parse(url: &str) -> Result<Self> {
+        let rest = url
+            .strip_prefix(SCHEME)
+            .ok_or_else(|| Error::Usage(format!("{url}: not an {SCHEME} URL")))?;
+        let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(Error::Usage(format!("{url}: no bucket in the URL")));
+        }
+        let key = Key::parse(key.trim_matches('/'))
+            .map_err(|e| Error::Usage(format!("{url}: not a valid object key: {e}")))?;
+        Ok(Location {
+            bucket: bucket.to_string(),
+            key,
+            store: bucket_store(bucket)?,
+        })
+    }
+
+    /// The location of a path: its URL parsed, if it holds one.
+    pub fn of(path: &Path) -> Result<Option<Self>> {
+        remote(path).map(Location::parse).transpose()
+    }
+
+    /// This location's URL.
+    pub fn url(&self) -> String {
+        self.url_of(&self.key)
+    }
+
+    /// The URL of another key of the same bucket.
+    pub fn url_of(&self, key: &Key) -> String {
+        format!("{SCHEME}{}/{key}", self.bucket)
+    }
+
+    /// `self/name` (`name` may hold `/`).
+    pub fn join(&self, name: &str) -> Location {
+        let key = name
+            .split('/')
+            .filter(|p| !p.is_empty())
+            .fold(self.key.clone(), |k, part| k.join(part));
+        Location {
+            bucket: self.bucket.clone(),
+            key,
+            store: Arc::clone(&self.store),
+        }
+    }
+
+    /// The object's size and time, or None when there is no such object.
+    pub fn head(&self) -> Result<Option<ObjectMeta>> {
+        let (store, key, url) = (Arc::clone(&self.store), self.key.clone(), self.url());
+        block(async move {
+            match store.head(&key).await {
+                Ok(m) => Ok(Some(m)),
+                Err(object_store::Error::NotFound { .. }) => Ok(None),
+                Err(e) => Err(store_error(&url, e)),
+            }
+        })
+    }
+
+    /// The object's bytes, or None when there is no such object.
+    pub fn get(&self) -> Result<Option<Bytes>> {
+        let (store, key, url) = (Arc::clone(&self.store), self.key.clone(), self.url());
+        block(async move {
+            match store.get(&key).await {
+                Ok(r) => r.bytes().await.map(Some).map_err(|e| store_error(&url, e)),
+                Err(object_store::Error::NotFound { .. }) => Ok(None),
+                Err(e) => Err(store_error(&url, e)),
+            }
+        })
+    }
+
+    /// Bytes `start..start+len` of the object.
+    pub fn get_range(&self, start: u64, len: u64) -> Result<Bytes> {
+        let (store, key, url) = (Arc::clone(&self.store), self.key.clone(), self.url());
+        block(async move {
+            store
+                .get_range(&key, start..start + len)
+                .await
+                .map_err(|e| store_error(&url, e))
+        })
+    }
+
+    /// Writes the object whole (a single PUT: readers see all of it or none).
+    pub fn put(&self, bytes: Vec<u8>) -> Result<()> {
+        let (store, key, url) = (Arc::clone(&self.store), self.key.clone(), self.url());
+        block(async move {
+            store
+                .put(&key, Bytes::from(bytes).into())
+                .await
+                .map(drop)
+                .map_err(|e| store_error(&url, e))
+        })
+    }
+
+    /// Every object under this prefix (recursively), sorted by key.
+    pub fn list(&self) -> Result<Vec<ObjectMeta>> {
+        let (store, key, url) = (Arc::clone(&self.store), self.key.clone(), self.url());
+        block(async move {
+            let prefix = (!key.as_ref().is_empty()).then_some(&key);
+            let mut all: Vec<ObjectMeta> = store
+                .list(prefix)
+                .try_collect()
+                .await
+                .map_err(|e| store_error(&url, e))?;
+            all.sort_by(|a, b| a.location.cmp(&b.location));
+            Ok(all)
+        })
+    }
+
+    /// Deletes the objects `keys` (missing ones are no error).
+    pub fn delete(&self, keys: Vec<Key>) -> Result<()> {
+        let (store, url) = (Arc::clone(&self.store), self.url());
+        block(async move {
+            let stream = futures::stream::iter(keys.into_iter().map(Ok)).boxed();
+            let results: Vec<_> = store.delete_stream(stream).collect().await;
+            for r in results {
+                match r {
+                    Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => return Err(store_error(&url, e)),
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Downloads keys of this bucket to local files (their folders created), several at once.
+    pub fn download(&self, files: Vec<(Key, PathBuf)>) -> Result<()> {
+        let store = Arc::clone(&self.store);
+        let bucket = self.bucket.clone();
+        block(async move {
+            futures::stream::iter(files)
+                .map(|(key, local)| {
+                    let store = Arc::clone(&store);
+                    let url = format!("{SCHEME}{bucket}/{key}");
+                    async move {
+                        let bytes = async { store.get(&key).await?.bytes().await }
+                            .await
+                            .map_err(|e| store_error(&url, e))?;
+                        if let Some(dir) = local.parent() {
+                            tokio::fs::create_dir_all(dir)
+                                .await
+                                .map_err(|e| Error::io(dir, e))?;
+                        }
+                        tokio::fs::write(&local, &bytes)
+                            .await
+                            .map_err(|e| Error::io(&local, e))
+                    }
+                })
+                .buffer_unordered(8)
+                .try_collect::<Vec<()>>()
+                .await
+                .map(drop)
+        })
+    }
+
+    /// Uploads local files to keys of this bucket, several at once; large files in parts.
+    pub fn upload(&self, files: Vec<(PathBuf, Key)>) -> Result<()> {
+        let store = Arc::clone(&self.store);
+        let bucket = self.bucket.clone();
+        block(async move {
+            futures::stream::iter(files)
+                .map(|(local, key)| {
+                    let store = Arc::clone(&store);
+                    let url = format!("{SCHEME}{bucket}/{key}");
+                    async move {
+                        let mut file = tokio::fs::File::open(&local)
+                            .await
+                            .map_err(|e| Error::io(&local, e))?;
+                        let mut w = object_store::buffered::BufWriter::new(store, key);
+                        let copied = tokio::io::copy(&mut file, &mut w).await;
+                        if let Err(e) = copied {
+                            w.abort().await.ok();
+                            return Err(Error::Store {
+                                url,
+                                reason: format!("upload failed: {e}"),
+                            });
+                        }
+                        tokio::io::AsyncWriteExt::shutdown(&mut w)
+                            .await
+                            .map_err(|e| Error::Store {
+                                url,
+                                reason: format!("upload failed: {e}"),
+                            })
+                    }
+                })
+                .buffer_unordered(8)
+                .try_collect::<Vec<()>>()
+                .await
+                .map(drop)
+        })
+    }
+}
+
+/// Expands `s3://bucket/prefix` (every `*.parquet` object under it, skipping names starting
+/// with `.` or `_`) or `s3://bucket/glob` (`*`, `?`, `[...]` matched against whole keys; a
+/// matched key is also a prefix) into object URLs, sorted.
+pub fn expand(pattern: &str) -> Result<Vec<PathBuf>> {
+    let glob_at = pattern.find(['*', '?', '[']);
+    let loc = Location::parse(pattern)?;
+    let visible = |key: &Key| {
+        key.as_ref().ends_with(".parquet") && !key.parts().any(|p| p.as_ref().starts_with(['.', '_']))
+    };
+    let found: Vec<Key> = match glob_at {
+        None => {
+            if let Some(m) = loc.head().ok().flatten().filter(|_| !pattern.ends_with('/')) {
+                vec![m.location]
+            } else {
+                loc.list()?
+                    .into_iter()
+                    .map(|m| m.location)
+                    .filter(|k| visible(&strip(k, &loc.key)))
+                    .collect()
+            }
+        }
+        Some(at) => {
+            let fixed = &pattern[..at];
+            let base = Location::parse(&fixed[..fixed.rfind('/').map_or(fixed.len(), |i| i + 1)])?;
+            let key_pattern = pattern[SCHEME.len() + loc.bucket.len()..].trim_start_matches('/');
+            let pat = glob::Pattern::new(key_pattern)
+                .map_err(|e| Error::Usage(format!("input {pattern}: bad glob: {e}")))?;
+            let opts = glob::MatchOptions {
+                require_literal_separator: true,
+                ..Default::default()
+            };
+            base.list()?
+                .into_iter()
+                .map(|m| m.location)
+                .filter(|k| {
+                    // The key itself, or a folder above it, matches the glob.
+                    let parts: Vec<&str> = k.as_ref().split('/').collect();
+                    (1..=parts.len()).any(|n| {
+                        let head = parts[..n].join("/");
+                        pat.matches_with(&head, opts)
+                            && (n == parts.len() || visible(&Key::from_iter(parts[n..].iter().copied())))
+                    }) && k.as_ref().ends_with(".parquet")
+                })
+                .collect()
+        }
+    };
+    Ok(found.into_iter().map(|k| PathBuf::from(loc.url_of(&k))).collect())
+}
+
+/// `key` without the leading `prefix`.
+fn strip(key: &Key, prefix: &Key) -> Key {
+    key.prefix_match(prefix)
+        .map(|parts| Key::from_iter(parts.map(|p| p.as_ref().to_string())))
+        .unwrap_or_else(|| key.clone())
+}
+
+/// The bytes of the object a path names (a model, a tokenizer), or None for a local path.
+pub fn read_object(path: &Path) -> Option<Result<Vec<u8>>> {
+    let url = remote(path)?;
+    Some(Location::parse(url).and_then(|loc| {
+        loc.get()?.map(|b| b.to_vec()).ok_or_else(|| Error::Store {
+            url: url.to_string(),
+            reason: "no such object".into(),
+        })
+    }))
+}
+
+/// A Parquet file in object storage, read by ranges (its footer, say).
+pub struct RemoteFile {
+    loc: Location,
+    len: u64,
+}
+
+impl RemoteFile {
+    /// Opens `url`: an error naming it when there is no such object.
+    pub fn open(url: &str) -> Result<Self> {
+        let loc = Location::parse(url)?;
+        let meta = loc.head()?.ok_or_else(|| Error::Store {
+            url: url.to_string(),
+            reason: "no such object".into(),
+        })?;
+        Ok(RemoteFile { loc, len: meta.size })
+    }
+
+    /// Its size in bytes.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether it has no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl datafusion::parquet::file::reader::Length for RemoteFile {
+    fn len(&self) -> u64 {
+        self.len
+    }
+}
+
+impl datafusion::parquet::file::reader::ChunkReader for RemoteFile {
+    type T = std::io::Cursor<Bytes>;
+
+    fn get_read(&self, start: u64) -> datafusion::parquet::errors::Result<Self::T> {
+        Ok(std::io::Cursor::new(
+            self.get_bytes(start, (self.len - start.min(self.len)) as usize)?,
+        ))
+    }
+
+    fn get_bytes(&self, start: u64, length: usize) -> datafusion::parquet::errors::Result<Bytes> {
+        self.loc
+            .get_range(start, length as u64)
+            .map_err(|e| datafusion::parquet::errors::ParquetError::External(Box::new(e)))
+    }
+}
+
+/// DataFusion's object-store registry with `s3://` buckets added as they are first read.
+#[derive(Debug, Default)]
+pub struct Registry {
+    inner: DefaultObjectStoreRegistry,
+}
+
+impl ObjectStoreRegistry for Registry {
+    fn register_store(&self, url: &Url, store: Arc<dyn ObjectStore>) -> Option<Arc<dyn ObjectStore>> {
+        self.inner.register_store(url, store)
+    }
+
+    fn get_store(&self, url: &Url) -> datafusion::error::Result<Arc<dyn ObjectStore>> {
+        if url.scheme() == "s3" {
+            if let Some(bucket) = url.host_str() {
+                return bucket_store(bucket).map_err(Error::into_datafusion);
+            }
+        }
+        self.inner.get_store(url)
+    }
+}

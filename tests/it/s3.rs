@@ -1,0 +1,684 @@
+//! `s3://` inputs, models and outputs against a real S3-compatible server: moto in server mode
+//! (PyPI `moto[server]`, installed by `scripts/install-python-deps.sh`), started by each test
+//! on 127.0.0.1 and a free port, and stopped when the test ends, whatever happens.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use object_store::aws::AmazonS3Builder;
+use object_store::path::Path as Key;
+use object_store::{ObjectStore, ObjectStoreExt};
+
+use crate::common::*;
+
+/// A moto server on 127.0.0.1; killed when dropped.
+struct Moto {
+    child: Child,
+    port: u16,
+    rt: tokio::runtime::Runtime,
+}
+
+impl Moto {
+    fn start() -> Moto {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let py = if Command::new("python3").arg("--version").output().is_ok() {
+            "python3"
+        } else {
+            "python"
+        };
+        let child = Command::new(py)
+            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start moto_server (scripts/install-python-deps.sh installs moto[server])");
+        let moto = Moto {
+            child,
+            port,
+            rt: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while moto.http("GET", "/", b"").0 != 200 {
+            assert!(Instant::now() < deadline, "moto did not start on port {port}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        moto
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// One plain HTTP request (moto takes unsigned requests): status and body.
+    fn http(&self, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
+        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) else {
+            return (0, Vec::new());
+        };
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            self.port,
+            body.len()
+        );
+        if s.write_all(head.as_bytes())
+            .and_then(|()| s.write_all(body))
+            .is_err()
+        {
+            return (0, Vec::new());
+        }
+        let mut resp = Vec::new();
+        let _ = s.read_to_end(&mut resp);
+        let text = String::from_utf8_lossy(&resp);
+        let status = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let body = resp
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map(|i| resp[i + 4..].to_vec())
+            .unwrap_or_default();
+        (status, body)
+    }
+
+    fn create_bucket(&self, bucket: &str) {
+        assert_eq!(
+            self.http("PUT", &format!("/{bucket}"), b"").0,
+            200,
+            "create bucket {bucket}"
+        );
+    }
+
+    fn store(&self, bucket: &str) -> Arc<dyn ObjectStore> {
+        Arc::new(
+            AmazonS3Builder::new()
+                .with_endpoint(self.endpoint())
+                .with_allow_http(true)
+                .with_bucket_name(bucket)
+                .with_region("us-east-1")
+                .with_access_key_id("test")
+                .with_secret_access_key("test")
+                .build()
+                .unwrap(),
+        )
+    }
+
+    fn put_file(&self, bucket: &str, key: &str, local: &Path) {
+        let bytes = std::fs::read(local).unwrap();
+        let store = self.store(bucket);
+        self.rt
+            .block_on(store.put(&Key::from(key), bytes.into()))
+            .unwrap();
+    }
+
+    fn get(&self, bucket: &str, key: &str) -> Option<Vec<u8>> {
+        let store = self.store(bucket);
+        self.rt.block_on(async {
+            match store.get(&Key::from(key)).await {
+                Ok(r) => Some(r.bytes().await.unwrap().to_vec()),
+                Err(object_store::Error::NotFound { .. }) => None,
+                Err(e) => panic!("get {key}: {e}"),
+            }
+        })
+    }
+
+    fn keys(&self, bucket: &str, prefix: &str) -> Vec<String> {
+        use futures::TryStreamExt;
+        let store = self.store(bucket);
+        let mut v: Vec<String> = self.rt.block_on(async {
+            store
+                .list(Some(&Key::from(prefix)))
+                .map_ok(|m| m.location.to_string())
+                .try_collect()
+                .await
+                .unwrap()
+        });
+        v.sort();
+        v
+    }
+
+    /// The committed output at `bucket/prefix`, downloaded by its manifest into `dir`
+    /// (`segments/`, `generations/`, `summary.json`): what a reader following `_SUCCESS` reads.
+    fn download_output(&self, bucket: &str, prefix: &str, dir: &Path) {
+        let pointer: serde_json::Value =
+            serde_json::from_slice(&self.get(bucket, &format!("{prefix}/_SUCCESS")).expect("_SUCCESS"))
+                .unwrap();
+        let manifest_key = format!("{prefix}/{}", pointer["manifest"].as_str().unwrap());
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&self.get(bucket, &manifest_key).unwrap()).unwrap();
+        let run = format!("{prefix}/_runs/{}", manifest["run"].as_str().unwrap());
+        let mut names: Vec<String> = manifest["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f.as_str().unwrap().to_string())
+            .collect();
+        for files in manifest["tables"].as_object().unwrap().values() {
+            names.extend(
+                files
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|f| f.as_str().unwrap().to_string()),
+            );
+        }
+        for n in names {
+            let local = dir.join(&n);
+            std::fs::create_dir_all(local.parent().unwrap()).unwrap();
+            std::fs::write(&local, self.get(bucket, &format!("{run}/{n}")).unwrap()).unwrap();
+        }
+    }
+
+    /// `segscore ARGS` with this server as the endpoint and test credentials.
+    fn segscore(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        Command::new(BIN)
+            .args(args)
+            .env_remove("ORT_DYLIB_PATH")
+            .env("NO_COLOR", "1")
+            .env("AWS_ENDPOINT_URL", self.endpoint())
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "a-secret-never-logged")
+            .env("AWS_REGION", "us-east-1")
+            .envs(env.iter().copied())
+            .output()
+            .expect("run segscore")
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Uploads every Parquet file under `local` to `bucket/prefix/` (same relative names).
+fn upload_dir(moto: &Moto, bucket: &str, prefix: &str, local: &Path) {
+    for f in walk(local) {
+        let rel = f.strip_prefix(local).unwrap().display().to_string();
+        moto.put_file(bucket, &format!("{prefix}/{rel}"), &f);
+    }
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut v = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            v.extend(walk(&p));
+        } else {
+            v.push(p);
+        }
+    }
+    v.sort();
+    v
+}
+
+fn job<'a>(input: &'a str, model: &'a str, out: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec![
+        "run",
+        "-q",
+        "--provider",
+        "cpu",
+        "--threads",
+        "2",
+        "--shards",
+        "3",
+        "--max-rows-per-file",
+        "3000",
+        "-i",
+        input,
+        "-m",
+        model,
+        "-o",
+        out,
+    ];
+    v.extend_from_slice(extra);
+    v
+}
+
+fn ok(o: &Output) {
+    assert!(o.status.success(), "segscore failed: {}", stderr(o));
+}
+
+/// The summary without what differs between two runs of one job (timings, paths).
+fn stable_summary(mut v: serde_json::Value) -> serde_json::Value {
+    let m = v.as_object_mut().unwrap();
+    for k in [
+        "elapsed_seconds",
+        "rows_per_second",
+        "model_seconds",
+        "evaluation_seconds",
+        "model",
+        "resumed_shards",
+        "job_sha256",
+    ] {
+        m.remove(k);
+    }
+    v
+}
+
+fn assert_same_outputs(a: &Path, b: &Path) {
+    for t in ["segments", "generations"] {
+        assert_eq!(
+            sorted_rows(&read_parts(&a.join(t))),
+            sorted_rows(&read_parts(&b.join(t))),
+            "{t}: {} vs {}",
+            a.display(),
+            b.display()
+        );
+    }
+    assert_eq!(stable_summary(summary(a)), stable_summary(summary(b)));
+}
+
+#[test]
+fn a_run_from_and_to_s3_equals_a_local_run_and_reads_back_with_sql_report_and_compare() {
+    let moto = Moto::start();
+    moto.create_bucket("data");
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in");
+    generate(&input, 12_000, 3, false);
+    upload_dir(&moto, "data", "inputs/day=1", &input);
+    moto.put_file("data", "models/reward_small.onnx", &demo_model());
+    let local = tmp.path().join("local");
+    ok(&moto.segscore(
+        &job(
+            input.to_str().unwrap(),
+            demo_model().to_str().unwrap(),
+            local.to_str().unwrap(),
+            &[],
+        ),
+        &[],
+    ));
+    let o = moto.segscore(
+        &job(
+            "s3://data/inputs/",
+            "s3://data/models/reward_small.onnx",
+            "s3://data/runs/a",
+            &[],
+        ),
+        &[],
+    );
+    ok(&o);
+    assert!(!stderr(&o).contains("a-secret-never-logged"));
+    // The prefix holds one run, its manifest, and _SUCCESS pointing at it; no sample, no
+    // work files, nothing outside the run's prefix.
+    let keys = moto.keys("data", "runs/a");
+    assert!(keys.contains(&"runs/a/_SUCCESS".to_string()), "{keys:?}");
+    let runs: std::collections::BTreeSet<&str> = keys
+        .iter()
+        .filter_map(|k| k.strip_prefix("runs/a/_runs/"))
+        .map(|k| k.split('/').next().unwrap())
+        .collect();
+    assert_eq!(runs.len(), 1, "{keys:?}");
+    assert!(
+        keys.iter()
+            .all(|k| !k.contains("/sample/") && !k.contains("inprogress")),
+        "{keys:?}"
+    );
+    let remote = tmp.path().join("remote");
+    moto.download_output("data", "runs/a", &remote);
+    assert_same_outputs(&local, &remote);
+    let s = summary(&remote);
+    assert_eq!(s["model"], "s3://data/models/reward_small.onnx");
+    assert_eq!(s["model_sha256"], summary(&local)["model_sha256"]);
+    assert!(!std::fs::read_to_string(remote.join("summary.json"))
+        .unwrap()
+        .contains("a-secret"));
+    // Read back with segscore sql, the same answer as the local output.
+    let q = "SELECT count(*) AS n, sum(target_score) AS t, sum(predicted_score) AS p FROM segments";
+    let sql = |t: &str| {
+        let o = moto.segscore(&["sql", "-t", t, "--format", "csv", q], &[]);
+        ok(&o);
+        String::from_utf8(o.stdout).unwrap()
+    };
+    assert_eq!(sql("s3://data/runs/a"), sql(local.to_str().unwrap()));
+    assert!(sql("s3://data/runs/a").contains("12000"));
+    // A plain Parquet table in the store, by prefix.
+    let o = moto.segscore(
+        &[
+            "sql",
+            "-t",
+            "g=s3://data/inputs/",
+            "--format",
+            "csv",
+            "SELECT count(*) AS n FROM g",
+        ],
+        &[],
+    );
+    ok(&o);
+    assert_eq!(String::from_utf8(o.stdout).unwrap(), "n\n12000\n");
+    // report writes into the committed run; compare reads both kinds.
+    let o = moto.segscore(&["report", "s3://data/runs/a"], &[]);
+    ok(&o);
+    let url = String::from_utf8(o.stdout).unwrap();
+    let key = url.trim().strip_prefix("s3://data/").unwrap().to_string();
+    assert!(String::from_utf8(moto.get("data", &key).unwrap())
+        .unwrap()
+        .contains("<html"));
+    let o = moto.segscore(
+        &[
+            "compare",
+            "s3://data/runs/a",
+            local.to_str().unwrap(),
+            "--format",
+            "json",
+            "--bootstrap",
+            "50",
+        ],
+        &[],
+    );
+    ok(&o);
+    let c: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(c["mse_difference"]["difference"], 0.0, "{c}");
+}
+
+#[test]
+fn a_run_killed_mid_way_resumes_from_its_committed_shards() {
+    let moto = Moto::start();
+    moto.create_bucket("jobs");
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in");
+    generate(&input, 9_000, 2, false);
+    upload_dir(&moto, "jobs", "in", &input);
+    let model = demo_model();
+    let local = tmp.path().join("local");
+    ok(&moto.segscore(
+        &job(
+            input.to_str().unwrap(),
+            model.to_str().unwrap(),
+            local.to_str().unwrap(),
+            &[],
+        ),
+        &[],
+    ));
+    // Killed right after the second shard's record: no _SUCCESS, readers find no output.
+    for (at, resumed) in [("shard-committed:2", "2 of 3"), ("commit-begun:1", "")] {
+        let out = format!("s3://jobs/out-{}", at.split(':').next().unwrap());
+        let args = job("s3://jobs/in", model.to_str().unwrap(), &out, &[]);
+        let o = moto.segscore(&args, &[("SEGSCORE_CRASH_AT", at)]);
+        assert!(!o.status.success());
+        let prefix = out.strip_prefix("s3://jobs/").unwrap();
+        assert!(moto.get("jobs", &format!("{prefix}/_SUCCESS")).is_none(), "{at}");
+        let o = moto.segscore(&["sql", "-t", &out, "SELECT 1"], &[]);
+        assert!(!o.status.success());
+        assert!(
+            stderr(&o).contains("not a complete segscore output"),
+            "{}",
+            stderr(&o)
+        );
+        // Without --resume: an error naming the interrupted run.
+        let o = moto.segscore(&args, &[]);
+        assert_eq!(o.status.code(), Some(1));
+        assert!(stderr(&o).contains("holds an interrupted run"), "{}", stderr(&o));
+        let mut resume = args.clone();
+        resume.retain(|a| *a != "-q");
+        resume.push("--resume");
+        let o = moto.segscore(&resume, &[]);
+        ok(&o);
+        let text = String::from_utf8_lossy(&o.stdout).into_owned() + &stderr(&o);
+        if !resumed.is_empty() {
+            assert!(text.contains(resumed), "{at}: {text}");
+        }
+        let remote = tmp.path().join(format!("remote-{}", at.replace(':', "-")));
+        moto.download_output("jobs", prefix, &remote);
+        assert_same_outputs(&local, &remote);
+        let keys = moto.keys("jobs", prefix);
+        assert!(keys.iter().all(|k| !k.contains("/sample/")), "{keys:?}");
+    }
+}
+
+#[test]
+fn overwrite_never_shows_readers_a_mix_of_two_runs() {
+    let moto = Moto::start();
+    moto.create_bucket("overwrite");
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in");
+    generate(&input, 6_000, 2, false);
+    upload_dir(&moto, "overwrite", "in", &input);
+    let a = demo_model();
+    let b = test_model("affine_mean.onnx");
+    let q = "SELECT count(*) AS n, sum(predicted_score) AS p FROM segments";
+    let read = || {
+        let o = moto.segscore(&["sql", "-t", "s3://overwrite/out", "--format", "csv", q], &[]);
+        ok(&o);
+        String::from_utf8(o.stdout).unwrap()
+    };
+    ok(&moto.segscore(
+        &job(
+            "s3://overwrite/in",
+            a.to_str().unwrap(),
+            "s3://overwrite/out",
+            &[],
+        ),
+        &[],
+    ));
+    let first = read();
+    // Without --overwrite a complete output is refused.
+    let o = moto.segscore(
+        &job(
+            "s3://overwrite/in",
+            b.to_str().unwrap(),
+            "s3://overwrite/out",
+            &[],
+        ),
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("--overwrite"), "{}", stderr(&o));
+    // An --overwrite run that dies mid-way and at the commit: readers still see run A whole.
+    for at in ["shard-committed:1", "commit-begun:1"] {
+        let o = moto.segscore(
+            &job(
+                "s3://overwrite/in",
+                b.to_str().unwrap(),
+                "s3://overwrite/out",
+                &["--overwrite"],
+            ),
+            &[("SEGSCORE_CRASH_AT", at)],
+        );
+        assert!(!o.status.success());
+        assert_eq!(read(), first, "{at}");
+    }
+    // Resumed, run B replaces A in one step, and A's objects are gone.
+    let before: Vec<String> = moto.keys("overwrite", "out/_runs");
+    ok(&moto.segscore(
+        &job(
+            "s3://overwrite/in",
+            b.to_str().unwrap(),
+            "s3://overwrite/out",
+            &["--resume"],
+        ),
+        &[],
+    ));
+    let second = read();
+    assert_ne!(second, first);
+    let b_local = tmp.path().join("b");
+    ok(&moto.segscore(
+        &job(
+            input.to_str().unwrap(),
+            b.to_str().unwrap(),
+            b_local.to_str().unwrap(),
+            &[],
+        ),
+        &[],
+    ));
+    let o = moto.segscore(
+        &["sql", "-t", b_local.to_str().unwrap(), "--format", "csv", q],
+        &[],
+    );
+    assert_eq!(String::from_utf8(o.stdout).unwrap(), second);
+    let after = moto.keys("overwrite", "out/_runs");
+    let run_of = |k: &String| k.split('/').nth(2).unwrap().to_string();
+    let runs_after: std::collections::BTreeSet<String> = after.iter().map(run_of).collect();
+    assert_eq!(runs_after.len(), 1, "{after:?}");
+    assert!(
+        before
+            .iter()
+            .map(run_of)
+            .collect::<std::collections::BTreeSet<_>>()
+            .len()
+            >= 2
+    );
+}
+
+#[test]
+fn globs_over_prefixes_select_objects_and_hidden_ones_are_skipped() {
+    let moto = Moto::start();
+    moto.create_bucket("globs");
+    let tmp = tempfile::tempdir().unwrap();
+    for (i, dir) in ["a", "b", "c"].iter().enumerate() {
+        generate(&tmp.path().join(dir), 1_000 * (i as u64 + 1), 1, false);
+    }
+    upload_dir(&moto, "globs", "in/day=1", &tmp.path().join("a"));
+    upload_dir(&moto, "globs", "in/day=2", &tmp.path().join("b"));
+    upload_dir(&moto, "globs", "in/other", &tmp.path().join("c"));
+    moto.put_file("globs", "in/day=1/_temporary/junk.parquet", &demo_model());
+    let count = |input: &str| {
+        let o = moto.segscore(
+            &[
+                "sql",
+                "-t",
+                &format!("t={input}"),
+                "--format",
+                "csv",
+                "SELECT count(*) AS n FROM t",
+            ],
+            &[],
+        );
+        ok(&o);
+        String::from_utf8(o.stdout).unwrap()
+    };
+    assert_eq!(count("s3://globs/in/day=*/*.parquet"), "n\n3000\n");
+    assert_eq!(count("s3://globs/in/day=2"), "n\n2000\n");
+    // A prefix: every visible Parquet object under it (the _temporary one is not read).
+    assert_eq!(count("s3://globs/in/"), "n\n6000\n");
+    let out = "s3://globs/out";
+    let o = moto.segscore(
+        &[
+            "run",
+            "-q",
+            "-i",
+            "s3://globs/in/d*=2/*.parquet",
+            "-m",
+            demo_model().to_str().unwrap(),
+            "-o",
+            out,
+        ],
+        &[],
+    );
+    ok(&o);
+    let o = moto.segscore(
+        &[
+            "sql",
+            "-t",
+            out,
+            "--format",
+            "csv",
+            "SELECT count(*) AS n FROM segments",
+        ],
+        &[],
+    );
+    assert_eq!(String::from_utf8(o.stdout).unwrap(), "n\n2000\n");
+    let o = moto.segscore(
+        &["sql", "-t", "t=s3://globs/in/nothing-*.parquet", "SELECT 1"],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("s3://globs/in/nothing-*.parquet: no Parquet files found"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn missing_buckets_keys_and_unreachable_stores_are_clear_errors() {
+    let moto = Moto::start();
+    moto.create_bucket("here");
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in");
+    generate(&input, 500, 1, false);
+    upload_dir(&moto, "here", "in", &input);
+    let model = demo_model();
+    let m = model.to_str().unwrap();
+    let local = tmp.path().join("o");
+    let lo = local.to_str().unwrap();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["run", "-i", "s3://missing/in/", "-m", m, "-o", lo],
+            "s3://missing/in: the bucket does not exist",
+        ),
+        (
+            vec!["run", "-i", "s3://here/in/", "-m", m, "-o", "s3://missing/out"],
+            "s3://missing/out: the bucket does not exist",
+        ),
+        (
+            vec![
+                "run",
+                "-i",
+                "s3://here/in/",
+                "-m",
+                "s3://here/none.onnx",
+                "-o",
+                lo,
+            ],
+            "s3://here/none.onnx: no such object",
+        ),
+        (
+            vec!["run", "-i", "s3://here/in/part-00009.parquet", "-m", m, "-o", lo],
+            "s3://here/in/part-00009.parquet: no Parquet files found",
+        ),
+        (
+            vec!["sql", "-t", "s3://here/in/", "SELECT 1"],
+            "s3://here/in: not a complete segscore output (no _SUCCESS)",
+        ),
+    ];
+    for (args, want) in cases {
+        let o = moto.segscore(&args, &[]);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(want), "{args:?}: {}", stderr(&o));
+        assert!(!stderr(&o).contains("a-secret-never-logged"));
+        assert!(!local.exists());
+    }
+    // The bucket that did not exist was not created, and nothing was written to it.
+    assert!(moto.keys("here", "").iter().all(|k| k.starts_with("in/")));
+    // An endpoint nobody listens on: an error within seconds, naming the URL.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let endpoint = format!("http://127.0.0.1:{dead}");
+    let o = moto.segscore(
+        &[
+            "--s3-endpoint",
+            &endpoint,
+            "run",
+            "-i",
+            "s3://here/in/",
+            "-m",
+            m,
+            "-o",
+            lo,
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("s3://here/in: cannot reach the object store"),
+        "{}",
+        stderr(&o)
+    );
+}
