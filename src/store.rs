@@ -111,30 +111,45 @@ pub fn bucket_store(bucket: &str) -> Result<Arc<dyn ObjectStore>> {
 /// and config files, as object_store settings (it reads neither file itself).
 fn profile_settings() -> Vec<(AmazonS3ConfigKey, String)> {
     let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
-    let profile = std::env::var("AWS_PROFILE").unwrap_or_else(|_| "default".into());
-    let credentials = std::env::var_os("AWS_SHARED_CREDENTIALS_FILE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| home.join(".aws/credentials"));
-    let config = std::env::var_os("AWS_CONFIG_FILE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| home.join(".aws/config"));
-    let mut out = Vec::new();
-    let section = |file: &Path, names: &[String]| -> HashMap<String, String> {
-        let text = std::fs::read_to_string(file).unwrap_or_default();
+    let file = |var: &str, default: &str| {
+        let path = std::env::var_os(var).map_or_else(|| home.join(default), PathBuf::from);
+        std::fs::read_to_string(path).unwrap_or_default()
+    };
+    let region_set =
+        std::env::var_os("AWS_REGION").is_some() || std::env::var_os("AWS_DEFAULT_REGION").is_some();
+    profile_from(
+        &file("AWS_SHARED_CREDENTIALS_FILE", ".aws/credentials"),
+        &file("AWS_CONFIG_FILE", ".aws/config"),
+        &std::env::var("AWS_PROFILE").unwrap_or_else(|_| "default".into()),
+        !region_set,
+    )
+}
+
+/// The settings of `profile` in a shared credentials file's and a config file's text (INI:
+/// `[name]` in the first, `[profile name]` or `[name]` in the second); the region only with
+/// `want_region`.
+fn profile_from(
+    credentials: &str,
+    config: &str,
+    profile: &str,
+    want_region: bool,
+) -> Vec<(AmazonS3ConfigKey, String)> {
+    let section = |text: &str, names: &[String]| -> HashMap<String, String> {
         let mut current = None::<String>;
         let mut found = HashMap::new();
         for line in text.lines().map(str::trim) {
             if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
                 current = Some(name.trim().to_string());
             } else if let (Some(c), Some((k, v))) = (&current, line.split_once('=')) {
-                if names.contains(c) {
+                if names.contains(c) && !line.starts_with(['#', ';']) {
                     found.insert(k.trim().to_string(), v.trim().to_string());
                 }
             }
         }
         found
     };
-    let creds = section(&credentials, std::slice::from_ref(&profile));
+    let mut out = Vec::new();
+    let creds = section(credentials, &[profile.to_string()]);
     for (file_key, key) in [
         ("aws_access_key_id", AmazonS3ConfigKey::AccessKeyId),
         ("aws_secret_access_key", AmazonS3ConfigKey::SecretAccessKey),
@@ -144,9 +159,9 @@ fn profile_settings() -> Vec<(AmazonS3ConfigKey, String)> {
             out.push((key, v.clone()));
         }
     }
-    if std::env::var_os("AWS_REGION").is_none() && std::env::var_os("AWS_DEFAULT_REGION").is_none() {
-        let names = [format!("profile {profile}"), profile.clone()];
-        if let Some(r) = section(&config, &names).get("region") {
+    if want_region {
+        let names = [format!("profile {profile}"), profile.to_string()];
+        if let Some(r) = section(config, &names).get("region") {
             out.push((AmazonS3ConfigKey::Region, r.clone()));
         }
     }
@@ -565,5 +580,39 @@ impl ObjectStoreRegistry for Registry {
             }
         }
         self.inner.get_store(url)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_profile_is_read_from_the_shared_credentials_and_config_files() {
+        let credentials = "[default]\naws_access_key_id = AKDEFAULT\naws_secret_access_key = sdefault\n\n[work]\n# a comment = no\naws_access_key_id=AKWORK\naws_secret_access_key = swork\naws_session_token = tok\n";
+        let config = "[default]\nregion = us-east-1\n[profile work]\nregion = eu-west-3\n";
+        let got = profile_from(credentials, config, "work", true);
+        let want = vec![
+            (AmazonS3ConfigKey::AccessKeyId, "AKWORK".to_string()),
+            (AmazonS3ConfigKey::SecretAccessKey, "swork".to_string()),
+            (AmazonS3ConfigKey::Token, "tok".to_string()),
+            (AmazonS3ConfigKey::Region, "eu-west-3".to_string()),
+        ];
+        assert_eq!(got, want);
+        let got = profile_from(credentials, config, "default", false);
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].1, "AKDEFAULT");
+        assert!(profile_from(credentials, config, "absent", true).is_empty());
+    }
+
+    #[test]
+    fn urls_parse_into_bucket_and_key() {
+        let loc = Location::parse("s3://bucket/a/b/").unwrap();
+        assert_eq!(loc.bucket, "bucket");
+        assert_eq!(loc.key.as_ref(), "a/b");
+        assert_eq!(loc.join("c/d.parquet").url(), "s3://bucket/a/b/c/d.parquet");
+        assert!(Location::parse("s3:///key").is_err());
+        assert!(remote(Path::new("s3://b/k")).is_some());
+        assert!(remote(Path::new("/tmp/s3://x")).is_none());
     }
 }

@@ -263,6 +263,7 @@ fn stable_summary(mut v: serde_json::Value) -> serde_json::Value {
         "model",
         "resumed_shards",
         "job_sha256",
+        "text",
     ] {
         m.remove(k);
     }
@@ -681,4 +682,51 @@ fn missing_buckets_keys_and_unreachable_stores_are_clear_errors() {
         "{}",
         stderr(&o)
     );
+}
+
+#[test]
+fn text_input_with_the_model_and_tokenizer_in_the_store_equals_a_local_run() {
+    let moto = Moto::start();
+    moto.create_bucket("text");
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in");
+    generate_with(&input, 300, 1, &["--text"]);
+    upload_dir(&moto, "text", "in", &input);
+    let (model, tokenizer) = (
+        repo().join("models/prm_causal.onnx"),
+        repo().join("models/gpt2-tokenizer.json"),
+    );
+    moto.put_file("text", "m/prm_causal.onnx", &model);
+    moto.put_file("text", "m/tokenizer.json", &tokenizer);
+    let text = [
+        "--text-col",
+        "step",
+        "--prompt-col",
+        "prompt",
+        "--segment-separator",
+        "\n",
+    ];
+    let local = tmp.path().join("local");
+    let mut args = job(
+        input.to_str().unwrap(),
+        model.to_str().unwrap(),
+        local.to_str().unwrap(),
+        &text,
+    );
+    args.extend(["--tokenizer", tokenizer.to_str().unwrap()]);
+    ok(&moto.segscore(&args, &[]));
+    let mut args = job(
+        "s3://text/in",
+        "s3://text/m/prm_causal.onnx",
+        "s3://text/out",
+        &text,
+    );
+    args.extend(["--tokenizer", "s3://text/m/tokenizer.json"]);
+    ok(&moto.segscore(&args, &[]));
+    let remote = tmp.path().join("remote");
+    moto.download_output("text", "out", &remote);
+    assert_same_outputs(&local, &remote);
+    let (s, l) = (summary(&remote), summary(&local));
+    assert_eq!(s["text"]["tokenizer"], "s3://text/m/tokenizer.json");
+    assert_eq!(s["text"]["tokenizer_sha256"], l["text"]["tokenizer_sha256"]);
 }
