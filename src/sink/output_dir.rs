@@ -215,13 +215,26 @@ impl OutputDir {
         };
         // The local work folder: always started afresh (what is committed is in the store).
         let mirror = RemoteRun::mirror(&url);
+        if found == Found::Complete {
+            // Nothing to write: no work folder (and none to remove when this is dropped).
+            return Ok((
+                OutputDir {
+                    root: mirror.clone(),
+                    work: mirror.join(WORK_DIR),
+                    created_root: false,
+                    _lock: None,
+                    done: true,
+                    remote: Some(run),
+                },
+                found,
+            ));
+        }
         let (mut local, _) = Self::prepare(&mirror, true, false)?;
         local.created_root = true;
         if found == Found::Interrupted {
             run.manifest_written = interrupted.is_some_and(|(_, _, manifest)| manifest);
             run.download(&local.work)?;
         }
-        local.done = found == Found::Complete;
         local.remote = Some(run);
         Ok((local, found))
     }
@@ -412,7 +425,7 @@ impl Drop for OutputDir {
     fn drop(&mut self) {
         if !self.done {
             self.abandon();
-        } else if self.remote.is_some() {
+        } else if self.remote.is_some() && self._lock.is_some() {
             let _ = fs::remove_dir_all(&self.root);
         }
     }

@@ -24,6 +24,11 @@ struct Moto {
 
 impl Moto {
     fn start() -> Moto {
+        Moto::start_with(&[])
+    }
+
+    /// A server with these environment settings (moto's own, e.g. authentication).
+    fn start_with(env: &[(&str, &str)]) -> Moto {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -36,6 +41,7 @@ impl Moto {
         };
         let child = Command::new(py)
             .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -49,7 +55,8 @@ impl Moto {
                 .unwrap(),
         };
         let deadline = Instant::now() + Duration::from_secs(60);
-        while moto.http("GET", "/", b"").0 != 200 {
+        // Any answer will do (a server that checks credentials answers 403).
+        while moto.http("GET", "/", b"").0 == 0 {
             assert!(Instant::now() < deadline, "moto did not start on port {port}");
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -521,6 +528,17 @@ fn overwrite_never_shows_readers_a_mix_of_two_runs() {
     );
     assert_eq!(String::from_utf8(o.stdout).unwrap(), second);
     let after = moto.keys("overwrite", "out/_runs");
+    // --resume --overwrite over another job's complete output runs this job and replaces it.
+    ok(&moto.segscore(
+        &job(
+            "s3://overwrite/in",
+            a.to_str().unwrap(),
+            "s3://overwrite/out",
+            &["--resume", "--overwrite"],
+        ),
+        &[],
+    ));
+    assert_eq!(read(), first);
     let run_of = |k: &String| k.split('/').nth(2).unwrap().to_string();
     let runs_after: std::collections::BTreeSet<String> = after.iter().map(run_of).collect();
     assert_eq!(runs_after.len(), 1, "{after:?}");
@@ -655,6 +673,16 @@ fn missing_buckets_keys_and_unreachable_stores_are_clear_errors() {
     }
     // The bucket that did not exist was not created, and nothing was written to it.
     assert!(moto.keys("here", "").iter().all(|k| k.starts_with("in/")));
+    // A store that checks credentials: unknown keys are access denied, named as such.
+    let strict = Moto::start_with(&[("INITIAL_NO_AUTH_ACTION_COUNT", "0")]);
+    let o = strict.segscore(&["run", "-i", "s3://here/in/", "-m", m, "-o", lo], &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("s3://here/in: access denied"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!stderr(&o).contains("a-secret-never-logged"));
     // An endpoint nobody listens on: an error within seconds, naming the URL.
     let dead = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
