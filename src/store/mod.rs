@@ -1,0 +1,297 @@
+//! Object storage: `s3://bucket/key` URLs for inputs, models, tokenizers and outputs, through
+//! the `object_store` crate DataFusion reads with.
+//!
+//! A location that is an `s3://` URL travels through segscore as a path holding the URL
+//! (`Path::new("s3://bucket/key")`); [`remote`] tells the two kinds apart.
+//!
+//! Credentials and endpoint come from the standard places, in this order: `AWS_*` environment
+//! variables (keys, session token, region, `AWS_ENDPOINT_URL`, web identity, container
+//! credentials), then the profile `AWS_PROFILE` (default `default`) in
+//! `~/.aws/credentials` and `~/.aws/config`, then the instance metadata service. The
+//! `--s3-endpoint` flag selects an S3-compatible store; an `http://` endpoint allows plain
+//! HTTP. No credential is ever logged or written: errors name the URL and the problem only.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use datafusion::execution::object_store::{DefaultObjectStoreRegistry, ObjectStoreRegistry};
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
+use url::Url;
+
+use crate::error::{Error, Result};
+
+mod location;
+pub use location::{expand, read_object, Location, RemoteFile};
+
+/// The URL scheme segscore reads and writes object storage by.
+pub const SCHEME: &str = "s3://";
+
+/// Whether `s` is an object-store URL.
+pub fn is_remote(s: &str) -> bool {
+    s.starts_with(SCHEME)
+}
+
+/// The URL a path holds, when it is an object-store URL.
+pub fn remote(path: &Path) -> Option<&str> {
+    path.to_str().filter(|s| is_remote(s))
+}
+
+/// `--s3-endpoint`: set once at start, before any store is built.
+static ENDPOINT: OnceLock<String> = OnceLock::new();
+
+/// Selects an S3-compatible endpoint for every bucket (`--s3-endpoint`; without it,
+/// `AWS_ENDPOINT_URL` or AWS itself).
+pub fn set_endpoint(url: &str) {
+    let _ = ENDPOINT.set(url.trim_end_matches('/').to_string());
+}
+
+fn stores() -> &'static Mutex<HashMap<String, Arc<dyn ObjectStore>>> {
+    static STORES: OnceLock<Mutex<HashMap<String, Arc<dyn ObjectStore>>>> = OnceLock::new();
+    STORES.get_or_init(Default::default)
+}
+
+/// The store of one bucket, built once per process.
+pub fn bucket_store(bucket: &str) -> Result<Arc<dyn ObjectStore>> {
+    let mut map = stores().lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(s) = map.get(bucket) {
+        return Ok(Arc::clone(s));
+    }
+    let url = format!("{SCHEME}{bucket}");
+    let mut b = AmazonS3Builder::from_env()
+        .with_bucket_name(bucket)
+        .with_client_options(
+            ClientOptions::new()
+                .with_connect_timeout(Duration::from_secs(5))
+                .with_timeout(Duration::from_secs(300)),
+        );
+    if std::env::var("AWS_ALLOW_HTTP").is_ok_and(|v| v.eq_ignore_ascii_case("true")) {
+        b = b.with_allow_http(true);
+    }
+    if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
+        for (key, value) in profile_settings() {
+            b = b.with_config(key, value);
+        }
+    }
+    let endpoint = ENDPOINT
+        .get()
+        .cloned()
+        .or_else(|| std::env::var("AWS_ENDPOINT_URL_S3").ok())
+        .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok())
+        .or_else(|| std::env::var("AWS_ENDPOINT").ok());
+    if let Some(e) = &endpoint {
+        b = b.with_endpoint(e.clone());
+        if e.starts_with("http://") {
+            b = b.with_allow_http(true);
+        }
+    }
+    if b.get_config_value(&AmazonS3ConfigKey::Region).is_none() {
+        b = b.with_region("us-east-1");
+    }
+    // A few quick retries: an unreachable endpoint is an error within seconds, not minutes.
+    let retry = RetryConfig {
+        backoff: BackoffConfig {
+            init_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(2),
+            base: 2.0,
+        },
+        max_retries: 3,
+        retry_timeout: Duration::from_secs(20),
+    };
+    let store: Arc<dyn ObjectStore> =
+        Arc::new(b.with_retry(retry).build().map_err(|e| store_error(&url, e))?);
+    map.insert(bucket.to_string(), Arc::clone(&store));
+    Ok(store)
+}
+
+/// Keys and region of the profile `AWS_PROFILE` (or `default`) from the shared credentials
+/// and config files, as object_store settings (it reads neither file itself).
+fn profile_settings() -> Vec<(AmazonS3ConfigKey, String)> {
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
+    let file = |var: &str, default: &str| {
+        let path = std::env::var_os(var).map_or_else(|| home.join(default), PathBuf::from);
+        std::fs::read_to_string(path).unwrap_or_default()
+    };
+    let region_set =
+        std::env::var_os("AWS_REGION").is_some() || std::env::var_os("AWS_DEFAULT_REGION").is_some();
+    profile_from(
+        &file("AWS_SHARED_CREDENTIALS_FILE", ".aws/credentials"),
+        &file("AWS_CONFIG_FILE", ".aws/config"),
+        &std::env::var("AWS_PROFILE").unwrap_or_else(|_| "default".into()),
+        !region_set,
+    )
+}
+
+/// The settings of `profile` in a shared credentials file's and a config file's text (INI:
+/// `[name]` in the first, `[profile name]` or `[name]` in the second); the region only with
+/// `want_region`.
+fn profile_from(
+    credentials: &str,
+    config: &str,
+    profile: &str,
+    want_region: bool,
+) -> Vec<(AmazonS3ConfigKey, String)> {
+    let section = |text: &str, names: &[String]| -> HashMap<String, String> {
+        let mut current = None::<String>;
+        let mut found = HashMap::new();
+        for line in text.lines().map(str::trim) {
+            if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                current = Some(name.trim().to_string());
+            } else if let (Some(c), Some((k, v))) = (&current, line.split_once('=')) {
+                if names.contains(c) && !line.starts_with(['#', ';']) {
+                    found.insert(k.trim().to_string(), v.trim().to_string());
+                }
+            }
+        }
+        found
+    };
+    let mut out = Vec::new();
+    let creds = section(credentials, &[profile.to_string()]);
+    for (file_key, key) in [
+        ("aws_access_key_id", AmazonS3ConfigKey::AccessKeyId),
+        ("aws_secret_access_key", AmazonS3ConfigKey::SecretAccessKey),
+        ("aws_session_token", AmazonS3ConfigKey::Token),
+    ] {
+        if let Some(v) = creds.get(file_key) {
+            out.push((key, v.clone()));
+        }
+    }
+    if want_region {
+        let names = [format!("profile {profile}"), profile.to_string()];
+        if let Some(r) = section(config, &names).get("region") {
+            out.push((AmazonS3ConfigKey::Region, r.clone()));
+        }
+    }
+    out
+}
+
+/// An object-store error as segscore's error naming `url`, with the likely cause in words.
+pub fn store_error(url: &str, e: object_store::Error) -> Error {
+    let text = error_chain(&e);
+    let reason = match &e {
+        object_store::Error::NotFound { .. } if text.contains("NoSuchBucket") => {
+            "the bucket does not exist".to_string()
+        }
+        object_store::Error::NotFound { .. } => "no such object".to_string(),
+        object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. } => {
+            format!("access denied (check the credentials: AWS_* variables or AWS_PROFILE): {text}")
+        }
+        _ if text.contains("NoSuchBucket") => "the bucket does not exist".to_string(),
+        _ if text.contains("AccessDenied")
+            || text.contains("InvalidAccessKeyId")
+            || text.contains("SignatureDoesNotMatch") =>
+        {
+            format!("access denied (check the credentials: AWS_* variables or AWS_PROFILE): {text}")
+        }
+        _ if text.contains("error sending request") || text.contains("connect") => format!(
+            "cannot reach the object store{}: {text}",
+            ENDPOINT.get().map(|e| format!(" at {e}")).unwrap_or_default()
+        ),
+        _ => text,
+    };
+    Error::Store {
+        url: url.to_string(),
+        reason,
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut source = e.source();
+    while let Some(s) = source {
+        let t = s.to_string();
+        if !parts.iter().any(|p| p.contains(&t)) {
+            parts.push(t);
+        }
+        source = s.source();
+    }
+    parts.join(": ")
+}
+
+/// A runtime of its own for object-store calls made from synchronous code (footers, the
+/// output's commit), so they work from any thread.
+fn io_runtime() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("segscore-io")
+            .enable_all()
+            .build()
+            .expect("the object-store runtime starts")
+    })
+}
+
+/// Runs `fut` to completion from synchronous code (inside a Tokio worker or not).
+pub fn block<T: Send + 'static>(fut: impl Future<Output = T> + Send + 'static) -> T {
+    let handle = io_runtime().spawn(fut);
+    let wait = move || futures::executor::block_on(handle);
+    let joined = match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(wait)
+        }
+        _ => wait(),
+    };
+    match joined {
+        Ok(v) => v,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
+/// DataFusion's object-store registry with `s3://` buckets added as they are first read.
+#[derive(Debug, Default)]
+pub struct Registry {
+    inner: DefaultObjectStoreRegistry,
+}
+
+impl ObjectStoreRegistry for Registry {
+    fn register_store(&self, url: &Url, store: Arc<dyn ObjectStore>) -> Option<Arc<dyn ObjectStore>> {
+        self.inner.register_store(url, store)
+    }
+
+    fn get_store(&self, url: &Url) -> datafusion::error::Result<Arc<dyn ObjectStore>> {
+        if url.scheme() == "s3" {
+            if let Some(bucket) = url.host_str() {
+                return bucket_store(bucket).map_err(Error::into_datafusion);
+            }
+        }
+        self.inner.get_store(url)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_profile_is_read_from_the_shared_credentials_and_config_files() {
+        let credentials = "[default]\naws_access_key_id = AKDEFAULT\naws_secret_access_key = sdefault\n\n[work]\n# a comment = no\naws_access_key_id=AKWORK\naws_secret_access_key = swork\naws_session_token = tok\n";
+        let config = "[default]\nregion = us-east-1\n[profile work]\nregion = eu-west-3\n";
+        let got = profile_from(credentials, config, "work", true);
+        let want = vec![
+            (AmazonS3ConfigKey::AccessKeyId, "AKWORK".to_string()),
+            (AmazonS3ConfigKey::SecretAccessKey, "swork".to_string()),
+            (AmazonS3ConfigKey::Token, "tok".to_string()),
+            (AmazonS3ConfigKey::Region, "eu-west-3".to_string()),
+        ];
+        assert_eq!(got, want);
+        let got = profile_from(credentials, config, "default", false);
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].1, "AKDEFAULT");
+        assert!(profile_from(credentials, config, "absent", true).is_empty());
+    }
+
+    #[test]
+    fn urls_parse_into_bucket_and_key() {
+        let loc = Location::parse("s3://bucket/a/b/").unwrap();
+        assert_eq!(loc.bucket, "bucket");
+        assert_eq!(loc.key.as_ref(), "a/b");
+        assert_eq!(loc.join("c/d.parquet").url(), "s3://bucket/a/b/c/d.parquet");
+        assert!(Location::parse("s3:///key").is_err());
+        assert!(remote(Path::new("s3://b/k")).is_some());
+        assert!(remote(Path::new("/tmp/s3://x")).is_none());
+    }
+}
