@@ -239,14 +239,6 @@ impl OutputDir {
         Ok((local, found))
     }
 
-    /// The URL or path of the output, for messages.
-    pub fn display(&self) -> String {
-        match &self.remote {
-            Some(r) => r.root.url(),
-            None => self.root.display().to_string(),
-        }
-    }
-
     /// Commits shard `k`: its record (`record`) is written after its part files are in place
     /// (uploaded first, for an `s3://` output).
     pub fn commit_shard(&self, k: usize, record: &[u8]) -> Result<()> {
