@@ -95,7 +95,11 @@ pub fn survey(root: &Location) -> Result<Survey> {
             .map(|p| p.map(|x| x.as_ref().to_string()).collect())
             .unwrap_or_default();
         match rel.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
-            [super::SUCCESS] => s.committed = read_pointer(root)?.map(|p| p.run),
+            // Another tool's `_SUCCESS` (Spark writes an empty one) is not a segscore commit.
+            [super::SUCCESS] => match read_pointer(root) {
+                Ok(p) => s.committed = p.map(|p| p.run),
+                Err(_) => s.others.push(super::SUCCESS.to_string()),
+            },
             [RUNS, run, rest @ ..] => {
                 let e = runs.entry(run.to_string()).or_default();
                 match rest {

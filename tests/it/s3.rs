@@ -676,8 +676,72 @@ fn missing_buckets_keys_and_unreachable_stores_are_clear_errors() {
         assert!(!stderr(&o).contains("a-secret-never-logged"));
         assert!(!local.exists());
     }
+    // A prefix another tool wrote (Spark's empty _SUCCESS): refused without --overwrite,
+    // replaced with it, and the other tool's files are left alone.
+    moto.put_file(
+        "here",
+        "spark/_SUCCESS",
+        &tmp.path().join("in/part-00000.parquet"),
+    );
+    moto.put_file(
+        "here",
+        "spark/part-0.parquet",
+        &tmp.path().join("in/part-00000.parquet"),
+    );
+    let o = moto.segscore(
+        &[
+            "run",
+            "-q",
+            "-i",
+            "s3://here/in/",
+            "-m",
+            m,
+            "-o",
+            "s3://here/spark",
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("s3://here/spark: is not empty (holds _SUCCESS, part-0.parquet)"),
+        "{}",
+        stderr(&o)
+    );
+    let o = moto.segscore(
+        &[
+            "run",
+            "-q",
+            "-i",
+            "s3://here/in/",
+            "-m",
+            m,
+            "-o",
+            "s3://here/spark",
+            "--overwrite",
+        ],
+        &[],
+    );
+    ok(&o);
+    assert!(moto
+        .keys("here", "spark")
+        .contains(&"spark/part-0.parquet".to_string()));
+    let o = moto.segscore(
+        &[
+            "sql",
+            "-t",
+            "s3://here/spark",
+            "--format",
+            "csv",
+            "SELECT count(*) AS n FROM segments",
+        ],
+        &[],
+    );
+    assert_eq!(String::from_utf8(o.stdout).unwrap(), "n\n500\n");
     // The bucket that did not exist was not created, and nothing was written to it.
-    assert!(moto.keys("here", "").iter().all(|k| k.starts_with("in/")));
+    assert!(moto
+        .keys("here", "")
+        .iter()
+        .all(|k| k.starts_with("in/") || k.starts_with("spark/")));
     // A store that checks credentials: unknown keys are access denied, named as such.
     let strict = Moto::start_with(&[("INITIAL_NO_AUTH_ACTION_COUNT", "0")]);
     let o = strict.segscore(&["run", "-i", "s3://here/in/", "-m", m, "-o", lo], &[]);
