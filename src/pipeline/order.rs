@@ -23,13 +23,15 @@ pub(crate) struct KeyOrder {
 
 pub(crate) enum OrderCheck {
     InOrder,
-    /// The first row that comes before its predecessor, and that predecessor's key as text.
+    /// The first row that comes before its predecessor, and that predecessor's key as text;
+    /// with the first row equal to its predecessor before it, if any.
     OutOfOrder {
         row: usize,
         prev_gid: String,
         prev_seg: String,
+        duplicate_before: Option<usize>,
     },
-    /// The first row equal to its predecessor.
+    /// The first row equal to its predecessor (and no row out of order in the batch).
     Duplicate {
         row: usize,
     },
@@ -56,6 +58,7 @@ impl KeyOrder {
         let cols = [Arc::clone(batch.column(gid)), Arc::clone(batch.column(seg))];
         let rows = self.converter.convert_columns(&cols)?;
         let mut verdict = OrderCheck::InOrder;
+        let mut duplicate = None;
         for i in 0..rows.num_rows() {
             let ord = match (i, &self.last) {
                 (0, None) => continue,
@@ -64,9 +67,13 @@ impl KeyOrder {
             };
             match ord {
                 std::cmp::Ordering::Less => {}
+                // Quarantine lets duplicates through to its own checks: keep looking for a
+                // row out of order after one.
                 std::cmp::Ordering::Equal => {
-                    verdict = OrderCheck::Duplicate { row: i };
-                    break;
+                    if duplicate.is_none() {
+                        duplicate = Some(i);
+                        verdict = OrderCheck::Duplicate { row: i };
+                    }
                 }
                 std::cmp::Ordering::Greater => {
                     let (prev_gid, prev_seg) = match (i, &self.last) {
@@ -77,6 +84,7 @@ impl KeyOrder {
                         row: i,
                         prev_gid,
                         prev_seg,
+                        duplicate_before: duplicate,
                     };
                     break;
                 }
@@ -99,5 +107,48 @@ impl KeyOrder {
             ));
         }
         Ok(verdict)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{Int64Array, StringArray};
+    use datafusion::arrow::datatypes::{DataType, Field};
+
+    #[test]
+    fn a_row_out_of_order_after_a_duplicate_is_still_found() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("g", DataType::Utf8, false),
+            Field::new("s", DataType::Int64, false),
+        ]));
+        let batch = RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![
+                Arc::new(StringArray::from(vec!["a", "a", "b", "a"])),
+                Arc::new(Int64Array::from(vec![1, 1, 2, 3])),
+            ],
+        )
+        .unwrap();
+        let mut order = KeyOrder::new(&schema, 0, 1).unwrap();
+        match order.check(&batch, 0, 1).unwrap() {
+            OrderCheck::OutOfOrder {
+                row,
+                prev_gid,
+                prev_seg,
+                duplicate_before,
+            } => {
+                assert_eq!((row, prev_gid.as_str(), prev_seg.as_str()), (3, "b", "2"));
+                assert_eq!(duplicate_before, Some(1));
+            }
+            _ => panic!("the row out of order was missed"),
+        }
+        // Duplicates alone are reported as such.
+        let dup = batch.slice(0, 3);
+        let mut order = KeyOrder::new(&schema, 0, 1).unwrap();
+        assert!(matches!(
+            order.check(&dup, 0, 1).unwrap(),
+            OrderCheck::Duplicate { row: 1 }
+        ));
     }
 }

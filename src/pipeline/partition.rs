@@ -172,7 +172,16 @@ pub(crate) async fn run_partition(
             }
             // Order first: if declared-sorted input is not, every later check is moot.
             if let Some(o) = &mut order {
-                match o.check(&batch, plan.gid, plan.seg)? {
+                // Quarantine finds duplicates among a generation's rows itself; otherwise a
+                // duplicate before a row out of order is the first problem.
+                let check = match o.check(&batch, plan.gid, plan.seg)? {
+                    OrderCheck::OutOfOrder {
+                        duplicate_before: Some(row),
+                        ..
+                    } if !quarantine => OrderCheck::Duplicate { row },
+                    c => c,
+                };
+                match check {
                     OrderCheck::InOrder => {}
                     // Quarantine finds duplicates among a generation's rows.
                     OrderCheck::Duplicate { .. } if quarantine => {}
@@ -186,6 +195,7 @@ pub(crate) async fn run_partition(
                         row,
                         prev_gid,
                         prev_seg,
+                        ..
                     } if plan.sorted_declared => {
                         return Err(Error::NotSorted {
                             generation_id: cell(batch.column(plan.gid), row),

@@ -688,8 +688,8 @@ fn missing_buckets_keys_and_unreachable_stores_are_clear_errors() {
         "spark/part-0.parquet",
         &tmp.path().join("in/part-00000.parquet"),
     );
-    let o = moto.segscore(
-        &[
+    let to_spark = |extra: &[&str]| {
+        let mut args = vec![
             "run",
             "-q",
             "-i",
@@ -698,29 +698,18 @@ fn missing_buckets_keys_and_unreachable_stores_are_clear_errors() {
             m,
             "-o",
             "s3://here/spark",
-        ],
-        &[],
-    );
+        ];
+        args.extend_from_slice(extra);
+        moto.segscore(&args, &[])
+    };
+    let o = to_spark(&[]);
     assert_eq!(o.status.code(), Some(1));
     assert!(
         stderr(&o).contains("s3://here/spark: is not empty (holds _SUCCESS, part-0.parquet)"),
         "{}",
         stderr(&o)
     );
-    let o = moto.segscore(
-        &[
-            "run",
-            "-q",
-            "-i",
-            "s3://here/in/",
-            "-m",
-            m,
-            "-o",
-            "s3://here/spark",
-            "--overwrite",
-        ],
-        &[],
-    );
+    let o = to_spark(&["--overwrite"]);
     ok(&o);
     assert!(moto
         .keys("here", "spark")
