@@ -112,7 +112,7 @@ fn check_case(
     order: Vec<usize>,
     files: usize,
 ) -> Result<(), TestCaseError> {
-    let (mut rows, targets, invalid) = build(&gens);
+    let (mut rows, targets, invalid) = build(gens);
     let mut keyed: Vec<(usize, Row)> = order.into_iter().zip(rows.drain(..)).collect();
     keyed.sort_by_key(|(k, _)| *k);
     let shuffled: Vec<Row> = keyed.into_iter().map(|(_, r)| r).collect();
