@@ -222,6 +222,11 @@ impl Location {
 pub fn expand(pattern: &str) -> Result<Vec<PathBuf>> {
     let glob_at = pattern.find(['*', '?', '[']);
     let loc = Location::parse(pattern)?;
+    if glob_at.is_some_and(|at| at < SCHEME.len() + loc.bucket.len()) {
+        return Err(Error::Usage(format!(
+            "input {pattern}: a glob must be in the key, not the bucket name"
+        )));
+    }
     let visible = |key: &Key| {
         key.as_ref().ends_with(".parquet") && !key.parts().any(|p| p.as_ref().starts_with(['.', '_']))
     };

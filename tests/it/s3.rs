@@ -625,6 +625,13 @@ fn globs_over_prefixes_select_objects_and_hidden_ones_are_skipped() {
         "{}",
         stderr(&o)
     );
+    let o = moto.segscore(&["sql", "-t", "t=s3://glo*/in/", "SELECT 1"], &[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("a glob must be in the key, not the bucket name"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
