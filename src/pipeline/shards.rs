@@ -231,6 +231,7 @@ async fn execute(
             Arc::clone(counter),
         )
         .with_prefix(prefix.clone())
+        .on_close(out.on_part_closed())
     };
     // Each partition's generations come in key order: its files say so.
     let by_id = Some(vec![datafusion::parquet::file::metadata::SortingColumn {

@@ -239,6 +239,11 @@ impl OutputDir {
         Ok((local, found))
     }
 
+    /// For an `s3://` output: what starts each part file's upload as it closes.
+    pub fn on_part_closed(&self) -> Option<crate::sink::PartClosed> {
+        Some(self.remote.as_ref()?.on_part_closed(&self.work))
+    }
+
     /// Commits shard `k`: its record (`record`) is written after its part files are in place
     /// (uploaded first, for an `s3://` output).
     pub fn commit_shard(&self, k: usize, record: &[u8]) -> Result<()> {
@@ -319,6 +324,11 @@ impl OutputDir {
     /// Removes everything in the work folder but the job description, the committed shards'
     /// records and the part files whose names start with one of `keep_prefixes`.
     pub fn keep_only(&self, keep_prefixes: &[String]) -> Result<()> {
+        if let Some(r) = &self.remote {
+            // Uploads of files about to be removed finish first: a rerun's file of the same
+            // name is then uploaded after them, never overwritten by them.
+            let _ = r.uploads.wait();
+        }
         tidy(&self.work, keep_prefixes)
     }
 
@@ -399,6 +409,9 @@ impl OutputDir {
     }
 
     fn abandon(&self) -> usize {
+        if let Some(r) = &self.remote {
+            let _ = r.uploads.wait();
+        }
         let kept = abandon(&self.root, self.created_root);
         if let Some(r) = &self.remote {
             // What is committed is in the store; the local work folder goes.

@@ -93,6 +93,10 @@ impl PartWriter {
     }
 }
 
+/// Called with each part file's final path as it is closed (an `s3://` output starts its
+/// upload).
+pub type PartClosed = Arc<dyn Fn(&Path) + Send + Sync>;
+
 /// Writes one stream of batches as part files of at most `max_rows` rows each, named
 /// `part-NNNNN.parquet` from a counter shared by all writers of a run. Files claim the
 /// `sorting` order until [`RollingWriter::mark_unsorted`] is called; the file open then is
@@ -107,6 +111,7 @@ pub struct RollingWriter {
     prefix: String,
     current: Option<PartWriter>,
     closed: Vec<PathBuf>,
+    on_close: Option<PartClosed>,
 }
 
 impl RollingWriter {
@@ -129,12 +134,19 @@ impl RollingWriter {
             prefix: "part-".into(),
             current: None,
             closed: Vec::new(),
+            on_close: None,
         }
     }
 
     /// Names files `<prefix>NNNNN.parquet` instead of `part-NNNNN.parquet`.
     pub fn with_prefix(mut self, prefix: String) -> Self {
         self.prefix = prefix;
+        self
+    }
+
+    /// Calls `f` with each file as it is closed.
+    pub fn on_close(mut self, f: Option<PartClosed>) -> Self {
+        self.on_close = f;
         self
     }
 
@@ -177,7 +189,11 @@ impl RollingWriter {
 
     fn close_current(&mut self) -> Result<()> {
         if let Some(w) = self.current.take() {
-            self.closed.push(w.close()?);
+            let path = w.close()?;
+            if let Some(f) = &self.on_close {
+                f(&path);
+            }
+            self.closed.push(path);
             crate::faults::point("part-closed");
         }
         Ok(())

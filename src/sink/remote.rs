@@ -23,8 +23,9 @@
 //! committed shards. The run is written locally first, in a work folder under the temporary
 //! folder, and uploaded shard by shard; that folder is removed when the run ends.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use object_store::path::Path as Key;
 use serde::{Deserialize, Serialize};
@@ -149,6 +150,43 @@ pub fn read_manifest(root: &Location) -> Result<Manifest> {
     })
 }
 
+/// Part files being uploaded as they close, so the uploads overlap the pass.
+#[derive(Debug, Default)]
+pub struct Uploads {
+    pending: Mutex<Vec<(PathBuf, tokio::task::JoinHandle<Result<()>>)>>,
+}
+
+impl Uploads {
+    fn add(&self, local: PathBuf, handle: tokio::task::JoinHandle<Result<()>>) {
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((local, handle));
+    }
+
+    /// Waits for every upload started so far: the files uploaded, and the first failure.
+    pub fn wait(&self) -> (BTreeSet<PathBuf>, Option<Error>) {
+        let pending = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
+        crate::store::block(async move {
+            let (mut done, mut failure) = (BTreeSet::new(), None);
+            for (local, handle) in pending {
+                match handle.await {
+                    Ok(Ok(())) => {
+                        done.insert(local);
+                    }
+                    Ok(Err(e)) => {
+                        failure.get_or_insert(e);
+                    }
+                    Err(e) => {
+                        failure.get_or_insert(Error::Internal(format!("an upload task failed: {e}")));
+                    }
+                }
+            }
+            (done, failure)
+        })
+    }
+}
+
 /// A run writing into an output prefix.
 #[derive(Debug)]
 pub struct RemoteRun {
@@ -158,6 +196,8 @@ pub struct RemoteRun {
     pub run: String,
     /// Whether the run's manifest is written (its commit began).
     pub manifest_written: bool,
+    /// The part files being uploaded.
+    pub uploads: Arc<Uploads>,
 }
 
 impl RemoteRun {
@@ -170,6 +210,7 @@ impl RemoteRun {
             root,
             run: format!("{nanos:020}-{}", std::process::id()),
             manifest_written: false,
+            uploads: Arc::default(),
         }
     }
 
@@ -218,14 +259,32 @@ impl RemoteRun {
         prefix.download(wanted)
     }
 
-    /// Uploads shard `k`'s part files from the work folder `work`, then its record: the
-    /// shard is committed when its record is there.
+    /// What starts each part file's upload as it closes (files of the work folder `work`).
+    pub fn on_part_closed(&self, work: &Path) -> crate::sink::PartClosed {
+        let (prefix, work, uploads) = (self.at(""), work.to_path_buf(), Arc::clone(&self.uploads));
+        Arc::new(move |local: &Path| {
+            if let Ok(rel) = local.strip_prefix(&work) {
+                let key = prefix.join(&rel.to_string_lossy()).key;
+                uploads.add(
+                    local.to_path_buf(),
+                    prefix.start_upload(vec![(local.to_path_buf(), key)]),
+                );
+            }
+        })
+    }
+
+    /// Uploads shard `k`'s part files from the work folder `work` (those not uploaded as they
+    /// closed), then its record: the shard is committed when its record is there.
     pub fn commit_shard(&self, work: &Path, k: usize, record: &[u8]) -> Result<()> {
+        let (uploaded, failure) = self.uploads.wait();
+        if let Some(e) = failure {
+            return Err(e);
+        }
         let prefix = crate::shard::part_prefix(k);
         let mut files = Vec::new();
         for folder in SHARD_FOLDERS {
             for f in names_in(&work.join(folder))? {
-                if f.starts_with(&prefix) {
+                if f.starts_with(&prefix) && !uploaded.contains(&work.join(folder).join(&f)) {
                     files.push((work.join(folder).join(&f), self.at(&format!("{folder}/{f}")).key));
                 }
             }

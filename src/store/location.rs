@@ -9,7 +9,7 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path as Key;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 
-use super::{block, bucket_store, remote, store_error, SCHEME};
+use super::{block, bucket_store, remote, spawn, store_error, SCHEME};
 use crate::error::{Error, Result};
 
 /// One object (or prefix) of a bucket.
@@ -180,9 +180,21 @@ impl Location {
 
     /// Uploads local files to keys of this bucket, several at once; large files in parts.
     pub fn upload(&self, files: Vec<(PathBuf, Key)>) -> Result<()> {
+        block(self.upload_future(files))
+    }
+
+    /// Starts [`Location::upload`] in the background; the handle gives its outcome.
+    pub fn start_upload(&self, files: Vec<(PathBuf, Key)>) -> tokio::task::JoinHandle<Result<()>> {
+        spawn(self.upload_future(files))
+    }
+
+    fn upload_future(
+        &self,
+        files: Vec<(PathBuf, Key)>,
+    ) -> impl std::future::Future<Output = Result<()>> + Send + 'static {
         let store = Arc::clone(&self.store);
         let bucket = self.bucket.clone();
-        block(async move {
+        async move {
             futures::stream::iter(files)
                 .map(|(local, key)| {
                     let store = Arc::clone(&store);
@@ -212,7 +224,7 @@ impl Location {
                 .try_collect::<Vec<()>>()
                 .await
                 .map(drop)
-        })
+        }
     }
 }
 

@@ -225,9 +225,14 @@ fn io_runtime() -> &'static tokio::runtime::Runtime {
     })
 }
 
+/// Starts `fut` on the object-store runtime, from any thread.
+pub fn spawn<T: Send + 'static>(fut: impl Future<Output = T> + Send + 'static) -> tokio::task::JoinHandle<T> {
+    io_runtime().spawn(fut)
+}
+
 /// Runs `fut` to completion from synchronous code (inside a Tokio worker or not).
 pub fn block<T: Send + 'static>(fut: impl Future<Output = T> + Send + 'static) -> T {
-    let handle = io_runtime().spawn(fut);
+    let handle = spawn(fut);
     let wait = move || futures::executor::block_on(handle);
     let joined = match tokio::runtime::Handle::try_current() {
         Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {

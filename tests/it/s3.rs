@@ -823,3 +823,56 @@ fn text_input_with_the_model_and_tokenizer_in_the_store_equals_a_local_run() {
     assert_eq!(s["text"]["tokenizer"], "s3://text/m/tokenizer.json");
     assert_eq!(s["text"]["tokenizer_sha256"], l["text"]["tokenizer_sha256"]);
 }
+
+#[test]
+fn input_that_only_seemed_sorted_falls_back_to_the_sort_with_uploads_under_way() {
+    let moto = Moto::start();
+    moto.create_bucket("fallback");
+    let tmp = tempfile::tempdir().unwrap();
+    // Sorted but for the last generation's two rows (one row group: the footer cannot tell),
+    // so the first pass streams and uploads parts before it finds the disorder.
+    let mut rows = Vec::new();
+    for g in 0..3000 {
+        for s in 0..3 {
+            rows.push(row(
+                &format!("g{g:05}"),
+                s,
+                (g * 3 + s) as f64 * 1e-3,
+                &ids_for(0.5),
+            ));
+        }
+    }
+    let n = rows.len();
+    rows.swap(n - 1, n - 2);
+    let input = tmp.path().join("in/part-0.parquet");
+    write_rows(&input, &rows);
+    let local = tmp.path().join("local");
+    let extra = ["--max-rows-per-file", "500", "--shards", "1"];
+    ok(&moto.segscore(
+        &job(
+            input.to_str().unwrap(),
+            test_model("affine_mean.onnx").to_str().unwrap(),
+            local.to_str().unwrap(),
+            &extra,
+        ),
+        &[],
+    ));
+    ok(&moto.segscore(
+        &job(
+            input.to_str().unwrap(),
+            test_model("affine_mean.onnx").to_str().unwrap(),
+            "s3://fallback/out",
+            &extra,
+        ),
+        &[],
+    ));
+    let remote = tmp.path().join("remote");
+    moto.download_output("fallback", "out", &remote);
+    assert_eq!(summary(&remote)["input_order"], "sorted");
+    assert_same_outputs(&local, &remote);
+    // Only the files the manifest lists are left in the run's prefix.
+    let listed = walk(&remote).len() - 1; // all but summary.json
+    let keys = moto.keys("fallback", "out/_runs");
+    let parts = keys.iter().filter(|k| k.ends_with(".parquet")).count();
+    assert_eq!(parts, listed, "{keys:?}");
+}
