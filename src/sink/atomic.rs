@@ -76,6 +76,15 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     f.commit().map(drop)
 }
 
+/// A whole file's bytes, or None when there is no such file.
+pub fn read_if_exists(path: &Path) -> Result<Option<Vec<u8>>> {
+    match fs::read(path) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io(path, e)),
+    }
+}
+
 /// `dir/.name.inprogress`: where a file is written before it is renamed to `dir/name`.
 pub fn inprogress_name(path: &Path) -> PathBuf {
     let name = path

@@ -5,7 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use crate::engine::tables::part_files;
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::sink::atomic::read_if_exists;
 use crate::sink::remote;
 use crate::store::Location;
 
@@ -31,14 +32,7 @@ pub fn output_parts(dir: &Path, table: &str) -> Result<Vec<PathBuf>> {
 pub fn output_file(dir: &Path, name: &str) -> Result<Option<Vec<u8>>> {
     match Location::of(dir)? {
         Some(loc) => remote::committed_file(&loc, name),
-        None => {
-            let p = dir.join(name);
-            match std::fs::read(&p) {
-                Ok(b) => Ok(Some(b)),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                Err(e) => Err(Error::io(&p, e)),
-            }
-        }
+        None => read_if_exists(&dir.join(name)),
     }
 }
 

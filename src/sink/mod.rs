@@ -23,6 +23,6 @@ pub mod output_dir;
 pub mod parquet;
 pub mod remote;
 
-pub use atomic::{inprogress_name, write_atomic, AtomicFile};
+pub use atomic::{inprogress_name, read_if_exists, write_atomic, AtomicFile};
 pub use output_dir::{abandon, Found, OutputDir, JOB_FILE, OUTPUTS, SHARDS_DIR, SUCCESS, WORK_DIR};
 pub use parquet::{write_empty_part, writer_properties, PartClosed, PartWriter, RollingWriter};

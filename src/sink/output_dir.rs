@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::faults::point;
-use crate::sink::atomic::{sync_dir, write_atomic};
+use crate::sink::atomic::{read_if_exists, sync_dir, write_atomic};
 use crate::sink::remote::{self, RemoteRun};
 use crate::store::Location;
 
@@ -273,12 +273,7 @@ impl OutputDir {
 
     /// A file of the work folder, if it is there.
     pub fn read(&self, name: &str) -> Result<Option<Vec<u8>>> {
-        let p = self.work.join(name);
-        match fs::read(&p) {
-            Ok(b) => Ok(Some(b)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::io(&p, e)),
-        }
+        read_if_exists(&self.work.join(name))
     }
 
     /// Writes a file of the work folder atomically (`name` may hold one folder level).

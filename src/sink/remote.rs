@@ -90,11 +90,7 @@ pub fn survey(root: &Location) -> Result<Survey> {
     let mut s = Survey::default();
     let mut runs: BTreeMap<String, (bool, usize, bool)> = BTreeMap::new();
     for m in root.list()? {
-        let rel: Vec<String> = m
-            .location
-            .prefix_match(&root.key)
-            .map(|p| p.map(|x| x.as_ref().to_string()).collect())
-            .unwrap_or_default();
+        let rel = root.parts_under(&m.location);
         match rel.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
             // Another tool's `_SUCCESS` (Spark writes an empty one) is not a segscore commit.
             [super::SUCCESS] => match read_pointer(root) {
@@ -239,11 +235,7 @@ impl RemoteRun {
             })
             .collect();
         for m in all {
-            let rel: Vec<String> = m
-                .location
-                .prefix_match(&prefix.key)
-                .map(|p| p.map(|x| x.as_ref().to_string()).collect())
-                .unwrap_or_default();
+            let rel = prefix.parts_under(&m.location);
             let keep = match rel.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
                 [super::JOB_FILE] | [MANIFEST] => true,
                 [super::SHARDS_DIR, name] => crate::shard::record_shard(name).is_some(),
@@ -298,15 +290,11 @@ impl RemoteRun {
     /// Uploads the outputs not uploaded yet (the files `extra` and those the evaluation
     /// wrote), then the manifest: after this, [`RemoteRun::publish`] makes the run the output.
     pub fn write_manifest(&mut self, work: &Path, extra: &[&str]) -> Result<()> {
-        let present: std::collections::BTreeSet<String> = self
-            .at("")
+        let prefix = self.at("");
+        let present: BTreeSet<String> = prefix
             .list()?
             .into_iter()
-            .filter_map(|m| {
-                m.location
-                    .prefix_match(&self.at("").key)
-                    .map(|p| p.map(|x| x.as_ref().to_string()).collect::<Vec<_>>().join("/"))
-            })
+            .map(|m| prefix.parts_under(&m.location).join("/"))
             .collect();
         let mut manifest = Manifest {
             run: self.run.clone(),
@@ -351,8 +339,7 @@ impl RemoteRun {
             .put(serde_json::to_vec_pretty(&pointer)?)?;
         crate::faults::point("commit-moved");
         let manifest = read_manifest(&self.root)?;
-        let mut listed: std::collections::BTreeSet<String> =
-            manifest.tables.values().flatten().cloned().collect();
+        let mut listed: BTreeSet<String> = manifest.tables.values().flatten().cloned().collect();
         listed.extend(manifest.files.iter().cloned());
         listed.insert(MANIFEST.into());
         listed.insert(super::JOB_FILE.into());
@@ -364,10 +351,7 @@ impl RemoteRun {
             .into_iter()
             .map(|m| m.location)
             .filter(|k| {
-                let rel: String = k
-                    .prefix_match(&self.root.key)
-                    .map(|p| p.map(|x| x.as_ref().to_string()).collect::<Vec<_>>().join("/"))
-                    .unwrap_or_default();
+                let rel = self.root.parts_under(k).join("/");
                 match rel.strip_prefix(&mine) {
                     // This run's own: drop the sample and parts of uncommitted attempts.
                     Some(r) => !listed.contains(r) && !r.starts_with(super::SHARDS_DIR),

@@ -57,6 +57,14 @@ impl Location {
         format!("{SCHEME}{}/{key}", self.bucket)
     }
 
+    /// The parts of `key` below this location (`["segments", "part-0.parquet"]`); empty when
+    /// `key` is not under it.
+    pub fn parts_under(&self, key: &Key) -> Vec<String> {
+        key.prefix_match(&self.key)
+            .map(|parts| parts.map(|p| p.as_ref().to_string()).collect())
+            .unwrap_or_default()
+    }
+
     /// `self/name` (`name` may hold `/`).
     pub fn join(&self, name: &str) -> Location {
         let key = name
@@ -239,8 +247,10 @@ pub fn expand(pattern: &str) -> Result<Vec<PathBuf>> {
             "input {pattern}: a glob must be in the key, not the bucket name"
         )));
     }
-    let visible = |key: &Key| {
-        key.as_ref().ends_with(".parquet") && !key.parts().any(|p| p.as_ref().starts_with(['.', '_']))
+    // The parts of a key below the prefix: a Parquet file, no part hidden.
+    let visible = |parts: &[&str]| {
+        parts.last().is_some_and(|p| p.ends_with(".parquet"))
+            && !parts.iter().any(|p| p.starts_with(['.', '_']))
     };
     let found: Vec<Key> = match glob_at {
         None => {
@@ -250,7 +260,10 @@ pub fn expand(pattern: &str) -> Result<Vec<PathBuf>> {
                 loc.list()?
                     .into_iter()
                     .map(|m| m.location)
-                    .filter(|k| visible(&strip(k, &loc.key)))
+                    .filter(|k| {
+                        let parts = loc.parts_under(k);
+                        visible(&parts.iter().map(String::as_str).collect::<Vec<_>>())
+                    })
                     .collect()
             }
         }
@@ -272,21 +285,13 @@ pub fn expand(pattern: &str) -> Result<Vec<PathBuf>> {
                     let parts: Vec<&str> = k.as_ref().split('/').collect();
                     (1..=parts.len()).any(|n| {
                         let head = parts[..n].join("/");
-                        pat.matches_with(&head, opts)
-                            && (n == parts.len() || visible(&Key::from_iter(parts[n..].iter().copied())))
+                        pat.matches_with(&head, opts) && (n == parts.len() || visible(&parts[n..]))
                     }) && k.as_ref().ends_with(".parquet")
                 })
                 .collect()
         }
     };
     Ok(found.into_iter().map(|k| PathBuf::from(loc.url_of(&k))).collect())
-}
-
-/// `key` without the leading `prefix`.
-fn strip(key: &Key, prefix: &Key) -> Key {
-    key.prefix_match(prefix)
-        .map(|parts| Key::from_iter(parts.map(|p| p.as_ref().to_string())))
-        .unwrap_or_else(|| key.clone())
 }
 
 /// The bytes of the object a path names (a model, a tokenizer), or None for a local path.

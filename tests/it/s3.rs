@@ -433,8 +433,7 @@ fn a_run_killed_mid_way_resumes_from_its_committed_shards() {
         );
         // Without --resume: an error naming the interrupted run.
         let o = moto.segscore(&args, &[]);
-        assert_eq!(o.status.code(), Some(1));
-        assert!(stderr(&o).contains("holds an interrupted run"), "{}", stderr(&o));
+        assert_fails(&o, 1, "holds an interrupted run");
         let mut resume = args.clone();
         resume.retain(|a| *a != "-q");
         resume.push("--resume");
@@ -488,8 +487,7 @@ fn overwrite_never_shows_readers_a_mix_of_two_runs() {
         ),
         &[],
     );
-    assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("--overwrite"), "{}", stderr(&o));
+    assert_fails(&o, 1, "--overwrite");
     // An --overwrite run that dies mid-way and at the commit: readers still see run A whole.
     for at in ["shard-committed:1", "commit-begun:1"] {
         let o = moto.segscore(
@@ -619,19 +617,9 @@ fn globs_over_prefixes_select_objects_and_hidden_ones_are_skipped() {
         &["sql", "-t", "t=s3://globs/in/nothing-*.parquet", "SELECT 1"],
         &[],
     );
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        stderr(&o).contains("s3://globs/in/nothing-*.parquet: no Parquet files found"),
-        "{}",
-        stderr(&o)
-    );
+    assert_fails(&o, 1, "s3://globs/in/nothing-*.parquet: no Parquet files found");
     let o = moto.segscore(&["sql", "-t", "t=s3://glo*/in/", "SELECT 1"], &[]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(
-        stderr(&o).contains("a glob must be in the key, not the bucket name"),
-        "{}",
-        stderr(&o)
-    );
+    assert_fails(&o, 2, "a glob must be in the key, not the bucket name");
 }
 
 #[test]
@@ -710,11 +698,10 @@ fn missing_buckets_keys_and_unreachable_stores_are_clear_errors() {
         moto.segscore(&args, &[])
     };
     let o = to_spark(&[]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        stderr(&o).contains("s3://here/spark: is not empty (holds _SUCCESS, part-0.parquet)"),
-        "{}",
-        stderr(&o)
+    assert_fails(
+        &o,
+        1,
+        "s3://here/spark: is not empty (holds _SUCCESS, part-0.parquet)",
     );
     let o = to_spark(&["--overwrite"]);
     ok(&o);
@@ -741,12 +728,7 @@ fn missing_buckets_keys_and_unreachable_stores_are_clear_errors() {
     // A store that checks credentials: unknown keys are access denied, named as such.
     let strict = Moto::start_with(&[("INITIAL_NO_AUTH_ACTION_COUNT", "0")]);
     let o = strict.segscore(&["run", "-i", "s3://here/in/", "-m", m, "-o", lo], &[]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        stderr(&o).contains("s3://here/in: access denied"),
-        "{}",
-        stderr(&o)
-    );
+    assert_fails(&o, 1, "s3://here/in: access denied");
     assert!(!stderr(&o).contains("a-secret-never-logged"));
     // An endpoint nobody listens on: an error within seconds, naming the URL.
     let dead = std::net::TcpListener::bind("127.0.0.1:0")
@@ -769,12 +751,7 @@ fn missing_buckets_keys_and_unreachable_stores_are_clear_errors() {
         ],
         &[],
     );
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        stderr(&o).contains("s3://here/in: cannot reach the object store"),
-        "{}",
-        stderr(&o)
-    );
+    assert_fails(&o, 1, "s3://here/in: cannot reach the object store");
 }
 
 #[test]

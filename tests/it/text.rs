@@ -314,8 +314,7 @@ fn a_non_causal_model_is_refused_in_one_pass_and_accepted_per_segment() {
     assert_eq!(summary(&out)["n_segments"], 200);
     // A per-sequence model cannot be read at segment ends.
     let o = run_demo_text(&input, &demo_model(), &out, &["--pass", "generation"]);
-    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-    assert!(stderr(&o).contains("--pass segment"), "{}", stderr(&o));
+    assert_fails(&o, 2, "--pass segment");
 }
 
 #[test]
@@ -326,8 +325,7 @@ fn score_label_is_the_softmax_of_the_class_output() {
     let two_class = repo().join("tests/data/prm_two_class.onnx");
     let out = tmp.path().join("out");
     let o = run_demo_text(&input, &two_class, &out, &[]);
-    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    assert!(stderr(&o).contains("--score-label"), "{}", stderr(&o));
+    assert_fails(&o, 1, "--score-label");
     let o = run_demo_text(&input, &two_class, &out, &["--score-label", "2"]);
     assert!(
         stderr(&o).contains("--score-label 2") && stderr(&o).contains("2 classes"),
@@ -467,12 +465,7 @@ fn too_long_and_empty_text_are_invalid_in_both_modes() {
         &out,
         &["--provider", "cpu", "--overwrite", "--max-length", "3"],
     );
-    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    assert!(
-        stderr(&o).contains("4 tokens, more than the model's maximum length 3"),
-        "{}",
-        stderr(&o)
-    );
+    assert_fails(&o, 1, "4 tokens, more than the model's maximum length 3");
 }
 
 #[test]
@@ -526,8 +519,7 @@ fn bad_tokenizer_files_give_clear_errors() {
         &out,
         &["--provider", "cpu", "--text-col", "text"],
     );
-    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-    assert!(stderr(&o).contains("--tokenizer"), "{}", stderr(&o));
+    assert_fails(&o, 2, "--tokenizer");
 }
 
 #[test]
