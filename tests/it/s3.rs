@@ -46,7 +46,7 @@ impl Moto {
             .stderr(Stdio::null())
             .spawn()
             .expect("start moto_server (scripts/install-python-deps.sh installs moto[server])");
-        let moto = Moto {
+        let mut moto = Moto {
             child,
             port,
             rt: tokio::runtime::Builder::new_current_thread()
@@ -57,6 +57,10 @@ impl Moto {
         let deadline = Instant::now() + Duration::from_secs(60);
         // Any answer will do (a server that checks credentials answers 403).
         while moto.http("GET", "/", b"").0 == 0 {
+            // A server that exits (moto missing, say) fails at once, not at the deadline.
+            if let Some(status) = moto.child.try_wait().unwrap() {
+                panic!("moto exited ({status}) before it listened on port {port}");
+            }
             assert!(Instant::now() < deadline, "moto did not start on port {port}");
             std::thread::sleep(Duration::from_millis(100));
         }
