@@ -234,6 +234,15 @@ pub enum Error {
         reason: String,
     },
 
+    /// A cluster (Ballista scheduler or executor) error, with the scheduler's URL.
+    #[error("cluster {url}: {reason}")]
+    Cluster {
+        /// The scheduler's `df://HOST:PORT` URL.
+        url: String,
+        /// What went wrong, in words.
+        reason: String,
+    },
+
     /// A file-system error, with the path it concerns.
     #[error("{path}: {source}")]
     Io {

@@ -20,6 +20,7 @@
 //! | [`metrics`] | correlations and rank metrics, and their SQL aggregates |
 //! | [`shard`] | shards: the unit of commitment |
 //! | [`functions`] | every segscore SQL function, registered in one place |
+//! | [`cluster`] | the job on a Ballista cluster: client session, scheduler, executors |
 //! | [`sink`] | atomic files, Parquet writers, the output directory and its commit |
 //! | [`evaluate`] | per-generation and overall metrics, the output as tables, `summary.json` |
 //! | [`report`] | `report.html`, and the comparison of two runs |
@@ -32,6 +33,7 @@
 #![warn(missing_docs)]
 
 pub mod cli;
+pub mod cluster;
 pub mod contract;
 pub mod engine;
 pub mod error;

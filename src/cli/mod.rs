@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 
 use crate::error::Error;
 
+mod cluster;
 mod config;
 mod demo;
 mod exec;
@@ -86,6 +87,9 @@ enum Command {
     },
     /// Run SQL over Parquet files and segscore outputs, with segscore's functions.
     Sql(sql::SqlArgs),
+    /// A Ballista cluster's scheduler or executor, for `segscore run --cluster`.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
     /// Write a benchmark dataset (the demo's scoring rule, long-tailed segment lengths).
     Generate {
         /// Where to write the Parquet files.
@@ -158,6 +162,7 @@ pub fn main() -> ExitCode {
         } => report::compare(a, b, bootstrap, seed, confidence, &format),
         Command::Report { dir } => report::report(dir, quiet),
         Command::Sql(a) => sql::sql(a),
+        Command::Cluster(c) => cluster::cluster(c),
         Command::Generate {
             output,
             segments,

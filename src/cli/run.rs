@@ -159,6 +159,11 @@ pub(crate) struct JobArgs {
     /// is an integer).
     #[arg(long, value_name = "KEY:TYPE")]
     partition_col: Vec<PartitionCol>,
+    /// Run on the Ballista cluster whose scheduler is at df://HOST:PORT (see `segscore
+    /// cluster`): the scan, the model and the window run on its executors, this process
+    /// writes the output. --threads is then the partitions of each stage.
+    #[arg(long, value_name = "df://HOST:PORT")]
+    cluster: Option<String>,
 }
 
 impl JobArgs {
@@ -187,6 +192,10 @@ impl JobArgs {
         cfg.max_length = self.max_length.map(|m| m as usize);
         cfg.hive_partitioning = self.hive_partitioning;
         cfg.partition_cols = self.partition_col;
+        if let Some(url) = &self.cluster {
+            crate::cluster::scheduler_address(url)?;
+        }
+        cfg.cluster = self.cluster;
         cfg.query_file = self.query_file;
         cfg.model_output = self.model_output;
         cfg.provider = self.provider;

@@ -26,7 +26,8 @@
 //! - [`onnx`]: what the graph tells that ONNX Runtime does not (the embedding's size);
 //! - [`tokens`]: token-id list columns, their problems, and padded batches;
 //! - [`output`]: the score output's kinds, read where asked; [`run`]: one batch on a session;
-//! - [`text`]: text to token ids; [`udf`]: the model as SQL functions.
+//! - [`text`]: text to token ids; [`udf`]: the model as SQL functions; [`shared`]: the job's
+//!   model and tokenizer where the job did not load them (a cluster's executors).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize};
@@ -45,6 +46,7 @@ pub mod output;
 pub mod run;
 pub mod runtime;
 pub mod session;
+pub mod shared;
 pub mod signature;
 pub mod text;
 pub mod tokens;

@@ -22,6 +22,7 @@ use datafusion::logical_expr::{
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
+use crate::model::shared::{self, Shared};
 
 /// The SQL name of the tokenizer function.
 pub const TOKENIZE_UDF_NAME: &str = "tokenize";
@@ -96,30 +97,40 @@ impl TextTokenizer {
 
     /// `tokenize(text [, add_special_tokens])` as a DataFusion function.
     pub fn udf(self: &Arc<Self>) -> ScalarUDF {
-        ScalarUDF::from(TokenizeUdf {
-            tokenizer: Arc::clone(self),
-            signature: Signature::variadic_any(Volatility::Immutable),
-        })
+        tokenize_udf(Shared::Loaded(Arc::clone(self)))
     }
+}
+
+/// `tokenize` for a process that has not loaded the tokenizer: each call takes the job's
+/// from its `segscore.*` settings ([`shared::JobModel`]).
+pub fn job_tokenize_udf() -> ScalarUDF {
+    tokenize_udf(Shared::FromJob)
+}
+
+fn tokenize_udf(tokenizer: Shared<TextTokenizer>) -> ScalarUDF {
+    ScalarUDF::from(TokenizeUdf {
+        tokenizer,
+        signature: Signature::variadic_any(Volatility::Immutable),
+    })
 }
 
 /// `tokenize(text [, add_special_tokens])`: the token ids (list of int32) of each text; NULL
 /// for a NULL text.
 #[derive(Debug)]
 struct TokenizeUdf {
-    tokenizer: Arc<TextTokenizer>,
+    tokenizer: Shared<TextTokenizer>,
     signature: Signature,
 }
 
 impl PartialEq for TokenizeUdf {
     fn eq(&self, other: &Self) -> bool {
-        self.tokenizer.sha256 == other.tokenizer.sha256
+        self.tokenizer == other.tokenizer
     }
 }
 impl Eq for TokenizeUdf {}
 impl std::hash::Hash for TokenizeUdf {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.tokenizer.sha256.hash(state);
+        self.tokenizer.hash(state);
     }
 }
 
@@ -140,6 +151,8 @@ impl ScalarUDFImpl for TokenizeUdf {
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> datafusion::error::Result<ColumnarValue> {
         let n = args.number_rows;
+        let tokenizer =
+            shared::tokenizer(&self.tokenizer, &args.config_options).map_err(Error::into_datafusion)?;
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
         let text = cast(&arrays[0], &DataType::Utf8)?;
         let text = text.as_string::<i32>();
@@ -151,8 +164,7 @@ impl ScalarUDFImpl for TokenizeUdf {
                 continue;
             }
             let with_special = special.is_some_and(|s| s.is_valid(i) && s.value(i));
-            let ids = self
-                .tokenizer
+            let ids = tokenizer
                 .ids(text.value(i), with_special)
                 .map_err(Error::into_datafusion)?;
             for id in ids {

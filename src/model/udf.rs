@@ -13,6 +13,7 @@ use datafusion::logical_expr::{
 
 use crate::contract::{problem_text, Reason};
 use crate::error::Error;
+use crate::model::shared::{self, Shared};
 use crate::model::tokens::NULL_LIST;
 use crate::model::RewardModel;
 
@@ -34,12 +35,26 @@ impl RewardModel {
     }
 
     fn function(self: &Arc<Self>, kind: UdfKind) -> ScalarUDF {
-        ScalarUDF::from(RewardModelUdf {
-            model: Arc::clone(self),
-            kind,
-            signature: Signature::variadic_any(Volatility::Immutable),
-        })
+        udf(Shared::Loaded(Arc::clone(self)), kind)
     }
+}
+
+/// `reward_model` and `reward_model_input_problem` for a process that has not loaded the
+/// model: each call takes the job's model from its `segscore.*` settings
+/// ([`shared::JobModel`]), loaded once per sha256 ([`shared::model`]).
+pub fn job_udfs() -> [ScalarUDF; 2] {
+    [
+        udf(Shared::FromJob, UdfKind::Score),
+        udf(Shared::FromJob, UdfKind::Problem),
+    ]
+}
+
+fn udf(model: Shared<RewardModel>, kind: UdfKind) -> ScalarUDF {
+    ScalarUDF::from(RewardModelUdf {
+        model,
+        kind,
+        signature: Signature::variadic_any(Volatility::Immutable),
+    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -54,20 +69,20 @@ enum UdfKind {
 /// `reward_model_input_problem(input_ids [, token_type_ids])` as a DataFusion scalar function.
 #[derive(Debug)]
 struct RewardModelUdf {
-    model: Arc<RewardModel>,
+    model: Shared<RewardModel>,
     kind: UdfKind,
     signature: Signature,
 }
 
 impl PartialEq for RewardModelUdf {
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.model, &other.model) && self.kind == other.kind
+        self.model == other.model && self.kind == other.kind
     }
 }
 impl Eq for RewardModelUdf {}
 impl std::hash::Hash for RewardModelUdf {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.model.sha256.hash(state);
+        self.model.hash(state);
         self.kind.hash(state);
     }
 }
@@ -116,18 +131,17 @@ impl ScalarUDFImpl for RewardModelUdf {
                 ])),
             }));
         }
+        let model = shared::model(&self.model, &args.config_options).map_err(Error::into_datafusion)?;
         // token_type_ids only reach a model that asks for them; NULL means zeros.
         let types = arrays
             .get(1)
-            .filter(|a| a.data_type() != &DataType::Null && self.model.signature.wants_token_type_ids());
+            .filter(|a| a.data_type() != &DataType::Null && model.signature.wants_token_type_ids());
         let types = types.map(|a| a.as_ref());
         let out: ArrayRef = match self.kind {
-            UdfKind::Score => self
-                .model
+            UdfKind::Score => model
                 .predict(ids.as_ref(), types)
                 .map(|a| Arc::new(a) as ArrayRef),
-            UdfKind::Problem => self
-                .model
+            UdfKind::Problem => model
                 .input_problems(ids.as_ref(), types)
                 .map(|a| Arc::new(a) as ArrayRef),
         }

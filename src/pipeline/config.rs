@@ -94,6 +94,8 @@ pub struct JobConfig {
     pub hive_partitioning: HiveMode,
     /// Partition columns' types, where given.
     pub partition_cols: Vec<PartitionCol>,
+    /// Run the plan on the Ballista cluster whose scheduler is at this `df://HOST:PORT`.
+    pub cluster: Option<String>,
 }
 
 impl JobConfig {
@@ -133,6 +135,7 @@ impl JobConfig {
             max_length: None,
             hive_partitioning: HiveMode::Auto,
             partition_cols: Vec::new(),
+            cluster: None,
         }
     }
 }

@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 use crate::engine::session_context;
 use crate::error::{Error, Result};
 use crate::evaluate::stream::StreamEval;
+use crate::model::shared::JobModel;
 use crate::model::{ModelOptions, RewardModel, TextTokenizer};
 use crate::pipeline::config::{read_query, JobConfig};
 use crate::pipeline::fingerprint::{input_stamps, JobFingerprint};
@@ -105,21 +106,18 @@ pub async fn prepare(cfg: &JobConfig) -> Result<Prepared> {
         tracing::info!(columns = ?h.cols.iter().map(|c| c.0.as_str()).collect::<Vec<_>>(), "hive-partitioned input folders: their key=value levels are columns");
     }
     let targets_sql = read_query(cfg)?;
-    let model = Arc::new(RewardModel::load(
-        &cfg.model,
-        &ModelOptions {
-            provider: cfg.provider,
-            batch_size: cfg.batch_size,
-            max_tokens: cfg.max_tokens_per_batch,
-            sessions: cfg.threads.max(1),
-            intra_threads: 1,
-            output: cfg.model_output.clone(),
-            score_label: cfg.score_label,
-            max_length: cfg.max_length,
-        },
-    )?);
+    let model = Arc::new(RewardModel::load(&cfg.model, &model_options(cfg))?);
     let (tokenizer, pass) = text_settings(cfg, &model)?;
-    let order = if cfg.sorted {
+    if cfg.cluster.is_some() && (tokenizer.is_some() || cfg.prediction == Prediction::Cumulative) {
+        return Err(Error::Usage(
+            "--cluster runs jobs whose model is scored in SQL (token-id input); text input (--text-col) and --prediction cumulative score in the client's generation stage, which does not run on a cluster".into(),
+        ));
+    }
+    let order = if cfg.cluster.is_some() {
+        // The executors sort each shard's rows after the shuffle by generation: the files'
+        // order is not used, so their scans can be split over the executors.
+        InputOrder::Sort
+    } else if cfg.sorted {
         InputOrder::Declared
     } else if inputs.all_sorted() {
         tracing::info!("every input file declares sorting_columns (generation_id, segment_index): the window runs without a sort");
@@ -143,6 +141,21 @@ pub async fn prepare(cfg: &JobConfig) -> Result<Prepared> {
     plan_job(cfg, loaded, order).await
 }
 
+/// How the job runs its model (the client's, and every executor's with the cluster's
+/// provider and sessions).
+fn model_options(cfg: &JobConfig) -> ModelOptions {
+    ModelOptions {
+        provider: cfg.provider,
+        batch_size: cfg.batch_size,
+        max_tokens: cfg.max_tokens_per_batch,
+        sessions: cfg.threads.max(1),
+        intra_threads: 1,
+        output: cfg.model_output.clone(),
+        score_label: cfg.score_label,
+        max_length: cfg.max_length,
+    }
+}
+
 /// Plans the job's SQL for `order` and builds the output plan, metadata and fingerprint.
 async fn plan_job(cfg: &JobConfig, loaded: Loaded, order: InputOrder) -> Result<Prepared> {
     let Loaded {
@@ -158,8 +171,14 @@ async fn plan_job(cfg: &JobConfig, loaded: Loaded, order: InputOrder) -> Result<
         .shards
         .unwrap_or_else(|| crate::shard::auto_shards(inputs.total_rows()))
         .max(1);
-    let ctx = session_context(cfg.threads, cfg.memory_limit, cfg.spill_dir.as_deref(), sorted)?;
-    crate::functions::register(&ctx, Some(&model), tokenizer.as_ref());
+    let mut ctx = session_context(cfg.threads, cfg.memory_limit, cfg.spill_dir.as_deref(), sorted)?;
+    match &cfg.cluster {
+        Some(url) => {
+            let job = JobModel::new(&model, &model_options(cfg), tokenizer.as_deref());
+            ctx = crate::cluster::client::client_context(url, ctx, job, &model, tokenizer.as_ref()).await?;
+        }
+        None => crate::functions::register(&ctx, Some(&model), tokenizer.as_ref()),
+    }
     if shards > 1 {
         // Each shard's pass decodes the other columns only for its own rows.
         ctx.sql("SET datafusion.execution.parquet.pushdown_filters = true")
@@ -194,7 +213,7 @@ async fn plan_job(cfg: &JobConfig, loaded: Loaded, order: InputOrder) -> Result<
     } else if cfg.prediction == Prediction::Cumulative && !needed.iter().any(|n| n == "base_score") {
         needed.push("base_score".to_string());
     }
-    let df = targets.select_columns(&needed.iter().map(String::as_str).collect::<Vec<_>>())?;
+    let df = output_frame(cfg, targets, &needed)?;
     let df_schema = df.schema().as_arrow().clone();
     let plan = Arc::new(OutputPlan::new(
         &staged(&df_schema),
@@ -396,8 +415,23 @@ impl Prepared {
         let filter = crate::shard::filter_sql(&cfg.columns.generation_id, k, self.shards);
         source::register_view(&self.ctx, &cfg.columns, &self.carried, Some(&filter)).await?;
         let df = plan_query(&self.ctx, cfg, &self.targets_sql).await?;
-        Ok(df.select_columns(&self.needed.iter().map(String::as_str).collect::<Vec<_>>())?)
+        output_frame(cfg, df, &self.needed)
     }
+}
+
+/// The job query's rows with the `needed` columns; on a cluster, merged into key order on
+/// the executors, since the client reads one stream.
+fn output_frame(
+    cfg: &JobConfig,
+    df: datafusion::dataframe::DataFrame,
+    needed: &[String],
+) -> Result<datafusion::dataframe::DataFrame> {
+    let df = df.select_columns(&needed.iter().map(String::as_str).collect::<Vec<_>>())?;
+    if cfg.cluster.is_none() {
+        return Ok(df);
+    }
+    let key = |c: &str| datafusion::prelude::col(c).sort(true, false);
+    Ok(df.sort(vec![key("generation_id"), key("segment_index")])?)
 }
 
 /// The tokenizer and pass of a text run (none for token-id input), with the settings checked

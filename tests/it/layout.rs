@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use crate::common::repo;
 
 /// The top-level modules, lowest first (ARCHITECTURE.md, lib.rs).
-const ORDER: [&str; 18] = [
+const ORDER: [&str; 19] = [
     "error",
     "faults",
     "contract",
@@ -20,6 +20,7 @@ const ORDER: [&str; 18] = [
     "metrics",
     "shard",
     "functions",
+    "cluster",
     "sink",
     "evaluate",
     "report",
