@@ -90,6 +90,10 @@ pub const CANONICAL: [&str; 8] = [
     "prompt",
 ];
 
+/// On a cluster, the column (and SQL function, `segscore_executor()`) naming the executor
+/// that read and scored each row: counted for `summary.json`, never written.
+pub const EXECUTOR_COLUMN: &str = "segscore_executor";
+
 /// The columns segscore adds to every output row, in order.
 pub const OUTPUT_COLUMNS: [&str; 7] = [
     "target_score",

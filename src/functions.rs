@@ -27,6 +27,7 @@ fn functions(
         scalar.extend([m.udf(), m.problem_udf()]);
     } else if served {
         scalar.extend(crate::model::udf::job_udfs());
+        scalar.push(crate::model::shared::executor_udf());
     }
     if let Some(t) = tokenizer {
         scalar.push(t.udf());

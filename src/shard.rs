@@ -250,6 +250,9 @@ pub struct Tally {
     /// overlap, whatever they declare).
     #[serde(default)]
     pub plan_sorted: bool,
+    /// On a cluster: rows read and scored by each executor.
+    #[serde(default)]
+    pub executors: std::collections::BTreeMap<String, u64>,
 }
 
 impl Default for Tally {
@@ -269,6 +272,7 @@ impl Default for Tally {
             generation_files: Vec::new(),
             sample_files: Vec::new(),
             plan_sorted: false,
+            executors: Default::default(),
         }
     }
 }
@@ -295,6 +299,9 @@ impl Tally {
         self.generation_files.extend_from_slice(&other.generation_files);
         self.sample_files.extend_from_slice(&other.sample_files);
         self.plan_sorted |= other.plan_sorted;
+        for (name, rows) in &other.executors {
+            *self.executors.entry(name.clone()).or_default() += rows;
+        }
     }
 }
 

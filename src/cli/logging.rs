@@ -23,7 +23,7 @@ fn colour(terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
 pub(crate) fn init_logging(quiet: bool, verbose: u8, format: LogFormat) {
     let default = match (quiet, verbose) {
         (true, _) => "error",
-        (false, 0) => "segscore=info,ort=warn,warn",
+        (false, 0) => "segscore=info,ort=warn,ballista_scheduler=info,ballista_executor=info,warn",
         (false, 1) => "segscore=debug,ort=info,info",
         _ => "trace",
     };

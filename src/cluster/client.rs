@@ -66,6 +66,8 @@ pub async fn client_context(
             reason: e.to_string(),
         })?;
     crate::functions::register(&ctx, Some(model), tokenizer);
+    // The `generations` view then names the executor that reads each row.
+    ctx.register_udf(crate::model::shared::executor_udf());
     Ok(ctx)
 }
 

@@ -141,6 +141,13 @@ pub async fn executor(s: ExecutorSettings) -> Result<()> {
         provider: s.provider,
         sessions: vcores,
         name: name.clone(),
+        address: format!(
+            "{}:{}",
+            s.external_host
+                .as_deref()
+                .map_or_else(|| s.bind.ip().to_string(), str::to_string),
+            s.bind.port()
+        ),
     });
     let wd = work_dir.clone();
     let config = ExecutorProcessConfig {

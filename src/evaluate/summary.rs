@@ -98,10 +98,23 @@ pub struct Summary {
     /// included in `elapsed_seconds`.
     #[serde(default)]
     pub evaluation_seconds: f64,
+    /// The cluster the run's plan ran on (`--cluster`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterSummary>,
     /// Wall-clock seconds of the run.
     pub elapsed_seconds: f64,
     /// Segments per second of wall-clock time.
     pub rows_per_second: f64,
+}
+
+/// Where a `--cluster` run's plan ran.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ClusterSummary {
+    /// The scheduler, `df://HOST:PORT`.
+    pub scheduler: String,
+    /// The executors that read and scored rows, with how many each (a task retried after a
+    /// failure counts once, where it succeeded).
+    pub executors: std::collections::BTreeMap<String, u64>,
 }
 
 /// The check that one pass over a generation gives each segment the score of a call on its

@@ -8,9 +8,15 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
+use datafusion::arrow::array::StringArray;
+use datafusion::arrow::datatypes::DataType;
 use datafusion::common::extensions_options;
 use datafusion::config::{ConfigEntry, ConfigExtension, ConfigOptions, ExtensionOptions};
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
 
+use crate::contract::EXECUTOR_COLUMN;
 use crate::error::{Error, Result};
 use crate::model::{ModelOptions, Provider, RewardModel, TextTokenizer};
 
@@ -76,17 +82,22 @@ impl ExtensionOptions for JobSettings {
 impl JobModel {
     /// The settings that name `model` (loaded with `opts`) and `tokenizer`.
     pub fn new(model: &RewardModel, opts: &ModelOptions, tokenizer: Option<&TextTokenizer>) -> Self {
+        // Absolute, as the inputs' URLs are: an executor's working folder is not the client's.
+        let absolute = |p: &Path| {
+            std::fs::canonicalize(p)
+                .unwrap_or_else(|_| p.to_path_buf())
+                .to_string_lossy()
+                .into_owned()
+        };
         JobModel {
-            model_path: model.path().to_string_lossy().into_owned(),
+            model_path: absolute(model.path()),
             model_sha256: model.sha256().to_string(),
             model_output: opts.output.clone(),
             score_label: opts.score_label,
             max_length: opts.max_length,
             batch_size: opts.batch_size,
             max_tokens: opts.max_tokens,
-            tokenizer_path: tokenizer
-                .map(|t| t.path().to_string_lossy().into_owned())
-                .unwrap_or_default(),
+            tokenizer_path: tokenizer.map(|t| absolute(t.path())).unwrap_or_default(),
             tokenizer_sha256: tokenizer.map(|t| t.sha256().to_string()).unwrap_or_default(),
         }
     }
@@ -146,6 +157,8 @@ pub struct Host {
     pub sessions: usize,
     /// This process as errors name it (`executor 127.0.0.1:50051`).
     pub name: String,
+    /// Its address as `segscore_executor()` gives it (`127.0.0.1:50051`).
+    pub address: String,
 }
 
 static HOST: OnceLock<Host> = OnceLock::new();
@@ -160,7 +173,40 @@ fn host() -> Host {
         provider: Provider::Auto,
         sessions: crate::engine::default_threads(),
         name: "this process".into(),
+        address: "local".into(),
     })
+}
+
+/// `segscore_executor()`: the address of the process that evaluates it (on a cluster, the
+/// executor that reads and scores the row). Volatile, so no planner evaluates it ahead of
+/// time. (Plain strings: Ballista's shuffle does not keep a dictionary type.)
+pub fn executor_udf() -> ScalarUDF {
+    ScalarUDF::from(ExecutorUdf {
+        signature: Signature::nullary(Volatility::Volatile),
+    })
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct ExecutorUdf {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for ExecutorUdf {
+    fn name(&self) -> &str {
+        EXECUTOR_COLUMN
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _: &[DataType]) -> datafusion::error::Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> datafusion::error::Result<ColumnarValue> {
+        let address = host().address;
+        Ok(ColumnarValue::Array(Arc::new(StringArray::from(
+            vec![address; args.number_rows],
+        ))))
+    }
 }
 
 type Cache<T> = Mutex<HashMap<String, Arc<T>>>;
@@ -172,6 +218,10 @@ pub fn model(shared: &Shared<RewardModel>, config: &ConfigOptions) -> Result<Arc
         Shared::Loaded(m) => return Ok(Arc::clone(m)),
         Shared::FromJob => job(config, "reward_model", |j| &j.model_path)?,
     };
+    // A test may hold an executor here, in its first model call, to kill it or change the
+    // model file under it.
+    static NEVER: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    crate::faults::point_blocking("job-model", &NEVER);
     let key = format!(
         "{} {:?} {:?} {:?} {} {}",
         job.model_sha256, job.model_output, job.score_label, job.max_length, job.batch_size, job.max_tokens

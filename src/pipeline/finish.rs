@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use crate::engine::session_context;
 use crate::error::{Error, Result};
-use crate::evaluate::summary::TextSummary;
+use crate::evaluate::summary::{ClusterSummary, TextSummary};
 use crate::evaluate::{MseDecomposition, RejectedSummary, Summary};
 use crate::loss::Loss;
 use crate::pipeline::config::JobConfig;
@@ -209,6 +209,10 @@ pub async fn finish(
         padding_share: (positions > 0).then(|| 1.0 - tokens as f64 / positions as f64),
         model_seconds: nanos as f64 / 1e9,
         evaluation_seconds,
+        cluster: cfg.cluster.as_ref().map(|url| ClusterSummary {
+            scheduler: url.clone(),
+            executors: total.executors.clone(),
+        }),
         elapsed_seconds: elapsed,
         rows_per_second: if elapsed > 0.0 {
             moments.n as f64 / elapsed

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
+use datafusion::arrow::array::ArrayRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::execution::SendableRecordBatchStream;
 use futures::StreamExt;
@@ -51,6 +52,7 @@ pub(crate) async fn run_partition(
     eval: Option<Arc<StreamEval>>,
 ) -> Result<Option<Tally>> {
     let mut moments = Moments::default();
+    let mut executors = std::collections::BTreeMap::new();
     let mut rejections = Rejections::default();
     let (tx, mut rx) = tokio::sync::mpsc::channel::<WriterMsg>(2);
     // Set when the partition is cancelled: a writer held at a fault point lets go.
@@ -235,6 +237,9 @@ pub(crate) async fn run_partition(
                 }
             }
             rows_done.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+            if let Some(i) = plan.executor {
+                count_executors(batch.column(i), &mut executors)?;
+            }
             let ready = match &mut grouper {
                 Some(g) => g.push(batch)?,
                 None => vec![batch],
@@ -312,8 +317,26 @@ pub(crate) async fn run_partition(
         eval: eval_ok.load(Ordering::Relaxed).then_some(sums),
         generation_files: written.generations,
         sample_files: written.sample,
+        executors,
         ..Tally::default()
     }))
+}
+
+/// Adds a batch's rows to the count of the executor named in `names`, run by run.
+fn count_executors(names: &ArrayRef, counts: &mut std::collections::BTreeMap<String, u64>) -> Result<()> {
+    use datafusion::arrow::array::{Array, AsArray};
+    let Some(values) = names.as_string_opt::<i32>() else {
+        return Err(Error::Internal(format!(
+            "{} is not a string column",
+            crate::contract::EXECUTOR_COLUMN
+        )));
+    };
+    for run in datafusion::arrow::compute::partition(&[Arc::clone(names)])?.ranges() {
+        if values.is_valid(run.start) {
+            *counts.entry(values.value(run.start).to_string()).or_default() += run.len() as u64;
+        }
+    }
+    Ok(())
 }
 
 /// The generation stage in a partition, two batches deep: a batch is tokenized (on the

@@ -13,7 +13,7 @@ use datafusion::arrow::util::display::array_value_to_string;
 use datafusion::parquet::arrow::ArrowSchemaConverter;
 use datafusion::parquet::file::metadata::SortingColumn;
 
-use crate::contract::{parse_problem, ColumnNames, Reason, OUTPUT_COLUMNS};
+use crate::contract::{parse_problem, ColumnNames, Reason, EXECUTOR_COLUMN, OUTPUT_COLUMNS};
 use crate::error::{Error, Result};
 use crate::loss::{loss_columns, Loss, Moments};
 use crate::pipeline::config::JobConfig;
@@ -40,6 +40,8 @@ pub(crate) struct OutputPlan {
     pub(crate) checks: RowChecks,
     /// The layout of `rejected/` (quarantine runs only).
     pub(crate) rejected: Option<RejectedLayout>,
+    /// On a cluster, the column naming the executor that scored each row (not written).
+    pub(crate) executor: Option<usize>,
 }
 
 /// The column `reward_model_input_problem(...)` fills in the job query.
@@ -114,6 +116,7 @@ impl OutputPlan {
             let skip = i == target
                 || i == pred
                 || name == INPUT_PROBLEM
+                || name == EXECUTOR_COLUMN
                 || (name == "base_score" && cfg.columns.base_score.is_none())
                 || (model_inputs.contains(&name) && !cfg.keep.iter().any(|k| k == name))
                 || cfg.drop.iter().any(|d| d == name);
@@ -171,6 +174,7 @@ impl OutputPlan {
             pred,
             checks,
             rejected,
+            executor: input.index_of(EXECUTOR_COLUMN).ok(),
             passthrough,
             schema,
             sorting,

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use datafusion::prelude::SessionContext;
 use sha2::{Digest, Sha256};
 
+use crate::contract::EXECUTOR_COLUMN;
 use crate::engine::session_context;
 use crate::error::{Error, Result};
 use crate::evaluate::stream::StreamEval;
@@ -212,6 +213,9 @@ async fn plan_job(cfg: &JobConfig, loaded: Loaded, order: InputOrder) -> Result<
         }
     } else if cfg.prediction == Prediction::Cumulative && !needed.iter().any(|n| n == "base_score") {
         needed.push("base_score".to_string());
+    }
+    if targets.schema().as_arrow().index_of(EXECUTOR_COLUMN).is_ok() {
+        needed.push(EXECUTOR_COLUMN.to_string());
     }
     let df = output_frame(cfg, targets, &needed)?;
     let df_schema = df.schema().as_arrow().clone();

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
 use datafusion::prelude::SessionContext;
 
-use crate::contract::{ColumnNames, OUTPUT_COLUMNS};
+use crate::contract::{ColumnNames, EXECUTOR_COLUMN, OUTPUT_COLUMNS};
 use crate::engine::tables::{listing_table, partitioned_table};
 use crate::error::{Error, Result};
 use crate::source::hive::Hive;
@@ -64,6 +64,15 @@ pub async fn register_view(
         carried,
         &datafusion::catalog::TableProvider::schema(files.as_ref()),
     );
+    if datafusion::execution::FunctionRegistry::udf(ctx, EXECUTOR_COLUMN).is_ok() {
+        // A cluster's client: each row names the executor that read it (and, in the same
+        // stage, scores it).
+        sql = sql.replacen(
+            " FROM input_files",
+            &format!(", {EXECUTOR_COLUMN}() AS {EXECUTOR_COLUMN} FROM input_files"),
+            1,
+        );
+    }
     if let Some(f) = filter {
         sql.push_str(&format!(" WHERE {f}"));
     }
