@@ -22,8 +22,11 @@ fn colour(terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
 /// Installs the process's log subscriber.
 pub(crate) fn init_logging(quiet: bool, verbose: u8, format: LogFormat) {
     let default = match (quiet, verbose) {
-        (true, _) => "error",
-        (false, 0) => "segscore=info,ort=warn,ballista_scheduler=info,ballista_executor=info,warn",
+        (true, _) => "error,ballista_core=off",
+        // Ballista's client logs a failed job as its error's debug text: segscore reports it, readable.
+        (false, 0) => {
+            "segscore=info,ort=warn,ballista_scheduler=info,ballista_executor=info,ballista_core=off,warn"
+        }
         (false, 1) => "segscore=debug,ort=info,info",
         _ => "trace",
     };

@@ -71,19 +71,79 @@ pub async fn client_context(
     Ok(ctx)
 }
 
-/// A cluster job's failure, with what to check when it says a file cannot be found.
+/// A cluster job's failure (Ballista's `Job ... failed`), as the cluster's error: the
+/// executor's own message, and what to check when a file cannot be found. Other errors are
+/// returned as they are.
 pub fn job_error(url: &str, e: Error) -> Error {
     let text = e.to_string();
-    if !text.contains("Job ") && !text.contains("ballista") && !text.contains("Ballista") {
+    let Some(at) = text.find("Job ") else {
         return e;
-    }
-    let hint = if text.contains("No such file") || text.contains("not found") || text.contains("os error 2") {
+    };
+    let text = &text[at..];
+    let hint = if !text.contains("same path on every executor")
+        && (text.contains("No such file") || text.contains("not found") || text.contains("os error 2"))
+    {
         "; on a cluster the inputs, the model and the tokenizer must be at the same path on the scheduler and every executor (a shared filesystem)"
     } else {
         ""
     };
     Error::Cluster {
         url: url.to_string(),
-        reason: format!("the job failed on the cluster: {text}{hint}"),
+        reason: format!("{}{hint}", executor_message(text)),
+    }
+}
+
+/// Ballista passes an executor's error on as its debug text
+/// (`...: DataFusionError(Shared(External(ModelFile { path: "P", reason: "R" })))`): segscore's
+/// file errors read as they would locally (`model P: R`).
+fn executor_message(text: &str) -> String {
+    let quoted = |key: &str| {
+        let start = text.find(key)? + key.len();
+        let end = start + text[start..].find("\" })")?;
+        Some(&text[start..end])
+    };
+    for (variant, what) in [("ModelFile {", "model"), ("Tokenizer {", "tokenizer")] {
+        if let Some(at) = text.find(variant) {
+            let path = text[at..]
+                .split("path: \"")
+                .nth(1)
+                .and_then(|s| s.split('"').next());
+            if let (Some(path), Some(reason)) = (path, quoted("reason: \"")) {
+                let head = text[..at]
+                    .trim_end_matches(|c: char| c == '(' || c.is_alphabetic())
+                    .trim_end();
+                return format!("{head} {what} {path}: {}", reason.replace("\\\"", "\""));
+            }
+        }
+    }
+    text.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_executors_file_error_reads_as_it_would_locally() {
+        let ballista = r#"Execution error: Job 038H215DR0000 failed: Job failed due to stage 0 failed: Task failed due to runtime execution error: DataFusionError(Shared(External(ModelFile { path: "/d/model.onnx", reason: "executor 127.0.0.1:4 sees another file: sha256 9c, the job's model has sha256 3a" })))"#;
+        let e = job_error("df://h:1", Error::Internal(ballista.into()));
+        assert_eq!(
+            e.to_string(),
+            "cluster df://h:1: Job 038H215DR0000 failed: Job failed due to stage 0 failed: Task failed due to runtime execution error: model /d/model.onnx: executor 127.0.0.1:4 sees another file: sha256 9c, the job's model has sha256 3a"
+        );
+        // A missing input names what every executor needs.
+        let e = job_error(
+            "df://h:1",
+            Error::Internal("Job 1 failed: Object at location /x.parquet not found".into()),
+        );
+        assert!(
+            e.to_string().ends_with(
+                "must be at the same path on the scheduler and every executor (a shared filesystem)"
+            ),
+            "{e}"
+        );
+        // Not a job's failure: unchanged.
+        let e = job_error("df://h:1", Error::Usage("--threads 0".into()));
+        assert!(matches!(e, Error::Usage(_)));
     }
 }

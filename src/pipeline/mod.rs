@@ -141,7 +141,10 @@ pub async fn run_until(cfg: &JobConfig, mut stop: Stop) -> Result<Summary> {
                     signal,
                     committed: kept,
                 },
-                e => e,
+                e => match &cfg.cluster {
+                    Some(url) => crate::cluster::client::job_error(url, e),
+                    None => e,
+                },
             })
         }
     }

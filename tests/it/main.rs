@@ -1,6 +1,7 @@
 //! segscore's integration tests: one binary, every test through the real `segscore` binary
 //! and the real ONNX Runtime (fetched by `scripts/fetch-ort.sh`), no mocks.
 
+mod cluster;
 mod common;
 mod contract;
 mod crash;

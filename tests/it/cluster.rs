@@ -1,0 +1,440 @@
+//! The job on a Ballista cluster: a scheduler and executors started from the binary
+//! (`segscore cluster ...`) on 127.0.0.1 and free ports, each stopped when its test ends,
+//! whatever happens; and an in-process standalone cluster through the library.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+
+/// A cluster process; killed (and reaped) when dropped.
+struct Proc {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Proc {
+    fn spawn(args: &[String], log: PathBuf, faults: Option<(&Faults, &str)>) -> Proc {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args)
+            .env_remove("ORT_DYLIB_PATH")
+            .env_remove("SEGSCORE_LOG")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        if let Some((f, hold)) = faults {
+            f.apply(&mut cmd, Some(hold));
+        }
+        Proc {
+            child: cmd.spawn().expect("start segscore cluster"),
+            log,
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the process has logged `text` (its readiness signal); panics, with its
+    /// log, if it exits first.
+    fn wait_for(&mut self, text: &str) {
+        loop {
+            if self.log().contains(text) {
+                return;
+            }
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("exited ({status}) before it logged {text:?}:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A scheduler and its executors.
+struct Cluster {
+    dir: tempfile::TempDir,
+    port: u16,
+    executors: Vec<(Proc, String)>,
+    // Dropped last: the executors stop before their scheduler.
+    scheduler: Proc,
+}
+
+impl Cluster {
+    fn start(executors: usize) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let mut scheduler = Proc::spawn(
+            &[
+                "cluster".into(),
+                "scheduler".into(),
+                "--bind".into(),
+                format!("127.0.0.1:{port}"),
+                "--executor-timeout".into(),
+                "5".into(),
+            ],
+            dir.path().join("scheduler.log"),
+            None,
+        );
+        scheduler.wait_for("scheduler listening");
+        let mut c = Cluster {
+            dir,
+            port,
+            executors: Vec::new(),
+            scheduler,
+        };
+        for _ in 0..executors {
+            c.add_executor(None);
+        }
+        c
+    }
+
+    fn url(&self) -> String {
+        format!("df://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts an executor (held at a fault point, if asked) and waits until it has
+    /// registered and serves its results. Returns its address.
+    fn add_executor(&mut self, faults: Option<(&Faults, &str)>) -> String {
+        let n = self.executors.len();
+        let (port, grpc) = (free_port(), free_port());
+        let work = self.dir.path().join(format!("executor-{n}"));
+        let mut p = Proc::spawn(
+            &[
+                "cluster".into(),
+                "executor".into(),
+                "--scheduler".into(),
+                format!("127.0.0.1:{}", self.port),
+                "--bind".into(),
+                format!("127.0.0.1:{port}"),
+                "--grpc-port".into(),
+                grpc.to_string(),
+                "--work-dir".into(),
+                work.display().to_string(),
+                "--vcores".into(),
+                "1".into(),
+                "--provider".into(),
+                "cpu".into(),
+                "--heartbeat".into(),
+                "1".into(),
+            ],
+            self.dir.path().join(format!("executor-{n}.log")),
+            faults,
+        );
+        p.wait_for("Executor registration succeed");
+        p.wait_for("flight server listening");
+        let address = format!("127.0.0.1:{port}");
+        self.executors.push((p, address.clone()));
+        address
+    }
+
+    fn logs(&self) -> String {
+        self.executors
+            .iter()
+            .map(|(p, a)| format!("--- executor {a}\n{}", p.log()))
+            .collect()
+    }
+}
+
+/// `segscore run` over `input` with the demo model (or `model`), as a child process.
+fn spawn_run(input: &Path, model: &Path, out: &Path, extra: &[&str]) -> Child {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["run", "--input"])
+        .arg(input)
+        .arg("--model")
+        .arg(model)
+        .arg("--output")
+        .arg(out)
+        .args(extra)
+        .env_remove("ORT_DYLIB_PATH")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd.spawn().unwrap()
+}
+
+/// The child's output once it exits (a run that neither ends nor fails in 5 minutes is a
+/// hang, reported with the cluster's logs).
+fn finish(child: Child, cluster: &Cluster) -> std::process::Output {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let mut child = child;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the run hung:\n{}", cluster.logs());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// A local run's output, the reference.
+fn local_reference(input: &Path, dir: &Path) -> PathBuf {
+    let out = dir.join("local");
+    run_ok(&[input], &demo_model(), &out, &["--threads", "2"]);
+    out
+}
+
+#[test]
+fn a_cluster_run_equals_a_local_run_and_names_its_executors() {
+    let cluster = Cluster::start(2);
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    generate(&input, 20_000, 2, false);
+    let local = local_reference(&input, dir.path());
+    let out = dir.path().join("cluster");
+    let url = cluster.url();
+    run_ok(
+        &[&input],
+        &demo_model(),
+        &out,
+        &["--cluster", &url, "--threads", "4"],
+    );
+    assert!(out.join("_SUCCESS").exists());
+    // The same rows: exact targets and keys, predictions to 1e-6.
+    assert_same_output(
+        &read_segments(&out),
+        &read_segments(&local),
+        1e-6,
+        "cluster vs local",
+    );
+    let (s, l) = (summary(&out), summary(&local));
+    assert_eq!(s["n_segments"], l["n_segments"]);
+    assert_eq!(s["n_generations"], l["n_generations"]);
+    let rel =
+        |k: &str| (s[k].as_f64().unwrap() - l[k].as_f64().unwrap()).abs() / l[k].as_f64().unwrap().abs();
+    assert!(rel("mse") < 1e-9 && rel("pearson") < 1e-9, "{s}\n{l}");
+    assert_eq!(
+        read_parts(&out.join("generations")).num_rows(),
+        read_parts(&local.join("generations")).num_rows()
+    );
+    // The summary names the scheduler and the executors that scored the rows.
+    assert_eq!(s["cluster"]["scheduler"], url);
+    let scored = s["cluster"]["executors"].as_object().unwrap();
+    let started: Vec<&String> = cluster.executors.iter().map(|(_, a)| a).collect();
+    assert!(
+        !scored.is_empty() && scored.keys().all(|k| started.contains(&k)),
+        "{scored:?}"
+    );
+    assert_eq!(scored.values().map(|v| v.as_u64().unwrap()).sum::<u64>(), 20_000);
+    assert!(l.get("cluster").is_none());
+    // The executor column is counted, never written.
+    assert!(read_segments(&out)
+        .schema()
+        .index_of("segscore_executor")
+        .is_err());
+}
+
+#[test]
+fn an_executor_killed_mid_task_leaves_a_complete_or_resumable_output() {
+    let mut cluster = Cluster::start(0);
+    let faults = Faults::new();
+    // The first executor stops in its first model call, mid-task.
+    cluster.add_executor(Some((&faults, "job-model")));
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    generate(&input, 20_000, 2, false);
+    let local = local_reference(&input, dir.path());
+    let out = dir.path().join("cluster");
+    let url = cluster.url();
+    let run = spawn_run(
+        &input,
+        &demo_model(),
+        &out,
+        &["--cluster", &url, "--threads", "2"],
+    );
+    faults.wait_held("job-model", &mut cluster.executors[0].0.child);
+    let survivor = cluster.add_executor(None);
+    // SIGKILL, mid-task.
+    cluster.executors[0].0.child.kill().unwrap();
+    cluster.executors[0].0.child.wait().unwrap();
+    let o = finish(run, &cluster);
+    if o.status.success() {
+        eprintln!("the run completed after the kill");
+        // Ballista ran the lost tasks on the other executor.
+        assert_same_output(
+            &read_segments(&out),
+            &read_segments(&local),
+            1e-6,
+            "after the kill",
+        );
+        let scored = summary(&out)["cluster"]["executors"].clone();
+        assert_eq!(scored, serde_json::json!({ survivor.clone(): 20_000 }));
+    } else {
+        eprintln!("the run failed after the kill: {}", stderr(&o));
+        // Or the run failed, clearly, with nothing under a final name, and resumes.
+        assert_fails(&o, 1, &format!("cluster {url}"));
+        assert!(!out.join("_SUCCESS").exists());
+        run_ok(
+            &[&input],
+            &demo_model(),
+            &out,
+            &["--cluster", &url, "--threads", "2", "--resume"],
+        );
+        assert_same_output(&read_segments(&out), &read_segments(&local), 1e-6, "resumed");
+    }
+}
+
+#[test]
+fn an_executor_that_cannot_open_the_model_or_sees_another_file_fails_the_run_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    generate(&input, 2_000, 1, false);
+    let model = dir.path().join("model.onnx");
+    for case in ["another file", "no file"] {
+        std::fs::copy(demo_model(), &model).unwrap();
+        let mut cluster = Cluster::start(0);
+        let faults = Faults::new();
+        let executor = cluster.add_executor(Some((&faults, "job-model")));
+        let out = dir.path().join(case.replace(' ', "-"));
+        let url = cluster.url();
+        let run = spawn_run(&input, &model, &out, &["--cluster", &url]);
+        // The client has loaded the model; the executor has not yet.
+        faults.wait_held("job-model", &mut cluster.executors[0].0.child);
+        match case {
+            "another file" => {
+                std::fs::copy(test_model("affine_mean.onnx"), &model).unwrap();
+            }
+            _ => std::fs::remove_file(&model).unwrap(),
+        }
+        faults.release("job-model");
+        let o = finish(run, &cluster);
+        let want = match case {
+            "another file" => format!("executor {executor} sees another file: sha256"),
+            _ => format!("executor {executor} cannot use the job's model"),
+        };
+        assert_fails(&o, 1, &want);
+        // Read as a local run's would: the cluster, the model file, the executor's words.
+        let model_at = format!("model {}: executor {executor}", model.display());
+        for said in [format!("error: cluster {url}: Job "), model_at] {
+            assert!(stderr(&o).contains(&said), "{said}\n{}", stderr(&o));
+        }
+        assert!(!stderr(&o).contains("DataFusionError("), "{}", stderr(&o));
+        if case == "no file" {
+            assert!(
+                stderr(&o).contains("same path on every executor"),
+                "{}",
+                stderr(&o)
+            );
+        }
+        assert!(!out.join("_SUCCESS").exists());
+    }
+}
+
+#[test]
+fn an_unreachable_scheduler_and_a_bad_url_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    generate(&input, 200, 1, false);
+    let out = dir.path().join("out");
+    let url = format!("df://127.0.0.1:{}", free_port());
+    let o = run(&[&input], &demo_model(), &out, &["--cluster", &url]);
+    assert_fails(
+        &o,
+        1,
+        &format!("cluster {url}: cannot reach the Ballista scheduler"),
+    );
+    assert_no_output(&out);
+    let o = run(
+        &[&input],
+        &demo_model(),
+        &out,
+        &["--cluster", "http://127.0.0.1:1"],
+    );
+    assert_fails(&o, 2, "`http://` is not a cluster URL; expected df://HOST:PORT");
+    let o = run(&[&input], &demo_model(), &out, &["--cluster", "df://127.0.0.1"]);
+    assert_fails(&o, 2, "no port");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standalone_cluster_runs_segscores_functions_as_a_local_context_does() {
+    use ballista::prelude::{SessionConfigExt, SessionContextExt};
+    use datafusion::execution::SessionStateBuilder;
+    use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
+    use segscore::model::shared::{JobModel, JobSettings};
+    use segscore::model::{ModelOptions, Provider, RewardModel};
+
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    generate(&input, 3_000, 1, false);
+    let opts = ModelOptions {
+        provider: Provider::Cpu,
+        ..ModelOptions::default()
+    };
+    let model = Arc::new(RewardModel::load(&demo_model(), &opts).unwrap());
+    let sql = "SELECT generation_id, segment_index, reward_model(input_ids) AS p, \
+               segscore_shard(generation_id, 4) AS shard FROM t";
+    let agg = "SELECT pearson(reward_model(input_ids), cumulative_score) AS r, count(*) AS n FROM t";
+    let file = parts(&input)[0].display().to_string();
+    // Local: the loaded model's functions.
+    let local = SessionContext::new();
+    segscore::functions::register(&local, Some(&model), None);
+    // Standalone: the in-process scheduler and executor get the served functions, which load
+    // the model the query's segscore.* settings name; the client registers after Ballista's
+    // upgrade.
+    let config = SessionConfig::new_with_ballista()
+        .with_option_extension(JobSettings(JobModel::new(&model, &opts, None)));
+    let mut state = SessionStateBuilder::new()
+        .with_default_features()
+        .with_config(config)
+        .build();
+    segscore::functions::register_served(&mut state).unwrap();
+    let remote = SessionContext::standalone_with_state(state).await.unwrap();
+    segscore::functions::register(&remote, Some(&model), None);
+    for ctx in [&local, &remote] {
+        ctx.register_parquet("t", &file, ParquetReadOptions::default())
+            .await
+            .unwrap();
+    }
+    async fn collect(ctx: &SessionContext, q: &str) -> datafusion::arrow::record_batch::RecordBatch {
+        let batches = ctx.sql(q).await.unwrap().collect().await.unwrap();
+        datafusion::arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap()
+    }
+    // Per row: the same keys and shards, the same scores.
+    let (a, b) = (collect(&local, sql).await, collect(&remote, sql).await);
+    assert_eq!(a.num_rows(), 3_000);
+    assert_eq!(by_key(&a, "shard"), by_key(&b, "shard"));
+    let (pa, pb) = (by_key(&a, "p"), by_key(&b, "p"));
+    assert_eq!(pa.len(), pb.len());
+    for (k, v) in &pa {
+        assert!((v - pb[k]).abs() <= 1e-9, "{k:?}: {v} vs {}", pb[k]);
+    }
+    // An aggregate over the model's scores.
+    let (a, b) = (collect(&local, agg).await, collect(&remote, agg).await);
+    assert_eq!(f64_col(&a, "n"), f64_col(&b, "n"));
+    assert!((f64_col(&a, "r")[0] - f64_col(&b, "r")[0]).abs() <= 1e-9);
+}
+
+#[test]
+fn sigterm_stops_the_scheduler_and_an_executor_cleanly() {
+    let mut cluster = Cluster::start(1);
+    let (executor, _) = &mut cluster.executors[0];
+    signal(&executor.child, libc::SIGTERM);
+    let status = executor.child.wait().unwrap();
+    assert!(status.success(), "executor: {status}\n{}", executor.log());
+    let scheduler = &mut cluster.scheduler;
+    signal(&scheduler.child, libc::SIGTERM);
+    let status = scheduler.child.wait().unwrap();
+    assert!(status.success(), "scheduler: {status}\n{}", scheduler.log());
+    assert!(
+        scheduler.log().contains("scheduler stopped signal=\"SIGTERM\""),
+        "{}",
+        scheduler.log()
+    );
+}
