@@ -204,7 +204,8 @@ fn a_cluster_run_equals_a_local_run_and_names_its_executors() {
         &[&input],
         &demo_model(),
         &out,
-        &["--cluster", &url, "--threads", "4"],
+        // Two shards: two jobs on the cluster, each committed by the client.
+        &["--cluster", &url, "--threads", "4", "--shards", "2"],
     );
     assert!(out.join("_SUCCESS").exists());
     // The same rows: exact targets and keys, predictions to 1e-6.
