@@ -253,6 +253,9 @@ pub struct Tally {
     /// On a cluster: rows read and scored by each executor.
     #[serde(default)]
     pub executors: std::collections::BTreeMap<String, u64>,
+    /// Nanoseconds from each partition's first row to its files' close, summed.
+    #[serde(default)]
+    pub receive_nanos: u64,
 }
 
 impl Default for Tally {
@@ -273,6 +276,7 @@ impl Default for Tally {
             sample_files: Vec::new(),
             plan_sorted: false,
             executors: Default::default(),
+            receive_nanos: 0,
         }
     }
 }
@@ -299,6 +303,7 @@ impl Tally {
         self.generation_files.extend_from_slice(&other.generation_files);
         self.sample_files.extend_from_slice(&other.sample_files);
         self.plan_sorted |= other.plan_sorted;
+        self.receive_nanos += other.receive_nanos;
         for (name, rows) in &other.executors {
             *self.executors.entry(name.clone()).or_default() += rows;
         }

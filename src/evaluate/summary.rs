@@ -115,6 +115,11 @@ pub struct ClusterSummary {
     /// The executors that read and scored rows, with how many each (a task retried after a
     /// failure counts once, where it succeeded).
     pub executors: std::collections::BTreeMap<String, u64>,
+    /// Seconds the client spent receiving, checking and writing rows (from each shard's first
+    /// row, which comes once the cluster has finished the shard, to its files' close).
+    pub client_seconds: f64,
+    /// Rows per second in that time: the client's write rate, the ceiling of a cluster run.
+    pub client_rows_per_second: f64,
 }
 
 /// The check that one pass over a generation gives each segment the score of a call on its
@@ -301,6 +306,17 @@ pub fn summary_table(s: &Summary) -> String {
             format!("{:.2} s ({:.0} segments/s)", s.elapsed_seconds, s.rows_per_second),
         ),
     ];
+    if let Some(c) = &s.cluster {
+        rows.push((
+            "cluster",
+            format!(
+                "{} ({} executors scored rows; the client wrote {:.0} rows/s)",
+                c.scheduler,
+                c.executors.len(),
+                c.client_rows_per_second
+            ),
+        ));
+    }
     let r = &s.rejected;
     if r.counts.rows > 0 {
         rows.insert(

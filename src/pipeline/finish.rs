@@ -71,6 +71,7 @@ pub async fn finish(
         ..
     } = total;
     let (mut output_files, rejected_files) = (total.files.len(), total.rejected_files.len());
+    let received_rows = moments.n + rejections.rows;
     // (--max-invalid-fraction was enforced as rows were rejected: the limit started from the
     // committed shards' rejections, and the fingerprint pins the threshold.)
     if rejected_files == 0 {
@@ -209,9 +210,14 @@ pub async fn finish(
         padding_share: (positions > 0).then(|| 1.0 - tokens as f64 / positions as f64),
         model_seconds: nanos as f64 / 1e9,
         evaluation_seconds,
-        cluster: cfg.cluster.as_ref().map(|url| ClusterSummary {
-            scheduler: url.clone(),
-            executors: total.executors.clone(),
+        cluster: cfg.cluster.as_ref().map(|url| {
+            let client_seconds = total.receive_nanos as f64 / 1e9;
+            ClusterSummary {
+                scheduler: url.clone(),
+                executors: total.executors.clone(),
+                client_seconds,
+                client_rows_per_second: received_rows as f64 / client_seconds.max(1e-9),
+            }
         }),
         elapsed_seconds: elapsed,
         rows_per_second: if elapsed > 0.0 {

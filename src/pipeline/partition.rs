@@ -160,6 +160,9 @@ pub(crate) async fn run_partition(
         }
         Ok(msgs)
     };
+    // When the first row came: on a cluster, the rows come once the job is done, so the time
+    // from here to the files' close is what the client alone takes.
+    let mut first_row: Option<std::time::Instant> = None;
     let outcome: Result<()> = async {
         'batches: loop {
             let next = tokio::select! {
@@ -172,6 +175,7 @@ pub(crate) async fn run_partition(
             if batch.num_rows() == 0 {
                 continue;
             }
+            first_row.get_or_insert_with(std::time::Instant::now);
             // Order first: if declared-sorted input is not, every later check is moot.
             if let Some(o) = &mut order {
                 // Quarantine finds duplicates among a generation's rows itself; otherwise a
@@ -318,6 +322,7 @@ pub(crate) async fn run_partition(
         generation_files: written.generations,
         sample_files: written.sample,
         executors,
+        receive_nanos: first_row.map_or(0, |t| t.elapsed().as_nanos() as u64),
         ..Tally::default()
     }))
 }

@@ -214,7 +214,9 @@ async fn plan_job(cfg: &JobConfig, loaded: Loaded, order: InputOrder) -> Result<
     } else if cfg.prediction == Prediction::Cumulative && !needed.iter().any(|n| n == "base_score") {
         needed.push("base_score".to_string());
     }
-    if targets.schema().as_arrow().index_of(EXECUTOR_COLUMN).is_ok() && !needed.iter().any(|c| c == EXECUTOR_COLUMN) {
+    if targets.schema().as_arrow().index_of(EXECUTOR_COLUMN).is_ok()
+        && !needed.iter().any(|c| c == EXECUTOR_COLUMN)
+    {
         needed.push(EXECUTOR_COLUMN.to_string());
     }
     let df = output_frame(cfg, targets, &needed)?;
