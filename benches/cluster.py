@@ -1,0 +1,163 @@
+#!/usr/bin/env python3
+"""The job on a Ballista cluster of this machine: a scheduler and 1 or 2 executors started
+from the binary on 127.0.0.1 (stopped at the end, whatever happens), against a local run, in
+one run, alternating, several times.
+
+    cargo build --release
+    python3 benches/cluster.py                                  # transformer, 20k segments
+    python3 benches/cluster.py --model cheap --segments 1000000 # the client's write ceiling
+
+Reports rows/s (median) for: local (--threads = all cores), 1 executor (1 vcore), 2 executors
+(1 vcore each), and 1 executor with all cores; and, from summary.json's `cluster`, the
+client's receive-and-write rate (rows over the time from each shard's first row, which comes
+once the cluster has finished the shard, to its files' close): the ceiling of this design,
+since the client writes the whole output.
+"""
+import argparse
+import json
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MODELS = {
+    "transformer": os.path.join(ROOT, "models", "reward_transformer.onnx"),
+    "cheap": os.path.join(ROOT, "models", "reward_small.onnx"),
+}
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_log(path, text, proc):
+    while True:
+        with open(path, errors="replace") as f:
+            if text in f.read():
+                return
+        if proc.poll() is not None:
+            sys.exit(f"{path}: exited before {text!r}")
+        time.sleep(0.05)
+
+
+class Cluster:
+    def __init__(self, binary, work, executors, vcores):
+        self.procs = []
+        self.port = free_port()
+        log = os.path.join(work, "scheduler.log")
+        p = subprocess.Popen(
+            [binary, "cluster", "scheduler", "--bind", f"127.0.0.1:{self.port}"],
+            stdout=subprocess.DEVNULL,
+            stderr=open(log, "w"),
+        )
+        self.procs.append(p)
+        wait_log(log, "scheduler listening", p)
+        for i in range(executors):
+            log = os.path.join(work, f"executor-{i}.log")
+            cmd = [
+                binary, "cluster", "executor",
+                "--scheduler", f"127.0.0.1:{self.port}",
+                "--bind", f"127.0.0.1:{free_port()}",
+                "--grpc-port", str(free_port()),
+                "--work-dir", os.path.join(work, f"executor-{i}"),
+                "--vcores", str(vcores),
+                "--provider", "cpu",
+            ]
+            p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(log, "w"))
+            self.procs.append(p)
+            wait_log(log, "flight server listening", p)
+
+    def url(self):
+        return f"df://127.0.0.1:{self.port}"
+
+    def stop(self):
+        for p in reversed(self.procs):
+            p.terminate()
+        for p in self.procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+def run(cmd):
+    t0 = time.perf_counter()
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    if p.returncode != 0:
+        sys.exit(f"failed ({p.returncode}): {' '.join(cmd)}\n{p.stderr.decode()[-3000:]}")
+    return time.perf_counter() - t0
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--binary", default=os.path.join(ROOT, "target", "release", "segscore"))
+    ap.add_argument("--model", choices=sorted(MODELS), default="transformer")
+    ap.add_argument("--segments", type=int, default=20_000)
+    ap.add_argument("--files", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args()
+    cores = os.cpu_count()
+    work = tempfile.mkdtemp(prefix="segscore-cluster-bench-")
+    clusters = []
+    try:
+        data = os.path.join(work, "data")
+        subprocess.run(
+            [args.binary, "generate", "--output", data, "--segments", str(args.segments),
+             "--files", str(args.files)],
+            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        setups = {
+            "local": None,
+            "1 executor x 1 vcore": (1, 1),
+            "2 executors x 1 vcore": (2, 1),
+            f"1 executor x {cores} vcores": (1, cores),
+        }
+        urls = {}
+        for name, shape in setups.items():
+            if shape is not None:
+                d = os.path.join(work, name.replace(" ", "_"))
+                os.makedirs(d)
+                c = Cluster(args.binary, d, *shape)
+                clusters.append(c)
+                urls[name] = c.url()
+        times = {name: [] for name in setups}
+        client = {name: [] for name in setups}
+        for _ in range(args.repeats):
+            for name in setups:
+                out = os.path.join(work, "out")
+                cmd = [args.binary, "run", "--input", data, "--model", MODELS[args.model],
+                       "--output", out, "--overwrite", "--quiet", "--provider", "cpu"]
+                if name in urls:
+                    # The plan's partitions: every vcore of the cluster busy.
+                    cmd += ["--cluster", urls[name], "--threads", str(max(2, cores))]
+                times[name].append(run(cmd))
+                s = json.load(open(os.path.join(out, "summary.json")))
+                if s.get("cluster"):
+                    client[name].append(s["cluster"]["client_rows_per_second"])
+        local = statistics.median(times["local"])
+        print(f"# segscore on a Ballista cluster of one machine: {args.model} model, "
+              f"{args.segments} segments in {args.files} files, median of {args.repeats}")
+        print(f"# machine: {platform.machine()}, {cores} cores, {platform.platform()}")
+        print()
+        print("| setup | seconds | rows/s | vs local | client write rate (rows/s) |")
+        print("|---|---|---|---|---|")
+        for name in setups:
+            t = statistics.median(times[name])
+            w = f"{statistics.median(client[name]):,.0f}" if client[name] else "-"
+            print(f"| {name} | {t:.2f} | {args.segments / t:,.0f} | {local / t:.2f}x | {w} |")
+    finally:
+        for c in clusters:
+            c.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
