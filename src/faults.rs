@@ -11,7 +11,7 @@
 //!
 //! Points: `batch-written` (a writer thread wrote a batch), `part-closed` (a part file was
 //! renamed into place), `writer-started` and `writer-exited` (a partition's writer thread),
-//! `partition-failed` (a shard's pass saw its first error), `shard-committed` (after a shard's
+//! `partition-failed` (a shard's pass saw its first error; holdable, before the error is explained), `shard-committed` (after a shard's
 //! record), `evaluation-started` (the shards are done: the key checks and metrics after them begin), `aborted` (a failed run removed its uncommitted work), `commit-begun` (after the
 //! `COMMITTING` marker), `commit-moved` (after the first output is moved into place), `job-model` (a cluster
 //! executor's model call, before it takes the job's model).

@@ -94,29 +94,35 @@ pub fn job_error(url: &str, e: Error) -> Error {
 }
 
 /// Ballista passes an executor's error on as its debug text
-/// (`...: DataFusionError(Shared(External(ModelFile { path: "P", reason: "R" })))`): segscore's
-/// file errors read as they would locally (`model P: R`).
+/// (`...execution error: DataFusionError(Shared(External(ModelFile { path: "P", reason: "R" })))`):
+/// the wrappers go, and segscore's file errors read as they would locally (`model P: R`).
 fn executor_message(text: &str) -> String {
-    let quoted = |key: &str| {
-        let start = text.find(key)? + key.len();
-        let end = start + text[start..].find("\" })")?;
-        Some(&text[start..end])
+    const AT: &str = "execution error: ";
+    let Some(at) = text.find(AT) else {
+        return text.to_string();
     };
-    for (variant, what) in [("ModelFile {", "model"), ("Tokenizer {", "tokenizer")] {
-        if let Some(at) = text.find(variant) {
-            let path = text[at..]
-                .split("path: \"")
-                .nth(1)
-                .and_then(|s| s.split('"').next());
-            if let (Some(path), Some(reason)) = (path, quoted("reason: \"")) {
-                let head = text[..at]
-                    .trim_end_matches(|c: char| c == '(' || c.is_alphabetic())
-                    .trim_end();
-                return format!("{head} {what} {path}: {}", reason.replace("\\\"", "\""));
-            }
+    let (head, mut inner) = (&text[..at + AT.len()], &text[at + AT.len()..]);
+    // `Ident(` wrappers, their closing parentheses and the quotes of a wrapped string.
+    while let Some(open) = inner.find('(') {
+        if open == 0 || !inner[..open].chars().all(char::is_alphanumeric) {
+            break;
+        }
+        inner = &inner[open + 1..];
+    }
+    let inner = inner.trim_start_matches('"').trim_end_matches([')', '"']);
+    for (variant, what) in [
+        ("ModelFile { path: \"", "model"),
+        ("Tokenizer { path: \"", "tokenizer"),
+    ] {
+        let Some(rest) = inner.strip_prefix(variant) else {
+            continue;
+        };
+        if let Some((path, reason)) = rest.split_once("\", reason: \"") {
+            let reason = reason.trim_end_matches([' ', '}', '"']).replace("\\\"", "\"");
+            return format!("{head}{what} {path}: {reason}");
         }
     }
-    text.to_string()
+    format!("{head}{}", inner.replace("\\\"", "\""))
 }
 
 #[cfg(test)]

@@ -294,7 +294,8 @@ async fn execute(
             Ok(Ok((_, None))) => {} // cancelled
             Ok(Err(e)) | Err(e) => {
                 if failure.is_none() {
-                    faults::point("partition-failed");
+                    // A test may hold the run here, at its first error, before it explains it.
+                    faults::point_async("partition-failed").await;
                     failure = Some(e);
                     cancel.cancel();
                 }

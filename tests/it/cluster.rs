@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::*;
 
-/// A cluster process; killed (and reaped) when dropped.
+/// A child process (scheduler, executor or client run); killed (and reaped) when dropped.
 struct Proc {
     child: Child,
     log: PathBuf,
@@ -152,36 +152,48 @@ impl Cluster {
     }
 }
 
-/// `segscore run` over `input` with the demo model (or `model`), as a child process.
-fn spawn_run(input: &Path, model: &Path, out: &Path, extra: &[&str]) -> Child {
-    let mut cmd = Command::new(BIN);
-    cmd.args(["run", "--input"])
-        .arg(input)
-        .arg("--model")
-        .arg(model)
-        .arg("--output")
-        .arg(out)
-        .args(extra)
-        .env_remove("ORT_DYLIB_PATH")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    cmd.spawn().unwrap()
+/// `segscore run` over `input` with `model`, as a child process (killed if the test ends
+/// first), its stderr in `log`.
+fn spawn_run(input: &Path, model: &Path, out: &Path, extra: &[&str]) -> Proc {
+    spawn_run_held(input, model, out, extra, None)
 }
 
-/// The child's output once it exits (a run that neither ends nor fails in 5 minutes is a
-/// hang, reported with the cluster's logs).
-fn finish(child: Child, cluster: &Cluster) -> std::process::Output {
+/// [`spawn_run`], held at a fault point.
+fn spawn_run_held(
+    input: &Path,
+    model: &Path,
+    out: &Path,
+    extra: &[&str],
+    hold: Option<(&Faults, &str)>,
+) -> Proc {
+    let mut args: Vec<String> = ["run", "--input"].iter().map(|s| s.to_string()).collect();
+    for (flag, path) in [("", input), ("--model", model), ("--output", out)] {
+        if !flag.is_empty() {
+            args.push(flag.into());
+        }
+        args.push(path.display().to_string());
+    }
+    args.extend(extra.iter().map(|s| s.to_string()));
+    Proc::spawn(&args, out.with_extension("log"), hold)
+}
+
+/// The run's exit status and stderr once it exits (a run that neither ends nor fails in 5
+/// minutes is a hang, reported with the cluster's logs).
+fn finish(mut run: Proc, cluster: &Cluster) -> std::process::Output {
     let deadline = Instant::now() + Duration::from_secs(300);
-    let mut child = child;
-    while child.try_wait().unwrap().is_none() {
+    loop {
+        if let Some(status) = run.child.try_wait().unwrap() {
+            return std::process::Output {
+                status,
+                stdout: Vec::new(),
+                stderr: run.log().into_bytes(),
+            };
+        }
         if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the run hung:\n{}", cluster.logs());
+            panic!("the run hung:\n{}\n{}", run.log(), cluster.logs());
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    child.wait_with_output().unwrap()
 }
 
 /// A local run's output, the reference.
@@ -438,4 +450,42 @@ fn sigterm_stops_the_scheduler_and_an_executor_cleanly() {
         "{}",
         scheduler.log()
     );
+}
+
+#[test]
+fn an_input_the_executors_cannot_see_is_named_with_what_they_need() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    generate(&input, 4_000, 2, false);
+    let mut cluster = Cluster::start(0);
+    let (executor, client) = (Faults::new(), Faults::new());
+    cluster.add_executor(Some((&executor, "job-model")));
+    let out = dir.path().join("out");
+    let url = cluster.url();
+    // The client sees the files; the executor will not: they are moved away while it runs its
+    // first task (one at a time, so the other file is opened after), and back before the
+    // client, held at its first error, looks at them.
+    let mut run = spawn_run_held(
+        &input,
+        &demo_model(),
+        &out,
+        &["--cluster", &url, "--threads", "2"],
+        Some((&client, "partition-failed")),
+    );
+    executor.wait_held("job-model", &mut cluster.executors[0].0.child);
+    let away = dir.path().join("away");
+    std::fs::rename(&input, &away).unwrap();
+    executor.release("job-model");
+    client.wait_held("partition-failed", &mut run.child);
+    std::fs::rename(&away, &input).unwrap();
+    client.release("partition-failed");
+    let o = finish(run, &cluster);
+    assert_fails(&o, 1, &format!("error: cluster {url}: Job "));
+    assert!(
+        stderr(&o).contains("must be at the same path on the scheduler and every executor"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!stderr(&o).contains("DataFusionError("), "{}", stderr(&o));
+    assert!(!out.join("_SUCCESS").exists());
 }
