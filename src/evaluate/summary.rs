@@ -310,9 +310,10 @@ pub fn summary_table(s: &Summary) -> String {
         rows.push((
             "cluster",
             format!(
-                "{} ({} executors scored rows; the client wrote {:.0} rows/s)",
+                "{} ({} executor{} scored rows; the client wrote {:.0} rows/s)",
                 c.scheduler,
                 c.executors.len(),
+                if c.executors.len() == 1 { "" } else { "s" },
                 c.client_rows_per_second
             ),
         ));

@@ -17,8 +17,18 @@ struct Proc {
 
 impl Proc {
     fn spawn(args: &[String], log: PathBuf, faults: Option<(&Faults, &str)>) -> Proc {
+        Proc::spawn_with(args, log, faults, &[])
+    }
+
+    fn spawn_with(
+        args: &[String],
+        log: PathBuf,
+        faults: Option<(&Faults, &str)>,
+        env: &[(String, String)],
+    ) -> Proc {
         let mut cmd = Command::new(BIN);
         cmd.args(args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .env_remove("ORT_DYLIB_PATH")
             .env_remove("SEGSCORE_LOG")
             .env("NO_COLOR", "1")
@@ -68,8 +78,9 @@ fn free_port() -> u16 {
 }
 
 /// A scheduler and its executors.
-struct Cluster {
+pub(crate) struct Cluster {
     dir: tempfile::TempDir,
+    env: Vec<(String, String)>,
     port: u16,
     executors: Vec<(Proc, String)>,
     // Dropped last: the executors stop before their scheduler.
@@ -78,9 +89,15 @@ struct Cluster {
 
 impl Cluster {
     fn start(executors: usize) -> Cluster {
+        Cluster::start_with(executors, &[])
+    }
+
+    /// A cluster whose processes have these environment settings (an object store's, say).
+    pub(crate) fn start_with(executors: usize, env: &[(&str, &str)]) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let port = free_port();
-        let mut scheduler = Proc::spawn(
+        let mut scheduler = Proc::spawn_with(
             &[
                 "cluster".into(),
                 "scheduler".into(),
@@ -91,10 +108,12 @@ impl Cluster {
             ],
             dir.path().join("scheduler.log"),
             None,
+            &env,
         );
         scheduler.wait_for("scheduler listening");
         let mut c = Cluster {
             dir,
+            env,
             port,
             executors: Vec::new(),
             scheduler,
@@ -105,7 +124,7 @@ impl Cluster {
         c
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("df://127.0.0.1:{}", self.port)
     }
 
@@ -115,7 +134,7 @@ impl Cluster {
         let n = self.executors.len();
         let (port, grpc) = (free_port(), free_port());
         let work = self.dir.path().join(format!("executor-{n}"));
-        let mut p = Proc::spawn(
+        let mut p = Proc::spawn_with(
             &[
                 "cluster".into(),
                 "executor".into(),
@@ -136,6 +155,7 @@ impl Cluster {
             ],
             self.dir.path().join(format!("executor-{n}.log")),
             faults,
+            &self.env,
         );
         p.wait_for("Executor registration succeed");
         p.wait_for("flight server listening");
@@ -144,7 +164,7 @@ impl Cluster {
         address
     }
 
-    fn logs(&self) -> String {
+    pub(crate) fn logs(&self) -> String {
         self.executors
             .iter()
             .map(|(p, a)| format!("--- executor {a}\n{}", p.log()))

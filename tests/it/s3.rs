@@ -857,3 +857,63 @@ fn input_that_only_seemed_sorted_falls_back_to_the_sort_with_uploads_under_way()
     let parts = keys.iter().filter(|k| k.ends_with(".parquet")).count();
     assert_eq!(parts, listed, "{keys:?}");
 }
+
+#[test]
+fn a_cluster_reads_inputs_and_the_model_from_s3_and_the_client_writes_there() {
+    let moto = Moto::start();
+    moto.create_bucket("data");
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    generate(&input, 6_000, 2, false);
+    upload_dir(&moto, "data", "inputs", &input);
+    moto.put_file("data", "models/reward_small.onnx", &demo_model());
+    // The executors read the inputs and the model with their own credentials.
+    let endpoint = moto.endpoint();
+    let cluster = crate::cluster::Cluster::start_with(
+        2,
+        &[
+            ("AWS_ENDPOINT_URL", endpoint.as_str()),
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "a-secret-never-logged"),
+            ("AWS_REGION", "us-east-1"),
+        ],
+    );
+    let url = cluster.url();
+    let (local, from_cluster) = (dir.path().join("local"), dir.path().join("cluster"));
+    run_ok(
+        &[&input],
+        &demo_model(),
+        &local,
+        &["--threads", "2", "--shards", "3", "--max-rows-per-file", "3000"],
+    );
+    ok(&moto.segscore(
+        &job(
+            "s3://data/inputs/",
+            "s3://data/models/reward_small.onnx",
+            "s3://data/out/",
+            &["--cluster", &url],
+        ),
+        &[],
+    ));
+    moto.download_output("data", "out", &from_cluster);
+    assert_same_output(
+        &read_segments(&from_cluster),
+        &read_segments(&local),
+        1e-6,
+        "s3 on a cluster",
+    );
+    let s = summary(&from_cluster);
+    assert_eq!(s["n_segments"], 6_000);
+    assert_eq!(
+        s["cluster"]["executors"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|v| v.as_u64().unwrap())
+            .sum::<u64>(),
+        6_000
+    );
+    assert!(!serde_json::to_string(&s)
+        .unwrap()
+        .contains("a-secret-never-logged"));
+}
