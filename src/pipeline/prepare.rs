@@ -142,14 +142,20 @@ pub async fn prepare(cfg: &JobConfig) -> Result<Prepared> {
     plan_job(cfg, loaded, order).await
 }
 
-/// How the job runs its model (the client's, and every executor's with the cluster's
-/// provider and sessions).
+/// How the job runs its model (locally; on a cluster, how the client reads it and, with
+/// their own provider and sessions, how the executors run it).
 fn model_options(cfg: &JobConfig) -> ModelOptions {
+    // On a cluster the client only reads the model's signature and sha256: the executors run
+    // it, with their own --provider.
+    let (provider, sessions) = match cfg.cluster {
+        Some(_) => (crate::model::Provider::Cpu, 1),
+        None => (cfg.provider, cfg.threads.max(1)),
+    };
     ModelOptions {
-        provider: cfg.provider,
+        provider,
         batch_size: cfg.batch_size,
         max_tokens: cfg.max_tokens_per_batch,
-        sessions: cfg.threads.max(1),
+        sessions,
         intra_threads: 1,
         output: cfg.model_output.clone(),
         score_label: cfg.score_label,
