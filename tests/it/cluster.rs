@@ -239,7 +239,16 @@ fn a_cluster_run_equals_a_local_run_and_names_its_executors() {
         // Two shards: two jobs on the cluster, each committed by the client. `--provider cuda`
         // is the executors' business (theirs is cpu): the client, with no CUDA, only reads the
         // model.
-        &["--cluster", &url, "--threads", "4", "--shards", "2", "--provider", "cuda"],
+        &[
+            "--cluster",
+            &url,
+            "--threads",
+            "4",
+            "--shards",
+            "2",
+            "--provider",
+            "cuda",
+        ],
     );
     assert!(out.join("_SUCCESS").exists());
     // The same rows: exact targets and keys, predictions to 1e-6.
