@@ -5,7 +5,7 @@ one run, alternating, several times.
 
     cargo build --release
     python3 benches/cluster.py                                  # transformer, 20k segments
-    python3 benches/cluster.py --model cheap --segments 1000000 # the client's write ceiling
+    python3 benches/cluster.py --model small --segments 1000000 # the client's write ceiling
 
 Reports rows/s (median) for: local (--threads = all cores), 1 executor (1 vcore), 2 executors
 (1 vcore each), and 1 executor with all cores; and, from summary.json's `cluster`, the
@@ -14,11 +14,9 @@ once the cluster has finished the shard, to its files' close): the ceiling of th
 since the client writes the whole output.
 """
 import argparse
-import json
 import os
 import platform
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -26,16 +24,8 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MODELS = {
-    "transformer": os.path.join(ROOT, "models", "reward_transformer.onnx"),
-    "cheap": os.path.join(ROOT, "models", "reward_small.onnx"),
-}
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from e2e import MODELS, data, free_port, segscore_run  # noqa: E402
 
 
 def wait_log(path, text, proc):
@@ -88,14 +78,6 @@ class Cluster:
                 p.kill()
 
 
-def run(cmd):
-    t0 = time.perf_counter()
-    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    if p.returncode != 0:
-        sys.exit(f"failed ({p.returncode}): {' '.join(cmd)}\n{p.stderr.decode()[-3000:]}")
-    return time.perf_counter() - t0
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--binary", default=os.path.join(ROOT, "target", "release", "segscore"))
@@ -108,12 +90,7 @@ def main():
     work = tempfile.mkdtemp(prefix="segscore-cluster-bench-")
     clusters = []
     try:
-        data = os.path.join(work, "data")
-        subprocess.run(
-            [args.binary, "generate", "--output", data, "--segments", str(args.segments),
-             "--files", str(args.files)],
-            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
+        inputs = data(args.binary, work, args.segments, args.files)
         setups = {
             "local": None,
             "1 executor x 1 vcore": (1, 1),
@@ -133,13 +110,10 @@ def main():
         for _ in range(args.repeats):
             for name in setups:
                 out = os.path.join(work, "out")
-                cmd = [args.binary, "run", "--input", data, "--model", MODELS[args.model],
-                       "--output", out, "--overwrite", "--quiet", "--provider", "cpu"]
-                if name in urls:
-                    # The plan's partitions: every vcore of the cluster busy.
-                    cmd += ["--cluster", urls[name], "--threads", str(max(2, cores))]
-                times[name].append(run(cmd))
-                s = json.load(open(os.path.join(out, "summary.json")))
+                # On a cluster, the plan's partitions: every vcore of the cluster busy.
+                threads, extra = (max(2, cores), ["--cluster", urls[name]]) if name in urls else (None, [])
+                secs, _, s = segscore_run(args.binary, inputs, MODELS[args.model], out, threads, extra)
+                times[name].append(secs)
                 if s.get("cluster"):
                     client[name].append(s["cluster"]["client_rows_per_second"])
         local = statistics.median(times["local"])

@@ -18,6 +18,7 @@ import json
 import os
 import platform
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -28,6 +29,13 @@ MODELS = {
     "small": os.path.join(ROOT, "models", "reward_small.onnx"),
     "transformer": os.path.join(ROOT, "models", "reward_transformer.onnx"),
 }
+
+
+def free_port():
+    """A free TCP port on 127.0.0.1 (for the servers a benchmark starts)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def run(cmd, env=None):

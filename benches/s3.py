@@ -17,7 +17,6 @@ import json
 import os
 import platform
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -26,20 +25,8 @@ import time
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def run(cmd, env):
-    t0 = time.perf_counter()
-    p = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    if p.returncode != 0:
-        sys.exit(f"failed ({p.returncode}): {' '.join(cmd)}\n{p.stderr.decode()[-3000:]}")
-    return time.perf_counter() - t0
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from e2e import free_port, run  # noqa: E402
 
 
 def main():
@@ -93,7 +80,7 @@ def main():
         times = {k: [] for k in cases}
         for _ in range(args.repeats):
             for name, case in cases.items():
-                times[name].append(run([args.binary] + common + case, env))
+                times[name].append(run([args.binary] + common + case, env)[0])
         local = statistics.median(times["local -> local"])
         result = {
             "machine": f"{platform.node()} ({os.cpu_count()} cores)",
