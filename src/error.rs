@@ -234,10 +234,11 @@ pub enum Error {
         reason: String,
     },
 
-    /// A cluster (Ballista scheduler or executor) error, with the scheduler's URL.
+    /// A cluster (Ballista scheduler or executor) error, with the scheduler's URL (or, from a
+    /// cluster process itself, that process: `scheduler 127.0.0.1:50050`).
     #[error("cluster {url}: {reason}")]
     Cluster {
-        /// The scheduler's `df://HOST:PORT` URL.
+        /// The scheduler's `df://HOST:PORT` URL, or the failing process.
         url: String,
         /// What went wrong, in words.
         reason: String,

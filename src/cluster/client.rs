@@ -17,8 +17,9 @@ use crate::model::{RewardModel, TextTokenizer};
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Checks that the scheduler at `url` accepts connections, within [`CONNECT_TIMEOUT`]: an
-/// unreachable scheduler is a clear error at once, not a gRPC retry loop.
-pub async fn check_reachable(url: &str) -> Result<()> {
+/// unreachable scheduler is a clear error at once, not a gRPC retry loop. Returns its host and
+/// port.
+pub async fn check_reachable(url: &str) -> Result<(String, u16)> {
     let (host, port) = super::scheduler_address(url)?;
     let unreachable = |reason: String| Error::Cluster {
         url: url.to_string(),
@@ -30,7 +31,7 @@ pub async fn check_reachable(url: &str) -> Result<()> {
     )
     .await
     {
-        Ok(Ok(_)) => Ok(()),
+        Ok(Ok(_)) => Ok((host, port)),
         Ok(Err(e)) => Err(unreachable(e.to_string())),
         Err(_) => Err(unreachable(format!(
             "no answer within {} s",
@@ -49,8 +50,7 @@ pub async fn client_context(
     model: &Arc<RewardModel>,
     tokenizer: Option<&Arc<TextTokenizer>>,
 ) -> Result<SessionContext> {
-    check_reachable(url).await?;
-    let (host, port) = super::scheduler_address(url)?;
+    let (host, port) = check_reachable(url).await?;
     let state = ctx.state();
     let mut config = state.config().clone().with_option_extension(JobSettings(job));
     // Byte-range scans: a single file's row groups spread over the executors (the plan sorts

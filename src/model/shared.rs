@@ -163,13 +163,15 @@ pub struct Host {
 
 static HOST: OnceLock<Host> = OnceLock::new();
 
-/// Sets how this process runs the job's models (once, at start: an executor's flags).
+/// Sets how this process runs the job's models (once, at start, before any query: an
+/// executor's flags). Later calls change nothing.
 pub fn set_host(host: Host) {
     let _ = HOST.set(host);
 }
 
-fn host() -> Host {
-    HOST.get().cloned().unwrap_or_else(|| Host {
+/// This process's settings: as set, else (a client, a standalone cluster) the defaults.
+fn host() -> &'static Host {
+    HOST.get_or_init(|| Host {
         provider: Provider::Auto,
         sessions: crate::engine::default_threads(),
         name: "this process".into(),
@@ -202,7 +204,7 @@ impl ScalarUDFImpl for ExecutorUdf {
         Ok(DataType::Utf8)
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> datafusion::error::Result<ColumnarValue> {
-        let address = host().address;
+        let address = host().address.as_str();
         Ok(ColumnarValue::Array(Arc::new(StringArray::from(
             vec![address; args.number_rows],
         ))))
@@ -239,9 +241,8 @@ pub fn model(shared: &Shared<RewardModel>, config: &ConfigOptions) -> Result<Arc
             score_label: job.score_label,
             max_length: job.max_length,
         };
-        let model =
-            RewardModel::load(&path, &opts).map_err(|e| unreachable_file(&host, "model", &path, e))?;
-        same_file(&host, "model", &path, model.sha256(), &job.model_sha256)?;
+        let model = RewardModel::load(&path, &opts).map_err(|e| unreachable_file(host, "model", &path, e))?;
+        same_file(host, "model", &path, model.sha256(), &job.model_sha256)?;
         Ok(model)
     })
 }
@@ -256,16 +257,20 @@ pub fn tokenizer(shared: &Shared<TextTokenizer>, config: &ConfigOptions) -> Resu
     let host = host();
     cached(&TOKENIZERS, job.tokenizer_sha256.clone(), || {
         let path = PathBuf::from(&job.tokenizer_path);
-        let t = TextTokenizer::load(&path).map_err(|e| unreachable_file(&host, "tokenizer", &path, e))?;
-        same_file(&host, "tokenizer", &path, t.sha256(), &job.tokenizer_sha256)?;
+        let t = TextTokenizer::load(&path).map_err(|e| unreachable_file(host, "tokenizer", &path, e))?;
+        same_file(host, "tokenizer", &path, t.sha256(), &job.tokenizer_sha256)?;
         Ok(t)
     })
 }
 
 /// The job's settings, when they name the file `path` picks.
-fn job(config: &ConfigOptions, function: &str, path: impl Fn(&JobModel) -> &String) -> Result<JobModel> {
+fn job<'a>(
+    config: &'a ConfigOptions,
+    function: &str,
+    path: impl Fn(&JobModel) -> &String,
+) -> Result<&'a JobModel> {
     match config.extensions.get::<JobSettings>() {
-        Some(JobSettings(j)) if !path(j).is_empty() => Ok(j.clone()),
+        Some(JobSettings(j)) if !path(j).is_empty() => Ok(j),
         _ => Err(Error::Usage(format!(
             "{function}: this query names no model or tokenizer (segscore.* settings); on a cluster, run the job with `segscore run --cluster`"
         ))),
