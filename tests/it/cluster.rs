@@ -164,10 +164,14 @@ impl Cluster {
         address
     }
 
+    /// Every process's log: the scheduler's, then each executor's.
     pub(crate) fn logs(&self) -> String {
-        self.executors
+        let executors = self
+            .executors
             .iter()
-            .map(|(p, a)| format!("--- executor {a}\n{}", p.log()))
+            .map(|(p, a)| format!("--- executor {a}\n{}", p.log()));
+        std::iter::once(format!("--- scheduler\n{}", self.scheduler.log()))
+            .chain(executors)
             .collect()
     }
 }

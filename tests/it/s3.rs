@@ -916,4 +916,6 @@ fn a_cluster_reads_inputs_and_the_model_from_s3_and_the_client_writes_there() {
     assert!(!serde_json::to_string(&s)
         .unwrap()
         .contains("a-secret-never-logged"));
+    // Nor any cluster process's log.
+    assert!(!cluster.logs().contains("a-secret-never-logged"));
 }
