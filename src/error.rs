@@ -117,6 +117,16 @@ pub enum Error {
         prev_segment_index: String,
     },
 
+    /// Sorted input cut into key ranges by its footers' statistics
+    /// ([`crate::engine::ranges`]) has a row outside the range its row groups' statistics gave.
+    #[error("invalid input: the input was cut into generation-id ranges by its files' row-group statistics (footer min/max), but generation_id={generation_id} was read in the range {range}: the statistics are wrong; rewrite the files, or run without --sorted")]
+    OutsideKeyRange {
+        /// The row's generation.
+        generation_id: String,
+        /// The range it was read in.
+        range: String,
+    },
+
     /// DataFusion's operators needed more memory than `--memory-limit` allows.
     #[error("out of memory under --memory-limit {limit}: {detail}. Raise --memory-limit (a run needs a few tens of MiB at least)")]
     MemoryLimit {

@@ -145,20 +145,37 @@ fn top_level_leaf(pq: &ParquetMetaData, name: &str) -> Option<usize> {
         .position(|c| c.path().parts().len() == 1 && c.path().parts()[0] == name)
 }
 
-/// Whether the footer's statistics prove that the row groups are not in `key` order: some row
-/// group's exact minimum below the exact maximum of the row group before it. Integer and
-/// string (byte array) columns; a row group without exact statistics proves nothing, nor does
-/// an unsigned integer column (its statistics do not compare as signed).
-pub fn row_groups_out_of_order(pq: &ParquetMetaData, key: &str) -> bool {
+/// A bound of a key column's values from a row group's statistics: integers compare as
+/// numbers, strings (byte arrays) as bytes, as the key order check compares them.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum KeyBound {
+    /// An integer column's bound.
+    Int(i64),
+    /// A string column's bound, as its bytes.
+    Bytes(Vec<u8>),
+}
+
+/// One row group's exact (min, max) of a key column and its row count.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowGroupKeys {
+    /// The smallest value.
+    pub min: KeyBound,
+    /// The largest value.
+    pub max: KeyBound,
+    /// The row group's rows.
+    pub rows: u64,
+}
+
+/// Each row group's exact key range of top-level column `key`, from the footer's statistics:
+/// `None` for a row group without exact integer or string statistics, and for every row group
+/// of an unsigned integer column (its statistics do not compare as signed) or of a file
+/// without the column.
+pub fn row_group_keys(pq: &ParquetMetaData, key: &str) -> Vec<Option<RowGroupKeys>> {
     use datafusion::parquet::basic::{ConvertedType, LogicalType};
     use datafusion::parquet::file::statistics::Statistics as S;
-    #[derive(PartialEq, PartialOrd)]
-    enum Bound {
-        Int(i64),
-        Bytes(Vec<u8>),
-    }
+    let none = || vec![None; pq.num_row_groups()];
     let Some(i) = top_level_leaf(pq, key) else {
-        return false;
+        return none();
     };
     let leaves = pq.file_metadata().schema_descr().columns();
     let unsigned = matches!(leaves[i].logical_type_ref(), Some(LogicalType::Integer(t)) if !t.is_signed)
@@ -167,29 +184,109 @@ pub fn row_groups_out_of_order(pq: &ParquetMetaData, key: &str) -> bool {
             ConvertedType::UINT_8 | ConvertedType::UINT_16 | ConvertedType::UINT_32 | ConvertedType::UINT_64
         );
     if unsigned {
-        return false;
+        return none();
     }
-    let range = |rg: &datafusion::parquet::file::metadata::RowGroupMetaData| -> Option<(Bound, Bound)> {
+    let range = |rg: &datafusion::parquet::file::metadata::RowGroupMetaData| -> Option<RowGroupKeys> {
         let stats = rg.column(i).statistics()?;
         if !(stats.min_is_exact() && stats.max_is_exact()) {
             return None;
         }
-        match stats {
-            S::Int32(v) => Some((
-                Bound::Int((*v.min_opt()?).into()),
-                Bound::Int((*v.max_opt()?).into()),
-            )),
-            S::Int64(v) => Some((Bound::Int(*v.min_opt()?), Bound::Int(*v.max_opt()?))),
-            S::ByteArray(v) => Some((
-                Bound::Bytes(v.min_opt()?.data().to_vec()),
-                Bound::Bytes(v.max_opt()?.data().to_vec()),
-            )),
-            _ => None,
-        }
+        let (min, max) = match stats {
+            S::Int32(v) => (
+                KeyBound::Int((*v.min_opt()?).into()),
+                KeyBound::Int((*v.max_opt()?).into()),
+            ),
+            S::Int64(v) => (KeyBound::Int(*v.min_opt()?), KeyBound::Int(*v.max_opt()?)),
+            S::ByteArray(v) => (
+                KeyBound::Bytes(v.min_opt()?.data().to_vec()),
+                KeyBound::Bytes(v.max_opt()?.data().to_vec()),
+            ),
+            _ => return None,
+        };
+        Some(RowGroupKeys {
+            min,
+            max,
+            rows: u64::try_from(rg.num_rows()).ok()?,
+        })
     };
-    let ranges: Vec<Option<(Bound, Bound)>> = pq.row_groups().iter().map(range).collect();
-    ranges.windows(2).any(|w| match (&w[0], &w[1]) {
-        (Some((_, max)), Some((min, _))) => min < max,
+    pq.row_groups().iter().map(range).collect()
+}
+
+/// How many rows at the start of row group `rg` of the file at `path` share its first value of
+/// top-level column `key`, and the value after them (integers and strings); None when the
+/// whole row group holds that one value, or the column cannot be read (then nothing is cut
+/// there). Reads that one column chunk.
+pub fn leading_rows(path: &std::path::Path, key: &str, rg: usize) -> Option<(u64, KeyBound)> {
+    match crate::store::remote(path) {
+        Some(url) => leading_rows_in(crate::store::RemoteFile::open(url).ok()?, key, rg),
+        None => leading_rows_in(File::open(path).ok()?, key, rg),
+    }
+}
+
+fn leading_rows_in<R>(reader: R, key: &str, rg: usize) -> Option<(u64, KeyBound)>
+where
+    R: datafusion::parquet::file::reader::ChunkReader + 'static,
+{
+    use datafusion::arrow::array::{Array, AsArray};
+    use datafusion::arrow::compute::kernels::cmp::eq;
+    use datafusion::arrow::datatypes::{DataType, Int64Type};
+    use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use datafusion::parquet::arrow::ProjectionMask;
+    let meta = read_footer(&reader).ok()?;
+    let leaf = top_level_leaf(meta.metadata(), key)?;
+    let mask = ProjectionMask::leaves(meta.metadata().file_metadata().schema_descr(), [leaf]);
+    quietly(|| {
+        let batches = ParquetRecordBatchReaderBuilder::new_with_metadata(reader, meta)
+            .with_projection(mask)
+            .with_row_groups(vec![rg])
+            .build()
+            .ok()?;
+        let mut first: Option<datafusion::arrow::array::ArrayRef> = None;
+        let mut count = 0u64;
+        for batch in batches {
+            let column = std::sync::Arc::clone(batch.ok()?.column(0));
+            let first = first.get_or_insert_with(|| column.slice(0, 1));
+            let same = eq(
+                &column,
+                &datafusion::arrow::array::Scalar::new(std::sync::Arc::clone(first)),
+            )
+            .ok()?;
+            match same.values().iter().position(|equal| !equal) {
+                Some(i) => {
+                    let bound = match column.data_type() {
+                        t if t.is_integer() => {
+                            let v = datafusion::arrow::compute::cast(&column.slice(i, 1), &DataType::Int64)
+                                .ok()?;
+                            KeyBound::Int(v.as_primitive::<Int64Type>().value(0))
+                        }
+                        DataType::Utf8 => {
+                            KeyBound::Bytes(column.as_string::<i32>().value(i).as_bytes().to_vec())
+                        }
+                        DataType::LargeUtf8 => {
+                            KeyBound::Bytes(column.as_string::<i64>().value(i).as_bytes().to_vec())
+                        }
+                        DataType::Utf8View => {
+                            KeyBound::Bytes(column.as_string_view().value(i).as_bytes().to_vec())
+                        }
+                        _ => return None,
+                    };
+                    return (!column.is_null(i)).then_some((count + i as u64, bound));
+                }
+                None => count += column.len() as u64,
+            }
+        }
+        None
+    })
+    .ok()
+    .flatten()
+}
+
+/// Whether row groups' key ranges ([`row_group_keys`]) prove them not in key order: some row
+/// group's exact minimum below the exact maximum of the row group before it (a row group
+/// without exact statistics proves nothing).
+pub fn keys_out_of_order(keys: &[Option<RowGroupKeys>]) -> bool {
+    keys.windows(2).any(|w| match (&w[0], &w[1]) {
+        (Some(a), Some(b)) => b.min < a.max,
         _ => false,
     })
 }

@@ -7,6 +7,7 @@ pub mod context;
 pub mod footer;
 pub mod memory;
 pub mod query;
+pub mod ranges;
 pub mod tables;
 
 pub use context::{default_threads, session_context};

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::engine::ranges::KeyRange;
 use crate::error::{Error, Result};
 use crate::evaluate::stream::StreamEval;
 use crate::faults;
@@ -133,16 +134,17 @@ pub async fn run_pending(
                 records.insert(k, r);
                 k += 1;
             }
-            Err(Error::NotSorted {
-                generation_id,
-                segment_index,
-                prev_generation_id,
-                prev_segment_index,
-            }) if p.order.falls_back() => {
-                tracing::info!(
-                    shard = k,
-                    "generation_id={generation_id}, segment_index={segment_index} comes after generation_id={prev_generation_id}, segment_index={prev_segment_index}: the input is not sorted, so the shard runs again with a sort"
-                );
+            Err(e @ (Error::NotSorted { .. } | Error::OutsideKeyRange { .. })) if p.order.falls_back() => {
+                let why = match e {
+                    Error::NotSorted {
+                        generation_id,
+                        segment_index,
+                        prev_generation_id,
+                        prev_segment_index,
+                    } => format!("generation_id={generation_id}, segment_index={segment_index} comes after generation_id={prev_generation_id}, segment_index={prev_segment_index}: the input is not sorted"),
+                    e => format!("{e}"),
+                };
+                tracing::info!(shard = k, "{why}, so the shard runs again with a sort");
                 progress.counter().store(rows_before, Ordering::Relaxed);
                 limit.rows.store(rejected_before, Ordering::Relaxed);
                 let committed: Vec<String> = records.keys().map(|&s| crate::shard::part_prefix(s)).collect();
@@ -198,7 +200,9 @@ async fn execute(
     // Each partition checks key order and counts generations on its own: right only when each
     // generation's rows are in one partition (a replacement query without the window may not
     // keep them together). Otherwise the keys are checked and counted over all rows, by SQL.
-    let keyed = keyed_by_generation(physical.as_ref(), plan.gid);
+    // Sorted input cut into key ranges: each partition checks that its rows are in its range.
+    let ranges = KeyRange::of_plan(physical.as_ref(), plan.gid);
+    let keyed = ranges.is_some() || keyed_by_generation(physical.as_ref(), plan.gid);
     if !keyed {
         tracing::debug!(
             "the job query's plan spreads generations over partitions: keys are checked and counted by SQL"
@@ -272,6 +276,7 @@ async fn execute(
             cancel.clone(),
             stage.clone(),
             eval.clone(),
+            ranges.as_ref().map(|r| r[i].clone()),
         );
         tasks.spawn(async move { part.await.map(|r| (i, r)) });
     }

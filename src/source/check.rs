@@ -11,7 +11,7 @@ use datafusion::parquet::arrow::arrow_reader::ArrowReaderMetadata;
 
 use crate::contract::ColumnNames;
 use crate::engine::footer::{
-    float_stats_constant, metadata_declares_order, read_footer, row_groups_out_of_order,
+    float_stats_constant, keys_out_of_order, metadata_declares_order, read_footer, row_group_keys,
 };
 use crate::error::{Error, Result};
 use crate::source::{InputFile, Inputs};
@@ -159,6 +159,7 @@ pub fn check_metadata(
             sorted: false,
             out_of_order: false,
             float_stats_constant: false,
+            key_ranges: Vec::new(),
         });
     }
     for (name, _, kind, role, no_nulls) in roles(cols) {
@@ -185,13 +186,15 @@ pub fn check_metadata(
             check_null_stats(path, pq, &name)?;
         }
     }
+    let key_ranges = row_group_keys(pq, &cols.generation_id);
     Ok(InputFile {
         path: path.to_path_buf(),
         rows: rows as u64,
         schema,
         sorted: declares_key_order(pq, cols),
-        out_of_order: row_groups_out_of_order(pq, &cols.generation_id),
+        out_of_order: keys_out_of_order(&key_ranges),
         float_stats_constant: float_stats_constant(pq, &[]),
+        key_ranges,
     })
 }
 /// Whether every row group's `sorting_columns` start with the generation id and the segment

@@ -16,6 +16,7 @@
 
 use std::path::PathBuf;
 
+use crate::engine::footer::RowGroupKeys;
 use datafusion::arrow::datatypes::SchemaRef;
 
 pub mod check;
@@ -40,10 +41,13 @@ pub struct InputFile {
     /// (generation id, segment index), ascending.
     pub sorted: bool,
     /// Whether the footer's statistics prove the rows are not in generation-id order
-    /// ([`crate::engine::footer::row_groups_out_of_order`]).
+    /// ([`crate::engine::footer::keys_out_of_order`]).
     pub out_of_order: bool,
     /// Whether a float column's statistics have min == max ([`float_stats_constant`]).
     pub float_stats_constant: bool,
+    /// Each row group's generation-id range from the footer's statistics
+    /// ([`crate::engine::footer::row_group_keys`]).
+    pub key_ranges: Vec<Option<RowGroupKeys>>,
 }
 
 /// The checked input files.

@@ -4,10 +4,13 @@
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
+use datafusion::catalog::TableProvider;
 use datafusion::prelude::SessionContext;
 
 use crate::contract::{ColumnNames, EXECUTOR_COLUMN, OUTPUT_COLUMNS};
-use crate::engine::tables::{listing_table, partitioned_table};
+use crate::engine::footer::leading_rows;
+use crate::engine::ranges::{plan_ranges, KeyRangeTable};
+use crate::engine::tables::{file_url, listing_table, partitioned_table};
 use crate::error::{Error, Result};
 use crate::source::hive::Hive;
 use crate::source::Inputs;
@@ -45,11 +48,61 @@ pub async fn register(
         }
     };
     let schema: SchemaRef = datafusion::catalog::TableProvider::schema(&table);
-    ctx.register_table("input_files", Arc::new(table))?;
+    let mut table: Arc<dyn TableProvider> = Arc::new(table);
+    if sorted && hive.is_none() {
+        table = key_ranged(ctx, table, inputs, cols)?;
+    }
+    ctx.register_table("input_files", table)?;
     let carried = carried_columns(&schema, cols)?;
     register_view(ctx, cols, &carried, None).await?;
     Ok(carried)
 }
+/// `table` (sorted files) cut into key ranges, one per partition, where the footers allow it
+/// ([`crate::engine::ranges`]); else `table` as it is.
+fn key_ranged(
+    ctx: &SessionContext,
+    table: Arc<dyn TableProvider>,
+    inputs: &Inputs,
+    cols: &ColumnNames,
+) -> Result<Arc<dyn TableProvider>> {
+    let partitions = ctx.state().config().target_partitions();
+    let keys: Vec<&[_]> = inputs.files.iter().map(|f| f.key_ranges.as_slice()).collect();
+    let mut leading =
+        |file: usize, rg: usize| leading_rows(&inputs.files[file].path, &cols.generation_id, rg);
+    let Some(ranges) = plan_ranges(&keys, partitions, &mut leading) else {
+        return Ok(table);
+    };
+    let files = inputs
+        .files
+        .iter()
+        .map(|f| {
+            let rows = f
+                .key_ranges
+                .iter()
+                .map(|k| k.as_ref().map_or(0, |k| k.rows))
+                .collect();
+            Ok((file_url(&f.path)?.prefix().as_ref().to_string(), rows))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let n = ranges.groups.len();
+    tracing::debug!(
+        ranges = n,
+        "sorted input cut into key ranges by the footers' statistics"
+    );
+    if n < partitions {
+        // Fewer ranges than threads: keep them rather than repartition to reach the thread count.
+        let state = ctx.state_ref();
+        state
+            .write()
+            .config_mut()
+            .options_mut()
+            .optimizer
+            .subset_repartition_threshold = n;
+    }
+    let keys = [cols.generation_id.clone(), cols.segment_index.clone()];
+    Ok(Arc::new(KeyRangeTable::new(table, ranges, files, keys)))
+}
+
 /// (Re-)registers the `generations` view over `input_files`; with a `filter` (an SQL
 /// predicate over the files' columns), only the rows it keeps (a shard's, say).
 pub async fn register_view(

@@ -461,12 +461,13 @@ fn out_of_memory_in_the_evaluation_stage_is_the_clear_memory_error() {
     let input = tmp.path().join("in");
     generate(&input, 300_000, 2, false);
     let out = tmp.path().join("out");
-    // A replacement query without the window: each sorted file is its own partition, so the
-    // generations are not whole within one and the evaluation runs as SQL after the shards.
+    // A replacement query without the window whose generation id is an expression: the plan
+    // cannot tell that each generation is whole within one partition, so the evaluation runs
+    // as SQL after the shards.
     let query = tmp.path().join("no_window.sql");
     std::fs::write(
         &query,
-        "SELECT g.*, reward_model(g.input_ids) AS predicted_score, g.cumulative_score AS target_score FROM generations AS g",
+        "SELECT concat(g.generation_id, '') AS generation_id, g.segment_index, g.cumulative_score, reward_model(g.input_ids) AS predicted_score, g.cumulative_score AS target_score FROM generations AS g",
     )
     .unwrap();
     let faults = Faults::new();
@@ -510,7 +511,7 @@ fn out_of_memory_in_the_evaluation_stage_is_the_clear_memory_error() {
 #[test]
 fn duplicate_keys_across_partitions_are_found_and_generations_counted_once() {
     let tmp = tempfile::tempdir().unwrap();
-    // No window: each file is its own partition, in key order within it.
+    // No window: each partition holds rows in key order.
     let query = tmp.path().join("no_window.sql");
     std::fs::write(
         &query,
@@ -556,7 +557,20 @@ fn duplicate_keys_across_partitions_are_found_and_generations_counted_once() {
         "{}",
         stderr(&o)
     );
-    // Quarantine cannot regroup generations the plan spreads over partitions: it says so.
+    // The files are cut into key ranges (g2's row in b goes with a), so quarantine finds
+    // each generation whole in one partition and rejects g2.
+    let o = run(&["--on-invalid", "quarantine"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s = summary(&tmp.path().join("out"));
+    assert_eq!(
+        (s["n_generations"].as_u64(), s["rejected"]["generations"].as_u64()),
+        (Some(2), Some(1)),
+        "{s}"
+    );
+    // Files whose ranges interleave are not cut: the plan spreads generations over
+    // partitions, and quarantine, which cannot regroup them, says so.
+    write_rows(&a, &[row("g1", 0, 0.1, &[1]), row("g3", 0, 0.2, &[2])]);
+    write_rows(&b, &[row("g2", 0, 0.4, &[4])]);
     let o = run(&["--on-invalid", "quarantine"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("together in one partition"), "{}", stderr(&o));

@@ -1,0 +1,288 @@
+//! Key ranges: sorted input cut into partitions by generation id where the footers' row-group
+//! statistics show a clean break, so that each range is windowed, checked, evaluated and
+//! written by its own partition, side by side, with no merge.
+//!
+//! Without this, DataFusion groups sorted files into order-preserving file groups by their
+//! min/max chains (interleaved, not ranges) and merges them back into one order with an
+//! order-preserving hash repartition before the window: that merge runs on one core. Here the
+//! row groups of all files, in generation-id order, are cut at points where every generation id
+//! before is below every one after (footer min/max), into about equal numbers of rows per
+//! range; a file may be cut between its row groups. The scan declares the cut as DataFusion's
+//! range partitioning on the generation id and each range's rows in (generation id, segment
+//! index) order, which the window's requirement accepts as it is.
+//!
+//! Both declarations are trusted by DataFusion, so the job verifies them as rows flow: each
+//! partition checks its rows' key order (as for any sorted input) and that its generation ids
+//! lie within its range ([`KeyRange`]); a row outside is an error, or, where the order was only
+//! taken from the footers, a fallback to the sort path.
+
+use std::ops::Range;
+
+use crate::engine::footer::{KeyBound, RowGroupKeys};
+
+mod scan;
+
+pub use scan::{KeyRange, KeyRangeExec, KeyRangeTable};
+
+/// A run of one file's row groups, the first and last possibly in part.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Piece {
+    /// The file's index in the list given to [`plan_ranges`].
+    pub file: usize,
+    /// Its row groups.
+    pub row_groups: Range<usize>,
+    /// Rows skipped at the start of the first row group (read by the range before).
+    pub skip: u64,
+    /// Rows read of the last row group, when not all (the rest are the next range's).
+    pub take: Option<u64>,
+}
+
+/// Sorted input cut into key ranges: each group's pieces in order, and the first generation id
+/// of every group after the first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRanges {
+    /// The pieces of each range, in key order.
+    pub groups: Vec<Vec<Piece>>,
+    /// Where each range after the first starts.
+    pub splits: Vec<KeyBound>,
+}
+
+/// What [`plan_ranges`] asks of a row group where one generation runs on from the row group
+/// before: how many rows at its start share its first generation id, and the id after them
+/// (None when the whole row group is that generation, or it cannot be read).
+pub type Leading<'a> = dyn FnMut(usize, usize) -> Option<(u64, KeyBound)> + 'a;
+
+/// Cuts files (each given by its row groups' generation-id ranges, [`RowGroupKeys`]) into at
+/// most `partitions` key ranges of about equal rows, between row groups: where every id before
+/// is below every id after, or, where one generation runs from a row group into the next, after
+/// that generation's first rows in the next (`leading` counts them). None when there is nothing
+/// to gain or it cannot be done from the statistics: fewer than two partitions, a row group
+/// without exact statistics, row groups that overlap once the files are put in key order (a
+/// file whose row groups are not in order, or files whose ranges interleave), or no place to
+/// cut.
+pub fn plan_ranges(
+    files: &[&[Option<RowGroupKeys>]],
+    partitions: usize,
+    leading: &mut Leading<'_>,
+) -> Option<KeyRanges> {
+    if partitions < 2 {
+        return None;
+    }
+    let keys: Vec<Vec<&RowGroupKeys>> = files
+        .iter()
+        .map(|f| f.iter().map(Option::as_ref).collect::<Option<Vec<_>>>())
+        .collect::<Option<_>>()?;
+    let mut order: Vec<usize> = (0..files.len()).filter(|&f| !keys[f].is_empty()).collect();
+    order.sort_by(|&a, &b| keys[a][0].min.cmp(&keys[b][0].min));
+    // Every row group in key order: (file, row group, its keys).
+    let seq: Vec<(usize, usize, &RowGroupKeys)> = order
+        .iter()
+        .flat_map(|&f| keys[f].iter().enumerate().map(move |(rg, k)| (f, rg, *k)))
+        .collect();
+    if seq.windows(2).any(|w| w[1].2.min < w[0].2.max) {
+        return None;
+    }
+    // Places to cut: before row group j (with the rows before it).
+    let total: u64 = seq.iter().map(|s| s.2.rows).sum();
+    let mut places: Vec<(usize, u64)> = Vec::new();
+    let mut before = 0u64;
+    for j in 1..seq.len() {
+        before += seq[j - 1].2.rows;
+        places.push((j, before));
+    }
+    // For each ideal cut (k/partitions of the rows), the nearest place after the last cut;
+    // then where exactly, in rows into row group j, and the id the next range starts at.
+    let mut cuts: Vec<(usize, u64, KeyBound)> = Vec::new();
+    let mut b = 0;
+    for k in 1..partitions as u64 {
+        let ideal = total * k / partitions as u64;
+        let distance = |i: usize| places[i].1.abs_diff(ideal);
+        while b + 1 < places.len() && distance(b + 1) <= distance(b) {
+            b += 1;
+        }
+        let Some(&(j, _)) = places.get(b) else { break };
+        b += 1;
+        let (file, rg, keys) = seq[j];
+        let cut = if seq[j - 1].2.max < keys.min {
+            Some((j, 0, keys.min.clone()))
+        } else {
+            // One generation runs on into row group j: cut after its rows there.
+            leading(file, rg)
+                .filter(|(n, _)| *n > 0 && *n < keys.rows)
+                .map(|(n, next)| (j, n, next))
+        };
+        cuts.extend(cut);
+    }
+    if cuts.is_empty() {
+        return None;
+    }
+    // Each range: from (row group, row) to (row group, row), the end not included.
+    let start = std::iter::once((0, 0)).chain(cuts.iter().map(|c| (c.0, c.1)));
+    let end = cuts.iter().map(|c| (c.0, c.1)).chain([(seq.len(), 0)]);
+    let groups = start
+        .zip(end)
+        .map(|((j0, skip), (j1, take))| {
+            let last = if take > 0 { j1 + 1 } else { j1 };
+            let mut pieces: Vec<Piece> = Vec::new();
+            for (j, &(file, rg, _)) in seq.iter().enumerate().take(last).skip(j0) {
+                let take = (j == j1).then_some(take);
+                match pieces.last_mut() {
+                    Some(p) if p.file == file => {
+                        p.row_groups.end = rg + 1;
+                        p.take = take;
+                    }
+                    _ => pieces.push(Piece {
+                        file,
+                        row_groups: rg..rg + 1,
+                        skip: if j == j0 { skip } else { 0 },
+                        take,
+                    }),
+                }
+            }
+            pieces
+        })
+        .collect();
+    let splits = cuts.into_iter().map(|c| c.2).collect();
+    Some(KeyRanges { groups, splits })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rg(min: i64, max: i64, rows: u64) -> Option<RowGroupKeys> {
+        Some(RowGroupKeys {
+            min: KeyBound::Int(min),
+            max: KeyBound::Int(max),
+            rows,
+        })
+    }
+
+    fn whole(file: usize, row_groups: Range<usize>) -> Piece {
+        Piece {
+            file,
+            row_groups,
+            skip: 0,
+            take: None,
+        }
+    }
+
+    /// No row group is read for its leading rows.
+    fn unread(_: usize, _: usize) -> Option<(u64, KeyBound)> {
+        None
+    }
+
+    #[test]
+    fn files_are_put_in_key_order_and_cut_at_clean_breaks_into_balanced_ranges() {
+        // Given out of order; file 1 holds ids 0..=9, file 0 ids 10..=29 in two row groups.
+        let f0 = [rg(10, 19, 100), rg(20, 29, 100)];
+        let f1 = [rg(0, 9, 100)];
+        let r = plan_ranges(&[&f0, &f1], 3, &mut unread).unwrap();
+        assert_eq!(
+            r.groups,
+            vec![vec![whole(1, 0..1)], vec![whole(0, 0..1)], vec![whole(0, 1..2)]]
+        );
+        assert_eq!(r.splits, vec![KeyBound::Int(10), KeyBound::Int(20)]);
+        // Two ranges: the place nearest half the rows (after 100 or after 200 of 300: a tie
+        // goes to the later).
+        let r = plan_ranges(&[&f0, &f1], 2, &mut unread).unwrap();
+        assert_eq!(r.splits, vec![KeyBound::Int(20)]);
+        assert_eq!(
+            r.groups,
+            vec![vec![whole(1, 0..1), whole(0, 0..1)], vec![whole(0, 1..2)]]
+        );
+    }
+
+    #[test]
+    fn a_generation_across_row_groups_or_files_is_cut_after_its_rows() {
+        // Generation 5 ends row group 0 of file 0 and starts row group 1 (its first 30 rows);
+        // generation 9 ends file 0 and starts file 1.
+        let f0 = [rg(0, 5, 100), rg(5, 9, 100)];
+        let f1 = [rg(9, 12, 100), rg(13, 20, 100)];
+        let mut asked = Vec::new();
+        let mut leading = |file: usize, rg: usize| {
+            asked.push((file, rg));
+            match (file, rg) {
+                (0, 1) => Some((30, KeyBound::Int(6))),
+                _ => None,
+            }
+        };
+        let r = plan_ranges(&[&f0, &f1], 4, &mut leading).unwrap();
+        // Cuts wanted after 100, 200 and 300 rows: the first in row group (0, 1) after its 30
+        // rows of generation 5; file 1's first row group cannot be read here, so no cut there;
+        // the last where ids 12 and 13 meet.
+        assert_eq!(asked, vec![(0, 1), (1, 0)]);
+        assert_eq!(r.splits, vec![KeyBound::Int(6), KeyBound::Int(13)]);
+        assert_eq!(
+            r.groups,
+            vec![
+                vec![Piece {
+                    file: 0,
+                    row_groups: 0..2,
+                    skip: 0,
+                    take: Some(30)
+                }],
+                vec![
+                    Piece {
+                        file: 0,
+                        row_groups: 1..2,
+                        skip: 30,
+                        take: None
+                    },
+                    whole(1, 0..1)
+                ],
+                vec![whole(1, 1..2)],
+            ]
+        );
+    }
+
+    #[test]
+    fn no_ranges_without_exact_statistics_in_order_or_a_place_to_cut() {
+        let no = |files: &[&[Option<RowGroupKeys>]], n| plan_ranges(files, n, &mut unread);
+        assert_eq!(
+            no(&[&[rg(0, 9, 10), None]], 2),
+            None,
+            "a row group without statistics"
+        );
+        assert_eq!(
+            no(&[&[rg(0, 9, 10), rg(5, 19, 10)]], 2),
+            None,
+            "overlapping row groups"
+        );
+        assert_eq!(
+            no(&[&[rg(0, 9, 10)], &[rg(5, 19, 10)]], 2),
+            None,
+            "interleaved files"
+        );
+        assert_eq!(
+            no(&[&[rg(0, 9, 10), rg(9, 19, 10)]], 2),
+            None,
+            "one generation across, unread"
+        );
+        assert_eq!(
+            no(&[&[rg(0, 9, 10)], &[rg(10, 19, 10)]], 1),
+            None,
+            "one partition"
+        );
+        let whole_group = |_: usize, _: usize| Some((10, KeyBound::Int(10)));
+        assert_eq!(
+            plan_ranges(&[&[rg(0, 9, 10), rg(9, 9, 10)]], 2, &mut { whole_group }),
+            None,
+            "the whole row group is the generation that runs on"
+        );
+        let strings = [Some(RowGroupKeys {
+            min: KeyBound::Bytes(b"a".to_vec()),
+            max: KeyBound::Bytes(b"m".to_vec()),
+            rows: 5,
+        })];
+        let more = [Some(RowGroupKeys {
+            min: KeyBound::Bytes(b"n".to_vec()),
+            max: KeyBound::Bytes(b"z".to_vec()),
+            rows: 5,
+        })];
+        assert_eq!(
+            no(&[&more, &strings], 2).unwrap().splits,
+            vec![KeyBound::Bytes(b"n".to_vec())]
+        );
+    }
+}

@@ -1,0 +1,454 @@
+//! The scan of sorted files cut into key ranges ([`super::KeyRanges`]): the table that regroups
+//! the listing table's files into the ranges, the plan node that declares them, and the check
+//! each partition makes of its range.
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::array::ArrayRef;
+use datafusion::arrow::compute::kernels::cmp::{gt_eq, lt};
+use datafusion::arrow::compute::SortOptions;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::{Constraints, ScalarValue, SplitPoint, Statistics};
+use datafusion::datasource::physical_plan::parquet::ParquetAccessPlan;
+use datafusion::datasource::physical_plan::{FileGroup, FileScanConfig, FileScanConfigBuilder};
+use datafusion::datasource::source::DataSourceExec;
+use datafusion::datasource::TableType;
+use datafusion::execution::TaskContext;
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use datafusion::physical_expr::expressions::Column;
+use datafusion::physical_expr::{LexOrdering, PhysicalExpr, PhysicalSortExpr, RangePartitioning};
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties, SendableRecordBatchStream,
+};
+
+use super::{KeyRanges, Piece};
+use crate::engine::footer::KeyBound;
+
+/// Which rows of its file `p` reads (None: all); `rows` are the file's row groups' rows.
+fn access_plan(p: &Piece, rows: &[u64]) -> Option<ParquetAccessPlan> {
+    use datafusion::parquet::arrow::arrow_reader::{RowSelection, RowSelector};
+    if p.row_groups == (0..rows.len()) && p.skip == 0 && p.take.is_none() {
+        return None;
+    }
+    let mut access = ParquetAccessPlan::new_none(rows.len());
+    for rg in p.row_groups.clone() {
+        let n = rows[rg] as usize;
+        let from = if rg == p.row_groups.start {
+            p.skip as usize
+        } else {
+            0
+        };
+        let to = match p.take {
+            Some(t) if rg + 1 == p.row_groups.end => t as usize,
+            _ => n,
+        };
+        if (from, to) == (0, n) {
+            access.scan(rg);
+        } else {
+            let selectors = [
+                RowSelector::skip(from),
+                RowSelector::select(to - from),
+                RowSelector::skip(n - to),
+            ];
+            let selectors: Vec<RowSelector> = selectors.into_iter().filter(|s| s.row_count > 0).collect();
+            access.scan(rg);
+            access.scan_selection(rg, RowSelection::from(selectors));
+        }
+    }
+    Some(access)
+}
+
+/// A bound as a value of the key column's type (None for types other than integers and
+/// strings).
+fn bound_value(b: &KeyBound, t: &DataType) -> Option<ScalarValue> {
+    let v = match b {
+        KeyBound::Int(i) => ScalarValue::Int64(Some(*i)),
+        KeyBound::Bytes(bytes) => ScalarValue::Utf8(Some(String::from_utf8(bytes.clone()).ok()?)),
+    };
+    let integer_or_string =
+        t.is_integer() || matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);
+    integer_or_string.then(|| v.cast_to(t).ok()).flatten()
+}
+
+/// A table over sorted files whose scan is cut into key ranges ([`KeyRanges`]): the listing
+/// table's scan, its files regrouped into the ranges, declared range-partitioned on the
+/// generation id and sorted by (generation id, segment index) within each range.
+#[derive(Debug)]
+pub struct KeyRangeTable {
+    inner: Arc<dyn TableProvider>,
+    ranges: KeyRanges,
+    /// Each file of the ranges' pieces: as the listing table's scan names it, and its row
+    /// groups' rows.
+    files: Vec<(String, Vec<u64>)>,
+    /// The generation id and segment index columns' names in the files.
+    keys: [String; 2],
+}
+
+impl KeyRangeTable {
+    /// Wraps `inner`, a listing table over `files` (their object-store paths and their row
+    /// groups' rows, in the order [`plan_ranges`] was given them), whose key columns are `keys`.
+    pub fn new(
+        inner: Arc<dyn TableProvider>,
+        ranges: KeyRanges,
+        files: Vec<(String, Vec<u64>)>,
+        keys: [String; 2],
+    ) -> Self {
+        KeyRangeTable {
+            inner,
+            ranges,
+            files,
+            keys,
+        }
+    }
+
+    /// The listing table's scan regrouped into the ranges; None (the scan stays as it is) when
+    /// it is not a Parquet file scan over these files with both key columns as they are.
+    fn regroup(&self, plan: &Arc<dyn ExecutionPlan>) -> Option<Arc<dyn ExecutionPlan>> {
+        let exec = plan.downcast_ref::<DataSourceExec>()?;
+        let config = exec.data_source().downcast_ref::<FileScanConfig>()?;
+        let schema = plan.schema();
+        let col = |name: &str| -> Option<Arc<dyn PhysicalExpr>> {
+            let i = schema.index_of(name).ok()?;
+            Some(Arc::new(Column::new(name, i)))
+        };
+        let (gid, seg) = (col(&self.keys[0])?, col(&self.keys[1])?);
+        let key_type = schema.field_with_name(&self.keys[0]).ok()?.data_type().clone();
+        let splits = self
+            .ranges
+            .splits
+            .iter()
+            .map(|b| bound_value(b, &key_type).map(|v| SplitPoint::new(vec![v])))
+            .collect::<Option<Vec<_>>>()?;
+        let mut files: std::collections::HashMap<&str, &datafusion::datasource::listing::PartitionedFile> =
+            std::collections::HashMap::new();
+        for f in config.file_groups.iter().flat_map(|g| g.iter()) {
+            if f.range.is_some() || files.insert(f.object_meta.location.as_ref(), f).is_some() {
+                return None;
+            }
+        }
+        if files.keys().any(|l| !self.files.iter().any(|(m, _)| m == l)) {
+            return None;
+        }
+        let groups: Vec<FileGroup> = self
+            .ranges
+            .groups
+            .iter()
+            .map(|pieces| {
+                // A file the scan left out (its filters prune it) stays out.
+                let parts = pieces.iter().filter_map(|p| {
+                    let (location, rows) = &self.files[p.file];
+                    let mut f = (*files.get(location.as_str())?).clone();
+                    if let Some(access) = access_plan(p, rows) {
+                        // The file's statistics are not this piece's.
+                        f.statistics = None;
+                        f.extensions.insert(access);
+                    }
+                    Some(f)
+                });
+                FileGroup::new(parts.collect())
+            })
+            .collect();
+        if groups.len() != splits.len() + 1 {
+            return None;
+        }
+        let regrouped = FileScanConfigBuilder::from(config.clone())
+            .with_file_groups(groups)
+            .build();
+        let scan: Arc<dyn ExecutionPlan> = DataSourceExec::from_data_source(regrouped);
+        if scan.properties().partitioning.partition_count() != splits.len() + 1 {
+            return None;
+        }
+        let ascending = SortOptions {
+            descending: false,
+            nulls_first: false,
+        };
+        let ordering = [
+            PhysicalSortExpr::new(Arc::clone(&gid), ascending),
+            PhysicalSortExpr::new(seg, ascending),
+        ];
+        let range =
+            RangePartitioning::try_new(LexOrdering::new([PhysicalSortExpr::new(gid, ascending)])?, splits)
+                .ok()?;
+        Some(Arc::new(KeyRangeExec::new(scan, ordering, range)))
+    }
+}
+
+#[async_trait]
+impl TableProvider for KeyRangeTable {
+    fn schema(&self) -> SchemaRef {
+        self.inner.schema()
+    }
+
+    fn constraints(&self) -> Option<&Constraints> {
+        self.inner.constraints()
+    }
+
+    fn table_type(&self) -> TableType {
+        self.inner.table_type()
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+        let plan = self.inner.scan(state, projection, filters, limit).await?;
+        Ok(self.regroup(&plan).unwrap_or(plan))
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> datafusion::error::Result<Vec<TableProviderFilterPushDown>> {
+        self.inner.supports_filters_pushdown(filters)
+    }
+
+    fn statistics(&self) -> Option<Statistics> {
+        self.inner.statistics()
+    }
+}
+
+/// A file scan regrouped into key ranges, declaring them: range partitioning on the generation
+/// id and (generation id, segment index) order within each partition. Rows pass through.
+#[derive(Debug)]
+pub struct KeyRangeExec {
+    input: Arc<dyn ExecutionPlan>,
+    properties: Arc<PlanProperties>,
+}
+
+impl KeyRangeExec {
+    fn new(input: Arc<dyn ExecutionPlan>, ordering: [PhysicalSortExpr; 2], range: RangePartitioning) -> Self {
+        let mut eq = input.properties().eq_properties.clone();
+        eq.add_ordering(ordering);
+        let properties = input
+            .properties()
+            .as_ref()
+            .clone()
+            .with_eq_properties(eq)
+            .with_partitioning(Partitioning::Range(range));
+        KeyRangeExec {
+            input,
+            properties: Arc::new(properties),
+        }
+    }
+}
+
+impl DisplayAs for KeyRangeExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "KeyRangeExec: {}", self.properties.partitioning)
+    }
+}
+
+impl ExecutionPlan for KeyRangeExec {
+    fn name(&self) -> &str {
+        "KeyRangeExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![&self.input]
+    }
+
+    fn maintains_input_order(&self) -> Vec<bool> {
+        // The order is this node's own declaration (the regrouped scan cannot prove it from
+        // statistics), so no requirement is pushed through it to the scan.
+        vec![false]
+    }
+
+    fn benefits_from_input_partitioning(&self) -> Vec<bool> {
+        vec![false]
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> datafusion::error::Result<TreeNodeRecursion>,
+    ) -> datafusion::error::Result<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        mut children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+        let input = match children.len() {
+            1 => children.remove(0),
+            n => return datafusion::common::internal_err!("KeyRangeExec takes one input, not {n}"),
+        };
+        if input.properties().partitioning.partition_count() != self.properties.partitioning.partition_count()
+        {
+            return datafusion::common::internal_err!(
+                "KeyRangeExec's input changed its partition count: {} to {} ({input:?})",
+                self.properties.partitioning.partition_count(),
+                input.properties().partitioning.partition_count()
+            );
+        }
+        Ok(Arc::new(KeyRangeExec {
+            input,
+            properties: Arc::clone(&self.properties),
+        }))
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> datafusion::error::Result<SendableRecordBatchStream> {
+        self.input.execute(partition, context)
+    }
+}
+
+/// One partition's generation-id range, as its plan's range partitioning declares it:
+/// `[lower, upper)`, either end open.
+#[derive(Debug, Clone)]
+pub struct KeyRange {
+    lower: Option<ScalarValue>,
+    upper: Option<ScalarValue>,
+}
+
+impl KeyRange {
+    /// Each partition's range where `plan`'s output is range-partitioned on column `gid`
+    /// alone; None for any other partitioning.
+    pub fn of_plan(plan: &dyn ExecutionPlan, gid: usize) -> Option<Vec<KeyRange>> {
+        let Partitioning::Range(range) = &plan.properties().partitioning else {
+            return None;
+        };
+        let [key] = range.ordering().as_ref() else {
+            return None;
+        };
+        let on_gid = key
+            .expr
+            .downcast_ref::<Column>()
+            .is_some_and(|c| c.index() == gid)
+            && !key.options.descending
+            && !key.options.nulls_first;
+        if !on_gid {
+            return None;
+        }
+        let splits: Vec<ScalarValue> = range
+            .split_points()
+            .iter()
+            .map(|s| s.values().first().cloned())
+            .collect::<Option<_>>()?;
+        let n = splits.len() + 1;
+        Some(
+            (0..n)
+                .map(|i| KeyRange {
+                    lower: i.checked_sub(1).map(|j| splits[j].clone()),
+                    upper: splits.get(i).cloned(),
+                })
+                .collect(),
+        )
+    }
+
+    /// The first row of `batch` (rows in key order) whose generation id (column `gid`) is
+    /// outside the range, if any.
+    pub fn outside(&self, batch: &RecordBatch, gid: usize) -> datafusion::error::Result<Option<usize>> {
+        let n = batch.num_rows();
+        if n == 0 {
+            return Ok(None);
+        }
+        let ids: &ArrayRef = batch.column(gid);
+        if let Some(lower) = &self.lower {
+            if !gt_eq(&ids.slice(0, 1), &lower.to_scalar()?)?.value(0) {
+                return Ok(Some(0));
+            }
+        }
+        if let Some(upper) = &self.upper {
+            if !lt(&ids.slice(n - 1, 1), &upper.to_scalar()?)?.value(0) {
+                let below = lt(ids, &upper.to_scalar()?)?;
+                return Ok(Some(below.true_count()));
+            }
+        }
+        Ok(None)
+    }
+}
+
+impl fmt::Display for KeyRange {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match (&self.lower, &self.upper) {
+            (Some(l), Some(u)) => write!(f, "from {l} up to (not including) {u}"),
+            (Some(l), None) => write!(f, "from {l} on"),
+            (None, Some(u)) => write!(f, "below {u}"),
+            (None, None) => write!(f, "any"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_piece_reads_its_rows_of_its_first_and_last_row_groups() {
+        use datafusion::datasource::physical_plan::parquet::RowGroupAccess;
+        use datafusion::parquet::arrow::arrow_reader::{RowSelection, RowSelector};
+        let piece = |row_groups, skip, take| Piece {
+            file: 0,
+            row_groups,
+            skip,
+            take,
+        };
+        let rows = [100, 100];
+        let selection = |s: Vec<RowSelector>| RowGroupAccess::Selection(RowSelection::from(s));
+        let first = access_plan(&piece(0..2, 0, Some(30)), &rows).unwrap();
+        assert_eq!(
+            first.inner(),
+            &[
+                RowGroupAccess::Scan,
+                selection(vec![RowSelector::select(30), RowSelector::skip(70)])
+            ]
+        );
+        let second = access_plan(&piece(1..2, 30, None), &rows).unwrap();
+        assert_eq!(
+            second.inner(),
+            &[
+                RowGroupAccess::Skip,
+                selection(vec![RowSelector::skip(30), RowSelector::select(70)])
+            ]
+        );
+        let middle = access_plan(&piece(0..1, 10, Some(20)), &rows).unwrap();
+        assert_eq!(
+            middle.inner(),
+            &[
+                selection(vec![
+                    RowSelector::skip(10),
+                    RowSelector::select(10),
+                    RowSelector::skip(80)
+                ]),
+                RowGroupAccess::Skip
+            ]
+        );
+        assert!(
+            access_plan(&piece(0..2, 0, None), &rows).is_none(),
+            "a whole file needs no plan"
+        );
+    }
+
+    #[test]
+    fn a_partition_finds_the_first_row_outside_its_range() {
+        use datafusion::arrow::array::Int64Array;
+        use datafusion::arrow::datatypes::{Field, Schema};
+        let batch = |ids: Vec<i64>| {
+            let schema = Arc::new(Schema::new(vec![Field::new("g", DataType::Int64, false)]));
+            RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(ids))]).unwrap()
+        };
+        let r = KeyRange {
+            lower: Some(ScalarValue::Int64(Some(10))),
+            upper: Some(ScalarValue::Int64(Some(20))),
+        };
+        assert_eq!(r.outside(&batch(vec![10, 12, 19]), 0).unwrap(), None);
+        assert_eq!(r.outside(&batch(vec![9, 12]), 0).unwrap(), Some(0));
+        assert_eq!(r.outside(&batch(vec![12, 19, 20, 21]), 0).unwrap(), Some(2));
+        assert_eq!(r.to_string(), "from 10 up to (not including) 20");
+    }
+}
