@@ -25,6 +25,14 @@ fn all_rows(dir: &Path) -> RecordBatch {
 /// declaring `sorting_columns` (generation id, segment index) or not.
 fn rewrite(rows: &RecordBatch, order: Vec<u32>, to: &Path, declare: bool, group_rows: usize) -> PathBuf {
     let out = take_record_batch(rows, &UInt32Array::from(order)).unwrap();
+    std::fs::create_dir_all(to).unwrap();
+    write_file(&out, &to.join("data.parquet"), declare, group_rows);
+    to.to_path_buf()
+}
+
+/// Writes `rows` to `path` in row groups of `group_rows`, declaring `sorting_columns`
+/// (generation id, segment index) or not.
+fn write_file(rows: &RecordBatch, path: &Path, declare: bool, group_rows: usize) {
     let asc = |i| SortingColumn {
         column_idx: i,
         descending: false,
@@ -34,17 +42,27 @@ fn rewrite(rows: &RecordBatch, order: Vec<u32>, to: &Path, declare: bool, group_
     if declare {
         props = props.set_sorting_columns(Some(vec![asc(0), asc(1)]));
     }
-    std::fs::create_dir_all(to).unwrap();
-    let path = to.join("data.parquet");
     let mut w = ArrowWriter::try_new(
-        std::fs::File::create(&path).unwrap(),
-        out.schema(),
+        std::fs::File::create(path).unwrap(),
+        rows.schema(),
         Some(props.build()),
     )
     .unwrap();
-    w.write(&out).unwrap();
+    w.write(rows).unwrap();
     w.close().unwrap();
-    to.to_path_buf()
+}
+
+/// Each segment file's (first, last) generation id, in file name order.
+fn id_ranges(out: &Path) -> Vec<(String, String)> {
+    parts(&out.join("segments"))
+        .iter()
+        .map(|p| {
+            let batches = read_parquet(p);
+            let b = concat_batches(&batches[0].schema(), &batches).unwrap();
+            let ids = str_col(&b, "generation_id");
+            (ids[0].clone(), ids[ids.len() - 1].clone())
+        })
+        .collect()
 }
 
 #[test]
@@ -171,4 +189,109 @@ fn footer_statistics_that_show_disorder_go_straight_to_the_sort() {
         1e-6,
         "reversed vs sorted",
     );
+}
+
+#[test]
+fn sorted_input_is_cut_into_key_ranges_that_run_side_by_side() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("generated");
+    generate_with(&input, 20_000, 1, &["--undeclared"]);
+    let rows = all_rows(&input);
+    let n = rows.num_rows();
+    // As writers write it: row groups of a fixed number of rows (3000 here), so generations run
+    // from one row group into the next; and the same rows in two files, one generation
+    // starting in the first and ending in the second.
+    let one = rewrite(
+        &rows,
+        (0..n as u32).collect(),
+        &tmp.path().join("one"),
+        false,
+        3000,
+    );
+    let two = tmp.path().join("two");
+    std::fs::create_dir_all(&two).unwrap();
+    let gids = str_col(&rows, "generation_id");
+    let split = (n / 2..n).find(|&i| gids[i] != gids[i - 1]).unwrap() + 1;
+    assert_eq!(
+        gids[split - 1],
+        gids[split],
+        "the generation runs on into the second file"
+    );
+    write_file(&rows.slice(0, split), &two.join("a.parquet"), false, 3000);
+    write_file(&rows.slice(split, n - split), &two.join("b.parquet"), false, 3000);
+    for (name, data) in [("one file", one), ("two files", two)] {
+        // Three ranges, one per thread, windowed where they are read: no merge, no sort.
+        let plan = explain(&data, &["--threads", "3"]);
+        assert!(
+            plan.contains("KeyRangeExec: Range([generation_id@0 ASC NULLS LAST]"),
+            "{name}: {plan}"
+        );
+        assert!(plan.contains("], 3)"), "{name}: {plan}");
+        assert!(
+            !plan.contains("RepartitionExec") && !plan.contains("SortExec"),
+            "{name}: {plan}"
+        );
+        let (one_thread, three) = (
+            tmp.path().join(format!("{name}-1")),
+            tmp.path().join(format!("{name}-3")),
+        );
+        run_ok(
+            &[&data],
+            &demo_model(),
+            &one_thread,
+            &["--provider", "cpu", "--threads", "1"],
+        );
+        let o = run_ok(
+            &[&data],
+            &demo_model(),
+            &three,
+            &["--provider", "cpu", "--threads", "3"],
+        );
+        assert!(!stderr(&o).contains(FALLBACK), "{name}: {}", stderr(&o));
+        // The same rows and targets; the model's scores as its batches (cut where the ranges
+        // are) give them.
+        assert_same_output(&read_segments(&three), &read_segments(&one_thread), 1e-6, name);
+        let (s1, s3) = (summary(&one_thread), summary(&three));
+        assert_eq!(s3["input_order"], "detected", "{name}");
+        assert_eq!(s3["n_generations"], s1["n_generations"], "{name}");
+        assert_eq!(s3["n_segments"], 20_000, "{name}");
+        assert_eq!(s3["output_files"], 3, "{name}");
+        // Each range wrote its own file, in key order, the files' ranges apart.
+        let mut ranges = id_ranges(&three);
+        ranges.sort();
+        assert_eq!(ranges.len(), 3, "{name}");
+        assert!(ranges.windows(2).all(|w| w[0].1 < w[1].0), "{name}: {ranges:?}");
+        // The evaluation in the pass: one row per generation, as with one thread.
+        let g = |out: &Path| str_col(&read_parts(&out.join("generations")), "generation_id").len();
+        assert_eq!(g(&three), g(&one_thread), "{name}");
+        assert_eq!(g(&three) as u64, s3["n_generations"].as_u64().unwrap(), "{name}");
+    }
+    // A row out of order within the last range: the shard runs again with a sort, and the
+    // output is right; with --sorted it is an error.
+    let mut order: Vec<u32> = (0..n as u32).collect();
+    order.swap(n - 5, n - 3);
+    let disordered = rewrite(&rows, order, &tmp.path().join("disordered"), false, 3000);
+    let out = tmp.path().join("disordered-out");
+    let o = run_ok(
+        &[&disordered],
+        &demo_model(),
+        &out,
+        &["--provider", "cpu", "--threads", "3"],
+    );
+    assert!(stderr(&o).contains(FALLBACK), "{}", stderr(&o));
+    assert_eq!(summary(&out)["input_order"], "sorted");
+    assert_same_output(
+        &read_segments(&out),
+        &read_segments(&tmp.path().join("one file-1")),
+        1e-6,
+        "disordered",
+    );
+    let o = run(
+        &[&disordered],
+        &demo_model(),
+        &tmp.path().join("flag"),
+        &["--provider", "cpu", "--threads", "3", "--sorted"],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("declared sorted"), "{}", stderr(&o));
 }
