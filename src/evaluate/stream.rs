@@ -329,15 +329,30 @@ fn calibration(s: &RecordBatch, pred: &[f64], target: &[f64]) -> Result<Vec<Cali
     let opts = datafusion::arrow::compute::SortOptions::default();
     let by_gid = make_comparator(s.column(0).as_ref(), s.column(0).as_ref(), opts)?;
     let by_seg = make_comparator(s.column(1).as_ref(), s.column(1).as_ref(), opts)?;
-    let mut order: Vec<usize> = (0..n).collect();
-    order.par_sort_unstable_by(|&a, &b| {
-        pred[a]
-            .total_cmp(&pred[b])
-            .then_with(|| by_gid(a, b))
-            .then_with(|| by_seg(a, b))
-    });
+    // By prediction (its total-order key, the index beside it), then each run of equal
+    // predictions by key.
+    let mut keyed: Vec<(u64, u32)> = pred
+        .iter()
+        .enumerate()
+        .map(|(i, &p)| (crate::metrics::total_order_key(p), i as u32))
+        .collect();
+    keyed.par_sort_unstable();
+    let mut start = 0;
+    while start < n {
+        let mut end = start + 1;
+        while end < n && keyed[end].0 == keyed[start].0 {
+            end += 1;
+        }
+        if end - start > 1 {
+            keyed[start..end].sort_unstable_by(|&(_, a), &(_, b)| {
+                let (a, b) = (a as usize, b as usize);
+                by_gid(a, b).then_with(|| by_seg(a, b))
+            });
+        }
+        start = end;
+    }
     let mut deciles: Vec<CalibrationRow> = Vec::new();
-    for (r, &i) in order.iter().enumerate() {
+    for (r, i) in keyed.iter().map(|&(_, i)| i as usize).enumerate() {
         let decile = (r as u64 * 10) / n as u64 + 1;
         match deciles.last_mut() {
             Some(row) if row.decile == decile => {

@@ -62,21 +62,38 @@ pub fn pearson(x: &[f64], y: &[f64]) -> Option<f64> {
     }
 }
 
+/// A float's place in IEEE 754's total order (`f64::total_cmp`) as an unsigned integer: the
+/// sorts below sort these, with the row's index beside them, rather than indices by a
+/// comparison that reads the floats at random.
+pub fn total_order_key(v: f64) -> u64 {
+    let bits = v.to_bits();
+    if bits >> 63 == 1 {
+        !bits
+    } else {
+        bits | 1 << 63
+    }
+}
+
 /// Ranks starting at 1, ties given the mean of the ranks they span.
 pub fn average_ranks(x: &[f64]) -> Vec<f64> {
-    let mut idx: Vec<usize> = (0..x.len()).collect();
-    idx.par_sort_unstable_by(|&a, &b| x[a].total_cmp(&x[b]));
+    // -0.0 + 0.0 is 0.0: the keys then tie exactly what `==` ties.
+    let mut keyed: Vec<(u64, u32)> = x
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (total_order_key(v + 0.0), i as u32))
+        .collect();
+    keyed.par_sort_unstable();
     let mut ranks = vec![0.0; x.len()];
     let mut i = 0;
-    while i < idx.len() {
+    while i < keyed.len() {
         let mut j = i + 1;
-        while j < idx.len() && x[idx[j]] == x[idx[i]] {
+        while j < keyed.len() && keyed[j].0 == keyed[i].0 {
             j += 1;
         }
         // positions i..j (0-based) hold ranks i+1..=j; their mean:
         let rank = (i + j + 1) as f64 / 2.0;
-        for &k in &idx[i..j] {
-            ranks[k] = rank;
+        for &(_, k) in &keyed[i..j] {
+            ranks[k as usize] = rank;
         }
         i = j;
     }
@@ -114,24 +131,26 @@ impl PairCounts {
         if n != y.len() || !all_finite(x) || !all_finite(y) {
             return None;
         }
-        // -0.0 + 0.0 is 0.0: the sort (total order) then ties exactly what `==` ties.
-        let x: Vec<f64> = x.iter().map(|v| v + 0.0).collect();
-        let y: Vec<f64> = y.iter().map(|v| v + 0.0).collect();
+        // -0.0 + 0.0 is 0.0: the keys (total order) then tie exactly what `==` ties.
+        let mut xy: Vec<(u64, u64)> = x
+            .iter()
+            .zip(y)
+            .map(|(a, b)| (total_order_key(a + 0.0), total_order_key(b + 0.0)))
+            .collect();
+        xy.par_sort_unstable();
         let pairs_in = |k: u64| k * k.saturating_sub(1) / 2;
-        let mut idx: Vec<usize> = (0..n).collect();
-        idx.par_sort_unstable_by(|&a, &b| x[a].total_cmp(&x[b]).then(y[a].total_cmp(&y[b])));
         let (mut tied_x, mut tied_both) = (0u64, 0u64);
         let mut i = 0;
         while i < n {
             let mut j = i + 1;
-            while j < n && x[idx[j]] == x[idx[i]] {
+            while j < n && xy[j].0 == xy[i].0 {
                 j += 1;
             }
             tied_x += pairs_in((j - i) as u64);
             let mut a = i;
             while a < j {
                 let mut b = a + 1;
-                while b < j && y[idx[b]] == y[idx[a]] {
+                while b < j && xy[b].1 == xy[a].1 {
                     b += 1;
                 }
                 tied_both += pairs_in((b - a) as u64);
@@ -139,8 +158,9 @@ impl PairCounts {
             }
             i = j;
         }
-        let mut ys: Vec<f64> = idx.iter().map(|&k| y[k]).collect();
-        let mut scratch = vec![0.0; n];
+        let mut ys: Vec<u64> = xy.iter().map(|p| p.1).collect();
+        drop(xy);
+        let mut scratch = vec![0; n];
         let discordant = merge_count(&mut ys, &mut scratch);
         let mut tied_y = 0u64;
         let mut i = 0;
@@ -185,7 +205,7 @@ impl PairCounts {
 }
 
 /// Sorts `v` ascending (merge sort) and returns how many pairs were strictly out of order.
-fn merge_count(v: &mut [f64], scratch: &mut [f64]) -> u64 {
+fn merge_count(v: &mut [u64], scratch: &mut [u64]) -> u64 {
     let n = v.len();
     if n < 2 {
         return 0;
@@ -427,6 +447,11 @@ mod properties {
     }
 
     proptest! {
+        #[test]
+        fn total_order_keys_order_as_total_cmp(a in any::<f64>(), b in any::<f64>()) {
+            prop_assert_eq!(total_order_key(a).cmp(&total_order_key(b)), a.total_cmp(&b));
+        }
+
         #[test]
         fn rank_metrics_lie_in_their_ranges((p, t) in scores()) {
             for v in [kendall_tau(&p, &t), spearman(&p, &t), pearson(&p, &t)].into_iter().flatten() {
