@@ -212,18 +212,23 @@ pub fn row_group_keys(pq: &ParquetMetaData, key: &str) -> Vec<Option<RowGroupKey
     pq.row_groups().iter().map(range).collect()
 }
 
-/// How many rows at the start of row group `rg` of the file at `path` share its first value of
-/// top-level column `key`, and the value after them (integers and strings); None when the
-/// whole row group holds that one value, or the column cannot be read (then nothing is cut
-/// there). Reads that one column chunk.
-pub fn leading_rows(path: &std::path::Path, key: &str, rg: usize) -> Option<(u64, KeyBound)> {
+/// How many rows at the start of row group `rg` of the file at `path` (whose footer is `meta`)
+/// share its first value of top-level column `key`, and the value after them (integers and
+/// strings); None when the whole row group holds that one value, or the column cannot be read
+/// (then nothing is cut there). Reads that column chunk's first pages, until the value changes.
+pub fn leading_rows(
+    path: &std::path::Path,
+    meta: &ArrowReaderMetadata,
+    key: &str,
+    rg: usize,
+) -> Option<(u64, KeyBound)> {
     match crate::store::remote(path) {
-        Some(url) => leading_rows_in(crate::store::RemoteFile::open(url).ok()?, key, rg),
-        None => leading_rows_in(File::open(path).ok()?, key, rg),
+        Some(url) => leading_rows_in(crate::store::RemoteFile::open(url).ok()?, meta, key, rg),
+        None => leading_rows_in(File::open(path).ok()?, meta, key, rg),
     }
 }
 
-fn leading_rows_in<R>(reader: R, key: &str, rg: usize) -> Option<(u64, KeyBound)>
+fn leading_rows_in<R>(reader: R, meta: &ArrowReaderMetadata, key: &str, rg: usize) -> Option<(u64, KeyBound)>
 where
     R: datafusion::parquet::file::reader::ChunkReader + 'static,
 {
@@ -232,11 +237,10 @@ where
     use datafusion::arrow::datatypes::{DataType, Int64Type};
     use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     use datafusion::parquet::arrow::ProjectionMask;
-    let meta = read_footer(&reader).ok()?;
     let leaf = top_level_leaf(meta.metadata(), key)?;
     let mask = ProjectionMask::leaves(meta.metadata().file_metadata().schema_descr(), [leaf]);
     quietly(|| {
-        let batches = ParquetRecordBatchReaderBuilder::new_with_metadata(reader, meta)
+        let batches = ParquetRecordBatchReaderBuilder::new_with_metadata(reader, meta.clone())
             .with_projection(mask)
             .with_row_groups(vec![rg])
             .build()

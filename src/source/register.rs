@@ -5,10 +5,11 @@ use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
 use datafusion::catalog::TableProvider;
+use datafusion::parquet::arrow::arrow_reader::ArrowReaderMetadata;
 use datafusion::prelude::SessionContext;
 
 use crate::contract::{ColumnNames, EXECUTOR_COLUMN, OUTPUT_COLUMNS};
-use crate::engine::footer::leading_rows;
+use crate::engine::footer::{leading_rows, read_footers};
 use crate::engine::ranges::{plan_ranges, KeyRangeTable};
 use crate::engine::tables::{file_url, listing_table, partitioned_table};
 use crate::error::{Error, Result};
@@ -57,8 +58,8 @@ pub async fn register(
     register_view(ctx, cols, &carried, None).await?;
     Ok(carried)
 }
-/// `table` (sorted files) cut into key ranges, one per partition, where the footers allow it
-/// ([`crate::engine::ranges`]); else `table` as it is.
+/// `table` (sorted files) cut into pieces and key ranges, at most one per partition, where the
+/// footers allow it ([`crate::engine::ranges`]); else `table` as it is.
 fn key_ranged(
     ctx: &SessionContext,
     table: Arc<dyn TableProvider>,
@@ -67,8 +68,15 @@ fn key_ranged(
 ) -> Result<Arc<dyn TableProvider>> {
     let partitions = ctx.state().config().target_partitions();
     let keys: Vec<&[_]> = inputs.files.iter().map(|f| f.key_ranges.as_slice()).collect();
-    let mut leading =
-        |file: usize, rg: usize| leading_rows(&inputs.files[file].path, &cols.generation_id, rg);
+    // Each file's footer is read once, if a generation runs on into one of its row groups.
+    let mut footers: Vec<Option<ArrowReaderMetadata>> = vec![None; inputs.files.len()];
+    let mut leading = |file: usize, rg: usize| {
+        let path = &inputs.files[file].path;
+        if footers[file].is_none() {
+            footers[file] = read_footers(std::slice::from_ref(path)).ok()?.pop();
+        }
+        leading_rows(path, footers[file].as_ref()?, &cols.generation_id, rg)
+    };
     let Some(ranges) = plan_ranges(&keys, partitions, &mut leading) else {
         return Ok(table);
     };

@@ -1,20 +1,24 @@
 //! Key ranges: sorted input cut into partitions by generation id where the footers' row-group
-//! statistics show a clean break, so that each range is windowed, checked, evaluated and
-//! written by its own partition, side by side, with no merge.
+//! statistics allow, so that each range is windowed, checked, evaluated and written by its own
+//! partition, side by side, with no merge.
 //!
 //! Without this, DataFusion groups sorted files into order-preserving file groups by their
 //! min/max chains (interleaved, not ranges) and merges them back into one order with an
 //! order-preserving hash repartition before the window: that merge runs on one core. Here the
-//! row groups of all files, in generation-id order, are cut at points where every generation id
-//! before is below every one after (footer min/max), into about equal numbers of rows per
-//! range; a file may be cut between its row groups. The scan declares the cut as DataFusion's
-//! range partitioning on the generation id and each range's rows in (generation id, segment
-//! index) order, which the window's requirement accepts as it is.
+//! row groups of all files, in generation-id order, are cut into pieces wherever a cut can go:
+//! between row groups where every generation id before is below every one after (footer
+//! min/max), or, where one generation runs on from a row group into the next, after that
+//! generation's first rows in the next (read from the file). Each partition then reads a run of
+//! whole pieces, about equal numbers of rows each. The pieces depend on the files alone, and
+//! each is read on its own, so the scan's batches (and the model's, cut from them) are the same
+//! whatever the number of partitions: so are the predictions, bit for bit.
 //!
-//! Both declarations are trusted by DataFusion, so the job verifies them as rows flow: each
-//! partition checks its rows' key order (as for any sorted input) and that its generation ids
-//! lie within its range ([`KeyRange`]); a row outside is an error, or, where the order was only
-//! taken from the footers, a fallback to the sort path.
+//! The scan declares the ranges as DataFusion's range partitioning on the generation id and
+//! each range's rows in (generation id, segment index) order, which the window's requirement
+//! accepts as it is. Both declarations are trusted by DataFusion, so the job verifies them as
+//! rows flow: each partition checks its rows' key order (as for any sorted input) and that its
+//! generation ids lie within its range ([`KeyRange`]); a row outside is an error, or, where the
+//! order was only taken from the footers, a fallback to the sort path.
 
 use std::ops::Range;
 
@@ -24,21 +28,22 @@ mod scan;
 
 pub use scan::{KeyRange, KeyRangeExec, KeyRangeTable};
 
-/// A run of one file's row groups, the first and last possibly in part.
+/// A run of one file's rows between two cuts: row groups, the first and last possibly in part.
+/// Each piece is read as a file of its own.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Piece {
     /// The file's index in the list given to [`plan_ranges`].
     pub file: usize,
     /// Its row groups.
     pub row_groups: Range<usize>,
-    /// Rows skipped at the start of the first row group (read by the range before).
+    /// Rows skipped at the start of the first row group (the piece before reads them).
     pub skip: u64,
-    /// Rows read of the last row group, when not all (the rest are the next range's).
+    /// Rows read of the last row group, when not all (the piece after reads the rest).
     pub take: Option<u64>,
 }
 
-/// Sorted input cut into key ranges: each group's pieces in order, and the first generation id
-/// of every group after the first.
+/// Sorted input cut into key ranges: each range's pieces in order, and the first generation id
+/// of every range after the first.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyRanges {
     /// The pieces of each range, in key order.
@@ -52,22 +57,18 @@ pub struct KeyRanges {
 /// (None when the whole row group is that generation, or it cannot be read).
 pub type Leading<'a> = dyn FnMut(usize, usize) -> Option<(u64, KeyBound)> + 'a;
 
-/// Cuts files (each given by its row groups' generation-id ranges, [`RowGroupKeys`]) into at
-/// most `partitions` key ranges of about equal rows, between row groups: where every id before
-/// is below every id after, or, where one generation runs from a row group into the next, after
-/// that generation's first rows in the next (`leading` counts them). None when there is nothing
-/// to gain or it cannot be done from the statistics: fewer than two partitions, a row group
-/// without exact statistics, row groups that overlap once the files are put in key order (a
-/// file whose row groups are not in order, or files whose ranges interleave), or no place to
-/// cut.
+/// Cuts files (each given by its row groups' generation-id ranges, [`RowGroupKeys`]) into
+/// pieces wherever a cut can go (see the module's text; `leading` reads where one generation
+/// runs on into a row group), and groups the pieces into at most `partitions` key ranges of
+/// about equal rows. None when it cannot be done from the statistics: a row group without exact
+/// statistics, or row groups that overlap once the files are put in key order (a file whose row
+/// groups are not in order, or files whose ranges interleave). One range (no cut, or one
+/// partition) still reads the pieces, so that the batches do not depend on `partitions`.
 pub fn plan_ranges(
     files: &[&[Option<RowGroupKeys>]],
     partitions: usize,
     leading: &mut Leading<'_>,
 ) -> Option<KeyRanges> {
-    if partitions < 2 {
-        return None;
-    }
     let keys: Vec<Vec<&RowGroupKeys>> = files
         .iter()
         .map(|f| f.iter().map(Option::as_ref).collect::<Option<Vec<_>>>())
@@ -79,47 +80,26 @@ pub fn plan_ranges(
         .iter()
         .flat_map(|&f| keys[f].iter().enumerate().map(move |(rg, k)| (f, rg, *k)))
         .collect();
-    if seq.windows(2).any(|w| w[1].2.min < w[0].2.max) {
+    if seq.is_empty() || seq.windows(2).any(|w| w[1].2.min < w[0].2.max) {
         return None;
     }
-    // Places to cut: before row group j (with the rows before it).
-    let total: u64 = seq.iter().map(|s| s.2.rows).sum();
-    let mut places: Vec<(usize, u64)> = Vec::new();
+    // The cuts: (row group j, rows into it, the id the next piece starts at, rows before).
+    let mut cuts: Vec<(usize, u64, KeyBound, u64)> = Vec::new();
     let mut before = 0u64;
     for j in 1..seq.len() {
         before += seq[j - 1].2.rows;
-        places.push((j, before));
-    }
-    // For each ideal cut (k/partitions of the rows), the nearest place after the last cut;
-    // then where exactly, in rows into row group j, and the id the next range starts at.
-    let mut cuts: Vec<(usize, u64, KeyBound)> = Vec::new();
-    let mut b = 0;
-    for k in 1..partitions as u64 {
-        let ideal = total * k / partitions as u64;
-        let distance = |i: usize| places[i].1.abs_diff(ideal);
-        while b + 1 < places.len() && distance(b + 1) <= distance(b) {
-            b += 1;
-        }
-        let Some(&(j, _)) = places.get(b) else { break };
-        b += 1;
         let (file, rg, keys) = seq[j];
-        let cut = if seq[j - 1].2.max < keys.min {
-            Some((j, 0, keys.min.clone()))
-        } else {
+        if seq[j - 1].2.max < keys.min {
+            cuts.push((j, 0, keys.min.clone(), before));
+        } else if let Some((n, next)) = leading(file, rg).filter(|(n, _)| *n > 0 && *n < keys.rows) {
             // One generation runs on into row group j: cut after its rows there.
-            leading(file, rg)
-                .filter(|(n, _)| *n > 0 && *n < keys.rows)
-                .map(|(n, next)| (j, n, next))
-        };
-        cuts.extend(cut);
+            cuts.push((j, n, next, before + n));
+        }
     }
-    if cuts.is_empty() {
-        return None;
-    }
-    // Each range: from (row group, row) to (row group, row), the end not included.
+    // The pieces between the cuts (one per file they touch), with the rows before each run.
     let start = std::iter::once((0, 0)).chain(cuts.iter().map(|c| (c.0, c.1)));
     let end = cuts.iter().map(|c| (c.0, c.1)).chain([(seq.len(), 0)]);
-    let groups = start
+    let runs: Vec<Vec<Piece>> = start
         .zip(end)
         .map(|((j0, skip), (j1, take))| {
             let last = if take > 0 { j1 + 1 } else { j1 };
@@ -142,7 +122,29 @@ pub fn plan_ranges(
             pieces
         })
         .collect();
-    let splits = cuts.into_iter().map(|c| c.2).collect();
+    // Ranges of whole runs: for each ideal boundary (k/partitions of the rows), the cut nearest
+    // to it after the last one taken.
+    let total: u64 = seq.iter().map(|s| s.2.rows).sum();
+    let mut taken: Vec<usize> = Vec::new();
+    let mut c = 0;
+    for k in 1..partitions.max(1) as u64 {
+        let ideal = total * k / partitions as u64;
+        let distance = |i: usize| cuts[i].3.abs_diff(ideal);
+        if c >= cuts.len() {
+            break;
+        }
+        while c + 1 < cuts.len() && distance(c + 1) <= distance(c) {
+            c += 1;
+        }
+        taken.push(c);
+        c += 1;
+    }
+    let bounds: Vec<usize> = std::iter::once(0)
+        .chain(taken.iter().map(|&c| c + 1))
+        .chain([runs.len()])
+        .collect();
+    let groups = bounds.windows(2).map(|w| runs[w[0]..w[1]].concat()).collect();
+    let splits = taken.iter().map(|&c| cuts[c].2.clone()).collect();
     Some(KeyRanges { groups, splits })
 }
 
@@ -173,7 +175,7 @@ mod tests {
     }
 
     #[test]
-    fn files_are_put_in_key_order_and_cut_at_clean_breaks_into_balanced_ranges() {
+    fn files_are_put_in_key_order_cut_at_clean_breaks_and_grouped_into_balanced_ranges() {
         // Given out of order; file 1 holds ids 0..=9, file 0 ids 10..=29 in two row groups.
         let f0 = [rg(10, 19, 100), rg(20, 29, 100)];
         let f1 = [rg(0, 9, 100)];
@@ -183,20 +185,27 @@ mod tests {
             vec![vec![whole(1, 0..1)], vec![whole(0, 0..1)], vec![whole(0, 1..2)]]
         );
         assert_eq!(r.splits, vec![KeyBound::Int(10), KeyBound::Int(20)]);
-        // Two ranges: the place nearest half the rows (after 100 or after 200 of 300: a tie
-        // goes to the later).
+        // Two ranges: the cut nearest half the rows (after 100 or after 200 of 300: a tie goes
+        // to the later); the pieces stay as they were.
         let r = plan_ranges(&[&f0, &f1], 2, &mut unread).unwrap();
         assert_eq!(r.splits, vec![KeyBound::Int(20)]);
         assert_eq!(
             r.groups,
             vec![vec![whole(1, 0..1), whole(0, 0..1)], vec![whole(0, 1..2)]]
         );
+        // One partition: one range, the same pieces.
+        let r = plan_ranges(&[&f0, &f1], 1, &mut unread).unwrap();
+        assert_eq!(r.splits, vec![]);
+        assert_eq!(
+            r.groups,
+            vec![vec![whole(1, 0..1), whole(0, 0..1), whole(0, 1..2)]]
+        );
     }
 
     #[test]
     fn a_generation_across_row_groups_or_files_is_cut_after_its_rows() {
         // Generation 5 ends row group 0 of file 0 and starts row group 1 (its first 30 rows);
-        // generation 9 ends file 0 and starts file 1.
+        // generation 9 ends file 0 and starts file 1, whose first row group cannot be read.
         let f0 = [rg(0, 5, 100), rg(5, 9, 100)];
         let f1 = [rg(9, 12, 100), rg(13, 20, 100)];
         let mut asked = Vec::new();
@@ -208,36 +217,40 @@ mod tests {
             }
         };
         let r = plan_ranges(&[&f0, &f1], 4, &mut leading).unwrap();
-        // Cuts wanted after 100, 200 and 300 rows: the first in row group (0, 1) after its 30
-        // rows of generation 5; file 1's first row group cannot be read here, so no cut there;
-        // the last where ids 12 and 13 meet.
-        assert_eq!(asked, vec![(0, 1), (1, 0)]);
+        // Cuts after 130 rows (id 6) and 300 (id 13): three pieces of runs, two ranges used.
         assert_eq!(r.splits, vec![KeyBound::Int(6), KeyBound::Int(13)]);
+        let head = Piece {
+            file: 0,
+            row_groups: 0..2,
+            skip: 0,
+            take: Some(30),
+        };
+        let tail = Piece {
+            file: 0,
+            row_groups: 1..2,
+            skip: 30,
+            take: None,
+        };
         assert_eq!(
             r.groups,
             vec![
-                vec![Piece {
-                    file: 0,
-                    row_groups: 0..2,
-                    skip: 0,
-                    take: Some(30)
-                }],
-                vec![
-                    Piece {
-                        file: 0,
-                        row_groups: 1..2,
-                        skip: 30,
-                        take: None
-                    },
-                    whole(1, 0..1)
-                ],
-                vec![whole(1, 1..2)],
+                vec![head.clone()],
+                vec![tail.clone(), whole(1, 0..1)],
+                vec![whole(1, 1..2)]
             ]
+        );
+        // With one partition: the same pieces, in one range.
+        let one = plan_ranges(&[&f0, &f1], 1, &mut leading).unwrap();
+        assert_eq!(one.groups, vec![vec![head, tail, whole(1, 0..1), whole(1, 1..2)]]);
+        assert_eq!(
+            asked,
+            vec![(0, 1), (1, 0), (0, 1), (1, 0)],
+            "only where a generation runs on"
         );
     }
 
     #[test]
-    fn no_ranges_without_exact_statistics_in_order_or_a_place_to_cut() {
+    fn no_ranges_without_exact_statistics_in_order() {
         let no = |files: &[&[Option<RowGroupKeys>]], n| plan_ranges(files, n, &mut unread);
         assert_eq!(
             no(&[&[rg(0, 9, 10), None]], 2),
@@ -254,20 +267,14 @@ mod tests {
             None,
             "interleaved files"
         );
-        assert_eq!(
-            no(&[&[rg(0, 9, 10), rg(9, 19, 10)]], 2),
-            None,
-            "one generation across, unread"
-        );
-        assert_eq!(
-            no(&[&[rg(0, 9, 10)], &[rg(10, 19, 10)]], 1),
-            None,
-            "one partition"
-        );
+        // No place to cut: one range of one piece.
+        let r = no(&[&[rg(0, 9, 10), rg(9, 19, 10)]], 2).unwrap();
+        assert_eq!((r.groups, r.splits), (vec![vec![whole(0, 0..2)]], vec![]));
         let whole_group = |_: usize, _: usize| Some((10, KeyBound::Int(10)));
+        let r = plan_ranges(&[&[rg(0, 9, 10), rg(9, 9, 10)]], 2, &mut { whole_group }).unwrap();
         assert_eq!(
-            plan_ranges(&[&[rg(0, 9, 10), rg(9, 9, 10)]], 2, &mut { whole_group }),
-            None,
+            r.splits,
+            vec![],
             "the whole row group is the generation that runs on"
         );
         let strings = [Some(RowGroupKeys {
