@@ -112,11 +112,6 @@ impl KeyRangeTable {
         let exec = plan.downcast_ref::<DataSourceExec>()?;
         let config = exec.data_source().downcast_ref::<FileScanConfig>()?;
         let schema = plan.schema();
-        let col = |name: &str| -> Option<Arc<dyn PhysicalExpr>> {
-            let i = schema.index_of(name).ok()?;
-            Some(Arc::new(Column::new(name, i)))
-        };
-        let (gid, seg) = (col(&self.keys[0])?, col(&self.keys[1])?);
         let key_type = schema.field_with_name(&self.keys[0]).ok()?.data_type().clone();
         let splits = self
             .ranges
@@ -163,18 +158,7 @@ impl KeyRangeTable {
         if scan.properties().partitioning.partition_count() != splits.len() + 1 {
             return None;
         }
-        let ascending = SortOptions {
-            descending: false,
-            nulls_first: false,
-        };
-        let ordering = [
-            PhysicalSortExpr::new(Arc::clone(&gid), ascending),
-            PhysicalSortExpr::new(seg, ascending),
-        ];
-        let range =
-            RangePartitioning::try_new(LexOrdering::new([PhysicalSortExpr::new(gid, ascending)])?, splits)
-                .ok()?;
-        Some(Arc::new(KeyRangeExec::new(scan, ordering, range)))
+        Some(Arc::new(KeyRangeExec::try_new(scan, self.keys.clone(), splits)?))
     }
 }
 
@@ -220,23 +204,48 @@ impl TableProvider for KeyRangeTable {
 #[derive(Debug)]
 pub struct KeyRangeExec {
     input: Arc<dyn ExecutionPlan>,
+    /// The generation id and segment index columns' names.
+    keys: [String; 2],
+    /// Where each range after the first starts.
+    splits: Vec<SplitPoint>,
     properties: Arc<PlanProperties>,
 }
 
 impl KeyRangeExec {
-    fn new(input: Arc<dyn ExecutionPlan>, ordering: [PhysicalSortExpr; 2], range: RangePartitioning) -> Self {
+    /// Declares `input`'s partitions the ranges that `splits` divide (None when `input` lacks
+    /// a key column, has another number of partitions, or the splits are not in order).
+    fn try_new(input: Arc<dyn ExecutionPlan>, keys: [String; 2], splits: Vec<SplitPoint>) -> Option<Self> {
+        let schema = input.schema();
+        let col = |name: &str| -> Option<Arc<dyn PhysicalExpr>> {
+            Some(Arc::new(Column::new(name, schema.index_of(name).ok()?)))
+        };
+        let (gid, seg) = (col(&keys[0])?, col(&keys[1])?);
+        if input.properties().partitioning.partition_count() != splits.len() + 1 {
+            return None;
+        }
+        let ascending = SortOptions {
+            descending: false,
+            nulls_first: false,
+        };
+        let key = LexOrdering::new([PhysicalSortExpr::new(Arc::clone(&gid), ascending)])?;
+        let range = RangePartitioning::try_new(key, splits.clone()).ok()?;
         let mut eq = input.properties().eq_properties.clone();
-        eq.add_ordering(ordering);
+        eq.add_ordering([
+            PhysicalSortExpr::new(gid, ascending),
+            PhysicalSortExpr::new(seg, ascending),
+        ]);
         let properties = input
             .properties()
             .as_ref()
             .clone()
             .with_eq_properties(eq)
             .with_partitioning(Partitioning::Range(range));
-        KeyRangeExec {
+        Some(KeyRangeExec {
             input,
+            keys,
+            splits,
             properties: Arc::new(properties),
-        }
+        })
     }
 }
 
@@ -284,18 +293,12 @@ impl ExecutionPlan for KeyRangeExec {
             1 => children.remove(0),
             n => return datafusion::common::internal_err!("KeyRangeExec takes one input, not {n}"),
         };
-        if input.properties().partitioning.partition_count() != self.properties.partitioning.partition_count()
-        {
-            return datafusion::common::internal_err!(
-                "KeyRangeExec's input changed its partition count: {} to {} ({input:?})",
-                self.properties.partitioning.partition_count(),
-                input.properties().partitioning.partition_count()
-            );
+        match KeyRangeExec::try_new(input, self.keys.clone(), self.splits.clone()) {
+            Some(exec) => Ok(Arc::new(exec)),
+            None => datafusion::common::internal_err!(
+                "KeyRangeExec's new input no longer has the key columns or the ranges' partitions"
+            ),
         }
-        Ok(Arc::new(KeyRangeExec {
-            input,
-            properties: Arc::clone(&self.properties),
-        }))
     }
 
     fn execute(
