@@ -25,17 +25,19 @@ pub type CommitFiles = Vec<(&'static str, Vec<u8>)>;
 
 /// Every row of some Parquet files.
 fn read_all(files: &[PathBuf]) -> Result<Vec<datafusion::arrow::record_batch::RecordBatch>> {
-    let mut out = Vec::new();
-    for f in files {
-        let file = std::fs::File::open(f).map_err(|e| Error::io(f, e))?;
-        let reader =
-            datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)?
-                .build()?;
-        for b in reader {
-            out.push(b?);
-        }
-    }
-    Ok(out)
+    use rayon::prelude::*;
+    // The files side by side (one per partition), their batches in file order.
+    let per_file: Vec<Vec<_>> = files
+        .par_iter()
+        .map(|f| {
+            let file = std::fs::File::open(f).map_err(|e| Error::io(f, e))?;
+            let reader =
+                datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)?
+                    .build()?;
+            Ok(reader.collect::<std::result::Result<Vec<_>, _>>()?)
+        })
+        .collect::<Result<_>>()?;
+    Ok(per_file.into_iter().flatten().collect())
 }
 
 /// Adds up the shards' records, runs the evaluation over the staged segments, and returns the
