@@ -13,7 +13,6 @@ use datafusion::execution::SendableRecordBatchStream;
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
-use crate::engine::ranges::KeyRange;
 use crate::error::{Error, Result};
 use crate::evaluate::stream::StreamEval;
 use crate::faults;
@@ -37,8 +36,7 @@ pub(crate) struct RejectLimit {
 /// Drives one partition: pulls batches, checks order, validates and adds losses, and hands
 /// the output batches over a bounded channel to a blocking writer thread, so that a slow
 /// writer slows the reader instead of filling memory. With quarantine, batches are regrouped
-/// into whole generations first, and invalid generations go to the rejected writer. With a
-/// key `range` (sorted input cut into ranges), a row outside it is an error.
+/// into whole generations first, and invalid generations go to the rejected writer.
 ///
 /// Returns None when `cancel` stopped it (another partition failed, or the run was stopped);
 /// whatever happens, its writer thread has exited when it returns.
@@ -52,7 +50,6 @@ pub(crate) async fn run_partition(
     cancel: CancellationToken,
     stage: Option<Arc<GenerationStage>>,
     eval: Option<Arc<StreamEval>>,
-    range: Option<KeyRange>,
 ) -> Result<Option<Tally>> {
     let mut moments = Moments::default();
     let mut executors = std::collections::BTreeMap::new();
@@ -242,14 +239,6 @@ pub(crate) async fn run_partition(
                         }
                     }
                 }
-            }
-            // Rows in order (checked above, an error otherwise) are in the partition's key
-            // range when its first and last are.
-            if let Some(row) = range.as_ref().map(|r| r.outside(&batch, plan.gid)).transpose()?.flatten() {
-                return Err(Error::OutsideKeyRange {
-                    generation_id: cell(batch.column(plan.gid), row),
-                    range: range.as_ref().map(ToString::to_string).unwrap_or_default(),
-                });
             }
             rows_done.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
             if let Some(i) = plan.executor {

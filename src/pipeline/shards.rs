@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::engine::ranges::KeyRange;
 use crate::error::{Error, Result};
 use crate::evaluate::stream::StreamEval;
 use crate::faults;
@@ -200,9 +199,7 @@ async fn execute(
     // Each partition checks key order and counts generations on its own: right only when each
     // generation's rows are in one partition (a replacement query without the window may not
     // keep them together). Otherwise the keys are checked and counted over all rows, by SQL.
-    // Sorted input cut into key ranges: each partition checks that its rows are in its range.
-    let ranges = KeyRange::of_plan(physical.as_ref(), plan.gid);
-    let keyed = ranges.is_some() || keyed_by_generation(physical.as_ref(), plan.gid);
+    let keyed = keyed_by_generation(physical.as_ref(), plan.gid);
     if !keyed {
         tracing::debug!(
             "the job query's plan spreads generations over partitions: keys are checked and counted by SQL"
@@ -276,7 +273,6 @@ async fn execute(
             cancel.clone(),
             stage.clone(),
             eval.clone(),
-            ranges.as_ref().map(|r| r[i].clone()),
         );
         tasks.spawn(async move { part.await.map(|r| (i, r)) });
     }
@@ -343,18 +339,21 @@ fn sorts(plan: &dyn datafusion::physical_plan::ExecutionPlan) -> bool {
 }
 
 /// Whether every generation's rows come out of one partition of `plan`: a single partition,
-/// or hash partitioning on the generation id alone (column `gid` of the output).
+/// or hash or range partitioning (key ranges, [`crate::engine::ranges`]) on the generation id
+/// alone (column `gid` of the output).
 fn keyed_by_generation(plan: &dyn datafusion::physical_plan::ExecutionPlan, gid: usize) -> bool {
     use datafusion::physical_expr::expressions::Column;
     use datafusion::physical_plan::Partitioning;
+    let on_gid = |exprs: &[&std::sync::Arc<dyn datafusion::physical_expr::PhysicalExpr>]| {
+        exprs.len() == 1
+            && exprs[0]
+                .downcast_ref::<Column>()
+                .is_some_and(|c| c.index() == gid)
+    };
     match plan.properties().output_partitioning() {
         p if p.partition_count() <= 1 => true,
-        Partitioning::Hash(exprs, _) => {
-            exprs.len() == 1
-                && exprs[0]
-                    .downcast_ref::<Column>()
-                    .is_some_and(|c| c.index() == gid)
-        }
+        Partitioning::Hash(exprs, _) => on_gid(&exprs.iter().collect::<Vec<_>>()),
+        Partitioning::Range(range) => on_gid(&range.ordering().iter().map(|s| &s.expr).collect::<Vec<_>>()),
         _ => false,
     }
 }

@@ -107,7 +107,7 @@ fn key_ranged(
             .optimizer
             .subset_repartition_threshold = n;
     }
-    let keys = [cols.generation_id.clone(), cols.segment_index.clone()];
+    let keys = vec![cols.generation_id.clone(), cols.segment_index.clone()];
     Ok(Arc::new(KeyRangeTable::new(table, ranges, files, keys)))
 }
 

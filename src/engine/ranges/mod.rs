@@ -17,7 +17,7 @@
 //! each range's rows in (generation id, segment index) order, which the window's requirement
 //! accepts as it is. Both declarations are trusted by DataFusion, so the job verifies them as
 //! rows flow: each partition checks its rows' key order (as for any sorted input) and that its
-//! generation ids lie within its range ([`KeyRange`]); a row outside is an error, or, where the
+//! generation ids lie within its range ([`KeyRangeExec`]); a row outside is an error, or, where the
 //! order was only taken from the footers, a fallback to the sort path.
 
 use std::ops::Range;
@@ -26,7 +26,7 @@ use crate::engine::footer::{KeyBound, RowGroupKeys};
 
 mod scan;
 
-pub use scan::{KeyRange, KeyRangeExec, KeyRangeTable};
+pub use scan::{KeyRangeExec, KeyRangeTable};
 
 /// A run of one file's rows between two cuts: row groups, the first and last possibly in part.
 /// Each piece is read as a file of its own.

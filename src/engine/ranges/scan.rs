@@ -11,9 +11,11 @@ use datafusion::arrow::compute::kernels::cmp::{gt_eq, lt};
 use datafusion::arrow::compute::SortOptions;
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::arrow::row::{OwnedRow, RowConverter, SortField};
+use datafusion::arrow::util::display::array_value_to_string;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::tree_node::TreeNodeRecursion;
-use datafusion::common::{Constraints, ScalarValue, SplitPoint, Statistics};
+use datafusion::common::{Constraints, DataFusionError, ScalarValue, SplitPoint, Statistics};
 use datafusion::datasource::physical_plan::parquet::ParquetAccessPlan;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfig, FileScanConfigBuilder};
 use datafusion::datasource::source::DataSourceExec;
@@ -22,12 +24,14 @@ use datafusion::execution::TaskContext;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_expr::{LexOrdering, PhysicalExpr, PhysicalSortExpr, RangePartitioning};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties, SendableRecordBatchStream,
 };
 
 use super::{KeyRanges, Piece};
 use crate::engine::footer::KeyBound;
+use crate::error::Error;
 
 /// Which rows of its file `p` reads (None: all); `rows` are the file's row groups' rows.
 fn access_plan(p: &Piece, rows: &[u64]) -> Option<ParquetAccessPlan> {
@@ -85,8 +89,9 @@ pub struct KeyRangeTable {
     /// Each file of the ranges' pieces: as the listing table's scan names it, and its row
     /// groups' rows.
     files: Vec<(String, Vec<u64>)>,
-    /// The generation id and segment index columns' names in the files.
-    keys: [String; 2],
+    /// The key columns' names in the files: the ranges are of the first, and the rows of each
+    /// range are in the order of all.
+    keys: Vec<String>,
 }
 
 impl KeyRangeTable {
@@ -96,7 +101,7 @@ impl KeyRangeTable {
         inner: Arc<dyn TableProvider>,
         ranges: KeyRanges,
         files: Vec<(String, Vec<u64>)>,
-        keys: [String; 2],
+        keys: Vec<String>,
     ) -> Self {
         KeyRangeTable {
             inner,
@@ -199,13 +204,16 @@ impl TableProvider for KeyRangeTable {
     }
 }
 
-/// A file scan regrouped into key ranges, declaring them: range partitioning on the generation
-/// id and (generation id, segment index) order within each partition. Rows pass through.
+/// A file scan regrouped into key ranges, declaring them: range partitioning on the first key
+/// column and the keys' order (ascending, nulls last) within each partition. DataFusion takes
+/// both on trust; this node checks them as rows pass: a row before the one ahead of it, or
+/// outside its partition's range, ends the stream with [`Error::NotSorted`] or
+/// [`Error::OutsideKeyRange`].
 #[derive(Debug)]
 pub struct KeyRangeExec {
     input: Arc<dyn ExecutionPlan>,
-    /// The generation id and segment index columns' names.
-    keys: [String; 2],
+    /// The key columns' names.
+    keys: Vec<String>,
     /// Where each range after the first starts.
     splits: Vec<SplitPoint>,
     properties: Arc<PlanProperties>,
@@ -214,26 +222,21 @@ pub struct KeyRangeExec {
 impl KeyRangeExec {
     /// Declares `input`'s partitions the ranges that `splits` divide (None when `input` lacks
     /// a key column, has another number of partitions, or the splits are not in order).
-    fn try_new(input: Arc<dyn ExecutionPlan>, keys: [String; 2], splits: Vec<SplitPoint>) -> Option<Self> {
+    fn try_new(input: Arc<dyn ExecutionPlan>, keys: Vec<String>, splits: Vec<SplitPoint>) -> Option<Self> {
         let schema = input.schema();
-        let col = |name: &str| -> Option<Arc<dyn PhysicalExpr>> {
-            Some(Arc::new(Column::new(name, schema.index_of(name).ok()?)))
-        };
-        let (gid, seg) = (col(&keys[0])?, col(&keys[1])?);
-        if input.properties().partitioning.partition_count() != splits.len() + 1 {
+        let cols: Vec<Arc<dyn PhysicalExpr>> = keys
+            .iter()
+            .map(|name| {
+                Some(Arc::new(Column::new(name, schema.index_of(name).ok()?)) as Arc<dyn PhysicalExpr>)
+            })
+            .collect::<Option<_>>()?;
+        if cols.is_empty() || input.properties().partitioning.partition_count() != splits.len() + 1 {
             return None;
         }
-        let ascending = SortOptions {
-            descending: false,
-            nulls_first: false,
-        };
-        let key = LexOrdering::new([PhysicalSortExpr::new(Arc::clone(&gid), ascending)])?;
-        let range = RangePartitioning::try_new(key, splits.clone()).ok()?;
+        let sorted = |c: &Arc<dyn PhysicalExpr>| PhysicalSortExpr::new(Arc::clone(c), ASCENDING);
+        let range = RangePartitioning::try_new(LexOrdering::new([sorted(&cols[0])])?, splits.clone()).ok()?;
         let mut eq = input.properties().eq_properties.clone();
-        eq.add_ordering([
-            PhysicalSortExpr::new(gid, ascending),
-            PhysicalSortExpr::new(seg, ascending),
-        ]);
+        eq.add_ordering(cols.iter().map(sorted));
         let properties = input
             .properties()
             .as_ref()
@@ -248,6 +251,12 @@ impl KeyRangeExec {
         })
     }
 }
+
+/// The order the keys are declared in.
+const ASCENDING: SortOptions = SortOptions {
+    descending: false,
+    nulls_first: false,
+};
 
 impl DisplayAs for KeyRangeExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
@@ -306,56 +315,121 @@ impl ExecutionPlan for KeyRangeExec {
         partition: usize,
         context: Arc<TaskContext>,
     ) -> datafusion::error::Result<SendableRecordBatchStream> {
-        self.input.execute(partition, context)
+        use futures::StreamExt;
+        let stream = self.input.execute(partition, context)?;
+        let schema = stream.schema();
+        let columns: Vec<usize> = self
+            .keys
+            .iter()
+            .map(|k| schema.index_of(k))
+            .collect::<Result<_, _>>()?;
+        let value = |i: usize| self.splits.get(i).and_then(|s| s.values().first().cloned());
+        let range = KeyRange {
+            lower: partition.checked_sub(1).and_then(value),
+            upper: value(partition),
+        };
+        let mut check = KeyCheck::new(&schema, columns, range)?;
+        let checked = stream.map(move |batch| {
+            let batch = batch?;
+            check
+                .check(&batch)
+                .map_err(|e| DataFusionError::External(Box::new(e)))?;
+            Ok(batch)
+        });
+        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, checked)))
     }
 }
 
-/// One partition's generation-id range, as its plan's range partitioning declares it:
-/// `[lower, upper)`, either end open.
+/// Checks that rows come in key order (ascending, nulls last; equal keys allowed) across a
+/// partition's batches, and that the first key lies in the partition's range.
+struct KeyCheck {
+    columns: Vec<usize>,
+    converter: RowConverter,
+    /// The last row seen: its key as a row, and as text.
+    last: Option<(OwnedRow, Vec<String>)>,
+    range: KeyRange,
+}
+
+impl KeyCheck {
+    fn new(schema: &SchemaRef, columns: Vec<usize>, range: KeyRange) -> datafusion::error::Result<Self> {
+        let fields = columns
+            .iter()
+            .map(|&i| SortField::new_with_options(schema.field(i).data_type().clone(), ASCENDING))
+            .collect();
+        Ok(KeyCheck {
+            columns,
+            converter: RowConverter::new(fields)?,
+            last: None,
+            range,
+        })
+    }
+
+    fn check(&mut self, batch: &RecordBatch) -> Result<(), Error> {
+        let n = batch.num_rows();
+        if n == 0 {
+            return Ok(());
+        }
+        let cols: Vec<ArrayRef> = self
+            .columns
+            .iter()
+            .map(|&i| Arc::clone(batch.column(i)))
+            .collect();
+        let text = |row: usize| -> Vec<String> {
+            cols.iter()
+                .map(|c| array_value_to_string(c, row).unwrap_or_else(|_| "?".into()))
+                .collect()
+        };
+        let rows = self
+            .converter
+            .convert_columns(&cols)
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        let before = |i: usize| match (i, &self.last) {
+            (0, Some((last, _))) => Some(last.row()),
+            (0, None) => None,
+            _ => Some(rows.row(i - 1)),
+        };
+        if let Some(i) = (0..n).find(|&i| before(i).is_some_and(|b| b > rows.row(i))) {
+            let prev = match (i, &self.last) {
+                (0, Some((_, t))) => t.clone(),
+                _ => text(i - 1),
+            };
+            let (row, key) = (text(i), |v: &[String], k: usize| {
+                v.get(k).cloned().unwrap_or_default()
+            });
+            return Err(Error::NotSorted {
+                generation_id: key(&row, 0),
+                segment_index: key(&row, 1),
+                prev_generation_id: key(&prev, 0),
+                prev_segment_index: key(&prev, 1),
+            });
+        }
+        // In order: the range holds every row when it holds the first and the last.
+        if let Some(row) = self
+            .range
+            .outside(batch, self.columns[0])
+            .map_err(|e| Error::Internal(e.to_string()))?
+        {
+            return Err(Error::OutsideKeyRange {
+                generation_id: text(row)[0].clone(),
+                range: self.range.to_string(),
+            });
+        }
+        self.last = Some((rows.row(n - 1).owned(), text(n - 1)));
+        Ok(())
+    }
+}
+
+/// One partition's range of the first key: `[lower, upper)`, either end open.
 #[derive(Debug, Clone)]
-pub struct KeyRange {
+struct KeyRange {
     lower: Option<ScalarValue>,
     upper: Option<ScalarValue>,
 }
 
 impl KeyRange {
-    /// Each partition's range where `plan`'s output is range-partitioned on column `gid`
-    /// alone; None for any other partitioning.
-    pub fn of_plan(plan: &dyn ExecutionPlan, gid: usize) -> Option<Vec<KeyRange>> {
-        let Partitioning::Range(range) = &plan.properties().partitioning else {
-            return None;
-        };
-        let [key] = range.ordering().as_ref() else {
-            return None;
-        };
-        let on_gid = key
-            .expr
-            .downcast_ref::<Column>()
-            .is_some_and(|c| c.index() == gid)
-            && !key.options.descending
-            && !key.options.nulls_first;
-        if !on_gid {
-            return None;
-        }
-        let splits: Vec<ScalarValue> = range
-            .split_points()
-            .iter()
-            .map(|s| s.values().first().cloned())
-            .collect::<Option<_>>()?;
-        let n = splits.len() + 1;
-        Some(
-            (0..n)
-                .map(|i| KeyRange {
-                    lower: i.checked_sub(1).map(|j| splits[j].clone()),
-                    upper: splits.get(i).cloned(),
-                })
-                .collect(),
-        )
-    }
-
     /// The first row of `batch` (rows in key order) whose generation id (column `gid`) is
     /// outside the range, if any.
-    pub fn outside(&self, batch: &RecordBatch, gid: usize) -> datafusion::error::Result<Option<usize>> {
+    fn outside(&self, batch: &RecordBatch, gid: usize) -> datafusion::error::Result<Option<usize>> {
         let n = batch.num_rows();
         if n == 0 {
             return Ok(None);
@@ -453,5 +527,64 @@ mod tests {
         assert_eq!(r.outside(&batch(vec![9, 12]), 0).unwrap(), Some(0));
         assert_eq!(r.outside(&batch(vec![12, 19, 20, 21]), 0).unwrap(), Some(2));
         assert_eq!(r.to_string(), "from 10 up to (not including) 20");
+    }
+
+    #[test]
+    fn the_check_finds_rows_out_of_order_across_batches_and_outside_the_range() {
+        use datafusion::arrow::array::Int64Array;
+        use datafusion::arrow::datatypes::{Field, Schema};
+        let schema: SchemaRef = Arc::new(Schema::new(vec![
+            Field::new("g", DataType::Int64, false),
+            Field::new("s", DataType::Int64, false),
+        ]));
+        let batch = |g: Vec<i64>, s: Vec<i64>| {
+            RecordBatch::try_new(
+                Arc::clone(&schema),
+                vec![Arc::new(Int64Array::from(g)), Arc::new(Int64Array::from(s))],
+            )
+            .unwrap()
+        };
+        let range = KeyRange {
+            lower: Some(ScalarValue::Int64(Some(10))),
+            upper: Some(ScalarValue::Int64(Some(20))),
+        };
+        let mut check = KeyCheck::new(&schema, vec![0, 1], range).unwrap();
+        check.check(&batch(vec![10, 10, 11], vec![0, 1, 0])).unwrap();
+        // Equal keys pass (duplicates are the job's to find); a row before the last one fails.
+        check.check(&batch(vec![11, 12], vec![0, 0])).unwrap();
+        match check.check(&batch(vec![12, 11], vec![1, 5])) {
+            Err(Error::NotSorted {
+                generation_id,
+                segment_index,
+                prev_generation_id,
+                prev_segment_index,
+            }) => assert_eq!(
+                (
+                    generation_id,
+                    segment_index,
+                    prev_generation_id,
+                    prev_segment_index
+                ),
+                ("11".into(), "5".into(), "12".into(), "1".into())
+            ),
+            other => panic!("{other:?}"),
+        }
+        let mut check = KeyCheck::new(&schema, vec![0, 1], check.range.clone()).unwrap();
+        check.check(&batch(vec![15], vec![0])).unwrap();
+        // Across batches: the first row of the next batch is compared with the last.
+        assert!(matches!(
+            check.check(&batch(vec![14], vec![0])),
+            Err(Error::NotSorted { .. })
+        ));
+        let mut check = KeyCheck::new(&schema, vec![0, 1], check.range.clone()).unwrap();
+        match check.check(&batch(vec![19, 20], vec![0, 0])) {
+            Err(Error::OutsideKeyRange { generation_id, range }) => {
+                assert_eq!(
+                    (generation_id.as_str(), range.as_str()),
+                    ("20", "from 10 up to (not including) 20")
+                )
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }
