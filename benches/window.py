@@ -54,6 +54,17 @@ def polars_run(path, out, threads):
     return time.perf_counter() - t0
 
 
+def same_targets(a, b):
+    """Asserts that two outputs hold the same keys and targets (to 1e-12), whatever their row order."""
+    import pyarrow.parquet as pq
+    keys = [("generation_id", "ascending"), ("segment_index", "ascending")]
+    x, y = (pq.read_table(p).sort_by(keys) for p in (a, b))
+    for c in ("generation_id", "segment_index"):
+        assert x[c].to_pylist() == y[c].to_pylist(), f"{c} differs between {a} and {b}"
+    worst = max(abs(u - v) for u, v in zip(x["target_score"].to_pylist(), y["target_score"].to_pylist()))
+    assert worst <= 1e-12, f"target_score differs by {worst} between {a} and {b}"
+
+
 def rows_of(path):
     import pyarrow.parquet as pq
     return pq.ParquetFile(path).metadata.num_rows
@@ -90,6 +101,7 @@ def main():
             times["polars"].append(polars_run(path, out["polars"], args.threads))
     for k in ("segscore", "duckdb") + (() if args.no_polars else ("polars",)):
         assert rows_of(out[k]) == args.segments, f"{k} wrote {rows_of(out[k])} rows"
+    same_targets(out["segscore"], out["duckdb"])
     med = {k: statistics.median(v) for k, v in times.items() if v}
     machine = f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()}"
     print(f"machine: {machine}; {args.segments} segments, one file ({args.layout}); {args.threads} threads; "

@@ -162,8 +162,16 @@ pub struct SqlOptions {
     pub tokenizer: Option<PathBuf>,
 }
 
-/// A context with segscore's settings and functions, and the given tables registered.
-pub async fn context(opts: &SqlOptions) -> Result<SessionContext> {
+/// A table of Parquet files given as NAME=PATH (not hive folders, not a segscore output).
+pub struct PlainTable {
+    name: String,
+    files: Vec<PathBuf>,
+}
+
+/// A context with segscore's settings and functions, and the given tables registered; with the
+/// plain Parquet tables among them.
+pub async fn context(opts: &SqlOptions) -> Result<(SessionContext, Vec<PlainTable>)> {
+    let mut plain = Vec::new();
     let ctx = crate::engine::session_context(opts.threads, opts.memory_limit, None, true)?;
     let tokenizer = opts
         .tokenizer
@@ -224,11 +232,90 @@ pub async fn context(opts: &SqlOptions) -> Result<SessionContext> {
                 None => {
                     let table = crate::engine::tables::parquet_table(&ctx, &files, &[], &[]).await?;
                     ctx.register_table(name, table)?;
+                    plain.push(PlainTable {
+                        name: name.to_string(),
+                        files,
+                    });
                 }
             }
         }
     }
-    Ok(ctx)
+    Ok((ctx, plain))
+}
+
+/// Where the query's plan sorts a plain table's rows by its own columns (ascending, nulls
+/// last), and the files' footers do not disprove that order: re-registers that table read as
+/// sorted, cut into key ranges that check the order as rows come ([`crate::engine::ranges`]),
+/// and returns it. The query then runs without that sort; a row out of order fails it.
+async fn stream_sorted<'a>(
+    ctx: &SessionContext,
+    query: &str,
+    plain: &'a [PlainTable],
+) -> Result<Option<&'a PlainTable>> {
+    use crate::engine::footer::{float_stats_constant, read_footers, row_group_keys};
+    if plain.is_empty() {
+        return Ok(None);
+    }
+    let planned = match ctx.sql(query).await {
+        Ok(df) => df.create_physical_plan().await.ok(),
+        Err(_) => None,
+    };
+    let Some(keys) = planned.as_deref().and_then(sort_keys) else {
+        return Ok(None);
+    };
+    let mut owners = Vec::new();
+    for t in plain {
+        let schema = ctx.table_provider(t.name.as_str()).await?.schema();
+        if keys.iter().all(|k| schema.index_of(k).is_ok()) {
+            owners.push(t);
+        }
+    }
+    let [t] = owners.as_slice() else {
+        return Ok(None);
+    };
+    let footers = read_footers(&t.files)?;
+    let ranges: Vec<_> = footers
+        .iter()
+        .map(|m| row_group_keys(m.metadata(), &keys[0]))
+        .collect();
+    let files: Vec<(&Path, &[_])> = t
+        .files
+        .iter()
+        .map(PathBuf::as_path)
+        .zip(ranges.iter().map(Vec::as_slice))
+        .collect();
+    let safe = !footers.iter().any(|m| float_stats_constant(m.metadata(), &[]));
+    let names: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let listing =
+        crate::engine::tables::listing_table(ctx, t.files.iter().map(PathBuf::as_path), &names, safe).await?;
+    let Some(ranged) = crate::engine::ranges::key_range_table(ctx, Arc::new(listing), &files, keys.clone())?
+    else {
+        return Ok(None);
+    };
+    ctx.deregister_table(t.name.as_str())?;
+    ctx.register_table(t.name.as_str(), Arc::new(ranged.strict()))?;
+    tracing::info!(table = %t.name, keys = ?keys, "the plan sorts this table by these columns and its footers do not disprove that order: it is read as sorted, checked as rows come");
+    Ok(Some(t))
+}
+
+/// The columns of the first sort in `plan` when all are plain columns, ascending, nulls last.
+fn sort_keys(plan: &dyn datafusion::physical_plan::ExecutionPlan) -> Option<Vec<String>> {
+    use datafusion::physical_expr::expressions::Column;
+    use datafusion::physical_plan::sorts::sort::SortExec;
+    if let Some(sort) = plan.downcast_ref::<SortExec>() {
+        return sort
+            .expr()
+            .iter()
+            .map(|e| {
+                let ascending = !e.options.descending && !e.options.nulls_first;
+                e.expr
+                    .downcast_ref::<Column>()
+                    .filter(|_| ascending)
+                    .map(|c| c.name().to_string())
+            })
+            .collect();
+    }
+    plan.children().into_iter().find_map(|c| sort_keys(c.as_ref()))
 }
 
 /// Runs the query and prints or writes its result.
@@ -247,7 +334,27 @@ async fn run_query(opts: &SqlOptions) -> Result<()> {
             "--to needs --format csv, json or parquet (table is for the terminal)".into(),
         ));
     }
-    let ctx = context(opts).await?;
+    let (ctx, plain) = context(opts).await?;
+    // CSV and JSON on stdout go out as they come: a first attempt could not be taken back.
+    let streamed = opts.to.is_none() && matches!(opts.format, Format::Csv | Format::Json);
+    if !streamed {
+        if let Some(t) = stream_sorted(&ctx, &opts.query, &plain).await? {
+            match execute(&ctx, opts).await {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    tracing::info!(table = %t.name, "{e}: the query runs again, sorting the table");
+                    let table = crate::engine::tables::parquet_table(&ctx, &t.files, &[], &[]).await?;
+                    ctx.deregister_table(t.name.as_str())?;
+                    ctx.register_table(t.name.as_str(), table)?;
+                }
+            }
+        }
+    }
+    execute(&ctx, opts).await
+}
+
+/// Runs the query in `ctx` and prints or writes its result.
+async fn execute(ctx: &SessionContext, opts: &SqlOptions) -> Result<()> {
     let df = ctx
         .sql(&opts.query)
         .await

@@ -1,17 +1,16 @@
 //! Registration: the input files as the table `input_files`, and the view `generations` that
 //! gives the role columns their canonical names and carries every other column.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
 use datafusion::catalog::TableProvider;
-use datafusion::parquet::arrow::arrow_reader::ArrowReaderMetadata;
 use datafusion::prelude::SessionContext;
 
 use crate::contract::{ColumnNames, EXECUTOR_COLUMN, OUTPUT_COLUMNS};
-use crate::engine::footer::{leading_rows, read_footers};
-use crate::engine::ranges::{plan_ranges, KeyRangeTable};
-use crate::engine::tables::{file_url, listing_table, partitioned_table};
+use crate::engine::ranges::key_range_table;
+use crate::engine::tables::{listing_table, partitioned_table};
 use crate::error::{Error, Result};
 use crate::source::hive::Hive;
 use crate::source::Inputs;
@@ -66,49 +65,16 @@ fn key_ranged(
     inputs: &Inputs,
     cols: &ColumnNames,
 ) -> Result<Arc<dyn TableProvider>> {
-    let partitions = ctx.state().config().target_partitions();
-    let keys: Vec<&[_]> = inputs.files.iter().map(|f| f.key_ranges.as_slice()).collect();
-    // Each file's footer is read once, if a generation runs on into one of its row groups.
-    let mut footers: Vec<Option<ArrowReaderMetadata>> = vec![None; inputs.files.len()];
-    let mut leading = |file: usize, rg: usize| {
-        let path = &inputs.files[file].path;
-        if footers[file].is_none() {
-            footers[file] = read_footers(std::slice::from_ref(path)).ok()?.pop();
-        }
-        leading_rows(path, footers[file].as_ref()?, &cols.generation_id, rg)
-    };
-    let Some(ranges) = plan_ranges(&keys, partitions, &mut leading) else {
-        return Ok(table);
-    };
-    let files = inputs
+    let files: Vec<(&Path, &[_])> = inputs
         .files
         .iter()
-        .map(|f| {
-            let rows = f
-                .key_ranges
-                .iter()
-                .map(|k| k.as_ref().map_or(0, |k| k.rows))
-                .collect();
-            Ok((file_url(&f.path)?.prefix().as_ref().to_string(), rows))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let n = ranges.groups.len();
-    tracing::debug!(
-        ranges = n,
-        "sorted input cut into key ranges by the footers' statistics"
-    );
-    if n < partitions {
-        // Fewer ranges than threads: keep them rather than repartition to reach the thread count.
-        let state = ctx.state_ref();
-        state
-            .write()
-            .config_mut()
-            .options_mut()
-            .optimizer
-            .subset_repartition_threshold = n;
-    }
+        .map(|f| (f.path.as_path(), f.key_ranges.as_slice()))
+        .collect();
     let keys = vec![cols.generation_id.clone(), cols.segment_index.clone()];
-    Ok(Arc::new(KeyRangeTable::new(table, ranges, files, keys)))
+    Ok(match key_range_table(ctx, Arc::clone(&table), &files, keys)? {
+        Some(ranged) => Arc::new(ranged),
+        None => table,
+    })
 }
 
 /// (Re-)registers the `generations` view over `input_files`; with a `filter` (an SQL

@@ -299,3 +299,61 @@ fn sorted_input_is_cut_into_key_ranges_that_run_side_by_side() {
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("declared sorted"), "{}", stderr(&o));
 }
+
+#[test]
+fn segscore_sql_reads_a_sorted_table_without_sorting_it_and_checks_the_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("generated");
+    generate_with(&input, 20_000, 1, &["--undeclared"]);
+    let rows = all_rows(&input);
+    let n = rows.num_rows();
+    let query = "SELECT generation_id, segment_index, cumulative_score - COALESCE(LAG(cumulative_score) OVER (PARTITION BY generation_id ORDER BY segment_index), 0.0) AS target_score FROM t";
+    // JSON lines, sorted, from stdout (streamed as they come, so the plan sorts: the reference)
+    // or from a file (--to), and the log.
+    let sql = |data: &Path, to: Option<&Path>| -> (Vec<String>, String) {
+        let table = format!("t={}", data.join("data.parquet").display());
+        let mut args = vec!["sql", "--threads", "2", "--table", &table, "--format", "json"];
+        let file = to.map(|p| p.to_str().unwrap().to_string());
+        if let Some(f) = &file {
+            args.extend(["--to", f.as_str()]);
+        }
+        args.push(query);
+        let o = segscore(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let text = match to {
+            Some(p) => std::fs::read_to_string(p).unwrap(),
+            None => String::from_utf8(o.stdout.clone()).unwrap(),
+        };
+        let mut lines: Vec<String> = text.lines().map(String::from).collect();
+        lines.sort();
+        (lines, stderr(&o))
+    };
+    let sorted = rewrite(
+        &rows,
+        (0..n as u32).collect(),
+        &tmp.path().join("sorted"),
+        false,
+        3000,
+    );
+    let (want, log) = sql(&sorted, None);
+    assert_eq!(want.len(), n);
+    assert!(!log.contains("read as sorted"), "{log}");
+    // To a file, the sorted table is read as sorted, in key ranges: the same rows.
+    let (got, log) = sql(&sorted, Some(&tmp.path().join("sorted.json")));
+    assert!(
+        log.contains("read as sorted") && !log.contains("runs again"),
+        "{log}"
+    );
+    assert_eq!(got, want, "read as sorted vs sorted by the plan");
+    // A row out of order late in the file, which the footers cannot show: the first attempt
+    // fails at that row and the query runs again with the sort; the result is right.
+    let mut order: Vec<u32> = (0..n as u32).collect();
+    order.swap(n - 5, n - 3);
+    let late = rewrite(&rows, order, &tmp.path().join("late"), false, 3000);
+    let (got, log) = sql(&late, Some(&tmp.path().join("late.json")));
+    assert!(
+        log.contains("read as sorted") && log.contains("runs again, sorting the table"),
+        "{log}"
+    );
+    assert_eq!(got, want, "after the fallback");
+}

@@ -21,8 +21,16 @@
 //! order was only taken from the footers, a fallback to the sort path.
 
 use std::ops::Range;
+use std::path::Path;
+use std::sync::Arc;
 
-use crate::engine::footer::{KeyBound, RowGroupKeys};
+use datafusion::catalog::TableProvider;
+use datafusion::parquet::arrow::arrow_reader::ArrowReaderMetadata;
+use datafusion::prelude::SessionContext;
+
+use crate::engine::footer::{leading_rows, read_footers, KeyBound, RowGroupKeys};
+use crate::engine::tables::file_url;
+use crate::error::Result;
 
 mod scan;
 
@@ -146,6 +154,58 @@ pub fn plan_ranges(
     let groups = bounds.windows(2).map(|w| runs[w[0]..w[1]].concat()).collect();
     let splits = taken.iter().map(|&c| cuts[c].2.clone()).collect();
     Some(KeyRanges { groups, splits })
+}
+
+/// `table`, a listing table over `files` (each with its row groups' ranges of the first of
+/// `keys`, [`crate::engine::footer::row_group_keys`]) declared sorted by `keys`, cut into
+/// pieces and at most one key range per partition of `ctx` ([`plan_ranges`]); None where the
+/// footers do not allow it. With fewer ranges than partitions, `ctx` keeps the ranges rather than
+/// repartition to reach the thread count.
+pub fn key_range_table(
+    ctx: &SessionContext,
+    table: Arc<dyn TableProvider>,
+    files: &[(&Path, &[Option<RowGroupKeys>])],
+    keys: Vec<String>,
+) -> Result<Option<KeyRangeTable>> {
+    let Some(first) = keys.first() else {
+        return Ok(None);
+    };
+    let partitions = ctx.state().config().target_partitions();
+    let ranges: Vec<&[_]> = files.iter().map(|f| f.1).collect();
+    // Each file's footer is read once, if a generation runs on into one of its row groups.
+    let mut footers: Vec<Option<ArrowReaderMetadata>> = vec![None; files.len()];
+    let mut leading = |file: usize, rg: usize| {
+        let path = files[file].0;
+        if footers[file].is_none() {
+            footers[file] = read_footers(&[path.to_path_buf()]).ok()?.pop();
+        }
+        leading_rows(path, footers[file].as_ref()?, first, rg)
+    };
+    let Some(ranges) = plan_ranges(&ranges, partitions, &mut leading) else {
+        return Ok(None);
+    };
+    let located = files
+        .iter()
+        .map(|(path, keys)| {
+            let rows = keys.iter().map(|k| k.as_ref().map_or(0, |k| k.rows)).collect();
+            Ok((file_url(path)?.prefix().as_ref().to_string(), rows))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let n = ranges.groups.len();
+    tracing::debug!(
+        ranges = n,
+        "sorted input cut into key ranges by the footers' statistics"
+    );
+    if n < partitions {
+        let state = ctx.state_ref();
+        state
+            .write()
+            .config_mut()
+            .options_mut()
+            .optimizer
+            .subset_repartition_threshold = n;
+    }
+    Ok(Some(KeyRangeTable::new(table, ranges, located, keys)))
 }
 
 #[cfg(test)]

@@ -92,6 +92,9 @@ pub struct KeyRangeTable {
     /// The key columns' names in the files: the ranges are of the first, and the rows of each
     /// range are in the order of all.
     keys: Vec<String>,
+    /// Whether a scan that cannot be cut is an error rather than the inner table's (whose
+    /// declared order nothing after it may check).
+    strict: bool,
 }
 
 impl KeyRangeTable {
@@ -108,7 +111,15 @@ impl KeyRangeTable {
             ranges,
             files,
             keys,
+            strict: false,
         }
+    }
+
+    /// A scan that cannot be cut into the ranges fails, rather than read the files with their
+    /// declared order unchecked: for queries that check nothing after the scan.
+    pub fn strict(mut self) -> Self {
+        self.strict = true;
+        self
     }
 
     /// The listing table's scan regrouped into the ranges; None (the scan stays as it is) when
@@ -189,7 +200,14 @@ impl TableProvider for KeyRangeTable {
         limit: Option<usize>,
     ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
         let plan = self.inner.scan(state, projection, filters, limit).await?;
-        Ok(self.regroup(&plan).unwrap_or(plan))
+        match self.regroup(&plan) {
+            Some(ranged) => Ok(ranged),
+            None if self.strict => datafusion::common::plan_err!(
+                "the scan of {} cannot be cut into the key ranges that check its order",
+                self.keys.join(", ")
+            ),
+            None => Ok(plan),
+        }
     }
 
     fn supports_filters_pushdown(
