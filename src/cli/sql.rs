@@ -338,6 +338,12 @@ async fn run_query(opts: &SqlOptions) -> Result<()> {
     // CSV and JSON on stdout go out as they come: a first attempt could not be taken back.
     let streamed = opts.to.is_none() && matches!(opts.format, Format::Csv | Format::Json);
     if !streamed {
+        let threshold = ctx
+            .state()
+            .config()
+            .options()
+            .optimizer
+            .subset_repartition_threshold;
         if let Some(t) = stream_sorted(&ctx, &opts.query, &plain).await? {
             match execute(&ctx, opts).await {
                 Ok(()) => return Ok(()),
@@ -346,6 +352,14 @@ async fn run_query(opts: &SqlOptions) -> Result<()> {
                     let table = crate::engine::tables::parquet_table(&ctx, &t.files, &[], &[]).await?;
                     ctx.deregister_table(t.name.as_str())?;
                     ctx.register_table(t.name.as_str(), table)?;
+                    // The ranges may have kept DataFusion from adding partitions: it may again.
+                    let state = ctx.state_ref();
+                    state
+                        .write()
+                        .config_mut()
+                        .options_mut()
+                        .optimizer
+                        .subset_repartition_threshold = threshold;
                 }
             }
         }

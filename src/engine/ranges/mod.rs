@@ -32,6 +32,7 @@ use crate::engine::footer::{leading_rows, read_footers, KeyBound, RowGroupKeys};
 use crate::engine::tables::file_url;
 use crate::error::Result;
 
+mod check;
 mod scan;
 
 pub use scan::{KeyRangeExec, KeyRangeTable};
