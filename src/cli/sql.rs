@@ -344,7 +344,14 @@ async fn run_query(opts: &SqlOptions) -> Result<()> {
             .options()
             .optimizer
             .subset_repartition_threshold;
-        if let Some(t) = stream_sorted(&ctx, &opts.query, &plain).await? {
+        // Reading a table as sorted is a try: if it cannot be set up, the query runs as it is.
+        let sorted = stream_sorted(&ctx, &opts.query, &plain)
+            .await
+            .unwrap_or_else(|e| {
+                tracing::debug!("a table the plan sorts is not read as sorted: {e}");
+                None
+            });
+        if let Some(t) = sorted {
             match execute(&ctx, opts).await {
                 Ok(()) => return Ok(()),
                 Err(e) => {
