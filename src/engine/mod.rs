@@ -1,6 +1,6 @@
 //! The engine: DataFusion as segscore uses it, below every stage. A session context with
 //! segscore's settings ([`context`]), Parquet footers read safely ([`footer`]), listing tables
-//! over Parquet files ([`tables`]), query helpers ([`query`]), and memory: the default limit and
+//! over Parquet files ([`tables`]), query helpers ([`mod@query`]), and memory: the default limit and
 //! the error for running out of it ([`memory`]).
 
 pub mod context;

@@ -201,7 +201,7 @@ impl From<&RegressionMetrics> for MseDecomposition {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Evaluation {
     /// Segments the overall rank metrics, loss shares and calibration were computed over:
-    /// all of them up to [`SAMPLE_SEGMENTS`], an even sample above.
+    /// all of them up to [`crate::evaluate::SAMPLE_SEGMENTS`], an even sample above.
     pub overall_sample_segments: u64,
     /// Spearman's rank correlation over all segments.
     pub spearman: Option<f64>,

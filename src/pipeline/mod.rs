@@ -15,7 +15,7 @@
 //! 5. the metrics queries run over the written segments, and the output directory is
 //!    committed (see [`crate::sink`]).
 //!
-//! - [`config`]: the job's settings; [`prepare`]: the planned job; [`plan`]: the output plan;
+//! - [`config`]: the job's settings; [`mod@prepare`]: the planned job; [`plan`]: the output plan;
 //! - [`shards`]: the shards' passes; [`partition`]: one partition's stream; [`order`]: the key
 //!   order check;
 //! - [`finish`]: the totals, the evaluation and the summary; [`fingerprint`]: what `--resume`

@@ -156,7 +156,7 @@ fn to_batch(rows: &[SegmentRow]) -> Result<RecordBatch> {
 }
 
 /// Generates the demo table: `generation_id` (string), `segment_index` (int32),
-/// `cumulative_score` (float64), `input_ids` (list<int32>), `source` (string, carried).
+/// `cumulative_score` (float64), `input_ids` (`list<int32>`), `source` (string, carried).
 pub fn demo_batch(generations: usize, seed: u64) -> Result<RecordBatch> {
     let mut g = Generator::new(seed, Lengths::Demo, 4);
     let rows: Vec<SegmentRow> = (0..generations).flat_map(|_| g.generation(u64::MAX)).collect();

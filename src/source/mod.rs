@@ -12,7 +12,7 @@
 //! - [`expand`]: paths, directories and globs into a list of files;
 //! - [`check`]: each file's footer against the data contract ([`crate::contract`]);
 //! - [`hive`]: `key=value` folder levels as partition columns;
-//! - [`register`]: the tables and the `generations` view.
+//! - [`mod@register`]: the tables and the `generations` view.
 
 use std::path::PathBuf;
 
@@ -43,7 +43,7 @@ pub struct InputFile {
     /// Whether the footer's statistics prove the rows are not in generation-id order
     /// ([`crate::engine::footer::keys_out_of_order`]).
     pub out_of_order: bool,
-    /// Whether a float column's statistics have min == max ([`float_stats_constant`]).
+    /// Whether a float column's statistics have min == max ([`crate::engine::footer::float_stats_constant`]).
     pub float_stats_constant: bool,
     /// Each row group's generation-id range from the footer's statistics
     /// ([`crate::engine::footer::row_group_keys`]).
@@ -61,7 +61,7 @@ pub struct Inputs {
 
 impl Inputs {
     /// Whether DataFusion may take the files' statistics at their word: false when a float
-    /// column of some file looks constant ([`float_stats_constant`]).
+    /// column of some file looks constant ([`crate::engine::footer::float_stats_constant`]).
     pub fn statistics_safe(&self) -> bool {
         !self.files.iter().any(|f| f.float_stats_constant)
     }
