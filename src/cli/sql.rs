@@ -360,13 +360,7 @@ async fn run_query(opts: &SqlOptions) -> Result<()> {
                     ctx.deregister_table(t.name.as_str())?;
                     ctx.register_table(t.name.as_str(), table)?;
                     // The ranges may have kept DataFusion from adding partitions: it may again.
-                    let state = ctx.state_ref();
-                    state
-                        .write()
-                        .config_mut()
-                        .options_mut()
-                        .optimizer
-                        .subset_repartition_threshold = threshold;
+                    crate::engine::ranges::set_repartition_threshold(&ctx, threshold);
                 }
             }
         }

@@ -198,15 +198,22 @@ pub fn key_range_table(
         "sorted input cut into key ranges by the footers' statistics"
     );
     if n < partitions {
-        let state = ctx.state_ref();
-        state
-            .write()
-            .config_mut()
-            .options_mut()
-            .optimizer
-            .subset_repartition_threshold = n;
+        set_repartition_threshold(ctx, n);
     }
     Ok(Some(KeyRangeTable::new(table, ranges, located, keys)))
+}
+
+/// Sets the partition count from which DataFusion keeps a partitioning that already satisfies
+/// an operator rather than repartition to reach the thread count (key ranges fewer than the
+/// threads are kept at `n`).
+pub fn set_repartition_threshold(ctx: &SessionContext, n: usize) {
+    let state = ctx.state_ref();
+    state
+        .write()
+        .config_mut()
+        .options_mut()
+        .optimizer
+        .subset_repartition_threshold = n;
 }
 
 #[cfg(test)]
