@@ -162,10 +162,23 @@ pub struct SqlOptions {
     pub tokenizer: Option<PathBuf>,
 }
 
-/// A table of Parquet files given as NAME=PATH (not hive folders, not a segscore output).
+/// A table of Parquet files given as NAME=PATH (not hive folders, not a segscore output), with
+/// their footers (read once, for every registration of the table).
 pub struct PlainTable {
     name: String,
     files: Vec<PathBuf>,
+    footers: Vec<datafusion::parquet::arrow::arrow_reader::ArrowReaderMetadata>,
+}
+
+impl PlainTable {
+    /// The table over its files, declared sorted by `sort_keys` if any.
+    async fn provider(
+        &self,
+        ctx: &SessionContext,
+        sort_keys: &[&str],
+    ) -> Result<Arc<dyn datafusion::catalog::TableProvider>> {
+        crate::engine::tables::parquet_table_read(ctx, &self.files, &self.footers, sort_keys, &[]).await
+    }
 }
 
 /// A context with segscore's settings and functions, and the given tables registered; with the
@@ -230,12 +243,13 @@ pub async fn context(opts: &SqlOptions) -> Result<(SessionContext, Vec<PlainTabl
                     ctx.register_table(name, Arc::new(table))?;
                 }
                 None => {
-                    let table = crate::engine::tables::parquet_table(&ctx, &files, &[], &[]).await?;
-                    ctx.register_table(name, table)?;
-                    plain.push(PlainTable {
+                    let t = PlainTable {
                         name: name.to_string(),
+                        footers: crate::engine::footer::read_footers(&files)?,
                         files,
-                    });
+                    };
+                    ctx.register_table(name, t.provider(&ctx, &[]).await?)?;
+                    plain.push(t);
                 }
             }
         }
@@ -252,7 +266,7 @@ async fn stream_sorted<'a>(
     query: &str,
     plain: &'a [PlainTable],
 ) -> Result<Option<&'a PlainTable>> {
-    use crate::engine::footer::{float_stats_constant, read_footers, row_group_keys};
+    use crate::engine::footer::row_group_keys;
     if plain.is_empty() {
         return Ok(None);
     }
@@ -273,8 +287,8 @@ async fn stream_sorted<'a>(
     let [t] = owners.as_slice() else {
         return Ok(None);
     };
-    let footers = read_footers(&t.files)?;
-    let ranges: Vec<_> = footers
+    let ranges: Vec<_> = t
+        .footers
         .iter()
         .map(|m| row_group_keys(m.metadata(), &keys[0]))
         .collect();
@@ -284,12 +298,9 @@ async fn stream_sorted<'a>(
         .map(PathBuf::as_path)
         .zip(ranges.iter().map(Vec::as_slice))
         .collect();
-    let safe = !footers.iter().any(|m| float_stats_constant(m.metadata(), &[]));
     let names: Vec<&str> = keys.iter().map(String::as_str).collect();
-    let listing =
-        crate::engine::tables::listing_table(ctx, t.files.iter().map(PathBuf::as_path), &names, safe).await?;
-    let Some(ranged) = crate::engine::ranges::key_range_table(ctx, Arc::new(listing), &files, keys.clone())?
-    else {
+    let listing = t.provider(ctx, &names).await?;
+    let Some(ranged) = crate::engine::ranges::key_range_table(ctx, listing, &files, keys.clone())? else {
         return Ok(None);
     };
     ctx.deregister_table(t.name.as_str())?;
@@ -356,7 +367,7 @@ async fn run_query(opts: &SqlOptions) -> Result<()> {
                 Ok(()) => return Ok(()),
                 Err(e) => {
                     tracing::info!(table = %t.name, "{e}: the query runs again, sorting the table");
-                    let table = crate::engine::tables::parquet_table(&ctx, &t.files, &[], &[]).await?;
+                    let table = t.provider(&ctx, &[]).await?;
                     ctx.deregister_table(t.name.as_str())?;
                     ctx.register_table(t.name.as_str(), table)?;
                     // The ranges may have kept DataFusion from adding partitions: it may again.

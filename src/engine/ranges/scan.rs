@@ -10,7 +10,7 @@ use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{Constraints, DataFusionError, ScalarValue, SplitPoint, Statistics};
-use datafusion::datasource::physical_plan::parquet::ParquetAccessPlan;
+use datafusion::datasource::physical_plan::parquet::{ParquetAccessPlan, RowGroupAccess};
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfig, FileScanConfigBuilder};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::datasource::TableType;
@@ -54,8 +54,7 @@ fn access_plan(p: &Piece, rows: &[u64]) -> Option<ParquetAccessPlan> {
                 RowSelector::skip(n - to),
             ];
             let selectors: Vec<RowSelector> = selectors.into_iter().filter(|s| s.row_count > 0).collect();
-            access.scan(rg);
-            access.scan_selection(rg, RowSelection::from(selectors));
+            access.set(rg, RowGroupAccess::Selection(RowSelection::from(selectors)));
         }
     }
     Some(access)
@@ -74,8 +73,8 @@ fn bound_value(b: &KeyBound, t: &DataType) -> Option<ScalarValue> {
 }
 
 /// A table over sorted files whose scan is cut into key ranges ([`KeyRanges`]): the listing
-/// table's scan, its files regrouped into the ranges, declared range-partitioned on the
-/// generation id and sorted by (generation id, segment index) within each range.
+/// table's scan, its files regrouped into the ranges, declared range-partitioned on the first
+/// key column and sorted by all the keys within each range ([`KeyRangeExec`]).
 #[derive(Debug)]
 pub struct KeyRangeTable {
     inner: Arc<dyn TableProvider>,
@@ -117,7 +116,7 @@ impl KeyRangeTable {
     }
 
     /// The listing table's scan regrouped into the ranges; None (the scan stays as it is) when
-    /// it is not a Parquet file scan over these files with both key columns as they are.
+    /// it is not a Parquet file scan over these files with the key columns as they are.
     fn regroup(&self, plan: &Arc<dyn ExecutionPlan>) -> Option<Arc<dyn ExecutionPlan>> {
         let exec = plan.downcast_ref::<DataSourceExec>()?;
         let config = exec.data_source().downcast_ref::<FileScanConfig>()?;
@@ -158,17 +157,15 @@ impl KeyRangeTable {
                 FileGroup::new(parts.collect())
             })
             .collect();
-        if groups.len() != splits.len() + 1 {
-            return None;
-        }
         let regrouped = FileScanConfigBuilder::from(config.clone())
             .with_file_groups(groups)
             .build();
-        let scan: Arc<dyn ExecutionPlan> = DataSourceExec::from_data_source(regrouped);
-        if scan.properties().partitioning.partition_count() != splits.len() + 1 {
-            return None;
-        }
-        Some(Arc::new(KeyRangeExec::try_new(scan, self.keys.clone(), splits)?))
+        // (It checks that the scan has one partition per range.)
+        Some(Arc::new(KeyRangeExec::try_new(
+            DataSourceExec::from_data_source(regrouped),
+            self.keys.clone(),
+            splits,
+        )?))
     }
 }
 
@@ -352,7 +349,6 @@ mod tests {
 
     #[test]
     fn a_piece_reads_its_rows_of_its_first_and_last_row_groups() {
-        use datafusion::datasource::physical_plan::parquet::RowGroupAccess;
         use datafusion::parquet::arrow::arrow_reader::{RowSelection, RowSelector};
         let piece = |row_groups, skip, take| Piece {
             file: 0,
