@@ -52,6 +52,22 @@ fn write_file(rows: &RecordBatch, path: &Path, declare: bool, group_rows: usize)
     w.close().unwrap();
 }
 
+/// 20k generated segments in one sorted file that does not declare its order (in `dir`), and
+/// all their rows.
+fn one_undeclared_file(dir: &Path) -> (PathBuf, RecordBatch) {
+    generate_with(dir, 20_000, 1, &["--undeclared"]);
+    (dir.to_path_buf(), all_rows(dir))
+}
+
+/// `rows` with two rows near the end swapped, in row groups of 3000 rows, in `to`: out of
+/// order where no footer's statistics show it.
+fn late_disorder(rows: &RecordBatch, to: &Path) -> PathBuf {
+    let n = rows.num_rows();
+    let mut order: Vec<u32> = (0..n as u32).collect();
+    order.swap(n - 5, n - 3);
+    rewrite(rows, order, to, false, 3000)
+}
+
 /// Each segment file's (first, last) generation id, in file name order.
 fn id_ranges(out: &Path) -> Vec<(String, String)> {
     parts(&out.join("segments"))
@@ -159,9 +175,7 @@ fn a_late_row_out_of_order_reruns_the_shard_with_a_sort_and_the_output_is_right(
 #[test]
 fn footer_statistics_that_show_disorder_go_straight_to_the_sort() {
     let tmp = tempfile::tempdir().unwrap();
-    let input = tmp.path().join("undeclared");
-    generate_with(&input, 20_000, 1, &["--undeclared"]);
-    let rows = all_rows(&input);
+    let (input, rows) = one_undeclared_file(&tmp.path().join("undeclared"));
     // Whole generations in reverse order, in row groups of 4096 rows: each row group's
     // generation ids come before the previous one's.
     let gids = str_col(&rows, "generation_id");
@@ -194,9 +208,7 @@ fn footer_statistics_that_show_disorder_go_straight_to_the_sort() {
 #[test]
 fn sorted_input_is_cut_into_key_ranges_that_run_side_by_side() {
     let tmp = tempfile::tempdir().unwrap();
-    let input = tmp.path().join("generated");
-    generate_with(&input, 20_000, 1, &["--undeclared"]);
-    let rows = all_rows(&input);
+    let (_, rows) = one_undeclared_file(&tmp.path().join("generated"));
     let n = rows.num_rows();
     // As writers write it: row groups of a fixed number of rows (3000 here), so generations run
     // from one row group into the next; and the same rows in two files, one generation
@@ -272,9 +284,7 @@ fn sorted_input_is_cut_into_key_ranges_that_run_side_by_side() {
     }
     // A row out of order within the last range: the shard runs again with a sort, and the
     // output is right; with --sorted it is an error.
-    let mut order: Vec<u32> = (0..n as u32).collect();
-    order.swap(n - 5, n - 3);
-    let disordered = rewrite(&rows, order, &tmp.path().join("disordered"), false, 3000);
+    let disordered = late_disorder(&rows, &tmp.path().join("disordered"));
     let out = tmp.path().join("disordered-out");
     let o = run_ok(
         &[&disordered],
@@ -303,9 +313,7 @@ fn sorted_input_is_cut_into_key_ranges_that_run_side_by_side() {
 #[test]
 fn segscore_sql_reads_a_sorted_table_without_sorting_it_and_checks_the_order() {
     let tmp = tempfile::tempdir().unwrap();
-    let input = tmp.path().join("generated");
-    generate_with(&input, 20_000, 1, &["--undeclared"]);
-    let rows = all_rows(&input);
+    let (_, rows) = one_undeclared_file(&tmp.path().join("generated"));
     let n = rows.num_rows();
     let query = "SELECT generation_id, segment_index, cumulative_score - COALESCE(LAG(cumulative_score) OVER (PARTITION BY generation_id ORDER BY segment_index), 0.0) AS target_score FROM t";
     // JSON lines, sorted, from stdout (streamed as they come, so the plan sorts: the reference)
@@ -347,9 +355,7 @@ fn segscore_sql_reads_a_sorted_table_without_sorting_it_and_checks_the_order() {
     assert_eq!(got, want, "read as sorted vs sorted by the plan");
     // A row out of order late in the file, which the footers cannot show: the first attempt
     // fails at that row and the query runs again with the sort; the result is right.
-    let mut order: Vec<u32> = (0..n as u32).collect();
-    order.swap(n - 5, n - 3);
-    let late = rewrite(&rows, order, &tmp.path().join("late"), false, 3000);
+    let late = late_disorder(&rows, &tmp.path().join("late"));
     let (got, log) = sql(&late, Some(&tmp.path().join("late.json")));
     assert!(
         log.contains("read as sorted") && log.contains("runs again, sorting the table"),
