@@ -337,19 +337,11 @@ fn calibration(s: &RecordBatch, pred: &[f64], target: &[f64]) -> Result<Vec<Cali
         .map(|(i, &p)| (crate::metrics::total_order_key(p), i as u32))
         .collect();
     keyed.par_sort_unstable();
-    let mut start = 0;
-    while start < n {
-        let mut end = start + 1;
-        while end < n && keyed[end].0 == keyed[start].0 {
-            end += 1;
-        }
-        if end - start > 1 {
-            keyed[start..end].sort_unstable_by(|&(_, a), &(_, b)| {
-                let (a, b) = (a as usize, b as usize);
-                by_gid(a, b).then_with(|| by_seg(a, b))
-            });
-        }
-        start = end;
+    for tied in keyed.chunk_by_mut(|a, b| a.0 == b.0).filter(|t| t.len() > 1) {
+        tied.sort_unstable_by(|&(_, a), &(_, b)| {
+            let (a, b) = (a as usize, b as usize);
+            by_gid(a, b).then_with(|| by_seg(a, b))
+        });
     }
     let mut deciles: Vec<CalibrationRow> = Vec::new();
     for (r, i) in keyed.iter().map(|&(_, i)| i as usize).enumerate() {

@@ -85,14 +85,11 @@ pub fn average_ranks(x: &[f64]) -> Vec<f64> {
     keyed.par_sort_unstable();
     let mut ranks = vec![0.0; x.len()];
     let mut i = 0;
-    while i < keyed.len() {
-        let mut j = i + 1;
-        while j < keyed.len() && keyed[j].0 == keyed[i].0 {
-            j += 1;
-        }
+    for tied in keyed.chunk_by(|a, b| a.0 == b.0) {
+        let j = i + tied.len();
         // positions i..j (0-based) hold ranks i+1..=j; their mean:
         let rank = (i + j + 1) as f64 / 2.0;
-        for &(_, k) in &keyed[i..j] {
+        for &(_, k) in tied {
             ranks[k as usize] = rank;
         }
         i = j;
@@ -138,40 +135,16 @@ impl PairCounts {
             .map(|(a, b)| (total_order_key(a + 0.0), total_order_key(b + 0.0)))
             .collect();
         xy.par_sort_unstable();
-        let pairs_in = |k: u64| k * k.saturating_sub(1) / 2;
         let (mut tied_x, mut tied_both) = (0u64, 0u64);
-        let mut i = 0;
-        while i < n {
-            let mut j = i + 1;
-            while j < n && xy[j].0 == xy[i].0 {
-                j += 1;
-            }
-            tied_x += pairs_in((j - i) as u64);
-            let mut a = i;
-            while a < j {
-                let mut b = a + 1;
-                while b < j && xy[b].1 == xy[a].1 {
-                    b += 1;
-                }
-                tied_both += pairs_in((b - a) as u64);
-                a = b;
-            }
-            i = j;
+        for same_x in xy.chunk_by(|a, b| a.0 == b.0) {
+            tied_x += pairs_in(same_x.len() as u64);
+            tied_both += tied_pairs(same_x, |a, b| a.1 == b.1);
         }
         let mut ys: Vec<u64> = xy.iter().map(|p| p.1).collect();
         drop(xy);
         let mut scratch = vec![0; n];
         let discordant = merge_count(&mut ys, &mut scratch);
-        let mut tied_y = 0u64;
-        let mut i = 0;
-        while i < n {
-            let mut j = i + 1;
-            while j < n && ys[j] == ys[i] {
-                j += 1;
-            }
-            tied_y += pairs_in((j - i) as u64);
-            i = j;
-        }
+        let tied_y = tied_pairs(&ys, |a, b| a == b);
         let pairs = pairs_in(n as u64);
         // Pairs tied in neither, less the discordant ones; every partial result is a count
         // of pairs, so none of the subtractions can go below zero.
@@ -202,6 +175,16 @@ impl PairCounts {
         let ordered = self.concordant + self.discordant;
         (ordered > 0).then(|| self.concordant as f64 / ordered as f64)
     }
+}
+
+/// The pairs among `k` rows.
+fn pairs_in(k: u64) -> u64 {
+    k * k.saturating_sub(1) / 2
+}
+
+/// The pairs within the runs of adjacent elements of `v` that `same` ties.
+fn tied_pairs<T>(v: &[T], same: impl FnMut(&T, &T) -> bool) -> u64 {
+    v.chunk_by(same).map(|run| pairs_in(run.len() as u64)).sum()
 }
 
 /// Sorts `v` ascending (merge sort) and returns how many pairs were strictly out of order.
