@@ -1,10 +1,11 @@
 //! The engine: DataFusion as segscore uses it, below every stage. A session context with
-//! segscore's settings ([`context`]), Parquet footers read safely ([`footer`]), listing tables
+//! segscore's settings ([`context`]), Parquet footers read safely ([`footer`]), key order across batches ([`keys`]), listing tables
 //! over Parquet files ([`tables`]), query helpers ([`mod@query`]), and memory: the default limit and
 //! the error for running out of it ([`memory`]).
 
 pub mod context;
 pub mod footer;
+pub mod keys;
 pub mod memory;
 pub mod query;
 pub mod ranges;

@@ -10,10 +10,10 @@ use datafusion::arrow::datatypes::{DataType, Int64Type};
 use datafusion::prelude::SessionContext;
 use futures::StreamExt;
 
+use crate::engine::keys::cell;
 use crate::engine::memory_error;
 use crate::error::{Error, Result};
 use crate::pipeline::config::JobConfig;
-use crate::pipeline::plan::cell;
 use crate::pipeline::prepare::Prepared;
 use crate::source;
 

@@ -7,16 +7,14 @@ use datafusion::arrow::array::ArrayRef;
 use datafusion::arrow::compute::kernels::cmp::distinct;
 use datafusion::arrow::datatypes::Schema;
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::arrow::row::{OwnedRow, RowConverter, SortField};
 
+use crate::engine::keys::KeySequence;
 use crate::error::Result;
-use crate::pipeline::plan::cell;
 
 /// Checks that rows come in (generation id, segment index) order, across batches, and counts
 /// the generations (each starts where the generation id changes).
 pub(crate) struct KeyOrder {
-    converter: RowConverter,
-    last: Option<(OwnedRow, String, String)>,
+    keys: KeySequence,
     last_gid: Option<ArrayRef>,
     pub(crate) generations: u64,
 }
@@ -39,16 +37,8 @@ pub(crate) enum OrderCheck {
 
 impl KeyOrder {
     pub(crate) fn new(schema: &Schema, gid: usize, seg: usize) -> Result<Self> {
-        // Ascending, nulls last: the order the files declare and the window's sort gives.
-        let options = datafusion::arrow::compute::SortOptions {
-            descending: false,
-            nulls_first: false,
-        };
-        let fields =
-            [gid, seg].map(|i| SortField::new_with_options(schema.field(i).data_type().clone(), options));
         Ok(KeyOrder {
-            converter: RowConverter::new(fields.to_vec())?,
-            last: None,
+            keys: KeySequence::new(schema, &[gid, seg])?,
             last_gid: None,
             generations: 0,
         })
@@ -56,41 +46,24 @@ impl KeyOrder {
 
     pub(crate) fn check(&mut self, batch: &RecordBatch, gid: usize, seg: usize) -> Result<OrderCheck> {
         let cols = [Arc::clone(batch.column(gid)), Arc::clone(batch.column(seg))];
-        let rows = self.converter.convert_columns(&cols)?;
-        let mut verdict = OrderCheck::InOrder;
-        let mut duplicate = None;
-        for i in 0..rows.num_rows() {
-            let ord = match (i, &self.last) {
-                (0, None) => continue,
-                (0, Some((last, _, _))) => last.row().cmp(&rows.row(0)),
-                _ => rows.row(i - 1).cmp(&rows.row(i)),
-            };
-            match ord {
-                std::cmp::Ordering::Less => {}
-                // Quarantine lets duplicates through to its own checks: keep looking for a
-                // row out of order after one.
-                std::cmp::Ordering::Equal => {
-                    if duplicate.is_none() {
-                        duplicate = Some(i);
-                        verdict = OrderCheck::Duplicate { row: i };
-                    }
-                }
-                std::cmp::Ordering::Greater => {
-                    let (prev_gid, prev_seg) = match (i, &self.last) {
-                        (0, Some((_, g, s))) => (g.clone(), s.clone()),
-                        _ => (cell(&cols[0], i - 1), cell(&cols[1], i - 1)),
-                    };
-                    verdict = OrderCheck::OutOfOrder {
-                        row: i,
-                        prev_gid,
-                        prev_seg,
-                        duplicate_before: duplicate,
-                    };
-                    break;
+        // Quarantine lets duplicates through to its own checks: the scan keeps looking for a
+        // row out of order after one.
+        let found = self.keys.scan(&cols)?;
+        let verdict = match (found.out_of_order, found.duplicate) {
+            (Some((row, mut prev)), duplicate_before) => {
+                let prev_seg = prev.pop().unwrap_or_default();
+                let prev_gid = prev.pop().unwrap_or_default();
+                OrderCheck::OutOfOrder {
+                    row,
+                    prev_gid,
+                    prev_seg,
+                    duplicate_before,
                 }
             }
-        }
-        let n = rows.num_rows();
+            (None, Some(row)) => OrderCheck::Duplicate { row },
+            (None, None) => OrderCheck::InOrder,
+        };
+        let n = batch.num_rows();
         if n > 0 {
             let gid = &cols[0];
             let changes = distinct(&gid.slice(1, n - 1), &gid.slice(0, n - 1))?.true_count() as u64;
@@ -100,11 +73,6 @@ impl KeyOrder {
             };
             self.generations += changes + u64::from(first);
             self.last_gid = Some(gid.slice(n - 1, 1));
-            self.last = Some((
-                rows.row(n - 1).owned(),
-                cell(&cols[0], n - 1),
-                cell(&cols[1], n - 1),
-            ));
         }
         Ok(verdict)
     }

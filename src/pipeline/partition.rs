@@ -13,13 +13,14 @@ use datafusion::execution::SendableRecordBatchStream;
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
+use crate::engine::keys::cell;
 use crate::error::{Error, Result};
 use crate::evaluate::stream::StreamEval;
 use crate::faults;
 use crate::loss::Moments;
 use crate::metrics::EvalSums;
 use crate::pipeline::order::{KeyOrder, OrderCheck};
-use crate::pipeline::plan::{cell, OutputPlan};
+use crate::pipeline::plan::OutputPlan;
 use crate::pipeline::score::{GenerationStage, PartitionState, Tokenized};
 use crate::shard::Tally;
 use crate::sink::RollingWriter;

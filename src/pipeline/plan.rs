@@ -9,11 +9,11 @@ use datafusion::arrow::array::{ArrayRef, AsArray, Float64Array};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::arrow::util::display::array_value_to_string;
 use datafusion::parquet::arrow::ArrowSchemaConverter;
 use datafusion::parquet::file::metadata::SortingColumn;
 
 use crate::contract::{parse_problem, ColumnNames, Reason, EXECUTOR_COLUMN, OUTPUT_COLUMNS};
+use crate::engine::keys::cell;
 use crate::error::{Error, Result};
 use crate::loss::{loss_columns, Loss, Moments};
 use crate::pipeline::config::JobConfig;
@@ -313,8 +313,4 @@ impl OutputPlan {
         let out = RecordBatch::try_new(Arc::clone(&self.schema), columns)?;
         Ok((out, moments))
     }
-}
-
-pub(crate) fn cell(a: &ArrayRef, row: usize) -> String {
-    array_value_to_string(a, row).unwrap_or_else(|_| "?".into())
 }

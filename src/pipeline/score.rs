@@ -357,7 +357,7 @@ impl GenerationStage {
                 let within = d <= CAUSAL_TOLERANCE * (1.0 + y.abs());
                 if !within {
                     let row = g.rows.start + k;
-                    let gid = crate::pipeline::plan::cell(batch.column(self.cols.gid), row);
+                    let gid = crate::engine::keys::cell(batch.column(self.cols.gid), row);
                     return Err(Error::NotCausal {
                         model: self.model.path().display().to_string(),
                         detail: format!(

@@ -6,52 +6,32 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::ArrayRef;
 use datafusion::arrow::compute::kernels::cmp::{gt_eq, lt};
-use datafusion::arrow::compute::SortOptions;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::arrow::row::{OwnedRow, RowConverter, SortField};
-use datafusion::arrow::util::display::array_value_to_string;
 use datafusion::common::ScalarValue;
 
+use crate::engine::keys::{cell, KeySequence};
 use crate::error::Error;
-
-/// The order keys are declared in: ascending, nulls last.
-pub(super) const ASCENDING: SortOptions = SortOptions {
-    descending: false,
-    nulls_first: false,
-};
 
 /// Checks that rows come in key order (ascending, nulls last; equal keys allowed) across a
 /// partition's batches, and that the first key lies in the partition's range.
 pub(super) struct KeyCheck {
     columns: Vec<usize>,
-    converter: RowConverter,
-    /// The last row seen: its key as a row, and as text.
-    last: Option<(OwnedRow, Vec<String>)>,
+    keys: KeySequence,
     range: KeyRange,
 }
 
 impl KeyCheck {
-    pub(super) fn new(
-        schema: &SchemaRef,
-        columns: Vec<usize>,
-        range: KeyRange,
-    ) -> datafusion::error::Result<Self> {
-        let fields = columns
-            .iter()
-            .map(|&i| SortField::new_with_options(schema.field(i).data_type().clone(), ASCENDING))
-            .collect();
+    pub(super) fn new(schema: &SchemaRef, columns: Vec<usize>, range: KeyRange) -> Result<Self, Error> {
         Ok(KeyCheck {
+            keys: KeySequence::new(schema, &columns)?,
             columns,
-            converter: RowConverter::new(fields)?,
-            last: None,
             range,
         })
     }
 
     pub(super) fn check(&mut self, batch: &RecordBatch) -> Result<(), Error> {
-        let n = batch.num_rows();
-        if n == 0 {
+        if batch.num_rows() == 0 {
             return Ok(());
         }
         let cols: Vec<ArrayRef> = self
@@ -59,33 +39,14 @@ impl KeyCheck {
             .iter()
             .map(|&i| Arc::clone(batch.column(i)))
             .collect();
-        let text = |row: usize| -> Vec<String> {
-            cols.iter()
-                .map(|c| array_value_to_string(c, row).unwrap_or_else(|_| "?".into()))
-                .collect()
-        };
-        let rows = self
-            .converter
-            .convert_columns(&cols)
-            .map_err(|e| Error::Internal(e.to_string()))?;
-        let before = |i: usize| match (i, &self.last) {
-            (0, Some((last, _))) => Some(last.row()),
-            (0, None) => None,
-            _ => Some(rows.row(i - 1)),
-        };
-        if let Some(i) = (0..n).find(|&i| before(i).is_some_and(|b| b > rows.row(i))) {
-            let prev = match (i, &self.last) {
-                (0, Some((_, t))) => t.clone(),
-                _ => text(i - 1),
-            };
-            let (row, key) = (text(i), |v: &[String], k: usize| {
-                v.get(k).cloned().unwrap_or_default()
-            });
+        if let Some((row, prev)) = self.keys.scan(&cols)?.out_of_order {
+            let key = |k: usize| cols.get(k).map(|c| cell(c, row)).unwrap_or_default();
+            let prev_key = |k: usize| prev.get(k).cloned().unwrap_or_default();
             return Err(Error::NotSorted {
-                generation_id: key(&row, 0),
-                segment_index: key(&row, 1),
-                prev_generation_id: key(&prev, 0),
-                prev_segment_index: key(&prev, 1),
+                generation_id: key(0),
+                segment_index: key(1),
+                prev_generation_id: prev_key(0),
+                prev_segment_index: prev_key(1),
             });
         }
         // In order: the range holds every row when it holds the first and the last.
@@ -95,11 +56,10 @@ impl KeyCheck {
             .map_err(|e| Error::Internal(e.to_string()))?
         {
             return Err(Error::OutsideKeyRange {
-                generation_id: text(row)[0].clone(),
+                generation_id: cell(&cols[0], row),
                 range: self.range.to_string(),
             });
         }
-        self.last = Some((rows.row(n - 1).owned(), text(n - 1)));
         Ok(())
     }
 }

@@ -23,9 +23,10 @@ use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties, SendableRecordBatchStream,
 };
 
-use super::check::{KeyCheck, KeyRange, ASCENDING};
+use super::check::{KeyCheck, KeyRange};
 use super::{KeyRanges, Piece};
 use crate::engine::footer::KeyBound;
+use crate::engine::keys::ASCENDING;
 
 /// Which rows of its file `p` reads (None: all); `rows` are the file's row groups' rows.
 fn access_plan(p: &Piece, rows: &[u64]) -> Option<ParquetAccessPlan> {
@@ -331,7 +332,8 @@ impl ExecutionPlan for KeyRangeExec {
             lower: partition.checked_sub(1).and_then(value),
             upper: value(partition),
         };
-        let mut check = KeyCheck::new(&schema, columns, range)?;
+        let mut check =
+            KeyCheck::new(&schema, columns, range).map_err(|e| DataFusionError::External(Box::new(e)))?;
         let checked = stream.map(move |batch| {
             let batch = batch?;
             check
