@@ -59,6 +59,12 @@ fn one_undeclared_file(dir: &Path) -> (PathBuf, RecordBatch) {
     (dir.to_path_buf(), all_rows(dir))
 }
 
+/// `rows` as they are (in key order), in row groups of 3000 rows, in `to`: as writers write
+/// it, generations running from one row group into the next.
+fn in_row_groups(rows: &RecordBatch, to: &Path) -> PathBuf {
+    rewrite(rows, (0..rows.num_rows() as u32).collect(), to, false, 3000)
+}
+
 /// `rows` with two rows near the end swapped, in row groups of 3000 rows, in `to`: out of
 /// order where no footer's statistics show it.
 fn late_disorder(rows: &RecordBatch, to: &Path) -> PathBuf {
@@ -213,13 +219,7 @@ fn sorted_input_is_cut_into_key_ranges_that_run_side_by_side() {
     // As writers write it: row groups of a fixed number of rows (3000 here), so generations run
     // from one row group into the next; and the same rows in two files, one generation
     // starting in the first and ending in the second.
-    let one = rewrite(
-        &rows,
-        (0..n as u32).collect(),
-        &tmp.path().join("one"),
-        false,
-        3000,
-    );
+    let one = in_row_groups(&rows, &tmp.path().join("one"));
     let two = tmp.path().join("two");
     std::fs::create_dir_all(&two).unwrap();
     let gids = str_col(&rows, "generation_id");
@@ -336,13 +336,7 @@ fn segscore_sql_reads_a_sorted_table_without_sorting_it_and_checks_the_order() {
         lines.sort();
         (lines, stderr(&o))
     };
-    let sorted = rewrite(
-        &rows,
-        (0..n as u32).collect(),
-        &tmp.path().join("sorted"),
-        false,
-        3000,
-    );
+    let sorted = in_row_groups(&rows, &tmp.path().join("sorted"));
     let (want, log) = sql(&sorted, None);
     assert_eq!(want.len(), n);
     assert!(!log.contains("read as sorted"), "{log}");
