@@ -1,13 +1,21 @@
 #!/usr/bin/env bash
 # The test command (README, .ci/run): fetches ONNX Runtime, installs Chromium (for the report
 # test) and the Python reference packages if needed, then runs clippy, the docs (no broken
-# links) and every test. Extra arguments go to `cargo test`.
+# links) and every test; then the demo's tests in the build without the cluster. Extra
+# arguments go to the default build's `cargo test`.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scripts/fetch-ort.sh
 scripts/install-chromium.sh
 scripts/install-python-deps.sh
+# Both builds: the default one (with the Ballista cluster) and the one without
+# (`--no-default-features`, the README's demo).
 cargo clippy --all-targets --locked -- -D warnings
+cargo clippy --all-targets --locked --no-default-features -- -D warnings
 # The docs of public items build without broken links.
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --lib --locked
 cargo test --locked "$@"
+# The build without the cluster: the demo, and its answer to --cluster and `segscore cluster`.
+if [ $# -eq 0 ]; then
+  cargo test --locked --no-default-features --test it -- demo_runs without_the_cluster
+fi

@@ -1,13 +1,16 @@
 //! `segscore cluster scheduler|executor`: a Ballista cluster's processes, with segscore's
 //! functions, in this one binary. Ballista has no authentication: both bind to 127.0.0.1
-//! unless told another address.
+//! unless told another address. They come with the `cluster` Cargo feature (default); a
+//! build without it says how to get them.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Subcommand;
 
+#[cfg(feature = "cluster")]
 use crate::cli::exec::runtime;
+#[cfg(feature = "cluster")]
 use crate::cluster::serve::{self, ExecutorSettings, SchedulerSettings};
 use crate::error::Error;
 use crate::model::Provider;
@@ -59,7 +62,14 @@ pub(crate) enum ClusterCommand {
     },
 }
 
+/// In a segscore built without the `cluster` feature: the error saying how to build one.
+#[cfg(not(feature = "cluster"))]
+pub(crate) fn cluster(_: ClusterCommand) -> Result<(), Error> {
+    Err(crate::cluster::not_built("segscore cluster"))
+}
+
 /// Runs a cluster process until SIGTERM or SIGINT.
+#[cfg(feature = "cluster")]
 pub(crate) fn cluster(cmd: ClusterCommand) -> Result<(), Error> {
     match cmd {
         ClusterCommand::Scheduler {

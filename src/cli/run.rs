@@ -193,6 +193,9 @@ impl JobArgs {
         cfg.hive_partitioning = self.hive_partitioning;
         cfg.partition_cols = self.partition_col;
         if let Some(url) = &self.cluster {
+            if cfg!(not(feature = "cluster")) {
+                return Err(crate::cluster::not_built("--cluster"));
+            }
             crate::cluster::scheduler_address(url)?;
         }
         cfg.cluster = self.cluster;

@@ -13,17 +13,34 @@
 //! `segscore.*` settings ([`crate::model::shared::JobModel`]).
 //!
 //! - [`client`]: the client's session; [`serve`]: the scheduler and executor processes.
+//!
+//! Both come with the `cluster` Cargo feature, on in the default build; a build without it
+//! (`--no-default-features`) fails the commands that need them with [`not_built`]'s error.
 
+#[cfg(feature = "cluster")]
 pub mod client;
+#[cfg(feature = "cluster")]
 pub mod serve;
 
+#[cfg(feature = "cluster")]
 use std::sync::Arc;
 
+#[cfg(feature = "cluster")]
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+#[cfg(feature = "cluster")]
 use datafusion::prelude::SessionConfig;
 
 use crate::error::{Error, Result};
+#[cfg(feature = "cluster")]
 use crate::model::shared::JobSettings;
+
+/// The error of `what` (`--cluster`, `segscore cluster`) in a segscore built without the
+/// `cluster` feature.
+pub fn not_built(what: &str) -> Error {
+    Error::Usage(format!(
+        "{what} needs a segscore built with the `cluster` feature (Ballista), which the default build has: cargo build --release"
+    ))
+}
 
 /// A scheduler's address, `HOST:PORT`, from a `df://HOST:PORT` URL or `HOST:PORT`.
 pub fn scheduler_address(url: &str) -> Result<(String, u16)> {
@@ -49,6 +66,7 @@ pub fn scheduler_address(url: &str) -> Result<(String, u16)> {
     Ok((host.to_string(), port))
 }
 
+#[cfg(feature = "cluster")]
 /// The settings of a scheduler's or executor's sessions: Ballista's, with segscore's
 /// `segscore.*` settings known (unknown keys would be dropped) and the job's choices
 /// arriving with each query.
@@ -57,6 +75,7 @@ pub fn config_producer() -> SessionConfig {
     SessionConfig::new_with_ballista().with_option_extension(JobSettings::default())
 }
 
+#[cfg(feature = "cluster")]
 /// A runtime that reads `s3://` URLs as a local run does ([`crate::store::Registry`]).
 pub fn runtime(temp_dir: Option<&str>) -> datafusion::error::Result<Arc<RuntimeEnv>> {
     let mut b =

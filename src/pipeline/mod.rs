@@ -141,10 +141,13 @@ pub async fn run_until(cfg: &JobConfig, mut stop: Stop) -> Result<Summary> {
                     signal,
                     committed: kept,
                 },
+                #[cfg(feature = "cluster")]
                 e => match &cfg.cluster {
                     Some(url) => crate::cluster::client::job_error(url, e),
                     None => e,
                 },
+                #[cfg(not(feature = "cluster"))]
+                e => e,
             })
         }
     }

@@ -11,7 +11,6 @@ use crate::contract::EXECUTOR_COLUMN;
 use crate::engine::session_context;
 use crate::error::{Error, Result};
 use crate::evaluate::stream::StreamEval;
-use crate::model::shared::JobModel;
 use crate::model::{ModelOptions, RewardModel, TextTokenizer};
 use crate::pipeline::config::{read_query, JobConfig};
 use crate::pipeline::fingerprint::{input_stamps, JobFingerprint};
@@ -178,14 +177,20 @@ async fn plan_job(cfg: &JobConfig, loaded: Loaded, order: InputOrder) -> Result<
         .shards
         .unwrap_or_else(|| crate::shard::auto_shards(inputs.total_rows()))
         .max(1);
-    let mut ctx = session_context(cfg.threads, cfg.memory_limit, cfg.spill_dir.as_deref(), sorted)?;
-    match &cfg.cluster {
+    let ctx = session_context(cfg.threads, cfg.memory_limit, cfg.spill_dir.as_deref(), sorted)?;
+    let ctx = match &cfg.cluster {
+        #[cfg(feature = "cluster")]
         Some(url) => {
-            let job = JobModel::new(&model, &model_options(cfg), tokenizer.as_deref());
-            ctx = crate::cluster::client::client_context(url, ctx, job, &model, tokenizer.as_ref()).await?;
+            let job = crate::model::shared::JobModel::new(&model, &model_options(cfg), tokenizer.as_deref());
+            crate::cluster::client::client_context(url, ctx, job, &model, tokenizer.as_ref()).await?
         }
-        None => crate::functions::register(&ctx, Some(&model), tokenizer.as_ref()),
-    }
+        #[cfg(not(feature = "cluster"))]
+        Some(_) => return Err(crate::cluster::not_built("--cluster")),
+        None => {
+            crate::functions::register(&ctx, Some(&model), tokenizer.as_ref());
+            ctx
+        }
+    };
     if shards > 1 {
         // Each shard's pass decodes the other columns only for its own rows.
         ctx.sql("SET datafusion.execution.parquet.pushdown_filters = true")

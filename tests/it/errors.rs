@@ -551,3 +551,37 @@ fn corrupt_data_page_names_the_file() {
         assert_no_output(&tmp.path().join("out"));
     }
 }
+
+/// A build without the cluster (`--no-default-features`, the README's demo): asked for one, it
+/// says how to build it, and writes nothing.
+#[cfg(not(feature = "cluster"))]
+#[test]
+fn a_build_without_the_cluster_feature_says_how_to_build_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.parquet");
+    write_rows(&input, &good_rows());
+    let out = dir.path().join("out");
+    let how = "needs a segscore built with the `cluster` feature (Ballista), which the default build has: cargo build --release";
+    let o = run(
+        &[&input],
+        &demo_model(),
+        &out,
+        &["--cluster", "df://127.0.0.1:50050"],
+    );
+    assert_fails(&o, 2, &format!("--cluster {how}"));
+    assert_no_output(&out);
+    let work = dir.path().join("work");
+    let work = work.to_str().unwrap();
+    let executor = [
+        "cluster",
+        "executor",
+        "--scheduler",
+        "127.0.0.1:50050",
+        "--work-dir",
+        work,
+    ];
+    for process in [&["cluster", "scheduler"][..], &executor] {
+        assert_fails(&segscore(process), 2, &format!("segscore cluster {how}"));
+    }
+    assert!(!Path::new(work).exists());
+}

@@ -1,6 +1,8 @@
 //! segscore's integration tests: one binary, every test through the real `segscore` binary
 //! and the real ONNX Runtime (fetched by `scripts/fetch-ort.sh`), no mocks.
 
+// The cluster's tests need a segscore built with it (the default build).
+#[cfg(feature = "cluster")]
 mod cluster;
 mod common;
 mod contract;

@@ -858,6 +858,7 @@ fn input_that_only_seemed_sorted_falls_back_to_the_sort_with_uploads_under_way()
     assert_eq!(parts, listed, "{keys:?}");
 }
 
+#[cfg(feature = "cluster")]
 #[test]
 fn a_cluster_reads_inputs_and_the_model_from_s3_and_the_client_writes_there() {
     let moto = Moto::start();
