@@ -19,8 +19,8 @@ import statistics
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from e2e import MODELS, data, run, segscore_run  # noqa: E402
-from window import QUERY as WINDOW  # noqa: E402
+from e2e import MODELS, data, segscore_run  # noqa: E402
+from window import QUERY as WINDOW, segscore_sql  # noqa: E402
 
 SQL = {
     "window": WINDOW.format(table="t"),
@@ -34,12 +34,6 @@ FROM t GROUP BY generation_id""",
 FROM t""",
 }
 
-
-def sql_run(binary, data_dir, query, out, threads):
-    """`segscore sql` of one of SQL's queries over the data's files, to a Parquet file."""
-    secs, _, _ = run([binary, "sql", "-q", "--threads", str(threads), "--table", f"t={data_dir}",
-                      "--format", "parquet", "--to", out, SQL[query]])
-    return secs
 
 
 def main():
@@ -61,8 +55,8 @@ def main():
     for _ in range(args.repeats):
         for k in ("a", "b"):
             if args.sql:
-                secs = sql_run(getattr(args, k), d, args.sql,
-                               os.path.join(args.workdir, f"out-ab-{k}.parquet"), args.threads)
+                secs = segscore_sql(getattr(args, k), d, SQL[args.sql],
+                                    os.path.join(args.workdir, f"out-ab-{k}.parquet"), args.threads)
             else:
                 secs, _, _ = segscore_run(getattr(args, k), d, MODELS[args.model],
                                           os.path.join(args.workdir, f"out-ab-{k}"), args.threads)

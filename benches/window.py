@@ -32,6 +32,14 @@ QUERY = """SELECT generation_id, segment_index, cumulative_score,
 FROM {table}"""
 
 
+def segscore_sql(binary, path, query, out, threads):
+    """`segscore sql` of `query` over table `t` (the Parquet files at `path`), written to the Parquet
+    file `out`; returns the seconds, start-up included."""
+    secs, _, _ = run([binary, "sql", "-q", "--threads", str(threads), "--table", f"t={path}",
+                      "--format", "parquet", "--to", out, query])
+    return secs
+
+
 def duckdb_run(path, out, threads):
     import duckdb
     t0 = time.perf_counter()
@@ -93,9 +101,7 @@ def main():
     out = {k: os.path.join(args.workdir, f"out-{k}.parquet") for k in ("segscore", "duckdb", "polars")}
     times = {"segscore": [], "duckdb": [], "polars": []}
     for _ in range(args.repeats):
-        secs, _, _ = run([args.bin, "sql", "-q", "--threads", str(args.threads), "--table", f"t={path}",
-                          "--format", "parquet", "--to", out["segscore"], QUERY.format(table="t")])
-        times["segscore"].append(secs)
+        times["segscore"].append(segscore_sql(args.bin, path, QUERY.format(table="t"), out["segscore"], args.threads))
         times["duckdb"].append(duckdb_run(path, out["duckdb"], args.threads))
         if not args.no_polars:
             times["polars"].append(polars_run(path, out["polars"], args.threads))

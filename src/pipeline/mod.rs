@@ -141,13 +141,11 @@ pub async fn run_until(cfg: &JobConfig, mut stop: Stop) -> Result<Summary> {
                     signal,
                     committed: kept,
                 },
-                #[cfg(feature = "cluster")]
                 e => match &cfg.cluster {
+                    #[cfg(feature = "cluster")]
                     Some(url) => crate::cluster::client::job_error(url, e),
-                    None => e,
+                    _ => e,
                 },
-                #[cfg(not(feature = "cluster"))]
-                e => e,
             })
         }
     }
