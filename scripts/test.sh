@@ -10,8 +10,8 @@ scripts/install-chromium.sh
 scripts/install-python-deps.sh
 # Both builds: the default one (with the Ballista cluster) and the one without
 # (`--no-default-features`, the README's demo).
-cargo clippy --all-targets --locked -- -D warnings
-cargo clippy --all-targets --locked --no-default-features -- -D warnings
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --locked --no-default-features -- -D warnings
 # The docs of public items build without broken links.
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --lib --locked
 cargo test --locked "$@"

@@ -270,8 +270,8 @@ async fn stream_sorted<'a>(
     if plain.is_empty() {
         return Ok(None);
     }
-    let planned = match ctx.sql(query).await {
-        Ok(df) => df.create_physical_plan().await.ok(),
+    let planned = match segscore_plan::sql(ctx, query).await {
+        Ok(df) => segscore_plan::physical_plan(df).await.ok(),
         Err(_) => None,
     };
     let Some(keys) = planned.as_deref().and_then(sort_keys) else {
@@ -381,12 +381,13 @@ async fn run_query(opts: &SqlOptions) -> Result<()> {
 
 /// Runs the query in `ctx` and prints or writes its result.
 async fn execute(ctx: &SessionContext, opts: &SqlOptions) -> Result<()> {
-    let df = ctx
-        .sql(&opts.query)
+    let df = segscore_plan::sql(ctx, &opts.query)
         .await
         .map_err(|e| Error::Usage(format!("query: {e}")))?;
     let schema = Arc::new(df.schema().as_arrow().clone());
-    let mut stream = df.execute_stream().await.map_err(Error::from_datafusion)?;
+    let mut stream = segscore_plan::execute_stream(df)
+        .await
+        .map_err(Error::from_datafusion)?;
     let mut sink = Sink::open(opts.format, opts.to.as_deref(), &schema)?;
     while let Some(batch) = stream.next().await {
         let batch = batch.map_err(Error::from_datafusion)?;

@@ -7,13 +7,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use ballista_core::registry::BallistaFunctionRegistry;
-use ballista_executor::executor_process::{start_executor_process, ExecutorProcessConfig};
-use ballista_scheduler::cluster::BallistaCluster;
+use ballista_executor::executor_process::ExecutorProcessConfig;
 use ballista_scheduler::config::SchedulerConfig;
-use ballista_scheduler::scheduler_process::{create_scheduler, start_grpc_service_with_listener};
 use datafusion::execution::{SessionState, SessionStateBuilder};
 use datafusion::prelude::SessionConfig;
-use datafusion_proto::protobuf::{LogicalPlanNode, PhysicalPlanNode};
+use segscore_plan::cluster as process;
 
 use crate::error::{Error, Result};
 use crate::model::shared::{set_host, Host};
@@ -108,16 +106,16 @@ pub async fn scheduler(s: SchedulerSettings) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(s.bind)
         .await
         .map_err(|e| cluster_error(&name, format!("cannot listen: {e}")))?;
-    let cluster = BallistaCluster::new_from_config(&config)
+    let cluster = process::cluster_state(&config)
         .await
         .map_err(|e| cluster_error(&name, e))?;
     config.validate().map_err(|e| cluster_error(&name, e))?;
-    let server = create_scheduler::<LogicalPlanNode, PhysicalPlanNode>(cluster, Arc::new(config))
+    let server = process::create_scheduler(cluster, Arc::new(config))
         .await
         .map_err(|e| cluster_error(&name, e))?;
     tracing::info!(bind = %s.bind, "scheduler listening");
     tokio::select! {
-        served = start_grpc_service_with_listener(listener, server) => served.map_err(|e| cluster_error(&name, e)),
+        served = process::serve_scheduler(listener, server) => served.map_err(|e| cluster_error(&name, e)),
         signal = terminated() => {
             tracing::info!(signal, "scheduler stopped");
             Ok(())
@@ -170,7 +168,7 @@ pub async fn executor(s: ExecutorSettings) -> Result<()> {
         ..ExecutorProcessConfig::default()
     };
     tracing::info!(bind = %s.bind, scheduler = %s.scheduler, vcores, "executor starting");
-    start_executor_process(Arc::new(config))
+    process::run_executor(Arc::new(config))
         .await
         .map_err(|e| cluster_error(&name, e))
 }

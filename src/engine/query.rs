@@ -33,8 +33,8 @@ pub fn u64_col(batch: &RecordBatch, name: &str) -> Result<Vec<u64>> {
 
 /// Runs a query and concatenates its result into one batch.
 pub async fn query(ctx: &SessionContext, sql: &str) -> Result<RecordBatch> {
-    let df = ctx.sql(sql).await?;
+    let df = segscore_plan::sql(ctx, sql).await?;
     let schema = Arc::new(df.schema().as_arrow().clone());
-    let batches = df.collect().await?;
+    let batches = segscore_plan::collect(df).await?;
     Ok(datafusion::arrow::compute::concat_batches(&schema, &batches)?)
 }

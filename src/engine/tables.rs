@@ -77,10 +77,8 @@ async fn listing(
             .map(|k| ident(*k).sort(true, false))
             .collect()]);
     }
-    let config = ListingTableConfig::new_with_multi_paths(urls)
-        .with_listing_options(options)
-        .infer_schema(&ctx.state())
-        .await?;
+    let config = ListingTableConfig::new_with_multi_paths(urls).with_listing_options(options);
+    let config = segscore_plan::infer_schema(config, &ctx.state()).await?;
     Ok(ListingTable::try_new(config)?)
 }
 /// The Parquet part files directly in `dir` (`*.parquet`, not hidden), sorted; empty when

@@ -114,7 +114,7 @@ async fn write_generations(
     metadata: Arc<Vec<(String, String)>>,
     max_rows_per_file: u64,
 ) -> Result<usize> {
-    let df = ctx.sql(GENERATIONS_SQL).await?;
+    let df = segscore_plan::sql(ctx, GENERATIONS_SQL).await?;
     let schema = Arc::new(df.schema().as_arrow().clone());
     let sorting = schema.index_of("generation_id").ok().map(|i| {
         vec![SortingColumn {
@@ -133,7 +133,7 @@ async fn write_generations(
         max_rows_per_file,
         Arc::new(AtomicUsize::new(0)),
     );
-    let mut stream = df.execute_stream().await?;
+    let mut stream = segscore_plan::execute_stream(df).await?;
     while let Some(batch) = stream.next().await {
         let batch = batch?;
         tokio::task::block_in_place(|| writer.write(&batch))?;

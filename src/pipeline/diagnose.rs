@@ -50,7 +50,7 @@ async fn find_unreadable(p: &Prepared) -> Option<(PathBuf, String)> {
         let scan = async {
             let table =
                 crate::engine::tables::parquet_table(&p.ctx, std::slice::from_ref(&f), &[], &[]).await?;
-            let mut stream = p.ctx.read_table(table)?.execute_stream().await?;
+            let mut stream = segscore_plan::execute_stream(p.ctx.read_table(table)?).await?;
             while let Some(batch) = stream.next().await {
                 batch?;
             }
@@ -73,12 +73,13 @@ async fn first_row_failing_the_model(p: &Prepared, cfg: &JobConfig) -> Option<(S
     source::register_view(&p.ctx, &cfg.columns, &p.carried, None)
         .await
         .ok()?;
-    let df = p
-        .ctx
-        .sql("SELECT generation_id, segment_index, input_ids, token_type_ids FROM generations")
-        .await
-        .ok()?;
-    let mut stream = df.execute_stream().await.ok()?;
+    let df = segscore_plan::sql(
+        &p.ctx,
+        "SELECT generation_id, segment_index, input_ids, token_type_ids FROM generations",
+    )
+    .await
+    .ok()?;
+    let mut stream = segscore_plan::execute_stream(df).await.ok()?;
     let mut seen = 0;
     while let Some(Ok(batch)) = stream.next().await {
         for row in 0..batch.num_rows() {
@@ -106,14 +107,15 @@ async fn first_row_failing_the_model(p: &Prepared, cfg: &JobConfig) -> Option<(S
 /// Fails on a duplicate (generation_id, segment_index) and counts the generations, by SQL
 /// over the input: for output that did not come out in key order.
 pub async fn check_keys_by_sql(ctx: &SessionContext) -> Result<u64> {
-    let dup = ctx
-        .sql(
+    let dup = segscore_plan::collect(
+        segscore_plan::sql(
+            ctx,
             "SELECT CAST(generation_id AS VARCHAR) AS g, CAST(segment_index AS VARCHAR) AS s FROM generations \
              GROUP BY generation_id, segment_index HAVING COUNT(*) > 1 LIMIT 1",
         )
-        .await?
-        .collect()
-        .await?;
+        .await?,
+    )
+    .await?;
     if let Some(b) = dup.iter().find(|b| b.num_rows() > 0) {
         return Err(Error::DuplicateSegment {
             generation_id: cell(b.column(0), 0),
@@ -124,11 +126,10 @@ pub async fn check_keys_by_sql(ctx: &SessionContext) -> Result<u64> {
 }
 
 async fn count_generations(ctx: &SessionContext) -> Result<u64> {
-    let batches = ctx
-        .sql("SELECT COUNT(DISTINCT generation_id) AS n FROM generations")
-        .await?
-        .collect()
-        .await?;
+    let batches = segscore_plan::collect(
+        segscore_plan::sql(ctx, "SELECT COUNT(DISTINCT generation_id) AS n FROM generations").await?,
+    )
+    .await?;
     let n = batches
         .first()
         .map(|b| cast(b.column(0), &DataType::Int64))

@@ -193,16 +193,18 @@ async fn plan_job(cfg: &JobConfig, loaded: Loaded, order: InputOrder) -> Result<
     };
     if shards > 1 {
         // Each shard's pass decodes the other columns only for its own rows.
-        ctx.sql("SET datafusion.execution.parquet.pushdown_filters = true")
-            .await?
-            .collect()
-            .await?;
+        let set = "SET datafusion.execution.parquet.pushdown_filters = true";
+        segscore_plan::collect(segscore_plan::sql(&ctx, set).await?).await?;
     }
     let carried = source::register(&ctx, &inputs, &cfg.columns, sorted, hive.as_ref()).await?;
     let targets = plan_query(&ctx, cfg, &targets_sql).await?;
     // Only what the output needs travels on: DataFusion pushes this projection down through
     // the window, so the token lists are dropped as soon as the model has read them.
-    let files_schema = ctx.table("input_files").await?.schema().as_arrow().clone();
+    let files_schema = segscore_plan::table(&ctx, "input_files")
+        .await?
+        .schema()
+        .as_arrow()
+        .clone();
     let text = tokenizer.is_some();
     let staged = |schema: &datafusion::arrow::datatypes::Schema| GenerationStage::output_schema(schema, text);
     let full = OutputPlan::new(
@@ -385,7 +387,7 @@ async fn plan_query(
     cfg: &JobConfig,
     sql: &str,
 ) -> Result<datafusion::dataframe::DataFrame> {
-    ctx.sql(sql).await.map_err(|e| {
+    segscore_plan::sql(ctx, sql).await.map_err(|e| {
         Error::Usage(format!(
             "job query{}: {e}",
             cfg.query_file
@@ -413,7 +415,7 @@ impl Prepared {
     /// The physical plan, indented, as DataFusion's EXPLAIN shows it (of the first shard,
     /// when there are several).
     pub async fn physical_plan(&self, cfg: &JobConfig) -> Result<String> {
-        let plan = self.shard_frame(cfg, 0).await?.create_physical_plan().await?;
+        let plan = segscore_plan::physical_plan(self.shard_frame(cfg, 0).await?).await?;
         let text = datafusion::physical_plan::displayable(plan.as_ref())
             .indent(true)
             .to_string();
@@ -510,6 +512,6 @@ async fn generations_schema(
     crate::functions::register(&ctx, None, None);
     let empty = datafusion::datasource::MemTable::try_new(schema, vec![vec![]])?;
     ctx.register_table("segments", Arc::new(empty))?;
-    let df = ctx.sql(crate::evaluate::GENERATIONS_SQL).await?;
+    let df = segscore_plan::sql(&ctx, crate::evaluate::GENERATIONS_SQL).await?;
     Ok(Arc::new(df.schema().as_arrow().clone()))
 }

@@ -193,7 +193,9 @@ async fn execute(
     };
     let rejected_counter = Arc::new(AtomicUsize::new(0));
     let task_ctx = Arc::new(df.task_ctx());
-    let physical = df.create_physical_plan().await.map_err(Error::from_datafusion)?;
+    let physical = segscore_plan::physical_plan(df)
+        .await
+        .map_err(Error::from_datafusion)?;
     let streams = datafusion::physical_plan::execute_stream_partitioned(Arc::clone(&physical), task_ctx)
         .map_err(Error::from_datafusion)?;
     // Each partition checks key order and counts generations on its own: right only when each

@@ -103,7 +103,7 @@ pub async fn register_view(
     if let Some(f) = filter {
         sql.push_str(&format!(" WHERE {f}"));
     }
-    let view = ctx.sql(&sql).await?.into_view();
+    let view = segscore_plan::sql(ctx, &sql).await?.into_view();
     ctx.deregister_table("generations")?;
     ctx.register_table("generations", view)?;
     Ok(())

@@ -1,0 +1,109 @@
+//! segscore's calls into DataFusion's planner, each behind one non-generic function that
+//! returns a boxed future.
+//!
+//! An `async fn` of an upstream crate is compiled in the crate that awaits it, together with
+//! every generic it reaches: awaiting `SessionContext::sql` or
+//! `DataFrame::create_physical_plan` from segscore compiled DataFusion's SQL planner, optimizer
+//! and physical planner a second time, at segscore's optimization level and on the build's
+//! critical path (`cargo build --release --timings`, issue 13: segscore's crate took 125 s of a
+//! clean build before, 72 s after). This crate is built at opt-level 0 (the release profile in
+//! the workspace's `Cargo.toml`), where rustc links the copies DataFusion's crates already
+//! built instead of compiling them again: it builds in under a second, and planning runs for
+//! milliseconds per query. Execution does not pass through here: the streams these return are
+//! DataFusion's own operators, compiled with full optimization in their crates.
+
+use std::sync::Arc;
+
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::dataframe::DataFrame;
+use datafusion::datasource::listing::ListingTableConfig;
+use datafusion::error::Result;
+use datafusion::execution::session_state::SessionState;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::prelude::SessionContext;
+use futures::future::BoxFuture;
+
+/// Plans `sql` in `ctx` (`SessionContext::sql`): a query, or a statement such as `SET`.
+pub fn sql<'a>(ctx: &'a SessionContext, sql: &'a str) -> BoxFuture<'a, Result<DataFrame>> {
+    Box::pin(ctx.sql(sql))
+}
+
+/// The registered table `name` as a frame (`SessionContext::table`).
+pub fn table<'a>(ctx: &'a SessionContext, name: &'a str) -> BoxFuture<'a, Result<DataFrame>> {
+    Box::pin(ctx.table(name))
+}
+
+/// The frame's optimized physical plan (`DataFrame::create_physical_plan`).
+pub fn physical_plan(df: DataFrame) -> BoxFuture<'static, Result<Arc<dyn ExecutionPlan>>> {
+    Box::pin(async move { df.create_physical_plan().await })
+}
+
+/// The frame's rows as one stream (`DataFrame::execute_stream`).
+pub fn execute_stream(df: DataFrame) -> BoxFuture<'static, Result<SendableRecordBatchStream>> {
+    Box::pin(df.execute_stream())
+}
+
+/// The frame's rows, all in memory (`DataFrame::collect`).
+pub fn collect(df: DataFrame) -> BoxFuture<'static, Result<Vec<RecordBatch>>> {
+    Box::pin(df.collect())
+}
+
+/// `config` with the schema of its files (`ListingTableConfig::infer_schema`).
+pub fn infer_schema(
+    config: ListingTableConfig,
+    state: &SessionState,
+) -> BoxFuture<'_, Result<ListingTableConfig>> {
+    Box::pin(config.infer_schema(state))
+}
+
+/// The Ballista cluster's processes (feature `cluster`): their start-up and serving loops are
+/// generic over the plan codecs or are `async fn`s, so they too would be compiled in the crate
+/// that awaits them. They run per task, not per row.
+#[cfg(feature = "cluster")]
+pub mod cluster {
+    use std::sync::Arc;
+
+    use ballista_core::error::Result;
+    use ballista_executor::executor_process::ExecutorProcessConfig;
+    use ballista_scheduler::cluster::BallistaCluster;
+    use ballista_scheduler::config::SchedulerConfig;
+    use ballista_scheduler::scheduler_server::SchedulerServer;
+    use datafusion_proto::protobuf::{LogicalPlanNode, PhysicalPlanNode};
+    use futures::future::BoxFuture;
+
+    /// A scheduler whose plans cross the wire as DataFusion's protobuf.
+    pub type Scheduler = SchedulerServer<LogicalPlanNode, PhysicalPlanNode>;
+
+    /// The scheduler's cluster state (`BallistaCluster::new_from_config`).
+    pub fn cluster_state(config: &SchedulerConfig) -> BoxFuture<'_, Result<BallistaCluster>> {
+        Box::pin(BallistaCluster::new_from_config(config))
+    }
+
+    /// The scheduler, initialized but not yet serving
+    /// (`ballista_scheduler::scheduler_process::create_scheduler`).
+    pub fn create_scheduler(
+        cluster: BallistaCluster,
+        config: Arc<SchedulerConfig>,
+    ) -> BoxFuture<'static, Result<Scheduler>> {
+        Box::pin(ballista_scheduler::scheduler_process::create_scheduler(
+            cluster, config,
+        ))
+    }
+
+    /// Serves `scheduler`'s gRPC on `listener` until it fails
+    /// (`start_grpc_service_with_listener`).
+    pub fn serve_scheduler(
+        listener: tokio::net::TcpListener,
+        scheduler: Scheduler,
+    ) -> BoxFuture<'static, Result<()>> {
+        Box::pin(ballista_scheduler::scheduler_process::start_grpc_service_with_listener(listener, scheduler))
+    }
+
+    /// Runs an executor until it stops (`start_executor_process`).
+    pub fn run_executor(config: Arc<ExecutorProcessConfig>) -> BoxFuture<'static, Result<()>> {
+        Box::pin(ballista_executor::executor_process::start_executor_process(
+            config,
+        ))
+    }
+}
