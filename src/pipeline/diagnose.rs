@@ -4,14 +4,13 @@
 
 use std::path::PathBuf;
 
-use datafusion::arrow::array::AsArray;
-use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Int64Type};
+use datafusion::arrow::datatypes::DataType;
 use datafusion::prelude::SessionContext;
 use futures::StreamExt;
 
 use crate::engine::keys::cell;
 use crate::engine::memory_error;
+use crate::engine::query::{query, u64_col};
 use crate::error::{Error, Result};
 use crate::pipeline::config::JobConfig;
 use crate::pipeline::prepare::Prepared;
@@ -107,34 +106,22 @@ async fn first_row_failing_the_model(p: &Prepared, cfg: &JobConfig) -> Option<(S
 /// Fails on a duplicate (generation_id, segment_index) and counts the generations, by SQL
 /// over the input: for output that did not come out in key order.
 pub async fn check_keys_by_sql(ctx: &SessionContext) -> Result<u64> {
-    let dup = segscore_plan::collect(
-        segscore_plan::sql(
-            ctx,
-            "SELECT CAST(generation_id AS VARCHAR) AS g, CAST(segment_index AS VARCHAR) AS s FROM generations \
-             GROUP BY generation_id, segment_index HAVING COUNT(*) > 1 LIMIT 1",
-        )
-        .await?,
+    let dup = query(
+        ctx,
+        "SELECT CAST(generation_id AS VARCHAR) AS g, CAST(segment_index AS VARCHAR) AS s FROM generations \
+         GROUP BY generation_id, segment_index HAVING COUNT(*) > 1 LIMIT 1",
     )
     .await?;
-    if let Some(b) = dup.iter().find(|b| b.num_rows() > 0) {
+    if dup.num_rows() > 0 {
         return Err(Error::DuplicateSegment {
-            generation_id: cell(b.column(0), 0),
-            segment_index: cell(b.column(1), 0),
+            generation_id: cell(dup.column(0), 0),
+            segment_index: cell(dup.column(1), 0),
         });
     }
     count_generations(ctx).await
 }
 
 async fn count_generations(ctx: &SessionContext) -> Result<u64> {
-    let batches = segscore_plan::collect(
-        segscore_plan::sql(ctx, "SELECT COUNT(DISTINCT generation_id) AS n FROM generations").await?,
-    )
-    .await?;
-    let n = batches
-        .first()
-        .map(|b| cast(b.column(0), &DataType::Int64))
-        .transpose()?
-        .map(|a| a.as_primitive::<Int64Type>().value(0))
-        .unwrap_or(0);
-    Ok(n as u64)
+    let counted = query(ctx, "SELECT COUNT(DISTINCT generation_id) AS n FROM generations").await?;
+    Ok(u64_col(&counted, "n")?.first().copied().unwrap_or(0))
 }

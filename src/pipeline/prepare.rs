@@ -193,8 +193,7 @@ async fn plan_job(cfg: &JobConfig, loaded: Loaded, order: InputOrder) -> Result<
     };
     if shards > 1 {
         // Each shard's pass decodes the other columns only for its own rows.
-        let set = "SET datafusion.execution.parquet.pushdown_filters = true";
-        segscore_plan::collect(segscore_plan::sql(&ctx, set).await?).await?;
+        crate::engine::query::query(&ctx, "SET datafusion.execution.parquet.pushdown_filters = true").await?;
     }
     let carried = source::register(&ctx, &inputs, &cfg.columns, sorted, hive.as_ref()).await?;
     let targets = plan_query(&ctx, cfg, &targets_sql).await?;
