@@ -14,15 +14,16 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, RecordBatch, UInt32Array,
+    new_empty_array, Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, RecordBatch,
+    UInt32Array,
 };
-use datafusion::arrow::compute::{cast, concat_batches, partition, take};
+use datafusion::arrow::compute::{cast, concat, partition, take};
 use datafusion::arrow::datatypes::{DataType, Float64Type, Schema, SchemaRef};
 
 use crate::error::{Error, Result};
 use crate::evaluate::queries::SAMPLE_SEGMENTS;
 use crate::evaluate::summary::{CalibrationRow, Evaluation, GenerationMeans, HistogramBin};
-use crate::metrics::{self, EvalSums, PairCounts};
+use crate::metrics::{self, EvalSums, Ranker};
 use crate::shard::in_sample;
 
 /// The columns of the overall sample, in this order.
@@ -150,17 +151,18 @@ impl StreamEval {
         let mut firsts: Vec<u32> = Vec::with_capacity(n);
         // Sums in row order, as the SQL aggregates add them.
         let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+        let mut ranker = Ranker::default();
         for r in &runs {
             let (p, t) = (&pred[r.clone()], &target[r.clone()]);
-            let counts_of = PairCounts::of(p, t);
+            let ranks = ranker.rank(p, t);
             let m = [
                 Some(mean(&sq[r.clone()])),
                 Some(mean(&abs[r.clone()])),
                 Some(mean(&residual[r.clone()])),
                 metrics::pearson(p, t),
-                metrics::spearman(p, t),
-                counts_of.and_then(|c| c.kendall_tau_b()),
-                counts_of.and_then(|c| c.order_accuracy()),
+                ranks.spearman,
+                ranks.counts.and_then(|c| c.kendall_tau_b()),
+                ranks.counts.and_then(|c| c.order_accuracy()),
             ];
             let tsm = metrics::top_segment_match(p, t);
             for (i, v) in m.iter().enumerate() {
@@ -255,34 +257,43 @@ impl StreamEval {
     }
 }
 
-/// The overall metrics from the sample (all its batches) and the means' sums.
+/// The overall metrics from the sample (all its batches, of `schema`) and the means' sums.
 pub fn overall(sample: &[RecordBatch], schema: &SchemaRef, sums: &EvalSums) -> Result<Evaluation> {
-    let s = concat_batches(schema, sample)?;
-    let n = s.num_rows();
-    let col = |i: usize| -> Result<Vec<f64>> { f64s(&s, i) };
+    let n: usize = sample.iter().map(|b| b.num_rows()).sum();
+    let col = |i: usize| -> Result<Vec<f64>> {
+        let mut v = Vec::with_capacity(n);
+        for b in sample {
+            v.extend_from_slice(
+                cast(b.column(i), &DataType::Float64)?
+                    .as_primitive::<Float64Type>()
+                    .values(),
+            );
+        }
+        Ok(v)
+    };
     let (pred, target, loss, residual) = (col(2)?, col(3)?, col(4)?, col(5)?);
-    // The rank metrics, the calibration and the loss shares each sort the sample: side by side.
-    let ((counts, spearman), (calibration, shares)) = rayon::join(
-        || {
-            rayon::join(
-                || PairCounts::of(&pred, &target),
-                || metrics::spearman(&pred, &target),
-            )
-        },
-        || {
-            rayon::join(
-                || calibration(&s, &pred, &target),
-                || metrics::top_shares(&mut loss.clone(), &[0.01, 0.1]),
-            )
-        },
+    // The rank metrics sort by prediction (the calibration reads that order) and merge-sort by
+    // target; the loss shares sort the losses: side by side.
+    let mut ranker = Ranker::default();
+    let (ranks, shares) = rayon::join(
+        || ranker.rank(&pred, &target),
+        || metrics::top_shares(&mut loss.clone(), &[0.01, 0.1]),
     );
-    let calibration = calibration?;
+    let key = |i: usize| -> Result<ArrayRef> {
+        let parts: Vec<&dyn Array> = sample.iter().map(|b| b.column(i).as_ref()).collect();
+        Ok(if parts.is_empty() {
+            new_empty_array(schema.field(i).data_type())
+        } else {
+            concat(&parts)?
+        })
+    };
+    let calibration = calibration([key(0)?, key(1)?], &ranker, &pred, &target)?;
     let residual_histogram = histogram(&residual);
     Ok(Evaluation {
         overall_sample_segments: n as u64,
-        spearman,
-        kendall_tau: counts.and_then(|c| c.kendall_tau_b()),
-        pairwise_order_accuracy: counts.and_then(|c| c.order_accuracy()),
+        spearman: ranks.spearman,
+        kendall_tau: ranks.counts.and_then(|c| c.kendall_tau_b()),
+        pairwise_order_accuracy: ranks.counts.and_then(|c| c.order_accuracy()),
         loss_share_top_1pct: shares[0],
         loss_share_top_10pct: shares[1],
         generation_means: means(sums),
@@ -320,48 +331,70 @@ fn histogram(residual: &[f64]) -> Vec<HistogramBin> {
         .collect()
 }
 
-/// Deciles of prediction (rank r of n in decile r * 10 / n + 1), ties broken by key, as
-/// `queries/calibration.sql` makes them. The keys are compared only where predictions tie.
-fn calibration(s: &RecordBatch, pred: &[f64], target: &[f64]) -> Result<Vec<CalibrationRow>> {
+/// Deciles of prediction (rank r of n in decile r * 10 / n + 1), ties broken by key
+/// (`[generation_id, segment_index]`), as `queries/calibration.sql` makes them. The ranker's
+/// order by prediction, read in sequence: a row's prediction and target are the values its
+/// keys stand for (the row's own where the key cannot tell: a zero's sign, a NaN's payload);
+/// each run of equal predictions is reordered by the total order (-0.0 first), then by key.
+fn calibration(
+    key: [ArrayRef; 2],
+    ranker: &Ranker,
+    pred: &[f64],
+    target: &[f64],
+) -> Result<Vec<CalibrationRow>> {
     use datafusion::arrow::array::make_comparator;
-    use rayon::slice::ParallelSliceMut;
     let n = pred.len();
     let opts = datafusion::arrow::compute::SortOptions::default();
-    let by_gid = make_comparator(s.column(0).as_ref(), s.column(0).as_ref(), opts)?;
-    let by_seg = make_comparator(s.column(1).as_ref(), s.column(1).as_ref(), opts)?;
-    // By prediction (its total-order key, the index beside it), then each run of equal
-    // predictions by key.
-    let mut keyed: Vec<(u64, u32)> = pred
-        .iter()
-        .enumerate()
-        .map(|(i, &p)| (crate::metrics::total_order_key(p), i as u32))
-        .collect();
-    keyed.par_sort_unstable();
-    for tied in keyed.chunk_by_mut(|a, b| a.0 == b.0).filter(|t| t.len() > 1) {
-        tied.sort_unstable_by(|&(_, a), &(_, b)| {
-            let (a, b) = (a as usize, b as usize);
-            by_gid(a, b).then_with(|| by_seg(a, b))
-        });
-    }
+    let by_gid = make_comparator(key[0].as_ref(), key[0].as_ref(), opts)?;
+    let by_seg = make_comparator(key[1].as_ref(), key[1].as_ref(), opts)?;
+    let value = |key: u64, own: &[f64], row: usize| {
+        let v = metrics::from_total_order_key(key);
+        if v == 0.0 || v.is_nan() {
+            own[row]
+        } else {
+            v
+        }
+    };
     let mut deciles: Vec<CalibrationRow> = Vec::new();
-    for (r, i) in keyed.iter().map(|&(_, i)| i as usize).enumerate() {
-        let decile = (r as u64 * 10) / n as u64 + 1;
+    let mut r = 0u64;
+    let mut visit = |p: f64, t: f64| {
+        let decile = (r * 10) / n as u64 + 1;
+        r += 1;
         match deciles.last_mut() {
             Some(row) if row.decile == decile => {
                 row.n += 1;
-                row.min_predicted = row.min_predicted.min(pred[i]);
-                row.max_predicted = row.max_predicted.max(pred[i]);
-                row.mean_predicted += pred[i];
-                row.mean_target += target[i];
+                row.min_predicted = row.min_predicted.min(p);
+                row.max_predicted = row.max_predicted.max(p);
+                row.mean_predicted += p;
+                row.mean_target += t;
             }
             _ => deciles.push(CalibrationRow {
                 decile,
                 n: 1,
-                min_predicted: pred[i],
-                max_predicted: pred[i],
-                mean_predicted: pred[i],
-                mean_target: target[i],
+                min_predicted: p,
+                max_predicted: p,
+                mean_predicted: p,
+                mean_target: t,
             }),
+        }
+    };
+    let mut tied: Vec<usize> = Vec::new();
+    for run in ranker.by_x().chunk_by(|a, b| a.0 == b.0) {
+        if let [(kx, ky, row)] = run {
+            let row = *row as usize;
+            visit(value(*kx, pred, row), value(*ky, target, row));
+            continue;
+        }
+        tied.clear();
+        tied.extend(run.iter().map(|e| e.2 as usize));
+        tied.sort_unstable_by(|&a, &b| {
+            pred[a]
+                .total_cmp(&pred[b])
+                .then_with(|| by_gid(a, b))
+                .then_with(|| by_seg(a, b))
+        });
+        for &row in &tied {
+            visit(pred[row], target[row]);
         }
     }
     for row in &mut deciles {

@@ -10,7 +10,7 @@ use std::cmp::Ordering;
 
 pub mod udaf;
 
-use rayon::slice::ParallelSliceMut;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 /// Sums behind `generation_means`: per metric, the sum over generations where it is defined
@@ -74,6 +74,11 @@ pub fn total_order_key(v: f64) -> u64 {
     }
 }
 
+/// The float whose [`total_order_key`] `key` is.
+pub fn from_total_order_key(key: u64) -> f64 {
+    f64::from_bits(if key >> 63 == 1 { key & !(1 << 63) } else { !key })
+}
+
 /// Ranks starting at 1, ties given the mean of the ranks they span.
 pub fn average_ranks(x: &[f64]) -> Vec<f64> {
     // -0.0 + 0.0 is 0.0: the keys then tie exactly what `==` ties.
@@ -83,26 +88,31 @@ pub fn average_ranks(x: &[f64]) -> Vec<f64> {
         .map(|(i, v)| (total_order_key(v + 0.0), i as u32))
         .collect();
     keyed.par_sort_unstable();
-    let mut ranks = vec![0.0; x.len()];
+    let mut ranks = Vec::new();
+    ranks_of_sorted(&keyed, |e| e.0, |e| e.1, &mut ranks);
+    ranks
+}
+
+/// Writes into `ranks` (one per row) the average ranks of rows listed in ascending order of
+/// their keys: `key` and `row` read an element of `sorted`.
+fn ranks_of_sorted<T>(sorted: &[T], key: impl Fn(&T) -> u64, row: impl Fn(&T) -> u32, ranks: &mut Vec<f64>) {
+    ranks.clear();
+    ranks.resize(sorted.len(), 0.0);
     let mut i = 0;
-    for tied in keyed.chunk_by(|a, b| a.0 == b.0) {
+    for tied in sorted.chunk_by(|a, b| key(a) == key(b)) {
         let j = i + tied.len();
         // positions i..j (0-based) hold ranks i+1..=j; their mean:
         let rank = (i + j + 1) as f64 / 2.0;
-        for &(_, k) in tied {
-            ranks[k as usize] = rank;
+        for e in tied {
+            ranks[row(e) as usize] = rank;
         }
         i = j;
     }
-    ranks
 }
 
 /// Spearman's rank correlation: Pearson's over average ranks (so ties are handled).
 pub fn spearman(x: &[f64], y: &[f64]) -> Option<f64> {
-    if x.len() < 2 || x.len() != y.len() || !all_finite(x) || !all_finite(y) {
-        return None;
-    }
-    pearson(&average_ranks(x), &average_ranks(y))
+    Ranker::default().rank(x, y).spearman
 }
 
 /// How the pairs of rows order under x and under y.
@@ -124,38 +134,7 @@ impl PairCounts {
     /// Counts in O(n log n) (Knight's algorithm: sort by x then y, count the swaps a merge
     /// sort by y makes; each swap is one discordant pair). None if a value is not finite.
     pub fn of(x: &[f64], y: &[f64]) -> Option<PairCounts> {
-        let n = x.len();
-        if n != y.len() || !all_finite(x) || !all_finite(y) {
-            return None;
-        }
-        // -0.0 + 0.0 is 0.0: the keys (total order) then tie exactly what `==` ties.
-        let mut xy: Vec<(u64, u64)> = x
-            .iter()
-            .zip(y)
-            .map(|(a, b)| (total_order_key(a + 0.0), total_order_key(b + 0.0)))
-            .collect();
-        xy.par_sort_unstable();
-        let (mut tied_x, mut tied_both) = (0u64, 0u64);
-        for same_x in xy.chunk_by(|a, b| a.0 == b.0) {
-            tied_x += pairs_in(same_x.len() as u64);
-            tied_both += tied_pairs(same_x, |a, b| a.1 == b.1);
-        }
-        let mut ys: Vec<u64> = xy.iter().map(|p| p.1).collect();
-        drop(xy);
-        let mut scratch = vec![0; n];
-        let discordant = merge_count(&mut ys, &mut scratch);
-        let tied_y = tied_pairs(&ys, |a, b| a == b);
-        let pairs = pairs_in(n as u64);
-        // Pairs tied in neither, less the discordant ones; every partial result is a count
-        // of pairs, so none of the subtractions can go below zero.
-        let concordant = pairs + tied_both - tied_x - tied_y - discordant;
-        Some(PairCounts {
-            pairs,
-            concordant,
-            discordant,
-            tied_x,
-            tied_y,
-        })
+        Ranker::default().rank(x, y).counts
     }
 
     /// Kendall's tau-b: (C - D) / sqrt((P - Tx)(P - Ty)); None when either side is constant.
@@ -177,6 +156,98 @@ impl PairCounts {
     }
 }
 
+/// The rank metrics of x against y.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct RankMetrics {
+    /// [`PairCounts`]; None if the lengths differ or a value is not finite.
+    pub counts: Option<PairCounts>,
+    /// Spearman's rank correlation; None under fewer than two rows, a constant side, or as
+    /// `counts`.
+    pub spearman: Option<f64>,
+}
+
+/// A row in [`Ranker`]'s order: x's key, y's key ([`total_order_key`] of the value plus 0.0,
+/// so -0.0 and 0.0 tie) and the row's index.
+pub type RankedRow = (u64, u64, u32);
+
+/// Computes [`RankMetrics`] from one sort by (x, y) and one merge sort by y (Knight's
+/// algorithm): the first sort's runs of equal x give x's average ranks and the pairs tied in
+/// x (and in both), the merge sort counts the discordant pairs and leaves y's order, whose
+/// runs give y's ranks. Keeps its buffers from one call to the next (one per generation).
+#[derive(Debug, Default)]
+pub struct Ranker {
+    /// Sorted.
+    xy: Vec<RankedRow>,
+    /// (y's key, row), merge-sorted by key.
+    y: Vec<(u64, u32)>,
+    scratch: Vec<(u64, u32)>,
+    rx: Vec<f64>,
+    ry: Vec<f64>,
+}
+
+/// From this many rows on, [`Ranker`] sorts on rayon's threads.
+const PARALLEL_ROWS: usize = 1 << 14;
+
+impl Ranker {
+    /// The rank metrics of x against y. [`Ranker::by_x`] then lists the rows in x's order.
+    pub fn rank(&mut self, x: &[f64], y: &[f64]) -> RankMetrics {
+        let n = x.len();
+        self.xy.clear();
+        if n != y.len() {
+            return RankMetrics::default();
+        }
+        // -0.0 + 0.0 is 0.0: the keys (total order) then tie exactly what `==` ties.
+        let keys = |(i, (a, b)): (usize, (&f64, &f64))| {
+            (total_order_key(a + 0.0), total_order_key(b + 0.0), i as u32)
+        };
+        if n >= PARALLEL_ROWS {
+            x.par_iter()
+                .zip(y)
+                .enumerate()
+                .map(keys)
+                .collect_into_vec(&mut self.xy);
+            self.xy.par_sort_unstable();
+        } else {
+            self.xy.extend(x.iter().zip(y).enumerate().map(keys));
+            self.xy.sort_unstable();
+        }
+        if !all_finite(x) || !all_finite(y) {
+            return RankMetrics::default();
+        }
+        let (mut tied_x, mut tied_both) = (0u64, 0u64);
+        for same_x in self.xy.chunk_by(|a, b| a.0 == b.0) {
+            tied_x += pairs_in(same_x.len() as u64);
+            tied_both += tied_pairs(same_x, |a, b| a.1 == b.1);
+        }
+        ranks_of_sorted(&self.xy, |e| e.0, |e| e.2, &mut self.rx);
+        self.y.clear();
+        self.y.extend(self.xy.iter().map(|e| (e.1, e.2)));
+        self.scratch.resize(n, (0, 0));
+        let discordant = merge_count(&mut self.y, &mut self.scratch, false);
+        let tied_y = tied_pairs(&self.y, |a, b| a.0 == b.0);
+        ranks_of_sorted(&self.y, |e| e.0, |e| e.1, &mut self.ry);
+        let pairs = pairs_in(n as u64);
+        // Pairs tied in neither, less the discordant ones; every partial result is a count
+        // of pairs, so none of the subtractions can go below zero.
+        let concordant = pairs + tied_both - tied_x - tied_y - discordant;
+        RankMetrics {
+            counts: Some(PairCounts {
+                pairs,
+                concordant,
+                discordant,
+                tied_x,
+                tied_y,
+            }),
+            spearman: pearson(&self.rx, &self.ry),
+        }
+    }
+
+    /// The rows of the last [`Ranker::rank`] by x, ties by y, then by row.
+    pub fn by_x(&self) -> &[RankedRow] {
+        &self.xy
+    }
+}
+
 /// The pairs among `k` rows.
 fn pairs_in(k: u64) -> u64 {
     k * k.saturating_sub(1) / 2
@@ -187,35 +258,68 @@ fn tied_pairs<T>(v: &[T], same: impl FnMut(&T, &T) -> bool) -> u64 {
     v.chunk_by(same).map(|run| pairs_in(run.len() as u64)).sum()
 }
 
-/// Sorts `v` ascending (merge sort) and returns how many pairs were strictly out of order.
-fn merge_count(v: &mut [u64], scratch: &mut [u64]) -> u64 {
+/// Sorts `v` by key, stably (a merge sort), and returns how many pairs were strictly out of
+/// order; the sorted rows end in `scratch` if `into_scratch`, else in `v` (each level merges
+/// from one buffer into the other). Halves of [`PARALLEL_ROWS`] rows or more sort on rayon's
+/// threads; runs of up to 4 rows by insertion.
+fn merge_count(v: &mut [(u64, u32)], scratch: &mut [(u64, u32)], into_scratch: bool) -> u64 {
     let n = v.len();
-    if n < 2 {
-        return 0;
+    if n <= 4 {
+        // Each step left past a larger key is one pair out of order.
+        let mut swaps = 0;
+        for i in 1..n {
+            let mut j = i;
+            while j > 0 && v[j].0 < v[j - 1].0 {
+                v.swap(j, j - 1);
+                swaps += 1;
+                j -= 1;
+            }
+        }
+        if into_scratch {
+            scratch.copy_from_slice(v);
+        }
+        return swaps;
     }
     let mid = n / 2;
-    let mut swaps = {
+    let swaps = {
+        // The halves sort into the buffer this level merges from.
         let (l, r) = v.split_at_mut(mid);
         let (sl, sr) = scratch.split_at_mut(mid);
-        merge_count(l, sl) + merge_count(r, sr)
-    };
-    let (mut i, mut j, mut k) = (0, mid, 0);
-    while i < mid && j < n {
-        if v[j] < v[i] {
-            // v[j] jumps every element left in the left half: each is a discordant pair.
-            scratch[k] = v[j];
-            swaps += (mid - i) as u64;
-            j += 1;
+        if n >= PARALLEL_ROWS {
+            let (a, b) = rayon::join(
+                || merge_count(l, sl, !into_scratch),
+                || merge_count(r, sr, !into_scratch),
+            );
+            a + b
         } else {
-            scratch[k] = v[i];
-            i += 1;
+            merge_count(l, sl, !into_scratch) + merge_count(r, sr, !into_scratch)
         }
+    };
+    let (from, to) = if into_scratch {
+        (&*v, scratch)
+    } else {
+        (&*scratch, v)
+    };
+    swaps + merge_halves(&from[..mid], &from[mid..], to)
+}
+
+/// Merges two sorted runs into `to`, left first on equal keys; returns the pairs out of order.
+fn merge_halves(l: &[(u64, u32)], r: &[(u64, u32)], to: &mut [(u64, u32)]) -> u64 {
+    let (mut i, mut j, mut k, mut swaps) = (0, 0, 0, 0u64);
+    // Without branches (the keys' order is data, a branch on it mispredicts half the time):
+    // r[j] first jumps every element left in the left run, each a pair out of order.
+    while i < l.len() && j < r.len() {
+        let (a, b) = (l[i], r[j]);
+        let take_r = b.0 < a.0;
+        to[k] = if take_r { b } else { a };
+        swaps += take_r as u64 * (l.len() - i) as u64;
+        j += take_r as usize;
+        i += !take_r as usize;
         k += 1;
     }
-    scratch[k..k + mid - i].copy_from_slice(&v[i..mid]);
-    k += mid - i;
-    scratch[k..k + n - j].copy_from_slice(&v[j..n]);
-    v.copy_from_slice(&scratch[..n]);
+    to[k..k + l.len() - i].copy_from_slice(&l[i..]);
+    k += l.len() - i;
+    to[k..].copy_from_slice(&r[j..]);
     swaps
 }
 
@@ -405,6 +509,21 @@ mod tests {
     }
 
     #[test]
+    fn rows_past_the_parallel_threshold_count_as_the_definition() {
+        // Enough rows for the sort and the merge sort's top levels to run on rayon's threads;
+        // few distinct values, so every kind of tie occurs.
+        let n = PARALLEL_ROWS + 1500;
+        let x: Vec<f64> = (0..n).map(|i| ((i * 7919) % 101) as f64).collect();
+        let y: Vec<f64> = (0..n)
+            .map(|i| ((i * 104_729) % 89) as f64 - 0.5 * ((i % 3) as f64))
+            .collect();
+        let m = Ranker::default().rank(&x, &y);
+        assert_eq!(m.counts, Some(naive_counts(&x, &y)));
+        assert_eq!(m.spearman, pearson(&average_ranks(&x), &average_ranks(&y)));
+        assert!(m.spearman.is_some());
+    }
+
+    #[test]
     fn top_share_takes_the_largest() {
         let mut v: Vec<f64> = (1..=10).map(f64::from).collect(); // sum 55
         close(top_share(&mut v, 0.1), 10.0 / 55.0);
@@ -433,6 +552,7 @@ mod properties {
         #[test]
         fn total_order_keys_order_as_total_cmp(a in any::<f64>(), b in any::<f64>()) {
             prop_assert_eq!(total_order_key(a).cmp(&total_order_key(b)), a.total_cmp(&b));
+            prop_assert_eq!(from_total_order_key(total_order_key(a)).to_bits(), a.to_bits());
         }
 
         #[test]
@@ -467,6 +587,24 @@ mod properties {
         #[test]
         fn knight_counts_equal_the_definition((p, t) in scores()) {
             prop_assert_eq!(PairCounts::of(&p, &t).unwrap(), super::tests::naive_counts(&p, &t));
+        }
+
+        #[test]
+        fn one_ranker_reused_gives_each_input_its_own_metrics(inputs in proptest::collection::vec(scores(), 1..5)) {
+            // One sort by (x, y) and one merge sort by y give the ranks that separate sorts
+            // give (bit for bit) and the pairs' definitions; buffers carry nothing over.
+            let mut ranker = Ranker::default();
+            for (p, t) in &inputs {
+                let m = ranker.rank(p, t);
+                prop_assert_eq!(m.counts, Some(super::tests::naive_counts(p, t)));
+                prop_assert_eq!(m.spearman, pearson(&average_ranks(p), &average_ranks(t)));
+                let by_x: Vec<usize> = ranker.by_x().iter().map(|e| e.2 as usize).collect();
+                let mut expected: Vec<usize> = (0..p.len()).collect();
+                expected.sort_by(|&a, &b| {
+                    (p[a] + 0.0).total_cmp(&(p[b] + 0.0)).then((t[a] + 0.0).total_cmp(&(t[b] + 0.0))).then(a.cmp(&b))
+                });
+                prop_assert_eq!(by_x, expected);
+            }
         }
 
         #[test]
