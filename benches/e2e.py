@@ -8,6 +8,7 @@ pre-built tensors of the same batches (`segscore bench-model`), the floor for th
     python3 benches/e2e.py                               # 1M segments, demo model
     python3 benches/e2e.py --model transformer --segments 20000
     python3 benches/e2e.py --memory 1000000 10000000     # peak RSS of segscore at 1M and 10M
+    python3 benches/e2e.py --scaling --files 1 --layout undeclared   # --threads 1 against all
 
 Reports rows/s (median of --repeats runs) for each, their ratio, peak RSS (from wait4), and
 segscore's time split between the model and the rest. Timings are from one run on one
@@ -88,6 +89,9 @@ def main():
     ap.add_argument("--no-baseline", action="store_true", help="skip the Python baseline")
     ap.add_argument("--memory", type=int, nargs="*", metavar="N",
                     help="instead: peak RSS of segscore on sorted inputs of these sizes")
+    ap.add_argument("--scaling", action="store_true",
+                    help="instead: segscore at --threads 1 and at --threads, alternating: the speed-up, "
+                         "and the speed-up outside the model (the run less model_seconds per thread)")
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args()
     os.makedirs(args.workdir, exist_ok=True)
@@ -108,6 +112,24 @@ def main():
         if len(rows) > 1:
             print(f"peak RSS ratio {rows[-1]['segments']}/{rows[0]['segments']}: {rows[-1]['peak_rss_mib'] / rows[0]['peak_rss_mib']:.2f}")
         results["memory"] = rows
+    elif args.scaling:
+        d = data(args.bin, args.workdir, args.segments, args.files, args.layout)
+        runs = {1: [], args.threads: []}
+        for _ in range(args.repeats):
+            for t, rs in runs.items():
+                secs, _, s = segscore_run(args.bin, d, model, os.path.join(args.workdir, "out-scaling"), t)
+                rs.append((secs, secs - s["model_seconds"] / t))
+        med = {t: (statistics.median(x[0] for x in rs), statistics.median(x[1] for x in rs))
+               for t, rs in runs.items()}
+        (one, one_out), (all_, all_out) = med[1], med[args.threads]
+        n = args.segments
+        print(f"machine: {machine}; model {args.model}; {n} segments; layout {args.layout}; "
+              f"{args.files} file(s); {args.repeats} runs each, alternating")
+        print(f"| `--threads 1` rows/s | `--threads {args.threads}` rows/s | {args.threads} / 1 | outside the model, {args.threads} / 1 |")
+        print("|---:|---:|---:|---:|")
+        print(f"| {n / one:,.0f} | {n / all_:,.0f} | {one / all_:.2f}x | {one_out / all_out:.2f}x |")
+        results["scaling"] = {"segments": n, "seconds": {str(t): [x[0] for x in rs] for t, rs in runs.items()},
+                              "speedup": one / all_, "speedup_outside_model": one_out / all_out}
     else:
         d = data(args.bin, args.workdir, args.segments, args.files, args.layout)
         seg, py = [], []
