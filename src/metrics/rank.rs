@@ -1,0 +1,174 @@
+//! The rank metrics' sorts: [`Ranker`] sorts the rows once by (x, y) and merge-sorts them once
+//! by y, which gives both sides' average ranks (Spearman), the pair counts (Kendall's tau-b,
+//! order accuracy) and the order by x the calibration reads.
+
+use rayon::prelude::*;
+
+use super::{pearson, total_order_key, PairCounts};
+
+/// The rank metrics of x against y.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct RankMetrics {
+    /// [`PairCounts`]; None if the lengths differ or a value is not finite.
+    pub counts: Option<PairCounts>,
+    /// Spearman's rank correlation; None under fewer than two rows, a constant side, or as
+    /// `counts`.
+    pub spearman: Option<f64>,
+}
+
+/// A row in [`Ranker`]'s order: x's key, y's key ([`total_order_key`] of the value plus 0.0,
+/// so -0.0 and 0.0 tie) and the row's index.
+pub type RankedRow = (u64, u64, u32);
+
+/// Computes [`RankMetrics`] from one sort by (x, y) and one merge sort by y (Knight's
+/// algorithm): the first sort's runs of equal x give x's average ranks and the pairs tied in
+/// x (and in both), the merge sort counts the discordant pairs and leaves y's order, whose
+/// runs give y's ranks. Keeps its buffers from one call to the next (one per generation).
+#[derive(Debug, Default)]
+pub struct Ranker {
+    /// Sorted.
+    xy: Vec<RankedRow>,
+    /// (y's key, row), merge-sorted by key.
+    y: Vec<(u64, u32)>,
+    scratch: Vec<(u64, u32)>,
+    rx: Vec<f64>,
+    ry: Vec<f64>,
+}
+
+/// From this many rows on, [`Ranker`] sorts on rayon's threads.
+pub(super) const PARALLEL_ROWS: usize = 1 << 14;
+
+impl Ranker {
+    /// The rank metrics of x against y. [`Ranker::by_x`] then lists the rows in x's order.
+    pub fn rank(&mut self, x: &[f64], y: &[f64]) -> RankMetrics {
+        let n = x.len();
+        self.xy.clear();
+        if n != y.len() {
+            return RankMetrics::default();
+        }
+        // -0.0 + 0.0 is 0.0: the keys (total order) then tie exactly what `==` ties.
+        let keys = |(i, (a, b)): (usize, (&f64, &f64))| {
+            (total_order_key(a + 0.0), total_order_key(b + 0.0), i as u32)
+        };
+        if n >= PARALLEL_ROWS {
+            x.par_iter()
+                .zip(y)
+                .enumerate()
+                .map(keys)
+                .collect_into_vec(&mut self.xy);
+            self.xy.par_sort_unstable();
+        } else {
+            self.xy.extend(x.iter().zip(y).enumerate().map(keys));
+            self.xy.sort_unstable();
+        }
+        if !super::all_finite(x) || !super::all_finite(y) {
+            return RankMetrics::default();
+        }
+        let (mut tied_x, mut tied_both) = (0u64, 0u64);
+        for same_x in self.xy.chunk_by(|a, b| a.0 == b.0) {
+            tied_x += pairs_in(same_x.len() as u64);
+            tied_both += tied_pairs(same_x, |a, b| a.1 == b.1);
+        }
+        super::ranks_of_sorted(&self.xy, |e| e.0, |e| e.2, &mut self.rx);
+        self.y.clear();
+        self.y.extend(self.xy.iter().map(|e| (e.1, e.2)));
+        self.scratch.resize(n, (0, 0));
+        let discordant = merge_count(&mut self.y, &mut self.scratch, false);
+        let tied_y = tied_pairs(&self.y, |a, b| a.0 == b.0);
+        super::ranks_of_sorted(&self.y, |e| e.0, |e| e.1, &mut self.ry);
+        let pairs = pairs_in(n as u64);
+        // Pairs tied in neither, less the discordant ones; every partial result is a count
+        // of pairs, so none of the subtractions can go below zero.
+        let concordant = pairs + tied_both - tied_x - tied_y - discordant;
+        RankMetrics {
+            counts: Some(PairCounts {
+                pairs,
+                concordant,
+                discordant,
+                tied_x,
+                tied_y,
+            }),
+            spearman: pearson(&self.rx, &self.ry),
+        }
+    }
+
+    /// The rows of the last [`Ranker::rank`] by x, ties by y, then by row.
+    pub fn by_x(&self) -> &[RankedRow] {
+        &self.xy
+    }
+}
+
+/// The pairs among `k` rows.
+fn pairs_in(k: u64) -> u64 {
+    k * k.saturating_sub(1) / 2
+}
+
+/// The pairs within the runs of adjacent elements of `v` that `same` ties.
+fn tied_pairs<T>(v: &[T], same: impl FnMut(&T, &T) -> bool) -> u64 {
+    v.chunk_by(same).map(|run| pairs_in(run.len() as u64)).sum()
+}
+
+/// Sorts `v` by key, stably (a merge sort), and returns how many pairs were strictly out of
+/// order; the sorted rows end in `scratch` if `into_scratch`, else in `v` (each level merges
+/// from one buffer into the other). Halves of [`PARALLEL_ROWS`] rows or more sort on rayon's
+/// threads; runs of up to 4 rows by insertion.
+fn merge_count(v: &mut [(u64, u32)], scratch: &mut [(u64, u32)], into_scratch: bool) -> u64 {
+    let n = v.len();
+    if n <= 4 {
+        // Each step left past a larger key is one pair out of order.
+        let mut swaps = 0;
+        for i in 1..n {
+            let mut j = i;
+            while j > 0 && v[j].0 < v[j - 1].0 {
+                v.swap(j, j - 1);
+                swaps += 1;
+                j -= 1;
+            }
+        }
+        if into_scratch {
+            scratch.copy_from_slice(v);
+        }
+        return swaps;
+    }
+    let mid = n / 2;
+    let swaps = {
+        // The halves sort into the buffer this level merges from.
+        let (l, r) = v.split_at_mut(mid);
+        let (sl, sr) = scratch.split_at_mut(mid);
+        if n >= PARALLEL_ROWS {
+            let (a, b) = rayon::join(
+                || merge_count(l, sl, !into_scratch),
+                || merge_count(r, sr, !into_scratch),
+            );
+            a + b
+        } else {
+            merge_count(l, sl, !into_scratch) + merge_count(r, sr, !into_scratch)
+        }
+    };
+    let (from, to) = if into_scratch {
+        (&*v, scratch)
+    } else {
+        (&*scratch, v)
+    };
+    swaps + merge_halves(&from[..mid], &from[mid..], to)
+}
+
+/// Merges two sorted runs into `to`, left first on equal keys; returns the pairs out of order.
+fn merge_halves(l: &[(u64, u32)], r: &[(u64, u32)], to: &mut [(u64, u32)]) -> u64 {
+    let (mut i, mut j, mut k, mut swaps) = (0, 0, 0, 0u64);
+    // Without branches (the keys' order is data, a branch on it mispredicts half the time):
+    // r[j] first jumps every element left in the left run, each a pair out of order.
+    while i < l.len() && j < r.len() {
+        let (a, b) = (l[i], r[j]);
+        let take_r = b.0 < a.0;
+        to[k] = if take_r { b } else { a };
+        swaps += take_r as u64 * (l.len() - i) as u64;
+        j += take_r as usize;
+        i += !take_r as usize;
+        k += 1;
+    }
+    to[k..k + l.len() - i].copy_from_slice(&l[i..]);
+    k += l.len() - i;
+    to[k..].copy_from_slice(&r[j..]);
+    swaps
+}
