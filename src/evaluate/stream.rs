@@ -82,8 +82,17 @@ pub fn means(sums: &EvalSums) -> GenerationMeans {
 }
 
 fn f64s(batch: &RecordBatch, i: usize) -> Result<Vec<f64>> {
-    let a = cast(batch.column(i), &DataType::Float64)?;
-    Ok(a.as_primitive::<Float64Type>().values().to_vec())
+    f64s_of(std::slice::from_ref(batch), i)
+}
+
+/// Column `i` of every batch, as float64, one after the other.
+fn f64s_of(batches: &[RecordBatch], i: usize) -> Result<Vec<f64>> {
+    let mut v = Vec::with_capacity(batches.iter().map(|b| b.num_rows()).sum());
+    for b in batches {
+        let a = cast(b.column(i), &DataType::Float64)?;
+        v.extend_from_slice(a.as_primitive::<Float64Type>().values());
+    }
+    Ok(v)
 }
 
 impl StreamEval {
@@ -260,17 +269,7 @@ impl StreamEval {
 /// The overall metrics from the sample (all its batches, of `schema`) and the means' sums.
 pub fn overall(sample: &[RecordBatch], schema: &SchemaRef, sums: &EvalSums) -> Result<Evaluation> {
     let n: usize = sample.iter().map(|b| b.num_rows()).sum();
-    let col = |i: usize| -> Result<Vec<f64>> {
-        let mut v = Vec::with_capacity(n);
-        for b in sample {
-            v.extend_from_slice(
-                cast(b.column(i), &DataType::Float64)?
-                    .as_primitive::<Float64Type>()
-                    .values(),
-            );
-        }
-        Ok(v)
-    };
+    let col = |i: usize| f64s_of(sample, i);
     let (pred, target, loss, residual) = (col(2)?, col(3)?, col(4)?, col(5)?);
     // The rank metrics sort by prediction (the calibration reads that order) and merge-sort by
     // target; the loss shares sort the losses: side by side.
