@@ -26,6 +26,7 @@
 //! - [`onnx`]: what the graph tells that ONNX Runtime does not (the embedding's size);
 //! - [`tokens`]: token-id list columns, their problems, and padded batches;
 //! - [`output`]: the score output's kinds, read where asked; [`run`]: one batch on a session;
+//!   `caller.rs`: whether a call's batches run on the calling partition's thread or the pool;
 //! - [`text`]: text to token ids; [`udf`]: the model as SQL functions; [`shared`]: the job's
 //!   model and tokenizer where the job did not load them (a cluster's executors).
 
@@ -41,6 +42,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 
+mod caller;
 pub mod onnx;
 pub mod output;
 pub mod run;
@@ -123,6 +125,8 @@ pub struct RewardModel {
     limits: InputLimits,
     pool: Vec<Mutex<Session>>,
     next: AtomicUsize,
+    /// The job's partitions streaming now (see [`RewardModel::partition`]).
+    partitions: AtomicUsize,
     stats: ModelStats,
 }
 
@@ -310,6 +314,7 @@ impl RewardModel {
             limits: InputLimits { vocab, max_length },
             pool,
             next: AtomicUsize::new(0),
+            partitions: AtomicUsize::new(0),
             stats: ModelStats::default(),
         };
         if declared.is_none() {
@@ -387,7 +392,8 @@ impl RewardModel {
     ///
     /// Rows are grouped into model batches by length (longest first), at most `batch_size` rows
     /// and `max_tokens` padded positions each, so that little of each batch is padding; the
-    /// batches run in parallel over the session pool.
+    /// batches run in parallel over the session pool, or in sequence on the calling job
+    /// partition's thread while every core drives one ([`RewardModel::partition`]).
     pub fn predict(&self, input_ids: &dyn Array, token_type_ids: Option<&dyn Array>) -> Result<Float64Array> {
         let ids = TokenLists::new(input_ids, "input_ids")?;
         let types = token_type_ids
@@ -397,10 +403,9 @@ impl RewardModel {
             .filter(|&r| ids.problem(r, types.as_ref(), &self.limits).is_none())
             .collect();
         let ranges = self.group(&ids, &mut rows);
-        let scored: Vec<Vec<f64>> = ranges
-            .par_iter()
-            .map(|range| self.run_chunk(&ids, types.as_ref(), &rows[range.clone()]))
-            .collect::<Result<_>>()?;
+        let scored = self.map_batches(&ranges, |range| {
+            self.run_chunk(&ids, types.as_ref(), &rows[range.clone()])
+        })?;
         let mut out: Vec<Option<f64>> = vec![None; ids.len()];
         for (range, scores) in ranges.iter().zip(scored) {
             for (&r, s) in rows[range.clone()].iter().zip(scores) {
@@ -463,23 +468,20 @@ impl RewardModel {
 
     /// Scores token sequences: for each sequence, the score at each of its `reads` positions
     /// (a per-sequence model gives its one score for each). Sequences are batched longest
-    /// first under `batch_size` rows and `max_tokens` padded positions, and the batches run in
-    /// parallel over the session pool.
+    /// first under `batch_size` rows and `max_tokens` padded positions, and the batches run as
+    /// [`RewardModel::predict`]'s do.
     pub fn score_sequences(&self, seqs: &[&[i64]], reads: &[Vec<usize>]) -> Result<Vec<Vec<f64>>> {
         let mut order: Vec<usize> = (0..seqs.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(seqs[i].len()));
         let lengths: Vec<usize> = order.iter().map(|&i| seqs[i].len()).collect();
         let ranges = plan_batches(&lengths, self.batch_size, self.max_tokens);
-        let scored: Vec<Vec<Vec<f64>>> = ranges
-            .par_iter()
-            .map(|range| {
-                let rows = &order[range.clone()];
-                let batch: Vec<&[i64]> = rows.iter().map(|&i| seqs[i]).collect();
-                let padded = PaddedBatch::from_sequences(&batch, self.fixed_seq);
-                let at: Vec<Vec<usize>> = rows.iter().map(|&i| reads[i].clone()).collect();
-                self.run_reads(&padded, None, &at)
-            })
-            .collect::<Result<_>>()?;
+        let scored = self.map_batches(&ranges, |range| {
+            let rows = &order[range.clone()];
+            let batch: Vec<&[i64]> = rows.iter().map(|&i| seqs[i]).collect();
+            let padded = PaddedBatch::from_sequences(&batch, self.fixed_seq);
+            let at: Vec<Vec<usize>> = rows.iter().map(|&i| reads[i].clone()).collect();
+            self.run_reads(&padded, None, &at)
+        })?;
         let mut out = vec![Vec::new(); seqs.len()];
         for (range, scores) in ranges.iter().zip(scored) {
             for (&i, s) in order[range.clone()].iter().zip(scores) {

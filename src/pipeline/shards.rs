@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use crate::error::{Error, Result};
 use crate::evaluate::stream::StreamEval;
 use crate::faults;
+use crate::model::RewardModel;
 use crate::pipeline::config::JobConfig;
 use crate::pipeline::diagnose;
 use crate::pipeline::partition::{run_partition, RejectLimit, Writers};
@@ -106,6 +107,7 @@ pub async fn run_pending(
                 stop.clone(),
                 p.stage.clone(),
                 p.eval.clone(),
+                Arc::clone(&p.model),
             )
             .await?;
             let record = ShardRecord {
@@ -185,6 +187,7 @@ async fn execute(
     mut stop: Stop,
     stage: Option<Arc<GenerationStage>>,
     eval: Option<Arc<StreamEval>>,
+    model: Arc<RewardModel>,
 ) -> Result<Tally> {
     let dir = out.staged("segments")?;
     let rejected_dir = match &plan.rejected {
@@ -276,7 +279,10 @@ async fn execute(
             stage.clone(),
             eval.clone(),
         );
-        tasks.spawn(async move { part.await.map(|r| (i, r)) });
+        // Counted as one of the model's streaming partitions: while every thread drives one,
+        // each scores its own batches on its own thread.
+        let model = Arc::clone(&model);
+        tasks.spawn(async move { model.partition(part).await.map(|r| (i, r)) });
     }
     // Every partition is joined, whatever happens: at the first error (or a stop) the others
     // are cancelled, and their writers exit before this returns.

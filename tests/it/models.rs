@@ -54,3 +54,65 @@ fn missing_onnxruntime_library_says_how_to_get_it() {
     );
     assert_no_output(&out);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitions_score_their_own_batches_while_every_pool_thread_has_one() {
+    use datafusion::arrow::array::{Array, ListArray};
+    use datafusion::arrow::datatypes::Int64Type;
+    use segscore::model::{ModelOptions, Provider, RewardModel};
+    use std::sync::Arc;
+    // 3,000 rows of 1 to 40 tokens: a dozen model batches of at most 256 rows.
+    let ids: Vec<Option<Vec<Option<i64>>>> = (0..3_000i64)
+        .map(|r| Some((0..1 + r % 40).map(|t| Some((r * 7 + t * 13) % 1000)).collect()))
+        .collect();
+    let ids = Arc::new(ListArray::from_iter_primitive::<Int64Type, _, _>(ids));
+    let opts = ModelOptions {
+        provider: Provider::Cpu,
+        ..ModelOptions::default()
+    };
+    let model = Arc::new(RewardModel::load(&demo_model(), &opts).unwrap());
+    assert!(!model.runs_on_caller(), "outside a job partition: the pool");
+    let pooled = model.predict(ids.as_ref(), None).unwrap();
+    assert_eq!(pooled.null_count(), 0);
+    let threads = rayon::current_num_threads();
+    if threads > 1 {
+        let m = Arc::clone(&model);
+        let alone = model.partition(async move { m.runs_on_caller() }).await;
+        assert!(!alone, "one partition for {threads} threads: the pool");
+    }
+    // As many partitions as threads, all streaming: each scores on its own thread, the same
+    // scores bit for bit (the same batches).
+    let barrier = Arc::new(tokio::sync::Barrier::new(threads));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..threads {
+        let (m, barrier, ids) = (Arc::clone(&model), Arc::clone(&barrier), Arc::clone(&ids));
+        tasks.spawn(async move {
+            let inner = Arc::clone(&m);
+            m.partition(async move {
+                barrier.wait().await;
+                let own = inner.runs_on_caller();
+                // Another task of the same partition's job is not the partition's thread.
+                let blocking = {
+                    let m = Arc::clone(&inner);
+                    tokio::task::spawn_blocking(move || m.runs_on_caller())
+                        .await
+                        .unwrap()
+                };
+                let scores = inner.predict(ids.as_ref(), None).unwrap();
+                barrier.wait().await;
+                (own, blocking, scores)
+            })
+            .await
+        });
+    }
+    while let Some(joined) = tasks.join_next().await {
+        let (own, blocking, scores) = joined.unwrap();
+        assert!(
+            own,
+            "{threads} partitions for {threads} threads: their own threads"
+        );
+        assert!(!blocking, "a blocking task is not the partition's thread");
+        assert_eq!(scores, pooled);
+    }
+    assert!(!model.runs_on_caller(), "every partition ended: the pool again");
+}

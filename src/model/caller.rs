@@ -1,0 +1,66 @@
+//! Where a model call's batches run: on the thread of the job partition that makes it, while
+//! every core drives a partition of its own, else spread over the rayon pool.
+
+use std::future::Future;
+use std::ops::Range;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use rayon::prelude::*;
+
+use super::RewardModel;
+use crate::error::Result;
+
+tokio::task_local! {
+    /// Inside [`RewardModel::partition`]: the model (its address) whose partition the task drives.
+    static PARTITION_OF: usize;
+}
+
+/// One streaming partition, counted until dropped (also when its future is dropped unfinished).
+struct Streaming(Arc<RewardModel>);
+
+impl Drop for Streaming {
+    fn drop(&mut self) {
+        self.0.partitions.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl RewardModel {
+    /// Runs `partition`, the future that drives one partition of a job, counted as one of the
+    /// job's streaming partitions. While at least as many stream as the rayon pool has threads,
+    /// the model calls a partition's task makes itself run their batches in sequence on its
+    /// thread: every core already drives a partition, and handing the batches to the pool
+    /// would only add wake-ups and idle cores. With fewer partitions streaming (one finished
+    /// early, a plan with fewer partitions than threads) and for calls made elsewhere (a
+    /// repartition's input tasks, the blocking pool, `segscore sql`), they go to the pool.
+    pub async fn partition<F: Future>(self: &Arc<Self>, partition: F) -> F::Output {
+        self.partitions.fetch_add(1, Ordering::SeqCst);
+        let _streaming = Streaming(Arc::clone(self));
+        PARTITION_OF.scope(self.key(), partition).await
+    }
+
+    /// Whether a model call made here would run its batches on this thread, in sequence (see
+    /// [`RewardModel::partition`]); false means spread over the rayon pool.
+    pub fn runs_on_caller(&self) -> bool {
+        PARTITION_OF.try_with(|&m| m == self.key()).unwrap_or(false)
+            && self.partitions.load(Ordering::SeqCst) >= rayon::current_num_threads()
+    }
+
+    fn key(&self) -> usize {
+        self as *const Self as usize
+    }
+
+    /// `f` over each model batch (a range of rows), here or over the pool as
+    /// [`RewardModel::runs_on_caller`] says; the results in batch order either way.
+    pub(super) fn map_batches<T: Send>(
+        &self,
+        ranges: &[Range<usize>],
+        f: impl Fn(&Range<usize>) -> Result<T> + Sync + Send,
+    ) -> Result<Vec<T>> {
+        if self.runs_on_caller() {
+            ranges.iter().map(f).collect()
+        } else {
+            ranges.par_iter().map(f).collect()
+        }
+    }
+}
