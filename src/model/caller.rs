@@ -1,6 +1,7 @@
 //! Where a model call's batches run: on the thread of the job partition that makes it, while
 //! every core drives a partition of its own, else spread over the rayon pool.
 
+use std::cell::Cell;
 use std::future::Future;
 use std::ops::Range;
 use std::sync::atomic::Ordering;
@@ -14,6 +15,21 @@ use crate::error::Result;
 tokio::task_local! {
     /// Inside [`RewardModel::partition`]: the model (its address) whose partition the task drives.
     static PARTITION_OF: usize;
+}
+
+thread_local! {
+    /// Inside [`RewardModel::partition_work`]: the model whose partition's work this thread
+    /// does for the partition's task (0: none).
+    static WORK_OF: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Restores the thread's [`WORK_OF`] when the work ends, also by a panic.
+struct WorkOf(usize);
+
+impl Drop for WorkOf {
+    fn drop(&mut self) {
+        WORK_OF.set(self.0);
+    }
 }
 
 /// One streaming partition, counted until dropped (also when its future is dropped unfinished).
@@ -39,10 +55,23 @@ impl RewardModel {
         PARTITION_OF.scope(self.key(), partition).await
     }
 
+    /// `work` made into a closure to run on another thread (the blocking pool) for the
+    /// partition whose task calls this: while it runs, its model calls (and
+    /// [`RewardModel::map_batches`]) count as that task's own. Called outside a partition,
+    /// `work` runs as it is.
+    pub fn partition_work<R>(&self, work: impl FnOnce() -> R) -> impl FnOnce() -> R {
+        let of = PARTITION_OF.try_with(|&m| m).unwrap_or(0);
+        move || {
+            let _restore = WorkOf(WORK_OF.replace(of));
+            work()
+        }
+    }
+
     /// Whether a model call made here would run its batches on this thread, in sequence (see
     /// [`RewardModel::partition`]); false means spread over the rayon pool.
     pub fn runs_on_caller(&self) -> bool {
-        PARTITION_OF.try_with(|&m| m == self.key()).unwrap_or(false)
+        let key = self.key();
+        (PARTITION_OF.try_with(|&m| m == key).unwrap_or(false) || WORK_OF.get() == key)
             && self.partitions.load(Ordering::SeqCst) >= rayon::current_num_threads()
     }
 
@@ -50,9 +79,9 @@ impl RewardModel {
         self as *const Self as usize
     }
 
-    /// `f` over each model batch (a range of rows), here or over the pool as
-    /// [`RewardModel::runs_on_caller`] says; the results in batch order either way.
-    pub(super) fn map_batches<T: Send>(
+    /// `f` over each range of rows (a model batch, a generation), here or over the pool as
+    /// [`RewardModel::runs_on_caller`] says; the results in order either way.
+    pub(crate) fn map_batches<T: Send>(
         &self,
         ranges: &[Range<usize>],
         f: impl Fn(&Range<usize>) -> Result<T> + Sync + Send,

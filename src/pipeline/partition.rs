@@ -365,7 +365,8 @@ impl Scoring {
     /// Starts tokenizing `batch`; returns the batch before it, scored.
     async fn push(&mut self, batch: RecordBatch) -> Result<Option<RecordBatch>> {
         let stage = Arc::clone(&self.stage);
-        let next = tokio::task::spawn_blocking(move || stage.tokenize(batch));
+        let work = self.stage.model().partition_work(move || stage.tokenize(batch));
+        let next = tokio::task::spawn_blocking(work);
         match self.pending.replace(next) {
             Some(previous) => self.score(previous).await.map(Some),
             None => Ok(None),
@@ -385,12 +386,11 @@ impl Scoring {
         let tokenized = tokenized.await.map_err(failed)??;
         let stage = Arc::clone(&self.stage);
         let mut state = self.state.take().unwrap_or_default();
-        let (scored, state) = tokio::task::spawn_blocking(move || {
+        let work = self.stage.model().partition_work(move || {
             let scored = stage.score(tokenized, &mut state);
             (scored, state)
-        })
-        .await
-        .map_err(failed)?;
+        });
+        let (scored, state) = tokio::task::spawn_blocking(work).await.map_err(failed)?;
         self.state = Some(state);
         scored
     }

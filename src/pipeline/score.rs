@@ -22,7 +22,6 @@ use std::sync::{Arc, Mutex};
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float64Array, RecordBatch, StringArray};
 use datafusion::arrow::compute::{cast, partition};
 use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Schema, SchemaRef};
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::contract::{problem_text, Reason};
@@ -202,6 +201,11 @@ impl GenerationStage {
         Schema::new(fields)
     }
 
+    /// The model the stage scores with.
+    pub fn model(&self) -> &Arc<RewardModel> {
+        &self.model
+    }
+
     /// Seconds spent tokenizing, summed over threads.
     pub fn tokenize_seconds(&self) -> f64 {
         self.tokenize_nanos.load(Ordering::Relaxed) as f64 / 1e9
@@ -212,7 +216,8 @@ impl GenerationStage {
         self.check.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Tokenizes a batch of whole generations (rows in key order), generations in parallel.
+    /// Tokenizes a batch of whole generations (rows in key order), generations in parallel
+    /// (or in sequence, as the model's batches run: [`RewardModel::map_batches`]).
     pub fn tokenize(&self, batch: RecordBatch) -> Result<Tokenized> {
         let n = batch.num_rows();
         let runs = partition(&[Arc::clone(batch.column(self.cols.gid))])?.ranges();
@@ -231,16 +236,13 @@ impl GenerationStage {
         };
         let (texts, prompts) = (texts.as_string::<i32>(), prompts.as_string::<i32>());
         let max_length = self.model.max_length();
-        let done: Vec<(Tokens, Vec<Option<String>>)> = runs
-            .into_par_iter()
-            .map(|rows| {
-                let started = std::time::Instant::now();
-                let done = tokenize_generation(text, texts, prompts, rows, max_length);
-                self.tokenize_nanos
-                    .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
-                done
-            })
-            .collect::<Result<_>>()?;
+        let done: Vec<(Tokens, Vec<Option<String>>)> = self.model.map_batches(&runs, |rows| {
+            let started = std::time::Instant::now();
+            let done = tokenize_generation(text, texts, prompts, rows.clone(), max_length);
+            self.tokenize_nanos
+                .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+            done
+        })?;
         let mut problems = vec![None; n];
         let mut generations = Vec::with_capacity(done.len());
         for (g, p) in done {

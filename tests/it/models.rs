@@ -91,28 +91,42 @@ async fn partitions_score_their_own_batches_while_every_pool_thread_has_one() {
             m.partition(async move {
                 barrier.wait().await;
                 let own = inner.runs_on_caller();
-                // Another task of the same partition's job is not the partition's thread.
+                // Work on the blocking pool counts as the partition's own when the partition
+                // hands it over as such, and only then.
                 let blocking = {
                     let m = Arc::clone(&inner);
                     tokio::task::spawn_blocking(move || m.runs_on_caller())
                         .await
                         .unwrap()
                 };
+                let handed = {
+                    let m = Arc::clone(&inner);
+                    let work = inner.partition_work(move || m.runs_on_caller());
+                    tokio::task::spawn_blocking(work).await.unwrap()
+                };
                 let scores = inner.predict(ids.as_ref(), None).unwrap();
                 barrier.wait().await;
-                (own, blocking, scores)
+                (own, blocking, handed, scores)
             })
             .await
         });
     }
     while let Some(joined) = tasks.join_next().await {
-        let (own, blocking, scores) = joined.unwrap();
+        let (own, blocking, handed, scores) = joined.unwrap();
         assert!(
             own,
             "{threads} partitions for {threads} threads: their own threads"
         );
         assert!(!blocking, "a blocking task is not the partition's thread");
+        assert!(
+            handed,
+            "the partition's work handed to the blocking pool runs as its own"
+        );
         assert_eq!(scores, pooled);
     }
     assert!(!model.runs_on_caller(), "every partition ended: the pool again");
+    // Outside a partition, handed-over work is plain work.
+    let m = Arc::clone(&model);
+    let work = model.partition_work(move || m.runs_on_caller());
+    assert!(!tokio::task::spawn_blocking(work).await.unwrap());
 }
