@@ -48,7 +48,8 @@ impl RewardModel {
     /// thread: every core already drives a partition, and handing the batches to the pool
     /// would only add wake-ups and idle cores. With fewer partitions streaming (one finished
     /// early, a plan with fewer partitions than threads) and for calls made elsewhere (a
-    /// repartition's input tasks, the blocking pool, `segscore sql`), they go to the pool.
+    /// repartition's input tasks, `segscore sql`, the blocking pool unless the partition
+    /// handed the work over with [`RewardModel::partition_work`]), they go to the pool.
     pub async fn partition<F: Future>(self: &Arc<Self>, partition: F) -> F::Output {
         self.partitions.fetch_add(1, Ordering::SeqCst);
         let _streaming = Streaming(Arc::clone(self));
