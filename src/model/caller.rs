@@ -57,8 +57,8 @@ impl RewardModel {
     }
 
     /// `work` made into a closure to run on another thread (the blocking pool) for the
-    /// partition whose task calls this: while it runs, its model calls (and
-    /// [`RewardModel::map_batches`]) count as that task's own. Called outside a partition,
+    /// partition whose task calls this: while it runs, its model calls count as that task's
+    /// own (see [`RewardModel::runs_on_caller`]). Called outside a partition,
     /// `work` runs as it is.
     pub fn partition_work<R>(&self, work: impl FnOnce() -> R) -> impl FnOnce() -> R {
         let of = PARTITION_OF.try_with(|&m| m).unwrap_or(0);

@@ -217,7 +217,7 @@ impl GenerationStage {
     }
 
     /// Tokenizes a batch of whole generations (rows in key order), generations in parallel
-    /// (or in sequence, as the model's batches run: [`RewardModel::map_batches`]).
+    /// (or in sequence, as the model's batches run: [`RewardModel::runs_on_caller`]).
     pub fn tokenize(&self, batch: RecordBatch) -> Result<Tokenized> {
         let n = batch.num_rows();
         let runs = partition(&[Arc::clone(batch.column(self.cols.gid))])?.ranges();
