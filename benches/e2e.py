@@ -179,6 +179,12 @@ def main():
             results["speedup_same_work"] = seg_rate_segments / py_rate
             print(f"segscore / Python: {results['speedup']:.2f}x with the evaluation stage, "
                   f"{results['speedup_same_work']:.2f}x for the same work")
+            # The ratio of medians hides how far either side moved on a shared machine.
+            spread = lambda runs: f"{min(runs):.2f}-{max(runs):.2f} s"
+            print(f"runs: segscore {spread([x[0] for x in seg])}, Python {spread([x[0] for x in py])}; "
+                  f"segscore / Python from {min(x[0] for x in py) / max(x[0] for x in seg):.2f}x "
+                  f"(its slowest run against Python's fastest) "
+                  f"to {max(x[0] for x in py) / min(x[0] for x in seg):.2f}x")
         print(f"input order (summary.json): {last.get('input_order')}; layout {args.layout}; {args.files} file(s)")
         print(f"segscore / model only: {seg_rate / model_only['rows_per_second']:.2f} "
               f"(segscore time in the model: {model_share:.0%}; padding {last['padding_share']:.1%})")
