@@ -30,7 +30,7 @@ use datafusion::logical_expr::{
 };
 use datafusion::physical_expr::expressions::Literal;
 
-use crate::metrics::{self, PairCounts};
+use crate::metrics;
 
 /// Which metric an aggregate computes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -276,12 +276,14 @@ fn results<'a>(
                 .collect::<Float64Array>(),
         ),
         Metric::RankMetrics => {
+            // One sort and one merge sort per group give all three (buffers kept between groups).
+            let mut ranker = metrics::Ranker::default();
             let mut cols: [Vec<Option<f64>>; 3] = Default::default();
             for (a, b) in &groups {
-                let counts = PairCounts::of(a, b);
-                cols[0].push(metrics::spearman(a, b));
-                cols[1].push(counts.and_then(|c| c.kendall_tau_b()));
-                cols[2].push(counts.and_then(|c| c.order_accuracy()));
+                let m = ranker.rank(a, b);
+                cols[0].push(m.spearman);
+                cols[1].push(m.counts.and_then(|c| c.kendall_tau_b()));
+                cols[2].push(m.counts.and_then(|c| c.order_accuracy()));
             }
             let columns: Vec<ArrayRef> = cols
                 .into_iter()
