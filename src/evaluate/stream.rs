@@ -25,6 +25,7 @@ use crate::evaluate::queries::SAMPLE_SEGMENTS;
 use crate::evaluate::summary::{CalibrationRow, Evaluation, GenerationMeans, HistogramBin};
 use crate::metrics::{self, EvalSums, Ranker};
 use crate::shard::in_sample;
+use rayon::prelude::*;
 
 /// The columns of the overall sample, in this order.
 pub const SAMPLE_COLUMNS: [&str; 6] = [
@@ -269,15 +270,13 @@ impl StreamEval {
 /// The overall metrics from the sample (all its batches, of `schema`) and the means' sums.
 pub fn overall(sample: &[RecordBatch], schema: &SchemaRef, sums: &EvalSums) -> Result<Evaluation> {
     let n: usize = sample.iter().map(|b| b.num_rows()).sum();
-    let col = |i: usize| f64s_of(sample, i);
-    let (pred, target, loss, residual) = (col(2)?, col(3)?, col(4)?, col(5)?);
-    // The rank metrics sort by prediction (the calibration reads that order) and merge-sort by
-    // target; the loss shares sort the losses: side by side.
-    let mut ranker = Ranker::default();
-    let (ranks, shares) = rayon::join(
-        || ranker.rank(&pred, &target),
-        || metrics::top_shares(&mut loss.clone(), &[0.01, 0.1]),
-    );
+    let floats: Vec<Vec<f64>> = [2, 3, 4, 5]
+        .into_par_iter()
+        .map(|i| f64s_of(sample, i))
+        .collect::<Result<_>>()?;
+    let [pred, target, mut loss, residual]: [Vec<f64>; 4] = floats
+        .try_into()
+        .map_err(|_| Error::Internal("four sample columns".into()))?;
     let key = |i: usize| -> Result<ArrayRef> {
         let parts: Vec<&dyn Array> = sample.iter().map(|b| b.column(i).as_ref()).collect();
         Ok(if parts.is_empty() {
@@ -286,7 +285,20 @@ pub fn overall(sample: &[RecordBatch], schema: &SchemaRef, sums: &EvalSums) -> R
             concat(&parts)?
         })
     };
-    let calibration = calibration([key(0)?, key(1)?], &ranker, &pred, &target)?;
+    // The rank metrics sort by prediction (the calibration reads that order) and merge-sort by
+    // target; the loss shares sort the losses; the calibration's keys are gathered: side by
+    // side.
+    let mut ranker = Ranker::default();
+    let (ranks, (shares, keys)) = rayon::join(
+        || ranker.rank(&pred, &target),
+        || {
+            rayon::join(
+                || metrics::top_shares(&mut loss, &[0.01, 0.1]),
+                || -> Result<[ArrayRef; 2]> { Ok([key(0)?, key(1)?]) },
+            )
+        },
+    );
+    let calibration = calibration(keys?, &ranker, &pred, &target)?;
     let residual_histogram = histogram(&residual);
     Ok(Evaluation {
         overall_sample_segments: n as u64,

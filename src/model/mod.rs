@@ -399,9 +399,7 @@ impl RewardModel {
         let types = token_type_ids
             .map(|a| TokenLists::new(a, "token_type_ids"))
             .transpose()?;
-        let mut rows: Vec<usize> = (0..ids.len())
-            .filter(|&r| ids.problem(r, types.as_ref(), &self.limits).is_none())
-            .collect();
+        let mut rows = ids.rows_taken(types.as_ref(), &self.limits);
         let ranges = self.group(&ids, &mut rows);
         let scored = self.map_batches(&ranges, |range| {
             self.run_chunk(&ids, types.as_ref(), &rows[range.clone()])
@@ -426,9 +424,7 @@ impl RewardModel {
     /// advance (for measuring the model alone).
     pub fn prepare_batches(&self, input_ids: &dyn Array) -> Result<Vec<PaddedBatch>> {
         let ids = TokenLists::new(input_ids, "input_ids")?;
-        let mut rows: Vec<usize> = (0..ids.len())
-            .filter(|&r| ids.problem(r, None, &self.limits).is_none())
-            .collect();
+        let mut rows = ids.rows_taken(None, &self.limits);
         let ranges = self.group(&ids, &mut rows);
         Ok(ranges
             .into_iter()

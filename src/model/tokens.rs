@@ -108,9 +108,15 @@ pub fn input_problems(
     let types = token_type_ids
         .map(|a| TokenLists::new(a, "token_type_ids"))
         .transpose()?;
+    let valid = ids.ids_valid(limits);
     Ok((0..ids.len())
-        .map(|r| ids.problem(r, types.as_ref(), limits))
+        .map(|r| ids.problem(r, types.as_ref(), limits, valid))
         .collect())
+}
+
+/// The first id past the model's embedding (i64::MAX when it has none).
+fn id_limit(vocab: Option<&Embedding>) -> i64 {
+    vocab.map_or(i64::MAX, |e| e.vocab.min(i64::MAX as u64) as i64)
 }
 
 /// The detail of a `too_long` problem.
@@ -203,11 +209,15 @@ impl<'a> TokenLists<'a> {
     /// Why the model cannot take the row, as `code: detail`; None when it can: the list is
     /// not null, not empty, holds no null, no negative id and no id past the embedding, and
     /// its token type ids (when given) have its length.
+    ///
+    /// `ids_valid` is [`TokenLists::ids_valid`]'s answer for the column: when true, the ids
+    /// need no second look row by row.
     pub(crate) fn problem(
         &self,
         row: usize,
         types: Option<&TokenLists<'_>>,
         limits: &InputLimits,
+        ids_valid: bool,
     ) -> Option<String> {
         let vocab = limits.vocab.as_ref();
         let (a, b) = match self.row_len(row) {
@@ -218,11 +228,60 @@ impl<'a> TokenLists<'a> {
         if let Some(max) = limits.max_length.filter(|&m| b - a > m) {
             return Some(problem_text(Reason::TooLong, too_long_detail(b - a, max)));
         }
+        if !ids_valid {
+            if let Some(problem) = self.id_problem(a, b, vocab) {
+                return Some(problem);
+            }
+        }
+        if let Some(t) = types {
+            if t.row_len(row) != Some(b - a) {
+                let detail = format!(
+                    "{} token type ids for {} token ids",
+                    t.row_len(row).map_or("null".to_string(), |n| n.to_string()),
+                    b - a
+                );
+                return Some(problem_text(Reason::TokenTypeIdsLengthMismatch, detail));
+            }
+        }
+        None
+    }
+
+    /// The rows the model takes ([`TokenLists::problem`] finds nothing), in order.
+    pub(crate) fn rows_taken(&self, types: Option<&TokenLists<'_>>, limits: &InputLimits) -> Vec<usize> {
+        let valid = self.ids_valid(limits);
+        (0..self.len)
+            .filter(|&r| self.problem(r, types, limits, valid).is_none())
+            .collect()
+    }
+
+    /// Whether every id the column's lists cover is non-null, not negative and below the
+    /// embedding's size: one branch-free pass over the ids, so that each row's check is its
+    /// length alone. False sends every row through the full check.
+    pub(crate) fn ids_valid(&self, limits: &InputLimits) -> bool {
+        if self.child_nulls.is_some() {
+            return false;
+        }
+        let limit = id_limit(limits.vocab.as_ref()) as u64;
+        let (first, last) = match self.offsets {
+            Offsets::Small(o) => (o[0] as usize, o[self.len] as usize),
+            Offsets::Large(o) => (o[0] as usize, o[self.len] as usize),
+        };
+        // A negative id, as u64, is past any limit.
+        match self.values {
+            Values::I32(v) => v[first..last].iter().map(|&x| x as i64 as u64).max(),
+            Values::I64(v) => v[first..last].iter().map(|&x| x as u64).max(),
+        }
+        .is_none_or(|max| max < limit)
+    }
+
+    /// Why ids `a..b` of the values cannot go to the model: a null, a negative id or one past
+    /// the embedding.
+    fn id_problem(&self, a: usize, b: usize, vocab: Option<&Embedding>) -> Option<String> {
         if let Some(p) = self.child_nulls.and_then(|n| (a..b).find(|&i| n.is_null(i))) {
             let detail = format!("the token id at position {} is null", p - a);
             return Some(problem_text(Reason::NullTokenId, detail));
         }
-        let limit = vocab.map_or(i64::MAX, |e| e.vocab.min(i64::MAX as u64) as i64);
+        let limit = id_limit(vocab);
         let bad = |v: i64| v < 0 || v >= limit;
         let found = match self.values {
             Values::I32(v) => v[a..b]
@@ -241,16 +300,6 @@ impl<'a> TokenLists<'a> {
             };
             let detail = format!("token id {id} at position {p} {why}");
             return Some(problem_text(Reason::TokenIdOutOfRange, detail));
-        }
-        if let Some(t) = types {
-            if t.row_len(row) != Some(b - a) {
-                let detail = format!(
-                    "{} token type ids for {} token ids",
-                    t.row_len(row).map_or("null".to_string(), |n| n.to_string()),
-                    b - a
-                );
-                return Some(problem_text(Reason::TokenTypeIdsLengthMismatch, detail));
-            }
         }
         None
     }
@@ -321,5 +370,60 @@ mod tests {
         assert_eq!((p.batch, p.seq, p.tokens), (2, 3, 4));
         assert_eq!(p.ids, vec![9, 0, 0, 5, 6, 7]);
         assert_eq!(p.mask, vec![1, 0, 0, 1, 1, 1]);
+    }
+
+    /// The column-wide id check decides exactly as the row-by-row one, and a rejected column
+    /// gets each row's own problem.
+    #[test]
+    fn column_id_check_agrees_with_rows() {
+        let limits = InputLimits {
+            vocab: Some(Embedding {
+                name: "embedding".into(),
+                vocab: 10,
+            }),
+            max_length: Some(3),
+        };
+        let rows =
+            |lists: Vec<Option<Vec<Option<i32>>>>| ListArray::from_iter_primitive::<Int32Type, _, _>(lists);
+        let good = rows(vec![
+            Some(vec![Some(0), Some(9)]),
+            None,
+            Some(vec![]),
+            Some(vec![Some(1); 4]),
+        ]);
+        let ids = TokenLists::new(&good, "input_ids").unwrap();
+        assert!(ids.ids_valid(&limits));
+        // Null, empty and too long are still found row by row.
+        assert_eq!(ids.rows_taken(None, &limits), vec![0]);
+        let cases = [
+            (
+                vec![Some(vec![Some(3)]), Some(vec![Some(10)])],
+                "token_id_out_of_range",
+            ),
+            (
+                vec![Some(vec![Some(3)]), Some(vec![Some(-1)])],
+                "token_id_out_of_range",
+            ),
+            (vec![Some(vec![Some(3)]), Some(vec![None])], "null_token_id"),
+        ];
+        for (lists, code) in cases {
+            let bad = rows(lists);
+            let ids = TokenLists::new(&bad, "input_ids").unwrap();
+            assert!(!ids.ids_valid(&limits));
+            assert_eq!(ids.rows_taken(None, &limits), vec![0]);
+            let problems = input_problems(&bad, None, &limits).unwrap();
+            assert!(problems.is_null(0));
+            assert!(problems.value(1).starts_with(code), "{}", problems.value(1));
+        }
+        // Only the ids the rows cover count: a slice leaves the bad row out.
+        let bad = rows(vec![
+            Some(vec![Some(3)]),
+            Some(vec![Some(99)]),
+            Some(vec![Some(4)]),
+        ]);
+        let sliced = bad.slice(2, 1);
+        assert!(TokenLists::new(&sliced, "input_ids").unwrap().ids_valid(&limits));
+        let sliced = bad.slice(1, 2);
+        assert!(!TokenLists::new(&sliced, "input_ids").unwrap().ids_valid(&limits));
     }
 }

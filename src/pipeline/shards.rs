@@ -259,7 +259,7 @@ async fn execute(
                     by_id.clone(),
                     &generation_counter,
                 )),
-                Some(writer(s, Arc::clone(&e.sample), None, &sample_counter)),
+                Some(writer(s, Arc::clone(&e.sample), None, &sample_counter).scratch()),
             ),
             _ => (None, None),
         };

@@ -112,6 +112,8 @@ pub struct RollingWriter {
     current: Option<PartWriter>,
     closed: Vec<PathBuf>,
     on_close: Option<PartClosed>,
+    /// Files this run reads back and deletes: written without compression.
+    scratch: bool,
 }
 
 impl RollingWriter {
@@ -135,12 +137,21 @@ impl RollingWriter {
             current: None,
             closed: Vec::new(),
             on_close: None,
+            scratch: false,
         }
     }
 
     /// Names files `<prefix>NNNNN.parquet` instead of `part-NNNNN.parquet`.
     pub fn with_prefix(mut self, prefix: String) -> Self {
         self.prefix = prefix;
+        self
+    }
+
+    /// Writes files that the run reads back and deletes (the overall metrics' sample)
+    /// uncompressed: zstd would cost the pass more CPU than it saves disk, and the read at
+    /// the end waits for the decompression.
+    pub fn scratch(mut self) -> Self {
+        self.scratch = true;
         self
     }
 
@@ -161,7 +172,13 @@ impl RollingWriter {
                 Some(w) => w,
                 None => {
                     let n = self.counter.fetch_add(1, Ordering::Relaxed);
-                    let props = writer_properties(&self.schema, &self.metadata, self.sorting.clone());
+                    let mut props = writer_properties(&self.schema, &self.metadata, self.sorting.clone());
+                    if self.scratch {
+                        props = props
+                            .into_builder()
+                            .set_compression(Compression::UNCOMPRESSED)
+                            .build();
+                    }
                     self.current.insert(PartWriter::create(
                         &self.dir,
                         &format!("{}{n:05}.parquet", self.prefix),
