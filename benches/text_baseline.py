@@ -19,6 +19,10 @@ import os
 import time
 
 import numpy as np
+
+# ONNX Runtime 1.29+ records telemetry on Linux unless this is set before it loads; segscore
+# sets it too (see the README), so both sides of the benchmark run without it.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 import onnxruntime as ort
 import pyarrow as pa
 import pyarrow.compute as pc

@@ -5,6 +5,10 @@
 # arguments go to the default build's `cargo test`.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# ONNX Runtime 1.29+ records telemetry on Linux unless this is set before it starts: for the
+# tests that load it in their own process and Python's onnxruntime. The segscore binary sets it
+# itself (tests/it/models.rs checks that, with the variable removed).
+export ORT_DISABLE_TELEMETRY=1
 scripts/fetch-ort.sh
 scripts/install-chromium.sh
 scripts/install-python-deps.sh

@@ -61,6 +61,19 @@ async fn stop_signal() -> &'static str {
     }
 }
 
+/// ONNX Runtime 1.29 and later, on Linux, record telemetry from the moment the library starts:
+/// a device id and an event store under `$HOME/.cache/Microsoft/DeveloperTools/.onnxruntime`
+/// (the process's path, the OS, the models' metadata), and an uploader that sends them to
+/// Microsoft when the machine can reach it. `with_telemetry(false)` on the environment only
+/// quiets later events; `ORT_DISABLE_TELEMETRY=1` before the library starts turns all of it
+/// off. Set unless the environment already says otherwise.
+pub(crate) fn disable_onnxruntime_telemetry() {
+    if std::env::var_os("ORT_DISABLE_TELEMETRY").is_none() {
+        // Called first thing in main, before any other thread exists (no concurrent getenv).
+        std::env::set_var("ORT_DISABLE_TELEMETRY", "1");
+    }
+}
+
 /// glibc gives each thread that allocates its own heap arena; batches allocated on one
 /// thread and freed on another then fragment them, and a long run's memory creeps up (+30%
 /// from 1M to 10M rows here). Two arenas keep it flat at no measured cost in speed.

@@ -79,6 +79,11 @@ static RUNTIME: OnceLock<Runtime> = OnceLock::new();
 static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Loads ONNX Runtime once per process (later calls return the same runtime).
+///
+/// The `segscore` binary sets `ORT_DISABLE_TELEMETRY=1` before anything else (unless the
+/// environment sets it): ONNX Runtime 1.29 and later record and upload telemetry on Linux
+/// from the moment the library starts, and only that variable, read then, turns it all off.
+/// A program using this library should set it before its first thread starts.
 pub fn runtime(provider: Provider) -> Result<&'static Runtime> {
     if let Some(rt) = RUNTIME.get() {
         return Ok(rt);

@@ -55,6 +55,38 @@ fn missing_onnxruntime_library_says_how_to_get_it() {
     assert_no_output(&out);
 }
 
+/// ONNX Runtime 1.29+ on Linux writes a device id and a telemetry event store under
+/// `$HOME/.cache/Microsoft/DeveloperTools` (and uploads them when it can) unless
+/// `ORT_DISABLE_TELEMETRY=1` is set before it starts; the binary sets it.
+#[test]
+fn onnxruntime_records_no_telemetry() {
+    let home = tempfile::tempdir().unwrap();
+    let input = home.path().join("in.parquet");
+    write_rows(&input, &[row("g", 0, 0.1, &[1, 2]), row("g", 1, 0.3, &[3])]);
+    let out = home.path().join("out");
+    let o = std::process::Command::new(BIN)
+        .args([
+            "run",
+            "-q",
+            "-i",
+            input.to_str().unwrap(),
+            "-m",
+            demo_model().to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ])
+        .env_remove("ORT_DYLIB_PATH")
+        .env_remove("ORT_DISABLE_TELEMETRY")
+        .env_remove("XDG_CACHE_HOME")
+        .env("HOME", home.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(summary(&out)["n_segments"], 2);
+    let cache = home.path().join(".cache");
+    assert!(!cache.exists(), "ONNX Runtime wrote {}", cache.display());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partitions_score_their_own_batches_while_every_pool_thread_has_one() {
     use datafusion::arrow::array::{Array, ListArray};
