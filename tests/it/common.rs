@@ -121,6 +121,14 @@ pub fn run_ok(input: &[&Path], model: &Path, out: &Path, extra: &[&str]) -> Outp
 }
 
 pub fn run(input: &[&Path], model: &Path, out: &Path, extra: &[&str]) -> Output {
+    let args = run_args(input, model, out, extra);
+    let refs: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+    segscore(&refs)
+}
+
+/// `segscore run`'s arguments for these inputs, model and output, then `extra`: for tests that
+/// set up the process themselves.
+pub fn run_args(input: &[&Path], model: &Path, out: &Path, extra: &[&str]) -> Vec<String> {
     let mut args: Vec<String> = vec!["run".into(), "--input".into()];
     args.extend(input.iter().map(|p| p.display().to_string()));
     args.extend([
@@ -130,8 +138,7 @@ pub fn run(input: &[&Path], model: &Path, out: &Path, extra: &[&str]) -> Output 
         out.display().to_string(),
     ]);
     args.extend(extra.iter().map(|s| s.to_string()));
-    let refs: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
-    segscore(&refs)
+    args
 }
 
 pub fn stderr(o: &Output) -> String {

@@ -34,15 +34,7 @@ fn missing_onnxruntime_library_says_how_to_get_it() {
     write_rows(&input, &[row("g", 0, 0.1, &[1, 2])]);
     let out = tmp.path().join("out");
     let o = std::process::Command::new(BIN)
-        .args([
-            "run",
-            "-i",
-            input.to_str().unwrap(),
-            "-m",
-            demo_model().to_str().unwrap(),
-            "-o",
-            out.to_str().unwrap(),
-        ])
+        .args(run_args(&[&input], &demo_model(), &out, &[]))
         .env("ORT_DYLIB_PATH", tmp.path().join("libonnxruntime.so.0"))
         .output()
         .unwrap();
@@ -65,16 +57,7 @@ fn onnxruntime_records_no_telemetry() {
     write_rows(&input, &[row("g", 0, 0.1, &[1, 2]), row("g", 1, 0.3, &[3])]);
     let out = home.path().join("out");
     let o = std::process::Command::new(BIN)
-        .args([
-            "run",
-            "-q",
-            "-i",
-            input.to_str().unwrap(),
-            "-m",
-            demo_model().to_str().unwrap(),
-            "-o",
-            out.to_str().unwrap(),
-        ])
+        .args(run_args(&[&input], &demo_model(), &out, &["-q"]))
         .env_remove("ORT_DYLIB_PATH")
         .env_remove("ORT_DISABLE_TELEMETRY")
         .env_remove("XDG_CACHE_HOME")

@@ -402,23 +402,12 @@ fn resume_fingerprint_includes_the_model_batching() {
     generate(&input, 6_000, 2, false);
     let out = tmp.path().join("out");
     let args = |extra: &[&str]| {
-        let mut v: Vec<String> = vec![
-            "run",
-            "-q",
-            "--provider",
-            "cpu",
-            "--shards",
-            "3",
-            "-i",
-            input.to_str().unwrap(),
-            "-m",
-            demo_model().to_str().unwrap(),
-            "-o",
-            out.to_str().unwrap(),
-        ]
-        .into_iter()
-        .map(String::from)
-        .collect();
+        let mut v = run_args(
+            &[&input],
+            &demo_model(),
+            &out,
+            &["-q", "--provider", "cpu", "--shards", "3"],
+        );
         v.extend(extra.iter().map(|s| s.to_string()));
         v
     };
