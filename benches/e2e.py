@@ -9,6 +9,7 @@ pre-built tensors of the same batches (`segscore bench-model`), the floor for th
     python3 benches/e2e.py --model transformer --segments 20000
     python3 benches/e2e.py --memory 1000000 10000000     # peak RSS of segscore at 1M and 10M
     python3 benches/e2e.py --scaling --files 1 --layout undeclared   # --threads 1 against all
+    python3 benches/e2e.py --scaling --pin          # the same, one core against all
 
 Reports rows/s (median of --repeats runs) for each, their ratio, peak RSS (from wait4), and
 segscore's time split between the model and the rest. Timings are from one run on one
@@ -41,15 +42,24 @@ def free_port():
 
 def run(cmd, env=None):
     """Runs cmd; returns (seconds, peak RSS in MiB, stdout)."""
+    secs, rss, out, _ = run_on(cmd, env)
+    return secs, rss, out
+
+
+def run_on(cmd, env=None, cpus=None):
+    """Runs cmd, confined to the CPUs `cpus` if given; returns (seconds, peak RSS in MiB,
+    stdout, CPU seconds: user and system, from wait4)."""
     t0 = time.perf_counter()
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    confine = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                         preexec_fn=confine)
     out = p.stdout.read()
     err = p.stderr.read()
     _, status, usage = os.wait4(p.pid, 0)
     secs = time.perf_counter() - t0
     if status != 0:
         sys.exit(f"failed ({status}): {' '.join(cmd)}\n{err.decode()[-3000:]}")
-    return secs, usage.ru_maxrss / 1024.0, out.decode()
+    return secs, usage.ru_maxrss / 1024.0, out.decode(), usage.ru_utime + usage.ru_stime
 
 
 def data(binary, workdir, segments, files, layout="sorted"):
@@ -66,13 +76,17 @@ def data(binary, workdir, segments, files, layout="sorted"):
     return d
 
 
-def segscore_run(binary, data_dir, model, out, threads, extra=()):
+def segscore_run(binary, data_dir, model, out, threads, extra=(), cpus=None):
+    """One `segscore run` (confined to the CPUs `cpus` if given); returns (seconds, peak RSS in
+    MiB, summary.json with `cpu_seconds` added: the run's user and system time)."""
     cmd = [binary, "run", "-q", "--provider", "cpu", "-i", data_dir, "-m", model, "-o", out, "--overwrite"]
     if threads:
         cmd += ["--threads", str(threads)]
-    secs, rss, _ = run(cmd + list(extra))
+    secs, rss, _, cpu = run_on(cmd + list(extra), cpus=cpus)
     with open(os.path.join(out, "summary.json")) as f:
-        return secs, rss, json.load(f)
+        summary = json.load(f)
+    summary["cpu_seconds"] = cpu
+    return secs, rss, summary
 
 
 def main():
@@ -92,6 +106,9 @@ def main():
     ap.add_argument("--scaling", action="store_true",
                     help="instead: segscore at --threads 1 and at --threads, alternating: the speed-up, "
                          "and the speed-up outside the model (the run less model_seconds per thread)")
+    ap.add_argument("--pin", action="store_true",
+                    help="with --scaling: confine each run to as many cores as it has threads "
+                         "(`--threads 1` on one core), so the ratio is one core against N")
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args()
     os.makedirs(args.workdir, exist_ok=True)
@@ -114,21 +131,30 @@ def main():
         results["memory"] = rows
     elif args.scaling:
         d = data(args.bin, args.workdir, args.segments, args.files, args.layout)
+        allowed = sorted(os.sched_getaffinity(0))
+        if args.pin and args.threads > len(allowed):
+            sys.exit(f"--pin: {args.threads} threads, but {len(allowed)} CPUs to run on")
         runs = {1: [], args.threads: []}
         for _ in range(args.repeats):
             for t, rs in runs.items():
-                secs, _, s = segscore_run(args.bin, d, model, os.path.join(args.workdir, "out-scaling"), t)
-                rs.append((secs, secs - s["model_seconds"] / t))
-        med = {t: (statistics.median(x[0] for x in rs), statistics.median(x[1] for x in rs))
-               for t, rs in runs.items()}
-        (one, one_out), (all_, all_out) = med[1], med[args.threads]
+                cpus = set(allowed[:t]) if args.pin else None
+                secs, _, s = segscore_run(args.bin, d, model, os.path.join(args.workdir, "out-scaling"), t,
+                                          cpus=cpus)
+                rs.append((secs, secs - s["model_seconds"] / t, s["cpu_seconds"] / secs))
+        med = {t: tuple(statistics.median(x[i] for x in rs) for i in range(3)) for t, rs in runs.items()}
+        (one, one_out, one_busy), (all_, all_out, all_busy) = med[1], med[args.threads]
         n = args.segments
         print(f"machine: {machine}; model {args.model}; {n} segments; layout {args.layout}; "
-              f"{args.files} file(s); {args.repeats} runs each, alternating")
-        print(f"| `--threads 1` rows/s | `--threads {args.threads}` rows/s | {args.threads} / 1 | outside the model, {args.threads} / 1 |")
-        print("|---:|---:|---:|---:|")
-        print(f"| {n / one:,.0f} | {n / all_:,.0f} | {one / all_:.2f}x | {one_out / all_out:.2f}x |")
-        results["scaling"] = {"segments": n, "seconds": {str(t): [x[0] for x in rs] for t, rs in runs.items()},
+              f"{args.files} file(s); {args.repeats} runs each, alternating"
+              + (f"; each run confined to as many cores as threads" if args.pin else ""))
+        print(f"| `--threads 1` rows/s | `--threads {args.threads}` rows/s | {args.threads} / 1 "
+              f"| outside the model, {args.threads} / 1 | cores busy, 1 and {args.threads} |")
+        print("|---:|---:|---:|---:|---:|")
+        print(f"| {n / one:,.0f} | {n / all_:,.0f} | {one / all_:.2f}x | {one_out / all_out:.2f}x "
+              f"| {one_busy:.2f}, {all_busy:.2f} |")
+        results["scaling"] = {"segments": n, "pinned": args.pin,
+                              "seconds": {str(t): [x[0] for x in rs] for t, rs in runs.items()},
+                              "cores_busy": {str(t): [x[2] for x in rs] for t, rs in runs.items()},
                               "speedup": one / all_, "speedup_outside_model": one_out / all_out}
     else:
         d = data(args.bin, args.workdir, args.segments, args.files, args.layout)

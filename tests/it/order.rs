@@ -311,6 +311,82 @@ fn sorted_input_is_cut_into_key_ranges_that_run_side_by_side() {
 }
 
 #[test]
+fn a_file_of_one_large_row_group_is_cut_inside_and_runs_on_every_thread() {
+    // As pyarrow and pandas write a file of up to 1Mi rows: one row group. It is cut inside
+    // at generation boundaries past every 64Ki rows (here once, of 70k rows).
+    let tmp = tempfile::tempdir().unwrap();
+    let generated = tmp.path().join("generated");
+    generate_with(&generated, 70_000, 1, &["--undeclared"]);
+    let rows = all_rows(&generated);
+    let data = tmp.path().join("one-row-group");
+    std::fs::create_dir_all(&data).unwrap();
+    write_file(&rows, &data.join("data.parquet"), false, rows.num_rows());
+    let plan = explain(&data, &["--threads", "2"]);
+    assert!(
+        plan.contains("KeyRangeExec: Range([generation_id@0 ASC NULLS LAST]") && plan.contains("], 2)"),
+        "{plan}"
+    );
+    assert!(
+        !plan.contains("RepartitionExec") && !plan.contains("SortExec"),
+        "{plan}"
+    );
+    let (one, two) = (tmp.path().join("out-1"), tmp.path().join("out-2"));
+    run_ok(
+        &[&data],
+        &demo_model(),
+        &one,
+        &["--provider", "cpu", "--threads", "1"],
+    );
+    let o = run_ok(
+        &[&data],
+        &demo_model(),
+        &two,
+        &["--provider", "cpu", "--threads", "2"],
+    );
+    assert!(!stderr(&o).contains(FALLBACK), "{}", stderr(&o));
+    // The same output, bit for bit, in two files whose id ranges lie apart.
+    assert_same_rows(
+        &rows_by_key(&read_segments(&two)),
+        &rows_by_key(&read_segments(&one)),
+        "one row group",
+    );
+    let s = summary(&two);
+    assert_eq!(s["input_order"], "detected");
+    assert_eq!(s["n_segments"], 70_000);
+    assert_eq!(s["output_files"], 2);
+    let mut ranges = id_ranges(&two);
+    ranges.sort();
+    assert_eq!(ranges.len(), 2);
+    assert!(ranges.windows(2).all(|w| w[0].1 < w[1].0), "{ranges:?}");
+    // The second range starts at the first generation boundary past 64Ki rows.
+    let gids = str_col(&rows, "generation_id");
+    let cut = (64 * 1024..gids.len()).find(|&i| gids[i] != gids[i - 1]).unwrap();
+    assert_eq!(
+        ranges.iter().map(|r| r.0.clone()).collect::<Vec<_>>(),
+        vec![gids[0].clone(), gids[cut].clone()]
+    );
+    // Without an offset index (as pyarrow, pandas and DuckDB write by default) each piece would
+    // read the whole row group: it stays one piece, one range.
+    let unindexed = tmp.path().join("unindexed");
+    std::fs::create_dir_all(&unindexed).unwrap();
+    let props = WriterProperties::builder()
+        .set_max_row_group_row_count(Some(rows.num_rows()))
+        .set_statistics_enabled(datafusion::parquet::file::properties::EnabledStatistics::Chunk)
+        .set_offset_index_disabled(true)
+        .build();
+    let file = std::fs::File::create(unindexed.join("data.parquet")).unwrap();
+    let mut w = ArrowWriter::try_new(file, rows.schema(), Some(props)).unwrap();
+    w.write(&rows).unwrap();
+    w.close().unwrap();
+    let plan = explain(&unindexed, &["--threads", "2"]);
+    assert!(
+        plan.contains("KeyRangeExec: Range([generation_id@0 ASC NULLS LAST]"),
+        "{plan}"
+    );
+    assert!(plan.contains("], 1)"), "{plan}");
+}
+
+#[test]
 fn segscore_sql_reads_a_sorted_table_without_sorting_it_and_checks_the_order() {
     let tmp = tempfile::tempdir().unwrap();
     let (_, rows) = one_undeclared_file(&tmp.path().join("generated"));

@@ -8,8 +8,11 @@
 //! row groups of all files, in generation-id order, are cut into pieces wherever a cut can go:
 //! between row groups where every generation id before is below every one after (footer
 //! min/max), or, where one generation runs on from a row group into the next, after that
-//! generation's first rows in the next (read from the file). Each partition then reads a run of
-//! whole pieces, about equal numbers of rows each. The pieces depend on the files alone, and
+//! generation's first rows in the next (read from the file); and inside a row group of more than
+//! [`PIECE_ROWS`] rows whose footer locates its pages (an offset index, so that each piece reads
+//! its own pages only), at the first generation boundary past each [`PIECE_ROWS`] rows (read
+//! from its key column, such row groups side by side). Each partition then reads a run of whole
+//! pieces, about equal numbers of rows each. The pieces depend on the files alone, and
 //! each is read on its own, so the scan's batches (and the model's, cut from them) are the same
 //! whatever the number of partitions: so are the predictions, bit for bit.
 //!
@@ -20,6 +23,7 @@
 //! generation ids lie within its range ([`KeyRangeExec`]); a row outside is an error, or, where the
 //! order was only taken from the footers, a fallback to the sort path.
 
+use std::collections::HashMap;
 use std::ops::Range;
 use std::path::Path;
 use std::sync::Arc;
@@ -28,7 +32,7 @@ use datafusion::catalog::TableProvider;
 use datafusion::parquet::arrow::arrow_reader::ArrowReaderMetadata;
 use datafusion::prelude::SessionContext;
 
-use crate::engine::footer::{leading_rows, read_footers, KeyBound, RowGroupKeys};
+use crate::engine::footer::{cuts_inside, leading_rows, read_footers, KeyBound, RowGroupKeys};
 use crate::engine::tables::file_url;
 use crate::error::Result;
 
@@ -66,17 +70,31 @@ pub struct KeyRanges {
 /// (None when the whole row group is that generation, or it cannot be read).
 pub type Leading<'a> = dyn FnMut(usize, usize) -> Option<(u64, KeyBound)> + 'a;
 
+/// What [`plan_ranges`] asks of every row group: where it may be cut inside, at generation
+/// boundaries ([`cuts_inside`]: rows before the cut, the id there, in order; empty for none).
+pub type Inside<'a> = dyn FnMut(usize, usize) -> Vec<(u64, KeyBound)> + 'a;
+
+/// The rows of the pieces that a row group larger than this is cut into, where its footer
+/// locates its pages (at generation boundaries, [`cuts_inside`]): so that a file of a few large
+/// row groups (pyarrow puts up to 1Mi rows in one) runs on every core. A constant, so the pieces
+/// depend on each row group alone, whatever the threads or the other files; row groups of up to
+/// 64Ki rows (DataFusion's and segscore's writers, the benchmarks' files) are left whole, and are
+/// not read to plan.
+pub const PIECE_ROWS: u64 = 64 * 1024;
+
 /// Cuts files (each given by its row groups' generation-id ranges, [`RowGroupKeys`]) into
 /// pieces wherever a cut can go (see the module's text; `leading` reads where one generation
-/// runs on into a row group), and groups the pieces into at most `partitions` key ranges of
-/// about equal rows. None when it cannot be done from the statistics: a row group without exact
-/// statistics, or row groups that overlap once the files are put in key order (a file whose row
-/// groups are not in order, or files whose ranges interleave). One range (no cut, or one
-/// partition) still reads the pieces, so that the batches do not depend on `partitions`.
+/// runs on into a row group, `inside` where a row group is cut inside), and groups the pieces
+/// into at most `partitions` key ranges of about equal rows. None when it cannot be done from
+/// the statistics: a row group without exact statistics, or row groups that overlap once the
+/// files are put in key order (a file whose row groups are not in order, or files whose ranges
+/// interleave). One range (no cut, or one partition) still reads the pieces, so that the
+/// batches do not depend on `partitions`.
 pub fn plan_ranges(
     files: &[&[Option<RowGroupKeys>]],
     partitions: usize,
     leading: &mut Leading<'_>,
+    inside: &mut Inside<'_>,
 ) -> Option<KeyRanges> {
     let keys: Vec<Vec<&RowGroupKeys>> = files
         .iter()
@@ -92,18 +110,29 @@ pub fn plan_ranges(
     if seq.is_empty() || seq.windows(2).any(|w| w[1].2.min < w[0].2.max) {
         return None;
     }
-    // The cuts: (row group j, rows into it, the id the next piece starts at, rows before).
+    // The cuts, in order: (row group j, rows into it, the id the next piece starts at, rows
+    // before).
     let mut cuts: Vec<(usize, u64, KeyBound, u64)> = Vec::new();
     let mut before = 0u64;
-    for j in 1..seq.len() {
-        before += seq[j - 1].2.rows;
-        let (file, rg, keys) = seq[j];
-        if seq[j - 1].2.max < keys.min {
-            cuts.push((j, 0, keys.min.clone(), before));
-        } else if let Some((n, next)) = leading(file, rg).filter(|(n, _)| *n > 0 && *n < keys.rows) {
-            // One generation runs on into row group j: cut after its rows there.
-            cuts.push((j, n, next, before + n));
+    for (j, &(file, rg, keys)) in seq.iter().enumerate() {
+        // Rows of row group j before the last cut in it.
+        let mut cut_at = 0;
+        if j > 0 {
+            if seq[j - 1].2.max < keys.min {
+                cuts.push((j, 0, keys.min.clone(), before));
+            } else if let Some((n, next)) = leading(file, rg).filter(|(n, _)| *n > 0 && *n < keys.rows) {
+                // One generation runs on into row group j: cut after its rows there.
+                cuts.push((j, n, next, before + n));
+                cut_at = n;
+            }
         }
+        for (n, next) in inside(file, rg) {
+            if n > cut_at && n < keys.rows {
+                cuts.push((j, n, next, before + n));
+                cut_at = n;
+            }
+        }
+        before += keys.rows;
     }
     // The pieces between the cuts (one per file they touch), with the rows before each run.
     let start = std::iter::once((0, 0)).chain(cuts.iter().map(|c| (c.0, c.1)));
@@ -173,8 +202,13 @@ pub fn key_range_table(
     };
     let partitions = ctx.state().config().target_partitions();
     let ranges: Vec<&[_]> = files.iter().map(|f| f.1).collect();
-    // Each file's footer is read once, if a generation runs on into one of its row groups.
+    // Whether the footers allow ranges at all, before anything is read.
+    if plan_ranges(&ranges, partitions, &mut |_, _| None, &mut |_, _| Vec::new()).is_none() {
+        return Ok(None);
+    }
     let mut footers: Vec<Option<ArrowReaderMetadata>> = vec![None; files.len()];
+    let inside = read_cuts_inside(files, first, &mut footers);
+    // Each file's footer is read once, if a generation runs on into one of its row groups.
     let mut leading = |file: usize, rg: usize| {
         let path = files[file].0;
         if footers[file].is_none() {
@@ -182,7 +216,8 @@ pub fn key_range_table(
         }
         leading_rows(path, footers[file].as_ref()?, first, rg)
     };
-    let Some(ranges) = plan_ranges(&ranges, partitions, &mut leading) else {
+    let mut inside = |file: usize, rg: usize| inside.get(&(file, rg)).cloned().unwrap_or_default();
+    let Some(ranges) = plan_ranges(&ranges, partitions, &mut leading, &mut inside) else {
         return Ok(None);
     };
     let located = files
@@ -201,6 +236,63 @@ pub fn key_range_table(
         set_repartition_threshold(ctx, n);
     }
     Ok(Some(KeyRangeTable::new(table, ranges, located, keys)))
+}
+
+/// Where each row group of more than [`PIECE_ROWS`] rows whose footer locates its pages is cut
+/// inside ([`cuts_inside`] on the key column `key`), by (file, row group); the row groups are
+/// read side by side, and the footers read for them are kept in `footers`.
+fn read_cuts_inside(
+    files: &[(&Path, &[Option<RowGroupKeys>])],
+    key: &str,
+    footers: &mut [Option<ArrowReaderMetadata>],
+) -> HashMap<(usize, usize), Vec<(u64, KeyBound)>> {
+    use rayon::prelude::*;
+    let large: Vec<(usize, usize)> = files
+        .iter()
+        .enumerate()
+        .flat_map(|(f, (_, keys))| {
+            keys.iter()
+                .enumerate()
+                .filter(|(_, k)| k.as_ref().is_some_and(|k| k.rows > PIECE_ROWS))
+                .map(move |(rg, _)| (f, rg))
+        })
+        .collect();
+    let mut wanted: Vec<usize> = large.iter().map(|l| l.0).collect();
+    wanted.dedup();
+    let read: Vec<(usize, Option<ArrowReaderMetadata>)> = wanted
+        .into_par_iter()
+        .map(|f| {
+            (
+                f,
+                read_footers(&[files[f].0.to_path_buf()])
+                    .ok()
+                    .and_then(|mut m| m.pop()),
+            )
+        })
+        .collect();
+    for (f, meta) in read {
+        footers[f] = meta;
+    }
+    let footers = &*footers;
+    large
+        .into_par_iter()
+        .filter_map(|(f, rg)| {
+            let meta = footers[f].as_ref()?;
+            located_pages(meta.metadata(), rg)
+                .then(|| ((f, rg), cuts_inside(files[f].0, meta, key, rg, PIECE_ROWS)))
+        })
+        .collect()
+}
+
+/// Whether the footer locates row group `rg`'s pages (an offset index for every column), so
+/// that a piece of it reads its own pages only. Without one, each piece would read and
+/// decompress the whole row group (pyarrow, pandas, polars and DuckDB write none by default):
+/// such a row group is not cut inside.
+fn located_pages(meta: &datafusion::parquet::file::metadata::ParquetMetaData, rg: usize) -> bool {
+    let columns = meta.row_group(rg).num_columns();
+    meta.offset_index()
+        .and_then(|index| index.get(rg))
+        .is_some_and(|pages| pages.len() == columns && pages.iter().all(|c| !c.page_locations().is_empty()))
 }
 
 /// Sets the partition count from which DataFusion keeps a partitioning that already satisfies
@@ -242,12 +334,17 @@ mod tests {
         None
     }
 
+    /// No row group is cut inside.
+    fn uncut(_: usize, _: usize) -> Vec<(u64, KeyBound)> {
+        Vec::new()
+    }
+
     #[test]
     fn files_are_put_in_key_order_cut_at_clean_breaks_and_grouped_into_balanced_ranges() {
         // Given out of order; file 1 holds ids 0..=9, file 0 ids 10..=29 in two row groups.
         let f0 = [rg(10, 19, 100), rg(20, 29, 100)];
         let f1 = [rg(0, 9, 100)];
-        let r = plan_ranges(&[&f0, &f1], 3, &mut unread).unwrap();
+        let r = plan_ranges(&[&f0, &f1], 3, &mut unread, &mut uncut).unwrap();
         assert_eq!(
             r.groups,
             vec![vec![whole(1, 0..1)], vec![whole(0, 0..1)], vec![whole(0, 1..2)]]
@@ -255,14 +352,14 @@ mod tests {
         assert_eq!(r.splits, vec![KeyBound::Int(10), KeyBound::Int(20)]);
         // Two ranges: the cut nearest half the rows (after 100 or after 200 of 300: a tie goes
         // to the later); the pieces stay as they were.
-        let r = plan_ranges(&[&f0, &f1], 2, &mut unread).unwrap();
+        let r = plan_ranges(&[&f0, &f1], 2, &mut unread, &mut uncut).unwrap();
         assert_eq!(r.splits, vec![KeyBound::Int(20)]);
         assert_eq!(
             r.groups,
             vec![vec![whole(1, 0..1), whole(0, 0..1)], vec![whole(0, 1..2)]]
         );
         // One partition: one range, the same pieces.
-        let r = plan_ranges(&[&f0, &f1], 1, &mut unread).unwrap();
+        let r = plan_ranges(&[&f0, &f1], 1, &mut unread, &mut uncut).unwrap();
         assert_eq!(r.splits, vec![]);
         assert_eq!(
             r.groups,
@@ -284,7 +381,7 @@ mod tests {
                 _ => None,
             }
         };
-        let r = plan_ranges(&[&f0, &f1], 4, &mut leading).unwrap();
+        let r = plan_ranges(&[&f0, &f1], 4, &mut leading, &mut uncut).unwrap();
         // Cuts after 130 rows (id 6) and 300 (id 13): three pieces of runs, two ranges used.
         assert_eq!(r.splits, vec![KeyBound::Int(6), KeyBound::Int(13)]);
         let head = Piece {
@@ -308,7 +405,7 @@ mod tests {
             ]
         );
         // With one partition: the same pieces, in one range.
-        let one = plan_ranges(&[&f0, &f1], 1, &mut leading).unwrap();
+        let one = plan_ranges(&[&f0, &f1], 1, &mut leading, &mut uncut).unwrap();
         assert_eq!(one.groups, vec![vec![head, tail, whole(1, 0..1), whole(1, 1..2)]]);
         assert_eq!(
             asked,
@@ -319,7 +416,7 @@ mod tests {
 
     #[test]
     fn no_ranges_without_exact_statistics_in_order() {
-        let no = |files: &[&[Option<RowGroupKeys>]], n| plan_ranges(files, n, &mut unread);
+        let no = |files: &[&[Option<RowGroupKeys>]], n| plan_ranges(files, n, &mut unread, &mut uncut);
         assert_eq!(
             no(&[&[rg(0, 9, 10), None]], 2),
             None,
@@ -339,7 +436,13 @@ mod tests {
         let r = no(&[&[rg(0, 9, 10), rg(9, 19, 10)]], 2).unwrap();
         assert_eq!((r.groups, r.splits), (vec![vec![whole(0, 0..2)]], vec![]));
         let whole_group = |_: usize, _: usize| Some((10, KeyBound::Int(10)));
-        let r = plan_ranges(&[&[rg(0, 9, 10), rg(9, 9, 10)]], 2, &mut { whole_group }).unwrap();
+        let r = plan_ranges(
+            &[&[rg(0, 9, 10), rg(9, 9, 10)]],
+            2,
+            &mut { whole_group },
+            &mut uncut,
+        )
+        .unwrap();
         assert_eq!(
             r.splits,
             vec![],
@@ -358,6 +461,58 @@ mod tests {
         assert_eq!(
             no(&[&more, &strings], 2).unwrap().splits,
             vec![KeyBound::Bytes(b"n".to_vec())]
+        );
+    }
+
+    #[test]
+    fn a_large_row_group_is_cut_inside_after_any_cut_for_the_generation_that_runs_on() {
+        // File 0: row group 0 of 100 rows (ids 0..=9), row group 1 of 300 rows (ids 9..=40),
+        // whose first 20 rows finish generation 9, and which is cut inside after 20 (a cut at
+        // or before the leading rows is dropped), 120 and 220 rows.
+        let f0 = [rg(0, 9, 100), rg(9, 40, 300)];
+        let mut leading = |_: usize, rg: usize| (rg == 1).then(|| (20, KeyBound::Int(10)));
+        let mut inside = |_: usize, rg: usize| {
+            if rg == 1 {
+                [(10, 10), (20, 10), (120, 20), (220, 30)]
+                    .map(|(n, id)| (n, KeyBound::Int(id)))
+                    .to_vec()
+            } else {
+                Vec::new()
+            }
+        };
+        let r = plan_ranges(&[&f0], 4, &mut leading, &mut inside).unwrap();
+        let part = |skip, take| Piece {
+            file: 0,
+            row_groups: 1..2,
+            skip,
+            take,
+        };
+        let head = Piece {
+            file: 0,
+            row_groups: 0..2,
+            skip: 0,
+            take: Some(20),
+        };
+        // 400 rows in four ranges: the cuts after 120, 220 and 320 rows.
+        assert_eq!(r.splits, [10, 20, 30].map(KeyBound::Int).to_vec());
+        assert_eq!(
+            r.groups,
+            vec![
+                vec![head.clone()],
+                vec![part(20, Some(120))],
+                vec![part(120, Some(220))],
+                vec![part(220, None)]
+            ]
+        );
+        // Two ranges: the same pieces, split at the cut nearest 200 rows (220 of 400).
+        let two = plan_ranges(&[&f0], 2, &mut leading, &mut inside).unwrap();
+        assert_eq!(two.splits, vec![KeyBound::Int(20)]);
+        assert_eq!(
+            two.groups,
+            vec![
+                vec![head, part(20, Some(120))],
+                vec![part(120, Some(220)), part(220, None)]
+            ]
         );
     }
 }
