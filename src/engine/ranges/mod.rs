@@ -470,7 +470,7 @@ mod tests {
         // whose first 20 rows finish generation 9, and which is cut inside after 20 (a cut at
         // or before the leading rows is dropped), 120 and 220 rows.
         let f0 = [rg(0, 9, 100), rg(9, 40, 300)];
-        let mut leading = |_: usize, rg: usize| (rg == 1).then(|| (20, KeyBound::Int(10)));
+        let mut leading = |_: usize, rg: usize| (rg == 1).then_some((20, KeyBound::Int(10)));
         let mut inside = |_: usize, rg: usize| {
             if rg == 1 {
                 [(10, 10), (20, 10), (120, 20), (220, 30)]
