@@ -337,13 +337,13 @@ fn a_file_of_one_large_row_group_is_cut_inside_and_runs_on_every_thread() {
         &one,
         &["--provider", "cpu", "--threads", "1"],
     );
-    let o = run_ok(
+    let o_two = run_ok(
         &[&data],
         &demo_model(),
         &two,
         &["--provider", "cpu", "--threads", "2"],
     );
-    assert!(!stderr(&o).contains(FALLBACK), "{}", stderr(&o));
+    assert!(!stderr(&o_two).contains(FALLBACK), "{}", stderr(&o_two));
     // The same output, bit for bit, in two files whose id ranges lie apart.
     assert_same_rows(
         &rows_by_key(&read_segments(&two)),
@@ -384,6 +384,32 @@ fn a_file_of_one_large_row_group_is_cut_inside_and_runs_on_every_thread() {
         "{plan}"
     );
     assert!(plan.contains("], 1)"), "{plan}");
+    // The run says why, naming the file, and its output is the same.
+    let out = tmp.path().join("out-unindexed");
+    let o = run_ok(
+        &[&unindexed],
+        &demo_model(),
+        &out,
+        &["--provider", "cpu", "--threads", "2"],
+    );
+    let err = stderr(&o);
+    assert!(
+        err.contains("without a page index")
+            && err.contains("write_page_index=True")
+            && err.contains("data.parquet"),
+        "{err}"
+    );
+    assert_same_rows(
+        &rows_by_key(&read_segments(&out)),
+        &rows_by_key(&read_segments(&one)),
+        "unindexed",
+    );
+    // Where the input was cut inside (the indexed file), nothing is said.
+    assert!(
+        !stderr(&o_two).contains("without a page index"),
+        "{}",
+        stderr(&o_two)
+    );
 }
 
 #[test]

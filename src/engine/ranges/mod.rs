@@ -207,7 +207,7 @@ pub fn key_range_table(
         return Ok(None);
     }
     let mut footers: Vec<Option<ArrowReaderMetadata>> = vec![None; files.len()];
-    let inside = read_cuts_inside(files, first, &mut footers);
+    let (inside, unlocated) = read_cuts_inside(files, first, &mut footers);
     // Each file's footer is read once, if a generation runs on into one of its row groups.
     let mut leading = |file: usize, rg: usize| {
         let path = files[file].0;
@@ -228,6 +228,16 @@ pub fn key_range_table(
         })
         .collect::<Result<Vec<_>>>()?;
     let n = ranges.groups.len();
+    if let (true, Some(&(file, rg))) = (n < partitions, unlocated.first()) {
+        // Fewer ranges than threads, and a large row group that could not be cut: say why.
+        tracing::info!(
+            file = %files[file].0.display(),
+            row_group = rg,
+            ranges = n,
+            threads = partitions,
+            "a row group of more than 64Ki rows without a page index (offset index) is read whole, by one thread; files written with one (pyarrow: write_page_index=True) are cut inside such row groups and spread over the threads"
+        );
+    }
     tracing::debug!(
         ranges = n,
         "sorted input cut into key ranges by the footers' statistics"
@@ -239,13 +249,15 @@ pub fn key_range_table(
 }
 
 /// Where each row group of more than [`PIECE_ROWS`] rows whose footer locates its pages is cut
-/// inside ([`cuts_inside`] on the key column `key`), by (file, row group); the row groups are
-/// read side by side, and the footers read for them are kept in `footers`.
+/// inside ([`cuts_inside`] on the key column `key`), by (file, row group), and the (file, row
+/// group) of those whose footers do not; the row groups are read side by side, and the footers
+/// read for them are kept in `footers`.
+#[allow(clippy::type_complexity)]
 fn read_cuts_inside(
     files: &[(&Path, &[Option<RowGroupKeys>])],
     key: &str,
     footers: &mut [Option<ArrowReaderMetadata>],
-) -> HashMap<(usize, usize), Vec<(u64, KeyBound)>> {
+) -> (HashMap<(usize, usize), Vec<(u64, KeyBound)>>, Vec<(usize, usize)>) {
     use rayon::prelude::*;
     let large: Vec<(usize, usize)> = files
         .iter()
@@ -274,14 +286,22 @@ fn read_cuts_inside(
         footers[f] = meta;
     }
     let footers = &*footers;
-    large
+    let (located, unlocated): (Vec<_>, Vec<_>) = large
+        .into_iter()
+        .filter(|&(f, _)| footers[f].is_some())
+        .partition(|&(f, rg)| {
+            footers[f]
+                .as_ref()
+                .is_some_and(|m| located_pages(m.metadata(), rg))
+        });
+    let cuts = located
         .into_par_iter()
         .filter_map(|(f, rg)| {
             let meta = footers[f].as_ref()?;
-            located_pages(meta.metadata(), rg)
-                .then(|| ((f, rg), cuts_inside(files[f].0, meta, key, rg, PIECE_ROWS)))
+            Some(((f, rg), cuts_inside(files[f].0, meta, key, rg, PIECE_ROWS)))
         })
-        .collect()
+        .collect();
+    (cuts, unlocated)
 }
 
 /// Whether the footer locates row group `rg`'s pages (an offset index for every column), so
