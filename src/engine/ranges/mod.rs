@@ -248,16 +248,18 @@ pub fn key_range_table(
     Ok(Some(KeyRangeTable::new(table, ranges, located, keys)))
 }
 
+/// Cuts inside row groups ([`cuts_inside`]) by (file, row group).
+type CutsInside = HashMap<(usize, usize), Vec<(u64, KeyBound)>>;
+
 /// Where each row group of more than [`PIECE_ROWS`] rows whose footer locates its pages is cut
 /// inside ([`cuts_inside`] on the key column `key`), by (file, row group), and the (file, row
 /// group) of those whose footers do not; the row groups are read side by side, and the footers
 /// read for them are kept in `footers`.
-#[allow(clippy::type_complexity)]
 fn read_cuts_inside(
     files: &[(&Path, &[Option<RowGroupKeys>])],
     key: &str,
     footers: &mut [Option<ArrowReaderMetadata>],
-) -> (HashMap<(usize, usize), Vec<(u64, KeyBound)>>, Vec<(usize, usize)>) {
+) -> (CutsInside, Vec<(usize, usize)>) {
     use rayon::prelude::*;
     let large: Vec<(usize, usize)> = files
         .iter()
