@@ -43,6 +43,7 @@ def main():
     ap.add_argument("--segments", type=int, default=1_000_000)
     ap.add_argument("--files", type=int, default=4)
     ap.add_argument("--layout", choices=["sorted", "undeclared", "shuffled"], default="sorted")
+    ap.add_argument("--row-group-rows", type=int, help="rows per row group of the generated files")
     ap.add_argument("--model", choices=sorted(MODELS), default="small")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
@@ -50,7 +51,7 @@ def main():
     ap.add_argument("--sql", choices=sorted(SQL), help="time `segscore sql` of this query instead of the job")
     args = ap.parse_args()
     os.makedirs(args.workdir, exist_ok=True)
-    d = data(args.a, args.workdir, args.segments, args.files, args.layout)
+    d = data(args.a, args.workdir, args.segments, args.files, args.layout, args.row_group_rows)
     times = {"a": [], "b": []}
     for _ in range(args.repeats):
         for k in ("a", "b"):

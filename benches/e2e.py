@@ -10,6 +10,7 @@ pre-built tensors of the same batches (`segscore bench-model`), the floor for th
     python3 benches/e2e.py --memory 1000000 10000000     # peak RSS of segscore at 1M and 10M
     python3 benches/e2e.py --scaling --files 1 --layout undeclared   # --threads 1 against all
     python3 benches/e2e.py --scaling --pin          # the same, one core against all
+    python3 benches/e2e.py --scaling --files 1 --row-group-rows 1048576   # one row group
 
 Reports rows/s (median of --repeats runs) for each, their ratio, peak RSS (from wait4), and
 segscore's time split between the model and the rest. Timings are from one run on one
@@ -62,15 +63,19 @@ def run_on(cmd, env=None, cpus=None):
     return secs, usage.ru_maxrss / 1024.0, out.decode(), usage.ru_utime + usage.ru_stime
 
 
-def data(binary, workdir, segments, files, layout="sorted"):
+def data(binary, workdir, segments, files, layout="sorted", row_group_rows=None):
     """The dataset: `sorted` (footers declare the order), `undeclared` (sorted, as pandas,
-    polars, DuckDB and pyarrow write it: nothing declared) or `shuffled`."""
-    d = os.path.join(workdir, f"data-{segments}-{files}-{layout}")
+    polars, DuckDB and pyarrow write it: nothing declared) or `shuffled`; in row groups of
+    `row_group_rows` rows (segscore generate's 65536 if None)."""
+    suffix = f"-rg{row_group_rows}" if row_group_rows else ""
+    d = os.path.join(workdir, f"data-{segments}-{files}-{layout}{suffix}")
     if not os.path.exists(os.path.join(d, ".complete")):
         shutil.rmtree(d, ignore_errors=True)
         cmd = [binary, "generate", "-o", d, "--segments", str(segments), "--files", str(files)]
         if layout != "sorted":
             cmd.append(f"--{layout}")
+        if row_group_rows:
+            cmd += ["--row-group-rows", str(row_group_rows)]
         run(cmd)
         open(os.path.join(d, ".complete"), "w").close()
     return d
@@ -96,6 +101,8 @@ def main():
     ap.add_argument("--model", choices=sorted(MODELS), default="small")
     ap.add_argument("--layout", choices=["sorted", "undeclared", "shuffled"], default="sorted",
                     help="sorted files that declare it, sorted files that do not, or shuffled rows")
+    ap.add_argument("--row-group-rows", type=int,
+                    help="rows per row group of the generated files (default: segscore generate's 65536)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--bin", default=os.path.join(ROOT, "target", "release", "segscore"))
@@ -130,7 +137,7 @@ def main():
             print(f"peak RSS ratio {rows[-1]['segments']}/{rows[0]['segments']}: {rows[-1]['peak_rss_mib'] / rows[0]['peak_rss_mib']:.2f}")
         results["memory"] = rows
     elif args.scaling:
-        d = data(args.bin, args.workdir, args.segments, args.files, args.layout)
+        d = data(args.bin, args.workdir, args.segments, args.files, args.layout, args.row_group_rows)
         allowed = sorted(os.sched_getaffinity(0))
         if args.pin and args.threads > len(allowed):
             sys.exit(f"--pin: {args.threads} threads, but {len(allowed)} CPUs to run on")
@@ -157,7 +164,7 @@ def main():
                               "cores_busy": {str(t): [x[2] for x in rs] for t, rs in runs.items()},
                               "speedup": one / all_, "speedup_outside_model": one_out / all_out}
     else:
-        d = data(args.bin, args.workdir, args.segments, args.files, args.layout)
+        d = data(args.bin, args.workdir, args.segments, args.files, args.layout, args.row_group_rows)
         seg, py = [], []
         for r in range(args.repeats):
             secs, rss, s = segscore_run(args.bin, d, model, os.path.join(args.workdir, "out-segscore"), args.threads)

@@ -99,14 +99,15 @@ fn text_demo(args: DemoArgs) -> Result<(), Error> {
     finish_demo(cfg, args.provider, args.threads)
 }
 
-/// `segscore generate`: writes a benchmark dataset (token ids, or text with the bundled
-/// tokenizer).
+/// `segscore generate`: writes a benchmark dataset (token ids in row groups of
+/// `row_group_rows`, or text with the bundled tokenizer).
 pub(crate) fn generate(
     output: PathBuf,
     segments: u64,
     files: usize,
     layout: sample::Layout,
     seed: u64,
+    row_group_rows: usize,
     text_data: bool,
 ) -> Result<(), Error> {
     if text_data {
@@ -119,7 +120,7 @@ pub(crate) fn generate(
         tracing::info!(rows, generations = gens, path = %output.display(), "text dataset written");
         return Ok(());
     }
-    let (rows, gens) = sample::write_dataset(&output, segments, files, layout, seed)?;
+    let (rows, gens) = sample::write_dataset(&output, segments, files, layout, seed, row_group_rows)?;
     tracing::info!(rows, generations = gens, path = %output.display(), "dataset written");
     Ok(())
 }

@@ -111,8 +111,11 @@ enum Command {
         /// Seed.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Rows per row group (pyarrow writes up to 1048576 in one).
+        #[arg(long, default_value_t = 65536, value_parser = clap::value_parser!(u64).range(1..))]
+        row_group_rows: u64,
         /// Text data (prompt, step) for the bundled GPT-2 tokenizer and per-token model.
-        #[arg(long, conflicts_with_all = ["shuffled", "undeclared"])]
+        #[arg(long, conflicts_with_all = ["shuffled", "undeclared", "row_group_rows"])]
         text: bool,
     },
 }
@@ -171,6 +174,7 @@ pub fn main() -> ExitCode {
             shuffled,
             undeclared,
             seed,
+            row_group_rows,
             text,
         } => {
             let layout = match (shuffled, undeclared) {
@@ -178,7 +182,8 @@ pub fn main() -> ExitCode {
                 (_, true) => crate::sample::Layout::Undeclared,
                 _ => crate::sample::Layout::Sorted,
             };
-            demo::generate(output, segments, files, layout, seed, text)
+            let rows = usize::try_from(row_group_rows).unwrap_or(usize::MAX);
+            demo::generate(output, segments, files, layout, seed, rows, text)
         }
     };
     match result {

@@ -199,7 +199,8 @@ pub enum Layout {
 
 /// Writes a benchmark dataset of `segments` rows in `files` Parquet files under `dir`: the
 /// demo's scoring rule with a realistic, long-tailed segment length (log-normal, median 24
-/// tokens, 1 to 256), written in row groups as it is generated (memory stays flat).
+/// tokens, 1 to 256), handed to the writers in batches as it is generated, in row groups of
+/// `row_group_rows` rows (memory grows with the row group, not the file).
 /// Returns (rows, generations).
 pub fn write_dataset(
     dir: &Path,
@@ -207,15 +208,16 @@ pub fn write_dataset(
     files: usize,
     layout: Layout,
     seed: u64,
+    row_group_rows: usize,
 ) -> Result<(u64, u64)> {
     use datafusion::parquet::file::metadata::SortingColumn;
     use datafusion::parquet::file::properties::WriterProperties;
     const FLUSH_ROWS: usize = 65536;
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let files = files.max(1);
-    // Row groups of FLUSH_ROWS rows, whatever the file size, so that datasets of different
+    // Row groups of row_group_rows rows, whatever the file size, so that datasets of different
     // sizes differ only in how many row groups they hold.
-    let mut props = WriterProperties::builder().set_max_row_group_row_count(Some(FLUSH_ROWS));
+    let mut props = WriterProperties::builder().set_max_row_group_row_count(Some(row_group_rows.max(1)));
     if layout == Layout::Sorted {
         let asc = |i| SortingColumn {
             column_idx: i,

@@ -315,12 +315,18 @@ fn a_file_of_one_large_row_group_is_cut_inside_and_runs_on_every_thread() {
     // As pyarrow and pandas write a file of up to 1Mi rows: one row group. It is cut inside
     // at generation boundaries past every 64Ki rows (here once, of 70k rows).
     let tmp = tempfile::tempdir().unwrap();
-    let generated = tmp.path().join("generated");
-    generate_with(&generated, 70_000, 1, &["--undeclared"]);
-    let rows = all_rows(&generated);
     let data = tmp.path().join("one-row-group");
-    std::fs::create_dir_all(&data).unwrap();
-    write_file(&rows, &data.join("data.parquet"), false, rows.num_rows());
+    generate_with(&data, 70_000, 1, &["--undeclared", "--row-group-rows", "70000"]);
+    let rows = all_rows(&data);
+    let row_groups = |dir: &Path| -> Vec<i64> {
+        use datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
+        let reader = SerializedFileReader::new(std::fs::File::open(&parts(dir)[0]).unwrap()).unwrap();
+        let meta = reader.metadata();
+        (0..meta.num_row_groups())
+            .map(|i| meta.row_group(i).num_rows())
+            .collect()
+    };
+    assert_eq!(row_groups(&data), vec![70_000], "generate --row-group-rows");
     let plan = explain(&data, &["--threads", "2"]);
     assert!(
         plan.contains("KeyRangeExec: Range([generation_id@0 ASC NULLS LAST]") && plan.contains("], 2)"),
