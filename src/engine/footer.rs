@@ -256,8 +256,9 @@ pub fn cuts_inside(
     every: u64,
 ) -> Vec<(u64, KeyBound)> {
     use datafusion::arrow::compute::kernels::cmp::distinct;
+    let every = every.max(1);
     let mut cuts = Vec::new();
-    let mut next = every.max(1);
+    let mut next = every;
     // The last row of the batch before.
     let mut last: Option<ArrayRef> = None;
     let read = scan_key_column(path, meta, key, rg, &mut |column, before| {
@@ -282,7 +283,7 @@ pub fn cuts_inside(
                 if at >= next {
                     if let Some(bound) = bound_at(column, i) {
                         cuts.push((at, bound));
-                        next = at + every.max(1);
+                        next = at + every;
                     }
                 }
             }

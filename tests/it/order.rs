@@ -42,12 +42,13 @@ fn write_file(rows: &RecordBatch, path: &Path, declare: bool, group_rows: usize)
     if declare {
         props = props.set_sorting_columns(Some(vec![asc(0), asc(1)]));
     }
-    let mut w = ArrowWriter::try_new(
-        std::fs::File::create(path).unwrap(),
-        rows.schema(),
-        Some(props.build()),
-    )
-    .unwrap();
+    write_with(rows, path, props.build());
+}
+
+/// Writes `rows` to `path` with the writer properties `props`.
+fn write_with(rows: &RecordBatch, path: &Path, props: WriterProperties) {
+    let mut w =
+        ArrowWriter::try_new(std::fs::File::create(path).unwrap(), rows.schema(), Some(props)).unwrap();
     w.write(rows).unwrap();
     w.close().unwrap();
 }
@@ -85,6 +86,50 @@ fn id_ranges(out: &Path) -> Vec<(String, String)> {
             (ids[0].clone(), ids[ids.len() - 1].clone())
         })
         .collect()
+}
+
+/// Runs the job on the sorted input `data` at one thread and at `threads`, into
+/// `tmp/{name}-1` and `tmp/{name}-{threads}`, and checks what key ranges promise: no fallback to
+/// the sort, the same rows bit for bit (the pieces, and so the batches, are the same whatever
+/// the threads), and one output file per range, in key order, the files' id ranges apart.
+/// Returns the two outputs, the run at `threads` and its files' (first, last) ids, sorted.
+fn same_rows_in_ranges(
+    tmp: &Path,
+    data: &Path,
+    threads: usize,
+    name: &str,
+) -> (PathBuf, PathBuf, std::process::Output, Vec<(String, String)>) {
+    let (one, many) = (
+        tmp.join(format!("{name}-1")),
+        tmp.join(format!("{name}-{threads}")),
+    );
+    run_ok(
+        &[data],
+        &demo_model(),
+        &one,
+        &["--provider", "cpu", "--threads", "1"],
+    );
+    let t = threads.to_string();
+    let o = run_ok(
+        &[data],
+        &demo_model(),
+        &many,
+        &["--provider", "cpu", "--threads", &t],
+    );
+    assert!(!stderr(&o).contains(FALLBACK), "{name}: {}", stderr(&o));
+    assert_same_rows(
+        &rows_by_key(&read_segments(&many)),
+        &rows_by_key(&read_segments(&one)),
+        name,
+    );
+    let s = summary(&many);
+    assert_eq!(s["input_order"], "detected", "{name}");
+    assert_eq!(s["output_files"], threads, "{name}");
+    let mut ranges = id_ranges(&many);
+    ranges.sort();
+    assert_eq!(ranges.len(), threads, "{name}");
+    assert!(ranges.windows(2).all(|w| w[0].1 < w[1].0), "{name}: {ranges:?}");
+    (one, many, o, ranges)
 }
 
 #[test]
@@ -243,40 +288,10 @@ fn sorted_input_is_cut_into_key_ranges_that_run_side_by_side() {
             !plan.contains("RepartitionExec") && !plan.contains("SortExec"),
             "{name}: {plan}"
         );
-        let (one_thread, three) = (
-            tmp.path().join(format!("{name}-1")),
-            tmp.path().join(format!("{name}-3")),
-        );
-        run_ok(
-            &[&data],
-            &demo_model(),
-            &one_thread,
-            &["--provider", "cpu", "--threads", "1"],
-        );
-        let o = run_ok(
-            &[&data],
-            &demo_model(),
-            &three,
-            &["--provider", "cpu", "--threads", "3"],
-        );
-        assert!(!stderr(&o).contains(FALLBACK), "{name}: {}", stderr(&o));
-        // The same output, bit for bit: the pieces, and so the batches, are the same whatever
-        // the threads.
-        assert_same_rows(
-            &rows_by_key(&read_segments(&three)),
-            &rows_by_key(&read_segments(&one_thread)),
-            name,
-        );
+        let (one_thread, three, _, _) = same_rows_in_ranges(tmp.path(), &data, 3, name);
         let (s1, s3) = (summary(&one_thread), summary(&three));
-        assert_eq!(s3["input_order"], "detected", "{name}");
         assert_eq!(s3["n_generations"], s1["n_generations"], "{name}");
         assert_eq!(s3["n_segments"], 20_000, "{name}");
-        assert_eq!(s3["output_files"], 3, "{name}");
-        // Each range wrote its own file, in key order, the files' ranges apart.
-        let mut ranges = id_ranges(&three);
-        ranges.sort();
-        assert_eq!(ranges.len(), 3, "{name}");
-        assert!(ranges.windows(2).all(|w| w[0].1 < w[1].0), "{name}: {ranges:?}");
         // The evaluation in the pass: one row per generation, as with one thread.
         let g = |out: &Path| str_col(&read_parts(&out.join("generations")), "generation_id").len();
         assert_eq!(g(&three), g(&one_thread), "{name}");
@@ -336,34 +351,8 @@ fn a_file_of_one_large_row_group_is_cut_inside_and_runs_on_every_thread() {
         !plan.contains("RepartitionExec") && !plan.contains("SortExec"),
         "{plan}"
     );
-    let (one, two) = (tmp.path().join("out-1"), tmp.path().join("out-2"));
-    run_ok(
-        &[&data],
-        &demo_model(),
-        &one,
-        &["--provider", "cpu", "--threads", "1"],
-    );
-    let o_two = run_ok(
-        &[&data],
-        &demo_model(),
-        &two,
-        &["--provider", "cpu", "--threads", "2"],
-    );
-    assert!(!stderr(&o_two).contains(FALLBACK), "{}", stderr(&o_two));
-    // The same output, bit for bit, in two files whose id ranges lie apart.
-    assert_same_rows(
-        &rows_by_key(&read_segments(&two)),
-        &rows_by_key(&read_segments(&one)),
-        "one row group",
-    );
-    let s = summary(&two);
-    assert_eq!(s["input_order"], "detected");
-    assert_eq!(s["n_segments"], 70_000);
-    assert_eq!(s["output_files"], 2);
-    let mut ranges = id_ranges(&two);
-    ranges.sort();
-    assert_eq!(ranges.len(), 2);
-    assert!(ranges.windows(2).all(|w| w[0].1 < w[1].0), "{ranges:?}");
+    let (one, two, o_two, ranges) = same_rows_in_ranges(tmp.path(), &data, 2, "one row group");
+    assert_eq!(summary(&two)["n_segments"], 70_000);
     // The second range starts at the first generation boundary past 64Ki rows.
     let gids = str_col(&rows, "generation_id");
     let cut = (64 * 1024..gids.len()).find(|&i| gids[i] != gids[i - 1]).unwrap();
@@ -380,10 +369,7 @@ fn a_file_of_one_large_row_group_is_cut_inside_and_runs_on_every_thread() {
         .set_statistics_enabled(datafusion::parquet::file::properties::EnabledStatistics::Chunk)
         .set_offset_index_disabled(true)
         .build();
-    let file = std::fs::File::create(unindexed.join("data.parquet")).unwrap();
-    let mut w = ArrowWriter::try_new(file, rows.schema(), Some(props)).unwrap();
-    w.write(&rows).unwrap();
-    w.close().unwrap();
+    write_with(&rows, &unindexed.join("data.parquet"), props);
     let plan = explain(&unindexed, &["--threads", "2"]);
     assert!(
         plan.contains("KeyRangeExec: Range([generation_id@0 ASC NULLS LAST]"),

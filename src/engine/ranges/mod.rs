@@ -288,22 +288,16 @@ fn read_cuts_inside(
         footers[f] = meta;
     }
     let footers = &*footers;
+    // The row groups whose footers could be read, by whether they locate their pages.
     let (located, unlocated): (Vec<_>, Vec<_>) = large
         .into_iter()
-        .filter(|&(f, _)| footers[f].is_some())
-        .partition(|&(f, rg)| {
-            footers[f]
-                .as_ref()
-                .is_some_and(|m| located_pages(m.metadata(), rg))
-        });
+        .filter_map(|(f, rg)| Some((f, rg, footers[f].as_ref()?)))
+        .partition(|(_, rg, meta)| located_pages(meta.metadata(), *rg));
     let cuts = located
         .into_par_iter()
-        .filter_map(|(f, rg)| {
-            let meta = footers[f].as_ref()?;
-            Some(((f, rg), cuts_inside(files[f].0, meta, key, rg, PIECE_ROWS)))
-        })
+        .map(|(f, rg, meta)| ((f, rg), cuts_inside(files[f].0, meta, key, rg, PIECE_ROWS)))
         .collect();
-    (cuts, unlocated)
+    (cuts, unlocated.into_iter().map(|(f, rg, _)| (f, rg)).collect())
 }
 
 /// Whether the footer locates row group `rg`'s pages (an offset index for every column), so
