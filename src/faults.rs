@@ -9,8 +9,8 @@
 //!   `DIR/NAME.held` and wait until `DIR/NAME.release` exists or its work is cancelled: a
 //!   readiness signal a test can wait for before it signals, kills or releases the process.
 //!
-//! Points: `batch-written` (a writer thread wrote a batch), `part-closed` (a part file was
-//! renamed into place), `writer-started` and `writer-exited` (a partition's writer thread),
+//! Points: `batch-written` (a partition's writer task wrote a batch), `part-closed` (a part file was
+//! renamed into place), `writer-started` and `writer-exited` (a partition's writer task),
 //! `partition-failed` (a shard's pass saw its first error; holdable, before the error is explained), `shard-committed` (after a shard's
 //! record), `evaluation-started` (the shards are done: the key checks and metrics after them begin), `aborted` (a failed run removed its uncommitted work), `commit-begun` (after the
 //! `COMMITTING` marker), `commit-moved` (after the first output is moved into place), `job-model` (a cluster
@@ -99,7 +99,7 @@ pub fn point(name: &str) {
     }
 }
 
-/// A point in blocking code (a writer thread): as [`point`], and where `SEGSCORE_HOLD_AT`
+/// A point in blocking code (a cluster executor's model call): as [`point`], and where `SEGSCORE_HOLD_AT`
 /// names it, waits until the test releases it or `cancelled` becomes true.
 pub fn point_blocking(name: &str, cancelled: &AtomicBool) {
     let f = faults();
@@ -116,12 +116,18 @@ pub fn point_blocking(name: &str, cancelled: &AtomicBool) {
 /// A point in async code: as [`point`], and where `SEGSCORE_HOLD_AT` names it, waits (without
 /// blocking a thread, so signals are still handled) until the test releases it.
 pub async fn point_async(name: &str) {
+    point_async_until(name, &AtomicBool::new(false)).await
+}
+
+/// As [`point_async`], and the wait also ends when `cancelled` becomes true (a writer task held
+/// at a point lets go when its partition is cancelled).
+pub async fn point_async_until(name: &str, cancelled: &AtomicBool) {
     let f = faults();
     if !(f.active() && f.reach(name)) {
         return;
     }
     if let Some(release) = f.held_at(name) {
-        while !release.exists() {
+        while !release.exists() && !cancelled.load(Ordering::SeqCst) {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }

@@ -18,7 +18,7 @@ pub(crate) fn runtime(threads: usize) -> Result<tokio::runtime::Runtime, Error> 
 }
 
 /// Runs the job; SIGINT or SIGTERM stops it cleanly ([`pipeline::run_until`]): its partitions
-/// are cancelled and their writer threads joined, what is not committed is removed, so nothing
+/// are cancelled and their writer tasks joined, what is not committed is removed, so nothing
 /// half-written is left and no `_SUCCESS` appears; committed shards stay for `--resume`. A
 /// second signal ends the process at once.
 pub(crate) fn run_job(cfg: JobConfig) -> Result<Summary, Error> {

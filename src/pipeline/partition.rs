@@ -1,7 +1,7 @@
 //! The partition driver: pulls one partition's batches from the plan, checks their order,
 //! validates them (regrouping whole generations with quarantine), adds the loss columns, and
-//! hands the output over a bounded channel to a blocking writer thread, so that a slow writer
-//! slows the reader instead of filling memory.
+//! hands the output over a bounded channel to the partition's writer task, so that a slow
+//! writer slows the reader instead of filling memory.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -35,12 +35,12 @@ pub(crate) struct RejectLimit {
 }
 
 /// Drives one partition: pulls batches, checks order, validates and adds losses, and hands
-/// the output batches over a bounded channel to a blocking writer thread, so that a slow
-/// writer slows the reader instead of filling memory. With quarantine, batches are regrouped
+/// the output batches over a bounded channel to its writer task (on the same runtime), so
+/// that a slow writer slows the reader instead of filling memory. With quarantine, batches are regrouped
 /// into whole generations first, and invalid generations go to the rejected writer.
 ///
 /// Returns None when `cancel` stopped it (another partition failed, or the run was stopped);
-/// whatever happens, its writer thread has exited when it returns.
+/// whatever happens, its writer task has ended when it returns.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn run_partition(
     mut stream: SendableRecordBatchStream,
@@ -59,19 +59,22 @@ pub(crate) async fn run_partition(
     // Set when the partition is cancelled: a writer held at a fault point lets go.
     let writer_cancelled = Arc::new(AtomicBool::new(false));
     let cancelled = Arc::clone(&writer_cancelled);
-    let writer_task = tokio::task::spawn_blocking(move || {
+    // A task on the job's runtime, not a thread of its own: the Parquet encoding takes its
+    // turns on the `--threads` worker threads, so a job keeps at most that many cores busy.
+    // Closing the files (a sync each) waits on the disk, on the blocking pool.
+    let writer_task = tokio::spawn(async move {
         faults::point("writer-started");
-        let written = (|| -> Result<Option<Written>> {
+        let written = async {
             let mut finished = false;
             let optional = |w: &mut Option<RollingWriter>, b: &RecordBatch, what: &str| match w {
                 Some(w) => w.write(b),
                 None => Err(Error::Internal(format!("{what} rows without their writer"))),
             };
-            while let Some(msg) = rx.blocking_recv() {
+            while let Some(msg) = rx.recv().await {
                 match msg {
                     WriterMsg::Batch(b) => {
                         writers.segments.write(&b)?;
-                        faults::point_blocking("batch-written", &cancelled);
+                        faults::point_async_until("batch-written", &cancelled).await;
                     }
                     WriterMsg::Rejected(b) => optional(&mut writers.rejected, &b, "rejected")?,
                     WriterMsg::Generations(b) => optional(&mut writers.generations, &b, "generation")?,
@@ -84,8 +87,13 @@ pub(crate) async fn run_partition(
                 // Cancelled, or the partition failed: the open parts are dropped unwritten.
                 return Ok(None);
             }
-            writers.finish().map(Some)
-        })();
+            let closing = tokio::task::spawn_blocking(move || writers.finish());
+            let closed = closing.await;
+            closed
+                .map_err(|e| Error::Internal(format!("closing the part files failed: {e}")))?
+                .map(Some)
+        }
+        .await;
         faults::point("writer-exited");
         written
     });
@@ -298,7 +306,7 @@ pub(crate) async fn run_partition(
         writer_cancelled.store(true, Ordering::SeqCst);
     }
     drop(tx);
-    // The writer thread is always joined: none is left to write after the run gives up. A
+    // The writer task is always joined: none is left to write after the run gives up. A
     // cancellation while it finishes its files tells it to let go of them.
     let mut writer_task = writer_task;
     let joined = tokio::select! {
@@ -308,7 +316,7 @@ pub(crate) async fn run_partition(
             writer_task.await
         }
     };
-    let written = joined.map_err(|e| Error::Internal(format!("the writer thread failed: {e}")))?;
+    let written = joined.map_err(|e| Error::Internal(format!("the writer task failed: {e}")))?;
     outcome?;
     let Some(written) = written? else {
         return Ok(None);
@@ -433,7 +441,7 @@ impl Writers {
     }
 }
 
-/// What a partition sends its writer thread.
+/// What a partition sends its writer task.
 pub(crate) enum WriterMsg {
     /// Output rows.
     Batch(RecordBatch),
