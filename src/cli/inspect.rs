@@ -83,9 +83,7 @@ pub(crate) fn bench_model(args: BenchModelArgs) -> Result<(), Error> {
     use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     use datafusion::parquet::arrow::ProjectionMask;
     let threads = threads.unwrap_or_else(crate::engine::default_threads).max(1);
-    let _ = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build_global();
+    crate::cli::exec::thread_pools(threads);
     let model = model::RewardModel::load(
         &model_path,
         &model::ModelOptions {

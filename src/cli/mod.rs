@@ -135,7 +135,6 @@ pub fn exit_code(e: &Error) -> u8 {
 /// Runs the command line: the whole `segscore` binary.
 pub fn main() -> ExitCode {
     exec::disable_onnxruntime_telemetry();
-    exec::limit_malloc_arenas();
     crate::engine::footer::install_quiet_panic_hook();
     let args = match config::expand_config(std::env::args_os().collect()) {
         Ok(a) => a,

@@ -64,18 +64,40 @@ impl Ranker {
         if !super::all_finite(x) || !super::all_finite(y) {
             return RankMetrics::default();
         }
-        let (mut tied_x, mut tied_both) = (0u64, 0u64);
-        for same_x in self.xy.chunk_by(|a, b| a.0 == b.0) {
-            tied_x += pairs_in(same_x.len() as u64);
-            tied_both += tied_pairs(same_x, |a, b| a.1 == b.1);
-        }
-        super::ranks_of_sorted(&self.xy, |e| e.0, |e| e.2, &mut self.rx);
-        self.y.clear();
-        self.y.extend(self.xy.iter().map(|e| (e.1, e.2)));
-        self.scratch.resize(n, (0, 0));
-        let discordant = merge_count(&mut self.y, &mut self.scratch, false);
-        let tied_y = tied_pairs(&self.y, |a, b| a.0 == b.0);
-        super::ranks_of_sorted(&self.y, |e| e.0, |e| e.1, &mut self.ry);
+        // x's side (its ties and average ranks) reads the sorted rows while the merge sort by
+        // y counts the discordant pairs; then y's ties and ranks: side by side on rayon's
+        // threads from PARALLEL_ROWS rows on (a generation's few rows stay on the caller).
+        let par = n >= PARALLEL_ROWS;
+        let Ranker {
+            xy,
+            y,
+            scratch,
+            rx,
+            ry,
+        } = self;
+        let ((tied_x, tied_both), discordant) = join_if(
+            par,
+            || {
+                let (mut tied_x, mut tied_both) = (0u64, 0u64);
+                for same_x in xy.chunk_by(|a, b| a.0 == b.0) {
+                    tied_x += pairs_in(same_x.len() as u64);
+                    tied_both += tied_pairs(same_x, |a, b| a.1 == b.1);
+                }
+                super::ranks_of_sorted(xy, |e| e.0, |e| e.2, rx);
+                (tied_x, tied_both)
+            },
+            || {
+                y.clear();
+                y.extend(xy.iter().map(|e| (e.1, e.2)));
+                scratch.resize(n, (0, 0));
+                merge_count(y, scratch, false)
+            },
+        );
+        let (tied_y, ()) = join_if(
+            par,
+            || tied_pairs(y, |a, b| a.0 == b.0),
+            || super::ranks_of_sorted(y, |e| e.0, |e| e.1, ry),
+        );
         let pairs = pairs_in(n as u64);
         // Pairs tied in neither, less the discordant ones; every partial result is a count
         // of pairs, so none of the subtractions can go below zero.
@@ -88,13 +110,26 @@ impl Ranker {
                 tied_x,
                 tied_y,
             }),
-            spearman: pearson(&self.rx, &self.ry),
+            spearman: pearson(rx, ry),
         }
     }
 
     /// The rows of the last [`Ranker::rank`] by x, ties by y, then by row.
     pub fn by_x(&self) -> &[RankedRow] {
         &self.xy
+    }
+}
+
+/// `a` and `b` side by side on rayon's threads if `par`, else one after the other here.
+fn join_if<A: Send, B: Send>(
+    par: bool,
+    a: impl FnOnce() -> A + Send,
+    b: impl FnOnce() -> B + Send,
+) -> (A, B) {
+    if par {
+        rayon::join(a, b)
+    } else {
+        (a(), b())
     }
 }
 

@@ -127,7 +127,13 @@ pub async fn finish(
                 .map(|f| staging.join("sample").join(f))
                 .collect();
             let batches = tokio::task::block_in_place(|| read_all(&sample))?;
+            let read = evaluation_started.elapsed().as_secs_f64();
             let evaluation = crate::evaluate::stream::overall(&batches, &stream.sample, sums)?;
+            tracing::debug!(
+                sample_read_seconds = read,
+                overall_seconds = evaluation_started.elapsed().as_secs_f64() - read,
+                "overall metrics from the sample"
+            );
             if cfg.report {
                 crate::evaluate::register_output(&eval_ctx, staging, None).await?;
             }

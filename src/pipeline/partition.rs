@@ -87,7 +87,12 @@ pub(crate) async fn run_partition(
                 // Cancelled, or the partition failed: the open parts are dropped unwritten.
                 return Ok(None);
             }
-            let closing = tokio::task::spawn_blocking(move || writers.finish());
+            let closing = tokio::task::spawn_blocking(move || {
+                let started = std::time::Instant::now();
+                let written = writers.finish();
+                tracing::debug!(seconds = started.elapsed().as_secs_f64(), "part files closed");
+                written
+            });
             let closed = closing.await;
             closed
                 .map_err(|e| Error::Internal(format!("closing the part files failed: {e}")))?
