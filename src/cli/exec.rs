@@ -94,8 +94,9 @@ fn malloc_arenas(threads: usize) {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
         let arenas = libc::c_int::try_from(threads.max(2)).unwrap_or(libc::c_int::MAX);
-        // SAFETY: mallopt only sets an allocator parameter, under the main arena's lock; the
-        // pools' threads do not exist yet.
+        // SAFETY: mallopt only sets an allocator parameter, under the main arena's lock, so
+        // threads already running are no hazard (the arenas they hold stay). Called before the
+        // pools' threads start, so they are all under the cap.
         unsafe {
             libc::mallopt(libc::M_ARENA_MAX, arenas);
         }
