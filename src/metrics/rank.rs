@@ -35,7 +35,7 @@ pub struct Ranker {
     ry: Vec<f64>,
 }
 
-/// From this many rows on, [`Ranker`] sorts on rayon's threads.
+/// From this many rows on, [`Ranker`] sorts, and runs its independent steps, on rayon's threads.
 pub(super) const PARALLEL_ROWS: usize = 1 << 14;
 
 impl Ranker {
@@ -170,15 +170,12 @@ fn merge_count(v: &mut [(u64, u32)], scratch: &mut [(u64, u32)], into_scratch: b
         // The halves sort into the buffer this level merges from.
         let (l, r) = v.split_at_mut(mid);
         let (sl, sr) = scratch.split_at_mut(mid);
-        if n >= PARALLEL_ROWS {
-            let (a, b) = rayon::join(
-                || merge_count(l, sl, !into_scratch),
-                || merge_count(r, sr, !into_scratch),
-            );
-            a + b
-        } else {
-            merge_count(l, sl, !into_scratch) + merge_count(r, sr, !into_scratch)
-        }
+        let (a, b) = join_if(
+            n >= PARALLEL_ROWS,
+            || merge_count(l, sl, !into_scratch),
+            || merge_count(r, sr, !into_scratch),
+        );
+        a + b
     };
     let (from, to) = if into_scratch {
         (&*v, scratch)
