@@ -415,8 +415,18 @@ impl RewardModel {
 
     /// Sorts `rows` longest first and cuts them into model batches.
     fn group(&self, ids: &TokenLists<'_>, rows: &mut [usize]) -> Vec<std::ops::Range<usize>> {
-        rows.sort_by_key(|&r| std::cmp::Reverse(ids.row_len(r).unwrap_or(0)));
-        let lengths: Vec<usize> = rows.iter().map(|&r| ids.row_len(r).unwrap_or(0)).collect();
+        // Each length read once; (longest first, then row) orders the rows as a stable sort by
+        // length would, the pairs sorted in place without a call per comparison.
+        let mut keyed: Vec<(std::cmp::Reverse<usize>, usize)> = rows
+            .iter()
+            .map(|&r| (std::cmp::Reverse(ids.row_len(r).unwrap_or(0)), r))
+            .collect();
+        keyed.sort_unstable();
+        let mut lengths = Vec::with_capacity(keyed.len());
+        for (slot, (std::cmp::Reverse(len), r)) in rows.iter_mut().zip(keyed) {
+            *slot = r;
+            lengths.push(len);
+        }
         plan_batches(&lengths, self.batch_size, self.max_tokens)
     }
 
@@ -457,9 +467,13 @@ impl RewardModel {
     /// Runs the model on one padded batch (with token type ids, or zeros); one score per row:
     /// the sequence's, or the last token's.
     pub fn run_padded(&self, padded: &PaddedBatch, token_type_ids: Option<&[i64]>) -> Result<Vec<f64>> {
-        let reads: Vec<Vec<usize>> = padded.lengths.iter().map(|&n| vec![n.max(1) - 1]).collect();
-        let scores = self.run_reads(padded, token_type_ids, &reads)?;
-        Ok(scores.into_iter().map(|v| v[0]).collect())
+        let (shape, data) = self.run_checked(padded, token_type_ids)?;
+        Ok(output::read_last(
+            self.output_kind,
+            &shape,
+            &data,
+            &padded.lengths,
+        ))
     }
 
     /// Scores token sequences: for each sequence, the score at each of its `reads` positions

@@ -133,23 +133,40 @@ fn check_label(name: &str, kind: Option<OutputKind>, score_label: Option<usize>)
 /// `r` and each position in `reads[r]`, the score there (a per-sequence output gives its one
 /// score for each read).
 pub fn read_scores(kind: OutputKind, shape: &[i64], data: &[f64], reads: &[Vec<usize>]) -> Vec<Vec<f64>> {
-    let seq = shape.get(1).copied().unwrap_or(1).max(1) as usize;
+    let seq = seq_of(shape);
     reads
         .iter()
         .enumerate()
-        .map(|(r, at)| {
-            at.iter()
-                .map(|&p| match kind {
-                    OutputKind::Sequence => data[r],
-                    OutputKind::Token => data[r * seq + p],
-                    OutputKind::TokenClasses { classes, label } => {
-                        let start = (r * seq + p) * classes;
-                        softmax_at(&data[start..start + classes], label)
-                    }
-                })
-                .collect()
-        })
+        .map(|(r, at)| at.iter().map(|&p| score_at(kind, seq, data, r, p)).collect())
         .collect()
+}
+
+/// Each row's score at its last token (row `r` has `lengths[r]` tokens; an empty row reads
+/// position 0): a per-sequence output's one score per row.
+pub fn read_last(kind: OutputKind, shape: &[i64], data: &[f64], lengths: &[usize]) -> Vec<f64> {
+    let seq = seq_of(shape);
+    lengths
+        .iter()
+        .enumerate()
+        .map(|(r, &n)| score_at(kind, seq, data, r, n.max(1) - 1))
+        .collect()
+}
+
+/// Positions per row of an output of this shape.
+fn seq_of(shape: &[i64]) -> usize {
+    shape.get(1).copied().unwrap_or(1).max(1) as usize
+}
+
+/// Row `r`'s score at position `p`, of an output with `seq` positions per row.
+fn score_at(kind: OutputKind, seq: usize, data: &[f64], r: usize, p: usize) -> f64 {
+    match kind {
+        OutputKind::Sequence => data[r],
+        OutputKind::Token => data[r * seq + p],
+        OutputKind::TokenClasses { classes, label } => {
+            let start = (r * seq + p) * classes;
+            softmax_at(&data[start..start + classes], label)
+        }
+    }
 }
 
 /// The softmax probability of class `k` of `logits`.
@@ -186,5 +203,17 @@ mod tests {
         let logits = [0.0, 1.0, 0.0, 2.0];
         let p = read_scores(two, &[1, 2, 2], &logits, &[vec![1]]);
         assert!((p[0][0] - 1.0 / (1.0 + (-2.0f64).exp())).abs() < 1e-15);
+        assert_eq!(
+            read_last(OutputKind::Token, &[2, 3], &data, &[2, 3]),
+            vec![1.0, 12.0]
+        );
+        assert_eq!(
+            read_last(OutputKind::Sequence, &[2, 1], &[4.0, 5.0], &[2, 0]),
+            vec![4.0, 5.0]
+        );
+        assert_eq!(
+            read_last(OutputKind::Token, &[2, 3], &data, &[0, 1]),
+            vec![0.0, 10.0]
+        );
     }
 }

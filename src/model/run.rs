@@ -24,18 +24,28 @@ impl RewardModel {
         token_type_ids: Option<&[i64]>,
         reads: &[Vec<usize>],
     ) -> Result<Vec<Vec<f64>>> {
+        let (shape, data) = self.run_checked(padded, token_type_ids)?;
+        Ok(output::read_scores(self.output_kind, &shape, &data, reads))
+    }
+
+    /// Runs one padded batch; its output's shape (checked against the model's kind) and values.
+    pub(crate) fn run_checked(
+        &self,
+        padded: &PaddedBatch,
+        token_type_ids: Option<&[i64]>,
+    ) -> Result<RawScores> {
         // ONNX Runtime's CPU kernels take another path for a one-row batch (matrix-vector
         // products) and round differently; a copy of the row keeps every prediction
-        // independent of how rows were batched.
+        // independent of how rows were batched. The copy's rows come first in the output.
         if padded.batch == 1 {
             let tt = token_type_ids.map(|t| [t, t].concat());
             let (shape, data) = self.run_raw(&padded.doubled(), tt.as_deref())?;
             self.check_shape(&shape, 2, padded.seq)?;
-            return Ok(output::read_scores(self.output_kind, &shape, &data, reads));
+            return Ok((shape, data));
         }
         let (shape, data) = self.run_raw(padded, token_type_ids)?;
         self.check_shape(&shape, padded.batch, padded.seq)?;
-        Ok(output::read_scores(self.output_kind, &shape, &data, reads))
+        Ok((shape, data))
     }
 
     fn check_shape(&self, shape: &[i64], batch: usize, seq: usize) -> Result<()> {
