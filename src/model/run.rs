@@ -36,7 +36,7 @@ impl RewardModel {
     ) -> Result<RawScores> {
         // ONNX Runtime's CPU kernels take another path for a one-row batch (matrix-vector
         // products) and round differently; a copy of the row keeps every prediction
-        // independent of how rows were batched. The copy's rows come first in the output.
+        // independent of how rows were batched. Row 0 of the output is the row's.
         if padded.batch == 1 {
             let tt = token_type_ids.map(|t| [t, t].concat());
             let (shape, data) = self.run_raw(&padded.doubled(), tt.as_deref())?;
