@@ -56,8 +56,17 @@ pub async fn client_context(
     // Byte-range scans: a single file's row groups spread over the executors (the plan sorts
     // each shard's rows after the shuffle, so the files' order is not needed).
     config.options_mut().optimizer.repartition_file_scans = true;
+    // The scheduler plans the physical side with its own rules; segscore's local operator
+    // ([`crate::engine::window::SortedLagExec`]) has no wire form, so the client leaves it out.
+    let rules = state
+        .physical_optimizers()
+        .iter()
+        .filter(|r| r.name() != crate::engine::window::RULE_NAME)
+        .cloned()
+        .collect();
     let state = SessionStateBuilder::new_from_existing(state)
         .with_config(config)
+        .with_physical_optimizer_rules(rules)
         .build();
     let ctx = SessionContext::remote_with_state(&format!("df://{host}:{port}"), state)
         .await

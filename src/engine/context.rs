@@ -8,6 +8,7 @@ use std::sync::Arc;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::SessionStateBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 use crate::error::{Error, Result};
@@ -62,5 +63,12 @@ pub fn session_context(
         .with_disk_manager_builder(disk)
         .with_object_store_registry(Arc::new(crate::store::Registry::default()))
         .build_arc()?;
-    Ok(SessionContext::new_with_config_rt(config, runtime))
+    // LAG over sorted partitions a batch at a time ([`super::window`]) after DataFusion's rules.
+    let state = SessionStateBuilder::new()
+        .with_config(config)
+        .with_runtime_env(runtime)
+        .with_default_features()
+        .with_physical_optimizer_rule(Arc::new(super::window::SortedLagRule))
+        .build();
+    Ok(SessionContext::new_with_state(state))
 }

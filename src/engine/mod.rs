@@ -10,6 +10,7 @@ pub mod memory;
 pub mod query;
 pub mod ranges;
 pub mod tables;
+pub mod window;
 
 pub use context::{default_threads, session_context};
 pub use memory::{default_memory_limit, memory_error};

@@ -625,7 +625,7 @@ fn explain_prints_the_physical_plan() {
     );
     assert!(o.status.success(), "{}", stderr(&o));
     let s = String::from_utf8_lossy(&o.stdout);
-    assert!(s.contains("WindowAggExec"), "{s}");
+    assert!(s.contains("SortedLagExec"), "{s}");
     assert!(s.contains("reward_model(input_ids"), "{s}");
     assert!(!out.exists(), "--explain writes nothing");
 }

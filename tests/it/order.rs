@@ -2,9 +2,10 @@
 //! are checked as rows come; at the first row out of order the shard runs again with a sort
 //! (never wrong output); footers whose statistics show disorder go to the sort at once.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use datafusion::arrow::array::UInt32Array;
+use datafusion::arrow::array::{Array, UInt32Array};
 use datafusion::arrow::compute::{concat_batches, take_record_batch};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::parquet::arrow::ArrowWriter;
@@ -139,7 +140,7 @@ fn sorted_files_that_do_not_declare_it_stream_without_a_sort() {
     generate_with(&input, 20_000, 2, &["--undeclared"]);
     let plan = explain(&input, &[]);
     assert!(
-        plan.contains("BoundedWindowAggExec") && !plan.contains("SortExec"),
+        plan.contains("SortedLagExec") && !plan.contains("SortExec"),
         "{plan}"
     );
     let out = tmp.path().join("out");
@@ -450,4 +451,71 @@ fn segscore_sql_reads_a_sorted_table_without_sorting_it_and_checks_the_order() {
         "{log}"
     );
     assert_eq!(got, want, "after the fallback");
+}
+
+#[test]
+fn segscore_sql_lag_with_an_offset_and_a_default_gives_the_rows_computed_here() {
+    // LAG runs batch by batch on the sorted table (segscore's operator, not DataFusion's):
+    // every value checked against the rows' own order, row groups of 3000 rows cutting
+    // generations.
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, rows) = one_undeclared_file(&tmp.path().join("generated"));
+    let sorted = in_row_groups(&rows, &tmp.path().join("sorted"));
+    let to = tmp.path().join("lag.parquet");
+    let table = format!("t={}", sorted.join("data.parquet").display());
+    let query = "SELECT generation_id, segment_index, \
+        LAG(cumulative_score, 2, -1.0) OVER w AS two_back, LAG(segment_index) OVER w AS prev \
+        FROM t WINDOW w AS (PARTITION BY generation_id ORDER BY segment_index)";
+    let o = segscore(&[
+        "sql",
+        "--threads",
+        "2",
+        "--table",
+        &table,
+        "--format",
+        "parquet",
+        "--to",
+        to.to_str().unwrap(),
+        query,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("read as sorted"), "{}", stderr(&o));
+    let got = read_parquet(&to);
+    let got = concat_batches(&got[0].schema(), &got).unwrap();
+    let (gid, seg, cum) = (
+        str_col(&rows, "generation_id"),
+        i64_col(&rows, "segment_index"),
+        f64_col(&rows, "cumulative_score"),
+    );
+    // The input rows are in key order: row i's lags are rows i-2 and i-1 of its generation.
+    let mut want: BTreeMap<(String, i64), (f64, Option<i64>)> = BTreeMap::new();
+    for i in 0..gid.len() {
+        let back = |k: usize| i.checked_sub(k).filter(|&j| gid[j] == gid[i]);
+        let two = back(2).map_or(-1.0, |j| cum[j]);
+        want.insert((gid[i].clone(), seg[i]), (two, back(1).map(|j| seg[j])));
+    }
+    let prev = got
+        .column_by_name("prev")
+        .unwrap()
+        .as_any()
+        .downcast_ref::<datafusion::arrow::array::Int32Array>()
+        .unwrap();
+    let (g, s, two) = (
+        str_col(&got, "generation_id"),
+        i64_col(&got, "segment_index"),
+        f64_col(&got, "two_back"),
+    );
+    assert_eq!(g.len(), want.len());
+    let firsts = (0..g.len()).filter(|&i| prev.is_null(i)).count();
+    assert!(firsts > 100 && firsts < g.len() / 2, "{firsts} generations");
+    for i in 0..g.len() {
+        let p = (!prev.is_null(i)).then(|| prev.value(i) as i64);
+        assert_eq!(
+            want[&(g[i].clone(), s[i])],
+            (two[i], p),
+            "row {i}: {} {}",
+            g[i],
+            s[i]
+        );
+    }
 }

@@ -22,7 +22,7 @@ fn sorted_input_streams_and_outputs_read_back_streaming() {
     generate(&input, 20_000, 3, false);
     // The generated files declare sorting_columns: no flag needed, and no sort in the plan.
     let plan = explain(&input, &[]);
-    assert!(plan.contains("BoundedWindowAggExec"), "{plan}");
+    assert!(plan.contains("SortedLagExec"), "{plan}");
     assert!(
         !plan.contains("SortExec"),
         "sorted input must not be sorted again:\n{plan}"
