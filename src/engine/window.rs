@@ -146,7 +146,8 @@ pub struct SortedLagExec {
 impl SortedLagExec {
     /// The operator for `window`, if it can run it: `Sorted` mode and plain LAGs only.
     pub fn try_new(window: Arc<BoundedWindowAggExec>) -> Option<Self> {
-        if window.input_order_mode != InputOrderMode::Sorted {
+        // An observer of the per-key states (none in segscore's plans) needs DataFusion's.
+        if window.input_order_mode != InputOrderMode::Sorted || window.state_observer().is_some() {
             return None;
         }
         let input = window.input().schema();
