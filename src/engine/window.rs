@@ -86,8 +86,8 @@ const MAX_OFFSET: usize = 8192;
 struct Lag {
     value: Arc<dyn PhysicalExpr>,
     offset: usize,
-    /// Of the output's type; null for none.
-    default: ScalarValue,
+    /// The default as one value of the output's type; None for none (null).
+    default: Option<ArrayRef>,
 }
 
 impl Lag {
@@ -128,8 +128,8 @@ impl Lag {
             return None;
         }
         let default = match literal(2)? {
-            Some(v) if !v.is_null() => v.cast_to(out.data_type()).ok()?,
-            _ => ScalarValue::try_from(out.data_type()).ok()?,
+            Some(v) if !v.is_null() => Some(v.cast_to(out.data_type()).ok()?.to_array_of_size(1).ok()?),
+            _ => None,
         };
         Some(Lag {
             value: Arc::clone(value),
@@ -277,15 +277,10 @@ impl LagState {
     /// `batch` with a column per LAG, as `schema` has them.
     fn next(&mut self, batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
         let n = batch.num_rows();
-        let mut columns = batch.columns().to_vec();
         if n == 0 {
-            for lag in &self.lags {
-                columns.push(datafusion::arrow::array::new_empty_array(
-                    &lag.default.data_type(),
-                ));
-            }
-            return Ok(RecordBatch::try_new(Arc::clone(schema), columns)?);
+            return Ok(RecordBatch::new_empty(Arc::clone(schema)));
         }
+        let mut columns = batch.columns().to_vec();
         let keys = self
             .keys
             .iter()
@@ -331,11 +326,9 @@ impl LagState {
             let valid = BooleanBuffer::from(valid);
             let index = UInt32Array::new(index.into(), Some(NullBuffer::new(valid.clone())));
             let taken = take(all.as_ref(), &index, None)?;
-            columns.push(if lag.default.is_null() {
-                taken
-            } else {
-                let default = Scalar::new(lag.default.to_array_of_size(1)?);
-                zip(&BooleanArray::new(valid, None), &taken, &default)?
+            columns.push(match &lag.default {
+                None => taken,
+                Some(d) => zip(&BooleanArray::new(valid, None), &taken, &Scalar::new(d))?,
             });
             // The last run's last values (up to the offset), copied out of the batch.
             let last = runs.last().map_or(0..0, |r| r.clone());
