@@ -15,6 +15,7 @@ use std::sync::Arc;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Int64Array};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Int64Type};
+use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::{exec_err, plan_err, ScalarValue};
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
@@ -246,6 +247,14 @@ pub struct Tally {
     /// Part files of the overall sample (in the work folder).
     #[serde(default)]
     pub sample_files: Vec<String>,
+    /// The overall sample's rows as the pass made them, in partition order: kept in memory
+    /// (never in the record), so the evaluation of the run that made them reads no files.
+    #[serde(skip)]
+    pub sample: Vec<RecordBatch>,
+    /// Whether the pass kept its sample in memory only, without files (the last shard a run
+    /// runs writes none: the evaluation follows at once): `--resume` runs such a shard again.
+    #[serde(default)]
+    pub sample_unsaved: bool,
     /// Whether the pass's plan sorted the rows (DataFusion sorts files whose statistics
     /// overlap, whatever they declare).
     #[serde(default)]
@@ -274,6 +283,8 @@ impl Default for Tally {
             eval: Some(EvalSums::default()),
             generation_files: Vec::new(),
             sample_files: Vec::new(),
+            sample: Vec::new(),
+            sample_unsaved: false,
             plan_sorted: false,
             executors: Default::default(),
             receive_nanos: 0,
@@ -302,6 +313,8 @@ impl Tally {
         };
         self.generation_files.extend_from_slice(&other.generation_files);
         self.sample_files.extend_from_slice(&other.sample_files);
+        self.sample.extend_from_slice(&other.sample);
+        self.sample_unsaved |= other.sample_unsaved;
         self.plan_sorted |= other.plan_sorted;
         self.receive_nanos += other.receive_nanos;
         for (name, rows) in &other.executors {

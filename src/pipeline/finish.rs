@@ -121,12 +121,22 @@ pub async fn finish(
                 )?;
                 generation_files = 1;
             }
-            let sample: Vec<PathBuf> = total
-                .sample_files
-                .iter()
-                .map(|f| staging.join("sample").join(f))
-                .collect();
-            let batches = tokio::task::block_in_place(|| read_all(&sample))?;
+            // In shard order: the rows the shards run here kept in memory, the files of those
+            // committed by an interrupted run (`--resume`).
+            let mut batches = Vec::new();
+            for r in records.values() {
+                if r.tally.sample.is_empty() {
+                    let files: Vec<PathBuf> = r
+                        .tally
+                        .sample_files
+                        .iter()
+                        .map(|f| staging.join("sample").join(f))
+                        .collect();
+                    batches.extend(tokio::task::block_in_place(|| read_all(&files))?);
+                } else {
+                    batches.extend_from_slice(&r.tally.sample);
+                }
+            }
             let read = evaluation_started.elapsed().as_secs_f64();
             let evaluation = crate::evaluate::stream::overall(&batches, &stream.sample, sums)?;
             tracing::debug!(

@@ -56,6 +56,7 @@ pub(crate) async fn run_partition(
     let mut executors = std::collections::BTreeMap::new();
     let mut rejections = Rejections::default();
     let (tx, mut rx) = tokio::sync::mpsc::channel::<WriterMsg>(2);
+    let sample_files = writers.sample.is_some();
     // Set when the partition is cancelled: a writer held at a fault point lets go.
     let writer_cancelled = Arc::new(AtomicBool::new(false));
     let cancelled = Arc::clone(&writer_cancelled);
@@ -123,6 +124,9 @@ pub(crate) async fn run_partition(
     let grouped = quarantine || stage.is_some() || eval.is_some();
     let mut grouper = grouped.then(|| Grouper::new(plan.gid));
     let mut scoring = stage.clone().map(Scoring::new);
+    // The overall sample's rows stay in memory for the evaluation; the writer also writes them
+    // where a later `--resume` may need them.
+    let mut sample_rows: Vec<RecordBatch> = Vec::new();
     // Checks one batch (of whole generations, with quarantine) and sends its rows on.
     let mut process = |batch: RecordBatch| -> Result<Vec<WriterMsg>> {
         let mut msgs = Vec::new();
@@ -167,7 +171,10 @@ pub(crate) async fn run_partition(
                 msgs.push(WriterMsg::Generations(rows));
                 let sample = e.sample(&out)?;
                 if sample.num_rows() > 0 {
-                    msgs.push(WriterMsg::Sample(sample));
+                    if sample_files {
+                        msgs.push(WriterMsg::Sample(sample.clone()));
+                    }
+                    sample_rows.push(sample);
                 }
             }
             msgs.push(WriterMsg::Batch(out));
@@ -335,6 +342,7 @@ pub(crate) async fn run_partition(
         eval: eval_ok.load(Ordering::Relaxed).then_some(sums),
         generation_files: written.generations,
         sample_files: written.sample,
+        sample: sample_rows,
         executors,
         receive_nanos: first_row.map_or(0, |t| t.elapsed().as_nanos() as u64),
         ..Tally::default()

@@ -40,6 +40,14 @@ pub async fn run_pending(
         let r: ShardRecord = serde_json::from_slice(&bytes)
             .map_err(|e| Error::Internal(format!("shard record {name} is unreadable: {e}")))?;
         if r.shard < p.shards && crate::shard::record_shard(&name) == Some(r.shard) {
+            if r.tally.sample_unsaved {
+                // The interrupted run's last shard: its overall sample was in memory only.
+                tracing::debug!(
+                    shard = r.shard,
+                    "the shard's overall sample was not saved: it runs again"
+                );
+                continue;
+            }
             records.insert(r.shard, r);
         }
     }
@@ -69,6 +77,10 @@ pub async fn run_pending(
         input_rows,
         max_fraction: cfg.max_invalid_fraction.unwrap_or(1.0),
     });
+    // The last shard to run keeps its overall sample in memory only: the evaluation follows at
+    // once (an interruption before the commit runs it again on `--resume`). The others write
+    // theirs for `--resume`, and keep it in memory too.
+    let last = (0..p.shards).rev().find(|k| !records.contains_key(k));
     let mut failure = None;
     let mut k = 0;
     while k < p.shards {
@@ -108,6 +120,7 @@ pub async fn run_pending(
                 p.stage.clone(),
                 p.eval.clone(),
                 Arc::clone(&p.model),
+                Some(k) != last,
             )
             .await?;
             let record = ShardRecord {
@@ -188,6 +201,7 @@ async fn execute(
     stage: Option<Arc<GenerationStage>>,
     eval: Option<Arc<StreamEval>>,
     model: Arc<RewardModel>,
+    sample_files: bool,
 ) -> Result<Tally> {
     let dir = out.staged("segments")?;
     let rejected_dir = match &plan.rejected {
@@ -219,7 +233,14 @@ async fn execute(
     // The evaluation in the pass needs each generation whole in one partition.
     let eval = eval.filter(|_| keyed);
     let eval_dirs = match &eval {
-        Some(_) => Some((out.staged("generations")?, out.staged("sample")?)),
+        Some(_) => Some((
+            out.staged("generations")?,
+            if sample_files {
+                Some(out.staged("sample")?)
+            } else {
+                None
+            },
+        )),
         None => None,
     };
     let (generation_counter, sample_counter) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
@@ -259,7 +280,8 @@ async fn execute(
                     by_id.clone(),
                     &generation_counter,
                 )),
-                Some(writer(s, Arc::clone(&e.sample), None, &sample_counter).scratch()),
+                s.as_ref()
+                    .map(|s| writer(s, Arc::clone(&e.sample), None, &sample_counter).scratch()),
             ),
             _ => (None, None),
         };
@@ -328,6 +350,11 @@ async fn execute(
         executed.generations = None;
         executed.eval = None;
     }
+    if executed.eval.is_none() {
+        // The evaluation runs by SQL over the written segments: no sample is read.
+        executed.sample.clear();
+    }
+    executed.sample_unsaved = !sample_files && executed.eval.is_some();
     Ok(executed)
 }
 

@@ -203,7 +203,12 @@ fn resume_keeps_committed_shards_and_finishes_interrupted_commits() {
     let reference = tmp.path().join("reference");
     let o = job(&input, &reference, &[]).output().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
-    for point in ["shard-committed", "commit-begun", "commit-moved"] {
+    for point in [
+        "shard-committed",
+        "evaluation-started",
+        "commit-begun",
+        "commit-moved",
+    ] {
         let out = tmp.path().join(point);
         let o = job(&input, &out, &[])
             .env("SEGSCORE_CRASH_AT", point)
@@ -232,6 +237,11 @@ fn resume_keeps_committed_shards_and_finishes_interrupted_commits() {
         if point == "shard-committed" {
             // One shard was kept, three were run.
             assert_eq!(summary(&out)["resumed_shards"], 1);
+        }
+        if point == "evaluation-started" {
+            // Every shard was committed, but the last one's overall sample was in memory
+            // only (the others wrote theirs): that shard ran again, from the others' files.
+            assert_eq!(summary(&out)["resumed_shards"], 3);
         }
     }
     // --resume of a complete output of the same job changes nothing.
