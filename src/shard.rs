@@ -247,8 +247,8 @@ pub struct Tally {
     /// Part files of the overall sample (in the work folder).
     #[serde(default)]
     pub sample_files: Vec<String>,
-    /// The overall sample's rows as the pass made them, in partition order: kept in memory
-    /// (never in the record), so the evaluation of the run that made them reads no files.
+    /// The overall sample's rows as the pass made them, in partition order, where it kept them
+    /// in memory instead of writing `sample_files` (never in the record).
     #[serde(skip)]
     pub sample: Vec<RecordBatch>,
     /// Whether the pass kept its sample in memory only, without files (the last shard a run

@@ -121,8 +121,7 @@ pub async fn finish(
                 )?;
                 generation_files = 1;
             }
-            // In shard order: the rows the shards run here kept in memory, the files of those
-            // committed by an interrupted run (`--resume`).
+            // In shard order: the rows the last shard kept in memory, the other shards' files.
             let mut batches = Vec::new();
             for r in records.values() {
                 if r.tally.sample.is_empty() {

@@ -124,8 +124,8 @@ pub(crate) async fn run_partition(
     let grouped = quarantine || stage.is_some() || eval.is_some();
     let mut grouper = grouped.then(|| Grouper::new(plan.gid));
     let mut scoring = stage.clone().map(Scoring::new);
-    // The overall sample's rows stay in memory for the evaluation; the writer also writes them
-    // where a later `--resume` may need them.
+    // The overall sample's rows go to the writer where a later shard or `--resume` needs them
+    // from files; in the last shard a run runs they stay in memory for the evaluation.
     let mut sample_rows: Vec<RecordBatch> = Vec::new();
     // Checks one batch (of whole generations, with quarantine) and sends its rows on.
     let mut process = |batch: RecordBatch| -> Result<Vec<WriterMsg>> {
@@ -172,9 +172,10 @@ pub(crate) async fn run_partition(
                 let sample = e.sample(&out)?;
                 if sample.num_rows() > 0 {
                     if sample_files {
-                        msgs.push(WriterMsg::Sample(sample.clone()));
+                        msgs.push(WriterMsg::Sample(sample));
+                    } else {
+                        sample_rows.push(sample);
                     }
-                    sample_rows.push(sample);
                 }
             }
             msgs.push(WriterMsg::Batch(out));

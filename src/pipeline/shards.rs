@@ -79,7 +79,7 @@ pub async fn run_pending(
     });
     // The last shard to run keeps its overall sample in memory only: the evaluation follows at
     // once (an interruption before the commit runs it again on `--resume`). The others write
-    // theirs for `--resume`, and keep it in memory too.
+    // theirs, read back at the end (memory stays flat however many shards run).
     let last = (0..p.shards).rev().find(|k| !records.contains_key(k));
     let mut failure = None;
     let mut k = 0;
