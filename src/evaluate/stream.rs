@@ -269,6 +269,20 @@ impl StreamEval {
 
 /// The overall metrics from the sample (all its batches, of `schema`) and the means' sums.
 pub fn overall(sample: &[RecordBatch], schema: &SchemaRef, sums: &EvalSums) -> Result<Evaluation> {
+    Ok(with_sums(overall_of_sample(sample, schema)?, sums))
+}
+
+/// `evaluation` with the means over generations and the targets' check from `sums` (the parts
+/// of [`overall`] that do not read the sample).
+pub fn with_sums(mut evaluation: Evaluation, sums: &EvalSums) -> Evaluation {
+    evaluation.generation_means = means(sums);
+    evaluation.targets_sum_mismatches = sums.targets_sum_mismatches;
+    evaluation
+}
+
+/// The overall metrics that read the sample (all its batches, of `schema`); the means over
+/// generations are those of no generation until [`with_sums`] sets them.
+pub fn overall_of_sample(sample: &[RecordBatch], schema: &SchemaRef) -> Result<Evaluation> {
     let n: usize = sample.iter().map(|b| b.num_rows()).sum();
     let floats: Vec<Vec<f64>> = [2, 3, 4, 5]
         .into_par_iter()
@@ -307,8 +321,8 @@ pub fn overall(sample: &[RecordBatch], schema: &SchemaRef, sums: &EvalSums) -> R
         pairwise_order_accuracy: ranks.counts.and_then(|c| c.order_accuracy()),
         loss_share_top_1pct: shares[0],
         loss_share_top_10pct: shares[1],
-        generation_means: means(sums),
-        targets_sum_mismatches: sums.targets_sum_mismatches,
+        generation_means: means(&EvalSums::default()),
+        targets_sum_mismatches: 0,
         residual_histogram,
         calibration,
     })

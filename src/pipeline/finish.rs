@@ -16,6 +16,7 @@ use crate::pipeline::config::JobConfig;
 use crate::pipeline::diagnose::check_keys_by_sql;
 use crate::pipeline::prepare::Prepared;
 use crate::pipeline::score::Pass;
+use crate::pipeline::shards::EarlyOverall;
 use crate::shard::{ShardRecord, Tally};
 use crate::sink::OutputDir;
 use crate::source;
@@ -24,7 +25,7 @@ use crate::source;
 pub type CommitFiles = Vec<(&'static str, Vec<u8>)>;
 
 /// Every row of some Parquet files.
-fn read_all(files: &[PathBuf]) -> Result<Vec<datafusion::arrow::record_batch::RecordBatch>> {
+pub(crate) fn read_all(files: &[PathBuf]) -> Result<Vec<datafusion::arrow::record_batch::RecordBatch>> {
     use rayon::prelude::*;
     // The files side by side (one per partition), their batches in file order.
     let per_file: Vec<Vec<_>> = files
@@ -40,8 +41,43 @@ fn read_all(files: &[PathBuf]) -> Result<Vec<datafusion::arrow::record_batch::Re
     Ok(per_file.into_iter().flatten().collect())
 }
 
+/// The overall metrics from the shards' samples, in shard order: the rows a shard kept in
+/// memory, else its files.
+fn overall_from_records(
+    records: &BTreeMap<usize, ShardRecord>,
+    staging: &std::path::Path,
+    schema: &datafusion::arrow::datatypes::SchemaRef,
+    sums: &crate::metrics::EvalSums,
+    started: Instant,
+) -> Result<crate::evaluate::Evaluation> {
+    let mut batches = Vec::new();
+    for r in records.values() {
+        if r.tally.sample.is_empty() {
+            let files: Vec<PathBuf> = r
+                .tally
+                .sample_files
+                .iter()
+                .map(|f| staging.join("sample").join(f))
+                .collect();
+            batches.extend(tokio::task::block_in_place(|| read_all(&files))?);
+        } else {
+            batches.extend_from_slice(&r.tally.sample);
+        }
+    }
+    let read = started.elapsed().as_secs_f64();
+    let evaluation = crate::evaluate::stream::overall(&batches, schema, sums)?;
+    tracing::debug!(
+        sample_read_seconds = read,
+        overall_seconds = started.elapsed().as_secs_f64() - read,
+        "overall metrics from the sample"
+    );
+    Ok(evaluation)
+}
+
 /// Adds up the shards' records, runs the evaluation over the staged segments, and returns the
 /// summary with the files to commit (`summary.json`, and `report.html` with `--report`).
+/// `early` holds the overall metrics where the last shard started them as it finished.
+#[allow(clippy::too_many_arguments)]
 pub async fn finish(
     cfg: &JobConfig,
     p: &Prepared,
@@ -50,6 +86,7 @@ pub async fn finish(
     resumed_shards: usize,
     started: Instant,
     job_sha256: String,
+    early: Option<EarlyOverall>,
 ) -> Result<(Summary, CommitFiles)> {
     if p.shards > 1 {
         source::register_view(&p.ctx, &cfg.columns, &p.carried, None).await?;
@@ -121,28 +158,22 @@ pub async fn finish(
                 )?;
                 generation_files = 1;
             }
-            // In shard order: the rows the last shard kept in memory, the other shards' files.
-            let mut batches = Vec::new();
-            for r in records.values() {
-                if r.tally.sample.is_empty() {
-                    let files: Vec<PathBuf> = r
-                        .tally
-                        .sample_files
-                        .iter()
-                        .map(|f| staging.join("sample").join(f))
-                        .collect();
-                    batches.extend(tokio::task::block_in_place(|| read_all(&files))?);
-                } else {
-                    batches.extend_from_slice(&r.tally.sample);
+            let early = match early {
+                Some(h) => h
+                    .await
+                    .map_err(|e| Error::Internal(format!("the overall metrics failed: {e}")))?,
+                None => None,
+            };
+            let evaluation = match early {
+                Some(evaluation) => {
+                    tracing::debug!(
+                        waited_seconds = evaluation_started.elapsed().as_secs_f64(),
+                        "overall metrics started as the last shard finished"
+                    );
+                    crate::evaluate::stream::with_sums(evaluation?, sums)
                 }
-            }
-            let read = evaluation_started.elapsed().as_secs_f64();
-            let evaluation = crate::evaluate::stream::overall(&batches, &stream.sample, sums)?;
-            tracing::debug!(
-                sample_read_seconds = read,
-                overall_seconds = evaluation_started.elapsed().as_secs_f64() - read,
-                "overall metrics from the sample"
-            );
+                None => overall_from_records(records, staging, &stream.sample, sums, evaluation_started)?,
+            };
             if cfg.report {
                 crate::evaluate::register_output(&eval_ctx, staging, None).await?;
             }

@@ -110,12 +110,12 @@ pub async fn run_until(cfg: &JobConfig, mut stop: Stop) -> Result<Summary> {
         Found::Fresh => out.write(crate::sink::JOB_FILE, &job_json)?,
     }
     let outcome = async {
-        let (records, resumed) = shards::run_pending(cfg, &mut prepared, &out, &stop).await?;
+        let (records, resumed, early) = shards::run_pending(cfg, &mut prepared, &out, &stop).await?;
         // The evaluation writes from this task alone: stopping it mid-way leaves no writer.
         let mut stop = stop.clone();
         tokio::select! {
             // Out of --memory-limit here is the same clear error as in the shards' passes.
-            done = finish::finish(cfg, &prepared, &out, &records, resumed, started, job_sha256) => {
+            done = finish::finish(cfg, &prepared, &out, &records, resumed, started, job_sha256, early) => {
                 done.map_err(|e| crate::engine::memory_error(e, cfg.memory_limit))
             }
             signal = stop.wait() => Err(Error::Interrupted { signal, committed: 0 }),

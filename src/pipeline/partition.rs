@@ -41,6 +41,9 @@ pub(crate) struct RejectLimit {
 ///
 /// Returns None when `cancel` stopped it (another partition failed, or the run was stopped);
 /// whatever happens, its writer task has ended when it returns.
+///
+/// With `sample_out`, the overall sample it kept in memory also goes there once its last row
+/// is processed, before its files are closed (nothing goes when the evaluation gave up).
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn run_partition(
     mut stream: SendableRecordBatchStream,
@@ -51,6 +54,7 @@ pub(crate) async fn run_partition(
     cancel: CancellationToken,
     stage: Option<Arc<GenerationStage>>,
     eval: Option<Arc<StreamEval>>,
+    sample_out: Option<tokio::sync::oneshot::Sender<Vec<RecordBatch>>>,
 ) -> Result<Option<Tally>> {
     let mut moments = Moments::default();
     let mut executors = std::collections::BTreeMap::new();
@@ -315,6 +319,15 @@ pub(crate) async fn run_partition(
         Ok(())
     }
     .await;
+    if let (Ok(()), false, true, Some(out)) = (
+        &outcome,
+        cancel.is_cancelled(),
+        eval_ok.load(Ordering::Relaxed),
+        sample_out,
+    ) {
+        // Every row is processed: the overall metrics may start while the files close.
+        let _ = out.send(sample_rows.clone());
+    }
     if outcome.is_err() || cancel.is_cancelled() {
         writer_cancelled.store(true, Ordering::SeqCst);
     }

@@ -23,8 +23,10 @@ use crate::shard::{ShardRecord, Tally};
 use crate::sink::{OutputDir, RollingWriter};
 
 /// Runs the shards not yet committed (those of an interrupted run are kept, with `--resume`)
-/// and returns every shard's record, in shard order, with how many were kept. A failure is
-/// explained ([`diagnose::explain`]) before it is returned.
+/// and returns every shard's record, in shard order, with how many were kept, and the overall
+/// metrics of the evaluation in the pass where the last shard started them as its partitions
+/// finished ([`EarlyOverall`]). A failure is explained ([`diagnose::explain`]) before it is
+/// returned.
 ///
 /// When the plan streams input that only seemed sorted ([`crate::pipeline::InputOrder::falls_back`]) and a
 /// row comes out of order, the shard's files are removed and `p` is planned again with a sort
@@ -34,7 +36,7 @@ pub async fn run_pending(
     p: &mut Prepared,
     out: &OutputDir,
     stop: &Stop,
-) -> Result<(BTreeMap<usize, ShardRecord>, usize)> {
+) -> Result<(BTreeMap<usize, ShardRecord>, usize, Option<EarlyOverall>)> {
     let mut records: BTreeMap<usize, ShardRecord> = BTreeMap::new();
     for (name, bytes) in out.shard_records()? {
         let r: ShardRecord = serde_json::from_slice(&bytes)
@@ -81,6 +83,7 @@ pub async fn run_pending(
     // once (an interruption before the commit runs it again on `--resume`). The others write
     // theirs, read back at the end (memory stays flat however many shards run).
     let last = (0..p.shards).rev().find(|k| !records.contains_key(k));
+    let mut early = None;
     let mut failure = None;
     let mut k = 0;
     while k < p.shards {
@@ -99,6 +102,17 @@ pub async fn run_pending(
             progress.counter().load(Ordering::Relaxed),
             limit.rows.load(Ordering::Relaxed),
         );
+        // The last shard's partitions hand their samples over as they finish, and the overall
+        // metrics start then, over the other shards' sample files too, in shard order.
+        let sample_files = |ks: &mut dyn Iterator<Item = &ShardRecord>| -> Vec<std::path::PathBuf> {
+            ks.flat_map(|r| r.tally.sample_files.iter())
+                .map(|f| out.staging().join("sample").join(f))
+                .collect()
+        };
+        let around = (Some(k) == last).then(|| SampleAround {
+            before: sample_files(&mut records.range(..k).map(|(_, r)| r)),
+            after: sample_files(&mut records.range(k + 1..).map(|(_, r)| r)),
+        });
         let record = async {
             let df = p.shard_frame(cfg, k).await?;
             let st = p.model.stats();
@@ -107,7 +121,7 @@ pub async fn run_pending(
                 st.positions.load(Ordering::Relaxed),
                 st.run_nanos.load(Ordering::Relaxed),
             );
-            let ex = execute(
+            let (ex, started) = execute(
                 df,
                 out,
                 Arc::clone(&p.plan),
@@ -120,7 +134,7 @@ pub async fn run_pending(
                 p.stage.clone(),
                 p.eval.clone(),
                 Arc::clone(&p.model),
-                Some(k) != last,
+                around,
             )
             .await?;
             let record = ShardRecord {
@@ -140,11 +154,12 @@ pub async fn run_pending(
                 _ = faults::point_async("shard-committed") => {}
                 signal = stop.wait() => return Err(Error::Interrupted { signal, committed: 0 }),
             }
-            Ok::<_, Error>(record)
+            Ok::<_, Error>((record, started))
         }
         .await;
         match record {
-            Ok(r) => {
+            Ok((r, started)) => {
+                early = started.or(early);
                 records.insert(k, r);
                 k += 1;
             }
@@ -183,7 +198,7 @@ pub async fn run_pending(
     progress.finish().await;
     match failure {
         Some(e) => Err(diagnose::explain(e, cfg, p).await),
-        None => Ok((records, resumed_shards)),
+        None => Ok((records, resumed_shards, early)),
     }
 }
 
@@ -201,8 +216,11 @@ async fn execute(
     stage: Option<Arc<GenerationStage>>,
     eval: Option<Arc<StreamEval>>,
     model: Arc<RewardModel>,
-    sample_files: bool,
-) -> Result<Tally> {
+    around: Option<SampleAround>,
+) -> Result<(Tally, Option<EarlyOverall>)> {
+    // The last shard keeps its sample in memory (and starts the overall metrics early); the
+    // others write theirs.
+    let sample_files = around.is_none();
     let dir = out.staged("segments")?;
     let rejected_dir = match &plan.rejected {
         Some(_) => Some(out.staged("rejected")?),
@@ -266,7 +284,18 @@ async fn execute(
         descending: false,
         nulls_first: false,
     }]);
+    // The last shard's samples, handed over by each partition as it finishes its rows.
+    let handover = match (&eval, around) {
+        (Some(e), Some(around)) => Some((Vec::new(), Arc::clone(&e.sample), around)),
+        _ => None,
+    };
+    let mut handover = handover;
     for (i, stream) in streams.into_iter().enumerate() {
+        let sample_out = handover.as_mut().map(|(receivers, _, _)| {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            receivers.push(rx);
+            tx
+        });
         let segments = writer(&dir, Arc::clone(&plan.schema), plan.sorting.clone(), &counter);
         let rejected = match (&plan.rejected, &rejected_dir) {
             (Some(layout), Some(d)) => Some(writer(d, Arc::clone(&layout.schema), None, &rejected_counter)),
@@ -300,12 +329,14 @@ async fn execute(
             cancel.clone(),
             stage.clone(),
             eval.clone(),
+            sample_out,
         );
         // Counted as one of the model's streaming partitions: while every thread drives one,
         // each scores its own batches on its own thread.
         let model = Arc::clone(&model);
         tasks.spawn(async move { model.partition(part).await.map(|r| (i, r)) });
     }
+    let early = handover.map(|(receivers, schema, around)| early_overall(receivers, schema, around));
     // Every partition is joined, whatever happens: at the first error (or a stop) the others
     // are cancelled, and their writers exit before this returns.
     let mut parts = Vec::new();
@@ -355,7 +386,54 @@ async fn execute(
         executed.sample.clear();
     }
     executed.sample_unsaved = !sample_files && executed.eval.is_some();
-    Ok(executed)
+    // Only an evaluation in the pass of every partition reads the sample.
+    let early = early.filter(|_| executed.eval.is_some());
+    Ok((executed, early))
+}
+
+/// The sample files of the shards before and after the last one run (in shard order), read
+/// with its partitions' samples for the overall metrics.
+#[derive(Debug)]
+struct SampleAround {
+    before: Vec<std::path::PathBuf>,
+    after: Vec<std::path::PathBuf>,
+}
+
+/// The overall metrics over the whole sample ([`crate::evaluate::stream::overall_of_sample`],
+/// without the means over generations), started as soon as the last shard's partitions have
+/// handed their samples over, while their part files close and the shard commits. None when a
+/// partition handed nothing over (it failed, was cancelled, or the evaluation gave up).
+pub type EarlyOverall = tokio::task::JoinHandle<Option<Result<crate::evaluate::Evaluation>>>;
+
+fn early_overall(
+    receivers: Vec<tokio::sync::oneshot::Receiver<Vec<datafusion::arrow::record_batch::RecordBatch>>>,
+    schema: datafusion::arrow::datatypes::SchemaRef,
+    around: SampleAround,
+) -> EarlyOverall {
+    tokio::spawn(async move {
+        let mut parts = Vec::with_capacity(receivers.len());
+        for r in receivers {
+            parts.push(r.await.ok()?);
+        }
+        let work = move || {
+            let started = std::time::Instant::now();
+            let mut batches = crate::pipeline::finish::read_all(&around.before)?;
+            batches.extend(parts.into_iter().flatten());
+            batches.extend(crate::pipeline::finish::read_all(&around.after)?);
+            let evaluation = crate::evaluate::stream::overall_of_sample(&batches, &schema);
+            tracing::debug!(
+                seconds = started.elapsed().as_secs_f64(),
+                "overall metrics from the sample, as the last files closed"
+            );
+            evaluation
+        };
+        Some(
+            tokio::task::spawn_blocking(work)
+                .await
+                .map_err(|e| Error::Internal(format!("the overall metrics failed: {e}")))
+                .and_then(|r| r),
+        )
+    })
 }
 
 /// Bytes the plan's operators (the sort of unsorted input) spilled to disk.
