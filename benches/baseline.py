@@ -216,6 +216,7 @@ def evaluate(gid, first, seg, cum, target, pred, residual, loss):
         acc = np.where(conc + disc > 0, conc / (conc + disc), np.nan)
     dx, dy = dense_rank(pred), dense_rank(target)
     spearman = group_pearson(g, counts, group_ranks(g, dx), group_ranks(g, dy))
+    pearson = group_pearson(g, counts, pred, target)
     # The top prediction (unique) on a top-target row.
     max_x = np.maximum.reduceat(pred, starts)
     max_y = np.maximum.reduceat(target, starts)
@@ -239,7 +240,7 @@ def evaluate(gid, first, seg, cum, target, pred, residual, loss):
         "mse": sums(residual * residual) / counts,
         "mae": sums(np.abs(residual)) / counts,
         "bias": sums(residual) / counts,
-        "pearson": nullable(group_pearson(g, counts, pred, target)),
+        "pearson": nullable(pearson),
         "spearman": nullable(spearman),
         "kendall_tau": nullable(tau),
         "pairwise_order_accuracy": nullable(acc),
@@ -258,7 +259,7 @@ def evaluate(gid, first, seg, cum, target, pred, residual, loss):
         "mse": mean(generations["mse"].to_numpy()),
         "mae": mean(generations["mae"].to_numpy()),
         "bias": mean(generations["bias"].to_numpy()),
-        "pearson": mean(group_pearson(g, counts, pred, target)),
+        "pearson": mean(pearson),
         "spearman": mean(spearman),
         "kendall_tau": mean(tau),
         "pairwise_order_accuracy": mean(acc),

@@ -20,6 +20,7 @@ segscore's time split between the model and the rest. Timings are from one run o
 machine: compare ratios, not absolute numbers across machines.
 """
 import argparse
+import glob
 import json
 import os
 import platform
@@ -89,7 +90,6 @@ def differences(a, b, path="", out=None, rel=1e-6):
 
 def compare_outputs(segscore_out, python_out):
     """The baseline's summary metrics and generations.parquet against segscore's output."""
-    import glob
     import pyarrow.parquet as pq
     with open(os.path.join(segscore_out, "summary.json")) as f:
         s = json.load(f)

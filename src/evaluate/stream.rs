@@ -11,6 +11,7 @@
 //! computed from the sample ([`overall`]). The queries in `queries/` stay the reference: the
 //! tests run them over the output and compare.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
@@ -265,6 +266,34 @@ impl StreamEval {
         let b = RecordBatch::try_new(Arc::clone(&self.sample), cols)?;
         Ok(datafusion::arrow::compute::filter_record_batch(&b, &keep)?)
     }
+}
+
+/// Every row of some Parquet files (the sample's), the files side by side.
+pub fn read_all(files: &[PathBuf]) -> Result<Vec<RecordBatch>> {
+    use rayon::prelude::*;
+    // The files side by side (one per partition), their batches in file order.
+    let per_file: Vec<Vec<_>> = files
+        .par_iter()
+        .map(|f| {
+            let file = std::fs::File::open(f).map_err(|e| Error::io(f, e))?;
+            let reader =
+                datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)?
+                    .build()?;
+            Ok(reader.collect::<std::result::Result<Vec<_>, _>>()?)
+        })
+        .collect::<Result<_>>()?;
+    Ok(per_file.into_iter().flatten().collect())
+}
+
+/// The paths of the records' overall sample files, in the records' order.
+pub fn sample_paths<'a>(
+    staging: &Path,
+    records: impl Iterator<Item = &'a crate::shard::ShardRecord>,
+) -> Vec<PathBuf> {
+    records
+        .flat_map(|r| r.tally.sample_files.iter())
+        .map(|f| staging.join("sample").join(f))
+        .collect()
 }
 
 /// The overall metrics from the sample (all its batches, of `schema`) and the means' sums.

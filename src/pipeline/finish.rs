@@ -3,12 +3,12 @@
 //! report) to commit with the outputs.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
 use crate::engine::session_context;
 use crate::error::{Error, Result};
+use crate::evaluate::stream::{read_all, sample_paths};
 use crate::evaluate::summary::{ClusterSummary, TextSummary};
 use crate::evaluate::{MseDecomposition, RejectedSummary, Summary};
 use crate::loss::Loss;
@@ -24,23 +24,6 @@ use crate::source;
 /// The files a run commits beside its output folders (name, bytes).
 pub type CommitFiles = Vec<(&'static str, Vec<u8>)>;
 
-/// Every row of some Parquet files.
-pub(crate) fn read_all(files: &[PathBuf]) -> Result<Vec<datafusion::arrow::record_batch::RecordBatch>> {
-    use rayon::prelude::*;
-    // The files side by side (one per partition), their batches in file order.
-    let per_file: Vec<Vec<_>> = files
-        .par_iter()
-        .map(|f| {
-            let file = std::fs::File::open(f).map_err(|e| Error::io(f, e))?;
-            let reader =
-                datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)?
-                    .build()?;
-            Ok(reader.collect::<std::result::Result<Vec<_>, _>>()?)
-        })
-        .collect::<Result<_>>()?;
-    Ok(per_file.into_iter().flatten().collect())
-}
-
 /// The overall metrics from the shards' samples, in shard order: the rows a shard kept in
 /// memory, else its files.
 fn overall_from_records(
@@ -53,12 +36,7 @@ fn overall_from_records(
     let mut batches = Vec::new();
     for r in records.values() {
         if r.tally.sample.is_empty() {
-            let files: Vec<PathBuf> = r
-                .tally
-                .sample_files
-                .iter()
-                .map(|f| staging.join("sample").join(f))
-                .collect();
+            let files = sample_paths(staging, std::iter::once(r));
             batches.extend(tokio::task::block_in_place(|| read_all(&files))?);
         } else {
             batches.extend_from_slice(&r.tally.sample);

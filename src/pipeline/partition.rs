@@ -319,13 +319,9 @@ pub(crate) async fn run_partition(
         Ok(())
     }
     .await;
-    if let (Ok(()), false, true, Some(out)) = (
-        &outcome,
-        cancel.is_cancelled(),
-        eval_ok.load(Ordering::Relaxed),
-        sample_out,
-    ) {
-        // Every row is processed: the overall metrics may start while the files close.
+    // Every row is processed: the overall metrics may start while the files close.
+    let all_rows = outcome.is_ok() && !cancel.is_cancelled() && eval_ok.load(Ordering::Relaxed);
+    if let Some(out) = sample_out.filter(|_| all_rows) {
         let _ = out.send(sample_rows.clone());
     }
     if outcome.is_err() || cancel.is_cancelled() {

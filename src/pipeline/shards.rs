@@ -8,7 +8,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
-use crate::evaluate::stream::StreamEval;
+use crate::evaluate::stream::{read_all, sample_paths, StreamEval};
 use crate::faults;
 use crate::model::RewardModel;
 use crate::pipeline::config::JobConfig;
@@ -104,14 +104,9 @@ pub async fn run_pending(
         );
         // The last shard's partitions hand their samples over as they finish, and the overall
         // metrics start then, over the other shards' sample files too, in shard order.
-        let sample_files = |ks: &mut dyn Iterator<Item = &ShardRecord>| -> Vec<std::path::PathBuf> {
-            ks.flat_map(|r| r.tally.sample_files.iter())
-                .map(|f| out.staging().join("sample").join(f))
-                .collect()
-        };
         let around = (Some(k) == last).then(|| SampleAround {
-            before: sample_files(&mut records.range(..k).map(|(_, r)| r)),
-            after: sample_files(&mut records.range(k + 1..).map(|(_, r)| r)),
+            before: sample_paths(out.staging(), records.range(..k).map(|(_, r)| r)),
+            after: sample_paths(out.staging(), records.range(k + 1..).map(|(_, r)| r)),
         });
         let record = async {
             let df = p.shard_frame(cfg, k).await?;
@@ -285,11 +280,10 @@ async fn execute(
         nulls_first: false,
     }]);
     // The last shard's samples, handed over by each partition as it finishes its rows.
-    let handover = match (&eval, around) {
+    let mut handover = match (&eval, around) {
         (Some(e), Some(around)) => Some((Vec::new(), Arc::clone(&e.sample), around)),
         _ => None,
     };
-    let mut handover = handover;
     for (i, stream) in streams.into_iter().enumerate() {
         let sample_out = handover.as_mut().map(|(receivers, _, _)| {
             let (tx, rx) = tokio::sync::oneshot::channel();
@@ -417,9 +411,9 @@ fn early_overall(
         }
         let work = move || {
             let started = std::time::Instant::now();
-            let mut batches = crate::pipeline::finish::read_all(&around.before)?;
+            let mut batches = read_all(&around.before)?;
             batches.extend(parts.into_iter().flatten());
-            batches.extend(crate::pipeline::finish::read_all(&around.after)?);
+            batches.extend(read_all(&around.after)?);
             let evaluation = crate::evaluate::stream::overall_of_sample(&batches, &schema);
             tracing::debug!(
                 seconds = started.elapsed().as_secs_f64(),
