@@ -11,7 +11,7 @@ use std::cmp::Ordering;
 mod rank;
 pub mod udaf;
 
-pub use rank::{RankMetrics, RankedRow, Ranker};
+pub use rank::{merge_sorted, sort_rows, RankMetrics, RankedRow, Ranker};
 
 use rayon::slice::ParallelSliceMut;
 use serde::{Deserialize, Serialize};
@@ -219,7 +219,8 @@ pub fn top_shares(values: &mut [f64], fractions: &[f64]) -> Vec<Option<f64>> {
         .collect()
 }
 
-pub(super) fn all_finite(v: &[f64]) -> bool {
+/// Whether every value is finite (neither infinite nor NaN).
+pub fn all_finite(v: &[f64]) -> bool {
     v.iter().all(|x| x.is_finite())
 }
 
@@ -428,6 +429,29 @@ mod properties {
         #[test]
         fn knight_counts_equal_the_definition((p, t) in scores()) {
             prop_assert_eq!(PairCounts::of(&p, &t).unwrap(), super::tests::naive_counts(&p, &t));
+        }
+
+        #[test]
+        fn parts_sorted_then_merged_rank_as_the_whole((p, t) in scores(), cuts in proptest::collection::vec(0usize..60, 0..4)) {
+            // A sample in consecutive parts (some empty), each sorted on its own and merged,
+            // gives the rows, the ranks and the pairs of one sort of the whole.
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(p.len())).collect();
+            cuts.sort_unstable();
+            let bounds: Vec<usize> = std::iter::once(0).chain(cuts).chain([p.len()]).collect();
+            let parts: Vec<Vec<RankedRow>> = bounds
+                .windows(2)
+                .map(|w| {
+                    let mut rows = Vec::new();
+                    sort_rows(&p[w[0]..w[1]], &t[w[0]..w[1]], &mut rows);
+                    rows
+                })
+                .collect();
+            let mut whole = Ranker::default();
+            let expected = whole.rank(&p, &t);
+            let mut merged = Ranker::default();
+            let finite = all_finite(&p) && all_finite(&t);
+            prop_assert_eq!(merged.rank_presorted(merge_sorted(parts), finite), expected);
+            prop_assert_eq!(merged.by_x(), whole.by_x());
         }
 
         #[test]

@@ -41,27 +41,26 @@ pub(super) const PARALLEL_ROWS: usize = 1 << 14;
 impl Ranker {
     /// The rank metrics of x against y. [`Ranker::by_x`] then lists the rows in x's order.
     pub fn rank(&mut self, x: &[f64], y: &[f64]) -> RankMetrics {
-        let n = x.len();
-        self.xy.clear();
-        if n != y.len() {
+        if x.len() != y.len() {
+            self.xy.clear();
             return RankMetrics::default();
         }
-        // -0.0 + 0.0 is 0.0: the keys (total order) then tie exactly what `==` ties.
-        let keys = |(i, (a, b)): (usize, (&f64, &f64))| {
-            (total_order_key(a + 0.0), total_order_key(b + 0.0), i as u32)
-        };
-        if n >= PARALLEL_ROWS {
-            x.par_iter()
-                .zip(y)
-                .enumerate()
-                .map(keys)
-                .collect_into_vec(&mut self.xy);
-            self.xy.par_sort_unstable();
-        } else {
-            self.xy.extend(x.iter().zip(y).enumerate().map(keys));
-            self.xy.sort_unstable();
-        }
-        if !super::all_finite(x) || !super::all_finite(y) {
+        sort_rows(x, y, &mut self.xy);
+        self.rank_sorted(super::all_finite(x) && super::all_finite(y))
+    }
+
+    /// [`Ranker::rank`] given its first step done: `xy`, the rows of x and y as [`sort_rows`]
+    /// sorts them (for a sample in parts, [`merge_sorted`] of each part's), and whether every
+    /// value of x and y is finite.
+    pub fn rank_presorted(&mut self, xy: Vec<RankedRow>, finite: bool) -> RankMetrics {
+        self.xy = xy;
+        self.rank_sorted(finite)
+    }
+
+    /// The rank metrics from the rows sorted by (x, y) in `self.xy`; none unless `finite`.
+    fn rank_sorted(&mut self, finite: bool) -> RankMetrics {
+        let n = self.xy.len();
+        if !finite {
             return RankMetrics::default();
         }
         // x's side (its ties and average ranks) reads the sorted rows while the merge sort by
@@ -131,6 +130,78 @@ fn join_if<A: Send, B: Send>(
     } else {
         (a(), b())
     }
+}
+
+/// Writes into `xy` the rows of x and y, each as [`RankedRow`] (its index counted from 0), in
+/// ascending order: the order of [`Ranker::by_x`]. From [`PARALLEL_ROWS`] rows on, on rayon's
+/// threads.
+pub fn sort_rows(x: &[f64], y: &[f64], xy: &mut Vec<RankedRow>) {
+    xy.clear();
+    // -0.0 + 0.0 is 0.0: the keys (total order) then tie exactly what `==` ties.
+    let keys =
+        |(i, (a, b)): (usize, (&f64, &f64))| (total_order_key(a + 0.0), total_order_key(b + 0.0), i as u32);
+    if x.len() >= PARALLEL_ROWS {
+        x.par_iter().zip(y).enumerate().map(keys).collect_into_vec(xy);
+        xy.par_sort_unstable();
+    } else {
+        xy.extend(x.iter().zip(y).enumerate().map(keys));
+        xy.sort_unstable();
+    }
+}
+
+/// The rows of consecutive parts of a sample, each part's sorted by [`sort_rows`] (indices
+/// counted from the part's first row), as [`sort_rows`] sorts the whole: each part's indices
+/// moved past the rows of the parts before it, then the parts merged (pairwise, in parallel).
+pub fn merge_sorted(mut parts: Vec<Vec<RankedRow>>) -> Vec<RankedRow> {
+    let mut offset = 0u32;
+    for part in &mut parts {
+        if offset > 0 {
+            part.par_iter_mut().for_each(|e| e.2 += offset);
+        }
+        offset += part.len() as u32;
+    }
+    while parts.len() > 1 {
+        let mut next = Vec::with_capacity(parts.len().div_ceil(2));
+        let mut it = parts.into_iter();
+        while let Some(a) = it.next() {
+            next.push(match it.next() {
+                Some(b) => {
+                    let mut to = vec![(0, 0, 0); a.len() + b.len()];
+                    merge_into(&a, &b, &mut to);
+                    to
+                }
+                None => a,
+            });
+        }
+        parts = next;
+    }
+    parts.pop().unwrap_or_default()
+}
+
+/// Merges the ascending runs `a` and `b` into `to`: split at the larger run's middle element
+/// (what is below it in the other run goes left), the halves side by side, from
+/// [`PARALLEL_ROWS`] rows on.
+fn merge_into<T: Ord + Copy + Send + Sync>(a: &[T], b: &[T], to: &mut [T]) {
+    if a.len() < b.len() {
+        return merge_into(b, a, to);
+    }
+    if a.len() + b.len() < PARALLEL_ROWS || b.is_empty() {
+        let (mut i, mut j) = (0, 0);
+        for slot in to.iter_mut() {
+            let take_b = j < b.len() && (i == a.len() || b[j] < a[i]);
+            *slot = if take_b { b[j] } else { a[i] };
+            j += take_b as usize;
+            i += !take_b as usize;
+        }
+        return;
+    }
+    let mid = a.len() / 2;
+    let cut = b.partition_point(|e| *e < a[mid]);
+    let (lo, hi) = to.split_at_mut(mid + cut);
+    rayon::join(
+        || merge_into(&a[..mid], &b[..cut], lo),
+        || merge_into(&a[mid..], &b[cut..], hi),
+    );
 }
 
 /// The pairs among `k` rows.

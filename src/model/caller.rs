@@ -4,7 +4,7 @@
 use std::cell::Cell;
 use std::future::Future;
 use std::ops::Range;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use rayon::prelude::*;
@@ -15,6 +15,8 @@ use crate::error::Result;
 tokio::task_local! {
     /// Inside [`RewardModel::partition`]: the model (its address) whose partition the task drives.
     static PARTITION_OF: usize;
+    /// Inside [`RewardModel::partition`]: the partition's place in the count of those streaming.
+    static STREAMING: Arc<Streaming>;
 }
 
 thread_local! {
@@ -32,18 +34,38 @@ impl Drop for WorkOf {
     }
 }
 
-/// One streaming partition, counted until dropped (also when its future is dropped unfinished).
-struct Streaming(Arc<RewardModel>);
+/// One streaming partition, counted until its last row is processed ([`streaming_ended`]) or
+/// its future is dropped (also unfinished).
+struct Streaming {
+    model: Arc<RewardModel>,
+    counted: AtomicBool,
+}
+
+impl Streaming {
+    fn end(&self) {
+        if self.counted.swap(false, Ordering::SeqCst) {
+            self.model.partitions.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
 
 impl Drop for Streaming {
     fn drop(&mut self) {
-        self.0.partitions.fetch_sub(1, Ordering::SeqCst);
+        self.end();
     }
+}
+
+/// Called from a partition's task ([`RewardModel::partition`]) once it has processed its last
+/// row: it no longer counts as streaming, so the model calls of the partitions still streaming
+/// spread over the pool while its files close (a partition that finishes first leaves a core
+/// free); elsewhere, nothing.
+pub fn streaming_ended() {
+    let _ = STREAMING.try_with(|s| s.end());
 }
 
 impl RewardModel {
     /// Runs `partition`, the future that drives one partition of a job, counted as one of the
-    /// job's streaming partitions. While at least as many stream as the rayon pool has threads,
+    /// job's streaming partitions until it calls [`streaming_ended`]. While at least as many stream as the rayon pool has threads,
     /// the model calls a partition's task makes itself run their batches in sequence on its
     /// thread: every core already drives a partition, and handing the batches to the pool
     /// would only add wake-ups and idle cores. With fewer partitions streaming (one finished
@@ -52,8 +74,13 @@ impl RewardModel {
     /// handed the work over with [`RewardModel::partition_work`]), they go to the pool.
     pub async fn partition<F: Future>(self: &Arc<Self>, partition: F) -> F::Output {
         self.partitions.fetch_add(1, Ordering::SeqCst);
-        let _streaming = Streaming(Arc::clone(self));
-        PARTITION_OF.scope(self.key(), partition).await
+        let streaming = Arc::new(Streaming {
+            model: Arc::clone(self),
+            counted: AtomicBool::new(true),
+        });
+        STREAMING
+            .scope(streaming, PARTITION_OF.scope(self.key(), partition))
+            .await
     }
 
     /// `work` made into a closure to run on another thread (the blocking pool) for the

@@ -43,6 +43,7 @@ use sha2::{Digest, Sha256};
 use crate::error::{Error, Result};
 
 mod caller;
+pub use caller::streaming_ended;
 pub mod onnx;
 pub mod output;
 pub mod run;

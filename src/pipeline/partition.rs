@@ -319,6 +319,8 @@ pub(crate) async fn run_partition(
         Ok(())
     }
     .await;
+    // No more model calls: the partitions still streaming may spread theirs over the pool.
+    crate::model::streaming_ended();
     // Every row is processed: the overall metrics may start while the files close.
     let all_rows = outcome.is_ok() && !cancel.is_cancelled() && eval_ok.load(Ordering::Relaxed);
     if let Some(out) = sample_out.filter(|_| all_rows) {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
-use crate::evaluate::stream::{read_all, sample_paths, StreamEval};
+use crate::evaluate::stream::{overall_of_parts, read_all, sample_paths, SamplePart, StreamEval};
 use crate::faults;
 use crate::model::RewardModel;
 use crate::pipeline::config::JobConfig;
@@ -394,9 +394,11 @@ struct SampleAround {
 }
 
 /// The overall metrics over the whole sample ([`crate::evaluate::stream::overall_of_sample`],
-/// without the means over generations), started as soon as the last shard's partitions have
-/// handed their samples over, while their part files close and the shard commits. None when a
-/// partition handed nothing over (it failed, was cancelled, or the evaluation gave up).
+/// without the means over generations), started as the last shard's partitions hand their
+/// samples over: each partition's part is made ready ([`SamplePart`]: its rows sorted) as soon
+/// as it arrives, so a partition that finished first has its part sorted while the others still
+/// run, and the rest while their part files close and the shard commits. None when a partition
+/// handed nothing over (it failed, was cancelled, or the evaluation gave up).
 pub type EarlyOverall = tokio::task::JoinHandle<Option<Result<crate::evaluate::Evaluation>>>;
 
 fn early_overall(
@@ -404,17 +406,45 @@ fn early_overall(
     schema: datafusion::arrow::datatypes::SchemaRef,
     around: SampleAround,
 ) -> EarlyOverall {
+    let blocking = |work: Box<dyn FnOnce() -> Result<SamplePart> + Send>| async move {
+        tokio::task::spawn_blocking(work)
+            .await
+            .map_err(|e| Error::Internal(format!("the overall metrics failed: {e}")))
+            .and_then(|r| r)
+    };
     tokio::spawn(async move {
-        let mut parts = Vec::with_capacity(receivers.len());
-        for r in receivers {
-            parts.push(r.await.ok()?);
+        let started = std::time::Instant::now();
+        // Each partition's part on the blocking pool as it arrives; None if one never does.
+        let handed: Vec<_> = receivers
+            .into_iter()
+            .map(|r| {
+                tokio::spawn(async move {
+                    let batches = r.await.ok()?;
+                    Some(blocking(Box::new(move || SamplePart::new(batches))).await)
+                })
+            })
+            .collect();
+        let mut parts = Vec::with_capacity(handed.len() + 2);
+        for h in handed {
+            match h.await {
+                Ok(Some(part)) => parts.push(part),
+                Ok(None) => return None,
+                Err(e) => return Some(Err(Error::Internal(format!("the overall metrics failed: {e}")))),
+            }
         }
+        // The other shards' sample files once the pass is over (their rows are not held while
+        // it runs), side by side.
+        let before = blocking(Box::new(move || SamplePart::new(read_all(&around.before)?)));
+        let after = blocking(Box::new(move || SamplePart::new(read_all(&around.after)?)));
+        let (before, after) = tokio::join!(before, after);
+        parts.insert(0, before);
+        parts.push(after);
+        let parts = match parts.into_iter().collect::<Result<Vec<_>>>() {
+            Ok(p) => p,
+            Err(e) => return Some(Err(e)),
+        };
         let work = move || {
-            let started = std::time::Instant::now();
-            let mut batches = read_all(&around.before)?;
-            batches.extend(parts.into_iter().flatten());
-            batches.extend(read_all(&around.after)?);
-            let evaluation = crate::evaluate::stream::overall_of_sample(&batches, &schema);
+            let evaluation = overall_of_parts(parts, &schema);
             tracing::debug!(
                 seconds = started.elapsed().as_secs_f64(),
                 "overall metrics from the sample, as the last files closed"
