@@ -133,7 +133,7 @@ fn join_if<A: Send, B: Send>(
 }
 
 /// Writes into `xy` the rows of x and y, each as [`RankedRow`] (its index counted from 0), in
-/// ascending order: the order of [`Ranker::by_x`]. From [`PARALLEL_ROWS`] rows on, on rayon's
+/// ascending order: the order of [`Ranker::by_x`]. From 16Ki rows on, on rayon's
 /// threads.
 pub fn sort_rows(x: &[f64], y: &[f64], xy: &mut Vec<RankedRow>) {
     xy.clear();
