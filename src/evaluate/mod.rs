@@ -19,6 +19,7 @@ use crate::engine::tables::{parquet_table, part_files};
 use crate::error::{Error, Result};
 use crate::sink::RollingWriter;
 
+pub mod overall;
 pub mod queries;
 pub mod stream;
 pub mod summary;

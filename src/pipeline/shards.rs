@@ -8,7 +8,8 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
-use crate::evaluate::stream::{overall_of_parts, read_all, sample_paths, SamplePart, StreamEval};
+use crate::evaluate::overall::{overall_of_parts, SamplePart};
+use crate::evaluate::stream::{read_all, sample_paths, StreamEval};
 use crate::faults;
 use crate::model::RewardModel;
 use crate::pipeline::config::JobConfig;
@@ -393,7 +394,7 @@ struct SampleAround {
     after: Vec<std::path::PathBuf>,
 }
 
-/// The overall metrics over the whole sample ([`crate::evaluate::stream::overall_of_sample`],
+/// The overall metrics over the whole sample ([`crate::evaluate::overall::overall_of_sample`],
 /// without the means over generations), started as the last shard's partitions hand their
 /// samples over: each partition's part is made ready ([`SamplePart`]: its rows sorted) as soon
 /// as it arrives, so a partition that finished first has its part sorted while the others still

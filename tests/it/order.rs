@@ -406,6 +406,32 @@ fn a_file_of_one_large_row_group_is_cut_inside_and_runs_on_every_thread() {
 }
 
 #[test]
+fn ranges_are_balanced_inside_row_groups_whatever_the_threads() {
+    // 140k rows in row groups of 40k: at two threads the nearest row-group boundary to half the
+    // rows is 80k (57% of them); the ranges start instead at the first generation boundary
+    // from each k-th of the rows on (k up to 4), cut inside the row group, at any thread count
+    // (so the batches, and the scores, are the same).
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("row-groups");
+    generate_with(&data, 140_000, 1, &["--undeclared", "--row-group-rows", "40000"]);
+    let gids = str_col(&all_rows(&data), "generation_id");
+    let boundary = |from: usize| (from..gids.len()).find(|&i| gids[i] != gids[i - 1]).unwrap();
+    for (threads, starts) in [(2, vec![70_000]), (3, vec![46_666, 93_333])] {
+        let name = format!("{threads} threads");
+        let (_, many, _, ranges) = same_rows_in_ranges(tmp.path(), &data, threads, &name);
+        let expected: Vec<String> = std::iter::once(gids[0].clone())
+            .chain(starts.iter().map(|&s| gids[boundary(s)].clone()))
+            .collect();
+        assert_eq!(
+            ranges.iter().map(|r| r.0.clone()).collect::<Vec<_>>(),
+            expected,
+            "{name}"
+        );
+        assert_eq!(summary(&many)["n_segments"], 140_000, "{name}");
+    }
+}
+
+#[test]
 fn segscore_sql_reads_a_sorted_table_without_sorting_it_and_checks_the_order() {
     let tmp = tempfile::tempdir().unwrap();
     let (_, rows) = one_undeclared_file(&tmp.path().join("generated"));

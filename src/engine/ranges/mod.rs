@@ -11,8 +11,10 @@
 //! generation's first rows in the next (read from the file); and inside a row group of more than
 //! [`PIECE_ROWS`] rows whose footer locates its pages (an offset index, so that each piece reads
 //! its own pages only), at the first generation boundary past each [`PIECE_ROWS`] rows (read
-//! from its key column, such row groups side by side). Each partition then reads a run of whole
-//! pieces, about equal numbers of rows each. The pieces depend on the files alone, and
+//! from its key column, such row groups side by side); and, where no cut comes near a k-th of
+//! the rows (k up to [`BALANCE_PARTS`]), inside the row group there, at the first generation
+//! boundary from that row on, so that the ranges of a few threads hold about equal rows. Each
+//! partition then reads a run of whole pieces, about equal numbers of rows each. The pieces depend on the files alone, and
 //! each is read on its own, so the scan's batches (and the model's, cut from them) are the same
 //! whatever the number of partitions: so are the predictions, bit for bit.
 //!
@@ -23,7 +25,6 @@
 //! generation ids lie within its range ([`KeyRangeExec`]); a row outside is an error, or, where the
 //! order was only taken from the footers, a fallback to the sort path.
 
-use std::collections::HashMap;
 use std::ops::Range;
 use std::path::Path;
 use std::sync::Arc;
@@ -32,14 +33,18 @@ use datafusion::catalog::TableProvider;
 use datafusion::parquet::arrow::arrow_reader::ArrowReaderMetadata;
 use datafusion::prelude::SessionContext;
 
-use crate::engine::footer::{cuts_inside, leading_rows, read_footers, KeyBound, RowGroupKeys};
+use crate::engine::footer::{leading_rows, read_footers, KeyBound, RowGroupKeys};
 use crate::engine::tables::file_url;
 use crate::error::Result;
 
 mod check;
+mod cuts;
 mod scan;
 
+pub use cuts::BALANCE_PARTS;
 pub use scan::{KeyRangeExec, KeyRangeTable};
+
+use cuts::{add_balance_cuts, read_cuts_inside};
 
 /// A run of one file's rows between two cuts: row groups, the first and last possibly in part.
 /// Each piece is read as a file of its own.
@@ -71,15 +76,15 @@ pub struct KeyRanges {
 pub type Leading<'a> = dyn FnMut(usize, usize) -> Option<(u64, KeyBound)> + 'a;
 
 /// What [`plan_ranges`] asks of every row group: where it may be cut inside, at generation
-/// boundaries ([`cuts_inside`]: rows before the cut, the id there, in order; empty for none).
+/// boundaries ([`cuts_inside`](crate::engine::footer::cuts_inside): rows before the cut, the id there, in order; empty for none).
 pub type Inside<'a> = dyn FnMut(usize, usize) -> Vec<(u64, KeyBound)> + 'a;
 
 /// The rows of the pieces that a row group larger than this is cut into, where its footer
-/// locates its pages (at generation boundaries, [`cuts_inside`]): so that a file of a few large
+/// locates its pages (at generation boundaries, [`cuts_inside`](crate::engine::footer::cuts_inside)): so that a file of a few large
 /// row groups (pyarrow puts up to 1Mi rows in one) runs on every core. A constant, so the pieces
 /// depend on each row group alone, whatever the threads or the other files; row groups of up to
-/// 64Ki rows (DataFusion's and segscore's writers, the benchmarks' files) are left whole, and are
-/// not read to plan.
+/// 64Ki rows (DataFusion's and segscore's writers, the benchmarks' files) are left whole but for
+/// the cuts that balance the ranges ([`BALANCE_PARTS`]).
 pub const PIECE_ROWS: u64 = 64 * 1024;
 
 /// Cuts files (each given by its row groups' generation-id ranges, [`RowGroupKeys`]) into
@@ -96,20 +101,7 @@ pub fn plan_ranges(
     leading: &mut Leading<'_>,
     inside: &mut Inside<'_>,
 ) -> Option<KeyRanges> {
-    let keys: Vec<Vec<&RowGroupKeys>> = files
-        .iter()
-        .map(|f| f.iter().map(Option::as_ref).collect::<Option<Vec<_>>>())
-        .collect::<Option<_>>()?;
-    let mut order: Vec<usize> = (0..files.len()).filter(|&f| !keys[f].is_empty()).collect();
-    order.sort_by(|&a, &b| keys[a][0].min.cmp(&keys[b][0].min));
-    // Every row group in key order: (file, row group, its keys).
-    let seq: Vec<(usize, usize, &RowGroupKeys)> = order
-        .iter()
-        .flat_map(|&f| keys[f].iter().enumerate().map(move |(rg, k)| (f, rg, *k)))
-        .collect();
-    if seq.is_empty() || seq.windows(2).any(|w| w[1].2.min < w[0].2.max) {
-        return None;
-    }
+    let seq = in_key_order(files)?;
     // The cuts, in order: (row group j, rows into it, the id the next piece starts at, rows
     // before).
     let mut cuts: Vec<(usize, u64, KeyBound, u64)> = Vec::new();
@@ -186,6 +178,26 @@ pub fn plan_ranges(
     Some(KeyRanges { groups, splits })
 }
 
+/// Every row group of `files` in key order, (file, row group, its keys): the files by their
+/// first row group's smallest id. None as [`plan_ranges`] gives it: no row group, one without
+/// exact statistics, or row groups that overlap in that order.
+fn in_key_order<'a>(files: &[&'a [Option<RowGroupKeys>]]) -> Option<Vec<(usize, usize, &'a RowGroupKeys)>> {
+    let keys: Vec<Vec<&RowGroupKeys>> = files
+        .iter()
+        .map(|f| f.iter().map(Option::as_ref).collect::<Option<Vec<_>>>())
+        .collect::<Option<_>>()?;
+    let mut order: Vec<usize> = (0..files.len()).filter(|&f| !keys[f].is_empty()).collect();
+    order.sort_by(|&a, &b| keys[a][0].min.cmp(&keys[b][0].min));
+    let seq: Vec<(usize, usize, &RowGroupKeys)> = order
+        .iter()
+        .flat_map(|&f| keys[f].iter().enumerate().map(move |(rg, k)| (f, rg, *k)))
+        .collect();
+    if seq.is_empty() || seq.windows(2).any(|w| w[1].2.min < w[0].2.max) {
+        return None;
+    }
+    Some(seq)
+}
+
 /// `table`, a listing table over `files` (each with its row groups' ranges of the first of
 /// `keys`, [`crate::engine::footer::row_group_keys`]) declared sorted by `keys`, cut into
 /// pieces and at most one key range per partition of `ctx` ([`plan_ranges`]); None where the
@@ -207,7 +219,8 @@ pub fn key_range_table(
         return Ok(None);
     }
     let mut footers: Vec<Option<ArrowReaderMetadata>> = vec![None; files.len()];
-    let (inside, unlocated) = read_cuts_inside(files, first, &mut footers);
+    let (mut inside, unlocated) = read_cuts_inside(files, first, &mut footers);
+    add_balance_cuts(files, first, &mut footers, &mut inside);
     // Each file's footer is read once, if a generation runs on into one of its row groups.
     let mut leading = |file: usize, rg: usize| {
         let path = files[file].0;
@@ -246,69 +259,6 @@ pub fn key_range_table(
         set_repartition_threshold(ctx, n);
     }
     Ok(Some(KeyRangeTable::new(table, ranges, located, keys)))
-}
-
-/// Cuts inside row groups ([`cuts_inside`]) by (file, row group).
-type CutsInside = HashMap<(usize, usize), Vec<(u64, KeyBound)>>;
-
-/// Where each row group of more than [`PIECE_ROWS`] rows whose footer locates its pages is cut
-/// inside ([`cuts_inside`] on the key column `key`), by (file, row group), and the (file, row
-/// group) of those whose footers do not; the row groups are read side by side, and the footers
-/// read for them are kept in `footers`.
-fn read_cuts_inside(
-    files: &[(&Path, &[Option<RowGroupKeys>])],
-    key: &str,
-    footers: &mut [Option<ArrowReaderMetadata>],
-) -> (CutsInside, Vec<(usize, usize)>) {
-    use rayon::prelude::*;
-    let large: Vec<(usize, usize)> = files
-        .iter()
-        .enumerate()
-        .flat_map(|(f, (_, keys))| {
-            keys.iter()
-                .enumerate()
-                .filter(|(_, k)| k.as_ref().is_some_and(|k| k.rows > PIECE_ROWS))
-                .map(move |(rg, _)| (f, rg))
-        })
-        .collect();
-    let mut wanted: Vec<usize> = large.iter().map(|l| l.0).collect();
-    wanted.dedup();
-    let read: Vec<(usize, Option<ArrowReaderMetadata>)> = wanted
-        .into_par_iter()
-        .map(|f| {
-            (
-                f,
-                read_footers(&[files[f].0.to_path_buf()])
-                    .ok()
-                    .and_then(|mut m| m.pop()),
-            )
-        })
-        .collect();
-    for (f, meta) in read {
-        footers[f] = meta;
-    }
-    let footers = &*footers;
-    // The row groups whose footers could be read, by whether they locate their pages.
-    let (located, unlocated): (Vec<_>, Vec<_>) = large
-        .into_iter()
-        .filter_map(|(f, rg)| Some((f, rg, footers[f].as_ref()?)))
-        .partition(|(_, rg, meta)| located_pages(meta.metadata(), *rg));
-    let cuts = located
-        .into_par_iter()
-        .map(|(f, rg, meta)| ((f, rg), cuts_inside(files[f].0, meta, key, rg, PIECE_ROWS)))
-        .collect();
-    (cuts, unlocated.into_iter().map(|(f, rg, _)| (f, rg)).collect())
-}
-
-/// Whether the footer locates row group `rg`'s pages (an offset index for every column), so
-/// that a piece of it reads its own pages only. Without one, each piece would read and
-/// decompress the whole row group (pyarrow, pandas, polars and DuckDB write none by default):
-/// such a row group is not cut inside.
-fn located_pages(meta: &datafusion::parquet::file::metadata::ParquetMetaData, rg: usize) -> bool {
-    let columns = meta.row_group(rg).num_columns();
-    meta.offset_index()
-        .and_then(|index| index.get(rg))
-        .is_some_and(|pages| pages.len() == columns && pages.iter().all(|c| !c.page_locations().is_empty()))
 }
 
 /// Sets the partition count from which DataFusion keeps a partitioning that already satisfies

@@ -1,0 +1,320 @@
+//! The overall metrics from the sample the pass kept ([`super::stream`]): the rank metrics
+//! (Spearman, Kendall's tau-b, order accuracy), the loss shares, the residual histogram and the
+//! calibration by decile, as `queries/` defines them. The sample comes in parts (a partition's,
+//! the other shards' files), each made ready as it arrives ([`SamplePart`]: its rows sorted),
+//! then merged ([`overall_of_parts`]).
+
+use datafusion::arrow::array::{new_empty_array, Array, ArrayRef, RecordBatch};
+use datafusion::arrow::compute::concat;
+use datafusion::arrow::datatypes::SchemaRef;
+use rayon::prelude::*;
+
+use super::stream::{f64s_of, means};
+use crate::error::{Error, Result};
+use crate::evaluate::summary::{CalibrationRow, Evaluation, HistogramBin};
+use crate::metrics::{self, EvalSums, Ranker};
+
+/// The overall metrics that read the sample (all its batches, of `schema`); the means over
+/// generations are those of no generation until [`with_sums`] sets them.
+pub fn overall_of_sample(sample: &[RecordBatch], schema: &SchemaRef) -> Result<Evaluation> {
+    overall_of_parts(vec![SamplePart::new(sample.to_vec())?], schema)
+}
+
+/// A part of the overall sample made ready for [`overall_of_parts`]: its float columns, and
+/// its rows sorted as the rank metrics sort them ([`metrics::sort_rows`]), so that a part
+/// handed over early (a partition that finished first) is sorted while the others still run.
+#[derive(Debug)]
+pub struct SamplePart {
+    batches: Vec<RecordBatch>,
+    /// predicted_score, target_score, loss, residual.
+    floats: [Vec<f64>; 4],
+    sorted: Vec<metrics::RankedRow>,
+}
+
+impl SamplePart {
+    /// The part of the sample in `batches` (of [`SAMPLE_COLUMNS`]).
+    pub fn new(batches: Vec<RecordBatch>) -> Result<Self> {
+        let floats: Vec<Vec<f64>> = [2, 3, 4, 5]
+            .into_par_iter()
+            .map(|i| f64s_of(&batches, i))
+            .collect::<Result<_>>()?;
+        let floats: [Vec<f64>; 4] = floats
+            .try_into()
+            .map_err(|_| Error::Internal("four sample columns".into()))?;
+        let mut sorted = Vec::new();
+        metrics::sort_rows(&floats[0], &floats[1], &mut sorted);
+        Ok(SamplePart {
+            batches,
+            floats,
+            sorted,
+        })
+    }
+}
+
+/// The overall metrics that read the sample, given in consecutive parts (of `schema`), as
+/// [`overall_of_sample`] of all their batches gives them.
+pub fn overall_of_parts(mut parts: Vec<SamplePart>, schema: &SchemaRef) -> Result<Evaluation> {
+    parts.retain(|p| !p.sorted.is_empty());
+    let n: usize = parts.iter().map(|p| p.sorted.len()).sum();
+    let sorted: Vec<_> = parts.iter_mut().map(|p| std::mem::take(&mut p.sorted)).collect();
+    let column = |c: usize| Column::new(parts.iter().map(|p| p.floats[c].as_slice()).collect());
+    let (pred, target, residual) = (column(0), column(1), column(3));
+    let finite = [&pred, &target]
+        .iter()
+        .all(|c| c.parts.iter().all(|v| metrics::all_finite(v)));
+    let key = |i: usize| -> Result<ArrayRef> {
+        let arrays: Vec<&dyn Array> = parts
+            .iter()
+            .flat_map(|p| p.batches.iter().map(|b| b.column(i).as_ref()))
+            .collect();
+        Ok(if arrays.is_empty() {
+            new_empty_array(schema.field(i).data_type())
+        } else {
+            concat(&arrays)?
+        })
+    };
+    // The parts' sorted rows merge, then the rank metrics merge-sort them by target (the
+    // calibration reads their order by prediction); the loss shares sort the losses; the
+    // calibration's keys are gathered: side by side.
+    let mut ranker = Ranker::default();
+    let (ranks, (shares, keys)) = rayon::join(
+        || ranker.rank_presorted(metrics::merge_sorted(sorted), finite),
+        || {
+            rayon::join(
+                || {
+                    let mut loss: Vec<f64> = parts.iter().flat_map(|p| p.floats[2].iter().copied()).collect();
+                    metrics::top_shares(&mut loss, &[0.01, 0.1])
+                },
+                || -> Result<[ArrayRef; 2]> { Ok([key(0)?, key(1)?]) },
+            )
+        },
+    );
+    let (calibration, residual_histogram) = rayon::join(
+        || calibration(keys?, &ranker, &pred, &target),
+        || histogram(&residual),
+    );
+    let calibration = calibration?;
+    drop((pred, target, residual));
+    // The buffers (some 100 MB at a sample of 1M) are freed off the caller's path.
+    rayon::spawn(move || drop((ranker, parts)));
+    Ok(Evaluation {
+        overall_sample_segments: n as u64,
+        spearman: ranks.spearman,
+        kendall_tau: ranks.counts.and_then(|c| c.kendall_tau_b()),
+        pairwise_order_accuracy: ranks.counts.and_then(|c| c.order_accuracy()),
+        loss_share_top_1pct: shares[0],
+        loss_share_top_10pct: shares[1],
+        generation_means: means(&EvalSums::default()),
+        targets_sum_mismatches: 0,
+        residual_histogram,
+        calibration,
+    })
+}
+
+/// A float column of the sample in its parts, read by row (counted over all the parts).
+struct Column<'a> {
+    parts: Vec<&'a [f64]>,
+    /// Each part's first row.
+    starts: Vec<usize>,
+}
+
+impl<'a> Column<'a> {
+    fn new(parts: Vec<&'a [f64]>) -> Self {
+        let starts = parts
+            .iter()
+            .scan(0, |start, p| {
+                let s = *start;
+                *start += p.len();
+                Some(s)
+            })
+            .collect();
+        Column { parts, starts }
+    }
+
+    fn get(&self, row: usize) -> f64 {
+        let part = self.starts.partition_point(|&s| s <= row) - 1;
+        self.parts[part][row - self.starts[part]]
+    }
+
+    fn values(&self) -> impl Iterator<Item = f64> + '_ {
+        self.parts.iter().flat_map(|p| p.iter().copied())
+    }
+}
+
+/// 40 equal-width bins from the smallest residual to the largest (in the last bin); empty bins
+/// left out.
+fn histogram(residual: &Column<'_>) -> Vec<HistogramBin> {
+    if residual.parts.is_empty() {
+        return Vec::new();
+    }
+    let lo = residual.values().fold(f64::INFINITY, f64::min);
+    let hi = residual.values().fold(f64::NEG_INFINITY, f64::max);
+    let mut bins = [0u64; 40];
+    for r in residual.values() {
+        let b = if hi > lo {
+            (((r - lo) / (hi - lo) * 40.0).floor() as i64).min(39) as usize
+        } else {
+            0
+        };
+        bins[b] += 1;
+    }
+    bins.iter()
+        .enumerate()
+        .filter(|(_, c)| **c > 0)
+        .map(|(b, &count)| HistogramBin {
+            lower: lo + (hi - lo) * b as f64 / 40.0,
+            upper: lo + (hi - lo) * (b + 1) as f64 / 40.0,
+            count,
+        })
+        .collect()
+}
+
+/// Deciles of prediction (rank r of n in decile r * 10 / n + 1), ties broken by key
+/// (`[generation_id, segment_index]`), as `queries/calibration.sql` makes them. The ranker's
+/// order by prediction, read in sequence: a row's prediction and target are the values its
+/// keys stand for (the row's own where the key cannot tell: a zero's sign, a NaN's payload);
+/// each run of equal predictions is reordered by the total order (-0.0 first), then by key.
+fn calibration(
+    key: [ArrayRef; 2],
+    ranker: &Ranker,
+    pred: &Column<'_>,
+    target: &Column<'_>,
+) -> Result<Vec<CalibrationRow>> {
+    use datafusion::arrow::array::make_comparator;
+    let n = ranker.by_x().len();
+    let opts = datafusion::arrow::compute::SortOptions::default();
+    let by_gid = make_comparator(key[0].as_ref(), key[0].as_ref(), opts)?;
+    let by_seg = make_comparator(key[1].as_ref(), key[1].as_ref(), opts)?;
+    let value = |key: u64, own: &Column<'_>, row: usize| {
+        let v = metrics::from_total_order_key(key);
+        if v == 0.0 || v.is_nan() {
+            own.get(row)
+        } else {
+            v
+        }
+    };
+    let mut deciles: Vec<CalibrationRow> = Vec::new();
+    let mut r = 0u64;
+    let mut visit = |p: f64, t: f64| {
+        let decile = (r * 10) / n as u64 + 1;
+        r += 1;
+        match deciles.last_mut() {
+            Some(row) if row.decile == decile => {
+                row.n += 1;
+                row.min_predicted = row.min_predicted.min(p);
+                row.max_predicted = row.max_predicted.max(p);
+                row.mean_predicted += p;
+                row.mean_target += t;
+            }
+            _ => deciles.push(CalibrationRow {
+                decile,
+                n: 1,
+                min_predicted: p,
+                max_predicted: p,
+                mean_predicted: p,
+                mean_target: t,
+            }),
+        }
+    };
+    let mut tied: Vec<usize> = Vec::new();
+    for run in ranker.by_x().chunk_by(|a, b| a.0 == b.0) {
+        if let [(kx, ky, row)] = run {
+            let row = *row as usize;
+            visit(value(*kx, pred, row), value(*ky, target, row));
+            continue;
+        }
+        tied.clear();
+        tied.extend(run.iter().map(|e| e.2 as usize));
+        tied.sort_unstable_by(|&a, &b| {
+            pred.get(a)
+                .total_cmp(&pred.get(b))
+                .then_with(|| by_gid(a, b))
+                .then_with(|| by_seg(a, b))
+        });
+        for &row in &tied {
+            visit(pred.get(row), target.get(row));
+        }
+    }
+    for row in &mut deciles {
+        row.mean_predicted /= row.n as f64;
+        row.mean_target /= row.n as f64;
+    }
+    Ok(deciles)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{Float64Array, Int64Array, StringArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use std::sync::Arc;
+
+    /// `n` sample rows from row `from` on: few distinct predictions (long runs of ties, which the
+    /// calibration orders by key), -0.0 and 0.0 among them, and targets with ties too.
+    fn sample(schema: &SchemaRef, from: usize, n: usize) -> RecordBatch {
+        let rows = from..from + n;
+        let pred: Vec<f64> = rows
+            .clone()
+            .map(|i| match i % 97 {
+                0 => -0.0,
+                1 => 0.0,
+                k => ((k * 7919) % 50) as f64 / 8.0 - 3.0,
+            })
+            .collect();
+        let target: Vec<f64> = rows
+            .clone()
+            .map(|i| ((i * 31) % 1013) as f64 / 100.0 - 5.0)
+            .collect();
+        let loss: Vec<f64> = pred.iter().zip(&target).map(|(p, t)| (p - t) * (p - t)).collect();
+        let residual: Vec<f64> = pred.iter().zip(&target).map(|(p, t)| t - p).collect();
+        RecordBatch::try_new(
+            Arc::clone(schema),
+            vec![
+                // Generations of 7 rows, ids in descending order so key order and row order differ.
+                Arc::new(StringArray::from_iter_values(
+                    rows.clone().map(|i| format!("gen-{:06}", 999_999 - i / 7)),
+                )),
+                Arc::new(Int64Array::from_iter_values(rows.map(|i| (i % 7) as i64))),
+                Arc::new(Float64Array::from(pred)),
+                Arc::new(Float64Array::from(target)),
+                Arc::new(Float64Array::from(loss)),
+                Arc::new(Float64Array::from(residual)),
+            ],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_sample_in_parts_gives_the_metrics_of_the_whole() {
+        let schema: SchemaRef = Arc::new(Schema::new(vec![
+            Field::new("generation_id", DataType::Utf8, false),
+            Field::new("segment_index", DataType::Int64, false),
+            Field::new("predicted_score", DataType::Float64, false),
+            Field::new("target_score", DataType::Float64, false),
+            Field::new("loss", DataType::Float64, false),
+            Field::new("residual", DataType::Float64, false),
+        ]));
+        // Past the rows from which the sorts and merges run on rayon's threads.
+        let sizes = [30_000, 0, 25_000, 1, 9_000];
+        let mut from = 0;
+        let mut batches = Vec::new();
+        for n in sizes {
+            batches.push(sample(&schema, from, n));
+            from += n;
+        }
+        let whole = overall_of_sample(&batches, &schema).unwrap();
+        assert_eq!(whole.overall_sample_segments, 64_001);
+        assert_eq!(whole.calibration.len(), 10);
+        let parts: Vec<SamplePart> = batches
+            .iter()
+            .map(|b| SamplePart::new(vec![b.clone()]).unwrap())
+            .collect();
+        assert_eq!(overall_of_parts(parts, &schema).unwrap(), whole);
+        // Against the same metrics computed without the sample's sort in parts: one batch.
+        let one = datafusion::arrow::compute::concat_batches(&schema, &batches).unwrap();
+        assert_eq!(overall_of_sample(&[one], &schema).unwrap(), whole);
+        let none = overall_of_parts(Vec::new(), &schema).unwrap();
+        assert_eq!(none.overall_sample_segments, 0);
+        assert!(none.calibration.is_empty() && none.residual_histogram.is_empty());
+    }
+}
