@@ -15,7 +15,7 @@ use crate::evaluate::summary::{CalibrationRow, Evaluation, HistogramBin};
 use crate::metrics::{self, EvalSums, Ranker};
 
 /// The overall metrics that read the sample (all its batches, of `schema`); the means over
-/// generations are those of no generation until [`with_sums`] sets them.
+/// generations are those of no generation until [`with_sums`](super::stream::with_sums) sets them.
 pub fn overall_of_sample(sample: &[RecordBatch], schema: &SchemaRef) -> Result<Evaluation> {
     overall_of_parts(vec![SamplePart::new(sample.to_vec())?], schema)
 }
@@ -32,7 +32,7 @@ pub struct SamplePart {
 }
 
 impl SamplePart {
-    /// The part of the sample in `batches` (of [`SAMPLE_COLUMNS`]).
+    /// The part of the sample in `batches` (of [`SAMPLE_COLUMNS`](super::stream::SAMPLE_COLUMNS)).
     pub fn new(batches: Vec<RecordBatch>) -> Result<Self> {
         let floats: Vec<Vec<f64>> = [2, 3, 4, 5]
             .into_par_iter()

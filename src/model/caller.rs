@@ -65,13 +65,14 @@ pub fn streaming_ended() {
 
 impl RewardModel {
     /// Runs `partition`, the future that drives one partition of a job, counted as one of the
-    /// job's streaming partitions until it calls [`streaming_ended`]. While at least as many stream as the rayon pool has threads,
-    /// the model calls a partition's task makes itself run their batches in sequence on its
-    /// thread: every core already drives a partition, and handing the batches to the pool
-    /// would only add wake-ups and idle cores. With fewer partitions streaming (one finished
-    /// early, a plan with fewer partitions than threads) and for calls made elsewhere (a
-    /// repartition's input tasks, `segscore sql`, the blocking pool unless the partition
-    /// handed the work over with [`RewardModel::partition_work`]), they go to the pool.
+    /// job's streaming partitions until it calls [`streaming_ended`]. While at least as many
+    /// stream as the rayon pool has threads, the model calls a partition's task makes itself
+    /// run their batches in sequence on its thread: every core already drives a partition, and
+    /// handing the batches to the pool would only add wake-ups and idle cores. With fewer
+    /// partitions streaming (one finished early, a plan with fewer partitions than threads)
+    /// and for calls made elsewhere (a repartition's input tasks, `segscore sql`, the blocking
+    /// pool unless the partition handed the work over with [`RewardModel::partition_work`]),
+    /// they go to the pool.
     pub async fn partition<F: Future>(self: &Arc<Self>, partition: F) -> F::Output {
         self.partitions.fetch_add(1, Ordering::SeqCst);
         let streaming = Arc::new(Streaming {

@@ -414,7 +414,6 @@ fn early_overall(
             .and_then(|r| r)
     };
     tokio::spawn(async move {
-        let started = std::time::Instant::now();
         // Each partition's part on the blocking pool as it arrives; None if one never does.
         let handed: Vec<_> = receivers
             .into_iter()
@@ -433,6 +432,7 @@ fn early_overall(
                 Err(e) => return Some(Err(Error::Internal(format!("the overall metrics failed: {e}")))),
             }
         }
+        let started = std::time::Instant::now();
         // The other shards' sample files once the pass is over (their rows are not held while
         // it runs), side by side.
         let before = blocking(Box::new(move || SamplePart::new(read_all(&around.before)?)));
@@ -448,7 +448,7 @@ fn early_overall(
             let evaluation = overall_of_parts(parts, &schema);
             tracing::debug!(
                 seconds = started.elapsed().as_secs_f64(),
-                "overall metrics from the sample, as the last files closed"
+                "overall metrics from the sample, after the last partition's part"
             );
             evaluation
         };
