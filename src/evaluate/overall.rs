@@ -17,7 +17,7 @@ use crate::metrics::{self, EvalSums, Ranker};
 /// The overall metrics that read the sample (all its batches, of `schema`); the means over
 /// generations are those of no generation until [`with_sums`](super::stream::with_sums) sets them.
 pub fn overall_of_sample(sample: &[RecordBatch], schema: &SchemaRef) -> Result<Evaluation> {
-    overall_of_parts(vec![SamplePart::new(sample.to_vec())?], schema)
+    overall_of_parts(vec![SamplePart::new(sample.to_vec(), true)?], schema)
 }
 
 /// A part of the overall sample made ready for [`overall_of_parts`]: its float columns, and
@@ -32,17 +32,21 @@ pub struct SamplePart {
 }
 
 impl SamplePart {
-    /// The part of the sample in `batches` (of [`SAMPLE_COLUMNS`](super::stream::SAMPLE_COLUMNS)).
-    pub fn new(batches: Vec<RecordBatch>) -> Result<Self> {
-        let floats: Vec<Vec<f64>> = [2, 3, 4, 5]
-            .into_par_iter()
-            .map(|i| f64s_of(&batches, i))
-            .collect::<Result<_>>()?;
+    /// The part of the sample in `batches` (of [`SAMPLE_COLUMNS`](super::stream::SAMPLE_COLUMNS)),
+    /// made ready on rayon's threads if `parallel`, else on this thread alone (a part that
+    /// comes while partitions still stream leaves rayon's threads to their model calls).
+    pub fn new(batches: Vec<RecordBatch>, parallel: bool) -> Result<Self> {
+        let column = |i: usize| f64s_of(&batches, i);
+        let floats: Vec<Vec<f64>> = if parallel {
+            [2, 3, 4, 5].into_par_iter().map(column).collect::<Result<_>>()?
+        } else {
+            [2, 3, 4, 5].into_iter().map(column).collect::<Result<_>>()?
+        };
         let floats: [Vec<f64>; 4] = floats
             .try_into()
             .map_err(|_| Error::Internal("four sample columns".into()))?;
         let mut sorted = Vec::new();
-        metrics::sort_rows(&floats[0], &floats[1], &mut sorted);
+        metrics::sort_rows(&floats[0], &floats[1], &mut sorted, parallel);
         Ok(SamplePart {
             batches,
             floats,
@@ -307,7 +311,8 @@ mod tests {
         assert_eq!(whole.calibration.len(), 10);
         let parts: Vec<SamplePart> = batches
             .iter()
-            .map(|b| SamplePart::new(vec![b.clone()]).unwrap())
+            .enumerate()
+            .map(|(i, b)| SamplePart::new(vec![b.clone()], i % 2 == 0).unwrap())
             .collect();
         assert_eq!(overall_of_parts(parts, &schema).unwrap(), whole);
         // Against the same metrics computed without the sample's sort in parts: one batch.

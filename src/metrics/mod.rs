@@ -442,7 +442,7 @@ mod properties {
                 .windows(2)
                 .map(|w| {
                     let mut rows = Vec::new();
-                    sort_rows(&p[w[0]..w[1]], &t[w[0]..w[1]], &mut rows);
+                    sort_rows(&p[w[0]..w[1]], &t[w[0]..w[1]], &mut rows, w[0] % 2 == 0);
                     rows
                 })
                 .collect();

@@ -45,7 +45,7 @@ impl Ranker {
             self.xy.clear();
             return RankMetrics::default();
         }
-        sort_rows(x, y, &mut self.xy);
+        sort_rows(x, y, &mut self.xy, true);
         self.rank_sorted(super::all_finite(x) && super::all_finite(y))
     }
 
@@ -133,14 +133,14 @@ fn join_if<A: Send, B: Send>(
 }
 
 /// Writes into `xy` the rows of x and y, each as [`RankedRow`] (its index counted from 0), in
-/// ascending order: the order of [`Ranker::by_x`]. From 16Ki rows on, on rayon's
-/// threads.
-pub fn sort_rows(x: &[f64], y: &[f64], xy: &mut Vec<RankedRow>) {
+/// ascending order: the order of [`Ranker::by_x`]. From 16Ki rows on, on rayon's threads if
+/// `parallel` (else on this one, leaving them to others).
+pub fn sort_rows(x: &[f64], y: &[f64], xy: &mut Vec<RankedRow>, parallel: bool) {
     xy.clear();
     // -0.0 + 0.0 is 0.0: the keys (total order) then tie exactly what `==` ties.
     let keys =
         |(i, (a, b)): (usize, (&f64, &f64))| (total_order_key(a + 0.0), total_order_key(b + 0.0), i as u32);
-    if x.len() >= PARALLEL_ROWS {
+    if parallel && x.len() >= PARALLEL_ROWS {
         x.par_iter().zip(y).enumerate().map(keys).collect_into_vec(xy);
         xy.par_sort_unstable();
     } else {

@@ -414,13 +414,18 @@ fn early_overall(
             .and_then(|r| r)
     };
     tokio::spawn(async move {
-        // Each partition's part on the blocking pool as it arrives; None if one never does.
+        // Each partition's part on the blocking pool as it arrives, on rayon's threads only for
+        // the last to come (before it, they serve the model calls of the partitions still
+        // streaming); None if one never does.
+        let waiting = Arc::new(AtomicUsize::new(receivers.len()));
         let handed: Vec<_> = receivers
             .into_iter()
             .map(|r| {
+                let waiting = Arc::clone(&waiting);
                 tokio::spawn(async move {
                     let batches = r.await.ok()?;
-                    Some(blocking(Box::new(move || SamplePart::new(batches))).await)
+                    let last = waiting.fetch_sub(1, Ordering::SeqCst) == 1;
+                    Some(blocking(Box::new(move || SamplePart::new(batches, last))).await)
                 })
             })
             .collect();
@@ -435,8 +440,8 @@ fn early_overall(
         let started = std::time::Instant::now();
         // The other shards' sample files once the pass is over (their rows are not held while
         // it runs), side by side.
-        let before = blocking(Box::new(move || SamplePart::new(read_all(&around.before)?)));
-        let after = blocking(Box::new(move || SamplePart::new(read_all(&around.after)?)));
+        let before = blocking(Box::new(move || SamplePart::new(read_all(&around.before)?, true)));
+        let after = blocking(Box::new(move || SamplePart::new(read_all(&around.after)?, true)));
         let (before, after) = tokio::join!(before, after);
         parts.insert(0, before);
         parts.push(after);
