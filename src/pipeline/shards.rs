@@ -407,12 +407,6 @@ fn early_overall(
     schema: datafusion::arrow::datatypes::SchemaRef,
     around: SampleAround,
 ) -> EarlyOverall {
-    let blocking = |work: Box<dyn FnOnce() -> Result<SamplePart> + Send>| async move {
-        tokio::task::spawn_blocking(work)
-            .await
-            .map_err(|e| Error::Internal(format!("the overall metrics failed: {e}")))
-            .and_then(|r| r)
-    };
     tokio::spawn(async move {
         // Each partition's part on the blocking pool as it arrives, on rayon's threads only for
         // the last to come (before it, they serve the model calls of the partitions still
@@ -425,7 +419,7 @@ fn early_overall(
                 tokio::spawn(async move {
                     let batches = r.await.ok()?;
                     let last = waiting.fetch_sub(1, Ordering::SeqCst) == 1;
-                    Some(blocking(Box::new(move || SamplePart::new(batches, last))).await)
+                    Some(blocking(move || SamplePart::new(batches, last)).await)
                 })
             })
             .collect();
@@ -440,8 +434,8 @@ fn early_overall(
         let started = std::time::Instant::now();
         // The other shards' sample files once the pass is over (their rows are not held while
         // it runs), side by side.
-        let before = blocking(Box::new(move || SamplePart::new(read_all(&around.before)?, true)));
-        let after = blocking(Box::new(move || SamplePart::new(read_all(&around.after)?, true)));
+        let before = blocking(move || SamplePart::new(read_all(&around.before)?, true));
+        let after = blocking(move || SamplePart::new(read_all(&around.after)?, true));
         let (before, after) = tokio::join!(before, after);
         parts.insert(0, before);
         parts.push(after);
@@ -457,13 +451,16 @@ fn early_overall(
             );
             evaluation
         };
-        Some(
-            tokio::task::spawn_blocking(work)
-                .await
-                .map_err(|e| Error::Internal(format!("the overall metrics failed: {e}")))
-                .and_then(|r| r),
-        )
+        Some(blocking(work).await)
     })
+}
+
+/// `work`, a step of the overall metrics, on the blocking pool.
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| Error::Internal(format!("the overall metrics failed: {e}")))
+        .and_then(|r| r)
 }
 
 /// Bytes the plan's operators (the sort of unsorted input) spilled to disk.

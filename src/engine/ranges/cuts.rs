@@ -67,10 +67,7 @@ pub(super) fn add_balance_cuts(
             let (file, rg, keys) = seq[j];
             let offset = target - starts[j];
             let path = files[file].0;
-            if footers[file].is_none() {
-                footers[file] = read_footers(&[path.to_path_buf()]).ok().and_then(|mut m| m.pop());
-            }
-            let Some(meta) = footers[file].as_ref().filter(|m| located_pages(m.metadata(), rg)) else {
+            let Some(meta) = footer(footers, file, path).filter(|m| located_pages(m.metadata(), rg)) else {
                 continue;
             };
             // The first generation boundary from `offset` on, if the row group has one.
@@ -87,6 +84,18 @@ pub(super) fn add_balance_cuts(
             cuts.push(starts[j] + n);
         }
     }
+}
+
+/// File `file`'s footer (at `path`), read once into `footers`; None where it cannot be read.
+pub(super) fn footer<'a>(
+    footers: &'a mut [Option<ArrowReaderMetadata>],
+    file: usize,
+    path: &Path,
+) -> Option<&'a ArrowReaderMetadata> {
+    if footers[file].is_none() {
+        footers[file] = read_footers(&[path.to_path_buf()]).ok().and_then(|mut m| m.pop());
+    }
+    footers[file].as_ref()
 }
 
 /// Cuts inside row groups ([`cuts_inside`]) by (file, row group).

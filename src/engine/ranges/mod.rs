@@ -33,7 +33,7 @@ use datafusion::catalog::TableProvider;
 use datafusion::parquet::arrow::arrow_reader::ArrowReaderMetadata;
 use datafusion::prelude::SessionContext;
 
-use crate::engine::footer::{leading_rows, read_footers, KeyBound, RowGroupKeys};
+use crate::engine::footer::{leading_rows, KeyBound, RowGroupKeys};
 use crate::engine::tables::file_url;
 use crate::error::Result;
 
@@ -44,7 +44,7 @@ mod scan;
 pub use cuts::BALANCE_PARTS;
 pub use scan::{KeyRangeExec, KeyRangeTable};
 
-use cuts::{add_balance_cuts, read_cuts_inside};
+use cuts::{add_balance_cuts, footer, read_cuts_inside};
 
 /// A run of one file's rows between two cuts: row groups, the first and last possibly in part.
 /// Each piece is read as a file of its own.
@@ -224,10 +224,7 @@ pub fn key_range_table(
     // Each file's footer is read once, if a generation runs on into one of its row groups.
     let mut leading = |file: usize, rg: usize| {
         let path = files[file].0;
-        if footers[file].is_none() {
-            footers[file] = read_footers(&[path.to_path_buf()]).ok()?.pop();
-        }
-        leading_rows(path, footers[file].as_ref()?, first, rg)
+        leading_rows(path, footer(&mut footers, file, path)?, first, rg)
     };
     let mut inside = |file: usize, rg: usize| inside.get(&(file, rg)).cloned().unwrap_or_default();
     let Some(ranges) = plan_ranges(&ranges, partitions, &mut leading, &mut inside) else {
