@@ -1,6 +1,7 @@
 //! criterion benches for segscore's hot paths, on the shared long-tailed data generator
 //! (`segscore::sample::long_tailed_batch`): building padded model tensors from Arrow lists,
-//! losses and moments, and the target window in DataFusion.
+//! losses and moments, the target window in DataFusion, and the summary's overall metrics over
+//! a sample of 1M segments.
 //!
 //!     cargo bench --bench hot_paths
 
@@ -131,5 +132,87 @@ fn targets(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, tensors, losses, targets);
+/// A sample of `n` segments as the pass keeps it (`segscore::evaluate::stream::SAMPLE_COLUMNS`):
+/// generations of 10 rows, predictions of f32 precision (ties, as a model's scores have them).
+fn overall_sample(n: usize) -> datafusion::arrow::record_batch::RecordBatch {
+    use datafusion::arrow::array::{Int64Array, StringArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        // xorshift64*: the same sample every run.
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        (state.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let target: Vec<f64> = (0..n).map(|_| next()).collect();
+    let pred: Vec<f64> = target
+        .iter()
+        .map(|t| ((t + 0.2 * next()) as f32) as f64)
+        .collect();
+    let loss: Vec<f64> = pred.iter().zip(&target).map(|(p, t)| (p - t) * (p - t)).collect();
+    let residual: Vec<f64> = pred.iter().zip(&target).map(|(p, t)| t - p).collect();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("generation_id", DataType::Utf8, false),
+        Field::new("segment_index", DataType::Int64, false),
+        Field::new("predicted_score", DataType::Float64, false),
+        Field::new("target_score", DataType::Float64, false),
+        Field::new("loss", DataType::Float64, false),
+        Field::new("residual", DataType::Float64, false),
+    ]));
+    datafusion::arrow::record_batch::RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(StringArray::from_iter_values(
+                (0..n).map(|i| format!("gen-{:08}", i / 10)),
+            )),
+            Arc::new(Int64Array::from_iter_values((0..n).map(|i| (i % 10) as i64))),
+            Arc::new(Float64Array::from(pred)),
+            Arc::new(Float64Array::from(target)),
+            Arc::new(Float64Array::from(loss)),
+            Arc::new(Float64Array::from(residual)),
+        ],
+    )
+    .unwrap()
+}
+
+/// The summary's overall metrics (rank metrics, loss shares, histogram, calibration) over a
+/// sample of 1M segments: whole (`--threads 1`), and in two parts each sorted as a partition
+/// hands it over (`--threads 2`: the merge and what follows, the part of the run after the
+/// last partition's rows).
+fn overall(c: &mut Criterion) {
+    use segscore::evaluate::overall::{overall_of_parts, overall_of_sample, SamplePart};
+    let n = 1_000_000;
+    let sample = overall_sample(n);
+    let halves = [sample.slice(0, n / 2), sample.slice(n / 2, n - n / 2)];
+    let mut g = c.benchmark_group("overall");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(n as u64));
+    g.bench_function("overall_metrics_1m", |b| {
+        b.iter(|| black_box(overall_of_sample(std::slice::from_ref(&sample)).unwrap()))
+    });
+    g.bench_function("overall_metrics_1m_from_two_sorted_parts", |b| {
+        b.iter_batched(
+            || {
+                halves
+                    .iter()
+                    .map(|h| SamplePart::new(vec![h.clone()], true).unwrap())
+                    .collect::<Vec<_>>()
+            },
+            |parts| black_box(overall_of_parts(parts).unwrap()),
+            criterion::BatchSize::LargeInput,
+        )
+    });
+    let losses = sample.column(4).as_primitive::<Float64Type>().values().to_vec();
+    g.bench_function("loss_shares_1m", |b| {
+        b.iter_batched(
+            || losses.clone(),
+            |mut l| black_box(segscore::metrics::top_shares(&mut l, &[0.01, 0.1])),
+            criterion::BatchSize::LargeInput,
+        )
+    });
+    g.finish();
+}
+
+criterion_group!(benches, tensors, losses, targets, overall);
 criterion_main!(benches);

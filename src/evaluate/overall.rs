@@ -4,20 +4,20 @@
 //! the other shards' files), each made ready as it arrives ([`SamplePart`]: its rows sorted),
 //! then merged ([`overall_of_parts`]).
 
-use datafusion::arrow::array::{new_empty_array, Array, ArrayRef, RecordBatch};
-use datafusion::arrow::compute::concat;
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::array::{make_comparator, Array, RecordBatch};
+use datafusion::arrow::compute::{interleave, SortOptions};
 use rayon::prelude::*;
+use std::cmp::Ordering;
 
 use super::stream::{f64s_of, means};
 use crate::error::{Error, Result};
 use crate::evaluate::summary::{CalibrationRow, Evaluation, HistogramBin};
 use crate::metrics::{self, EvalSums, Ranker};
 
-/// The overall metrics that read the sample (all its batches, of `schema`); the means over
-/// generations are those of no generation until [`with_sums`](super::stream::with_sums) sets them.
-pub fn overall_of_sample(sample: &[RecordBatch], schema: &SchemaRef) -> Result<Evaluation> {
-    overall_of_parts(vec![SamplePart::new(sample.to_vec(), true)?], schema)
+/// The overall metrics that read the sample (all its batches); the means over generations are
+/// those of no generation until [`with_sums`](super::stream::with_sums) sets them.
+pub fn overall_of_sample(sample: &[RecordBatch]) -> Result<Evaluation> {
+    overall_of_parts(vec![SamplePart::new(sample.to_vec(), true)?])
 }
 
 /// A part of the overall sample made ready for [`overall_of_parts`]: its float columns, and
@@ -55,9 +55,9 @@ impl SamplePart {
     }
 }
 
-/// The overall metrics that read the sample, given in consecutive parts (of `schema`), as
+/// The overall metrics that read the sample, given in consecutive parts, as
 /// [`overall_of_sample`] of all their batches gives them.
-pub fn overall_of_parts(mut parts: Vec<SamplePart>, schema: &SchemaRef) -> Result<Evaluation> {
+pub fn overall_of_parts(mut parts: Vec<SamplePart>) -> Result<Evaluation> {
     parts.retain(|p| !p.sorted.is_empty());
     let n: usize = parts.iter().map(|p| p.sorted.len()).sum();
     let sorted: Vec<_> = parts.iter_mut().map(|p| std::mem::take(&mut p.sorted)).collect();
@@ -66,39 +66,29 @@ pub fn overall_of_parts(mut parts: Vec<SamplePart>, schema: &SchemaRef) -> Resul
     let finite = [&pred, &target]
         .iter()
         .all(|c| c.parts.iter().all(|v| metrics::all_finite(v)));
-    let key = |i: usize| -> Result<ArrayRef> {
-        let arrays: Vec<&dyn Array> = parts
-            .iter()
-            .flat_map(|p| p.batches.iter().map(|b| b.column(i).as_ref()))
-            .collect();
-        Ok(if arrays.is_empty() {
-            new_empty_array(schema.field(i).data_type())
-        } else {
-            concat(&arrays)?
-        })
-    };
-    // The parts' sorted rows merge, then the rank metrics merge-sort them by target (the
-    // calibration reads their order by prediction); the loss shares sort the losses; the
-    // calibration's keys are gathered: side by side.
+    let keys = Keys::new(&parts);
+    // The parts' sorted rows merge, then the rank metrics merge-sort them by target while the
+    // calibration reads their order by prediction; the loss shares sort the losses and the
+    // histogram counts the residuals: side by side.
     let mut ranker = Ranker::default();
-    let (ranks, (shares, keys)) = rayon::join(
-        || ranker.rank_presorted(metrics::merge_sorted(sorted), finite),
+    let ((ranks, calibration), (shares, residual_histogram)) = rayon::join(
+        || {
+            ranker.rank_presorted_with(metrics::merge_sorted(sorted), finite, |by_x| {
+                calibration(by_x, &keys, &pred, &target)
+            })
+        },
         || {
             rayon::join(
                 || {
                     let mut loss: Vec<f64> = parts.iter().flat_map(|p| p.floats[2].iter().copied()).collect();
                     metrics::top_shares(&mut loss, &[0.01, 0.1])
                 },
-                || -> Result<[ArrayRef; 2]> { Ok([key(0)?, key(1)?]) },
+                || histogram(&residual),
             )
         },
     );
-    let (calibration, residual_histogram) = rayon::join(
-        || calibration(keys?, &ranker, &pred, &target),
-        || histogram(&residual),
-    );
     let calibration = calibration?;
-    drop((pred, target, residual));
+    drop((pred, target, residual, keys));
     // The buffers (some 100 MB at a sample of 1M) are freed off the caller's path.
     rayon::spawn(move || drop((ranker, parts)));
     Ok(Evaluation {
@@ -115,33 +105,83 @@ pub fn overall_of_parts(mut parts: Vec<SamplePart>, schema: &SchemaRef) -> Resul
     })
 }
 
+/// Where consecutive pieces (parts, batches) of the sample start, to find a row (counted over
+/// all the pieces) in its piece.
+struct Starts(Vec<usize>);
+
+impl Starts {
+    fn new(lens: impl Iterator<Item = usize>) -> Self {
+        Starts(
+            lens.scan(0, |start, len| {
+                let s = *start;
+                *start += len;
+                Some(s)
+            })
+            .collect(),
+        )
+    }
+
+    /// The piece that holds `row`, and the row's place in it.
+    fn locate(&self, row: usize) -> (usize, usize) {
+        let piece = self.0.partition_point(|&s| s <= row) - 1;
+        (piece, row - self.0[piece])
+    }
+}
+
 /// A float column of the sample in its parts, read by row (counted over all the parts).
 struct Column<'a> {
     parts: Vec<&'a [f64]>,
-    /// Each part's first row.
-    starts: Vec<usize>,
+    starts: Starts,
 }
 
 impl<'a> Column<'a> {
     fn new(parts: Vec<&'a [f64]>) -> Self {
-        let starts = parts
-            .iter()
-            .scan(0, |start, p| {
-                let s = *start;
-                *start += p.len();
-                Some(s)
-            })
-            .collect();
+        let starts = Starts::new(parts.iter().map(|p| p.len()));
         Column { parts, starts }
     }
 
     fn get(&self, row: usize) -> f64 {
-        let part = self.starts.partition_point(|&s| s <= row) - 1;
-        self.parts[part][row - self.starts[part]]
+        let (part, at) = self.starts.locate(row);
+        self.parts[part][at]
     }
 
     fn values(&self) -> impl Iterator<Item = f64> + '_ {
         self.parts.iter().flat_map(|p| p.iter().copied())
+    }
+}
+
+/// The sample's key columns (`[generation_id, segment_index]`) in its parts' batches, read
+/// for the few rows whose predictions tie (no copy of the whole columns).
+struct Keys<'a> {
+    columns: [Vec<&'a dyn Array>; 2],
+    starts: Starts,
+}
+
+impl<'a> Keys<'a> {
+    fn new(parts: &'a [SamplePart]) -> Self {
+        let batches: Vec<&RecordBatch> = parts.iter().flat_map(|p| &p.batches).collect();
+        let column = |i: usize| batches.iter().map(|b| b.column(i).as_ref()).collect();
+        Keys {
+            columns: [column(0), column(1)],
+            starts: Starts::new(batches.iter().map(|b| b.num_rows())),
+        }
+    }
+
+    /// Compares `rows[a]` and `rows[b]` by key, given `a` and `b`: the rows' keys gathered once.
+    fn comparator(&self, rows: &[usize]) -> Result<impl Fn(usize, usize) -> Ordering> {
+        let at: Vec<(usize, usize)> = rows.iter().map(|&r| self.starts.locate(r)).collect();
+        let mut by = Vec::with_capacity(2);
+        if !at.is_empty() {
+            for column in &self.columns {
+                let keys = interleave(column, &at)?;
+                by.push(make_comparator(
+                    keys.as_ref(),
+                    keys.as_ref(),
+                    SortOptions::default(),
+                )?);
+            }
+        }
+        Ok(move |a, b| by.iter().fold(Ordering::Equal, |o, by| o.then_with(|| by(a, b))))
     }
 }
 
@@ -174,21 +214,18 @@ fn histogram(residual: &Column<'_>) -> Vec<HistogramBin> {
 }
 
 /// Deciles of prediction (rank r of n in decile r * 10 / n + 1), ties broken by key
-/// (`[generation_id, segment_index]`), as `queries/calibration.sql` makes them. The ranker's
-/// order by prediction, read in sequence: a row's prediction and target are the values its
-/// keys stand for (the row's own where the key cannot tell: a zero's sign, a NaN's payload);
-/// each run of equal predictions is reordered by the total order (-0.0 first), then by key.
+/// (`[generation_id, segment_index]`), as `queries/calibration.sql` makes them. The rows in
+/// order of prediction (`by_x`, [`Ranker::by_x`]), read in sequence: a row's prediction and
+/// target are the values its keys stand for (the row's own where the key cannot tell: a zero's
+/// sign, a NaN's payload); each run of equal predictions is reordered by the total order (-0.0
+/// first), then by key.
 fn calibration(
-    key: [ArrayRef; 2],
-    ranker: &Ranker,
+    by_x: &[metrics::RankedRow],
+    keys: &Keys<'_>,
     pred: &Column<'_>,
     target: &Column<'_>,
 ) -> Result<Vec<CalibrationRow>> {
-    use datafusion::arrow::array::make_comparator;
-    let n = ranker.by_x().len();
-    let opts = datafusion::arrow::compute::SortOptions::default();
-    let by_gid = make_comparator(key[0].as_ref(), key[0].as_ref(), opts)?;
-    let by_seg = make_comparator(key[1].as_ref(), key[1].as_ref(), opts)?;
+    let n = by_x.len();
     let value = |key: u64, own: &Column<'_>, row: usize| {
         let v = metrics::from_total_order_key(key);
         if v == 0.0 || v.is_nan() {
@@ -220,23 +257,32 @@ fn calibration(
             }),
         }
     };
-    let mut tied: Vec<usize> = Vec::new();
-    for run in ranker.by_x().chunk_by(|a, b| a.0 == b.0) {
+    let same = |a: &metrics::RankedRow, b: &metrics::RankedRow| a.0 == b.0;
+    // The rows of every run of equal predictions, in order; their keys read once.
+    let tied: Vec<usize> = by_x
+        .chunk_by(same)
+        .filter(|run| run.len() > 1)
+        .flat_map(|run| run.iter().map(|e| e.2 as usize))
+        .collect();
+    let by_key = keys.comparator(&tied)?;
+    let (mut next, mut run_at) = (0, Vec::new());
+    for run in by_x.chunk_by(same) {
         if let [(kx, ky, row)] = run {
             let row = *row as usize;
             visit(value(*kx, pred, row), value(*ky, target, row));
             continue;
         }
-        tied.clear();
-        tied.extend(run.iter().map(|e| e.2 as usize));
-        tied.sort_unstable_by(|&a, &b| {
-            pred.get(a)
-                .total_cmp(&pred.get(b))
-                .then_with(|| by_gid(a, b))
-                .then_with(|| by_seg(a, b))
+        // The run's places in `tied`, reordered.
+        run_at.clear();
+        run_at.extend(next..next + run.len());
+        next += run.len();
+        run_at.sort_unstable_by(|&a, &b| {
+            pred.get(tied[a])
+                .total_cmp(&pred.get(tied[b]))
+                .then_with(|| by_key(a, b))
         });
-        for &row in &tied {
-            visit(pred.get(row), target.get(row));
+        for &at in &run_at {
+            visit(pred.get(tied[at]), target.get(tied[at]));
         }
     }
     for row in &mut deciles {
@@ -250,7 +296,7 @@ fn calibration(
 mod tests {
     use super::*;
     use datafusion::arrow::array::{Float64Array, Int64Array, StringArray};
-    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
     use std::sync::Arc;
 
     /// `n` sample rows from row `from` on: few distinct predictions (long runs of ties, which the
@@ -306,7 +352,7 @@ mod tests {
             batches.push(sample(&schema, from, n));
             from += n;
         }
-        let whole = overall_of_sample(&batches, &schema).unwrap();
+        let whole = overall_of_sample(&batches).unwrap();
         assert_eq!(whole.overall_sample_segments, 64_001);
         assert_eq!(whole.calibration.len(), 10);
         let parts: Vec<SamplePart> = batches
@@ -314,11 +360,11 @@ mod tests {
             .enumerate()
             .map(|(i, b)| SamplePart::new(vec![b.clone()], i % 2 == 0).unwrap())
             .collect();
-        assert_eq!(overall_of_parts(parts, &schema).unwrap(), whole);
+        assert_eq!(overall_of_parts(parts).unwrap(), whole);
         // Against the same metrics computed without the sample's sort in parts: one batch.
         let one = datafusion::arrow::compute::concat_batches(&schema, &batches).unwrap();
-        assert_eq!(overall_of_sample(&[one], &schema).unwrap(), whole);
-        let none = overall_of_parts(Vec::new(), &schema).unwrap();
+        assert_eq!(overall_of_sample(&[one]).unwrap(), whole);
+        let none = overall_of_parts(Vec::new()).unwrap();
         assert_eq!(none.overall_sample_segments, 0);
         assert!(none.calibration.is_empty() && none.residual_histogram.is_empty());
     }

@@ -294,12 +294,9 @@ pub fn sample_paths<'a>(
         .collect()
 }
 
-/// The overall metrics from the sample (all its batches, of `schema`) and the means' sums.
-pub fn overall(sample: &[RecordBatch], schema: &SchemaRef, sums: &EvalSums) -> Result<Evaluation> {
-    Ok(with_sums(
-        super::overall::overall_of_sample(sample, schema)?,
-        sums,
-    ))
+/// The overall metrics from the sample (all its batches) and the means' sums.
+pub fn overall(sample: &[RecordBatch], sums: &EvalSums) -> Result<Evaluation> {
+    Ok(with_sums(super::overall::overall_of_sample(sample)?, sums))
 }
 
 /// `evaluation` with the means over generations and the targets' check from `sums` (the parts

@@ -46,22 +46,39 @@ impl Ranker {
             return RankMetrics::default();
         }
         sort_rows(x, y, &mut self.xy, true);
-        self.rank_sorted(super::all_finite(x) && super::all_finite(y))
+        self.rank_sorted(super::all_finite(x) && super::all_finite(y), |_| ())
+            .0
     }
 
     /// [`Ranker::rank`] given its first step done: `xy`, the rows of x and y as [`sort_rows`]
     /// sorts them (for a sample in parts, [`merge_sorted`] of each part's), and whether every
     /// value of x and y is finite.
     pub fn rank_presorted(&mut self, xy: Vec<RankedRow>, finite: bool) -> RankMetrics {
-        self.xy = xy;
-        self.rank_sorted(finite)
+        self.rank_presorted_with(xy, finite, |_| ()).0
     }
 
-    /// The rank metrics from the rows sorted by (x, y) in `self.xy`; none unless `finite`.
-    fn rank_sorted(&mut self, finite: bool) -> RankMetrics {
+    /// [`Ranker::rank_presorted`], and `by_x` of the rows in x's order ([`Ranker::by_x`]), run
+    /// beside the rank metrics' merge sort by y (on rayon's threads from [`PARALLEL_ROWS`] rows).
+    pub fn rank_presorted_with<T: Send>(
+        &mut self,
+        xy: Vec<RankedRow>,
+        finite: bool,
+        by_x: impl FnOnce(&[RankedRow]) -> T + Send,
+    ) -> (RankMetrics, T) {
+        self.xy = xy;
+        self.rank_sorted(finite, by_x)
+    }
+
+    /// The rank metrics from the rows sorted by (x, y) in `self.xy` (none unless `finite`), and
+    /// `also` of those rows, read beside the merge sort by y.
+    fn rank_sorted<T: Send>(
+        &mut self,
+        finite: bool,
+        also: impl FnOnce(&[RankedRow]) -> T + Send,
+    ) -> (RankMetrics, T) {
         let n = self.xy.len();
         if !finite {
-            return RankMetrics::default();
+            return (RankMetrics::default(), also(&self.xy));
         }
         // x's side (its ties and average ranks) reads the sorted rows while the merge sort by
         // y counts the discordant pairs; then y's ties and ranks: side by side on rayon's
@@ -74,7 +91,7 @@ impl Ranker {
             rx,
             ry,
         } = self;
-        let ((tied_x, tied_both), discordant) = join_if(
+        let ((tied_x, tied_both, also), discordant) = join_if(
             par,
             || {
                 let (mut tied_x, mut tied_both) = (0u64, 0u64);
@@ -83,12 +100,22 @@ impl Ranker {
                     tied_both += tied_pairs(same_x, |a, b| a.1 == b.1);
                 }
                 super::ranks_of_sorted(xy, |e| e.0, |e| e.2, rx);
-                (tied_x, tied_both)
+                (tied_x, tied_both, also(xy))
             },
             || {
-                y.clear();
-                y.extend(xy.iter().map(|e| (e.1, e.2)));
-                scratch.resize(n, (0, 0));
+                // Both buffers written on rayon's threads when large (fresh pages cost as much
+                // as the copy).
+                if par {
+                    rayon::join(
+                        || xy.par_iter().map(|e| (e.1, e.2)).collect_into_vec(y),
+                        || (0..n).into_par_iter().map(|_| (0, 0)).collect_into_vec(scratch),
+                    );
+                } else {
+                    y.clear();
+                    y.extend(xy.iter().map(|e| (e.1, e.2)));
+                    scratch.clear();
+                    scratch.resize(n, (0, 0));
+                }
                 merge_count(y, scratch, false)
             },
         );
@@ -101,7 +128,7 @@ impl Ranker {
         // Pairs tied in neither, less the discordant ones; every partial result is a count
         // of pairs, so none of the subtractions can go below zero.
         let concordant = pairs + tied_both - tied_x - tied_y - discordant;
-        RankMetrics {
+        let metrics = RankMetrics {
             counts: Some(PairCounts {
                 pairs,
                 concordant,
@@ -110,7 +137,8 @@ impl Ranker {
                 tied_y,
             }),
             spearman: pearson(rx, ry),
-        }
+        };
+        (metrics, also)
     }
 
     /// The rows of the last [`Ranker::rank`] by x, ties by y, then by row.

@@ -29,7 +29,6 @@ pub type CommitFiles = Vec<(&'static str, Vec<u8>)>;
 fn overall_from_records(
     records: &BTreeMap<usize, ShardRecord>,
     staging: &std::path::Path,
-    schema: &datafusion::arrow::datatypes::SchemaRef,
     sums: &crate::metrics::EvalSums,
     started: Instant,
 ) -> Result<crate::evaluate::Evaluation> {
@@ -43,7 +42,7 @@ fn overall_from_records(
         }
     }
     let read = started.elapsed().as_secs_f64();
-    let evaluation = crate::evaluate::stream::overall(&batches, schema, sums)?;
+    let evaluation = crate::evaluate::stream::overall(&batches, sums)?;
     tracing::debug!(
         sample_read_seconds = read,
         overall_seconds = started.elapsed().as_secs_f64() - read,
@@ -150,7 +149,7 @@ pub async fn finish(
                     );
                     crate::evaluate::stream::with_sums(evaluation?, sums)
                 }
-                None => overall_from_records(records, staging, &stream.sample, sums, evaluation_started)?,
+                None => overall_from_records(records, staging, sums, evaluation_started)?,
             };
             if cfg.report {
                 crate::evaluate::register_output(&eval_ctx, staging, None).await?;

@@ -282,11 +282,11 @@ async fn execute(
     }]);
     // The last shard's samples, handed over by each partition as it finishes its rows.
     let mut handover = match (&eval, around) {
-        (Some(e), Some(around)) => Some((Vec::new(), Arc::clone(&e.sample), around)),
+        (Some(_), Some(around)) => Some((Vec::new(), around)),
         _ => None,
     };
     for (i, stream) in streams.into_iter().enumerate() {
-        let sample_out = handover.as_mut().map(|(receivers, _, _)| {
+        let sample_out = handover.as_mut().map(|(receivers, _)| {
             let (tx, rx) = tokio::sync::oneshot::channel();
             receivers.push(rx);
             tx
@@ -331,7 +331,7 @@ async fn execute(
         let model = Arc::clone(&model);
         tasks.spawn(async move { model.partition(part).await.map(|r| (i, r)) });
     }
-    let early = handover.map(|(receivers, schema, around)| early_overall(receivers, schema, around));
+    let early = handover.map(|(receivers, around)| early_overall(receivers, around));
     // Every partition is joined, whatever happens: at the first error (or a stop) the others
     // are cancelled, and their writers exit before this returns.
     let mut parts = Vec::new();
@@ -404,7 +404,6 @@ pub type EarlyOverall = tokio::task::JoinHandle<Option<Result<crate::evaluate::E
 
 fn early_overall(
     receivers: Vec<tokio::sync::oneshot::Receiver<Vec<datafusion::arrow::record_batch::RecordBatch>>>,
-    schema: datafusion::arrow::datatypes::SchemaRef,
     around: SampleAround,
 ) -> EarlyOverall {
     tokio::spawn(async move {
@@ -444,7 +443,7 @@ fn early_overall(
             Err(e) => return Some(Err(e)),
         };
         let work = move || {
-            let evaluation = overall_of_parts(parts, &schema);
+            let evaluation = overall_of_parts(parts);
             tracing::debug!(
                 seconds = started.elapsed().as_secs_f64(),
                 "overall metrics from the sample, after the last partition's part"
