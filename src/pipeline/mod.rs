@@ -123,7 +123,7 @@ pub async fn run_until(cfg: &JobConfig, mut stop: Stop) -> Result<Summary> {
     };
     match outcome.await {
         Ok((summary, files)) => {
-            out.commit(&files)?;
+            releasing_free_memory(|| out.commit(&files))?;
             Ok(summary)
         }
         Err(e) => {
@@ -149,4 +149,21 @@ pub async fn run_until(cfg: &JobConfig, mut stop: Stop) -> Result<Summary> {
             })
         }
     }
+}
+
+/// Runs `commit` while a thread hands the allocator's free memory back to the kernel (glibc's
+/// `malloc_trim`): the commit mostly waits (fsyncs, the kernel dropping a replaced output's
+/// cached pages), and the exit that follows has that much less to unmap. 0.981x the run's time
+/// at `--threads 2` and 0.976x at 1 (1M segments, `benches/ab.py`, 10 runs each, 2026-12-05).
+fn releasing_free_memory<T>(commit: impl FnOnce() -> T) -> T {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: malloc_trim only returns free memory to the kernel, under the arenas' locks.
+        let trim = std::thread::spawn(|| unsafe { libc::malloc_trim(0) });
+        let done = commit();
+        let _ = trim.join();
+        done
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    commit()
 }
