@@ -58,7 +58,7 @@ impl Ranker {
     }
 
     /// [`Ranker::rank_presorted`], and `by_x` of the rows in x's order ([`Ranker::by_x`]), run
-    /// beside the rank metrics' merge sort by y (on rayon's threads from [`PARALLEL_ROWS`] rows).
+    /// beside the rank metrics' merge sort by y (on rayon's threads from 16Ki rows on).
     pub fn rank_presorted_with<T: Send>(
         &mut self,
         xy: Vec<RankedRow>,
