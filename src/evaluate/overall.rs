@@ -151,7 +151,7 @@ impl<'a> Column<'a> {
 }
 
 /// The sample's key columns (`[generation_id, segment_index]`) in its parts' batches, read
-/// for the few rows whose predictions tie (no copy of the whole columns).
+/// only for the rows whose predictions tie (no copy of the whole columns).
 struct Keys<'a> {
     columns: [Vec<&'a dyn Array>; 2],
     starts: Starts,
