@@ -32,10 +32,8 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize};
-use std::sync::Mutex;
 
 use datafusion::arrow::array::{Array, Float64Array};
-use ort::session::Session;
 use ort::value::{TensorElementType, ValueType};
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
@@ -64,7 +62,7 @@ pub use text::TextTokenizer;
 pub use tokens::{input_problems, padded_batch, plan_batches, InputLimits, PaddedBatch};
 pub use udf::{PROBLEM_UDF_NAME, UDF_NAME};
 
-use session::{build_session, model_name};
+use session::{build_session, model_name, Sessions};
 use signature::ScoreType;
 use tokens::TokenLists;
 
@@ -124,7 +122,7 @@ pub struct RewardModel {
     batch_size: usize,
     max_tokens: usize,
     limits: InputLimits,
-    pool: Vec<Mutex<Session>>,
+    pool: Sessions,
     next: AtomicUsize,
     /// The job's partitions streaming now (see [`RewardModel::partition`]).
     partitions: AtomicUsize,
@@ -289,16 +287,11 @@ impl RewardModel {
             Provider::Cuda => opts.sessions.clamp(1, CUDA_SESSIONS),
             _ => opts.sessions.max(1),
         };
-        let mut pool = vec![Mutex::new(first)];
-        for _ in 1..sessions {
-            pool.push(Mutex::new(build_session(
-                rt,
-                path,
-                &bytes,
-                provider,
-                opts.intra_threads,
-            )?));
-        }
+        let pool = Sessions::new(
+            first,
+            sessions - 1,
+            (rt, path, bytes, provider, opts.intra_threads),
+        );
         let mut model = RewardModel {
             path: path.to_path_buf(),
             sha256,
@@ -446,6 +439,7 @@ impl RewardModel {
     /// Runs pre-built batches over the session pool and returns (rows, seconds): the model's
     /// own speed, the floor for a whole run.
     pub fn time_batches(&self, batches: &[PaddedBatch]) -> Result<(u64, f64)> {
+        self.pool.wait();
         let started = std::time::Instant::now();
         batches
             .par_iter()

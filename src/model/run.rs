@@ -146,11 +146,13 @@ impl RewardModel {
         let n = self.pool.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
         for i in 0..n {
-            if let Ok(mut s) = self.pool[(start + i) % n].try_lock() {
+            if let Some(Ok(mut s)) = self.pool.get((start + i) % n).map(|s| s.try_lock()) {
                 return f(&mut s);
             }
         }
-        let mut s = self.pool[start].lock().unwrap_or_else(|e| e.into_inner());
+        // Every session built is busy: wait for this call's, else (not built yet) the first.
+        let session = self.pool.get(start).unwrap_or_else(|| self.pool.first());
+        let mut s = session.lock().unwrap_or_else(|e| e.into_inner());
         f(&mut s)
     }
 }

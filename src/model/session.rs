@@ -1,7 +1,8 @@
 //! Model files and sessions: the file read once (its errors name it), sessions built on the
 //! chosen execution provider, and `segscore inspect`'s view of a model.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use ort::session::Session;
 
@@ -76,4 +77,69 @@ pub fn inspect(path: &Path) -> Result<(ModelSignature, &'static Runtime)> {
     let rt = runtime::runtime(Provider::Cpu)?;
     let session = build_session(rt, path, &bytes, Provider::Cpu, 1)?;
     Ok((ModelSignature::of(&session), rt))
+}
+
+/// A model's sessions: the first, built before anything uses the model (its signature binds
+/// the inputs), and the others built on threads of their own while the job plans and starts:
+/// the first calls run on the sessions built by then.
+pub(crate) struct Sessions {
+    first: Mutex<Session>,
+    more: Arc<[OnceLock<Mutex<Session>>]>,
+    building: Mutex<Vec<std::thread::JoinHandle<()>>>,
+}
+
+impl Sessions {
+    /// `first`, and `more` sessions more built as [`build_session`] builds them from `bytes`.
+    /// One that cannot be built is left out, with a warning (the first was built from the same
+    /// bytes: what fails then is a resource, a GPU's memory say).
+    pub(crate) fn new(
+        first: Session,
+        more: usize,
+        (runtime, path, bytes, provider, intra_threads): (&'static Runtime, &Path, Vec<u8>, Provider, usize),
+    ) -> Self {
+        let slots: Arc<[OnceLock<Mutex<Session>>]> = (0..more).map(|_| OnceLock::new()).collect();
+        let bytes = Arc::new(bytes);
+        let building = (0..more)
+            .map(|i| {
+                let (slots, bytes, path) = (Arc::clone(&slots), Arc::clone(&bytes), PathBuf::from(path));
+                std::thread::spawn(move || match build_session(runtime, &path, &bytes, provider, intra_threads) {
+                    Ok(session) => {
+                        let _ = slots[i].set(Mutex::new(session));
+                    }
+                    Err(e) => tracing::warn!(model = %path.display(), error = %e, "a model session could not be built: the run goes on with fewer"),
+                })
+            })
+            .collect();
+        Sessions {
+            first: Mutex::new(first),
+            more: slots,
+            building: Mutex::new(building),
+        }
+    }
+
+    /// How many sessions the model has once all are built.
+    pub(crate) fn len(&self) -> usize {
+        1 + self.more.len()
+    }
+
+    /// The first session, built with the model.
+    pub(crate) fn first(&self) -> &Mutex<Session> {
+        &self.first
+    }
+
+    /// Session `i`, if built.
+    pub(crate) fn get(&self, i: usize) -> Option<&Mutex<Session>> {
+        match i {
+            0 => Some(&self.first),
+            i => self.more.get(i - 1)?.get(),
+        }
+    }
+
+    /// Waits until every session is built (or left out).
+    pub(crate) fn wait(&self) {
+        let building = std::mem::take(&mut *self.building.lock().unwrap_or_else(|e| e.into_inner()));
+        for b in building {
+            let _ = b.join();
+        }
+    }
 }
