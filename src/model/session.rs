@@ -143,3 +143,11 @@ impl Sessions {
         }
     }
 }
+
+impl Drop for Sessions {
+    /// A model dropped (a job that failed while planning, say) waits for its sessions' builds:
+    /// the process must not exit, and ONNX Runtime's library tear down, under a build.
+    fn drop(&mut self) {
+        self.wait();
+    }
+}
