@@ -136,42 +136,21 @@ fn targets(c: &mut Criterion) {
 /// generations of 10 rows, predictions of f32 precision (ties, as a model's scores have them).
 fn overall_sample(n: usize) -> datafusion::arrow::record_batch::RecordBatch {
     use datafusion::arrow::array::{Int64Array, StringArray};
-    use datafusion::arrow::datatypes::{DataType, Field, Schema};
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    let mut next = move || {
-        // xorshift64*: the same sample every run.
-        state ^= state >> 12;
-        state ^= state << 25;
-        state ^= state >> 27;
-        (state.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 53) as f64
-    };
-    let target: Vec<f64> = (0..n).map(|_| next()).collect();
+    use rand::{rngs::SmallRng, Rng, SeedableRng};
+    // Seeded: the same sample every run.
+    let mut rng = SmallRng::seed_from_u64(7);
+    let target: Vec<f64> = (0..n).map(|_| rng.random::<f64>()).collect();
     let pred: Vec<f64> = target
         .iter()
-        .map(|t| ((t + 0.2 * next()) as f32) as f64)
+        .map(|t| ((t + 0.2 * rng.random::<f64>()) as f32) as f64)
         .collect();
-    let loss: Vec<f64> = pred.iter().zip(&target).map(|(p, t)| (p - t) * (p - t)).collect();
-    let residual: Vec<f64> = pred.iter().zip(&target).map(|(p, t)| t - p).collect();
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("generation_id", DataType::Utf8, false),
-        Field::new("segment_index", DataType::Int64, false),
-        Field::new("predicted_score", DataType::Float64, false),
-        Field::new("target_score", DataType::Float64, false),
-        Field::new("loss", DataType::Float64, false),
-        Field::new("residual", DataType::Float64, false),
-    ]));
-    datafusion::arrow::record_batch::RecordBatch::try_new(
-        schema,
-        vec![
-            Arc::new(StringArray::from_iter_values(
-                (0..n).map(|i| format!("gen-{:08}", i / 10)),
-            )),
-            Arc::new(Int64Array::from_iter_values((0..n).map(|i| (i % 10) as i64))),
-            Arc::new(Float64Array::from(pred)),
-            Arc::new(Float64Array::from(target)),
-            Arc::new(Float64Array::from(loss)),
-            Arc::new(Float64Array::from(residual)),
-        ],
+    segscore::evaluate::overall::sample_batch(
+        Arc::new(StringArray::from_iter_values(
+            (0..n).map(|i| format!("gen-{:08}", i / 10)),
+        )),
+        Arc::new(Int64Array::from_iter_values((0..n).map(|i| (i % 10) as i64))),
+        pred,
+        target,
     )
     .unwrap()
 }

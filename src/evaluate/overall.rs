@@ -4,12 +4,14 @@
 //! the other shards' files), each made ready as it arrives ([`SamplePart`]: its rows sorted),
 //! then merged ([`overall_of_parts`]).
 
-use datafusion::arrow::array::{make_comparator, Array, RecordBatch};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{make_comparator, Array, ArrayRef, Float64Array, RecordBatch};
 use datafusion::arrow::compute::{interleave, SortOptions};
 use rayon::prelude::*;
 use std::cmp::Ordering;
 
-use super::stream::{f64s_of, means};
+use super::stream::{f64s_of, means, SAMPLE_COLUMNS};
 use crate::error::{Error, Result};
 use crate::evaluate::summary::{CalibrationRow, Evaluation, HistogramBin};
 use crate::metrics::{self, EvalSums, Ranker};
@@ -18,6 +20,27 @@ use crate::metrics::{self, EvalSums, Ranker};
 /// those of no generation until [`with_sums`](super::stream::with_sums) sets them.
 pub fn overall_of_sample(sample: &[RecordBatch]) -> Result<Evaluation> {
     overall_of_parts(vec![SamplePart::new(sample.to_vec(), true)?])
+}
+
+/// A batch of the overall sample ([`SAMPLE_COLUMNS`]) from its keys, predictions and targets,
+/// the loss squared: a sample as the pass keeps it, for tests and benches.
+pub fn sample_batch(
+    generation_id: ArrayRef,
+    segment_index: ArrayRef,
+    predicted: Vec<f64>,
+    target: Vec<f64>,
+) -> Result<RecordBatch> {
+    let loss: Vec<f64> = predicted
+        .iter()
+        .zip(&target)
+        .map(|(p, t)| (p - t) * (p - t))
+        .collect();
+    let residual: Vec<f64> = predicted.iter().zip(&target).map(|(p, t)| t - p).collect();
+    let floats = [predicted, target, loss, residual].map(|v| Arc::new(Float64Array::from(v)) as ArrayRef);
+    let columns = [generation_id, segment_index].into_iter().chain(floats);
+    Ok(RecordBatch::try_from_iter(
+        SAMPLE_COLUMNS.into_iter().zip(columns),
+    )?)
 }
 
 /// A part of the overall sample made ready for [`overall_of_parts`]: its float columns, and
@@ -32,7 +55,7 @@ pub struct SamplePart {
 }
 
 impl SamplePart {
-    /// The part of the sample in `batches` (of [`SAMPLE_COLUMNS`](super::stream::SAMPLE_COLUMNS)),
+    /// The part of the sample in `batches` (of [`SAMPLE_COLUMNS`]),
     /// made ready on rayon's threads if `parallel`, else on this thread alone (a part that
     /// comes while partitions still stream leaves rayon's threads to their model calls).
     pub fn new(batches: Vec<RecordBatch>, parallel: bool) -> Result<Self> {
@@ -295,13 +318,11 @@ fn calibration(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datafusion::arrow::array::{Float64Array, Int64Array, StringArray};
-    use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-    use std::sync::Arc;
+    use datafusion::arrow::array::{Int64Array, StringArray};
 
     /// `n` sample rows from row `from` on: few distinct predictions (long runs of ties, which the
     /// calibration orders by key), -0.0 and 0.0 among them, and targets with ties too.
-    fn sample(schema: &SchemaRef, from: usize, n: usize) -> RecordBatch {
+    fn sample(from: usize, n: usize) -> RecordBatch {
         let rows = from..from + n;
         let pred: Vec<f64> = rows
             .clone()
@@ -315,41 +336,26 @@ mod tests {
             .clone()
             .map(|i| ((i * 31) % 1013) as f64 / 100.0 - 5.0)
             .collect();
-        let loss: Vec<f64> = pred.iter().zip(&target).map(|(p, t)| (p - t) * (p - t)).collect();
-        let residual: Vec<f64> = pred.iter().zip(&target).map(|(p, t)| t - p).collect();
-        RecordBatch::try_new(
-            Arc::clone(schema),
-            vec![
-                // Generations of 7 rows, ids in descending order so key order and row order differ.
-                Arc::new(StringArray::from_iter_values(
-                    rows.clone().map(|i| format!("gen-{:06}", 999_999 - i / 7)),
-                )),
-                Arc::new(Int64Array::from_iter_values(rows.map(|i| (i % 7) as i64))),
-                Arc::new(Float64Array::from(pred)),
-                Arc::new(Float64Array::from(target)),
-                Arc::new(Float64Array::from(loss)),
-                Arc::new(Float64Array::from(residual)),
-            ],
+        sample_batch(
+            // Generations of 7 rows, ids in descending order so key order and row order differ.
+            Arc::new(StringArray::from_iter_values(
+                rows.clone().map(|i| format!("gen-{:06}", 999_999 - i / 7)),
+            )),
+            Arc::new(Int64Array::from_iter_values(rows.map(|i| (i % 7) as i64))),
+            pred,
+            target,
         )
         .unwrap()
     }
 
     #[test]
     fn a_sample_in_parts_gives_the_metrics_of_the_whole() {
-        let schema: SchemaRef = Arc::new(Schema::new(vec![
-            Field::new("generation_id", DataType::Utf8, false),
-            Field::new("segment_index", DataType::Int64, false),
-            Field::new("predicted_score", DataType::Float64, false),
-            Field::new("target_score", DataType::Float64, false),
-            Field::new("loss", DataType::Float64, false),
-            Field::new("residual", DataType::Float64, false),
-        ]));
         // Past the rows from which the sorts and merges run on rayon's threads.
         let sizes = [30_000, 0, 25_000, 1, 9_000];
         let mut from = 0;
         let mut batches = Vec::new();
         for n in sizes {
-            batches.push(sample(&schema, from, n));
+            batches.push(sample(from, n));
             from += n;
         }
         let whole = overall_of_sample(&batches).unwrap();
@@ -362,7 +368,7 @@ mod tests {
             .collect();
         assert_eq!(overall_of_parts(parts).unwrap(), whole);
         // Against the same metrics computed without the sample's sort in parts: one batch.
-        let one = datafusion::arrow::compute::concat_batches(&schema, &batches).unwrap();
+        let one = datafusion::arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap();
         assert_eq!(overall_of_sample(&[one]).unwrap(), whole);
         let none = overall_of_parts(Vec::new()).unwrap();
         assert_eq!(none.overall_sample_segments, 0);
