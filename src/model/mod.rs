@@ -287,11 +287,7 @@ impl RewardModel {
             Provider::Cuda => opts.sessions.clamp(1, CUDA_SESSIONS),
             _ => opts.sessions.max(1),
         };
-        let pool = Sessions::new(
-            first,
-            sessions - 1,
-            (rt, path, bytes, provider, opts.intra_threads),
-        );
+        let pool = Sessions::new(first, sessions - 1, rt, path, bytes, provider, opts.intra_threads);
         let mut model = RewardModel {
             path: path.to_path_buf(),
             sha256,

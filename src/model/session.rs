@@ -95,19 +95,28 @@ impl Sessions {
     pub(crate) fn new(
         first: Session,
         more: usize,
-        (runtime, path, bytes, provider, intra_threads): (&'static Runtime, &Path, Vec<u8>, Provider, usize),
+        runtime: &'static Runtime,
+        path: &Path,
+        bytes: Vec<u8>,
+        provider: Provider,
+        intra_threads: usize,
     ) -> Self {
         let slots: Arc<[OnceLock<Mutex<Session>>]> = (0..more).map(|_| OnceLock::new()).collect();
         let bytes = Arc::new(bytes);
         let building = (0..more)
-            .map(|i| {
-                let (slots, bytes, path) = (Arc::clone(&slots), Arc::clone(&bytes), PathBuf::from(path));
-                std::thread::spawn(move || match build_session(runtime, &path, &bytes, provider, intra_threads) {
+            .filter_map(|i| {
+                let (slots, bytes, model) = (Arc::clone(&slots), Arc::clone(&bytes), PathBuf::from(path));
+                let build = move || match build_session(runtime, &model, &bytes, provider, intra_threads) {
                     Ok(session) => {
                         let _ = slots[i].set(Mutex::new(session));
                     }
-                    Err(e) => tracing::warn!(model = %path.display(), error = %e, "a model session could not be built: the run goes on with fewer"),
-                })
+                    Err(e) => left_out(&model, &e),
+                };
+                std::thread::Builder::new()
+                    .name("segscore-session".into())
+                    .spawn(build)
+                    .map_err(|e| left_out(path, &e))
+                    .ok()
             })
             .collect();
         Sessions {
@@ -150,4 +159,9 @@ impl Drop for Sessions {
     fn drop(&mut self) {
         self.wait();
     }
+}
+
+/// Warns that a session of the model at `path` could not be built.
+fn left_out(path: &Path, error: &dyn std::fmt::Display) {
+    tracing::warn!(model = %path.display(), error = %error, "a model session could not be built: the run goes on with fewer");
 }

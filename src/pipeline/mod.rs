@@ -159,9 +159,14 @@ fn releasing_free_memory<T>(commit: impl FnOnce() -> T) -> T {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         // SAFETY: malloc_trim only returns free memory to the kernel, under the arenas' locks.
-        let trim = std::thread::spawn(|| unsafe { libc::malloc_trim(0) });
+        // A thread that cannot be started leaves the memory to the exit.
+        let trim = std::thread::Builder::new()
+            .name("segscore-trim".into())
+            .spawn(|| unsafe { libc::malloc_trim(0) });
         let done = commit();
-        let _ = trim.join();
+        if let Ok(trim) = trim {
+            let _ = trim.join();
+        }
         done
     }
     #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
