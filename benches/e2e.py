@@ -189,8 +189,11 @@ def main():
         for _ in range(args.repeats):
             for t, rs in runs.items():
                 cpus = set(allowed[:t]) if args.pin else None
-                secs, _, s = segscore_run(args.bin, d, model, os.path.join(args.workdir, "out-scaling"), t,
-                                          cpus=cpus)
+                # Each thread count replaces its own last output, as a re-run does: in one shared
+                # folder each run removed the other count's output (other files, other sizes), so
+                # a run's time depended on the run before it.
+                out = os.path.join(args.workdir, f"out-scaling-{t}")
+                secs, _, s = segscore_run(args.bin, d, model, out, t, cpus=cpus)
                 rs.append((secs, secs - s["model_seconds"] / t, s["cpu_seconds"] / secs))
         med = {t: tuple(statistics.median(x[i] for x in rs) for i in range(3)) for t, rs in runs.items()}
         (one, one_out, one_busy), (all_, all_out, all_busy) = med[1], med[args.threads]
