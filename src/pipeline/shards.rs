@@ -229,6 +229,7 @@ async fn execute(
         .map_err(Error::from_datafusion)?;
     let streams = datafusion::physical_plan::execute_stream_partitioned(Arc::clone(&physical), task_ctx)
         .map_err(Error::from_datafusion)?;
+    tracing::debug!(partitions = streams.len(), "partitions streaming");
     // Each partition checks key order and counts generations on its own: right only when each
     // generation's rows are in one partition (a replacement query without the window may not
     // keep them together). Otherwise the keys are checked and counted over all rows, by SQL.

@@ -1,0 +1,126 @@
+#!/usr/bin/env python3
+"""Where a `segscore run`'s time goes, at `--threads 1` and at `--threads N`: the phases read
+from the run's debug log (`SEGSCORE_LOG=segscore=debug`), medians of `--repeats` runs, the
+thread counts alternating, each replacing its own last output.
+
+    python3 benches/phases.py --files 1 --layout undeclared     # the README's table
+    python3 benches/phases.py --files 4 --layout sorted --threads 2
+
+The phases, from the process's start to its exit:
+
+- start: to the job's partitions starting to stream (the model loaded, the inputs checked,
+  the query planned);
+- pass: to the last partition's last row (the window, checks, model, losses, writing);
+- tail: to the overall metrics' end (the last partition's sample sorted, the metrics over the
+  whole sample; its part files close beside them);
+- end: to the process's exit (the summary, the commit, removing the replaced output, the exit).
+
+"Outside the model" is a phase less `model_seconds` (summed over sessions) per thread, as in
+`benches/e2e.py --scaling`. The data is `benches/e2e.py`'s. Timings are from one run on one
+machine: compare the two thread counts, not runs on different days.
+"""
+import argparse
+import datetime
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from e2e import MODELS, ROOT, data  # noqa: E402
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+PHASES = ["start", "pass", "tail", "end"]
+
+
+def stamp(line):
+    """The log line's UTC timestamp in seconds since the epoch."""
+    t = line.split()[0]
+    return datetime.datetime.fromisoformat(t.replace("Z", "+00:00")).timestamp()
+
+
+def one_run(binary, data_dir, model, out, threads):
+    """One run's phases (seconds) and its model seconds per thread."""
+    env = dict(os.environ, SEGSCORE_LOG="segscore=debug", NO_COLOR="1")
+    cmd = [binary, "run", "-q", "--provider", "cpu", "-i", data_dir, "-m", model, "-o", out, "--overwrite",
+           "--threads", str(threads)]
+    launched = time.time()
+    p = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    exited = time.time()
+    if p.returncode != 0:
+        sys.exit(f"segscore failed:\n{p.stderr}")
+    lines = [ANSI.sub("", l) for l in p.stderr.splitlines() if "DEBUG" in l]
+
+    def find(text, last=False):
+        found = [l for l in lines if text in l]
+        if not found:
+            sys.exit(f"no debug line with {text!r}: the phases need the evaluation in the pass")
+        return found[-1] if last else found[0]
+
+    streaming = stamp(find("partitions streaming"))
+    # Each partition's "part files closed" line comes once its files have closed; the line's
+    # `seconds` is how long that took, so its last row came that much before the line.
+    last_row = max(stamp(l) - float(re.search(r"seconds=([0-9.e-]+)", l).group(1))
+                   for l in lines if "part files closed" in l)
+    overall = stamp(find("overall metrics from the sample", last=True))
+    with open(os.path.join(out, "summary.json")) as f:
+        model_per_thread = json.load(f)["model_seconds"] / threads
+    phases = [streaming - launched, last_row - streaming, overall - last_row, exited - overall]
+    return phases, model_per_thread
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--segments", type=int, default=1_000_000)
+    ap.add_argument("--files", type=int, default=1)
+    ap.add_argument("--layout", choices=["sorted", "undeclared", "shuffled"], default="undeclared")
+    ap.add_argument("--model", choices=sorted(MODELS), default="small")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--bin", default=os.path.join(ROOT, "target", "release", "segscore"))
+    ap.add_argument("--workdir", default="/tmp/segscore-bench")
+    ap.add_argument("--json", help="also write the results here")
+    args = ap.parse_args()
+    os.makedirs(args.workdir, exist_ok=True)
+    d = data(args.bin, args.workdir, args.segments, args.files, args.layout)
+    runs = {1: [], args.threads: []}
+    for _ in range(args.repeats):
+        for t, rs in runs.items():
+            rs.append(one_run(args.bin, d, MODELS[args.model], os.path.join(args.workdir, f"out-phases-{t}"), t))
+    med = {}
+    for t, rs in runs.items():
+        phases = [statistics.median(r[0][i] for r in rs) for i in range(len(PHASES))]
+        model = statistics.median(r[1] for r in rs)
+        total = statistics.median(sum(r[0]) for r in rs)
+        outside = statistics.median(sum(r[0]) - r[1] for r in rs)
+        med[t] = {"phases": dict(zip(PHASES, phases)), "model_per_thread": model, "total": total,
+                  "outside_model": outside,
+                  "pass_outside_model": statistics.median(r[0][1] - r[1] for r in rs)}
+    print(f"{args.segments} segments; layout {args.layout}; {args.files} file(s); model {args.model}; "
+          f"{args.repeats} runs each, alternating; medians, seconds")
+    print("| `--threads` | start | pass | pass outside the model | tail | end | whole run | outside the model |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for t, m in med.items():
+        p = m["phases"]
+        print(f"| {t} | {p['start']:.3f} | {p['pass']:.3f} | {m['pass_outside_model']:.3f} | {p['tail']:.3f} "
+              f"| {p['end']:.3f} | {m['total']:.3f} | {m['outside_model']:.3f} |")
+    one, n = med[1], med[args.threads]
+    ratio = lambda a, b: f"{a / b:.2f}x" if b > 0 else "-"  # noqa: E731
+    print(f"| 1 / {args.threads} | {ratio(one['phases']['start'], n['phases']['start'])} "
+          f"| {ratio(one['phases']['pass'], n['phases']['pass'])} "
+          f"| {ratio(one['pass_outside_model'], n['pass_outside_model'])} "
+          f"| {ratio(one['phases']['tail'], n['phases']['tail'])} | {ratio(one['phases']['end'], n['phases']['end'])} "
+          f"| {ratio(one['total'], n['total'])} | {ratio(one['outside_model'], n['outside_model'])} |")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"segments": args.segments, "layout": args.layout, "files": args.files,
+                       "threads": {str(t): m for t, m in med.items()},
+                       "runs": {str(t): [{"phases": r[0], "model_per_thread": r[1]} for r in rs]
+                                for t, rs in runs.items()}}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
