@@ -152,8 +152,8 @@ pub async fn run_until(cfg: &JobConfig, mut stop: Stop) -> Result<Summary> {
 }
 
 /// Runs `commit` while a thread hands the allocator's free memory back to the kernel (glibc's
-/// `malloc_trim`): the commit mostly waits (fsyncs, the kernel dropping a replaced output's
-/// cached pages), and the exit that follows has that much less to unmap. 0.981x the run's time
+/// `malloc_trim`): the commit mostly waits (fsyncs, the file system freeing a replaced
+/// output's blocks), and the exit that follows has that much less to unmap. 0.981x the run's time
 /// at `--threads 2` and 0.976x at 1 (1M segments, `benches/ab.py`, 10 runs each, 2026-12-05).
 fn releasing_free_memory<T>(commit: impl FnOnce() -> T) -> T {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
