@@ -182,7 +182,12 @@ fn overall(c: &mut Criterion) {
             criterion::BatchSize::LargeInput,
         )
     });
-    let losses = sample.column(4).as_primitive::<Float64Type>().values().to_vec();
+    let losses = sample
+        .column_by_name("loss")
+        .expect("the sample has a loss column")
+        .as_primitive::<Float64Type>()
+        .values()
+        .to_vec();
     g.bench_function("loss_shares_1m", |b| {
         b.iter_batched(
             || losses.clone(),
