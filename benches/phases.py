@@ -16,7 +16,13 @@ The phases, from the process's start to its exit:
 - end: to the process's exit (the summary, the commit, removing the replaced output, the exit).
 
 "Outside the model" is a phase less `model_seconds` (summed over sessions) per thread, as in
-`benches/e2e.py --scaling`. The data is `benches/e2e.py`'s. Timings are from one run on one
+`benches/e2e.py --scaling`.
+
+`--ceiling` also runs N `--threads 1` runs at once (N = `--threads`, each its own output) and
+says what that costs each of them against one alone: what the machine itself (shared caches,
+memory bandwidth, the disk) takes from N threads, whatever the program. With the start and the
+end counted serial and the rest of one thread's run outside the model spread over N threads at
+that cost, it gives the most `--threads N` could reach, and how close the run comes. The data is `benches/e2e.py`'s. Timings are from one run on one
 machine: compare the two thread counts, not runs on different days.
 """
 import argparse
@@ -27,6 +33,7 @@ import re
 import statistics
 import subprocess
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -42,14 +49,35 @@ def stamp(line):
     return datetime.datetime.fromisoformat(t.replace("Z", "+00:00")).timestamp()
 
 
+def runs_at_once(binary, data_dir, model, jobs):
+    """Runs `jobs` ((output folder, threads) each) at once, started together; each run's phases
+    (seconds) and its model seconds per thread, in order."""
+    env = dict(os.environ, SEGSCORE_LOG="segscore=debug", NO_COLOR="1")
+    done = [None] * len(jobs)
+
+    def one(i, out, threads):
+        cmd = [binary, "run", "-q", "--provider", "cpu", "-i", data_dir, "-m", model, "-o", out, "--overwrite",
+               "--threads", str(threads)]
+        launched = time.time()
+        p = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        done[i] = (launched, time.time(), p)
+
+    workers = [threading.Thread(target=one, args=(i, out, t)) for i, (out, t) in enumerate(jobs)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    return [phases_of(*d, out, t) for d, (out, t) in zip(done, jobs)]
+
+
 def one_run(binary, data_dir, model, out, threads):
     """One run's phases (seconds) and its model seconds per thread."""
-    env = dict(os.environ, SEGSCORE_LOG="segscore=debug", NO_COLOR="1")
-    cmd = [binary, "run", "-q", "--provider", "cpu", "-i", data_dir, "-m", model, "-o", out, "--overwrite",
-           "--threads", str(threads)]
-    launched = time.time()
-    p = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    exited = time.time()
+    return runs_at_once(binary, data_dir, model, [(out, threads)])[0]
+
+
+def phases_of(launched, exited, p, out, threads):
+    """The phases of a finished run `p` (launched and exited at those times) from its debug log,
+    and its model seconds per thread."""
     if p.returncode != 0:
         sys.exit(f"segscore failed:\n{p.stderr}")
     lines = [ANSI.sub("", l) for l in p.stderr.splitlines() if "DEBUG" in l]
@@ -83,13 +111,20 @@ def main():
     ap.add_argument("--bin", default=os.path.join(ROOT, "target", "release", "segscore"))
     ap.add_argument("--workdir", default="/tmp/segscore-bench")
     ap.add_argument("--json", help="also write the results here")
+    ap.add_argument("--ceiling", action="store_true",
+                    help="also run as many `--threads 1` runs at once as `--threads`, each with its own output, "
+                         "for what the machine itself costs a second thread (the ceiling below)")
     args = ap.parse_args()
     os.makedirs(args.workdir, exist_ok=True)
     d = data(args.bin, args.workdir, args.segments, args.files, args.layout)
     runs = {1: [], args.threads: []}
+    together = []
     for _ in range(args.repeats):
         for t, rs in runs.items():
             rs.append(one_run(args.bin, d, MODELS[args.model], os.path.join(args.workdir, f"out-phases-{t}"), t))
+        if args.ceiling:
+            jobs = [(os.path.join(args.workdir, f"out-phases-together-{i}"), 1) for i in range(args.threads)]
+            together.extend(runs_at_once(args.bin, d, MODELS[args.model], jobs))
     med = {}
     for t, rs in runs.items():
         phases = [statistics.median(r[0][i] for r in rs) for i in range(len(PHASES))]
@@ -114,10 +149,24 @@ def main():
           f"| {ratio(one['pass_outside_model'], n['pass_outside_model'])} "
           f"| {ratio(one['phases']['tail'], n['phases']['tail'])} | {ratio(one['phases']['end'], n['phases']['end'])} "
           f"| {ratio(one['total'], n['total'])} | {ratio(one['outside_model'], n['outside_model'])} |")
+    ceiling = None
+    if together:
+        # What running N single-thread jobs at once costs each of them (the machine's shared
+        # caches, memory and disk), applied to the part of one thread's run outside the start and
+        # the end: the most `--threads N` could gain outside the model with nothing else lost.
+        cost = statistics.median(sum(r[0]) - r[1] for r in together) / one["outside_model"]
+        serial = one["phases"]["start"] + one["phases"]["end"]
+        best = one["outside_model"] / (serial + (one["outside_model"] - serial) * cost / args.threads)
+        got = one["outside_model"] / n["outside_model"]
+        ceiling = {"cost": cost, "serial": serial, "ceiling": best, "measured": got}
+        print(f"\n{args.threads} runs of `--threads 1` at once: each {cost:.3f}x the time outside the model of one "
+              f"alone ({len(together)} runs). With the start and end ({serial:.3f} s) serial and the rest spread "
+              f"over {args.threads} threads at that cost, `--threads {args.threads}` could reach {best:.2f}x "
+              f"outside the model; it reached {got:.2f}x ({got / best:.0%} of that).")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"segments": args.segments, "layout": args.layout, "files": args.files,
-                       "threads": {str(t): m for t, m in med.items()},
+                       "threads": {str(t): m for t, m in med.items()}, "ceiling": ceiling,
                        "runs": {str(t): [{"phases": r[0], "model_per_thread": r[1]} for r in rs]
                                 for t, rs in runs.items()}}, f, indent=2)
 

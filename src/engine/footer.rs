@@ -227,7 +227,7 @@ pub fn leading_rows(
     use datafusion::arrow::compute::kernels::cmp::eq;
     let mut first: Option<ArrayRef> = None;
     let mut found = None;
-    scan_key_column(path, meta, key, rg, &mut |column, before| {
+    scan_key_column(path, meta, key, rg, 0, &mut |column, before| {
         let first = first.get_or_insert_with(|| column.slice(0, 1));
         let same = eq(column, &Scalar::new(std::sync::Arc::clone(first))).ok()?;
         Some(match same.values().iter().position(|equal| !equal) {
@@ -243,11 +243,12 @@ pub fn leading_rows(
 }
 
 /// Where row group `rg` of the file at `path` (whose footer is `meta`) can be cut into pieces
-/// of about `every` rows: reading top-level column `key` from the start, the first row at or
-/// after row `every` whose value differs from the row before, then the first at least `every`
-/// rows after that one, and so on: (rows before it, its value), in order. Depends on the row
-/// group alone. Empty when the column cannot be read (then nothing is cut inside it); a row
-/// whose value is null is no place to cut.
+/// of about `every` rows: reading top-level column `key`, the first row at or after row `every`
+/// whose value differs from the row before, then the first at least `every` rows after that
+/// one, and so on: (rows before it, its value), in order. Depends on the row group alone.
+/// Empty when the column cannot be read (then nothing is cut inside it); a row whose value is
+/// null is no place to cut. The rows before row `every - 1` are not read (where the footer
+/// locates the pages, their pages are skipped).
 pub fn cuts_inside(
     path: &std::path::Path,
     meta: &ArrowReaderMetadata,
@@ -255,13 +256,39 @@ pub fn cuts_inside(
     rg: usize,
     every: u64,
 ) -> Vec<(u64, KeyBound)> {
+    cuts_from(path, meta, key, rg, every, usize::MAX)
+}
+
+/// The first of [`cuts_inside`]'s cuts with `every` = `from`: the first row at or after row
+/// `from` where the value of `key` changes (and is not null), read from row `from - 1` until
+/// it is found; None where there is none or the column cannot be read.
+pub fn first_cut_from(
+    path: &std::path::Path,
+    meta: &ArrowReaderMetadata,
+    key: &str,
+    rg: usize,
+    from: u64,
+) -> Option<(u64, KeyBound)> {
+    cuts_from(path, meta, key, rg, from, 1).pop()
+}
+
+/// [`cuts_inside`], stopped after `most` cuts.
+fn cuts_from(
+    path: &std::path::Path,
+    meta: &ArrowReaderMetadata,
+    key: &str,
+    rg: usize,
+    every: u64,
+    most: usize,
+) -> Vec<(u64, KeyBound)> {
     use datafusion::arrow::compute::kernels::cmp::distinct;
     let every = every.max(1);
     let mut cuts = Vec::new();
     let mut next = every;
     // The last row of the batch before.
     let mut last: Option<ArrayRef> = None;
-    let read = scan_key_column(path, meta, key, rg, &mut |column, before| {
+    // From the row before the first that may be a cut.
+    let read = scan_key_column(path, meta, key, rg, every - 1, &mut |column, before| {
         let n = column.len();
         if n == 0 {
             return Some(true);
@@ -283,6 +310,9 @@ pub fn cuts_inside(
                 if at >= next {
                     if let Some(bound) = bound_at(column, i) {
                         cuts.push((at, bound));
+                        if cuts.len() >= most {
+                            return Some(false);
+                        }
                         next = at + every;
                     }
                 }
@@ -298,19 +328,28 @@ pub fn cuts_inside(
 }
 
 /// Reads top-level column `key` of row group `rg` of the file at `path` (whose footer is
-/// `meta`), a dictionary as its values, and gives `visit` each batch with the rows before it,
-/// until `visit` returns false. None when the file or the column cannot be read, or `visit`
-/// returns None; a panic in the reader on corrupt input is caught.
+/// `meta`) from row `skip` on, a dictionary as its values, and gives `visit` each batch with
+/// the rows before it in the row group, until `visit` returns false. None when the file or the
+/// column cannot be read, or `visit` returns None; a panic in the reader on corrupt input is
+/// caught.
 fn scan_key_column(
     path: &std::path::Path,
     meta: &ArrowReaderMetadata,
     key: &str,
     rg: usize,
+    skip: u64,
     visit: &mut dyn FnMut(&ArrayRef, u64) -> Option<bool>,
 ) -> Option<()> {
     match crate::store::remote(path) {
-        Some(url) => scan_key_column_in(crate::store::RemoteFile::open(url).ok()?, meta, key, rg, visit),
-        None => scan_key_column_in(File::open(path).ok()?, meta, key, rg, visit),
+        Some(url) => scan_key_column_in(
+            crate::store::RemoteFile::open(url).ok()?,
+            meta,
+            key,
+            rg,
+            skip,
+            visit,
+        ),
+        None => scan_key_column_in(File::open(path).ok()?, meta, key, rg, skip, visit),
     }
 }
 
@@ -319,24 +358,38 @@ fn scan_key_column_in<R>(
     meta: &ArrowReaderMetadata,
     key: &str,
     rg: usize,
+    skip: u64,
     visit: &mut dyn FnMut(&ArrayRef, u64) -> Option<bool>,
 ) -> Option<()>
 where
     R: datafusion::parquet::file::reader::ChunkReader + 'static,
 {
     use datafusion::arrow::datatypes::DataType;
-    use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use datafusion::parquet::arrow::arrow_reader::{
+        ParquetRecordBatchReaderBuilder, RowSelection, RowSelector,
+    };
     use datafusion::parquet::arrow::ProjectionMask;
     let leaf = top_level_leaf(meta.metadata(), key)?;
+    let rows = u64::try_from(meta.metadata().row_groups().get(rg)?.num_rows()).ok()?;
+    if skip >= rows {
+        return Some(());
+    }
     let mask = ProjectionMask::leaves(meta.metadata().file_metadata().schema_descr(), [leaf]);
     quietly(|| {
-        let batches = ParquetRecordBatchReaderBuilder::new_with_metadata(reader, meta.clone())
+        let mut builder = ParquetRecordBatchReaderBuilder::new_with_metadata(reader, meta.clone())
             .with_projection(mask)
             .with_row_groups(vec![rg])
-            .with_batch_size(8192)
-            .build()
-            .ok()?;
-        let mut before = 0u64;
+            .with_batch_size(8192);
+        if skip > 0 {
+            let skip = usize::try_from(skip).ok()?;
+            let read = usize::try_from(rows).ok()? - skip;
+            builder = builder.with_row_selection(RowSelection::from(vec![
+                RowSelector::skip(skip),
+                RowSelector::select(read),
+            ]));
+        }
+        let batches = builder.build().ok()?;
+        let mut before = skip;
         for batch in batches {
             let mut column = std::sync::Arc::clone(batch.ok()?.column(0));
             if let DataType::Dictionary(_, values) = column.data_type() {
@@ -523,6 +576,34 @@ mod tests {
                 "dictionary: {dictionary}"
             );
             assert_eq!(cuts_inside(&path, &meta, "missing", 0, 4000), vec![]);
+            // The first cut from a row on, read from the row before it (the pages before
+            // skipped): at the row itself where a generation starts there, past the long
+            // generation, none where the next change is to a null or no row follows.
+            let first_from = |from: usize| {
+                let i = first_change_from(from.max(1));
+                ids[i]
+                    .clone()
+                    .map(|id| (i as u64, KeyBound::Bytes(id.into_bytes())))
+            };
+            for from in [0, 1, 7, 4004, 4005, 10_499, 11_000, 13_500, 15_006, 17_500] {
+                let got = first_cut_from(&path, &meta, "g", 0, from as u64);
+                assert_eq!(got, first_from(from), "from {from}, dictionary: {dictionary}");
+                assert_eq!(
+                    got,
+                    cuts_inside(&path, &meta, "g", 0, from as u64).first().cloned()
+                );
+            }
+            assert_eq!(
+                first_cut_from(&path, &meta, "g", 0, 4004).map(|c| c.0),
+                Some(4004)
+            );
+            assert_eq!(
+                first_cut_from(&path, &meta, "g", 0, 11_000).map(|c| c.0),
+                Some(13_500)
+            );
+            assert_eq!(first_cut_from(&path, &meta, "g", 0, 17_500), None);
+            assert_eq!(first_cut_from(&path, &meta, "g", 0, 19_999), None);
+            assert_eq!(first_cut_from(&path, &meta, "g", 0, 20_000), None);
         }
     }
 }

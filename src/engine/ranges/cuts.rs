@@ -8,8 +8,12 @@ use std::path::Path;
 
 use datafusion::parquet::arrow::arrow_reader::ArrowReaderMetadata;
 
+use rayon::prelude::*;
+
 use super::{in_key_order, PIECE_ROWS};
-use crate::engine::footer::{cuts_inside, read_footers, KeyBound, RowGroupKeys};
+use crate::engine::footer::{
+    cuts_inside, first_cut_from, leading_rows, read_footers, KeyBound, RowGroupKeys,
+};
 
 /// Key ranges are balanced for up to this many threads: wherever no cut comes within a
 /// hundredth of the rows of a k-th of them (k = 2 to this), a row group is cut inside there
@@ -22,7 +26,8 @@ const BALANCE_MIN_ROWS: u64 = 2 * PIECE_ROWS;
 /// Adds to `inside` a cut at every k-th of the rows (k = 2 to [`BALANCE_PARTS`], in key order)
 /// that no cut already comes near (within a hundredth of the rows; every row group's start
 /// counts as one): inside the row group there, at the first generation boundary from that row
-/// on ([`cuts_inside`]), if its footer locates its pages. Without them the ranges of `--threads
+/// on ([`first_cut_from`]: read from that row on, the row groups side by side), if its footer
+/// locates its pages. Without them the ranges of `--threads
 /// 2` over one file of 16 row groups of 64Ki rows held 8 and 7.26 row groups (524,288 and
 /// 475,712 rows of 1M), and the larger ran on alone for some 100 ms of a 1.6 s run. Like the
 /// other cuts these depend on the files alone, whatever the threads. Footers read are kept in
@@ -57,45 +62,98 @@ pub(super) fn add_balance_cuts(
             cuts.push(starts[j] + n);
         }
     }
-    for k in 2..=BALANCE_PARTS {
-        for i in 1..k {
-            let target = total * i / k;
-            if cuts.iter().any(|c| c.abs_diff(target) <= near) {
-                continue;
-            }
-            let j = starts.partition_point(|&s| s <= target) - 1;
-            let (file, rg, keys) = seq[j];
-            let offset = target - starts[j];
-            let path = files[file].0;
-            let Some(meta) = footer(footers, file, path).filter(|m| located_pages(m.metadata(), rg)) else {
-                continue;
-            };
-            // The first generation boundary from `offset` on, if the row group has one.
-            let Some((n, bound)) = cuts_inside(path, meta, key, rg, offset).into_iter().next() else {
-                continue;
-            };
-            if n == 0 || n >= keys.rows {
-                continue;
-            }
-            let at = inside.entry((file, rg)).or_default();
-            if let Err(pos) = at.binary_search_by(|c| c.0.cmp(&n)) {
-                at.insert(pos, (n, bound));
-            }
-            cuts.push(starts[j] + n);
+    let near_a_cut = |cuts: &[u64], target: u64| cuts.iter().any(|c| c.abs_diff(target) <= near);
+    let row_group_of = |target: u64| starts.partition_point(|&s| s <= target) - 1;
+    // The k-th parts that no cut comes near, each row group's first boundary from there read
+    // side by side, then taken in order, each unless a cut taken before comes near it.
+    let targets: Vec<u64> = (2..=BALANCE_PARTS)
+        .flat_map(|k| (1..k).map(move |i| total * i / k))
+        .filter(|&t| !near_a_cut(&cuts, t))
+        .collect();
+    read_missing_footers(
+        files,
+        footers,
+        targets.iter().map(|&t| seq[row_group_of(t)].0).collect(),
+    );
+    let footers = &*footers;
+    let found: Vec<Option<(u64, KeyBound)>> = targets
+        .par_iter()
+        .map(|&target| {
+            let j = row_group_of(target);
+            let (file, rg, _) = seq[j];
+            let meta = footers[file]
+                .as_ref()
+                .filter(|m| located_pages(m.metadata(), rg))?;
+            first_cut_from(files[file].0, meta, key, rg, target - starts[j])
+        })
+        .collect();
+    for (target, cut) in targets.into_iter().zip(found) {
+        let j = row_group_of(target);
+        let (file, rg, keys) = seq[j];
+        let Some((n, bound)) = cut.filter(|c| c.0 > 0 && c.0 < keys.rows) else {
+            continue;
+        };
+        if near_a_cut(&cuts, target) {
+            continue;
         }
+        let at = inside.entry((file, rg)).or_default();
+        if let Err(pos) = at.binary_search_by(|c| c.0.cmp(&n)) {
+            at.insert(pos, (n, bound));
+        }
+        cuts.push(starts[j] + n);
     }
 }
 
-/// File `file`'s footer (at `path`), read once into `footers`; None where it cannot be read.
-pub(super) fn footer<'a>(
-    footers: &'a mut [Option<ArrowReaderMetadata>],
-    file: usize,
-    path: &Path,
-) -> Option<&'a ArrowReaderMetadata> {
-    if footers[file].is_none() {
-        footers[file] = read_footers(&[path.to_path_buf()]).ok().and_then(|mut m| m.pop());
+/// Reads into `footers` those of the files `wanted` (indexes into `files`) not read yet, side
+/// by side; one that cannot be read stays None.
+fn read_missing_footers(
+    files: &[(&Path, &[Option<RowGroupKeys>])],
+    footers: &mut [Option<ArrowReaderMetadata>],
+    mut wanted: Vec<usize>,
+) {
+    wanted.sort_unstable();
+    wanted.dedup();
+    wanted.retain(|&f| footers[f].is_none());
+    let read: Vec<(usize, Option<ArrowReaderMetadata>)> = wanted
+        .into_par_iter()
+        .map(|f| {
+            let meta = read_footers(&[files[f].0.to_path_buf()])
+                .ok()
+                .and_then(|mut m| m.pop());
+            (f, meta)
+        })
+        .collect();
+    for (f, meta) in read {
+        footers[f] = meta;
     }
-    footers[file].as_ref()
+}
+
+/// Where a generation runs on from one row group into the next (in key order, `seq`), how many
+/// of its rows the next one starts with and the id after them ([`leading_rows`]), by (file, row
+/// group): the row groups read side by side. None where they cannot be read or the whole row
+/// group is that generation. The footers read are kept in `footers`.
+pub(super) fn read_leading(
+    files: &[(&Path, &[Option<RowGroupKeys>])],
+    seq: &[(usize, usize, &RowGroupKeys)],
+    key: &str,
+    footers: &mut [Option<ArrowReaderMetadata>],
+) -> HashMap<(usize, usize), Option<(u64, KeyBound)>> {
+    let runs_on: Vec<(usize, usize)> = seq
+        .windows(2)
+        .filter(|w| w[0].2.max >= w[1].2.min)
+        .map(|w| (w[1].0, w[1].1))
+        .collect();
+    read_missing_footers(files, footers, runs_on.iter().map(|r| r.0).collect());
+    let footers = &*footers;
+    runs_on
+        .into_par_iter()
+        .map(|(file, rg)| {
+            let lead = footers[file]
+                .as_ref()
+                .and_then(|meta| leading_rows(files[file].0, meta, key, rg));
+            ((file, rg), lead)
+        })
+        .collect()
 }
 
 /// Cuts inside row groups ([`cuts_inside`]) by (file, row group).
@@ -110,7 +168,6 @@ pub(super) fn read_cuts_inside(
     key: &str,
     footers: &mut [Option<ArrowReaderMetadata>],
 ) -> (CutsInside, Vec<(usize, usize)>) {
-    use rayon::prelude::*;
     let large: Vec<(usize, usize)> = files
         .iter()
         .enumerate()
@@ -121,22 +178,7 @@ pub(super) fn read_cuts_inside(
                 .map(move |(rg, _)| (f, rg))
         })
         .collect();
-    let mut wanted: Vec<usize> = large.iter().map(|l| l.0).collect();
-    wanted.dedup();
-    let read: Vec<(usize, Option<ArrowReaderMetadata>)> = wanted
-        .into_par_iter()
-        .map(|f| {
-            (
-                f,
-                read_footers(&[files[f].0.to_path_buf()])
-                    .ok()
-                    .and_then(|mut m| m.pop()),
-            )
-        })
-        .collect();
-    for (f, meta) in read {
-        footers[f] = meta;
-    }
+    read_missing_footers(files, footers, large.iter().map(|l| l.0).collect());
     let footers = &*footers;
     // The row groups whose footers could be read, by whether they locate their pages.
     let (located, unlocated): (Vec<_>, Vec<_>) = large

@@ -33,7 +33,7 @@ use datafusion::catalog::TableProvider;
 use datafusion::parquet::arrow::arrow_reader::ArrowReaderMetadata;
 use datafusion::prelude::SessionContext;
 
-use crate::engine::footer::{leading_rows, KeyBound, RowGroupKeys};
+use crate::engine::footer::{KeyBound, RowGroupKeys};
 use crate::engine::tables::file_url;
 use crate::error::Result;
 
@@ -44,7 +44,7 @@ mod scan;
 pub use cuts::BALANCE_PARTS;
 pub use scan::{KeyRangeExec, KeyRangeTable};
 
-use cuts::{add_balance_cuts, footer, read_cuts_inside};
+use cuts::{add_balance_cuts, read_cuts_inside, read_leading};
 
 /// A run of one file's rows between two cuts: row groups, the first and last possibly in part.
 /// Each piece is read as a file of its own.
@@ -221,11 +221,9 @@ pub fn key_range_table(
     let mut footers: Vec<Option<ArrowReaderMetadata>> = vec![None; files.len()];
     let (mut inside, unlocated) = read_cuts_inside(files, first, &mut footers);
     add_balance_cuts(files, first, &mut footers, &mut inside);
-    // Each file's footer is read once, if a generation runs on into one of its row groups.
-    let mut leading = |file: usize, rg: usize| {
-        let path = files[file].0;
-        leading_rows(path, footer(&mut footers, file, path)?, first, rg)
-    };
+    let seq = in_key_order(&ranges).unwrap_or_default();
+    let leading = read_leading(files, &seq, first, &mut footers);
+    let mut leading = |file: usize, rg: usize| leading.get(&(file, rg)).cloned().flatten();
     let mut inside = |file: usize, rg: usize| inside.get(&(file, rg)).cloned().unwrap_or_default();
     let Some(ranges) = plan_ranges(&ranges, partitions, &mut leading, &mut inside) else {
         return Ok(None);
