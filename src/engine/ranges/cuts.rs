@@ -10,10 +10,9 @@ use datafusion::parquet::arrow::arrow_reader::ArrowReaderMetadata;
 
 use rayon::prelude::*;
 
+use super::read::{cuts_inside, first_cut_from, leading_rows};
 use super::{in_key_order, PIECE_ROWS};
-use crate::engine::footer::{
-    cuts_inside, first_cut_from, leading_rows, read_footers, KeyBound, RowGroupKeys,
-};
+use crate::engine::footer::{read_footers, KeyBound, RowGroupKeys};
 
 /// Key ranges are balanced for up to this many threads: wherever no cut comes within a
 /// hundredth of the rows of a k-th of them (k = 2 to this), a row group is cut inside there

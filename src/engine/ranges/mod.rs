@@ -39,6 +39,7 @@ use crate::error::Result;
 
 mod check;
 mod cuts;
+pub mod read;
 mod scan;
 
 pub use cuts::BALANCE_PARTS;
@@ -76,11 +77,11 @@ pub struct KeyRanges {
 pub type Leading<'a> = dyn FnMut(usize, usize) -> Option<(u64, KeyBound)> + 'a;
 
 /// What [`plan_ranges`] asks of every row group: where it may be cut inside, at generation
-/// boundaries ([`cuts_inside`](crate::engine::footer::cuts_inside): rows before the cut, the id there, in order; empty for none).
+/// boundaries ([`cuts_inside`](read::cuts_inside): rows before the cut, the id there, in order; empty for none).
 pub type Inside<'a> = dyn FnMut(usize, usize) -> Vec<(u64, KeyBound)> + 'a;
 
 /// The rows of the pieces that a row group larger than this is cut into, where its footer
-/// locates its pages (at generation boundaries, [`cuts_inside`](crate::engine::footer::cuts_inside)): so that a file of a few large
+/// locates its pages (at generation boundaries, [`cuts_inside`](read::cuts_inside)): so that a file of a few large
 /// row groups (pyarrow puts up to 1Mi rows in one) runs on every core. A constant, so the pieces
 /// depend on each row group alone, whatever the threads or the other files; row groups of up to
 /// 64Ki rows (DataFusion's and segscore's writers, the benchmarks' files) are left whole but for
