@@ -1,7 +1,9 @@
-//! Where row groups are cut inside ([`super::plan_ranges`]'s `inside`): row groups of more than
-//! [`PIECE_ROWS`] rows at generation boundaries past every [`PIECE_ROWS`] rows, and any row group
-//! where a k-th of the rows falls far from every other cut ([`BALANCE_PARTS`]), both only where
-//! the footer locates the row group's pages.
+//! What the cuts read from the files ([`super::plan_ranges`]'s `leading` and `inside`): where a
+//! generation runs on into a row group, how many of its rows that row group starts with; where
+//! row groups are cut inside: row groups of more than [`PIECE_ROWS`] rows at generation
+//! boundaries past every [`PIECE_ROWS`] rows, and any row group where a k-th of the rows falls
+//! far from every other cut ([`BALANCE_PARTS`]), both only where the footer locates the row
+//! group's pages. Each kind of read runs side by side on rayon's threads.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -26,11 +28,10 @@ const BALANCE_MIN_ROWS: u64 = 2 * PIECE_ROWS;
 /// that no cut already comes near (within a hundredth of the rows; every row group's start
 /// counts as one): inside the row group there, at the first generation boundary from that row
 /// on ([`first_cut_from`]: read from that row on, the row groups side by side), if its footer
-/// locates its pages. Without them the ranges of `--threads
-/// 2` over one file of 16 row groups of 64Ki rows held 8 and 7.26 row groups (524,288 and
-/// 475,712 rows of 1M), and the larger ran on alone for some 100 ms of a 1.6 s run. Like the
-/// other cuts these depend on the files alone, whatever the threads. Footers read are kept in
-/// `footers`.
+/// locates its pages. Without them the ranges of `--threads 2` over one file of 16 row groups
+/// of 64Ki rows held 8 and 7.26 row groups (524,288 and 475,712 rows of 1M), and the larger ran
+/// on alone for some 100 ms of a 1.6 s run. Like the other cuts these depend on the files
+/// alone, whatever the threads. Footers read are kept in `footers`.
 pub(super) fn add_balance_cuts(
     files: &[(&Path, &[Option<RowGroupKeys>])],
     key: &str,
