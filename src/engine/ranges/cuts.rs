@@ -13,7 +13,7 @@ use datafusion::parquet::arrow::arrow_reader::ArrowReaderMetadata;
 use rayon::prelude::*;
 
 use super::read::{cuts_inside, first_cut_from, leading_rows};
-use super::{in_key_order, PIECE_ROWS};
+use super::PIECE_ROWS;
 use crate::engine::footer::{read_footers, KeyBound, RowGroupKeys};
 
 /// Key ranges are balanced for up to this many threads: wherever no cut comes within a
@@ -24,8 +24,8 @@ pub const BALANCE_PARTS: u64 = 4;
 /// Inputs of fewer rows are not cut for balance: their ranges are a row group or two each.
 const BALANCE_MIN_ROWS: u64 = 2 * PIECE_ROWS;
 
-/// Adds to `inside` a cut at every k-th of the rows (k = 2 to [`BALANCE_PARTS`], in key order)
-/// that no cut already comes near (within a hundredth of the rows; every row group's start
+/// Adds to `inside` a cut at every k-th of the rows (k = 2 to [`BALANCE_PARTS`], the row
+/// groups in the key order `seq`) that no cut already comes near (within a hundredth of the rows; every row group's start
 /// counts as one): inside the row group there, at the first generation boundary from that row
 /// on ([`first_cut_from`]: read from that row on, the row groups side by side), if its footer
 /// locates its pages. Without them the ranges of `--threads 2` over one file of 16 row groups
@@ -34,14 +34,11 @@ const BALANCE_MIN_ROWS: u64 = 2 * PIECE_ROWS;
 /// alone, whatever the threads. Footers read are kept in `footers`.
 pub(super) fn add_balance_cuts(
     files: &[(&Path, &[Option<RowGroupKeys>])],
+    seq: &[(usize, usize, &RowGroupKeys)],
     key: &str,
     footers: &mut [Option<ArrowReaderMetadata>],
     inside: &mut CutsInside,
 ) {
-    let ranges: Vec<&[_]> = files.iter().map(|f| f.1).collect();
-    let Some(seq) = in_key_order(&ranges) else {
-        return;
-    };
     // Each row group's first row, counted over all of them in key order.
     let starts: Vec<u64> = seq
         .iter()

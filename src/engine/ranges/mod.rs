@@ -221,8 +221,11 @@ pub fn key_range_table(
     }
     let mut footers: Vec<Option<ArrowReaderMetadata>> = vec![None; files.len()];
     let (mut inside, unlocated) = read_cuts_inside(files, first, &mut footers);
-    add_balance_cuts(files, first, &mut footers, &mut inside);
-    let seq = in_key_order(&ranges).unwrap_or_default();
+    // The row groups in key order (there are some: `plan_ranges` found them above).
+    let Some(seq) = in_key_order(&ranges) else {
+        return Ok(None);
+    };
+    add_balance_cuts(files, &seq, first, &mut footers, &mut inside);
     let leading = read_leading(files, &seq, first, &mut footers);
     let mut leading = |file: usize, rg: usize| leading.get(&(file, rg)).cloned().flatten();
     let mut inside = |file: usize, rg: usize| inside.get(&(file, rg)).cloned().unwrap_or_default();
