@@ -195,6 +195,17 @@ pub enum Error {
         reason: String,
     },
 
+    /// A row-level input error ([`Error::InvalidValue`], [`Error::DuplicateSegment`],
+    /// [`Error::NotSorted`], [`Error::OutsideKeyRange`]) with the input rows that hold its key
+    /// ([`crate::source::locate`]).
+    #[error("{error} ({rows})")]
+    AtRows {
+        /// The error.
+        error: Box<Error>,
+        /// Where: "input row 3 of /in/a.parquet, counting from 0".
+        rows: String,
+    },
+
     /// Input data the model cannot take (e.g. token type ids that do not match the token ids).
     #[error("invalid input: {0}")]
     InvalidData(String),

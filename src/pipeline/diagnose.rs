@@ -1,6 +1,7 @@
 //! Diagnosis after a failure, and the key checks by SQL: the input file a reader error came
-//! from, the first row a model-output error comes from, and the duplicate-key check and
-//! generation count for rows that did not come out in key order.
+//! from, the first row a model-output error comes from, the input rows a row-level error names
+//! by key, and the duplicate-key check and generation count for rows that did not come out in
+//! key order.
 
 use std::path::PathBuf;
 
@@ -18,9 +19,14 @@ use crate::source;
 
 /// The error a failed shard reports: DataFusion running out of `--memory-limit` as the clear
 /// memory error, a reader error with the file it came from, a model-output error with the
-/// first row that gives it; anything else as it is.
+/// first row that gives it, a row-level error with the input rows that hold its key
+/// ([`with_rows`]); anything else as it is.
 pub async fn explain(e: Error, cfg: &JobConfig, p: &Prepared) -> Error {
     match memory_error(e, cfg.memory_limit) {
+        e @ (Error::InvalidValue { .. }
+        | Error::DuplicateSegment { .. }
+        | Error::NotSorted { .. }
+        | Error::OutsideKeyRange { .. }) => with_rows(e, cfg, p).await,
         e @ Error::MemoryLimit { .. } => e,
         // The readers' errors do not say which file: find it.
         e @ (Error::Arrow(_) | Error::Parquet(_) | Error::DataFusion(_)) => match find_unreadable(p).await {
@@ -39,6 +45,64 @@ pub async fn explain(e: Error, cfg: &JobConfig, p: &Prepared) -> Error {
             }
         }
         other => other,
+    }
+}
+
+/// A row-level error with the input rows that hold its key ([`source::locate`]): the row a
+/// value error or an out-of-order row names, both rows of a duplicate, the first two rows of a
+/// generation read outside its key range. As it is when none is found (a key from a hive
+/// folder, an input too large to search), or for any other error.
+pub async fn with_rows(e: Error, cfg: &JobConfig, p: &Prepared) -> Error {
+    let (key, most) = match &e {
+        Error::InvalidValue {
+            generation_id,
+            segment_index,
+            ..
+        }
+        | Error::NotSorted {
+            generation_id,
+            segment_index,
+            ..
+        } => (
+            source::locate::KeyText {
+                generation_id: generation_id.clone(),
+                segment_index: Some(segment_index.clone()),
+            },
+            1,
+        ),
+        Error::DuplicateSegment {
+            generation_id,
+            segment_index,
+        } => (
+            source::locate::KeyText {
+                generation_id: generation_id.clone(),
+                segment_index: Some(segment_index.clone()),
+            },
+            2,
+        ),
+        Error::OutsideKeyRange { generation_id, .. } => (
+            source::locate::KeyText {
+                generation_id: generation_id.clone(),
+                segment_index: None,
+            },
+            2,
+        ),
+        _ => return e,
+    };
+    let files = p.inputs.files.clone();
+    let (gid, seg) = (
+        cfg.columns.generation_id.clone(),
+        cfg.columns.segment_index.clone(),
+    );
+    let found = tokio::task::spawn_blocking(move || source::locate::locate(&files, &gid, &seg, &key, most))
+        .await
+        .unwrap_or_default();
+    match source::locate::describe(&found) {
+        Some(rows) => Error::AtRows {
+            error: Box::new(e),
+            rows,
+        },
+        None => e,
     }
 }
 

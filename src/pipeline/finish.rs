@@ -13,7 +13,7 @@ use crate::evaluate::summary::{ClusterSummary, TextSummary};
 use crate::evaluate::{MseDecomposition, RejectedSummary, Summary};
 use crate::loss::Loss;
 use crate::pipeline::config::JobConfig;
-use crate::pipeline::diagnose::check_keys_by_sql;
+use crate::pipeline::diagnose::{check_keys_by_sql, with_rows};
 use crate::pipeline::prepare::Prepared;
 use crate::pipeline::score::Pass;
 use crate::pipeline::shards::EarlyOverall;
@@ -113,7 +113,10 @@ pub async fn finish(
     // they did not (a replacement query without the window, say), check and count with SQL.
     let n_generations = match generations {
         Some(g) => g - rejections.generations,
-        None => check_keys_by_sql(&p.ctx).await?,
+        None => match check_keys_by_sql(&p.ctx).await {
+            Ok(n) => n,
+            Err(e) => return Err(with_rows(e, cfg, p).await),
+        },
     };
     // Per-generation and overall metrics, by the queries in queries/ over the staged segments.
     let evaluation_started = Instant::now();

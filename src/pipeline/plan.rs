@@ -255,7 +255,7 @@ impl OutputPlan {
             ),
             Reason::TokenTypeIdsLengthMismatch => {
                 let col = n.token_type_ids.as_deref().unwrap_or("token_type_ids");
-                self.invalid(batch, row, col, self.problem_detail(batch, row))
+                self.invalid(batch, row, col, self.unusable(batch, row))
             }
             Reason::UnscorableInput => self.invalid(
                 batch,
@@ -265,14 +265,20 @@ impl OutputPlan {
             ),
             Reason::NullText | Reason::EmptyText | Reason::TooLong if n.text.is_some() => {
                 let col = n.text.as_deref().unwrap_or("text");
-                self.invalid(batch, row, col, self.problem_detail(batch, row))
+                self.invalid(batch, row, col, self.unusable(batch, row))
             }
             Reason::NullPrompt => {
                 let col = n.prompt.as_deref().unwrap_or("prompt");
-                self.invalid(batch, row, col, self.problem_detail(batch, row))
+                self.invalid(batch, row, col, self.unusable(batch, row))
             }
-            _ => self.invalid(batch, row, &n.input_ids, self.problem_detail(batch, row)),
+            _ => self.invalid(batch, row, &n.input_ids, self.unusable(batch, row)),
         }
+    }
+
+    /// The detail `reward_model_input_problem` gave for a row (a sentence), as the problem of
+    /// an [`Error::InvalidValue`]: "unusable: the token list is empty".
+    fn unusable(&self, batch: &RecordBatch, row: usize) -> String {
+        format!("unusable: {}", self.problem_detail(batch, row))
     }
 
     /// The detail `reward_model_input_problem` gave for a row (after its `code: `).

@@ -12,6 +12,7 @@
 //! - [`expand`]: paths, directories and globs into a list of files;
 //! - [`check`]: each file's footer against the data contract ([`crate::contract`]);
 //! - [`hive`]: `key=value` folder levels as partition columns;
+//! - [`locate`]: the files and rows that hold a key, named by row-level errors;
 //! - [`mod@register`]: the tables and the `generations` view.
 
 use std::path::PathBuf;
@@ -22,6 +23,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 pub mod check;
 pub mod expand;
 pub mod hive;
+pub mod locate;
 pub mod register;
 
 pub use check::{check_file, check_inputs, check_metadata};

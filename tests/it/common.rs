@@ -431,3 +431,36 @@ pub fn explain(input: &Path, extra: &[&str]) -> String {
     assert!(o.status.success(), "{}", stderr(&o));
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
+
+/// The input rows a row-level error names ("(input row 3 of /in/a.parquet, counting from 0)",
+/// "(input rows 3 of /in/a.parquet and 0 of /in/b.parquet, counting from 0)"), as (file, row).
+pub fn named_rows(err: &str) -> Vec<(PathBuf, usize)> {
+    let Some(at) = err.find("(input row") else {
+        return Vec::new();
+    };
+    let rest = &err[at..];
+    let rest = rest
+        .strip_prefix("(input rows ")
+        .or_else(|| rest.strip_prefix("(input row "))
+        .unwrap();
+    let list = &rest[..rest.find(", counting from 0)").expect("the rows' end")];
+    list.split(" and ")
+        .flat_map(|s| s.split(", "))
+        .map(|one| {
+            let (row, path) = one.split_once(" of ").expect("ROW of FILE");
+            (PathBuf::from(path), row.parse().expect("a row number"))
+        })
+        .collect()
+}
+
+/// The (generation_id, segment_index) of row `row` (counted from 0) of the Parquet file at
+/// `path`, as text.
+pub fn key_at(path: &Path, row: usize) -> (String, String) {
+    let batches = read_parquet(path);
+    let all = concat_batches(&batches[0].schema(), &batches).unwrap();
+    let text = |name: &str| {
+        let c = cast(all.column_by_name(name).unwrap(), &DataType::Utf8).unwrap();
+        c.as_string::<i32>().value(row).to_string()
+    };
+    (text("generation_id"), text("segment_index"))
+}

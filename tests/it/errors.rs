@@ -106,6 +106,7 @@ fn null_score_without_statistics_names_the_row() {
     let mut w = datafusion::parquet::arrow::ArrowWriter::try_new(f, b.schema(), Some(props)).unwrap();
     w.write(&b).unwrap();
     w.close().unwrap();
+    let named = format!("(input row 1 of {}, counting from 0)", input.display());
     fails_with(
         &input,
         &demo_model(),
@@ -114,8 +115,49 @@ fn null_score_without_statistics_names_the_row() {
             "`cumulative_score` is null",
             "generation_id=g1",
             "segment_index=1",
+            &named,
         ],
     );
+}
+
+#[test]
+fn a_bad_row_is_named_by_file_and_row_among_many_files() {
+    // Six files of 40 rows in row groups of 8; the NaN score is in the fifth file's fourth row
+    // group. The footers' key ranges rule out the other files' row groups.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("in");
+    std::fs::create_dir_all(&dir).unwrap();
+    let props = datafusion::parquet::file::properties::WriterProperties::builder()
+        .set_max_row_group_row_count(Some(8))
+        .build();
+    for f in 0..6 {
+        let mut rows: Vec<Row> = (0..40)
+            .map(|i| row(&format!("g{f}-{:02}", i / 4), i % 4, 0.1 * i as f64, &[10]))
+            .collect();
+        if f == 4 {
+            rows[27].cum = Some(f64::NAN);
+        }
+        let b = batch(&rows);
+        let w = std::fs::File::create(dir.join(format!("part-{f}.parquet"))).unwrap();
+        let mut w =
+            datafusion::parquet::arrow::ArrowWriter::try_new(w, b.schema(), Some(props.clone())).unwrap();
+        w.write(&b).unwrap();
+        w.close().unwrap();
+    }
+    let bad = dir.join("part-4.parquet");
+    let named = format!("(input row 27 of {}, counting from 0)", bad.display());
+    let err = fails_with(
+        &dir,
+        &demo_model(),
+        &tmp.path().join("out"),
+        &[
+            "`cumulative_score` is non-finite (NaN)",
+            "generation_id=g4-06, segment_index=3",
+            &named,
+        ],
+    );
+    assert_eq!(named_rows(&err), vec![(bad.clone(), 27)]);
+    assert_eq!(key_at(&bad, 27), ("g4-06".to_string(), "3".to_string()));
 }
 
 #[test]
@@ -125,11 +167,17 @@ fn duplicate_segment_names_generation_and_index() {
     // The duplicate is across two files.
     write_rows(&dir.join("a.parquet"), &good_rows());
     write_rows(&dir.join("b.parquet"), &[row("g2", 0, 0.3, &[1])]);
+    // Both rows, each in its file.
+    let named = format!(
+        "(input rows 2 of {} and 0 of {}, counting from 0)",
+        dir.join("a.parquet").display(),
+        dir.join("b.parquet").display()
+    );
     fails_with(
         &dir,
         &demo_model(),
         &tmp.path().join("out"),
-        &["duplicate", "generation_id=g2", "segment_index=0"],
+        &["duplicate", "generation_id=g2", "segment_index=0", &named],
     );
 }
 

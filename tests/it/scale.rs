@@ -126,6 +126,17 @@ fn input_declared_sorted_but_not_is_an_error() {
         err.contains("declared sorted") && err.contains("comes after generation_id=gen-"),
         "{err}"
     );
+    // The out-of-order row is named by file and row: that row holds the key the error gives.
+    let key = err.split("but generation_id=").nth(1).unwrap();
+    let (gid, rest) = key.split_once(", segment_index=").unwrap();
+    let seg = rest.split(' ').next().unwrap();
+    let named = named_rows(&err);
+    assert_eq!(named.len(), 1, "{err}");
+    assert!(named[0].0.starts_with(&input), "{err}");
+    assert_eq!(
+        key_at(&named[0].0, named[0].1),
+        (gid.to_string(), seg.to_string())
+    );
     assert_no_output(&out);
 }
 
