@@ -53,7 +53,7 @@ pub async fn explain(e: Error, cfg: &JobConfig, p: &Prepared) -> Error {
 /// generation read outside its key range. As it is when none is found (a key from a hive
 /// folder, an input too large to search), or for any other error.
 pub async fn with_rows(e: Error, cfg: &JobConfig, p: &Prepared) -> Error {
-    let (key, most) = match &e {
+    let (generation_id, segment_index, most) = match &e {
         Error::InvalidValue {
             generation_id,
             segment_index,
@@ -63,31 +63,17 @@ pub async fn with_rows(e: Error, cfg: &JobConfig, p: &Prepared) -> Error {
             generation_id,
             segment_index,
             ..
-        } => (
-            source::locate::KeyText {
-                generation_id: generation_id.clone(),
-                segment_index: Some(segment_index.clone()),
-            },
-            1,
-        ),
+        } => (generation_id, Some(segment_index), 1),
         Error::DuplicateSegment {
             generation_id,
             segment_index,
-        } => (
-            source::locate::KeyText {
-                generation_id: generation_id.clone(),
-                segment_index: Some(segment_index.clone()),
-            },
-            2,
-        ),
-        Error::OutsideKeyRange { generation_id, .. } => (
-            source::locate::KeyText {
-                generation_id: generation_id.clone(),
-                segment_index: None,
-            },
-            2,
-        ),
+        } => (generation_id, Some(segment_index), 2),
+        Error::OutsideKeyRange { generation_id, .. } => (generation_id, None, 2),
         _ => return e,
+    };
+    let key = source::locate::KeyText {
+        generation_id: generation_id.clone(),
+        segment_index: segment_index.cloned(),
     };
     let files = p.inputs.files.clone();
     let (gid, seg) = (

@@ -56,27 +56,18 @@ pub fn locate(files: &[InputFile], gid: &str, seg: &str, key: &KeyText, most: us
         if candidates.is_empty() {
             continue;
         }
+        let search = Search {
+            file,
+            candidates: &candidates,
+            columns: (gid, seg),
+            key,
+            most,
+            budget: &mut budget,
+            found: &mut found,
+        };
         let _ = quietly(|| match crate::store::remote(&file.path) {
-            Some(url) => search(
-                || crate::store::RemoteFile::open(url).ok(),
-                file,
-                &candidates,
-                (gid, seg),
-                key,
-                most,
-                &mut budget,
-                &mut found,
-            ),
-            None => search(
-                || File::open(&file.path).ok(),
-                file,
-                &candidates,
-                (gid, seg),
-                key,
-                most,
-                &mut budget,
-                &mut found,
-            ),
+            Some(url) => search.run(|| crate::store::RemoteFile::open(url).ok()),
+            None => search.run(|| File::open(&file.path).ok()),
         });
         if found.len() >= most || budget == 0 {
             break;
@@ -100,75 +91,87 @@ fn may_hold(r: &RowGroupKeys, text: &str) -> bool {
     text.is_empty() || (r.min <= key && key <= r.max)
 }
 
-/// Reads row groups `candidates` of `file` (each read opened by `open`), adding its rows whose
-/// columns `(gid, seg)` match `key` to `found` until it holds `most` or `budget` rows have been
-/// read.
-#[allow(clippy::too_many_arguments)]
-fn search<R: ChunkReader + 'static>(
-    open: impl Fn() -> Option<R>,
-    file: &InputFile,
-    candidates: &[usize],
-    (gid, seg): (&str, &str),
-    key: &KeyText,
+/// One file's search: its row groups `candidates`, whose columns `columns` (generation id,
+/// segment index) are compared with `key`, the rows found so far and the rows left to read.
+struct Search<'a> {
+    file: &'a InputFile,
+    candidates: &'a [usize],
+    columns: (&'a str, &'a str),
+    key: &'a KeyText,
     most: usize,
-    budget: &mut u64,
-    found: &mut Vec<Found>,
-) -> Option<()> {
-    let meta = ArrowReaderMetadata::load(&open()?, Default::default()).ok()?;
-    let fields = meta.parquet_schema().root_schema().get_fields();
-    let root = |name: &str| fields.iter().position(|f| f.name() == name);
-    let mask = ProjectionMask::roots(meta.parquet_schema(), [root(gid)?, root(seg)?]);
-    let row_groups = meta.metadata().row_groups();
-    let rows_in = |rg: usize| u64::try_from(row_groups[rg].num_rows()).unwrap_or(0);
-    for &rg in candidates.iter().filter(|&&rg| rg < row_groups.len()) {
-        let rows = rows_in(rg);
-        if *budget < rows {
-            *budget = 0;
-            return None;
-        }
-        *budget -= rows;
-        let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(open()?, meta.clone())
-            .with_projection(mask.clone())
-            .with_row_groups(vec![rg])
-            .with_batch_size(65_536)
-            .build()
-            .ok()?;
-        let mut row: u64 = (0..rg).map(rows_in).sum();
-        for batch in reader {
-            let batch = batch.ok()?;
-            let text = |name: &str| -> Option<StringArray> {
-                let c = batch.column(batch.schema().index_of(name).ok()?);
-                cast(c, &DataType::Utf8)
-                    .ok()?
-                    .as_any()
-                    .downcast_ref::<StringArray>()
-                    .cloned()
-            };
-            let (ids, idx) = (text(gid)?, text(seg)?);
-            let matches = |a: &StringArray, i: usize, want: &str| {
-                if a.is_null(i) {
-                    want.is_empty()
-                } else {
-                    a.value(i) == want
-                }
-            };
-            for i in 0..batch.num_rows() {
-                if matches(&ids, i, &key.generation_id)
-                    && key.segment_index.as_deref().is_none_or(|s| matches(&idx, i, s))
-                {
-                    found.push(Found {
-                        path: file.path.clone(),
-                        row: row + i as u64,
-                    });
-                    if found.len() >= most {
-                        return Some(());
+    budget: &'a mut u64,
+    found: &'a mut Vec<Found>,
+}
+
+impl Search<'_> {
+    /// Reads the candidate row groups (each read opened by `open`), adding the rows that match
+    /// the key to `found` until it holds `most` or `budget` rows have been read.
+    fn run<R: ChunkReader + 'static>(self, open: impl Fn() -> Option<R>) -> Option<()> {
+        let Search {
+            file,
+            candidates,
+            columns: (gid, seg),
+            key,
+            most,
+            budget,
+            found,
+        } = self;
+        let meta = ArrowReaderMetadata::load(&open()?, Default::default()).ok()?;
+        let fields = meta.parquet_schema().root_schema().get_fields();
+        let root = |name: &str| fields.iter().position(|f| f.name() == name);
+        let mask = ProjectionMask::roots(meta.parquet_schema(), [root(gid)?, root(seg)?]);
+        let row_groups = meta.metadata().row_groups();
+        let rows_in = |rg: usize| u64::try_from(row_groups[rg].num_rows()).unwrap_or(0);
+        for &rg in candidates.iter().filter(|&&rg| rg < row_groups.len()) {
+            let rows = rows_in(rg);
+            if *budget < rows {
+                *budget = 0;
+                return None;
+            }
+            *budget -= rows;
+            let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(open()?, meta.clone())
+                .with_projection(mask.clone())
+                .with_row_groups(vec![rg])
+                .with_batch_size(65_536)
+                .build()
+                .ok()?;
+            let mut row: u64 = (0..rg).map(rows_in).sum();
+            for batch in reader {
+                let batch = batch.ok()?;
+                let text = |name: &str| -> Option<StringArray> {
+                    let c = batch.column(batch.schema().index_of(name).ok()?);
+                    cast(c, &DataType::Utf8)
+                        .ok()?
+                        .as_any()
+                        .downcast_ref::<StringArray>()
+                        .cloned()
+                };
+                let (ids, idx) = (text(gid)?, text(seg)?);
+                let matches = |a: &StringArray, i: usize, want: &str| {
+                    if a.is_null(i) {
+                        want.is_empty()
+                    } else {
+                        a.value(i) == want
+                    }
+                };
+                for i in 0..batch.num_rows() {
+                    if matches(&ids, i, &key.generation_id)
+                        && key.segment_index.as_deref().is_none_or(|s| matches(&idx, i, s))
+                    {
+                        found.push(Found {
+                            path: file.path.clone(),
+                            row: row + i as u64,
+                        });
+                        if found.len() >= most {
+                            return Some(());
+                        }
                     }
                 }
+                row += batch.num_rows() as u64;
             }
-            row += batch.num_rows() as u64;
         }
+        Some(())
     }
-    Some(())
 }
 
 /// `found` as an error's words: "input row 3 of /in/a.parquet, counting from 0", "input rows
