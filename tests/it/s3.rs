@@ -638,7 +638,18 @@ fn missing_buckets_keys_and_unreachable_stores_are_clear_errors() {
     let m = model.to_str().unwrap();
     let local = tmp.path().join("o");
     let lo = local.to_str().unwrap();
+    // A bad row in an object: named by its object and row.
+    write_rows(&tmp.path().join("bad/a.parquet"), &[row("a", 0, 0.1, &[1])]);
+    write_rows(
+        &tmp.path().join("bad/b.parquet"),
+        &[row("b", 0, 0.1, &[1]), row("b", 1, f64::NAN, &[2])],
+    );
+    upload_dir(&moto, "here", "bad", &tmp.path().join("bad"));
     let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["run", "-i", "s3://here/bad/", "-m", m, "-o", lo],
+            "at generation_id=b, segment_index=1 (input row 1 of s3://here/bad/b.parquet, counting from 0)",
+        ),
         (
             vec!["run", "-i", "s3://missing/in/", "-m", m, "-o", lo],
             "s3://missing/in: the bucket does not exist",
@@ -728,7 +739,7 @@ fn missing_buckets_keys_and_unreachable_stores_are_clear_errors() {
     assert!(moto
         .keys("here", "")
         .iter()
-        .all(|k| k.starts_with("in/") || k.starts_with("spark/")));
+        .all(|k| ["in/", "bad/", "spark/"].iter().any(|p| k.starts_with(p))));
     // A store that checks credentials: unknown keys are access denied, named as such.
     let strict = Moto::start_with(&[("INITIAL_NO_AUTH_ACTION_COUNT", "0")]);
     let o = strict.segscore(&["run", "-i", "s3://here/in/", "-m", m, "-o", lo], &[]);
