@@ -235,7 +235,9 @@ fn check_null_stats(
     Ok(())
 }
 
-/// Checks every file ([`check_file`]) and that the role columns have one type across files.
+/// Checks every file ([`check_file`]) and that the role columns have one type across files,
+/// the names of list items aside (pyarrow and DuckDB call them `element`, polars and arrow-rs
+/// `item`: one folder can hold files from both).
 pub fn check_inputs(files: &[PathBuf], cols: &ColumnNames, null_stats: bool) -> Result<Inputs> {
     let all: Vec<InputFile> = files
         .iter()
@@ -262,7 +264,7 @@ pub fn check_inputs(files: &[PathBuf], cols: &ColumnNames, null_stats: bool) -> 
                 .map(|f| f.data_type().clone())?;
             for other in &checked[1..] {
                 let t = other.schema.field_with_name(&name)?.data_type();
-                if t != &t0 {
+                if !t.equals_datatype(&t0) {
                     return Err(Error::WrongColumnType {
                         path: other.path.clone(),
                         column: name.clone(),

@@ -312,3 +312,45 @@ fn a_categorical_column_of_the_wrong_kind_is_named_by_its_value_type() {
         stderr(&o)
     );
 }
+
+#[test]
+fn files_that_name_their_list_items_differently_run_together() {
+    // pyarrow and DuckDB name a list's items `element`, polars and arrow-rs `item`: one folder
+    // can hold files from both. The same rows, in files that agree, give the same scores.
+    let tmp = tempfile::tempdir().unwrap();
+    let write = |path: &Path, rows: &[Row], item: &str| {
+        let b = batch(rows);
+        let list = DataType::List(Arc::new(Field::new(item, DataType::Int64, true)));
+        let fields: Vec<Field> = b
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| match f.name().as_str() {
+                "input_ids" => Field::new("input_ids", list.clone(), true),
+                _ => f.as_ref().clone(),
+            })
+            .collect();
+        let schema = Arc::new(Schema::new(fields));
+        let columns: Vec<ArrayRef> = b
+            .columns()
+            .iter()
+            .zip(schema.fields())
+            .map(|(c, f)| datafusion::arrow::compute::cast(c, f.data_type()).unwrap())
+            .collect();
+        write_batch(path, &RecordBatch::try_new(schema, columns).unwrap());
+    };
+    let rows = |g: &str| vec![row(g, 0, 0.2, &[10, 11]), row(g, 1, 0.5, &[12, 13, 14])];
+    let (mixed, same) = (tmp.path().join("mixed"), tmp.path().join("same"));
+    write(&mixed.join("a.parquet"), &rows("g1"), "item");
+    write(&mixed.join("b.parquet"), &rows("g2"), "element");
+    write(&same.join("a.parquet"), &rows("g1"), "item");
+    write(&same.join("b.parquet"), &rows("g2"), "item");
+    let (out_mixed, out_same) = (tmp.path().join("out-mixed"), tmp.path().join("out-same"));
+    for (input, out) in [(&mixed, &out_mixed), (&same, &out_same)] {
+        let o = run(&[input], &demo_model(), out, &["--provider", "cpu"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let want = scores(&out_same);
+    assert_eq!(want.len(), 4);
+    assert_eq!(scores(&out_mixed), want);
+}
