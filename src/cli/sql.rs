@@ -239,7 +239,8 @@ pub async fn context(opts: &SqlOptions) -> Result<(SessionContext, Vec<PlainTabl
                         .iter()
                         .any(|m| crate::engine::footer::float_stats_constant(m.metadata(), &[]));
                     let table =
-                        crate::engine::tables::partitioned_table(&ctx, &h.roots, &h.cols, &[], safe).await?;
+                        crate::engine::tables::partitioned_table(&ctx, &h.roots, &h.cols, &[], safe, None)
+                            .await?;
                     ctx.register_table(name, Arc::new(table))?;
                 }
                 None => {

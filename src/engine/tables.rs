@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::catalog::TableProvider;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
@@ -18,15 +18,18 @@ use crate::error::{Error, Result};
 /// A table over Parquet `files` as segscore reads them: strings keep the type they were written
 /// as (no Utf8View), so outputs carry columns unchanged; declared sorted by `sort_keys`
 /// (ascending, nulls last) when any are given. With `statistics_safe` false, the context's
-/// scans stop using file statistics ([`float_stats_constant`]).
+/// scans stop using file statistics ([`float_stats_constant`]). With `schema`, the table has
+/// that schema and each file's columns are cast to it (files whose columns differ in width);
+/// else the files' schemas, merged.
 pub async fn listing_table<'a>(
     ctx: &SessionContext,
     files: impl IntoIterator<Item = &'a Path>,
     sort_keys: &[&str],
     statistics_safe: bool,
+    schema: Option<SchemaRef>,
 ) -> Result<ListingTable> {
     let urls = files.into_iter().map(file_url).collect::<Result<Vec<_>>>()?;
-    listing(ctx, urls, &[], sort_keys, statistics_safe).await
+    listing(ctx, urls, &[], sort_keys, statistics_safe, schema).await
 }
 
 /// A table over every Parquet file under the folders `roots`, with their `key=value` folder
@@ -38,6 +41,7 @@ pub async fn partitioned_table(
     partition_cols: &[(String, DataType)],
     sort_keys: &[&str],
     statistics_safe: bool,
+    schema: Option<SchemaRef>,
 ) -> Result<ListingTable> {
     let mut urls = Vec::with_capacity(roots.len());
     for root in roots {
@@ -48,7 +52,7 @@ pub async fn partitioned_table(
             .map_err(|()| Error::Usage(format!("{}: not a folder path", abs.display())))?;
         urls.push(ListingTableUrl::try_new(url, None)?);
     }
-    listing(ctx, urls, partition_cols, sort_keys, statistics_safe).await
+    listing(ctx, urls, partition_cols, sort_keys, statistics_safe, schema).await
 }
 
 async fn listing(
@@ -57,6 +61,7 @@ async fn listing(
     partition_cols: &[(String, DataType)],
     sort_keys: &[&str],
     statistics_safe: bool,
+    schema: Option<SchemaRef>,
 ) -> Result<ListingTable> {
     if !statistics_safe {
         distrust_statistics(ctx);
@@ -78,7 +83,12 @@ async fn listing(
             .collect()]);
     }
     let config = ListingTableConfig::new_with_multi_paths(urls).with_listing_options(options);
-    let config = segscore_plan::infer_schema(config, &ctx.state()).await?;
+    // A schema given (files whose columns differ in width, widened by the caller): each file's
+    // columns are cast to it as they are read. Else the files' own, merged.
+    let config = match schema {
+        Some(schema) => config.with_schema(schema),
+        None => segscore_plan::infer_schema(config, &ctx.state()).await?,
+    };
     Ok(ListingTable::try_new(config)?)
 }
 /// The Parquet part files directly in `dir` (`*.parquet`, not hidden), sorted; empty when
@@ -152,6 +162,7 @@ pub async fn parquet_table_read(
         files.iter().map(PathBuf::as_path),
         sort_keys,
         statistics_safe,
+        None,
     )
     .await?;
     Ok(Arc::new(table))

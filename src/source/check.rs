@@ -6,7 +6,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::parquet::arrow::arrow_reader::ArrowReaderMetadata;
 
 use crate::contract::ColumnNames;
@@ -51,6 +51,80 @@ impl Kind {
             Kind::Text => "a string",
         }
     }
+}
+
+/// The type that holds a column's values in files where it has types `a` and `b`, when they
+/// differ only in width, encoding or names: `Utf8` and `LargeUtf8` (polars writes the large
+/// kinds), `List` and `LargeList`, integers of one signedness, floats, a categorical
+/// (dictionary-encoded) column and its value type; list items by any name (pyarrow and DuckDB
+/// call them `element`, polars and arrow-rs `item`). None for types of different kinds.
+pub fn common_type(a: &DataType, b: &DataType) -> Option<DataType> {
+    use DataType::*;
+    if a.equals_datatype(b) {
+        return Some(a.clone());
+    }
+    let width = |t: &DataType| t.primitive_width().unwrap_or(0);
+    Some(match (a, b) {
+        (Dictionary(_, v), t) | (t, Dictionary(_, v)) => return common_type(v, t),
+        (Utf8 | LargeUtf8, Utf8 | LargeUtf8) => LargeUtf8,
+        (Binary | LargeBinary, Binary | LargeBinary) => LargeBinary,
+        (x, y) if x.is_floating() && y.is_floating() => Float64,
+        (x, y)
+            if (x.is_signed_integer() && y.is_signed_integer())
+                || (x.is_unsigned_integer() && y.is_unsigned_integer()) =>
+        {
+            if width(x) >= width(y) {
+                x.clone()
+            } else {
+                y.clone()
+            }
+        }
+        (List(f) | LargeList(f), List(g) | LargeList(g)) => {
+            let item = Arc::new(Field::new(
+                f.name(),
+                common_type(f.data_type(), g.data_type())?,
+                f.is_nullable() || g.is_nullable(),
+            ));
+            if matches!(a, LargeList(_)) || matches!(b, LargeList(_)) {
+                LargeList(item)
+            } else {
+                List(item)
+            }
+        }
+        _ => return None,
+    })
+}
+
+/// The table schema of files whose columns differ in width ([`common_type`]): each column
+/// with its common type, nullable where some file lacks it or allows nulls, in the order the
+/// files first have them. None when every column has one type across the files (their merged
+/// schema serves), or when one has types of different kinds.
+pub fn table_schema(files: &[InputFile]) -> Option<SchemaRef> {
+    let mut fields: Vec<(Field, usize)> = Vec::new();
+    let mut widened = false;
+    for file in files {
+        for field in file.schema.fields() {
+            match fields.iter_mut().find(|(g, _)| g.name() == field.name()) {
+                Some((g, seen)) => {
+                    *seen += 1;
+                    if !g.data_type().equals_datatype(field.data_type()) {
+                        let t = common_type(g.data_type(), field.data_type())?;
+                        *g = g.clone().with_data_type(t);
+                        widened = true;
+                    }
+                    if field.is_nullable() {
+                        *g = g.clone().with_nullable(true);
+                    }
+                }
+                None => fields.push((field.as_ref().clone(), 1)),
+            }
+        }
+    }
+    let fields = fields.into_iter().map(|(f, seen)| {
+        let nullable = f.is_nullable() || seen < files.len();
+        f.with_nullable(nullable)
+    });
+    widened.then(|| Arc::new(Schema::new(fields.collect::<Vec<_>>())))
 }
 
 /// The type a column's values have: a dictionary-encoded (categorical) column's value type.
@@ -235,9 +309,8 @@ fn check_null_stats(
     Ok(())
 }
 
-/// Checks every file ([`check_file`]) and that the role columns have one type across files,
-/// the names of list items aside (pyarrow and DuckDB call them `element`, polars and arrow-rs
-/// `item`: one folder can hold files from both).
+/// Checks every file ([`check_file`]) and that each role column has one kind of type across
+/// files ([`common_type`]: one folder can hold files from pyarrow and from polars).
 pub fn check_inputs(files: &[PathBuf], cols: &ColumnNames, null_stats: bool) -> Result<Inputs> {
     let all: Vec<InputFile> = files
         .iter()
@@ -262,16 +335,15 @@ pub fn check_inputs(files: &[PathBuf], cols: &ColumnNames, null_stats: bool) -> 
                 .schema
                 .field_with_name(&name)
                 .map(|f| f.data_type().clone())?;
+            let mut common = t0.clone();
             for other in &checked[1..] {
                 let t = other.schema.field_with_name(&name)?.data_type();
-                if !t.equals_datatype(&t0) {
-                    return Err(Error::WrongColumnType {
-                        path: other.path.clone(),
-                        column: name.clone(),
-                        found: describe_type(t),
-                        expected: format!("{}, as in {}", describe_type(&t0), first.path.display()),
-                    });
-                }
+                common = common_type(&common, t).ok_or_else(|| Error::WrongColumnType {
+                    path: other.path.clone(),
+                    column: name.clone(),
+                    found: describe_type(t),
+                    expected: format!("{}, as in {}", describe_type(&t0), first.path.display()),
+                })?;
             }
         }
     }
@@ -279,4 +351,70 @@ pub fn check_inputs(files: &[PathBuf], cols: &ColumnNames, null_stats: bool) -> 
         files: checked,
         empty,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use DataType::*;
+
+    #[test]
+    fn types_that_differ_in_width_encoding_or_names_have_a_common_type() {
+        let list = |name: &str, t: DataType| List(Arc::new(Field::new(name, t, true)));
+        let large = |name: &str, t: DataType| LargeList(Arc::new(Field::new(name, t, true)));
+        let dict = |v: DataType| Dictionary(Box::new(Int32), Box::new(v));
+        for (a, b, common) in [
+            (Utf8, LargeUtf8, Some(LargeUtf8)),
+            (Int32, Int64, Some(Int64)),
+            (Int64, Int8, Some(Int64)),
+            (UInt16, UInt32, Some(UInt32)),
+            (Float32, Float64, Some(Float64)),
+            (dict(Utf8), Utf8, Some(Utf8)),
+            (dict(Utf8), dict(LargeUtf8), Some(LargeUtf8)),
+            (
+                list("item", Int64),
+                list("element", Int64),
+                Some(list("item", Int64)),
+            ),
+            (
+                list("element", Int32),
+                large("item", Int64),
+                Some(large("element", Int64)),
+            ),
+            (Utf8, Int64, None),
+            (Int32, UInt32, None),
+            (Int64, Float64, None),
+            (list("item", Int64), list("item", Utf8), None),
+        ] {
+            assert_eq!(common_type(&a, &b), common, "{a} and {b}");
+            assert_eq!(common_type(&b, &a).is_some(), common.is_some(), "{b} and {a}");
+        }
+    }
+
+    #[test]
+    fn a_table_schema_only_where_columns_differ_in_width() {
+        let file = |fields: Vec<Field>| InputFile {
+            path: PathBuf::from("f.parquet"),
+            rows: 1,
+            schema: Arc::new(Schema::new(fields)),
+            sorted: false,
+            out_of_order: false,
+            float_stats_constant: false,
+            key_ranges: Vec::new(),
+        };
+        let a = file(vec![Field::new("g", Utf8, false), Field::new("x", Int32, false)]);
+        let b = file(vec![
+            Field::new("g", LargeUtf8, false),
+            Field::new("y", Float64, false),
+        ]);
+        assert_eq!(table_schema(&[a.clone(), a.clone()]), None);
+        let want = Schema::new(vec![
+            Field::new("g", LargeUtf8, false),
+            Field::new("x", Int32, true),
+            Field::new("y", Float64, true),
+        ]);
+        assert_eq!(table_schema(&[a.clone(), b]).as_deref(), Some(&want));
+        let c = file(vec![Field::new("g", Int64, false)]);
+        assert_eq!(table_schema(&[a, c]), None);
+    }
 }

@@ -35,14 +35,19 @@ pub async fn register(
 ) -> Result<Vec<String>> {
     let keys = [cols.generation_id.as_str(), cols.segment_index.as_str()];
     let sort_keys: &[&str] = if sorted { &keys } else { &[] };
+    // Files whose columns differ in width (pyarrow's and polars' in one folder) read as one
+    // table with each column widened.
+    let schema = super::check::table_schema(&inputs.files);
+    let safe = inputs.statistics_safe();
     let table = match hive {
-        Some(h) => partitioned_table(ctx, &h.roots, &h.cols, sort_keys, inputs.statistics_safe()).await?,
+        Some(h) => partitioned_table(ctx, &h.roots, &h.cols, sort_keys, safe, schema).await?,
         None => {
             listing_table(
                 ctx,
                 inputs.files.iter().map(|f| f.path.as_path()),
                 sort_keys,
-                inputs.statistics_safe(),
+                safe,
+                schema,
             )
             .await?
         }

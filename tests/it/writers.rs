@@ -314,20 +314,29 @@ fn a_categorical_column_of_the_wrong_kind_is_named_by_its_value_type() {
 }
 
 #[test]
-fn files_that_name_their_list_items_differently_run_together() {
-    // pyarrow and DuckDB name a list's items `element`, polars and arrow-rs `item`: one folder
-    // can hold files from both. The same rows, in files that agree, give the same scores.
+fn files_whose_columns_differ_in_width_or_item_names_run_together() {
+    // One folder of files from several tools: pyarrow and DuckDB name a list's items
+    // `element`, polars and arrow-rs `item`; polars writes large strings and lists; others
+    // write 32-bit integers and floats. The same rows in files that agree give the same scores,
+    // with each column in its widest type.
     let tmp = tempfile::tempdir().unwrap();
-    let write = |path: &Path, rows: &[Row], item: &str| {
+    let list = |item: &str, t: DataType, large: bool| {
+        let f = Arc::new(Field::new(item, t, true));
+        if large {
+            DataType::LargeList(f)
+        } else {
+            DataType::List(f)
+        }
+    };
+    let write = |path: &Path, rows: &[Row], types: &[(&str, DataType)]| {
         let b = batch(rows);
-        let list = DataType::List(Arc::new(Field::new(item, DataType::Int64, true)));
         let fields: Vec<Field> = b
             .schema()
             .fields()
             .iter()
-            .map(|f| match f.name().as_str() {
-                "input_ids" => Field::new("input_ids", list.clone(), true),
-                _ => f.as_ref().clone(),
+            .map(|f| match types.iter().find(|(n, _)| n == f.name()) {
+                Some((_, t)) => Field::new(f.name(), t.clone(), true),
+                None => f.as_ref().clone(),
             })
             .collect();
         let schema = Arc::new(Schema::new(fields));
@@ -339,18 +348,35 @@ fn files_that_name_their_list_items_differently_run_together() {
             .collect();
         write_batch(path, &RecordBatch::try_new(schema, columns).unwrap());
     };
-    let rows = |g: &str| vec![row(g, 0, 0.2, &[10, 11]), row(g, 1, 0.5, &[12, 13, 14])];
+    // Scores a float32 holds exactly.
+    let rows = |g: &str| vec![row(g, 0, 0.25, &[10, 11]), row(g, 1, 0.75, &[12, 13, 14])];
+    let element = [("input_ids", list("element", DataType::Int64, false))];
+    let polars = [
+        ("generation_id", DataType::LargeUtf8),
+        ("segment_index", DataType::Int32),
+        ("cumulative_score", DataType::Float32),
+        ("input_ids", list("item", DataType::Int32, true)),
+    ];
     let (mixed, same) = (tmp.path().join("mixed"), tmp.path().join("same"));
-    write(&mixed.join("a.parquet"), &rows("g1"), "item");
-    write(&mixed.join("b.parquet"), &rows("g2"), "element");
-    write(&same.join("a.parquet"), &rows("g1"), "item");
-    write(&same.join("b.parquet"), &rows("g2"), "item");
+    write(&mixed.join("a.parquet"), &rows("g1"), &[]);
+    write(&mixed.join("b.parquet"), &rows("g2"), &element);
+    write(&mixed.join("c.parquet"), &rows("g3"), &polars);
+    let wide = [
+        ("generation_id", DataType::LargeUtf8),
+        ("input_ids", list("item", DataType::Int64, true)),
+    ];
+    for (name, g) in [("a", "g1"), ("b", "g2"), ("c", "g3")] {
+        write(&same.join(format!("{name}.parquet")), &rows(g), &wide);
+    }
     let (out_mixed, out_same) = (tmp.path().join("out-mixed"), tmp.path().join("out-same"));
     for (input, out) in [(&mixed, &out_mixed), (&same, &out_same)] {
         let o = run(&[input], &demo_model(), out, &["--provider", "cpu"]);
         assert!(o.status.success(), "{}", stderr(&o));
     }
     let want = scores(&out_same);
-    assert_eq!(want.len(), 4);
+    assert_eq!(want.len(), 6);
     assert_eq!(scores(&out_mixed), want);
+    assert_eq!(column_type(&out_mixed, "generation_id"), DataType::LargeUtf8);
+    assert_eq!(column_type(&out_mixed, "segment_index"), DataType::Int64);
+    assert_eq!(column_type(&out_mixed, "cumulative_score"), DataType::Float64);
 }
