@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::TableProvider;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
@@ -157,13 +157,88 @@ pub async fn parquet_table_read(
     let statistics_safe = !footers
         .iter()
         .any(|m| float_stats_constant(m.metadata(), trusted));
+    let schemas: Vec<&Schema> = footers.iter().map(|m| m.schema().as_ref()).collect();
     let table = listing_table(
         ctx,
         files.iter().map(PathBuf::as_path),
         sort_keys,
         statistics_safe,
-        None,
+        widened_schema(&schemas),
     )
     .await?;
     Ok(Arc::new(table))
+}
+
+/// The type that holds a column's values in files where it has types `a` and `b`, when they
+/// differ only in width, encoding or names: `Utf8` and `LargeUtf8` (polars writes the large
+/// kinds), `List` and `LargeList`, integers of one signedness, floats, a categorical
+/// (dictionary-encoded) column and its value type; list items by any name (pyarrow and DuckDB
+/// call them `element`, polars and arrow-rs `item`). None for types of different kinds.
+pub fn common_type(a: &DataType, b: &DataType) -> Option<DataType> {
+    use DataType::*;
+    if a.equals_datatype(b) {
+        return Some(a.clone());
+    }
+    let width = |t: &DataType| t.primitive_width().unwrap_or(0);
+    Some(match (a, b) {
+        (Dictionary(_, v), t) | (t, Dictionary(_, v)) => return common_type(v, t),
+        (Utf8 | LargeUtf8, Utf8 | LargeUtf8) => LargeUtf8,
+        (Binary | LargeBinary, Binary | LargeBinary) => LargeBinary,
+        (x, y) if x.is_floating() && y.is_floating() => Float64,
+        (x, y)
+            if (x.is_signed_integer() && y.is_signed_integer())
+                || (x.is_unsigned_integer() && y.is_unsigned_integer()) =>
+        {
+            if width(x) >= width(y) {
+                x.clone()
+            } else {
+                y.clone()
+            }
+        }
+        (List(f) | LargeList(f), List(g) | LargeList(g)) => {
+            let item = Arc::new(Field::new(
+                f.name(),
+                common_type(f.data_type(), g.data_type())?,
+                f.is_nullable() || g.is_nullable(),
+            ));
+            if matches!(a, LargeList(_)) || matches!(b, LargeList(_)) {
+                LargeList(item)
+            } else {
+                List(item)
+            }
+        }
+        _ => return None,
+    })
+}
+
+/// The schema of a table over files with `schemas` whose columns differ in width
+/// ([`common_type`]): each column with its common type, nullable where some file lacks it or
+/// allows nulls, in the order the files first have them. None when every column has one type
+/// across the files (their merged schema serves), or when one has types of different kinds.
+pub fn widened_schema(schemas: &[&Schema]) -> Option<SchemaRef> {
+    let mut fields: Vec<(Field, usize)> = Vec::new();
+    let mut widened = false;
+    for schema in schemas {
+        for field in schema.fields() {
+            match fields.iter_mut().find(|(g, _)| g.name() == field.name()) {
+                Some((g, seen)) => {
+                    *seen += 1;
+                    if !g.data_type().equals_datatype(field.data_type()) {
+                        let t = common_type(g.data_type(), field.data_type())?;
+                        *g = g.clone().with_data_type(t);
+                        widened = true;
+                    }
+                    if field.is_nullable() {
+                        *g = g.clone().with_nullable(true);
+                    }
+                }
+                None => fields.push((field.as_ref().clone(), 1)),
+            }
+        }
+    }
+    let fields = fields.into_iter().map(|(f, seen)| {
+        let nullable = f.is_nullable() || seen < schemas.len();
+        f.with_nullable(nullable)
+    });
+    widened.then(|| Arc::new(Schema::new(fields.collect::<Vec<_>>())))
 }

@@ -348,8 +348,12 @@ fn files_whose_columns_differ_in_width_or_item_names_run_together() {
             .collect();
         write_batch(path, &RecordBatch::try_new(schema, columns).unwrap());
     };
-    // Scores a float32 holds exactly.
-    let rows = |g: &str| vec![row(g, 0, 0.25, &[10, 11]), row(g, 1, 0.75, &[12, 13, 14])];
+    // Scores a float32 holds exactly, in the polars file; not so in the others (narrowed to
+    // float32, as a merge that takes the first file's type does, they would change).
+    let rows = |g: &str| match g {
+        "g1" => vec![row(g, 0, 0.25, &[10, 11]), row(g, 1, 0.75, &[12, 13, 14])],
+        _ => vec![row(g, 0, 0.1, &[10, 11]), row(g, 1, 0.3, &[12, 13, 14])],
+    };
     let element = [("input_ids", list("element", DataType::Int64, false))];
     let polars = [
         ("generation_id", DataType::LargeUtf8),
@@ -358,9 +362,10 @@ fn files_whose_columns_differ_in_width_or_item_names_run_together() {
         ("input_ids", list("item", DataType::Int32, true)),
     ];
     let (mixed, same) = (tmp.path().join("mixed"), tmp.path().join("same"));
-    write(&mixed.join("a.parquet"), &rows("g1"), &[]);
+    // The narrowest file first.
+    write(&mixed.join("a.parquet"), &rows("g1"), &polars);
     write(&mixed.join("b.parquet"), &rows("g2"), &element);
-    write(&mixed.join("c.parquet"), &rows("g3"), &polars);
+    write(&mixed.join("c.parquet"), &rows("g3"), &[]);
     let wide = [
         ("generation_id", DataType::LargeUtf8),
         ("input_ids", list("item", DataType::Int64, true)),
@@ -379,4 +384,20 @@ fn files_whose_columns_differ_in_width_or_item_names_run_together() {
     assert_eq!(column_type(&out_mixed, "generation_id"), DataType::LargeUtf8);
     assert_eq!(column_type(&out_mixed, "segment_index"), DataType::Int64);
     assert_eq!(column_type(&out_mixed, "cumulative_score"), DataType::Float64);
+    // `segscore sql` reads such a folder the same way.
+    let table = format!("t={}", mixed.display());
+    let o = segscore(&[
+        "sql",
+        "-t",
+        &table,
+        "--format",
+        "csv",
+        "SELECT arrow_typeof(segment_index) AS s, arrow_typeof(cumulative_score) AS c, \
+         min(cumulative_score) AS lo, max(cumulative_score) AS hi FROM t GROUP BY 1, 2",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        String::from_utf8(o.stdout).unwrap(),
+        "s,c,lo,hi\nInt64,Float64,0.1,0.75\n"
+    );
 }
