@@ -290,6 +290,7 @@ pub fn check_inputs(files: &[PathBuf], cols: &ColumnNames, null_stats: bool) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use datafusion::arrow::datatypes::Field;
     use DataType::*;
 
     #[test]
