@@ -400,4 +400,23 @@ fn files_whose_columns_differ_in_width_or_item_names_run_together() {
         String::from_utf8(o.stdout).unwrap(),
         "s,c,lo,hi\nInt64,Float64,0.1,0.75\n"
     );
+    // And in hive folders (their levels are columns).
+    let hive = tmp.path().join("hive");
+    write(&hive.join("day=1/a.parquet"), &rows("g1"), &polars);
+    write(&hive.join("day=2/c.parquet"), &rows("g3"), &[]);
+    let table = format!("t={}", hive.display());
+    let o = segscore(&[
+        "sql",
+        "-t",
+        &table,
+        "--format",
+        "csv",
+        "SELECT day, arrow_typeof(segment_index) AS s, min(cumulative_score) AS lo FROM t \
+         GROUP BY 1, 2 ORDER BY 1",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        String::from_utf8(o.stdout).unwrap(),
+        "day,s,lo\n1,Int64,0.25\n2,Int64,0.1\n"
+    );
 }
