@@ -175,20 +175,22 @@ impl Search<'_> {
 }
 
 /// `found` as an error's words: "input row 3 of /in/a.parquet, counting from 0", "input rows
-/// 3 of /in/a.parquet and 0 of /in/b.parquet, counting from 0"; None when nothing was found.
+/// 3 of /in/a.parquet and 0 of /in/b.parquet, counting from 0", "input rows 3 and 5 of
+/// /in/a.parquet, ..."; None when nothing was found.
 pub fn describe(found: &[Found]) -> Option<String> {
-    let each: Vec<String> = found
-        .iter()
-        .map(|f| format!("{} of {}", f.row, f.path.display()))
-        .collect();
-    match each.as_slice() {
-        [] => None,
-        [one] => Some(format!("input row {one}, counting from 0")),
-        [rest @ .., last] => Some(format!(
-            "input rows {} and {last}, counting from 0",
-            rest.join(", ")
-        )),
+    let mut by_file: Vec<(&PathBuf, Vec<String>)> = Vec::new();
+    for f in found {
+        match by_file.last_mut() {
+            Some((path, rows)) if *path == &f.path => rows.push(f.row.to_string()),
+            _ => by_file.push((&f.path, vec![f.row.to_string()])),
+        }
     }
+    let each: Vec<String> = by_file
+        .iter()
+        .map(|(path, rows)| format!("{} of {}", rows.join(" and "), path.display()))
+        .collect();
+    let rows = if found.len() == 1 { "row" } else { "rows" };
+    (!each.is_empty()).then(|| format!("input {rows} {}, counting from 0", each.join(" and ")))
 }
 
 #[cfg(test)]
@@ -282,6 +284,10 @@ mod tests {
                 a.path.display(),
                 b.path.display()
             )
+        );
+        assert_eq!(
+            describe(&[at(&a, 7), at(&a, 9)]).unwrap(),
+            format!("input rows 7 and 9 of {}, counting from 0", a.path.display())
         );
         assert_eq!(describe(&[]), None);
     }

@@ -433,7 +433,8 @@ pub fn explain(input: &Path, extra: &[&str]) -> String {
 }
 
 /// The input rows a row-level error names ("(input row 3 of /in/a.parquet, counting from 0)",
-/// "(input rows 3 of /in/a.parquet and 0 of /in/b.parquet, counting from 0)"), as (file, row).
+/// "(input rows 3 of /in/a.parquet and 0 of /in/b.parquet, counting from 0)", "(input rows 3
+/// and 5 of /in/a.parquet, ...)"), as (file, row).
 pub fn named_rows(err: &str) -> Vec<(PathBuf, usize)> {
     let Some(at) = err.find("(input row") else {
         return Vec::new();
@@ -444,13 +445,24 @@ pub fn named_rows(err: &str) -> Vec<(PathBuf, usize)> {
         .or_else(|| rest.strip_prefix("(input row "))
         .unwrap();
     let list = &rest[..rest.find(", counting from 0)").expect("the rows' end")];
-    list.split(" and ")
-        .flat_map(|s| s.split(", "))
-        .map(|one| {
-            let (row, path) = one.split_once(" of ").expect("ROW of FILE");
-            (PathBuf::from(path), row.parse().expect("a row number"))
-        })
-        .collect()
+    // "3 of A and 0 of B", "3 and 5 of A": a row without its file is in the next one's.
+    let mut named = Vec::new();
+    let mut file: Option<PathBuf> = None;
+    for one in list.split(" and ").collect::<Vec<_>>().into_iter().rev() {
+        let row = match one.split_once(" of ") {
+            Some((row, path)) => {
+                file = Some(PathBuf::from(path));
+                row
+            }
+            None => one,
+        };
+        named.push((
+            file.clone().expect("ROW of FILE"),
+            row.parse().expect("a row number"),
+        ));
+    }
+    named.reverse();
+    named
 }
 
 /// The (generation_id, segment_index) of row `row` (counted from 0) of the Parquet file at

@@ -179,6 +179,18 @@ fn duplicate_segment_names_generation_and_index() {
         &tmp.path().join("out"),
         &["duplicate", "generation_id=g2", "segment_index=0", &named],
     );
+    // Both in one file.
+    let one = tmp.path().join("one.parquet");
+    let mut rows = good_rows();
+    rows.insert(1, row("g1", 1, 0.6, &[16]));
+    write_rows(&one, &rows);
+    let err = fails_with(
+        &one,
+        &demo_model(),
+        &tmp.path().join("out-one"),
+        &["generation_id=g1", "segment_index=1"],
+    );
+    assert_eq!(named_rows(&err), vec![(one.clone(), 1), (one, 2)], "{err}");
 }
 
 #[test]
