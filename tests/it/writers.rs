@@ -384,39 +384,30 @@ fn files_whose_columns_differ_in_width_or_item_names_run_together() {
     assert_eq!(column_type(&out_mixed, "generation_id"), DataType::LargeUtf8);
     assert_eq!(column_type(&out_mixed, "segment_index"), DataType::Int64);
     assert_eq!(column_type(&out_mixed, "cumulative_score"), DataType::Float64);
-    // `segscore sql` reads such a folder the same way.
-    let table = format!("t={}", mixed.display());
-    let o = segscore(&[
-        "sql",
-        "-t",
-        &table,
-        "--format",
-        "csv",
-        "SELECT arrow_typeof(segment_index) AS s, arrow_typeof(cumulative_score) AS c, \
-         min(cumulative_score) AS lo, max(cumulative_score) AS hi FROM t GROUP BY 1, 2",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    // `segscore sql` reads such a folder the same way, and hive folders (levels as columns).
+    let sql = |dir: &Path, query: &str| {
+        let table = format!("t={}", dir.display());
+        let o = segscore(&["sql", "-t", &table, "--format", "csv", query]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        String::from_utf8(o.stdout).unwrap()
+    };
     assert_eq!(
-        String::from_utf8(o.stdout).unwrap(),
+        sql(
+            &mixed,
+            "SELECT arrow_typeof(segment_index) AS s, arrow_typeof(cumulative_score) AS c, \
+             min(cumulative_score) AS lo, max(cumulative_score) AS hi FROM t GROUP BY 1, 2"
+        ),
         "s,c,lo,hi\nInt64,Float64,0.1,0.75\n"
     );
-    // And in hive folders (their levels are columns).
     let hive = tmp.path().join("hive");
     write(&hive.join("day=1/a.parquet"), &rows("g1"), &polars);
     write(&hive.join("day=2/c.parquet"), &rows("g3"), &[]);
-    let table = format!("t={}", hive.display());
-    let o = segscore(&[
-        "sql",
-        "-t",
-        &table,
-        "--format",
-        "csv",
-        "SELECT day, arrow_typeof(segment_index) AS s, min(cumulative_score) AS lo FROM t \
-         GROUP BY 1, 2 ORDER BY 1",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(
-        String::from_utf8(o.stdout).unwrap(),
+        sql(
+            &hive,
+            "SELECT day, arrow_typeof(segment_index) AS s, min(cumulative_score) AS lo FROM t \
+             GROUP BY 1, 2 ORDER BY 1"
+        ),
         "day,s,lo\n1,Int64,0.25\n2,Int64,0.1\n"
     );
 }
