@@ -170,8 +170,8 @@ pub async fn parquet_table_read(
 }
 
 /// The type that holds a column's values in files where it has types `a` and `b`, when they
-/// differ only in width, encoding or names: `Utf8` and `LargeUtf8` (polars writes the large
-/// kinds), `List` and `LargeList`, integers of one signedness, floats, a categorical
+/// differ only in width, encoding or names: `Utf8`, `LargeUtf8` (polars writes the large
+/// kinds) and `Utf8View`, `List` and `LargeList`, integers of one signedness, floats, a categorical
 /// (dictionary-encoded) column and its value type; list items by any name (pyarrow and DuckDB
 /// call them `element`, polars and arrow-rs `item`). None for types of different kinds.
 pub fn common_type(a: &DataType, b: &DataType) -> Option<DataType> {
@@ -182,8 +182,15 @@ pub fn common_type(a: &DataType, b: &DataType) -> Option<DataType> {
     let width = |t: &DataType| t.primitive_width().unwrap_or(0);
     Some(match (a, b) {
         (Dictionary(_, v), t) | (t, Dictionary(_, v)) => return common_type(v, t),
-        (Utf8 | LargeUtf8, Utf8 | LargeUtf8) => LargeUtf8,
-        (Binary | LargeBinary, Binary | LargeBinary) => LargeBinary,
+        // Views (pyarrow's `string_view`) read as plain strings.
+        (Utf8 | LargeUtf8 | Utf8View, Utf8 | LargeUtf8 | Utf8View) => match (a, b) {
+            (LargeUtf8, _) | (_, LargeUtf8) => LargeUtf8,
+            _ => Utf8,
+        },
+        (Binary | LargeBinary | BinaryView, Binary | LargeBinary | BinaryView) => match (a, b) {
+            (LargeBinary, _) | (_, LargeBinary) => LargeBinary,
+            _ => Binary,
+        },
         (x, y) if x.is_floating() && y.is_floating() => Float64,
         (x, y)
             if (x.is_signed_integer() && y.is_signed_integer())

@@ -300,6 +300,9 @@ mod tests {
         let dict = |v: DataType| Dictionary(Box::new(Int32), Box::new(v));
         for (a, b, common) in [
             (Utf8, LargeUtf8, Some(LargeUtf8)),
+            (Utf8View, Utf8, Some(Utf8)),
+            (Utf8View, LargeUtf8, Some(LargeUtf8)),
+            (BinaryView, Binary, Some(Binary)),
             (Int32, Int64, Some(Int64)),
             (Int64, Int8, Some(Int64)),
             (UInt16, UInt32, Some(UInt32)),

@@ -317,7 +317,7 @@ fn a_categorical_column_of_the_wrong_kind_is_named_by_its_value_type() {
 fn files_whose_columns_differ_in_width_or_item_names_run_together() {
     // One folder of files from several tools: pyarrow and DuckDB name a list's items
     // `element`, polars and arrow-rs `item`; polars writes large strings and lists; others
-    // write 32-bit integers and floats. The same rows in files that agree give the same scores,
+    // write 32-bit integers and floats, or string views. The same rows in files that agree give the same scores,
     // with each column in its widest type.
     let tmp = tempfile::tempdir().unwrap();
     let list = |item: &str, t: DataType, large: bool| {
@@ -366,11 +366,17 @@ fn files_whose_columns_differ_in_width_or_item_names_run_together() {
     write(&mixed.join("a.parquet"), &rows("g1"), &polars);
     write(&mixed.join("b.parquet"), &rows("g2"), &element);
     write(&mixed.join("c.parquet"), &rows("g3"), &[]);
+    // pyarrow's `string_view`.
+    write(
+        &mixed.join("d.parquet"),
+        &rows("g4"),
+        &[("generation_id", DataType::Utf8View)],
+    );
     let wide = [
         ("generation_id", DataType::LargeUtf8),
         ("input_ids", list("item", DataType::Int64, true)),
     ];
-    for (name, g) in [("a", "g1"), ("b", "g2"), ("c", "g3")] {
+    for (name, g) in [("a", "g1"), ("b", "g2"), ("c", "g3"), ("d", "g4")] {
         write(&same.join(format!("{name}.parquet")), &rows(g), &wide);
     }
     let (out_mixed, out_same) = (tmp.path().join("out-mixed"), tmp.path().join("out-same"));
@@ -379,7 +385,7 @@ fn files_whose_columns_differ_in_width_or_item_names_run_together() {
         assert!(o.status.success(), "{}", stderr(&o));
     }
     let want = scores(&out_same);
-    assert_eq!(want.len(), 6);
+    assert_eq!(want.len(), 8);
     assert_eq!(scores(&out_mixed), want);
     assert_eq!(column_type(&out_mixed, "generation_id"), DataType::LargeUtf8);
     assert_eq!(column_type(&out_mixed, "segment_index"), DataType::Int64);
