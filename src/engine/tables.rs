@@ -171,9 +171,10 @@ pub async fn parquet_table_read(
 
 /// The type that holds a column's values in files where it has types `a` and `b`, when they
 /// differ only in width, encoding or names: `Utf8`, `LargeUtf8` (polars writes the large
-/// kinds) and `Utf8View`, `List` and `LargeList`, integers of one signedness, floats, a categorical
-/// (dictionary-encoded) column and its value type; list items by any name (pyarrow and DuckDB
-/// call them `element`, polars and arrow-rs `item`). None for types of different kinds.
+/// kinds) and `Utf8View`; `List` and `LargeList`; integers of one signedness; floats; a
+/// categorical (dictionary-encoded) column and its value type; list items by any name (pyarrow
+/// and DuckDB call them `element`, polars and arrow-rs `item`). None for types of different
+/// kinds.
 pub fn common_type(a: &DataType, b: &DataType) -> Option<DataType> {
     use DataType::*;
     if a.equals_datatype(b) {
