@@ -80,9 +80,15 @@ pub async fn with_rows(e: Error, cfg: &JobConfig, p: &Prepared) -> Error {
         cfg.columns.generation_id.clone(),
         cfg.columns.segment_index.clone(),
     );
+    let started = std::time::Instant::now();
     let found = tokio::task::spawn_blocking(move || source::locate::locate(&files, &gid, &seg, &key, most))
         .await
         .unwrap_or_default();
+    tracing::debug!(
+        seconds = started.elapsed().as_secs_f64(),
+        rows = found.len(),
+        "input rows of the failing row's key searched"
+    );
     match source::locate::describe(&found) {
         Some(rows) => Error::AtRows {
             error: Box::new(e),
