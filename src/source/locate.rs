@@ -1,20 +1,17 @@
 //! Where a row named by its key is: the input files, and the rows in them, that hold a
 //! generation id (and a segment index), read back after a row-level error so that the error can
 //! name its file. The row groups whose footer statistics rule the key out are not read; of the
-//! others only the two key columns are.
+//! others only the two key columns are ([`scan_columns`]).
 
-use std::fs::File;
 use std::path::PathBuf;
 
-use datafusion::arrow::array::{Array, StringArray};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, StringArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::DataType;
-use datafusion::parquet::arrow::arrow_reader::{ArrowReaderMetadata, ParquetRecordBatchReaderBuilder};
-use datafusion::parquet::arrow::ProjectionMask;
-use datafusion::parquet::file::reader::ChunkReader;
 
 use super::InputFile;
-use crate::engine::footer::{quietly, KeyBound, RowGroupKeys};
+use crate::engine::footer::{read_footers, KeyBound, RowGroupKeys};
+use crate::engine::ranges::read::scan_columns;
 
 /// At most this many rows of candidate row groups are read in all: a search of a large input
 /// that statistics cannot narrow gives up (the error then names the key alone).
@@ -45,7 +42,7 @@ pub struct Found {
 pub fn locate(files: &[InputFile], gid: &str, seg: &str, key: &KeyText, most: usize) -> Vec<Found> {
     let mut found = Vec::new();
     let mut budget = LOCATE_ROWS;
-    for file in files {
+    'files: for file in files {
         let candidates: Vec<usize> = file
             .key_ranges
             .iter()
@@ -56,24 +53,53 @@ pub fn locate(files: &[InputFile], gid: &str, seg: &str, key: &KeyText, most: us
         if candidates.is_empty() {
             continue;
         }
-        let search = Search {
-            file,
-            candidates: &candidates,
-            columns: (gid, seg),
-            key,
-            most,
-            budget: &mut budget,
-            found: &mut found,
+        let Some(meta) = read_footers(std::slice::from_ref(&file.path))
+            .ok()
+            .and_then(|mut m| m.pop())
+        else {
+            continue;
         };
-        let _ = quietly(|| match crate::store::remote(&file.path) {
-            Some(url) => search.run(|| crate::store::RemoteFile::open(url).ok()),
-            None => search.run(|| File::open(&file.path).ok()),
-        });
-        if found.len() >= most || budget == 0 {
-            break;
+        let row_groups = meta.metadata().row_groups();
+        let rows_in = |rg: usize| u64::try_from(row_groups[rg].num_rows()).unwrap_or(0);
+        for rg in candidates.into_iter().filter(|&rg| rg < row_groups.len()) {
+            let rows = rows_in(rg);
+            if budget < rows {
+                break 'files;
+            }
+            budget -= rows;
+            let first: u64 = (0..rg).map(rows_in).sum();
+            scan_columns(&file.path, &meta, &[gid, seg], rg, 0, &mut |columns, before| {
+                let text = |c: &ArrayRef| -> Option<StringArray> {
+                    cast(c, &DataType::Utf8).ok()?.as_string_opt::<i32>().cloned()
+                };
+                let (ids, idx) = (text(&columns[0])?, text(&columns[1])?);
+                let matches = |a: &StringArray, i: usize, want: &str| {
+                    if a.is_null(i) {
+                        want.is_empty()
+                    } else {
+                        a.value(i) == want
+                    }
+                };
+                for i in 0..ids.len() {
+                    if matches(&ids, i, &key.generation_id)
+                        && key.segment_index.as_deref().is_none_or(|s| matches(&idx, i, s))
+                    {
+                        found.push(Found {
+                            path: file.path.clone(),
+                            row: first + before + i as u64,
+                        });
+                        if found.len() >= most {
+                            return Some(false);
+                        }
+                    }
+                }
+                Some(true)
+            });
+            if found.len() >= most {
+                break 'files;
+            }
         }
     }
-    found.truncate(most);
     found
 }
 
@@ -89,89 +115,6 @@ fn may_hold(r: &RowGroupKeys, text: &str) -> bool {
     };
     // An empty text may stand for a null, which the statistics do not bound.
     text.is_empty() || (r.min <= key && key <= r.max)
-}
-
-/// One file's search: its row groups `candidates`, whose columns `columns` (generation id,
-/// segment index) are compared with `key`, the rows found so far and the rows left to read.
-struct Search<'a> {
-    file: &'a InputFile,
-    candidates: &'a [usize],
-    columns: (&'a str, &'a str),
-    key: &'a KeyText,
-    most: usize,
-    budget: &'a mut u64,
-    found: &'a mut Vec<Found>,
-}
-
-impl Search<'_> {
-    /// Reads the candidate row groups (each read opened by `open`), adding the rows that match
-    /// the key to `found` until it holds `most` or `budget` rows have been read.
-    fn run<R: ChunkReader + 'static>(self, open: impl Fn() -> Option<R>) -> Option<()> {
-        let Search {
-            file,
-            candidates,
-            columns: (gid, seg),
-            key,
-            most,
-            budget,
-            found,
-        } = self;
-        let meta = ArrowReaderMetadata::load(&open()?, Default::default()).ok()?;
-        let fields = meta.parquet_schema().root_schema().get_fields();
-        let root = |name: &str| fields.iter().position(|f| f.name() == name);
-        let mask = ProjectionMask::roots(meta.parquet_schema(), [root(gid)?, root(seg)?]);
-        let row_groups = meta.metadata().row_groups();
-        let rows_in = |rg: usize| u64::try_from(row_groups[rg].num_rows()).unwrap_or(0);
-        for &rg in candidates.iter().filter(|&&rg| rg < row_groups.len()) {
-            let rows = rows_in(rg);
-            if *budget < rows {
-                *budget = 0;
-                return None;
-            }
-            *budget -= rows;
-            let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(open()?, meta.clone())
-                .with_projection(mask.clone())
-                .with_row_groups(vec![rg])
-                .with_batch_size(65_536)
-                .build()
-                .ok()?;
-            let mut row: u64 = (0..rg).map(rows_in).sum();
-            for batch in reader {
-                let batch = batch.ok()?;
-                let text = |name: &str| -> Option<StringArray> {
-                    let c = batch.column(batch.schema().index_of(name).ok()?);
-                    cast(c, &DataType::Utf8)
-                        .ok()?
-                        .as_any()
-                        .downcast_ref::<StringArray>()
-                        .cloned()
-                };
-                let (ids, idx) = (text(gid)?, text(seg)?);
-                let matches = |a: &StringArray, i: usize, want: &str| {
-                    if a.is_null(i) {
-                        want.is_empty()
-                    } else {
-                        a.value(i) == want
-                    }
-                };
-                for i in 0..batch.num_rows() {
-                    if matches(&ids, i, &key.generation_id)
-                        && key.segment_index.as_deref().is_none_or(|s| matches(&idx, i, s))
-                    {
-                        found.push(Found {
-                            path: file.path.clone(),
-                            row: row + i as u64,
-                        });
-                        if found.len() >= most {
-                            return Some(());
-                        }
-                    }
-                }
-                row += batch.num_rows() as u64;
-            }
-        }
-        Some(())
-    }
 }
 
 /// `found` as an error's words: "input row 3 of /in/a.parquet, counting from 0", "input rows
@@ -197,8 +140,10 @@ pub fn describe(found: &[Found]) -> Option<String> {
 mod tests {
     use super::*;
     use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch};
+    use datafusion::parquet::arrow::arrow_reader::ArrowReaderMetadata;
     use datafusion::parquet::arrow::ArrowWriter;
     use datafusion::parquet::file::properties::WriterProperties;
+    use std::fs::File;
     use std::sync::Arc;
 
     /// A file of `gids` (with segment indexes 0, 1, ... within each run of one id) in row

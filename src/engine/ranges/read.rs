@@ -1,7 +1,8 @@
 //! Reading a row group's generation ids where the key ranges may cut it: the rows a generation
 //! that runs on from the row group before fills at its start ([`leading_rows`]), and its
 //! generation boundaries past a row ([`cuts_inside`], [`first_cut_from`]), one column read
-//! without panicking on corrupt input, from that row on.
+//! without panicking on corrupt input, from that row on; and the key columns a row-level error's
+//! search reads ([`scan_columns`]).
 
 use std::fs::File;
 
@@ -125,10 +126,7 @@ fn cuts_from(
 }
 
 /// Reads top-level column `key` of row group `rg` of the file at `path` (whose footer is
-/// `meta`) from row `skip` on, a dictionary as its values, and gives `visit` each batch with
-/// the rows before it in the row group, until `visit` returns false. None when the file or the
-/// column cannot be read, or `visit` returns None; a panic in the reader on corrupt input is
-/// caught.
+/// `meta`) from row `skip` on ([`scan_columns`] of that one column).
 fn scan_key_column(
     path: &std::path::Path,
     meta: &ArrowReaderMetadata,
@@ -137,26 +135,44 @@ fn scan_key_column(
     skip: u64,
     visit: &mut dyn FnMut(&ArrayRef, u64) -> Option<bool>,
 ) -> Option<()> {
+    scan_columns(path, meta, &[key], rg, skip, &mut |columns, before| {
+        visit(&columns[0], before)
+    })
+}
+
+/// Reads top-level columns `keys` of row group `rg` of the file at `path` (whose footer is
+/// `meta`; local or in object storage) from row `skip` on, dictionaries as their values, and
+/// gives `visit` each batch's columns (in the order of `keys`) with the rows before it in the
+/// row group, until `visit` returns false. None when the file or a column cannot be read, or
+/// `visit` returns None; a panic in the reader on corrupt input is caught.
+pub fn scan_columns(
+    path: &std::path::Path,
+    meta: &ArrowReaderMetadata,
+    keys: &[&str],
+    rg: usize,
+    skip: u64,
+    visit: &mut dyn FnMut(&[ArrayRef], u64) -> Option<bool>,
+) -> Option<()> {
     match crate::store::remote(path) {
-        Some(url) => scan_key_column_in(
+        Some(url) => scan_columns_in(
             crate::store::RemoteFile::open(url).ok()?,
             meta,
-            key,
+            keys,
             rg,
             skip,
             visit,
         ),
-        None => scan_key_column_in(File::open(path).ok()?, meta, key, rg, skip, visit),
+        None => scan_columns_in(File::open(path).ok()?, meta, keys, rg, skip, visit),
     }
 }
 
-fn scan_key_column_in<R>(
+fn scan_columns_in<R>(
     reader: R,
     meta: &ArrowReaderMetadata,
-    key: &str,
+    keys: &[&str],
     rg: usize,
     skip: u64,
-    visit: &mut dyn FnMut(&ArrayRef, u64) -> Option<bool>,
+    visit: &mut dyn FnMut(&[ArrayRef], u64) -> Option<bool>,
 ) -> Option<()>
 where
     R: datafusion::parquet::file::reader::ChunkReader + 'static,
@@ -166,12 +182,23 @@ where
         ParquetRecordBatchReaderBuilder, RowSelection, RowSelector,
     };
     use datafusion::parquet::arrow::ProjectionMask;
-    let leaf = top_level_leaf(meta.metadata(), key)?;
+    let leaves = keys
+        .iter()
+        .map(|k| top_level_leaf(meta.metadata(), k))
+        .collect::<Option<Vec<usize>>>()?;
+    // A batch holds the columns in the file's order.
+    let mut read_leaves = leaves.clone();
+    read_leaves.sort_unstable();
+    read_leaves.dedup();
+    let at = leaves
+        .iter()
+        .map(|l| read_leaves.binary_search(l).ok())
+        .collect::<Option<Vec<usize>>>()?;
     let rows = u64::try_from(meta.metadata().row_groups().get(rg)?.num_rows()).ok()?;
     if skip >= rows {
         return Some(());
     }
-    let mask = ProjectionMask::leaves(meta.metadata().file_metadata().schema_descr(), [leaf]);
+    let mask = ProjectionMask::leaves(meta.metadata().file_metadata().schema_descr(), read_leaves);
     quietly(|| {
         let mut builder = ParquetRecordBatchReaderBuilder::new_with_metadata(reader, meta.clone())
             .with_projection(mask)
@@ -188,14 +215,19 @@ where
         let batches = builder.build().ok()?;
         let mut before = skip;
         for batch in batches {
-            let mut column = std::sync::Arc::clone(batch.ok()?.column(0));
-            if let DataType::Dictionary(_, values) = column.data_type() {
-                column = datafusion::arrow::compute::cast(&column, values).ok()?;
+            let batch = batch.ok()?;
+            let mut columns = Vec::with_capacity(at.len());
+            for &i in &at {
+                let mut column = std::sync::Arc::clone(batch.columns().get(i)?);
+                if let DataType::Dictionary(_, values) = column.data_type() {
+                    column = datafusion::arrow::compute::cast(&column, values).ok()?;
+                }
+                columns.push(column);
             }
-            if !visit(&column, before)? {
+            if !visit(&columns, before)? {
                 break;
             }
-            before += column.len() as u64;
+            before += batch.num_rows() as u64;
         }
         Some(())
     })
