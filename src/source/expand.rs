@@ -1,6 +1,6 @@
 //! Input expansion: files, directories (searched recursively for `*.parquet`) and globs into
 //! a sorted, de-duplicated list of files; `s3://` prefixes and globs into objects
-//! ([`crate::store::expand`]).
+//! ([`crate::store::expand`]). [`output_apart`] keeps a run from reading its own output.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -83,4 +83,118 @@ pub fn expand_inputs(patterns: &[String]) -> Result<Vec<PathBuf>> {
         }
     }
     Ok(all.into_iter().collect())
+}
+
+/// Refuses a local `output` that a run would read back as input: an input file inside it
+/// (the output directory is an input folder, or a glob reaches into it), or an output inside
+/// an input directory that the search reaches (no level of it below the input starts with `.`
+/// or `_`). The first run would work, and every re-run would read the last one's segments
+/// and generations as input. Paths are compared with symbolic links and `..` resolved. An
+/// output in object storage writes under a `_runs/` prefix that a listing skips: nothing to
+/// check.
+pub fn output_apart(patterns: &[String], files: &[PathBuf], output: &Path) -> Result<()> {
+    if crate::store::remote(output).is_some() {
+        return Ok(());
+    }
+    let out = resolved(output)?;
+    let refuse = |what: String| {
+        Err(Error::Usage(format!(
+            "--output {}: {what}; a run must not read its own output (a re-run would take the last one's segments and generations as input). Choose an --output outside the inputs",
+            output.display()
+        )))
+    };
+    for pat in patterns.iter().filter(|p| !crate::store::is_remote(p)) {
+        let dir = Path::new(pat);
+        if !dir.is_dir() {
+            continue;
+        }
+        if let Ok(below) = out.strip_prefix(resolved(dir)?) {
+            if !below.components().any(|c| is_hidden(Path::new(c.as_os_str()))) {
+                return refuse(if below.as_os_str().is_empty() {
+                    format!("is the input directory {pat}")
+                } else {
+                    format!("is inside the input directory {pat}, which is searched for *.parquet at every level (a name starting with `_` or `.` is skipped)")
+                });
+            }
+        }
+    }
+    for f in files.iter().filter(|f| crate::store::remote(f).is_none()) {
+        if resolved(f)?.starts_with(&out) {
+            return refuse(format!("it holds the input file {}", f.display()));
+        }
+    }
+    Ok(())
+}
+
+/// `path` absolute, with symbolic links and `..` resolved as far as it exists (the rest, not
+/// yet created, appended as given).
+fn resolved(path: &Path) -> Result<PathBuf> {
+    let abs = std::path::absolute(path).map_err(|e| Error::io(path, e))?;
+    let mut missing = Vec::new();
+    let mut at = abs.as_path();
+    loop {
+        match at.canonicalize() {
+            Ok(real) => return Ok(missing.iter().rev().fold(real, |p, c| p.join(c))),
+            Err(_) => match (at.parent(), at.file_name()) {
+                (Some(parent), Some(name)) => {
+                    missing.push(name.to_os_string());
+                    at = parent;
+                }
+                _ => return Ok(abs),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn apart(patterns: &[&Path], files: &[PathBuf], output: &Path) -> std::result::Result<(), String> {
+        let patterns: Vec<String> = patterns.iter().map(|p| p.display().to_string()).collect();
+        output_apart(&patterns, files, output).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn an_output_the_inputs_reach_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        std::fs::create_dir_all(data.join("day=1")).unwrap();
+        let file = data.join("day=1").join("a.parquet");
+        std::fs::write(&file, b"").unwrap();
+        let files = [file.clone()];
+        // The input directory itself, a folder inside it (not yet created), through `..`.
+        let err = apart(&[&data], &files, &data).unwrap_err();
+        assert!(err.contains("is the input directory"), "{err}");
+        let err = apart(&[&data], &files, &data.join("scored")).unwrap_err();
+        assert!(
+            err.contains("is inside the input directory") && err.contains("Choose an --output outside"),
+            "{err}"
+        );
+        let err = apart(&[&data], &files, &data.join("day=1/../x/y")).unwrap_err();
+        assert!(err.contains("is inside the input directory"), "{err}");
+        // An input file inside the output (given alone, or by a glob).
+        let err = apart(&[&file], &files, &data).unwrap_err();
+        assert!(
+            err.contains(&format!("it holds the input file {}", file.display())),
+            "{err}"
+        );
+        // Beside the inputs, or hidden from the search: fine.
+        apart(&[&data], &files, &tmp.path().join("out")).unwrap();
+        apart(&[&data], &files, &data.join("_scored")).unwrap();
+        apart(&[&data], &files, &data.join(".cache/out")).unwrap();
+        apart(&[&file], &files, &data.join("day=2")).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_link_to_the_input_directory_is_the_input_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        let link = tmp.path().join("link");
+        std::os::unix::fs::symlink(&data, &link).unwrap();
+        let err = apart(&[&data], &[], &link.join("out")).unwrap_err();
+        assert!(err.contains("is inside the input directory"), "{err}");
+    }
 }

@@ -295,6 +295,70 @@ fn existing_output_directory_is_refused_and_left_alone() {
     assert_eq!(std::fs::read_dir(&out).unwrap().count(), 1);
 }
 
+/// An output the inputs reach would be read back as input by every re-run (its segments and
+/// generations are Parquet): refused before anything is written, the inputs left alone.
+#[test]
+fn output_that_the_inputs_reach_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let input = data.join("in.parquet");
+    write_rows(&input, &good_rows());
+    let listing = |dir: &Path| -> Vec<String> {
+        let mut v: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    let cpu = ["--provider", "cpu"];
+    let o = run(&[&data], &demo_model(), &data.join("scored"), &cpu);
+    assert_fails(
+        &o,
+        2,
+        &format!("is inside the input directory {}", data.display()),
+    );
+    assert!(
+        stderr(&o).contains("Choose an --output outside the inputs"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(
+        &[&data],
+        &demo_model(),
+        &data,
+        &["--provider", "cpu", "--overwrite"],
+    );
+    assert_fails(&o, 2, &format!("is the input directory {}", data.display()));
+    assert_eq!(listing(&data), ["in.parquet"]);
+    // A folder the search skips: the run and its re-run read the same input.
+    let hidden = data.join("_scored");
+    run_ok(&[&data], &demo_model(), &hidden, &cpu);
+    let first = read_segments(&hidden);
+    run_ok(
+        &[&data],
+        &demo_model(),
+        &hidden,
+        &["--provider", "cpu", "--overwrite"],
+    );
+    assert_eq!(read_segments(&hidden), first);
+    // A glob that reaches into it names the input file it found there.
+    let glob = format!("{}/**/*.parquet", data.display());
+    let o = run(
+        &[Path::new(&glob)],
+        &demo_model(),
+        &hidden,
+        &["--provider", "cpu", "--overwrite"],
+    );
+    assert_fails(
+        &o,
+        2,
+        &format!("holds the input file {}", hidden.join("generations").display()),
+    );
+    assert_eq!(read_segments(&hidden), first, "the output is left as it was");
+}
+
 #[test]
 fn failed_overwrite_keeps_the_previous_complete_output() {
     let tmp = tempfile::tempdir().unwrap();
