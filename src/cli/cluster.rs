@@ -48,8 +48,8 @@ pub(crate) enum ClusterCommand {
         #[arg(long, value_name = "DIR")]
         work_dir: PathBuf,
         /// Tasks at once, and model sessions (default: all cores).
-        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
-        vcores: Option<u64>,
+        #[arg(long, value_name = "N", value_parser = crate::cli::exec::threads_parser())]
+        vcores: Option<usize>,
         /// Memory its tasks may hold, e.g. 8GiB (default: Ballista's share of the machine's).
         #[arg(long, value_name = "SIZE")]
         memory_pool_size: Option<bytesize::ByteSize>,
@@ -89,21 +89,18 @@ pub(crate) fn cluster(cmd: ClusterCommand) -> Result<(), Error> {
             memory_pool_size,
             provider,
             heartbeat,
-        } => {
-            let vcores = vcores.map(|v| v as usize);
-            runtime(vcores.unwrap_or_else(crate::engine::default_threads))?.block_on(serve::executor(
-                ExecutorSettings {
-                    scheduler,
-                    bind,
-                    grpc_port,
-                    external_host,
-                    work_dir,
-                    vcores,
-                    memory_pool_size: memory_pool_size.map(|m| m.as_u64()),
-                    provider,
-                    heartbeat_secs: heartbeat,
-                },
-            ))
-        }
+        } => runtime(vcores.unwrap_or_else(crate::engine::default_threads))?.block_on(serve::executor(
+            ExecutorSettings {
+                scheduler,
+                bind,
+                grpc_port,
+                external_host,
+                work_dir,
+                vcores,
+                memory_pool_size: memory_pool_size.map(|m| m.as_u64()),
+                provider,
+                heartbeat_secs: heartbeat,
+            },
+        )),
     }
 }

@@ -29,7 +29,7 @@ pub(crate) struct DemoArgs {
     #[arg(long, default_value = "auto")]
     provider: Provider,
     /// Worker threads (default: all cores).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::cli::exec::threads_parser())]
     threads: Option<usize>,
     /// The text demo: prompts and steps as text, the bundled GPT-2 tokenizer and per-token
     /// model, one model pass per generation.
@@ -67,7 +67,7 @@ fn finish_demo(mut cfg: JobConfig, provider: Provider, threads: Option<usize>) -
     cfg.report = true;
     cfg.provider = provider;
     if let Some(t) = threads {
-        cfg.threads = t.max(1);
+        cfg.threads = t;
     }
     let out = cfg.output.clone();
     let summary = run_job(cfg)?;

@@ -31,7 +31,7 @@ pub(crate) struct BenchModelArgs {
     #[arg(long, default_value = "auto")]
     provider: Provider,
     /// Threads (sessions).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::cli::exec::threads_parser())]
     threads: Option<usize>,
 }
 
@@ -82,7 +82,7 @@ pub(crate) fn bench_model(args: BenchModelArgs) -> Result<(), Error> {
     } = args;
     use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     use datafusion::parquet::arrow::ProjectionMask;
-    let threads = threads.unwrap_or_else(crate::engine::default_threads).max(1);
+    let threads = threads.unwrap_or_else(crate::engine::default_threads);
     crate::cli::exec::thread_pools(threads);
     let model = model::RewardModel::load(
         &model_path,

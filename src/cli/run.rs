@@ -119,9 +119,10 @@ pub(crate) struct JobArgs {
     /// Print the physical plan and exit without running.
     #[arg(long)]
     explain: bool,
-    /// Worker threads: DataFusion partitions and model sessions (default: all cores).
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
-    threads: Option<u64>,
+    /// Worker threads: DataFusion partitions and model sessions, 1 to 1024 (default: all
+    /// cores).
+    #[arg(long, value_parser = crate::cli::exec::threads_parser())]
+    threads: Option<usize>,
     /// Text input: a Hugging Face tokenizer.json (its padding and truncation are ignored).
     #[arg(long, value_name = "FILE")]
     tokenizer: Option<PathBuf>,
@@ -233,7 +234,7 @@ impl JobArgs {
         cfg.resume = self.resume;
         cfg.shards = self.shards.map(|n| n as usize);
         if let Some(t) = self.threads {
-            cfg.threads = t as usize;
+            cfg.threads = t;
         }
         Ok((cfg, self.explain))
     }

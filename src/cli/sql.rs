@@ -53,7 +53,7 @@ pub(crate) struct SqlArgs {
     #[arg(long, value_name = "FILE")]
     to: Option<PathBuf>,
     /// Worker threads (default: all cores).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::cli::exec::threads_parser())]
     threads: Option<usize>,
     /// Memory for DataFusion's operators, e.g. 2GiB (default: a quarter of RAM).
     #[arg(long, value_name = "SIZE")]
@@ -62,7 +62,7 @@ pub(crate) struct SqlArgs {
 
 /// `segscore sql`: the query from the command line or `--file`, run and printed or written.
 pub(crate) fn sql(a: SqlArgs) -> Result<()> {
-    let threads = a.threads.unwrap_or_else(crate::engine::default_threads).max(1);
+    let threads = a.threads.unwrap_or_else(crate::engine::default_threads);
     let query = match (a.query, &a.file) {
         (Some(q), _) => q,
         (None, Some(f)) => std::fs::read_to_string(f).map_err(|e| Error::io(f, e))?,

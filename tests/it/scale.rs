@@ -150,6 +150,9 @@ fn output_is_the_same_whatever_the_threads() {
         vec!["--threads", "1"],
         vec!["--threads", "2"],
         vec!["--threads", "3"],
+        // Past the cores of any machine the suite runs on: 48 partitions and sessions, the
+        // CPU pool at the cores.
+        vec!["--threads", "48"],
     ]
     .iter()
     .enumerate()
@@ -164,6 +167,11 @@ fn output_is_the_same_whatever_the_threads() {
     // Bit for bit: the model's batches are cut from the scan's, whatever the threads.
     assert_same_rows(&outputs[0], &outputs[1], "--threads 1 vs 2");
     assert_same_rows(&outputs[0], &outputs[2], "--threads 1 vs 3");
+    assert_same_rows(&outputs[0], &outputs[3], "--threads 1 vs 48");
+    let out = tmp.path().join("too-many");
+    let o = run(&[&input], &demo_model(), &out, &["--threads", "1025"]);
+    assert_fails(&o, 2, "1025 is not in 1..=1024");
+    assert!(!out.exists());
 }
 
 #[test]
