@@ -351,8 +351,16 @@ pub fn summary_table(s: &Summary) -> String {
 /// Reads the `summary.json` of the output at `dir` (a local directory or an `s3://` output).
 pub fn read_summary(dir: &std::path::Path) -> crate::error::Result<Summary> {
     let path = dir.join("summary.json");
-    let bytes = crate::sink::committed::output_file(dir, "summary.json")?
-        .ok_or_else(|| crate::error::Error::io(&path, std::io::Error::from(std::io::ErrorKind::NotFound)))?;
+    let bytes = crate::sink::committed::output_file(dir, "summary.json")?.ok_or_else(|| {
+        crate::error::Error::Output {
+            path: dir.to_path_buf(),
+            reason: if crate::store::remote(dir).is_none() && !dir.exists() {
+                "does not exist".into()
+            } else {
+                "holds no complete segscore output: no summary.json (a run writes it when it commits, with _SUCCESS)".into()
+            },
+        }
+    })?;
     serde_json::from_slice(&bytes).map_err(|e| crate::error::Error::Output {
         path,
         reason: format!("not a segscore summary: {e}"),

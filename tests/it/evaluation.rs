@@ -461,6 +461,30 @@ fn count_color(png_path: &Path, hex: &str) -> usize {
         .count()
 }
 
+/// `report` and `compare` of a folder that is not a complete output say so, and write nothing.
+#[test]
+fn report_and_compare_of_what_is_not_an_output_say_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    write_rows(&data.join("in.parquet"), &[row("g", 0, 0.5, &[1])]);
+    let o = segscore(&["report", data.to_str().unwrap()]);
+    assert_fails(
+        &o,
+        1,
+        &format!(
+            "output {}: holds no complete segscore output: no summary.json",
+            data.display()
+        ),
+    );
+    assert!(!data.join("report.html").exists());
+    let missing = tmp.path().join("missing");
+    let o = segscore(&["compare", data.to_str().unwrap(), missing.to_str().unwrap()]);
+    assert_fails(&o, 1, "holds no complete segscore output");
+    let o = segscore(&["compare", missing.to_str().unwrap(), data.to_str().unwrap()]);
+    assert_fails(&o, 1, &format!("output {}: does not exist", missing.display()));
+}
+
 #[test]
 fn report_renders_in_chromium_with_every_plot_drawn() {
     let chromium = std::env::var("SEGSCORE_CHROMIUM").unwrap_or_else(|_| "chromium".into());
