@@ -253,3 +253,58 @@ fn progress_is_logged_when_not_a_terminal_and_silenced_by_quiet() {
     assert_eq!(stderr(&o), "", "--quiet prints nothing on stderr");
     assert!(String::from_utf8_lossy(&o.stdout).is_empty());
 }
+
+/// A folder of many small files (a job that writes one per generation) runs under the usual
+/// limit of open files: DataFusion asks for every input path's metadata at once when it plans
+/// the scan, and without a cap on the store's requests 5,000 files held some 2,000 open.
+#[cfg(target_os = "linux")]
+#[test]
+fn many_small_files_run_under_a_low_open_file_limit() {
+    use std::os::unix::process::CommandExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("many");
+    std::fs::create_dir_all(&input).unwrap();
+    let files = 1000;
+    for g in 0..files {
+        let gid = format!("g{g:04}");
+        let rows: Vec<Row> = (0..3)
+            .map(|s| {
+                row(
+                    &gid,
+                    s,
+                    0.1 * (g % 7) as f64 + 0.2 * s as f64,
+                    &[1 + (g % 50) as i64, 2 + s],
+                )
+            })
+            .collect();
+        write_rows(&input.join(format!("part-{g:04}.parquet")), &rows);
+    }
+    let out = tmp.path().join("out");
+    let args = run_args(&[&input], &demo_model(), &out, &["--provider", "cpu"]);
+    let limit = 256;
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.args(&args).env_remove("ORT_DYLIB_PATH");
+    // SAFETY: setrlimit is async-signal-safe; the child only lowers its own soft limit.
+    unsafe {
+        cmd.pre_exec(move || {
+            let mut r = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            r.rlim_cur = limit.min(r.rlim_max);
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &r) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let o = cmd.output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s = summary(&out);
+    assert_eq!(s["n_segments"], 3 * files);
+    assert_eq!(s["n_generations"], files);
+    assert_eq!(s["input_files"], files);
+}
