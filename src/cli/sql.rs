@@ -348,6 +348,23 @@ async fn run_query(opts: &SqlOptions) -> Result<()> {
             "--to needs --format csv, json or parquet (table is for the terminal)".into(),
         ));
     }
+    if let Some(to) = &opts.to {
+        let local: Vec<String> = opts
+            .tables
+            .iter()
+            .map(|t| t.path.clone())
+            .filter(|p| !crate::store::is_remote(p))
+            .collect();
+        if !local.is_empty() {
+            source::expand::output_apart(
+                "--to",
+                "a query must not replace its input, nor write where its tables are read from",
+                &local,
+                &source::expand_inputs(&local)?,
+                to,
+            )?;
+        }
+    }
     let (ctx, plain) = context(opts).await?;
     // CSV and JSON on stdout go out as they come: a first attempt could not be taken back.
     let streamed = opts.to.is_none() && matches!(opts.format, Format::Csv | Format::Json);

@@ -100,7 +100,13 @@ pub async fn prepare(cfg: &JobConfig) -> Result<Prepared> {
     // The output is read back through DataFusion (the evaluation): its path must be a URL too.
     crate::engine::tables::require_utf8(&cfg.output)?;
     let files = source::expand_inputs(&cfg.inputs)?;
-    source::expand::output_apart(&cfg.inputs, &files, &cfg.output)?;
+    source::expand::output_apart(
+        "--output",
+        "a run must not read its own output (a re-run would take the last one's segments and generations as input)",
+        &cfg.inputs,
+        &files,
+        &cfg.output,
+    )?;
     let inputs = source::check_inputs(&files, &cfg.columns, cfg.on_invalid == OnInvalid::Fail)?;
     let hive = source::hive::detect(&cfg.inputs, &files, cfg.hive_partitioning, &cfg.partition_cols)?;
     if let Some(h) = &hive {

@@ -1,6 +1,6 @@
 //! Input expansion: files, directories (searched recursively for `*.parquet`) and globs into
 //! a sorted, de-duplicated list of files; `s3://` prefixes and globs into objects
-//! ([`crate::store::expand`]). [`output_apart`] keeps a run from reading its own output.
+//! ([`crate::store::expand`]). [`output_apart`] keeps a job from reading its own output.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -85,21 +85,28 @@ pub fn expand_inputs(patterns: &[String]) -> Result<Vec<PathBuf>> {
     Ok(all.into_iter().collect())
 }
 
-/// Refuses a local `output` that a run would read back as input: an input file inside it
-/// (the output directory is an input folder, or a glob reaches into it), or an output inside
-/// an input directory that the search reaches (no level of it below the input starts with `.`
-/// or `_`). The first run would work, and every re-run would read the last one's segments
-/// and generations as input. Paths are compared with symbolic links and `..` resolved. An
-/// output in object storage writes under a `_runs/` prefix that a listing skips: nothing to
-/// check.
-pub fn output_apart(patterns: &[String], files: &[PathBuf], output: &Path) -> Result<()> {
+/// Refuses a local `output` (given by `flag`) that a job would read back as input, or that
+/// would replace one: an input file that is it or lies inside it (an output directory that is
+/// an input folder, a glob reaching into it), or an output inside an input directory that the
+/// search reaches (no level of it below the input starts with `.` or `_`). The first run
+/// would work, and every re-run would read the last one's output as input; `why` says what
+/// that does. Paths are compared with symbolic links and `..` resolved. An output in object
+/// storage is not checked: a run writes under a `_runs/` prefix that a listing skips, and
+/// `sql --to` writes only local files.
+pub fn output_apart(
+    flag: &str,
+    why: &str,
+    patterns: &[String],
+    files: &[PathBuf],
+    output: &Path,
+) -> Result<()> {
     if crate::store::remote(output).is_some() {
         return Ok(());
     }
     let out = resolved(output)?;
     let refuse = |what: String| {
         Err(Error::Usage(format!(
-            "--output {}: {what}; a run must not read its own output (a re-run would take the last one's segments and generations as input). Choose an --output outside the inputs",
+            "{flag} {}: {what}; {why}. Choose {flag} outside the inputs",
             output.display()
         )))
     };
@@ -119,7 +126,11 @@ pub fn output_apart(patterns: &[String], files: &[PathBuf], output: &Path) -> Re
         }
     }
     for f in files.iter().filter(|f| crate::store::remote(f).is_none()) {
-        if resolved(f)?.starts_with(&out) {
+        let file = resolved(f)?;
+        if file == out {
+            return refuse(format!("is the input file {}", f.display()));
+        }
+        if file.starts_with(&out) {
             return refuse(format!("it holds the input file {}", f.display()));
         }
     }
@@ -152,7 +163,7 @@ mod tests {
 
     fn apart(patterns: &[&Path], files: &[PathBuf], output: &Path) -> std::result::Result<(), String> {
         let patterns: Vec<String> = patterns.iter().map(|p| p.display().to_string()).collect();
-        output_apart(&patterns, files, output).map_err(|e| e.to_string())
+        output_apart("--output", "why", &patterns, files, output).map_err(|e| e.to_string())
     }
 
     #[test]
@@ -168,7 +179,7 @@ mod tests {
         assert!(err.contains("is the input directory"), "{err}");
         let err = apart(&[&data], &files, &data.join("scored")).unwrap_err();
         assert!(
-            err.contains("is inside the input directory") && err.contains("Choose an --output outside"),
+            err.contains("is inside the input directory") && err.contains("; why. Choose --output outside"),
             "{err}"
         );
         let err = apart(&[&data], &files, &data.join("day=1/../x/y")).unwrap_err();
@@ -184,6 +195,12 @@ mod tests {
         apart(&[&data], &files, &data.join("_scored")).unwrap();
         apart(&[&data], &files, &data.join(".cache/out")).unwrap();
         apart(&[&file], &files, &data.join("day=2")).unwrap();
+        // The input file itself (`sql --to` over its own table).
+        let err = apart(&[&file], &files, &file).unwrap_err();
+        assert!(
+            err.contains(&format!("is the input file {}", file.display())),
+            "{err}"
+        );
     }
 
     #[cfg(unix)]

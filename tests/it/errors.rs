@@ -320,7 +320,7 @@ fn output_that_the_inputs_reach_is_refused() {
         &format!("is inside the input directory {}", data.display()),
     );
     assert!(
-        stderr(&o).contains("Choose an --output outside the inputs"),
+        stderr(&o).contains("Choose --output outside the inputs"),
         "{}",
         stderr(&o)
     );

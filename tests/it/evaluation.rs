@@ -391,6 +391,24 @@ fn sql_command_reads_parquet_and_outputs_in_every_format() {
     ]);
     assert_eq!(o.status.code(), Some(2));
     assert!(!Path::new("x.csv").exists());
+    // --to over the query's own input: refused, the input left as it was.
+    let before = std::fs::read(&input).unwrap();
+    let o = segscore(&[
+        "sql",
+        "-t",
+        &table,
+        q,
+        "--format",
+        "parquet",
+        "--to",
+        input.to_str().unwrap(),
+    ]);
+    assert_fails(
+        &o,
+        2,
+        &format!("--to {0}: is the input file {0}", input.display()),
+    );
+    assert_eq!(std::fs::read(&input).unwrap(), before);
 }
 
 #[test]
