@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -42,6 +43,7 @@ def main():
     os.makedirs(args.workdir, exist_ok=True)
     data = os.path.join(args.workdir, f"text-{args.segments}-{args.files}")
     if not os.path.exists(os.path.join(data, ".complete")):
+        shutil.rmtree(data, ignore_errors=True)
         run([args.bin, "generate", "--text", "-o", data, "--segments", str(args.segments), "--files", str(args.files)])
         open(os.path.join(data, ".complete"), "w").close()
 

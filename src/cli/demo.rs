@@ -110,6 +110,10 @@ pub(crate) fn generate(
     row_group_rows: usize,
     text_data: bool,
 ) -> Result<(), Error> {
+    crate::sink::output_dir::require_empty(
+        &output,
+        "generate writes a new dataset, and files left there would join it",
+    )?;
     if text_data {
         let tmp = output.join(".tokenizer.json");
         std::fs::create_dir_all(&output).map_err(|e| Error::io(&output, e))?;

@@ -57,6 +57,41 @@ pub struct OutputDir {
     remote: Option<RemoteRun>,
 }
 
+/// The first five of `names`, for a message (`a, b, c, d, e, ...`).
+pub fn first_names(names: &[String]) -> String {
+    let shown: Vec<&str> = names.iter().take(5).map(String::as_str).collect();
+    format!(
+        "{}{}",
+        shown.join(", "),
+        if names.len() > 5 { ", ..." } else { "" }
+    )
+}
+
+/// Refuses `dir` if it holds anything: a command that writes a whole new set of files there
+/// (`segscore generate`) would otherwise replace some of what is there and leave the rest
+/// mixed in with its own. An absent directory is fine.
+pub fn require_empty(dir: &Path, what: &str) -> Result<()> {
+    let mut names: Vec<String> = match fs::read_dir(dir) {
+        Ok(entries) => entries
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(dir, e)),
+    };
+    if names.is_empty() {
+        return Ok(());
+    }
+    names.sort();
+    Err(out_err(
+        dir,
+        format!(
+            "is not empty (holds {}); {what}: choose an empty or new folder",
+            first_names(&names)
+        ),
+    ))
+}
+
 fn out_err(path: &Path, reason: impl Into<String>) -> Error {
     Error::Output {
         path: path.to_path_buf(),
@@ -141,13 +176,11 @@ impl OutputDir {
             } else if resume && root.join(SUCCESS).exists() {
                 found = Found::Complete;
             } else if !entries.is_empty() && !overwrite {
-                let shown: Vec<_> = entries.iter().take(5).cloned().collect();
                 return Err(out_err(
                     root,
                     format!(
-                        "directory is not empty (holds {}{}); pass --overwrite to replace segscore's outputs in it, or choose another --output",
-                        shown.join(", "),
-                        if entries.len() > 5 { ", ..." } else { "" }
+                        "directory is not empty (holds {}); pass --overwrite to replace segscore's outputs in it, or choose another --output",
+                        first_names(&entries)
                     ),
                 ));
             }
@@ -201,13 +234,11 @@ impl OutputDir {
                 })
             }
             _ if !s.others.is_empty() && !overwrite => {
-                let shown: Vec<_> = s.others.iter().take(5).cloned().collect();
                 return Err(Error::Store {
                     url,
                     reason: format!(
-                        "is not empty (holds {}{}); pass --overwrite to replace segscore's outputs in it, or choose another --output",
-                        shown.join(", "),
-                        if s.others.len() > 5 { ", ..." } else { "" }
+                        "is not empty (holds {}); pass --overwrite to replace segscore's outputs in it, or choose another --output",
+                        first_names(&s.others)
                     ),
                 });
             }

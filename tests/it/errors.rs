@@ -359,6 +359,38 @@ fn output_that_the_inputs_reach_is_refused() {
     assert_eq!(read_segments(&hidden), first, "the output is left as it was");
 }
 
+/// `generate` writes a whole dataset: into a folder that holds anything it would replace some
+/// files and leave others beside its own.
+#[test]
+fn generate_refuses_a_folder_that_is_not_empty() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("part-00000.parquet"), b"keep me").unwrap();
+    let o = segscore(&["generate", "-o", dir.to_str().unwrap(), "--segments", "100"]);
+    assert_fails(
+        &o,
+        1,
+        &format!(
+            "output {}: is not empty (holds part-00000.parquet)",
+            dir.display()
+        ),
+    );
+    assert_eq!(std::fs::read(dir.join("part-00000.parquet")).unwrap(), b"keep me");
+    let fresh = tmp.path().join("fresh");
+    let o = segscore(&[
+        "generate",
+        "-o",
+        fresh.to_str().unwrap(),
+        "--segments",
+        "100",
+        "--files",
+        "2",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(parts(&fresh).len(), 2);
+}
+
 #[test]
 fn failed_overwrite_keeps_the_previous_complete_output() {
     let tmp = tempfile::tempdir().unwrap();
