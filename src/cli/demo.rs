@@ -13,6 +13,7 @@ use crate::pipeline::JobConfig;
 use crate::sample::{self, text};
 
 use super::exec::run_job;
+use super::stdout::print;
 
 #[derive(Args)]
 pub(crate) struct DemoArgs {
@@ -71,9 +72,11 @@ fn finish_demo(mut cfg: JobConfig, provider: Provider, threads: Option<usize>) -
     }
     let out = cfg.output.clone();
     let summary = run_job(cfg)?;
-    println!("segscore demo: {}", out.display());
-    print!("{}", crate::evaluate::summary::summary_table(&summary));
-    Ok(())
+    print(&format!(
+        "segscore demo: {}\n{}",
+        out.display(),
+        crate::evaluate::summary::summary_table(&summary)
+    ))
 }
 
 /// `segscore demo --text`: text generations, the GPT-2 tokenizer and the per-token model.

@@ -9,6 +9,7 @@ use crate::error::Error;
 use crate::model::{self, Provider};
 
 use super::run::utf8_inputs;
+use super::stdout::print;
 
 #[derive(Args)]
 pub(crate) struct BenchModelArgs {
@@ -37,9 +38,12 @@ pub(crate) struct BenchModelArgs {
 
 pub(crate) fn inspect(model_path: PathBuf) -> Result<(), Error> {
     let (sig, rt) = model::inspect(&model_path)?;
-    println!("model: {}", model_path.display());
-    println!("ONNX Runtime {} ({})", rt.version, rt.library.display());
-    println!("inputs:");
+    let mut text = format!(
+        "model: {}\nONNX Runtime {} ({})\ninputs:\n",
+        model_path.display(),
+        rt.version,
+        rt.library.display()
+    );
     for i in &sig.inputs {
         let binding = match &i.binding {
             Ok((model::Feed::InputIds, _)) => {
@@ -50,17 +54,18 @@ pub(crate) fn inspect(model_path: PathBuf) -> Result<(), Error> {
             Ok((model::Feed::PositionIds, _)) => "<- 0..seq per row (right padding)".to_string(),
             Err(reason) => format!("UNBOUND: {reason}"),
         };
-        println!("  {:<16} {:<28} {binding}", i.name, i.type_desc);
+        text.push_str(&format!("  {:<16} {:<28} {binding}\n", i.name, i.type_desc));
     }
-    println!("outputs:");
+    text.push_str("outputs:\n");
     for (k, o) in sig.outputs.iter().enumerate() {
         let note = if k == 0 {
             "<- score (default; --model-output picks another)"
         } else {
             ""
         };
-        println!("  {:<16} {:<28} {note}", o.name, o.type_desc);
+        text.push_str(&format!("  {:<16} {:<28} {note}\n", o.name, o.type_desc));
     }
+    print(&text)?;
     if let Some(bad) = sig.inputs.iter().find(|i| i.binding.is_err()) {
         return Err(Error::ModelBinding {
             model: model_path.display().to_string(),
@@ -117,8 +122,8 @@ pub(crate) fn bench_model(args: BenchModelArgs) -> Result<(), Error> {
     let (rows, seconds) = model.time_batches(&batches)?;
     let positions: usize = batches.iter().map(|b| b.batch * b.seq).sum();
     let tokens: usize = batches.iter().map(|b| b.tokens).sum();
-    println!(
-        "{}",
+    print(&format!(
+        "{}\n",
         serde_json::json!({
             "rows": rows,
             "seconds": seconds,
@@ -127,6 +132,5 @@ pub(crate) fn bench_model(args: BenchModelArgs) -> Result<(), Error> {
             "provider": model.provider().as_str(),
             "threads": threads,
         })
-    );
-    Ok(())
+    ))
 }

@@ -18,6 +18,7 @@ mod logging;
 mod report;
 mod run;
 pub mod sql;
+mod stdout;
 
 #[derive(Parser)]
 #[command(name = "segscore", version, about = "Offline evaluation of segment-level reward models", long_about = None)]
@@ -187,6 +188,8 @@ pub fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader of the output stopped reading (`| head`): nothing is wrong.
+        Err(_) if stdout::closed() => ExitCode::SUCCESS,
         Err(e) => {
             let code = exit_code(&e);
             if json_logs {

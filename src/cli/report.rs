@@ -8,6 +8,7 @@ use crate::error::Error;
 use crate::report::compare::{self, CompareOptions};
 
 use super::exec::runtime;
+use super::stdout::print;
 
 /// `segscore report DIR`.
 pub(crate) fn report(dir: PathBuf, quiet: bool) -> Result<(), Error> {
@@ -15,7 +16,7 @@ pub(crate) fn report(dir: PathBuf, quiet: bool) -> Result<(), Error> {
     let rt = runtime(threads)?;
     let path = rt.block_on(crate::report::write(&dir, threads, default_memory_limit()))?;
     if !quiet {
-        println!("{path}");
+        print(&format!("{path}\n"))?;
     }
     Ok(())
 }
@@ -42,9 +43,8 @@ pub(crate) fn compare(
     let rt = runtime(threads)?;
     let c = rt.block_on(compare::compare(&opts))?;
     if format == "json" {
-        println!("{}", serde_json::to_string_pretty(&c)?);
+        print(&format!("{}\n", serde_json::to_string_pretty(&c)?))
     } else {
-        print!("{}", compare::table(&c));
+        print(&compare::table(&c))
     }
-    Ok(())
 }

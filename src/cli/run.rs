@@ -14,6 +14,7 @@ use crate::pipeline::{self, JobConfig};
 use crate::source::hive::{HiveMode, PartitionCol};
 
 use super::exec::{run_job, runtime};
+use super::stdout::print;
 
 #[derive(Args)]
 pub(crate) struct RunArgs {
@@ -257,12 +258,14 @@ pub(crate) fn run(a: RunArgs, quiet: bool) -> Result<(), Error> {
     if explain {
         let rt = runtime(cfg.threads)?;
         let plan = rt.block_on(async { pipeline::prepare(&cfg).await?.physical_plan(&cfg).await })?;
-        print!("{plan}");
-        return Ok(());
+        return print(&plan.to_string());
     }
     let s = run_job(cfg)?;
     if !quiet {
-        print!("{}", crate::evaluate::summary::summary_table(&s));
+        // The output is committed: a summary that cannot be printed is no failure of the job.
+        if let Err(e) = print(&crate::evaluate::summary::summary_table(&s)) {
+            tracing::warn!("the summary was not printed ({e}); the output is complete");
+        }
     }
     Ok(())
 }

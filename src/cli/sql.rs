@@ -11,6 +11,7 @@ use datafusion::prelude::SessionContext;
 use futures::StreamExt;
 
 use super::exec::runtime;
+use super::stdout::{print, Stdout};
 use crate::error::{Error, Result};
 use crate::evaluate;
 use crate::model::Provider;
@@ -428,7 +429,7 @@ enum Sink {
 /// stdout, or a file under a temporary name ([`AtomicFile`]) that [`Out::commit`] renames;
 /// dropped before that (a failed query), the file leaves nothing.
 enum Out {
-    Stdout(std::io::Stdout),
+    Stdout(Stdout),
     File(AtomicFile),
 }
 
@@ -450,7 +451,7 @@ impl Write for Out {
 impl Out {
     fn open(to: Option<&Path>) -> Result<Out> {
         Ok(match to {
-            None => Out::Stdout(std::io::stdout()),
+            None => Out::Stdout(Stdout::new()),
             Some(path) => Out::File(AtomicFile::create(path)?),
         })
     }
@@ -508,8 +509,7 @@ impl Sink {
         match self {
             Sink::Table(batches) => {
                 let text = datafusion::arrow::util::pretty::pretty_format_batches(&batches)?;
-                println!("{text}");
-                Ok(())
+                print(&format!("{text}\n"))
             }
             Sink::Csv(w) => w.into_inner().commit(),
             Sink::Json(mut w) => {

@@ -741,3 +741,67 @@ fn a_build_without_the_cluster_feature_says_how_to_build_one() {
     }
     assert!(!Path::new(work).exists());
 }
+
+/// Output to a reader that has gone (`segscore ... | head`) ends the command quietly with exit
+/// code 0; a stdout that cannot be written (a full disk) is an error naming stdout, not a
+/// panic. A run whose summary cannot be printed has still committed its output.
+#[cfg(target_os = "linux")]
+#[test]
+fn stdout_that_is_closed_or_full_is_no_panic() {
+    use std::process::{Command, Stdio};
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in.parquet");
+    write_rows(&input, &good_rows());
+    let model = demo_model();
+    let out = tmp.path().join("out");
+    let table = format!("t={}", input.display());
+    let commands: [Vec<String>; 3] = [
+        vec!["inspect".into(), model.display().to_string()],
+        vec![
+            "sql".into(),
+            "-t".into(),
+            table,
+            "--format".into(),
+            "csv".into(),
+            "SELECT generation_id, segment_index FROM t".into(),
+        ],
+        run_args(&[&input], &model, &out, &["--provider", "cpu"]),
+    ];
+    for args in &commands {
+        // A pipe whose reader is closed before the command starts: every write fails.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let o = Command::new(BIN)
+            .args(args)
+            .env_remove("ORT_DYLIB_PATH")
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
+        assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
+    }
+    assert!(out.join("_SUCCESS").exists());
+    let full = || std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+    let o = Command::new(BIN)
+        .args(&commands[0])
+        .env_remove("ORT_DYLIB_PATH")
+        .stdout(full())
+        .output()
+        .unwrap();
+    assert_fails(&o, 1, "<stdout>: No space left on device");
+    let out2 = tmp.path().join("out2");
+    let o = Command::new(BIN)
+        .args(run_args(&[&input], &model, &out2, &["--provider", "cpu"]))
+        .env_remove("ORT_DYLIB_PATH")
+        .stdout(full())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("the summary was not printed"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(out2.join("_SUCCESS").exists());
+}
