@@ -219,13 +219,15 @@ pub fn common_type(a: &DataType, b: &DataType) -> Option<DataType> {
     })
 }
 
-/// The schema of a table over files with `schemas` whose columns differ in width
-/// ([`common_type`]): each column with its common type, nullable where some file lacks it or
-/// allows nulls, in the order the files first have them. None when every column has one type
-/// across the files (their merged schema serves), or when one has types of different kinds.
+/// The schema of a table over files with `schemas`: every column of every file, with its common
+/// type ([`common_type`]: the files' types may differ in width), nullable where some file
+/// lacks it or allows nulls, in the order the files first have them. None when that is the
+/// first file's schema, the one DataFusion infers for a table of several paths (it reads the
+/// first path alone: a column that only later files have would be left out, one that they lack
+/// would fail the scan when the first file has it non-nullable), or when a column has types of
+/// different kinds.
 pub fn widened_schema(schemas: &[&Schema]) -> Option<SchemaRef> {
     let mut fields: Vec<(Field, usize)> = Vec::new();
-    let mut widened = false;
     for schema in schemas {
         for field in schema.fields() {
             match fields.iter_mut().find(|(g, _)| g.name() == field.name()) {
@@ -234,7 +236,6 @@ pub fn widened_schema(schemas: &[&Schema]) -> Option<SchemaRef> {
                     if !g.data_type().equals_datatype(field.data_type()) {
                         let t = common_type(g.data_type(), field.data_type())?;
                         *g = g.clone().with_data_type(t);
-                        widened = true;
                     }
                     if field.is_nullable() {
                         *g = g.clone().with_nullable(true);
@@ -244,9 +245,14 @@ pub fn widened_schema(schemas: &[&Schema]) -> Option<SchemaRef> {
             }
         }
     }
-    let fields = fields.into_iter().map(|(f, seen)| {
-        let nullable = f.is_nullable() || seen < schemas.len();
-        f.with_nullable(nullable)
-    });
-    widened.then(|| Arc::new(Schema::new(fields.collect::<Vec<_>>())))
+    let fields: Vec<Field> = fields
+        .into_iter()
+        .map(|(f, seen)| {
+            let nullable = f.is_nullable() || seen < schemas.len();
+            f.with_nullable(nullable)
+        })
+        .collect();
+    let first = schemas.first()?.fields();
+    let same = fields.len() == first.len() && fields.iter().zip(first.iter()).all(|(a, b)| a == b.as_ref());
+    (!same).then(|| Arc::new(Schema::new(fields)))
 }

@@ -330,7 +330,7 @@ mod tests {
     }
 
     #[test]
-    fn a_table_schema_only_where_columns_differ_in_width() {
+    fn a_table_schema_only_where_the_files_differ_from_the_first() {
         let file = |fields: Vec<Field>| InputFile {
             path: PathBuf::from("f.parquet"),
             rows: 1,
@@ -353,6 +353,17 @@ mod tests {
         ]);
         assert_eq!(table_schema(&[a.clone(), b]).as_deref(), Some(&want));
         let c = file(vec![Field::new("g", Int64, false)]);
-        assert_eq!(table_schema(&[a, c]), None);
+        assert_eq!(table_schema(&[a.clone(), c]), None);
+        // A column added in a later file, one that a later file lacks: all columns, nullable.
+        let mut more = a.schema.fields().to_vec();
+        more.push(Arc::new(Field::new("z", Int64, false)));
+        let d = file(more.into_iter().map(|f| f.as_ref().clone()).collect());
+        let want = Schema::new(vec![
+            Field::new("g", Utf8, false),
+            Field::new("x", Int32, false),
+            Field::new("z", Int64, true),
+        ]);
+        assert_eq!(table_schema(&[a.clone(), d.clone()]).as_deref(), Some(&want));
+        assert_eq!(table_schema(&[d, a]).as_deref(), Some(&want));
     }
 }

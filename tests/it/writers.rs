@@ -417,3 +417,42 @@ fn files_whose_columns_differ_in_width_or_item_names_run_together() {
         "day,s,lo\n1,Int64,0.25\n2,Int64,0.1\n"
     );
 }
+
+/// A column that only some files have (added to a dataset later, or dropped) is carried, null
+/// in the rows of the files without it, whichever file comes first. DataFusion takes a table's
+/// schema from its first path alone: a column only later files had was dropped without a word,
+/// and one the first file had non-nullable failed the scan.
+#[test]
+fn a_column_only_some_files_have_is_carried_with_nulls_elsewhere() {
+    let tmp = tempfile::tempdir().unwrap();
+    let with_added = |rows: &[Row]| {
+        let b = batch(rows);
+        let mut fields: Vec<Field> = b.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+        fields.push(Field::new("added", DataType::Int32, false));
+        let mut columns = b.columns().to_vec();
+        let values: Vec<i32> = (0..b.num_rows() as i32).map(|i| 7 + i).collect();
+        columns.push(Arc::new(Int32Array::from(values)) as ArrayRef);
+        RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap()
+    };
+    let rows = |g: &str| vec![row(g, 0, 0.1, &[10, 11]), row(g, 1, 0.3, &[12, 13])];
+    let want = "generation_id,segment_index,added\ng1,0,\ng1,1,\ng2,0,7\ng2,1,8\n";
+    for (name, added_first) in [("later", false), ("first", true)] {
+        let dir = tmp.path().join(name);
+        let (plain, added) = if added_first { ("b", "a") } else { ("a", "b") };
+        write_rows(&dir.join(format!("{plain}.parquet")), &rows("g1"));
+        write_batch(&dir.join(format!("{added}.parquet")), &with_added(&rows("g2")));
+        let table = format!("t={}", dir.display());
+        let query = "SELECT generation_id, segment_index, added FROM t ORDER BY 1, 2";
+        let o = segscore(&["sql", "-t", &table, "--format", "csv", query]);
+        assert!(o.status.success(), "{name}: {}", stderr(&o));
+        assert_eq!(String::from_utf8(o.stdout).unwrap(), want, "{name}");
+        let out = tmp.path().join(format!("out-{name}"));
+        run_ok(&[&dir], &demo_model(), &out, &["--provider", "cpu"]);
+        let table = format!("s={}", out.display());
+        let query = "SELECT generation_id, segment_index, added FROM s.segments ORDER BY 1, 2";
+        let o = segscore(&["sql", "-t", &table, "--format", "csv", query]);
+        assert!(o.status.success(), "{name}: {}", stderr(&o));
+        assert_eq!(String::from_utf8(o.stdout).unwrap(), want, "{name}: segments/");
+        assert_eq!(column_type(&out, "added"), DataType::Int32);
+    }
+}
