@@ -263,6 +263,7 @@ pub fn check_inputs(files: &[PathBuf], cols: &ColumnNames, null_stats: bool) -> 
     for e in &empty {
         tracing::info!(file = %e.display(), "input file has no rows: skipped");
     }
+    same_kinds(&checked)?;
     if let Some(first) = checked.first() {
         for (name, ..) in roles(cols) {
             let t0 = first
@@ -285,6 +286,48 @@ pub fn check_inputs(files: &[PathBuf], cols: &ColumnNames, null_stats: bool) -> 
         files: checked,
         empty,
     })
+}
+
+/// What a column's values are, coarsely: text, numbers, times, lists... Files whose column
+/// has types of one kind are read as one table (DataFusion casts each file's column to the
+/// table's type; the role columns are held to [`common_type`]). Of two kinds, the cast would
+/// fail on some value (`'chat'` as an integer), or turn numbers into text, depending on which
+/// file came first.
+fn kind(t: &DataType) -> &'static str {
+    use DataType::*;
+    match value_type(t) {
+        Utf8 | LargeUtf8 | Utf8View => "text",
+        Binary | LargeBinary | BinaryView | FixedSizeBinary(_) => "binary",
+        Boolean => "boolean",
+        t if t.is_numeric() => "number",
+        Date32 | Date64 | Timestamp(..) | Time32(_) | Time64(_) | Duration(_) | Interval(_) => "time",
+        List(_) | LargeList(_) | ListView(_) | LargeListView(_) | FixedSizeList(..) => "list",
+        Struct(_) => "struct",
+        Map(..) => "map",
+        Null => "null",
+        _ => "other",
+    }
+}
+
+/// Refuses a column whose values are of different kinds ([`kind`]) in two files, naming both.
+fn same_kinds(files: &[InputFile]) -> Result<()> {
+    let mut first: std::collections::HashMap<&str, (&InputFile, &DataType)> =
+        std::collections::HashMap::new();
+    for f in files {
+        for field in f.schema.fields() {
+            let t = field.data_type();
+            let (by, t0) = *first.entry(field.name().as_str()).or_insert((f, t));
+            if kind(t) != kind(t0) && kind(t) != "null" && kind(t0) != "null" {
+                return Err(Error::WrongColumnType {
+                    path: f.path.clone(),
+                    column: field.name().clone(),
+                    found: describe_type(t),
+                    expected: format!("{}, as in {}", describe_type(t0), by.path.display()),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -456,3 +456,50 @@ fn a_column_only_some_files_have_is_carried_with_nulls_elsewhere() {
         assert_eq!(column_type(&out, "added"), DataType::Int32);
     }
 }
+
+/// A carried column that is text in one file and numbers in another is refused, naming the
+/// column and both files, whichever comes first (DataFusion cast each file's column to the
+/// first file's type: numbers became text one way, and the other way the run failed on the
+/// first value that is not a number, naming neither column nor file).
+#[test]
+fn a_carried_column_of_two_kinds_names_both_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let numeric_note = |rows: &[Row]| {
+        let b = batch(rows);
+        let i = b.schema().index_of("note").unwrap();
+        let mut fields: Vec<Field> = b.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+        fields[i] = Field::new("note", DataType::Int32, true);
+        let mut columns = b.columns().to_vec();
+        columns[i] = Arc::new(Int32Array::from(vec![5; b.num_rows()])) as ArrayRef;
+        RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap()
+    };
+    let rows = |g: &str| vec![row(g, 0, 0.1, &[10, 11]), row(g, 1, 0.3, &[12, 13])];
+    for numbers_first in [false, true] {
+        let dir = tmp.path().join(format!("kinds-{numbers_first}"));
+        let (text, numbers) = if numbers_first { ("b", "a") } else { ("a", "b") };
+        let (text, numbers) = (
+            dir.join(format!("{text}.parquet")),
+            dir.join(format!("{numbers}.parquet")),
+        );
+        write_rows(&text, &rows("g1"));
+        write_batch(&numbers, &numeric_note(&rows("g2")));
+        let (first, second) = if numbers_first {
+            (&numbers, &text)
+        } else {
+            (&text, &numbers)
+        };
+        let out = tmp.path().join(format!("out-{numbers_first}"));
+        let o = run(&[&dir], &demo_model(), &out, &["--provider", "cpu"]);
+        assert_fails(
+            &o,
+            1,
+            &format!("input file {}: column `note` has type", second.display()),
+        );
+        assert!(
+            stderr(&o).contains(&format!("as in {}", first.display())),
+            "{}",
+            stderr(&o)
+        );
+        assert_no_output(&out);
+    }
+}
