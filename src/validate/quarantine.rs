@@ -95,10 +95,13 @@ pub fn split(
             continue;
         };
         counts.add_generation(generation_reason);
+        // A derived reason is the row's own when nothing else in the generation explains it
+        // (a target that overflowed from two finite scores, a replacement query's).
+        let explained = !generation_reason.derived();
         for (i, r) in run.clone().zip(own) {
             keep[i] = false;
             let r = match r {
-                Some(r) if !r.derived() => *r,
+                Some(r) if !r.derived() || !explained => *r,
                 _ => Reason::InvalidSegmentInGeneration,
             };
             counts.add_row(r);
@@ -282,35 +285,47 @@ mod tests {
     #[test]
     fn split_rejects_whole_generations_with_reasons() {
         let b = gen_batch(
-            &[Some("a"), Some("a"), Some("b"), Some("c"), Some("c")],
-            &[0, 1, 0, 0, 1],
+            &[
+                Some("a"),
+                Some("a"),
+                Some("b"),
+                Some("c"),
+                Some("c"),
+                Some("d"),
+                Some("d"),
+            ],
+            &[0, 1, 0, 0, 1, 0, 1],
         );
+        // d: a target not finite with both scores finite (1e308, then -1e308).
         let reasons = vec![
             None,
             None,
             Some(Reason::EmptyInputIds),
             Some(Reason::NonFiniteTarget),
             Some(Reason::NonFiniteCumulativeScore),
+            None,
+            Some(Reason::NonFiniteTarget),
         ];
         let mut counts = Rejections::default();
         let (good, bad) = split(&b, 0, &reasons, &mut counts).unwrap();
         assert_eq!(gids(&good), vec![Some("a".into()), Some("a".into())]);
         let (bad, why) = bad.unwrap();
-        assert_eq!(
-            gids(&bad),
-            vec![Some("b".into()), Some("c".into()), Some("c".into())]
-        );
+        assert_eq!(gids(&bad), ["b", "c", "c", "d", "d"].map(|g| Some(g.to_string())));
         assert_eq!(
             why,
             vec![
                 Reason::EmptyInputIds,
                 Reason::InvalidSegmentInGeneration,
-                Reason::NonFiniteCumulativeScore
+                Reason::NonFiniteCumulativeScore,
+                Reason::InvalidSegmentInGeneration,
+                Reason::NonFiniteTarget,
             ]
         );
-        assert_eq!((counts.rows, counts.generations), (3, 2));
+        assert_eq!((counts.rows, counts.generations), (5, 3));
         assert_eq!(counts.generations_by_reason["non_finite_cumulative_score"], 1);
         assert_eq!(counts.generations_by_reason["empty_input_ids"], 1);
-        assert_eq!(counts.rows_by_reason["invalid_segment_in_generation"], 1);
+        assert_eq!(counts.generations_by_reason["non_finite_target"], 1);
+        assert_eq!(counts.rows_by_reason["invalid_segment_in_generation"], 2);
+        assert_eq!(counts.rows_by_reason["non_finite_target"], 1);
     }
 }

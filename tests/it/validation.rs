@@ -340,6 +340,45 @@ fn max_invalid_fraction_fails_with_exit_3_and_commits_nothing() {
     assert!(stderr(&o).contains("--on-invalid quarantine"));
 }
 
+/// Two finite scores whose difference overflows (1e308, then -1e308): the target is not
+/// finite, and in quarantine that row carries `non_finite_target` itself (no other row of its
+/// generation explains it; it was filed as `invalid_segment_in_generation`).
+#[test]
+fn a_target_that_overflows_is_named_and_quarantined_under_its_own_reason() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in.parquet");
+    write_rows(
+        &input,
+        &[
+            row("g1", 0, 1e308, &[10]),
+            row("g1", 1, -1e308, &[11]),
+            row("g2", 0, 0.5, &[12]),
+        ],
+    );
+    let o = run(
+        &[&input],
+        &demo_model(),
+        &tmp.path().join("fail"),
+        &["--provider", "cpu"],
+    );
+    assert_fails(
+        &o,
+        1,
+        "column `target_score` is -inf (made from the cumulative scores) at generation_id=g1, segment_index=1",
+    );
+    let out = tmp.path().join("out");
+    run_ok(&[&input], &demo_model(), &out, QUARANTINE);
+    let rejected = read_parts(&out.join("rejected"));
+    assert_eq!(
+        str_col(&rejected, "reason"),
+        ["invalid_segment_in_generation", "non_finite_target"]
+    );
+    let s = summary(&out);
+    assert_eq!(s["rejected"]["rows_by_reason"]["non_finite_target"], 1);
+    assert_eq!(s["rejected"]["generations_by_reason"]["non_finite_target"], 1);
+    assert_eq!(s["n_segments"], 1);
+}
+
 #[test]
 fn null_generation_ids_are_quarantined_together() {
     let tmp = tempfile::tempdir().unwrap();
