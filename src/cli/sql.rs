@@ -241,10 +241,7 @@ pub async fn context(opts: &SqlOptions) -> Result<(SessionContext, Vec<PlainTabl
                         .any(|m| crate::engine::footer::float_stats_constant(m.metadata(), &[]));
                     let schemas: Vec<_> = footers.iter().map(|m| m.schema().as_ref()).collect();
                     let widened = crate::engine::tables::widened_schema(&schemas);
-                    let table =
-                        crate::engine::tables::partitioned_table(&ctx, &h.roots, &h.cols, &[], safe, widened)
-                            .await?;
-                    ctx.register_table(name, Arc::new(table))?;
+                    ctx.register_table(name, h.table(&ctx, &[], safe, widened).await?)?;
                 }
                 None => {
                     let t = PlainTable {

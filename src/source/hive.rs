@@ -5,11 +5,15 @@
 //! With `--hive-partitioning auto` (the default) an input folder is partitioned when every
 //! Parquet file under it sits under the same sequence of `key=value` levels; `on` requires it,
 //! `off` reads the files alone. A column's type is an integer when every value is one, else a
-//! string, unless `--partition-col KEY:TYPE` says.
+//! string, unless `--partition-col KEY:TYPE` says. [`NULL_VALUE`] (how Hive, Spark and pyarrow
+//! write a null) is a null of the column's type.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::catalog::TableProvider;
+use datafusion::prelude::SessionContext;
 
 use crate::error::{Error, Result};
 
@@ -73,6 +77,10 @@ impl PartitionCol {
     }
 }
 
+/// The folder name Hive, Spark and pyarrow write for a null partition value
+/// (`day=__HIVE_DEFAULT_PARTITION__`).
+pub const NULL_VALUE: &str = "__HIVE_DEFAULT_PARTITION__";
+
 /// The hive layout found: the input folders and the partition columns, in level order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Hive {
@@ -80,6 +88,57 @@ pub struct Hive {
     pub roots: Vec<PathBuf>,
     /// The partition columns and their types.
     pub cols: Vec<(String, DataType)>,
+    /// The partition columns with a null value ([`NULL_VALUE`]) in some folder.
+    pub with_nulls: Vec<String>,
+}
+
+impl Hive {
+    /// The table over the folders ([`crate::engine::tables::partitioned_table`]), each
+    /// partition column of its type. DataFusion parses every folder value as the column's type
+    /// and has no null: a column with [`NULL_VALUE`] folders is read as text, then made null
+    /// there and cast (a filter on it still prunes folders: it is an expression of the
+    /// partition column alone).
+    pub async fn table(
+        &self,
+        ctx: &SessionContext,
+        sort_keys: &[&str],
+        statistics_safe: bool,
+        schema: Option<SchemaRef>,
+    ) -> Result<Arc<dyn TableProvider>> {
+        use datafusion::functions::expr_fn::nullif;
+        use datafusion::prelude::{cast, ident, lit};
+        let nulls = |name: &str| self.with_nulls.iter().any(|n| n == name);
+        let listed: Vec<(String, DataType)> = self
+            .cols
+            .iter()
+            .map(|(n, t)| (n.clone(), if nulls(n) { DataType::Utf8 } else { t.clone() }))
+            .collect();
+        let table = crate::engine::tables::partitioned_table(
+            ctx,
+            &self.roots,
+            &listed,
+            sort_keys,
+            statistics_safe,
+            schema,
+        )
+        .await?;
+        if self.with_nulls.is_empty() {
+            return Ok(Arc::new(table));
+        }
+        let df = ctx.read_table(Arc::new(table))?;
+        let columns = df
+            .schema()
+            .fields()
+            .iter()
+            .map(
+                |f| match self.cols.iter().find(|(n, _)| n == f.name() && nulls(n)) {
+                    Some((n, t)) => cast(nullif(ident(n), lit(NULL_VALUE)), t.clone()).alias(n),
+                    None => ident(f.name()),
+                },
+            )
+            .collect::<Vec<_>>();
+        Ok(df.select(columns)?.into_view())
+    }
 }
 
 /// The `key=value` levels of `file` below `root`, in order.
@@ -206,15 +265,28 @@ pub fn detect(
         .iter()
         .zip(&values)
         .map(|(k, vs)| {
+            let mut values = vs.iter().filter(|v| *v != NULL_VALUE).peekable();
             let t = match given.iter().find(|g| &g.name == k) {
                 Some(g) => g.data_type(),
-                None if vs.iter().all(|v| v.parse::<i64>().is_ok()) => DataType::Int64,
+                None if values.peek().is_some() && values.all(|v| v.parse::<i64>().is_ok()) => {
+                    DataType::Int64
+                }
                 None => DataType::Utf8,
             };
             (k.clone(), t)
         })
         .collect();
-    Ok(Some(Hive { roots, cols }))
+    let with_nulls = keys
+        .iter()
+        .zip(&values)
+        .filter(|(_, vs)| vs.iter().any(|v| v == NULL_VALUE))
+        .map(|(k, _)| k.clone())
+        .collect();
+    Ok(Some(Hive {
+        roots,
+        cols,
+        with_nulls,
+    }))
 }
 
 #[cfg(test)]
@@ -238,9 +310,19 @@ mod tests {
             hive.cols,
             vec![("day".into(), DataType::Int64), ("split".into(), DataType::Utf8)]
         );
+        assert!(hive.with_nulls.is_empty());
         let given = vec!["day:string".parse().unwrap()];
         let hive = detect(&pat, &files, HiveMode::Auto, &given).unwrap().unwrap();
         assert_eq!(hive.cols[0].1, DataType::Utf8);
+        // A null value (Hive's, Spark's and pyarrow's folder name) leaves the type to the others.
+        let mut with_null = files.clone();
+        with_null.push(f(&format!("day={NULL_VALUE}/split={NULL_VALUE}/c.parquet")));
+        let hive = detect(&pat, &with_null, HiveMode::Auto, &[]).unwrap().unwrap();
+        assert_eq!(
+            hive.cols,
+            vec![("day".into(), DataType::Int64), ("split".into(), DataType::Utf8)]
+        );
+        assert_eq!(hive.with_nulls, ["day", "split"]);
         // Levels that differ: auto reads the files alone, on is an error.
         let mixed = vec![f("day=1/a.parquet"), f("b.parquet")];
         assert_eq!(detect(&pat, &mixed, HiveMode::Auto, &[]).unwrap(), None);

@@ -10,7 +10,7 @@ use datafusion::prelude::SessionContext;
 
 use crate::contract::{ColumnNames, EXECUTOR_COLUMN, OUTPUT_COLUMNS};
 use crate::engine::ranges::key_range_table;
-use crate::engine::tables::{listing_table, partitioned_table};
+use crate::engine::tables::listing_table;
 use crate::error::{Error, Result};
 use crate::source::hive::Hive;
 use crate::source::Inputs;
@@ -39,9 +39,9 @@ pub async fn register(
     // table with each column widened.
     let schema = super::check::table_schema(&inputs.files);
     let safe = inputs.statistics_safe();
-    let table = match hive {
-        Some(h) => partitioned_table(ctx, &h.roots, &h.cols, sort_keys, safe, schema).await?,
-        None => {
+    let mut table: Arc<dyn TableProvider> = match hive {
+        Some(h) => h.table(ctx, sort_keys, safe, schema).await?,
+        None => Arc::new(
             listing_table(
                 ctx,
                 inputs.files.iter().map(|f| f.path.as_path()),
@@ -49,11 +49,10 @@ pub async fn register(
                 safe,
                 schema,
             )
-            .await?
-        }
+            .await?,
+        ),
     };
-    let schema: SchemaRef = datafusion::catalog::TableProvider::schema(&table);
-    let mut table: Arc<dyn TableProvider> = Arc::new(table);
+    let schema: SchemaRef = table.schema();
     if sorted && hive.is_none() {
         table = key_ranged(ctx, table, inputs, cols)?;
     }

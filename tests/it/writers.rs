@@ -503,3 +503,43 @@ fn a_carried_column_of_two_kinds_names_both_files() {
         assert_no_output(&out);
     }
 }
+
+/// A null partition value, as Hive, Spark and pyarrow write it (`day=__HIVE_DEFAULT_PARTITION__`),
+/// is a null of the column's type (it was read as that text, which made the column a string).
+#[test]
+fn a_null_partition_value_is_a_null() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let rows = |g: &str| vec![row(g, 0, 0.1, &[10, 11]), row(g, 1, 0.3, &[12, 13])];
+    write_rows(&data.join("day=1/a.parquet"), &rows("g1"));
+    write_rows(
+        &data.join("day=__HIVE_DEFAULT_PARTITION__/b.parquet"),
+        &rows("g2"),
+    );
+    let want = "generation_id,day\ng1,1\ng2,\n";
+    let table = format!("t={}", data.display());
+    let sql = |table: &str, query: &str| {
+        let o = segscore(&["sql", "-t", table, "--format", "csv", query]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        String::from_utf8(o.stdout).unwrap()
+    };
+    assert_eq!(
+        sql(&table, "SELECT DISTINCT generation_id, day FROM t ORDER BY 1"),
+        want
+    );
+    assert_eq!(
+        sql(&table, "SELECT count(*) AS n FROM t WHERE day IS NULL"),
+        "n\n2\n"
+    );
+    let out = tmp.path().join("out");
+    run_ok(&[&data], &demo_model(), &out, &["--provider", "cpu"]);
+    assert_eq!(column_type(&out, "day"), DataType::Int64);
+    let table = format!("s={}", out.display());
+    assert_eq!(
+        sql(
+            &table,
+            "SELECT DISTINCT generation_id, day FROM s.segments ORDER BY 1"
+        ),
+        want
+    );
+}
