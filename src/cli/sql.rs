@@ -127,6 +127,15 @@ impl std::str::FromStr for TableArg {
     type Err = String;
     fn from_str(s: &str) -> std::result::Result<Self, String> {
         match s.split_once('=') {
+            // A path with `=` in a folder's name (`data/day=1`), given bare.
+            Some((n, _)) if n.contains(['/', '\\']) => Ok(TableArg {
+                name: None,
+                path: s.to_string(),
+            }),
+            // DataFusion would read `a.b` as table b of a schema a.
+            Some((n, _)) if n.contains('.') => Err(format!(
+                "--table {s}: a table name cannot hold `.` (DataFusion reads `a.b` as table b of a schema a); choose a plain name"
+            )),
             Some((n, p)) if !n.is_empty() && !p.is_empty() => Ok(TableArg {
                 name: Some(n.to_string()),
                 path: p.to_string(),
@@ -209,6 +218,15 @@ pub async fn context(opts: &SqlOptions) -> Result<(SessionContext, Vec<PlainTabl
             },
         )?);
         crate::functions::register(&ctx, Some(&model), None);
+    }
+    let mut names = std::collections::HashSet::new();
+    for name in opts.tables.iter().filter_map(|t| t.name.as_deref()) {
+        // Unquoted names are folded to lower case.
+        if !names.insert(name.to_lowercase()) {
+            return Err(Error::Usage(format!(
+                "--table {name}: a table of that name is given twice"
+            )));
+        }
     }
     for t in &opts.tables {
         let path = Path::new(&t.path);

@@ -409,6 +409,34 @@ fn sql_command_reads_parquet_and_outputs_in_every_format() {
         &format!("--to {0}: is the input file {0}", input.display()),
     );
     assert_eq!(std::fs::read(&input).unwrap(), before);
+    // A name given twice (names fold to lower case), a name DataFusion would read as a schema.
+    let twice = format!("G={}", input.display());
+    let o = segscore(&["sql", "-t", &table, "-t", &twice, q]);
+    assert_fails(&o, 2, "--table G: a table of that name is given twice");
+    let dotted = format!("a.b={}", input.display());
+    let o = segscore(&["sql", "-t", &dotted, "SELECT 1"]);
+    assert_fails(&o, 2, "a table name cannot hold `.`");
+    // A bare output directory whose path holds `=` (a hive-style folder) is a path, not NAME=PATH.
+    let out = tmp.path().join("day=1").join("out");
+    run_ok(
+        &[&input],
+        &test_model("affine_mean.onnx"),
+        &out,
+        &["--provider", "cpu"],
+    );
+    let o = segscore(&[
+        "sql",
+        "-t",
+        out.to_str().unwrap(),
+        "--format",
+        "csv",
+        "SELECT count(*) AS n FROM segments",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        format!("n\n{}\n", hand_rows().len())
+    );
 }
 
 #[test]
