@@ -99,6 +99,28 @@ pub fn write_rows(path: &Path, rows: &[Row]) {
     write_batch(path, &batch(rows));
 }
 
+/// `b` with the column `field` holding `values`: in place of `b`'s column of that name, else
+/// after its columns.
+pub fn with_column(b: &RecordBatch, field: Field, values: ArrayRef) -> RecordBatch {
+    let mut fields: Vec<Field> = b.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+    let mut columns = b.columns().to_vec();
+    match b.schema().index_of(field.name()) {
+        Ok(i) => (fields[i], columns[i]) = (field, values),
+        Err(_) => {
+            fields.push(field);
+            columns.push(values);
+        }
+    }
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap()
+}
+
+/// `segscore sql --table TABLE --format csv QUERY`'s output; asserts it succeeded.
+pub fn sql_csv(table: &str, query: &str) -> String {
+    let o = segscore(&["sql", "-t", table, "--format", "csv", query]);
+    assert!(o.status.success(), "{query}: {}", stderr(&o));
+    String::from_utf8(o.stdout).unwrap()
+}
+
 pub fn segscore(args: &[&str]) -> Output {
     Command::new(BIN)
         .args(args)

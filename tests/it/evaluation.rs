@@ -424,17 +424,8 @@ fn sql_command_reads_parquet_and_outputs_in_every_format() {
         &out,
         &["--provider", "cpu"],
     );
-    let o = segscore(&[
-        "sql",
-        "-t",
-        out.to_str().unwrap(),
-        "--format",
-        "csv",
-        "SELECT count(*) AS n FROM segments",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(
-        String::from_utf8_lossy(&o.stdout),
+        sql_csv(out.to_str().unwrap(), "SELECT count(*) AS n FROM segments"),
         format!("n\n{}\n", hand_rows().len())
     );
 }
@@ -479,16 +470,10 @@ fn sql_command_registers_output_directories_by_name() {
     let v: serde_json::Value = serde_json::from_str(String::from_utf8_lossy(&o.stdout).trim()).unwrap();
     assert_eq!(v["n"], 8);
     assert_eq!(v["same"], 0, "two models, two sets of predictions");
-    let o = segscore(&[
-        "sql",
-        "-t",
-        a.to_str().unwrap(),
-        "SELECT COUNT(*) AS n FROM generations",
-        "--format",
-        "csv",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(String::from_utf8_lossy(&o.stdout), "n\n3\n");
+    assert_eq!(
+        sql_csv(a.to_str().unwrap(), "SELECT COUNT(*) AS n FROM generations"),
+        "n\n3\n"
+    );
 }
 
 /// Pixels of exactly this colour in an RGBA/RGB PNG.

@@ -391,12 +391,7 @@ fn files_whose_columns_differ_in_width_or_item_names_run_together() {
     assert_eq!(column_type(&out_mixed, "segment_index"), DataType::Int64);
     assert_eq!(column_type(&out_mixed, "cumulative_score"), DataType::Float64);
     // `segscore sql` reads such a folder the same way, and hive folders (levels as columns).
-    let sql = |dir: &Path, query: &str| {
-        let table = format!("t={}", dir.display());
-        let o = segscore(&["sql", "-t", &table, "--format", "csv", query]);
-        assert!(o.status.success(), "{}", stderr(&o));
-        String::from_utf8(o.stdout).unwrap()
-    };
+    let sql = |dir: &Path, query: &str| sql_csv(&format!("t={}", dir.display()), query);
     assert_eq!(
         sql(
             &mixed,
@@ -427,12 +422,9 @@ fn a_column_only_some_files_have_is_carried_with_nulls_elsewhere() {
     let tmp = tempfile::tempdir().unwrap();
     let with_added = |rows: &[Row]| {
         let b = batch(rows);
-        let mut fields: Vec<Field> = b.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
-        fields.push(Field::new("added", DataType::Int32, false));
-        let mut columns = b.columns().to_vec();
         let values: Vec<i32> = (0..b.num_rows() as i32).map(|i| 7 + i).collect();
-        columns.push(Arc::new(Int32Array::from(values)) as ArrayRef);
-        RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap()
+        let field = Field::new("added", DataType::Int32, false);
+        with_column(&b, field, Arc::new(Int32Array::from(values)))
     };
     let rows = |g: &str| vec![row(g, 0, 0.1, &[10, 11]), row(g, 1, 0.3, &[12, 13])];
     let want = "generation_id,segment_index,added\ng1,0,\ng1,1,\ng2,0,7\ng2,1,8\n";
@@ -443,16 +435,12 @@ fn a_column_only_some_files_have_is_carried_with_nulls_elsewhere() {
         write_batch(&dir.join(format!("{added}.parquet")), &with_added(&rows("g2")));
         let table = format!("t={}", dir.display());
         let query = "SELECT generation_id, segment_index, added FROM t ORDER BY 1, 2";
-        let o = segscore(&["sql", "-t", &table, "--format", "csv", query]);
-        assert!(o.status.success(), "{name}: {}", stderr(&o));
-        assert_eq!(String::from_utf8(o.stdout).unwrap(), want, "{name}");
+        assert_eq!(sql_csv(&table, query), want, "{name}");
         let out = tmp.path().join(format!("out-{name}"));
         run_ok(&[&dir], &demo_model(), &out, &["--provider", "cpu"]);
         let table = format!("s={}", out.display());
         let query = "SELECT generation_id, segment_index, added FROM s.segments ORDER BY 1, 2";
-        let o = segscore(&["sql", "-t", &table, "--format", "csv", query]);
-        assert!(o.status.success(), "{name}: {}", stderr(&o));
-        assert_eq!(String::from_utf8(o.stdout).unwrap(), want, "{name}: segments/");
+        assert_eq!(sql_csv(&table, query), want, "{name}: segments/");
         assert_eq!(column_type(&out, "added"), DataType::Int32);
     }
 }
@@ -466,12 +454,8 @@ fn a_carried_column_of_two_kinds_names_both_files() {
     let tmp = tempfile::tempdir().unwrap();
     let numeric_note = |rows: &[Row]| {
         let b = batch(rows);
-        let i = b.schema().index_of("note").unwrap();
-        let mut fields: Vec<Field> = b.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
-        fields[i] = Field::new("note", DataType::Int32, true);
-        let mut columns = b.columns().to_vec();
-        columns[i] = Arc::new(Int32Array::from(vec![5; b.num_rows()])) as ArrayRef;
-        RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap()
+        let values = Arc::new(Int32Array::from(vec![5; b.num_rows()]));
+        with_column(&b, Field::new("note", DataType::Int32, true), values)
     };
     let rows = |g: &str| vec![row(g, 0, 0.1, &[10, 11]), row(g, 1, 0.3, &[12, 13])];
     for numbers_first in [false, true] {
@@ -518,17 +502,12 @@ fn a_null_partition_value_is_a_null() {
     );
     let want = "generation_id,day\ng1,1\ng2,\n";
     let table = format!("t={}", data.display());
-    let sql = |table: &str, query: &str| {
-        let o = segscore(&["sql", "-t", table, "--format", "csv", query]);
-        assert!(o.status.success(), "{}", stderr(&o));
-        String::from_utf8(o.stdout).unwrap()
-    };
     assert_eq!(
-        sql(&table, "SELECT DISTINCT generation_id, day FROM t ORDER BY 1"),
+        sql_csv(&table, "SELECT DISTINCT generation_id, day FROM t ORDER BY 1"),
         want
     );
     assert_eq!(
-        sql(&table, "SELECT count(*) AS n FROM t WHERE day IS NULL"),
+        sql_csv(&table, "SELECT count(*) AS n FROM t WHERE day IS NULL"),
         "n\n2\n"
     );
     let out = tmp.path().join("out");
@@ -536,7 +515,7 @@ fn a_null_partition_value_is_a_null() {
     assert_eq!(column_type(&out, "day"), DataType::Int64);
     let table = format!("s={}", out.display());
     assert_eq!(
-        sql(
+        sql_csv(
             &table,
             "SELECT DISTINCT generation_id, day FROM s.segments ORDER BY 1"
         ),
