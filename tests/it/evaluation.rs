@@ -338,16 +338,11 @@ fn sql_command_reads_parquet_and_outputs_in_every_format() {
         "a text table"
     );
     let pq = tmp.path().join("res.parquet");
-    let o = segscore(&[
-        "sql",
-        "-t",
-        &table,
-        q,
-        "--format",
-        "parquet",
-        "--to",
-        pq.to_str().unwrap(),
-    ]);
+    let to_parquet = |to: &Path| {
+        let to = to.to_str().unwrap();
+        segscore(&["sql", "-t", &table, q, "--format", "parquet", "--to", to])
+    };
+    let o = to_parquet(&pq);
     assert!(o.status.success(), "{}", stderr(&o));
     let b = read_parquet(&pq);
     assert_eq!(b.iter().map(|b| b.num_rows()).sum::<usize>(), 3);
@@ -393,16 +388,7 @@ fn sql_command_reads_parquet_and_outputs_in_every_format() {
     assert!(!Path::new("x.csv").exists());
     // --to over the query's own input: refused, the input left as it was.
     let before = std::fs::read(&input).unwrap();
-    let o = segscore(&[
-        "sql",
-        "-t",
-        &table,
-        q,
-        "--format",
-        "parquet",
-        "--to",
-        input.to_str().unwrap(),
-    ]);
+    let o = to_parquet(&input);
     assert_fails(
         &o,
         2,
