@@ -65,19 +65,38 @@ pub fn write_empty_part(
 pub struct PartWriter {
     writer: ArrowWriter<AtomicFile>,
     rows: u64,
+    path: PathBuf,
+}
+
+/// A writer's error, an I/O one (a full disk) naming the file: the Parquet writer's own says
+/// only `External: No space left on device`.
+fn write_error(path: &Path, e: datafusion::parquet::errors::ParquetError) -> Error {
+    use datafusion::parquet::errors::ParquetError;
+    match e {
+        ParquetError::External(inner) => match inner.downcast::<std::io::Error>() {
+            Ok(io) => Error::io(path, *io),
+            Err(inner) => Error::Parquet(ParquetError::External(inner)),
+        },
+        other => Error::Parquet(other),
+    }
 }
 
 impl PartWriter {
     /// Creates `dir/name` (written as `dir/.name.inprogress` until [`PartWriter::close`]).
     pub fn create(dir: &Path, name: &str, schema: SchemaRef, props: WriterProperties) -> Result<Self> {
-        let file = AtomicFile::create(&dir.join(name))?;
-        let writer = ArrowWriter::try_new(file, schema, Some(props))?;
-        Ok(PartWriter { writer, rows: 0 })
+        let path = dir.join(name);
+        let file = AtomicFile::create(&path)?;
+        let writer = ArrowWriter::try_new(file, schema, Some(props)).map_err(|e| write_error(&path, e))?;
+        Ok(PartWriter {
+            writer,
+            rows: 0,
+            path,
+        })
     }
 
     /// Appends a batch.
     pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
-        self.writer.write(batch)?;
+        self.writer.write(batch).map_err(|e| write_error(&self.path, e))?;
         self.rows += batch.num_rows() as u64;
         Ok(())
     }
@@ -89,7 +108,11 @@ impl PartWriter {
 
     /// Finishes the file, syncs it and renames it to its final name.
     pub fn close(self) -> Result<PathBuf> {
-        self.writer.into_inner()?.commit()
+        let path = self.path;
+        self.writer
+            .into_inner()
+            .map_err(|e| write_error(&path, e))?
+            .commit()
     }
 }
 

@@ -805,3 +805,47 @@ fn stdout_that_is_closed_or_full_is_no_panic() {
     );
     assert!(out2.join("_SUCCESS").exists());
 }
+
+/// A write that fails (here: past the process's file-size limit, `File too large`; a full
+/// disk reads the same) names the file being written, and leaves no output behind.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_failed_write_names_the_file_and_leaves_nothing() {
+    use std::os::unix::process::CommandExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in");
+    generate(&input, 40_000, 2, false);
+    let out = tmp.path().join("out");
+    let args = run_args(
+        &[&input],
+        &demo_model(),
+        &out,
+        &["--provider", "cpu", "--keep", "input_ids"],
+    );
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.args(&args).env_remove("ORT_DYLIB_PATH");
+    // SAFETY: setrlimit and signal are async-signal-safe; the child only limits itself.
+    unsafe {
+        cmd.pre_exec(|| {
+            // A write past the limit then fails with EFBIG instead of killing the process.
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            let r = libc::rlimit {
+                rlim_cur: 256 << 10,
+                rlim_max: libc::RLIM_INFINITY,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &r) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let o = cmd.output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    let staging = out.join(".segscore-staging");
+    assert!(
+        err.contains(&format!("error: {}", staging.display())) && err.contains(".parquet: File too large"),
+        "{err}"
+    );
+    assert!(!out.exists(), "the run created the output folder and removes it");
+}
