@@ -425,11 +425,19 @@ async fn execute(ctx: &SessionContext, opts: &SqlOptions) -> Result<()> {
         .await
         .map_err(Error::from_datafusion)?;
     let mut sink = Sink::open(opts.format, opts.to.as_deref(), &schema)?;
+    // The CSV and JSON writers' errors (a full disk) name no file: `--to`'s is named here.
+    let named = |e: Error| match (&opts.to, e) {
+        (Some(to), Error::Arrow(e)) => Error::Output {
+            path: to.clone(),
+            reason: e.to_string(),
+        },
+        (_, e) => e,
+    };
     while let Some(batch) = stream.next().await {
         let batch = batch.map_err(Error::from_datafusion)?;
-        tokio::task::block_in_place(|| sink.write(&batch))?;
+        tokio::task::block_in_place(|| sink.write(&batch)).map_err(named)?;
     }
-    tokio::task::block_in_place(|| sink.finish())
+    tokio::task::block_in_place(|| sink.finish()).map_err(named)
 }
 
 /// Where the result goes: files are written under a temporary name and renamed when done, so

@@ -822,24 +822,27 @@ fn a_failed_write_names_the_file_and_leaves_nothing() {
         &out,
         &["--provider", "cpu", "--keep", "input_ids"],
     );
-    let mut cmd = std::process::Command::new(BIN);
-    cmd.args(&args).env_remove("ORT_DYLIB_PATH");
-    // SAFETY: setrlimit and signal are async-signal-safe; the child only limits itself.
-    unsafe {
-        cmd.pre_exec(|| {
-            // A write past the limit then fails with EFBIG instead of killing the process.
-            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
-            let r = libc::rlimit {
-                rlim_cur: 256 << 10,
-                rlim_max: libc::RLIM_INFINITY,
-            };
-            if libc::setrlimit(libc::RLIMIT_FSIZE, &r) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let o = cmd.output().unwrap();
+    let limited = |args: &[String]| {
+        let mut cmd = std::process::Command::new(BIN);
+        cmd.args(args).env_remove("ORT_DYLIB_PATH");
+        // SAFETY: setrlimit and signal are async-signal-safe; the child only limits itself.
+        unsafe {
+            cmd.pre_exec(|| {
+                // A write past the limit then fails with EFBIG instead of killing the process.
+                libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+                let r = libc::rlimit {
+                    rlim_cur: 256 << 10,
+                    rlim_max: libc::RLIM_INFINITY,
+                };
+                if libc::setrlimit(libc::RLIMIT_FSIZE, &r) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        cmd.output().unwrap()
+    };
+    let o = limited(&args);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let err = stderr(&o);
     let staging = out.join(".segscore-staging");
@@ -848,4 +851,26 @@ fn a_failed_write_names_the_file_and_leaves_nothing() {
         "{err}"
     );
     assert!(!out.exists(), "the run created the output folder and removes it");
+    // `sql --to` as CSV: the CSV writer's error names no file either.
+    let csv = tmp.path().join("res.csv");
+    let table = format!("t={}", input.display());
+    let args: Vec<String> = [
+        "sql",
+        "-t",
+        &table,
+        "--format",
+        "csv",
+        "--to",
+        csv.to_str().unwrap(),
+        "SELECT generation_id, segment_index, cumulative_score FROM t",
+    ]
+    .map(String::from)
+    .to_vec();
+    let o = limited(&args);
+    assert_fails(
+        &o,
+        1,
+        &format!("output {}: Csv error: File too large", csv.display()),
+    );
+    assert!(!csv.exists());
 }
