@@ -114,6 +114,36 @@ pub fn with_column(b: &RecordBatch, field: Field, values: ArrayRef) -> RecordBat
     RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap()
 }
 
+/// Runs the binary with `args`, its soft limit of `resource` (`libc::RLIMIT_*`) lowered to
+/// `soft`. A write past `RLIMIT_FSIZE` then fails with EFBIG (SIGXFSZ is ignored) instead of
+/// killing the process.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+pub fn run_limited(args: &[String], resource: libc::__rlimit_resource_t, soft: u64) -> Output {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).env_remove("ORT_DYLIB_PATH");
+    // SAFETY: getrlimit, setrlimit and signal are async-signal-safe; the child only lowers its
+    // own soft limit.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            let mut r = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            if libc::getrlimit(resource, &mut r) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            r.rlim_cur = soft.min(r.rlim_max);
+            if libc::setrlimit(resource, &r) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd.output().expect("run segscore")
+}
+
 /// `segscore sql --table TABLE --format csv QUERY`'s output; asserts it succeeded.
 pub fn sql_csv(table: &str, query: &str) -> String {
     let o = segscore(&["sql", "-t", table, "--format", "csv", query]);

@@ -257,10 +257,9 @@ fn progress_is_logged_when_not_a_terminal_and_silenced_by_quiet() {
 /// A folder of many small files (a job that writes one per generation) runs under the usual
 /// limit of open files: DataFusion asks for every input path's metadata at once when it plans
 /// the scan, and without a cap on the store's requests 5,000 files held some 2,000 open.
-#[cfg(target_os = "linux")]
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[test]
 fn many_small_files_run_under_a_low_open_file_limit() {
-    use std::os::unix::process::CommandExt;
     let tmp = tempfile::tempdir().unwrap();
     let input = tmp.path().join("many");
     std::fs::create_dir_all(&input).unwrap();
@@ -281,27 +280,7 @@ fn many_small_files_run_under_a_low_open_file_limit() {
     }
     let out = tmp.path().join("out");
     let args = run_args(&[&input], &demo_model(), &out, &["--provider", "cpu"]);
-    let limit = 256;
-    let mut cmd = std::process::Command::new(BIN);
-    cmd.args(&args).env_remove("ORT_DYLIB_PATH");
-    // SAFETY: setrlimit is async-signal-safe; the child only lowers its own soft limit.
-    unsafe {
-        cmd.pre_exec(move || {
-            let mut r = libc::rlimit {
-                rlim_cur: 0,
-                rlim_max: 0,
-            };
-            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            r.rlim_cur = limit.min(r.rlim_max);
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &r) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let o = cmd.output().unwrap();
+    let o = run_limited(&args, libc::RLIMIT_NOFILE, 256);
     assert!(o.status.success(), "{}", stderr(&o));
     let s = summary(&out);
     assert_eq!(s["n_segments"], 3 * files);
