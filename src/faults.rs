@@ -14,7 +14,8 @@
 //! `partition-failed` (a shard's pass saw its first error; holdable, before the error is explained), `shard-committed` (after a shard's
 //! record), `evaluation-started` (the shards are done: the key checks and metrics after them begin), `aborted` (a failed run removed its uncommitted work), `commit-begun` (after the
 //! `COMMITTING` marker), `commit-moved` (after the first output is moved into place), `job-model` (a cluster
-//! executor's model call, before it takes the job's model).
+//! executor's model call, before it takes the job's model), `sql-batch-written` (`segscore sql`
+//! wrote a batch of its result).
 
 use std::collections::HashMap;
 use std::io::Write;

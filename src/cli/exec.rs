@@ -67,7 +67,7 @@ pub(crate) fn run_job(cfg: JobConfig) -> Result<Summary, Error> {
 }
 
 /// Waits for SIGINT or SIGTERM and returns its name.
-async fn stop_signal() -> &'static str {
+pub(crate) async fn stop_signal() -> &'static str {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};

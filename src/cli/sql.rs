@@ -83,7 +83,23 @@ pub(crate) fn sql(a: SqlArgs) -> Result<()> {
             .unwrap_or_else(crate::engine::default_memory_limit),
         tokenizer: a.tokenizer,
     };
-    runtime(threads)?.block_on(run(&opts))
+    // SIGINT or SIGTERM stops the query: its task is dropped at its next step, and with it the
+    // `--to` file under its temporary name (killed outright, the process would leave that file
+    // behind). The query runs as a task of its own so the signal is seen while it streams.
+    let rt = runtime(threads)?;
+    let result = rt.block_on(async {
+        let mut query = tokio::spawn(async move { run(&opts).await });
+        tokio::select! {
+            done = &mut query => done.map_err(|e| Error::Internal(format!("the query failed: {e}")))?,
+            signal = super::exec::stop_signal() => {
+                query.abort();
+                Err(Error::Interrupted { signal, committed: 0 })
+            }
+        }
+    });
+    // Dropping the runtime drops the query's task (its writer, its temporary file) first.
+    drop(rt);
+    result
 }
 
 /// How `segscore sql` prints or writes its result.
@@ -436,6 +452,7 @@ async fn execute(ctx: &SessionContext, opts: &SqlOptions) -> Result<()> {
     while let Some(batch) = stream.next().await {
         let batch = batch.map_err(Error::from_datafusion)?;
         tokio::task::block_in_place(|| sink.write(&batch)).map_err(named)?;
+        crate::faults::point_async("sql-batch-written").await;
     }
     tokio::task::block_in_place(|| sink.finish()).map_err(named)
 }

@@ -546,6 +546,32 @@ fn sigterm_and_sigint_abandon_the_run_and_leave_nothing_half_written() {
             events.iter().filter(|e| *e == "writer-started").count(),
             "{events:?}"
         );
+        // `segscore sql --to`, held once it has written a batch: the signal stops it, and its
+        // file under the temporary name goes with it (killed, it was left behind).
+        let to = tmp.path().join("res.parquet");
+        let faults = Faults::new();
+        let table = format!("t={}", input.display());
+        let mut cmd = Command::new(BIN);
+        cmd.args(["sql", "-q", "-t", &table, "--format", "parquet", "--to"])
+            .arg(&to)
+            .arg("SELECT * FROM t")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        faults.apply(&mut cmd, Some("sql-batch-written"));
+        let mut child = cmd.spawn().unwrap();
+        faults.wait_held("sql-batch-written", &mut child);
+        signal(&child, sig);
+        let o = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(code), "{err}");
+        assert!(err.contains("stopped by SIG"), "{err}");
+        let left: Vec<_> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains("res.parquet"))
+            .collect();
+        assert!(left.is_empty(), "nothing left behind: {left:?}");
     }
 }
 
