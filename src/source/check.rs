@@ -316,8 +316,13 @@ fn same_kinds(files: &[InputFile]) -> Result<()> {
     for f in files {
         for field in f.schema.fields() {
             let t = field.data_type();
-            let (by, t0) = *first.entry(field.name().as_str()).or_insert((f, t));
-            if kind(t) != kind(t0) && kind(t) != "null" && kind(t0) != "null" {
+            let seen = first.entry(field.name().as_str()).or_insert((f, t));
+            // A column of nulls alone (pandas writes such) takes the kind of the next file's.
+            if kind(seen.1) == "null" {
+                *seen = (f, t);
+            }
+            let (by, t0) = *seen;
+            if kind(t) != kind(t0) && kind(t) != "null" {
                 return Err(Error::WrongColumnType {
                     path: f.path.clone(),
                     column: field.name().clone(),
@@ -370,6 +375,37 @@ mod tests {
             assert_eq!(common_type(&a, &b), common, "{a} and {b}");
             assert_eq!(common_type(&b, &a).is_some(), common.is_some(), "{b} and {a}");
         }
+    }
+
+    #[test]
+    fn a_column_of_two_kinds_is_refused_naming_both_files() {
+        let file = |name: &str, t: DataType| InputFile {
+            path: PathBuf::from(name),
+            rows: 1,
+            schema: Arc::new(Schema::new(vec![Field::new("note", t, true)])),
+            sorted: false,
+            out_of_order: false,
+            float_stats_constant: false,
+            key_ranges: Vec::new(),
+        };
+        let dict = Dictionary(Box::new(Int32), Box::new(Utf8));
+        // Widths, encodings and all-null columns are one kind.
+        let same = [
+            file("a", Utf8),
+            file("b", dict),
+            file("c", Null),
+            file("d", LargeUtf8),
+        ];
+        assert!(same_kinds(&same).is_ok());
+        assert!(same_kinds(&[file("a", Int32), file("b", Float64)]).is_ok());
+        // Nulls first, then text, then numbers: the numbers are named against the text.
+        let err = same_kinds(&[file("a", Null), file("b", Utf8), file("c", Int64)])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("input file c: column `note`") && err.contains("as in b"),
+            "{err}"
+        );
     }
 
     #[test]
