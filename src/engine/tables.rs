@@ -173,8 +173,8 @@ pub async fn parquet_table_read(
 /// differ only in width, encoding or names: `Utf8`, `LargeUtf8` (polars writes the large
 /// kinds) and `Utf8View`; `List` and `LargeList`; integers of one signedness; floats; a
 /// categorical (dictionary-encoded) column and its value type; list items by any name (pyarrow
-/// and DuckDB call them `element`, polars and arrow-rs `item`). None for types of different
-/// kinds.
+/// and DuckDB call them `element`, polars and arrow-rs `item`); a column of nulls alone
+/// (`Null`) and any type. None for types of different kinds.
 pub fn common_type(a: &DataType, b: &DataType) -> Option<DataType> {
     use DataType::*;
     if a.equals_datatype(b) {
@@ -182,6 +182,8 @@ pub fn common_type(a: &DataType, b: &DataType) -> Option<DataType> {
     }
     let width = |t: &DataType| t.primitive_width().unwrap_or(0);
     Some(match (a, b) {
+        // A column of nulls alone (pandas and pyarrow write an all-None column as `null`).
+        (Null, t) | (t, Null) => t.clone(),
         (Dictionary(_, v), t) | (t, Dictionary(_, v)) => return common_type(v, t),
         // Views (pyarrow's `string_view`) read as plain strings.
         (Utf8 | LargeUtf8 | Utf8View, Utf8 | LargeUtf8 | Utf8View) => match (a, b) {

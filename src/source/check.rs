@@ -357,6 +357,13 @@ mod tests {
             (Float32, Float64, Some(Float64)),
             (dict(Utf8), Utf8, Some(Utf8)),
             (dict(Utf8), dict(LargeUtf8), Some(LargeUtf8)),
+            (Null, Utf8, Some(Utf8)),
+            (Int32, Null, Some(Int32)),
+            (
+                list("item", Null),
+                list("element", Int64),
+                Some(list("item", Int64)),
+            ),
             (
                 list("item", Int64),
                 list("element", Int64),

@@ -70,7 +70,7 @@ pub fn expand_inputs(patterns: &[String]) -> Result<Vec<PathBuf>> {
         } else {
             return Err(Error::io(
                 path,
-                std::io::Error::from(std::io::ErrorKind::NotFound),
+                std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or directory"),
             ));
         }
         if found.is_empty() {

@@ -522,3 +522,29 @@ fn a_null_partition_value_is_a_null() {
         want
     );
 }
+
+/// A column of nulls alone, as pandas and pyarrow write an all-None column (type `null`), in
+/// the first file and text in the next: the table's column is text, null in the first file's
+/// rows (the scan failed: `Cannot cast column 'note' from 'Utf8' ... to 'Null'`).
+#[test]
+fn a_column_of_nulls_alone_in_one_file_takes_the_others_type() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let rows = |g: &str| vec![row(g, 0, 0.1, &[10, 11]), row(g, 1, 0.3, &[12, 13])];
+    let nulls = with_column(
+        &batch(&rows("g1")),
+        Field::new("note", DataType::Null, true),
+        Arc::new(datafusion::arrow::array::NullArray::new(2)),
+    );
+    write_batch(&dir.join("a.parquet"), &nulls);
+    write_rows(&dir.join("b.parquet"), &rows("g2"));
+    // The helpers' rows carry `note` = "GID#SEGMENT".
+    let expect = "generation_id,segment_index,note\ng1,0,\ng1,1,\ng2,0,g2#0\ng2,1,g2#1\n";
+    let query = "SELECT generation_id, segment_index, note FROM t ORDER BY 1, 2";
+    assert_eq!(sql_csv(&format!("t={}", dir.display()), query), expect);
+    let out = tmp.path().join("out");
+    run_ok(&[&dir], &demo_model(), &out, &["--provider", "cpu"]);
+    assert_eq!(column_type(&out, "note"), DataType::Utf8);
+    let query = "SELECT generation_id, segment_index, note FROM s.segments ORDER BY 1, 2";
+    assert_eq!(sql_csv(&format!("s={}", out.display()), query), expect);
+}
