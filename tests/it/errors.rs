@@ -504,6 +504,19 @@ fn sigterm_and_sigint_abandon_the_run_and_leave_nothing_half_written() {
         "2",
     ]);
     assert!(o.status.success());
+    // `cmd` held at `point` (it is writing when the signal comes), then signalled: it exits
+    // with `code`, saying it was stopped.
+    let stopped = |mut cmd: Command, faults: &Faults, point: &str, sig: i32, code: i32| {
+        cmd.stdout(Stdio::null()).stderr(Stdio::piped());
+        faults.apply(&mut cmd, Some(point));
+        let mut child = cmd.spawn().unwrap();
+        faults.wait_held(point, &mut child);
+        signal(&child, sig);
+        let o = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(code), "{err}");
+        assert!(err.contains("stopped by SIG"), "{err}");
+    };
     for (sig, code) in [(libc::SIGTERM, 143), (libc::SIGINT, 130)] {
         let out = tmp.path().join(format!("out{sig}"));
         let faults = Faults::new();
@@ -519,18 +532,8 @@ fn sigterm_and_sigint_abandon_the_run_and_leave_nothing_half_written() {
         ])
         .arg(demo_model())
         .arg("-o")
-        .arg(&out)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-        // The run is held once it has written a batch: it is writing when the signal comes.
-        faults.apply(&mut cmd, Some("batch-written"));
-        let mut child = cmd.spawn().unwrap();
-        faults.wait_held("batch-written", &mut child);
-        signal(&child, sig);
-        let o = child.wait_with_output().unwrap();
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert_eq!(o.status.code(), Some(code), "{err}");
-        assert!(err.contains("stopped by SIG"), "{err}");
+        .arg(&out);
+        stopped(cmd, &faults, "batch-written", sig, code);
         assert_no_output(&out);
         // The run created the output directory, so it removes it again; nothing is left.
         let left: Vec<_> = std::fs::read_dir(&out)
@@ -554,17 +557,8 @@ fn sigterm_and_sigint_abandon_the_run_and_leave_nothing_half_written() {
         let mut cmd = Command::new(BIN);
         cmd.args(["sql", "-q", "-t", &table, "--format", "parquet", "--to"])
             .arg(&to)
-            .arg("SELECT * FROM t")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        faults.apply(&mut cmd, Some("sql-batch-written"));
-        let mut child = cmd.spawn().unwrap();
-        faults.wait_held("sql-batch-written", &mut child);
-        signal(&child, sig);
-        let o = child.wait_with_output().unwrap();
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert_eq!(o.status.code(), Some(code), "{err}");
-        assert!(err.contains("stopped by SIG"), "{err}");
+            .arg("SELECT * FROM t");
+        stopped(cmd, &faults, "sql-batch-written", sig, code);
         let left: Vec<_> = std::fs::read_dir(tmp.path())
             .unwrap()
             .flatten()
