@@ -83,6 +83,11 @@ impl OutputPlan {
             )));
         }
         let model_inputs = ["input_ids", "token_type_ids", "prompt"];
+        if let Some(both) = cfg.keep.iter().find(|k| cfg.drop.contains(k)) {
+            return Err(Error::Usage(format!(
+                "--keep {both} and --drop {both}: a column is kept or dropped, not both"
+            )));
+        }
         for k in &cfg.keep {
             if !model_inputs.contains(&k.as_str()) {
                 return Err(Error::Usage(format!(

@@ -486,6 +486,13 @@ fn missing_input_and_usage_errors() {
     let o = run(&[&input], &demo_model(), &out, &["--drop", "segment_index"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("--drop segment_index"));
+    let both = ["--keep", "input_ids", "--drop", "input_ids"];
+    let o = run(&[&input], &demo_model(), &out, &both);
+    assert_fails(
+        &o,
+        2,
+        "--keep input_ids and --drop input_ids: a column is kept or dropped",
+    );
     assert!(!out.exists());
 }
 
