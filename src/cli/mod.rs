@@ -97,10 +97,10 @@ enum Command {
         #[arg(long, short)]
         output: PathBuf,
         /// Segments (rows) to write.
-        #[arg(long, default_value_t = 1_000_000)]
+        #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
         segments: u64,
         /// Number of files.
-        #[arg(long, default_value_t = 4)]
+        #[arg(long, default_value_t = 4, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
         files: usize,
         /// Spread generations over the files and shuffle rows, instead of sorted files.
         #[arg(long)]

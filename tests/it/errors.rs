@@ -389,6 +389,15 @@ fn generate_refuses_a_folder_that_is_not_empty() {
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(parts(&fresh).len(), 2);
+    // No rows, or no files: refused (it wrote 4 empty files, or 1 file for 0).
+    let none = tmp.path().join("none");
+    for flags in [["--segments", "0"], ["--files", "0"]] {
+        let mut args = vec!["generate", "-o", none.to_str().unwrap()];
+        args.extend(flags);
+        let o = segscore(&args);
+        assert_fails(&o, 2, &format!("invalid value '0' for '{}", flags[0]));
+        assert!(!none.exists());
+    }
 }
 
 #[test]
