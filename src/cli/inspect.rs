@@ -107,7 +107,21 @@ pub(crate) fn bench_model(args: BenchModelArgs) -> Result<(), Error> {
     'files: for path in crate::source::expand_inputs(&utf8_inputs(&input)?)? {
         let file = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
         let builder = ParquetRecordBatchReaderBuilder::try_new(file)?;
-        let idx = builder.schema().index_of("input_ids")?;
+        let idx = builder
+            .schema()
+            .index_of("input_ids")
+            .map_err(|_| Error::MissingColumn {
+                path: path.clone(),
+                column: "input_ids".into(),
+                role: "token ids",
+                found: builder
+                    .schema()
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })?;
         let mask = ProjectionMask::roots(builder.parquet_schema(), [idx]);
         for b in builder.with_projection(mask).with_batch_size(8192).build()? {
             let b = b?;

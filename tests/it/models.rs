@@ -145,3 +145,58 @@ async fn partitions_score_their_own_batches_while_every_pool_thread_has_one() {
     let work = model.partition_work(move || m.runs_on_caller());
     assert!(!tokio::task::spawn_blocking(work).await.unwrap());
 }
+
+/// `bench-model` (the benches' model-only timing) times the model on the rows asked for, and a
+/// file without token ids is named.
+#[test]
+fn bench_model_times_the_rows_asked_for_and_names_a_file_without_token_ids() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in.parquet");
+    let rows: Vec<Row> = (0..40)
+        .map(|i| row(&format!("g{}", i / 4), i % 4, 0.1, &[1 + i, 2]))
+        .collect();
+    write_rows(&input, &rows);
+    let model = demo_model();
+    let args = [
+        "bench-model",
+        "-q",
+        "-i",
+        input.to_str().unwrap(),
+        "-m",
+        model.to_str().unwrap(),
+    ];
+    let o = segscore(
+        &[
+            &args[..],
+            &["--provider", "cpu", "--rows", "25", "--threads", "1"],
+        ]
+        .concat(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!((v["rows"].as_u64(), v["threads"].as_u64()), (Some(25), Some(1)));
+    assert_eq!(v["provider"], "cpu");
+    assert!(v["seconds"].as_f64().unwrap() > 0.0);
+    let texts = tmp.path().join("texts.parquet");
+    let text: datafusion::arrow::array::ArrayRef =
+        std::sync::Arc::new(datafusion::arrow::array::StringArray::from(vec!["a", "b"]));
+    let b = datafusion::arrow::array::RecordBatch::try_from_iter([("text", text)]).unwrap();
+    write_batch(&texts, &b);
+    let args = [
+        "bench-model",
+        "-q",
+        "-i",
+        texts.to_str().unwrap(),
+        "-m",
+        model.to_str().unwrap(),
+    ];
+    let o = segscore(&args);
+    assert_fails(
+        &o,
+        1,
+        &format!(
+            "input file {}: missing column `input_ids` (the token ids column",
+            texts.display()
+        ),
+    );
+}
