@@ -299,6 +299,22 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// [`Error::MissingColumn`]: `column` (for `role`) is not among `schema`'s, which it lists.
+    pub fn missing_column(
+        path: impl Into<PathBuf>,
+        column: &str,
+        role: &'static str,
+        schema: &datafusion::arrow::datatypes::Schema,
+    ) -> Self {
+        let found: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        Error::MissingColumn {
+            path: path.into(),
+            column: column.to_string(),
+            role,
+            found: found.join(", "),
+        }
+    }
+
     /// Attach a path to an I/O error.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {

@@ -110,18 +110,7 @@ pub(crate) fn bench_model(args: BenchModelArgs) -> Result<(), Error> {
         let idx = builder
             .schema()
             .index_of("input_ids")
-            .map_err(|_| Error::MissingColumn {
-                path: path.clone(),
-                column: "input_ids".into(),
-                role: "token ids",
-                found: builder
-                    .schema()
-                    .fields()
-                    .iter()
-                    .map(|f| f.name().as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            })?;
+            .map_err(|_| Error::missing_column(&path, "input_ids", "token ids", builder.schema()))?;
         let mask = ProjectionMask::roots(builder.parquet_schema(), [idx]);
         for b in builder.with_projection(mask).with_batch_size(8192).build()? {
             let b = b?;

@@ -171,17 +171,9 @@ pub fn check_metadata(
         });
     }
     for (name, _, kind, role, no_nulls) in roles(cols) {
-        let field = schema.field_with_name(&name).map_err(|_| Error::MissingColumn {
-            path: path.to_path_buf(),
-            column: name.clone(),
-            role,
-            found: schema
-                .fields()
-                .iter()
-                .map(|f| f.name().as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
-        })?;
+        let field = schema
+            .field_with_name(&name)
+            .map_err(|_| Error::missing_column(path, &name, role, &schema))?;
         if !kind.accepts(value_type(field.data_type())) {
             return Err(Error::WrongColumnType {
                 path: path.to_path_buf(),
