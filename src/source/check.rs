@@ -54,8 +54,9 @@ impl Kind {
     }
 }
 
-/// The table schema of the checked files whose columns differ in width ([`common_type`]); None
-/// when every column has one type across them, or one has types of different kinds.
+/// The table schema of the checked files ([`widened_schema`]: every file's columns, each in its
+/// common type); None when that is the first file's schema, or a column has types of different
+/// kinds.
 pub fn table_schema(files: &[InputFile]) -> Option<SchemaRef> {
     let schemas: Vec<&Schema> = files.iter().map(|f| f.schema.as_ref()).collect();
     widened_schema(&schemas)
@@ -235,8 +236,8 @@ fn check_null_stats(
     Ok(())
 }
 
-/// Checks every file ([`check_file`]) and that each role column has one kind of type across
-/// files ([`common_type`]: one folder can hold files from pyarrow and from polars).
+/// Checks every file ([`check_file`]) and that each column's types across files go together
+/// ([`columns_agree`]: one folder can hold files from pyarrow and from polars).
 pub fn check_inputs(files: &[PathBuf], cols: &ColumnNames, null_stats: bool) -> Result<Inputs> {
     let all: Vec<InputFile> = files
         .iter()
@@ -255,25 +256,8 @@ pub fn check_inputs(files: &[PathBuf], cols: &ColumnNames, null_stats: bool) -> 
     for e in &empty {
         tracing::info!(file = %e.display(), "input file has no rows: skipped");
     }
-    same_kinds(&checked)?;
-    if let Some(first) = checked.first() {
-        for (name, ..) in roles(cols) {
-            let t0 = first
-                .schema
-                .field_with_name(&name)
-                .map(|f| f.data_type().clone())?;
-            let mut common = t0.clone();
-            for other in &checked[1..] {
-                let t = other.schema.field_with_name(&name)?.data_type();
-                common = common_type(&common, t).ok_or_else(|| Error::WrongColumnType {
-                    path: other.path.clone(),
-                    column: name.clone(),
-                    found: describe_type(t),
-                    expected: format!("{}, as in {}", describe_type(&t0), first.path.display()),
-                })?;
-            }
-        }
-    }
+    let role_names: Vec<String> = roles(cols).into_iter().map(|(name, ..)| name).collect();
+    columns_agree(&checked, &role_names)?;
     Ok(Inputs {
         files: checked,
         empty,
@@ -301,20 +285,29 @@ fn kind(t: &DataType) -> &'static str {
     }
 }
 
-/// Refuses a column whose values are of different kinds ([`kind`]) in two files, naming both.
-fn same_kinds(files: &[InputFile]) -> Result<()> {
-    let mut first: std::collections::HashMap<&str, (&InputFile, &DataType)> =
+/// Refuses a column whose types in two files do not go together, naming both files: a role
+/// column (`roles`) must have a [`common_type`] in all of them, another column one [`kind`] of
+/// values (a column of nulls alone, as pandas writes, takes the kind of the next file's).
+fn columns_agree(files: &[InputFile], roles: &[String]) -> Result<()> {
+    // Per column: the first file that has it, its type there, and the common type so far.
+    let mut first: std::collections::HashMap<&str, (&InputFile, &DataType, DataType)> =
         std::collections::HashMap::new();
     for f in files {
         for field in f.schema.fields() {
             let t = field.data_type();
-            let seen = first.entry(field.name().as_str()).or_insert((f, t));
-            // A column of nulls alone (pandas writes such) takes the kind of the next file's.
+            let seen = first
+                .entry(field.name().as_str())
+                .or_insert_with(|| (f, t, t.clone()));
             if kind(seen.1) == "null" {
-                *seen = (f, t);
+                *seen = (f, t, t.clone());
             }
-            let (by, t0) = *seen;
-            if kind(t) != kind(t0) && kind(t) != "null" {
+            let (by, t0, common) = seen;
+            let agree = if roles.contains(field.name()) {
+                common_type(common, t).map(|c| *common = c).is_some()
+            } else {
+                kind(t) == kind(t0) || kind(t) == "null"
+            };
+            if !agree {
                 return Err(Error::WrongColumnType {
                     path: f.path.clone(),
                     column: field.name().clone(),
@@ -395,10 +388,20 @@ mod tests {
             file("c", Null),
             file("d", LargeUtf8),
         ];
-        assert!(same_kinds(&same).is_ok());
-        assert!(same_kinds(&[file("a", Int32), file("b", Float64)]).is_ok());
+        assert!(columns_agree(&same, &[]).is_ok());
+        assert!(columns_agree(&[file("a", Int32), file("b", Float64)], &[]).is_ok());
+        // A role column is held to a common type: integers and floats do not go together.
+        let role = ["note".to_string()];
+        let err = columns_agree(&[file("a", Int32), file("b", Float64)], &role)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("input file b: column `note`") && err.contains("as in a"),
+            "{err}"
+        );
+        assert!(columns_agree(&[file("a", Int32), file("b", Int64)], &role).is_ok());
         // Nulls first, then text, then numbers: the numbers are named against the text.
-        let err = same_kinds(&[file("a", Null), file("b", Utf8), file("c", Int64)])
+        let err = columns_agree(&[file("a", Null), file("b", Utf8), file("c", Int64)], &[])
             .unwrap_err()
             .to_string();
         assert!(
