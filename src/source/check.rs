@@ -237,7 +237,8 @@ fn check_null_stats(
 }
 
 /// Checks every file ([`check_file`]) and that each column's types across files go together
-/// ([`columns_agree`]: one folder can hold files from pyarrow and from polars).
+/// (role columns in a [`common_type`], others of one kind: one folder can hold files from
+/// pyarrow and from polars).
 pub fn check_inputs(files: &[PathBuf], cols: &ColumnNames, null_stats: bool) -> Result<Inputs> {
     let all: Vec<InputFile> = files
         .iter()
