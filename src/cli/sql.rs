@@ -244,6 +244,8 @@ pub async fn context(opts: &SqlOptions) -> Result<(SessionContext, Vec<PlainTabl
             )));
         }
     }
+    // The files of the tables read as Parquet, for `--to`'s check.
+    let mut read: Vec<PathBuf> = Vec::new();
     for t in &opts.tables {
         let path = Path::new(&t.path);
         // A bare s3:// URL is an output (read by its manifest, or an error saying it is not a
@@ -270,14 +272,12 @@ pub async fn context(opts: &SqlOptions) -> Result<(SessionContext, Vec<PlainTabl
                 // key=value folders: their levels are columns, and filters on them prune.
                 Some(h) => {
                     let footers = crate::engine::footer::read_footers(&files)?;
-                    let safe = !footers
-                        .iter()
-                        .any(|m| crate::engine::footer::float_stats_constant(m.metadata(), &[]));
-                    let schemas: Vec<_> = footers.iter().map(|m| m.schema().as_ref()).collect();
-                    let widened = crate::engine::tables::widened_schema(&schemas);
-                    ctx.register_table(name, h.table(&ctx, &[], safe, widened).await?)?;
+                    let (safe, schema) = crate::engine::tables::read_as(&footers, &[]);
+                    ctx.register_table(name, h.table(&ctx, &[], safe, schema).await?)?;
+                    read.extend(files);
                 }
                 None => {
+                    read.extend(files.iter().cloned());
                     let t = PlainTable {
                         name: name.to_string(),
                         footers: crate::engine::footer::read_footers(&files)?,
@@ -288,6 +288,22 @@ pub async fn context(opts: &SqlOptions) -> Result<(SessionContext, Vec<PlainTabl
                 }
             }
         }
+    }
+    if let Some(to) = &opts.to {
+        // Output directories read as tables are patterns too: `--to` inside one is refused.
+        let local: Vec<String> = opts
+            .tables
+            .iter()
+            .map(|t| t.path.clone())
+            .filter(|p| !crate::store::is_remote(p))
+            .collect();
+        source::expand::output_apart(
+            "--to",
+            "a query must not replace its input, nor write where its tables are read from",
+            &local,
+            &read,
+            to,
+        )?;
     }
     Ok((ctx, plain))
 }
@@ -379,23 +395,6 @@ async fn run_query(opts: &SqlOptions) -> Result<()> {
         return Err(Error::Usage(
             "--to needs --format csv, json or parquet (table is for the terminal)".into(),
         ));
-    }
-    if let Some(to) = &opts.to {
-        let local: Vec<String> = opts
-            .tables
-            .iter()
-            .map(|t| t.path.clone())
-            .filter(|p| !crate::store::is_remote(p))
-            .collect();
-        if !local.is_empty() {
-            source::expand::output_apart(
-                "--to",
-                "a query must not replace its input, nor write where its tables are read from",
-                &local,
-                &source::expand_inputs(&local)?,
-                to,
-            )?;
-        }
     }
     let (ctx, plain) = context(opts).await?;
     // CSV and JSON on stdout go out as they come: a first attempt could not be taken back.

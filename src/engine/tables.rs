@@ -154,19 +154,27 @@ pub async fn parquet_table_read(
 ) -> Result<Arc<dyn TableProvider>> {
     // Footers were read first, so an unreadable one is an error naming the file (DataFusion's
     // schema inference could panic on some).
-    let statistics_safe = !footers
-        .iter()
-        .any(|m| float_stats_constant(m.metadata(), trusted));
-    let schemas: Vec<&Schema> = footers.iter().map(|m| m.schema().as_ref()).collect();
+    let (statistics_safe, schema) = read_as(footers, trusted);
     let table = listing_table(
         ctx,
         files.iter().map(PathBuf::as_path),
         sort_keys,
         statistics_safe,
-        widened_schema(&schemas),
+        schema,
     )
     .await?;
     Ok(Arc::new(table))
+}
+
+/// How a table over files with `footers` is read: whether its scans may use the files'
+/// statistics (no float column's look constant, [`float_stats_constant`], `trusted` aside), and
+/// its schema when that is not the first file's ([`widened_schema`]).
+pub fn read_as(footers: &[ArrowReaderMetadata], trusted: &[&str]) -> (bool, Option<SchemaRef>) {
+    let statistics_safe = !footers
+        .iter()
+        .any(|m| float_stats_constant(m.metadata(), trusted));
+    let schemas: Vec<&Schema> = footers.iter().map(|m| m.schema().as_ref()).collect();
+    (statistics_safe, widened_schema(&schemas))
 }
 
 /// The type that holds a column's values in files where it has types `a` and `b`, when they
