@@ -19,8 +19,8 @@ use crate::error::{Error, Result};
 /// as (no Utf8View), so outputs carry columns unchanged; declared sorted by `sort_keys`
 /// (ascending, nulls last) when any are given. With `statistics_safe` false, the context's
 /// scans stop using file statistics ([`float_stats_constant`]). With `schema`, the table has
-/// that schema and each file's columns are cast to it (files whose columns differ in width);
-/// else the files' schemas, merged.
+/// that schema and each file's columns are cast to it ([`widened_schema`]); else DataFusion
+/// infers it from the first path (all the files of a folder, a file alone).
 pub async fn listing_table<'a>(
     ctx: &SessionContext,
     files: impl IntoIterator<Item = &'a Path>,
@@ -83,8 +83,8 @@ async fn listing(
             .collect()]);
     }
     let config = ListingTableConfig::new_with_multi_paths(urls).with_listing_options(options);
-    // A schema given (files whose columns differ in width, widened by the caller): each file's
-    // columns are cast to it as they are read. Else the files' own, merged.
+    // A schema given ([`widened_schema`] of files that differ): each file's columns are cast to
+    // it as they are read. Else DataFusion infers it from the first path.
     let config = match schema {
         Some(schema) => config.with_schema(schema),
         None => segscore_plan::infer_schema(config, &ctx.state()).await?,
@@ -237,10 +237,13 @@ pub fn common_type(a: &DataType, b: &DataType) -> Option<DataType> {
 /// would fail the scan when the first file has it non-nullable), or when a column has types of
 /// different kinds.
 pub fn widened_schema(schemas: &[&Schema]) -> Option<SchemaRef> {
+    // Each column with the number of files that have it, and its place by name (a wide table
+    // over many files would make a search through the columns quadratic).
     let mut fields: Vec<(Field, usize)> = Vec::new();
+    let mut at: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
     for schema in schemas {
         for field in schema.fields() {
-            match fields.iter_mut().find(|(g, _)| g.name() == field.name()) {
+            match at.get(field.name().as_str()).map(|&i| &mut fields[i]) {
                 Some((g, seen)) => {
                     *seen += 1;
                     if !g.data_type().equals_datatype(field.data_type()) {
@@ -251,7 +254,10 @@ pub fn widened_schema(schemas: &[&Schema]) -> Option<SchemaRef> {
                         *g = g.clone().with_nullable(true);
                     }
                 }
-                None => fields.push((field.as_ref().clone(), 1)),
+                None => {
+                    at.insert(field.name(), fields.len());
+                    fields.push((field.as_ref().clone(), 1));
+                }
             }
         }
     }
