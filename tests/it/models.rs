@@ -157,21 +157,24 @@ fn bench_model_times_the_rows_asked_for_and_names_a_file_without_token_ids() {
         .collect();
     write_rows(&input, &rows);
     let model = demo_model();
-    let args = [
-        "bench-model",
-        "-q",
-        "-i",
-        input.to_str().unwrap(),
-        "-m",
-        model.to_str().unwrap(),
-    ];
-    let o = segscore(
-        &[
-            &args[..],
-            &["--provider", "cpu", "--rows", "25", "--threads", "1"],
-        ]
-        .concat(),
-    );
+    let bench = |input: &std::path::Path| {
+        let (input, model) = (input.to_str().unwrap(), model.to_str().unwrap());
+        segscore(&[
+            "bench-model",
+            "-q",
+            "-i",
+            input,
+            "-m",
+            model,
+            "--provider",
+            "cpu",
+            "--rows",
+            "25",
+            "--threads",
+            "1",
+        ])
+    };
+    let o = bench(&input);
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!((v["rows"].as_u64(), v["threads"].as_u64()), (Some(25), Some(1)));
@@ -182,15 +185,7 @@ fn bench_model_times_the_rows_asked_for_and_names_a_file_without_token_ids() {
         std::sync::Arc::new(datafusion::arrow::array::StringArray::from(vec!["a", "b"]));
     let b = datafusion::arrow::array::RecordBatch::try_from_iter([("text", text)]).unwrap();
     write_batch(&texts, &b);
-    let args = [
-        "bench-model",
-        "-q",
-        "-i",
-        texts.to_str().unwrap(),
-        "-m",
-        model.to_str().unwrap(),
-    ];
-    let o = segscore(&args);
+    let o = bench(&texts);
     assert_fails(
         &o,
         1,
