@@ -9,6 +9,7 @@
 use std::ffi::{OsStr, OsString};
 use std::path::PathBuf;
 
+use clap::error::{ContextKind, ContextValue};
 use clap::parser::ValueSource;
 use clap::{ArgAction, ArgMatches, CommandFactory};
 
@@ -19,27 +20,54 @@ fn is_config_flag(arg: &OsStr) -> bool {
     arg == "--config" || arg.to_str().is_some_and(|s| s.starts_with("--config="))
 }
 
-/// The command line with the config file's settings added as flags, or as it is when there is
-/// no `--config` (or the command line has an error that clap will report itself).
-pub(crate) fn expand_config(args: Vec<OsString>) -> Result<Vec<OsString>, String> {
+/// The flags a config file added to the command line: its path as shown, and each key with
+/// the long flag it became.
+#[derive(Debug, Default)]
+pub(crate) struct FromFile {
+    path: String,
+    keys: Vec<(String, String)>,
+}
+
+impl FromFile {
+    /// clap's error `e`, told as the config file's when the flag it refuses came from the file
+    /// (`threads = 0`: "config FILE: key `threads`: invalid value '0' for '--threads
+    /// <THREADS>': ..."); None when it is the command line's (clap then reports it as usual).
+    pub(crate) fn explain(&self, e: &clap::Error) -> Option<String> {
+        let Some(ContextValue::String(arg)) = e.get(ContextKind::InvalidArg) else {
+            return None;
+        };
+        let flag = arg.split([' ', '=']).next()?.strip_prefix("--")?;
+        let (key, _) = self.keys.iter().find(|(_, long)| long == flag)?;
+        let text = e.to_string();
+        let first = text.lines().next().unwrap_or_default();
+        let reason = first.strip_prefix("error: ").unwrap_or(first);
+        Some(format!("config {}: key `{key}`: {reason}", self.path))
+    }
+}
+
+/// The command line with the config file's settings added as flags, and which flags those
+/// are; or the command line as it is when there is no `--config` (or it has an error that
+/// clap will report itself).
+pub(crate) fn expand_config(args: Vec<OsString>) -> Result<(Vec<OsString>, FromFile), String> {
+    let unchanged = |args| Ok((args, FromFile::default()));
     if !args.iter().any(|a| is_config_flag(a)) {
-        return Ok(args);
+        return unchanged(args);
     }
     // Parse with nothing required, to find the command, the file and what the command line
     // already gives (the file may be what provides the required flags).
     let relaxed = Cli::command().mut_subcommands(|s| s.mut_args(|a| a.required(false)));
     let Ok(matches) = relaxed.try_get_matches_from(&args) else {
-        return Ok(args);
+        return unchanged(args);
     };
     let Some((name, sub)) = matches.subcommand() else {
-        return Ok(args);
+        return unchanged(args);
     };
     let Some(path) = sub
         .get_one::<PathBuf>("config")
         .or_else(|| matches.get_one::<PathBuf>("config"))
         .cloned()
     else {
-        return Ok(args);
+        return unchanged(args);
     };
     let shown = path.display();
     let text = std::fs::read_to_string(&path).map_err(|e| format!("config {shown}: {e}"))?;
@@ -54,6 +82,7 @@ pub(crate) fn expand_config(args: Vec<OsString>) -> Result<Vec<OsString>, String
         })
     };
     let mut from_file: Vec<OsString> = Vec::new();
+    let mut keys = Vec::new();
     for (key, value) in &table {
         let long = key.replace('_', "-");
         let arg = command
@@ -66,6 +95,7 @@ pub(crate) fn expand_config(args: Vec<OsString>) -> Result<Vec<OsString>, String
         if given(arg.get_id().as_str()) {
             continue; // the command line wins
         }
+        keys.push((key.clone(), long.clone()));
         let bad = |what: &str| {
             format!(
                 "config {shown}: key `{key}` {what}, not {} {}",
@@ -116,7 +146,13 @@ pub(crate) fn expand_config(args: Vec<OsString>) -> Result<Vec<OsString>, String
     let mut out = args;
     let end = out.iter().position(|a| a == "--").unwrap_or(out.len());
     out.splice(end..end, from_file);
-    Ok(out)
+    Ok((
+        out,
+        FromFile {
+            path: shown.to_string(),
+            keys,
+        },
+    ))
 }
 
 #[cfg(test)]
@@ -125,7 +161,7 @@ mod tests {
 
     fn expand(args: &[&str]) -> Result<Vec<String>, String> {
         expand_config(args.iter().map(OsString::from).collect())
-            .map(|v| v.into_iter().map(|a| a.into_string().unwrap()).collect())
+            .map(|(v, _)| v.into_iter().map(|a| a.into_string().unwrap()).collect())
     }
 
     #[test]

@@ -137,14 +137,23 @@ pub fn exit_code(e: &Error) -> u8 {
 pub fn main() -> ExitCode {
     exec::disable_onnxruntime_telemetry();
     crate::engine::footer::install_quiet_panic_hook();
-    let args = match config::expand_config(std::env::args_os().collect()) {
+    let (args, from_file) = match config::expand_config(std::env::args_os().collect()) {
         Ok(a) => a,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(2);
         }
     };
-    let cli = Cli::parse_from(args);
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => match from_file.explain(&e) {
+            Some(told) => {
+                eprintln!("error: {told}");
+                return ExitCode::from(2);
+            }
+            None => e.exit(),
+        },
+    };
     logging::init_logging(cli.quiet, cli.verbose, cli.log_format);
     let quiet = cli.quiet;
     if let Some(endpoint) = &cli.s3_endpoint {

@@ -623,6 +623,37 @@ fn config_file_sets_flags_the_command_line_overrides_and_unknown_keys_fail() {
     let o = segscore(&["run", "--config", cfg.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("unknown key `batch_sise`"), "{}", stderr(&o));
+    // A value the flag refuses names the file and the key: the command line does not hold it.
+    std::fs::write(&cfg, "input = [\"x\"]\nthreads = 0\n").unwrap();
+    let o = segscore(&["run", "--config", cfg.to_str().unwrap(), "-m", "m", "-o", "o"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains(&format!(
+            "config {}: key `threads`: invalid value '0' for '--threads <THREADS>': 0 is not in 1..=1024",
+            cfg.display()
+        )),
+        "{}",
+        stderr(&o)
+    );
+    // The same value on the command line is clap's own error.
+    let o = segscore(&[
+        "run",
+        "--config",
+        cfg.to_str().unwrap(),
+        "-m",
+        "m",
+        "-o",
+        "o",
+        "--threads",
+        "x",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("invalid value 'x' for '--threads <THREADS>'")
+            && !stderr(&o).contains("key `threads`"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
