@@ -16,6 +16,25 @@ pub(crate) fn threads_parser() -> clap::builder::RangedU64ValueParser<usize> {
     clap::builder::RangedU64ValueParser::new().range(1..=MAX_THREADS)
 }
 
+/// The parser of a number that must be positive and finite (`--huber-delta`): "0", "-1",
+/// "nan" and "inf" are usage errors that say so.
+pub(crate) fn positive_number(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(x) if x.is_finite() && x > 0.0 => Ok(x),
+        Ok(_) => Err(format!("must be a positive number, got {text}")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// The parser of a number of seconds: positive and finite, and no more than a
+/// [`std::time::Duration`] holds (`--progress-interval 1e300` panicked in the run).
+pub(crate) fn seconds_parser(text: &str) -> Result<f64, String> {
+    let x = positive_number(text)?;
+    std::time::Duration::try_from_secs_f64(x)
+        .map(|_| x)
+        .map_err(|_| format!("{text} seconds is more than a duration can hold"))
+}
+
 /// Sizes the process's thread pools for `threads` workers: glibc malloc's arenas
 /// ([`malloc_arenas`]) and rayon's global pool, which runs the model's batches and the sorts.
 /// The pool has no more threads than the machine has cores

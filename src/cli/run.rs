@@ -66,9 +66,9 @@ pub(crate) struct JobArgs {
     /// Regression loss: squared, absolute or huber.
     #[arg(long, default_value = "squared")]
     loss: String,
-    /// The Huber loss's delta.
-    #[arg(long, default_value_t = 1.0)]
-    huber_delta: f64,
+    /// The Huber loss's delta (with --loss huber) [default: 1.0]
+    #[arg(long, value_parser = super::exec::positive_number, allow_negative_numbers = true)]
+    huber_delta: Option<f64>,
     /// Keep a model-input column (input_ids, token_type_ids) in the output.
     #[arg(long, value_name = "COL")]
     keep: Vec<String>,
@@ -96,7 +96,7 @@ pub(crate) struct JobArgs {
     #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
     max_rows_per_file: u64,
     /// Seconds between progress log lines when stderr is not a terminal (a terminal gets a bar).
-    #[arg(long, default_value_t = 10.0, value_name = "SECS")]
+    #[arg(long, default_value_t = 10.0, value_name = "SECS", value_parser = super::exec::seconds_parser, allow_negative_numbers = true)]
     progress_interval: f64,
     /// Also write report.html (summary, plots, worst generations) into the output directory.
     #[arg(long)]
@@ -205,7 +205,10 @@ impl JobArgs {
         cfg.model_output = self.model_output;
         cfg.provider = self.provider;
         cfg.batch_size = self.batch_size as usize;
-        cfg.loss = Loss::parse(&self.loss, self.huber_delta).map_err(Error::Usage)?;
+        cfg.loss = Loss::parse(&self.loss, self.huber_delta.unwrap_or(1.0)).map_err(Error::Usage)?;
+        if self.huber_delta.is_some() && !matches!(cfg.loss, Loss::Huber { .. }) {
+            tracing::warn!(loss = %self.loss, "--huber-delta is for --loss huber: ignored");
+        }
         cfg.keep = self.keep;
         cfg.drop = self.drop;
         cfg.overwrite = self.overwrite;

@@ -55,6 +55,12 @@ pub fn session_context(
     config.options_mut().execution.parquet.schema_force_view_types = false;
     let mut disk = DiskManagerBuilder::default();
     if let Some(dir) = spill_dir {
+        if dir.exists() && !dir.is_dir() {
+            return Err(Error::Usage(format!(
+                "--spill-dir {}: not a directory",
+                dir.display()
+            )));
+        }
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         disk = disk.with_mode(DiskManagerMode::Directories(vec![dir.to_path_buf()]));
     }

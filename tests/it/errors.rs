@@ -921,3 +921,57 @@ fn a_failed_write_names_the_file_and_leaves_nothing() {
     );
     assert!(!csv.exists());
 }
+
+/// Numbers a flag cannot use are usage errors before anything is read or written: a
+/// `--progress-interval` past what a duration holds panicked in the run; a `--huber-delta` of
+/// 0, -1 or NaN was taken silently under another loss; a `--spill-dir` that is a file said only
+/// "File exists".
+#[test]
+fn flag_values_a_run_cannot_use_are_usage_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in.parquet");
+    write_rows(&input, &good_rows());
+    let out = tmp.path().join("out");
+    let file = tmp.path().join("a-file");
+    std::fs::write(&file, "x").unwrap();
+    let spill = format!("--spill-dir={}", file.display());
+    for (flags, want) in [
+        (
+            vec!["--progress-interval", "1e300"],
+            "1e300 seconds is more than a duration can hold",
+        ),
+        (
+            vec!["--progress-interval", "0"],
+            "must be a positive number, got 0",
+        ),
+        (
+            vec!["--progress-interval", "-1"],
+            "must be a positive number, got -1",
+        ),
+        (vec!["--huber-delta", "nan"], "must be a positive number, got nan"),
+        (
+            vec!["--huber-delta", "-0.5"],
+            "must be a positive number, got -0.5",
+        ),
+        (
+            vec!["--loss", "huber", "--huber-delta", "inf"],
+            "must be a positive number, got inf",
+        ),
+        (vec![spill.as_str()], "not a directory"),
+    ] {
+        let o = run(&[&input], &demo_model(), &out, &flags);
+        assert_fails(&o, 2, want);
+        assert!(!stderr(&o).contains("panicked"), "{flags:?}: {}", stderr(&o));
+        assert!(!out.exists(), "{flags:?}");
+    }
+    // A delta for another loss is a warning, and the run goes on with that loss.
+    let o = run(&[&input], &demo_model(), &out, &["--huber-delta", "0.5"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("--huber-delta is for --loss huber: ignored"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(summary(&out)["loss"], "squared");
+    assert_eq!(summary(&out)["huber_delta"], serde_json::Value::Null);
+}
