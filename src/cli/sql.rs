@@ -47,9 +47,10 @@ pub(crate) struct SqlArgs {
     /// A Hugging Face tokenizer.json: makes tokenize(text [, add_special_tokens]) available.
     #[arg(long, value_name = "FILE")]
     tokenizer: Option<PathBuf>,
-    /// Output format: table, csv, json (one object per line) or parquet.
-    #[arg(long, default_value = "table")]
-    format: Format,
+    /// Output format: table, csv, json (one object per line) or parquet [default: table, or
+    /// with --to, the file name's extension: .csv, .json (.jsonl, .ndjson) or .parquet]
+    #[arg(long)]
+    format: Option<Format>,
     /// Write the result to FILE (written whole, then renamed into place) instead of stdout.
     #[arg(long, value_name = "FILE")]
     to: Option<PathBuf>,
@@ -69,12 +70,23 @@ pub(crate) fn sql(a: SqlArgs) -> Result<()> {
         (None, Some(f)) => std::fs::read_to_string(f).map_err(|e| Error::io(f, e))?,
         (None, None) => return Err(Error::Usage("give a query, or --file".into())),
     };
+    let format = match (a.format, &a.to) {
+        (Some(f), _) => f,
+        (None, None) => Format::Table,
+        (None, Some(to)) => Format::of_file(to).ok_or_else(|| {
+            Error::Usage(format!(
+                "--to {}: give --format csv, json or parquet (the name does not end in .csv, \
+                 .json, .jsonl, .ndjson or .parquet)",
+                to.display()
+            ))
+        })?,
+    };
     let opts = SqlOptions {
         query,
         tables: a.table,
         model: a.model,
         provider: a.provider,
-        format: a.format,
+        format,
         to: a.to,
         threads,
         memory_limit: a
@@ -126,6 +138,20 @@ impl std::str::FromStr for Format {
             o => Err(format!(
                 "unknown format `{o}` (expected table, csv, json or parquet)"
             )),
+        }
+    }
+}
+
+impl Format {
+    /// The format a file's name says (`.csv`, `.json`, `.jsonl`, `.ndjson`, `.parquet`, any
+    /// case), if it says one.
+    pub fn of_file(path: &Path) -> Option<Format> {
+        let ext = path.extension()?.to_str()?.to_ascii_lowercase();
+        match ext.as_str() {
+            "csv" => Some(Format::Csv),
+            "json" | "jsonl" | "ndjson" => Some(Format::Json),
+            "parquet" => Some(Format::Parquet),
+            _ => None,
         }
     }
 }

@@ -346,6 +346,29 @@ fn sql_command_reads_parquet_and_outputs_in_every_format() {
     assert!(o.status.success(), "{}", stderr(&o));
     let b = read_parquet(&pq);
     assert_eq!(b.iter().map(|b| b.num_rows()).sum::<usize>(), 3);
+    // Without --format, --to's extension says the format; a name that says none is refused.
+    let to = |name: &str| {
+        let path = tmp.path().join(name);
+        (
+            segscore(&["sql", "-t", &table, q, "--to", path.to_str().unwrap()]),
+            path,
+        )
+    };
+    let (o, path) = to("res2.PARQUET");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(read_parquet(&path).iter().map(|b| b.num_rows()).sum::<usize>(), 3);
+    let (o, path) = to("res.csv");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        "generation_id,n,top\na,4,0.9\nb,1,0.4\nc,3,0.5\n"
+    );
+    let (o, path) = to("res.ndjson");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 3);
+    let (o, path) = to("res.txt");
+    assert_fails(&o, 2, "res.txt: give --format csv, json or parquet");
+    assert!(!path.exists());
     // reward_model(...) is there when a model is given.
     let o = segscore(&[
         "sql",
