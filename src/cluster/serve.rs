@@ -106,6 +106,9 @@ pub async fn scheduler(s: SchedulerSettings) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(s.bind)
         .await
         .map_err(|e| cluster_error(&name, format!("cannot listen: {e}")))?;
+    // Port 0 takes a free port: the log and the scheduler's own address say which.
+    let bound = listener.local_addr().unwrap_or(s.bind);
+    config.bind_port = bound.port();
     let cluster = process::cluster_state(&config)
         .await
         .map_err(|e| cluster_error(&name, e))?;
@@ -113,7 +116,7 @@ pub async fn scheduler(s: SchedulerSettings) -> Result<()> {
     let server = process::create_scheduler(cluster, Arc::new(config))
         .await
         .map_err(|e| cluster_error(&name, e))?;
-    tracing::info!(bind = %s.bind, "scheduler listening");
+    tracing::info!(bind = %bound, "scheduler listening");
     tokio::select! {
         served = process::serve_scheduler(listener, server) => served.map_err(|e| cluster_error(&name, e)),
         signal = terminated() => {
@@ -128,6 +131,7 @@ pub async fn scheduler(s: SchedulerSettings) -> Result<()> {
 pub async fn executor(s: ExecutorSettings) -> Result<()> {
     let name = format!("executor {}", s.bind);
     let (scheduler_host, scheduler_port) = super::scheduler_address(&s.scheduler)?;
+    ports_free(&s)?;
     std::fs::create_dir_all(&s.work_dir).map_err(|e| Error::io(&s.work_dir, e))?;
     let work_dir = s
         .work_dir
@@ -171,6 +175,37 @@ pub async fn executor(s: ExecutorSettings) -> Result<()> {
     process::run_executor(Arc::new(config))
         .await
         .map_err(|e| cluster_error(&name, e))
+}
+
+/// Whether the executor can listen where it is told to. Ballista's executor, unable to listen,
+/// logs an error and returns as if stopped (a supervisor would take the exit for a clean
+/// stop), and at port 0 it listens on a free port but tells the scheduler 0. So: no port 0, two
+/// different ports, each free now (bound, then let go).
+fn ports_free(s: &ExecutorSettings) -> Result<()> {
+    let ports = [("--bind", s.bind.port()), ("--grpc-port", s.grpc_port)];
+    for (flag, port) in ports {
+        if port == 0 {
+            return Err(Error::Usage(format!(
+                "{flag}: give a port (the scheduler is told it): 0 would be any free one"
+            )));
+        }
+    }
+    if s.bind.port() == s.grpc_port {
+        return Err(Error::Usage(format!(
+            "--grpc-port {} is --bind's port: the executor serves two things, on two ports",
+            s.grpc_port
+        )));
+    }
+    for (_, port) in ports {
+        let at = SocketAddr::new(s.bind.ip(), port);
+        std::net::TcpListener::bind(at).map_err(|e| {
+            cluster_error(
+                &format!("executor {}", s.bind),
+                format!("cannot listen on {at}: {e}"),
+            )
+        })?;
+    }
+    Ok(())
 }
 
 /// The first SIGTERM or SIGINT.

@@ -96,13 +96,13 @@ impl Cluster {
     pub(crate) fn start_with(executors: usize, env: &[(&str, &str)]) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        let port = free_port();
+        // Port 0: the scheduler takes a free port and logs it.
         let mut scheduler = Proc::spawn_with(
             &[
                 "cluster".into(),
                 "scheduler".into(),
                 "--bind".into(),
-                format!("127.0.0.1:{port}"),
+                "127.0.0.1:0".into(),
                 "--executor-timeout".into(),
                 "5".into(),
             ],
@@ -111,6 +111,14 @@ impl Cluster {
             &env,
         );
         scheduler.wait_for("scheduler listening");
+        let log = scheduler.log();
+        let port = log
+            .split("scheduler listening bind=127.0.0.1:")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|p| p.parse::<u16>().ok())
+            .filter(|p| *p != 0)
+            .unwrap_or_else(|| panic!("no port in the scheduler's log:\n{log}"));
         let mut c = Cluster {
             dir,
             env,
@@ -400,6 +408,53 @@ fn an_unreachable_scheduler_and_a_bad_url_are_clear_errors() {
     assert_fails(&o, 2, "`http://` is not a cluster URL; expected df://HOST:PORT");
     let o = run(&[&input], &demo_model(), &out, &["--cluster", "df://127.0.0.1"]);
     assert_fails(&o, 2, "no port");
+}
+
+/// Ballista's executor, unable to listen, logged an error and exited 0, as if stopped; at port
+/// 0 it told the scheduler port 0. Each is now an error before it starts.
+#[test]
+fn an_executor_that_cannot_listen_where_told_fails_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = taken.local_addr().unwrap().port().to_string();
+    let free = free_port().to_string();
+    let work = dir.path().join("work");
+    for (bind, grpc, code, want) in [
+        (
+            taken.as_str(),
+            free.as_str(),
+            1,
+            format!("cannot listen on 127.0.0.1:{taken}: Address already in use"),
+        ),
+        (
+            free.as_str(),
+            taken.as_str(),
+            1,
+            format!("cannot listen on 127.0.0.1:{taken}: Address already in use"),
+        ),
+        (
+            free.as_str(),
+            free.as_str(),
+            2,
+            format!("--grpc-port {free} is --bind's port"),
+        ),
+        ("0", free.as_str(), 2, "--bind: give a port".to_string()),
+        (free.as_str(), "0", 2, "--grpc-port: give a port".to_string()),
+    ] {
+        let o = segscore(&[
+            "cluster",
+            "executor",
+            "--scheduler",
+            "127.0.0.1:1",
+            "--bind",
+            &format!("127.0.0.1:{bind}"),
+            "--grpc-port",
+            grpc,
+            "--work-dir",
+            work.to_str().unwrap(),
+        ]);
+        assert_fails(&o, code, &want);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
