@@ -83,37 +83,53 @@ impl OutputPlan {
             )));
         }
         let model_inputs = ["input_ids", "token_type_ids", "prompt"];
-        if let Some(both) = cfg.keep.iter().find(|k| cfg.drop.contains(k)) {
-            return Err(Error::Usage(format!(
-                "--keep {both} and --drop {both}: a column is kept or dropped, not both"
-            )));
+        // A role column may be named as in the files (`--drop step` with `--text-col step`):
+        // the output knows it by its canonical name (`text`). Errors name it as given.
+        let canonical = |names: &[String]| -> Vec<(String, String)> {
+            names
+                .iter()
+                .map(|n| (n.clone(), cfg.columns.canonical(n)))
+                .collect()
+        };
+        let (keep, drop) = (canonical(&cfg.keep), canonical(&cfg.drop));
+        for (k, kc) in &keep {
+            if let Some((d, _)) = drop.iter().find(|(_, dc)| dc == kc) {
+                return Err(Error::Usage(format!(
+                    "--keep {k} and --drop {d}: a column is kept or dropped, not both"
+                )));
+            }
         }
-        for k in &cfg.keep {
+        for (given, k) in &keep {
             if !model_inputs.contains(&k.as_str()) {
                 return Err(Error::Usage(format!(
-                    "--keep {k}: only the model-input columns (input_ids, token_type_ids, prompt) are left out by default, so only they can be kept"
+                    "--keep {given}: only the model-input columns (input_ids, token_type_ids, prompt) are left out by default, so only they can be kept"
                 )));
             }
             if input.index_of(k).is_err() {
                 return Err(Error::Usage(format!(
-                    "--keep {k}: no such column in the query's output"
+                    "--keep {given}: no such column in the query's output"
                 )));
             }
         }
-        for d in &cfg.drop {
+        for (given, d) in &drop {
             if ["generation_id", "segment_index", "cumulative_score"].contains(&d.as_str())
                 || OUTPUT_COLUMNS.contains(&d.as_str())
             {
                 return Err(Error::Usage(format!(
-                    "--drop {d}: key, score and result columns cannot be dropped"
+                    "--drop {given}: key, score and result columns cannot be dropped"
                 )));
             }
             let in_input = input.index_of(d).is_ok()
-                || [Some(&cfg.columns.input_ids), cfg.columns.token_type_ids.as_ref()].contains(&Some(d));
+                || d == "input_ids"
+                || (d == "token_type_ids" && cfg.columns.token_type_ids.is_some());
             if !in_input {
-                return Err(Error::Usage(format!("--drop {d}: no such column")));
+                return Err(Error::Usage(format!("--drop {given}: no such column")));
             }
         }
+        let (keep, drop): (Vec<String>, Vec<String>) = (
+            keep.into_iter().map(|(_, k)| k).collect(),
+            drop.into_iter().map(|(_, d)| d).collect(),
+        );
         let mut passthrough = Vec::new();
         let mut fields: Vec<Field> = Vec::new();
         for (i, f) in input.fields().iter().enumerate() {
@@ -123,8 +139,8 @@ impl OutputPlan {
                 || name == INPUT_PROBLEM
                 || name == EXECUTOR_COLUMN
                 || (name == "base_score" && cfg.columns.base_score.is_none())
-                || (model_inputs.contains(&name) && !cfg.keep.iter().any(|k| k == name))
-                || cfg.drop.iter().any(|d| d == name);
+                || (model_inputs.contains(&name) && !keep.iter().any(|k| k == name))
+                || drop.iter().any(|d| d == name);
             if !skip {
                 passthrough.push(i);
                 fields.push(f.as_ref().clone());

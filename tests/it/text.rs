@@ -489,6 +489,45 @@ fn text_output_is_bit_identical_across_threads() {
     assert_same_rows(&outputs[0], &outputs[2], "threads 1 vs 3");
 }
 
+/// The text column is written as `text`: `--drop` and `--keep` take it by that name or by
+/// its name in the files (`--drop step` said "no such column").
+#[test]
+fn drop_and_keep_take_a_role_column_by_its_name_in_the_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in");
+    demo_text(&input, 100, 1);
+    let out = tmp.path().join("out");
+    let columns = |out: &Path| -> Vec<String> {
+        read_segments(out)
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect()
+    };
+    let o = run_demo_text(&input, &causal(), &out, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(columns(&out).contains(&"text".to_string()), "{:?}", columns(&out));
+    for name in ["step", "text"] {
+        let o = run_demo_text(&input, &causal(), &out, &["--drop", name]);
+        assert!(o.status.success(), "--drop {name}: {}", stderr(&o));
+        let got = columns(&out);
+        assert!(
+            !got.contains(&"text".to_string()) && !got.contains(&"step".to_string()),
+            "{got:?}"
+        );
+        assert_eq!(read_segments(&out).num_rows(), 100);
+    }
+    let o = run_demo_text(&input, &causal(), &out, &["--keep", "step"]);
+    assert_fails(&o, 2, "--keep step: only the model-input columns");
+    let o = run_demo_text(&input, &causal(), &out, &["--keep", "prompt", "--drop", "prompt"]);
+    assert_fails(
+        &o,
+        2,
+        "--keep prompt and --drop prompt: a column is kept or dropped",
+    );
+}
+
 #[test]
 fn bad_tokenizer_files_give_clear_errors() {
     let tmp = tempfile::tempdir().unwrap();
