@@ -21,6 +21,8 @@ tests/data/*.onnx          tiny models the tests use for exact expectations:
                        token_count = sum(attention_mask)               ([batch])
     bert_like.onnx     as affine_mean's score, plus token_type_ids (added as 0.5 * masked mean)
     needs_pixels.onnx  also asks for a float input `pixel_values` that no column provides
+    affine_batch1.onnx, affine_batch3.onnx   affine_mean's score with the batch dimension
+                       fixed at 1 and 3 ([1, seq]: torch.onnx.export without dynamic_axes)
 
 models/prm_causal.onnx   the text demo's per-token reward model (a value head), causal:
     input_ids, attention_mask, position_ids (int64 [batch, seq]) -> scores (float32 [batch, seq])
@@ -61,8 +63,8 @@ def token_value(t):
     return ((t * 7919) % 1000) / 500.0 - 1.0
 
 
-def ids_inputs(extra=()):
-    dims = ["batch", "seq"]
+def ids_inputs(extra=(), batch="batch"):
+    dims = [batch, "seq"]
     ins = [
         helper.make_tensor_value_info("input_ids", TensorProto.INT64, dims),
         helper.make_tensor_value_info("attention_mask", TensorProto.INT64, dims),
@@ -162,6 +164,15 @@ def affine_mean():
     ]
     graph = helper.make_graph(nodes, "affine_mean", ids_inputs(), outs, affine_inits())
     save(graph, "tests/data/affine_mean.onnx", "test model: masked mean of token ids * 0.001 - 1")
+
+
+def affine_fixed_batch(rows):
+    """affine_mean's score from a model whose batch dimension is fixed at `rows`, as
+    `torch.onnx.export` writes a model without `dynamic_axes`."""
+    nodes = affine_nodes("score")
+    outs = [helper.make_tensor_value_info("score", TensorProto.FLOAT, [rows])]
+    graph = helper.make_graph(nodes, f"affine_batch{rows}", ids_inputs(batch=rows), outs, affine_inits())
+    save(graph, f"tests/data/affine_batch{rows}.onnx", f"test model: affine_mean's score, batch fixed at {rows}")
 
 
 def bert_like():
@@ -509,6 +520,8 @@ BUILDERS = {
     "reward_small": reward_small,
     "reward_transformer": reward_transformer,
     "affine_mean": affine_mean,
+    "affine_batch1": lambda: affine_fixed_batch(1),
+    "affine_batch3": lambda: affine_fixed_batch(3),
     "bert_like": bert_like,
     "needs_pixels": needs_pixels,
     "log_shifted": log_shifted,

@@ -56,6 +56,12 @@ pub(crate) fn inspect(model_path: PathBuf) -> Result<(), Error> {
         };
         text.push_str(&format!("  {:<16} {:<28} {binding}\n", i.name, i.type_desc));
     }
+    if let Some(n) = sig.fixed_batch {
+        text.push_str(&format!(
+            "  (the batch dimension is fixed: every call takes {n} row{}, batches cut and filled to it)\n",
+            if n == 1 { "" } else { "s" }
+        ));
+    }
     text.push_str("outputs:\n");
     for (k, o) in sig.outputs.iter().enumerate() {
         let note = if k == 0 {

@@ -117,6 +117,10 @@ pub struct RewardModel {
     output_type: ScoreType,
     output_kind: OutputKind,
     fixed_seq: Option<usize>,
+    /// The rows every call must have, when the model's batch dimension is fixed (a model
+    /// exported without a dynamic batch axis): batches are cut to at most that many rows and
+    /// filled to it.
+    fixed_batch: Option<usize>,
     provider: Provider,
     runtime: &'static Runtime,
     batch_size: usize,
@@ -253,6 +257,13 @@ impl RewardModel {
         };
         let (seq_dim, seq_symbol) = signature.input_seq(&first);
         let fixed_seq = (seq_dim > 0).then_some(seq_dim as usize);
+        let fixed_batch = signature.fixed_batch;
+        if let Some(n) = fixed_batch {
+            tracing::info!(
+                rows = n,
+                "the model's batch dimension is fixed: every call takes {n} rows (export it with a dynamic batch axis to batch freely)"
+            );
+        }
         let declared = output::declared_kind(
             output.name(),
             output.dtype(),
@@ -297,9 +308,10 @@ impl RewardModel {
             output_type,
             output_kind: declared.unwrap_or(OutputKind::Sequence),
             fixed_seq,
+            fixed_batch,
             provider,
             runtime: rt,
-            batch_size: opts.batch_size.max(1),
+            batch_size: opts.batch_size.max(1).min(fixed_batch.unwrap_or(usize::MAX)),
             max_tokens: opts.max_tokens.max(1),
             limits: InputLimits { vocab, max_length },
             pool,
@@ -308,16 +320,17 @@ impl RewardModel {
             stats: ModelStats::default(),
         };
         if declared.is_none() {
-            // `[batch, N]` with N unknown: one call on 2 rows of 3 tokens tells.
-            let probe = PaddedBatch::from_sequences(&[&[0, 0, 0], &[0, 0, 0]], fixed_seq);
+            // `[batch, N]` with N unknown: one call on 2 rows of 3 tokens (or as many rows as a
+            // fixed batch takes) tells.
+            let rows = fixed_batch.unwrap_or(2);
+            let probe = PaddedBatch::from_sequences(&[&[0, 0, 0]], fixed_seq).filled_to(rows);
             let (shape, _) = model.run_raw(&probe, None)?;
             model.output_kind =
-                output::kind_of_shape(&model.output_name, &shape, 2, probe.seq, opts.score_label).map_err(
-                    |reason| Error::ModelBinding {
+                output::kind_of_shape(&model.output_name, &shape, rows, probe.seq, opts.score_label)
+                    .map_err(|reason| Error::ModelBinding {
                         model: model_name(path),
                         reason,
-                    },
-                )?;
+                    })?;
         }
         tracing::debug!(output = %model.output_name, kind = %model.output_kind.describe(), max_length = ?model.limits.max_length, "model output");
         Ok(model)

@@ -34,13 +34,20 @@ impl RewardModel {
         padded: &PaddedBatch,
         token_type_ids: Option<&[i64]>,
     ) -> Result<RawScores> {
-        // ONNX Runtime's CPU kernels take another path for a one-row batch (matrix-vector
-        // products) and round differently; a copy of the row keeps every prediction
-        // independent of how rows were batched. Row 0 of the output is the row's.
-        if padded.batch == 1 {
-            let tt = token_type_ids.map(|t| [t, t].concat());
-            let (shape, data) = self.run_raw(&padded.doubled(), tt.as_deref())?;
-            self.check_shape(&shape, 2, padded.seq)?;
+        // A model whose batch dimension is fixed takes exactly that many rows (the batches have
+        // no more: see `fixed_batch`). ONNX Runtime's CPU kernels take another path for a
+        // one-row batch (matrix-vector products) and round differently; a copy of the row keeps
+        // every prediction independent of how rows were batched. Either way the batch's rows
+        // are repeated to fill it, and the output's first rows are theirs.
+        let rows = match self.fixed_batch {
+            Some(n) => n,
+            None if padded.batch == 1 => 2,
+            None => padded.batch,
+        };
+        if rows > padded.batch {
+            let tt = token_type_ids.map(|t| super::tokens::cycle_rows(t, padded.seq, rows));
+            let (shape, data) = self.run_raw(&padded.filled_to(rows), tt.as_deref())?;
+            self.check_shape(&shape, rows, padded.seq)?;
             return Ok((shape, data));
         }
         let (shape, data) = self.run_raw(padded, token_type_ids)?;

@@ -60,6 +60,9 @@ pub struct ModelSignature {
     pub inputs: Vec<InputInfo>,
     /// The outputs, in the model's order.
     pub outputs: Vec<OutputInfo>,
+    /// The rows every call takes, when the inputs fix the batch dimension (`[1, seq]`: a
+    /// model exported without a dynamic batch axis, as `torch.onnx.export` does by default).
+    pub fixed_batch: Option<usize>,
 }
 
 impl ModelSignature {
@@ -81,7 +84,11 @@ impl ModelSignature {
                 type_desc: o.dtype().to_string(),
             })
             .collect();
-        ModelSignature { inputs, outputs }
+        ModelSignature {
+            inputs,
+            outputs,
+            fixed_batch: fixed_batch(session),
+        }
     }
 
     /// `input_ids`' sequence dimension: its size (-1 when dynamic) and its symbol.
@@ -140,4 +147,13 @@ fn bind_input(name: &str, dtype: &ValueType) -> std::result::Result<(Feed, IdTyp
         }
         other => Err(format!("model input `{name}` is {other}, expected a tensor")),
     }
+}
+
+/// The batch size the model's inputs fix, if one does: the first dimension of a 2-d input,
+/// where it is a size rather than a symbol.
+fn fixed_batch(session: &Session) -> Option<usize> {
+    session.inputs().iter().find_map(|i| match i.dtype() {
+        ValueType::Tensor { shape, .. } if shape.len() == 2 && shape[0] > 0 => Some(shape[0] as usize),
+        _ => None,
+    })
 }

@@ -73,18 +73,29 @@ impl PaddedBatch {
         }
     }
 
-    /// The batch with every row twice (ONNX Runtime rounds a one-row batch differently).
-    pub(crate) fn doubled(&self) -> PaddedBatch {
-        let twice = |v: &[i64]| [v, v].concat();
+    /// The batch filled to `rows` rows by repeating its own, in order (row i is row i mod
+    /// `batch`): for a model whose batch dimension is fixed, or for a one-row batch, which
+    /// ONNX Runtime rounds differently. The first `batch` rows of the output are the batch's.
+    pub(crate) fn filled_to(&self, rows: usize) -> PaddedBatch {
         PaddedBatch {
-            ids: twice(&self.ids),
-            mask: twice(&self.mask),
-            batch: self.batch * 2,
+            ids: cycle_rows(&self.ids, self.seq, rows),
+            mask: cycle_rows(&self.mask, self.seq, rows),
+            batch: rows,
             seq: self.seq,
-            tokens: self.tokens * 2,
-            lengths: [&self.lengths[..], &self.lengths[..]].concat(),
+            tokens: (0..rows).map(|r| self.lengths[r % self.batch]).sum(),
+            lengths: (0..rows).map(|r| self.lengths[r % self.batch]).collect(),
         }
     }
+}
+
+/// `rows` rows of `width` values, repeating the rows of `v` in order.
+pub(crate) fn cycle_rows(v: &[i64], width: usize, rows: usize) -> Vec<i64> {
+    v.chunks(width.max(1))
+        .cycle()
+        .take(rows)
+        .flatten()
+        .copied()
+        .collect()
 }
 
 /// What a model can take: token ids below its embedding's vocabulary size (when the graph
@@ -370,6 +381,12 @@ mod tests {
         assert_eq!((p.batch, p.seq, p.tokens), (2, 3, 4));
         assert_eq!(p.ids, vec![9, 0, 0, 5, 6, 7]);
         assert_eq!(p.mask, vec![1, 0, 0, 1, 1, 1]);
+        // Filled to 5 rows, a fixed batch's: the rows repeat in order.
+        let f = p.filled_to(5);
+        assert_eq!((f.batch, f.seq, f.tokens), (5, 3, 1 + 3 + 1 + 3 + 1));
+        assert_eq!(f.ids, [&p.ids[..], &p.ids[..], &p.ids[..3]].concat());
+        assert_eq!(f.mask, [&p.mask[..], &p.mask[..], &p.mask[..3]].concat());
+        assert_eq!(f.lengths, vec![1, 3, 1, 3, 1]);
     }
 
     /// The column-wide id check decides exactly as the row-by-row one, and a rejected column

@@ -1,4 +1,6 @@
-//! Execution providers and finding ONNX Runtime.
+//! Execution providers, finding ONNX Runtime, and models as exporters write them.
+
+use std::collections::BTreeMap;
 
 use crate::common::*;
 
@@ -194,4 +196,48 @@ fn bench_model_times_the_rows_asked_for_and_names_a_file_without_token_ids() {
             texts.display()
         ),
     );
+}
+
+/// A model whose batch dimension is fixed (`[1, seq]`: `torch.onnx.export` without
+/// `dynamic_axes`) failed at its first call with ONNX Runtime's "Got invalid dimensions for
+/// input". Its batches are now cut to that many rows and filled to it: the same predictions as
+/// the model with a free batch axis, the same graph otherwise.
+#[test]
+fn a_model_with_a_fixed_batch_dimension_scores_as_a_free_one_does() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in");
+    generate(&input, 500, 2, true);
+    let scores = |model: &str, out: &str| {
+        let out = tmp.path().join(out);
+        run_ok(
+            &[&input],
+            &test_model(model),
+            &out,
+            &["--provider", "cpu", "--batch-size", "8", "--threads", "2"],
+        );
+        let b = read_segments(&out);
+        let (gid, seg) = (str_col(&b, "generation_id"), i64_col(&b, "segment_index"));
+        let p = f64_col(&b, "predicted_score");
+        (0..b.num_rows())
+            .map(|i| ((gid[i].clone(), seg[i]), p[i]))
+            .collect::<BTreeMap<_, _>>()
+    };
+    let free = scores("affine_mean.onnx", "free");
+    assert_eq!(free.len(), 500);
+    for rows in [1, 3] {
+        let fixed = scores(&format!("affine_batch{rows}.onnx"), &format!("b{rows}"));
+        assert_eq!(fixed, free, "batch fixed at {rows}");
+        let o = segscore(&[
+            "inspect",
+            test_model(&format!("affine_batch{rows}.onnx")).to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert!(
+            String::from_utf8_lossy(&o.stdout).contains(&format!(
+                "the batch dimension is fixed: every call takes {rows} row"
+            )),
+            "{}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+    }
 }
