@@ -23,6 +23,7 @@ tests/data/*.onnx          tiny models the tests use for exact expectations:
     needs_pixels.onnx  also asks for a float input `pixel_values` that no column provides
     affine_batch1.onnx, affine_batch3.onnx   affine_mean's score with the batch dimension
                        fixed at 1 and 3 ([1, seq]: torch.onnx.export without dynamic_axes)
+    affine_f16.onnx, affine_bf16.onnx   affine_mean's score cast to float16 and bfloat16
 
 models/prm_causal.onnx   the text demo's per-token reward model (a value head), causal:
     input_ids, attention_mask, position_ids (int64 [batch, seq]) -> scores (float32 [batch, seq])
@@ -173,6 +174,16 @@ def affine_fixed_batch(rows):
     outs = [helper.make_tensor_value_info("score", TensorProto.FLOAT, [rows])]
     graph = helper.make_graph(nodes, f"affine_batch{rows}", ids_inputs(batch=rows), outs, affine_inits())
     save(graph, f"tests/data/affine_batch{rows}.onnx", f"test model: affine_mean's score, batch fixed at {rows}")
+
+
+def affine_half(elem, name):
+    """affine_mean's score in half precision (a model converted for GPUs): float32, then a
+    Cast to `elem`."""
+    nodes = affine_nodes("score32")
+    nodes += [helper.make_node("Cast", ["score32"], ["score"], to=elem)]
+    outs = [helper.make_tensor_value_info("score", elem, ["batch"])]
+    graph = helper.make_graph(nodes, name, ids_inputs(), outs, affine_inits())
+    save(graph, f"tests/data/{name}.onnx", f"test model: affine_mean's score as {name.split('_')[1]}")
 
 
 def bert_like():
@@ -522,6 +533,8 @@ BUILDERS = {
     "affine_mean": affine_mean,
     "affine_batch1": lambda: affine_fixed_batch(1),
     "affine_batch3": lambda: affine_fixed_batch(3),
+    "affine_f16": lambda: affine_half(TensorProto.FLOAT16, "affine_f16"),
+    "affine_bf16": lambda: affine_half(TensorProto.BFLOAT16, "affine_bf16"),
     "bert_like": bert_like,
     "needs_pixels": needs_pixels,
     "log_shifted": log_shifted,

@@ -239,11 +239,13 @@ impl RewardModel {
         };
         let output_type = match output.dtype() {
             ValueType::Tensor { ty, .. } => match ty {
+                TensorElementType::Float16 => ScoreType::F16,
+                TensorElementType::Bfloat16 => ScoreType::BF16,
                 TensorElementType::Float32 => ScoreType::F32,
                 TensorElementType::Float64 => ScoreType::F64,
                 other => {
                     return Err(bad(format!(
-                        "output `{}` has element type {other}; a score must be float32 or float64",
+                        "output `{}` has element type {other}; a score must be float16, bfloat16, float32 or float64",
                         output.name()
                     )))
                 }

@@ -129,6 +129,14 @@ impl RewardModel {
             let outputs = session.run(inputs)?;
             let value = &outputs[self.output_name.as_str()];
             let out = match self.output_type {
+                ScoreType::F16 => {
+                    let (s, d) = value.try_extract_tensor::<half::f16>()?;
+                    (s.to_vec(), d.iter().map(|v| v.to_f64()).collect())
+                }
+                ScoreType::BF16 => {
+                    let (s, d) = value.try_extract_tensor::<half::bf16>()?;
+                    (s.to_vec(), d.iter().map(|v| v.to_f64()).collect())
+                }
                 ScoreType::F32 => {
                     let (s, d) = value.try_extract_tensor::<f32>()?;
                     (s.to_vec(), d.iter().map(|&v| v as f64).collect())

@@ -49,6 +49,8 @@ pub enum IdType {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ScoreType {
+    F16,
+    BF16,
     F32,
     F64,
 }

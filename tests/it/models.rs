@@ -241,3 +241,35 @@ fn a_model_with_a_fixed_batch_dimension_scores_as_a_free_one_does() {
         );
     }
 }
+
+/// A score output in float16 or bfloat16 (a model converted to half precision for a GPU) was
+/// refused ("a score must be float32 or float64"). It is read and widened: the float32 model's
+/// score rounded to the half type, to the last bit.
+#[test]
+fn half_precision_score_outputs_are_read_and_widened() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in");
+    generate(&input, 300, 1, false);
+    let scores = |model: &str| {
+        let out = tmp.path().join(model);
+        run_ok(&[&input], &test_model(model), &out, &["--provider", "cpu"]);
+        let b = read_segments(&out);
+        let (gid, seg) = (str_col(&b, "generation_id"), i64_col(&b, "segment_index"));
+        let p = f64_col(&b, "predicted_score");
+        (0..b.num_rows())
+            .map(|i| ((gid[i].clone(), seg[i]), p[i]))
+            .collect::<BTreeMap<_, _>>()
+    };
+    let full = scores("affine_mean.onnx");
+    let f16 = scores("affine_f16.onnx");
+    let bf16 = scores("affine_bf16.onnx");
+    assert_eq!(full.len(), 300);
+    let mut coarser = 0;
+    for (k, &p) in &full {
+        let p32 = p as f32;
+        assert_eq!(f16[k], half::f16::from_f32(p32).to_f64(), "{k:?}");
+        assert_eq!(bf16[k], half::bf16::from_f32(p32).to_f64(), "{k:?}");
+        coarser += usize::from(f16[k] != p);
+    }
+    assert!(coarser > 0, "float16 rounds some of the scores");
+}
