@@ -122,7 +122,8 @@ pub(crate) fn bench_model(args: BenchModelArgs) -> Result<(), Error> {
             let b = b?;
             let b = b.slice(0, b.num_rows().min(max_rows - taken));
             taken += b.num_rows();
-            batches.extend(model.prepare_batches(b.column(0).as_ref())?);
+            let ids = crate::model::tokens::widened_ids(b.column(0))?;
+            batches.extend(model.prepare_batches(ids.as_ref())?);
             if taken >= max_rows {
                 break 'files;
             }

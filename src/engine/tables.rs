@@ -177,12 +177,23 @@ pub fn read_as(footers: &[ArrowReaderMetadata], trusted: &[&str]) -> (bool, Opti
     (statistics_safe, widened_schema(&schemas))
 }
 
+fn is_decimal(t: &DataType) -> bool {
+    matches!(
+        t,
+        DataType::Decimal32(..)
+            | DataType::Decimal64(..)
+            | DataType::Decimal128(..)
+            | DataType::Decimal256(..)
+    )
+}
+
 /// The type that holds a column's values in files where it has types `a` and `b`, when they
 /// differ only in width, encoding or names: `Utf8`, `LargeUtf8` (polars writes the large
-/// kinds) and `Utf8View`; `List` and `LargeList`; integers of one signedness; floats; a
-/// categorical (dictionary-encoded) column and its value type; list items by any name (pyarrow
-/// and DuckDB call them `element`, polars and arrow-rs `item`); a column of nulls alone
-/// (`Null`) and any type. None for types of different kinds.
+/// kinds) and `Utf8View`; `List` and `LargeList`; integers of one signedness, or of both below
+/// 64 bits (as `Int64`); floats, and a float beside a decimal (as `Float64`); a categorical
+/// (dictionary-encoded) column and its value type; list items by any name (pyarrow and DuckDB
+/// call them `element`, polars and arrow-rs `item`); a column of nulls alone (`Null`) and any
+/// type. None for types of different kinds, and for two different decimals.
 pub fn common_type(a: &DataType, b: &DataType) -> Option<DataType> {
     use DataType::*;
     if a.equals_datatype(b) {
@@ -203,6 +214,13 @@ pub fn common_type(a: &DataType, b: &DataType) -> Option<DataType> {
             _ => Binary,
         },
         (x, y) if x.is_floating() && y.is_floating() => Float64,
+        // A decimal beside a float (DuckDB writes `0.5` as DECIMAL, pandas a float): float64.
+        (x, y) if (x.is_floating() || is_decimal(x)) && (y.is_floating() || is_decimal(y)) => {
+            if is_decimal(x) && is_decimal(y) {
+                return None;
+            }
+            Float64
+        }
         (x, y)
             if (x.is_signed_integer() && y.is_signed_integer())
                 || (x.is_unsigned_integer() && y.is_unsigned_integer()) =>
@@ -212,6 +230,13 @@ pub fn common_type(a: &DataType, b: &DataType) -> Option<DataType> {
             } else {
                 y.clone()
             }
+        }
+        // Signed beside unsigned (uint16 token ids beside int32 ones): int64 holds both, the
+        // unsigned up to 32 bits.
+        (x, y)
+            if x.is_integer() && y.is_integer() && width(if x.is_unsigned_integer() { x } else { y }) < 8 =>
+        {
+            Int64
         }
         (List(f) | LargeList(f), List(g) | LargeList(g)) => {
             let item = Arc::new(Field::new(

@@ -1,8 +1,10 @@
 //! Token-id list columns: why the model cannot take a row (`code: detail`), model batches cut
 //! by length under a row and a padded-position budget, and the padded `[batch, seq]` tensors.
 
+use std::sync::Arc;
+
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, GenericListArray, OffsetSizeTrait};
-use datafusion::arrow::datatypes::{DataType, Int32Type, Int64Type};
+use datafusion::arrow::datatypes::{DataType, Field, Int32Type, Int64Type};
 
 use crate::contract::{problem_text, Reason};
 use crate::error::{Error, Result};
@@ -175,7 +177,7 @@ impl<'a> TokenLists<'a> {
             }
             other => {
                 return Err(Error::Usage(format!(
-                    "{UDF_NAME}: {what} must be a list of int32 or int64, got {other}"
+                    "{UDF_NAME}: {what} must be a list of integers, got {other}"
                 )))
             }
         };
@@ -184,7 +186,7 @@ impl<'a> TokenLists<'a> {
             DataType::Int64 => Values::I64(values.as_primitive::<Int64Type>().values()),
             other => {
                 return Err(Error::Usage(format!(
-                    "{UDF_NAME}: {what} must be a list of int32 or int64, got a list of {other}"
+                    "{UDF_NAME}: {what} must be a list of integers, got a list of {other}"
                 )))
             }
         };
@@ -353,6 +355,27 @@ impl<'a> TokenLists<'a> {
         }
         b - a
     }
+}
+
+/// A token-id list column as the model reads it: lists of int32 or int64 as they are, lists of
+/// another integer type (uint16 ids, int8 token types as Hugging Face `datasets` writes them)
+/// cast to int64 items (an id past int64 is an error).
+pub(crate) fn widened_ids(a: &ArrayRef) -> Result<ArrayRef> {
+    let item = |t: &DataType| Arc::new(Field::new_list_field(t.clone(), true));
+    let to = match a.data_type() {
+        DataType::List(f) if f.data_type().is_integer() && !is_model_int(f.data_type()) => {
+            DataType::List(item(&DataType::Int64))
+        }
+        DataType::LargeList(f) if f.data_type().is_integer() && !is_model_int(f.data_type()) => {
+            DataType::LargeList(item(&DataType::Int64))
+        }
+        _ => return Ok(Arc::clone(a)),
+    };
+    Ok(datafusion::arrow::compute::cast(a, &to)?)
+}
+
+fn is_model_int(t: &DataType) -> bool {
+    matches!(t, DataType::Int32 | DataType::Int64)
 }
 
 #[cfg(test)]

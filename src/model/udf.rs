@@ -14,7 +14,7 @@ use datafusion::logical_expr::{
 use crate::contract::{problem_text, Reason};
 use crate::error::Error;
 use crate::model::shared::{self, Shared};
-use crate::model::tokens::NULL_LIST;
+use crate::model::tokens::{widened_ids, NULL_LIST};
 use crate::model::RewardModel;
 
 /// The SQL name of the model function.
@@ -132,11 +132,15 @@ impl ScalarUDFImpl for RewardModelUdf {
             }));
         }
         let model = shared::model(&self.model, &args.config_options).map_err(Error::into_datafusion)?;
+        let ids = widened_ids(ids).map_err(Error::into_datafusion)?;
         // token_type_ids only reach a model that asks for them; NULL means zeros.
         let types = arrays
             .get(1)
-            .filter(|a| a.data_type() != &DataType::Null && model.signature.wants_token_type_ids());
-        let types = types.map(|a| a.as_ref());
+            .filter(|a| a.data_type() != &DataType::Null && model.signature.wants_token_type_ids())
+            .map(widened_ids)
+            .transpose()
+            .map_err(Error::into_datafusion)?;
+        let types = types.as_deref();
         let out: ArrayRef = match self.kind {
             UdfKind::Score => model
                 .predict(ids.as_ref(), types)

@@ -33,12 +33,24 @@ impl Kind {
                 t.is_integer() || matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
             }
             Kind::Integer => t.is_integer(),
-            Kind::Float => matches!(t, DataType::Float32 | DataType::Float64),
+            // Read through a CAST to float64: half floats (numpy, polars) and decimals (DuckDB
+            // writes `0.5` as DECIMAL, Spark its DECIMAL columns) widen as they are read.
+            Kind::Float => matches!(
+                t,
+                DataType::Float16
+                    | DataType::Float32
+                    | DataType::Float64
+                    | DataType::Decimal32(..)
+                    | DataType::Decimal64(..)
+                    | DataType::Decimal128(..)
+                    | DataType::Decimal256(..)
+            ),
             Kind::Text => matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View),
+            // Lists of any integer type: int32 and int64 are read as they are, the others
+            // (uint16 token ids, int8 token type ids as Hugging Face `datasets` writes them)
+            // widened to int64 as they are read.
             Kind::IdList => match t {
-                DataType::List(f) | DataType::LargeList(f) => {
-                    matches!(f.data_type(), DataType::Int32 | DataType::Int64)
-                }
+                DataType::List(f) | DataType::LargeList(f) => f.data_type().is_integer(),
                 _ => false,
             },
         }
@@ -47,8 +59,8 @@ impl Kind {
         match self {
             Kind::Key => "a string or integer",
             Kind::Integer => "an integer",
-            Kind::Float => "float32 or float64",
-            Kind::IdList => "list or large_list of int32 or int64",
+            Kind::Float => "a float or decimal",
+            Kind::IdList => "a list or large_list of integers",
             Kind::Text => "a string",
         }
     }
@@ -360,8 +372,19 @@ mod tests {
                 large("item", Int64),
                 Some(large("element", Int64)),
             ),
+            (Int32, UInt32, Some(Int64)),
+            (UInt16, Int8, Some(Int64)),
+            (Decimal128(12, 6), Float64, Some(Float64)),
+            (Float32, Decimal256(40, 2), Some(Float64)),
+            (
+                list("element", UInt16),
+                list("item", Int32),
+                Some(list("element", Int64)),
+            ),
             (Utf8, Int64, None),
-            (Int32, UInt32, None),
+            (Int64, UInt32, Some(Int64)),
+            (Int32, UInt64, None),
+            (Decimal128(12, 6), Decimal128(10, 2), None),
             (Int64, Float64, None),
             (list("item", Int64), list("item", Utf8), None),
         ] {

@@ -307,7 +307,7 @@ fn a_categorical_column_of_the_wrong_kind_is_named_by_its_value_type() {
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(
         stderr(&o).contains("`grade` has type Utf8 (categorical")
-            && stderr(&o).contains("expected float32 or float64"),
+            && stderr(&o).contains("expected a float or decimal"),
         "{}",
         stderr(&o)
     );
@@ -547,4 +547,142 @@ fn a_column_of_nulls_alone_in_one_file_takes_the_others_type() {
     assert_eq!(column_type(&out, "note"), DataType::Utf8);
     let query = "SELECT generation_id, segment_index, note FROM s.segments ORDER BY 1, 2";
     assert_eq!(sql_csv(&format!("s={}", out.display()), query), expect);
+}
+
+/// Scores as decimals (DuckDB writes `0.5` as DECIMAL) or half floats, token ids as uint16 and
+/// token type ids as int8 (Hugging Face `datasets` writes them so) were refused as of the wrong
+/// type. They are widened as they are read: the same targets and predictions as the same rows
+/// in float64 and int64, and a folder mixing both kinds runs as one table.
+#[test]
+fn decimal_and_half_scores_and_narrow_token_ids_widen_as_they_are_read() {
+    use datafusion::arrow::array::{Decimal128Array, Float16Array, ListArray};
+    use datafusion::arrow::datatypes::{Int64Type, Int8Type, UInt16Type};
+    let tmp = tempfile::tempdir().unwrap();
+    let (gens, segs) = (3usize, 4usize);
+    let n = gens * segs;
+    let gid = |prefix: &str| -> Vec<String> { (0..n).map(|i| format!("{prefix}{}", i / segs)).collect() };
+    let seg: Vec<i32> = (0..n).map(|i| (i % segs) as i32).collect();
+    // Multiples of 1/64: exact in a decimal of scale 6, in float16 and in float64.
+    let score: Vec<f64> = (0..n).map(|i| ((i * 37) % 50) as f64 / 64.0).collect();
+    let ids: Vec<Vec<i64>> = (0..n)
+        .map(|i| (0..1 + i % 5).map(|t| (100 + 61 * i + t) as i64 % 997).collect())
+        .collect();
+    let types: Vec<Vec<i64>> = ids.iter().map(|r| r.iter().map(|t| t % 2).collect()).collect();
+    let list = |t: DataType| DataType::List(Arc::new(Field::new_list_field(t, true)));
+    let write = |path: &Path,
+                 prefix: &str,
+                 score: (DataType, ArrayRef),
+                 ids: (DataType, ArrayRef),
+                 types: (DataType, ArrayRef)| {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("generation_id", DataType::Utf8, false),
+            Field::new("segment_index", DataType::Int32, false),
+            Field::new("cumulative_score", score.0, false),
+            Field::new("input_ids", ids.0, true),
+            Field::new("token_type_ids", types.0, true),
+        ]));
+        let cols: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from(gid(prefix))),
+            Arc::new(Int32Array::from(seg.clone())),
+            score.1,
+            ids.1,
+            types.1,
+        ];
+        write_batch(path, &RecordBatch::try_new(schema, cols).unwrap());
+    };
+    let wide = |v: &[Vec<i64>]| -> (DataType, ArrayRef) {
+        (
+            list(DataType::Int64),
+            Arc::new(ListArray::from_iter_primitive::<Int64Type, _, _>(
+                v.iter()
+                    .map(|r| Some(r.iter().map(|&t| Some(t)).collect::<Vec<_>>())),
+            )),
+        )
+    };
+    let reference = tmp.path().join("f64.parquet");
+    write(
+        &reference,
+        "g",
+        (DataType::Float64, Arc::new(Float64Array::from(score.clone()))),
+        wide(&ids),
+        wide(&types),
+    );
+    let narrow_ids = (
+        list(DataType::UInt16),
+        Arc::new(ListArray::from_iter_primitive::<UInt16Type, _, _>(
+            ids.iter()
+                .map(|r| Some(r.iter().map(|&t| Some(t as u16)).collect::<Vec<_>>())),
+        )) as ArrayRef,
+    );
+    let narrow_types = (
+        list(DataType::Int8),
+        Arc::new(ListArray::from_iter_primitive::<Int8Type, _, _>(
+            types
+                .iter()
+                .map(|r| Some(r.iter().map(|&t| Some(t as i8)).collect::<Vec<_>>())),
+        )) as ArrayRef,
+    );
+    let decimal = tmp.path().join("decimal").join("part.parquet");
+    std::fs::create_dir_all(decimal.parent().unwrap()).unwrap();
+    let dec = Decimal128Array::from(
+        score
+            .iter()
+            .map(|s| (s * 1e6).round() as i128)
+            .collect::<Vec<_>>(),
+    )
+    .with_precision_and_scale(12, 6)
+    .unwrap();
+    write(
+        &decimal,
+        "g",
+        (DataType::Decimal128(12, 6), Arc::new(dec)),
+        narrow_ids.clone(),
+        narrow_types.clone(),
+    );
+    let half = tmp.path().join("half.parquet");
+    let f16 = Float16Array::from(score.iter().map(|&s| half::f16::from_f64(s)).collect::<Vec<_>>());
+    write(
+        &half,
+        "g",
+        (DataType::Float16, Arc::new(f16)),
+        narrow_ids,
+        narrow_types,
+    );
+    let model = test_model("bert_like.onnx");
+    let flags = ["--provider", "cpu", "--token-type-ids-col", "token_type_ids"];
+    let run_one = |input: &Path, out: &str| {
+        let out = tmp.path().join(out);
+        run_ok(&[input], &model, &out, &flags);
+        scores(&out)
+    };
+    let want = run_one(&reference, "out-f64");
+    assert_eq!(want.len(), n);
+    assert_eq!(
+        run_one(decimal.parent().unwrap(), "out-decimal"),
+        want,
+        "decimal scores, uint16 ids"
+    );
+    assert_eq!(run_one(&half, "out-half"), want, "float16 scores, uint16 ids");
+    // Both kinds in one folder: the float64 rows under other generation ids score alike.
+    let folder = decimal.parent().unwrap();
+    write(
+        &folder.join("other.parquet"),
+        "h",
+        (DataType::Float64, Arc::new(Float64Array::from(score.clone()))),
+        wide(&ids),
+        wide(&types),
+    );
+    let mixed = run_one(folder, "out-mixed");
+    assert_eq!(mixed.len(), 2 * n);
+    for ((gid, seg), v) in &want {
+        assert_eq!(
+            mixed
+                .iter()
+                .find(|(k, _)| k == &(gid.clone(), *seg))
+                .map(|x| &x.1),
+            Some(v)
+        );
+        let other = (gid.replacen('g', "h", 1), *seg);
+        assert_eq!(mixed.iter().find(|(k, _)| k == &other).map(|x| &x.1), Some(v));
+    }
 }
