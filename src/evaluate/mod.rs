@@ -14,6 +14,7 @@ use datafusion::parquet::file::metadata::SortingColumn;
 use datafusion::prelude::SessionContext;
 use futures::StreamExt;
 
+use crate::engine::keys::cell;
 use crate::engine::query::{f64_col, query, u64_col};
 use crate::engine::tables::{parquet_table, part_files};
 use crate::error::{Error, Result};
@@ -40,6 +41,22 @@ pub async fn evaluate(
     max_rows_per_file: u64,
 ) -> Result<(Evaluation, usize)> {
     register_output(ctx, staging, None).await?;
+    // Rows that came out of key order were checked for duplicates in the input; a replacement
+    // query could still give a row twice (a UNION ALL, a join).
+    let twice = query(
+        ctx,
+        "SELECT CAST(generation_id AS VARCHAR) AS g, CAST(segment_index AS VARCHAR) AS s FROM segments \
+         GROUP BY generation_id, segment_index HAVING COUNT(*) > 1 LIMIT 1",
+    )
+    .await?;
+    if twice.num_rows() > 0 {
+        return Err(Error::Usage(format!(
+            "the job query gave generation_id={}, segment_index={} more than once: it must give \
+             each segment it keeps once",
+            cell(twice.column(0), 0),
+            cell(twice.column(1), 0)
+        )));
+    }
     // One query at a time: each gets the whole --memory-limit (run side by side, they fail
     // under limits that each alone fits in, for a gain of about 10% of this stage).
     let files = write_generations(ctx, staging, metadata, max_rows_per_file).await?;

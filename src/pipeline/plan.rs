@@ -73,14 +73,18 @@ impl OutputPlan {
         let cum = find("cumulative_score", "the cumulative score")?;
         let target = find("target_score", "the segment's target")?;
         let pred = find("predicted_score", "the model's score")?;
-        if !matches!(
-            input.field(target).data_type(),
-            DataType::Float64 | DataType::Float32
-        ) {
-            return Err(Error::Usage(format!(
-                "the job query's target_score has type {}, expected a float",
-                input.field(target).data_type()
-            )));
+        // A replacement query's scores must be floats (a string there panicked in the pass).
+        for (i, name) in [
+            (cum, "cumulative_score"),
+            (target, "target_score"),
+            (pred, "predicted_score"),
+        ] {
+            let t = input.field(i).data_type();
+            if !t.is_floating() {
+                return Err(Error::Usage(format!(
+                    "the job query's {name} has type {t}, expected a float"
+                )));
+            }
         }
         let model_inputs = ["input_ids", "token_type_ids", "prompt"];
         // A role column may be named as in the files (`--drop step` with `--text-col step`):
@@ -317,7 +321,8 @@ impl OutputPlan {
     pub(crate) fn finish(&self, batch: &RecordBatch) -> Result<(RecordBatch, Moments)> {
         let target = cast(batch.column(self.target), &DataType::Float64)?;
         let target = target.as_primitive::<Float64Type>();
-        let pred = batch.column(self.pred).as_primitive::<Float64Type>();
+        let pred = cast(batch.column(self.pred), &DataType::Float64)?;
+        let pred = pred.as_primitive::<Float64Type>();
         let lc = loss_columns(self.loss, pred, target);
         let mut moments = Moments::default();
         moments.push_arrays(target, pred, &lc.loss);

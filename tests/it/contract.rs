@@ -689,4 +689,34 @@ fn keys_are_checked_by_sql_when_a_replacement_query_loses_the_order() {
         stderr(&o)
     );
     assert_no_output(&out2);
+    // A query that gives a row twice (the input has no duplicate), and one whose score is a
+    // string (it panicked): refused, nothing written.
+    write_rows(&input, &rows);
+    let one = "SELECT g.*, reward_model(g.input_ids) AS predicted_score, g.cumulative_score AS target_score FROM generations g";
+    for (i, (query, want)) in [
+        (
+            format!("{one} UNION ALL {one} WHERE g.generation_id = 'c'"),
+            "the job query gave generation_id=c, segment_index=0 more than once",
+        ),
+        (
+            "SELECT g.*, 'x' AS predicted_score, g.cumulative_score AS target_score FROM generations g"
+                .to_string(),
+            "the job query's predicted_score has type Utf8, expected a float",
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        std::fs::write(&q, query).unwrap();
+        let out = tmp.path().join(format!("out-query-{i}"));
+        let o = run(
+            &[&input],
+            &test_model("affine_mean.onnx"),
+            &out,
+            &["--provider", "cpu", "--query-file", q.to_str().unwrap()],
+        );
+        assert_fails(&o, 2, want);
+        assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
+        assert_no_output(&out);
+    }
 }
