@@ -55,6 +55,12 @@ impl OutputPlan {
         sorted_declared: bool,
         files: &Schema,
     ) -> Result<Self> {
+        if input.fields().is_empty() {
+            return Err(Error::Usage(
+                "the job query produced no columns: a --query-file must be one SELECT over `generations`"
+                    .into(),
+            ));
+        }
         let find = |name: &str, why: &str| {
             input.index_of(name).map_err(|_| {
                 Error::Usage(format!(
