@@ -703,6 +703,10 @@ fn keys_are_checked_by_sql_when_a_replacement_query_loses_the_order() {
                 .to_string(),
             "the job query's predicted_score has type Utf8, expected a float",
         ),
+        (
+            "CREATE TABLE t AS SELECT 1".to_string(),
+            "the job query produced no columns: a --query-file must be one SELECT",
+        ),
     ]
     .into_iter()
     .enumerate()
