@@ -1,7 +1,7 @@
 //! `segscore demo` (the bundled data and model, run end to end) and `segscore generate` (a
 //! benchmark dataset).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
 
@@ -21,8 +21,8 @@ pub(crate) struct DemoArgs {
     #[arg(long, short, default_value = "segscore-demo")]
     output: PathBuf,
     /// How many generations to generate.
-    #[arg(long, default_value_t = 300)]
-    generations: usize,
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    generations: u64,
     /// Seed of the data generator.
     #[arg(long, default_value_t = 7)]
     seed: u64,
@@ -38,13 +38,85 @@ pub(crate) struct DemoArgs {
     text: bool,
 }
 
+/// What a demo writes in its folder: (folder, the files in it); `output` is a run's output,
+/// which the run itself replaces.
+const DEMO_FILES: [(&str, &[&str]); 3] = [
+    ("input", &["generations.parquet"]),
+    (
+        "model",
+        &["reward_small.onnx", "prm_causal.onnx", "tokenizer.json"],
+    ),
+    ("output", &[]),
+];
+
+/// The file that marks a folder as a demo's.
+const DEMO_MARK: &str = ".segscore-demo";
+
+/// Refuses a demo folder that is not empty, unless an earlier demo marked it as its own and it
+/// holds nothing a demo does not write (a demo replaces its own files there, so re-running one
+/// is fine): `demo -o data/` must not write over a user's `data/input/generations.parquet`, nor
+/// mix the demo's files in with theirs. Marks the folder for the next demo.
+fn demo_folder(dir: &Path) -> Result<(), Error> {
+    let names = |d: &Path| -> Result<Vec<String>, Error> {
+        match std::fs::read_dir(d) {
+            Ok(entries) => Ok(entries
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(Error::io(d, e)),
+        }
+    };
+    let mut foreign = Vec::new();
+    let present = names(dir)?;
+    let marked = present.iter().any(|n| n == DEMO_MARK);
+    for name in present {
+        if !marked {
+            foreign.push(name);
+            continue;
+        }
+        match DEMO_FILES.iter().find(|(folder, _)| *folder == name) {
+            Some(("output", _)) => {}
+            Some((folder, files)) => foreign.extend(
+                names(&dir.join(folder))?
+                    .into_iter()
+                    // Dot names: a demo's own files while they are written.
+                    .filter(|n| !files.contains(&n.as_str()) && !n.starts_with('.'))
+                    .map(|n| format!("{folder}/{n}")),
+            ),
+            None if name == DEMO_MARK => {}
+            None => foreign.push(name),
+        }
+    }
+    if foreign.is_empty() {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let mark = dir.join(DEMO_MARK);
+        return std::fs::write(
+            &mark,
+            "a segscore demo's folder: `segscore demo` may replace its files\n",
+        )
+        .map_err(|e| Error::io(&mark, e));
+    }
+    foreign.sort();
+    let shown = crate::sink::output_dir::first_names(&foreign);
+    Err(Error::Output {
+        path: dir.to_path_buf(),
+        reason: if marked {
+            format!("holds files a demo did not write ({shown}); choose an empty or new folder")
+        } else {
+            format!("is not empty (holds {shown}), and no demo wrote it; choose an empty or new folder")
+        },
+    })
+}
+
 pub(crate) fn demo(args: DemoArgs) -> Result<(), Error> {
+    demo_folder(&args.output)?;
     if args.text {
         return text_demo(args);
     }
     let input = args.output.join("input").join("generations.parquet");
     let model_path = args.output.join("model").join("reward_small.onnx");
-    let batch = sample::demo_batch(args.generations, args.seed)?;
+    let batch = sample::demo_batch(args.generations as usize, args.seed)?;
     sample::write_parquet(&input, &batch)?;
     std::fs::create_dir_all(args.output.join("model")).map_err(|e| Error::io(&args.output, e))?;
     crate::sink::write_atomic(&model_path, sample::DEMO_MODEL)?;
@@ -90,7 +162,7 @@ fn text_demo(args: DemoArgs) -> Result<(), Error> {
     crate::sink::write_atomic(&tokenizer_path, text::GPT2_TOKENIZER)?;
     let tokenizer = TextTokenizer::load(&tokenizer_path)?;
     // About as many segments as the token demo's generations give.
-    let batch = text::text_batch(args.generations as u64 * 8, args.seed, &tokenizer)?;
+    let batch = text::text_batch(args.generations * 8, args.seed, &tokenizer)?;
     sample::write_parquet(&input, &batch)?;
     tracing::info!(segments = batch.num_rows(), path = %input.display(), "text demo data written");
     let mut cfg = JobConfig::new(vec![input.display().to_string()], model_path, dir.join("output"));

@@ -592,6 +592,24 @@ fn demo_runs_and_prints_a_summary() {
     let s2 = summary(&dir.join("output"));
     assert_eq!(s["mse"], s2["mse"]);
     assert_eq!(s["n_segments"], s2["n_segments"]);
+    // A folder holding someone else's files is refused, and they are left as they were; so is
+    // 0 generations, before anything is written.
+    let theirs = tmp.path().join("data");
+    std::fs::create_dir_all(theirs.join("input")).unwrap();
+    std::fs::write(theirs.join("input/generations.parquet"), "theirs").unwrap();
+    let o = segscore(&["demo", "--output", theirs.to_str().unwrap(), "--provider", "cpu"]);
+    assert_fails(&o, 1, "is not empty (holds input), and no demo wrote it");
+    let o = segscore(&["demo", "--output", theirs.to_str().unwrap(), "--generations", "0"]);
+    assert_fails(&o, 2, "0 is not in 1..=10000000");
+    assert_eq!(
+        std::fs::read_to_string(theirs.join("input/generations.parquet")).unwrap(),
+        "theirs"
+    );
+    assert_eq!(std::fs::read_dir(&theirs).unwrap().count(), 1);
+    // In a demo's folder, a file no demo writes is refused too.
+    std::fs::write(dir.join("input/mine.csv"), "mine").unwrap();
+    let o = segscore(&["demo", "--output", dir.to_str().unwrap(), "--provider", "cpu"]);
+    assert_fails(&o, 1, "holds files a demo did not write (input/mine.csv)");
 }
 
 #[test]
