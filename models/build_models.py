@@ -24,6 +24,7 @@ tests/data/*.onnx          tiny models the tests use for exact expectations:
     affine_batch1.onnx, affine_batch3.onnx   affine_mean's score with the batch dimension
                        fixed at 1 and 3 ([1, seq]: torch.onnx.export without dynamic_axes)
     affine_f16.onnx, affine_bf16.onnx   affine_mean's score cast to float16 and bfloat16
+    int_count.onnx     only an int64 token count ([batch]): no output can be the score
 
 models/prm_causal.onnx   the text demo's per-token reward model (a value head), causal:
     input_ids, attention_mask, position_ids (int64 [batch, seq]) -> scores (float32 [batch, seq])
@@ -184,6 +185,18 @@ def affine_half(elem, name):
     outs = [helper.make_tensor_value_info("score", elem, ["batch"])]
     graph = helper.make_graph(nodes, name, ids_inputs(), outs, affine_inits())
     save(graph, f"tests/data/{name}.onnx", f"test model: affine_mean's score as {name.split('_')[1]}")
+
+
+def int_count():
+    """A model whose only output is an integer (a token count): not a score."""
+    nodes = affine_nodes("score")
+    nodes += [
+        helper.make_node("Squeeze", ["count", "axis1"], ["count1"]),
+        helper.make_node("Cast", ["count1"], ["token_count"], to=TensorProto.INT64),
+    ]
+    outs = [helper.make_tensor_value_info("token_count", TensorProto.INT64, ["batch"])]
+    graph = helper.make_graph(nodes, "int_count", ids_inputs(), outs, affine_inits())
+    save(graph, "tests/data/int_count.onnx", "test model: an int64 token count, no score")
 
 
 def bert_like():
@@ -535,6 +548,7 @@ BUILDERS = {
     "affine_batch3": lambda: affine_fixed_batch(3),
     "affine_f16": lambda: affine_half(TensorProto.FLOAT16, "affine_f16"),
     "affine_bf16": lambda: affine_half(TensorProto.BFLOAT16, "affine_bf16"),
+    "int_count": int_count,
     "bert_like": bert_like,
     "needs_pixels": needs_pixels,
     "log_shifted": log_shifted,

@@ -64,21 +64,26 @@ pub(crate) fn inspect(model_path: PathBuf) -> Result<(), Error> {
     }
     text.push_str("outputs:\n");
     for (k, o) in sig.outputs.iter().enumerate() {
-        let note = if k == 0 {
-            "<- score (default; --model-output picks another)"
-        } else {
-            ""
+        let note = match (&o.score, k) {
+            (Ok(gives), 0) => format!("<- score, {gives} (default; --model-output picks another)"),
+            (Ok(gives), _) => format!("a score, {gives}, with --model-output {}", o.name),
+            (Err(why), 0) => format!("NOT A SCORE (the default): {why}"),
+            (Err(_), _) => "not a score".to_string(),
         };
         text.push_str(&format!("  {:<16} {:<28} {note}\n", o.name, o.type_desc));
     }
     print(&text)?;
-    if let Some(bad) = sig.inputs.iter().find(|i| i.binding.is_err()) {
-        return Err(Error::ModelBinding {
+    // What `run` would refuse: an input with nothing to feed it, a default output that cannot
+    // be a score.
+    let unbound = sig.inputs.iter().find_map(|i| i.binding.clone().err());
+    let unscored = sig.outputs.first().and_then(|o| o.score.clone().err());
+    match unbound.or(unscored) {
+        Some(reason) => Err(Error::ModelBinding {
             model: model_path.display().to_string(),
-            reason: bad.binding.clone().err().unwrap_or_default(),
-        });
+            reason,
+        }),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 pub(crate) fn bench_model(args: BenchModelArgs) -> Result<(), Error> {

@@ -34,7 +34,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize};
 
 use datafusion::arrow::array::{Array, Float64Array};
-use ort::value::{TensorElementType, ValueType};
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
@@ -237,27 +236,7 @@ impl RewardModel {
             model: name.clone(),
             reason,
         };
-        let output_type = match output.dtype() {
-            ValueType::Tensor { ty, .. } => match ty {
-                TensorElementType::Float16 => ScoreType::F16,
-                TensorElementType::Bfloat16 => ScoreType::BF16,
-                TensorElementType::Float32 => ScoreType::F32,
-                TensorElementType::Float64 => ScoreType::F64,
-                other => {
-                    return Err(bad(format!(
-                        "output `{}` has element type {other}; a score must be float16, bfloat16, float32 or float64",
-                        output.name()
-                    )))
-                }
-            },
-            other => {
-                return Err(bad(format!(
-                    "output `{}` is {other}, expected a tensor",
-                    output.name()
-                )))
-            }
-        };
-        let (seq_dim, seq_symbol) = signature.input_seq(&first);
+        let (seq_dim, seq_symbol) = signature::input_seq(&first);
         let fixed_seq = (seq_dim > 0).then_some(seq_dim as usize);
         let fixed_batch = signature.fixed_batch;
         if let Some(n) = fixed_batch {
@@ -266,7 +245,7 @@ impl RewardModel {
                 "the model's batch dimension is fixed: every call takes {n} rows (export it with a dynamic batch axis to batch freely)"
             );
         }
-        let declared = output::declared_kind(
+        let (output_type, declared) = output::score_output(
             output.name(),
             output.dtype(),
             (seq_dim, &seq_symbol),

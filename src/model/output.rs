@@ -7,7 +7,9 @@
 //! - `C` scores per token, `[batch, seq, C]`: class logits (a PRM's two-class head), turned
 //!   into the softmax probability of the class `--score-label` names.
 
-use ort::value::ValueType;
+use ort::value::{TensorElementType, ValueType};
+
+use crate::model::signature::ScoreType;
 
 /// What the score output gives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +43,32 @@ impl OutputKind {
             }
         }
     }
+}
+
+/// Whether output `name` of type `dtype` can be the score: its element type (float16, bfloat16,
+/// float32 or float64) and what its declared shape says ([`declared_kind`]). The error names
+/// the output and says why not.
+pub(crate) fn score_output(
+    name: &str,
+    dtype: &ValueType,
+    input_seq: (i64, &str),
+    score_label: Option<usize>,
+) -> Result<(ScoreType, Option<OutputKind>), String> {
+    let ty = match dtype {
+        ValueType::Tensor { ty, .. } => match ty {
+            TensorElementType::Float16 => ScoreType::F16,
+            TensorElementType::Bfloat16 => ScoreType::BF16,
+            TensorElementType::Float32 => ScoreType::F32,
+            TensorElementType::Float64 => ScoreType::F64,
+            other => {
+                return Err(format!(
+                    "output `{name}` has element type {other}; a score must be float16, bfloat16, float32 or float64"
+                ))
+            }
+        },
+        other => return Err(format!("output `{name}` is {other}, expected a tensor")),
+    };
+    Ok((ty, declared_kind(name, dtype, input_seq, score_label)?))
 }
 
 /// What the declared output type says, before any call: `Ok(Some(kind))` when it is clear,

@@ -36,6 +36,8 @@ pub struct OutputInfo {
     pub name: String,
     /// Its type as ONNX Runtime reports it.
     pub type_desc: String,
+    /// What it gives as a score (`per sequence`, `per token`, ...), or why it cannot be one.
+    pub score: std::result::Result<String, String>,
 }
 
 /// Integer element type of an id input.
@@ -78,12 +80,14 @@ impl ModelSignature {
                 binding: bind_input(o.name(), o.dtype()),
             })
             .collect();
+        let (seq, symbol) = input_seq(session);
         let outputs = session
             .outputs()
             .iter()
             .map(|o| OutputInfo {
                 name: o.name().to_string(),
                 type_desc: o.dtype().to_string(),
+                score: score_use(o.name(), o.dtype(), (seq, &symbol)),
             })
             .collect();
         ModelSignature {
@@ -91,25 +95,6 @@ impl ModelSignature {
             outputs,
             fixed_batch: fixed_batch(session),
         }
-    }
-
-    /// `input_ids`' sequence dimension: its size (-1 when dynamic) and its symbol.
-    pub fn input_seq(&self, session: &Session) -> (i64, String) {
-        session
-            .inputs()
-            .iter()
-            .find(|i| i.name() == "input_ids")
-            .and_then(|i| match i.dtype() {
-                ValueType::Tensor {
-                    shape,
-                    dimension_symbols,
-                    ..
-                } if shape.len() == 2 => {
-                    Some((shape[1], dimension_symbols.get(1).cloned().unwrap_or_default()))
-                }
-                _ => None,
-            })
-            .unwrap_or((-1, String::new()))
     }
 
     /// Whether the model asks for `token_type_ids`.
@@ -158,4 +143,37 @@ fn fixed_batch(session: &Session) -> Option<usize> {
         ValueType::Tensor { shape, .. } if shape.len() == 2 && shape[0] > 0 => Some(shape[0] as usize),
         _ => None,
     })
+}
+
+/// `input_ids`' sequence dimension: its size (-1 when dynamic) and its symbol.
+pub(crate) fn input_seq(session: &Session) -> (i64, String) {
+    session
+        .inputs()
+        .iter()
+        .find(|i| i.name() == "input_ids")
+        .and_then(|i| match i.dtype() {
+            ValueType::Tensor {
+                shape,
+                dimension_symbols,
+                ..
+            } if shape.len() == 2 => Some((shape[1], dimension_symbols.get(1).cloned().unwrap_or_default())),
+            _ => None,
+        })
+        .unwrap_or((-1, String::new()))
+}
+
+/// What an output gives as a score, or why it cannot be one (for `segscore inspect`): a
+/// `[batch, seq, C]` output is one, with `--score-label`.
+fn score_use(name: &str, dtype: &ValueType, input_seq: (i64, &str)) -> std::result::Result<String, String> {
+    use crate::model::output::{score_output, OutputKind};
+    match score_output(name, dtype, input_seq, None) {
+        Ok((_, Some(kind))) => Ok(kind.describe()),
+        Ok((_, None)) => Ok("per sequence or per token: the first call tells".into()),
+        Err(why) => match score_output(name, dtype, input_seq, Some(0)) {
+            Ok((_, Some(OutputKind::TokenClasses { classes, .. }))) => Ok(format!(
+                "per token, {classes} classes: --score-label K scores class K"
+            )),
+            _ => Err(why),
+        },
+    }
 }

@@ -627,6 +627,34 @@ fn inspect_prints_inputs_outputs_and_bindings() {
     assert!(!o.status.success());
     let s = String::from_utf8_lossy(&o.stdout);
     assert!(s.contains("UNBOUND") && s.contains("pixel_values"), "{s}");
+    // Each output says what it gives as a score; a default output that cannot be one fails
+    // inspect as it would fail a run.
+    let o = segscore(&["inspect", test_model("affine_mean.onnx").to_str().unwrap()]);
+    let s = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(s.contains("<- score, per sequence (default"), "{s}");
+    assert!(
+        s.contains("a score, per sequence, with --model-output token_count"),
+        "{s}"
+    );
+    let o = segscore(&["inspect", test_model("prm_two_class.onnx").to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("per token, 2 classes: --score-label K scores class K"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let o = segscore(&["inspect", test_model("int_count.onnx").to_str().unwrap()]);
+    assert_fails(
+        &o,
+        1,
+        "output `token_count` has element type i64; a score must be float16",
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("NOT A SCORE (the default)"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
 }
 
 #[test]
