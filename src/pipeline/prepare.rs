@@ -345,8 +345,9 @@ async fn plan_job(cfg: &JobConfig, loaded: Loaded, order: InputOrder) -> Result<
         query_sha256: query_sha256.clone(),
         loss: cfg.loss.describe(),
         columns: cfg.columns.clone(),
-        keep: cfg.keep.clone(),
-        drop: cfg.drop.clone(),
+        // The same columns however named (`--drop step` or `--drop text`) and in any order.
+        keep: canonical_set(&cfg.columns, &cfg.keep),
+        drop: canonical_set(&cfg.columns, &cfg.drop),
         on_invalid: cfg.on_invalid,
         max_invalid_fraction: cfg.max_invalid_fraction,
         shards,
@@ -520,4 +521,13 @@ async fn generations_schema(
     ctx.register_table("segments", Arc::new(empty))?;
     let df = segscore_plan::sql(&ctx, crate::evaluate::GENERATIONS_SQL).await?;
     Ok(Arc::new(df.schema().as_arrow().clone()))
+}
+
+/// Column names by their canonical names ([`crate::contract::ColumnNames::canonical`]), sorted,
+/// once each.
+fn canonical_set(columns: &crate::contract::ColumnNames, names: &[String]) -> Vec<String> {
+    let mut v: Vec<String> = names.iter().map(|n| columns.canonical(n)).collect();
+    v.sort();
+    v.dedup();
+    v
 }

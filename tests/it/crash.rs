@@ -244,6 +244,19 @@ fn resume_keeps_committed_shards_and_finishes_interrupted_commits() {
             assert_eq!(summary(&out)["resumed_shards"], 3);
         }
     }
+    // The same column dropped, named twice: the same job, which resumes.
+    let out = tmp.path().join("drops");
+    let twice = ["--drop", "input_ids", "--drop", "input_ids"];
+    let o = job(&input, &out, &twice)
+        .env("SEGSCORE_CRASH_AT", "shard-committed")
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "the run should have crashed");
+    let o = job(&input, &out, &["--drop", "input_ids", "--resume"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(summary(&out)["resumed_shards"], 1);
     // --resume of a complete output of the same job changes nothing.
     let part = &parts(&reference.join("segments"))[0];
     let before = std::fs::metadata(part).unwrap().modified().unwrap();
