@@ -254,7 +254,12 @@ pub fn expand(pattern: &str) -> Result<Vec<PathBuf>> {
     };
     let found: Vec<Key> = match glob_at {
         None => {
-            if let Some(m) = loc.head().ok().flatten().filter(|_| !pattern.ends_with('/')) {
+            // A key names an object or a prefix; the bucket itself (no key) is a prefix (a
+            // HEAD of the empty key can answer, as moto's does, with an empty object).
+            let object = (!pattern.ends_with('/') && !loc.key.as_ref().is_empty())
+                .then(|| loc.head().ok().flatten())
+                .flatten();
+            if let Some(m) = object {
                 vec![m.location]
             } else {
                 loc.list()?

@@ -590,6 +590,9 @@ fn globs_over_prefixes_select_objects_and_hidden_ones_are_skipped() {
     assert_eq!(count("s3://globs/in/day=2"), "n\n2000\n");
     // A prefix: every visible Parquet object under it (the _temporary one is not read).
     assert_eq!(count("s3://globs/in/"), "n\n6000\n");
+    // The bucket itself is the prefix of everything in it (it was read as one empty object).
+    assert_eq!(count("s3://globs"), "n\n6000\n");
+    assert_eq!(count("s3://globs/"), "n\n6000\n");
     let out = "s3://globs/out";
     let o = moto.segscore(
         &[
