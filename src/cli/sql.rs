@@ -317,19 +317,14 @@ pub async fn context(opts: &SqlOptions) -> Result<(SessionContext, Vec<PlainTabl
     }
     if let Some(to) = &opts.to {
         // Output directories read as tables are patterns too: `--to` inside one is refused.
-        let local: Vec<String> = opts
+        let (remote, local): (Vec<String>, Vec<String>) = opts
             .tables
             .iter()
             .map(|t| t.path.clone())
-            .filter(|p| !crate::store::is_remote(p))
-            .collect();
-        source::expand::output_apart(
-            "--to",
-            "a query must not replace its input, nor write where its tables are read from",
-            &local,
-            &read,
-            to,
-        )?;
+            .partition(|p| crate::store::is_remote(p));
+        let why = "a query must not replace its input, nor write where its tables are read from";
+        source::expand::output_apart("--to", why, &local, &read, to)?;
+        source::expand::object_apart("--to", why, &remote, &read, to)?;
     }
     Ok((ctx, plain))
 }
@@ -465,7 +460,29 @@ async fn execute(ctx: &SessionContext, opts: &SqlOptions) -> Result<()> {
     let mut stream = segscore_plan::execute_stream(df)
         .await
         .map_err(Error::from_datafusion)?;
-    let mut sink = Sink::open(opts.format, opts.to.as_deref(), &schema)?;
+    // An `s3://` file is written to a local folder of its own first (removed however the query
+    // ends), then uploaded whole: the object appears only when it is complete.
+    let upload = match opts
+        .to
+        .as_deref()
+        .map(crate::store::Location::of)
+        .transpose()?
+        .flatten()
+    {
+        Some(loc) => {
+            // Before the query runs: a missing bucket or a store that refuses us (a listing
+            // under the key, one request; a HEAD cannot tell a missing bucket from a missing
+            // object).
+            loc.list()?;
+            Some((loc, Staged::new()?))
+        }
+        None => None,
+    };
+    let local_to = match (&upload, &opts.to) {
+        (Some((loc, dir)), _) => Some(dir.0.join(loc.key.filename().unwrap_or("result"))),
+        (None, to) => to.clone(),
+    };
+    let mut sink = Sink::open(opts.format, local_to.as_deref(), &schema)?;
     // The CSV and JSON writers' errors (a full disk) name no file: `--to`'s is named here.
     let named = |e: Error| match (&opts.to, e) {
         (Some(to), Error::Arrow(e)) => Error::Output {
@@ -479,7 +496,31 @@ async fn execute(ctx: &SessionContext, opts: &SqlOptions) -> Result<()> {
         tokio::task::block_in_place(|| sink.write(&batch)).map_err(named)?;
         crate::faults::point_async("sql-batch-written").await;
     }
-    tokio::task::block_in_place(|| sink.finish()).map_err(named)
+    tokio::task::block_in_place(|| sink.finish()).map_err(named)?;
+    if let (Some((loc, _dir)), Some(local)) = (&upload, &local_to) {
+        loc.upload(vec![(local.clone(), loc.key.clone())])?;
+    }
+    Ok(())
+}
+
+/// A local folder for a result on its way to object storage, removed when dropped.
+struct Staged(PathBuf);
+
+impl Staged {
+    fn new() -> Result<Staged> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let dir = std::env::temp_dir().join(format!("segscore-sql-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        Ok(Staged(dir))
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// Where the result goes: files are written under a temporary name and renamed when done, so

@@ -91,8 +91,8 @@ pub fn expand_inputs(patterns: &[String]) -> Result<Vec<PathBuf>> {
 /// search reaches (no level of it below the input starts with `.` or `_`). The first run
 /// would work, and every re-run would read the last one's output as input; `why` says what
 /// that does. Paths are compared with symbolic links and `..` resolved. An output in object
-/// storage is not checked: a run writes under a `_runs/` prefix that a listing skips, and
-/// `sql --to` writes only local files.
+/// storage is not checked here: a run writes under a `_runs/` prefix that a listing skips,
+/// and [`object_apart`] checks `sql --to s3://...`.
 pub fn output_apart(
     flag: &str,
     why: &str,
@@ -132,6 +132,44 @@ pub fn output_apart(
         }
         if file.starts_with(&out) {
             return refuse(format!("it holds the input file {}", f.display()));
+        }
+    }
+    Ok(())
+}
+
+/// [`output_apart`] for an object-store file (`sql --to s3://...`): refused if it is one of
+/// the `files` read, or lies under a prefix among `patterns` (no level of it below starting
+/// with `.` or `_`), where the next read of that table would take it in. Globs are not
+/// checked (the file is compared with what they matched).
+pub fn object_apart(
+    flag: &str,
+    why: &str,
+    patterns: &[String],
+    files: &[PathBuf],
+    output: &Path,
+) -> Result<()> {
+    let Some(out) = crate::store::remote(output) else {
+        return Ok(());
+    };
+    let refuse = |what: String| {
+        Err(Error::Usage(format!(
+            "{flag} {out}: {what}; {why}. Choose {flag} outside the inputs"
+        )))
+    };
+    if let Some(f) = files.iter().find(|f| crate::store::remote(f) == Some(out)) {
+        return refuse(format!("is the input file {}", f.display()));
+    }
+    for pat in patterns
+        .iter()
+        .filter(|p| crate::store::is_remote(p) && !p.contains(['*', '?', '[']))
+    {
+        let prefix = format!("{}/", pat.trim_end_matches('/'));
+        if let Some(below) = out.strip_prefix(&prefix) {
+            if !below.split('/').any(|level| level.starts_with(['.', '_'])) {
+                return refuse(format!(
+                    "is under the input prefix {pat}, whose every *.parquet object is read"
+                ));
+            }
         }
     }
     Ok(())

@@ -627,6 +627,61 @@ fn globs_over_prefixes_select_objects_and_hidden_ones_are_skipped() {
     assert_fails(&o, 1, "s3://globs/in/nothing-*.parquet: no Parquet files found");
     let o = moto.segscore(&["sql", "-t", "t=s3://glo*/in/", "SELECT 1"], &[]);
     assert_fails(&o, 2, "a glob must be in the key, not the bucket name");
+    // `sql --to s3://...`: written locally (under TMPDIR, removed after), then uploaded whole;
+    // it failed with a local "No such file or directory".
+    let staging = tmp.path().join("staging");
+    std::fs::create_dir_all(&staging).unwrap();
+    let tmpdir = [("TMPDIR", staging.to_str().unwrap())];
+    let q = "SELECT count(*) AS n FROM t";
+    for (to, want) in [
+        ("s3://globs/results/n.csv", "n\n6000\n"),
+        ("s3://globs/results/n.jsonl", "{\"n\":6000}\n"),
+    ] {
+        let o = moto.segscore(&["sql", "-q", "-t", "t=s3://globs/in/", "--to", to, q], &tmpdir);
+        ok(&o);
+        let key = to.trim_start_matches("s3://globs/");
+        assert_eq!(String::from_utf8(moto.get("globs", key).unwrap()).unwrap(), want);
+    }
+    let o = moto.segscore(
+        &[
+            "sql",
+            "-q",
+            "-t",
+            "t=s3://globs/in/",
+            "--to",
+            "s3://globs/results/n.parquet",
+            q,
+        ],
+        &tmpdir,
+    );
+    ok(&o);
+    assert_eq!(count("s3://globs/results/n.parquet"), "n\n1\n");
+    assert_eq!(
+        std::fs::read_dir(&staging).unwrap().count(),
+        0,
+        "the local copies are removed"
+    );
+    // A missing bucket is named before the query runs; a file among the table's objects, or
+    // under its prefix, is refused as a local one is.
+    let o = moto.segscore(
+        &["sql", "-t", "t=s3://globs/in/", "--to", "s3://nobucket/n.csv", q],
+        &tmpdir,
+    );
+    assert_fails(&o, 1, "s3://nobucket/n.csv: the bucket does not exist");
+    let o = moto.segscore(
+        &[
+            "sql",
+            "-t",
+            "t=s3://globs/in/",
+            "--to",
+            "s3://globs/in/day=3/n.parquet",
+            q,
+        ],
+        &[],
+    );
+    assert_fails(&o, 2, "is under the input prefix s3://globs/in/");
+    assert!(moto.get("globs", "in/day=3/n.parquet").is_none());
+    assert_eq!(std::fs::read_dir(&staging).unwrap().count(), 0);
 }
 
 #[test]
