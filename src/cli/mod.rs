@@ -18,6 +18,7 @@ mod logging;
 mod report;
 mod run;
 pub mod sql;
+mod sql_sink;
 mod stdout;
 
 #[derive(Parser)]

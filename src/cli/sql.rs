@@ -2,21 +2,18 @@
 //! segscore function available (the metrics of [`crate::metrics::udaf`], and `reward_model(...)` when a
 //! model is given).
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::prelude::SessionContext;
 use futures::StreamExt;
 
 use super::exec::runtime;
-use super::stdout::{print, Stdout};
+use super::sql_sink::{Sink, Staged};
 use crate::error::{Error, Result};
 use crate::evaluate;
 use crate::model::Provider;
 use crate::model::{ModelOptions, RewardModel, TextTokenizer};
-use crate::sink::{writer_properties, AtomicFile, PartWriter};
 use crate::source;
 use clap::Args;
 
@@ -501,128 +498,4 @@ async fn execute(ctx: &SessionContext, opts: &SqlOptions) -> Result<()> {
         loc.upload(vec![(local.clone(), loc.key.clone())])?;
     }
     Ok(())
-}
-
-/// A local folder for a result on its way to object storage, removed when dropped.
-struct Staged(PathBuf);
-
-impl Staged {
-    fn new() -> Result<Staged> {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let dir = std::env::temp_dir().join(format!("segscore-sql-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-        Ok(Staged(dir))
-    }
-}
-
-impl Drop for Staged {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Where the result goes: files are written under a temporary name and renamed when done, so
-/// a failed query leaves no partial file under the name asked for.
-enum Sink {
-    Table(Vec<RecordBatch>),
-    Csv(Box<datafusion::arrow::csv::Writer<Out>>),
-    Json(Box<datafusion::arrow::json::LineDelimitedWriter<Out>>),
-    Parquet(Box<PartWriter>),
-}
-
-/// stdout, or a file under a temporary name ([`AtomicFile`]) that [`Out::commit`] renames;
-/// dropped before that (a failed query), the file leaves nothing.
-enum Out {
-    Stdout(Stdout),
-    File(AtomicFile),
-}
-
-impl Write for Out {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        match self {
-            Out::Stdout(s) => s.write(buf),
-            Out::File(f) => f.write(buf),
-        }
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        match self {
-            Out::Stdout(s) => s.flush(),
-            Out::File(f) => f.flush(),
-        }
-    }
-}
-
-impl Out {
-    fn open(to: Option<&Path>) -> Result<Out> {
-        Ok(match to {
-            None => Out::Stdout(Stdout::new()),
-            Some(path) => Out::File(AtomicFile::create(path)?),
-        })
-    }
-
-    fn commit(self) -> Result<()> {
-        match self {
-            Out::Stdout(mut s) => s.flush().map_err(|e| Error::io("<stdout>", e)),
-            Out::File(f) => f.commit().map(drop),
-        }
-    }
-}
-
-impl Sink {
-    fn open(
-        format: Format,
-        to: Option<&Path>,
-        schema: &datafusion::arrow::datatypes::SchemaRef,
-    ) -> Result<Sink> {
-        Ok(match format {
-            Format::Table => Sink::Table(Vec::new()),
-            Format::Csv => Sink::Csv(Box::new(datafusion::arrow::csv::Writer::new(Out::open(to)?))),
-            Format::Json => Sink::Json(Box::new(datafusion::arrow::json::LineDelimitedWriter::new(
-                Out::open(to)?,
-            ))),
-            Format::Parquet => {
-                let path = to.ok_or_else(|| Error::Usage("--format parquet needs --to FILE".into()))?;
-                let dir = match path.parent() {
-                    Some(p) if !p.as_os_str().is_empty() => p,
-                    _ => Path::new("."),
-                };
-                let name = path
-                    .file_name()
-                    .ok_or_else(|| Error::Usage(format!("--to {}: not a file name", path.display())))?;
-                Sink::Parquet(Box::new(PartWriter::create(
-                    dir,
-                    &name.to_string_lossy(),
-                    Arc::clone(schema),
-                    writer_properties(schema, &[], None),
-                )?))
-            }
-        })
-    }
-
-    fn write(&mut self, batch: &RecordBatch) -> Result<()> {
-        match self {
-            Sink::Table(b) => b.push(batch.clone()),
-            Sink::Csv(w) => w.write(batch)?,
-            Sink::Json(w) => w.write(batch)?,
-            Sink::Parquet(w) => w.write(batch)?,
-        }
-        Ok(())
-    }
-
-    fn finish(self) -> Result<()> {
-        match self {
-            Sink::Table(batches) => {
-                let text = datafusion::arrow::util::pretty::pretty_format_batches(&batches)?;
-                print(&format!("{text}\n"))
-            }
-            Sink::Csv(w) => w.into_inner().commit(),
-            Sink::Json(mut w) => {
-                w.finish()?;
-                w.into_inner().commit()
-            }
-            Sink::Parquet(w) => w.close().map(|_| ()),
-        }
-    }
 }
