@@ -45,6 +45,13 @@ pub async fn partitioned_table(
 ) -> Result<ListingTable> {
     let mut urls = Vec::with_capacity(roots.len());
     for root in roots {
+        if let Some(prefix) = crate::store::remote(root) {
+            urls.push(ListingTableUrl::parse(format!(
+                "{}/",
+                prefix.trim_end_matches('/')
+            ))?);
+            continue;
+        }
         let abs = std::path::absolute(root).map_err(|e| Error::io(root, e))?;
         require_utf8(&abs)?;
         // A folder URL ends with '/': DataFusion lists it.

@@ -84,7 +84,7 @@ pub const NULL_VALUE: &str = "__HIVE_DEFAULT_PARTITION__";
 /// The hive layout found: the input folders and the partition columns, in level order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Hive {
-    /// The input folders (absolute).
+    /// The input folders (absolute), or `s3://` prefixes.
     pub roots: Vec<PathBuf>,
     /// The partition columns and their types.
     pub cols: Vec<(String, DataType)>,
@@ -196,12 +196,25 @@ pub fn detect(
     let mut roots = Vec::new();
     for p in patterns {
         let path = Path::new(p);
-        if !path.is_dir() {
-            return refuse(format!(
-                "input {p} is not a folder; partition columns come from the folders under an input folder"
-            ));
+        // A prefix in object storage is a folder: its objects lie below it, not at it.
+        let root = if crate::store::is_remote(p) {
+            let root = PathBuf::from(p.trim_end_matches('/'));
+            let prefix =
+                !p.contains(['*', '?', '[']) && files.iter().any(|f| f.starts_with(&root) && *f != root);
+            prefix.then_some(root)
+        } else if path.is_dir() {
+            Some(std::path::absolute(path).map_err(|e| Error::io(path, e))?)
+        } else {
+            None
+        };
+        match root {
+            Some(r) => roots.push(r),
+            None => {
+                return refuse(format!(
+                    "input {p} is not a folder; partition columns come from the folders under an input folder"
+                ))
+            }
         }
-        roots.push(std::path::absolute(path).map_err(|e| Error::io(path, e))?);
     }
     let mut keys: Option<Vec<String>> = None;
     let mut values: Vec<Vec<String>> = Vec::new();
@@ -247,7 +260,18 @@ pub fn detect(
     // temporary folder (Spark's _temporary/) that segscore skips.
     for root in &roots {
         let mut all = Vec::new();
-        every_parquet_file(root, &mut all);
+        match crate::store::remote(root) {
+            Some(url) => {
+                let loc = crate::store::Location::parse(url)?;
+                all.extend(
+                    loc.list()?
+                        .into_iter()
+                        .filter(|m| m.location.as_ref().ends_with(".parquet"))
+                        .map(|m| PathBuf::from(loc.url_of(&m.location))),
+                );
+            }
+            None => every_parquet_file(root, &mut all),
+        }
         if let Some(hidden) = all.iter().find(|f| {
             f.strip_prefix(root)
                 .unwrap_or(f)

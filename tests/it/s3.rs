@@ -684,6 +684,99 @@ fn globs_over_prefixes_select_objects_and_hidden_ones_are_skipped() {
     assert_eq!(std::fs::read_dir(&staging).unwrap().count(), 0);
 }
 
+/// Hive-style prefixes (`day=1/`) in a bucket give partition columns as local folders do; a
+/// prefix's `key=value` levels were ignored, and `--hive-partitioning on` refused it as "not
+/// a folder". A filter on the partition column reads only its prefixes.
+#[test]
+fn hive_partitioned_prefixes_give_partition_columns() {
+    let moto = Moto::start();
+    moto.create_bucket("hive");
+    let tmp = tempfile::tempdir().unwrap();
+    // Two sorted files hold disjoint generations: one per day.
+    let gen = tmp.path().join("gen");
+    generate(&gen, 3000, 2, false);
+    let mut rows = Vec::new();
+    for (i, f) in parts(&gen).iter().enumerate() {
+        moto.put_file("hive", &format!("data/day={}/part-0.parquet", i + 1), f);
+        rows.push(read_parquet(f).iter().map(|b| b.num_rows()).sum::<usize>());
+    }
+    // A file with a corrupt data page under day=3: read, it fails the run; pruned, it is never
+    // read (its footer is sound: the input checks read every footer).
+    moto.put_file(
+        "hive",
+        "data/day=3/part-0.parquet",
+        &repo().join("tests/data/corrupt_data_page.parquet"),
+    );
+    let model = demo_model();
+    let run = |out: &str, extra: &[&str]| {
+        let mut args = vec![
+            "run",
+            "-q",
+            "-i",
+            "s3://hive/data/",
+            "-m",
+            model.to_str().unwrap(),
+            "-o",
+            out,
+        ];
+        args.extend_from_slice(extra);
+        moto.segscore(&args, &[])
+    };
+    let o = run("s3://hive/out-all", &["--hive-partitioning", "on"]);
+    assert_fails(&o, 1, "day=3");
+    let query = tmp.path().join("two_days.sql");
+    std::fs::write(
+        &query,
+        segscore::pipeline::SEGMENT_SCORES_SQL
+            .replace("FROM generations AS g", "FROM generations AS g WHERE g.day <> 3"),
+    )
+    .unwrap();
+    let o = run("s3://hive/out", &["--query-file", query.to_str().unwrap()]);
+    ok(&o);
+    let o = moto.segscore(
+        &[
+            "sql",
+            "-t",
+            "s3://hive/out",
+            "--format",
+            "csv",
+            "SELECT day, count(*) AS n FROM segments GROUP BY day ORDER BY day",
+        ],
+        &[],
+    );
+    ok(&o);
+    assert_eq!(
+        String::from_utf8(o.stdout).unwrap(),
+        format!("day,n\n1,{}\n2,{}\n", rows[0], rows[1])
+    );
+    let o = run(
+        "s3://hive/out-one",
+        &[
+            "--hive-partitioning",
+            "on",
+            "--query-file",
+            query.to_str().unwrap(),
+        ],
+    );
+    ok(&o);
+    // A hidden object under the prefix would be read by the partitioned table: refused.
+    moto.put_file("hive", "data/day=2/_temporary/junk.parquet", &demo_model());
+    let o = run(
+        "s3://hive/out-hidden",
+        &[
+            "--hive-partitioning",
+            "on",
+            "--query-file",
+            query.to_str().unwrap(),
+        ],
+    );
+    assert_fails(
+        &o,
+        2,
+        "_temporary/junk.parquet is hidden or in a temporary folder",
+    );
+}
+
 #[test]
 fn missing_buckets_keys_and_unreachable_stores_are_clear_errors() {
     let moto = Moto::start();
