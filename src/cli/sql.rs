@@ -450,9 +450,12 @@ async fn run_query(opts: &SqlOptions) -> Result<()> {
 
 /// Runs the query in `ctx` and prints or writes its result.
 async fn execute(ctx: &SessionContext, opts: &SqlOptions) -> Result<()> {
-    let df = segscore_plan::sql(ctx, &opts.query)
-        .await
-        .map_err(|e| Error::Usage(format!("query: {e}")))?;
+    let df = segscore_plan::sql(ctx, &opts.query).await.map_err(|e| {
+        Error::Usage(format!(
+            "query: {e}{}",
+            missing_function_hint(&e.to_string(), opts)
+        ))
+    })?;
     let schema = Arc::new(df.schema().as_arrow().clone());
     let mut stream = segscore_plan::execute_stream(df)
         .await
@@ -498,4 +501,17 @@ async fn execute(ctx: &SessionContext, opts: &SqlOptions) -> Result<()> {
         loc.upload(vec![(local.clone(), loc.key.clone())])?;
     }
     Ok(())
+}
+
+/// What a query that calls segscore's model or tokenizer functions without the flag that
+/// provides them needs (DataFusion only says "Invalid function", and suggests another).
+fn missing_function_hint(error: &str, opts: &SqlOptions) -> &'static str {
+    let calls = |f: &str| error.contains(&format!("Invalid function '{f}'"));
+    if opts.model.is_none() && (calls("reward_model") || calls("reward_model_input_problem")) {
+        " (reward_model needs --model FILE)"
+    } else if opts.tokenizer.is_none() && calls("tokenize") {
+        " (tokenize needs --tokenizer FILE)"
+    } else {
+        ""
+    }
 }

@@ -114,7 +114,7 @@ impl Sink {
     pub(super) fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         match self {
             Sink::Table(b) => b.push(batch.clone()),
-            Sink::Csv(w) => w.write(batch)?,
+            Sink::Csv(w) => w.write(&flat_for_csv(batch)?)?,
             Sink::Json(w) => w.write(batch)?,
             Sink::Parquet(w) => w.write(batch)?,
         }
@@ -135,4 +135,31 @@ impl Sink {
             Sink::Parquet(w) => w.close().map(|_| ()),
         }
     }
+}
+
+/// `batch` with each nested column (lists, structs, maps: CSV has no such cells) as text, the
+/// way arrow displays it (`[1, 2, 3]`, `{a: 1}`); null stays null.
+fn flat_for_csv(batch: &RecordBatch) -> Result<RecordBatch> {
+    use datafusion::arrow::array::{Array, ArrayRef, StringArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+    if !batch.schema().fields().iter().any(|f| f.data_type().is_nested()) {
+        return Ok(batch.clone());
+    }
+    let mut fields = Vec::with_capacity(batch.num_columns());
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(batch.num_columns());
+    for (f, c) in batch.schema().fields().iter().zip(batch.columns()) {
+        if !f.data_type().is_nested() {
+            fields.push(f.as_ref().clone());
+            columns.push(Arc::clone(c));
+            continue;
+        }
+        let shown = ArrayFormatter::try_new(c.as_ref(), &FormatOptions::default())?;
+        let text: StringArray = (0..c.len())
+            .map(|i| c.is_valid(i).then(|| shown.value(i).to_string()))
+            .collect();
+        fields.push(Field::new(f.name(), DataType::Utf8, true));
+        columns.push(Arc::new(text));
+    }
+    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?)
 }

@@ -143,7 +143,9 @@ impl ScalarUDFImpl for TokenizeUdf {
     }
     fn return_type(&self, args: &[DataType]) -> datafusion::error::Result<DataType> {
         match args {
-            [t] | [t, DataType::Boolean] if t.is_null() || matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View) => {
+            [t] | [t, DataType::Boolean | DataType::Null]
+                if t.is_null() || matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View) =>
+            {
                 Ok(DataType::List(Arc::new(Field::new_list_field(DataType::Int32, true))))
             }
             _ => plan_err!("{TOKENIZE_UDF_NAME}(text [, add_special_tokens]) takes a string and an optional boolean, got {args:?}"),
@@ -156,7 +158,9 @@ impl ScalarUDFImpl for TokenizeUdf {
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
         let text = cast(&arrays[0], &DataType::Utf8)?;
         let text = text.as_string::<i32>();
-        let special: Option<&BooleanArray> = arrays.get(1).map(|a| a.as_boolean());
+        // A NULL flag (typed Null) is no flag: as false.
+        let special = arrays.get(1).map(|a| cast(a, &DataType::Boolean)).transpose()?;
+        let special: Option<&BooleanArray> = special.as_ref().map(|a| a.as_boolean());
         let mut out = ListBuilder::new(Int32Builder::new());
         for i in 0..n {
             if text.is_null(i) {

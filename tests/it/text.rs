@@ -223,6 +223,34 @@ fn token_sequences_equal_the_python_tokenizers_library() {
         let with_special = reference(&tokenizer, None, &gens, &[]);
         assert_eq!(&rows[0]["p"], &with_special["prompts"][0]);
     }
+    // A NULL flag is no flag (it was a planning error); without --tokenizer or --model, the
+    // error says which flag the function needs.
+    let ids = |q: &str| {
+        let o = segscore(&[
+            "sql",
+            "--tokenizer",
+            wordpiece().to_str().unwrap(),
+            "--format",
+            "csv",
+            q,
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let plain = ids("SELECT tokenize('the cat', false) AS ids");
+    assert_eq!(ids("SELECT tokenize('the cat', NULL) AS ids"), plain);
+    // CSV shows a list as text (it failed: "Nested type List(Int32) is not supported in CSV").
+    let want: Vec<String> = reference(&wordpiece(), None, &[], &["the cat"])["pieces"][0]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.to_string())
+        .collect();
+    assert_eq!(plain, format!("ids\n\"[{}]\"\n", want.join(", ")));
+    let o = segscore(&["sql", "SELECT tokenize('the cat')"]);
+    assert_fails(&o, 2, "(tokenize needs --tokenizer FILE)");
+    let o = segscore(&["sql", "SELECT reward_model([1, 2])"]);
+    assert_fails(&o, 2, "(reward_model needs --model FILE)");
 }
 
 /// The text demo's data (sorted, in `files` files) for the bundled tokenizer and model.
