@@ -52,7 +52,7 @@ pub async fn partitioned_table(
             ))?);
             continue;
         }
-        let abs = std::path::absolute(root).map_err(|e| Error::io(root, e))?;
+        let abs = absolute(root)?;
         require_utf8(&abs)?;
         // A folder URL ends with '/': DataFusion lists it.
         let url = url::Url::from_directory_path(&abs)
@@ -124,11 +124,27 @@ pub fn file_url(path: &Path) -> Result<ListingTableUrl> {
     if let Some(url) = crate::store::remote(path) {
         return Ok(ListingTableUrl::parse(url)?);
     }
-    let abs = std::path::absolute(path).map_err(|e| Error::io(path, e))?;
+    let abs = absolute(path)?;
     require_utf8(&abs)?;
     let url = url::Url::from_file_path(&abs)
         .map_err(|()| Error::Usage(format!("{}: not a file path", abs.display())))?;
     Ok(ListingTableUrl::try_new(url, None)?)
+}
+
+/// `path` made absolute, for a URL: DataFusion's object store refuses a path with `..` in it
+/// (`-i ../data/a.parquet` failed with "illegal character sequence"), so the part up to the
+/// last `..` is resolved on the file system (as the OS resolves it, symbolic links and all),
+/// and a path without one is only made absolute (its name as given).
+pub fn absolute(path: &Path) -> Result<PathBuf> {
+    use std::path::Component;
+    let abs = std::path::absolute(path).map_err(|e| Error::io(path, e))?;
+    let comps: Vec<Component> = abs.components().collect();
+    let Some(last_up) = comps.iter().rposition(|c| matches!(c, Component::ParentDir)) else {
+        return Ok(abs);
+    };
+    let head: PathBuf = comps[..=last_up].iter().collect();
+    let real = head.canonicalize().map_err(|e| Error::io(&head, e))?;
+    Ok(comps[last_up + 1..].iter().fold(real, |p, c| p.join(c)))
 }
 
 /// An error naming `path` when it is not valid UTF-8 (DataFusion reads files by URL).

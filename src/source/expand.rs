@@ -77,7 +77,7 @@ pub fn expand_inputs(patterns: &[String]) -> Result<Vec<PathBuf>> {
             return Err(Error::NoInputFiles { pattern: pat.clone() });
         }
         for p in found {
-            let abs = std::path::absolute(&p).map_err(|e| Error::io(&p, e))?;
+            let abs = crate::engine::tables::absolute(&p)?;
             require_utf8(&abs)?;
             all.insert(abs);
         }

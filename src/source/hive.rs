@@ -203,7 +203,7 @@ pub fn detect(
                 !p.contains(['*', '?', '[']) && files.iter().any(|f| f.starts_with(&root) && *f != root);
             prefix.then_some(root)
         } else if path.is_dir() {
-            Some(std::path::absolute(path).map_err(|e| Error::io(path, e))?)
+            Some(crate::engine::tables::absolute(path)?)
         } else {
             None
         };

@@ -627,3 +627,68 @@ fn sql_to_leaves_no_inprogress_file_after_a_failure_mid_stream() {
         assert!(left.is_empty(), "{format}: {left:?}");
     }
 }
+
+/// Paths with `..` (`-i ../data/a.parquet`, run from a sibling folder) failed with the object
+/// store's "illegal character sequence \"..\"": inputs, tables, the output read back and a
+/// hive folder all take them.
+#[test]
+fn paths_with_dot_dot_are_paths() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, _) = two_inputs(tmp.path());
+    let here = tmp.path().join("work");
+    std::fs::create_dir_all(&here).unwrap();
+    let hive = tmp.path().join("hive").join("day=1");
+    std::fs::create_dir_all(&hive).unwrap();
+    std::fs::copy(&a, hive.join("a.parquet")).unwrap();
+    let up = |p: &Path| format!("../{}", p.strip_prefix(tmp.path()).unwrap().display());
+    let model = demo_model();
+    let in_work = |args: &[&str]| {
+        std::process::Command::new(BIN)
+            .args(args)
+            .current_dir(&here)
+            .env_remove("ORT_DYLIB_PATH")
+            .output()
+            .unwrap()
+    };
+    for (input, out) in [
+        (up(&a), "../out-file"),
+        (up(&tmp.path().join("hive")), "../out-hive"),
+    ] {
+        let o = in_work(&[
+            "run",
+            "-q",
+            "-i",
+            &input,
+            "-m",
+            model.to_str().unwrap(),
+            "-o",
+            out,
+        ]);
+        assert!(o.status.success(), "{input}: {}", stderr(&o));
+        let o = in_work(&[
+            "sql",
+            "-t",
+            out,
+            "--format",
+            "csv",
+            "SELECT count(*) AS n FROM segments",
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert_eq!(String::from_utf8(o.stdout).unwrap(), "n\n2\n", "{input}");
+    }
+    assert_eq!(
+        summary(&tmp.path().join("out-hive"))["partition_cols"],
+        serde_json::json!(["day"])
+    );
+    let table = format!("t={}", up(&a));
+    let o = in_work(&[
+        "sql",
+        "-t",
+        &table,
+        "--format",
+        "csv",
+        "SELECT count(*) AS n FROM t",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(String::from_utf8(o.stdout).unwrap(), "n\n2\n");
+}
