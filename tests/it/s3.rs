@@ -304,9 +304,11 @@ fn a_run_from_and_to_s3_equals_a_local_run_and_reads_back_with_sql_report_and_co
     let moto = Moto::start();
     moto.create_bucket("data");
     let tmp = tempfile::tempdir().unwrap();
+    // The same hive layout here and in the store: both runs carry `day`.
     let input = tmp.path().join("in");
-    generate(&input, 12_000, 3, false);
-    upload_dir(&moto, "data", "inputs/day=1", &input);
+    let day = input.join("day=1");
+    generate(&day, 12_000, 3, false);
+    upload_dir(&moto, "data", "inputs/day=1", &day);
     moto.put_file("data", "models/reward_small.onnx", &demo_model());
     let local = tmp.path().join("local");
     ok(&moto.segscore(
