@@ -14,7 +14,7 @@ use datafusion::parquet::file::metadata::SortingColumn;
 use datafusion::prelude::SessionContext;
 use futures::StreamExt;
 
-use crate::engine::keys::cell;
+use crate::engine::keys::first_duplicate;
 use crate::engine::query::{f64_col, query, u64_col};
 use crate::engine::tables::{parquet_table, part_files};
 use crate::error::{Error, Result};
@@ -43,18 +43,10 @@ pub async fn evaluate(
     register_output(ctx, staging, None).await?;
     // Rows that came out of key order were checked for duplicates in the input; a replacement
     // query could still give a row twice (a UNION ALL, a join).
-    let twice = query(
-        ctx,
-        "SELECT CAST(generation_id AS VARCHAR) AS g, CAST(segment_index AS VARCHAR) AS s FROM segments \
-         GROUP BY generation_id, segment_index HAVING COUNT(*) > 1 LIMIT 1",
-    )
-    .await?;
-    if twice.num_rows() > 0 {
+    if let Some((g, s)) = first_duplicate(ctx, "segments").await? {
         return Err(Error::Usage(format!(
-            "the job query gave generation_id={}, segment_index={} more than once: it must give \
-             each segment it keeps once",
-            cell(twice.column(0), 0),
-            cell(twice.column(1), 0)
+            "the job query gave generation_id={g}, segment_index={s} more than once: it must give \
+             each segment it keeps once"
         )));
     }
     // One query at a time: each gets the whole --memory-limit (run side by side, they fail

@@ -162,16 +162,12 @@ async fn first_row_failing_the_model(p: &Prepared, cfg: &JobConfig) -> Option<(S
 /// Fails on a duplicate (generation_id, segment_index) and counts the generations, by SQL
 /// over the input: for output that did not come out in key order.
 pub async fn check_keys_by_sql(ctx: &SessionContext) -> Result<u64> {
-    let dup = query(
-        ctx,
-        "SELECT CAST(generation_id AS VARCHAR) AS g, CAST(segment_index AS VARCHAR) AS s FROM generations \
-         GROUP BY generation_id, segment_index HAVING COUNT(*) > 1 LIMIT 1",
-    )
-    .await?;
-    if dup.num_rows() > 0 {
+    if let Some((generation_id, segment_index)) =
+        crate::engine::keys::first_duplicate(ctx, "generations").await?
+    {
         return Err(Error::DuplicateSegment {
-            generation_id: cell(dup.column(0), 0),
-            segment_index: cell(dup.column(1), 0),
+            generation_id,
+            segment_index,
         });
     }
     count_generations(ctx).await

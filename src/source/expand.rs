@@ -104,12 +104,7 @@ pub fn output_apart(
         return Ok(());
     }
     let out = resolved(output)?;
-    let refuse = |what: String| {
-        Err(Error::Usage(format!(
-            "{flag} {}: {what}; {why}. Choose {flag} outside the inputs",
-            output.display()
-        )))
-    };
+    let refuse = |what: String| Err(refusal(flag, output, &what, why));
     for pat in patterns.iter().filter(|p| !crate::store::is_remote(p)) {
         let dir = Path::new(pat);
         if !dir.is_dir() {
@@ -151,11 +146,7 @@ pub fn object_apart(
     let Some(out) = crate::store::remote(output) else {
         return Ok(());
     };
-    let refuse = |what: String| {
-        Err(Error::Usage(format!(
-            "{flag} {out}: {what}; {why}. Choose {flag} outside the inputs"
-        )))
-    };
+    let refuse = |what: String| Err(refusal(flag, output, &what, why));
     if let Some(f) = files.iter().find(|f| crate::store::remote(f) == Some(out)) {
         return refuse(format!("is the input file {}", f.display()));
     }
@@ -173,6 +164,15 @@ pub fn object_apart(
         }
     }
     Ok(())
+}
+
+/// The usage error of an output (`flag`) that the inputs reach: `what` it is, and `why` that
+/// matters.
+fn refusal(flag: &str, output: &Path, what: &str, why: &str) -> Error {
+    Error::Usage(format!(
+        "{flag} {}: {what}; {why}. Choose {flag} outside the inputs",
+        output.display()
+    ))
 }
 
 /// `path` absolute, with symbolic links and `..` resolved as far as it exists (the rest, not

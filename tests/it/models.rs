@@ -1,7 +1,5 @@
 //! Execution providers, finding ONNX Runtime, and models as exporters write them.
 
-use std::collections::BTreeMap;
-
 use crate::common::*;
 
 #[test]
@@ -215,12 +213,7 @@ fn a_model_with_a_fixed_batch_dimension_scores_as_a_free_one_does() {
             &out,
             &["--provider", "cpu", "--batch-size", "8", "--threads", "2"],
         );
-        let b = read_segments(&out);
-        let (gid, seg) = (str_col(&b, "generation_id"), i64_col(&b, "segment_index"));
-        let p = f64_col(&b, "predicted_score");
-        (0..b.num_rows())
-            .map(|i| ((gid[i].clone(), seg[i]), p[i]))
-            .collect::<BTreeMap<_, _>>()
+        by_key(&read_segments(&out), "predicted_score")
     };
     let free = scores("affine_mean.onnx", "free");
     assert_eq!(free.len(), 500);
@@ -253,12 +246,7 @@ fn half_precision_score_outputs_are_read_and_widened() {
     let scores = |model: &str| {
         let out = tmp.path().join(model);
         run_ok(&[&input], &test_model(model), &out, &["--provider", "cpu"]);
-        let b = read_segments(&out);
-        let (gid, seg) = (str_col(&b, "generation_id"), i64_col(&b, "segment_index"));
-        let p = f64_col(&b, "predicted_score");
-        (0..b.num_rows())
-            .map(|i| ((gid[i].clone(), seg[i]), p[i]))
-            .collect::<BTreeMap<_, _>>()
+        by_key(&read_segments(&out), "predicted_score")
     };
     let full = scores("affine_mean.onnx");
     let f16 = scores("affine_f16.onnx");
