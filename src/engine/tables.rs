@@ -212,8 +212,8 @@ fn is_decimal(t: &DataType) -> bool {
 
 /// The type that holds a column's values in files where it has types `a` and `b`, when they
 /// differ only in width, encoding or names: `Utf8`, `LargeUtf8` (polars writes the large
-/// kinds) and `Utf8View`; `List` and `LargeList`; integers of one signedness, or of both below
-/// 64 bits (as `Int64`); floats, and a float beside a decimal (as `Float64`); a categorical
+/// kinds) and `Utf8View`; `List` and `LargeList`; integers of one signedness, or a signed one
+/// beside an unsigned one below 64 bits (as `Int64`); floats, and a float beside a decimal (as `Float64`); a categorical
 /// (dictionary-encoded) column and its value type; list items by any name (pyarrow and DuckDB
 /// call them `element`, polars and arrow-rs `item`); a column of nulls alone (`Null`) and any
 /// type. None for types of different kinds, and for two different decimals.
