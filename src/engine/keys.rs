@@ -87,6 +87,23 @@ impl KeySequence {
     }
 }
 
+/// The first (generation_id, segment_index) that `table` holds more than once, as text; None
+/// when each is there once.
+pub async fn first_duplicate(
+    ctx: &datafusion::prelude::SessionContext,
+    table: &str,
+) -> crate::error::Result<Option<(String, String)>> {
+    let dup = super::query::query(
+        ctx,
+        &format!(
+            "SELECT CAST(generation_id AS VARCHAR) AS g, CAST(segment_index AS VARCHAR) AS s FROM {table} \
+             GROUP BY generation_id, segment_index HAVING COUNT(*) > 1 LIMIT 1"
+        ),
+    )
+    .await?;
+    Ok((dup.num_rows() > 0).then(|| (cell(dup.column(0), 0), cell(dup.column(1), 0))))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,21 +149,4 @@ mod tests {
         let found = seq.scan(&keys(vec![Some("b")], vec![0])).unwrap();
         assert_eq!(found.duplicate, Some(0));
     }
-}
-
-/// The first (generation_id, segment_index) that `table` holds more than once, as text; None
-/// when each is there once.
-pub async fn first_duplicate(
-    ctx: &datafusion::prelude::SessionContext,
-    table: &str,
-) -> crate::error::Result<Option<(String, String)>> {
-    let dup = super::query::query(
-        ctx,
-        &format!(
-            "SELECT CAST(generation_id AS VARCHAR) AS g, CAST(segment_index AS VARCHAR) AS s FROM {table} \
-             GROUP BY generation_id, segment_index HAVING COUNT(*) > 1 LIMIT 1"
-        ),
-    )
-    .await?;
-    Ok((dup.num_rows() > 0).then(|| (cell(dup.column(0), 0), cell(dup.column(1), 0))))
 }
