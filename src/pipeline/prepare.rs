@@ -99,6 +99,7 @@ struct Loaded {
 pub async fn prepare(cfg: &JobConfig) -> Result<Prepared> {
     // The output is read back through DataFusion (the evaluation): its path must be a URL too.
     crate::engine::tables::require_utf8(&cfg.output)?;
+    text_flags(cfg)?;
     let files = source::expand_inputs(&cfg.inputs)?;
     source::expand::output_apart(
         "--output",
@@ -460,10 +461,9 @@ fn output_frame(
     Ok(df.sort(vec![key("generation_id"), key("segment_index")])?)
 }
 
-/// The tokenizer and pass of a text run (none for token-id input), with the settings checked
-/// against each other and the model.
-fn text_settings(cfg: &JobConfig, model: &RewardModel) -> Result<(Option<Arc<TextTokenizer>>, Option<Pass>)> {
-    let per_token = model.output_kind().per_token();
+/// The text flags checked against each other, before the inputs are read (a `--prompt-col`
+/// of a token-id run was reported as a column missing from the files).
+fn text_flags(cfg: &JobConfig) -> Result<()> {
     match (&cfg.columns.text, &cfg.tokenizer) {
         (Some(_), None) => Err(Error::Usage(
             "--text-col needs --tokenizer FILE (a Hugging Face tokenizer.json)".into(),
@@ -477,13 +477,22 @@ fn text_settings(cfg: &JobConfig, model: &RewardModel) -> Result<(Option<Arc<Tex
                 ("--segment-separator", cfg.segment_separator.is_some()),
                 ("--pass generation", cfg.pass == Some(Pass::Generation)),
             ];
-            if let Some((flag, _)) = text_only.iter().find(|(_, given)| *given) {
-                return Err(Error::Usage(format!(
+            match text_only.iter().find(|(_, given)| *given) {
+                Some((flag, _)) => Err(Error::Usage(format!(
                     "{flag} is for text input (--text-col and --tokenizer); token-id input gives each row its whole model input"
-                )));
+                ))),
+                None => Ok(()),
             }
-            Ok((None, None))
         }
+        (Some(_), Some(_)) => Ok(()),
+    }
+}
+
+/// The tokenizer and pass of a text run (none for token-id input), with the settings checked
+/// against the model ([`text_flags`] checked them against each other).
+fn text_settings(cfg: &JobConfig, model: &RewardModel) -> Result<(Option<Arc<TextTokenizer>>, Option<Pass>)> {
+    let per_token = model.output_kind().per_token();
+    match (&cfg.columns.text, &cfg.tokenizer) {
         (Some(_), Some(path)) => {
             let tokenizer = Arc::new(TextTokenizer::load(path)?);
             let pass = match cfg.pass {
@@ -501,6 +510,7 @@ fn text_settings(cfg: &JobConfig, model: &RewardModel) -> Result<(Option<Arc<Tex
             tracing::info!(pass = pass.as_str(), output = %model.output_kind().describe(), tokenizer = %path.display(), "text input");
             Ok((Some(tokenizer), Some(pass)))
         }
+        _ => Ok((None, None)),
     }
 }
 

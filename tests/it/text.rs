@@ -616,3 +616,37 @@ fn the_text_demo_runs_one_pass() {
     let r2 = s["r2"].as_f64().unwrap();
     assert!(r2 > 0.5 && r2 < 1.0, "r2 {r2}");
 }
+
+/// Text flags that do not go together are usage errors before any input is read: a
+/// `--prompt-col` on token-id input was reported as a column missing from the files.
+#[test]
+fn text_flags_that_do_not_go_together_are_usage_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in");
+    generate(&input, 100, 1, false);
+    let out = tmp.path().join("out");
+    let tokenizer = gpt2();
+    let tokenizer = tokenizer.to_str().unwrap();
+    for (flags, want) in [
+        (vec!["--prompt-col", "prompt"], "--prompt-col is for text input"),
+        (
+            vec!["--segment-separator", "\n"],
+            "--segment-separator is for text input",
+        ),
+        (
+            vec!["--pass", "generation"],
+            "--pass generation is for text input",
+        ),
+        (vec!["--text-col", "step"], "--text-col needs --tokenizer FILE"),
+        (vec!["--tokenizer", tokenizer], "--tokenizer is for text input"),
+    ] {
+        let o = run(&[&input], &demo_model(), &out, &flags);
+        assert_fails(&o, 2, want);
+        assert!(
+            !stderr(&o).contains("missing column"),
+            "{flags:?}: {}",
+            stderr(&o)
+        );
+        assert!(!out.exists(), "{flags:?}");
+    }
+}
