@@ -89,9 +89,13 @@ impl Sink {
         Ok(match format {
             Format::Table => Sink::Table(Vec::new()),
             Format::Csv => Sink::Csv(Box::new(datafusion::arrow::csv::Writer::new(Out::open(to)?))),
-            Format::Json => Sink::Json(Box::new(datafusion::arrow::json::LineDelimitedWriter::new(
-                Out::open(to)?,
-            ))),
+            // Every column in every object, a null as `null` (arrow leaves such keys out: a
+            // reader inferring columns from the first lines would miss a column null there).
+            Format::Json => Sink::Json(Box::new(
+                datafusion::arrow::json::WriterBuilder::new()
+                    .with_explicit_nulls(true)
+                    .build(Out::open(to)?),
+            )),
             Format::Parquet => {
                 let path = to.ok_or_else(|| Error::Usage("--format parquet needs --to FILE".into()))?;
                 let dir = match path.parent() {

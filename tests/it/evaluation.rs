@@ -331,6 +331,15 @@ fn sql_command_reads_parquet_and_outputs_in_every_format() {
     assert_eq!(lines[0]["generation_id"], "a");
     assert_eq!(lines[0]["n"], 4);
     assert_eq!(lines[0]["top"], 0.9);
+    // A null is written as null, not left out (a reader would lose the column).
+    let o = segscore(&[
+        "sql",
+        "--format",
+        "json",
+        "SELECT 1 AS x, CAST(NULL AS DOUBLE) AS nothing",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "{\"x\":1,\"nothing\":null}\n");
     let o = segscore(&["sql", "--table", &table, q]);
     assert!(o.status.success());
     assert!(
