@@ -528,3 +528,20 @@ pub fn key_at(path: &Path, row: usize) -> (String, String) {
     };
     (text("generation_id"), text("segment_index"))
 }
+
+/// The built-in job query with `WHERE condition` on its input (`g.day <> 3`), written to a
+/// file in `dir` for `--query-file`.
+pub fn job_query_where(dir: &Path, condition: &str) -> PathBuf {
+    let path = dir.join("job_where.sql");
+    let sql = segscore::pipeline::SEGMENT_SCORES_SQL.replace(
+        "FROM generations AS g",
+        &format!("FROM generations AS g WHERE {condition}"),
+    );
+    assert_ne!(
+        sql,
+        segscore::pipeline::SEGMENT_SCORES_SQL,
+        "the job query reads `generations AS g`"
+    );
+    std::fs::write(&path, sql).unwrap();
+    path
+}

@@ -726,13 +726,7 @@ fn hive_partitioned_prefixes_give_partition_columns() {
     };
     let o = run("s3://hive/out-all", &["--hive-partitioning", "on"]);
     assert_fails(&o, 1, "day=3");
-    let query = tmp.path().join("two_days.sql");
-    std::fs::write(
-        &query,
-        segscore::pipeline::SEGMENT_SCORES_SQL
-            .replace("FROM generations AS g", "FROM generations AS g WHERE g.day <> 3"),
-    )
-    .unwrap();
+    let query = job_query_where(tmp.path(), "g.day <> 3");
     let o = run("s3://hive/out", &["--query-file", query.to_str().unwrap()]);
     ok(&o);
     let o = moto.segscore(

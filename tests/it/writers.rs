@@ -149,13 +149,7 @@ fn hive_partition_columns_are_pruned_carried_and_grouped() {
     let o = run(&[&data], &demo_model(), &out, &["--provider", "cpu"]);
     assert_fails(&o, 1, "day=3");
     // A filter on the partition column skips that folder: its file is never read.
-    let query = tmp.path().join("two_days.sql");
-    std::fs::write(
-        &query,
-        segscore::pipeline::SEGMENT_SCORES_SQL
-            .replace("FROM generations AS g", "FROM generations AS g WHERE g.day <> 3"),
-    )
-    .unwrap();
+    let query = job_query_where(tmp.path(), "g.day <> 3");
     let o = run(
         &[&data],
         &demo_model(),
