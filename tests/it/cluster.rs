@@ -7,6 +7,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
+use datafusion::arrow::array::AsArray;
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Int64Type};
+
 use crate::common::*;
 
 /// A child process (scheduler, executor or client run); killed (and reaped) when dropped.
@@ -570,4 +574,42 @@ fn an_input_the_executors_cannot_see_is_named_with_what_they_need() {
     );
     assert!(!stderr(&o).contains("DataFusionError("), "{}", stderr(&o));
     assert!(!out.join("_SUCCESS").exists());
+}
+
+/// A hive-partitioned input folder on a cluster: the executors read its `day=` levels as a
+/// column, as a local run does.
+#[test]
+fn hive_partition_columns_reach_a_cluster_run() {
+    let cluster = Cluster::start(1);
+    let dir = tempfile::tempdir().unwrap();
+    let gen = dir.path().join("gen");
+    generate(&gen, 3_000, 2, false);
+    let input = dir.path().join("in");
+    for (i, f) in parts(&gen).iter().enumerate() {
+        let day = input.join(format!("day={}", i + 1));
+        std::fs::create_dir_all(&day).unwrap();
+        std::fs::copy(f, day.join("part-0.parquet")).unwrap();
+    }
+    let local = local_reference(&input, dir.path());
+    let out = dir.path().join("cluster");
+    run_ok(&[&input], &demo_model(), &out, &["--cluster", &cluster.url()]);
+    assert_eq!(summary(&out)["partition_cols"], serde_json::json!(["day"]));
+    let days = |out: &Path| {
+        let b = read_segments(out);
+        let day = cast(b.column_by_name("day").unwrap(), &DataType::Int64).unwrap();
+        let day = day.as_primitive::<Int64Type>().values().to_vec();
+        let keys = str_col(&b, "generation_id")
+            .into_iter()
+            .zip(i64_col(&b, "segment_index"));
+        keys.zip(day).collect::<std::collections::BTreeMap<_, _>>()
+    };
+    let want = days(&local);
+    assert_eq!(want.len(), 3_000);
+    assert_eq!(days(&out), want);
+    assert_same_output(
+        &read_segments(&out),
+        &read_segments(&local),
+        1e-6,
+        "cluster vs local",
+    );
 }
