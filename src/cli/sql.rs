@@ -470,6 +470,17 @@ async fn execute(ctx: &SessionContext, opts: &SqlOptions) -> Result<()> {
         .flatten()
     {
         Some(loc) => {
+            let url = opts
+                .to
+                .as_deref()
+                .map(Path::display)
+                .map(|d| d.to_string())
+                .unwrap_or_default();
+            if loc.key.as_ref().is_empty() || url.ends_with('/') {
+                return Err(Error::Usage(format!(
+                    "--to {url}: names a bucket or a prefix, not an object (give s3://bucket/key)"
+                )));
+            }
             // Before the query runs: a missing bucket or a store that refuses us (a listing
             // under the key, one request; a HEAD cannot tell a missing bucket from a missing
             // object).

@@ -683,6 +683,13 @@ fn globs_over_prefixes_select_objects_and_hidden_ones_are_skipped() {
     );
     assert_fails(&o, 2, "is under the input prefix s3://globs/in/");
     assert!(moto.get("globs", "in/day=3/n.parquet").is_none());
+    for to in ["s3://globs", "s3://globs/results/"] {
+        let o = moto.segscore(
+            &["sql", "-t", "t=s3://globs/in/", "--format", "csv", "--to", to, q],
+            &[],
+        );
+        assert_fails(&o, 2, "names a bucket or a prefix, not an object");
+    }
     assert_eq!(std::fs::read_dir(&staging).unwrap().count(), 0);
 }
 
