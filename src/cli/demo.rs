@@ -110,6 +110,12 @@ fn demo_folder(dir: &Path) -> Result<(), Error> {
 }
 
 pub(crate) fn demo(args: DemoArgs) -> Result<(), Error> {
+    if crate::store::is_remote(&args.output.to_string_lossy()) {
+        return Err(Error::Usage(format!(
+            "demo --output {}: the demo writes a local folder; give a path",
+            args.output.display()
+        )));
+    }
     demo_folder(&args.output)?;
     if args.text {
         return text_demo(args);
@@ -185,6 +191,43 @@ pub(crate) fn generate(
     row_group_rows: usize,
     text_data: bool,
 ) -> Result<(), Error> {
+    // A prefix in object storage: written locally, then uploaded (it was written to a local
+    // folder named `s3:`).
+    if let Some(loc) = crate::store::Location::of(&output)? {
+        let held: Vec<String> = loc.list()?.into_iter().map(|m| m.location.to_string()).collect();
+        if !held.is_empty() {
+            return Err(Error::Output {
+                path: output,
+                reason: format!(
+                    "is not empty (holds {}); generate writes a new dataset, and objects left there would join it: choose an empty or new prefix",
+                    crate::sink::output_dir::first_names(&held)
+                ),
+            });
+        }
+        let staged = crate::store::Staged::new()?;
+        let local = staged.0.join("dataset");
+        generate(
+            local.clone(),
+            segments,
+            files,
+            layout,
+            seed,
+            row_group_rows,
+            text_data,
+        )?;
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(&local).map_err(|e| Error::io(&local, e))? {
+            let path = entry.map_err(|e| Error::io(&local, e))?.path();
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            names.push((path, loc.join(&name).key));
+        }
+        loc.upload(names)?;
+        tracing::info!(path = %output.display(), "dataset uploaded");
+        return Ok(());
+    }
     crate::sink::output_dir::require_empty(
         &output,
         "generate writes a new dataset, and files left there would join it",

@@ -9,12 +9,13 @@ use datafusion::prelude::SessionContext;
 use futures::StreamExt;
 
 use super::exec::runtime;
-use super::sql_sink::{Sink, Staged};
+use super::sql_sink::Sink;
 use crate::error::{Error, Result};
 use crate::evaluate;
 use crate::model::Provider;
 use crate::model::{ModelOptions, RewardModel, TextTokenizer};
 use crate::source;
+use crate::store::Staged;
 use clap::Args;
 
 #[derive(Args)]

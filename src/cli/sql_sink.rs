@@ -3,7 +3,7 @@
 //! complete; an `s3://` file staged in a local folder of its own before its upload.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use datafusion::arrow::record_batch::RecordBatch;
@@ -12,26 +12,6 @@ use super::sql::Format;
 use super::stdout::{print, Stdout};
 use crate::error::{Error, Result};
 use crate::sink::{writer_properties, AtomicFile, PartWriter};
-
-/// A local folder for a result on its way to object storage, removed when dropped.
-pub(super) struct Staged(pub(super) PathBuf);
-
-impl Staged {
-    pub(super) fn new() -> Result<Staged> {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let dir = std::env::temp_dir().join(format!("segscore-sql-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-        Ok(Staged(dir))
-    }
-}
-
-impl Drop for Staged {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// Where the result goes: files are written under a temporary name and renamed when done, so
 /// a failed query leaves no partial file under the name asked for.

@@ -359,3 +359,26 @@ impl datafusion::parquet::file::reader::ChunkReader for RemoteFile {
             .map_err(|e| datafusion::parquet::errors::ParquetError::External(Box::new(e)))
     }
 }
+
+/// A local folder for files on their way to object storage (`sql --to s3://...`, `generate
+/// -o s3://...`), under the temporary directory; removed, with what it holds, when dropped.
+#[derive(Debug)]
+pub struct Staged(pub PathBuf);
+
+impl Staged {
+    /// A new, empty folder.
+    pub fn new() -> Result<Staged> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let dir = std::env::temp_dir().join(format!("segscore-staged-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        Ok(Staged(dir))
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

@@ -629,6 +629,31 @@ fn globs_over_prefixes_select_objects_and_hidden_ones_are_skipped() {
     assert_fails(&o, 1, "s3://globs/in/nothing-*.parquet: no Parquet files found");
     let o = moto.segscore(&["sql", "-t", "t=s3://glo*/in/", "SELECT 1"], &[]);
     assert_fails(&o, 2, "a glob must be in the key, not the bucket name");
+}
+
+/// Single files written to the store: `sql --to s3://...` and `generate -o s3://...`.
+#[test]
+fn sql_results_and_generated_datasets_are_written_to_the_store() {
+    let moto = Moto::start();
+    moto.create_bucket("globs");
+    let tmp = tempfile::tempdir().unwrap();
+    generate(&tmp.path().join("a"), 6_000, 2, false);
+    upload_dir(&moto, "globs", "in", &tmp.path().join("a"));
+    let count = |input: &str| {
+        let o = moto.segscore(
+            &[
+                "sql",
+                "-t",
+                &format!("t={input}"),
+                "--format",
+                "csv",
+                "SELECT count(*) AS n FROM t",
+            ],
+            &[],
+        );
+        ok(&o);
+        String::from_utf8(o.stdout).unwrap()
+    };
     // `sql --to s3://...`: written locally (under TMPDIR, removed after), then uploaded whole;
     // it failed with a local "No such file or directory".
     let staging = tmp.path().join("staging");
@@ -683,6 +708,36 @@ fn globs_over_prefixes_select_objects_and_hidden_ones_are_skipped() {
     );
     assert_fails(&o, 2, "is under the input prefix s3://globs/in/");
     assert!(moto.get("globs", "in/day=3/n.parquet").is_none());
+    // `generate -o s3://...` writes the dataset there (it wrote a local folder named `s3:`),
+    // into an empty prefix only; the demo, a local tutorial, refuses a URL.
+    let o = moto.segscore(
+        &[
+            "-q",
+            "generate",
+            "-o",
+            "s3://globs/gen",
+            "--segments",
+            "500",
+            "--files",
+            "2",
+        ],
+        &tmpdir,
+    );
+    ok(&o);
+    assert_eq!(count("s3://globs/gen"), "n\n500\n");
+    let o = moto.segscore(
+        &["-q", "generate", "-o", "s3://globs/gen", "--segments", "5"],
+        &tmpdir,
+    );
+    assert_fails(
+        &o,
+        1,
+        "s3://globs/gen: is not empty (holds gen/part-00000.parquet",
+    );
+    let o = moto.segscore(&["demo", "-o", "s3://globs/demo"], &tmpdir);
+    assert_fails(&o, 2, "the demo writes a local folder");
+    assert!(!Path::new("s3:").exists(), "nothing local under the URL's name");
+    assert_eq!(std::fs::read_dir(&staging).unwrap().count(), 0);
     for to in ["s3://globs", "s3://globs/results/"] {
         let o = moto.segscore(
             &["sql", "-t", "t=s3://globs/in/", "--format", "csv", "--to", to, q],
