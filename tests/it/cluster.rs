@@ -415,7 +415,8 @@ fn an_unreachable_scheduler_and_a_bad_url_are_clear_errors() {
 }
 
 /// Ballista's executor, unable to listen, logged an error and exited 0, as if stopped; at port
-/// 0 it told the scheduler port 0. Each is now an error before it starts.
+/// 0 it told the scheduler port 0. Each is now an error before it starts, as is a work folder
+/// in object storage.
 #[test]
 fn an_executor_that_cannot_listen_where_told_fails_at_once() {
     let dir = tempfile::tempdir().unwrap();
@@ -459,6 +460,25 @@ fn an_executor_that_cannot_listen_where_told_fails_at_once() {
         ]);
         assert_fails(&o, code, &want);
     }
+    // Its work folder is local (a URL made a local folder named `s3:`).
+    let o = segscore(&[
+        "cluster",
+        "executor",
+        "--scheduler",
+        "127.0.0.1:1",
+        "--bind",
+        &format!("127.0.0.1:{free}"),
+        "--grpc-port",
+        &free_port().to_string(),
+        "--work-dir",
+        "s3://bucket/work",
+    ]);
+    assert_fails(
+        &o,
+        2,
+        "--work-dir s3://bucket/work: the executor's shuffle files and spills are local",
+    );
+    assert!(!Path::new("s3:").exists());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
