@@ -65,7 +65,7 @@ pub(crate) fn sql(a: SqlArgs) -> Result<()> {
     let threads = a.threads.unwrap_or_else(crate::engine::default_threads);
     let query = match (a.query, &a.file) {
         (Some(q), _) => q,
-        (None, Some(f)) => std::fs::read_to_string(f).map_err(|e| Error::io(f, e))?,
+        (None, Some(f)) => crate::store::read_text(f)?,
         (None, None) => return Err(Error::Usage("give a query, or --file".into())),
     };
     let format = match (a.format, &a.to) {

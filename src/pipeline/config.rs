@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use crate::contract::ColumnNames;
 use crate::engine::{default_memory_limit, default_threads};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::loss::Loss;
 use crate::model::Provider;
 use crate::pipeline::progress::ProgressMode;
@@ -142,7 +142,7 @@ impl JobConfig {
 
 pub(crate) fn read_query(cfg: &JobConfig) -> Result<String> {
     match &cfg.query_file {
-        Some(p) => std::fs::read_to_string(p).map_err(|e| Error::io(p, e)),
+        Some(p) => crate::store::read_text(p),
         None if cfg.columns.text.is_some() => Ok(SEGMENT_SCORES_TEXT_SQL.to_string()),
         None => Ok(SEGMENT_SCORES_SQL.to_string()),
     }

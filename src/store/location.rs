@@ -310,6 +310,15 @@ pub fn read_object(path: &Path) -> Option<Result<Vec<u8>>> {
     }))
 }
 
+/// A text file's contents, local or in object storage (`--query-file`, `sql --file`).
+pub fn read_text(path: &Path) -> Result<String> {
+    let bytes = match read_object(path) {
+        Some(bytes) => bytes?,
+        None => std::fs::read(path).map_err(|e| Error::io(path, e))?,
+    };
+    String::from_utf8(bytes).map_err(|e| Error::Usage(format!("{}: not UTF-8 text: {e}", path.display())))
+}
+
 /// A Parquet file in object storage, read by ranges (its footer, say).
 pub struct RemoteFile {
     loc: Location,

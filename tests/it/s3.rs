@@ -631,9 +631,10 @@ fn globs_over_prefixes_select_objects_and_hidden_ones_are_skipped() {
     assert_fails(&o, 2, "a glob must be in the key, not the bucket name");
 }
 
-/// Single files written to the store: `sql --to s3://...` and `generate -o s3://...`.
+/// Files besides a run's tables, in the store: `sql --to`, `generate -o` and `demo -o` (written),
+/// `sql --file` and `run --query-file` (read), `--spill-dir` (refused: local only).
 #[test]
-fn sql_results_and_generated_datasets_are_written_to_the_store() {
+fn results_datasets_and_queries_in_the_store() {
     let moto = Moto::start();
     moto.create_bucket("globs");
     let tmp = tempfile::tempdir().unwrap();
@@ -708,6 +709,62 @@ fn sql_results_and_generated_datasets_are_written_to_the_store() {
     );
     assert_fails(&o, 2, "is under the input prefix s3://globs/in/");
     assert!(moto.get("globs", "in/day=3/n.parquet").is_none());
+    // A query read from the store: `sql --file` and `run --query-file` (both read only local
+    // files: "No such file or directory"). Sorts spill locally: a URL is refused.
+    let q_file = tmp.path().join("count.sql");
+    std::fs::write(&q_file, "SELECT count(*) AS n FROM t").unwrap();
+    moto.put_file("globs", "queries/count.sql", &q_file);
+    let job_file = job_query_where(tmp.path(), "g.segment_index >= 0");
+    moto.put_file("globs", "queries/job.sql", &job_file);
+    let o = moto.segscore(
+        &[
+            "sql",
+            "-t",
+            "t=s3://globs/in/",
+            "--format",
+            "csv",
+            "-f",
+            "s3://globs/queries/count.sql",
+        ],
+        &[],
+    );
+    ok(&o);
+    assert_eq!(String::from_utf8(o.stdout).unwrap(), "n\n6000\n");
+    let model = demo_model();
+    let job = |extra: &[&str]| {
+        let mut args = vec![
+            "run",
+            "-q",
+            "-i",
+            "s3://globs/in/",
+            "-m",
+            model.to_str().unwrap(),
+            "-o",
+            "s3://globs/out-q",
+        ];
+        args.extend_from_slice(extra);
+        moto.segscore(&args, &[])
+    };
+    let o = job(&[
+        "--query-file",
+        "s3://globs/queries/job.sql",
+        "--spill-dir",
+        "s3://globs/spill",
+    ]);
+    assert_fails(&o, 2, "--spill-dir s3://globs/spill: sorts spill to local disk");
+    ok(&job(&["--query-file", "s3://globs/queries/job.sql"]));
+    let o = moto.segscore(
+        &[
+            "sql",
+            "-t",
+            "s3://globs/out-q",
+            "--format",
+            "csv",
+            "SELECT count(*) AS n FROM segments",
+        ],
+        &[],
+    );
+    assert_eq!(String::from_utf8(o.stdout).unwrap(), "n\n6000\n");
     // `generate -o s3://...` writes the dataset there (it wrote a local folder named `s3:`),
     // into an empty prefix only; the demo, a local tutorial, refuses a URL.
     let o = moto.segscore(
