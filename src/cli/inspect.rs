@@ -20,13 +20,13 @@ pub(crate) struct BenchModelArgs {
     #[arg(long, short)]
     model: PathBuf,
     /// Rows to use, at most (read from the start).
-    #[arg(long, default_value_t = 200_000)]
+    #[arg(long, default_value_t = 200_000, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     rows: usize,
-    /// Rows per model call.
-    #[arg(long, default_value_t = 256)]
+    /// Rows per model call (as `run --batch-size`).
+    #[arg(long, default_value_t = 256, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     batch_size: usize,
-    /// Padded positions per model call.
-    #[arg(long, default_value_t = 8192)]
+    /// Padded positions per model call (as `run --max-tokens-per-batch`).
+    #[arg(long, default_value_t = 8192, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     max_tokens_per_batch: usize,
     /// Execution provider: cpu, cuda or auto.
     #[arg(long, default_value = "auto")]

@@ -194,6 +194,21 @@ fn bench_model_times_the_rows_asked_for_and_names_a_file_without_token_ids() {
             texts.display()
         ),
     );
+    // As `run` does, no zero rows, batch or token budget (each was taken: 0 rows timed as
+    // all padding, a batch of 0 as a batch of 1).
+    let input = input.to_str().unwrap();
+    for flag in ["--rows", "--batch-size", "--max-tokens-per-batch"] {
+        let o = segscore(&[
+            "bench-model",
+            "-i",
+            input,
+            "-m",
+            model.to_str().unwrap(),
+            flag,
+            "0",
+        ]);
+        assert_fails(&o, 2, &format!("invalid value '0' for '{flag}"));
+    }
 }
 
 /// A model whose batch dimension is fixed (`[1, seq]`: `torch.onnx.export` without
