@@ -57,7 +57,7 @@ pub(crate) enum ClusterCommand {
         #[arg(long, default_value = "auto")]
         provider: Provider,
         /// Seconds between heartbeats to the scheduler.
-        #[arg(long, default_value_t = 5, value_name = "SECS")]
+        #[arg(long, default_value_t = 5, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
         heartbeat: u64,
     },
 }

@@ -479,6 +479,18 @@ fn an_executor_that_cannot_listen_where_told_fails_at_once() {
         "--work-dir s3://bucket/work: the executor's shuffle files and spills are local",
     );
     assert!(!Path::new("s3:").exists());
+    // A heartbeat every 0 s was taken as 1 s.
+    let o = segscore(&[
+        "cluster",
+        "executor",
+        "--scheduler",
+        "127.0.0.1:1",
+        "--work-dir",
+        work.to_str().unwrap(),
+        "--heartbeat",
+        "0",
+    ]);
+    assert_fails(&o, 2, "invalid value '0' for '--heartbeat <SECS>'");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
