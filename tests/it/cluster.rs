@@ -424,6 +424,24 @@ fn an_executor_that_cannot_listen_where_told_fails_at_once() {
     let taken = taken.local_addr().unwrap().port().to_string();
     let free = free_port().to_string();
     let work = dir.path().join("work");
+    // An executor of an unreachable scheduler: each case fails before it would connect.
+    let executor = |bind: &str, grpc: &str, work: &str, more: &[&str]| {
+        let bind = format!("127.0.0.1:{bind}");
+        let mut args = vec![
+            "cluster",
+            "executor",
+            "--scheduler",
+            "127.0.0.1:1",
+            "--bind",
+            &bind,
+            "--grpc-port",
+            grpc,
+            "--work-dir",
+            work,
+        ];
+        args.extend_from_slice(more);
+        segscore(&args)
+    };
     for (bind, grpc, code, want) in [
         (
             taken.as_str(),
@@ -446,33 +464,11 @@ fn an_executor_that_cannot_listen_where_told_fails_at_once() {
         ("0", free.as_str(), 2, "--bind: give a port".to_string()),
         (free.as_str(), "0", 2, "--grpc-port: give a port".to_string()),
     ] {
-        let o = segscore(&[
-            "cluster",
-            "executor",
-            "--scheduler",
-            "127.0.0.1:1",
-            "--bind",
-            &format!("127.0.0.1:{bind}"),
-            "--grpc-port",
-            grpc,
-            "--work-dir",
-            work.to_str().unwrap(),
-        ]);
+        let o = executor(bind, grpc, work.to_str().unwrap(), &[]);
         assert_fails(&o, code, &want);
     }
     // Its work folder is local (a URL made a local folder named `s3:`).
-    let o = segscore(&[
-        "cluster",
-        "executor",
-        "--scheduler",
-        "127.0.0.1:1",
-        "--bind",
-        &format!("127.0.0.1:{free}"),
-        "--grpc-port",
-        &free_port().to_string(),
-        "--work-dir",
-        "s3://bucket/work",
-    ]);
+    let o = executor(&free, &free_port().to_string(), "s3://bucket/work", &[]);
     assert_fails(
         &o,
         2,
@@ -480,16 +476,12 @@ fn an_executor_that_cannot_listen_where_told_fails_at_once() {
     );
     assert!(!Path::new("s3:").exists());
     // A heartbeat every 0 s was taken as 1 s.
-    let o = segscore(&[
-        "cluster",
-        "executor",
-        "--scheduler",
-        "127.0.0.1:1",
-        "--work-dir",
+    let o = executor(
+        &free,
+        &free_port().to_string(),
         work.to_str().unwrap(),
-        "--heartbeat",
-        "0",
-    ]);
+        &["--heartbeat", "0"],
+    );
     assert_fails(&o, 2, "invalid value '0' for '--heartbeat <SECS>'");
 }
 

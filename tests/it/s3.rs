@@ -207,6 +207,26 @@ impl Moto {
     }
 }
 
+impl Moto {
+    /// `SELECT count(*) AS n` over `input` read as a table, through `segscore sql`, as CSV.
+    fn count(&self, input: &str) -> String {
+        let table = format!("t={input}");
+        let o = self.segscore(
+            &[
+                "sql",
+                "-t",
+                &table,
+                "--format",
+                "csv",
+                "SELECT count(*) AS n FROM t",
+            ],
+            &[],
+        );
+        ok(&o);
+        String::from_utf8(o.stdout).unwrap()
+    }
+}
+
 impl Drop for Moto {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -573,21 +593,7 @@ fn globs_over_prefixes_select_objects_and_hidden_ones_are_skipped() {
     upload_dir(&moto, "globs", "in/day=2", &tmp.path().join("b"));
     upload_dir(&moto, "globs", "in/other", &tmp.path().join("c"));
     moto.put_file("globs", "in/day=1/_temporary/junk.parquet", &demo_model());
-    let count = |input: &str| {
-        let o = moto.segscore(
-            &[
-                "sql",
-                "-t",
-                &format!("t={input}"),
-                "--format",
-                "csv",
-                "SELECT count(*) AS n FROM t",
-            ],
-            &[],
-        );
-        ok(&o);
-        String::from_utf8(o.stdout).unwrap()
-    };
+    let count = |input: &str| moto.count(input);
     assert_eq!(count("s3://globs/in/day=*/*.parquet"), "n\n3000\n");
     assert_eq!(count("s3://globs/in/day=2"), "n\n2000\n");
     // A prefix: every visible Parquet object under it (the _temporary one is not read).
@@ -640,21 +646,7 @@ fn results_datasets_and_queries_in_the_store() {
     let tmp = tempfile::tempdir().unwrap();
     generate(&tmp.path().join("a"), 6_000, 2, false);
     upload_dir(&moto, "globs", "in", &tmp.path().join("a"));
-    let count = |input: &str| {
-        let o = moto.segscore(
-            &[
-                "sql",
-                "-t",
-                &format!("t={input}"),
-                "--format",
-                "csv",
-                "SELECT count(*) AS n FROM t",
-            ],
-            &[],
-        );
-        ok(&o);
-        String::from_utf8(o.stdout).unwrap()
-    };
+    let count = |input: &str| moto.count(input);
     // `sql --to s3://...`: written locally (under TMPDIR, removed after), then uploaded whole;
     // it failed with a local "No such file or directory".
     let staging = tmp.path().join("staging");
