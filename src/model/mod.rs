@@ -116,10 +116,6 @@ pub struct RewardModel {
     output_type: ScoreType,
     output_kind: OutputKind,
     fixed_seq: Option<usize>,
-    /// The rows every call must have, when the model's batch dimension is fixed (a model
-    /// exported without a dynamic batch axis): batches are cut to at most that many rows and
-    /// filled to it.
-    fixed_batch: Option<usize>,
     provider: Provider,
     runtime: &'static Runtime,
     batch_size: usize,
@@ -289,7 +285,6 @@ impl RewardModel {
             output_type,
             output_kind: declared.unwrap_or(OutputKind::Sequence),
             fixed_seq,
-            fixed_batch,
             provider,
             runtime: rt,
             batch_size: opts.batch_size.max(1).min(fixed_batch.unwrap_or(usize::MAX)),

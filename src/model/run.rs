@@ -35,11 +35,11 @@ impl RewardModel {
         token_type_ids: Option<&[i64]>,
     ) -> Result<RawScores> {
         // A model whose batch dimension is fixed takes exactly that many rows (the batches have
-        // no more: see `fixed_batch`). ONNX Runtime's CPU kernels take another path for a
+        // no more: see `ModelSignature::fixed_batch`). ONNX Runtime's CPU kernels take another path for a
         // one-row batch (matrix-vector products) and round differently; a copy of the row keeps
         // every prediction independent of how rows were batched. Either way the batch's rows
         // are repeated to fill it, and the output's first rows are theirs.
-        let rows = match self.fixed_batch {
+        let rows = match self.signature.fixed_batch {
             Some(n) => n,
             None if padded.batch == 1 => 2,
             None => padded.batch,
