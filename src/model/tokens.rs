@@ -79,13 +79,14 @@ impl PaddedBatch {
     /// `batch`): for a model whose batch dimension is fixed, or for a one-row batch, which
     /// ONNX Runtime rounds differently. The first `batch` rows of the output are the batch's.
     pub(crate) fn filled_to(&self, rows: usize) -> PaddedBatch {
+        let lengths: Vec<usize> = self.lengths.iter().copied().cycle().take(rows).collect();
         PaddedBatch {
             ids: cycle_rows(&self.ids, self.seq, rows),
             mask: cycle_rows(&self.mask, self.seq, rows),
             batch: rows,
             seq: self.seq,
-            tokens: (0..rows).map(|r| self.lengths[r % self.batch]).sum(),
-            lengths: (0..rows).map(|r| self.lengths[r % self.batch]).collect(),
+            tokens: lengths.iter().sum(),
+            lengths,
         }
     }
 }
