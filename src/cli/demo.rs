@@ -57,16 +57,7 @@ const DEMO_MARK: &str = ".segscore-demo";
 /// is fine): `demo -o data/` must not write over a user's `data/input/generations.parquet`, nor
 /// mix the demo's files in with theirs. Marks the folder for the next demo.
 fn demo_folder(dir: &Path) -> Result<(), Error> {
-    let names = |d: &Path| -> Result<Vec<String>, Error> {
-        match std::fs::read_dir(d) {
-            Ok(entries) => Ok(entries
-                .filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-            Err(e) => Err(Error::io(d, e)),
-        }
-    };
+    let names = crate::sink::output_dir::entry_names;
     let mut foreign = Vec::new();
     let present = names(dir)?;
     let marked = present.iter().any(|n| n == DEMO_MARK);
@@ -215,15 +206,10 @@ pub(crate) fn generate(
             row_group_rows,
             text_data,
         )?;
-        let mut names = Vec::new();
-        for entry in std::fs::read_dir(&local).map_err(|e| Error::io(&local, e))? {
-            let path = entry.map_err(|e| Error::io(&local, e))?.path();
-            let name = path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            names.push((path, loc.join(&name).key));
-        }
+        let names = crate::sink::output_dir::entry_names(&local)?
+            .into_iter()
+            .map(|name| (local.join(&name), loc.join(&name).key))
+            .collect();
         loc.upload(names)?;
         tracing::info!(path = %output.display(), "dataset uploaded");
         return Ok(());

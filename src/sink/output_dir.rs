@@ -67,22 +67,31 @@ pub fn first_names(names: &[String]) -> String {
     )
 }
 
+/// The names in the folder `dir`, sorted; none when it does not exist.
+pub fn entry_names(dir: &Path) -> Result<Vec<String>> {
+    let mut names = Vec::new();
+    match fs::read_dir(dir) {
+        Ok(entries) => {
+            for e in entries {
+                let e = e.map_err(|err| Error::io(dir, err))?;
+                names.push(e.file_name().to_string_lossy().into_owned());
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io(dir, e)),
+    }
+    names.sort();
+    Ok(names)
+}
+
 /// Refuses `dir` if it holds anything: a command that writes a whole new set of files there
 /// (`segscore generate`) would otherwise replace some of what is there and leave the rest
 /// mixed in with its own. An absent directory is fine.
 pub fn require_empty(dir: &Path, what: &str) -> Result<()> {
-    let mut names: Vec<String> = match fs::read_dir(dir) {
-        Ok(entries) => entries
-            .filter_map(|e| e.ok())
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(Error::io(dir, e)),
-    };
+    let names = entry_names(dir)?;
     if names.is_empty() {
         return Ok(());
     }
-    names.sort();
     Err(out_err(
         dir,
         format!(
@@ -133,12 +142,7 @@ impl OutputDir {
             if !root.is_dir() {
                 return Err(out_err(root, "exists and is not a directory"));
             }
-            let mut entries: Vec<String> = fs::read_dir(root)
-                .map_err(|e| Error::io(root, e))?
-                .filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect();
-            entries.sort();
+            let mut entries = entry_names(root)?;
             // Earlier versions' per-process staging folders: never complete, safe to remove.
             for e in entries.iter().filter(|e| e.starts_with(OLD_STAGING_PREFIX)) {
                 let _ = fs::remove_dir_all(root.join(e));

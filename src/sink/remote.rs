@@ -376,22 +376,10 @@ impl RemoteRun {
 
 /// The visible file names directly in a local folder, sorted.
 fn names_in(dir: &Path) -> Result<Vec<String>> {
-    let mut out = Vec::new();
-    match std::fs::read_dir(dir) {
-        Ok(rd) => {
-            for e in rd {
-                let e = e.map_err(|err| Error::io(dir, err))?;
-                let name = e.file_name().to_string_lossy().into_owned();
-                if !name.starts_with('.') && e.path().is_file() {
-                    out.push(name);
-                }
-            }
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(Error::io(dir, e)),
-    }
-    out.sort();
-    Ok(out)
+    Ok(super::output_dir::entry_names(dir)?
+        .into_iter()
+        .filter(|name| !name.starts_with('.') && dir.join(name).is_file())
+        .collect())
 }
 
 /// The part files of table `table` of the committed output at `root`, as URLs.
