@@ -101,12 +101,7 @@ fn demo_folder(dir: &Path) -> Result<(), Error> {
 }
 
 pub(crate) fn demo(args: DemoArgs) -> Result<(), Error> {
-    if crate::store::is_remote(&args.output.to_string_lossy()) {
-        return Err(Error::Usage(format!(
-            "demo --output {}: the demo writes a local folder; give a path",
-            args.output.display()
-        )));
-    }
+    crate::store::local_only("demo --output", &args.output, "the demo writes a local folder")?;
     demo_folder(&args.output)?;
     if args.text {
         return text_demo(args);

@@ -132,12 +132,11 @@ pub async fn executor(s: ExecutorSettings) -> Result<()> {
     let name = format!("executor {}", s.bind);
     let (scheduler_host, scheduler_port) = super::scheduler_address(&s.scheduler)?;
     ports_free(&s)?;
-    if crate::store::remote(&s.work_dir).is_some() {
-        return Err(Error::Usage(format!(
-            "--work-dir {}: the executor's shuffle files and spills are local; give a path",
-            s.work_dir.display()
-        )));
-    }
+    crate::store::local_only(
+        "--work-dir",
+        &s.work_dir,
+        "the executor's shuffle files and spills are local",
+    )?;
     std::fs::create_dir_all(&s.work_dir).map_err(|e| Error::io(&s.work_dir, e))?;
     let work_dir = s
         .work_dir

@@ -55,12 +55,7 @@ pub fn session_context(
     config.options_mut().execution.parquet.schema_force_view_types = false;
     let mut disk = DiskManagerBuilder::default();
     if let Some(dir) = spill_dir {
-        if crate::store::remote(dir).is_some() {
-            return Err(Error::Usage(format!(
-                "--spill-dir {}: sorts spill to local disk; give a path",
-                dir.display()
-            )));
-        }
+        crate::store::local_only("--spill-dir", dir, "sorts spill to local disk")?;
         if dir.exists() && !dir.is_dir() {
             return Err(Error::Usage(format!(
                 "--spill-dir {}: not a directory",

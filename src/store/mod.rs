@@ -41,6 +41,15 @@ pub fn remote(path: &Path) -> Option<&str> {
     path.to_str().filter(|s| is_remote(s))
 }
 
+/// Refuses an object-store URL given (by `flag`) for something that only lives on local disk:
+/// "`flag` URL: `why`; give a path" (a URL taken as a path made a local folder named `s3:`).
+pub fn local_only(flag: &str, path: &Path, why: &str) -> Result<()> {
+    match remote(path) {
+        Some(url) => Err(Error::Usage(format!("{flag} {url}: {why}; give a path"))),
+        None => Ok(()),
+    }
+}
+
 /// `--s3-endpoint`: set once at start, before any store is built.
 static ENDPOINT: OnceLock<String> = OnceLock::new();
 
