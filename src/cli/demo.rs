@@ -177,6 +177,13 @@ pub(crate) fn generate(
     row_group_rows: usize,
     text_data: bool,
 ) -> Result<(), Error> {
+    // Every file is open while the rows are dealt out: more files than rows would leave some
+    // empty, and past the open-file limit the writer fails half-way.
+    if files as u64 > segments {
+        return Err(Error::Usage(format!(
+            "--files {files} is more than --segments {segments}: every file gets at least one row"
+        )));
+    }
     // A prefix in object storage: written locally, then uploaded (it was written to a local
     // folder named `s3:`).
     if let Some(loc) = crate::store::Location::of(&output)? {

@@ -98,6 +98,9 @@ pub(crate) fn bench_model(args: BenchModelArgs) -> Result<(), Error> {
     } = args;
     use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     use datafusion::parquet::arrow::ProjectionMask;
+    for path in &input {
+        crate::store::local_only("--input", path, "bench-model reads local files")?;
+    }
     let threads = threads.unwrap_or_else(crate::engine::default_threads);
     crate::cli::exec::thread_pools(threads);
     let model = model::RewardModel::load(
@@ -117,14 +120,23 @@ pub(crate) fn bench_model(args: BenchModelArgs) -> Result<(), Error> {
     let mut taken = 0;
     'files: for path in crate::source::expand_inputs(&utf8_inputs(&input)?)? {
         let file = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
-        let builder = ParquetRecordBatchReaderBuilder::try_new(file)?;
+        let not_parquet = |e: datafusion::parquet::errors::ParquetError| Error::NotParquet {
+            path: path.clone(),
+            reason: e.to_string(),
+        };
+        let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(not_parquet)?;
         let idx = builder
             .schema()
             .index_of("input_ids")
             .map_err(|_| Error::missing_column(&path, "input_ids", "token ids", builder.schema()))?;
         let mask = ProjectionMask::roots(builder.parquet_schema(), [idx]);
-        for b in builder.with_projection(mask).with_batch_size(8192).build()? {
-            let b = b?;
+        for b in builder
+            .with_projection(mask)
+            .with_batch_size(8192)
+            .build()
+            .map_err(not_parquet)?
+        {
+            let b = b.map_err(|e| not_parquet(e.into()))?;
             let b = b.slice(0, b.num_rows().min(max_rows - taken));
             taken += b.num_rows();
             let ids = crate::model::tokens::widened_ids(b.column(0))?;

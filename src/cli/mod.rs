@@ -74,8 +74,8 @@ enum Command {
         a: PathBuf,
         /// Output directory of run B.
         b: PathBuf,
-        /// Bootstrap replicates.
-        #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..))]
+        /// Bootstrap replicates, 1 to 1,000,000 (each resamples every generation).
+        #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
         bootstrap: u64,
         /// Seed of the bootstrap (same seed, same data: same interval).
         #[arg(long, default_value_t = 0)]
@@ -100,8 +100,8 @@ enum Command {
         /// Segments (rows) to write.
         #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
         segments: u64,
-        /// Number of files.
-        #[arg(long, default_value_t = 4, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+        /// Number of files, 1 to 10,000 (and at most --segments).
+        #[arg(long, default_value_t = 4, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000))]
         files: usize,
         /// Spread generations over the files and shuffle rows, instead of sorted files.
         #[arg(long)]

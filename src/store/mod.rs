@@ -182,6 +182,13 @@ fn profile_from(
 pub fn store_error(url: &str, e: object_store::Error) -> Error {
     let text = error_chain(&e);
     let reason = match &e {
+        // With no keys in the environment or the profile, the last link of the chain is the
+        // instance metadata service: its failure means "no credentials", not an unreachable store.
+        _ if text.contains("/latest/api/token") || text.contains("/latest/meta-data/") => format!(
+            "no credentials: none in AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or the profile \
+             (AWS_PROFILE, default `default`), and the instance metadata service gave none \
+             (set them, or AWS_SKIP_SIGNATURE=true for a public bucket): {text}"
+        ),
         object_store::Error::NotFound { .. } if text.contains("NoSuchBucket") => {
             "the bucket does not exist".to_string()
         }

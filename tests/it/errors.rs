@@ -398,6 +398,23 @@ fn generate_refuses_a_folder_that_is_not_empty() {
         assert_fails(&o, 2, &format!("invalid value '0' for '{}", flags[0]));
         assert!(!none.exists());
     }
+    // More files than rows (some would be empty), or more than it can hold open: refused.
+    for (segments, files, says) in [
+        ("3", "5", "--files 5 is more than --segments 3"),
+        ("1000000", "100000000000000000", "is not in 1..=10000"),
+    ] {
+        let o = segscore(&[
+            "generate",
+            "-o",
+            none.to_str().unwrap(),
+            "--segments",
+            segments,
+            "--files",
+            files,
+        ]);
+        assert_fails(&o, 2, says);
+        assert!(!none.exists());
+    }
 }
 
 #[test]

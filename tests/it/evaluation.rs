@@ -662,4 +662,14 @@ fn compare_gives_differences_and_a_reproducible_bootstrap_interval() {
         "{}",
         stderr(&o)
     );
+    // A replicate count whose draws could not be held is a usage error, not an abort.
+    let o = segscore(&[
+        "compare",
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+        "--bootstrap",
+        "1000000000000",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("1..=1000000"), "{}", stderr(&o));
 }

@@ -194,6 +194,21 @@ fn bench_model_times_the_rows_asked_for_and_names_a_file_without_token_ids() {
             texts.display()
         ),
     );
+    // A file that is not Parquet is named, and a store URL is refused up front (it read
+    // neither: "Parquet error: Invalid Parquet file. Corrupt footer", and a local file
+    // named after the URL).
+    let bad = tmp.path().join("bad.parquet");
+    std::fs::write(&bad, b"not parquet").unwrap();
+    assert_fails(
+        &bench(&bad),
+        1,
+        &format!("input file {}: not a readable Parquet file", bad.display()),
+    );
+    assert_fails(
+        &bench(std::path::Path::new("s3://bucket/data")),
+        2,
+        "--input s3://bucket/data: bench-model reads local files; give a path",
+    );
     // As `run` does, no zero rows, batch or token budget (each was taken: 0 rows timed as
     // all padding, a batch of 0 as a batch of 1).
     let input = input.to_str().unwrap();

@@ -1025,6 +1025,28 @@ fn missing_buckets_keys_and_unreachable_stores_are_clear_errors() {
         &[],
     );
     assert_fails(&o, 1, "s3://here/in: cannot reach the object store");
+    // No credentials anywhere (no variables, no profile): the chain ends at the instance
+    // metadata service, here a port nobody listens on. Named as missing credentials (it read
+    // "Generic S3 error: Error performing PUT http://169.254.169.254/latest/api/token").
+    let home = tmp.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let o = Command::new(BIN)
+        .args(["run", "-i", "s3://here/in/", "-m", m, "-o", lo])
+        .env_remove("ORT_DYLIB_PATH")
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_SHARED_CREDENTIALS_FILE")
+        .env_remove("AWS_CONFIG_FILE")
+        .env("HOME", &home)
+        .env("AWS_ENDPOINT_URL", moto.endpoint())
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_METADATA_ENDPOINT", &endpoint)
+        .output()
+        .unwrap();
+    assert_fails(&o, 1, "s3://here/in: no credentials: none in AWS_ACCESS_KEY_ID");
+    assert!(!local.exists());
 }
 
 #[test]
