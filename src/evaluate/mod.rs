@@ -1,7 +1,9 @@
 //! Evaluation: per-generation metrics (`generations/part-*.parquet`) and the run's overall
-//! metrics (summary.json), computed by the queries in `queries/` ([`queries`]) over the
-//! segment rows a run wrote ([`tables`]), with segscore's aggregate functions
-//! ([`crate::metrics::udaf`]). [`summary`] holds the types of `summary.json`.
+//! metrics (summary.json). A run computes them in the pass that writes the segments
+//! ([`stream`], then [`overall`] over the sample it kept); the queries in `queries/`
+//! ([`queries`]) define them, and [`evaluate`] runs those queries over the segment rows a run
+//! wrote ([`tables`]) when rows left the window out of key order, with segscore's aggregate
+//! functions ([`crate::metrics::udaf`]). [`summary`] holds the types of `summary.json`.
 //!
 //! The same tables serve `segscore sql`, `report` and `compare`.
 

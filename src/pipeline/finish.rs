@@ -118,7 +118,8 @@ pub async fn finish(
             Err(e) => return Err(with_rows(e, cfg, p).await),
         },
     };
-    // Per-generation and overall metrics, by the queries in queries/ over the staged segments.
+    // Per-generation and overall metrics: from the pass, else by the queries in queries/ over
+    // the staged segments.
     let evaluation_started = Instant::now();
     let eval_ctx = session_context(cfg.threads, cfg.memory_limit, cfg.spill_dir.as_deref(), true)?;
     crate::functions::register(&eval_ctx, None, None);
