@@ -1,6 +1,6 @@
 //! The source layout stays as ARCHITECTURE.md describes it: the modules in pipeline order, each
-//! importing only the ones before it; every file with a `//!` line saying what it is for; no
-//! file over 600 lines.
+//! importing only the ones before it; every file with a `//!` line saying what it is for, and
+//! named in ARCHITECTURE.md's table; no file over 600 lines.
 
 use std::path::{Path, PathBuf};
 
@@ -97,4 +97,49 @@ fn modules_import_only_lower_modules_and_files_state_their_job() {
         }
     }
     assert!(problems.is_empty(), "layout problems:\n{}", problems.join("\n"));
+}
+
+/// ARCHITECTURE.md's table names every source file: a top-level file by its name (`loss.rs`),
+/// a folder by its name (`model/`), and each file of a folder (`tokens.rs`) or sub-folder
+/// (`ranges/`) in that folder's row, so that a new file cannot go unexplained.
+#[test]
+fn architecture_names_every_source_file() {
+    let src = repo().join("src");
+    let doc = std::fs::read_to_string(repo().join("ARCHITECTURE.md")).unwrap();
+    let rows: Vec<(String, &str)> = doc
+        .lines()
+        .filter_map(|l| {
+            let key = l.strip_prefix("| `")?.split('`').next()?;
+            Some((key.to_string(), l))
+        })
+        .collect();
+    let row = |key: &str| rows.iter().find(|(k, _)| k == key).map(|(_, l)| *l);
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    files.sort();
+    let mut missing = Vec::new();
+    for f in &files {
+        let rel: Vec<String> = f
+            .strip_prefix(&src)
+            .unwrap()
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect();
+        let ok = match rel.as_slice() {
+            [top] if top == "lib.rs" || top == "main.rs" => true,
+            [top] => row(top).is_some(),
+            [dir, file] if file == "mod.rs" => row(&format!("{dir}/")).is_some(),
+            [dir, file] => row(&format!("{dir}/")).is_some_and(|l| l.contains(&format!("`{file}`"))),
+            [dir, sub, ..] => row(&format!("{dir}/")).is_some_and(|l| l.contains(&format!("`{sub}/"))),
+            [] => true,
+        };
+        if !ok {
+            missing.push(f.strip_prefix(repo()).unwrap().display().to_string());
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "ARCHITECTURE.md's table does not name: {}",
+        missing.join(", ")
+    );
 }
