@@ -133,7 +133,7 @@ pub async fn run_until(cfg: &JobConfig, mut stop: Stop) -> Result<Summary> {
                 tracing::warn!(
                     committed_shards = kept,
                     shards = prepared.shards,
-                    "the committed shards are kept: rerun with --resume to finish the run"
+                    "the committed shards are kept: --resume finishes the run with the same inputs and settings (after a failure that passes: the disk, memory, a signal); --overwrite starts again"
                 );
             }
             Err(match e {

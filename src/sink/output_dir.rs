@@ -173,7 +173,7 @@ impl OutputDir {
                 if !overwrite {
                     return Err(out_err(
                         root,
-                        format!("holds an interrupted run ({WORK_DIR}); pass --resume to finish it, or --overwrite to start again"),
+                        format!("holds an interrupted run ({WORK_DIR}); pass --resume to finish it with the same inputs and settings, or --overwrite to start again"),
                     ));
                 }
                 fs::remove_dir_all(&work).map_err(|e| Error::io(&work, e))?;
@@ -228,7 +228,7 @@ impl OutputDir {
             (Some((id, ..)), _) if !overwrite => {
                 return Err(Error::Store {
                     url,
-                    reason: format!("holds an interrupted run ({}/{id}); pass --resume to finish it, or --overwrite to start again", remote::RUNS),
+                    reason: format!("holds an interrupted run ({}/{id}); pass --resume to finish it with the same inputs and settings, or --overwrite to start again", remote::RUNS),
                 })
             }
             (None, Some(_)) if !overwrite => {
