@@ -365,6 +365,75 @@ fn a_run_killed_before_committing_anything_is_simply_run_again() {
     assert!(!work.exists());
 }
 
+/// A run that fails on bad input in its last shard keeps the shards it committed: a plain
+/// re-run is refused naming both ways on, `--resume` of the fixed input is refused (the
+/// inputs differ from the failed run's), and `--overwrite` starts again and completes.
+#[test]
+fn a_run_failed_by_bad_input_keeps_its_shards_and_the_fixed_input_starts_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in.parquet");
+    let mut rows: Vec<Row> = (0..400)
+        .map(|i| {
+            row(
+                &format!("g{:03}", i / 4),
+                (i % 4) as i64,
+                0.1 * (i % 4) as f64,
+                &[1 + i as i64 % 50],
+            )
+        })
+        .collect();
+    write_rows(&input, &rows);
+    // The bad row goes in a generation of the last shard, so that the others commit first.
+    let o = segscore(&[
+        "sql",
+        "--format",
+        "csv",
+        "--table",
+        &format!("t={}", input.display()),
+        "SELECT MAX(generation_id) AS g FROM t WHERE segscore_shard(generation_id, 4) = 3",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let bad = String::from_utf8(o.stdout)
+        .unwrap()
+        .lines()
+        .nth(1)
+        .unwrap()
+        .to_string();
+    let last = rows.iter().rposition(|r| r.gid == bad).unwrap();
+    rows[last].cum = Some(f64::NAN);
+    write_rows(&input, &rows);
+    let out = tmp.path().join("out");
+    let o = job(&input, &out, &[]).output().unwrap();
+    assert_fails(
+        &o,
+        1,
+        &format!("column `cumulative_score` is non-finite (NaN) at generation_id={bad}"),
+    );
+    let records = std::fs::read_dir(out.join(".segscore-staging/shards"))
+        .unwrap()
+        .count();
+    assert_eq!(records, 3, "the shards committed before the failure are kept");
+    let o = job(&input, &out, &[]).output().unwrap();
+    assert_fails(
+        &o,
+        1,
+        "holds an interrupted run (.segscore-staging); pass --resume to finish it with the same inputs and settings, or --overwrite to start again",
+    );
+    rows[last].cum = Some(0.3);
+    write_rows(&input, &rows);
+    let o = job(&input, &out, &["--resume"]).output().unwrap();
+    assert_fails(&o, 2, "cannot resume");
+    assert!(
+        stderr(&o).contains("the interrupted run had inputs"),
+        "{}",
+        stderr(&o)
+    );
+    let o = job(&input, &out, &["--overwrite"]).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(summary(&out)["n_segments"], 400);
+    assert!(!out.join(".segscore-staging").exists());
+}
+
 #[test]
 fn earlier_versions_staging_folders_are_removed_and_do_not_count_as_output() {
     let tmp = tempfile::tempdir().unwrap();
