@@ -188,11 +188,26 @@ pub fn check_metadata(
             .field_with_name(&name)
             .map_err(|_| Error::missing_column(path, &name, role, &schema))?;
         if !kind.accepts(value_type(field.data_type())) {
+            let binary = matches!(
+                value_type(field.data_type()),
+                DataType::FixedSizeBinary(_)
+                    | DataType::Binary
+                    | DataType::LargeBinary
+                    | DataType::BinaryView
+            );
+            let expected = match kind {
+                // DuckDB and Spark write UUIDs as FIXED_LEN_BYTE_ARRAY(16): say how to write one.
+                Kind::Key if binary => format!(
+                    "{}; a binary id (a UUID is FIXED_LEN_BYTE_ARRAY(16)) is not read: write it as text (DuckDB: `{name}::VARCHAR`)",
+                    kind.expected()
+                ),
+                _ => kind.expected().to_string(),
+            };
             return Err(Error::WrongColumnType {
                 path: path.to_path_buf(),
                 column: name,
                 found: describe_type(field.data_type()),
-                expected: kind.expected().to_string(),
+                expected,
             });
         }
         if no_nulls && null_stats {

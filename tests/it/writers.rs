@@ -307,6 +307,43 @@ fn a_categorical_column_of_the_wrong_kind_is_named_by_its_value_type() {
     );
 }
 
+/// DuckDB writes a UUID generation id as FIXED_LEN_BYTE_ARRAY(16): refused, saying how to
+/// write it as text.
+#[test]
+fn a_uuid_generation_id_is_refused_with_how_to_write_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in.parquet");
+    let uuids =
+        datafusion::arrow::array::FixedSizeBinaryArray::try_from_iter([[7u8; 16], [7u8; 16]].into_iter())
+            .unwrap();
+    let ids = datafusion::arrow::array::ListArray::from_iter_primitive::<
+        datafusion::arrow::datatypes::Int64Type,
+        _,
+        _,
+    >(vec![Some(vec![Some(1)]), Some(vec![Some(2)])]);
+    let cols: Vec<(&str, ArrayRef)> = vec![
+        ("generation_id", Arc::new(uuids)),
+        ("segment_index", Arc::new(Int32Array::from(vec![0, 1]))),
+        ("cumulative_score", Arc::new(Float64Array::from(vec![0.1, 0.2]))),
+        ("input_ids", Arc::new(ids)),
+    ];
+    write_batch(&input, &RecordBatch::try_from_iter(cols).unwrap());
+    let o = run(
+        &[&input],
+        &demo_model(),
+        &tmp.path().join("out"),
+        &["--provider", "cpu"],
+    );
+    assert_fails(
+        &o,
+        1,
+        &format!(
+            "input file {}: column `generation_id` has type FixedSizeBinary(16), expected a string or integer; a binary id (a UUID is FIXED_LEN_BYTE_ARRAY(16)) is not read: write it as text (DuckDB: `generation_id::VARCHAR`)",
+            input.display()
+        ),
+    );
+}
+
 #[test]
 fn files_whose_columns_differ_in_width_or_item_names_run_together() {
     // One folder of files from several tools: pyarrow and DuckDB name a list's items
