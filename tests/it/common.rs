@@ -160,6 +160,21 @@ pub fn segscore(args: &[&str]) -> Output {
         .expect("run segscore")
 }
 
+/// `segscore sql --format csv` over one file or folder registered as table `t`; asserts it
+/// succeeded and returns its output.
+pub fn sql_csv_on(table: &Path, query: &str) -> String {
+    let o = segscore(&[
+        "sql",
+        "--format",
+        "csv",
+        "--table",
+        &format!("t={}", table.display()),
+        query,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    String::from_utf8(o.stdout).unwrap()
+}
+
 /// Runs `segscore run` and asserts it succeeded.
 pub fn run_ok(input: &[&Path], model: &Path, out: &Path, extra: &[&str]) -> Output {
     let o = run(input, model, out, extra);

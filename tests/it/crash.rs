@@ -330,16 +330,11 @@ fn segscore_shard_in_sql_names_each_generations_shard() {
             })
             .collect();
         for f in files {
-            let o = segscore(&[
-                "sql",
-                "--format",
-                "csv",
-                "--table",
-                &format!("t={}", f.display()),
+            let shards = sql_csv_on(
+                &f,
                 "SELECT DISTINCT segscore_shard(generation_id, 4) AS shard FROM t",
-            ]);
-            assert!(o.status.success(), "{}", stderr(&o));
-            assert_eq!(String::from_utf8_lossy(&o.stdout), format!("shard\n{k}\n"));
+            );
+            assert_eq!(shards, format!("shard\n{k}\n"));
         }
     }
 }
@@ -384,21 +379,14 @@ fn a_run_failed_by_bad_input_keeps_its_shards_and_the_fixed_input_starts_again()
         .collect();
     write_rows(&input, &rows);
     // The bad row goes in a generation of the last shard, so that the others commit first.
-    let o = segscore(&[
-        "sql",
-        "--format",
-        "csv",
-        "--table",
-        &format!("t={}", input.display()),
+    let bad = sql_csv_on(
+        &input,
         "SELECT MAX(generation_id) AS g FROM t WHERE segscore_shard(generation_id, 4) = 3",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let bad = String::from_utf8(o.stdout)
-        .unwrap()
-        .lines()
-        .nth(1)
-        .unwrap()
-        .to_string();
+    )
+    .lines()
+    .nth(1)
+    .unwrap()
+    .to_string();
     let last = rows.iter().rposition(|r| r.gid == bad).unwrap();
     rows[last].cum = Some(f64::NAN);
     write_rows(&input, &rows);

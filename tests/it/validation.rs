@@ -547,17 +547,11 @@ fn nan_among_equal_scores_is_not_read_as_the_other_score() {
         str_col(&read_parts(&out.join("rejected")), "reason"),
         ["non_finite_cumulative_score"]
     );
-    let o = segscore(&[
-        "sql",
-        "--format",
-        "csv",
-        "--table",
-        &format!("t={}", input.display()),
-        "SELECT generation_id, isnan(cumulative_score) AS nan FROM t ORDER BY 1",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(
-        String::from_utf8_lossy(&o.stdout),
+        sql_csv_on(
+            &input,
+            "SELECT generation_id, isnan(cumulative_score) AS nan FROM t ORDER BY 1"
+        ),
         "generation_id,nan\ng1,false\ng2,true\n"
     );
 }
