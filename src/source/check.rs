@@ -29,8 +29,16 @@ enum Kind {
 impl Kind {
     fn accepts(self, t: &DataType) -> bool {
         match self {
+            // A 16-byte id (a UUID) is read as its text ([`super::register`]).
             Kind::Key => {
-                t.is_integer() || matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
+                t.is_integer()
+                    || matches!(
+                        t,
+                        DataType::Utf8
+                            | DataType::LargeUtf8
+                            | DataType::Utf8View
+                            | DataType::FixedSizeBinary(16)
+                    )
             }
             Kind::Integer => t.is_integer(),
             // Read through a CAST to float64: half floats (numpy, polars) and decimals (DuckDB
@@ -57,7 +65,7 @@ impl Kind {
     }
     fn expected(self) -> &'static str {
         match self {
-            Kind::Key => "a string or integer",
+            Kind::Key => "a string, an integer or a 16-byte UUID",
             Kind::Integer => "an integer",
             Kind::Float => "a float or decimal",
             Kind::IdList => "a list or large_list of integers",
@@ -196,9 +204,9 @@ pub fn check_metadata(
                     | DataType::BinaryView
             );
             let expected = match kind {
-                // DuckDB and Spark write UUIDs as FIXED_LEN_BYTE_ARRAY(16): say how to write one.
+                // Other binary ids: say how to write one as text.
                 Kind::Key if binary => format!(
-                    "{}; a binary id (a UUID is FIXED_LEN_BYTE_ARRAY(16)) is not read: write it as text (DuckDB: `{name}::VARCHAR`)",
+                    "{}; another binary id is not read: write it as text (DuckDB: `{name}::VARCHAR`)",
                     kind.expected()
                 ),
                 _ => kind.expected().to_string(),

@@ -70,6 +70,9 @@ pub fn locate(files: &[InputFile], gid: &str, seg: &str, key: &KeyText, most: us
             let first: u64 = (0..rg).map(rows_in).sum();
             scan_columns(&file.path, &meta, &[gid, seg], rg, 0, &mut |columns, before| {
                 let text = |c: &ArrayRef| -> Option<StringArray> {
+                    if let Some(ids) = c.as_fixed_size_binary_opt().filter(|a| a.value_length() == 16) {
+                        return Some(ids.iter().map(|v| v.map(uuid_text)).collect());
+                    }
                     cast(c, &DataType::Utf8).ok()?.as_string_opt::<i32>().cloned()
                 };
                 let (ids, idx) = (text(&columns[0])?, text(&columns[1])?);
@@ -101,6 +104,12 @@ pub fn locate(files: &[InputFile], gid: &str, seg: &str, key: &KeyText, most: us
         }
     }
     found
+}
+
+/// A 16-byte id as the `generations` view gives it: `8-4-4-4-12` lowercase hex digits.
+fn uuid_text(bytes: &[u8]) -> String {
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    [0..8, 8..12, 12..16, 16..20, 20..32].map(|r| &hex[r]).join("-")
 }
 
 /// Whether a row group with key range `r` may hold generation id `text` (a key that does not

@@ -176,6 +176,18 @@ fn view_items(cols: &ColumnNames) -> Vec<(String, &'static str)> {
     items
 }
 
+/// A 16-byte id (a UUID: DuckDB's and Spark's `FIXED_LEN_BYTE_ARRAY(16)`) as its canonical
+/// text, `8-4-4-4-12` lowercase hex digits, as DuckDB's `uuid::VARCHAR` writes it: the text
+/// keeps the bytes' order, and a null stays null.
+fn uuid_text(expr: &str) -> String {
+    let hex = format!("encode(arrow_cast({expr}, 'Binary'), 'hex')");
+    [(1, 8), (9, 4), (13, 4), (17, 4), (21, 12)]
+        .iter()
+        .map(|(from, len)| format!("substr({hex}, {from}, {len})"))
+        .collect::<Vec<_>>()
+        .join(" || '-' || ")
+}
+
 fn generations_view_sql(cols: &ColumnNames, carried: &[String], files: &Schema) -> String {
     // Categorical (dictionary-encoded) columns are read by their values: keys, grouping and
     // sorting see the values, and the outputs carry the value type.
@@ -192,6 +204,14 @@ fn generations_view_sql(cols: &ColumnNames, carried: &[String], files: &Schema) 
                 // A CAST of a dictionary casts its values: decode inside it.
                 Some(c) => expr.replace(&quote_ident(c), &decoded(c, quote_ident(c))),
                 None => expr,
+            };
+            let expr = match file_col.map(|c| {
+                files
+                    .field_with_name(c)
+                    .map(|f| super::check::value_type(f.data_type()))
+            }) {
+                Some(Ok(DataType::FixedSizeBinary(16))) if name == "generation_id" => uuid_text(&expr),
+                _ => expr,
             };
             format!("{expr} AS {name}")
         })

@@ -307,39 +307,115 @@ fn a_categorical_column_of_the_wrong_kind_is_named_by_its_value_type() {
     );
 }
 
-/// DuckDB writes a UUID generation id as FIXED_LEN_BYTE_ARRAY(16): refused, saying how to
-/// write it as text.
+/// DuckDB and Spark write a UUID generation id as FIXED_LEN_BYTE_ARRAY(16) (it was refused as
+/// of the wrong type): read as its text, `8-4-4-4-12` hex digits as DuckDB's `uuid::VARCHAR`
+/// gives it, the run equals one over those texts, and a bad row is named by that text and its
+/// file's row. Another binary id is refused, saying how to write it as text.
 #[test]
-fn a_uuid_generation_id_is_refused_with_how_to_write_it() {
+fn uuid_generation_ids_run_as_their_text() {
+    use datafusion::arrow::array::{FixedSizeBinaryArray, ListArray};
+    use datafusion::arrow::datatypes::Int64Type;
     let tmp = tempfile::tempdir().unwrap();
-    let input = tmp.path().join("in.parquet");
-    let uuids =
-        datafusion::arrow::array::FixedSizeBinaryArray::try_from_iter([[7u8; 16], [7u8; 16]].into_iter())
-            .unwrap();
-    let ids = datafusion::arrow::array::ListArray::from_iter_primitive::<
-        datafusion::arrow::datatypes::Int64Type,
-        _,
-        _,
-    >(vec![Some(vec![Some(1)]), Some(vec![Some(2)])]);
-    let cols: Vec<(&str, ArrayRef)> = vec![
-        ("generation_id", Arc::new(uuids)),
-        ("segment_index", Arc::new(Int32Array::from(vec![0, 1]))),
-        ("cumulative_score", Arc::new(Float64Array::from(vec![0.1, 0.2]))),
-        ("input_ids", Arc::new(ids)),
-    ];
-    write_batch(&input, &RecordBatch::try_from_iter(cols).unwrap());
+    let n = 60usize;
+    // Ten generations of six segments, their ids' bytes in descending order in the file.
+    let key = |i: usize| -> [u8; 16] {
+        let mut b = [0u8; 16];
+        b[0] = 0xf0 - (i / 6) as u8;
+        b[15] = (i / 6) as u8;
+        b
+    };
+    let text = |b: [u8; 16]| -> String {
+        let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+        format!(
+            "{}-{}-{}-{}-{}",
+            &h[0..8],
+            &h[8..12],
+            &h[12..16],
+            &h[16..20],
+            &h[20..32]
+        )
+    };
+    let columns = |gid: ArrayRef, nan_at: Option<usize>| -> RecordBatch {
+        let ids = ListArray::from_iter_primitive::<Int64Type, _, _>(
+            (0..n).map(|i| Some(vec![Some(1 + (i as i64 * 7) % 900), Some(3)])),
+        );
+        let scores: Vec<f64> = (0..n)
+            .map(|i| {
+                if Some(i) == nan_at {
+                    f64::NAN
+                } else {
+                    0.1 * (i % 6) as f64
+                }
+            })
+            .collect();
+        let cols: Vec<(&str, ArrayRef)> = vec![
+            ("generation_id", gid),
+            (
+                "segment_index",
+                Arc::new(Int32Array::from_iter_values((0..n).map(|i| (i % 6) as i32))),
+            ),
+            ("cumulative_score", Arc::new(Float64Array::from(scores))),
+            ("input_ids", Arc::new(ids)),
+        ];
+        RecordBatch::try_from_iter(cols).unwrap()
+    };
+    let uuids = || -> ArrayRef { Arc::new(FixedSizeBinaryArray::try_from_iter((0..n).map(key)).unwrap()) };
+    let texts: ArrayRef = Arc::new(StringArray::from_iter_values((0..n).map(|i| text(key(i)))));
+    let (a, b) = (tmp.path().join("uuid.parquet"), tmp.path().join("text.parquet"));
+    write_batch(&a, &columns(uuids(), None));
+    write_batch(&b, &columns(texts, None));
+    let (oa, ob) = (tmp.path().join("oa"), tmp.path().join("ob"));
+    run_ok(&[&a], &demo_model(), &oa, &["--provider", "cpu"]);
+    run_ok(&[&b], &demo_model(), &ob, &["--provider", "cpu"]);
+    let (sa, sb) = (read_segments(&oa), read_segments(&ob));
+    assert_eq!(column_type(&oa, "generation_id"), DataType::Utf8);
+    assert_eq!(rows_by_key(&sa), rows_by_key(&sb));
+    assert_eq!(str_col(&sa, "generation_id")[0].len(), 36);
+    let generations = |o: &Path| sql_csv_on(&o.join("generations"), "SELECT * FROM t ORDER BY generation_id");
+    assert_eq!(generations(&oa), generations(&ob));
+    assert_eq!(generations(&oa).lines().count(), 11);
+    // The same rows, summed in the order each plan gives them.
+    for metric in ["mse", "pearson", "kendall_tau", "spearman"] {
+        let b = summary(&ob)[metric].as_f64().unwrap();
+        let a = summary(&oa)[metric].as_f64().unwrap();
+        assert!(
+            (a - b).abs() <= 1e-12 * b.abs().max(1.0),
+            "{metric}: {a} against {b}"
+        );
+    }
+    // A bad row: named by the id's text and the row of the file that holds it.
+    write_batch(&a, &columns(uuids(), Some(45)));
     let o = run(
-        &[&input],
+        &[&a],
         &demo_model(),
-        &tmp.path().join("out"),
+        &tmp.path().join("oc"),
         &["--provider", "cpu"],
     );
     assert_fails(
         &o,
         1,
         &format!(
-            "input file {}: column `generation_id` has type FixedSizeBinary(16), expected a string or integer; a binary id (a UUID is FIXED_LEN_BYTE_ARRAY(16)) is not read: write it as text (DuckDB: `generation_id::VARCHAR`)",
-            input.display()
+            "at generation_id={}, segment_index=3 (input row 45 of {}, counting from 0)",
+            text(key(45)),
+            a.display()
+        ),
+    );
+    // Another binary id: refused, naming how to write it as text.
+    let short: ArrayRef =
+        Arc::new(FixedSizeBinaryArray::try_from_iter((0..n).map(|i| [i as u8 / 6; 8])).unwrap());
+    write_batch(&a, &columns(short, None));
+    let o = run(
+        &[&a],
+        &demo_model(),
+        &tmp.path().join("od"),
+        &["--provider", "cpu"],
+    );
+    assert_fails(
+        &o,
+        1,
+        &format!(
+            "input file {}: column `generation_id` has type FixedSizeBinary(8), expected a string, an integer or a 16-byte UUID; another binary id is not read: write it as text (DuckDB: `generation_id::VARCHAR`)",
+            a.display()
         ),
     );
 }
