@@ -36,7 +36,7 @@ pub(crate) struct JobArgs {
     /// A SQL file replacing the built-in targets query (queries/segment_scores.sql).
     #[arg(long)]
     query_file: Option<PathBuf>,
-    /// Column holding the generation id (string or integer).
+    /// Column holding the generation id (string, integer, or a 16-byte UUID read as its text).
     #[arg(long, default_value = "generation_id")]
     id_col: String,
     /// Column holding the segment index (integer).
