@@ -376,11 +376,11 @@ fn uuid_generation_ids_run_as_their_text() {
     assert_eq!(generations(&oa).lines().count(), 11);
     // The same rows, summed in the order each plan gives them.
     for metric in ["mse", "pearson", "kendall_tau", "spearman"] {
-        let b = summary(&ob)[metric].as_f64().unwrap();
-        let a = summary(&oa)[metric].as_f64().unwrap();
+        let want = summary(&ob)[metric].as_f64().unwrap();
+        let got = summary(&oa)[metric].as_f64().unwrap();
         assert!(
-            (a - b).abs() <= 1e-12 * b.abs().max(1.0),
-            "{metric}: {a} against {b}"
+            (got - want).abs() <= 1e-12 * want.abs().max(1.0),
+            "{metric}: {got} against {want}"
         );
     }
     // A bad row: named by the id's text and the row of the file that holds it.
