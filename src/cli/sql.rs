@@ -415,6 +415,9 @@ async fn run_query(opts: &SqlOptions) -> Result<()> {
             "--to needs --format csv, json or parquet (table is for the terminal)".into(),
         ));
     }
+    if let Some(to) = opts.to.as_deref() {
+        local_folder_exists(to)?;
+    }
     let (ctx, plain) = context(opts).await?;
     // CSV and JSON on stdout go out as they come: a first attempt could not be taken back.
     let streamed = opts.to.is_none() && matches!(opts.format, Format::Csv | Format::Json);
@@ -447,6 +450,34 @@ async fn run_query(opts: &SqlOptions) -> Result<()> {
         }
     }
     execute(&ctx, opts).await
+}
+
+/// `--to FILE` on local disk names a file in a folder that is there: anything else is refused
+/// before the query runs (the file is written beside its final name, so the error would
+/// otherwise name that temporary file, after the query).
+fn local_folder_exists(to: &Path) -> Result<()> {
+    if crate::store::remote(to).is_some() {
+        return Ok(());
+    }
+    if to.is_dir() {
+        return Err(Error::Usage(format!(
+            "--to {}: is a folder; give a file name",
+            to.display()
+        )));
+    }
+    match to.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(dir) if !dir.is_dir() => Err(Error::Usage(format!(
+            "--to {}: the folder {} {}",
+            to.display(),
+            dir.display(),
+            if dir.exists() {
+                "is not a folder"
+            } else {
+                "does not exist"
+            }
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// Runs the query in `ctx` and prints or writes its result.

@@ -378,6 +378,19 @@ fn sql_command_reads_parquet_and_outputs_in_every_format() {
     let (o, path) = to("res.txt");
     assert_fails(&o, 2, "res.txt: give --format csv, json or parquet");
     assert!(!path.exists());
+    // A file in a folder that is not there, or a folder, is refused by its name before the
+    // query runs (not by the temporary name it would have been written under).
+    let (o, path) = to("nofolder/res.csv");
+    assert_fails(&o, 2, "nofolder/res.csv: the folder ");
+    assert!(stderr(&o).contains("nofolder does not exist"), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("inprogress"), "{}", stderr(&o));
+    assert!(!path.parent().unwrap().exists());
+    std::fs::create_dir(tmp.path().join("dir.csv")).unwrap();
+    let (o, path) = to("dir.csv");
+    assert_fails(&o, 2, "dir.csv: is a folder; give a file name");
+    assert_eq!(std::fs::read_dir(&path).unwrap().count(), 0);
+    let (o, _) = to("res.csv/res.csv");
+    assert_fails(&o, 2, "res.csv is not a folder");
     // reward_model(...) is there when a model is given.
     let o = segscore(&[
         "sql",
