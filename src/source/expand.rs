@@ -21,6 +21,7 @@ fn walk_dir(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
         .collect::<Result<_>>()?;
     entries.sort();
     for p in entries {
+        table_format_log(dir, &p)?;
         if is_hidden(&p) {
             continue;
         }
@@ -33,10 +34,33 @@ fn walk_dir(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     Ok(())
 }
 
+/// Refuses a folder `dir` whose entry `entry` is an open table format's log
+/// ([`crate::store::table_format`]): only a folder of that name is listed, hidden or not.
+fn table_format_log(dir: &Path, entry: &Path) -> Result<()> {
+    let Some(name) = entry.file_name().and_then(|n| n.to_str()) else {
+        return Ok(());
+    };
+    if !matches!(name, "_delta_log" | ".hoodie" | "metadata") || !entry.is_dir() {
+        return Ok(());
+    }
+    for child in std::fs::read_dir(entry).map_err(|e| Error::io(entry, e))? {
+        let child = child.map_err(|e| Error::io(entry, e))?.file_name();
+        if let Some((_, format)) = crate::store::table_format(&[name, &child.to_string_lossy()]) {
+            return Err(crate::store::table_format_refusal(
+                &dir.display().to_string(),
+                format,
+                &entry.display().to_string(),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Expands files, directories (recursively, `*.parquet`, skipping names starting with `.` or
 /// `_`) and globs into a sorted, de-duplicated list of files. A path that exists is that path,
 /// whatever characters it holds; only one that names nothing is taken as a glob. Every file
-/// found must have a UTF-8 path ([`require_utf8`]).
+/// found must have a UTF-8 path ([`require_utf8`]). A folder searched that holds an open table
+/// format's log (Delta Lake, Hudi, Iceberg) is refused ([`table_format_log`]).
 pub fn expand_inputs(patterns: &[String]) -> Result<Vec<PathBuf>> {
     if patterns.is_empty() {
         return Err(Error::Usage("no --input given".into()));

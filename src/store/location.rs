@@ -252,6 +252,18 @@ pub fn expand(pattern: &str) -> Result<Vec<PathBuf>> {
         parts.last().is_some_and(|p| p.ends_with(".parquet"))
             && !parts.iter().any(|p| p.starts_with(['.', '_']))
     };
+    // A folder searched (`folder`: a key's first parts, `below`: the rest) must not be an open
+    // table format's.
+    let table_format = |folder: &[&str], below: &[&str]| match super::table_format(below) {
+        Some((i, format)) => {
+            let url = |n: usize| {
+                let parts: Vec<&str> = folder.iter().chain(&below[..n]).copied().collect();
+                format!("{SCHEME}{}/{}", loc.bucket, parts.join("/"))
+            };
+            Err(super::table_format_refusal(&url(i), format, &(url(i + 1) + "/")))
+        }
+        None => Ok(()),
+    };
     let found: Vec<Key> = match glob_at {
         None => {
             // A key names an object or a prefix; the bucket itself (no key) is a prefix (a
@@ -262,14 +274,18 @@ pub fn expand(pattern: &str) -> Result<Vec<PathBuf>> {
             if let Some(m) = object {
                 vec![m.location]
             } else {
-                loc.list()?
-                    .into_iter()
-                    .map(|m| m.location)
-                    .filter(|k| {
-                        let parts = loc.parts_under(k);
-                        visible(&parts.iter().map(String::as_str).collect::<Vec<_>>())
-                    })
-                    .collect()
+                let keys: Vec<Key> = loc.list()?.into_iter().map(|m| m.location).collect();
+                let prefix: Vec<&str> = loc.key.as_ref().split('/').filter(|p| !p.is_empty()).collect();
+                let mut found = Vec::new();
+                for k in keys {
+                    let parts = loc.parts_under(&k);
+                    let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+                    table_format(&prefix, &parts)?;
+                    if visible(&parts) {
+                        found.push(k);
+                    }
+                }
+                found
             }
         }
         Some(at) => {
@@ -282,18 +298,23 @@ pub fn expand(pattern: &str) -> Result<Vec<PathBuf>> {
                 require_literal_separator: true,
                 ..Default::default()
             };
-            base.list()?
-                .into_iter()
-                .map(|m| m.location)
-                .filter(|k| {
-                    // The key itself, or a folder above it, matches the glob.
-                    let parts: Vec<&str> = k.as_ref().split('/').collect();
-                    (1..=parts.len()).any(|n| {
-                        let head = parts[..n].join("/");
-                        pat.matches_with(&head, opts) && (n == parts.len() || visible(&parts[n..]))
-                    }) && k.as_ref().ends_with(".parquet")
-                })
-                .collect()
+            let mut found = Vec::new();
+            for k in base.list()?.into_iter().map(|m| m.location) {
+                // The key itself, or a folder above it, matches the glob; a folder matched is
+                // searched.
+                let parts: Vec<&str> = k.as_ref().split('/').collect();
+                let mut matched = false;
+                for n in 1..=parts.len() {
+                    if pat.matches_with(&parts[..n].join("/"), opts) {
+                        table_format(&parts[..n], &parts[n..])?;
+                        matched |= n == parts.len() || visible(&parts[n..]);
+                    }
+                }
+                if matched && k.as_ref().ends_with(".parquet") {
+                    found.push(k);
+                }
+            }
+            found
         }
     };
     Ok(found.into_iter().map(|k| PathBuf::from(loc.url_of(&k))).collect())

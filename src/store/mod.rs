@@ -50,6 +50,60 @@ pub fn local_only(flag: &str, path: &Path, why: &str) -> Result<()> {
     }
 }
 
+/// An open table format whose folders hold files a table has removed or replaced beside its
+/// live ones (until they are vacuumed): reading every Parquet file of such a folder would
+/// count those rows again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TableFormat {
+    /// "a Delta Lake table".
+    pub name: &'static str,
+    /// How a user lists the table's current files.
+    pub listing: &'static str,
+}
+
+const DELTA: TableFormat = TableFormat {
+    name: "a Delta Lake table",
+    listing: "delta-rs: `DeltaTable(path).file_uris()`; Spark: `spark.read.format(\"delta\").load(path).inputFiles()`",
+};
+const HUDI: TableFormat = TableFormat {
+    name: "an Apache Hudi table",
+    listing: "Spark: `spark.read.format(\"hudi\").load(path).inputFiles()`",
+};
+const ICEBERG: TableFormat = TableFormat {
+    name: "an Apache Iceberg table",
+    listing: "PyIceberg: the data files of `table.scan().plan_files()`",
+};
+
+/// The open table format whose log a file below a searched folder is in: `parts` are the
+/// file's path components below that folder (its name last). Delta Lake keeps its log in
+/// `_delta_log/`, Apache Hudi in `.hoodie/`, Apache Iceberg in `metadata/*.metadata.json`.
+/// Returns how many leading components name the table's folder, and the format.
+pub fn table_format(parts: &[&str]) -> Option<(usize, TableFormat)> {
+    let n = parts.len();
+    parts
+        .iter()
+        .take(n.saturating_sub(1))
+        .enumerate()
+        .find_map(|(i, p)| match *p {
+            "_delta_log" => Some((i, DELTA)),
+            ".hoodie" => Some((i, HUDI)),
+            "metadata" if i + 2 == n && parts[n - 1].ends_with(".metadata.json") => Some((i, ICEBERG)),
+            _ => None,
+        })
+}
+
+/// The refusal of an input folder `table` that is an open table format's ([`table_format`]),
+/// whose log is `log`.
+pub fn table_format_refusal(table: &str, format: TableFormat, log: &str) -> Error {
+    Error::Usage(format!(
+        "input {table} is {} (its log: {log}): the folder can hold Parquet files the table has \
+         removed or replaced, and reading it would count their rows. Give the table's current \
+         files by name ({}), when no deletes are pending in other files; or write the table \
+         out as plain Parquet",
+        format.name, format.listing
+    ))
+}
+
 /// `--s3-endpoint`: set once at start, before any store is built.
 static ENDPOINT: OnceLock<String> = OnceLock::new();
 
@@ -321,6 +375,31 @@ mod tests {
         assert_eq!(got.len(), 2);
         assert_eq!(got[0].1, "AKDEFAULT");
         assert!(profile_from(credentials, config, "absent", true).is_empty());
+    }
+
+    #[test]
+    fn table_formats_are_known_by_their_logs() {
+        let at = |path: &str| {
+            let parts: Vec<&str> = path.split('/').collect();
+            table_format(&parts).map(|(i, f)| (i, f.name))
+        };
+        assert_eq!(
+            at("t/_delta_log/00000000000000000000.json"),
+            Some((1, DELTA.name))
+        );
+        assert_eq!(
+            at("_delta_log/00000000000000000010.checkpoint.parquet"),
+            Some((0, DELTA.name))
+        );
+        assert_eq!(at("a/b/.hoodie/hoodie.properties"), Some((2, HUDI.name)));
+        assert_eq!(at("t/metadata/v3.metadata.json"), Some((1, ICEBERG.name)));
+        assert_eq!(at("t/metadata/00000-1.metadata.json"), Some((1, ICEBERG.name)));
+        // A folder of that name with other files, or a file of that name, is no table's log.
+        assert_eq!(at("t/metadata/part-0.parquet"), None);
+        assert_eq!(at("t/metadata/sub/v1.metadata.json"), None);
+        assert_eq!(at("t/_delta_log"), None);
+        assert_eq!(at("day=1/part-0.parquet"), None);
+        assert_eq!(at(""), None);
     }
 
     #[test]

@@ -635,6 +635,25 @@ fn globs_over_prefixes_select_objects_and_hidden_ones_are_skipped() {
     assert_fails(&o, 1, "s3://globs/in/nothing-*.parquet: no Parquet files found");
     let o = moto.segscore(&["sql", "-t", "t=s3://glo*/in/", "SELECT 1"], &[]);
     assert_fails(&o, 2, "a glob must be in the key, not the bucket name");
+    // A Delta Lake table under a prefix (its folder holds a replaced file beside the live one):
+    // refused as a prefix, under a prefix above it, or reached by a glob; a file given by name
+    // is read.
+    moto.create_bucket("lake");
+    let delta = repo().join("tests/data/writers/delta");
+    upload_dir(&moto, "lake", "tables/delta", &delta);
+    let refused =
+        "input s3://lake/tables/delta is a Delta Lake table (its log: s3://lake/tables/delta/_delta_log/)";
+    for input in ["t=s3://lake/tables/delta", "t=s3://lake/", "t=s3://lake/t*"] {
+        let o = moto.segscore(&["sql", "-t", input, "SELECT 1"], &[]);
+        assert_fails(&o, 2, refused);
+    }
+    let live = std::fs::read_to_string(delta.join("_delta_log/00000000000000000001.json")).unwrap();
+    let live = live
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find_map(|a| a["add"]["path"].as_str().map(String::from))
+        .unwrap();
+    assert_eq!(count(&format!("s3://lake/tables/delta/{live}")), "n\n30\n");
 }
 
 /// Files besides a run's tables, in the store: `sql --to`, `generate -o` and `demo -o` (written),

@@ -307,6 +307,73 @@ fn a_categorical_column_of_the_wrong_kind_is_named_by_its_value_type() {
     );
 }
 
+/// A Delta Lake table (delta-rs, written twice: the second write replaced the first, whose file
+/// stays in the folder) read as a folder would count the replaced rows: it is refused, by
+/// `run` and `sql`, naming the table and its log, as is a folder above it. Its current files,
+/// given by name, run as the data they hold.
+#[test]
+fn a_delta_lake_table_is_refused_as_a_folder_and_runs_from_its_current_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let table = fixture("delta");
+    let parquet_files = std::fs::read_dir(&table)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "parquet")
+        })
+        .count();
+    assert_eq!(parquet_files, 2, "the replaced file is still in the folder");
+    let job = |inputs: &[&Path], out: &str| {
+        let out = tmp.path().join(out);
+        (run(inputs, &demo_model(), &out, &["--provider", "cpu"]), out)
+    };
+    let (o, out) = job(&[&table], "folder");
+    assert_fails(&o, 2, &format!("input {} is a Delta Lake table", table.display()));
+    assert!(
+        stderr(&o).contains("delta/_delta_log") && stderr(&o).contains("file_uris()"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!out.join("_SUCCESS").exists());
+    let o = segscore(&[
+        "sql",
+        "-t",
+        &format!("t={}", table.display()),
+        "SELECT count(*) FROM t",
+    ]);
+    assert_fails(&o, 2, "is a Delta Lake table");
+    let (o, _) = job(&[&fixture("")], "above");
+    assert_fails(&o, 2, &format!("input {} is a Delta Lake table", table.display()));
+    // The live files: the log's adds less its removes, commit by commit.
+    let mut logs: Vec<PathBuf> = std::fs::read_dir(table.join("_delta_log"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    logs.sort();
+    let mut live = std::collections::BTreeSet::new();
+    for log in logs {
+        for line in std::fs::read_to_string(log).unwrap().lines() {
+            let action: serde_json::Value = serde_json::from_str(line).unwrap();
+            if let Some(path) = action["add"]["path"].as_str() {
+                live.insert(table.join(path));
+            }
+            if let Some(path) = action["remove"]["path"].as_str() {
+                live.remove(&table.join(path));
+            }
+        }
+    }
+    assert_eq!(live.len(), 1);
+    let live: Vec<&Path> = live.iter().map(PathBuf::as_path).collect();
+    let (o, out) = job(&live, "current");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (o, reference) = job(&[&fixture("duckdb")], "reference");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(scores(&out), scores(&reference));
+}
+
 /// DuckDB and Spark write a UUID generation id as FIXED_LEN_BYTE_ARRAY(16) (it was refused as
 /// of the wrong type): read as its text, `8-4-4-4-12` hex digits as DuckDB's `uuid::VARCHAR`
 /// gives it, the run equals one over those texts, and a bad row is named by that text and its

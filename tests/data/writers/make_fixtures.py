@@ -2,20 +2,24 @@
 """Writes the same small dataset with the tools users write Parquet with, for
 tests/it/writers.rs. Run once; the files are committed (the tools are heavy to install):
 
-    pip install duckdb==2.0.1 polars==2.1.0 pandas==3.1.1 pyarrow
-    python3 tests/data/writers/make_fixtures.py
+    pip install duckdb==2.0.1 polars==2.1.0 pandas==3.1.1 deltalake==1.6.6 pyarrow
+    python3 tests/data/writers/make_fixtures.py [delta]
+
+With `delta`, only the Delta Lake table is written again.
 
 The dataset: 12 generations of 1 to 4 segments (30 rows): generation_id, segment_index,
 cumulative_score, input_ids (token ids for the demo model), day (1 to 3), split, model_name.
 """
 import os
 import shutil
+import sys
 import uuid
 
 import duckdb
 import pandas as pd
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
@@ -47,8 +51,22 @@ def fresh(name):
     return d
 
 
-def main():
+def delta(table):
+    """A Delta Lake table (delta-rs) written twice: the rows with every score negated, then
+    overwritten by the dataset. Both files stay in the folder; the log says which is live."""
+    from deltalake import write_deltalake
+
+    d = fresh("delta")
+    stale = table.set_column(2, "cumulative_score", pc.negate(table["cumulative_score"]))
+    write_deltalake(d, stale)
+    write_deltalake(d, table, mode="overwrite")
+
+
+def main(names):
     table = pa.Table.from_pylist(rows())
+    delta(table)
+    if names == ["delta"]:
+        return
     # DuckDB COPY: one file, and PARTITION_BY (day) into day=N/ folders (day left out of the files).
     con = duckdb.connect()
     con.register("t", table)
@@ -97,4 +115,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])
