@@ -25,6 +25,9 @@ tests/data/*.onnx          tiny models the tests use for exact expectations:
                        fixed at 1 and 3 ([1, seq]: torch.onnx.export without dynamic_axes)
     affine_f16.onnx, affine_bf16.onnx   affine_mean's score cast to float16 and bfloat16
     int_count.onnx     only an int64 token count ([batch]): no output can be the score
+    external/reward_small.onnx   models/reward_small.onnx saved as large exports are, its
+                       weights in external data (`reward_small.onnx.data` beside it; tensors of
+                       1 KiB or more)
 
 models/prm_causal.onnx   the text demo's per-token reward model (a value head), causal:
     input_ids, attention_mask, position_ids (int64 [batch, seq]) -> scores (float32 [batch, seq])
@@ -135,6 +138,18 @@ def reward_small():
     out = [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["batch", 1])]
     graph = helper.make_graph(nodes, "reward_small", ids_inputs(), out, inits)
     save(graph, "models/reward_small.onnx", "segscore demo reward model: embedding, masked mean pool, MLP")
+
+
+def reward_small_external():
+    """models/reward_small.onnx (built first) with its weights in an external data file."""
+    model = onnx.load(os.path.join(ROOT, "models/reward_small.onnx"))
+    folder = os.path.join(ROOT, "tests/data/external")
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, "reward_small.onnx")
+    onnx.save_model(model, path, save_as_external_data=True, all_tensors_to_one_file=True,
+                    location="reward_small.onnx.data", size_threshold=1024)
+    for name in ("reward_small.onnx", "reward_small.onnx.data"):
+        print(f"wrote tests/data/external/{name} ({os.path.getsize(os.path.join(folder, name))} bytes)")
 
 
 def affine_nodes(out):
@@ -542,6 +557,7 @@ def wordpiece_tokenizer():
 
 BUILDERS = {
     "reward_small": reward_small,
+    "reward_small_external": reward_small_external,
     "reward_transformer": reward_transformer,
     "affine_mean": affine_mean,
     "affine_batch1": lambda: affine_fixed_batch(1),

@@ -35,7 +35,6 @@ use std::sync::atomic::{AtomicU64, AtomicUsize};
 
 use datafusion::arrow::array::{Array, Float64Array};
 use rayon::prelude::*;
-use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 
@@ -55,7 +54,7 @@ pub mod udf;
 pub use onnx::Embedding;
 pub use output::OutputKind;
 pub use runtime::{Provider, Runtime};
-pub use session::{inspect, read_model_file};
+pub use session::{inspect, ModelFile};
 pub use signature::{Feed, IdType, InputInfo, ModelSignature, OutputInfo};
 pub use text::TextTokenizer;
 pub use tokens::{input_problems, padded_batch, plan_batches, InputLimits, PaddedBatch};
@@ -161,24 +160,24 @@ impl RewardModel {
     /// Loads the model file once and builds the session pool. Fails, naming the input, when a
     /// model input cannot be bound or the score output is unusable.
     pub fn load(path: &Path, opts: &ModelOptions) -> Result<Self> {
-        let bytes = read_model_file(path)?;
-        let sha256 = hex::encode(Sha256::digest(&bytes));
+        let file = ModelFile::read(path)?;
+        let sha256 = file.sha256();
         let rt = runtime::runtime(opts.provider)?;
         let (first, provider) = match opts.provider {
             Provider::Cpu => (
-                build_session(rt, path, &bytes, Provider::Cpu, opts.intra_threads)?,
+                build_session(rt, path, &file, Provider::Cpu, opts.intra_threads)?,
                 Provider::Cpu,
             ),
             Provider::Cuda => (
-                build_session(rt, path, &bytes, Provider::Cuda, opts.intra_threads)?,
+                build_session(rt, path, &file, Provider::Cuda, opts.intra_threads)?,
                 Provider::Cuda,
             ),
-            Provider::Auto => match build_session(rt, path, &bytes, Provider::Cuda, opts.intra_threads) {
+            Provider::Auto => match build_session(rt, path, &file, Provider::Cuda, opts.intra_threads) {
                 Ok(s) => (s, Provider::Cuda),
                 Err(Error::Provider { reason, .. }) => {
                     tracing::info!(%reason, "provider auto: CUDA unavailable, using the CPU");
                     (
-                        build_session(rt, path, &bytes, Provider::Cpu, opts.intra_threads)?,
+                        build_session(rt, path, &file, Provider::Cpu, opts.intra_threads)?,
                         Provider::Cpu,
                     )
                 }
@@ -250,14 +249,15 @@ impl RewardModel {
         .map_err(bad)?;
         let output_name = output.name().to_string();
         let input_named = |feed: Feed| feeds.iter().find(|(_, f, _)| *f == feed).map(|(n, ..)| n.clone());
-        let vocab = input_named(Feed::InputIds).and_then(|input| onnx::embedding_for_input(&bytes, &input));
+        let vocab =
+            input_named(Feed::InputIds).and_then(|input| onnx::embedding_for_input(&file.bytes, &input));
         if let Some(e) = &vocab {
             tracing::debug!(embedding = %e.name, vocab = e.vocab, "token ids are checked against the model's embedding");
         }
         // The longest input: as asked, else the fixed sequence length, else as many positions
         // as the position embedding has.
         let positions = input_named(Feed::PositionIds)
-            .and_then(|input| onnx::embedding_for_input(&bytes, &input))
+            .and_then(|input| onnx::embedding_for_input(&file.bytes, &input))
             .map(|e| e.vocab as usize);
         let max_length = match (opts.max_length, fixed_seq) {
             (Some(m), Some(f)) if m > f => {
@@ -275,7 +275,7 @@ impl RewardModel {
             Provider::Cuda => opts.sessions.clamp(1, CUDA_SESSIONS),
             _ => opts.sessions.max(1),
         };
-        let pool = Sessions::new(first, sessions - 1, rt, path, bytes, provider, opts.intra_threads);
+        let pool = Sessions::new(first, sessions - 1, rt, path, file, provider, opts.intra_threads);
         let mut model = RewardModel {
             path: path.to_path_buf(),
             sha256,

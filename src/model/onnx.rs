@@ -1,4 +1,5 @@
-//! Reads what ONNX Runtime does not tell: the vocabulary size of a model's token embedding.
+//! Reads what ONNX Runtime does not tell: the vocabulary size of a model's token embedding,
+//! and the external data files holding its weights.
 //!
 //! Only the few fields of `onnx.proto` needed are declared; prost skips the rest (weights
 //! included) while decoding. The embedding is found by following the graph input `input_ids`
@@ -12,6 +13,14 @@ use prost::Message;
 struct ModelProto {
     #[prost(message, optional, tag = "7")]
     graph: Option<GraphProto>,
+    #[prost(message, repeated, tag = "25")]
+    functions: Vec<FunctionProto>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct FunctionProto {
+    #[prost(message, repeated, tag = "7")]
+    node: Vec<NodeProto>,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -20,6 +29,8 @@ struct GraphProto {
     node: Vec<NodeProto>,
     #[prost(message, repeated, tag = "5")]
     initializer: Vec<TensorProto>,
+    #[prost(message, repeated, tag = "15")]
+    sparse_initializer: Vec<SparseTensorProto>,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -40,6 +51,18 @@ struct AttributeProto {
     name: String,
     #[prost(int64, tag = "3")]
     i: i64,
+    #[prost(message, optional, tag = "5")]
+    t: Option<TensorProto>,
+    #[prost(message, optional, boxed, tag = "6")]
+    g: Option<Box<GraphProto>>,
+    #[prost(message, repeated, tag = "10")]
+    tensors: Vec<TensorProto>,
+    #[prost(message, repeated, tag = "11")]
+    graphs: Vec<GraphProto>,
+    #[prost(message, optional, tag = "22")]
+    sparse_tensor: Option<SparseTensorProto>,
+    #[prost(message, repeated, tag = "23")]
+    sparse_tensors: Vec<SparseTensorProto>,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -48,6 +71,27 @@ struct TensorProto {
     dims: Vec<i64>,
     #[prost(string, tag = "8")]
     name: String,
+    #[prost(message, repeated, tag = "13")]
+    external_data: Vec<StringStringEntryProto>,
+    /// 1: the values are in an external file (`external_data`'s `location`).
+    #[prost(int32, tag = "14")]
+    data_location: i32,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct SparseTensorProto {
+    #[prost(message, optional, tag = "1")]
+    values: Option<TensorProto>,
+    #[prost(message, optional, tag = "2")]
+    indices: Option<TensorProto>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct StringStringEntryProto {
+    #[prost(string, tag = "1")]
+    key: String,
+    #[prost(string, tag = "2")]
+    value: String,
 }
 
 /// A token embedding found in a model: the initializer's name and its first dimension.
@@ -94,6 +138,64 @@ pub fn embedding_for_input(model: &[u8], input: &str) -> Option<Embedding> {
             })
         })
         .min_by_key(|e| e.vocab)
+}
+
+/// The external data files a model's tensors name (`location`, relative to the model's
+/// folder), each once, in the order the model first names them; empty for a model that holds
+/// its weights, or bytes that are not an ONNX model (ONNX Runtime then says what is wrong). A
+/// tensor stored externally without a location is an error.
+pub fn external_data_files(model: &[u8]) -> Result<Vec<String>, String> {
+    let Ok(model) = ModelProto::decode(model) else {
+        return Ok(Vec::new());
+    };
+    let mut tensors = Vec::new();
+    if let Some(g) = &model.graph {
+        graph_tensors(g, &mut tensors);
+    }
+    for f in &model.functions {
+        f.node.iter().for_each(|n| node_tensors(n, &mut tensors));
+    }
+    let mut files: Vec<String> = Vec::new();
+    for t in tensors {
+        let location = t.external_data.iter().find(|e| e.key == "location");
+        match location {
+            Some(l) if !files.contains(&l.value) => files.push(l.value.clone()),
+            Some(_) => {}
+            None if t.data_location == 1 => {
+                return Err(format!(
+                    "tensor `{}` is stored in an external file that the model does not name",
+                    t.name
+                ))
+            }
+            None => {}
+        }
+    }
+    Ok(files)
+}
+
+/// Every tensor of a graph: initializers, sparse ones, and those of its nodes' attributes.
+fn graph_tensors<'a>(g: &'a GraphProto, out: &mut Vec<&'a TensorProto>) {
+    out.extend(&g.initializer);
+    g.sparse_initializer.iter().for_each(|s| sparse_tensors(s, out));
+    g.node.iter().for_each(|n| node_tensors(n, out));
+}
+
+fn node_tensors<'a>(n: &'a NodeProto, out: &mut Vec<&'a TensorProto>) {
+    for a in &n.attribute {
+        out.extend(a.t.iter().chain(&a.tensors));
+        a.sparse_tensor
+            .iter()
+            .chain(&a.sparse_tensors)
+            .for_each(|s| sparse_tensors(s, out));
+        a.g.iter()
+            .map(|g| &**g)
+            .chain(&a.graphs)
+            .for_each(|g| graph_tensors(g, out));
+    }
+}
+
+fn sparse_tensors<'a>(s: &'a SparseTensorProto, out: &mut Vec<&'a TensorProto>) {
+    out.extend(s.values.iter().chain(&s.indices));
 }
 
 #[cfg(test)]
@@ -145,12 +247,94 @@ mod tests {
             initializer: vec![TensorProto {
                 dims: vec![32, 4],
                 name: "emb".into(),
+                ..Default::default()
             }],
+            ..Default::default()
         };
-        let bytes = ModelProto { graph: Some(graph) }.encode_to_vec();
+        let bytes = ModelProto {
+            graph: Some(graph),
+            ..Default::default()
+        }
+        .encode_to_vec();
         assert_eq!(
             embedding_for_input(&bytes, "input_ids").map(|e| e.vocab),
             Some(32)
+        );
+    }
+
+    fn external(name: &str, location: Option<&str>) -> TensorProto {
+        let entry = |key: &str, value: &str| StringStringEntryProto {
+            key: key.into(),
+            value: value.into(),
+        };
+        TensorProto {
+            name: name.into(),
+            external_data: location
+                .map(|l| vec![entry("location", l), entry("offset", "0"), entry("length", "64")])
+                .unwrap_or_default(),
+            data_location: 1,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn external_data_files_are_found_in_initializers_subgraphs_and_functions() {
+        let inline = TensorProto {
+            name: "bias".into(),
+            ..Default::default()
+        };
+        // An `If` node whose branch holds a tensor of a second file; a sparse initializer's
+        // values in the first file again; a function's Constant in a third.
+        let branch = GraphProto {
+            initializer: vec![external("w_branch", Some("branch.bin"))],
+            ..Default::default()
+        };
+        let node = |attribute: AttributeProto| NodeProto {
+            attribute: vec![attribute],
+            ..Default::default()
+        };
+        let graph = GraphProto {
+            node: vec![node(AttributeProto {
+                name: "then_branch".into(),
+                g: Some(Box::new(branch)),
+                ..Default::default()
+            })],
+            initializer: vec![inline.clone(), external("w1", Some("model.onnx.data"))],
+            sparse_initializer: vec![SparseTensorProto {
+                values: Some(external("sparse", Some("model.onnx.data"))),
+                indices: Some(inline),
+            }],
+        };
+        let function = FunctionProto {
+            node: vec![node(AttributeProto {
+                name: "value".into(),
+                t: Some(external("c", Some("weights/constants.bin"))),
+                ..Default::default()
+            })],
+        };
+        let model = ModelProto {
+            graph: Some(graph),
+            functions: vec![function],
+        };
+        assert_eq!(
+            external_data_files(&model.encode_to_vec()).unwrap(),
+            ["model.onnx.data", "branch.bin", "weights/constants.bin"]
+        );
+        let unnamed = ModelProto {
+            graph: Some(GraphProto {
+                initializer: vec![external("lost", None)],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let e = external_data_files(&unnamed.encode_to_vec()).unwrap_err();
+        assert!(e.contains("`lost`"), "{e}");
+        // A model holding its weights, or bytes that are no model: none.
+        let demo = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/models/reward_small.onnx")).unwrap();
+        assert_eq!(external_data_files(&demo).unwrap(), Vec::<String>::new());
+        assert_eq!(
+            external_data_files(b"\xff\xff not onnx").unwrap(),
+            Vec::<String>::new()
         );
     }
 }

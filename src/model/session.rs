@@ -14,20 +14,84 @@ pub(crate) fn model_name(path: &Path) -> String {
     path.display().to_string()
 }
 
-/// Reads a model file, naming it in the error.
-pub fn read_model_file(path: &Path) -> Result<Vec<u8>> {
-    let read = match crate::store::read_object(path) {
+/// A model file's bytes, and those of the external data files its weights are in (large
+/// exports keep them beside the graph: `model.onnx.data`), read once: every session is built
+/// from these bytes, and they are what [`ModelFile::sha256`] identifies.
+pub struct ModelFile {
+    /// The model file (the graph, and the weights it holds itself).
+    pub bytes: Vec<u8>,
+    /// Each external data file: its name as the model gives it (relative to the model's
+    /// folder), and its bytes.
+    pub external: Vec<(String, Arc<[u8]>)>,
+}
+
+impl ModelFile {
+    /// Reads the model file at `path` (local or `s3://`) and the external data files it names
+    /// from beside it; errors name the file at fault.
+    pub fn read(path: &Path) -> Result<Self> {
+        let bytes = read_file(path, path)?;
+        let bad = |reason: String| Error::ModelFile {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let names = crate::model::onnx::external_data_files(&bytes).map_err(bad)?;
+        let mut external = Vec::with_capacity(names.len());
+        for name in names {
+            let relative = Path::new(&name);
+            if name.is_empty()
+                || relative.is_absolute()
+                || relative
+                    .components()
+                    .any(|c| !matches!(c, std::path::Component::Normal(_)))
+            {
+                return Err(bad(format!(
+                    "its weights are in an external data file `{name}`, which is not a path inside the model's folder"
+                )));
+            }
+            let file = path.parent().unwrap_or(Path::new("")).join(relative);
+            let data = read_file(&file, path).map_err(|e| {
+                let reason = match e {
+                    Error::ModelFile { reason, .. } => reason,
+                    e => e.to_string(),
+                };
+                bad(format!(
+                    "its weights are in the external data file {} (`{name}` beside it): {reason}",
+                    file.display()
+                ))
+            })?;
+            external.push((name, Arc::from(data)));
+        }
+        Ok(ModelFile { bytes, external })
+    }
+
+    /// sha256 of the model file's bytes followed by its external data files' (in the order the
+    /// model names them), hex: the model file's own sha256 when it holds its weights.
+    pub fn sha256(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(&self.bytes);
+        for (_, data) in &self.external {
+            h.update(data);
+        }
+        hex::encode(h.finalize())
+    }
+}
+
+/// Reads `file` (the model at `model`, or one of its external data files), naming `file` in
+/// the error.
+fn read_file(file: &Path, model: &Path) -> Result<Vec<u8>> {
+    let read = match crate::store::read_object(file) {
         Some(object) => Ok(object?),
-        None => std::fs::read(path),
+        None => std::fs::read(file),
     };
     match read {
         Ok(bytes) if bytes.is_empty() => Err(Error::ModelFile {
-            path: path.to_path_buf(),
+            path: model.to_path_buf(),
             reason: "file is empty".into(),
         }),
         Ok(bytes) => Ok(bytes),
         Err(e) => Err(Error::ModelFile {
-            path: path.to_path_buf(),
+            path: model.to_path_buf(),
             reason: format!("cannot read: {e}"),
         }),
     }
@@ -46,12 +110,20 @@ fn session_builder_err<T>(
 pub(crate) fn build_session(
     runtime: &Runtime,
     path: &Path,
-    bytes: &[u8],
+    model: &ModelFile,
     provider: Provider,
     intra_threads: usize,
 ) -> Result<Session> {
     let builder = Session::builder(runtime.environment())?;
     let mut builder = session_builder_err(path, builder.with_intra_threads(intra_threads.max(1)))?;
+    // External data from memory, by the names the model gives: ONNX Runtime would otherwise
+    // look for them in the working directory (a model loaded from bytes has no folder).
+    for (name, data) in &model.external {
+        builder = session_builder_err(
+            path,
+            builder.with_external_initializer_file_in_memory(name, Arc::clone(data)),
+        )?;
+    }
     if provider == Provider::Cuda {
         builder = builder
             .with_execution_providers([ort::ep::CUDA::default().build().error_on_failure()])
@@ -65,17 +137,19 @@ pub(crate) fn build_session(
                 ),
             })?;
     }
-    builder.commit_from_memory(bytes).map_err(|e| Error::ModelFile {
-        path: path.to_path_buf(),
-        reason: format!("ONNX Runtime cannot load it: {}", e.message()),
-    })
+    builder
+        .commit_from_memory(&model.bytes)
+        .map_err(|e| Error::ModelFile {
+            path: path.to_path_buf(),
+            reason: format!("ONNX Runtime cannot load it: {}", e.message()),
+        })
 }
 
 /// Reads the model's signature without requiring its inputs to bind (for `segscore inspect`).
 pub fn inspect(path: &Path) -> Result<(ModelSignature, &'static Runtime)> {
-    let bytes = read_model_file(path)?;
+    let model = ModelFile::read(path)?;
     let rt = runtime::runtime(Provider::Cpu)?;
-    let session = build_session(rt, path, &bytes, Provider::Cpu, 1)?;
+    let session = build_session(rt, path, &model, Provider::Cpu, 1)?;
     Ok((ModelSignature::of(&session), rt))
 }
 
@@ -89,7 +163,7 @@ pub(crate) struct Sessions {
 }
 
 impl Sessions {
-    /// `first`, and `more` sessions more built as [`build_session`] builds them from `bytes`.
+    /// `first`, and `more` sessions more built as [`build_session`] builds them from `model`.
     /// One that cannot be built is left out, with a warning (the first was built from the same
     /// bytes: what fails then is a resource, a GPU's memory say).
     pub(crate) fn new(
@@ -97,16 +171,16 @@ impl Sessions {
         more: usize,
         runtime: &'static Runtime,
         path: &Path,
-        bytes: Vec<u8>,
+        model: ModelFile,
         provider: Provider,
         intra_threads: usize,
     ) -> Self {
         let slots: Arc<[OnceLock<Mutex<Session>>]> = (0..more).map(|_| OnceLock::new()).collect();
-        let bytes = Arc::new(bytes);
+        let file = Arc::new(model);
         let building = (0..more)
             .filter_map(|i| {
-                let (slots, bytes, model) = (Arc::clone(&slots), Arc::clone(&bytes), PathBuf::from(path));
-                let build = move || match build_session(runtime, &model, &bytes, provider, intra_threads) {
+                let (slots, file, model) = (Arc::clone(&slots), Arc::clone(&file), PathBuf::from(path));
+                let build = move || match build_session(runtime, &model, &file, provider, intra_threads) {
                     Ok(session) => {
                         let _ = slots[i].set(Mutex::new(session));
                     }

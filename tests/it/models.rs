@@ -291,3 +291,80 @@ fn half_precision_score_outputs_are_read_and_widened() {
     }
     assert!(coarser > 0, "float16 rounds some of the scores");
 }
+
+/// A model whose weights are in an external data file beside it (how large models are
+/// exported: `model.onnx` and `model.onnx.data`) could not be loaded: ONNX Runtime, given the
+/// model's bytes, looked for the data in the working directory, so a file of that name there
+/// was used, whatever it held. The data is read from the model's folder: the run scores as the
+/// same model in one file does, from any working directory, a decoy data file there is never
+/// read, `model_sha256` covers the weights, and a missing or short data file is named.
+#[test]
+fn a_model_with_external_data_is_read_from_its_folder_and_hashed_with_it() {
+    use sha2::{Digest, Sha256};
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in");
+    generate(&input, 400, 1, false);
+    let external = test_model("external/reward_small.onnx");
+    let data = std::fs::read(test_model("external/reward_small.onnx.data")).unwrap();
+    // A working directory holding a data file of the same name whose weights are all zero.
+    let cwd = tmp.path().join("cwd");
+    std::fs::create_dir(&cwd).unwrap();
+    std::fs::write(cwd.join("reward_small.onnx.data"), vec![0u8; data.len()]).unwrap();
+    let run_in_cwd = |model: &std::path::Path, out: &str| {
+        let out = tmp.path().join(out);
+        let args = run_args(&[&input], model, &out, &["--provider", "cpu"]);
+        let o = std::process::Command::new(BIN)
+            .args(&args)
+            .current_dir(&cwd)
+            .env_remove("ORT_DYLIB_PATH")
+            .output()
+            .unwrap();
+        (o, out)
+    };
+    let (o, one_file) = run_in_cwd(&demo_model(), "one-file");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (o, split) = run_in_cwd(&external, "external");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let want = by_key(&read_segments(&one_file), "predicted_score");
+    assert_eq!(want.len(), 400);
+    assert_eq!(by_key(&read_segments(&split), "predicted_score"), want);
+    let mut h = Sha256::new();
+    h.update(std::fs::read(&external).unwrap());
+    h.update(&data);
+    assert_eq!(summary(&split)["model_sha256"], hex::encode(h.finalize()));
+    // The graph alone, in a folder without its data (the decoy is in the working directory).
+    let alone = tmp.path().join("alone");
+    std::fs::create_dir(&alone).unwrap();
+    std::fs::copy(&external, alone.join("reward_small.onnx")).unwrap();
+    let (o, out) = run_in_cwd(&alone.join("reward_small.onnx"), "alone-out");
+    assert_fails(
+        &o,
+        1,
+        &format!(
+            "its weights are in the external data file {} (`reward_small.onnx.data` beside it): cannot read",
+            alone.join("reward_small.onnx.data").display()
+        ),
+    );
+    assert!(!out.join("_SUCCESS").exists());
+    // A data file cut short is ONNX Runtime's to refuse.
+    std::fs::write(alone.join("reward_small.onnx.data"), &data[..100]).unwrap();
+    let (o, _) = run_in_cwd(&alone.join("reward_small.onnx"), "short-out");
+    assert_fails(&o, 1, "ONNX Runtime cannot load it");
+    // `inspect` and `sql`'s reward_model() read it the same way.
+    let o = segscore(&["inspect", external.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let score = |model: &std::path::Path| {
+        let o = segscore(&[
+            "sql",
+            "-q",
+            "--format",
+            "csv",
+            "-m",
+            model.to_str().unwrap(),
+            "SELECT reward_model(make_array(1, 2, 3)) AS s",
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    assert_eq!(score(&external), score(&demo_model()));
+}

@@ -421,6 +421,40 @@ fn a_run_from_and_to_s3_equals_a_local_run_and_reads_back_with_sql_report_and_co
     ok(&o);
     let c: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(c["mse_difference"]["difference"], 0.0, "{c}");
+    // A model whose weights are in an external data object beside it: read from there.
+    let score = |model: &str| {
+        moto.segscore(
+            &[
+                "sql",
+                "-q",
+                "--format",
+                "csv",
+                "-m",
+                model,
+                "SELECT reward_model(make_array(1, 2, 3)) AS s",
+            ],
+            &[],
+        )
+    };
+    let ext = "s3://data/models/ext/reward_small.onnx";
+    moto.put_file(
+        "data",
+        "models/ext/reward_small.onnx",
+        &test_model("external/reward_small.onnx"),
+    );
+    assert_fails(
+        &score(ext),
+        1,
+        "its weights are in the external data file s3://data/models/ext/reward_small.onnx.data",
+    );
+    moto.put_file(
+        "data",
+        "models/ext/reward_small.onnx.data",
+        &test_model("external/reward_small.onnx.data"),
+    );
+    let (o, want) = (score(ext), score(demo_model().to_str().unwrap()));
+    ok(&o);
+    assert_eq!(o.stdout, want.stdout);
 }
 
 #[test]
