@@ -60,7 +60,7 @@ fn table_format_log(dir: &Path, entry: &Path) -> Result<()> {
 /// `_`) and globs into a sorted, de-duplicated list of files. A path that exists is that path,
 /// whatever characters it holds; only one that names nothing is taken as a glob. Every file
 /// found must have a UTF-8 path ([`require_utf8`]). A folder searched that holds an open table
-/// format's log (Delta Lake, Hudi, Iceberg) is refused ([`table_format_log`]).
+/// format's log (Delta Lake, Hudi, Iceberg) is refused ([`crate::store::table_format`]).
 pub fn expand_inputs(patterns: &[String]) -> Result<Vec<PathBuf>> {
     if patterns.is_empty() {
         return Err(Error::Usage("no --input given".into()));
