@@ -25,6 +25,8 @@ tests/data/*.onnx          tiny models the tests use for exact expectations:
                        fixed at 1 and 3 ([1, seq]: torch.onnx.export without dynamic_axes)
     affine_f16.onnx, affine_bf16.onnx   affine_mean's score cast to float16 and bfloat16
     int_count.onnx     only an int64 token count ([batch]): no output can be the score
+    affine_two_class.onnx   a two-label sequence classifier: logits [batch, 2] = (0, 4 * affine
+                       score), so softmax's class 1 is sigmoid(4 * affine_mean's score)
     external/reward_small.onnx   models/reward_small.onnx saved as large exports are, its
                        weights in external data (`reward_small.onnx.data` beside it; tensors of
                        1 KiB or more)
@@ -200,6 +202,19 @@ def affine_half(elem, name):
     outs = [helper.make_tensor_value_info("score", elem, ["batch"])]
     graph = helper.make_graph(nodes, name, ids_inputs(), outs, affine_inits())
     save(graph, f"tests/data/{name}.onnx", f"test model: affine_mean's score as {name.split('_')[1]}")
+
+
+def affine_two_class():
+    """A sequence classifier with two labels (as exported with num_labels=2): logits [batch, 2]."""
+    nodes = affine_nodes("score")
+    nodes += [
+        helper.make_node("Unsqueeze", ["score", "axis1"], ["score_col"]),
+        helper.make_node("Mul", ["score_col", "class_w"], ["logits"]),
+    ]
+    inits = affine_inits() + [numpy_helper.from_array(np.array([0.0, 4.0], dtype=np.float32), "class_w")]
+    outs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 2])]
+    graph = helper.make_graph(nodes, "affine_two_class", ids_inputs(), outs, inits)
+    save(graph, "tests/data/affine_two_class.onnx", "test model: two-label logits (0, 4 * affine_mean's score)")
 
 
 def int_count():
@@ -564,6 +579,7 @@ BUILDERS = {
     "affine_batch3": lambda: affine_fixed_batch(3),
     "affine_f16": lambda: affine_half(TensorProto.FLOAT16, "affine_f16"),
     "affine_bf16": lambda: affine_half(TensorProto.BFLOAT16, "affine_bf16"),
+    "affine_two_class": affine_two_class,
     "int_count": int_count,
     "bert_like": bert_like,
     "needs_pixels": needs_pixels,

@@ -145,8 +145,8 @@ pub(crate) struct JobArgs {
     /// prediction is then its change, from the generation's base score).
     #[arg(long, default_value = "segment", value_name = "segment|cumulative")]
     prediction: Prediction,
-    /// For an output of classes per token ([batch, seq, C]): the class whose softmax
-    /// probability is the score.
+    /// For an output of classes per token ([batch, seq, C]) or per sequence ([batch, C]): the
+    /// class whose softmax probability is the score.
     #[arg(long, value_name = "K")]
     score_label: Option<usize>,
     /// The longest model input in tokens; longer ones are invalid (too_long), never cut.

@@ -316,7 +316,7 @@ impl RewardModel {
     pub fn path(&self) -> &Path {
         &self.path
     }
-    /// sha256 of the model file, hex.
+    /// sha256 of the model file and its external data files, hex ([`ModelFile::sha256`]).
     pub fn sha256(&self) -> &str {
         &self.sha256
     }

@@ -5,7 +5,9 @@
 //! - one score per token: `[batch, seq]` or `[batch, seq, 1]` (a process or segment reward
 //!   model, a value head), read at a chosen position of each row;
 //! - `C` scores per token, `[batch, seq, C]`: class logits (a PRM's two-class head), turned
-//!   into the softmax probability of the class `--score-label` names.
+//!   into the softmax probability of the class `--score-label` names;
+//! - `C` scores per sequence, `[batch, C]` with `C` fixed (a sequence classifier exported with
+//!   two or more labels), read the same way.
 
 use ort::value::{TensorElementType, ValueType};
 
@@ -25,12 +27,27 @@ pub enum OutputKind {
         /// The class scored.
         label: usize,
     },
+    /// `classes` logits per sequence; the score is the softmax probability of `label`.
+    SequenceClasses {
+        /// Classes per sequence.
+        classes: usize,
+        /// The class scored.
+        label: usize,
+    },
 }
 
 impl OutputKind {
     /// Whether the model scores every token (a one-pass model, if it is causal).
     pub fn per_token(self) -> bool {
-        !matches!(self, OutputKind::Sequence)
+        matches!(self, OutputKind::Token | OutputKind::TokenClasses { .. })
+    }
+
+    /// The class `--score-label` picked, for an output of classes.
+    pub fn label(self) -> Option<usize> {
+        match self {
+            OutputKind::TokenClasses { label, .. } | OutputKind::SequenceClasses { label, .. } => Some(label),
+            _ => None,
+        }
     }
 
     /// The name in summaries.
@@ -40,6 +57,9 @@ impl OutputKind {
             OutputKind::Token => "per token".into(),
             OutputKind::TokenClasses { classes, label } => {
                 format!("per token, softmax of {classes} classes, class {label}")
+            }
+            OutputKind::SequenceClasses { classes, label } => {
+                format!("per sequence, softmax of {classes} classes, class {label}")
             }
         }
     }
@@ -98,12 +118,13 @@ pub fn declared_kind(
         2 if shape[1] == 1 => Some(OutputKind::Sequence),
         2 if same_as_seq(1) => Some(OutputKind::Token),
         2 if shape[1] == -1 => None,
+        2 if shape[1] > 1 => Some(classes_kind(name, shape[1] as usize, score_label, false)?),
         3 if shape[2] == 1 => Some(OutputKind::Token),
-        3 if shape[2] > 1 => Some(classes_kind(name, shape[2] as usize, score_label)?),
+        3 if shape[2] > 1 => Some(classes_kind(name, shape[2] as usize, score_label, true)?),
         3 => None,
         _ => {
             return Err(format!(
-                "output `{name}` has shape {shape}; a score output is [batch], [batch, 1], [batch, seq], [batch, seq, 1] or [batch, seq, C]"
+                "output `{name}` has shape {shape}; a score output is [batch], [batch, 1], [batch, C], [batch, seq], [batch, seq, 1] or [batch, seq, C]"
             ))
         }
     };
@@ -111,7 +132,8 @@ pub fn declared_kind(
     Ok(kind)
 }
 
-/// The kind an actual output shape shows, for a call on `batch` rows of `seq` positions.
+/// The kind an actual output shape shows, for a call on `batch` rows of `seq` positions. With
+/// `--score-label`, `[batch, C]` is `C` classes per sequence where `C` is not `seq`.
 pub fn kind_of_shape(
     name: &str,
     shape: &[i64],
@@ -123,7 +145,10 @@ pub fn kind_of_shape(
     let kind = match shape {
         [x] | [x, 1] if *x == b => OutputKind::Sequence,
         [x, y] | [x, y, 1] if *x == b && *y == s => OutputKind::Token,
-        [x, y, c] if *x == b && *y == s && *c > 1 => classes_kind(name, *c as usize, score_label)?,
+        [x, c] if *x == b && *c > 1 && score_label.is_some() => {
+            classes_kind(name, *c as usize, score_label, false)?
+        }
+        [x, y, c] if *x == b && *y == s && *c > 1 => classes_kind(name, *c as usize, score_label, true)?,
         other => {
             return Err(format!(
                 "output `{name}` has shape {other:?} for a batch of {batch} rows of {seq} positions; expected one score per row or per token"
@@ -134,15 +159,27 @@ pub fn kind_of_shape(
     Ok(kind)
 }
 
-fn classes_kind(name: &str, classes: usize, score_label: Option<usize>) -> Result<OutputKind, String> {
+/// `classes` logits per token (`per_token`) or per sequence: the kind `--score-label` picks a
+/// class of, or why not.
+fn classes_kind(
+    name: &str,
+    classes: usize,
+    score_label: Option<usize>,
+    per_token: bool,
+) -> Result<OutputKind, String> {
+    let (per, shape) = match per_token {
+        true => ("token", format!("[batch, seq, {classes}]")),
+        false => ("sequence", format!("[batch, {classes}]")),
+    };
     match score_label {
-        Some(label) if label < classes => Ok(OutputKind::TokenClasses { classes, label }),
+        Some(label) if label < classes && per_token => Ok(OutputKind::TokenClasses { classes, label }),
+        Some(label) if label < classes => Ok(OutputKind::SequenceClasses { classes, label }),
         Some(label) => Err(format!(
-            "--score-label {label}: output `{name}` has {classes} classes per token (0 to {})",
+            "--score-label {label}: output `{name}` has {classes} classes per {per} (0 to {})",
             classes - 1
         )),
         None => Err(format!(
-            "output `{name}` gives {classes} classes per token ([batch, seq, {classes}]); choose the class to score with --score-label K (the softmax probability of class K)"
+            "output `{name}` gives {classes} classes per {per} ({shape}); choose the class to score with --score-label K (the softmax probability of class K)"
         )),
     }
 }
@@ -150,7 +187,7 @@ fn classes_kind(name: &str, classes: usize, score_label: Option<usize>) -> Resul
 fn check_label(name: &str, kind: Option<OutputKind>, score_label: Option<usize>) -> Result<(), String> {
     match (kind, score_label) {
         (Some(OutputKind::Sequence | OutputKind::Token), Some(label)) => Err(format!(
-            "--score-label {label} is for an output of classes per token ([batch, seq, C]); output `{name}` gives one score per {}",
+            "--score-label {label} is for an output of classes ([batch, C] or [batch, seq, C]); output `{name}` gives one score per {}",
             if kind == Some(OutputKind::Sequence) { "sequence" } else { "token" }
         )),
         _ => Ok(()),
@@ -189,6 +226,9 @@ fn seq_of(shape: &[i64]) -> usize {
 fn score_at(kind: OutputKind, seq: usize, data: &[f64], r: usize, p: usize) -> f64 {
     match kind {
         OutputKind::Sequence => data[r],
+        OutputKind::SequenceClasses { classes, label } => {
+            softmax_at(&data[r * classes..(r + 1) * classes], label)
+        }
         OutputKind::Token => data[r * seq + p],
         OutputKind::TokenClasses { classes, label } => {
             let start = (r * seq + p) * classes;
@@ -223,6 +263,18 @@ mod tests {
             .unwrap_err()
             .contains("--score-label 1"));
         assert!(kind_of_shape("s", &[4], 2, 3, None).is_err());
+        // Classes per sequence: [batch, C], with --score-label.
+        let seq_two = kind_of_shape("s", &[2, 4], 2, 3, Some(3)).unwrap();
+        assert_eq!(seq_two, OutputKind::SequenceClasses { classes: 4, label: 3 });
+        assert!(!seq_two.per_token());
+        assert!(kind_of_shape("s", &[2, 4], 2, 3, None).is_err());
+        assert!(kind_of_shape("s", &[2, 4], 2, 3, Some(4))
+            .unwrap_err()
+            .contains("4 classes per sequence (0 to 3)"));
+        let two_seq = OutputKind::SequenceClasses { classes: 2, label: 1 };
+        let p = read_last(two_seq, &[2, 2], &[0.0, 0.0, 0.0, 2.0], &[5, 1]);
+        assert_eq!(p[0], 0.5);
+        assert!((p[1] - 1.0 / (1.0 + (-2.0f64).exp())).abs() < 1e-15);
         let data = [0.0, 1.0, 2.0, 10.0, 11.0, 12.0];
         assert_eq!(
             read_scores(OutputKind::Token, &[2, 3], &data, &[vec![2, 0], vec![1]]),

@@ -56,16 +56,13 @@ impl RewardModel {
     }
 
     fn check_shape(&self, shape: &[i64], batch: usize, seq: usize) -> Result<()> {
-        let got = output::kind_of_shape(
-            &self.output_name,
-            shape,
-            batch,
-            seq,
-            match self.output_kind {
-                OutputKind::TokenClasses { label, .. } => Some(label),
-                _ => None,
-            },
-        );
+        let got = match self.output_kind {
+            // Classes per sequence: [batch, C] whatever the call's length (C may equal it).
+            OutputKind::SequenceClasses { classes, .. } if shape == [batch as i64, classes as i64] => {
+                Ok(self.output_kind)
+            }
+            kind => output::kind_of_shape(&self.output_name, shape, batch, seq, kind.label()),
+        };
         match got {
             Ok(kind) if kind == self.output_kind => Ok(()),
             Ok(kind) => Err(Error::ModelBinding {

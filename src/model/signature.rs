@@ -163,7 +163,7 @@ pub(crate) fn input_seq(session: &Session) -> (i64, String) {
 }
 
 /// What an output gives as a score, or why it cannot be one (for `segscore inspect`): a
-/// `[batch, seq, C]` output is one, with `--score-label`.
+/// `[batch, C]` or `[batch, seq, C]` output is one, with `--score-label`.
 fn score_use(name: &str, dtype: &ValueType, input_seq: (i64, &str)) -> std::result::Result<String, String> {
     use crate::model::output::{score_output, OutputKind};
     match score_output(name, dtype, input_seq, None) {
@@ -172,6 +172,9 @@ fn score_use(name: &str, dtype: &ValueType, input_seq: (i64, &str)) -> std::resu
         Err(why) => match score_output(name, dtype, input_seq, Some(0)) {
             Ok((_, Some(OutputKind::TokenClasses { classes, .. }))) => Ok(format!(
                 "per token, {classes} classes: --score-label K scores class K"
+            )),
+            Ok((_, Some(OutputKind::SequenceClasses { classes, .. }))) => Ok(format!(
+                "per sequence, {classes} classes: --score-label K scores class K"
             )),
             _ => Err(why),
         },

@@ -368,3 +368,81 @@ fn a_model_with_external_data_is_read_from_its_folder_and_hashed_with_it() {
     };
     assert_eq!(score(&external), score(&demo_model()));
 }
+
+/// A sequence classifier exported with two labels gives logits `[batch, 2]`; it was refused
+/// ("a score output is [batch], [batch, 1], ..."). `--score-label K` scores the softmax
+/// probability of class K, as for classes per token, whatever a call's length (calls of two
+/// tokens give as many positions as classes); without it, or with a class it lacks, the error
+/// says what to give.
+#[test]
+fn a_sequence_classifier_scores_the_softmax_of_the_class_asked_for() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in.parquet");
+    let mut rows = Vec::new();
+    for g in 0..6i64 {
+        for k in 0..3i64 {
+            let ids: Vec<i64> = (1..=k + 1).map(|i| 100 * g + 37 * i + 11 * k).collect();
+            rows.push(row(&format!("g{g}"), k, 0.1 * (g + k) as f64, &ids));
+        }
+    }
+    write_rows(&input, &rows);
+    let scores = |model: &str, out: &str, extra: &[&str]| {
+        let out = tmp.path().join(out);
+        let mut args = vec!["--provider", "cpu"];
+        args.extend(extra);
+        run_ok(&[&input], &test_model(model), &out, &args);
+        (by_key(&read_segments(&out), "predicted_score"), summary(&out))
+    };
+    let (affine, _) = scores("affine_mean.onnx", "affine", &["--batch-size", "1"]);
+    let (one_by_one, s) = scores(
+        "affine_two_class.onnx",
+        "c1",
+        &["--score-label", "1", "--batch-size", "1"],
+    );
+    assert_eq!(s["score_output"], "per sequence, softmax of 2 classes, class 1");
+    assert_eq!(one_by_one.len(), 18);
+    for (key, a) in &affine {
+        let want = 1.0 / (1.0 + (-4.0 * a).exp());
+        assert!(
+            (one_by_one[key] - want).abs() < 1e-12,
+            "{key:?}: {} vs {want}",
+            one_by_one[key]
+        );
+    }
+    let (batched, _) = scores("affine_two_class.onnx", "c1b", &["--score-label", "1"]);
+    assert_eq!(batched, one_by_one);
+    let (class0, _) = scores("affine_two_class.onnx", "c0", &["--score-label", "0"]);
+    for (key, p) in &class0 {
+        assert!((p + one_by_one[key] - 1.0).abs() < 1e-12, "{key:?}");
+    }
+    let model = test_model("affine_two_class.onnx");
+    let o = run(
+        &[&input],
+        &model,
+        &tmp.path().join("none"),
+        &["--provider", "cpu"],
+    );
+    assert_fails(
+        &o,
+        1,
+        "output `logits` gives 2 classes per sequence ([batch, 2]); choose the class to score with --score-label K",
+    );
+    let o = run(
+        &[&input],
+        &model,
+        &tmp.path().join("two"),
+        &["--provider", "cpu", "--score-label", "2"],
+    );
+    assert_fails(
+        &o,
+        1,
+        "--score-label 2: output `logits` has 2 classes per sequence (0 to 1)",
+    );
+    let o = segscore(&["inspect", model.to_str().unwrap()]);
+    assert!(
+        String::from_utf8_lossy(&o.stdout)
+            .contains("per sequence, 2 classes: --score-label K scores class K"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+}
