@@ -42,6 +42,21 @@ impl OutputKind {
         matches!(self, OutputKind::Token | OutputKind::TokenClasses { .. })
     }
 
+    /// Whether an output of this shape, from a call on `batch` rows of `seq` positions, is
+    /// what this kind gives.
+    pub fn fits(self, shape: &[i64], batch: usize, seq: usize) -> bool {
+        let (b, s) = (batch as i64, seq as i64);
+        match (self, shape) {
+            (OutputKind::Sequence, [x] | [x, 1]) => *x == b,
+            (OutputKind::Token, [x, y] | [x, y, 1]) => *x == b && *y == s,
+            (OutputKind::TokenClasses { classes, .. }, [x, y, c]) => {
+                *x == b && *y == s && *c == classes as i64
+            }
+            (OutputKind::SequenceClasses { classes, .. }, [x, c]) => *x == b && *c == classes as i64,
+            _ => false,
+        }
+    }
+
     /// The class `--score-label` picked, for an output of classes.
     pub fn label(self) -> Option<usize> {
         match self {
@@ -271,6 +286,16 @@ mod tests {
         assert!(kind_of_shape("s", &[2, 4], 2, 3, Some(4))
             .unwrap_err()
             .contains("4 classes per sequence (0 to 3)"));
+        // What fits a kind: a call of one token gives [batch, 1] per token too.
+        assert!(OutputKind::Token.fits(&[2, 1], 2, 1));
+        assert!(OutputKind::Token.fits(&[2, 3, 1], 2, 3));
+        assert!(!OutputKind::Token.fits(&[2, 1], 2, 3));
+        assert!(OutputKind::Sequence.fits(&[2, 1], 2, 1) && OutputKind::Sequence.fits(&[2], 2, 7));
+        assert!(!OutputKind::Sequence.fits(&[2, 3], 2, 3));
+        assert!(OutputKind::SequenceClasses { classes: 2, label: 0 }.fits(&[2, 2], 2, 2));
+        assert!(!OutputKind::SequenceClasses { classes: 2, label: 0 }.fits(&[2, 3], 2, 3));
+        assert!(OutputKind::TokenClasses { classes: 2, label: 0 }.fits(&[2, 1, 2], 2, 1));
+        assert!(!OutputKind::TokenClasses { classes: 2, label: 0 }.fits(&[2, 1, 3], 2, 1));
         let two_seq = OutputKind::SequenceClasses { classes: 2, label: 1 };
         let p = read_last(two_seq, &[2, 2], &[0.0, 0.0, 0.0, 2.0], &[5, 1]);
         assert_eq!(p[0], 0.5);

@@ -8,7 +8,7 @@ use ort::session::{Session, SessionInputValue};
 use ort::value::{Tensor, TensorRef};
 
 use crate::error::{Error, Result};
-use crate::model::output::{self, OutputKind};
+use crate::model::output;
 use crate::model::session::model_name;
 use crate::model::signature::{Feed, IdType, ScoreType};
 use crate::model::{PaddedBatch, RewardModel};
@@ -56,15 +56,13 @@ impl RewardModel {
     }
 
     fn check_shape(&self, shape: &[i64], batch: usize, seq: usize) -> Result<()> {
-        let got = match self.output_kind {
-            // Classes per sequence: [batch, C] whatever the call's length (C may equal it).
-            OutputKind::SequenceClasses { classes, .. } if shape == [batch as i64, classes as i64] => {
-                Ok(self.output_kind)
-            }
-            kind => output::kind_of_shape(&self.output_name, shape, batch, seq, kind.label()),
-        };
-        match got {
-            Ok(kind) if kind == self.output_kind => Ok(()),
+        // A shape can fit two kinds (`[batch, 1]` for a call of one token is one score per
+        // token or per sequence; `[batch, 2]` for one of two tokens, two classes per sequence
+        // or a score per token): the model's kind decides, and the shape only has to fit it.
+        if self.output_kind.fits(shape, batch, seq) {
+            return Ok(());
+        }
+        match output::kind_of_shape(&self.output_name, shape, batch, seq, self.output_kind.label()) {
             Ok(kind) => Err(Error::ModelBinding {
                 model: model_name(&self.path),
                 reason: format!(

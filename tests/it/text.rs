@@ -322,6 +322,65 @@ fn one_pass_equals_per_prefix_calls_on_the_causal_model() {
     assert!(summary(&per)["text"]["one_pass_check"].is_null());
 }
 
+/// A per-token model called on one-token sequences gives `[batch, 1]`, which also reads as one
+/// score per sequence: such a call stopped the run ("per sequence where the model declares per
+/// token"). One-token generations and segments now score, in both passes and with token ids.
+#[test]
+fn one_token_sequences_score_with_a_per_token_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("text.parquet");
+    // "short" and "\n" are one GPT-2 token each; no prompt.
+    write_text(
+        &input,
+        &[
+            gen("a", "", &["short"]),
+            gen("b", "", &["short", "\n"]),
+            gen("c", "", &["\n"]),
+        ],
+    );
+    let (one, per) = (tmp.path().join("one"), tmp.path().join("per"));
+    for (out, extra) in [
+        (&one, &["--batch-size", "1"][..]),
+        (&per, &["--pass", "segment"][..]),
+    ] {
+        let o = run_text(&input, &causal(), &gpt2(), out, extra);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let (a, b) = (predictions(&one), predictions(&per));
+    assert_eq!(a.len(), 4);
+    for (k, v) in &a {
+        assert!(
+            (v - b[k]).abs() <= 1e-5,
+            "{k:?}: one pass {v}, per prefix {}",
+            b[k]
+        );
+    }
+    // Token ids, one call per row: the checksum model's score at a one-token row is its id.
+    let ids = tmp.path().join("ids.parquet");
+    write_rows(
+        &ids,
+        &[
+            row("a", 0, 0.1, &[5]),
+            row("a", 1, 0.2, &[7]),
+            row("b", 0, 0.3, &[2, 3]),
+        ],
+    );
+    let out = tmp.path().join("ids");
+    let checksum = repo().join("tests/data/prefix_checksum.onnx");
+    run_ok(
+        &[&ids],
+        &checksum,
+        &out,
+        &["--provider", "cpu", "--batch-size", "1"],
+    );
+    let got = by_key(&read_segments(&out), "predicted_score");
+    let want: BTreeMap<(String, i64), f64> = [(("a", 0), 5.0), (("a", 1), 7.0), (("b", 0), 2.0 + 3.0 * 2.0)]
+        .into_iter()
+        .map(|((g, k), v)| ((g.to_string(), k), v))
+        .collect();
+    assert_eq!(got, want);
+}
+
 #[test]
 fn a_non_causal_model_is_refused_in_one_pass_and_accepted_per_segment() {
     let tmp = tempfile::tempdir().unwrap();
