@@ -34,6 +34,13 @@ pub(crate) struct BenchModelArgs {
     /// Threads (sessions).
     #[arg(long, value_parser = crate::cli::exec::threads_parser())]
     threads: Option<usize>,
+    /// The model output holding the score (as `run --model-output`; default: the first).
+    #[arg(long)]
+    model_output: Option<String>,
+    /// For an output of classes ([batch, C] or [batch, seq, C]): the class scored (as `run
+    /// --score-label`).
+    #[arg(long, value_name = "K")]
+    score_label: Option<usize>,
 }
 
 pub(crate) fn inspect(model_path: PathBuf) -> Result<(), Error> {
@@ -95,6 +102,8 @@ pub(crate) fn bench_model(args: BenchModelArgs) -> Result<(), Error> {
         max_tokens_per_batch: max_tokens,
         provider,
         threads,
+        model_output,
+        score_label,
     } = args;
     use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     use datafusion::parquet::arrow::ProjectionMask;
@@ -111,8 +120,8 @@ pub(crate) fn bench_model(args: BenchModelArgs) -> Result<(), Error> {
             max_tokens,
             sessions: threads,
             intra_threads: 1,
-            output: None,
-            score_label: None,
+            output: model_output,
+            score_label,
             max_length: None,
         },
     )?;

@@ -42,6 +42,13 @@ pub(crate) struct SqlArgs {
     /// The model's execution provider: cpu, cuda or auto.
     #[arg(long, default_value = "auto")]
     provider: Provider,
+    /// The model output reward_model() reads (as `run --model-output`; default: the first).
+    #[arg(long, requires = "model")]
+    model_output: Option<String>,
+    /// For a model output of classes ([batch, C] or [batch, seq, C]): the class whose softmax
+    /// probability reward_model() gives (as `run --score-label`).
+    #[arg(long, value_name = "K", requires = "model")]
+    score_label: Option<usize>,
     /// A Hugging Face tokenizer.json: makes tokenize(text [, add_special_tokens]) available.
     #[arg(long, value_name = "FILE")]
     tokenizer: Option<PathBuf>,
@@ -84,6 +91,8 @@ pub(crate) fn sql(a: SqlArgs) -> Result<()> {
         tables: a.table,
         model: a.model,
         provider: a.provider,
+        model_output: a.model_output,
+        score_label: a.score_label,
         format,
         to: a.to,
         threads,
@@ -200,6 +209,10 @@ pub struct SqlOptions {
     pub model: Option<PathBuf>,
     /// The model's execution provider.
     pub provider: Provider,
+    /// The model output `reward_model(...)` reads (default: the first).
+    pub model_output: Option<String>,
+    /// For an output of classes: the class scored.
+    pub score_label: Option<usize>,
     /// Output format.
     pub format: Format,
     /// Write the result to this file instead of stdout.
@@ -252,8 +265,8 @@ pub async fn context(opts: &SqlOptions) -> Result<(SessionContext, Vec<PlainTabl
                 max_tokens: 8192,
                 sessions: opts.threads.max(1),
                 intra_threads: 1,
-                output: None,
-                score_label: None,
+                output: opts.model_output.clone(),
+                score_label: opts.score_label,
                 max_length: None,
             },
         )?);

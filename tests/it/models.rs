@@ -438,6 +438,58 @@ fn a_sequence_classifier_scores_the_softmax_of_the_class_asked_for() {
         1,
         "--score-label 2: output `logits` has 2 classes per sequence (0 to 1)",
     );
+    // bench-model takes the same flags (it had neither --score-label nor --model-output).
+    let bench = |extra: &[&str]| {
+        let mut args = vec![
+            "bench-model",
+            "-q",
+            "-i",
+            input.to_str().unwrap(),
+            "-m",
+            model.to_str().unwrap(),
+        ];
+        args.extend_from_slice(&["--provider", "cpu", "--threads", "1"]);
+        args.extend_from_slice(extra);
+        segscore(&args)
+    };
+    assert_fails(&bench(&[]), 1, "choose the class to score with --score-label K");
+    let o = bench(&["--score-label", "1", "--model-output", "logits"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["rows"], 18);
+    assert_fails(
+        &bench(&["--model-output", "nope"]),
+        1,
+        "no output named `nope` (outputs: logits)",
+    );
+    // So does sql: reward_model() gives the class's probability, as the run does.
+    let sql = |extra: &[&str]| {
+        let mut args = vec![
+            "sql",
+            "-q",
+            "--format",
+            "csv",
+            "-m",
+            model.to_str().unwrap(),
+            "--provider",
+            "cpu",
+        ];
+        args.extend_from_slice(extra);
+        args.push("SELECT reward_model(make_array(5, 7)) AS p");
+        segscore(&args)
+    };
+    assert_fails(&sql(&[]), 1, "choose the class to score with --score-label K");
+    let o = sql(&["--score-label", "1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let p: f64 = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    // mean(5, 7) * 0.001 - 1 = -0.994 (float32), then sigmoid(4 x).
+    let want = 1.0 / (1.0 + (-4.0 * (6.0f32 * 0.001 - 1.0) as f64).exp());
+    assert!((p - want).abs() < 1e-6, "{p} vs {want}");
     let o = segscore(&["inspect", model.to_str().unwrap()]);
     assert!(
         String::from_utf8_lossy(&o.stdout)
