@@ -134,8 +134,9 @@ pub(crate) struct JobArgs {
     /// row; default: no prompt).
     #[arg(long, value_name = "COL")]
     prompt_col: Option<String>,
-    /// Text input: text appended after every segment, e.g. "\n" or a step tag.
-    #[arg(long, value_name = "TEXT", allow_hyphen_values = true)]
+    /// Text input: text appended after every segment, e.g. "\n" or a step tag (the escapes
+    /// \n, \t, \r and \\ are a newline, tab, carriage return and backslash).
+    #[arg(long, value_name = "TEXT", allow_hyphen_values = true, value_parser = unescape)]
     segment_separator: Option<String>,
     /// Text input: one model call per generation, each segment read at its last token
     /// (default for per-token models; checked causal), or one per segment prefix.
@@ -271,4 +272,27 @@ pub(crate) fn run(a: RunArgs, quiet: bool) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+/// `--segment-separator`'s text with the escapes `\n`, `\t`, `\r` and `\\` read as the
+/// characters they name (the help's `"\n"`, typed in a shell, is a backslash and an `n`);
+/// any other backslash stays as it is.
+fn unescape(text: &str) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        let escaped = match (c, chars.peek()) {
+            ('\\', Some('n')) => '\n',
+            ('\\', Some('t')) => '\t',
+            ('\\', Some('r')) => '\r',
+            ('\\', Some('\\')) => '\\',
+            _ => {
+                out.push(c);
+                continue;
+            }
+        };
+        chars.next();
+        out.push(escaped);
+    }
+    Ok(out)
 }

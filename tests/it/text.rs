@@ -381,6 +381,45 @@ fn one_token_sequences_score_with_a_per_token_model() {
     assert_eq!(got, want);
 }
 
+/// `--segment-separator "\n"` as the help writes it, typed in a shell, is a backslash and an
+/// `n`: it was appended as those two characters. The escapes `\n`, `\t`, `\r` and `\\` are
+/// read as the characters they name; the run equals one given a real newline.
+#[test]
+fn segment_separator_escapes_are_the_characters_they_name() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("text.parquet");
+    write_text(
+        &input,
+        &[
+            gen("a", "Q", &["one", "two", "three"]),
+            gen("b", "Q", &["four", "five"]),
+        ],
+    );
+    let sep = |out: &str, separator: &str| {
+        let out = tmp.path().join(out);
+        let o = run_text(
+            &input,
+            &causal(),
+            &gpt2(),
+            &out,
+            &["--segment-separator", separator],
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+        let s = summary(&out);
+        (
+            predictions(&out),
+            s["text"]["segment_separator"].as_str().unwrap().to_string(),
+        )
+    };
+    let (real, real_sep) = sep("real", "\n");
+    let (typed, typed_sep) = sep("typed", "\\n");
+    assert_eq!(real_sep, "\n");
+    assert_eq!(typed_sep, "\n");
+    assert_eq!(typed, real);
+    let (_, mixed) = sep("mixed", "\\t<step>\\\\n\\q");
+    assert_eq!(mixed, "\t<step>\\n\\q");
+}
+
 #[test]
 fn a_non_causal_model_is_refused_in_one_pass_and_accepted_per_segment() {
     let tmp = tempfile::tempdir().unwrap();
