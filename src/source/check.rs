@@ -129,7 +129,8 @@ fn roles(cols: &ColumnNames) -> Vec<(String, &'static str, Kind, &'static str, b
             cols.input_ids.clone(),
             "input_ids",
             Kind::IdList,
-            "token ids",
+            // Text input needs two flags: a file of texts run without them is told.
+            "token ids column, or with --text-col and --tokenizer the text",
             false,
         )),
     }

@@ -747,4 +747,13 @@ fn text_flags_that_do_not_go_together_are_usage_errors() {
         );
         assert!(!out.exists(), "{flags:?}");
     }
+    // A file of texts run without the text flags: the missing token ids say which they are.
+    let texts = tmp.path().join("texts.parquet");
+    write_text(&texts, &[gen("a", "Q", &["one"])]);
+    let o = run(&[&texts], &causal(), &out, &["--provider", "cpu"]);
+    assert_fails(
+        &o,
+        1,
+        "missing column `input_ids` (the token ids column, or with --text-col and --tokenizer the text column; found: generation_id",
+    );
 }
