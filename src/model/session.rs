@@ -90,10 +90,32 @@ fn read_file(file: &Path, model: &Path) -> Result<Vec<u8>> {
             reason: "file is empty".into(),
         }),
         Ok(bytes) => Ok(bytes),
+        Err(_) if file.is_dir() => Err(Error::ModelFile {
+            path: model.to_path_buf(),
+            reason: folder_of_models(file),
+        }),
         Err(e) => Err(Error::ModelFile {
             path: model.to_path_buf(),
             reason: format!("cannot read: {e}"),
         }),
+    }
+}
+
+/// Why a folder given as the model cannot be read, naming the `.onnx` files in it (an export
+/// folder holds `model.onnx` beside its tokenizer and config).
+fn folder_of_models(dir: &Path) -> String {
+    let mut models: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "onnx"))
+                .map(|p| p.display().to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    models.sort();
+    match models.len() {
+        0 => "is a folder, with no .onnx file in it; give the model file".into(),
+        _ => format!("is a folder; give the model file in it: {}", models.join(", ")),
     }
 }
 

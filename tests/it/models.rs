@@ -353,6 +353,18 @@ fn a_model_with_external_data_is_read_from_its_folder_and_hashed_with_it() {
     // `inspect` and `sql`'s reward_model() read it the same way.
     let o = segscore(&["inspect", external.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
+    // The export's folder given as the model names the model file in it.
+    let folder = external.parent().unwrap();
+    let o = segscore(&["inspect", folder.to_str().unwrap()]);
+    assert_fails(
+        &o,
+        1,
+        &format!(
+            "model {}: is a folder; give the model file in it: {}",
+            folder.display(),
+            external.display()
+        ),
+    );
     let score = |model: &std::path::Path| {
         let o = segscore(&[
             "sql",
