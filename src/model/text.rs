@@ -51,15 +51,30 @@ impl TextTokenizer {
             path: path.to_path_buf(),
             reason,
         };
+        // An export folder holds tokenizer.json beside tokenizer_config.json and the model.
+        let beside = path.parent().unwrap_or(Path::new("")).join("tokenizer.json");
         let bytes = match crate::store::read_object(path) {
             Some(object) => object?,
+            None if path.is_dir() && path.join("tokenizer.json").is_file() => {
+                return Err(err(format!(
+                    "is a folder; give the tokenizer file in it: {}",
+                    path.join("tokenizer.json").display()
+                )))
+            }
             None => std::fs::read(path).map_err(|e| err(format!("cannot read: {e}")))?,
         };
         if let Err(e) = serde_json::from_slice::<serde_json::Value>(&bytes) {
             return Err(err(format!("not a JSON file ({e})")));
         }
-        let mut inner = tokenizers::Tokenizer::from_bytes(&bytes)
-            .map_err(|e| err(format!("not a Hugging Face tokenizer.json ({e})")))?;
+        let mut inner = tokenizers::Tokenizer::from_bytes(&bytes).map_err(|e| {
+            let hint = match path.file_name().and_then(|n| n.to_str()) {
+                Some("tokenizer_config.json") if beside.is_file() => {
+                    format!("; the tokenizer is {}", beside.display())
+                }
+                _ => String::new(),
+            };
+            err(format!("not a Hugging Face tokenizer.json ({e}){hint}"))
+        })?;
         // Real tokenizer.json files often pad (to 128, say) or truncate: segscore does neither.
         inner.with_padding(None);
         inner

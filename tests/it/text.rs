@@ -664,10 +664,27 @@ fn bad_tokenizer_files_give_clear_errors() {
     let not_tokenizer = tmp.path().join("other.json");
     std::fs::write(&not_tokenizer, "{\"hello\": [1, 2, 3]}").unwrap();
     let out = tmp.path().join("out");
+    // An export folder: tokenizer.json beside tokenizer_config.json. The folder, or the
+    // config, given as the tokenizer names the tokenizer file.
+    let export = tmp.path().join("export");
+    std::fs::create_dir(&export).unwrap();
+    std::fs::copy(gpt2(), export.join("tokenizer.json")).unwrap();
+    std::fs::write(
+        export.join("tokenizer_config.json"),
+        "{\"model_max_length\": 1024}",
+    )
+    .unwrap();
+    let the_file = format!("the tokenizer is {}", export.join("tokenizer.json").display());
+    let in_folder = format!(
+        "is a folder; give the tokenizer file in it: {}",
+        export.join("tokenizer.json").display()
+    );
     for (file, says) in [
         (tmp.path().join("missing.json"), "cannot read"),
         (not_json, "not a JSON file"),
         (not_tokenizer, "not a Hugging Face tokenizer.json"),
+        (export.join("tokenizer_config.json"), the_file.as_str()),
+        (export.clone(), in_folder.as_str()),
     ] {
         let o = run_text(&input, &causal(), &file, &out, &[]);
         assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
