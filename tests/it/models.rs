@@ -450,19 +450,19 @@ fn a_sequence_classifier_scores_the_softmax_of_the_class_asked_for() {
         1,
         "--score-label 2: output `logits` has 2 classes per sequence (0 to 1)",
     );
-    // bench-model takes the same flags (it had neither --score-label nor --model-output).
-    let bench = |extra: &[&str]| {
-        let mut args = vec![
-            "bench-model",
-            "-q",
-            "-i",
-            input.to_str().unwrap(),
-            "-m",
-            model.to_str().unwrap(),
-        ];
-        args.extend_from_slice(&["--provider", "cpu", "--threads", "1"]);
+    // bench-model and sql take the same flags (they had neither --score-label nor
+    // --model-output).
+    let with_model = |command: &[&str], extra: &[&str]| {
+        let mut args = command.to_vec();
+        args.extend_from_slice(&["-q", "-m", model.to_str().unwrap(), "--provider", "cpu"]);
         args.extend_from_slice(extra);
         segscore(&args)
+    };
+    let input_arg = input.to_str().unwrap();
+    let bench = |extra: &[&str]| {
+        let mut args = vec!["-i", input_arg, "--threads", "1"];
+        args.extend_from_slice(extra);
+        with_model(&["bench-model"], &args)
     };
     assert_fails(&bench(&[]), 1, "choose the class to score with --score-label K");
     let o = bench(&["--score-label", "1", "--model-output", "logits"]);
@@ -474,21 +474,12 @@ fn a_sequence_classifier_scores_the_softmax_of_the_class_asked_for() {
         1,
         "no output named `nope` (outputs: logits)",
     );
-    // So does sql: reward_model() gives the class's probability, as the run does.
+    // reward_model() gives the class's probability, as the run does.
     let sql = |extra: &[&str]| {
-        let mut args = vec![
-            "sql",
-            "-q",
-            "--format",
-            "csv",
-            "-m",
-            model.to_str().unwrap(),
-            "--provider",
-            "cpu",
-        ];
+        let mut args = vec!["--format", "csv"];
         args.extend_from_slice(extra);
         args.push("SELECT reward_model(make_array(5, 7)) AS p");
-        segscore(&args)
+        with_model(&["sql"], &args)
     };
     assert_fails(&sql(&[]), 1, "choose the class to score with --score-label K");
     let o = sql(&["--score-label", "1"]);

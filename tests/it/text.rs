@@ -150,6 +150,20 @@ fn predictions(out: &Path) -> BTreeMap<(String, i64), f64> {
     by_key(&read_segments(out), "predicted_score")
 }
 
+/// One pass's predictions (in `one`) against per-prefix calls' (in `per`): `n` segments, each
+/// within 1e-5.
+fn assert_passes_agree(one: &Path, per: &Path, n: usize) {
+    let (a, b) = (predictions(one), predictions(per));
+    assert_eq!(a.len(), n);
+    for (k, v) in &a {
+        assert!(
+            (v - b[k]).abs() <= 1e-5,
+            "{k:?}: one pass {v}, per prefix {}",
+            b[k]
+        );
+    }
+}
+
 #[test]
 fn token_sequences_equal_the_python_tokenizers_library() {
     let tmp = tempfile::tempdir().unwrap();
@@ -302,15 +316,7 @@ fn one_pass_equals_per_prefix_calls_on_the_causal_model() {
     assert!(o.status.success(), "{}", stderr(&o));
     let o = run_demo_text(&input, &causal(), &per, &["--pass", "segment"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let (a, b) = (predictions(&one), predictions(&per));
-    assert_eq!(a.len(), 600);
-    for (k, v) in &a {
-        assert!(
-            (v - b[k]).abs() <= 1e-5,
-            "{k:?}: one pass {v}, per prefix {}",
-            b[k]
-        );
-    }
+    assert_passes_agree(&one, &per, 600);
     let s = summary(&one);
     assert_eq!(s["text"]["pass"], "generation");
     assert_eq!(s["score_output"], "per token");
@@ -346,15 +352,7 @@ fn one_token_sequences_score_with_a_per_token_model() {
         let o = run_text(&input, &causal(), &gpt2(), out, extra);
         assert!(o.status.success(), "{}", stderr(&o));
     }
-    let (a, b) = (predictions(&one), predictions(&per));
-    assert_eq!(a.len(), 4);
-    for (k, v) in &a {
-        assert!(
-            (v - b[k]).abs() <= 1e-5,
-            "{k:?}: one pass {v}, per prefix {}",
-            b[k]
-        );
-    }
+    assert_passes_agree(&one, &per, 4);
     // Token ids, one call per row: the checksum model's score at a one-token row is its id.
     let ids = tmp.path().join("ids.parquet");
     write_rows(
