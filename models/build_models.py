@@ -25,6 +25,8 @@ tests/data/*.onnx          tiny models the tests use for exact expectations:
                        fixed at 1 and 3 ([1, seq]: torch.onnx.export without dynamic_axes)
     affine_f16.onnx, affine_bf16.onnx   affine_mean's score cast to float16 and bfloat16
     int_count.onnx     only an int64 token count ([batch]): no output can be the score
+    affine_mask_f32.onnx, affine_mask_f16.onnx, affine_mask_bool.onnx   affine_mean's score
+                       with attention_mask declared float32, float16 and bool
     affine_two_class.onnx   a two-label sequence classifier: logits [batch, 2] = (0, 4 * affine
                        score), so softmax's class 1 is sigmoid(4 * affine_mean's score)
     external/reward_small.onnx   models/reward_small.onnx saved as large exports are, its
@@ -202,6 +204,19 @@ def affine_half(elem, name):
     outs = [helper.make_tensor_value_info("score", elem, ["batch"])]
     graph = helper.make_graph(nodes, name, ids_inputs(), outs, affine_inits())
     save(graph, f"tests/data/{name}.onnx", f"test model: affine_mean's score as {name.split('_')[1]}")
+
+
+def affine_mask(elem, name):
+    """affine_mean's score from a model whose attention_mask is `elem` (some exports declare a
+    float or boolean mask); the graph casts it to float as before."""
+    nodes = affine_nodes("score")
+    ins = [
+        helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "seq"]),
+        helper.make_tensor_value_info("attention_mask", elem, ["batch", "seq"]),
+    ]
+    outs = [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["batch"])]
+    graph = helper.make_graph(nodes, name, ins, outs, affine_inits())
+    save(graph, f"tests/data/{name}.onnx", f"test model: affine_mean's score, attention_mask {name.split('_')[2]}")
 
 
 def affine_two_class():
@@ -579,6 +594,9 @@ BUILDERS = {
     "affine_batch3": lambda: affine_fixed_batch(3),
     "affine_f16": lambda: affine_half(TensorProto.FLOAT16, "affine_f16"),
     "affine_bf16": lambda: affine_half(TensorProto.BFLOAT16, "affine_bf16"),
+    "affine_mask_f32": lambda: affine_mask(TensorProto.FLOAT, "affine_mask_f32"),
+    "affine_mask_f16": lambda: affine_mask(TensorProto.FLOAT16, "affine_mask_f16"),
+    "affine_mask_bool": lambda: affine_mask(TensorProto.BOOL, "affine_mask_bool"),
     "affine_two_class": affine_two_class,
     "int_count": int_count,
     "bert_like": bert_like,

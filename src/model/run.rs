@@ -115,6 +115,17 @@ impl RewardModel {
                         })?;
                     Tensor::from_array((shape, narrowed))?.into()
                 }
+                // An attention mask of another type: its 0s and 1s as that type.
+                IdType::F32 => {
+                    Tensor::from_array((shape, data.iter().map(|&v| v as f32).collect::<Vec<_>>()))?.into()
+                }
+                IdType::F16 => {
+                    let mask: Vec<half::f16> = data.iter().map(|&v| half::f16::from_f32(v as f32)).collect();
+                    Tensor::from_array((shape, mask))?.into()
+                }
+                IdType::Bool => {
+                    Tensor::from_array((shape, data.iter().map(|&v| v != 0).collect::<Vec<_>>()))?.into()
+                }
             };
             inputs.push((Cow::Borrowed(name.as_str()), value));
         }

@@ -40,13 +40,20 @@ pub struct OutputInfo {
     pub score: std::result::Result<String, String>,
 }
 
-/// Integer element type of an id input.
+/// Element type of an input: an integer for ids; an attention mask may also be a float or a
+/// boolean (1.0 / `true` on real tokens), as some exports declare it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IdType {
     /// int64
     I64,
     /// int32
     I32,
+    /// float32 (attention_mask only)
+    F32,
+    /// float16 (attention_mask only)
+    F16,
+    /// bool (attention_mask only)
+    Bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,9 +131,16 @@ fn bind_input(name: &str, dtype: &ValueType) -> std::result::Result<(Feed, IdTyp
                     "model input `{name}` has shape {shape}, expected rank 2 [batch, seq]"
                 ));
             }
+            let mask = feed == Feed::AttentionMask;
             match ty {
                 TensorElementType::Int64 => Ok((feed, IdType::I64)),
                 TensorElementType::Int32 => Ok((feed, IdType::I32)),
+                TensorElementType::Float32 if mask => Ok((feed, IdType::F32)),
+                TensorElementType::Float16 if mask => Ok((feed, IdType::F16)),
+                TensorElementType::Bool if mask => Ok((feed, IdType::Bool)),
+                other if mask => Err(format!(
+                    "model input `{name}` has element type {other}, expected int64, int32, float32, float16 or bool"
+                )),
                 other => Err(format!(
                     "model input `{name}` has element type {other}, expected int64 or int32"
                 )),

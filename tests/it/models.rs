@@ -501,3 +501,34 @@ fn a_sequence_classifier_scores_the_softmax_of_the_class_asked_for() {
         String::from_utf8_lossy(&o.stdout)
     );
 }
+
+/// Some exports declare `attention_mask` as float32, float16 or bool; such models were refused
+/// ("expected int64 or int32"). The mask is fed as that type: the same predictions as the
+/// integer mask, to the bit, over padded batches of rows of different lengths.
+#[test]
+fn an_attention_mask_of_floats_or_booleans_is_fed_as_its_type() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in");
+    generate(&input, 300, 1, false);
+    let scores = |model: &str| {
+        let out = tmp.path().join(model);
+        run_ok(
+            &[&input],
+            &test_model(model),
+            &out,
+            &["--provider", "cpu", "--batch-size", "8"],
+        );
+        by_key(&read_segments(&out), "predicted_score")
+    };
+    let want = scores("affine_mean.onnx");
+    assert_eq!(want.len(), 300);
+    for model in [
+        "affine_mask_f32.onnx",
+        "affine_mask_f16.onnx",
+        "affine_mask_bool.onnx",
+    ] {
+        assert_eq!(scores(model), want, "{model}");
+        let o = segscore(&["inspect", test_model(model).to_str().unwrap()]);
+        assert!(o.status.success(), "{model}: {}", stderr(&o));
+    }
+}
