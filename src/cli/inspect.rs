@@ -44,13 +44,21 @@ pub(crate) struct BenchModelArgs {
 }
 
 pub(crate) fn inspect(model_path: PathBuf) -> Result<(), Error> {
-    let (sig, rt) = model::inspect(&model_path)?;
+    let (sig, rt, file) = model::inspect(&model_path)?;
     let mut text = format!(
-        "model: {}\nONNX Runtime {} ({})\ninputs:\n",
+        "model: {}\nsha256: {}\nONNX Runtime {} ({})\n",
         model_path.display(),
+        file.sha256(),
         rt.version,
         rt.library.display()
     );
+    for (name, data) in &file.external {
+        text.push_str(&format!(
+            "external data: {name} ({} bytes, beside the model)\n",
+            data.len()
+        ));
+    }
+    text.push_str("inputs:\n");
     for i in &sig.inputs {
         let binding = match &i.binding {
             Ok((model::Feed::InputIds, _)) => {

@@ -167,12 +167,13 @@ pub(crate) fn build_session(
         })
 }
 
-/// Reads the model's signature without requiring its inputs to bind (for `segscore inspect`).
-pub fn inspect(path: &Path) -> Result<(ModelSignature, &'static Runtime)> {
+/// Reads the model's signature without requiring its inputs to bind (for `segscore inspect`),
+/// with the model file read (its external data files among it).
+pub fn inspect(path: &Path) -> Result<(ModelSignature, &'static Runtime, ModelFile)> {
     let model = ModelFile::read(path)?;
     let rt = runtime::runtime(Provider::Cpu)?;
     let session = build_session(rt, path, &model, Provider::Cpu, 1)?;
-    Ok((ModelSignature::of(&session), rt))
+    Ok((ModelSignature::of(&session), rt, model))
 }
 
 /// A model's sessions: the first, built before anything uses the model (its signature binds

@@ -350,9 +350,19 @@ fn a_model_with_external_data_is_read_from_its_folder_and_hashed_with_it() {
     std::fs::write(alone.join("reward_small.onnx.data"), &data[..100]).unwrap();
     let (o, _) = run_in_cwd(&alone.join("reward_small.onnx"), "short-out");
     assert_fails(&o, 1, "ONNX Runtime cannot load it");
-    // `inspect` and `sql`'s reward_model() read it the same way.
+    // `inspect` and `sql`'s reward_model() read it the same way; inspect names the data file
+    // and gives the sha256 a run records.
     let o = segscore(&["inspect", external.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
+    let shown = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        shown.contains("external data: reward_small.onnx.data (32000 bytes, beside the model)")
+            && shown.contains(&format!(
+                "sha256: {}",
+                summary(&split)["model_sha256"].as_str().unwrap()
+            )),
+        "{shown}"
+    );
     // The export's folder given as the model names the model file in it.
     let folder = external.parent().unwrap();
     let o = segscore(&["inspect", folder.to_str().unwrap()]);
