@@ -25,7 +25,7 @@ extensions_options! {
     pub struct JobModel {
         /// The model file (the same path on every executor).
         pub model_path: String, default = String::new()
-        /// sha256 of the model file the client loaded, hex.
+        /// sha256 of the model file (and its external data files) the client loaded, hex.
         pub model_sha256: String, default = String::new()
         /// The output read (`--model-output`).
         pub model_output: Option<String>, default = None
