@@ -100,11 +100,12 @@ fn demo_folder(dir: &Path) -> Result<(), Error> {
     })
 }
 
-pub(crate) fn demo(args: DemoArgs) -> Result<(), Error> {
+/// `segscore demo`; `quiet` (`-q`) leaves out the progress and the summary, as for `run`.
+pub(crate) fn demo(args: DemoArgs, quiet: bool) -> Result<(), Error> {
     crate::store::local_only("demo --output", &args.output, "the demo writes a local folder")?;
     demo_folder(&args.output)?;
     if args.text {
-        return text_demo(args);
+        return text_demo(args, quiet);
     }
     let input = args.output.join("input").join("generations.parquet");
     let model_path = args.output.join("model").join("reward_small.onnx");
@@ -123,12 +124,20 @@ pub(crate) fn demo(args: DemoArgs) -> Result<(), Error> {
         model_path,
         args.output.join("output"),
     );
-    finish_demo(cfg, args.provider, args.threads)
+    finish_demo(cfg, args.provider, args.threads, quiet)
 }
 
-/// Runs the demo's job and prints its summary.
-fn finish_demo(mut cfg: JobConfig, provider: Provider, threads: Option<usize>) -> Result<(), Error> {
+/// Runs the demo's job and prints its summary (unless `quiet`).
+fn finish_demo(
+    mut cfg: JobConfig,
+    provider: Provider,
+    threads: Option<usize>,
+    quiet: bool,
+) -> Result<(), Error> {
     cfg.overwrite = true;
+    if quiet {
+        cfg.progress = crate::pipeline::progress::ProgressMode::Off;
+    }
     cfg.report = true;
     cfg.provider = provider;
     if let Some(t) = threads {
@@ -136,6 +145,9 @@ fn finish_demo(mut cfg: JobConfig, provider: Provider, threads: Option<usize>) -
     }
     let out = cfg.output.clone();
     let summary = run_job(cfg)?;
+    if quiet {
+        return Ok(());
+    }
     print(&format!(
         "segscore demo: {}\n{}",
         out.display(),
@@ -144,7 +156,7 @@ fn finish_demo(mut cfg: JobConfig, provider: Provider, threads: Option<usize>) -
 }
 
 /// `segscore demo --text`: text generations, the GPT-2 tokenizer and the per-token model.
-fn text_demo(args: DemoArgs) -> Result<(), Error> {
+fn text_demo(args: DemoArgs, quiet: bool) -> Result<(), Error> {
     let dir = &args.output;
     let input = dir.join("input").join("generations.parquet");
     let model_path = dir.join("model").join("prm_causal.onnx");
@@ -163,7 +175,7 @@ fn text_demo(args: DemoArgs) -> Result<(), Error> {
     cfg.tokenizer = Some(tokenizer_path);
     cfg.segment_separator = Some(text::SEPARATOR.into());
     cfg.prediction = Prediction::Cumulative;
-    finish_demo(cfg, args.provider, args.threads)
+    finish_demo(cfg, args.provider, args.threads, quiet)
 }
 
 /// `segscore generate`: writes a benchmark dataset (token ids in row groups of

@@ -163,7 +163,7 @@ pub fn main() -> ExitCode {
     let json_logs = cli.log_format == logging::LogFormat::Json;
     let result = match cli.command {
         Command::Run(a) => run::run(*a, quiet),
-        Command::Demo(a) => demo::demo(a),
+        Command::Demo(a) => demo::demo(a, quiet),
         Command::Inspect { model } => inspect::inspect(model),
         Command::BenchModel(a) => inspect::bench_model(a),
         Command::Compare {

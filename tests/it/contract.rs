@@ -586,9 +586,18 @@ fn demo_runs_and_prints_a_summary() {
     // The bundled model approximates the demo's scoring rule: a real but imperfect fit.
     let r2 = s["r2"].as_f64().unwrap();
     assert!(r2 > 0.5 && r2 < 0.999, "r2 {r2}");
-    // Deterministic: the same data again.
-    let again = segscore(&["demo", "--output", dir.to_str().unwrap(), "--provider", "cpu"]);
-    assert!(again.status.success());
+    // Deterministic: the same data again. With -q, as for `run`, nothing is printed (the
+    // summary table was).
+    let again = segscore(&[
+        "-q",
+        "demo",
+        "--output",
+        dir.to_str().unwrap(),
+        "--provider",
+        "cpu",
+    ]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert_eq!((again.stdout.len(), stderr(&again)), (0, String::new()));
     let s2 = summary(&dir.join("output"));
     assert_eq!(s["mse"], s2["mse"]);
     assert_eq!(s["n_segments"], s2["n_segments"]);
