@@ -256,18 +256,24 @@ impl RewardModel {
         }
         // The longest input: as asked, else the fixed sequence length, else as many positions
         // as the position embedding has.
-        let positions = input_named(Feed::PositionIds)
-            .and_then(|input| onnx::embedding_for_input(&file.bytes, &input))
-            .map(|e| e.vocab as usize);
-        let max_length = match (opts.max_length, fixed_seq) {
-            (Some(m), Some(f)) if m > f => {
+        let position_embedding =
+            input_named(Feed::PositionIds).and_then(|input| onnx::embedding_for_input(&file.bytes, &input));
+        let max_length = match (opts.max_length, fixed_seq, &position_embedding) {
+            (Some(m), Some(f), _) if m > f => {
                 return Err(Error::Usage(format!(
                     "--max-length {m}: model {name} takes sequences of exactly {f} tokens"
                 )))
             }
-            (Some(m), _) => Some(m),
-            (None, Some(f)) => Some(f),
-            (None, None) => positions,
+            // Past the position embedding, ONNX Runtime fails mid-run (an index out of bounds).
+            (Some(m), None, Some(e)) if m as u64 > e.vocab => {
+                return Err(Error::Usage(format!(
+                    "--max-length {m}: model {name} has {} positions (its position embedding `{}`)",
+                    e.vocab, e.name
+                )))
+            }
+            (Some(m), _, _) => Some(m),
+            (None, Some(f), _) => Some(f),
+            (None, None, e) => e.as_ref().map(|e| e.vocab as usize),
         };
         // One GPU gains nothing from more than two sessions (one prepares while one runs), and
         // each would hold its own device memory arena.

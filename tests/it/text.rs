@@ -590,6 +590,15 @@ fn too_long_and_empty_text_are_invalid_in_both_modes() {
         &["--provider", "cpu", "--overwrite", "--max-length", "3"],
     );
     assert_fails(&o, 1, "4 tokens, more than the model's maximum length 3");
+    // Past the model's position embedding, ONNX Runtime failed mid-run ("indices element out
+    // of data bounds"): refused before the run.
+    let o = run_text(&input, &causal(), &gpt2(), &out, &["--max-length", "1025"]);
+    assert_fails(&o, 2, "--max-length 1025: model ");
+    assert!(
+        stderr(&o).contains("has 1024 positions (its position embedding `pos_emb`)"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
