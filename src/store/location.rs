@@ -253,16 +253,16 @@ pub fn expand(pattern: &str) -> Result<Vec<PathBuf>> {
             && !parts.iter().any(|p| p.starts_with(['.', '_']))
     };
     // A folder searched (`folder`: a key's first parts, `below`: the rest) must not be an open
-    // table format's.
+    // table format's (one inside a hidden folder is not read, as a local search skips it).
     let table_format = |folder: &[&str], below: &[&str]| match super::table_format(below) {
-        Some((i, format)) => {
+        Some((i, format)) if !below[..i].iter().any(|p| p.starts_with(['.', '_'])) => {
             let url = |n: usize| {
                 let parts: Vec<&str> = folder.iter().chain(&below[..n]).copied().collect();
                 format!("{SCHEME}{}/{}", loc.bucket, parts.join("/"))
             };
             Err(super::table_format_refusal(&url(i), format, &(url(i + 1) + "/")))
         }
-        None => Ok(()),
+        _ => Ok(()),
     };
     let found: Vec<Key> = match glob_at {
         None => {

@@ -681,6 +681,11 @@ fn globs_over_prefixes_select_objects_and_hidden_ones_are_skipped() {
         let o = moto.segscore(&["sql", "-t", input, "SELECT 1"], &[]);
         assert_fails(&o, 2, refused);
     }
+    // One inside a hidden folder is not read, so not refused (as a local search skips it).
+    moto.create_bucket("archive");
+    upload_dir(&moto, "archive", "in/_old/delta", &delta);
+    upload_dir(&moto, "archive", "in/current", &tmp.path().join("a"));
+    assert_eq!(count("s3://archive/in/"), "n\n1000\n");
     let live = std::fs::read_to_string(delta.join("_delta_log/00000000000000000001.json")).unwrap();
     let live = live
         .lines()

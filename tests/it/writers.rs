@@ -347,6 +347,23 @@ fn a_delta_lake_table_is_refused_as_a_folder_and_runs_from_its_current_files() {
     assert_fails(&o, 2, "is a Delta Lake table");
     let (o, _) = job(&[&fixture("")], "above");
     assert_fails(&o, 2, &format!("input {} is a Delta Lake table", table.display()));
+    // Inside a hidden folder the search skips, it is not read, so not refused.
+    let hidden = tmp.path().join("in");
+    let copy = |from: &Path, to: &Path| {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_file() {
+                std::fs::copy(&p, to.join(p.file_name().unwrap())).unwrap();
+            }
+        }
+    };
+    copy(&table, &hidden.join("_old/delta"));
+    copy(&table.join("_delta_log"), &hidden.join("_old/delta/_delta_log"));
+    copy(&fixture("duckdb"), &hidden.join("current"));
+    let (o, out) = job(&[&hidden], "hidden");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(summary(&out)["input_files"], 1);
     // The live files: the log's adds less its removes, commit by commit.
     let mut logs: Vec<PathBuf> = std::fs::read_dir(table.join("_delta_log"))
         .unwrap()
