@@ -1,6 +1,23 @@
 //! Execution providers, finding ONNX Runtime, and models as exporters write them.
 
+use std::collections::BTreeMap;
+use std::path::Path;
+
 use crate::common::*;
+
+/// The run of test model `model` over `input` on the CPU with `extra` flags, written to
+/// `out`: its predictions by key, and its summary.
+fn scored(
+    input: &Path,
+    model: &str,
+    out: &Path,
+    extra: &[&str],
+) -> (BTreeMap<(String, i64), f64>, serde_json::Value) {
+    let mut args = vec!["--provider", "cpu"];
+    args.extend_from_slice(extra);
+    run_ok(&[input], &test_model(model), out, &args);
+    (by_key(&read_segments(out), "predicted_score"), summary(out))
+}
 
 #[test]
 fn cuda_provider_fails_clearly_instead_of_falling_back() {
@@ -157,7 +174,7 @@ fn bench_model_times_the_rows_asked_for_and_names_a_file_without_token_ids() {
         .collect();
     write_rows(&input, &rows);
     let model = demo_model();
-    let bench = |input: &std::path::Path| {
+    let bench = |input: &Path| {
         let (input, model) = (input.to_str().unwrap(), model.to_str().unwrap());
         segscore(&[
             "bench-model",
@@ -205,7 +222,7 @@ fn bench_model_times_the_rows_asked_for_and_names_a_file_without_token_ids() {
         &format!("input file {}: not a readable Parquet file", bad.display()),
     );
     assert_fails(
-        &bench(std::path::Path::new("s3://bucket/data")),
+        &bench(Path::new("s3://bucket/data")),
         2,
         "--input s3://bucket/data: bench-model reads local files; give a path",
     );
@@ -236,14 +253,8 @@ fn a_model_with_a_fixed_batch_dimension_scores_as_a_free_one_does() {
     let input = tmp.path().join("in");
     generate(&input, 500, 2, true);
     let scores = |model: &str, out: &str| {
-        let out = tmp.path().join(out);
-        run_ok(
-            &[&input],
-            &test_model(model),
-            &out,
-            &["--provider", "cpu", "--batch-size", "8", "--threads", "2"],
-        );
-        by_key(&read_segments(&out), "predicted_score")
+        let extra = ["--batch-size", "8", "--threads", "2"];
+        scored(&input, model, &tmp.path().join(out), &extra).0
     };
     let free = scores("affine_mean.onnx", "free");
     assert_eq!(free.len(), 500);
@@ -273,11 +284,7 @@ fn half_precision_score_outputs_are_read_and_widened() {
     let tmp = tempfile::tempdir().unwrap();
     let input = tmp.path().join("in");
     generate(&input, 300, 1, false);
-    let scores = |model: &str| {
-        let out = tmp.path().join(model);
-        run_ok(&[&input], &test_model(model), &out, &["--provider", "cpu"]);
-        by_key(&read_segments(&out), "predicted_score")
-    };
+    let scores = |model: &str| scored(&input, model, &tmp.path().join(model), &[]).0;
     let full = scores("affine_mean.onnx");
     let f16 = scores("affine_f16.onnx");
     let bf16 = scores("affine_bf16.onnx");
@@ -310,7 +317,7 @@ fn a_model_with_external_data_is_read_from_its_folder_and_hashed_with_it() {
     let cwd = tmp.path().join("cwd");
     std::fs::create_dir(&cwd).unwrap();
     std::fs::write(cwd.join("reward_small.onnx.data"), vec![0u8; data.len()]).unwrap();
-    let run_in_cwd = |model: &std::path::Path, out: &str| {
+    let run_in_cwd = |model: &Path, out: &str| {
         let out = tmp.path().join(out);
         let args = run_args(&[&input], model, &out, &["--provider", "cpu"]);
         let o = std::process::Command::new(BIN)
@@ -375,7 +382,7 @@ fn a_model_with_external_data_is_read_from_its_folder_and_hashed_with_it() {
             external.display()
         ),
     );
-    let score = |model: &std::path::Path| {
+    let score = |model: &Path| {
         let o = segscore(&[
             "sql",
             "-q",
@@ -408,13 +415,7 @@ fn a_sequence_classifier_scores_the_softmax_of_the_class_asked_for() {
         }
     }
     write_rows(&input, &rows);
-    let scores = |model: &str, out: &str, extra: &[&str]| {
-        let out = tmp.path().join(out);
-        let mut args = vec!["--provider", "cpu"];
-        args.extend(extra);
-        run_ok(&[&input], &test_model(model), &out, &args);
-        (by_key(&read_segments(&out), "predicted_score"), summary(&out))
-    };
+    let scores = |model: &str, out: &str, extra: &[&str]| scored(&input, model, &tmp.path().join(out), extra);
     let (affine, _) = scores("affine_mean.onnx", "affine", &["--batch-size", "1"]);
     let (one_by_one, s) = scores(
         "affine_two_class.onnx",
@@ -520,16 +521,7 @@ fn an_attention_mask_of_floats_or_booleans_is_fed_as_its_type() {
     let tmp = tempfile::tempdir().unwrap();
     let input = tmp.path().join("in");
     generate(&input, 300, 1, false);
-    let scores = |model: &str| {
-        let out = tmp.path().join(model);
-        run_ok(
-            &[&input],
-            &test_model(model),
-            &out,
-            &["--provider", "cpu", "--batch-size", "8"],
-        );
-        by_key(&read_segments(&out), "predicted_score")
-    };
+    let scores = |model: &str| scored(&input, model, &tmp.path().join(model), &["--batch-size", "8"]).0;
     let want = scores("affine_mean.onnx");
     assert_eq!(want.len(), 300);
     for model in [
