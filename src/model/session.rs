@@ -37,18 +37,7 @@ impl ModelFile {
         let names = crate::model::onnx::external_data_files(&bytes).map_err(bad)?;
         let mut external = Vec::with_capacity(names.len());
         for name in names {
-            let relative = Path::new(&name);
-            if name.is_empty()
-                || relative.is_absolute()
-                || relative
-                    .components()
-                    .any(|c| !matches!(c, std::path::Component::Normal(_)))
-            {
-                return Err(bad(format!(
-                    "its weights are in an external data file `{name}`, which is not a path inside the model's folder"
-                )));
-            }
-            let file = path.parent().unwrap_or(Path::new("")).join(relative);
+            let file = data_path(path, &name).map_err(bad)?;
             let data = read_file(&file, path).map_err(|e| {
                 let reason = match e {
                     Error::ModelFile { reason, .. } => reason,
@@ -74,6 +63,24 @@ impl ModelFile {
             h.update(data);
         }
         hex::encode(h.finalize())
+    }
+}
+
+/// Where external data file `name` of the model at `model` is: `name` is relative and stays
+/// inside the model's folder (ONNX Runtime refuses anything else, and so does segscore,
+/// before reading it).
+fn data_path(model: &Path, name: &str) -> std::result::Result<PathBuf, String> {
+    use std::path::Component;
+    let relative = Path::new(name);
+    let inside = !name.is_empty()
+        && relative
+            .components()
+            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
+    match inside {
+        true => Ok(model.parent().unwrap_or(Path::new("")).join(relative)),
+        false => Err(format!(
+            "its weights are in an external data file `{name}`, which is not a path inside the model's folder"
+        )),
     }
 }
 
@@ -261,4 +268,29 @@ impl Drop for Sessions {
 /// Warns that a session of the model at `path` could not be built.
 fn left_out(path: &Path, error: &dyn std::fmt::Display) {
     tracing::warn!(model = %path.display(), error = %error, "a model session could not be built: the run goes on with fewer");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn external_data_paths_stay_inside_the_models_folder() {
+        let model = Path::new("m/model.onnx");
+        assert_eq!(
+            data_path(model, "model.onnx.data"),
+            Ok(PathBuf::from("m/model.onnx.data"))
+        );
+        assert_eq!(data_path(model, "./w/x.data"), Ok(PathBuf::from("m/./w/x.data")));
+        assert_eq!(
+            data_path(Path::new("s3://b/k/model.onnx"), "x.data"),
+            Ok(PathBuf::from("s3://b/k/x.data"))
+        );
+        for bad in ["", "../x.data", "w/../../x.data", "/etc/x.data"] {
+            assert!(
+                data_path(model, bad).unwrap_err().contains("not a path inside"),
+                "{bad}"
+            );
+        }
+    }
 }
