@@ -27,6 +27,8 @@ tests/data/*.onnx          tiny models the tests use for exact expectations:
     int_count.onnx     only an int64 token count ([batch]): no output can be the score
     affine_mask_f32.onnx, affine_mask_f16.onnx, affine_mask_bool.onnx   affine_mean's score
                        with attention_mask declared float32, float16 and bool
+    mean_no_mask.onnx  mean(input_ids) * 0.001 - 1 over every position, with no attention_mask
+                       input: padding would change its score
     affine_two_class.onnx   a two-label sequence classifier: logits [batch, 2] = (0, 4 * affine
                        score), so softmax's class 1 is sigmoid(4 * affine_mean's score)
     external/reward_small.onnx   models/reward_small.onnx saved as large exports are, its
@@ -217,6 +219,20 @@ def affine_mask(elem, name):
     outs = [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["batch"])]
     graph = helper.make_graph(nodes, name, ins, outs, affine_inits())
     save(graph, f"tests/data/{name}.onnx", f"test model: affine_mean's score, attention_mask {name.split('_')[2]}")
+
+
+def mean_no_mask():
+    """A model that takes no attention_mask: the mean over every position it is given."""
+    nodes = [
+        helper.make_node("Cast", ["input_ids"], ["ids_f"], to=TensorProto.FLOAT),
+        helper.make_node("ReduceMean", ["ids_f"], ["mean_id"], axes=[1], keepdims=0),
+        helper.make_node("Mul", ["mean_id", "milli"], ["scaled"]),
+        helper.make_node("Sub", ["scaled", "one_f"], ["score"]),
+    ]
+    ins = [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "seq"])]
+    outs = [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["batch"])]
+    graph = helper.make_graph(nodes, "mean_no_mask", ins, outs, affine_inits())
+    save(graph, "tests/data/mean_no_mask.onnx", "test model: mean of every position's id * 0.001 - 1, no attention mask")
 
 
 def affine_two_class():
@@ -597,6 +613,7 @@ BUILDERS = {
     "affine_mask_f32": lambda: affine_mask(TensorProto.FLOAT, "affine_mask_f32"),
     "affine_mask_f16": lambda: affine_mask(TensorProto.FLOAT16, "affine_mask_f16"),
     "affine_mask_bool": lambda: affine_mask(TensorProto.BOOL, "affine_mask_bool"),
+    "mean_no_mask": mean_no_mask,
     "affine_two_class": affine_two_class,
     "int_count": int_count,
     "bert_like": bert_like,

@@ -315,6 +315,18 @@ impl RewardModel {
                     })?;
         }
         tracing::debug!(output = %model.output_name, kind = %model.output_kind.describe(), max_length = ?model.limits.max_length, "model output");
+        let masked = model.feeds.iter().any(|(_, f, _)| *f == Feed::AttentionMask);
+        match (masked, model.fixed_seq) {
+            (false, None) => tracing::info!(
+                model = %path.display(),
+                "the model takes no attention_mask: each call takes rows of one length, so no padding reaches it"
+            ),
+            (false, Some(n)) => tracing::warn!(
+                model = %path.display(),
+                "the model takes no attention_mask and exactly {n} tokens: shorter rows are padded with 0, which it reads as tokens"
+            ),
+            (true, _) => {}
+        }
         Ok(model)
     }
 
@@ -412,7 +424,27 @@ impl RewardModel {
             *slot = r;
             lengths.push(len);
         }
-        plan_batches(&lengths, self.batch_size, self.max_tokens)
+        self.batches(&lengths)
+    }
+
+    /// Model batches over rows sorted longest first ([`plan_batches`]); for a model that takes
+    /// no attention mask (and no fixed length), cut again where the length changes, so that no
+    /// padding reaches it: it could not tell padding from tokens.
+    fn batches(&self, lengths_desc: &[usize]) -> Vec<std::ops::Range<usize>> {
+        let planned = plan_batches(lengths_desc, self.batch_size, self.max_tokens);
+        if !self.pads_unmasked() {
+            return planned;
+        }
+        planned
+            .into_iter()
+            .flat_map(|r| tokens::one_length_batches(lengths_desc, r))
+            .collect()
+    }
+
+    /// Whether padding would reach the model unmasked: it has no `attention_mask` input and
+    /// no fixed sequence length.
+    fn pads_unmasked(&self) -> bool {
+        self.fixed_seq.is_none() && !self.feeds.iter().any(|(_, f, _)| *f == Feed::AttentionMask)
     }
 
     /// The padded tensors `predict` would feed the model for a token-id list column, built in
@@ -470,7 +502,7 @@ impl RewardModel {
         let mut order: Vec<usize> = (0..seqs.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(seqs[i].len()));
         let lengths: Vec<usize> = order.iter().map(|&i| seqs[i].len()).collect();
-        let ranges = plan_batches(&lengths, self.batch_size, self.max_tokens);
+        let ranges = self.batches(&lengths);
         let scored = self.map_batches(&ranges, |range| {
             let rows = &order[range.clone()];
             let batch: Vec<&[i64]> = rows.iter().map(|&i| seqs[i]).collect();

@@ -34,6 +34,26 @@ pub fn plan_batches(
     out
 }
 
+/// `range` of rows sorted by length (`lengths_desc`) cut where the length changes: batches of
+/// one length each, so that no row is padded (for a model that takes no attention mask).
+pub(crate) fn one_length_batches(
+    lengths_desc: &[usize],
+    range: std::ops::Range<usize>,
+) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let mut start = range.start;
+    while start < range.end {
+        let end = start
+            + lengths_desc[start..range.end]
+                .iter()
+                .take_while(|&&l| l == lengths_desc[start])
+                .count();
+        out.push(start..end);
+        start = end;
+    }
+    out
+}
+
 /// Token ids of some rows, padded with 0 to the longest, and their attention mask; both
 /// row-major `[batch, seq]`.
 #[derive(Debug, Clone, PartialEq)]
@@ -392,6 +412,10 @@ mod tests {
         // A row longer than the budget runs alone.
         assert_eq!(plan_batches(&[500, 2], 8, 100), vec![0..1, 1..2]);
         assert!(plan_batches(&[], 8, 100).is_empty());
+        // Cut again where the length changes, for a model with no attention mask.
+        assert_eq!(one_length_batches(&lengths, 2..7), vec![2..3, 3..7]);
+        assert_eq!(one_length_batches(&lengths, 0..8), vec![0..1, 1..3, 3..7, 7..8]);
+        assert!(one_length_batches(&lengths, 4..4).is_empty());
     }
 
     #[test]
