@@ -536,9 +536,9 @@ fn an_attention_mask_of_floats_or_booleans_is_fed_as_its_type() {
 }
 
 /// A model that takes no attention_mask cannot tell padding from tokens: rows batched with
-/// longer ones were scored with the padding (1934 of 2000 generated segments differed from the row
-/// scored alone). Each call now takes rows of one length: the scores equal those of every row
-/// alone, in a run and in `sql`'s reward_model().
+/// longer ones were scored with the padding (1934 of 2000 generated segments differed from
+/// the row scored alone). Each call now takes rows of one length: the scores equal those of
+/// every row alone, in a run and in `sql`'s reward_model().
 #[test]
 fn a_model_without_an_attention_mask_is_never_given_padding() {
     let tmp = tempfile::tempdir().unwrap();
