@@ -29,6 +29,9 @@ tests/data/*.onnx          tiny models the tests use for exact expectations:
                        with attention_mask declared float32, float16 and bool
     mean_no_mask.onnx  mean(input_ids) * 0.001 - 1 over every position, with no attention_mask
                        input: padding would change its score
+    last_nonpad.onnx   input_ids * 0.001 at each row's last token that is not the pad id 7, found
+                       by comparing the ids with it, as transformers' classifiers for decoder
+                       models do (they ignore the attention mask there)
     affine_two_class.onnx   a two-label sequence classifier: logits [batch, 2] = (0, 4 * affine
                        score), so softmax's class 1 is sigmoid(4 * affine_mean's score)
     external/reward_small.onnx   models/reward_small.onnx saved as large exports are, its
@@ -233,6 +236,33 @@ def mean_no_mask():
     outs = [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["batch"])]
     graph = helper.make_graph(nodes, "mean_no_mask", ins, outs, affine_inits())
     save(graph, "tests/data/mean_no_mask.onnx", "test model: mean of every position's id * 0.001 - 1, no attention mask")
+
+
+def last_nonpad():
+    """A score read at each row's last token whose id is not the pad id (7), the way
+    `LlamaForSequenceClassification` finds it: (ids != pad) * position, argmax."""
+    nodes = [
+        helper.make_node("Equal", ["input_ids", "pad_id"], ["is_pad"]),
+        helper.make_node("Not", ["is_pad"], ["not_pad"]),
+        helper.make_node("Cast", ["not_pad"], ["not_pad_i"], to=TensorProto.INT64),
+        helper.make_node("Shape", ["input_ids"], ["shape"]),
+        helper.make_node("Gather", ["shape", "one_i"], ["seq"], axis=0),
+        helper.make_node("Range", ["zero_i", "seq", "one_i"], ["positions"]),
+        helper.make_node("Mul", ["not_pad_i", "positions"], ["weighted"]),
+        helper.make_node("ArgMax", ["weighted"], ["last"], axis=1, keepdims=1),
+        helper.make_node("Cast", ["input_ids"], ["ids_f"], to=TensorProto.FLOAT),
+        helper.make_node("Mul", ["ids_f", "milli"], ["values"]),
+        helper.make_node("GatherElements", ["values", "last"], ["score"], axis=1),
+    ]
+    inits = [
+        numpy_helper.from_array(np.array(7, dtype=np.int64), "pad_id"),
+        numpy_helper.from_array(np.array(1, dtype=np.int64), "one_i"),
+        numpy_helper.from_array(np.array(0, dtype=np.int64), "zero_i"),
+        numpy_helper.from_array(np.array(0.001, dtype=np.float32), "milli"),
+    ]
+    outs = [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["batch", 1])]
+    graph = helper.make_graph(nodes, "last_nonpad", ids_inputs(), outs, inits)
+    save(graph, "tests/data/last_nonpad.onnx", "test model: the last non-pad token's id * 0.001 (pad id 7)")
 
 
 def affine_two_class():
@@ -614,6 +644,7 @@ BUILDERS = {
     "affine_mask_f16": lambda: affine_mask(TensorProto.FLOAT16, "affine_mask_f16"),
     "affine_mask_bool": lambda: affine_mask(TensorProto.BOOL, "affine_mask_bool"),
     "mean_no_mask": mean_no_mask,
+    "last_nonpad": last_nonpad,
     "affine_two_class": affine_two_class,
     "int_count": int_count,
     "bert_like": bert_like,

@@ -115,6 +115,9 @@ pub struct RewardModel {
     output_type: ScoreType,
     output_kind: OutputKind,
     fixed_seq: Option<usize>,
+    /// Whether padding would reach the model as tokens: it takes no attention mask, or it
+    /// compares the token ids themselves (a pad id), and its length is not fixed.
+    pads_unmasked: bool,
     provider: Provider,
     runtime: &'static Runtime,
     batch_size: usize,
@@ -251,6 +254,9 @@ impl RewardModel {
         let input_named = |feed: Feed| feeds.iter().find(|(_, f, _)| *f == feed).map(|(n, ..)| n.clone());
         let vocab =
             input_named(Feed::InputIds).and_then(|input| onnx::embedding_for_input(&file.bytes, &input));
+        let masked = feeds.iter().any(|(_, f, _)| *f == Feed::AttentionMask);
+        let reads_pad_id =
+            input_named(Feed::InputIds).is_some_and(|input| onnx::compares_input(&file.bytes, &input));
         if let Some(e) = &vocab {
             tracing::debug!(embedding = %e.name, vocab = e.vocab, "token ids are checked against the model's embedding");
         }
@@ -296,6 +302,7 @@ impl RewardModel {
             batch_size: opts.batch_size.max(1).min(fixed_batch.unwrap_or(usize::MAX)),
             max_tokens: opts.max_tokens.max(1),
             limits: InputLimits { vocab, max_length },
+            pads_unmasked: fixed_seq.is_none() && (!masked || reads_pad_id),
             pool,
             next: AtomicUsize::new(0),
             partitions: AtomicUsize::new(0),
@@ -315,17 +322,21 @@ impl RewardModel {
                     })?;
         }
         tracing::debug!(output = %model.output_name, kind = %model.output_kind.describe(), max_length = ?model.limits.max_length, "model output");
-        let masked = model.feeds.iter().any(|(_, f, _)| *f == Feed::AttentionMask);
-        match (masked, model.fixed_seq) {
-            (false, None) => tracing::info!(
+        let why = match (masked, reads_pad_id) {
+            (false, _) => Some("takes no attention_mask"),
+            (true, true) => Some("compares input_ids with a constant (a pad id, as transformers' classifiers find each row's last token)"),
+            (true, false) => None,
+        };
+        match (why, model.fixed_seq) {
+            (Some(why), None) => tracing::info!(
                 model = %path.display(),
-                "the model takes no attention_mask: each call takes rows of one length, so no padding reaches it"
+                "the model {why}: each call takes rows of one length, so no padding reaches it"
             ),
-            (false, Some(n)) => tracing::warn!(
+            (Some(why), Some(n)) => tracing::warn!(
                 model = %path.display(),
-                "the model takes no attention_mask and exactly {n} tokens: shorter rows are padded with 0, which it reads as tokens"
+                "the model {why} and takes exactly {n} tokens: shorter rows are padded with 0, which it may read as tokens"
             ),
-            (true, _) => {}
+            (None, _) => {}
         }
         Ok(model)
     }
@@ -427,24 +438,18 @@ impl RewardModel {
         self.batches(&lengths)
     }
 
-    /// Model batches over rows sorted longest first ([`plan_batches`]); for a model that takes
-    /// no attention mask (and no fixed length), cut again where the length changes, so that no
-    /// padding reaches it: it could not tell padding from tokens.
+    /// Model batches over rows sorted longest first ([`plan_batches`]); for a model that would
+    /// read padding as tokens (no attention mask, or a pad id compared with the ids) and has
+    /// no fixed length, cut again where the length changes, so that no padding reaches it.
     fn batches(&self, lengths_desc: &[usize]) -> Vec<std::ops::Range<usize>> {
         let planned = plan_batches(lengths_desc, self.batch_size, self.max_tokens);
-        if !self.pads_unmasked() {
+        if !self.pads_unmasked {
             return planned;
         }
         planned
             .into_iter()
             .flat_map(|r| tokens::one_length_batches(lengths_desc, r))
             .collect()
-    }
-
-    /// Whether padding would reach the model unmasked: it has no `attention_mask` input and
-    /// no fixed sequence length.
-    fn pads_unmasked(&self) -> bool {
-        self.fixed_seq.is_none() && !self.feeds.iter().any(|(_, f, _)| *f == Feed::AttentionMask)
     }
 
     /// The padded tensors `predict` would feed the model for a token-id list column, built in

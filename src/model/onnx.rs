@@ -1,5 +1,6 @@
 //! Reads what ONNX Runtime does not tell: the vocabulary size of a model's token embedding,
-//! and the external data files holding its weights.
+//! whether it compares the token ids with a constant (a pad id), and the external data files
+//! holding its weights.
 //!
 //! Only the few fields of `onnx.proto` needed are declared; prost skips the rest (weights
 //! included) while decoding. The embedding is found by following the graph input `input_ids`
@@ -109,7 +110,25 @@ const VALUE_PRESERVING: [&str; 6] = ["Cast", "Identity", "Reshape", "Squeeze", "
 /// that are not an ONNX model, or a graph without such an embedding, give `None`.
 pub fn embedding_for_input(model: &[u8], input: &str) -> Option<Embedding> {
     let graph = ModelProto::decode(model).ok()?.graph?;
-    // Names carrying the input's values unchanged.
+    let carriers = carriers(&graph, input);
+    graph
+        .node
+        .iter()
+        .filter(|n| n.op_type == "Gather" && n.input.len() == 2 && carriers.contains(&n.input[1]))
+        .filter(|n| n.attribute.iter().all(|a| a.name != "axis" || a.i == 0))
+        .filter_map(|n| {
+            let data = graph.initializer.iter().find(|t| t.name == n.input[0])?;
+            (data.dims.len() == 2 && data.dims[0] > 0).then(|| Embedding {
+                name: data.name.clone(),
+                vocab: data.dims[0] as u64,
+            })
+        })
+        .min_by_key(|e| e.vocab)
+}
+
+/// The names carrying graph input `input`'s values unchanged: it, and the outputs of
+/// value-preserving nodes fed by one of them.
+fn carriers(graph: &GraphProto, input: &str) -> Vec<String> {
     let mut carriers = vec![input.to_string()];
     let mut i = 0;
     while i < carriers.len() {
@@ -125,19 +144,22 @@ pub fn embedding_for_input(model: &[u8], input: &str) -> Option<Embedding> {
         }
         i += 1;
     }
+    carriers
+}
+
+/// Whether the graph compares input `input`'s values themselves (an `Equal` node on them), as
+/// `transformers`' sequence classifiers for decoder models compare `input_ids` with the pad
+/// token id to find each row's last token: such a model reads padding by its id, not by the
+/// attention mask. False for bytes that are not an ONNX model.
+pub fn compares_input(model: &[u8], input: &str) -> bool {
+    let Some(graph) = ModelProto::decode(model).ok().and_then(|m| m.graph) else {
+        return false;
+    };
+    let carriers = carriers(&graph, input);
     graph
         .node
         .iter()
-        .filter(|n| n.op_type == "Gather" && n.input.len() == 2 && carriers.contains(&n.input[1]))
-        .filter(|n| n.attribute.iter().all(|a| a.name != "axis" || a.i == 0))
-        .filter_map(|n| {
-            let data = graph.initializer.iter().find(|t| t.name == n.input[0])?;
-            (data.dims.len() == 2 && data.dims[0] > 0).then(|| Embedding {
-                name: data.name.clone(),
-                vocab: data.dims[0] as u64,
-            })
-        })
-        .min_by_key(|e| e.vocab)
+        .any(|n| n.op_type == "Equal" && n.input.iter().any(|i| carriers.contains(i)))
 }
 
 /// The external data files a model's tensors name (`location`, relative to the model's
@@ -260,6 +282,18 @@ mod tests {
             embedding_for_input(&bytes, "input_ids").map(|e| e.vocab),
             Some(32)
         );
+    }
+
+    #[test]
+    fn a_comparison_of_the_token_ids_is_found() {
+        let read = |path: &str| std::fs::read(format!("{}/{path}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+        assert!(compares_input(&read("tests/data/last_nonpad.onnx"), "input_ids"));
+        assert!(!compares_input(
+            &read("tests/data/last_nonpad.onnx"),
+            "attention_mask"
+        ));
+        assert!(!compares_input(&read("models/reward_small.onnx"), "input_ids"));
+        assert!(!compares_input(b"\xff\xff not onnx", "input_ids"));
     }
 
     fn external(name: &str, location: Option<&str>) -> TensorProto {

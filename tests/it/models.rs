@@ -568,3 +568,33 @@ fn a_model_without_an_attention_mask_is_never_given_padding() {
     );
     assert_eq!(String::from_utf8_lossy(&o.stdout), want);
 }
+
+/// A decoder classifier exported from `transformers` finds each row's last token by comparing
+/// `input_ids` with its pad id, not by the mask: padding with 0 (not its pad id) made padded
+/// rows read a padding position. Such a model (an `Equal` on the ids) gets calls of one length:
+/// every row reads its own last non-pad token, exactly.
+#[test]
+fn a_model_that_finds_the_last_token_by_pad_id_is_never_given_padding() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in.parquet");
+    let mut rows = Vec::new();
+    for g in 0..20i64 {
+        for k in 0..3i64 {
+            let n = 1 + (g * 3 + k) % 7;
+            let mut ids: Vec<i64> = (0..n).map(|i| 10 + (g * 31 + k * 7 + i * 13) % 900).collect();
+            if g % 4 == 0 {
+                ids.push(7); // the pad id inside a row: skipped, as the model skips it
+            }
+            rows.push(row(&format!("g{g:02}"), k, 0.1 * k as f64, &ids));
+        }
+    }
+    write_rows(&input, &rows);
+    let (got, _) = scored(&input, "last_nonpad.onnx", &tmp.path().join("out"), &[]);
+    assert_eq!(got.len(), 60);
+    for r in &rows {
+        let ids = r.ids.as_ref().unwrap();
+        let last = *ids.iter().rev().find(|&&i| i != 7).unwrap();
+        let want = (last as f32 * 0.001f32) as f64;
+        assert_eq!(got[&(r.gid.clone(), r.seg)], want, "{} {}", r.gid, r.seg);
+    }
+}
