@@ -3,8 +3,8 @@
 //! - arbitrary bytes as a Parquet file: the footer checks (`source::check_metadata`), the
 //!   statistics guard, then the decoded batches' list columns as token ids (the model's input
 //!   checks and padded tensors);
-//! - arbitrary bytes as an ONNX model: the embedding finder (`onnx::embedding_for_input`) and
-//!   the external data files' names (`onnx::external_data_files`);
+//! - arbitrary bytes as an ONNX model: the embedding finder (`ModelGraph::embedding_for_input`)
+//!   and the external data files' names (`ModelGraph::external_data_files`);
 //! - arbitrary Arrow record batches shaped like the job query's output: the row checks, the
 //!   regrouping into whole generations across arbitrary batch cuts, the split into kept and
 //!   rejected rows and the rejected rows' layout, with their invariants asserted.
@@ -32,7 +32,7 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::datatypes::{DataType, Field, Int32Type, Schema};
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use segscore::model::onnx::{embedding_for_input, external_data_files, Embedding};
+use segscore::model::onnx::{Embedding, ModelGraph};
 
 #[derive(Arbitrary, Debug)]
 struct Rows {
@@ -254,10 +254,11 @@ fuzz_target!(|data: &[u8]| {
     match case {
         0 => parquet(rest),
         1 => {
-            if let Some(e) = embedding_for_input(rest, "input_ids") {
+            let graph = ModelGraph::decode(rest);
+            if let Some(e) = graph.embedding_for_input("input_ids") {
                 assert!(e.vocab > 0);
             }
-            if let Ok(files) = external_data_files(rest) {
+            if let Ok(files) = graph.external_data_files() {
                 let distinct: std::collections::HashSet<&String> = files.iter().collect();
                 assert_eq!(distinct.len(), files.len(), "each file named once");
             }

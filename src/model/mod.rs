@@ -252,18 +252,16 @@ impl RewardModel {
         .map_err(bad)?;
         let output_name = output.name().to_string();
         let input_named = |feed: Feed| feeds.iter().find(|(_, f, _)| *f == feed).map(|(n, ..)| n.clone());
-        let vocab =
-            input_named(Feed::InputIds).and_then(|input| onnx::embedding_for_input(&file.bytes, &input));
+        let vocab = input_named(Feed::InputIds).and_then(|input| file.graph.embedding_for_input(&input));
         let masked = feeds.iter().any(|(_, f, _)| *f == Feed::AttentionMask);
-        let reads_pad_id =
-            input_named(Feed::InputIds).is_some_and(|input| onnx::compares_input(&file.bytes, &input));
+        let reads_pad_id = input_named(Feed::InputIds).is_some_and(|input| file.graph.compares_input(&input));
         if let Some(e) = &vocab {
             tracing::debug!(embedding = %e.name, vocab = e.vocab, "token ids are checked against the model's embedding");
         }
         // The longest input: as asked, else the fixed sequence length, else as many positions
         // as the position embedding has.
         let position_embedding =
-            input_named(Feed::PositionIds).and_then(|input| onnx::embedding_for_input(&file.bytes, &input));
+            input_named(Feed::PositionIds).and_then(|input| file.graph.embedding_for_input(&input));
         let max_length = match (opts.max_length, fixed_seq, &position_embedding) {
             (Some(m), Some(f), _) if m > f => {
                 return Err(Error::Usage(format!(

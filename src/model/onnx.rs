@@ -106,24 +106,84 @@ pub struct Embedding {
 
 const VALUE_PRESERVING: [&str; 6] = ["Cast", "Identity", "Reshape", "Squeeze", "Unsqueeze", "Flatten"];
 
-/// The smallest embedding the graph input `input` indexes, if the model shows one. Bytes
-/// that are not an ONNX model, or a graph without such an embedding, give `None`.
-pub fn embedding_for_input(model: &[u8], input: &str) -> Option<Embedding> {
-    let graph = ModelProto::decode(model).ok()?.graph?;
-    let carriers = carriers(&graph, input);
-    graph
-        .node
-        .iter()
-        .filter(|n| n.op_type == "Gather" && n.input.len() == 2 && carriers.contains(&n.input[1]))
-        .filter(|n| n.attribute.iter().all(|a| a.name != "axis" || a.i == 0))
-        .filter_map(|n| {
-            let data = graph.initializer.iter().find(|t| t.name == n.input[0])?;
-            (data.dims.len() == 2 && data.dims[0] > 0).then(|| Embedding {
-                name: data.name.clone(),
-                vocab: data.dims[0] as u64,
+/// A model file's graph as far as segscore reads it, decoded once from the file's bytes.
+/// Bytes that are not an ONNX model give an empty graph, with no embedding, comparison or
+/// external file: ONNX Runtime then says what is wrong with them.
+#[derive(Debug, Clone, Default)]
+pub struct ModelGraph {
+    model: ModelProto,
+}
+
+impl ModelGraph {
+    /// Decodes a model file's bytes.
+    pub fn decode(bytes: &[u8]) -> Self {
+        ModelGraph {
+            model: ModelProto::decode(bytes).unwrap_or_default(),
+        }
+    }
+
+    /// The smallest embedding the graph input `input` indexes, if the model shows one.
+    pub fn embedding_for_input(&self, input: &str) -> Option<Embedding> {
+        let graph = self.model.graph.as_ref()?;
+        let carriers = carriers(graph, input);
+        graph
+            .node
+            .iter()
+            .filter(|n| n.op_type == "Gather" && n.input.len() == 2 && carriers.contains(&n.input[1]))
+            .filter(|n| n.attribute.iter().all(|a| a.name != "axis" || a.i == 0))
+            .filter_map(|n| {
+                let data = graph.initializer.iter().find(|t| t.name == n.input[0])?;
+                (data.dims.len() == 2 && data.dims[0] > 0).then(|| Embedding {
+                    name: data.name.clone(),
+                    vocab: data.dims[0] as u64,
+                })
             })
-        })
-        .min_by_key(|e| e.vocab)
+            .min_by_key(|e| e.vocab)
+    }
+
+    /// Whether the graph compares input `input`'s values themselves (an `Equal` node on them),
+    /// as `transformers`' sequence classifiers for decoder models compare `input_ids` with the
+    /// pad token id to find each row's last token: such a model reads padding by its id, not
+    /// by the attention mask.
+    pub fn compares_input(&self, input: &str) -> bool {
+        let Some(graph) = &self.model.graph else {
+            return false;
+        };
+        let carriers = carriers(graph, input);
+        graph
+            .node
+            .iter()
+            .any(|n| n.op_type == "Equal" && n.input.iter().any(|i| carriers.contains(i)))
+    }
+
+    /// The external data files the model's tensors name (`location`, relative to the model's
+    /// folder), each once, in the order the model first names them; empty for a model that
+    /// holds its weights. A tensor stored externally without a location is an error.
+    pub fn external_data_files(&self) -> Result<Vec<String>, String> {
+        let mut tensors = Vec::new();
+        if let Some(g) = &self.model.graph {
+            graph_tensors(g, &mut tensors);
+        }
+        for f in &self.model.functions {
+            f.node.iter().for_each(|n| node_tensors(n, &mut tensors));
+        }
+        let mut files: Vec<String> = Vec::new();
+        for t in tensors {
+            let location = t.external_data.iter().find(|e| e.key == "location");
+            match location {
+                Some(l) if !files.contains(&l.value) => files.push(l.value.clone()),
+                Some(_) => {}
+                None if t.data_location == 1 => {
+                    return Err(format!(
+                        "tensor `{}` is stored in an external file that the model does not name",
+                        t.name
+                    ))
+                }
+                None => {}
+            }
+        }
+        Ok(files)
+    }
 }
 
 /// The names carrying graph input `input`'s values unchanged: it, and the outputs of
@@ -145,54 +205,6 @@ fn carriers(graph: &GraphProto, input: &str) -> Vec<String> {
         i += 1;
     }
     carriers
-}
-
-/// Whether the graph compares input `input`'s values themselves (an `Equal` node on them), as
-/// `transformers`' sequence classifiers for decoder models compare `input_ids` with the pad
-/// token id to find each row's last token: such a model reads padding by its id, not by the
-/// attention mask. False for bytes that are not an ONNX model.
-pub fn compares_input(model: &[u8], input: &str) -> bool {
-    let Some(graph) = ModelProto::decode(model).ok().and_then(|m| m.graph) else {
-        return false;
-    };
-    let carriers = carriers(&graph, input);
-    graph
-        .node
-        .iter()
-        .any(|n| n.op_type == "Equal" && n.input.iter().any(|i| carriers.contains(i)))
-}
-
-/// The external data files a model's tensors name (`location`, relative to the model's
-/// folder), each once, in the order the model first names them; empty for a model that holds
-/// its weights, or bytes that are not an ONNX model (ONNX Runtime then says what is wrong). A
-/// tensor stored externally without a location is an error.
-pub fn external_data_files(model: &[u8]) -> Result<Vec<String>, String> {
-    let Ok(model) = ModelProto::decode(model) else {
-        return Ok(Vec::new());
-    };
-    let mut tensors = Vec::new();
-    if let Some(g) = &model.graph {
-        graph_tensors(g, &mut tensors);
-    }
-    for f in &model.functions {
-        f.node.iter().for_each(|n| node_tensors(n, &mut tensors));
-    }
-    let mut files: Vec<String> = Vec::new();
-    for t in tensors {
-        let location = t.external_data.iter().find(|e| e.key == "location");
-        match location {
-            Some(l) if !files.contains(&l.value) => files.push(l.value.clone()),
-            Some(_) => {}
-            None if t.data_location == 1 => {
-                return Err(format!(
-                    "tensor `{}` is stored in an external file that the model does not name",
-                    t.name
-                ))
-            }
-            None => {}
-        }
-    }
-    Ok(files)
 }
 
 /// Every tensor of a graph: initializers, sparse ones, and those of its nodes' attributes.
@@ -228,13 +240,16 @@ mod tests {
     fn finds_the_demo_models_embedding() {
         let bytes = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/models/reward_small.onnx")).unwrap();
         assert_eq!(
-            embedding_for_input(&bytes, "input_ids"),
+            ModelGraph::decode(&bytes).embedding_for_input("input_ids"),
             Some(Embedding {
                 name: "embedding".into(),
                 vocab: 1000
             })
         );
-        assert_eq!(embedding_for_input(&bytes, "attention_mask"), None);
+        assert_eq!(
+            ModelGraph::decode(&bytes).embedding_for_input("attention_mask"),
+            None
+        );
     }
 
     #[test]
@@ -244,9 +259,12 @@ mod tests {
             "/tests/data/affine_mean.onnx"
         ))
         .unwrap();
-        assert_eq!(embedding_for_input(&bytes, "input_ids"), None);
-        assert_eq!(embedding_for_input(b"\xff\xff not onnx", "input_ids"), None);
-        assert_eq!(embedding_for_input(b"", "input_ids"), None);
+        assert_eq!(ModelGraph::decode(&bytes).embedding_for_input("input_ids"), None);
+        assert_eq!(
+            ModelGraph::decode(b"\xff\xff not onnx").embedding_for_input("input_ids"),
+            None
+        );
+        assert_eq!(ModelGraph::decode(b"").embedding_for_input("input_ids"), None);
     }
 
     #[test]
@@ -279,7 +297,9 @@ mod tests {
         }
         .encode_to_vec();
         assert_eq!(
-            embedding_for_input(&bytes, "input_ids").map(|e| e.vocab),
+            ModelGraph::decode(&bytes)
+                .embedding_for_input("input_ids")
+                .map(|e| e.vocab),
             Some(32)
         );
     }
@@ -287,13 +307,11 @@ mod tests {
     #[test]
     fn a_comparison_of_the_token_ids_is_found() {
         let read = |path: &str| std::fs::read(format!("{}/{path}", env!("CARGO_MANIFEST_DIR"))).unwrap();
-        assert!(compares_input(&read("tests/data/last_nonpad.onnx"), "input_ids"));
-        assert!(!compares_input(
-            &read("tests/data/last_nonpad.onnx"),
-            "attention_mask"
-        ));
-        assert!(!compares_input(&read("models/reward_small.onnx"), "input_ids"));
-        assert!(!compares_input(b"\xff\xff not onnx", "input_ids"));
+        let last_nonpad = ModelGraph::decode(&read("tests/data/last_nonpad.onnx"));
+        assert!(last_nonpad.compares_input("input_ids"));
+        assert!(!last_nonpad.compares_input("attention_mask"));
+        assert!(!ModelGraph::decode(&read("models/reward_small.onnx")).compares_input("input_ids"));
+        assert!(!ModelGraph::decode(b"\xff\xff not onnx").compares_input("input_ids"));
     }
 
     fn external(name: &str, location: Option<&str>) -> TensorProto {
@@ -351,7 +369,9 @@ mod tests {
             functions: vec![function],
         };
         assert_eq!(
-            external_data_files(&model.encode_to_vec()).unwrap(),
+            ModelGraph::decode(&model.encode_to_vec())
+                .external_data_files()
+                .unwrap(),
             ["model.onnx.data", "branch.bin", "weights/constants.bin"]
         );
         let unnamed = ModelProto {
@@ -361,13 +381,20 @@ mod tests {
             }),
             ..Default::default()
         };
-        let e = external_data_files(&unnamed.encode_to_vec()).unwrap_err();
+        let e = ModelGraph::decode(&unnamed.encode_to_vec())
+            .external_data_files()
+            .unwrap_err();
         assert!(e.contains("`lost`"), "{e}");
         // A model holding its weights, or bytes that are no model: none.
         let demo = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/models/reward_small.onnx")).unwrap();
-        assert_eq!(external_data_files(&demo).unwrap(), Vec::<String>::new());
         assert_eq!(
-            external_data_files(b"\xff\xff not onnx").unwrap(),
+            ModelGraph::decode(&demo).external_data_files().unwrap(),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            ModelGraph::decode(b"\xff\xff not onnx")
+                .external_data_files()
+                .unwrap(),
             Vec::<String>::new()
         );
     }

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use ort::session::Session;
 
 use crate::error::{Error, Result};
+use crate::model::onnx::ModelGraph;
 use crate::model::runtime::{self, Provider, Runtime};
 use crate::model::signature::ModelSignature;
 
@@ -23,6 +24,8 @@ pub struct ModelFile {
     /// Each external data file: its name as the model gives it (relative to the model's
     /// folder), and its bytes.
     pub external: Vec<(String, Arc<[u8]>)>,
+    /// The graph, decoded once from `bytes` (what segscore reads of it).
+    pub graph: ModelGraph,
 }
 
 impl ModelFile {
@@ -34,7 +37,8 @@ impl ModelFile {
             path: path.to_path_buf(),
             reason,
         };
-        let names = crate::model::onnx::external_data_files(&bytes).map_err(bad)?;
+        let graph = ModelGraph::decode(&bytes);
+        let names = graph.external_data_files().map_err(bad)?;
         let mut external = Vec::with_capacity(names.len());
         for name in names {
             let file = data_path(path, &name).map_err(bad)?;
@@ -50,7 +54,11 @@ impl ModelFile {
             })?;
             external.push((name, Arc::from(data)));
         }
-        Ok(ModelFile { bytes, external })
+        Ok(ModelFile {
+            bytes,
+            external,
+            graph,
+        })
     }
 
     /// sha256 of the model file's bytes followed by its external data files' (in the order the
