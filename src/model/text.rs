@@ -52,7 +52,6 @@ impl TextTokenizer {
             reason,
         };
         // An export folder holds tokenizer.json beside tokenizer_config.json and the model.
-        let beside = path.parent().unwrap_or(Path::new("")).join("tokenizer.json");
         let bytes = match crate::store::read_object(path) {
             Some(object) => object?,
             None if path.is_dir() && path.join("tokenizer.json").is_file() => {
@@ -67,6 +66,7 @@ impl TextTokenizer {
             return Err(err(format!("not a JSON file ({e})")));
         }
         let mut inner = tokenizers::Tokenizer::from_bytes(&bytes).map_err(|e| {
+            let beside = path.with_file_name("tokenizer.json");
             let hint = match path.file_name().and_then(|n| n.to_str()) {
                 Some("tokenizer_config.json") if beside.is_file() => {
                     format!("; the tokenizer is {}", beside.display())
