@@ -34,6 +34,7 @@ tests/data/*.onnx          tiny models the tests use for exact expectations:
                        models do (they ignore the attention mask there)
     affine_two_class.onnx   a two-label sequence classifier: logits [batch, 2] = (0, 4 * affine
                        score), so softmax's class 1 is sigmoid(4 * affine_mean's score)
+    affine_b11.onnx    affine_mean's score shaped [batch, 1, 1]
     external/reward_small.onnx   models/reward_small.onnx saved as large exports are, its
                        weights in external data (`reward_small.onnx.data` beside it; tensors of
                        1 KiB or more)
@@ -276,6 +277,16 @@ def affine_two_class():
     outs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 2])]
     graph = helper.make_graph(nodes, "affine_two_class", ids_inputs(), outs, inits)
     save(graph, "tests/data/affine_two_class.onnx", "test model: two-label logits (0, 4 * affine_mean's score)")
+
+
+def affine_b11():
+    """affine_mean's score as `[batch, 1, 1]` (a head's output kept with both its axes)."""
+    nodes = affine_nodes("score")
+    nodes += [helper.make_node("Reshape", ["score", "shape_b11"], ["score_b11"])]
+    inits = affine_inits() + [numpy_helper.from_array(np.array([-1, 1, 1], dtype=np.int64), "shape_b11")]
+    outs = [helper.make_tensor_value_info("score_b11", TensorProto.FLOAT, ["batch", 1, 1])]
+    graph = helper.make_graph(nodes, "affine_b11", ids_inputs(), outs, inits)
+    save(graph, "tests/data/affine_b11.onnx", "test model: affine_mean's score as [batch, 1, 1]")
 
 
 def int_count():
@@ -646,6 +657,7 @@ BUILDERS = {
     "mean_no_mask": mean_no_mask,
     "last_nonpad": last_nonpad,
     "affine_two_class": affine_two_class,
+    "affine_b11": affine_b11,
     "int_count": int_count,
     "bert_like": bert_like,
     "needs_pixels": needs_pixels,

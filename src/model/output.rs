@@ -1,7 +1,7 @@
 //! The score output: what shape of score a model gives, and reading scores out of it.
 //!
-//! - one score per sequence: `[batch]` or `[batch, 1]` (a sequence-classification reward
-//!   model);
+//! - one score per sequence: `[batch]`, `[batch, 1]` or `[batch, 1, 1]` (a
+//!   sequence-classification reward model);
 //! - one score per token: `[batch, seq]` or `[batch, seq, 1]` (a process or segment reward
 //!   model, a value head), read at a chosen position of each row;
 //! - `C` scores per token, `[batch, seq, C]`: class logits (a PRM's two-class head), turned
@@ -47,7 +47,7 @@ impl OutputKind {
     pub fn fits(self, shape: &[i64], batch: usize, seq: usize) -> bool {
         let (b, s) = (batch as i64, seq as i64);
         match (self, shape) {
-            (OutputKind::Sequence, [x] | [x, 1]) => *x == b,
+            (OutputKind::Sequence, [x] | [x, 1] | [x, 1, 1]) => *x == b,
             (OutputKind::Token, [x, y] | [x, y, 1]) => *x == b && *y == s,
             (OutputKind::TokenClasses { classes, .. }, [x, y, c]) => {
                 *x == b && *y == s && *c == classes as i64
@@ -131,6 +131,8 @@ pub fn declared_kind(
     let kind = match shape.len() {
         1 => Some(OutputKind::Sequence),
         2 if shape[1] == 1 => Some(OutputKind::Sequence),
+        // One position, one value: a score per row whatever the call's length.
+        3 if shape[1] == 1 && shape[2] == 1 => Some(OutputKind::Sequence),
         2 if same_as_seq(1) => Some(OutputKind::Token),
         2 if shape[1] == -1 => None,
         2 if shape[1] > 1 => Some(classes_kind(name, shape[1] as usize, score_label, false)?),
@@ -139,7 +141,7 @@ pub fn declared_kind(
         3 => None,
         _ => {
             return Err(format!(
-                "output `{name}` has shape {shape}; a score output is [batch], [batch, 1], [batch, C], [batch, seq], [batch, seq, 1] or [batch, seq, C]"
+                "output `{name}` has shape {shape}; a score output is [batch], [batch, 1], [batch, 1, 1], [batch, C], [batch, seq], [batch, seq, 1] or [batch, seq, C]"
             ))
         }
     };
@@ -158,7 +160,7 @@ pub fn kind_of_shape(
 ) -> Result<OutputKind, String> {
     let (b, s) = (batch as i64, seq as i64);
     let kind = match shape {
-        [x] | [x, 1] if *x == b => OutputKind::Sequence,
+        [x] | [x, 1] | [x, 1, 1] if *x == b => OutputKind::Sequence,
         [x, y] | [x, y, 1] if *x == b && *y == s => OutputKind::Token,
         [x, c] if *x == b && *c > 1 && score_label.is_some() => {
             classes_kind(name, *c as usize, score_label, false)?
@@ -269,6 +271,11 @@ mod tests {
         assert_eq!(kind_of_shape("s", &[2, 1], 2, 3, None), Ok(OutputKind::Sequence));
         assert_eq!(kind_of_shape("s", &[2, 3], 2, 3, None), Ok(OutputKind::Token));
         assert_eq!(kind_of_shape("s", &[2, 3, 1], 2, 3, None), Ok(OutputKind::Token));
+        assert_eq!(
+            kind_of_shape("s", &[2, 1, 1], 2, 3, None),
+            Ok(OutputKind::Sequence)
+        );
+        assert!(OutputKind::Sequence.fits(&[2, 1, 1], 2, 5) && !OutputKind::Sequence.fits(&[2, 1, 2], 2, 5));
         let two = kind_of_shape("s", &[2, 3, 2], 2, 3, Some(1)).unwrap();
         assert_eq!(two, OutputKind::TokenClasses { classes: 2, label: 1 });
         assert!(kind_of_shape("s", &[2, 3, 2], 2, 3, None)

@@ -513,6 +513,50 @@ fn a_sequence_classifier_scores_the_softmax_of_the_class_asked_for() {
     );
 }
 
+/// A score output shaped `[batch, 1, 1]` (a head keeping both its axes) was declared "per
+/// token" and stopped the run at its first call ("has shape [32, 1, 1] for a batch of 32 rows
+/// of 256 positions"): one position of one value is a score per row, whatever the call's
+/// length, and scores as the same model's `[batch]` output does, in a run and in SQL.
+#[test]
+fn a_score_shaped_batch_by_one_by_one_is_one_score_per_row() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in.parquet");
+    let mut rows = Vec::new();
+    for g in 0..5i64 {
+        for k in 0..4i64 {
+            let ids: Vec<i64> = (0..=g + k).map(|i| 13 * g + 29 * i + 7 * k + 1).collect();
+            rows.push(row(&format!("g{g}"), k, 0.2 * (g - k) as f64, &ids));
+        }
+    }
+    write_rows(&input, &rows);
+    let (flat, _) = scored(&input, "affine_mean.onnx", &tmp.path().join("flat"), &[]);
+    let (b11, s) = scored(&input, "affine_b11.onnx", &tmp.path().join("b11"), &[]);
+    assert_eq!(s["score_output"], "per sequence");
+    assert_eq!(b11.len(), 20);
+    assert_eq!(b11, flat);
+    let (alone, _) = scored(
+        &input,
+        "affine_b11.onnx",
+        &tmp.path().join("one"),
+        &["--batch-size", "1"],
+    );
+    assert_eq!(alone, flat);
+    let sql = |model: &str| {
+        let o = segscore(&[
+            "sql",
+            "-q",
+            "--format",
+            "csv",
+            "-m",
+            test_model(model).to_str().unwrap(),
+            "SELECT reward_model(make_array(1, 2, 3)) AS s",
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    assert_eq!(sql("affine_b11.onnx"), sql("affine_mean.onnx"));
+}
+
 /// Some exports declare `attention_mask` as float32, float16 or bool; such models were refused
 /// ("expected int64 or int32"). The mask is fed as that type: the same predictions as the
 /// integer mask, to the bit, over padded batches of rows of different lengths.
