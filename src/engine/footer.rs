@@ -26,11 +26,67 @@ where
         )
     });
     match read {
-        Ok(Ok(meta)) => Ok(meta),
+        Ok(Ok(meta)) => check_ranges(meta.metadata(), reader.len()).map(|()| meta),
         Ok(Err(e)) => Err(e.to_string()),
         Err(what) => Err(format!("corrupt footer or embedded Arrow schema ({what})")),
     }
 }
+/// Checks the column chunks' byte ranges (inside the file) and the page index's page
+/// locations against them: each page inside its chunk, in order, and each page's first row
+/// in its row group, the first at 0. The Parquet reader trusts both: parquet 59 asserts a
+/// chunk's offsets are not negative (a panic), and subtracts a page's offset from its chunk's
+/// start (a panic, or "Integer overflow", when the page lies before it).
+fn check_ranges(meta: &ParquetMetaData, file_len: u64) -> std::result::Result<(), String> {
+    let index = meta.offset_index();
+    for (r, rg) in meta.row_groups().iter().enumerate() {
+        for (c, chunk) in rg.columns().iter().enumerate() {
+            let column = || format!("row group {r}, column {c} (`{}`)", chunk.column_path().string());
+            let start = chunk.dictionary_page_offset().unwrap_or(chunk.data_page_offset());
+            let range = u64::try_from(start)
+                .ok()
+                .zip(u64::try_from(chunk.compressed_size()).ok())
+                .and_then(|(s, l)| Some((s, s.checked_add(l)?)))
+                .filter(|&(_, end)| end <= file_len);
+            let Some((start, end)) = range else {
+                return Err(format!(
+                    "corrupt column chunk: {}: starts at byte {start} and takes {} bytes, outside the file's {file_len}",
+                    column(),
+                    chunk.compressed_size()
+                ));
+            };
+            let Some(pages) = index.and_then(|i| i.get(r)).and_then(|cols| cols.get(c)) else {
+                continue;
+            };
+            let (mut next_byte, mut next_row) = (start, 0i64);
+            for (p, page) in pages.page_locations().iter().enumerate() {
+                let (offset, size, first_row) =
+                    (page.offset, page.compressed_page_size, page.first_row_index);
+                let bytes = u64::try_from(offset)
+                    .ok()
+                    .zip(u64::try_from(size).ok())
+                    .and_then(|(o, s)| Some((o, o.checked_add(s)?)));
+                let rows_ok = match p {
+                    0 => first_row == 0,
+                    _ => first_row >= next_row && first_row < rg.num_rows(),
+                };
+                match bytes {
+                    Some((o, page_end)) if o >= next_byte && page_end <= end && rows_ok => {
+                        (next_byte, next_row) = (page_end, first_row);
+                    }
+                    _ => {
+                        return Err(format!(
+                            "corrupt page index: {}, page {p}: offset {offset}, {size} bytes, first row {first_row}, outside its column chunk (bytes {start} to {end}, {} rows) or out of order",
+                            column(),
+                            rg.num_rows()
+                        ))
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Whether some top-level float column (other than the `trusted` ones, known to hold no NaN;
 /// `"*"` trusts all) of a file of two rows or more has statistics saying it holds one value
 /// (min == max over the file). Parquet's min/max leave NaN out, and DataFusion 55 replaces a

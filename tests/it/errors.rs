@@ -764,6 +764,44 @@ fn corrupt_page_index_names_the_file() {
     );
 }
 
+/// Found by flipping bytes of a `segscore generate` file: a column chunk whose start is
+/// negative made the Parquet reader assert ("column start and length should not be negative",
+/// a panic in the release build, printed with its backtrace), and a page index whose first
+/// page lies before its column chunk made it subtract past zero ("Integer overflow", naming
+/// no file; a panic in a debug build). The footer check compares both with the file.
+#[test]
+fn column_chunks_and_pages_outside_their_bounds_are_named_not_panicked_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (name, says) in [
+        (
+            "corrupt_chunk_offset.parquet",
+            "corrupt column chunk: row group 0, column 2 (`cumulative_score`): starts at byte -856 and takes 2781 bytes, outside the file's 24023",
+        ),
+        (
+            "corrupt_page_location.parquet",
+            "corrupt page index: row group 0, column 2 (`cumulative_score`), page 0: offset 3290, 364 bytes, first row 0, outside its column chunk (bytes 5609 to 8390, 300 rows) or out of order",
+        ),
+    ] {
+        let out = tmp.path().join(name);
+        let err = fails_with(
+            &test_model(name),
+            &demo_model(),
+            &out,
+            &[name, "not a readable Parquet file", says],
+        );
+        assert!(!err.contains("panicked"), "{err}");
+        let o = segscore(&[
+            "sql",
+            "--table",
+            &format!("t={}", test_model(name).display()),
+            "SELECT sum(cumulative_score) FROM t",
+        ]);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{err}");
+        assert!(err.contains(says) && !err.contains("panicked"), "{err}");
+    }
+}
+
 /// Found by the fuzz target: a corrupt data page. The scan's error names no file; segscore
 /// then reads the inputs one by one and names the one that fails.
 #[test]
