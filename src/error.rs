@@ -242,6 +242,16 @@ pub enum Error {
     #[error("internal error: {0}")]
     Internal(String),
 
+    /// A task of the job panicked with `message`: arrow's Parquet decoder does on some corrupt
+    /// pages (the job then scans the inputs one by one to name the file), else a bug.
+    #[error("internal error: {what} panicked: {message}")]
+    Panicked {
+        /// What panicked: "a worker task", "the query".
+        what: String,
+        /// The panic's message.
+        message: String,
+    },
+
     /// A user-supplied query or option is unusable.
     #[error("{0}")]
     Usage(String),
@@ -351,5 +361,47 @@ impl Error {
             },
             other => Error::DataFusion(other),
         }
+    }
+}
+
+impl Error {
+    /// A task that did not finish: [`Error::Panicked`] with its message if it panicked, else
+    /// [`Error::Internal`]. `what` names the task.
+    pub fn from_join(what: &str, e: tokio::task::JoinError) -> Error {
+        match e.try_into_panic() {
+            Ok(panic) => Error::Panicked {
+                what: what.to_string(),
+                message: match take_quiet_panic() {
+                    Some(at) => format!("{} (at {at})", panic_message(panic.as_ref())),
+                    None => panic_message(panic.as_ref()),
+                },
+            },
+            Err(e) => Error::Internal(format!("{what} failed: {e}")),
+        }
+    }
+}
+
+/// A panic's message (its payload, a `String` or `&str`), else "the Parquet reader panicked".
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "the Parquet reader panicked".into())
+}
+
+/// Where the last panic the quiet panic hook kept from stderr happened
+/// ([`crate::engine::footer::Quiet`]): [`Error::from_join`] adds it to the message.
+static QUIET_PANIC_AT: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// Where the last panic that printed nothing happened, forgotten once taken.
+pub fn take_quiet_panic() -> Option<String> {
+    QUIET_PANIC_AT.lock().ok().and_then(|mut at| at.take())
+}
+
+/// Records where a panic that printed nothing happened (the quiet panic hook calls it).
+pub fn note_quiet_panic(at: String) {
+    if let Ok(mut last) = QUIET_PANIC_AT.lock() {
+        *last = Some(at);
     }
 }

@@ -107,9 +107,12 @@ pub(crate) fn sql(a: SqlArgs) -> Result<()> {
     // behind). The query runs as a task of its own so the signal is seen while it streams.
     let rt = runtime(threads)?;
     let result = rt.block_on(async {
-        let mut query = tokio::spawn(async move { run(&opts).await });
+        // Quiet: a reader's panic (arrow's Parquet decoder's, on a corrupt page) is an error.
+        let mut query = tokio::spawn(crate::engine::footer::Quiet(Box::pin(
+            async move { run(&opts).await },
+        )));
         tokio::select! {
-            done = &mut query => done.map_err(|e| Error::Internal(format!("the query failed: {e}")))?,
+            done = &mut query => done.map_err(|e| Error::from_join("the query", e))?,
             signal = super::exec::stop_signal() => {
                 query.abort();
                 Err(Error::Interrupted { signal, committed: 0 })

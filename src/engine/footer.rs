@@ -150,11 +150,42 @@ pub fn install_quiet_panic_hook() {
     ONCE.call_once(|| {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            if !QUIET.with(|q| q.get()) {
+            if QUIET.with(|q| q.get()) {
+                if let Some(at) = info.location() {
+                    crate::error::note_quiet_panic(at.to_string());
+                }
+            } else {
                 previous(info);
             }
         }));
     });
+}
+
+/// A future polled as [`quietly`] runs its closure: a panic in one of its polls prints
+/// nothing (where [`install_quiet_panic_hook`] was called) and reaches whoever awaits the task
+/// as a `JoinError` ([`crate::error::Error::from_join`] reads its message, and where it was).
+/// The job's partitions and the scans that look for an unreadable input run so: arrow's
+/// Parquet decoder panics on some corrupt pages, which the job reports as an error naming the
+/// file.
+pub struct Quiet<F>(pub F);
+
+impl<F: std::future::Future + Unpin> std::future::Future for Quiet<F> {
+    type Output = F::Output;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        /// Puts the thread's flag back, whether the poll returns or unwinds.
+        struct Restore(bool);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                QUIET.with(|q| q.set(self.0));
+            }
+        }
+        let _restore = Restore(QUIET.with(|q| q.replace(true)));
+        std::pin::Pin::new(&mut self.0).poll(cx)
+    }
 }
 
 /// Runs `f`, turning a panic into an error with its message. The panic prints nothing where
@@ -164,11 +195,9 @@ pub fn quietly<T>(f: impl FnOnce() -> T) -> std::result::Result<T, String> {
     let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
     QUIET.with(|q| q.set(outer));
     out.map_err(|panic| {
-        panic
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_else(|| "the Parquet reader panicked".into())
+        // Its place is not part of this message: forget it.
+        crate::error::take_quiet_panic();
+        crate::error::panic_message(panic.as_ref())
     })
 }
 
@@ -337,5 +366,35 @@ mod tests {
             1,
             "the other thread's panic was reported, the caught one was not"
         );
+        // A `Quiet` future's panic is silent too (one test: the hook is the process's), and
+        // reaches the task's caller with its message and place.
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let joined = rt.block_on(async {
+            tokio::spawn(Quiet(Box::pin(async {
+                if QUIET.with(|q| q.get()) {
+                    panic!("quietly-test: a quiet future");
+                }
+                1
+            })))
+            .await
+        });
+        match crate::error::Error::from_join("the test task", joined.unwrap_err()) {
+            crate::error::Error::Panicked { what, message } => {
+                assert_eq!(what, "the test task");
+                assert!(
+                    message.starts_with("quietly-test: a quiet future (at src/engine/footer.rs:"),
+                    "{message}"
+                );
+            }
+            other => panic!("{other}"),
+        }
+        assert_eq!(
+            REPORTED.load(Ordering::SeqCst),
+            1,
+            "the quiet future's panic was not reported"
+        );
+        // The flag is put back on the thread that polled, though the poll unwound.
+        assert!(!QUIET.with(|q| q.get()));
+        assert_eq!(rt.block_on(Quiet(Box::pin(async { 2 }))), 2);
     }
 }

@@ -28,11 +28,14 @@ pub async fn explain(e: Error, cfg: &JobConfig, p: &Prepared) -> Error {
         | Error::NotSorted { .. }
         | Error::OutsideKeyRange { .. }) => with_rows(e, cfg, p).await,
         e @ Error::MemoryLimit { .. } => e,
-        // The readers' errors do not say which file: find it.
-        e @ (Error::Arrow(_) | Error::Parquet(_) | Error::DataFusion(_)) => match find_unreadable(p).await {
-            Some((path, reason)) => Error::NotParquet { path, reason },
-            None => e,
-        },
+        // The readers' errors do not say which file: find it. A panic too: arrow's Parquet
+        // decoder panics on some corrupt pages.
+        e @ (Error::Arrow(_) | Error::Parquet(_) | Error::DataFusion(_) | Error::Panicked { .. }) => {
+            match find_unreadable(p).await {
+                Some((path, reason)) => Error::NotParquet { path, reason },
+                None => e,
+            }
+        }
         // A model-output error came from a batch of rows: name the first row that gives it.
         Error::ModelBinding { model, reason } => {
             let at = first_row_failing_the_model(p, cfg).await;
@@ -99,20 +102,30 @@ pub async fn with_rows(e: Error, cfg: &JobConfig, p: &Prepared) -> Error {
 }
 
 /// The first input file that cannot be read whole, and why: each file scanned alone, as the
-/// job scans it (only after a scan failed with an error that names no file).
+/// job scans it, in a task of its own so that a reader's panic names the file too (only after
+/// a scan failed with an error that names no file).
 async fn find_unreadable(p: &Prepared) -> Option<(PathBuf, String)> {
     for f in p.inputs.files.iter().map(|f| f.path.clone()) {
-        let scan = async {
+        let (ctx, file) = (p.ctx.clone(), f.clone());
+        let scan = tokio::spawn(crate::engine::footer::Quiet(Box::pin(async move {
             let table =
-                crate::engine::tables::parquet_table(&p.ctx, std::slice::from_ref(&f), &[], &[]).await?;
-            let mut stream = segscore_plan::execute_stream(p.ctx.read_table(table)?).await?;
+                crate::engine::tables::parquet_table(&ctx, std::slice::from_ref(&file), &[], &[]).await?;
+            let mut stream = segscore_plan::execute_stream(ctx.read_table(table)?).await?;
             while let Some(batch) = stream.next().await {
                 batch?;
             }
             Ok::<_, Error>(())
-        };
-        if let Err(e) = scan.await {
-            return Some((f, e.to_string()));
+        })));
+        match scan.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Some((f, e.to_string())),
+            Err(e) => match Error::from_join("the scan", e) {
+                Error::Panicked { message, .. } => {
+                    let message = message.split(" (at ").next().unwrap_or(&message);
+                    return Some((f, format!("the Parquet reader panicked on it: {message}")));
+                }
+                other => return Some((f, other.to_string())),
+            },
         }
     }
     None

@@ -330,7 +330,11 @@ async fn execute(
         // Counted as one of the model's streaming partitions: while every thread drives one,
         // each scores its own batches on its own thread.
         let model = Arc::clone(&model);
-        tasks.spawn(async move { model.partition(part).await.map(|r| (i, r)) });
+        // Quiet: a panic (arrow's Parquet decoder's, on a corrupt page) prints nothing; the job
+        // reports it, naming the file ([`diagnose::explain`]).
+        tasks.spawn(crate::engine::footer::Quiet(Box::pin(async move {
+            model.partition(part).await.map(|r| (i, r))
+        })));
     }
     let early = handover.map(|(receivers, around)| early_overall(receivers, around));
     // Every partition is joined, whatever happens: at the first error (or a stop) the others
@@ -347,7 +351,7 @@ async fn execute(
             }
         };
         let Some(joined) = joined else { break };
-        match joined.map_err(|e| Error::Internal(format!("a worker task failed: {e}"))) {
+        match joined.map_err(|e| Error::from_join("a worker task", e)) {
             Ok(Ok((i, Some(part)))) => parts.push((i, part)),
             Ok(Ok((_, None))) => {} // cancelled
             Ok(Err(e)) | Err(e) => {

@@ -830,6 +830,53 @@ fn corrupt_data_page_names_the_file() {
     }
 }
 
+/// Found by flipping bytes of a DuckDB file: a data page whose definition levels claim more
+/// values than it holds makes arrow's decoder panic ("offset + len out of bounds", an assert
+/// in arrow-buffer) in the release build too. The job printed the panic and "internal error:
+/// a worker task failed"; now the panic prints nothing, the job scans the inputs one by one,
+/// and names the file, beside a good one, sorted or not, at one thread or two. `sql` says the
+/// query panicked, with the message and where, and no panic report.
+#[test]
+fn a_reader_panic_on_a_corrupt_page_names_the_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let good = tmp.path().join("good");
+    generate(&good, 100, 1, true);
+    let corrupt = test_model("corrupt_def_levels.parquet");
+    let panic_report = |err: &str| err.contains("thread '") || err.contains("RUST_BACKTRACE");
+    for threads in ["1", "2"] {
+        let out = tmp.path().join(format!("out{threads}"));
+        let o = run(
+            &[&good, &corrupt],
+            &demo_model(),
+            &out,
+            &["--provider", "cpu", "--threads", threads],
+        );
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{err}");
+        assert!(
+            err.contains(&format!(
+                "input file {}: not a readable Parquet file: the Parquet reader panicked on it: offset + len out of bounds",
+                corrupt.display()
+            )),
+            "{err}"
+        );
+        assert!(!panic_report(&err), "{err}");
+        assert_no_output(&out);
+    }
+    let o = segscore(&[
+        "sql",
+        "--table",
+        &format!("t={}", corrupt.display()),
+        "SELECT sum(cumulative_score) FROM t",
+    ]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("the query panicked: offset + len out of bounds (at ") && !panic_report(&err),
+        "{err}"
+    );
+}
+
 /// A build without the cluster (`--no-default-features`, the README's demo): asked for one, it
 /// says how to build it, and writes nothing.
 #[cfg(not(feature = "cluster"))]
