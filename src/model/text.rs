@@ -80,11 +80,18 @@ impl TextTokenizer {
         inner
             .with_truncation(None)
             .map_err(|e| err(format!("cannot turn truncation off ({e})")))?;
-        Ok(TextTokenizer {
+        let tokenizer = TextTokenizer {
             path: path.to_path_buf(),
             sha256: hex::encode(Sha256::digest(&bytes)),
             inner,
-        })
+        };
+        // A file the library reads can still fail on every text: a post-processor template
+        // naming a special token the file does not define panics in `tokenizers` 0.23 ("no
+        // entry found for key"). One text each way tells, before the job.
+        for special in [true, false] {
+            tokenizer.ids("a", special)?;
+        }
+        Ok(tokenizer)
     }
 
     /// The file.
@@ -99,14 +106,20 @@ impl TextTokenizer {
 
     /// The ids of `text`, with the tokenizer's special tokens for one sequence when
     /// `special` (a prompt), without (a segment, a separator).
+    /// A panic in the library (on a malformed file) is an error naming the file.
     pub fn ids(&self, text: &str, special: bool) -> Result<Vec<i64>> {
-        let enc = self
-            .inner
-            .encode_fast(text, special)
-            .map_err(|e| Error::Tokenizer {
-                path: self.path.clone(),
-                reason: format!("cannot encode a text ({e})"),
-            })?;
+        let err = |reason: String| Error::Tokenizer {
+            path: self.path.clone(),
+            reason,
+        };
+        let enc = crate::engine::footer::quietly(|| self.inner.encode_fast(text, special))
+            .map_err(|panic| {
+                err(format!(
+                    "the tokenizers library panicked encoding a text{} ({panic}): is the file complete?",
+                    if special { " with special tokens" } else { "" }
+                ))
+            })?
+            .map_err(|e| err(format!("cannot encode a text ({e})")))?;
         Ok(enc.get_ids().iter().map(|&id| id as i64).collect())
     }
 

@@ -415,7 +415,7 @@ impl Scoring {
     }
 
     async fn score(&mut self, tokenized: tokio::task::JoinHandle<Result<Tokenized>>) -> Result<RecordBatch> {
-        let failed = |e: tokio::task::JoinError| Error::Internal(format!("the generation stage failed: {e}"));
+        let failed = |e: tokio::task::JoinError| Error::from_join("the generation stage", e);
         let tokenized = tokenized.await.map_err(failed)??;
         let stage = Arc::clone(&self.stage);
         let mut state = self.state.take().unwrap_or_default();

@@ -681,6 +681,17 @@ fn bad_tokenizer_files_give_clear_errors() {
         "{\"model_max_length\": 1024}",
     )
     .unwrap();
+    // A template that names a special token the file does not define: the `tokenizers`
+    // library reads the file, then panics on every text ("no entry found for key"); the job
+    // stopped with "internal error: the generation stage failed". Refused at load now.
+    let mut template: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(wordpiece()).unwrap()).unwrap();
+    template["post_processor"]["special_tokens"]
+        .as_object_mut()
+        .unwrap()
+        .remove("[SEP]");
+    let broken_template = tmp.path().join("broken-template.json");
+    std::fs::write(&broken_template, template.to_string()).unwrap();
     let the_file = format!("the tokenizer is {}", export.join("tokenizer.json").display());
     let in_folder = format!(
         "is a folder; give the tokenizer file in it: {}",
@@ -692,6 +703,10 @@ fn bad_tokenizer_files_give_clear_errors() {
         (not_tokenizer, "not a Hugging Face tokenizer.json"),
         (export.join("tokenizer_config.json"), the_file.as_str()),
         (export.clone(), in_folder.as_str()),
+        (
+            broken_template.clone(),
+            "the tokenizers library panicked encoding a text with special tokens (no entry found for key): is the file complete?",
+        ),
     ] {
         let o = run_text(&input, &causal(), &file, &out, &[]);
         assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
@@ -700,7 +715,15 @@ fn bad_tokenizer_files_give_clear_errors() {
             err.contains(&format!("tokenizer {}", file.display())) && err.contains(says),
             "{err}"
         );
+        assert!(!err.contains("thread '"), "{err}");
     }
+    let o = segscore(&[
+        "sql",
+        "--tokenizer",
+        broken_template.to_str().unwrap(),
+        "SELECT tokenize('hello') AS ids",
+    ]);
+    assert_fails(&o, 1, "the tokenizers library panicked encoding a text");
     // Text flags without text input, and text input without a tokenizer, are usage errors.
     let o = run(
         &[&input],
