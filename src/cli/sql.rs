@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use datafusion::prelude::SessionContext;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 
 use super::exec::runtime;
 use super::sql_sink::Sink;
@@ -249,7 +249,7 @@ impl PlainTable {
 
 /// A context with segscore's settings and functions, and the given tables registered; with the
 /// plain Parquet tables among them.
-pub async fn context(opts: &SqlOptions) -> Result<(SessionContext, Vec<PlainTable>)> {
+pub async fn context(opts: &SqlOptions) -> Result<(SessionContext, Vec<PlainTable>, Vec<PathBuf>)> {
     let mut plain = Vec::new();
     let ctx = crate::engine::session_context(opts.threads, opts.memory_limit, None, true)?;
     let tokenizer = opts
@@ -340,7 +340,7 @@ pub async fn context(opts: &SqlOptions) -> Result<(SessionContext, Vec<PlainTabl
         source::expand::output_apart("--to", why, &local, &read, to)?;
         source::expand::object_apart("--to", why, &remote, &read, to)?;
     }
-    Ok((ctx, plain))
+    Ok((ctx, plain, read))
 }
 
 /// Where the query's plan sorts a plain table's rows by its own columns (ascending, nulls
@@ -434,7 +434,43 @@ async fn run_query(opts: &SqlOptions) -> Result<()> {
     if let Some(to) = opts.to.as_deref() {
         local_folder_exists(to)?;
     }
-    let (ctx, plain) = context(opts).await?;
+    let (ctx, plain, read) = context(opts).await?;
+    // A reader's panic (arrow's Parquet decoder's, on a corrupt page) is an error here, so that
+    // the file can be named like any reader error's.
+    let ran = std::panic::AssertUnwindSafe(query_tables(&ctx, opts, &plain))
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|panic| {
+            Err(Error::Panicked {
+                what: "the query".into(),
+                message: crate::error::panic_message(panic.as_ref()),
+            })
+        });
+    match ran {
+        // The readers' errors do not say which file: find it among the Parquet tables'.
+        Err(e) if from_a_reader(&e) => match crate::pipeline::diagnose::first_unreadable(&ctx, &read).await {
+            Some((path, reason)) => Err(Error::NotParquet { path, reason }),
+            None => Err(e),
+        },
+        other => other,
+    }
+}
+
+/// Whether a failed query's error may come from reading a file (and names none): a reader's
+/// error or panic; not a planning error, which comes before any file is read.
+fn from_a_reader(e: &Error) -> bool {
+    use datafusion::error::DataFusionError as D;
+    match e {
+        Error::Arrow(_) | Error::Parquet(_) | Error::Panicked { .. } => true,
+        Error::DataFusion(d) => matches!(
+            d.find_root(),
+            D::ArrowError(..) | D::ParquetError(_) | D::IoError(_) | D::External(_)
+        ),
+        _ => false,
+    }
+}
+
+async fn query_tables(ctx: &SessionContext, opts: &SqlOptions, plain: &[PlainTable]) -> Result<()> {
     // CSV and JSON on stdout go out as they come: a first attempt could not be taken back.
     let streamed = opts.to.is_none() && matches!(opts.format, Format::Csv | Format::Json);
     if !streamed {
@@ -445,27 +481,25 @@ async fn run_query(opts: &SqlOptions) -> Result<()> {
             .optimizer
             .subset_repartition_threshold;
         // Reading a table as sorted is a try: if it cannot be set up, the query runs as it is.
-        let sorted = stream_sorted(&ctx, &opts.query, &plain)
-            .await
-            .unwrap_or_else(|e| {
-                tracing::debug!("a table the plan sorts is not read as sorted: {e}");
-                None
-            });
+        let sorted = stream_sorted(ctx, &opts.query, plain).await.unwrap_or_else(|e| {
+            tracing::debug!("a table the plan sorts is not read as sorted: {e}");
+            None
+        });
         if let Some(t) = sorted {
-            match execute(&ctx, opts).await {
+            match execute(ctx, opts).await {
                 Ok(()) => return Ok(()),
                 Err(e) => {
                     tracing::info!(table = %t.name, "{e}: the query runs again, sorting the table");
-                    let table = t.provider(&ctx, &[]).await?;
+                    let table = t.provider(ctx, &[]).await?;
                     ctx.deregister_table(t.name.as_str())?;
                     ctx.register_table(t.name.as_str(), table)?;
                     // The ranges may have kept DataFusion from adding partitions: it may again.
-                    crate::engine::ranges::set_repartition_threshold(&ctx, threshold);
+                    crate::engine::ranges::set_repartition_threshold(ctx, threshold);
                 }
             }
         }
     }
-    execute(&ctx, opts).await
+    execute(ctx, opts).await
 }
 
 /// `--to FILE` on local disk names a file in a folder that is there: anything else is refused

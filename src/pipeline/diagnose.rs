@@ -101,12 +101,19 @@ pub async fn with_rows(e: Error, cfg: &JobConfig, p: &Prepared) -> Error {
     }
 }
 
-/// The first input file that cannot be read whole, and why: each file scanned alone, as the
-/// job scans it, in a task of its own so that a reader's panic names the file too (only after
-/// a scan failed with an error that names no file).
+/// The first input file that cannot be read whole, and why ([`first_unreadable`] over the
+/// job's inputs).
 async fn find_unreadable(p: &Prepared) -> Option<(PathBuf, String)> {
-    for f in p.inputs.files.iter().map(|f| f.path.clone()) {
-        let (ctx, file) = (p.ctx.clone(), f.clone());
+    let files: Vec<PathBuf> = p.inputs.files.iter().map(|f| f.path.clone()).collect();
+    first_unreadable(&p.ctx, &files).await
+}
+
+/// The first of `files` that cannot be read whole, and why: each scanned alone, in a task of
+/// its own so that a reader's panic names the file too (only after a scan failed with an
+/// error that names no file: the job's, `segscore sql`'s).
+pub async fn first_unreadable(ctx: &SessionContext, files: &[PathBuf]) -> Option<(PathBuf, String)> {
+    for f in files {
+        let (ctx, file) = (ctx.clone(), f.clone());
         let scan = tokio::spawn(crate::engine::footer::Quiet(Box::pin(async move {
             let table =
                 crate::engine::tables::parquet_table(&ctx, std::slice::from_ref(&file), &[], &[]).await?;
@@ -118,13 +125,13 @@ async fn find_unreadable(p: &Prepared) -> Option<(PathBuf, String)> {
         })));
         match scan.await {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => return Some((f, e.to_string())),
+            Ok(Err(e)) => return Some((f.clone(), e.to_string())),
             Err(e) => match Error::from_join("the scan", e) {
                 Error::Panicked { message, .. } => {
                     let message = message.split(" (at ").next().unwrap_or(&message);
-                    return Some((f, format!("the Parquet reader panicked on it: {message}")));
+                    return Some((f.clone(), format!("the Parquet reader panicked on it: {message}")));
                 }
-                other => return Some((f, other.to_string())),
+                other => return Some((f.clone(), other.to_string())),
             },
         }
     }

@@ -834,8 +834,8 @@ fn corrupt_data_page_names_the_file() {
 /// values than it holds makes arrow's decoder panic ("offset + len out of bounds", an assert
 /// in arrow-buffer) in the release build too. The job printed the panic and "internal error:
 /// a worker task failed"; now the panic prints nothing, the job scans the inputs one by one,
-/// and names the file, beside a good one, sorted or not, at one thread or two. `sql` says the
-/// query panicked, with the message and where, and no panic report.
+/// and names the file, beside a good one, sorted or not, at one thread or two. `sql` names it
+/// too (as it now does for a reader's error, which named no file), and no panic report.
 #[test]
 fn a_reader_panic_on_a_corrupt_page_names_the_file() {
     let tmp = tempfile::tempdir().unwrap();
@@ -863,18 +863,38 @@ fn a_reader_panic_on_a_corrupt_page_names_the_file() {
         assert!(!panic_report(&err), "{err}");
         assert_no_output(&out);
     }
-    let o = segscore(&[
-        "sql",
-        "--table",
-        &format!("t={}", corrupt.display()),
-        "SELECT sum(cumulative_score) FROM t",
-    ]);
-    let err = stderr(&o);
-    assert_eq!(o.status.code(), Some(1), "{err}");
-    assert!(
-        err.contains("the query panicked: offset + len out of bounds (at ") && !panic_report(&err),
-        "{err}"
-    );
+    let sql = |table: &Path, query: &str| {
+        segscore(&[
+            "sql",
+            "--table",
+            &format!("g={}", good.display()),
+            "--table",
+            &format!("t={}", table.display()),
+            query,
+        ])
+    };
+    for (table, query, says) in [
+        (
+            corrupt.clone(),
+            "SELECT sum(cumulative_score) FROM t",
+            "the Parquet reader panicked on it: offset + len out of bounds",
+        ),
+        (
+            test_model("corrupt_data_page.parquet"),
+            "SELECT sum(list_length(input_ids)) FROM t",
+            "EOF: Not enough bytes to decode",
+        ),
+    ] {
+        let o = sql(&table, query);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{err}");
+        let named = format!("input file {}: not a readable Parquet file: ", table.display());
+        assert!(err.contains(&named) && err.contains(says), "{err}");
+        assert!(!panic_report(&err), "{err}");
+    }
+    // A planning error reads no file, and is said as it is.
+    let o = sql(&corrupt, "SELECT nope FROM t");
+    assert_fails(&o, 2, "No field named nope");
 }
 
 /// A build without the cluster (`--no-default-features`, the README's demo): asked for one, it
