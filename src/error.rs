@@ -365,6 +365,20 @@ impl Error {
 }
 
 impl Error {
+    /// Whether a failed query's error may come from reading a file (and names none): a
+    /// reader's error or panic; not a planning error, which comes before any file is read.
+    pub fn may_come_from_a_reader(&self) -> bool {
+        use datafusion::error::DataFusionError as D;
+        match self {
+            Error::Arrow(_) | Error::Parquet(_) | Error::Panicked { .. } => true,
+            Error::DataFusion(d) => matches!(
+                d.find_root(),
+                D::ArrowError(..) | D::ParquetError(_) | D::IoError(_) | D::External(_)
+            ),
+            _ => false,
+        }
+    }
+
     /// A task that did not finish: [`Error::Panicked`] with its message if it panicked, else
     /// [`Error::Internal`]. `what` names the task.
     pub fn from_join(what: &str, e: tokio::task::JoinError) -> Error {

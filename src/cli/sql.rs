@@ -448,25 +448,11 @@ async fn run_query(opts: &SqlOptions) -> Result<()> {
         });
     match ran {
         // The readers' errors do not say which file: find it among the Parquet tables'.
-        Err(e) if from_a_reader(&e) => match crate::pipeline::diagnose::first_unreadable(&ctx, &read).await {
+        Err(e) if e.may_come_from_a_reader() => match crate::pipeline::diagnose::first_unreadable(&ctx, &read).await {
             Some((path, reason)) => Err(Error::NotParquet { path, reason }),
             None => Err(e),
         },
         other => other,
-    }
-}
-
-/// Whether a failed query's error may come from reading a file (and names none): a reader's
-/// error or panic; not a planning error, which comes before any file is read.
-fn from_a_reader(e: &Error) -> bool {
-    use datafusion::error::DataFusionError as D;
-    match e {
-        Error::Arrow(_) | Error::Parquet(_) | Error::Panicked { .. } => true,
-        Error::DataFusion(d) => matches!(
-            d.find_root(),
-            D::ArrowError(..) | D::ParquetError(_) | D::IoError(_) | D::External(_)
-        ),
-        _ => false,
     }
 }
 
