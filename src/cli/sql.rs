@@ -448,10 +448,12 @@ async fn run_query(opts: &SqlOptions) -> Result<()> {
         });
     match ran {
         // The readers' errors do not say which file: find it among the Parquet tables'.
-        Err(e) if e.may_come_from_a_reader() => match crate::pipeline::diagnose::first_unreadable(&ctx, &read).await {
-            Some((path, reason)) => Err(Error::NotParquet { path, reason }),
-            None => Err(e),
-        },
+        Err(e) if e.may_come_from_a_reader() => {
+            match crate::pipeline::diagnose::first_unreadable(&ctx, &read).await {
+                Some((path, reason)) => Err(Error::NotParquet { path, reason }),
+                None => Err(e),
+            }
+        }
         other => other,
     }
 }
