@@ -370,7 +370,8 @@ impl Error {
     pub fn may_come_from_a_reader(&self) -> bool {
         use datafusion::error::DataFusionError as D;
         match self {
-            Error::Arrow(_) | Error::Parquet(_) | Error::Panicked { .. } => true,
+            Error::Arrow(_) | Error::Parquet(_) => true,
+            Error::Panicked { message, .. } => panicked_in_a_reader(message),
             Error::DataFusion(d) => matches!(
                 d.find_root(),
                 D::ArrowError(..) | D::ParquetError(_) | D::IoError(_) | D::External(_)
@@ -392,6 +393,16 @@ impl Error {
             },
             Err(e) => Error::Internal(format!("{what} failed: {e}")),
         }
+    }
+}
+
+/// Whether a panic's message ([`Error::Panicked`]) places it in arrow's or parquet's code (a
+/// reader's panic on a corrupt file), or does not say where: a panic in segscore's own code is
+/// a bug, and no file is searched for it.
+pub fn panicked_in_a_reader(message: &str) -> bool {
+    match message.rsplit_once(" (at ") {
+        Some((_, at)) => at.contains("/arrow-") || at.contains("/parquet-"),
+        None => true,
     }
 }
 
@@ -417,5 +428,35 @@ pub fn take_quiet_panic() -> Option<String> {
 pub fn note_quiet_panic(at: String) {
     if let Ok(mut last) = QUIET_PANIC_AT.lock() {
         *last = Some(at);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_is_a_readers_when_arrow_or_parquet_code_raised_it_or_its_place_is_unknown() {
+        let at = |place: &str| format!("offset + len out of bounds (at {place}:224:9)");
+        let registry = "/root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f";
+        assert!(panicked_in_a_reader(&at(&format!(
+            "{registry}/arrow-buffer-59.3.2/src/util/bit_chunk_iterator.rs"
+        ))));
+        assert!(panicked_in_a_reader(&at(&format!(
+            "{registry}/parquet-59.3.2/src/file/serialized_reader.rs"
+        ))));
+        assert!(!panicked_in_a_reader(&at("src/pipeline/partition.rs")));
+        assert!(panicked_in_a_reader("offset + len out of bounds"));
+        let readers = Error::Panicked {
+            what: "the query".into(),
+            message: at(&format!("{registry}/arrow-buffer-59.3.2/src/x.rs")),
+        };
+        assert!(readers.may_come_from_a_reader());
+        let ours = Error::Panicked {
+            what: "the query".into(),
+            message: at("src/cli/sql.rs"),
+        };
+        assert!(!ours.may_come_from_a_reader());
+        assert!(!Error::Usage("bad".into()).may_come_from_a_reader());
     }
 }

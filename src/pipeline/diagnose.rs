@@ -28,13 +28,11 @@ pub async fn explain(e: Error, cfg: &JobConfig, p: &Prepared) -> Error {
         | Error::NotSorted { .. }
         | Error::OutsideKeyRange { .. }) => with_rows(e, cfg, p).await,
         e @ Error::MemoryLimit { .. } => e,
-        // The readers' errors do not say which file: find it. A panic too: arrow's Parquet
-        // decoder panics on some corrupt pages.
-        e @ (Error::Arrow(_) | Error::Parquet(_) | Error::DataFusion(_) | Error::Panicked { .. }) => {
-            match find_unreadable(p).await {
-                Some((path, reason)) => Error::NotParquet { path, reason },
-                None => e,
-            }
+        // The readers' errors do not say which file: find it. A reader's panic too: arrow's
+        // Parquet decoder panics on some corrupt pages.
+        e @ (Error::Arrow(_) | Error::Parquet(_) | Error::DataFusion(_)) => named_file(e, p).await,
+        Error::Panicked { what, message } if crate::error::panicked_in_a_reader(&message) => {
+            named_file(Error::Panicked { what, message }, p).await
         }
         // A model-output error came from a batch of rows: name the first row that gives it.
         Error::ModelBinding { model, reason } => {
@@ -97,6 +95,14 @@ pub async fn with_rows(e: Error, cfg: &JobConfig, p: &Prepared) -> Error {
             error: Box::new(e),
             rows,
         },
+        None => e,
+    }
+}
+
+/// The error of the first input file that cannot be read whole, else `e`.
+async fn named_file(e: Error, p: &Prepared) -> Error {
+    match find_unreadable(p).await {
+        Some((path, reason)) => Error::NotParquet { path, reason },
         None => e,
     }
 }
