@@ -384,14 +384,20 @@ impl Error {
     /// [`Error::Internal`]. `what` names the task.
     pub fn from_join(what: &str, e: tokio::task::JoinError) -> Error {
         match e.try_into_panic() {
-            Ok(panic) => Error::Panicked {
-                what: what.to_string(),
-                message: match take_quiet_panic() {
-                    Some(at) => format!("{} (at {at})", panic_message(panic.as_ref())),
-                    None => panic_message(panic.as_ref()),
-                },
-            },
+            Ok(panic) => Error::from_panic(what, panic.as_ref()),
             Err(e) => Error::Internal(format!("{what} failed: {e}")),
+        }
+    }
+
+    /// [`Error::Panicked`]: `what` panicked with this payload, with where, if the quiet panic
+    /// hook noted it.
+    pub fn from_panic(what: &str, panic: &(dyn std::any::Any + Send)) -> Error {
+        Error::Panicked {
+            what: what.to_string(),
+            message: match take_quiet_panic() {
+                Some(at) => format!("{} (at {at})", panic_message(panic)),
+                None => panic_message(panic),
+            },
         }
     }
 }

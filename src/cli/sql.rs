@@ -440,12 +440,7 @@ async fn run_query(opts: &SqlOptions) -> Result<()> {
     let ran = std::panic::AssertUnwindSafe(query_tables(&ctx, opts, &plain))
         .catch_unwind()
         .await
-        .unwrap_or_else(|panic| {
-            Err(Error::Panicked {
-                what: "the query".into(),
-                message: crate::error::panic_message(panic.as_ref()),
-            })
-        });
+        .unwrap_or_else(|panic| Err(Error::from_panic("the query", panic.as_ref())));
     match ran {
         // The readers' errors do not say which file: find it among the Parquet tables'.
         Err(e) if e.may_come_from_a_reader() => {

@@ -31,6 +31,7 @@ where
         Err(what) => Err(format!("corrupt footer or embedded Arrow schema ({what})")),
     }
 }
+
 /// Checks the column chunks' byte ranges (inside the file) and the page index's page
 /// locations against them: each page inside its chunk, in order, and each page's first row
 /// in its row group, the first at 0. The Parquet reader trusts both: parquet 59 asserts a

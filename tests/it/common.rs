@@ -151,6 +151,15 @@ pub fn sql_csv(table: &str, query: &str) -> String {
     String::from_utf8(o.stdout).unwrap()
 }
 
+/// `segscore sql -q --format csv -m MODEL QUERY`'s output (`reward_model()` with that model);
+/// asserts it succeeded.
+pub fn sql_csv_with_model(model: &Path, query: &str) -> String {
+    let model = model.to_str().unwrap();
+    let o = segscore(&["sql", "-q", "--format", "csv", "-m", model, query]);
+    assert!(o.status.success(), "{query}: {}", stderr(&o));
+    String::from_utf8(o.stdout).unwrap()
+}
+
 pub fn segscore(args: &[&str]) -> Output {
     Command::new(BIN)
         .args(args)

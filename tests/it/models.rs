@@ -382,19 +382,7 @@ fn a_model_with_external_data_is_read_from_its_folder_and_hashed_with_it() {
             external.display()
         ),
     );
-    let score = |model: &Path| {
-        let o = segscore(&[
-            "sql",
-            "-q",
-            "--format",
-            "csv",
-            "-m",
-            model.to_str().unwrap(),
-            "SELECT reward_model(make_array(1, 2, 3)) AS s",
-        ]);
-        assert!(o.status.success(), "{}", stderr(&o));
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    };
+    let score = |model: &Path| sql_csv_with_model(model, "SELECT reward_model(make_array(1, 2, 3)) AS s");
     assert_eq!(score(&external), score(&demo_model()));
 }
 
@@ -542,17 +530,10 @@ fn a_score_shaped_batch_by_one_by_one_is_one_score_per_row() {
     );
     assert_eq!(alone, flat);
     let sql = |model: &str| {
-        let o = segscore(&[
-            "sql",
-            "-q",
-            "--format",
-            "csv",
-            "-m",
-            test_model(model).to_str().unwrap(),
+        sql_csv_with_model(
+            &test_model(model),
             "SELECT reward_model(make_array(1, 2, 3)) AS s",
-        ]);
-        assert!(o.status.success(), "{}", stderr(&o));
-        String::from_utf8_lossy(&o.stdout).into_owned()
+        )
     };
     assert_eq!(sql("affine_b11.onnx"), sql("affine_mean.onnx"));
 }
@@ -593,16 +574,10 @@ fn a_model_without_an_attention_mask_is_never_given_padding() {
     let (alone, _) = scored(&input, model, &tmp.path().join("alone"), &["--batch-size", "1"]);
     assert_eq!(batched.len(), 400);
     assert_eq!(batched, alone);
-    let o = segscore(&[
-        "sql",
-        "-q",
-        "--format",
-        "csv",
-        "-m",
-        test_model(model).to_str().unwrap(),
+    let out = sql_csv_with_model(
+        &test_model(model),
         "SELECT reward_model(ids) AS p FROM (VALUES (make_array(100, 300)), (make_array(500))) AS t(ids)",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    );
     // mean(100, 300) * 0.001 - 1 and 500 * 0.001 - 1, each as float32; padding would have
     // given (500 + 0) / 2 for the second.
     let want = format!(
@@ -610,7 +585,7 @@ fn a_model_without_an_attention_mask_is_never_given_padding() {
         (200.0f32 * 0.001 - 1.0) as f64,
         (500.0f32 * 0.001 - 1.0) as f64
     );
-    assert_eq!(String::from_utf8_lossy(&o.stdout), want);
+    assert_eq!(out, want);
 }
 
 /// A decoder classifier exported from `transformers` finds each row's last token by comparing
