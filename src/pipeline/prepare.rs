@@ -115,6 +115,14 @@ pub async fn prepare(cfg: &JobConfig) -> Result<Prepared> {
     }
     let targets_sql = read_query(cfg)?;
     let model = Arc::new(RewardModel::load(&cfg.model, &model_options(cfg))?);
+    if let Some(col) = cfg.columns.token_type_ids.as_deref() {
+        if !model.signature().wants_token_type_ids() {
+            tracing::warn!(
+                model = %cfg.model.display(),
+                "the model takes no token_type_ids: --token-type-ids-col {col} is not read"
+            );
+        }
+    }
     let (tokenizer, pass) = text_settings(cfg, &model)?;
     if cfg.cluster.is_some() && (tokenizer.is_some() || cfg.prediction == Prediction::Cumulative) {
         return Err(Error::Usage(

@@ -530,6 +530,27 @@ fn token_type_ids_are_zeros_unless_a_column_is_given() {
     let p = by_key(&read_segments(&out2), "predicted_score");
     assert!((p[&("g".to_string(), 0)] - 1.0).abs() < 1e-6);
     assert!((p[&("g".to_string(), 1)] - 0.8).abs() < 1e-6);
+
+    // A model that takes no token_type_ids scores without them, and the log says the column
+    // given for them is not read (it was passed over in silence).
+    let out3 = tmp.path().join("out3");
+    let o = run_ok(
+        &[&input2],
+        &test_model("affine_mean.onnx"),
+        &out3,
+        &["--provider", "cpu", "--token-type-ids-col", "segment_types"],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("WARN")
+            && err.contains(
+                "the model takes no token_type_ids: --token-type-ids-col segment_types is not read"
+            ),
+        "{err}"
+    );
+    let p = by_key(&read_segments(&out3), "predicted_score");
+    assert!((p[&("g".to_string(), 0)] - 0.5).abs() < 1e-6);
+    assert!((p[&("g".to_string(), 1)] - 0.3).abs() < 1e-6);
 }
 
 #[test]
