@@ -27,8 +27,50 @@ where
     });
     match read {
         Ok(Ok(meta)) => check_ranges(meta.metadata(), reader.len()).map(|()| meta),
-        Ok(Err(e)) => Err(e.to_string()),
+        Ok(Err(e)) => Err(match not_parquet_because(reader) {
+            Some(why) => format!("{why} ({e})"),
+            None => e.to_string(),
+        }),
         Err(what) => Err(format!("corrupt footer or embedded Arrow schema ({what})")),
+    }
+}
+
+/// Why a file whose footer cannot be read is not Parquet, from its first and last bytes:
+/// Parquet begins and ends with `PAR1`. A file that begins so and ends otherwise was cut short
+/// (a copy or a writer that did not finish); one that begins like another format is named.
+/// None when both ends are Parquet's (the footer itself is corrupt) or cannot be read.
+fn not_parquet_because<R>(reader: &R) -> Option<String>
+where
+    R: datafusion::parquet::file::reader::ChunkReader,
+{
+    let len = reader.len();
+    if len < 12 {
+        return Some(format!(
+            "{len} bytes, too few for Parquet (its magic bytes and footer length take 12): cut short?"
+        ));
+    }
+    let head = reader.get_bytes(0, len.min(8) as usize).ok()?;
+    let tail = reader
+        .get_bytes(len.saturating_sub(4), len.min(4) as usize)
+        .ok()?;
+    if head.starts_with(b"PAR1") && tail.as_ref() == b"PAR1" {
+        return None;
+    }
+    let like = |what: &str, then: &str| Some(format!("it begins like {what}, not Parquet{then}"));
+    let convert = ": write it as Parquet";
+    match head.as_ref() {
+        h if h.starts_with(b"PAR1") => Some(format!(
+            "it begins as Parquet but does not end with Parquet's `PAR1` ({len} bytes): cut short, by a copy or a writer that did not finish?"
+        )),
+        h if h.starts_with(b"ARROW1") => like("an Arrow IPC (Feather) file", convert),
+        h if h.starts_with(b"ORC") => like("an ORC file", convert),
+        h if h.starts_with(b"Obj\x01") => like("an Avro file", convert),
+        [0x1f, 0x8b, ..] => like("a gzip file", ""),
+        [0x28, 0xb5, 0x2f, 0xfd, ..] => like("a zstd file", ""),
+        h if h.iter().all(|b| b.is_ascii_graphic() || b.is_ascii_whitespace()) => {
+            like("text (CSV or JSON?)", convert)
+        }
+        _ => Some("it does not begin or end with Parquet's magic bytes `PAR1`".into()),
     }
 }
 
@@ -143,15 +185,23 @@ thread_local! {
 }
 
 /// Installs, once per process, a panic hook that says nothing about the panics [`quietly`]
-/// catches and passes every other panic to the hook that was there before. The binary calls
-/// it at start, before any other thread exists; [`quietly`] itself never touches the global
-/// hook, so it is safe on any number of threads at once.
+/// catches, those in a [`Quiet`] future's polls and those raised in arrow's or parquet's code
+/// (noting where, for the error that reports them), and passes every other panic to the hook
+/// that was there before. The binary calls it at start, before any other thread exists;
+/// [`quietly`] itself never touches the global hook, so it is safe on any number of threads at
+/// once.
 pub fn install_quiet_panic_hook() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            if QUIET.with(|q| q.get()) {
+            // A panic in arrow's or parquet's code is a reader's on a corrupt file wherever it
+            // happens (DataFusion reads some files on tasks of its own, which hand the panic
+            // on to the task that awaits them): the error that names the file reports it.
+            let reader = info
+                .location()
+                .is_some_and(|at| crate::error::panicked_in_a_reader(&format!(" (at {})", at.file())));
+            if QUIET.with(|q| q.get()) || reader {
                 if let Some(at) = info.location() {
                     crate::error::note_quiet_panic(at.to_string());
                 }

@@ -215,17 +215,60 @@ fn empty_file_is_named() {
     );
 }
 
+/// A file that is not Parquet is named, with what it looks like from its first and last bytes
+/// (the reader's own words, "Corrupt footer", said nothing of that): CSV, an Arrow IPC
+/// (Feather) file, a compressed file, and above all a Parquet file cut short (a copy or a
+/// writer that did not finish).
 #[test]
-fn not_parquet_is_named() {
+fn not_parquet_is_named_with_what_it_looks_like() {
     let tmp = tempfile::tempdir().unwrap();
-    let input = tmp.path().join("data.parquet");
-    std::fs::write(&input, b"generation_id,segment_index\ng,0\n").unwrap();
-    fails_with(
-        &input,
-        &demo_model(),
-        &tmp.path().join("out"),
-        &["data.parquet", "not a readable Parquet file"],
-    );
+    let good = tmp.path().join("good");
+    generate(&good, 200, 1, false);
+    let parquet = std::fs::read(good.join("part-00000.parquet")).unwrap();
+    let arrow = {
+        let mut b = b"ARROW1\0\0".to_vec();
+        b.extend_from_slice(&parquet[..64]);
+        b
+    };
+    let cases: [(&str, Vec<u8>, String); 5] = [
+        (
+            "data.parquet",
+            b"generation_id,segment_index\ng,0\n".to_vec(),
+            "it begins like text (CSV or JSON?), not Parquet: write it as Parquet".into(),
+        ),
+        (
+            "data.arrow",
+            arrow,
+            "it begins like an Arrow IPC (Feather) file, not Parquet: write it as Parquet".into(),
+        ),
+        (
+            "data.parquet.gz",
+            vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3, 1, 2, 3, 4],
+            "it begins like a gzip file, not Parquet".into(),
+        ),
+        (
+            "cut.parquet",
+            parquet[..parquet.len() / 2].to_vec(),
+            format!(
+                "it begins as Parquet but does not end with Parquet's `PAR1` ({} bytes): cut short, by a copy or a writer that did not finish?",
+                parquet.len() / 2
+            ),
+        ),
+        (
+            "tiny.parquet",
+            b"PAR1".to_vec(),
+            "4 bytes, too few for Parquet (its magic bytes and footer length take 12): cut short?".into(),
+        ),
+    ];
+    for (name, bytes, says) in cases {
+        let input = tmp.path().join(name);
+        std::fs::write(&input, bytes).unwrap();
+        let want = format!(
+            "input file {}: not a readable Parquet file: {says}",
+            input.display()
+        );
+        fails_with(&input, &demo_model(), &tmp.path().join("out"), &[&want]);
+    }
 }
 
 #[test]
