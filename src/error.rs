@@ -244,12 +244,14 @@ pub enum Error {
 
     /// A task of the job panicked with `message`: arrow's Parquet decoder does on some corrupt
     /// pages (the job then scans the inputs one by one to name the file), else a bug.
-    #[error("internal error: {what} panicked: {message}")]
+    #[error("internal error: {what} panicked: {message}{}", at.as_ref().map(|at| format!(" (at {at})")).unwrap_or_default())]
     Panicked {
         /// What panicked: "a worker task", "the query".
         what: String,
         /// The panic's message.
         message: String,
+        /// Where (`file:line:column`), if the quiet panic hook noted it.
+        at: Option<String>,
     },
 
     /// A user-supplied query or option is unusable.
@@ -371,7 +373,7 @@ impl Error {
         use datafusion::error::DataFusionError as D;
         match self {
             Error::Arrow(_) | Error::Parquet(_) => true,
-            Error::Panicked { message, .. } => panicked_in_a_reader(message),
+            Error::Panicked { .. } => self.panicked_in_a_reader(),
             Error::DataFusion(d) => matches!(
                 d.find_root(),
                 D::ArrowError(..) | D::ParquetError(_) | D::IoError(_) | D::External(_)
@@ -394,22 +396,26 @@ impl Error {
     pub fn from_panic(what: &str, panic: &(dyn std::any::Any + Send)) -> Error {
         Error::Panicked {
             what: what.to_string(),
-            message: match take_quiet_panic() {
-                Some(at) => format!("{} (at {at})", panic_message(panic)),
-                None => panic_message(panic),
-            },
+            message: panic_message(panic),
+            at: take_quiet_panic(),
+        }
+    }
+
+    /// Whether this is a panic raised in arrow's or parquet's code (a reader's, on a corrupt
+    /// file), or one that does not say where: a panic in segscore's own code is a bug, and no
+    /// file is searched for it.
+    pub fn panicked_in_a_reader(&self) -> bool {
+        match self {
+            Error::Panicked { at, .. } => at.as_deref().is_none_or(in_reader_code),
+            _ => false,
         }
     }
 }
 
-/// Whether a panic's message ([`Error::Panicked`]) places it in arrow's or parquet's code (a
-/// reader's panic on a corrupt file), or does not say where: a panic in segscore's own code is
-/// a bug, and no file is searched for it.
-pub fn panicked_in_a_reader(message: &str) -> bool {
-    match message.rsplit_once(" (at ") {
-        Some((_, at)) => at.contains("/arrow-") || at.contains("/parquet-"),
-        None => true,
-    }
+/// Whether source file `file` (a panic's place) is arrow's or parquet's code, whose panics
+/// are a reader's on a corrupt file.
+pub fn in_reader_code(file: &str) -> bool {
+    file.contains("/arrow-") || file.contains("/parquet-")
 }
 
 /// A panic's message (its payload, a `String` or `&str`), else "the Parquet reader panicked".
@@ -443,26 +449,28 @@ mod tests {
 
     #[test]
     fn a_panic_is_a_readers_when_arrow_or_parquet_code_raised_it_or_its_place_is_unknown() {
-        let at = |place: &str| format!("offset + len out of bounds (at {place}:224:9)");
         let registry = "/root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f";
-        assert!(panicked_in_a_reader(&at(&format!(
-            "{registry}/arrow-buffer-59.3.2/src/util/bit_chunk_iterator.rs"
-        ))));
-        assert!(panicked_in_a_reader(&at(&format!(
-            "{registry}/parquet-59.3.2/src/file/serialized_reader.rs"
-        ))));
-        assert!(!panicked_in_a_reader(&at("src/pipeline/partition.rs")));
-        assert!(panicked_in_a_reader("offset + len out of bounds"));
-        let readers = Error::Panicked {
+        let panicked = |at: Option<String>| Error::Panicked {
             what: "the query".into(),
-            message: at(&format!("{registry}/arrow-buffer-59.3.2/src/x.rs")),
+            message: "offset + len out of bounds".into(),
+            at,
         };
-        assert!(readers.may_come_from_a_reader());
-        let ours = Error::Panicked {
-            what: "the query".into(),
-            message: at("src/cli/sql.rs"),
-        };
-        assert!(!ours.may_come_from_a_reader());
+        let arrow = format!("{registry}/arrow-buffer-59.3.2/src/util/bit_chunk_iterator.rs:224:9");
+        let parquet = format!("{registry}/parquet-59.3.2/src/file/serialized_reader.rs:649:47");
+        for at in [Some(arrow.clone()), Some(parquet), None] {
+            assert!(panicked(at.clone()).panicked_in_a_reader(), "{at:?}");
+            assert!(panicked(at).may_come_from_a_reader());
+        }
+        let ours = panicked(Some("src/pipeline/partition.rs:12:5".into()));
+        assert!(!ours.panicked_in_a_reader() && !ours.may_come_from_a_reader());
         assert!(!Error::Usage("bad".into()).may_come_from_a_reader());
+        assert_eq!(
+            panicked(Some(arrow)).to_string(),
+            format!("internal error: the query panicked: offset + len out of bounds (at {registry}/arrow-buffer-59.3.2/src/util/bit_chunk_iterator.rs:224:9)")
+        );
+        assert_eq!(
+            panicked(None).to_string(),
+            "internal error: the query panicked: offset + len out of bounds"
+        );
     }
 }

@@ -31,9 +31,7 @@ pub async fn explain(e: Error, cfg: &JobConfig, p: &Prepared) -> Error {
         // The readers' errors do not say which file: find it. A reader's panic too: arrow's
         // Parquet decoder panics on some corrupt pages.
         e @ (Error::Arrow(_) | Error::Parquet(_) | Error::DataFusion(_)) => named_file(e, p).await,
-        Error::Panicked { what, message } if crate::error::panicked_in_a_reader(&message) => {
-            named_file(Error::Panicked { what, message }, p).await
-        }
+        e @ Error::Panicked { .. } if e.panicked_in_a_reader() => named_file(e, p).await,
         // A model-output error came from a batch of rows: name the first row that gives it.
         Error::ModelBinding { model, reason } => {
             let at = first_row_failing_the_model(p, cfg).await;
@@ -134,7 +132,6 @@ pub async fn first_unreadable(ctx: &SessionContext, files: &[PathBuf]) -> Option
             Ok(Err(e)) => return Some((f.clone(), e.to_string())),
             Err(e) => match Error::from_join("the scan", e) {
                 Error::Panicked { message, .. } => {
-                    let message = message.split(" (at ").next().unwrap_or(&message);
                     return Some((f.clone(), format!("the Parquet reader panicked on it: {message}")));
                 }
                 other => return Some((f.clone(), other.to_string())),
