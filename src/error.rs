@@ -396,8 +396,8 @@ impl Error {
     pub fn from_panic(what: &str, panic: &(dyn std::any::Any + Send)) -> Error {
         Error::Panicked {
             what: what.to_string(),
-            message: panic_message(panic),
-            at: take_quiet_panic(),
+            message: crate::panics::panic_message(panic),
+            at: crate::panics::take_quiet_panic(),
         }
     }
 
@@ -406,40 +406,9 @@ impl Error {
     /// file is searched for it.
     pub fn panicked_in_a_reader(&self) -> bool {
         match self {
-            Error::Panicked { at, .. } => at.as_deref().is_none_or(in_reader_code),
+            Error::Panicked { at, .. } => at.as_deref().is_none_or(crate::panics::in_reader_code),
             _ => false,
         }
-    }
-}
-
-/// Whether source file `file` (a panic's place) is arrow's or parquet's code, whose panics
-/// are a reader's on a corrupt file.
-pub fn in_reader_code(file: &str) -> bool {
-    file.contains("/arrow-") || file.contains("/parquet-")
-}
-
-/// A panic's message (its payload, a `String` or `&str`), else "the Parquet reader panicked".
-pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_else(|| "the Parquet reader panicked".into())
-}
-
-/// Where the last panic the quiet panic hook kept from stderr happened
-/// ([`crate::engine::footer::Quiet`]): [`Error::from_join`] adds it to the message.
-static QUIET_PANIC_AT: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
-
-/// Where the last panic that printed nothing happened, forgotten once taken.
-pub fn take_quiet_panic() -> Option<String> {
-    QUIET_PANIC_AT.lock().ok().and_then(|mut at| at.take())
-}
-
-/// Records where a panic that printed nothing happened (the quiet panic hook calls it).
-pub fn note_quiet_panic(at: String) {
-    if let Ok(mut last) = QUIET_PANIC_AT.lock() {
-        *last = Some(at);
     }
 }
 

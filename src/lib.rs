@@ -43,6 +43,7 @@ pub mod functions;
 pub mod loss;
 pub mod metrics;
 pub mod model;
+pub mod panics;
 pub mod pipeline;
 pub mod report;
 pub mod sample;

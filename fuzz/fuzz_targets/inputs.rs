@@ -119,8 +119,8 @@ fn parquet(data: &[u8]) {
     // multiply with overflow" in rle.rs); here the panic is caught so the fuzzer goes on
     // exploring segscore's checks.
     // (quietly keeps libfuzzer's aborting panic hook from seeing the decoder panics it catches.)
-    segscore::engine::footer::install_quiet_panic_hook();
-    let batches = segscore::engine::footer::quietly(|| reader.take(4).collect::<Vec<_>>());
+    segscore::panics::install_quiet_panic_hook();
+    let batches = segscore::panics::quietly(|| reader.take(4).collect::<Vec<_>>());
     let Ok(batches) = batches else { return };
     for batch in batches {
         let Ok(batch) = batch else { return };

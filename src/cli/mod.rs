@@ -137,7 +137,7 @@ pub fn exit_code(e: &Error) -> u8 {
 /// Runs the command line: the whole `segscore` binary.
 pub fn main() -> ExitCode {
     exec::disable_onnxruntime_telemetry();
-    crate::engine::footer::install_quiet_panic_hook();
+    crate::panics::install_quiet_panic_hook();
     let (args, from_file) = match config::expand_config(std::env::args_os().collect()) {
         Ok(a) => a,
         Err(e) => {

@@ -108,9 +108,7 @@ pub(crate) fn sql(a: SqlArgs) -> Result<()> {
     let rt = runtime(threads)?;
     let result = rt.block_on(async {
         // Quiet: a reader's panic (arrow's Parquet decoder's, on a corrupt page) is an error.
-        let mut query = tokio::spawn(crate::engine::footer::Quiet(Box::pin(
-            async move { run(&opts).await },
-        )));
+        let mut query = tokio::spawn(crate::panics::Quiet(Box::pin(async move { run(&opts).await })));
         tokio::select! {
             done = &mut query => done.map_err(|e| Error::from_join("the query", e))?,
             signal = super::exec::stop_signal() => {

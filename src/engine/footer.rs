@@ -17,7 +17,7 @@ pub fn read_footer<R>(reader: &R) -> std::result::Result<ArrowReaderMetadata, St
 where
     R: datafusion::parquet::file::reader::ChunkReader,
 {
-    let read = quietly(|| {
+    let read = crate::panics::quietly(|| {
         // The page index too: DataFusion reads it, and a corrupt one should name the file.
         ArrowReaderMetadata::load(
             reader,
@@ -179,79 +179,6 @@ pub fn distrust_statistics(ctx: &SessionContext) {
     }
 }
 
-thread_local! {
-    /// Whether this thread is inside [`quietly`].
-    static QUIET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-/// Installs, once per process, a panic hook that says nothing about the panics [`quietly`]
-/// catches, those in a [`Quiet`] future's polls and those raised in arrow's or parquet's code
-/// (noting where, for the error that reports them), and passes every other panic to the hook
-/// that was there before. The binary calls it at start, before any other thread exists;
-/// [`quietly`] itself never touches the global hook, so it is safe on any number of threads at
-/// once.
-pub fn install_quiet_panic_hook() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            // A panic in arrow's or parquet's code is a reader's on a corrupt file wherever it
-            // happens (DataFusion reads some files on tasks of its own, which hand the panic
-            // on to the task that awaits them): the error that names the file reports it.
-            let reader = info
-                .location()
-                .is_some_and(|at| crate::error::in_reader_code(at.file()));
-            if QUIET.with(|q| q.get()) || reader {
-                if let Some(at) = info.location() {
-                    crate::error::note_quiet_panic(at.to_string());
-                }
-            } else {
-                previous(info);
-            }
-        }));
-    });
-}
-
-/// A future polled as [`quietly`] runs its closure: a panic in one of its polls prints
-/// nothing (where [`install_quiet_panic_hook`] was called) and reaches whoever awaits the task
-/// as a `JoinError` ([`crate::error::Error::from_join`] reads its message, and where it was).
-/// The job's partitions and the scans that look for an unreadable input run so: arrow's
-/// Parquet decoder panics on some corrupt pages, which the job reports as an error naming the
-/// file.
-pub struct Quiet<F>(pub F);
-
-impl<F: std::future::Future + Unpin> std::future::Future for Quiet<F> {
-    type Output = F::Output;
-
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<F::Output> {
-        /// Puts the thread's flag back, whether the poll returns or unwinds.
-        struct Restore(bool);
-        impl Drop for Restore {
-            fn drop(&mut self) {
-                QUIET.with(|q| q.set(self.0));
-            }
-        }
-        let _restore = Restore(QUIET.with(|q| q.replace(true)));
-        std::pin::Pin::new(&mut self.0).poll(cx)
-    }
-}
-
-/// Runs `f`, turning a panic into an error with its message. The panic prints nothing where
-/// [`install_quiet_panic_hook`] was called; only this thread is affected.
-pub fn quietly<T>(f: impl FnOnce() -> T) -> std::result::Result<T, String> {
-    let outer = QUIET.with(|q| q.replace(true));
-    let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
-    QUIET.with(|q| q.set(outer));
-    out.map_err(|panic| {
-        // Its place is not part of this message: forget it.
-        crate::error::take_quiet_panic();
-        crate::error::panic_message(panic.as_ref())
-    })
-}
-
 /// Reads every file's footer ([`read_footer`]: an unreadable one is an error naming the
 /// file).
 pub fn read_footers(paths: &[PathBuf]) -> Result<Vec<ArrowReaderMetadata>> {
@@ -375,76 +302,4 @@ pub fn metadata_declares_order(pq: &ParquetMetaData, keys: &[&str]) -> bool {
                 .all(|(&i, c)| c.column_idx as usize == i && !c.descending),
             _ => false,
         })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::{Arc, Barrier};
-
-    /// The old `quietly` swapped the process-wide hook for a silent one while it ran, so a
-    /// panic on another thread at that moment went unreported.
-    #[test]
-    fn quietly_silences_only_its_own_thread() {
-        static REPORTED: AtomicUsize = AtomicUsize::new(0);
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            if info.to_string().contains("quietly-test") {
-                REPORTED.fetch_add(1, Ordering::SeqCst);
-            } else {
-                previous(info);
-            }
-        }));
-        install_quiet_panic_hook();
-        let inside = Arc::new(Barrier::new(2));
-        let done = Arc::new(Barrier::new(2));
-        let (i, d) = (Arc::clone(&inside), Arc::clone(&done));
-        let quiet = std::thread::spawn(move || {
-            quietly(|| {
-                i.wait(); // the other thread panics while this one is inside quietly
-                d.wait();
-                panic!("quietly-test: caught")
-            })
-        });
-        inside.wait();
-        let loud = std::thread::spawn(|| panic!("quietly-test: reported"));
-        assert!(loud.join().is_err());
-        done.wait();
-        assert_eq!(quiet.join().unwrap().unwrap_err(), "quietly-test: caught");
-        assert_eq!(
-            REPORTED.load(Ordering::SeqCst),
-            1,
-            "the other thread's panic was reported, the caught one was not"
-        );
-        // A `Quiet` future's panic is silent too (one test: the hook is the process's), and
-        // reaches the task's caller with its message and place.
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-        let joined = rt.block_on(async {
-            tokio::spawn(Quiet(Box::pin(async {
-                if QUIET.with(|q| q.get()) {
-                    panic!("quietly-test: a quiet future");
-                }
-                1
-            })))
-            .await
-        });
-        match crate::error::Error::from_join("the test task", joined.unwrap_err()) {
-            crate::error::Error::Panicked { what, message, at } => {
-                assert_eq!(what, "the test task");
-                assert_eq!(message, "quietly-test: a quiet future");
-                let at = at.expect("the hook noted where");
-                assert!(at.starts_with("src/engine/footer.rs:"), "{at}");
-            }
-            other => panic!("{other}"),
-        }
-        assert_eq!(
-            REPORTED.load(Ordering::SeqCst),
-            1,
-            "the quiet future's panic was not reported"
-        );
-        // The flag is put back on the thread that polled, though the poll unwound.
-        assert!(!QUIET.with(|q| q.get()));
-        assert_eq!(rt.block_on(Quiet(Box::pin(async { 2 }))), 2);
-    }
 }

@@ -112,7 +112,7 @@ impl TextTokenizer {
             path: self.path.clone(),
             reason,
         };
-        let enc = crate::engine::footer::quietly(|| self.inner.encode_fast(text, special))
+        let enc = crate::panics::quietly(|| self.inner.encode_fast(text, special))
             .map_err(|panic| {
                 err(format!(
                     "the tokenizers library panicked encoding a text{} ({panic}): is the file complete?",

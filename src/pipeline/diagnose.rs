@@ -118,7 +118,7 @@ async fn find_unreadable(p: &Prepared) -> Option<(PathBuf, String)> {
 pub async fn first_unreadable(ctx: &SessionContext, files: &[PathBuf]) -> Option<(PathBuf, String)> {
     for f in files {
         let (ctx, file) = (ctx.clone(), f.clone());
-        let scan = tokio::spawn(crate::engine::footer::Quiet(Box::pin(async move {
+        let scan = tokio::spawn(crate::panics::Quiet(Box::pin(async move {
             let table =
                 crate::engine::tables::parquet_table(&ctx, std::slice::from_ref(&file), &[], &[]).await?;
             let mut stream = segscore_plan::execute_stream(ctx.read_table(table)?).await?;

@@ -332,7 +332,7 @@ async fn execute(
         let model = Arc::clone(&model);
         // Quiet: a panic (arrow's Parquet decoder's, on a corrupt page) prints nothing; the job
         // reports it, naming the file ([`diagnose::explain`]).
-        tasks.spawn(crate::engine::footer::Quiet(Box::pin(async move {
+        tasks.spawn(crate::panics::Quiet(Box::pin(async move {
             model.partition(part).await.map(|r| (i, r))
         })));
     }

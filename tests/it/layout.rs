@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use crate::common::repo;
 
 /// The top-level modules, lowest first (ARCHITECTURE.md, lib.rs).
-const ORDER: [&str; 19] = [
+const ORDER: [&str; 20] = [
+    "panics",
     "error",
     "faults",
     "contract",

@@ -9,7 +9,8 @@ use std::fs::File;
 use datafusion::arrow::array::ArrayRef;
 use datafusion::parquet::arrow::arrow_reader::ArrowReaderMetadata;
 
-use crate::engine::footer::{quietly, top_level_leaf, KeyBound};
+use crate::engine::footer::{top_level_leaf, KeyBound};
+use crate::panics::quietly;
 
 /// How many rows at the start of row group `rg` of the file at `path` (whose footer is `meta`)
 /// share its first value of top-level column `key`, and the value after them (integers and
