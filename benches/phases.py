@@ -20,7 +20,9 @@ The phases, from the process's start to its exit:
 
 `--ceiling` also runs N `--threads 1` runs at once (N = `--threads`, each its own output) and
 says what that costs each of them against one alone: what the machine itself (shared caches,
-memory bandwidth, the disk) takes from N threads, whatever the program. With the start and the
+memory bandwidth, the disk) takes from N threads, whatever the program; and times a plain CPU
+loop in N processes against one (no memory, no disk: what the cores themselves give, which on a
+shared VM is less than N). With the start and the
 end counted serial and the rest of one thread's run outside the model spread over N threads at
 that cost, it gives the most `--threads N` could reach, and how close the run comes. The data is `benches/e2e.py`'s. Timings are from one run on one
 machine: compare the two thread counts, not runs on different days.
@@ -68,6 +70,31 @@ def runs_at_once(binary, data_dir, model, jobs):
     for w in workers:
         w.join()
     return [phases_of(*d, out, t) for d, (out, t) in zip(done, jobs)]
+
+
+def _spin(count):
+    x = 0
+    for i in range(count):
+        x += i
+    return x
+
+
+def loop_scaling(n, count=30_000_000):
+    """How much faster `n` processes each running the same plain CPU loop (no memory, no I/O)
+    finish `n` loops than one process finishes one: the most any program could gain from `n`
+    cores on this machine at this moment (a neighbour on the host shows here first)."""
+    import multiprocessing
+
+    def timed(k):
+        ps = [multiprocessing.Process(target=_spin, args=(count,)) for _ in range(k)]
+        t = time.perf_counter()
+        for p in ps:
+            p.start()
+        for p in ps:
+            p.join()
+        return time.perf_counter() - t
+
+    return n * timed(1) / timed(n)
 
 
 def one_run(binary, data_dir, model, out, threads):
@@ -119,12 +146,14 @@ def main():
     d = data(args.bin, args.workdir, args.segments, args.files, args.layout)
     runs = {1: [], args.threads: []}
     together = []
+    loops = []
     for _ in range(args.repeats):
         for t, rs in runs.items():
             rs.append(one_run(args.bin, d, MODELS[args.model], os.path.join(args.workdir, f"out-phases-{t}"), t))
         if args.ceiling:
             jobs = [(os.path.join(args.workdir, f"out-phases-together-{i}"), 1) for i in range(args.threads)]
             together.extend(runs_at_once(args.bin, d, MODELS[args.model], jobs))
+            loops.append(loop_scaling(args.threads))
     med = {}
     for t, rs in runs.items():
         phases = [statistics.median(r[0][i] for r in rs) for i in range(len(PHASES))]
@@ -158,11 +187,15 @@ def main():
         serial = one["phases"]["start"] + one["phases"]["end"]
         best = one["outside_model"] / (serial + (one["outside_model"] - serial) * cost / args.threads)
         got = one["outside_model"] / n["outside_model"]
-        ceiling = {"cost": cost, "serial": serial, "ceiling": best, "measured": got}
+        loop = statistics.median(loops)
+        ceiling = {"cost": cost, "serial": serial, "ceiling": best, "measured": got, "cpu_loop": loop,
+                   "cpu_loops": loops}
         print(f"\n{args.threads} runs of `--threads 1` at once: each {cost:.3f}x the time outside the model of one "
               f"alone ({len(together)} runs). With the start and end ({serial:.3f} s) serial and the rest spread "
               f"over {args.threads} threads at that cost, `--threads {args.threads}` could reach {best:.2f}x "
-              f"outside the model; it reached {got:.2f}x ({got / best:.0%} of that).")
+              f"outside the model; it reached {got:.2f}x ({got / best:.0%} of that). A plain CPU loop in "
+              f"{args.threads} processes ran {loop:.2f}x as fast as in one (median of {len(loops)}: "
+              f"{min(loops):.2f}x-{max(loops):.2f}x).")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"segments": args.segments, "layout": args.layout, "files": args.files,

@@ -65,6 +65,15 @@ pub enum Error {
         expected: String,
     },
 
+    /// A file has two columns of one name (pyarrow writes such files).
+    #[error("input file {path}: more than one column is named `{column}`; a table reads one column per name: rename or drop the others (pyarrow writes such files, DuckDB and polars refuse to)")]
+    DuplicateColumn {
+        /// The file.
+        path: PathBuf,
+        /// The name.
+        column: String,
+    },
+
     /// A column that must not hold nulls does, found from the file's footer statistics.
     #[error("input file {path}: column `{column}` has {count} null value(s) in row group {row_group} (rows {first_row}..{end_row})")]
     NullsInFile {

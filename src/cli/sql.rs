@@ -310,7 +310,7 @@ pub async fn context(opts: &SqlOptions) -> Result<(SessionContext, Vec<PlainTabl
                 // key=value folders: their levels are columns, and filters on them prune.
                 Some(h) => {
                     let footers = crate::engine::footer::read_footers(&files)?;
-                    let (safe, schema) = crate::engine::tables::read_as(&footers, &[]);
+                    let (safe, schema) = crate::engine::tables::read_as(&files, &footers, &[])?;
                     ctx.register_table(name, h.table(&ctx, &[], safe, schema).await?)?;
                     read.extend(files);
                 }

@@ -1,6 +1,6 @@
 //! The engine: DataFusion as segscore uses it, below every stage. A session context with
 //! segscore's settings ([`context`]), Parquet footers read safely ([`footer`]), key order across batches ([`keys`]), listing tables
-//! over Parquet files ([`tables`]), query helpers ([`mod@query`]), and memory: the default limit and
+//! over Parquet files ([`tables`]), a column's type across files ([`types`]), query helpers ([`mod@query`]), and memory: the default limit and
 //! the error for running out of it ([`memory`]).
 
 pub mod context;
@@ -10,6 +10,7 @@ pub mod memory;
 pub mod query;
 pub mod ranges;
 pub mod tables;
+pub mod types;
 pub mod window;
 
 pub use context::{default_threads, session_context};

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
 use datafusion::catalog::TableProvider;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
@@ -13,6 +13,7 @@ use datafusion::parquet::arrow::arrow_reader::ArrowReaderMetadata;
 use datafusion::prelude::SessionContext;
 
 use crate::engine::footer::{distrust_statistics, float_stats_constant, read_footers};
+use crate::engine::types::widened_schema;
 use crate::error::{Error, Result};
 
 /// A table over Parquet `files` as segscore reads them: strings keep the type they were written
@@ -177,7 +178,7 @@ pub async fn parquet_table_read(
 ) -> Result<Arc<dyn TableProvider>> {
     // Footers were read first, so an unreadable one is an error naming the file (DataFusion's
     // schema inference could panic on some).
-    let (statistics_safe, schema) = read_as(footers, trusted);
+    let (statistics_safe, schema) = read_as(files, footers, trusted)?;
     let table = listing_table(
         ctx,
         files.iter().map(PathBuf::as_path),
@@ -189,134 +190,19 @@ pub async fn parquet_table_read(
     Ok(Arc::new(table))
 }
 
-/// How a table over files with `footers` is read: whether its scans may use the files'
-/// statistics (no float column's look constant, [`float_stats_constant`], `trusted` aside), and
-/// its schema when that is not the first file's ([`widened_schema`]).
-pub fn read_as(footers: &[ArrowReaderMetadata], trusted: &[&str]) -> (bool, Option<SchemaRef>) {
+/// How a table over `files` with `footers` (one each) is read: whether its scans may use the
+/// files' statistics (no float column's look constant, [`float_stats_constant`], `trusted`
+/// aside), and its schema when that is not the first file's ([`widened_schema`]). A column that
+/// no one type holds in every file is an error naming it and two files ([`crate::engine::types::Conflict::error`]).
+pub fn read_as(
+    files: &[PathBuf],
+    footers: &[ArrowReaderMetadata],
+    trusted: &[&str],
+) -> Result<(bool, Option<SchemaRef>)> {
     let statistics_safe = !footers
         .iter()
         .any(|m| float_stats_constant(m.metadata(), trusted));
     let schemas: Vec<&Schema> = footers.iter().map(|m| m.schema().as_ref()).collect();
-    (statistics_safe, widened_schema(&schemas))
-}
-
-fn is_decimal(t: &DataType) -> bool {
-    matches!(
-        t,
-        DataType::Decimal32(..)
-            | DataType::Decimal64(..)
-            | DataType::Decimal128(..)
-            | DataType::Decimal256(..)
-    )
-}
-
-/// The type that holds a column's values in files where it has types `a` and `b`, when they
-/// differ only in width, encoding or names: `Utf8`, `LargeUtf8` (polars writes the large
-/// kinds) and `Utf8View`; `List` and `LargeList`; integers of one signedness, or a signed one
-/// beside an unsigned one below 64 bits (as `Int64`); floats, and a float beside a decimal (as `Float64`); a categorical
-/// (dictionary-encoded) column and its value type; list items by any name (pyarrow and DuckDB
-/// call them `element`, polars and arrow-rs `item`); a column of nulls alone (`Null`) and any
-/// type. None for types of different kinds, and for two different decimals.
-pub fn common_type(a: &DataType, b: &DataType) -> Option<DataType> {
-    use DataType::*;
-    if a.equals_datatype(b) {
-        return Some(a.clone());
-    }
-    let width = |t: &DataType| t.primitive_width().unwrap_or(0);
-    Some(match (a, b) {
-        // A column of nulls alone (pandas and pyarrow write an all-None column as `null`).
-        (Null, t) | (t, Null) => t.clone(),
-        (Dictionary(_, v), t) | (t, Dictionary(_, v)) => return common_type(v, t),
-        // Views (pyarrow's `string_view`) read as plain strings.
-        (Utf8 | LargeUtf8 | Utf8View, Utf8 | LargeUtf8 | Utf8View) => match (a, b) {
-            (LargeUtf8, _) | (_, LargeUtf8) => LargeUtf8,
-            _ => Utf8,
-        },
-        (Binary | LargeBinary | BinaryView, Binary | LargeBinary | BinaryView) => match (a, b) {
-            (LargeBinary, _) | (_, LargeBinary) => LargeBinary,
-            _ => Binary,
-        },
-        (x, y) if x.is_floating() && y.is_floating() => Float64,
-        // A decimal beside a float (DuckDB writes `0.5` as DECIMAL, pandas a float): float64.
-        (x, y) if (x.is_floating() || is_decimal(x)) && (y.is_floating() || is_decimal(y)) => {
-            if is_decimal(x) && is_decimal(y) {
-                return None;
-            }
-            Float64
-        }
-        (x, y)
-            if (x.is_signed_integer() && y.is_signed_integer())
-                || (x.is_unsigned_integer() && y.is_unsigned_integer()) =>
-        {
-            if width(x) >= width(y) {
-                x.clone()
-            } else {
-                y.clone()
-            }
-        }
-        // Signed beside unsigned (uint16 token ids beside int32 ones): int64 holds both, the
-        // unsigned up to 32 bits.
-        (x, y)
-            if x.is_integer() && y.is_integer() && width(if x.is_unsigned_integer() { x } else { y }) < 8 =>
-        {
-            Int64
-        }
-        (List(f) | LargeList(f), List(g) | LargeList(g)) => {
-            let item = Arc::new(Field::new(
-                f.name(),
-                common_type(f.data_type(), g.data_type())?,
-                f.is_nullable() || g.is_nullable(),
-            ));
-            if matches!(a, LargeList(_)) || matches!(b, LargeList(_)) {
-                LargeList(item)
-            } else {
-                List(item)
-            }
-        }
-        _ => return None,
-    })
-}
-
-/// The schema of a table over files with `schemas`: every column of every file, with its common
-/// type ([`common_type`]: the files' types may differ in width), nullable where some file
-/// lacks it or allows nulls, in the order the files first have them. None when that is the
-/// first file's schema, the one DataFusion infers for a table of several paths (it reads the
-/// first path alone: a column that only later files have would be left out, one that they lack
-/// would fail the scan when the first file has it non-nullable), or when a column has types of
-/// different kinds.
-pub fn widened_schema(schemas: &[&Schema]) -> Option<SchemaRef> {
-    // Each column with the number of files that have it, and its place by name (a wide table
-    // over many files would make a search through the columns quadratic).
-    let mut fields: Vec<(Field, usize)> = Vec::new();
-    let mut at: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
-    for schema in schemas {
-        for field in schema.fields() {
-            match at.get(field.name().as_str()).map(|&i| &mut fields[i]) {
-                Some((g, seen)) => {
-                    *seen += 1;
-                    if !g.data_type().equals_datatype(field.data_type()) {
-                        let t = common_type(g.data_type(), field.data_type())?;
-                        *g = g.clone().with_data_type(t);
-                    }
-                    if field.is_nullable() {
-                        *g = g.clone().with_nullable(true);
-                    }
-                }
-                None => {
-                    at.insert(field.name(), fields.len());
-                    fields.push((field.as_ref().clone(), 1));
-                }
-            }
-        }
-    }
-    let fields: Vec<Field> = fields
-        .into_iter()
-        .map(|(f, seen)| {
-            let nullable = f.is_nullable() || seen < schemas.len();
-            f.with_nullable(nullable)
-        })
-        .collect();
-    let first = schemas.first()?.fields();
-    let same = fields.len() == first.len() && fields.iter().zip(first.iter()).all(|(a, b)| a == b.as_ref());
-    (!same).then(|| Arc::new(Schema::new(fields)))
+    let schema = widened_schema(&schemas).map_err(|c| c.error(files))?;
+    Ok((statistics_safe, schema))
 }

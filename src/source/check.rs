@@ -13,7 +13,7 @@ use crate::contract::ColumnNames;
 use crate::engine::footer::{
     float_stats_constant, keys_out_of_order, metadata_declares_order, read_footer, row_group_keys,
 };
-use crate::engine::tables::{common_type, widened_schema};
+use crate::engine::types::{describe_type, value_type, widened_schema};
 use crate::error::{Error, Result};
 use crate::source::{InputFile, Inputs};
 
@@ -43,16 +43,9 @@ impl Kind {
             Kind::Integer => t.is_integer(),
             // Read through a CAST to float64: half floats (numpy, polars) and decimals (DuckDB
             // writes `0.5` as DECIMAL, Spark its DECIMAL columns) widen as they are read.
-            Kind::Float => matches!(
-                t,
-                DataType::Float16
-                    | DataType::Float32
-                    | DataType::Float64
-                    | DataType::Decimal32(..)
-                    | DataType::Decimal64(..)
-                    | DataType::Decimal128(..)
-                    | DataType::Decimal256(..)
-            ),
+            // Integers (a count of steps done right, polars' `cum_sum` of integer rewards) too:
+            // exact up to 2^53.
+            Kind::Float => t.is_numeric(),
             Kind::Text => matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View),
             // Lists of any integer type: int32 and int64 are read as they are, the others
             // (uint16 token ids, int8 token type ids as Hugging Face `datasets` writes them)
@@ -67,7 +60,7 @@ impl Kind {
         match self {
             Kind::Key => "a string, an integer or a 16-byte UUID",
             Kind::Integer => "an integer",
-            Kind::Float => "a float or decimal",
+            Kind::Float => "a float, decimal or integer",
             Kind::IdList => "a list or large_list of integers",
             Kind::Text => "a string",
         }
@@ -75,27 +68,14 @@ impl Kind {
 }
 
 /// The table schema of the checked files ([`widened_schema`]: every file's columns, each in its
-/// common type); None when that is the first file's schema, or a column has types of different
-/// kinds.
-pub fn table_schema(files: &[InputFile]) -> Option<SchemaRef> {
+/// common type); None when that is the first file's schema. A column that no one type holds in
+/// every file is an error naming it and two files.
+pub fn table_schema(files: &[InputFile]) -> Result<Option<SchemaRef>> {
     let schemas: Vec<&Schema> = files.iter().map(|f| f.schema.as_ref()).collect();
-    widened_schema(&schemas)
-}
-
-/// The type a column's values have: a dictionary-encoded (categorical) column's value type.
-pub fn value_type(t: &DataType) -> &DataType {
-    match t {
-        DataType::Dictionary(_, v) => v.as_ref(),
-        t => t,
-    }
-}
-
-/// A type as messages name it: a dictionary-encoded column by its value type.
-pub fn describe_type(t: &DataType) -> String {
-    match t {
-        DataType::Dictionary(k, v) => format!("{v} (categorical: dictionary-encoded, {k} keys)"),
-        t => t.to_string(),
-    }
+    widened_schema(&schemas).map_err(|c| {
+        let paths: Vec<PathBuf> = files.iter().map(|f| f.path.clone()).collect();
+        c.error(&paths)
+    })
 }
 
 /// A role column: (name in the files, canonical name, kind, role description, nulls forbidden).
@@ -210,6 +190,11 @@ pub fn check_metadata(
                     "{}; another binary id is not read: write it as text (DuckDB: `{name}::VARCHAR`)",
                     kind.expected()
                 ),
+                // pandas writes an integer column with a missing value as float64.
+                Kind::Key | Kind::Integer if value_type(field.data_type()).is_floating() => format!(
+                    "{}; pandas writes an integer column that has a missing value as float64: drop or fill the rows without one, or write it as `Int64` (nullable integers)",
+                    kind.expected()
+                ),
                 _ => kind.expected().to_string(),
             };
             return Err(Error::WrongColumnType {
@@ -272,9 +257,8 @@ fn check_null_stats(
     Ok(())
 }
 
-/// Checks every file ([`check_file`]) and that each column's types across files go together
-/// (role columns in a [`common_type`], others of one kind: one folder can hold files from
-/// pyarrow and from polars).
+/// Checks every file ([`check_file`]) and that one type holds each column's values in every
+/// file ([`table_schema`]: one folder can hold files from pyarrow and from polars).
 pub fn check_inputs(files: &[PathBuf], cols: &ColumnNames, null_stats: bool) -> Result<Inputs> {
     let all: Vec<InputFile> = files
         .iter()
@@ -293,68 +277,12 @@ pub fn check_inputs(files: &[PathBuf], cols: &ColumnNames, null_stats: bool) -> 
     for e in &empty {
         tracing::info!(file = %e.display(), "input file has no rows: skipped");
     }
-    let role_names: Vec<String> = roles(cols).into_iter().map(|(name, ..)| name).collect();
-    columns_agree(&checked, &role_names)?;
+    // Each column's types across the files: one type must hold them all.
+    table_schema(&checked)?;
     Ok(Inputs {
         files: checked,
         empty,
     })
-}
-
-/// What a column's values are, coarsely: text, numbers, times, lists... Files whose column
-/// has types of one kind are read as one table (DataFusion casts each file's column to the
-/// table's type; the role columns are held to [`common_type`]). Of two kinds, the cast would
-/// fail on some value (`'chat'` as an integer), or turn numbers into text, depending on which
-/// file came first.
-fn kind(t: &DataType) -> &'static str {
-    use DataType::*;
-    match value_type(t) {
-        Utf8 | LargeUtf8 | Utf8View => "text",
-        Binary | LargeBinary | BinaryView | FixedSizeBinary(_) => "binary",
-        Boolean => "boolean",
-        t if t.is_numeric() => "number",
-        Date32 | Date64 | Timestamp(..) | Time32(_) | Time64(_) | Duration(_) | Interval(_) => "time",
-        List(_) | LargeList(_) | ListView(_) | LargeListView(_) | FixedSizeList(..) => "list",
-        Struct(_) => "struct",
-        Map(..) => "map",
-        Null => "null",
-        _ => "other",
-    }
-}
-
-/// Refuses a column whose types in two files do not go together, naming both files: a role
-/// column (`roles`) must have a [`common_type`] in all of them, another column one [`kind`] of
-/// values (a column of nulls alone, as pandas writes, takes the kind of the next file's).
-fn columns_agree(files: &[InputFile], roles: &[String]) -> Result<()> {
-    // Per column: the first file that has it, its type there, and the common type so far.
-    let mut first: std::collections::HashMap<&str, (&InputFile, &DataType, DataType)> =
-        std::collections::HashMap::new();
-    for f in files {
-        for field in f.schema.fields() {
-            let t = field.data_type();
-            let seen = first
-                .entry(field.name().as_str())
-                .or_insert_with(|| (f, t, t.clone()));
-            if kind(seen.1) == "null" {
-                *seen = (f, t, t.clone());
-            }
-            let (by, t0, common) = seen;
-            let agree = if roles.contains(field.name()) {
-                common_type(common, t).map(|c| *common = c).is_some()
-            } else {
-                kind(t) == kind(t0) || kind(t) == "null"
-            };
-            if !agree {
-                return Err(Error::WrongColumnType {
-                    path: f.path.clone(),
-                    column: field.name().clone(),
-                    found: describe_type(t),
-                    expected: format!("{}, as in {}", describe_type(t0), by.path.display()),
-                });
-            }
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -362,101 +290,6 @@ mod tests {
     use super::*;
     use datafusion::arrow::datatypes::Field;
     use DataType::*;
-
-    #[test]
-    fn types_that_differ_in_width_encoding_or_names_have_a_common_type() {
-        let list = |name: &str, t: DataType| List(Arc::new(Field::new(name, t, true)));
-        let large = |name: &str, t: DataType| LargeList(Arc::new(Field::new(name, t, true)));
-        let dict = |v: DataType| Dictionary(Box::new(Int32), Box::new(v));
-        for (a, b, common) in [
-            (Utf8, LargeUtf8, Some(LargeUtf8)),
-            (Utf8View, Utf8, Some(Utf8)),
-            (Utf8View, LargeUtf8, Some(LargeUtf8)),
-            (BinaryView, Binary, Some(Binary)),
-            (Int32, Int64, Some(Int64)),
-            (Int64, Int8, Some(Int64)),
-            (UInt16, UInt32, Some(UInt32)),
-            (Float32, Float64, Some(Float64)),
-            (dict(Utf8), Utf8, Some(Utf8)),
-            (dict(Utf8), dict(LargeUtf8), Some(LargeUtf8)),
-            (Null, Utf8, Some(Utf8)),
-            (Int32, Null, Some(Int32)),
-            (
-                list("item", Null),
-                list("element", Int64),
-                Some(list("item", Int64)),
-            ),
-            (
-                list("item", Int64),
-                list("element", Int64),
-                Some(list("item", Int64)),
-            ),
-            (
-                list("element", Int32),
-                large("item", Int64),
-                Some(large("element", Int64)),
-            ),
-            (Int32, UInt32, Some(Int64)),
-            (UInt16, Int8, Some(Int64)),
-            (Decimal128(12, 6), Float64, Some(Float64)),
-            (Float32, Decimal256(40, 2), Some(Float64)),
-            (
-                list("element", UInt16),
-                list("item", Int32),
-                Some(list("element", Int64)),
-            ),
-            (Utf8, Int64, None),
-            (Int64, UInt32, Some(Int64)),
-            (Int32, UInt64, None),
-            (Decimal128(12, 6), Decimal128(10, 2), None),
-            (Int64, Float64, None),
-            (list("item", Int64), list("item", Utf8), None),
-        ] {
-            assert_eq!(common_type(&a, &b), common, "{a} and {b}");
-            assert_eq!(common_type(&b, &a).is_some(), common.is_some(), "{b} and {a}");
-        }
-    }
-
-    #[test]
-    fn a_column_of_two_kinds_is_refused_naming_both_files() {
-        let file = |name: &str, t: DataType| InputFile {
-            path: PathBuf::from(name),
-            rows: 1,
-            schema: Arc::new(Schema::new(vec![Field::new("note", t, true)])),
-            sorted: false,
-            out_of_order: false,
-            float_stats_constant: false,
-            key_ranges: Vec::new(),
-        };
-        let dict = Dictionary(Box::new(Int32), Box::new(Utf8));
-        // Widths, encodings and all-null columns are one kind.
-        let same = [
-            file("a", Utf8),
-            file("b", dict),
-            file("c", Null),
-            file("d", LargeUtf8),
-        ];
-        assert!(columns_agree(&same, &[]).is_ok());
-        assert!(columns_agree(&[file("a", Int32), file("b", Float64)], &[]).is_ok());
-        // A role column is held to a common type: integers and floats do not go together.
-        let role = ["note".to_string()];
-        let err = columns_agree(&[file("a", Int32), file("b", Float64)], &role)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("input file b: column `note`") && err.contains("as in a"),
-            "{err}"
-        );
-        assert!(columns_agree(&[file("a", Int32), file("b", Int64)], &role).is_ok());
-        // Nulls first, then text, then numbers: the numbers are named against the text.
-        let err = columns_agree(&[file("a", Null), file("b", Utf8), file("c", Int64)], &[])
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("input file c: column `note`") && err.contains("as in b"),
-            "{err}"
-        );
-    }
 
     #[test]
     fn a_table_schema_only_where_the_files_differ_from_the_first() {
@@ -474,15 +307,23 @@ mod tests {
             Field::new("g", LargeUtf8, false),
             Field::new("y", Float64, false),
         ]);
-        assert_eq!(table_schema(&[a.clone(), a.clone()]), None);
+        assert_eq!(table_schema(&[a.clone(), a.clone()]).unwrap(), None);
         let want = Schema::new(vec![
             Field::new("g", LargeUtf8, false),
             Field::new("x", Int32, true),
             Field::new("y", Float64, true),
         ]);
-        assert_eq!(table_schema(&[a.clone(), b]).as_deref(), Some(&want));
-        let c = file(vec![Field::new("g", Int64, false)]);
-        assert_eq!(table_schema(&[a.clone(), c]), None);
+        assert_eq!(table_schema(&[a.clone(), b]).unwrap().as_deref(), Some(&want));
+        // No one type holds text and integers: an error naming the column and both files.
+        let mut c = file(vec![Field::new("g", Int64, false)]);
+        c.path = PathBuf::from("c.parquet");
+        let err = table_schema(&[a.clone(), c]).unwrap_err().to_string();
+        assert!(
+            err.starts_with(
+                "input file c.parquet: column `g` has type Int64, expected Utf8, as in f.parquet"
+            ),
+            "{err}"
+        );
         // A column added in a later file, one that a later file lacks: all columns, nullable.
         let mut more = a.schema.fields().to_vec();
         more.push(Arc::new(Field::new("z", Int64, false)));
@@ -492,7 +333,10 @@ mod tests {
             Field::new("x", Int32, false),
             Field::new("z", Int64, true),
         ]);
-        assert_eq!(table_schema(&[a.clone(), d.clone()]).as_deref(), Some(&want));
-        assert_eq!(table_schema(&[d, a]).as_deref(), Some(&want));
+        assert_eq!(
+            table_schema(&[a.clone(), d.clone()]).unwrap().as_deref(),
+            Some(&want)
+        );
+        assert_eq!(table_schema(&[d, a]).unwrap().as_deref(), Some(&want));
     }
 }

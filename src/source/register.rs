@@ -37,7 +37,7 @@ pub async fn register(
     let sort_keys: &[&str] = if sorted { &keys } else { &[] };
     // Files whose columns differ in width (pyarrow's and polars' in one folder) read as one
     // table with each column widened.
-    let schema = super::check::table_schema(&inputs.files);
+    let schema = super::check::table_schema(&inputs.files)?;
     let safe = inputs.statistics_safe();
     let mut table: Arc<dyn TableProvider> = match hive {
         Some(h) => h.table(ctx, sort_keys, safe, schema).await?,
@@ -208,7 +208,7 @@ fn generations_view_sql(cols: &ColumnNames, carried: &[String], files: &Schema) 
             let expr = match file_col.map(|c| {
                 files
                     .field_with_name(c)
-                    .map(|f| super::check::value_type(f.data_type()))
+                    .map(|f| crate::engine::types::value_type(f.data_type()))
             }) {
                 Some(Ok(DataType::FixedSizeBinary(16))) if name == "generation_id" => uuid_text(&expr),
                 _ => expr,

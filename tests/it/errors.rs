@@ -71,7 +71,7 @@ fn wrong_column_type_names_file_column_and_types() {
             "text_scores.parquet",
             "`cumulative_score`",
             "Utf8",
-            "expected a float or decimal",
+            "expected a float, decimal or integer",
         ],
     );
 }

@@ -19,4 +19,5 @@ mod scale;
 mod single_pass;
 mod text;
 mod validation;
+mod widening;
 mod writers;

@@ -301,7 +301,7 @@ fn a_categorical_column_of_the_wrong_kind_is_named_by_its_value_type() {
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(
         stderr(&o).contains("`grade` has type Utf8 (categorical")
-            && stderr(&o).contains("expected a float or decimal"),
+            && stderr(&o).contains("expected a float, decimal or integer"),
         "{}",
         stderr(&o)
     );

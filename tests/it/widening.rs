@@ -1,0 +1,259 @@
+//! A column whose type differs from file to file (a dataset written over months, by several
+//! tools): read in one type that holds every file's values, in `run` and `sql` alike, or
+//! refused naming the column and both files. DataFusion would cast each file's column to the
+//! first file's type: floats truncated to integers, microseconds to milliseconds, a struct's
+//! later fields dropped, all without a word.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, Decimal128Array, Float64Array, Int32Array, Int64Array, ListArray, StringArray,
+    StructArray, TimestampMicrosecondArray, TimestampMillisecondArray, UInt64Array,
+};
+use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Schema};
+use datafusion::arrow::record_batch::RecordBatch;
+
+use crate::common::*;
+
+/// Two generations' rows, the first in `a.parquet` and the second in `b.parquet` (or the other
+/// way round with `swap`), each with the column `extra` from `a` and `b`.
+fn two_files(dir: &Path, a: Column, b: Column, swap: bool) {
+    let rows = |g: &str| vec![row(g, 0, 0.25, &[10, 11]), row(g, 1, 0.5, &[12])];
+    let (first, second) = if swap { ("b", "a") } else { ("a", "b") };
+    write_batch(
+        &dir.join(format!("{first}.parquet")),
+        &with_column(&batch(&rows("g1")), a.0, a.1),
+    );
+    write_batch(
+        &dir.join(format!("{second}.parquet")),
+        &with_column(&batch(&rows("g2")), b.0, b.1),
+    );
+}
+
+/// A file's column `extra`.
+type Column = (Field, ArrayRef);
+
+fn column(t: DataType, values: ArrayRef) -> Column {
+    (Field::new("extra", t, true), values)
+}
+
+#[test]
+fn a_column_that_differs_across_files_keeps_every_value() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ms = TimestampMillisecondArray::from(vec![1_704_067_200_123; 2]);
+    let us = TimestampMicrosecondArray::from(vec![1_704_067_200_123_456; 2]);
+    let dec = |p: u8, s: i8, v: i128| {
+        Arc::new(
+            Decimal128Array::from(vec![v; 2])
+                .with_precision_and_scale(p, s)
+                .unwrap(),
+        ) as ArrayRef
+    };
+    let int_list = ListArray::from_iter_primitive::<Int64Type, _, _>(vec![Some(vec![Some(1)]); 2]);
+    let float_list = ListArray::from_iter_primitive::<Float64Type, _, _>(vec![Some(vec![Some(1.5)]); 2]);
+    let x_only = StructArray::from(vec![(
+        Arc::new(Field::new("x", DataType::Int32, false)),
+        Arc::new(Int32Array::from(vec![1, 1])) as ArrayRef,
+    )]);
+    let x_and_y = StructArray::from(vec![
+        (
+            Arc::new(Field::new("y", DataType::Utf8, false)),
+            Arc::new(StringArray::from(vec!["b", "b"])) as ArrayRef,
+        ),
+        (
+            Arc::new(Field::new("x", DataType::Int64, false)),
+            Arc::new(Int64Array::from(vec![1 << 40, 1 << 40])) as ArrayRef,
+        ),
+    ]);
+    // (case, file a's column, file b's, a query of `extra` and what it gives over both files)
+    let cases: Vec<(&str, Column, Column, &str, &str)> = vec![
+        (
+            "integers and floats",
+            column(DataType::Int64, Arc::new(Int64Array::from(vec![1, 2]))),
+            column(DataType::Float64, Arc::new(Float64Array::from(vec![0.5, 2.25]))),
+            "extra",
+            "0.5\n1.0\n2.0\n2.25\n",
+        ),
+        (
+            "milliseconds and microseconds",
+            column(ms.data_type().clone(), Arc::new(ms)),
+            column(us.data_type().clone(), Arc::new(us)),
+            "CAST(extra AS VARCHAR)",
+            "2024-01-01T00:00:00.123\n2024-01-01T00:00:00.123456\n",
+        ),
+        (
+            "two decimals",
+            column(DataType::Decimal128(5, 2), dec(5, 2, 125)),
+            column(DataType::Decimal128(10, 4), dec(10, 4, 1_234_561_234)),
+            "CAST(extra AS VARCHAR)",
+            "1.2500\n123456.1234\n",
+        ),
+        (
+            "lists of integers and of floats",
+            column(int_list.data_type().clone(), Arc::new(int_list)),
+            column(float_list.data_type().clone(), Arc::new(float_list)),
+            "extra[1]",
+            "1.0\n1.5\n",
+        ),
+        (
+            "a struct with a field added",
+            column(x_only.data_type().clone(), Arc::new(x_only)),
+            column(x_and_y.data_type().clone(), Arc::new(x_and_y)),
+            "concat(CAST(extra['x'] AS VARCHAR), '/', coalesce(extra['y'], 'null'))",
+            "1/null\n1099511627776/b\n",
+        ),
+    ];
+    for (i, (case, a, b, expr, want)) in cases.into_iter().enumerate() {
+        for swap in [false, true] {
+            let dir = tmp.path().join(format!("in-{i}-{swap}"));
+            two_files(&dir, a.clone(), b.clone(), swap);
+            let query = |table: &str| format!("SELECT DISTINCT {expr} AS v FROM {table} ORDER BY 1");
+            assert_eq!(sql_csv_on(&dir, &query("t")), format!("v\n{want}"), "{case}, sql");
+            let out = tmp.path().join(format!("out-{i}-{swap}"));
+            run_ok(&[&dir], &demo_model(), &out, &["--provider", "cpu"]);
+            let table = out.display().to_string();
+            assert_eq!(
+                sql_csv(&table, &query("segments")),
+                format!("v\n{want}"),
+                "{case}, run"
+            );
+        }
+    }
+}
+
+#[test]
+fn integer_scores_are_read_as_floats() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rows = |g: &str| {
+        vec![
+            row(g, 0, 3.0, &[10, 11]),
+            row(g, 1, 5.0, &[12]),
+            row(g, 2, 4.0, &[13, 14]),
+        ]
+    };
+    let floats = tmp.path().join("floats");
+    write_rows(&floats.join("a.parquet"), &[rows("g1"), rows("g2")].concat());
+    // The same scores as int64 in one file and float64 in the other, as int32 in both.
+    let as_ints = |b: &RecordBatch, t: DataType| {
+        let values =
+            datafusion::arrow::compute::cast(b.column_by_name("cumulative_score").unwrap(), &t).unwrap();
+        with_column(b, Field::new("cumulative_score", t, true), values)
+    };
+    let mixed = tmp.path().join("mixed");
+    write_batch(
+        &mixed.join("a.parquet"),
+        &as_ints(&batch(&rows("g1")), DataType::Int64),
+    );
+    write_rows(&mixed.join("b.parquet"), &rows("g2"));
+    let ints = tmp.path().join("ints");
+    write_batch(
+        &ints.join("a.parquet"),
+        &as_ints(&batch(&[rows("g1"), rows("g2")].concat()), DataType::Int32),
+    );
+    let out = |name: &str| tmp.path().join(format!("out-{name}"));
+    for (name, dir) in [("floats", &floats), ("mixed", &mixed), ("ints", &ints)] {
+        run_ok(&[dir], &demo_model(), &out(name), &["--provider", "cpu"]);
+    }
+    let targets = |name: &str| by_key(&read_segments(&out(name)), "target_score");
+    let want: Vec<f64> = targets("floats").into_values().collect();
+    assert_eq!(want, vec![3.0, 2.0, -1.0, 3.0, 2.0, -1.0]);
+    for name in ["mixed", "ints"] {
+        assert_eq!(targets(name).into_values().collect::<Vec<_>>(), want, "{name}");
+        assert_same_rows(
+            &rows_by_key(&read_segments(&out("floats"))),
+            &rows_by_key(&read_segments(&out(name))),
+            name,
+        );
+    }
+}
+
+#[test]
+fn columns_no_one_type_holds_are_refused_naming_both_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let utc = TimestampMicrosecondArray::from(vec![0; 2]).with_timezone("UTC");
+    let naive = TimestampMicrosecondArray::from(vec![0; 2]);
+    for (i, (a, b)) in [
+        (
+            column(DataType::Int64, Arc::new(Int64Array::from(vec![1, 2]))),
+            column(DataType::UInt64, Arc::new(UInt64Array::from(vec![u64::MAX, 2]))),
+        ),
+        (
+            column(utc.data_type().clone(), Arc::new(utc)),
+            column(naive.data_type().clone(), Arc::new(naive)),
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let dir = tmp.path().join(format!("in-{i}"));
+        two_files(&dir, a, b, false);
+        let (first, second) = (dir.join("a.parquet"), dir.join("b.parquet"));
+        let want = format!("input file {}: column `extra` has type ", second.display());
+        let also = format!("as in {} (no one type holds the values of both", first.display());
+        let out = tmp.path().join(format!("out-{i}"));
+        let o = run(&[&dir], &demo_model(), &out, &["--provider", "cpu"]);
+        assert_fails(&o, 1, &want);
+        assert!(stderr(&o).contains(&also), "{}", stderr(&o));
+        assert_no_output(&out);
+        let table = format!("t={}", dir.display());
+        let o = segscore(&["sql", "-t", &table, "SELECT extra FROM t"]);
+        assert_fails(&o, 1, &want);
+        assert!(stderr(&o).contains(&also), "{}", stderr(&o));
+    }
+}
+
+#[test]
+fn a_file_with_two_columns_of_one_name_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let b = batch(&[row("g1", 0, 0.25, &[10]), row("g1", 1, 0.5, &[11])]);
+    let mut fields: Vec<Field> = b.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+    let mut columns = b.columns().to_vec();
+    fields.push(Field::new("segment_index", DataType::Float64, true));
+    columns.push(Arc::new(Float64Array::from(vec![7.5, 8.5])));
+    let twice = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap();
+    let file = tmp.path().join("in/twice.parquet");
+    write_batch(&file, &twice);
+    let want = format!(
+        "input file {}: more than one column is named `segment_index`",
+        file.display()
+    );
+    let out = tmp.path().join("out");
+    assert_fails(
+        &run(&[&file], &demo_model(), &out, &["--provider", "cpu"]),
+        1,
+        &want,
+    );
+    assert_no_output(&out);
+    let table = format!("t={}", file.display());
+    assert_fails(&segscore(&["sql", "-t", &table, "SELECT * FROM t"]), 1, &want);
+}
+
+#[test]
+fn a_float_generation_id_says_how_pandas_writes_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let b = batch(&[row("g1", 0, 0.25, &[10])]);
+    let b = with_column(
+        &b,
+        Field::new("generation_id", DataType::Float64, true),
+        Arc::new(Float64Array::from(vec![1.0])),
+    );
+    let file = tmp.path().join("in/ids.parquet");
+    write_batch(&file, &b);
+    let o = run(
+        &[&file],
+        &demo_model(),
+        &tmp.path().join("out"),
+        &["--provider", "cpu"],
+    );
+    assert_fails(
+        &o,
+        1,
+        "column `generation_id` has type Float64, expected a string, an integer",
+    );
+    assert!(
+        stderr(&o).contains("pandas writes an integer column that has a missing value as float64"),
+        "{}",
+        stderr(&o)
+    );
+}
