@@ -425,7 +425,6 @@ impl OutputDir {
         }
         sync_dir(&self.root);
         write_atomic(&marker, b"")?;
-        remove_files_side_by_side(&trash);
         let _ = fs::remove_dir_all(&self.work);
         sync_dir(&self.root);
         self.done = true;
@@ -530,34 +529,6 @@ fn tidy(work: &Path, keep: &[String]) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// Removes the files under `dir` (at any depth) a few at a time, side by side, leaving the
-/// folders: freeing a file's blocks waits on the disk (where it is mounted with `discard`, some
-/// 20 ms for a 28 MB segment file), and the waits overlap. Best effort, as the work folder's
-/// removal after it.
-fn remove_files_side_by_side(dir: &Path) {
-    let mut files = Vec::new();
-    let mut dirs = vec![dir.to_path_buf()];
-    while let Some(d) = dirs.pop() {
-        for e in fs::read_dir(&d).into_iter().flatten().flatten() {
-            match e.file_type() {
-                Ok(t) if t.is_dir() => dirs.push(e.path()),
-                Ok(_) => files.push(e.path()),
-                Err(_) => {}
-            }
-        }
-    }
-    const AT_ONCE: usize = 4;
-    if files.len() < 2 {
-        return; // one file gains nothing from a thread
-    }
-    let per = files.len().div_ceil(AT_ONCE);
-    std::thread::scope(|s| {
-        for chunk in files.chunks(per) {
-            s.spawn(move || chunk.iter().for_each(|f| drop(fs::remove_file(f))));
-        }
-    });
 }
 
 fn remove_path(p: &Path) -> Result<()> {
