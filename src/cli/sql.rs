@@ -300,16 +300,22 @@ pub async fn context(opts: &SqlOptions) -> Result<(SessionContext, Vec<PlainTabl
                 ))
             })?;
             let files = source::expand_inputs(std::slice::from_ref(&t.path))?;
+            let footers = crate::engine::footer::read_footers(&files)?;
+            let schemas: Vec<_> = files
+                .iter()
+                .zip(&footers)
+                .map(|(f, m)| (f.as_path(), m.schema().as_ref()))
+                .collect();
             let hive = source::hive::detect(
                 std::slice::from_ref(&t.path),
                 &files,
                 source::hive::HiveMode::Auto,
                 &[],
+                &schemas,
             )?;
             match hive {
                 // key=value folders: their levels are columns, and filters on them prune.
                 Some(h) => {
-                    let footers = crate::engine::footer::read_footers(&files)?;
                     let (safe, schema) = crate::engine::tables::read_as(&files, &footers, &[])?;
                     ctx.register_table(name, h.table(&ctx, &[], safe, schema).await?)?;
                     read.extend(files);
@@ -318,7 +324,7 @@ pub async fn context(opts: &SqlOptions) -> Result<(SessionContext, Vec<PlainTabl
                     read.extend(files.iter().cloned());
                     let t = PlainTable {
                         name: name.to_string(),
-                        footers: crate::engine::footer::read_footers(&files)?,
+                        footers,
                         files,
                     };
                     ctx.register_table(name, t.provider(&ctx, &[]).await?)?;

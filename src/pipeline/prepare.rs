@@ -109,7 +109,18 @@ pub async fn prepare(cfg: &JobConfig) -> Result<Prepared> {
         &cfg.output,
     )?;
     let inputs = source::check_inputs(&files, &cfg.columns, cfg.on_invalid == OnInvalid::Fail)?;
-    let hive = source::hive::detect(&cfg.inputs, &files, cfg.hive_partitioning, &cfg.partition_cols)?;
+    let schemas: Vec<_> = inputs
+        .files
+        .iter()
+        .map(|f| (f.path.as_path(), f.schema.as_ref()))
+        .collect();
+    let hive = source::hive::detect(
+        &cfg.inputs,
+        &files,
+        cfg.hive_partitioning,
+        &cfg.partition_cols,
+        &schemas,
+    )?;
     if let Some(h) = &hive {
         tracing::info!(columns = ?h.cols.iter().map(|c| c.0.as_str()).collect::<Vec<_>>(), "hive-partitioned input folders: their key=value levels are columns");
     }

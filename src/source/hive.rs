@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
 use datafusion::catalog::TableProvider;
 use datafusion::prelude::SessionContext;
 
@@ -169,12 +169,17 @@ fn every_parquet_file(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// Finds the hive layout of the inputs: `patterns` as given, `files` as expanded (absolute).
+/// Finds the hive layout of the inputs: `patterns` as given, `files` as expanded (absolute),
+/// `schemas` the files' schemas (by file) where they are known. A folder level named like a
+/// column the files have (a writer that kept the partition column in its files) leaves the
+/// levels unread in `auto` mode (the files' column is read), and is an error in `on` mode: a
+/// table cannot have both.
 pub fn detect(
     patterns: &[String],
     files: &[PathBuf],
     mode: HiveMode,
     given: &[PartitionCol],
+    schemas: &[(&Path, &Schema)],
 ) -> Result<Option<Hive>> {
     let mode = if given.is_empty() || mode == HiveMode::Off {
         mode
@@ -247,6 +252,25 @@ pub fn detect(
         Some(k) if !k.is_empty() => k,
         _ => return refuse("no `key=value` folder levels under the input folders".into()),
     };
+    let in_files = keys.iter().find_map(|k| {
+        schemas
+            .iter()
+            .find(|(_, schema)| schema.field_with_name(k).is_ok())
+            .map(|(file, _)| (k, file))
+    });
+    if let Some((key, file)) = in_files {
+        let why = format!(
+            "the folder levels `{key}=...` name a column that the files have too (`{key}` in {}): a table cannot have both",
+            file.display()
+        );
+        if mode == HiveMode::Auto {
+            tracing::info!(%why, "hive partitioning left off: the files' own columns are read");
+            return Ok(None);
+        }
+        return refuse(format!(
+            "{why}; pass --hive-partitioning off to read the files' column, or rename it"
+        ));
+    }
     for g in given {
         if !keys.contains(&g.name) {
             return Err(Error::Usage(format!(
@@ -329,19 +353,23 @@ mod tests {
         };
         let files = vec![f("day=1/split=train/a.parquet"), f("day=20/split=test/b.parquet")];
         let pat = vec![root.display().to_string()];
-        let hive = detect(&pat, &files, HiveMode::Auto, &[]).unwrap().unwrap();
+        let hive = detect(&pat, &files, HiveMode::Auto, &[], &[]).unwrap().unwrap();
         assert_eq!(
             hive.cols,
             vec![("day".into(), DataType::Int64), ("split".into(), DataType::Utf8)]
         );
         assert!(hive.with_nulls.is_empty());
         let given = vec!["day:string".parse().unwrap()];
-        let hive = detect(&pat, &files, HiveMode::Auto, &given).unwrap().unwrap();
+        let hive = detect(&pat, &files, HiveMode::Auto, &given, &[])
+            .unwrap()
+            .unwrap();
         assert_eq!(hive.cols[0].1, DataType::Utf8);
         // A null value (Hive's, Spark's and pyarrow's folder name) leaves the type to the others.
         let mut with_null = files.clone();
         with_null.push(f(&format!("day={NULL_VALUE}/split={NULL_VALUE}/c.parquet")));
-        let hive = detect(&pat, &with_null, HiveMode::Auto, &[]).unwrap().unwrap();
+        let hive = detect(&pat, &with_null, HiveMode::Auto, &[], &[])
+            .unwrap()
+            .unwrap();
         assert_eq!(
             hive.cols,
             vec![("day".into(), DataType::Int64), ("split".into(), DataType::Utf8)]
@@ -349,12 +377,12 @@ mod tests {
         assert_eq!(hive.with_nulls, ["day", "split"]);
         // Levels that differ: auto reads the files alone, on is an error.
         let mixed = vec![f("day=1/a.parquet"), f("b.parquet")];
-        assert_eq!(detect(&pat, &mixed, HiveMode::Auto, &[]).unwrap(), None);
-        assert!(detect(&pat, &mixed, HiveMode::On, &[])
+        assert_eq!(detect(&pat, &mixed, HiveMode::Auto, &[], &[]).unwrap(), None);
+        assert!(detect(&pat, &mixed, HiveMode::On, &[], &[])
             .unwrap_err()
             .to_string()
             .contains("partition levels"));
-        assert_eq!(detect(&pat, &files, HiveMode::Off, &[]).unwrap(), None);
+        assert_eq!(detect(&pat, &files, HiveMode::Off, &[], &[]).unwrap(), None);
         let dir2 = tempfile::tempdir().unwrap();
         let root2 = dir2.path().to_path_buf();
         let visible = root2.join("day=1/a.parquet");
@@ -362,10 +390,26 @@ mod tests {
         std::fs::write(&visible, b"x").unwrap();
         std::fs::write(root2.join("day=1/_temporary/b.parquet"), b"x").unwrap();
         let pat2 = vec![root2.display().to_string()];
-        let err = detect(&pat2, &[visible], HiveMode::Auto, &[])
+        let err = detect(&pat2, &[visible], HiveMode::Auto, &[], &[])
             .unwrap_err()
             .to_string();
         assert!(err.contains("temporary"), "{err}");
         assert!("day:float".parse::<PartitionCol>().is_err());
+        // A level named like a column the files have: not read in auto mode, refused in on.
+        let with_day = Schema::new(vec![datafusion::arrow::datatypes::Field::new(
+            "day",
+            DataType::Utf8,
+            true,
+        )]);
+        let schemas = [(files[1].as_path(), &with_day)];
+        assert_eq!(detect(&pat, &files, HiveMode::Auto, &[], &schemas).unwrap(), None);
+        let err = detect(&pat, &files, HiveMode::On, &[], &schemas)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("the folder levels `day=...` name a column that the files have too (`day` in")
+                && err.contains("b.parquet"),
+            "{err}"
+        );
     }
 }

@@ -714,6 +714,51 @@ fn a_null_partition_value_is_a_null() {
     );
 }
 
+/// Folder levels named like a column the files have too (a writer that kept the partition
+/// column in its files): in `auto` mode the files' column is read, in `run` and `sql`; with
+/// `--hive-partitioning on` the run is refused naming the column and a file (both failed with
+/// "Schema contains duplicate qualified field name").
+#[test]
+fn a_folder_level_named_like_a_file_column_reads_the_files_column() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let rows = |g: &str| vec![row(g, 0, 0.1, &[10, 11]), row(g, 1, 0.3, &[12, 13])];
+    let with_day = |g: &str, day: &str| {
+        let b = batch(&rows(g));
+        let days = Arc::new(StringArray::from(vec![day; b.num_rows()]));
+        with_column(&b, Field::new("day", DataType::Utf8, false), days)
+    };
+    write_batch(&data.join("day=1/a.parquet"), &with_day("g1", "mon"));
+    write_batch(&data.join("day=2/b.parquet"), &with_day("g2", "tue"));
+    let want = "generation_id,day\ng1,mon\ng2,tue\n";
+    let table = format!("t={}", data.display());
+    assert_eq!(
+        sql_csv(&table, "SELECT DISTINCT generation_id, day FROM t ORDER BY 1"),
+        want
+    );
+    let out = tmp.path().join("out");
+    run_ok(&[&data], &demo_model(), &out, &["--provider", "cpu"]);
+    let table = format!("s={}", out.display());
+    assert_eq!(
+        sql_csv(
+            &table,
+            "SELECT DISTINCT generation_id, day FROM s.segments ORDER BY 1"
+        ),
+        want
+    );
+    let o = run(
+        &[&data],
+        &demo_model(),
+        &tmp.path().join("out-on"),
+        &["--provider", "cpu", "--hive-partitioning", "on"],
+    );
+    assert_fails(
+        &o,
+        2,
+        "--hive-partitioning on: the folder levels `day=...` name a column that the files have too (`day` in",
+    );
+}
+
 /// A column of nulls alone, as pandas and pyarrow write an all-None column (type `null`), in
 /// the first file and text in the next: the table's column is text, null in the first file's
 /// rows (the scan failed: `Cannot cast column 'note' from 'Utf8' ... to 'Null'`).
