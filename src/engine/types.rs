@@ -72,7 +72,7 @@ fn finer(a: &TimeUnit, b: &TimeUnit) -> TimeUnit {
 ///   widen); decimals, an integer among them (a decimal with the integer digits and the scale of
 ///   both, up to 76 digits);
 /// - times of one kind in different units (the finer), a date beside a timestamp without a time
-///   zone (the timestamp);
+///   zone (the timestamp), two kinds of date (`Date32`);
 /// - `List` and `LargeList` of items with a common type, by any item name (pyarrow and DuckDB
 ///   call them `element`, polars and arrow-rs `item`); structs whose fields by name have common
 ///   types (every field of both: a field added in later files is kept).
@@ -135,7 +135,9 @@ pub fn common_type(a: &DataType, b: &DataType) -> Option<DataType> {
         }
         (Timestamp(u, tz), Timestamp(v, tz2)) if tz == tz2 => Timestamp(finer(u, v), tz.clone()),
         (Timestamp(u, None), Date32 | Date64) | (Date32 | Date64, Timestamp(u, None)) => Timestamp(*u, None),
-        (Date32 | Date64, Date32 | Date64) => Date64,
+        // A date64 holds whole days (milliseconds divisible by a day's): a date32 holds them all,
+        // and Parquet readers know it (a date64 column is written as plain int64).
+        (Date32 | Date64, Date32 | Date64) => Date32,
         (Time32(u) | Time64(u), Time32(v) | Time64(v)) => match finer(u, v) {
             unit @ (TimeUnit::Second | TimeUnit::Millisecond) => Time32(unit),
             unit => Time64(unit),
@@ -400,7 +402,7 @@ mod tests {
             ),
             (Date32, ts(Millisecond, None), Some(ts(Millisecond, None))),
             (Date32, ts(Millisecond, Some("UTC")), None),
-            (Date32, Date64, Some(Date64)),
+            (Date32, Date64, Some(Date32)),
             (Time32(Second), Time64(Nanosecond), Some(Time64(Nanosecond))),
             (Time32(Second), Time32(Millisecond), Some(Time32(Millisecond))),
             (
