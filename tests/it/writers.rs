@@ -691,25 +691,24 @@ fn a_null_partition_value_is_a_null() {
         &data.join("day=__HIVE_DEFAULT_PARTITION__/b.parquet"),
         &rows("g2"),
     );
-    let want = "generation_id,day\ng1,1\ng2,\n";
     let table = format!("t={}", data.display());
-    assert_eq!(
-        sql_csv(&table, "SELECT DISTINCT generation_id, day FROM t ORDER BY 1"),
-        want
-    );
     assert_eq!(
         sql_csv(&table, "SELECT count(*) AS n FROM t WHERE day IS NULL"),
         "n\n2\n"
     );
     let out = tmp.path().join("out");
-    run_ok(&[&data], &demo_model(), &out, &["--provider", "cpu"]);
+    assert_days_in_sql_and_run(&data, &out, "generation_id,day\ng1,1\ng2,\n");
     assert_eq!(column_type(&out, "day"), DataType::Int64);
-    let table = format!("s={}", out.display());
+}
+
+/// Each generation's `day` over the folder `data` by `segscore sql`, and over the segments of a
+/// run on it into `out`, as CSV: both `want`.
+fn assert_days_in_sql_and_run(data: &Path, out: &Path, want: &str) {
+    let query = |table: &str| format!("SELECT DISTINCT generation_id, day FROM {table} ORDER BY 1");
+    assert_eq!(sql_csv(&format!("t={}", data.display()), &query("t")), want);
+    run_ok(&[data], &demo_model(), out, &["--provider", "cpu"]);
     assert_eq!(
-        sql_csv(
-            &table,
-            "SELECT DISTINCT generation_id, day FROM s.segments ORDER BY 1"
-        ),
+        sql_csv(&format!("s={}", out.display()), &query("s.segments")),
         want
     );
 }
@@ -730,22 +729,8 @@ fn a_folder_level_named_like_a_file_column_reads_the_files_column() {
     };
     write_batch(&data.join("day=1/a.parquet"), &with_day("g1", "mon"));
     write_batch(&data.join("day=2/b.parquet"), &with_day("g2", "tue"));
-    let want = "generation_id,day\ng1,mon\ng2,tue\n";
-    let table = format!("t={}", data.display());
-    assert_eq!(
-        sql_csv(&table, "SELECT DISTINCT generation_id, day FROM t ORDER BY 1"),
-        want
-    );
     let out = tmp.path().join("out");
-    run_ok(&[&data], &demo_model(), &out, &["--provider", "cpu"]);
-    let table = format!("s={}", out.display());
-    assert_eq!(
-        sql_csv(
-            &table,
-            "SELECT DISTINCT generation_id, day FROM s.segments ORDER BY 1"
-        ),
-        want
-    );
+    assert_days_in_sql_and_run(&data, &out, "generation_id,day\ng1,mon\ng2,tue\n");
     let o = run(
         &[&data],
         &demo_model(),
