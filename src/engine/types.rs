@@ -78,7 +78,8 @@ fn finer(a: &TimeUnit, b: &TimeUnit) -> TimeUnit {
 ///   types (every field of both: a field added in later files is kept).
 ///
 /// None otherwise: types of different kinds, timestamps in different time zones (or with and
-/// without one), an unsigned 64-bit integer beside a signed one.
+/// without one; UTC by any of its names is one zone), an unsigned 64-bit integer beside a
+/// signed one.
 pub fn common_type(a: &DataType, b: &DataType) -> Option<DataType> {
     use DataType::*;
     if a.equals_datatype(b) {
@@ -133,7 +134,7 @@ pub fn common_type(a: &DataType, b: &DataType) -> Option<DataType> {
         {
             Int64
         }
-        (Timestamp(u, tz), Timestamp(v, tz2)) if tz == tz2 => Timestamp(finer(u, v), tz.clone()),
+        (Timestamp(u, tz), Timestamp(v, tz2)) if same_zone(tz, tz2) => Timestamp(finer(u, v), tz.clone()),
         (Timestamp(u, None), Date32 | Date64) | (Date32 | Date64, Timestamp(u, None)) => Timestamp(*u, None),
         // A date64 holds whole days (milliseconds divisible by a day's): a date32 holds them all,
         // and Parquet readers know it (a date64 column is written as plain int64).
@@ -158,6 +159,18 @@ pub fn common_type(a: &DataType, b: &DataType) -> Option<DataType> {
         (Struct(f), Struct(g)) => Struct(common_fields(f, g)?),
         _ => return None,
     })
+}
+
+/// Whether two timestamps' time zones are one: the same name, or both UTC by any of its names
+/// (pyarrow, polars and a Parquet timestamp adjusted to UTC say `UTC`; an Arrow schema written
+/// by other tools may say `+00:00` or `Etc/UTC`).
+fn same_zone(a: &Option<Arc<str>>, b: &Option<Arc<str>>) -> bool {
+    let utc = |z: &str| matches!(z, "UTC" | "Etc/UTC" | "Z" | "+00:00" | "+0000" | "00:00");
+    match (a.as_deref(), b.as_deref()) {
+        (Some(x), Some(y)) => x == y || (utc(x) && utc(y)),
+        (None, None) => true,
+        _ => false,
+    }
 }
 
 /// A struct's fields in files where it has fields `a` and `b`: every field of both by name (in
@@ -395,6 +408,11 @@ mod tests {
                 Some(ts(Nanosecond, Some("UTC"))),
             ),
             (ts(Microsecond, Some("UTC")), ts(Microsecond, None), None),
+            (
+                ts(Microsecond, Some("UTC")),
+                ts(Millisecond, Some("+00:00")),
+                Some(ts(Microsecond, Some("UTC"))),
+            ),
             (
                 ts(Microsecond, Some("UTC")),
                 ts(Microsecond, Some("Europe/Paris")),
