@@ -43,6 +43,8 @@ fn a_column_that_differs_across_files_keeps_every_value() {
     let tmp = tempfile::tempdir().unwrap();
     let ms = TimestampMillisecondArray::from(vec![1_704_067_200_123; 2]);
     let us = TimestampMicrosecondArray::from(vec![1_704_067_200_123_456; 2]);
+    let ms_utc = TimestampMillisecondArray::from(vec![1_704_067_200_123; 2]).with_timezone("+00:00");
+    let us_utc = TimestampMicrosecondArray::from(vec![1_704_067_200_123_456; 2]).with_timezone("UTC");
     let dec = |p: u8, s: i8, v: i128| {
         Arc::new(
             Decimal128Array::from(vec![v; 2])
@@ -81,6 +83,13 @@ fn a_column_that_differs_across_files_keeps_every_value() {
             column(us.data_type().clone(), Arc::new(us)),
             "CAST(extra AS VARCHAR)",
             "2024-01-01T00:00:00.123\n2024-01-01T00:00:00.123456\n",
+        ),
+        (
+            "UTC by two names",
+            column(ms_utc.data_type().clone(), Arc::new(ms_utc)),
+            column(us_utc.data_type().clone(), Arc::new(us_utc)),
+            "CAST(extra AS VARCHAR)",
+            "2024-01-01T00:00:00.123456Z\n2024-01-01T00:00:00.123Z\n",
         ),
         (
             "two decimals",
