@@ -136,8 +136,7 @@ pub fn common_type(a: &DataType, b: &DataType) -> Option<DataType> {
         }
         (Timestamp(u, tz), Timestamp(v, tz2)) if same_zone(tz, tz2) => Timestamp(finer(u, v), tz.clone()),
         (Timestamp(u, None), Date32 | Date64) | (Date32 | Date64, Timestamp(u, None)) => Timestamp(*u, None),
-        // A date64 holds whole days (milliseconds divisible by a day's): a date32 holds them all,
-        // and Parquet readers know it (a date64 column is written as plain int64).
+        // A date64 holds whole days (milliseconds divisible by a day's): a date32 holds them all.
         (Date32 | Date64, Date32 | Date64) => Date32,
         (Time32(u) | Time64(u), Time32(v) | Time64(v)) => match finer(u, v) {
             unit @ (TimeUnit::Second | TimeUnit::Millisecond) => Time32(unit),

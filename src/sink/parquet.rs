@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::basic::{Compression, ZstdLevel};
@@ -61,11 +62,16 @@ pub fn write_empty_part(
 }
 
 /// One Parquet part file being written under its `.inprogress` name ([`AtomicFile`]); dropped
-/// unclosed, it leaves nothing.
+/// unclosed, it leaves nothing. A `Date64` column is written as `Date32` (its values are whole
+/// days): Parquet has no 64-bit date, and arrow-rs would write plain 64-bit integers that only
+/// arrow-rs reads back as dates (pyarrow, DuckDB and polars read integers).
 pub struct PartWriter {
     writer: ArrowWriter<AtomicFile>,
     rows: u64,
     path: PathBuf,
+    /// The schema written, and the `Date64` columns cast to `Date32` in it.
+    written: SchemaRef,
+    dates: Vec<usize>,
 }
 
 /// A writer's error, an I/O one (a full disk) naming the file: the Parquet writer's own says
@@ -86,16 +92,46 @@ impl PartWriter {
     pub fn create(dir: &Path, name: &str, schema: SchemaRef, props: WriterProperties) -> Result<Self> {
         let path = dir.join(name);
         let file = AtomicFile::create(&path)?;
-        let writer = ArrowWriter::try_new(file, schema, Some(props)).map_err(|e| write_error(&path, e))?;
+        let dates: Vec<usize> = (0..schema.fields().len())
+            .filter(|&i| schema.field(i).data_type() == &DataType::Date64)
+            .collect();
+        let written = if dates.is_empty() {
+            schema
+        } else {
+            let fields: Vec<Field> = schema
+                .fields()
+                .iter()
+                .map(|f| match f.data_type() {
+                    DataType::Date64 => f.as_ref().clone().with_data_type(DataType::Date32),
+                    _ => f.as_ref().clone(),
+                })
+                .collect();
+            Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+        };
+        let writer = ArrowWriter::try_new(file, Arc::clone(&written), Some(props))
+            .map_err(|e| write_error(&path, e))?;
         Ok(PartWriter {
             writer,
             rows: 0,
             path,
+            written,
+            dates,
         })
     }
 
-    /// Appends a batch.
+    /// Appends a batch (of the schema the writer was created with).
     pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        let with_dates;
+        let batch = if self.dates.is_empty() {
+            batch
+        } else {
+            let mut columns = batch.columns().to_vec();
+            for &i in &self.dates {
+                columns[i] = cast(&columns[i], &DataType::Date32)?;
+            }
+            with_dates = RecordBatch::try_new(Arc::clone(&self.written), columns)?;
+            &with_dates
+        };
         self.writer.write(batch).map_err(|e| write_error(&self.path, e))?;
         self.rows += batch.num_rows() as u64;
         Ok(())

@@ -266,3 +266,49 @@ fn a_float_generation_id_says_how_pandas_writes_one() {
         stderr(&o)
     );
 }
+
+/// A date64 column (pyarrow's `pa.date64()`) is written as a date32, in `run`'s segments and in
+/// `segscore sql --to`: Parquet has no 64-bit date, and the plain 64-bit integers arrow-rs would
+/// write read back as dates in arrow-rs alone (pyarrow, DuckDB and polars read integers).
+#[test]
+fn a_date64_column_is_written_as_a_date_every_reader_reads() {
+    use datafusion::arrow::array::Date64Array;
+    use datafusion::parquet::basic::LogicalType;
+    use datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
+    let tmp = tempfile::tempdir().unwrap();
+    let b = batch(&[row("g1", 0, 0.25, &[10]), row("g1", 1, 0.5, &[11])]);
+    // 2024-02-29 and 1969-12-31, as milliseconds.
+    let days = Date64Array::from(vec![19_782 * 86_400_000, -86_400_000]);
+    let b = with_column(&b, Field::new("day", DataType::Date64, true), Arc::new(days));
+    let input = tmp.path().join("in/a.parquet");
+    write_batch(&input, &b);
+    let out = tmp.path().join("out");
+    run_ok(&[&input], &demo_model(), &out, &["--provider", "cpu"]);
+    let to = tmp.path().join("days.parquet");
+    let table = format!("t={}", input.display());
+    let o = segscore(&[
+        "sql",
+        "-t",
+        &table,
+        "--to",
+        to.to_str().unwrap(),
+        "SELECT day FROM t",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for file in [parts(&out.join("segments")).remove(0), to] {
+        let reader = SerializedFileReader::new(std::fs::File::open(&file).unwrap()).unwrap();
+        let schema = reader.metadata().file_metadata().schema_descr_ptr();
+        let day = (0..schema.num_columns())
+            .map(|i| schema.column(i))
+            .find(|c| c.name() == "day")
+            .unwrap();
+        assert_eq!(day.logical_type(), Some(LogicalType::Date), "{}", file.display());
+        let query = "SELECT CAST(day AS VARCHAR) AS d FROM t ORDER BY 1";
+        assert_eq!(
+            sql_csv_on(&file, query),
+            "d\n1969-12-31\n2024-02-29\n",
+            "{}",
+            file.display()
+        );
+    }
+}
