@@ -302,7 +302,12 @@ fn a_date64_column_is_written_as_a_date_every_reader_reads() {
             .map(|i| schema.column(i))
             .find(|c| c.name() == "day")
             .unwrap();
-        assert_eq!(day.logical_type(), Some(LogicalType::Date), "{}", file.display());
+        assert_eq!(
+            day.logical_type_ref(),
+            Some(&LogicalType::Date),
+            "{}",
+            file.display()
+        );
         let query = "SELECT CAST(day AS VARCHAR) AS d FROM t ORDER BY 1";
         assert_eq!(
             sql_csv_on(&file, query),
