@@ -100,7 +100,7 @@ pub fn take_quiet_panic() -> Option<String> {
 }
 
 /// Records where a panic that printed nothing happened (the quiet panic hook calls it).
-pub fn note_quiet_panic(at: String) {
+fn note_quiet_panic(at: String) {
     if let Ok(mut last) = QUIET_PANIC_AT.lock() {
         *last = Some(at);
     }

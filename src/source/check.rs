@@ -278,10 +278,11 @@ pub fn check_inputs(files: &[PathBuf], cols: &ColumnNames, null_stats: bool) -> 
         tracing::info!(file = %e.display(), "input file has no rows: skipped");
     }
     // Each column's types across the files: one type must hold them all.
-    table_schema(&checked)?;
+    let schema = table_schema(&checked)?;
     Ok(Inputs {
         files: checked,
         empty,
+        schema,
     })
 }
 

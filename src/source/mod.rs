@@ -59,6 +59,9 @@ pub struct Inputs {
     pub files: Vec<InputFile>,
     /// The files with no rows: skipped.
     pub empty: Vec<PathBuf>,
+    /// The table's schema where it is not the first file's: each column in the one type that
+    /// holds every file's values ([`check::table_schema`]).
+    pub schema: Option<datafusion::arrow::datatypes::SchemaRef>,
 }
 
 impl Inputs {

@@ -37,7 +37,7 @@ pub async fn register(
     let sort_keys: &[&str] = if sorted { &keys } else { &[] };
     // Files whose columns differ in width (pyarrow's and polars' in one folder) read as one
     // table with each column widened.
-    let schema = super::check::table_schema(&inputs.files)?;
+    let schema = inputs.schema.clone();
     let safe = inputs.statistics_safe();
     let mut table: Arc<dyn TableProvider> = match hive {
         Some(h) => h.table(ctx, sort_keys, safe, schema).await?,
