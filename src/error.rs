@@ -376,6 +376,29 @@ impl Error {
 }
 
 impl Error {
+    /// This error as `segscore sql` logs it when a table it read as sorted was not: a row out of
+    /// order ([`Error::NotSorted`]) named by its first two keys (one where the plan sorts by
+    /// one), not in the run's terms (`--sorted`, `segment_index`); another error as it is.
+    pub fn in_table_terms(&self) -> String {
+        let keys = |a: &str, b: &str| match b {
+            "" => a.to_string(),
+            b => format!("({a}, {b})"),
+        };
+        match self {
+            Error::NotSorted {
+                generation_id,
+                segment_index,
+                prev_generation_id,
+                prev_segment_index,
+            } => format!(
+                "{} comes after {} in the order the plan sorts the table by",
+                keys(generation_id, segment_index),
+                keys(prev_generation_id, prev_segment_index)
+            ),
+            e => e.to_string(),
+        }
+    }
+
     /// Whether a failed query's error may come from reading a file (and names none): a
     /// reader's error or panic; not a planning error, which comes before any file is read.
     pub fn may_come_from_a_reader(&self) -> bool {

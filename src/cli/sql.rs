@@ -476,7 +476,7 @@ async fn query_tables(ctx: &SessionContext, opts: &SqlOptions, plain: &[PlainTab
             match execute(ctx, opts).await {
                 Ok(()) => return Ok(()),
                 Err(e) => {
-                    tracing::info!(table = %t.name, "{e}: the query runs again, sorting the table");
+                    tracing::info!(table = %t.name, "{}: the query runs again, sorting the table", e.in_table_terms());
                     let table = t.provider(ctx, &[]).await?;
                     ctx.deregister_table(t.name.as_str())?;
                     ctx.register_table(t.name.as_str(), table)?;

@@ -303,3 +303,66 @@ pub fn metadata_declares_order(pq: &ParquetMetaData, keys: &[&str]) -> bool {
             _ => false,
         })
 }
+
+/// The least and the greatest value of top-level column `column`, read as `read_as` (a date,
+/// a timestamp or a duration), over the file's row groups, from the footer's statistics, in
+/// nanoseconds since the epoch (a date as its midnight): what deciding the unit of a time
+/// column that files hold in different units needs ([`crate::engine::types::widened_schema`]).
+/// None where a row group with values has no statistics for it, or the column is of another
+/// type (INT96 among them).
+pub fn time_bounds(
+    pq: &ParquetMetaData,
+    column: &str,
+    read_as: &datafusion::arrow::datatypes::DataType,
+) -> Option<(i128, i128)> {
+    use datafusion::arrow::datatypes::{DataType, TimeUnit};
+    use datafusion::parquet::basic::{ConvertedType, LogicalType, TimeUnit as PqUnit};
+    use datafusion::parquet::file::statistics::Statistics as S;
+    const DAY: i128 = 86_400_000_000_000;
+    let i = top_level_leaf(pq, column)?;
+    let leaf = &pq.file_metadata().schema_descr().columns()[i];
+    let arrow_unit = |u: &TimeUnit| match u {
+        TimeUnit::Second => 1_000_000_000,
+        TimeUnit::Millisecond => 1_000_000,
+        TimeUnit::Microsecond => 1_000,
+        TimeUnit::Nanosecond => 1,
+    };
+    // Nanoseconds in one of the stored values: the Parquet type's unit, which an embedded Arrow
+    // schema may read coarser (pyarrow stores `timestamp[s]` as milliseconds).
+    let per_value: i128 = match (leaf.logical_type_ref(), leaf.converted_type(), read_as) {
+        (Some(LogicalType::Timestamp(t)), _, _) => match t.unit {
+            PqUnit::MILLIS => 1_000_000,
+            PqUnit::MICROS => 1_000,
+            PqUnit::NANOS => 1,
+        },
+        (None, ConvertedType::TIMESTAMP_MILLIS, _) => 1_000_000,
+        (None, ConvertedType::TIMESTAMP_MICROS, _) => 1_000,
+        (Some(LogicalType::Date), _, _) | (None, ConvertedType::DATE, _) => DAY,
+        // Stored as Arrow has them (arrow-rs writes a date64 and a duration as plain int64).
+        (None, ConvertedType::NONE, DataType::Date64) => 1_000_000,
+        (None, ConvertedType::NONE, DataType::Duration(u)) => arrow_unit(u),
+        _ => return None,
+    };
+    let mut bounds: Option<(i128, i128)> = None;
+    for rg in pq.row_groups().iter().filter(|rg| rg.num_rows() > 0) {
+        let chunk = rg.column(i);
+        let stats = chunk.statistics();
+        let values = chunk.num_values() - stats.and_then(|s| s.null_count_opt()).unwrap_or(0) as i64;
+        if values <= 0 && stats.is_some() {
+            // Nulls alone: nothing to hold.
+            continue;
+        }
+        let (min, max): (i128, i128) = match stats? {
+            S::Int64(v) => ((*v.min_opt()?).into(), (*v.max_opt()?).into()),
+            S::Int32(v) => ((*v.min_opt()?).into(), (*v.max_opt()?).into()),
+            _ => return None,
+        };
+        let (min, max) = (min * per_value, max * per_value);
+        bounds = Some(match bounds {
+            Some((lo, hi)) => (lo.min(min), hi.max(max)),
+            None => (min, max),
+        });
+    }
+    // A file with no values in the column holds nothing the unit must: an empty range.
+    Some(bounds.unwrap_or((0, 0)))
+}

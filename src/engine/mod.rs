@@ -11,6 +11,7 @@ pub mod query;
 pub mod ranges;
 pub mod tables;
 pub mod types;
+pub mod units;
 pub mod window;
 
 pub use context::{default_threads, session_context};

@@ -13,14 +13,14 @@ use datafusion::parquet::arrow::arrow_reader::ArrowReaderMetadata;
 use datafusion::prelude::SessionContext;
 
 use crate::engine::footer::{distrust_statistics, float_stats_constant, read_footers};
-use crate::engine::types::widened_schema;
+use crate::engine::types::table_schema;
 use crate::error::{Error, Result};
 
 /// A table over Parquet `files` as segscore reads them: strings keep the type they were written
 /// as (no Utf8View), so outputs carry columns unchanged; declared sorted by `sort_keys`
 /// (ascending, nulls last) when any are given. With `statistics_safe` false, the context's
 /// scans stop using file statistics ([`float_stats_constant`]). With `schema`, the table has
-/// that schema and each file's columns are cast to it ([`widened_schema`]); else DataFusion
+/// that schema and each file's columns are cast to it ([`crate::engine::types::widened_schema`]); else DataFusion
 /// infers it from the first path (all the files of a folder, a file alone).
 pub async fn listing_table<'a>(
     ctx: &SessionContext,
@@ -91,7 +91,7 @@ async fn listing(
             .collect()]);
     }
     let config = ListingTableConfig::new_with_multi_paths(urls).with_listing_options(options);
-    // A schema given ([`widened_schema`] of files that differ): each file's columns are cast to
+    // A schema given ([`crate::engine::types::widened_schema`] of files that differ): each file's columns are cast to
     // it as they are read. Else DataFusion infers it from the first path.
     let config = match schema {
         Some(schema) => config.with_schema(schema),
@@ -192,7 +192,7 @@ pub async fn parquet_table_read(
 
 /// How a table over `files` with `footers` (one each) is read: whether its scans may use the
 /// files' statistics (no float column's look constant, [`float_stats_constant`], `trusted`
-/// aside), and its schema when that is not the first file's ([`widened_schema`]). A column that
+/// aside), and its schema when that is not the first file's ([`crate::engine::types::widened_schema`]). A column that
 /// no one type holds in every file is an error naming it and two files ([`crate::engine::types::Conflict::error`]).
 pub fn read_as(
     files: &[PathBuf],
@@ -203,6 +203,11 @@ pub fn read_as(
         .iter()
         .any(|m| float_stats_constant(m.metadata(), trusted));
     let schemas: Vec<&Schema> = footers.iter().map(|m| m.schema().as_ref()).collect();
-    let schema = widened_schema(&schemas).map_err(|c| c.error(files))?;
+    let bounds = |i: usize, column: &str| {
+        let footer = footers.get(i)?;
+        let field = footer.schema().field_with_name(column).ok()?;
+        crate::engine::footer::time_bounds(footer.metadata(), column, field.data_type())
+    };
+    let schema = table_schema(files, &schemas, bounds)?;
     Ok((statistics_safe, schema))
 }

@@ -2,9 +2,12 @@
 //! a table's schema over files whose types differ ([`widened_schema`]), or where no type holds
 //! them ([`Conflict`]); and a type as messages name it ([`describe_type`]).
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
+
+use super::units::{self, Coarsened};
 
 /// The type a column's values have: a dictionary-encoded (categorical) column's value type.
 pub fn value_type(t: &DataType) -> &DataType {
@@ -248,14 +251,20 @@ impl Conflict {
 
 /// The schema of a table over files with `schemas`: every column of every file, with its common
 /// type ([`common_type`]: the files' types may differ in width), nullable where some file
-/// lacks it or allows nulls, in the order the files first have them. None when that is the
-/// first file's schema, the one DataFusion infers for a table of several paths (it reads the
+/// lacks it or allows nulls, in the order the files first have them; `schema` None when that is
+/// the first file's schema, the one DataFusion infers for a table of several paths (it reads the
 /// first path alone: a column that only later files have would be left out, one that they lack
 /// would fail the scan when the first file has it non-nullable, and each file's column would be
 /// cast to the first file's type: a float to an integer, microseconds to milliseconds).
-/// A [`Conflict`] when no type holds a column's values in every file, or a file has two
-/// columns of one name.
-pub fn widened_schema(schemas: &[&Schema]) -> Result<Option<SchemaRef>, Conflict> {
+/// A top-level time column that files hold in different units is read in the finest unless
+/// `bounds` (a file's index and the column: its least and greatest value in nanoseconds, from
+/// its footer) shows a value that unit cannot hold ([`units::unit_for`], listed in
+/// `coarsened`). A [`Conflict`] when no type holds a column's values in every file, or a file
+/// has two columns of one name.
+pub fn widened_schema(
+    schemas: &[&Schema],
+    bounds: impl Fn(usize, &str) -> Option<(i128, i128)>,
+) -> Result<Widened, Conflict> {
     // Each column with the number of files that have it, and its place by name (a wide table
     // over many files would make a search through the columns quadratic).
     struct Column {
@@ -263,7 +272,15 @@ pub fn widened_schema(schemas: &[&Schema]) -> Result<Option<SchemaRef>, Conflict
         files: usize,
         /// The first schema with a type other than Null, and that type.
         first: (usize, DataType),
+        /// Each file's time unit where the column is a timestamp, a duration (Some) or a date
+        /// (None) in it.
+        units: Vec<(usize, Option<TimeUnit>)>,
     }
+    let unit_of = |t: &DataType| match t {
+        DataType::Timestamp(u, _) | DataType::Duration(u) => Some(Some(*u)),
+        DataType::Date32 | DataType::Date64 => Some(None),
+        _ => None,
+    };
     let mut columns: Vec<Column> = Vec::new();
     let mut at: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
     for (i, schema) in schemas.iter().enumerate() {
@@ -276,16 +293,19 @@ pub fn widened_schema(schemas: &[&Schema]) -> Result<Option<SchemaRef>, Conflict
                 });
             }
             let t = field.data_type();
+            let unit = unit_of(t).map(|u| (i, u));
             let Some(c) = at.get(field.name().as_str()).map(|&k| &mut columns[k]) else {
                 at.insert(field.name(), columns.len());
                 columns.push(Column {
                     field: field.as_ref().clone(),
                     files: 1,
                     first: (i, t.clone()),
+                    units: unit.into_iter().collect(),
                 });
                 continue;
             };
             c.files += 1;
+            c.units.extend(unit);
             if c.first.1 == DataType::Null {
                 c.first = (i, t.clone());
             }
@@ -304,19 +324,70 @@ pub fn widened_schema(schemas: &[&Schema]) -> Result<Option<SchemaRef>, Conflict
             }
         }
     }
+    let mut coarsened = Vec::new();
     let fields: Vec<Field> = columns
         .into_iter()
         .map(|c| {
             let nullable = c.field.is_nullable() || c.files < schemas.len();
-            c.field.with_nullable(nullable)
+            let field = c.field.with_nullable(nullable);
+            let finest = match field.data_type() {
+                DataType::Timestamp(u, _) | DataType::Duration(u) => *u,
+                _ => return field,
+            };
+            if c.units.iter().all(|(_, u)| *u == Some(finest)) {
+                return field;
+            }
+            let (unit, because) = units::unit_for(finest, &c.units, |i| bounds(i, field.name()));
+            let Some((file, known)) = because else {
+                return field;
+            };
+            coarsened.push(Coarsened {
+                column: field.name().clone(),
+                unit,
+                finest,
+                file,
+                known,
+            });
+            let t = match field.data_type() {
+                DataType::Timestamp(_, tz) => DataType::Timestamp(unit, tz.clone()),
+                _ => DataType::Duration(unit),
+            };
+            field.with_data_type(t)
         })
         .collect();
     let Some(first) = schemas.first() else {
-        return Ok(None);
+        return Ok(Widened::default());
     };
     let first = first.fields();
     let same = fields.len() == first.len() && fields.iter().zip(first.iter()).all(|(a, b)| a == b.as_ref());
-    Ok((!same).then(|| Arc::new(Schema::new(fields))))
+    Ok(Widened {
+        schema: (!same).then(|| Arc::new(Schema::new(fields))),
+        coarsened,
+    })
+}
+
+/// A table's schema over files ([`widened_schema`]).
+#[derive(Debug, Default)]
+pub struct Widened {
+    /// The schema, None when it is the first file's.
+    pub schema: Option<SchemaRef>,
+    /// The time columns read in a coarser unit than their finest file's.
+    pub coarsened: Vec<Coarsened>,
+}
+
+/// The schema of a table over `files` with `schemas` ([`widened_schema`], `bounds` as there),
+/// None when it is the first file's; a column read in a coarser unit than some file's is
+/// logged, a [`Conflict`] is the error naming the column and the files.
+pub fn table_schema(
+    files: &[PathBuf],
+    schemas: &[&Schema],
+    bounds: impl Fn(usize, &str) -> Option<(i128, i128)>,
+) -> crate::error::Result<Option<SchemaRef>> {
+    let widened = widened_schema(schemas, bounds).map_err(|c| c.error(files))?;
+    for c in &widened.coarsened {
+        c.log(files);
+    }
+    Ok(widened.schema)
 }
 
 #[cfg(test)]
@@ -450,9 +521,10 @@ mod tests {
     fn a_conflict_names_the_first_file_with_values() {
         let schema = |t: DataType| Schema::new(vec![Field::new("note", t, true)]);
         let (nulls, text, ints, floats) = (schema(Null), schema(Utf8), schema(Int64), schema(Float64));
+        let none = |_: usize, _: &str| None;
         // Nulls, then text, then integers: the integers are named against the text.
         assert_eq!(
-            widened_schema(&[&nulls, &text, &ints]).unwrap_err(),
+            widened_schema(&[&nulls, &text, &ints], none).unwrap_err(),
             Conflict::Types {
                 column: "note".into(),
                 file: 2,
@@ -462,9 +534,9 @@ mod tests {
             }
         );
         // Integers and floats widen; text does not go with either.
-        let wide = widened_schema(&[&ints, &floats]).unwrap().unwrap();
+        let wide = widened_schema(&[&ints, &floats], none).unwrap().schema.unwrap();
         assert_eq!(wide.field(0).data_type(), &Float64);
-        let c = widened_schema(&[&ints, &floats, &text]).unwrap_err();
+        let c = widened_schema(&[&ints, &floats, &text], none).unwrap_err();
         assert!(
             matches!(
                 &c,
@@ -492,7 +564,7 @@ mod tests {
             Field::new("note", Float64, true),
         ]);
         assert_eq!(
-            widened_schema(&[&ints, &twice]).unwrap_err(),
+            widened_schema(&[&ints, &twice], none).unwrap_err(),
             Conflict::Duplicate {
                 column: "note".into(),
                 file: 1

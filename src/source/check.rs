@@ -12,8 +12,9 @@ use datafusion::parquet::arrow::arrow_reader::ArrowReaderMetadata;
 use crate::contract::ColumnNames;
 use crate::engine::footer::{
     float_stats_constant, keys_out_of_order, metadata_declares_order, read_footer, row_group_keys,
+    time_bounds,
 };
-use crate::engine::types::{describe_type, value_type, widened_schema};
+use crate::engine::types::{self, describe_type, value_type};
 use crate::error::{Error, Result};
 use crate::source::{InputFile, Inputs};
 
@@ -67,15 +68,20 @@ impl Kind {
     }
 }
 
-/// The table schema of the checked files ([`widened_schema`]: every file's columns, each in its
+/// The table schema of the checked files ([`types::widened_schema`]: every file's columns, each in its
 /// common type); None when that is the first file's schema. A column that no one type holds in
 /// every file is an error naming it and two files.
 pub fn table_schema(files: &[InputFile]) -> Result<Option<SchemaRef>> {
     let schemas: Vec<&Schema> = files.iter().map(|f| f.schema.as_ref()).collect();
-    widened_schema(&schemas).map_err(|c| {
-        let paths: Vec<PathBuf> = files.iter().map(|f| f.path.clone()).collect();
-        c.error(&paths)
-    })
+    let paths: Vec<PathBuf> = files.iter().map(|f| f.path.clone()).collect();
+    let bounds = |i: usize, column: &str| {
+        let file = files.get(i)?;
+        file.time_bounds
+            .iter()
+            .find(|(c, _)| c == column)
+            .and_then(|(_, b)| *b)
+    };
+    types::table_schema(&paths, &schemas, bounds)
 }
 
 /// A role column: (name in the files, canonical name, kind, role description, nulls forbidden).
@@ -170,6 +176,7 @@ pub fn check_metadata(
             out_of_order: false,
             float_stats_constant: false,
             key_ranges: Vec::new(),
+            time_bounds: Vec::new(),
         });
     }
     for (name, _, kind, role, no_nulls) in roles(cols) {
@@ -209,6 +216,14 @@ pub fn check_metadata(
         }
     }
     let key_ranges = row_group_keys(pq, &cols.generation_id);
+    let time_bounds = schema
+        .fields()
+        .iter()
+        .filter(|f| {
+            f.data_type().is_temporal() && !matches!(f.data_type(), DataType::Time32(_) | DataType::Time64(_))
+        })
+        .map(|f| (f.name().clone(), time_bounds(pq, f.name(), f.data_type())))
+        .collect();
     Ok(InputFile {
         path: path.to_path_buf(),
         rows: rows as u64,
@@ -217,6 +232,7 @@ pub fn check_metadata(
         out_of_order: keys_out_of_order(&key_ranges),
         float_stats_constant: float_stats_constant(pq, &[]),
         key_ranges,
+        time_bounds,
     })
 }
 /// Whether every row group's `sorting_columns` start with the generation id and the segment
@@ -302,6 +318,7 @@ mod tests {
             out_of_order: false,
             float_stats_constant: false,
             key_ranges: Vec::new(),
+            time_bounds: Vec::new(),
         };
         let a = file(vec![Field::new("g", Utf8, false), Field::new("x", Int32, false)]);
         let b = file(vec![

@@ -190,6 +190,7 @@ mod tests {
             out_of_order: false,
             float_stats_constant: false,
             key_ranges: crate::engine::footer::row_group_keys(meta.metadata(), "generation_id"),
+            time_bounds: Vec::new(),
         }
     }
 

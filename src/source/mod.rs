@@ -50,6 +50,9 @@ pub struct InputFile {
     /// Each row group's generation-id range from the footer's statistics
     /// ([`crate::engine::footer::row_group_keys`]).
     pub key_ranges: Vec<Option<RowGroupKeys>>,
+    /// Each top-level date, timestamp and duration column's least and greatest value in
+    /// nanoseconds, from the footer ([`crate::engine::footer::time_bounds`]).
+    pub time_bounds: Vec<(String, Option<(i128, i128)>)>,
 }
 
 /// The checked input files.

@@ -476,6 +476,11 @@ fn segscore_sql_reads_a_sorted_table_without_sorting_it_and_checks_the_order() {
         log.contains("read as sorted") && log.contains("runs again, sorting the table"),
         "{log}"
     );
+    // The log names the row in the table's terms, not the run's (`--sorted`).
+    assert!(
+        log.contains("in the order the plan sorts the table by") && !log.contains("--sorted"),
+        "{log}"
+    );
     assert_eq!(got, want, "after the fallback");
 }
 

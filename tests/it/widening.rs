@@ -317,3 +317,105 @@ fn a_date64_column_is_written_as_a_date_every_reader_reads() {
         );
     }
 }
+
+/// A time column in nanoseconds in one file (pandas writes them) and in a coarser unit in
+/// another that holds a value nanoseconds cannot (9999-12-31, a common "no end" date; they end
+/// in 2262): read in the finest unit that holds both files' values, the log naming the column
+/// and the file, where nanoseconds stopped the run with an Arrow cast error naming neither. A
+/// file whose footer has no statistics for the column cannot show that its values fit.
+#[test]
+fn a_time_value_that_nanoseconds_cannot_hold_keeps_a_coarser_unit() {
+    use datafusion::arrow::array::{Date32Array, TimestampNanosecondArray};
+    use datafusion::parquet::arrow::ArrowWriter;
+    use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
+    let tmp = tempfile::tempdir().unwrap();
+    let ns = TimestampNanosecondArray::from(vec![1_704_067_200_123_456_789; 2]);
+    // 9999-12-31 and 2024-01-01 as microseconds, then as days.
+    let us = TimestampMicrosecondArray::from(vec![253_402_214_400_000_000, 1_704_067_200_000_000]);
+    let days = Date32Array::from(vec![2_932_896, 19_723]);
+    let in_range = TimestampMicrosecondArray::from(vec![1_704_067_200_000_001; 2]);
+    // (case, file b's column, whether b's footer has statistics, what the query gives, the
+    // warning's reason)
+    let cases: Vec<(&str, Column, bool, &str, &str)> = vec![
+        (
+            "microseconds up to 9999",
+            column(us.data_type().clone(), Arc::new(us)),
+            true,
+            "2024-01-01T00:00:00\n2024-01-01T00:00:00.123456\n9999-12-31T00:00:00\n",
+            "holds a value that it cannot hold",
+        ),
+        (
+            "dates up to 9999",
+            column(DataType::Date32, Arc::new(days)),
+            true,
+            "2024-01-01T00:00:00\n2024-01-01T00:00:00.123456\n9999-12-31T00:00:00\n",
+            "holds a value that it cannot hold",
+        ),
+        (
+            "microseconds without statistics",
+            column(in_range.data_type().clone(), Arc::new(in_range)),
+            false,
+            "2024-01-01T00:00:00.000001\n2024-01-01T00:00:00.123456\n",
+            "has no statistics for the column",
+        ),
+    ];
+    let rows = |g: &str| batch(&[row(g, 0, 0.25, &[10, 11]), row(g, 1, 0.5, &[12])]);
+    for (i, (case, b, stats, want, why)) in cases.into_iter().enumerate() {
+        for swap in [false, true] {
+            let dir = tmp.path().join(format!("in-{i}-{swap}"));
+            let (a_name, b_name) = if swap { ("b", "a") } else { ("a", "b") };
+            write_batch(
+                &dir.join(format!("{a_name}.parquet")),
+                &with_column(
+                    &rows("g1"),
+                    Field::new("extra", ns.data_type().clone(), true),
+                    Arc::new(ns.clone()),
+                ),
+            );
+            let coarse = dir.join(format!("{b_name}.parquet"));
+            let props = WriterProperties::builder()
+                .set_statistics_enabled(if stats {
+                    EnabledStatistics::Chunk
+                } else {
+                    EnabledStatistics::None
+                })
+                .build();
+            let second = with_column(&rows("g2"), b.0.clone(), b.1.clone());
+            let mut w = ArrowWriter::try_new(
+                std::fs::File::create(&coarse).unwrap(),
+                second.schema(),
+                Some(props),
+            )
+            .unwrap();
+            w.write(&second).unwrap();
+            w.close().unwrap();
+            let warned = |o: &std::process::Output| {
+                let err = stderr(o);
+                assert!(
+                    err.contains("column `extra` is read in Microsecond, not the finer Nanosecond")
+                        && err.contains(&format!("{} {why}", coarse.display())),
+                    "{case}: {err}"
+                );
+            };
+            let query =
+                |table: &str| format!("SELECT DISTINCT CAST(extra AS VARCHAR) AS v FROM {table} ORDER BY 1");
+            let table = format!("t={}", dir.display());
+            let o = segscore(&["sql", "--format", "csv", "-t", &table, &query("t")]);
+            assert!(o.status.success(), "{case}: {}", stderr(&o));
+            assert_eq!(
+                String::from_utf8_lossy(&o.stdout),
+                format!("v\n{want}"),
+                "{case}, sql"
+            );
+            warned(&o);
+            let out = tmp.path().join(format!("out-{i}-{swap}"));
+            warned(&run_ok(&[&dir], &demo_model(), &out, &["--provider", "cpu"]));
+            let table = out.display().to_string();
+            assert_eq!(
+                sql_csv(&table, &query("segments")),
+                format!("v\n{want}"),
+                "{case}, run"
+            );
+        }
+    }
+}
