@@ -49,19 +49,26 @@ impl Coarsened {
             return;
         }
         let why = if self.known {
-            "holds a value that it cannot hold (nanoseconds end in 2262, microseconds in 294247)"
+            format!(
+                "holds a value that {:?} cannot hold (as nanoseconds since 1970, time ends in 2262)",
+                self.finest
+            )
         } else {
-            "has no statistics for the column to show that its values fit"
+            format!(
+                "has no statistics for the column to show that its values fit in {:?}",
+                self.finest
+            )
         };
         tracing::warn!(
             column = %self.column,
             file = %file.display(),
             unit = ?self.unit,
-            "column `{}` is read in {:?}, not the finer {:?} of other files: {} {why}; their finer digits are dropped",
+            "column `{}` is read in {:?}, not in the finer {:?} of other files: {} {why}; values in {:?} lose their finer digits",
             self.column,
             self.unit,
             self.finest,
             file.display(),
+            self.finest,
         );
     }
 }

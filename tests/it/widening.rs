@@ -342,14 +342,14 @@ fn a_time_value_that_nanoseconds_cannot_hold_keeps_a_coarser_unit() {
             column(us.data_type().clone(), Arc::new(us)),
             true,
             "2024-01-01T00:00:00\n2024-01-01T00:00:00.123456\n9999-12-31T00:00:00\n",
-            "holds a value that it cannot hold",
+            "holds a value that Nanosecond cannot hold",
         ),
         (
             "dates up to 9999",
             column(DataType::Date32, Arc::new(days)),
             true,
             "2024-01-01T00:00:00\n2024-01-01T00:00:00.123456\n9999-12-31T00:00:00\n",
-            "holds a value that it cannot hold",
+            "holds a value that Nanosecond cannot hold",
         ),
         (
             "microseconds without statistics",
@@ -392,7 +392,7 @@ fn a_time_value_that_nanoseconds_cannot_hold_keeps_a_coarser_unit() {
             let warned = |o: &std::process::Output| {
                 let err = stderr(o);
                 assert!(
-                    err.contains("column `extra` is read in Microsecond, not the finer Nanosecond")
+                    err.contains("column `extra` is read in Microsecond, not in the finer Nanosecond")
                         && err.contains(&format!("{} {why}", coarse.display())),
                     "{case}: {err}"
                 );
