@@ -8,10 +8,12 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// An input path, directory or glob matched no file.
-    #[error("input {pattern}: no Parquet files found")]
+    #[error("input {pattern}: no Parquet files found{hint}")]
     NoInputFiles {
         /// The path or glob the user gave.
         pattern: String,
+        /// What the search passed over, if anything: files without the `.parquet` extension.
+        hint: String,
     },
 
     /// A file could not be opened or read as Parquet.

@@ -14,7 +14,32 @@ fn is_hidden(p: &Path) -> bool {
         .is_some_and(|n| n.starts_with('.') || n.starts_with('_'))
 }
 
-fn walk_dir(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+/// The files a folder search passed over: not hidden, without the `.parquet` extension.
+#[derive(Default)]
+struct Skipped {
+    count: usize,
+    first: Option<PathBuf>,
+}
+
+impl Skipped {
+    /// What [`Error::NoInputFiles`] adds for a folder `pattern` with no Parquet files: the files
+    /// without the extension it holds (Hive and Flink name theirs `000000_0`), and how to read
+    /// them.
+    fn hint(&self, pattern: &str) -> String {
+        match &self.first {
+            None => String::new(),
+            Some(first) => format!(
+                " (it holds {} file{} without the .parquet extension, such as {}: give such files by name, or by a glob such as {}/*)",
+                self.count,
+                if self.count == 1 { "" } else { "s" },
+                first.display(),
+                pattern.trim_end_matches('/')
+            ),
+        }
+    }
+}
+
+fn walk_dir(dir: &Path, out: &mut Vec<PathBuf>, skipped: &mut Skipped) -> Result<()> {
     let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| Error::io(dir, e))?
         .map(|e| e.map(|e| e.path()).map_err(|e| Error::io(dir, e)))
@@ -26,9 +51,12 @@ fn walk_dir(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
             continue;
         }
         if p.is_dir() {
-            walk_dir(&p, out)?;
+            walk_dir(&p, out, skipped)?;
         } else if p.extension().is_some_and(|e| e == "parquet") {
             out.push(p);
+        } else {
+            skipped.count += 1;
+            skipped.first.get_or_insert(p);
         }
     }
     Ok(())
@@ -70,15 +98,19 @@ pub fn expand_inputs(patterns: &[String]) -> Result<Vec<PathBuf>> {
         if crate::store::is_remote(pat) {
             let found = crate::store::expand(pat)?;
             if found.is_empty() {
-                return Err(Error::NoInputFiles { pattern: pat.clone() });
+                return Err(Error::NoInputFiles {
+                    pattern: pat.clone(),
+                    hint: String::new(),
+                });
             }
             all.extend(found);
             continue;
         }
         let mut found = Vec::new();
+        let mut skipped = Skipped::default();
         let path = Path::new(pat);
         if path.is_dir() {
-            walk_dir(path, &mut found)?;
+            walk_dir(path, &mut found, &mut skipped)?;
         } else if path.exists() {
             found.push(path.to_path_buf());
         } else if pat.contains(['*', '?', '[']) {
@@ -86,7 +118,7 @@ pub fn expand_inputs(patterns: &[String]) -> Result<Vec<PathBuf>> {
             for p in paths {
                 let p = p.map_err(|e| Error::io(e.path().to_path_buf(), std::io::Error::from(e)))?;
                 if p.is_dir() {
-                    walk_dir(&p, &mut found)?;
+                    walk_dir(&p, &mut found, &mut skipped)?;
                 } else {
                     found.push(p);
                 }
@@ -98,7 +130,10 @@ pub fn expand_inputs(patterns: &[String]) -> Result<Vec<PathBuf>> {
             ));
         }
         if found.is_empty() {
-            return Err(Error::NoInputFiles { pattern: pat.clone() });
+            return Err(Error::NoInputFiles {
+                pattern: pat.clone(),
+                hint: skipped.hint(pat),
+            });
         }
         for p in found {
             let abs = crate::engine::tables::absolute(&p)?;

@@ -535,6 +535,33 @@ fn schema_mismatch_between_files_names_both() {
     );
 }
 
+/// Hive and Flink name their files `000000_0`, without the `.parquet` extension a folder search
+/// looks for: the error says what the folder holds and how to read it, and that way works.
+#[test]
+fn a_folder_of_files_without_the_extension_says_how_to_read_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("table");
+    write_rows(&dir.join("000000_0"), &good_rows());
+    // Hidden files are passed over without a word, as Hive's staging folders.
+    std::fs::create_dir_all(dir.join(".hive-staging")).unwrap();
+    std::fs::write(dir.join(".hive-staging/x"), "").unwrap();
+    let o = run(&[&dir], &demo_model(), &tmp.path().join("out"), &[]);
+    let hint = format!(
+        "no Parquet files found (it holds 1 file without the .parquet extension, such as {}: give such files by name, or by a glob such as {}/*)",
+        dir.join("000000_0").display(),
+        dir.display()
+    );
+    assert_fails(&o, 1, &hint);
+    let table = format!("t={}", dir.display());
+    let o = segscore(&["sql", "-t", &table, "SELECT 1"]);
+    assert_fails(&o, 1, &hint);
+    let glob = dir.join("*");
+    let out = tmp.path().join("out");
+    run_ok(&[&glob], &demo_model(), &out, &["--provider", "cpu"]);
+    let rows = sql_csv(&out.display().to_string(), "SELECT count(*) AS n FROM segments");
+    assert_eq!(rows, format!("n\n{}\n", good_rows().len()));
+}
+
 #[test]
 fn missing_input_and_usage_errors() {
     let tmp = tempfile::tempdir().unwrap();
