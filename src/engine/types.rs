@@ -77,7 +77,8 @@ fn finer(a: &TimeUnit, b: &TimeUnit) -> TimeUnit {
 /// - times of one kind in different units (the finer), a date beside a timestamp without a time
 ///   zone (the timestamp), two kinds of date (`Date32`);
 /// - `List` and `LargeList` of items with a common type, by any item name (pyarrow and DuckDB
-///   call them `element`, polars and arrow-rs `item`); structs whose fields by name have common
+///   call them `element`, polars and arrow-rs `item`), a fixed-size list among them (a list, but
+///   for two of one size); structs whose fields by name have common
 ///   types (every field of both: a field added in later files is kept).
 ///
 /// None otherwise: types of different kinds, timestamps in different time zones (or with and
@@ -146,16 +147,16 @@ pub fn common_type(a: &DataType, b: &DataType) -> Option<DataType> {
             unit => Time64(unit),
         },
         (Duration(u), Duration(v)) => Duration(finer(u, v)),
-        (List(f) | LargeList(f), List(g) | LargeList(g)) => {
+        (List(f) | LargeList(f) | FixedSizeList(f, _), List(g) | LargeList(g) | FixedSizeList(g, _)) => {
             let item = Arc::new(Field::new(
                 f.name(),
                 common_type(f.data_type(), g.data_type())?,
                 f.is_nullable() || g.is_nullable(),
             ));
-            if matches!(a, LargeList(_)) || matches!(b, LargeList(_)) {
-                LargeList(item)
-            } else {
-                List(item)
+            match (a, b) {
+                (FixedSizeList(_, n), FixedSizeList(_, m)) if n == m => FixedSizeList(item, *n),
+                (LargeList(_), _) | (_, LargeList(_)) => LargeList(item),
+                _ => List(item),
             }
         }
         (Struct(f), Struct(g)) => Struct(common_fields(f, g)?),
@@ -511,6 +512,21 @@ mod tests {
             (Boolean, Int8, None),
             (Date32, Utf8, None),
             (list("item", Int64), list("item", Utf8), None),
+            (
+                FixedSizeList(Arc::new(Field::new("element", Int32, true)), 2),
+                list("item", Int64),
+                Some(list("element", Int64)),
+            ),
+            (
+                FixedSizeList(Arc::new(Field::new("element", Int32, true)), 2),
+                FixedSizeList(Arc::new(Field::new("item", Int64, true)), 2),
+                Some(FixedSizeList(Arc::new(Field::new("element", Int64, true)), 2)),
+            ),
+            (
+                FixedSizeList(Arc::new(Field::new("element", Int32, true)), 2),
+                FixedSizeList(Arc::new(Field::new("element", Int32, true)), 3),
+                Some(list("element", Int32)),
+            ),
         ] {
             assert_eq!(common_type(&a, &b), common, "{a} and {b}");
             assert_eq!(common_type(&b, &a).is_some(), common.is_some(), "{b} and {a}");

@@ -419,3 +419,53 @@ fn a_time_value_that_nanoseconds_cannot_hold_keeps_a_coarser_unit() {
         }
     }
 }
+
+/// Token ids as a fixed-size list (Hugging Face `datasets` writes `Sequence(length=N)` so; numpy
+/// arrays of one width through pyarrow), in one file beside plain lists in another: scored as
+/// the same ids in lists are, bit for bit. They were refused as of the wrong type.
+#[test]
+fn token_ids_in_a_fixed_size_list_score_as_the_same_ids_in_a_list() {
+    use datafusion::arrow::array::FixedSizeListArray;
+    let tmp = tempfile::tempdir().unwrap();
+    let first = [row("g1", 0, 0.25, &[10, 11]), row("g1", 1, 0.5, &[12, 13])];
+    let second = [row("g2", 0, 0.75, &[14]), row("g2", 1, 0.5, &[15, 16, 17])];
+    let lists = tmp.path().join("lists");
+    write_batch(&lists.join("a.parquet"), &batch(&first));
+    write_batch(&lists.join("b.parquet"), &batch(&second));
+    let fixed = tmp.path().join("fixed");
+    let item = Arc::new(Field::new("element", DataType::Int32, true));
+    let ids = FixedSizeListArray::new(
+        Arc::clone(&item),
+        2,
+        Arc::new(Int32Array::from(vec![10, 11, 12, 13])),
+        None,
+    );
+    write_batch(
+        &fixed.join("a.parquet"),
+        &with_column(
+            &batch(&first),
+            Field::new("input_ids", DataType::FixedSizeList(item, 2), true),
+            Arc::new(ids),
+        ),
+    );
+    write_batch(&fixed.join("b.parquet"), &batch(&second));
+    let scores = |input: &Path, out: &str| {
+        let out = tmp.path().join(out);
+        run_ok(&[input], &demo_model(), &out, &["--provider", "cpu"]);
+        sql_csv(
+            &out.display().to_string(),
+            "SELECT generation_id, segment_index, predicted_score FROM segments ORDER BY 1, 2",
+        )
+    };
+    let want = scores(&lists, "out-lists");
+    assert_eq!(want.lines().count(), 5, "{want}");
+    assert_eq!(scores(&fixed, "out-fixed"), want);
+    // `sql` reads the table with the ids as lists.
+    assert_eq!(
+        sql_csv_on(
+            &fixed,
+            "SELECT input_ids[2] AS second FROM t WHERE cardinality(input_ids) > 1 ORDER BY 1"
+        ),
+        "second\n11\n13\n16\n"
+    );
+}
