@@ -380,7 +380,7 @@ impl<'a> TokenLists<'a> {
 
 /// A token-id list column as the model reads it: lists of int32 or int64 as they are, lists of
 /// another integer type (uint16 ids, int8 token types as Hugging Face `datasets` writes them)
-/// cast to int64 items (an id past int64 is an error).
+/// cast to int64 items (an id past int64 is an error); a fixed-size list as a list.
 pub(crate) fn widened_ids(a: &ArrayRef) -> Result<ArrayRef> {
     let item = |t: &DataType| Arc::new(Field::new_list_field(t.clone(), true));
     let to = match a.data_type() {
@@ -390,6 +390,8 @@ pub(crate) fn widened_ids(a: &ArrayRef) -> Result<ArrayRef> {
         DataType::LargeList(f) if f.data_type().is_integer() && !is_model_int(f.data_type()) => {
             DataType::LargeList(item(&DataType::Int64))
         }
+        // A fixed-size list (Hugging Face datasets' `Sequence(length=N)`) as a list.
+        DataType::FixedSizeList(f, _) if f.data_type().is_integer() => DataType::List(item(&DataType::Int64)),
         _ => return Ok(Arc::clone(a)),
     };
     Ok(datafusion::arrow::compute::cast(a, &to)?)

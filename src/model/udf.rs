@@ -105,7 +105,10 @@ impl ScalarUDFImpl for RewardModelUdf {
             );
         }
         for t in arg_types {
-            if !matches!(t, DataType::List(_) | DataType::LargeList(_) | DataType::Null) {
+            if !matches!(
+                t,
+                DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(..) | DataType::Null
+            ) {
                 return plan_err!("{UDF_NAME} takes lists of token ids, got {t}");
             }
         }

@@ -460,6 +460,22 @@ fn token_ids_in_a_fixed_size_list_score_as_the_same_ids_in_a_list() {
     let want = scores(&lists, "out-lists");
     assert_eq!(want.lines().count(), 5, "{want}");
     assert_eq!(scores(&fixed, "out-fixed"), want);
+    // `reward_model()` in SQL takes them too, and scores them as the run did.
+    let table = format!("t={}", fixed.display());
+    let model = demo_model();
+    let o = segscore(&[
+        "sql",
+        "-q",
+        "--format",
+        "csv",
+        "-m",
+        model.to_str().unwrap(),
+        "-t",
+        &table,
+        "SELECT generation_id, segment_index, reward_model(input_ids) AS predicted_score FROM t ORDER BY 1, 2",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), want);
     // `sql` reads the table with the ids as lists.
     assert_eq!(
         sql_csv_on(
