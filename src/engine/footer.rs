@@ -315,18 +315,12 @@ pub fn time_bounds(
     column: &str,
     read_as: &datafusion::arrow::datatypes::DataType,
 ) -> Option<(i128, i128)> {
-    use datafusion::arrow::datatypes::{DataType, TimeUnit};
+    use datafusion::arrow::datatypes::DataType;
     use datafusion::parquet::basic::{ConvertedType, LogicalType, TimeUnit as PqUnit};
     use datafusion::parquet::file::statistics::Statistics as S;
     const DAY: i128 = 86_400_000_000_000;
     let i = top_level_leaf(pq, column)?;
     let leaf = &pq.file_metadata().schema_descr().columns()[i];
-    let arrow_unit = |u: &TimeUnit| match u {
-        TimeUnit::Second => 1_000_000_000,
-        TimeUnit::Millisecond => 1_000_000,
-        TimeUnit::Microsecond => 1_000,
-        TimeUnit::Nanosecond => 1,
-    };
     // Nanoseconds in one of the stored values: the Parquet type's unit, which an embedded Arrow
     // schema may read coarser (pyarrow stores `timestamp[s]` as milliseconds).
     let per_value: i128 = match (leaf.logical_type_ref(), leaf.converted_type(), read_as) {
@@ -340,7 +334,7 @@ pub fn time_bounds(
         (Some(LogicalType::Date), _, _) | (None, ConvertedType::DATE, _) => DAY,
         // Stored as Arrow has them (arrow-rs writes a date64 and a duration as plain int64).
         (None, ConvertedType::NONE, DataType::Date64) => 1_000_000,
-        (None, ConvertedType::NONE, DataType::Duration(u)) => arrow_unit(u),
+        (None, ConvertedType::NONE, DataType::Duration(u)) => super::units::nanos(u),
         _ => return None,
     };
     let mut bounds: Option<(i128, i128)> = None;

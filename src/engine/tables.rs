@@ -20,8 +20,9 @@ use crate::error::{Error, Result};
 /// as (no Utf8View), so outputs carry columns unchanged; declared sorted by `sort_keys`
 /// (ascending, nulls last) when any are given. With `statistics_safe` false, the context's
 /// scans stop using file statistics ([`float_stats_constant`]). With `schema`, the table has
-/// that schema and each file's columns are cast to it ([`crate::engine::types::widened_schema`]); else DataFusion
-/// infers it from the first path (all the files of a folder, a file alone).
+/// that schema and each file's columns are cast to it
+/// ([`crate::engine::types::widened_schema`]); else DataFusion infers it from the first path
+/// (all the files of a folder, a file alone).
 pub async fn listing_table<'a>(
     ctx: &SessionContext,
     files: impl IntoIterator<Item = &'a Path>,
@@ -91,8 +92,8 @@ async fn listing(
             .collect()]);
     }
     let config = ListingTableConfig::new_with_multi_paths(urls).with_listing_options(options);
-    // A schema given ([`crate::engine::types::widened_schema`] of files that differ): each file's columns are cast to
-    // it as they are read. Else DataFusion infers it from the first path.
+    // A schema given (`widened_schema` of files that differ): each file's columns are cast to it
+    // as they are read. Else DataFusion infers it from the first path.
     let config = match schema {
         Some(schema) => config.with_schema(schema),
         None => segscore_plan::infer_schema(config, &ctx.state()).await?,
@@ -192,8 +193,10 @@ pub async fn parquet_table_read(
 
 /// How a table over `files` with `footers` (one each) is read: whether its scans may use the
 /// files' statistics (no float column's look constant, [`float_stats_constant`], `trusted`
-/// aside), and its schema when that is not the first file's ([`crate::engine::types::widened_schema`]). A column that
-/// no one type holds in every file is an error naming it and two files ([`crate::engine::types::Conflict::error`]).
+/// aside), and its schema when that is not the first file's
+/// ([`crate::engine::types::widened_schema`], a time column's unit as the footers' statistics
+/// allow). A column that no one type holds in every file is an error naming it and two files
+/// ([`crate::engine::types::Conflict::error`]).
 pub fn read_as(
     files: &[PathBuf],
     footers: &[ArrowReaderMetadata],

@@ -49,10 +49,11 @@ impl Coarsened {
             return;
         }
         let why = if self.known {
-            format!(
-                "holds a value that {:?} cannot hold (as nanoseconds since 1970, time ends in 2262)",
-                self.finest
-            )
+            let end = match self.finest {
+                TimeUnit::Nanosecond => " (counted in nanoseconds since 1970, time ends in 2262)",
+                _ => "",
+            };
+            format!("holds a value that {:?} cannot hold{end}", self.finest)
         } else {
             format!(
                 "has no statistics for the column to show that its values fit in {:?}",

@@ -70,9 +70,10 @@ impl Kind {
     }
 }
 
-/// The table schema of the checked files ([`types::widened_schema`]: every file's columns, each in its
-/// common type); None when that is the first file's schema. A column that no one type holds in
-/// every file is an error naming it and two files.
+/// The table schema of the checked files ([`types::widened_schema`]: every file's columns, each
+/// in its common type, a time column's unit as the footers' statistics allow); None when that is
+/// the first file's schema. A column that no one type holds in every file is an error naming it
+/// and two files.
 pub fn table_schema(files: &[InputFile]) -> Result<Option<SchemaRef>> {
     let schemas: Vec<&Schema> = files.iter().map(|f| f.schema.as_ref()).collect();
     let paths: Vec<PathBuf> = files.iter().map(|f| f.path.clone()).collect();
@@ -222,7 +223,10 @@ pub fn check_metadata(
         .fields()
         .iter()
         .filter(|f| {
-            f.data_type().is_temporal() && !matches!(f.data_type(), DataType::Time32(_) | DataType::Time64(_))
+            matches!(
+                f.data_type(),
+                DataType::Timestamp(..) | DataType::Duration(_) | DataType::Date32 | DataType::Date64
+            )
         })
         .map(|f| (f.name().clone(), time_bounds(pq, f.name(), f.data_type())))
         .collect();
