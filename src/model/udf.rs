@@ -137,6 +137,16 @@ impl ScalarUDFImpl for RewardModelUdf {
         let model = shared::model(&self.model, &args.config_options).map_err(Error::into_datafusion)?;
         let ids = widened_ids(ids).map_err(Error::into_datafusion)?;
         // token_type_ids only reach a model that asks for them; NULL means zeros.
+        let given = arrays.get(1).is_some_and(|a| a.data_type() != &DataType::Null);
+        if given && !model.signature.wants_token_type_ids() {
+            // As `run` warns for --token-type-ids-col; once, not per batch.
+            static WARNED: std::sync::Once = std::sync::Once::new();
+            WARNED.call_once(|| {
+                tracing::warn!(
+                    "{UDF_NAME}: the model takes no token_type_ids: the second argument is not read"
+                )
+            });
+        }
         let types = arrays
             .get(1)
             .filter(|a| a.data_type() != &DataType::Null && model.signature.wants_token_type_ids())

@@ -279,6 +279,32 @@ fn check_null_stats(
     Ok(())
 }
 
+/// Warns where token ids come in a fixed-size list (Hugging Face `datasets` writes
+/// `Sequence(length=N)` so, mostly padded to N): every id in it is read as a token.
+fn fixed_size_ids(files: &[InputFile], cols: &ColumnNames) {
+    if cols.text.is_some() {
+        return;
+    }
+    let id_cols = std::iter::once(&cols.input_ids).chain(cols.token_type_ids.as_ref());
+    for column in id_cols {
+        let fixed =
+            files.iter().find_map(
+                |f| match f.schema.field_with_name(column).map(|c| c.data_type()) {
+                    Ok(DataType::FixedSizeList(_, n)) => Some((f, *n)),
+                    _ => None,
+                },
+            );
+        if let Some((file, n)) = fixed {
+            tracing::warn!(
+                column = %column,
+                file = %file.path.display(),
+                "column `{column}` is a fixed-size list of {n} ids in {}: every id in it is read as a token, padding too (strip padding before scoring)",
+                file.path.display()
+            );
+        }
+    }
+}
+
 /// Checks every file ([`check_file`]) and that one type holds each column's values in every
 /// file ([`table_schema`]: one folder can hold files from pyarrow and from polars).
 pub fn check_inputs(files: &[PathBuf], cols: &ColumnNames, null_stats: bool) -> Result<Inputs> {
@@ -301,6 +327,7 @@ pub fn check_inputs(files: &[PathBuf], cols: &ColumnNames, null_stats: bool) -> 
     }
     // Each column's types across the files: one type must hold them all.
     let schema = table_schema(&checked)?;
+    fixed_size_ids(&checked, cols);
     Ok(Inputs {
         files: checked,
         empty,

@@ -551,6 +551,32 @@ fn token_type_ids_are_zeros_unless_a_column_is_given() {
     let p = by_key(&read_segments(&out3), "predicted_score");
     assert!((p[&("g".to_string(), 0)] - 0.5).abs() < 1e-6);
     assert!((p[&("g".to_string(), 1)] - 0.3).abs() < 1e-6);
+
+    // `reward_model(ids, types)` in SQL says so too, once, and scores without them.
+    let table = format!("t={}", input2.display());
+    let model = test_model("affine_mean.onnx");
+    let o = segscore(&[
+        "sql",
+        "--format",
+        "csv",
+        "-m",
+        model.to_str().unwrap(),
+        "-t",
+        &table,
+        "SELECT reward_model(input_ids, segment_types) AS p FROM t ORDER BY segment_index",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let got: Vec<f64> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .skip(1)
+        .map(|l| l.parse().unwrap())
+        .collect();
+    assert!(
+        got.len() == 2 && (got[0] - 0.5).abs() < 1e-6 && (got[1] - 0.3).abs() < 1e-6,
+        "{got:?}"
+    );
+    let warning = "reward_model: the model takes no token_type_ids: the second argument is not read";
+    assert_eq!(stderr(&o).matches(warning).count(), 1, "{}", stderr(&o));
 }
 
 #[test]

@@ -460,6 +460,21 @@ fn token_ids_in_a_fixed_size_list_score_as_the_same_ids_in_a_list() {
     let want = scores(&lists, "out-lists");
     assert_eq!(want.lines().count(), 5, "{want}");
     assert_eq!(scores(&fixed, "out-fixed"), want);
+    // The run says that every id in such a list is a token (padded lists are common).
+    let o = run_ok(
+        &[&fixed],
+        &demo_model(),
+        &tmp.path().join("out-warned"),
+        &["--provider", "cpu"],
+    );
+    assert!(
+        stderr(&o).contains(&format!(
+            "column `input_ids` is a fixed-size list of 2 ids in {}: every id in it is read as a token, padding too",
+            fixed.join("a.parquet").display()
+        )),
+        "{}",
+        stderr(&o)
+    );
     // `reward_model()` in SQL takes them too, and scores them as the run did.
     let table = format!("t={}", fixed.display());
     let model = demo_model();
