@@ -206,7 +206,7 @@ impl RejectedLayout {
             cols.push(if c.data_type() == f.data_type() {
                 Arc::clone(c)
             } else {
-                cast(c, f.data_type())?
+                cast_back(c, f.data_type())?
             });
         }
         cols.push(Arc::new(StringArray::from_iter_values(
@@ -214,6 +214,19 @@ impl RejectedLayout {
         )));
         Ok(RecordBatch::try_new(Arc::clone(&self.schema), cols)?)
     }
+}
+
+/// A column of the rejected rows cast back to its input type `to`. Token ids the input held
+/// in a fixed-size list (read as a list) are cast back from a copy of the rows whose offsets
+/// start at 0: arrow 59 reads a sliced list's values from the start of its child
+/// (apache/arrow-rs#10975), which gave a generation's rejected rows another's ids.
+fn cast_back(c: &ArrayRef, to: &DataType) -> Result<ArrayRef> {
+    if matches!(to, DataType::FixedSizeList(..)) {
+        let rows = datafusion::arrow::array::UInt32Array::from_iter_values(0..c.len() as u32);
+        let whole = datafusion::arrow::compute::take(c.as_ref(), &rows, None)?;
+        return Ok(cast(&whole, to)?);
+    }
+    Ok(cast(c, to)?)
 }
 
 /// The error `--max-invalid-fraction` gives.
@@ -252,6 +265,28 @@ mod tests {
         (0..a.len())
             .map(|i| a.is_valid(i).then(|| a.value(i).to_string()))
             .collect()
+    }
+
+    #[test]
+    fn rejected_ids_cast_back_to_a_fixed_size_list_keep_their_own_values() {
+        use datafusion::arrow::array::{Array, FixedSizeListArray, Int64Array, ListArray};
+        use datafusion::arrow::datatypes::Int64Type;
+        let lists = ListArray::from_iter_primitive::<Int64Type, _, _>(vec![
+            Some(vec![Some(1), Some(2)]),
+            Some(vec![Some(3), None]),
+            Some(vec![Some(5), Some(6)]),
+            None,
+        ]);
+        let item = Arc::new(Field::new("element", DataType::Int64, true));
+        let to = DataType::FixedSizeList(item, 2);
+        // The rows of a generation after the first: a slice.
+        let sliced: ArrayRef = Arc::new(lists.slice(2, 2));
+        let back = cast_back(&sliced, &to).unwrap();
+        let back = back.as_any().downcast_ref::<FixedSizeListArray>().unwrap();
+        let first = back.value(0);
+        let first = first.as_any().downcast_ref::<Int64Array>().unwrap();
+        assert_eq!(first.values().to_vec(), vec![5, 6]);
+        assert!(back.is_null(1));
     }
 
     #[test]

@@ -500,3 +500,60 @@ fn token_ids_in_a_fixed_size_list_score_as_the_same_ids_in_a_list() {
         "second\n11\n13\n16\n"
     );
 }
+
+/// Rejected rows keep the input's fixed-size list of ids, each row its own: the last
+/// generation of a batch (held back until the next batch shows where it ends, so a slice) got
+/// the first rows' ids (arrow 59 casts a sliced list to a fixed-size list from the start of its
+/// values, apache/arrow-rs#10975).
+#[test]
+fn rejected_rows_keep_their_own_ids_in_a_fixed_size_list() {
+    use datafusion::arrow::array::FixedSizeListArray;
+    use datafusion::arrow::buffer::NullBuffer;
+    let tmp = tempfile::tempdir().unwrap();
+    let rows = [
+        row("a", 0, 0.1, &[1, 2]),
+        row("a", 1, 0.3, &[3, 4]),
+        row("b", 0, 0.2, &[5, 6]),
+        row("b", 1, 0.5, &[7, 8]),
+        row("c", 0, 0.4, &[9, 10]),
+        row("c", 1, 0.6, &[11, 12]),
+    ];
+    // b's second row has a null id, c's second row no ids: both generations are rejected.
+    let item = Arc::new(Field::new("element", DataType::Int64, true));
+    let values: Vec<Option<i64>> = (1..=12).map(|v| (v != 8).then_some(v)).collect();
+    let ids = FixedSizeListArray::new(
+        Arc::clone(&item),
+        2,
+        Arc::new(Int64Array::from(values)),
+        Some(NullBuffer::from(vec![true, true, true, true, true, false])),
+    );
+    let input = tmp.path().join("in/a.parquet");
+    write_batch(
+        &input,
+        &with_column(
+            &batch(&rows),
+            Field::new("input_ids", DataType::FixedSizeList(item, 2), true),
+            Arc::new(ids),
+        ),
+    );
+    let out = tmp.path().join("out");
+    run_ok(
+        &[&input],
+        &demo_model(),
+        &out,
+        &["--provider", "cpu", "--on-invalid", "quarantine"],
+    );
+    let query = "SELECT generation_id AS g, segment_index AS s, input_ids[1] AS i1, input_ids[2] AS i2, \
+        arrow_typeof(input_ids) AS t, reason FROM rejected ORDER BY 1, 2";
+    let t = "\"FixedSizeList(2 x Int64, field: 'element')\"";
+    assert_eq!(
+        sql_csv(&out.display().to_string(), query),
+        format!(
+            "g,s,i1,i2,t,reason\n\
+             b,0,5,6,{t},invalid_segment_in_generation\n\
+             b,1,7,,{t},null_token_id\n\
+             c,0,9,10,{t},invalid_segment_in_generation\n\
+             c,1,,,{t},null_input_ids\n"
+        )
+    );
+}
