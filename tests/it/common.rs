@@ -160,6 +160,24 @@ pub fn sql_csv_with_model(model: &Path, query: &str) -> String {
     String::from_utf8(o.stdout).unwrap()
 }
 
+/// `segscore sql --format csv -m MODEL -t t=TABLE QUERY` (`reward_model()` over a table);
+/// asserts it succeeded and returns it, for its output and its log.
+pub fn sql_with_model_on(model: &Path, table: &Path, query: &str) -> Output {
+    let table = format!("t={}", table.display());
+    let o = segscore(&[
+        "sql",
+        "--format",
+        "csv",
+        "-m",
+        model.to_str().unwrap(),
+        "-t",
+        &table,
+        query,
+    ]);
+    assert!(o.status.success(), "{query}: {}", stderr(&o));
+    o
+}
+
 pub fn segscore(args: &[&str]) -> Output {
     Command::new(BIN)
         .args(args)

@@ -553,19 +553,11 @@ fn token_type_ids_are_zeros_unless_a_column_is_given() {
     assert!((p[&("g".to_string(), 1)] - 0.3).abs() < 1e-6);
 
     // `reward_model(ids, types)` in SQL says so too, once, and scores without them.
-    let table = format!("t={}", input2.display());
-    let model = test_model("affine_mean.onnx");
-    let o = segscore(&[
-        "sql",
-        "--format",
-        "csv",
-        "-m",
-        model.to_str().unwrap(),
-        "-t",
-        &table,
+    let o = sql_with_model_on(
+        &test_model("affine_mean.onnx"),
+        &input2,
         "SELECT reward_model(input_ids, segment_types) AS p FROM t ORDER BY segment_index",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    );
     let got: Vec<f64> = String::from_utf8_lossy(&o.stdout)
         .lines()
         .skip(1)

@@ -38,6 +38,34 @@ fn column(t: DataType, values: ArrayRef) -> Column {
     (Field::new("extra", t, true), values)
 }
 
+/// `query(table)` over the files in `dir`: read by `sql` as table `t`, and over the segments a
+/// run of `dir` writes to `out`; both give `want` (CSV rows after the header `v`). The two
+/// commands' logs, for what they say.
+fn same_in_sql_and_run(
+    dir: &Path,
+    out: &Path,
+    query: impl Fn(&str) -> String,
+    want: &str,
+    case: &str,
+) -> [String; 2] {
+    let table = format!("t={}", dir.display());
+    let o = segscore(&["sql", "--format", "csv", "-t", &table, &query("t")]);
+    assert!(o.status.success(), "{case}: {}", stderr(&o));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        format!("v\n{want}"),
+        "{case}, sql"
+    );
+    let run = run_ok(&[dir], &demo_model(), out, &["--provider", "cpu"]);
+    let table = out.display().to_string();
+    assert_eq!(
+        sql_csv(&table, &query("segments")),
+        format!("v\n{want}"),
+        "{case}, run"
+    );
+    [stderr(&o), stderr(&run)]
+}
+
 #[test]
 fn a_column_that_differs_across_files_keeps_every_value() {
     let tmp = tempfile::tempdir().unwrap();
@@ -118,15 +146,8 @@ fn a_column_that_differs_across_files_keeps_every_value() {
             let dir = tmp.path().join(format!("in-{i}-{swap}"));
             two_files(&dir, a.clone(), b.clone(), swap);
             let query = |table: &str| format!("SELECT DISTINCT {expr} AS v FROM {table} ORDER BY 1");
-            assert_eq!(sql_csv_on(&dir, &query("t")), format!("v\n{want}"), "{case}, sql");
             let out = tmp.path().join(format!("out-{i}-{swap}"));
-            run_ok(&[&dir], &demo_model(), &out, &["--provider", "cpu"]);
-            let table = out.display().to_string();
-            assert_eq!(
-                sql_csv(&table, &query("segments")),
-                format!("v\n{want}"),
-                "{case}, run"
-            );
+            same_in_sql_and_run(&dir, &out, query, want, case);
         }
     }
 }
@@ -389,33 +410,16 @@ fn a_time_value_that_nanoseconds_cannot_hold_keeps_a_coarser_unit() {
             .unwrap();
             w.write(&second).unwrap();
             w.close().unwrap();
-            let warned = |o: &std::process::Output| {
-                let err = stderr(o);
-                assert!(
-                    err.contains("column `extra` is read in Microsecond, not in the finer Nanosecond")
-                        && err.contains(&format!("{} {why}", coarse.display())),
-                    "{case}: {err}"
-                );
-            };
             let query =
                 |table: &str| format!("SELECT DISTINCT CAST(extra AS VARCHAR) AS v FROM {table} ORDER BY 1");
-            let table = format!("t={}", dir.display());
-            let o = segscore(&["sql", "--format", "csv", "-t", &table, &query("t")]);
-            assert!(o.status.success(), "{case}: {}", stderr(&o));
-            assert_eq!(
-                String::from_utf8_lossy(&o.stdout),
-                format!("v\n{want}"),
-                "{case}, sql"
-            );
-            warned(&o);
             let out = tmp.path().join(format!("out-{i}-{swap}"));
-            warned(&run_ok(&[&dir], &demo_model(), &out, &["--provider", "cpu"]));
-            let table = out.display().to_string();
-            assert_eq!(
-                sql_csv(&table, &query("segments")),
-                format!("v\n{want}"),
-                "{case}, run"
-            );
+            for log in same_in_sql_and_run(&dir, &out, query, want, case) {
+                assert!(
+                    log.contains("column `extra` is read in Microsecond, not in the finer Nanosecond")
+                        && log.contains(&format!("{} {why}", coarse.display())),
+                    "{case}: {log}"
+                );
+            }
         }
     }
 }
@@ -476,20 +480,11 @@ fn token_ids_in_a_fixed_size_list_score_as_the_same_ids_in_a_list() {
         stderr(&o)
     );
     // `reward_model()` in SQL takes them too, and scores them as the run did.
-    let table = format!("t={}", fixed.display());
-    let model = demo_model();
-    let o = segscore(&[
-        "sql",
-        "-q",
-        "--format",
-        "csv",
-        "-m",
-        model.to_str().unwrap(),
-        "-t",
-        &table,
+    let o = sql_with_model_on(
+        &demo_model(),
+        &fixed,
         "SELECT generation_id, segment_index, reward_model(input_ids) AS predicted_score FROM t ORDER BY 1, 2",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    );
     assert_eq!(String::from_utf8_lossy(&o.stdout), want);
     // `sql` reads the table with the ids as lists.
     assert_eq!(
