@@ -182,9 +182,12 @@ impl RejectedLayout {
         let mut columns = Vec::new();
         for f in input.fields() {
             if let Ok(i) = output.index_of(&canonical(f.name())) {
-                // Categorical columns are written by their values, as in segments/.
+                // Categorical columns are written by their values, and a UUID generation id
+                // (16 bytes) by its text, as in segments/.
+                let read = output.field(i).data_type();
                 let t = match f.data_type() {
                     DataType::Dictionary(_, v) => v.as_ref().clone(),
+                    DataType::FixedSizeBinary(16) if read.is_string() => read.clone(),
                     t => t.clone(),
                 };
                 columns.push((i, f.as_ref().clone().with_data_type(t).with_nullable(true)));

@@ -394,7 +394,8 @@ fn a_delta_lake_table_is_refused_as_a_folder_and_runs_from_its_current_files() {
 /// DuckDB and Spark write a UUID generation id as FIXED_LEN_BYTE_ARRAY(16) (it was refused as
 /// of the wrong type): read as its text, `8-4-4-4-12` hex digits as DuckDB's `uuid::VARCHAR`
 /// gives it, the run equals one over those texts, and a bad row is named by that text and its
-/// file's row. Another binary id is refused, saying how to write it as text.
+/// file's row, or quarantined under it. Another binary id is refused, saying how to write it as
+/// text.
 #[test]
 fn uuid_generation_ids_run_as_their_text() {
     use datafusion::arrow::array::{FixedSizeBinaryArray, ListArray};
@@ -484,6 +485,21 @@ fn uuid_generation_ids_run_as_their_text() {
             a.display()
         ),
     );
+    // Quarantined, its generation's rows go to rejected/ with the id's text, as segments/ has
+    // it (the run failed casting the text back to 16 bytes).
+    let oq = tmp.path().join("oq");
+    run_ok(
+        &[&a],
+        &demo_model(),
+        &oq,
+        &["--provider", "cpu", "--on-invalid", "quarantine"],
+    );
+    assert_eq!(column_type(&oq, "generation_id"), DataType::Utf8);
+    let rejected = sql_csv(
+        &oq.display().to_string(),
+        "SELECT DISTINCT generation_id, arrow_typeof(generation_id) AS t FROM rejected",
+    );
+    assert_eq!(rejected, format!("generation_id,t\n{},Utf8\n", text(key(45))));
     // Another binary id: refused, naming how to write it as text.
     let short: ArrayRef =
         Arc::new(FixedSizeBinaryArray::try_from_iter((0..n).map(|i| [i as u8 / 6; 8])).unwrap());
