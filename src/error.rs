@@ -380,7 +380,8 @@ impl Error {
 impl Error {
     /// This error as `segscore sql` logs it when a table it read as sorted was not: a row out of
     /// order ([`Error::NotSorted`]) named by its first two keys (one where the plan sorts by
-    /// one), not in the run's terms (`--sorted`, `segment_index`); another error as it is.
+    /// one), not in the run's terms (`--sorted`, `segment_index`); a planning error by its
+    /// message alone (no "Error during planning:": the query goes on); another as it is.
     pub fn in_table_terms(&self) -> String {
         let keys = |a: &str, b: &str| match b {
             "" => a.to_string(),
@@ -397,6 +398,10 @@ impl Error {
                 keys(generation_id, segment_index),
                 keys(prev_generation_id, prev_segment_index)
             ),
+            Error::DataFusion(d) => match d.find_root() {
+                datafusion::error::DataFusionError::Plan(m) => m.clone(),
+                _ => self.to_string(),
+            },
             e => e.to_string(),
         }
     }
@@ -449,6 +454,34 @@ impl Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sql_logs_a_fallback_in_the_tables_terms() {
+        let row = |g: &str, s: &str, pg: &str, ps: &str| Error::NotSorted {
+            generation_id: g.into(),
+            segment_index: s.into(),
+            prev_generation_id: pg.into(),
+            prev_segment_index: ps.into(),
+        };
+        assert_eq!(
+            row("a", "1", "b", "0").in_table_terms(),
+            "(a, 1) comes after (b, 0) in the order the plan sorts the table by"
+        );
+        // A table sorted by one key: its value alone.
+        assert_eq!(
+            row("3", "", "7", "").in_table_terms(),
+            "3 comes after 7 in the order the plan sorts the table by"
+        );
+        let planning = Error::DataFusion(datafusion::error::DataFusionError::Plan(
+            "the scan of at cannot be cut into the key ranges that check its order".into(),
+        ));
+        assert_eq!(
+            planning.in_table_terms(),
+            "the scan of at cannot be cut into the key ranges that check its order"
+        );
+        let other = Error::Usage("bad".into());
+        assert_eq!(other.in_table_terms(), other.to_string());
+    }
 
     #[test]
     fn a_panic_is_a_readers_when_arrow_or_parquet_code_raised_it_or_its_place_is_unknown() {
