@@ -238,7 +238,9 @@ impl Location {
 
 /// Expands `s3://bucket/prefix` (every `*.parquet` object under it, skipping names starting
 /// with `.` or `_`) or `s3://bucket/glob` (`*`, `?`, `[...]` matched against whole keys; a
-/// matched key is also a prefix) into object URLs, sorted.
+/// matched key is also a prefix) into object URLs, sorted. None found is
+/// [`Error::NoInputFiles`], counting and naming the objects passed over for their names (Hive
+/// and Flink name theirs `000000_0`).
 pub fn expand(pattern: &str) -> Result<Vec<PathBuf>> {
     let glob_at = pattern.find(['*', '?', '[']);
     let loc = Location::parse(pattern)?;
@@ -264,6 +266,8 @@ pub fn expand(pattern: &str) -> Result<Vec<PathBuf>> {
         }
         _ => Ok(()),
     };
+    // Objects that are not hidden but not `*.parquet` either, for the error when none is.
+    let mut passed_over: Vec<Key> = Vec::new();
     let found: Vec<Key> = match glob_at {
         None => {
             // A key names an object or a prefix; the bucket itself (no key) is a prefix (a
@@ -283,6 +287,8 @@ pub fn expand(pattern: &str) -> Result<Vec<PathBuf>> {
                     table_format(&prefix, &parts)?;
                     if visible(&parts) {
                         found.push(k);
+                    } else if !parts.iter().any(|p| p.starts_with(['.', '_'])) {
+                        passed_over.push(k);
                     }
                 }
                 found
@@ -312,11 +318,28 @@ pub fn expand(pattern: &str) -> Result<Vec<PathBuf>> {
                 }
                 if matched && k.as_ref().ends_with(".parquet") {
                     found.push(k);
+                } else if matched && !parts.iter().any(|p| p.starts_with(['.', '_'])) {
+                    passed_over.push(k);
                 }
             }
             found
         }
     };
+    if found.is_empty() {
+        let hint = match passed_over.first() {
+            Some(k) => format!(
+                " (it holds {} object{} without the .parquet extension, such as {}: give such objects by name)",
+                passed_over.len(),
+                if passed_over.len() == 1 { "" } else { "s" },
+                loc.url_of(k)
+            ),
+            None => String::new(),
+        };
+        return Err(Error::NoInputFiles {
+            pattern: pattern.to_string(),
+            hint,
+        });
+    }
     Ok(found.into_iter().map(|k| PathBuf::from(loc.url_of(&k))).collect())
 }
 

@@ -961,7 +961,18 @@ fn missing_buckets_keys_and_unreachable_stores_are_clear_errors() {
         &[row("b", 0, 0.1, &[1]), row("b", 1, f64::NAN, &[2])],
     );
     upload_dir(&moto, "here", "bad", &tmp.path().join("bad"));
+    // Hive and Flink name their files `000000_0`: a prefix of such objects says so.
+    moto.put_file("here", "hive/000000_0", &tmp.path().join("bad/a.parquet"));
+    moto.put_file("here", "hive/_SUCCESS", &tmp.path().join("bad/a.parquet"));
     let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["run", "-i", "s3://here/hive/", "-m", m, "-o", lo],
+            "s3://here/hive/: no Parquet files found (it holds 1 object without the .parquet extension, such as s3://here/hive/000000_0: give such objects by name)",
+        ),
+        (
+            vec!["sql", "-t", "t=s3://here/hive/0*", "SELECT 1"],
+            "s3://here/hive/0*: no Parquet files found (it holds 1 object without the .parquet extension, such as s3://here/hive/000000_0",
+        ),
         (
             vec!["run", "-i", "s3://here/bad/", "-m", m, "-o", lo],
             "at generation_id=b, segment_index=1 (input row 1 of s3://here/bad/b.parquet, counting from 0)",
@@ -1002,6 +1013,19 @@ fn missing_buckets_keys_and_unreachable_stores_are_clear_errors() {
         assert!(!stderr(&o).contains("a-secret-never-logged"));
         assert!(!local.exists());
     }
+    // Named, such an object is read.
+    let o = moto.segscore(
+        &[
+            "sql",
+            "-t",
+            "t=s3://here/hive/000000_0",
+            "--format",
+            "csv",
+            "SELECT count(*) AS n FROM t",
+        ],
+        &[],
+    );
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "n\n1\n", "{}", stderr(&o));
     // A prefix another tool wrote (Spark's empty _SUCCESS): refused without --overwrite,
     // replaced with it, and the other tool's files are left alone.
     moto.put_file(
@@ -1055,7 +1079,7 @@ fn missing_buckets_keys_and_unreachable_stores_are_clear_errors() {
     assert!(moto
         .keys("here", "")
         .iter()
-        .all(|k| ["in/", "bad/", "spark/"].iter().any(|p| k.starts_with(p))));
+        .all(|k| ["in/", "bad/", "hive/", "spark/"].iter().any(|p| k.starts_with(p))));
     // A store that checks credentials: unknown keys are access denied, named as such.
     let strict = Moto::start_with(&[("INITIAL_NO_AUTH_ACTION_COUNT", "0")]);
     let o = strict.segscore(&["run", "-i", "s3://here/in/", "-m", m, "-o", lo], &[]);
