@@ -378,6 +378,29 @@ impl Error {
 }
 
 impl Error {
+    /// [`Error::NoInputFiles`] for `pattern`, saying what its search passed over for their
+    /// names: `count` files or objects (`what`) without the `.parquet` extension, `first` named
+    /// (Hive and Flink name theirs `000000_0`), and `how` to read them.
+    pub fn no_parquet_files(
+        pattern: &str,
+        what: &str,
+        count: usize,
+        first: Option<&str>,
+        how: &str,
+    ) -> Error {
+        let hint = match first {
+            Some(first) => format!(
+                " (it holds {count} {what}{} without the .parquet extension, such as {first}: {how})",
+                if count == 1 { "" } else { "s" },
+            ),
+            None => String::new(),
+        };
+        Error::NoInputFiles {
+            pattern: pattern.to_string(),
+            hint,
+        }
+    }
+
     /// This error as `segscore sql` logs it when a table it read as sorted was not: a row out of
     /// order ([`Error::NotSorted`]) named by its first two keys (one where the plan sorts by
     /// one), not in the run's terms (`--sorted`, `segment_index`); a planning error by its

@@ -21,24 +21,6 @@ struct Skipped {
     first: Option<PathBuf>,
 }
 
-impl Skipped {
-    /// What [`Error::NoInputFiles`] adds for a folder `pattern` with no Parquet files: the files
-    /// without the extension it holds (Hive and Flink name theirs `000000_0`), and how to read
-    /// them.
-    fn hint(&self, pattern: &str) -> String {
-        match &self.first {
-            None => String::new(),
-            Some(first) => format!(
-                " (it holds {} file{} without the .parquet extension, such as {}: give such files by name, or by a glob such as {}/*)",
-                self.count,
-                if self.count == 1 { "" } else { "s" },
-                first.display(),
-                pattern.trim_end_matches('/')
-            ),
-        }
-    }
-}
-
 fn walk_dir(dir: &Path, out: &mut Vec<PathBuf>, skipped: &mut Skipped) -> Result<()> {
     let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| Error::io(dir, e))?
@@ -96,14 +78,8 @@ pub fn expand_inputs(patterns: &[String]) -> Result<Vec<PathBuf>> {
     let mut all = BTreeSet::new();
     for pat in patterns {
         if crate::store::is_remote(pat) {
-            let found = crate::store::expand(pat)?;
-            if found.is_empty() {
-                return Err(Error::NoInputFiles {
-                    pattern: pat.clone(),
-                    hint: String::new(),
-                });
-            }
-            all.extend(found);
+            // None found is an error there, saying what the listing passed over.
+            all.extend(crate::store::expand(pat)?);
             continue;
         }
         let mut found = Vec::new();
@@ -130,10 +106,18 @@ pub fn expand_inputs(patterns: &[String]) -> Result<Vec<PathBuf>> {
             ));
         }
         if found.is_empty() {
-            return Err(Error::NoInputFiles {
-                pattern: pat.clone(),
-                hint: skipped.hint(pat),
-            });
+            let first = skipped.first.as_ref().map(|p| p.display().to_string());
+            let how = format!(
+                "give such files by name, or by a glob such as {}/*",
+                pat.trim_end_matches('/')
+            );
+            return Err(Error::no_parquet_files(
+                pat,
+                "file",
+                skipped.count,
+                first.as_deref(),
+                &how,
+            ));
         }
         for p in found {
             let abs = crate::engine::tables::absolute(&p)?;

@@ -326,19 +326,14 @@ pub fn expand(pattern: &str) -> Result<Vec<PathBuf>> {
         }
     };
     if found.is_empty() {
-        let hint = match passed_over.first() {
-            Some(k) => format!(
-                " (it holds {} object{} without the .parquet extension, such as {}: give such objects by name)",
-                passed_over.len(),
-                if passed_over.len() == 1 { "" } else { "s" },
-                loc.url_of(k)
-            ),
-            None => String::new(),
-        };
-        return Err(Error::NoInputFiles {
-            pattern: pattern.to_string(),
-            hint,
-        });
+        let first = passed_over.first().map(|k| loc.url_of(k));
+        return Err(Error::no_parquet_files(
+            pattern,
+            "object",
+            passed_over.len(),
+            first.as_deref(),
+            "give such objects by name",
+        ));
     }
     Ok(found.into_iter().map(|k| PathBuf::from(loc.url_of(&k))).collect())
 }

@@ -1079,7 +1079,9 @@ fn missing_buckets_keys_and_unreachable_stores_are_clear_errors() {
     assert!(moto
         .keys("here", "")
         .iter()
-        .all(|k| ["in/", "bad/", "hive/", "spark/"].iter().any(|p| k.starts_with(p))));
+        .all(|k| ["in/", "bad/", "hive/", "spark/"]
+            .iter()
+            .any(|p| k.starts_with(p))));
     // A store that checks credentials: unknown keys are access denied, named as such.
     let strict = Moto::start_with(&[("INITIAL_NO_AUTH_ACTION_COUNT", "0")]);
     let o = strict.segscore(&["run", "-i", "s3://here/in/", "-m", m, "-o", lo], &[]);
