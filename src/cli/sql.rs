@@ -226,12 +226,11 @@ pub struct SqlOptions {
     pub tokenizer: Option<PathBuf>,
 }
 
-/// A table of Parquet files given as NAME=PATH (not hive folders, not a segscore output), with
-/// their footers (read once, for every registration of the table).
+/// A table of Parquet files given as NAME=PATH (not hive folders, not a segscore output), its
+/// files' footers and schema found once for every registration of the table.
 pub struct PlainTable {
     name: String,
-    files: Vec<PathBuf>,
-    footers: Vec<datafusion::parquet::arrow::arrow_reader::ArrowReaderMetadata>,
+    files: crate::engine::tables::ParquetFiles,
 }
 
 impl PlainTable {
@@ -241,7 +240,7 @@ impl PlainTable {
         ctx: &SessionContext,
         sort_keys: &[&str],
     ) -> Result<Arc<dyn datafusion::catalog::TableProvider>> {
-        crate::engine::tables::parquet_table_read(ctx, &self.files, &self.footers, sort_keys, &[]).await
+        self.files.table(ctx, sort_keys).await
     }
 }
 
@@ -324,8 +323,7 @@ pub async fn context(opts: &SqlOptions) -> Result<(SessionContext, Vec<PlainTabl
                     read.extend(files.iter().cloned());
                     let t = PlainTable {
                         name: name.to_string(),
-                        footers,
-                        files,
+                        files: crate::engine::tables::ParquetFiles::new(files, footers)?,
                     };
                     ctx.register_table(name, t.provider(&ctx, &[]).await?)?;
                     plain.push(t);
@@ -378,11 +376,13 @@ async fn stream_sorted<'a>(
         return Ok(None);
     };
     let ranges: Vec<_> = t
+        .files
         .footers
         .iter()
         .map(|m| row_group_keys(m.metadata(), &keys[0]))
         .collect();
     let files: Vec<(&Path, &[_])> = t
+        .files
         .files
         .iter()
         .map(PathBuf::as_path)

@@ -191,6 +191,38 @@ pub async fn parquet_table_read(
     Ok(Arc::new(table))
 }
 
+/// Parquet files with their footers (one each) and how a table reads them ([`read_as`]), found
+/// once for every table made over them (`segscore sql` registers a table again to read it in
+/// key order, or to fall back).
+pub struct ParquetFiles {
+    /// The files.
+    pub files: Vec<PathBuf>,
+    /// Their footers.
+    pub footers: Vec<ArrowReaderMetadata>,
+    statistics_safe: bool,
+    schema: Option<SchemaRef>,
+}
+
+impl ParquetFiles {
+    /// `files` with `footers`: an error where no one type holds a column's values in every file.
+    pub fn new(files: Vec<PathBuf>, footers: Vec<ArrowReaderMetadata>) -> Result<Self> {
+        let (statistics_safe, schema) = read_as(&files, &footers, &[])?;
+        Ok(ParquetFiles {
+            files,
+            footers,
+            statistics_safe,
+            schema,
+        })
+    }
+
+    /// A table over the files, declared sorted by `sort_keys` if any.
+    pub async fn table(&self, ctx: &SessionContext, sort_keys: &[&str]) -> Result<Arc<dyn TableProvider>> {
+        let files = self.files.iter().map(PathBuf::as_path);
+        let table = listing_table(ctx, files, sort_keys, self.statistics_safe, self.schema.clone()).await?;
+        Ok(Arc::new(table))
+    }
+}
+
 /// How a table over `files` with `footers` (one each) is read: whether its scans may use the
 /// files' statistics (no float column's look constant, [`float_stats_constant`], `trusted`
 /// aside), and its schema when that is not the first file's

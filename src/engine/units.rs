@@ -2,9 +2,7 @@
 //! timestamps): the finest, unless a footer shows a value that unit cannot hold (a 9999-12-31
 //! beside nanoseconds, which end in 2262), then the finest unit that holds every file's values.
 
-use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::sync::Mutex;
 
 use datafusion::arrow::datatypes::TimeUnit;
 
@@ -36,18 +34,9 @@ pub struct Coarsened {
 
 impl Coarsened {
     /// Logs the change of unit as a warning naming the column and the file, `files` being the
-    /// schemas' files in order: once per process (`segscore sql` may read a table more than
-    /// once, to try an order and fall back).
+    /// schemas' files in order.
     pub fn log(&self, files: &[PathBuf]) {
-        static LOGGED: Mutex<BTreeSet<(String, PathBuf)>> = Mutex::new(BTreeSet::new());
         let file = files.get(self.file).cloned().unwrap_or_default();
-        let first = LOGGED
-            .lock()
-            .map(|mut l| l.insert((self.column.clone(), file.clone())))
-            .unwrap_or(true);
-        if !first {
-            return;
-        }
         let why = if self.known {
             let end = match self.finest {
                 TimeUnit::Nanosecond => " (counted in nanoseconds since 1970, time ends in 2262)",
