@@ -19,6 +19,7 @@ mod report;
 mod run;
 pub mod sql;
 mod sql_sink;
+mod sql_tables;
 mod stdout;
 
 #[derive(Parser)]

@@ -10,11 +10,9 @@ use futures::{FutureExt, StreamExt};
 
 use super::exec::runtime;
 use super::sql_sink::Sink;
+use super::sql_tables::{context, stream_sorted, PlainTable};
 use crate::error::{Error, Result};
-use crate::evaluate;
 use crate::model::Provider;
-use crate::model::{ModelOptions, RewardModel, TextTokenizer};
-use crate::source;
 use crate::store::Staged;
 use clap::Args;
 
@@ -226,199 +224,6 @@ pub struct SqlOptions {
     pub tokenizer: Option<PathBuf>,
 }
 
-/// A table of Parquet files given as NAME=PATH (not hive folders, not a segscore output), its
-/// files' footers and schema found once for every registration of the table.
-pub struct PlainTable {
-    name: String,
-    files: crate::engine::tables::ParquetFiles,
-}
-
-impl PlainTable {
-    /// The table over its files, declared sorted by `sort_keys` if any.
-    async fn provider(
-        &self,
-        ctx: &SessionContext,
-        sort_keys: &[&str],
-    ) -> Result<Arc<dyn datafusion::catalog::TableProvider>> {
-        self.files.table(ctx, sort_keys).await
-    }
-}
-
-/// A context with segscore's settings and functions, and the given tables registered; with the
-/// plain Parquet tables among them.
-pub async fn context(opts: &SqlOptions) -> Result<(SessionContext, Vec<PlainTable>, Vec<PathBuf>)> {
-    let mut plain = Vec::new();
-    let ctx = crate::engine::session_context(opts.threads, opts.memory_limit, None, true)?;
-    let tokenizer = opts
-        .tokenizer
-        .as_deref()
-        .map(TextTokenizer::load)
-        .transpose()?
-        .map(Arc::new);
-    crate::functions::register(&ctx, None, tokenizer.as_ref());
-    if let Some(m) = &opts.model {
-        let model = Arc::new(RewardModel::load(
-            m,
-            &ModelOptions {
-                provider: opts.provider,
-                batch_size: 256,
-                max_tokens: 8192,
-                sessions: opts.threads.max(1),
-                intra_threads: 1,
-                output: opts.model_output.clone(),
-                score_label: opts.score_label,
-                max_length: None,
-            },
-        )?);
-        crate::functions::register(&ctx, Some(&model), None);
-    }
-    let mut names = std::collections::HashSet::new();
-    for name in opts.tables.iter().filter_map(|t| t.name.as_deref()) {
-        // Unquoted names are folded to lower case.
-        if !names.insert(name.to_lowercase()) {
-            return Err(Error::Usage(format!(
-                "--table {name}: a table of that name is given twice"
-            )));
-        }
-    }
-    // The files of the tables read as Parquet, for `--to`'s check.
-    let mut read: Vec<PathBuf> = Vec::new();
-    for t in &opts.tables {
-        let path = Path::new(&t.path);
-        // A bare s3:// URL is an output (read by its manifest, or an error saying it is not a
-        // complete one); a local path is one when it has segments/.
-        let bare_remote = t.name.is_none() && crate::store::remote(path).is_some();
-        if bare_remote || crate::sink::committed::is_output(path)? {
-            let names = evaluate::register_output(&ctx, path, t.name.as_deref()).await?;
-            tracing::debug!(tables = ?names, dir = %path.display(), "registered a segscore output");
-        } else {
-            let name = t.name.as_deref().ok_or_else(|| {
-                Error::Usage(format!(
-                    "--table {}: name Parquet tables as NAME=PATH (a bare PATH is for segscore output directories)",
-                    t.path
-                ))
-            })?;
-            let files = source::expand_inputs(std::slice::from_ref(&t.path))?;
-            let footers = crate::engine::footer::read_footers(&files)?;
-            let schemas: Vec<_> = files
-                .iter()
-                .zip(&footers)
-                .map(|(f, m)| (f.as_path(), m.schema().as_ref()))
-                .collect();
-            let hive = source::hive::detect(
-                std::slice::from_ref(&t.path),
-                &files,
-                source::hive::HiveMode::Auto,
-                &[],
-                &schemas,
-            )?;
-            match hive {
-                // key=value folders: their levels are columns, and filters on them prune.
-                Some(h) => {
-                    let (safe, schema) = crate::engine::tables::read_as(&files, &footers, &[])?;
-                    ctx.register_table(name, h.table(&ctx, &[], safe, schema).await?)?;
-                    read.extend(files);
-                }
-                None => {
-                    read.extend(files.iter().cloned());
-                    let t = PlainTable {
-                        name: name.to_string(),
-                        files: crate::engine::tables::ParquetFiles::new(files, footers)?,
-                    };
-                    ctx.register_table(name, t.provider(&ctx, &[]).await?)?;
-                    plain.push(t);
-                }
-            }
-        }
-    }
-    if let Some(to) = &opts.to {
-        // Output directories read as tables are patterns too: `--to` inside one is refused.
-        let (remote, local): (Vec<String>, Vec<String>) = opts
-            .tables
-            .iter()
-            .map(|t| t.path.clone())
-            .partition(|p| crate::store::is_remote(p));
-        let why = "a query must not replace its input, nor write where its tables are read from";
-        source::expand::output_apart("--to", why, &local, &read, to)?;
-        source::expand::object_apart("--to", why, &remote, &read, to)?;
-    }
-    Ok((ctx, plain, read))
-}
-
-/// Where the query's plan sorts a plain table's rows by its own columns (ascending, nulls
-/// last), and the files' footers do not disprove that order: re-registers that table read as
-/// sorted, cut into key ranges that check the order as rows come ([`crate::engine::ranges`]),
-/// and returns it. The query then runs without that sort; a row out of order fails it.
-async fn stream_sorted<'a>(
-    ctx: &SessionContext,
-    query: &str,
-    plain: &'a [PlainTable],
-) -> Result<Option<&'a PlainTable>> {
-    use crate::engine::footer::row_group_keys;
-    if plain.is_empty() {
-        return Ok(None);
-    }
-    let planned = match segscore_plan::sql(ctx, query).await {
-        Ok(df) => segscore_plan::physical_plan(df).await.ok(),
-        Err(_) => None,
-    };
-    let Some(keys) = planned.as_deref().and_then(sort_keys) else {
-        return Ok(None);
-    };
-    let mut owners = Vec::new();
-    for t in plain {
-        let schema = ctx.table_provider(t.name.as_str()).await?.schema();
-        if keys.iter().all(|k| schema.index_of(k).is_ok()) {
-            owners.push(t);
-        }
-    }
-    let [t] = owners.as_slice() else {
-        return Ok(None);
-    };
-    let ranges: Vec<_> = t
-        .files
-        .footers
-        .iter()
-        .map(|m| row_group_keys(m.metadata(), &keys[0]))
-        .collect();
-    let files: Vec<(&Path, &[_])> = t
-        .files
-        .files
-        .iter()
-        .map(PathBuf::as_path)
-        .zip(ranges.iter().map(Vec::as_slice))
-        .collect();
-    let names: Vec<&str> = keys.iter().map(String::as_str).collect();
-    let listing = t.provider(ctx, &names).await?;
-    let Some(ranged) = crate::engine::ranges::key_range_table(ctx, listing, &files, keys.clone())? else {
-        return Ok(None);
-    };
-    ctx.deregister_table(t.name.as_str())?;
-    ctx.register_table(t.name.as_str(), Arc::new(ranged.strict()))?;
-    tracing::info!(table = %t.name, keys = ?keys, "the plan sorts this table by these columns and its footers do not disprove that order: it is read as sorted, checked as rows come");
-    Ok(Some(t))
-}
-
-/// The columns of the first sort in `plan` when all are plain columns, ascending, nulls last.
-fn sort_keys(plan: &dyn datafusion::physical_plan::ExecutionPlan) -> Option<Vec<String>> {
-    use datafusion::physical_expr::expressions::Column;
-    use datafusion::physical_plan::sorts::sort::SortExec;
-    if let Some(sort) = plan.downcast_ref::<SortExec>() {
-        return sort
-            .expr()
-            .iter()
-            .map(|e| {
-                let ascending = !e.options.descending && !e.options.nulls_first;
-                e.expr
-                    .downcast_ref::<Column>()
-                    .filter(|_| ascending)
-                    .map(|c| c.name().to_string())
-            })
-            .collect();
-    }
-    plan.children().into_iter().find_map(|c| sort_keys(c.as_ref()))
-}
-
 /// Runs the query and prints or writes its result.
 pub async fn run(opts: &SqlOptions) -> Result<()> {
     run_query(opts)
@@ -478,8 +283,8 @@ async fn query_tables(ctx: &SessionContext, opts: &SqlOptions, plain: &[PlainTab
                 Err(e) => {
                     tracing::info!(table = %t.name, "{}: the query runs again, sorting the table", e.in_table_terms());
                     let table = t.provider(ctx, &[]).await?;
-                    ctx.deregister_table(t.name.as_str())?;
-                    ctx.register_table(t.name.as_str(), table)?;
+                    ctx.deregister_table(t.name.clone())?;
+                    ctx.register_table(t.name.clone(), table)?;
                     // The ranges may have kept DataFusion from adding partitions: it may again.
                     crate::engine::ranges::set_repartition_threshold(ctx, threshold);
                 }
@@ -584,13 +389,16 @@ async fn execute(ctx: &SessionContext, opts: &SqlOptions) -> Result<()> {
 }
 
 /// What a query that calls segscore's model or tokenizer functions without the flag that
-/// provides them needs (DataFusion only says "Invalid function", and suggests another).
+/// provides them needs (DataFusion only says "Invalid function", and suggests another), and
+/// how a table is given when the query names one that is not there.
 fn missing_function_hint(error: &str, opts: &SqlOptions) -> &'static str {
     let calls = |f: &str| error.contains(&format!("Invalid function '{f}'"));
     if opts.model.is_none() && (calls("reward_model") || calls("reward_model_input_problem")) {
         " (reward_model needs --model FILE)"
     } else if opts.tokenizer.is_none() && calls("tokenize") {
         " (tokenize needs --tokenizer FILE)"
+    } else if error.contains("table '") && error.ends_with("' not found") {
+        " (give tables with --table NAME=PATH, or name Parquet files in quotes: FROM 'data/*.parquet')"
     } else {
         ""
     }

@@ -462,6 +462,102 @@ fn sql_command_reads_parquet_and_outputs_in_every_format() {
 }
 
 #[test]
+fn sql_reads_parquet_files_named_in_the_query() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let rows = hand_rows();
+    write_rows(&data.join("one.parquet"), &rows[..5]);
+    write_rows(&data.join("two.parquet"), &rows[5..]);
+    // Run where the files are, so that relative paths are the users' own.
+    let sql = |args: &[&str]| {
+        std::process::Command::new(BIN)
+            .args(["sql", "--format", "csv"])
+            .args(args)
+            .current_dir(tmp.path())
+            .env_remove("ORT_DYLIB_PATH")
+            .output()
+            .unwrap()
+    };
+    let ok = |args: &[&str]| {
+        let o = sql(args);
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        let log = stderr(&o);
+        (String::from_utf8(o.stdout).unwrap(), log)
+    };
+    let count = "SELECT generation_id, count(*) AS n FROM {} GROUP BY 1 ORDER BY 1";
+    let all = "generation_id,n\na,4\nb,1\nc,3\n";
+    // A file, a glob, a folder: in single or double quotes, relative or absolute.
+    for from in [
+        "'data/*.parquet'".to_string(),
+        "\"data\"".to_string(),
+        "'data/'".to_string(),
+        format!("'{}/*'", data.display()),
+    ] {
+        assert_eq!(ok(&[&count.replace("{}", &from)]).0, all, "{from}");
+    }
+    assert_eq!(
+        ok(&[&count.replace("{}", "'data/two.parquet'")]).0,
+        "generation_id,n\nc,3\n"
+    );
+    // Two files joined; the same file twice is one table.
+    let join = "SELECT count(*) AS n FROM 'data/one.parquet' x JOIN 'data/one.parquet' y USING (generation_id, segment_index) JOIN 'data/two.parquet' z ON z.generation_id < x.generation_id";
+    assert_eq!(ok(&[join]).0, "n\n0\n");
+    // A window over a file named in the query: read as sorted, as a --table's would be, and
+    // the same values.
+    let lag = "SELECT generation_id, segment_index, round(cumulative_score - lag(cumulative_score, 1, 0.0) OVER (PARTITION BY generation_id ORDER BY segment_index), 6) AS d FROM 'data/one.parquet' ORDER BY 1, 2";
+    let (named, log) = ok(&[lag, "--to", "named.csv"]);
+    assert_eq!(named, "");
+    assert!(log.contains("it is read as sorted"), "{log}");
+    assert!(log.contains("table=data/one.parquet"), "{log}");
+    let named = std::fs::read_to_string(tmp.path().join("named.csv")).unwrap();
+    assert_eq!(
+        named,
+        "generation_id,segment_index,d\na,0,0.6\na,1,0.3\na,2,-0.2\na,3,0.1\nb,0,0.4\n"
+    );
+    let t = format!("t={}", data.join("one.parquet").display());
+    assert_eq!(ok(&["-t", &t, &lag.replace("'data/one.parquet'", "t")]).0, named);
+    // A --table of the same name is that table, not the file.
+    let shadow = format!("data={}", data.join("two.parquet").display());
+    assert_eq!(
+        ok(&["-t", &shadow, &count.replace("{}", "data")]).0,
+        "generation_id,n\nc,3\n"
+    );
+    // What is not there is named; a word that is no file is a table, and the error says how
+    // to give one; a segscore output is read by --table.
+    assert_fails(
+        &sql(&["SELECT * FROM 'data/three.parquet'"]),
+        1,
+        "data/three.parquet: no such file or directory",
+    );
+    assert_fails(
+        &sql(&["SELECT * FROM 'nodata/*.parquet'"]),
+        1,
+        "nodata/*.parquet: no Parquet files found",
+    );
+    let o = sql(&["SELECT * FROM nodata"]);
+    assert_fails(&o, 2, "table 'datafusion.public.nodata' not found (give tables with --table NAME=PATH, or name Parquet files in quotes: FROM 'data/*.parquet')");
+    let out = tmp.path().join("out");
+    run_ok(
+        &[&data],
+        &test_model("affine_mean.onnx"),
+        &out,
+        &["--provider", "cpu"],
+    );
+    assert_fails(
+        &sql(&["SELECT * FROM 'out'"]),
+        2,
+        "table 'out' in the query: is a segscore output directory; give it as --table out",
+    );
+    assert_eq!(ok(&["SELECT count(*) AS n FROM 'out/segments'"]).0, "n\n8\n");
+    // --to over a file the query reads is refused, the file left as it was.
+    let before = std::fs::read(data.join("two.parquet")).unwrap();
+    let o = sql(&["SELECT * FROM 'data/*.parquet'", "--to", "data/two.parquet"]);
+    assert_fails(&o, 2, "--to data/two.parquet: is the input file");
+    assert_eq!(std::fs::read(data.join("two.parquet")).unwrap(), before);
+}
+
+#[test]
 fn sql_command_registers_output_directories_by_name() {
     let tmp = tempfile::tempdir().unwrap();
     let input = tmp.path().join("in.parquet");

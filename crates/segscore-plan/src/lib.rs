@@ -15,6 +15,7 @@
 use std::sync::Arc;
 
 use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::TableReference;
 use datafusion::dataframe::DataFrame;
 use datafusion::datasource::listing::ListingTableConfig;
 use datafusion::error::Result;
@@ -27,6 +28,15 @@ use futures::future::BoxFuture;
 /// Plans `sql` in `ctx` (`SessionContext::sql`): a query, or a statement such as `SET`.
 pub fn sql<'a>(ctx: &'a SessionContext, sql: &'a str) -> BoxFuture<'a, Result<DataFrame>> {
     Box::pin(ctx.sql(sql))
+}
+
+/// The tables `sql` reads (`SessionState::resolve_table_references`: its CTEs left out), as
+/// the planner will look them up; an error when `sql` is not one statement.
+pub fn table_references(ctx: &SessionContext, sql: &str) -> Result<Vec<TableReference>> {
+    let state = ctx.state();
+    let dialect = state.config().options().sql_parser.dialect;
+    let statement = state.sql_to_statement(sql, &dialect)?;
+    state.resolve_table_references(&statement)
 }
 
 /// The registered table `name` as a frame (`SessionContext::table`).

@@ -1,0 +1,261 @@
+//! `segscore sql`'s tables: the session with segscore's functions, the `--table` arguments
+//! registered, and the Parquet files a query names in place of a table
+//! (`FROM 'data/*.parquet'`, as DuckDB reads them).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use datafusion::common::TableReference;
+use datafusion::prelude::SessionContext;
+
+use super::sql::{SqlOptions, TableArg};
+use crate::error::{Error, Result};
+use crate::evaluate;
+use crate::model::{ModelOptions, RewardModel, TextTokenizer};
+use crate::source;
+
+/// A table of Parquet files given as NAME=PATH, or named by its path in the query (not hive
+/// folders, not a segscore output), its files' footers and schema found once for every
+/// registration of the table.
+pub struct PlainTable {
+    pub(super) name: TableReference,
+    pub(super) files: crate::engine::tables::ParquetFiles,
+}
+
+impl PlainTable {
+    /// The table over its files, declared sorted by `sort_keys` if any.
+    pub(super) async fn provider(
+        &self,
+        ctx: &SessionContext,
+        sort_keys: &[&str],
+    ) -> Result<Arc<dyn datafusion::catalog::TableProvider>> {
+        self.files.table(ctx, sort_keys).await
+    }
+}
+
+/// A context with segscore's settings and functions, and the given tables registered, and the
+/// Parquet files the query names in place of a table; with the plain Parquet tables among them
+/// and the files read.
+pub async fn context(opts: &SqlOptions) -> Result<(SessionContext, Vec<PlainTable>, Vec<PathBuf>)> {
+    let mut plain = Vec::new();
+    let ctx = crate::engine::session_context(opts.threads, opts.memory_limit, None, true)?;
+    let tokenizer = opts
+        .tokenizer
+        .as_deref()
+        .map(TextTokenizer::load)
+        .transpose()?
+        .map(Arc::new);
+    crate::functions::register(&ctx, None, tokenizer.as_ref());
+    if let Some(m) = &opts.model {
+        let model = Arc::new(RewardModel::load(
+            m,
+            &ModelOptions {
+                provider: opts.provider,
+                batch_size: 256,
+                max_tokens: 8192,
+                sessions: opts.threads.max(1),
+                intra_threads: 1,
+                output: opts.model_output.clone(),
+                score_label: opts.score_label,
+                max_length: None,
+            },
+        )?);
+        crate::functions::register(&ctx, Some(&model), None);
+    }
+    let mut names = std::collections::HashSet::new();
+    for name in opts.tables.iter().filter_map(|t| t.name.as_deref()) {
+        // Unquoted names are folded to lower case.
+        if !names.insert(name.to_lowercase()) {
+            return Err(Error::Usage(format!(
+                "--table {name}: a table of that name is given twice"
+            )));
+        }
+    }
+    // `--table`'s names are SQL (`Data` is `data`); a path in the query is the table's name as
+    // written, `.` and all.
+    let named_in_query = files_named_in(&ctx, &opts.query, &names);
+    let tables = opts
+        .tables
+        .iter()
+        .map(|t| (t, t.name.as_deref().map(TableReference::from)))
+        .chain(
+            named_in_query
+                .iter()
+                .map(|t| (t, t.name.clone().map(TableReference::bare))),
+        );
+    // The files of the tables read as Parquet, for `--to`'s check.
+    let mut read: Vec<PathBuf> = Vec::new();
+    for (t, name) in tables {
+        let path = Path::new(&t.path);
+        // A bare s3:// URL is an output (read by its manifest, or an error saying it is not a
+        // complete one); a local path is one when it has segments/.
+        let bare_remote = t.name.is_none() && crate::store::remote(path).is_some();
+        if bare_remote || crate::sink::committed::is_output(path)? {
+            if named_in_query.contains(t) {
+                return Err(Error::Usage(format!(
+                    "table '{}' in the query: is a segscore output directory; give it as --table {} (tables segments, generations) and read those",
+                    t.path, t.path
+                )));
+            }
+            let names = evaluate::register_output(&ctx, path, t.name.as_deref()).await?;
+            tracing::debug!(tables = ?names, dir = %path.display(), "registered a segscore output");
+            continue;
+        }
+        let name = name.ok_or_else(|| {
+            Error::Usage(format!(
+                "--table {}: name Parquet tables as NAME=PATH (a bare PATH is for segscore output directories)",
+                t.path
+            ))
+        })?;
+        let files = source::expand_inputs(std::slice::from_ref(&t.path))?;
+        let footers = crate::engine::footer::read_footers(&files)?;
+        let schemas: Vec<_> = files
+            .iter()
+            .zip(&footers)
+            .map(|(f, m)| (f.as_path(), m.schema().as_ref()))
+            .collect();
+        let hive = source::hive::detect(
+            std::slice::from_ref(&t.path),
+            &files,
+            source::hive::HiveMode::Auto,
+            &[],
+            &schemas,
+        )?;
+        match hive {
+            // key=value folders: their levels are columns, and filters on them prune.
+            Some(h) => {
+                let (safe, schema) = crate::engine::tables::read_as(&files, &footers, &[])?;
+                ctx.register_table(name, h.table(&ctx, &[], safe, schema).await?)?;
+                read.extend(files);
+            }
+            None => {
+                read.extend(files.iter().cloned());
+                let t = PlainTable {
+                    name,
+                    files: crate::engine::tables::ParquetFiles::new(files, footers)?,
+                };
+                ctx.register_table(t.name.clone(), t.provider(&ctx, &[]).await?)?;
+                plain.push(t);
+            }
+        }
+    }
+    if let Some(to) = &opts.to {
+        // Output directories read as tables are patterns too: `--to` inside one is refused.
+        let (remote, local): (Vec<String>, Vec<String>) = opts
+            .tables
+            .iter()
+            .chain(&named_in_query)
+            .map(|t| t.path.clone())
+            .partition(|p| crate::store::is_remote(p));
+        let why = "a query must not replace its input, nor write where its tables are read from";
+        source::expand::output_apart("--to", why, &local, &read, to)?;
+        source::expand::object_apart("--to", why, &remote, &read, to)?;
+    }
+    Ok((ctx, plain, read))
+}
+
+/// The tables `query` names that are Parquet files rather than tables (`FROM 'data/x.parquet'`,
+/// `FROM 's3://bucket/prefix/'`, `FROM 'runs/*/segments/*.parquet'`): an unqualified name not
+/// given with `--table` (`given`, lower case) that holds a `/` or a glob's `*`, ends in
+/// `.parquet`, or is a file or folder here. A query that does not parse names none (its error
+/// comes when it is planned).
+fn files_named_in(
+    ctx: &SessionContext,
+    query: &str,
+    given: &std::collections::HashSet<String>,
+) -> Vec<TableArg> {
+    let Ok(references) = segscore_plan::table_references(ctx, query) else {
+        return Vec::new();
+    };
+    let mut tables: Vec<TableArg> = Vec::new();
+    for r in references {
+        let TableReference::Bare { table } = r else {
+            continue;
+        };
+        let files = table.contains(['/', '*'])
+            || table.to_ascii_lowercase().ends_with(".parquet")
+            || Path::new(table.as_ref()).exists();
+        let t = TableArg {
+            name: Some(table.to_string()),
+            path: table.to_string(),
+        };
+        if files && !given.contains(&table.to_lowercase()) && !tables.contains(&t) {
+            tables.push(t);
+        }
+    }
+    tables
+}
+
+/// Where the query's plan sorts a plain table's rows by its own columns (ascending, nulls
+/// last), and the files' footers do not disprove that order: re-registers that table read as
+/// sorted, cut into key ranges that check the order as rows come ([`crate::engine::ranges`]),
+/// and returns it. The query then runs without that sort; a row out of order fails it.
+pub(super) async fn stream_sorted<'a>(
+    ctx: &SessionContext,
+    query: &str,
+    plain: &'a [PlainTable],
+) -> Result<Option<&'a PlainTable>> {
+    use crate::engine::footer::row_group_keys;
+    if plain.is_empty() {
+        return Ok(None);
+    }
+    let planned = match segscore_plan::sql(ctx, query).await {
+        Ok(df) => segscore_plan::physical_plan(df).await.ok(),
+        Err(_) => None,
+    };
+    let Some(keys) = planned.as_deref().and_then(sort_keys) else {
+        return Ok(None);
+    };
+    let mut owners = Vec::new();
+    for t in plain {
+        let schema = ctx.table_provider(t.name.clone()).await?.schema();
+        if keys.iter().all(|k| schema.index_of(k).is_ok()) {
+            owners.push(t);
+        }
+    }
+    let [t] = owners.as_slice() else {
+        return Ok(None);
+    };
+    let ranges: Vec<_> = t
+        .files
+        .footers
+        .iter()
+        .map(|m| row_group_keys(m.metadata(), &keys[0]))
+        .collect();
+    let files: Vec<(&Path, &[_])> = t
+        .files
+        .files
+        .iter()
+        .map(PathBuf::as_path)
+        .zip(ranges.iter().map(Vec::as_slice))
+        .collect();
+    let names: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let listing = t.provider(ctx, &names).await?;
+    let Some(ranged) = crate::engine::ranges::key_range_table(ctx, listing, &files, keys.clone())? else {
+        return Ok(None);
+    };
+    ctx.deregister_table(t.name.clone())?;
+    ctx.register_table(t.name.clone(), Arc::new(ranged.strict()))?;
+    tracing::info!(table = %t.name, keys = ?keys, "the plan sorts this table by these columns and its footers do not disprove that order: it is read as sorted, checked as rows come");
+    Ok(Some(t))
+}
+
+/// The columns of the first sort in `plan` when all are plain columns, ascending, nulls last.
+fn sort_keys(plan: &dyn datafusion::physical_plan::ExecutionPlan) -> Option<Vec<String>> {
+    use datafusion::physical_expr::expressions::Column;
+    use datafusion::physical_plan::sorts::sort::SortExec;
+    if let Some(sort) = plan.downcast_ref::<SortExec>() {
+        return sort
+            .expr()
+            .iter()
+            .map(|e| {
+                let ascending = !e.options.descending && !e.options.nulls_first;
+                e.expr
+                    .downcast_ref::<Column>()
+                    .filter(|_| ascending)
+                    .map(|c| c.name().to_string())
+            })
+            .collect();
+    }
+    plan.children().into_iter().find_map(|c| sort_keys(c.as_ref()))
+}
