@@ -73,12 +73,38 @@ pub(crate) fn sql(a: SqlArgs) -> Result<()> {
         (None, Some(f)) => crate::store::read_text(f)?,
         (None, None) => return Err(Error::Usage("give a query, or --file".into())),
     };
-    let format = match (a.format, &a.to) {
-        (Some(f), _) => f,
-        (None, None) => Format::Table,
-        (None, Some(to)) => Format::of_file(to).ok_or_else(|| {
+    // `COPY (query) TO 'file'` is the query with `--to file`.
+    let copy = copy_to(&query)?;
+    let copied = copy.is_some();
+    let (query, to, stored_as) = match copy {
+        Some(_) if a.to.is_some() => {
+            return Err(Error::Usage(
+                "--to: the query's COPY ... TO says where its result goes; give one of them".into(),
+            ))
+        }
+        Some(c) => (c.query, Some(c.to), c.format),
+        None => (query, a.to, None),
+    };
+    let format = match (a.format, stored_as, &to) {
+        (Some(f), Some(s), _) if f != s => {
+            return Err(Error::Usage(format!(
+                "--format {} and the COPY's STORED AS {} differ; give one of them",
+                f.name(),
+                s.name()
+            )))
+        }
+        (Some(f), _, _) | (None, Some(f), _) => f,
+        (None, None, None) => Format::Table,
+        (None, None, Some(to)) => Format::of_file(to).ok_or_else(|| {
+            let (label, give) = match copied {
+                false => ("--to", "--format"),
+                true => (COPY_TO, "STORED AS"),
+            };
+            if names_a_folder(to) {
+                return folder_given(label, to);
+            }
             Error::Usage(format!(
-                "--to {}: give --format csv, json or parquet (the name does not end in .csv, \
+                "{label} {}: give {give} csv, json or parquet (the name does not end in .csv, \
                  .json, .jsonl, .ndjson or .parquet)",
                 to.display()
             ))
@@ -92,7 +118,8 @@ pub(crate) fn sql(a: SqlArgs) -> Result<()> {
         model_output: a.model_output,
         score_label: a.score_label,
         format,
-        to: a.to,
+        to,
+        to_label: if copied { COPY_TO } else { "--to" },
         threads,
         memory_limit: a
             .memory_limit
@@ -118,6 +145,59 @@ pub(crate) fn sql(a: SqlArgs) -> Result<()> {
     // Dropping the runtime drops the query's task (its writer, its temporary file) first.
     drop(rt);
     result
+}
+
+/// How a `COPY ... TO` statement's file is named in messages.
+const COPY_TO: &str = "COPY ... TO";
+
+/// A `COPY ... TO` statement as a query and where its result goes.
+struct CopyTo {
+    query: String,
+    to: PathBuf,
+    format: Option<Format>,
+}
+
+/// `COPY (query) TO 'file' [STORED AS PARQUET|CSV|JSON]`, and `COPY table TO 'file'`, as the
+/// query and `--to file`: written as `--to` writes (whole, then renamed into place; refused
+/// over the query's own input). DataFusion's COPY wrote in place: a failed query left part of
+/// a file, and a COPY over a file it read truncated that file while it was read. `None` for
+/// any other statement, or one that does not parse (its error comes when it is planned).
+fn copy_to(query: &str) -> Result<Option<CopyTo>> {
+    use datafusion::sql::parser::{CopyToSource, DFParser, Statement};
+    let Ok(mut statements) = DFParser::parse_sql(query) else {
+        return Ok(None);
+    };
+    let (Some(Statement::CopyTo(c)), None) = (statements.pop_front(), statements.pop_front()) else {
+        return Ok(None);
+    };
+    let refuse = |what: String| {
+        Err(Error::Usage(format!(
+            "{COPY_TO} {}: {what}; segscore sql writes one file, as --to does, with its own settings",
+            c.target
+        )))
+    };
+    if !c.partitioned_by.is_empty() {
+        return refuse("PARTITIONED BY is not taken".into());
+    }
+    if let Some((key, _)) = c.options.first() {
+        return refuse(format!("OPTIONS ({key} ...) are not taken"));
+    }
+    let format = match c.stored_as.as_deref().map(str::to_ascii_lowercase) {
+        None => None,
+        Some(f) => match f.parse::<Format>() {
+            Ok(Format::Table) | Err(_) => return refuse(format!("STORED AS {f}: give parquet, csv or json")),
+            Ok(f) => Some(f),
+        },
+    };
+    let query = match &c.source {
+        CopyToSource::Query(q) => q.to_string(),
+        CopyToSource::Relation(table) => format!("SELECT * FROM {table}"),
+    };
+    Ok(Some(CopyTo {
+        query,
+        to: PathBuf::from(&c.target),
+        format,
+    }))
 }
 
 /// How `segscore sql` prints or writes its result.
@@ -149,6 +229,16 @@ impl std::str::FromStr for Format {
 }
 
 impl Format {
+    /// The format's name, as `--format` takes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Table => "table",
+            Format::Csv => "csv",
+            Format::Json => "json",
+            Format::Parquet => "parquet",
+        }
+    }
+
     /// The format a file's name says (`.csv`, `.json`, `.jsonl`, `.ndjson`, `.parquet`, any
     /// case), if it says one.
     pub fn of_file(path: &Path) -> Option<Format> {
@@ -216,6 +306,8 @@ pub struct SqlOptions {
     pub format: Format,
     /// Write the result to this file instead of stdout.
     pub to: Option<PathBuf>,
+    /// How `to` was given, for messages: `--to`, or the query's `COPY ... TO`.
+    pub to_label: &'static str,
     /// DataFusion partitions.
     pub threads: usize,
     /// Memory for DataFusion's operators.
@@ -236,12 +328,13 @@ async fn run_query(opts: &SqlOptions) -> Result<()> {
         return Err(Error::Usage("--format parquet needs --to FILE".into()));
     }
     if opts.format == Format::Table && opts.to.is_some() {
-        return Err(Error::Usage(
-            "--to needs --format csv, json or parquet (table is for the terminal)".into(),
-        ));
+        return Err(Error::Usage(format!(
+            "{} needs --format csv, json or parquet (table is for the terminal)",
+            opts.to_label
+        )));
     }
     if let Some(to) = opts.to.as_deref() {
-        local_folder_exists(to)?;
+        local_folder_exists(to, opts.to_label)?;
     }
     let (ctx, plain, read) = context(opts).await?;
     // A reader's panic (arrow's Parquet decoder's, on a corrupt page) is an error here, so that
@@ -294,22 +387,31 @@ async fn query_tables(ctx: &SessionContext, opts: &SqlOptions, plain: &[PlainTab
     execute(ctx, opts).await
 }
 
+/// Whether `to` ends in a `/`: a folder's name, there or not (the file would be written as
+/// `out`, its temporary name beside it failing).
+fn names_a_folder(to: &Path) -> bool {
+    to.as_os_str()
+        .to_string_lossy()
+        .ends_with(std::path::is_separator)
+}
+
+fn folder_given(label: &str, to: &Path) -> Error {
+    Error::Usage(format!("{label} {}: is a folder; give a file name", to.display()))
+}
+
 /// `--to FILE` on local disk names a file in a folder that is there: anything else is refused
 /// before the query runs (the file is written beside its final name, so the error would
 /// otherwise name that temporary file, after the query).
-fn local_folder_exists(to: &Path) -> Result<()> {
+fn local_folder_exists(to: &Path, label: &str) -> Result<()> {
     if crate::store::remote(to).is_some() {
         return Ok(());
     }
-    if to.is_dir() {
-        return Err(Error::Usage(format!(
-            "--to {}: is a folder; give a file name",
-            to.display()
-        )));
+    if to.is_dir() || names_a_folder(to) {
+        return Err(folder_given(label, to));
     }
     match to.parent().filter(|d| !d.as_os_str().is_empty()) {
         Some(dir) if !dir.is_dir() => Err(Error::Usage(format!(
-            "--to {}: the folder {} {}",
+            "{label} {}: the folder {} {}",
             to.display(),
             dir.display(),
             if dir.exists() {
@@ -324,7 +426,7 @@ fn local_folder_exists(to: &Path) -> Result<()> {
 
 /// Runs the query in `ctx` and prints or writes its result.
 async fn execute(ctx: &SessionContext, opts: &SqlOptions) -> Result<()> {
-    let df = segscore_plan::sql(ctx, &opts.query).await.map_err(|e| {
+    let df = segscore_plan::read_only(ctx, &opts.query).await.map_err(|e| {
         Error::Usage(format!(
             "query: {e}{}",
             missing_function_hint(&e.to_string(), opts)
@@ -352,7 +454,8 @@ async fn execute(ctx: &SessionContext, opts: &SqlOptions) -> Result<()> {
                 .unwrap_or_default();
             if loc.key.as_ref().is_empty() || url.ends_with('/') {
                 return Err(Error::Usage(format!(
-                    "--to {url}: names a bucket or a prefix, not an object (give s3://bucket/key)"
+                    "{} {url}: names a bucket or a prefix, not an object (give s3://bucket/key)",
+                    opts.to_label
                 )));
             }
             // Before the query runs: a missing bucket or a store that refuses us (a listing
@@ -389,14 +492,17 @@ async fn execute(ctx: &SessionContext, opts: &SqlOptions) -> Result<()> {
 }
 
 /// What a query that calls segscore's model or tokenizer functions without the flag that
-/// provides them needs (DataFusion only says "Invalid function", and suggests another), and
-/// how a table is given when the query names one that is not there.
+/// provides them needs (DataFusion only says "Invalid function", and suggests another), what
+/// a query that writes into a table can do instead, and how a table is given when the query
+/// names one that is not there.
 fn missing_function_hint(error: &str, opts: &SqlOptions) -> &'static str {
     let calls = |f: &str| error.contains(&format!("Invalid function '{f}'"));
     if opts.model.is_none() && (calls("reward_model") || calls("reward_model_input_problem")) {
         " (reward_model needs --model FILE)"
     } else if opts.tokenizer.is_none() && calls("tokenize") {
         " (tokenize needs --tokenizer FILE)"
+    } else if error.contains("DML not supported") {
+        " (segscore sql reads its tables and never writes into them: write a result with --to FILE or COPY (query) TO 'file')"
     } else if error.contains("table '") && error.ends_with("' not found") {
         " (give tables with --table NAME=PATH, or name Parquet files in quotes: FROM 'data/*.parquet')"
     } else {

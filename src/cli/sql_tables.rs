@@ -148,8 +148,8 @@ pub async fn context(opts: &SqlOptions) -> Result<(SessionContext, Vec<PlainTabl
             .map(|t| t.path.clone())
             .partition(|p| crate::store::is_remote(p));
         let why = "a query must not replace its input, nor write where its tables are read from";
-        source::expand::output_apart("--to", why, &local, &read, to)?;
-        source::expand::object_apart("--to", why, &remote, &read, to)?;
+        source::expand::output_apart(opts.to_label, why, &local, &read, to)?;
+        source::expand::object_apart(opts.to_label, why, &remote, &read, to)?;
     }
     Ok((ctx, plain, read))
 }
@@ -199,7 +199,7 @@ pub(super) async fn stream_sorted<'a>(
     if plain.is_empty() {
         return Ok(None);
     }
-    let planned = match segscore_plan::sql(ctx, query).await {
+    let planned = match segscore_plan::read_only(ctx, query).await {
         Ok(df) => segscore_plan::physical_plan(df).await.ok(),
         Err(_) => None,
     };

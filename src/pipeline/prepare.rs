@@ -414,7 +414,8 @@ async fn plan_query(
     cfg: &JobConfig,
     sql: &str,
 ) -> Result<datafusion::dataframe::DataFrame> {
-    segscore_plan::sql(ctx, sql).await.map_err(|e| {
+    // A query that writes (COPY, INSERT) is refused: the job writes its own outputs.
+    segscore_plan::read_only(ctx, sql).await.map_err(|e| {
         Error::Usage(format!(
             "job query{}: {e}",
             cfg.query_file

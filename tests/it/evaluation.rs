@@ -558,6 +558,109 @@ fn sql_reads_parquet_files_named_in_the_query() {
 }
 
 #[test]
+fn sql_copy_to_writes_as_to_does_and_no_query_writes_into_a_table() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in.parquet");
+    write_rows(&input, &hand_rows());
+    let sql = |query: &str, extra: &[&str]| {
+        std::process::Command::new(BIN)
+            .args(["sql", query])
+            .args(extra)
+            .current_dir(tmp.path())
+            .env_remove("ORT_DYLIB_PATH")
+            .output()
+            .unwrap()
+    };
+    let counts = "generation_id,n\na,4\nb,1\nc,3\n";
+    // COPY (query) TO a file: the format from the name or STORED AS, as --to writes it.
+    let o = sql(
+        "COPY (SELECT generation_id, count(*) AS n FROM 'in.parquet' GROUP BY 1 ORDER BY 1) TO 'n.csv'",
+        &[],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(tmp.path().join("n.csv")).unwrap(), counts);
+    let o = sql(
+        "COPY (SELECT generation_id, count(*) AS n FROM g GROUP BY 1 ORDER BY 1) TO 'n.out' STORED AS JSON",
+        &["-t", &format!("g={}", input.display())],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read_to_string(tmp.path().join("n.out")).unwrap(),
+        "{\"generation_id\":\"a\",\"n\":4}\n{\"generation_id\":\"b\",\"n\":1}\n{\"generation_id\":\"c\",\"n\":3}\n"
+    );
+    // COPY table TO: the table's rows.
+    let o = sql("COPY 'in.parquet' TO 'copy.parquet'", &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let copied = read_parquet(&tmp.path().join("copy.parquet"));
+    assert_eq!(copied.iter().map(|b| b.num_rows()).sum::<usize>(), 8);
+    // COPY over the file it reads is refused before anything is written (DataFusion's own
+    // COPY truncated it while reading it); so is a folder, a missing folder, what --to cannot
+    // write, and COPY beside --to.
+    let before = std::fs::read(&input).unwrap();
+    for (query, extra, code, want) in [
+        (
+            "COPY (SELECT * FROM 'in.parquet' WHERE segment_index = 0) TO 'in.parquet'",
+            &[][..],
+            2,
+            "COPY ... TO in.parquet: is the input file",
+        ),
+        ("COPY 'in.parquet' TO 'out/'", &[], 2, "COPY ... TO out/: is a folder; give a file name"),
+        ("COPY 'in.parquet' TO 'no/x.csv'", &[], 2, "COPY ... TO no/x.csv: the folder no does not exist"),
+        (
+            "COPY 'in.parquet' TO 'x.txt'",
+            &[],
+            2,
+            "COPY ... TO x.txt: give STORED AS csv, json or parquet",
+        ),
+        (
+            "COPY 'in.parquet' TO 'x.csv' OPTIONS ('format.has_header' 'false')",
+            &[],
+            2,
+            "COPY ... TO x.csv: OPTIONS (format.has_header ...) are not taken",
+        ),
+        (
+            "COPY 'in.parquet' TO 'x.csv' PARTITIONED BY (generation_id)",
+            &[],
+            2,
+            "PARTITIONED BY is not taken",
+        ),
+        ("COPY 'in.parquet' TO 'x.arrow' STORED AS ARROW", &[], 2, "STORED AS arrow: give parquet, csv or json"),
+        (
+            "COPY 'in.parquet' TO 'x.csv' STORED AS CSV",
+            &["--format", "json"],
+            2,
+            "--format json and the COPY's STORED AS csv differ",
+        ),
+        (
+            "COPY 'in.parquet' TO 'x.csv'",
+            &["--to", "y.csv"],
+            2,
+            "--to: the query's COPY ... TO says where its result goes",
+        ),
+        // Nothing writes into a table: INSERT, or a COPY that EXPLAIN ANALYZE would run.
+        (
+            "INSERT INTO 'in.parquet' SELECT * FROM 'in.parquet'",
+            &[],
+            2,
+            "DML not supported: Insert Into (segscore sql reads its tables and never writes into them: write a result with --to FILE or COPY (query) TO 'file')",
+        ),
+        ("EXPLAIN ANALYZE COPY 'in.parquet' TO 'x.csv'", &[], 2, "DML not supported: COPY"),
+        // --to with a trailing `/` names a folder (it left its temporary file behind).
+        ("SELECT 1", &["--format", "csv", "--to", "new/"], 2, "--to new/: is a folder; give a file name"),
+    ] {
+        let o = sql(query, extra);
+        assert_fails(&o, code, want);
+    }
+    assert_eq!(std::fs::read(&input).unwrap(), before);
+    let mut left: Vec<String> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["copy.parquet", "in.parquet", "n.csv", "n.out"]);
+}
+
+#[test]
 fn sql_command_registers_output_directories_by_name() {
     let tmp = tempfile::tempdir().unwrap();
     let input = tmp.path().join("in.parquet");

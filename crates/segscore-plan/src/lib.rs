@@ -22,12 +22,18 @@ use datafusion::error::Result;
 use datafusion::execution::session_state::SessionState;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::physical_plan::ExecutionPlan;
-use datafusion::prelude::SessionContext;
+use datafusion::prelude::{SQLOptions, SessionContext};
 use futures::future::BoxFuture;
 
 /// Plans `sql` in `ctx` (`SessionContext::sql`): a query, or a statement such as `SET`.
 pub fn sql<'a>(ctx: &'a SessionContext, sql: &'a str) -> BoxFuture<'a, Result<DataFrame>> {
     Box::pin(ctx.sql(sql))
+}
+
+/// Plans `sql` as [`sql`] does, refusing what writes (`INSERT`, `COPY`, DataFusion's
+/// "DML not supported"): a query's result goes only where segscore writes it.
+pub fn read_only<'a>(ctx: &'a SessionContext, sql: &'a str) -> BoxFuture<'a, Result<DataFrame>> {
+    Box::pin(ctx.sql_with_options(sql, SQLOptions::new().with_allow_dml(false)))
 }
 
 /// The tables `sql` reads (`SessionState::resolve_table_references`: its CTEs left out), as
