@@ -3,7 +3,6 @@
 //! model is given).
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use datafusion::prelude::SessionContext;
 use futures::{FutureExt, StreamExt};
@@ -159,9 +158,10 @@ struct CopyTo {
 
 /// `COPY (query) TO 'file' [STORED AS PARQUET|CSV|JSON]`, and `COPY table TO 'file'`, as the
 /// query and `--to file`: written as `--to` writes (whole, then renamed into place; refused
-/// over the query's own input). DataFusion's COPY wrote in place: a failed query left part of
-/// a file, and a COPY over a file it read truncated that file while it was read. `None` for
-/// any other statement, or one that does not parse (its error comes when it is planned).
+/// over the query's own input). DataFusion's COPY wrote as it went: a query that failed part
+/// way left a file of the rows before the error (a Parquet file with its footer, readable as
+/// if whole), and a COPY over a file it read replaced it. `None` for any other statement, or
+/// one that does not parse (its error comes when it is planned).
 fn copy_to(query: &str) -> Result<Option<CopyTo>> {
     use datafusion::sql::parser::{CopyToSource, DFParser, Statement};
     let Ok(mut statements) = DFParser::parse_sql(query) else {
@@ -432,10 +432,12 @@ async fn execute(ctx: &SessionContext, opts: &SqlOptions) -> Result<()> {
             missing_function_hint(&e.to_string(), opts)
         ))
     })?;
-    let schema = Arc::new(df.schema().as_arrow().clone());
     let mut stream = segscore_plan::execute_stream(df)
         .await
         .map_err(Error::from_datafusion)?;
+    // The physical plan's schema, as its batches have it: the logical one can differ (a
+    // CASE of an INT and a literal is Int32 there, its arrays Int64).
+    let schema = stream.schema();
     // An `s3://` file is written to a local folder of its own first (removed however the query
     // ends), then uploaded whole: the object appears only when it is complete.
     let upload = match opts

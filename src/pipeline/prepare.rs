@@ -414,8 +414,12 @@ async fn plan_query(
     cfg: &JobConfig,
     sql: &str,
 ) -> Result<datafusion::dataframe::DataFrame> {
-    // A query that writes (COPY, INSERT) is refused: the job writes its own outputs.
-    segscore_plan::read_only(ctx, sql).await.map_err(|e| {
+    // A query that writes (COPY, INSERT) is refused: the job writes its own outputs. Its
+    // schema is taken from the analyzed plan: the outputs are built to it.
+    let planned = segscore_plan::read_only(ctx, sql)
+        .await
+        .and_then(segscore_plan::analyzed);
+    planned.map_err(|e| {
         Error::Usage(format!(
             "job query{}: {e}",
             cfg.query_file

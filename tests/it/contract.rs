@@ -468,7 +468,7 @@ fn query_file_overrides_the_targets_query() {
     let q = tmp.path().join("q.sql");
     std::fs::write(
         &q,
-        "SELECT g.*, reward_model(g.input_ids) AS predicted_score, 10 * (g.cumulative_score - COALESCE(LAG(g.cumulative_score) OVER (PARTITION BY g.generation_id ORDER BY g.segment_index), g.base_score)) AS target_score FROM generations g",
+        "SELECT g.*, reward_model(g.input_ids) AS predicted_score, 10 * (g.cumulative_score - COALESCE(LAG(g.cumulative_score) OVER (PARTITION BY g.generation_id ORDER BY g.segment_index), g.base_score)) AS target_score, CASE WHEN g.segment_index > 100 THEN CAST(g.segment_index AS INT) ELSE 1 END AS flag FROM generations g",
     )
     .unwrap();
     let out = tmp.path().join("out");
@@ -478,9 +478,16 @@ fn query_file_overrides_the_targets_query() {
         &out,
         &["--provider", "cpu", "--query-file", q.to_str().unwrap()],
     );
-    let t = by_key(&read_segments(&out), "target_score");
+    let segments = read_segments(&out);
+    let t = by_key(&segments, "target_score");
     assert!((t[&("a".to_string(), 1)] - -2.0).abs() < 1e-9);
     assert_eq!(summary(&out)["n_generations"], 3);
+    // A column whose type the planner's coercion changes (Int32 as written, Int64 once
+    // coerced) is written as its arrays are; the run stopped before ("column types must match
+    // schema types").
+    let flag = segments.column_by_name("flag").unwrap();
+    assert_eq!(flag.data_type(), &DataType::Int64);
+    assert_eq!(i64_col(&segments, "flag"), vec![1; segments.num_rows()]);
 }
 
 #[test]
@@ -801,6 +808,10 @@ fn keys_are_checked_by_sql_when_a_replacement_query_loses_the_order() {
             "CREATE TABLE t AS SELECT 1".to_string(),
             "the job query produced no columns: a --query-file must be one SELECT",
         ),
+        (
+            format!("COPY ({one}) TO '{}'", tmp.path().join("copied.csv").display()),
+            "DML not supported: COPY",
+        ),
     ]
     .into_iter()
     .enumerate()
@@ -817,4 +828,5 @@ fn keys_are_checked_by_sql_when_a_replacement_query_loses_the_order() {
         assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
         assert_no_output(&out);
     }
+    assert!(!tmp.path().join("copied.csv").exists());
 }

@@ -588,6 +588,15 @@ fn sql_copy_to_writes_as_to_does_and_no_query_writes_into_a_table() {
         std::fs::read_to_string(tmp.path().join("n.out")).unwrap(),
         "{\"generation_id\":\"a\",\"n\":4}\n{\"generation_id\":\"b\",\"n\":1}\n{\"generation_id\":\"c\",\"n\":3}\n"
     );
+    // A CASE of an INT and a literal: DataFusion's logical schema says Int32, its arrays are
+    // Int64; the file is written as the arrays are (the writer refused them before).
+    let o = sql(
+        "COPY (SELECT CASE WHEN segment_index > 100 THEN CAST(segment_index AS INT) ELSE 1 END AS x FROM 'in.parquet') TO 'case.parquet'",
+        &[],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let case = read_parquet(&tmp.path().join("case.parquet"));
+    assert_eq!(i64_col(&case[0], "x"), vec![1; 8]);
     // COPY table TO: the table's rows.
     let o = sql("COPY 'in.parquet' TO 'copy.parquet'", &[]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -657,7 +666,10 @@ fn sql_copy_to_writes_as_to_does_and_no_query_writes_into_a_table() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     left.sort();
-    assert_eq!(left, ["copy.parquet", "in.parquet", "n.csv", "n.out"]);
+    assert_eq!(
+        left,
+        ["case.parquet", "copy.parquet", "in.parquet", "n.csv", "n.out"]
+    );
 }
 
 #[test]

@@ -36,6 +36,18 @@ pub fn read_only<'a>(ctx: &'a SessionContext, sql: &'a str) -> BoxFuture<'a, Res
     Box::pin(ctx.sql_with_options(sql, SQLOptions::new().with_allow_dml(false)))
 }
 
+/// The frame with DataFusion's analyzer run over its plan (type coercion among its rules), so
+/// that its schema is the one its batches will have. A frame from [`sql`] holds the plan as
+/// written, and there a `CASE WHEN c THEN CAST(i AS INT) ELSE 1 END` is Int32 while its arrays,
+/// once coerced, are Int64. The analyzer runs again when the frame runs: it changes nothing.
+pub fn analyzed(df: DataFrame) -> Result<DataFrame> {
+    let (state, plan) = df.into_parts();
+    let plan = state
+        .analyzer()
+        .execute_and_check(plan, state.config_options(), |_, _| {})?;
+    Ok(DataFrame::new(state, plan))
+}
+
 /// The tables `sql` reads (`SessionState::resolve_table_references`: its CTEs left out), as
 /// the planner will look them up; an error when `sql` is not one statement.
 pub fn table_references(ctx: &SessionContext, sql: &str) -> Result<Vec<TableReference>> {
