@@ -26,13 +26,36 @@ where
         )
     });
     match read {
-        Ok(Ok(meta)) => check_ranges(meta.metadata(), reader.len()).map(|()| meta),
+        Ok(Ok(meta)) => check_ranges(meta.metadata(), reader.len()).and_then(|()| int96_as_micros(meta)),
         Ok(Err(e)) => Err(match not_parquet_because(reader) {
             Some(why) => format!("{why} ({e})"),
             None => e.to_string(),
         }),
         Err(what) => Err(format!("corrupt footer or embedded Arrow schema ({what})")),
     }
+}
+
+/// The unit INT96 timestamps (Spark's default, Hive's, Impala's) are read in: microseconds,
+/// as Spark and DuckDB read them. Arrow reads INT96 as nanoseconds, which cannot hold a date
+/// past 2262 or before 1677: Spark's `9999-12-31` (a common "no end" date) came out as
+/// 1816-03-29, silently. Sub-microsecond digits (Impala writes some) are dropped, as DuckDB
+/// drops them. The scan reads them so too ([`crate::engine::tables`]).
+pub const INT96_UNIT: &str = "us";
+
+/// `meta` with its INT96 columns read as [`INT96_UNIT`] (the Arrow schema every reader of the
+/// footer, and the key-range reader, take from it).
+fn int96_as_micros(meta: ArrowReaderMetadata) -> std::result::Result<ArrowReaderMetadata, String> {
+    use datafusion::arrow::datatypes::TimeUnit;
+    use datafusion::datasource::file_format::parquet::Int96Coercer;
+    let parquet = meta.metadata().file_metadata().schema_descr();
+    let Some(schema) = Int96Coercer::new(parquet, meta.schema(), &TimeUnit::Microsecond).coerce() else {
+        return Ok(meta);
+    };
+    ArrowReaderMetadata::try_new(
+        std::sync::Arc::clone(meta.metadata()),
+        ArrowReaderOptions::new().with_schema(std::sync::Arc::new(schema)),
+    )
+    .map_err(|e| format!("its INT96 timestamps as microseconds: {e}"))
 }
 
 /// Why a file whose footer cannot be read is not Parquet, from its first and last bytes:

@@ -75,7 +75,9 @@ async fn listing(
     if !statistics_safe {
         distrust_statistics(ctx);
     }
-    let format = ParquetFormat::default().with_force_view_types(false);
+    let format = ParquetFormat::default()
+        .with_force_view_types(false)
+        .with_coerce_int96(Some(crate::engine::footer::INT96_UNIT.to_string()));
     let mut options = ListingOptions::new(Arc::new(format));
     options = if partition_cols.is_empty() {
         options.with_file_extension("")

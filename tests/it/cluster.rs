@@ -636,4 +636,23 @@ fn hive_partition_columns_reach_a_cluster_run() {
         1e-6,
         "cluster vs local",
     );
+    // Spark's INT96 timestamps are read as microseconds on the executors too (the scan's
+    // options cross the wire with the plan): 9999-12-31 stays itself.
+    let spark = repo().join("tests/data/writers/spark_int96");
+    let valid_to = |out: &Path| {
+        let b = read_segments(out);
+        let i = b.schema().index_of("valid_to").unwrap();
+        rows_by_key(&b)
+            .into_iter()
+            .map(|(k, row)| (k, row[i].clone()))
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    let out = dir.path().join("spark-cluster");
+    run_ok(&[&spark], &demo_model(), &out, &["--cluster", &cluster.url()]);
+    let got = valid_to(&out);
+    assert_eq!(got.len(), 30);
+    assert_eq!(got[&("g000".to_string(), 0)], "9999-12-31T00:00:00");
+    let local = dir.path().join("spark-local");
+    run_ok(&[&spark], &demo_model(), &local, &["--provider", "cpu"]);
+    assert_eq!(got, valid_to(&local));
 }

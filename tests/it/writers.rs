@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, DictionaryArray, Float64Array, Int32Array, StringArray};
+use datafusion::arrow::array::{Array, ArrayRef, DictionaryArray, Float64Array, Int32Array, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Int32Type, Schema};
 use datafusion::arrow::record_batch::RecordBatch;
 
@@ -137,6 +137,54 @@ fn hive_folder(dir: &Path) {
         bad.join("part-0.parquet"),
     )
     .unwrap();
+}
+
+/// Spark writes timestamps as INT96 by default, with no Arrow schema in the file. Arrow reads
+/// INT96 as nanoseconds, which cannot hold 9999-12-31 (a common "no end" date): it came out as
+/// 1816-03-29, silently. They are read as microseconds, as Spark and DuckDB read them.
+#[test]
+fn spark_int96_timestamps_keep_dates_nanoseconds_cannot_hold() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = fixture("spark_int96");
+    let out = tmp.path().join("out");
+    let o = run(&[&data], &demo_model(), &out, &["--provider", "cpu"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let reference = tmp.path().join("reference");
+    run_ok(
+        &[&fixture("duckdb")],
+        &demo_model(),
+        &reference,
+        &["--provider", "cpu"],
+    );
+    assert_eq!(scores(&out), scores(&reference));
+    let micros = DataType::Timestamp(datafusion::arrow::datatypes::TimeUnit::Microsecond, None);
+    assert_eq!(column_type(&out, "valid_to"), micros);
+    let segments = read_segments(&out);
+    let text = |col: &str| -> Vec<String> {
+        let c =
+            datafusion::arrow::compute::cast(segments.column_by_name(col).unwrap(), &DataType::Utf8).unwrap();
+        let c = c.as_any().downcast_ref::<StringArray>().unwrap();
+        (0..c.len()).map(|i| c.value(i).to_string()).collect()
+    };
+    let gids = str_col(&segments, "generation_id");
+    for ((g, to), from) in gids.iter().zip(text("valid_to")).zip(text("valid_from")) {
+        let n: u32 = g[1..].parse().unwrap();
+        let want = if n.is_multiple_of(2) {
+            "9999-12-31T00:00:00"
+        } else {
+            "2025-06-30T00:00:00"
+        };
+        assert_eq!(to, want, "{g}");
+        assert_eq!(from, format!("2024-01-{:02}T12:30:00.123456", 1 + n), "{g}");
+    }
+    // segscore sql reads them the same way, by --table or named in the query.
+    let q = "SELECT generation_id, min(valid_to) AS t FROM {} WHERE generation_id IN ('g000', 'g001') GROUP BY 1 ORDER BY 1";
+    let want = "generation_id,t\ng000,9999-12-31T00:00:00\ng001,2025-06-30T00:00:00\n";
+    assert_eq!(sql_csv_on(&data, &q.replace("{}", "t")), want);
+    let named = format!("'{}'", data.display());
+    let o = segscore(&["sql", "--format", "csv", &q.replace("{}", &named)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(String::from_utf8(o.stdout).unwrap(), want);
 }
 
 #[test]

@@ -5,7 +5,7 @@ tests/it/writers.rs. Run once; the files are committed (the tools are heavy to i
     pip install duckdb==2.0.1 polars==2.1.0 pandas==3.1.1 deltalake==1.6.6 pyarrow
     python3 tests/data/writers/make_fixtures.py [delta]
 
-With `delta`, only the Delta Lake table is written again.
+With `delta` or `spark_int96`, only that fixture is written again.
 
 The dataset: 12 generations of 1 to 4 segments (30 rows): generation_id, segment_index,
 cumulative_score, input_ids (token ids for the demo model), day (1 to 3), split, model_name.
@@ -62,11 +62,33 @@ def delta(table):
     write_deltalake(d, table, mode="overwrite")
 
 
+def spark_int96(table):
+    """As Spark writes timestamps by default (`spark.sql.parquet.outputTimestampType` INT96):
+    INT96 columns and no embedded Arrow schema. valid_to holds 9999-12-31
+    (a "no end" date) for even generations, which 64-bit nanoseconds cannot hold."""
+    import datetime
+
+    n = table.num_rows
+    gens = [int(g[1:]) for g in table["generation_id"].to_pylist()]
+    valid_from = pa.array([datetime.datetime(2024, 1, 1 + g, 12, 30, 0, 123456) for g in gens], pa.timestamp("us"))
+    valid_to = pa.array([datetime.datetime(9999, 12, 31) if g % 2 == 0 else datetime.datetime(2025, 6, 30)
+                         for g in gens], pa.timestamp("us"))
+    t = table.append_column("valid_from", valid_from).append_column("valid_to", valid_to)
+    assert len(valid_to) == n
+    d = fresh("spark_int96")
+    pq.write_table(t, f"{d}/part-00000-c000.snappy.parquet", compression="snappy",
+                   use_deprecated_int96_timestamps=True, store_schema=False)
+
+
 def main(names):
     table = pa.Table.from_pylist(rows())
+    if names == ["spark_int96"]:
+        spark_int96(table)
+        return
     delta(table)
     if names == ["delta"]:
         return
+    spark_int96(table)
     # DuckDB COPY: one file, and PARTITION_BY (day) into day=N/ folders (day left out of the files).
     con = duckdb.connect()
     con.register("t", table)
