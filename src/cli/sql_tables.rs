@@ -72,72 +72,17 @@ pub async fn context(opts: &SqlOptions) -> Result<(SessionContext, Vec<PlainTabl
         }
     }
     // `--table`'s names are SQL (`Data` is `data`); a path in the query is the table's name as
-    // written, `.` and all.
-    let named_in_query = files_named_in(&ctx, &opts.query, &names);
-    let tables = opts
-        .tables
-        .iter()
-        .map(|t| (t, t.name.as_deref().map(TableReference::from)))
-        .chain(
-            named_in_query
-                .iter()
-                .map(|t| (t, t.name.clone().map(TableReference::bare))),
-        );
-    // The files of the tables read as Parquet, for `--to`'s check.
+    // written, `.` and all. The paths are looked for once the `--table`s are registered (and
+    // the output directories' tables): a name one of those took is that table.
     let mut read: Vec<PathBuf> = Vec::new();
-    for (t, name) in tables {
-        let path = Path::new(&t.path);
-        // A bare s3:// URL is an output (read by its manifest, or an error saying it is not a
-        // complete one); a local path is one when it has segments/.
-        let bare_remote = t.name.is_none() && crate::store::remote(path).is_some();
-        if bare_remote || crate::sink::committed::is_output(path)? {
-            if named_in_query.contains(t) {
-                return Err(Error::Usage(format!(
-                    "table '{}' in the query: is a segscore output directory; give it as --table {} (tables segments, generations) and read those",
-                    t.path, t.path
-                )));
-            }
-            let names = evaluate::register_output(&ctx, path, t.name.as_deref()).await?;
-            tracing::debug!(tables = ?names, dir = %path.display(), "registered a segscore output");
-            continue;
-        }
-        let name = name.ok_or_else(|| {
-            Error::Usage(format!(
-                "--table {}: name Parquet tables as NAME=PATH (a bare PATH is for segscore output directories)",
-                t.path
-            ))
-        })?;
-        let files = source::expand_inputs(std::slice::from_ref(&t.path))?;
-        let footers = crate::engine::footer::read_footers(&files)?;
-        let schemas: Vec<_> = files
-            .iter()
-            .zip(&footers)
-            .map(|(f, m)| (f.as_path(), m.schema().as_ref()))
-            .collect();
-        let hive = source::hive::detect(
-            std::slice::from_ref(&t.path),
-            &files,
-            source::hive::HiveMode::Auto,
-            &[],
-            &schemas,
-        )?;
-        match hive {
-            // key=value folders: their levels are columns, and filters on them prune.
-            Some(h) => {
-                let (safe, schema) = crate::engine::tables::read_as(&files, &footers, &[])?;
-                ctx.register_table(name, h.table(&ctx, &[], safe, schema).await?)?;
-                read.extend(files);
-            }
-            None => {
-                read.extend(files.iter().cloned());
-                let t = PlainTable {
-                    name,
-                    files: crate::engine::tables::ParquetFiles::new(files, footers)?,
-                };
-                ctx.register_table(t.name.clone(), t.provider(&ctx, &[]).await?)?;
-                plain.push(t);
-            }
-        }
+    for t in &opts.tables {
+        let name = t.name.as_deref().map(TableReference::from);
+        register(&ctx, t, name, false, &mut read, &mut plain).await?;
+    }
+    let named_in_query = files_named_in(&ctx, &opts.query);
+    for t in &named_in_query {
+        let name = t.name.clone().map(TableReference::bare);
+        register(&ctx, t, name, true, &mut read, &mut plain).await?;
     }
     if let Some(to) = &opts.to {
         // Output directories read as tables are patterns too: `--to` inside one is refused.
@@ -154,16 +99,77 @@ pub async fn context(opts: &SqlOptions) -> Result<(SessionContext, Vec<PlainTabl
     Ok((ctx, plain, read))
 }
 
-/// The tables `query` names that are Parquet files rather than tables (`FROM 'data/x.parquet'`,
-/// `FROM 's3://bucket/prefix/'`, `FROM 'runs/*/segments/*.parquet'`): an unqualified name not
-/// given with `--table` (`given`, lower case) that holds a `/` or a glob's `*`, ends in
-/// `.parquet`, or is a file or folder here. A query that does not parse names none (its error
-/// comes when it is planned).
-fn files_named_in(
+/// Registers table `t` in `ctx` as `name` (a segscore output directory as its tables), adding
+/// the Parquet files it reads to `read` and a plain table to `plain`. `in_query`: named in the
+/// query rather than by `--table`.
+async fn register(
     ctx: &SessionContext,
-    query: &str,
-    given: &std::collections::HashSet<String>,
-) -> Vec<TableArg> {
+    t: &TableArg,
+    name: Option<TableReference>,
+    in_query: bool,
+    read: &mut Vec<PathBuf>,
+    plain: &mut Vec<PlainTable>,
+) -> Result<()> {
+    let path = Path::new(&t.path);
+    // A bare s3:// URL is an output (read by its manifest, or an error saying it is not a
+    // complete one); a local path is one when it has segments/.
+    let bare_remote = t.name.is_none() && crate::store::remote(path).is_some();
+    if bare_remote || crate::sink::committed::is_output(path)? {
+        if in_query {
+            return Err(Error::Usage(format!(
+                "table '{}' in the query: is a segscore output directory; give it as --table {} (tables segments, generations) and read those",
+                t.path, t.path
+            )));
+        }
+        let names = evaluate::register_output(ctx, path, t.name.as_deref()).await?;
+        tracing::debug!(tables = ?names, dir = %path.display(), "registered a segscore output");
+        return Ok(());
+    }
+    let name = name.ok_or_else(|| {
+        Error::Usage(format!(
+            "--table {}: name Parquet tables as NAME=PATH (a bare PATH is for segscore output directories)",
+            t.path
+        ))
+    })?;
+    let files = source::expand_inputs(std::slice::from_ref(&t.path))?;
+    let footers = crate::engine::footer::read_footers(&files)?;
+    let schemas: Vec<_> = files
+        .iter()
+        .zip(&footers)
+        .map(|(f, m)| (f.as_path(), m.schema().as_ref()))
+        .collect();
+    let hive = source::hive::detect(
+        std::slice::from_ref(&t.path),
+        &files,
+        source::hive::HiveMode::Auto,
+        &[],
+        &schemas,
+    )?;
+    match hive {
+        // key=value folders: their levels are columns, and filters on them prune.
+        Some(h) => {
+            let (safe, schema) = crate::engine::tables::read_as(&files, &footers, &[])?;
+            ctx.register_table(name, h.table(ctx, &[], safe, schema).await?)?;
+            read.extend(files);
+        }
+        None => {
+            read.extend(files.iter().cloned());
+            let t = PlainTable {
+                name,
+                files: crate::engine::tables::ParquetFiles::new(files, footers)?,
+            };
+            ctx.register_table(t.name.clone(), t.provider(ctx, &[]).await?)?;
+            plain.push(t);
+        }
+    }
+    Ok(())
+}
+
+/// The tables `query` names that are Parquet files rather than tables (`FROM 'data/x.parquet'`,
+/// `FROM 's3://bucket/prefix/'`, `FROM 'runs/*/segments/*.parquet'`): an unqualified name that
+/// is no table of `ctx` and holds a `/` or a glob's `*`, ends in `.parquet`, or is a file or
+/// folder here. A query that does not parse names none (its error comes when it is planned).
+fn files_named_in(ctx: &SessionContext, query: &str) -> Vec<TableArg> {
     let Ok(references) = segscore_plan::table_references(ctx, query) else {
         return Vec::new();
     };
@@ -179,7 +185,10 @@ fn files_named_in(
             name: Some(table.to_string()),
             path: table.to_string(),
         };
-        if files && !given.contains(&table.to_lowercase()) && !tables.contains(&t) {
+        let taken = ctx
+            .table_exist(TableReference::bare(table.clone()))
+            .unwrap_or(true);
+        if files && !taken && !tables.contains(&t) {
             tables.push(t);
         }
     }

@@ -550,6 +550,13 @@ fn sql_reads_parquet_files_named_in_the_query() {
         "table 'out' in the query: is a segscore output directory; give it as --table out",
     );
     assert_eq!(ok(&["SELECT count(*) AS n FROM 'out/segments'"]).0, "n\n8\n");
+    // A folder here named like a table an output directory registers is that table when the
+    // output is given, and the folder when nothing else has the name.
+    std::fs::create_dir(tmp.path().join("segments")).unwrap();
+    write_rows(&tmp.path().join("segments/one.parquet"), &rows[..2]);
+    let n = "SELECT count(*) AS n FROM segments";
+    assert_eq!(ok(&["-t", "out", n]).0, "n\n8\n");
+    assert_eq!(ok(&[n]).0, "n\n2\n");
     // --to over a file the query reads is refused, the file left as it was.
     let before = std::fs::read(data.join("two.parquet")).unwrap();
     let o = sql(&["SELECT * FROM 'data/*.parquet'", "--to", "data/two.parquet"]);
