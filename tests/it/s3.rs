@@ -648,6 +648,16 @@ fn globs_over_prefixes_select_objects_and_hidden_ones_are_skipped() {
     );
     ok(&o);
     assert_eq!(String::from_utf8(o.stdout).unwrap(), "n\n3000\n");
+    // COPY ... TO an object: uploaded whole, as --to is.
+    let o = moto.segscore(
+        &[
+            "sql",
+            "COPY (SELECT count(*) AS n FROM 's3://globs/in/day=2') TO 's3://globs/results/n.csv'",
+        ],
+        &[],
+    );
+    ok(&o);
+    assert_eq!(moto.get("globs", "results/n.csv").unwrap(), b"n\n2000\n");
     let out = "s3://globs/out";
     let o = moto.segscore(
         &[
