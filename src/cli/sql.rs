@@ -62,6 +62,10 @@ pub(crate) struct SqlArgs {
     /// Memory for DataFusion's operators, e.g. 2GiB (default: a quarter of RAM).
     #[arg(long, value_name = "SIZE")]
     memory_limit: Option<bytesize::ByteSize>,
+    /// With --format table: the rows shown, the first N (the rest are counted, not kept); 0
+    /// shows every row.
+    #[arg(long, value_name = "N", default_value_t = 40)]
+    max_rows: usize,
 }
 
 /// `segscore sql`: the query from the command line or `--file`, run and printed or written.
@@ -125,6 +129,7 @@ pub(crate) fn sql(a: SqlArgs) -> Result<()> {
             .map(|m| m.as_u64())
             .unwrap_or_else(crate::engine::default_memory_limit),
         tokenizer: a.tokenizer,
+        max_rows: (a.max_rows > 0).then_some(a.max_rows),
     };
     // SIGINT or SIGTERM stops the query: its task is dropped at its next step, and with it the
     // `--to` file under its temporary name (killed outright, the process would leave that file
@@ -314,6 +319,8 @@ pub struct SqlOptions {
     pub memory_limit: u64,
     /// A tokenizer.json for `tokenize(text)`.
     pub tokenizer: Option<PathBuf>,
+    /// With [`Format::Table`]: the rows shown (the rest counted); None shows all.
+    pub max_rows: Option<usize>,
 }
 
 /// Runs the query and prints or writes its result.
@@ -472,7 +479,7 @@ async fn execute(ctx: &SessionContext, opts: &SqlOptions) -> Result<()> {
         (Some((loc, dir)), _) => Some(dir.0.join(loc.key.filename().unwrap_or("result"))),
         (None, to) => to.clone(),
     };
-    let mut sink = Sink::open(opts.format, local_to.as_deref(), &schema)?;
+    let mut sink = Sink::open(opts.format, local_to.as_deref(), &schema, opts.max_rows)?;
     // The CSV and JSON writers' errors (a full disk) name no file: `--to`'s is named here.
     let named = |e: Error| match (&opts.to, e) {
         (Some(to), Error::Arrow(e)) => Error::Output {

@@ -16,10 +16,43 @@ use crate::sink::{writer_properties, AtomicFile, PartWriter};
 /// Where the result goes: files are written under a temporary name and renamed when done, so
 /// a failed query leaves no partial file under the name asked for.
 pub(super) enum Sink {
-    Table(Vec<RecordBatch>),
+    Table(Box<Shown>),
     Csv(Box<datafusion::arrow::csv::Writer<Out>>),
     Json(Box<datafusion::arrow::json::LineDelimitedWriter<Out>>),
     Parquet(Box<PartWriter>),
+}
+
+/// A table for the terminal: the first `limit` rows kept (all without one), every row counted.
+pub(super) struct Shown {
+    kept: Vec<RecordBatch>,
+    kept_rows: usize,
+    limit: Option<usize>,
+    rows: u64,
+}
+
+impl Shown {
+    fn push(&mut self, batch: &RecordBatch) {
+        self.rows += batch.num_rows() as u64;
+        let room = self.limit.map_or(batch.num_rows(), |l| l - self.kept_rows);
+        let take = batch.num_rows().min(room);
+        if take > 0 {
+            self.kept.push(batch.slice(0, take));
+            self.kept_rows += take;
+        }
+    }
+
+    /// The table, and below it how many rows there were when not all are shown.
+    fn text(&self) -> Result<String> {
+        let table = datafusion::arrow::util::pretty::pretty_format_batches(&self.kept)?;
+        Ok(if self.rows > self.kept_rows as u64 {
+            format!(
+                "{table}\n{} rows, the first {} shown (--max-rows N shows N, 0 all; --format csv or json streams every row)\n",
+                self.rows, self.kept_rows
+            )
+        } else {
+            format!("{table}\n")
+        })
+    }
 }
 
 /// stdout, or a file under a temporary name ([`AtomicFile`]) that [`Out::commit`] renames;
@@ -65,9 +98,15 @@ impl Sink {
         format: Format,
         to: Option<&Path>,
         schema: &datafusion::arrow::datatypes::SchemaRef,
+        max_rows: Option<usize>,
     ) -> Result<Sink> {
         Ok(match format {
-            Format::Table => Sink::Table(Vec::new()),
+            Format::Table => Sink::Table(Box::new(Shown {
+                kept: Vec::new(),
+                kept_rows: 0,
+                limit: max_rows,
+                rows: 0,
+            })),
             Format::Csv => Sink::Csv(Box::new(datafusion::arrow::csv::Writer::new(Out::open(to)?))),
             // Every column in every object, a null as `null` (arrow leaves such keys out: a
             // reader inferring columns from the first lines would miss a column null there).
@@ -97,7 +136,7 @@ impl Sink {
 
     pub(super) fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         match self {
-            Sink::Table(b) => b.push(batch.clone()),
+            Sink::Table(t) => t.push(batch),
             Sink::Csv(w) => w.write(&flat_for_csv(batch)?)?,
             Sink::Json(w) => w.write(batch)?,
             Sink::Parquet(w) => w.write(batch)?,
@@ -107,10 +146,7 @@ impl Sink {
 
     pub(super) fn finish(self) -> Result<()> {
         match self {
-            Sink::Table(batches) => {
-                let text = datafusion::arrow::util::pretty::pretty_format_batches(&batches)?;
-                print(&format!("{text}\n"))
-            }
+            Sink::Table(t) => print(&t.text()?),
             Sink::Csv(w) => w.into_inner().commit(),
             Sink::Json(mut w) => {
                 w.finish()?;

@@ -342,10 +342,26 @@ fn sql_command_reads_parquet_and_outputs_in_every_format() {
     assert_eq!(String::from_utf8_lossy(&o.stdout), "{\"x\":1,\"nothing\":null}\n");
     let o = segscore(&["sql", "--table", &table, q]);
     assert!(o.status.success());
-    assert!(
-        String::from_utf8_lossy(&o.stdout).contains("| a "),
-        "a text table"
+    let shown = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(shown.contains("| a "), "a text table");
+    assert!(!shown.contains("shown"), "{shown}");
+    // A table shows the first --max-rows rows (40 unless given; 0 for all) and counts the
+    // rest without keeping them.
+    let o = segscore(&["sql", "--table", &table, q, "--max-rows", "2"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "+---------------+---+-----+\n\
+         | generation_id | n | top |\n\
+         +---------------+---+-----+\n\
+         | a             | 4 | 0.9 |\n\
+         | b             | 1 | 0.4 |\n\
+         +---------------+---+-----+\n\
+         3 rows, the first 2 shown (--max-rows N shows N, 0 all; --format csv or json streams every row)\n"
     );
+    let o = segscore(&["sql", "--table", &table, q, "--max-rows", "0"]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("| c "));
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("shown"));
     let pq = tmp.path().join("res.parquet");
     let to_parquet = |to: &Path| {
         let to = to.to_str().unwrap();
