@@ -9,7 +9,7 @@ use futures::{FutureExt, StreamExt};
 
 use super::exec::runtime;
 use super::sql_sink::Sink;
-use super::sql_tables::{context, stream_sorted, PlainTable};
+use super::sql_tables::{context, read_parquet_calls, stream_sorted, PlainTable};
 use crate::error::{Error, Result};
 use crate::model::Provider;
 use crate::store::Staged;
@@ -88,6 +88,8 @@ pub(crate) fn sql(a: SqlArgs) -> Result<()> {
         Some(c) => (c.query, Some(c.to), c.format),
         None => (query, a.to, None),
     };
+    // DuckDB's `read_parquet('path')` is the path named in the query.
+    let query = read_parquet_calls(&query)?;
     let format = match (a.format, stored_as, &to) {
         (Some(f), Some(s), _) if f != s => {
             return Err(Error::Usage(format!(

@@ -268,3 +268,72 @@ fn sort_keys(plan: &dyn datafusion::physical_plan::ExecutionPlan) -> Option<Vec<
     }
     plan.children().into_iter().find_map(|c| sort_keys(c.as_ref()))
 }
+
+/// DuckDB's table functions that read Parquet files by their path.
+const READ_PARQUET: [&str; 2] = ["read_parquet", "parquet_scan"];
+
+/// DuckDB's `read_parquet('path')` (and `parquet_scan('path')`) as the path they name, quoted
+/// (`FROM "path"`): [`files_named_in`] reads it as `--table` would. The query as it is when it
+/// calls neither, or is not one statement that parses (its error comes when it is planned);
+/// a call with anything but one path in quotes (a list, DuckDB's options) is refused.
+pub(super) fn read_parquet_calls(query: &str) -> Result<String> {
+    use std::ops::ControlFlow;
+
+    use datafusion::sql::parser::{DFParser, Statement};
+    use datafusion::sql::sqlparser::ast::{
+        Expr, FunctionArg, FunctionArgExpr, Ident, ObjectName, TableFactor, Value, VisitMut, VisitorMut,
+    };
+    /// Whether a call was rewritten.
+    struct Calls(bool);
+    impl VisitorMut for Calls {
+        type Break = String;
+        fn pre_visit_table_factor(&mut self, table: &mut TableFactor) -> ControlFlow<String> {
+            let TableFactor::Table {
+                name,
+                args: args @ Some(_),
+                ..
+            } = table
+            else {
+                return ControlFlow::Continue(());
+            };
+            let called = name.to_string().to_ascii_lowercase();
+            if !READ_PARQUET.contains(&called.as_str()) {
+                return ControlFlow::Continue(());
+            }
+            let path = match args.as_ref().map(|a| a.args.as_slice()) {
+                Some([FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Value(v)))]) => match &v.value {
+                    Value::SingleQuotedString(p) => Some(p.clone()),
+                    _ => None,
+                },
+                _ => None,
+            };
+            let Some(path) = path else {
+                return ControlFlow::Break(format!(
+                    "{called}(...): give it one path in quotes (a file, folder or glob), as in {called}('data/*.parquet'); hive folders and files of different columns are read without options"
+                ));
+            };
+            *name = ObjectName::from(vec![Ident::with_quote('"', path)]);
+            *args = None;
+            self.0 = true;
+            ControlFlow::Continue(())
+        }
+    }
+    let lower = query.to_ascii_lowercase();
+    if !READ_PARQUET.iter().any(|f| lower.contains(f)) {
+        return Ok(query.to_string());
+    }
+    let Ok(mut statements) = DFParser::parse_sql(query) else {
+        return Ok(query.to_string());
+    };
+    let (Some(Statement::Statement(mut statement)), None) = (statements.pop_front(), statements.pop_front())
+    else {
+        return Ok(query.to_string());
+    };
+    // The query is written out again only where a call was rewritten.
+    let mut calls = Calls(false);
+    match statement.visit(&mut calls) {
+        ControlFlow::Break(why) => Err(Error::Usage(format!("query: {why}"))),
+        ControlFlow::Continue(()) if calls.0 => Ok(statement.to_string()),
+        ControlFlow::Continue(()) => Ok(query.to_string()),
+    }
+}

@@ -516,6 +516,21 @@ fn sql_reads_parquet_files_named_in_the_query() {
         ok(&[&count.replace("{}", "'data/two.parquet'")]).0,
         "generation_id,n\nc,3\n"
     );
+    // DuckDB's read_parquet('path') and parquet_scan('path') read the same way; a list of
+    // paths or DuckDB's options are refused, saying what is taken.
+    for from in ["read_parquet('data/*.parquet')", "PARQUET_SCAN('data') AS t"] {
+        assert_eq!(ok(&[&count.replace("{}", from)]).0, all, "{from}");
+    }
+    for from in [
+        "read_parquet(['data/one.parquet', 'data/two.parquet'])",
+        "read_parquet('data', hive_partitioning = true)",
+    ] {
+        assert_fails(
+            &sql(&[&count.replace("{}", from)]),
+            2,
+            "read_parquet(...): give it one path in quotes (a file, folder or glob)",
+        );
+    }
     // Two files joined; the same file twice is one table.
     let join = "SELECT count(*) AS n FROM 'data/one.parquet' x JOIN 'data/one.parquet' y USING (generation_id, segment_index) JOIN 'data/two.parquet' z ON z.generation_id < x.generation_id";
     assert_eq!(ok(&[join]).0, "n\n0\n");
