@@ -110,6 +110,9 @@ async fn register(
     read: &mut Vec<PathBuf>,
     plain: &mut Vec<PlainTable>,
 ) -> Result<()> {
+    if let Some(why) = crate::store::foreign_url(&t.path) {
+        return Err(Error::Usage(format!("table '{}' in the query: {why}", t.path)));
+    }
     let path = Path::new(&t.path);
     // A bare s3:// URL is an output (read by its manifest, or an error saying it is not a
     // complete one); a local path is one when it has segments/.

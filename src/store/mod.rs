@@ -36,6 +36,29 @@ pub fn is_remote(s: &str) -> bool {
     s.starts_with(SCHEME)
 }
 
+/// Why `s`, a URL of a scheme other than `s3://` (`gs://`, `s3a://`, `hdfs://`, `file://`...),
+/// cannot be used: taken as a path, `--output gs://bucket/out` wrote a local folder `gs:` and
+/// the run said it had succeeded. None for an `s3://` URL or a path (a scheme of one letter is
+/// a Windows drive, `C://`).
+pub fn foreign_url(s: &str) -> Option<String> {
+    let (scheme, rest) = s.split_once("://")?;
+    let mut chars = scheme.chars();
+    let named = scheme.len() >= 2
+        && chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '.' | '-'));
+    if !named || is_remote(s) {
+        return None;
+    }
+    let hint = match scheme.to_ascii_lowercase().as_str() {
+        "s3a" | "s3n" => format!("write it {SCHEME}{rest}"),
+        "file" => format!("give the path itself ({rest})"),
+        _ => format!("segscore reads and writes local paths and {SCHEME} URLs (S3 and S3-compatible stores: --s3-endpoint)"),
+    };
+    Some(format!(
+        "{s}: {scheme}:// is not a scheme segscore reads or writes; {hint}"
+    ))
+}
+
 /// The URL a path holds, when it is an object-store URL.
 pub fn remote(path: &Path) -> Option<&str> {
     path.to_str().filter(|s| is_remote(s))
@@ -411,5 +434,31 @@ mod tests {
         assert!(Location::parse("s3:///key").is_err());
         assert!(remote(Path::new("s3://b/k")).is_some());
         assert!(remote(Path::new("/tmp/s3://x")).is_none());
+    }
+
+    #[test]
+    fn urls_of_other_schemes_are_foreign_paths_and_s3_urls_are_not() {
+        for path in [
+            "s3://b/k",
+            "data/x.parquet",
+            "/tmp/x",
+            "C://data",
+            "./a://b",
+            "x:/y",
+        ] {
+            assert_eq!(foreign_url(path), None, "{path}");
+        }
+        assert_eq!(
+            foreign_url("s3a://b/k.parquet").unwrap(),
+            "s3a://b/k.parquet: s3a:// is not a scheme segscore reads or writes; write it s3://b/k.parquet"
+        );
+        for url in [
+            "gs://b/k",
+            "hdfs://nn:8020/x",
+            "abfss://c@a.dfs.core.windows.net/x",
+            "git+ssh://h/x",
+        ] {
+            assert!(foreign_url(url).is_some(), "{url}");
+        }
     }
 }

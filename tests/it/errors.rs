@@ -592,6 +592,60 @@ fn missing_input_and_usage_errors() {
     assert!(!out.exists());
 }
 
+/// A URL of a scheme segscore does not read or write (`gs://`, `s3a://`, `hdfs://`, `file://`)
+/// is refused by the argument that holds it: taken as a path, `--output gs://bucket/out`
+/// wrote a local folder `gs:` and the run exited 0.
+#[test]
+fn urls_of_schemes_other_than_s3_are_refused_not_taken_as_paths() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in.parquet");
+    write_rows(&input, &good_rows());
+    let model = demo_model();
+    let (input, model) = (input.to_str().unwrap(), model.to_str().unwrap());
+    let segscore_here = |args: &[&str]| {
+        std::process::Command::new(BIN)
+            .args(args)
+            .current_dir(tmp.path())
+            .env_remove("ORT_DYLIB_PATH")
+            .output()
+            .unwrap()
+    };
+    let other =
+        "is not a scheme segscore reads or writes; segscore reads and writes local paths and s3:// URLs";
+    for (args, want) in [
+        (vec!["run", "-i", input, "-m", model, "-o", "gs://bucket/out"], format!("gs://bucket/out: gs:// {other}")),
+        (
+            vec!["run", "-i", "s3a://bucket/in/x.parquet", "-m", model, "-o", "out"],
+            "s3a://bucket/in/x.parquet: s3a:// is not a scheme segscore reads or writes; write it s3://bucket/in/x.parquet".into(),
+        ),
+        (
+            vec!["run", "-i", input, "-m", "file:///models/m.onnx", "-o", "out"],
+            "file:///models/m.onnx: file:// is not a scheme segscore reads or writes; give the path itself (/models/m.onnx)".into(),
+        ),
+        (vec!["sql", "-t", "t=hdfs://nn/data", "SELECT 1"], format!("hdfs://nn/data: hdfs:// {other}")),
+        (
+            vec!["sql", "SELECT * FROM 'gs://bucket/x.parquet'"],
+            format!("table 'gs://bucket/x.parquet' in the query: gs://bucket/x.parquet: gs:// {other}"),
+        ),
+        (
+            vec!["sql", "COPY (SELECT 1 AS x) TO 'az://container/x.csv'"],
+            format!("COPY ... TO az://container/x.csv: az:// {other}"),
+        ),
+        (vec!["sql", "SELECT 1", "--to", "gs://bucket/x.csv"], format!("gs://bucket/x.csv: gs:// {other}")),
+        (vec!["report", "gs://bucket/out"], format!("gs://bucket/out: gs:// {other}")),
+        (vec!["compare", "out", "gcs://bucket/out"], format!("gcs://bucket/out: gcs:// {other}")),
+        (vec!["generate", "-o", "gs://bucket/data", "--segments", "10"], format!("gs://bucket/data: gs:// {other}")),
+    ] {
+        assert_fails(&segscore_here(&args), 2, &want);
+    }
+    let mut left: Vec<String> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["in.parquet"]);
+}
+
 #[test]
 fn sigterm_and_sigint_abandon_the_run_and_leave_nothing_half_written() {
     use std::process::{Command, Stdio};
