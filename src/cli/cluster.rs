@@ -45,7 +45,7 @@ pub(crate) enum ClusterCommand {
         #[arg(long, value_name = "HOST")]
         external_host: Option<String>,
         /// Its folder for shuffle files and spills.
-        #[arg(long, value_name = "DIR", value_parser = crate::cli::path_arg)]
+        #[arg(long, value_name = "DIR", value_parser = crate::cli::path_arg())]
         work_dir: PathBuf,
         /// Tasks at once, and model sessions (default: all cores).
         #[arg(long, value_name = "N", value_parser = crate::cli::exec::threads_parser())]

@@ -18,7 +18,7 @@ use super::stdout::print;
 #[derive(Args)]
 pub(crate) struct DemoArgs {
     /// Where to write the demo's data, model and results.
-    #[arg(long, short, default_value = "segscore-demo", value_parser = crate::cli::path_arg)]
+    #[arg(long, short, default_value = "segscore-demo", value_parser = crate::cli::path_arg())]
     output: PathBuf,
     /// How many generations to generate.
     #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]

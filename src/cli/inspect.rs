@@ -14,10 +14,10 @@ use super::stdout::print;
 #[derive(Args)]
 pub(crate) struct BenchModelArgs {
     /// Input Parquet files, directories or globs.
-    #[arg(long, short, required = true, num_args = 1.., value_parser = crate::cli::path_arg)]
+    #[arg(long, short, required = true, num_args = 1.., value_parser = crate::cli::path_arg())]
     input: Vec<PathBuf>,
     /// The ONNX model.
-    #[arg(long, short, value_parser = crate::cli::path_arg)]
+    #[arg(long, short, value_parser = crate::cli::path_arg())]
     model: PathBuf,
     /// Rows to use, at most (read from the start).
     #[arg(long, default_value_t = 200_000, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]

@@ -34,7 +34,7 @@ struct Cli {
     verbose: u8,
     /// A TOML file of flags for the command: keys are the flags' long names (`verbose = 1`,
     /// `input = ["a", "b"]`, `report = true`); flags on the command line win.
-    #[arg(long, global = true, value_name = "FILE", value_parser = path_arg)]
+    #[arg(long, global = true, value_name = "FILE", value_parser = path_arg())]
     config: Option<PathBuf>,
     /// Log format on stderr: text for people, json (one object per line) for machines.
     #[arg(long, global = true, value_enum, default_value = "text")]
@@ -57,7 +57,7 @@ enum Command {
     /// Print a model's inputs and outputs and how segscore binds them.
     Inspect {
         /// The ONNX model file.
-        #[arg(value_parser = path_arg)]
+        #[arg(value_parser = path_arg())]
         model: PathBuf,
     },
     /// Benchmarks only: time the model alone on the padded batches a run would build from
@@ -67,17 +67,17 @@ enum Command {
     /// predicted-vs-target scatter, calibration plot, worst generations. Self-contained.
     Report {
         /// The output directory of a run.
-        #[arg(value_parser = path_arg)]
+        #[arg(value_parser = path_arg())]
         dir: PathBuf,
     },
     /// Compare two runs (two models) on the same data: metrics side by side, and a paired
     /// bootstrap confidence interval for the MSE difference.
     Compare {
         /// Output directory of run A.
-        #[arg(value_parser = path_arg)]
+        #[arg(value_parser = path_arg())]
         a: PathBuf,
         /// Output directory of run B.
-        #[arg(value_parser = path_arg)]
+        #[arg(value_parser = path_arg())]
         b: PathBuf,
         /// Bootstrap replicates, 1 to 1,000,000 (each resamples every generation).
         #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
@@ -100,7 +100,7 @@ enum Command {
     /// Write a benchmark dataset (the demo's scoring rule, long-tailed segment lengths).
     Generate {
         /// Where to write the Parquet files.
-        #[arg(long, short, value_parser = path_arg)]
+        #[arg(long, short, value_parser = path_arg())]
         output: PathBuf,
         /// Segments (rows) to write.
         #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
@@ -217,14 +217,17 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// A path argument: a local path or an `s3://` URL; a URL of another scheme (`gs://`,
-/// `s3a://`, `file://`) is refused ([`crate::store::foreign_url`]) rather than taken as a
-/// local path.
-pub(crate) fn path_arg(s: &str) -> Result<PathBuf, String> {
-    match crate::store::foreign_url(s) {
-        Some(why) => Err(why),
-        None => Ok(PathBuf::from(s)),
-    }
+/// A path argument: a local path (UTF-8 or not) or an `s3://` URL; a URL of another scheme
+/// (`gs://`, `s3a://`, `file://`) is refused ([`crate::store::foreign_url`]) rather than taken
+/// as a local path.
+pub(crate) fn path_arg() -> impl clap::builder::TypedValueParser<Value = PathBuf> {
+    use clap::builder::TypedValueParser;
+    clap::builder::OsStringValueParser::new().try_map(|s| {
+        match s.to_str().and_then(crate::store::foreign_url) {
+            Some(why) => Err(why),
+            None => Ok(PathBuf::from(s)),
+        }
+    })
 }
 
 #[cfg(test)]

@@ -19,13 +19,13 @@ use super::stdout::print;
 #[derive(Args)]
 pub(crate) struct RunArgs {
     /// Input Parquet files, directories (searched recursively for *.parquet) or globs.
-    #[arg(long, short, required = true, num_args = 1.., value_parser = crate::cli::path_arg)]
+    #[arg(long, short, required = true, num_args = 1.., value_parser = crate::cli::path_arg())]
     input: Vec<PathBuf>,
     /// The ONNX reward model.
-    #[arg(long, short, value_parser = crate::cli::path_arg)]
+    #[arg(long, short, value_parser = crate::cli::path_arg())]
     model: PathBuf,
     /// The output directory (must be empty or absent, unless --overwrite).
-    #[arg(long, short, value_parser = crate::cli::path_arg)]
+    #[arg(long, short, value_parser = crate::cli::path_arg())]
     output: PathBuf,
     #[command(flatten)]
     opts: JobArgs,
@@ -34,7 +34,7 @@ pub(crate) struct RunArgs {
 #[derive(Args)]
 pub(crate) struct JobArgs {
     /// A SQL file replacing the built-in targets query (queries/segment_scores.sql).
-    #[arg(long, value_parser = crate::cli::path_arg)]
+    #[arg(long, value_parser = crate::cli::path_arg())]
     query_file: Option<PathBuf>,
     /// Column holding the generation id (string, integer, or a 16-byte UUID read as its text).
     #[arg(long, default_value = "generation_id")]
@@ -87,7 +87,7 @@ pub(crate) struct JobArgs {
     #[arg(long, value_name = "SIZE")]
     memory_limit: Option<bytesize::ByteSize>,
     /// Where sorts spill (default: the system's temp dir).
-    #[arg(long, value_name = "DIR", value_parser = crate::cli::path_arg)]
+    #[arg(long, value_name = "DIR", value_parser = crate::cli::path_arg())]
     spill_dir: Option<PathBuf>,
     /// Padded positions (rows x longest row) per model call, at most.
     #[arg(long, default_value_t = 8192, value_parser = clap::value_parser!(u64).range(1..))]
@@ -125,7 +125,7 @@ pub(crate) struct JobArgs {
     #[arg(long, value_parser = crate::cli::exec::threads_parser())]
     threads: Option<usize>,
     /// Text input: a Hugging Face tokenizer.json (its padding and truncation are ignored).
-    #[arg(long, value_name = "FILE", value_parser = crate::cli::path_arg)]
+    #[arg(long, value_name = "FILE", value_parser = crate::cli::path_arg())]
     tokenizer: Option<PathBuf>,
     /// Text input: the column holding each segment's text (instead of --input-ids-col).
     #[arg(long, value_name = "COL")]

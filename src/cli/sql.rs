@@ -26,7 +26,7 @@ pub(crate) struct SqlArgs {
     )]
     query: Option<String>,
     /// Read the query from FILE (e.g. queries/generations.sql).
-    #[arg(long, short, value_name = "FILE", value_parser = crate::cli::path_arg)]
+    #[arg(long, short, value_name = "FILE", value_parser = crate::cli::path_arg())]
     file: Option<PathBuf>,
     /// NAME=PATH registers Parquet files (a file, directory or glob) as table NAME; a segscore
     /// output directory registers NAME.segments, NAME.generations (and NAME.rejected), or
@@ -34,7 +34,7 @@ pub(crate) struct SqlArgs {
     #[arg(long, short, value_name = "[NAME=]PATH")]
     table: Vec<TableArg>,
     /// An ONNX model: makes reward_model(input_ids[, token_type_ids]) available.
-    #[arg(long, short, value_parser = crate::cli::path_arg)]
+    #[arg(long, short, value_parser = crate::cli::path_arg())]
     model: Option<PathBuf>,
     /// The model's execution provider: cpu, cuda or auto.
     #[arg(long, default_value = "auto")]
@@ -47,14 +47,14 @@ pub(crate) struct SqlArgs {
     #[arg(long, value_name = "K", requires = "model")]
     score_label: Option<usize>,
     /// A Hugging Face tokenizer.json: makes tokenize(text [, add_special_tokens]) available.
-    #[arg(long, value_name = "FILE", value_parser = crate::cli::path_arg)]
+    #[arg(long, value_name = "FILE", value_parser = crate::cli::path_arg())]
     tokenizer: Option<PathBuf>,
     /// Output format: table, csv, json (one object per line) or parquet [default: table, or
     /// with --to, the file name's extension: .csv, .json (.jsonl, .ndjson) or .parquet]
     #[arg(long)]
     format: Option<Format>,
     /// Write the result to FILE (written whole, then renamed into place) instead of stdout.
-    #[arg(long, value_name = "FILE", value_parser = crate::cli::path_arg)]
+    #[arg(long, value_name = "FILE", value_parser = crate::cli::path_arg())]
     to: Option<PathBuf>,
     /// Worker threads (default: all cores).
     #[arg(long, value_parser = crate::cli::exec::threads_parser())]
