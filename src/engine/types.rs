@@ -147,7 +147,10 @@ pub fn common_type(a: &DataType, b: &DataType) -> Option<DataType> {
             unit => Time64(unit),
         },
         (Duration(u), Duration(v)) => Duration(finer(u, v)),
-        (List(f) | LargeList(f) | FixedSizeList(f, _), List(g) | LargeList(g) | FixedSizeList(g, _)) => {
+        (
+            List(f) | LargeList(f) | FixedSizeList(f, _) | ListView(f) | LargeListView(f),
+            List(g) | LargeList(g) | FixedSizeList(g, _) | ListView(g) | LargeListView(g),
+        ) => {
             let item = Arc::new(Field::new(
                 f.name(),
                 common_type(f.data_type(), g.data_type())?,
@@ -155,7 +158,11 @@ pub fn common_type(a: &DataType, b: &DataType) -> Option<DataType> {
             ));
             match (a, b) {
                 (FixedSizeList(_, n), FixedSizeList(_, m)) if n == m => FixedSizeList(item, *n),
-                (LargeList(_), _) | (_, LargeList(_)) => LargeList(item),
+                (ListView(_), ListView(_)) => ListView(item),
+                (LargeListView(_), LargeListView(_)) => LargeListView(item),
+                (LargeList(_) | LargeListView(_), _) | (_, LargeList(_) | LargeListView(_)) => {
+                    LargeList(item)
+                }
                 _ => List(item),
             }
         }

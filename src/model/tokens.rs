@@ -390,8 +390,13 @@ pub(crate) fn widened_ids(a: &ArrayRef) -> Result<ArrayRef> {
         DataType::LargeList(f) if f.data_type().is_integer() && !is_model_int(f.data_type()) => {
             DataType::LargeList(item(&DataType::Int64))
         }
-        // A fixed-size list (Hugging Face datasets' `Sequence(length=N)`) as a list.
-        DataType::FixedSizeList(f, _) if f.data_type().is_integer() => DataType::List(item(&DataType::Int64)),
+        // A fixed-size list (Hugging Face datasets' `Sequence(length=N)`) or a list view as a
+        // list.
+        DataType::FixedSizeList(f, _) | DataType::ListView(f) | DataType::LargeListView(f)
+            if f.data_type().is_integer() =>
+        {
+            DataType::List(item(&DataType::Int64))
+        }
         _ => return Ok(Arc::clone(a)),
     };
     Ok(datafusion::arrow::compute::cast(a, &to)?)

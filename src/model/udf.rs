@@ -107,7 +107,12 @@ impl ScalarUDFImpl for RewardModelUdf {
         for t in arg_types {
             if !matches!(
                 t,
-                DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(..) | DataType::Null
+                DataType::List(_)
+                    | DataType::LargeList(_)
+                    | DataType::FixedSizeList(..)
+                    | DataType::ListView(_)
+                    | DataType::LargeListView(_)
+                    | DataType::Null
             ) {
                 return plan_err!("{UDF_NAME} takes lists of token ids, got {t}");
             }

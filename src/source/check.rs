@@ -52,9 +52,11 @@ impl Kind {
             // (uint16 token ids, int8 token type ids as Hugging Face `datasets` writes them)
             // widened to int64 as they are read.
             Kind::IdList => match t {
-                DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _) => {
-                    f.data_type().is_integer()
-                }
+                DataType::List(f)
+                | DataType::LargeList(f)
+                | DataType::FixedSizeList(f, _)
+                | DataType::ListView(f)
+                | DataType::LargeListView(f) => f.data_type().is_integer(),
                 _ => false,
             },
         }
@@ -64,7 +66,7 @@ impl Kind {
             Kind::Key => "a string, an integer or a 16-byte UUID",
             Kind::Integer => "an integer",
             Kind::Float => "a float, decimal or integer",
-            Kind::IdList => "a list, large_list or fixed_size_list of integers",
+            Kind::IdList => "a list (large, fixed-size or a view too) of integers",
             Kind::Text => "a string",
         }
     }

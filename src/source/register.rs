@@ -211,9 +211,11 @@ fn generations_view_sql(cols: &ColumnNames, carried: &[String], files: &Schema) 
                     .map(|f| crate::engine::types::value_type(f.data_type()))
             }) {
                 Some(Ok(DataType::FixedSizeBinary(16))) if name == "generation_id" => uuid_text(&expr),
-                // A fixed-size list of ids (Hugging Face datasets' `Sequence(length=N)`) as the
-                // list the model reads.
-                Some(Ok(DataType::FixedSizeList(..))) if matches!(name, "input_ids" | "token_type_ids") => {
+                // A fixed-size list of ids (Hugging Face datasets' `Sequence(length=N)`), or a
+                // list view (pyarrow's `list_view`), as the list the model reads.
+                Some(Ok(
+                    DataType::FixedSizeList(..) | DataType::ListView(_) | DataType::LargeListView(_),
+                )) if matches!(name, "input_ids" | "token_type_ids") => {
                     format!("CAST({expr} AS BIGINT[])")
                 }
                 _ => expr,

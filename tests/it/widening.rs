@@ -552,3 +552,84 @@ fn rejected_rows_keep_their_own_ids_in_a_fixed_size_list() {
         )
     );
 }
+
+/// Token ids in a list view (pyarrow's `list_view`, Arrow's offsets-and-sizes list), beside
+/// plain lists in another file: scored as the same ids in lists are, by `run` and by
+/// `reward_model()`; rejected rows keep their own ids as a list view. They were refused as of
+/// the wrong type.
+#[test]
+fn token_ids_in_a_list_view_score_as_the_same_ids_in_a_list() {
+    use datafusion::arrow::array::ListViewArray;
+    use datafusion::arrow::buffer::{NullBuffer, ScalarBuffer};
+    let tmp = tempfile::tempdir().unwrap();
+    let first = [row("g1", 0, 0.25, &[10, 11]), row("g1", 1, 0.5, &[12, 13, 14])];
+    let second = [row("g2", 0, 0.75, &[14]), row("g2", 1, 0.5, &[15, 16, 17])];
+    let lists = tmp.path().join("lists");
+    write_batch(&lists.join("a.parquet"), &batch(&first));
+    write_batch(&lists.join("b.parquet"), &batch(&second));
+    // The views out of order in their values (a view may point anywhere): [10, 11] at 3,
+    // [12, 13, 14] at 0.
+    let item = Arc::new(Field::new("element", DataType::Int32, true));
+    let view = |nulls: Option<NullBuffer>| {
+        ListViewArray::new(
+            Arc::clone(&item),
+            ScalarBuffer::from(vec![3, 0]),
+            ScalarBuffer::from(vec![2, 3]),
+            Arc::new(Int32Array::from(vec![
+                Some(12),
+                Some(13),
+                Some(14),
+                Some(10),
+                Some(11),
+            ])),
+            nulls,
+        )
+    };
+    let viewed = |rows: &[Row], ids: ListViewArray| {
+        with_column(
+            &batch(rows),
+            Field::new("input_ids", DataType::ListView(Arc::clone(&item)), true),
+            Arc::new(ids),
+        )
+    };
+    let views = tmp.path().join("views");
+    write_batch(&views.join("a.parquet"), &viewed(&first, view(None)));
+    write_batch(&views.join("b.parquet"), &batch(&second));
+    let scores = |input: &Path, out: &str| {
+        let out = tmp.path().join(out);
+        run_ok(&[input], &demo_model(), &out, &["--provider", "cpu"]);
+        sql_csv(
+            &out.display().to_string(),
+            "SELECT generation_id, segment_index, predicted_score FROM segments ORDER BY 1, 2",
+        )
+    };
+    let want = scores(&lists, "out-lists");
+    assert_eq!(want.lines().count(), 5, "{want}");
+    assert_eq!(scores(&views, "out-views"), want);
+    let o = sql_with_model_on(
+        &demo_model(),
+        &views,
+        "SELECT generation_id, segment_index, reward_model(input_ids) AS predicted_score FROM t ORDER BY 1, 2",
+    );
+    assert_eq!(String::from_utf8_lossy(&o.stdout), want);
+    // g1's second row without ids: g1 is rejected, its rows keep their own ids.
+    let input = tmp.path().join("rejected/a.parquet");
+    let nulls = Some(NullBuffer::from(vec![true, false]));
+    write_batch(&input, &viewed(&first, view(nulls)));
+    let out = tmp.path().join("out-rejected");
+    run_ok(
+        &[&input],
+        &demo_model(),
+        &out,
+        &["--provider", "cpu", "--on-invalid", "quarantine"],
+    );
+    assert_eq!(
+        sql_csv(
+            &out.display().to_string(),
+            "SELECT segment_index AS s, input_ids, arrow_typeof(input_ids) AS t, reason FROM rejected ORDER BY 1"
+        ),
+        "s,input_ids,t,reason\n\
+         0,\"[10, 11]\",\"ListView(Int32, field: 'element')\",invalid_segment_in_generation\n\
+         1,,\"ListView(Int32, field: 'element')\",null_input_ids\n"
+    );
+}
