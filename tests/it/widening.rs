@@ -424,6 +424,25 @@ fn a_time_value_that_nanoseconds_cannot_hold_keeps_a_coarser_unit() {
     }
 }
 
+/// The predictions of a run over `input` into `out`, by key, as `sql` lists them (CSV).
+fn predictions(input: &Path, out: &Path) -> String {
+    run_ok(&[input], &demo_model(), out, &["--provider", "cpu"]);
+    sql_csv(
+        &out.display().to_string(),
+        "SELECT generation_id, segment_index, predicted_score FROM segments ORDER BY 1, 2",
+    )
+}
+
+/// `reward_model()` in `sql` over the table `input`, listed as [`predictions`] lists a run's.
+fn predictions_in_sql(input: &Path) -> String {
+    let o = sql_with_model_on(
+        &demo_model(),
+        input,
+        "SELECT generation_id, segment_index, reward_model(input_ids) AS predicted_score FROM t ORDER BY 1, 2",
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
 /// Token ids as a fixed-size list (Hugging Face `datasets` writes `Sequence(length=N)` so; numpy
 /// arrays of one width through pyarrow), in one file beside plain lists in another: scored as
 /// the same ids in lists are, bit for bit. They were refused as of the wrong type.
@@ -453,14 +472,7 @@ fn token_ids_in_a_fixed_size_list_score_as_the_same_ids_in_a_list() {
         ),
     );
     write_batch(&fixed.join("b.parquet"), &batch(&second));
-    let scores = |input: &Path, out: &str| {
-        let out = tmp.path().join(out);
-        run_ok(&[input], &demo_model(), &out, &["--provider", "cpu"]);
-        sql_csv(
-            &out.display().to_string(),
-            "SELECT generation_id, segment_index, predicted_score FROM segments ORDER BY 1, 2",
-        )
-    };
+    let scores = |input: &Path, out: &str| predictions(input, &tmp.path().join(out));
     let want = scores(&lists, "out-lists");
     assert_eq!(want.lines().count(), 5, "{want}");
     assert_eq!(scores(&fixed, "out-fixed"), want);
@@ -480,12 +492,7 @@ fn token_ids_in_a_fixed_size_list_score_as_the_same_ids_in_a_list() {
         stderr(&o)
     );
     // `reward_model()` in SQL takes them too, and scores them as the run did.
-    let o = sql_with_model_on(
-        &demo_model(),
-        &fixed,
-        "SELECT generation_id, segment_index, reward_model(input_ids) AS predicted_score FROM t ORDER BY 1, 2",
-    );
-    assert_eq!(String::from_utf8_lossy(&o.stdout), want);
+    assert_eq!(predictions_in_sql(&fixed), want);
     // `sql` reads the table with the ids as lists.
     assert_eq!(
         sql_csv_on(
@@ -595,23 +602,11 @@ fn token_ids_in_a_list_view_score_as_the_same_ids_in_a_list() {
     let views = tmp.path().join("views");
     write_batch(&views.join("a.parquet"), &viewed(&first, view(None)));
     write_batch(&views.join("b.parquet"), &batch(&second));
-    let scores = |input: &Path, out: &str| {
-        let out = tmp.path().join(out);
-        run_ok(&[input], &demo_model(), &out, &["--provider", "cpu"]);
-        sql_csv(
-            &out.display().to_string(),
-            "SELECT generation_id, segment_index, predicted_score FROM segments ORDER BY 1, 2",
-        )
-    };
+    let scores = |input: &Path, out: &str| predictions(input, &tmp.path().join(out));
     let want = scores(&lists, "out-lists");
     assert_eq!(want.lines().count(), 5, "{want}");
     assert_eq!(scores(&views, "out-views"), want);
-    let o = sql_with_model_on(
-        &demo_model(),
-        &views,
-        "SELECT generation_id, segment_index, reward_model(input_ids) AS predicted_score FROM t ORDER BY 1, 2",
-    );
-    assert_eq!(String::from_utf8_lossy(&o.stdout), want);
+    assert_eq!(predictions_in_sql(&views), want);
     // g1's second row without ids: g1 is rejected, its rows keep their own ids.
     let input = tmp.path().join("rejected/a.parquet");
     let nulls = Some(NullBuffer::from(vec![true, false]));
