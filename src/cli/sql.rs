@@ -18,7 +18,8 @@ use clap::Args;
 #[derive(Args)]
 pub(crate) struct SqlArgs {
     /// The query, e.g. "SELECT generation_id, kendall_tau(predicted_score, target_score) FROM
-    /// segments GROUP BY 1".
+    /// segments GROUP BY 1". Parquet files may be named in place of a table ("SELECT count(*)
+    /// FROM 'data/*.parquet'"); "COPY (query) TO 'out.csv'" writes the result as --to does.
     #[arg(
         allow_hyphen_values = true,
         required_unless_present = "file",
