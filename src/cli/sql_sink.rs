@@ -17,13 +17,24 @@ use crate::sink::{writer_properties, AtomicFile, PartWriter};
 /// a failed query leaves no partial file under the name asked for.
 pub(super) enum Sink {
     Table(Box<Shown>),
-    Csv(Box<datafusion::arrow::csv::Writer<Out>>),
+    Csv(Box<Csv>),
     Json(Box<datafusion::arrow::json::LineDelimitedWriter<Out>>),
     Parquet(Box<PartWriter>),
 }
 
-/// A table for the terminal: the first `limit` rows kept (all without one), every row counted.
+/// CSV: arrow writes the header with the first batch; with none, it is written at the end (a
+/// result of no rows is its header alone, not an empty file).
+pub(super) struct Csv {
+    writer: datafusion::arrow::csv::Writer<Out>,
+    schema: datafusion::arrow::datatypes::SchemaRef,
+    /// Whether a batch (and with it the header) was written.
+    written: bool,
+}
+
+/// A table for the terminal: the first `limit` rows kept (all without one), every row counted;
+/// with no rows, its header.
 pub(super) struct Shown {
+    schema: datafusion::arrow::datatypes::SchemaRef,
     kept: Vec<RecordBatch>,
     kept_rows: usize,
     limit: Option<usize>,
@@ -43,7 +54,13 @@ impl Shown {
 
     /// The table, and below it how many rows there were when not all are shown.
     fn text(&self) -> Result<String> {
-        let table = datafusion::arrow::util::pretty::pretty_format_batches(&self.kept)?;
+        let none = [RecordBatch::new_empty(Arc::clone(&self.schema))];
+        let shown = if self.kept.is_empty() {
+            &none[..]
+        } else {
+            &self.kept[..]
+        };
+        let table = datafusion::arrow::util::pretty::pretty_format_batches(shown)?;
         Ok(if self.rows > self.kept_rows as u64 {
             format!(
                 "{table}\n{} rows, the first {} shown (--max-rows N shows N, 0 all; --format csv or json streams every row)\n",
@@ -102,12 +119,17 @@ impl Sink {
     ) -> Result<Sink> {
         Ok(match format {
             Format::Table => Sink::Table(Box::new(Shown {
+                schema: Arc::clone(schema),
                 kept: Vec::new(),
                 kept_rows: 0,
                 limit: max_rows,
                 rows: 0,
             })),
-            Format::Csv => Sink::Csv(Box::new(datafusion::arrow::csv::Writer::new(Out::open(to)?))),
+            Format::Csv => Sink::Csv(Box::new(Csv {
+                writer: datafusion::arrow::csv::Writer::new(Out::open(to)?),
+                schema: Arc::clone(schema),
+                written: false,
+            })),
             // Every column in every object, a null as `null` (arrow leaves such keys out: a
             // reader inferring columns from the first lines would miss a column null there).
             Format::Json => Sink::Json(Box::new(
@@ -137,7 +159,10 @@ impl Sink {
     pub(super) fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         match self {
             Sink::Table(t) => t.push(batch),
-            Sink::Csv(w) => w.write(&flat_for_csv(batch)?)?,
+            Sink::Csv(c) => {
+                c.writer.write(&flat_for_csv(batch)?)?;
+                c.written = true;
+            }
             Sink::Json(w) => w.write(batch)?,
             Sink::Parquet(w) => w.write(batch)?,
         }
@@ -147,7 +172,13 @@ impl Sink {
     pub(super) fn finish(self) -> Result<()> {
         match self {
             Sink::Table(t) => print(&t.text()?),
-            Sink::Csv(w) => w.into_inner().commit(),
+            Sink::Csv(mut c) => {
+                if !c.written {
+                    let empty = RecordBatch::new_empty(c.schema);
+                    c.writer.write(&flat_for_csv(&empty)?)?;
+                }
+                c.writer.into_inner().commit()
+            }
             Sink::Json(mut w) => {
                 w.finish()?;
                 w.into_inner().commit()

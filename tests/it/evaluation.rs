@@ -388,6 +388,17 @@ fn sql_command_reads_parquet_and_outputs_in_every_format() {
         std::fs::read_to_string(&path).unwrap(),
         "generation_id,n,top\na,4,0.9\nb,1,0.4\nc,3,0.5\n"
     );
+    // No rows: CSV is its header, a table its header too (they were an empty file and `++`).
+    let none = format!("{q} LIMIT 0");
+    let path = tmp.path().join("none.csv");
+    let o = segscore(&["sql", "-t", &table, &none, "--to", path.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "generation_id,n,top\n");
+    let o = segscore(&["sql", "-t", &table, &none]);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "+---------------+---+-----+\n| generation_id | n | top |\n+---------------+---+-----+\n+---------------+---+-----+\n"
+    );
     let (o, path) = to("res.ndjson");
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 3);
