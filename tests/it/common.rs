@@ -179,12 +179,19 @@ pub fn sql_with_model_on(model: &Path, table: &Path, query: &str) -> Output {
 }
 
 pub fn segscore(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .env_remove("ORT_DYLIB_PATH")
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run segscore")
+    command(args).output().expect("run segscore")
+}
+
+/// `segscore ARGS` run in the folder `dir` (relative paths are a user's own there).
+pub fn segscore_in<S: AsRef<std::ffi::OsStr>>(dir: &Path, args: &[S]) -> Output {
+    command(args).current_dir(dir).output().expect("run segscore")
+}
+
+/// The segscore binary with `args`, finding ONNX Runtime as a user's would, without colour.
+fn command<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).env_remove("ORT_DYLIB_PATH").env("NO_COLOR", "1");
+    cmd
 }
 
 /// `segscore sql --format csv` over one file or folder registered as table `t`; asserts it

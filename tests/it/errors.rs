@@ -602,14 +602,7 @@ fn urls_of_schemes_other_than_s3_are_refused_not_taken_as_paths() {
     write_rows(&input, &good_rows());
     let model = demo_model();
     let (input, model) = (input.to_str().unwrap(), model.to_str().unwrap());
-    let segscore_here = |args: &[&str]| {
-        std::process::Command::new(BIN)
-            .args(args)
-            .current_dir(tmp.path())
-            .env_remove("ORT_DYLIB_PATH")
-            .output()
-            .unwrap()
-    };
+    let segscore_here = |args: &[&str]| segscore_in(tmp.path(), args);
     let other =
         "is not a scheme segscore reads or writes; segscore reads and writes local paths and s3:// URLs";
     for (args, want) in [

@@ -497,15 +497,7 @@ fn sql_reads_parquet_files_named_in_the_query() {
     write_rows(&data.join("one.parquet"), &rows[..5]);
     write_rows(&data.join("two.parquet"), &rows[5..]);
     // Run where the files are, so that relative paths are the users' own.
-    let sql = |args: &[&str]| {
-        std::process::Command::new(BIN)
-            .args(["sql", "--format", "csv"])
-            .args(args)
-            .current_dir(tmp.path())
-            .env_remove("ORT_DYLIB_PATH")
-            .output()
-            .unwrap()
-    };
+    let sql = |args: &[&str]| segscore_in(tmp.path(), &[&["sql", "--format", "csv"], args].concat());
     let ok = |args: &[&str]| {
         let o = sql(args);
         assert!(o.status.success(), "{args:?}: {}", stderr(&o));
@@ -611,15 +603,7 @@ fn sql_copy_to_writes_as_to_does_and_no_query_writes_into_a_table() {
     let tmp = tempfile::tempdir().unwrap();
     let input = tmp.path().join("in.parquet");
     write_rows(&input, &hand_rows());
-    let sql = |query: &str, extra: &[&str]| {
-        std::process::Command::new(BIN)
-            .args(["sql", query])
-            .args(extra)
-            .current_dir(tmp.path())
-            .env_remove("ORT_DYLIB_PATH")
-            .output()
-            .unwrap()
-    };
+    let sql = |query: &str, extra: &[&str]| segscore_in(tmp.path(), &[&["sql", query], extra].concat());
     let counts = "generation_id,n\na,4\nb,1\nc,3\n";
     // COPY (query) TO a file: the format from the name or STORED AS, as --to writes it.
     let o = sql(

@@ -320,13 +320,7 @@ fn a_model_with_external_data_is_read_from_its_folder_and_hashed_with_it() {
     let run_in_cwd = |model: &Path, out: &str| {
         let out = tmp.path().join(out);
         let args = run_args(&[&input], model, &out, &["--provider", "cpu"]);
-        let o = std::process::Command::new(BIN)
-            .args(&args)
-            .current_dir(&cwd)
-            .env_remove("ORT_DYLIB_PATH")
-            .output()
-            .unwrap();
-        (o, out)
+        (segscore_in(&cwd, &args), out)
     };
     let (o, one_file) = run_in_cwd(&demo_model(), "one-file");
     assert!(o.status.success(), "{}", stderr(&o));

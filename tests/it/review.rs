@@ -642,14 +642,7 @@ fn paths_with_dot_dot_are_paths() {
     std::fs::copy(&a, hive.join("a.parquet")).unwrap();
     let up = |p: &Path| format!("../{}", p.strip_prefix(tmp.path()).unwrap().display());
     let model = demo_model();
-    let in_work = |args: &[&str]| {
-        std::process::Command::new(BIN)
-            .args(args)
-            .current_dir(&here)
-            .env_remove("ORT_DYLIB_PATH")
-            .output()
-            .unwrap()
-    };
+    let in_work = |args: &[&str]| segscore_in(&here, args);
     for (input, out) in [
         (up(&a), "../out-file"),
         (up(&tmp.path().join("hive")), "../out-hive"),
