@@ -67,6 +67,10 @@ pub(crate) struct SqlArgs {
     /// shows every row.
     #[arg(long, value_name = "N", default_value_t = 40)]
     max_rows: usize,
+    /// With --format table: a cell longer than N characters (a token list, a long text) is cut
+    /// to N, ending in `…`; 0 shows every cell whole.
+    #[arg(long, value_name = "N", default_value_t = 60)]
+    max_width: usize,
 }
 
 /// `segscore sql`: the query from the command line or `--file`, run and printed or written.
@@ -133,6 +137,7 @@ pub(crate) fn sql(a: SqlArgs) -> Result<()> {
             .unwrap_or_else(crate::engine::default_memory_limit),
         tokenizer: a.tokenizer,
         max_rows: (a.max_rows > 0).then_some(a.max_rows),
+        max_width: (a.max_width > 0).then_some(a.max_width),
     };
     // SIGINT or SIGTERM stops the query: its task is dropped at its next step, and with it the
     // `--to` file under its temporary name (killed outright, the process would leave that file
@@ -337,6 +342,8 @@ pub struct SqlOptions {
     pub tokenizer: Option<PathBuf>,
     /// With [`Format::Table`]: the rows shown (the rest counted); None shows all.
     pub max_rows: Option<usize>,
+    /// With [`Format::Table`]: the characters a cell shows (longer ones cut); None, all.
+    pub max_width: Option<usize>,
 }
 
 /// Runs the query and prints or writes its result.
@@ -495,7 +502,13 @@ async fn execute(ctx: &SessionContext, opts: &SqlOptions) -> Result<()> {
         (Some((loc, dir)), _) => Some(dir.0.join(loc.key.filename().unwrap_or("result"))),
         (None, to) => to.clone(),
     };
-    let mut sink = Sink::open(opts.format, local_to.as_deref(), &schema, opts.max_rows)?;
+    let mut sink = Sink::open(
+        opts.format,
+        local_to.as_deref(),
+        &schema,
+        opts.max_rows,
+        opts.max_width,
+    )?;
     // The CSV and JSON writers' errors (a full disk) name no file: `--to`'s is named here.
     let named = |e: Error| match (&opts.to, e) {
         (Some(to), Error::Arrow(e)) => Error::Output {

@@ -32,12 +32,14 @@ pub(super) struct Csv {
 }
 
 /// A table for the terminal: the first `limit` rows kept (all without one), every row counted;
-/// with no rows, its header.
+/// with no rows, its header. A cell longer than `width` characters (a segment's token list, a
+/// long text) is cut to that width, ending in `…`, so a row stays a line of a screen.
 pub(super) struct Shown {
     schema: datafusion::arrow::datatypes::SchemaRef,
     kept: Vec<RecordBatch>,
     kept_rows: usize,
     limit: Option<usize>,
+    width: Option<usize>,
     rows: u64,
 }
 
@@ -60,15 +62,29 @@ impl Shown {
         } else {
             &self.kept[..]
         };
-        let table = datafusion::arrow::util::pretty::pretty_format_batches(shown)?;
-        Ok(if self.rows > self.kept_rows as u64 {
-            format!(
-                "{table}\n{} rows, the first {} shown (--max-rows N shows N, 0 all; --format csv or json streams every row)\n",
+        let mut cut = false;
+        let shown = shown
+            .iter()
+            .map(|b| {
+                let (b, c) = as_text(b, |_| true, self.width)?;
+                cut |= c;
+                Ok(b)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let table = datafusion::arrow::util::pretty::pretty_format_batches(&shown)?;
+        let mut text = format!("{table}\n");
+        if self.rows > self.kept_rows as u64 {
+            text += &format!(
+                "{} rows, the first {} shown (--max-rows N shows N, 0 all; --format csv or json streams every row)\n",
                 self.rows, self.kept_rows
-            )
-        } else {
-            format!("{table}\n")
-        })
+            );
+        }
+        if let (true, Some(w)) = (cut, self.width) {
+            text += &format!(
+                "cells longer than {w} characters are cut, ending in … (--max-width N shows N, 0 whole)\n"
+            );
+        }
+        Ok(text)
     }
 }
 
@@ -116,6 +132,7 @@ impl Sink {
         to: Option<&Path>,
         schema: &datafusion::arrow::datatypes::SchemaRef,
         max_rows: Option<usize>,
+        max_width: Option<usize>,
     ) -> Result<Sink> {
         Ok(match format {
             Format::Table => Sink::Table(Box::new(Shown {
@@ -123,6 +140,7 @@ impl Sink {
                 kept: Vec::new(),
                 kept_rows: 0,
                 limit: max_rows,
+                width: max_width,
                 rows: 0,
             })),
             Format::Csv => Sink::Csv(Box::new(Csv {
@@ -191,26 +209,51 @@ impl Sink {
 /// `batch` with each nested column (lists, structs, maps: CSV has no such cells) as text, the
 /// way arrow displays it (`[1, 2, 3]`, `{a: 1}`); null stays null.
 fn flat_for_csv(batch: &RecordBatch) -> Result<RecordBatch> {
+    as_text(batch, |t| t.is_nested(), None).map(|(b, _)| b)
+}
+
+/// `batch` with the columns whose type `pick` takes as text, each cell as arrow displays it
+/// (`[1, 2, 3]`, `{a: 1}`, `0.5`), a null still null; with `width`, a cell longer than that
+/// many characters is cut to them, its last one `…`. Also whether any cell was cut.
+fn as_text(
+    batch: &RecordBatch,
+    pick: impl Fn(&datafusion::arrow::datatypes::DataType) -> bool,
+    width: Option<usize>,
+) -> Result<(RecordBatch, bool)> {
     use datafusion::arrow::array::{Array, ArrayRef, StringArray};
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
     use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
-    if !batch.schema().fields().iter().any(|f| f.data_type().is_nested()) {
-        return Ok(batch.clone());
+    if !batch.schema().fields().iter().any(|f| pick(f.data_type())) {
+        return Ok((batch.clone(), false));
     }
+    let mut cut = false;
     let mut fields = Vec::with_capacity(batch.num_columns());
     let mut columns: Vec<ArrayRef> = Vec::with_capacity(batch.num_columns());
     for (f, c) in batch.schema().fields().iter().zip(batch.columns()) {
-        if !f.data_type().is_nested() {
+        if !pick(f.data_type()) {
             fields.push(f.as_ref().clone());
             columns.push(Arc::clone(c));
             continue;
         }
         let shown = ArrayFormatter::try_new(c.as_ref(), &FormatOptions::default())?;
         let text: StringArray = (0..c.len())
-            .map(|i| c.is_valid(i).then(|| shown.value(i).to_string()))
+            .map(|i| {
+                c.is_valid(i).then(|| {
+                    let cell = shown.value(i).to_string();
+                    match width {
+                        Some(w) if cell.chars().nth(w).is_some() => {
+                            cut = true;
+                            let mut short: String = cell.chars().take(w.saturating_sub(1)).collect();
+                            short.push('…');
+                            short
+                        }
+                        _ => cell,
+                    }
+                })
+            })
             .collect();
         fields.push(Field::new(f.name(), DataType::Utf8, true));
         columns.push(Arc::new(text));
     }
-    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?)
+    Ok((RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?, cut))
 }

@@ -8,6 +8,7 @@ use datafusion::parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderO
 use datafusion::parquet::file::metadata::ParquetMetaData;
 use datafusion::prelude::SessionContext;
 
+use super::units::Step;
 use crate::error::{Error, Result};
 
 /// Reads a Parquet footer and its embedded Arrow schema. A corrupt footer is an error, never a
@@ -327,22 +328,79 @@ pub fn metadata_declares_order(pq: &ParquetMetaData, keys: &[&str]) -> bool {
         })
 }
 
-/// The least and the greatest value of top-level column `column`, read as `read_as` (a date,
-/// a timestamp or a duration), over the file's row groups, from the footer's statistics, in
-/// nanoseconds since the epoch (a date as its midnight): what deciding the unit of a time
-/// column that files hold in different units needs ([`crate::engine::types::widened_schema`]).
-/// None where a row group with values has no statistics for it, or the column is of another
-/// type (INT96 among them).
+/// The leaf column that holds the values at `path` (a column, a struct's field, a list's or a
+/// map's items: [`Step`]), if the file has one: the Parquet schema's groups followed by name,
+/// a list's (or map's) repeated group and, in the three-level form, its one field stepped over.
+fn leaf_at(pq: &ParquetMetaData, path: &[Step]) -> Option<usize> {
+    use datafusion::parquet::basic::{ConvertedType, LogicalType, Repetition};
+    use datafusion::parquet::schema::types::Type;
+    fn leaves(t: &Type) -> usize {
+        match t {
+            Type::PrimitiveType { .. } => 1,
+            Type::GroupType { fields, .. } => fields.iter().map(|f| leaves(f)).sum(),
+        }
+    }
+    let root = pq.file_metadata().schema_descr().root_schema();
+    let (mut t, mut index) = (root, 0);
+    for step in path {
+        let Type::GroupType { fields, basic_info } = t else {
+            return None;
+        };
+        t = match step {
+            Step::Field(name) => {
+                let at = fields.iter().position(|f| f.name() == name)?;
+                index += fields[..at].iter().map(|f| leaves(f)).sum::<usize>();
+                fields[at].as_ref()
+            }
+            Step::Item => {
+                let list = matches!(
+                    basic_info.logical_type_ref(),
+                    Some(LogicalType::List | LogicalType::Map)
+                ) || matches!(
+                    basic_info.converted_type(),
+                    ConvertedType::LIST | ConvertedType::MAP | ConvertedType::MAP_KEY_VALUE
+                );
+                let [repeated] = fields.as_slice() else {
+                    return None;
+                };
+                if !list || repeated.get_basic_info().repetition() != Repetition::REPEATED {
+                    return None;
+                }
+                match repeated.as_ref() {
+                    // The three-level form (`list.element`): the repeated group's one field,
+                    // unless the group is the item itself (the legacy names of a struct item).
+                    Type::GroupType { fields: inner, .. }
+                        if inner.len() == 1
+                            && repeated.name() != "array"
+                            && !repeated.name().ends_with("_tuple")
+                            && basic_info.logical_type_ref() != Some(&LogicalType::Map) =>
+                    {
+                        inner[0].as_ref()
+                    }
+                    r => r,
+                }
+            }
+        };
+    }
+    matches!(t, Type::PrimitiveType { .. }).then_some(index)
+}
+
+/// The least and the greatest value at `path` (a column, or a time inside one: [`Step`]), read
+/// as `read_as` (a date, a timestamp or a duration), over the file's row groups, from the
+/// footer's statistics, in nanoseconds since the epoch (a date as its midnight): what deciding
+/// the unit of a time that files hold in different units needs
+/// ([`crate::engine::types::widened_schema`]). None where a row group with values has no
+/// statistics for it, or the values are of another type (INT96 among them).
 pub fn time_bounds(
     pq: &ParquetMetaData,
-    column: &str,
+    path: &[Step],
     read_as: &datafusion::arrow::datatypes::DataType,
 ) -> Option<(i128, i128)> {
     use datafusion::arrow::datatypes::DataType;
     use datafusion::parquet::basic::{ConvertedType, LogicalType, TimeUnit as PqUnit};
     use datafusion::parquet::file::statistics::Statistics as S;
     const DAY: i128 = 86_400_000_000_000;
-    let i = top_level_leaf(pq, column)?;
+    let i = leaf_at(pq, path)?;
     let leaf = &pq.file_metadata().schema_descr().columns()[i];
     // Nanoseconds in one of the stored values: the Parquet type's unit, which an embedded Arrow
     // schema may read coarser (pyarrow stores `timestamp[s]` as milliseconds).

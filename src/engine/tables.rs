@@ -240,10 +240,15 @@ pub fn read_as(
         .iter()
         .any(|m| float_stats_constant(m.metadata(), trusted));
     let schemas: Vec<&Schema> = footers.iter().map(|m| m.schema().as_ref()).collect();
-    let bounds = |i: usize, column: &str| {
+    let bounds = |i: usize, path: &[crate::engine::units::Step]| {
         let footer = footers.get(i)?;
+        let crate::engine::units::Step::Field(column) = path.first()? else {
+            return None;
+        };
         let field = footer.schema().field_with_name(column).ok()?;
-        crate::engine::footer::time_bounds(footer.metadata(), column, field.data_type())
+        let leaves = crate::engine::units::time_leaves(column, field.data_type());
+        let leaf = leaves.iter().find(|l| l.path == path)?;
+        crate::engine::footer::time_bounds(footer.metadata(), path, &leaf.data_type)
     };
     let schema = table_schema(files, &schemas, bounds)?;
     Ok((statistics_safe, schema))

@@ -264,14 +264,14 @@ impl Conflict {
 /// first path alone: a column that only later files have would be left out, one that they lack
 /// would fail the scan when the first file has it non-nullable, and each file's column would be
 /// cast to the first file's type: a float to an integer, microseconds to milliseconds).
-/// A top-level time column that files hold in different units is read in the finest unless
-/// `bounds` (a file's index and the column: its least and greatest value in nanoseconds, from
-/// its footer) shows a value that unit cannot hold ([`units::unit_for`], listed in
-/// `coarsened`). A [`Conflict`] when no type holds a column's values in every file, or a file
+/// A time column that files hold in different units (or a time inside a column: a struct's
+/// field, a list's items) is read in the finest unless `bounds` (a file's index and the time's
+/// path: its least and greatest value in nanoseconds, from its footer) shows a value that unit
+/// cannot hold ([`units::choose`], listed in `coarsened`). A [`Conflict`] when no type holds a column's values in every file, or a file
 /// has two columns of one name.
 pub fn widened_schema(
     schemas: &[&Schema],
-    bounds: impl Fn(usize, &str) -> Option<(i128, i128)>,
+    bounds: impl Fn(usize, &[units::Step]) -> Option<(i128, i128)>,
 ) -> Result<Widened, Conflict> {
     // Each column with the number of files that have it, and its place by name (a wide table
     // over many files would make a search through the columns quadratic).
@@ -280,15 +280,9 @@ pub fn widened_schema(
         files: usize,
         /// The first schema with a type other than Null, and that type.
         first: (usize, DataType),
-        /// Each file's time unit where the column is a timestamp, a duration (Some) or a date
-        /// (None) in it.
-        units: Vec<(usize, Option<TimeUnit>)>,
+        /// The time values in it (itself, or inside it) and each file's unit of each.
+        units: units::FileUnits,
     }
-    let unit_of = |t: &DataType| match t {
-        DataType::Timestamp(u, _) | DataType::Duration(u) => Some(Some(*u)),
-        DataType::Date32 | DataType::Date64 => Some(None),
-        _ => None,
-    };
     let mut columns: Vec<Column> = Vec::new();
     let mut at: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
     for (i, schema) in schemas.iter().enumerate() {
@@ -301,19 +295,20 @@ pub fn widened_schema(
                 });
             }
             let t = field.data_type();
-            let unit = unit_of(t).map(|u| (i, u));
             let Some(c) = at.get(field.name().as_str()).map(|&k| &mut columns[k]) else {
                 at.insert(field.name(), columns.len());
+                let mut file_units = Vec::new();
+                units::note_units(&mut file_units, i, field.name(), t);
                 columns.push(Column {
                     field: field.as_ref().clone(),
                     files: 1,
                     first: (i, t.clone()),
-                    units: unit.into_iter().collect(),
+                    units: file_units,
                 });
                 continue;
             };
             c.files += 1;
-            c.units.extend(unit);
+            units::note_units(&mut c.units, i, field.name(), t);
             if c.first.1 == DataType::Null {
                 c.first = (i, t.clone());
             }
@@ -338,29 +333,7 @@ pub fn widened_schema(
         .map(|c| {
             let nullable = c.field.is_nullable() || c.files < schemas.len();
             let field = c.field.with_nullable(nullable);
-            let finest = match field.data_type() {
-                DataType::Timestamp(u, _) | DataType::Duration(u) => *u,
-                _ => return field,
-            };
-            if c.units.iter().all(|(_, u)| *u == Some(finest)) {
-                return field;
-            }
-            let (unit, because) = units::unit_for(finest, &c.units, |i| bounds(i, field.name()));
-            let Some((file, known)) = because else {
-                return field;
-            };
-            coarsened.push(Coarsened {
-                column: field.name().clone(),
-                unit,
-                finest,
-                file,
-                known,
-            });
-            let t = match field.data_type() {
-                DataType::Timestamp(_, tz) => DataType::Timestamp(unit, tz.clone()),
-                _ => DataType::Duration(unit),
-            };
-            field.with_data_type(t)
+            units::choose(field, &c.units, &bounds, &mut coarsened)
         })
         .collect();
     let Some(first) = schemas.first() else {
@@ -389,7 +362,7 @@ pub struct Widened {
 pub fn table_schema(
     files: &[PathBuf],
     schemas: &[&Schema],
-    bounds: impl Fn(usize, &str) -> Option<(i128, i128)>,
+    bounds: impl Fn(usize, &[units::Step]) -> Option<(i128, i128)>,
 ) -> crate::error::Result<Option<SchemaRef>> {
     let widened = widened_schema(schemas, bounds).map_err(|c| c.error(files))?;
     for c in &widened.coarsened {
@@ -544,7 +517,7 @@ mod tests {
     fn a_conflict_names_the_first_file_with_values() {
         let schema = |t: DataType| Schema::new(vec![Field::new("note", t, true)]);
         let (nulls, text, ints, floats) = (schema(Null), schema(Utf8), schema(Int64), schema(Float64));
-        let none = |_: usize, _: &str| None;
+        let none = |_: usize, _: &[units::Step]| None;
         // Nulls, then text, then integers: the integers are named against the text.
         assert_eq!(
             widened_schema(&[&nulls, &text, &ints], none).unwrap_err(),

@@ -1,10 +1,12 @@
 //! The unit a time column is read in when files hold it in different units (or as dates beside
 //! timestamps): the finest, unless a footer shows a value that unit cannot hold (a 9999-12-31
 //! beside nanoseconds, which end in 2262), then the finest unit that holds every file's values.
+//! A time inside a column (a struct's field, a list's items) is decided the same way.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
-use datafusion::arrow::datatypes::TimeUnit;
+use datafusion::arrow::datatypes::{DataType, Field, TimeUnit};
 
 /// Nanoseconds in one of `u`.
 pub fn nanos(u: &TimeUnit) -> i128 {
@@ -103,10 +105,212 @@ pub fn unit_for(
     (Second, because)
 }
 
+/// A step from a column into the values it holds: a struct's field, or a list's (or a map's)
+/// items.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// The field of this name: the column itself, first, then a struct's field.
+    Field(String),
+    /// A list's items (a map's entries).
+    Item,
+}
+
+/// A time value in a column of a table: the column itself, or a struct's field or a list's items
+/// in it, at any depth.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimeLeaf {
+    /// The steps to it from the table's columns: the column's name first.
+    pub path: Vec<Step>,
+    /// Its type: a timestamp, a duration or a date.
+    pub data_type: DataType,
+}
+
+/// A time value's path as messages name it: `extra`, `meta.ts`, `events[].at`.
+pub fn path_name(path: &[Step]) -> String {
+    let mut name = String::new();
+    for step in path {
+        match step {
+            Step::Field(f) if name.is_empty() => name.push_str(f),
+            Step::Field(f) => {
+                name.push('.');
+                name.push_str(f);
+            }
+            Step::Item => name.push_str("[]"),
+        }
+    }
+    name
+}
+
+/// Every timestamp, duration and date in a column `name` of type `t`, the column itself included.
+pub fn time_leaves(name: &str, t: &DataType) -> Vec<TimeLeaf> {
+    fn walk(path: &mut Vec<Step>, t: &DataType, out: &mut Vec<TimeLeaf>) {
+        use DataType::*;
+        match t {
+            Timestamp(..) | Duration(_) | Date32 | Date64 => out.push(TimeLeaf {
+                path: path.clone(),
+                data_type: t.clone(),
+            }),
+            Struct(fields) => {
+                for f in fields {
+                    path.push(Step::Field(f.name().clone()));
+                    walk(path, f.data_type(), out);
+                    path.pop();
+                }
+            }
+            List(f) | LargeList(f) | FixedSizeList(f, _) | ListView(f) | LargeListView(f) | Map(f, _) => {
+                path.push(Step::Item);
+                walk(path, f.data_type(), out);
+                path.pop();
+            }
+            Dictionary(_, v) => walk(path, v, out),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(&mut vec![Step::Field(name.to_string())], t, &mut out);
+    out
+}
+
+/// `t` with the timestamp or duration at `path` (the steps below the column) in `unit`.
+fn retime(t: &DataType, path: &[Step], unit: TimeUnit) -> DataType {
+    use DataType::*;
+    let item = |f: &Arc<Field>, rest: &[Step]| {
+        Arc::new(
+            f.as_ref()
+                .clone()
+                .with_data_type(retime(f.data_type(), rest, unit)),
+        )
+    };
+    match (path, t) {
+        ([], Timestamp(_, tz)) => Timestamp(unit, tz.clone()),
+        ([], Duration(_)) => Duration(unit),
+        ([Step::Field(name), rest @ ..], Struct(fields)) => Struct(
+            fields
+                .iter()
+                .map(|f| {
+                    if f.name() == name {
+                        item(f, rest)
+                    } else {
+                        Arc::clone(f)
+                    }
+                })
+                .collect(),
+        ),
+        ([Step::Item, rest @ ..], List(f)) => List(item(f, rest)),
+        ([Step::Item, rest @ ..], LargeList(f)) => LargeList(item(f, rest)),
+        ([Step::Item, rest @ ..], FixedSizeList(f, n)) => FixedSizeList(item(f, rest), *n),
+        ([Step::Item, rest @ ..], ListView(f)) => ListView(item(f, rest)),
+        ([Step::Item, rest @ ..], LargeListView(f)) => LargeListView(item(f, rest)),
+        ([Step::Item, rest @ ..], Map(f, sorted)) => Map(item(f, rest), *sorted),
+        (_, Dictionary(k, v)) => Dictionary(k.clone(), Box::new(retime(v, path, unit))),
+        _ => t.clone(),
+    }
+}
+
+/// Time values' least and greatest values in nanoseconds (None where unknown), by path.
+pub type TimeBounds = Vec<(Vec<Step>, Option<(i128, i128)>)>;
+
+/// A time value's files and their units ([`unit_for`]'s `files`), by its path.
+pub type FileUnits = Vec<(Vec<Step>, Vec<(usize, Option<TimeUnit>)>)>;
+
+/// Adds the time values in a file's column `name` of type `t` (file `file`) to `units`.
+pub fn note_units(units: &mut FileUnits, file: usize, name: &str, t: &DataType) {
+    for leaf in time_leaves(name, t) {
+        let unit = match leaf.data_type {
+            DataType::Timestamp(u, _) | DataType::Duration(u) => Some(u),
+            _ => None,
+        };
+        match units.iter_mut().find(|(p, _)| *p == leaf.path) {
+            Some((_, files)) => files.push((file, unit)),
+            None => units.push((leaf.path, vec![(file, unit)])),
+        }
+    }
+}
+
+/// `field`, a column's type over the files, with each timestamp and duration in it (the column,
+/// a struct's field, a list's items) in the unit [`unit_for`] gives over the files' `units` and
+/// `bounds` (a file's least and greatest value at a path); a coarser unit than the finest is
+/// added to `coarsened`.
+pub fn choose(
+    field: Field,
+    units: &FileUnits,
+    bounds: impl Fn(usize, &[Step]) -> Option<(i128, i128)>,
+    coarsened: &mut Vec<Coarsened>,
+) -> Field {
+    let mut t = field.data_type().clone();
+    for leaf in time_leaves(field.name(), field.data_type()) {
+        let finest = match leaf.data_type {
+            DataType::Timestamp(u, _) | DataType::Duration(u) => u,
+            _ => continue,
+        };
+        let Some((_, files)) = units.iter().find(|(p, _)| *p == leaf.path) else {
+            continue;
+        };
+        if files.iter().all(|(_, u)| *u == Some(finest)) {
+            continue;
+        }
+        let (unit, because) = unit_for(finest, files, |i| bounds(i, &leaf.path));
+        let Some((file, known)) = because else {
+            continue;
+        };
+        coarsened.push(Coarsened {
+            column: path_name(&leaf.path),
+            unit,
+            finest,
+            file,
+            known,
+        });
+        t = retime(&t, &leaf.path[1..], unit);
+    }
+    field.with_data_type(t)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use TimeUnit::*;
+
+    #[test]
+    fn time_values_inside_a_column_are_found_and_retimed_by_path() {
+        use DataType::*;
+        let ts = |u| Timestamp(u, Some("UTC".into()));
+        let inner = Struct(
+            vec![
+                Field::new("at", ts(Nanosecond), true),
+                Field::new("n", Int64, true),
+            ]
+            .into(),
+        );
+        let t = List(Arc::new(Field::new("item", inner, true)));
+        let t = Struct(vec![Field::new("events", t, true), Field::new("day", Date32, true)].into());
+        let leaves = time_leaves("meta", &t);
+        let names: Vec<String> = leaves.iter().map(|l| path_name(&l.path)).collect();
+        assert_eq!(names, ["meta.events[].at", "meta.day"]);
+        let retimed = retime(&t, &leaves[0].path[1..], Microsecond);
+        assert_eq!(time_leaves("meta", &retimed)[0].data_type, ts(Microsecond));
+        assert_eq!(time_leaves("meta", &retimed)[1..], leaves[1..]);
+        // A dictionary's values, a map's entries.
+        let map = Map(
+            Arc::new(Field::new(
+                "entries",
+                Struct(
+                    vec![
+                        Field::new("key", Utf8, false),
+                        Field::new("value", Duration(Millisecond), true),
+                    ]
+                    .into(),
+                ),
+                false,
+            )),
+            false,
+        );
+        assert_eq!(path_name(&time_leaves("m", &map)[0].path), "m[].value");
+        let dict = Dictionary(Box::new(Int32), Box::new(ts(Second)));
+        assert_eq!(
+            retime(&dict, &[], Millisecond),
+            Dictionary(Box::new(Int32), Box::new(ts(Millisecond)))
+        );
+    }
 
     const DAY: i128 = 86_400_000_000_000;
 

@@ -79,11 +79,11 @@ impl Kind {
 pub fn table_schema(files: &[InputFile]) -> Result<Option<SchemaRef>> {
     let schemas: Vec<&Schema> = files.iter().map(|f| f.schema.as_ref()).collect();
     let paths: Vec<PathBuf> = files.iter().map(|f| f.path.clone()).collect();
-    let bounds = |i: usize, column: &str| {
+    let bounds = |i: usize, path: &[crate::engine::units::Step]| {
         let file = files.get(i)?;
         file.time_bounds
             .iter()
-            .find(|(c, _)| c == column)
+            .find(|(p, _)| p == path)
             .and_then(|(_, b)| *b)
     };
     types::table_schema(&paths, &schemas, bounds)
@@ -224,13 +224,11 @@ pub fn check_metadata(
     let time_bounds = schema
         .fields()
         .iter()
-        .filter(|f| {
-            matches!(
-                f.data_type(),
-                DataType::Timestamp(..) | DataType::Duration(_) | DataType::Date32 | DataType::Date64
-            )
+        .flat_map(|f| crate::engine::units::time_leaves(f.name(), f.data_type()))
+        .map(|leaf| {
+            let bounds = time_bounds(pq, &leaf.path, &leaf.data_type);
+            (leaf.path, bounds)
         })
-        .map(|f| (f.name().clone(), time_bounds(pq, f.name(), f.data_type())))
         .collect();
     Ok(InputFile {
         path: path.to_path_buf(),

@@ -50,9 +50,10 @@ pub struct InputFile {
     /// Each row group's generation-id range from the footer's statistics
     /// ([`crate::engine::footer::row_group_keys`]).
     pub key_ranges: Vec<Option<RowGroupKeys>>,
-    /// Each top-level date, timestamp and duration column's least and greatest value in
-    /// nanoseconds, from the footer ([`crate::engine::footer::time_bounds`]).
-    pub time_bounds: Vec<(String, Option<(i128, i128)>)>,
+    /// Each date, timestamp and duration's (a column, or one inside a column:
+    /// [`crate::engine::units::time_leaves`]) least and greatest value in nanoseconds, from the
+    /// footer ([`crate::engine::footer::time_bounds`]).
+    pub time_bounds: crate::engine::units::TimeBounds,
 }
 
 /// The checked input files.

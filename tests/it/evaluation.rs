@@ -362,6 +362,35 @@ fn sql_command_reads_parquet_and_outputs_in_every_format() {
     let o = segscore(&["sql", "--table", &table, q, "--max-rows", "0"]);
     assert!(String::from_utf8_lossy(&o.stdout).contains("| c "));
     assert!(!String::from_utf8_lossy(&o.stdout).contains("shown"));
+    // A cell longer than --max-width characters (60 unless given; 0 for all) is cut, ending
+    // in `…`, and the table says so; CSV has every cell whole.
+    let long = "SELECT 'g' AS g, range(0, 30) AS ids, 'αβγδεζηθ' AS t";
+    let o = segscore(&["sql", long, "--max-width", "12"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "+---+--------------+----------+\n\
+         | g | ids          | t        |\n\
+         +---+--------------+----------+\n\
+         | g | [0, 1, 2, 3… | αβγδεζηθ |\n\
+         +---+--------------+----------+\n\
+         cells longer than 12 characters are cut, ending in … (--max-width N shows N, 0 whole)\n"
+    );
+    let whole: String = format!(
+        "[{}]",
+        (0..30).map(|i| i.to_string()).collect::<Vec<_>>().join(", ")
+    );
+    for args in [&["sql", long][..], &["sql", long, "--max-width", "0"]] {
+        let o = segscore(args);
+        let out = String::from_utf8_lossy(&o.stdout).to_string();
+        assert_eq!(out.contains(&whole), args.len() == 4, "{out}");
+        assert_eq!(out.contains("cut"), args.len() == 2, "{out}");
+    }
+    let o = segscore(&["sql", long, "--max-width", "12", "--format", "csv"]);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        format!("g,ids,t\ng,\"{whole}\",αβγδεζηθ\n")
+    );
     let pq = tmp.path().join("res.parquet");
     let to_parquet = |to: &Path| {
         let to = to.to_str().unwrap();

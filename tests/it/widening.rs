@@ -343,7 +343,9 @@ fn a_date64_column_is_written_as_a_date_every_reader_reads() {
 /// another that holds a value nanoseconds cannot (9999-12-31, a common "no end" date; they end
 /// in 2262): read in the finest unit that holds both files' values, the log naming the column
 /// and the file, where nanoseconds stopped the run with an Arrow cast error naming neither. A
-/// file whose footer has no statistics for the column cannot show that its values fit.
+/// file whose footer has no statistics for the column cannot show that its values fit. A time
+/// inside a struct or a list is decided the same way from its leaf column's statistics (it
+/// stopped the run with "While casting struct field 'ts' ... Arithmetic overflow").
 #[test]
 fn a_time_value_that_nanoseconds_cannot_hold_keeps_a_coarser_unit() {
     use datafusion::arrow::array::{Date32Array, TimestampNanosecondArray};
@@ -381,17 +383,38 @@ fn a_time_value_that_nanoseconds_cannot_hold_keeps_a_coarser_unit() {
         ),
     ];
     let rows = |g: &str| batch(&[row(g, 0, 0.25, &[10, 11]), row(g, 1, 0.5, &[12])]);
-    for (i, (case, b, stats, want, why)) in cases.into_iter().enumerate() {
+    // The time as the column, as a struct's field `ts`, as a list's one item; the query's
+    // expression of it and the name the warning gives it.
+    let shapes = ["extra", "extra['ts']", "extra[1]"]
+        .into_iter()
+        .zip(["extra", "extra.ts", "extra[]"]);
+    let shape = |(f, values): Column, at: &str| -> Column {
+        let (t, n) = (f.data_type().clone(), values.len());
+        let item = Arc::new(Field::new(if at == "extra[1]" { "item" } else { "ts" }, t, true));
+        let values: ArrayRef = match at {
+            "extra['ts']" => Arc::new(StructArray::from(vec![(item, values)])),
+            "extra[1]" => Arc::new(ListArray::new(
+                item,
+                datafusion::arrow::buffer::OffsetBuffer::from_lengths(vec![1; n]),
+                values,
+                None,
+            )),
+            _ => values,
+        };
+        column(values.data_type().clone(), values)
+    };
+    let cases = shapes.flat_map(|s| cases.iter().map(move |c| (s, c.clone())));
+    for (i, ((at, name), (case, b, stats, want, why))) in cases.enumerate() {
+        let (b, ns) = (
+            shape(b, at),
+            shape(column(ns.data_type().clone(), Arc::new(ns.clone())), at),
+        );
         for swap in [false, true] {
             let dir = tmp.path().join(format!("in-{i}-{swap}"));
             let (a_name, b_name) = if swap { ("b", "a") } else { ("a", "b") };
             write_batch(
                 &dir.join(format!("{a_name}.parquet")),
-                &with_column(
-                    &rows("g1"),
-                    Field::new("extra", ns.data_type().clone(), true),
-                    Arc::new(ns.clone()),
-                ),
+                &with_column(&rows("g1"), ns.0.clone(), ns.1.clone()),
             );
             let coarse = dir.join(format!("{b_name}.parquet"));
             let props = WriterProperties::builder()
@@ -411,12 +434,13 @@ fn a_time_value_that_nanoseconds_cannot_hold_keeps_a_coarser_unit() {
             w.write(&second).unwrap();
             w.close().unwrap();
             let query =
-                |table: &str| format!("SELECT DISTINCT CAST(extra AS VARCHAR) AS v FROM {table} ORDER BY 1");
+                |table: &str| format!("SELECT DISTINCT CAST({at} AS VARCHAR) AS v FROM {table} ORDER BY 1");
             let out = tmp.path().join(format!("out-{i}-{swap}"));
             for log in same_in_sql_and_run(&dir, &out, query, want, case) {
                 assert!(
-                    log.contains("column `extra` is read in Microsecond, not in the finer Nanosecond")
-                        && log.contains(&format!("{} {why}", coarse.display())),
+                    log.contains(&format!(
+                        "column `{name}` is read in Microsecond, not in the finer Nanosecond"
+                    )) && log.contains(&format!("{} {why}", coarse.display())),
                     "{case}: {log}"
                 );
             }
