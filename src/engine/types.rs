@@ -79,7 +79,8 @@ fn finer(a: &TimeUnit, b: &TimeUnit) -> TimeUnit {
 /// - `List` and `LargeList` of items with a common type, by any item name (pyarrow and DuckDB
 ///   call them `element`, polars and arrow-rs `item`), a fixed-size list among them (a list, but
 ///   for two of one size); structs whose fields by name have common
-///   types (every field of both: a field added in later files is kept).
+///   types (every field of both: a field added in later files is kept); maps whose keys and
+///   values have common types.
 ///
 /// None otherwise: types of different kinds, timestamps in different time zones (or with and
 /// without one; UTC by any of its names is one zone), an unsigned 64-bit integer beside a
@@ -167,6 +168,22 @@ pub fn common_type(a: &DataType, b: &DataType) -> Option<DataType> {
             }
         }
         (Struct(f), Struct(g)) => Struct(common_fields(f, g)?),
+        // Maps: the keys' and the values' common types, by place (writers name them apart).
+        (Map(f, s), Map(g, t)) if s == t => match (f.data_type(), g.data_type()) {
+            (Struct(x), Struct(y)) if x.len() == 2 && y.len() == 2 => {
+                let part = |i: usize| -> Option<Field> {
+                    let t = common_type(x[i].data_type(), y[i].data_type())?;
+                    Some(Field::new(
+                        x[i].name(),
+                        t,
+                        x[i].is_nullable() || y[i].is_nullable(),
+                    ))
+                };
+                let entries = Struct(vec![part(0)?, part(1)?].into());
+                Map(Arc::new(Field::new(f.name(), entries, false)), *s)
+            }
+            _ => return None,
+        },
         _ => return None,
     })
 }

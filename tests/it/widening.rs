@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, Decimal128Array, Float64Array, Int32Array, Int64Array, ListArray, StringArray,
+    Array, ArrayRef, Decimal128Array, Float64Array, Int32Array, Int64Array, ListArray, MapArray, StringArray,
     StructArray, TimestampMicrosecondArray, TimestampMillisecondArray, UInt64Array,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Schema};
@@ -96,6 +96,29 @@ fn a_column_that_differs_across_files_keeps_every_value() {
             Arc::new(Int64Array::from(vec![1 << 40, 1 << 40])) as ArrayRef,
         ),
     ]);
+    // Maps, their keys and values named apart (arrow-rs and pyarrow name them so).
+    let map = |names: (&str, &str), key: ArrayRef, value: ArrayRef| -> ArrayRef {
+        let entries = StructArray::from(vec![
+            (Arc::new(Field::new(names.0, key.data_type().clone(), false)), key),
+            (
+                Arc::new(Field::new(names.1, value.data_type().clone(), true)),
+                value,
+            ),
+        ]);
+        let field = Arc::new(Field::new("entries", entries.data_type().clone(), false));
+        let offsets = datafusion::arrow::buffer::OffsetBuffer::from_lengths(vec![1, 1]);
+        Arc::new(MapArray::new(field, offsets, entries, None, false))
+    };
+    let int_map = map(
+        ("keys", "values"),
+        Arc::new(Int32Array::from(vec![1, 1])),
+        Arc::new(Int64Array::from(vec![2, 2])),
+    );
+    let float_map = map(
+        ("key", "value"),
+        Arc::new(Int64Array::from(vec![7, 7])),
+        Arc::new(Float64Array::from(vec![0.5, 0.5])),
+    );
     // (case, file a's column, file b's, a query of `extra` and what it gives over both files)
     let cases: Vec<(&str, Column, Column, &str, &str)> = vec![
         (
@@ -139,6 +162,13 @@ fn a_column_that_differs_across_files_keeps_every_value() {
             column(x_and_y.data_type().clone(), Arc::new(x_and_y)),
             "concat(CAST(extra['x'] AS VARCHAR), '/', coalesce(extra['y'], 'null'))",
             "1/null\n1099511627776/b\n",
+        ),
+        (
+            "maps of integers and of floats",
+            column(int_map.data_type().clone(), int_map),
+            column(float_map.data_type().clone(), float_map),
+            "concat(CAST(map_keys(extra)[1] AS VARCHAR), '=', CAST(map_values(extra)[1] AS VARCHAR))",
+            "1=2.0\n7=0.5\n",
         ),
     ];
     for (i, (case, a, b, expr, want)) in cases.into_iter().enumerate() {
