@@ -1,4 +1,4 @@
-//! `segscore sql`: ad-hoc SQL over Parquet files and segscore output directories, with every
+//! `segscore sql`: ad-hoc SQL over Parquet (and CSV, JSON) files and segscore output directories, with every
 //! segscore function available (the metrics of [`crate::metrics::udaf`], and `reward_model(...)` when a
 //! model is given).
 
@@ -18,8 +18,9 @@ use clap::Args;
 #[derive(Args)]
 pub(crate) struct SqlArgs {
     /// The query, e.g. "SELECT generation_id, kendall_tau(predicted_score, target_score) FROM
-    /// segments GROUP BY 1". Parquet files may be named in place of a table ("SELECT count(*)
-    /// FROM 'data/*.parquet'"); "COPY (query) TO 'out.csv'" writes the result as --to does.
+    /// segments GROUP BY 1". Files may be named in place of a table ("SELECT count(*) FROM
+    /// 'data/*.parquet'", "FROM 'labels.csv'"); "COPY (query) TO 'out.csv'" writes the result as
+    /// --to does.
     #[arg(
         allow_hyphen_values = true,
         required_unless_present = "file",
@@ -29,9 +30,10 @@ pub(crate) struct SqlArgs {
     /// Read the query from FILE (e.g. queries/generations.sql).
     #[arg(long, short, value_name = "FILE", value_parser = crate::cli::path_arg())]
     file: Option<PathBuf>,
-    /// NAME=PATH registers Parquet files (a file, directory or glob) as table NAME; a segscore
-    /// output directory registers NAME.segments, NAME.generations (and NAME.rejected), or
-    /// segments, generations (and rejected) when given as a bare PATH.
+    /// NAME=PATH registers Parquet files (a file, directory or glob) as table NAME, or CSV or
+    /// JSON files by their names' end (.csv, .tsv; .json, .jsonl, .ndjson: an object per line);
+    /// a segscore output directory registers NAME.segments, NAME.generations (and
+    /// NAME.rejected), or segments, generations (and rejected) when given as a bare PATH.
     #[arg(long, short, value_name = "[NAME=]PATH")]
     table: Vec<TableArg>,
     /// An ONNX model: makes reward_model(input_ids[, token_type_ids]) available.
@@ -273,7 +275,7 @@ impl Format {
 pub struct TableArg {
     /// The table (or, for an output directory, schema) name.
     pub name: Option<String>,
-    /// Parquet files, a directory, a glob, or a segscore output directory.
+    /// Parquet (or CSV, JSON) files, a directory, a glob, or a segscore output directory.
     pub path: String,
 }
 
@@ -366,22 +368,22 @@ async fn run_query(opts: &SqlOptions) -> Result<()> {
     if let Some(to) = opts.to.as_deref() {
         local_folder_exists(to, opts.to_label)?;
     }
-    let (ctx, plain, read) = context(opts).await?;
+    let (ctx, tables) = context(opts).await?;
     // A reader's panic (arrow's Parquet decoder's, on a corrupt page) is an error here, so that
     // the file can be named like any reader error's.
-    let ran = std::panic::AssertUnwindSafe(query_tables(&ctx, opts, &plain))
+    let ran = std::panic::AssertUnwindSafe(query_tables(&ctx, opts, &tables.plain))
         .catch_unwind()
         .await
         .unwrap_or_else(|panic| Err(Error::from_panic("the query", panic.as_ref())));
     match ran {
         // The readers' errors do not say which file: find it among the Parquet tables'.
         Err(e) if e.may_come_from_a_reader() => {
-            match crate::pipeline::diagnose::first_unreadable(&ctx, &read).await {
+            match crate::pipeline::diagnose::first_unreadable(&ctx, &tables.parquet).await {
                 Some((path, reason)) => Err(Error::NotParquet { path, reason }),
-                None => Err(e),
+                None => Err(super::sql_tables::text_error(e, &tables.text)),
             }
         }
-        other => other,
+        other => other.map_err(|e| super::sql_tables::text_error(e, &tables.text)),
     }
 }
 

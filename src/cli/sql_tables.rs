@@ -1,6 +1,6 @@
 //! `segscore sql`'s tables: the session with segscore's functions, the `--table` arguments
-//! registered, and the Parquet files a query names in place of a table
-//! (`FROM 'data/*.parquet'`, as DuckDB reads them).
+//! registered, and the files a query names in place of a table (`FROM 'data/*.parquet'`,
+//! `FROM 'labels.csv'`, as DuckDB reads them).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -33,11 +33,21 @@ impl PlainTable {
     }
 }
 
+/// The tables a query reads, as [`context`] registered them.
+#[derive(Default)]
+pub struct Tables {
+    /// The plain Parquet tables among them.
+    pub plain: Vec<PlainTable>,
+    /// The Parquet files read.
+    pub parquet: Vec<PathBuf>,
+    /// The CSV and JSON files read ([`TextFormat`]).
+    pub text: Vec<PathBuf>,
+}
+
 /// A context with segscore's settings and functions, and the given tables registered, and the
-/// Parquet files the query names in place of a table; with the plain Parquet tables among them
-/// and the files read.
-pub async fn context(opts: &SqlOptions) -> Result<(SessionContext, Vec<PlainTable>, Vec<PathBuf>)> {
-    let mut plain = Vec::new();
+/// files the query names in place of a table; with the tables registered and their files.
+pub async fn context(opts: &SqlOptions) -> Result<(SessionContext, Tables)> {
+    let mut tables = Tables::default();
     let ctx = crate::engine::session_context(opts.threads, opts.memory_limit, None, true)?;
     let tokenizer = opts
         .tokenizer
@@ -74,15 +84,14 @@ pub async fn context(opts: &SqlOptions) -> Result<(SessionContext, Vec<PlainTabl
     // `--table`'s names are SQL (`Data` is `data`); a path in the query is the table's name as
     // written, `.` and all. The paths are looked for once the `--table`s are registered (and
     // the output directories' tables): a name one of those took is that table.
-    let mut read: Vec<PathBuf> = Vec::new();
     for t in &opts.tables {
         let name = t.name.as_deref().map(TableReference::from);
-        register(&ctx, t, name, false, &mut read, &mut plain).await?;
+        register(&ctx, t, name, false, &mut tables).await?;
     }
     let named_in_query = files_named_in(&ctx, &opts.query);
     for t in &named_in_query {
         let name = t.name.clone().map(TableReference::bare);
-        register(&ctx, t, name, true, &mut read, &mut plain).await?;
+        register(&ctx, t, name, true, &mut tables).await?;
     }
     if let Some(to) = &opts.to {
         // Output directories read as tables are patterns too: `--to` inside one is refused.
@@ -93,22 +102,78 @@ pub async fn context(opts: &SqlOptions) -> Result<(SessionContext, Vec<PlainTabl
             .map(|t| t.path.clone())
             .partition(|p| crate::store::is_remote(p));
         let why = "a query must not replace its input, nor write where its tables are read from";
+        let read: Vec<PathBuf> = tables.parquet.iter().chain(&tables.text).cloned().collect();
         source::expand::output_apart(opts.to_label, why, &local, &read, to)?;
         source::expand::object_apart(opts.to_label, why, &remote, &read, to)?;
     }
-    Ok((ctx, plain, read))
+    Ok((ctx, tables))
 }
 
-/// Registers table `t` in `ctx` as `name` (a segscore output directory as its tables), adding
-/// the Parquet files it reads to `read` and a plain table to `plain`. `in_query`: named in the
-/// query rather than by `--table`.
+/// Text files a query may read as a table, by their names' ends: CSV (`.csv`; `.tsv`, tab
+/// separated), with a header line, and JSON, one object per line (`.json`, `.jsonl`,
+/// `.ndjson`), as `--format json` writes it. DataFusion's readers take their columns' types
+/// from the first 1,000 rows.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum TextFormat {
+    /// CSV with this separator.
+    Csv(u8),
+    /// Newline-delimited JSON.
+    Json,
+}
+
+impl TextFormat {
+    /// The format a path's name says, if a text one.
+    fn of(path: &str) -> Option<TextFormat> {
+        let lower = path.to_ascii_lowercase();
+        if lower.ends_with(".csv") {
+            Some(TextFormat::Csv(b','))
+        } else if lower.ends_with(".tsv") {
+            Some(TextFormat::Csv(b'\t'))
+        } else if [".json", ".jsonl", ".ndjson"].iter().any(|e| lower.ends_with(e)) {
+            Some(TextFormat::Json)
+        } else {
+            None
+        }
+    }
+
+    /// A table over `files` in this format.
+    async fn table(
+        self,
+        ctx: &SessionContext,
+        files: &[PathBuf],
+    ) -> Result<Arc<dyn datafusion::catalog::TableProvider>> {
+        use datafusion::datasource::file_format::{csv::CsvFormat, json::JsonFormat, FileFormat};
+        use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig};
+        let urls = files
+            .iter()
+            .map(|f| crate::engine::tables::file_url(f))
+            .collect::<Result<Vec<_>>>()?;
+        let format: Arc<dyn FileFormat> = match self {
+            TextFormat::Csv(separator) => Arc::new(
+                CsvFormat::default()
+                    .with_has_header(true)
+                    .with_delimiter(separator),
+            ),
+            TextFormat::Json => Arc::new(JsonFormat::default()),
+        };
+        let options = ListingOptions::new(format).with_file_extension("");
+        let config = ListingTableConfig::new_with_multi_paths(urls)
+            .with_listing_options(options)
+            .infer_schema(&ctx.state())
+            .await?;
+        Ok(Arc::new(ListingTable::try_new(config)?))
+    }
+}
+
+/// Registers table `t` in `ctx` as `name` (a segscore output directory as its tables; CSV or
+/// JSON files by their names, [`TextFormat`]), adding it and the files it reads to `tables`.
+/// `in_query`: named in the query rather than by `--table`.
 async fn register(
     ctx: &SessionContext,
     t: &TableArg,
     name: Option<TableReference>,
     in_query: bool,
-    read: &mut Vec<PathBuf>,
-    plain: &mut Vec<PlainTable>,
+    tables: &mut Tables,
 ) -> Result<()> {
     if let Some(why) = crate::store::foreign_url(&t.path) {
         return Err(Error::Usage(format!("table '{}' in the query: {why}", t.path)));
@@ -135,6 +200,15 @@ async fn register(
         ))
     })?;
     let files = source::expand_inputs(std::slice::from_ref(&t.path))?;
+    if let Some(format) = TextFormat::of(&t.path) {
+        let table = format
+            .table(ctx, &files)
+            .await
+            .map_err(|e| text_error(e, &files))?;
+        ctx.register_table(name, table)?;
+        tables.text.extend(files);
+        return Ok(());
+    }
     let footers = crate::engine::footer::read_footers(&files)?;
     let schemas: Vec<_> = files
         .iter()
@@ -153,25 +227,25 @@ async fn register(
         Some(h) => {
             let (safe, schema) = crate::engine::tables::read_as(&files, &footers, &[])?;
             ctx.register_table(name, h.table(ctx, &[], safe, schema).await?)?;
-            read.extend(files);
+            tables.parquet.extend(files);
         }
         None => {
-            read.extend(files.iter().cloned());
+            tables.parquet.extend(files.iter().cloned());
             let t = PlainTable {
                 name,
                 files: crate::engine::tables::ParquetFiles::new(files, footers)?,
             };
             ctx.register_table(t.name.clone(), t.provider(ctx, &[]).await?)?;
-            plain.push(t);
+            tables.plain.push(t);
         }
     }
     Ok(())
 }
 
-/// The tables `query` names that are Parquet files rather than tables (`FROM 'data/x.parquet'`,
-/// `FROM 's3://bucket/prefix/'`, `FROM 'runs/*/segments/*.parquet'`): an unqualified name that
-/// is no table of `ctx` and holds a `/` or a glob's `*`, ends in `.parquet`, or is a file or
-/// folder here. A query that does not parse names none (its error comes when it is planned).
+/// The tables `query` names that are files rather than tables (`FROM 'data/x.parquet'`,
+/// `FROM 's3://bucket/prefix/'`, `FROM 'runs/*/segments/*.parquet'`, `FROM 'labels.csv'`): an
+/// unqualified name that is no table of `ctx` and holds a `/` or a glob's `*`, ends in
+/// `.parquet` or a text format's name ([`TextFormat`]), or is a file or folder here. A query that does not parse names none (its error comes when it is planned).
 fn files_named_in(ctx: &SessionContext, query: &str) -> Vec<TableArg> {
     let Ok(references) = segscore_plan::table_references(ctx, query) else {
         return Vec::new();
@@ -183,6 +257,7 @@ fn files_named_in(ctx: &SessionContext, query: &str) -> Vec<TableArg> {
         };
         let files = table.contains(['/', '*'])
             || table.to_ascii_lowercase().ends_with(".parquet")
+            || TextFormat::of(&table).is_some()
             || Path::new(table.as_ref()).exists();
         let t = TableArg {
             name: Some(table.to_string()),
@@ -272,10 +347,21 @@ fn sort_keys(plan: &dyn datafusion::physical_plan::ExecutionPlan) -> Option<Vec<
     plan.children().into_iter().find_map(|c| sort_keys(c.as_ref()))
 }
 
-/// DuckDB's table functions that read Parquet files by their path.
-const READ_PARQUET: [&str; 2] = ["read_parquet", "parquet_scan"];
+/// DuckDB's table functions that read files by their path: Parquet, CSV and JSON (the format
+/// then comes from the path's name, [`TextFormat`]).
+const READ_PARQUET: [&str; 8] = [
+    "read_parquet",
+    "parquet_scan",
+    "read_csv",
+    "read_csv_auto",
+    "read_json",
+    "read_json_auto",
+    "read_ndjson",
+    "read_ndjson_auto",
+];
 
-/// DuckDB's `read_parquet('path')` (and `parquet_scan('path')`) as the path they name, quoted
+/// DuckDB's `read_parquet('path')` (and `parquet_scan`, `read_csv`, `read_json`, ...) as the
+/// path they name, quoted
 /// (`FROM "path"`): [`files_named_in`] reads it as `--table` would. The query as it is when it
 /// calls neither, or is not one statement that parses (its error comes when it is planned);
 /// a call with anything but one path in quotes (a list, DuckDB's options) is refused.
@@ -312,7 +398,13 @@ pub(super) fn read_parquet_calls(query: &str) -> Result<String> {
             };
             let Some(path) = path else {
                 return ControlFlow::Break(format!(
-                    "{called}(...): give it one path in quotes (a file, folder or glob), as in {called}('data/*.parquet'); hive folders and files of different columns are read without options"
+                    "{called}(...): give it one path in quotes (a file, folder or glob), as in {called}('data/*.{}'); {}",
+                    if called.contains("csv") { "csv" } else if called.contains("json") { "jsonl" } else { "parquet" },
+                    if called.contains("parquet") {
+                        "hive folders and files of different columns are read without options"
+                    } else {
+                        "CSV is read with a header line, JSON as one object per line, the format by the name's end; no options are taken"
+                    }
                 ));
             };
             *name = ObjectName::from(vec![Ident::with_quote('"', path)]);
@@ -339,4 +431,31 @@ pub(super) fn read_parquet_calls(query: &str) -> Result<String> {
         ControlFlow::Continue(()) if calls.0 => Ok(statement.to_string()),
         ControlFlow::Continue(()) => Ok(query.to_string()),
     }
+}
+
+/// A CSV or JSON reader's error (`Csv error`, `Json error`, or a value its column's type cannot
+/// parse: they name the line, not the file) with the text files the query reads named.
+pub(super) fn text_error(e: Error, text: &[PathBuf]) -> Error {
+    let message = e.to_string();
+    let from_text = ["Csv error", "Json error", "Parser error"]
+        .iter()
+        .any(|m| message.contains(m));
+    if text.is_empty() || !from_text {
+        return e;
+    }
+    let files: Vec<String> = text.iter().map(|f| f.display().to_string()).collect();
+    let json = if message.contains("Json error") {
+        "; JSON is read as one object per line, as `--format json` writes it"
+    } else {
+        ""
+    };
+    Error::InvalidData(format!(
+        "{message} (reading {}: {}){json}",
+        if files.len() == 1 {
+            "the file"
+        } else {
+            "one of the files"
+        },
+        files.join(", ")
+    ))
 }

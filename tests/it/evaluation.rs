@@ -627,6 +627,79 @@ fn sql_reads_parquet_files_named_in_the_query() {
     assert_eq!(std::fs::read(data.join("two.parquet")).unwrap(), before);
 }
 
+/// CSV (`.csv`, `.tsv`) and JSON (one object per line) files named in the query or by
+/// `--table`, as DuckDB reads them: joined with Parquet, through `read_csv`/`read_json` too; a
+/// file the reader cannot take is named with the reader's line.
+#[test]
+fn sql_reads_csv_and_json_files_named_in_the_query() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir(tmp.path().join("data")).unwrap();
+    write_rows(&tmp.path().join("data/one.parquet"), &hand_rows());
+    let write = |name: &str, text: &str| std::fs::write(tmp.path().join(name), text).unwrap();
+    write("labels.csv", "generation_id,label\na,good\nc,bad\n");
+    write("weights.tsv", "generation_id\tweight\na\t0.5\nb\t2\n");
+    write(
+        "notes.jsonl",
+        "{\"generation_id\":\"b\",\"note\":\"short\"}\n{\"generation_id\":\"c\",\"note\":null}\n",
+    );
+    let sql = |args: &[&str]| segscore_in(tmp.path(), &[&["sql", "--format", "csv"], args].concat());
+    let ok = |args: &[&str]| {
+        let o = sql(args);
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let labels =
+        "SELECT l.label, count(*) AS n FROM 'data/' d JOIN {} l USING (generation_id) GROUP BY 1 ORDER BY 1";
+    for from in [
+        "'labels.csv'",
+        "read_csv('labels.csv')",
+        "READ_CSV_AUTO('labels.csv')",
+    ] {
+        assert_eq!(
+            ok(&[&labels.replace("{}", from)]),
+            "label,n\nbad,3\ngood,4\n",
+            "{from}"
+        );
+    }
+    assert_eq!(
+        ok(&["-t", "lab=labels.csv", &labels.replace("{}", "lab")]),
+        "label,n\nbad,3\ngood,4\n"
+    );
+    assert_eq!(
+        ok(&["SELECT generation_id, weight * 2 AS w FROM 'weights.tsv' ORDER BY 1"]),
+        "generation_id,w\na,1.0\nb,4.0\n"
+    );
+    for from in ["'notes.jsonl'", "read_json('notes.jsonl')"] {
+        let q = format!("SELECT generation_id, coalesce(note, '-') AS note FROM {from} ORDER BY 1");
+        assert_eq!(ok(&[&q]), "generation_id,note\nb,short\nc,-\n", "{from}");
+    }
+    // What the readers cannot take names the file; JSON is one object per line.
+    write("ragged.csv", "a,b\n1,2\n3\n");
+    let o = sql(&["SELECT * FROM 'ragged.csv'"]);
+    assert_fails(&o, 1, "found 1 records at line 3 (reading the file: ");
+    assert!(stderr(&o).contains("ragged.csv"), "{}", stderr(&o));
+    write("array.json", "[{\"a\": 1}]\n");
+    let o = sql(&["SELECT * FROM 'array.json'"]);
+    assert_fails(&o, 1, "JSON is read as one object per line");
+    // A value past the rows the column's type was taken from.
+    let late: String = (0..1500).map(|i| format!("{i}\n")).collect();
+    write("late.csv", &format!("a\n{late}xyz\n"));
+    let o = sql(&["SELECT sum(a) FROM 'late.csv'"]);
+    assert_fails(&o, 1, "Error while parsing value 'xyz' as type 'Int64'");
+    assert!(
+        stderr(&o).contains("(reading the file: ") && stderr(&o).contains("late.csv"),
+        "{}",
+        stderr(&o)
+    );
+    // --to over a text file the query reads is refused, the file left as it was.
+    let o = sql(&["SELECT * FROM 'labels.csv'", "--to", "labels.csv"]);
+    assert_fails(&o, 2, "--to labels.csv: is the input file");
+    assert_eq!(
+        std::fs::read_to_string(tmp.path().join("labels.csv")).unwrap(),
+        "generation_id,label\na,good\nc,bad\n"
+    );
+}
+
 #[test]
 fn sql_copy_to_writes_as_to_does_and_no_query_writes_into_a_table() {
     let tmp = tempfile::tempdir().unwrap();

@@ -658,6 +658,18 @@ fn globs_over_prefixes_select_objects_and_hidden_ones_are_skipped() {
     );
     ok(&o);
     assert_eq!(moto.get("globs", "results/n.csv").unwrap(), b"n\n2000\n");
+    // A CSV object is a table too.
+    let o = moto.segscore(
+        &[
+            "sql",
+            "--format",
+            "csv",
+            "SELECT n + 1 AS m FROM 's3://globs/results/n.csv'",
+        ],
+        &[],
+    );
+    ok(&o);
+    assert_eq!(String::from_utf8(o.stdout).unwrap(), "m\n2001\n");
     let out = "s3://globs/out";
     let o = moto.segscore(
         &[
