@@ -1,4 +1,4 @@
-//! `segscore sql`: ad-hoc SQL over Parquet (and CSV, JSON) files and segscore output directories, with every
+//! `segscore sql`: ad-hoc SQL over Parquet (and CSV, JSON, Arrow) files and segscore output directories, with every
 //! segscore function available (the metrics of [`crate::metrics::udaf`], and `reward_model(...)` when a
 //! model is given).
 
@@ -30,8 +30,9 @@ pub(crate) struct SqlArgs {
     /// Read the query from FILE (e.g. queries/generations.sql).
     #[arg(long, short, value_name = "FILE", value_parser = crate::cli::path_arg())]
     file: Option<PathBuf>,
-    /// NAME=PATH registers Parquet files (a file, directory or glob) as table NAME, or CSV or
-    /// JSON files by their names' end (.csv, .tsv; .json, .jsonl, .ndjson: an object per line);
+    /// NAME=PATH registers Parquet files (a file, directory or glob) as table NAME, or CSV,
+    /// JSON or Arrow files by their names' end (.csv, .tsv; .json, .jsonl, .ndjson: an object
+    /// per line; .arrow, .feather, .ipc, .arrows);
     /// a segscore output directory registers NAME.segments, NAME.generations (and
     /// NAME.rejected), or segments, generations (and rejected) when given as a bare PATH.
     #[arg(long, short, value_name = "[NAME=]PATH")]
@@ -275,7 +276,7 @@ impl Format {
 pub struct TableArg {
     /// The table (or, for an output directory, schema) name.
     pub name: Option<String>,
-    /// Parquet (or CSV, JSON) files, a directory, a glob, or a segscore output directory.
+    /// Parquet (or CSV, JSON, Arrow) files, a directory, a glob, or a segscore output directory.
     pub path: String,
 }
 

@@ -40,7 +40,7 @@ pub struct Tables {
     pub plain: Vec<PlainTable>,
     /// The Parquet files read.
     pub parquet: Vec<PathBuf>,
-    /// The CSV and JSON files read ([`TextFormat`]).
+    /// The CSV, JSON and Arrow files read ([`OtherFormat`]).
     pub text: Vec<PathBuf>,
 }
 
@@ -109,28 +109,36 @@ pub async fn context(opts: &SqlOptions) -> Result<(SessionContext, Tables)> {
     Ok((ctx, tables))
 }
 
-/// Text files a query may read as a table, by their names' ends: CSV (`.csv`; `.tsv`, tab
-/// separated), with a header line, and JSON, one object per line (`.json`, `.jsonl`,
-/// `.ndjson`), as `--format json` writes it. DataFusion's readers take their columns' types
-/// from the first 1,000 rows.
+/// Files other than Parquet a query may read as a table, by their names' ends: CSV (`.csv`;
+/// `.tsv`, tab separated), with a header line, JSON, one object per line (`.json`, `.jsonl`,
+/// `.ndjson`), as `--format json` writes it, and Arrow IPC files or streams (`.arrow`,
+/// `.feather`, `.ipc`, `.arrows`: Hugging Face `datasets`' `save_to_disk` writes streams).
+/// DataFusion's CSV and JSON readers take their columns' types from the first 1,000 rows.
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum TextFormat {
+enum OtherFormat {
     /// CSV with this separator.
     Csv(u8),
     /// Newline-delimited JSON.
     Json,
+    /// Arrow IPC, the file or the stream format.
+    Arrow,
 }
 
-impl TextFormat {
+impl OtherFormat {
     /// The format a path's name says, if a text one.
-    fn of(path: &str) -> Option<TextFormat> {
+    fn of(path: &str) -> Option<OtherFormat> {
         let lower = path.to_ascii_lowercase();
         if lower.ends_with(".csv") {
-            Some(TextFormat::Csv(b','))
+            Some(OtherFormat::Csv(b','))
         } else if lower.ends_with(".tsv") {
-            Some(TextFormat::Csv(b'\t'))
+            Some(OtherFormat::Csv(b'\t'))
         } else if [".json", ".jsonl", ".ndjson"].iter().any(|e| lower.ends_with(e)) {
-            Some(TextFormat::Json)
+            Some(OtherFormat::Json)
+        } else if [".arrow", ".feather", ".ipc", ".arrows"]
+            .iter()
+            .any(|e| lower.ends_with(e))
+        {
+            Some(OtherFormat::Arrow)
         } else {
             None
         }
@@ -142,6 +150,7 @@ impl TextFormat {
         ctx: &SessionContext,
         files: &[PathBuf],
     ) -> Result<Arc<dyn datafusion::catalog::TableProvider>> {
+        use datafusion::datasource::file_format::arrow::ArrowFormat;
         use datafusion::datasource::file_format::{csv::CsvFormat, json::JsonFormat, FileFormat};
         use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig};
         let urls = files
@@ -149,12 +158,13 @@ impl TextFormat {
             .map(|f| crate::engine::tables::file_url(f))
             .collect::<Result<Vec<_>>>()?;
         let format: Arc<dyn FileFormat> = match self {
-            TextFormat::Csv(separator) => Arc::new(
+            OtherFormat::Csv(separator) => Arc::new(
                 CsvFormat::default()
                     .with_has_header(true)
                     .with_delimiter(separator),
             ),
-            TextFormat::Json => Arc::new(JsonFormat::default()),
+            OtherFormat::Json => Arc::new(JsonFormat::default()),
+            OtherFormat::Arrow => Arc::new(ArrowFormat),
         };
         let options = ListingOptions::new(format).with_file_extension("");
         let config = ListingTableConfig::new_with_multi_paths(urls)
@@ -165,8 +175,8 @@ impl TextFormat {
     }
 }
 
-/// Registers table `t` in `ctx` as `name` (a segscore output directory as its tables; CSV or
-/// JSON files by their names, [`TextFormat`]), adding it and the files it reads to `tables`.
+/// Registers table `t` in `ctx` as `name` (a segscore output directory as its tables; CSV,
+/// JSON or Arrow files by their names, [`OtherFormat`]), adding it and the files it reads to `tables`.
 /// `in_query`: named in the query rather than by `--table`.
 async fn register(
     ctx: &SessionContext,
@@ -200,7 +210,7 @@ async fn register(
         ))
     })?;
     let files = source::expand_inputs(std::slice::from_ref(&t.path))?;
-    if let Some(format) = TextFormat::of(&t.path) {
+    if let Some(format) = OtherFormat::of(&t.path) {
         let table = format
             .table(ctx, &files)
             .await
@@ -245,7 +255,7 @@ async fn register(
 /// The tables `query` names that are files rather than tables (`FROM 'data/x.parquet'`,
 /// `FROM 's3://bucket/prefix/'`, `FROM 'runs/*/segments/*.parquet'`, `FROM 'labels.csv'`): an
 /// unqualified name that is no table of `ctx` and holds a `/` or a glob's `*`, ends in
-/// `.parquet` or a text format's name ([`TextFormat`]), or is a file or folder here. A query that does not parse names none (its error comes when it is planned).
+/// `.parquet` or a text format's name ([`OtherFormat`]), or is a file or folder here. A query that does not parse names none (its error comes when it is planned).
 fn files_named_in(ctx: &SessionContext, query: &str) -> Vec<TableArg> {
     let Ok(references) = segscore_plan::table_references(ctx, query) else {
         return Vec::new();
@@ -257,7 +267,7 @@ fn files_named_in(ctx: &SessionContext, query: &str) -> Vec<TableArg> {
         };
         let files = table.contains(['/', '*'])
             || table.to_ascii_lowercase().ends_with(".parquet")
-            || TextFormat::of(&table).is_some()
+            || OtherFormat::of(&table).is_some()
             || Path::new(table.as_ref()).exists();
         let t = TableArg {
             name: Some(table.to_string()),
@@ -348,7 +358,7 @@ fn sort_keys(plan: &dyn datafusion::physical_plan::ExecutionPlan) -> Option<Vec<
 }
 
 /// DuckDB's table functions that read files by their path: Parquet, CSV and JSON (the format
-/// then comes from the path's name, [`TextFormat`]).
+/// then comes from the path's name, [`OtherFormat`]).
 const READ_PARQUET: [&str; 8] = [
     "read_parquet",
     "parquet_scan",

@@ -82,17 +82,23 @@ where
     }
     let like = |what: &str, then: &str| Some(format!("it begins like {what}, not Parquet{then}"));
     let convert = ": write it as Parquet";
+    let copy = ": write it as Parquet (`segscore sql \"COPY 'IN' TO 'OUT.parquet'\"` reads Arrow, CSV and JSON files)";
     match head.as_ref() {
         h if h.starts_with(b"PAR1") => Some(format!(
             "it begins as Parquet but does not end with Parquet's `PAR1` ({len} bytes): cut short, by a copy or a writer that did not finish?"
         )),
-        h if h.starts_with(b"ARROW1") => like("an Arrow IPC (Feather) file", convert),
+        h if h.starts_with(b"ARROW1") => like("an Arrow IPC (Feather) file", copy),
+        // The stream format's first message: a continuation marker, then its length.
+        [0xff, 0xff, 0xff, 0xff, ..] => like(
+            "an Arrow IPC stream (Hugging Face `datasets`' `save_to_disk` writes them)",
+            copy,
+        ),
         h if h.starts_with(b"ORC") => like("an ORC file", convert),
         h if h.starts_with(b"Obj\x01") => like("an Avro file", convert),
         [0x1f, 0x8b, ..] => like("a gzip file", ""),
         [0x28, 0xb5, 0x2f, 0xfd, ..] => like("a zstd file", ""),
         h if h.iter().all(|b| b.is_ascii_graphic() || b.is_ascii_whitespace()) => {
-            like("text (CSV or JSON?)", convert)
+            like("text (CSV or JSON?)", copy)
         }
         _ => Some("it does not begin or end with Parquet's magic bytes `PAR1`".into()),
     }

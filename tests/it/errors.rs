@@ -219,6 +219,10 @@ fn empty_file_is_named() {
 /// (the reader's own words, "Corrupt footer", said nothing of that): CSV, an Arrow IPC
 /// (Feather) file, a compressed file, and above all a Parquet file cut short (a copy or a
 /// writer that did not finish).
+/// How a message about a file segscore sql can read says to convert it.
+const COPY: &str =
+    ": write it as Parquet (`segscore sql \"COPY 'IN' TO 'OUT.parquet'\"` reads Arrow, CSV and JSON files)";
+
 #[test]
 fn not_parquet_is_named_with_what_it_looks_like() {
     let tmp = tempfile::tempdir().unwrap();
@@ -234,12 +238,12 @@ fn not_parquet_is_named_with_what_it_looks_like() {
         (
             "data.parquet",
             b"generation_id,segment_index\ng,0\n".to_vec(),
-            "it begins like text (CSV or JSON?), not Parquet: write it as Parquet".into(),
+            format!("it begins like text (CSV or JSON?), not Parquet{COPY}"),
         ),
         (
             "data.arrow",
             arrow,
-            "it begins like an Arrow IPC (Feather) file, not Parquet: write it as Parquet".into(),
+            format!("it begins like an Arrow IPC (Feather) file, not Parquet{COPY}"),
         ),
         (
             "data.parquet.gz",

@@ -971,3 +971,62 @@ fn decimal_and_half_scores_and_narrow_token_ids_widen_as_they_are_read() {
         assert_eq!(mixed.iter().find(|(k, _)| k == &other).map(|x| &x.1), Some(v));
     }
 }
+
+/// A Hugging Face dataset saved with `save_to_disk` (Arrow IPC streams, `.arrow`, beside JSON
+/// files) or a Feather file: `run` reads Parquet, and names what it was given with how to
+/// convert it; `segscore sql` reads both and `COPY ... TO` writes the Parquet that runs as the
+/// dataset's own Parquet does.
+#[test]
+fn arrow_ipc_files_are_named_and_converted_by_sql() {
+    use datafusion::arrow::ipc::writer::{FileWriter, StreamWriter};
+    let tmp = tempfile::tempdir().unwrap();
+    let parquet = tmp.path().join("parquet");
+    generate(&parquet, 500, 1, true);
+    let batches = read_parquet(&parquet.join("part-00000.parquet"));
+    let schema = batches[0].schema();
+    let hf = tmp.path().join("hf");
+    std::fs::create_dir(&hf).unwrap();
+    let stream = hf.join("data-00000-of-00001.arrow");
+    let mut w = StreamWriter::try_new(std::fs::File::create(&stream).unwrap(), &schema).unwrap();
+    for b in &batches {
+        w.write(b).unwrap();
+    }
+    w.finish().unwrap();
+    std::fs::write(hf.join("dataset_info.json"), "{}").unwrap();
+    let feather = tmp.path().join("x.feather");
+    let mut w = FileWriter::try_new(std::fs::File::create(&feather).unwrap(), &schema).unwrap();
+    for b in &batches {
+        w.write(b).unwrap();
+    }
+    w.finish().unwrap();
+    // The folder: no Parquet file, the .arrow file named; the file: what it is and what to do.
+    let o = run(&[&hf], &demo_model(), &tmp.path().join("o1"), &[]);
+    assert_fails(&o, 1, "no Parquet files found");
+    assert!(stderr(&o).contains("data-00000-of-00001.arrow"), "{}", stderr(&o));
+    let o = run(&[&stream], &demo_model(), &tmp.path().join("o2"), &[]);
+    assert_fails(
+        &o,
+        1,
+        "it begins like an Arrow IPC stream (Hugging Face `datasets`' `save_to_disk` writes them), not Parquet: write it as Parquet (`segscore sql \"COPY 'IN' TO 'OUT.parquet'\"` reads Arrow, CSV and JSON files)",
+    );
+    // sql reads the stream and the file; COPY converts; the run equals the Parquet's own.
+    let want = run_ok(
+        &[&parquet],
+        &demo_model(),
+        &tmp.path().join("want"),
+        &["--provider", "cpu"],
+    );
+    assert!(want.status.success());
+    for (from, to) in [("hf/*.arrow", "hf.parquet"), ("x.feather", "feather.parquet")] {
+        let o = segscore_in(tmp.path(), &["sql", &format!("COPY '{from}' TO '{to}'")]);
+        assert!(o.status.success(), "{from}: {}", stderr(&o));
+        let out = tmp.path().join(format!("out-{to}"));
+        run_ok(
+            &[&tmp.path().join(to)],
+            &demo_model(),
+            &out,
+            &["--provider", "cpu"],
+        );
+        assert_eq!(scores(&out), scores(&tmp.path().join("want")), "{from}");
+    }
+}
