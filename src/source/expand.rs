@@ -19,7 +19,14 @@ fn is_hidden(p: &Path) -> bool {
 struct Skipped {
     count: usize,
     first: Option<PathBuf>,
+    /// The first of a format `segscore sql` reads and converts (Arrow IPC, CSV, JSON).
+    convertible: Option<PathBuf>,
 }
+
+/// The names' ends of the files `segscore sql` reads besides Parquet.
+const CONVERTIBLE: [&str; 9] = [
+    "arrow", "feather", "ipc", "arrows", "csv", "tsv", "json", "jsonl", "ndjson",
+];
 
 fn walk_dir(dir: &Path, out: &mut Vec<PathBuf>, skipped: &mut Skipped) -> Result<()> {
     let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -38,6 +45,12 @@ fn walk_dir(dir: &Path, out: &mut Vec<PathBuf>, skipped: &mut Skipped) -> Result
             out.push(p);
         } else {
             skipped.count += 1;
+            if p.extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| CONVERTIBLE.contains(&e))
+            {
+                skipped.convertible.get_or_insert(p.clone());
+            }
             skipped.first.get_or_insert(p);
         }
     }
@@ -106,11 +119,20 @@ pub fn expand_inputs(patterns: &[String]) -> Result<Vec<PathBuf>> {
             ));
         }
         if found.is_empty() {
-            let first = skipped.first.as_ref().map(|p| p.display().to_string());
-            let how = format!(
-                "give such files by name, or by a glob such as {}/*",
-                pat.trim_end_matches('/')
-            );
+            let first = skipped.convertible.as_ref().or(skipped.first.as_ref());
+            let how = match &skipped.convertible {
+                // Hugging Face's save_to_disk writes `.arrow` streams; pandas, CSV and JSON.
+                Some(c) => format!(
+                    "segscore run reads Parquet; `segscore sql \"COPY '{}/*.{}' TO 'OUT.parquet'\"` writes such files as Parquet",
+                    c.parent().unwrap_or(Path::new(".")).display(),
+                    c.extension().unwrap_or_default().to_string_lossy()
+                ),
+                None => format!(
+                    "give such files by name, or by a glob such as {}/*",
+                    pat.trim_end_matches('/')
+                ),
+            };
+            let first = first.map(|p| p.display().to_string());
             return Err(Error::no_parquet_files(
                 pat,
                 "file",

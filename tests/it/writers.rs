@@ -999,10 +999,15 @@ fn arrow_ipc_files_are_named_and_converted_by_sql() {
         w.write(b).unwrap();
     }
     w.finish().unwrap();
-    // The folder: no Parquet file, the .arrow file named; the file: what it is and what to do.
+    // The folder: no Parquet file, the .arrow file named with the command that converts it; the
+    // file: what it is and the same.
     let o = run(&[&hf], &demo_model(), &tmp.path().join("o1"), &[]);
-    assert_fails(&o, 1, "no Parquet files found");
-    assert!(stderr(&o).contains("data-00000-of-00001.arrow"), "{}", stderr(&o));
+    let says = format!(
+        "no Parquet files found (it holds 2 files without the .parquet extension, such as {}: segscore run reads Parquet; `segscore sql \"COPY '{}/*.arrow' TO 'OUT.parquet'\"` writes such files as Parquet)",
+        stream.display(),
+        hf.display()
+    );
+    assert_fails(&o, 1, &says);
     let o = run(&[&stream], &demo_model(), &tmp.path().join("o2"), &[]);
     assert_fails(
         &o,
