@@ -84,6 +84,12 @@ pub(crate) fn sql(a: SqlArgs) -> Result<()> {
         (None, Some(f)) => crate::store::read_text(f)?,
         (None, None) => return Err(Error::Usage("give a query, or --file".into())),
     };
+    // Statements before the last define what it reads (`CREATE VIEW ...;`).
+    let (setup, query) = super::sql_tables::statements(&query)?;
+    let setup = setup
+        .iter()
+        .map(|s| read_parquet_calls(s))
+        .collect::<Result<Vec<_>>>()?;
     // `COPY (query) TO 'file'` is the query with `--to file`.
     let copy = copy_to(&query)?;
     let copied = copy.is_some();
@@ -125,6 +131,7 @@ pub(crate) fn sql(a: SqlArgs) -> Result<()> {
     };
     let opts = SqlOptions {
         query,
+        setup,
         tables: a.table,
         model: a.model,
         provider: a.provider,
@@ -321,6 +328,9 @@ impl TableArg {
 pub struct SqlOptions {
     /// The query.
     pub query: String,
+    /// Statements run before it, in order, that define what it reads (CREATE VIEW, CREATE
+    /// TABLE ... AS, SET).
+    pub setup: Vec<String>,
     /// Tables to register.
     pub tables: Vec<TableArg>,
     /// A model for `reward_model(...)`.

@@ -88,10 +88,23 @@ pub async fn context(opts: &SqlOptions) -> Result<(SessionContext, Tables)> {
         let name = t.name.as_deref().map(TableReference::from);
         register(&ctx, t, name, false, &mut tables).await?;
     }
-    let named_in_query = files_named_in(&ctx, &opts.query);
-    for t in &named_in_query {
-        let name = t.name.clone().map(TableReference::bare);
-        register(&ctx, t, name, true, &mut tables).await?;
+    // The statements before the query run in order, each once the files it names are tables.
+    let mut named_in_query = Vec::new();
+    let count = opts.setup.len() + 1;
+    for (i, statement) in opts.setup.iter().chain([&opts.query]).enumerate() {
+        let named = files_named_in(&ctx, statement);
+        for t in &named {
+            let name = t.name.clone().map(TableReference::bare);
+            register(&ctx, t, name, true, &mut tables).await?;
+        }
+        named_in_query.extend(named);
+        if i + 1 < count {
+            let ran = match ctx.sql(statement).await {
+                Ok(df) => df.collect().await.map(drop),
+                Err(e) => Err(e),
+            };
+            ran.map_err(|e| Error::Usage(format!("query: statement {} of {count}: {e}", i + 1)))?;
+        }
     }
     if let Some(to) = &opts.to {
         // Output directories read as tables are patterns too: `--to` inside one is refused.
@@ -468,4 +481,72 @@ pub(super) fn text_error(e: Error, text: &[PathBuf]) -> Error {
         },
         files.join(", ")
     ))
+}
+
+/// A query text of several statements (`CREATE VIEW v AS ...; SELECT ... FROM v`, as SQL
+/// scripts for DuckDB have them): the statements before the last, which may only define what
+/// the last reads (CREATE VIEW, CREATE TABLE ... AS, SET), and the last, whose result is the
+/// output, each as written. A text of one statement, or one that does not parse (its error
+/// comes when it is planned), is the query alone.
+pub(super) fn statements(query: &str) -> Result<(Vec<String>, String)> {
+    use datafusion::sql::parser::{DFParser, Statement};
+    use datafusion::sql::sqlparser::ast::Statement as Sql;
+    use datafusion::sql::sqlparser::dialect::GenericDialect;
+    use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+    let alone = || Ok((Vec::new(), query.to_string()));
+    let Ok(tokens) = Tokenizer::new(&GenericDialect {}, query).tokenize_with_location() else {
+        return alone();
+    };
+    // Byte offsets of the lines' starts, for the tokens' (line, column in characters).
+    let lines: Vec<usize> = std::iter::once(0)
+        .chain(query.match_indices('\n').map(|(i, _)| i + 1))
+        .collect();
+    let offset = |line: u64, column: u64| -> usize {
+        let start = lines
+            .get((line as usize).saturating_sub(1))
+            .copied()
+            .unwrap_or(query.len());
+        query[start..]
+            .char_indices()
+            .nth((column as usize).saturating_sub(1))
+            .map_or(query.len(), |(i, _)| start + i)
+    };
+    let mut texts: Vec<String> = Vec::new();
+    let mut start = 0;
+    for t in tokens.iter().filter(|t| t.token == Token::SemiColon) {
+        let end = offset(t.span.start.line, t.span.start.column);
+        texts.push(query[start..end].to_string());
+        start = end + 1;
+    }
+    texts.push(query[start..].to_string());
+    // A statement that does not parse: the parser's error, placed in the whole text, comes when
+    // it is planned. Comments and blanks between or after the statements are no statements.
+    let mut parsed = Vec::with_capacity(texts.len());
+    for t in &texts {
+        match DFParser::parse_sql(t) {
+            Ok(s) => parsed.push(s),
+            Err(_) => return alone(),
+        }
+    }
+    let mut parsed = parsed.into_iter();
+    texts.retain(|_| parsed.next().is_some_and(|s| !s.is_empty()));
+    let count = texts.len();
+    if count < 2 {
+        return alone();
+    }
+    for (i, text) in texts.iter().take(count - 1).enumerate() {
+        let defines = DFParser::parse_sql(text).is_ok_and(|s| {
+            matches!(s.front(), Some(Statement::Statement(s))
+                if matches!(s.as_ref(), Sql::CreateView(_) | Sql::CreateTable(_) | Sql::Set(_)))
+        });
+        if !defines {
+            let text: String = text.trim().chars().take(40).collect();
+            return Err(Error::Usage(format!(
+                "query: statement {} of {count} (`{text}`...) is not the last: only the last statement's result is printed or written; the ones before it may CREATE VIEW, CREATE TABLE ... AS or SET",
+                i + 1
+            )));
+        }
+    }
+    let last = texts.pop().unwrap_or_default();
+    Ok((texts, last))
 }

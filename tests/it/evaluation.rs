@@ -700,6 +700,53 @@ fn sql_reads_csv_and_json_files_named_in_the_query() {
     );
 }
 
+/// A script of statements, as SQL files for DuckDB have them: CREATE VIEW, CREATE TABLE ... AS
+/// and SET run in order, each reading the files it names, and the last statement's result is
+/// the output (COPY ... TO included); a statement before the last that would give a result,
+/// or fails, is refused naming it.
+#[test]
+fn sql_runs_a_script_whose_last_statement_gives_the_result() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir(tmp.path().join("data")).unwrap();
+    write_rows(&tmp.path().join("data/one.parquet"), &hand_rows());
+    let sql = |args: &[&str]| segscore_in(tmp.path(), &[&["sql", "--format", "csv"], args].concat());
+    let script = "-- segments per generation, then the longest\n\
+        CREATE VIEW counts AS SELECT generation_id, count(*) AS n FROM 'data/*.parquet' GROUP BY 1;\n\
+        SET datafusion.execution.batch_size = 2;\n\
+        CREATE TABLE longest AS SELECT max(n) AS n FROM counts;\n\
+        SELECT c.generation_id, c.n, 'a;b' AS s FROM counts c JOIN longest USING (n); -- done\n";
+    std::fs::write(tmp.path().join("script.sql"), script).unwrap();
+    let o = sql(&["-f", "script.sql"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        String::from_utf8(o.stdout).unwrap(),
+        "generation_id,n,s\na,4,a;b\n"
+    );
+    let o = sql(&["CREATE VIEW v AS SELECT 1 AS x; COPY (SELECT x + 1 AS y FROM v) TO 'y.csv'"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read_to_string(tmp.path().join("y.csv")).unwrap(),
+        "y\n2\n"
+    );
+    assert_fails(
+        &sql(&["SELECT 1 AS a; SELECT 2 AS b"]),
+        2,
+        "query: statement 1 of 2 (`SELECT 1 AS a`...) is not the last: only the last statement's result is printed or written",
+    );
+    assert_fails(
+        &sql(&["CREATE VIEW v AS SELECT * FROM nothere; SELECT 1"]),
+        2,
+        "query: statement 1 of 2: Error during planning: table 'datafusion.public.nothere' not found",
+    );
+    // --to over a file only an earlier statement reads is refused too.
+    let o = sql(&[
+        "CREATE VIEW v AS SELECT * FROM 'data/one.parquet'; SELECT 1 AS x",
+        "--to",
+        "data/one.parquet",
+    ]);
+    assert_fails(&o, 2, "--to data/one.parquet: is the input file");
+}
+
 #[test]
 fn sql_copy_to_writes_as_to_does_and_no_query_writes_into_a_table() {
     let tmp = tempfile::tempdir().unwrap();
