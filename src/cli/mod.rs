@@ -92,7 +92,7 @@ enum Command {
         #[arg(long, default_value = "table", value_parser = ["table", "json"])]
         format: String,
     },
-    /// Run SQL over Parquet files and segscore outputs, with segscore's functions.
+    /// Run SQL over Parquet (and CSV, JSON, Arrow) files and segscore outputs, with segscore's functions.
     Sql(sql::SqlArgs),
     /// A Ballista cluster's scheduler or executor, for `segscore run --cluster`.
     #[command(subcommand)]

@@ -27,7 +27,8 @@ pub(crate) struct SqlArgs {
         conflicts_with = "file"
     )]
     query: Option<String>,
-    /// Read the query from FILE (e.g. queries/generations.sql).
+    /// Read the query from FILE (e.g. queries/generations.sql): one statement, or a script whose
+    /// statements before the last CREATE VIEW, CREATE TABLE ... AS or SET.
     #[arg(long, short, value_name = "FILE", value_parser = crate::cli::path_arg())]
     file: Option<PathBuf>,
     /// NAME=PATH registers Parquet files (a file, directory or glob) as table NAME, or CSV,
