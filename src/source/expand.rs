@@ -122,11 +122,16 @@ pub fn expand_inputs(patterns: &[String]) -> Result<Vec<PathBuf>> {
             let first = skipped.convertible.as_ref().or(skipped.first.as_ref());
             let how = match &skipped.convertible {
                 // Hugging Face's save_to_disk writes `.arrow` streams; pandas, CSV and JSON.
-                Some(c) => format!(
-                    "segscore run reads Parquet; `segscore sql \"COPY '{}/*.{}' TO 'OUT.parquet'\"` writes such files as Parquet",
-                    c.parent().unwrap_or(Path::new(".")).display(),
-                    c.extension().unwrap_or_default().to_string_lossy()
-                ),
+                Some(c) => {
+                    let glob = format!(
+                        "{}/*.{}",
+                        c.parent().unwrap_or(Path::new(".")).display(),
+                        c.extension().unwrap_or_default().to_string_lossy()
+                    );
+                    format!(
+                        "segscore sql reads such files by a glob, '{glob}', and `segscore sql \"COPY '{glob}' TO 'OUT.parquet'\"` writes them as Parquet, which segscore run reads"
+                    )
+                }
                 None => format!(
                     "give such files by name, or by a glob such as {}/*",
                     pat.trim_end_matches('/')

@@ -1003,9 +1003,9 @@ fn arrow_ipc_files_are_named_and_converted_by_sql() {
     // file: what it is and the same.
     let o = run(&[&hf], &demo_model(), &tmp.path().join("o1"), &[]);
     let says = format!(
-        "no Parquet files found (it holds 2 files without the .parquet extension, such as {}: segscore run reads Parquet; `segscore sql \"COPY '{}/*.arrow' TO 'OUT.parquet'\"` writes such files as Parquet)",
+        "no Parquet files found (it holds 2 files without the .parquet extension, such as {}: segscore sql reads such files by a glob, '{glob}', and `segscore sql \"COPY '{glob}' TO 'OUT.parquet'\"` writes them as Parquet, which segscore run reads)",
         stream.display(),
-        hf.display()
+        glob = format!("{}/*.arrow", hf.display())
     );
     assert_fails(&o, 1, &says);
     let o = run(&[&stream], &demo_model(), &tmp.path().join("o2"), &[]);
