@@ -27,8 +27,9 @@ pub(crate) struct SqlArgs {
         conflicts_with = "file"
     )]
     query: Option<String>,
-    /// Read the query from FILE (e.g. queries/generations.sql): one statement, or a script whose
-    /// statements before the last CREATE VIEW, CREATE TABLE ... AS or SET.
+    /// Read the query from FILE (e.g. queries/generations.sql; `-`: standard input): one
+    /// statement, or a script whose statements before the last CREATE VIEW, CREATE TABLE ... AS
+    /// or SET.
     #[arg(long, short, value_name = "FILE", value_parser = crate::cli::path_arg())]
     file: Option<PathBuf>,
     /// NAME=PATH registers Parquet files (a file, directory or glob) as table NAME, or CSV,
@@ -82,6 +83,13 @@ pub(crate) fn sql(a: SqlArgs) -> Result<()> {
     let threads = a.threads.unwrap_or_else(crate::engine::default_threads);
     let query = match (a.query, &a.file) {
         (Some(q), _) => q,
+        // `-f -`: the script on standard input (`segscore sql -f - < script.sql`).
+        (None, Some(f)) if f.as_os_str() == "-" => {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+                .map_err(|e| Error::Usage(format!("--file -: standard input is not UTF-8 text: {e}")))?;
+            text
+        }
         (None, Some(f)) => crate::store::read_text(f)?,
         (None, None) => return Err(Error::Usage("give a query, or --file".into())),
     };

@@ -188,7 +188,7 @@ pub fn segscore_in<S: AsRef<std::ffi::OsStr>>(dir: &Path, args: &[S]) -> Output 
 }
 
 /// The segscore binary with `args`, finding ONNX Runtime as a user's would, without colour.
-fn command<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Command {
+pub fn command<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Command {
     let mut cmd = Command::new(BIN);
     cmd.args(args).env_remove("ORT_DYLIB_PATH").env("NO_COLOR", "1");
     cmd

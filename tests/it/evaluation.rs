@@ -722,6 +722,21 @@ fn sql_runs_a_script_whose_last_statement_gives_the_result() {
         String::from_utf8(o.stdout).unwrap(),
         "generation_id,n,s\na,4,a;b\n"
     );
+    // `-f -`: the script on standard input.
+    let mut child = command(&["sql", "--format", "csv", "-f", "-"])
+        .current_dir(tmp.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), script.as_bytes()).unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        String::from_utf8(o.stdout).unwrap(),
+        "generation_id,n,s\na,4,a;b\n"
+    );
     let o = sql(&["CREATE VIEW v AS SELECT 1 AS x; COPY (SELECT x + 1 AS y FROM v) TO 'y.csv'"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(
