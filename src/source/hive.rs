@@ -3,8 +3,9 @@
 //! `table_partition_cols` from the input folders, so a filter on them prunes whole folders.
 //!
 //! With `--hive-partitioning auto` (the default) an input folder is partitioned when every
-//! Parquet file under it sits under the same sequence of `key=value` levels; `on` requires it,
-//! `off` reads the files alone. A column's type is an integer when every value is one, else a
+//! Parquet file under it sits under the same sequence of `key=value` levels (a glob that takes
+//! every Parquet file under its folder, `data/day=*/*.parquet`, is that folder); `on` requires
+//! it, `off` reads the files alone. A column's type is an integer when every value is one, else a
 //! string, unless `--partition-col KEY:TYPE` says. [`NULL_VALUE`] (how Hive, Spark and pyarrow
 //! write a null) is a null of the column's type.
 
@@ -155,6 +156,20 @@ fn levels(root: &Path, file: &Path) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The folder a glob's files lie under: its path up to the first level with a `*`, `?` or `[`
+/// (absolute; an `s3://` prefix as it is).
+fn glob_root(pattern: &str) -> Result<PathBuf> {
+    let literal: Vec<&str> = pattern
+        .split('/')
+        .take_while(|level| !level.contains(['*', '?', '[']))
+        .collect();
+    let root = literal.join("/");
+    if crate::store::is_remote(pattern) {
+        return Ok(PathBuf::from(root.trim_end_matches('/')));
+    }
+    crate::engine::tables::absolute(Path::new(if root.is_empty() { "." } else { &root }))
+}
+
 /// Every `*.parquet` file under `dir`, hidden ones included.
 fn every_parquet_file(dir: &Path, out: &mut Vec<PathBuf>) {
     if let Ok(rd) = std::fs::read_dir(dir) {
@@ -199,10 +214,17 @@ pub fn detect(
         }
     };
     let mut roots = Vec::new();
+    // The roots of globs: read as the folder when the glob takes every Parquet file under it.
+    let mut glob_roots = Vec::new();
     for p in patterns {
         let path = Path::new(p);
+        let glob = !path.exists() && p.contains(['*', '?', '[']);
         // A prefix in object storage is a folder: its objects lie below it, not at it.
-        let root = if crate::store::is_remote(p) {
+        let root = if glob {
+            let root = glob_root(p)?;
+            glob_roots.push((root.clone(), p));
+            Some(root)
+        } else if crate::store::is_remote(p) {
             let root = PathBuf::from(p.trim_end_matches('/'));
             let prefix =
                 !p.contains(['*', '?', '[']) && files.iter().any(|f| f.starts_with(&root) && *f != root);
@@ -281,7 +303,8 @@ pub fn detect(
         }
     }
     // DataFusion reads every Parquet file under the folder: none may hide in a hidden or
-    // temporary folder (Spark's _temporary/) that segscore skips.
+    // temporary folder (Spark's _temporary/) that segscore skips, and a glob's root is read only
+    // where the glob took every one (`data/day=*/*.parquet`, not `data/day=1*/*.parquet`).
     for root in &roots {
         let mut all = Vec::new();
         match crate::store::remote(root) {
@@ -296,12 +319,23 @@ pub fn detect(
             }
             None => every_parquet_file(root, &mut all),
         }
-        if let Some(hidden) = all.iter().find(|f| {
+        let hidden = all.iter().find(|f| {
             f.strip_prefix(root)
                 .unwrap_or(f)
                 .iter()
                 .any(|c| c.to_string_lossy().starts_with(['.', '_']))
-        }) {
+        });
+        if let Some((_, glob)) = glob_roots.iter().find(|(r, _)| r == root) {
+            let taken = files.iter().filter(|f| f.starts_with(root)).count();
+            if hidden.is_some() || taken != all.len() {
+                return refuse(format!(
+                    "the glob {glob} takes {taken} of the {} Parquet files under {}, which a partitioned table would read; give the folder, and filter on the partition columns",
+                    all.len(),
+                    root.display()
+                ));
+            }
+        }
+        if let Some(hidden) = hidden {
             return Err(Error::Usage(format!(
                 "input folder {}: {} is hidden or in a temporary folder, and a hive-partitioned table would read it with the rest; remove it, or pass --hive-partitioning off",
                 root.display(),

@@ -949,6 +949,22 @@ fn hive_partitioned_prefixes_give_partition_columns() {
         String::from_utf8(o.stdout).unwrap(),
         format!("day,n\n1,{}\n2,{}\n", rows[0], rows[1])
     );
+    // A glob that takes every object under its prefix reads the prefix, partition column and
+    // all (the filter keeps the corrupt day=3 object unread).
+    let o = moto.segscore(
+        &[
+            "sql",
+            "--format",
+            "csv",
+            "SELECT day, count(*) AS n FROM 's3://hive/data/day=*/*.parquet' WHERE day <> 3 GROUP BY day ORDER BY day",
+        ],
+        &[],
+    );
+    ok(&o);
+    assert_eq!(
+        String::from_utf8(o.stdout).unwrap(),
+        format!("day,n\n1,{}\n2,{}\n", rows[0], rows[1])
+    );
     let o = run(
         "s3://hive/out-one",
         &[

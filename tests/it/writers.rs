@@ -280,6 +280,52 @@ fn hive_partition_columns_are_pruned_carried_and_grouped() {
     assert_fails(&o, 2, "_temporary");
 }
 
+/// A glob over hive folders that takes every Parquet file under its folder
+/// (`data/day=*/*.parquet`, `data/*/*.parquet`, as DuckDB users write them) reads that folder,
+/// partition columns and all, in `run` and `sql`; one that takes only some reads its files
+/// without them (a partitioned table would read the others too).
+#[test]
+fn a_glob_over_every_hive_folder_reads_its_partition_columns() {
+    let tmp = tempfile::tempdir().unwrap();
+    hive_folder(tmp.path());
+    let data = tmp.path().join("data");
+    std::fs::remove_dir_all(data.join("day=3")).unwrap();
+    for glob in ["day=*/*.parquet", "*/*.parquet"] {
+        let input = data.join(glob);
+        let out = tmp.path().join("out");
+        let o = run(
+            &[&input],
+            &demo_model(),
+            &out,
+            &["--provider", "cpu", "--overwrite"],
+        );
+        assert!(o.status.success(), "{glob}: {}", stderr(&o));
+        let s = summary(&out);
+        assert_eq!(s["n_segments"], 4000, "{glob}");
+        assert_eq!(s["partition_cols"], serde_json::json!(["day"]), "{glob}");
+    }
+    let partitioned = fixture("duckdb_partitioned");
+    let sql = |from: &str, query: &str| {
+        let q = query.replace("{}", &format!("'{}/{from}'", partitioned.display()));
+        segscore(&["sql", "--format", "csv", &q])
+    };
+    let o = sql(
+        "*/*.parquet",
+        "SELECT COUNT(*) AS n, SUM(day) AS days FROM {} WHERE day >= 2",
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "n,days\n20,50\n");
+    // Two of the three folders: their files, without the column.
+    let o = sql("day=[23]/*.parquet", "SELECT COUNT(*) AS n FROM {}");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "n\n20\n");
+    assert_fails(
+        &sql("day=[23]/*.parquet", "SELECT day FROM {}"),
+        2,
+        "No field named day",
+    );
+}
+
 #[test]
 fn empty_files_are_skipped_and_counted_unless_all_are() {
     let tmp = tempfile::tempdir().unwrap();
