@@ -222,7 +222,14 @@ async fn register(
             t.path
         ))
     })?;
-    let files = source::expand_inputs(std::slice::from_ref(&t.path))?;
+    let files = source::expand_inputs(std::slice::from_ref(&t.path)).map_err(|e| match e {
+        // A glob of CSV, JSON or Arrow files that matches none: no files, not no Parquet.
+        Error::NoInputFiles { pattern, .. } if OtherFormat::of(&t.path).is_some() => Error::io(
+            Path::new(&pattern),
+            std::io::Error::new(std::io::ErrorKind::NotFound, "no files match"),
+        ),
+        e => e,
+    })?;
     if let Some(format) = OtherFormat::of(&t.path) {
         let table = format
             .table(ctx, &files)
