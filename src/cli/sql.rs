@@ -55,8 +55,9 @@ pub(crate) struct SqlArgs {
     /// A Hugging Face tokenizer.json: makes tokenize(text [, add_special_tokens]) available.
     #[arg(long, value_name = "FILE", value_parser = crate::cli::path_arg())]
     tokenizer: Option<PathBuf>,
-    /// Output format: table, csv, json (one object per line) or parquet [default: table, or
-    /// with --to, the file name's extension: .csv, .json (.jsonl, .ndjson) or .parquet]
+    /// Output format: table, csv, json (one object per line), parquet or markdown [default:
+    /// table, or with --to, the file name's extension: .csv, .json (.jsonl, .ndjson), .parquet
+    /// or .md]
     #[arg(long)]
     format: Option<Format>,
     /// Write the result to FILE (written whole, then renamed into place) instead of stdout.
@@ -132,8 +133,8 @@ pub(crate) fn sql(a: SqlArgs) -> Result<()> {
                 return folder_given(label, to);
             }
             Error::Usage(format!(
-                "{label} {}: give {give} csv, json or parquet (the name does not end in .csv, \
-                 .json, .jsonl, .ndjson or .parquet)",
+                "{label} {}: give {give} csv, json, parquet or markdown (the name does not end \
+                 in .csv, .json, .jsonl, .ndjson, .parquet or .md)",
                 to.display()
             ))
         })?,
@@ -220,7 +221,9 @@ fn copy_to(query: &str) -> Result<Option<CopyTo>> {
     let format = match c.stored_as.as_deref().map(str::to_ascii_lowercase) {
         None => None,
         Some(f) => match f.parse::<Format>() {
-            Ok(Format::Table) | Err(_) => return refuse(format!("STORED AS {f}: give parquet, csv or json")),
+            Ok(Format::Table) | Err(_) => {
+                return refuse(format!("STORED AS {f}: give parquet, csv, json or markdown"))
+            }
             Ok(f) => Some(f),
         },
     };
@@ -246,6 +249,8 @@ pub enum Format {
     Json,
     /// Parquet (needs a file: `--to`).
     Parquet,
+    /// A Markdown table, every row (for a report, an issue or a pull request).
+    Markdown,
 }
 
 impl std::str::FromStr for Format {
@@ -256,8 +261,9 @@ impl std::str::FromStr for Format {
             "csv" => Ok(Format::Csv),
             "json" => Ok(Format::Json),
             "parquet" => Ok(Format::Parquet),
+            "markdown" | "md" => Ok(Format::Markdown),
             o => Err(format!(
-                "unknown format `{o}` (expected table, csv, json or parquet)"
+                "unknown format `{o}` (expected table, csv, json, parquet or markdown)"
             )),
         }
     }
@@ -271,17 +277,19 @@ impl Format {
             Format::Csv => "csv",
             Format::Json => "json",
             Format::Parquet => "parquet",
+            Format::Markdown => "markdown",
         }
     }
 
-    /// The format a file's name says (`.csv`, `.json`, `.jsonl`, `.ndjson`, `.parquet`, any
-    /// case), if it says one.
+    /// The format a file's name says (`.csv`, `.json`, `.jsonl`, `.ndjson`, `.parquet`, `.md`,
+    /// any case), if it says one.
     pub fn of_file(path: &Path) -> Option<Format> {
         let ext = path.extension()?.to_str()?.to_ascii_lowercase();
         match ext.as_str() {
             "csv" => Some(Format::Csv),
             "json" | "jsonl" | "ndjson" => Some(Format::Json),
             "parquet" => Some(Format::Parquet),
+            "md" => Some(Format::Markdown),
             _ => None,
         }
     }
@@ -381,7 +389,7 @@ async fn run_query(opts: &SqlOptions) -> Result<()> {
     }
     if opts.format == Format::Table && opts.to.is_some() {
         return Err(Error::Usage(format!(
-            "{} needs --format csv, json or parquet (table is for the terminal)",
+            "{} needs --format csv, json, parquet or markdown (table is for the terminal)",
             opts.to_label
         )));
     }
@@ -408,8 +416,9 @@ async fn run_query(opts: &SqlOptions) -> Result<()> {
 }
 
 async fn query_tables(ctx: &SessionContext, opts: &SqlOptions, plain: &[PlainTable]) -> Result<()> {
-    // CSV and JSON on stdout go out as they come: a first attempt could not be taken back.
-    let streamed = opts.to.is_none() && matches!(opts.format, Format::Csv | Format::Json);
+    // CSV, JSON and Markdown on stdout go out as they come: a first attempt could not be taken
+    // back.
+    let streamed = opts.to.is_none() && matches!(opts.format, Format::Csv | Format::Json | Format::Markdown);
     if !streamed {
         let threshold = ctx
             .state()

@@ -1,5 +1,5 @@
-//! Where `segscore sql` puts its result: a table printed on stdout, CSV or JSON streamed to
-//! stdout, or a file (CSV, JSON, Parquet) written under a temporary name and renamed when
+//! Where `segscore sql` puts its result: a table printed on stdout, CSV, JSON or Markdown
+//! streamed to stdout, or a file (CSV, JSON, Parquet, Markdown) written under a temporary name and renamed when
 //! complete; an `s3://` file staged in a local folder of its own before its upload.
 
 use std::io::Write;
@@ -20,6 +20,7 @@ pub(super) enum Sink {
     Csv(Box<Csv>),
     Json(Box<datafusion::arrow::json::LineDelimitedWriter<Out>>),
     Parquet(Box<PartWriter>),
+    Markdown(Box<Out>),
 }
 
 /// CSV: arrow writes the header with the first batch; with none, it is written at the end (a
@@ -155,6 +156,15 @@ impl Sink {
                     .with_explicit_nulls(true)
                     .build(Out::open(to)?),
             )),
+            Format::Markdown => {
+                let mut out = Out::open(to)?;
+                let names: Vec<String> = schema.fields().iter().map(|f| markdown_cell(f.name())).collect();
+                let rule = vec!["---"; names.len()];
+                let header = format!("| {} |\n| {} |\n", names.join(" | "), rule.join(" | "));
+                out.write_all(header.as_bytes())
+                    .map_err(|e| Error::io("the result", e))?;
+                Sink::Markdown(Box::new(out))
+            }
             Format::Parquet => {
                 let path = to.ok_or_else(|| Error::Usage("--format parquet needs --to FILE".into()))?;
                 let dir = match path.parent() {
@@ -183,6 +193,31 @@ impl Sink {
             }
             Sink::Json(w) => w.write(batch)?,
             Sink::Parquet(w) => w.write(batch)?,
+            Sink::Markdown(out) => {
+                use datafusion::arrow::array::Array;
+                let (text, _) = as_text(batch, |_| true, None)?;
+                let columns: Vec<&datafusion::arrow::array::StringArray> = text
+                    .columns()
+                    .iter()
+                    .filter_map(|c| c.as_any().downcast_ref())
+                    .collect();
+                let mut lines = String::new();
+                for row in 0..text.num_rows() {
+                    let cells: Vec<String> = columns
+                        .iter()
+                        .map(|c| {
+                            if c.is_null(row) {
+                                String::new()
+                            } else {
+                                markdown_cell(c.value(row))
+                            }
+                        })
+                        .collect();
+                    lines += &format!("| {} |\n", cells.join(" | "));
+                }
+                out.write_all(lines.as_bytes())
+                    .map_err(|e| Error::io("the result", e))?;
+            }
         }
         Ok(())
     }
@@ -202,8 +237,16 @@ impl Sink {
                 w.into_inner().commit()
             }
             Sink::Parquet(w) => w.close().map(|_| ()),
+            Sink::Markdown(out) => out.commit(),
         }
     }
+}
+
+/// A cell of a Markdown table: `|` escaped, a line break as `<br>`.
+fn markdown_cell(text: &str) -> String {
+    text.replace('|', "\\|")
+        .replace("\r\n", "<br>")
+        .replace('\n', "<br>")
 }
 
 /// `batch` with each nested column (lists, structs, maps: CSV has no such cells) as text, the

@@ -340,6 +340,26 @@ fn sql_command_reads_parquet_and_outputs_in_every_format() {
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(String::from_utf8_lossy(&o.stdout), "{\"x\":1,\"nothing\":null}\n");
+    // Markdown: every row, `|` escaped, a line break as <br>, a null empty; to stdout or a .md
+    // file.
+    let want = "| generation_id | n | top |\n| --- | --- | --- |\n| a | 4 | 0.9 |\n| b | 1 | 0.4 |\n| c | 3 | 0.5 |\n";
+    let o = segscore(&["sql", "--table", &table, q, "--format", "markdown"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), want);
+    let md = tmp.path().join("r.md");
+    let o = segscore(&["sql", "--table", &table, q, "--to", md.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(&md).unwrap(), want);
+    let o = segscore(&[
+        "sql",
+        "--format",
+        "md",
+        "SELECT 'a|b' AS \"x|y\", 'l1\nl2' AS t, CAST(NULL AS INT) AS z",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "| x\\|y | t | z |\n| --- | --- | --- |\n| a\\|b | l1<br>l2 |  |\n"
+    );
     let o = segscore(&["sql", "--table", &table, q]);
     assert!(o.status.success());
     let shown = String::from_utf8_lossy(&o.stdout).to_string();
@@ -432,7 +452,7 @@ fn sql_command_reads_parquet_and_outputs_in_every_format() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 3);
     let (o, path) = to("res.txt");
-    assert_fails(&o, 2, "res.txt: give --format csv, json or parquet");
+    assert_fails(&o, 2, "res.txt: give --format csv, json, parquet or markdown");
     assert!(!path.exists());
     // A file in a folder that is not there, or a folder, is refused by its name before the
     // query runs (not by the temporary name it would have been written under).
@@ -821,7 +841,7 @@ fn sql_copy_to_writes_as_to_does_and_no_query_writes_into_a_table() {
             "COPY 'in.parquet' TO 'x.txt'",
             &[],
             2,
-            "COPY ... TO x.txt: give STORED AS csv, json or parquet",
+            "COPY ... TO x.txt: give STORED AS csv, json, parquet or markdown",
         ),
         (
             "COPY 'in.parquet' TO 'x.csv' OPTIONS ('format.has_header' 'false')",
@@ -835,7 +855,7 @@ fn sql_copy_to_writes_as_to_does_and_no_query_writes_into_a_table() {
             2,
             "PARTITIONED BY is not taken",
         ),
-        ("COPY 'in.parquet' TO 'x.arrow' STORED AS ARROW", &[], 2, "STORED AS arrow: give parquet, csv or json"),
+        ("COPY 'in.parquet' TO 'x.arrow' STORED AS ARROW", &[], 2, "STORED AS arrow: give parquet, csv, json or markdown"),
         (
             "COPY 'in.parquet' TO 'x.csv' STORED AS CSV",
             &["--format", "json"],
