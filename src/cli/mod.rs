@@ -88,8 +88,8 @@ enum Command {
         /// Confidence level of the interval.
         #[arg(long, default_value_t = 0.95)]
         confidence: f64,
-        /// Output: table, or json.
-        #[arg(long, default_value = "table", value_parser = ["table", "json"])]
+        /// Output: table, json, or markdown (for a pull request or a report).
+        #[arg(long, default_value = "table", value_parser = ["table", "json", "markdown", "md"])]
         format: String,
     },
     /// Run SQL over Parquet (and CSV, JSON, Arrow) files and segscore outputs, with segscore's functions.

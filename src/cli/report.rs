@@ -42,9 +42,9 @@ pub(crate) fn compare(
     };
     let rt = runtime(threads)?;
     let c = rt.block_on(compare::compare(&opts))?;
-    if format == "json" {
-        print(&format!("{}\n", serde_json::to_string_pretty(&c)?))
-    } else {
-        print(&compare::table(&c))
+    match format {
+        "json" => print(&format!("{}\n", serde_json::to_string_pretty(&c)?)),
+        "markdown" | "md" => print(&compare::markdown(&c)),
+        _ => print(&compare::table(&c)),
     }
 }

@@ -262,6 +262,42 @@ pub async fn compare(o: &CompareOptions) -> Result<Comparison> {
     })
 }
 
+/// The comparison as a Markdown table (the metrics of A and B and their difference) and the
+/// bootstrap interval below it, to paste into a pull request or a report.
+pub fn markdown(c: &Comparison) -> String {
+    let f = |v: Option<f64>| v.map(|x| format!("{x:.6}")).unwrap_or_default();
+    let mut s = format!(
+        "| metric | A (`{}`) | B (`{}`) | B - A |\n| --- | ---: | ---: | ---: |\n",
+        c.a.replace('|', "\\|"),
+        c.b.replace('|', "\\|")
+    );
+    for m in &c.metrics {
+        s += &format!(
+            "| {} | {} | {} | {} |\n",
+            m.metric,
+            f(m.a),
+            f(m.b),
+            f(m.difference)
+        );
+    }
+    s + "\n" + &interval(&c.mse_difference)
+}
+
+/// The bootstrap interval of MSE(B) - MSE(A), as one line.
+fn interval(b: &MseBootstrap) -> String {
+    format!(
+        "MSE(B) - MSE(A) = {:.6}, {:.0}% CI [{:.6}, {:.6}] (paired bootstrap over {} generations, {} replicates, seed {}); B better in {:.1}% of replicates\n",
+        b.difference,
+        b.confidence * 100.0,
+        b.lower,
+        b.upper,
+        b.generations,
+        b.replicates,
+        b.seed,
+        b.share_b_better * 100.0
+    )
+}
+
 /// The comparison as an aligned text table.
 pub fn table(c: &Comparison) -> String {
     let f = |v: Option<f64>| v.map(|x| format!("{x:.6}")).unwrap_or_else(|| "null".into());
@@ -277,17 +313,5 @@ pub fn table(c: &Comparison) -> String {
             f(m.difference)
         );
     }
-    let b = &c.mse_difference;
-    s += &format!(
-        "MSE(B) - MSE(A) = {:.6}, {:.0}% CI [{:.6}, {:.6}] (paired bootstrap over {} generations, {} replicates, seed {}); B better in {:.1}% of replicates\n",
-        b.difference,
-        b.confidence * 100.0,
-        b.lower,
-        b.upper,
-        b.generations,
-        b.replicates,
-        b.seed,
-        b.share_b_better * 100.0
-    );
-    s
+    s + &interval(&c.mse_difference)
 }

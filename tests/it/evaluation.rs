@@ -1086,6 +1086,50 @@ fn compare_gives_differences_and_a_reproducible_bootstrap_interval() {
         .unwrap();
     close(mse_row["difference"].as_f64(), want, 1e-15, "table difference");
     assert_eq!(cmp(&a, &b, "7"), c, "same seed, same interval");
+    // Markdown: a row per metric with the JSON's values, then the interval's line.
+    let o = segscore(&[
+        "compare",
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+        "--format",
+        "markdown",
+        "--seed",
+        "7",
+        "--bootstrap",
+        "500",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let md = String::from_utf8(o.stdout).unwrap();
+    let lines: Vec<&str> = md.lines().collect();
+    assert_eq!(
+        lines[0],
+        format!(
+            "| metric | A (`{}`) | B (`{}`) | B - A |",
+            a.display(),
+            b.display()
+        )
+    );
+    assert_eq!(lines[1], "| --- | ---: | ---: | ---: |");
+    let six = |v: &serde_json::Value| format!("{:.6}", v.as_f64().unwrap());
+    assert_eq!(
+        lines[2],
+        format!(
+            "| mse | {} | {} | {} |",
+            six(&mse_row["a"]),
+            six(&mse_row["b"]),
+            six(&mse_row["difference"])
+        )
+    );
+    assert_eq!(lines.len(), 2 + c["metrics"].as_array().unwrap().len() + 2);
+    assert!(
+        lines.last().unwrap().starts_with(&format!(
+            "MSE(B) - MSE(A) = {}, 95% CI [{}, {}]",
+            six(&d["difference"]),
+            six(&d["lower"]),
+            six(&d["upper"])
+        )),
+        "{md}"
+    );
     assert_ne!(cmp(&a, &b, "8")["mse_difference"]["lower"], d["lower"]);
     // A model against itself: nothing differs.
     let same = cmp(&a, &a, "1");
