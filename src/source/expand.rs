@@ -83,13 +83,19 @@ fn table_format_log(dir: &Path, entry: &Path) -> Result<()> {
 /// `_`) and globs into a sorted, de-duplicated list of files. A path that exists is that path,
 /// whatever characters it holds; only one that names nothing is taken as a glob. Every file
 /// found must have a UTF-8 path ([`require_utf8`]). A folder searched that holds an open table
-/// format's log (Delta Lake, Hudi, Iceberg) is refused ([`crate::store::table_format`]).
+/// format's log (Delta Lake, Hudi, Iceberg) is refused ([`crate::store::table_format`]); a
+/// Delta Lake table given itself is its live files ([`super::delta`], in the default build).
 pub fn expand_inputs(patterns: &[String]) -> Result<Vec<PathBuf>> {
     if patterns.is_empty() {
         return Err(Error::Usage("no --input given".into()));
     }
     let mut all = BTreeSet::new();
     for pat in patterns {
+        #[cfg(feature = "delta")]
+        if super::delta::is_table(pat)? {
+            all.extend(super::delta::live_files(pat)?);
+            continue;
+        }
         if crate::store::is_remote(pat) {
             // None found is an error there, saying what the listing passed over.
             all.extend(crate::store::expand(pat)?);

@@ -170,6 +170,25 @@ fn glob_root(pattern: &str) -> Result<PathBuf> {
     crate::engine::tables::absolute(Path::new(if root.is_empty() { "." } else { &root }))
 }
 
+/// Every `*.parquet` file under `root` (a folder, or an `s3://` prefix: object URLs), hidden
+/// ones included: what a partitioned table over `root` reads.
+pub(crate) fn parquet_files_under(root: &Path) -> Result<Vec<PathBuf>> {
+    let mut all = Vec::new();
+    match crate::store::remote(root) {
+        Some(url) => {
+            let loc = crate::store::Location::parse(url)?;
+            all.extend(
+                loc.list()?
+                    .into_iter()
+                    .filter(|m| m.location.as_ref().ends_with(".parquet"))
+                    .map(|m| PathBuf::from(loc.url_of(&m.location))),
+            );
+        }
+        None => every_parquet_file(root, &mut all),
+    }
+    Ok(all)
+}
+
 /// Every `*.parquet` file under `dir`, hidden ones included.
 fn every_parquet_file(dir: &Path, out: &mut Vec<PathBuf>) {
     if let Ok(rd) = std::fs::read_dir(dir) {
@@ -306,19 +325,7 @@ pub fn detect(
     // temporary folder (Spark's _temporary/) that segscore skips, and a glob's root is read only
     // where the glob took every one (`data/day=*/*.parquet`, not `data/day=1*/*.parquet`).
     for root in &roots {
-        let mut all = Vec::new();
-        match crate::store::remote(root) {
-            Some(url) => {
-                let loc = crate::store::Location::parse(url)?;
-                all.extend(
-                    loc.list()?
-                        .into_iter()
-                        .filter(|m| m.location.as_ref().ends_with(".parquet"))
-                        .map(|m| PathBuf::from(loc.url_of(&m.location))),
-                );
-            }
-            None => every_parquet_file(root, &mut all),
-        }
+        let all = parquet_files_under(root)?;
         let hidden = all.iter().find(|f| {
             f.strip_prefix(root)
                 .unwrap_or(f)

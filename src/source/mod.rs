@@ -21,6 +21,8 @@ use crate::engine::footer::RowGroupKeys;
 use datafusion::arrow::datatypes::SchemaRef;
 
 pub mod check;
+#[cfg(feature = "delta")]
+pub mod delta;
 pub mod expand;
 pub mod hive;
 pub mod locate;

@@ -118,11 +118,19 @@ pub fn table_format(parts: &[&str]) -> Option<(usize, TableFormat)> {
 /// The refusal of an input folder `table` that is an open table format's ([`table_format`]),
 /// whose log is `log`.
 pub fn table_format_refusal(table: &str, format: TableFormat, log: &str) -> Error {
+    // A Delta Lake table given itself is read from its log (the `delta` feature).
+    let delta = match format.name == DELTA.name {
+        true if cfg!(feature = "delta") => {
+            "; or give the table's folder itself as an input, which is read from its log"
+        }
+        true => "; a build with the `delta` feature (the default) reads the table from its log",
+        false => "",
+    };
     Error::Usage(format!(
         "input {table} is {} (its log: {log}): the folder can hold Parquet files the table has \
          removed or replaced, and reading it would count their rows. Give the table's current \
          files by name ({}), when no deletes are pending in other files; or write the table \
-         out as plain Parquet",
+         out as plain Parquet{delta}",
         format.name, format.listing
     ))
 }

@@ -594,3 +594,18 @@ pub fn job_query_where(dir: &Path, condition: &str) -> PathBuf {
     std::fs::write(&path, sql).unwrap();
     path
 }
+
+/// Every file under `dir`, sorted.
+pub fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut v = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            v.extend(walk(&p));
+        } else {
+            v.push(p);
+        }
+    }
+    v.sort();
+    v
+}

@@ -4,7 +4,7 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -240,20 +240,6 @@ fn upload_dir(moto: &Moto, bucket: &str, prefix: &str, local: &Path) {
         let rel = f.strip_prefix(local).unwrap().display().to_string();
         moto.put_file(bucket, &format!("{prefix}/{rel}"), &f);
     }
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut v = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            v.extend(walk(&p));
-        } else {
-            v.push(p);
-        }
-    }
-    v.sort();
-    v
 }
 
 fn job<'a>(input: &'a str, model: &'a str, out: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
@@ -705,14 +691,16 @@ fn globs_over_prefixes_select_objects_and_hidden_ones_are_skipped() {
     let o = moto.segscore(&["sql", "-t", "t=s3://glo*/in/", "SELECT 1"], &[]);
     assert_fails(&o, 2, "a glob must be in the key, not the bucket name");
     // A Delta Lake table under a prefix (its folder holds a replaced file beside the live one):
-    // refused as a prefix, under a prefix above it, or reached by a glob; a file given by name
-    // is read.
+    // read from its log as the prefix itself (in the default build; refused without the
+    // `delta` feature), refused under a prefix above it or reached by a glob; a file given by
+    // name is read.
     moto.create_bucket("lake");
     let delta = repo().join("tests/data/writers/delta");
     upload_dir(&moto, "lake", "tables/delta", &delta);
     let refused =
         "input s3://lake/tables/delta is a Delta Lake table (its log: s3://lake/tables/delta/_delta_log/)";
-    for input in ["t=s3://lake/tables/delta", "t=s3://lake/", "t=s3://lake/t*"] {
+    let itself = (!cfg!(feature = "delta")).then_some("t=s3://lake/tables/delta");
+    for input in itself.into_iter().chain(["t=s3://lake/", "t=s3://lake/t*"]) {
         let o = moto.segscore(&["sql", "-t", input, "SELECT 1"], &[]);
         assert_fails(&o, 2, refused);
     }
@@ -1345,4 +1333,35 @@ fn a_cluster_reads_inputs_and_the_model_from_s3_and_the_client_writes_there() {
         .contains("a-secret-never-logged"));
     // Nor any cluster process's log.
     assert!(!cluster.logs().contains("a-secret-never-logged"));
+}
+
+/// Delta Lake tables under a prefix are read from their logs, as local ones are: the replaced
+/// file of an overwrite is not counted, and a partitioned table's day comes from its keys.
+#[cfg(feature = "delta")]
+#[test]
+fn delta_lake_tables_in_a_bucket_run_from_their_log() {
+    let moto = Moto::start();
+    moto.create_bucket("lake");
+    let writers = repo().join("tests/data/writers");
+    upload_dir(&moto, "lake", "delta", &writers.join("delta"));
+    upload_dir(&moto, "lake", "parts", &writers.join("delta_partitioned"));
+    // Two files under the prefix, one live: 30 rows, not 60.
+    assert_eq!(moto.count("s3://lake/delta"), "n\n30\n");
+    let o = moto.segscore(
+        &[
+            "sql",
+            "--format",
+            "csv",
+            "SELECT day, count(*) AS n FROM 's3://lake/parts/' GROUP BY day ORDER BY day",
+        ],
+        &[],
+    );
+    ok(&o);
+    assert_eq!(String::from_utf8(o.stdout).unwrap(), "day,n\n1,10\n2,10\n3,10\n");
+    let model = demo_model();
+    let o = moto.segscore(
+        &job("s3://lake/delta", model.to_str().unwrap(), "s3://lake/out", &[]),
+        &[],
+    );
+    ok(&o);
 }

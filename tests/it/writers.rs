@@ -402,11 +402,12 @@ fn a_categorical_column_of_the_wrong_kind_is_named_by_its_value_type() {
 }
 
 /// A Delta Lake table (delta-rs, written twice: the second write replaced the first, whose file
-/// stays in the folder) read as a folder would count the replaced rows: it is refused, by
-/// `run` and `sql`, naming the table and its log, as is a folder above it. Its current files,
-/// given by name, run as the data they hold.
+/// stays in the folder) read as a folder would count the replaced rows. Given itself, it is
+/// read from its log: its current file alone, in `run` and `sql` (the build without the
+/// `delta` feature refuses it, naming the table and its log); a folder above it is refused.
+/// Its current files, given by name, run as the data they hold.
 #[test]
-fn a_delta_lake_table_is_refused_as_a_folder_and_runs_from_its_current_files() {
+fn a_delta_lake_table_runs_from_its_log_and_is_refused_inside_a_folder() {
     let tmp = tempfile::tempdir().unwrap();
     let table = fixture("delta");
     let parquet_files = std::fs::read_dir(&table)
@@ -424,23 +425,32 @@ fn a_delta_lake_table_is_refused_as_a_folder_and_runs_from_its_current_files() {
         let out = tmp.path().join(out);
         (run(inputs, &demo_model(), &out, &["--provider", "cpu"]), out)
     };
-    let (o, out) = job(&[&table], "folder");
-    assert_fails(&o, 2, &format!("input {} is a Delta Lake table", table.display()));
-    assert!(
-        stderr(&o).contains("delta/_delta_log") && stderr(&o).contains("file_uris()"),
-        "{}",
-        stderr(&o)
-    );
-    assert!(!out.join("_SUCCESS").exists());
-    let o = segscore(&[
-        "sql",
-        "-t",
-        &format!("t={}", table.display()),
-        "SELECT count(*) FROM t",
-    ]);
-    assert_fails(&o, 2, "is a Delta Lake table");
+    let (o, read) = job(&[&table], "folder");
+    let count = format!("SELECT count(*) AS n FROM '{}'", table.display());
+    let sql = segscore(&["sql", "--format", "csv", &count]);
+    if cfg!(feature = "delta") {
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert_eq!(summary(&read)["input_files"], 1);
+        assert_eq!(summary(&read)["n_segments"], 30);
+        assert!(sql.status.success(), "{}", stderr(&sql));
+        assert_eq!(String::from_utf8_lossy(&sql.stdout), "n\n30\n");
+    } else {
+        assert_fails(&o, 2, &format!("input {} is a Delta Lake table", table.display()));
+        assert!(
+            stderr(&o).contains("delta/_delta_log") && stderr(&o).contains("file_uris()"),
+            "{}",
+            stderr(&o)
+        );
+        assert!(!read.join("_SUCCESS").exists());
+        assert_fails(&sql, 2, "is a Delta Lake table");
+    }
     let (o, _) = job(&[&fixture("")], "above");
     assert_fails(&o, 2, &format!("input {} is a Delta Lake table", table.display()));
+    let how = match cfg!(feature = "delta") {
+        true => "or give the table's folder itself as an input, which is read from its log",
+        false => "a build with the `delta` feature (the default) reads the table from its log",
+    };
+    assert!(stderr(&o).contains(how), "{}", stderr(&o));
     // Inside a hidden folder the search skips, it is not read, so not refused.
     let hidden = tmp.path().join("in");
     let copy = |from: &Path, to: &Path| {
@@ -483,6 +493,9 @@ fn a_delta_lake_table_is_refused_as_a_folder_and_runs_from_its_current_files() {
     let (o, reference) = job(&[&fixture("duckdb")], "reference");
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(scores(&out), scores(&reference));
+    if cfg!(feature = "delta") {
+        assert_eq!(scores(&read), scores(&reference));
+    }
 }
 
 /// DuckDB and Spark write a UUID generation id as FIXED_LEN_BYTE_ARRAY(16) (it was refused as
@@ -1080,4 +1093,109 @@ fn arrow_ipc_files_are_named_and_converted_by_sql() {
         );
         assert_eq!(scores(&out), scores(&tmp.path().join("want")), "{from}");
     }
+}
+
+/// A Delta Lake table partitioned by day (delta-rs) runs as its folder, the day column from its
+/// folder names; what plain Parquet files cannot give is refused naming the table: a stale file
+/// beside a partitioned table's (not yet vacuumed), column mapping, a deletion vector (the
+/// last two written into copies of the fixture's log as Spark and Databricks write them).
+#[cfg(feature = "delta")]
+#[test]
+fn delta_lake_tables_read_partitioned_and_refuse_what_parquet_cannot_give() {
+    let tmp = tempfile::tempdir().unwrap();
+    let partitioned = fixture("delta_partitioned");
+    let out = tmp.path().join("out");
+    run_ok(&[&partitioned], &demo_model(), &out, &["--provider", "cpu"]);
+    assert_eq!(summary(&out)["partition_cols"], serde_json::json!(["day"]));
+    let reference = tmp.path().join("reference");
+    run_ok(
+        &[&fixture("duckdb")],
+        &demo_model(),
+        &reference,
+        &["--provider", "cpu"],
+    );
+    assert_eq!(scores(&out), scores(&reference));
+    let by_day = format!(
+        "SELECT day, count(*) AS n FROM '{}' GROUP BY day ORDER BY day",
+        partitioned.display()
+    );
+    let o = segscore(&["sql", "--format", "csv", &by_day]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "day,n\n1,10\n2,10\n3,10\n");
+    // Copies of the tables, changed.
+    let copy = |from: &Path, name: &str| -> PathBuf {
+        let to = tmp.path().join(name);
+        for f in walk(from) {
+            let dest = to.join(f.strip_prefix(from).unwrap());
+            std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+            std::fs::copy(&f, dest).unwrap();
+        }
+        to
+    };
+    let refused = |table: &Path, why: &str| {
+        let o = run(&[table], &demo_model(), &tmp.path().join("refused"), &[]);
+        let says = format!("input {} is a Delta Lake table (version ", table.display());
+        assert_fails(&o, 2, &says);
+        assert!(stderr(&o).contains(why), "{}", stderr(&o));
+        let sql = segscore(&["sql", &format!("SELECT count(*) FROM '{}'", table.display())]);
+        assert_fails(&sql, 2, why);
+    };
+    let stale = copy(&partitioned, "stale");
+    let day1 = walk(&stale.join("day=1")).remove(0);
+    std::fs::copy(&day1, stale.join("day=1/removed.parquet")).unwrap();
+    refused(
+        &stale,
+        &format!(
+            "but the folder holds Parquet files the table does not (1 of 4, such as {}: files it removed or replaced, not yet vacuumed (VACUUM removes them)",
+            stale.join("day=1/removed.parquet").display()
+        ),
+    );
+    // The log's actions, one JSON object per line, edited.
+    let edit = |log: &Path, f: &dyn Fn(&mut serde_json::Value)| {
+        let mut text = String::new();
+        for line in std::fs::read_to_string(log).unwrap().lines() {
+            let mut action: serde_json::Value = serde_json::from_str(line).unwrap();
+            f(&mut action);
+            text += &format!("{action}\n");
+        }
+        std::fs::write(log, text).unwrap();
+    };
+    let mapped = copy(&fixture("delta"), "mapped");
+    edit(&mapped.join("_delta_log/00000000000000000000.json"), &|a| {
+        if a.get("protocol").is_some() {
+            a["protocol"] = serde_json::json!({"minReaderVersion": 2, "minWriterVersion": 5});
+        }
+        if let Some(meta) = a.get_mut("metaData") {
+            let mut schema: serde_json::Value =
+                serde_json::from_str(meta["schemaString"].as_str().unwrap()).unwrap();
+            let fields = schema["fields"].as_array_mut().unwrap();
+            for (i, f) in fields.iter_mut().enumerate() {
+                let name = f["name"].clone();
+                f["metadata"] = serde_json::json!({"delta.columnMapping.id": i + 1, "delta.columnMapping.physicalName": name});
+            }
+            let n = fields.len();
+            meta["schemaString"] = schema.to_string().into();
+            meta["configuration"] = serde_json::json!({"delta.columnMapping.mode": "name", "delta.columnMapping.maxColumnId": n.to_string()});
+        }
+    });
+    refused(&mapped, "with column mapping (`delta.columnMapping.mode` = name)");
+    let deleted = copy(&fixture("delta"), "deleted");
+    edit(&deleted.join("_delta_log/00000000000000000000.json"), &|a| {
+        if a.get("protocol").is_some() {
+            a["protocol"] = serde_json::json!({"minReaderVersion": 3, "minWriterVersion": 7, "readerFeatures": ["deletionVectors"], "writerFeatures": ["deletionVectors"]});
+        }
+        if let Some(meta) = a.get_mut("metaData") {
+            meta["configuration"] = serde_json::json!({"delta.enableDeletionVectors": "true"});
+        }
+    });
+    edit(&deleted.join("_delta_log/00000000000000000001.json"), &|a| {
+        if let Some(add) = a.get_mut("add") {
+            // The Delta protocol's example of an inline deletion vector (6 rows).
+            add["deletionVector"] = serde_json::json!({"storageType": "i", "pathOrInlineDv": "wi5b=000010000siXQKl0rr91000f55c8Xg0@@D72lkbi5=-{L", "offset": null, "sizeInBytes": 40, "cardinality": 6});
+        }
+    });
+    refused(
+        &deleted,
+        "has a deletion vector (rows a DELETE, UPDATE or MERGE removed, which the file still holds)",
+    );
 }

@@ -5,7 +5,7 @@ tests/it/writers.rs. Run once; the files are committed (the tools are heavy to i
     pip install duckdb==2.0.1 polars==2.1.0 pandas==3.1.1 deltalake==1.6.6 pyarrow
     python3 tests/data/writers/make_fixtures.py [delta]
 
-With `delta` or `spark_int96`, only that fixture is written again.
+With `delta`, `delta_partitioned` or `spark_int96`, only that fixture is written again.
 
 The dataset: 12 generations of 1 to 4 segments (30 rows): generation_id, segment_index,
 cumulative_score, input_ids (token ids for the demo model), day (1 to 3), split, model_name.
@@ -62,6 +62,15 @@ def delta(table):
     write_deltalake(d, table, mode="overwrite")
 
 
+def delta_partitioned(table):
+    """A Delta Lake table (delta-rs) partitioned by day: the values are in its log and its
+    folder names, not in its files."""
+    from deltalake import write_deltalake
+
+    d = fresh("delta_partitioned")
+    write_deltalake(d, table, partition_by=["day"])
+
+
 def spark_int96(table):
     """As Spark writes timestamps by default (`spark.sql.parquet.outputTimestampType` INT96):
     INT96 columns and no embedded Arrow schema. valid_to holds 9999-12-31
@@ -85,9 +94,13 @@ def main(names):
     if names == ["spark_int96"]:
         spark_int96(table)
         return
+    if names == ["delta_partitioned"]:
+        delta_partitioned(table)
+        return
     delta(table)
     if names == ["delta"]:
         return
+    delta_partitioned(table)
     spark_int96(table)
     # DuckDB COPY: one file, and PARTITION_BY (day) into day=N/ folders (day left out of the files).
     con = duckdb.connect()
