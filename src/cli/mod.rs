@@ -92,7 +92,8 @@ enum Command {
         #[arg(long, default_value = "table", value_parser = ["table", "json", "markdown", "md"])]
         format: String,
     },
-    /// Run SQL over Parquet (and CSV, JSON, Arrow) files and segscore outputs, with segscore's functions.
+    /// Run SQL over Parquet (and CSV, JSON, Arrow) files and segscore outputs, with segscore's
+    /// functions.
     Sql(sql::SqlArgs),
     /// A Ballista cluster's scheduler or executor, for `segscore run --cluster`.
     #[command(subcommand)]

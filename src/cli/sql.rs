@@ -9,7 +9,7 @@ use futures::{FutureExt, StreamExt};
 
 use super::exec::runtime;
 use super::sql_sink::Sink;
-use super::sql_tables::{context, read_parquet_calls, stream_sorted, PlainTable};
+use super::sql_tables::{context, read_file_calls, stream_sorted, PlainTable};
 use crate::error::{Error, Result};
 use crate::model::Provider;
 use crate::store::Staged;
@@ -98,7 +98,7 @@ pub(crate) fn sql(a: SqlArgs) -> Result<()> {
     let (setup, query) = super::sql_tables::statements(&query)?;
     let setup = setup
         .iter()
-        .map(|s| read_parquet_calls(s))
+        .map(|s| read_file_calls(s))
         .collect::<Result<Vec<_>>>()?;
     // `COPY (query) TO 'file'` is the query with `--to file`.
     let copy = copy_to(&query)?;
@@ -112,8 +112,8 @@ pub(crate) fn sql(a: SqlArgs) -> Result<()> {
         Some(c) => (c.query, Some(c.to), c.format),
         None => (query, a.to, None),
     };
-    // DuckDB's `read_parquet('path')` is the path named in the query.
-    let query = read_parquet_calls(&query)?;
+    // DuckDB's `read_parquet('path')` (`read_csv`, ...) is the path named in the query.
+    let query = read_file_calls(&query)?;
     let format = match (a.format, stored_as, &to) {
         (Some(f), Some(s), _) if f != s => {
             return Err(Error::Usage(format!(

@@ -189,8 +189,8 @@ impl OtherFormat {
 }
 
 /// Registers table `t` in `ctx` as `name` (a segscore output directory as its tables; CSV,
-/// JSON or Arrow files by their names, [`OtherFormat`]), adding it and the files it reads to `tables`.
-/// `in_query`: named in the query rather than by `--table`.
+/// JSON or Arrow files by their names, [`OtherFormat`]), adding it and the files it reads to
+/// `tables`. `in_query`: named in the query rather than by `--table`.
 async fn register(
     ctx: &SessionContext,
     t: &TableArg,
@@ -275,7 +275,8 @@ async fn register(
 /// The tables `query` names that are files rather than tables (`FROM 'data/x.parquet'`,
 /// `FROM 's3://bucket/prefix/'`, `FROM 'runs/*/segments/*.parquet'`, `FROM 'labels.csv'`): an
 /// unqualified name that is no table of `ctx` and holds a `/` or a glob's `*`, ends in
-/// `.parquet` or a text format's name ([`OtherFormat`]), or is a file or folder here. A query that does not parse names none (its error comes when it is planned).
+/// `.parquet` or another format's name ([`OtherFormat`]), or is a file or folder here. A query
+/// that does not parse names none (its error comes when it is planned).
 fn files_named_in(ctx: &SessionContext, query: &str) -> Vec<TableArg> {
     let Ok(references) = segscore_plan::table_references(ctx, query) else {
         return Vec::new();
@@ -379,7 +380,7 @@ fn sort_keys(plan: &dyn datafusion::physical_plan::ExecutionPlan) -> Option<Vec<
 
 /// DuckDB's table functions that read files by their path: Parquet, CSV and JSON (the format
 /// then comes from the path's name, [`OtherFormat`]).
-const READ_PARQUET: [&str; 8] = [
+const READ_FILES: [&str; 8] = [
     "read_parquet",
     "parquet_scan",
     "read_csv",
@@ -391,11 +392,11 @@ const READ_PARQUET: [&str; 8] = [
 ];
 
 /// DuckDB's `read_parquet('path')` (and `parquet_scan`, `read_csv`, `read_json`, ...) as the
-/// path they name, quoted
-/// (`FROM "path"`): [`files_named_in`] reads it as `--table` would. The query as it is when it
-/// calls neither, or is not one statement that parses (its error comes when it is planned);
-/// a call with anything but one path in quotes (a list, DuckDB's options) is refused.
-pub(super) fn read_parquet_calls(query: &str) -> Result<String> {
+/// path they name, quoted (`FROM "path"`): [`files_named_in`] reads it as `--table` would.
+/// The query as it is when it calls none, or is not one statement that parses (its error comes
+/// when it is planned); a call with anything but one path in quotes (a list, DuckDB's options)
+/// is refused.
+pub(super) fn read_file_calls(query: &str) -> Result<String> {
     use std::ops::ControlFlow;
 
     use datafusion::sql::parser::{DFParser, Statement};
@@ -416,7 +417,7 @@ pub(super) fn read_parquet_calls(query: &str) -> Result<String> {
                 return ControlFlow::Continue(());
             };
             let called = name.to_string().to_ascii_lowercase();
-            if !READ_PARQUET.contains(&called.as_str()) {
+            if !READ_FILES.contains(&called.as_str()) {
                 return ControlFlow::Continue(());
             }
             let path = match args.as_ref().map(|a| a.args.as_slice()) {
@@ -444,7 +445,7 @@ pub(super) fn read_parquet_calls(query: &str) -> Result<String> {
         }
     }
     let lower = query.to_ascii_lowercase();
-    if !READ_PARQUET.iter().any(|f| lower.contains(f)) {
+    if !READ_FILES.iter().any(|f| lower.contains(f)) {
         return Ok(query.to_string());
     }
     let Ok(mut statements) = DFParser::parse_sql(query) else {
@@ -464,7 +465,8 @@ pub(super) fn read_parquet_calls(query: &str) -> Result<String> {
 }
 
 /// A CSV or JSON reader's error (`Csv error`, `Json error`, or a value its column's type cannot
-/// parse: they name the line, not the file) with the text files the query reads named.
+/// parse: they name the line, not the file) with the files of other formats than Parquet the
+/// query reads ([`Tables::text`]) named.
 pub(super) fn text_error(e: Error, text: &[PathBuf]) -> Error {
     let message = e.to_string();
     let from_text = ["Csv error", "Json error", "Parser error"]

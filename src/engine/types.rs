@@ -284,8 +284,8 @@ impl Conflict {
 /// A time column that files hold in different units (or a time inside a column: a struct's
 /// field, a list's items) is read in the finest unless `bounds` (a file's index and the time's
 /// path: its least and greatest value in nanoseconds, from its footer) shows a value that unit
-/// cannot hold ([`units::choose`], listed in `coarsened`). A [`Conflict`] when no type holds a column's values in every file, or a file
-/// has two columns of one name.
+/// cannot hold ([`units::choose`], listed in `coarsened`). A [`Conflict`] when no type holds a
+/// column's values in every file, or a file has two columns of one name.
 pub fn widened_schema(
     schemas: &[&Schema],
     bounds: impl Fn(usize, &[units::Step]) -> Option<(i128, i128)>,

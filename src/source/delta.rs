@@ -1,10 +1,11 @@
 //! Delta Lake tables: a folder (or `s3://` prefix) with a `_delta_log/` is read as the table's
 //! live files at its latest version, as the log lists them, with delta-kernel-rs. Reading the
 //! folder itself would count again the rows of files the table has removed or replaced (an
-//! overwrite, a compaction) until they are vacuumed. What the log says that plain Parquet files
-//! cannot carry is refused, naming the table: deletion vectors (rows that DELETE, UPDATE or MERGE
-//! removed from a file, which the file still holds), column mapping (columns renamed in the log,
-//! not in the files) and partition columns (values in the log, not in the files).
+//! overwrite, a compaction) until they are vacuumed. A partitioned table (its values in the log
+//! and its folder names, not its files) is read as a hive folder where the folder holds no other
+//! Parquet file. What the log says that plain Parquet files cannot carry is refused, naming the
+//! table: deletion vectors (rows that DELETE, UPDATE or MERGE removed from a file, which the file
+//! still holds) and column mapping (columns renamed in the log, not in the files).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -34,8 +35,8 @@ pub fn is_table(pattern: &str) -> Result<bool> {
 
 /// The live files of the Delta Lake table at `root` (a folder or an `s3://` prefix), at its
 /// latest version: absolute paths, or object URLs. An error naming the table when it cannot be
-/// read, or holds what Parquet files alone cannot give (deletion vectors, column mapping,
-/// partition columns).
+/// read, or holds what Parquet files alone cannot give (deletion vectors, column mapping, a
+/// partitioned table's folder holding other Parquet files: [`partitioned`]).
 pub fn live_files(root: &str) -> Result<Vec<PathBuf>> {
     let (url, store): (url::Url, Arc<dyn object_store::ObjectStore>) = if crate::store::is_remote(root) {
         let prefix = format!("{}/", root.trim_end_matches('/'));
