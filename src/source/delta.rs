@@ -36,7 +36,7 @@ pub fn is_table(pattern: &str) -> Result<bool> {
 /// The live files of the Delta Lake table at `root` (a folder or an `s3://` prefix), at its
 /// latest version: absolute paths, or object URLs. An error naming the table when it cannot be
 /// read, or holds what Parquet files alone cannot give (deletion vectors, column mapping, a
-/// partitioned table's folder holding other Parquet files: [`partitioned`]).
+/// partitioned table's folder holding other Parquet files).
 pub fn live_files(root: &str) -> Result<Vec<PathBuf>> {
     let (url, store): (url::Url, Arc<dyn object_store::ObjectStore>) = if crate::store::is_remote(root) {
         let prefix = format!("{}/", root.trim_end_matches('/'));
