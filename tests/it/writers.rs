@@ -24,6 +24,19 @@ fn scores(out: &Path) -> Vec<((String, i64), (String, String))> {
         .collect()
 }
 
+/// [`scores`] of a run over the dataset as DuckDB wrote it (fixture `duckdb`), into `dir`: what
+/// every writer's copy of the same rows must give.
+fn duckdb_scores(dir: &Path) -> Vec<((String, i64), (String, String))> {
+    let reference = dir.join("reference");
+    run_ok(
+        &[&fixture("duckdb")],
+        &demo_model(),
+        &reference,
+        &["--provider", "cpu"],
+    );
+    scores(&reference)
+}
+
 fn column_type(out: &Path, name: &str) -> DataType {
     read_segments(out)
         .schema()
@@ -149,14 +162,7 @@ fn spark_int96_timestamps_keep_dates_nanoseconds_cannot_hold() {
     let out = tmp.path().join("out");
     let o = run(&[&data], &demo_model(), &out, &["--provider", "cpu"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let reference = tmp.path().join("reference");
-    run_ok(
-        &[&fixture("duckdb")],
-        &demo_model(),
-        &reference,
-        &["--provider", "cpu"],
-    );
-    assert_eq!(scores(&out), scores(&reference));
+    assert_eq!(scores(&out), duckdb_scores(tmp.path()));
     let micros = DataType::Timestamp(datafusion::arrow::datatypes::TimeUnit::Microsecond, None);
     assert_eq!(column_type(&out, "valid_to"), micros);
     let segments = read_segments(&out);
@@ -1107,14 +1113,7 @@ fn delta_lake_tables_read_partitioned_and_refuse_what_parquet_cannot_give() {
     let out = tmp.path().join("out");
     run_ok(&[&partitioned], &demo_model(), &out, &["--provider", "cpu"]);
     assert_eq!(summary(&out)["partition_cols"], serde_json::json!(["day"]));
-    let reference = tmp.path().join("reference");
-    run_ok(
-        &[&fixture("duckdb")],
-        &demo_model(),
-        &reference,
-        &["--provider", "cpu"],
-    );
-    assert_eq!(scores(&out), scores(&reference));
+    assert_eq!(scores(&out), duckdb_scores(tmp.path()));
     let by_day = format!(
         "SELECT day, count(*) AS n FROM '{}' GROUP BY day ORDER BY day",
         partitioned.display()
