@@ -1,6 +1,6 @@
-//! `segscore sql`: ad-hoc SQL over Parquet (and CSV, JSON, Arrow) files and segscore output directories, with every
-//! segscore function available (the metrics of [`crate::metrics::udaf`], and `reward_model(...)` when a
-//! model is given).
+//! `segscore sql`: ad-hoc SQL over Parquet (and CSV, JSON, Arrow) files and segscore output
+//! directories, with every segscore function available (the metrics of
+//! [`crate::metrics::udaf`], and `reward_model(...)` when a model is given).
 
 use std::path::{Path, PathBuf};
 
@@ -34,9 +34,9 @@ pub(crate) struct SqlArgs {
     file: Option<PathBuf>,
     /// NAME=PATH registers Parquet files (a file, directory or glob) as table NAME, or CSV,
     /// JSON or Arrow files by their names' end (.csv, .tsv; .json, .jsonl, .ndjson: an object
-    /// per line; .arrow, .feather, .ipc, .arrows);
-    /// a segscore output directory registers NAME.segments, NAME.generations (and
-    /// NAME.rejected), or segments, generations (and rejected) when given as a bare PATH.
+    /// per line; .arrow, .feather, .ipc, .arrows); a segscore output directory registers
+    /// NAME.segments, NAME.generations (and NAME.rejected), or segments, generations (and
+    /// rejected) when given as a bare PATH.
     #[arg(long, short, value_name = "[NAME=]PATH")]
     table: Vec<TableArg>,
     /// An ONNX model: makes reward_model(input_ids[, token_type_ids]) available.

@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::evaluate;
 use crate::model::{ModelOptions, RewardModel, TextTokenizer};
 use crate::source;
+use crate::source::expand::OtherFormat;
 
 /// A table of Parquet files given as NAME=PATH, or named by its path in the query (not hive
 /// folders, not a segscore output), its files' footers and schema found once for every
@@ -122,70 +123,34 @@ pub async fn context(opts: &SqlOptions) -> Result<(SessionContext, Tables)> {
     Ok((ctx, tables))
 }
 
-/// Files other than Parquet a query may read as a table, by their names' ends: CSV (`.csv`;
-/// `.tsv`, tab separated), with a header line, JSON, one object per line (`.json`, `.jsonl`,
-/// `.ndjson`), as `--format json` writes it, and Arrow IPC files or streams (`.arrow`,
-/// `.feather`, `.ipc`, `.arrows`: Hugging Face `datasets`' `save_to_disk` writes streams).
-/// DataFusion's CSV and JSON readers take their columns' types from the first 1,000 rows.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum OtherFormat {
-    /// CSV with this separator.
-    Csv(u8),
-    /// Newline-delimited JSON.
-    Json,
-    /// Arrow IPC, the file or the stream format.
-    Arrow,
-}
-
-impl OtherFormat {
-    /// The format a path's name says, if a text one.
-    fn of(path: &str) -> Option<OtherFormat> {
-        let lower = path.to_ascii_lowercase();
-        if lower.ends_with(".csv") {
-            Some(OtherFormat::Csv(b','))
-        } else if lower.ends_with(".tsv") {
-            Some(OtherFormat::Csv(b'\t'))
-        } else if [".json", ".jsonl", ".ndjson"].iter().any(|e| lower.ends_with(e)) {
-            Some(OtherFormat::Json)
-        } else if [".arrow", ".feather", ".ipc", ".arrows"]
-            .iter()
-            .any(|e| lower.ends_with(e))
-        {
-            Some(OtherFormat::Arrow)
-        } else {
-            None
-        }
-    }
-
-    /// A table over `files` in this format.
-    async fn table(
-        self,
-        ctx: &SessionContext,
-        files: &[PathBuf],
-    ) -> Result<Arc<dyn datafusion::catalog::TableProvider>> {
-        use datafusion::datasource::file_format::arrow::ArrowFormat;
-        use datafusion::datasource::file_format::{csv::CsvFormat, json::JsonFormat, FileFormat};
-        use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig};
-        let urls = files
-            .iter()
-            .map(|f| crate::engine::tables::file_url(f))
-            .collect::<Result<Vec<_>>>()?;
-        let format: Arc<dyn FileFormat> = match self {
-            OtherFormat::Csv(separator) => Arc::new(
-                CsvFormat::default()
-                    .with_has_header(true)
-                    .with_delimiter(separator),
-            ),
-            OtherFormat::Json => Arc::new(JsonFormat::default()),
-            OtherFormat::Arrow => Arc::new(ArrowFormat),
-        };
-        let options = ListingOptions::new(format).with_file_extension("");
-        let config = ListingTableConfig::new_with_multi_paths(urls)
-            .with_listing_options(options)
-            .infer_schema(&ctx.state())
-            .await?;
-        Ok(Arc::new(ListingTable::try_new(config)?))
-    }
+/// A table over `files` of a format other than Parquet ([`OtherFormat`]).
+async fn other_table(
+    format: OtherFormat,
+    ctx: &SessionContext,
+    files: &[PathBuf],
+) -> Result<Arc<dyn datafusion::catalog::TableProvider>> {
+    use datafusion::datasource::file_format::arrow::ArrowFormat;
+    use datafusion::datasource::file_format::{csv::CsvFormat, json::JsonFormat, FileFormat};
+    use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig};
+    let urls = files
+        .iter()
+        .map(|f| crate::engine::tables::file_url(f))
+        .collect::<Result<Vec<_>>>()?;
+    let format: Arc<dyn FileFormat> = match format {
+        OtherFormat::Csv(separator) => Arc::new(
+            CsvFormat::default()
+                .with_has_header(true)
+                .with_delimiter(separator),
+        ),
+        OtherFormat::Json => Arc::new(JsonFormat::default()),
+        OtherFormat::Arrow => Arc::new(ArrowFormat),
+    };
+    let options = ListingOptions::new(format).with_file_extension("");
+    let config = ListingTableConfig::new_with_multi_paths(urls)
+        .with_listing_options(options)
+        .infer_schema(&ctx.state())
+        .await?;
+    Ok(Arc::new(ListingTable::try_new(config)?))
 }
 
 /// Registers table `t` in `ctx` as `name` (a segscore output directory as its tables; CSV,
@@ -222,17 +187,17 @@ async fn register(
             t.path
         ))
     })?;
+    let other = OtherFormat::of(&t.path);
     let files = source::expand_inputs(std::slice::from_ref(&t.path)).map_err(|e| match e {
         // A glob of CSV, JSON or Arrow files that matches none: no files, not no Parquet.
-        Error::NoInputFiles { pattern, .. } if OtherFormat::of(&t.path).is_some() => Error::io(
+        Error::NoInputFiles { pattern, .. } if other.is_some() => Error::io(
             Path::new(&pattern),
             std::io::Error::new(std::io::ErrorKind::NotFound, "no files match"),
         ),
         e => e,
     })?;
-    if let Some(format) = OtherFormat::of(&t.path) {
-        let table = format
-            .table(ctx, &files)
+    if let Some(format) = other {
+        let table = other_table(format, ctx, &files)
             .await
             .map_err(|e| text_error(e, &files))?;
         ctx.register_table(name, table)?;
@@ -531,23 +496,20 @@ pub(super) fn statements(query: &str) -> Result<(Vec<String>, String)> {
     // A statement that does not parse: the parser's error, placed in the whole text, comes when
     // it is planned. Comments and blanks between or after the statements are no statements.
     let mut parsed = Vec::with_capacity(texts.len());
-    for t in &texts {
-        match DFParser::parse_sql(t) {
-            Ok(s) => parsed.push(s),
+    for t in texts {
+        match DFParser::parse_sql(&t) {
+            Ok(s) if s.is_empty() => {}
+            Ok(s) => parsed.push((t, s)),
             Err(_) => return alone(),
         }
     }
-    let mut parsed = parsed.into_iter();
-    texts.retain(|_| parsed.next().is_some_and(|s| !s.is_empty()));
-    let count = texts.len();
+    let count = parsed.len();
     if count < 2 {
         return alone();
     }
-    for (i, text) in texts.iter().take(count - 1).enumerate() {
-        let defines = DFParser::parse_sql(text).is_ok_and(|s| {
-            matches!(s.front(), Some(Statement::Statement(s))
-                if matches!(s.as_ref(), Sql::CreateView(_) | Sql::CreateTable(_) | Sql::Set(_)))
-        });
+    for (i, (text, statement)) in parsed.iter().take(count - 1).enumerate() {
+        let defines = matches!(statement.front(), Some(Statement::Statement(s))
+            if matches!(s.as_ref(), Sql::CreateView(_) | Sql::CreateTable(_) | Sql::Set(_)));
         if !defines {
             let text: String = text.trim().chars().take(40).collect();
             return Err(Error::Usage(format!(
@@ -556,6 +518,7 @@ pub(super) fn statements(query: &str) -> Result<(Vec<String>, String)> {
             )));
         }
     }
+    let mut texts: Vec<String> = parsed.into_iter().map(|(t, _)| t).collect();
     let last = texts.pop().unwrap_or_default();
     Ok((texts, last))
 }

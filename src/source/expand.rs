@@ -23,10 +23,42 @@ struct Skipped {
     convertible: Option<PathBuf>,
 }
 
-/// The names' ends of the files `segscore sql` reads besides Parquet.
-const CONVERTIBLE: [&str; 9] = [
-    "arrow", "feather", "ipc", "arrows", "csv", "tsv", "json", "jsonl", "ndjson",
-];
+/// Files other than Parquet that `segscore sql` reads as a table (and `run` names with the
+/// command that converts them), by their names' ends: CSV (`.csv`;
+/// `.tsv`, tab separated), with a header line, JSON, one object per line (`.json`, `.jsonl`,
+/// `.ndjson`), as `--format json` writes it, and Arrow IPC files or streams (`.arrow`,
+/// `.feather`, `.ipc`, `.arrows`: Hugging Face `datasets`' `save_to_disk` writes streams).
+/// DataFusion's CSV and JSON readers take their columns' types from the first 1,000 rows.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum OtherFormat {
+    /// CSV with this separator.
+    Csv(u8),
+    /// Newline-delimited JSON.
+    Json,
+    /// Arrow IPC, the file or the stream format.
+    Arrow,
+}
+
+impl OtherFormat {
+    /// The format a path's name says, if one of these.
+    pub fn of(path: &str) -> Option<OtherFormat> {
+        let lower = path.to_ascii_lowercase();
+        if lower.ends_with(".csv") {
+            Some(OtherFormat::Csv(b','))
+        } else if lower.ends_with(".tsv") {
+            Some(OtherFormat::Csv(b'\t'))
+        } else if [".json", ".jsonl", ".ndjson"].iter().any(|e| lower.ends_with(e)) {
+            Some(OtherFormat::Json)
+        } else if [".arrow", ".feather", ".ipc", ".arrows"]
+            .iter()
+            .any(|e| lower.ends_with(e))
+        {
+            Some(OtherFormat::Arrow)
+        } else {
+            None
+        }
+    }
+}
 
 fn walk_dir(dir: &Path, out: &mut Vec<PathBuf>, skipped: &mut Skipped) -> Result<()> {
     let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -45,10 +77,7 @@ fn walk_dir(dir: &Path, out: &mut Vec<PathBuf>, skipped: &mut Skipped) -> Result
             out.push(p);
         } else {
             skipped.count += 1;
-            if p.extension()
-                .and_then(|e| e.to_str())
-                .is_some_and(|e| CONVERTIBLE.contains(&e))
-            {
+            if OtherFormat::of(&p.to_string_lossy()).is_some() {
                 skipped.convertible.get_or_insert(p.clone());
             }
             skipped.first.get_or_insert(p);
