@@ -18,6 +18,8 @@ mod logging;
 mod report;
 mod run;
 pub mod sql;
+mod sql_calls;
+mod sql_formats;
 mod sql_sink;
 mod sql_tables;
 mod stdout;

@@ -8,8 +8,9 @@ use datafusion::prelude::SessionContext;
 use futures::{FutureExt, StreamExt};
 
 use super::exec::runtime;
+use super::sql_calls::read_file_calls;
 use super::sql_sink::Sink;
-use super::sql_tables::{context, read_file_calls, stream_sorted, PlainTable};
+use super::sql_tables::{context, stream_sorted, PlainTable};
 use crate::error::{Error, Result};
 use crate::model::Provider;
 use crate::store::Staged;
@@ -296,12 +297,14 @@ impl Format {
 }
 
 /// A `--table` argument: `NAME=PATH`, or a bare `PATH` for a segscore output directory.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TableArg {
     /// The table (or, for an output directory, schema) name.
     pub name: Option<String>,
     /// Parquet (or CSV, JSON, Arrow) files, a directory, a glob, or a segscore output directory.
     pub path: String,
+    /// What a DuckDB reader's call in the query says besides (`read_csv('x', delim = ';')`).
+    pub read: super::sql_calls::ReadCall,
 }
 
 impl std::str::FromStr for TableArg {
@@ -322,6 +325,7 @@ impl TableArg {
             Some((n, _)) if n.contains(['/', '\\']) => Ok(TableArg {
                 name: None,
                 path: s.to_string(),
+                read: Default::default(),
             }),
             // DataFusion would read `a.b` as table b of a schema a.
             Some((n, _)) if n.contains('.') => Err(format!(
@@ -330,11 +334,13 @@ impl TableArg {
             Some((n, p)) if !n.is_empty() && !p.is_empty() => Ok(TableArg {
                 name: Some(n.to_string()),
                 path: p.to_string(),
+                read: Default::default(),
             }),
             Some(_) => Err(format!("--table {s}: expected NAME=PATH")),
             None => Ok(TableArg {
                 name: None,
                 path: s.to_string(),
+                read: Default::default(),
             }),
         }
     }
@@ -408,10 +414,10 @@ async fn run_query(opts: &SqlOptions) -> Result<()> {
         Err(e) if e.may_come_from_a_reader() => {
             match crate::pipeline::diagnose::first_unreadable(&ctx, &tables.parquet).await {
                 Some((path, reason)) => Err(Error::NotParquet { path, reason }),
-                None => Err(super::sql_tables::text_error(e, &tables.text)),
+                None => Err(super::sql_formats::text_error(e, &tables.text)),
             }
         }
-        other => other.map_err(|e| super::sql_tables::text_error(e, &tables.text)),
+        other => other.map_err(|e| super::sql_formats::text_error(e, &tables.text)),
     }
 }
 

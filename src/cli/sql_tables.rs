@@ -9,6 +9,7 @@ use datafusion::common::TableReference;
 use datafusion::prelude::SessionContext;
 
 use super::sql::{SqlOptions, TableArg};
+use super::sql_formats::{other_table, text_error};
 use crate::error::{Error, Result};
 use crate::evaluate;
 use crate::model::{ModelOptions, RewardModel, TextTokenizer};
@@ -113,7 +114,7 @@ pub async fn context(opts: &SqlOptions) -> Result<(SessionContext, Tables)> {
             .tables
             .iter()
             .chain(&named_in_query)
-            .map(|t| t.path.clone())
+            .flat_map(|t| t.read.paths(&t.path))
             .partition(|p| crate::store::is_remote(p));
         let why = "a query must not replace its input, nor write where its tables are read from";
         let read: Vec<PathBuf> = tables.parquet.iter().chain(&tables.text).cloned().collect();
@@ -121,36 +122,6 @@ pub async fn context(opts: &SqlOptions) -> Result<(SessionContext, Tables)> {
         source::expand::object_apart(opts.to_label, why, &remote, &read, to)?;
     }
     Ok((ctx, tables))
-}
-
-/// A table over `files` of a format other than Parquet ([`OtherFormat`]).
-async fn other_table(
-    format: OtherFormat,
-    ctx: &SessionContext,
-    files: &[PathBuf],
-) -> Result<Arc<dyn datafusion::catalog::TableProvider>> {
-    use datafusion::datasource::file_format::arrow::ArrowFormat;
-    use datafusion::datasource::file_format::{csv::CsvFormat, json::JsonFormat, FileFormat};
-    use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig};
-    let urls = files
-        .iter()
-        .map(|f| crate::engine::tables::file_url(f))
-        .collect::<Result<Vec<_>>>()?;
-    let format: Arc<dyn FileFormat> = match format {
-        OtherFormat::Csv(separator) => Arc::new(
-            CsvFormat::default()
-                .with_has_header(true)
-                .with_delimiter(separator),
-        ),
-        OtherFormat::Json => Arc::new(JsonFormat::default()),
-        OtherFormat::Arrow => Arc::new(ArrowFormat),
-    };
-    let options = ListingOptions::new(format).with_file_extension("");
-    let config = ListingTableConfig::new_with_multi_paths(urls)
-        .with_listing_options(options)
-        .infer_schema(&ctx.state())
-        .await?;
-    Ok(Arc::new(ListingTable::try_new(config)?))
 }
 
 /// Registers table `t` in `ctx` as `name` (a segscore output directory as its tables; CSV,
@@ -163,8 +134,12 @@ async fn register(
     in_query: bool,
     tables: &mut Tables,
 ) -> Result<()> {
-    if let Some(why) = crate::store::foreign_url(&t.path) {
-        return Err(Error::Usage(format!("table '{}' in the query: {why}", t.path)));
+    // A DuckDB reader's list of paths reads them all (`read_parquet(['a', 'b'])`).
+    let patterns = t.read.paths(&t.path);
+    for p in &patterns {
+        if let Some(why) = crate::store::foreign_url(p) {
+            return Err(Error::Usage(format!("table '{p}' in the query: {why}")));
+        }
     }
     let path = Path::new(&t.path);
     // A bare s3:// URL is an output (read by its manifest, or an error saying it is not a
@@ -181,14 +156,29 @@ async fn register(
         tracing::debug!(tables = ?names, dir = %path.display(), "registered a segscore output");
         return Ok(());
     }
+    for p in &patterns[1..] {
+        if crate::sink::committed::is_output(Path::new(p))? {
+            return Err(Error::Usage(format!(
+                "table '{p}' in the query: is a segscore output directory; give it as --table {p} (tables segments, generations) and read those"
+            )));
+        }
+    }
     let name = name.ok_or_else(|| {
         Error::Usage(format!(
             "--table {}: name Parquet tables as NAME=PATH (a bare PATH is for segscore output directories)",
             t.path
         ))
     })?;
-    let other = OtherFormat::of(&t.path);
-    let files = source::expand_inputs(std::slice::from_ref(&t.path)).map_err(|e| match e {
+    let other = t.read.format.or_else(|| OtherFormat::of(&t.path));
+    if t.read.format.is_none() {
+        if let Some(p) = patterns.iter().find(|p| OtherFormat::of(p) != other) {
+            return Err(Error::Usage(format!(
+                "table '{}' in the query: {} and {p} are files of different formats; read each as a table of its own and join or UNION them",
+                t.path, t.path
+            )));
+        }
+    }
+    let files = source::expand_inputs(&patterns).map_err(|e| match e {
         // A glob of CSV, JSON or Arrow files that matches none: no files, not no Parquet.
         Error::NoInputFiles { pattern, .. } if other.is_some() => Error::io(
             Path::new(&pattern),
@@ -197,7 +187,7 @@ async fn register(
         e => e,
     })?;
     if let Some(format) = other {
-        let table = other_table(format, ctx, &files)
+        let table = other_table(format, ctx, &files, &t.read)
             .await
             .map_err(|e| text_error(e, &files))?;
         ctx.register_table(name, table)?;
@@ -211,9 +201,12 @@ async fn register(
         .map(|(f, m)| (f.as_path(), m.schema().as_ref()))
         .collect();
     let hive = source::hive::detect(
-        std::slice::from_ref(&t.path),
+        &patterns,
         &files,
-        source::hive::HiveMode::Auto,
+        match t.read.no_hive {
+            true => source::hive::HiveMode::Off,
+            false => source::hive::HiveMode::Auto,
+        },
         &[],
         &schemas,
     )?;
@@ -251,14 +244,18 @@ fn files_named_in(ctx: &SessionContext, query: &str) -> Vec<TableArg> {
         let TableReference::Bare { table } = r else {
             continue;
         };
-        let files = table.contains(['/', '*'])
+        // A DuckDB reader's call with a list or options, as `read_file_calls` named it.
+        let call = super::sql_calls::call_table(&table);
+        let files = call.is_some()
+            || table.contains(['/', '*'])
             || table.to_ascii_lowercase().ends_with(".parquet")
             || OtherFormat::of(&table).is_some()
             || Path::new(table.as_ref()).exists();
-        let t = TableArg {
+        let t = call.unwrap_or_else(|| TableArg {
             name: Some(table.to_string()),
             path: table.to_string(),
-        };
+            read: Default::default(),
+        });
         let taken = ctx
             .table_exist(TableReference::bare(table.clone()))
             .unwrap_or(true);
@@ -341,120 +338,6 @@ fn sort_keys(plan: &dyn datafusion::physical_plan::ExecutionPlan) -> Option<Vec<
             .collect();
     }
     plan.children().into_iter().find_map(|c| sort_keys(c.as_ref()))
-}
-
-/// DuckDB's table functions that read files by their path: Parquet, CSV and JSON (the format
-/// then comes from the path's name, [`OtherFormat`]).
-const READ_FILES: [&str; 8] = [
-    "read_parquet",
-    "parquet_scan",
-    "read_csv",
-    "read_csv_auto",
-    "read_json",
-    "read_json_auto",
-    "read_ndjson",
-    "read_ndjson_auto",
-];
-
-/// DuckDB's `read_parquet('path')` (and `parquet_scan`, `read_csv`, `read_json`, ...) as the
-/// path they name, quoted (`FROM "path"`): [`files_named_in`] reads it as `--table` would.
-/// The query as it is when it calls none, or is not one statement that parses (its error comes
-/// when it is planned); a call with anything but one path in quotes (a list, DuckDB's options)
-/// is refused.
-pub(super) fn read_file_calls(query: &str) -> Result<String> {
-    use std::ops::ControlFlow;
-
-    use datafusion::sql::parser::{DFParser, Statement};
-    use datafusion::sql::sqlparser::ast::{
-        Expr, FunctionArg, FunctionArgExpr, Ident, ObjectName, TableFactor, Value, VisitMut, VisitorMut,
-    };
-    /// Whether a call was rewritten.
-    struct Calls(bool);
-    impl VisitorMut for Calls {
-        type Break = String;
-        fn pre_visit_table_factor(&mut self, table: &mut TableFactor) -> ControlFlow<String> {
-            let TableFactor::Table {
-                name,
-                args: args @ Some(_),
-                ..
-            } = table
-            else {
-                return ControlFlow::Continue(());
-            };
-            let called = name.to_string().to_ascii_lowercase();
-            if !READ_FILES.contains(&called.as_str()) {
-                return ControlFlow::Continue(());
-            }
-            let path = match args.as_ref().map(|a| a.args.as_slice()) {
-                Some([FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Value(v)))]) => match &v.value {
-                    Value::SingleQuotedString(p) => Some(p.clone()),
-                    _ => None,
-                },
-                _ => None,
-            };
-            let Some(path) = path else {
-                return ControlFlow::Break(format!(
-                    "{called}(...): give it one path in quotes (a file, folder or glob), as in {called}('data/*.{}'); {}",
-                    if called.contains("csv") { "csv" } else if called.contains("json") { "jsonl" } else { "parquet" },
-                    if called.contains("parquet") {
-                        "hive folders and files of different columns are read without options"
-                    } else {
-                        "CSV is read with a header line, JSON as one object per line, the format by the name's end; no options are taken"
-                    }
-                ));
-            };
-            *name = ObjectName::from(vec![Ident::with_quote('"', path)]);
-            *args = None;
-            self.0 = true;
-            ControlFlow::Continue(())
-        }
-    }
-    let lower = query.to_ascii_lowercase();
-    if !READ_FILES.iter().any(|f| lower.contains(f)) {
-        return Ok(query.to_string());
-    }
-    let Ok(mut statements) = DFParser::parse_sql(query) else {
-        return Ok(query.to_string());
-    };
-    let (Some(Statement::Statement(mut statement)), None) = (statements.pop_front(), statements.pop_front())
-    else {
-        return Ok(query.to_string());
-    };
-    // The query is written out again only where a call was rewritten.
-    let mut calls = Calls(false);
-    match statement.visit(&mut calls) {
-        ControlFlow::Break(why) => Err(Error::Usage(format!("query: {why}"))),
-        ControlFlow::Continue(()) if calls.0 => Ok(statement.to_string()),
-        ControlFlow::Continue(()) => Ok(query.to_string()),
-    }
-}
-
-/// A CSV or JSON reader's error (`Csv error`, `Json error`, or a value its column's type cannot
-/// parse: they name the line, not the file) with the files of other formats than Parquet the
-/// query reads ([`Tables::text`]) named.
-pub(super) fn text_error(e: Error, text: &[PathBuf]) -> Error {
-    let message = e.to_string();
-    let from_text = ["Csv error", "Json error", "Parser error"]
-        .iter()
-        .any(|m| message.contains(m));
-    if text.is_empty() || !from_text {
-        return e;
-    }
-    let files: Vec<String> = text.iter().map(|f| f.display().to_string()).collect();
-    let json = if message.contains("Json error") {
-        "; JSON is read as one object per line, as `--format json` writes it"
-    } else {
-        ""
-    };
-    Error::InvalidData(format!(
-        "{message} (reading {}: {}){json}",
-        if files.len() == 1 {
-            "the file"
-        } else {
-            "one of the files"
-        },
-        files.join(", ")
-    ))
 }
 
 /// A query text of several statements (`CREATE VIEW v AS ...; SELECT ... FROM v`, as SQL

@@ -24,9 +24,9 @@ struct Skipped {
 }
 
 /// Files other than Parquet that `segscore sql` reads as a table (and `run` names with the
-/// command that converts them), by their names' ends: CSV (`.csv`;
-/// `.tsv`, tab separated), with a header line, JSON, one object per line (`.json`, `.jsonl`,
-/// `.ndjson`), as `--format json` writes it, and Arrow IPC files or streams (`.arrow`,
+/// command that converts them), by their names' ends: CSV (`.csv`, its separator found from
+/// its header line; `.tsv`, tab separated), with a header line, JSON, objects one per line or
+/// an array of them (`.json`, `.jsonl`, `.ndjson`), and Arrow IPC files or streams (`.arrow`,
 /// `.feather`, `.ipc`, `.arrows`: Hugging Face `datasets`' `save_to_disk` writes streams).
 /// DataFusion's CSV and JSON readers take their columns' types from the first 1,000 rows.
 #[derive(Debug, Clone, Copy, PartialEq)]

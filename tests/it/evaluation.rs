@@ -698,9 +698,75 @@ fn sql_reads_csv_and_json_files_named_in_the_query() {
     let o = sql(&["SELECT * FROM 'ragged.csv'"]);
     assert_fails(&o, 1, "found 1 records at line 3 (reading the file: ");
     assert!(stderr(&o).contains("ragged.csv"), "{}", stderr(&o));
-    write("array.json", "[{\"a\": 1}]\n");
-    let o = sql(&["SELECT * FROM 'array.json'"]);
-    assert_fails(&o, 1, "JSON is read as one object per line");
+    // A `.csv` separated by `;` (a spreadsheet's export), `|` or tabs, found from its header.
+    write(
+        "semi.csv",
+        "\u{feff}generation_id;label;note\na;good;\"x;y\"\nc;bad;1,5\n",
+    );
+    write("pipe.csv", "generation_id|label\na|good\n");
+    write("pipe2.csv", "generation_id|label\nb|fine\n");
+    assert_eq!(
+        ok(&["SELECT * FROM 'semi.csv' ORDER BY 1"]),
+        "generation_id,label,note\na,good,x;y\nc,bad,\"1,5\"\n"
+    );
+    assert_eq!(ok(&["SELECT label FROM 'pipe.csv'"]), "label\ngood\n");
+    // DuckDB's read_csv options and lists; read_csv reads CSV whatever the name says.
+    write("plain.txt", "a|'x|y'\nc|z\n");
+    assert_eq!(
+        ok(&["SELECT * FROM read_csv('plain.txt', delim = '|', header = false, quote = '''') ORDER BY 1"]),
+        "column_1,column_2\na,x|y\nc,z\n"
+    );
+    assert_eq!(
+        ok(&["SELECT label FROM read_csv(['pipe.csv', 'pipe*.csv'], sep => '|', auto_detect = true) ORDER BY 1"]),
+        // A file that two paths name is read once.
+        "label\nfine\ngood\n"
+    );
+    assert_fails(
+        &sql(&["SELECT * FROM read_csv('labels.csv', columns = {'a': 'INT'})"]),
+        2,
+        "query: read_csv(...): option columns is not taken here; read_csv takes delim (sep), header, quote, escape, auto_detect",
+    );
+    assert_fails(
+        &sql(&["SELECT * FROM read_parquet(['data/one.parquet', 'labels.csv'])"]),
+        2,
+        "data/one.parquet and labels.csv are files of different formats",
+    );
+    // JSON as an array of objects (`json.dump`, pandas' `orient="records"`), beside objects
+    // one per line; the columns in the order the rows first give them, as DuckDB has them.
+    write(
+        "array.json",
+        "\u{feff}[\n  {\"generation_id\": \"a\", \"score\": 1, \"tags\": [\"x\"]},\n  {\"generation_id\": \"c\", \"score\": 2.5, \"extra\": true}\n]\n",
+    );
+    assert_eq!(
+        ok(&["SELECT * FROM 'array.json' ORDER BY 1"]),
+        "generation_id,score,tags,extra\na,1.0,[x],\nc,2.5,,true\n"
+    );
+    write("order.jsonl", "{\"z\": 1, \"a\": 2}\n");
+    assert_eq!(ok(&["SELECT * FROM 'order.jsonl'"]), "z,a\n1,2\n");
+    write(
+        "lines.json",
+        "{\"generation_id\": \"b\"}\n{\"generation_id\": \"c\"}\n",
+    );
+    assert_eq!(
+        ok(&["SELECT generation_id, count(*) AS n FROM '*.json' GROUP BY 1 ORDER BY 1"]),
+        "generation_id,n\na,1\nb,1\nc,2\n"
+    );
+    assert_eq!(
+        ok(&["SELECT count(*) AS n FROM read_json('array.json')"]),
+        "n\n2\n"
+    );
+    write("numbers.json", "[{\"a\": 1}, 2]");
+    assert_fails(
+        &sql(&["SELECT * FROM 'numbers.json'"]),
+        1,
+        "numbers.json: element 2 of the array is a number, not an object: each row of a JSON table is an object",
+    );
+    write("cut.json", "[{\"a\": 1},");
+    assert_fails(
+        &sql(&["SELECT * FROM 'cut.json'"]),
+        1,
+        "cut.json: not JSON: EOF while parsing",
+    );
     // A value past the rows the column's type was taken from.
     let late: String = (0..1500).map(|i| format!("{i}\n")).collect();
     write("late.csv", &format!("a\n{late}xyz\n"));

@@ -330,6 +330,43 @@ fn a_glob_over_every_hive_folder_reads_its_partition_columns() {
         2,
         "No field named day",
     );
+    // DuckDB's read_parquet: a list of paths, and its hive_partitioning option.
+    let root = partitioned.display().to_string();
+    let read = |args: &str, query: &str| {
+        let args = args.replace("R", &root);
+        segscore(&[
+            "sql",
+            "--format",
+            "csv",
+            &query.replace("{}", &format!("read_parquet({args})")),
+        ])
+    };
+    let o = read(
+        "['R/day=2/*.parquet', 'R/day=3/'], union_by_name = true",
+        "SELECT COUNT(*) AS n FROM {}",
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "n\n20\n");
+    let o = read(
+        "'R/*/*.parquet', hive_partitioning = true",
+        "SELECT COUNT(*) AS n, SUM(day) AS days FROM {} WHERE day >= 2",
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "n,days\n20,50\n");
+    let query = "SELECT COUNT(*) AS n FROM {}";
+    let o = read("'R/', hive_partitioning = false", query);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "n\n30\n");
+    assert_fails(
+        &read("'R/', hive_partitioning = false", "SELECT day FROM {}"),
+        2,
+        "No field named day",
+    );
+    assert_fails(
+        &read("'R/', filename = true", query),
+        2,
+        "query: read_parquet(...): option filename is not taken here; read_parquet takes hive_partitioning, union_by_name",
+    );
 }
 
 #[test]

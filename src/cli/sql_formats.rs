@@ -1,0 +1,291 @@
+//! `segscore sql`'s tables of files other than Parquet ([`OtherFormat`]): CSV with its
+//! separator found from the header line, JSON as objects one per line or as an array of
+//! objects, Arrow IPC; and their readers' errors with the files named.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use datafusion::catalog::TableProvider;
+use datafusion::prelude::SessionContext;
+
+use super::sql_calls::ReadCall;
+use crate::error::{Error, Result};
+use crate::source::expand::OtherFormat;
+
+/// The separators a `.csv` file's header line is searched for, the first winning a tie.
+const SEPARATORS: [u8; 4] = [b',', b';', b'\t', b'|'];
+
+/// How many bytes of a file are read to find its separator or JSON layout.
+const PEEK: u64 = 64 * 1024;
+
+/// A table over `files` of a format other than Parquet.
+pub(super) async fn other_table(
+    format: OtherFormat,
+    ctx: &SessionContext,
+    files: &[PathBuf],
+    read: &ReadCall,
+) -> Result<Arc<dyn TableProvider>> {
+    use datafusion::datasource::file_format::arrow::ArrowFormat;
+    use datafusion::datasource::file_format::{csv::CsvFormat, json::JsonFormat, FileFormat};
+    use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig};
+    let format: Arc<dyn FileFormat> = match format {
+        OtherFormat::Csv(separator) => {
+            // A `.csv` may be separated by `;` (a spreadsheet's export where `,` is the
+            // decimal mark), a tab or `|`, as DuckDB's sniffer finds; `.tsv` is tabs.
+            let separator = match (read.delimiter, separator, files.first()) {
+                (Some(given), _, _) => given,
+                (None, b',', Some(first)) => separator_of(&peek(first)?),
+                (None, _, _) => separator,
+            };
+            Arc::new(
+                CsvFormat::default()
+                    .with_has_header(read.header.unwrap_or(true))
+                    .with_delimiter(separator)
+                    .with_quote(read.quote.unwrap_or(b'"'))
+                    .with_escape(read.escape),
+            )
+        }
+        OtherFormat::Json => {
+            for f in files {
+                if first_char(&peek(f)?) == Some(b'[') {
+                    return json_table(files);
+                }
+            }
+            Arc::new(JsonFormat::default())
+        }
+        OtherFormat::Arrow => Arc::new(ArrowFormat),
+    };
+    let urls = files
+        .iter()
+        .map(|f| crate::engine::tables::file_url(f))
+        .collect::<Result<Vec<_>>>()?;
+    let options = ListingOptions::new(format).with_file_extension("");
+    let config = ListingTableConfig::new_with_multi_paths(urls)
+        .with_listing_options(options)
+        .infer_schema(&ctx.state())
+        .await?;
+    Ok(Arc::new(ListingTable::try_new(config)?))
+}
+
+/// The first bytes of `file` (up to [`PEEK`]), local or in object storage.
+fn peek(file: &Path) -> Result<Vec<u8>> {
+    match crate::store::remote(file) {
+        Some(url) => {
+            let loc = crate::store::Location::parse(url)?;
+            let size = loc.head()?.map_or(0, |m| m.size);
+            Ok(loc.get_range(0, size.min(PEEK))?.to_vec())
+        }
+        None => {
+            let mut head = Vec::new();
+            std::fs::File::open(file)
+                .and_then(|f| f.take(PEEK).read_to_end(&mut head))
+                .map_err(|e| Error::io(file, e))?;
+            Ok(head)
+        }
+    }
+}
+
+/// The text past a UTF-8 byte order mark.
+fn unmarked(bytes: &[u8]) -> &[u8] {
+    bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes)
+}
+
+/// The first character of a text past its byte order mark and white space.
+fn first_char(bytes: &[u8]) -> Option<u8> {
+    unmarked(bytes).iter().copied().find(|b| !b.is_ascii_whitespace())
+}
+
+/// The separator of a CSV file whose first bytes are `head`: of [`SEPARATORS`], the one its
+/// header line holds most often outside double quotes (`,` where it holds none).
+fn separator_of(head: &[u8]) -> u8 {
+    let mut counts = [0usize; SEPARATORS.len()];
+    let mut quoted = false;
+    for &b in unmarked(head) {
+        match b {
+            b'"' => quoted = !quoted,
+            b'\n' | b'\r' if !quoted => break,
+            _ if !quoted => {
+                if let Some(i) = SEPARATORS.iter().position(|&s| s == b) {
+                    counts[i] += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    // The first of the most frequent: `max_by_key` keeps the last, so the order is reversed.
+    let best = (0..SEPARATORS.len())
+        .rev()
+        .max_by_key(|&i| counts[i])
+        .filter(|&i| counts[i] > 0)
+        .unwrap_or(0);
+    SEPARATORS[best]
+}
+
+/// A table of JSON files one of which is an array of objects (`[{...}, {...}]`, as
+/// `json.dump` and `DataFrame.to_json(orient="records")` write it), the others objects one
+/// per line: read whole into memory (an array is one value, with no lines to stream), each
+/// column's type taken from every row, the columns in the order the rows first give them.
+fn json_table(files: &[PathBuf]) -> Result<Arc<dyn TableProvider>> {
+    use datafusion::arrow::json::reader::{infer_json_schema_from_iterator, ReaderBuilder};
+    let mut rows: Vec<serde_json::Value> = Vec::new();
+    for file in files {
+        let bytes = match crate::store::read_object(file) {
+            Some(bytes) => bytes?,
+            None => std::fs::read(file).map_err(|e| Error::io(file, e))?,
+        };
+        json_rows(file, unmarked(&bytes), &mut rows)?;
+    }
+    let invalid = |e: datafusion::arrow::error::ArrowError| {
+        Error::InvalidData(format!(
+            "{e} (reading {})",
+            files
+                .iter()
+                .map(|f| f.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    };
+    let schema = Arc::new(infer_json_schema_from_iterator(rows.iter().map(Ok)).map_err(invalid)?);
+    let batch_size = 8192;
+    let mut decoder = ReaderBuilder::new(Arc::clone(&schema))
+        .with_batch_size(batch_size)
+        .build_decoder()
+        .map_err(invalid)?;
+    let mut batches = Vec::new();
+    for chunk in rows.chunks(batch_size) {
+        decoder.serialize(chunk).map_err(invalid)?;
+        batches.extend(decoder.flush().map_err(invalid)?);
+    }
+    let table = datafusion::datasource::MemTable::try_new(schema, vec![batches])?;
+    Ok(Arc::new(table))
+}
+
+/// Appends the objects of one JSON file (`text`, past its byte order mark) to `rows`: the
+/// elements of an array, or the values one per line. A value that is not an object, or text
+/// that is not JSON, is an error naming the file and the line.
+fn json_rows(file: &Path, text: &[u8], rows: &mut Vec<serde_json::Value>) -> Result<()> {
+    let line_at = |offset: usize| {
+        1 + text[..offset.min(text.len())]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+    };
+    let not_json = |e: serde_json::Error| Error::InvalidData(format!("{}: not JSON: {e}", file.display()));
+    let not_object = |v: &serde_json::Value, at: String| {
+        let kind = match v {
+            serde_json::Value::Null => "null",
+            serde_json::Value::Bool(_) => "a boolean",
+            serde_json::Value::Number(_) => "a number",
+            serde_json::Value::String(_) => "a string",
+            serde_json::Value::Array(_) => "an array",
+            serde_json::Value::Object(_) => "an object",
+        };
+        Error::InvalidData(format!(
+            "{}: {at} is {kind}, not an object: each row of a JSON table is an object",
+            file.display()
+        ))
+    };
+    if first_char(text) == Some(b'[') {
+        let elements: Vec<serde_json::Value> = serde_json::from_slice(text).map_err(not_json)?;
+        for (i, v) in elements.into_iter().enumerate() {
+            if !v.is_object() {
+                return Err(not_object(&v, format!("element {} of the array", i + 1)));
+            }
+            rows.push(v);
+        }
+        return Ok(());
+    }
+    let mut values = serde_json::Deserializer::from_slice(text).into_iter::<serde_json::Value>();
+    loop {
+        let start = values.byte_offset();
+        match values.next() {
+            None => return Ok(()),
+            Some(Err(e)) => return Err(not_json(e)),
+            Some(Ok(v)) if !v.is_object() => {
+                // The value starts past the white space before it.
+                let skipped = text[start..]
+                    .iter()
+                    .take_while(|b| b.is_ascii_whitespace())
+                    .count();
+                return Err(not_object(
+                    &v,
+                    format!("the value at line {}", line_at(start + skipped)),
+                ));
+            }
+            Some(Ok(v)) => rows.push(v),
+        }
+    }
+}
+
+/// A CSV or JSON reader's error (`Csv error`, `Json error`, or a value its column's type cannot
+/// parse: they name the line, not the file) with the files of other formats than Parquet the
+/// query reads ([`super::sql_tables::Tables::text`]) named.
+pub(super) fn text_error(e: Error, text: &[PathBuf]) -> Error {
+    let message = e.to_string();
+    let from_text = ["Csv error", "Json error", "Parser error"]
+        .iter()
+        .any(|m| message.contains(m));
+    if text.is_empty() || !from_text {
+        return e;
+    }
+    let files: Vec<String> = text.iter().map(|f| f.display().to_string()).collect();
+    let json = if message.contains("Json error") {
+        "; JSON is read as objects one per line, or as one array of objects"
+    } else {
+        ""
+    };
+    Error::InvalidData(format!(
+        "{message} (reading {}: {}){json}",
+        if files.len() == 1 {
+            "the file"
+        } else {
+            "one of the files"
+        },
+        files.join(", ")
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_csv_separator_is_the_header_lines_most_frequent_outside_quotes() {
+        assert_eq!(separator_of(b"a,b,c\n1;2;3;4;5\n"), b',');
+        assert_eq!(separator_of(b"\xEF\xBB\xBFid;label;note\n1;good;a,b\n"), b';');
+        assert_eq!(separator_of(b"\"a;b;c\",d\n"), b',');
+        assert_eq!(separator_of(b"a\tb\r\n1\t2"), b'\t');
+        assert_eq!(separator_of(b"a|b|c"), b'|');
+        assert_eq!(separator_of(b"a;b,c\n"), b',');
+        assert_eq!(separator_of(b"only\n1\n"), b',');
+        assert_eq!(separator_of(b""), b',');
+    }
+
+    #[test]
+    fn json_rows_name_the_line_or_element_that_is_no_object() {
+        let f = Path::new("x.json");
+        let mut rows = Vec::new();
+        let e = json_rows(f, b"{\"a\":1}\n\n  [1]\n", &mut rows).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid input: x.json: the value at line 3 is an array, not an object: each row of a JSON table is an object"
+        );
+        let e = json_rows(f, b" [{\"a\":1}, 2]", &mut Vec::new()).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("x.json: element 2 of the array is a number"),
+            "{e}"
+        );
+        let e = json_rows(f, b"[{\"a\":1},", &mut Vec::new()).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("invalid input: x.json: not JSON: EOF while parsing"),
+            "{e}"
+        );
+        let mut rows = Vec::new();
+        json_rows(f, b"[{\"b\":1}, {\"a\":2}]", &mut rows).unwrap();
+        json_rows(f, b"{\"c\":3}\n{\"c\":4}", &mut rows).unwrap();
+        assert_eq!(rows.len(), 4);
+    }
+}
