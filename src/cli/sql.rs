@@ -8,7 +8,7 @@ use datafusion::prelude::SessionContext;
 use futures::{FutureExt, StreamExt};
 
 use super::exec::runtime;
-use super::sql_calls::read_file_calls;
+use super::sql_calls::duckdb_sql;
 use super::sql_sink::Sink;
 use super::sql_tables::{context, stream_sorted, PlainTable};
 use crate::error::{Error, Result};
@@ -97,10 +97,7 @@ pub(crate) fn sql(a: SqlArgs) -> Result<()> {
     };
     // Statements before the last define what it reads (`CREATE VIEW ...;`).
     let (setup, query) = super::sql_tables::statements(&query)?;
-    let setup = setup
-        .iter()
-        .map(|s| read_file_calls(s))
-        .collect::<Result<Vec<_>>>()?;
+    let setup = setup.iter().map(|s| duckdb_sql(s)).collect::<Result<Vec<_>>>()?;
     // `COPY (query) TO 'file'` is the query with `--to file`.
     let copy = copy_to(&query)?;
     let copied = copy.is_some();
@@ -114,7 +111,7 @@ pub(crate) fn sql(a: SqlArgs) -> Result<()> {
         None => (query, a.to, None),
     };
     // DuckDB's `read_parquet('path')` (`read_csv`, ...) is the path named in the query.
-    let query = read_file_calls(&query)?;
+    let query = duckdb_sql(&query)?;
     let format = match (a.format, stored_as, &to) {
         (Some(f), Some(s), _) if f != s => {
             return Err(Error::Usage(format!(
@@ -190,7 +187,8 @@ struct CopyTo {
     format: Option<Format>,
 }
 
-/// `COPY (query) TO 'file' [STORED AS PARQUET|CSV|JSON]`, and `COPY table TO 'file'`, as the
+/// `COPY (query) TO 'file' [STORED AS PARQUET|CSV|JSON]` (DuckDB's `(FORMAT PARQUET)` too), and
+/// `COPY table TO 'file'`, as the
 /// query and `--to file`: written as `--to` writes (whole, then renamed into place; refused
 /// over the query's own input). DataFusion's COPY wrote as it went: a query that failed part
 /// way left a file of the rows before the error (a Parquet file with its footer, readable as
@@ -198,18 +196,20 @@ struct CopyTo {
 /// one that does not parse (its error comes when it is planned).
 fn copy_to(query: &str) -> Result<Option<CopyTo>> {
     use datafusion::sql::parser::{CopyToSource, DFParser, Statement};
-    let Ok(mut statements) = DFParser::parse_sql(query) else {
+    let refusal = |target: &str, what: String| {
+        Error::Usage(format!(
+            "{COPY_TO} {target}: {what}; segscore sql writes one file, as --to does, with its own settings"
+        ))
+    };
+    // DuckDB's `(FORMAT PARQUET)`.
+    let query = super::sql_calls::copy_options(query, refusal)?;
+    let Ok(mut statements) = DFParser::parse_sql(&query) else {
         return Ok(None);
     };
     let (Some(Statement::CopyTo(c)), None) = (statements.pop_front(), statements.pop_front()) else {
         return Ok(None);
     };
-    let refuse = |what: String| {
-        Err(Error::Usage(format!(
-            "{COPY_TO} {}: {what}; segscore sql writes one file, as --to does, with its own settings",
-            c.target
-        )))
-    };
+    let refuse = |what: String| Err(refusal(&c.target, what));
     if let Some(why) = crate::store::foreign_url(&c.target) {
         return Err(Error::Usage(format!("{COPY_TO} {why}")));
     }

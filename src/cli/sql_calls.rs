@@ -1,6 +1,7 @@
-//! DuckDB's table functions that read files (`read_parquet`, `read_csv`, `read_json`, ...) in
-//! `segscore sql`'s queries: their path or list of paths, and the options segscore takes
-//! (hive partitioning, a CSV's separator, header and quotes, a JSON layout).
+//! DuckDB's SQL in `segscore sql`'s queries, as DuckDB users write it: the table functions that
+//! read files (`read_parquet`, `read_csv`, `read_json`, ...) with a path or a list of paths and
+//! the options segscore takes (hive partitioning, a CSV's separator, header and quotes, a JSON
+//! layout); `FROM t` for `SELECT * FROM t`; `COPY ... TO 'file' (FORMAT PARQUET)`.
 
 use datafusion::sql::sqlparser::ast::{BinaryOperator, Expr, FunctionArg, FunctionArgExpr, Value};
 
@@ -208,21 +209,41 @@ fn named(e: &Expr) -> Option<(String, &Expr)> {
     }
 }
 
-/// DuckDB's `read_parquet('path')` (and `parquet_scan`, `read_csv`, `read_json`, ...) as the
-/// path they name, quoted (`FROM "path"`), which [`super::sql_tables`] reads as `--table`
-/// would; a call with a list of paths or options, or whose function reads another format than
-/// its path's name says, as a name that is the call's text ([`call_table`] reads it back). The
-/// query as it is when it calls none, or is not one statement that parses (its error comes when
-/// it is planned); a call segscore cannot read as DuckDB would is refused, saying why.
-pub(super) fn read_file_calls(query: &str) -> Result<String> {
+/// The query with DuckDB's SQL written as DataFusion reads it: `read_parquet('path')` (and
+/// `parquet_scan`, `read_csv`, `read_json`, ...) as the path they name, quoted (`FROM "path"`),
+/// which [`super::sql_tables`] reads as `--table` would; a call with a list of paths or
+/// options, or whose function reads another format than its path's name says, as a name that
+/// is the call's text ([`call_table`] reads it back); `FROM t [WHERE ...]` with no SELECT as
+/// `SELECT * FROM t ...` (DataFusion read it as a select of no columns). The query as it is
+/// when it holds none of these, or is not one statement that parses (its error comes when it
+/// is planned); a call segscore cannot read as DuckDB would is refused, saying why.
+pub(super) fn duckdb_sql(query: &str) -> Result<String> {
     use std::ops::ControlFlow;
 
     use datafusion::sql::parser::{DFParser, Statement};
-    use datafusion::sql::sqlparser::ast::{Ident, ObjectName, TableFactor, VisitMut, VisitorMut};
-    /// Whether a call was rewritten.
+    use datafusion::sql::sqlparser::ast::{
+        Ident, ObjectName, Query, SelectFlavor, SelectItem, SetExpr, TableFactor, VisitMut, VisitorMut,
+    };
+    /// Whether anything was rewritten.
     struct Calls(bool);
+    /// Whether a FROM-first select of no columns (`FROM t`) in `body` was given every column.
+    fn from_first(body: &mut SetExpr) -> bool {
+        match body {
+            SetExpr::Select(s) if s.flavor == SelectFlavor::FromFirstNoSelect && s.projection.is_empty() => {
+                s.projection = vec![SelectItem::Wildcard(Default::default())];
+                s.flavor = SelectFlavor::Standard;
+                true
+            }
+            SetExpr::SetOperation { left, right, .. } => from_first(left) | from_first(right),
+            _ => false,
+        }
+    }
     impl VisitorMut for Calls {
         type Break = String;
+        fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<String> {
+            self.0 |= from_first(&mut query.body);
+            ControlFlow::Continue(())
+        }
         fn pre_visit_table_factor(&mut self, table: &mut TableFactor) -> ControlFlow<String> {
             let TableFactor::Table { name, args, .. } = table else {
                 return ControlFlow::Continue(());
@@ -245,10 +266,6 @@ pub(super) fn read_file_calls(query: &str) -> Result<String> {
             ControlFlow::Continue(())
         }
     }
-    let lower = query.to_ascii_lowercase();
-    if !READ_FILES.iter().any(|f| lower.contains(f)) {
-        return Ok(query.to_string());
-    }
     let Ok(mut statements) = DFParser::parse_sql(query) else {
         return Ok(query.to_string());
     };
@@ -256,7 +273,7 @@ pub(super) fn read_file_calls(query: &str) -> Result<String> {
     else {
         return Ok(query.to_string());
     };
-    // The query is written out again only where a call was rewritten.
+    // The query is written out again only where something was rewritten.
     let mut calls = Calls(false);
     match statement.visit(&mut calls) {
         ControlFlow::Break(why) => Err(Error::Usage(format!("query: {why}"))),
@@ -271,7 +288,7 @@ fn call_text(called: &str, args: &[FunctionArg]) -> String {
     format!("{called}({})", args.join(", "))
 }
 
-/// The table a name that is a reader's call's text stands for ([`read_file_calls`] names a
+/// The table a name that is a reader's call's text stands for ([`duckdb_sql`] names a
 /// call with a list or options so), or None for any other name.
 pub(super) fn call_table(name: &str) -> Option<TableArg> {
     use datafusion::sql::parser::{DFParser, Statement};
@@ -306,6 +323,85 @@ pub(super) fn call_table(name: &str) -> Option<TableArg> {
     })
 }
 
+/// DuckDB's (and PostgreSQL's) `COPY ... TO 'file' [WITH] (FORMAT PARQUET[, HEADER])` as
+/// DataFusion's `COPY ... TO 'file' STORED AS PARQUET`; another option is refused (`why` gives
+/// the refusal for the target and what is refused). The query as it is when it is no such COPY.
+pub(super) fn copy_options(query: &str, why: impl Fn(&str, String) -> Error) -> Result<String> {
+    use datafusion::sql::sqlparser::dialect::GenericDialect;
+    use datafusion::sql::sqlparser::keywords::Keyword;
+    use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+    let as_is = || Ok(query.to_string());
+    let Ok(tokens) = Tokenizer::new(&GenericDialect {}, query).tokenize() else {
+        return as_is();
+    };
+    // The tokens that are not white space, by their place.
+    let mut solid: Vec<usize> = (0..tokens.len())
+        .filter(|&i| !matches!(tokens[i], Token::Whitespace(_)))
+        .collect();
+    if solid.last().is_some_and(|&i| tokens[i] == Token::SemiColon) {
+        solid.pop();
+    }
+    let keyword = |i: usize, k: Keyword| matches!(&tokens[i], Token::Word(w) if w.keyword == k);
+    let (Some(&first), Some(&close)) = (solid.first(), solid.last()) else {
+        return as_is();
+    };
+    if !keyword(first, Keyword::COPY) || tokens[close] != Token::RParen {
+        return as_is();
+    }
+    // The `(` that the last `)` closes, and what comes before it.
+    let mut depth = 0;
+    let Some(at) = solid.iter().rposition(|&i| {
+        match tokens[i] {
+            Token::RParen => depth += 1,
+            Token::LParen => depth -= 1,
+            _ => {}
+        }
+        depth == 0
+    }) else {
+        return as_is();
+    };
+    let open = solid[at];
+    let mut before = solid[..at].iter().rev().copied();
+    let mut target = before.next();
+    let mut cut = open;
+    if target.is_some_and(|i| keyword(i, Keyword::WITH)) {
+        cut = target.unwrap_or(open);
+        target = before.next();
+    }
+    let (Some(target), Some(to)) = (target, before.next()) else {
+        return as_is();
+    };
+    let Token::SingleQuotedString(file) = &tokens[target] else {
+        return as_is();
+    };
+    if !keyword(to, Keyword::TO) {
+        return as_is();
+    }
+    let inside = &solid[at + 1..solid.len() - 1];
+    let mut stored = None;
+    for option in inside.split(|&i| tokens[i] == Token::Comma) {
+        let text = |i: &usize| match &tokens[*i] {
+            Token::Word(w) => w.value.clone(),
+            Token::SingleQuotedString(s) => s.clone(),
+            t => t.to_string(),
+        };
+        let words: Vec<String> = option.iter().map(text).collect();
+        let name = words.first().map(|w| w.to_ascii_uppercase()).unwrap_or_default();
+        let value = words[1.min(words.len())..].join(" ").to_ascii_lowercase();
+        match (name.as_str(), value.as_str()) {
+            ("FORMAT", "parquet" | "csv" | "json") => stored = Some(value),
+            // CSV is written with its header line.
+            ("HEADER", "" | "true" | "1") => {}
+            _ => return Err(why(file, format!("option {} is not taken", words.join(" ")))),
+        }
+    }
+    let kept: String = tokens[..cut].iter().map(ToString::to_string).collect();
+    Ok(match stored {
+        Some(f) => format!("{} STORED AS {}", kept.trim_end(), f.to_ascii_uppercase()),
+        None => kept.trim_end().to_string(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -314,12 +410,12 @@ mod tests {
     fn calls_with_one_path_are_the_path_and_others_their_text_read_back() {
         let q = "SELECT * FROM read_parquet('data/*.parquet') JOIN READ_CSV('l.csv') USING (a)";
         assert_eq!(
-            read_file_calls(q).unwrap(),
+            duckdb_sql(q).unwrap(),
             "SELECT * FROM \"data/*.parquet\" JOIN \"l.csv\" USING(a)"
         );
         let q = "SELECT * FROM read_parquet(['a.parquet', 'b.parquet'], hive_partitioning = false)";
         let name = "read_parquet(['a.parquet', 'b.parquet'], hive_partitioning = false)";
-        assert_eq!(read_file_calls(q).unwrap(), format!("SELECT * FROM \"{name}\""));
+        assert_eq!(duckdb_sql(q).unwrap(), format!("SELECT * FROM \"{name}\""));
         let t = call_table(name).unwrap();
         assert_eq!((t.name.as_deref(), t.path.as_str()), (Some(name), "a.parquet"));
         assert_eq!(t.read.paths(&t.path), ["a.parquet", "b.parquet"]);
@@ -335,8 +431,37 @@ mod tests {
     }
 
     #[test]
+    fn duckdbs_copy_options_are_stored_as_or_refused() {
+        let why = |t: &str, w: String| Error::Usage(format!("{t}: {w}"));
+        let copy = |q: &str| copy_options(q, why).map_err(|e| e.to_string());
+        assert_eq!(
+            copy("COPY t TO 'x' (FORMAT PARQUET);").unwrap(),
+            "COPY t TO 'x' STORED AS PARQUET"
+        );
+        assert_eq!(
+            copy("copy (select f(1)) to 'x.csv' with (header)").unwrap(),
+            "copy (select f(1)) to 'x.csv'"
+        );
+        for q in [
+            "COPY t TO 'x' STORED AS CSV",
+            "SELECT f(1)",
+            "COPY t TO 'x' OPTIONS (a 'b')",
+        ] {
+            assert_eq!(copy(q).unwrap(), q);
+        }
+        assert_eq!(
+            copy("COPY t TO 'x' (HEADER false)").unwrap_err(),
+            "x: option HEADER false is not taken"
+        );
+        assert_eq!(
+            copy("COPY t TO 'x' (FORMAT xlsx)").unwrap_err(),
+            "x: option FORMAT xlsx is not taken"
+        );
+    }
+
+    #[test]
     fn calls_segscore_cannot_read_as_duckdb_would_are_refused_saying_why() {
-        let refused = |q: &str| read_file_calls(q).unwrap_err().to_string();
+        let refused = |q: &str| duckdb_sql(q).unwrap_err().to_string();
         assert_eq!(
             refused("SELECT * FROM read_parquet('a.parquet', filename = true)"),
             "query: read_parquet(...): option filename is not taken here; read_parquet takes hive_partitioning, union_by_name"

@@ -244,7 +244,7 @@ fn files_named_in(ctx: &SessionContext, query: &str) -> Vec<TableArg> {
         let TableReference::Bare { table } = r else {
             continue;
         };
-        // A DuckDB reader's call with a list or options, as `read_file_calls` named it.
+        // A DuckDB reader's call with a list or options, as `duckdb_sql` named it.
         let call = super::sql_calls::call_table(&table);
         let files = call.is_some()
             || table.contains(['/', '*'])

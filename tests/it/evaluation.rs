@@ -568,21 +568,21 @@ fn sql_reads_parquet_files_named_in_the_query() {
         ok(&[&count.replace("{}", "'data/two.parquet'")]).0,
         "generation_id,n\nc,3\n"
     );
-    // DuckDB's read_parquet('path') and parquet_scan('path') read the same way; a list of
-    // paths or DuckDB's options are refused, saying what is taken.
-    for from in ["read_parquet('data/*.parquet')", "PARQUET_SCAN('data') AS t"] {
+    // DuckDB's read_parquet('path') and parquet_scan('path') read the same way, a list of
+    // paths and DuckDB's options too (`tests/it/writers.rs` has hive_partitioning = false).
+    for from in [
+        "read_parquet('data/*.parquet')",
+        "PARQUET_SCAN('data') AS t",
+        "read_parquet(['data/one.parquet', 'data/two.parquet'])",
+        "read_parquet('data', hive_partitioning = true, union_by_name => false)",
+    ] {
         assert_eq!(ok(&[&count.replace("{}", from)]).0, all, "{from}");
     }
-    for from in [
-        "read_parquet(['data/one.parquet', 'data/two.parquet'])",
-        "read_parquet('data', hive_partitioning = true)",
-    ] {
-        assert_fails(
-            &sql(&[&count.replace("{}", from)]),
-            2,
-            "read_parquet(...): give it one path in quotes (a file, folder or glob)",
-        );
-    }
+    assert_fails(
+        &sql(&[&count.replace("{}", "read_parquet(42)")]),
+        2,
+        "read_parquet(...): give it a path in quotes (a file, folder or glob) or a list of them",
+    );
     // Two files joined; the same file twice is one table.
     let join = "SELECT count(*) AS n FROM 'data/one.parquet' x JOIN 'data/one.parquet' y USING (generation_id, segment_index) JOIN 'data/two.parquet' z ON z.generation_id < x.generation_id";
     assert_eq!(ok(&[join]).0, "n\n0\n");
@@ -890,6 +890,27 @@ fn sql_copy_to_writes_as_to_does_and_no_query_writes_into_a_table() {
     assert!(o.status.success(), "{}", stderr(&o));
     let copied = read_parquet(&tmp.path().join("copy.parquet"));
     assert_eq!(copied.iter().map(|b| b.num_rows()).sum::<usize>(), 8);
+    // DuckDB's options, and its `FROM t` for `SELECT * FROM t`.
+    let o = sql(
+        "COPY (FROM 'in.parquet' ORDER BY segment_index LIMIT 3) TO 'first.out' (FORMAT 'csv', HEADER);",
+        &[],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let first = std::fs::read_to_string(tmp.path().join("first.out")).unwrap();
+    assert!(first.starts_with("generation_id,segment_index,"), "{first}");
+    assert_eq!(first.lines().count(), 4, "{first}");
+    let o = sql(
+        "COPY in_p TO 'dup.pq' WITH (format parquet)",
+        &["-t", &format!("in_p={}", input.display())],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(read_parquet(&tmp.path().join("dup.pq")), copied);
+    let o = sql(
+        "FROM 'in.parquet' SELECT generation_id, count(*) AS n GROUP BY 1 UNION ALL (FROM (SELECT 'z' AS generation_id, 0 AS n)) ORDER BY 1",
+        &["--format", "csv"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(String::from_utf8(o.stdout).unwrap(), format!("{counts}z,0\n"));
     // COPY over the file it reads is refused before anything is written (DataFusion's own
     // COPY truncated it while reading it); so is a folder, a missing folder, what --to cannot
     // write, and COPY beside --to.
@@ -914,6 +935,12 @@ fn sql_copy_to_writes_as_to_does_and_no_query_writes_into_a_table() {
             &[],
             2,
             "COPY ... TO x.csv: OPTIONS (format.has_header ...) are not taken",
+        ),
+        (
+            "COPY 'in.parquet' TO 'x.parquet' (FORMAT PARQUET, COMPRESSION 'snappy')",
+            &[],
+            2,
+            "COPY ... TO x.parquet: option COMPRESSION snappy is not taken; segscore sql writes one file, as --to does, with its own settings",
         ),
         (
             "COPY 'in.parquet' TO 'x.csv' PARTITIONED BY (generation_id)",
@@ -956,7 +983,15 @@ fn sql_copy_to_writes_as_to_does_and_no_query_writes_into_a_table() {
     left.sort();
     assert_eq!(
         left,
-        ["case.parquet", "copy.parquet", "in.parquet", "n.csv", "n.out"]
+        [
+            "case.parquet",
+            "copy.parquet",
+            "dup.pq",
+            "first.out",
+            "in.parquet",
+            "n.csv",
+            "n.out"
+        ]
     );
 }
 
