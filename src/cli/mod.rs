@@ -21,6 +21,7 @@ pub mod sql;
 mod sql_calls;
 mod sql_formats;
 mod sql_sink;
+mod sql_summarize;
 mod sql_tables;
 mod stdout;
 

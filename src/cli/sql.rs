@@ -98,6 +98,11 @@ pub(crate) fn sql(a: SqlArgs) -> Result<()> {
     // Statements before the last define what it reads (`CREATE VIEW ...;`).
     let (setup, query) = super::sql_tables::statements(&query)?;
     let setup = setup.iter().map(|s| duckdb_sql(s)).collect::<Result<Vec<_>>>()?;
+    // DuckDB's `SUMMARIZE t`: the query of t's rows, summarized once its columns are known.
+    let (query, summarize) = match super::sql_summarize::summarized(&query) {
+        Some(rows) => (rows, true),
+        None => (query, false),
+    };
     // `COPY (query) TO 'file'` is the query with `--to file`.
     let copy = copy_to(&query)?;
     let copied = copy.is_some();
@@ -139,6 +144,7 @@ pub(crate) fn sql(a: SqlArgs) -> Result<()> {
     };
     let opts = SqlOptions {
         query,
+        summarize,
         setup,
         tables: a.table,
         model: a.model,
@@ -351,6 +357,8 @@ impl TableArg {
 pub struct SqlOptions {
     /// The query.
     pub query: String,
+    /// Whether the result is the query's columns summarized (DuckDB's `SUMMARIZE`).
+    pub summarize: bool,
     /// Statements run before it, in order, that define what it reads (CREATE VIEW, CREATE
     /// TABLE ... AS, SET).
     pub setup: Vec<String>,
@@ -403,6 +411,18 @@ async fn run_query(opts: &SqlOptions) -> Result<()> {
         local_folder_exists(to, opts.to_label)?;
     }
     let (ctx, tables) = context(opts).await?;
+    let summary;
+    let opts = match opts.summarize {
+        true => {
+            summary = SqlOptions {
+                query: super::sql_summarize::summary_query(&ctx, &opts.query).await?,
+                summarize: false,
+                ..opts.clone()
+            };
+            &summary
+        }
+        false => opts,
+    };
     // A reader's panic (arrow's Parquet decoder's, on a corrupt page) is an error here, so that
     // the file can be named like any reader error's.
     let ran = std::panic::AssertUnwindSafe(query_tables(&ctx, opts, &tables.plain))

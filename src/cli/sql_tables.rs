@@ -380,7 +380,9 @@ pub(super) fn statements(query: &str) -> Result<(Vec<String>, String)> {
     // it is planned. Comments and blanks between or after the statements are no statements.
     let mut parsed = Vec::with_capacity(texts.len());
     for t in texts {
-        match DFParser::parse_sql(&t) {
+        // DuckDB's `SUMMARIZE t` parses as the query of the rows it summarizes.
+        let rows = super::sql_summarize::summarized(&t);
+        match DFParser::parse_sql(rows.as_deref().unwrap_or(&t)) {
             Ok(s) if s.is_empty() => {}
             Ok(s) => parsed.push((t, s)),
             Err(_) => return alone(),

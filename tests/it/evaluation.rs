@@ -791,6 +791,61 @@ fn sql_reads_csv_and_json_files_named_in_the_query() {
     );
 }
 
+/// DuckDB's SUMMARIZE: a row per column with its type, min, max, distinct count, mean, standard
+/// deviation, quartiles, count and share of nulls (the values DuckDB gives, bar its
+/// approximate quartiles), of a file, a table, a query or a script's view.
+#[test]
+fn sql_summarize_gives_each_columns_statistics() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("s.jsonl"),
+        "{\"a\": 1, \"b\": \"x\", \"c\": 1.5, \"l\": [1], \"m\": {\"k\": 1}}\n\
+         {\"a\": 2, \"b\": \"y\", \"c\": null, \"l\": [2, 3]}\n\
+         {\"a\": 3, \"b\": \"x\"}\n\
+         {\"a\": 4, \"b\": null, \"c\": 2.5}\n",
+    )
+    .unwrap();
+    let sql = |args: &[&str]| segscore_in(tmp.path(), &[&["sql", "--format", "csv"], args].concat());
+    let ok = |args: &[&str]| {
+        let o = sql(args);
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let header = "column_name,column_type,min,max,approx_unique,avg,std,q25,q50,q75,count,null_percentage\n";
+    let a = "a,Int64,1,4,4,2.5,1.2909944487358056,1.5,2.5,3.5,4,0.0\n";
+    assert_eq!(
+        ok(&["SUMMARIZE 's.jsonl';"]),
+        format!(
+            "{header}{a}b,Utf8,x,y,2,,,,,,4,25.0\n\
+             c,Float64,1.5,2.5,2,2.0,0.7071067811865476,1.5,2.0,2.5,4,50.0\n\
+             l,List(Int64),[1],\"[2, 3]\",2,,,,,,4,50.0\n\
+             m,\"Struct(\"\"k\"\": Int64)\",,,,,,,,,4,75.0\n"
+        )
+    );
+    assert_eq!(
+        ok(&["-t", "t=s.jsonl", "summarize select a from t"]),
+        format!("{header}{a}")
+    );
+    assert_eq!(
+        ok(&["CREATE VIEW v AS SELECT a * 2 AS a2 FROM 's.jsonl' WHERE a > 1; SUMMARIZE v"]),
+        format!("{header}a2,Int64,4,8,3,6.0,2.0,4.5,6.0,7.5,3,0.0\n")
+    );
+    assert_eq!(
+        ok(&["SUMMARIZE SELECT a FROM 's.jsonl' WHERE a > 9"]),
+        format!("{header}a,Int64,,,0,,,,,,0,\n")
+    );
+    assert_fails(
+        &sql(&["SUMMARIZE v; SELECT 1"]),
+        2,
+        "query: statement 1 of 2 (`SUMMARIZE v`...) is not the last",
+    );
+    assert_fails(
+        &sql(&["SUMMARIZE nothere"]),
+        2,
+        "query: SUMMARIZE: Error during planning: table 'datafusion.public.nothere' not found",
+    );
+}
+
 /// A script of statements, as SQL files for DuckDB have them: CREATE VIEW, CREATE TABLE ... AS
 /// and SET run in order, each reading the files it names, and the last statement's result is
 /// the output (COPY ... TO included); a statement before the last that would give a result,

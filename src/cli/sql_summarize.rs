@@ -1,0 +1,184 @@
+//! DuckDB's `SUMMARIZE` in `segscore sql`: each column of a table or query with its type, min,
+//! max, approximate distinct count, mean, standard deviation, quartiles, count and share of
+//! nulls, one row per column, from one pass over the rows.
+
+use datafusion::arrow::datatypes::DataType;
+use datafusion::prelude::SessionContext;
+
+use crate::error::{Error, Result};
+
+/// The table or query a `SUMMARIZE` statement summarizes, as a query (`SUMMARIZE t` and
+/// `SUMMARIZE 'data/*.parquet'` are `SELECT * FROM ...`; `SUMMARIZE SELECT ...` is that query),
+/// or None for any other statement.
+pub(super) fn summarized(query: &str) -> Option<String> {
+    let text = query.trim_start();
+    let word = text.split(|c: char| !c.is_ascii_alphabetic()).next()?;
+    if !word.eq_ignore_ascii_case("summarize") {
+        return None;
+    }
+    let rest = text[word.len()..].trim().trim_end_matches(';').trim_end();
+    if rest.is_empty() {
+        return None;
+    }
+    let first = rest
+        .split(|c: char| !c.is_ascii_alphabetic())
+        .next()
+        .unwrap_or_default()
+        .to_ascii_uppercase();
+    Some(match first.as_str() {
+        "SELECT" | "WITH" | "FROM" | "VALUES" => rest.to_string(),
+        _ => format!("SELECT * FROM {rest}"),
+    })
+}
+
+/// What can be computed over a column of a type.
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    /// Integers, floats, decimals: every statistic.
+    Number,
+    /// Text, times, booleans, bytes, lists: min, max (as text) and the distinct count.
+    Ordered,
+    /// Structs, maps (DataFusion casts neither to text): the count and the nulls only.
+    Other,
+}
+
+fn kind(t: &DataType) -> Kind {
+    match t {
+        DataType::Dictionary(_, value) => kind(value),
+        t if t.is_numeric() && *t != DataType::Float16 => Kind::Number,
+        DataType::Utf8
+        | DataType::LargeUtf8
+        | DataType::Utf8View
+        | DataType::Boolean
+        | DataType::Binary
+        | DataType::LargeBinary
+        | DataType::BinaryView
+        | DataType::List(_)
+        | DataType::LargeList(_) => Kind::Ordered,
+        t if t.is_temporal() => Kind::Ordered,
+        _ => Kind::Other,
+    }
+}
+
+/// The query that summarizes `query`'s result as DuckDB's SUMMARIZE does: one row per column
+/// with `column_name`, `column_type`, `min`, `max` (as text), `approx_unique`, `avg`, `std`
+/// (the sample's), `q25`, `q50`, `q75` (approximate), `count` (rows) and `null_percentage`.
+/// Every statistic is an aggregate of one SELECT over `query` (one pass), its per-column values
+/// gathered into lists that `unnest` turns into rows.
+pub(super) async fn summary_query(ctx: &SessionContext, query: &str) -> Result<String> {
+    let df = segscore_plan::read_only(ctx, query)
+        .await
+        .map_err(|e| Error::Usage(format!("query: SUMMARIZE: {e}")))?;
+    let fields = df.schema().fields().clone();
+    if fields.is_empty() {
+        return Err(Error::Usage("query: SUMMARIZE: the table has no columns".into()));
+    }
+    let text = |s: &str| format!("'{}'", s.replace('\'', "''"));
+    let mut lists: [Vec<String>; NAMES.len()] = Default::default();
+    for f in fields.iter() {
+        let column = format!("\"{}\"", f.name().replace('"', "\"\""));
+        let k = kind(f.data_type());
+        // A dictionary's values, as their type.
+        let value = match f.data_type() {
+            DataType::Dictionary(_, _) if k == Kind::Number => format!("CAST({column} AS DOUBLE)"),
+            DataType::Dictionary(..) => format!("CAST({column} AS VARCHAR)"),
+            _ => column.clone(),
+        };
+        let number = format!("CAST({value} AS DOUBLE)");
+        let or_null = |yes: bool, e: String, t: &str| if yes { e } else { format!("CAST(NULL AS {t})") };
+        let ordered = k != Kind::Other;
+        let numeric = k == Kind::Number;
+        let row = [
+            text(f.name()),
+            text(&f.data_type().to_string()),
+            or_null(ordered, format!("CAST(min({value}) AS VARCHAR)"), "VARCHAR"),
+            or_null(ordered, format!("CAST(max({value}) AS VARCHAR)"), "VARCHAR"),
+            or_null(
+                ordered,
+                format!("CAST(approx_distinct(CAST({value} AS VARCHAR)) AS BIGINT)"),
+                "BIGINT",
+            ),
+            or_null(numeric, format!("avg({number})"), "DOUBLE"),
+            or_null(numeric, format!("stddev({number})"), "DOUBLE"),
+            or_null(
+                numeric,
+                format!("approx_percentile_cont({number}, 0.25)"),
+                "DOUBLE",
+            ),
+            or_null(
+                numeric,
+                format!("approx_percentile_cont({number}, 0.5)"),
+                "DOUBLE",
+            ),
+            or_null(
+                numeric,
+                format!("approx_percentile_cont({number}, 0.75)"),
+                "DOUBLE",
+            ),
+            format!(
+                "CASE WHEN count(*) = 0 THEN CAST(NULL AS DOUBLE) \
+                 ELSE round(100.0 * (count(*) - count({column})) / count(*), 2) END"
+            ),
+        ];
+        for (list, e) in lists.iter_mut().zip(row) {
+            list.push(e);
+        }
+    }
+    let gathered: Vec<String> = lists
+        .iter()
+        .enumerate()
+        .map(|(i, l)| format!("make_array({}) AS l{i}", l.join(", ")))
+        .collect();
+    let mut rows: Vec<String> = NAMES
+        .iter()
+        .enumerate()
+        .map(|(i, name)| format!("unnest(l{i}) AS {name}"))
+        .collect();
+    // The row count, the same on every row, before the share of nulls (as DuckDB has them).
+    rows.insert(NAMES.len() - 1, "n AS count".into());
+    Ok(format!(
+        "SELECT {} FROM (SELECT {}, count(*) AS n FROM ({query}) AS summarized) AS gathered",
+        rows.join(", "),
+        gathered.join(", ")
+    ))
+}
+
+/// The columns of a summary, bar `count`.
+const NAMES: [&str; 11] = [
+    "column_name",
+    "column_type",
+    "min",
+    "max",
+    "approx_unique",
+    "avg",
+    "std",
+    "q25",
+    "q50",
+    "q75",
+    "null_percentage",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summarize_takes_a_table_a_file_or_a_query() {
+        assert_eq!(summarized("SUMMARIZE t;").as_deref(), Some("SELECT * FROM t"));
+        assert_eq!(
+            summarized("  summarize 'data/*.parquet'").as_deref(),
+            Some("SELECT * FROM 'data/*.parquet'")
+        );
+        assert_eq!(
+            summarized("Summarize\nWITH x AS (SELECT 1) SELECT * FROM x").as_deref(),
+            Some("WITH x AS (SELECT 1) SELECT * FROM x")
+        );
+        assert_eq!(
+            summarized("SUMMARIZE (SELECT 1)").as_deref(),
+            Some("SELECT * FROM (SELECT 1)")
+        );
+        assert_eq!(summarized("SUMMARIZE"), None);
+        assert_eq!(summarized("SELECT summarize FROM t"), None);
+        assert_eq!(summarized("summarized"), None);
+    }
+}
