@@ -8,7 +8,7 @@ use datafusion::prelude::SessionContext;
 use futures::{FutureExt, StreamExt};
 
 use super::exec::runtime;
-use super::sql_calls::duckdb_sql;
+use super::sql_calls::{copy_to, duckdb_sql, COPY_TO};
 use super::sql_sink::Sink;
 use super::sql_tables::{context, stream_sorted, PlainTable};
 use crate::error::{Error, Result};
@@ -181,68 +181,6 @@ pub(crate) fn sql(a: SqlArgs) -> Result<()> {
     // Dropping the runtime drops the query's task (its writer, its temporary file) first.
     drop(rt);
     result
-}
-
-/// How a `COPY ... TO` statement's file is named in messages.
-const COPY_TO: &str = "COPY ... TO";
-
-/// A `COPY ... TO` statement as a query and where its result goes.
-struct CopyTo {
-    query: String,
-    to: PathBuf,
-    format: Option<Format>,
-}
-
-/// `COPY (query) TO 'file' [STORED AS PARQUET|CSV|JSON]` (DuckDB's `(FORMAT PARQUET)` too), and
-/// `COPY table TO 'file'`, as the
-/// query and `--to file`: written as `--to` writes (whole, then renamed into place; refused
-/// over the query's own input). DataFusion's COPY wrote as it went: a query that failed part
-/// way left a file of the rows before the error (a Parquet file with its footer, readable as
-/// if whole), and a COPY over a file it read replaced it. `None` for any other statement, or
-/// one that does not parse (its error comes when it is planned).
-fn copy_to(query: &str) -> Result<Option<CopyTo>> {
-    use datafusion::sql::parser::{CopyToSource, DFParser, Statement};
-    let refusal = |target: &str, what: String| {
-        Error::Usage(format!(
-            "{COPY_TO} {target}: {what}; segscore sql writes one file, as --to does, with its own settings"
-        ))
-    };
-    // DuckDB's `(FORMAT PARQUET)`.
-    let query = super::sql_calls::copy_options(query, refusal)?;
-    let Ok(mut statements) = DFParser::parse_sql(&query) else {
-        return Ok(None);
-    };
-    let (Some(Statement::CopyTo(c)), None) = (statements.pop_front(), statements.pop_front()) else {
-        return Ok(None);
-    };
-    let refuse = |what: String| Err(refusal(&c.target, what));
-    if let Some(why) = crate::store::foreign_url(&c.target) {
-        return Err(Error::Usage(format!("{COPY_TO} {why}")));
-    }
-    if !c.partitioned_by.is_empty() {
-        return refuse("PARTITIONED BY is not taken".into());
-    }
-    if let Some((key, _)) = c.options.first() {
-        return refuse(format!("OPTIONS ({key} ...) are not taken"));
-    }
-    let format = match c.stored_as.as_deref().map(str::to_ascii_lowercase) {
-        None => None,
-        Some(f) => match f.parse::<Format>() {
-            Ok(Format::Table) | Err(_) => {
-                return refuse(format!("STORED AS {f}: give parquet, csv, json or markdown"))
-            }
-            Ok(f) => Some(f),
-        },
-    };
-    let query = match &c.source {
-        CopyToSource::Query(q) => q.to_string(),
-        CopyToSource::Relation(table) => format!("SELECT * FROM {table}"),
-    };
-    Ok(Some(CopyTo {
-        query,
-        to: PathBuf::from(&c.target),
-        format,
-    }))
 }
 
 /// How `segscore sql` prints or writes its result.

@@ -1,11 +1,14 @@
 //! DuckDB's SQL in `segscore sql`'s queries, as DuckDB users write it: the table functions that
 //! read files (`read_parquet`, `read_csv`, `read_json`, ...) with a path or a list of paths and
 //! the options segscore takes (hive partitioning, a CSV's separator, header and quotes, a JSON
-//! layout); `FROM t` for `SELECT * FROM t`; `COPY ... TO 'file' (FORMAT PARQUET)`.
+//! layout); `FROM t` for `SELECT * FROM t`; `COPY ... TO 'file'` as a query and where its result
+//! goes (DuckDB's `(FORMAT PARQUET)` too).
 
 use datafusion::sql::sqlparser::ast::{BinaryOperator, Expr, FunctionArg, FunctionArgExpr, Value};
 
-use super::sql::TableArg;
+use std::path::PathBuf;
+
+use super::sql::{Format, TableArg};
 use crate::error::{Error, Result};
 use crate::source::expand::OtherFormat;
 
@@ -400,6 +403,71 @@ pub(super) fn copy_options(query: &str, why: impl Fn(&str, String) -> Error) -> 
         Some(f) => format!("{} STORED AS {}", kept.trim_end(), f.to_ascii_uppercase()),
         None => kept.trim_end().to_string(),
     })
+}
+
+/// How a `COPY ... TO` statement's file is named in messages.
+pub(super) const COPY_TO: &str = "COPY ... TO";
+
+/// A `COPY ... TO` statement as a query and where its result goes.
+pub(super) struct CopyTo {
+    /// The query whose result is written.
+    pub query: String,
+    /// Where.
+    pub to: PathBuf,
+    /// `STORED AS`, if given.
+    pub format: Option<Format>,
+}
+
+/// `COPY (query) TO 'file' [STORED AS PARQUET|CSV|JSON]` (DuckDB's `(FORMAT PARQUET)` too), and
+/// `COPY table TO 'file'`, as the
+/// query and `--to file`: written as `--to` writes (whole, then renamed into place; refused
+/// over the query's own input). DataFusion's COPY wrote as it went: a query that failed part
+/// way left a file of the rows before the error (a Parquet file with its footer, readable as
+/// if whole), and a COPY over a file it read replaced it. `None` for any other statement, or
+/// one that does not parse (its error comes when it is planned).
+pub(super) fn copy_to(query: &str) -> Result<Option<CopyTo>> {
+    use datafusion::sql::parser::{CopyToSource, DFParser, Statement};
+    let refusal = |target: &str, what: String| {
+        Error::Usage(format!(
+            "{COPY_TO} {target}: {what}; segscore sql writes one file, as --to does, with its own settings"
+        ))
+    };
+    // DuckDB's `(FORMAT PARQUET)`.
+    let query = copy_options(query, refusal)?;
+    let Ok(mut statements) = DFParser::parse_sql(&query) else {
+        return Ok(None);
+    };
+    let (Some(Statement::CopyTo(c)), None) = (statements.pop_front(), statements.pop_front()) else {
+        return Ok(None);
+    };
+    let refuse = |what: String| Err(refusal(&c.target, what));
+    if let Some(why) = crate::store::foreign_url(&c.target) {
+        return Err(Error::Usage(format!("{COPY_TO} {why}")));
+    }
+    if !c.partitioned_by.is_empty() {
+        return refuse("PARTITIONED BY is not taken".into());
+    }
+    if let Some((key, _)) = c.options.first() {
+        return refuse(format!("OPTIONS ({key} ...) are not taken"));
+    }
+    let format = match c.stored_as.as_deref().map(str::to_ascii_lowercase) {
+        None => None,
+        Some(f) => match f.parse::<Format>() {
+            Ok(Format::Table) | Err(_) => {
+                return refuse(format!("STORED AS {f}: give parquet, csv, json or markdown"))
+            }
+            Ok(f) => Some(f),
+        },
+    };
+    let query = match &c.source {
+        CopyToSource::Query(q) => q.to_string(),
+        CopyToSource::Relation(table) => format!("SELECT * FROM {table}"),
+    };
+    Ok(Some(CopyTo {
+        query,
+        to: PathBuf::from(&c.target),
+        format,
+    }))
 }
 
 #[cfg(test)]
