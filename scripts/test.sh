@@ -21,5 +21,5 @@ RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --lib --locked
 cargo test --locked "$@"
 # The build without the cluster: the demo, and its answer to --cluster and `segscore cluster`.
 if [ $# -eq 0 ]; then
-  cargo test --locked --no-default-features --test it -- demo_runs without_the_cluster delta_lake
+  cargo test --locked --no-default-features --test it -- demo_runs without_the_cluster delta_lake compressed_csv
 fi

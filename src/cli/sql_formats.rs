@@ -1,17 +1,18 @@
 //! `segscore sql`'s tables of files other than Parquet ([`OtherFormat`]): CSV with its
 //! separator found from the header line, JSON as objects one per line or as an array of
-//! objects, Arrow IPC; and their readers' errors with the files named.
+//! objects, both also compressed, Arrow IPC; and their readers' errors with the files named.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use datafusion::catalog::TableProvider;
+use datafusion::datasource::file_format::file_compression_type::FileCompressionType;
 use datafusion::prelude::SessionContext;
 
 use super::sql_calls::ReadCall;
 use crate::error::{Error, Result};
-use crate::source::expand::OtherFormat;
+use crate::source::expand::{OtherFormat, COMPRESSED};
 
 /// The separators a `.csv` file's header line is searched for, the first winning a tie.
 const SEPARATORS: [u8; 4] = [b',', b';', b'\t', b'|'];
@@ -29,17 +30,37 @@ pub(super) async fn other_table(
     use datafusion::datasource::file_format::arrow::ArrowFormat;
     use datafusion::datasource::file_format::{csv::CsvFormat, json::JsonFormat, FileFormat};
     use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig};
+    let compression = files
+        .first()
+        .map_or(FileCompressionType::UNCOMPRESSED, |f| compression_of(f));
+    if let (Some(first), Some(other)) = (
+        files.first(),
+        files.iter().find(|f| compression_of(f) != compression),
+    ) {
+        return Err(Error::Usage(format!(
+            "{} and {}: the files of one table are compressed alike, or none is; read each kind as a table of its own and UNION them",
+            first.display(),
+            other.display()
+        )));
+    }
+    if compression.is_compressed() && !cfg!(feature = "compression") {
+        return Err(Error::Usage(format!(
+            "{}: a compressed file; this build reads none: a build with the `compression` feature (the default) does, or decompress it first",
+            files.first().map(|f| f.display().to_string()).unwrap_or_default()
+        )));
+    }
     let format: Arc<dyn FileFormat> = match format {
         OtherFormat::Csv(separator) => {
             // A `.csv` may be separated by `;` (a spreadsheet's export where `,` is the
             // decimal mark), a tab or `|`, as DuckDB's sniffer finds; `.tsv` is tabs.
             let separator = match (read.delimiter, separator, files.first()) {
                 (Some(given), _, _) => given,
-                (None, b',', Some(first)) => separator_of(&peek(first)?),
+                (None, b',', Some(first)) => separator_of(&peek(first, compression)?),
                 (None, _, _) => separator,
             };
             Arc::new(
                 CsvFormat::default()
+                    .with_file_compression_type(compression)
                     .with_has_header(read.header.unwrap_or(true))
                     .with_delimiter(separator)
                     .with_quote(read.quote.unwrap_or(b'"'))
@@ -48,11 +69,11 @@ pub(super) async fn other_table(
         }
         OtherFormat::Json => {
             for f in files {
-                if first_char(&peek(f)?) == Some(b'[') {
+                if first_char(&peek(f, compression)?) == Some(b'[') {
                     return json_table(files);
                 }
             }
-            Arc::new(JsonFormat::default())
+            Arc::new(JsonFormat::default().with_file_compression_type(compression))
         }
         OtherFormat::Arrow => Arc::new(ArrowFormat),
     };
@@ -68,21 +89,66 @@ pub(super) async fn other_table(
     Ok(Arc::new(ListingTable::try_new(config)?))
 }
 
-/// The first bytes of `file` (up to [`PEEK`]), local or in object storage.
-fn peek(file: &Path) -> Result<Vec<u8>> {
-    match crate::store::remote(file) {
+/// The compression a file's name says ([`COMPRESSED`]).
+fn compression_of(file: &Path) -> FileCompressionType {
+    let name = file.to_string_lossy().to_ascii_lowercase();
+    match COMPRESSED.iter().find(|c| name.ends_with(*c)) {
+        Some(&".gz") => FileCompressionType::GZIP,
+        Some(&".bz2") => FileCompressionType::BZIP2,
+        Some(&".xz") => FileCompressionType::XZ,
+        Some(_) => FileCompressionType::ZSTD,
+        None => FileCompressionType::UNCOMPRESSED,
+    }
+}
+
+/// The first bytes of `file`'s text (up to [`PEEK`]), local or in object storage, decompressed.
+fn peek(file: &Path, compression: FileCompressionType) -> Result<Vec<u8>> {
+    let head = match crate::store::remote(file) {
         Some(url) => {
             let loc = crate::store::Location::parse(url)?;
-            let size = loc.head()?.map_or(0, |m| m.size);
-            Ok(loc.get_range(0, size.min(PEEK))?.to_vec())
+            match loc.head()?.map_or(0, |m| m.size) {
+                0 => Vec::new(),
+                size => loc.get_range(0, size.min(PEEK))?.to_vec(),
+            }
         }
         None => {
             let mut head = Vec::new();
             std::fs::File::open(file)
                 .and_then(|f| f.take(PEEK).read_to_end(&mut head))
                 .map_err(|e| Error::io(file, e))?;
-            Ok(head)
+            head
         }
+    };
+    decompressed(file, compression, head, Some(PEEK))
+}
+
+/// `bytes` of `file` decompressed (up to `limit` bytes of text): where they are the start of
+/// the file, what their end cuts short is left out.
+fn decompressed(
+    file: &Path,
+    compression: FileCompressionType,
+    bytes: Vec<u8>,
+    limit: Option<u64>,
+) -> Result<Vec<u8>> {
+    if !compression.is_compressed() {
+        return Ok(bytes);
+    }
+    let reader = compression.convert_read(std::io::Cursor::new(bytes))?;
+    let mut text = Vec::new();
+    let read = match limit {
+        Some(n) => reader.take(n).read_to_end(&mut text),
+        None => {
+            let mut r = reader;
+            r.read_to_end(&mut text)
+        }
+    };
+    match read {
+        Ok(_) => Ok(text),
+        Err(_) if limit.is_some() && !text.is_empty() => Ok(text),
+        Err(e) => Err(Error::InvalidData(format!(
+            "{}: cannot be decompressed as its name says: {e}",
+            file.display()
+        ))),
     }
 }
 
@@ -134,28 +200,19 @@ fn json_table(files: &[PathBuf]) -> Result<Arc<dyn TableProvider>> {
             Some(bytes) => bytes?,
             None => std::fs::read(file).map_err(|e| Error::io(file, e))?,
         };
+        let bytes = decompressed(file, compression_of(file), bytes, None)?;
         json_rows(file, unmarked(&bytes), &mut rows)?;
     }
-    let invalid = |e: datafusion::arrow::error::ArrowError| {
-        Error::InvalidData(format!(
-            "{e} (reading {})",
-            files
-                .iter()
-                .map(|f| f.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))
-    };
-    let schema = Arc::new(infer_json_schema_from_iterator(rows.iter().map(Ok)).map_err(invalid)?);
+    // The reader's errors name no file: `text_error` adds them, as for the other readers.
+    let schema = Arc::new(infer_json_schema_from_iterator(rows.iter().map(Ok))?);
     let batch_size = 8192;
     let mut decoder = ReaderBuilder::new(Arc::clone(&schema))
         .with_batch_size(batch_size)
-        .build_decoder()
-        .map_err(invalid)?;
+        .build_decoder()?;
     let mut batches = Vec::new();
     for chunk in rows.chunks(batch_size) {
-        decoder.serialize(chunk).map_err(invalid)?;
-        batches.extend(decoder.flush().map_err(invalid)?);
+        decoder.serialize(chunk)?;
+        batches.extend(decoder.flush()?);
     }
     let table = datafusion::datasource::MemTable::try_new(schema, vec![batches])?;
     Ok(Arc::new(table))

@@ -26,7 +26,8 @@ struct Skipped {
 /// Files other than Parquet that `segscore sql` reads as a table (and `run` names with the
 /// command that converts them), by their names' ends: CSV (`.csv`, its separator found from
 /// its header line; `.tsv`, tab separated), with a header line, JSON, objects one per line or
-/// an array of them (`.json`, `.jsonl`, `.ndjson`), and Arrow IPC files or streams (`.arrow`,
+/// an array of them (`.json`, `.jsonl`, `.ndjson`), both also compressed (`.csv.gz`, ...),
+/// and Arrow IPC files or streams (`.arrow`,
 /// `.feather`, `.ipc`, `.arrows`: Hugging Face `datasets`' `save_to_disk` writes streams).
 /// DataFusion's CSV and JSON readers take their columns' types from the first 1,000 rows.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -39,11 +40,23 @@ pub enum OtherFormat {
     Arrow,
 }
 
+/// The endings of compressed CSV and JSON files, as DuckDB and DataFusion know them: gzip,
+/// bzip2, xz and zstd.
+pub const COMPRESSED: [&str; 4] = [".gz", ".bz2", ".xz", ".zst"];
+
 impl OtherFormat {
-    /// The format a path's name says, if one of these.
+    /// The format a path's name says, if one of these; CSV and JSON also compressed
+    /// ([`COMPRESSED`]: `labels.csv.gz`, `data.jsonl.zst`).
     pub fn of(path: &str) -> Option<OtherFormat> {
         let lower = path.to_ascii_lowercase();
-        if lower.ends_with(".csv") {
+        let text = COMPRESSED
+            .iter()
+            .find_map(|c| lower.strip_suffix(c))
+            .map(OtherFormat::of)
+            .filter(|f| *f != Some(OtherFormat::Arrow));
+        if let Some(format) = text {
+            format
+        } else if lower.ends_with(".csv") {
             Some(OtherFormat::Csv(b','))
         } else if lower.ends_with(".tsv") {
             Some(OtherFormat::Csv(b'\t'))

@@ -791,6 +791,63 @@ fn sql_reads_csv_and_json_files_named_in_the_query() {
     );
 }
 
+/// Compressed CSV and JSON files (`.csv.gz`, `.jsonl.gz`, `.json.gz`), as DuckDB reads them:
+/// the separator and the JSON layout found in the decompressed text; a table whose files are
+/// compressed unlike each other, or a file that is not what its name says, is refused naming
+/// it. The build without the `compression` feature refuses them, saying which build reads them.
+#[test]
+fn compressed_csv_and_json_files_are_read_as_their_names_say() {
+    use std::io::Write;
+    let tmp = tempfile::tempdir().unwrap();
+    let gz = |name: &str, text: &str| {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(text.as_bytes()).unwrap();
+        std::fs::write(tmp.path().join(name), e.finish().unwrap()).unwrap();
+    };
+    gz("labels.csv.gz", "generation_id;label\na;good\nc;bad\n");
+    gz("notes.jsonl.gz", "{\"generation_id\": \"b\", \"n\": 1}\n");
+    gz("array.json.gz", "[{\"generation_id\": \"c\", \"n\": 2}]");
+    std::fs::write(
+        tmp.path().join("plain.jsonl"),
+        "{\"generation_id\": \"d\", \"n\": 3}\n",
+    )
+    .unwrap();
+    std::fs::write(tmp.path().join("fake.csv.gz"), "a,b\n1,2\n").unwrap();
+    let sql = |q: &str| segscore_in(tmp.path(), &["sql", "--format", "csv", q]);
+    let ok = |q: &str| {
+        let o = sql(q);
+        assert!(o.status.success(), "{q}: {}", stderr(&o));
+        String::from_utf8(o.stdout).unwrap()
+    };
+    if !cfg!(feature = "compression") {
+        assert_fails(
+            &sql("SELECT * FROM 'labels.csv.gz'"),
+            2,
+            "labels.csv.gz: a compressed file; this build reads none: a build with the `compression` feature (the default) does",
+        );
+        return;
+    }
+    assert_eq!(
+        ok("SELECT * FROM 'labels.csv.gz' ORDER BY 1"),
+        "generation_id,label\na,good\nc,bad\n"
+    );
+    assert_eq!(
+        ok("SELECT * FROM read_json(['notes.jsonl.gz', 'array.json.gz']) ORDER BY 1"),
+        "generation_id,n\nb,1\nc,2\n"
+    );
+    assert_eq!(
+        ok("SELECT n FROM read_json('notes.jsonl.gz', format = 'newline_delimited')"),
+        "n\n1\n"
+    );
+    assert_fails(
+        &sql("SELECT * FROM read_json(['notes.jsonl.gz', 'plain.jsonl'])"),
+        2,
+        "plain.jsonl: the files of one table are compressed alike, or none is",
+    );
+    let o = sql("SELECT * FROM 'fake.csv.gz'");
+    assert_fails(&o, 1, "fake.csv.gz: cannot be decompressed as its name says");
+}
+
 /// DuckDB's SUMMARIZE: a row per column with its type, min, max, distinct count, mean, standard
 /// deviation, quartiles, count and share of nulls (the values DuckDB gives, bar its
 /// approximate quartiles), of a file, a table, a query or a script's view.
