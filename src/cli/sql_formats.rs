@@ -73,7 +73,13 @@ pub(super) async fn other_table(
                     return json_table(files);
                 }
             }
-            Arc::new(JsonFormat::default().with_file_compression_type(compression))
+            // Every row's keys: a key first seen past the rows sampled (DataFusion's 1,000)
+            // would be no column, its values dropped without a word.
+            Arc::new(
+                JsonFormat::default()
+                    .with_file_compression_type(compression)
+                    .with_schema_infer_max_rec(usize::MAX),
+            )
         }
         OtherFormat::Arrow => Arc::new(ArrowFormat),
     };

@@ -29,7 +29,8 @@ struct Skipped {
 /// an array of them (`.json`, `.jsonl`, `.ndjson`), both also compressed (`.csv.gz`, ...),
 /// and Arrow IPC files or streams (`.arrow`,
 /// `.feather`, `.ipc`, `.arrows`: Hugging Face `datasets`' `save_to_disk` writes streams).
-/// DataFusion's CSV and JSON readers take their columns' types from the first 1,000 rows.
+/// DataFusion's CSV reader takes its columns' types from the first 1,000 rows; JSON's are taken
+/// from every row.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum OtherFormat {
     /// CSV with this separator.

@@ -755,6 +755,13 @@ fn sql_reads_csv_and_json_files_named_in_the_query() {
         ok(&["SELECT count(*) AS n FROM read_json('array.json')"]),
         "n\n2\n"
     );
+    // A key first seen past the first 1,000 rows is a column (it was dropped without a word).
+    let late: String = (0..1500).map(|i| format!("{{\"a\": {i}}}\n")).collect();
+    write("late.jsonl", &format!("{late}{{\"a\": 1500, \"late\": \"x\"}}\n"));
+    assert_eq!(
+        ok(&["SELECT count(*) AS n, max(late) AS late FROM 'late.jsonl'"]),
+        "n,late\n1501,x\n"
+    );
     write("numbers.json", "[{\"a\": 1}, 2]");
     assert_fails(
         &sql(&["SELECT * FROM 'numbers.json'"]),
