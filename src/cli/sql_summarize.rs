@@ -38,7 +38,7 @@ enum Kind {
     Number,
     /// Text, times, booleans, bytes, lists: min, max (as text) and the distinct count.
     Ordered,
-    /// Structs, maps (DataFusion casts neither to text): the count and the nulls only.
+    /// Structs, maps (DataFusion casts neither to text): no min or max.
     Other,
 }
 
@@ -79,10 +79,9 @@ pub(super) async fn summary_query(ctx: &SessionContext, query: &str) -> Result<S
         let column = format!("\"{}\"", f.name().replace('"', "\"\""));
         let k = kind(f.data_type());
         // A dictionary's values, as their type.
-        let value = match f.data_type() {
-            DataType::Dictionary(_, _) if k == Kind::Number => format!("CAST({column} AS DOUBLE)"),
-            DataType::Dictionary(..) => format!("CAST({column} AS VARCHAR)"),
-            _ => column.clone(),
+        let (value, value_type) = match f.data_type() {
+            DataType::Dictionary(_, v) => (format!("arrow_cast({column}, '{v}')"), v.as_ref()),
+            t => (column.clone(), t),
         };
         let number = format!("CAST({value} AS DOUBLE)");
         let or_null = |yes: bool, e: String, t: &str| if yes { e } else { format!("CAST(NULL AS {t})") };
@@ -93,11 +92,11 @@ pub(super) async fn summary_query(ctx: &SessionContext, query: &str) -> Result<S
             text(&f.data_type().to_string()),
             or_null(ordered, format!("CAST(min({value}) AS VARCHAR)"), "VARCHAR"),
             or_null(ordered, format!("CAST(max({value}) AS VARCHAR)"), "VARCHAR"),
-            or_null(
-                ordered,
-                format!("CAST(approx_distinct(CAST({value} AS VARCHAR)) AS BIGINT)"),
-                "BIGINT",
-            ),
+            // DataFusion counts every type's distinct values but floats', which go as text.
+            match value_type.is_floating() {
+                true => format!("CAST(approx_distinct(CAST({value} AS VARCHAR)) AS BIGINT)"),
+                false => format!("CAST(approx_distinct({value}) AS BIGINT)"),
+            },
             or_null(numeric, format!("avg({number})"), "DOUBLE"),
             or_null(numeric, format!("stddev({number})"), "DOUBLE"),
             or_null(

@@ -883,7 +883,34 @@ fn sql_summarize_gives_each_columns_statistics() {
             "{header}{a}b,Utf8,x,y,2,,,,,,4,25.0\n\
              c,Float64,1.5,2.5,2,2.0,0.7071067811865476,1.5,2.0,2.5,4,50.0\n\
              l,List(Int64),[1],\"[2, 3]\",2,,,,,,4,50.0\n\
-             m,\"Struct(\"\"k\"\": Int64)\",,,,,,,,,4,75.0\n"
+             m,\"Struct(\"\"k\"\": Int64)\",,,1,,,,,,4,75.0\n"
+        )
+    );
+    // Categorical columns as their values' type.
+    {
+        use datafusion::arrow::array::{DictionaryArray, Float64Array, Int64Array};
+        use datafusion::arrow::datatypes::{DataType, Int32Type};
+        let ints = datafusion::arrow::compute::cast(
+            &Int64Array::from(vec![Some(1), Some(2), Some(2), None]),
+            &DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Int64)),
+        )
+        .unwrap();
+        let words: DictionaryArray<Int32Type> = vec!["x", "y", "x", "x"].into_iter().collect();
+        let floats = Float64Array::from(vec![0.5, 1.5, 1.5, 0.5]);
+        let batch = RecordBatch::try_from_iter([
+            ("i", ints),
+            ("w", std::sync::Arc::new(words) as _),
+            ("f", std::sync::Arc::new(floats) as _),
+        ])
+        .unwrap();
+        write_batch(&tmp.path().join("cat.parquet"), &batch);
+    }
+    assert_eq!(
+        ok(&["SUMMARIZE 'cat.parquet'"]),
+        format!(
+            "{header}i,\"Dictionary(Int32, Int64)\",1,2,2,1.6666666666666667,0.5773502691896257,1.25,2.0,2.0,4,25.0\n\
+             w,\"Dictionary(Int32, Utf8)\",x,y,2,,,,,,4,0.0\n\
+             f,Float64,0.5,1.5,2,1.0,0.5773502691896257,0.5,1.25,1.5,4,0.0\n"
         )
     );
     assert_eq!(
