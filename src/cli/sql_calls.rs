@@ -1,7 +1,7 @@
 //! DuckDB's SQL in `segscore sql`'s queries, as DuckDB users write it: the table functions that
 //! read files (`read_parquet`, `read_csv`, `read_json`, ...) with a path or a list of paths and
-//! the options segscore takes (hive partitioning, a CSV's separator, header and quotes, a JSON
-//! layout); `FROM t` for `SELECT * FROM t`; `COPY ... TO 'file'` as a query and where its result
+//! the options segscore takes (hive partitioning, each row's file, a CSV's separator, header
+//! and quotes, a JSON layout); `FROM t` for `SELECT * FROM t`; `COPY ... TO 'file'` as a query and where its result
 //! goes (DuckDB's `(FORMAT PARQUET)` too).
 
 use datafusion::sql::sqlparser::ast::{BinaryOperator, Expr, FunctionArg, FunctionArgExpr, Value};
@@ -43,6 +43,8 @@ pub struct ReadCall {
     pub quote: Option<u8>,
     /// CSV's `escape`.
     pub escape: Option<u8>,
+    /// `filename = true`: a column `filename` naming each row's file.
+    pub filename: bool,
 }
 
 impl ReadCall {
@@ -78,9 +80,9 @@ impl Reader {
     /// The options taken, as DuckDB names them.
     fn options(self) -> &'static str {
         match self {
-            Reader::Parquet => "hive_partitioning, union_by_name",
-            Reader::Csv => "delim (sep), header, quote, escape, auto_detect",
-            Reader::Json => "format",
+            Reader::Parquet => "hive_partitioning, union_by_name, filename",
+            Reader::Csv => "delim (sep), header, quote, escape, auto_detect, filename",
+            Reader::Json => "format, filename",
         }
     }
 }
@@ -161,6 +163,7 @@ fn parse_call(called: &str, args: &[FunctionArg]) -> std::result::Result<(String
             }
         };
         match (reader, name.as_str()) {
+            (_, "filename") => call.filename = boolean()?,
             (Reader::Parquet, "hive_partitioning") => call.no_hive = !boolean()?,
             // Files of different columns are read by name, whatever this says.
             (Reader::Parquet, "union_by_name") => drop(boolean()?),
@@ -531,8 +534,8 @@ mod tests {
     fn calls_segscore_cannot_read_as_duckdb_would_are_refused_saying_why() {
         let refused = |q: &str| duckdb_sql(q).unwrap_err().to_string();
         assert_eq!(
-            refused("SELECT * FROM read_parquet('a.parquet', filename = true)"),
-            "query: read_parquet(...): option filename is not taken here; read_parquet takes hive_partitioning, union_by_name"
+            refused("SELECT * FROM read_parquet('a.parquet', file_row_number = true)"),
+            "query: read_parquet(...): option file_row_number is not taken here; read_parquet takes hive_partitioning, union_by_name, filename"
         );
         assert_eq!(
             refused("SELECT * FROM read_csv('a.csv', delim = ';;')"),

@@ -186,6 +186,14 @@ async fn register(
         ),
         e => e,
     })?;
+    if t.read.filename {
+        ctx.register_table(name, with_filenames(ctx, &files, other, &t.read).await?)?;
+        match other {
+            Some(_) => tables.text.extend(files),
+            None => tables.parquet.extend(files),
+        }
+        return Ok(());
+    }
     if let Some(format) = other {
         let table = other_table(format, ctx, &files, &t.read)
             .await
@@ -228,6 +236,43 @@ async fn register(
         }
     }
     Ok(())
+}
+
+/// A table of `files` (of format `other`, or Parquet) with a column `filename` naming each
+/// row's file, as DuckDB's `filename = true` gives it: each file's table with its name, the
+/// tables united by column name. Hive folders' levels are not columns here.
+async fn with_filenames(
+    ctx: &SessionContext,
+    files: &[PathBuf],
+    other: Option<OtherFormat>,
+    read: &super::sql_calls::ReadCall,
+) -> Result<Arc<dyn datafusion::catalog::TableProvider>> {
+    let mut united: Option<datafusion::prelude::DataFrame> = None;
+    for f in files {
+        let one = std::slice::from_ref(f);
+        let table = match other {
+            Some(format) => other_table(format, ctx, one, read)
+                .await
+                .map_err(|e| text_error(e, one))?,
+            None => {
+                let footers = crate::engine::footer::read_footers(one)?;
+                crate::engine::tables::ParquetFiles::new(one.to_vec(), footers)?
+                    .table(ctx, &[])
+                    .await?
+            }
+        };
+        let named = ctx
+            .read_table(table)?
+            .with_column("filename", datafusion::prelude::lit(f.display().to_string()))?;
+        united = Some(match united {
+            None => named,
+            Some(u) => u.union_by_name(named)?,
+        });
+    }
+    match united {
+        Some(u) => Ok(u.into_view()),
+        None => Err(Error::Internal("a table of no files".into())),
+    }
 }
 
 /// The tables `query` names that are files rather than tables (`FROM 'data/x.parquet'`,

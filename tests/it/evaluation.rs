@@ -721,10 +721,22 @@ fn sql_reads_csv_and_json_files_named_in_the_query() {
         // A file that two paths name is read once.
         "label\nfine\ngood\n"
     );
+    // filename = true: each row's file, the files' columns united by name.
+    let o = ok(&[
+        "SELECT label, filename FROM read_csv(['pipe.csv', 'pipe2.csv'], sep = '|', filename = true) ORDER BY 1",
+    ]);
+    assert_eq!(
+        o,
+        format!(
+            "label,filename\nfine,{}\ngood,{}\n",
+            tmp.path().join("pipe2.csv").display(),
+            tmp.path().join("pipe.csv").display()
+        )
+    );
     assert_fails(
         &sql(&["SELECT * FROM read_csv('labels.csv', columns = {'a': 'INT'})"]),
         2,
-        "query: read_csv(...): option columns is not taken here; read_csv takes delim (sep), header, quote, escape, auto_detect",
+        "query: read_csv(...): option columns is not taken here; read_csv takes delim (sep), header, quote, escape, auto_detect, filename",
     );
     assert_fails(
         &sql(&["SELECT * FROM read_parquet(['data/one.parquet', 'labels.csv'])"]),

@@ -362,10 +362,32 @@ fn a_glob_over_every_hive_folder_reads_its_partition_columns() {
         2,
         "No field named day",
     );
+    let o = read(
+        "'R/day=[12]/*.parquet', filename = true",
+        "SELECT filename AS f, COUNT(*) AS n FROM {} GROUP BY 1 ORDER BY 1",
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let files: Vec<String> = ["1", "2"]
+        .iter()
+        .map(|d| {
+            let day = partitioned.join(format!("day={d}"));
+            let file = std::fs::read_dir(&day)
+                .unwrap()
+                .next()
+                .unwrap()
+                .unwrap()
+                .file_name();
+            format!("day={d}/{},10", file.to_string_lossy())
+        })
+        .collect();
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).replace(&format!("{root}/"), ""),
+        format!("f,n\n{}\n", files.join("\n"))
+    );
     assert_fails(
-        &read("'R/', filename = true", query),
+        &read("'R/', file_row_number = true", query),
         2,
-        "query: read_parquet(...): option filename is not taken here; read_parquet takes hive_partitioning, union_by_name",
+        "query: read_parquet(...): option file_row_number is not taken here; read_parquet takes hive_partitioning, union_by_name, filename",
     );
 }
 
