@@ -11,7 +11,17 @@ use crate::error::{Error, Result};
 /// `SUMMARIZE 'data/*.parquet'` are `SELECT * FROM ...`; `SUMMARIZE SELECT ...` is that query),
 /// or None for any other statement.
 pub(super) fn summarized(query: &str) -> Option<String> {
-    let text = query.trim_start();
+    // Past the comments before the statement (`-- what this does`, `/* ... */`).
+    let mut text = query.trim_start();
+    loop {
+        if let Some(rest) = text.strip_prefix("--") {
+            text = rest.split_once('\n').map_or("", |(_, after)| after).trim_start();
+        } else if let Some(rest) = text.strip_prefix("/*") {
+            text = rest.split_once("*/").map_or("", |(_, after)| after).trim_start();
+        } else {
+            break;
+        }
+    }
     let word = text.split(|c: char| !c.is_ascii_alphabetic()).next()?;
     if !word.eq_ignore_ascii_case("summarize") {
         return None;
@@ -176,6 +186,11 @@ mod tests {
             summarized("SUMMARIZE (SELECT 1)").as_deref(),
             Some("SELECT * FROM (SELECT 1)")
         );
+        assert_eq!(
+            summarized("-- columns\n/* of t */ SUMMARIZE t").as_deref(),
+            Some("SELECT * FROM t")
+        );
+        assert_eq!(summarized("-- SUMMARIZE t"), None);
         assert_eq!(summarized("SUMMARIZE"), None);
         assert_eq!(summarized("SELECT summarize FROM t"), None);
         assert_eq!(summarized("summarized"), None);

@@ -926,7 +926,7 @@ fn sql_summarize_gives_each_columns_statistics() {
         )
     );
     assert_eq!(
-        ok(&["-t", "t=s.jsonl", "summarize select a from t"]),
+        ok(&["-t", "t=s.jsonl", "-- a's statistics\nsummarize select a from t"]),
         format!("{header}{a}")
     );
     assert_eq!(
