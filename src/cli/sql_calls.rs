@@ -392,6 +392,9 @@ pub(super) fn copy_options(query: &str, why: impl Fn(&str, String) -> Error) -> 
             t => t.to_string(),
         };
         let words: Vec<String> = option.iter().map(text).collect();
+        if words.is_empty() {
+            return Err(why(file, "an empty option is not taken".into()));
+        }
         let name = words.first().map(|w| w.to_ascii_uppercase()).unwrap_or_default();
         let value = words[1.min(words.len())..].join(" ").to_ascii_lowercase();
         match (name.as_str(), value.as_str()) {

@@ -68,8 +68,11 @@ pub(super) async fn other_table(
             )
         }
         OtherFormat::Json => {
+            // An array, or a file that starts with a byte order mark (Windows PowerShell's
+            // UTF-8; DataFusion's reader takes none), is read by `json_table`.
             for f in files {
-                if first_char(&peek(f, compression)?) == Some(b'[') {
+                let head = peek(f, compression)?;
+                if first_char(&head) == Some(b'[') || head.starts_with(BOM) {
                     return json_table(files);
                 }
             }
@@ -158,9 +161,12 @@ fn decompressed(
     }
 }
 
+/// UTF-8's byte order mark.
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
 /// The text past a UTF-8 byte order mark.
 fn unmarked(bytes: &[u8]) -> &[u8] {
-    bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes)
+    bytes.strip_prefix(BOM).unwrap_or(bytes)
 }
 
 /// The first character of a text past its byte order mark and white space.
@@ -195,8 +201,8 @@ fn separator_of(head: &[u8]) -> u8 {
 }
 
 /// A table of JSON files one of which is an array of objects (`[{...}, {...}]`, as
-/// `json.dump` and `DataFrame.to_json(orient="records")` write it), the others objects one
-/// per line: read whole into memory (an array is one value, with no lines to stream), each
+/// `json.dump` and `DataFrame.to_json(orient="records")` write it) or starts with a byte order
+/// mark, the others objects one per line: read whole into memory (an array is one value, with no lines to stream), each
 /// column's type taken from every row, the columns in the order the rows first give them.
 fn json_table(files: &[PathBuf]) -> Result<Arc<dyn TableProvider>> {
     use datafusion::arrow::json::reader::{infer_json_schema_from_iterator, ReaderBuilder};

@@ -755,6 +755,9 @@ fn sql_reads_csv_and_json_files_named_in_the_query() {
     );
     write("order.jsonl", "{\"z\": 1, \"a\": 2}\n");
     assert_eq!(ok(&["SELECT * FROM 'order.jsonl'"]), "z,a\n1,2\n");
+    // Objects one per line after a byte order mark (Windows PowerShell's UTF-8).
+    write("marked.jsonl", "\u{feff}{\"z\": 1}\n{\"z\": 2}\n");
+    assert_eq!(ok(&["SELECT sum(z) AS z FROM 'marked.jsonl'"]), "z\n3\n");
     write(
         "lines.json",
         "{\"generation_id\": \"b\"}\n{\"generation_id\": \"c\"}\n",
