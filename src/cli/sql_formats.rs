@@ -142,14 +142,11 @@ fn decompressed(
     if !compression.is_compressed() {
         return Ok(bytes);
     }
-    let reader = compression.convert_read(std::io::Cursor::new(bytes))?;
+    let mut reader = compression.convert_read(std::io::Cursor::new(bytes))?;
     let mut text = Vec::new();
     let read = match limit {
         Some(n) => reader.take(n).read_to_end(&mut text),
-        None => {
-            let mut r = reader;
-            r.read_to_end(&mut text)
-        }
+        None => reader.read_to_end(&mut text),
     };
     match read {
         Ok(_) => Ok(text),
@@ -208,11 +205,7 @@ fn json_table(files: &[PathBuf]) -> Result<Arc<dyn TableProvider>> {
     use datafusion::arrow::json::reader::{infer_json_schema_from_iterator, ReaderBuilder};
     let mut rows: Vec<serde_json::Value> = Vec::new();
     for file in files {
-        let bytes = match crate::store::read_object(file) {
-            Some(bytes) => bytes?,
-            None => std::fs::read(file).map_err(|e| Error::io(file, e))?,
-        };
-        let bytes = decompressed(file, compression_of(file), bytes, None)?;
+        let bytes = decompressed(file, compression_of(file), crate::store::read_bytes(file)?, None)?;
         json_rows(file, unmarked(&bytes), &mut rows)?;
     }
     // The reader's errors name no file: `text_error` adds them, as for the other readers.

@@ -141,16 +141,18 @@ async fn register(
             return Err(Error::Usage(format!("table '{p}' in the query: {why}")));
         }
     }
+    let output_in_query = |p: &str| {
+        Error::Usage(format!(
+            "table '{p}' in the query: is a segscore output directory; give it as --table {p} (tables segments, generations) and read those"
+        ))
+    };
     let path = Path::new(&t.path);
     // A bare s3:// URL is an output (read by its manifest, or an error saying it is not a
     // complete one); a local path is one when it has segments/.
     let bare_remote = t.name.is_none() && crate::store::remote(path).is_some();
     if bare_remote || crate::sink::committed::is_output(path)? {
         if in_query {
-            return Err(Error::Usage(format!(
-                "table '{}' in the query: is a segscore output directory; give it as --table {} (tables segments, generations) and read those",
-                t.path, t.path
-            )));
+            return Err(output_in_query(&t.path));
         }
         let names = evaluate::register_output(ctx, path, t.name.as_deref()).await?;
         tracing::debug!(tables = ?names, dir = %path.display(), "registered a segscore output");
@@ -158,9 +160,7 @@ async fn register(
     }
     for p in &patterns[1..] {
         if crate::sink::committed::is_output(Path::new(p))? {
-            return Err(Error::Usage(format!(
-                "table '{p}' in the query: is a segscore output directory; give it as --table {p} (tables segments, generations) and read those"
-            )));
+            return Err(output_in_query(p));
         }
     }
     let name = name.ok_or_else(|| {

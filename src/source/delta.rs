@@ -146,15 +146,10 @@ fn partitioned(
         ));
     }
     for f in live {
-        let rel = f.strip_prefix(&folder).unwrap_or(f);
-        let mut keys: Vec<String> = rel
-            .parent()
-            .map(|p| {
-                p.iter()
-                    .filter_map(|c| c.to_str()?.split_once('=').map(|(k, _)| k.to_string()))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let mut keys: Vec<String> = super::hive::levels(&folder, f)
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
         keys.sort();
         if keys.iter().collect::<Vec<_>>() != cols {
             return Err(format!(

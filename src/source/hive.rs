@@ -142,8 +142,8 @@ impl Hive {
     }
 }
 
-/// The `key=value` levels of `file` below `root`, in order.
-fn levels(root: &Path, file: &Path) -> Vec<(String, String)> {
+/// The `key=value` levels of `file` below `root`, in order (none where it is not below it).
+pub(crate) fn levels(root: &Path, file: &Path) -> Vec<(String, String)> {
     let Ok(rel) = file.strip_prefix(root) else {
         return Vec::new();
     };

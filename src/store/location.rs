@@ -349,12 +349,17 @@ pub fn read_object(path: &Path) -> Option<Result<Vec<u8>>> {
     }))
 }
 
+/// A file's bytes, local or in object storage, the error naming it.
+pub fn read_bytes(path: &Path) -> Result<Vec<u8>> {
+    match read_object(path) {
+        Some(bytes) => bytes,
+        None => std::fs::read(path).map_err(|e| Error::io(path, e)),
+    }
+}
+
 /// A text file's contents, local or in object storage (`--query-file`, `sql --file`).
 pub fn read_text(path: &Path) -> Result<String> {
-    let bytes = match read_object(path) {
-        Some(bytes) => bytes?,
-        None => std::fs::read(path).map_err(|e| Error::io(path, e))?,
-    };
+    let bytes = read_bytes(path)?;
     String::from_utf8(bytes).map_err(|e| Error::Usage(format!("{}: not UTF-8 text: {e}", path.display())))
 }
 

@@ -26,7 +26,7 @@ use url::Url;
 use crate::error::{Error, Result};
 
 mod location;
-pub use location::{expand, read_object, read_text, Location, RemoteFile, Staged};
+pub use location::{expand, read_bytes, read_object, read_text, Location, RemoteFile, Staged};
 
 /// The URL scheme segscore reads and writes object storage by.
 pub const SCHEME: &str = "s3://";
