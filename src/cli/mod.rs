@@ -23,6 +23,7 @@ mod sql_formats;
 mod sql_sink;
 mod sql_summarize;
 mod sql_tables;
+mod sql_text;
 mod stdout;
 
 #[derive(Parser)]

@@ -95,8 +95,10 @@ pub(crate) fn sql(a: SqlArgs) -> Result<()> {
         (None, Some(f)) => crate::store::read_text(f)?,
         (None, None) => return Err(Error::Usage("give a query, or --file".into())),
     };
+    // DuckDB's `FROM t WHERE ...` is `SELECT * FROM t WHERE ...`.
+    let query = super::sql_text::select_star_first(&query);
     // Statements before the last define what it reads (`CREATE VIEW ...;`).
-    let (setup, query) = super::sql_tables::statements(&query)?;
+    let (setup, query) = super::sql_text::statements(&query)?;
     let setup = setup.iter().map(|s| duckdb_sql(s)).collect::<Result<Vec<_>>>()?;
     // DuckDB's `SUMMARIZE t`: the query of t's rows, summarized once its columns are known.
     let (query, summarize) = match super::sql_summarize::summarized(&query) {

@@ -1,8 +1,8 @@
 //! DuckDB's SQL in `segscore sql`'s queries, as DuckDB users write it: the table functions that
 //! read files (`read_parquet`, `read_csv`, `read_json`, ...) with a path or a list of paths and
 //! the options segscore takes (hive partitioning, each row's file, a CSV's separator, header
-//! and quotes, a JSON layout); `FROM t` for `SELECT * FROM t`; `COPY ... TO 'file'` as a query and where its result
-//! goes (DuckDB's `(FORMAT PARQUET)` too).
+//! and quotes, a JSON layout); `COPY ... TO 'file'` as a query and where its result goes
+//! (DuckDB's `(FORMAT PARQUET)` too).
 
 use datafusion::sql::sqlparser::ast::{BinaryOperator, Expr, FunctionArg, FunctionArgExpr, Value};
 
@@ -219,37 +219,18 @@ fn named(e: &Expr) -> Option<(String, &Expr)> {
 /// `parquet_scan`, `read_csv`, `read_json`, ...) as the path they name, quoted (`FROM "path"`),
 /// which [`super::sql_tables`] reads as `--table` would; a call with a list of paths or
 /// options, or whose function reads another format than its path's name says, as a name that
-/// is the call's text ([`call_table`] reads it back); `FROM t [WHERE ...]` with no SELECT as
-/// `SELECT * FROM t ...` (DataFusion read it as a select of no columns). The query as it is
+/// is the call's text ([`call_table`] reads it back). The query as it is
 /// when it holds none of these, or is not one statement that parses (its error comes when it
 /// is planned); a call segscore cannot read as DuckDB would is refused, saying why.
 pub(super) fn duckdb_sql(query: &str) -> Result<String> {
     use std::ops::ControlFlow;
 
     use datafusion::sql::parser::{DFParser, Statement};
-    use datafusion::sql::sqlparser::ast::{
-        Ident, ObjectName, Query, SelectFlavor, SelectItem, SetExpr, TableFactor, VisitMut, VisitorMut,
-    };
+    use datafusion::sql::sqlparser::ast::{Ident, ObjectName, TableFactor, VisitMut, VisitorMut};
     /// Whether anything was rewritten.
     struct Calls(bool);
-    /// Whether a FROM-first select of no columns (`FROM t`) in `body` was given every column.
-    fn from_first(body: &mut SetExpr) -> bool {
-        match body {
-            SetExpr::Select(s) if s.flavor == SelectFlavor::FromFirstNoSelect && s.projection.is_empty() => {
-                s.projection = vec![SelectItem::Wildcard(Default::default())];
-                s.flavor = SelectFlavor::Standard;
-                true
-            }
-            SetExpr::SetOperation { left, right, .. } => from_first(left) | from_first(right),
-            _ => false,
-        }
-    }
     impl VisitorMut for Calls {
         type Break = String;
-        fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<String> {
-            self.0 |= from_first(&mut query.body);
-            ControlFlow::Continue(())
-        }
         fn pre_visit_table_factor(&mut self, table: &mut TableFactor) -> ControlFlow<String> {
             let TableFactor::Table { name, args, .. } = table else {
                 return ControlFlow::Continue(());
@@ -333,25 +314,26 @@ pub(super) fn call_table(name: &str) -> Option<TableArg> {
 /// DataFusion's `COPY ... TO 'file' STORED AS PARQUET`; another option is refused (`why` gives
 /// the refusal for the target and what is refused). The query as it is when it is no such COPY.
 pub(super) fn copy_options(query: &str, why: impl Fn(&str, String) -> Error) -> Result<String> {
-    use datafusion::sql::sqlparser::dialect::GenericDialect;
+    use super::sql_text::{keyword, tokens};
     use datafusion::sql::sqlparser::keywords::Keyword;
-    use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+    use datafusion::sql::sqlparser::tokenizer::Token;
     let as_is = || Ok(query.to_string());
-    let Ok(tokens) = Tokenizer::new(&GenericDialect {}, query).tokenize() else {
+    let Some(located) = tokens(query) else {
         return as_is();
     };
+    let tokens: Vec<&Token> = located.iter().map(|(t, _)| t).collect();
     // The tokens that are not white space, by their place.
     let mut solid: Vec<usize> = (0..tokens.len())
         .filter(|&i| !matches!(tokens[i], Token::Whitespace(_)))
         .collect();
-    if solid.last().is_some_and(|&i| tokens[i] == Token::SemiColon) {
+    if solid.last().is_some_and(|&i| *tokens[i] == Token::SemiColon) {
         solid.pop();
     }
-    let keyword = |i: usize, k: Keyword| matches!(&tokens[i], Token::Word(w) if w.keyword == k);
+    let keyword = |i: usize, k: Keyword| keyword(tokens[i], k);
     let (Some(&first), Some(&close)) = (solid.first(), solid.last()) else {
         return as_is();
     };
-    if !keyword(first, Keyword::COPY) || tokens[close] != Token::RParen {
+    if !keyword(first, Keyword::COPY) || *tokens[close] != Token::RParen {
         return as_is();
     }
     // The `(` that the last `)` closes, and what comes before it.
@@ -377,7 +359,7 @@ pub(super) fn copy_options(query: &str, why: impl Fn(&str, String) -> Error) -> 
     let (Some(target), Some(to)) = (target, before.next()) else {
         return as_is();
     };
-    let Token::SingleQuotedString(file) = &tokens[target] else {
+    let Token::SingleQuotedString(file) = tokens[target] else {
         return as_is();
     };
     if !keyword(to, Keyword::TO) {
@@ -385,8 +367,8 @@ pub(super) fn copy_options(query: &str, why: impl Fn(&str, String) -> Error) -> 
     }
     let inside = &solid[at + 1..solid.len() - 1];
     let mut stored = None;
-    for option in inside.split(|&i| tokens[i] == Token::Comma) {
-        let text = |i: &usize| match &tokens[*i] {
+    for option in inside.split(|&i| *tokens[i] == Token::Comma) {
+        let text = |i: &usize| match tokens[*i] {
             Token::Word(w) => w.value.clone(),
             Token::SingleQuotedString(s) => s.clone(),
             t => t.to_string(),
@@ -404,7 +386,7 @@ pub(super) fn copy_options(query: &str, why: impl Fn(&str, String) -> Error) -> 
             _ => return Err(why(file, format!("option {} is not taken", words.join(" ")))),
         }
     }
-    let kept: String = tokens[..cut].iter().map(ToString::to_string).collect();
+    let kept = &query[..located[cut].1];
     Ok(match stored {
         Some(f) => format!("{} STORED AS {}", kept.trim_end(), f.to_ascii_uppercase()),
         None => kept.trim_end().to_string(),

@@ -101,7 +101,7 @@ pub async fn context(opts: &SqlOptions) -> Result<(SessionContext, Tables)> {
         }
         named_in_query.extend(named);
         if i + 1 < count {
-            let ran = match ctx.sql(statement).await {
+            let ran = match segscore_plan::sql(&ctx, statement).await {
                 Ok(df) => df.collect().await.map(drop),
                 Err(e) => Err(e),
             };
@@ -383,72 +383,4 @@ fn sort_keys(plan: &dyn datafusion::physical_plan::ExecutionPlan) -> Option<Vec<
             .collect();
     }
     plan.children().into_iter().find_map(|c| sort_keys(c.as_ref()))
-}
-
-/// A query text of several statements (`CREATE VIEW v AS ...; SELECT ... FROM v`, as SQL
-/// scripts for DuckDB have them): the statements before the last, which may only define what
-/// the last reads (CREATE VIEW, CREATE TABLE ... AS, SET), and the last, whose result is the
-/// output, each as written. A text of one statement, or one that does not parse (its error
-/// comes when it is planned), is the query alone.
-pub(super) fn statements(query: &str) -> Result<(Vec<String>, String)> {
-    use datafusion::sql::parser::{DFParser, Statement};
-    use datafusion::sql::sqlparser::ast::Statement as Sql;
-    use datafusion::sql::sqlparser::dialect::GenericDialect;
-    use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
-    let alone = || Ok((Vec::new(), query.to_string()));
-    let Ok(tokens) = Tokenizer::new(&GenericDialect {}, query).tokenize_with_location() else {
-        return alone();
-    };
-    // Byte offsets of the lines' starts, for the tokens' (line, column in characters).
-    let lines: Vec<usize> = std::iter::once(0)
-        .chain(query.match_indices('\n').map(|(i, _)| i + 1))
-        .collect();
-    let offset = |line: u64, column: u64| -> usize {
-        let start = lines
-            .get((line as usize).saturating_sub(1))
-            .copied()
-            .unwrap_or(query.len());
-        query[start..]
-            .char_indices()
-            .nth((column as usize).saturating_sub(1))
-            .map_or(query.len(), |(i, _)| start + i)
-    };
-    let mut texts: Vec<String> = Vec::new();
-    let mut start = 0;
-    for t in tokens.iter().filter(|t| t.token == Token::SemiColon) {
-        let end = offset(t.span.start.line, t.span.start.column);
-        texts.push(query[start..end].to_string());
-        start = end + 1;
-    }
-    texts.push(query[start..].to_string());
-    // A statement that does not parse: the parser's error, placed in the whole text, comes when
-    // it is planned. Comments and blanks between or after the statements are no statements.
-    let mut parsed = Vec::with_capacity(texts.len());
-    for t in texts {
-        // DuckDB's `SUMMARIZE t` parses as the query of the rows it summarizes.
-        let rows = super::sql_summarize::summarized(&t);
-        match DFParser::parse_sql(rows.as_deref().unwrap_or(&t)) {
-            Ok(s) if s.is_empty() => {}
-            Ok(s) => parsed.push((t, s)),
-            Err(_) => return alone(),
-        }
-    }
-    let count = parsed.len();
-    if count < 2 {
-        return alone();
-    }
-    for (i, (text, statement)) in parsed.iter().take(count - 1).enumerate() {
-        let defines = matches!(statement.front(), Some(Statement::Statement(s))
-            if matches!(s.as_ref(), Sql::CreateView(_) | Sql::CreateTable(_) | Sql::Set(_)));
-        if !defines {
-            let text: String = text.trim().chars().take(40).collect();
-            return Err(Error::Usage(format!(
-                "query: statement {} of {count} (`{text}`...) is not the last: only the last statement's result is printed or written; the ones before it may CREATE VIEW, CREATE TABLE ... AS or SET",
-                i + 1
-            )));
-        }
-    }
-    let mut texts: Vec<String> = parsed.into_iter().map(|(t, _)| t).collect();
-    let last = texts.pop().unwrap_or_default();
-    Ok((texts, last))
 }

@@ -1072,6 +1072,42 @@ fn sql_copy_to_writes_as_to_does_and_no_query_writes_into_a_table() {
     );
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(String::from_utf8(o.stdout).unwrap(), format!("{counts}z,0\n"));
+    // DuckDB's FROM-first selects with a WHERE or QUALIFY and no SELECT (a parser error before),
+    // and ORDER BY ALL (before: "No field named all"): by the listed columns' positions, or
+    // after a `*` by the columns it expands to; a quoted "all" is a column.
+    for (query, want) in [
+        (
+            "-- the first segments\nWITH f AS (FROM 'in.parquet' WHERE segment_index = 0) FROM f SELECT generation_id WHERE generation_id <> 'b' ORDER BY ALL",
+            "generation_id\na\nc\n",
+        ),
+        (
+            "SELECT generation_id, segment_index + 1 AS n FROM (FROM 'in.parquet' QUALIFY segment_index = max(segment_index) OVER (PARTITION BY generation_id)) ORDER BY ALL",
+            counts,
+        ),
+        ("SELECT generation_id, count(*) AS n FROM 'in.parquet' GROUP BY ALL ORDER BY ALL", counts),
+        (
+            "FROM (SELECT generation_id, cumulative_score FROM 'in.parquet') ORDER BY ALL DESC LIMIT 2",
+            "generation_id,cumulative_score\nc,0.5\nc,0.4\n",
+        ),
+        (
+            "SELECT segment_index AS \"all\" FROM 'in.parquet' WHERE generation_id = 'a' ORDER BY \"all\" DESC LIMIT 1",
+            "all\n3\n",
+        ),
+    ] {
+        let o = sql(query, &["--format", "csv"]);
+        assert!(o.status.success(), "{query}: {}", stderr(&o));
+        assert_eq!(String::from_utf8(o.stdout).unwrap(), want, "{query}");
+    }
+    let o = sql(
+        "COPY (FROM 'in.parquet' WHERE generation_id = 'b') TO 'b.csv'",
+        &[],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let b = std::fs::read_to_string(tmp.path().join("b.csv")).unwrap();
+    assert!(
+        b.starts_with("generation_id,segment_index,") && b.lines().count() == 2,
+        "{b}"
+    );
     // COPY over the file it reads is refused before anything is written (DataFusion's own
     // COPY truncated it while reading it); so is a folder, a missing folder, what --to cannot
     // write, and COPY beside --to.
@@ -1145,6 +1181,7 @@ fn sql_copy_to_writes_as_to_does_and_no_query_writes_into_a_table() {
     assert_eq!(
         left,
         [
+            "b.csv",
             "case.parquet",
             "copy.parquet",
             "dup.pq",

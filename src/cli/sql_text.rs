@@ -1,0 +1,241 @@
+//! A `segscore sql` text before it is parsed: its tokens and where each starts, its statements
+//! (a script's setup and the query whose result is the output), and DuckDB's FROM-first selects
+//! without a SELECT (`FROM t WHERE ...`) given their `SELECT *`.
+
+use datafusion::sql::sqlparser::dialect::GenericDialect;
+use datafusion::sql::sqlparser::keywords::Keyword;
+use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+
+use crate::error::{Error, Result};
+
+/// The tokens of `query` (white space and comments among them), each with the byte offset in
+/// `query` where it starts; None for a text the tokenizer refuses (an unclosed quote: the
+/// parser's error says where when the query is planned).
+pub(super) fn tokens(query: &str) -> Option<Vec<(Token, usize)>> {
+    let tokens = Tokenizer::new(&GenericDialect {}, query)
+        .tokenize_with_location()
+        .ok()?;
+    // Byte offsets of the lines' starts, for the tokens' (line, column in characters).
+    let lines: Vec<usize> = std::iter::once(0)
+        .chain(query.match_indices('\n').map(|(i, _)| i + 1))
+        .collect();
+    let offset = |line: u64, column: u64| -> usize {
+        let start = lines
+            .get((line as usize).saturating_sub(1))
+            .copied()
+            .unwrap_or(query.len());
+        query[start..]
+            .char_indices()
+            .nth((column as usize).saturating_sub(1))
+            .map_or(query.len(), |(i, _)| start + i)
+    };
+    Some(
+        tokens
+            .into_iter()
+            .map(|t| {
+                let at = offset(t.span.start.line, t.span.start.column);
+                (t.token, at)
+            })
+            .collect(),
+    )
+}
+
+/// Whether `t` is the keyword `k`.
+pub(super) fn keyword(t: &Token, k: Keyword) -> bool {
+    matches!(t, Token::Word(w) if w.keyword == k)
+}
+
+/// A query text of several statements (`CREATE VIEW v AS ...; SELECT ... FROM v`, as SQL
+/// scripts for DuckDB have them): the statements before the last, which may only define what
+/// the last reads (CREATE VIEW, CREATE TABLE ... AS, SET), and the last, whose result is the
+/// output, each as written. A text of one statement, or one that does not parse (its error
+/// comes when it is planned), is the query alone.
+pub(super) fn statements(query: &str) -> Result<(Vec<String>, String)> {
+    use datafusion::sql::parser::{DFParser, Statement};
+    use datafusion::sql::sqlparser::ast::Statement as Sql;
+    let alone = || Ok((Vec::new(), query.to_string()));
+    let Some(tokens) = tokens(query) else {
+        return alone();
+    };
+    let mut texts: Vec<String> = Vec::new();
+    let mut start = 0;
+    for (_, end) in tokens.iter().filter(|(t, _)| *t == Token::SemiColon) {
+        texts.push(query[start..*end].to_string());
+        start = end + 1;
+    }
+    texts.push(query[start..].to_string());
+    // A statement that does not parse: the parser's error, placed in the whole text, comes when
+    // it is planned. Comments and blanks between or after the statements are no statements.
+    let mut parsed = Vec::with_capacity(texts.len());
+    for t in texts {
+        // DuckDB's `SUMMARIZE t` parses as the query of the rows it summarizes.
+        let rows = super::sql_summarize::summarized(&t);
+        match DFParser::parse_sql(rows.as_deref().unwrap_or(&t)) {
+            Ok(s) if s.is_empty() => {}
+            Ok(s) => parsed.push((t, s)),
+            Err(_) => return alone(),
+        }
+    }
+    let count = parsed.len();
+    if count < 2 {
+        return alone();
+    }
+    for (i, (text, statement)) in parsed.iter().take(count - 1).enumerate() {
+        let defines = matches!(statement.front(), Some(Statement::Statement(s))
+            if matches!(s.as_ref(), Sql::CreateView(_) | Sql::CreateTable(_) | Sql::Set(_)));
+        if !defines {
+            let text: String = text.trim().chars().take(40).collect();
+            return Err(Error::Usage(format!(
+                "query: statement {} of {count} (`{text}`...) is not the last: only the last statement's result is printed or written; the ones before it may CREATE VIEW, CREATE TABLE ... AS or SET",
+                i + 1
+            )));
+        }
+    }
+    let mut texts: Vec<String> = parsed.into_iter().map(|(t, _)| t).collect();
+    let last = texts.pop().unwrap_or_default();
+    Ok((texts, last))
+}
+
+/// `query` with DuckDB's FROM-first selects that have no SELECT (`FROM t`, `FROM t WHERE x > 1`,
+/// `(FROM t QUALIFY ...)`) written as `SELECT * FROM ...`: DataFusion's parser takes `FROM t`
+/// and `FROM t SELECT a`, but not a WHERE, GROUP BY or QUALIFY after a FROM-first table. A FROM
+/// starts a select where a query starts: at the text's or a statement's start, after `(`, after
+/// AS (a view's or a table's query), after a WITH's CTEs (`AS (...)`), after UNION, EXCEPT or INTERSECT (with ALL or
+/// DISTINCT), EXPLAIN (ANALYZE, VERBOSE) or SUMMARIZE. It has a SELECT of its own when one
+/// follows at its depth before its query ends (`)`, `;`, a set operation).
+pub(super) fn select_star_first(query: &str) -> String {
+    let Some(tokens) = tokens(query) else {
+        return query.to_string();
+    };
+    let solid: Vec<&(Token, usize)> = tokens
+        .iter()
+        .filter(|(t, _)| !matches!(t, Token::Whitespace(_)))
+        .collect();
+    let set_operation = |t: &Token| {
+        keyword(t, Keyword::UNION) || keyword(t, Keyword::EXCEPT) || keyword(t, Keyword::INTERSECT)
+    };
+    let mut starts = Vec::new();
+    for (i, (t, at)) in solid.iter().map(|&&(ref t, at)| (t, at)).enumerate() {
+        if !keyword(t, Keyword::FROM) {
+            continue;
+        }
+        let before = |back: usize| i.checked_sub(back).map(|j| &solid[j].0);
+        let query_starts = match before(1) {
+            None | Some(Token::LParen | Token::SemiColon) => true,
+            Some(t @ Token::Word(w)) => {
+                set_operation(t)
+                    || matches!(
+                        w.keyword,
+                        Keyword::AS | Keyword::EXPLAIN | Keyword::ANALYZE | Keyword::VERBOSE
+                    )
+                    || w.value.eq_ignore_ascii_case("summarize")
+                    // `UNION ALL FROM t`, but not `a IS DISTINCT FROM b`.
+                    || (matches!(w.keyword, Keyword::ALL | Keyword::DISTINCT)
+                        && before(2).is_some_and(set_operation))
+            }
+            // The query after a WITH's CTEs: `WITH x AS (...) FROM x`.
+            Some(Token::RParen) => {
+                let mut depth = 0usize;
+                let open = (0..i).rev().find(|&j| {
+                    match solid[j].0 {
+                        Token::RParen => depth += 1,
+                        Token::LParen => depth -= 1,
+                        _ => {}
+                    }
+                    depth == 0
+                });
+                open.and_then(|j| j.checked_sub(1)).is_some_and(|j| {
+                    keyword(&solid[j].0, Keyword::AS) || keyword(&solid[j].0, Keyword::MATERIALIZED)
+                })
+            }
+            Some(_) => false,
+        };
+        if !query_starts {
+            continue;
+        }
+        let mut depth = 0usize;
+        let mut selects = false;
+        for (t, _) in &solid[i + 1..] {
+            match t {
+                Token::LParen => depth += 1,
+                Token::RParen if depth == 0 => break,
+                Token::RParen => depth -= 1,
+                Token::SemiColon if depth == 0 => break,
+                t if depth == 0 && set_operation(t) => break,
+                t if depth == 0 && keyword(t, Keyword::SELECT) => {
+                    selects = true;
+                    break;
+                }
+                _ => {}
+            }
+        }
+        if !selects {
+            starts.push(at);
+        }
+    }
+    let mut text = String::with_capacity(query.len() + 9 * starts.len());
+    let mut from = 0;
+    for at in starts {
+        text.push_str(&query[from..at]);
+        text.push_str("SELECT * ");
+        from = at;
+    }
+    text.push_str(&query[from..]);
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn from_first_selects_without_select_get_select_star() {
+        for (query, want) in [
+            ("FROM t", "SELECT * FROM t"),
+            ("from 't.parquet' where g > 1 order by g", "SELECT * from 't.parquet' where g > 1 order by g"),
+            ("-- rows\nFROM t WHERE x", "-- rows\nSELECT * FROM t WHERE x"),
+            (
+                "COPY (FROM t QUALIFY row_number() OVER (PARTITION BY g) = 1) TO 'x.csv'",
+                "COPY (SELECT * FROM t QUALIFY row_number() OVER (PARTITION BY g) = 1) TO 'x.csv'",
+            ),
+            (
+                "CREATE VIEW v AS FROM t WHERE a IS DISTINCT FROM b; FROM v",
+                "CREATE VIEW v AS SELECT * FROM t WHERE a IS DISTINCT FROM b; SELECT * FROM v",
+            ),
+            (
+                "WITH x AS (FROM t WHERE k IN (SELECT k FROM u)) FROM x UNION ALL FROM y",
+                "WITH x AS (SELECT * FROM t WHERE k IN (SELECT k FROM u)) SELECT * FROM x UNION ALL SELECT * FROM y",
+            ),
+            ("SUMMARIZE FROM t WHERE g = 1", "SUMMARIZE SELECT * FROM t WHERE g = 1"),
+            ("EXPLAIN FROM 'é.parquet' WHERE a = 'ü'", "EXPLAIN SELECT * FROM 'é.parquet' WHERE a = 'ü'"),
+        ] {
+            assert_eq!(select_star_first(query), want, "{query}");
+        }
+        // A FROM-first select with its SELECT, a FROM inside a select, other statements'
+        // FROMs, and text the tokenizer refuses are as written.
+        for query in [
+            "FROM t SELECT a, count(*) GROUP BY a",
+            "(FROM t JOIN u USING (k) SELECT k)",
+            "SELECT extract(year FROM d), substring(s FROM 2) FROM t",
+            "SELECT count(*) FROM t, (SELECT CAST(a AS INT) FROM u) FROM v",
+            "DELETE FROM t",
+            "SELECT * FROM t WHERE a IS NOT DISTINCT FROM b",
+            "FROM 'unclosed WHERE",
+        ] {
+            assert_eq!(select_star_first(query), query);
+        }
+    }
+
+    #[test]
+    fn tokens_start_where_their_text_does() {
+        let q = "SELECT 'é'\n  FROM \"t\"; -- x";
+        let starts: Vec<(String, usize)> = tokens(q)
+            .unwrap()
+            .into_iter()
+            .filter(|(t, _)| !matches!(t, Token::Whitespace(_)))
+            .map(|(t, at)| (t.to_string(), at))
+            .collect();
+        let want = [("SELECT", 0), ("'é'", 7), ("FROM", 14), ("\"t\"", 19), (";", 22)];
+        assert_eq!(starts, want.map(|(t, at)| (t.to_string(), at)));
+    }
+}
