@@ -17,7 +17,7 @@ scripts/install-python-deps.sh
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo clippy --workspace --all-targets --locked --no-default-features -- -D warnings
 # The docs of public items build without broken links.
-RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --lib --locked
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --lib --locked --workspace
 cargo test --locked "$@"
 # The build without the cluster: the demo, and its answer to --cluster and `segscore cluster`.
 if [ $# -eq 0 ]; then

@@ -1,7 +1,8 @@
 //! Every segscore SQL function, registered in one place: the metrics' aggregates
 //! ([`crate::metrics::udaf`]), `segscore_shard` and `segscore_sample` ([`crate::shard`]), and,
 //! when a model is loaded, `reward_model` and `reward_model_input_problem`
-//! ([`crate::model::udf`]), and with a tokenizer `tokenize` ([`crate::model::text`]). The
+//! ([`crate::model::udf`]), and with a tokenizer `tokenize` ([`crate::model::text`]), and
+//! DuckDB's names for DataFusion's functions ([`DUCKDB_NAMES`]). The
 //! job, the evaluation, `segscore sql`, `report` and `compare` all register them here, so
 //! every context segscore makes knows the same names; a cluster's scheduler and executors
 //! get the same names from [`served`], with the model's functions taking the job's files
@@ -50,6 +51,43 @@ pub fn register(
     }
     for f in scalar {
         ctx.register_udf(f);
+    }
+    register_duckdb_names(ctx);
+}
+
+/// DuckDB's names for DataFusion functions that compute the same (as DuckDB's documentation
+/// defines them): `list(x)` is `array_agg(x)`, nulls kept; `first`, `last` the first and last
+/// value, nulls included; `approx_quantile`, `approx_count_distinct` the t-digest and
+/// HyperLogLog estimates; `strlen` the length in bytes; `regexp_matches(s, p)` whether `p`
+/// matches a part of `s`; `prefix`, `suffix` whether `s` starts or ends with the text;
+/// `list_value` a list of its arguments. DuckDB's aggregates DataFusion has no function for
+/// (`arg_max`, `count_if`, ...) are written as DataFusion expressions before a query is planned
+/// ([`segscore_plan::duckdb`]).
+pub const DUCKDB_NAMES: [(&str, &str); 10] = [
+    ("list", "array_agg"),
+    ("first", "first_value"),
+    ("last", "last_value"),
+    ("approx_quantile", "approx_percentile_cont"),
+    ("approx_count_distinct", "approx_distinct"),
+    ("strlen", "octet_length"),
+    ("regexp_matches", "regexp_like"),
+    ("prefix", "starts_with"),
+    ("suffix", "ends_with"),
+    ("list_value", "make_array"),
+];
+
+/// Registers [`DUCKDB_NAMES`] in `ctx` as aliases of DataFusion's functions, where `ctx` has
+/// no function of that name already.
+fn register_duckdb_names(ctx: &SessionContext) {
+    for (alias, name) in DUCKDB_NAMES {
+        if ctx.udaf(alias).is_ok() || ctx.udf(alias).is_ok() {
+            continue;
+        }
+        if let Ok(f) = ctx.udaf(name) {
+            ctx.register_udaf(f.as_ref().clone().with_aliases([alias]));
+        } else if let Ok(f) = ctx.udf(name) {
+            ctx.register_udf(f.as_ref().clone().with_aliases([alias]));
+        }
     }
 }
 

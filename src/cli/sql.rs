@@ -530,17 +530,27 @@ async fn execute(ctx: &SessionContext, opts: &SqlOptions) -> Result<()> {
 /// provides them needs (DataFusion only says "Invalid function", and suggests another), what
 /// a query that writes into a table can do instead, and how a table is given when the query
 /// names one that is not there.
-fn missing_function_hint(error: &str, opts: &SqlOptions) -> &'static str {
+fn missing_function_hint(error: &str, opts: &SqlOptions) -> String {
     let calls = |f: &str| error.contains(&format!("Invalid function '{f}'"));
+    // DuckDB's aggregate that segscore computes, called with another number of arguments.
+    let duckdb = error
+        .split_once("Invalid function '")
+        .and_then(|(_, rest)| rest.split_once('\''))
+        .and_then(|(name, _)| Some((name, segscore_plan::duckdb::arity(name)?)));
     if opts.model.is_none() && (calls("reward_model") || calls("reward_model_input_problem")) {
-        " (reward_model needs --model FILE)"
+        " (reward_model needs --model FILE)".into()
     } else if opts.tokenizer.is_none() && calls("tokenize") {
-        " (tokenize needs --tokenizer FILE)"
+        " (tokenize needs --tokenizer FILE)".into()
+    } else if let Some((name, arity)) = duckdb {
+        format!(
+            " ({name} takes {arity} argument{} here)",
+            if arity == 1 { "" } else { "s" }
+        )
     } else if error.contains("DML not supported") {
-        " (segscore sql reads its tables and never writes into them: write a result with --to FILE or COPY (query) TO 'file')"
+        " (segscore sql reads its tables and never writes into them: write a result with --to FILE or COPY (query) TO 'file')".into()
     } else if error.contains("table '") && error.ends_with("' not found") {
-        " (give tables with --table NAME=PATH, or name Parquet files in quotes: FROM 'data/*.parquet')"
+        " (give tables with --table NAME=PATH, or name Parquet files in quotes: FROM 'data/*.parquet')".into()
     } else {
-        ""
+        String::new()
     }
 }

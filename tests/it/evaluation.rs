@@ -870,6 +870,42 @@ fn compressed_csv_and_json_files_are_read_as_their_names_say() {
     assert_fails(&o, 1, "fake.csv.gz: cannot be decompressed as its name says");
 }
 
+/// DuckDB's aggregates that DataFusion lacks (`arg_max`, `arg_min`, `max_by`, `min_by`,
+/// `count_if`; before: "Invalid function"), computed as DuckDB defines them (rows where the
+/// argument or the value is null left out), with FILTER, as a window's aggregate and named by
+/// the call; DuckDB's names for DataFusion's functions (`list`, `first`, `strlen`, ...); a call
+/// with another number of arguments says how many it takes.
+#[test]
+fn sql_takes_duckdb_aggregates_and_function_names() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rows = "(VALUES (1, 0.5, 'a'), (1, NULL, 'b'), (1, 0.9, NULL), (1, 0.2, 'z'), (2, NULL, 'd'), (3, 0.3, 'f')) AS t(g, c, name)";
+    let sql = |q: &str| segscore_in(tmp.path(), &["sql", "--format", "csv", q]);
+    for (query, want) in [
+        (
+            format!("SELECT g, arg_max(name, c), arg_min(name, c), max_by(name, c), min_by(name, c), count_if(c > 0.3) AS n FROM {rows} GROUP BY ALL ORDER BY ALL"),
+            "g,\"arg_max(name, c)\",\"arg_min(name, c)\",\"max_by(name, c)\",\"min_by(name, c)\",n\n\
+             1,a,z,a,z,2\n2,,,,,0\n3,f,f,f,f,0\n",
+        ),
+        (
+            format!("SELECT arg_max(name, c) FILTER (WHERE g <> 1) AS am, upper(arg_min(name, c)) AS up, count_if(true) AS n, \
+                     list(g ORDER BY g DESC) AS l, first(name ORDER BY g DESC, name) AS f, approx_count_distinct(g) AS d, \
+                     strlen('héllo') AS b, regexp_matches('abc', 'b') AS r, prefix('abc', 'ab') AS p, suffix('abc', 'b') AS s, \
+                     list_value(1, 2) AS v FROM {rows}"),
+            "am,up,n,l,f,d,b,r,p,s,v\nf,Z,6,\"[3, 2, 1, 1, 1, 1]\",f,3,6,true,true,false,\"[1, 2]\"\n",
+        ),
+        (
+            format!("SELECT g, count_if(c > 0.3) OVER (PARTITION BY g) AS w FROM {rows} ORDER BY ALL"),
+            "g,w\n1,2\n1,2\n1,2\n1,2\n2,0\n3,0\n",
+        ),
+    ] {
+        let o = sql(&query);
+        assert!(o.status.success(), "{query}: {}", stderr(&o));
+        assert_eq!(String::from_utf8(o.stdout).unwrap(), want, "{query}");
+    }
+    let o = sql("SELECT arg_max(g) FROM (VALUES (1)) AS t(g)");
+    assert_fails(&o, 2, "(arg_max takes 2 arguments here)");
+}
+
 /// DuckDB's SUMMARIZE: a row per column with its type, min, max, distinct count, mean, standard
 /// deviation, quartiles, count and share of nulls (the values DuckDB gives, bar its
 /// approximate quartiles), of a file, a table, a query or a script's view.

@@ -25,8 +25,10 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::{SQLOptions, SessionContext};
 use futures::future::BoxFuture;
 
-/// Plans `sql` in `ctx` (`SessionContext::sql`): a query, or a statement such as `SET`. DuckDB's
-/// `ORDER BY ALL` sorts by every column of the result, left to right ([`order_by_all`]).
+pub mod duckdb;
+
+/// Plans `sql` in `ctx` (`SessionContext::sql`): a query, or a statement such as `SET`, with
+/// DuckDB's SQL that DataFusion reads otherwise or lacks written as DataFusion's ([`duckdb`]).
 pub fn sql<'a>(ctx: &'a SessionContext, sql: &'a str) -> BoxFuture<'a, Result<DataFrame>> {
     Box::pin(planned(ctx, sql, SQLOptions::new()))
 }
@@ -37,85 +39,17 @@ pub fn read_only<'a>(ctx: &'a SessionContext, sql: &'a str) -> BoxFuture<'a, Res
     Box::pin(planned(ctx, sql, SQLOptions::new().with_allow_dml(false)))
 }
 
-/// `SessionContext::sql_with_options`, with [`order_by_all`] between parsing and planning.
+/// `SessionContext::sql_with_options`, with [`duckdb::rewrite`] between parsing and planning.
 async fn planned(ctx: &SessionContext, sql: &str, options: SQLOptions) -> Result<DataFrame> {
     let state = ctx.state();
     let dialect = state.config().options().sql_parser.dialect;
     let mut statement = state.sql_to_statement(sql, &dialect)?;
     if let datafusion::sql::parser::Statement::Statement(s) = &mut statement {
-        order_by_all(s);
+        duckdb::rewrite(s, &state)?;
     }
     let plan = state.statement_to_plan(statement).await?;
     options.verify_plan(&plan)?;
     ctx.execute_logical_plan(plan).await
-}
-
-/// DuckDB's `ORDER BY ALL [ASC|DESC] [NULLS FIRST|LAST]`, which DataFusion's default dialect
-/// parses as a column named `all` ("No field named all"): where the select lists its columns,
-/// their positions (`ORDER BY 1, 2, ...`, which sorts by any expression: an aggregate, a
-/// `GROUP BY ALL`'s result); after a `*`, DataFusion's own ORDER BY ALL, which sorts by the
-/// columns it expands to. A column named `all` is sorted by when quoted (`ORDER BY "all"`), as in
-/// DuckDB.
-pub fn order_by_all(statement: &mut datafusion::sql::sqlparser::ast::Statement) {
-    use std::ops::ControlFlow;
-
-    use datafusion::sql::sqlparser::ast::{
-        Expr, OrderByExpr, OrderByKind, Query, Select, SelectItem, SetExpr, Value, VisitMut, VisitorMut,
-    };
-    struct All;
-    /// The select whose columns a query's result has: its body's leftmost.
-    fn first_select(body: &SetExpr) -> Option<&Select> {
-        match body {
-            SetExpr::Select(s) => Some(s),
-            SetExpr::SetOperation { left, .. } => first_select(left),
-            SetExpr::Query(q) => first_select(&q.body),
-            _ => None,
-        }
-    }
-    impl VisitorMut for All {
-        type Break = ();
-        fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
-            let Some(order) = &mut query.order_by else {
-                return ControlFlow::Continue(());
-            };
-            let OrderByKind::Expressions(exprs) = &order.kind else {
-                return ControlFlow::Continue(());
-            };
-            let [OrderByExpr {
-                expr: Expr::Identifier(all),
-                options,
-                with_fill: None,
-            }] = exprs.as_slice()
-            else {
-                return ControlFlow::Continue(());
-            };
-            if all.quote_style.is_some() || !all.value.eq_ignore_ascii_case("all") {
-                return ControlFlow::Continue(());
-            }
-            let options = *options;
-            let columns = first_select(&query.body).and_then(|s| {
-                let starred = s
-                    .projection
-                    .iter()
-                    .any(|item| matches!(item, SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..)));
-                (!starred).then_some(s.projection.len())
-            });
-            order.kind = match columns {
-                Some(n) => OrderByKind::Expressions(
-                    (1..=n)
-                        .map(|i| OrderByExpr {
-                            expr: Expr::value(Value::Number(i.to_string(), false)),
-                            options,
-                            with_fill: None,
-                        })
-                        .collect(),
-                ),
-                None => OrderByKind::All(options),
-            };
-            ControlFlow::Continue(())
-        }
-    }
-    let _ = statement.visit(&mut All);
 }
 
 /// The frame with DataFusion's analyzer run over its plan (type coercion among its rules), so

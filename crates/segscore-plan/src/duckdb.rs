@@ -1,0 +1,210 @@
+//! DuckDB's SQL that DataFusion's parser reads otherwise, or whose aggregates DataFusion lacks,
+//! written as DataFusion's between parsing and planning: `ORDER BY ALL`, and `arg_max`,
+//! `arg_min` (`max_by`, `min_by`) and `count_if` as the DataFusion aggregates that compute
+//! them. (DuckDB's names for functions DataFusion has under another name are aliases
+//! in segscore's function registry.)
+
+use std::ops::ControlFlow;
+
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::session_state::SessionState;
+use datafusion::sql::sqlparser::ast::{
+    BinaryOperator, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, OrderByExpr,
+    OrderByKind, Query, Select, SelectItem, SetExpr, Statement, Value, VisitMut, VisitorMut,
+};
+use datafusion::sql::sqlparser::dialect::GenericDialect;
+use datafusion::sql::sqlparser::parser::Parser;
+
+/// DuckDB's aggregates that DataFusion has no function for: the name, its arguments, and the
+/// DataFusion expression that computes it (`{0}`, `{1}`: the arguments). DuckDB's `arg_max(a,
+/// v)` is `a` at the row of the greatest `v`, rows where either is null left out (null when
+/// none is left); `count_if(x)` counts the rows where `x` is true (0 when none).
+const AGGREGATES: [(&str, usize, &str); 5] = [
+    ("arg_max", 2, ARG_MAX),
+    ("max_by", 2, ARG_MAX),
+    ("arg_min", 2, ARG_MIN),
+    ("min_by", 2, ARG_MIN),
+    ("count_if", 1, "count(CASE WHEN {0} THEN 1 END)"),
+];
+const ARG_MAX: &str = "first_value({0} ORDER BY {1} DESC) FILTER (WHERE {0} IS NOT NULL AND {1} IS NOT NULL)";
+const ARG_MIN: &str = "first_value({0} ORDER BY {1}) FILTER (WHERE {0} IS NOT NULL AND {1} IS NOT NULL)";
+
+/// How many arguments DuckDB's aggregate `name` takes where segscore computes it (`arg_max`:
+/// 2), for the message of a call with another number (DataFusion's says "Invalid function").
+pub fn arity(name: &str) -> Option<usize> {
+    AGGREGATES
+        .iter()
+        .find(|(n, _, _)| n.eq_ignore_ascii_case(name))
+        .map(|&(_, arity, _)| arity)
+}
+
+/// Writes `statement`'s DuckDB SQL as DataFusion's: `ORDER BY ALL`, and each call of a DuckDB
+/// aggregate of this module's list (`arg_max`, ...) that `state` has no function of that name
+/// for, as the expression that computes it (its FILTER and OVER kept). A select's column that
+/// is such a call keeps the call's text as its name (`arg_max(name, score)`).
+pub fn rewrite(statement: &mut Statement, state: &SessionState) -> Result<()> {
+    let known = |name: &str| {
+        state.aggregate_functions().contains_key(name)
+            || state.scalar_functions().contains_key(name)
+            || state.window_functions().contains_key(name)
+    };
+    let lacking: Vec<(&str, usize, &str)> = AGGREGATES
+        .into_iter()
+        .filter(|(name, _, _)| !known(name))
+        .collect();
+    let mut duckdb = DuckDb { lacking };
+    match statement.visit(&mut duckdb) {
+        ControlFlow::Break(e) => Err(e),
+        ControlFlow::Continue(()) => Ok(()),
+    }
+}
+
+struct DuckDb<'a> {
+    /// The aggregates of [`AGGREGATES`] the state lacks.
+    lacking: Vec<(&'a str, usize, &'a str)>,
+}
+
+impl DuckDb<'_> {
+    /// The DataFusion expression for `f`'s arguments when `f` calls one of the lacking
+    /// aggregates with plain arguments, as many as it takes.
+    fn computed(&self, f: &Function) -> Option<String> {
+        let [name] = f.name.0.as_slice() else {
+            return None;
+        };
+        let name = name.as_ident()?;
+        let &(_, arity, expression) = self
+            .lacking
+            .iter()
+            .find(|(n, _, _)| name.quote_style.is_none() && name.value.eq_ignore_ascii_case(n))?;
+        let FunctionArguments::List(list) = &f.args else {
+            return None;
+        };
+        if list.duplicate_treatment.is_some() || !list.clauses.is_empty() || list.args.len() != arity {
+            return None;
+        }
+        let mut text = expression.to_string();
+        for (i, arg) in list.args.iter().enumerate() {
+            let FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) = arg else {
+                return None;
+            };
+            text = text.replace(&format!("{{{i}}}"), &format!("({e})"));
+        }
+        Some(text)
+    }
+}
+
+impl VisitorMut for DuckDb<'_> {
+    type Break = DataFusionError;
+
+    fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<DataFusionError> {
+        order_by_all(query);
+        // Named before the calls in them are rewritten: the column is named by the call.
+        let mut selects = vec![query.body.as_mut()];
+        while let Some(body) = selects.pop() {
+            match body {
+                SetExpr::Select(s) => {
+                    for item in &mut s.projection {
+                        if let SelectItem::UnnamedExpr(e @ Expr::Function(_)) = item {
+                            let Expr::Function(f) = &*e else { continue };
+                            if self.computed(f).is_some() {
+                                let alias = Ident::with_quote('"', e.to_string());
+                                let expr = std::mem::replace(e, Expr::value(Value::Null));
+                                *item = SelectItem::ExprWithAlias { expr, alias };
+                            }
+                        }
+                    }
+                }
+                SetExpr::SetOperation { left, right, .. } => selects.extend([left.as_mut(), right.as_mut()]),
+                _ => {}
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<DataFusionError> {
+        let Expr::Function(f) = expr else {
+            return ControlFlow::Continue(());
+        };
+        let Some(text) = self.computed(f) else {
+            return ControlFlow::Continue(());
+        };
+        let parsed = Parser::new(&GenericDialect {})
+            .try_with_sql(&text)
+            .and_then(|mut p| p.parse_expr());
+        let mut computed = match parsed {
+            Ok(Expr::Function(c)) => c,
+            Ok(other) => {
+                return ControlFlow::Break(DataFusionError::Internal(format!(
+                    "{f}: {text} is no function call: {other}"
+                )))
+            }
+            Err(e) => return ControlFlow::Break(DataFusionError::Internal(format!("{f}: {text}: {e}"))),
+        };
+        computed.filter = match (f.filter.take(), computed.filter.take()) {
+            (Some(a), Some(b)) => Some(Box::new(Expr::BinaryOp {
+                left: Box::new(Expr::Nested(a)),
+                op: BinaryOperator::And,
+                right: Box::new(Expr::Nested(b)),
+            })),
+            (a, b) => a.or(b),
+        };
+        computed.over = f.over.take();
+        *expr = Expr::Function(computed);
+        ControlFlow::Continue(())
+    }
+}
+
+/// DuckDB's `ORDER BY ALL [ASC|DESC] [NULLS FIRST|LAST]`, which DataFusion's default dialect
+/// parses as a column named `all` ("No field named all"): where the select lists its columns,
+/// their positions (`ORDER BY 1, 2, ...`, which sorts by any expression: an aggregate, a
+/// `GROUP BY ALL`'s result); after a `*`, DataFusion's own ORDER BY ALL, which sorts by the
+/// columns it expands to. A column named `all` is sorted by when quoted (`ORDER BY "all"`), as
+/// in DuckDB.
+fn order_by_all(query: &mut Query) {
+    /// The select whose columns a query's result has: its body's leftmost.
+    fn first_select(body: &SetExpr) -> Option<&Select> {
+        match body {
+            SetExpr::Select(s) => Some(s),
+            SetExpr::SetOperation { left, .. } => first_select(left),
+            SetExpr::Query(q) => first_select(&q.body),
+            _ => None,
+        }
+    }
+    let Some(order) = &mut query.order_by else {
+        return;
+    };
+    let OrderByKind::Expressions(exprs) = &order.kind else {
+        return;
+    };
+    let [OrderByExpr {
+        expr: Expr::Identifier(all),
+        options,
+        with_fill: None,
+    }] = exprs.as_slice()
+    else {
+        return;
+    };
+    if all.quote_style.is_some() || !all.value.eq_ignore_ascii_case("all") {
+        return;
+    }
+    let options = *options;
+    let columns = first_select(&query.body).and_then(|s| {
+        let starred = s
+            .projection
+            .iter()
+            .any(|item| matches!(item, SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..)));
+        (!starred).then_some(s.projection.len())
+    });
+    order.kind = match columns {
+        Some(n) => OrderByKind::Expressions(
+            (1..=n)
+                .map(|i| OrderByExpr {
+                    expr: Expr::value(Value::Number(i.to_string(), false)),
+                    options,
+                    with_fill: None,
+                })
+                .collect(),
+        ),
+        None => OrderByKind::All(options),
+    };
+}
