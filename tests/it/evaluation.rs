@@ -906,6 +906,109 @@ fn sql_takes_duckdb_aggregates_and_function_names() {
     assert_fails(&o, 2, "(arg_max takes 2 arguments here)");
 }
 
+/// TABLESAMPLE samples the table (DataFusion's planner passed over it and read every row):
+/// `n ROWS` takes exactly n of the table's rows, `p PERCENT` (BERNOULLI, SYSTEM) keeps each row
+/// with probability p/100, under the table's alias or name; what cannot be done as asked (a
+/// seed, a size with no unit, a percentage over 100) is refused.
+#[test]
+fn sql_tablesample_samples_the_table() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_rows(&tmp.path().join("in.parquet"), &hand_rows());
+    let sql = |q: &str| segscore_in(tmp.path(), &["sql", "--format", "csv", q]);
+    for (query, want) in [
+        ("SELECT count(*) AS n FROM 'in.parquet' TABLESAMPLE 3 ROWS", "n\n3\n"),
+        (
+            "SELECT count(DISTINCT s.generation_id || '/' || s.segment_index) AS n FROM 'in.parquet' AS s TABLESAMPLE 5 ROWS \
+             JOIN 'in.parquet' AS t ON s.generation_id = t.generation_id AND s.segment_index = t.segment_index \
+             AND s.cumulative_score = t.cumulative_score",
+            "n\n5\n",
+        ),
+        (
+            "SELECT count(\"in.parquet\".segment_index) AS n FROM 'in.parquet' TABLESAMPLE 100 PERCENT",
+            "n\n8\n",
+        ),
+        ("SELECT count(*) AS n FROM 'in.parquet' TABLESAMPLE BERNOULLI (0)", "n\n0\n"),
+        ("SELECT count(*) AS n FROM 'in.parquet' TABLESAMPLE 20 ROWS", "n\n8\n"),
+        (
+            "SELECT count(x.g) AS n FROM (SELECT generation_id AS g FROM 'in.parquet') AS x TABLESAMPLE 2 ROWS",
+            "n\n2\n",
+        ),
+        ("SELECT count(s.b) AS n FROM 'in.parquet' s(a, b, c, d, e) TABLESAMPLE 6 ROWS", "n\n6\n"),
+    ] {
+        let o = sql(query);
+        assert!(o.status.success(), "{query}: {}", stderr(&o));
+        assert_eq!(String::from_utf8(o.stdout).unwrap(), want, "{query}");
+    }
+    // Half of 10,000 rows: 5,000 give or take 50 (one standard deviation); 10 of them apart
+    // happens about once in 10^23 runs.
+    let o = sql("SELECT count(*) AS n FROM generate_series(1, 10000) TABLESAMPLE SYSTEM (50 PERCENT)");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let n: u64 = String::from_utf8(o.stdout)
+        .unwrap()
+        .trim()
+        .trim_start_matches("n\n")
+        .parse()
+        .unwrap();
+    assert!((4500..=5500).contains(&n), "{n} of 10000 rows at 50 percent");
+    for (sample, why) in [
+        ("10 PERCENT REPEATABLE (42)", "a seed is not taken"),
+        ("(10)", "say PERCENT or ROWS"),
+        (
+            "150 PERCENT",
+            "the size is a percentage from 0 to 100, or a whole number of rows",
+        ),
+    ] {
+        let o = sql(&format!("SELECT count(*) FROM 'in.parquet' TABLESAMPLE {sample}"));
+        assert_fails(&o, 2, why);
+    }
+}
+
+/// The other clauses DataFusion's planner passed over, each changing the result: ClickHouse's
+/// PREWHERE filters, MySQL's WITH ROLLUP and WITH CUBE add their subtotal rows, and what
+/// DataFusion cannot do is refused (exit 2) naming the clause; before, each query ran as if the
+/// clause were not there.
+#[test]
+fn sql_does_or_refuses_clauses_datafusion_passed_over() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_rows(&tmp.path().join("in.parquet"), &hand_rows());
+    let sql = |q: &str| segscore_in(tmp.path(), &["sql", "--format", "csv", q]);
+    for (query, want) in [
+        (
+            "SELECT count(*) AS n FROM 'in.parquet' PREWHERE segment_index > 0 WHERE generation_id = 'a'",
+            "n\n3\n",
+        ),
+        ("SELECT count(*) AS n FROM 'in.parquet' PREWHERE segment_index > 1", "n\n3\n"),
+        (
+            "SELECT generation_id, count(*) AS n FROM 'in.parquet' GROUP BY generation_id WITH ROLLUP ORDER BY generation_id NULLS LAST",
+            "generation_id,n\na,4\nb,1\nc,3\n,8\n",
+        ),
+        (
+            "SELECT generation_id, segment_index = 0 AS first, count(*) AS n FROM 'in.parquet' WHERE generation_id <> 'a' \
+             GROUP BY generation_id, segment_index = 0 WITH CUBE ORDER BY ALL NULLS LAST",
+            "generation_id,first,n\nb,true,1\nb,,1\nc,false,2\nc,true,1\nc,,3\n,false,2\n,true,2\n,,4\n",
+        ),
+    ] {
+        let o = sql(query);
+        assert!(o.status.success(), "{query}: {}", stderr(&o));
+        assert_eq!(String::from_utf8(o.stdout).unwrap(), want, "{query}");
+    }
+    for (clause, why) in [
+        (
+            "START WITH segment_index = 0 CONNECT BY PRIOR segment_index = segment_index - 1",
+            "hierarchical queries are not taken",
+        ),
+        ("GROUP BY generation_id WITH TOTALS", "WITH TOTALS: not taken"),
+        ("FOR JSON PATH", "FOR JSON PATH: not taken"),
+        ("SETTINGS max_threads = 1", "SETTINGS max_threads = 1: not taken"),
+        ("FORMAT JSONEachRow", "FORMAT JSONEachRow: not taken"),
+    ] {
+        let o = sql(&format!("SELECT generation_id FROM 'in.parquet' {clause}"));
+        assert_fails(&o, 2, why);
+    }
+    let o = sql("SELECT * FROM 'in.parquet' PARTITION (p0)");
+    assert_fails(&o, 2, "PARTITION (p0): not taken");
+}
+
 /// DuckDB's SUMMARIZE: a row per column with its type, min, max, distinct count, mean, standard
 /// deviation, quartiles, count and share of nulls (the values DuckDB gives, bar its
 /// approximate quartiles), of a file, a table, a query or a script's view.

@@ -1,8 +1,9 @@
 //! DuckDB's SQL that DataFusion's parser reads otherwise, or whose aggregates DataFusion lacks,
 //! written as DataFusion's between parsing and planning: `ORDER BY ALL`, and `arg_max`,
 //! `arg_min` (`max_by`, `min_by`) and `count_if` as the DataFusion aggregates that compute
-//! them. (DuckDB's names for functions DataFusion has under another name are aliases
-//! in segscore's function registry.)
+//! them. The same pass does or refuses the clauses DataFusion's planner passes over
+//! (`passed_over.rs`). DuckDB's names for functions DataFusion has under another name are
+//! aliases in segscore's function registry.
 
 use std::ops::ControlFlow;
 
@@ -10,10 +11,12 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::session_state::SessionState;
 use datafusion::sql::sqlparser::ast::{
     BinaryOperator, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, OrderByExpr,
-    OrderByKind, Query, Select, SelectItem, SetExpr, Statement, Value, VisitMut, VisitorMut,
+    OrderByKind, Query, Select, SelectItem, SetExpr, Statement, TableFactor, Value, VisitMut, VisitorMut,
 };
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::parser::Parser;
+
+use crate::passed_over;
 
 /// DuckDB's aggregates that DataFusion has no function for: the name, its arguments, and the
 /// DataFusion expression that computes it (`{0}`, `{1}`: the arguments). DuckDB's `arg_max(a,
@@ -97,12 +100,18 @@ impl VisitorMut for DuckDb<'_> {
     type Break = DataFusionError;
 
     fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<DataFusionError> {
+        if let Err(e) = passed_over::query(query) {
+            return ControlFlow::Break(e);
+        }
         order_by_all(query);
         // Named before the calls in them are rewritten: the column is named by the call.
         let mut selects = vec![query.body.as_mut()];
         while let Some(body) = selects.pop() {
             match body {
                 SetExpr::Select(s) => {
+                    if let Err(e) = passed_over::select(s) {
+                        return ControlFlow::Break(e);
+                    }
                     for item in &mut s.projection {
                         if let SelectItem::UnnamedExpr(e @ Expr::Function(_)) = item {
                             let Expr::Function(f) = &*e else { continue };
@@ -119,6 +128,13 @@ impl VisitorMut for DuckDb<'_> {
             }
         }
         ControlFlow::Continue(())
+    }
+
+    fn pre_visit_table_factor(&mut self, table: &mut TableFactor) -> ControlFlow<DataFusionError> {
+        match passed_over::table(table) {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(e) => ControlFlow::Break(e),
+        }
     }
 
     fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<DataFusionError> {

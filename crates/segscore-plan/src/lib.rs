@@ -26,6 +26,7 @@ use datafusion::prelude::{SQLOptions, SessionContext};
 use futures::future::BoxFuture;
 
 pub mod duckdb;
+mod passed_over;
 
 /// Plans `sql` in `ctx` (`SessionContext::sql`): a query, or a statement such as `SET`, with
 /// DuckDB's SQL that DataFusion reads otherwise or lacks written as DataFusion's ([`duckdb`]).
