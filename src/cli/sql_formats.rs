@@ -64,7 +64,10 @@ pub(super) async fn other_table(
                     .with_has_header(read.header.unwrap_or(true))
                     .with_delimiter(separator)
                     .with_quote(read.quote.unwrap_or(b'"'))
-                    .with_escape(read.escape),
+                    .with_escape(read.escape)
+                    // Every row's values give the column's type, as for JSON: a value past the
+                    // rows sampled (DataFusion's 1,000) that did not fit failed the query.
+                    .with_schema_infer_max_rec(usize::MAX),
             )
         }
         OtherFormat::Json => {

@@ -777,6 +777,16 @@ fn sql_reads_csv_and_json_files_named_in_the_query() {
         ok(&["SELECT count(*) AS n, max(late) AS late FROM 'late.jsonl'"]),
         "n,late\n1501,x\n"
     );
+    // A CSV column's type from every row: whole numbers then a `1.5` are DOUBLE, then an `n/a`
+    // text (a value past the first 1,000 rows that did not fit failed the query).
+    let rows: String = (0..1500).map(|i| format!("{i},{i},{i}\n")).collect();
+    write("late.csv", &format!("id,x,s\n{rows}1500,1.5,n/a\n1501,,\n"));
+    assert_eq!(
+        ok(&[
+            "SELECT count(*) AS n, sum(x) AS x, arrow_typeof(x) AS t, max(s) AS s FROM 'late.csv' GROUP BY t"
+        ]),
+        "n,x,t,s\n1502,1124251.5,Float64,n/a\n"
+    );
     write("numbers.json", "[{\"a\": 1}, 2]");
     assert_fails(
         &sql(&["SELECT * FROM 'numbers.json'"]),
@@ -789,13 +799,13 @@ fn sql_reads_csv_and_json_files_named_in_the_query() {
         1,
         "cut.json: not JSON: EOF while parsing",
     );
-    // A value past the rows the column's type was taken from.
-    let late: String = (0..1500).map(|i| format!("{i}\n")).collect();
-    write("late.csv", &format!("a\n{late}xyz\n"));
-    let o = sql(&["SELECT sum(a) FROM 'late.csv'"]);
-    assert_fails(&o, 1, "Error while parsing value 'xyz' as type 'Int64'");
+    // A row of more fields than the header's, past the first 1,000.
+    let rows: String = (0..1500).map(|i| format!("{i}\n")).collect();
+    write("ragged.csv", &format!("a\n{rows}1,2\n"));
+    let o = sql(&["SELECT sum(a) FROM 'ragged.csv'"]);
+    assert_fails(&o, 1, "Expected 1 records, found 2 records at line 1502");
     assert!(
-        stderr(&o).contains("(reading the file: ") && stderr(&o).contains("late.csv"),
+        stderr(&o).contains("(reading the file: ") && stderr(&o).contains("ragged.csv"),
         "{}",
         stderr(&o)
     );
