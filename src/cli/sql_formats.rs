@@ -49,6 +49,8 @@ pub(super) async fn other_table(
             files.first().map(|f| f.display().to_string()).unwrap_or_default()
         )));
     }
+    // The columns where they are known before the files are listed (JSON's).
+    let mut schema = None;
     let format: Arc<dyn FileFormat> = match format {
         OtherFormat::Csv(separator) => {
             // A `.csv` may be separated by `;` (a spreadsheet's export where `,` is the
@@ -80,12 +82,14 @@ pub(super) async fn other_table(
                 }
             }
             // Every row's keys: a key first seen past the rows sampled (DataFusion's 1,000)
-            // would be no column, its values dropped without a word.
-            Arc::new(
-                JsonFormat::default()
-                    .with_file_compression_type(compression)
-                    .with_schema_infer_max_rec(usize::MAX),
-            )
+            // would be no column, its values dropped without a word. A field of text in some
+            // rows and numbers in others, which DataFusion's reader cannot decode into its
+            // text column, or a line that is not an object, sends the files to `json_table`.
+            match ndjson_schema(files, compression)? {
+                Some(s) => schema = Some(Arc::new(s)),
+                None => return json_table(files),
+            }
+            Arc::new(JsonFormat::default().with_file_compression_type(compression))
         }
         OtherFormat::Arrow => Arc::new(ArrowFormat),
     };
@@ -94,10 +98,11 @@ pub(super) async fn other_table(
         .map(|f| crate::engine::tables::file_url(f))
         .collect::<Result<Vec<_>>>()?;
     let options = ListingOptions::new(format).with_file_extension("");
-    let config = ListingTableConfig::new_with_multi_paths(urls)
-        .with_listing_options(options)
-        .infer_schema(&ctx.state())
-        .await?;
+    let config = ListingTableConfig::new_with_multi_paths(urls).with_listing_options(options);
+    let config = match schema {
+        Some(s) => config.with_schema(s),
+        None => config.infer_schema(&ctx.state()).await?,
+    };
     Ok(Arc::new(ListingTable::try_new(config)?))
 }
 
@@ -200,9 +205,70 @@ fn separator_of(head: &[u8]) -> u8 {
     SEPARATORS[best]
 }
 
+/// The columns of NDJSON `files` from every row, as DataFusion's reader infers them (arrow's
+/// inference, the columns in the order the rows first give them), read in one streaming pass;
+/// None where a field holds text in some rows and numbers or booleans in others (its column is
+/// text, and DataFusion's reader refused such a file: "expected string got 1"), or a line is
+/// not an object or not JSON: [`json_table`] reads those files (and names the line at fault).
+fn ndjson_schema(
+    files: &[PathBuf],
+    compression: FileCompressionType,
+) -> Result<Option<datafusion::arrow::datatypes::Schema>> {
+    use datafusion::arrow::json::reader::infer_json_schema_from_iterator;
+    use serde_json::Value;
+    // Each field's (by its path) kinds of value: 1 text, 2 a number or a boolean.
+    fn kinds_of(v: &Value, path: &mut String, kinds: &mut std::collections::HashMap<String, u8>) {
+        let depth = path.len();
+        match v {
+            Value::String(_) => *kinds.entry(path.clone()).or_default() |= 1,
+            Value::Number(_) | Value::Bool(_) => *kinds.entry(path.clone()).or_default() |= 2,
+            Value::Array(items) => {
+                path.push_str("[]");
+                items.iter().for_each(|i| kinds_of(i, path, kinds));
+            }
+            Value::Object(fields) => {
+                for (k, f) in fields {
+                    path.push('.');
+                    path.push_str(k);
+                    kinds_of(f, path, kinds);
+                    path.truncate(depth);
+                }
+            }
+            Value::Null => {}
+        }
+        path.truncate(depth);
+    }
+    let mut readers = Vec::with_capacity(files.len());
+    for file in files {
+        let raw: Box<dyn Read + Send> = match crate::store::remote(file) {
+            Some(_) => Box::new(std::io::Cursor::new(crate::store::read_bytes(file)?)),
+            None => Box::new(std::fs::File::open(file).map_err(|e| Error::io(file, e))?),
+        };
+        readers.push(compression.convert_read(std::io::BufReader::new(raw))?);
+    }
+    let mut kinds = std::collections::HashMap::new();
+    let mut whole = false;
+    let rows = readers
+        .into_iter()
+        .flat_map(|r| serde_json::Deserializer::from_reader(r).into_iter::<Value>())
+        .map_while(|v| match v {
+            Ok(v) if v.is_object() => {
+                kinds_of(&v, &mut String::new(), &mut kinds);
+                Some(Ok(v))
+            }
+            _ => {
+                whole = true;
+                None
+            }
+        });
+    let schema = infer_json_schema_from_iterator(rows)?;
+    Ok((!whole && !kinds.values().any(|&k| k == 3)).then_some(schema))
+}
+
 /// A table of JSON files one of which is an array of objects (`[{...}, {...}]`, as
 /// `json.dump` and `DataFrame.to_json(orient="records")` write it) or starts with a byte order
-/// mark, the others objects one per line: read whole into memory (an array is one value, with no lines to stream), each
+/// mark, the others objects one per line, or whose field holds text and numbers
+/// ([`ndjson_schema`]): read whole into memory (an array is one value, with no lines to stream), each
 /// column's type taken from every row, the columns in the order the rows first give them.
 fn json_table(files: &[PathBuf]) -> Result<Arc<dyn TableProvider>> {
     use datafusion::arrow::json::reader::{infer_json_schema_from_iterator, ReaderBuilder};
@@ -214,8 +280,11 @@ fn json_table(files: &[PathBuf]) -> Result<Arc<dyn TableProvider>> {
     // The reader's errors name no file: `text_error` adds them, as for the other readers.
     let schema = Arc::new(infer_json_schema_from_iterator(rows.iter().map(Ok))?);
     let batch_size = 8192;
+    // A field of text in some rows and numbers in others is a text column: those numbers (and
+    // booleans) are written as text, as DuckDB's VARCHAR has them.
     let mut decoder = ReaderBuilder::new(Arc::clone(&schema))
         .with_batch_size(batch_size)
+        .with_coerce_primitive(true)
         .build_decoder()?;
     let mut batches = Vec::new();
     for chunk in rows.chunks(batch_size) {

@@ -777,6 +777,18 @@ fn sql_reads_csv_and_json_files_named_in_the_query() {
         ok(&["SELECT count(*) AS n, max(late) AS late FROM 'late.jsonl'"]),
         "n,late\n1501,x\n"
     );
+    // A field of text in some rows and numbers or booleans in others is a text column, in an
+    // NDJSON file (a nested one too) or an array ("expected string got 1" before).
+    write(
+        "mixed.jsonl",
+        "{\"a\": 1, \"m\": {\"k\": 2}}\n{\"a\": \"x\", \"m\": {\"k\": \"y\"}}\n{\"a\": true, \"m\": null}\n",
+    );
+    write("mixed.json", "[{\"a\": 1.5}, {\"a\": \"x\"}]");
+    assert_eq!(
+        ok(&["SELECT a, m['k'] AS k, arrow_typeof(a) AS t FROM 'mixed.jsonl'"]),
+        "a,k,t\n1,2,Utf8\nx,y,Utf8\ntrue,,Utf8\n"
+    );
+    assert_eq!(ok(&["SELECT a FROM 'mixed.json'"]), "a\n1.5\nx\n");
     // A CSV column's type from every row: whole numbers then a `1.5` are DOUBLE, then an `n/a`
     // text (a value past the first 1,000 rows that did not fit failed the query).
     let rows: String = (0..1500).map(|i| format!("{i},{i},{i}\n")).collect();
