@@ -9,6 +9,7 @@ use futures::{FutureExt, StreamExt};
 
 use super::exec::runtime;
 use super::sql_calls::{copy_to, duckdb_sql, COPY_TO};
+pub use super::sql_sink::ParquetSettings;
 use super::sql_sink::Sink;
 use super::sql_tables::{context, stream_sorted, PlainTable};
 use crate::error::{Error, Result};
@@ -108,6 +109,7 @@ pub(crate) fn sql(a: SqlArgs) -> Result<()> {
     // `COPY (query) TO 'file'` is the query with `--to file`.
     let copy = copy_to(&query)?;
     let copied = copy.is_some();
+    let parquet = copy.as_ref().map(|c| c.parquet).unwrap_or_default();
     let (query, to, stored_as) = match copy {
         Some(_) if a.to.is_some() => {
             return Err(Error::Usage(
@@ -144,6 +146,10 @@ pub(crate) fn sql(a: SqlArgs) -> Result<()> {
             ))
         })?,
     };
+    let parquet = match &to {
+        Some(to) => parquet.for_format(format, COPY_TO, to)?,
+        None => parquet,
+    };
     let opts = SqlOptions {
         query,
         summarize,
@@ -164,6 +170,7 @@ pub(crate) fn sql(a: SqlArgs) -> Result<()> {
         tokenizer: a.tokenizer,
         max_rows: (a.max_rows > 0).then_some(a.max_rows),
         max_width: (a.max_width > 0).then_some(a.max_width),
+        parquet,
     };
     // SIGINT or SIGTERM stops the query: its task is dropped at its next step, and with it the
     // `--to` file under its temporary name (killed outright, the process would leave that file
@@ -328,6 +335,8 @@ pub struct SqlOptions {
     pub max_rows: Option<usize>,
     /// With [`Format::Table`]: the characters a cell shows (longer ones cut); None, all.
     pub max_width: Option<usize>,
+    /// How a Parquet result is written (a COPY's codec and row group size).
+    pub parquet: ParquetSettings,
 }
 
 /// Runs the query and prints or writes its result.
@@ -505,6 +514,7 @@ async fn execute(ctx: &SessionContext, opts: &SqlOptions) -> Result<()> {
         &schema,
         opts.max_rows,
         opts.max_width,
+        opts.parquet,
     )?;
     // The CSV and JSON writers' errors (a full disk) name no file: `--to`'s is named here.
     let named = |e: Error| match (&opts.to, e) {

@@ -9,6 +9,7 @@ use datafusion::sql::sqlparser::ast::{BinaryOperator, Expr, FunctionArg, Functio
 use std::path::PathBuf;
 
 use super::sql::{Format, TableArg};
+use super::sql_sink::ParquetSettings;
 use crate::error::{Error, Result};
 use crate::source::expand::OtherFormat;
 
@@ -367,6 +368,8 @@ pub(super) fn copy_options(query: &str, why: impl Fn(&str, String) -> Error) -> 
     }
     let inside = &solid[at + 1..solid.len() - 1];
     let mut stored = None;
+    // DuckDB's Parquet settings, as DataFusion's COPY options ([`copy_to`] reads them).
+    let (mut compression, mut level, mut written) = (None, None, Vec::new());
     for option in inside.split(|&i| *tokens[i] == Token::Comma) {
         let text = |i: &usize| match tokens[*i] {
             Token::Word(w) => w.value.clone(),
@@ -383,14 +386,38 @@ pub(super) fn copy_options(query: &str, why: impl Fn(&str, String) -> Error) -> 
             ("FORMAT", "parquet" | "csv" | "json") => stored = Some(value),
             // CSV is written with its header line.
             ("HEADER", "" | "true" | "1") => {}
+            ("COMPRESSION", v) if !v.is_empty() => compression = Some(value),
+            ("COMPRESSION_LEVEL", v) if !v.is_empty() => level = Some(value),
+            ("ROW_GROUP_SIZE", v) if !v.is_empty() => {
+                written.push(("format.max_row_group_size".to_string(), value))
+            }
             _ => return Err(why(file, format!("option {} is not taken", words.join(" ")))),
         }
     }
-    let kept = &query[..located[cut].1];
-    Ok(match stored {
-        Some(f) => format!("{} STORED AS {}", kept.trim_end(), f.to_ascii_uppercase()),
-        None => kept.trim_end().to_string(),
-    })
+    match (compression, level) {
+        (Some(c), Some(l)) => written.push(("format.compression".into(), format!("{c}({l})"))),
+        (Some(c), None) => written.push(("format.compression".into(), c)),
+        (None, Some(l)) => {
+            return Err(why(
+                file,
+                format!("option COMPRESSION_LEVEL {l} needs COMPRESSION"),
+            ))
+        }
+        (None, None) => {}
+    }
+    let mut kept = query[..located[cut].1].trim_end().to_string();
+    if let Some(f) = stored {
+        kept += &format!(" STORED AS {}", f.to_ascii_uppercase());
+    }
+    if !written.is_empty() {
+        let quoted = |t: &str| format!("'{}'", t.replace('\'', "''"));
+        let options: Vec<String> = written
+            .iter()
+            .map(|(k, v)| format!("{} {}", quoted(k), quoted(v)))
+            .collect();
+        kept += &format!(" OPTIONS ({})", options.join(", "));
+    }
+    Ok(kept)
 }
 
 /// How a `COPY ... TO` statement's file is named in messages.
@@ -404,6 +431,8 @@ pub(super) struct CopyTo {
     pub to: PathBuf,
     /// `STORED AS`, if given.
     pub format: Option<Format>,
+    /// How a Parquet file is written: the options' codec and row group size.
+    pub parquet: ParquetSettings,
 }
 
 /// `COPY (query) TO 'file' [STORED AS PARQUET|CSV|JSON]` (DuckDB's `(FORMAT PARQUET)` too), and
@@ -435,8 +464,24 @@ pub(super) fn copy_to(query: &str) -> Result<Option<CopyTo>> {
     if !c.partitioned_by.is_empty() {
         return refuse("PARTITIONED BY is not taken".into());
     }
-    if let Some((key, _)) = c.options.first() {
-        return refuse(format!("OPTIONS ({key} ...) are not taken"));
+    let mut parquet = ParquetSettings::default();
+    for (key, value) in &c.options {
+        let value = match value {
+            datafusion::sql::sqlparser::ast::Value::SingleQuotedString(v) => v.clone(),
+            v => v.to_string(),
+        };
+        match key.to_ascii_lowercase().trim_start_matches("format.") {
+            "compression" => {
+                let codec = ParquetSettings::codec(&value);
+                parquet.compression =
+                    Some(codec.map_err(|e| Error::Usage(format!("{COPY_TO} {}: {e}", c.target)))?)
+            }
+            "max_row_group_size" => match value.parse::<usize>() {
+                Ok(n) if n > 0 => parquet.row_group_rows = Some(n),
+                _ => return refuse(format!("ROW_GROUP_SIZE {value}: give a number of rows")),
+            },
+            _ => return refuse(format!("OPTIONS ({key} ...) are not taken")),
+        }
     }
     let format = match c.stored_as.as_deref().map(str::to_ascii_lowercase) {
         None => None,
@@ -455,6 +500,7 @@ pub(super) fn copy_to(query: &str) -> Result<Option<CopyTo>> {
         query,
         to: PathBuf::from(&c.target),
         format,
+        parquet,
     }))
 }
 
@@ -497,6 +543,14 @@ mod tests {
         assert_eq!(
             copy("copy (select f(1)) to 'x.csv' with (header)").unwrap(),
             "copy (select f(1)) to 'x.csv'"
+        );
+        assert_eq!(
+            copy("COPY t TO 'x' (FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 9, ROW_GROUP_SIZE 1000)").unwrap(),
+            "COPY t TO 'x' STORED AS PARQUET OPTIONS ('format.max_row_group_size' '1000', 'format.compression' 'zstd(9)')"
+        );
+        assert_eq!(
+            copy("COPY t TO 'x' (COMPRESSION_LEVEL 3)").unwrap_err(),
+            "x: option COMPRESSION_LEVEL 3 needs COMPRESSION"
         );
         for q in [
             "COPY t TO 'x' STORED AS CSV",

@@ -89,6 +89,92 @@ impl Shown {
     }
 }
 
+/// How a Parquet result is written where a `COPY`'s options say: DuckDB's `COMPRESSION`,
+/// `COMPRESSION_LEVEL` and `ROW_GROUP_SIZE`, or DataFusion's `OPTIONS ('format.compression'
+/// 'snappy', 'format.max_row_group_size' '100000')`; segscore's own settings (zstd, 128Ki rows
+/// a row group) where they say nothing.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ParquetSettings {
+    /// The codec.
+    pub compression: Option<datafusion::parquet::basic::Compression>,
+    /// Rows per row group.
+    pub row_group_rows: Option<usize>,
+}
+
+/// The Parquet codecs a COPY may name.
+const CODECS: [&str; 7] = [
+    "zstd",
+    "snappy",
+    "gzip",
+    "brotli",
+    "lz4",
+    "lz4_raw",
+    "uncompressed",
+];
+
+impl ParquetSettings {
+    /// A codec by its name as DuckDB and DataFusion give it: `zstd`, `snappy`, `gzip`,
+    /// `brotli`, `lz4`, `lz4_raw`, `uncompressed` (or `none`), with a level in parentheses
+    /// where the codec takes one (`zstd(9)`); zstd, gzip and brotli without one take their
+    /// default level.
+    pub(super) fn codec(name: &str) -> std::result::Result<datafusion::parquet::basic::Compression, String> {
+        use datafusion::parquet::basic::{BrotliLevel, Compression, GzipLevel, ZstdLevel};
+        let name = name.trim().to_ascii_lowercase();
+        match name.as_str() {
+            "zstd" => Ok(Compression::ZSTD(ZstdLevel::default())),
+            "gzip" => Ok(Compression::GZIP(GzipLevel::default())),
+            "brotli" => Ok(Compression::BROTLI(BrotliLevel::default())),
+            "none" => Ok(Compression::UNCOMPRESSED),
+            _ => name.parse::<Compression>().map_err(|e| {
+                let codec = name.split('(').next().unwrap_or_default();
+                match CODECS.contains(&codec) {
+                    // A level out of the codec's range: parquet's message gives the range.
+                    true => format!("COMPRESSION {name}: {e}"),
+                    false => format!(
+                        "COMPRESSION {name}: give {} (with a level: zstd(9))",
+                        CODECS.join(", ")
+                    ),
+                }
+            }),
+        }
+    }
+
+    /// The settings for a result written as `format`: a codec or a row group size is for
+    /// Parquet only (CSV, JSON and Markdown are written uncompressed), where `label` (`COPY
+    /// ... TO`) and `to` name the refused file.
+    pub(super) fn for_format(self, format: Format, label: &str, to: &Path) -> Result<Self> {
+        use datafusion::parquet::basic::Compression;
+        let refused = |what: &str| {
+            Err(Error::Usage(format!(
+                "{label} {}: {what} is for Parquet; {} is written uncompressed, in one piece",
+                to.display(),
+                format.name()
+            )))
+        };
+        match (format, self.compression, self.row_group_rows) {
+            (Format::Parquet, _, _) => Ok(self),
+            (_, Some(c), _) if c != Compression::UNCOMPRESSED => refused("COMPRESSION"),
+            (_, _, Some(_)) => refused("ROW_GROUP_SIZE"),
+            _ => Ok(Self::default()),
+        }
+    }
+
+    /// segscore's writer properties with these settings.
+    fn applied(
+        self,
+        props: datafusion::parquet::file::properties::WriterProperties,
+    ) -> datafusion::parquet::file::properties::WriterProperties {
+        let mut builder = props.into_builder();
+        if let Some(c) = self.compression {
+            builder = builder.set_compression(c);
+        }
+        if let Some(n) = self.row_group_rows {
+            builder = builder.set_max_row_group_row_count(Some(n));
+        }
+        builder.build()
+    }
+}
+
 /// stdout, or a file under a temporary name ([`AtomicFile`]) that [`Out::commit`] renames;
 /// dropped before that (a failed query), the file leaves nothing.
 pub(super) enum Out {
@@ -134,6 +220,7 @@ impl Sink {
         schema: &datafusion::arrow::datatypes::SchemaRef,
         max_rows: Option<usize>,
         max_width: Option<usize>,
+        parquet: ParquetSettings,
     ) -> Result<Sink> {
         Ok(match format {
             Format::Table => Sink::Table(Box::new(Shown {
@@ -178,7 +265,7 @@ impl Sink {
                     dir,
                     &name.to_string_lossy(),
                     Arc::clone(schema),
-                    writer_properties(schema, &[], None),
+                    parquet.applied(writer_properties(schema, &[], None)),
                 )?))
             }
         })
@@ -299,4 +386,30 @@ fn as_text(
         columns.push(Arc::new(text));
     }
     Ok((RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?, cut))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parquet_codecs_by_duckdbs_and_datafusions_names() {
+        use datafusion::parquet::basic::{Compression, GzipLevel, ZstdLevel};
+        let codec = |n: &str| ParquetSettings::codec(n);
+        assert_eq!(codec("ZSTD"), Ok(Compression::ZSTD(ZstdLevel::default())));
+        assert_eq!(
+            codec("zstd(9)"),
+            Ok(Compression::ZSTD(ZstdLevel::try_new(9).unwrap()))
+        );
+        assert_eq!(codec("gzip"), Ok(Compression::GZIP(GzipLevel::default())));
+        assert_eq!(codec("none"), Ok(Compression::UNCOMPRESSED));
+        assert_eq!(codec("lz4_raw"), Ok(Compression::LZ4_RAW));
+        assert!(codec("zstd(99)")
+            .unwrap_err()
+            .starts_with("COMPRESSION zstd(99): "));
+        assert_eq!(
+            codec("zip").unwrap_err(),
+            "COMPRESSION zip: give zstd, snappy, gzip, brotli, lz4, lz4_raw, uncompressed (with a level: zstd(9))"
+        );
+    }
 }

@@ -1221,6 +1221,34 @@ fn sql_copy_to_writes_as_to_does_and_no_query_writes_into_a_table() {
     let first = std::fs::read_to_string(tmp.path().join("first.out")).unwrap();
     assert!(first.starts_with("generation_id,segment_index,"), "{first}");
     assert_eq!(first.lines().count(), 4, "{first}");
+    // DuckDB's Parquet settings (and DataFusion's names for them): the codec and the rows a
+    // row group holds; the same rows, written otherwise.
+    for (query, codec) in [
+        (
+            "COPY 'in.parquet' TO 'snappy.parquet' (FORMAT parquet, COMPRESSION snappy, ROW_GROUP_SIZE 3)",
+            "SNAPPY",
+        ),
+        (
+            "COPY 'in.parquet' TO 'gzip.parquet' (COMPRESSION 'gzip', COMPRESSION_LEVEL 9, ROW_GROUP_SIZE 3)",
+            "GZIP",
+        ),
+        (
+            "COPY 'in.parquet' TO 'raw.parquet' OPTIONS ('format.compression' 'uncompressed', 'format.max_row_group_size' '3')",
+            "UNCOMPRESSED",
+        ),
+    ] {
+        use datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
+        let o = sql(query, &[]);
+        assert!(o.status.success(), "{query}: {}", stderr(&o));
+        let file = tmp.path().join(query.split('\'').nth(3).unwrap());
+        let reader = SerializedFileReader::new(std::fs::File::open(&file).unwrap()).unwrap();
+        let groups = reader.metadata().row_groups();
+        assert_eq!(groups.iter().map(|g| g.num_rows()).collect::<Vec<_>>(), [3, 3, 2], "{query}");
+        // The footer names the codec, not its level.
+        let written = format!("{:?}", groups[0].column(0).compression());
+        assert_eq!(written.split('(').next(), Some(codec), "{query}");
+        assert_eq!(read_parquet(&file), copied, "{query}");
+    }
     let o = sql(
         "COPY in_p TO 'dup.pq' WITH (format parquet)",
         &["-t", &format!("in_p={}", input.display())],
@@ -1295,10 +1323,28 @@ fn sql_copy_to_writes_as_to_does_and_no_query_writes_into_a_table() {
             "COPY ... TO x.csv: OPTIONS (format.has_header ...) are not taken",
         ),
         (
-            "COPY 'in.parquet' TO 'x.parquet' (FORMAT PARQUET, COMPRESSION 'snappy')",
+            "COPY 'in.parquet' TO 'x.parquet' (FORMAT PARQUET, COMPRESSION 'zip')",
             &[],
             2,
-            "COPY ... TO x.parquet: option COMPRESSION snappy is not taken; segscore sql writes one file, as --to does, with its own settings",
+            "COPY ... TO x.parquet: COMPRESSION zip: give zstd, snappy, gzip, brotli, lz4, lz4_raw, uncompressed (with a level: zstd(9))",
+        ),
+        (
+            "COPY 'in.parquet' TO 'x.csv' (FORMAT csv, COMPRESSION gzip)",
+            &[],
+            2,
+            "COPY ... TO x.csv: COMPRESSION is for Parquet; csv is written uncompressed, in one piece",
+        ),
+        (
+            "COPY 'in.parquet' TO 'x.parquet' (ROW_GROUP_SIZE 0)",
+            &[],
+            2,
+            "COPY ... TO x.parquet: ROW_GROUP_SIZE 0: give a number of rows",
+        ),
+        (
+            "COPY 'in.parquet' TO 'x.parquet' (PER_THREAD_OUTPUT true)",
+            &[],
+            2,
+            "COPY ... TO x.parquet: option PER_THREAD_OUTPUT true is not taken; segscore sql writes one file, as --to does, with its own settings",
         ),
         (
             "COPY 'in.parquet' TO 'x.csv' PARTITIONED BY (generation_id)",
@@ -1347,9 +1393,12 @@ fn sql_copy_to_writes_as_to_does_and_no_query_writes_into_a_table() {
             "copy.parquet",
             "dup.pq",
             "first.out",
+            "gzip.parquet",
             "in.parquet",
             "n.csv",
-            "n.out"
+            "n.out",
+            "raw.parquet",
+            "snappy.parquet"
         ]
     );
 }
