@@ -912,8 +912,8 @@ fn sql_takes_duckdb_aggregates_and_function_names() {
             format!("SELECT arg_max(name, c) FILTER (WHERE g <> 1) AS am, upper(arg_min(name, c)) AS up, count_if(true) AS n, \
                      list(g ORDER BY g DESC) AS l, first(name ORDER BY g DESC, name) AS f, approx_count_distinct(g) AS d, \
                      strlen('héllo') AS b, regexp_matches('abc', 'b') AS r, prefix('abc', 'ab') AS p, suffix('abc', 'b') AS s, \
-                     list_value(1, 2) AS v FROM {rows}"),
-            "am,up,n,l,f,d,b,r,p,s,v\nf,Z,6,\"[3, 2, 1, 1, 1, 1]\",f,3,6,true,true,false,\"[1, 2]\"\n",
+                     list_value(1, 2) AS v, arg_max('{{1}}' || name, c) AS braces FROM {rows}"),
+            "am,up,n,l,f,d,b,r,p,s,v,braces\nf,Z,6,\"[3, 2, 1, 1, 1, 1]\",f,3,6,true,true,false,\"[1, 2]\",{1}a\n",
         ),
         (
             format!("SELECT g, count_if(c > 0.3) OVER (PARTITION BY g) AS w FROM {rows} ORDER BY ALL"),

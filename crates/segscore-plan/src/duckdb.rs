@@ -10,8 +10,8 @@ use std::ops::ControlFlow;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::session_state::SessionState;
 use datafusion::sql::sqlparser::ast::{
-    BinaryOperator, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, OrderByExpr,
-    OrderByKind, Query, Select, SelectItem, SetExpr, Statement, TableFactor, Value, VisitMut, VisitorMut,
+    Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, OrderByExpr, OrderByKind, Query,
+    Select, SelectItem, SetExpr, Statement, TableFactor, Value, VisitMut, VisitorMut,
 };
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -85,14 +85,23 @@ impl DuckDb<'_> {
         if list.duplicate_treatment.is_some() || !list.clauses.is_empty() || list.args.len() != arity {
             return None;
         }
-        let mut text = expression.to_string();
-        for (i, arg) in list.args.iter().enumerate() {
+        let mut args = Vec::with_capacity(arity);
+        for arg in &list.args {
             let FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) = arg else {
                 return None;
             };
-            text = text.replace(&format!("{{{i}}}"), &format!("({e})"));
+            args.push(e);
         }
-        Some(text)
+        // `{i}` is argument i, in one pass (an argument's own text may hold `{1}`).
+        let mut text = String::new();
+        let mut rest = expression;
+        while let Some(open) = rest.find('{') {
+            let close = open + rest[open..].find('}')?;
+            let i: usize = rest[open + 1..close].parse().ok()?;
+            text += &format!("{}({})", &rest[..open], args.get(i)?);
+            rest = &rest[close + 1..];
+        }
+        Some(text + rest)
     }
 }
 
@@ -157,11 +166,7 @@ impl VisitorMut for DuckDb<'_> {
             Err(e) => return ControlFlow::Break(DataFusionError::Internal(format!("{f}: {text}: {e}"))),
         };
         computed.filter = match (f.filter.take(), computed.filter.take()) {
-            (Some(a), Some(b)) => Some(Box::new(Expr::BinaryOp {
-                left: Box::new(Expr::Nested(a)),
-                op: BinaryOperator::And,
-                right: Box::new(Expr::Nested(b)),
-            })),
+            (Some(a), Some(b)) => Some(Box::new(passed_over::and(*a, *b))),
             (a, b) => a.or(b),
         };
         computed.over = f.over.take();

@@ -14,6 +14,15 @@ use datafusion::sql::sqlparser::ast::{
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 
+/// `(a) AND (b)`.
+pub(crate) fn and(a: Expr, b: Expr) -> Expr {
+    Expr::BinaryOp {
+        left: Box::new(Expr::Nested(Box::new(a))),
+        op: BinaryOperator::And,
+        right: Box::new(Expr::Nested(Box::new(b))),
+    }
+}
+
 /// A clause DataFusion has no means for, refused.
 fn refused(clause: impl std::fmt::Display, why: &str) -> DataFusionError {
     DataFusionError::Plan(format!("{clause}: {why}"))
@@ -50,11 +59,7 @@ pub(crate) fn query(q: &Query) -> Result<()> {
 pub(crate) fn select(s: &mut Select) -> Result<()> {
     if let Some(prewhere) = s.prewhere.take() {
         s.selection = Some(match s.selection.take() {
-            Some(w) => Expr::BinaryOp {
-                left: Box::new(Expr::Nested(Box::new(prewhere))),
-                op: BinaryOperator::And,
-                right: Box::new(Expr::Nested(Box::new(w))),
-            },
+            Some(w) => and(prewhere, w),
             None => prewhere,
         });
     }
