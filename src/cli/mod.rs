@@ -19,6 +19,7 @@ mod report;
 mod run;
 pub mod sql;
 mod sql_calls;
+mod sql_copy;
 mod sql_formats;
 mod sql_sink;
 mod sql_summarize;

@@ -8,7 +8,8 @@ use datafusion::prelude::SessionContext;
 use futures::{FutureExt, StreamExt};
 
 use super::exec::runtime;
-use super::sql_calls::{copy_to, duckdb_sql, COPY_TO};
+use super::sql_calls::duckdb_sql;
+use super::sql_copy::{copy_to, COPY_TO};
 pub use super::sql_sink::ParquetSettings;
 use super::sql_sink::Sink;
 use super::sql_tables::{context, stream_sorted, PlainTable};
