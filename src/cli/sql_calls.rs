@@ -40,6 +40,8 @@ pub struct ReadCall {
     pub quote: Option<u8>,
     /// CSV's `escape`.
     pub escape: Option<u8>,
+    /// CSV's `nullstr` (`null`): the texts that are null, beside an empty field.
+    pub nulls: Vec<String>,
     /// `filename = true`: a column `filename` naming each row's file.
     pub filename: bool,
 }
@@ -78,7 +80,7 @@ impl Reader {
     fn options(self) -> &'static str {
         match self {
             Reader::Parquet => "hive_partitioning, union_by_name, filename",
-            Reader::Csv => "delim (sep), header, quote, escape, auto_detect, filename",
+            Reader::Csv => "delim (sep), header, quote, escape, nullstr, auto_detect, filename",
             Reader::Json => "format, filename",
         }
     }
@@ -168,6 +170,13 @@ fn parse_call(called: &str, args: &[FunctionArg]) -> std::result::Result<(String
             (Reader::Csv, "header") => call.header = Some(boolean()?),
             (Reader::Csv, "quote") => call.quote = Some(character()?),
             (Reader::Csv, "escape") => call.escape = Some(character()?),
+            (Reader::Csv, "nullstr" | "null") => {
+                call.nulls = match value {
+                    Expr::Array(list) => list.elem.iter().map(string).collect(),
+                    e => string(e).map(|t| vec![t]),
+                }
+                .ok_or_else(|| bad("expected a text in quotes, or a list of them"))?
+            }
             // What DuckDB's sniffer finds is found here from the header line, whatever this says.
             (Reader::Csv, "auto_detect") => drop(boolean()?),
             // An array of objects or objects one per line are both read, whatever this says.

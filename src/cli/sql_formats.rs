@@ -67,6 +67,7 @@ pub(super) async fn other_table(
                     .with_delimiter(separator)
                     .with_quote(read.quote.unwrap_or(b'"'))
                     .with_escape(read.escape)
+                    .with_null_regex(null_regex(&read.nulls))
                     // Every row's values give the column's type, as for JSON: a value past the
                     // rows sampled (DataFusion's 1,000) that did not fit failed the query.
                     .with_schema_infer_max_rec(usize::MAX),
@@ -103,7 +104,63 @@ pub(super) async fn other_table(
         Some(s) => config.with_schema(s),
         None => config.infer_schema(&ctx.state()).await?,
     };
-    Ok(Arc::new(ListingTable::try_new(config)?))
+    if read.nulls.is_empty() {
+        return Ok(Arc::new(ListingTable::try_new(config)?));
+    }
+    // DuckDB's `nullstr`: DataFusion's CSV reader takes the null texts into the columns' types
+    // (`NA` makes no column text) but not into reading them ("Error while parsing value 'NA'").
+    // The files are read as text, and each column is its null texts made null, cast to its type.
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::common::{Column, ScalarValue};
+    use datafusion::prelude::{cast, lit, when, Expr};
+    let typed = config
+        .file_schema
+        .clone()
+        .unwrap_or_else(|| Arc::new(Schema::empty()));
+    let text = Schema::new(
+        typed
+            .fields()
+            .iter()
+            .map(|f| Field::new(f.name(), DataType::Utf8, true))
+            .collect::<Vec<_>>(),
+    );
+    let raw = ListingTable::try_new(config.with_schema(Arc::new(text)))?;
+    let nulls: Vec<Expr> = read.nulls.iter().map(|t| lit(t.as_str())).collect();
+    let columns = typed
+        .fields()
+        .iter()
+        .map(|f| {
+            let c = Expr::Column(Column::new_unqualified(f.name()));
+            let value = when(
+                c.clone().in_list(nulls.clone(), false),
+                lit(ScalarValue::Utf8(None)),
+            )
+            .otherwise(c)?;
+            Ok(cast(value, f.data_type().clone()).alias(f.name()))
+        })
+        .collect::<datafusion::error::Result<Vec<_>>>()?;
+    let df = ctx.read_table(Arc::new(raw))?.select(columns)?;
+    Ok(df.into_view())
+}
+
+/// The regular expression of CSV fields that are null: `nulls` (DuckDB's `nullstr`, R's `NA`)
+/// and the empty field, which is null without them; None (the reader's own: empty) for none.
+fn null_regex(nulls: &[String]) -> Option<String> {
+    if nulls.is_empty() {
+        return None;
+    }
+    let escaped: Vec<String> = nulls
+        .iter()
+        .map(|t| {
+            t.chars()
+                .flat_map(|c| {
+                    let meta = "\\.+*?()|[]{}^$#&-~".contains(c);
+                    meta.then_some('\\').into_iter().chain([c])
+                })
+                .collect()
+        })
+        .collect();
+    Some(format!("^(?:|{})$", escaped.join("|")))
 }
 
 /// The compression a file's name says ([`COMPRESSED`]).

@@ -736,7 +736,7 @@ fn sql_reads_csv_and_json_files_named_in_the_query() {
     assert_fails(
         &sql(&["SELECT * FROM read_csv('labels.csv', columns = {'a': 'INT'})"]),
         2,
-        "query: read_csv(...): option columns is not taken here; read_csv takes delim (sep), header, quote, escape, auto_detect, filename",
+        "query: read_csv(...): option columns is not taken here; read_csv takes delim (sep), header, quote, escape, nullstr, auto_detect, filename",
     );
     assert_fails(
         &sql(&["SELECT * FROM read_parquet(['data/one.parquet', 'labels.csv'])"]),
@@ -776,6 +776,24 @@ fn sql_reads_csv_and_json_files_named_in_the_query() {
     assert_eq!(
         ok(&["SELECT count(*) AS n, max(late) AS late FROM 'late.jsonl'"]),
         "n,late\n1501,x\n"
+    );
+    // R's write.csv writes NA for a missing value: with DuckDB's nullstr it is null (an empty
+    // field too), and the column a number's; without, the column is text.
+    write("r.csv", "id,score,name\n1,0.5,a\n2,NA,b\n3,,NA\n4,n/a,c.d\n");
+    assert_eq!(
+        ok(&[
+            "SELECT count(score) AS n, sum(score) AS s, arrow_typeof(score) AS t, count(name) AS names \
+              FROM read_csv('r.csv', nullstr = ['NA', 'n/a']) GROUP BY t"
+        ]),
+        "n,s,t,names\n1,0.5,Float64,3\n"
+    );
+    assert_eq!(
+        ok(&["SELECT count(name) AS names, arrow_typeof(score) AS t FROM read_csv('r.csv', \"null\" = 'c.d') GROUP BY t"]),
+        "names,t\n3,Utf8\n"
+    );
+    assert_eq!(
+        ok(&["SELECT arrow_typeof(score) AS t, count(score) AS n FROM 'r.csv' GROUP BY t"]),
+        "t,n\nUtf8,3\n"
     );
     // A field of text in some rows and numbers or booleans in others is a text column, in an
     // NDJSON file (a nested one too) or an array ("expected string got 1" before).
