@@ -109,7 +109,8 @@ pub(super) async fn other_table(
     }
     // DuckDB's `nullstr`: DataFusion's CSV reader takes the null texts into the columns' types
     // (`NA` makes no column text) but not into reading them ("Error while parsing value 'NA'").
-    // The files are read as text, and each column is its null texts made null, cast to its type.
+    // The files are read as text, and each column is its null texts made null, cast to its type
+    // (apache/datafusion#25213; once its fix is released, `with_null_regex` alone will do).
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
     use datafusion::common::{Column, ScalarValue};
     use datafusion::prelude::{cast, lit, when, Expr};
