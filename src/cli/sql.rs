@@ -147,8 +147,9 @@ pub(crate) fn sql(a: SqlArgs) -> Result<()> {
             ))
         })?,
     };
+    let to_label = if copied { COPY_TO } else { "--to" };
     let parquet = match &to {
-        Some(to) => parquet.for_format(format, COPY_TO, to)?,
+        Some(to) => parquet.for_format(format, to_label, to)?,
         None => parquet,
     };
     let opts = SqlOptions {
@@ -162,7 +163,7 @@ pub(crate) fn sql(a: SqlArgs) -> Result<()> {
         score_label: a.score_label,
         format,
         to,
-        to_label: if copied { COPY_TO } else { "--to" },
+        to_label,
         threads,
         memory_limit: a
             .memory_limit
@@ -237,10 +238,15 @@ impl Format {
     }
 
     /// The format a file's name says (`.csv`, `.json`, `.jsonl`, `.ndjson`, `.parquet`, `.md`,
-    /// any case), if it says one.
+    /// any case, before a compression's ending: `out.csv.gz`), if it says one.
     pub fn of_file(path: &Path) -> Option<Format> {
-        let ext = path.extension()?.to_str()?.to_ascii_lowercase();
-        match ext.as_str() {
+        let name = path.file_name()?.to_str()?.to_ascii_lowercase();
+        let name = crate::source::expand::COMPRESSED
+            .iter()
+            .find_map(|c| name.strip_suffix(c))
+            .unwrap_or(&name);
+        let ext = Path::new(name).extension()?.to_str()?;
+        match ext {
             "csv" => Some(Format::Csv),
             "json" | "jsonl" | "ndjson" => Some(Format::Json),
             "parquet" => Some(Format::Parquet),

@@ -12,6 +12,7 @@ use super::sql::Format;
 use super::stdout::{print, Stdout};
 use crate::error::{Error, Result};
 use crate::sink::{writer_properties, AtomicFile, PartWriter};
+use crate::source::expand::COMPRESSED;
 
 /// Where the result goes: files are written under a temporary name and renamed when done, so
 /// a failed query leaves no partial file under the name asked for.
@@ -139,23 +140,40 @@ impl ParquetSettings {
         }
     }
 
-    /// The settings for a result written as `format`: a codec or a row group size is for
-    /// Parquet only (CSV, JSON and Markdown are written uncompressed), where `label` (`COPY
-    /// ... TO`) and `to` name the refused file.
+    /// The settings for a result written as `format` to `to` (named in messages as `label`
+    /// gives it: `--to`, `COPY ... TO`): a row group size is for Parquet only; a CSV or JSON
+    /// file is compressed as its name says (`out.csv.gz`: gzip, `.zst`: zstd, `.bz2`, `.xz`),
+    /// and a COPY's `COMPRESSION` must say the same (DuckDB's `COMPRESSION gzip` beside
+    /// `out.csv.gz`); a Parquet or Markdown file's name says none (Parquet's codec is inside).
     pub(super) fn for_format(self, format: Format, label: &str, to: &Path) -> Result<Self> {
         use datafusion::parquet::basic::Compression;
-        let refused = |what: &str| {
-            Err(Error::Usage(format!(
-                "{label} {}: {what} is for Parquet; {} is written uncompressed, in one piece",
-                to.display(),
-                format.name()
-            )))
-        };
-        match (format, self.compression, self.row_group_rows) {
-            (Format::Parquet, _, _) => Ok(self),
-            (_, Some(c), _) if c != Compression::UNCOMPRESSED => refused("COMPRESSION"),
-            (_, _, Some(_)) => refused("ROW_GROUP_SIZE"),
-            _ => Ok(Self::default()),
+        let named = codec_of(to);
+        let refused = |what: String| Err(Error::Usage(format!("{label} {}: {what}", to.display())));
+        match (format, named, self.compression) {
+            (Format::Parquet, Some(c), _) => {
+                return refused(format!(
+                    "a Parquet file is not {c}-compressed as a whole: its codec is inside it (COPY's COMPRESSION)"
+                ))
+            }
+            (Format::Markdown, Some(c), _) => {
+                return refused(format!("a Markdown file is written uncompressed, not {c}"))
+            }
+            (Format::Parquet, _, _) => return Ok(self),
+            (_, None, None | Some(Compression::UNCOMPRESSED))
+            | (_, Some(".gz"), None | Some(Compression::GZIP(_)))
+            | (_, Some(".zst"), None | Some(Compression::ZSTD(_)))
+            | (_, Some(_), None) => {}
+            (_, _, Some(c)) => {
+                let codec = format!("{c:?}").split('(').next().unwrap_or_default().to_ascii_lowercase();
+                return refused(format!(
+                    "COMPRESSION {codec}: {} is compressed as the file's name says (.gz gzip, .zst zstd, .bz2, .xz; none: uncompressed)",
+                    format.name()
+                ));
+            }
+        }
+        match self.row_group_rows {
+            Some(_) => refused(format!("ROW_GROUP_SIZE is for Parquet, not {}", format.name())),
+            None => Ok(Self::default()),
         }
     }
 
@@ -175,11 +193,74 @@ impl ParquetSettings {
     }
 }
 
-/// stdout, or a file under a temporary name ([`AtomicFile`]) that [`Out::commit`] renames;
-/// dropped before that (a failed query), the file leaves nothing.
+/// The compression a file's name says by its ending ([`COMPRESSED`]: `.gz`, `.zst`, ...).
+fn codec_of(to: &Path) -> Option<&'static str> {
+    let name = to.file_name()?.to_str()?.to_ascii_lowercase();
+    COMPRESSED.iter().copied().find(|c| name.ends_with(c))
+}
+
+/// A file written through a codec: its last block written, then the file, to be committed.
+pub(super) trait Encoding: Write + Send {
+    fn finish(self: Box<Self>) -> std::io::Result<AtomicFile>;
+}
+
+#[cfg(feature = "compression")]
+mod codecs {
+    use super::{AtomicFile, Encoding};
+    impl Encoding for flate2::write::GzEncoder<AtomicFile> {
+        fn finish(self: Box<Self>) -> std::io::Result<AtomicFile> {
+            (*self).finish()
+        }
+    }
+    impl Encoding for zstd::stream::write::Encoder<'static, AtomicFile> {
+        fn finish(self: Box<Self>) -> std::io::Result<AtomicFile> {
+            (*self).finish()
+        }
+    }
+    impl Encoding for bzip2::write::BzEncoder<AtomicFile> {
+        fn finish(self: Box<Self>) -> std::io::Result<AtomicFile> {
+            (*self).finish()
+        }
+    }
+    impl Encoding for liblzma::write::XzEncoder<AtomicFile> {
+        fn finish(self: Box<Self>) -> std::io::Result<AtomicFile> {
+            (*self).finish()
+        }
+    }
+}
+
+/// `file` written through the codec `ending` names (each at its default level).
+fn encoding(ending: &str, file: AtomicFile, path: &Path) -> Result<Box<dyn Encoding>> {
+    #[cfg(feature = "compression")]
+    {
+        let encoded: Box<dyn Encoding> = match ending {
+            ".gz" => Box::new(flate2::write::GzEncoder::new(
+                file,
+                flate2::Compression::default(),
+            )),
+            ".zst" => Box::new(zstd::stream::write::Encoder::new(file, 0).map_err(|e| Error::io(path, e))?),
+            ".bz2" => Box::new(bzip2::write::BzEncoder::new(file, bzip2::Compression::default())),
+            _ => Box::new(liblzma::write::XzEncoder::new(file, 6)),
+        };
+        Ok(encoded)
+    }
+    #[cfg(not(feature = "compression"))]
+    {
+        drop(file);
+        Err(Error::Usage(format!(
+            "{}: a compressed file ({ending}); this build writes none: a build with the `compression` feature (the default) does",
+            path.display()
+        )))
+    }
+}
+
+/// stdout, or a file under a temporary name ([`AtomicFile`]) that [`Out::commit`] renames,
+/// written through a codec where its name says one; dropped before that (a failed query), the
+/// file leaves nothing.
 pub(super) enum Out {
     Stdout(Stdout),
     File(AtomicFile),
+    Compressed(Box<dyn Encoding>),
 }
 
 impl Write for Out {
@@ -187,12 +268,14 @@ impl Write for Out {
         match self {
             Out::Stdout(s) => s.write(buf),
             Out::File(f) => f.write(buf),
+            Out::Compressed(c) => c.write(buf),
         }
     }
     fn flush(&mut self) -> std::io::Result<()> {
         match self {
             Out::Stdout(s) => s.flush(),
             Out::File(f) => f.flush(),
+            Out::Compressed(c) => c.flush(),
         }
     }
 }
@@ -201,7 +284,13 @@ impl Out {
     fn open(to: Option<&Path>) -> Result<Out> {
         Ok(match to {
             None => Out::Stdout(Stdout::new()),
-            Some(path) => Out::File(AtomicFile::create(path)?),
+            Some(path) => {
+                let file = AtomicFile::create(path)?;
+                match codec_of(path) {
+                    Some(ending) => Out::Compressed(encoding(ending, file, path)?),
+                    None => Out::File(file),
+                }
+            }
         })
     }
 
@@ -209,6 +298,11 @@ impl Out {
         match self {
             Out::Stdout(mut s) => s.flush().map_err(|e| Error::io("<stdout>", e)),
             Out::File(f) => f.commit().map(drop),
+            Out::Compressed(c) => c
+                .finish()
+                .map_err(|e| Error::io("the result", e))?
+                .commit()
+                .map(drop),
         }
     }
 }

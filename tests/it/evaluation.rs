@@ -858,7 +858,7 @@ fn sql_reads_csv_and_json_files_named_in_the_query() {
 /// compressed unlike each other, or a file that is not what its name says, is refused naming
 /// it. The build without the `compression` feature refuses them, saying which build reads them.
 #[test]
-fn compressed_csv_and_json_files_are_read_as_their_names_say() {
+fn compressed_csv_and_json_files_are_read_and_written_as_their_names_say() {
     use std::io::Write;
     let tmp = tempfile::tempdir().unwrap();
     let gz = |name: &str, text: &str| {
@@ -881,14 +881,63 @@ fn compressed_csv_and_json_files_are_read_as_their_names_say() {
         assert!(o.status.success(), "{q}: {}", stderr(&o));
         String::from_utf8(o.stdout).unwrap()
     };
+    let write = |args: &[&str]| segscore_in(tmp.path(), &[&["sql"], args].concat());
     if !cfg!(feature = "compression") {
         assert_fails(
             &sql("SELECT * FROM 'labels.csv.gz'"),
             2,
             "labels.csv.gz: a compressed file; this build reads none: a build with the `compression` feature (the default) does",
         );
+        assert_fails(
+            &write(&["SELECT 1 AS x", "--to", "x.csv.gz"]),
+            2,
+            "x.csv.gz: a compressed file (.gz); this build writes none: a build with the `compression` feature (the default) does",
+        );
+        assert!(!tmp.path().join("x.csv.gz").exists());
         return;
     }
+    // Written as the name says (gzip, zstd, bzip2, xz), and read back the same way; DuckDB's
+    // COMPRESSION beside the name must say the same; a failed query leaves no file.
+    let labels = "generation_id,label\na,good\nc,bad\n";
+    for ending in [".gz", ".zst", ".bz2", ".xz"] {
+        let out = format!("out.csv{ending}");
+        let o = write(&["SELECT * FROM 'labels.csv.gz' ORDER BY 1", "--to", &out]);
+        assert!(o.status.success(), "{out}: {}", stderr(&o));
+        assert_eq!(ok(&format!("SELECT * FROM '{out}'")), labels, "{out}");
+    }
+    let mut text = String::new();
+    std::io::Read::read_to_string(
+        &mut flate2::read::GzDecoder::new(std::fs::File::open(tmp.path().join("out.csv.gz")).unwrap()),
+        &mut text,
+    )
+    .unwrap();
+    assert_eq!(text, labels);
+    let o = write(&["COPY (FROM 'notes.jsonl.gz') TO 'copy.jsonl.zst' (FORMAT json, COMPRESSION zstd)"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(ok("SELECT n FROM 'copy.jsonl.zst'"), "n\n1\n");
+    for (args, why) in [
+        (
+            &["COPY 'labels.csv.gz' TO 'l.csv' (COMPRESSION gzip)"][..],
+            "COPY ... TO l.csv: COMPRESSION gzip: csv is compressed as the file's name says",
+        ),
+        (
+            &["SELECT 1 AS x", "--to", "x.parquet.gz"],
+            "--to x.parquet.gz: a Parquet file is not .gz-compressed as a whole: its codec is inside it",
+        ),
+        (
+            &["SELECT 1 AS x", "--to", "x.md.zst"],
+            "--to x.md.zst: a Markdown file is written uncompressed, not .zst",
+        ),
+    ] {
+        assert_fails(&write(args), 2, why);
+    }
+    let o = write(&[
+        "SELECT CAST(label AS INT) FROM 'labels.csv.gz'",
+        "--to",
+        "bad.csv.gz",
+    ]);
+    assert_fails(&o, 1, "Cannot cast string 'good' to value of Int32 type");
+    assert!(!tmp.path().join("bad.csv.gz").exists());
     assert_eq!(
         ok("SELECT * FROM 'labels.csv.gz' ORDER BY 1"),
         "generation_id,label\na,good\nc,bad\n"
