@@ -1399,7 +1399,7 @@ fn sql_copy_to_writes_as_to_does_and_no_query_writes_into_a_table() {
             "COPY 'in.parquet' TO 'x.csv' (FORMAT csv, COMPRESSION gzip)",
             &[],
             2,
-            "COPY ... TO x.csv: COMPRESSION is for Parquet; csv is written uncompressed, in one piece",
+            "COPY ... TO x.csv: COMPRESSION gzip: csv is compressed as the file's name says (.gz gzip, .zst zstd, .bz2, .xz; none: uncompressed)",
         ),
         (
             "COPY 'in.parquet' TO 'x.parquet' (ROW_GROUP_SIZE 0)",
