@@ -204,29 +204,25 @@ pub(super) trait Encoding: Write + Send {
     fn finish(self: Box<Self>) -> std::io::Result<AtomicFile>;
 }
 
+/// The codecs' writers: each hands back its file when its last block is written.
 #[cfg(feature = "compression")]
 mod codecs {
     use super::{AtomicFile, Encoding};
-    impl Encoding for flate2::write::GzEncoder<AtomicFile> {
-        fn finish(self: Box<Self>) -> std::io::Result<AtomicFile> {
-            (*self).finish()
-        }
+    macro_rules! encodings {
+        ($($writer:ty),*) => {$(
+            impl Encoding for $writer {
+                fn finish(self: Box<Self>) -> std::io::Result<AtomicFile> {
+                    (*self).finish()
+                }
+            }
+        )*};
     }
-    impl Encoding for zstd::stream::write::Encoder<'static, AtomicFile> {
-        fn finish(self: Box<Self>) -> std::io::Result<AtomicFile> {
-            (*self).finish()
-        }
-    }
-    impl Encoding for bzip2::write::BzEncoder<AtomicFile> {
-        fn finish(self: Box<Self>) -> std::io::Result<AtomicFile> {
-            (*self).finish()
-        }
-    }
-    impl Encoding for liblzma::write::XzEncoder<AtomicFile> {
-        fn finish(self: Box<Self>) -> std::io::Result<AtomicFile> {
-            (*self).finish()
-        }
-    }
+    encodings!(
+        flate2::write::GzEncoder<AtomicFile>,
+        zstd::stream::write::Encoder<'static, AtomicFile>,
+        bzip2::write::BzEncoder<AtomicFile>,
+        liblzma::write::XzEncoder<AtomicFile>
+    );
 }
 
 /// `file` written through the codec `ending` names (each at its default level).
