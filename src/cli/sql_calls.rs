@@ -44,6 +44,8 @@ pub struct ReadCall {
     pub nulls: Vec<String>,
     /// `filename = true`: a column `filename` naming each row's file.
     pub filename: bool,
+    /// Parquet's `binary_as_string = true`: binary columns read as text.
+    pub binary_as_string: bool,
 }
 
 impl ReadCall {
@@ -79,7 +81,7 @@ impl Reader {
     /// The options taken, as DuckDB names them.
     fn options(self) -> &'static str {
         match self {
-            Reader::Parquet => "hive_partitioning, union_by_name, filename",
+            Reader::Parquet => "hive_partitioning, union_by_name, binary_as_string, filename",
             Reader::Csv => "delim (sep), header, quote, escape, nullstr, auto_detect, filename",
             Reader::Json => "format, filename",
         }
@@ -164,6 +166,7 @@ fn parse_call(called: &str, args: &[FunctionArg]) -> std::result::Result<(String
         match (reader, name.as_str()) {
             (_, "filename") => call.filename = boolean()?,
             (Reader::Parquet, "hive_partitioning") => call.no_hive = !boolean()?,
+            (Reader::Parquet, "binary_as_string") => call.binary_as_string = boolean()?,
             // Files of different columns are read by name, whatever this says.
             (Reader::Parquet, "union_by_name") => drop(boolean()?),
             (Reader::Csv, "delim" | "sep" | "delimiter") => call.delimiter = Some(character()?),
@@ -349,7 +352,7 @@ mod tests {
         let refused = |q: &str| duckdb_sql(q).unwrap_err().to_string();
         assert_eq!(
             refused("SELECT * FROM read_parquet('a.parquet', file_row_number = true)"),
-            "query: read_parquet(...): option file_row_number is not taken here; read_parquet takes hive_partitioning, union_by_name, filename"
+            "query: read_parquet(...): option file_row_number is not taken here; read_parquet takes hive_partitioning, union_by_name, binary_as_string, filename"
         );
         assert_eq!(
             refused("SELECT * FROM read_csv('a.csv', delim = ';;')"),

@@ -134,6 +134,52 @@ async fn register(
     in_query: bool,
     tables: &mut Tables,
 ) -> Result<()> {
+    let plain = tables.plain.len();
+    register_files(ctx, t, name.clone(), in_query, tables).await?;
+    if let (true, Some(name)) = (t.read.binary_as_string, name) {
+        // Not read again as sorted, which would register the files in place of the view.
+        tables.plain.truncate(plain);
+        binary_as_string(ctx, name).await?;
+    }
+    Ok(())
+}
+
+/// DuckDB's `binary_as_string = true`: table `name`'s binary columns as text, as legacy
+/// writers (older Hive, Impala) store strings without Parquet's UTF8 annotation; a value that
+/// is not UTF-8 is an error when read. The table is replaced by a view that casts them.
+async fn binary_as_string(ctx: &SessionContext, name: TableReference) -> Result<()> {
+    use datafusion::arrow::datatypes::DataType;
+    use datafusion::common::Column;
+    use datafusion::prelude::{cast, Expr};
+    let df = segscore_plan::table(ctx, name.table()).await?;
+    let columns: Vec<Expr> = df
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| {
+            let c = Expr::Column(Column::new_unqualified(f.name()));
+            match f.data_type() {
+                DataType::Binary | DataType::LargeBinary | DataType::BinaryView => {
+                    cast(c, DataType::Utf8).alias(f.name())
+                }
+                _ => c,
+            }
+        })
+        .collect();
+    let view = df.select(columns)?.into_view();
+    ctx.deregister_table(name.clone())?;
+    ctx.register_table(name, view)?;
+    Ok(())
+}
+
+/// The files of `t` registered as `name` ([`register`] without `binary_as_string`).
+async fn register_files(
+    ctx: &SessionContext,
+    t: &TableArg,
+    name: Option<TableReference>,
+    in_query: bool,
+    tables: &mut Tables,
+) -> Result<()> {
     // A DuckDB reader's list of paths reads them all (`read_parquet(['a', 'b'])`).
     let patterns = t.read.paths(&t.path);
     for p in &patterns {

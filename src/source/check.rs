@@ -189,14 +189,19 @@ pub fn check_metadata(
             .field_with_name(&name)
             .map_err(|_| Error::missing_column(path, &name, role, &schema))?;
         if !kind.accepts(value_type(field.data_type())) {
-            let binary = matches!(
+            let bytes = matches!(
                 value_type(field.data_type()),
-                DataType::FixedSizeBinary(_)
-                    | DataType::Binary
-                    | DataType::LargeBinary
-                    | DataType::BinaryView
+                DataType::Binary | DataType::LargeBinary | DataType::BinaryView
             );
+            let binary = bytes || matches!(value_type(field.data_type()), DataType::FixedSizeBinary(_));
             let expected = match kind {
+                // Text written as bytes, as older Hive and Impala write strings: say how to
+                // convert the files.
+                Kind::Key if bytes => format!(
+                    "{}; a string written as binary (no UTF8 annotation, as older Hive and Impala write strings) is converted by `segscore sql \"COPY (FROM read_parquet('{}', binary_as_string = true)) TO 'fixed.parquet'\"`",
+                    kind.expected(),
+                    path.display()
+                ),
                 // Other binary ids: say how to write one as text.
                 Kind::Key if binary => format!(
                     "{}; another binary id is not read: write it as text (DuckDB: `{name}::VARCHAR`)",

@@ -387,7 +387,7 @@ fn a_glob_over_every_hive_folder_reads_its_partition_columns() {
     assert_fails(
         &read("'R/', file_row_number = true", query),
         2,
-        "query: read_parquet(...): option file_row_number is not taken here; read_parquet takes hive_partitioning, union_by_name, filename",
+        "query: read_parquet(...): option file_row_number is not taken here; read_parquet takes hive_partitioning, union_by_name, binary_as_string, filename",
     );
 }
 
@@ -690,6 +690,38 @@ fn uuid_generation_ids_run_as_their_text() {
             a.display()
         ),
     );
+    // Text ids written as bytes (older Hive and Impala): refused, naming the command that
+    // converts the file, which `read_parquet(..., binary_as_string = true)` reads as text.
+    let legacy: ArrayRef = Arc::new(datafusion::arrow::array::BinaryArray::from_iter_values(
+        (0..n).map(|i| format!("g{}", i / 6)),
+    ));
+    write_batch(&a, &columns(legacy, None));
+    let o = run(
+        &[&a],
+        &demo_model(),
+        &tmp.path().join("oe"),
+        &["--provider", "cpu"],
+    );
+    let convert = format!(
+        "COPY (FROM read_parquet('{}', binary_as_string = true)) TO 'fixed.parquet'",
+        a.display()
+    );
+    assert_fails(&o, 1, &format!("a string written as binary (no UTF8 annotation, as older Hive and Impala write strings) is converted by `segscore sql \"{convert}\"`"));
+    let o = segscore_in(tmp.path(), &["sql", &convert]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let of = tmp.path().join("of");
+    run_ok(
+        &[&tmp.path().join("fixed.parquet")],
+        &demo_model(),
+        &of,
+        &["--provider", "cpu"],
+    );
+    assert_eq!(column_type(&of, "generation_id"), DataType::Utf8);
+    let ids = sql_csv(
+        &of.display().to_string(),
+        "SELECT generation_id, count(*) AS n FROM segments GROUP BY 1 ORDER BY 1 LIMIT 2",
+    );
+    assert_eq!(ids, "generation_id,n\ng0,6\ng1,6\n");
 }
 
 #[test]
