@@ -1028,6 +1028,11 @@ fn sql_tablesample_samples_the_table() {
         assert!(o.status.success(), "{query}: {}", stderr(&o));
         assert_eq!(String::from_utf8(o.stdout).unwrap(), want, "{query}");
     }
+    // EXPLAIN plans the query as it runs: the sample and ORDER BY ALL in it.
+    let o = sql("EXPLAIN SELECT generation_id FROM 'in.parquet' TABLESAMPLE 3 ROWS ORDER BY ALL");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let plan = String::from_utf8(o.stdout).unwrap();
+    assert!(plan.contains("random()") && plan.contains("fetch=3"), "{plan}");
     // Half of 10,000 rows: 5,000 give or take 50 (one standard deviation); 10 of them apart
     // happens about once in 10^23 runs.
     let o = sql("SELECT count(*) AS n FROM generate_series(1, 10000) TABLESAMPLE SYSTEM (50 PERCENT)");

@@ -45,7 +45,18 @@ pub fn arity(name: &str) -> Option<usize> {
 /// aggregate of this module's list (`arg_max`, ...) that `state` has no function of that name
 /// for, as the expression that computes it (its FILTER and OVER kept). A select's column that
 /// is such a call keeps the call's text as its name (`arg_max(name, score)`).
-pub fn rewrite(statement: &mut Statement, state: &SessionState) -> Result<()> {
+pub fn rewrite(statement: &mut datafusion::sql::parser::Statement, state: &SessionState) -> Result<()> {
+    use datafusion::sql::parser::Statement as DataFusion;
+    match statement {
+        DataFusion::Statement(s) => rewrite_sql(s, state),
+        // `EXPLAIN [ANALYZE] query` plans the query as it would run.
+        DataFusion::Explain(e) => rewrite(&mut e.statement, state),
+        _ => Ok(()),
+    }
+}
+
+/// [`rewrite`] of a SQL statement.
+fn rewrite_sql(statement: &mut Statement, state: &SessionState) -> Result<()> {
     let known = |name: &str| {
         state.aggregate_functions().contains_key(name)
             || state.scalar_functions().contains_key(name)

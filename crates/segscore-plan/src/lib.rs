@@ -45,9 +45,7 @@ async fn planned(ctx: &SessionContext, sql: &str, options: SQLOptions) -> Result
     let state = ctx.state();
     let dialect = state.config().options().sql_parser.dialect;
     let mut statement = state.sql_to_statement(sql, &dialect)?;
-    if let datafusion::sql::parser::Statement::Statement(s) = &mut statement {
-        duckdb::rewrite(s, &state)?;
-    }
+    duckdb::rewrite(&mut statement, &state)?;
     let plan = state.statement_to_plan(statement).await?;
     options.verify_plan(&plan)?;
     ctx.execute_logical_plan(plan).await
