@@ -993,6 +993,23 @@ fn sql_takes_duckdb_aggregates_and_function_names() {
     }
     let o = sql("SELECT arg_max(g) FROM (VALUES (1)) AS t(g)");
     assert_fails(&o, 2, "(arg_max takes 2 arguments here)");
+    // SIMILAR TO matches the whole text with a regular expression, as in DuckDB (DataFusion
+    // matched a part: 'abc' SIMILAR TO 'b' was true); an ESCAPE is refused.
+    let o = sql(&format!(
+        "SELECT name, name SIMILAR TO '[a-f]' AS one, name NOT SIMILAR TO 'z|b.*' AS other FROM {rows} ORDER BY g, name"
+    ));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        String::from_utf8(o.stdout).unwrap(),
+        "name,one,other\na,true,true\nb,true,false\nz,false,false\n,,\nd,true,true\nf,true,true\n"
+    );
+    let o = sql("SELECT 'abc' SIMILAR TO 'b' AS part, 'a%' SIMILAR TO 'a%' AS percent");
+    assert_eq!(String::from_utf8(o.stdout).unwrap(), "part,percent\nfalse,true\n");
+    assert_fails(
+        &sql("SELECT 'a' SIMILAR TO 'a' ESCAPE '#'"),
+        2,
+        "ESCAPE is not taken",
+    );
 }
 
 /// TABLESAMPLE samples the table (DataFusion's planner passed over it and read every row):

@@ -1,9 +1,9 @@
 //! DuckDB's SQL that DataFusion's parser reads otherwise, or whose aggregates DataFusion lacks,
-//! written as DataFusion's between parsing and planning: `ORDER BY ALL`, and `arg_max`,
-//! `arg_min` (`max_by`, `min_by`) and `count_if` as the DataFusion aggregates that compute
-//! them. The same pass does or refuses the clauses DataFusion's planner passes over
-//! (`passed_over.rs`). DuckDB's names for functions DataFusion has under another name are
-//! aliases in segscore's function registry.
+//! written as DataFusion's between parsing and planning: `ORDER BY ALL`; `arg_max`, `arg_min`
+//! (`max_by`, `min_by`) and `count_if` as the DataFusion aggregates that compute them;
+//! `SIMILAR TO` matching the whole text. The same pass does or refuses the clauses DataFusion's
+//! planner passes over (`passed_over.rs`). DuckDB's names for functions DataFusion has under
+//! another name are aliases in segscore's function registry.
 
 use std::ops::ControlFlow;
 
@@ -158,6 +158,12 @@ impl VisitorMut for DuckDb<'_> {
     }
 
     fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<DataFusionError> {
+        if let Expr::SimilarTo { .. } = expr {
+            return match similar_to(expr) {
+                Ok(()) => ControlFlow::Continue(()),
+                Err(e) => ControlFlow::Break(e),
+            };
+        }
         let Expr::Function(f) = expr else {
             return ControlFlow::Continue(());
         };
@@ -239,4 +245,32 @@ fn order_by_all(query: &mut Query) {
         ),
         None => OrderByKind::All(options),
     };
+}
+
+/// `x [NOT] SIMILAR TO pattern` as DuckDB (and the SQL standard, and PostgreSQL) read it: the
+/// pattern must match the whole text, `x ~ '^(?:pattern)$'`. DataFusion matched any part of it
+/// (`'abc' SIMILAR TO 'b'` was true). The pattern is a regular expression, as in DuckDB
+/// (PostgreSQL's `%` and `_` are not wildcards here); an ESCAPE is refused.
+fn similar_to(expr: &mut Expr) -> Result<()> {
+    let Expr::SimilarTo {
+        negated,
+        expr: text,
+        pattern,
+        escape_char,
+    } = expr
+    else {
+        return Ok(());
+    };
+    if let Some(e) = escape_char {
+        return Err(DataFusionError::Plan(format!(
+            "SIMILAR TO {pattern} ESCAPE {e}: ESCAPE is not taken (the pattern is a regular expression, escaped with \\)"
+        )));
+    }
+    let op = if *negated { "!~" } else { "~" };
+    let sql = format!("({text}) {op} ('^(?:' || ({pattern}) || ')$')");
+    *expr = Parser::new(&GenericDialect {})
+        .try_with_sql(&sql)
+        .and_then(|mut p| p.parse_expr())
+        .map_err(|e| DataFusionError::Internal(format!("{sql}: {e}")))?;
+    Ok(())
 }
