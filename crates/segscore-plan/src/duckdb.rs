@@ -250,7 +250,9 @@ fn order_by_all(query: &mut Query) {
 /// `x [NOT] SIMILAR TO pattern` as DuckDB (and the SQL standard, and PostgreSQL) read it: the
 /// pattern must match the whole text, `x ~ '^(?:pattern)$'`. DataFusion matched any part of it
 /// (`'abc' SIMILAR TO 'b'` was true). The pattern is a regular expression, as in DuckDB
-/// (PostgreSQL's `%` and `_` are not wildcards here); an ESCAPE is refused.
+/// (PostgreSQL's `%` and `_` are not wildcards here); an ESCAPE is refused. DataFusion's later
+/// releases match the whole text with the SQL standard's wildcards (apache/datafusion#23188);
+/// this rewrite keeps DuckDB's reading whichever DataFusion plans it.
 fn similar_to(expr: &mut Expr) -> Result<()> {
     let Expr::SimilarTo {
         negated,
