@@ -1010,6 +1010,14 @@ fn sql_takes_duckdb_aggregates_and_function_names() {
         2,
         "ESCAPE is not taken",
     );
+    // DuckDB's len: a text's characters, a list's elements (DataFusion has one function each).
+    let o = sql("SELECT len('héllo') AS a, len([1, 2, 3]) AS b, len(arrow_cast([1, 2], 'FixedSizeList(2, Int64)')) AS c, len(NULL) AS d");
+    assert_eq!(String::from_utf8(o.stdout).unwrap(), "a,b,c,d\n5,3,2,\n");
+    assert_fails(
+        &sql("SELECT len(5)"),
+        2,
+        "len(x) takes a text or a list, not Int64",
+    );
 }
 
 /// TABLESAMPLE samples the table (DataFusion's planner passed over it and read every row):
