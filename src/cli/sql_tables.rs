@@ -151,7 +151,7 @@ async fn binary_as_string(ctx: &SessionContext, name: TableReference) -> Result<
     use datafusion::arrow::datatypes::DataType;
     use datafusion::common::Column;
     use datafusion::prelude::{cast, Expr};
-    let df = segscore_plan::table(ctx, name.table()).await?;
+    let df = ctx.read_table(ctx.table_provider(name.clone()).await?)?;
     let columns: Vec<Expr> = df
         .schema()
         .fields()
