@@ -97,8 +97,9 @@ pub(crate) fn sql(a: SqlArgs) -> Result<()> {
         (None, Some(f)) => crate::store::read_text(f)?,
         (None, None) => return Err(Error::Usage("give a query, or --file".into())),
     };
-    // DuckDB's `FROM t WHERE ...` is `SELECT * FROM t WHERE ...`.
-    let query = super::sql_text::select_star_first(&query);
+    // DuckDB's `FROM t WHERE ...` is `SELECT * FROM t WHERE ...`; its `USING SAMPLE` the table's
+    // TABLESAMPLE.
+    let query = super::sql_text::using_sample(&super::sql_text::select_star_first(&query))?;
     // Statements before the last define what it reads (`CREATE VIEW ...;`).
     let (setup, query) = super::sql_text::statements(&query)?;
     let setup = setup.iter().map(|s| duckdb_sql(s)).collect::<Result<Vec<_>>>()?;

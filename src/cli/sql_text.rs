@@ -1,6 +1,7 @@
 //! A `segscore sql` text before it is parsed: its tokens and where each starts, its statements
-//! (a script's setup and the query whose result is the output), and DuckDB's FROM-first selects
-//! without a SELECT (`FROM t WHERE ...`) given their `SELECT *`.
+//! (a script's setup and the query whose result is the output), DuckDB's FROM-first selects
+//! without a SELECT (`FROM t WHERE ...`) given their `SELECT *`, and DuckDB's `USING SAMPLE` as
+//! the table's `TABLESAMPLE`.
 
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::keywords::Keyword;
@@ -184,6 +185,130 @@ pub(super) fn select_star_first(query: &str) -> String {
     text
 }
 
+/// DuckDB's `USING SAMPLE` clause of a select that reads one table, as that table's
+/// `TABLESAMPLE` (DuckDB samples right after the FROM, before WHERE, so the two are one):
+/// `SELECT * FROM t WHERE x USING SAMPLE 10%` is `SELECT * FROM t TABLESAMPLE 10 PERCENT WHERE
+/// x`. `n%` and `n PERCENT` are a percentage, `n ROWS` and a bare `n` rows, with or without a
+/// method (`reservoir(50 ROWS)`, `10% (bernoulli)`); a seed is passed on (and refused where the
+/// sample is taken). Over a join it is refused: DuckDB samples the joined rows.
+pub(super) fn using_sample(query: &str) -> Result<String> {
+    let Some(tokens) = tokens(query) else {
+        return Ok(query.to_string());
+    };
+    let solid: Vec<&(Token, usize)> = tokens
+        .iter()
+        .filter(|(t, _)| !matches!(t, Token::Whitespace(_)))
+        .collect();
+    let word = |i: usize, w: &str| matches!(solid.get(i), Some((Token::Word(x), _)) if x.quote_style.is_none() && x.value.eq_ignore_ascii_case(w));
+    // Each token's depth in parentheses.
+    let mut depths = Vec::with_capacity(solid.len());
+    let mut depth = 0usize;
+    for (t, _) in &solid {
+        if *t == Token::RParen {
+            depth = depth.saturating_sub(1);
+        }
+        depths.push(depth);
+        if *t == Token::LParen {
+            depth += 1;
+        }
+    }
+    let refused = |why: String| Error::Usage(format!("query: USING SAMPLE: {why}"));
+    // (offset, text to insert, end of the text removed there).
+    let mut edits: Vec<(usize, String, usize)> = Vec::new();
+    for i in (0..solid.len()).filter(|&i| word(i, "using") && word(i + 1, "sample")) {
+        let d = depths[i];
+        let ends = |j: usize| {
+            solid[j].0 == Token::SemiColon
+                || depths[j] < d
+                || (depths[j] == d
+                    && ["order", "limit", "offset", "union", "except", "intersect"]
+                        .iter()
+                        .any(|w| word(j, w)))
+        };
+        let end = (i + 2..solid.len()).find(|&j| ends(j)).unwrap_or(solid.len());
+        let spec: Vec<String> = solid[i + 2..end].iter().map(|(t, _)| t.to_string()).collect();
+        let spec: Vec<&str> = spec.iter().map(String::as_str).collect();
+        let lower: Vec<String> = spec.iter().map(|t| t.to_ascii_lowercase()).collect();
+        let lower: Vec<&str> = lower.iter().map(String::as_str).collect();
+        // The size and its unit, past a method around them (`reservoir(50 ROWS)`); a method or
+        // seed after them (`10% (bernoulli, 42)`) keeps only the seed.
+        let close = lower.iter().position(|t| *t == ")");
+        let (inner, rest): (&[&str], &[&str]) = match (lower.as_slice(), close) {
+            ([method, "(", ..], Some(c)) if method.parse::<f64>().is_err() => (&lower[2..c], &lower[c + 1..]),
+            (all, _) => match all.iter().position(|t| *t == "(" || *t == "repeatable") {
+                Some(p) => (&all[..p], &all[p..]),
+                None => (all, &[]),
+            },
+        };
+        let number = |n: &str| n.parse::<f64>().is_ok();
+        let size = match inner {
+            [n, "%" | "percent"] if number(n) => format!("{n} PERCENT"),
+            [n, "rows"] | [n] if number(n) => format!("{n} ROWS"),
+            _ => {
+                return Err(refused(format!(
+                    "`{}`: give n%, n PERCENT or n ROWS",
+                    spec.join(" ")
+                )))
+            }
+        };
+        let seed = match rest {
+            [] => String::new(),
+            ["repeatable", "(", seed, ")"] | ["(", _, ",", seed, ")"] => format!(" REPEATABLE ({seed})"),
+            ["(", _, ")"] => String::new(),
+            _ => {
+                return Err(refused(format!(
+                    "`{}`: give n%, n PERCENT or n ROWS",
+                    spec.join(" ")
+                )))
+            }
+        };
+        // The select's FROM, and where its one table ends.
+        let Some(from) = (0..i)
+            .rev()
+            .find(|&j| depths[j] == d && keyword(&solid[j].0, Keyword::FROM))
+        else {
+            return Err(refused("the select reads no table".into()));
+        };
+        let clauses = ["where", "group", "having", "window", "qualify", "using"];
+        let mut table_end = i;
+        for j in from + 1..i {
+            if depths[j] != d {
+                continue;
+            }
+            let joined = solid[j].0 == Token::Comma
+                || [
+                    "join", "natural", "cross", "inner", "left", "right", "full", "on", "pivot", "unpivot",
+                ]
+                .iter()
+                .any(|w| word(j, w));
+            if joined {
+                return Err(refused(
+                    "over a join DuckDB samples the joined rows; write TABLESAMPLE after the table to sample"
+                        .into(),
+                ));
+            }
+            if clauses.iter().any(|w| word(j, w)) {
+                table_end = j;
+                break;
+            }
+        }
+        let removed_end = solid.get(end).map_or(query.len(), |(_, at)| *at);
+        edits.push((solid[i].1, String::new(), removed_end));
+        edits.push((
+            solid[table_end].1,
+            format!("TABLESAMPLE {size}{seed} "),
+            solid[table_end].1,
+        ));
+    }
+    // From the end, so that the offsets before each edit hold.
+    edits.sort_by_key(|&(at, _, _)| std::cmp::Reverse(at));
+    let mut text = query.to_string();
+    for (at, insert, removed_end) in edits {
+        text.replace_range(at..removed_end, &insert);
+    }
+    Ok(text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -237,5 +362,37 @@ mod tests {
             .collect();
         let want = [("SELECT", 0), ("'é'", 7), ("FROM", 14), ("\"t\"", 19), (";", 22)];
         assert_eq!(starts, want.map(|(t, at)| (t.to_string(), at)));
+    }
+
+    #[test]
+    fn using_sample_is_the_tables_tablesample() {
+        for (query, want) in [
+            (
+                "SELECT * FROM t USING SAMPLE 10%",
+                "SELECT * FROM t TABLESAMPLE 10 PERCENT ",
+            ),
+            (
+                "SELECT a FROM 'x.parquet' AS x WHERE a > 1 USING SAMPLE 5 ROWS ORDER BY a",
+                "SELECT a FROM 'x.parquet' AS x TABLESAMPLE 5 ROWS WHERE a > 1 ORDER BY a",
+            ),
+            (
+                "FROM t USING SAMPLE reservoir(50 ROWS) REPEATABLE (100)",
+                "FROM t TABLESAMPLE 50 ROWS REPEATABLE (100) ",
+            ),
+            (
+                "SELECT * FROM (SELECT * FROM t USING SAMPLE 10 PERCENT (bernoulli)) s",
+                "SELECT * FROM (SELECT * FROM t TABLESAMPLE 10 PERCENT ) s",
+            ),
+            (
+                "SELECT * FROM t JOIN u USING (k)",
+                "SELECT * FROM t JOIN u USING (k)",
+            ),
+        ] {
+            assert_eq!(using_sample(query).unwrap(), want, "{query}");
+        }
+        let refused = |q: &str| using_sample(q).unwrap_err().to_string();
+        assert!(refused("SELECT * FROM t, u USING SAMPLE 1%")
+            .contains("over a join DuckDB samples the joined rows"));
+        assert!(refused("SELECT * FROM t USING SAMPLE lots").contains("`lots`: give n%, n PERCENT or n ROWS"));
     }
 }

@@ -1053,6 +1053,25 @@ fn sql_tablesample_samples_the_table() {
         assert!(o.status.success(), "{query}: {}", stderr(&o));
         assert_eq!(String::from_utf8(o.stdout).unwrap(), want, "{query}");
     }
+    // DuckDB's USING SAMPLE (sampling right after the FROM) is the one table's TABLESAMPLE;
+    // over a join it is refused.
+    for (query, want) in [
+        ("SELECT count(*) AS n FROM 'in.parquet' USING SAMPLE 3 ROWS", "n\n3\n"),
+        (
+            "SELECT count(*) AS n FROM (FROM 'in.parquet' AS i WHERE i.generation_id = 'a' USING SAMPLE 100%)",
+            "n\n4\n",
+        ),
+        ("SELECT count(*) AS n FROM 'in.parquet' USING SAMPLE reservoir(0 ROWS)", "n\n0\n"),
+    ] {
+        let o = sql(query);
+        assert!(o.status.success(), "{query}: {}", stderr(&o));
+        assert_eq!(String::from_utf8(o.stdout).unwrap(), want, "{query}");
+    }
+    assert_fails(
+        &sql("SELECT count(*) FROM 'in.parquet' a JOIN 'in.parquet' b USING (generation_id) USING SAMPLE 1%"),
+        2,
+        "query: USING SAMPLE: over a join DuckDB samples the joined rows; write TABLESAMPLE after the table to sample",
+    );
     // EXPLAIN plans the query as it runs: the sample and ORDER BY ALL in it.
     let o = sql("EXPLAIN SELECT generation_id FROM 'in.parquet' TABLESAMPLE 3 ROWS ORDER BY ALL");
     assert!(o.status.success(), "{}", stderr(&o));
