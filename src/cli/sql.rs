@@ -387,6 +387,13 @@ async fn run_query(opts: &SqlOptions) -> Result<()> {
         .await
         .unwrap_or_else(|panic| Err(Error::from_panic("the query", panic.as_ref())));
     match ran {
+        // Arrow's cast names neither the table nor the column.
+        Err(e) if e.to_string().contains("non UTF-8 data") && !tables.binary_as_text.is_empty() => {
+            Err(Error::InvalidData(format!(
+                "{e}: a binary column read as text (binary_as_string = true: {}) holds bytes that are not UTF-8",
+                tables.binary_as_text.join(", ")
+            )))
+        }
         // The readers' errors do not say which file: find it among the Parquet tables'.
         Err(e) if e.may_come_from_a_reader() => {
             match crate::pipeline::diagnose::first_unreadable(&ctx, &tables.parquet).await {

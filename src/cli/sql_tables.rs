@@ -44,6 +44,8 @@ pub struct Tables {
     pub parquet: Vec<PathBuf>,
     /// The CSV, JSON and Arrow files read ([`OtherFormat`]).
     pub text: Vec<PathBuf>,
+    /// The tables whose binary columns are read as text (`binary_as_string = true`).
+    pub binary_as_text: Vec<String>,
 }
 
 /// A context with segscore's settings and functions, and the given tables registered, and the
@@ -139,6 +141,7 @@ async fn register(
     if let (true, Some(name)) = (t.read.binary_as_string, name) {
         // Not read again as sorted, which would register the files in place of the view.
         tables.plain.truncate(plain);
+        tables.binary_as_text.push(name.to_string());
         binary_as_string(ctx, name).await?;
     }
     Ok(())

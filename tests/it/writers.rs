@@ -722,6 +722,19 @@ fn uuid_generation_ids_run_as_their_text() {
         "SELECT generation_id, count(*) AS n FROM segments GROUP BY 1 ORDER BY 1 LIMIT 2",
     );
     assert_eq!(ids, "generation_id,n\ng0,6\ng1,6\n");
+    // Bytes that are not UTF-8: the error says which table read them as text.
+    let bad: ArrayRef = Arc::new(datafusion::arrow::array::BinaryArray::from_iter_values(
+        (0..n).map(|i| if i == 7 { vec![0xff, 0xfe] } else { b"g".to_vec() }),
+    ));
+    write_batch(&a, &columns(bad, None));
+    let o = segscore_in(
+        tmp.path(),
+        &[
+            "sql",
+            "SELECT max(generation_id) FROM read_parquet('uuid.parquet', binary_as_string = true)",
+        ],
+    );
+    assert_fails(&o, 1, "a binary column read as text (binary_as_string = true: read_parquet('uuid.parquet', binary_as_string = true)) holds bytes that are not UTF-8");
 }
 
 #[test]
