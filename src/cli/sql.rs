@@ -241,13 +241,10 @@ impl Format {
     /// The format a file's name says (`.csv`, `.json`, `.jsonl`, `.ndjson`, `.parquet`, `.md`,
     /// any case, before a compression's ending: `out.csv.gz`), if it says one.
     pub fn of_file(path: &Path) -> Option<Format> {
-        let name = path.file_name()?.to_str()?.to_ascii_lowercase();
-        let name = crate::source::expand::COMPRESSED
-            .iter()
-            .find_map(|c| name.strip_suffix(c))
-            .unwrap_or(&name);
-        let ext = Path::new(name).extension()?.to_str()?;
-        match ext {
+        let name = path.file_name()?.to_str()?;
+        let plain = crate::source::expand::compressed(name).map_or(name, |(plain, _)| plain);
+        let ext = Path::new(plain).extension()?.to_str()?.to_ascii_lowercase();
+        match ext.as_str() {
             "csv" => Some(Format::Csv),
             "json" | "jsonl" | "ndjson" => Some(Format::Json),
             "parquet" => Some(Format::Parquet),

@@ -12,7 +12,7 @@ use datafusion::prelude::SessionContext;
 
 use super::sql_calls::ReadCall;
 use crate::error::{Error, Result};
-use crate::source::expand::{OtherFormat, COMPRESSED};
+use crate::source::expand::{compressed, OtherFormat};
 
 /// The separators a `.csv` file's header line is searched for, the first winning a tie.
 const SEPARATORS: [u8; 4] = [b',', b';', b'\t', b'|'];
@@ -164,13 +164,12 @@ fn null_regex(nulls: &[String]) -> Option<String> {
     Some(format!("^(?:|{})$", escaped.join("|")))
 }
 
-/// The compression a file's name says ([`COMPRESSED`]).
+/// The compression a file's name says ([`compressed`]).
 fn compression_of(file: &Path) -> FileCompressionType {
-    let name = file.to_string_lossy().to_ascii_lowercase();
-    match COMPRESSED.iter().find(|c| name.ends_with(*c)) {
-        Some(&".gz") => FileCompressionType::GZIP,
-        Some(&".bz2") => FileCompressionType::BZIP2,
-        Some(&".xz") => FileCompressionType::XZ,
+    match compressed(&file.to_string_lossy()).map(|(_, ending)| ending) {
+        Some(".gz") => FileCompressionType::GZIP,
+        Some(".bz2") => FileCompressionType::BZIP2,
+        Some(".xz") => FileCompressionType::XZ,
         Some(_) => FileCompressionType::ZSTD,
         None => FileCompressionType::UNCOMPRESSED,
     }

@@ -12,7 +12,7 @@ use super::sql::Format;
 use super::stdout::{print, Stdout};
 use crate::error::{Error, Result};
 use crate::sink::{writer_properties, AtomicFile, PartWriter};
-use crate::source::expand::COMPRESSED;
+use crate::source::expand::compressed;
 
 /// Where the result goes: files are written under a temporary name and renamed when done, so
 /// a failed query leaves no partial file under the name asked for.
@@ -193,10 +193,9 @@ impl ParquetSettings {
     }
 }
 
-/// The compression a file's name says by its ending ([`COMPRESSED`]: `.gz`, `.zst`, ...).
+/// The compression a file's name says by its ending ([`compressed`]: `.gz`, `.zst`, ...).
 fn codec_of(to: &Path) -> Option<&'static str> {
-    let name = to.file_name()?.to_str()?.to_ascii_lowercase();
-    COMPRESSED.iter().copied().find(|c| name.ends_with(c))
+    compressed(to.file_name()?.to_str()?).map(|(_, ending)| ending)
 }
 
 /// A file written through a codec: its last block written, then the file, to be committed.

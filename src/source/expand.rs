@@ -45,15 +45,21 @@ pub enum OtherFormat {
 /// bzip2, xz and zstd.
 pub const COMPRESSED: [&str; 4] = [".gz", ".bz2", ".xz", ".zst"];
 
+/// A name's compression ending ([`COMPRESSED`], any case) and the name before it:
+/// `("labels.CSV", ".gz")` for `labels.CSV.GZ`; None for a name that ends in none.
+pub fn compressed(name: &str) -> Option<(&str, &'static str)> {
+    let lower = name.to_ascii_lowercase();
+    let ending = COMPRESSED.iter().copied().find(|c| lower.ends_with(c))?;
+    Some((&name[..name.len() - ending.len()], ending))
+}
+
 impl OtherFormat {
     /// The format a path's name says, if one of these; CSV and JSON also compressed
     /// ([`COMPRESSED`]: `labels.csv.gz`, `data.jsonl.zst`).
     pub fn of(path: &str) -> Option<OtherFormat> {
         let lower = path.to_ascii_lowercase();
-        let text = COMPRESSED
-            .iter()
-            .find_map(|c| lower.strip_suffix(c))
-            .map(OtherFormat::of)
+        let text = compressed(&lower)
+            .map(|(plain, _)| OtherFormat::of(plain))
             .filter(|f| *f != Some(OtherFormat::Arrow));
         if let Some(format) = text {
             format
