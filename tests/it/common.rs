@@ -194,6 +194,14 @@ pub fn command<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Command {
     cmd
 }
 
+/// `segscore sql --format csv QUERY` run in `dir` (the files it names are relative to it);
+/// asserts it succeeded and returns its output.
+pub fn sql_csv_in(dir: &Path, query: &str) -> String {
+    let o = segscore_in(dir, &["sql", "--format", "csv", query]);
+    assert!(o.status.success(), "{query}: {}", stderr(&o));
+    String::from_utf8(o.stdout).unwrap()
+}
+
 /// `segscore sql --format csv` over one file or folder registered as table `t`; asserts it
 /// succeeded and returns its output.
 pub fn sql_csv_on(table: &Path, query: &str) -> String {

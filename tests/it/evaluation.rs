@@ -987,9 +987,7 @@ fn sql_takes_duckdb_aggregates_and_function_names() {
             "g,w\n1,2\n1,2\n1,2\n1,2\n2,0\n3,0\n",
         ),
     ] {
-        let o = sql(&query);
-        assert!(o.status.success(), "{query}: {}", stderr(&o));
-        assert_eq!(String::from_utf8(o.stdout).unwrap(), want, "{query}");
+        assert_eq!(sql_csv_in(tmp.path(), &query), want, "{query}");
     }
     let o = sql("SELECT arg_max(g) FROM (VALUES (1)) AS t(g)");
     assert_fails(&o, 2, "(arg_max takes 2 arguments here)");
@@ -1049,9 +1047,7 @@ fn sql_tablesample_samples_the_table() {
         ),
         ("SELECT count(s.b) AS n FROM 'in.parquet' s(a, b, c, d, e) TABLESAMPLE 6 ROWS", "n\n6\n"),
     ] {
-        let o = sql(query);
-        assert!(o.status.success(), "{query}: {}", stderr(&o));
-        assert_eq!(String::from_utf8(o.stdout).unwrap(), want, "{query}");
+        assert_eq!(sql_csv_in(tmp.path(), query), want, "{query}");
     }
     // DuckDB's USING SAMPLE (sampling right after the FROM) is the one table's TABLESAMPLE;
     // over a join it is refused.
@@ -1063,9 +1059,7 @@ fn sql_tablesample_samples_the_table() {
         ),
         ("SELECT count(*) AS n FROM 'in.parquet' USING SAMPLE reservoir(0 ROWS)", "n\n0\n"),
     ] {
-        let o = sql(query);
-        assert!(o.status.success(), "{query}: {}", stderr(&o));
-        assert_eq!(String::from_utf8(o.stdout).unwrap(), want, "{query}");
+        assert_eq!(sql_csv_in(tmp.path(), query), want, "{query}");
     }
     assert_fails(
         &sql("SELECT count(*) FROM 'in.parquet' a JOIN 'in.parquet' b USING (generation_id) USING SAMPLE 1%"),
@@ -1126,9 +1120,7 @@ fn sql_does_or_refuses_clauses_datafusion_passed_over() {
             "generation_id,first,n\nb,true,1\nb,,1\nc,false,2\nc,true,1\nc,,3\n,false,2\n,true,2\n,,4\n",
         ),
     ] {
-        let o = sql(query);
-        assert!(o.status.success(), "{query}: {}", stderr(&o));
-        assert_eq!(String::from_utf8(o.stdout).unwrap(), want, "{query}");
+        assert_eq!(sql_csv_in(tmp.path(), query), want, "{query}");
     }
     for (clause, why) in [
         (
@@ -1399,9 +1391,7 @@ fn sql_copy_to_writes_as_to_does_and_no_query_writes_into_a_table() {
             "all\n3\n",
         ),
     ] {
-        let o = sql(query, &["--format", "csv"]);
-        assert!(o.status.success(), "{query}: {}", stderr(&o));
-        assert_eq!(String::from_utf8(o.stdout).unwrap(), want, "{query}");
+        assert_eq!(sql_csv_in(tmp.path(), query), want, "{query}");
     }
     let o = sql(
         "COPY (FROM 'in.parquet' WHERE generation_id = 'b') TO 'b.csv'",
