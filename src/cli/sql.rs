@@ -9,7 +9,7 @@ use futures::{FutureExt, StreamExt};
 
 use super::exec::runtime;
 use super::sql_calls::duckdb_sql;
-use super::sql_copy::{copy_to, COPY_TO};
+use super::sql_copy::{copy_to, folder_given, names_a_folder, output_format, COPY_TO};
 pub use super::sql_sink::ParquetSettings;
 use super::sql_sink::Sink;
 use super::sql_tables::{context, stream_sorted, PlainTable};
@@ -123,31 +123,7 @@ pub(crate) fn sql(a: SqlArgs) -> Result<()> {
     };
     // DuckDB's `read_parquet('path')` (`read_csv`, ...) is the path named in the query.
     let query = duckdb_sql(&query)?;
-    let format = match (a.format, stored_as, &to) {
-        (Some(f), Some(s), _) if f != s => {
-            return Err(Error::Usage(format!(
-                "--format {} and the COPY's STORED AS {} differ; give one of them",
-                f.name(),
-                s.name()
-            )))
-        }
-        (Some(f), _, _) | (None, Some(f), _) => f,
-        (None, None, None) => Format::Table,
-        (None, None, Some(to)) => Format::of_file(to).ok_or_else(|| {
-            let (label, give) = match copied {
-                false => ("--to", "--format"),
-                true => (COPY_TO, "STORED AS"),
-            };
-            if names_a_folder(to) {
-                return folder_given(label, to);
-            }
-            Error::Usage(format!(
-                "{label} {}: give {give} csv, json, parquet or markdown (the name does not end \
-                 in .csv, .json, .jsonl, .ndjson, .parquet or .md)",
-                to.display()
-            ))
-        })?,
-    };
+    let format = output_format(a.format, stored_as, to.as_deref(), copied)?;
     let to_label = if copied { COPY_TO } else { "--to" };
     let parquet = match &to {
         Some(to) => parquet.for_format(format, to_label, to)?,
@@ -227,6 +203,14 @@ impl std::str::FromStr for Format {
 }
 
 impl Format {
+    /// The ending of a file's name in this format (`csv`; `md` for Markdown).
+    pub fn ending(self) -> &'static str {
+        match self {
+            Format::Markdown => "md",
+            f => f.name(),
+        }
+    }
+
     /// The format's name, as `--format` takes it.
     pub fn name(self) -> &'static str {
         match self {
@@ -433,18 +417,6 @@ async fn query_tables(ctx: &SessionContext, opts: &SqlOptions, plain: &[PlainTab
         }
     }
     execute(ctx, opts).await
-}
-
-/// Whether `to` ends in a `/`: a folder's name, there or not (the file would be written as
-/// `out`, its temporary name beside it failing).
-fn names_a_folder(to: &Path) -> bool {
-    to.as_os_str()
-        .to_string_lossy()
-        .ends_with(std::path::is_separator)
-}
-
-fn folder_given(label: &str, to: &Path) -> Error {
-    Error::Usage(format!("{label} {}: is a folder; give a file name", to.display()))
 }
 
 /// `--to FILE` on local disk names a file in a folder that is there: anything else is refused

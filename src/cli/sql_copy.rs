@@ -2,7 +2,7 @@
 //! `--to` writes it; DuckDB's and PostgreSQL's `(FORMAT PARQUET, COMPRESSION zstd, ...)` options
 //! as DataFusion's `STORED AS` and `OPTIONS`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::sql::Format;
 use super::sql_sink::ParquetSettings;
@@ -199,6 +199,74 @@ pub(super) fn copy_to(query: &str) -> Result<Option<CopyTo>> {
         format,
         parquet,
     }))
+}
+
+/// The format a result is written in: `--format` (`given`), the COPY's `STORED AS` (or DuckDB's
+/// `FORMAT`), else the name `to` ends in; where none says one, the terminal's table. A name
+/// that says a format holds that format: another given beside it is refused.
+pub(super) fn output_format(
+    given: Option<Format>,
+    stored_as: Option<Format>,
+    to: Option<&Path>,
+    copied: bool,
+) -> Result<Format> {
+    Ok(match (given, stored_as, to) {
+        (Some(f), Some(s), _) if f != s => {
+            return Err(Error::Usage(format!(
+                "--format {} and the COPY's STORED AS {} differ; give one of them",
+                f.name(),
+                s.name()
+            )))
+        }
+        // A name that says a format (`out.parquet`) holds that format: `--format csv` (how a
+        // result is printed) beside `COPY ... TO 'out.parquet'` wrote CSV into it.
+        (Some(f), _, Some(to)) | (None, Some(f), Some(to))
+            if f != Format::Table && Format::of_file(to).is_some_and(|named| named != f) =>
+        {
+            let named = Format::of_file(to).expect("checked above");
+            let (label, flag) = match (copied, given.is_some()) {
+                (false, _) => ("--to", "--format"),
+                (true, true) => (COPY_TO, "--format"),
+                (true, false) => (COPY_TO, "the COPY's format"),
+            };
+            return Err(Error::Usage(format!(
+                "{label} {}: the name says {} and {flag} says {}; give a name that ends in .{} or leave {flag} out",
+                to.display(),
+                named.name(),
+                f.name(),
+                f.ending()
+            )));
+        }
+        (Some(f), _, _) | (None, Some(f), _) => f,
+        (None, None, None) => Format::Table,
+        (None, None, Some(to)) => Format::of_file(to).ok_or_else(|| {
+            let (label, give) = match copied {
+                false => ("--to", "--format"),
+                true => (COPY_TO, "STORED AS"),
+            };
+            if names_a_folder(to) {
+                return folder_given(label, to);
+            }
+            Error::Usage(format!(
+                "{label} {}: give {give} csv, json, parquet or markdown (the name does not end \
+                 in .csv, .json, .jsonl, .ndjson, .parquet or .md)",
+                to.display()
+            ))
+        })?,
+    })
+}
+
+/// Whether `to` ends in a `/`: a folder's name, there or not (the file would be written as
+/// `out`, its temporary name beside it failing).
+pub(super) fn names_a_folder(to: &Path) -> bool {
+    to.as_os_str()
+        .to_string_lossy()
+        .ends_with(std::path::is_separator)
+}
+
+/// The refusal of `to`, named by `label` (`--to`), that names a folder.
+pub(super) fn folder_given(label: &str, to: &Path) -> Error {
+    Error::Usage(format!("{label} {}: is a folder; give a file name", to.display()))
 }
 
 #[cfg(test)]

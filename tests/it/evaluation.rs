@@ -642,7 +642,15 @@ fn sql_reads_parquet_files_named_in_the_query() {
     assert_eq!(ok(&[n]).0, "n\n2\n");
     // --to over a file the query reads is refused, the file left as it was.
     let before = std::fs::read(data.join("two.parquet")).unwrap();
-    let o = sql(&["SELECT * FROM 'data/*.parquet'", "--to", "data/two.parquet"]);
+    let o = segscore_in(
+        tmp.path(),
+        &[
+            "sql",
+            "SELECT * FROM 'data/*.parquet'",
+            "--to",
+            "data/two.parquet",
+        ],
+    );
     assert_fails(&o, 2, "--to data/two.parquet: is the input file");
     assert_eq!(std::fs::read(data.join("two.parquet")).unwrap(), before);
 }
@@ -1018,6 +1026,108 @@ fn sql_takes_duckdb_aggregates_and_function_names() {
     );
 }
 
+/// DuckDB's functions that DataFusion has none for ("Invalid function" before), as DuckDB
+/// defines them: `regexp_extract` (a capture group of the first match, `''` where none),
+/// `regexp_extract_all`, with DuckDB's options; `strftime` and `strptime` in DuckDB's format
+/// specifiers (`%f` is microseconds, chrono's nanoseconds), the format first or second, a list
+/// of formats, what a format leaves out 1900-01-01 00:00 (chrono alone refuses such formats),
+/// `try_strptime`; `mode` (ties: the least value) and `histogram` over a categorical column.
+#[test]
+fn sql_takes_duckdbs_regexp_time_and_count_functions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sql = |q: &str| segscore_in(tmp.path(), &["sql", "--format", "csv", q]);
+    let o = segscore_in(
+        tmp.path(),
+        &["sql", "COPY (SELECT arrow_cast(s, 'Dictionary(Int32, Utf8)') AS s, g, t FROM (VALUES \
+         ('b', 1, TIMESTAMP '2024-01-02 03:04:05.678'), ('a', 1, TIMESTAMP '2024-01-02 03:04:05'), ('b', 2, NULL), \
+         ('a', 2, TIMESTAMP '1999-12-31 23:59:59.000001'), (NULL, 2, NULL), ('c', 2, NULL), ('c', 2, NULL)) AS v(s, g, t)) \
+         TO 'cat.parquet'"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    for (query, want) in [
+        (
+            "SELECT regexp_extract('abc123def45', '[0-9]+') AS a, regexp_extract('abc123', '([a-z]+)([0-9]+)', 2) AS b, \
+             none, unmatched, n, regexp_extract('ABC', 'b.', 0, 'i') AS i, l, \
+             regexp_extract_all('a1b22c333', '[0-9]+') AS al, regexp_extract_all('a1b22', '([a-z])([0-9]+)', 1) AS g1, \
+             regexp_extract_all('xyz', '[0-9]') AS empty, regexp_extract('xyz', 'y(z)', 1) = 'z' AND none = '' AND unmatched = '' \
+             AND l = '' AND n IS NULL AS text_or_null FROM (SELECT regexp_extract('xyz', '[0-9]+') AS none, \
+             regexp_extract('ab', 'a(x)?', 1) AS unmatched, regexp_extract(NULL, 'a') AS n, regexp_extract('a.c abc', 'b.', 0, 'l') AS l)",
+            "a,b,none,unmatched,n,i,l,al,g1,empty,text_or_null\n123,123,,,,BC,,\"[1, 22, 333]\",\"[a, b]\",[],true\n",
+        ),
+        (
+            "SELECT regexp_extract(s, '^(.)(.)$', 2) AS second FROM (VALUES ('ab'), ('xy'), ('abc')) AS v(s)",
+            // The empty text, quoted by the CSV writer where it is a row's only field.
+            "second\nb\ny\n\"\"\n",
+        ),
+        (
+            "SELECT strftime(TIMESTAMP '2024-03-05 14:07:09.123456', '%Y-%m-%d %H:%M:%S.%f') AS f, \
+             strftime('%g|%n|%-d/%-m|%j|%A %B|%I %p|%%', TIMESTAMP '2024-03-05 14:07:09.123456') AS other, \
+             strftime(DATE '2024-03-05', '%c') AS c, strftime(TIMESTAMP '2024-03-05 14:07:09', '%x %X') AS xx, \
+             strftime(NULL, '%Y') AS n",
+            "f,other,c,xx,n\n2024-03-05 14:07:09.123456,123|123456000|5/3|065|Tuesday March|02 PM|%,2024-03-05 00:00:00,2024-03-05 14:07:09,\n",
+        ),
+        (
+            "SELECT strptime('05/03/2024 14:07:09.123456', '%d/%m/%Y %H:%M:%S.%f') AS a, \
+             strptime('2024-03-05', ['%d/%m/%Y', '%Y-%m-%d']) AS b, arrow_typeof(strptime('2024', '%Y')) AS ty, \
+             strptime('2024-03', '%Y-%m') AS month, strptime('02:30 PM', '%I:%M %p') AS pm, \
+             strptime('2024-03-05 14:07:09 +0200', '%Y-%m-%d %H:%M:%S %z') AS utc",
+            "a,b,ty,month,pm,utc\n2024-03-05T14:07:09.123456,2024-03-05T00:00:00,Timestamp(µs),2024-03-01T00:00:00,\
+             1900-01-01T14:30:00,2024-03-05T12:07:09\n",
+        ),
+        (
+            "SELECT try_strptime(x, '%Y-%m-%d') AS t, strptime(x, f) AS own FROM (VALUES ('2024-01-02', '%Y-%m-%d'), \
+             ('02/01/2024', '%d/%m/%Y'), (NULL, '%Y')) AS v(x, f) ORDER BY own",
+            "t,own\n2024-01-02T00:00:00,2024-01-02T00:00:00\n,2024-01-02T00:00:00\n,\n",
+        ),
+        (
+            "SELECT g, mode(s) AS m, histogram(s) AS h, mode(t) AS mt, strftime(max(t), '%Y/%f') AS last FROM 'cat.parquet' GROUP BY g ORDER BY g",
+            "g,m,h,mt,last\n1,a,\"{a: 1, b: 1}\",2024-01-02T03:04:05,2024/678000\n2,c,\"{a: 1, b: 1, c: 2}\",1999-12-31T23:59:59.000001,1999/000001\n",
+        ),
+        (
+            "SELECT mode(x) AS m, histogram(x) AS h FROM (VALUES (CAST(NULL AS INT))) AS v(x)",
+            "m,h\n,\n",
+        ),
+    ] {
+        assert_eq!(sql_csv_in(tmp.path(), query), want, "{query}");
+    }
+    for (query, code, message) in [
+        (
+            "SELECT regexp_extract('abc', '(a)', 2)",
+            1,
+            "regexp_extract: group 2, but the pattern '(a)' has 1 group",
+        ),
+        (
+            "SELECT regexp_extract('abc', 'a', 0, 'g')",
+            1,
+            "option 'g' (global replace) is only for regexp_replace",
+        ),
+        (
+            "SELECT regexp_extract('abc', '(a')",
+            1,
+            "the pattern '(a' is not a regular expression",
+        ),
+        (
+            "SELECT strptime('5 March', ['%d/%m/%Y', '%Y'])",
+            1,
+            "strptime: '5 March' does not read as '%d/%m/%Y' or '%Y'",
+        ),
+        ("SELECT strptime('5', '%Q')", 1, "strptime: '%Q' is not a format"),
+        (
+            "SELECT strftime(TIMESTAMP '2024-01-01 00:00:00', '%Y %Q')",
+            1,
+            "strftime with the format '%Y %Q'",
+        ),
+        (
+            "SELECT strftime(1, '%Y')",
+            2,
+            "strftime(time, format) takes a date, time or timestamp and a text, not Int64",
+        ),
+        ("SELECT mode(1, 2)", 2, "mode(x) takes one argument"),
+    ] {
+        assert_fails(&sql(query), code, message);
+    }
+}
+
 /// TABLESAMPLE samples the table (DataFusion's planner passed over it and read every row):
 /// `n ROWS` takes exactly n of the table's rows, `p PERCENT` (BERNOULLI, SYSTEM) keeps each row
 /// with probability p/100, under the table's alias or name; what cannot be done as asked (a
@@ -1275,11 +1385,15 @@ fn sql_runs_a_script_whose_last_statement_gives_the_result() {
         "query: statement 1 of 2: Error during planning: table 'datafusion.public.nothere' not found",
     );
     // --to over a file only an earlier statement reads is refused too.
-    let o = sql(&[
-        "CREATE VIEW v AS SELECT * FROM 'data/one.parquet'; SELECT 1 AS x",
-        "--to",
-        "data/one.parquet",
-    ]);
+    let o = segscore_in(
+        tmp.path(),
+        &[
+            "sql",
+            "CREATE VIEW v AS SELECT * FROM 'data/one.parquet'; SELECT 1 AS x",
+            "--to",
+            "data/one.parquet",
+        ],
+    );
     assert_fails(&o, 2, "--to data/one.parquet: is the input file");
 }
 
@@ -1464,6 +1578,26 @@ fn sql_copy_to_writes_as_to_does_and_no_query_writes_into_a_table() {
             &["--format", "json"],
             2,
             "--format json and the COPY's STORED AS csv differ",
+        ),
+        // A name that says a format holds that format: `--format csv` (how results print)
+        // beside a COPY to a .parquet name wrote CSV into it, readable by no Parquet reader.
+        (
+            "COPY 'in.parquet' TO 'x.parquet'",
+            &["--format", "csv"],
+            2,
+            "COPY ... TO x.parquet: the name says parquet and --format says csv; give a name that ends in .csv or leave --format out",
+        ),
+        (
+            "COPY 'in.parquet' TO 'x.json.gz' (FORMAT CSV)",
+            &[],
+            2,
+            "COPY ... TO x.json.gz: the name says json and the COPY's format says csv; give a name that ends in .csv or leave the COPY's format out",
+        ),
+        (
+            "SELECT 1",
+            &["--format", "parquet", "--to", "x.md"],
+            2,
+            "--to x.md: the name says markdown and --format says parquet; give a name that ends in .parquet or leave --format out",
         ),
         (
             "COPY 'in.parquet' TO 'x.csv'",

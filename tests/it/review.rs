@@ -604,7 +604,8 @@ fn empty_output_folders_do_not_break_sql_report_and_compare() {
 fn sql_to_leaves_no_inprogress_file_after_a_failure_mid_stream() {
     let tmp = tempfile::tempdir().unwrap();
     let (a, _) = two_inputs(tmp.path());
-    let to = tmp.path().join("result.csv");
+    // A name that says no format, so that --format gives each.
+    let to = tmp.path().join("result.out");
     let table = format!("t={}", a.display());
     for format in ["csv", "json", "parquet"] {
         // The cast fails as the rows are read, after the output file was opened.

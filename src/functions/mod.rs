@@ -2,7 +2,9 @@
 //! ([`crate::metrics::udaf`]), `segscore_shard` and `segscore_sample` ([`crate::shard`]), and,
 //! when a model is loaded, `reward_model` and `reward_model_input_problem`
 //! ([`crate::model::udf`]), and with a tokenizer `tokenize` ([`crate::model::text`]), and
-//! DuckDB's `len` and names for DataFusion's functions ([`DUCKDB_NAMES`]). The
+//! DuckDB's functions DataFusion lacks (`len`, `regexp_extract` and `regexp_extract_all` in
+//! `text.rs`, `strftime` and `strptime` in `time.rs`, `mode` and `histogram` in `counts.rs`)
+//! and DuckDB's names for DataFusion's functions ([`DUCKDB_NAMES`]). The
 //! job, the evaluation, `segscore sql`, `report` and `compare` all register them here, so
 //! every context segscore makes knows the same names; a cluster's scheduler and executors
 //! get the same names from [`served`], with the model's functions taking the job's files
@@ -10,12 +12,15 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::DataType;
 use datafusion::execution::FunctionRegistry;
 use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
 use datafusion::prelude::SessionContext;
 
 use crate::model::{RewardModel, TextTokenizer};
+
+mod counts;
+mod text;
+mod time;
 
 /// The functions of a job: with `model` and `tokenizer` loaded here, or (both `None` and
 /// `served`) the job's, named by each query's settings.
@@ -24,7 +29,9 @@ fn functions(
     tokenizer: Option<&Arc<TextTokenizer>>,
     served: bool,
 ) -> (Vec<ScalarUDF>, Vec<AggregateUDF>) {
-    let mut scalar = vec![crate::shard::udf(), crate::shard::sample_udf(), len_udf()];
+    let mut scalar = vec![crate::shard::udf(), crate::shard::sample_udf(), text::len_udf()];
+    scalar.extend(text::regexp_extract_udfs());
+    scalar.extend(time::udfs());
     if let Some(m) = model {
         scalar.extend([m.udf(), m.problem_udf()]);
     } else if served {
@@ -36,7 +43,9 @@ fn functions(
     } else if served {
         scalar.push(crate::model::text::job_tokenize_udf());
     }
-    (scalar, crate::metrics::udaf::all())
+    let mut aggregate = crate::metrics::udaf::all();
+    aggregate.extend(counts::udafs());
+    (scalar, aggregate)
 }
 
 /// Registers every segscore function with `ctx` (the model's only when one is given, and
@@ -109,69 +118,4 @@ pub fn register_served(registry: &mut dyn FunctionRegistry) -> datafusion::error
         registry.register_udaf(Arc::new(f))?;
     }
     Ok(())
-}
-
-/// DuckDB's `len(x)`: a text's length in characters, or a list's in elements (`len(input_ids)`:
-/// a segment's tokens), as BIGINT; NULL for NULL. DataFusion has one function for each
-/// (`character_length`, `array_length`), none for both.
-#[derive(Debug, PartialEq, Eq, Hash)]
-struct Len {
-    signature: datafusion::logical_expr::Signature,
-}
-
-impl datafusion::logical_expr::ScalarUDFImpl for Len {
-    fn name(&self) -> &str {
-        "len"
-    }
-    fn signature(&self) -> &datafusion::logical_expr::Signature {
-        &self.signature
-    }
-    fn return_type(&self, args: &[DataType]) -> datafusion::error::Result<DataType> {
-        match args {
-            [DataType::Utf8
-            | DataType::LargeUtf8
-            | DataType::Utf8View
-            | DataType::List(_)
-            | DataType::LargeList(_)
-            | DataType::FixedSizeList(..)
-            | DataType::ListView(_)
-            | DataType::LargeListView(_)
-            | DataType::Null] => Ok(DataType::Int64),
-            [other] => datafusion::common::plan_err!("len(x) takes a text or a list, not {other}"),
-            _ => datafusion::common::plan_err!("len(x) takes one argument"),
-        }
-    }
-    fn invoke_with_args(
-        &self,
-        args: datafusion::logical_expr::ScalarFunctionArgs,
-    ) -> datafusion::error::Result<datafusion::logical_expr::ColumnarValue> {
-        use datafusion::arrow::array::{Array, AsArray, Int64Array};
-        let array = args.args[0].to_array(args.number_rows)?;
-        let chars = |texts: &mut dyn Iterator<Item = Option<&str>>| -> Int64Array {
-            texts.map(|t| t.map(|t| t.chars().count() as i64)).collect()
-        };
-        let lengths: Int64Array = match array.data_type() {
-            DataType::Utf8 => chars(&mut array.as_string::<i32>().iter()),
-            DataType::LargeUtf8 => chars(&mut array.as_string::<i64>().iter()),
-            DataType::Utf8View => chars(&mut array.as_string_view().iter()),
-            DataType::Null => Int64Array::new_null(array.len()),
-            _ => {
-                let counts = datafusion::arrow::compute::kernels::length::length(&array)?;
-                datafusion::arrow::compute::cast(&counts, &DataType::Int64)?
-                    .as_primitive::<datafusion::arrow::datatypes::Int64Type>()
-                    .clone()
-            }
-        };
-        Ok(datafusion::logical_expr::ColumnarValue::Array(Arc::new(lengths)))
-    }
-}
-
-/// The `len` function.
-fn len_udf() -> ScalarUDF {
-    ScalarUDF::from(Len {
-        signature: datafusion::logical_expr::Signature::any(
-            1,
-            datafusion::logical_expr::Volatility::Immutable,
-        ),
-    })
 }
