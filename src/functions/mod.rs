@@ -3,7 +3,8 @@
 //! when a model is loaded, `reward_model` and `reward_model_input_problem`
 //! ([`crate::model::udf`]), and with a tokenizer `tokenize` ([`crate::model::text`]), and
 //! DuckDB's functions DataFusion lacks (`len`, `regexp_extract` and `regexp_extract_all` in
-//! `text.rs`, `strftime` and `strptime` in `time.rs`, `mode` and `histogram` in `counts.rs`)
+//! `text.rs`, `strftime` and `strptime` in `time.rs`, `year`, `date_diff`, ... in `dates.rs`,
+//! `mode` and `histogram` in `counts.rs`)
 //! and DuckDB's names for DataFusion's functions ([`DUCKDB_NAMES`]). The
 //! job, the evaluation, `segscore sql`, `report` and `compare` all register them here, so
 //! every context segscore makes knows the same names; a cluster's scheduler and executors
@@ -19,6 +20,7 @@ use datafusion::prelude::SessionContext;
 use crate::model::{RewardModel, TextTokenizer};
 
 mod counts;
+mod dates;
 mod text;
 mod time;
 
@@ -32,6 +34,7 @@ fn functions(
     let mut scalar = vec![crate::shard::udf(), crate::shard::sample_udf(), text::len_udf()];
     scalar.extend(text::regexp_extract_udfs());
     scalar.extend(time::udfs());
+    scalar.extend(dates::udfs());
     if let Some(m) = model {
         scalar.extend([m.udf(), m.problem_udf()]);
     } else if served {

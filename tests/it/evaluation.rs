@@ -1128,6 +1128,60 @@ fn sql_takes_duckdbs_regexp_time_and_count_functions() {
     }
 }
 
+/// DuckDB's date functions that DataFusion has none for ("Invalid function" before): a date
+/// part by its name (`year(t)`, `dayofweek(t)`, ... as BIGINT, `epoch(t)` seconds as DOUBLE),
+/// `dayname`, `monthname`, `date_diff` (boundaries crossed, as DuckDB counts them) and the
+/// epochs in milliseconds, microseconds and nanoseconds, over a Parquet file's timestamps.
+#[test]
+fn sql_takes_duckdbs_date_functions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = segscore_in(
+        tmp.path(),
+        &[
+            "sql",
+            "COPY (SELECT * FROM (VALUES (TIMESTAMP '2024-03-10 01:02:03.456789', DATE '2024-01-31'), \
+          (TIMESTAMP '1969-12-31 23:59:59', DATE '1970-01-01'), (NULL, NULL)) AS v(t, d)) TO 'times.parquet'",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    for (query, want) in [
+        (
+            "SELECT year(t) AS y, arrow_typeof(year(t)) AS ty, month(t) AS m, day(t) AS d, hour(t) AS h, minute(t) AS mi, \
+             second(t) AS s, millisecond(t) AS ms, microsecond(t) AS us, dayofweek(t) AS dow, isodow(t) AS idow, \
+             dayofyear(t) AS doy, week(t) AS w, quarter(t) AS q, epoch(t) AS e, dayname(t) AS dn, monthname(d) AS mn, \
+             year(d) AS yd FROM 'times.parquet' ORDER BY t NULLS LAST",
+            "y,ty,m,d,h,mi,s,ms,us,dow,idow,doy,w,q,e,dn,mn,yd\n\
+             1969,Int64,12,31,23,59,59,59000,59000000,3,3,365,1,4,-1.0,Wednesday,January,1970\n\
+             2024,Int64,3,10,1,2,3,3456,3456789,0,7,70,10,1,1710032523.456789,Sunday,January,2024\n\
+             ,Int64,,,,,,,,,,,,,,,,\n",
+        ),
+        (
+            "SELECT date_diff('month', d, DATE '2024-02-01') AS m, datediff('day', t, d) AS days, \
+             date_diff('week', d, t) AS w, date_diff('hours', t, t + INTERVAL '90 minutes') AS h, \
+             date_diff('year', t, d) AS y, epoch_ms(t) AS ms, epoch_us(t) AS us, epoch_ns(d) AS ns \
+             FROM 'times.parquet' ORDER BY t NULLS LAST",
+            "m,days,w,h,y,ms,us,ns\n\
+             649,1,0,2,1,-1000,-1000000,0\n\
+             1,-39,5,1,0,1710032523456,1710032523456789,1706659200000000000\n\
+             ,,,,,,,\n",
+        ),
+        ("SELECT epoch_ms(1700000000000) AS t", "t\n2023-11-14T22:13:20\n"),
+    ] {
+        assert_eq!(sql_csv_in(tmp.path(), query), want, "{query}");
+    }
+    let sql = |q: &str| segscore_in(tmp.path(), &["sql", q]);
+    assert_fails(
+        &sql("SELECT date_diff('fortnight', d, d) FROM 'times.parquet'"),
+        1,
+        "date_diff: 'fortnight' is not a date part",
+    );
+    assert_fails(
+        &sql("SELECT year(1)"),
+        2,
+        "year(time) takes a date, time or timestamp, not Int64",
+    );
+}
+
 /// TABLESAMPLE samples the table (DataFusion's planner passed over it and read every row):
 /// `n ROWS` takes exactly n of the table's rows, `p PERCENT` (BERNOULLI, SYSTEM) keeps each row
 /// with probability p/100, under the table's alias or name; what cannot be done as asked (a
