@@ -1,5 +1,5 @@
-//! DuckDB's `mode(x)` (the most frequent value) and `histogram(x)` (a map of each value to its
-//! count): aggregates DataFusion has none for, over one count per distinct value. Values are
+//! DuckDB's `mode(x)` (the most frequent value), `histogram(x)` (a map of each value to its
+//! count) and `entropy(x)` (the values' Shannon entropy, in bits): aggregates DataFusion has none for, over one count per distinct value. Values are
 //! kept in arrow's row format, whose bytes order as the values do, so any type arrow can sort
 //! is counted and the order of ties and of the map's keys needs no comparison of its own.
 
@@ -17,14 +17,24 @@ use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::utils::format_state_name;
 use datafusion::logical_expr::{Accumulator, AggregateUDF, AggregateUDFImpl, Signature, Volatility};
 
-/// `mode` or `histogram`: DuckDB's aggregates of the count of each distinct non-null value.
+/// What a [`Counted`] aggregate gives of the counts.
+#[derive(Debug, PartialEq, Eq, Hash, Clone, Copy)]
+enum Kind {
+    Mode,
+    Histogram,
+    Entropy,
+}
+
+/// `mode`, `histogram` or `entropy`: DuckDB's aggregates of the count of each distinct non-null
+/// value.
 /// `mode(x)` is the value with the greatest count (of several, the least of them: DuckDB takes
 /// the first it read, which depends on the order rows arrive in), NULL where every value is
 /// NULL. `histogram(x)` is a MAP of each value, in ascending order, to its count (UBIGINT),
-/// NULL where every value is NULL.
+/// NULL where every value is NULL. `entropy(x)` is `−Σ p·log2(p)` over the values' shares `p`
+/// of the non-null rows, 0 where there are none.
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct Counted {
-    histogram: bool,
+    kind: Kind,
     signature: Signature,
 }
 
@@ -54,10 +64,10 @@ fn entry_fields(t: &DataType) -> Fields {
 
 impl AggregateUDFImpl for Counted {
     fn name(&self) -> &str {
-        if self.histogram {
-            "histogram"
-        } else {
-            "mode"
+        match self.kind {
+            Kind::Mode => "mode",
+            Kind::Histogram => "histogram",
+            Kind::Entropy => "entropy",
         }
     }
     fn signature(&self) -> &Signature {
@@ -73,13 +83,17 @@ impl AggregateUDFImpl for Counted {
         let [t] = args else {
             return plan_err!("{}(x) takes one argument", self.name());
         };
-        Ok(if self.histogram { map_type(t) } else { t.clone() })
+        Ok(match self.kind {
+            Kind::Mode => t.clone(),
+            Kind::Histogram => map_type(t),
+            Kind::Entropy => DataType::Float64,
+        })
     }
     fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
         let value_type = args.expr_fields[0].data_type().clone();
         let converter = RowConverter::new(vec![SortField::new(value_type.clone())])?;
         Ok(Box::new(Counts {
-            histogram: self.histogram,
+            kind: self.kind,
             value_type,
             converter,
             counts: HashMap::new(),
@@ -106,7 +120,7 @@ impl AggregateUDFImpl for Counted {
 /// One group's counts, by the value's row-format bytes.
 #[derive(Debug)]
 struct Counts {
-    histogram: bool,
+    kind: Kind,
     value_type: DataType,
     converter: RowConverter,
     counts: HashMap<Box<[u8]>, u64>,
@@ -175,23 +189,31 @@ impl Accumulator for Counts {
     }
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
-        if self.counts.is_empty() {
-            let t = if self.histogram {
-                map_type(&self.value_type)
-            } else {
-                self.value_type.clone()
-            };
-            return ScalarValue::try_from(&t);
-        }
-        if !self.histogram {
-            // The greatest count; of several, the least value (its row format's bytes order as
-            // the values do).
-            let (key, _) = (self.counts.iter())
-                .max_by(|a, b| a.1.cmp(b.1).then_with(|| b.0.cmp(a.0)))
-                .expect("counts is not empty");
-            let parser = self.converter.parser();
-            let value = self.converter.convert_rows([parser.parse(key)])?;
-            return ScalarValue::try_from_array(&value[0], 0);
+        match (self.kind, self.counts.is_empty()) {
+            (Kind::Entropy, _) => {
+                let n: u64 = self.counts.values().sum();
+                let bits = (self.counts.values())
+                    .map(|&c| {
+                        let p = c as f64 / n as f64;
+                        -p * p.log2()
+                    })
+                    .sum::<f64>();
+                // A single value: 0, not −0.
+                return Ok(ScalarValue::Float64(Some(bits + 0.0)));
+            }
+            (Kind::Histogram, true) => return ScalarValue::try_from(&map_type(&self.value_type)),
+            (Kind::Mode, true) => return ScalarValue::try_from(&self.value_type),
+            (Kind::Mode, false) => {
+                // The greatest count; of several, the least value (its row format's bytes order
+                // as the values do).
+                let (key, _) = (self.counts.iter())
+                    .max_by(|a, b| a.1.cmp(b.1).then_with(|| b.0.cmp(a.0)))
+                    .expect("counts is not empty");
+                let parser = self.converter.parser();
+                let value = self.converter.convert_rows([parser.parse(key)])?;
+                return ScalarValue::try_from_array(&value[0], 0);
+            }
+            (Kind::Histogram, false) => {}
         }
         let (values, counts) = self.entries(true)?;
         let fields = entry_fields(&self.value_type);
@@ -217,11 +239,11 @@ impl Accumulator for Counts {
     }
 }
 
-/// `mode` and `histogram`.
-pub(super) fn udafs() -> [AggregateUDF; 2] {
-    [false, true].map(|histogram| {
+/// `mode`, `histogram` and `entropy`.
+pub(super) fn udafs() -> [AggregateUDF; 3] {
+    [Kind::Mode, Kind::Histogram, Kind::Entropy].map(|kind| {
         AggregateUDF::from(Counted {
-            histogram,
+            kind,
             signature: Signature::user_defined(Volatility::Immutable),
         })
     })

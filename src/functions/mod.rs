@@ -4,7 +4,8 @@
 //! ([`crate::model::udf`]), and with a tokenizer `tokenize` ([`crate::model::text`]), and
 //! DuckDB's functions DataFusion lacks (`len`, `regexp_extract` and `regexp_extract_all` in
 //! `text.rs`, `strftime` and `strptime` in `time.rs`, `year`, `date_diff`, ... in `dates.rs`,
-//! `mode` and `histogram` in `counts.rs`)
+//! `mode`, `histogram` and `entropy` in `counts.rs`, `skewness`, `kurtosis`, `isinf` in
+//! `numbers.rs`, `quantile_disc` in `quantile.rs`)
 //! and DuckDB's names for DataFusion's functions ([`DUCKDB_NAMES`]). The
 //! job, the evaluation, `segscore sql`, `report` and `compare` all register them here, so
 //! every context segscore makes knows the same names; a cluster's scheduler and executors
@@ -21,6 +22,8 @@ use crate::model::{RewardModel, TextTokenizer};
 
 mod counts;
 mod dates;
+mod numbers;
+mod quantile;
 mod text;
 mod time;
 
@@ -35,6 +38,7 @@ fn functions(
     scalar.extend(text::regexp_extract_udfs());
     scalar.extend(time::udfs());
     scalar.extend(dates::udfs());
+    scalar.extend(numbers::udfs());
     if let Some(m) = model {
         scalar.extend([m.udf(), m.problem_udf()]);
     } else if served {
@@ -48,6 +52,8 @@ fn functions(
     }
     let mut aggregate = crate::metrics::udaf::all();
     aggregate.extend(counts::udafs());
+    aggregate.extend(numbers::udafs());
+    aggregate.extend(quantile::udafs());
     (scalar, aggregate)
 }
 
@@ -73,10 +79,10 @@ pub fn register(
 /// value, nulls included; `approx_quantile`, `approx_count_distinct` the t-digest and
 /// HyperLogLog estimates; `strlen` the length in bytes; `regexp_matches(s, p)` whether `p`
 /// matches a part of `s`; `prefix`, `suffix` whether `s` starts or ends with the text;
-/// `list_value` a list of its arguments. DuckDB's aggregates DataFusion has no function for
-/// (`arg_max`, `count_if`, ...) are written as DataFusion expressions before a query is planned
-/// ([`segscore_plan::duckdb`]).
-pub const DUCKDB_NAMES: [(&str, &str); 10] = [
+/// `list_value` a list of its arguments; `gen_random_uuid` a random UUID (`uuid`). DuckDB's
+/// aggregates DataFusion has no function for (`arg_max`, `count_if`, ...) are written as
+/// DataFusion expressions before a query is planned ([`segscore_plan::duckdb`]).
+pub const DUCKDB_NAMES: [(&str, &str); 11] = [
     ("list", "array_agg"),
     ("first", "first_value"),
     ("last", "last_value"),
@@ -87,6 +93,7 @@ pub const DUCKDB_NAMES: [(&str, &str); 10] = [
     ("prefix", "starts_with"),
     ("suffix", "ends_with"),
     ("list_value", "make_array"),
+    ("gen_random_uuid", "uuid"),
 ];
 
 /// Registers [`DUCKDB_NAMES`] in `ctx` as aliases of DataFusion's functions, where `ctx` has

@@ -1182,6 +1182,57 @@ fn sql_takes_duckdbs_date_functions() {
     );
 }
 
+/// DuckDB's statistics aggregates that DataFusion has none for: `skewness`, `kurtosis`,
+/// `kurtosis_pop` (pandas' values; NaN for a constant column, NULL for too few rows),
+/// `quantile_disc` / `quantile` (one of the values; a list of quantiles gives a list; texts
+/// too), `entropy` (bits), and `isinf`, `isfinite`, `gen_random_uuid`; a quantile that is not
+/// a constant from 0 to 1 is refused.
+#[test]
+fn sql_takes_duckdbs_statistics_aggregates() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rows = "(VALUES (1, 1.0, 'f'), (1, 2.0, 'b'), (1, 4.0, 'a'), (1, 8.0, 'e'), (1, 16.0, 'c'), (1, 3.0, 'd'), (1, NULL, NULL), \
+                (2, 5.0, 'x'), (2, 5.0, 'x'), (2, 5.0, 'y'), (2, 5.0, 'x'), (3, 7.0, 'z')) AS t(g, x, s)";
+    for (query, want) in [
+        (
+            format!(
+                "SELECT g, round(skewness(x), 9) AS sk, round(kurtosis(x), 9) AS ku, round(kurtosis_pop(x), 9) AS kp, \
+                 quantile_disc(x, 0.5) AS q, quantile(x, [0, 0.25, 1]) AS qs, quantile_disc(s, 0.5) AS qt, \
+                 round(entropy(s), 9) AS e FROM {rows} GROUP BY g ORDER BY g"
+            ),
+            "g,sk,ku,kp,q,qs,qt,e\n\
+             1,1.600262011,2.335670425,-0.056341569,3.0,\"[1.0, 2.0, 16.0]\",c,2.584962501\n\
+             2,NaN,NaN,NaN,5.0,\"[5.0, 5.0, 5.0]\",x,0.811278124\n\
+             3,,,NaN,7.0,\"[7.0, 7.0, 7.0]\",z,0.0\n",
+        ),
+        (
+            format!("SELECT quantile_disc(x, 0.5) AS q, entropy(x) AS e, skewness(x) AS sk FROM {rows} WHERE x > 100"),
+            "q,e,sk\n,0.0,\n",
+        ),
+        (
+            "SELECT isinf(x) AS i, isfinite(x) AS f, len(gen_random_uuid()::VARCHAR) AS u FROM \
+             (VALUES ('inf'::DOUBLE), ('-inf'::DOUBLE), ('nan'::DOUBLE), (1.5), (NULL)) AS v(x)"
+                .to_string(),
+            "i,f,u\ntrue,false,36\ntrue,false,36\nfalse,false,36\nfalse,true,36\n,,36\n",
+        ),
+    ] {
+        assert_eq!(sql_csv_in(tmp.path(), &query), want, "{query}");
+    }
+    let o = segscore_in(
+        tmp.path(),
+        &["sql", &format!("SELECT quantile_disc(x, 1.5) FROM {rows}")],
+    );
+    assert_fails(
+        &o,
+        1,
+        "quantile_disc: the quantile is a constant from 0 to 1 or a list of them, not 1.5",
+    );
+    let o = segscore_in(
+        tmp.path(),
+        &["sql", &format!("SELECT quantile_disc(x, x / 100) FROM {rows}")],
+    );
+    assert_fails(&o, 1, "not a column");
+}
+
 /// TABLESAMPLE samples the table (DataFusion's planner passed over it and read every row):
 /// `n ROWS` takes exactly n of the table's rows, `p PERCENT` (BERNOULLI, SYSTEM) keeps each row
 /// with probability p/100, under the table's alias or name; what cannot be done as asked (a
