@@ -53,6 +53,10 @@ pub struct Tables {
 pub async fn context(opts: &SqlOptions) -> Result<(SessionContext, Tables)> {
     let mut tables = Tables::default();
     let ctx = crate::engine::session_context(opts.threads, opts.memory_limit, None, true)?;
+    // NULLs sort last, ascending or descending, as in DuckDB: DataFusion (as PostgreSQL) put
+    // them first in `ORDER BY x DESC`, so a top-10 by score began with the rows without one.
+    // A script may SET it back (`'nulls_max'`).
+    ctx.state_ref().write().config_mut().options_mut().sql_parser.default_null_ordering = "nulls_last".into();
     let tokenizer = opts
         .tokenizer
         .as_deref()

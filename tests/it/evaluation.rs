@@ -1016,6 +1016,15 @@ fn sql_takes_duckdb_aggregates_and_function_names() {
         2,
         "ESCAPE is not taken",
     );
+    // NULLs sort last, ascending or descending, as in DuckDB (DataFusion and PostgreSQL put
+    // them first in DESC: a top-k by score began with the rows without one); a script may SET
+    // PostgreSQL's order back.
+    let order = "SELECT s, rank() OVER (ORDER BY s DESC) AS r FROM (VALUES ('a'), (NULL), ('b')) AS t(s) ORDER BY s DESC";
+    assert_eq!(sql_csv_in(tmp.path(), order), "s,r\nb,1\na,2\n,3\n");
+    assert_eq!(
+        sql_csv_in(tmp.path(), &format!("SET datafusion.sql_parser.default_null_ordering = 'nulls_max'; {order}")),
+        "s,r\n,1\nb,2\na,3\n"
+    );
     // DuckDB's len: a text's characters, a list's elements (DataFusion has one function each).
     let o = sql("SELECT len('héllo') AS a, len([1, 2, 3]) AS b, len(arrow_cast([1, 2], 'FixedSizeList(2, Int64)')) AS c, len(NULL) AS d");
     assert_eq!(String::from_utf8(o.stdout).unwrap(), "a,b,c,d\n5,3,2,\n");
