@@ -56,7 +56,12 @@ pub async fn context(opts: &SqlOptions) -> Result<(SessionContext, Tables)> {
     // NULLs sort last, ascending or descending, as in DuckDB: DataFusion (as PostgreSQL) put
     // them first in `ORDER BY x DESC`, so a top-10 by score began with the rows without one.
     // A script may SET it back (`'nulls_max'`).
-    ctx.state_ref().write().config_mut().options_mut().sql_parser.default_null_ordering = "nulls_last".into();
+    ctx.state_ref()
+        .write()
+        .config_mut()
+        .options_mut()
+        .sql_parser
+        .default_null_ordering = "nulls_last".into();
     let tokenizer = opts
         .tokenizer
         .as_deref()

@@ -1022,7 +1022,10 @@ fn sql_takes_duckdb_aggregates_and_function_names() {
     let order = "SELECT s, rank() OVER (ORDER BY s DESC) AS r FROM (VALUES ('a'), (NULL), ('b')) AS t(s) ORDER BY s DESC";
     assert_eq!(sql_csv_in(tmp.path(), order), "s,r\nb,1\na,2\n,3\n");
     assert_eq!(
-        sql_csv_in(tmp.path(), &format!("SET datafusion.sql_parser.default_null_ordering = 'nulls_max'; {order}")),
+        sql_csv_in(
+            tmp.path(),
+            &format!("SET datafusion.sql_parser.default_null_ordering = 'nulls_max'; {order}")
+        ),
         "s,r\n,1\nb,2\na,3\n"
     );
     // DuckDB's len: a text's characters, a list's elements (DataFusion has one function each).
@@ -1322,7 +1325,7 @@ fn sql_tablesample_samples_the_table() {
 /// The other clauses DataFusion's planner passed over, each changing the result: ClickHouse's
 /// PREWHERE filters, MySQL's WITH ROLLUP and WITH CUBE add their subtotal rows, and what
 /// DataFusion cannot do is refused (exit 2) naming the clause; before, each query ran as if the
-/// clause were not there.
+/// clause were not there. FETCH FIRST, which DataFusion refused, is a LIMIT.
 #[test]
 fn sql_does_or_refuses_clauses_datafusion_passed_over() {
     let tmp = tempfile::tempdir().unwrap();
@@ -1343,6 +1346,15 @@ fn sql_does_or_refuses_clauses_datafusion_passed_over() {
              GROUP BY generation_id, segment_index = 0 WITH CUBE ORDER BY ALL NULLS LAST",
             "generation_id,first,n\nb,true,1\nb,,1\nc,false,2\nc,true,1\nc,,3\n,false,2\n,true,2\n,,4\n",
         ),
+        // The SQL standard's FETCH FIRST (DataFusion: "not supported yet") is a LIMIT.
+        (
+            "SELECT generation_id, segment_index FROM 'in.parquet' ORDER BY ALL OFFSET 1 ROWS FETCH NEXT 2 ROWS ONLY",
+            "generation_id,segment_index\na,1\na,2\n",
+        ),
+        (
+            "SELECT * FROM (SELECT generation_id FROM 'in.parquet' ORDER BY 1 DESC FETCH FIRST ROW ONLY)",
+            "generation_id\nc\n",
+        ),
     ] {
         assert_eq!(sql_csv_in(tmp.path(), query), want, "{query}");
     }
@@ -1355,6 +1367,23 @@ fn sql_does_or_refuses_clauses_datafusion_passed_over() {
         ("FOR JSON PATH", "FOR JSON PATH: not taken"),
         ("SETTINGS max_threads = 1", "SETTINGS max_threads = 1: not taken"),
         ("FORMAT JSONEachRow", "FORMAT JSONEachRow: not taken"),
+        (
+            "ORDER BY 1 FETCH FIRST 2 ROWS WITH TIES",
+            "FETCH FIRST 2 ROWS WITH TIES: not taken",
+        ),
+        (
+            "FETCH FIRST 10 PERCENT ROWS ONLY",
+            "FETCH FIRST 10 PERCENT ROWS ONLY: not taken",
+        ),
+        (
+            "LIMIT 2 FETCH FIRST 2 ROWS ONLY",
+            "beside a LIMIT: give one of them",
+        ),
+        // ClickHouse's LIMIT n BY x ("No field named x" before).
+        (
+            "ORDER BY 1 LIMIT 1 BY generation_id",
+            "LIMIT ... BY generation_id: not taken",
+        ),
     ] {
         let o = sql(&format!("SELECT generation_id FROM 'in.parquet' {clause}"));
         assert_fails(&o, 2, why);

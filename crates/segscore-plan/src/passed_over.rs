@@ -4,11 +4,12 @@
 //! the clause where it has none (`CONNECT BY`, `WITH TOTALS`, `FOR JSON`, `SETTINGS`, `FORMAT`,
 //! a table's `PARTITION (...)` or version). Before, a query with one of them ran as if the
 //! clause were not there: `FROM t TABLESAMPLE 10 PERCENT` read every row. Hints that change no
-//! result (`FOR UPDATE`, index hints) are left to pass.
+//! result (`FOR UPDATE`, index hints) are left to pass. The SQL standard's `FETCH FIRST n ROWS
+//! ONLY`, which DataFusion refused, is `LIMIT n`.
 
 use datafusion::error::{DataFusionError, Result};
 use datafusion::sql::sqlparser::ast::{
-    BinaryOperator, Expr, GroupByExpr, GroupByWithModifier, Ident, Query, Select, TableFactor,
+    BinaryOperator, Expr, GroupByExpr, GroupByWithModifier, Ident, LimitClause, Query, Select, TableFactor,
     TableSampleKind, TableSampleMethod, TableSampleUnit, Value,
 };
 use datafusion::sql::sqlparser::dialect::GenericDialect;
@@ -28,9 +29,46 @@ fn refused(clause: impl std::fmt::Display, why: &str) -> DataFusionError {
     DataFusionError::Plan(format!("{clause}: {why}"))
 }
 
-/// A query's output clauses: ClickHouse's `SETTINGS` and `FORMAT`, SQL Server's `FOR JSON` /
-/// `FOR XML` are refused.
-pub(crate) fn query(q: &Query) -> Result<()> {
+/// A query's output clauses: the SQL standard's `FETCH FIRST n ROWS ONLY` is `LIMIT n` (DataFusion
+/// said "not supported"); `WITH TIES`, `PERCENT`, ClickHouse's `LIMIT n BY x` (DataFusion read
+/// `x` as a column of nothing) and `SETTINGS` and `FORMAT`, SQL Server's `FOR JSON` / `FOR
+/// XML` are refused.
+pub(crate) fn query(q: &mut Query) -> Result<()> {
+    if let Some(fetch) = q.fetch.take() {
+        if fetch.with_ties {
+            return Err(refused(
+                &fetch,
+                "not taken (DataFusion's limits keep no ties: QUALIFY rank() OVER (ORDER BY ...) <= n does)",
+            ));
+        }
+        if fetch.percent {
+            return Err(refused(&fetch, "not taken (DataFusion's limits count rows)"));
+        }
+        // `FETCH FIRST ROW ONLY`: one row.
+        let rows = (fetch.quantity.clone()).unwrap_or(Expr::value(Value::Number("1".into(), false)));
+        match &mut q.limit_clause {
+            None => {
+                q.limit_clause = Some(LimitClause::LimitOffset {
+                    limit: Some(rows),
+                    offset: None,
+                    limit_by: vec![],
+                })
+            }
+            Some(LimitClause::LimitOffset {
+                limit: limit @ None, ..
+            }) => *limit = Some(rows),
+            Some(_) => return Err(refused(&fetch, "beside a LIMIT: give one of them")),
+        }
+    }
+    if let Some(LimitClause::LimitOffset { limit_by, .. }) = &q.limit_clause {
+        if !limit_by.is_empty() {
+            let by: Vec<String> = limit_by.iter().map(ToString::to_string).collect();
+            return Err(refused(
+                format!("LIMIT ... BY {}", by.join(", ")),
+                "not taken (QUALIFY row_number() OVER (PARTITION BY ... ORDER BY ...) <= n keeps n rows of each)",
+            ));
+        }
+    }
     if let Some(settings) = &q.settings {
         let named: Vec<String> = settings.iter().map(ToString::to_string).collect();
         return Err(refused(
