@@ -62,6 +62,8 @@ pub async fn context(opts: &SqlOptions) -> Result<(SessionContext, Tables)> {
         .options_mut()
         .sql_parser
         .default_null_ordering = "nulls_last".into();
+    // `CAST(2.7 AS INT)` is 3, as in DuckDB and PostgreSQL (DataFusion truncated).
+    ctx.add_analyzer_rule(Arc::new(segscore_plan::casts::RoundedCasts));
     let tokenizer = opts
         .tokenizer
         .as_deref()

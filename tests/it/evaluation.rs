@@ -1028,6 +1028,19 @@ fn sql_takes_duckdb_aggregates_and_function_names() {
         ),
         "s,r\n,1\nb,2\na,3\n"
     );
+    // A cast of a fraction to an integer rounds, half away from zero, as in DuckDB and
+    // PostgreSQL (DataFusion truncated: half of the scores fell in the bucket below), in a
+    // GROUP BY key, a join, a filter and a window as in a select.
+    let buckets = "SELECT CAST(x * 10 AS INT) AS b, count(*) AS n, CAST(-2.5 AS BIGINT) AS neg, \
+                   TRY_CAST(2.5::REAL AS SMALLINT) AS t, CAST(2.5::DECIMAL(3, 1) AS INT) AS d \
+                   FROM (VALUES (0.27), (0.21), (0.25)) AS v(x) GROUP BY 1 ORDER BY 1";
+    assert_eq!(
+        sql_csv_in(tmp.path(), buckets),
+        "b,n,neg,t,d\n2,1,-3,3,3\n3,2,-3,3,3\n"
+    );
+    let joined = "SELECT a.x, sum(CAST(b.y AS INT)) OVER () AS s FROM (VALUES (1), (3)) AS a(x) \
+                  JOIN (VALUES (2.6), (0.5)) AS b(y) ON a.x = CAST(b.y AS INT) WHERE CAST(b.y AS INT) > 0 ORDER BY a.x";
+    assert_eq!(sql_csv_in(tmp.path(), joined), "x,s\n1,4\n3,4\n");
     // DuckDB's len: a text's characters, a list's elements (DataFusion has one function each).
     let o = sql("SELECT len('héllo') AS a, len([1, 2, 3]) AS b, len(arrow_cast([1, 2], 'FixedSizeList(2, Int64)')) AS c, len(NULL) AS d");
     assert_eq!(String::from_utf8(o.stdout).unwrap(), "a,b,c,d\n5,3,2,\n");

@@ -25,6 +25,7 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::{SQLOptions, SessionContext};
 use futures::future::BoxFuture;
 
+pub mod casts;
 pub mod duckdb;
 mod passed_over;
 

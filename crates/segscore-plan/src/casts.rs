@@ -1,0 +1,70 @@
+//! A cast of a fractional number to an integer rounds it, half away from zero, as DuckDB and
+//! PostgreSQL do: `CAST(2.7 AS INT)` is 3. DataFusion's cast (arrow's) truncates it to 2, so
+//! `CAST(score * 10 AS INT)` put half of the scores in the bucket below the one DuckDB gives.
+//! An analyzer rule, after DataFusion's type coercion: it writes such a cast of a float or a
+//! decimal as the cast of its `round(...)`.
+
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::DFSchema;
+use datafusion::error::Result;
+use datafusion::logical_expr::expr::{Cast, ScalarFunction, TryCast};
+use datafusion::logical_expr::expr_rewriter::NamePreserver;
+use datafusion::logical_expr::utils::merge_schema;
+use datafusion::logical_expr::{Expr, ExprSchemable, LogicalPlan};
+use datafusion::optimizer::AnalyzerRule;
+
+/// The rule ([module docs](self)); `segscore sql` adds it to its sessions.
+#[derive(Debug, Default)]
+pub struct RoundedCasts;
+
+impl AnalyzerRule for RoundedCasts {
+    fn name(&self) -> &str {
+        "segscore_rounded_casts"
+    }
+
+    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
+        plan.transform_up_with_subqueries(|plan| {
+            let schema = merge_schema(&plan.inputs());
+            // Each expression keeps its name (a cast's is its operand's: `round(...)` would
+            // rename a GROUP BY key the projection above names).
+            let names = NamePreserver::new(&plan);
+            plan.map_expressions(|e| {
+                let name = names.save(&e);
+                Ok(e.transform_up(|e| rounded(e, &schema))?
+                    .update_data(|e| name.restore(e)))
+            })
+        })
+        .map(|t| t.data)
+    }
+}
+
+/// `e` with a cast of a float or decimal to an integer made a cast of its rounding.
+fn rounded(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
+    let (inner, to) = match &e {
+        Expr::Cast(Cast { expr, field }) | Expr::TryCast(TryCast { expr, field }) => {
+            (expr, field.data_type())
+        }
+        _ => return Ok(Transformed::no(e)),
+    };
+    // A type that cannot be told here (an expression of another scope) is left as it is.
+    let fractional = inner
+        .get_type(schema)
+        .is_ok_and(|from| from.is_floating() || from.is_decimal());
+    if !to.is_integer() || !fractional {
+        return Ok(Transformed::no(e));
+    }
+    let round = |x: Expr| {
+        Expr::ScalarFunction(ScalarFunction::new_udf(
+            datafusion::functions::math::round(),
+            vec![x],
+        ))
+    };
+    Ok(Transformed::yes(match e {
+        Expr::Cast(Cast { expr, field }) => Expr::Cast(Cast::new_from_field(Box::new(round(*expr)), field)),
+        Expr::TryCast(TryCast { expr, field }) => {
+            Expr::TryCast(TryCast::new_from_field(Box::new(round(*expr)), field))
+        }
+        e => e,
+    }))
+}
