@@ -1,8 +1,8 @@
 //! DuckDB's SQL that DataFusion's parser reads otherwise, or whose aggregates DataFusion lacks,
 //! written as DataFusion's between parsing and planning: `ORDER BY ALL`; `arg_max`, `arg_min`
 //! (`max_by`, `min_by`) and `count_if` as the DataFusion aggregates that compute them;
-//! `SIMILAR TO` matching the whole text. The same pass does or refuses the clauses DataFusion's
-//! planner passes over (`passed_over.rs`). DuckDB's names for functions DataFusion has under
+//! `SIMILAR TO` matching the whole text; `^` a power (`power.rs`). The same pass does or
+//! refuses the clauses DataFusion's planner passes over (`passed_over.rs`). DuckDB's names for functions DataFusion has under
 //! another name are aliases in segscore's function registry.
 
 use std::ops::ControlFlow;
@@ -16,7 +16,7 @@ use datafusion::sql::sqlparser::ast::{
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 
-use crate::passed_over;
+use crate::{passed_over, power};
 
 /// DuckDB's aggregates that DataFusion has no function for: the name, its arguments, and the
 /// DataFusion expression that computes it (`{0}`, `{1}`: the arguments). DuckDB's `arg_max(a,
@@ -133,6 +133,16 @@ impl VisitorMut for DuckDb<'_> {
                         return ControlFlow::Break(e);
                     }
                     for item in &mut s.projection {
+                        // A column with a `^` keeps its text as its name (`x ^ 2`, not
+                        // `power(x, 2)`).
+                        if let SelectItem::UnnamedExpr(e) = item {
+                            if power::holds_power(e) {
+                                let alias = Ident::with_quote('"', e.to_string());
+                                let expr = std::mem::replace(e, Expr::value(Value::Null));
+                                *item = SelectItem::ExprWithAlias { expr, alias };
+                                continue;
+                            }
+                        }
                         if let SelectItem::UnnamedExpr(e @ Expr::Function(_)) = item {
                             let Expr::Function(f) = &*e else { continue };
                             if self.computed(f).is_some() {
@@ -157,7 +167,18 @@ impl VisitorMut for DuckDb<'_> {
         }
     }
 
+    fn pre_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<DataFusionError> {
+        power::rewrite(expr);
+        ControlFlow::Continue(())
+    }
+
     fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<DataFusionError> {
+        if let Expr::Function(f) = expr {
+            if let Some(xor) = power::xor(f) {
+                *expr = xor;
+                return ControlFlow::Continue(());
+            }
+        }
         if let Expr::SimilarTo { .. } = expr {
             return match similar_to(expr) {
                 Ok(()) => ControlFlow::Continue(()),

@@ -28,6 +28,7 @@ use futures::future::BoxFuture;
 pub mod casts;
 pub mod duckdb;
 mod passed_over;
+mod power;
 
 /// Plans `sql` in `ctx` (`SessionContext::sql`): a query, or a statement such as `SET`, with
 /// DuckDB's SQL that DataFusion reads otherwise or lacks written as DataFusion's ([`duckdb`]).
