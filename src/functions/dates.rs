@@ -15,6 +15,8 @@ use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 
+use super::text::text;
+
 /// DuckDB's date part functions and the `date_part` part each is: `year(t)` is `date_part('year',
 /// t)` (as BIGINT, DuckDB's type; `epoch` as DOUBLE, seconds with their fraction).
 const PARTS: [(&str, &str); 19] = [
@@ -181,12 +183,6 @@ impl ScalarUDFImpl for DateDiff {
     }
     fn coerce_types(&self, args: &[DataType]) -> Result<Vec<DataType>> {
         let micros = DataType::Timestamp(TimeUnit::Microsecond, None);
-        let text = |t: &DataType| {
-            matches!(
-                t,
-                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Null
-            )
-        };
         match args {
             [p, a, b] if text(p) && [a, b].iter().all(|t| time_point(t) || t == &&DataType::Null) => {
                 Ok(vec![DataType::Utf8, micros.clone(), micros])

@@ -66,6 +66,14 @@ impl ScalarUDFImpl for Len {
     }
 }
 
+/// Whether `t` is a text type (or NULL, which coerces to one): what a text argument takes.
+pub(super) fn text(t: &DataType) -> bool {
+    matches!(
+        t,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Null
+    )
+}
+
 /// The `len` function.
 pub(super) fn len_udf() -> ScalarUDF {
     ScalarUDF::from(Len {
@@ -175,12 +183,6 @@ impl ScalarUDFImpl for RegexpExtract {
         &self.signature
     }
     fn coerce_types(&self, args: &[DataType]) -> Result<Vec<DataType>> {
-        let text = |t: &DataType| {
-            matches!(
-                t,
-                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Null
-            )
-        };
         if !(2..=4).contains(&args.len()) {
             return plan_err!(
                 "{}(string, pattern [, group [, options]]) takes 2 to 4 arguments",

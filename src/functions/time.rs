@@ -14,6 +14,8 @@ use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 
+use super::text::text;
+
 /// A DuckDB format string as chrono reads it: DuckDB's `%f` (microseconds, six digits), `%g`
 /// (milliseconds), `%n` (nanoseconds) are chrono's `%6f`, `%3f`, `%9f` (chrono's `%f` is nine
 /// digits and its `%n` a newline); `%c`, `%x`, `%X` are DuckDB's ISO forms (chrono's are
@@ -103,13 +105,6 @@ fn temporal(t: &DataType) -> bool {
             | DataType::Time64(_)
             | DataType::Timestamp(..)
             | DataType::Duration(_)
-    )
-}
-
-fn text(t: &DataType) -> bool {
-    matches!(
-        t,
-        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Null
     )
 }
 

@@ -1033,7 +1033,10 @@ fn sql_takes_duckdb_aggregates_and_function_names() {
     let powers =
         "SELECT 2 ^ 3 AS p, 2 ^ 3 ^ 2 AS pp, 10 - 2 ^ 2 * 2 AS m, xor(5, 3) AS x, avg((p - t) ^ 2) AS mse \
                   FROM (VALUES (1.0, 0.5), (2.0, 1.0)) AS v(p, t)";
-    assert_eq!(sql_csv_in(tmp.path(), powers), "p,pp,m,x,mse\n8.0,64.0,2.0,6,0.625\n");
+    assert_eq!(
+        sql_csv_in(tmp.path(), powers),
+        "p,pp,m,x,mse\n8.0,64.0,2.0,6,0.625\n"
+    );
     assert_eq!(
         sql_csv_in(tmp.path(), "SELECT x ^ 2, -x ^ 2 AS n FROM (VALUES (3)) AS v(x)"),
         "x ^ 2,n\n9.0,9.0\n"
