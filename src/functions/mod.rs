@@ -36,6 +36,7 @@ fn functions(
 ) -> (Vec<ScalarUDF>, Vec<AggregateUDF>) {
     let mut scalar = vec![crate::shard::udf(), crate::shard::sample_udf(), text::len_udf()];
     scalar.extend(text::regexp_extract_udfs());
+    scalar.extend(text::split_udfs());
     scalar.extend(time::udfs());
     scalar.extend(dates::udfs());
     scalar.extend(numbers::udfs());

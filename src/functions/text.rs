@@ -278,6 +278,107 @@ pub(super) fn regexp_extract_udfs() -> [ScalarUDF; 2] {
     })
 }
 
+/// DuckDB's `string_split(s, separator)` (`str_split`) and `string_split_regex(s, pattern [,
+/// options])` (`regexp_split_to_array`, `str_split_regex`): the parts of `s` between
+/// separators, as a list; an empty separator splits `s` into its characters, an empty `s` is
+/// one empty part (`['']`), NULL for a NULL `s` or separator. DataFusion's `string_to_array`
+/// (PostgreSQL's) gives `['abc']` for an empty separator, `[]` for an empty text and splits
+/// into characters for a NULL separator.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Split {
+    name: &'static str,
+    regex: bool,
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for Split {
+    fn name(&self) -> &str {
+        self.name
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn coerce_types(&self, args: &[DataType]) -> Result<Vec<DataType>> {
+        let most = if self.regex { 3 } else { 2 };
+        if args.len() < 2 || args.len() > most || !args.iter().all(text) {
+            let options = if self.regex { " [, options]" } else { "" };
+            return plan_err!("{}(text, separator{options}) takes texts", self.name);
+        }
+        Ok(vec![DataType::Utf8; args.len()])
+    }
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(DataType::new_list(DataType::Utf8, true))
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let rows = args.number_rows;
+        let options = match args.args.get(2) {
+            None => Options::default(),
+            Some(ColumnarValue::Scalar(ScalarValue::Utf8(Some(o)))) => Options::parse(o)
+                .map_err(|e| datafusion::error::DataFusionError::Execution(format!("{}: {e}", self.name)))?,
+            Some(ColumnarValue::Scalar(_)) => Options::default(),
+            Some(ColumnarValue::Array(_)) => {
+                return exec_err!("{}: the options must be a constant", self.name)
+            }
+        };
+        let texts = args.args[0].to_array(rows)?;
+        let texts = texts.as_string::<i32>();
+        let separators = args.args[1].to_array(rows)?;
+        let separators = separators.as_string::<i32>();
+        let mut compiled: Option<(&str, Regex)> = None;
+        let mut out = ListBuilder::new(StringBuilder::new());
+        for row in 0..rows {
+            if texts.is_null(row) || separators.is_null(row) {
+                out.append_null();
+                continue;
+            }
+            let (text, separator) = (texts.value(row), separators.value(row));
+            if text.is_empty() {
+                // One empty part, whatever the separator.
+                out.append_value([Some("")]);
+            } else if separator.is_empty() {
+                out.append_value(text.chars().map(|c| Some(c.to_string())));
+            } else if self.regex {
+                if compiled.as_ref().is_none_or(|(p, _)| *p != separator) {
+                    let re = options.compile(separator).map_err(|e| {
+                        datafusion::error::DataFusionError::Execution(format!(
+                            "{}: the pattern '{separator}' is not a regular expression: {e}",
+                            self.name
+                        ))
+                    })?;
+                    compiled = Some((separator, re));
+                }
+                let re = &compiled.as_ref().expect("compiled above").1;
+                out.append_value(re.split(text).map(Some));
+            } else {
+                out.append_value(text.split(separator).map(Some));
+            }
+        }
+        Ok(ColumnarValue::Array(Arc::new(out.finish())))
+    }
+}
+
+/// `string_split` (`str_split`) and `string_split_regex` (`regexp_split_to_array`,
+/// `str_split_regex`).
+pub(super) fn split_udfs() -> [ScalarUDF; 2] {
+    [
+        ("string_split", false, "str_split"),
+        ("string_split_regex", true, "str_split_regex"),
+    ]
+    .map(|(name, regex, alias)| {
+        let aliases: &[&str] = if regex {
+            &[alias, "regexp_split_to_array"]
+        } else {
+            &[alias]
+        };
+        ScalarUDF::from(Split {
+            name,
+            regex,
+            signature: Signature::user_defined(Volatility::Immutable),
+        })
+        .with_aliases(aliases.iter().copied())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::Options;

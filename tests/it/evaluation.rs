@@ -1128,6 +1128,20 @@ fn sql_takes_duckdbs_regexp_time_and_count_functions() {
     ] {
         assert_eq!(sql_csv_in(tmp.path(), query), want, "{query}");
     }
+    // DuckDB's string_split: an empty separator splits into characters, an empty text is one
+    // empty part, a NULL separator NULL (DataFusion's string_to_array: ['abc'], [], characters).
+    let o = segscore_in(
+        tmp.path(),
+        &["sql", "--format", "json", "SELECT string_split('a,b,,c', ',') AS a, str_split('abc', '') AS b, \
+          string_split('', ',') AS c, string_split('a,b', NULL) AS d, string_split_regex('a1b22c', '[0-9]+') AS e, \
+          regexp_split_to_array('aXbxc', 'x', 'i') AS f"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        String::from_utf8(o.stdout).unwrap(),
+        "{\"a\":[\"a\",\"b\",\"\",\"c\"],\"b\":[\"a\",\"b\",\"c\"],\"c\":[\"\"],\"d\":null,\
+         \"e\":[\"a\",\"b\",\"c\"],\"f\":[\"a\",\"b\",\"c\"]}\n"
+    );
     for (query, code, message) in [
         (
             "SELECT regexp_extract('abc', '(a)', 2)",
