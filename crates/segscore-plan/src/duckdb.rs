@@ -2,8 +2,8 @@
 //! written as DataFusion's between parsing and planning: `ORDER BY ALL`; `arg_max`, `arg_min`
 //! (`max_by`, `min_by`) and `count_if` as the DataFusion aggregates that compute them;
 //! `SIMILAR TO` matching the whole text; `^` a power (`power.rs`). The same pass does or
-//! refuses the clauses DataFusion's planner passes over (`passed_over.rs`). DuckDB's names for functions DataFusion has under
-//! another name are aliases in segscore's function registry.
+//! refuses the clauses DataFusion's planner passes over (`passed_over.rs`). DuckDB's names for
+//! functions DataFusion has under another name are aliases in segscore's function registry.
 
 use std::ops::ControlFlow;
 
