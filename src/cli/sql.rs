@@ -540,6 +540,10 @@ fn missing_function_hint(error: &str, opts: &SqlOptions) -> String {
             " ({name} takes {arity} argument{} here)",
             if arity == 1 { "" } else { "s" }
         )
+    } else if error.contains("argument types 'sum(Boolean)'")
+        || error.contains("argument types 'avg(Boolean)'")
+    {
+        " (a column of booleans: count_if(x), or sum(x::BIGINT) and avg(x::DOUBLE))".into()
     } else if error.contains("DML not supported") {
         " (segscore sql reads its tables and never writes into them: write a result with --to FILE or COPY (query) TO 'file')".into()
     } else if error.contains("table '") && error.ends_with("' not found") {

@@ -969,7 +969,8 @@ fn compressed_csv_and_json_files_are_read_and_written_as_their_names_say() {
 
 /// DuckDB's aggregates that DataFusion lacks (`arg_max`, `arg_min`, `max_by`, `min_by`,
 /// `count_if`; before: "Invalid function"), computed as DuckDB defines them (rows where the
-/// argument or the value is null left out), with FILTER, as a window's aggregate and named by
+/// argument or the value is null left out; `count_if` NULL where its argument is NULL in every
+/// row, as DuckDB's sum of booleans is), with FILTER, as a window's aggregate and named by
 /// the call; DuckDB's names for DataFusion's functions (`list`, `first`, `strlen`, ...); a call
 /// with another number of arguments says how many it takes.
 #[test]
@@ -981,7 +982,7 @@ fn sql_takes_duckdb_aggregates_and_function_names() {
         (
             format!("SELECT g, arg_max(name, c), arg_min(name, c), max_by(name, c), min_by(name, c), count_if(c > 0.3) AS n FROM {rows} GROUP BY ALL ORDER BY ALL"),
             "g,\"arg_max(name, c)\",\"arg_min(name, c)\",\"max_by(name, c)\",\"min_by(name, c)\",n\n\
-             1,a,z,a,z,2\n2,,,,,0\n3,f,f,f,f,0\n",
+             1,a,z,a,z,2\n2,,,,,\n3,f,f,f,f,0\n",
         ),
         (
             format!("SELECT arg_max(name, c) FILTER (WHERE g <> 1) AS am, upper(arg_min(name, c)) AS up, count_if(true) AS n, \
@@ -992,13 +993,25 @@ fn sql_takes_duckdb_aggregates_and_function_names() {
         ),
         (
             format!("SELECT g, count_if(c > 0.3) OVER (PARTITION BY g) AS w FROM {rows} ORDER BY ALL"),
-            "g,w\n1,2\n1,2\n1,2\n1,2\n2,0\n3,0\n",
+            "g,w\n1,2\n1,2\n1,2\n1,2\n2,\n3,0\n",
+        ),
+        // DuckDB's sum of a condition (DataFusion: "sum(Boolean)" refused).
+        (
+            format!("SELECT g, sum(c > 0.3) AS s, sum((NOT (c > 0.3))) AS ns, sum(name IN ('a', 'd')) AS i FROM {rows} GROUP BY g ORDER BY g"),
+            "g,s,ns,i\n1,2,1,1\n2,,,1\n3,0,1,0\n",
         ),
     ] {
         assert_eq!(sql_csv_in(tmp.path(), &query), want, "{query}");
     }
     let o = sql("SELECT arg_max(g) FROM (VALUES (1)) AS t(g)");
     assert_fails(&o, 2, "(arg_max takes 2 arguments here)");
+    // A column of booleans, which no form tells: DataFusion's refusal says what to write.
+    let o = sql("SELECT sum(b) FROM (VALUES (true)) AS t(b)");
+    assert_fails(
+        &o,
+        2,
+        "(a column of booleans: count_if(x), or sum(x::BIGINT) and avg(x::DOUBLE))",
+    );
     // SIMILAR TO matches the whole text with a regular expression, as in DuckDB (DataFusion
     // matched a part: 'abc' SIMILAR TO 'b' was true); an ESCAPE is refused.
     let o = sql(&format!(

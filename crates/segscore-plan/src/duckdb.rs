@@ -21,13 +21,14 @@ use crate::{passed_over, power};
 /// DuckDB's aggregates that DataFusion has no function for: the name, its arguments, and the
 /// DataFusion expression that computes it (`{0}`, `{1}`: the arguments). DuckDB's `arg_max(a,
 /// v)` is `a` at the row of the greatest `v`, rows where either is null left out (null when
-/// none is left); `count_if(x)` counts the rows where `x` is true (0 when none).
+/// none is left); `count_if(x)` counts the rows where `x` is true, NULL where `x` is NULL in
+/// every row (or there is none): DuckDB's is its `sum` of booleans.
 const AGGREGATES: [(&str, usize, &str); 5] = [
     ("arg_max", 2, ARG_MAX),
     ("max_by", 2, ARG_MAX),
     ("arg_min", 2, ARG_MIN),
     ("min_by", 2, ARG_MIN),
-    ("count_if", 1, "count(CASE WHEN {0} THEN 1 END)"),
+    ("count_if", 1, "sum(CAST({0} AS BIGINT))"),
 ];
 const ARG_MAX: &str = "first_value({0} ORDER BY {1} DESC) FILTER (WHERE {0} IS NOT NULL AND {1} IS NOT NULL)";
 const ARG_MIN: &str = "first_value({0} ORDER BY {1}) FILTER (WHERE {0} IS NOT NULL AND {1} IS NOT NULL)";
@@ -178,6 +179,7 @@ impl VisitorMut for DuckDb<'_> {
                 *expr = xor;
                 return ControlFlow::Continue(());
             }
+            sum_of_booleans(f);
         }
         if let Expr::SimilarTo { .. } = expr {
             return match similar_to(expr) {
@@ -210,6 +212,68 @@ impl VisitorMut for DuckDb<'_> {
         computed.over = f.over.take();
         *expr = Expr::Function(computed);
         ControlFlow::Continue(())
+    }
+}
+
+/// DuckDB's `sum` of a condition (`sum(x > 0)`: the rows where it holds, NULL where it is NULL
+/// in every row), which DataFusion refuses ("sum(Boolean)"), as the sum of its cast to BIGINT,
+/// where the argument is a condition by its form (a comparison, `AND`, `NOT`, `IS NULL`, `IN`,
+/// `BETWEEN`, `LIKE`, ...); a column of booleans needs the cast written.
+fn sum_of_booleans(f: &mut Function) {
+    let [name] = f.name.0.as_slice() else { return };
+    if !name
+        .as_ident()
+        .is_some_and(|n| n.quote_style.is_none() && n.value.eq_ignore_ascii_case("sum"))
+    {
+        return;
+    }
+    let FunctionArguments::List(list) = &mut f.args else {
+        return;
+    };
+    let [FunctionArg::Unnamed(FunctionArgExpr::Expr(arg))] = list.args.as_mut_slice() else {
+        return;
+    };
+    let mut condition = &*arg;
+    while let Expr::Nested(inner) = condition {
+        condition = inner;
+    }
+    use datafusion::sql::sqlparser::ast::{BinaryOperator as B, UnaryOperator};
+    let boolean = match condition {
+        Expr::BinaryOp { op, .. } => matches!(
+            op,
+            B::Eq | B::NotEq | B::Lt | B::LtEq | B::Gt | B::GtEq | B::And | B::Or | B::Xor
+        ),
+        Expr::UnaryOp {
+            op: UnaryOperator::Not,
+            ..
+        } => true,
+        Expr::IsNull(_)
+        | Expr::IsNotNull(_)
+        | Expr::IsTrue(_)
+        | Expr::IsFalse(_)
+        | Expr::IsNotTrue(_)
+        | Expr::IsNotFalse(_)
+        | Expr::IsDistinctFrom(..)
+        | Expr::IsNotDistinctFrom(..)
+        | Expr::InList { .. }
+        | Expr::InSubquery { .. }
+        | Expr::Between { .. }
+        | Expr::Like { .. }
+        | Expr::ILike { .. }
+        | Expr::SimilarTo { .. }
+        | Expr::Exists { .. } => true,
+        Expr::Value(v) => matches!(v.value, Value::Boolean(_)),
+        _ => false,
+    };
+    if boolean {
+        let inner = std::mem::replace(arg, Expr::value(Value::Null));
+        *arg = Expr::Cast {
+            kind: datafusion::sql::sqlparser::ast::CastKind::Cast,
+            expr: Box::new(Expr::Nested(Box::new(inner))),
+            data_type: datafusion::sql::sqlparser::ast::DataType::BigInt(None),
+            array: false,
+            format: None,
+        };
     }
 }
 
