@@ -66,12 +66,16 @@ impl ScalarUDFImpl for Len {
     }
 }
 
-/// Whether `t` is a text type (or NULL, which coerces to one): what a text argument takes.
+/// Whether `t` is a text type (or NULL, or a categorical column of texts, which coerce to one):
+/// what a text argument takes.
 pub(super) fn text(t: &DataType) -> bool {
-    matches!(
-        t,
-        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Null
-    )
+    match t {
+        DataType::Dictionary(_, values) => text(values),
+        t => matches!(
+            t,
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Null
+        ),
+    }
 }
 
 /// The `len` function.

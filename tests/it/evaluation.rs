@@ -1082,7 +1082,8 @@ fn sql_takes_duckdb_aggregates_and_function_names() {
 /// `regexp_extract_all`, with DuckDB's options; `strftime` and `strptime` in DuckDB's format
 /// specifiers (`%f` is microseconds, chrono's nanoseconds), the format first or second, a list
 /// of formats, what a format leaves out 1900-01-01 00:00 (chrono alone refuses such formats),
-/// `try_strptime`; `mode` (ties: the least value) and `histogram` over a categorical column.
+/// `try_strptime`; `mode` (ties: the least value) and `histogram` over a categorical column,
+/// which the text functions take too.
 #[test]
 fn sql_takes_duckdbs_regexp_time_and_count_functions() {
     let tmp = tempfile::tempdir().unwrap();
@@ -1131,8 +1132,11 @@ fn sql_takes_duckdbs_regexp_time_and_count_functions() {
             "t,own\n2024-01-02T00:00:00,2024-01-02T00:00:00\n,2024-01-02T00:00:00\n,\n",
         ),
         (
-            "SELECT g, mode(s) AS m, histogram(s) AS h, mode(t) AS mt, strftime(max(t), '%Y/%f') AS last FROM 'cat.parquet' GROUP BY g ORDER BY g",
-            "g,m,h,mt,last\n1,a,\"{a: 1, b: 1}\",2024-01-02T03:04:05,2024/678000\n2,c,\"{a: 1, b: 1, c: 2}\",1999-12-31T23:59:59.000001,1999/000001\n",
+            "SELECT g, mode(s) AS m, histogram(s) AS h, mode(t) AS mt, strftime(max(t), '%Y/%f') AS last, \
+             string_agg(regexp_extract(s, '[a-b]'), '' ORDER BY s) AS ab, count(try_strptime(s, '%Y')) AS none, \
+             max(len(string_split(s, ''))) AS chars FROM 'cat.parquet' GROUP BY g ORDER BY g",
+            "g,m,h,mt,last,ab,none,chars\n1,a,\"{a: 1, b: 1}\",2024-01-02T03:04:05,2024/678000,ab,0,1\n\
+             2,c,\"{a: 1, b: 1, c: 2}\",1999-12-31T23:59:59.000001,1999/000001,ab,0,1\n",
         ),
         (
             "SELECT mode(x) AS m, histogram(x) AS h FROM (VALUES (CAST(NULL AS INT))) AS v(x)",
