@@ -159,6 +159,26 @@ impl Options {
         Ok(options)
     }
 
+    /// The regex of `pattern` with these options, from `last` where that is the same pattern
+    /// (a constant pattern is compiled once, a column's at each change), else compiled into it;
+    /// a pattern that is not a regular expression is an error naming `function` and it.
+    fn cached<'a>(
+        self,
+        last: &'a mut Option<(String, Regex)>,
+        pattern: &str,
+        function: &str,
+    ) -> Result<&'a Regex> {
+        if last.as_ref().is_none_or(|(p, _)| p != pattern) {
+            let re = self.compile(pattern).map_err(|e| {
+                datafusion::error::DataFusionError::Execution(format!(
+                    "{function}: the pattern '{pattern}' is not a regular expression: {e}"
+                ))
+            })?;
+            *last = Some((pattern.to_owned(), re));
+        }
+        Ok(&last.as_ref().expect("set above").1)
+    }
+
     /// `pattern` compiled with these options.
     fn compile(self, pattern: &str) -> std::result::Result<Regex, regex::Error> {
         let escaped;
@@ -226,8 +246,7 @@ impl ScalarUDFImpl for RegexpExtract {
         let strings = strings.as_string::<i32>();
         let patterns = args.args[1].to_array(rows)?;
         let patterns = patterns.as_string::<i32>();
-        // The last pattern compiled: one for a constant pattern, one per change for a column.
-        let mut compiled: Option<(&str, Regex)> = None;
+        let mut compiled = None;
         let mut one = StringBuilder::with_capacity(if self.all { 0 } else { rows }, 0);
         let mut lists = ListBuilder::new(StringBuilder::new());
         for row in 0..rows {
@@ -237,24 +256,15 @@ impl ScalarUDFImpl for RegexpExtract {
                 continue;
             };
             let pattern = patterns.value(row);
-            if compiled.as_ref().is_none_or(|(p, _)| *p != pattern) {
-                let re = options.compile(pattern).map_err(|e| {
-                    datafusion::error::DataFusionError::Execution(format!(
-                        "{}: the pattern '{pattern}' is not a regular expression: {e}",
-                        self.name()
-                    ))
-                })?;
-                let groups = re.captures_len() - 1;
-                if group > groups {
-                    return exec_err!(
-                        "{}: group {group}, but the pattern '{pattern}' has {groups} group{}",
-                        self.name(),
-                        if groups == 1 { "" } else { "s" }
-                    );
-                }
-                compiled = Some((pattern, re));
+            let re = options.cached(&mut compiled, pattern, self.name())?;
+            let groups = re.captures_len() - 1;
+            if group > groups {
+                return exec_err!(
+                    "{}: group {group}, but the pattern '{pattern}' has {groups} group{}",
+                    self.name(),
+                    if groups == 1 { "" } else { "s" }
+                );
             }
-            let re = &compiled.as_ref().expect("compiled above").1;
             let text = strings.value(row);
             let of = |c: regex::Captures<'_>| c.get(group).map_or("", |m| m.as_str()).to_owned();
             if self.all {
@@ -328,7 +338,7 @@ impl ScalarUDFImpl for Split {
         let texts = texts.as_string::<i32>();
         let separators = args.args[1].to_array(rows)?;
         let separators = separators.as_string::<i32>();
-        let mut compiled: Option<(&str, Regex)> = None;
+        let mut compiled = None;
         let mut out = ListBuilder::new(StringBuilder::new());
         for row in 0..rows {
             if texts.is_null(row) || separators.is_null(row) {
@@ -342,16 +352,7 @@ impl ScalarUDFImpl for Split {
             } else if separator.is_empty() {
                 out.append_value(text.chars().map(|c| Some(c.to_string())));
             } else if self.regex {
-                if compiled.as_ref().is_none_or(|(p, _)| *p != separator) {
-                    let re = options.compile(separator).map_err(|e| {
-                        datafusion::error::DataFusionError::Execution(format!(
-                            "{}: the pattern '{separator}' is not a regular expression: {e}",
-                            self.name
-                        ))
-                    })?;
-                    compiled = Some((separator, re));
-                }
-                let re = &compiled.as_ref().expect("compiled above").1;
+                let re = options.cached(&mut compiled, separator, self.name)?;
                 out.append_value(re.split(text).map(Some));
             } else {
                 out.append_value(text.split(separator).map(Some));
