@@ -1200,7 +1200,8 @@ fn sql_takes_duckdbs_regexp_time_and_count_functions() {
 /// DuckDB's date functions that DataFusion has none for ("Invalid function" before): a date
 /// part by its name (`year(t)`, `dayofweek(t)`, ... as BIGINT, `epoch(t)` seconds as DOUBLE),
 /// `dayname`, `monthname`, `date_diff` (boundaries crossed, as DuckDB counts them) and the
-/// epochs in milliseconds, microseconds and nanoseconds, over a Parquet file's timestamps.
+/// epochs in milliseconds, microseconds and nanoseconds, over a Parquet file's timestamps;
+/// time literals without seconds or zero padding.
 #[test]
 fn sql_takes_duckdbs_date_functions() {
     let tmp = tempfile::tempdir().unwrap();
@@ -1235,6 +1236,13 @@ fn sql_takes_duckdbs_date_functions() {
              ,,,,,,,\n",
         ),
         ("SELECT epoch_ms(1700000000000) AS t", "t\n2023-11-14T22:13:20\n"),
+        // Literals as DuckDB and PostgreSQL take them, without seconds or zero padding (arrow:
+        // "error parsing time").
+        (
+            "SELECT count(*) AS n, min(TIMESTAMP '2024-3-10 1:02') AS m, max('2024-03-10T10:00'::TIMESTAMP) AS x, \
+             min(CAST('2024-1-31' AS DATE)) AS d FROM 'times.parquet' WHERE t >= TIMESTAMP '2024-03-10 1:02'",
+            "n,m,x,d\n1,2024-03-10T01:02:00,2024-03-10T10:00:00,2024-01-31\n",
+        ),
     ] {
         assert_eq!(sql_csv_in(tmp.path(), query), want, "{query}");
     }

@@ -1,9 +1,10 @@
 //! DuckDB's SQL that DataFusion's parser reads otherwise, or whose aggregates DataFusion lacks,
 //! written as DataFusion's between parsing and planning: `ORDER BY ALL`; `arg_max`, `arg_min`
 //! (`max_by`, `min_by`) and `count_if` as the DataFusion aggregates that compute them;
-//! `SIMILAR TO` matching the whole text; `^` a power (`power.rs`). The same pass does or
-//! refuses the clauses DataFusion's planner passes over (`passed_over.rs`). DuckDB's names for
-//! functions DataFusion has under another name are aliases in segscore's function registry.
+//! `SIMILAR TO` matching the whole text; `^` a power (`power.rs`); `sum` of a condition; date
+//! and time literals without seconds or zero padding. The same pass does or refuses the
+//! clauses DataFusion's planner passes over (`passed_over.rs`). DuckDB's names for functions
+//! DataFusion has under another name are aliases in segscore's function registry.
 
 use std::ops::ControlFlow;
 
@@ -181,6 +182,7 @@ impl VisitorMut for DuckDb<'_> {
             }
             sum_of_booleans(f);
         }
+        time_literal(expr);
         if let Expr::SimilarTo { .. } = expr {
             return match similar_to(expr) {
                 Ok(()) => ControlFlow::Continue(()),
@@ -277,6 +279,63 @@ fn sum_of_booleans(f: &mut Function) {
     }
 }
 
+/// A date or timestamp literal as DuckDB and PostgreSQL take it (`TIMESTAMP '2024-03-05 10:00'`,
+/// `'2024-3-5'::DATE`, an hour of one digit), written as arrow's parser reads it: zero-padded,
+/// with seconds. Arrow refused those ("error parsing time").
+fn time_literal(expr: &mut Expr) {
+    use datafusion::sql::sqlparser::ast::DataType as T;
+    let (data_type, value) = match expr {
+        Expr::TypedString(t) => (&t.data_type, &mut t.value.value),
+        Expr::Cast { data_type, expr, .. } => match expr.as_mut() {
+            Expr::Value(v) => (&*data_type, &mut v.value),
+            _ => return,
+        },
+        _ => return,
+    };
+    if !matches!(
+        data_type,
+        T::Date | T::Timestamp(..) | T::Datetime(_) | T::TimestampNtz(_)
+    ) {
+        return;
+    }
+    if let Value::SingleQuotedString(text) = value {
+        if let Some(padded) = padded_time(text) {
+            *text = padded;
+        }
+    }
+}
+
+/// `text`, a date (`YYYY-M-D`) and a time (`H:MM[:SS[.f]]`, after a space or a `T`) or none,
+/// then anything (a zone), zero-padded and with seconds; `None` where it is no such text or
+/// needs nothing.
+fn padded_time(text: &str) -> Option<String> {
+    /// The number of 1 to `most` digits at the start of `s`, and the rest.
+    fn digits(s: &str, most: usize) -> Option<(u32, &str)> {
+        let n = s.bytes().take(most).take_while(u8::is_ascii_digit).count();
+        (n > 0)
+            .then(|| (s[..n].parse().ok(), &s[n..]))
+            .and_then(|(v, rest)| Some((v?, rest)))
+    }
+    let (year, rest) = digits(text, 4).filter(|_| text.as_bytes().get(4) == Some(&b'-'))?;
+    let (month, rest) = digits(rest.strip_prefix('-')?, 2)?;
+    let (day, mut rest) = digits(rest.strip_prefix('-')?, 2)?;
+    let mut out = format!("{year:04}-{month:02}-{day:02}");
+    if let Some(time) = rest.strip_prefix(' ').or_else(|| rest.strip_prefix('T')) {
+        if let Some((hour, after)) = digits(time, 2) {
+            let (minute, after) = digits(after.strip_prefix(':')?, 2)?;
+            let (second, after) = match after.strip_prefix(':') {
+                Some(s) => digits(s, 2)?,
+                None => (0, after),
+            };
+            let separator = &rest[..1];
+            out += &format!("{separator}{hour:02}:{minute:02}:{second:02}");
+            rest = after;
+        }
+    }
+    let padded = out + rest;
+    (padded != text).then_some(padded)
+}
+
 /// DuckDB's `ORDER BY ALL [ASC|DESC] [NULLS FIRST|LAST]`, which DataFusion's default dialect
 /// parses as a column named `all` ("No field named all"): where the select lists its columns,
 /// their positions (`ORDER BY 1, 2, ...`, which sorts by any expression: an aggregate, a
@@ -360,4 +419,35 @@ fn similar_to(expr: &mut Expr) -> Result<()> {
         .and_then(|mut p| p.parse_expr())
         .map_err(|e| DataFusionError::Internal(format!("{sql}: {e}")))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::padded_time;
+
+    #[test]
+    fn time_literals_are_padded_as_arrow_reads_them() {
+        assert_eq!(
+            padded_time("2024-03-05 10:00").as_deref(),
+            Some("2024-03-05 10:00:00")
+        );
+        assert_eq!(
+            padded_time("2024-3-5T9:05").as_deref(),
+            Some("2024-03-05T09:05:00")
+        );
+        assert_eq!(padded_time("2024-3-5").as_deref(), Some("2024-03-05"));
+        assert_eq!(
+            padded_time("2024-03-05 9:05:07.25+02").as_deref(),
+            Some("2024-03-05 09:05:07.25+02")
+        );
+        assert_eq!(
+            padded_time("2024-03-05 10:00 UTC").as_deref(),
+            Some("2024-03-05 10:00:00 UTC")
+        );
+        // As arrow reads it already, or no date.
+        assert_eq!(padded_time("2024-03-05 10:00:00"), None);
+        assert_eq!(padded_time("2024-03-05"), None);
+        assert_eq!(padded_time("yesterday"), None);
+        assert_eq!(padded_time("20240305"), None);
+    }
 }
