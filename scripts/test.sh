@@ -2,7 +2,7 @@
 # The test command (README, .ci/run): fetches ONNX Runtime, installs Chromium (for the report
 # test) and the Python reference packages if needed, then runs clippy, the docs (no broken
 # links) and every test; then the demo's tests in the build without the cluster. Extra
-# arguments go to the default build's `cargo test`.
+# arguments go to the default build's `cargo test --workspace`.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # ONNX Runtime 1.29+ records telemetry on Linux unless this is set before it starts: for the
@@ -18,7 +18,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo clippy --workspace --all-targets --locked --no-default-features -- -D warnings
 # The docs of public items build without broken links.
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --lib --locked --workspace
-cargo test --locked "$@"
+# Every crate's tests (the planner crate's unit tests of its SQL rewrites too), its features
+# unified with segscore's, so nothing is built twice.
+cargo test --locked --workspace "$@"
 # The build without the cluster: the demo, and its answer to --cluster and `segscore cluster`.
 if [ $# -eq 0 ]; then
   cargo test --locked --no-default-features --test it -- demo_runs without_the_cluster delta_lake compressed_csv
