@@ -77,17 +77,25 @@ pub(super) fn statements(query: &str) -> Result<(Vec<String>, String)> {
             Err(_) => return alone(),
         }
     }
+    // `SELECT ... INTO t` (PostgreSQL's CREATE TABLE ... AS) makes a table and gives no rows: as
+    // the last statement it printed an empty result.
+    if let Some(table) = parsed.last().and_then(|(_, s)| selected_into(s)) {
+        return Err(Error::Usage(format!(
+            "query: the last statement's SELECT ... INTO {table} makes a table and gives no result: leave INTO out to print or write its rows"
+        )));
+    }
     let count = parsed.len();
     if count < 2 {
         return alone();
     }
     for (i, (text, statement)) in parsed.iter().take(count - 1).enumerate() {
-        let defines = matches!(statement.front(), Some(Statement::Statement(s))
+        let defines = selected_into(statement).is_some()
+            || matches!(statement.front(), Some(Statement::Statement(s))
             if matches!(s.as_ref(), Sql::CreateView(_) | Sql::CreateTable(_) | Sql::Set(_)));
         if !defines {
             let text: String = text.trim().chars().take(40).collect();
             return Err(Error::Usage(format!(
-                "query: statement {} of {count} (`{text}`...) is not the last: only the last statement's result is printed or written; the ones before it may CREATE VIEW, CREATE TABLE ... AS or SET",
+                "query: statement {} of {count} (`{text}`...) is not the last: only the last statement's result is printed or written; the ones before it may CREATE VIEW, CREATE TABLE ... AS (SELECT ... INTO) or SET",
                 i + 1
             )));
         }
@@ -95,6 +103,22 @@ pub(super) fn statements(query: &str) -> Result<(Vec<String>, String)> {
     let mut texts: Vec<String> = parsed.into_iter().map(|(t, _)| t).collect();
     let last = texts.pop().unwrap_or_default();
     Ok((texts, last))
+}
+
+/// The table a `SELECT ... INTO t` statement makes, where `statement` is one.
+fn selected_into(
+    statement: &std::collections::VecDeque<datafusion::sql::parser::Statement>,
+) -> Option<String> {
+    use datafusion::sql::parser::Statement;
+    use datafusion::sql::sqlparser::ast::{SetExpr, Statement as Sql};
+    let Some(Statement::Statement(s)) = statement.front() else {
+        return None;
+    };
+    let Sql::Query(q) = s.as_ref() else { return None };
+    let SetExpr::Select(select) = q.body.as_ref() else {
+        return None;
+    };
+    select.into.as_ref().map(|into| into.name.to_string())
 }
 
 /// `query` with DuckDB's FROM-first selects that have no SELECT (`FROM t`, `FROM t WHERE x > 1`,

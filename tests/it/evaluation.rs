@@ -1587,6 +1587,16 @@ fn sql_runs_a_script_whose_last_statement_gives_the_result() {
         2,
         "query: statement 1 of 2 (`SELECT 1 AS a`...) is not the last: only the last statement's result is printed or written",
     );
+    // PostgreSQL's SELECT ... INTO t makes a table, as CREATE TABLE t AS does: before the last
+    // statement (it was refused there), and refused as the last, which printed an empty result.
+    let o = sql(&["SELECT generation_id, count(*) AS n INTO counts FROM 'data/one.parquet' GROUP BY 1; SELECT max(n) AS m FROM counts"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(String::from_utf8(o.stdout).unwrap(), "m\n4\n");
+    assert_fails(
+        &sql(&["SELECT 1 AS a INTO t"]),
+        2,
+        "query: the last statement's SELECT ... INTO t makes a table and gives no result: leave INTO out to print or write its rows",
+    );
     assert_fails(
         &sql(&["CREATE VIEW v AS SELECT * FROM nothere; SELECT 1"]),
         2,
