@@ -41,13 +41,21 @@ const PARTS: [(&str, &str); 19] = [
     ("epoch", "epoch"),
 ];
 
-/// A DuckDB function computed by a DataFusion one with a constant first argument:
-/// `year(t)` is `date_part('year', t)`, `dayname(t)` is `to_char(t, '%A')`.
+/// The DataFusion function a [`Preset`] calls.
+#[derive(Debug, PartialEq, Eq, Hash, Clone, Copy)]
+enum Inner {
+    /// `date_part(part, t)`.
+    DatePart,
+    /// `to_char(t, format)`.
+    ToChar,
+}
+
+/// A DuckDB function computed by a DataFusion one with a constant argument: `year(t)` is
+/// `date_part('year', t)`, `dayname(t)` is `to_char(t, '%A')`.
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct Preset {
     name: &'static str,
-    /// The DataFusion function's name (`date_part`, `to_char`).
-    inner: &'static str,
+    inner: Inner,
     /// The constant: `date_part`'s part (the first argument) or `to_char`'s format (the last).
     constant: &'static str,
     returns: DataType,
@@ -57,16 +65,16 @@ struct Preset {
 impl Preset {
     fn inner(&self) -> Arc<ScalarUDF> {
         match self.inner {
-            "date_part" => datafusion::functions::datetime::date_part(),
-            _ => datafusion::functions::datetime::to_char(),
+            Inner::DatePart => datafusion::functions::datetime::date_part(),
+            Inner::ToChar => datafusion::functions::datetime::to_char(),
         }
     }
 
     /// The call's arguments with the constant in its place.
     fn with_constant<T>(&self, arg: T, constant: T) -> Vec<T> {
         match self.inner {
-            "date_part" => vec![constant, arg],
-            _ => vec![arg, constant],
+            Inner::DatePart => vec![constant, arg],
+            Inner::ToChar => vec![arg, constant],
         }
     }
 }
@@ -96,7 +104,7 @@ impl ScalarUDFImpl for Preset {
                 self.name
             ))
         })?;
-        let at = if self.inner == "date_part" { 1 } else { 0 };
+        let at = if self.inner == Inner::DatePart { 1 } else { 0 };
         Ok(vec![coerced[at].data_type().clone()])
     }
     fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
@@ -106,10 +114,10 @@ impl ScalarUDFImpl for Preset {
         let inner = self.inner();
         // What `date_part` gives for the part, cast to DuckDB's type below.
         let returned = match (self.inner, self.constant) {
-            ("date_part", "nanosecond") => DataType::Int64,
-            ("date_part", "epoch") => DataType::Float64,
-            ("date_part", _) => DataType::Int32,
-            _ => self.returns.clone(),
+            (Inner::DatePart, "nanosecond") => DataType::Int64,
+            (Inner::DatePart, "epoch") => DataType::Float64,
+            (Inner::DatePart, _) => DataType::Int32,
+            (Inner::ToChar, _) => self.returns.clone(),
         };
         let constant = ColumnarValue::Scalar(ScalarValue::Utf8(Some(self.constant.into())));
         let value = inner.invoke_with_args(ScalarFunctionArgs {
@@ -313,11 +321,11 @@ pub(super) fn udfs() -> Vec<ScalarUDF> {
             } else {
                 DataType::Int64
             };
-            preset(name, "date_part", part, returns)
+            preset(name, Inner::DatePart, part, returns)
         })
         .collect();
-    udfs.push(preset("dayname", "to_char", "%A", DataType::Utf8));
-    udfs.push(preset("monthname", "to_char", "%B", DataType::Utf8));
+    udfs.push(preset("dayname", Inner::ToChar, "%A", DataType::Utf8));
+    udfs.push(preset("monthname", Inner::ToChar, "%B", DataType::Utf8));
     for name in ["date_diff", "datediff"] {
         udfs.push(ScalarUDF::from(DateDiff {
             name,
