@@ -9,7 +9,7 @@ use chrono::format::{Item, Parsed, StrftimeItems};
 use datafusion::arrow::array::{Array, AsArray, StringArray, TimestampMicrosecondBuilder};
 use datafusion::arrow::datatypes::{DataType, Field, TimeUnit};
 use datafusion::common::{exec_err, plan_err, ScalarValue};
-use datafusion::error::{DataFusionError, Result};
+use datafusion::error::Result;
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
@@ -68,25 +68,6 @@ fn chrono_format_arg(format: &ColumnarValue) -> Result<ColumnarValue> {
     })
 }
 
-/// What an error of `function` with the constant DuckDB format `format` says first: the format
-/// as written and as chrono read it (DataFusion's message names chrono's).
-fn format_context(
-    function: &'static str,
-    format: &ColumnarValue,
-) -> impl FnOnce(DataFusionError) -> DataFusionError {
-    let format = match format {
-        ColumnarValue::Scalar(ScalarValue::Utf8(Some(f))) => Some(f.clone()),
-        _ => None,
-    };
-    move |e| match format {
-        Some(f) => e.context(format!(
-            "{function} with the format '{f}' (chrono's '{}')",
-            chrono_format(&f)
-        )),
-        None => e,
-    }
-}
-
 /// DuckDB's `strftime(time, format)`: a date, time or timestamp as text, in DuckDB's format
 /// specifiers; DataFusion's `to_char` formats it. As in DuckDB, the format may come first
 /// (`strftime('%Y', t)`, SQLite's order).
@@ -137,11 +118,22 @@ impl ScalarUDFImpl for Strftime {
             args.args.swap(0, 1);
             args.arg_fields.swap(0, 1);
         }
-        let context = format_context("strftime", &args.args[1]);
+        // An error names the format as written and as chrono read it (DataFusion's names
+        // chrono's).
+        let written = match &args.args[1] {
+            ColumnarValue::Scalar(ScalarValue::Utf8(Some(f))) => Some(f.clone()),
+            _ => None,
+        };
         args.args[1] = chrono_format_arg(&args.args[1])?;
         datafusion::functions::datetime::to_char()
             .invoke_with_args(args)
-            .map_err(context)
+            .map_err(|e| match written {
+                Some(f) => e.context(format!(
+                    "strftime with the format '{f}' (chrono's '{}')",
+                    chrono_format(&f)
+                )),
+                None => e,
+            })
     }
 }
 
@@ -249,9 +241,14 @@ impl ScalarUDFImpl for Strptime {
         let texts = args.args[0].to_array(rows)?;
         let texts = texts.as_string::<i32>();
         let name = self.name();
-        // One set of formats for a constant, else each row's own (the last kept).
-        let constant: Option<Vec<Format>> = match &args.args[1] {
-            ColumnarValue::Scalar(ScalarValue::Utf8(Some(f))) => Some(vec![Format::new(f, name)?]),
+        // A column of formats: each row's own (the last read kept); else one set for every row
+        // (none for a NULL format).
+        let per_row = match &args.args[1] {
+            ColumnarValue::Array(a) => Some(a.as_string::<i32>().clone()),
+            ColumnarValue::Scalar(_) => None,
+        };
+        let constant: Vec<Format> = match &args.args[1] {
+            ColumnarValue::Scalar(ScalarValue::Utf8(Some(f))) => vec![Format::new(f, name)?],
             ColumnarValue::Scalar(ScalarValue::List(list)) => {
                 let formats = list.value(0);
                 let formats: Vec<Format> = (formats.as_string::<i32>().iter().flatten())
@@ -260,28 +257,23 @@ impl ScalarUDFImpl for Strptime {
                 if formats.is_empty() {
                     return exec_err!("{name}: the list of formats is empty");
                 }
-                Some(formats)
+                formats
             }
-            ColumnarValue::Scalar(_) => Some(vec![]),
-            ColumnarValue::Array(_) => None,
-        };
-        let per_row = match &args.args[1] {
-            ColumnarValue::Array(a) => Some(a.as_string::<i32>().clone()),
-            ColumnarValue::Scalar(_) => None,
+            _ => vec![],
         };
         let mut last: Option<Format> = None;
         let mut out = TimestampMicrosecondBuilder::with_capacity(rows);
         for row in 0..rows {
-            let formats: &[Format] = match (&constant, &per_row) {
-                (Some(formats), _) => formats,
-                (None, Some(column)) if column.is_valid(row) => {
+            let formats: &[Format] = match &per_row {
+                None => &constant,
+                Some(column) if column.is_valid(row) => {
                     let f = column.value(row);
                     if last.as_ref().is_none_or(|l| l.duckdb != f) {
                         last = Some(Format::new(f, name)?);
                     }
                     std::slice::from_ref(last.as_ref().expect("set above"))
                 }
-                _ => &[],
+                Some(_) => &[],
             };
             if texts.is_null(row) || formats.is_empty() {
                 out.append_null();
