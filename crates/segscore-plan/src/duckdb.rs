@@ -84,14 +84,7 @@ impl DuckDb<'_> {
     /// The DataFusion expression for `f`'s arguments when `f` calls one of the lacking
     /// aggregates with plain arguments, as many as it takes.
     fn computed(&self, f: &Function) -> Option<String> {
-        let [name] = f.name.0.as_slice() else {
-            return None;
-        };
-        let name = name.as_ident()?;
-        let &(_, arity, expression) = self
-            .lacking
-            .iter()
-            .find(|(n, _, _)| name.quote_style.is_none() && name.value.eq_ignore_ascii_case(n))?;
+        let &(_, arity, expression) = self.lacking.iter().find(|(n, _, _)| calls(f, n))?;
         let FunctionArguments::List(list) = &f.args else {
             return None;
         };
@@ -217,16 +210,20 @@ impl VisitorMut for DuckDb<'_> {
     }
 }
 
+/// Whether `f` calls the function `name`: by that one unquoted name, in any case (`COUNT_IF`;
+/// a quoted `"count_if"` is a function of the session's own).
+pub(crate) fn calls(f: &Function, name: &str) -> bool {
+    matches!(f.name.0.as_slice(), [part] if part
+        .as_ident()
+        .is_some_and(|n| n.quote_style.is_none() && n.value.eq_ignore_ascii_case(name)))
+}
+
 /// DuckDB's `sum` of a condition (`sum(x > 0)`: the rows where it holds, NULL where it is NULL
 /// in every row), which DataFusion refuses ("sum(Boolean)"), as the sum of its cast to BIGINT,
 /// where the argument is a condition by its form (a comparison, `AND`, `NOT`, `IS NULL`, `IN`,
 /// `BETWEEN`, `LIKE`, ...); a column of booleans needs the cast written.
 fn sum_of_booleans(f: &mut Function) {
-    let [name] = f.name.0.as_slice() else { return };
-    if !name
-        .as_ident()
-        .is_some_and(|n| n.quote_style.is_none() && n.value.eq_ignore_ascii_case("sum"))
-    {
+    if !calls(f, "sum") {
         return;
     }
     let FunctionArguments::List(list) = &mut f.args else {

@@ -114,11 +114,7 @@ fn call(name: &str, args: Vec<Expr>) -> Expr {
 
 /// DuckDB's `xor(x, y)` as DataFusion's bitwise XOR, where `f` is such a call.
 pub(crate) fn xor(f: &Function) -> Option<Expr> {
-    let [name] = f.name.0.as_slice() else {
-        return None;
-    };
-    let name = name.as_ident()?;
-    if name.quote_style.is_some() || !name.value.eq_ignore_ascii_case("xor") || f.over.is_some() {
+    if !crate::duckdb::calls(f, "xor") || f.over.is_some() {
         return None;
     }
     let FunctionArguments::List(list) = &f.args else {
