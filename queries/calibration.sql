@@ -13,7 +13,7 @@ ranked AS (
   FROM segments_sample
 )
 SELECT
-  (ranked.r - 1) * 10 / total.n + 1 AS decile,
+  (ranked.r - 1) * 10 // total.n + 1 AS decile,
   COUNT(*) AS n,
   MIN(predicted_score) AS min_predicted,
   MAX(predicted_score) AS max_predicted,

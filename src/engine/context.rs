@@ -9,6 +9,7 @@ use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::SessionStateBuilder;
+use datafusion::optimizer::{Analyzer, AnalyzerRule};
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 use crate::error::{Error, Result};
@@ -70,11 +71,18 @@ pub fn session_context(
         .with_disk_manager_builder(disk)
         .with_object_store_registry(Arc::new(crate::store::Registry::default()))
         .build_arc()?;
+    // Division as DuckDB divides (`7 / 2` is 3.5, `7 // 2` is 3), before DataFusion's type
+    // coercion, which refuses `//`; in every query segscore plans, so that the job's SQL, the
+    // queries in `queries/` and `segscore sql` read alike.
+    let mut analyzer: Vec<Arc<dyn AnalyzerRule + Send + Sync>> =
+        vec![Arc::new(segscore_plan::division::DuckDbDivision)];
+    analyzer.extend(Analyzer::new().rules);
     // LAG over sorted partitions a batch at a time ([`super::window`]) after DataFusion's rules.
     let state = SessionStateBuilder::new()
         .with_config(config)
         .with_runtime_env(runtime)
         .with_default_features()
+        .with_analyzer_rules(analyzer)
         .with_physical_optimizer_rule(Arc::new(super::window::SortedLagRule))
         .build();
     Ok(SessionContext::new_with_state(state))

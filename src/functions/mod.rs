@@ -4,8 +4,8 @@
 //! ([`crate::model::udf`]), and with a tokenizer `tokenize` ([`crate::model::text`]), and
 //! DuckDB's functions DataFusion lacks (`len`, `regexp_extract` and `regexp_extract_all` in
 //! `text.rs`, `strftime` and `strptime` in `time.rs`, `year`, `date_diff`, ... in `dates.rs`,
-//! `mode`, `histogram` and `entropy` in `counts.rs`, `skewness`, `kurtosis`, `isinf` in
-//! `numbers.rs`, `quantile_disc` in `quantile.rs`)
+//! `mode`, `histogram` and `entropy` in `counts.rs`, `skewness`, `kurtosis`, `isinf`, `divide`
+//! in `numbers.rs`, `quantile_disc` in `quantile.rs`)
 //! and DuckDB's names for DataFusion's functions ([`DUCKDB_NAMES`]). The
 //! job, the evaluation, `segscore sql`, `report` and `compare` all register them here, so
 //! every context segscore makes knows the same names; a cluster's scheduler and executors
@@ -40,6 +40,7 @@ fn functions(
     scalar.extend(time::udfs());
     scalar.extend(dates::udfs());
     scalar.extend(numbers::udfs());
+    scalar.push(numbers::divide_udf());
     if let Some(m) = model {
         scalar.extend([m.udf(), m.problem_udf()]);
     } else if served {

@@ -1,20 +1,24 @@
 //! DuckDB's number functions that DataFusion has none for: `skewness(x)`, `kurtosis(x)` and
-//! `kurtosis_pop(x)` (a residual's shape beside its mean and deviation), and `isinf(x)`,
-//! `isfinite(x)`. The moments are running central moments, merged across partitions by
+//! `kurtosis_pop(x)` (a residual's shape beside its mean and deviation), `isinf(x)`,
+//! `isfinite(x)`, and `divide(x, y)`, the integer division `x // y` is written as
+//! ([`segscore_plan::division`]). The moments are running central moments, merged across partitions by
 //! Pébay's formulas, not the power sums DuckDB keeps, which lose digits to cancellation when
 //! the mean is large against the spread.
 
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, AsArray, BooleanArray};
+use datafusion::arrow::compute::kernels::numeric;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Float64Type, UInt64Type};
-use datafusion::common::ScalarValue;
-use datafusion::error::Result;
+use datafusion::arrow::error::ArrowError;
+use datafusion::common::{plan_err, ScalarValue};
+use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
+use datafusion::logical_expr::type_coercion::binary::BinaryTypeCoercer;
 use datafusion::logical_expr::utils::format_state_name;
 use datafusion::logical_expr::{
-    Accumulator, AggregateUDF, AggregateUDFImpl, ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl,
-    Signature, Volatility,
+    Accumulator, AggregateUDF, AggregateUDFImpl, ColumnarValue, Operator, ScalarFunctionArgs, ScalarUDF,
+    ScalarUDFImpl, Signature, Volatility,
 };
 
 /// Which moment statistic.
@@ -236,6 +240,61 @@ impl ScalarUDFImpl for Finite {
             .collect();
         Ok(ColumnarValue::Array(Arc::new(out)))
     }
+}
+
+/// DuckDB's `divide(x, y)`, `x // y`: of two integers their quotient toward zero, in the
+/// type both are coerced to for `/` (`7 // 2` is 3, `-7 // 2` is -3); of other numbers (a
+/// float, a decimal), the quotient as DOUBLE (`7.5 // 2` is 3.75, as in DuckDB). A division by
+/// zero of integers is an error, as in DuckDB; NULL for NULL.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Divide {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for Divide {
+    fn name(&self) -> &str {
+        "divide"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn coerce_types(&self, args: &[DataType]) -> Result<Vec<DataType>> {
+        let [a, b] = args else {
+            return plan_err!("divide(x, y) (x // y) takes two numbers, not {}", args.len());
+        };
+        let numeric = |t: &DataType| t.is_numeric() || t.is_null();
+        if !numeric(a) || !numeric(b) {
+            return plan_err!("x // y (divide) takes two numbers, not {a} and {b}");
+        }
+        let integer = |t: &DataType| t.is_integer() || t.is_null();
+        if integer(a) && integer(b) {
+            let (a, b) = BinaryTypeCoercer::new(a, &Operator::Divide, b).get_input_types()?;
+            return Ok(vec![a, b]);
+        }
+        Ok(vec![DataType::Float64, DataType::Float64])
+    }
+    fn return_type(&self, args: &[DataType]) -> Result<DataType> {
+        Ok(args[0].clone())
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let [a, b] = ColumnarValue::values_to_arrays(&args.args)?
+            .try_into()
+            .map_err(|_| DataFusionError::Internal("divide takes two arguments".into()))?;
+        let quotient = numeric::div(&a, &b).map_err(|e| match e {
+            ArrowError::DivideByZero => {
+                DataFusionError::Execution("x // y (divide): a division by zero".into())
+            }
+            e => DataFusionError::Execution(format!("x // y (divide): {e}")),
+        })?;
+        Ok(ColumnarValue::Array(quotient))
+    }
+}
+
+/// `divide` (`x // y`).
+pub(super) fn divide_udf() -> ScalarUDF {
+    ScalarUDF::from(Divide {
+        signature: Signature::user_defined(Volatility::Immutable),
+    })
 }
 
 /// `skewness`, `kurtosis`, `kurtosis_pop`.

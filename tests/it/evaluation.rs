@@ -1054,6 +1054,21 @@ fn sql_takes_duckdb_aggregates_and_function_names() {
         sql_csv_in(tmp.path(), "SELECT x ^ 2, -x ^ 2 AS n FROM (VALUES (3)) AS v(x)"),
         "x ^ 2,n\n9.0,9.0\n"
     );
+    // `/` of two integers divides their values as DOUBLE, as in DuckDB (DataFusion truncated,
+    // as PostgreSQL does: a share of two counts was 0); `//` is the integer division, toward
+    // zero, in the integers' type (DataFusion could not plan it), `divide(x, y)` too; an unnamed
+    // `//` column keeps its text; an integer division by zero is an error.
+    let divisions = "SELECT 7 / 2 AS a, -7 / 2 AS b, 7 // 2 AS c, -7 // 2 AS d, 7.5 // 2 AS e, 1 / 0 AS f, \
+                     arrow_typeof(n // 2) AS t, n // 2, divide(n, 3) AS dv, count_if(n > 1) / count(*) AS share, \
+                     sum(n) / 2 AS half FROM (VALUES (1), (2), (4)) AS v(n) GROUP BY n ORDER BY n";
+    assert_eq!(
+        sql_csv_in(tmp.path(), divisions),
+        "a,b,c,d,e,f,t,n // 2,dv,share,half\n\
+         3.5,-3.5,3,-3,3.75,inf,Int64,0,0,0.0,0.5\n\
+         3.5,-3.5,3,-3,3.75,inf,Int64,1,0,1.0,1.0\n\
+         3.5,-3.5,3,-3,3.75,inf,Int64,2,1,1.0,2.0\n"
+    );
+    assert_fails(&sql("SELECT 7 // 0"), 1, "x // y (divide): a division by zero");
     // A cast of a fraction to an integer rounds, half away from zero, as in DuckDB and
     // PostgreSQL (DataFusion truncated: half of the scores fell in the bucket below), in a
     // GROUP BY key, a join, a filter and a window as in a select.

@@ -128,10 +128,10 @@ impl VisitorMut for DuckDb<'_> {
                         return ControlFlow::Break(e);
                     }
                     for item in &mut s.projection {
-                        // A column with a `^` keeps its text as its name (`x ^ 2`, not
-                        // `power(x, 2)`).
+                        // A column with a `^` or a `//` keeps its text as its name (`x ^ 2`,
+                        // not `power(x, 2)`).
                         if let SelectItem::UnnamedExpr(e) = item {
-                            if power::holds_power(e) {
+                            if power::named_by_text(e) {
                                 let alias = Ident::with_quote('"', e.to_string());
                                 let expr = std::mem::replace(e, Expr::value(Value::Null));
                                 *item = SelectItem::ExprWithAlias { expr, alias };
@@ -168,6 +168,7 @@ impl VisitorMut for DuckDb<'_> {
     }
 
     fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<DataFusionError> {
+        power::integer_division(expr);
         if let Expr::Function(f) = expr {
             if let Some(xor) = power::xor(f) {
                 *expr = xor;

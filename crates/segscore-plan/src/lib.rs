@@ -26,6 +26,7 @@ use datafusion::prelude::{SQLOptions, SessionContext};
 use futures::future::BoxFuture;
 
 pub mod casts;
+pub mod division;
 pub mod duckdb;
 mod passed_over;
 mod power;

@@ -18,7 +18,7 @@ fn precedence(op: &BinaryOperator) -> Option<u8> {
     use BinaryOperator as B;
     Some(match op {
         B::BitwiseXor => 3,
-        B::Multiply | B::Divide | B::Modulo => 2,
+        B::Multiply | B::Divide | B::DuckIntegerDivide | B::Modulo => 2,
         B::Plus | B::Minus => 1,
         B::PGBitwiseShiftLeft | B::PGBitwiseShiftRight | B::BitwiseAnd => 0,
         _ => return None,
@@ -112,6 +112,23 @@ fn call(name: &str, args: Vec<Expr>) -> Expr {
     })
 }
 
+/// DuckDB's `x // y` (its integer division, which DataFusion cannot plan: "Operator DIV is not
+/// yet supported") as the call `divide(x, y)` ([`crate::division`]), where `e` is one.
+pub(crate) fn integer_division(e: &mut Expr) {
+    if let Expr::BinaryOp {
+        op: BinaryOperator::DuckIntegerDivide,
+        ..
+    } = e
+    {
+        let Expr::BinaryOp { left, right, .. } =
+            std::mem::replace(e, Expr::value(datafusion::sql::sqlparser::ast::Value::Null))
+        else {
+            unreachable!("matched above")
+        };
+        *e = call("divide", vec![*left, *right]);
+    }
+}
+
 /// DuckDB's `xor(x, y)` as DataFusion's bitwise XOR, where `f` is such a call.
 pub(crate) fn xor(f: &Function) -> Option<Expr> {
     if !crate::duckdb::calls(f, "xor") || f.over.is_some() {
@@ -132,14 +149,15 @@ pub(crate) fn xor(f: &Function) -> Option<Expr> {
     })
 }
 
-/// Whether `e` holds a `^` that [`rewrite`] makes a power (for a select's column, named by its
-/// text before).
-pub(crate) fn holds_power(e: &Expr) -> bool {
+/// Whether `e` holds a `^` that [`rewrite`] makes a power, or a `//` (an integer division,
+/// [`crate::division`]), which DataFusion would name otherwise: a select's column holding one is
+/// named by its text, as DuckDB names it (`x ^ 2`, `n // 10`).
+pub(crate) fn named_by_text(e: &Expr) -> bool {
     use datafusion::sql::sqlparser::ast::visit_expressions;
     use std::ops::ControlFlow;
     visit_expressions(e, |x| match x {
         Expr::BinaryOp {
-            op: BinaryOperator::BitwiseXor,
+            op: BinaryOperator::BitwiseXor | BinaryOperator::DuckIntegerDivide,
             ..
         } => ControlFlow::Break(()),
         _ => ControlFlow::Continue(()),
@@ -175,6 +193,7 @@ mod tests {
         );
         assert_eq!(rewritten("(p - t) ^ 2"), "power((p - t), 2)");
         assert_eq!(rewritten("a & b ^ c"), "a & power(b, c)");
+        assert_eq!(rewritten("a // b ^ 2 * c"), "a // power(b, 2) * c");
         assert_eq!(rewritten("x < y ^ 2"), "x < y ^ 2");
         // A run without `^` is left as it was parsed.
         assert_eq!(rewritten("a - b - c * d"), "a - b - c * d");
