@@ -367,7 +367,7 @@ impl Sink {
                 c.writer.write(&flat_for_csv(batch)?)?;
                 c.written = true;
             }
-            Sink::Json(w) => w.write(batch)?,
+            Sink::Json(w) => w.write(&map_keys_as_text(batch)?)?,
             Sink::Parquet(w) => w.write(batch)?,
             Sink::Markdown(out) => {
                 use datafusion::arrow::array::Array;
@@ -429,6 +429,59 @@ fn markdown_cell(text: &str) -> String {
 /// way arrow displays it (`[1, 2, 3]`, `{a: 1}`); null stays null.
 fn flat_for_csv(batch: &RecordBatch) -> Result<RecordBatch> {
     as_text(batch, |t| t.is_nested(), None).map(|(b, _)| b)
+}
+
+/// `batch` with every map's keys as text, at any depth (a JSON object's keys are text, and
+/// arrow's writer refused a map of other keys, such as `histogram(n)` of integers gives):
+/// `{"1": 2}`, as DuckDB writes such a map.
+fn map_keys_as_text(batch: &RecordBatch) -> Result<RecordBatch> {
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    /// `t` with each map's key type text.
+    fn text_keys(t: &DataType) -> DataType {
+        let within = |f: &Arc<Field>| Arc::new(f.as_ref().clone().with_data_type(text_keys(f.data_type())));
+        match t {
+            DataType::Map(entries, sorted) => {
+                let DataType::Struct(kv) = entries.data_type() else {
+                    return t.clone();
+                };
+                let fields: Vec<Arc<Field>> = kv
+                    .iter()
+                    .enumerate()
+                    .map(|(i, f)| match f.data_type() {
+                        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View if i == 0 => Arc::clone(f),
+                        _ if i == 0 => Arc::new(f.as_ref().clone().with_data_type(DataType::Utf8)),
+                        _ => within(f),
+                    })
+                    .collect();
+                let entries = entries
+                    .as_ref()
+                    .clone()
+                    .with_data_type(DataType::Struct(fields.into()));
+                DataType::Map(Arc::new(entries), *sorted)
+            }
+            DataType::List(f) => DataType::List(within(f)),
+            DataType::LargeList(f) => DataType::LargeList(within(f)),
+            DataType::FixedSizeList(f, n) => DataType::FixedSizeList(within(f), *n),
+            DataType::Struct(fs) => DataType::Struct(fs.iter().map(within).collect()),
+            t => t.clone(),
+        }
+    }
+    let schema = batch.schema();
+    if !schema
+        .fields()
+        .iter()
+        .any(|f| text_keys(f.data_type()) != *f.data_type())
+    {
+        return Ok(batch.clone());
+    }
+    let mut fields = Vec::with_capacity(batch.num_columns());
+    let mut columns = Vec::with_capacity(batch.num_columns());
+    for (f, c) in schema.fields().iter().zip(batch.columns()) {
+        let to = text_keys(f.data_type());
+        columns.push(datafusion::arrow::compute::cast(c, &to)?);
+        fields.push(f.as_ref().clone().with_data_type(to));
+    }
+    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?)
 }
 
 /// `batch` with the columns whose type `pick` takes as text, each cell as arrow displays it

@@ -1174,6 +1174,26 @@ fn sql_takes_duckdbs_regexp_time_and_count_functions() {
         "{\"a\":[\"a\",\"b\",\"\",\"c\"],\"b\":[\"a\",\"b\",\"c\"],\"c\":[\"\"],\"d\":null,\
          \"e\":[\"a\",\"b\",\"c\"],\"f\":[\"a\",\"b\",\"c\"]}\n"
     );
+    // A map of keys other than text (a histogram of integers, of dates, inside a list) is a
+    // JSON object whose keys are those values' text, as DuckDB writes it (arrow's writer
+    // refused it: "Only UTF8 keys supported").
+    let o = segscore_in(
+        tmp.path(),
+        &[
+            "sql",
+            "--format",
+            "json",
+            "SELECT histogram(n) AS h, [histogram(n > 1)] AS l, \
+          histogram(make_date(2024, 3, 5 + n)) AS d, map([1.5], ['x']) AS m \
+          FROM (VALUES (1), (2), (2)) AS v(n)",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        String::from_utf8(o.stdout).unwrap(),
+        "{\"h\":{\"1\":1,\"2\":2},\"l\":[{\"false\":1,\"true\":2}],\
+         \"d\":{\"2024-03-06\":1,\"2024-03-07\":2},\"m\":{\"1.5\":\"x\"}}\n"
+    );
     for (query, code, message) in [
         (
             "SELECT regexp_extract('abc', '(a)', 2)",
