@@ -71,12 +71,16 @@ pub fn session_context(
         .with_disk_manager_builder(disk)
         .with_object_store_registry(Arc::new(crate::store::Registry::default()))
         .build_arc()?;
-    // Division as DuckDB divides (`7 / 2` is 3.5, `7 // 2` is 3), before DataFusion's type
-    // coercion, which refuses `//`; in every query segscore plans, so that the job's SQL, the
-    // queries in `queries/` and `segscore sql` read alike.
-    let mut analyzer: Vec<Arc<dyn AnalyzerRule + Send + Sync>> =
-        vec![Arc::new(segscore_plan::division::DuckDbDivision)];
+    // In every query segscore plans, so that the job's SQL, the queries in `queries/` and
+    // `segscore sql` read alike: division as DuckDB divides (`7 / 2` is 3.5) and narrow
+    // integers' `+`, `-`, `*` in BIGINT, before DataFusion's type coercion; after it, integer
+    // `+`, `-`, `*` that give the right number or an error, where DataFusion's wrapped.
+    let mut analyzer: Vec<Arc<dyn AnalyzerRule + Send + Sync>> = vec![
+        Arc::new(segscore_plan::division::DuckDbDivision),
+        Arc::new(segscore_plan::arithmetic::WideIntegers),
+    ];
     analyzer.extend(Analyzer::new().rules);
+    analyzer.push(Arc::new(segscore_plan::arithmetic::CheckedArithmetic));
     // LAG over sorted partitions a batch at a time ([`super::window`]) after DataFusion's rules.
     let state = SessionStateBuilder::new()
         .with_config(config)

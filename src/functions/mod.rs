@@ -41,6 +41,7 @@ fn functions(
     scalar.extend(dates::udfs());
     scalar.extend(numbers::udfs());
     scalar.push(numbers::divide_udf());
+    scalar.extend(segscore_plan::arithmetic::udfs());
     if let Some(m) = model {
         scalar.extend([m.udf(), m.problem_udf()]);
     } else if served {

@@ -1069,6 +1069,32 @@ fn sql_takes_duckdb_aggregates_and_function_names() {
          3.5,-3.5,3,-3,3.75,inf,Int64,2,1,1.0,2.0\n"
     );
     assert_fails(&sql("SELECT 7 // 0"), 1, "x // y (divide): a division by zero");
+    // Integer `+`, `-`, `*` give the right number or an error, never a wrapped one (DataFusion
+    // wrapped: two UINT8 200s added to 144, INT32 products past 2^31 negative): narrow integers
+    // are computed in BIGINT, in a select, a union, a GROUP BY key and a window's argument
+    // alike, and a BIGINT overflow is an error naming the operation.
+    let narrow = "SELECT a + a AS s, a * a AS p, b - c AS d, e * e AS q, arrow_typeof(a + a) AS t \
+                  FROM (SELECT CAST(200 AS TINYINT UNSIGNED) AS a, CAST(5 AS INT UNSIGNED) AS b, \
+                  CAST(7 AS INT UNSIGNED) AS c, CAST(2000000000 AS INT) AS e) \
+                  UNION ALL SELECT CAST(1 AS TINYINT), 2, 3, 4, 'x' ORDER BY s DESC";
+    assert_eq!(
+        sql_csv_in(tmp.path(), narrow),
+        "s,p,d,q,t\n400,40000,-2,4000000000000000000,Int64\n1,2,3,4,x\n"
+    );
+    let grouped = "SELECT n * n AS k, sum(n * n) OVER () AS w, count(*) AS c \
+                   FROM (VALUES (CAST(100 AS TINYINT)), (CAST(-100 AS TINYINT))) AS v(n) GROUP BY n * n";
+    assert_eq!(sql_csv_in(tmp.path(), grouped), "k,w,c\n10000,10000,2\n");
+    assert_fails(
+        &sql("SELECT e * e * e FROM (SELECT CAST(2000000000 AS INT) AS e)"),
+        1,
+        "integer overflow: 4000000000000000000 * 2000000000 (Int64): the result does not fit in \
+         Int64; compute it in DOUBLE or DECIMAL(38, 0) (x::DOUBLE * y)",
+    );
+    assert_fails(
+        &sql("SELECT 9223372036854775807 + 1"),
+        1,
+        "integer overflow: 9223372036854775807 + 1 (Int64)",
+    );
     // A cast of a fraction to an integer rounds, half away from zero, as in DuckDB and
     // PostgreSQL (DataFusion truncated: half of the scores fell in the bucket below), in a
     // GROUP BY key, a join, a filter and a window as in a select.

@@ -24,19 +24,28 @@ impl AnalyzerRule for RoundedCasts {
     }
 
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
-        plan.transform_up_with_subqueries(|plan| {
-            let schema = merge_schema(&plan.inputs());
-            // Each expression keeps its name (a cast's is its operand's: `round(...)` would
-            // rename a GROUP BY key the projection above names).
-            let names = NamePreserver::new(&plan);
-            plan.map_expressions(|e| {
-                let name = names.save(&e);
-                Ok(e.transform_up(|e| rounded(e, &schema))?
-                    .update_data(|e| name.restore(e)))
-            })
-        })
-        .map(|t| t.data)
+        rewrite_named(plan, rounded)
     }
+}
+
+/// `plan`, each node's expressions rewritten from their leaves up by `rewrite` (given the
+/// node's input schema), subqueries' too; every expression keeps the name it was planned with
+/// (a cast's is its operand's, and `round(...)` would rename a GROUP BY key the projection
+/// above names; a column named by its text keeps it).
+pub(crate) fn rewrite_named(
+    plan: LogicalPlan,
+    rewrite: impl Fn(Expr, &DFSchema) -> Result<Transformed<Expr>>,
+) -> Result<LogicalPlan> {
+    plan.transform_up_with_subqueries(|plan| {
+        let schema = merge_schema(&plan.inputs());
+        let names = NamePreserver::new(&plan);
+        plan.map_expressions(|e| {
+            let name = names.save(&e);
+            Ok(e.transform_up(|e| rewrite(e, &schema))?
+                .update_data(|e| name.restore(e)))
+        })
+    })
+    .map(|t| t.data)
 }
 
 /// `e` with a cast of a float or decimal to an integer made a cast of its rounding.

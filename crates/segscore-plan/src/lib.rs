@@ -25,6 +25,7 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::{SQLOptions, SessionContext};
 use futures::future::BoxFuture;
 
+pub mod arithmetic;
 pub mod casts;
 pub mod division;
 pub mod duckdb;

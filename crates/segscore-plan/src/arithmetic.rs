@@ -1,0 +1,207 @@
+//! Integer `+`, `-` and `*` give the right number or an error, never a wrapped one.
+//! DataFusion's kernels wrap on overflow, without a word: two UINT8 columns' 197 + 197 was 138,
+//! two INT32 token counts' product past 2^31 negative, a BIGINT product past 2^63 negative.
+//! DuckDB and PostgreSQL stop the query there ("Overflow in addition of INT8"). Two analyzer
+//! rules: before DataFusion's type coercion, [`WideIntegers`] computes an integer `+`, `-` or
+//! `*` of operands narrower than 64 bits in BIGINT, where it cannot overflow (bar UINTEGER
+//! products past 9.2e18); after it, [`CheckedArithmetic`] makes every integer `+`, `-`, `*`
+//! arrow's checked kernel, whose overflow is an error naming the operation. A column keeps the
+//! name it was planned with.
+
+use std::sync::Arc;
+
+use datafusion::arrow::compute::kernels::numeric;
+use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::error::ArrowError;
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::tree_node::Transformed;
+use datafusion::common::{plan_err, DFSchema};
+use datafusion::error::{DataFusionError, Result};
+use datafusion::logical_expr::expr::{BinaryExpr, ScalarFunction};
+use datafusion::logical_expr::type_coercion::binary::BinaryTypeCoercer;
+use datafusion::logical_expr::{
+    cast, ColumnarValue, Expr, ExprSchemable, LogicalPlan, Operator, ScalarFunctionArgs, ScalarUDF,
+    ScalarUDFImpl, Signature, Volatility,
+};
+use datafusion::optimizer::AnalyzerRule;
+
+/// Integer arithmetic of narrow operands in BIGINT ([module docs](self)); every session
+/// segscore makes runs it before type coercion, which gives the plan its new types.
+#[derive(Debug, Default)]
+pub struct WideIntegers;
+
+impl AnalyzerRule for WideIntegers {
+    fn name(&self) -> &str {
+        "segscore_wide_integers"
+    }
+
+    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
+        rewrite_integer_arithmetic(plan, |(left, l), kind, (right, r)| {
+            let narrow = |t: &DataType| !matches!(t, DataType::Int64 | DataType::UInt64);
+            if !narrow(&l) && !narrow(&r) {
+                return None;
+            }
+            let wide = |e: Box<Expr>, t: &DataType| {
+                if narrow(t) {
+                    Box::new(cast(*e, DataType::Int64))
+                } else {
+                    e
+                }
+            };
+            Some(Expr::BinaryExpr(BinaryExpr::new(
+                wide(left, &l),
+                kind.operator(),
+                wide(right, &r),
+            )))
+        })
+    }
+}
+
+/// Integer arithmetic in arrow's checked kernels ([module docs](self)); every session segscore
+/// makes runs it after type coercion.
+#[derive(Debug, Default)]
+pub struct CheckedArithmetic;
+
+impl AnalyzerRule for CheckedArithmetic {
+    fn name(&self) -> &str {
+        "segscore_checked_arithmetic"
+    }
+
+    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
+        rewrite_integer_arithmetic(plan, |(left, _), kind, (right, _)| {
+            Some(Expr::ScalarFunction(ScalarFunction::new_udf(
+                Arc::new(checked(kind)),
+                vec![*left, *right],
+            )))
+        })
+    }
+}
+
+/// An operand and its type.
+type Typed = (Box<Expr>, DataType);
+
+/// `plan` with each integer `+`, `-`, `*` (of two operands of integer types) as `rewrite` gives
+/// it, or left where it gives `None`, names kept ([`crate::casts::rewrite_named`]). A type that
+/// cannot be told (an expression of another scope) leaves its operation as it is.
+fn rewrite_integer_arithmetic(
+    plan: LogicalPlan,
+    rewrite: impl Fn(Typed, Kind, Typed) -> Option<Expr>,
+) -> Result<LogicalPlan> {
+    crate::casts::rewrite_named(plan, |e, schema| Ok(integer_arithmetic(e, schema, &rewrite)))
+}
+
+/// `e` as `rewrite` gives it, where it is an integer `+`, `-` or `*`.
+fn integer_arithmetic(
+    e: Expr,
+    schema: &DFSchema,
+    rewrite: impl Fn(Typed, Kind, Typed) -> Option<Expr>,
+) -> Transformed<Expr> {
+    let Expr::BinaryExpr(BinaryExpr { left, op, right }) = &e else {
+        return Transformed::no(e);
+    };
+    let (Some(kind), Ok(l), Ok(r)) = (Kind::of(*op), left.get_type(schema), right.get_type(schema)) else {
+        return Transformed::no(e);
+    };
+    if !l.is_integer() || !r.is_integer() {
+        return Transformed::no(e);
+    }
+    let Expr::BinaryExpr(BinaryExpr { left, right, .. }) = e.clone() else {
+        unreachable!("matched above")
+    };
+    match rewrite((left, l), kind, (right, r)) {
+        Some(rewritten) => Transformed::yes(rewritten),
+        None => Transformed::no(e),
+    }
+}
+
+/// Which operation.
+#[derive(Debug, PartialEq, Eq, Hash, Clone, Copy)]
+enum Kind {
+    Add,
+    Subtract,
+    Multiply,
+}
+
+impl Kind {
+    fn of(op: Operator) -> Option<Kind> {
+        match op {
+            Operator::Plus => Some(Kind::Add),
+            Operator::Minus => Some(Kind::Subtract),
+            Operator::Multiply => Some(Kind::Multiply),
+            _ => None,
+        }
+    }
+
+    fn operator(self) -> Operator {
+        match self {
+            Kind::Add => Operator::Plus,
+            Kind::Subtract => Operator::Minus,
+            Kind::Multiply => Operator::Multiply,
+        }
+    }
+}
+
+/// `checked_add(a, b)` (`checked_subtract`, `checked_multiply`): arrow's checked kernel.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Checked {
+    kind: Kind,
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for Checked {
+    fn name(&self) -> &str {
+        match self.kind {
+            Kind::Add => "checked_add",
+            Kind::Subtract => "checked_subtract",
+            Kind::Multiply => "checked_multiply",
+        }
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn coerce_types(&self, args: &[DataType]) -> Result<Vec<DataType>> {
+        let [a, b] = args else {
+            return plan_err!("{} takes two integers, not {} arguments", self.name(), args.len());
+        };
+        let (a, b) = BinaryTypeCoercer::new(a, &self.kind.operator(), b).get_input_types()?;
+        Ok(vec![a, b])
+    }
+    fn return_type(&self, args: &[DataType]) -> Result<DataType> {
+        Ok(args[0].clone())
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let [a, b] = ColumnarValue::values_to_arrays(&args.args)?
+            .try_into()
+            .map_err(|_| DataFusionError::Internal(format!("{} takes two arguments", self.name())))?;
+        let out = match self.kind {
+            Kind::Add => numeric::add(&a, &b),
+            Kind::Subtract => numeric::sub(&a, &b),
+            Kind::Multiply => numeric::mul(&a, &b),
+        };
+        out.map(ColumnarValue::Array).map_err(|e| match e {
+            ArrowError::ArithmeticOverflow(what) => DataFusionError::Execution(format!(
+                "integer overflow: {} ({}): the result does not fit in {}; compute it in \
+                 DOUBLE or DECIMAL(38, 0) (x::DOUBLE {} y)",
+                what.trim_start_matches("Overflow happened on: "),
+                a.data_type(),
+                a.data_type(),
+                self.kind.operator(),
+            )),
+            e => DataFusionError::ArrowError(Box::new(e), None),
+        })
+    }
+}
+
+/// The checked function for `kind`.
+fn checked(kind: Kind) -> ScalarUDF {
+    ScalarUDF::from(Checked {
+        kind,
+        signature: Signature::user_defined(Volatility::Immutable),
+    })
+}
+
+/// `checked_add`, `checked_subtract`, `checked_multiply`, for a registry (a cluster's
+/// executors find them by name).
+pub fn udfs() -> [ScalarUDF; 3] {
+    [Kind::Add, Kind::Subtract, Kind::Multiply].map(checked)
+}
