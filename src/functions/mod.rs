@@ -5,7 +5,7 @@
 //! DuckDB's functions DataFusion lacks (`len`, `regexp_extract` and `regexp_extract_all` in
 //! `text.rs`, `strftime` and `strptime` in `time.rs`, `year`, `date_diff`, ... in `dates.rs`,
 //! `mode`, `histogram` and `entropy` in `counts.rs`, `skewness`, `kurtosis`, `isinf`, `divide`
-//! in `numbers.rs`, `quantile_disc` in `quantile.rs`)
+//! in `numbers.rs`, `quantile_disc` and `percentile_disc` in `quantile.rs`)
 //! and DuckDB's names for DataFusion's functions ([`DUCKDB_NAMES`]). The
 //! job, the evaluation, `segscore sql`, `report` and `compare` all register them here, so
 //! every context segscore makes knows the same names; a cluster's scheduler and executors
@@ -82,10 +82,12 @@ pub fn register(
 /// value, nulls included; `approx_quantile`, `approx_count_distinct` the t-digest and
 /// HyperLogLog estimates; `strlen` the length in bytes; `regexp_matches(s, p)` whether `p`
 /// matches a part of `s`; `prefix`, `suffix` whether `s` starts or ends with the text;
-/// `list_value` a list of its arguments; `gen_random_uuid` a random UUID (`uuid`). DuckDB's
+/// `list_value` a list of its arguments; `gen_random_uuid` a random UUID (`uuid`);
+/// `variance` the sample variance (`var_samp`); `sign` -1, 0 or 1 (`signum`, as DOUBLE where
+/// DuckDB gives TINYINT). DuckDB's
 /// aggregates DataFusion has no function for (`arg_max`, `count_if`, ...) are written as
 /// DataFusion expressions before a query is planned ([`segscore_plan::duckdb`]).
-pub const DUCKDB_NAMES: [(&str, &str); 11] = [
+pub const DUCKDB_NAMES: [(&str, &str); 13] = [
     ("list", "array_agg"),
     ("first", "first_value"),
     ("last", "last_value"),
@@ -97,6 +99,8 @@ pub const DUCKDB_NAMES: [(&str, &str); 11] = [
     ("suffix", "ends_with"),
     ("list_value", "make_array"),
     ("gen_random_uuid", "uuid"),
+    ("variance", "var_samp"),
+    ("sign", "signum"),
 ];
 
 /// Registers [`DUCKDB_NAMES`] in `ctx` as aliases of DataFusion's functions, where `ctx` has

@@ -1,12 +1,13 @@
 //! DuckDB's `quantile_disc(x, q)` (and its `quantile`): the value at a quantile of a column,
 //! one of its own values (where DataFusion's `quantile_cont` and `median` interpolate between
 //! two), of any type arrow sorts (numbers, texts, dates), or a list of them for a list of
-//! quantiles.
+//! quantiles; and the SQL standard's `percentile_disc(q) WITHIN GROUP (ORDER BY x [DESC])`,
+//! DuckDB's and PostgreSQL's spelling of it.
 
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
-use datafusion::arrow::compute::{concat, filter, is_not_null, sort_to_indices};
+use datafusion::arrow::compute::{concat, filter, is_not_null, sort_to_indices, SortOptions};
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Schema};
 use datafusion::common::utils::SingleRowListArrayBuilder;
 use datafusion::common::{plan_err, ScalarValue};
@@ -69,6 +70,9 @@ impl AggregateUDFImpl for QuantileDisc {
             [] => return plan_err!("{}(x, quantile) takes two arguments", self.name),
         })
     }
+    fn supports_within_group_clause(&self) -> bool {
+        true
+    }
     fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
         let constant = RecordBatch::new_empty(Arc::new(Schema::empty()));
         let refuse = |what: String| {
@@ -100,6 +104,8 @@ impl AggregateUDFImpl for QuantileDisc {
             value_type: args.expr_fields[0].data_type().clone(),
             quantiles,
             list,
+            // `WITHIN GROUP (ORDER BY x DESC)`: the fraction is counted from the greatest.
+            descending: args.order_bys.first().is_some_and(|o| o.options.descending),
             arrays: vec![],
         }))
     }
@@ -119,6 +125,8 @@ struct Values {
     quantiles: Vec<f64>,
     /// The quantiles were a list: the result is one.
     list: bool,
+    /// The values are counted in descending order.
+    descending: bool,
     arrays: Vec<ArrayRef>,
 }
 
@@ -175,7 +183,11 @@ impl Accumulator for Values {
             };
             return ScalarValue::try_from(&t);
         }
-        let order = sort_to_indices(&all, None, None)?;
+        let options = SortOptions {
+            descending: self.descending,
+            nulls_first: false,
+        };
+        let order = sort_to_indices(&all, Some(options), None)?;
         let at = |q: f64| {
             // DuckDB's `max(1, n − floor(n − q·n)) − 1`, which is `ceil(q·n) − 1` done as it does.
             let n = n as f64;
@@ -202,9 +214,9 @@ impl Accumulator for Values {
     }
 }
 
-/// `quantile_disc` and `quantile`.
-pub(super) fn udafs() -> [AggregateUDF; 2] {
-    ["quantile_disc", "quantile"].map(|name| {
+/// `quantile_disc`, `quantile` and `percentile_disc`.
+pub(super) fn udafs() -> [AggregateUDF; 3] {
+    ["quantile_disc", "quantile", "percentile_disc"].map(|name| {
         AggregateUDF::from(QuantileDisc {
             name,
             signature: Signature::user_defined(Volatility::Immutable),

@@ -1342,6 +1342,17 @@ fn sql_takes_duckdbs_statistics_aggregates() {
              2,NaN,NaN,NaN,5.0,\"[5.0, 5.0, 5.0]\",x,0.811278124\n\
              3,,,NaN,7.0,\"[7.0, 7.0, 7.0]\",z,0.0\n",
         ),
+        // The SQL standard's spelling (DuckDB's and PostgreSQL's): descending counts from the
+        // greatest; DuckDB's `variance` and `sign`.
+        (
+            format!(
+                "SELECT g, percentile_disc(0.5) WITHIN GROUP (ORDER BY x) AS p, \
+                 percentile_disc(0.25) WITHIN GROUP (ORDER BY x DESC) AS pd, \
+                 percentile_disc([0.0, 1.0]) WITHIN GROUP (ORDER BY s DESC) AS ps, round(variance(x), 9) AS v, \
+                 sign(g - 2) AS sg FROM {rows} GROUP BY g ORDER BY g"
+            ),
+            "g,p,pd,ps,v,sg\n1,3.0,8.0,\"[f, a]\",31.466666667,-1.0\n2,5.0,5.0,\"[y, x]\",0.0,0.0\n3,7.0,7.0,\"[z, z]\",,1.0\n",
+        ),
         (
             format!("SELECT quantile_disc(x, 0.5) AS q, entropy(x) AS e, skewness(x) AS sk FROM {rows} WHERE x > 100"),
             "q,e,sk\n,0.0,\n",
