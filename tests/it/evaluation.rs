@@ -1069,6 +1069,15 @@ fn sql_takes_duckdb_aggregates_and_function_names() {
          3.5,-3.5,3,-3,3.75,inf,Int64,2,1,1.0,2.0\n"
     );
     assert_fails(&sql("SELECT 7 // 0"), 1, "x // y (divide): a division by zero");
+    // DuckDB's `mod(x, y)` (`%`; DataFusion has no `mod`) and `string_agg(x)`, its separator
+    // `,` by default (DataFusion wants one).
+    let defaults = "SELECT mod(10, 3) AS a, MOD(-10, 3) AS b, mod(10.5, 3) AS c, \
+                    string_agg(s ORDER BY s DESC) AS s1, string_agg(s, '|' ORDER BY s DESC) AS s2 \
+                    FROM (VALUES ('a'), ('c'), ('b')) AS t(s)";
+    assert_eq!(
+        sql_csv_in(tmp.path(), defaults),
+        "a,b,c,s1,s2\n1,-1,1.5,\"c,b,a\",c|b|a\n"
+    );
     // Integer `+`, `-`, `*` give the right number or an error, never a wrapped one (DataFusion
     // wrapped: two UINT8 200s added to 144, INT32 products past 2^31 negative): narrow integers
     // are computed in BIGINT, in a select, a union, a GROUP BY key and a window's argument

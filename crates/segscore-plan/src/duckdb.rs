@@ -170,11 +170,12 @@ impl VisitorMut for DuckDb<'_> {
     fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<DataFusionError> {
         power::integer_division(expr);
         if let Expr::Function(f) = expr {
-            if let Some(xor) = power::xor(f) {
-                *expr = xor;
+            if let Some(op) = power::operator_call(f) {
+                *expr = op;
                 return ControlFlow::Continue(());
             }
             sum_of_booleans(f);
+            default_separator(f);
         }
         time_literal(expr);
         if let Expr::SimilarTo { .. } = expr {
@@ -217,6 +218,22 @@ pub(crate) fn calls(f: &Function, name: &str) -> bool {
     matches!(f.name.0.as_slice(), [part] if part
         .as_ident()
         .is_some_and(|n| n.quote_style.is_none() && n.value.eq_ignore_ascii_case(name)))
+}
+
+/// DuckDB's `string_agg(x)` (`x` joined by `,`, its default separator), which DataFusion
+/// refused (it takes a separator always): the separator given.
+fn default_separator(f: &mut Function) {
+    if !calls(f, "string_agg") {
+        return;
+    }
+    if let FunctionArguments::List(list) = &mut f.args {
+        if let [FunctionArg::Unnamed(FunctionArgExpr::Expr(_))] = list.args.as_slice() {
+            list.args
+                .push(FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::value(
+                    Value::SingleQuotedString(",".into()),
+                ))));
+        }
+    }
 }
 
 /// DuckDB's `sum` of a condition (`sum(x > 0)`: the rows where it holds, NULL where it is NULL

@@ -4,7 +4,7 @@
 //! `^` (the operands and operators between parentheses, in their written order) is read again
 //! with PostgreSQL's precedence, `^` above `*`, `/`, `%`, those above `+`, `-`, those above
 //! `<<`, `>>`, `&`, every level left to right, and each `^` becomes `power(x, y)`. DuckDB's
-//! `xor(x, y)` is DataFusion's bitwise XOR.
+//! `xor(x, y)` is DataFusion's bitwise XOR, and its `mod(x, y)` DataFusion's `%`.
 
 use datafusion::sql::sqlparser::ast::{
     BinaryOperator, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments,
@@ -129,9 +129,17 @@ pub(crate) fn integer_division(e: &mut Expr) {
     }
 }
 
-/// DuckDB's `xor(x, y)` as DataFusion's bitwise XOR, where `f` is such a call.
-pub(crate) fn xor(f: &Function) -> Option<Expr> {
-    if !crate::duckdb::calls(f, "xor") || f.over.is_some() {
+/// DuckDB's functions for an operator, as the operator, where `f` is such a call: `xor(x, y)`
+/// DataFusion's bitwise XOR, `mod(x, y)` its `%` (DataFusion has no `mod`: "Invalid function").
+pub(crate) fn operator_call(f: &Function) -> Option<Expr> {
+    let op = [
+        ("xor", BinaryOperator::BitwiseXor),
+        ("mod", BinaryOperator::Modulo),
+    ]
+    .into_iter()
+    .find(|(name, _)| crate::duckdb::calls(f, name))?
+    .1;
+    if f.over.is_some() {
         return None;
     }
     let FunctionArguments::List(list) = &f.args else {
@@ -144,7 +152,7 @@ pub(crate) fn xor(f: &Function) -> Option<Expr> {
     };
     Some(Expr::BinaryOp {
         left: Box::new(Expr::Nested(Box::new(a.clone()))),
-        op: BinaryOperator::BitwiseXor,
+        op,
         right: Box::new(Expr::Nested(Box::new(b.clone()))),
     })
 }
