@@ -81,6 +81,7 @@ pub fn session_context(
     ];
     analyzer.extend(Analyzer::new().rules);
     analyzer.push(Arc::new(segscore_plan::arithmetic::CheckedArithmetic));
+    analyzer.push(Arc::new(segscore_plan::arithmetic::CheckedSums));
     // LAG over sorted partitions a batch at a time ([`super::window`]) after DataFusion's rules.
     let state = SessionStateBuilder::new()
         .with_config(config)

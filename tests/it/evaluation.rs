@@ -1104,6 +1104,21 @@ fn sql_takes_duckdb_aggregates_and_function_names() {
         1,
         "integer overflow: 9223372036854775807 + 1 (Int64)",
     );
+    // An integer sum gives the right number past a partial sum beyond 2^63, or an error where
+    // the sum itself is past it (DataFusion's wrapped), grouped, filtered, in a HAVING, in a
+    // rollup; its type and name are the sum's.
+    let sums = "SELECT g, sum(x) AS s, sum(x) FILTER (WHERE x < 9) AS p, arrow_typeof(sum(x)) AS t \
+                FROM (VALUES (1, 9223372036854775807), (1, 5), (1, -10), (2, 3), (2, NULL)) AS v(g, x) \
+                GROUP BY ROLLUP (g) HAVING sum(x) < 9223372036854775807 ORDER BY g NULLS LAST";
+    assert_eq!(
+        sql_csv_in(tmp.path(), sums),
+        "g,s,p,t\n1,9223372036854775802,-5,Int64\n2,3,3,Int64\n,9223372036854775805,-2,Int64\n"
+    );
+    assert_fails(
+        &sql("SELECT sum(x) FROM (VALUES (9223372036854775807), (1)) AS v(x)"),
+        1,
+        "integer overflow: a sum is 9223372036854775808, past Int64's range; sum(x::DECIMAL(38, 0)) gives it",
+    );
     // A cast of a fraction to an integer rounds, half away from zero, as in DuckDB and
     // PostgreSQL (DataFusion truncated: half of the scores fell in the bucket below), in a
     // GROUP BY key, a join, a filter and a window as in a select.
