@@ -81,7 +81,9 @@ pub fn session_context(
     ];
     analyzer.extend(Analyzer::new().rules);
     analyzer.push(Arc::new(segscore_plan::arithmetic::CheckedArithmetic));
-    analyzer.push(Arc::new(segscore_plan::arithmetic::CheckedSums));
+    analyzer.push(Arc::new(segscore_plan::arithmetic::CheckedSums {
+        sum: Arc::new(super::sums::udaf()),
+    }));
     // LAG over sorted partitions a batch at a time ([`super::window`]) after DataFusion's rules.
     let state = SessionStateBuilder::new()
         .with_config(config)

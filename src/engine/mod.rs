@@ -1,7 +1,7 @@
 //! The engine: DataFusion as segscore uses it, below every stage. A session context with
 //! segscore's settings ([`context`]), Parquet footers read safely ([`footer`]), key order across batches ([`keys`]), listing tables
 //! over Parquet files ([`tables`]), a column's type across files ([`types`]), query helpers ([`mod@query`]), and memory: the default limit and
-//! the error for running out of it ([`memory`]).
+//! the error for running out of it ([`memory`]); the integer `sum` of its sessions ([`sums`]).
 
 pub mod context;
 pub mod footer;
@@ -9,6 +9,7 @@ pub mod keys;
 pub mod memory;
 pub mod query;
 pub mod ranges;
+pub mod sums;
 pub mod tables;
 pub mod types;
 pub mod units;

@@ -6,24 +6,23 @@
 //! `*` of operands narrower than 64 bits in BIGINT, where it cannot overflow (bar UINTEGER
 //! products past 9.2e18); after it, [`CheckedArithmetic`] makes every integer `+`, `-`, `*`
 //! arrow's checked kernel, whose overflow is an error naming the operation. A column keeps the
-//! name it was planned with. An integer `sum` (DataFusion's wrapped too) adds in a 128-bit
-//! decimal and gives its BIGINT (or UBIGINT) back, or an error where the sum is past that
-//! type's range ([`CheckedSums`]; DuckDB's `sum` widens to HUGEINT instead).
+//! name it was planned with. An integer `sum` (DataFusion's wrapped too) adds as 128-bit
+//! integers and gives its BIGINT (or UBIGINT), or an error where the sum is past that type's
+//! range ([`CheckedSums`]; DuckDB's `sum` widens to HUGEINT instead).
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, AsArray, Int64Array, UInt64Array};
 use datafusion::arrow::compute::kernels::numeric;
-use datafusion::arrow::datatypes::{DataType, Decimal128Type};
+use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::error::ArrowError;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::Transformed;
-use datafusion::common::{plan_err, Column, DFSchema};
+use datafusion::common::{plan_err, DFSchema};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::expr::{BinaryExpr, ScalarFunction};
 use datafusion::logical_expr::type_coercion::binary::BinaryTypeCoercer;
 use datafusion::logical_expr::{
-    cast, Aggregate, ColumnarValue, Expr, ExprSchemable, LogicalPlan, Operator, Projection,
+    cast, Aggregate, AggregateUDF, ColumnarValue, Expr, ExprSchemable, LogicalPlan, Operator,
     ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 use datafusion::optimizer::AnalyzerRule;
@@ -82,11 +81,15 @@ impl AnalyzerRule for CheckedArithmetic {
 
 /// Integer sums that give the right number or an error ([module docs](self)): in each
 /// aggregation, a `sum` of BIGINT or UBIGINT (DataFusion's `sum` widens narrower integers to
-/// these) adds the values as `DECIMAL(38, 0)`, and a projection above gives each such sum back
-/// in its type, under its name, refusing one past the type's range. Every session segscore
-/// makes runs it after type coercion. A `sum` as a window function is left as it is.
-#[derive(Debug, Default)]
-pub struct CheckedSums;
+/// these; not a `sum(DISTINCT x)`) is computed by `sum`, a function that adds the values as
+/// 128-bit integers and refuses a sum past the type's range (segscore's `checked_sum`), under
+/// the `sum`'s name. Every session segscore makes runs it after type coercion. A `sum` as a
+/// window function is left as it is.
+#[derive(Debug)]
+pub struct CheckedSums {
+    /// The function that computes an integer sum.
+    pub sum: Arc<AggregateUDF>,
+}
 
 impl AnalyzerRule for CheckedSums {
     fn name(&self) -> &str {
@@ -98,118 +101,45 @@ impl AnalyzerRule for CheckedSums {
             let LogicalPlan::Aggregate(agg) = plan else {
                 return Ok(Transformed::no(plan));
             };
-            let mut widened = vec![];
-            let aggr: Vec<Expr> = (agg.aggr_expr.iter().enumerate())
-                .map(|(i, e)| match wide_sum(e, agg.input.schema()) {
-                    Some(wide) => {
-                        widened.push(i);
-                        wide
-                    }
-                    None => e.clone(),
-                })
+            let checked: Vec<Option<Expr>> = (agg.aggr_expr.iter())
+                .map(|e| self.checked_sum(e, agg.input.schema()))
                 .collect();
-            if widened.is_empty() {
+            if checked.iter().all(Option::is_none) {
                 return Ok(Transformed::no(LogicalPlan::Aggregate(agg)));
             }
-            let schema = Arc::clone(&agg.schema);
-            // The aggregation's columns: its groups (and a grouping set's id), then its aggregates.
-            let groups = schema.fields().len() - agg.aggr_expr.len();
-            let wide = Aggregate::try_new(Arc::clone(&agg.input), agg.group_expr.clone(), aggr)?;
-            let columns = (schema.iter().enumerate())
-                .map(|(i, (qualifier, field))| {
-                    let column = Expr::Column(Column::new(qualifier.cloned(), field.name()));
-                    if i < groups || !widened.contains(&(i - groups)) {
-                        return column;
-                    }
-                    Expr::ScalarFunction(ScalarFunction::new_udf(
-                        Arc::new(sum_back(field.data_type())),
-                        vec![column],
-                    ))
-                    .alias_qualified(qualifier.cloned(), field.name())
-                })
+            let aggr = (checked.into_iter().zip(&agg.aggr_expr))
+                .map(|(c, e)| c.unwrap_or_else(|| e.clone()))
                 .collect();
-            let back = Projection::try_new(columns, Arc::new(LogicalPlan::Aggregate(wide)))?;
-            Ok(Transformed::yes(LogicalPlan::Projection(back)))
+            let checked = Aggregate::try_new(Arc::clone(&agg.input), agg.group_expr.clone(), aggr)?;
+            Ok(Transformed::yes(LogicalPlan::Aggregate(checked)))
         })
         .map(|t| t.data)
     }
 }
 
-/// `e` (an aggregation's expression) as the sum of its values as `DECIMAL(38, 0)`, under its
-/// name, where it is a `sum` of BIGINT or UBIGINT.
-fn wide_sum(e: &Expr, schema: &DFSchema) -> Option<Expr> {
-    let (inner, relation) = match e {
-        Expr::Alias(a) => (a.expr.as_ref(), a.relation.clone()),
-        e => (e, None),
-    };
-    let Expr::AggregateFunction(f) = inner else {
-        return None;
-    };
-    let [arg] = f.params.args.as_slice() else {
-        return None;
-    };
-    let integer = matches!(arg.get_type(schema), Ok(DataType::Int64 | DataType::UInt64));
-    if f.func.name() != "sum" || !integer {
-        return None;
-    }
-    let mut wide = f.clone();
-    wide.params.args = vec![cast(arg.clone(), DataType::Decimal128(38, 0))];
-    let name = e.schema_name().to_string();
-    Some(Expr::AggregateFunction(wide).alias_qualified(relation, name))
-}
-
-/// A sum added as `DECIMAL(38, 0)` back in its integer type `to`: `sum_as_bigint(s)`
-/// (`sum_as_ubigint`), an error where it is past that type's range.
-#[derive(Debug, PartialEq, Eq, Hash)]
-struct SumBack {
-    to: DataType,
-    signature: Signature,
-}
-
-impl ScalarUDFImpl for SumBack {
-    fn name(&self) -> &str {
-        match self.to {
-            DataType::UInt64 => "sum_as_ubigint",
-            _ => "sum_as_bigint",
+impl CheckedSums {
+    /// `e` (an aggregation's expression) as the checked sum, under its name, where it is a
+    /// `sum` of BIGINT or UBIGINT.
+    fn checked_sum(&self, e: &Expr, schema: &DFSchema) -> Option<Expr> {
+        let (inner, relation) = match e {
+            Expr::Alias(a) => (a.expr.as_ref(), a.relation.clone()),
+            e => (e, None),
+        };
+        let Expr::AggregateFunction(f) = inner else {
+            return None;
+        };
+        let [arg] = f.params.args.as_slice() else {
+            return None;
+        };
+        let integer = matches!(arg.get_type(schema), Ok(DataType::Int64 | DataType::UInt64));
+        if f.func.name() != "sum" || f.params.distinct || !integer {
+            return None;
         }
+        let mut checked = f.clone();
+        checked.func = Arc::clone(&self.sum);
+        let name = e.schema_name().to_string();
+        Some(Expr::AggregateFunction(checked).alias_qualified(relation, name))
     }
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
-        Ok(self.to.clone())
-    }
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let sums = args.args[0].to_array(args.number_rows)?;
-        let sums = sums.as_primitive::<Decimal128Type>();
-        let past = |sum: i128| {
-            DataFusionError::Execution(format!(
-                "integer overflow: a sum is {sum}, past {}'s range; sum(x::DECIMAL(38, 0)) gives it",
-                self.to
-            ))
-        };
-        let out: ArrayRef = match self.to {
-            DataType::UInt64 => Arc::new(
-                (sums.iter())
-                    .map(|s| s.map(|s| u64::try_from(s).map_err(|_| past(s))).transpose())
-                    .collect::<Result<UInt64Array>>()?,
-            ),
-            _ => Arc::new(
-                (sums.iter())
-                    .map(|s| s.map(|s| i64::try_from(s).map_err(|_| past(s))).transpose())
-                    .collect::<Result<Int64Array>>()?,
-            ),
-        };
-        Ok(ColumnarValue::Array(out))
-    }
-}
-
-/// The function giving a sum back in `to` (BIGINT or UBIGINT).
-fn sum_back(to: &DataType) -> ScalarUDF {
-    ScalarUDF::from(SumBack {
-        to: to.clone(),
-        signature: Signature::exact(vec![DataType::Decimal128(38, 0)], Volatility::Immutable),
-    })
 }
 
 /// An operand and its type.
@@ -335,9 +265,8 @@ fn checked(kind: Kind) -> ScalarUDF {
     })
 }
 
-/// `checked_add`, `checked_subtract`, `checked_multiply`, `sum_as_bigint` and
-/// `sum_as_ubigint`, for a registry (a cluster's executors find them by name).
-pub fn udfs() -> [ScalarUDF; 5] {
-    let [a, s, m] = [Kind::Add, Kind::Subtract, Kind::Multiply].map(checked);
-    [a, s, m, sum_back(&DataType::Int64), sum_back(&DataType::UInt64)]
+/// `checked_add`, `checked_subtract`, `checked_multiply`, for a registry (a cluster's
+/// executors find them by name).
+pub fn udfs() -> [ScalarUDF; 3] {
+    [Kind::Add, Kind::Subtract, Kind::Multiply].map(checked)
 }
