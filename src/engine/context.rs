@@ -74,7 +74,8 @@ pub fn session_context(
     // In every query segscore plans, so that the job's SQL, the queries in `queries/` and
     // `segscore sql` read alike: division as DuckDB divides (`7 / 2` is 3.5) and narrow
     // integers' `+`, `-`, `*` in BIGINT, before DataFusion's type coercion; after it, integer
-    // `+`, `-`, `*` that give the right number or an error, where DataFusion's wrapped.
+    // `+`, `-`, `*` and `sum` that give the right number or an error, where DataFusion's
+    // wrapped.
     let mut analyzer: Vec<Arc<dyn AnalyzerRule + Send + Sync>> = vec![
         Arc::new(segscore_plan::division::DuckDbDivision),
         Arc::new(segscore_plan::arithmetic::WideIntegers),

@@ -1,7 +1,7 @@
 //! DuckDB's number functions that DataFusion has none for: `skewness(x)`, `kurtosis(x)` and
 //! `kurtosis_pop(x)` (a residual's shape beside its mean and deviation), `isinf(x)`,
-//! `isfinite(x)`, and `divide(x, y)`, the integer division `x // y` is written as
-//! ([`segscore_plan::division`]). The moments are running central moments, merged across partitions by
+//! `isfinite(x)`, and `divide(x, y)`, the integer division (`x // y` is planned as it:
+//! [`segscore_plan::division`]). The moments are running central moments, merged across partitions by
 //! Pébay's formulas, not the power sums DuckDB keeps, which lose digits to cancellation when
 //! the mean is large against the spread.
 
