@@ -1,8 +1,8 @@
 //! `checked_sum(x)`: the sum of BIGINT (or UBIGINT) values, added as 128-bit integers and given
 //! back in their type, an error where the sum is past the type's range. DataFusion's `sum`
 //! wrapped there without a word; [`segscore_plan::arithmetic::CheckedSums`] plans an integer
-//! `sum` aggregate as this one (under the `sum`'s name). A group or a table of no non-null value
-//! sums to NULL, as `sum` does.
+//! `sum`, an aggregate or a window function, as this one (under the `sum`'s name). A group, a
+//! table or a window's frame of no non-null value sums to NULL, as `sum` does.
 
 use std::sync::Arc;
 
@@ -55,7 +55,8 @@ impl AggregateUDFImpl for CheckedSum {
     fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
         Ok(Box::new(Sum {
             to: args.return_field.data_type().clone(),
-            sum: None,
+            sum: 0,
+            count: 0,
         }))
     }
     fn groups_accumulator_supported(&self, _args: AccumulatorArgs) -> bool {
@@ -97,13 +98,8 @@ fn kept(filter: Option<&BooleanArray>, row: usize) -> bool {
 /// `sums` (NULL where `nulls` says) in `to`, or the error for the first one past its range.
 fn narrowed(sums: &[i128], nulls: Option<NullBuffer>, to: &DataType) -> Result<ArrayRef> {
     let valid = |i: usize| nulls.as_ref().is_none_or(|n| n.is_valid(i));
-    if let Some(&past) = (sums.iter().enumerate())
-        .find(|&(i, &s)| valid(i) && !fits(s, to))
-        .map(|(_, s)| s)
-    {
-        return Err(DataFusionError::Execution(format!(
-            "integer overflow: a sum is {past}, past {to}'s range; sum(x::DECIMAL(38, 0)) gives it"
-        )));
+    if let Some((_, &s)) = sums.iter().enumerate().find(|&(i, &s)| valid(i) && !fits(s, to)) {
+        return Err(past(s, to));
     }
     // Past the check, every valid sum fits; a NULL one's slot holds a 0.
     Ok(match to {
@@ -118,6 +114,13 @@ fn narrowed(sums: &[i128], nulls: Option<NullBuffer>, to: &DataType) -> Result<A
     })
 }
 
+/// The error for a sum past `to`'s range.
+fn past(sum: i128, to: &DataType) -> DataFusionError {
+    DataFusionError::Execution(format!(
+        "integer overflow: a sum is {sum}, past {to}'s range; sum(x::DECIMAL(38, 0)) gives it"
+    ))
+}
+
 /// Whether `sum` fits `to` (BIGINT or UBIGINT).
 fn fits(sum: i128, to: &DataType) -> bool {
     match to {
@@ -126,46 +129,75 @@ fn fits(sum: i128, to: &DataType) -> bool {
     }
 }
 
-/// One sum (an aggregate without groups).
+/// One sum (an aggregate without groups, or a window's frame), and how many values it holds
+/// (a window's frame takes values back as it slides; none is NULL).
 #[derive(Debug)]
 struct Sum {
     to: DataType,
-    sum: Option<i128>,
+    sum: i128,
+    count: u64,
 }
 
-impl Accumulator for Sum {
-    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
-        /// The values' sum, where there is a value.
+impl Sum {
+    /// The values' sum and count, added (`sign` 1) or taken back (-1).
+    fn add(&mut self, values: &ArrayRef, sign: i128) -> Result<()> {
+        /// The values' sum and count.
         struct Total;
-        impl Wide<Option<i128>> for Total {
-            fn apply<T>(self, values: &PrimitiveArray<T>) -> Option<i128>
+        impl Wide<(i128, u64)> for Total {
+            fn apply<T>(self, values: &PrimitiveArray<T>) -> (i128, u64)
             where
                 T: ArrowPrimitiveType,
                 T::Native: Into<i128>,
             {
                 // Fewer than 2^64 values of 2^64 at most: an i128 holds any sum of them.
+                let count = (values.len() - values.null_count()) as u64;
                 match values.nulls() {
-                    _ if values.null_count() == values.len() => None,
-                    None => Some(values.values().iter().map(|&v| v.into()).sum()),
-                    Some(_) => Some(values.iter().flatten().map(Into::into).sum()),
+                    None => (values.values().iter().map(|&v| v.into()).sum(), count),
+                    Some(_) => (values.iter().flatten().map(Into::into).sum(), count),
                 }
             }
         }
-        if let Some(total) = with_values(&values[0], Total)? {
-            self.sum = Some(self.sum.unwrap_or(0) + total);
-        }
+        let (total, count) = with_values(values, Total)?;
+        self.sum += sign * total;
+        self.count = if sign > 0 {
+            self.count + count
+        } else {
+            self.count.saturating_sub(count)
+        };
         Ok(())
+    }
+}
+
+impl Accumulator for Sum {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        self.add(&values[0], 1)
+    }
+    fn retract_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        self.add(&values[0], -1)
+    }
+    fn supports_retract_batch(&self) -> bool {
+        true
     }
     fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
         self.update_batch(states)
     }
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
-        Ok(vec![ScalarValue::Decimal128(self.sum, 38, 0)])
+        let sum = (self.count > 0).then_some(self.sum);
+        Ok(vec![ScalarValue::Decimal128(sum, 38, 0)])
     }
     fn evaluate(&mut self) -> Result<ScalarValue> {
-        let nulls = self.sum.is_none().then(|| NullBuffer::new_null(1));
-        let sum = narrowed(&[self.sum.unwrap_or(0)], nulls, &self.to)?;
-        ScalarValue::try_from_array(&sum, 0)
+        // Once per row of a window: a scalar, no array.
+        let sum = (self.count > 0).then_some(self.sum);
+        match (&self.to, sum) {
+            (DataType::UInt64, s) => Ok(ScalarValue::UInt64(
+                s.map(|s| u64::try_from(s).map_err(|_| past(s, &self.to)))
+                    .transpose()?,
+            )),
+            (_, s) => Ok(ScalarValue::Int64(
+                s.map(|s| i64::try_from(s).map_err(|_| past(s, &self.to)))
+                    .transpose()?,
+            )),
+        }
     }
     fn size(&self) -> usize {
         size_of_val(self)

@@ -1119,6 +1119,19 @@ fn sql_takes_duckdb_aggregates_and_function_names() {
         1,
         "integer overflow: a sum is 9223372036854775808, past Int64's range; sum(x::DECIMAL(38, 0)) gives it",
     );
+    // As a window function too, over a frame that slides (values taken back) and an empty one.
+    let windows = "SELECT o, sum(x) OVER (ORDER BY o ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) AS s, \
+                   sum(x) OVER (ORDER BY o ROWS BETWEEN 1 PRECEDING AND 1 PRECEDING) AS p \
+                   FROM (VALUES (1, 9223372036854775807), (2, -5), (3, 7)) AS v(o, x) ORDER BY o";
+    assert_eq!(
+        sql_csv_in(tmp.path(), windows),
+        "o,s,p\n1,9223372036854775807,\n2,9223372036854775802,9223372036854775807\n3,2,-5\n"
+    );
+    assert_fails(
+        &sql("SELECT sum(x) OVER (ORDER BY x) FROM (VALUES (9223372036854775807), (1)) AS v(x)"),
+        1,
+        "integer overflow: a sum is 9223372036854775808",
+    );
     // A cast of a fraction to an integer rounds, half away from zero, as in DuckDB and
     // PostgreSQL (DataFusion truncated: half of the scores fell in the bucket below), in a
     // GROUP BY key, a join, a filter and a window as in a select.

@@ -22,8 +22,8 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::expr::{BinaryExpr, ScalarFunction};
 use datafusion::logical_expr::type_coercion::binary::BinaryTypeCoercer;
 use datafusion::logical_expr::{
-    cast, Aggregate, AggregateUDF, ColumnarValue, Expr, ExprSchemable, LogicalPlan, Operator,
-    ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+    cast, AggregateUDF, ColumnarValue, Expr, ExprSchemable, LogicalPlan, Operator, ScalarFunctionArgs,
+    ScalarUDF, ScalarUDFImpl, Signature, Volatility, WindowFunctionDefinition,
 };
 use datafusion::optimizer::AnalyzerRule;
 
@@ -79,12 +79,11 @@ impl AnalyzerRule for CheckedArithmetic {
     }
 }
 
-/// Integer sums that give the right number or an error ([module docs](self)): in each
-/// aggregation, a `sum` of BIGINT or UBIGINT (DataFusion's `sum` widens narrower integers to
-/// these; not a `sum(DISTINCT x)`) is computed by `sum`, a function that adds the values as
-/// 128-bit integers and refuses a sum past the type's range (segscore's `checked_sum`), under
-/// the `sum`'s name. Every session segscore makes runs it after type coercion. A `sum` as a
-/// window function is left as it is.
+/// Integer sums that give the right number or an error ([module docs](self)): a `sum` of BIGINT
+/// or UBIGINT (DataFusion's `sum` widens narrower integers to these; not a `sum(DISTINCT x)`),
+/// as an aggregate or a window function, is computed by `sum`, a function that adds the values
+/// as 128-bit integers and refuses a sum past the type's range (segscore's `checked_sum`), under
+/// the `sum`'s name. Every session segscore makes runs it after type coercion.
 #[derive(Debug)]
 pub struct CheckedSums {
     /// The function that computes an integer sum.
@@ -97,48 +96,33 @@ impl AnalyzerRule for CheckedSums {
     }
 
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
-        plan.transform_up_with_subqueries(|plan| {
-            let LogicalPlan::Aggregate(agg) = plan else {
-                return Ok(Transformed::no(plan));
-            };
-            let checked: Vec<Option<Expr>> = (agg.aggr_expr.iter())
-                .map(|e| self.checked_sum(e, agg.input.schema()))
-                .collect();
-            if checked.iter().all(Option::is_none) {
-                return Ok(Transformed::no(LogicalPlan::Aggregate(agg)));
-            }
-            let aggr = (checked.into_iter().zip(&agg.aggr_expr))
-                .map(|(c, e)| c.unwrap_or_else(|| e.clone()))
-                .collect();
-            let checked = Aggregate::try_new(Arc::clone(&agg.input), agg.group_expr.clone(), aggr)?;
-            Ok(Transformed::yes(LogicalPlan::Aggregate(checked)))
-        })
-        .map(|t| t.data)
+        crate::casts::rewrite_named(plan, |e, schema| Ok(self.checked_sum(e, schema)))
     }
 }
 
 impl CheckedSums {
-    /// `e` (an aggregation's expression) as the checked sum, under its name, where it is a
-    /// `sum` of BIGINT or UBIGINT.
-    fn checked_sum(&self, e: &Expr, schema: &DFSchema) -> Option<Expr> {
-        let (inner, relation) = match e {
-            Expr::Alias(a) => (a.expr.as_ref(), a.relation.clone()),
-            e => (e, None),
+    /// `e` computed by the checked sum, where it is a `sum` of BIGINT or UBIGINT.
+    fn checked_sum(&self, e: Expr, schema: &DFSchema) -> Transformed<Expr> {
+        let integer = |args: &[Expr], distinct: bool| match args {
+            [arg] if !distinct => matches!(arg.get_type(schema), Ok(DataType::Int64 | DataType::UInt64)),
+            _ => false,
         };
-        let Expr::AggregateFunction(f) = inner else {
-            return None;
-        };
-        let [arg] = f.params.args.as_slice() else {
-            return None;
-        };
-        let integer = matches!(arg.get_type(schema), Ok(DataType::Int64 | DataType::UInt64));
-        if f.func.name() != "sum" || f.params.distinct || !integer {
-            return None;
+        match e {
+            Expr::AggregateFunction(mut f)
+                if f.func.name() == "sum" && integer(&f.params.args, f.params.distinct) =>
+            {
+                f.func = Arc::clone(&self.sum);
+                Transformed::yes(Expr::AggregateFunction(f))
+            }
+            Expr::WindowFunction(mut w)
+                if matches!(&w.fun, WindowFunctionDefinition::AggregateUDF(f) if f.name() == "sum")
+                    && integer(&w.params.args, w.params.distinct) =>
+            {
+                w.fun = WindowFunctionDefinition::AggregateUDF(Arc::clone(&self.sum));
+                Transformed::yes(Expr::WindowFunction(w))
+            }
+            e => Transformed::no(e),
         }
-        let mut checked = f.clone();
-        checked.func = Arc::clone(&self.sum);
-        let name = e.schema_name().to_string();
-        Some(Expr::AggregateFunction(checked).alias_qualified(relation, name))
     }
 }
 
