@@ -149,7 +149,7 @@ impl Sum {
                 T: ArrowPrimitiveType,
                 T::Native: Into<i128>,
             {
-                // Fewer than 2^64 values of 2^64 at most: an i128 holds any sum of them.
+                // An i128 holds the sum of 2^63 values of 2^64 at most: more rows than a table has.
                 let count = (values.len() - values.null_count()) as u64;
                 match values.nulls() {
                     None => (values.values().iter().map(|&v| v.into()).sum(), count),
