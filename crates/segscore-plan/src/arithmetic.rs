@@ -81,9 +81,10 @@ impl AnalyzerRule for CheckedArithmetic {
 
 /// Integer sums that give the right number or an error ([module docs](self)): a `sum` of BIGINT
 /// or UBIGINT (DataFusion's `sum` widens narrower integers to these; not a `sum(DISTINCT x)`),
-/// as an aggregate or a window function, is computed by `sum`, a function that adds the values
-/// as 128-bit integers and refuses a sum past the type's range (segscore's `checked_sum`), under
-/// the `sum`'s name. Every session segscore makes runs it after type coercion.
+/// as an aggregate or a window function, is computed by [`CheckedSums::sum`], a function that
+/// adds the values as 128-bit integers and refuses a sum past the type's range (segscore's
+/// `checked_sum`), under the `sum`'s name. Every session segscore makes runs it after type
+/// coercion.
 #[derive(Debug)]
 pub struct CheckedSums {
     /// The function that computes an integer sum.
