@@ -187,17 +187,16 @@ impl Accumulator for Sum {
     }
     fn evaluate(&mut self) -> Result<ScalarValue> {
         // Once per row of a window: a scalar, no array.
-        let sum = (self.count > 0).then_some(self.sum);
-        match (&self.to, sum) {
-            (DataType::UInt64, s) => Ok(ScalarValue::UInt64(
-                s.map(|s| u64::try_from(s).map_err(|_| past(s, &self.to)))
-                    .transpose()?,
-            )),
-            (_, s) => Ok(ScalarValue::Int64(
-                s.map(|s| i64::try_from(s).map_err(|_| past(s, &self.to)))
-                    .transpose()?,
-            )),
+        if self.count == 0 {
+            return ScalarValue::try_from(&self.to);
         }
+        if !fits(self.sum, &self.to) {
+            return Err(past(self.sum, &self.to));
+        }
+        Ok(match self.to {
+            DataType::UInt64 => ScalarValue::UInt64(Some(self.sum as u64)),
+            _ => ScalarValue::Int64(Some(self.sum as i64)),
+        })
     }
     fn size(&self) -> usize {
         size_of_val(self)

@@ -40,9 +40,6 @@ impl AnalyzerRule for WideIntegers {
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
         rewrite_integer_arithmetic(plan, |(left, l), kind, (right, r)| {
             let narrow = |t: &DataType| !matches!(t, DataType::Int64 | DataType::UInt64);
-            if !narrow(&l) && !narrow(&r) {
-                return None;
-            }
             let wide = |e: Box<Expr>, t: &DataType| {
                 if narrow(t) {
                     Box::new(cast(*e, DataType::Int64))
@@ -50,11 +47,9 @@ impl AnalyzerRule for WideIntegers {
                     e
                 }
             };
-            Some(Expr::BinaryExpr(BinaryExpr::new(
-                wide(left, &l),
-                kind.operator(),
-                wide(right, &r),
-            )))
+            let widened = narrow(&l) || narrow(&r);
+            let e = Expr::BinaryExpr(BinaryExpr::new(wide(left, &l), kind.operator(), wide(right, &r)));
+            Transformed::new_transformed(e, widened)
         })
     }
 }
@@ -71,7 +66,7 @@ impl AnalyzerRule for CheckedArithmetic {
 
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
         rewrite_integer_arithmetic(plan, |(left, _), kind, (right, _)| {
-            Some(Expr::ScalarFunction(ScalarFunction::new_udf(
+            Transformed::yes(Expr::ScalarFunction(ScalarFunction::new_udf(
                 Arc::new(checked(kind)),
                 vec![*left, *right],
             )))
@@ -131,11 +126,11 @@ impl CheckedSums {
 type Typed = (Box<Expr>, DataType);
 
 /// `plan` with each integer `+`, `-`, `*` (of two operands of integer types) as `rewrite` gives
-/// it, or left where it gives `None`, names kept ([`crate::casts::rewrite_named`]). A type that
-/// cannot be told (an expression of another scope) leaves its operation as it is.
+/// it, names kept ([`crate::casts::rewrite_named`]). A type that cannot be told (an expression
+/// of another scope) leaves its operation as it is.
 fn rewrite_integer_arithmetic(
     plan: LogicalPlan,
-    rewrite: impl Fn(Typed, Kind, Typed) -> Option<Expr>,
+    rewrite: impl Fn(Typed, Kind, Typed) -> Transformed<Expr>,
 ) -> Result<LogicalPlan> {
     crate::casts::rewrite_named(plan, |e, schema| Ok(integer_arithmetic(e, schema, &rewrite)))
 }
@@ -144,23 +139,15 @@ fn rewrite_integer_arithmetic(
 fn integer_arithmetic(
     e: Expr,
     schema: &DFSchema,
-    rewrite: impl Fn(Typed, Kind, Typed) -> Option<Expr>,
+    rewrite: impl Fn(Typed, Kind, Typed) -> Transformed<Expr>,
 ) -> Transformed<Expr> {
-    let Expr::BinaryExpr(BinaryExpr { left, op, right }) = &e else {
+    let Expr::BinaryExpr(BinaryExpr { left, op, right }) = e else {
         return Transformed::no(e);
     };
-    let (Some(kind), Ok(l), Ok(r)) = (Kind::of(*op), left.get_type(schema), right.get_type(schema)) else {
-        return Transformed::no(e);
-    };
-    if !l.is_integer() || !r.is_integer() {
-        return Transformed::no(e);
-    }
-    let Expr::BinaryExpr(BinaryExpr { left, right, .. }) = e.clone() else {
-        unreachable!("matched above")
-    };
-    match rewrite((left, l), kind, (right, r)) {
-        Some(rewritten) => Transformed::yes(rewritten),
-        None => Transformed::no(e),
+    let typed = |e: &Expr| e.get_type(schema).ok().filter(DataType::is_integer);
+    match (Kind::of(op), typed(&left), typed(&right)) {
+        (Some(kind), Some(l), Some(r)) => rewrite((left, l), kind, (right, r)),
+        _ => Transformed::no(Expr::BinaryExpr(BinaryExpr { left, op, right })),
     }
 }
 
