@@ -3,7 +3,9 @@
 //! [`crate::metrics::udaf`], and `reward_model(...)` when a model is given).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::prelude::SessionContext;
 use futures::{FutureExt, StreamExt};
 
@@ -456,8 +458,10 @@ async fn execute(ctx: &SessionContext, opts: &SqlOptions) -> Result<()> {
         .await
         .map_err(Error::from_datafusion)?;
     // The physical plan's schema, as its batches have it: the logical one can differ (a
-    // CASE of an INT and a literal is Int32 there, its arrays Int64).
-    let schema = stream.schema();
+    // CASE of an INT and a literal is Int32 there, its arrays Int64). A name given twice (a
+    // join's `SELECT *`) is written `g`, `g_1`, as DuckDB's COPY writes it.
+    let renamed = segscore_plan::names::unique_schema(&stream.schema());
+    let schema = renamed.clone().unwrap_or_else(|| stream.schema());
     // An `s3://` file is written to a local folder of its own first (removed however the query
     // ends), then uploaded whole: the object appears only when it is complete.
     let upload = match opts
@@ -509,7 +513,10 @@ async fn execute(ctx: &SessionContext, opts: &SqlOptions) -> Result<()> {
         (_, e) => e,
     };
     while let Some(batch) = stream.next().await {
-        let batch = batch.map_err(Error::from_datafusion)?;
+        let mut batch = batch.map_err(Error::from_datafusion)?;
+        if let Some(schema) = &renamed {
+            batch = RecordBatch::try_new(Arc::clone(schema), batch.columns().to_vec())?;
+        }
         tokio::task::block_in_place(|| sink.write(&batch)).map_err(named)?;
         crate::faults::point_async("sql-batch-written").await;
     }

@@ -1155,6 +1155,39 @@ fn sql_takes_duckdb_aggregates_and_function_names() {
     );
 }
 
+/// A column is named as DuckDB names it: an expression by its text (DataFusion: by its plan,
+/// `Int64(2)`, and a cast by its column, so a column and its cast failed as two of one name);
+/// a name given twice, in a select or in a join's `SELECT *`, is written `name`, `name_1`, in
+/// every format, and the file is one segscore reads back; a `SELECT DISTINCT` sorts by one of
+/// its expressions (DataFusion refused).
+#[test]
+fn sql_names_columns_by_their_text_and_each_name_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let texts = "SELECT x, x::VARCHAR, CAST(x AS INT), CAST(x AS BIGINT), x * 2, sum(x) OVER (), 'a', x, \
+                 mod(7, 4), 7 % 4, 1 AS a, 2 AS a FROM (VALUES (1.5), (2.5)) AS v(x) ORDER BY x";
+    assert_eq!(
+        sql_csv_in(tmp.path(), texts),
+        "x,x::VARCHAR,CAST(x AS INT),CAST(x AS BIGINT),x * 2,sum(x) OVER (),'a',x_1,\"mod(7, 4)\",7 % 4,a,a_1\n\
+         1.5,1.5,2,2,3.0,4.0,a,1.5,3,3,1,2\n\
+         2.5,2.5,3,3,5.0,4.0,a,2.5,3,3,1,2\n"
+    );
+    let join = "SELECT * FROM (VALUES (1, 'a')) AS l(k, v) JOIN (VALUES (1, 'b'), (2, 'c')) AS r(k, v) ON l.k = r.k";
+    let o = segscore_in(tmp.path(), &["sql", "--format", "json", join]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        String::from_utf8(o.stdout).unwrap(),
+        "{\"k\":1,\"v\":\"a\",\"k_1\":1,\"v_1\":\"b\"}\n"
+    );
+    let o = segscore_in(tmp.path(), &["sql", &format!("COPY ({join}) TO 'joined.parquet'")]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        sql_csv_in(tmp.path(), "SELECT * FROM 'joined.parquet'"),
+        "k,v,k_1,v_1\n1,a,1,b\n"
+    );
+    let distinct = "SELECT DISTINCT x % 3 FROM (VALUES (1), (4), (2), (5), (3), (NULL)) AS v(x) ORDER BY x % 3 DESC";
+    assert_eq!(sql_csv_in(tmp.path(), distinct), "x % 3\n2\n1\n0\n\"\"\n");
+}
+
 /// DuckDB's functions that DataFusion has none for ("Invalid function" before), as DuckDB
 /// defines them: `regexp_extract` (a capture group of the first match, `''` where none),
 /// `regexp_extract_all`, with DuckDB's options; `strftime` and `strptime` in DuckDB's format

@@ -11,13 +11,13 @@ use std::ops::ControlFlow;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::session_state::SessionState;
 use datafusion::sql::sqlparser::ast::{
-    Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, OrderByExpr, OrderByKind, Query,
-    Select, SelectItem, SetExpr, Statement, TableFactor, Value, VisitMut, VisitorMut,
+    Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments, OrderByExpr, OrderByKind, Query, Select,
+    SelectItem, SetExpr, Statement, TableFactor, Value, VisitMut, VisitorMut,
 };
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 
-use crate::{passed_over, power};
+use crate::{names, passed_over, power};
 
 /// DuckDB's aggregates that DataFusion has no function for: the name, its arguments, and the
 /// DataFusion expression that computes it (`{0}`, `{1}`: the arguments). DuckDB's `arg_max(a,
@@ -45,8 +45,8 @@ pub fn arity(name: &str) -> Option<usize> {
 
 /// Writes `statement`'s DuckDB SQL as DataFusion's: `ORDER BY ALL`, and each call of a DuckDB
 /// aggregate of this module's list (`arg_max`, ...) that `state` has no function of that name
-/// for, as the expression that computes it (its FILTER and OVER kept). A select's column that
-/// is such a call keeps the call's text as its name (`arg_max(name, score)`).
+/// for, as the expression that computes it (its FILTER and OVER kept). A select's columns are
+/// named first, by their text (`names.rs`): `arg_max(name, score)`, not what computes it.
 pub fn rewrite(statement: &mut datafusion::sql::parser::Statement, state: &SessionState) -> Result<()> {
     use datafusion::sql::parser::Statement as DataFusion;
     match statement {
@@ -119,7 +119,7 @@ impl VisitorMut for DuckDb<'_> {
             return ControlFlow::Break(e);
         }
         order_by_all(query);
-        // Named before the calls in them are rewritten: the column is named by the call.
+        // Named before the expressions in them are rewritten: a column is named by its text.
         let mut selects = vec![query.body.as_mut()];
         while let Some(body) = selects.pop() {
             match body {
@@ -127,31 +127,13 @@ impl VisitorMut for DuckDb<'_> {
                     if let Err(e) = passed_over::select(s) {
                         return ControlFlow::Break(e);
                     }
-                    for item in &mut s.projection {
-                        // A column with a `^` or a `//` keeps its text as its name (`x ^ 2`,
-                        // not `power(x, 2)`).
-                        if let SelectItem::UnnamedExpr(e) = item {
-                            if power::named_by_text(e) {
-                                let alias = Ident::with_quote('"', e.to_string());
-                                let expr = std::mem::replace(e, Expr::value(Value::Null));
-                                *item = SelectItem::ExprWithAlias { expr, alias };
-                                continue;
-                            }
-                        }
-                        if let SelectItem::UnnamedExpr(e @ Expr::Function(_)) = item {
-                            let Expr::Function(f) = &*e else { continue };
-                            if self.computed(f).is_some() {
-                                let alias = Ident::with_quote('"', e.to_string());
-                                let expr = std::mem::replace(e, Expr::value(Value::Null));
-                                *item = SelectItem::ExprWithAlias { expr, alias };
-                            }
-                        }
-                    }
+                    names::name_columns(s);
                 }
                 SetExpr::SetOperation { left, right, .. } => selects.extend([left.as_mut(), right.as_mut()]),
                 _ => {}
             }
         }
+        names::distinct_order_by_names(query);
         ControlFlow::Continue(())
     }
 

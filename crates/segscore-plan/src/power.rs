@@ -157,22 +157,6 @@ pub(crate) fn operator_call(f: &Function) -> Option<Expr> {
     })
 }
 
-/// Whether `e` holds a `^` that [`rewrite`] makes a power, or a `//` (an integer division,
-/// [`crate::division`]), which DataFusion would name otherwise: a select's column holding one is
-/// named by its text, as DuckDB names it (`x ^ 2`, `n // 10`).
-pub(crate) fn named_by_text(e: &Expr) -> bool {
-    use datafusion::sql::sqlparser::ast::visit_expressions;
-    use std::ops::ControlFlow;
-    visit_expressions(e, |x| match x {
-        Expr::BinaryOp {
-            op: BinaryOperator::BitwiseXor | BinaryOperator::DuckIntegerDivide,
-            ..
-        } => ControlFlow::Break(()),
-        _ => ControlFlow::Continue(()),
-    })
-    .is_break()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
