@@ -5,7 +5,7 @@
 //! DuckDB's functions DataFusion lacks (`len`, `regexp_extract` and `regexp_extract_all` in
 //! `text.rs`, `strftime` and `strptime` in `time.rs`, `year`, `date_diff`, ... in `dates.rs`,
 //! `mode`, `histogram` and `entropy` in `counts.rs`, `skewness`, `kurtosis`, `isinf`, `divide`
-//! in `numbers.rs`, `quantile_disc` and `percentile_disc` in `quantile.rs`), `checked_sum`
+//! in `numbers.rs`, `quantile_disc`, `percentile_disc` and an exact `quantile_cont` in `quantile.rs`), `checked_sum`
 //! ([`crate::engine::sums`])
 //! and DuckDB's names for DataFusion's functions ([`DUCKDB_NAMES`]). The
 //! job, the evaluation, `segscore sql`, `report` and `compare` all register them here, so
