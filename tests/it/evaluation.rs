@@ -1395,6 +1395,30 @@ fn sql_takes_duckdbs_date_functions() {
     );
 }
 
+/// `EXCEPT ALL` and `INTERSECT ALL` keep a row `max(m − n, 0)` and `min(m, n)` times, as the SQL
+/// standard, DuckDB and PostgreSQL do (DataFusion: `EXCEPT ALL` removed every copy of a row the
+/// right side had once, `INTERSECT ALL` kept all `m`); NULLs are one value; over a view too;
+/// `EXCEPT` and `INTERSECT` stay distinct.
+#[test]
+fn sql_except_all_and_intersect_all_count_each_rows_copies() {
+    let tmp = tempfile::tempdir().unwrap();
+    let left = "SELECT x FROM (VALUES (1), (1), (1), (2), (NULL), (NULL)) AS l(x)";
+    let right = "SELECT x FROM (VALUES (1), (1), (3), (NULL)) AS r(x)";
+    for (op, want) in [
+        ("EXCEPT ALL", "x\n1\n2\n\"\"\n"),
+        ("INTERSECT ALL", "x\n1\n1\n\"\"\n"),
+        ("EXCEPT", "x\n2\n"),
+        ("INTERSECT", "x\n1\n\"\"\n"),
+    ] {
+        let q = format!("{left} {op} {right} ORDER BY x");
+        assert_eq!(sql_csv_in(tmp.path(), &q), want, "{op}");
+    }
+    let view =
+        "CREATE VIEW v AS SELECT x, 'a' AS y FROM (VALUES (1), (1), (2)) AS t(x) EXCEPT ALL SELECT 1, 'a'; \
+                SELECT y, count(*) AS n, sum(x) AS s FROM v GROUP BY y";
+    assert_eq!(sql_csv_in(tmp.path(), view), "y,n,s\na,2,3\n");
+}
+
 /// `quantile_cont` and `percentile_cont` interpolate exactly, as DuckDB, PostgreSQL and numpy
 /// do (DataFusion cut the fraction to 6 decimals: the quantile 0.0078125 of 0 and 128 was
 /// 0.999936, not 1), in a select, by group (the groups' accumulator), over a sliding window
