@@ -1419,6 +1419,42 @@ fn sql_except_all_and_intersect_all_count_each_rows_copies() {
     assert_eq!(sql_csv_in(tmp.path(), view), "y,n,s\na,2,3\n");
 }
 
+/// The key of a RIGHT or FULL JOIN ... USING (k) is COALESCE(left.k, right.k), as in the SQL
+/// standard, DuckDB and PostgreSQL: DataFusion gave the left side's, NULL on a row only the right
+/// side has, in `*`, a select, WHERE and GROUP BY alike. `a.k` and `b.k` stay each side's; a
+/// NATURAL one (its columns unknown before planning) is refused, saying what to write.
+#[test]
+fn sql_right_and_full_joins_using_a_key_take_it_from_either_side() {
+    let tmp = tempfile::tempdir().unwrap();
+    let full =
+        "(VALUES (1, 'a'), (2, 'c')) AS a(k, v) FULL JOIN (VALUES (1, 'x'), (3, 'z')) AS b(k, w) USING (k)";
+    for (query, want) in [
+        (format!("SELECT * FROM {full} ORDER BY k"), "k,v,w\n1,a,x\n2,c,\n3,,z\n"),
+        (
+            format!("SELECT k, count(*) AS n FROM {full} WHERE k > 1 GROUP BY k ORDER BY k"),
+            "k,n\n2,1\n3,1\n",
+        ),
+        (
+            format!("SELECT a.k AS l, b.k AS r FROM {full} ORDER BY k"),
+            "l,r\n1,1\n2,\n,3\n",
+        ),
+        (
+            "SELECT k, w FROM (VALUES (1, 'a'), (2, 'c')) AS a(k, v) RIGHT JOIN (VALUES (1, 'x'), (3, 'z')) AS b(k, w) \
+             USING (k) ORDER BY k"
+                .to_string(),
+            "k,w\n1,x\n3,z\n",
+        ),
+    ] {
+        assert_eq!(sql_csv_in(tmp.path(), &query), want, "{query}");
+    }
+    let natural = "SELECT * FROM (VALUES (1, 'a')) AS a(k, v) NATURAL FULL JOIN (VALUES (3, 'z')) AS b(k, w)";
+    assert_fails(
+        &segscore_in(tmp.path(), &["sql", natural]),
+        2,
+        "not a NATURAL join (its columns are not known before planning): write the join with ON left.k = right.k",
+    );
+}
+
 /// `quantile_cont` and `percentile_cont` interpolate exactly, as DuckDB, PostgreSQL and numpy
 /// do (DataFusion cut the fraction to 6 decimals: the quantile 0.0078125 of 0 and 128 was
 /// 0.999936, not 1), in a select, by group (the groups' accumulator), over a sliding window

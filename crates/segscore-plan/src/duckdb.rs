@@ -17,7 +17,7 @@ use datafusion::sql::sqlparser::ast::{
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 
-use crate::{names, passed_over, power};
+use crate::{names, passed_over, power, using};
 
 /// DuckDB's aggregates that DataFusion has no function for: the name, its arguments, and the
 /// DataFusion expression that computes it (`{0}`, `{1}`: the arguments). DuckDB's `arg_max(a,
@@ -132,6 +132,9 @@ impl VisitorMut for DuckDb<'_> {
                 SetExpr::SetOperation { left, right, .. } => selects.extend([left.as_mut(), right.as_mut()]),
                 _ => {}
             }
+        }
+        if let Err(e) = using::merged_keys(query) {
+            return ControlFlow::Break(e);
         }
         names::distinct_order_by_names(query);
         ControlFlow::Continue(())

@@ -33,6 +33,7 @@ pub mod names;
 mod passed_over;
 mod power;
 pub mod setops;
+mod using;
 
 /// Plans `sql` in `ctx` (`SessionContext::sql`): a query, or a statement such as `SET`, with
 /// DuckDB's SQL that DataFusion reads otherwise or lacks written as DataFusion's ([`duckdb`]).
