@@ -1455,6 +1455,22 @@ fn sql_right_and_full_joins_using_a_key_take_it_from_either_side() {
     );
 }
 
+/// DuckDB's list functions where DataFusion's differ: `list_sort` (`array_sort`) puts NULLs
+/// last, with or without 'DESC' (DataFusion: first), `list_reverse_sort` sorts descending,
+/// `list_distinct` (`array_distinct`) leaves NULL out (DataFusion kept one), `list_unique`
+/// counts the distinct values; a column keeps the call's text as its name.
+#[test]
+fn sql_list_functions_sort_nulls_last_and_leave_them_out_of_distinct() {
+    let tmp = tempfile::tempdir().unwrap();
+    let q = "SELECT list_sort([3, NULL, 1]), array_sort([3, NULL, 1], 'DESC') AS d, list_sort([3, NULL, 1], 'ASC', 'NULLS FIRST') AS f, \
+             list_reverse_sort([1, NULL, 3]) AS r, list_distinct([2, 1, NULL, 2, NULL]) AS u, list_unique([2, 1, NULL, 2]) AS n, \
+             list_distinct(NULL::BIGINT[]) AS z";
+    assert_eq!(
+        sql_csv_in(tmp.path(), q),
+        "\"list_sort([3, NULL, 1])\",d,f,r,u,n,z\n\"[1, 3, ]\",\"[3, 1, ]\",\"[, 1, 3]\",\"[3, 1, ]\",\"[2, 1]\",2,\n"
+    );
+}
+
 /// `quantile_cont` and `percentile_cont` interpolate exactly, as DuckDB, PostgreSQL and numpy
 /// do (DataFusion cut the fraction to 6 decimals: the quantile 0.0078125 of 0 and 128 was
 /// 0.999936, not 1), in a select, by group (the groups' accumulator), over a sliding window

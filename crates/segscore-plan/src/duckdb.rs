@@ -2,7 +2,7 @@
 //! written as DataFusion's between parsing and planning: `ORDER BY ALL`; `arg_max`, `arg_min`
 //! (`max_by`, `min_by`) and `count_if` as the DataFusion aggregates that compute them;
 //! `SIMILAR TO` matching the whole text; `^` a power (`power.rs`); `sum` of a condition; date
-//! and time literals without seconds or zero padding. The same pass does or refuses the
+//! and time literals without seconds or zero padding; list functions (`lists.rs`). The same pass does or refuses the
 //! clauses DataFusion's planner passes over (`passed_over.rs`). DuckDB's names for functions
 //! DataFusion has under another name are aliases in segscore's function registry.
 
@@ -17,7 +17,7 @@ use datafusion::sql::sqlparser::ast::{
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 
-use crate::{names, passed_over, power, using};
+use crate::{lists, names, passed_over, power, using};
 
 /// DuckDB's aggregates that DataFusion has no function for: the name, its arguments, and the
 /// DataFusion expression that computes it (`{0}`, `{1}`: the arguments). DuckDB's `arg_max(a,
@@ -158,6 +158,14 @@ impl VisitorMut for DuckDb<'_> {
             if let Some(op) = power::operator_call(f) {
                 *expr = op;
                 return ControlFlow::Continue(());
+            }
+            match lists::rewritten(f) {
+                Ok(Some(call)) => {
+                    *expr = call;
+                    return ControlFlow::Continue(());
+                }
+                Ok(None) => {}
+                Err(e) => return ControlFlow::Break(e),
             }
             sum_of_booleans(f);
             default_separator(f);

@@ -29,6 +29,7 @@ pub mod arithmetic;
 pub mod casts;
 pub mod division;
 pub mod duckdb;
+mod lists;
 pub mod names;
 mod passed_over;
 mod power;

@@ -1,0 +1,53 @@
+//! DuckDB's list functions where DataFusion's of the same name give another answer, or it has
+//! none: `list_sort(l)` (`array_sort`) puts NULLs last, with or without `'DESC'`, as DuckDB's
+//! default null order does (DataFusion's put them first, so a sorted list of scores began with
+//! its missing ones); `list_reverse_sort(l[, nulls])` sorts descending; `list_distinct(l)`
+//! (`array_distinct`) leaves NULL out, as DuckDB's does (DataFusion's kept one); `list_unique(l)`
+//! counts the distinct values that are not NULL. Written before planning as the DataFusion
+//! calls that compute them; a column keeps its text as its name.
+
+use datafusion::error::Result;
+use datafusion::sql::sqlparser::ast::{Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments};
+use datafusion::sql::sqlparser::dialect::GenericDialect;
+use datafusion::sql::sqlparser::parser::Parser;
+
+use crate::duckdb::calls;
+
+/// The DataFusion expression for `f` where it calls one of the module's functions with plain
+/// arguments, as many as it takes.
+pub(crate) fn rewritten(f: &Function) -> Result<Option<Expr>> {
+    let FunctionArguments::List(list) = &f.args else {
+        return Ok(None);
+    };
+    if list.duplicate_treatment.is_some()
+        || !list.clauses.is_empty()
+        || f.over.is_some()
+        || f.filter.is_some()
+    {
+        return Ok(None);
+    }
+    let args: Option<Vec<String>> = (list.args.iter())
+        .map(|a| match a {
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e.to_string()),
+            _ => None,
+        })
+        .collect();
+    let Some(args) = args else {
+        return Ok(None);
+    };
+    let named = |name: &str| calls(f, &format!("list_{name}")) || calls(f, &format!("array_{name}"));
+    let text = match args.as_slice() {
+        [l] if named("sort") => format!("array_sort({l}, 'ASC', 'NULLS LAST')"),
+        [l, order] if named("sort") => format!("array_sort({l}, {order}, 'NULLS LAST')"),
+        [l] if named("reverse_sort") => format!("array_sort({l}, 'DESC', 'NULLS LAST')"),
+        [l, nulls] if named("reverse_sort") => format!("array_sort({l}, 'DESC', {nulls})"),
+        [l] if named("distinct") => format!("array_except({l}, [NULL])"),
+        [l] if named("unique") => format!("cardinality(array_except({l}, [NULL]))"),
+        _ => return Ok(None),
+    };
+    Ok(Some(
+        Parser::new(&GenericDialect {})
+            .try_with_sql(&text)?
+            .parse_expr()?,
+    ))
+}
