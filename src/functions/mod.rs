@@ -5,9 +5,9 @@
 //! DuckDB's functions DataFusion lacks (`len`, `regexp_extract` and `regexp_extract_all` in
 //! `text.rs`, `strftime` and `strptime` in `time.rs`, `year`, `date_diff`, ... in `dates.rs`,
 //! `mode`, `histogram` and `entropy` in `counts.rs`, `skewness`, `kurtosis`, `isinf`, `divide`
-//! in `numbers.rs`, `quantile_disc`, `percentile_disc` and an exact `quantile_cont` in `quantile.rs`), `checked_sum`
-//! ([`crate::engine::sums`])
-//! and DuckDB's names for DataFusion's functions ([`DUCKDB_NAMES`]). The
+//! in `numbers.rs`, `quantile_disc` and `percentile_disc` in `quantile.rs`, an exact
+//! `quantile_cont` in `quantile_cont.rs`), `checked_sum` ([`crate::engine::sums`]) and DuckDB's
+//! names for DataFusion's functions ([`DUCKDB_NAMES`]). The
 //! job, the evaluation, `segscore sql`, `report` and `compare` all register them here, so
 //! every context segscore makes knows the same names; a cluster's scheduler and executors
 //! get the same names from [`served`], with the model's functions taking the job's files
@@ -25,6 +25,7 @@ mod counts;
 mod dates;
 mod numbers;
 mod quantile;
+mod quantile_cont;
 mod text;
 mod time;
 
@@ -58,6 +59,7 @@ fn functions(
     aggregate.extend(counts::udafs());
     aggregate.extend(numbers::udafs());
     aggregate.extend(quantile::udafs());
+    aggregate.push(quantile_cont::udaf());
     aggregate.push(crate::engine::sums::udaf());
     (scalar, aggregate)
 }
