@@ -71,7 +71,7 @@ fn kind(t: &DataType) -> Kind {
 }
 
 /// The query that summarizes `query`'s result as DuckDB's SUMMARIZE does: one row per column
-/// with `column_name`, `column_type`, `min`, `max` (as text), `approx_unique`, `avg`, `std`
+/// with `column_name`, `column_type` (DuckDB's name for it), `min`, `max` (as text), `approx_unique`, `avg`, `std`
 /// (the sample's), `q25`, `q50`, `q75` (approximate), `count` (rows) and `null_percentage`.
 /// Every statistic is an aggregate of one SELECT over `query` (one pass), its per-column values
 /// gathered into lists that `unnest` turns into rows.
@@ -99,7 +99,7 @@ pub(super) async fn summary_query(ctx: &SessionContext, query: &str) -> Result<S
         let numeric = k == Kind::Number;
         let row = [
             text(f.name()),
-            text(&f.data_type().to_string()),
+            text(&crate::functions::sql_type_name(f.data_type())),
             or_null(ordered, format!("CAST(min({value}) AS VARCHAR)"), "VARCHAR"),
             or_null(ordered, format!("CAST(max({value}) AS VARCHAR)"), "VARCHAR"),
             // DataFusion counts every type's distinct values but floats', which go as text.

@@ -6,7 +6,7 @@
 //! `text.rs`, `strftime` and `strptime` in `time.rs`, `year`, `date_diff`, ... in `dates.rs`,
 //! `mode`, `histogram` and `entropy` in `counts.rs`, `skewness`, `kurtosis`, `isinf`, `divide`
 //! in `numbers.rs`, `quantile_disc` and `percentile_disc` in `quantile.rs`, an exact
-//! `quantile_cont` in `quantile_cont.rs`), `checked_sum` ([`crate::engine::sums`]) and DuckDB's
+//! `quantile_cont` in `quantile_cont.rs`, `typeof` in `type_names.rs`), `checked_sum` ([`crate::engine::sums`]) and DuckDB's
 //! names for DataFusion's functions ([`DUCKDB_NAMES`]). The
 //! job, the evaluation, `segscore sql`, `report` and `compare` all register them here, so
 //! every context segscore makes knows the same names; a cluster's scheduler and executors
@@ -20,6 +20,7 @@ use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
 use datafusion::prelude::SessionContext;
 
 use crate::model::{RewardModel, TextTokenizer};
+pub use type_names::sql_name as sql_type_name;
 
 mod counts;
 mod dates;
@@ -28,6 +29,7 @@ mod quantile;
 mod quantile_cont;
 mod text;
 mod time;
+mod type_names;
 
 /// The functions of a job: with `model` and `tokenizer` loaded here, or (both `None` and
 /// `served`) the job's, named by each query's settings.
@@ -36,7 +38,12 @@ fn functions(
     tokenizer: Option<&Arc<TextTokenizer>>,
     served: bool,
 ) -> (Vec<ScalarUDF>, Vec<AggregateUDF>) {
-    let mut scalar = vec![crate::shard::udf(), crate::shard::sample_udf(), text::len_udf()];
+    let mut scalar = vec![
+        crate::shard::udf(),
+        crate::shard::sample_udf(),
+        text::len_udf(),
+        type_names::udf(),
+    ];
     scalar.extend(text::regexp_extract_udfs());
     scalar.extend(text::split_udfs());
     scalar.extend(time::udfs());

@@ -1471,6 +1471,59 @@ fn sql_list_functions_sort_nulls_last_and_leave_them_out_of_distinct() {
     );
 }
 
+/// DuckDB's `typeof(x)` names a type as DuckDB does (DataFusion's `arrow_typeof`: `Int64`), and
+/// its `SEMI JOIN` and `ANTI JOIN` keep the left side's rows with a match, or without one
+/// (DataFusion refused them).
+#[test]
+fn sql_typeof_names_types_as_duckdb_and_semi_and_anti_joins_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let types = "SELECT typeof(1) AS a, typeof(1.5::DOUBLE) AS b, typeof('x') AS c, typeof(CAST(1 AS DECIMAL(10, 2))) AS d, \
+                 typeof([1, 2]) AS e, typeof({'k': 1}) AS f, typeof(DATE '2024-01-01') AS g, typeof(NULL) AS h, \
+                 typeof(CAST(1 AS TINYINT)) AS i, typeof(arrow_cast('x', 'Dictionary(Int32, Utf8)')) AS j";
+    assert_eq!(
+        sql_csv_in(tmp.path(), types),
+        "a,b,c,d,e,f,g,h,i,j\nBIGINT,DOUBLE,VARCHAR,\"DECIMAL(10,2)\",BIGINT[],STRUCT(k BIGINT),DATE,NULL,TINYINT,VARCHAR\n"
+    );
+    for (join, want) in [("SEMI", "x\n2\n3\n"), ("ANTI", "x\n1\n")] {
+        let q = format!(
+            "SELECT x FROM (VALUES (1), (2), (3)) AS a(x) {join} JOIN (VALUES (2), (3), (3)) AS b(y) ON a.x = b.y ORDER BY x"
+        );
+        assert_eq!(sql_csv_in(tmp.path(), &q), want, "{join}");
+    }
+}
+
+/// DuckDB's lateral column aliases: a select's column read by name in a later column, its WHERE,
+/// GROUP BY and HAVING (DataFusion: "No field named r"); a table's column of the name wins, as
+/// in DuckDB.
+#[test]
+fn sql_reads_a_selects_own_columns_by_their_names() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rows = "(VALUES (1.0, 0.5), (2.0, 3.0), (0.0, 0.25)) AS v(p, t)";
+    for (query, want) in [
+        (
+            format!(
+                "SELECT p - t AS r, r * r AS sq, round(sq, 2) AS s2 FROM {rows} WHERE r > -0.5 ORDER BY r"
+            ),
+            "r,sq,s2\n-0.25,0.0625,0.06\n0.5,0.25,0.25\n",
+        ),
+        (
+            format!("SELECT p > t AS over, count(*) AS n FROM {rows} GROUP BY over HAVING n > 1"),
+            "over,n\nfalse,2\n",
+        ),
+        (
+            "SELECT x + 1 AS x, x * 10 AS y FROM (VALUES (1)) AS v(x)".to_string(),
+            "x,y\n2,10\n",
+        ),
+    ] {
+        assert_eq!(sql_csv_in(tmp.path(), &query), want, "{query}");
+    }
+    let o = segscore_in(
+        tmp.path(),
+        &["sql", "SELECT nothing + 1 AS a FROM (VALUES (1)) AS v(x)"],
+    );
+    assert_fails(&o, 2, "nothing");
+}
+
 /// `quantile_cont` and `percentile_cont` interpolate exactly, as DuckDB, PostgreSQL and numpy
 /// do (DataFusion cut the fraction to 6 decimals: the quantile 0.0078125 of 0 and 128 was
 /// 0.999936, not 1), in a select, by group (the groups' accumulator), over a sliding window
@@ -1739,14 +1792,14 @@ fn sql_summarize_gives_each_columns_statistics() {
         String::from_utf8(o.stdout).unwrap()
     };
     let header = "column_name,column_type,min,max,approx_unique,avg,std,q25,q50,q75,count,null_percentage\n";
-    let a = "a,Int64,1,4,4,2.5,1.2909944487358056,1.5,2.5,3.5,4,0.0\n";
+    let a = "a,BIGINT,1,4,4,2.5,1.2909944487358056,1.5,2.5,3.5,4,0.0\n";
     assert_eq!(
         ok(&["SUMMARIZE 's.jsonl';"]),
         format!(
-            "{header}{a}b,Utf8,x,y,2,,,,,,4,25.0\n\
-             c,Float64,1.5,2.5,2,2.0,0.7071067811865476,1.5,2.0,2.5,4,50.0\n\
-             l,List(Int64),[1],\"[2, 3]\",2,,,,,,4,50.0\n\
-             m,\"Struct(\"\"k\"\": Int64)\",,,1,,,,,,4,75.0\n"
+            "{header}{a}b,VARCHAR,x,y,2,,,,,,4,25.0\n\
+             c,DOUBLE,1.5,2.5,2,2.0,0.7071067811865476,1.5,2.0,2.5,4,50.0\n\
+             l,BIGINT[],[1],\"[2, 3]\",2,,,,,,4,50.0\n\
+             m,STRUCT(k BIGINT),,,1,,,,,,4,75.0\n"
         )
     );
     // Categorical columns as their values' type.
@@ -1771,9 +1824,9 @@ fn sql_summarize_gives_each_columns_statistics() {
     assert_eq!(
         ok(&["SUMMARIZE 'cat.parquet'"]),
         format!(
-            "{header}i,\"Dictionary(Int32, Int64)\",1,2,2,1.6666666666666667,0.5773502691896257,1.25,2.0,2.0,4,25.0\n\
-             w,\"Dictionary(Int32, Utf8)\",x,y,2,,,,,,4,0.0\n\
-             f,Float64,0.5,1.5,2,1.0,0.5773502691896257,0.5,1.25,1.5,4,0.0\n"
+            "{header}i,BIGINT,1,2,2,1.6666666666666667,0.5773502691896257,1.25,2.0,2.0,4,25.0\n\
+             w,VARCHAR,x,y,2,,,,,,4,0.0\n\
+             f,DOUBLE,0.5,1.5,2,1.0,0.5773502691896257,0.5,1.25,1.5,4,0.0\n"
         )
     );
     assert_eq!(
@@ -1782,11 +1835,11 @@ fn sql_summarize_gives_each_columns_statistics() {
     );
     assert_eq!(
         ok(&["CREATE VIEW v AS SELECT a * 2 AS a2 FROM 's.jsonl' WHERE a > 1; SUMMARIZE v"]),
-        format!("{header}a2,Int64,4,8,3,6.0,2.0,4.5,6.0,7.5,3,0.0\n")
+        format!("{header}a2,BIGINT,4,8,3,6.0,2.0,4.5,6.0,7.5,3,0.0\n")
     );
     assert_eq!(
         ok(&["SUMMARIZE SELECT a FROM 's.jsonl' WHERE a > 9"]),
-        format!("{header}a,Int64,,,0,,,,,,0,\n")
+        format!("{header}a,BIGINT,,,0,,,,,,0,\n")
     );
     assert_fails(
         &sql(&["SUMMARIZE v; SELECT 1"]),

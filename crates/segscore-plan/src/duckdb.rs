@@ -2,7 +2,8 @@
 //! written as DataFusion's between parsing and planning: `ORDER BY ALL`; `arg_max`, `arg_min`
 //! (`max_by`, `min_by`) and `count_if` as the DataFusion aggregates that compute them;
 //! `SIMILAR TO` matching the whole text; `^` a power (`power.rs`); `sum` of a condition; date
-//! and time literals without seconds or zero padding; list functions (`lists.rs`). The same pass does or refuses the
+//! and time literals without seconds or zero padding; list functions (`lists.rs`); `SEMI JOIN`
+//! and `ANTI JOIN`. The same pass does or refuses the
 //! clauses DataFusion's planner passes over (`passed_over.rs`). DuckDB's names for functions
 //! DataFusion has under another name are aliases in segscore's function registry.
 
@@ -11,8 +12,8 @@ use std::ops::ControlFlow;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::session_state::SessionState;
 use datafusion::sql::sqlparser::ast::{
-    Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments, OrderByExpr, OrderByKind, Query, Select,
-    SelectItem, SetExpr, Statement, TableFactor, Value, VisitMut, VisitorMut,
+    Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments, JoinOperator, OrderByExpr, OrderByKind,
+    Query, Select, SelectItem, SetExpr, Statement, TableFactor, Value, VisitMut, VisitorMut,
 };
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -128,6 +129,7 @@ impl VisitorMut for DuckDb<'_> {
                         return ControlFlow::Break(e);
                     }
                     names::name_columns(s);
+                    semi_and_anti_joins(s);
                 }
                 SetExpr::SetOperation { left, right, .. } => selects.extend([left.as_mut(), right.as_mut()]),
                 _ => {}
@@ -211,6 +213,19 @@ pub(crate) fn calls(f: &Function, name: &str) -> bool {
     matches!(f.name.0.as_slice(), [part] if part
         .as_ident()
         .is_some_and(|n| n.quote_style.is_none() && n.value.eq_ignore_ascii_case(name)))
+}
+
+/// DuckDB's `SEMI JOIN` and `ANTI JOIN` (the left side's rows with a match, or without one) as
+/// DataFusion's `LEFT SEMI JOIN` and `LEFT ANTI JOIN` (it refused them: "Unsupported JOIN
+/// operator").
+fn semi_and_anti_joins(select: &mut Select) {
+    for join in select.from.iter_mut().flat_map(|t| t.joins.iter_mut()) {
+        join.join_operator = match &join.join_operator {
+            JoinOperator::Semi(c) => JoinOperator::LeftSemi(c.clone()),
+            JoinOperator::Anti(c) => JoinOperator::LeftAnti(c.clone()),
+            _ => continue,
+        };
+    }
 }
 
 /// DuckDB's `string_agg(x)` (`x` joined by `,`, its default separator), which DataFusion

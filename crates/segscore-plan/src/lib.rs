@@ -21,10 +21,12 @@ use datafusion::datasource::listing::ListingTableConfig;
 use datafusion::error::Result;
 use datafusion::execution::session_state::SessionState;
 use datafusion::execution::SendableRecordBatchStream;
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::{SQLOptions, SessionContext};
 use futures::future::BoxFuture;
 
+mod aliases;
 pub mod arithmetic;
 pub mod casts;
 pub mod division;
@@ -54,9 +56,40 @@ async fn planned(ctx: &SessionContext, sql: &str, options: SQLOptions) -> Result
     let dialect = state.config().options().sql_parser.dialect;
     let mut statement = state.sql_to_statement(sql, &dialect)?;
     duckdb::rewrite(&mut statement, &state)?;
-    let plan = state.statement_to_plan(statement).await?;
+    let plan = plan_of(&state, statement).await?;
     options.verify_plan(&plan)?;
     ctx.execute_logical_plan(plan).await
+}
+
+/// `statement`'s plan; where it fails for a name no table has that a select gives one of its
+/// columns, with that select reading the column there (DuckDB's lateral aliases, `aliases.rs`).
+async fn plan_of(
+    state: &SessionState,
+    mut statement: datafusion::sql::parser::Statement,
+) -> Result<LogicalPlan> {
+    use datafusion::sql::parser::Statement;
+    let mut read = Vec::new();
+    loop {
+        let e = match state.statement_to_plan(statement.clone()).await {
+            Err(e) => e,
+            planned => return planned,
+        };
+        let Some(name) = aliases::missing(&e).filter(|n| !read.contains(n)) else {
+            return Err(e);
+        };
+        // `EXPLAIN [ANALYZE] query`: the query's.
+        let mut inner = &mut statement;
+        while let Statement::Explain(explain) = inner {
+            inner = explain.statement.as_mut();
+        }
+        let Statement::Statement(s) = inner else {
+            return Err(e);
+        };
+        if !aliases::lateral(s, &name) {
+            return Err(e);
+        }
+        read.push(name);
+    }
 }
 
 /// The frame with DataFusion's analyzer run over its plan (type coercion among its rules), so

@@ -181,7 +181,7 @@ fn key<'a>(merged: &'a [(Ident, Expr)], i: &Ident) -> Option<&'a (Ident, Expr)> 
 }
 
 /// Whether two identifiers name one column as DataFusion reads them (unquoted: any case).
-fn same(a: &Ident, b: &Ident) -> bool {
+pub(crate) fn same(a: &Ident, b: &Ident) -> bool {
     match (a.quote_style, b.quote_style) {
         (None, None) => a.value.eq_ignore_ascii_case(&b.value),
         (None, Some(_)) => a.value.to_lowercase() == b.value,
@@ -190,8 +190,9 @@ fn same(a: &Ident, b: &Ident) -> bool {
     }
 }
 
-/// `e` with each unqualified key outside its subqueries as the key's COALESCE.
-fn replace(e: &mut Expr, merged: &[(Ident, Expr)]) {
+/// `e` with each unqualified name of `merged` outside its subqueries as its expression (a
+/// key's COALESCE; a lateral alias's column, `aliases.rs`).
+pub(crate) fn replace(e: &mut Expr, merged: &[(Ident, Expr)]) {
     struct Keys<'a> {
         merged: &'a [(Ident, Expr)],
         depth: usize,
