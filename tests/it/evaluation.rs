@@ -1337,7 +1337,7 @@ fn sql_takes_duckdbs_regexp_time_and_count_functions() {
 /// part by its name (`year(t)`, `dayofweek(t)`, ... as BIGINT, `epoch(t)` seconds as DOUBLE),
 /// `dayname`, `monthname`, `date_diff` (boundaries crossed, as DuckDB counts them) and the
 /// epochs in milliseconds, microseconds and nanoseconds, over a Parquet file's timestamps;
-/// time literals without seconds or zero padding.
+/// time literals without seconds or zero padding; `INTERVAL 30 DAY` in a window's frame.
 #[test]
 fn sql_takes_duckdbs_date_functions() {
     let tmp = tempfile::tempdir().unwrap();
@@ -1378,6 +1378,13 @@ fn sql_takes_duckdbs_date_functions() {
             "SELECT count(*) AS n, min(TIMESTAMP '2024-3-10 1:02') AS m, max('2024-03-10T10:00'::TIMESTAMP) AS x, \
              min(CAST('2024-1-31' AS DATE)) AS d FROM 'times.parquet' WHERE t >= TIMESTAMP '2024-03-10 1:02'",
             "n,m,x,d\n1,2024-03-10T01:02:00,2024-03-10T10:00:00,2024-01-31\n",
+        ),
+        // DuckDB's `INTERVAL 30 DAY` in a window's frame (DataFusion took a number there only
+        // in an expression).
+        (
+            "SELECT d, count(*) OVER (ORDER BY d RANGE BETWEEN INTERVAL 30 DAY PRECEDING AND CURRENT ROW) AS n, \
+             d + INTERVAL 30 DAY AS later FROM (VALUES (DATE '2024-01-01'), (DATE '2024-01-20'), (DATE '2024-02-10')) AS v(d) ORDER BY d",
+            "d,n,later\n2024-01-01,1,2024-01-31\n2024-01-20,2,2024-02-19\n2024-02-10,2,2024-03-11\n",
         ),
     ] {
         assert_eq!(sql_csv_in(tmp.path(), query), want, "{query}");

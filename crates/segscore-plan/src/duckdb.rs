@@ -304,9 +304,19 @@ fn sum_of_booleans(f: &mut Function) {
 
 /// A date or timestamp literal as DuckDB and PostgreSQL take it (`TIMESTAMP '2024-03-05 10:00'`,
 /// `'2024-3-5'::DATE`, an hour of one digit), written as arrow's parser reads it: zero-padded,
-/// with seconds. Arrow refused those ("error parsing time").
+/// with seconds. Arrow refused those ("error parsing time"). An interval of a number, a text.
 fn time_literal(expr: &mut Expr) {
     use datafusion::sql::sqlparser::ast::DataType as T;
+    // DuckDB's `INTERVAL 30 DAY` as `INTERVAL '30' DAY`: DataFusion takes a number there in an
+    // expression, not in a window's frame ("INTERVAL expression cannot be Value(Number)").
+    if let Expr::Interval(interval) = expr {
+        if let Expr::Value(v) = interval.value.as_mut() {
+            if let Value::Number(n, _) = &v.value {
+                v.value = Value::SingleQuotedString(n.clone());
+            }
+        }
+        return;
+    }
     let (data_type, value) = match expr {
         Expr::TypedString(t) => (&t.data_type, &mut t.value.value),
         Expr::Cast { data_type, expr, .. } => match expr.as_mut() {
