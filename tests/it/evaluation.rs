@@ -1069,6 +1069,18 @@ fn sql_takes_duckdb_aggregates_and_function_names() {
          3.5,-3.5,3,-3,3.75,inf,Int64,2,1,1.0,2.0\n"
     );
     assert_fails(&sql("SELECT 7 // 0"), 1, "x // y (divide): a division by zero");
+    // A `/` with a DECIMAL, and its `avg`, are DOUBLE, as in DuckDB (DataFusion kept 4 more
+    // decimals and cut the rest: 1 / 0.91 was 1.0989, avg -0.772666).
+    let decimals = "SELECT 1 / p AS a, p / 3 AS b, avg(p) AS m, avg(p) OVER () AS w, arrow_typeof(avg(p)) AS t \
+                    FROM (VALUES (CAST(0.91 AS DECIMAL(10, 2))), (CAST(-2.7 AS DECIMAL(10, 2))), (CAST(-0.53 AS DECIMAL(10, 2)))) \
+                    AS v(p) GROUP BY p ORDER BY p";
+    assert_eq!(
+        sql_csv_in(tmp.path(), decimals),
+        "a,b,m,w,t\n\
+         -0.37037037037037035,-0.9,-2.7,-0.7733333333333334,Float64\n\
+         -1.8867924528301885,-0.17666666666666667,-0.53,-0.7733333333333334,Float64\n\
+         1.0989010989010988,0.30333333333333334,0.91,-0.7733333333333334,Float64\n"
+    );
     // DuckDB's `mod(x, y)` (`%`; DataFusion has no `mod`) and `string_agg(x)`, its separator
     // `,` by default (DataFusion wants one).
     let defaults = "SELECT mod(10, 3) AS a, MOD(-10, 3) AS b, mod(10.5, 3) AS c, \
