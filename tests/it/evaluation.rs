@@ -1111,6 +1111,19 @@ fn sql_takes_duckdb_aggregates_and_function_names() {
         "integer overflow: 4000000000000000000 * 2000000000 (Int64): the result does not fit in \
          Int64; compute it in DOUBLE or DECIMAL(38, 0) (x::DOUBLE * y)",
     );
+    // `-x` as `0 - x`: TINYINT -128 negated was -128, BIGINT's least itself.
+    assert_eq!(
+        sql_csv_in(
+            tmp.path(),
+            "SELECT -x AS n, arrow_typeof(-x) AS t FROM (VALUES (CAST(-128 AS TINYINT))) AS v(x)"
+        ),
+        "n,t\n128,Int64\n"
+    );
+    assert_fails(
+        &sql("SELECT -x FROM (VALUES (CAST(-9223372036854775808 AS BIGINT))) AS v(x)"),
+        1,
+        "integer overflow: 0 - -9223372036854775808 (Int64)",
+    );
     assert_fails(
         &sql("SELECT 9223372036854775807 + 1"),
         1,

@@ -1,4 +1,5 @@
-//! Integer `+`, `-` and `*` give the right number or an error, never a wrapped one.
+//! Integer `+`, `-` and `*` (and `-x`, as `0 - x`) give the right number or an error, never a
+//! wrapped one.
 //! DataFusion's kernels wrap on overflow, without a word: two UINT8 columns' 197 + 197 was 138,
 //! two INT32 token counts' product past 2^31 negative, a BIGINT product past 2^63 negative.
 //! DuckDB and PostgreSQL stop the query there ("Overflow in addition of INT8"). Two analyzer
@@ -17,12 +18,12 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::error::ArrowError;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::Transformed;
-use datafusion::common::{plan_err, DFSchema};
+use datafusion::common::{plan_err, DFSchema, ScalarValue};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::expr::{BinaryExpr, ScalarFunction};
 use datafusion::logical_expr::type_coercion::binary::BinaryTypeCoercer;
 use datafusion::logical_expr::{
-    cast, AggregateUDF, ColumnarValue, Expr, ExprSchemable, LogicalPlan, Operator, ScalarFunctionArgs,
+    cast, lit, AggregateUDF, ColumnarValue, Expr, ExprSchemable, LogicalPlan, Operator, ScalarFunctionArgs,
     ScalarUDF, ScalarUDFImpl, Signature, Volatility, WindowFunctionDefinition,
 };
 use datafusion::optimizer::AnalyzerRule;
@@ -141,10 +142,21 @@ fn integer_arithmetic(
     schema: &DFSchema,
     rewrite: impl Fn(Typed, Kind, Typed) -> Transformed<Expr>,
 ) -> Transformed<Expr> {
+    let typed = |e: &Expr| e.get_type(schema).ok().filter(DataType::is_integer);
+    // `-x` of a signed integer is `0 - x`, which wrapped too (`-x` of TINYINT -128 was -128).
+    let e = match e {
+        Expr::Negative(x) => match typed(&x).filter(DataType::is_signed_integer) {
+            Some(t) => match ScalarValue::new_zero(&t) {
+                Ok(zero) => Expr::BinaryExpr(BinaryExpr::new(Box::new(lit(zero)), Operator::Minus, x)),
+                Err(_) => return Transformed::no(Expr::Negative(x)),
+            },
+            None => return Transformed::no(Expr::Negative(x)),
+        },
+        e => e,
+    };
     let Expr::BinaryExpr(BinaryExpr { left, op, right }) = e else {
         return Transformed::no(e);
     };
-    let typed = |e: &Expr| e.get_type(schema).ok().filter(DataType::is_integer);
     match (Kind::of(op), typed(&left), typed(&right)) {
         (Some(kind), Some(l), Some(r)) => rewrite((left, l), kind, (right, r)),
         _ => Transformed::no(Expr::BinaryExpr(BinaryExpr { left, op, right })),
