@@ -114,13 +114,13 @@ fn merged(select: &mut Select, order_by: Option<&mut OrderBy>) -> Result<()> {
                 ))?;
                 items.append(&mut all);
             }
-            SelectItem::UnnamedExpr(Expr::Identifier(i)) if key(&merged, &i).is_some() => {
-                let (k, e) = key(&merged, &i).expect("a key");
-                items.push(SelectItem::ExprWithAlias {
+            SelectItem::UnnamedExpr(Expr::Identifier(i)) => items.push(match key(&merged, &i) {
+                Some((k, e)) => SelectItem::ExprWithAlias {
                     expr: e.clone(),
                     alias: k.clone(),
-                });
-            }
+                },
+                None => SelectItem::UnnamedExpr(Expr::Identifier(i)),
+            }),
             mut item => {
                 if let SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } = &mut item {
                     replace(e, &merged);
@@ -143,7 +143,8 @@ fn merged(select: &mut Select, order_by: Option<&mut OrderBy>) -> Result<()> {
     }
     // ORDER BY k names the select's column k where it has one (the COALESCE, or the user's).
     let aliased = |k: &Ident| {
-        select.projection.iter().any(|i| matches!(i, SelectItem::ExprWithAlias { alias, .. } if alias.value.eq_ignore_ascii_case(&k.value)))
+        (select.projection.iter())
+            .any(|i| matches!(i, SelectItem::ExprWithAlias { alias, .. } if same(alias, k)))
     };
     let unaliased: Vec<(Ident, Expr)> = merged.iter().filter(|(k, _)| !aliased(k)).cloned().collect();
     if let Some(OrderByKind::Expressions(order)) = order_by.map(|o| &mut o.kind) {
