@@ -3,9 +3,10 @@
 //! (`max_by`, `min_by`) and `count_if` as the DataFusion aggregates that compute them;
 //! `SIMILAR TO` matching the whole text; `^` a power (`power.rs`); `sum` of a condition; date
 //! and time literals without seconds or zero padding; list functions (`lists.rs`); `SEMI JOIN`
-//! and `ANTI JOIN`. The same pass does or refuses the
-//! clauses DataFusion's planner passes over (`passed_over.rs`). DuckDB's names for functions
-//! DataFusion has under another name are aliases in segscore's function registry.
+//! and `ANTI JOIN`. The same pass does or refuses the clauses DataFusion's planner passes over
+//! (`passed_over.rs`), names a select's columns (`names.rs`) and writes a RIGHT or FULL JOIN's
+//! USING key (`using.rs`). DuckDB's names for functions DataFusion has under another name are
+//! aliases in segscore's function registry.
 
 use std::ops::ControlFlow;
 
