@@ -1556,6 +1556,20 @@ fn sql_reads_a_selects_own_columns_by_their_names() {
     assert_fails(&o, 2, "nothing");
 }
 
+/// DuckDB's `last_day(t)` (the month's last day, a DATE), `date_add(t, interval)` and
+/// `geomean(x)` (`geometric_mean`), which DataFusion lacks ("Invalid function").
+#[test]
+fn sql_takes_duckdbs_last_day_date_add_and_geomean() {
+    let tmp = tempfile::tempdir().unwrap();
+    let q = "SELECT last_day(DATE '2024-02-10') AS a, last_day(TIMESTAMP '2023-12-10 10:00:00') AS b, \
+             date_add(DATE '2024-01-31', INTERVAL 1 MONTH) AS c, geomean(x) AS g, geometric_mean(x * 0) AS z \
+             FROM (VALUES (1), (4), (16)) AS v(x)";
+    assert_eq!(
+        sql_csv_in(tmp.path(), q),
+        "a,b,c,g,z\n2024-02-29,2023-12-31,2024-02-29,4.0,0.0\n"
+    );
+}
+
 /// `quantile_cont` and `percentile_cont` interpolate exactly, as DuckDB, PostgreSQL and numpy
 /// do (DataFusion cut the fraction to 6 decimals: the quantile 0.0078125 of 0 and 128 was
 /// 0.999936, not 1), in a select, by group (the groups' accumulator), over a sliding window

@@ -2,7 +2,7 @@
 //! written as DataFusion's between parsing and planning: `ORDER BY ALL`; `arg_max`, `arg_min`
 //! (`max_by`, `min_by`) and `count_if` as the DataFusion aggregates that compute them;
 //! `SIMILAR TO` matching the whole text; `^` a power (`power.rs`); `sum` of a condition; date
-//! and time literals without seconds or zero padding; list functions (`lists.rs`); `SEMI JOIN`
+//! and time literals without seconds or zero padding; functions DataFusion answers otherwise or lacks (`calls.rs`); `SEMI JOIN`
 //! and `ANTI JOIN`. The same pass does or refuses the clauses DataFusion's planner passes over
 //! (`passed_over.rs`), names a select's columns (`names.rs`) and writes a RIGHT or FULL JOIN's
 //! USING key (`using.rs`). DuckDB's names for functions DataFusion has under another name are
@@ -19,7 +19,7 @@ use datafusion::sql::sqlparser::ast::{
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 
-use crate::{lists, names, passed_over, power, using};
+use crate::{calls, names, passed_over, power, using};
 
 /// DuckDB's aggregates that DataFusion has no function for: the name, its arguments, and the
 /// DataFusion expression that computes it (`{0}`, `{1}`: the arguments). DuckDB's `arg_max(a,
@@ -162,7 +162,7 @@ impl VisitorMut for DuckDb<'_> {
                 *expr = op;
                 return ControlFlow::Continue(());
             }
-            match lists::rewritten(f) {
+            match calls::rewritten(f) {
                 Ok(Some(call)) => {
                     *expr = call;
                     return ControlFlow::Continue(());

@@ -28,10 +28,10 @@ use futures::future::BoxFuture;
 
 mod aliases;
 pub mod arithmetic;
+mod calls;
 pub mod casts;
 pub mod division;
 pub mod duckdb;
-mod lists;
 pub mod names;
 mod passed_over;
 mod power;

@@ -1,11 +1,13 @@
-//! DuckDB's list functions where DataFusion's of the same name give another answer, or it has
-//! none: `list_sort(l)` (`array_sort`) puts NULLs last, with or without `'DESC'`, as DuckDB's
-//! default null order does (DataFusion's put them first, so a sorted list of scores began with
-//! its missing ones); `list_reverse_sort(l[, nulls])` sorts descending; `list_distinct(l)`
-//! (`array_distinct`) leaves NULL out, as DuckDB's does (DataFusion's kept one); `list_unique(l)`
-//! counts the distinct values that are not NULL. Written before planning as the DataFusion
-//! calls that compute them; a column keeps its text as its name.
-
+//! DuckDB's functions that DataFusion's of the same name answer otherwise, or that it lacks,
+//! written before planning as the DataFusion calls that compute them (a column keeps the call's
+//! text as its name). Lists: `list_sort(l)` (`array_sort`) puts NULLs last, with or without
+//! `'DESC'`, as DuckDB's default null order does (DataFusion's put them first, so a sorted list
+//! of scores began with its missing ones); `list_reverse_sort(l[, nulls])` sorts descending;
+//! `list_distinct(l)` (`array_distinct`) leaves NULL out, as DuckDB's does (DataFusion's kept
+//! one); `list_unique(l)` counts the distinct values that are not NULL. Dates: `last_day(t)`,
+//! the month's last day (a DATE); `date_add(t, interval)`, `t + interval`. `geomean(x)`
+//! (`geometric_mean`), `exp(avg(ln(x)))` (0 with a 0 among the values, NaN with a negative one,
+//! as DuckDB's), without FILTER or OVER.
 use datafusion::error::Result;
 use datafusion::sql::sqlparser::ast::{Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
@@ -43,6 +45,11 @@ pub(crate) fn rewritten(f: &Function) -> Result<Option<Expr>> {
         [l, nulls] if named("reverse_sort") => format!("array_sort({l}, 'DESC', {nulls})"),
         [l] if named("distinct") => format!("array_except({l}, [NULL])"),
         [l] if named("unique") => format!("cardinality(array_except({l}, [NULL]))"),
+        [t] if calls(f, "last_day") => {
+            format!("CAST(date_trunc('month', {t}) + INTERVAL '1 month' - INTERVAL '1 day' AS DATE)")
+        }
+        [t, interval] if calls(f, "date_add") => format!("(({t}) + ({interval}))"),
+        [x] if calls(f, "geomean") || calls(f, "geometric_mean") => format!("exp(avg(ln({x})))"),
         _ => return Ok(None),
     };
     Ok(Some(
