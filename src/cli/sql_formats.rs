@@ -51,6 +51,7 @@ pub(super) async fn other_table(
     }
     // The columns where they are known before the files are listed (JSON's).
     let mut schema = None;
+    let csv = matches!(format, OtherFormat::Csv(_));
     let format: Arc<dyn FileFormat> = match format {
         OtherFormat::Csv(separator) => {
             // A `.csv` may be separated by `;` (a spreadsheet's export where `,` is the
@@ -104,6 +105,10 @@ pub(super) async fn other_table(
         Some(s) => config.with_schema(s),
         None => config.infer_schema(&ctx.state()).await?,
     };
+    let config = match csv {
+        true => zero_padded_as_text(ctx, config).await?,
+        false => config,
+    };
     if read.nulls.is_empty() {
         return Ok(Arc::new(ListingTable::try_new(config)?));
     }
@@ -142,6 +147,68 @@ pub(super) async fn other_table(
         .collect::<datafusion::error::Result<Vec<_>>>()?;
     let df = ctx.read_table(Arc::new(raw))?.select(columns)?;
     Ok(df.into_view())
+}
+
+/// `config` (CSV files, their columns inferred) with each column of numbers one of which has a
+/// leading zero (`007`, `0042`: an id, a zip code) read as text, as DuckDB's sniffer reads it:
+/// DataFusion's inference made it a number, so `007` was 7 and a join on the id found nothing.
+/// A sign (`-01`), a lone `0` and `0.5` keep the column a number, as in DuckDB. One pass over
+/// the numeric columns as text, where there are any.
+async fn zero_padded_as_text(
+    ctx: &SessionContext,
+    config: datafusion::datasource::listing::ListingTableConfig,
+) -> Result<datafusion::datasource::listing::ListingTableConfig> {
+    use datafusion::arrow::array::{Array, AsArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::common::Column;
+    use datafusion::datasource::listing::ListingTable;
+    use datafusion::functions::expr_fn::regexp_like;
+    use datafusion::functions_aggregate::expr_fn::bool_or;
+    use datafusion::prelude::{lit, Expr};
+    let Some(typed) = config.file_schema.clone() else {
+        return Ok(config);
+    };
+    let numbers: Vec<&Field> = (typed.fields().iter())
+        .filter(|f| f.data_type().is_numeric())
+        .map(|f| f.as_ref())
+        .collect();
+    if numbers.is_empty() {
+        return Ok(config);
+    }
+    let text = Schema::new(
+        (typed.fields().iter())
+            .map(|f| Field::new(f.name(), DataType::Utf8, true))
+            .collect::<Vec<_>>(),
+    );
+    let raw = ListingTable::try_new(config.clone().with_schema(Arc::new(text)))?;
+    let padded = (numbers.iter()).map(|f| {
+        let column = Expr::Column(Column::new_unqualified(f.name()));
+        bool_or(regexp_like(column, lit("^0[0-9]"), None))
+    });
+    let df = ctx
+        .read_table(Arc::new(raw))?
+        .aggregate(vec![], padded.collect())?;
+    let batches = segscore_plan::collect(df).await?;
+    let Some(row) = batches.iter().find(|b| b.num_rows() > 0) else {
+        return Ok(config);
+    };
+    let texts: Vec<&str> = (numbers.iter().enumerate())
+        .filter(|&(i, _)| {
+            let any = row.column(i).as_boolean();
+            any.is_valid(0) && any.value(0)
+        })
+        .map(|(_, f)| f.name().as_str())
+        .collect();
+    if texts.is_empty() {
+        return Ok(config);
+    }
+    let fields: Vec<Field> = (typed.fields().iter())
+        .map(|f| match texts.contains(&f.name().as_str()) {
+            true => Field::new(f.name(), DataType::Utf8, true),
+            false => f.as_ref().clone(),
+        })
+        .collect();
+    Ok(config.with_schema(Arc::new(Schema::new(fields))))
 }
 
 /// The regular expression of CSV fields that are null: `nulls` (DuckDB's `nullstr`, R's `NA`)

@@ -1570,6 +1570,28 @@ fn sql_takes_duckdbs_last_day_date_add_and_geomean() {
     );
 }
 
+/// A CSV column of numbers one of which has a leading zero (`007`: an id, a zip code) is read as
+/// text, as DuckDB's sniffer reads it (DataFusion made `007` the number 7, so a join on the id
+/// found nothing); a sign (`-01`), a lone `0` and `0.5` keep a column a number; with `nullstr`
+/// too.
+#[test]
+fn sql_reads_zero_padded_csv_numbers_as_text() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("z.csv"),
+        "id,a,b,c,d\n1,0.5,0,-01,10\n007,1.5,0,5,NA\n",
+    )
+    .unwrap();
+    let q = "SELECT typeof(id) AS ti, typeof(a) AS ta, typeof(b) AS tb, typeof(c) AS tc, id, c \
+             FROM read_csv('z.csv', nullstr = 'NA') ORDER BY id";
+    assert_eq!(
+        sql_csv_in(tmp.path(), q),
+        "ti,ta,tb,tc,id,c\nVARCHAR,DOUBLE,BIGINT,BIGINT,007,5\nVARCHAR,DOUBLE,BIGINT,BIGINT,1,-1\n"
+    );
+    let joined = "SELECT count(*) AS n FROM 'z.csv' AS z JOIN (VALUES ('007')) AS v(k) ON z.id = v.k";
+    assert_eq!(sql_csv_in(tmp.path(), joined), "n\n1\n");
+}
+
 /// `quantile_cont` and `percentile_cont` interpolate exactly, as DuckDB, PostgreSQL and numpy
 /// do (DataFusion cut the fraction to 6 decimals: the quantile 0.0078125 of 0 and 128 was
 /// 0.999936, not 1), in a select, by group (the groups' accumulator), over a sliding window
