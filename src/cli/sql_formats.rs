@@ -49,7 +49,7 @@ pub(super) async fn other_table(
             files.first().map(|f| f.display().to_string()).unwrap_or_default()
         )));
     }
-    // The columns where they are known before the files are listed (JSON's).
+    // The columns where they are known before the files are listed (JSON's, local CSV files').
     let mut schema = None;
     let csv = matches!(format, OtherFormat::Csv(_));
     let format: Arc<dyn FileFormat> = match format {
@@ -61,6 +61,7 @@ pub(super) async fn other_table(
                 (None, b',', Some(first)) => separator_of(&peek(first, compression)?),
                 (None, _, _) => separator,
             };
+            schema = csv_schema(files, compression, separator, read).map(Arc::new);
             Arc::new(
                 CsvFormat::default()
                     .with_file_compression_type(compression)
@@ -147,6 +148,42 @@ pub(super) async fn other_table(
         .collect::<datafusion::error::Result<Vec<_>>>()?;
     let df = ctx.read_table(Arc::new(raw))?.select(columns)?;
     Ok(df.into_view())
+}
+
+/// The columns of local CSV `files`, each file's inferred by arrow's reader from every row, as
+/// DataFusion infers them, and merged as it merges them; `None` (DataFusion infers them) for a
+/// file in a store, one that starts with a byte order mark, or one the reader refuses (its
+/// error is DataFusion's to give). DataFusion's inference built a new reader for each chunk of
+/// the file it streamed: 1.2 s of a 1M-row file's 1.4 s query, 0.3 s in one reader.
+fn csv_schema(
+    files: &[PathBuf],
+    compression: FileCompressionType,
+    separator: u8,
+    read: &ReadCall,
+) -> Option<datafusion::arrow::datatypes::Schema> {
+    use datafusion::arrow::csv::reader::Format;
+    let mut schemas = Vec::with_capacity(files.len());
+    for file in files {
+        if crate::store::remote(file).is_some() || peek(file, compression).ok()?.starts_with(BOM) {
+            return None;
+        }
+        let mut format = Format::default()
+            .with_header(read.header.unwrap_or(true))
+            .with_delimiter(separator)
+            .with_quote(read.quote.unwrap_or(b'"'));
+        if let Some(escape) = read.escape {
+            format = format.with_escape(escape);
+        }
+        if let Some(nulls) = null_regex(&read.nulls) {
+            format = format.with_null_regex(regex::Regex::new(&nulls).ok()?);
+        }
+        let text = compression.convert_read(std::fs::File::open(file).ok()?).ok()?;
+        let (schema, _) = format
+            .infer_schema(std::io::BufReader::with_capacity(1 << 20, text), None)
+            .ok()?;
+        schemas.push(schema);
+    }
+    datafusion::arrow::datatypes::Schema::try_merge(schemas).ok()
 }
 
 /// `config` (CSV files, their columns inferred) with each column of numbers one of which has a
