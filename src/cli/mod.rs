@@ -20,6 +20,7 @@ mod run;
 pub mod sql;
 mod sql_calls;
 mod sql_copy;
+mod sql_csv;
 mod sql_formats;
 mod sql_sink;
 mod sql_summarize;
