@@ -71,8 +71,9 @@ fn kind(t: &DataType) -> Kind {
 }
 
 /// The query that summarizes `query`'s result as DuckDB's SUMMARIZE does: one row per column
-/// with `column_name`, `column_type` (DuckDB's name for it), `min`, `max` (as text), `approx_unique`, `avg`, `std`
-/// (the sample's), `q25`, `q50`, `q75` (approximate), `count` (rows) and `null_percentage`.
+/// with `column_name`, `column_type` (DuckDB's name for it), `min`, `max` (as text),
+/// `approx_unique`, `avg`, `std` (the sample's), `q25`, `q50`, `q75` (approximate), `count`
+/// (rows) and `null_percentage`.
 /// Every statistic is an aggregate of one SELECT over `query` (one pass), its per-column values
 /// gathered into lists that `unnest` turns into rows.
 pub(super) async fn summary_query(ctx: &SessionContext, query: &str) -> Result<String> {

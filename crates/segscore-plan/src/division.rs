@@ -4,10 +4,11 @@
 //! ratio of two counts was 0 without a word, and refused `//` ("Operator DIV is not yet
 //! supported"). A `/` with a DECIMAL, and the mean (`avg`) of one, are DOUBLE too, as in
 //! DuckDB: DataFusion's kept 4 more decimals than the operand and cut the rest, so `1 / price`
-//! of a DECIMAL(10, 2) was -1.0989 for -1.0989010989…, and `avg(price)` -0.772666 for
+//! of a DECIMAL(10, 2) 0.91 was 1.0989 for 1.0989010989…, and `avg(price)` -0.772666 for
 //! -0.7726666…. An analyzer rule that runs before DataFusion's type coercion casts both
 //! operands of such a `/` (an `avg`'s argument) to DOUBLE; `x // y` is written as DuckDB's
 //! `divide(x, y)` before planning ([`crate::duckdb`]), a function segscore registers.
+
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::Transformed;
@@ -69,19 +70,21 @@ fn as_double(left: Option<DataType>, right: Option<DataType>) -> bool {
     let (Some(l), Some(r)) = (left, right) else {
         return false;
     };
-    let decimal = |t: &DataType| {
-        matches!(
-            t,
-            DataType::Decimal32(..)
-                | DataType::Decimal64(..)
-                | DataType::Decimal128(..)
-                | DataType::Decimal256(..)
-        )
-    };
     (l.is_integer() && r.is_integer()) || ((decimal(&l) || decimal(&r)) && l.is_numeric() && r.is_numeric())
 }
 
 /// Whether `args` are an `avg`'s one argument of a DECIMAL type.
 fn decimal_mean(args: &[Expr], schema: &DFSchema) -> bool {
-    matches!(args, [arg] if matches!(arg.get_type(schema), Ok(DataType::Decimal32(..) | DataType::Decimal64(..) | DataType::Decimal128(..) | DataType::Decimal256(..))))
+    matches!(args, [arg] if arg.get_type(schema).is_ok_and(|t| decimal(&t)))
+}
+
+/// Whether `t` is a DECIMAL of any width.
+fn decimal(t: &DataType) -> bool {
+    matches!(
+        t,
+        DataType::Decimal32(..)
+            | DataType::Decimal64(..)
+            | DataType::Decimal128(..)
+            | DataType::Decimal256(..)
+    )
 }
