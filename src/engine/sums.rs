@@ -90,8 +90,8 @@ trait Wide<R> {
         T::Native: Into<i128>;
 }
 
-/// Whether `row` passes `filter` (every row without one).
-fn kept(filter: Option<&BooleanArray>, row: usize) -> bool {
+/// Whether `row` passes `filter` (every row without one): a groups accumulator's FILTER test.
+pub(crate) fn kept(filter: Option<&BooleanArray>, row: usize) -> bool {
     filter.is_none_or(|f| f.is_valid(row) && f.value(row))
 }
 

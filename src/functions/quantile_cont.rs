@@ -16,6 +16,7 @@ use datafusion::logical_expr::{
 };
 
 use super::quantile::{listed, quantile_type, quantiles};
+use crate::engine::sums::kept;
 
 /// `quantile_cont(x, q)`, DuckDB's, and the SQL standard's `percentile_cont(q) WITHIN GROUP
 /// (ORDER BY x [DESC])`: of the `n` non-null values in order, the one at 0-based position
@@ -299,7 +300,7 @@ impl ContinuousGroups {
     ) {
         self.groups.resize_with(total_num_groups, Vec::new);
         for (row, values) in rows {
-            if filter.is_none_or(|f| f.is_valid(row) && f.value(row)) {
+            if kept(filter, row) {
                 let group = &mut self.groups[group_indices[row]];
                 let before = group.len();
                 group.extend(values);
@@ -347,11 +348,10 @@ impl GroupsAccumulator for ContinuousGroups {
         opt_filter: Option<&BooleanArray>,
     ) -> Result<Vec<ArrayRef>> {
         let array = values[0].as_primitive::<Float64Type>();
-        let kept =
-            |row: usize| array.is_valid(row) && opt_filter.is_none_or(|f| f.is_valid(row) && f.value(row));
-        let lengths = (0..array.len()).map(|row| usize::from(kept(row)));
+        let taken = |row: usize| array.is_valid(row) && kept(opt_filter, row);
+        let lengths = (0..array.len()).map(|row| usize::from(taken(row)));
         let values = (0..array.len())
-            .filter(|&row| kept(row))
+            .filter(|&row| taken(row))
             .map(|row| array.value(row));
         Ok(vec![list_array(lengths, values.collect())])
     }

@@ -30,6 +30,7 @@ use datafusion::logical_expr::{
 };
 use datafusion::physical_expr::expressions::Literal;
 
+use crate::engine::sums::kept;
 use crate::metrics;
 
 /// Which metric an aggregate computes.
@@ -306,7 +307,7 @@ impl GroupsAccumulator for Groups {
         let x = values[0].as_primitive::<Float64Type>();
         let y = values[1].as_primitive::<Float64Type>();
         for (i, &g) in group_indices.iter().enumerate() {
-            if opt_filter.is_some_and(|f| !f.is_valid(i) || !f.value(i)) {
+            if !kept(opt_filter, i) {
                 continue;
             }
             self.push(g, x, y, i);
