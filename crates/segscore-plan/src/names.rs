@@ -79,7 +79,7 @@ fn alias(item: &mut SelectItem, name: String) {
 }
 
 /// An identifier as DataFusion names a column by it: unquoted, lower case.
-fn normal(i: &Ident) -> String {
+pub(crate) fn normal(i: &Ident) -> String {
     match i.quote_style {
         Some(_) => i.value.clone(),
         None => i.value.to_lowercase(),

@@ -183,12 +183,7 @@ fn key<'a>(merged: &'a [(Ident, Expr)], i: &Ident) -> Option<&'a (Ident, Expr)> 
 
 /// Whether two identifiers name one column as DataFusion reads them (unquoted: any case).
 pub(crate) fn same(a: &Ident, b: &Ident) -> bool {
-    match (a.quote_style, b.quote_style) {
-        (None, None) => a.value.eq_ignore_ascii_case(&b.value),
-        (None, Some(_)) => a.value.to_lowercase() == b.value,
-        (Some(_), None) => a.value == b.value.to_lowercase(),
-        (Some(_), Some(_)) => a.value == b.value,
-    }
+    crate::names::normal(a) == crate::names::normal(b)
 }
 
 /// `e` with each unqualified name of `merged` outside its subqueries as its expression (a
