@@ -183,7 +183,7 @@ fn compression_of(file: &Path) -> FileCompressionType {
 }
 
 /// The first bytes of `file`'s text (up to [`PEEK`]), local or in object storage, decompressed.
-pub(super) fn peek(file: &Path, compression: FileCompressionType) -> Result<Vec<u8>> {
+fn peek(file: &Path, compression: FileCompressionType) -> Result<Vec<u8>> {
     let head = match crate::store::remote(file) {
         Some(url) => {
             let loc = crate::store::Location::parse(url)?;
@@ -231,7 +231,7 @@ fn decompressed(
 }
 
 /// UTF-8's byte order mark.
-pub(super) const BOM: &[u8] = b"\xEF\xBB\xBF";
+const BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// The text past a UTF-8 byte order mark.
 fn unmarked(bytes: &[u8]) -> &[u8] {
