@@ -51,6 +51,8 @@ fn functions(
     scalar.extend(numbers::udfs());
     scalar.push(numbers::divide_udf());
     scalar.extend(segscore_plan::arithmetic::udfs());
+    scalar.push(segscore_plan::named_casts::udf());
+    scalar.push(segscore_plan::rint::udf());
     if let Some(m) = model {
         scalar.extend([m.udf(), m.problem_udf()]);
     } else if served {

@@ -1157,19 +1157,30 @@ fn sql_takes_duckdb_aggregates_and_function_names() {
         1,
         "integer overflow: a sum is 9223372036854775808",
     );
-    // A cast of a fraction to an integer rounds, half away from zero, as in DuckDB and
-    // PostgreSQL (DataFusion truncated: half of the scores fell in the bucket below), in a
-    // GROUP BY key, a join, a filter and a window as in a select.
+    // A cast of a fraction to an integer rounds, as in DuckDB and PostgreSQL (DataFusion
+    // truncated: half of the scores fell in the bucket below), in a GROUP BY key, a join, a
+    // filter and a window as in a select: a float's tie to the even neighbour (C's `rint`), a
+    // DECIMAL's and a number written in the query away from zero.
     let buckets = "SELECT CAST(x * 10 AS INT) AS b, count(*) AS n, CAST(-2.5 AS BIGINT) AS neg, \
-                   TRY_CAST(2.5::REAL AS SMALLINT) AS t, CAST(2.5::DECIMAL(3, 1) AS INT) AS d \
-                   FROM (VALUES (0.27), (0.21), (0.25)) AS v(x) GROUP BY 1 ORDER BY 1";
+                   TRY_CAST(2.5::REAL AS SMALLINT) AS t, CAST(2.5::DECIMAL(3, 1) AS INT) AS d, \
+                   CAST(3.5::DOUBLE AS INT) AS e \
+                   FROM (VALUES (0.27::DOUBLE), (0.21::DOUBLE), (0.25::DOUBLE), (0.35::DOUBLE)) AS v(x) \
+                   GROUP BY 1 ORDER BY 1";
     assert_eq!(
         sql_csv_in(tmp.path(), buckets),
-        "b,n,neg,t,d\n2,1,-3,3,3\n3,2,-3,3,3\n"
+        "b,n,neg,t,d,e\n2,2,-3,2,3,4\n3,1,-3,2,3,4\n4,1,-3,2,3,4\n"
     );
-    let joined = "SELECT a.x, sum(CAST(b.y AS INT)) OVER () AS s FROM (VALUES (1), (3)) AS a(x) \
-                  JOIN (VALUES (2.6), (0.5)) AS b(y) ON a.x = CAST(b.y AS INT) WHERE CAST(b.y AS INT) > 0 ORDER BY a.x";
-    assert_eq!(sql_csv_in(tmp.path(), joined), "x,s\n1,4\n3,4\n");
+    let joined = "SELECT a.x, sum(CAST(b.y AS INT)) OVER () AS s FROM (VALUES (1), (3), (4)) AS a(x) \
+                  JOIN (VALUES (2.6::DOUBLE), (0.5::DOUBLE), (3.5::DOUBLE)) AS b(y) ON a.x = CAST(b.y AS INT) \
+                  WHERE CAST(b.y AS INT) > 0 ORDER BY a.x";
+    assert_eq!(sql_csv_in(tmp.path(), joined), "x,s\n3,7\n4,7\n");
+    // `rint(x)`, the rounding such a cast of a float makes (Spark's, C's): a tie to even.
+    let rint = "SELECT rint(x) AS a, rint(x::REAL) AS b, rint(3) AS c, typeof(rint(x::REAL)) AS t \
+                FROM (VALUES (2.5::DOUBLE), (-0.5::DOUBLE), (3.5::DOUBLE), (2.7::DOUBLE), (NULL)) AS v(x)";
+    assert_eq!(
+        sql_csv_in(tmp.path(), rint),
+        "a,b,c,t\n2.0,2.0,3.0,FLOAT\n-0.0,-0.0,3.0,FLOAT\n4.0,4.0,3.0,FLOAT\n3.0,3.0,3.0,FLOAT\n,,3.0,FLOAT\n"
+    );
     // DuckDB's len: a text's characters, a list's elements (DataFusion has one function each).
     let o = sql("SELECT len('héllo') AS a, len([1, 2, 3]) AS b, len(arrow_cast([1, 2], 'FixedSizeList(2, Int64)')) AS c, len(NULL) AS d");
     assert_eq!(String::from_utf8(o.stdout).unwrap(), "a,b,c,d\n5,3,2,\n");
@@ -1184,7 +1195,7 @@ fn sql_takes_duckdb_aggregates_and_function_names() {
 /// `Int64(2)`, and a cast by its column, so a column and its cast failed as two of one name);
 /// a name given twice, in a select or in a join's `SELECT *`, is written `name`, `name_1`, in
 /// every format, and the file is one segscore reads back; a `SELECT DISTINCT` sorts by one of
-/// its expressions (DataFusion refused).
+/// its expressions (DataFusion refused); an aggregate of a column beside one of its cast plans.
 #[test]
 fn sql_names_columns_by_their_text_and_each_name_once() {
     let tmp = tempfile::tempdir().unwrap();
@@ -1216,6 +1227,22 @@ fn sql_names_columns_by_their_text_and_each_name_once() {
     let distinct =
         "SELECT DISTINCT x % 3 FROM (VALUES (1), (4), (2), (5), (3), (NULL)) AS v(x) ORDER BY x % 3 DESC";
     assert_eq!(sql_csv_in(tmp.path(), distinct), "x % 3\n2\n1\n0\n\"\"\n");
+    // An aggregate or a window of a column beside one of its cast, in the select, HAVING or
+    // ORDER BY, and a GROUP BY of both: DataFusion named the cast by its column, so planning
+    // failed ("duplicate unqualified field name max(v.y)").
+    let casts = "SELECT g, max(y), max(y::DOUBLE), count(TRY_CAST(y AS SMALLINT)), count(y), sum(y::INT), \
+                 sum(y::BIGINT), sum(y) OVER (), sum(y::INT) OVER () FROM (VALUES (1, 2), (1, 300), \
+                 (2, 40000), (3, NULL)) AS v(g, y) GROUP BY g, y HAVING max(y::INT) > 1 ORDER BY min(y), min(y::INT)";
+    assert_eq!(
+        sql_csv_in(tmp.path(), casts),
+        "g,max(y),max(y::DOUBLE),count(TRY_CAST(y AS SMALLINT)),count(y),sum(y::INT),sum(y::BIGINT),\
+         sum(y) OVER (),sum(y::INT) OVER ()\n\
+         1,2,2.0,1,1,2,2,40302,40302\n1,300,300.0,1,1,300,300,40302,40302\n\
+         2,40000,40000.0,0,1,40000,40000,40302,40302\n"
+    );
+    let grouped = "SELECT y, y::VARCHAR AS t, count(*) AS n FROM (VALUES (1), (1), (2)) AS v(y) \
+                   GROUP BY y, y::VARCHAR ORDER BY y";
+    assert_eq!(sql_csv_in(tmp.path(), grouped), "y,t,n\n1,1,2\n2,2,1\n");
 }
 
 /// DuckDB's functions that DataFusion has none for ("Invalid function" before), as DuckDB
@@ -1557,9 +1584,10 @@ fn sql_reads_a_selects_own_columns_by_their_names() {
 }
 
 /// DuckDB's `last_day(t)` (the month's last day, a DATE), `date_add(t, interval)` and
-/// `geomean(x)` (`geometric_mean`), which DataFusion lacks ("Invalid function").
+/// `geomean(x)` (`geometric_mean`), which DataFusion lacks ("Invalid function"), and `substr`
+/// from a negative start as DuckDB reads it.
 #[test]
-fn sql_takes_duckdbs_last_day_date_add_and_geomean() {
+fn sql_takes_duckdbs_last_day_date_add_geomean_and_substr() {
     let tmp = tempfile::tempdir().unwrap();
     let q = "SELECT last_day(DATE '2024-02-10') AS a, last_day(TIMESTAMP '2023-12-10 10:00:00') AS b, \
              date_add(DATE '2024-01-31', INTERVAL 1 MONTH) AS c, geomean(x) AS g, geometric_mean(x * 0) AS z \
@@ -1567,6 +1595,15 @@ fn sql_takes_duckdbs_last_day_date_add_and_geomean() {
     assert_eq!(
         sql_csv_in(tmp.path(), q),
         "a,b,c,g,z\n2024-02-29,2023-12-31,2024-02-29,4.0,0.0\n"
+    );
+    // A negative start counts from the end, as in DuckDB (DataFusion, as PostgreSQL, read it as
+    // a position before the first character: `substr('hello', -3)` was `hello`).
+    let q = "SELECT substr(s, -3) AS a, substr(s, -3, 2) AS b, substring(s FROM -2 FOR 1) AS c, \
+             substring(s, -10, 7) AS d, substr(s, 2, 2) AS e, substr(s, n) AS f, substr(s, 0, 2) AS g \
+             FROM (VALUES ('héllo', -1), ('ab', 2), (NULL, -1), ('xyz', NULL)) AS v(s, n)";
+    assert_eq!(
+        sql_csv_in(tmp.path(), q),
+        "a,b,c,d,e,f,g\nllo,ll,l,hé,él,o,h\nab,a,a,,b,b,a\n,,,,,,\nxyz,xy,y,,yz,,x\n"
     );
 }
 

@@ -7,7 +7,10 @@
 //! one); `list_unique(l)` counts the distinct values that are not NULL. Dates: `last_day(t)`,
 //! the month's last day (a DATE); `date_add(t, interval)`, `t + interval`. `geomean(x)`
 //! (`geometric_mean`), `exp(avg(ln(x)))` (0 with a 0 among the values, NaN with a negative one,
-//! as DuckDB's), without FILTER or OVER.
+//! as DuckDB's), without FILTER or OVER. Text: `substr(s, start[, length])` (`substring`,
+//! `SUBSTRING(s FROM start FOR length)`) counts a negative start from the end, as DuckDB does
+//! (`substr('hello', -3)` is `llo`; DataFusion's, as PostgreSQL's, read it as a position before
+//! the first character and gave `hello`).
 use datafusion::error::Result;
 use datafusion::sql::sqlparser::ast::{Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
@@ -50,11 +53,50 @@ pub(crate) fn rewritten(f: &Function) -> Result<Option<Expr>> {
         }
         [t, interval] if calls(f, "date_add") => format!("(({t}) + ({interval}))"),
         [x] if calls(f, "geomean") || calls(f, "geometric_mean") => format!("exp(avg(ln({x})))"),
+        [s, start, rest @ ..] if rest.len() < 2 && (calls(f, "substr") || calls(f, "substring")) => {
+            match from_end(s, start, rest.first()) {
+                Some(text) => text,
+                None => return Ok(None),
+            }
+        }
         _ => return Ok(None),
     };
-    Ok(Some(
-        Parser::new(&GenericDialect {})
-            .try_with_sql(&text)?
-            .parse_expr()?,
-    ))
+    parsed(&text).map(Some)
+}
+
+/// `SUBSTRING(s FROM start [FOR length])` as [`rewritten`] writes `substr`.
+pub(crate) fn substring(e: &Expr) -> Result<Option<Expr>> {
+    let Expr::Substring {
+        expr,
+        substring_from: Some(start),
+        substring_for,
+        ..
+    } = e
+    else {
+        return Ok(None);
+    };
+    let length = substring_for.as_ref().map(|l| l.to_string());
+    match from_end(&expr.to_string(), &start.to_string(), length.as_ref()) {
+        Some(text) => parsed(&text).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// DataFusion's `substr` of `s` from `start`, counted from the end where it is negative, or
+/// `None` where `start` is a number 0 or more (DataFusion's call computes DuckDB's there).
+fn from_end(s: &str, start: &str, length: Option<&String>) -> Option<String> {
+    if start.trim().parse::<i64>().is_ok_and(|n| n >= 0) {
+        return None;
+    }
+    let start =
+        format!("CASE WHEN ({start}) < 0 THEN character_length({s}) + ({start}) + 1 ELSE ({start}) END");
+    Some(match length {
+        Some(l) => format!("substr({s}, {start}, {l})"),
+        None => format!("substr({s}, {start})"),
+    })
+}
+
+/// `text` as an expression.
+fn parsed(text: &str) -> Result<Expr> {
+    Ok(Parser::new(&GenericDialect {}).try_with_sql(text)?.parse_expr()?)
 }

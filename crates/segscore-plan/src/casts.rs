@@ -1,8 +1,13 @@
-//! A cast of a fractional number to an integer rounds it, half away from zero, as DuckDB and
-//! PostgreSQL do: `CAST(2.7 AS INT)` is 3. DataFusion's cast (arrow's) truncates it to 2, so
-//! `CAST(score * 10 AS INT)` put half of the scores in the bucket below the one DuckDB gives.
-//! An analyzer rule, after DataFusion's type coercion: it writes such a cast of a float or a
-//! decimal as the cast of its `round(...)`.
+//! A cast of a fractional number to an integer rounds it, as DuckDB and PostgreSQL do:
+//! `CAST(2.7 AS INT)` is 3. DataFusion's cast (arrow's) truncates it to 2, so `CAST(score * 10
+//! AS INT)` put half of the scores in the bucket below the one DuckDB gives. A float's tie
+//! goes to the even neighbour (`CAST(x AS INT)` of a DOUBLE 2.5 is 2, of 3.5 4: C's `rint`,
+//! which both use); a DECIMAL's, and a number written in the query (`CAST(2.5 AS INT)`, a
+//! DECIMAL in DuckDB and PostgreSQL, a DOUBLE here), away from zero (3). An analyzer rule,
+//! after DataFusion's type coercion: it writes such a cast as the cast of its
+//! `rint(...)` ([`crate::rint`]) or `round(...)`.
+
+use std::sync::Arc;
 
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode};
@@ -63,11 +68,14 @@ fn rounded(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
     if !to.is_integer() || !fractional {
         return Ok(Transformed::no(e));
     }
+    let to_even = inner.get_type(schema).is_ok_and(|from| from.is_floating()) && !written(inner);
     let round = |x: Expr| {
-        Expr::ScalarFunction(ScalarFunction::new_udf(
-            datafusion::functions::math::round(),
-            vec![x],
-        ))
+        let f = if to_even {
+            Arc::new(crate::rint::udf())
+        } else {
+            datafusion::functions::math::round()
+        };
+        Expr::ScalarFunction(ScalarFunction::new_udf(f, vec![x]))
     };
     Ok(Transformed::yes(match e {
         Expr::Cast(Cast { expr, field }) => Expr::Cast(Cast::new_from_field(Box::new(round(*expr)), field)),
@@ -76,4 +84,15 @@ fn rounded(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
         }
         e => e,
     }))
+}
+
+/// Whether `e` is a number written in the query, or arithmetic of such (`-2.5`, `0.25 * 10`):
+/// a DECIMAL in DuckDB and PostgreSQL, whose ties round away from zero.
+fn written(e: &Expr) -> bool {
+    match e {
+        Expr::Literal(..) => true,
+        Expr::Negative(x) => written(x),
+        Expr::BinaryExpr(b) => written(&b.left) && written(&b.right),
+        _ => false,
+    }
 }

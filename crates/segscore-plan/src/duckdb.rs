@@ -174,6 +174,11 @@ impl VisitorMut for DuckDb<'_> {
             default_separator(f);
         }
         time_literal(expr);
+        match calls::substring(expr) {
+            Ok(Some(call)) => *expr = call,
+            Ok(None) => {}
+            Err(e) => return ControlFlow::Break(e),
+        }
         if let Expr::SimilarTo { .. } = expr {
             return match similar_to(expr) {
                 Ok(()) => ControlFlow::Continue(()),

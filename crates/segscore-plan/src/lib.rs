@@ -32,9 +32,11 @@ mod calls;
 pub mod casts;
 pub mod division;
 pub mod duckdb;
+pub mod named_casts;
 pub mod names;
 mod passed_over;
 mod power;
+pub mod rint;
 pub mod setops;
 mod using;
 
@@ -62,33 +64,70 @@ async fn planned(ctx: &SessionContext, sql: &str, options: SQLOptions) -> Result
 }
 
 /// `statement`'s plan; where it fails for a name no table has that a select gives one of its
-/// columns, with that select reading the column there (DuckDB's lateral aliases, `aliases.rs`).
+/// columns, with that select reading the column there (DuckDB's lateral aliases, `aliases.rs`);
+/// where two of its expressions have one name for their casts (`max(y)`, `max(y::INT)`), with
+/// its casts named apart (`named_casts.rs`).
 async fn plan_of(
     state: &SessionState,
     mut statement: datafusion::sql::parser::Statement,
 ) -> Result<LogicalPlan> {
-    use datafusion::sql::parser::Statement;
     let mut read = Vec::new();
+    let mut casts_named = false;
     loop {
         let e = match state.statement_to_plan(statement.clone()).await {
+            Ok(plan) if casts_named || !named_casts::grouped_twice(&plan) => return Ok(plan),
+            Ok(plan) => {
+                casts_named = true;
+                if name_casts(&mut statement) {
+                    continue;
+                }
+                return Ok(plan);
+            }
             Err(e) => e,
-            planned => return planned,
         };
+        if !casts_named && named_casts::clash(&e) {
+            casts_named = true;
+            if name_casts(&mut statement) {
+                continue;
+            }
+            return Err(e);
+        }
         let Some(name) = aliases::missing(&e).filter(|n| !read.contains(n)) else {
             return Err(e);
         };
-        // `EXPLAIN [ANALYZE] query`: the query's.
-        let mut inner = &mut statement;
-        while let Statement::Explain(explain) = inner {
-            inner = explain.statement.as_mut();
-        }
-        let Statement::Statement(s) = inner else {
+        let Some(s) = query_of(&mut statement) else {
             return Err(e);
         };
         if !aliases::lateral(s, &name) {
             return Err(e);
         }
         read.push(name);
+    }
+}
+
+/// The statement `statement` plans (an `EXPLAIN [ANALYZE]`'s, its query's), where it is SQL's.
+fn query_of(
+    statement: &mut datafusion::sql::parser::Statement,
+) -> Option<&mut datafusion::sql::sqlparser::ast::Statement> {
+    use datafusion::sql::parser::Statement;
+    let mut inner = statement;
+    while let Statement::Explain(explain) = inner {
+        inner = explain.statement.as_mut();
+    }
+    match inner {
+        Statement::Statement(s) => Some(s.as_mut()),
+        _ => None,
+    }
+}
+
+/// Names `statement`'s casts apart ([`named_casts`]); false where it is not SQL's.
+fn name_casts(statement: &mut datafusion::sql::parser::Statement) -> bool {
+    match query_of(statement) {
+        Some(s) => {
+            named_casts::name_casts(s);
+            true
+        }
+        None => false,
     }
 }
 
