@@ -454,9 +454,13 @@ async fn execute(ctx: &SessionContext, opts: &SqlOptions) -> Result<()> {
             missing_function_hint(&e.to_string(), opts)
         ))
     })?;
-    let mut stream = segscore_plan::execute_stream(df)
-        .await
-        .map_err(Error::from_datafusion)?;
+    let mut stream = segscore_plan::execute_stream(df).await.map_err(|e| {
+        let text = e.to_string();
+        match text.contains("Physical plan does not support logical expression") {
+            true => Error::Usage(format!("query: {text}{SUBQUERY_HINT}")),
+            false => Error::from_datafusion(e),
+        }
+    })?;
     // The physical plan's schema, as its batches have it: the logical one can differ (a
     // CASE of an INT and a literal is Int32 there, its arrays Int64). A name given twice (a
     // join's `SELECT *`) is written `g`, `g_1`, as DuckDB's COPY writes it.
@@ -526,6 +530,13 @@ async fn execute(ctx: &SessionContext, opts: &SqlOptions) -> Result<()> {
     }
     Ok(())
 }
+
+/// What a subquery among a select's columns (or in a join's ON) that DataFusion cannot plan
+/// there can be written as ("Physical plan does not support logical expression Exists").
+const SUBQUERY_HINT: &str = " (among a select's columns DataFusion plans a subquery as a value, \
+    `(SELECT count(*) FROM b WHERE b.k = a.k)`, or an EXISTS, where it matches its rows with the \
+    outer query's by `=` alone: write `x IN (SELECT k FROM b)` as `EXISTS (SELECT 1 FROM b WHERE \
+    b.k = x)`, another test as a join, or move it to the WHERE)";
 
 /// What a query that calls segscore's model or tokenizer functions without the flag that
 /// provides them needs (DataFusion only says "Invalid function", and suggests another), what

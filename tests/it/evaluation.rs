@@ -1551,6 +1551,37 @@ fn sql_typeof_names_types_as_duckdb_and_semi_and_anti_joins_run() {
     }
 }
 
+/// An EXISTS among a select's columns (DataFusion: "Physical plan does not support logical
+/// expression Exists") is its subquery's count against 0 where the subquery is one plain select;
+/// one DataFusion cannot plan there (a match by other than `=`) says how to write it (exit 2).
+#[test]
+fn sql_exists_among_a_selects_columns_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let q = "SELECT x, EXISTS (SELECT 1 FROM (VALUES (2), (3), (NULL)) AS b(y) WHERE b.y = a.x + 1) AS e, \
+             NOT EXISTS (SELECT y FROM (VALUES (2), (3)) AS b(y) WHERE b.y = a.x AND b.y > 2) AS n, \
+             CASE WHEN EXISTS (SELECT 1 FROM (VALUES (1)) AS c(z) WHERE false) THEN 'y' ELSE 'n' END AS c \
+             FROM (VALUES (1), (2), (3), (NULL)) AS a(x) ORDER BY x";
+    assert_eq!(
+        sql_csv_in(tmp.path(), q),
+        "x,e,n,c\n1,true,true,n\n2,true,true,n\n3,false,false,n\n,false,true,n\n"
+    );
+    let listed = "SELECT x, x IN (SELECT y FROM (VALUES (2)) AS b(y)) AS i FROM (VALUES (1)) AS a(x)";
+    assert_fails(
+        &segscore_in(tmp.path(), &["sql", listed]),
+        2,
+        "write `x IN (SELECT k FROM b)` as `EXISTS (SELECT 1 FROM b WHERE b.k = x)`",
+    );
+    let o = segscore_in(tmp.path(), &["sql", "COPY (SELECT 2 AS y) TO 'b.parquet'"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let unequal =
+        "SELECT x, EXISTS (SELECT 1 FROM 'b.parquet' AS b WHERE b.y > a.x) FROM 'b.parquet' AS a(x)";
+    assert_fails(
+        &segscore_in(tmp.path(), &["sql", unequal]),
+        2,
+        "another test as a join, or move it to the WHERE",
+    );
+}
+
 /// DuckDB's lateral column aliases: a select's column read by name in a later column, its WHERE,
 /// GROUP BY and HAVING (DataFusion: "No field named r"); a table's column of the name wins, as
 /// in DuckDB.

@@ -5,7 +5,7 @@
 //! and time literals without seconds or zero padding; functions DataFusion answers otherwise or lacks (`calls.rs`); `SEMI JOIN`
 //! and `ANTI JOIN`. The same pass does or refuses the clauses DataFusion's planner passes over
 //! (`passed_over.rs`), names a select's columns (`names.rs`) and writes a RIGHT or FULL JOIN's
-//! USING key (`using.rs`). DuckDB's names for functions DataFusion has under another name are
+//! USING key (`using.rs`) and an EXISTS among a select's columns (`exists.rs`). DuckDB's names for functions DataFusion has under another name are
 //! aliases in segscore's function registry.
 
 use std::ops::ControlFlow;
@@ -19,7 +19,7 @@ use datafusion::sql::sqlparser::ast::{
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 
-use crate::{calls, names, passed_over, power, using};
+use crate::{calls, exists, names, passed_over, power, using};
 
 /// DuckDB's aggregates that DataFusion has no function for: the name, its arguments, and the
 /// DataFusion expression that computes it (`{0}`, `{1}`: the arguments). DuckDB's `arg_max(a,
@@ -70,7 +70,10 @@ fn rewrite_sql(statement: &mut Statement, state: &SessionState) -> Result<()> {
         .into_iter()
         .filter(|(name, _, _)| !known(name))
         .collect();
-    let mut duckdb = DuckDb { lacking };
+    let aggregates: std::collections::HashSet<String> = (state.aggregate_functions().keys().cloned())
+        .chain(AGGREGATES.iter().map(|(name, _, _)| name.to_string()))
+        .collect();
+    let mut duckdb = DuckDb { lacking, aggregates };
     match statement.visit(&mut duckdb) {
         ControlFlow::Break(e) => Err(e),
         ControlFlow::Continue(()) => Ok(()),
@@ -80,6 +83,8 @@ fn rewrite_sql(statement: &mut Statement, state: &SessionState) -> Result<()> {
 struct DuckDb<'a> {
     /// The aggregates of [`AGGREGATES`] the state lacks.
     lacking: Vec<(&'a str, usize, &'a str)>,
+    /// The names of every aggregate function, the state's and [`AGGREGATES`]'.
+    aggregates: std::collections::HashSet<String>,
 }
 
 impl DuckDb<'_> {
@@ -131,6 +136,7 @@ impl VisitorMut for DuckDb<'_> {
                     }
                     names::name_columns(s);
                     semi_and_anti_joins(s);
+                    exists::in_columns(s, &|name| self.aggregates.contains(name));
                 }
                 SetExpr::SetOperation { left, right, .. } => selects.extend([left.as_mut(), right.as_mut()]),
                 _ => {}

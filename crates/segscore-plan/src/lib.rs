@@ -32,6 +32,7 @@ mod calls;
 pub mod casts;
 pub mod division;
 pub mod duckdb;
+mod exists;
 pub mod named_casts;
 pub mod names;
 mod passed_over;
