@@ -456,7 +456,10 @@ async fn execute(ctx: &SessionContext, opts: &SqlOptions) -> Result<()> {
     })?;
     let mut stream = segscore_plan::execute_stream(df).await.map_err(|e| {
         let text = e.to_string();
-        match text.contains("Physical plan does not support logical expression") {
+        let subquery = ["Exists(", "InSubquery(", "ScalarSubquery("]
+            .iter()
+            .any(|e| text.contains(&format!("Physical plan does not support logical expression {e}")));
+        match subquery {
             true => Error::Usage(format!("query: {text}{SUBQUERY_HINT}")),
             false => Error::from_datafusion(e),
         }
