@@ -13,8 +13,6 @@
 //! the first character and gave `hello`).
 use datafusion::error::Result;
 use datafusion::sql::sqlparser::ast::{Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments};
-use datafusion::sql::sqlparser::dialect::GenericDialect;
-use datafusion::sql::sqlparser::parser::Parser;
 
 use crate::duckdb::calls;
 
@@ -61,7 +59,7 @@ pub(crate) fn rewritten(f: &Function) -> Result<Option<Expr>> {
         }
         _ => return Ok(None),
     };
-    parsed(&text).map(Some)
+    crate::walk::parsed(&text).map(Some)
 }
 
 /// `SUBSTRING(s FROM start [FOR length])` as [`rewritten`] writes `substr`.
@@ -77,7 +75,7 @@ pub(crate) fn substring(e: &Expr) -> Result<Option<Expr>> {
     };
     let length = substring_for.as_ref().map(|l| l.to_string());
     match from_end(&expr.to_string(), &start.to_string(), length.as_ref()) {
-        Some(text) => parsed(&text).map(Some),
+        Some(text) => crate::walk::parsed(&text).map(Some),
         None => Ok(None),
     }
 }
@@ -94,9 +92,4 @@ fn from_end(s: &str, start: &str, length: Option<&String>) -> Option<String> {
         Some(l) => format!("substr({s}, {start}, {l})"),
         None => format!("substr({s}, {start})"),
     })
-}
-
-/// `text` as an expression.
-fn parsed(text: &str) -> Result<Expr> {
-    Ok(Parser::new(&GenericDialect {}).try_with_sql(text)?.parse_expr()?)
 }

@@ -40,6 +40,7 @@ mod power;
 pub mod rint;
 pub mod setops;
 mod using;
+mod walk;
 
 /// Plans `sql` in `ctx` (`SessionContext::sql`): a query, or a statement such as `SET`, with
 /// DuckDB's SQL that DataFusion reads otherwise or lacks written as DataFusion's ([`duckdb`]).

@@ -8,12 +8,10 @@
 //! merged, then the right side's others. A shape this does not write (more joins beside it, a `NATURAL` one, whose columns
 //! are not known here, a `*` with options) is refused, saying what to write.
 
-use std::ops::ControlFlow;
-
 use datafusion::error::{DataFusionError, Result};
 use datafusion::sql::sqlparser::ast::{
     Expr, GroupByExpr, Ident, Join, JoinConstraint, JoinOperator, ObjectName, OrderBy, OrderByKind, Query,
-    Select, SelectItem, SetExpr, TableFactor, VisitMut, VisitorMut,
+    Select, SelectItem, SetExpr, TableFactor,
 };
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -79,13 +77,13 @@ fn merged(select: &mut Select, order_by: Option<&mut OrderBy>) -> Result<()> {
         .map(|k| format!("{left}.{k} = {right}.{k}"))
         .collect::<Vec<_>>()
         .join(" AND ");
-    *constraint = JoinConstraint::On(parsed_expr(&on)?);
+    *constraint = JoinConstraint::On(crate::walk::parsed(&on)?);
     let merged: Vec<(Ident, Expr)> = keys
         .iter()
         .map(|k| {
             Ok((
                 k.clone(),
-                parsed_expr(&format!("COALESCE({left}.{k}, {right}.{k})"))?,
+                crate::walk::parsed(&format!("COALESCE({left}.{k}, {right}.{k})"))?,
             ))
         })
         .collect::<Result<_>>()?;
@@ -189,35 +187,13 @@ pub(crate) fn same(a: &Ident, b: &Ident) -> bool {
 /// `e` with each unqualified name of `merged` outside its subqueries as its expression (a
 /// key's COALESCE; a lateral alias's column, `aliases.rs`).
 pub(crate) fn replace(e: &mut Expr, merged: &[(Ident, Expr)]) {
-    struct Keys<'a> {
-        merged: &'a [(Ident, Expr)],
-        depth: usize,
-    }
-    impl VisitorMut for Keys<'_> {
-        type Break = ();
-        fn pre_visit_query(&mut self, _: &mut Query) -> ControlFlow<()> {
-            self.depth += 1;
-            ControlFlow::Continue(())
-        }
-        fn post_visit_query(&mut self, _: &mut Query) -> ControlFlow<()> {
-            self.depth -= 1;
-            ControlFlow::Continue(())
-        }
-        fn post_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
-            if let (0, Expr::Identifier(i)) = (self.depth, &*e) {
-                if let Some((_, merged)) = key(self.merged, i) {
-                    *e = merged.clone();
-                }
+    crate::walk::each_outside_subqueries(e, &mut |e| {
+        if let Expr::Identifier(i) = &*e {
+            if let Some((_, merged)) = key(merged, i) {
+                *e = merged.clone();
             }
-            ControlFlow::Continue(())
         }
-    }
-    let _ = e.visit(&mut Keys { merged, depth: 0 });
-}
-
-/// `text` parsed as an expression.
-fn parsed_expr(text: &str) -> Result<Expr> {
-    Ok(Parser::new(&GenericDialect {}).try_with_sql(text)?.parse_expr()?)
+    });
 }
 
 /// `text` parsed as a select's list of columns.
