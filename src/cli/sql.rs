@@ -105,10 +105,11 @@ pub(crate) fn sql(a: SqlArgs) -> Result<()> {
     // Statements before the last define what it reads (`CREATE VIEW ...;`).
     let (setup, query) = super::sql_text::statements(&query)?;
     let setup = setup.iter().map(|s| duckdb_sql(s)).collect::<Result<Vec<_>>>()?;
-    // DuckDB's `SUMMARIZE t`: the query of t's rows, summarized once its columns are known.
+    // DuckDB's `SUMMARIZE t` (`DESCRIBE t`): the query of t's rows, summarized (described)
+    // once its columns are known.
     let (query, summarize) = match super::sql_summarize::summarized(&query) {
-        Some(rows) => (rows, true),
-        None => (query, false),
+        Some((what, rows)) => (rows, Some(what)),
+        None => (query, None),
     };
     // `COPY (query) TO 'file'` is the query with `--to file`.
     let copy = copy_to(&query)?;
@@ -295,8 +296,9 @@ impl TableArg {
 pub struct SqlOptions {
     /// The query.
     pub query: String,
-    /// Whether the result is the query's columns summarized (DuckDB's `SUMMARIZE`).
-    pub summarize: bool,
+    /// Whether the result is the query's columns summarized or described (DuckDB's
+    /// `SUMMARIZE`, `DESCRIBE`).
+    pub summarize: Option<super::sql_summarize::Columns>,
     /// Statements run before it, in order, that define what it reads (CREATE VIEW, CREATE
     /// TABLE ... AS, SET).
     pub setup: Vec<String>,
@@ -353,15 +355,15 @@ async fn run_query(opts: &SqlOptions) -> Result<()> {
     let (ctx, tables) = context(opts).await?;
     let summary;
     let opts = match opts.summarize {
-        true => {
+        Some(what) => {
             summary = SqlOptions {
-                query: super::sql_summarize::summary_query(&ctx, &opts.query).await?,
-                summarize: false,
+                query: super::sql_summarize::columns_query(&ctx, &opts.query, what).await?,
+                summarize: None,
                 ..opts.clone()
             };
             &summary
         }
-        false => opts,
+        None => opts,
     };
     // A reader's panic (arrow's Parquet decoder's, on a corrupt page) is an error here, so that
     // the file can be named like any reader error's.

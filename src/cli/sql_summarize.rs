@@ -1,16 +1,27 @@
-//! DuckDB's `SUMMARIZE` in `segscore sql`: each column of a table or query with its type, min,
-//! max, approximate distinct count, mean, standard deviation, quartiles, count and share of
-//! nulls, one row per column, from one pass over the rows.
+//! DuckDB's `SUMMARIZE` and `DESCRIBE` in `segscore sql`: each column of a table or query with
+//! its type, min, max, approximate distinct count, mean, standard deviation, quartiles, count
+//! and share of nulls, one row per column, from one pass over the rows; or with its type and
+//! whether it may be null, as DuckDB describes it (DataFusion's DESCRIBE gave arrow's names,
+//! `Int64`, in a `data_type` column).
 
 use datafusion::arrow::datatypes::DataType;
 use datafusion::prelude::SessionContext;
 
 use crate::error::{Error, Result};
 
-/// The table or query a `SUMMARIZE` statement summarizes, as a query (`SUMMARIZE t` and
-/// `SUMMARIZE 'data/*.parquet'` are `SELECT * FROM ...`; `SUMMARIZE SELECT ...` is that query),
-/// or None for any other statement.
-pub(super) fn summarized(query: &str) -> Option<String> {
+/// What a statement asks of a table's columns: DuckDB's `SUMMARIZE` or `DESCRIBE`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Columns {
+    /// Each column's statistics.
+    Summarize,
+    /// Each column's name, type and whether it may be null.
+    Describe,
+}
+
+/// The table or query a `SUMMARIZE` or `DESCRIBE` statement is about, as a query (`SUMMARIZE t`
+/// and `DESCRIBE 'data/*.parquet'` are `SELECT * FROM ...`; `SUMMARIZE SELECT ...` is that
+/// query), or None for any other statement.
+pub(super) fn summarized(query: &str) -> Option<(Columns, String)> {
     // Past the comments before the statement (`-- what this does`, `/* ... */`).
     let mut text = query.trim_start();
     loop {
@@ -23,9 +34,11 @@ pub(super) fn summarized(query: &str) -> Option<String> {
         }
     }
     let word = text.split(|c: char| !c.is_ascii_alphabetic()).next()?;
-    if !word.eq_ignore_ascii_case("summarize") {
-        return None;
-    }
+    let what = match word.to_ascii_lowercase().as_str() {
+        "summarize" => Columns::Summarize,
+        "describe" => Columns::Describe,
+        _ => return None,
+    };
     let rest = text[word.len()..].trim().trim_end_matches(';').trim_end();
     if rest.is_empty() {
         return None;
@@ -35,10 +48,56 @@ pub(super) fn summarized(query: &str) -> Option<String> {
         .next()
         .unwrap_or_default()
         .to_ascii_uppercase();
-    Some(match first.as_str() {
-        "SELECT" | "WITH" | "FROM" | "VALUES" => rest.to_string(),
-        _ => format!("SELECT * FROM {rest}"),
+    Some((
+        what,
+        match first.as_str() {
+            "SELECT" | "WITH" | "FROM" | "VALUES" => rest.to_string(),
+            _ => format!("SELECT * FROM {rest}"),
+        },
+    ))
+}
+
+/// The query that gives `query`'s columns as `what` asks ([`summary_query`], [`describe_query`]).
+pub(super) async fn columns_query(ctx: &SessionContext, query: &str, what: Columns) -> Result<String> {
+    let label = match what {
+        Columns::Summarize => "SUMMARIZE",
+        Columns::Describe => "DESCRIBE",
+    };
+    let df = segscore_plan::read_only(ctx, query)
+        .await
+        .map_err(|e| Error::Usage(format!("query: {label}: {e}")))?;
+    let fields = df.schema().fields().clone();
+    if fields.is_empty() {
+        return Err(Error::Usage(format!("query: {label}: the table has no columns")));
+    }
+    Ok(match what {
+        Columns::Summarize => summary_query(&fields, query),
+        Columns::Describe => describe_query(&fields),
     })
+}
+
+/// `text` as a SQL string literal.
+fn text(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// The query that describes `fields` as DuckDB's DESCRIBE does: one row per column with
+/// `column_name`, `column_type` (DuckDB's name for it), `null` (`YES` where it may be null,
+/// else `NO`), and `key`, `default` and `extra`, NULL for a file's or a query's columns.
+fn describe_query(fields: &datafusion::arrow::datatypes::Fields) -> String {
+    let rows: Vec<String> = (fields.iter())
+        .map(|f| {
+            let null = if f.is_nullable() { "YES" } else { "NO" };
+            let kind = crate::functions::sql_type_name(f.data_type());
+            format!("({}, {}, '{null}')", text(f.name()), text(&kind))
+        })
+        .collect();
+    format!(
+        "SELECT column_name, column_type, \"null\", CAST(NULL AS VARCHAR) AS key, \
+         CAST(NULL AS VARCHAR) AS \"default\", CAST(NULL AS VARCHAR) AS extra \
+         FROM (VALUES {}) AS described(column_name, column_type, \"null\")",
+        rows.join(", ")
+    )
 }
 
 /// What can be computed over a column of a type.
@@ -76,15 +135,7 @@ fn kind(t: &DataType) -> Kind {
 /// (rows) and `null_percentage`.
 /// Every statistic is an aggregate of one SELECT over `query` (one pass), its per-column values
 /// gathered into lists that `unnest` turns into rows.
-pub(super) async fn summary_query(ctx: &SessionContext, query: &str) -> Result<String> {
-    let df = segscore_plan::read_only(ctx, query)
-        .await
-        .map_err(|e| Error::Usage(format!("query: SUMMARIZE: {e}")))?;
-    let fields = df.schema().fields().clone();
-    if fields.is_empty() {
-        return Err(Error::Usage("query: SUMMARIZE: the table has no columns".into()));
-    }
-    let text = |s: &str| format!("'{}'", s.replace('\'', "''"));
+fn summary_query(fields: &datafusion::arrow::datatypes::Fields, query: &str) -> String {
     let mut lists: [Vec<String>; NAMES.len()] = Default::default();
     for f in fields.iter() {
         let column = format!("\"{}\"", f.name().replace('"', "\"\""));
@@ -146,11 +197,11 @@ pub(super) async fn summary_query(ctx: &SessionContext, query: &str) -> Result<S
         .collect();
     // The row count, the same on every row, before the share of nulls (as DuckDB has them).
     rows.insert(NAMES.len() - 1, "n AS count".into());
-    Ok(format!(
+    format!(
         "SELECT {} FROM (SELECT {}, count(*) AS n FROM ({query}) AS summarized) AS gathered",
         rows.join(", "),
         gathered.join(", ")
-    ))
+    )
 }
 
 /// The columns of a summary, bar `count`.
@@ -174,6 +225,12 @@ mod tests {
 
     #[test]
     fn summarize_takes_a_table_a_file_or_a_query() {
+        let summarized = |q: &str| {
+            super::summarized(q).map(|(what, rows)| {
+                assert_eq!(what, Columns::Summarize);
+                rows
+            })
+        };
         assert_eq!(summarized("SUMMARIZE t;").as_deref(), Some("SELECT * FROM t"));
         assert_eq!(
             summarized("  summarize 'data/*.parquet'").as_deref(),
@@ -195,5 +252,10 @@ mod tests {
         assert_eq!(summarized("SUMMARIZE"), None);
         assert_eq!(summarized("SELECT summarize FROM t"), None);
         assert_eq!(summarized("summarized"), None);
+        assert_eq!(
+            super::summarized("describe 'a.csv'"),
+            Some((Columns::Describe, "SELECT * FROM 'a.csv'".into()))
+        );
+        assert_eq!(super::summarized("DESCRIBED t"), None);
     }
 }

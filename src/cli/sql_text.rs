@@ -69,8 +69,8 @@ pub(super) fn statements(query: &str) -> Result<(Vec<String>, String)> {
     // it is planned. Comments and blanks between or after the statements are no statements.
     let mut parsed = Vec::with_capacity(texts.len());
     for t in texts {
-        // DuckDB's `SUMMARIZE t` parses as the query of the rows it summarizes.
-        let rows = super::sql_summarize::summarized(&t);
+        // DuckDB's `SUMMARIZE t` (`DESCRIBE t`) parses as the query of the rows it is about.
+        let rows = super::sql_summarize::summarized(&t).map(|(_, rows)| rows);
         match DFParser::parse_sql(rows.as_deref().unwrap_or(&t)) {
             Ok(s) if s.is_empty() => {}
             Ok(s) => parsed.push((t, s)),
@@ -126,7 +126,7 @@ fn selected_into(
 /// and `FROM t SELECT a`, but not a WHERE, GROUP BY or QUALIFY after a FROM-first table. A FROM
 /// starts a select where a query starts: at the text's or a statement's start, after `(`, after
 /// AS (a view's or a table's query), after a WITH's CTEs (`AS (...)`), after UNION, EXCEPT or INTERSECT (with ALL or
-/// DISTINCT), EXPLAIN (ANALYZE, VERBOSE) or SUMMARIZE. It has a SELECT of its own when one
+/// DISTINCT), EXPLAIN (ANALYZE, VERBOSE), SUMMARIZE or DESCRIBE. It has a SELECT of its own when one
 /// follows at its depth before its query ends (`)`, `;`, a set operation).
 pub(super) fn select_star_first(query: &str) -> String {
     let Some(tokens) = tokens(query) else {
@@ -154,6 +154,7 @@ pub(super) fn select_star_first(query: &str) -> String {
                         Keyword::AS | Keyword::EXPLAIN | Keyword::ANALYZE | Keyword::VERBOSE
                     )
                     || w.value.eq_ignore_ascii_case("summarize")
+                    || w.value.eq_ignore_ascii_case("describe")
                     // `UNION ALL FROM t`, but not `a IS DISTINCT FROM b`.
                     || (matches!(w.keyword, Keyword::ALL | Keyword::DISTINCT)
                         && before(2).is_some_and(set_operation))

@@ -1957,9 +1957,10 @@ fn sql_does_or_refuses_clauses_datafusion_passed_over() {
 
 /// DuckDB's SUMMARIZE: a row per column with its type, min, max, distinct count, mean, standard
 /// deviation, quartiles, count and share of nulls (the values DuckDB gives, bar its
-/// approximate quartiles), of a file, a table, a query or a script's view.
+/// approximate quartiles), of a file, a table, a query or a script's view; and DESCRIBE, a row
+/// per column with DuckDB's name for its type.
 #[test]
-fn sql_summarize_gives_each_columns_statistics() {
+fn sql_summarize_gives_each_columns_statistics_and_describe_their_types() {
     let tmp = tempfile::tempdir().unwrap();
     std::fs::write(
         tmp.path().join("s.jsonl"),
@@ -2034,6 +2035,25 @@ fn sql_summarize_gives_each_columns_statistics() {
         &sql(&["SUMMARIZE nothere"]),
         2,
         "query: SUMMARIZE: Error during planning: table 'datafusion.public.nothere' not found",
+    );
+    // DESCRIBE, as DuckDB describes: DuckDB's type names (DataFusion's gave arrow's, `Int64`, in
+    // a `data_type` column), of a file, a categorical column, a query and a view; `NO` where the
+    // column cannot be null (a Parquet column written as required, a literal).
+    let described = "column_name,column_type,null,key,default,extra\n";
+    assert_eq!(
+        ok(&["DESCRIBE 'cat.parquet'"]),
+        format!("{described}i,BIGINT,YES,,,\nw,VARCHAR,NO,,,\nf,DOUBLE,NO,,,\n")
+    );
+    assert_eq!(
+        ok(&[
+            "CREATE VIEW v AS SELECT a * 2 AS a2, l FROM 's.jsonl'; DESCRIBE SELECT a2, l, 1 AS one FROM v"
+        ]),
+        format!("{described}a2,BIGINT,YES,,,\nl,BIGINT[],YES,,,\none,BIGINT,NO,,,\n")
+    );
+    assert_fails(
+        &sql(&["DESCRIBE nothere"]),
+        2,
+        "query: DESCRIBE: Error during planning",
     );
 }
 
