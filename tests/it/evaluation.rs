@@ -995,6 +995,12 @@ fn sql_takes_duckdb_aggregates_and_function_names() {
             format!("SELECT g, count_if(c > 0.3) OVER (PARTITION BY g) AS w FROM {rows} ORDER BY ALL"),
             "g,w\n1,2\n1,2\n1,2\n1,2\n2,\n3,0\n",
         ),
+        // arg_max over a whole partition: the partition's, rows with a NULL left out.
+        (
+            format!("SELECT g, name, arg_max(name, c) OVER (PARTITION BY g) AS m, min_by(name, c) OVER () AS n \
+                     FROM {rows} ORDER BY g, name"),
+            "g,name,m,n\n1,a,a,z\n1,b,a,z\n1,z,a,z\n1,,a,z\n2,d,,z\n3,f,f,z\n",
+        ),
         // DuckDB's sum of a condition (DataFusion: "sum(Boolean)" refused).
         (
             format!("SELECT g, sum(c > 0.3) AS s, sum((NOT (c > 0.3))) AS ns, sum(name IN ('a', 'd')) AS i FROM {rows} GROUP BY g ORDER BY g"),

@@ -14,7 +14,7 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::session_state::SessionState;
 use datafusion::sql::sqlparser::ast::{
     Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments, JoinOperator, OrderByExpr, OrderByKind,
-    Query, Select, SelectItem, SetExpr, Statement, TableFactor, Value, VisitMut, VisitorMut,
+    Query, Select, SelectItem, SetExpr, Statement, TableFactor, Value, VisitMut, VisitorMut, WindowType,
 };
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -88,6 +88,55 @@ struct DuckDb<'a> {
 }
 
 impl DuckDb<'_> {
+    /// `arg_max(a, v) OVER (PARTITION BY ...)` (`arg_min`, `max_by`, `min_by`; a window of the
+    /// whole partition) as the first `a` of the partition's rows in `v`'s order, rows where
+    /// either is null last and giving NULL: the aggregate's FILTER and ORDER BY, which compute
+    /// it elsewhere, DataFusion takes in no window ("Aggregate ORDER BY is not implemented for
+    /// window functions").
+    fn whole_window_arg_max(&self, f: &Function) -> Option<String> {
+        let Some(WindowType::WindowSpec(spec)) = &f.over else {
+            return None;
+        };
+        let order = match self.lacking.iter().find(|(n, _, _)| calls(f, n))? {
+            (_, _, expression) if *expression == ARG_MAX => "DESC",
+            (_, _, expression) if *expression == ARG_MIN => "ASC",
+            _ => return None,
+        };
+        let FunctionArguments::List(list) = &f.args else {
+            return None;
+        };
+        let [FunctionArg::Unnamed(FunctionArgExpr::Expr(a)), FunctionArg::Unnamed(FunctionArgExpr::Expr(v))] =
+            list.args.as_slice()
+        else {
+            return None;
+        };
+        if f.filter.is_some()
+            || list.duplicate_treatment.is_some()
+            || !list.clauses.is_empty()
+            || spec.window_name.is_some()
+            || !spec.order_by.is_empty()
+            || spec.window_frame.is_some()
+        {
+            return None;
+        }
+        let partition = match spec.partition_by.is_empty() {
+            true => String::new(),
+            false => format!(
+                "PARTITION BY {} ",
+                spec.partition_by
+                    .iter()
+                    .map(|p| p.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+        Some(format!(
+            "first_value(CASE WHEN ({a}) IS NOT NULL AND ({v}) IS NOT NULL THEN ({a}) END) OVER ({partition}\
+             ORDER BY (({a}) IS NULL OR ({v}) IS NULL), ({v}) {order} \
+             ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)"
+        ))
+    }
+
     /// The DataFusion expression for `f`'s arguments when `f` calls one of the lacking
     /// aggregates with plain arguments, as many as it takes.
     fn computed(&self, f: &Function) -> Option<String> {
@@ -194,6 +243,18 @@ impl VisitorMut for DuckDb<'_> {
         let Expr::Function(f) = expr else {
             return ControlFlow::Continue(());
         };
+        if let Some(text) = self.whole_window_arg_max(f) {
+            return match Parser::new(&GenericDialect {})
+                .try_with_sql(&text)
+                .and_then(|mut p| p.parse_expr())
+            {
+                Ok(e) => {
+                    *expr = e;
+                    ControlFlow::Continue(())
+                }
+                Err(e) => ControlFlow::Break(DataFusionError::Internal(format!("{f}: {text}: {e}"))),
+            };
+        }
         let Some(text) = self.computed(f) else {
             return ControlFlow::Continue(());
         };
