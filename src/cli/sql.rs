@@ -539,9 +539,10 @@ async fn execute(ctx: &SessionContext, opts: &SqlOptions) -> Result<()> {
 /// What a subquery among a select's columns (or in a join's ON) that DataFusion cannot plan
 /// there can be written as ("Physical plan does not support logical expression Exists").
 const SUBQUERY_HINT: &str = " (among a select's columns DataFusion plans a subquery as a value, \
-    `(SELECT count(*) FROM b WHERE b.k = a.k)`, or an EXISTS, where it matches its rows with the \
-    outer query's by `=` alone: write `x IN (SELECT k FROM b)` as `EXISTS (SELECT 1 FROM b WHERE \
-    b.k = x)`, another test as a join, or move it to the WHERE)";
+    `(SELECT count(*) FROM b WHERE b.k = a.k)`, or an EXISTS or IN of one plain select, where \
+    its rows match the outer query's by `=` alone and the outer columns an IN tests are named \
+    by their table (`a.x IN (...)`, or one table in the outer FROM); write another test as a \
+    join, or move it to the WHERE)";
 
 /// What a query that calls segscore's model or tokenizer functions without the flag that
 /// provides them needs (DataFusion only says "Invalid function", and suggests another), what
