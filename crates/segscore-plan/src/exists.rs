@@ -186,6 +186,7 @@ fn counted(query: &Query, aggregate: &dyn Fn(&str) -> bool) -> Option<Query> {
     let aggregates = |e: &Expr| matches!(e, Expr::Function(f) if f.over.is_some() || aggregate(&f.name.to_string().to_lowercase()));
     if grouped
         || select.having.is_some()
+        || select.top.is_some()
         || select.qualify.is_some()
         || !select.named_window.is_empty()
         || query.limit_clause.is_some()
