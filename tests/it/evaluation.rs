@@ -1536,9 +1536,9 @@ fn sql_list_functions_sort_nulls_last_and_leave_them_out_of_distinct() {
     );
 }
 
-/// DuckDB's `typeof(x)` names a type as DuckDB does (DataFusion's `arrow_typeof`: `Int64`), and
-/// its `SEMI JOIN` and `ANTI JOIN` keep the left side's rows with a match, or without one
-/// (DataFusion refused them).
+/// DuckDB's `typeof(x)` names a type as DuckDB does (DataFusion's `arrow_typeof`: `Int64`), a
+/// cast takes DuckDB's type names, and its `SEMI JOIN` and `ANTI JOIN` keep the left side's rows
+/// with a match, or without one (DataFusion refused them).
 #[test]
 fn sql_typeof_names_types_as_duckdb_and_semi_and_anti_joins_run() {
     let tmp = tempfile::tempdir().unwrap();
@@ -1548,6 +1548,16 @@ fn sql_typeof_names_types_as_duckdb_and_semi_and_anti_joins_run() {
     assert_eq!(
         sql_csv_in(tmp.path(), types),
         "a,b,c,d,e,f,g,h,i,j\nBIGINT,DOUBLE,VARCHAR,\"DECIMAL(10,2)\",BIGINT[],STRUCT(k BIGINT),DATE,NULL,TINYINT,VARCHAR\n"
+    );
+    // DuckDB's names for types DataFusion names otherwise (it refused them in a cast).
+    let names = "SELECT typeof(x::UBIGINT) AS a, typeof(x::UINTEGER) AS b, typeof(x::USMALLINT) AS c, \
+                 typeof(x::UTINYINT) AS d, typeof(x::INT1) AS e, typeof(x::SHORT) AS f, typeof(x::LONG) AS g, \
+                 typeof(x::SIGNED) AS h, typeof(x::HUGEINT) AS i, typeof('a'::BLOB) AS j, typeof([x]::UBIGINT[]) AS k, \
+                 x::HUGEINT * 2 AS l FROM (VALUES (7)) AS v(x)";
+    assert_eq!(
+        sql_csv_in(tmp.path(), names),
+        "a,b,c,d,e,f,g,h,i,j,k,l\nUBIGINT,UINTEGER,USMALLINT,UTINYINT,TINYINT,SMALLINT,BIGINT,INTEGER,\
+         \"DECIMAL(38,0)\",BLOB,UBIGINT[],14\n"
     );
     for (join, want) in [("SEMI", "x\n2\n3\n"), ("ANTI", "x\n1\n")] {
         let q = format!(
@@ -1584,8 +1594,13 @@ fn sql_exists_and_in_among_a_selects_columns_run() {
     );
     // An IN whose outer column the subquery's own table would take (both named `a`) is left to
     // DataFusion, which refuses it, rather than answered for the wrong table.
-    let clash = "SELECT x, x IN (SELECT x + 1 AS y FROM (VALUES (2)) AS a(x)) AS i FROM (VALUES (1), (3)) AS a(x)";
-    assert_fails(&segscore_in(tmp.path(), &["sql", clash]), 2, "named by their table");
+    let clash =
+        "SELECT x, x IN (SELECT x + 1 AS y FROM (VALUES (2)) AS a(x)) AS i FROM (VALUES (1), (3)) AS a(x)";
+    assert_fails(
+        &segscore_in(tmp.path(), &["sql", clash]),
+        2,
+        "named by their table",
+    );
     let o = segscore_in(tmp.path(), &["sql", "COPY (SELECT 2 AS y) TO 'b.parquet'"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let unequal =

@@ -10,9 +10,16 @@
 //! as DuckDB's), without FILTER or OVER. Text: `substr(s, start[, length])` (`substring`,
 //! `SUBSTRING(s FROM start FOR length)`) counts a negative start from the end, as DuckDB does
 //! (`substr('hello', -3)` is `llo`; DataFusion's, as PostgreSQL's, read it as a position before
-//! the first character and gave `hello`).
+//! the first character and gave `hello`). Types: DuckDB's names that DataFusion's planner
+//! refused in a cast ("Unsupported SQL type UBIGINT") as the types DataFusion names otherwise
+//! (`UBIGINT`, `UINTEGER`, `USMALLINT`, `UTINYINT` unsigned, `INT1`, `SHORT`, `LONG`, `SIGNED`,
+//! `DATETIME`, `BLOB` and `VARBINARY` as BYTEA, `HUGEINT` as DECIMAL(38, 0), DataFusion having no
+//! 128-bit integer).
 use datafusion::error::Result;
-use datafusion::sql::sqlparser::ast::{Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments};
+use datafusion::sql::sqlparser::ast::{
+    ArrayElemTypeDef, DataType, ExactNumberInfo, Expr, Function, FunctionArg, FunctionArgExpr,
+    FunctionArguments, TimezoneInfo,
+};
 
 use crate::duckdb::calls;
 
@@ -91,5 +98,43 @@ fn from_end(s: &str, start: &str, length: Option<&String>) -> Option<String> {
     Some(match length {
         Some(l) => format!("substr({s}, {start}, {l})"),
         None => format!("substr({s}, {start})"),
+    })
+}
+
+/// `e`'s type, where it is a cast to a type DuckDB names and DataFusion's planner knows by
+/// another name, as that name.
+pub(crate) fn duckdb_type(e: &mut Expr) {
+    if let Expr::Cast { data_type, .. } = e {
+        if let Some(t) = known(data_type) {
+            *data_type = t;
+        }
+    }
+}
+
+/// DataFusion's name for DuckDB's type `t` (of a list's elements too), where they differ.
+fn known(t: &DataType) -> Option<DataType> {
+    Some(match t {
+        DataType::UTinyInt => DataType::TinyIntUnsigned(None),
+        DataType::USmallInt => DataType::SmallIntUnsigned(None),
+        DataType::UBigInt => DataType::BigIntUnsigned(None),
+        DataType::Signed => DataType::Int(None),
+        DataType::HugeInt => DataType::Decimal(ExactNumberInfo::PrecisionAndScale(38, 0)),
+        DataType::Datetime(None) => DataType::Timestamp(None, TimezoneInfo::None),
+        DataType::Blob(_) | DataType::Varbinary(_) | DataType::Binary(_) | DataType::Bytes(_) => {
+            DataType::Bytea
+        }
+        DataType::Array(ArrayElemTypeDef::SquareBracket(inner, size)) => {
+            DataType::Array(ArrayElemTypeDef::SquareBracket(Box::new(known(inner)?), *size))
+        }
+        DataType::Custom(name, modifiers) if modifiers.is_empty() => {
+            match name.to_string().to_ascii_uppercase().as_str() {
+                "UINTEGER" => DataType::IntUnsigned(None),
+                "INT1" => DataType::TinyInt(None),
+                "SHORT" => DataType::SmallInt(None),
+                "LONG" => DataType::BigInt(None),
+                _ => return None,
+            }
+        }
+        _ => return None,
     })
 }

@@ -229,6 +229,7 @@ impl VisitorMut for DuckDb<'_> {
             default_separator(f);
         }
         time_literal(expr);
+        calls::duckdb_type(expr);
         match calls::substring(expr) {
             Ok(Some(call)) => *expr = call,
             Ok(None) => {}
