@@ -1612,6 +1612,50 @@ fn sql_exists_and_in_among_a_selects_columns_run() {
     );
 }
 
+/// The SQL standard's PIVOT and UNPIVOT after a table, as DuckDB computes them (DataFusion:
+/// "Unsupported ast node Pivot"): a column per listed value of each aggregate, grouped by the
+/// other columns; each listed column's values as rows, NULLs left out unless INCLUDE NULLS.
+#[test]
+fn sql_pivots_and_unpivots_a_table() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rows = "(VALUES (1, 'eu', 2.0), (1, 'us', 3.0), (1, 'eu', 4.0), (2, 'us', 5.0), (2, 'asia', NULL)) AS t(g, region, x)";
+    let pivot = format!(
+        "SELECT * FROM {rows} PIVOT (sum(x) AS s, count(*) AS n FOR region IN ('eu', 'us' AS usa)) ORDER BY g"
+    );
+    assert_eq!(
+        sql_csv_in(tmp.path(), &pivot),
+        "g,eu_s,eu_n,usa_s,usa_n\n1,6.0,2,3.0,1\n2,,0,5.0,1\n"
+    );
+    let one = format!("SELECT * FROM {rows} PIVOT (max(x) FOR g IN (1, 2)) AS p ORDER BY p.region");
+    assert_eq!(
+        sql_csv_in(tmp.path(), &one),
+        "region,1,2\nasia,,\neu,4.0,\nus,3.0,5.0\n"
+    );
+    let wide = "(VALUES (1, 10, NULL), (2, 20, 21)) AS w(id, a, b)";
+    let unpivot = format!("SELECT * FROM {wide} UNPIVOT (v FOR k IN (a, b)) ORDER BY id, k");
+    assert_eq!(
+        sql_csv_in(tmp.path(), &unpivot),
+        "id,k,v\n1,a,10\n2,a,20\n2,b,21\n"
+    );
+    let nulls =
+        format!("SELECT * FROM {wide} UNPIVOT INCLUDE NULLS (v FOR k IN (a AS first, b)) ORDER BY id, k");
+    assert_eq!(
+        sql_csv_in(tmp.path(), &nulls),
+        "id,k,v\n1,b,\n1,first,10\n2,b,21\n2,first,20\n"
+    );
+    assert_fails(
+        &segscore_in(
+            tmp.path(),
+            &[
+                "sql",
+                &format!("SELECT * FROM {rows} PIVOT (sum(x) FOR g IN (SELECT 1))"),
+            ],
+        ),
+        2,
+        "PIVOT over the values of a subquery or ANY (list the values: IN (v1, v2)) is not taken",
+    );
+}
+
 /// DuckDB's lateral column aliases: a select's column read by name in a later column, its WHERE,
 /// GROUP BY and HAVING (DataFusion: "No field named r"); a table's column of the name wins, as
 /// in DuckDB.

@@ -5,7 +5,8 @@
 //! and time literals without seconds or zero padding; functions DataFusion answers otherwise or lacks (`calls.rs`); `SEMI JOIN`
 //! and `ANTI JOIN`. The same pass does or refuses the clauses DataFusion's planner passes over
 //! (`passed_over.rs`), names a select's columns (`names.rs`) and writes a RIGHT or FULL JOIN's
-//! USING key (`using.rs`) and an EXISTS among a select's columns (`exists.rs`). DuckDB's names for functions DataFusion has under another name are
+//! USING key (`using.rs`), an EXISTS among a select's columns (`exists.rs`) and a PIVOT or
+//! UNPIVOT (`pivot.rs`). DuckDB's names for functions DataFusion has under another name are
 //! aliases in segscore's function registry.
 
 use std::ops::ControlFlow;
@@ -19,7 +20,7 @@ use datafusion::sql::sqlparser::ast::{
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 
-use crate::{calls, exists, names, passed_over, power, using};
+use crate::{calls, exists, names, passed_over, pivot, power, using};
 
 /// DuckDB's aggregates that DataFusion has no function for: the name, its arguments, and the
 /// DataFusion expression that computes it (`{0}`, `{1}`: the arguments). DuckDB's `arg_max(a,
@@ -199,7 +200,7 @@ impl VisitorMut for DuckDb<'_> {
     }
 
     fn pre_visit_table_factor(&mut self, table: &mut TableFactor) -> ControlFlow<DataFusionError> {
-        match passed_over::table(table) {
+        match pivot::rewrite(table).and_then(|()| passed_over::table(table)) {
             Ok(()) => ControlFlow::Continue(()),
             Err(e) => ControlFlow::Break(e),
         }

@@ -1,0 +1,189 @@
+//! The SQL standard's `PIVOT` and `UNPIVOT` after a table (DuckDB's, Snowflake's), which
+//! DataFusion parses and its planner refused ("Unsupported ast node Pivot"), written as the
+//! subqueries that compute them, as DuckDB defines them:
+//!
+//! - `t PIVOT (sum(x) [AS a], ... FOR c IN (v1 [AS l1], ...))` groups by every other column of
+//!   `t` (`* EXCLUDE (c, x)`, `GROUP BY ALL`) and gives a column per value: `sum(x) FILTER
+//!   (WHERE c IS NOT DISTINCT FROM v1) AS "v1"` (its alias, or its text: `'eu'` is `eu`), named
+//!   `v1_a` where there are several aggregates;
+//! - `t UNPIVOT [INCLUDE NULLS] (v FOR k IN (a [AS la], b))` gives each row's columns `a`, `b`
+//!   as rows: every other column, `k` the column's name (or alias) and `v` its value, rows with
+//!   a NULL value left out unless INCLUDE NULLS says otherwise (`UNION ALL` of a select per
+//!   column).
+//!
+//! A PIVOT over values from a subquery or `ANY`, over several columns, or of an expression that
+//! is no aggregate call, and an UNPIVOT of several value columns, are refused naming the form.
+
+use datafusion::error::{DataFusionError, Result};
+use datafusion::sql::sqlparser::ast::{
+    Expr, ExprWithAlias, Ident, NullInclusion, PivotValueSource, TableFactor, Value,
+};
+use datafusion::sql::sqlparser::dialect::GenericDialect;
+use datafusion::sql::sqlparser::parser::Parser;
+
+use crate::walk;
+
+/// `table` as the subquery that computes it, where it is a PIVOT or an UNPIVOT.
+pub(crate) fn rewrite(table: &mut TableFactor) -> Result<()> {
+    let (text, alias) = match table {
+        TableFactor::Pivot {
+            table,
+            aggregate_functions,
+            value_column,
+            value_source,
+            default_on_null,
+            alias,
+        } => (
+            pivoted(
+                table,
+                aggregate_functions,
+                value_column,
+                value_source,
+                default_on_null.as_ref(),
+            )?,
+            alias.take(),
+        ),
+        TableFactor::Unpivot {
+            table,
+            value,
+            name,
+            columns,
+            null_inclusion,
+            alias,
+        } => (
+            unpivoted(table, value, name, columns, null_inclusion.as_ref())?,
+            alias.take(),
+        ),
+        _ => return Ok(()),
+    };
+    let subquery = Parser::new(&GenericDialect {})
+        .try_with_sql(&text)?
+        .parse_query()
+        .map_err(|e| DataFusionError::Internal(format!("{text}: {e}")))?;
+    *table = TableFactor::Derived {
+        lateral: false,
+        subquery,
+        alias,
+        sample: None,
+    };
+    Ok(())
+}
+
+/// The query of a PIVOT ([module docs](self)).
+fn pivoted(
+    table: &TableFactor,
+    aggregates: &[ExprWithAlias],
+    columns: &[Expr],
+    values: &PivotValueSource,
+    default: Option<&Expr>,
+) -> Result<String> {
+    let [column] = columns else {
+        return Err(refused("PIVOT over several columns"));
+    };
+    let PivotValueSource::List(values) = values else {
+        return Err(refused(
+            "PIVOT over the values of a subquery or ANY (list the values: IN (v1, v2))",
+        ));
+    };
+    // The columns the aggregates read, left out of the groups with the pivoted one.
+    let mut read = vec![last_name(column).ok_or_else(|| refused("PIVOT FOR an expression (name a column)"))?];
+    for a in aggregates {
+        walk::each_outside_subqueries(&mut a.expr.clone(), &mut |e| read.extend(last_name(e)));
+    }
+    let read: Vec<String> = (read.iter().enumerate())
+        .filter(|(i, n)| !read[..*i].contains(n))
+        .map(|(_, n)| n.to_string())
+        .collect();
+    let mut outputs = Vec::new();
+    for v in values {
+        let label = match (&v.alias, &v.expr) {
+            (Some(alias), _) => alias.value.clone(),
+            (None, Expr::Value(value)) => match &value.value {
+                Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => s.clone(),
+                other => other.to_string(),
+            },
+            (None, e) => e.to_string(),
+        };
+        for a in aggregates {
+            let Expr::Function(f) = &a.expr else {
+                return Err(refused(&format!("PIVOT of {}, no aggregate call", a.expr)));
+            };
+            let mut f = f.clone();
+            let matched = format!("({column}) IS NOT DISTINCT FROM ({})", v.expr);
+            f.filter = Some(Box::new(match f.filter.take() {
+                Some(w) => walk::parsed(&format!("({w}) AND {matched}"))?,
+                None => walk::parsed(&matched)?,
+            }));
+            let value = match default {
+                Some(d) => format!("coalesce({f}, {d})"),
+                None => f.to_string(),
+            };
+            let name = match (aggregates.len(), &a.alias) {
+                (1, _) => label.clone(),
+                (_, Some(alias)) => format!("{label}_{}", alias.value),
+                (_, None) => format!("{label}_{}", a.expr),
+            };
+            outputs.push(format!("{value} AS {}", quoted(&name)));
+        }
+    }
+    Ok(format!(
+        "SELECT * EXCLUDE ({}), {} FROM {table} GROUP BY ALL",
+        read.join(", "),
+        outputs.join(", ")
+    ))
+}
+
+/// The query of an UNPIVOT ([module docs](self)).
+fn unpivoted(
+    table: &TableFactor,
+    value: &Expr,
+    name: &Ident,
+    columns: &[ExprWithAlias],
+    nulls: Option<&NullInclusion>,
+) -> Result<String> {
+    let Expr::Identifier(value) = value else {
+        return Err(refused("UNPIVOT into several value columns"));
+    };
+    let unpivoted: Vec<String> = columns.iter().map(|c| c.expr.to_string()).collect();
+    let include = matches!(nulls, Some(NullInclusion::IncludeNulls));
+    let selects: Vec<String> = columns
+        .iter()
+        .map(|c| {
+            let label = match (&c.alias, &c.expr) {
+                (Some(alias), _) => alias.value.clone(),
+                (None, Expr::Identifier(i)) => i.value.clone(),
+                (None, e) => e.to_string(),
+            };
+            let kept = match include {
+                true => String::new(),
+                false => format!(" WHERE ({}) IS NOT NULL", c.expr),
+            };
+            format!(
+                "SELECT * EXCLUDE ({}), '{}' AS {name}, {} AS {value} FROM {table}{kept}",
+                unpivoted.join(", "),
+                label.replace('\'', "''"),
+                c.expr
+            )
+        })
+        .collect();
+    Ok(selects.join(" UNION ALL "))
+}
+
+/// The column's name where `e` names one (`x`, `t.x`).
+fn last_name(e: &Expr) -> Option<Ident> {
+    match e {
+        Expr::Identifier(i) => Some(i.clone()),
+        Expr::CompoundIdentifier(parts) => parts.last().cloned(),
+        _ => None,
+    }
+}
+
+/// `name` as a double-quoted identifier.
+fn quoted(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// The error refusing `what`.
+fn refused(what: &str) -> DataFusionError {
+    DataFusionError::Plan(format!("{what} is not taken"))
+}
