@@ -22,6 +22,7 @@ mod sql_calls;
 mod sql_copy;
 mod sql_csv;
 mod sql_formats;
+mod sql_pivot;
 mod sql_sink;
 mod sql_summarize;
 mod sql_tables;

@@ -354,7 +354,7 @@ async fn run_query(opts: &SqlOptions) -> Result<()> {
     }
     let (ctx, tables) = context(opts).await?;
     let summary;
-    let opts = match opts.summarize {
+    let opts = match &opts.summarize {
         Some(what) => {
             summary = SqlOptions {
                 query: super::sql_summarize::columns_query(&ctx, &opts.query, what).await?,

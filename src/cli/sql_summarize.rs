@@ -9,13 +9,15 @@ use datafusion::prelude::SessionContext;
 
 use crate::error::{Error, Result};
 
-/// What a statement asks of a table's columns: DuckDB's `SUMMARIZE` or `DESCRIBE`.
-#[derive(Clone, Copy, Debug, PartialEq)]
+/// What a statement asks of a table's columns: DuckDB's `SUMMARIZE`, `DESCRIBE` or `PIVOT`.
+#[derive(Clone, Debug, PartialEq)]
 pub enum Columns {
     /// Each column's statistics.
     Summarize,
     /// Each column's name, type and whether it may be null.
     Describe,
+    /// A column's values spread into columns (DuckDB's PIVOT statement).
+    Pivot(Box<super::sql_pivot::PivotStatement>),
 }
 
 /// The table or query a `SUMMARIZE` or `DESCRIBE` statement is about, as a query (`SUMMARIZE t`
@@ -37,6 +39,11 @@ pub(super) fn summarized(query: &str) -> Option<(Columns, String)> {
     let what = match word.to_ascii_lowercase().as_str() {
         "summarize" => Columns::Summarize,
         "describe" => Columns::Describe,
+        "pivot" => {
+            let rest = text[word.len()..].trim().trim_end_matches(';').trim_end();
+            let (table, pivot) = super::sql_pivot::pivot_statement(rest)?;
+            return Some((Columns::Pivot(Box::new(pivot)), format!("SELECT * FROM {table}")));
+        }
         _ => return None,
     };
     let rest = text[word.len()..].trim().trim_end_matches(';').trim_end();
@@ -57,11 +64,13 @@ pub(super) fn summarized(query: &str) -> Option<(Columns, String)> {
     ))
 }
 
-/// The query that gives `query`'s columns as `what` asks ([`summary_query`], [`describe_query`]).
-pub(super) async fn columns_query(ctx: &SessionContext, query: &str, what: Columns) -> Result<String> {
+/// The query that gives `query`'s columns as `what` asks ([`summary_query`], [`describe_query`],
+/// [`super::sql_pivot::pivot_query`]).
+pub(super) async fn columns_query(ctx: &SessionContext, query: &str, what: &Columns) -> Result<String> {
     let label = match what {
         Columns::Summarize => "SUMMARIZE",
         Columns::Describe => "DESCRIBE",
+        Columns::Pivot(p) => return super::sql_pivot::pivot_query(ctx, query, p).await,
     };
     let df = segscore_plan::read_only(ctx, query)
         .await
@@ -71,8 +80,8 @@ pub(super) async fn columns_query(ctx: &SessionContext, query: &str, what: Colum
         return Err(Error::Usage(format!("query: {label}: the table has no columns")));
     }
     Ok(match what {
-        Columns::Summarize => summary_query(&fields, query),
         Columns::Describe => describe_query(&fields),
+        _ => summary_query(&fields, query),
     })
 }
 

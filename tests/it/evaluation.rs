@@ -1643,6 +1643,23 @@ fn sql_pivots_and_unpivots_a_table() {
         sql_csv_in(tmp.path(), &nulls),
         "id,k,v\n1,b,\n1,first,10\n2,b,21\n2,first,20\n"
     );
+    // DuckDB's PIVOT statement: the values found where no IN lists them, grouped by the keys
+    // given or by every other column, with its ORDER BY and LIMIT; a CSV file as its table.
+    std::fs::write(
+        tmp.path().join("sales.csv"),
+        "g,region,x\n1,eu,2\n1,us,3\n1,eu,4\n2,us,5\n2,,7\n",
+    )
+    .unwrap();
+    let cases = [
+        ("PIVOT 'sales.csv' ON region USING sum(x) ORDER BY g", "g,eu,us\n1,6,3\n2,,5\n"),
+        // The columns in their names' order, as DuckDB's (`10` before `5`); no other column: one row.
+        ("PIVOT (SELECT g * 5 AS n, x FROM 'sales.csv') ON n USING sum(x)", "10,5\n12,9\n"),
+        ("PIVOT 'sales.csv' ON region IN ('us', 'eu' AS europe) GROUP BY g ORDER BY g DESC LIMIT 1;", "g,us,europe\n2,1,0\n"),
+        ("PIVOT (SELECT g, region FROM 'sales.csv' WHERE g = 1) ON g USING count(*) AS n, max(region) AS m GROUP BY region ORDER BY region", "region,1_n,1_m\neu,2,eu\nus,1,us\n"),
+    ];
+    for (q, want) in cases {
+        assert_eq!(sql_csv_in(tmp.path(), q), want, "{q}");
+    }
     assert_fails(
         &segscore_in(
             tmp.path(),

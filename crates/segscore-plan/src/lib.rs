@@ -36,7 +36,7 @@ mod exists;
 pub mod named_casts;
 pub mod names;
 mod passed_over;
-mod pivot;
+pub mod pivot;
 mod power;
 pub mod rint;
 pub mod setops;

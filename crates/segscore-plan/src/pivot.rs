@@ -16,7 +16,7 @@
 
 use datafusion::error::{DataFusionError, Result};
 use datafusion::sql::sqlparser::ast::{
-    Expr, ExprWithAlias, Ident, NullInclusion, PivotValueSource, TableFactor, Value,
+    Expr, ExprWithAlias, Ident, NullInclusion, PivotValueSource, SelectItem, TableFactor, Value,
 };
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -33,16 +33,23 @@ pub(crate) fn rewrite(table: &mut TableFactor) -> Result<()> {
             value_source,
             default_on_null,
             alias,
-        } => (
-            pivoted(
-                table,
-                aggregate_functions,
-                value_column,
-                value_source,
-                default_on_null.as_ref(),
-            )?,
-            alias.take(),
-        ),
+        } => {
+            let [column] = value_column.as_slice() else {
+                return Err(refused("PIVOT over several columns"));
+            };
+            let PivotValueSource::List(values) = value_source else {
+                return Err(refused(
+                    "PIVOT over the values of a subquery or ANY (list the values: IN (v1, v2))",
+                ));
+            };
+            let spec = Pivot {
+                aggregates: aggregate_functions,
+                column,
+                values,
+                default: default_on_null.as_ref(),
+            };
+            (spec.query(&table.to_string(), None)?, alias.take())
+        }
         TableFactor::Unpivot {
             table,
             value,
@@ -69,68 +76,112 @@ pub(crate) fn rewrite(table: &mut TableFactor) -> Result<()> {
     Ok(())
 }
 
-/// The query of a PIVOT ([module docs](self)).
-fn pivoted(
-    table: &TableFactor,
-    aggregates: &[ExprWithAlias],
-    columns: &[Expr],
-    values: &PivotValueSource,
-    default: Option<&Expr>,
+/// DuckDB's PIVOT statement's query: `PIVOT table ON column [IN (values)] [USING aggregates]
+/// [GROUP BY keys]` (the `ORDER BY` and `LIMIT` after it left to the caller), the values given
+/// (`'eu', 'us' AS usa`): the aggregates (`count(*)` where there are none) per value, grouped
+/// by `keys`, or where none are given by every other column of `table` (a query in
+/// parentheses, or a table).
+pub fn statement_query(
+    table: &str,
+    column: &str,
+    values: &str,
+    aggregates: Option<&str>,
+    keys: Option<&str>,
 ) -> Result<String> {
-    let [column] = columns else {
-        return Err(refused("PIVOT over several columns"));
+    let items = |text: &str| -> Result<Vec<ExprWithAlias>> {
+        let items = Parser::new(&GenericDialect {})
+            .try_with_sql(text)?
+            .parse_projection()?;
+        (items.into_iter())
+            .map(|item| match item {
+                SelectItem::UnnamedExpr(expr) => Ok(ExprWithAlias { expr, alias: None }),
+                SelectItem::ExprWithAlias { expr, alias } => Ok(ExprWithAlias {
+                    expr,
+                    alias: Some(alias),
+                }),
+                other => Err(refused(&format!("PIVOT ... {other}"))),
+            })
+            .collect()
     };
-    let PivotValueSource::List(values) = values else {
-        return Err(refused(
-            "PIVOT over the values of a subquery or ANY (list the values: IN (v1, v2))",
-        ));
+    let column = walk::parsed(column)?;
+    let (values, aggregates) = (items(values)?, items(aggregates.unwrap_or("count(*)"))?);
+    let spec = Pivot {
+        aggregates: &aggregates,
+        column: &column,
+        values: &values,
+        default: None,
     };
-    // The columns the aggregates read, left out of the groups with the pivoted one.
-    let mut read = vec![last_name(column).ok_or_else(|| refused("PIVOT FOR an expression (name a column)"))?];
-    for a in aggregates {
-        walk::each_outside_subqueries(&mut a.expr.clone(), &mut |e| read.extend(last_name(e)));
-    }
-    let read: Vec<String> = (read.iter().enumerate())
-        .filter(|(i, n)| !read[..*i].contains(n))
-        .map(|(_, n)| n.to_string())
-        .collect();
-    let mut outputs = Vec::new();
-    for v in values {
-        let label = match (&v.alias, &v.expr) {
-            (Some(alias), _) => alias.value.clone(),
-            (None, Expr::Value(value)) => match &value.value {
-                Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => s.clone(),
-                other => other.to_string(),
-            },
-            (None, e) => e.to_string(),
-        };
-        for a in aggregates {
-            let Expr::Function(f) = &a.expr else {
-                return Err(refused(&format!("PIVOT of {}, no aggregate call", a.expr)));
+    spec.query(table, keys)
+}
+
+/// A PIVOT: its aggregates, the column whose values it spreads, the values, and what a missing
+/// one is (`DEFAULT ON NULL`).
+struct Pivot<'a> {
+    aggregates: &'a [ExprWithAlias],
+    column: &'a Expr,
+    values: &'a [ExprWithAlias],
+    default: Option<&'a Expr>,
+}
+
+impl Pivot<'_> {
+    /// The query of the PIVOT of `table` ([module docs](self)), grouped by `keys` where given,
+    /// else by every column the PIVOT does not read (`* EXCLUDE (...)`, `GROUP BY ALL`).
+    fn query(&self, table: &str, keys: Option<&str>) -> Result<String> {
+        let column = self.column;
+        let mut outputs = Vec::new();
+        for v in self.values {
+            let label = match (&v.alias, &v.expr) {
+                (Some(alias), _) => alias.value.clone(),
+                (None, Expr::Value(value)) => match &value.value {
+                    Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => s.clone(),
+                    other => other.to_string(),
+                },
+                (None, e) => e.to_string(),
             };
-            let mut f = f.clone();
-            let matched = format!("({column}) IS NOT DISTINCT FROM ({})", v.expr);
-            f.filter = Some(Box::new(match f.filter.take() {
-                Some(w) => walk::parsed(&format!("({w}) AND {matched}"))?,
-                None => walk::parsed(&matched)?,
-            }));
-            let value = match default {
-                Some(d) => format!("coalesce({f}, {d})"),
-                None => f.to_string(),
-            };
-            let name = match (aggregates.len(), &a.alias) {
-                (1, _) => label.clone(),
-                (_, Some(alias)) => format!("{label}_{}", alias.value),
-                (_, None) => format!("{label}_{}", a.expr),
-            };
-            outputs.push(format!("{value} AS {}", quoted(&name)));
+            for a in self.aggregates {
+                let Expr::Function(f) = &a.expr else {
+                    return Err(refused(&format!("PIVOT of {}, no aggregate call", a.expr)));
+                };
+                let mut f = f.clone();
+                let matched = format!("({column}) IS NOT DISTINCT FROM ({})", v.expr);
+                f.filter = Some(Box::new(match f.filter.take() {
+                    Some(w) => walk::parsed(&format!("({w}) AND {matched}"))?,
+                    None => walk::parsed(&matched)?,
+                }));
+                let value = match self.default {
+                    Some(d) => format!("coalesce({f}, {d})"),
+                    None => f.to_string(),
+                };
+                let name = match (self.aggregates.len(), &a.alias) {
+                    (1, _) => label.clone(),
+                    (_, Some(alias)) => format!("{label}_{}", alias.value),
+                    (_, None) => format!("{label}_{}", a.expr),
+                };
+                outputs.push(format!("{value} AS {}", quoted(&name)));
+            }
         }
+        if let Some(keys) = keys {
+            return Ok(format!(
+                "SELECT {keys}, {} FROM {table} GROUP BY {keys}",
+                outputs.join(", ")
+            ));
+        }
+        // The columns the aggregates read, left out of the groups with the pivoted one.
+        let mut read =
+            vec![last_name(column).ok_or_else(|| refused("PIVOT FOR an expression (name a column)"))?];
+        for a in self.aggregates {
+            walk::each_outside_subqueries(&mut a.expr.clone(), &mut |e| read.extend(last_name(e)));
+        }
+        let read: Vec<String> = (read.iter().enumerate())
+            .filter(|(i, n)| !read[..*i].contains(n))
+            .map(|(_, n)| n.to_string())
+            .collect();
+        Ok(format!(
+            "SELECT * EXCLUDE ({}), {} FROM {table} GROUP BY ALL",
+            read.join(", "),
+            outputs.join(", ")
+        ))
     }
-    Ok(format!(
-        "SELECT * EXCLUDE ({}), {} FROM {table} GROUP BY ALL",
-        read.join(", "),
-        outputs.join(", ")
-    ))
 }
 
 /// The query of an UNPIVOT ([module docs](self)).
