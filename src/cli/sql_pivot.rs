@@ -62,11 +62,15 @@ pub(super) fn pivot_statement(rest: &str) -> Option<(String, PivotStatement)> {
         clause(Keyword::ORDER),
         clause(Keyword::LIMIT),
     );
-    let ends = [using, group, order, limit];
-    let end_of = |from: usize| {
-        let next = ends.iter().flatten().filter(|&&i| i > from).min();
-        next.map_or(rest.len(), |&i| solid[i].1)
+    // The clause after the keyword at `from`, as its index, and where its text starts.
+    let next = |from: usize| {
+        [using, group, order, limit]
+            .into_iter()
+            .flatten()
+            .filter(|&i| i > from)
+            .min()
     };
+    let end_of = |from: usize| next(from).map_or(rest.len(), |i| solid[i].1);
     let text_after = |keyword_at: usize, skip: usize| {
         let start = solid.get(keyword_at + skip).map_or(rest.len(), |s| s.1);
         rest[start.min(end_of(keyword_at))..end_of(keyword_at)]
@@ -74,10 +78,13 @@ pub(super) fn pivot_statement(rest: &str) -> Option<(String, PivotStatement)> {
             .to_string()
     };
     // `ON c IN (...)`: the list between the parentheses after IN.
-    let listed = (on + 1..end_index(&solid, &ends, on)).find(|&i| top(i, Keyword::IN));
+    let listed = (on + 1..next(on).unwrap_or(solid.len())).find(|&i| top(i, Keyword::IN));
     let (on_text, values) = match listed {
         Some(i) => {
             let open = i + 1;
+            if solid.get(open).is_none_or(|s| *s.0 != Token::LParen) {
+                return None;
+            }
             let close = (open + 1..solid.len()).find(|&j| solid[j].2 == 0 && *solid[j].0 == Token::RParen)?;
             (
                 rest[solid[on + 1].1..solid[i].1].trim().to_string(),
@@ -100,16 +107,6 @@ pub(super) fn pivot_statement(rest: &str) -> Option<(String, PivotStatement)> {
             tail,
         },
     ))
-}
-
-/// The index of the first clause keyword after `from` among `ends`, or past the last token.
-fn end_index(solid: &[(&Token, usize, usize)], ends: &[Option<usize>], from: usize) -> usize {
-    ends.iter()
-        .flatten()
-        .filter(|&&i| i > from)
-        .min()
-        .copied()
-        .unwrap_or(solid.len())
 }
 
 /// The query of the PIVOT of `rows` (the query of its table's rows) that `p` describes; its
