@@ -17,8 +17,7 @@
 //! 128-bit integer).
 use datafusion::error::Result;
 use datafusion::sql::sqlparser::ast::{
-    ArrayElemTypeDef, DataType, ExactNumberInfo, Expr, Function, FunctionArg, FunctionArgExpr,
-    FunctionArguments, TimezoneInfo,
+    ArrayElemTypeDef, DataType, ExactNumberInfo, Expr, Function, TimezoneInfo,
 };
 
 use crate::duckdb::calls;
@@ -26,25 +25,13 @@ use crate::duckdb::calls;
 /// The DataFusion expression for `f` where it calls one of the module's functions with plain
 /// arguments, as many as it takes.
 pub(crate) fn rewritten(f: &Function) -> Result<Option<Expr>> {
-    let FunctionArguments::List(list) = &f.args else {
+    let Some(args) = crate::walk::plain_args(f) else {
         return Ok(None);
     };
-    if list.duplicate_treatment.is_some()
-        || !list.clauses.is_empty()
-        || f.over.is_some()
-        || f.filter.is_some()
-    {
+    if f.over.is_some() || f.filter.is_some() {
         return Ok(None);
     }
-    let args: Option<Vec<String>> = (list.args.iter())
-        .map(|a| match a {
-            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e.to_string()),
-            _ => None,
-        })
-        .collect();
-    let Some(args) = args else {
-        return Ok(None);
-    };
+    let args: Vec<String> = args.iter().map(|e| e.to_string()).collect();
     let named = |name: &str| calls(f, &format!("list_{name}")) || calls(f, &format!("array_{name}"));
     let text = match args.as_slice() {
         [l] if named("sort") => format!("array_sort({l}, 'ASC', 'NULLS LAST')"),

@@ -103,17 +103,11 @@ impl DuckDb<'_> {
             (_, _, expression) if *expression == ARG_MIN => "ASC",
             _ => return None,
         };
-        let FunctionArguments::List(list) = &f.args else {
-            return None;
-        };
-        let [FunctionArg::Unnamed(FunctionArgExpr::Expr(a)), FunctionArg::Unnamed(FunctionArgExpr::Expr(v))] =
-            list.args.as_slice()
-        else {
+        let args = crate::walk::plain_args(f)?;
+        let [a, v] = args[..] else {
             return None;
         };
         if f.filter.is_some()
-            || list.duplicate_treatment.is_some()
-            || !list.clauses.is_empty()
             || spec.window_name.is_some()
             || !spec.order_by.is_empty()
             || spec.window_frame.is_some()
@@ -142,18 +136,9 @@ impl DuckDb<'_> {
     /// aggregates with plain arguments, as many as it takes.
     fn computed(&self, f: &Function) -> Option<String> {
         let &(_, arity, expression) = self.lacking.iter().find(|(n, _, _)| calls(f, n))?;
-        let FunctionArguments::List(list) = &f.args else {
+        let args = crate::walk::plain_args(f)?;
+        if args.len() != arity {
             return None;
-        };
-        if list.duplicate_treatment.is_some() || !list.clauses.is_empty() || list.args.len() != arity {
-            return None;
-        }
-        let mut args = Vec::with_capacity(arity);
-        for arg in &list.args {
-            let FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) = arg else {
-                return None;
-            };
-            args.push(e);
         }
         // `{i}` is argument i, in one pass (an argument's own text may hold `{1}`).
         let mut text = String::new();

@@ -142,12 +142,8 @@ pub(crate) fn operator_call(f: &Function) -> Option<Expr> {
     if f.over.is_some() {
         return None;
     }
-    let FunctionArguments::List(list) = &f.args else {
-        return None;
-    };
-    let [FunctionArg::Unnamed(FunctionArgExpr::Expr(a)), FunctionArg::Unnamed(FunctionArgExpr::Expr(b))] =
-        list.args.as_slice()
-    else {
+    let args = crate::walk::plain_args(f)?;
+    let [a, b] = args[..] else {
         return None;
     };
     Some(Expr::BinaryOp {

@@ -1,16 +1,37 @@
-//! What the SQL rewrites share: a text parsed as an expression, and a walk over an
-//! expression's own parts, leaving out the subqueries in it (their names are their own scope's).
+//! What the SQL rewrites share: a text parsed as an expression, a call's plain arguments, and a
+//! walk over an expression's own parts, leaving out the subqueries in it (their names are their
+//! own scope's).
 
 use std::ops::ControlFlow;
 
 use datafusion::error::Result;
-use datafusion::sql::sqlparser::ast::{Expr, Query, Visit, VisitMut, Visitor, VisitorMut};
+use datafusion::sql::sqlparser::ast::{
+    Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments, Query, Visit, VisitMut, Visitor,
+    VisitorMut,
+};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 
 /// `text` parsed as an expression.
 pub(crate) fn parsed(text: &str) -> Result<Expr> {
     Ok(Parser::new(&GenericDialect {}).try_with_sql(text)?.parse_expr()?)
+}
+
+/// `f`'s arguments where they are plain expressions in a list (no DISTINCT, no ORDER BY or other
+/// clause inside the parentheses, no named argument).
+pub(crate) fn plain_args(f: &Function) -> Option<Vec<&Expr>> {
+    let FunctionArguments::List(list) = &f.args else {
+        return None;
+    };
+    if list.duplicate_treatment.is_some() || !list.clauses.is_empty() {
+        return None;
+    }
+    (list.args.iter())
+        .map(|a| match a {
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Calls `f` on each part of `e` outside its subqueries, from the leaves up.
