@@ -451,9 +451,11 @@ fn local_folder_exists(to: &Path, label: &str) -> Result<()> {
 /// Runs the query in `ctx` and prints or writes its result.
 async fn execute(ctx: &SessionContext, opts: &SqlOptions) -> Result<()> {
     let df = segscore_plan::read_only(ctx, &opts.query).await.map_err(|e| {
+        let text = e.to_string();
         Error::Usage(format!(
-            "query: {e}{}",
-            missing_function_hint(&e.to_string(), opts)
+            "query: {}{}",
+            unsupported_named(&text),
+            missing_function_hint(&text, opts)
         ))
     })?;
     let mut stream = segscore_plan::execute_stream(df).await.map_err(|e| {
@@ -534,6 +536,26 @@ async fn execute(ctx: &SessionContext, opts: &SqlOptions) -> Result<()> {
         loc.upload(vec![(local.clone(), loc.key.clone())])?;
     }
     Ok(())
+}
+
+/// `error` with DataFusion's dump of a piece of SQL its planner takes no such thing as
+/// ("Unsupported ast node in sqltorel: Collate { expr: Identifier(Ident { value: ...") cut to
+/// the piece's kind: "`Collate` is not taken here (DataFusion's planner has no such SQL)".
+fn unsupported_named(error: &str) -> String {
+    let Some(at) = error.find("Unsupported ast node ") else {
+        return error.to_string();
+    };
+    let rest = error[at..]
+        .trim_start_matches("Unsupported ast node ")
+        .trim_start_matches("in sqltorel: ");
+    let kind: String = rest.chars().take_while(|c| c.is_ascii_alphanumeric()).collect();
+    if kind.is_empty() {
+        return error.to_string();
+    }
+    format!(
+        "{}`{kind}` is not taken here (DataFusion's planner has no such SQL)",
+        &error[..at]
+    )
 }
 
 /// What a subquery among a select's columns (or in a join's ON) that DataFusion cannot plan

@@ -2044,6 +2044,20 @@ fn sql_does_or_refuses_clauses_datafusion_passed_over() {
     }
     let o = sql("SELECT * FROM 'in.parquet' PARTITION (p0)");
     assert_fails(&o, 2, "PARTITION (p0): not taken");
+    // SQL DataFusion's planner has no such thing as is named, not dumped as its syntax tree.
+    let o = segscore_in(
+        tmp.path(),
+        &[
+            "sql",
+            "SELECT x FROM (VALUES ('b'), ('A')) AS v(x) ORDER BY x COLLATE NOCASE",
+        ],
+    );
+    assert_fails(
+        &o,
+        2,
+        "`Collate` is not taken here (DataFusion's planner has no such SQL)",
+    );
+    assert!(!stderr(&o).contains("Ident {"), "{}", stderr(&o));
 }
 
 /// DuckDB's SUMMARIZE: a row per column with its type, min, max, distinct count, mean, standard
