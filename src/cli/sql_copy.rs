@@ -107,7 +107,7 @@ pub(super) fn copy_options(query: &str, why: impl Fn(&str, String) -> Error) -> 
         kept += &format!(" STORED AS {}", f.to_ascii_uppercase());
     }
     if !written.is_empty() {
-        let quoted = |t: &str| format!("'{}'", t.replace('\'', "''"));
+        let quoted = super::sql_text::literal;
         let options: Vec<String> = written
             .iter()
             .map(|(k, v)| format!("{} {}", quoted(k), quoted(v)))

@@ -12,7 +12,7 @@ use datafusion::prelude::SessionContext;
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::tokenizer::Token;
 
-use super::sql_text::{keyword, tokens};
+use super::sql_text::{keyword, literal, quoted_name, tokens};
 use crate::error::{Error, Result};
 
 /// The most values a PIVOT without an IN list spreads into columns.
@@ -137,7 +137,7 @@ pub(super) async fn pivot_query(ctx: &SessionContext, rows: &str, p: &PivotState
             let mut listed = Vec::with_capacity(found);
             for b in &batches {
                 for i in 0..b.num_rows() {
-                    listed.push(literal(b.column(0), i)?);
+                    listed.push(value_literal(b.column(0), i)?);
                 }
             }
             if listed.is_empty() {
@@ -161,9 +161,8 @@ pub(super) async fn pivot_query(ctx: &SessionContext, rows: &str, p: &PivotState
 }
 
 /// Row `i` of `values` as a SQL literal named by its text (`'eu' AS "eu"`, `NULL AS "NULL"`).
-fn literal(values: &ArrayRef, i: usize) -> Result<String> {
-    let quoted = |s: &str| format!("'{}'", s.replace('\'', "''"));
-    let named = |literal: String, name: &str| format!("{literal} AS \"{}\"", name.replace('"', "\"\""));
+fn value_literal(values: &ArrayRef, i: usize) -> Result<String> {
+    let named = |literal: String, name: &str| format!("{literal} AS {}", quoted_name(name));
     if values.is_null(i) {
         return Ok(named("NULL".into(), "NULL"));
     }
@@ -174,10 +173,10 @@ fn literal(values: &ArrayRef, i: usize) -> Result<String> {
         t => t,
     };
     Ok(match value_type {
-        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => named(quoted(&text), &text),
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => named(literal(&text), &text),
         t if t.is_integer() || *t == DataType::Boolean => named(text.clone(), &text),
         t => named(
-            format!("arrow_cast({}, {})", quoted(&text), quoted(&t.to_string())),
+            format!("arrow_cast({}, {})", literal(&text), literal(&t.to_string())),
             &text,
         ),
     })

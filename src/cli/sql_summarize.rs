@@ -7,6 +7,7 @@
 use datafusion::arrow::datatypes::DataType;
 use datafusion::prelude::SessionContext;
 
+use super::sql_text::{literal, quoted_name};
 use crate::error::{Error, Result};
 
 /// What a statement asks of a table's columns: DuckDB's `SUMMARIZE`, `DESCRIBE` or `PIVOT`.
@@ -85,11 +86,6 @@ pub(super) async fn columns_query(ctx: &SessionContext, query: &str, what: &Colu
     })
 }
 
-/// `text` as a SQL string literal.
-fn text(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
-}
-
 /// The query that describes `fields` as DuckDB's DESCRIBE does: one row per column with
 /// `column_name`, `column_type` (DuckDB's name for it), `null` (`YES` where it may be null,
 /// else `NO`), and `key`, `default` and `extra`, NULL for a file's or a query's columns.
@@ -98,7 +94,7 @@ fn describe_query(fields: &datafusion::arrow::datatypes::Fields) -> String {
         .map(|f| {
             let null = if f.is_nullable() { "YES" } else { "NO" };
             let kind = crate::functions::sql_type_name(f.data_type());
-            format!("({}, {}, '{null}')", text(f.name()), text(&kind))
+            format!("({}, {}, '{null}')", literal(f.name()), literal(&kind))
         })
         .collect();
     format!(
@@ -147,7 +143,7 @@ fn kind(t: &DataType) -> Kind {
 fn summary_query(fields: &datafusion::arrow::datatypes::Fields, query: &str) -> String {
     let mut lists: [Vec<String>; NAMES.len()] = Default::default();
     for f in fields.iter() {
-        let column = format!("\"{}\"", f.name().replace('"', "\"\""));
+        let column = quoted_name(f.name());
         let k = kind(f.data_type());
         // A dictionary's values, as their type.
         let (value, value_type) = match f.data_type() {
@@ -159,8 +155,8 @@ fn summary_query(fields: &datafusion::arrow::datatypes::Fields, query: &str) -> 
         let ordered = k != Kind::Other;
         let numeric = k == Kind::Number;
         let row = [
-            text(f.name()),
-            text(&crate::functions::sql_type_name(f.data_type())),
+            literal(f.name()),
+            literal(&crate::functions::sql_type_name(f.data_type())),
             or_null(ordered, format!("CAST(min({value}) AS VARCHAR)"), "VARCHAR"),
             or_null(ordered, format!("CAST(max({value}) AS VARCHAR)"), "VARCHAR"),
             // DataFusion counts every type's distinct values but floats', which go as text.

@@ -41,6 +41,16 @@ pub(super) fn tokens(query: &str) -> Option<Vec<(Token, usize)>> {
     )
 }
 
+/// `s` as a SQL string literal (`'it''s'`).
+pub(super) fn literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// `s` as a double-quoted SQL name (`"a ""b"""`), taken as written, case and all.
+pub(super) fn quoted_name(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
 /// Whether `t` is the keyword `k`.
 pub(super) fn keyword(t: &Token, k: Keyword) -> bool {
     matches!(t, Token::Word(w) if w.keyword == k)

@@ -157,7 +157,7 @@ impl Pivot<'_> {
                     (_, Some(alias)) => format!("{label}_{}", alias.value),
                     (_, None) => format!("{label}_{}", a.expr),
                 };
-                outputs.push(format!("{value} AS {}", quoted(&name)));
+                outputs.push(format!("{value} AS {}", Ident::with_quote('"', name)));
             }
         }
         if let Some(keys) = keys {
@@ -210,9 +210,9 @@ fn unpivoted(
                 false => format!(" WHERE ({}) IS NOT NULL", c.expr),
             };
             format!(
-                "SELECT * EXCLUDE ({}), '{}' AS {name}, {} AS {value} FROM {table}{kept}",
+                "SELECT * EXCLUDE ({}), {} AS {name}, {} AS {value} FROM {table}{kept}",
                 unpivoted.join(", "),
-                label.replace('\'', "''"),
+                Value::SingleQuotedString(label),
                 c.expr
             )
         })
@@ -227,11 +227,6 @@ fn last_name(e: &Expr) -> Option<Ident> {
         Expr::CompoundIdentifier(parts) => parts.last().cloned(),
         _ => None,
     }
-}
-
-/// `name` as a double-quoted identifier.
-fn quoted(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// The error refusing `what`.
