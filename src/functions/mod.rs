@@ -20,6 +20,7 @@ use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
 use datafusion::prelude::SessionContext;
 
 use crate::model::{RewardModel, TextTokenizer};
+pub use time_text::udf as time_text_udf;
 pub use type_names::sql_name as sql_type_name;
 
 mod counts;
@@ -29,6 +30,7 @@ mod quantile;
 mod quantile_cont;
 mod text;
 mod time;
+mod time_text;
 mod type_names;
 
 /// The functions of a job: with `model` and `tokenizer` loaded here, or (both `None` and
@@ -53,6 +55,7 @@ fn functions(
     scalar.extend(segscore_plan::arithmetic::udfs());
     scalar.push(segscore_plan::named_casts::udf());
     scalar.push(segscore_plan::rint::udf());
+    scalar.push(time_text::udf());
     if let Some(m) = model {
         scalar.extend([m.udf(), m.problem_udf()]);
     } else if served {

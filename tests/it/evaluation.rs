@@ -1729,6 +1729,44 @@ fn sql_takes_duckdbs_last_day_date_add_geomean_and_substr() {
     );
 }
 
+/// A date, time, timestamp, interval or duration cast to text reads as DuckDB's text (each
+/// expected value is DuckDB 2.0.1's, its TimeZone UTC): a space before the time, no trailing
+/// zeros, `(BC)`, intervals as `1 year 2 months 3 days 04:05:06.5`; in a cast, a `||`, a
+/// function that takes text, a GROUP BY key. Arrow's cast wrote `2024-03-05T10:00:00.500`, so
+/// `split_part(ts::VARCHAR, ' ', 2)` gave the whole text.
+#[test]
+fn sql_writes_times_as_text_as_duckdb_does() {
+    let tmp = tempfile::tempdir().unwrap();
+    let q = "SELECT ts::VARCHAR AS a, 'at ' || ts AS b, split_part(ts::VARCHAR, ' ', 2) AS c, \
+             CAST(ts::TIME AS VARCHAR) AS t, (ts - TIMESTAMP '2024-03-01 00:00:00')::VARCHAR AS d, \
+             CAST((ts::DATE - INTERVAL 2024 YEAR)::DATE AS VARCHAR) AS bc \
+             FROM (VALUES (TIMESTAMP '2024-03-05 10:00:00.5'), (TIMESTAMP '2024-02-27 23:59:59.000001'), (NULL)) \
+             AS v(ts) ORDER BY ts";
+    assert_eq!(
+        sql_csv_in(tmp.path(), q),
+        "a,b,c,t,d,bc\n\
+         2024-02-27 23:59:59.000001,at 2024-02-27 23:59:59.000001,23:59:59.000001,23:59:59.000001,-2 days -00:00:00.999999,0001-02-27 (BC)\n\
+         2024-03-05 10:00:00.5,at 2024-03-05 10:00:00.5,10:00:00.5,10:00:00.5,4 days 10:00:00.5,0001-03-05 (BC)\n\
+         ,,,,,\n"
+    );
+    // A GROUP BY key keeps its name; units of milliseconds and a time zone (UTC, `+00`).
+    let q = "SELECT ts::VARCHAR AS k, count(*) AS n, \
+             min(arrow_cast(ts, 'Timestamp(Millisecond, Some(\"UTC\"))')::VARCHAR) AS z \
+             FROM (VALUES (TIMESTAMP '2024-03-05 10:00:00'), (TIMESTAMP '2024-03-05 10:00:00'), \
+             (TIMESTAMP '2024-03-05 10:00:00.25')) AS v(ts) GROUP BY ts::VARCHAR ORDER BY k";
+    assert_eq!(
+        sql_csv_in(tmp.path(), q),
+        "k,n,z\n2024-03-05 10:00:00,2,2024-03-05 10:00:00+00\n2024-03-05 10:00:00.25,1,2024-03-05 10:00:00.25+00\n"
+    );
+    let q = "SELECT CAST(INTERVAL '1 year 2 months 3 days 4 hours 5 minutes 6.5 seconds' AS VARCHAR) AS a, \
+             CAST(INTERVAL '-90 minutes' AS VARCHAR) AS b, TRY_CAST(INTERVAL 0 DAY AS VARCHAR) AS c, \
+             concat_ws('|', TIME '10:11:12.010', DATE '2024-01-01') AS d";
+    assert_eq!(
+        sql_csv_in(tmp.path(), q),
+        "a,b,c,d\n1 year 2 months 3 days 04:05:06.5,-01:30:00,00:00:00,10:11:12.01|2024-01-01\n"
+    );
+}
+
 /// Whether a CSV file starts with a line of column names is found as DuckDB's sniffer finds it:
 /// a first line whose every value fits its column's type, under columns not all text, is a row
 /// (DataFusion took it as names: the row was lost and the columns named `1`, `2`), named

@@ -1,0 +1,293 @@
+//! `segscore_time_text(x)`: DuckDB's text of a date, a time, a timestamp, an interval or a
+//! duration, which a cast of one to text gives in `segscore sql`
+//! ([`segscore_plan::time_casts`]): `2024-01-01 10:00:00.5` (a space between the date and the
+//! time, the fraction of a second without its trailing zeros), a time zone's `+00` (UTC),
+//! `0045-03-15 (BC)`, `10:11:12.5`, `1 year 2 months 3 days 04:05:06.5`, `-01:30:00`, and a
+//! difference of two timestamps (a duration here, an interval in DuckDB) as `29 days
+//! 01:00:00`. Arrow's cast writes ISO 8601 (`2024-01-01T10:00:00.500`) and intervals as `1
+//! hours 30 mins`.
+
+use std::fmt::Write;
+use std::sync::Arc;
+
+use chrono::Datelike;
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, StringBuilder};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{
+    DataType, Date32Type, Int64Type, IntervalMonthDayNanoType, IntervalUnit, Time64NanosecondType, TimeUnit,
+};
+use datafusion::common::{exec_err, plan_err};
+use datafusion::error::Result;
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
+
+/// The function's name.
+const NAME: &str = "segscore_time_text";
+
+/// Nanoseconds in a second and in a day.
+const SECOND: i128 = 1_000_000_000;
+const DAY: i128 = 86_400 * SECOND;
+
+/// `segscore_time_text` ([module docs](self)).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct TimeText {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for TimeText {
+    fn name(&self) -> &str {
+        NAME
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn coerce_types(&self, args: &[DataType]) -> Result<Vec<DataType>> {
+        match args {
+            [t] if segscore_plan::time_casts::is_time(t) => Ok(vec![t.clone()]),
+            [t] => plan_err!("{NAME}(x) takes a date, time, timestamp, interval or duration, not {t}"),
+            _ => plan_err!("{NAME}(x) takes one argument, not {}", args.len()),
+        }
+    }
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let [x] = args.args.as_slice() else {
+            return exec_err!("{NAME}(x) takes one argument");
+        };
+        let scalar = matches!(x, ColumnarValue::Scalar(_));
+        let text = texts(&x.to_array(1)?)?;
+        Ok(match scalar {
+            true => ColumnarValue::Scalar(datafusion::common::ScalarValue::try_from_array(&text, 0)?),
+            false => ColumnarValue::Array(text),
+        })
+    }
+}
+
+/// The `segscore_time_text` function.
+pub fn udf() -> ScalarUDF {
+    ScalarUDF::from(TimeText {
+        signature: Signature::user_defined(Volatility::Immutable),
+    })
+}
+
+/// A value of `x` as nanoseconds: `v` counted in `unit`.
+fn nanos(v: i64, unit: TimeUnit) -> i128 {
+    let per = match unit {
+        TimeUnit::Second => SECOND,
+        TimeUnit::Millisecond => 1_000_000,
+        TimeUnit::Microsecond => 1_000,
+        TimeUnit::Nanosecond => 1,
+    };
+    v as i128 * per
+}
+
+/// Each value of `x` as DuckDB's text, nulls kept.
+fn texts(x: &ArrayRef) -> Result<ArrayRef> {
+    let mut out = StringBuilder::with_capacity(x.len(), x.len() * 20);
+    let mut line = String::with_capacity(48);
+    // Each value's text into `line`, from its index (called for the non-null ones).
+    let mut each = |write: &mut dyn FnMut(usize, &mut String) -> Result<()>| -> Result<ArrayRef> {
+        for i in 0..x.len() {
+            if x.is_null(i) {
+                out.append_null();
+                continue;
+            }
+            line.clear();
+            write(i, &mut line)?;
+            out.append_value(&line);
+        }
+        Ok(Arc::new(out.finish()))
+    };
+    match x.data_type() {
+        DataType::Date32 | DataType::Date64 => {
+            let days = cast(x, &DataType::Date32)?;
+            let days = days.as_primitive::<Date32Type>();
+            each(&mut |i, s| date(days.value(i) as i64, s))
+        }
+        DataType::Timestamp(unit, tz) => {
+            let (unit, zoned) = (*unit, tz.is_some());
+            let v = cast(x, &DataType::Int64)?;
+            let v = v.as_primitive::<Int64Type>();
+            each(&mut |i, s| {
+                let n = nanos(v.value(i), unit);
+                let (days, of_day) = (n.div_euclid(DAY), n.rem_euclid(DAY));
+                date(days as i64, s)?;
+                s.push(' ');
+                clock(of_day, s);
+                if zoned {
+                    s.push_str("+00");
+                }
+                Ok(())
+            })
+        }
+        DataType::Time32(_) | DataType::Time64(_) => {
+            let v = cast(x, &DataType::Time64(TimeUnit::Nanosecond))?;
+            let v = v.as_primitive::<Time64NanosecondType>();
+            each(&mut |i, s| {
+                clock(v.value(i) as i128, s);
+                Ok(())
+            })
+        }
+        DataType::Interval(_) => {
+            let v = cast(x, &DataType::Interval(IntervalUnit::MonthDayNano))?;
+            let v = v.as_primitive::<IntervalMonthDayNanoType>();
+            each(&mut |i, s| {
+                let m = v.value(i);
+                interval(m.months as i64, m.days as i64, m.nanoseconds as i128, s);
+                Ok(())
+            })
+        }
+        DataType::Duration(unit) => {
+            let unit = *unit;
+            let v = cast(x, &DataType::Int64)?;
+            let v = v.as_primitive::<Int64Type>();
+            // As DuckDB gives the difference of two timestamps: whole days, then the rest.
+            each(&mut |i, s| {
+                let n = nanos(v.value(i), unit);
+                interval(0, (n / DAY) as i64, n % DAY, s);
+                Ok(())
+            })
+        }
+        t => exec_err!("{NAME}(x) takes a date, time, timestamp, interval or duration, not {t}"),
+    }
+}
+
+/// Writes the date `days` after 1970-01-01 as DuckDB does: `2024-03-05`, a year before 1 as
+/// `0045-03-15 (BC)` (the year 0 is 1 BC).
+fn date(days: i64, s: &mut String) -> Result<()> {
+    let Some(d) = i32::try_from(days + 719_163)
+        .ok()
+        .and_then(chrono::NaiveDate::from_num_days_from_ce_opt)
+    else {
+        return exec_err!("{NAME}: a date {days} days from 1970-01-01 is past the calendar's range");
+    };
+    let (y, bc) = match d.year() {
+        y if y <= 0 => (1 - y, true),
+        y => (y, false),
+    };
+    match y {
+        0..=9999 => {
+            digits(y as u64, 4, s);
+        }
+        _ => {
+            let _ = write!(s, "{y}");
+        }
+    }
+    s.push('-');
+    digits(d.month() as u64, 2, s);
+    s.push('-');
+    digits(d.day() as u64, 2, s);
+    if bc {
+        s.push_str(" (BC)");
+    }
+    Ok(())
+}
+
+/// Writes `n` nanoseconds as `HH:MM:SS`, hours past 24 as they are (`30:00:00`), then the
+/// fraction of a second without trailing zeros (`.5`, `.000001`), if any.
+fn clock(n: i128, s: &mut String) {
+    let (secs, frac) = ((n / SECOND) as u64, (n % SECOND) as u64);
+    digits(secs / 3600, 2, s);
+    s.push(':');
+    digits(secs / 60 % 60, 2, s);
+    s.push(':');
+    digits(secs % 60, 2, s);
+    if frac > 0 {
+        s.push('.');
+        // The nine digits of the fraction, less its trailing zeros.
+        let (mut frac, mut width) = (frac, 9);
+        while frac % 10 == 0 {
+            frac /= 10;
+            width -= 1;
+        }
+        digits(frac, width, s);
+    }
+}
+
+/// Writes `n` in decimal digits, zeros before it to `width` digits.
+fn digits(n: u64, width: usize, s: &mut String) {
+    let mut buf = [b'0'; 20];
+    let (mut n, mut at) = (n, buf.len());
+    while n > 0 {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    let start = at.min(buf.len() - width.min(buf.len()));
+    // Only ASCII digits were written.
+    s.push_str(std::str::from_utf8(&buf[start..]).unwrap_or_default());
+}
+
+/// Writes an interval as DuckDB does: `1 year 2 months 3 days 04:05:06.5`, each part that is
+/// not zero (the time's sign before it: `-01:30:00`), or `00:00:00` if none is.
+fn interval(months: i64, days: i64, nanos: i128, s: &mut String) {
+    let part = |n: i64, word: &str, s: &mut String| {
+        if n != 0 {
+            if !s.is_empty() {
+                s.push(' ');
+            }
+            let plural = if n.abs() == 1 { "" } else { "s" };
+            let _ = write!(s, "{n} {word}{plural}");
+        }
+    };
+    part(months / 12, "year", s);
+    part(months % 12, "month", s);
+    part(days, "day", s);
+    if nanos != 0 || s.is_empty() {
+        if !s.is_empty() {
+            s.push(' ');
+        }
+        if nanos < 0 {
+            s.push('-');
+        }
+        clock(nanos.abs(), s);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn interval_text(months: i64, days: i64, nanos: i128) -> String {
+        let mut s = String::new();
+        interval(months, days, nanos, &mut s);
+        s
+    }
+
+    #[test]
+    fn intervals_read_as_duckdb_writes_them() {
+        // Each expected text is DuckDB 2.0.1's `CAST(INTERVAL ... AS VARCHAR)`.
+        let hour = 3600 * SECOND;
+        assert_eq!(interval_text(0, 0, 90 * 60 * SECOND), "01:30:00");
+        assert_eq!(interval_text(0, 0, -90 * 60 * SECOND), "-01:30:00");
+        assert_eq!(interval_text(0, 1, 0), "1 day");
+        assert_eq!(interval_text(0, 1, -hour), "1 day -01:00:00");
+        assert_eq!(interval_text(14, 0, 0), "1 year 2 months");
+        assert_eq!(interval_text(-14, 0, 0), "-1 year -2 months");
+        assert_eq!(interval_text(-1, 2, 0), "-1 month 2 days");
+        assert_eq!(interval_text(0, 0, 0), "00:00:00");
+        assert_eq!(interval_text(0, 0, 1_000), "00:00:00.000001");
+        assert_eq!(interval_text(0, 0, 100 * hour), "100:00:00");
+        assert_eq!(
+            interval_text(14, 3, 4 * hour + 5 * 60 * SECOND + 6 * SECOND + SECOND / 2),
+            "1 year 2 months 3 days 04:05:06.5"
+        );
+    }
+
+    #[test]
+    fn dates_before_the_year_one_are_bc() {
+        let text = |days: i64| {
+            let mut s = String::new();
+            date(days, &mut s).unwrap();
+            s
+        };
+        assert_eq!(text(0), "1970-01-01");
+        assert_eq!(text(-719_162), "0001-01-01");
+        assert_eq!(text(-719_163), "0001-12-31 (BC)");
+        assert_eq!(text(2_932_897), "10000-01-01");
+        let mut s = String::new();
+        assert!(date(i64::MAX / 2, &mut s).is_err());
+    }
+}
