@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use datafusion::common::TableReference;
+use datafusion::execution::SessionStateBuilder;
+use datafusion::logical_expr::planner::ExprPlanner;
 use datafusion::prelude::SessionContext;
 
 use super::sql::{SqlOptions, TableArg};
@@ -48,11 +50,33 @@ pub struct Tables {
     pub binary_as_text: Vec<String>,
 }
 
+/// `ctx` with `s[i]` and `s[a:b]` of a text planned as DuckDB reads them, before DataFusion's
+/// planners take a subscript as a list's ([`segscore_plan::subscripts`]).
+fn with_text_subscripts(ctx: SessionContext) -> SessionContext {
+    let state = ctx.state();
+    let [element, slice] = crate::functions::text_subscript_udfs().map(Arc::new);
+    let mut planners: Vec<Arc<dyn ExprPlanner>> = vec![Arc::new(segscore_plan::subscripts::TextSubscripts {
+        element,
+        slice,
+    })];
+    planners.extend(state.expr_planners().iter().cloned());
+    SessionContext::new_with_state(
+        SessionStateBuilder::new_from_existing(state)
+            .with_expr_planners(planners)
+            .build(),
+    )
+}
+
 /// A context with segscore's settings and functions, and the given tables registered, and the
 /// files the query names in place of a table; with the tables registered and their files.
 pub async fn context(opts: &SqlOptions) -> Result<(SessionContext, Tables)> {
     let mut tables = Tables::default();
-    let ctx = crate::engine::session_context(opts.threads, opts.memory_limit, None, true)?;
+    let ctx = with_text_subscripts(crate::engine::session_context(
+        opts.threads,
+        opts.memory_limit,
+        None,
+        true,
+    )?);
     // NULLs sort last, ascending or descending, as in DuckDB: DataFusion (as PostgreSQL) put
     // them first in `ORDER BY x DESC`, so a top-10 by score began with the rows without one.
     // A script may SET it back (`'nulls_max'`).

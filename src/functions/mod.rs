@@ -20,6 +20,7 @@ use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
 use datafusion::prelude::SessionContext;
 
 use crate::model::{RewardModel, TextTokenizer};
+pub use subscripts::udfs as text_subscript_udfs;
 pub use time_text::udf as time_text_udf;
 pub use type_names::sql_name as sql_type_name;
 
@@ -28,6 +29,7 @@ mod dates;
 mod numbers;
 mod quantile;
 mod quantile_cont;
+mod subscripts;
 mod text;
 mod time;
 mod time_text;
@@ -56,6 +58,7 @@ fn functions(
     scalar.push(segscore_plan::named_casts::udf());
     scalar.push(segscore_plan::rint::udf());
     scalar.push(time_text::udf());
+    scalar.extend(subscripts::udfs());
     if let Some(m) = model {
         scalar.extend([m.udf(), m.problem_udf()]);
     } else if served {
@@ -99,12 +102,14 @@ pub fn register(
 /// HyperLogLog estimates; `strlen` the length in bytes; `regexp_matches(s, p)` whether `p`
 /// matches a part of `s`; `prefix`, `suffix` whether `s` starts or ends with the text;
 /// `list_value` a list of its arguments; `gen_random_uuid` a random UUID (`uuid`);
+/// `list_min` a list's least element (`array_min`, whose `list_max` DataFusion names);
 /// `variance` the sample variance (`var_samp`); `sign` -1, 0 or 1 (`signum`, as DOUBLE where
 /// DuckDB gives TINYINT). DuckDB's
 /// aggregates DataFusion has no function for (`arg_max`, `count_if`, ...) are written as
 /// DataFusion expressions before a query is planned ([`segscore_plan::duckdb`]).
-pub const DUCKDB_NAMES: [(&str, &str); 13] = [
+pub const DUCKDB_NAMES: [(&str, &str); 14] = [
     ("list", "array_agg"),
+    ("list_min", "array_min"),
     ("first", "first_value"),
     ("last", "last_value"),
     ("approx_quantile", "approx_percentile_cont"),

@@ -1767,6 +1767,61 @@ fn sql_writes_times_as_text_as_duckdb_does() {
     );
 }
 
+/// A text's subscripts as DuckDB reads them (DataFusion took a list's alone: "No function
+/// matches ... array_element"), categorical text too, and a list's or a text's slice with a
+/// bound left out (DataFusion: "Slice subscript requires a lower bound"). The expected rows are
+/// DuckDB 2.0.1's (as were, checked by hand, every slice from -7 to 7 of three texts).
+#[test]
+fn sql_takes_subscripts_of_texts_and_open_slices() {
+    let tmp = tempfile::tempdir().unwrap();
+    let q = "SELECT s[1] AS a, s[-1] AS b, s[0] AS c, s[0] IS NULL AS cn, s[2:3] AS d, s[:2] AS e, \
+             s[-3:] AS f, s[:-1] AS g, arrow_cast(s, 'Dictionary(Int32, Utf8)')[2:] AS h, l[:2] AS i, \
+             l[2:] AS j, l[-2:] AS k, list_min(l) AS m \
+             FROM (VALUES ('héllo', [3, 1, 2]), (NULL, []), ('x', NULL)) AS v(s, l)";
+    assert_eq!(
+        sql_csv_in(tmp.path(), q),
+        "a,b,c,cn,d,e,f,g,h,i,j,k,m\n\
+         h,o,,false,él,hé,llo,héllo,éllo,\"[3, 1]\",\"[1, 2]\",\"[1, 2]\",1\n\
+         ,,,true,,,,,,[],[],[],\n\
+         x,x,,false,,x,x,x,,,,,\n"
+    );
+    // Positions from columns, and every slice of a grid against the same rule computed here.
+    let pairs: Vec<String> = (-4..=4)
+        .flat_map(|a| (-4..=4).map(move |b| format!("({a}, {b})")))
+        .collect();
+    let q = format!(
+        "SELECT a, b, s[a:b] AS x, s[a] AS y FROM (VALUES {}) AS p(a, b), (VALUES ('héllo')) AS q(s) \
+         ORDER BY a, b",
+        pairs.join(", ")
+    );
+    let chars: Vec<char> = "héllo".chars().collect();
+    let at = |p: i64| if p < 0 { 5 + p + 1 } else { p };
+    let mut expected = String::from("a,b,x,y\n");
+    for a in -4..=4i64 {
+        for b in -4..=4i64 {
+            let (first, last) = (at(a).max(1), at(b).min(5));
+            let x: String = match last >= first {
+                true => chars[(first - 1) as usize..last as usize].iter().collect(),
+                false => String::new(),
+            };
+            let y = match at(a) {
+                p @ 1..=5 => chars[(p - 1) as usize].to_string(),
+                _ => String::new(),
+            };
+            expected += &format!("{a},{b},{x},{y}\n");
+        }
+    }
+    assert_eq!(sql_csv_in(tmp.path(), &q), expected);
+    assert_fails(
+        &segscore_in(
+            tmp.path(),
+            &["sql", "SELECT s[1.5] FROM (VALUES ('hello')) AS v(s)"],
+        ),
+        2,
+        "a text's subscript is a whole number of characters, not Float64",
+    );
+}
+
 /// Whether a CSV file starts with a line of column names is found as DuckDB's sniffer finds it:
 /// a first line whose every value fits its column's type, under columns not all text, is a row
 /// (DataFusion took it as names: the row was lost and the columns named `1`, `2`), named

@@ -10,14 +10,14 @@
 //! as DuckDB's), without FILTER or OVER. Text: `substr(s, start[, length])` (`substring`,
 //! `SUBSTRING(s FROM start FOR length)`) counts a negative start from the end, as DuckDB does
 //! (`substr('hello', -3)` is `llo`; DataFusion's, as PostgreSQL's, read it as a position before
-//! the first character and gave `hello`). Types: DuckDB's names that DataFusion's planner
+//! the first character and gave `hello`). A list's slice with a bound left out (`l[:2]`). Types: DuckDB's names that DataFusion's planner
 //! refused in a cast ("Unsupported SQL type UBIGINT") as the types DataFusion names otherwise
 //! (`UBIGINT`, `UINTEGER`, `USMALLINT`, `UTINYINT` unsigned, `INT1`, `SHORT`, `LONG`, `SIGNED`,
 //! `DATETIME`, `BLOB` and `VARBINARY` as BYTEA, `HUGEINT` as DECIMAL(38, 0), DataFusion having no
 //! 128-bit integer).
 use datafusion::error::Result;
 use datafusion::sql::sqlparser::ast::{
-    ArrayElemTypeDef, DataType, ExactNumberInfo, Expr, Function, TimezoneInfo,
+    AccessExpr, ArrayElemTypeDef, DataType, ExactNumberInfo, Expr, Function, Subscript, TimezoneInfo, Value,
 };
 
 use crate::duckdb::calls;
@@ -86,6 +86,26 @@ fn from_end(s: &str, start: &str, length: Option<&String>) -> Option<String> {
         Some(l) => format!("substr({s}, {start}, {l})"),
         None => format!("substr({s}, {start})"),
     })
+}
+
+/// `e`, a slice of a list with a bound left out (`l[:2]`, `l[2:]`, `l[-2:]`), with the bound
+/// DuckDB reads there: the first element, the last (`-1`). DataFusion refused it ("Slice
+/// subscript requires a lower bound") and, with both given, slices as DuckDB does.
+pub(crate) fn open_slice(e: &mut Expr) {
+    let Expr::CompoundFieldAccess { access_chain, .. } = e else {
+        return;
+    };
+    for access in access_chain {
+        if let AccessExpr::Subscript(Subscript::Slice {
+            lower_bound,
+            upper_bound,
+            ..
+        }) = access
+        {
+            lower_bound.get_or_insert_with(|| Expr::value(Value::Number("1".into(), false)));
+            upper_bound.get_or_insert_with(|| Expr::value(Value::Number("-1".into(), false)));
+        }
+    }
 }
 
 /// `e`'s type, where it is a cast to a type DuckDB names and DataFusion's planner knows by

@@ -216,6 +216,7 @@ impl VisitorMut for DuckDb<'_> {
         }
         time_literal(expr);
         calls::duckdb_type(expr);
+        calls::open_slice(expr);
         match calls::substring(expr) {
             Ok(Some(call)) => *expr = call,
             Ok(None) => {}

@@ -40,6 +40,7 @@ pub mod pivot;
 mod power;
 pub mod rint;
 pub mod setops;
+pub mod subscripts;
 pub mod time_casts;
 mod using;
 mod walk;
