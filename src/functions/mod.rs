@@ -26,6 +26,7 @@ pub use type_names::sql_name as sql_type_name;
 
 mod counts;
 mod dates;
+mod lists;
 mod numbers;
 mod quantile;
 mod quantile_cont;
@@ -76,6 +77,7 @@ fn functions(
     aggregate.extend(quantile::udafs());
     aggregate.push(quantile_cont::udaf());
     aggregate.push(crate::engine::sums::udaf());
+    scalar.extend(lists::udfs(&lists::aggregates(&aggregate)));
     (scalar, aggregate)
 }
 

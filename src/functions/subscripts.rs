@@ -107,7 +107,7 @@ fn byte_at(s: &str, n: i64) -> usize {
     s.char_indices().nth(n as usize).map_or(s.len(), |(at, _)| at)
 }
 
-/// `segscore_text_element(s, i)` and `segscore_text_slice(s, a, b)` ([module docs](self)).
+/// `segscore_text_element(s, i)` and `segscore_text_slice(s, a, b)`, as the module says.
 pub fn udfs() -> [ScalarUDF; 2] {
     [("segscore_text_element", 1), ("segscore_text_slice", 2)].map(|(name, positions)| {
         ScalarUDF::from(Subscript {

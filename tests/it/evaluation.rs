@@ -1822,6 +1822,55 @@ fn sql_takes_subscripts_of_texts_and_open_slices() {
     );
 }
 
+/// DuckDB's list aggregates: `list_aggregate(l, 'name' [, arg])` (`list_aggr`,
+/// `array_aggregate`) and `list_<name>(l)` for the aggregates DataFusion has no list function
+/// for; each expected row is DuckDB 2.0.1's (a NULL list gives NULL, an empty one the aggregate
+/// of no rows: `count` 0). The integer `sum` refuses a sum past BIGINT, as `sum` does.
+#[test]
+fn sql_takes_duckdbs_list_aggregates() {
+    let tmp = tempfile::tempdir().unwrap();
+    let q = "SELECT list_aggregate(l, 'median') AS a, list_count(l) AS b, list_mode(l) AS c, \
+             list_string_agg(s) AS d, list_aggregate(l, 'sum') AS e, list_aggr(l, 'avg') AS f, \
+             list_first(l) AS g, list_last(l) AS h, list_stddev_samp(l) AS i, \
+             list_aggregate(l, 'min') AS j, list_bool_and(bs) AS k, \
+             array_aggregate(s, 'string_agg', '|') AS n, list_aggregate(l, 'quantile_cont', 0.5) AS q \
+             FROM (VALUES ([3, 1, NULL, 3], ['a', 'b'], [true, false]), ([], [], []), (NULL, NULL, NULL), \
+             ([7], ['x', NULL], [true])) AS v(l, s, bs)";
+    assert_eq!(
+        sql_csv_in(tmp.path(), q),
+        "a,b,c,d,e,f,g,h,i,j,k,n,q\n\
+         3.0,3,3,\"a,b\",7,2.3333333333333335,3,3,1.1547005383792515,1,false,a|b,3.0\n\
+         ,0,,,,,,,,,,,\n\
+         ,,,,,,,,,,,,\n\
+         7.0,1,7,x,7,7.0,7,7,,7,true,x,7.0\n"
+    );
+    // A list of a file's column (a fixed-size one as Hugging Face writes it, a large one).
+    let q = "SELECT list_aggregate(arrow_cast(l, 'FixedSizeList(2, Int64)'), 'sum') AS a, \
+             list_median(arrow_cast(l, 'LargeList(Int64)')) AS b, typeof(list_count(l)) AS c \
+             FROM (VALUES ([1, 2]), ([5, NULL])) AS v(l)";
+    assert_eq!(sql_csv_in(tmp.path(), q), "a,b,c\n3,1.5,BIGINT\n5,5.0,BIGINT\n");
+    for (q, code, message) in [
+        (
+            "SELECT list_aggregate([9223372036854775807, 1], 'sum')",
+            1,
+            "integer overflow: a sum is 9223372036854775808",
+        ),
+        (
+            "SELECT list_aggregate([1], 'nope')",
+            2,
+            "list_aggregate: no aggregate function is named 'nope'",
+        ),
+        (
+            "SELECT list_aggregate([1], x) FROM (VALUES ('sum')) AS v(x)",
+            2,
+            "the aggregate's name is a text written in the query",
+        ),
+        ("SELECT list_count(5)", 2, "list_count takes a list, not Int64"),
+    ] {
+        assert_fails(&segscore_in(tmp.path(), &["sql", q]), code, message);
+    }
+}
+
 /// Whether a CSV file starts with a line of column names is found as DuckDB's sniffer finds it:
 /// a first line whose every value fits its column's type, under columns not all text, is a row
 /// (DataFusion took it as names: the row was lost and the columns named `1`, `2`), named

@@ -1,6 +1,6 @@
 //! A text's subscripts, as DuckDB reads them: `s[i]`, the `i`-th character, and `s[a:b]`, the
 //! characters from `a` to `b` (a list's slice, counted in characters; with a bound left out,
-//! `s[:80]`, as [`crate::calls`] fills it). DataFusion planned a subscript as a list's alone,
+//! `s[:80]`, as `calls.rs` fills it). DataFusion planned a subscript as a list's alone,
 //! and refused a text's ("No function matches ... array_element(array, index)"). An expression
 //! planner, consulted before DataFusion's: where the subscripted expression is a text, it plans
 //! the functions given (segscore's `segscore_text_element` and `segscore_text_slice`); anything
