@@ -1871,6 +1871,26 @@ fn sql_takes_duckdbs_list_aggregates() {
     }
 }
 
+/// A LIKE pattern's backslash is a backslash, as in DuckDB (which has no default escape);
+/// DataFusion, as PostgreSQL, took it as the escape, so a Windows path's pattern matched
+/// nothing. An ESCAPE clause still says what escapes. Expected values are DuckDB 2.0.1's.
+#[test]
+fn sql_reads_a_like_patterns_backslash_as_duckdb_does() {
+    let tmp = tempfile::tempdir().unwrap();
+    let q = concat!(
+        r"SELECT 'a_c' LIKE 'a\_c' AS a, 'a\_c' LIKE 'a\_c' AS b, 'C:\Users\x' LIKE 'C:\Users\%' AS c, ",
+        r"'a%' LIKE 'a\%' AS d, 'a_c' ILIKE 'A\_C' AS e, 'abc' NOT LIKE 'a\%' AS f, ",
+        r"'a_c' LIKE 'a\_c' ESCAPE '\' AS g, 'abc' LIKE 'a%' AS h"
+    );
+    assert_eq!(
+        sql_csv_in(tmp.path(), q),
+        "a,b,c,d,e,f,g,h\nfalse,true,true,false,false,true,true,true\n"
+    );
+    // A pattern from a column too.
+    let q = r"SELECT s LIKE p AS m FROM (VALUES ('C:\Users\x', 'C:\Users\%'), ('a_c', 'a\_c'), ('abc', 'a_c')) AS v(s, p)";
+    assert_eq!(sql_csv_in(tmp.path(), q), "m\ntrue\nfalse\ntrue\n");
+}
+
 /// Whether a CSV file starts with a line of column names is found as DuckDB's sniffer finds it:
 /// a first line whose every value fits its column's type, under columns not all text, is a row
 /// (DataFusion took it as names: the row was lost and the columns named `1`, `2`), named

@@ -10,7 +10,8 @@
 //! as DuckDB's), without FILTER or OVER. Text: `substr(s, start[, length])` (`substring`,
 //! `SUBSTRING(s FROM start FOR length)`) counts a negative start from the end, as DuckDB does
 //! (`substr('hello', -3)` is `llo`; DataFusion's, as PostgreSQL's, read it as a position before
-//! the first character and gave `hello`). A list's slice with a bound left out (`l[:2]`). Types: DuckDB's names that DataFusion's planner
+//! the first character and gave `hello`). A list's slice with a bound left out (`l[:2]`). A
+//! LIKE pattern's backslash is a backslash, as in DuckDB. Types: DuckDB's names that DataFusion's planner
 //! refused in a cast ("Unsupported SQL type UBIGINT") as the types DataFusion names otherwise
 //! (`UBIGINT`, `UINTEGER`, `USMALLINT`, `UTINYINT` unsigned, `INT1`, `SHORT`, `LONG`, `SIGNED`,
 //! `DATETIME`, `BLOB` and `VARBINARY` as BYTEA, `HUGEINT` as DECIMAL(38, 0), DataFusion having no
@@ -106,6 +107,38 @@ pub(crate) fn open_slice(e: &mut Expr) {
             upper_bound.get_or_insert_with(|| Expr::value(Value::Number("-1".into(), false)));
         }
     }
+}
+
+/// `e`, a `[NOT] LIKE` or `ILIKE` without an ESCAPE, as DuckDB reads it: a backslash in the
+/// pattern is a backslash (DuckDB has no default escape; DataFusion, as PostgreSQL, took `\`
+/// as one, so `'C:\Users\x' LIKE 'C:\Users\%'` was false without a word). The pattern's
+/// backslashes are doubled, `\` staying DataFusion's escape: in a pattern written in the
+/// query, in place; any other, as `replace(p, '\', '\\')`.
+pub(crate) fn like_backslash(e: &mut Expr) -> Result<()> {
+    let (Expr::Like {
+        pattern,
+        escape_char: None,
+        any: false,
+        ..
+    }
+    | Expr::ILike {
+        pattern,
+        escape_char: None,
+        any: false,
+        ..
+    }) = e
+    else {
+        return Ok(());
+    };
+    match pattern.as_mut() {
+        Expr::Value(v) => {
+            if let Value::SingleQuotedString(s) = &mut v.value {
+                *s = s.replace('\\', "\\\\");
+            }
+        }
+        p => *p = crate::walk::parsed(&format!("replace({p}, '\\', '\\\\')"))?,
+    }
+    Ok(())
 }
 
 /// `e`'s type, where it is a cast to a type DuckDB names and DataFusion's planner knows by

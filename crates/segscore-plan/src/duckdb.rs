@@ -217,6 +217,9 @@ impl VisitorMut for DuckDb<'_> {
         time_literal(expr);
         calls::duckdb_type(expr);
         calls::open_slice(expr);
+        if let Err(e) = calls::like_backslash(expr) {
+            return ControlFlow::Break(e);
+        }
         match calls::substring(expr) {
             Ok(Some(call)) => *expr = call,
             Ok(None) => {}
