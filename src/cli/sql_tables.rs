@@ -88,9 +88,10 @@ pub async fn context(opts: &SqlOptions) -> Result<(SessionContext, Tables)> {
         .default_null_ordering = "nulls_last".into();
     // `CAST(2.7 AS INT)` is 3, as in DuckDB and PostgreSQL (DataFusion truncated).
     ctx.add_analyzer_rule(Arc::new(segscore_plan::casts::RoundedCasts));
-    // `ts::VARCHAR` is `2024-01-01 10:00:00.5`, as in DuckDB (arrow's ISO 8601 has a `T`).
-    ctx.add_analyzer_rule(Arc::new(segscore_plan::time_casts::TimeCasts {
-        text: Arc::new(crate::functions::time_text_udf()),
+    // `ts::VARCHAR` is `2024-01-01 10:00:00.5` (arrow's ISO 8601 has a `T`), `x::VARCHAR` of a
+    // float `1e-07`, as in DuckDB.
+    ctx.add_analyzer_rule(Arc::new(segscore_plan::text_casts::TextCasts {
+        text: Arc::new(crate::functions::duckdb_text_udf()),
     }));
     let tokenizer = opts
         .tokenizer

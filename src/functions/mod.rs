@@ -20,12 +20,13 @@ use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
 use datafusion::prelude::SessionContext;
 
 use crate::model::{RewardModel, TextTokenizer};
+pub use duckdb_text::udf as duckdb_text_udf;
 pub use subscripts::udfs as text_subscript_udfs;
-pub use time_text::udf as time_text_udf;
 pub use type_names::sql_name as sql_type_name;
 
 mod counts;
 mod dates;
+mod duckdb_text;
 mod lists;
 mod numbers;
 mod quantile;
@@ -33,7 +34,6 @@ mod quantile_cont;
 mod subscripts;
 mod text;
 mod time;
-mod time_text;
 mod type_names;
 
 /// The functions of a job: with `model` and `tokenizer` loaded here, or (both `None` and
@@ -58,7 +58,7 @@ fn functions(
     scalar.extend(segscore_plan::arithmetic::udfs());
     scalar.push(segscore_plan::named_casts::udf());
     scalar.push(segscore_plan::rint::udf());
-    scalar.push(time_text::udf());
+    scalar.push(duckdb_text::udf());
     scalar.extend(subscripts::udfs());
     if let Some(m) = model {
         scalar.extend([m.udf(), m.problem_udf()]);
@@ -105,13 +105,15 @@ pub fn register(
 /// matches a part of `s`; `prefix`, `suffix` whether `s` starts or ends with the text;
 /// `list_value` a list of its arguments; `gen_random_uuid` a random UUID (`uuid`);
 /// `list_min` a list's least element (`array_min`, whose `list_max` DataFusion names);
+/// `struct_extract(s, 'field')` a struct's field (`get_field`);
 /// `variance` the sample variance (`var_samp`); `sign` -1, 0 or 1 (`signum`, as DOUBLE where
 /// DuckDB gives TINYINT). DuckDB's
 /// aggregates DataFusion has no function for (`arg_max`, `count_if`, ...) are written as
 /// DataFusion expressions before a query is planned ([`segscore_plan::duckdb`]).
-pub const DUCKDB_NAMES: [(&str, &str); 14] = [
+pub const DUCKDB_NAMES: [(&str, &str); 15] = [
     ("list", "array_agg"),
     ("list_min", "array_min"),
+    ("struct_extract", "get_field"),
     ("first", "first_value"),
     ("last", "last_value"),
     ("approx_quantile", "approx_percentile_cont"),

@@ -1729,13 +1729,13 @@ fn sql_takes_duckdbs_last_day_date_add_geomean_and_substr() {
     );
 }
 
-/// A date, time, timestamp, interval or duration cast to text reads as DuckDB's text (each
+/// A date, time, timestamp, interval, duration or float cast to text reads as DuckDB's text (each
 /// expected value is DuckDB 2.0.1's, its TimeZone UTC): a space before the time, no trailing
 /// zeros, `(BC)`, intervals as `1 year 2 months 3 days 04:05:06.5`; in a cast, a `||`, a
 /// function that takes text, a GROUP BY key. Arrow's cast wrote `2024-03-05T10:00:00.500`, so
 /// `split_part(ts::VARCHAR, ' ', 2)` gave the whole text.
 #[test]
-fn sql_writes_times_as_text_as_duckdb_does() {
+fn sql_writes_times_and_floats_as_text_as_duckdb_does() {
     let tmp = tempfile::tempdir().unwrap();
     let q = "SELECT ts::VARCHAR AS a, 'at ' || ts AS b, split_part(ts::VARCHAR, ' ', 2) AS c, \
              CAST(ts::TIME AS VARCHAR) AS t, (ts - TIMESTAMP '2024-03-01 00:00:00')::VARCHAR AS d, \
@@ -1765,12 +1765,22 @@ fn sql_writes_times_as_text_as_duckdb_does() {
         sql_csv_in(tmp.path(), q),
         "a,b,c,d\n1 year 2 months 3 days 04:05:06.5,-01:30:00,00:00:00,10:11:12.01|2024-01-01\n"
     );
+    // A float's text, as DuckDB's (Python's `repr`): arrow's wrote 1e16, 0.00001, 1.5e-7, NaN.
+    let q = "SELECT CAST(1e15::DOUBLE AS VARCHAR) AS a, CAST(1e16::DOUBLE AS VARCHAR) AS b, \
+             CAST(0.00001::DOUBLE AS VARCHAR) AS c, CAST('nan'::DOUBLE AS VARCHAR) AS d, \
+             'x' || 0.5::DOUBLE AS e, CAST(0.1::FLOAT AS VARCHAR) AS f, CAST(1e20::FLOAT AS VARCHAR) AS g, \
+             string_agg(v, '|') AS h FROM (VALUES (1.5e-7::DOUBLE), (2.5::DOUBLE)) AS u(v)";
+    assert_eq!(
+        sql_csv_in(tmp.path(), q),
+        "a,b,c,d,e,f,g,h\n1000000000000000.0,1e+16,1e-05,nan,x0.5,0.1,1e+20,1.5e-07|2.5\n"
+    );
 }
 
 /// A text's subscripts as DuckDB reads them (DataFusion took a list's alone: "No function
 /// matches ... array_element"), categorical text too, and a list's or a text's slice with a
 /// bound left out (DataFusion: "Slice subscript requires a lower bound"). The expected rows are
-/// DuckDB 2.0.1's (as were, checked by hand, every slice from -7 to 7 of three texts).
+/// DuckDB 2.0.1's (as were, checked by hand, every slice from -7 to 7 of three texts). DuckDB's
+/// `s ^@ prefix` and `struct_extract` too.
 #[test]
 fn sql_takes_subscripts_of_texts_and_open_slices() {
     let tmp = tempfile::tempdir().unwrap();
@@ -1812,6 +1822,11 @@ fn sql_takes_subscripts_of_texts_and_open_slices() {
         }
     }
     assert_eq!(sql_csv_in(tmp.path(), &q), expected);
+    // DuckDB's `^@` (starts with) and `struct_extract` (DataFusion: "Unsupported binary
+    // operator: PGStartsWith", "Invalid function").
+    let q = "SELECT s ^@ 'hé' AS a, s ^@ 'x' AS b, struct_extract(named_struct('f', s), 'f') AS c \
+             FROM (VALUES ('héllo'), (NULL)) AS v(s)";
+    assert_eq!(sql_csv_in(tmp.path(), q), "a,b,c\ntrue,false,héllo\n,,\n");
     assert_fails(
         &segscore_in(
             tmp.path(),

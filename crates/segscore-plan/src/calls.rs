@@ -11,14 +11,15 @@
 //! `SUBSTRING(s FROM start FOR length)`) counts a negative start from the end, as DuckDB does
 //! (`substr('hello', -3)` is `llo`; DataFusion's, as PostgreSQL's, read it as a position before
 //! the first character and gave `hello`). A list's slice with a bound left out (`l[:2]`). A
-//! LIKE pattern's backslash is a backslash, as in DuckDB. Types: DuckDB's names that DataFusion's planner
+//! LIKE pattern's backslash is a backslash, as in DuckDB; `s ^@ prefix` is `starts_with`. Types: DuckDB's names that DataFusion's planner
 //! refused in a cast ("Unsupported SQL type UBIGINT") as the types DataFusion names otherwise
 //! (`UBIGINT`, `UINTEGER`, `USMALLINT`, `UTINYINT` unsigned, `INT1`, `SHORT`, `LONG`, `SIGNED`,
 //! `DATETIME`, `BLOB` and `VARBINARY` as BYTEA, `HUGEINT` as DECIMAL(38, 0), DataFusion having no
 //! 128-bit integer).
 use datafusion::error::Result;
 use datafusion::sql::sqlparser::ast::{
-    AccessExpr, ArrayElemTypeDef, DataType, ExactNumberInfo, Expr, Function, Subscript, TimezoneInfo, Value,
+    AccessExpr, ArrayElemTypeDef, BinaryOperator, DataType, ExactNumberInfo, Expr, Function, Subscript,
+    TimezoneInfo, Value,
 };
 
 use crate::duckdb::calls;
@@ -139,6 +140,22 @@ pub(crate) fn like_backslash(e: &mut Expr) -> Result<()> {
         p => *p = crate::walk::parsed(&format!("replace({p}, '\\', '\\\\')"))?,
     }
     Ok(())
+}
+
+/// `e`, DuckDB's `s ^@ prefix` (PostgreSQL's too), as `starts_with(s, prefix)`: DataFusion's
+/// planner refused the operator ("Unsupported binary operator: PGStartsWith").
+pub(crate) fn starts_with_operator(e: &mut Expr) {
+    if let Expr::BinaryOp {
+        left,
+        op: BinaryOperator::PGStartsWith,
+        right,
+    } = e
+    {
+        let (l, r) = (left.to_string(), right.to_string());
+        if let Ok(call) = crate::walk::parsed(&format!("starts_with({l}, {r})")) {
+            *e = call;
+        }
+    }
 }
 
 /// `e`'s type, where it is a cast to a type DuckDB names and DataFusion's planner knows by

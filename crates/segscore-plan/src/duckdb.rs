@@ -217,6 +217,7 @@ impl VisitorMut for DuckDb<'_> {
         time_literal(expr);
         calls::duckdb_type(expr);
         calls::open_slice(expr);
+        calls::starts_with_operator(expr);
         if let Err(e) = calls::like_backslash(expr) {
             return ControlFlow::Break(e);
         }

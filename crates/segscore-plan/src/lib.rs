@@ -41,7 +41,7 @@ mod power;
 pub mod rint;
 pub mod setops;
 pub mod subscripts;
-pub mod time_casts;
+pub mod text_casts;
 mod using;
 mod walk;
 

@@ -1,11 +1,14 @@
-//! `segscore_time_text(x)`: DuckDB's text of a date, a time, a timestamp, an interval or a
-//! duration, which a cast of one to text gives in `segscore sql`
-//! ([`segscore_plan::time_casts`]): `2024-01-01 10:00:00.5` (a space between the date and the
+//! `segscore_text(x)`: DuckDB's text of a date, a time, a timestamp, an interval, a duration or
+//! a float, which a cast of one to text gives in `segscore sql`
+//! ([`segscore_plan::text_casts`]): `2024-01-01 10:00:00.5` (a space between the date and the
 //! time, the fraction of a second without its trailing zeros), a time zone's `+00` (UTC),
 //! `0045-03-15 (BC)`, `10:11:12.5`, `1 year 2 months 3 days 04:05:06.5`, `-01:30:00`, and a
 //! difference of two timestamps (a duration here, an interval in DuckDB) as `29 days
 //! 01:00:00`. Arrow's cast writes ISO 8601 (`2024-01-01T10:00:00.500`) and intervals as `1
-//! hours 30 mins`.
+//! hours 30 mins`. A float is written as DuckDB (and Python's `repr`) writes it: the fewest
+//! digits that read back as the same float, as a decimal from 1e-4 up to 1e16 (`0.0001`,
+//! `3.0`, `1000000000000000.0`), with an exponent of at least two digits outside it (`1e-05`,
+//! `1.5e-07`, `1e+16`), `nan`, `inf`, `-inf`; arrow's wrote `0.00001`, `1.5e-7`, `1e16`, `NaN`.
 
 use std::fmt::Write;
 use std::sync::Arc;
@@ -14,7 +17,8 @@ use chrono::Datelike;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, StringBuilder};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{
-    DataType, Date32Type, Int64Type, IntervalMonthDayNanoType, IntervalUnit, Time64NanosecondType, TimeUnit,
+    DataType, Date32Type, Float32Type, Float64Type, Int64Type, IntervalMonthDayNanoType, IntervalUnit,
+    Time64NanosecondType, TimeUnit,
 };
 use datafusion::common::{exec_err, plan_err};
 use datafusion::error::Result;
@@ -23,19 +27,19 @@ use datafusion::logical_expr::{
 };
 
 /// The function's name.
-const NAME: &str = "segscore_time_text";
+const NAME: &str = "segscore_text";
 
 /// Nanoseconds in a second and in a day.
 const SECOND: i128 = 1_000_000_000;
 const DAY: i128 = 86_400 * SECOND;
 
-/// `segscore_time_text` ([module docs](self)).
+/// `segscore_text` ([module docs](self)).
 #[derive(Debug, PartialEq, Eq, Hash)]
-struct TimeText {
+struct DuckDbText {
     signature: Signature,
 }
 
-impl ScalarUDFImpl for TimeText {
+impl ScalarUDFImpl for DuckDbText {
     fn name(&self) -> &str {
         NAME
     }
@@ -44,8 +48,8 @@ impl ScalarUDFImpl for TimeText {
     }
     fn coerce_types(&self, args: &[DataType]) -> Result<Vec<DataType>> {
         match args {
-            [t] if segscore_plan::time_casts::is_time(t) => Ok(vec![t.clone()]),
-            [t] => plan_err!("{NAME}(x) takes a date, time, timestamp, interval or duration, not {t}"),
+            [t] if segscore_plan::text_casts::has_duckdb_text(t) => Ok(vec![t.clone()]),
+            [t] => plan_err!("{NAME}(x) takes a date, time, timestamp, interval, duration or float, not {t}"),
             _ => plan_err!("{NAME}(x) takes one argument, not {}", args.len()),
         }
     }
@@ -65,9 +69,9 @@ impl ScalarUDFImpl for TimeText {
     }
 }
 
-/// The `segscore_time_text` function.
+/// The `segscore_text` function.
 pub fn udf() -> ScalarUDF {
-    ScalarUDF::from(TimeText {
+    ScalarUDF::from(DuckDbText {
         signature: Signature::user_defined(Volatility::Immutable),
     })
 }
@@ -150,7 +154,68 @@ fn texts(x: &ArrayRef) -> Result<ArrayRef> {
                 Ok(())
             })
         }
-        t => exec_err!("{NAME}(x) takes a date, time, timestamp, interval or duration, not {t}"),
+        DataType::Float32 => {
+            let v = x.as_primitive::<Float32Type>();
+            each(&mut |i, s| {
+                float(v.value(i), s);
+                Ok(())
+            })
+        }
+        DataType::Float64 => {
+            let v = x.as_primitive::<Float64Type>();
+            each(&mut |i, s| {
+                float(v.value(i), s);
+                Ok(())
+            })
+        }
+        t => exec_err!("{NAME}(x) takes a date, time, timestamp, interval, duration or float, not {t}"),
+    }
+}
+
+/// Writes the float `x` as DuckDB (and Python's `repr`) does ([module docs](self)).
+fn float<F: std::fmt::LowerExp>(x: F, s: &mut String) {
+    // Rust's `{:e}` gives the fewest digits that read back as `x`: `1.5e-7`, `1e16`, `NaN`.
+    let sci = format!("{x:e}");
+    let Some((mantissa, exponent)) = sci.split_once('e') else {
+        s.push_str(match sci.as_str() {
+            "NaN" => "nan",
+            other => other, // inf, -inf
+        });
+        return;
+    };
+    let Ok(exponent) = exponent.parse::<i32>() else {
+        s.push_str(&sci);
+        return;
+    };
+    if !(-4..16).contains(&exponent) {
+        s.push_str(mantissa);
+        let sign = if exponent < 0 { '-' } else { '+' };
+        let _ = write!(s, "e{sign}{:02}", exponent.abs());
+        return;
+    }
+    let (negative, mantissa) = match mantissa.strip_prefix('-') {
+        Some(m) => (true, m),
+        None => (false, mantissa),
+    };
+    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
+    if negative {
+        s.push('-');
+    }
+    if exponent < 0 {
+        s.push_str("0.");
+        s.extend(std::iter::repeat_n('0', (-exponent - 1) as usize));
+        s.push_str(&digits);
+    } else {
+        let point = exponent as usize + 1;
+        if digits.len() > point {
+            s.push_str(&digits[..point]);
+            s.push('.');
+            s.push_str(&digits[point..]);
+        } else {
+            s.push_str(&digits);
+            s.extend(std::iter::repeat_n('0', point - digits.len()));
+            s.push_str(".0");
+        }
     }
 }
 
@@ -274,6 +339,47 @@ mod tests {
             interval_text(14, 3, 4 * hour + 5 * 60 * SECOND + 6 * SECOND + SECOND / 2),
             "1 year 2 months 3 days 04:05:06.5"
         );
+    }
+
+    #[test]
+    fn floats_read_as_duckdb_writes_them() {
+        // Each expected text is DuckDB 2.0.1's `CAST(x AS VARCHAR)` (Python's `repr` agrees).
+        let text = |x: f64| {
+            let mut s = String::new();
+            float(x, &mut s);
+            s
+        };
+        let cases = [
+            (1e15, "1000000000000000.0"),
+            (1e16, "1e+16"),
+            (1.2345678901234568e20, "1.2345678901234568e+20"),
+            (0.001, "0.001"),
+            (0.0001, "0.0001"),
+            (0.00001, "1e-05"),
+            (1.5e-7, "1.5e-07"),
+            (-2.5e-5, "-2.5e-05"),
+            (3.0, "3.0"),
+            (12345678.9, "12345678.9"),
+            (f64::MAX, "1.7976931348623157e+308"),
+            (5e-324, "5e-324"),
+            (0.1, "0.1"),
+            (100.0, "100.0"),
+            (1234567890123456.0, "1234567890123456.0"),
+            (-0.0, "-0.0"),
+            (f64::NAN, "nan"),
+            (f64::INFINITY, "inf"),
+            (f64::NEG_INFINITY, "-inf"),
+        ];
+        for (x, want) in cases {
+            assert_eq!(text(x), want, "{x}");
+        }
+        let mut s = String::new();
+        float(0.1f32, &mut s);
+        s.push(' ');
+        float(16_777_216f32, &mut s);
+        s.push(' ');
+        float(3.402_823_5e38_f32, &mut s);
+        assert_eq!(s, "0.1 16777216.0 3.4028235e+38");
     }
 
     #[test]
