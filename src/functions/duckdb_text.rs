@@ -88,7 +88,7 @@ fn nanos(v: i64, unit: TimeUnit) -> i128 {
 }
 
 /// Each value of `x` as DuckDB's text, nulls kept.
-fn texts(x: &ArrayRef) -> Result<ArrayRef> {
+pub(super) fn texts(x: &ArrayRef) -> Result<ArrayRef> {
     let mut out = StringBuilder::with_capacity(x.len(), x.len() * 20);
     let mut line = String::with_capacity(48);
     // Each value's text into `line`, from its index (called for the non-null ones).
@@ -173,7 +173,7 @@ fn texts(x: &ArrayRef) -> Result<ArrayRef> {
 }
 
 /// Writes the float `x` as DuckDB (and Python's `repr`) does ([module docs](self)).
-fn float<F: ryu::Float + Copy + Into<f64>>(x: F, s: &mut String) {
+pub(super) fn float<F: ryu::Float + Copy + Into<f64>>(x: F, s: &mut String) {
     let wide: f64 = x.into();
     if !wide.is_finite() {
         s.push_str(match (wide.is_nan(), wide > 0.0) {

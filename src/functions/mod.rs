@@ -27,6 +27,7 @@ pub use type_names::sql_name as sql_type_name;
 mod counts;
 mod dates;
 mod duckdb_text;
+mod format;
 mod lists;
 mod numbers;
 mod quantile;
@@ -59,6 +60,7 @@ fn functions(
     scalar.push(segscore_plan::named_casts::udf());
     scalar.push(segscore_plan::rint::udf());
     scalar.push(duckdb_text::udf());
+    scalar.extend(format::udfs());
     scalar.extend(subscripts::udfs());
     if let Some(m) = model {
         scalar.extend([m.udf(), m.problem_udf()]);

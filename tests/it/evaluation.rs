@@ -1906,6 +1906,49 @@ fn sql_reads_a_like_patterns_backslash_as_duckdb_does() {
     assert_eq!(sql_csv_in(tmp.path(), q), "m\ntrue\nfalse\ntrue\n");
 }
 
+/// DuckDB's `printf` (C's `%` conversions) and `format` (the fmt library's `{}`), which
+/// DataFusion lacks; each expected value is DuckDB 2.0.1's, as are the refusals of a
+/// conversion of the wrong type.
+#[test]
+fn sql_takes_duckdbs_printf_and_format() {
+    let tmp = tempfile::tempdir().unwrap();
+    let q = "SELECT printf('%5.2f|%-5d|%05d|%x|%#x|%e|%g|%c|%%|%+d|%10s|%.3s', 3.14159, 42, 42, 255, 255, \
+             12345.678, 0.0001, 65, 5, 'ab', 'abcdef') AS p, \
+             format('{} + {:.2f} = {:>6}|{:_}|{:*^7}|{:08.3f}|{{}}', 1, 2.5, 'x', 1234567, 'ab', -3.14159) AS f, \
+             format('{}|{}|{}', 1e20::DOUBLE, DATE '2024-01-01', [1, 2]) AS t, printf('%s', NULL) IS NULL AS n";
+    assert_eq!(
+        sql_csv_in(tmp.path(), q),
+        "p,f,t,n\n \
+         3.14|42   |00042|ff|0xff|1.234568e+04|0.0001|A|%|+5|        ab|abc,\
+         1 + 2.50 =      x|1_234_567|**ab***|-003.142|{},\
+         \"1e+20|2024-01-01|[1, 2]\",true\n"
+    );
+    // Over a table's columns, one format a row.
+    let q = "SELECT format(f, x) AS v, format(f, x) IS NULL AS n \
+             FROM (VALUES ('{:.1f}', 2.25::DOUBLE), ('[{:>5}]', 7.0::DOUBLE), (NULL, 1.0)) AS t(f, x)";
+    assert_eq!(
+        sql_csv_in(tmp.path(), q),
+        "v,n\n2.2,false\n[  7.0],false\n,true\n"
+    );
+    for (q, message) in [
+        (
+            "SELECT printf('%s', 3.5)",
+            "invalid type specifier \"s\" for formatting a value of type float",
+        ),
+        (
+            "SELECT format('{:d}', 3.7)",
+            "invalid type specifier \"d\" for formatting a value of type float",
+        ),
+        ("SELECT format('{} {}', 'a')", "argument index \"1\" out of range"),
+        (
+            "SELECT format('{} {0}', 'a')",
+            "cannot switch from automatic to manual argument indexing",
+        ),
+    ] {
+        assert_fails(&segscore_in(tmp.path(), &["sql", q]), 1, message);
+    }
+}
+
 /// Whether a CSV file starts with a line of column names is found as DuckDB's sniffer finds it:
 /// a first line whose every value fits its column's type, under columns not all text, is a row
 /// (DataFusion took it as names: the row was lost and the columns named `1`, `2`), named
