@@ -551,5 +551,16 @@ mod tests {
             fmt("{} {0}", &[Int(1)]),
             "cannot switch from automatic to manual argument indexing"
         );
+        // A width or precision that would take any memory asked for is refused.
+        assert_eq!(
+            fmt("{:999999999999}", &[Int(1)]),
+            "a width of 999999999999 is past the 100000 characters a conversion may take"
+        );
+        let v = [Float(1.0)];
+        let refs: Vec<&Value> = v.iter().collect();
+        assert_eq!(
+            printf_pieces("%.999999999f").and_then(|p| render(&p, &refs, Syntax::Printf)),
+            Err("a precision of 999999999 is past the 100000 characters a conversion may take".into())
+        );
     }
 }

@@ -71,6 +71,7 @@ pub(super) fn printf_pieces(format: &str) -> std::result::Result<Vec<Piece>, Str
         if spec.align == Some('<') {
             spec.zero = false;
         }
+        within_limits(&spec)?;
         pieces.push(Piece::Text(std::mem::take(&mut text)));
         pieces.push(Piece::Arg(next_arg, spec));
         next_arg += 1;
@@ -167,10 +168,27 @@ fn fmt_spec(text: &str) -> std::result::Result<Spec, String> {
         spec.precision = Some(number(&mut rest).ok_or("invalid format string: a '.' without a precision")?);
     }
     spec.kind = rest.next();
-    match rest.next() {
-        Some(c) => Err(format!("invalid format string: '{c}' in a conversion")),
-        None => Ok(spec),
+    if let Some(c) = rest.next() {
+        return Err(format!("invalid format string: '{c}' in a conversion"));
     }
+    within_limits(&spec)?;
+    Ok(spec)
+}
+
+/// The most characters a conversion's width or precision may ask for: a query's format cannot
+/// make one value take more memory than this.
+const LIMIT: usize = 100_000;
+
+/// `spec`, refused where its width or precision is past [`LIMIT`].
+fn within_limits(spec: &Spec) -> std::result::Result<(), String> {
+    for (what, n) in [("width", spec.width), ("precision", spec.precision.unwrap_or(0))] {
+        if n > LIMIT {
+            return Err(format!(
+                "a {what} of {n} is past the {LIMIT} characters a conversion may take"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The decimal number at the front of `chars`, if any.
