@@ -62,10 +62,7 @@ impl ScalarUDFImpl for DuckDbText {
         };
         let scalar = matches!(x, ColumnarValue::Scalar(_));
         let text = texts(&x.to_array(1)?)?;
-        Ok(match scalar {
-            true => ColumnarValue::Scalar(datafusion::common::ScalarValue::try_from_array(&text, 0)?),
-            false => ColumnarValue::Array(text),
-        })
+        super::columnar(text, scalar)
     }
 }
 

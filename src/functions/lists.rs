@@ -297,12 +297,8 @@ impl ScalarUDFImpl for ListAggregate {
         };
         let result = cast(&result, args.return_field.data_type())?;
         let result = nullif(&result, &is_null(&lists)?)?;
-        Ok(
-            match args.args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_))) {
-                true => ColumnarValue::Scalar(ScalarValue::try_from_array(&result, 0)?),
-                false => ColumnarValue::Array(result),
-            },
-        )
+        let scalar = args.args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_)));
+        super::columnar(result, scalar)
     }
 }
 

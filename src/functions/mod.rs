@@ -15,8 +15,9 @@
 
 use std::sync::Arc;
 
+use datafusion::arrow::array::ArrayRef;
 use datafusion::execution::FunctionRegistry;
-use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
+use datafusion::logical_expr::{AggregateUDF, ColumnarValue, ScalarUDF};
 use datafusion::prelude::SessionContext;
 
 use crate::model::{RewardModel, TextTokenizer};
@@ -36,6 +37,15 @@ mod subscripts;
 mod text;
 mod time;
 mod type_names;
+
+/// A function's `result`: one value where every argument was one (`scalar`: `result` holds its
+/// one row), else the column.
+fn columnar(result: ArrayRef, scalar: bool) -> datafusion::error::Result<ColumnarValue> {
+    Ok(match scalar {
+        true => ColumnarValue::Scalar(datafusion::common::ScalarValue::try_from_array(&result, 0)?),
+        false => ColumnarValue::Array(result),
+    })
+}
 
 /// The functions of a job: with `model` and `tokenizer` loaded here, or (both `None` and
 /// `served`) the job's, named by each query's settings.

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int64Array, StringBuilder};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::DataType;
-use datafusion::common::{exec_err, plan_err, ScalarValue};
+use datafusion::common::{exec_err, plan_err};
 use datafusion::error::Result;
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
@@ -86,10 +86,7 @@ impl ScalarUDFImpl for Subscript {
             }
         }
         let text: ArrayRef = Arc::new(out.finish());
-        Ok(match scalar {
-            true => ColumnarValue::Scalar(ScalarValue::try_from_array(&text, 0)?),
-            false => ColumnarValue::Array(text),
-        })
+        super::columnar(text, scalar)
     }
 }
 

@@ -1949,6 +1949,27 @@ fn sql_takes_duckdbs_printf_and_format() {
     }
 }
 
+/// DuckDB's top-n aggregates: `max(x, n)`, `min(x, n)`, `arg_max(a, v, n)` (`max_by`),
+/// `arg_min(a, v, n)` (`min_by`), lists in order, rows with a NULL left out, NULL for no rows,
+/// a FILTER kept (DataFusion: "max(UserDefined)"); each expected row is DuckDB 2.0.1's.
+#[test]
+fn sql_takes_duckdbs_top_n_aggregates() {
+    let tmp = tempfile::tempdir().unwrap();
+    let q = "SELECT g, max(x, 2) AS a, min(x, 2) AS b, arg_max(s, x, 2) AS c, min_by(s, x, 5) AS d, \
+             max(x, 2) FILTER (WHERE x < 3) AS e \
+             FROM (VALUES (1, 1, 'a'), (1, NULL, 'b'), (1, 3, 'c'), (1, 3, NULL), (1, 2, 'e'), (2, NULL, 'z')) \
+             AS v(g, x, s) GROUP BY g ORDER BY g";
+    assert_eq!(
+        sql_csv_in(tmp.path(), q),
+        "g,a,b,c,d,e\n1,\"[3, 3]\",\"[1, 2]\",\"[c, e]\",\"[a, e, c]\",\"[2, 1]\"\n2,,,,,\n"
+    );
+    assert_fails(
+        &segscore_in(tmp.path(), &["sql", "SELECT max(x, 0) FROM (VALUES (1)) AS v(x)"]),
+        2,
+        "max: n is a whole number above 0 written in the query, not 0",
+    );
+}
+
 /// Whether a CSV file starts with a line of column names is found as DuckDB's sniffer finds it:
 /// a first line whose every value fits its column's type, under columns not all text, is a row
 /// (DataFusion took it as names: the row was lost and the columns named `1`, `2`), named

@@ -11,7 +11,8 @@
 //! `SUBSTRING(s FROM start FOR length)`) counts a negative start from the end, as DuckDB does
 //! (`substr('hello', -3)` is `llo`; DataFusion's, as PostgreSQL's, read it as a position before
 //! the first character and gave `hello`). A list's slice with a bound left out (`l[:2]`). A
-//! LIKE pattern's backslash is a backslash, as in DuckDB; `s ^@ prefix` is `starts_with`. Types: DuckDB's names that DataFusion's planner
+//! LIKE pattern's backslash is a backslash, as in DuckDB; `s ^@ prefix` is `starts_with`.
+//! DuckDB's top-n aggregates (`max(x, n)`, `arg_max(a, v, n)`) as a sorted `array_agg`, cut. Types: DuckDB's names that DataFusion's planner
 //! refused in a cast ("Unsupported SQL type UBIGINT") as the types DataFusion names otherwise
 //! (`UBIGINT`, `UINTEGER`, `USMALLINT`, `UTINYINT` unsigned, `INT1`, `SHORT`, `LONG`, `SIGNED`,
 //! `DATETIME`, `BLOB` and `VARBINARY` as BYTEA, `HUGEINT` as DECIMAL(38, 0), DataFusion having no
@@ -56,6 +57,53 @@ pub(crate) fn rewritten(f: &Function) -> Result<Option<Expr>> {
         _ => return Ok(None),
     };
     crate::walk::parsed(&text).map(Some)
+}
+
+/// DuckDB's top-n aggregates, as DataFusion computes them: `max(x, n)` and `min(x, n)`, the `n`
+/// greatest (least) values, and `arg_max(a, v, n)` (`max_by`) and `arg_min(a, v, n)`
+/// (`min_by`), the `a` of the `n` rows of greatest (least) `v`, each a list in that order, rows
+/// with a NULL left out, NULL for no rows (DataFusion: "max(UserDefined)"). Written as
+/// `array_slice(array_agg(a ORDER BY v DESC) FILTER (WHERE ...), 1, n)`, the call's FILTER
+/// kept; not over a window (DataFusion orders no window aggregate). `n` is a whole number
+/// above 0 written in the query, as in DuckDB.
+pub(crate) fn top_n(f: &Function) -> Result<Option<Expr>> {
+    let Some(args) = crate::walk::plain_args(f) else {
+        return Ok(None);
+    };
+    if f.over.is_some() {
+        return Ok(None);
+    }
+    let (order, arg, value, n) = match args.as_slice() {
+        [x, n] if calls(f, "max") => ("DESC", *x, *x, *n),
+        [x, n] if calls(f, "min") => ("ASC", *x, *x, *n),
+        [a, v, n] if calls(f, "arg_max") || calls(f, "max_by") => ("DESC", *a, *v, *n),
+        [a, v, n] if calls(f, "arg_min") || calls(f, "min_by") => ("ASC", *a, *v, *n),
+        _ => return Ok(None),
+    };
+    let count = match n {
+        Expr::Value(v) => match &v.value {
+            Value::Number(text, _) => text.parse::<u64>().ok().filter(|&c| c > 0),
+            _ => None,
+        },
+        _ => None,
+    };
+    let Some(count) = count else {
+        return Err(datafusion::error::DataFusionError::Plan(format!(
+            "{}: n is a whole number above 0 written in the query, not {n}",
+            f.name
+        )));
+    };
+    let mut keep = format!("({value}) IS NOT NULL");
+    if arg != value {
+        keep += &format!(" AND ({arg}) IS NOT NULL");
+    }
+    if let Some(filter) = &f.filter {
+        keep = format!("({filter}) AND {keep}");
+    }
+    crate::walk::parsed(&format!(
+        "array_slice(array_agg({arg} ORDER BY {value} {order}) FILTER (WHERE {keep}), 1, {count})"
+    ))
+    .map(Some)
 }
 
 /// `SUBSTRING(s FROM start [FOR length])` as [`rewritten`] writes `substr`.

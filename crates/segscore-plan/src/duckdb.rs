@@ -203,6 +203,14 @@ impl VisitorMut for DuckDb<'_> {
                 *expr = op;
                 return ControlFlow::Continue(());
             }
+            match calls::top_n(f) {
+                Ok(Some(call)) => {
+                    *expr = call;
+                    return ControlFlow::Continue(());
+                }
+                Ok(None) => {}
+                Err(e) => return ControlFlow::Break(e),
+            }
             match calls::rewritten(f) {
                 Ok(Some(call)) => {
                     *expr = call;
