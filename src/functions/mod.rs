@@ -117,15 +117,23 @@ pub fn register(
 /// matches a part of `s`; `prefix`, `suffix` whether `s` starts or ends with the text;
 /// `list_value` a list of its arguments; `gen_random_uuid` a random UUID (`uuid`);
 /// `list_min` a list's least element (`array_min`, whose `list_max` DataFusion names);
-/// `struct_extract(s, 'field')` a struct's field (`get_field`);
+/// `struct_extract(s, 'field')` a struct's field (`get_field`); `list_inner_product`,
+/// `list_dot_product` (and `array_...`) two lists' inner product, `list_cosine_distance`
+/// their cosine distance;
 /// `variance` the sample variance (`var_samp`); `sign` -1, 0 or 1 (`signum`, as DOUBLE where
 /// DuckDB gives TINYINT). DuckDB's
 /// aggregates DataFusion has no function for (`arg_max`, `count_if`, ...) are written as
 /// DataFusion expressions before a query is planned ([`segscore_plan::duckdb`]).
-pub const DUCKDB_NAMES: [(&str, &str); 15] = [
+pub const DUCKDB_NAMES: [(&str, &str); 21] = [
     ("list", "array_agg"),
     ("list_min", "array_min"),
     ("struct_extract", "get_field"),
+    ("list_inner_product", "inner_product"),
+    ("array_inner_product", "inner_product"),
+    ("list_dot_product", "inner_product"),
+    ("array_dot_product", "inner_product"),
+    ("list_cosine_distance", "cosine_distance"),
+    ("array_cosine_distance", "cosine_distance"),
     ("first", "first_value"),
     ("last", "last_value"),
     ("approx_quantile", "approx_percentile_cont"),

@@ -1864,6 +1864,16 @@ fn sql_takes_duckdbs_list_aggregates() {
              list_median(arrow_cast(l, 'LargeList(Int64)')) AS b, typeof(list_count(l)) AS c \
              FROM (VALUES ([1, 2]), ([5, NULL])) AS v(l)";
     assert_eq!(sql_csv_in(tmp.path(), q), "a,b,c\n3,1.5,BIGINT\n5,5.0,BIGINT\n");
+    // Two lists as vectors (embeddings), by DuckDB's names; `regexp_split_to_table`.
+    let q = "SELECT list_inner_product(a, b) AS i, list_dot_product(a, b) AS d, \
+             round(list_cosine_similarity(a, b), 12) AS c, round(list_cosine_distance(a, b), 12) AS cd, \
+             list_distance(a, b) AS e FROM (VALUES ([1.0, 2.0], [3.0, 4.0]), ([3.0, 0.0], [0.0, 4.0])) AS v(a, b)";
+    assert_eq!(
+        sql_csv_in(tmp.path(), q),
+        "i,d,c,cd,e\n11.0,11.0,0.9838699101,0.0161300899,2.8284271247461903\n0.0,0.0,0.0,1.0,5.0\n"
+    );
+    let q = "SELECT regexp_split_to_table('a,b,,c', ',') AS p";
+    assert_eq!(sql_csv_in(tmp.path(), q), "p\na\nb\n\"\"\nc\n");
     for (q, code, message) in [
         (
             "SELECT list_aggregate([9223372036854775807, 1], 'sum')",

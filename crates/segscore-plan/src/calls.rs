@@ -7,7 +7,9 @@
 //! one); `list_unique(l)` counts the distinct values that are not NULL. Dates: `last_day(t)`,
 //! the month's last day (a DATE); `date_add(t, interval)`, `t + interval`. `geomean(x)`
 //! (`geometric_mean`), `exp(avg(ln(x)))` (0 with a 0 among the values, NaN with a negative one,
-//! as DuckDB's), without FILTER or OVER. Text: `substr(s, start[, length])` (`substring`,
+//! as DuckDB's), without FILTER or OVER. `list_cosine_similarity(a, b)` (`array_...`), `1 -
+//! cosine_distance(a, b)`. `regexp_split_to_table(s, p)`, `unnest(regexp_split_to_array(s,
+//! p))`. Text: `substr(s, start[, length])` (`substring`,
 //! `SUBSTRING(s FROM start FOR length)`) counts a negative start from the end, as DuckDB does
 //! (`substr('hello', -3)` is `llo`; DataFusion's, as PostgreSQL's, read it as a position before
 //! the first character and gave `hello`). A list's slice with a bound left out (`l[:2]`). A
@@ -48,6 +50,8 @@ pub(crate) fn rewritten(f: &Function) -> Result<Option<Expr>> {
         }
         [t, interval] if calls(f, "date_add") => format!("(({t}) + ({interval}))"),
         [x] if calls(f, "geomean") || calls(f, "geometric_mean") => format!("exp(avg(ln({x})))"),
+        [a, b] if named("cosine_similarity") => format!("(1 - cosine_distance({a}, {b}))"),
+        [s, p] if calls(f, "regexp_split_to_table") => format!("unnest(regexp_split_to_array({s}, {p}))"),
         [s, start, rest @ ..] if rest.len() < 2 && (calls(f, "substr") || calls(f, "substring")) => {
             match from_end(s, start, rest.first()) {
                 Some(text) => text,
