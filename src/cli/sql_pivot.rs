@@ -142,8 +142,9 @@ pub(super) async fn pivot_query(ctx: &SessionContext, rows: &str, p: &PivotState
             }
             if listed.is_empty() {
                 return Err(Error::Usage(format!(
-                    "query: PIVOT ON {}: the table has no rows",
-                    p.on
+                    "query: PIVOT ON {}: no row has a value of it (no rows, or NULL in each): \
+                     no column to make; list the columns: ON {} IN (...)",
+                    p.on, p.on
                 )));
             }
             listed.join(", ")

@@ -25,6 +25,7 @@ pub use duckdb_text::udf as duckdb_text_udf;
 pub use subscripts::udfs as text_subscript_udfs;
 pub use type_names::sql_name as sql_type_name;
 
+mod buckets;
 mod counts;
 mod dates;
 mod duckdb_text;
@@ -71,6 +72,7 @@ fn functions(
     scalar.push(segscore_plan::rint::udf());
     scalar.push(duckdb_text::udf());
     scalar.extend(format::udfs());
+    scalar.push(buckets::udf());
     scalar.extend(subscripts::udfs());
     if let Some(m) = model {
         scalar.extend([m.udf(), m.problem_udf()]);

@@ -1671,6 +1671,18 @@ fn sql_pivots_and_unpivots_a_table() {
         2,
         "PIVOT over the values of a subquery or ANY (list the values: IN (v1, v2)) is not taken",
     );
+    // No value to make a column of: DuckDB's "SELECT list is empty", said so.
+    assert_fails(
+        &segscore_in(
+            tmp.path(),
+            &[
+                "sql",
+                "PIVOT (SELECT NULL::VARCHAR AS c, 1 AS x) ON c USING sum(x)",
+            ],
+        ),
+        2,
+        "PIVOT ON c: no row has a value of it (no rows, or NULL in each): no column to make",
+    );
 }
 
 /// DuckDB's lateral column aliases: a select's column read by name in a later column, its WHERE,
@@ -1978,6 +1990,34 @@ fn sql_takes_duckdbs_top_n_aggregates() {
         2,
         "max: n is a whole number above 0 written in the query, not 0",
     );
+}
+
+/// DuckDB's `time_bucket(width, t [, origin | offset])`: buckets from 2000-01-03 (a Monday),
+/// or 2000-01-01 for months, a date for a date; each expected value is DuckDB 2.0.1's. A time
+/// past the nanoseconds' years (date_bin's) is an error, not a NULL.
+#[test]
+fn sql_takes_duckdbs_time_bucket() {
+    let tmp = tempfile::tempdir().unwrap();
+    let q = "SELECT time_bucket(INTERVAL '7 days', t) AS a, time_bucket(INTERVAL '1 month', t) AS b, \
+             time_bucket(INTERVAL '7 days', t::DATE) AS c, time_bucket(INTERVAL '3 months', t) AS d, \
+             time_bucket(INTERVAL '1 day', t, TIMESTAMP '2024-01-01 06:00:00') AS e, \
+             time_bucket(INTERVAL '1 day', t, INTERVAL '6 hours') AS f, typeof(time_bucket(INTERVAL 1 DAY, t::DATE)) AS g \
+             FROM (VALUES (TIMESTAMP '2024-03-15 10:30:00'), (TIMESTAMP '1999-11-15 01:00:00'), (NULL)) AS v(t)";
+    assert_eq!(
+        sql_csv_in(tmp.path(), q),
+        "a,b,c,d,e,f,g\n\
+         2024-03-11T00:00:00,2024-03-01T00:00:00,2024-03-11,2024-01-01T00:00:00,2024-03-15T06:00:00,2024-03-15T06:00:00,DATE\n\
+         1999-11-15T00:00:00,1999-11-01T00:00:00,1999-11-15,1999-10-01T00:00:00,1999-11-14T06:00:00,1999-11-14T06:00:00,DATE\n\
+         ,,,,,,DATE\n"
+    );
+    for q in [
+        "SELECT time_bucket(INTERVAL '1 month 1 day', TIMESTAMP '2024-03-15 10:30:00')",
+        "SELECT time_bucket(INTERVAL '1 day', DATE '9999-12-31')",
+    ] {
+        let o = segscore_in(tmp.path(), &["sql", q]);
+        assert_eq!(o.status.code(), Some(1), "{q}: {}", stderr(&o));
+        assert!(stderr(&o).contains("time_bucket: "), "{q}: {}", stderr(&o));
+    }
 }
 
 /// Whether a CSV file starts with a line of column names is found as DuckDB's sniffer finds it:
