@@ -75,11 +75,13 @@ pub fn session_context(
     // `segscore sql` read alike: division as DuckDB divides (`7 / 2` is 3.5) and narrow
     // integers' `+`, `-`, `*` in BIGINT, before DataFusion's type coercion; after it, integer
     // `+`, `-`, `*` and `sum` that give the right number or an error, where DataFusion's
-    // wrapped; and `EXCEPT ALL` and `INTERSECT ALL` that count a row's copies.
+    // wrapped; `EXCEPT ALL` and `INTERSECT ALL` that count a row's copies; and a date plus an
+    // interval a timestamp (DataFusion's dropped the time).
     let mut analyzer: Vec<Arc<dyn AnalyzerRule + Send + Sync>> = vec![
         Arc::new(segscore_plan::setops::SetOperationsAll),
         Arc::new(segscore_plan::division::DuckDbDivision),
         Arc::new(segscore_plan::arithmetic::WideIntegers),
+        Arc::new(segscore_plan::dates::DateIntervals),
     ];
     analyzer.extend(Analyzer::new().rules);
     analyzer.push(Arc::new(segscore_plan::arithmetic::CheckedArithmetic));

@@ -1442,7 +1442,7 @@ fn sql_takes_duckdbs_date_functions() {
         (
             "SELECT d, count(*) OVER (ORDER BY d RANGE BETWEEN INTERVAL 30 DAY PRECEDING AND CURRENT ROW) AS n, \
              d + INTERVAL 30 DAY AS later FROM (VALUES (DATE '2024-01-01'), (DATE '2024-01-20'), (DATE '2024-02-10')) AS v(d) ORDER BY d",
-            "d,n,later\n2024-01-01,1,2024-01-31\n2024-01-20,2,2024-02-19\n2024-02-10,2,2024-03-11\n",
+            "d,n,later\n2024-01-01,1,2024-01-31T00:00:00\n2024-01-20,2,2024-02-19T00:00:00\n2024-02-10,2,2024-03-11T00:00:00\n",
         ),
     ] {
         assert_eq!(sql_csv_in(tmp.path(), query), want, "{query}");
@@ -1717,6 +1717,29 @@ fn sql_reads_a_selects_own_columns_by_their_names() {
     assert_fails(&o, 2, "nothing");
 }
 
+/// A date plus or minus an interval is a timestamp, as in DuckDB and PostgreSQL (DataFusion
+/// kept a DATE and dropped the time: `DATE '2024-01-01' - INTERVAL 1 HOUR` was 2024-01-01); a
+/// comparison with it types as a timestamp's; a date plus days stays a date. Each expected
+/// value is DuckDB 2.0.1's.
+#[test]
+fn sql_adds_an_interval_to_a_date_as_a_timestamp() {
+    let tmp = tempfile::tempdir().unwrap();
+    let q = "SELECT d + INTERVAL 1 HOUR AS a, d - INTERVAL 1 HOUR AS b, INTERVAL '1 day 12 hours' + d AS c, \
+             d + INTERVAL 1 MONTH AS m, typeof(d + INTERVAL 1 MONTH) AS t, d + 1 AS e \
+             FROM (VALUES (DATE '2024-01-31'), (DATE '9999-12-30'), (NULL)) AS v(d)";
+    assert_eq!(
+        sql_csv_in(tmp.path(), q),
+        "a,b,c,m,t,e\n\
+         2024-01-31T01:00:00,2024-01-30T23:00:00,2024-02-01T12:00:00,2024-02-29T00:00:00,TIMESTAMP,2024-02-01\n\
+         9999-12-30T01:00:00,9999-12-29T23:00:00,9999-12-31T12:00:00,+10000-01-30T00:00:00,TIMESTAMP,9999-12-31\n\
+         ,,,,TIMESTAMP,\n"
+    );
+    // Compared with a date column: the date one hour before is the day before.
+    let q = "SELECT count(*) AS n FROM (VALUES (DATE '2024-01-30'), (DATE '2024-01-31')) AS v(d) \
+             WHERE d > DATE '2024-01-31' - INTERVAL 1 HOUR";
+    assert_eq!(sql_csv_in(tmp.path(), q), "n\n1\n");
+}
+
 /// DuckDB's `last_day(t)` (the month's last day, a DATE), `date_add(t, interval)` and
 /// `geomean(x)` (`geometric_mean`), which DataFusion lacks ("Invalid function"), and `substr`
 /// from a negative start as DuckDB reads it.
@@ -1728,7 +1751,7 @@ fn sql_takes_duckdbs_last_day_date_add_geomean_and_substr() {
              FROM (VALUES (1), (4), (16)) AS v(x)";
     assert_eq!(
         sql_csv_in(tmp.path(), q),
-        "a,b,c,g,z\n2024-02-29,2023-12-31,2024-02-29,4.0,0.0\n"
+        "a,b,c,g,z\n2024-02-29,2023-12-31,2024-02-29T00:00:00,4.0,0.0\n"
     );
     // A negative start counts from the end, as in DuckDB (DataFusion, as PostgreSQL, read it as
     // a position before the first character: `substr('hello', -3)` was `hello`).

@@ -30,6 +30,7 @@ mod aliases;
 pub mod arithmetic;
 mod calls;
 pub mod casts;
+pub mod dates;
 pub mod division;
 pub mod duckdb;
 mod exists;
