@@ -1734,10 +1734,13 @@ fn sql_adds_an_interval_to_a_date_as_a_timestamp() {
          9999-12-30T01:00:00,9999-12-29T23:00:00,9999-12-31T12:00:00,+10000-01-30T00:00:00,TIMESTAMP,9999-12-31\n\
          ,,,,TIMESTAMP,\n"
     );
-    // Compared with a date column: the date one hour before is the day before.
-    let q = "SELECT count(*) AS n FROM (VALUES (DATE '2024-01-30'), (DATE '2024-01-31')) AS v(d) \
+    // Compared with a date column: the date one hour before is the day before; a "no end" date
+    // (past the nanoseconds' 2262) compares in microseconds, in a BETWEEN too.
+    let q = "SELECT count(*) AS n, count(*) FILTER (WHERE d BETWEEN DATE '2024-01-31' - INTERVAL 1 HOUR \
+             AND DATE '9999-12-31' + INTERVAL 1 HOUR) AS b \
+             FROM (VALUES (DATE '2024-01-30'), (DATE '2024-01-31'), (DATE '9999-12-31')) AS v(d) \
              WHERE d > DATE '2024-01-31' - INTERVAL 1 HOUR";
-    assert_eq!(sql_csv_in(tmp.path(), q), "n\n1\n");
+    assert_eq!(sql_csv_in(tmp.path(), q), "n,b\n2,2\n");
 }
 
 /// DuckDB's `last_day(t)` (the month's last day, a DATE), `date_add(t, interval)` and

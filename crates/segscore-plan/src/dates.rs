@@ -4,15 +4,19 @@
 //! day and a half. An analyzer rule before DataFusion's type coercion (which then types what
 //! holds it, a comparison with a date column too): the date is cast to a timestamp first, of
 //! microseconds (DuckDB's TIMESTAMP: a date past 2262 fits). Every session segscore makes runs
-//! it, so a date plus a month is a timestamp too (`2024-02-29 00:00:00`), as in DuckDB.
+//! it, so a date plus a month is a timestamp too (`2024-02-29 00:00:00`), as in DuckDB. A
+//! comparison (or a BETWEEN) of a date with a timestamp of microseconds or coarser compares
+//! them in that timestamp's unit: DataFusion's coercion compares in nanoseconds, where a date
+//! past 2262 (a `9999-12-31` "no end" date) is an error, so `valid_to > current_date -
+//! INTERVAL 1 DAY` failed on such rows once the right side was a timestamp.
 
 use datafusion::arrow::datatypes::{DataType, TimeUnit};
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::Transformed;
-use datafusion::common::DFSchema;
+use datafusion::common::{DFSchema, ScalarValue};
 use datafusion::error::Result;
 use datafusion::logical_expr::expr::BinaryExpr;
-use datafusion::logical_expr::{cast, Expr, ExprSchemable, LogicalPlan, Operator};
+use datafusion::logical_expr::{cast, lit, Expr, ExprSchemable, LogicalPlan, Operator};
 use datafusion::optimizer::AnalyzerRule;
 
 /// The rule ([module docs](self)).
@@ -30,13 +34,63 @@ impl AnalyzerRule for DateIntervals {
 }
 
 /// `e`, a date plus or minus an interval (or an interval plus a date), with the date cast to
-/// a timestamp.
+/// a timestamp; a comparison of a date with a timestamp, in that timestamp's unit.
 fn timestamp_of_date(e: Expr, schema: &DFSchema) -> Transformed<Expr> {
+    let type_of = |x: &Expr| x.get_type(schema).ok();
+    let e = match e {
+        Expr::Between(mut b) => {
+            let types = [type_of(&b.expr), type_of(&b.low), type_of(&b.high)];
+            let Some(to) = types.iter().flatten().find_map(coarse_timestamp) else {
+                return Transformed::no(Expr::Between(b));
+            };
+            let mut changed = false;
+            for (x, t) in [&mut b.expr, &mut b.low, &mut b.high].into_iter().zip(&types) {
+                if t.as_ref().is_some_and(is_date) {
+                    **x = cast(std::mem::replace(&mut **x, lit(ScalarValue::Null)), to.clone());
+                    changed = true;
+                }
+            }
+            return Transformed::new_transformed(Expr::Between(b), changed);
+        }
+        e => e,
+    };
     let Expr::BinaryExpr(BinaryExpr { left, op, right }) = e else {
         return Transformed::no(e);
     };
+    let comparison = matches!(
+        op,
+        Operator::Eq
+            | Operator::NotEq
+            | Operator::Lt
+            | Operator::LtEq
+            | Operator::Gt
+            | Operator::GtEq
+            | Operator::IsDistinctFrom
+            | Operator::IsNotDistinctFrom
+    );
+    if comparison {
+        let (l, r) = (type_of(&left), type_of(&right));
+        let date_left = l.as_ref().is_some_and(is_date);
+        let date_right = r.as_ref().is_some_and(is_date);
+        return match (
+            r.as_ref().and_then(coarse_timestamp),
+            l.as_ref().and_then(coarse_timestamp),
+        ) {
+            (Some(to), _) if date_left => Transformed::yes(Expr::BinaryExpr(BinaryExpr::new(
+                Box::new(cast(*left, to)),
+                op,
+                right,
+            ))),
+            (_, Some(to)) if date_right => Transformed::yes(Expr::BinaryExpr(BinaryExpr::new(
+                left,
+                op,
+                Box::new(cast(*right, to)),
+            ))),
+            _ => Transformed::no(Expr::BinaryExpr(BinaryExpr::new(left, op, right))),
+        };
+    }
     let is = |x: &Expr, f: fn(&DataType) -> bool| x.get_type(schema).is_ok_and(|t| f(&t));
-    let date = |t: &DataType| matches!(t, DataType::Date32 | DataType::Date64);
+    let date = is_date;
     let interval = |t: &DataType| matches!(t, DataType::Interval(_));
     let timestamp = |x: Expr| Box::new(cast(x, DataType::Timestamp(TimeUnit::Microsecond, None)));
     match op {
@@ -47,5 +101,19 @@ fn timestamp_of_date(e: Expr, schema: &DFSchema) -> Transformed<Expr> {
             Transformed::yes(Expr::BinaryExpr(BinaryExpr::new(left, op, timestamp(*right))))
         }
         op => Transformed::no(Expr::BinaryExpr(BinaryExpr::new(left, op, right))),
+    }
+}
+
+/// Whether values of type `t` are dates.
+fn is_date(t: &DataType) -> bool {
+    matches!(t, DataType::Date32 | DataType::Date64)
+}
+
+/// `t`, where it is a timestamp without a time zone in microseconds or a coarser unit (one a
+/// date past 2262 fits in).
+fn coarse_timestamp(t: &DataType) -> Option<DataType> {
+    match t {
+        DataType::Timestamp(unit, None) if *unit != TimeUnit::Nanosecond => Some(t.clone()),
+        _ => None,
     }
 }
