@@ -57,6 +57,9 @@ fn timestamp_of_date(e: Expr, schema: &DFSchema) -> Transformed<Expr> {
     let Expr::BinaryExpr(BinaryExpr { left, op, right }) = e else {
         return Transformed::no(e);
     };
+    let (l, r) = (type_of(&left), type_of(&right));
+    let date = |t: &Option<DataType>| t.as_ref().is_some_and(is_date);
+    let interval = |t: &Option<DataType>| matches!(t, Some(DataType::Interval(_)));
     let comparison = matches!(
         op,
         Operator::Eq
@@ -68,40 +71,23 @@ fn timestamp_of_date(e: Expr, schema: &DFSchema) -> Transformed<Expr> {
             | Operator::IsDistinctFrom
             | Operator::IsNotDistinctFrom
     );
-    if comparison {
-        let (l, r) = (type_of(&left), type_of(&right));
-        let date_left = l.as_ref().is_some_and(is_date);
-        let date_right = r.as_ref().is_some_and(is_date);
-        return match (
+    let micros = DataType::Timestamp(TimeUnit::Microsecond, None);
+    let (left, right, changed) = match op {
+        _ if comparison => match (
             r.as_ref().and_then(coarse_timestamp),
             l.as_ref().and_then(coarse_timestamp),
         ) {
-            (Some(to), _) if date_left => Transformed::yes(Expr::BinaryExpr(BinaryExpr::new(
-                Box::new(cast(*left, to)),
-                op,
-                right,
-            ))),
-            (_, Some(to)) if date_right => Transformed::yes(Expr::BinaryExpr(BinaryExpr::new(
-                left,
-                op,
-                Box::new(cast(*right, to)),
-            ))),
-            _ => Transformed::no(Expr::BinaryExpr(BinaryExpr::new(left, op, right))),
-        };
-    }
-    let is = |x: &Expr, f: fn(&DataType) -> bool| x.get_type(schema).is_ok_and(|t| f(&t));
-    let date = is_date;
-    let interval = |t: &DataType| matches!(t, DataType::Interval(_));
-    let timestamp = |x: Expr| Box::new(cast(x, DataType::Timestamp(TimeUnit::Microsecond, None)));
-    match op {
-        Operator::Plus | Operator::Minus if is(&left, date) && is(&right, interval) => {
-            Transformed::yes(Expr::BinaryExpr(BinaryExpr::new(timestamp(*left), op, right)))
+            (Some(to), _) if date(&l) => (Box::new(cast(*left, to)), right, true),
+            (_, Some(to)) if date(&r) => (left, Box::new(cast(*right, to)), true),
+            _ => (left, right, false),
+        },
+        Operator::Plus | Operator::Minus if date(&l) && interval(&r) => {
+            (Box::new(cast(*left, micros)), right, true)
         }
-        Operator::Plus if is(&left, interval) && is(&right, date) => {
-            Transformed::yes(Expr::BinaryExpr(BinaryExpr::new(left, op, timestamp(*right))))
-        }
-        op => Transformed::no(Expr::BinaryExpr(BinaryExpr::new(left, op, right))),
-    }
+        Operator::Plus if interval(&l) && date(&r) => (left, Box::new(cast(*right, micros)), true),
+        _ => (left, right, false),
+    };
+    Transformed::new_transformed(Expr::BinaryExpr(BinaryExpr::new(left, op, right)), changed)
 }
 
 /// Whether values of type `t` are dates.
