@@ -119,7 +119,7 @@ impl ScalarUDFImpl for TimeBucket {
             args: vec![
                 ColumnarValue::Scalar(ScalarValue::IntervalMonthDayNano(Some(width))),
                 ColumnarValue::Array(source.clone()),
-                ColumnarValue::Scalar(ScalarValue::TimestampNanosecond(Some(origin), zone)),
+                ColumnarValue::Scalar(ScalarValue::TimestampNanosecond(Some(origin), zone.clone())),
             ],
             arg_fields: vec![
                 Arc::new(Field::new(
@@ -130,7 +130,7 @@ impl ScalarUDFImpl for TimeBucket {
                 Arc::new(Field::new("t", source_type.clone(), true)),
                 Arc::new(Field::new(
                     "origin",
-                    DataType::Timestamp(TimeUnit::Nanosecond, None),
+                    DataType::Timestamp(TimeUnit::Nanosecond, zone),
                     true,
                 )),
             ],

@@ -75,13 +75,7 @@ pub fn udf() -> ScalarUDF {
 
 /// A value of `x` as nanoseconds: `v` counted in `unit`.
 fn nanos(v: i64, unit: TimeUnit) -> i128 {
-    let per = match unit {
-        TimeUnit::Second => SECOND,
-        TimeUnit::Millisecond => 1_000_000,
-        TimeUnit::Microsecond => 1_000,
-        TimeUnit::Nanosecond => 1,
-    };
-    v as i128 * per
+    v as i128 * crate::engine::units::nanos(&unit)
 }
 
 /// Each value of `x` as DuckDB's text, nulls kept.

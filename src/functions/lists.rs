@@ -144,12 +144,16 @@ impl ListAggregate {
             Some(t) => return plan_err!("{} takes a list, not {t}", self.name),
             None => return plan_err!("{} takes a list", self.name),
         };
-        let mut given: Vec<FieldRef> = std::iter::once(element)
-            .chain(arg_fields.iter().skip(self.leading()).cloned())
+        let extras = &arg_fields[self.leading().min(arg_fields.len())..];
+        let defaults = defaults(f, extras.len());
+        let given: Vec<FieldRef> = std::iter::once(element)
+            .chain(
+                defaults
+                    .iter()
+                    .map(|v| Arc::new(Field::new("default", v.data_type(), false))),
+            )
+            .chain(extras.iter().cloned())
             .collect();
-        if f.name() == "string_agg" && given.len() == 1 {
-            given.push(Arc::new(Field::new("separator", DataType::Utf8, false)));
-        }
         fields_with_udf(&given, f)
     }
 }
@@ -200,11 +204,7 @@ impl ScalarUDFImpl for ListAggregate {
         };
         let (agg_name, f) = self.aggregate(name_arg, &args.args[0].data_type())?;
         let fields = self.aggregate_fields(&f, &args.arg_fields)?;
-        let mut extras = Vec::new();
-        if f.name() == "string_agg" && args.args.len() == self.leading() {
-            // DuckDB's default separator, as `string_agg(x)` has it.
-            extras.push(ScalarValue::Utf8(Some(",".into())));
-        }
+        let mut extras = defaults(&f, args.args.len().saturating_sub(self.leading()));
         for a in args.args.iter().skip(self.leading()) {
             match a {
                 ColumnarValue::Scalar(s) => extras.push(s.clone()),
@@ -238,10 +238,16 @@ impl ScalarUDFImpl for ListAggregate {
         let (first, last) = (offsets[0], offsets[rows]);
         let values = cast(&values.slice(first, last - first), fields[0].data_type())?;
         let schema = Schema::new(fields.to_vec());
+        // The extra arguments in the types the aggregate takes them in, cast once.
+        let extras = (extras.iter().zip(&fields[1..]))
+            .map(|(s, field)| s.cast_to(field.data_type()))
+            .collect::<Result<Vec<ScalarValue>>>()?;
         let mut exprs: Vec<Arc<dyn PhysicalExpr>> = vec![Arc::new(Column::new("x", 0))];
-        for (s, field) in extras.iter().zip(&fields[1..]) {
-            exprs.push(Arc::new(Literal::new(s.cast_to(field.data_type())?)));
-        }
+        exprs.extend(
+            extras
+                .iter()
+                .map(|s| Arc::new(Literal::new(s.clone())) as Arc<dyn PhysicalExpr>),
+        );
         let acc_args = AccumulatorArgs {
             return_field: f.return_field(&fields)?,
             schema: &schema,
@@ -257,8 +263,8 @@ impl ScalarUDFImpl for ListAggregate {
         let inputs = |at: ArrayRef| -> Result<Vec<ArrayRef>> {
             let n = at.len();
             let mut v = vec![at];
-            for (s, field) in extras.iter().zip(&fields[1..]) {
-                v.push(s.cast_to(field.data_type())?.to_array_of_size(n)?);
+            for s in &extras {
+                v.push(s.to_array_of_size(n)?);
             }
             Ok(v)
         };
@@ -299,6 +305,15 @@ impl ScalarUDFImpl for ListAggregate {
         let result = nullif(&result, &is_null(&lists)?)?;
         let scalar = args.args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_)));
         super::columnar(result, scalar)
+    }
+}
+
+/// The arguments DuckDB's form of aggregate `f` takes by default where a call gives `given`
+/// of its own: `string_agg`'s separator, `,`, as `string_agg(x)` has it.
+fn defaults(f: &AggregateUDF, given: usize) -> Vec<ScalarValue> {
+    match (f.name(), given) {
+        ("string_agg", 0) => vec![ScalarValue::Utf8(Some(",".into()))],
+        _ => vec![],
     }
 }
 
