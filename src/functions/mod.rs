@@ -74,16 +74,15 @@ fn functions(
     scalar.extend(format::udfs());
     scalar.push(buckets::udf());
     scalar.extend(subscripts::udfs());
-    if let Some(m) = model {
-        scalar.extend([m.udf(), m.problem_udf()]);
-    } else if served {
-        scalar.extend(crate::model::udf::job_udfs());
-        scalar.push(crate::model::shared::executor_udf());
-    }
-    if let Some(t) = tokenizer {
-        scalar.push(t.udf());
-    } else if served {
-        scalar.push(crate::model::text::job_tokenize_udf());
+    scalar.extend(model_functions(model, tokenizer));
+    if served {
+        if model.is_none() {
+            scalar.extend(crate::model::udf::job_udfs());
+            scalar.push(crate::model::shared::executor_udf());
+        }
+        if tokenizer.is_none() {
+            scalar.push(crate::model::text::job_tokenize_udf());
+        }
     }
     let mut aggregate = crate::metrics::udaf::all();
     aggregate.extend(counts::udafs());
@@ -93,6 +92,28 @@ fn functions(
     aggregate.push(crate::engine::sums::udaf());
     scalar.extend(lists::udfs(&lists::aggregates(&aggregate)));
     (scalar, aggregate)
+}
+
+/// The functions of a model loaded here (`reward_model`, `reward_model_input_problem`) and of
+/// a tokenizer (`tokenize`).
+fn model_functions(
+    model: Option<&Arc<RewardModel>>,
+    tokenizer: Option<&Arc<TextTokenizer>>,
+) -> Vec<ScalarUDF> {
+    let model = model.into_iter().flat_map(|m| [m.udf(), m.problem_udf()]);
+    model.chain(tokenizer.map(|t| t.udf())).collect()
+}
+
+/// Registers with `ctx` the functions of a model loaded after the others were (`register`
+/// with no model): a job's session registers its inputs while its model loads.
+pub fn register_model(
+    ctx: &SessionContext,
+    model: &Arc<RewardModel>,
+    tokenizer: Option<&Arc<TextTokenizer>>,
+) {
+    for f in model_functions(Some(model), tokenizer) {
+        ctx.register_udf(f);
+    }
 }
 
 /// Registers every segscore function with `ctx` (the model's only when one is given, and

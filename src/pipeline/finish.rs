@@ -121,8 +121,14 @@ pub async fn finish(
     // Per-generation and overall metrics: from the pass, else by the queries in queries/ over
     // the staged segments.
     let evaluation_started = Instant::now();
-    let eval_ctx = session_context(cfg.threads, cfg.memory_limit, cfg.spill_dir.as_deref(), true)?;
-    crate::functions::register(&eval_ctx, None, None);
+    // A session over the staged outputs, for the report and the queries of `queries/`: made
+    // only where one of them runs (a session with every function takes milliseconds to make).
+    let eval_context = || -> Result<_> {
+        let ctx = session_context(cfg.threads, cfg.memory_limit, cfg.spill_dir.as_deref(), true)?;
+        crate::functions::register(&ctx, None, None);
+        Ok(ctx)
+    };
+    let eval_ctx = if cfg.report { Some(eval_context()?) } else { None };
     let staging = out.staging();
     let (evaluation, generation_files) = match (eval, &p.eval) {
         // Evaluated in the pass: the generation rows are written, the overall metrics come
@@ -155,8 +161,8 @@ pub async fn finish(
                 }
                 None => overall_from_records(records, staging, sums, evaluation_started)?,
             };
-            if cfg.report {
-                crate::evaluate::register_output(&eval_ctx, staging, None).await?;
+            if let Some(ctx) = &eval_ctx {
+                crate::evaluate::register_output(ctx, staging, None).await?;
             }
             (evaluation, generation_files)
         }
@@ -168,8 +174,11 @@ pub async fn finish(
                     std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
                 }
             }
-            crate::evaluate::evaluate(&eval_ctx, staging, Arc::clone(&p.metadata), cfg.max_rows_per_file)
-                .await?
+            let ctx = match &eval_ctx {
+                Some(ctx) => ctx,
+                None => &eval_context()?,
+            };
+            crate::evaluate::evaluate(ctx, staging, Arc::clone(&p.metadata), cfg.max_rows_per_file).await?
         }
     };
     let sample_dir = staging.join("sample");
@@ -256,9 +265,9 @@ pub async fn finish(
         },
     };
     let mut files = vec![("summary.json", serde_json::to_vec_pretty(&summary)?)];
-    if cfg.report {
+    if let Some(ctx) = &eval_ctx {
         let title = cfg.output.display().to_string();
-        let html = crate::report::render(&eval_ctx, &summary, &title).await?;
+        let html = crate::report::render(ctx, &summary, &title).await?;
         files.push(("report.html", html.into_bytes()));
     }
     Ok((summary, files))

@@ -33,6 +33,7 @@ pub mod config;
 pub mod diagnose;
 pub mod fingerprint;
 pub mod finish;
+mod loading;
 pub mod order;
 pub mod partition;
 pub mod plan;

@@ -11,9 +11,10 @@ use crate::contract::EXECUTOR_COLUMN;
 use crate::engine::session_context;
 use crate::error::{Error, Result};
 use crate::evaluate::stream::StreamEval;
-use crate::model::{ModelOptions, RewardModel, TextTokenizer};
+use crate::model::{RewardModel, TextTokenizer};
 use crate::pipeline::config::{read_query, JobConfig};
 use crate::pipeline::fingerprint::{input_stamps, JobFingerprint};
+use crate::pipeline::loading::{text_flags, ModelLoad, ModelParts};
 use crate::pipeline::plan::OutputPlan;
 use crate::pipeline::score::{GenerationStage, Pass, Prediction, StageColumns, TextInput};
 use crate::source;
@@ -85,14 +86,13 @@ impl InputOrder {
     }
 }
 
-/// What planning takes: the inputs checked, the query read, the model and tokenizer loaded.
+/// What planning takes: the inputs checked, the query read, the model and tokenizer loaded
+/// or loading.
 struct Loaded {
     inputs: source::Inputs,
     hive: Option<source::hive::Hive>,
     targets_sql: String,
-    model: Arc<RewardModel>,
-    tokenizer: Option<Arc<TextTokenizer>>,
-    pass: Option<Pass>,
+    model: ModelLoad,
 }
 
 /// Checks the inputs, loads the model and plans the job's SQL.
@@ -100,6 +100,8 @@ pub async fn prepare(cfg: &JobConfig) -> Result<Prepared> {
     // The output is read back through DataFusion (the evaluation): its path must be a URL too.
     crate::engine::tables::require_utf8(&cfg.output)?;
     text_flags(cfg)?;
+    // Its errors come after the inputs' (and the query file's), whichever finishes first.
+    let model = ModelLoad::start(cfg);
     let files = source::expand_inputs(&cfg.inputs)?;
     source::expand::output_apart(
         "--output",
@@ -125,21 +127,6 @@ pub async fn prepare(cfg: &JobConfig) -> Result<Prepared> {
         tracing::info!(columns = ?h.cols.iter().map(|c| c.0.as_str()).collect::<Vec<_>>(), "hive-partitioned input folders: their key=value levels are columns");
     }
     let targets_sql = read_query(cfg)?;
-    let model = Arc::new(RewardModel::load(&cfg.model, &model_options(cfg))?);
-    if let Some(col) = cfg.columns.token_type_ids.as_deref() {
-        if !model.signature().wants_token_type_ids() {
-            tracing::warn!(
-                model = %cfg.model.display(),
-                "the model takes no token_type_ids: --token-type-ids-col {col} is not read"
-            );
-        }
-    }
-    let (tokenizer, pass) = text_settings(cfg, &model)?;
-    if cfg.cluster.is_some() && (tokenizer.is_some() || cfg.prediction == Prediction::Cumulative) {
-        return Err(Error::Usage(
-            "--cluster runs jobs whose model is scored in SQL (token-id input); text input (--text-col) and --prediction cumulative score in the client's generation stage, which does not run on a cluster".into(),
-        ));
-    }
     let order = if cfg.cluster.is_some() {
         // The executors sort each shard's rows after the shuffle by generation: the files'
         // order is not used, so their scans can be split over the executors.
@@ -162,31 +149,8 @@ pub async fn prepare(cfg: &JobConfig) -> Result<Prepared> {
         hive,
         targets_sql,
         model,
-        tokenizer,
-        pass,
     };
     plan_job(cfg, loaded, order).await
-}
-
-/// How the job runs its model (locally; on a cluster, how the client reads it and, with
-/// their own provider and sessions, how the executors run it).
-fn model_options(cfg: &JobConfig) -> ModelOptions {
-    // On a cluster the client only reads the model's signature and sha256: the executors run
-    // it, with their own --provider.
-    let (provider, sessions) = match cfg.cluster {
-        Some(_) => (crate::model::Provider::Cpu, 1),
-        None => (cfg.provider, cfg.threads.max(1)),
-    };
-    ModelOptions {
-        provider,
-        batch_size: cfg.batch_size,
-        max_tokens: cfg.max_tokens_per_batch,
-        sessions,
-        intra_threads: 1,
-        output: cfg.model_output.clone(),
-        score_label: cfg.score_label,
-        max_length: cfg.max_length,
-    }
 }
 
 /// Plans the job's SQL for `order` and builds the output plan, metadata and fingerprint.
@@ -196,8 +160,6 @@ async fn plan_job(cfg: &JobConfig, loaded: Loaded, order: InputOrder) -> Result<
         hive,
         targets_sql,
         model,
-        tokenizer,
-        pass,
     } = loaded;
     let sorted = order.streams();
     let shards = cfg
@@ -205,24 +167,40 @@ async fn plan_job(cfg: &JobConfig, loaded: Loaded, order: InputOrder) -> Result<
         .unwrap_or_else(|| crate::shard::auto_shards(inputs.total_rows()))
         .max(1);
     let ctx = session_context(cfg.threads, cfg.memory_limit, cfg.spill_dir.as_deref(), sorted)?;
-    let ctx = match &cfg.cluster {
+    let (ctx, carried, model) = match &cfg.cluster {
         #[cfg(feature = "cluster")]
         Some(url) => {
-            let job = crate::model::shared::JobModel::new(&model, &model_options(cfg), tokenizer.as_deref());
-            crate::cluster::client::client_context(url, ctx, job, &model, tokenizer.as_ref()).await?
+            let parts = model.wait(cfg).await?;
+            let job = crate::model::shared::JobModel::new(
+                &parts.model,
+                &crate::pipeline::loading::model_options(cfg),
+                parts.tokenizer.as_deref(),
+            );
+            let ctx =
+                crate::cluster::client::client_context(url, ctx, job, &parts.model, parts.tokenizer.as_ref())
+                    .await?;
+            let carried = register_inputs(&ctx, cfg, &inputs, sorted, hive.as_ref(), shards).await?;
+            (ctx, carried, parts)
         }
         #[cfg(not(feature = "cluster"))]
         Some(_) => return Err(crate::cluster::not_built("--cluster")),
         None => {
-            crate::functions::register(&ctx, Some(&model), tokenizer.as_ref());
-            ctx
+            // The functions that need no model, then the inputs (their key ranges cut) while
+            // the model may still be loading ([`ModelLoad`]); then the model's functions.
+            crate::functions::register(&ctx, None, None);
+            let registered = register_inputs(&ctx, cfg, &inputs, sorted, hive.as_ref(), shards).await;
+            // The model's error first, as when it loads before the inputs are registered.
+            let parts = model.wait(cfg).await?;
+            let carried = registered?;
+            crate::functions::register_model(&ctx, &parts.model, parts.tokenizer.as_ref());
+            (ctx, carried, parts)
         }
     };
-    if shards > 1 {
-        // Each shard's pass decodes the other columns only for its own rows.
-        crate::engine::query::query(&ctx, "SET datafusion.execution.parquet.pushdown_filters = true").await?;
-    }
-    let carried = source::register(&ctx, &inputs, &cfg.columns, sorted, hive.as_ref()).await?;
+    let ModelParts {
+        model,
+        tokenizer,
+        pass,
+    } = model;
     let targets = plan_query(&ctx, cfg, &targets_sql).await?;
     // Only what the output needs travels on: DataFusion pushes this projection down through
     // the window, so the token lists are dropped as soon as the model has read them.
@@ -409,6 +387,23 @@ async fn plan_job(cfg: &JobConfig, loaded: Loaded, order: InputOrder) -> Result<
     })
 }
 
+/// Registers the inputs (`input_files`, cut into key ranges where sorted, and the
+/// `generations` view) with the job's session.
+async fn register_inputs(
+    ctx: &SessionContext,
+    cfg: &JobConfig,
+    inputs: &source::Inputs,
+    sorted: bool,
+    hive: Option<&source::hive::Hive>,
+    shards: usize,
+) -> Result<Vec<String>> {
+    if shards > 1 {
+        // Each shard's pass decodes the other columns only for its own rows.
+        crate::engine::query::query(ctx, "SET datafusion.execution.parquet.pushdown_filters = true").await?;
+    }
+    source::register(ctx, inputs, &cfg.columns, sorted, hive).await
+}
+
 async fn plan_query(
     ctx: &SessionContext,
     cfg: &JobConfig,
@@ -437,9 +432,11 @@ impl Prepared {
             inputs: self.inputs.clone(),
             hive: self.hive.clone(),
             targets_sql: self.targets_sql.clone(),
-            model: Arc::clone(&self.model),
-            tokenizer: self.tokenizer.clone(),
-            pass: self.pass,
+            model: ModelLoad::Loaded(ModelParts {
+                model: Arc::clone(&self.model),
+                tokenizer: self.tokenizer.clone(),
+                pass: self.pass,
+            }),
         };
         plan_job(cfg, loaded, InputOrder::Sort).await
     }
@@ -483,59 +480,6 @@ fn output_frame(
     }
     let key = |c: &str| datafusion::prelude::col(c).sort(true, false);
     Ok(df.sort(vec![key("generation_id"), key("segment_index")])?)
-}
-
-/// The text flags checked against each other, before the inputs are read (a `--prompt-col`
-/// of a token-id run was reported as a column missing from the files).
-fn text_flags(cfg: &JobConfig) -> Result<()> {
-    match (&cfg.columns.text, &cfg.tokenizer) {
-        (Some(_), None) => Err(Error::Usage(
-            "--text-col needs --tokenizer FILE (a Hugging Face tokenizer.json)".into(),
-        )),
-        (None, Some(_)) => Err(Error::Usage(
-            "--tokenizer is for text input: give the segment text column with --text-col".into(),
-        )),
-        (None, None) => {
-            let text_only = [
-                ("--prompt-col", cfg.columns.prompt.is_some()),
-                ("--segment-separator", cfg.segment_separator.is_some()),
-                ("--pass generation", cfg.pass == Some(Pass::Generation)),
-            ];
-            match text_only.iter().find(|(_, given)| *given) {
-                Some((flag, _)) => Err(Error::Usage(format!(
-                    "{flag} is for text input (--text-col and --tokenizer); token-id input gives each row its whole model input"
-                ))),
-                None => Ok(()),
-            }
-        }
-        (Some(_), Some(_)) => Ok(()),
-    }
-}
-
-/// The tokenizer and pass of a text run (none for token-id input), with the settings checked
-/// against the model ([`text_flags`] checked them against each other).
-fn text_settings(cfg: &JobConfig, model: &RewardModel) -> Result<(Option<Arc<TextTokenizer>>, Option<Pass>)> {
-    let per_token = model.output_kind().per_token();
-    match (&cfg.columns.text, &cfg.tokenizer) {
-        (Some(_), Some(path)) => {
-            let tokenizer = Arc::new(TextTokenizer::load(path)?);
-            let pass = match cfg.pass {
-                Some(Pass::Generation) if !per_token => {
-                    return Err(Error::Usage(format!(
-                        "--pass generation reads a score at each segment's last token, but model {} gives one score per sequence ({}): use --pass segment",
-                        model.path().display(),
-                        model.output_kind().describe()
-                    )))
-                }
-                Some(p) => p,
-                None if per_token => Pass::Generation,
-                None => Pass::Segment,
-            };
-            tracing::info!(pass = pass.as_str(), output = %model.output_kind().describe(), tokenizer = %path.display(), "text input");
-            Ok((Some(tokenizer), Some(pass)))
-        }
-        _ => Ok((None, None)),
-    }
 }
 
 /// The schema `queries/generations.sql` gives over segments of `segments` schema (planned on

@@ -322,6 +322,37 @@ fn model_file_that_is_not_onnx_is_named() {
     );
 }
 
+/// From `--threads 2` on the model loads while the inputs are checked (at 1, after them): a
+/// bad input's error comes before a bad model's either way, and a bad model's reads the same.
+#[test]
+fn an_inputs_error_comes_before_the_models_whatever_the_threads() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bad_input = tmp.path().join("no_scores.parquet");
+    write_batch(&bad_input, &batch(&good_rows()).project(&[0, 1, 3]).unwrap());
+    let good_input = tmp.path().join("in.parquet");
+    write_rows(&good_input, &good_rows());
+    let model = tmp.path().join("garbage.onnx");
+    std::fs::write(&model, b"this is not a protobuf").unwrap();
+    let out = tmp.path().join("out");
+    for threads in ["1", "2", "4"] {
+        let flags = ["--provider", "cpu", "--threads", threads];
+        let err = stderr(&run(&[&bad_input], &model, &out, &flags));
+        assert!(
+            err.contains("no_scores.parquet") && err.contains("missing column `cumulative_score`"),
+            "--threads {threads}: {err}"
+        );
+        assert!(!err.contains("garbage.onnx"), "--threads {threads}: {err}");
+        let o = run(&[&good_input], &model, &out, &flags);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "--threads {threads}: {err}");
+        assert!(
+            err.contains("garbage.onnx") && err.contains("ONNX Runtime cannot load it"),
+            "--threads {threads}: {err}"
+        );
+        assert_no_output(&out);
+    }
+}
+
 #[test]
 fn existing_output_directory_is_refused_and_left_alone() {
     let tmp = tempfile::tempdir().unwrap();

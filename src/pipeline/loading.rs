@@ -1,0 +1,155 @@
+//! The job's model and tokenizer: the text flags checked against each other, the model loaded
+//! (ONNX Runtime's library, the first session) and the tokenizer read, with the text settings
+//! checked against the model; where the job has more than one thread, on a thread of its own
+//! while the inputs are checked and registered ([`ModelLoad`]).
+
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::model::{ModelOptions, RewardModel, TextTokenizer};
+use crate::pipeline::config::JobConfig;
+use crate::pipeline::score::{Pass, Prediction};
+
+/// A loaded model, with the tokenizer and pass of a text run.
+#[derive(Clone)]
+pub(crate) struct ModelParts {
+    pub(crate) model: Arc<RewardModel>,
+    pub(crate) tokenizer: Option<Arc<TextTokenizer>>,
+    pub(crate) pass: Option<Pass>,
+}
+
+/// The job's model: loaded, loading, or to load when it is needed.
+pub(crate) enum ModelLoad {
+    /// Loaded (a job planned again).
+    Loaded(ModelParts),
+    /// Loading on a blocking thread of the runtime while the inputs are checked and registered.
+    Loading(tokio::task::JoinHandle<Result<ModelParts>>),
+    /// To load when [`ModelLoad::wait`] is called (`--threads 1`, or a cluster's client).
+    Later,
+}
+
+impl ModelLoad {
+    /// Starts loading the job's model beside the caller where `--threads` allows a second core
+    /// and the job runs here: ONNX Runtime's library and the first session take some 20 ms for
+    /// a small model and seconds for a large one, the footers of many files as long; the two
+    /// overlap. Else it loads when waited for: `--threads 1` keeps to one core.
+    pub(crate) fn start(cfg: &JobConfig) -> Self {
+        if cfg.threads > 1 && cfg.cluster.is_none() {
+            let cfg = cfg.clone();
+            ModelLoad::Loading(tokio::task::spawn_blocking(move || load(&cfg)))
+        } else {
+            ModelLoad::Later
+        }
+    }
+
+    /// The loaded model (a panic while loading goes on as the caller's).
+    pub(crate) async fn wait(self, cfg: &JobConfig) -> Result<ModelParts> {
+        match self {
+            ModelLoad::Loaded(parts) => Ok(parts),
+            ModelLoad::Later => load(cfg),
+            ModelLoad::Loading(handle) => match handle.await {
+                Ok(parts) => parts,
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                Err(e) => Err(Error::Internal(format!("loading the model: {e}"))),
+            },
+        }
+    }
+}
+
+/// Loads the job's model and tokenizer and checks the settings that depend on them.
+fn load(cfg: &JobConfig) -> Result<ModelParts> {
+    let model = Arc::new(RewardModel::load(&cfg.model, &model_options(cfg))?);
+    if let Some(col) = cfg.columns.token_type_ids.as_deref() {
+        if !model.signature().wants_token_type_ids() {
+            tracing::warn!(
+                model = %cfg.model.display(),
+                "the model takes no token_type_ids: --token-type-ids-col {col} is not read"
+            );
+        }
+    }
+    let (tokenizer, pass) = text_settings(cfg, &model)?;
+    if cfg.cluster.is_some() && (tokenizer.is_some() || cfg.prediction == Prediction::Cumulative) {
+        return Err(Error::Usage(
+            "--cluster runs jobs whose model is scored in SQL (token-id input); text input (--text-col) and --prediction cumulative score in the client's generation stage, which does not run on a cluster".into(),
+        ));
+    }
+    Ok(ModelParts {
+        model,
+        tokenizer,
+        pass,
+    })
+}
+
+/// How the job runs its model (locally; on a cluster, how the client reads it and, with
+/// their own provider and sessions, how the executors run it).
+pub(crate) fn model_options(cfg: &JobConfig) -> ModelOptions {
+    // On a cluster the client only reads the model's signature and sha256: the executors run
+    // it, with their own --provider.
+    let (provider, sessions) = match cfg.cluster {
+        Some(_) => (crate::model::Provider::Cpu, 1),
+        None => (cfg.provider, cfg.threads.max(1)),
+    };
+    ModelOptions {
+        provider,
+        batch_size: cfg.batch_size,
+        max_tokens: cfg.max_tokens_per_batch,
+        sessions,
+        intra_threads: 1,
+        output: cfg.model_output.clone(),
+        score_label: cfg.score_label,
+        max_length: cfg.max_length,
+    }
+}
+
+/// The text flags checked against each other, before the inputs are read (a `--prompt-col`
+/// of a token-id run was reported as a column missing from the files).
+pub(crate) fn text_flags(cfg: &JobConfig) -> Result<()> {
+    match (&cfg.columns.text, &cfg.tokenizer) {
+        (Some(_), None) => Err(Error::Usage(
+            "--text-col needs --tokenizer FILE (a Hugging Face tokenizer.json)".into(),
+        )),
+        (None, Some(_)) => Err(Error::Usage(
+            "--tokenizer is for text input: give the segment text column with --text-col".into(),
+        )),
+        (None, None) => {
+            let text_only = [
+                ("--prompt-col", cfg.columns.prompt.is_some()),
+                ("--segment-separator", cfg.segment_separator.is_some()),
+                ("--pass generation", cfg.pass == Some(Pass::Generation)),
+            ];
+            match text_only.iter().find(|(_, given)| *given) {
+                Some((flag, _)) => Err(Error::Usage(format!(
+                    "{flag} is for text input (--text-col and --tokenizer); token-id input gives each row its whole model input"
+                ))),
+                None => Ok(()),
+            }
+        }
+        (Some(_), Some(_)) => Ok(()),
+    }
+}
+
+/// The tokenizer and pass of a text run (none for token-id input), with the settings checked
+/// against the model ([`text_flags`] checked them against each other).
+fn text_settings(cfg: &JobConfig, model: &RewardModel) -> Result<(Option<Arc<TextTokenizer>>, Option<Pass>)> {
+    let per_token = model.output_kind().per_token();
+    match (&cfg.columns.text, &cfg.tokenizer) {
+        (Some(_), Some(path)) => {
+            let tokenizer = Arc::new(TextTokenizer::load(path)?);
+            let pass = match cfg.pass {
+                Some(Pass::Generation) if !per_token => {
+                    return Err(Error::Usage(format!(
+                        "--pass generation reads a score at each segment's last token, but model {} gives one score per sequence ({}): use --pass segment",
+                        model.path().display(),
+                        model.output_kind().describe()
+                    )))
+                }
+                Some(p) => p,
+                None if per_token => Pass::Generation,
+                None => Pass::Segment,
+            };
+            tracing::info!(pass = pass.as_str(), output = %model.output_kind().describe(), tokenizer = %path.display(), "text input");
+            Ok((Some(tokenizer), Some(pass)))
+        }
+        _ => Ok((None, None)),
+    }
+}
