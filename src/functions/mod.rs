@@ -96,24 +96,12 @@ fn functions(
 
 /// The functions of a model loaded here (`reward_model`, `reward_model_input_problem`) and of
 /// a tokenizer (`tokenize`).
-fn model_functions(
+pub fn model_functions(
     model: Option<&Arc<RewardModel>>,
     tokenizer: Option<&Arc<TextTokenizer>>,
 ) -> Vec<ScalarUDF> {
     let model = model.into_iter().flat_map(|m| [m.udf(), m.problem_udf()]);
     model.chain(tokenizer.map(|t| t.udf())).collect()
-}
-
-/// Registers with `ctx` the functions of a model loaded after the others were (`register`
-/// with no model): a job's session registers its inputs while its model loads.
-pub fn register_model(
-    ctx: &SessionContext,
-    model: &Arc<RewardModel>,
-    tokenizer: Option<&Arc<TextTokenizer>>,
-) {
-    for f in model_functions(Some(model), tokenizer) {
-        ctx.register_udf(f);
-    }
 }
 
 /// Registers every segscore function with `ctx` (the model's only when one is given, and

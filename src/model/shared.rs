@@ -109,8 +109,27 @@ impl JobModel {
 pub enum Shared<T> {
     /// Loaded here.
     Loaded(Arc<T>),
+    /// Loaded here once set: a job plans its query while its model loads, and sets it before
+    /// the plan runs.
+    Pending(Arc<OnceLock<Arc<T>>>),
     /// The job's, from the query's `segscore.*` settings.
     FromJob,
+}
+
+impl<T> Shared<T> {
+    /// What this process loaded: the model or tokenizer, an error where it is still pending,
+    /// None for the job's.
+    fn here(&self, what: &str) -> Option<Result<Arc<T>>> {
+        match self {
+            Shared::Loaded(t) => Some(Ok(Arc::clone(t))),
+            Shared::Pending(cell) => {
+                Some(cell.get().cloned().ok_or_else(|| {
+                    Error::Internal(format!("{what} called before the job's file was loaded"))
+                }))
+            }
+            Shared::FromJob => None,
+        }
+    }
 }
 
 /// What a shared file is known by.
@@ -133,6 +152,7 @@ impl<T: Fingerprint> PartialEq for Shared<T> {
     fn eq(&self, other: &Self) -> bool {
         match (self, other) {
             (Shared::Loaded(a), Shared::Loaded(b)) => a.fingerprint() == b.fingerprint(),
+            (Shared::Pending(a), Shared::Pending(b)) => Arc::ptr_eq(a, b),
             (Shared::FromJob, Shared::FromJob) => true,
             _ => false,
         }
@@ -143,6 +163,7 @@ impl<T: Fingerprint> std::hash::Hash for Shared<T> {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
         match self {
             Shared::Loaded(a) => a.fingerprint().hash(state),
+            Shared::Pending(cell) => Arc::as_ptr(cell).hash(state),
             Shared::FromJob => "job".hash(state),
         }
     }
@@ -216,10 +237,10 @@ type Cache<T> = Mutex<HashMap<String, Arc<T>>>;
 /// The model of `shared`: its own, or the job's (loaded once per sha256 and settings).
 pub fn model(shared: &Shared<RewardModel>, config: &ConfigOptions) -> Result<Arc<RewardModel>> {
     static MODELS: OnceLock<Cache<RewardModel>> = OnceLock::new();
-    let job = match shared {
-        Shared::Loaded(m) => return Ok(Arc::clone(m)),
-        Shared::FromJob => job(config, "reward_model", |j| &j.model_path)?,
-    };
+    if let Some(here) = shared.here("reward_model") {
+        return here;
+    }
+    let job = job(config, "reward_model", |j| &j.model_path)?;
     // A test may hold an executor here, in its first model call, to kill it or change the
     // model file under it.
     static NEVER: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
@@ -250,10 +271,10 @@ pub fn model(shared: &Shared<RewardModel>, config: &ConfigOptions) -> Result<Arc
 /// The tokenizer of `shared`: its own, or the job's (loaded once per sha256).
 pub fn tokenizer(shared: &Shared<TextTokenizer>, config: &ConfigOptions) -> Result<Arc<TextTokenizer>> {
     static TOKENIZERS: OnceLock<Cache<TextTokenizer>> = OnceLock::new();
-    let job = match shared {
-        Shared::Loaded(t) => return Ok(Arc::clone(t)),
-        Shared::FromJob => job(config, "tokenize", |j| &j.tokenizer_path)?,
-    };
+    if let Some(here) = shared.here("tokenize") {
+        return here;
+    }
+    let job = job(config, "tokenize", |j| &j.tokenizer_path)?;
     let host = host();
     cached(&TOKENIZERS, job.tokenizer_sha256.clone(), || {
         let path = PathBuf::from(&job.tokenizer_path);

@@ -135,6 +135,11 @@ pub fn job_tokenize_udf() -> ScalarUDF {
     tokenize_udf(Shared::FromJob)
 }
 
+/// `tokenize` of a tokenizer this process is loading: each call takes the one set in `cell`.
+pub fn pending_tokenize_udf(cell: &Arc<std::sync::OnceLock<Arc<TextTokenizer>>>) -> ScalarUDF {
+    tokenize_udf(Shared::Pending(Arc::clone(cell)))
+}
+
 fn tokenize_udf(tokenizer: Shared<TextTokenizer>) -> ScalarUDF {
     ScalarUDF::from(TokenizeUdf {
         tokenizer,

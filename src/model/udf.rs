@@ -49,6 +49,12 @@ pub fn job_udfs() -> [ScalarUDF; 2] {
     ]
 }
 
+/// `reward_model` and `reward_model_input_problem` of a model this process is loading: each
+/// call takes the model set in `cell` (a job plans its query while its model loads).
+pub fn pending_udfs(cell: &Arc<std::sync::OnceLock<Arc<RewardModel>>>) -> [ScalarUDF; 2] {
+    [UdfKind::Score, UdfKind::Problem].map(|kind| udf(Shared::Pending(Arc::clone(cell)), kind))
+}
+
 fn udf(model: Shared<RewardModel>, kind: UdfKind) -> ScalarUDF {
     ScalarUDF::from(RewardModelUdf {
         model,

@@ -1,9 +1,11 @@
 //! The job's model and tokenizer: the text flags checked against each other, the model loaded
 //! (ONNX Runtime's library, the first session) and the tokenizer read, with the text settings
 //! checked against the model; where the job has more than one thread, on a thread of its own
-//! while the inputs are checked and registered ([`ModelLoad`]).
+//! while the inputs are checked and registered and the query planned ([`ModelLoad`]).
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+
+use datafusion::logical_expr::ScalarUDF;
 
 use crate::error::{Error, Result};
 use crate::model::{ModelOptions, RewardModel, TextTokenizer};
@@ -18,41 +20,82 @@ pub(crate) struct ModelParts {
     pub(crate) pass: Option<Pass>,
 }
 
-/// The job's model: loaded, loading, or to load when it is needed.
+/// The job's model: loaded, or loading (or to load) while the query is planned with
+/// functions that take it once it is set.
 pub(crate) enum ModelLoad {
     /// Loaded (a job planned again).
     Loaded(ModelParts),
-    /// Loading on a blocking thread of the runtime while the inputs are checked and registered.
-    Loading(tokio::task::JoinHandle<Result<ModelParts>>),
-    /// To load when [`ModelLoad::wait`] is called (`--threads 1`, or a cluster's client).
-    Later,
+    /// Loading, or to load when waited for.
+    Pending {
+        /// On a blocking thread of the runtime; None: when [`ModelLoad::wait`] is called.
+        loading: Option<tokio::task::JoinHandle<Result<ModelParts>>>,
+        /// Where the model's functions find it, set when it is loaded.
+        model: Arc<OnceLock<Arc<RewardModel>>>,
+        /// The same for the tokenizer (text input).
+        tokenizer: Arc<OnceLock<Arc<TextTokenizer>>>,
+    },
 }
 
 impl ModelLoad {
     /// Starts loading the job's model beside the caller where `--threads` allows a second core
     /// and the job runs here: ONNX Runtime's library and the first session take some 20 ms for
-    /// a small model and seconds for a large one, the footers of many files as long; the two
-    /// overlap. Else it loads when waited for: `--threads 1` keeps to one core.
+    /// a small model and seconds for a large one, the footers of many files and the planning as
+    /// long; they overlap. Else it loads when waited for: `--threads 1` keeps to one core.
     pub(crate) fn start(cfg: &JobConfig) -> Self {
-        if cfg.threads > 1 && cfg.cluster.is_none() {
+        let loading = (cfg.threads > 1 && cfg.cluster.is_none()).then(|| {
             let cfg = cfg.clone();
-            ModelLoad::Loading(tokio::task::spawn_blocking(move || load(&cfg)))
-        } else {
-            ModelLoad::Later
+            tokio::task::spawn_blocking(move || load(&cfg))
+        });
+        ModelLoad::Pending {
+            loading,
+            model: Arc::default(),
+            tokenizer: Arc::default(),
         }
     }
 
-    /// The loaded model (a panic while loading goes on as the caller's).
-    pub(crate) async fn wait(self, cfg: &JobConfig) -> Result<ModelParts> {
+    /// The model's SQL functions (`reward_model`, `reward_model_input_problem`, and `tokenize`
+    /// with a tokenizer): for a pending model, functions that take it once
+    /// [`ModelLoad::wait`] has set it (nothing may call them before: the query is planned,
+    /// not run, before then).
+    pub(crate) fn functions(&self, cfg: &JobConfig) -> Vec<ScalarUDF> {
         match self {
-            ModelLoad::Loaded(parts) => Ok(parts),
-            ModelLoad::Later => load(cfg),
-            ModelLoad::Loading(handle) => match handle.await {
-                Ok(parts) => parts,
-                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-                Err(e) => Err(Error::Internal(format!("loading the model: {e}"))),
-            },
+            ModelLoad::Loaded(parts) => {
+                crate::functions::model_functions(Some(&parts.model), parts.tokenizer.as_ref())
+            }
+            ModelLoad::Pending { model, tokenizer, .. } => {
+                let mut udfs = crate::model::udf::pending_udfs(model).to_vec();
+                if cfg.columns.text.is_some() && cfg.tokenizer.is_some() {
+                    udfs.push(crate::model::text::pending_tokenize_udf(tokenizer));
+                }
+                udfs
+            }
         }
+    }
+
+    /// The loaded model, set where the functions find it (a panic while loading goes on as
+    /// the caller's).
+    pub(crate) async fn wait(self, cfg: &JobConfig) -> Result<ModelParts> {
+        let (loading, model, tokenizer) = match self {
+            ModelLoad::Loaded(parts) => return Ok(parts),
+            ModelLoad::Pending {
+                loading,
+                model,
+                tokenizer,
+            } => (loading, model, tokenizer),
+        };
+        let parts = match loading {
+            None => load(cfg)?,
+            Some(handle) => match handle.await {
+                Ok(parts) => parts?,
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                Err(e) => return Err(Error::Internal(format!("loading the model: {e}"))),
+            },
+        };
+        let _ = model.set(Arc::clone(&parts.model));
+        if let Some(t) = &parts.tokenizer {
+            let _ = tokenizer.set(Arc::clone(t));
+        }
+        Ok(parts)
     }
 }
 

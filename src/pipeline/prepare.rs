@@ -167,7 +167,7 @@ async fn plan_job(cfg: &JobConfig, loaded: Loaded, order: InputOrder) -> Result<
         .unwrap_or_else(|| crate::shard::auto_shards(inputs.total_rows()))
         .max(1);
     let ctx = session_context(cfg.threads, cfg.memory_limit, cfg.spill_dir.as_deref(), sorted)?;
-    let (ctx, carried, model) = match &cfg.cluster {
+    let (ctx, planned, model) = match &cfg.cluster {
         #[cfg(feature = "cluster")]
         Some(url) => {
             let parts = model.wait(cfg).await?;
@@ -179,21 +179,22 @@ async fn plan_job(cfg: &JobConfig, loaded: Loaded, order: InputOrder) -> Result<
             let ctx =
                 crate::cluster::client::client_context(url, ctx, job, &parts.model, parts.tokenizer.as_ref())
                     .await?;
-            let carried = register_inputs(&ctx, cfg, &inputs, sorted, hive.as_ref(), shards).await?;
-            (ctx, carried, parts)
+            let planned = plan_outputs(&ctx, cfg, &inputs, hive.as_ref(), sorted, shards, &targets_sql).await;
+            (ctx, planned, parts)
         }
         #[cfg(not(feature = "cluster"))]
         Some(_) => return Err(crate::cluster::not_built("--cluster")),
         None => {
-            // The functions that need no model, then the inputs (their key ranges cut) while
-            // the model may still be loading ([`ModelLoad`]); then the model's functions.
+            // The inputs registered (their key ranges cut) and the query planned while the
+            // model may still be loading: its functions take it once it is ([`ModelLoad`]).
             crate::functions::register(&ctx, None, None);
-            let registered = register_inputs(&ctx, cfg, &inputs, sorted, hive.as_ref(), shards).await;
-            // The model's error first, as when it loads before the inputs are registered.
+            for f in model.functions(cfg) {
+                ctx.register_udf(f);
+            }
+            let planned = plan_outputs(&ctx, cfg, &inputs, hive.as_ref(), sorted, shards, &targets_sql).await;
+            // The model's error first, as when it loaded before the inputs were registered.
             let parts = model.wait(cfg).await?;
-            let carried = registered?;
-            crate::functions::register_model(&ctx, &parts.model, parts.tokenizer.as_ref());
-            (ctx, carried, parts)
+            (ctx, planned, parts)
         }
     };
     let ModelParts {
@@ -201,50 +202,17 @@ async fn plan_job(cfg: &JobConfig, loaded: Loaded, order: InputOrder) -> Result<
         tokenizer,
         pass,
     } = model;
-    let targets = plan_query(&ctx, cfg, &targets_sql).await?;
-    // Only what the output needs travels on: DataFusion pushes this projection down through
-    // the window, so the token lists are dropped as soon as the model has read them.
-    let files_schema = segscore_plan::table(&ctx, "input_files")
-        .await?
-        .schema()
-        .as_arrow()
-        .clone();
+    let Planned {
+        carried,
+        df,
+        mut plan,
+        needed,
+        eval,
+    } = planned?;
+    plan.model_output = model.output_name().to_string();
+    let plan = Arc::new(plan);
     let text = tokenizer.is_some();
-    let staged = |schema: &datafusion::arrow::datatypes::Schema| GenerationStage::output_schema(schema, text);
-    let full = OutputPlan::new(
-        &staged(targets.schema().as_arrow()),
-        cfg,
-        model.output_name(),
-        sorted,
-        &files_schema,
-    )?;
-    let mut needed = full.needed_columns(&staged(targets.schema().as_arrow()));
-    if text {
-        // The stage appends these; it reads the text, the prompt and the base score.
-        needed.retain(|c| c != "predicted_score" && c != "input_problem");
-        let prompt = cfg.columns.prompt.is_some().then_some("prompt");
-        for c in ["text", "base_score"].into_iter().chain(prompt) {
-            if !needed.iter().any(|n| n == c) {
-                needed.push(c.to_string());
-            }
-        }
-    } else if cfg.prediction == Prediction::Cumulative && !needed.iter().any(|n| n == "base_score") {
-        needed.push("base_score".to_string());
-    }
-    if targets.schema().as_arrow().index_of(EXECUTOR_COLUMN).is_ok()
-        && !needed.iter().any(|c| c == EXECUTOR_COLUMN)
-    {
-        needed.push(EXECUTOR_COLUMN.to_string());
-    }
-    let df = output_frame(cfg, targets, &needed)?;
     let df_schema = df.schema().as_arrow().clone();
-    let plan = Arc::new(OutputPlan::new(
-        &staged(&df_schema),
-        cfg,
-        model.output_name(),
-        sorted,
-        &files_schema,
-    )?);
     let stage = if text || cfg.prediction == Prediction::Cumulative {
         let index = |name: &str| {
             df_schema.index_of(name).map_err(|_| {
@@ -289,11 +257,6 @@ async fn plan_job(cfg: &JobConfig, loaded: Loaded, order: InputOrder) -> Result<
     } else {
         None
     };
-    let eval = Some(Arc::new(StreamEval::new(
-        &plan.schema,
-        generations_schema(&plan.schema).await?,
-        inputs.total_rows(),
-    )?));
     let query_sha256 = hex::encode(Sha256::digest(targets_sql.as_bytes()));
     let metadata = Arc::new(vec![
         (
@@ -387,6 +350,80 @@ async fn plan_job(cfg: &JobConfig, loaded: Loaded, order: InputOrder) -> Result<
     })
 }
 
+/// What the job's plan is made of before its model is needed: the inputs' names carried on,
+/// the query's frame with the columns the output needs, the output plan (its model output's
+/// name set after) and the evaluation in the pass.
+struct Planned {
+    carried: Vec<String>,
+    df: datafusion::dataframe::DataFrame,
+    plan: OutputPlan,
+    needed: Vec<String>,
+    eval: Option<Arc<StreamEval>>,
+}
+
+/// Registers the inputs, plans the job's query and its outputs: nothing here calls the model.
+async fn plan_outputs(
+    ctx: &SessionContext,
+    cfg: &JobConfig,
+    inputs: &source::Inputs,
+    hive: Option<&source::hive::Hive>,
+    sorted: bool,
+    shards: usize,
+    targets_sql: &str,
+) -> Result<Planned> {
+    let carried = register_inputs(ctx, cfg, inputs, sorted, hive, shards).await?;
+    let targets = plan_query(ctx, cfg, targets_sql).await?;
+    // Only what the output needs travels on: DataFusion pushes this projection down through
+    // the window, so the token lists are dropped as soon as the model has read them.
+    let files_schema = segscore_plan::table(ctx, "input_files")
+        .await?
+        .schema()
+        .as_arrow()
+        .clone();
+    // (text_flags checked that --text-col and --tokenizer come together.)
+    let text = cfg.columns.text.is_some();
+    let staged = |schema: &datafusion::arrow::datatypes::Schema| GenerationStage::output_schema(schema, text);
+    let full = OutputPlan::new(
+        &staged(targets.schema().as_arrow()),
+        cfg,
+        "",
+        sorted,
+        &files_schema,
+    )?;
+    let mut needed = full.needed_columns(&staged(targets.schema().as_arrow()));
+    if text {
+        // The stage appends these; it reads the text, the prompt and the base score.
+        needed.retain(|c| c != "predicted_score" && c != "input_problem");
+        let prompt = cfg.columns.prompt.is_some().then_some("prompt");
+        for c in ["text", "base_score"].into_iter().chain(prompt) {
+            if !needed.iter().any(|n| n == c) {
+                needed.push(c.to_string());
+            }
+        }
+    } else if cfg.prediction == Prediction::Cumulative && !needed.iter().any(|n| n == "base_score") {
+        needed.push("base_score".to_string());
+    }
+    if targets.schema().as_arrow().index_of(EXECUTOR_COLUMN).is_ok()
+        && !needed.iter().any(|c| c == EXECUTOR_COLUMN)
+    {
+        needed.push(EXECUTOR_COLUMN.to_string());
+    }
+    let df = output_frame(cfg, targets, &needed)?;
+    let plan = OutputPlan::new(&staged(df.schema().as_arrow()), cfg, "", sorted, &files_schema)?;
+    let eval = Some(Arc::new(StreamEval::new(
+        &plan.schema,
+        generations_schema(&plan.schema).await?,
+        inputs.total_rows(),
+    )?));
+    Ok(Planned {
+        carried,
+        df,
+        plan,
+        needed,
+        eval,
+    })
+}
+
 /// Registers the inputs (`input_files`, cut into key ranges where sorted, and the
 /// `generations` view) with the job's session.
 async fn register_inputs(
@@ -409,14 +446,20 @@ async fn plan_query(
     cfg: &JobConfig,
     sql: &str,
 ) -> Result<datafusion::dataframe::DataFrame> {
-    // A query that writes (COPY, INSERT) is refused: the job writes its own outputs. Its
-    // schema is taken from the analyzed plan: the outputs are built to it.
-    let planned = segscore_plan::read_only(ctx, sql)
+    // A query that writes (COPY, INSERT) is refused: the job writes its own outputs; so is
+    // one that DataFusion runs as it plans it (CREATE TABLE ... AS would score every row then,
+    // before the model's functions are bound). Its schema is taken from the analyzed plan: the
+    // outputs are built to it.
+    let planned = segscore_plan::query_only(ctx, sql)
         .await
         .and_then(segscore_plan::analyzed);
     planned.map_err(|e| {
+        let hint = match e.to_string().contains(" not supported: ") {
+            true => " (a --query-file must be one SELECT over `generations`)",
+            false => "",
+        };
         Error::Usage(format!(
-            "job query{}: {e}",
+            "job query{}: {e}{hint}",
             cfg.query_file
                 .as_ref()
                 .map(|p| format!(" {}", p.display()))

@@ -804,9 +804,19 @@ fn keys_are_checked_by_sql_when_a_replacement_query_loses_the_order() {
                 .to_string(),
             "the job query's predicted_score has type Utf8, expected a float",
         ),
+        // Statements DataFusion runs as it plans them: refused before they run (a CREATE
+        // TABLE ... AS scored every row then, and the job failed after).
         (
             "CREATE TABLE t AS SELECT 1".to_string(),
-            "the job query produced no columns: a --query-file must be one SELECT",
+            "DDL not supported: CreateMemoryTable (a --query-file must be one SELECT over `generations`)",
+        ),
+        (
+            format!("CREATE TABLE t AS {one}"),
+            "DDL not supported: CreateMemoryTable (a --query-file must be one SELECT",
+        ),
+        (
+            "SET datafusion.execution.batch_size = 100".to_string(),
+            "Statement not supported: SetVariable (a --query-file must be one SELECT",
         ),
         (
             format!("COPY ({one}) TO '{}'", tmp.path().join("copied.csv").display()),

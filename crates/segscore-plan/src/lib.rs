@@ -58,6 +58,17 @@ pub fn read_only<'a>(ctx: &'a SessionContext, sql: &'a str) -> BoxFuture<'a, Res
     Box::pin(planned(ctx, sql, SQLOptions::new().with_allow_dml(false)))
 }
 
+/// Plans `sql` as [`read_only`] does, refusing also the statements DataFusion runs as it plans
+/// them (`CREATE TABLE ... AS`, `CREATE VIEW`, `SET`): a job's query, one query whose rows the
+/// job runs (its model's functions are bound once the plan is made).
+pub fn query_only<'a>(ctx: &'a SessionContext, sql: &'a str) -> BoxFuture<'a, Result<DataFrame>> {
+    let options = SQLOptions::new()
+        .with_allow_dml(false)
+        .with_allow_ddl(false)
+        .with_allow_statements(false);
+    Box::pin(planned(ctx, sql, options))
+}
+
 /// `SessionContext::sql_with_options`, with [`duckdb::rewrite`] between parsing and planning.
 async fn planned(ctx: &SessionContext, sql: &str, options: SQLOptions) -> Result<DataFrame> {
     let state = ctx.state();
