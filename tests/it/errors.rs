@@ -322,8 +322,9 @@ fn model_file_that_is_not_onnx_is_named() {
     );
 }
 
-/// From `--threads 2` on the model loads while the inputs are checked (at 1, after them): a
-/// bad input's error comes before a bad model's either way, and a bad model's reads the same.
+/// From `--threads 2` on the model loads while the inputs are checked and the query planned (at
+/// 1, after them): a bad input's error comes before a bad model's either way, a bad query's
+/// after it, and each reads the same.
 #[test]
 fn an_inputs_error_comes_before_the_models_whatever_the_threads() {
     let tmp = tempfile::tempdir().unwrap();
@@ -349,6 +350,16 @@ fn an_inputs_error_comes_before_the_models_whatever_the_threads() {
             err.contains("garbage.onnx") && err.contains("ONNX Runtime cannot load it"),
             "--threads {threads}: {err}"
         );
+        assert_no_output(&out);
+        // The query is planned while the model loads: the model's error still comes first.
+        let query = tmp.path().join("bad.sql");
+        std::fs::write(&query, "SELECT g.*, no_such_function(1) AS x FROM generations g").unwrap();
+        let with_query = [&flags[..], &["--query-file", query.to_str().unwrap()]].concat();
+        let err = stderr(&run(&[&good_input], &model, &out, &with_query));
+        assert!(err.contains("garbage.onnx"), "--threads {threads}: {err}");
+        let good_model = demo_model();
+        let o = run(&[&good_input], &good_model, &out, &with_query);
+        assert_fails(&o, 2, "no_such_function");
         assert_no_output(&out);
     }
 }
