@@ -82,25 +82,27 @@ impl JobFingerprint {
 }
 
 pub(crate) fn input_stamps(inputs: &source::Inputs) -> Result<Vec<(String, u64, u128)>> {
-    inputs
+    let remote = inputs
         .files
         .iter()
-        .map(|f| {
-            if let Some(loc) = crate::store::Location::of(&f.path)? {
-                let m = loc.head()?.ok_or_else(|| Error::Store {
-                    url: loc.url(),
-                    reason: "no such object".into(),
-                })?;
-                let modified = m.last_modified.timestamp_nanos_opt().unwrap_or(0).max(0) as u128;
-                return Ok((loc.url(), m.size, modified));
-            }
-            let m = std::fs::metadata(&f.path).map_err(|e| Error::io(&f.path, e))?;
-            let modified = m
-                .modified()
-                .ok()
-                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                .map_or(0, |d| d.as_nanos());
-            Ok((f.path.display().to_string(), m.len(), modified))
-        })
-        .collect()
+        .any(|f| crate::store::remote(&f.path).is_some());
+    crate::store::side_by_side(&inputs.files, remote, |f| {
+        if let Some(loc) = crate::store::Location::of(&f.path)? {
+            let m = loc.head()?.ok_or_else(|| Error::Store {
+                url: loc.url(),
+                reason: "no such object".into(),
+            })?;
+            let modified = m.last_modified.timestamp_nanos_opt().unwrap_or(0).max(0) as u128;
+            return Ok((loc.url(), m.size, modified));
+        }
+        let m = std::fs::metadata(&f.path).map_err(|e| Error::io(&f.path, e))?;
+        let modified = m
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos());
+        Ok((f.path.display().to_string(), m.len(), modified))
+    })
+    .into_iter()
+    .collect()
 }

@@ -313,9 +313,11 @@ fn fixed_size_ids(files: &[InputFile], cols: &ColumnNames) {
 /// Checks every file ([`check_file`]) and that one type holds each column's values in every
 /// file ([`table_schema`]: one folder can hold files from pyarrow and from polars).
 pub fn check_inputs(files: &[PathBuf], cols: &ColumnNames, null_stats: bool) -> Result<Inputs> {
-    let all: Vec<InputFile> = files
-        .iter()
-        .map(|p| check_file(p, cols, null_stats))
+    // Objects' footers are fetched side by side (a few round trips each); the first error in
+    // the files' order is the one reported.
+    let remote = files.iter().any(|p| crate::store::remote(p).is_some());
+    let all: Vec<InputFile> = crate::store::side_by_side(files, remote, |p| check_file(p, cols, null_stats))
+        .into_iter()
         .collect::<Result<_>>()?;
     let (checked, empty): (Vec<InputFile>, Vec<InputFile>) = all.into_iter().partition(|f| f.rows > 0);
     let empty: Vec<PathBuf> = empty.into_iter().map(|f| f.path).collect();

@@ -327,6 +327,37 @@ fn io_runtime() -> &'static tokio::runtime::Runtime {
     })
 }
 
+/// Requests to object storage [`side_by_side`] keeps in flight at once.
+pub const IN_FLIGHT: usize = 16;
+
+/// `f` of each of `items`, in their order: where `remote` (each call waits on object
+/// storage's round trips, not on a core), up to [`IN_FLIGHT`] calls at once on threads of their
+/// own; else one after another here. Every item is called, whatever an earlier one returned.
+pub fn side_by_side<T: Sync, R: Send>(items: &[T], remote: bool, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let workers = if remote { IN_FLIGHT.min(items.len()) } else { 1 };
+    if workers <= 1 {
+        return items.iter().map(f).collect();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut done: Vec<(usize, R)> = std::thread::scope(|s| {
+        let work = || {
+            let mut out = Vec::new();
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(item) = items.get(i) else { break out };
+                out.push((i, f(item)));
+            }
+        };
+        let handles: Vec<_> = (0..workers).map(|_| s.spawn(work)).collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+            .collect()
+    });
+    done.sort_unstable_by_key(|d| d.0);
+    done.into_iter().map(|d| d.1).collect()
+}
+
 /// Starts `fut` on the object-store runtime, from any thread.
 pub fn spawn<T: Send + 'static>(fut: impl Future<Output = T> + Send + 'static) -> tokio::task::JoinHandle<T> {
     io_runtime().spawn(fut)
@@ -389,6 +420,33 @@ impl ObjectStoreRegistry for Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn side_by_side_calls_every_item_once_and_keeps_their_order() {
+        let items: Vec<u64> = (0..100).collect();
+        let calls = std::sync::atomic::AtomicUsize::new(0);
+        let f = |&i: &u64| {
+            calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            // The later items finish first.
+            std::thread::sleep(std::time::Duration::from_micros(100 * (100 - i)));
+            if i % 7 == 3 {
+                Err(i)
+            } else {
+                Ok(i * 2)
+            }
+        };
+        for remote in [false, true] {
+            calls.store(0, std::sync::atomic::Ordering::Relaxed);
+            let out = side_by_side(&items, remote, f);
+            assert_eq!(calls.load(std::sync::atomic::Ordering::Relaxed), 100);
+            let want: Vec<Result<u64, u64>> = items
+                .iter()
+                .map(|&i| if i % 7 == 3 { Err(i) } else { Ok(i * 2) })
+                .collect();
+            assert_eq!(out, want);
+            assert_eq!(out.into_iter().collect::<Result<Vec<_>, _>>(), Err(3));
+        }
+    }
 
     #[test]
     fn a_profile_is_read_from_the_shared_credentials_and_config_files() {

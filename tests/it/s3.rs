@@ -1003,7 +1003,29 @@ fn missing_buckets_keys_and_unreachable_stores_are_clear_errors() {
     // Hive and Flink name their files `000000_0`: a prefix of such objects says so.
     moto.put_file("here", "hive/000000_0", &tmp.path().join("bad/a.parquet"));
     moto.put_file("here", "hive/_SUCCESS", &tmp.path().join("bad/a.parquet"));
+    // More objects than are checked at once (their footers are fetched side by side): of two
+    // bad ones, the first in the objects' order is named.
+    let good = tmp.path().join("bad/a.parquet");
+    let garbage = tmp.path().join("garbage.parquet");
+    std::fs::write(&garbage, b"not a parquet file at all").unwrap();
+    let no_scores = tmp.path().join("no_scores.parquet");
+    write_batch(
+        &no_scores,
+        &batch(&[row("c", 0, 0.1, &[1])]).project(&[0, 1, 3]).unwrap(),
+    );
+    for i in 0..40 {
+        let local = match i {
+            17 => &garbage,
+            31 => &no_scores,
+            _ => &good,
+        };
+        moto.put_file("here", &format!("many/part-{i:03}.parquet"), local);
+    }
     let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["run", "-i", "s3://here/many/", "-m", m, "-o", lo],
+            "input file s3://here/many/part-017.parquet: not a readable Parquet file",
+        ),
         (
             vec!["run", "-i", "s3://here/hive/", "-m", m, "-o", lo],
             "s3://here/hive/: no Parquet files found (it holds 1 object without the .parquet extension, such as s3://here/hive/000000_0: give such objects by name)",
@@ -1118,7 +1140,7 @@ fn missing_buckets_keys_and_unreachable_stores_are_clear_errors() {
     assert!(moto
         .keys("here", "")
         .iter()
-        .all(|k| ["in/", "bad/", "hive/", "spark/"]
+        .all(|k| ["in/", "bad/", "hive/", "spark/", "many/"]
             .iter()
             .any(|p| k.starts_with(p))));
     // A store that checks credentials: unknown keys are access denied, named as such.

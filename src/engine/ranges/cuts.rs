@@ -102,7 +102,8 @@ pub(super) fn add_balance_cuts(
 }
 
 /// Reads into `footers` those of the files `wanted` (indexes into `files`) not read yet, side
-/// by side; one that cannot be read stays None.
+/// by side (on rayon's threads, or for objects [`crate::store::side_by_side`]); one that
+/// cannot be read stays None.
 fn read_missing_footers(
     files: &[(&Path, &[Option<RowGroupKeys>])],
     footers: &mut [Option<ArrowReaderMetadata>],
@@ -111,15 +112,18 @@ fn read_missing_footers(
     wanted.sort_unstable();
     wanted.dedup();
     wanted.retain(|&f| footers[f].is_none());
-    let read: Vec<(usize, Option<ArrowReaderMetadata>)> = wanted
-        .into_par_iter()
-        .map(|f| {
-            let meta = read_footers(&[files[f].0.to_path_buf()])
-                .ok()
-                .and_then(|mut m| m.pop());
-            (f, meta)
-        })
-        .collect();
+    let read_one = |&f: &usize| {
+        let meta = read_footers(&[files[f].0.to_path_buf()])
+            .ok()
+            .and_then(|mut m| m.pop());
+        (f, meta)
+    };
+    // Objects' footers wait on round trips: more at once than there are cores.
+    let read: Vec<(usize, Option<ArrowReaderMetadata>)> =
+        match wanted.iter().any(|&f| crate::store::remote(files[f].0).is_some()) {
+            true => crate::store::side_by_side(&wanted, true, read_one),
+            false => wanted.par_iter().map(read_one).collect(),
+        };
     for (f, meta) in read {
         footers[f] = meta;
     }
