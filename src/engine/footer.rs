@@ -210,24 +210,24 @@ pub fn distrust_statistics(ctx: &SessionContext) {
 }
 
 /// Reads every file's footer ([`read_footer`]: an unreadable one is an error naming the
-/// file).
+/// file, the first in `paths`' order); objects' side by side ([`crate::store::side_by_side`]).
 pub fn read_footers(paths: &[PathBuf]) -> Result<Vec<ArrowReaderMetadata>> {
-    paths
-        .iter()
-        .map(|p| {
-            let not_parquet = |reason| Error::NotParquet {
-                path: p.clone(),
-                reason,
-            };
-            match crate::store::remote(p) {
-                Some(url) => read_footer(&crate::store::RemoteFile::open(url)?).map_err(not_parquet),
-                None => {
-                    let f = File::open(p).map_err(|e| Error::io(p, e))?;
-                    read_footer(&f).map_err(not_parquet)
-                }
+    let remote = paths.iter().any(|p| crate::store::remote(p).is_some());
+    crate::store::side_by_side(paths, remote, |p| {
+        let not_parquet = |reason| Error::NotParquet {
+            path: p.clone(),
+            reason,
+        };
+        match crate::store::remote(p) {
+            Some(url) => read_footer(&crate::store::RemoteFile::open(url)?).map_err(not_parquet),
+            None => {
+                let f = File::open(p).map_err(|e| Error::io(p, e))?;
+                read_footer(&f).map_err(not_parquet)
             }
-        })
-        .collect()
+        }
+    })
+    .into_iter()
+    .collect()
 }
 /// The leaf column index of top-level column `name`, if the file has one.
 pub(crate) fn top_level_leaf(pq: &ParquetMetaData, name: &str) -> Option<usize> {
