@@ -7,12 +7,19 @@ and to local disk, alternating, several times, in one run.
     cargo build --release
     python3 benches/s3.py                  # 1M segments, 4 files, demo model
     python3 benches/s3.py --segments 200000 --repeats 5
+    python3 benches/s3.py --segments 20000 --files 64 --latency 20   # 20 ms a request
 
 Reports rows/s (median) for local -> local, s3 -> local and s3 -> s3, and the ratios to local
-disk. moto is a Python server holding objects in memory: the ratio bounds what segscore's
+disk; and the seconds of `segscore sql -t t=s3://bench/in/ "SELECT count(*) FROM t"`. With
+`--latency MS`, every request segscore sends waits MS milliseconds first (a proxy between it
+and moto, as object storage's round trip would): what many objects cost a run before its
+first row.
+
+moto is a Python server holding objects in memory: the ratio bounds what segscore's
 object-store path costs, not what a real S3 endpoint would give.
 """
 import argparse
+import asyncio
 import json
 import os
 import platform
@@ -21,12 +28,44 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from e2e import free_port, run  # noqa: E402
+
+
+def latency_proxy(target_port, seconds):
+    """A TCP proxy on 127.0.0.1 (a free port, returned) to 127.0.0.1:`target_port` that holds
+    each piece a client sends for `seconds`: every request waits that long, as a round trip to
+    object storage would. It runs on a daemon thread until the bench exits."""
+    port = free_port()
+
+    async def pipe(reader, writer, delay):
+        try:
+            while data := await reader.read(65536):
+                if delay:
+                    await asyncio.sleep(delay)
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
+
+    async def handle(client_r, client_w):
+        server_r, server_w = await asyncio.open_connection("127.0.0.1", target_port)
+        await asyncio.gather(pipe(client_r, server_w, seconds), pipe(server_r, client_w, 0))
+
+    async def serve():
+        server = await asyncio.start_server(handle, "127.0.0.1", port)
+        async with server:
+            await server.serve_forever()
+
+    threading.Thread(target=lambda: asyncio.run(serve()), daemon=True).start()
+    return port
 
 
 def main():
@@ -36,6 +75,8 @@ def main():
     ap.add_argument("--files", type=int, default=4)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--latency", type=float, default=0.0,
+                    help="milliseconds each request of segscore's waits (a proxy in front of moto)")
     args = ap.parse_args()
     work = tempfile.mkdtemp(prefix="segscore-s3-bench-")
     port = free_port()
@@ -55,8 +96,11 @@ def main():
                 if time.time() > deadline:
                     sys.exit("moto did not start")
                 time.sleep(0.1)
-        env = dict(os.environ, AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="bench",
-                   AWS_SECRET_ACCESS_KEY="bench", AWS_REGION="us-east-1")
+        seen = endpoint
+        if args.latency:
+            seen = f"http://127.0.0.1:{latency_proxy(port, args.latency / 1000)}"
+        env = dict(os.environ, AWS_ENDPOINT_URL=seen, AWS_ACCESS_KEY_ID="bench",
+                   AWS_SECRET_ACCESS_KEY="bench", AWS_REGION="us-east-1", AWS_ALLOW_HTTP="true")
         urllib.request.urlopen(urllib.request.Request(f"{endpoint}/bench", method="PUT"))
         data = os.path.join(work, "data")
         run([args.binary, "generate", "-o", data, "--segments", str(args.segments),
@@ -78,15 +122,21 @@ def main():
             "s3 -> s3": ["-i", "s3://bench/in/", "-m", "s3://bench/model.onnx", "-o", "s3://bench/out"],
         }
         times = {k: [] for k in cases}
+        count = [args.binary, "sql", "-t", "t=s3://bench/in/", "SELECT count(*) AS n FROM t"]
+        count_seconds = []
         for _ in range(args.repeats):
             for name, case in cases.items():
                 times[name].append(run([args.binary] + common + case, env)[0])
+            count_seconds.append(run(count, env)[0])
         local = statistics.median(times["local -> local"])
         result = {
             "machine": f"{platform.node()} ({os.cpu_count()} cores)",
             "segments": args.segments,
             "files": args.files,
             "threads": args.threads,
+            "latency_ms": args.latency,
+            "seconds": {k: round(statistics.median(v), 3) for k, v in times.items()},
+            "sql_count_seconds": round(statistics.median(count_seconds), 3),
             "rows_per_second": {k: round(args.segments / statistics.median(v)) for k, v in times.items()},
             "ratio_to_local": {k: round(local / statistics.median(v), 3) for k, v in times.items()},
         }
