@@ -367,7 +367,14 @@ pub fn read_text(path: &Path) -> Result<String> {
 pub struct RemoteFile {
     loc: Location,
     len: u64,
+    /// The object's last [`TAIL_BYTES`] (where its footer, and often its page index, lie),
+    /// fetched whole by the first read that falls in them: a footer is then one request, not
+    /// one for its length, one for itself and one or two for the page index.
+    tail: std::sync::Mutex<Option<Bytes>>,
 }
+
+/// How many bytes at an object's end [`RemoteFile`] fetches at once.
+pub const TAIL_BYTES: u64 = 64 << 10;
 
 impl RemoteFile {
     /// Opens `url`: an error naming it when there is no such object.
@@ -377,7 +384,11 @@ impl RemoteFile {
             url: url.to_string(),
             reason: "no such object".into(),
         })?;
-        Ok(RemoteFile { loc, len: meta.size })
+        Ok(RemoteFile {
+            loc,
+            len: meta.size,
+            tail: std::sync::Mutex::new(None),
+        })
     }
 
     /// Its size in bytes.
@@ -407,9 +418,29 @@ impl datafusion::parquet::file::reader::ChunkReader for RemoteFile {
     }
 
     fn get_bytes(&self, start: u64, length: usize) -> datafusion::parquet::errors::Result<Bytes> {
-        self.loc
-            .get_range(start, length as u64)
-            .map_err(|e| datafusion::parquet::errors::ParquetError::External(Box::new(e)))
+        let external = |e| datafusion::parquet::errors::ParquetError::External(Box::new(e));
+        let tail_start = self.len.saturating_sub(TAIL_BYTES);
+        if start < tail_start || start + length as u64 > self.len {
+            return self.loc.get_range(start, length as u64).map_err(external);
+        }
+        let mut tail = self.tail.lock().unwrap_or_else(|e| e.into_inner());
+        let bytes = match &*tail {
+            Some(bytes) => bytes.clone(),
+            None => {
+                let bytes = self
+                    .loc
+                    .get_range(tail_start, self.len - tail_start)
+                    .map_err(external)?;
+                *tail = Some(bytes.clone());
+                bytes
+            }
+        };
+        let from = (start - tail_start) as usize;
+        match bytes.get(from..from + length) {
+            Some(_) => Ok(bytes.slice(from..from + length)),
+            // A store that gave less than it was asked for: ask for the range itself.
+            None => self.loc.get_range(start, length as u64).map_err(external),
+        }
     }
 }
 
