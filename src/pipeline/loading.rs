@@ -1,7 +1,8 @@
 //! The job's model and tokenizer: the text flags checked against each other, the model loaded
 //! (ONNX Runtime's library, the first session) and the tokenizer read, with the text settings
 //! checked against the model; where the job has more than one thread, on a thread of its own
-//! while the inputs are checked and registered and the query planned ([`ModelLoad`]).
+//! while the inputs are registered (their key ranges cut) and the query planned
+//! ([`ModelLoad`]).
 
 use std::sync::{Arc, OnceLock};
 
@@ -39,8 +40,10 @@ pub(crate) enum ModelLoad {
 impl ModelLoad {
     /// Starts loading the job's model beside the caller where `--threads` allows a second core
     /// and the job runs here: ONNX Runtime's library and the first session take some 20 ms for
-    /// a small model and seconds for a large one, the footers of many files and the planning as
-    /// long; they overlap. Else it loads when waited for: `--threads 1` keeps to one core.
+    /// a small model and seconds for a large one, the key ranges' reads and the planning some
+    /// tens of milliseconds; they overlap. Else it loads when waited for: `--threads 1` keeps
+    /// to one core. (Called once the inputs are checked: a job that fails before waits for the
+    /// load to end as it exits.)
     pub(crate) fn start(cfg: &JobConfig) -> Self {
         let loading = (cfg.threads > 1 && cfg.cluster.is_none()).then(|| {
             let cfg = cfg.clone();

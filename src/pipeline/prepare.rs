@@ -100,8 +100,6 @@ pub async fn prepare(cfg: &JobConfig) -> Result<Prepared> {
     // The output is read back through DataFusion (the evaluation): its path must be a URL too.
     crate::engine::tables::require_utf8(&cfg.output)?;
     text_flags(cfg)?;
-    // Its errors come after the inputs' (and the query file's), whichever finishes first.
-    let model = ModelLoad::start(cfg);
     let files = source::expand_inputs(&cfg.inputs)?;
     source::expand::output_apart(
         "--output",
@@ -127,6 +125,9 @@ pub async fn prepare(cfg: &JobConfig) -> Result<Prepared> {
         tracing::info!(columns = ?h.cols.iter().map(|c| c.0.as_str()).collect::<Vec<_>>(), "hive-partitioned input folders: their key=value levels are columns");
     }
     let targets_sql = read_query(cfg)?;
+    // Started once the inputs are checked: an input's error comes at once, without waiting
+    // for a model that may take seconds to load.
+    let model = ModelLoad::start(cfg);
     let order = if cfg.cluster.is_some() {
         // The executors sort each shard's rows after the shuffle by generation: the files'
         // order is not used, so their scans can be split over the executors.

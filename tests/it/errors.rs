@@ -322,9 +322,9 @@ fn model_file_that_is_not_onnx_is_named() {
     );
 }
 
-/// From `--threads 2` on the model loads while the inputs are checked and the query planned (at
-/// 1, after them): a bad input's error comes before a bad model's either way, a bad query's
-/// after it, and each reads the same.
+/// From `--threads 2` on the model loads while the query is planned (at 1, after it): a bad
+/// input's error comes before a bad model's either way, a bad query's after it, and each
+/// reads the same.
 #[test]
 fn an_inputs_error_comes_before_the_models_whatever_the_threads() {
     let tmp = tempfile::tempdir().unwrap();
