@@ -88,6 +88,10 @@ pub(crate) fn input_stamps(inputs: &source::Inputs) -> Result<Vec<(String, u64, 
         .any(|f| crate::store::remote(&f.path).is_some());
     crate::store::side_by_side(&inputs.files, remote, |f| {
         if let Some(loc) = crate::store::Location::of(&f.path)? {
+            if let Some((size, modified)) = f.stamp {
+                // As the check found it: no request of its own.
+                return Ok((loc.url(), size, modified));
+            }
             let m = loc.head()?.ok_or_else(|| Error::Store {
                 url: loc.url(),
                 reason: "no such object".into(),

@@ -144,20 +144,24 @@ pub fn check_file(path: &Path, cols: &ColumnNames, null_stats: bool) -> Result<I
         path: path.to_path_buf(),
         reason,
     };
-    let meta = if let Some(url) = crate::store::remote(path) {
+    if let Some(url) = crate::store::remote(path) {
         let file = crate::store::RemoteFile::open(url)?;
         if file.is_empty() {
             return Err(not_parquet("the object is empty (0 bytes)".into()));
         }
-        read_footer(&file).map_err(not_parquet)?
-    } else {
-        let file = File::open(path).map_err(|e| Error::io(path, e))?;
-        let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
-        if len == 0 {
-            return Err(not_parquet("the file is empty (0 bytes)".into()));
-        }
-        read_footer(&file).map_err(not_parquet)?
-    };
+        let meta = read_footer(&file).map_err(not_parquet)?;
+        let checked = check_metadata(path, &meta, cols, null_stats)?;
+        return Ok(InputFile {
+            stamp: Some((file.len(), file.modified_nanos())),
+            ..checked
+        });
+    }
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    if len == 0 {
+        return Err(not_parquet("the file is empty (0 bytes)".into()));
+    }
+    let meta = read_footer(&file).map_err(not_parquet)?;
     check_metadata(path, &meta, cols, null_stats)
 }
 /// [`check_file`] on a footer already read (`path` names the file in errors).
@@ -182,6 +186,7 @@ pub fn check_metadata(
             float_stats_constant: false,
             key_ranges: Vec::new(),
             time_bounds: Vec::new(),
+            stamp: None,
         });
     }
     for (name, _, kind, role, no_nulls) in roles(cols) {
@@ -244,6 +249,7 @@ pub fn check_metadata(
         float_stats_constant: float_stats_constant(pq, &[]),
         key_ranges,
         time_bounds,
+        stamp: None,
     })
 }
 /// Whether every row group's `sorting_columns` start with the generation id and the segment
@@ -359,6 +365,7 @@ mod tests {
             float_stats_constant: false,
             key_ranges: Vec::new(),
             time_bounds: Vec::new(),
+            stamp: None,
         };
         let a = file(vec![Field::new("g", Utf8, false), Field::new("x", Int32, false)]);
         let b = file(vec![

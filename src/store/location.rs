@@ -367,6 +367,8 @@ pub fn read_text(path: &Path) -> Result<String> {
 pub struct RemoteFile {
     loc: Location,
     len: u64,
+    /// Last modified, nanoseconds since the epoch.
+    modified: u128,
     /// The object's last [`TAIL_BYTES`] (where its footer, and often its page index, lie),
     /// fetched whole by the first read that falls in them: a footer is then one request, not
     /// one for its length, one for itself and one or two for the page index.
@@ -387,6 +389,7 @@ impl RemoteFile {
         Ok(RemoteFile {
             loc,
             len: meta.size,
+            modified: meta.last_modified.timestamp_nanos_opt().unwrap_or(0).max(0) as u128,
             tail: std::sync::Mutex::new(None),
         })
     }
@@ -394,6 +397,11 @@ impl RemoteFile {
     /// Its size in bytes.
     pub fn len(&self) -> u64 {
         self.len
+    }
+
+    /// When it was last modified, in nanoseconds since the epoch (as its HEAD said).
+    pub fn modified_nanos(&self) -> u128 {
+        self.modified
     }
 
     /// Whether it has no bytes.

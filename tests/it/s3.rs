@@ -495,6 +495,25 @@ fn a_run_killed_mid_way_resumes_from_its_committed_shards() {
         let keys = moto.keys("jobs", prefix);
         assert!(keys.iter().all(|k| !k.contains("/sample/")), "{keys:?}");
     }
+    // An input object replaced after the crash (its size and time, as the check read them, are
+    // the run's stamp of it): the interrupted run cannot be resumed over it.
+    let out = "s3://jobs/out-changed";
+    let args = job("s3://jobs/in", model.to_str().unwrap(), out, &[]);
+    let o = moto.segscore(&args, &[("SEGSCORE_CRASH_AT", "shard-committed:2")]);
+    assert!(!o.status.success());
+    let other = tmp.path().join("other.parquet");
+    write_rows(&other, &[row("zz", 0, 0.5, &[1, 2, 3])]);
+    let first = moto.keys("jobs", "in/")[0].clone();
+    moto.put_file("jobs", &first, &other);
+    let mut resume = args.clone();
+    resume.push("--resume");
+    let o = moto.segscore(&resume, &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("cannot resume") && stderr(&o).contains("inputs"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
