@@ -99,6 +99,12 @@ pub struct JobConfig {
 }
 
 impl JobConfig {
+    /// Whether the job reads text (`--text-col` with `--tokenizer`; one without the other is
+    /// refused before anything is read).
+    pub fn text_input(&self) -> bool {
+        self.columns.text.is_some() && self.tokenizer.is_some()
+    }
+
     /// A configuration with defaults for everything but inputs, model and output.
     pub fn new(inputs: Vec<String>, model: PathBuf, output: PathBuf) -> Self {
         JobConfig {

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::contract::ColumnNames;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::source;
 use crate::validate::OnInvalid;
 
@@ -82,31 +82,15 @@ impl JobFingerprint {
 }
 
 pub(crate) fn input_stamps(inputs: &source::Inputs) -> Result<Vec<(String, u64, u128)>> {
-    let remote = inputs
+    inputs
         .files
         .iter()
-        .any(|f| crate::store::remote(&f.path).is_some());
-    crate::store::side_by_side(&inputs.files, remote, |f| {
-        if let Some(loc) = crate::store::Location::of(&f.path)? {
-            if let Some((size, modified)) = f.stamp {
-                // As the check found it: no request of its own.
-                return Ok((loc.url(), size, modified));
-            }
-            let m = loc.head()?.ok_or_else(|| Error::Store {
-                url: loc.url(),
-                reason: "no such object".into(),
-            })?;
-            let modified = m.last_modified.timestamp_nanos_opt().unwrap_or(0).max(0) as u128;
-            return Ok((loc.url(), m.size, modified));
-        }
-        let m = std::fs::metadata(&f.path).map_err(|e| Error::io(&f.path, e))?;
-        let modified = m
-            .modified()
-            .ok()
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_nanos());
-        Ok((f.path.display().to_string(), m.len(), modified))
-    })
-    .into_iter()
-    .collect()
+        .map(|f| {
+            let name = match crate::store::Location::of(&f.path)? {
+                Some(loc) => loc.url(),
+                None => f.path.display().to_string(),
+            };
+            Ok((name, f.stamp.0, f.stamp.1))
+        })
+        .collect()
 }

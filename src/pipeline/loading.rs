@@ -67,7 +67,7 @@ impl ModelLoad {
             }
             ModelLoad::Pending { model, tokenizer, .. } => {
                 let mut udfs = crate::model::udf::pending_udfs(model).to_vec();
-                if cfg.columns.text.is_some() && cfg.tokenizer.is_some() {
+                if cfg.text_input() {
                     udfs.push(crate::model::text::pending_tokenize_udf(tokenizer));
                 }
                 udfs

@@ -212,7 +212,7 @@ async fn plan_job(cfg: &JobConfig, loaded: Loaded, order: InputOrder) -> Result<
     } = planned?;
     plan.model_output = model.output_name().to_string();
     let plan = Arc::new(plan);
-    let text = tokenizer.is_some();
+    let text = cfg.text_input();
     let df_schema = df.schema().as_arrow().clone();
     let stage = if text || cfg.prediction == Prediction::Cumulative {
         let index = |name: &str| {
@@ -381,8 +381,7 @@ async fn plan_outputs(
         .schema()
         .as_arrow()
         .clone();
-    // (text_flags checked that --text-col and --tokenizer come together.)
-    let text = cfg.columns.text.is_some();
+    let text = cfg.text_input();
     let staged = |schema: &datafusion::arrow::datatypes::Schema| GenerationStage::output_schema(schema, text);
     let full = OutputPlan::new(
         &staged(targets.schema().as_arrow()),

@@ -150,26 +150,29 @@ pub fn check_file(path: &Path, cols: &ColumnNames, null_stats: bool) -> Result<I
             return Err(not_parquet("the object is empty (0 bytes)".into()));
         }
         let meta = read_footer(&file).map_err(not_parquet)?;
-        let checked = check_metadata(path, &meta, cols, null_stats)?;
-        return Ok(InputFile {
-            stamp: Some((file.len(), file.modified_nanos())),
-            ..checked
-        });
+        return check_metadata(path, &meta, cols, null_stats, (file.len(), file.modified_nanos()));
     }
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
-    let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
-    if len == 0 {
+    let stat = file.metadata().map_err(|e| Error::io(path, e))?;
+    if stat.len() == 0 {
         return Err(not_parquet("the file is empty (0 bytes)".into()));
     }
+    let modified = stat
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
     let meta = read_footer(&file).map_err(not_parquet)?;
-    check_metadata(path, &meta, cols, null_stats)
+    check_metadata(path, &meta, cols, null_stats, (stat.len(), modified))
 }
-/// [`check_file`] on a footer already read (`path` names the file in errors).
+/// [`check_file`] on a footer already read (`path` names the file in errors; `stamp` is its
+/// size and last-modified time, [`InputFile::stamp`]).
 pub fn check_metadata(
     path: &Path,
     meta: &ArrowReaderMetadata,
     cols: &ColumnNames,
     null_stats: bool,
+    stamp: (u64, u128),
 ) -> Result<InputFile> {
     let schema = Arc::clone(meta.schema());
     let pq = meta.metadata();
@@ -186,7 +189,7 @@ pub fn check_metadata(
             float_stats_constant: false,
             key_ranges: Vec::new(),
             time_bounds: Vec::new(),
-            stamp: None,
+            stamp,
         });
     }
     for (name, _, kind, role, no_nulls) in roles(cols) {
@@ -249,7 +252,7 @@ pub fn check_metadata(
         float_stats_constant: float_stats_constant(pq, &[]),
         key_ranges,
         time_bounds,
-        stamp: None,
+        stamp,
     })
 }
 /// Whether every row group's `sorting_columns` start with the generation id and the segment
@@ -365,7 +368,7 @@ mod tests {
             float_stats_constant: false,
             key_ranges: Vec::new(),
             time_bounds: Vec::new(),
-            stamp: None,
+            stamp: (0, 0),
         };
         let a = file(vec![Field::new("g", Utf8, false), Field::new("x", Int32, false)]);
         let b = file(vec![

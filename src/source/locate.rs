@@ -191,7 +191,7 @@ mod tests {
             float_stats_constant: false,
             key_ranges: crate::engine::footer::row_group_keys(meta.metadata(), "generation_id"),
             time_bounds: Vec::new(),
-            stamp: None,
+            stamp: (0, 0),
         }
     }
 

@@ -56,10 +56,10 @@ pub struct InputFile {
     /// [`crate::engine::units::time_leaves`]) least and greatest value in nanoseconds, from the
     /// footer ([`crate::engine::footer::time_bounds`]).
     pub time_bounds: crate::engine::units::TimeBounds,
-    /// An object's size and last-modified time (nanoseconds since the epoch) as its check
-    /// found them: `--resume`'s stamp of it, taken with no request of its own. None for a
-    /// local file (its stamp comes from the file system).
-    pub stamp: Option<(u64, u128)>,
+    /// Its size and last-modified time (nanoseconds since the epoch) as its check found them
+    /// (an object's HEAD, a file's metadata): `--resume`'s stamp of it, with no request or
+    /// look of its own.
+    pub stamp: (u64, u128),
 }
 
 /// The checked input files.
