@@ -101,7 +101,13 @@ fn parquet(data: &[u8]) {
     let Ok(meta) = read_footer(&bytes) else {
         return;
     };
-    let _ = check_metadata(Path::new("fuzz.parquet"), &meta, &ColumnNames::default(), true);
+    let _ = check_metadata(
+        Path::new("fuzz.parquet"),
+        &meta,
+        &ColumnNames::default(),
+        true,
+        (0, 0),
+    );
     let _ = float_stats_constant(meta.metadata(), &[]);
     if meta.metadata().file_metadata().num_rows() > 100_000 {
         return; // the footer claims more than a fuzz input can hold
