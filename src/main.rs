@@ -1,5 +1,5 @@
 //! The `segscore` binary: the command line of [`segscore::cli`].
 
-fn main() -> std::process::ExitCode {
+fn main() {
     segscore::cli::main()
 }

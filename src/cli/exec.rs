@@ -1,5 +1,5 @@
 //! Running a command: the thread pools (rayon for the model, tokio for the streams), signal
-//! handling around a job, and the allocator setting the process starts with.
+//! handling around a job, the allocator setting the process starts with, and its end.
 
 use crate::error::Error;
 use crate::evaluate::Summary;
@@ -138,4 +138,26 @@ fn malloc_arenas(threads: usize) {
     }
     #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
     let _ = threads;
+}
+
+/// Ends the process with exit status `code` once the command has returned: stdout flushed
+/// (Rust's and C's streams), then `_exit`, which skips the C and C++ exit handlers. Those are
+/// ONNX Runtime's static destructors (its kernel registry, allocators, thread pools, freed one
+/// by one): 8 ms of a job's serial end on 2 cores, for memory the kernel takes back anyway.
+/// Everything a command writes is written, synced and closed before it returns; Rust runs no
+/// destructors at exit either way. A coverage build (`LLVM_PROFILE_FILE` set) writes its
+/// profile from an exit handler, so it exits normally.
+pub(crate) fn end_process(code: u8) -> ! {
+    use std::io::Write;
+    let _ = std::io::stdout().lock().flush();
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("LLVM_PROFILE_FILE").is_none() {
+        // SAFETY: fflush(NULL) flushes every C stream; _exit ends the process without running
+        // exit handlers, which nothing after this point needs.
+        unsafe {
+            libc::fflush(std::ptr::null_mut());
+            libc::_exit(code.into());
+        }
+    }
+    std::process::exit(code.into())
 }

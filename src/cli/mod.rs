@@ -3,7 +3,6 @@
 //! and turns its error into a message and an exit code. One file per command.
 
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
@@ -147,15 +146,21 @@ pub fn exit_code(e: &Error) -> u8 {
     }
 }
 
-/// Runs the command line: the whole `segscore` binary.
-pub fn main() -> ExitCode {
+/// Runs the command line, the whole `segscore` binary, and ends the process with its exit
+/// status ([`exec::end_process`]).
+pub fn main() -> ! {
+    exec::end_process(command_line())
+}
+
+/// Runs the command line; its exit status.
+fn command_line() -> u8 {
     exec::disable_onnxruntime_telemetry();
     crate::panics::install_quiet_panic_hook();
     let (args, from_file) = match config::expand_config(std::env::args_os().collect()) {
         Ok(a) => a,
         Err(e) => {
             eprintln!("error: {e}");
-            return ExitCode::from(2);
+            return 2;
         }
     };
     let cli = match Cli::try_parse_from(args) {
@@ -163,7 +168,7 @@ pub fn main() -> ExitCode {
         Err(e) => match from_file.explain(&e) {
             Some(told) => {
                 eprintln!("error: {told}");
-                return ExitCode::from(2);
+                return 2;
             }
             None => e.exit(),
         },
@@ -210,9 +215,9 @@ pub fn main() -> ExitCode {
         }
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => 0,
         // The reader of the output stopped reading (`| head`): nothing is wrong.
-        Err(_) if stdout::closed() => ExitCode::SUCCESS,
+        Err(_) if stdout::closed() => 0,
         Err(e) => {
             let code = exit_code(&e);
             if json_logs {
@@ -220,7 +225,7 @@ pub fn main() -> ExitCode {
             } else {
                 eprintln!("error: {e}");
             }
-            ExitCode::from(code)
+            code
         }
     }
 }
