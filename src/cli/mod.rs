@@ -147,7 +147,8 @@ pub fn exit_code(e: &Error) -> u8 {
 }
 
 /// Runs the command line, the whole `segscore` binary, and ends the process with its exit
-/// status ([`exec::end_process`]).
+/// status: stdout flushed, then `_exit`, skipping the C and C++ exit handlers (ONNX Runtime's
+/// static destructors, 8 ms of every run's end).
 pub fn main() -> ! {
     exec::end_process(command_line())
 }

@@ -445,7 +445,9 @@ pub(super) async fn stream_sorted<'a>(
         .collect();
     let names: Vec<&str> = keys.iter().map(String::as_str).collect();
     let listing = t.provider(ctx, &names).await?;
-    let Some(ranged) = crate::engine::ranges::key_range_table(ctx, listing, &files, keys.clone())? else {
+    let footers = t.files.footers.iter().cloned().map(Some).collect();
+    let Some(ranged) = crate::engine::ranges::key_range_table(ctx, listing, &files, footers, keys.clone())?
+    else {
         return Ok(None);
     };
     ctx.deregister_table(t.name.clone())?;

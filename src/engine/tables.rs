@@ -122,6 +122,38 @@ pub fn part_files(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+/// Puts footers already read into `ctx`'s file metadata cache, where DataFusion's scans and
+/// their statistics look before they read a file's footer: one `(path, (size, last-modified
+/// nanoseconds), footer)` per file, as the input check found them. DataFusion takes an entry
+/// only while the file it lists has that size and time, so a file replaced since is read again.
+/// An object's footer is otherwise fetched again by the planning (a request per object, before
+/// the first row) and a file's parsed again.
+pub fn seed_metadata_cache<'a>(
+    ctx: &SessionContext,
+    footers: impl IntoIterator<Item = (&'a Path, (u64, u128), &'a ArrowReaderMetadata)>,
+) -> Result<()> {
+    use datafusion::datasource::physical_plan::parquet::metadata::CachedParquetMetaData;
+    use datafusion::execution::cache::cache_manager::CachedFileMetadataEntry;
+    let cache = ctx.runtime_env().cache_manager.get_file_metadata_cache();
+    for (path, (size, nanos), footer) in footers {
+        // A time the check could not read (0) or past 2262 matches no listing: left out.
+        let Some(nanos) = i64::try_from(nanos).ok().filter(|&n| n > 0) else {
+            continue;
+        };
+        let location = file_url(path)?.prefix().clone();
+        let object = object_store::ObjectMeta {
+            location: location.clone(),
+            last_modified: chrono::DateTime::from_timestamp_nanos(nanos),
+            size,
+            e_tag: None,
+            version: None,
+        };
+        let metadata = Arc::new(CachedParquetMetaData::new(Arc::clone(footer.metadata())));
+        cache.put(&location, CachedFileMetadataEntry::new(object, metadata));
+    }
+    Ok(())
+}
+
 /// The URL DataFusion reads a file by: an `s3://` URL as it is; a local path as it is (a `[`, `*` or `?` in a name is
 /// that character, never a glob). A path that is not UTF-8 is an error naming it.
 pub fn file_url(path: &Path) -> Result<ListingTableUrl> {

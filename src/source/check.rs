@@ -138,7 +138,8 @@ fn roles(cols: &ColumnNames) -> Vec<(String, &'static str, Kind, &'static str, b
 }
 /// Reads one file's footer and checks it against the contract. With `null_stats`, a key or
 /// score column whose statistics count nulls is an error (quarantine runs leave nulls to the
-/// row checks, which reject their generations).
+/// row checks, which reject their generations). An object checked is pinned
+/// ([`crate::store::RemoteFile::pin`]): the job's scan takes its size and time from this check.
 pub fn check_file(path: &Path, cols: &ColumnNames, null_stats: bool) -> Result<InputFile> {
     let not_parquet = |reason: String| Error::NotParquet {
         path: path.to_path_buf(),
@@ -150,7 +151,9 @@ pub fn check_file(path: &Path, cols: &ColumnNames, null_stats: bool) -> Result<I
             return Err(not_parquet("the object is empty (0 bytes)".into()));
         }
         let meta = read_footer(&file).map_err(not_parquet)?;
-        return check_metadata(path, &meta, cols, null_stats, (file.len(), file.modified_nanos()));
+        let checked = check_metadata(path, &meta, cols, null_stats, (file.len(), file.modified_nanos()))?;
+        file.pin()?;
+        return Ok(checked);
     }
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let stat = file.metadata().map_err(|e| Error::io(path, e))?;
@@ -165,6 +168,11 @@ pub fn check_file(path: &Path, cols: &ColumnNames, null_stats: bool) -> Result<I
     let meta = read_footer(&file).map_err(not_parquet)?;
     check_metadata(path, &meta, cols, null_stats, (stat.len(), modified))
 }
+/// The most bytes of footers the check keeps for the scan ([`InputFile::footer`]): DataFusion's
+/// metadata cache holds no more.
+pub const FOOTERS_KEPT_BYTES: usize =
+    datafusion::execution::cache::cache_manager::DEFAULT_METADATA_CACHE_LIMIT;
+
 /// [`check_file`] on a footer already read (`path` names the file in errors; `stamp` is its
 /// size and last-modified time, [`InputFile::stamp`]).
 pub fn check_metadata(
@@ -190,6 +198,7 @@ pub fn check_metadata(
             key_ranges: Vec::new(),
             time_bounds: Vec::new(),
             stamp,
+            footer: None,
         });
     }
     for (name, _, kind, role, no_nulls) in roles(cols) {
@@ -253,6 +262,7 @@ pub fn check_metadata(
         key_ranges,
         time_bounds,
         stamp,
+        footer: Some(meta.clone()),
     })
 }
 /// Whether every row group's `sorting_columns` start with the generation id and the segment
@@ -325,7 +335,17 @@ pub fn check_inputs(files: &[PathBuf], cols: &ColumnNames, null_stats: bool) -> 
     // Objects' footers are fetched side by side (a few round trips each); the first error in
     // the files' order is the one reported.
     let remote = files.iter().any(|p| crate::store::remote(p).is_some());
-    let all: Vec<InputFile> = crate::store::side_by_side(files, remote, |p| check_file(p, cols, null_stats))
+    let kept = std::sync::atomic::AtomicUsize::new(0);
+    let check = |p: &PathBuf| {
+        let mut file = check_file(p, cols, null_stats)?;
+        file.footer = file.footer.take().filter(|meta| {
+            let size = meta.metadata().memory_size();
+            let before = kept.fetch_add(size, std::sync::atomic::Ordering::Relaxed);
+            before + size <= FOOTERS_KEPT_BYTES
+        });
+        Ok(file)
+    };
+    let all: Vec<InputFile> = crate::store::side_by_side(files, remote, check)
         .into_iter()
         .collect::<Result<_>>()?;
     let (checked, empty): (Vec<InputFile>, Vec<InputFile>) = all.into_iter().partition(|f| f.rows > 0);
@@ -369,6 +389,7 @@ mod tests {
             key_ranges: Vec::new(),
             time_bounds: Vec::new(),
             stamp: (0, 0),
+            footer: None,
         };
         let a = file(vec![Field::new("g", Utf8, false), Field::new("x", Int32, false)]);
         let b = file(vec![

@@ -192,6 +192,7 @@ mod tests {
             key_ranges: crate::engine::footer::row_group_keys(meta.metadata(), "generation_id"),
             time_bounds: Vec::new(),
             stamp: (0, 0),
+            footer: Some(meta),
         }
     }
 

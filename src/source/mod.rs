@@ -60,6 +60,11 @@ pub struct InputFile {
     /// (an object's HEAD, a file's metadata): `--resume`'s stamp of it, with no request or
     /// look of its own.
     pub stamp: (u64, u128),
+    /// Its footer, page index included, as its check read it: for DataFusion's scan (its
+    /// metadata cache, [`crate::engine::tables::seed_metadata_cache`]) and the key-range cuts,
+    /// so neither reads it again. None for a file without rows, and past
+    /// [`check::FOOTERS_KEPT_BYTES`] of footers kept (the rest are read again where needed).
+    pub footer: Option<datafusion::parquet::arrow::arrow_reader::ArrowReaderMetadata>,
 }
 
 /// The checked input files.

@@ -39,6 +39,13 @@ pub async fn register(
     // table with each column widened.
     let schema = inputs.schema.clone();
     let safe = inputs.statistics_safe();
+    crate::engine::tables::seed_metadata_cache(
+        ctx,
+        inputs
+            .files
+            .iter()
+            .filter_map(|f| Some((f.path.as_path(), f.stamp, f.footer.as_ref()?))),
+    )?;
     let mut table: Arc<dyn TableProvider> = match hive {
         Some(h) => h.table(ctx, sort_keys, safe, schema).await?,
         None => Arc::new(
@@ -75,10 +82,13 @@ fn key_ranged(
         .map(|f| (f.path.as_path(), f.key_ranges.as_slice()))
         .collect();
     let keys = vec![cols.generation_id.clone(), cols.segment_index.clone()];
-    Ok(match key_range_table(ctx, Arc::clone(&table), &files, keys)? {
-        Some(ranged) => Arc::new(ranged),
-        None => table,
-    })
+    let footers = inputs.files.iter().map(|f| f.footer.clone()).collect();
+    Ok(
+        match key_range_table(ctx, Arc::clone(&table), &files, footers, keys)? {
+            Some(ranged) => Arc::new(ranged),
+            None => table,
+        },
+    )
 }
 
 /// (Re-)registers the `generations` view over `input_files`; with a `filter` (an SQL

@@ -366,6 +366,8 @@ pub fn read_text(path: &Path) -> Result<String> {
 /// A Parquet file in object storage, read by ranges (its footer, say).
 pub struct RemoteFile {
     loc: Location,
+    /// What its HEAD said.
+    meta: ObjectMeta,
     len: u64,
     /// Last modified, nanoseconds since the epoch.
     modified: u128,
@@ -390,8 +392,15 @@ impl RemoteFile {
             loc,
             len: meta.size,
             modified: meta.last_modified.timestamp_nanos_opt().unwrap_or(0).max(0) as u128,
+            meta,
             tail: std::sync::Mutex::new(None),
         })
+    }
+
+    /// Answers this object's later HEADs in this process with what its open found
+    /// ([`super::pin_head`]): for an input once checked, so DataFusion's scan asks no more.
+    pub fn pin(&self) -> Result<()> {
+        super::pin_head(&self.loc.bucket, self.meta.clone())
     }
 
     /// Its size in bytes.

@@ -26,7 +26,9 @@ use url::Url;
 use crate::error::{Error, Result};
 
 mod location;
+mod pinned;
 pub use location::{expand, read_bytes, read_object, read_text, Location, RemoteFile, Staged};
+pub use pinned::Pinned;
 
 /// The URL scheme segscore reads and writes object storage by.
 pub const SCHEME: &str = "s3://";
@@ -144,13 +146,25 @@ pub fn set_endpoint(url: &str) {
     let _ = ENDPOINT.set(url.trim_end_matches('/').to_string());
 }
 
-fn stores() -> &'static Mutex<HashMap<String, Arc<dyn ObjectStore>>> {
-    static STORES: OnceLock<Mutex<HashMap<String, Arc<dyn ObjectStore>>>> = OnceLock::new();
+fn stores() -> &'static Mutex<HashMap<String, Arc<Pinned>>> {
+    static STORES: OnceLock<Mutex<HashMap<String, Arc<Pinned>>>> = OnceLock::new();
     STORES.get_or_init(Default::default)
 }
 
-/// The store of one bucket, built once per process.
+/// The store of one bucket, built once per process: requests held to [`REQUESTS_AT_ONCE`],
+/// and the HEADs of the objects [`pin_head`] pinned answered from their pins ([`Pinned`]).
 pub fn bucket_store(bucket: &str) -> Result<Arc<dyn ObjectStore>> {
+    Ok(pinned_store(bucket)?)
+}
+
+/// From now on in this process, a HEAD of `meta.location` in `bucket` gives `meta`, without
+/// a request ([`Pinned::pin`]).
+pub fn pin_head(bucket: &str, meta: object_store::ObjectMeta) -> Result<()> {
+    pinned_store(bucket)?.pin(meta);
+    Ok(())
+}
+
+fn pinned_store(bucket: &str) -> Result<Arc<Pinned>> {
     let mut map = stores().lock().unwrap_or_else(|p| p.into_inner());
     if let Some(s) = map.get(bucket) {
         return Ok(Arc::clone(s));
@@ -197,7 +211,7 @@ pub fn bucket_store(bucket: &str) -> Result<Arc<dyn ObjectStore>> {
         retry_timeout: Duration::from_secs(20),
     };
     let s3 = b.with_retry(retry).build().map_err(|e| store_error(&url, e))?;
-    let store: Arc<dyn ObjectStore> = Arc::new(LimitStore::new(s3, REQUESTS_AT_ONCE));
+    let store = Arc::new(Pinned::new(Arc::new(LimitStore::new(s3, REQUESTS_AT_ONCE))));
     map.insert(bucket.to_string(), Arc::clone(&store));
     Ok(store)
 }

@@ -1000,6 +1000,78 @@ fn hive_partitioned_prefixes_give_partition_columns() {
     );
 }
 
+/// A run asks the store for each input object's size once and reads its footer once, at its
+/// check: the scan's listing (a HEAD per object, in each shard's plan) takes the check's answer
+/// and its footer reads find the check's footers (requests counted by moto's recorder).
+#[test]
+fn each_input_objects_size_and_footer_are_requested_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let recording = tmp.path().join("requests.jsonl");
+    let moto = Moto::start_with(&[("MOTO_RECORDER_FILEPATH", recording.to_str().unwrap())]);
+    moto.create_bucket("data");
+    let input = tmp.path().join("in");
+    generate(&input, 6_000, 5, false);
+    upload_dir(&moto, "data", "in", &input);
+    assert_eq!(
+        moto.http("POST", "/moto-api/recorder/start-recording", b"").0,
+        200
+    );
+    let out = tmp.path().join("out");
+    let model = demo_model();
+    ok(&moto.segscore(
+        &job(
+            "s3://data/in/",
+            model.to_str().unwrap(),
+            out.to_str().unwrap(),
+            &[],
+        ),
+        &[],
+    ));
+    let requests: Vec<serde_json::Value> = std::fs::read_to_string(&recording)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let files = walk(&input);
+    assert_eq!(files.len(), 5);
+    for f in &files {
+        let name = f.file_name().unwrap().to_str().unwrap();
+        let last = std::fs::metadata(f).unwrap().len() - 1;
+        let of_it: Vec<&serde_json::Value> = requests
+            .iter()
+            .filter(|r| r["url"].as_str().unwrap().ends_with(&format!("/data/in/{name}")))
+            .collect();
+        let heads = of_it.iter().filter(|r| r["method"] == "HEAD").count();
+        // A read of the footer ends at the object's last byte.
+        let footers = of_it
+            .iter()
+            .filter(|r| r["method"] == "GET")
+            .filter_map(|r| r["headers"]["Range"].as_str().or(r["headers"]["range"].as_str()))
+            .filter(|range| range.ends_with(&format!("-{last}")))
+            .count();
+        let reads = of_it.iter().filter(|r| r["method"] == "GET").count();
+        let seen: Vec<String> = of_it
+            .iter()
+            .map(|r| format!("{} {}", r["method"], r["headers"]["Range"]))
+            .collect();
+        assert_eq!((heads, footers), (1, 1), "{name} ({} bytes): {seen:?}", last + 1);
+        // The check's tail and the rows: each shard's scan reads the object's row groups.
+        assert!(reads >= 2, "{name}: {seen:?}");
+    }
+    // The same outputs as a run over the local files.
+    let local = tmp.path().join("local");
+    ok(&moto.segscore(
+        &job(
+            input.to_str().unwrap(),
+            model.to_str().unwrap(),
+            local.to_str().unwrap(),
+            &[],
+        ),
+        &[],
+    ));
+    assert_same_outputs(&out, &local);
+}
+
 #[test]
 fn missing_buckets_keys_and_unreachable_stores_are_clear_errors() {
     let moto = Moto::start();

@@ -200,7 +200,8 @@ fn in_key_order<'a>(files: &[&'a [Option<RowGroupKeys>]]) -> Option<Vec<(usize, 
 }
 
 /// `table`, a listing table over `files` (each with its row groups' ranges of the first of
-/// `keys`, [`crate::engine::footer::row_group_keys`]) declared sorted by `keys`, cut into
+/// `keys`, [`crate::engine::footer::row_group_keys`], and in `footers` its footer where it was
+/// read already: the others are read where a cut needs them) declared sorted by `keys`, cut into
 /// pieces and at most one key range per partition of `ctx` ([`plan_ranges`]); None where the
 /// footers do not allow it. With fewer ranges than partitions, `ctx` keeps the ranges rather than
 /// repartition to reach the thread count.
@@ -208,6 +209,7 @@ pub fn key_range_table(
     ctx: &SessionContext,
     table: Arc<dyn TableProvider>,
     files: &[(&Path, &[Option<RowGroupKeys>])],
+    mut footers: Vec<Option<ArrowReaderMetadata>>,
     keys: Vec<String>,
 ) -> Result<Option<KeyRangeTable>> {
     let Some(first) = keys.first() else {
@@ -219,7 +221,7 @@ pub fn key_range_table(
     if plan_ranges(&ranges, partitions, &mut |_, _| None, &mut |_, _| Vec::new()).is_none() {
         return Ok(None);
     }
-    let mut footers: Vec<Option<ArrowReaderMetadata>> = vec![None; files.len()];
+    footers.resize(files.len(), None);
     let (mut inside, unlocated) = read_cuts_inside(files, first, &mut footers);
     // The row groups in key order (there are some: `plan_ranges` found them above).
     let Some(seq) = in_key_order(&ranges) else {
