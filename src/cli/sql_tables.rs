@@ -291,11 +291,11 @@ async fn register_files(
         tables.text.extend(files);
         return Ok(());
     }
-    let footers = crate::engine::footer::read_footers(&files)?;
+    let stamped = crate::engine::footer::read_stamped_footers(&files)?;
     let schemas: Vec<_> = files
         .iter()
-        .zip(&footers)
-        .map(|(f, m)| (f.as_path(), m.schema().as_ref()))
+        .zip(&stamped)
+        .map(|(f, (m, _))| (f.as_path(), m.schema().as_ref()))
         .collect();
     let hive = source::hive::detect(
         &patterns,
@@ -310,6 +310,7 @@ async fn register_files(
     match hive {
         // key=value folders: their levels are columns, and filters on them prune.
         Some(h) => {
+            let footers: Vec<_> = stamped.into_iter().map(|(m, _)| m).collect();
             let (safe, schema) = crate::engine::tables::read_as(&files, &footers, &[])?;
             ctx.register_table(name, h.table(ctx, &[], safe, schema).await?)?;
             tables.parquet.extend(files);
@@ -318,7 +319,7 @@ async fn register_files(
             tables.parquet.extend(files.iter().cloned());
             let t = PlainTable {
                 name,
-                files: crate::engine::tables::ParquetFiles::new(files, footers)?,
+                files: crate::engine::tables::ParquetFiles::new(files, stamped)?,
             };
             ctx.register_table(t.name.clone(), t.provider(ctx, &[]).await?)?;
             tables.plain.push(t);
@@ -344,8 +345,8 @@ async fn with_filenames(
                 .await
                 .map_err(|e| text_error(e, one))?,
             None => {
-                let footers = crate::engine::footer::read_footers(one)?;
-                crate::engine::tables::ParquetFiles::new(one.to_vec(), footers)?
+                let stamped = crate::engine::footer::read_stamped_footers(one)?;
+                crate::engine::tables::ParquetFiles::new(one.to_vec(), stamped)?
                     .table(ctx, &[])
                     .await?
             }

@@ -212,6 +212,16 @@ pub fn distrust_statistics(ctx: &SessionContext) {
 /// Reads every file's footer ([`read_footer`]: an unreadable one is an error naming the
 /// file, the first in `paths`' order); objects' side by side ([`crate::store::side_by_side`]).
 pub fn read_footers(paths: &[PathBuf]) -> Result<Vec<ArrowReaderMetadata>> {
+    Ok(read_stamped_footers(paths)?
+        .into_iter()
+        .map(|(meta, _)| meta)
+        .collect())
+}
+
+/// [`read_footers`], each with the file's size and last-modified time as they were read
+/// ([`file_stamp`]; an object's from its HEAD): what
+/// [`crate::engine::tables::seed_metadata_cache`] takes.
+pub fn read_stamped_footers(paths: &[PathBuf]) -> Result<Vec<(ArrowReaderMetadata, (u64, u128))>> {
     let remote = paths.iter().any(|p| crate::store::remote(p).is_some());
     crate::store::side_by_side(paths, remote, |p| {
         let not_parquet = |reason| Error::NotParquet {
@@ -219,15 +229,31 @@ pub fn read_footers(paths: &[PathBuf]) -> Result<Vec<ArrowReaderMetadata>> {
             reason,
         };
         match crate::store::remote(p) {
-            Some(url) => read_footer(&crate::store::RemoteFile::open(url)?).map_err(not_parquet),
+            Some(url) => {
+                let file = crate::store::RemoteFile::open(url)?;
+                let stamp = (file.len(), file.modified_nanos());
+                Ok((read_footer(&file).map_err(not_parquet)?, stamp))
+            }
             None => {
                 let f = File::open(p).map_err(|e| Error::io(p, e))?;
-                read_footer(&f).map_err(not_parquet)
+                let stamp = file_stamp(&f.metadata().map_err(|e| Error::io(p, e))?);
+                Ok((read_footer(&f).map_err(not_parquet)?, stamp))
             }
         }
     })
     .into_iter()
     .collect()
+}
+
+/// A local file's size and last-modified time in nanoseconds since the epoch (0 where the
+/// system gives none): the stamp `--resume` compares and DataFusion's metadata cache checks.
+pub fn file_stamp(meta: &std::fs::Metadata) -> (u64, u128) {
+    let modified = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    (meta.len(), modified)
 }
 /// The leaf column index of top-level column `name`, if the file has one.
 pub(crate) fn top_level_leaf(pq: &ParquetMetaData, name: &str) -> Option<usize> {

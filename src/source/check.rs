@@ -160,13 +160,14 @@ pub fn check_file(path: &Path, cols: &ColumnNames, null_stats: bool) -> Result<I
     if stat.len() == 0 {
         return Err(not_parquet("the file is empty (0 bytes)".into()));
     }
-    let modified = stat
-        .modified()
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_nanos());
     let meta = read_footer(&file).map_err(not_parquet)?;
-    check_metadata(path, &meta, cols, null_stats, (stat.len(), modified))
+    check_metadata(
+        path,
+        &meta,
+        cols,
+        null_stats,
+        crate::engine::footer::file_stamp(&stat),
+    )
 }
 /// The most bytes of footers the check keeps for the scan ([`InputFile::footer`]): DataFusion's
 /// metadata cache holds no more.
