@@ -135,7 +135,7 @@ pub(crate) fn bench_model(args: BenchModelArgs) -> Result<(), Error> {
     )?;
     let mut batches = Vec::new();
     let mut taken = 0;
-    'files: for path in crate::source::expand_inputs(&utf8_inputs(&input)?)? {
+    'files: for path in crate::source::expand_inputs(&utf8_inputs(&input)?, false)? {
         let file = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
         let not_parquet = |e: datafusion::parquet::errors::ParquetError| Error::NotParquet {
             path: path.clone(),

@@ -267,7 +267,7 @@ async fn register_files(
             )));
         }
     }
-    let files = source::expand_inputs(&patterns).map_err(|e| match e {
+    let files = source::expand_inputs(&patterns, false).map_err(|e| match e {
         // A glob of CSV, JSON or Arrow files that matches none: no files, not no Parquet.
         Error::NoInputFiles { pattern, .. } if other.is_some() => Error::io(
             Path::new(&pattern),

@@ -100,7 +100,7 @@ pub async fn prepare(cfg: &JobConfig) -> Result<Prepared> {
     // The output is read back through DataFusion (the evaluation): its path must be a URL too.
     crate::engine::tables::require_utf8(&cfg.output)?;
     text_flags(cfg)?;
-    let files = source::expand_inputs(&cfg.inputs)?;
+    let files = source::expand_inputs(&cfg.inputs, true)?;
     source::expand::output_apart(
         "--output",
         "a run must not read its own output (a re-run would take the last one's segments and generations as input)",

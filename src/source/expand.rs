@@ -134,7 +134,10 @@ fn table_format_log(dir: &Path, entry: &Path) -> Result<()> {
 /// found must have a UTF-8 path ([`require_utf8`]). A folder searched that holds an open table
 /// format's log (Delta Lake, Hudi, Iceberg) is refused ([`crate::store::table_format`]); a
 /// Delta Lake table given itself is its live files ([`super::delta`], in the default build).
-pub fn expand_inputs(patterns: &[String]) -> Result<Vec<PathBuf>> {
+/// With `pin`, the objects found in object storage are pinned with what their listing said
+/// ([`crate::store::expand`]): a job's inputs, which it never writes (`segscore sql` may write
+/// an object a script then reads again: it pins none).
+pub fn expand_inputs(patterns: &[String], pin: bool) -> Result<Vec<PathBuf>> {
     if patterns.is_empty() {
         return Err(Error::Usage("no --input given".into()));
     }
@@ -147,7 +150,7 @@ pub fn expand_inputs(patterns: &[String]) -> Result<Vec<PathBuf>> {
         }
         if crate::store::is_remote(pat) {
             // None found is an error there, saying what the listing passed over.
-            all.extend(crate::store::expand(pat)?);
+            all.extend(crate::store::expand(pat, pin)?);
             continue;
         }
         let mut found = Vec::new();

@@ -240,8 +240,10 @@ impl Location {
 /// with `.` or `_`) or `s3://bucket/glob` (`*`, `?`, `[...]` matched against whole keys; a
 /// matched key is also a prefix) into object URLs, sorted. None found is
 /// [`Error::NoInputFiles`], counting and naming the objects passed over for their names (Hive
-/// and Flink name theirs `000000_0`).
-pub fn expand(pattern: &str) -> Result<Vec<PathBuf>> {
+/// and Flink name theirs `000000_0`). With `pin`, each object found is pinned with what the
+/// listing (or the HEAD of a key that names one) said of it ([`super::pin_head`]): its check
+/// then asks for no HEAD of its own.
+pub fn expand(pattern: &str, pin: bool) -> Result<Vec<PathBuf>> {
     let glob_at = pattern.find(['*', '?', '[']);
     let loc = Location::parse(pattern)?;
     if glob_at.is_some_and(|at| at < SCHEME.len() + loc.bucket.len()) {
@@ -268,7 +270,7 @@ pub fn expand(pattern: &str) -> Result<Vec<PathBuf>> {
     };
     // Objects that are not hidden but not `*.parquet` either, for the error when none is.
     let mut passed_over: Vec<Key> = Vec::new();
-    let found: Vec<Key> = match glob_at {
+    let found: Vec<ObjectMeta> = match glob_at {
         None => {
             // A key names an object or a prefix; the bucket itself (no key) is a prefix (a
             // HEAD of the empty key can answer, as moto's does, with an empty object).
@@ -276,19 +278,18 @@ pub fn expand(pattern: &str) -> Result<Vec<PathBuf>> {
                 .then(|| loc.head().ok().flatten())
                 .flatten();
             if let Some(m) = object {
-                vec![m.location]
+                vec![m]
             } else {
-                let keys: Vec<Key> = loc.list()?.into_iter().map(|m| m.location).collect();
                 let prefix: Vec<&str> = loc.key.as_ref().split('/').filter(|p| !p.is_empty()).collect();
                 let mut found = Vec::new();
-                for k in keys {
-                    let parts = loc.parts_under(&k);
+                for m in loc.list()? {
+                    let parts = loc.parts_under(&m.location);
                     let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
                     table_format(&prefix, &parts)?;
                     if visible(&parts) {
-                        found.push(k);
+                        found.push(m);
                     } else if !parts.iter().any(|p| p.starts_with(['.', '_'])) {
-                        passed_over.push(k);
+                        passed_over.push(m.location);
                     }
                 }
                 found
@@ -305,10 +306,10 @@ pub fn expand(pattern: &str) -> Result<Vec<PathBuf>> {
                 ..Default::default()
             };
             let mut found = Vec::new();
-            for k in base.list()?.into_iter().map(|m| m.location) {
+            for m in base.list()? {
                 // The key itself, or a folder above it, matches the glob; a folder matched is
                 // searched.
-                let parts: Vec<&str> = k.as_ref().split('/').collect();
+                let parts: Vec<&str> = m.location.as_ref().split('/').collect();
                 let mut matched = false;
                 for n in 1..=parts.len() {
                     if pat.matches_with(&parts[..n].join("/"), opts) {
@@ -316,10 +317,12 @@ pub fn expand(pattern: &str) -> Result<Vec<PathBuf>> {
                         matched |= n == parts.len() || visible(&parts[n..]);
                     }
                 }
-                if matched && k.as_ref().ends_with(".parquet") {
-                    found.push(k);
-                } else if matched && !parts.iter().any(|p| p.starts_with(['.', '_'])) {
-                    passed_over.push(k);
+                let parquet = m.location.as_ref().ends_with(".parquet");
+                let hidden = parts.iter().any(|p| p.starts_with(['.', '_']));
+                if matched && parquet {
+                    found.push(m);
+                } else if matched && !hidden {
+                    passed_over.push(m.location);
                 }
             }
             found
@@ -335,7 +338,14 @@ pub fn expand(pattern: &str) -> Result<Vec<PathBuf>> {
             "give such objects by name",
         ));
     }
-    Ok(found.into_iter().map(|k| PathBuf::from(loc.url_of(&k))).collect())
+    let mut urls = Vec::with_capacity(found.len());
+    for m in found {
+        urls.push(PathBuf::from(loc.url_of(&m.location)));
+        if pin {
+            super::pin_head(&loc.bucket, m)?;
+        }
+    }
+    Ok(urls)
 }
 
 /// The bytes of the object a path names (a model, a tokenizer), or None for a local path.

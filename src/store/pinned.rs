@@ -1,8 +1,9 @@
-//! A bucket's store that answers the HEAD of an input object from what its check found
-//! ([`Pinned`]): DataFusion lists each input file it is given by a HEAD of its own as it plans
-//! the scan, one more request per object before the first row (a wave of them for a prefix of
-//! many objects). The check's HEAD and the scan then see the same object: its size and time,
-//! its footer (seeded into DataFusion's metadata cache) and the key ranges cut from it.
+//! A bucket's store that answers the HEAD of an input object from what its listing (or its
+//! check's HEAD) found ([`Pinned`]): the check would send a HEAD per object, and DataFusion
+//! lists each input file it is given by a HEAD of its own as it plans the scan (in each
+//! shard's plan): requests per object before the first row, a wave of them for a prefix of many
+//! objects. The check and the scan then see the same object: its size and time, its footer
+//! (seeded into DataFusion's metadata cache) and the key ranges cut from it.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -35,9 +36,9 @@ impl Pinned {
         }
     }
 
-    /// From now on in this process, a HEAD of `meta.location` gives `meta`. Only inputs are
-    /// pinned, once checked: a run never writes where it reads (its output must lie outside
-    /// its inputs).
+    /// From now on in this process, a HEAD of `meta.location` gives `meta`. Only a job's inputs
+    /// are pinned, as listed or checked: a run never writes where it reads (its output must lie
+    /// outside its inputs).
     pub fn pin(&self, meta: ObjectMeta) {
         self.lock().insert(meta.location.clone(), meta);
     }

@@ -1001,10 +1001,11 @@ fn hive_partitioned_prefixes_give_partition_columns() {
     );
 }
 
-/// A run asks the store for each input object's size once and reads its footer once, at its
-/// check: the scan's listing (a HEAD per object, in each shard's plan) takes the check's answer
-/// and its footer reads find the check's footers; `segscore sql` reads a table's footers once
-/// too (requests counted by moto's recorder).
+/// A run asks the store for each input object's size once and reads its footer once: the
+/// prefix's listing says each object's size and time, and the check and the scan's listing (a
+/// HEAD per object, in each shard's plan) take its answer; the scan's footer reads find the
+/// check's footers. `segscore sql` reads a table's footers once too (requests counted by moto's
+/// recorder).
 #[test]
 fn each_input_objects_size_and_footer_are_requested_once() {
     let tmp = tempfile::tempdir().unwrap();
@@ -1058,9 +1059,10 @@ fn each_input_objects_size_and_footer_are_requested_once() {
     let model = demo_model();
     let run = || moto.job_ok("s3://data/in/", &model, &out);
     for (f, (heads, footers, reads)) in files.iter().zip(counted(&run)) {
-        // One HEAD and one footer read (it failed with 5 and 2 at `--shards 3`); the rows
-        // read besides, by each shard's scan.
-        assert_eq!((heads, footers), (1, 1), "{}", f.display());
+        // No HEAD (the prefix's listing said each object's size and time) and one footer
+        // read (it failed with 5 HEADs and 2 footer reads at `--shards 3`); the rows read
+        // besides, by each shard's scan.
+        assert_eq!((heads, footers), (0, 1), "{}", f.display());
         assert!(reads >= 2, "{}: {reads} reads", f.display());
     }
     // The same outputs as a run over the local files.
