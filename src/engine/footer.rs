@@ -231,8 +231,7 @@ pub fn read_stamped_footers(paths: &[PathBuf]) -> Result<Vec<(ArrowReaderMetadat
         match crate::store::remote(p) {
             Some(url) => {
                 let file = crate::store::RemoteFile::open(url)?;
-                let stamp = (file.len(), file.modified_nanos());
-                Ok((read_footer(&file).map_err(not_parquet)?, stamp))
+                Ok((read_footer(&file).map_err(not_parquet)?, file.stamp()))
             }
             None => {
                 let f = File::open(p).map_err(|e| Error::io(p, e))?;

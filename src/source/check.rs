@@ -151,7 +151,7 @@ pub fn check_file(path: &Path, cols: &ColumnNames, null_stats: bool) -> Result<I
             return Err(not_parquet("the object is empty (0 bytes)".into()));
         }
         let meta = read_footer(&file).map_err(not_parquet)?;
-        let checked = check_metadata(path, &meta, cols, null_stats, (file.len(), file.modified_nanos()))?;
+        let checked = check_metadata(path, &meta, cols, null_stats, file.stamp())?;
         file.pin()?;
         return Ok(checked);
     }

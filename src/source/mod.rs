@@ -57,7 +57,7 @@ pub struct InputFile {
     /// footer ([`crate::engine::footer::time_bounds`]).
     pub time_bounds: crate::engine::units::TimeBounds,
     /// Its size and last-modified time (nanoseconds since the epoch) as its check found them
-    /// (an object's HEAD, a file's metadata): `--resume`'s stamp of it, with no request or
+    /// (an object's listing or HEAD, a file's metadata): `--resume`'s stamp of it, with no request or
     /// look of its own.
     pub stamp: (u64, u128),
     /// Its footer, page index included, as its check read it: for DataFusion's scan (its

@@ -376,11 +376,8 @@ pub fn read_text(path: &Path) -> Result<String> {
 /// A Parquet file in object storage, read by ranges (its footer, say).
 pub struct RemoteFile {
     loc: Location,
-    /// What its HEAD said.
+    /// What its HEAD said (or its listing, where that pinned it).
     meta: ObjectMeta,
-    len: u64,
-    /// Last modified, nanoseconds since the epoch.
-    modified: u128,
     /// The object's last [`TAIL_BYTES`] (where its footer, and often its page index, lie),
     /// fetched whole by the first read that falls in them: a footer is then one request, not
     /// one for its length, one for itself and one or two for the page index.
@@ -400,8 +397,6 @@ impl RemoteFile {
         })?;
         Ok(RemoteFile {
             loc,
-            len: meta.size,
-            modified: meta.last_modified.timestamp_nanos_opt().unwrap_or(0).max(0) as u128,
             meta,
             tail: std::sync::Mutex::new(None),
         })
@@ -415,23 +410,26 @@ impl RemoteFile {
 
     /// Its size in bytes.
     pub fn len(&self) -> u64 {
-        self.len
+        self.meta.size
     }
 
-    /// When it was last modified, in nanoseconds since the epoch (as its HEAD said).
-    pub fn modified_nanos(&self) -> u128 {
-        self.modified
+    /// Its size and when it was last modified, in nanoseconds since the epoch (0 before it),
+    /// as its HEAD said: the stamp `--resume` compares and DataFusion's metadata cache checks
+    /// (a local file's is [`crate::engine::footer::file_stamp`]).
+    pub fn stamp(&self) -> (u64, u128) {
+        let nanos = self.meta.last_modified.timestamp_nanos_opt().unwrap_or(0).max(0);
+        (self.meta.size, nanos as u128)
     }
 
     /// Whether it has no bytes.
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.meta.size == 0
     }
 }
 
 impl datafusion::parquet::file::reader::Length for RemoteFile {
     fn len(&self) -> u64 {
-        self.len
+        self.meta.size
     }
 }
 
@@ -439,15 +437,16 @@ impl datafusion::parquet::file::reader::ChunkReader for RemoteFile {
     type T = std::io::Cursor<Bytes>;
 
     fn get_read(&self, start: u64) -> datafusion::parquet::errors::Result<Self::T> {
-        Ok(std::io::Cursor::new(
-            self.get_bytes(start, (self.len - start.min(self.len)) as usize)?,
-        ))
+        Ok(std::io::Cursor::new(self.get_bytes(
+            start,
+            (self.meta.size - start.min(self.meta.size)) as usize,
+        )?))
     }
 
     fn get_bytes(&self, start: u64, length: usize) -> datafusion::parquet::errors::Result<Bytes> {
         let external = |e| datafusion::parquet::errors::ParquetError::External(Box::new(e));
-        let tail_start = self.len.saturating_sub(TAIL_BYTES);
-        if start < tail_start || start + length as u64 > self.len {
+        let tail_start = self.meta.size.saturating_sub(TAIL_BYTES);
+        if start < tail_start || start + length as u64 > self.meta.size {
             return self.loc.get_range(start, length as u64).map_err(external);
         }
         let mut tail = self.tail.lock().unwrap_or_else(|e| e.into_inner());
@@ -456,7 +455,7 @@ impl datafusion::parquet::file::reader::ChunkReader for RemoteFile {
             None => {
                 let bytes = self
                     .loc
-                    .get_range(tail_start, self.len - tail_start)
+                    .get_range(tail_start, self.meta.size - tail_start)
                     .map_err(external)?;
                 *tail = Some(bytes.clone());
                 bytes
