@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::SessionContext;
 use sha2::{Digest, Sha256};
 
@@ -46,6 +47,8 @@ pub struct Prepared {
     pub(crate) hive: Option<source::hive::Hive>,
     /// The evaluation in the pass.
     pub(crate) eval: Option<Arc<StreamEval>>,
+    /// The physical plan of a one-shard job, made while its model loaded; taken by the run.
+    pub(crate) first_plan: Option<Arc<dyn ExecutionPlan>>,
 }
 
 /// How the job's plan gets each generation's rows in (generation id, segment index) order.
@@ -168,7 +171,7 @@ async fn plan_job(cfg: &JobConfig, loaded: Loaded, order: InputOrder) -> Result<
         .unwrap_or_else(|| crate::shard::auto_shards(inputs.total_rows()))
         .max(1);
     let ctx = session_context(cfg.threads, cfg.memory_limit, cfg.spill_dir.as_deref(), sorted)?;
-    let (ctx, planned, model) = match &cfg.cluster {
+    let (ctx, planned, model, first_plan) = match &cfg.cluster {
         #[cfg(feature = "cluster")]
         Some(url) => {
             let parts = model.wait(cfg).await?;
@@ -181,7 +184,7 @@ async fn plan_job(cfg: &JobConfig, loaded: Loaded, order: InputOrder) -> Result<
                 crate::cluster::client::client_context(url, ctx, job, &parts.model, parts.tokenizer.as_ref())
                     .await?;
             let planned = plan_outputs(&ctx, cfg, &inputs, hive.as_ref(), sorted, shards, &targets_sql).await;
-            (ctx, planned, parts)
+            (ctx, planned, parts, None)
         }
         #[cfg(not(feature = "cluster"))]
         Some(_) => return Err(crate::cluster::not_built("--cluster")),
@@ -193,9 +196,19 @@ async fn plan_job(cfg: &JobConfig, loaded: Loaded, order: InputOrder) -> Result<
                 ctx.register_udf(f);
             }
             let planned = plan_outputs(&ctx, cfg, &inputs, hive.as_ref(), sorted, shards, &targets_sql).await;
+            // A one-shard job's physical plan too (some 5 ms: the optimizer's rules, the
+            // scan's files and statistics), where the model loads beside it.
+            let first_plan = match &planned {
+                Ok(planned) if shards == 1 => Some(
+                    segscore_plan::physical_plan(planned.df.clone())
+                        .await
+                        .map_err(Error::from_datafusion),
+                ),
+                _ => None,
+            };
             // The model's error first, as when it loaded before the inputs were registered.
             let parts = model.wait(cfg).await?;
-            (ctx, planned, parts)
+            (ctx, planned, parts, first_plan.transpose()?)
         }
     };
     let ModelParts {
@@ -348,6 +361,7 @@ async fn plan_job(cfg: &JobConfig, loaded: Loaded, order: InputOrder) -> Result<
         pass,
         hive,
         eval,
+        first_plan,
     })
 }
 

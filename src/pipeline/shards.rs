@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use datafusion::physical_plan::ExecutionPlan;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
@@ -111,6 +112,7 @@ pub async fn run_pending(
         });
         let record = async {
             let df = p.shard_frame(cfg, k).await?;
+            let planned = p.first_plan.take();
             let st = p.model.stats();
             let before = (
                 st.tokens.load(Ordering::Relaxed),
@@ -119,6 +121,7 @@ pub async fn run_pending(
             );
             let (ex, started) = execute(
                 df,
+                planned,
                 out,
                 Arc::clone(&p.plan),
                 Arc::clone(&p.metadata),
@@ -201,6 +204,7 @@ pub async fn run_pending(
 #[allow(clippy::too_many_arguments)]
 async fn execute(
     df: datafusion::dataframe::DataFrame,
+    planned: Option<Arc<dyn ExecutionPlan>>,
     out: &OutputDir,
     plan: Arc<OutputPlan>,
     metadata: Arc<Vec<(String, String)>>,
@@ -224,9 +228,12 @@ async fn execute(
     };
     let rejected_counter = Arc::new(AtomicUsize::new(0));
     let task_ctx = Arc::new(df.task_ctx());
-    let physical = segscore_plan::physical_plan(df)
-        .await
-        .map_err(Error::from_datafusion)?;
+    let physical = match planned {
+        Some(physical) => physical,
+        None => segscore_plan::physical_plan(df)
+            .await
+            .map_err(Error::from_datafusion)?,
+    };
     let streams = datafusion::physical_plan::execute_stream_partitioned(Arc::clone(&physical), task_ctx)
         .map_err(Error::from_datafusion)?;
     tracing::debug!(partitions = streams.len(), "partitions streaming");
