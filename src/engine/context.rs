@@ -91,10 +91,12 @@ pub fn session_context(
     // LAG over sorted partitions a batch at a time ([`super::window`]) after DataFusion's rules.
     let state = SessionStateBuilder::new()
         .with_config(config)
-        .with_runtime_env(runtime)
+        .with_runtime_env(Arc::clone(&runtime))
         .with_default_features()
         .with_analyzer_rules(analyzer)
         .with_physical_optimizer_rule(Arc::new(super::window::SortedLagRule))
+        // Scans of many small objects in object storage fetch them ahead ([`super::ahead`]).
+        .with_physical_optimizer_rule(Arc::new(super::ahead::ReadAheadRule::new(runtime)))
         .build();
     Ok(SessionContext::new_with_state(state))
 }

@@ -3,6 +3,7 @@
 //! over Parquet files ([`tables`]), a column's type across files ([`types`]), query helpers ([`mod@query`]), and memory: the default limit and
 //! the error for running out of it ([`memory`]); the integer `sum` of its sessions ([`sums`]).
 
+pub mod ahead;
 pub mod context;
 pub mod footer;
 pub mod keys;

@@ -1017,9 +1017,9 @@ fn each_input_objects_size_and_footer_are_requested_once() {
     upload_dir(&moto, "data", "in", &input);
     let files = walk(&input);
     assert_eq!(files.len(), 5);
-    // Each object's HEADs, reads of its footer (a read that ends at its last byte) and reads,
-    // in what `run` asks of the store.
-    let counted = |run: &dyn Fn()| -> Vec<(usize, usize, usize)> {
+    // Each object's HEADs, reads of its footer (a read that ends at its last byte), reads of
+    // it whole (no range) and reads, in what `run` asks of the store.
+    let counted = |run: &dyn Fn()| -> Vec<(usize, usize, usize, usize)> {
         assert_eq!(
             moto.http("POST", "/moto-api/recorder/reset-recording", b"").0,
             200
@@ -1051,19 +1051,19 @@ fn each_input_objects_size_and_footer_are_requested_once() {
                     .collect();
                 let footers = gets.iter().filter(|r| r.ends_with(&format!("-{last}"))).count();
                 let heads = of_it.iter().filter(|r| r["method"] == "HEAD").count();
-                (heads, footers, gets.len())
+                let wholes = gets.iter().filter(|r| **r == "whole").count();
+                (heads, footers, wholes, gets.len())
             })
             .collect()
     };
     let out = tmp.path().join("out");
     let model = demo_model();
     let run = || moto.job_ok("s3://data/in/", &model, &out);
-    for (f, (heads, footers, reads)) in files.iter().zip(counted(&run)) {
-        // No HEAD (the prefix's listing said each object's size and time) and one footer
-        // read (it failed with 5 HEADs and 2 footer reads at `--shards 3`); the rows read
-        // besides, by each shard's scan.
-        assert_eq!((heads, footers), (0, 1), "{}", f.display());
-        assert!(reads >= 2, "{}: {reads} reads", f.display());
+    for (f, counts) in files.iter().zip(counted(&run)) {
+        // No HEAD (the prefix's listing said each object's size and time), one footer read
+        // (it failed with 5 HEADs and 2 footer reads), and each of the 3 shards' scans reads
+        // the object whole, fetched ahead of the scan (a ranged read of its rows before).
+        assert_eq!(counts, (0, 1, 3, 4), "{}", f.display());
     }
     // The same outputs as a run over the local files.
     let local = tmp.path().join("local");
@@ -1072,7 +1072,7 @@ fn each_input_objects_size_and_footer_are_requested_once() {
     // `segscore sql`: the footer once (the count comes from it), whatever DataFusion's
     // listing asks (its HEAD, not pinned: a script may write an object it read).
     let count = || assert_eq!(moto.count("s3://data/in/").trim(), "n\n6000");
-    for (f, (_, footers, reads)) in files.iter().zip(counted(&count)) {
+    for (f, (_, footers, _, reads)) in files.iter().zip(counted(&count)) {
         assert_eq!((footers, reads), (1, 1), "{}", f.display());
     }
 }
