@@ -38,14 +38,14 @@ use object_store::{ObjectStore, ObjectStoreExt};
 pub const AHEAD_OBJECTS: usize = 8;
 
 /// The most bytes a partition holds fetched ahead (the object being read not counted).
-pub const AHEAD_BYTES: u64 = 32 << 20;
+pub const AHEAD_BYTES: u64 = 16 << 20;
 
 /// Objects up to this size are fetched whole (ahead, or when the scan opens them); larger ones
 /// are read by range.
 pub const AHEAD_MAX_OBJECT: u64 = 8 << 20;
 
 /// A physical optimizer rule: each Parquet scan over object storage whose partitions read
-/// more than one small object gets a [`ReadAhead`] reader factory.
+/// more than one small object gets a reader factory that reads ahead.
 #[derive(Debug)]
 pub struct ReadAheadRule {
     runtime: Arc<RuntimeEnv>,
@@ -74,7 +74,11 @@ impl ReadAheadRule {
         let partitions: Vec<Vec<(Path, u64)>> = config
             .file_groups
             .iter()
-            .map(|g| g.iter().map(|f| (f.object_meta.location.clone(), f.object_meta.size)).collect())
+            .map(|g| {
+                g.iter()
+                    .map(|f| (f.object_meta.location.clone(), f.object_meta.size))
+                    .collect()
+            })
             .collect();
         let small = |files: &Vec<(Path, u64)>| files.iter().filter(|f| f.1 <= AHEAD_MAX_OBJECT).count();
         if !partitions.iter().any(|files| small(files) > 1) {
@@ -87,7 +91,10 @@ impl ReadAheadRule {
                 self.runtime.cache_manager.get_file_metadata_cache(),
             ),
             store,
-            partitions: partitions.into_iter().map(|files| Mutex::new(Ahead::new(files))).collect(),
+            partitions: partitions
+                .into_iter()
+                .map(|files| Mutex::new(Ahead::new(files)))
+                .collect(),
         };
         let source = source.clone().with_parquet_file_reader_factory(Arc::new(factory));
         let config = FileScanConfigBuilder::from(config.clone())
@@ -98,7 +105,11 @@ impl ReadAheadRule {
 }
 
 impl PhysicalOptimizerRule for ReadAheadRule {
-    fn optimize(&self, plan: Arc<dyn ExecutionPlan>, _config: &ConfigOptions) -> Result<Arc<dyn ExecutionPlan>> {
+    fn optimize(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+        _config: &ConfigOptions,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
         plan.transform_up(|node| {
             Ok(match self.read_ahead(&node)? {
                 Some(scan) => Transformed::yes(scan),
@@ -140,7 +151,10 @@ impl ParquetFileReaderFactory for ReadAhead {
     ) -> Result<Box<dyn AsyncFileReader + Send>> {
         let location = file.object_meta.location.clone();
         let size = file.object_meta.size;
-        let whole = match (self.partitions.get(partition_index), tokio::runtime::Handle::try_current()) {
+        let whole = match (
+            self.partitions.get(partition_index),
+            tokio::runtime::Handle::try_current(),
+        ) {
             (Some(ahead), Ok(runtime)) => {
                 let mut ahead = ahead.lock().unwrap_or_else(|e| e.into_inner());
                 ahead.take(&location, &mut |path| fetch(&runtime, &self.store, path))
@@ -340,7 +354,8 @@ mod tests {
                     futures::future::ready(Some(name)).boxed().shared()
                 };
                 let taken = ahead.take(&Path::from(*l), &mut start);
-                let name = taken.map(|f| String::from_utf8(f.now_or_never().flatten().unwrap().to_vec()).unwrap());
+                let name =
+                    taken.map(|f| String::from_utf8(f.now_or_never().flatten().unwrap().to_vec()).unwrap());
                 (name, started)
             })
             .collect()
@@ -349,8 +364,8 @@ mod tests {
     #[test]
     fn fetches_run_ahead_within_the_object_and_byte_limits() {
         let mb = 1 << 20;
-        // Ten objects of 6 MiB: five fit in 32 MiB ahead; each open tops the queue up.
-        let mut ahead = Ahead::new(files(&[6 * mb; 10]));
+        // Ten objects of 3 MiB: five fit in 16 MiB ahead; each open tops the queue up.
+        let mut ahead = Ahead::new(files(&[3 * mb; 10]));
         let got = opens(&mut ahead, &["f0", "f1", "f2"]);
         let names = |r: std::ops::Range<usize>| r.map(|i| format!("f{i}")).collect::<Vec<_>>();
         assert_eq!(got[0], (Some("f0".into()), names(0..6)));
@@ -360,7 +375,10 @@ mod tests {
         let mut ahead = Ahead::new(files(&[100; 20]));
         let got = opens(&mut ahead, &["f0", "f1"]);
         assert_eq!(got[0], (Some("f0".into()), names(0..AHEAD_OBJECTS + 1)));
-        assert_eq!(got[1], (Some("f1".into()), names(AHEAD_OBJECTS + 1..AHEAD_OBJECTS + 2)));
+        assert_eq!(
+            got[1],
+            (Some("f1".into()), names(AHEAD_OBJECTS + 1..AHEAD_OBJECTS + 2))
+        );
     }
 
     #[test]
@@ -376,7 +394,10 @@ mod tests {
         assert_eq!(got[1], (None, vec![]));
         assert_eq!(got[2], (Some("f3".into()), vec![]));
         // A file not in the list from where the scan was: read by range, nothing started.
-        assert_eq!(opens(&mut ahead, &["f0", "elsewhere"]), vec![(None, vec![]), (None, vec![])]);
+        assert_eq!(
+            opens(&mut ahead, &["f0", "elsewhere"]),
+            vec![(None, vec![]), (None, vec![])]
+        );
     }
 
     #[test]
