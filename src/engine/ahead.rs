@@ -19,7 +19,9 @@ use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::physical_plan::parquet::{
     CachedParquetFileReaderFactory, ParquetFileMetrics, ParquetFileReaderFactory,
 };
-use datafusion::datasource::physical_plan::{FileScanConfig, FileScanConfigBuilder, ParquetSource};
+use datafusion::datasource::physical_plan::{
+    FileScanConfig, FileScanConfigBuilder, FileSource, ParquetSource,
+};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::error::Result;
 use datafusion::execution::object_store::ObjectStoreUrl;
@@ -58,7 +60,11 @@ impl ReadAheadRule {
     }
 
     /// `node` with a scan that reads ahead, or None to leave it as it is.
-    fn read_ahead(&self, node: &Arc<dyn ExecutionPlan>) -> Result<Option<Arc<dyn ExecutionPlan>>> {
+    fn read_ahead(
+        &self,
+        node: &Arc<dyn ExecutionPlan>,
+        options: &ConfigOptions,
+    ) -> Result<Option<Arc<dyn ExecutionPlan>>> {
         let Some(exec) = node.downcast_ref::<DataSourceExec>() else {
             return Ok(None);
         };
@@ -71,19 +77,48 @@ impl ReadAheadRule {
         if config.object_store_url == ObjectStoreUrl::local_filesystem() {
             return Ok(None);
         }
-        let partitions: Vec<Vec<(Path, u64)>> = config
+        let located = |files: Vec<PartitionedFile>| -> Vec<(Path, u64)> {
+            files
+                .into_iter()
+                .map(|f| (f.object_meta.location, f.object_meta.size))
+                .collect()
+        };
+        let groups: Vec<Vec<(Path, u64)>> = config
             .file_groups
             .iter()
-            .map(|g| {
-                g.iter()
-                    .map(|f| (f.object_meta.location.clone(), f.object_meta.size))
-                    .collect()
-            })
+            .map(|g| located(g.files().to_vec()))
             .collect();
-        let small = |files: &Vec<(Path, u64)>| files.iter().filter(|f| f.1 <= AHEAD_MAX_OBJECT).count();
-        if !partitions.iter().any(|files| small(files) > 1) {
-            return Ok(None);
-        }
+        let small = |files: &[(Path, u64)]| files.iter().filter(|f| f.1 <= AHEAD_MAX_OBJECT).count();
+        // Where DataFusion lets a partition's stream take files from one queue that all the
+        // scan's streams share (its work stealing: the files in no required order nor
+        // partitioning), the streams open the files in that queue's order and read ahead of
+        // it together; else each partition reads ahead of its own files.
+        let shared = !(config.preserve_order
+            || config.output_partitioning.is_some()
+            || !options.execution.enable_file_stream_work_stealing);
+        let queues: Vec<Arc<Mutex<Ahead>>> = if shared {
+            let all = source.reorder_files(
+                config
+                    .file_groups
+                    .iter()
+                    .flat_map(|g| g.iter().cloned())
+                    .collect(),
+            );
+            let all = located(all);
+            if small(&all) < 2 {
+                return Ok(None);
+            }
+            let queue = Arc::new(Mutex::new(Ahead::new(all, groups.len())));
+            vec![queue; groups.len()]
+        } else {
+            if !groups.iter().any(|files| small(files) > 1) {
+                return Ok(None);
+            }
+            groups
+                .into_iter()
+                .map(|files| Arc::new(Mutex::new(Ahead::new(files, 1))))
+                .collect()
+        };
         let store = self.runtime.object_store(&config.object_store_url)?;
         let factory = ReadAhead {
             inner: CachedParquetFileReaderFactory::new(
@@ -91,10 +126,7 @@ impl ReadAheadRule {
                 self.runtime.cache_manager.get_file_metadata_cache(),
             ),
             store,
-            partitions: partitions
-                .into_iter()
-                .map(|files| Mutex::new(Ahead::new(files)))
-                .collect(),
+            queues,
         };
         let source = source.clone().with_parquet_file_reader_factory(Arc::new(factory));
         let config = FileScanConfigBuilder::from(config.clone())
@@ -108,10 +140,10 @@ impl PhysicalOptimizerRule for ReadAheadRule {
     fn optimize(
         &self,
         plan: Arc<dyn ExecutionPlan>,
-        _config: &ConfigOptions,
+        options: &ConfigOptions,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         plan.transform_up(|node| {
-            Ok(match self.read_ahead(&node)? {
+            Ok(match self.read_ahead(&node, options)? {
                 Some(scan) => Transformed::yes(scan),
                 None => Transformed::no(node),
             })
@@ -138,7 +170,8 @@ type Fetch = Shared<BoxFuture<'static, Option<Bytes>>>;
 struct ReadAhead {
     inner: CachedParquetFileReaderFactory,
     store: Arc<dyn ObjectStore>,
-    partitions: Vec<Mutex<Ahead>>,
+    /// Each partition's read-ahead (one shared by all where the streams share their files).
+    queues: Vec<Arc<Mutex<Ahead>>>,
 }
 
 impl ParquetFileReaderFactory for ReadAhead {
@@ -152,7 +185,7 @@ impl ParquetFileReaderFactory for ReadAhead {
         let location = file.object_meta.location.clone();
         let size = file.object_meta.size;
         let whole = match (
-            self.partitions.get(partition_index),
+            self.queues.get(partition_index),
             tokio::runtime::Handle::try_current(),
         ) {
             (Some(ahead), Ok(runtime)) => {
@@ -182,62 +215,89 @@ fn fetch(runtime: &tokio::runtime::Handle, store: &Arc<dyn ObjectStore>, path: &
     async move { task.await.ok().flatten() }.boxed().shared()
 }
 
-/// One partition's read-ahead: its files in the order its scan opens them, and the fetches
-/// started and not yet taken by a reader.
+/// The read-ahead of one partition, or of the queue all of a scan's streams take files from:
+/// its files in the order the scan opens them, and the fetches started and not yet taken.
 struct Ahead {
-    /// Location and size of each file the partition's scan reads, in order.
+    /// Location and size of each file, in order.
     files: Vec<(Path, u64)>,
-    /// The next file the scan is expected to open.
-    next: usize,
-    /// Files before this one have had their fetch started, or were passed over.
+    /// Which files the scan has opened.
+    opened: Vec<bool>,
+    /// Every file before this one is opened.
+    lowest: usize,
+    /// Files before this one have had their fetch started, or were opened, or are too large.
     considered: usize,
     /// Fetches started ahead, by file, in order.
     started: VecDeque<(usize, Fetch)>,
+    /// The last fetches taken, one for each stream and one more, for a file opened again.
+    recent: VecDeque<(usize, Fetch)>,
+    streams: usize,
+    /// The most files ahead, and bytes held ahead: [`AHEAD_OBJECTS`] and [`AHEAD_BYTES`] for
+    /// each stream that opens these files.
+    objects: usize,
+    bytes: u64,
 }
 
 impl std::fmt::Debug for Ahead {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Ahead")
             .field("files", &self.files.len())
-            .field("next", &self.next)
+            .field("lowest", &self.lowest)
             .field("started", &self.started.len())
             .finish()
     }
 }
 
 impl Ahead {
-    fn new(files: Vec<(Path, u64)>) -> Self {
+    /// The read-ahead of `files`, opened by `streams` streams.
+    fn new(files: Vec<(Path, u64)>, streams: usize) -> Self {
+        let streams = streams.max(1);
         Ahead {
+            opened: vec![false; files.len()],
             files,
-            next: 0,
+            lowest: 0,
             considered: 0,
             started: VecDeque::new(),
+            recent: VecDeque::new(),
+            streams,
+            objects: AHEAD_OBJECTS * streams,
+            bytes: AHEAD_BYTES * streams as u64,
         }
     }
 
     /// The scan opens the file at `location`: its bytes, fetched ahead or fetched now (None
-    /// for a large object, or a file not in the partition's list from where the scan was),
-    /// and the fetches of the files after it started, within [`AHEAD_OBJECTS`] and
-    /// [`AHEAD_BYTES`]. `start` starts a fetch.
+    /// for a large object, or a file not in the list), and the fetches of the files after it
+    /// started, within the limits. A file opened again soon after (DataFusion opens a second
+    /// reader of a file to decode it once it has read its bloom filters with the first) gets
+    /// the fetch it took. `start` starts a fetch.
     fn take(&mut self, location: &Path, start: &mut dyn FnMut(&Path) -> Fetch) -> Option<Fetch> {
-        let at = (self.next..self.files.len()).find(|&i| self.files[i].0 == *location)?;
-        self.next = at + 1;
-        // Fetches of files the scan passed over (pruned) are dropped.
-        while self.started.front().is_some_and(|(i, _)| *i < at) {
-            self.started.pop_front();
-        }
-        let taken = match self.started.front() {
-            Some((i, _)) if *i == at => self.started.pop_front().map(|(_, f)| f),
-            _ if self.files[at].1 <= AHEAD_MAX_OBJECT => Some(start(&self.files[at].0)),
-            _ => None,
+        let unopened =
+            (self.lowest..self.files.len()).find(|&i| !self.opened[i] && self.files[i].0 == *location);
+        let Some(at) = unopened else {
+            let files = &self.files;
+            let again = self.recent.iter().rev().find(|(i, _)| files[*i].0 == *location);
+            return again.map(|(_, f)| f.clone());
         };
-        self.considered = self.considered.max(at + 1);
+        self.opened[at] = true;
+        while self.opened.get(self.lowest) == Some(&true) {
+            self.lowest += 1;
+        }
+        let taken = match self.started.iter().position(|(i, _)| *i == at) {
+            Some(p) => self.started.remove(p).map(|(_, f)| f),
+            None if self.files[at].1 <= AHEAD_MAX_OBJECT => Some(start(&self.files[at].0)),
+            None => None,
+        };
+        if let Some(f) = &taken {
+            self.recent.push_back((at, f.clone()));
+            if self.recent.len() > self.streams + 1 {
+                self.recent.pop_front();
+            }
+        }
         let mut held: u64 = self.started.iter().map(|(i, _)| self.files[*i].1).sum();
-        while self.considered < self.files.len() && self.considered <= at + AHEAD_OBJECTS {
+        while self.considered < self.files.len() && self.considered <= at + self.objects {
             let j = self.considered;
             let (path, size) = &self.files[j];
-            if *size <= AHEAD_MAX_OBJECT {
-                if held + size > AHEAD_BYTES {
+            if !self.opened[j] && *size <= AHEAD_MAX_OBJECT {
+                if held + size > self.bytes {
                     break;
                 }
                 // Two pieces of one object in a row share its fetch.
@@ -365,14 +425,14 @@ mod tests {
     fn fetches_run_ahead_within_the_object_and_byte_limits() {
         let mb = 1 << 20;
         // Ten objects of 3 MiB: five fit in 16 MiB ahead; each open tops the queue up.
-        let mut ahead = Ahead::new(files(&[3 * mb; 10]));
+        let mut ahead = Ahead::new(files(&[3 * mb; 10]), 1);
         let got = opens(&mut ahead, &["f0", "f1", "f2"]);
         let names = |r: std::ops::Range<usize>| r.map(|i| format!("f{i}")).collect::<Vec<_>>();
         assert_eq!(got[0], (Some("f0".into()), names(0..6)));
         assert_eq!(got[1], (Some("f1".into()), names(6..7)));
         assert_eq!(got[2], (Some("f2".into()), names(7..8)));
         // Small objects: at most AHEAD_OBJECTS ahead.
-        let mut ahead = Ahead::new(files(&[100; 20]));
+        let mut ahead = Ahead::new(files(&[100; 20]), 1);
         let got = opens(&mut ahead, &["f0", "f1"]);
         assert_eq!(got[0], (Some("f0".into()), names(0..AHEAD_OBJECTS + 1)));
         assert_eq!(
@@ -382,32 +442,68 @@ mod tests {
     }
 
     #[test]
-    fn large_objects_are_read_by_range_and_passed_over_files_dropped() {
+    fn large_objects_are_read_by_range_and_files_opened_out_of_order_found() {
         let mb = 1 << 20;
-        let mut ahead = Ahead::new(files(&[100, 9 * mb, 100, 100]));
-        // f1 is too large to fetch whole; the scan skips f2 (pruned): its fetch is dropped.
-        let got = opens(&mut ahead, &["f0", "f1", "f3"]);
+        let mut ahead = Ahead::new(files(&[100, 9 * mb, 100, 100, 100]), 1);
+        // f1 is too large to fetch whole; f3 opened before f2 (another stream of a shared
+        // queue took f2) takes its fetch, and f2 still finds its own.
+        let got = opens(&mut ahead, &["f0", "f1", "f3", "f2"]);
         assert_eq!(
             got[0],
-            (Some("f0".into()), vec!["f0".into(), "f2".into(), "f3".into()])
+            (
+                Some("f0".into()),
+                vec!["f0".into(), "f2".into(), "f3".into(), "f4".into()]
+            )
         );
         assert_eq!(got[1], (None, vec![]));
         assert_eq!(got[2], (Some("f3".into()), vec![]));
-        // A file not in the list from where the scan was: read by range, nothing started.
+        assert_eq!(got[3], (Some("f2".into()), vec![]));
+        // A file opened again soon after gets the same fetch; one opened long before, or not
+        // in the list, is read by range; nothing is started.
         assert_eq!(
-            opens(&mut ahead, &["f0", "elsewhere"]),
-            vec![(None, vec![]), (None, vec![])]
+            opens(&mut ahead, &["f2", "f0", "elsewhere"]),
+            vec![(Some("f2".into()), vec![]), (None, vec![]), (None, vec![])]
+        );
+        // A file opened before its turn is fetched then, and not again when the others pass it.
+        let mut ahead = Ahead::new(files(&[100; 12]), 1);
+        let got = opens(&mut ahead, &["f10", "f0"]);
+        let names = |r: std::ops::Range<usize>| r.map(|i| format!("f{i}")).collect::<Vec<_>>();
+        assert_eq!(
+            got[0],
+            (
+                Some("f10".into()),
+                [vec!["f10".to_string()], names(0..10), names(11..12)].concat()
+            )
+        );
+        assert_eq!(got[1], (Some("f0".into()), vec![]));
+    }
+
+    #[test]
+    fn a_shared_queue_reads_ahead_for_each_stream() {
+        let mut ahead = Ahead::new(files(&[100; 40]), 2);
+        let got = opens(&mut ahead, &["f0", "f1"]);
+        let names = |r: std::ops::Range<usize>| r.map(|i| format!("f{i}")).collect::<Vec<_>>();
+        assert_eq!(got[0], (Some("f0".into()), names(0..2 * AHEAD_OBJECTS + 1)));
+        assert_eq!(
+            got[1],
+            (
+                Some("f1".into()),
+                names(2 * AHEAD_OBJECTS + 1..2 * AHEAD_OBJECTS + 2)
+            )
         );
     }
 
     #[test]
     fn pieces_of_one_object_in_a_row_share_its_fetch() {
-        let mut ahead = Ahead::new(vec![
-            (Path::from("a"), 100),
-            (Path::from("a"), 100),
-            (Path::from("b"), 100),
-            (Path::from("b"), 100),
-        ]);
+        let mut ahead = Ahead::new(
+            vec![
+                (Path::from("a"), 100),
+                (Path::from("a"), 100),
+                (Path::from("b"), 100),
+                (Path::from("b"), 100),
+            ],
+            1,
+        );
         let got = opens(&mut ahead, &["a", "a", "b", "b"]);
         assert_eq!(got[0], (Some("a".into()), vec!["a".into(), "b".into()]));
         for (i, name) in [(1, "a"), (2, "b"), (3, "b")] {
