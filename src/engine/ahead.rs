@@ -302,8 +302,9 @@ impl Ahead {
                 }
                 // Two pieces of one object in a row share its fetch.
                 let same = match self.started.back() {
-                    Some((i, f)) if self.files[*i].0 == *path => Some(f.clone()),
-                    None if j == at + 1 && self.files[at].0 == *path => taken.clone(),
+                    _ if j == 0 || self.files[j - 1].0 != *path => None,
+                    Some((i, f)) if *i == j - 1 => Some(f.clone()),
+                    _ if at == j - 1 => taken.clone(),
                     _ => None,
                 };
                 held += size;
@@ -509,5 +510,19 @@ mod tests {
         for (i, name) in [(1, "a"), (2, "b"), (3, "b")] {
             assert_eq!(got[i], (Some(name.into()), vec![]));
         }
+        // The same where the object's first piece opens out of order (another stream's file
+        // before it fetched ahead then): its second piece shares the first's fetch.
+        let mut ahead = Ahead::new(
+            vec![
+                (Path::from("x"), 100),
+                (Path::from("a"), 100),
+                (Path::from("a"), 100),
+            ],
+            1,
+        );
+        let got = opens(&mut ahead, &["a", "x", "a"]);
+        assert_eq!(got[0], (Some("a".into()), vec!["a".into(), "x".into()]));
+        assert_eq!(got[1], (Some("x".into()), vec![]));
+        assert_eq!(got[2], (Some("a".into()), vec![]));
     }
 }
