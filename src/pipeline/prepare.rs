@@ -499,9 +499,12 @@ impl Prepared {
     }
 
     /// The physical plan, indented, as DataFusion's EXPLAIN shows it (of the first shard,
-    /// when there are several).
+    /// when there are several; a one-shard job's, made while its model loaded, as it is).
     pub async fn physical_plan(&self, cfg: &JobConfig) -> Result<String> {
-        let plan = segscore_plan::physical_plan(self.shard_frame(cfg, 0).await?).await?;
+        let plan = match &self.first_plan {
+            Some(plan) => Arc::clone(plan),
+            None => segscore_plan::physical_plan(self.shard_frame(cfg, 0).await?).await?,
+        };
         let text = datafusion::physical_plan::displayable(plan.as_ref())
             .indent(true)
             .to_string();
