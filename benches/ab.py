@@ -19,7 +19,7 @@ import statistics
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from e2e import MODELS, data, segscore_run  # noqa: E402
+from e2e import MODELS, binary, data, segscore_run  # noqa: E402
 from window import QUERY as WINDOW, segscore_sql  # noqa: E402
 
 SQL = {
@@ -38,8 +38,8 @@ FROM t""",
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--a", required=True, help="binary A (the baseline)")
-    ap.add_argument("--b", required=True, help="binary B")
+    ap.add_argument("--a", required=True, type=binary, help="binary A (the baseline)")
+    ap.add_argument("--b", required=True, type=binary, help="binary B")
     ap.add_argument("--segments", type=int, default=1_000_000)
     ap.add_argument("--files", type=int, default=4)
     ap.add_argument("--layout", choices=["sorted", "undeclared", "shuffled"], default="sorted")

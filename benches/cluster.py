@@ -23,9 +23,8 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from e2e import MODELS, data, free_port, segscore_run  # noqa: E402
+from e2e import MODELS, add_binary, data, free_port, segscore_run  # noqa: E402
 
 
 def wait_log(path, text, proc):
@@ -80,7 +79,7 @@ class Cluster:
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--binary", default=os.path.join(ROOT, "target", "release", "segscore"))
+    add_binary(ap, "--binary")
     ap.add_argument("--model", choices=sorted(MODELS), default="transformer")
     ap.add_argument("--segments", type=int, default=20_000)
     ap.add_argument("--files", type=int, default=2)

@@ -36,6 +36,21 @@ MODELS = {
     "small": os.path.join(ROOT, "models", "reward_small.onnx"),
     "transformer": os.path.join(ROOT, "models", "reward_transformer.onnx"),
 }
+# `cargo build --release`'s binary, wherever CARGO_TARGET_DIR puts it.
+RELEASE = os.path.join(os.path.abspath(os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target")),
+                       "release", "segscore")
+
+
+def binary(path):
+    """An argparse type: a segscore binary's path, refused with a word if nothing is there."""
+    if not os.path.isfile(path):
+        raise argparse.ArgumentTypeError(f"{path}: no such file (build it with `cargo build --release`, or name a binary)")
+    return path
+
+
+def add_binary(ap, flag="--bin"):
+    """The bench's option naming the segscore binary, by default `cargo build --release`'s."""
+    ap.add_argument(flag, type=binary, default=RELEASE, help="the segscore binary (default: %(default)s)")
 
 
 def free_port():
@@ -149,7 +164,7 @@ def main():
                     help="rows per row group of the generated files (default: segscore generate's 65536)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
-    ap.add_argument("--bin", default=os.path.join(ROOT, "target", "release", "segscore"))
+    add_binary(ap)
     ap.add_argument("--workdir", default="/tmp/segscore-bench")
     ap.add_argument("--no-baseline", action="store_true", help="skip the Python baseline")
     ap.add_argument("--memory", type=int, nargs="*", metavar="N",

@@ -39,7 +39,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from e2e import MODELS, ROOT, data  # noqa: E402
+from e2e import MODELS, add_binary, data  # noqa: E402
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 PHASES = ["start", "pass", "tail", "end"]
@@ -135,7 +135,7 @@ def main():
     ap.add_argument("--model", choices=sorted(MODELS), default="small")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
-    ap.add_argument("--bin", default=os.path.join(ROOT, "target", "release", "segscore"))
+    add_binary(ap)
     ap.add_argument("--workdir", default="/tmp/segscore-bench")
     ap.add_argument("--json", help="also write the results here")
     ap.add_argument("--ceiling", action="store_true",

@@ -34,7 +34,7 @@ import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from e2e import free_port, run  # noqa: E402
+from e2e import add_binary, free_port, run  # noqa: E402
 
 
 def latency_proxy(target_port, seconds):
@@ -70,7 +70,7 @@ def latency_proxy(target_port, seconds):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--binary", default=os.path.join(ROOT, "target", "release", "segscore"))
+    add_binary(ap, "--binary")
     ap.add_argument("--segments", type=int, default=1_000_000)
     ap.add_argument("--files", type=int, default=4)
     ap.add_argument("--repeats", type=int, default=3)

@@ -22,7 +22,7 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from e2e import run  # noqa: E402
+from e2e import add_binary, run  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODEL = os.path.join(ROOT, "models", "prm_causal.onnx")
@@ -35,7 +35,7 @@ def main():
     ap.add_argument("--files", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
-    ap.add_argument("--bin", default=os.path.join(ROOT, "target", "release", "segscore"))
+    add_binary(ap)
     ap.add_argument("--workdir", default="/tmp/segscore-bench-text")
     ap.add_argument("--provider", default="cpu")
     ap.add_argument("--json", help="also write the results here")

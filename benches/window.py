@@ -23,9 +23,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from e2e import run  # noqa: E402
+from e2e import add_binary, run  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUERY = """SELECT generation_id, segment_index, cumulative_score,
   cumulative_score - COALESCE(LAG(cumulative_score) OVER (PARTITION BY generation_id ORDER BY segment_index), 0.0)
     AS target_score
@@ -84,7 +83,7 @@ def main():
     ap.add_argument("--layout", choices=["undeclared", "declared", "shuffled"], default="undeclared")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
-    ap.add_argument("--bin", default=os.path.join(ROOT, "target", "release", "segscore"))
+    add_binary(ap)
     ap.add_argument("--workdir", default="/tmp/segscore-bench-window")
     ap.add_argument("--no-polars", action="store_true")
     ap.add_argument("--json", help="also write the results here")

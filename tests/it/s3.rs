@@ -1047,7 +1047,6 @@ fn each_input_objects_size_and_footer_are_requested_once() {
                 let footers = gets.iter().filter(|r| r.ends_with(&format!("-{last}"))).count();
                 let heads = of_it.iter().filter(|r| r["method"] == "HEAD").count();
                 let wholes = gets.iter().filter(|r| **r == "whole").count();
-                eprintln!("GETS {name} {last} {gets:?}");
                 (heads, footers, wholes, gets.len())
             })
             .collect()
