@@ -279,9 +279,25 @@ pub struct CalibrationRow {
     /// Mean target.
     pub mean_target: f64,
 }
+/// A metric as the tables print it: six decimals, `none` where there is no value, and a value
+/// that rounds to zero as `0.000000` whatever its sign (a difference of -1e-18 is no
+/// difference).
+pub fn decimals6(v: Option<f64>, none: &str) -> String {
+    match v {
+        Some(x) => {
+            let s = format!("{x:.6}");
+            match s.strip_prefix('-') {
+                Some(abs) if abs.bytes().all(|b| b == b'0' || b == b'.') => abs.to_string(),
+                _ => s,
+            }
+        }
+        None => none.to_string(),
+    }
+}
+
 /// Formats a run's summary as a short, aligned table.
 pub fn summary_table(s: &Summary) -> String {
-    let f = |v: Option<f64>| v.map(|x| format!("{x:.6}")).unwrap_or_else(|| "null".into());
+    let f = |v: Option<f64>| decimals6(v, "null");
     let m = &s.metrics;
     let mut rows: Vec<(&str, String)> = vec![
         ("generations", s.n_generations.to_string()),
@@ -365,4 +381,28 @@ pub fn read_summary(dir: &std::path::Path) -> crate::error::Result<Summary> {
         path,
         reason: format!("not a segscore summary: {e}"),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::decimals6;
+
+    #[test]
+    fn metrics_print_with_six_decimals_and_no_negative_zero() {
+        let cases = [
+            (Some(0.1234567), "0.123457"),
+            (Some(-0.1234567), "-0.123457"),
+            (Some(-1e-18), "0.000000"),
+            (Some(-0.0), "0.000000"),
+            (Some(-0.0000004), "0.000000"),
+            (Some(-0.0000005001), "-0.000001"),
+            (Some(f64::NAN), "NaN"),
+            (Some(f64::NEG_INFINITY), "-inf"),
+            (None, "null"),
+        ];
+        for (v, want) in cases {
+            assert_eq!(decimals6(v, "null"), want, "{v:?}");
+        }
+        assert_eq!(decimals6(None, ""), "");
+    }
 }

@@ -18,6 +18,7 @@ use serde::Serialize;
 use crate::engine::query::{f64_col, query};
 use crate::error::{Error, Result};
 use crate::evaluate;
+use crate::evaluate::summary::decimals6;
 use crate::evaluate::Summary;
 
 /// What `compare` runs.
@@ -265,7 +266,7 @@ pub async fn compare(o: &CompareOptions) -> Result<Comparison> {
 /// The comparison as a Markdown table (the metrics of A and B and their difference) and the
 /// bootstrap interval below it, to paste into a pull request or a report.
 pub fn markdown(c: &Comparison) -> String {
-    let f = |v: Option<f64>| v.map(|x| format!("{x:.6}")).unwrap_or_default();
+    let f = |v: Option<f64>| decimals6(v, "");
     let mut s = format!(
         "| metric | A (`{}`) | B (`{}`) | B - A |\n| --- | ---: | ---: | ---: |\n",
         c.a.replace('|', "\\|"),
@@ -286,11 +287,11 @@ pub fn markdown(c: &Comparison) -> String {
 /// The bootstrap interval of MSE(B) - MSE(A), as one line.
 fn interval(b: &MseBootstrap) -> String {
     format!(
-        "MSE(B) - MSE(A) = {:.6}, {:.0}% CI [{:.6}, {:.6}] (paired bootstrap over {} generations, {} replicates, seed {}); B better in {:.1}% of replicates\n",
-        b.difference,
+        "MSE(B) - MSE(A) = {}, {:.0}% CI [{}, {}] (paired bootstrap over {} generations, {} replicates, seed {}); B better in {:.1}% of replicates\n",
+        decimals6(Some(b.difference), ""),
         b.confidence * 100.0,
-        b.lower,
-        b.upper,
+        decimals6(Some(b.lower), ""),
+        decimals6(Some(b.upper), ""),
         b.generations,
         b.replicates,
         b.seed,
@@ -300,7 +301,7 @@ fn interval(b: &MseBootstrap) -> String {
 
 /// The comparison as an aligned text table.
 pub fn table(c: &Comparison) -> String {
-    let f = |v: Option<f64>| v.map(|x| format!("{x:.6}")).unwrap_or_else(|| "null".into());
+    let f = |v: Option<f64>| decimals6(v, "null");
     let w = c.metrics.iter().map(|m| m.metric.len()).max().unwrap_or(6);
     let mut s = format!("A: {}\nB: {}\n", c.a, c.b);
     s += &format!("  {:<w$}  {:>12}  {:>12}  {:>12}\n", "metric", "A", "B", "B - A");

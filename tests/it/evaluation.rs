@@ -3042,6 +3042,40 @@ fn compare_gives_differences_and_a_reproducible_bootstrap_interval() {
     let same = cmp(&a, &a, "1");
     assert_eq!(same["mse_difference"]["lower"], 0.0);
     assert_eq!(same["mse_difference"]["upper"], 0.0);
+    // A difference that rounds to zero prints as 0.000000, never -0.000000: the same run as
+    // A with its summary's mse a hair above B's.
+    let a2 = tmp.path().join("a2");
+    for f in walk(&a) {
+        let to = a2.join(f.strip_prefix(&a).unwrap());
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(&f, &to).unwrap();
+    }
+    let mut s2 = summary(&a);
+    let mse = s2["mse"].as_f64().unwrap();
+    s2["mse"] = serde_json::json!(mse + 1e-12);
+    std::fs::write(a2.join("summary.json"), serde_json::to_vec(&s2).unwrap()).unwrap();
+    let o = segscore(&[
+        "compare",
+        a2.to_str().unwrap(),
+        a.to_str().unwrap(),
+        "--bootstrap",
+        "10",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8(o.stdout).unwrap();
+    let mse_line = text.lines().find(|l| l.trim_start().starts_with("mse ")).unwrap();
+    let cells: Vec<&str> = mse_line.split_whitespace().collect();
+    assert_eq!(
+        cells,
+        [
+            "mse",
+            &format!("{:.6}", mse + 1e-12),
+            &format!("{mse:.6}"),
+            "0.000000"
+        ],
+        "{text}"
+    );
+    assert!(!text.contains("-0.000000"), "{text}");
     // Different data is refused, naming a generation.
     let other = tmp.path().join("other.parquet");
     write_rows(&other, &hand_rows());
