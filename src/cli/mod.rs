@@ -33,22 +33,28 @@ mod stdout;
 #[command(args_override_self = true)]
 struct Cli {
     /// Only print errors.
-    #[arg(short, long, global = true)]
+    #[arg(short, long, global = true, help_heading = "Global options")]
     quiet: bool,
     /// More logging (-v debug, -vv trace).
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    #[arg(short, long, global = true, help_heading = "Global options", action = clap::ArgAction::Count)]
     verbose: u8,
     /// A TOML file of flags for the command: keys are the flags' long names (`verbose = 1`,
     /// `input = ["a", "b"]`, `report = true`); flags on the command line win.
-    #[arg(long, global = true, value_name = "FILE", value_parser = path_arg())]
+    #[arg(long, global = true, help_heading = "Global options", value_name = "FILE", value_parser = path_arg())]
     config: Option<PathBuf>,
     /// Log format on stderr: text for people, json (one object per line) for machines.
-    #[arg(long, global = true, value_enum, default_value = "text")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        value_enum,
+        default_value = "text"
+    )]
     log_format: logging::LogFormat,
     /// An S3-compatible object store for `s3://` URLs (MinIO, Ceph, moto...), e.g.
     /// `http://127.0.0.1:9000`; default: `AWS_ENDPOINT_URL`, else AWS. An `http://` endpoint
     /// allows plain HTTP.
-    #[arg(long, global = true, value_name = "URL")]
+    #[arg(long, global = true, help_heading = "Global options", value_name = "URL")]
     s3_endpoint: Option<String>,
     #[command(subcommand)]
     command: Command,

@@ -638,6 +638,33 @@ fn missing_input_and_usage_errors() {
     assert!(!out.exists());
 }
 
+/// Each command's help lists its own options first and the options every command takes
+/// (`-q`, `-v`, `--config`, `--log-format`, `--s3-endpoint`) under a heading of their own: they
+/// were mixed in among `run`'s, `-q` between `--input` and `--model`.
+#[test]
+fn help_lists_a_commands_options_then_the_global_ones() {
+    let global = [
+        "--quiet",
+        "--verbose",
+        "--config",
+        "--log-format",
+        "--s3-endpoint",
+    ];
+    for (command, own) in [("run", "--model"), ("sql", "--table"), ("compare", "--bootstrap")] {
+        let o = segscore(&[command, "--help"]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let help = String::from_utf8(o.stdout).unwrap();
+        let (options, globals) = help.split_once("\nGlobal options:\n").expect(&help);
+        assert!(options.contains(own), "{help}");
+        for flag in global {
+            assert!(
+                !options.contains(flag) && globals.contains(flag),
+                "{flag}: {help}"
+            );
+        }
+    }
+}
+
 /// A URL of a scheme segscore does not read or write (`gs://`, `s3a://`, `hdfs://`, `file://`)
 /// is refused by the argument that holds it: taken as a path, `--output gs://bucket/out`
 /// wrote a local folder `gs:` and the run exited 0.
