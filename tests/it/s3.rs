@@ -1013,8 +1013,9 @@ fn each_input_objects_size_and_footer_are_requested_once() {
     let files = walk(&input);
     assert_eq!(files.len(), 5);
     // Each object's HEADs, reads of its footer (a read that ends at its last byte), reads of
-    // it whole (no range) and reads, in what `run` asks of the store.
-    let counted = |run: &dyn Fn()| -> Vec<(usize, usize, usize, usize)> {
+    // it whole (no range) and reads, in what `run` asks of the store, for the objects `keys`
+    // (each one's key and size).
+    let counted_of = |run: &dyn Fn(), keys: &[(String, u64)]| -> Vec<(usize, usize, usize, usize)> {
         assert_eq!(
             moto.http("POST", "/moto-api/recorder/reset-recording", b"").0,
             200
@@ -1030,14 +1031,12 @@ fn each_input_objects_size_and_footer_are_requested_once() {
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect();
-        files
-            .iter()
-            .map(|f| {
-                let name = f.file_name().unwrap().to_str().unwrap();
-                let last = std::fs::metadata(f).unwrap().len() - 1;
+        keys.iter()
+            .map(|(key, size)| {
+                let last = size - 1;
                 let of_it: Vec<&serde_json::Value> = requests
                     .iter()
-                    .filter(|r| r["url"].as_str().unwrap().ends_with(&format!("/data/in/{name}")))
+                    .filter(|r| r["url"].as_str().unwrap().ends_with(&format!("/data/{key}")))
                     .collect();
                 let gets: Vec<&str> = of_it
                     .iter()
@@ -1051,6 +1050,17 @@ fn each_input_objects_size_and_footer_are_requested_once() {
             })
             .collect()
     };
+    let size = |f: &Path| std::fs::metadata(f).unwrap().len();
+    let keys: Vec<(String, u64)> = files
+        .iter()
+        .map(|f| {
+            (
+                format!("in/{}", f.file_name().unwrap().to_str().unwrap()),
+                size(f),
+            )
+        })
+        .collect();
+    let counted = |run: &dyn Fn()| counted_of(run, &keys);
     let out = tmp.path().join("out");
     let model = demo_model();
     let run = || moto.job_ok("s3://data/in/", &model, &out);
@@ -1078,6 +1088,24 @@ fn each_input_objects_size_and_footer_are_requested_once() {
     };
     for (f, (_, footers, wholes, reads)) in files.iter().zip(counted(&scan)) {
         assert_eq!((footers, wholes, reads), (1, 1, 2), "{}", f.display());
+    }
+    // The same objects under `key=value` prefixes: `sql` reads each footer once there too (its
+    // hive tables left the footers out of the metadata cache, and the scan read them again).
+    let hive: Vec<(String, u64)> = files
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let key = format!("hive/day={}/part-0.parquet", i + 1);
+            moto.put_file("data", &key, f);
+            (key, size(f))
+        })
+        .collect();
+    let by_day = || {
+        let sql = "SELECT count(*) AS n FROM t WHERE segment_index >= 0 AND day > 0";
+        assert_eq!(moto.query("s3://data/hive/", sql).trim(), "n\n6000");
+    };
+    for ((key, _), (_, footers, wholes, reads)) in hive.iter().zip(counted_of(&by_day, &hive)) {
+        assert_eq!((footers, wholes, reads), (1, 1, 2), "{key}");
     }
 }
 
