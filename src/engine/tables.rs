@@ -12,7 +12,7 @@ use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTable
 use datafusion::parquet::arrow::arrow_reader::ArrowReaderMetadata;
 use datafusion::prelude::SessionContext;
 
-use crate::engine::footer::{distrust_statistics, float_stats_constant, read_footers};
+use crate::engine::footer::{distrust_statistics, float_stats_constant};
 use crate::engine::types::table_schema;
 use crate::error::{Error, Result};
 
@@ -199,21 +199,31 @@ pub async fn parquet_table(
     sort_keys: &[&str],
     trusted: &[&str],
 ) -> Result<Arc<dyn TableProvider>> {
-    let footers = read_footers(files)?;
-    parquet_table_read(ctx, files, &footers, sort_keys, trusted).await
+    let stamped = crate::engine::footer::read_stamped_footers(files)?;
+    parquet_table_read(ctx, files, &stamped, sort_keys, trusted).await
 }
 
-/// [`parquet_table`] over files whose footers (`footers`, one per file) are already read.
+/// [`parquet_table`] over files whose footers are already read (one per file, with its
+/// stamp, as [`crate::engine::footer::read_stamped_footers`] gives them): they are put in
+/// `ctx`'s metadata cache ([`seed_metadata_cache`]), so its scans do not read them again.
 pub async fn parquet_table_read(
     ctx: &SessionContext,
     files: &[PathBuf],
-    footers: &[ArrowReaderMetadata],
+    stamped: &[(ArrowReaderMetadata, (u64, u128))],
     sort_keys: &[&str],
     trusted: &[&str],
 ) -> Result<Arc<dyn TableProvider>> {
+    seed_metadata_cache(
+        ctx,
+        files
+            .iter()
+            .zip(stamped)
+            .map(|(f, (m, stamp))| (f.as_path(), *stamp, m)),
+    )?;
+    let footers: Vec<ArrowReaderMetadata> = stamped.iter().map(|(m, _)| m.clone()).collect();
     // Footers were read first, so an unreadable one is an error naming the file (DataFusion's
     // schema inference could panic on some).
-    let (statistics_safe, schema) = read_as(files, footers, trusted)?;
+    let (statistics_safe, schema) = read_as(files, &footers, trusted)?;
     let table = listing_table(
         ctx,
         files.iter().map(PathBuf::as_path),

@@ -10,7 +10,7 @@ use datafusion::common::TableReference;
 use datafusion::prelude::{ident, lit, SessionContext};
 
 use crate::contract::OUTPUT_COLUMNS;
-use crate::engine::footer::{metadata_declares_order, read_footers};
+use crate::engine::footer::{metadata_declares_order, read_stamped_footers};
 use crate::engine::tables::{parquet_table, parquet_table_read};
 use crate::error::{Error, Result};
 use crate::sink::committed::{output_file, output_parts};
@@ -39,13 +39,13 @@ pub async fn register_output(ctx: &SessionContext, dir: &Path, schema: Option<&s
     let mut registered = Vec::new();
     // Part files a run wrote in key order say so in their footers; the aggregation by
     // generation then streams instead of holding every generation at once.
-    let footers = read_footers(&segments)?;
+    let footers = read_stamped_footers(&segments)?;
     let sorted = footers
         .iter()
-        .all(|m| metadata_declares_order(m.metadata(), &["generation_id", "segment_index"]));
+        .all(|(m, _)| metadata_declares_order(m.metadata(), &["generation_id", "segment_index"]));
     let rows: u64 = footers
         .iter()
-        .map(|m| m.metadata().file_metadata().num_rows().max(0) as u64)
+        .map(|(m, _)| m.metadata().file_metadata().num_rows().max(0) as u64)
         .sum();
     if sorted {
         // Sorted files can only be read in order if every chain of non-overlapping files gets

@@ -1107,6 +1107,37 @@ fn each_input_objects_size_and_footer_are_requested_once() {
     for ((key, _), (_, footers, wholes, reads)) in hive.iter().zip(counted_of(&by_day, &hive)) {
         assert_eq!((footers, wholes, reads), (1, 1, 2), "{key}");
     }
+    // An output in the bucket read back as tables: each segments object's footer once (read
+    // for the table, then by its scan, before).
+    moto.job_ok("s3://data/in/", &model, Path::new("s3://data/out-s3"));
+    let written: Vec<(String, u64)> = moto
+        .keys("data", "out-s3/")
+        .into_iter()
+        .filter(|k| k.contains("/segments/") && k.ends_with(".parquet"))
+        .map(|k| {
+            let len = moto.get("data", &k).unwrap().len() as u64;
+            (k, len)
+        })
+        .collect();
+    assert!(!written.is_empty());
+    let read_back = || {
+        let o = moto.segscore(
+            &[
+                "sql",
+                "-t",
+                "s3://data/out-s3",
+                "--format",
+                "csv",
+                "SELECT count(*) AS n FROM segments WHERE segment_index >= 0",
+            ],
+            &[],
+        );
+        ok(&o);
+        assert_eq!(String::from_utf8(o.stdout).unwrap().trim(), "n\n6000");
+    };
+    for ((key, _), (_, footers, _, _)) in written.iter().zip(counted_of(&read_back, &written)) {
+        assert_eq!(footers, 1, "{key}");
+    }
 }
 
 #[test]
