@@ -1013,9 +1013,9 @@ fn each_input_objects_size_and_footer_are_requested_once() {
     let files = walk(&input);
     assert_eq!(files.len(), 5);
     // Each object's HEADs, reads of its footer (a read that ends at its last byte), reads of
-    // it whole (no range) and reads, in what `run` asks of the store, for the objects `keys`
-    // (each one's key and size).
-    let counted_of = |run: &dyn Fn(), keys: &[(String, u64)]| -> Vec<(usize, usize, usize, usize)> {
+    // it whole (no range), reads, and the bytes of its ranged reads other than the footer's, in
+    // what `run` asks of the store, for the objects `keys` (each one's key and size).
+    let counted_of = |run: &dyn Fn(), keys: &[(String, u64)]| -> Vec<(usize, usize, usize, usize, u64)> {
         assert_eq!(
             moto.http("POST", "/moto-api/recorder/reset-recording", b"").0,
             200
@@ -1046,7 +1046,15 @@ fn each_input_objects_size_and_footer_are_requested_once() {
                 let footers = gets.iter().filter(|r| r.ends_with(&format!("-{last}"))).count();
                 let heads = of_it.iter().filter(|r| r["method"] == "HEAD").count();
                 let wholes = gets.iter().filter(|r| **r == "whole").count();
-                (heads, footers, wholes, gets.len())
+                let ranged: u64 = gets
+                    .iter()
+                    .filter(|r| **r != "whole" && !r.ends_with(&format!("-{last}")))
+                    .map(|r| {
+                        let (a, b) = r.strip_prefix("bytes=").unwrap().split_once('-').unwrap();
+                        b.parse::<u64>().unwrap() + 1 - a.parse::<u64>().unwrap()
+                    })
+                    .sum();
+                (heads, footers, wholes, gets.len(), ranged)
             })
             .collect()
     };
@@ -1068,7 +1076,7 @@ fn each_input_objects_size_and_footer_are_requested_once() {
         // No HEAD (the prefix's listing said each object's size and time), one footer read
         // (it failed with 5 HEADs and 2 footer reads), and each of the 3 shards' scans reads
         // the object whole, fetched ahead of the scan (a ranged read of its rows before).
-        assert_eq!(counts, (0, 1, 3, 4), "{}", f.display());
+        assert_eq!(counts, (0, 1, 3, 4, 0), "{}", f.display());
     }
     // The same outputs as a run over the local files.
     let local = tmp.path().join("local");
@@ -1077,17 +1085,28 @@ fn each_input_objects_size_and_footer_are_requested_once() {
     // `segscore sql`: the footer once (the count comes from it), whatever DataFusion's
     // listing asks (its HEAD, not pinned: a script may write an object it read).
     let count = || assert_eq!(moto.count("s3://data/in/").trim(), "n\n6000");
-    for (f, (_, footers, _, reads)) in files.iter().zip(counted(&count)) {
+    for (f, (_, footers, _, reads, _)) in files.iter().zip(counted(&count)) {
         assert_eq!((footers, reads), (1, 1), "{}", f.display());
     }
-    // A query that reads the rows: DataFusion's streams share the files in one queue (no
-    // order needed), and read ahead of it together, each object in one read.
+    // A query that reads the rows of most columns: DataFusion's streams share the files in one
+    // queue (no order needed), and read ahead of it together, each object in one read.
     let scan = || {
-        let sql = "SELECT count(*) AS n FROM t WHERE segment_index >= 0";
+        let sql = "SELECT count(*) AS n FROM t WHERE cardinality(input_ids) > 0 AND cumulative_score > -1e9";
         assert_eq!(moto.query("s3://data/in/", sql).trim(), "n\n6000");
     };
-    for (f, (_, footers, wholes, reads)) in files.iter().zip(counted(&scan)) {
+    for (f, (_, footers, wholes, reads, _)) in files.iter().zip(counted(&scan)) {
         assert_eq!((footers, wholes, reads), (1, 1, 2), "{}", f.display());
+    }
+    // A query that reads one small column: only its chunks are fetched ahead, in one ranged
+    // read (the object whole before: the token lists are most of its bytes).
+    let narrow = |input: &str| {
+        let sql = "SELECT count(*) AS n FROM t WHERE segment_index >= 0";
+        assert_eq!(moto.query(input, sql).trim(), "n\n6000");
+    };
+    let index_only = || narrow("s3://data/in/");
+    for (f, (_, footers, wholes, reads, ranged)) in files.iter().zip(counted(&index_only)) {
+        assert_eq!((footers, wholes, reads), (1, 0, 2), "{}", f.display());
+        assert!(ranged > 0 && ranged < size(f) / 10, "{ranged} of {}", size(f));
     }
     // The same objects under `key=value` prefixes: `sql` reads each footer once there too (its
     // hive tables left the footers out of the metadata cache, and the scan read them again).
@@ -1100,12 +1119,11 @@ fn each_input_objects_size_and_footer_are_requested_once() {
             (key, size(f))
         })
         .collect();
-    let by_day = || {
-        let sql = "SELECT count(*) AS n FROM t WHERE segment_index >= 0 AND day > 0";
-        assert_eq!(moto.query("s3://data/hive/", sql).trim(), "n\n6000");
-    };
-    for ((key, _), (_, footers, wholes, reads)) in hive.iter().zip(counted_of(&by_day, &hive)) {
-        assert_eq!((footers, wholes, reads), (1, 1, 2), "{key}");
+    let hive_narrow = || narrow("s3://data/hive/");
+    for ((key, size), (_, footers, wholes, reads, ranged)) in hive.iter().zip(counted_of(&hive_narrow, &hive))
+    {
+        assert_eq!((footers, wholes, reads), (1, 0, 2), "{key}");
+        assert!(ranged > 0 && ranged < size / 10, "{ranged} of {size}");
     }
     // An output in the bucket read back as tables: each segments object's footer once (read
     // for the table, then by its scan, before).
@@ -1135,7 +1153,7 @@ fn each_input_objects_size_and_footer_are_requested_once() {
         ok(&o);
         assert_eq!(String::from_utf8(o.stdout).unwrap().trim(), "n\n6000");
     };
-    for ((key, _), (_, footers, _, _)) in written.iter().zip(counted_of(&read_back, &written)) {
+    for ((key, _), (_, footers, _, _, _)) in written.iter().zip(counted_of(&read_back, &written)) {
         assert_eq!(footers, 1, "{key}");
     }
 }
