@@ -280,7 +280,6 @@ impl ParquetFileReaderFactory for ReadAhead {
         metrics: &ExecutionPlanMetricsSet,
     ) -> Result<Box<dyn AsyncFileReader + Send>> {
         let location = file.object_meta.location.clone();
-        let size = file.object_meta.size;
         let fetched = match (
             self.queues.get(partition_index),
             tokio::runtime::Handle::try_current(),
