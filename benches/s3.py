@@ -10,7 +10,9 @@ and to local disk, alternating, several times, in one run.
     python3 benches/s3.py --segments 20000 --files 64 --latency 20   # 20 ms a request
 
 Reports rows/s (median) for local -> local, s3 -> local and s3 -> s3, and the ratios to local
-disk; and the seconds of `segscore sql -t t=s3://bench/in/ "SELECT count(*) FROM t"`. With
+disk; the seconds of `segscore sql -t t=s3://bench/in/ "SELECT count(*) FROM t"`, and of a
+query of one small column (`SELECT source, count(*) ... GROUP BY source`) with the bytes it
+downloads (counted with `--latency`). With
 `--latency MS`, every request segscore sends waits MS milliseconds first (a proxy between it
 and moto, as object storage's round trip would): what many objects cost a run before its
 first row.
@@ -37,10 +39,15 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from e2e import add_binary, free_port, run  # noqa: E402
 
 
+# Bytes the latency proxy has passed from the server to its clients.
+DOWNLOADED = [0]
+
+
 def latency_proxy(target_port, seconds):
     """A TCP proxy on 127.0.0.1 (a free port, returned) to 127.0.0.1:`target_port` that holds
     each piece a client sends for `seconds`: every request waits that long, as a round trip to
-    object storage would. It runs on a daemon thread until the bench exits."""
+    object storage would. It counts the bytes it passes back in DOWNLOADED, and runs on a daemon
+    thread until the bench exits."""
     port = free_port()
 
     async def pipe(reader, writer, delay):
@@ -48,6 +55,8 @@ def latency_proxy(target_port, seconds):
             while data := await reader.read(65536):
                 if delay:
                     await asyncio.sleep(delay)
+                else:
+                    DOWNLOADED[0] += len(data)
                 writer.write(data)
                 await writer.drain()
         except (ConnectionError, OSError):
@@ -123,11 +132,18 @@ def main():
         }
         times = {k: [] for k in cases}
         count = [args.binary, "sql", "-t", "t=s3://bench/in/", "SELECT count(*) AS n FROM t"]
-        count_seconds = []
+        # A query of one small column: what it costs to read a few columns of files whose bulk
+        # is token lists.
+        narrow = [args.binary, "sql", "-t", "t=s3://bench/in/",
+                  "SELECT source, count(*) AS n FROM t GROUP BY source ORDER BY source"]
+        count_seconds, narrow_seconds, narrow_bytes = [], [], []
         for _ in range(args.repeats):
             for name, case in cases.items():
                 times[name].append(run([args.binary] + common + case, env)[0])
             count_seconds.append(run(count, env)[0])
+            before = DOWNLOADED[0]
+            narrow_seconds.append(run(narrow, env)[0])
+            narrow_bytes.append(DOWNLOADED[0] - before)
         local = statistics.median(times["local -> local"])
         result = {
             "machine": f"{platform.node()} ({os.cpu_count()} cores)",
@@ -137,6 +153,10 @@ def main():
             "latency_ms": args.latency,
             "seconds": {k: round(statistics.median(v), 3) for k, v in times.items()},
             "sql_count_seconds": round(statistics.median(count_seconds), 3),
+            "sql_narrow_seconds": round(statistics.median(narrow_seconds), 3),
+            # Counted by the latency proxy: with --latency only.
+            "sql_narrow_bytes_read": statistics.median(narrow_bytes) if args.latency else None,
+            "input_bytes": sum(os.path.getsize(os.path.join(data, f)) for f in os.listdir(data)),
             "rows_per_second": {k: round(args.segments / statistics.median(v)) for k, v in times.items()},
             "ratio_to_local": {k: round(local / statistics.median(v), 3) for k, v in times.items()},
         }
