@@ -416,3 +416,64 @@ impl AsyncFileReader for AheadReader {
         self.inner.get_metadata(options)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
+    use datafusion::execution::cache::cache_manager::CachedFileMetadataEntry;
+    use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+    use datafusion::parquet::arrow::ArrowWriter;
+    use datafusion::parquet::file::metadata::ParquetMetaDataReader;
+    use datafusion::parquet::file::properties::WriterProperties;
+
+    #[test]
+    fn a_scan_of_few_columns_fetches_their_chunks_and_of_most_the_whole_object() {
+        // Two row groups of a small column and a large one.
+        let small: ArrayRef = Arc::new(Int64Array::from_iter_values(0..1000));
+        let big: ArrayRef = Arc::new(StringArray::from_iter_values(
+            (0..1000).map(|i| format!("{i:0200}")),
+        ));
+        let batch = RecordBatch::try_from_iter([("small", small), ("big", big)]).unwrap();
+        let props = WriterProperties::builder()
+            .set_max_row_group_row_count(Some(500))
+            .build();
+        let mut bytes = Vec::new();
+        let mut w = ArrowWriter::try_new(&mut bytes, batch.schema(), Some(props)).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        let bytes = Bytes::from(bytes);
+        let footer = ParquetMetaDataReader::new().parse_and_finish(&bytes).unwrap();
+        assert_eq!(footer.num_row_groups(), 2);
+        let chunk = |g: usize, c: usize| {
+            let (start, len) = footer.row_group(g).column(c).byte_range();
+            start..start + len
+        };
+        let file = PartitionedFile::new("bucket/f.parquet", bytes.len() as u64);
+        let cache = RuntimeEnvBuilder::new()
+            .build()
+            .unwrap()
+            .cache_manager
+            .get_file_metadata_cache();
+        let names = |n: &[&str]| Some(n.iter().map(|s| s.to_string()).collect::<HashSet<String>>());
+        // No footer cached: the whole object.
+        assert_eq!(chunks(cache.as_ref(), &file, names(&["small"]).as_ref()), None);
+        let entry = CachedFileMetadataEntry::new(
+            file.object_meta.clone(),
+            Arc::new(CachedParquetMetaData::new(Arc::new(footer.clone()))),
+        );
+        cache.put(&file.object_meta.location, entry);
+        // The small column: its chunk in each row group.
+        assert_eq!(
+            chunks(cache.as_ref(), &file, names(&["small", "elsewhere"]).as_ref()),
+            Some(vec![chunk(0, 0), chunk(1, 0)])
+        );
+        // The large one, or every column (or no projection): the whole object.
+        for columns in [names(&["big"]), names(&["small", "big"]), None] {
+            assert_eq!(chunks(cache.as_ref(), &file, columns.as_ref()), None);
+        }
+        // Another version of the object (another size): its footer is not this one.
+        let other = PartitionedFile::new("bucket/f.parquet", bytes.len() as u64 + 1);
+        assert_eq!(chunks(cache.as_ref(), &other, names(&["small"]).as_ref()), None);
+    }
+}
