@@ -11,9 +11,10 @@
 //! round trip is a small part of its reading. What the scan reads, and so its batches, do not
 //! change.
 
+mod chunks;
 mod queue;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
@@ -21,7 +22,6 @@ use bytes::Bytes;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::datasource::listing::PartitionedFile;
-use datafusion::datasource::physical_plan::parquet::metadata::CachedParquetMetaData;
 use datafusion::datasource::physical_plan::parquet::{
     CachedParquetFileReaderFactory, ParquetFileMetrics, ParquetFileReaderFactory,
 };
@@ -30,13 +30,11 @@ use datafusion::datasource::physical_plan::{
 };
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::error::Result;
-use datafusion::execution::cache::cache_manager::FileMetadataCache;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::parquet::arrow::arrow_reader::ArrowReaderOptions;
 use datafusion::parquet::arrow::async_reader::AsyncFileReader;
 use datafusion::parquet::file::metadata::ParquetMetaData;
-use datafusion::physical_expr::utils::collect_columns;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::metrics::ExecutionPlanMetricsSet;
 use datafusion::physical_plan::ExecutionPlan;
@@ -44,6 +42,7 @@ use futures::future::{BoxFuture, FutureExt, Shared};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 
+use chunks::Reads;
 use queue::Ahead;
 
 /// The most objects a partition fetches ahead of the one its scan reads.
@@ -55,10 +54,6 @@ pub const AHEAD_BYTES: u64 = 16 << 20;
 /// Objects whose bytes the scan reads (the whole object, or its columns' chunks) are this many
 /// or fewer are fetched ahead, or when the scan opens them; larger ones are read by range.
 pub const AHEAD_MAX_OBJECT: u64 = 8 << 20;
-
-/// Where the chunks of the columns a scan reads hold this share of an object or more, the
-/// object is fetched whole, in one request (the rest is little more to read).
-const WHOLE_SHARE: f64 = 0.75;
 
 /// A physical optimizer rule: each Parquet scan over object storage whose partitions read
 /// more than one small object gets a reader factory that reads ahead.
@@ -91,16 +86,16 @@ impl ReadAheadRule {
         if config.object_store_url == ObjectStoreUrl::local_filesystem() {
             return Ok(None);
         }
-        // Each file's bytes to fetch: its columns' chunks where the scan reads few of them
-        // (kept in `ranges`), else the whole object.
+        // Each file's bytes to fetch: the chunks the scan reads where they are few of them
+        // (kept in `ranges`: [`Reads::chunks`]), else the whole object.
         let cache = self.runtime.cache_manager.get_file_metadata_cache();
-        let columns = read_columns(config);
+        let reads = Reads::of(config);
         let mut ranges: HashMap<Path, Arc<[Range<u64>]>> = HashMap::new();
         let mut located = |files: Vec<PartitionedFile>| -> Vec<(Path, u64)> {
             files
                 .into_iter()
                 .map(|f| {
-                    let bytes = match chunks(cache.as_ref(), &f, columns.as_ref()) {
+                    let bytes = match reads.chunks(cache.as_ref(), &f) {
                         Some(r) => {
                             let total = r.iter().map(|r| r.end - r.start).sum();
                             ranges.insert(f.object_meta.location.clone(), r.into());
@@ -187,70 +182,6 @@ impl PhysicalOptimizerRule for ReadAheadRule {
     }
 }
 
-/// The names of the columns a scan reads from its files (its projection's and its filter's),
-/// None where it reads them all.
-fn read_columns(config: &FileScanConfig) -> Option<HashSet<String>> {
-    let projection = config.file_source().projection()?;
-    let mut names: HashSet<String> = projection
-        .expr_iter()
-        .flat_map(|e| collect_columns(&e))
-        .map(|c| c.name().to_string())
-        .collect();
-    if let Some(filter) = config.file_source().filter() {
-        names.extend(collect_columns(&filter).into_iter().map(|c| c.name().to_string()));
-    }
-    Some(names)
-}
-
-/// The byte ranges of `file` that hold the chunks of `columns` (top-level names) in each of its
-/// row groups, merged where they touch, from its footer in the metadata cache; None to fetch
-/// the object whole: every column read, no footer cached for this version of the object, or
-/// the chunks [`WHOLE_SHARE`] of it or more.
-fn chunks(
-    cache: &FileMetadataCache,
-    file: &PartitionedFile,
-    columns: Option<&HashSet<String>>,
-) -> Option<Vec<Range<u64>>> {
-    let columns = columns?;
-    let entry = cache.get(&file.object_meta.location)?;
-    if !entry.is_valid_for(&file.object_meta) {
-        return None;
-    }
-    let footer = entry
-        .file_metadata
-        .as_any()
-        .downcast_ref::<CachedParquetMetaData>()?
-        .parquet_metadata();
-    let mut ranges: Vec<Range<u64>> = footer
-        .row_groups()
-        .iter()
-        .flat_map(|g| g.columns())
-        .filter(|c| {
-            c.column_descr()
-                .path()
-                .parts()
-                .first()
-                .is_some_and(|n| columns.contains(n))
-        })
-        .map(|c| {
-            let (start, len) = c.byte_range();
-            start..start.saturating_add(len)
-        })
-        .collect();
-    ranges.sort_by_key(|r| r.start);
-    let mut merged: Vec<Range<u64>> = Vec::with_capacity(ranges.len());
-    for r in ranges {
-        match merged.last_mut() {
-            Some(last) if r.start <= last.end => last.end = last.end.max(r.end),
-            _ => merged.push(r),
-        }
-    }
-    let total: u64 = merged.iter().map(|r| r.end - r.start).sum();
-    let size = file.object_meta.size;
-    let few = (total as f64) < WHOLE_SHARE * size as f64 && merged.iter().all(|r| r.end <= size);
-    few.then_some(merged)
-}
-
 /// What was fetched of an object: pieces of it (their first byte's offset and their bytes),
 /// the whole object as one piece from 0.
 type Pieces = Arc<[(u64, Bytes)]>;
@@ -267,7 +198,7 @@ struct ReadAhead {
     store: Arc<dyn ObjectStore>,
     /// Each partition's read-ahead (one shared by all where the streams share their files).
     queues: Vec<Arc<Mutex<Ahead>>>,
-    /// The ranges fetched of the objects not fetched whole ([`chunks`]).
+    /// The ranges fetched of the objects not fetched whole ([`Reads::chunks`]).
     ranges: HashMap<Path, Arc<[Range<u64>]>>,
 }
 
@@ -414,66 +345,5 @@ impl AsyncFileReader for AheadReader {
         options: Option<&'a ArrowReaderOptions>,
     ) -> BoxFuture<'a, datafusion::parquet::errors::Result<Arc<ParquetMetaData>>> {
         self.inner.get_metadata(options)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
-    use datafusion::execution::cache::cache_manager::CachedFileMetadataEntry;
-    use datafusion::execution::runtime_env::RuntimeEnvBuilder;
-    use datafusion::parquet::arrow::ArrowWriter;
-    use datafusion::parquet::file::metadata::ParquetMetaDataReader;
-    use datafusion::parquet::file::properties::WriterProperties;
-
-    #[test]
-    fn a_scan_of_few_columns_fetches_their_chunks_and_of_most_the_whole_object() {
-        // Two row groups of a small column and a large one.
-        let small: ArrayRef = Arc::new(Int64Array::from_iter_values(0..1000));
-        let big: ArrayRef = Arc::new(StringArray::from_iter_values(
-            (0..1000).map(|i| format!("{i:0200}")),
-        ));
-        let batch = RecordBatch::try_from_iter([("small", small), ("big", big)]).unwrap();
-        let props = WriterProperties::builder()
-            .set_max_row_group_row_count(Some(500))
-            .build();
-        let mut bytes = Vec::new();
-        let mut w = ArrowWriter::try_new(&mut bytes, batch.schema(), Some(props)).unwrap();
-        w.write(&batch).unwrap();
-        w.close().unwrap();
-        let bytes = Bytes::from(bytes);
-        let footer = ParquetMetaDataReader::new().parse_and_finish(&bytes).unwrap();
-        assert_eq!(footer.num_row_groups(), 2);
-        let chunk = |g: usize, c: usize| {
-            let (start, len) = footer.row_group(g).column(c).byte_range();
-            start..start + len
-        };
-        let file = PartitionedFile::new("bucket/f.parquet", bytes.len() as u64);
-        let cache = RuntimeEnvBuilder::new()
-            .build()
-            .unwrap()
-            .cache_manager
-            .get_file_metadata_cache();
-        let names = |n: &[&str]| Some(n.iter().map(|s| s.to_string()).collect::<HashSet<String>>());
-        // No footer cached: the whole object.
-        assert_eq!(chunks(cache.as_ref(), &file, names(&["small"]).as_ref()), None);
-        let entry = CachedFileMetadataEntry::new(
-            file.object_meta.clone(),
-            Arc::new(CachedParquetMetaData::new(Arc::new(footer.clone()))),
-        );
-        cache.put(&file.object_meta.location, entry);
-        // The small column: its chunk in each row group.
-        assert_eq!(
-            chunks(cache.as_ref(), &file, names(&["small", "elsewhere"]).as_ref()),
-            Some(vec![chunk(0, 0), chunk(1, 0)])
-        );
-        // The large one, or every column (or no projection): the whole object.
-        for columns in [names(&["big"]), names(&["small", "big"]), None] {
-            assert_eq!(chunks(cache.as_ref(), &file, columns.as_ref()), None);
-        }
-        // Another version of the object (another size): its footer is not this one.
-        let other = PartitionedFile::new("bucket/f.parquet", bytes.len() as u64 + 1);
-        assert_eq!(chunks(cache.as_ref(), &other, names(&["small"]).as_ref()), None);
     }
 }
