@@ -1123,6 +1123,29 @@ fn each_input_objects_size_and_footer_are_requested_once() {
         assert_eq!((footers, wholes, reads), (1, 0, want), "{}", f.display());
         assert!(i == 0 || ranged == 0);
     }
+    // A peek (`LIMIT`, one stream): the first object holds the rows (DataFusion keeps only it
+    // in the scan, by the footers' row counts), so the others are not read, nor fetched ahead.
+    let peek = || {
+        let o = moto.segscore(
+            &[
+                "sql",
+                "--threads",
+                "1",
+                "-t",
+                "t=s3://data/in/",
+                "--format",
+                "csv",
+                "SELECT segment_index FROM t LIMIT 5",
+            ],
+            &[],
+        );
+        ok(&o);
+        assert_eq!(String::from_utf8(o.stdout).unwrap().lines().count(), 6);
+    };
+    for (i, (f, (_, footers, wholes, reads, _))) in files.iter().zip(counted(&peek)).enumerate() {
+        let want = if i == 0 { 2 } else { 1 };
+        assert_eq!((footers, wholes, reads), (1, 0, want), "{}", f.display());
+    }
     // The same objects under `key=value` prefixes: `sql` reads each footer once there too (its
     // hive tables left the footers out of the metadata cache, and the scan read them again).
     let hive: Vec<(String, u64)> = files
