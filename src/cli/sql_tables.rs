@@ -311,11 +311,7 @@ async fn register_files(
         // key=value folders: their levels are columns, and filters on them prune.
         Some(h) => {
             // The footers just read, where the scan looks before reading them again.
-            let seeds = files.iter().zip(&stamped);
-            crate::engine::tables::seed_metadata_cache(
-                ctx,
-                seeds.map(|(f, (m, stamp))| (f.as_path(), *stamp, m)),
-            )?;
+            crate::engine::tables::seed_stamped(ctx, &files, &stamped)?;
             let footers: Vec<_> = stamped.into_iter().map(|(m, _)| m).collect();
             let (safe, schema) = crate::engine::tables::read_as(&files, &footers, &[])?;
             ctx.register_table(name, h.table(ctx, &[], safe, schema).await?)?;

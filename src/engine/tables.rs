@@ -154,6 +154,17 @@ pub fn seed_metadata_cache<'a>(
     Ok(())
 }
 
+/// [`seed_metadata_cache`] with `files` and their footers and stamps, one each, as
+/// [`crate::engine::footer::read_stamped_footers`] gives them.
+pub fn seed_stamped(
+    ctx: &SessionContext,
+    files: &[PathBuf],
+    stamped: &[(ArrowReaderMetadata, (u64, u128))],
+) -> Result<()> {
+    let seeds = files.iter().zip(stamped);
+    seed_metadata_cache(ctx, seeds.map(|(f, (m, stamp))| (f.as_path(), *stamp, m)))
+}
+
 /// The URL DataFusion reads a file by: an `s3://` URL as it is; a local path as it is (a `[`, `*` or `?` in a name is
 /// that character, never a glob). A path that is not UTF-8 is an error naming it.
 pub fn file_url(path: &Path) -> Result<ListingTableUrl> {
@@ -213,13 +224,7 @@ pub async fn parquet_table_read(
     sort_keys: &[&str],
     trusted: &[&str],
 ) -> Result<Arc<dyn TableProvider>> {
-    seed_metadata_cache(
-        ctx,
-        files
-            .iter()
-            .zip(stamped)
-            .map(|(f, (m, stamp))| (f.as_path(), *stamp, m)),
-    )?;
+    seed_stamped(ctx, files, stamped)?;
     let footers: Vec<ArrowReaderMetadata> = stamped.iter().map(|(m, _)| m.clone()).collect();
     // Footers were read first, so an unreadable one is an error naming the file (DataFusion's
     // schema inference could panic on some).

@@ -279,6 +279,7 @@ pub struct CalibrationRow {
     /// Mean target.
     pub mean_target: f64,
 }
+
 /// A metric as the tables print it: six decimals, `none` where there is no value, and a value
 /// that rounds to zero as `0.000000` whatever its sign (a difference of -1e-18 is no
 /// difference).
