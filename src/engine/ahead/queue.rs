@@ -11,7 +11,8 @@ use super::{Fetch, AHEAD_BYTES, AHEAD_MAX_OBJECT, AHEAD_OBJECTS};
 /// The read-ahead of one partition, or of the queue all of a scan's streams take files from:
 /// its files in the order the scan opens them, and the fetches started and not yet taken.
 pub(super) struct Ahead {
-    /// Location and size of each file, in order.
+    /// Location of each file, in order, and the bytes a fetch of it takes (its size, or the
+    /// chunks the scan reads of it).
     files: Vec<(Path, u64)>,
     /// Which files the scan has opened.
     opened: Vec<bool>,
@@ -57,8 +58,8 @@ impl Ahead {
         }
     }
 
-    /// The scan opens the file at `location`: its bytes, fetched ahead or fetched now (None
-    /// for a large object, or a file not in the list), and the fetches of the files after it
+    /// The scan opens the file at `location`: what it reads of it, fetched ahead or fetched now
+    /// (None where that is more than [`AHEAD_MAX_OBJECT`], or for a file not in the list), and the fetches of the files after it
     /// started, within the limits. A file opened again soon after (DataFusion opens a second
     /// reader of a file to decode it once it has read its bloom filters with the first) gets
     /// the fetch it took. `start` starts a fetch (of a file and what the limits count of it).
