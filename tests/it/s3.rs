@@ -999,8 +999,10 @@ fn hive_partitioned_prefixes_give_partition_columns() {
 /// A run asks the store for each input object's size once and reads its footer once: the
 /// prefix's listing says each object's size and time, and the check and the scan's listing (a
 /// HEAD per object, in each shard's plan) take its answer; the scan's footer reads find the
-/// check's footers. `segscore sql` reads a table's footers once too (requests counted by moto's
-/// recorder).
+/// check's footers. `segscore sql` reads a table's footers once too, a plain table's, a
+/// `key=value` prefix's and an output's; and its scans read ahead only what they read: whole
+/// objects for most columns, one column's chunks for one, no object whose row groups a filter
+/// leaves out (requests counted by moto's recorder).
 #[test]
 fn each_input_objects_size_and_footer_are_requested_once() {
     let tmp = tempfile::tempdir().unwrap();
