@@ -131,6 +131,7 @@ def main():
             "s3 -> s3": ["-i", "s3://bench/in/", "-m", "s3://bench/model.onnx", "-o", "s3://bench/out"],
         }
         times = {k: [] for k in cases}
+        downloaded = {k: [] for k in cases}
         count = [args.binary, "sql", "-t", "t=s3://bench/in/", "SELECT count(*) AS n FROM t"]
         # A query of one small column: what it costs to read a few columns of files whose bulk
         # is token lists.
@@ -139,7 +140,9 @@ def main():
         count_seconds, narrow_seconds, narrow_bytes = [], [], []
         for _ in range(args.repeats):
             for name, case in cases.items():
+                before = DOWNLOADED[0]
                 times[name].append(run([args.binary] + common + case, env)[0])
+                downloaded[name].append(DOWNLOADED[0] - before)
             count_seconds.append(run(count, env)[0])
             before = DOWNLOADED[0]
             narrow_seconds.append(run(narrow, env)[0])
@@ -152,6 +155,9 @@ def main():
             "threads": args.threads,
             "latency_ms": args.latency,
             "seconds": {k: round(statistics.median(v), 3) for k, v in times.items()},
+            # Counted by the latency proxy: with --latency only (and only what reads the store).
+            "bytes_read": {k: statistics.median(v) for k, v in downloaded.items() if k != "local -> local"}
+            if args.latency else None,
             "sql_count_seconds": round(statistics.median(count_seconds), 3),
             "sql_narrow_seconds": round(statistics.median(narrow_seconds), 3),
             # Counted by the latency proxy: with --latency only.

@@ -378,14 +378,17 @@ pub struct RemoteFile {
     loc: Location,
     /// What its HEAD said (or its listing, where that pinned it).
     meta: ObjectMeta,
-    /// The object's last [`TAIL_BYTES`] (where its footer, and often its page index, lie),
-    /// fetched whole by the first read that falls in them: a footer is then one request, not
-    /// one for its length, one for itself and one or two for the page index.
+    /// The object's last bytes ([`RemoteFile::tail_len`]: where its footer, and often its page
+    /// index, lie), fetched whole by the first read that falls in them: a footer is then one
+    /// request, not one for its length, one for itself and one or two for the page index.
     tail: std::sync::Mutex<Option<Bytes>>,
 }
 
-/// How many bytes at an object's end [`RemoteFile`] fetches at once.
+/// The most bytes at an object's end [`RemoteFile`] fetches at once.
 pub const TAIL_BYTES: u64 = 64 << 10;
+
+/// The fewest bytes at an object's end [`RemoteFile`] fetches at once (all of a smaller one).
+pub const TAIL_MIN_BYTES: u64 = 16 << 10;
 
 impl RemoteFile {
     /// Opens `url`: an error naming it when there is no such object.
@@ -411,6 +414,16 @@ impl RemoteFile {
     /// Its size in bytes.
     pub fn len(&self) -> u64 {
         self.meta.size
+    }
+
+    /// How many bytes at its end its first read there fetches: an eighth of the object, from
+    /// [`TAIL_MIN_BYTES`] to [`TAIL_BYTES`]. A small object's footer is small (a row group or
+    /// two), and the scan that follows reads the object's rows again, so its tail is not most
+    /// of what a run downloads of it (64 KiB of an object of 100 KB was).
+    pub fn tail_len(&self) -> u64 {
+        (self.meta.size / 8)
+            .clamp(TAIL_MIN_BYTES, TAIL_BYTES)
+            .min(self.meta.size)
     }
 
     /// Its size and when it was last modified, in nanoseconds since the epoch (0 before it),
@@ -445,7 +458,7 @@ impl datafusion::parquet::file::reader::ChunkReader for RemoteFile {
 
     fn get_bytes(&self, start: u64, length: usize) -> datafusion::parquet::errors::Result<Bytes> {
         let external = |e| datafusion::parquet::errors::ParquetError::External(Box::new(e));
-        let tail_start = self.meta.size.saturating_sub(TAIL_BYTES);
+        let tail_start = self.meta.size - self.tail_len();
         if start < tail_start || start + length as u64 > self.meta.size {
             return self.loc.get_range(start, length as u64).map_err(external);
         }

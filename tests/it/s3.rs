@@ -1015,9 +1015,11 @@ fn each_input_objects_size_and_footer_are_requested_once() {
     let files = walk(&input);
     assert_eq!(files.len(), 5);
     // Each object's HEADs, reads of its footer (a read that ends at its last byte), reads of
-    // it whole (no range), reads, and the bytes of its ranged reads other than the footer's, in
-    // what `run` asks of the store, for the objects `keys` (each one's key and size).
-    let counted_of = |run: &dyn Fn(), keys: &[(String, u64)]| -> Vec<(usize, usize, usize, usize, u64)> {
+    // it whole (no range), reads, and the bytes of its ranged reads other than the footer's and
+    // of its footer reads, in what `run` asks of the store, for the objects `keys` (each one's
+    // key and size).
+    type Counts = (usize, usize, usize, usize, (u64, u64));
+    let counted_of = |run: &dyn Fn(), keys: &[(String, u64)]| -> Vec<Counts> {
         assert_eq!(
             moto.http("POST", "/moto-api/recorder/reset-recording", b"").0,
             200
@@ -1048,15 +1050,16 @@ fn each_input_objects_size_and_footer_are_requested_once() {
                 let footers = gets.iter().filter(|r| r.ends_with(&format!("-{last}"))).count();
                 let heads = of_it.iter().filter(|r| r["method"] == "HEAD").count();
                 let wholes = gets.iter().filter(|r| **r == "whole").count();
-                let ranged: u64 = gets
-                    .iter()
-                    .filter(|r| **r != "whole" && !r.ends_with(&format!("-{last}")))
-                    .map(|r| {
-                        let (a, b) = r.strip_prefix("bytes=").unwrap().split_once('-').unwrap();
-                        b.parse::<u64>().unwrap() + 1 - a.parse::<u64>().unwrap()
-                    })
-                    .sum();
-                (heads, footers, wholes, gets.len(), ranged)
+                let bytes = |footer: bool| -> u64 {
+                    gets.iter()
+                        .filter(|r| **r != "whole" && r.ends_with(&format!("-{last}")) == footer)
+                        .map(|r| {
+                            let (a, b) = r.strip_prefix("bytes=").unwrap().split_once('-').unwrap();
+                            b.parse::<u64>().unwrap() + 1 - a.parse::<u64>().unwrap()
+                        })
+                        .sum()
+                };
+                (heads, footers, wholes, gets.len(), (bytes(false), bytes(true)))
             })
             .collect()
     };
@@ -1074,11 +1077,19 @@ fn each_input_objects_size_and_footer_are_requested_once() {
     let out = tmp.path().join("out");
     let model = demo_model();
     let run = || moto.job_ok("s3://data/in/", &model, &out);
-    for (f, counts) in files.iter().zip(counted(&run)) {
+    for (f, (heads, footers, wholes, reads, (ranged, tail))) in files.iter().zip(counted(&run)) {
         // No HEAD (the prefix's listing said each object's size and time), one footer read
         // (it failed with 5 HEADs and 2 footer reads), and each of the 3 shards' scans reads
         // the object whole, fetched ahead of the scan (a ranged read of its rows before).
-        assert_eq!(counts, (0, 1, 3, 4, 0), "{}", f.display());
+        assert_eq!(
+            (heads, footers, wholes, reads, ranged),
+            (0, 1, 3, 4, 0),
+            "{}",
+            f.display()
+        );
+        // The footer read is the object's last 16 KiB, the least it reads, an eighth of a
+        // larger object (its last 64 KiB, most of these objects of some 75 KB, before).
+        assert_eq!(tail, 16 << 10, "{}", f.display());
     }
     // The same outputs as a run over the local files.
     let local = tmp.path().join("local");
@@ -1106,7 +1117,7 @@ fn each_input_objects_size_and_footer_are_requested_once() {
         assert_eq!(moto.query(input, sql).trim(), "n\n6000");
     };
     let index_only = || narrow("s3://data/in/");
-    for (f, (_, footers, wholes, reads, ranged)) in files.iter().zip(counted(&index_only)) {
+    for (f, (_, footers, wholes, reads, (ranged, _))) in files.iter().zip(counted(&index_only)) {
         assert_eq!((footers, wholes, reads), (1, 0, 2), "{}", f.display());
         assert!(ranged > 0 && ranged < size(f) / 10, "{ranged} of {}", size(f));
     }
@@ -1120,7 +1131,7 @@ fn each_input_objects_size_and_footer_are_requested_once() {
         let sql = format!("SELECT count(*) > 0 AS found FROM t WHERE generation_id = '{id}'");
         assert_eq!(moto.query("s3://data/in/", &sql).trim(), "found\ntrue");
     };
-    for (i, (f, (_, footers, wholes, reads, ranged))) in files.iter().zip(counted(&one)).enumerate() {
+    for (i, (f, (_, footers, wholes, reads, (ranged, _)))) in files.iter().zip(counted(&one)).enumerate() {
         let want = if i == 0 { 2 } else { 1 };
         assert_eq!((footers, wholes, reads), (1, 0, want), "{}", f.display());
         assert!(i == 0 || ranged == 0);
@@ -1160,7 +1171,8 @@ fn each_input_objects_size_and_footer_are_requested_once() {
         })
         .collect();
     let hive_narrow = || narrow("s3://data/hive/");
-    for ((key, size), (_, footers, wholes, reads, ranged)) in hive.iter().zip(counted_of(&hive_narrow, &hive))
+    for ((key, size), (_, footers, wholes, reads, (ranged, _))) in
+        hive.iter().zip(counted_of(&hive_narrow, &hive))
     {
         assert_eq!((footers, wholes, reads), (1, 0, 2), "{key}");
         assert!(ranged > 0 && ranged < size / 10, "{ranged} of {size}");
