@@ -417,9 +417,9 @@ impl RemoteFile {
     }
 
     /// How many bytes at its end its first read there fetches: an eighth of the object, from
-    /// [`TAIL_MIN_BYTES`] to [`TAIL_BYTES`]. A small object's footer is small (a row group or
-    /// two), and the scan that follows reads the object's rows again, so its tail is not most
-    /// of what a run downloads of it (64 KiB of an object of 100 KB was).
+    /// 16 KiB to 64 KiB. A small object's footer is small (a row group or two), and the scan
+    /// that follows reads the object's rows again, so its tail should add little to what a run
+    /// downloads of it (64 KiB more for an object of 100 KB, before).
     pub fn tail_len(&self) -> u64 {
         (self.meta.size / 8)
             .clamp(TAIL_MIN_BYTES, TAIL_BYTES)
