@@ -435,8 +435,7 @@ pub(super) async fn stream_sorted<'a>(
     };
     let ranges: Vec<_> = t
         .files
-        .footers
-        .iter()
+        .footers()
         .map(|m| row_group_keys(m.metadata(), &keys[0]))
         .collect();
     let files: Vec<(&Path, &[_])> = t
@@ -448,7 +447,7 @@ pub(super) async fn stream_sorted<'a>(
         .collect();
     let names: Vec<&str> = keys.iter().map(String::as_str).collect();
     let listing = t.provider(ctx, &names).await?;
-    let footers = t.files.footers.iter().cloned().map(Some).collect();
+    let footers = t.files.footers().cloned().map(Some).collect();
     let Some(ranged) = crate::engine::ranges::key_range_table(ctx, listing, &files, footers, keys.clone())?
     else {
         return Ok(None);

@@ -1,7 +1,8 @@
 //! The engine: DataFusion as segscore uses it, below every stage. A session context with
 //! segscore's settings ([`context`]), Parquet footers read safely ([`footer`]), key order across batches ([`keys`]), listing tables
 //! over Parquet files ([`tables`]), a column's type across files ([`types`]), query helpers ([`mod@query`]), and memory: the default limit and
-//! the error for running out of it ([`memory`]); the integer `sum` of its sessions ([`sums`]).
+//! the error for running out of it ([`memory`]); the integer `sum` of its sessions ([`sums`]);
+//! scans over object storage reading ahead ([`ahead`]).
 
 pub mod ahead;
 pub mod context;

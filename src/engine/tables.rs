@@ -246,10 +246,8 @@ pub async fn parquet_table_read(
 pub struct ParquetFiles {
     /// The files.
     pub files: Vec<PathBuf>,
-    /// Their footers.
-    pub footers: Vec<ArrowReaderMetadata>,
-    /// Their sizes and last-modified times as their footers were read.
-    stamps: Vec<(u64, u128)>,
+    /// Their footers, each with the size and last-modified time of its file as it was read.
+    stamped: Vec<(ArrowReaderMetadata, (u64, u128))>,
     statistics_safe: bool,
     schema: Option<SchemaRef>,
 }
@@ -258,22 +256,25 @@ impl ParquetFiles {
     /// `files` with their footers and stamps ([`crate::engine::footer::read_stamped_footers`]):
     /// an error where no one type holds a column's values in every file.
     pub fn new(files: Vec<PathBuf>, stamped: Vec<(ArrowReaderMetadata, (u64, u128))>) -> Result<Self> {
-        let (footers, stamps): (Vec<_>, Vec<_>) = stamped.into_iter().unzip();
+        let footers: Vec<ArrowReaderMetadata> = stamped.iter().map(|(m, _)| m.clone()).collect();
         let (statistics_safe, schema) = read_as(&files, &footers, &[])?;
         Ok(ParquetFiles {
             files,
-            footers,
-            stamps,
+            stamped,
             statistics_safe,
             schema,
         })
     }
 
+    /// Their footers, one per file.
+    pub fn footers(&self) -> impl Iterator<Item = &ArrowReaderMetadata> {
+        self.stamped.iter().map(|(m, _)| m)
+    }
+
     /// A table over the files, declared sorted by `sort_keys` if any; their footers are put in
-    /// `ctx`'s metadata cache ([`seed_metadata_cache`]), so its scans do not read them again.
+    /// `ctx`'s metadata cache ([`seed_stamped`]), so its scans do not read them again.
     pub async fn table(&self, ctx: &SessionContext, sort_keys: &[&str]) -> Result<Arc<dyn TableProvider>> {
-        let seeds = self.files.iter().zip(&self.stamps).zip(&self.footers);
-        seed_metadata_cache(ctx, seeds.map(|((f, &stamp), meta)| (f.as_path(), stamp, meta)))?;
+        seed_stamped(ctx, &self.files, &self.stamped)?;
         let files = self.files.iter().map(PathBuf::as_path);
         let table = listing_table(ctx, files, sort_keys, self.statistics_safe, self.schema.clone()).await?;
         Ok(Arc::new(table))

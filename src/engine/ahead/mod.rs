@@ -107,11 +107,7 @@ impl ReadAheadRule {
                 })
                 .collect()
         };
-        let groups: Vec<Vec<(Path, u64)>> = config
-            .file_groups
-            .iter()
-            .map(|g| located(g.files().to_vec()))
-            .collect();
+        let streams = config.file_groups.len();
         let small = |files: &[(Path, u64)]| files.iter().filter(|f| f.1 <= AHEAD_MAX_OBJECT).count();
         // Where DataFusion lets a partition's stream take files from one queue that all the
         // scan's streams share (its work stealing: the files in no required order nor
@@ -132,9 +128,14 @@ impl ReadAheadRule {
             if small(&all) < 2 {
                 return Ok(None);
             }
-            let queue = Arc::new(Mutex::new(Ahead::new(all, groups.len())));
-            vec![queue; groups.len()]
+            let queue = Arc::new(Mutex::new(Ahead::new(all, streams)));
+            vec![queue; streams]
         } else {
+            let groups: Vec<Vec<(Path, u64)>> = config
+                .file_groups
+                .iter()
+                .map(|g| located(g.files().to_vec()))
+                .collect();
             if !groups.iter().any(|files| small(files) > 1) {
                 return Ok(None);
             }
