@@ -379,8 +379,9 @@ pub struct RemoteFile {
     /// What its HEAD said (or its listing, where that pinned it).
     meta: ObjectMeta,
     /// The object's last bytes ([`RemoteFile::tail_len`]: where its footer, and often its page
-    /// index, lie), fetched whole by the first read that falls in them: a footer is then one
-    /// request, not one for its length, one for itself and one or two for the page index.
+    /// index, lie), fetched whole by the first read of its end (a footer's length), and
+    /// serving the reads in them after it: a footer is then one request, not one for its
+    /// length, one for itself and one or two for the page index.
     tail: std::sync::Mutex<Option<Bytes>>,
 }
 
@@ -465,6 +466,12 @@ impl datafusion::parquet::file::reader::ChunkReader for RemoteFile {
         let mut tail = self.tail.lock().unwrap_or_else(|e| e.into_inner());
         let bytes = match &*tail {
             Some(bytes) => bytes.clone(),
+            // Other reads in the tail before it is fetched (a column chunk of the last row
+            // group, read by a reader given the footer) read what they ask for.
+            None if start + length as u64 != self.meta.size => {
+                drop(tail);
+                return self.loc.get_range(start, length as u64).map_err(external);
+            }
             None => {
                 let bytes = self
                     .loc

@@ -1095,6 +1095,49 @@ fn each_input_objects_size_and_footer_are_requested_once() {
     let local = tmp.path().join("local");
     moto.job_ok(input.to_str().unwrap(), &model, &local);
     assert_same_outputs(&out, &local);
+    // Objects of several row groups that the job's key ranges cut between two partitions: each
+    // partition fetches its own row groups of the object it shares, so no byte of an object is
+    // downloaded twice (the object cut was fetched whole by both partitions before).
+    let cut_input = tmp.path().join("cut");
+    generate_with(&cut_input, 6_000, 3, &["--row-group-rows", "250"]);
+    upload_dir(&moto, "data", "cut", &cut_input);
+    let cut_keys: Vec<(String, u64)> = walk(&cut_input)
+        .iter()
+        .map(|f| {
+            (
+                format!("cut/{}", f.file_name().unwrap().to_str().unwrap()),
+                size(f),
+            )
+        })
+        .collect();
+    let one_shard = |input: &str, out: &Path| {
+        let args = job(
+            input,
+            model.to_str().unwrap(),
+            out.to_str().unwrap(),
+            &["--shards", "1"],
+        );
+        ok(&moto.segscore(&args, &[]));
+    };
+    let cut_out = tmp.path().join("cut-out");
+    let counts = counted_of(&|| one_shard("s3://data/cut/", &cut_out), &cut_keys);
+    // The middle object is the one cut: read by range, the two others whole.
+    let wholes: Vec<usize> = counts.iter().map(|c| c.2).collect();
+    assert_eq!(wholes, vec![1, 0, 1], "{counts:?}");
+    for ((key, size), (_, footers, wholes, _, (ranged, _))) in cut_keys.iter().zip(&counts) {
+        // One footer read (two for the first object before: the cuts' read of its last row
+        // group's generation ids fetched its tail again), and no byte read twice but for the
+        // generation ids the cuts read (a few hundred bytes a row group).
+        assert_eq!(*footers, 1, "{key}: {counts:?}");
+        assert!(
+            *wholes as u64 * size + ranged <= size + size / 20,
+            "{key} ({size} bytes): {counts:?}"
+        );
+    }
+    // The same outputs as a run over the local files.
+    let cut_local = tmp.path().join("cut-local");
+    one_shard(cut_input.to_str().unwrap(), &cut_local);
+    assert_same_outputs(&cut_out, &cut_local);
     // `segscore sql`: the footer once (the count comes from it), whatever DataFusion's
     // listing asks (its HEAD, not pinned: a script may write an object it read).
     let count = || assert_eq!(moto.count("s3://data/in/").trim(), "n\n6000");

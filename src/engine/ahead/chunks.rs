@@ -13,10 +13,11 @@ use datafusion::common::pruning::PruningStatistics;
 use datafusion::common::{Column, ScalarValue};
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::physical_plan::parquet::metadata::CachedParquetMetaData;
+use datafusion::datasource::physical_plan::parquet::ParquetAccessPlan;
 use datafusion::datasource::physical_plan::FileScanConfig;
 use datafusion::execution::cache::cache_manager::FileMetadataCache;
 use datafusion::parquet::arrow::arrow_reader::statistics::StatisticsConverter;
-use datafusion::parquet::file::metadata::ParquetMetaData;
+use datafusion::parquet::file::metadata::{ColumnChunkMetaData, ParquetMetaData};
 use datafusion::physical_expr::utils::collect_columns;
 use datafusion::physical_optimizer::pruning::{PruningPredicate, PruningPredicateBuilder};
 
@@ -61,16 +62,20 @@ impl Reads {
         Reads { columns, pruning }
     }
 
-    /// The byte ranges of `file` the scan reads, merged where they touch: the chunks of its
-    /// columns in the row groups its filter may keep. None to fetch the object whole: every
-    /// column of every row group read, no footer cached for this version of the object, or
-    /// the ranges [`WHOLE_SHARE`] of it or more.
+    /// The byte ranges the scan reads of `pieces`, files that name one object (one piece of it,
+    /// or several that a stream opens one after another, fetched once for them all), merged where
+    /// they touch: the chunks of its columns in the row groups the pieces read (all, or a part:
+    /// [`in_piece`]) that its filter may keep. None to fetch the object whole: every column of
+    /// every row group read, no footer cached for this version of the object, or the ranges
+    /// [`WHOLE_SHARE`] of it or more.
     pub(super) fn chunks(
         &self,
         cache: &FileMetadataCache,
-        file: &PartitionedFile,
+        pieces: &[PartitionedFile],
     ) -> Option<Vec<Range<u64>>> {
-        if self.columns.is_none() && self.pruning.is_none() {
+        let file = pieces.first()?;
+        let part = |f: &PartitionedFile| f.range.is_some() || f.extensions.contains::<ParquetAccessPlan>();
+        if self.columns.is_none() && self.pruning.is_none() && !pieces.iter().any(part) {
             return None;
         }
         let entry = cache.get(&file.object_meta.location)?;
@@ -82,7 +87,17 @@ impl Reads {
             .as_any()
             .downcast_ref::<CachedParquetMetaData>()?
             .parquet_metadata();
-        let kept = self.row_groups(footer);
+        let mut held = vec![false; footer.num_row_groups()];
+        for piece in pieces {
+            for (h, p) in held.iter_mut().zip(in_piece(footer, piece)) {
+                *h |= p;
+            }
+        }
+        let kept = self
+            .row_groups(footer)
+            .into_iter()
+            .zip(held)
+            .map(|(passes, held)| passes && held);
         let read = |name: Option<&String>| match (&self.columns, name) {
             (None, _) => true,
             (Some(columns), Some(name)) => columns.contains(name),
@@ -127,6 +142,31 @@ impl Reads {
             _ => vec![true; n],
         }
     }
+}
+
+/// Which row groups of `footer` the piece `file` reads, as DataFusion's scan picks them: those
+/// its access plan scans (if it has one), and whose first page starts in its byte range (if it
+/// has one: a row group belongs to the piece where it starts).
+fn in_piece(footer: &ParquetMetaData, file: &PartitionedFile) -> Vec<bool> {
+    let plan = file
+        .extensions
+        .get::<ParquetAccessPlan>()
+        .filter(|a| a.len() == footer.num_row_groups());
+    footer
+        .row_groups()
+        .iter()
+        .enumerate()
+        .map(|(i, g)| {
+            let planned = plan.is_none_or(|a| a.should_scan(i));
+            let starts =
+                |c: &ColumnChunkMetaData| c.dictionary_page_offset().unwrap_or_else(|| c.data_page_offset());
+            let in_range = match (&file.range, g.columns().first()) {
+                (Some(r), Some(c)) => r.contains(starts(c)),
+                _ => true,
+            };
+            planned && in_range
+        })
+        .collect()
 }
 
 /// The row groups' statistics of one footer, for [`PruningPredicate::prune`]: a column's
@@ -246,7 +286,10 @@ mod tests {
             }),
         };
         // No footer cached: the whole object.
-        assert_eq!(reads(Some(&["small"]), None).chunks(cache.as_ref(), &file), None);
+        assert_eq!(
+            reads(Some(&["small"]), None).chunks(cache.as_ref(), std::slice::from_ref(&file)),
+            None
+        );
         let entry = CachedFileMetadataEntry::new(
             file.object_meta.clone(),
             Arc::new(CachedParquetMetaData::new(Arc::new(footer.clone()))),
@@ -254,32 +297,83 @@ mod tests {
         cache.put(&file.object_meta.location, entry);
         // The small column: its chunk in each row group.
         assert_eq!(
-            reads(Some(&["small", "elsewhere"]), None).chunks(cache.as_ref(), &file),
+            reads(Some(&["small", "elsewhere"]), None).chunks(cache.as_ref(), std::slice::from_ref(&file)),
             Some(vec![chunk(0, 0), chunk(1, 0)])
         );
         // The large one, or every column (or no projection): the whole object.
         for columns in [Some(&["big"][..]), Some(&["small", "big"][..]), None] {
-            assert_eq!(reads(columns, None).chunks(cache.as_ref(), &file), None);
+            assert_eq!(
+                reads(columns, None).chunks(cache.as_ref(), std::slice::from_ref(&file)),
+                None
+            );
         }
         // A filter that only the second row group can pass: its chunks alone, of every column
         // without a projection; none where no row group can pass.
         assert_eq!(
-            reads(Some(&["small"]), Some(600)).chunks(cache.as_ref(), &file),
+            reads(Some(&["small"]), Some(600)).chunks(cache.as_ref(), std::slice::from_ref(&file)),
             Some(vec![chunk(1, 0)])
         );
         let both = chunk(1, 0).start..chunk(1, 1).end;
         assert_eq!(
-            reads(None, Some(600)).chunks(cache.as_ref(), &file),
-            Some(vec![both])
+            reads(None, Some(600)).chunks(cache.as_ref(), std::slice::from_ref(&file)),
+            Some(vec![both.clone()])
         );
         assert_eq!(
-            reads(None, Some(5000)).chunks(cache.as_ref(), &file),
+            reads(None, Some(5000)).chunks(cache.as_ref(), std::slice::from_ref(&file)),
             Some(vec![])
         );
         // One every row group may pass: all of them.
-        assert_eq!(reads(None, Some(0)).chunks(cache.as_ref(), &file), None);
+        assert_eq!(
+            reads(None, Some(0)).chunks(cache.as_ref(), std::slice::from_ref(&file)),
+            None
+        );
         // Another version of the object (another size): its footer is not this one.
         let other = PartitionedFile::new("bucket/f.parquet", bytes.len() as u64 + 1);
-        assert_eq!(reads(Some(&["small"]), None).chunks(cache.as_ref(), &other), None);
+        assert_eq!(
+            reads(Some(&["small"]), None).chunks(cache.as_ref(), &[other]),
+            None
+        );
+        // A piece of the object (one partition's part of it) reads only its row groups, every
+        // column without a projection: those its access plan scans...
+        let first = chunk(0, 0).start..chunk(0, 1).end;
+        let mut plan = ParquetAccessPlan::new_none(2);
+        plan.scan(1);
+        let mut second_group = file.clone();
+        second_group.extensions.insert(plan);
+        assert_eq!(
+            reads(None, None).chunks(cache.as_ref(), std::slice::from_ref(&second_group)),
+            Some(vec![both.clone()])
+        );
+        // ...and, of a byte range, those whose first page starts in it (DataFusion's rule),
+        // the filter's pruning too.
+        let starts = |g: usize| chunk(g, 0).start as i64;
+        let ranged = |r: Range<i64>| file.clone().with_range(r.start, r.end);
+        assert_eq!(
+            reads(None, None).chunks(cache.as_ref(), &[ranged(0..starts(1))]),
+            Some(vec![first.clone()])
+        );
+        assert_eq!(
+            reads(None, None).chunks(cache.as_ref(), &[ranged(starts(1)..bytes.len() as i64)]),
+            Some(vec![both])
+        );
+        assert_eq!(
+            reads(None, Some(600)).chunks(cache.as_ref(), &[ranged(0..starts(1))]),
+            Some(vec![])
+        );
+        // A piece that holds every row group: the whole object.
+        assert_eq!(
+            reads(None, None).chunks(cache.as_ref(), &[ranged(0..bytes.len() as i64)]),
+            None
+        );
+        // Pieces a stream opens one after another: what they read together, fetched once.
+        assert_eq!(
+            reads(Some(&["small"]), None)
+                .chunks(cache.as_ref(), &[ranged(0..starts(1)), second_group.clone()]),
+            Some(vec![chunk(0, 0), chunk(1, 0)])
+        );
+        assert_eq!(
+            reads(None, None).chunks(cache.as_ref(), &[ranged(0..starts(1)), second_group]),
+            None
+        );
     }
 }

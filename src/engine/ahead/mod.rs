@@ -14,7 +14,6 @@
 mod chunks;
 mod queue;
 
-use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
@@ -23,7 +22,7 @@ use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::physical_plan::parquet::{
-    CachedParquetFileReaderFactory, ParquetFileMetrics, ParquetFileReaderFactory,
+    CachedParquetFileReaderFactory, ParquetAccessPlan, ParquetFileMetrics, ParquetFileReaderFactory,
 };
 use datafusion::datasource::physical_plan::{
     FileScanConfig, FileScanConfigBuilder, FileSource, ParquetSource,
@@ -86,29 +85,26 @@ impl ReadAheadRule {
         if config.object_store_url == ObjectStoreUrl::local_filesystem() {
             return Ok(None);
         }
-        // Each file's bytes to fetch: the chunks the scan reads where they are few of them
-        // (kept in `ranges`: [`Reads::chunks`]), else the whole object.
+        // What to fetch of each file: the chunks the scan reads of it where they are few of
+        // the object ([`Reads::chunks`]), else the whole object. Pieces of one object next to
+        // each other (a run's key ranges cut an object into many) share one fetch: what they
+        // read together.
         let cache = self.runtime.cache_manager.get_file_metadata_cache();
         let reads = Reads::of(config);
-        let mut ranges: HashMap<Path, Arc<[Range<u64>]>> = HashMap::new();
-        let mut located = |files: Vec<PartitionedFile>| -> Vec<(Path, u64)> {
-            files
-                .into_iter()
-                .map(|f| {
-                    let bytes = match reads.chunks(cache.as_ref(), &f) {
-                        Some(r) => {
-                            let total = r.iter().map(|r| r.end - r.start).sum();
-                            ranges.insert(f.object_meta.location.clone(), r.into());
-                            total
-                        }
-                        None => f.object_meta.size,
-                    };
-                    (f.object_meta.location, bytes)
-                })
-                .collect()
+        let located = |files: Vec<PartitionedFile>| -> Vec<(PieceId, Wanted)> {
+            let mut located = Vec::with_capacity(files.len());
+            for run in files.chunk_by(|a, b| a.object_meta.location == b.object_meta.location) {
+                let wanted = match reads.chunks(cache.as_ref(), run) {
+                    Some(r) => Wanted::Ranges(r.into()),
+                    None => Wanted::Whole(run[0].object_meta.size),
+                };
+                located.extend(run.iter().map(|f| (PieceId::of(f), wanted.clone())));
+            }
+            located
         };
         let streams = config.file_groups.len();
-        let small = |files: &[(Path, u64)]| files.iter().filter(|f| f.1 <= AHEAD_MAX_OBJECT).count();
+        let small =
+            |files: &[(PieceId, Wanted)]| files.iter().filter(|f| f.1.bytes() <= AHEAD_MAX_OBJECT).count();
         // Where DataFusion lets a partition's stream take files from one queue that all the
         // scan's streams share (its work stealing: the files in no required order nor
         // partitioning), the streams open the files in that queue's order and read ahead of
@@ -131,7 +127,7 @@ impl ReadAheadRule {
             let queue = Arc::new(Mutex::new(Ahead::new(all, streams)));
             vec![queue; streams]
         } else {
-            let groups: Vec<Vec<(Path, u64)>> = config
+            let groups: Vec<Vec<(PieceId, Wanted)>> = config
                 .file_groups
                 .iter()
                 .map(|g| located(g.files().to_vec()))
@@ -149,7 +145,6 @@ impl ReadAheadRule {
             inner: CachedParquetFileReaderFactory::new(Arc::clone(&store), cache),
             store,
             queues,
-            ranges,
         };
         let source = source.clone().with_parquet_file_reader_factory(Arc::new(factory));
         let config = FileScanConfigBuilder::from(config.clone())
@@ -199,8 +194,6 @@ struct ReadAhead {
     store: Arc<dyn ObjectStore>,
     /// Each partition's read-ahead (one shared by all where the streams share their files).
     queues: Vec<Arc<Mutex<Ahead>>>,
-    /// The ranges fetched of the objects not fetched whole ([`Reads::chunks`]).
-    ranges: HashMap<Path, Arc<[Range<u64>]>>,
 }
 
 impl ParquetFileReaderFactory for ReadAhead {
@@ -218,16 +211,8 @@ impl ParquetFileReaderFactory for ReadAhead {
         ) {
             (Some(ahead), Ok(runtime)) => {
                 let mut ahead = ahead.lock().unwrap_or_else(|e| e.into_inner());
-                // `bytes`: what the read-ahead counts of the file, its size where it is
-                // fetched whole.
-                let mut start = |path: &Path, bytes: u64| {
-                    let what = match self.ranges.get(path) {
-                        Some(r) => Wanted::Ranges(Arc::clone(r)),
-                        None => Wanted::Whole(bytes),
-                    };
-                    fetch(&runtime, &self.store, path, what)
-                };
-                ahead.take(&location, &mut start)
+                let mut start = |path: &Path, wanted: &Wanted| fetch(&runtime, &self.store, path, wanted);
+                ahead.take(&PieceId::of(&file), &mut start)
             }
             _ => None,
         };
@@ -245,16 +230,54 @@ impl ParquetFileReaderFactory for ReadAhead {
     }
 }
 
+/// A file a scan opens, as the scan names it: the object, and the part of it the scan reads
+/// there (DataFusion's byte range of it, the row groups its access plan scans; None: all).
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct PieceId {
+    path: Path,
+    range: Option<(i64, i64)>,
+    row_groups: Option<Vec<usize>>,
+}
+
+impl PieceId {
+    fn of(file: &PartitionedFile) -> Self {
+        PieceId {
+            path: file.object_meta.location.clone(),
+            range: file.range.as_ref().map(|r| (r.start, r.end)),
+            row_groups: file
+                .extensions
+                .get::<ParquetAccessPlan>()
+                .map(|a| a.row_group_indexes()),
+        }
+    }
+}
+
 /// What to fetch of an object: all of it (its size, as the scan expects it), or these ranges.
+#[derive(Clone, Debug, PartialEq)]
 enum Wanted {
     Whole(u64),
     Ranges(Arc<[Range<u64>]>),
 }
 
+impl Wanted {
+    /// The bytes the fetch holds.
+    fn bytes(&self) -> u64 {
+        match self {
+            Wanted::Whole(size) => *size,
+            Wanted::Ranges(r) => r.iter().map(|r| r.end - r.start).sum(),
+        }
+    }
+}
+
 /// Starts fetching `what` of the object at `path`, on `runtime`. A whole object of another size
 /// than the scan expects is no fetch (the object changed since it was listed).
-fn fetch(runtime: &tokio::runtime::Handle, store: &Arc<dyn ObjectStore>, path: &Path, what: Wanted) -> Fetch {
-    let (store, path) = (Arc::clone(store), path.clone());
+fn fetch(
+    runtime: &tokio::runtime::Handle,
+    store: &Arc<dyn ObjectStore>,
+    path: &Path,
+    what: &Wanted,
+) -> Fetch {
+    let (store, path, what) = (Arc::clone(store), path.clone(), what.clone());
     let task = runtime.spawn(async move {
         let pieces: Vec<(u64, Bytes)> = match what {
             Wanted::Whole(size) => {

@@ -6,14 +6,14 @@ use std::collections::VecDeque;
 
 use object_store::path::Path;
 
-use super::{Fetch, AHEAD_BYTES, AHEAD_MAX_OBJECT, AHEAD_OBJECTS};
+use super::{Fetch, PieceId, Wanted, AHEAD_BYTES, AHEAD_MAX_OBJECT, AHEAD_OBJECTS};
 
 /// The read-ahead of one partition, or of the queue all of a scan's streams take files from:
 /// its files in the order the scan opens them, and the fetches started and not yet taken.
 pub(super) struct Ahead {
-    /// Location of each file, in order, and the bytes a fetch of it takes (its size, or the
-    /// chunks the scan reads of it).
-    files: Vec<(Path, u64)>,
+    /// Each file (a piece of an object, as the scan names it), in order, and what a fetch of it
+    /// takes (the object whole, or the chunks the scan reads of this piece).
+    files: Vec<(PieceId, Wanted)>,
     /// Which files the scan has opened.
     opened: Vec<bool>,
     /// Every file before this one is opened.
@@ -43,7 +43,7 @@ impl std::fmt::Debug for Ahead {
 
 impl Ahead {
     /// The read-ahead of `files`, opened by `streams` streams.
-    pub(super) fn new(files: Vec<(Path, u64)>, streams: usize) -> Self {
+    pub(super) fn new(files: Vec<(PieceId, Wanted)>, streams: usize) -> Self {
         let streams = streams.max(1);
         Ahead {
             opened: vec![false; files.len()],
@@ -58,21 +58,21 @@ impl Ahead {
         }
     }
 
-    /// The scan opens the file at `location`: what it reads of it, fetched ahead or fetched now
-    /// (None where that is more than [`AHEAD_MAX_OBJECT`], or for a file not in the list), and the fetches of the files after it
-    /// started, within the limits. A file opened again soon after (DataFusion opens a second
-    /// reader of a file to decode it once it has read its bloom filters with the first) gets
-    /// the fetch it took. `start` starts a fetch (of a file and what the limits count of it).
+    /// The scan opens the file `piece`: what it reads of it, fetched ahead or fetched now (None
+    /// where that is more than [`AHEAD_MAX_OBJECT`], or for a file not in the list), and the
+    /// fetches of the files after it started, within the limits. A file opened again soon after
+    /// (DataFusion opens a second reader of a file to decode it once it has read its bloom
+    /// filters with the first) gets the fetch it took. `start` starts a fetch (of an object).
     pub(super) fn take(
         &mut self,
-        location: &Path,
-        start: &mut dyn FnMut(&Path, u64) -> Fetch,
+        piece: &PieceId,
+        start: &mut dyn FnMut(&Path, &Wanted) -> Fetch,
     ) -> Option<Fetch> {
         let unopened =
-            (self.lowest..self.files.len()).find(|&i| !self.opened[i] && self.files[i].0 == *location);
+            (self.lowest..self.files.len()).find(|&i| !self.opened[i] && self.files[i].0 == *piece);
         let Some(at) = unopened else {
             let files = &self.files;
-            let again = self.recent.iter().rev().find(|(i, _)| files[*i].0 == *location);
+            let again = self.recent.iter().rev().find(|(i, _)| files[*i].0 == *piece);
             return again.map(|(_, f)| f.clone());
         };
         self.opened[at] = true;
@@ -81,7 +81,9 @@ impl Ahead {
         }
         let taken = match self.started.iter().position(|(i, _)| *i == at) {
             Some(p) => self.started.remove(p).map(|(_, f)| f),
-            None if self.files[at].1 <= AHEAD_MAX_OBJECT => Some(start(&self.files[at].0, self.files[at].1)),
+            None if self.files[at].1.bytes() <= AHEAD_MAX_OBJECT => {
+                Some(start(&self.files[at].0.path, &self.files[at].1))
+            }
             None => None,
         };
         if let Some(f) = &taken {
@@ -90,24 +92,27 @@ impl Ahead {
                 self.recent.pop_front();
             }
         }
-        let mut held: u64 = self.started.iter().map(|(i, _)| self.files[*i].1).sum();
+        let mut held: u64 = self.started.iter().map(|(i, _)| self.files[*i].1.bytes()).sum();
         while self.considered < self.files.len() && self.considered <= at + self.objects {
             let j = self.considered;
-            let (path, size) = &self.files[j];
-            if !self.opened[j] && *size <= AHEAD_MAX_OBJECT {
+            let (piece, wanted) = &self.files[j];
+            let size = wanted.bytes();
+            if !self.opened[j] && size <= AHEAD_MAX_OBJECT {
                 if held + size > self.bytes {
                     break;
                 }
-                // Two pieces of one object in a row share its fetch.
+                // Pieces of one object in a row share its fetch (what they read together).
+                let shares =
+                    j > 0 && self.files[j - 1].0.path == piece.path && self.files[j - 1].1 == *wanted;
                 let same = match self.started.back() {
-                    _ if j == 0 || self.files[j - 1].0 != *path => None,
+                    _ if !shares => None,
                     Some((i, f)) if *i == j - 1 => Some(f.clone()),
                     _ if at == j - 1 => taken.clone(),
                     _ => None,
                 };
                 held += size;
                 self.started
-                    .push_back((j, same.unwrap_or_else(|| start(path, *size))));
+                    .push_back((j, same.unwrap_or_else(|| start(&piece.path, wanted))));
             }
             self.considered += 1;
         }
@@ -121,30 +126,51 @@ mod tests {
     use super::*;
     use bytes::Bytes;
     use futures::FutureExt;
+    use std::sync::Arc;
 
-    /// A partition's files, `n` of `size` bytes each (`f0`, `f1`, ...).
-    fn files(sizes: &[u64]) -> Vec<(Path, u64)> {
+    /// The object at `path`, all of it.
+    fn whole(path: &str) -> PieceId {
+        PieceId {
+            path: Path::from(path),
+            range: None,
+            row_groups: None,
+        }
+    }
+
+    /// A partition's files, `n` of `size` bytes each (`f0`, `f1`, ...), fetched whole.
+    fn files(sizes: &[u64]) -> Vec<(PieceId, Wanted)> {
         sizes
             .iter()
             .enumerate()
-            .map(|(i, s)| (Path::from(format!("f{i}")), *s))
+            .map(|(i, s)| (whole(&format!("f{i}")), Wanted::Whole(*s)))
             .collect()
     }
 
-    /// Opens `locations` in turn; each open's fetched file (if any) and the fetches started.
+    /// Opens the objects at `locations` whole in turn; each open's fetched file (if any) and the
+    /// fetches started.
     fn opens(ahead: &mut Ahead, locations: &[&str]) -> Vec<(Option<String>, Vec<String>)> {
-        locations
+        let pieces: Vec<PieceId> = locations.iter().map(|l| whole(l)).collect();
+        opens_pieces(ahead, &pieces)
+    }
+
+    /// Opens `pieces` in turn; each open's fetched file (if any: its object's path, and `@`
+    /// and the first range's start where it was fetched by range) and the fetches started.
+    fn opens_pieces(ahead: &mut Ahead, pieces: &[PieceId]) -> Vec<(Option<String>, Vec<String>)> {
+        pieces
             .iter()
-            .map(|l| {
+            .map(|piece| {
                 let mut started = Vec::new();
-                let mut start = |p: &Path, _: u64| {
-                    started.push(p.to_string());
-                    let name = Bytes::from(p.to_string());
-                    futures::future::ready(Some(Pieces::from(vec![(0, name)])))
+                let mut start = |p: &Path, w: &Wanted| {
+                    let name = match w {
+                        Wanted::Whole(_) => p.to_string(),
+                        Wanted::Ranges(r) => format!("{p}@{}", r[0].start),
+                    };
+                    started.push(name.clone());
+                    futures::future::ready(Some(Pieces::from(vec![(0, Bytes::from(name))])))
                         .boxed()
                         .shared()
                 };
-                let taken = ahead.take(&Path::from(*l), &mut start);
+                let taken = ahead.take(piece, &mut start);
                 let name = taken.map(|f| {
                     let pieces = f.now_or_never().flatten().unwrap();
                     String::from_utf8(pieces[0].1.to_vec()).unwrap()
@@ -229,12 +255,10 @@ mod tests {
     #[test]
     fn pieces_of_one_object_in_a_row_share_its_fetch() {
         let mut ahead = Ahead::new(
-            vec![
-                (Path::from("a"), 100),
-                (Path::from("a"), 100),
-                (Path::from("b"), 100),
-                (Path::from("b"), 100),
-            ],
+            ["a", "a", "b", "b"]
+                .iter()
+                .map(|p| (whole(p), Wanted::Whole(100)))
+                .collect(),
             1,
         );
         let got = opens(&mut ahead, &["a", "a", "b", "b"]);
@@ -245,16 +269,47 @@ mod tests {
         // The same where the object's first piece opens out of order (another stream's file
         // before it fetched ahead then): its second piece shares the first's fetch.
         let mut ahead = Ahead::new(
-            vec![
-                (Path::from("x"), 100),
-                (Path::from("a"), 100),
-                (Path::from("a"), 100),
-            ],
+            ["x", "a", "a"]
+                .iter()
+                .map(|p| (whole(p), Wanted::Whole(100)))
+                .collect(),
             1,
         );
         let got = opens(&mut ahead, &["a", "x", "a"]);
         assert_eq!(got[0], (Some("a".into()), vec!["a".into(), "x".into()]));
         assert_eq!(got[1], (Some("x".into()), vec![]));
         assert_eq!(got[2], (Some("a".into()), vec![]));
+    }
+
+    #[test]
+    fn pieces_of_one_object_in_a_row_share_the_fetch_of_their_chunks() {
+        // Object `a` cut into pieces (row groups 0-1 and 1-2 of access plans), fetching the
+        // chunks they read together once; then `b` whole, then another piece of `a` (row
+        // group 3) with its own chunks.
+        let piece = |groups: Vec<usize>| PieceId {
+            row_groups: Some(groups),
+            ..whole("a")
+        };
+        let (first, second, last) = (piece(vec![0, 1]), piece(vec![1, 2]), piece(vec![3]));
+        let ranges = |r: std::ops::Range<u64>| Wanted::Ranges(Arc::from(vec![r]));
+        let mut ahead = Ahead::new(
+            vec![
+                (first.clone(), ranges(0..60)),
+                (second.clone(), ranges(0..60)),
+                (whole("b"), Wanted::Whole(100)),
+                (last.clone(), ranges(60..80)),
+            ],
+            1,
+        );
+        let got = opens_pieces(&mut ahead, &[first, second, whole("b"), last]);
+        assert_eq!(
+            got[0],
+            (Some("a@0".into()), vec!["a@0".into(), "b".into(), "a@60".into()])
+        );
+        assert_eq!(got[1], (Some("a@0".into()), vec![]));
+        assert_eq!(got[2], (Some("b".into()), vec![]));
+        assert_eq!(got[3], (Some("a@60".into()), vec![]));
+        // A piece the list does not name (another part of `a`) is read by range.
+        assert_eq!(opens_pieces(&mut ahead, &[piece(vec![4])]), vec![(None, vec![])]);
     }
 }
