@@ -8,6 +8,7 @@ and to local disk, alternating, several times, in one run.
     python3 benches/s3.py                  # 1M segments, 4 files, demo model
     python3 benches/s3.py --segments 200000 --repeats 5
     python3 benches/s3.py --segments 20000 --files 64 --latency 20   # 20 ms a request
+    python3 benches/s3.py --segments 200000 --files 3 --row-group-rows 10000 --latency 20
 
 Reports rows/s (median) for local -> local, s3 -> local and s3 -> s3, and the ratios to local
 disk; the seconds of `segscore sql -t t=s3://bench/in/ "SELECT count(*) FROM t"`, and of a
@@ -82,6 +83,8 @@ def main():
     add_binary(ap, "--binary")
     ap.add_argument("--segments", type=int, default=1_000_000)
     ap.add_argument("--files", type=int, default=4)
+    ap.add_argument("--row-group-rows", type=int, default=None,
+                    help="rows per row group of the generated files (generate's default: one per file)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--latency", type=float, default=0.0,
@@ -112,8 +115,11 @@ def main():
                    AWS_SECRET_ACCESS_KEY="bench", AWS_REGION="us-east-1", AWS_ALLOW_HTTP="true")
         urllib.request.urlopen(urllib.request.Request(f"{endpoint}/bench", method="PUT"))
         data = os.path.join(work, "data")
-        run([args.binary, "generate", "-o", data, "--segments", str(args.segments),
-             "--files", str(args.files)], env)
+        generate = [args.binary, "generate", "-o", data, "--segments", str(args.segments),
+                    "--files", str(args.files)]
+        if args.row_group_rows:
+            generate += ["--row-group-rows", str(args.row_group_rows)]
+        run(generate, env)
         import boto3  # installed with moto
 
         s3 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="bench",
@@ -152,6 +158,7 @@ def main():
             "machine": f"{platform.node()} ({os.cpu_count()} cores)",
             "segments": args.segments,
             "files": args.files,
+            "row_group_rows": args.row_group_rows,
             "threads": args.threads,
             "latency_ms": args.latency,
             "seconds": {k: round(statistics.median(v), 3) for k, v in times.items()},
