@@ -6,7 +6,9 @@
 //! read), and serves the scan's byte ranges from them. An object is fetched whole where the scan
 //! reads most of it; where it reads a few of its columns (`SELECT avg(score)` over files whose
 //! bulk is token lists), only those columns' chunks are fetched, found in the object's footer in
-//! DataFusion's metadata cache (which the inputs' check seeds). What is fetched ahead of one
+//! DataFusion's metadata cache (which the inputs' check seeds); and where a partition reads a
+//! piece of an object (the scan cuts it between partitions), only the chunks of that piece's row
+//! groups, once for the pieces it reads one after another. What is fetched ahead of one
 //! object is at most [`AHEAD_MAX_OBJECT`] bytes; a larger object is read by range as before: a
 //! round trip is a small part of its reading. What the scan reads, and so its batches, do not
 //! change.
