@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, GenericListArray, OffsetSizeTrait};
-use datafusion::arrow::datatypes::{DataType, Field, Int32Type, Int64Type};
+use datafusion::arrow::datatypes::{DataType, Field, Int32Type, Int64Type, UInt64Type};
 
 use crate::contract::{problem_text, Reason};
 use crate::error::{Error, Result};
@@ -163,7 +163,7 @@ pub fn padded_batch(input_ids: &dyn Array, rows: &[usize]) -> Result<PaddedBatch
     Ok(TokenLists::new(input_ids, "input_ids")?.padded(rows, None))
 }
 
-/// A list column of integer ids (list or large list of int32 or int64).
+/// A list column of integer ids (list or large list of int32, int64 or uint64).
 pub(crate) struct TokenLists<'a> {
     len: usize,
     offsets: Offsets<'a>,
@@ -180,6 +180,8 @@ enum Offsets<'a> {
 enum Values<'a> {
     I32(&'a [i32]),
     I64(&'a [i64]),
+    /// Ids as unsigned 64-bit integers: one past int64's range is named by its value.
+    U64(&'a [u64]),
 }
 
 impl<'a> TokenLists<'a> {
@@ -205,6 +207,7 @@ impl<'a> TokenLists<'a> {
         let vals = match values.data_type() {
             DataType::Int32 => Values::I32(values.as_primitive::<Int32Type>().values()),
             DataType::Int64 => Values::I64(values.as_primitive::<Int64Type>().values()),
+            DataType::UInt64 => Values::U64(values.as_primitive::<UInt64Type>().values()),
             other => {
                 return Err(Error::Usage(format!(
                     "{UDF_NAME}: {what} must be a list of integers, got a list of {other}"
@@ -304,6 +307,7 @@ impl<'a> TokenLists<'a> {
         match self.values {
             Values::I32(v) => v[first..last].iter().map(|&x| x as i64 as u64).max(),
             Values::I64(v) => v[first..last].iter().map(|&x| x as u64).max(),
+            Values::U64(v) => v[first..last].iter().copied().max(),
         }
         .is_none_or(|max| max < limit)
     }
@@ -315,14 +319,13 @@ impl<'a> TokenLists<'a> {
             let detail = format!("the token id at position {} is null", p - a);
             return Some(problem_text(Reason::NullTokenId, detail));
         }
-        let limit = id_limit(vocab);
-        let bad = |v: i64| v < 0 || v >= limit;
+        let limit = i128::from(id_limit(vocab));
+        let bad = |v: i128| v < 0 || v >= limit;
+        let first_bad = |ids: &mut dyn Iterator<Item = i128>| ids.enumerate().find(|(_, v)| bad(*v));
         let found = match self.values {
-            Values::I32(v) => v[a..b]
-                .iter()
-                .position(|&x| bad(x as i64))
-                .map(|p| (p, v[a + p] as i64)),
-            Values::I64(v) => v[a..b].iter().position(|&x| bad(x)).map(|p| (p, v[a + p])),
+            Values::I32(v) => first_bad(&mut v[a..b].iter().map(|&x| i128::from(x))),
+            Values::I64(v) => first_bad(&mut v[a..b].iter().map(|&x| i128::from(x))),
+            Values::U64(v) => first_bad(&mut v[a..b].iter().map(|&x| i128::from(x))),
         };
         if let Some((p, id)) = found {
             let why = match vocab {
@@ -373,21 +376,30 @@ impl<'a> TokenLists<'a> {
         match self.values {
             Values::I32(v) => dst.iter_mut().zip(&v[a..b]).for_each(|(d, &s)| *d = s as i64),
             Values::I64(v) => dst[..b - a].copy_from_slice(&v[a..b]),
+            // Checked below the embedding's size before they reach a model.
+            Values::U64(v) => dst.iter_mut().zip(&v[a..b]).for_each(|(d, &s)| *d = s as i64),
         }
         b - a
     }
 }
 
-/// A token-id list column as the model reads it: lists of int32 or int64 as they are, lists of
-/// another integer type (uint16 ids, int8 token types as Hugging Face `datasets` writes them)
-/// cast to int64 items (an id past int64 is an error); a fixed-size list as a list.
+/// A token-id list column as the model reads it: lists of int32, int64 or uint64 as they are,
+/// lists of another integer type (uint16 ids, int8 token types as Hugging Face `datasets`
+/// writes them) cast to int64 items (each of which holds them all); a fixed-size list or a list
+/// view as a list of the same items. A uint64 id past int64's range stays as it is, so the
+/// check names it by its value (a cast to int64 made it a null).
 pub(crate) fn widened_ids(a: &ArrayRef) -> Result<ArrayRef> {
     let item = |t: &DataType| Arc::new(Field::new_list_field(t.clone(), true));
+    // The item type [`TokenLists`] reads that holds `t`'s values.
+    let read_as = |t: &DataType| match t {
+        DataType::Int32 | DataType::Int64 | DataType::UInt64 => t.clone(),
+        _ => DataType::Int64,
+    };
     let to = match a.data_type() {
-        DataType::List(f) if f.data_type().is_integer() && !is_model_int(f.data_type()) => {
+        DataType::List(f) if f.data_type().is_integer() && read_as(f.data_type()) != *f.data_type() => {
             DataType::List(item(&DataType::Int64))
         }
-        DataType::LargeList(f) if f.data_type().is_integer() && !is_model_int(f.data_type()) => {
+        DataType::LargeList(f) if f.data_type().is_integer() && read_as(f.data_type()) != *f.data_type() => {
             DataType::LargeList(item(&DataType::Int64))
         }
         // A fixed-size list (Hugging Face datasets' `Sequence(length=N)`) or a list view as a
@@ -395,15 +407,11 @@ pub(crate) fn widened_ids(a: &ArrayRef) -> Result<ArrayRef> {
         DataType::FixedSizeList(f, _) | DataType::ListView(f) | DataType::LargeListView(f)
             if f.data_type().is_integer() =>
         {
-            DataType::List(item(&DataType::Int64))
+            DataType::List(item(&read_as(f.data_type())))
         }
         _ => return Ok(Arc::clone(a)),
     };
     Ok(datafusion::arrow::compute::cast(a, &to)?)
-}
-
-fn is_model_int(t: &DataType) -> bool {
-    matches!(t, DataType::Int32 | DataType::Int64)
 }
 
 #[cfg(test)]
@@ -497,5 +505,20 @@ mod tests {
         assert!(TokenLists::new(&sliced, "input_ids").unwrap().ids_valid(&limits));
         let sliced = bad.slice(1, 2);
         assert!(!TokenLists::new(&sliced, "input_ids").unwrap().ids_valid(&limits));
+        // Uint64 ids are read as they are: one past int64's range is named by its value.
+        let wide = ListArray::from_iter_primitive::<UInt64Type, _, _>(vec![
+            Some(vec![Some(3), Some(9)]),
+            Some(vec![Some(2), Some(u64::MAX)]),
+        ]);
+        let widened = widened_ids(&(Arc::new(wide) as ArrayRef)).unwrap();
+        let ids = TokenLists::new(widened.as_ref(), "input_ids").unwrap();
+        assert!(!ids.ids_valid(&limits));
+        assert_eq!(ids.rows_taken(None, &limits), vec![0]);
+        let problems = input_problems(widened.as_ref(), None, &limits).unwrap();
+        assert_eq!(
+            problems.value(1),
+            "token_id_out_of_range: token id 18446744073709551615 at position 1 is not below the vocabulary size 10 of the model's embedding `embedding`"
+        );
+        assert_eq!(ids.padded(&[0], None).ids, vec![3, 9]);
     }
 }

@@ -222,11 +222,16 @@ fn generations_view_sql(cols: &ColumnNames, carried: &[String], files: &Schema) 
             }) {
                 Some(Ok(DataType::FixedSizeBinary(16))) if name == "generation_id" => uuid_text(&expr),
                 // A fixed-size list of ids (Hugging Face datasets' `Sequence(length=N)`), or a
-                // list view (pyarrow's `list_view`), as the list the model reads.
+                // list view (pyarrow's `list_view`), as the list the model reads (of uint64 ids
+                // as they are: one past int64 is named by its value, not read as a null).
                 Some(Ok(
-                    DataType::FixedSizeList(..) | DataType::ListView(_) | DataType::LargeListView(_),
+                    DataType::FixedSizeList(f, _) | DataType::ListView(f) | DataType::LargeListView(f),
                 )) if matches!(name, "input_ids" | "token_type_ids") => {
-                    format!("CAST({expr} AS BIGINT[])")
+                    let item = match f.data_type() {
+                        DataType::UInt64 => "BIGINT UNSIGNED",
+                        _ => "BIGINT",
+                    };
+                    format!("CAST({expr} AS {item}[])")
                 }
                 _ => expr,
             };

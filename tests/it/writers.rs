@@ -1141,6 +1141,106 @@ fn decimal_and_half_scores_and_narrow_token_ids_widen_as_they_are_read() {
     }
 }
 
+/// Token ids as uint64, in a list or a fixed-size list: they run as the same ids in int64 do,
+/// and one past int64's range is named by its value (a cast to int64 made it a null: "the token
+/// id at position 1 is null"), or its generation quarantined as `token_id_out_of_range`.
+#[test]
+fn uint64_token_ids_run_and_one_past_int64_is_named_by_its_value() {
+    use datafusion::arrow::array::{FixedSizeListArray, ListArray, UInt64Array};
+    use datafusion::arrow::datatypes::UInt64Type;
+    let tmp = tempfile::tempdir().unwrap();
+    let rows: Vec<Row> = (0..12)
+        .map(|i| {
+            row(
+                &format!("g{}", i / 4),
+                i % 4,
+                i as f64 / 16.0,
+                &[1 + i, 2 * i + 3],
+            )
+        })
+        .collect();
+    let reference = tmp.path().join("int64.parquet");
+    write_rows(&reference, &rows);
+    let model = demo_model();
+    let want = {
+        let out = tmp.path().join("out-int64");
+        run_ok(&[&reference], &model, &out, &[]);
+        rows_by_key(&read_segments(&out))
+    };
+    let ids = |rows: &[Row], bad: Option<usize>| -> Vec<u64> {
+        let mut v: Vec<u64> = rows
+            .iter()
+            .flat_map(|r| r.ids.clone().unwrap())
+            .map(|x| x as u64)
+            .collect();
+        if let Some(i) = bad {
+            v[2 * i + 1] = u64::MAX;
+        }
+        v
+    };
+    let list = |bad: Option<usize>| -> (Field, ArrayRef) {
+        let v = ids(&rows, bad);
+        let lists = ListArray::from_iter_primitive::<UInt64Type, _, _>(
+            v.chunks(2)
+                .map(|c| Some(c.iter().map(|&x| Some(x)).collect::<Vec<_>>())),
+        );
+        (
+            Field::new("input_ids", lists.data_type().clone(), true),
+            Arc::new(lists),
+        )
+    };
+    let fixed = |bad: Option<usize>| -> (Field, ArrayRef) {
+        let item = Arc::new(Field::new_list_field(DataType::UInt64, true));
+        let values = Arc::new(UInt64Array::from(ids(&rows, bad)));
+        let lists = FixedSizeListArray::new(item, 2, values, None);
+        (
+            Field::new("input_ids", lists.data_type().clone(), true),
+            Arc::new(lists),
+        )
+    };
+    let write = |name: &str, (field, values): (Field, ArrayRef)| -> PathBuf {
+        let path = tmp.path().join(name);
+        write_batch(&path, &with_column(&batch(&rows), field, values));
+        path
+    };
+    for (name, ids) in [("list", list(None)), ("fixed", fixed(None))] {
+        let input = write(&format!("{name}.parquet"), ids);
+        let out = tmp.path().join(format!("out-{name}"));
+        run_ok(&[&input], &model, &out, &[]);
+        assert_eq!(rows_by_key(&read_segments(&out)), want, "uint64 ids in a {name}");
+    }
+    // Row 5 (g1, segment 1) holds 18446744073709551615 at position 1.
+    for (name, ids) in [("list-bad", list(Some(5))), ("fixed-bad", fixed(Some(5)))] {
+        let input = write(&format!("{name}.parquet"), ids);
+        let out = tmp.path().join(format!("out-{name}"));
+        assert_fails(
+            &run(&[&input], &model, &out, &[]),
+            1,
+            "token id 18446744073709551615 at position 1 is not below the vocabulary size 1000",
+        );
+        assert!(stderr(&run(&[&input], &model, &out, &[])).contains("generation_id=g1, segment_index=1"));
+        let quarantined = tmp.path().join(format!("out-{name}-q"));
+        run_ok(&[&input], &model, &quarantined, &["--on-invalid", "quarantine"]);
+        let rejected = read_parts(&quarantined.join("rejected"));
+        let reasons: Vec<(String, i64, String)> = str_col(&rejected, "generation_id")
+            .into_iter()
+            .zip(i64_col(&rejected, "segment_index"))
+            .zip(str_col(&rejected, "reason"))
+            .map(|((g, s), r)| (g, s, r))
+            .filter(|(_, _, r)| r != "invalid_segment_in_generation")
+            .collect();
+        assert_eq!(
+            reasons,
+            vec![("g1".to_string(), 1, "token_id_out_of_range".to_string())],
+            "{name}"
+        );
+        let kept = rows_by_key(&read_segments(&quarantined));
+        let others: std::collections::BTreeMap<_, _> =
+            want.clone().into_iter().filter(|(k, _)| k.0 != "g1").collect();
+        assert_eq!(kept, others, "{name}");
+    }
+}
+
 /// A Hugging Face dataset saved with `save_to_disk` (Arrow IPC streams, `.arrow`, beside JSON
 /// files) or a Feather file: `run` reads Parquet, and names what it was given with how to
 /// convert it; `segscore sql` reads both and `COPY ... TO` writes the Parquet that runs as the
