@@ -48,10 +48,10 @@ pub async fn partitioned_table(
     let mut urls = Vec::with_capacity(roots.len());
     for root in roots {
         if let Some(prefix) = crate::store::remote(root) {
-            urls.push(ListingTableUrl::parse(format!(
-                "{}/",
-                prefix.trim_end_matches('/')
-            ))?);
+            urls.push(ListingTableUrl::try_new(
+                crate::store::table_url(prefix, true)?,
+                None,
+            )?);
             continue;
         }
         let abs = absolute(root)?;
@@ -165,11 +165,15 @@ pub fn seed_stamped(
     seed_metadata_cache(ctx, seeds.map(|(f, (m, stamp))| (f.as_path(), *stamp, m)))
 }
 
-/// The URL DataFusion reads a file by: an `s3://` URL as it is; a local path as it is (a `[`, `*` or `?` in a name is
-/// that character, never a glob). A path that is not UTF-8 is an error naming it.
+/// The URL DataFusion reads a file by: an `s3://` URL's object by its key as it is
+/// ([`crate::store::table_url`]); a local path as it is. A `%`, `[`, `*` or `?` in a name is
+/// that character, never an escape or a glob. A path that is not UTF-8 is an error naming it.
 pub fn file_url(path: &Path) -> Result<ListingTableUrl> {
     if let Some(url) = crate::store::remote(path) {
-        return Ok(ListingTableUrl::parse(url)?);
+        return Ok(ListingTableUrl::try_new(
+            crate::store::table_url(url, false)?,
+            None,
+        )?);
     }
     let abs = absolute(path)?;
     require_utf8(&abs)?;

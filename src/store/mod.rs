@@ -61,6 +61,33 @@ pub fn foreign_url(s: &str) -> Option<String> {
     ))
 }
 
+/// The URL DataFusion reads the object at `url` by (with `folder`, every object under that
+/// prefix): its key as it is, each character a URL reads otherwise (`%`, `?`, `#`, a space)
+/// percent-encoded. DataFusion decodes the path of the URL it is given, so an object named
+/// `a%20b.parquet` was looked for as `a b.parquet` (and `q?=1.parquet` as `q`): "No files found".
+pub fn table_url(url: &str, folder: bool) -> Result<url::Url> {
+    let rest = url
+        .strip_prefix(SCHEME)
+        .ok_or_else(|| Error::Usage(format!("{url}: not an {SCHEME} URL")))?;
+    let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+    let bad = |why: String| Error::Usage(format!("{url}: {why}"));
+    let mut table = url::Url::parse(&format!("{SCHEME}{bucket}/")).map_err(|e| bad(e.to_string()))?;
+    {
+        let mut segments = table
+            .path_segments_mut()
+            .map_err(|()| bad("not a URL with a path".into()))?;
+        segments.clear();
+        let key = key.trim_matches('/');
+        if !key.is_empty() {
+            segments.extend(key.split('/'));
+        }
+        if folder && !key.is_empty() {
+            segments.push("");
+        }
+    }
+    Ok(table)
+}
+
 /// The URL a path holds, when it is an object-store URL.
 pub fn remote(path: &Path) -> Option<&str> {
     path.to_str().filter(|s| is_remote(s))
@@ -434,6 +461,31 @@ impl ObjectStoreRegistry for Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn table_urls_name_keys_as_they_are() {
+        use datafusion::datasource::listing::ListingTableUrl;
+        // What DataFusion lists and reads: the key, whatever characters it holds.
+        for key in [
+            "a%20b.parquet",
+            "q?=1.parquet",
+            "x#y.parquet",
+            "my data/part 1.parquet",
+            "ünï/cödé.parquet",
+            "x+y.parquet",
+        ] {
+            let url = table_url(&format!("s3://bucket/{key}"), false).unwrap();
+            let table = ListingTableUrl::try_new(url, None).unwrap();
+            assert_eq!(table.prefix().as_ref(), key);
+            assert_eq!(table.object_store().as_str(), "s3://bucket/");
+        }
+        let folder = table_url("s3://bucket/day=1/odd%dir/", true).unwrap();
+        assert_eq!(folder.as_str(), "s3://bucket/day=1/odd%25dir/");
+        let table = ListingTableUrl::try_new(folder, None).unwrap();
+        assert!(table.is_collection());
+        assert_eq!(table.prefix().as_ref(), "day=1/odd%dir");
+        assert_eq!(table_url("s3://bucket", true).unwrap().as_str(), "s3://bucket/");
+    }
 
     #[test]
     fn side_by_side_calls_every_item_once_and_keeps_their_order() {
