@@ -236,9 +236,10 @@ impl Location {
     }
 }
 
-/// Expands `s3://bucket/prefix` (every `*.parquet` object under it, skipping names starting
-/// with `.` or `_`) or `s3://bucket/glob` (`*`, `?`, `[...]` matched against whole keys; a
-/// matched key is also a prefix) into object URLs, sorted. None found is
+/// Expands `s3://bucket/key` (the object, where one has that key), `s3://bucket/prefix` (every
+/// `*.parquet` object under it, skipping names starting with `.` or `_`) or `s3://bucket/glob`
+/// (`*`, `?`, `[...]` matched against whole keys; a matched key is also a prefix) into object
+/// URLs, sorted. None found is
 /// [`Error::NoInputFiles`], counting and naming the objects passed over for their names (Hive
 /// and Flink name theirs `000000_0`). With `pin`, each object found is pinned with what the
 /// listing (or the HEAD of a key that names one) said of it ([`super::pin_head`]): its check
@@ -270,32 +271,31 @@ pub fn expand(pattern: &str, pin: bool) -> Result<Vec<PathBuf>> {
     };
     // Objects that are not hidden but not `*.parquet` either, for the error when none is.
     let mut passed_over: Vec<Key> = Vec::new();
-    let found: Vec<ObjectMeta> = match glob_at {
-        None => {
-            // A key names an object or a prefix; the bucket itself (no key) is a prefix (a
-            // HEAD of the empty key can answer, as moto's does, with an empty object).
-            let object = (!pattern.ends_with('/') && !loc.key.as_ref().is_empty())
-                .then(|| loc.head().ok().flatten())
-                .flatten();
-            if let Some(m) = object {
-                vec![m]
-            } else {
-                let prefix: Vec<&str> = loc.key.as_ref().split('/').filter(|p| !p.is_empty()).collect();
-                let mut found = Vec::new();
-                for m in loc.list()? {
-                    let parts = loc.parts_under(&m.location);
-                    let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
-                    table_format(&prefix, &parts)?;
-                    if visible(&parts) {
-                        found.push(m);
-                    } else if !parts.iter().any(|p| p.starts_with(['.', '_'])) {
-                        passed_over.push(m.location);
-                    }
+    // A key that names an object is that object, whatever characters it holds (a `[` in
+    // `data[1].parquet` too, as a local path that exists is that path); one that names none is
+    // a prefix, or a glob. The bucket itself (no key) is a prefix (a HEAD of the empty key can
+    // answer, as moto's does, with an empty object).
+    let object = (!pattern.ends_with('/') && !loc.key.as_ref().is_empty())
+        .then(|| loc.head().ok().flatten())
+        .flatten();
+    let found: Vec<ObjectMeta> = match (object, glob_at) {
+        (Some(m), _) => vec![m],
+        (None, None) => {
+            let prefix: Vec<&str> = loc.key.as_ref().split('/').filter(|p| !p.is_empty()).collect();
+            let mut found = Vec::new();
+            for m in loc.list()? {
+                let parts = loc.parts_under(&m.location);
+                let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+                table_format(&prefix, &parts)?;
+                if visible(&parts) {
+                    found.push(m);
+                } else if !parts.iter().any(|p| p.starts_with(['.', '_'])) {
+                    passed_over.push(m.location);
                 }
-                found
             }
+            found
         }
-        Some(at) => {
+        (None, Some(at)) => {
             let fixed = &pattern[..at];
             let base = Location::parse(&fixed[..fixed.rfind('/').map_or(fixed.len(), |i| i + 1)])?;
             let key_pattern = pattern[SCHEME.len() + loc.bucket.len()..].trim_start_matches('/');

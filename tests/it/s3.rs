@@ -734,7 +734,9 @@ fn globs_over_prefixes_select_objects_and_hidden_ones_are_skipped() {
     assert_eq!(count(&format!("s3://lake/tables/delta/{live}")), "n\n30\n");
     // Keys holding characters a URL reads otherwise (`%`, `?`, `#`, a space) are read as they
     // are: one such object under a prefix failed the whole prefix ("No files found at
-    // s3://odd/in/a%20b.parquet": DataFusion decoded the key it was given).
+    // s3://odd/in/a%20b.parquet": DataFusion decoded the key it was given). A URL that names
+    // an object is that object, glob characters or not (`data[1].parquet` was a glob matching
+    // `data1.parquet` alone: "no Parquet files found").
     moto.create_bucket("odd");
     let one = walk(&tmp.path().join("a")).remove(0);
     let keys = [
@@ -742,11 +744,13 @@ fn globs_over_prefixes_select_objects_and_hidden_ones_are_skipped() {
         "in/q?=1.parquet",
         "in/x#y.parquet",
         "in/my data/part 1.parquet",
+        // A glob that does not match its own key: the object it names is taken first.
+        "in/data[1].parquet",
     ];
     for key in keys {
         moto.put_file("odd", key, &one);
     }
-    assert_eq!(count("s3://odd/in/"), "n\n4000\n");
+    assert_eq!(count("s3://odd/in/"), "n\n5000\n");
     let demo = demo_model();
     for key in keys {
         assert_eq!(count(&format!("s3://odd/{key}")), "n\n1000\n", "{key}");
