@@ -41,8 +41,8 @@ pub fn live_files(root: &str) -> Result<Vec<PathBuf>> {
     let (url, store): (url::Url, Arc<dyn object_store::ObjectStore>) = if crate::store::is_remote(root) {
         let prefix = format!("{}/", root.trim_end_matches('/'));
         let loc = crate::store::Location::parse(&prefix)?;
-        let url = url::Url::parse(&prefix).map_err(|e| Error::Usage(format!("input {root}: {e}")))?;
-        (url, loc.store)
+        // The prefix's key as it is (a `%` in it is that character).
+        (crate::store::table_url(&prefix, true)?, loc.store)
     } else {
         let abs = crate::engine::tables::absolute(Path::new(root))?;
         let url = url::Url::from_directory_path(&abs)
@@ -99,11 +99,18 @@ pub fn live_files(root: &str) -> Result<Vec<PathBuf>> {
         let file = url
             .join(&f.path)
             .map_err(|e| Error::Usage(format!("input {root}: the log's file {}: {e}", f.path)))?;
+        // The log's paths are URIs, percent-encoded (delta-rs writes a partition value `x y` in a
+        // folder `day=x%20y`, and that folder in the log as `day=x%2520y`): decoded once, as a
+        // path or as an object's key.
+        let unreadable = |why: &str| Error::Usage(format!("input {root}: the log's file {}: {why}", f.path));
         paths.push(match file.scheme() {
-            "file" => file
-                .to_file_path()
-                .map_err(|()| Error::Usage(format!("input {root}: the log's file {}: not a path", f.path)))?,
-            _ => PathBuf::from(file.as_str()),
+            "file" => file.to_file_path().map_err(|()| unreadable("not a path"))?,
+            _ => {
+                let key = object_store::path::Path::from_url_path(file.path())
+                    .map_err(|e| unreadable(&e.to_string()))?;
+                let bucket = file.host_str().unwrap_or_default();
+                PathBuf::from(format!("{}{bucket}/{key}", crate::store::SCHEME))
+            }
         });
     }
     paths.sort();
@@ -137,10 +144,11 @@ fn partitioned(
         false => url.to_file_path().unwrap_or_else(|()| PathBuf::from(root)),
     };
     let all = super::hive::parquet_files_under(&folder).map_err(|e| e.to_string())?;
-    if let Some(other) = all.iter().find(|f| live.binary_search(f).is_err()) {
+    let others: Vec<&PathBuf> = all.iter().filter(|f| live.binary_search(f).is_err()).collect();
+    if let Some(other) = others.first() {
         return Err(format!(
             "partitioned by {named} (values in its log and its folder names, not its files), read as its folder; but the folder holds Parquet files the table does not ({} of {}, such as {}: files it removed or replaced, not yet vacuumed (VACUUM removes them), or a checkpoint of its log)",
-            all.len() - live.len().min(all.len()),
+            others.len(),
             all.len(),
             other.display()
         ));

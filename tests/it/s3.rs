@@ -1701,4 +1701,22 @@ fn delta_lake_tables_in_a_bucket_run_from_their_log() {
         &[],
     );
     ok(&o);
+    // Partition values a folder name escapes (`tag=x%20y%25`), which the log's paths escape
+    // again: each path decoded once is the key (taken as it was, they named no object, and the
+    // table's folder was said to hold "Parquet files the table does not").
+    upload_dir(&moto, "lake", "escaped", &writers.join("delta_escaped"));
+    let by_tag = "SELECT tag, count(*) AS n FROM t GROUP BY tag ORDER BY tag";
+    assert_eq!(
+        moto.query("s3://lake/escaped", by_tag),
+        "tag,n\nplain,10\nx y%,10\nz#1,10\n"
+    );
+    let out = tempfile::tempdir().unwrap();
+    let args = job(
+        "s3://lake/escaped",
+        model.to_str().unwrap(),
+        out.path().to_str().unwrap(),
+        &["--overwrite"],
+    );
+    ok(&moto.segscore(&args, &[]));
+    assert_eq!(summary(out.path())["n_segments"], 30);
 }

@@ -1325,6 +1325,18 @@ fn delta_lake_tables_read_partitioned_and_refuse_what_parquet_cannot_give() {
     let o = segscore(&["sql", "--format", "csv", &by_day]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(String::from_utf8_lossy(&o.stdout), "day,n\n1,10\n2,10\n3,10\n");
+    // Partition values a folder name escapes (`tag=x%20y%25`, escaped again in the log).
+    let escaped = fixture("delta_escaped");
+    let by_tag = format!(
+        "SELECT tag, count(*) AS n FROM '{}' GROUP BY tag ORDER BY tag",
+        escaped.display()
+    );
+    let o = segscore(&["sql", "--format", "csv", &by_tag]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "tag,n\nplain,10\nx y%,10\nz#1,10\n"
+    );
     // Copies of the tables, changed.
     let copy = |from: &Path, name: &str| -> PathBuf {
         let to = tmp.path().join(name);

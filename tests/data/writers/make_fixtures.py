@@ -5,7 +5,8 @@ tests/it/writers.rs. Run once; the files are committed (the tools are heavy to i
     pip install duckdb==2.0.1 polars==2.1.0 pandas==3.1.1 deltalake==1.6.6 pyarrow
     python3 tests/data/writers/make_fixtures.py [delta]
 
-With `delta`, `delta_partitioned` or `spark_int96`, only that fixture is written again.
+With `delta`, `delta_partitioned`, `delta_escaped` or `spark_int96`, only that fixture is written
+again.
 
 The dataset: 12 generations of 1 to 4 segments (30 rows): generation_id, segment_index,
 cumulative_score, input_ids (token ids for the demo model), day (1 to 3), split, model_name.
@@ -71,6 +72,18 @@ def delta_partitioned(table):
     write_deltalake(d, table, partition_by=["day"])
 
 
+def delta_escaped(table):
+    """A Delta Lake table (delta-rs) partitioned by a text whose values a folder name escapes
+    (`x y%` in the folder `tag=x%20y%25`), which its log's paths, URIs, escape again
+    (`tag=x%2520y%2525/...`)."""
+    from deltalake import write_deltalake
+
+    tags = {1: "x y%", 2: "z#1", 3: "plain"}
+    t = table.drop_columns(["day"]).append_column("tag", pa.array([tags[d] for d in table["day"].to_pylist()]))
+    d = fresh("delta_escaped")
+    write_deltalake(d, t, partition_by=["tag"])
+
+
 def spark_int96(table):
     """As Spark writes timestamps by default (`spark.sql.parquet.outputTimestampType` INT96):
     INT96 columns and no embedded Arrow schema. valid_to holds 9999-12-31
@@ -97,10 +110,14 @@ def main(names):
     if names == ["delta_partitioned"]:
         delta_partitioned(table)
         return
+    if names == ["delta_escaped"]:
+        delta_escaped(table)
+        return
     delta(table)
     if names == ["delta"]:
         return
     delta_partitioned(table)
+    delta_escaped(table)
     spark_int96(table)
     # DuckDB COPY: one file, and PARTITION_BY (day) into day=N/ folders (day left out of the files).
     con = duckdb.connect()
