@@ -312,8 +312,7 @@ async fn register_files(
         Some(h) => {
             // The footers just read, where the scan looks before reading them again.
             crate::engine::tables::seed_stamped(ctx, &files, &stamped)?;
-            let footers: Vec<_> = stamped.into_iter().map(|(m, _)| m).collect();
-            let (safe, schema) = crate::engine::tables::read_as(&files, &footers, &[])?;
+            let (safe, schema) = crate::engine::tables::read_as(&files, &stamped, &[])?;
             ctx.register_table(name, h.table(ctx, &[], safe, schema).await?)?;
             tables.parquet.extend(files);
         }

@@ -218,10 +218,13 @@ pub fn read_footers(paths: &[PathBuf]) -> Result<Vec<ArrowReaderMetadata>> {
         .collect())
 }
 
-/// [`read_footers`], each with the file's size and last-modified time as they were read
-/// ([`file_stamp`]; an object's from its HEAD): what
+/// A file's footer with its size and last-modified time as it was read ([`file_stamp`]; an
+/// object's from its HEAD).
+pub type Stamped = (ArrowReaderMetadata, (u64, u128));
+
+/// [`read_footers`], each with the file's size and last-modified time as they were read: what
 /// [`crate::engine::tables::seed_metadata_cache`] takes.
-pub fn read_stamped_footers(paths: &[PathBuf]) -> Result<Vec<(ArrowReaderMetadata, (u64, u128))>> {
+pub fn read_stamped_footers(paths: &[PathBuf]) -> Result<Vec<Stamped>> {
     let remote = paths.iter().any(|p| crate::store::remote(p).is_some());
     crate::store::side_by_side(paths, remote, |p| {
         let not_parquet = |reason| Error::NotParquet {

@@ -12,7 +12,7 @@ use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTable
 use datafusion::parquet::arrow::arrow_reader::ArrowReaderMetadata;
 use datafusion::prelude::SessionContext;
 
-use crate::engine::footer::{distrust_statistics, float_stats_constant};
+use crate::engine::footer::{distrust_statistics, float_stats_constant, Stamped};
 use crate::engine::types::table_schema;
 use crate::error::{Error, Result};
 
@@ -156,11 +156,7 @@ pub fn seed_metadata_cache<'a>(
 
 /// [`seed_metadata_cache`] with `files` and their footers and stamps, one each, as
 /// [`crate::engine::footer::read_stamped_footers`] gives them.
-pub fn seed_stamped(
-    ctx: &SessionContext,
-    files: &[PathBuf],
-    stamped: &[(ArrowReaderMetadata, (u64, u128))],
-) -> Result<()> {
+pub fn seed_stamped(ctx: &SessionContext, files: &[PathBuf], stamped: &[Stamped]) -> Result<()> {
     let seeds = files.iter().zip(stamped);
     seed_metadata_cache(ctx, seeds.map(|(f, (m, stamp))| (f.as_path(), *stamp, m)))
 }
@@ -224,15 +220,14 @@ pub async fn parquet_table(
 pub async fn parquet_table_read(
     ctx: &SessionContext,
     files: &[PathBuf],
-    stamped: &[(ArrowReaderMetadata, (u64, u128))],
+    stamped: &[Stamped],
     sort_keys: &[&str],
     trusted: &[&str],
 ) -> Result<Arc<dyn TableProvider>> {
     seed_stamped(ctx, files, stamped)?;
-    let footers: Vec<ArrowReaderMetadata> = stamped.iter().map(|(m, _)| m.clone()).collect();
     // Footers were read first, so an unreadable one is an error naming the file (DataFusion's
     // schema inference could panic on some).
-    let (statistics_safe, schema) = read_as(files, &footers, trusted)?;
+    let (statistics_safe, schema) = read_as(files, stamped, trusted)?;
     let table = listing_table(
         ctx,
         files.iter().map(PathBuf::as_path),
@@ -251,7 +246,7 @@ pub struct ParquetFiles {
     /// The files.
     pub files: Vec<PathBuf>,
     /// Their footers, each with the size and last-modified time of its file as it was read.
-    stamped: Vec<(ArrowReaderMetadata, (u64, u128))>,
+    stamped: Vec<Stamped>,
     statistics_safe: bool,
     schema: Option<SchemaRef>,
 }
@@ -259,9 +254,8 @@ pub struct ParquetFiles {
 impl ParquetFiles {
     /// `files` with their footers and stamps ([`crate::engine::footer::read_stamped_footers`]):
     /// an error where no one type holds a column's values in every file.
-    pub fn new(files: Vec<PathBuf>, stamped: Vec<(ArrowReaderMetadata, (u64, u128))>) -> Result<Self> {
-        let footers: Vec<ArrowReaderMetadata> = stamped.iter().map(|(m, _)| m.clone()).collect();
-        let (statistics_safe, schema) = read_as(&files, &footers, &[])?;
+    pub fn new(files: Vec<PathBuf>, stamped: Vec<Stamped>) -> Result<Self> {
+        let (statistics_safe, schema) = read_as(&files, &stamped, &[])?;
         Ok(ParquetFiles {
             files,
             stamped,
@@ -285,7 +279,8 @@ impl ParquetFiles {
     }
 }
 
-/// How a table over `files` with `footers` (one each) is read: whether its scans may use the
+/// How a table over `files` with `footers` (one each, as [`crate::engine::footer::read_stamped_footers`]
+/// gives them; the stamps are not read here) is read: whether its scans may use the
 /// files' statistics (no float column's look constant, [`float_stats_constant`], `trusted`
 /// aside), and its schema when that is not the first file's
 /// ([`crate::engine::types::widened_schema`], a time column's unit as the footers' statistics
@@ -293,15 +288,15 @@ impl ParquetFiles {
 /// ([`crate::engine::types::Conflict::error`]).
 pub fn read_as(
     files: &[PathBuf],
-    footers: &[ArrowReaderMetadata],
+    footers: &[Stamped],
     trusted: &[&str],
 ) -> Result<(bool, Option<SchemaRef>)> {
     let statistics_safe = !footers
         .iter()
-        .any(|m| float_stats_constant(m.metadata(), trusted));
-    let schemas: Vec<&Schema> = footers.iter().map(|m| m.schema().as_ref()).collect();
+        .any(|(m, _)| float_stats_constant(m.metadata(), trusted));
+    let schemas: Vec<&Schema> = footers.iter().map(|(m, _)| m.schema().as_ref()).collect();
     let bounds = |i: usize, path: &[crate::engine::units::Step]| {
-        let footer = footers.get(i)?;
+        let (footer, _) = footers.get(i)?;
         let crate::engine::units::Step::Field(column) = path.first()? else {
             return None;
         };
