@@ -26,15 +26,8 @@ pub struct Location {
 impl Location {
     /// Parses `s3://bucket/key`.
     pub fn parse(url: &str) -> Result<Self> {
-        let rest = url
-            .strip_prefix(SCHEME)
-            .ok_or_else(|| Error::Usage(format!("{url}: not an {SCHEME} URL")))?;
-        let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
-        if bucket.is_empty() {
-            return Err(Error::Usage(format!("{url}: no bucket in the URL")));
-        }
-        let key = Key::parse(key.trim_matches('/'))
-            .map_err(|e| Error::Usage(format!("{url}: not a valid object key: {e}")))?;
+        let (bucket, key) = super::bucket_and_key(url)?;
+        let key = Key::parse(key).map_err(|e| Error::Usage(format!("{url}: not a valid object key: {e}")))?;
         Ok(Location {
             bucket: bucket.to_string(),
             key,
