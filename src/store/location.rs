@@ -233,9 +233,9 @@ impl Location {
 /// `*.parquet` object under it, skipping names starting with `.` or `_`) or `s3://bucket/glob`
 /// (`*`, `?`, `[...]` matched against whole keys; a matched key is also a prefix) into object
 /// URLs, sorted. None found is [`Error::NoInputFiles`], counting and naming the objects passed
-/// over for their names (Hive and Flink name theirs `000000_0`). With `pin`, each object found is pinned with what the
-/// listing (or the HEAD of a key that names one) said of it ([`super::pin_head`]): its check
-/// then asks for no HEAD of its own.
+/// over for their names (Hive and Flink name theirs `000000_0`). With `pin`, each object found
+/// is pinned with what the listing (or the HEAD of a key that names one) said of it
+/// ([`super::pin_head`]): its check then asks for no HEAD of its own.
 pub fn expand(pattern: &str, pin: bool) -> Result<Vec<PathBuf>> {
     let glob_at = pattern.find(['*', '?', '[']);
     let loc = Location::parse(pattern)?;

@@ -93,7 +93,7 @@ impl ReadAheadRule {
         // read together.
         let cache = self.runtime.cache_manager.get_file_metadata_cache();
         let reads = Reads::of(config);
-        let located = |files: Vec<PartitionedFile>| -> Vec<(PieceId, Wanted)> {
+        let located = |files: &[PartitionedFile]| -> Vec<(PieceId, Wanted)> {
             let mut located = Vec::with_capacity(files.len());
             for run in files.chunk_by(|a, b| a.object_meta.location == b.object_meta.location) {
                 let wanted = match reads.chunks(cache.as_ref(), run) {
@@ -122,18 +122,15 @@ impl ReadAheadRule {
                     .flat_map(|g| g.iter().cloned())
                     .collect(),
             );
-            let all = located(all);
+            let all = located(&all);
             if small(&all) < 2 {
                 return Ok(None);
             }
             let queue = Arc::new(Mutex::new(Ahead::new(all, streams)));
             vec![queue; streams]
         } else {
-            let groups: Vec<Vec<(PieceId, Wanted)>> = config
-                .file_groups
-                .iter()
-                .map(|g| located(g.files().to_vec()))
-                .collect();
+            let groups: Vec<Vec<(PieceId, Wanted)>> =
+                config.file_groups.iter().map(|g| located(g.files())).collect();
             if !groups.iter().any(|files| small(files) > 1) {
                 return Ok(None);
             }
