@@ -26,7 +26,7 @@ pub struct Location {
 impl Location {
     /// Parses `s3://bucket/key`.
     pub fn parse(url: &str) -> Result<Self> {
-        let (bucket, key) = super::bucket_and_key(url)?;
+        let (bucket, key) = bucket_and_key(url)?;
         let key = Key::parse(key).map_err(|e| Error::Usage(format!("{url}: not a valid object key: {e}")))?;
         Ok(Location {
             bucket: bucket.to_string(),
@@ -227,6 +227,42 @@ impl Location {
                 .map(drop)
         }
     }
+}
+
+/// The URL DataFusion reads the object at `url` by (with `folder`, every object under that
+/// prefix): its key as it is, each character a URL reads otherwise (`%`, `?`, `#`, a space)
+/// percent-encoded. DataFusion decodes the path of the URL it is given, so an object named
+/// `a%20b.parquet` was looked for as `a b.parquet` (and `q?=1.parquet` as `q`): "No files found".
+pub fn table_url(url: &str, folder: bool) -> Result<url::Url> {
+    let (bucket, key) = bucket_and_key(url)?;
+    let bad = |why: String| Error::Usage(format!("{url}: {why}"));
+    let mut table = url::Url::parse(&format!("{SCHEME}{bucket}/")).map_err(|e| bad(e.to_string()))?;
+    {
+        let mut segments = table
+            .path_segments_mut()
+            .map_err(|()| bad("not a URL with a path".into()))?;
+        segments.clear();
+        if !key.is_empty() {
+            segments.extend(key.split('/'));
+            if folder {
+                segments.push("");
+            }
+        }
+    }
+    Ok(table)
+}
+
+/// The bucket and the key (no leading or trailing `/`) of `s3://bucket/key`: an error where it
+/// is not such a URL or names no bucket.
+fn bucket_and_key(url: &str) -> Result<(&str, &str)> {
+    let rest = url
+        .strip_prefix(SCHEME)
+        .ok_or_else(|| Error::Usage(format!("{url}: not an {SCHEME} URL")))?;
+    let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+    if bucket.is_empty() {
+        return Err(Error::Usage(format!("{url}: no bucket in the URL")));
+    }
+    Ok((bucket, key.trim_matches('/')))
 }
 
 /// Expands `s3://bucket/key` (the object, where one has that key), `s3://bucket/prefix` (every

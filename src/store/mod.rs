@@ -27,7 +27,7 @@ use crate::error::{Error, Result};
 
 mod location;
 mod pinned;
-pub use location::{expand, read_bytes, read_object, read_text, Location, RemoteFile, Staged};
+pub use location::{expand, read_bytes, read_object, read_text, table_url, Location, RemoteFile, Staged};
 pub use pinned::Pinned;
 
 /// The URL scheme segscore reads and writes object storage by.
@@ -59,42 +59,6 @@ pub fn foreign_url(s: &str) -> Option<String> {
     Some(format!(
         "{s}: {scheme}:// is not a scheme segscore reads or writes; {hint}"
     ))
-}
-
-/// The URL DataFusion reads the object at `url` by (with `folder`, every object under that
-/// prefix): its key as it is, each character a URL reads otherwise (`%`, `?`, `#`, a space)
-/// percent-encoded. DataFusion decodes the path of the URL it is given, so an object named
-/// `a%20b.parquet` was looked for as `a b.parquet` (and `q?=1.parquet` as `q`): "No files found".
-pub fn table_url(url: &str, folder: bool) -> Result<url::Url> {
-    let (bucket, key) = bucket_and_key(url)?;
-    let bad = |why: String| Error::Usage(format!("{url}: {why}"));
-    let mut table = url::Url::parse(&format!("{SCHEME}{bucket}/")).map_err(|e| bad(e.to_string()))?;
-    {
-        let mut segments = table
-            .path_segments_mut()
-            .map_err(|()| bad("not a URL with a path".into()))?;
-        segments.clear();
-        if !key.is_empty() {
-            segments.extend(key.split('/'));
-            if folder {
-                segments.push("");
-            }
-        }
-    }
-    Ok(table)
-}
-
-/// The bucket and the key (no leading or trailing `/`) of `s3://bucket/key`: an error where it
-/// is not such a URL or names no bucket.
-fn bucket_and_key(url: &str) -> Result<(&str, &str)> {
-    let rest = url
-        .strip_prefix(SCHEME)
-        .ok_or_else(|| Error::Usage(format!("{url}: not an {SCHEME} URL")))?;
-    let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
-    if bucket.is_empty() {
-        return Err(Error::Usage(format!("{url}: no bucket in the URL")));
-    }
-    Ok((bucket, key.trim_matches('/')))
 }
 
 /// The URL a path holds, when it is an object-store URL.
