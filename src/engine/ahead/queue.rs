@@ -20,8 +20,9 @@ pub(super) struct Ahead {
     lowest: usize,
     /// Files before this one have had their fetch started, or were opened, or are too large.
     considered: usize,
-    /// Fetches started ahead, by file, in order.
-    started: VecDeque<(usize, Fetch)>,
+    /// Fetches started ahead, by file, in order, each with the bytes it holds: 0 for a piece
+    /// that shares the fetch of the piece before it (those bytes are counted once).
+    started: VecDeque<(usize, Fetch, u64)>,
     /// The last fetches taken, one for each stream and one more, for a file opened again.
     recent: VecDeque<(usize, Fetch)>,
     streams: usize,
@@ -79,8 +80,8 @@ impl Ahead {
         while self.opened.get(self.lowest) == Some(&true) {
             self.lowest += 1;
         }
-        let taken = match self.started.iter().position(|(i, _)| *i == at) {
-            Some(p) => self.started.remove(p).map(|(_, f)| f),
+        let taken = match self.started.iter().position(|(i, ..)| *i == at) {
+            Some(p) => self.started.remove(p).map(|(_, f, _)| f),
             None if self.files[at].1.bytes() <= AHEAD_MAX_OBJECT => {
                 Some(start(&self.files[at].0.path, &self.files[at].1))
             }
@@ -92,27 +93,31 @@ impl Ahead {
                 self.recent.pop_front();
             }
         }
-        let mut held: u64 = self.started.iter().map(|(i, _)| self.files[*i].1.bytes()).sum();
+        let mut held: u64 = self.started.iter().map(|(.., bytes)| bytes).sum();
         while self.considered < self.files.len() && self.considered <= at + self.objects {
             let j = self.considered;
             let (piece, wanted) = &self.files[j];
             let size = wanted.bytes();
             if !self.opened[j] && size <= AHEAD_MAX_OBJECT {
-                if held + size > self.bytes {
-                    break;
-                }
-                // Pieces of one object in a row share its fetch (what they read together).
+                // Pieces of one object in a row share its fetch (what they read together),
+                // whose bytes the limit counts once.
                 let shares =
                     j > 0 && self.files[j - 1].0.path == piece.path && self.files[j - 1].1 == *wanted;
                 let same = match self.started.back() {
                     _ if !shares => None,
-                    Some((i, f)) if *i == j - 1 => Some(f.clone()),
+                    Some((i, f, _)) if *i == j - 1 => Some(f.clone()),
                     _ if at == j - 1 => taken.clone(),
                     _ => None,
                 };
-                held += size;
-                self.started
-                    .push_back((j, same.unwrap_or_else(|| start(&piece.path, wanted))));
+                let entry = match same {
+                    Some(f) => (j, f, 0),
+                    None if held + size > self.bytes => break,
+                    None => {
+                        held += size;
+                        (j, start(&piece.path, wanted), size)
+                    }
+                };
+                self.started.push_back(entry);
             }
             self.considered += 1;
         }
@@ -279,6 +284,27 @@ mod tests {
         assert_eq!(got[0], (Some("a".into()), vec!["a".into(), "x".into()]));
         assert_eq!(got[1], (Some("x".into()), vec![]));
         assert_eq!(got[2], (Some("a".into()), vec![]));
+    }
+
+    #[test]
+    fn a_fetch_pieces_share_counts_its_bytes_once() {
+        // Object `a` in four pieces sharing one fetch of 6 MiB, then `b` and `c` of 6 MiB: 18
+        // MiB of fetches, 12 MiB of them ahead, within 16 MiB (counted per piece, `a`'s fetch
+        // made 24 MiB and neither `b` nor `c` was fetched ahead).
+        let mb = 1 << 20;
+        let piece = |g: usize| PieceId {
+            row_groups: Some(vec![g]),
+            ..whole("a")
+        };
+        let mut files: Vec<(PieceId, Wanted)> = (0..4).map(|g| (piece(g), Wanted::Whole(6 * mb))).collect();
+        files.extend(["b", "c"].iter().map(|p| (whole(p), Wanted::Whole(6 * mb))));
+        let mut ahead = Ahead::new(files, 1);
+        let got = opens_pieces(&mut ahead, &[piece(0), piece(1)]);
+        assert_eq!(
+            got[0],
+            (Some("a".into()), vec!["a".into(), "b".into(), "c".into()])
+        );
+        assert_eq!(got[1], (Some("a".into()), vec![]));
     }
 
     #[test]
