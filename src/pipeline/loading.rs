@@ -11,7 +11,7 @@ use datafusion::logical_expr::ScalarUDF;
 use crate::error::{Error, Result};
 use crate::model::{ModelOptions, RewardModel, TextTokenizer};
 use crate::pipeline::config::JobConfig;
-use crate::pipeline::score::{Pass, Prediction};
+use crate::pipeline::score::Pass;
 
 /// A loaded model, with the tokenizer and pass of a text run.
 #[derive(Clone)]
@@ -114,9 +114,9 @@ fn load(cfg: &JobConfig) -> Result<ModelParts> {
         }
     }
     let (tokenizer, pass) = text_settings(cfg, &model)?;
-    if cfg.cluster.is_some() && (tokenizer.is_some() || cfg.prediction == Prediction::Cumulative) {
+    if cfg.cluster.is_some() && tokenizer.is_some() {
         return Err(Error::Usage(
-            "--cluster runs jobs whose model is scored in SQL (token-id input); text input (--text-col) and --prediction cumulative score in the client's generation stage, which does not run on a cluster".into(),
+            "--cluster runs jobs whose model is scored in SQL (token-id input); text input (--text-col) is tokenized and scored in the client's generation stage, which does not run on a cluster".into(),
         ));
     }
     Ok(ModelParts {

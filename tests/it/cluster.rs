@@ -286,6 +286,26 @@ fn a_cluster_run_equals_a_local_run_and_names_its_executors() {
     );
     assert_eq!(scored.values().map(|v| v.as_u64().unwrap()).sum::<u64>(), 20_000);
     assert!(l.get("cluster").is_none());
+    // `--prediction cumulative`: the executors score each row, the client takes the changes
+    // (its generation stage), as a local run does.
+    let cumulative = ["--prediction", "cumulative"];
+    let local_cum = dir.path().join("local_cumulative");
+    run_ok(&[&input], &demo_model(), &local_cum, &cumulative);
+    let cum = dir.path().join("cluster_cumulative");
+    run_ok(
+        &[&input],
+        &demo_model(),
+        &cum,
+        &[&cumulative[..], &["--cluster", &url]].concat(),
+    );
+    assert_same_output(
+        &read_segments(&cum),
+        &read_segments(&local_cum),
+        1e-6,
+        "cumulative: cluster vs local",
+    );
+    assert_eq!(summary(&cum)["prediction"], "cumulative");
+    assert_eq!(summary(&cum)["n_segments"], 20_000);
     // The executor column is counted, never written.
     assert!(read_segments(&out)
         .schema()
