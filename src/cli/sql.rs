@@ -14,7 +14,7 @@ use super::sql_calls::duckdb_sql;
 use super::sql_copy::{copy_to, folder_given, names_a_folder, output_format, COPY_TO};
 pub use super::sql_sink::ParquetSettings;
 use super::sql_sink::Sink;
-use super::sql_tables::{context, stream_sorted, PlainTable};
+use super::sql_tables::{context, missing_function_hint, stream_sorted, PlainTable};
 use crate::error::{Error, Result};
 use crate::model::Provider;
 use crate::store::Staged;
@@ -565,36 +565,3 @@ const SUBQUERY_HINT: &str = " (among a select's columns DataFusion plans a subqu
     its rows match the outer query's by `=` alone and the outer columns an IN tests are named \
     by their table (`a.x IN (...)`, or one table in the outer FROM); write another test as a \
     join, or move it to the WHERE)";
-
-/// What a query that calls segscore's model or tokenizer functions without the flag that
-/// provides them needs (DataFusion only says "Invalid function", and suggests another), what
-/// a query that writes into a table can do instead, and how a table is given when the query
-/// names one that is not there.
-fn missing_function_hint(error: &str, opts: &SqlOptions) -> String {
-    let calls = |f: &str| error.contains(&format!("Invalid function '{f}'"));
-    // DuckDB's aggregate that segscore computes, called with another number of arguments.
-    let duckdb = error
-        .split_once("Invalid function '")
-        .and_then(|(_, rest)| rest.split_once('\''))
-        .and_then(|(name, _)| Some((name, segscore_plan::duckdb::arity(name)?)));
-    if opts.model.is_none() && (calls("reward_model") || calls("reward_model_input_problem")) {
-        " (reward_model needs --model FILE)".into()
-    } else if opts.tokenizer.is_none() && calls("tokenize") {
-        " (tokenize needs --tokenizer FILE)".into()
-    } else if let Some((name, arity)) = duckdb {
-        format!(
-            " ({name} takes {arity} argument{} here)",
-            if arity == 1 { "" } else { "s" }
-        )
-    } else if error.contains("argument types 'sum(Boolean)'")
-        || error.contains("argument types 'avg(Boolean)'")
-    {
-        " (a column of booleans: count_if(x), or sum(x::BIGINT) and avg(x::DOUBLE))".into()
-    } else if error.contains("DML not supported") {
-        " (segscore sql reads its tables and never writes into them: write a result with --to FILE or COPY (query) TO 'file')".into()
-    } else if error.contains("table '") && error.ends_with("' not found") {
-        " (give tables with --table NAME=PATH, or name Parquet files in quotes: FROM 'data/*.parquet')".into()
-    } else {
-        String::new()
-    }
-}

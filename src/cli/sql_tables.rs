@@ -114,7 +114,8 @@ pub async fn context(opts: &SqlOptions) -> Result<(SessionContext, Tables)> {
                 max_length: None,
             },
         )?);
-        crate::functions::register(&ctx, Some(&model), None);
+        // With a tokenizer too, `reward_model_text` (the executors' generation stage).
+        crate::functions::register(&ctx, Some(&model), tokenizer.as_ref());
     }
     let mut names = std::collections::HashSet::new();
     for name in opts.tables.iter().filter_map(|t| t.name.as_deref()) {
@@ -475,4 +476,39 @@ fn sort_keys(plan: &dyn datafusion::physical_plan::ExecutionPlan) -> Option<Vec<
             .collect();
     }
     plan.children().into_iter().find_map(|c| sort_keys(c.as_ref()))
+}
+
+/// What a query that calls segscore's model or tokenizer functions without the flags that
+/// provide them needs (DataFusion only says "Invalid function"), what a query that writes into
+/// a table can do instead, and how a table is given when the query names one that is not there.
+pub(super) fn missing_function_hint(error: &str, opts: &SqlOptions) -> String {
+    let calls = |f: &str| error.contains(&format!("Invalid function '{f}'"));
+    // DuckDB's aggregate that segscore computes, called with another number of arguments.
+    let duckdb = error
+        .split_once("Invalid function '")
+        .and_then(|(_, rest)| rest.split_once('\''))
+        .and_then(|(name, _)| Some((name, segscore_plan::duckdb::arity(name)?)));
+    let needs = |f: &str, flags: &str| format!(" ({f} needs {flags})");
+    if calls(crate::model::text_udf::TEXT_UDF_NAME) {
+        needs("reward_model_text", "--model FILE and --tokenizer FILE")
+    } else if opts.model.is_none() && (calls("reward_model") || calls("reward_model_input_problem")) {
+        needs("reward_model", "--model FILE")
+    } else if opts.tokenizer.is_none() && calls("tokenize") {
+        needs("tokenize", "--tokenizer FILE")
+    } else if let Some((name, arity)) = duckdb {
+        format!(
+            " ({name} takes {arity} argument{} here)",
+            if arity == 1 { "" } else { "s" }
+        )
+    } else if error.contains("argument types 'sum(Boolean)'")
+        || error.contains("argument types 'avg(Boolean)'")
+    {
+        " (a column of booleans: count_if(x), or sum(x::BIGINT) and avg(x::DOUBLE))".into()
+    } else if error.contains("DML not supported") {
+        " (segscore sql reads its tables and never writes into them: write a result with --to FILE or COPY (query) TO 'file')".into()
+    } else if error.contains("table '") && error.ends_with("' not found") {
+        " (give tables with --table NAME=PATH, or name Parquet files in quotes: FROM 'data/*.parquet')".into()
+    } else {
+        String::new()
+    }
 }

@@ -59,7 +59,9 @@ fn session_state(config: SessionConfig) -> datafusion::error::Result<SessionStat
         .with_default_features()
         .with_config(config)
         .with_runtime_env(super::runtime(None)?)
-        .with_optimizer_rules(ballista_core::optimizer::ballista_default_optimizer_rules())
+        .with_optimizer_rules(segscore_plan::unnest::guarded(
+            ballista_core::optimizer::ballista_default_optimizer_rules(),
+        ))
         .with_scalar_functions(ballista_scalar_functions())
         .with_aggregate_functions(ballista_aggregate_functions())
         .with_window_functions(ballista_window_functions())

@@ -94,6 +94,8 @@ pub fn session_context(
         .with_runtime_env(Arc::clone(&runtime))
         .with_default_features()
         .with_analyzer_rules(analyzer)
+        // An UNNEST's rows keep no key of its input ([`segscore_plan::unnest`]).
+        .with_optimizer_rules(segscore_plan::unnest::optimizer_rules())
         .with_physical_optimizer_rule(Arc::new(super::window::SortedLagRule))
         // Scans of many small objects in object storage fetch them ahead ([`super::ahead`]).
         .with_physical_optimizer_rule(Arc::new(super::ahead::ReadAheadRule::new(runtime)))

@@ -306,3 +306,22 @@ pub fn with_sums(mut evaluation: Evaluation, sums: &EvalSums) -> Evaluation {
     evaluation.targets_sum_mismatches = sums.targets_sum_mismatches;
     evaluation
 }
+
+/// The schema `queries/generations.sql` gives over segments of `segments` schema (planned on
+/// an empty table, with `base_score` as an output directory's table has it).
+pub(crate) async fn generations_schema(
+    segments: &datafusion::arrow::datatypes::SchemaRef,
+) -> Result<datafusion::arrow::datatypes::SchemaRef> {
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    let mut fields: Vec<Field> = segments.fields().iter().map(|f| f.as_ref().clone()).collect();
+    if segments.index_of("base_score").is_err() {
+        fields.push(Field::new("base_score", DataType::Float64, false));
+    }
+    let schema = Arc::new(Schema::new(fields));
+    let ctx = datafusion::prelude::SessionContext::new();
+    crate::functions::register(&ctx, None, None);
+    let empty = datafusion::datasource::MemTable::try_new(schema, vec![vec![]])?;
+    ctx.register_table("segments", Arc::new(empty))?;
+    let df = segscore_plan::sql(&ctx, crate::evaluate::GENERATIONS_SQL).await?;
+    Ok(Arc::new(df.schema().as_arrow().clone()))
+}

@@ -83,6 +83,9 @@ fn functions(
         if tokenizer.is_none() {
             scalar.push(crate::model::text::job_tokenize_udf());
         }
+        if model.is_none() && tokenizer.is_none() {
+            scalar.push(crate::model::text_udf::job_udf());
+        }
     }
     let mut aggregate = crate::metrics::udaf::all();
     aggregate.extend(counts::udafs());
@@ -100,8 +103,11 @@ pub fn model_functions(
     model: Option<&Arc<RewardModel>>,
     tokenizer: Option<&Arc<TextTokenizer>>,
 ) -> Vec<ScalarUDF> {
+    let text = model
+        .zip(tokenizer)
+        .map(|(m, t)| crate::model::text_udf::udf(m, t));
     let model = model.into_iter().flat_map(|m| [m.udf(), m.problem_udf()]);
-    model.chain(tokenizer.map(|t| t.udf())).collect()
+    model.chain(tokenizer.map(|t| t.udf())).chain(text).collect()
 }
 
 /// Registers every segscore function with `ctx` (the model's only when one is given, and

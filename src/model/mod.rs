@@ -44,10 +44,12 @@ pub mod onnx;
 pub mod output;
 pub mod run;
 pub mod runtime;
+pub mod sequences;
 pub mod session;
 pub mod shared;
 pub mod signature;
 pub mod text;
+pub mod text_udf;
 pub mod tokens;
 pub mod udf;
 

@@ -114,11 +114,6 @@ fn load(cfg: &JobConfig) -> Result<ModelParts> {
         }
     }
     let (tokenizer, pass) = text_settings(cfg, &model)?;
-    if cfg.cluster.is_some() && tokenizer.is_some() {
-        return Err(Error::Usage(
-            "--cluster runs jobs whose model is scored in SQL (token-id input); text input (--text-col) is tokenized and scored in the client's generation stage, which does not run on a cluster".into(),
-        ));
-    }
     Ok(ModelParts {
         model,
         tokenizer,

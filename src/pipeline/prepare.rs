@@ -183,7 +183,11 @@ async fn plan_job(cfg: &JobConfig, loaded: Loaded, order: InputOrder) -> Result<
             let ctx =
                 crate::cluster::client::client_context(url, ctx, job, &parts.model, parts.tokenizer.as_ref())
                     .await?;
-            let planned = plan_outputs(&ctx, cfg, &inputs, hive.as_ref(), sorted, shards, &targets_sql).await;
+            let query = JobQuery {
+                sql: &targets_sql,
+                pass: parts.pass,
+            };
+            let planned = plan_outputs(&ctx, cfg, &inputs, hive.as_ref(), sorted, shards, query).await;
             (ctx, planned, parts, None)
         }
         #[cfg(not(feature = "cluster"))]
@@ -195,7 +199,11 @@ async fn plan_job(cfg: &JobConfig, loaded: Loaded, order: InputOrder) -> Result<
             for f in model.functions(cfg) {
                 ctx.register_udf(f);
             }
-            let planned = plan_outputs(&ctx, cfg, &inputs, hive.as_ref(), sorted, shards, &targets_sql).await;
+            let query = JobQuery {
+                sql: &targets_sql,
+                pass: None,
+            };
+            let planned = plan_outputs(&ctx, cfg, &inputs, hive.as_ref(), sorted, shards, query).await;
             // A one-shard job's physical plan too (some 5 ms: the optimizer's rules, the
             // scan's files and statistics), where the model loads beside it.
             let first_plan = match &planned {
@@ -244,7 +252,8 @@ async fn plan_job(cfg: &JobConfig, loaded: Loaded, order: InputOrder) -> Result<
             } else {
                 None
             },
-            scored: if text {
+            // Text is scored here, or (on a cluster) by the executors, as token ids are.
+            scored: if text && cfg.cluster.is_none() {
                 None
             } else {
                 Some((plan.pred, df_schema.index_of("input_problem").ok()))
@@ -376,6 +385,14 @@ struct Planned {
     eval: Option<Arc<StreamEval>>,
 }
 
+/// The job's query: its SQL and, where the model's reads of text join its rows (a cluster's
+/// executors score them), the pass they are read in.
+#[derive(Clone, Copy)]
+struct JobQuery<'a> {
+    sql: &'a str,
+    pass: Option<Pass>,
+}
+
 /// Registers the inputs, plans the job's query and its outputs: nothing here calls the model.
 async fn plan_outputs(
     ctx: &SessionContext,
@@ -384,10 +401,10 @@ async fn plan_outputs(
     hive: Option<&source::hive::Hive>,
     sorted: bool,
     shards: usize,
-    targets_sql: &str,
+    query: JobQuery<'_>,
 ) -> Result<Planned> {
     let carried = register_inputs(ctx, cfg, inputs, sorted, hive, shards).await?;
-    let targets = plan_query(ctx, cfg, targets_sql).await?;
+    let targets = plan_query(ctx, cfg, query).await?;
     // Only what the output needs travels on: DataFusion pushes this projection down through
     // the window, so the token lists are dropped as soon as the model has read them.
     let files_schema = segscore_plan::table(ctx, "input_files")
@@ -396,7 +413,9 @@ async fn plan_outputs(
         .as_arrow()
         .clone();
     let text = cfg.text_input();
-    let staged = |schema: &datafusion::arrow::datatypes::Schema| GenerationStage::output_schema(schema, text);
+    // The stage appends the reads of text it scores itself; a cluster's come in the query.
+    let here = text && cfg.cluster.is_none();
+    let staged = |schema: &datafusion::arrow::datatypes::Schema| GenerationStage::output_schema(schema, here);
     let full = OutputPlan::new(
         &staged(targets.schema().as_arrow()),
         cfg,
@@ -406,8 +425,11 @@ async fn plan_outputs(
     )?;
     let mut needed = full.needed_columns(&staged(targets.schema().as_arrow()));
     if text {
-        // The stage appends these; it reads the text, the prompt and the base score.
-        needed.retain(|c| c != "predicted_score" && c != "input_problem");
+        // The stage reads the text, the prompt and the base score; it appends the reads of
+        // text it scores itself.
+        if here {
+            needed.retain(|c| c != "predicted_score" && c != "input_problem");
+        }
         let prompt = cfg.columns.prompt.is_some().then_some("prompt");
         for c in ["text", "base_score"].into_iter().chain(prompt) {
             if !needed.iter().any(|n| n == c) {
@@ -426,7 +448,7 @@ async fn plan_outputs(
     let plan = OutputPlan::new(&staged(df.schema().as_arrow()), cfg, "", sorted, &files_schema)?;
     let eval = Some(Arc::new(StreamEval::new(
         &plan.schema,
-        generations_schema(&plan.schema).await?,
+        crate::evaluate::stream::generations_schema(&plan.schema).await?,
         inputs.total_rows(),
     )?));
     Ok(Planned {
@@ -456,6 +478,21 @@ async fn register_inputs(
 }
 
 async fn plan_query(
+    ctx: &SessionContext,
+    cfg: &JobConfig,
+    query: JobQuery<'_>,
+) -> Result<datafusion::dataframe::DataFrame> {
+    let targets = plan_sql(ctx, cfg, query.sql).await?;
+    match query.pass {
+        Some(pass) if cfg.text_input() && cfg.cluster.is_some() => {
+            let separator = cfg.segment_separator.as_deref().unwrap_or("");
+            crate::pipeline::score::with_reads(ctx, targets, separator, pass).await
+        }
+        _ => Ok(targets),
+    }
+}
+
+async fn plan_sql(
     ctx: &SessionContext,
     cfg: &JobConfig,
     sql: &str,
@@ -522,7 +559,11 @@ impl Prepared {
         }
         let filter = crate::shard::filter_sql(&cfg.columns.generation_id, k, self.shards);
         source::register_view(&self.ctx, &cfg.columns, &self.carried, Some(&filter)).await?;
-        let df = plan_query(&self.ctx, cfg, &self.targets_sql).await?;
+        let query = JobQuery {
+            sql: &self.targets_sql,
+            pass: self.pass,
+        };
+        let df = plan_query(&self.ctx, cfg, query).await?;
         output_frame(cfg, df, &self.needed)
     }
 }
@@ -540,25 +581,6 @@ fn output_frame(
     }
     let key = |c: &str| datafusion::prelude::col(c).sort(true, false);
     Ok(df.sort(vec![key("generation_id"), key("segment_index")])?)
-}
-
-/// The schema `queries/generations.sql` gives over segments of `segments` schema (planned on
-/// an empty table, with `base_score` as an output directory's table has it).
-async fn generations_schema(
-    segments: &datafusion::arrow::datatypes::SchemaRef,
-) -> Result<datafusion::arrow::datatypes::SchemaRef> {
-    use datafusion::arrow::datatypes::{DataType, Field, Schema};
-    let mut fields: Vec<Field> = segments.fields().iter().map(|f| f.as_ref().clone()).collect();
-    if segments.index_of("base_score").is_err() {
-        fields.push(Field::new("base_score", DataType::Float64, false));
-    }
-    let schema = Arc::new(Schema::new(fields));
-    let ctx = SessionContext::new();
-    crate::functions::register(&ctx, None, None);
-    let empty = datafusion::datasource::MemTable::try_new(schema, vec![vec![]])?;
-    ctx.register_table("segments", Arc::new(empty))?;
-    let df = segscore_plan::sql(&ctx, crate::evaluate::GENERATIONS_SQL).await?;
-    Ok(Arc::new(df.schema().as_arrow().clone()))
 }
 
 /// Column names by their canonical names ([`crate::contract::ColumnNames::canonical`]), sorted,

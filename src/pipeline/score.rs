@@ -27,38 +27,16 @@ use serde::{Deserialize, Serialize};
 use crate::contract::{problem_text, Reason};
 use crate::error::{Error, Result};
 use crate::evaluate::summary::OnePassCheck;
-use crate::model::{RewardModel, TextTokenizer};
+use crate::model::RewardModel;
+use datafusion::common::JoinType;
+use datafusion::dataframe::DataFrame;
+use datafusion::functions_aggregate::expr_fn::{array_agg, first_value};
+use datafusion::logical_expr::ExprFunctionExt;
+use datafusion::prelude::{col, lit, Expr, SessionContext};
 
-/// How the model is called on text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Pass {
-    /// One call per generation, each segment read at its last token.
-    Generation,
-    /// One call per segment, on its prefix.
-    Segment,
-}
-
-impl std::str::FromStr for Pass {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s {
-            "generation" => Ok(Pass::Generation),
-            "segment" => Ok(Pass::Segment),
-            o => Err(format!("unknown --pass `{o}` (expected generation or segment)")),
-        }
-    }
-}
-
-impl Pass {
-    /// The flag's value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Pass::Generation => "generation",
-            Pass::Segment => "segment",
-        }
-    }
-}
+use crate::model::sequences::{run_pass, texts_and_prompts, tokenize_runs, Tokens};
+pub use crate::model::sequences::{Pass, TextInput};
+use crate::model::text_udf::TEXT_UDF_NAME;
 
 /// What the model's score means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -94,15 +72,6 @@ impl Prediction {
     }
 }
 
-/// Text input: the tokenizer and the separator's ids.
-#[derive(Debug)]
-pub struct TextInput {
-    /// The tokenizer.
-    pub tokenizer: Arc<TextTokenizer>,
-    /// `--segment-separator`'s ids (no special tokens).
-    pub separator_ids: Vec<i64>,
-}
-
 /// Where the stage finds its columns in a batch.
 #[derive(Debug, Clone)]
 pub struct StageColumns {
@@ -133,16 +102,6 @@ pub struct GenerationStage {
     check: Mutex<OnePassCheck>,
     /// Nanoseconds spent tokenizing, summed over threads.
     tokenize_nanos: AtomicU64,
-}
-
-/// One generation of a batch, tokenized.
-#[derive(Debug)]
-struct Tokens {
-    rows: Range<usize>,
-    /// The whole sequence; empty when the generation is not scored.
-    ids: Vec<i64>,
-    /// Each segment's sequence length (its prefix ends there).
-    ends: Vec<usize>,
 }
 
 /// A batch of whole generations, tokenized and waiting for the model.
@@ -178,7 +137,10 @@ impl GenerationStage {
         cols: StageColumns,
         input: &Schema,
     ) -> Self {
-        let schema = Arc::new(Self::output_schema(input, text.is_some()));
+        let schema = Arc::new(Self::output_schema(
+            input,
+            text.is_some() && cols.scored.is_none(),
+        ));
         GenerationStage {
             model,
             text,
@@ -191,7 +153,8 @@ impl GenerationStage {
         }
     }
 
-    /// The schema the stage gives batches of `input` schema.
+    /// The schema the stage gives batches of `input` schema: with `text` (text the stage
+    /// scores itself), `predicted_score` and `input_problem` appended.
     pub fn output_schema(input: &Schema, text: bool) -> Schema {
         let mut fields: Vec<Field> = input.fields().iter().map(|f| f.as_ref().clone()).collect();
         if text {
@@ -228,29 +191,24 @@ impl GenerationStage {
                 problems: vec![None; n],
             });
         };
-        let texts = cast(batch.column(text_col), &DataType::Utf8)?;
-        let prompts = match prompt_col {
-            Some(p) => cast(batch.column(p), &DataType::Utf8)?,
-            // No prompt column: every prompt is the empty string.
-            None => Arc::new(StringArray::from_iter_values(std::iter::repeat_n("", n))) as ArrayRef,
-        };
-        let (texts, prompts) = (texts.as_string::<i32>(), prompts.as_string::<i32>());
-        let max_length = self.model.max_length();
-        let done: Vec<(Tokens, Vec<Option<String>>)> = self.model.map_batches(&runs, |rows| {
-            let started = std::time::Instant::now();
-            let done = tokenize_generation(text, texts, prompts, rows.clone(), max_length);
-            self.tokenize_nanos
-                .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
-            done
-        })?;
-        let mut problems = vec![None; n];
-        let mut generations = Vec::with_capacity(done.len());
-        for (g, p) in done {
-            for (i, problem) in g.rows.clone().zip(p) {
-                problems[i] = problem;
-            }
-            generations.push(g);
+        if self.cols.scored.is_some() {
+            // Scored on a cluster's executors: the generations the one-pass check takes are
+            // tokenized when it takes them ([`GenerationStage::score`]).
+            return Ok(Tokenized {
+                batch,
+                generations: Vec::new(),
+                problems: vec![None; n],
+            });
         }
+        let (texts, prompts) = texts_and_prompts(&batch, text_col, prompt_col)?;
+        let (generations, problems) = tokenize_runs(
+            &self.model,
+            text,
+            texts.as_string::<i32>(),
+            prompts.as_string::<i32>(),
+            &runs,
+            &self.tokenize_nanos,
+        )?;
         Ok(Tokenized {
             batch,
             generations,
@@ -267,9 +225,18 @@ impl GenerationStage {
         } = t;
         let n = batch.num_rows();
         let mut reads: Vec<Option<f64>> = vec![None; n];
-        if self.text.is_some() {
+        if let Some((pred, _)) = self.cols.scored {
+            let p = cast(batch.column(pred), &DataType::Float64)?;
+            let p = p.as_primitive::<Float64Type>();
+            for (i, r) in reads.iter_mut().enumerate() {
+                *r = p.is_valid(i).then(|| p.value(i));
+            }
+            if self.text.is_some() && self.pass == Pass::Generation && state.checks_left > 0 {
+                self.check_scored(&batch, &reads, state)?;
+            }
+        } else if self.text.is_some() {
             let scored: Vec<&Tokens> = generations.iter().filter(|g| !g.ids.is_empty()).collect();
-            let values = self.run(&scored, self.pass)?;
+            let values = run_pass(&self.model, &scored, self.pass)?;
             for (g, v) in scored.iter().zip(&values) {
                 for (i, x) in g.rows.clone().zip(v) {
                     reads[i] = Some(*x);
@@ -291,15 +258,9 @@ impl GenerationStage {
                         .filter(|(g, _)| to_check.iter().any(|c| std::ptr::eq(*c, **g)))
                         .map(|(_, v)| v)
                         .collect();
-                    let per_prefix = self.run(&to_check, Pass::Segment)?;
+                    let per_prefix = run_pass(&self.model, &to_check, Pass::Segment)?;
                     self.compare(&batch, &to_check, &one_pass, &per_prefix)?;
                 }
-            }
-        } else if let Some((pred, _)) = self.cols.scored {
-            let p = cast(batch.column(pred), &DataType::Float64)?;
-            let p = p.as_primitive::<Float64Type>();
-            for (i, r) in reads.iter_mut().enumerate() {
-                *r = p.is_valid(i).then(|| p.value(i));
             }
         }
         let predicted = match self.prediction {
@@ -309,34 +270,58 @@ impl GenerationStage {
         self.assemble(batch, predicted, problems)
     }
 
-    /// The model's reads for each generation's segments, in one pass or per prefix.
-    fn run(&self, generations: &[&Tokens], pass: Pass) -> Result<Vec<Vec<f64>>> {
-        match pass {
-            Pass::Generation => {
-                let seqs: Vec<&[i64]> = generations.iter().map(|g| g.ids.as_slice()).collect();
-                let at: Vec<Vec<usize>> = generations
-                    .iter()
-                    .map(|g| g.ends.iter().map(|e| e - 1).collect())
-                    .collect();
-                self.model.score_sequences(&seqs, &at)
-            }
-            Pass::Segment => {
-                let mut seqs: Vec<&[i64]> = Vec::new();
-                let mut at = Vec::new();
-                for g in generations {
-                    for &e in &g.ends {
-                        seqs.push(&g.ids[..e]);
-                        at.push(vec![e - 1]);
-                    }
-                }
-                let flat = self.model.score_sequences(&seqs, &at)?;
-                let mut flat = flat.into_iter().map(|v| v[0]);
-                Ok(generations
-                    .iter()
-                    .map(|g| flat.by_ref().take(g.ends.len()).collect())
-                    .collect())
-            }
+    /// The one-pass check of a batch the executors of a cluster scored: the first generations
+    /// the partition sees with two or more segments, all scored, are tokenized here and scored
+    /// both ways with this process's copy of the model (whether a model is causal does not
+    /// depend on where it runs).
+    fn check_scored(
+        &self,
+        batch: &RecordBatch,
+        reads: &[Option<f64>],
+        state: &mut PartitionState,
+    ) -> Result<()> {
+        let (Some(text), Some((text_col, prompt_col)), Some((_, problem_col))) =
+            (&self.text, self.cols.text, self.cols.scored)
+        else {
+            return Ok(());
+        };
+        let problems = problem_col.map(|p| batch.column(p));
+        let runs: Vec<Range<usize>> = partition(&[Arc::clone(batch.column(self.cols.gid))])?
+            .ranges()
+            .into_iter()
+            .filter(|rows| {
+                rows.len() >= 2
+                    && rows
+                        .clone()
+                        .all(|i| reads[i].is_some() && problems.is_none_or(|p| p.is_null(i)))
+            })
+            .take(state.checks_left)
+            .collect();
+        if runs.is_empty() {
+            return Ok(());
         }
+        let (texts, prompts) = texts_and_prompts(batch, text_col, prompt_col)?;
+        let (generations, _) = tokenize_runs(
+            &self.model,
+            text,
+            texts.as_string::<i32>(),
+            prompts.as_string::<i32>(),
+            &runs,
+            &self.tokenize_nanos,
+        )?;
+        let to_check: Vec<&Tokens> = generations.iter().filter(|g| !g.ids.is_empty()).collect();
+        if to_check.is_empty() {
+            return Ok(());
+        }
+        state.checks_left -= to_check.len();
+        let one_pass = run_pass(&self.model, &to_check, Pass::Generation)?;
+        let per_prefix = run_pass(&self.model, &to_check, Pass::Segment)?;
+        self.compare(
+            batch,
+            &to_check,
+            &one_pass.iter().collect::<Vec<_>>(),
+            &per_prefix,
+        )
     }
 
     /// Compares one pass with per-prefix calls; records the check, fails if they differ.
@@ -422,10 +407,7 @@ impl GenerationStage {
     ) -> Result<RecordBatch> {
         let predicted: ArrayRef = Arc::new(Float64Array::from(predicted));
         let mut columns = batch.columns().to_vec();
-        if self.text.is_some() {
-            columns.push(predicted);
-            columns.push(Arc::new(StringArray::from(problems)));
-        } else if let Some((pred, problem)) = self.cols.scored {
+        if let Some((pred, problem)) = self.cols.scored {
             columns[pred] = predicted;
             if let Some(p) = problem {
                 let given = cast(&columns[p], &DataType::Utf8)?;
@@ -441,71 +423,76 @@ impl GenerationStage {
                     .collect();
                 columns[p] = Arc::new(merged);
             }
+        } else if self.text.is_some() {
+            columns.push(predicted);
+            columns.push(Arc::new(StringArray::from(problems)));
         }
         Ok(RecordBatch::try_new(Arc::clone(&self.schema), columns)?)
     }
 }
 
-/// Tokenizes one generation (`rows` of the batch, in segment order) into its sequence, or
-/// finds why it cannot be scored: a problem for each bad row, and for the others of the
-/// generation `invalid_segment_in_generation`.
-fn tokenize_generation(
-    text: &TextInput,
-    texts: &StringArray,
-    prompts: &StringArray,
-    rows: Range<usize>,
-    max_length: Option<usize>,
-) -> Result<(Tokens, Vec<Option<String>>)> {
-    let mut problems: Vec<Option<String>> = vec![None; rows.len()];
-    let first = rows.start;
-    let mut ids = if prompts.is_null(first) {
-        problems[0] = Some(problem_text(
-            Reason::NullPrompt,
-            "the generation's prompt is null",
-        ));
-        Vec::new()
-    } else {
-        text.tokenizer.ids(prompts.value(first), true)?
-    };
-    let mut ends = Vec::with_capacity(rows.len());
-    for (k, i) in rows.clone().enumerate() {
-        if texts.is_null(i) {
-            problems[k].get_or_insert_with(|| problem_text(Reason::NullText, "the segment's text is null"));
-            ends.push(ids.len());
-            continue;
-        }
-        let t = texts.value(i);
-        let before = ids.len();
-        if !t.is_empty() {
-            ids.extend(text.tokenizer.ids(t, false)?);
-        }
-        if t.is_empty() || ids.len() == before {
-            let detail = if t.is_empty() {
-                "the segment's text is empty"
-            } else {
-                "the segment's text gives no tokens"
-            };
-            problems[k].get_or_insert_with(|| problem_text(Reason::EmptyText, detail));
-        }
-        ids.extend_from_slice(&text.separator_ids);
-        ends.push(ids.len());
-        if let Some(max) = max_length.filter(|&m| ids.len() > m) {
-            problems[k].get_or_insert_with(|| {
-                problem_text(
-                    Reason::TooLong,
-                    crate::model::tokens::too_long_detail(ids.len(), max),
-                )
-            });
-        }
-    }
-    if problems.iter().any(Option::is_some) {
-        for p in problems.iter_mut().filter(|p| p.is_none()) {
-            *p = Some(problem_text(
-                Reason::InvalidSegmentInGeneration,
-                "another segment of the generation cannot be scored",
-            ));
-        }
-        ids.clear();
-    }
-    Ok((Tokens { rows, ids, ends }, problems))
+/// The hidden names of the reads' columns in the job's frame.
+const GENERATION: &str = "__segscore_reads_generation";
+const INDEX: &str = "__segscore_reads_index";
+const ENTRY: &str = "__segscore_reads";
+
+/// `targets` (the job query's frame over the `generations` view) with each row's read
+/// (`predicted_score`) and problem (`input_problem`) from [`crate::model::text_udf`] over the view's
+/// generations: a left join on (generation_id, segment_index), so every row stays, and one
+/// whose key is null (which the checks name) has neither.
+pub async fn with_reads(
+    ctx: &SessionContext,
+    targets: DataFrame,
+    separator: &str,
+    pass: Pass,
+) -> Result<DataFrame> {
+    let in_order = || vec![col("segment_index").sort(true, false)];
+    let aggregated = |e: Expr| -> Result<Expr> { Ok(array_agg(e).order_by(in_order()).build()?) };
+    let function = datafusion::execution::FunctionRegistry::udf(ctx, TEXT_UDF_NAME)?;
+    let reads = segscore_plan::table(ctx, "generations")
+        .await?
+        .aggregate(
+            vec![col("generation_id")],
+            vec![
+                aggregated(col("segment_index"))?.alias("i"),
+                aggregated(col("text"))?.alias("t"),
+                first_value(col("prompt"), in_order()).alias("p"),
+            ],
+        )?
+        .select(vec![
+            col("generation_id").alias(GENERATION),
+            function
+                .call(vec![
+                    col("i"),
+                    col("t"),
+                    col("p"),
+                    lit(separator),
+                    lit(pass.as_str()),
+                ])
+                .alias(ENTRY),
+        ])?
+        .unnest_columns(&[ENTRY])?;
+    let field = |name: &str| datafusion::functions::core::expr_fn::get_field(col(ENTRY), name);
+    let reads = reads.select(vec![
+        col(GENERATION),
+        field("segment_index").alias(INDEX),
+        field("read").alias("predicted_score"),
+        field("problem").alias("input_problem"),
+    ])?;
+    let columns: Vec<Expr> = targets
+        .schema()
+        .columns()
+        .into_iter()
+        .map(Expr::Column)
+        .chain([col("predicted_score"), col("input_problem")])
+        .collect();
+    Ok(targets
+        .join(
+            reads,
+            JoinType::Left,
+            &["generation_id", "segment_index"],
+            &[GENERATION, INDEX],
+            None,
+        )?
+        .select(columns)?)
 }

@@ -676,3 +676,101 @@ fn hive_partition_columns_reach_a_cluster_run() {
     run_ok(&[&spark], &demo_model(), &local, &["--provider", "cpu"]);
     assert_eq!(got, valid_to(&local));
 }
+
+/// Text input on a cluster: the executors tokenize and score each generation (one pass), the
+/// client checks the model is causal; the output equals a local run's, bad rows included.
+#[test]
+fn text_input_runs_on_a_cluster_as_it_runs_locally() {
+    let cluster = Cluster::start(2);
+    let url = cluster.url();
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    let o = segscore(&[
+        "generate",
+        "--text",
+        "-o",
+        input.to_str().unwrap(),
+        "--segments",
+        "1000",
+        "--files",
+        "2",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // Rows the checks reject: a null text, an empty one, a null prompt, an index twice.
+    let bad = input.join("bad.parquet");
+    let o = segscore(&[
+        "sql",
+        &format!(
+            "COPY (SELECT * FROM (VALUES ('b1', 0, 0.1, 'p', 'one'), ('b1', 1, 0.2, 'p', NULL), \
+             ('b2', 0, 0.1, 'p', ''), ('b2', 1, 0.3, 'p', 'x'), ('b3', 0, 0.1, NULL, 'y'), \
+             ('b3', 1, 0.2, NULL, 'z'), ('b4', 0, 0.1, 'p', 'a'), ('b4', 0, 0.2, 'p', 'b'), \
+             ('b4', 1, 0.4, 'p', 'c')) t(generation_id, segment_index, cumulative_score, prompt, step)) \
+             TO '{}'",
+            bad.display()
+        ),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let model = repo().join("models/prm_causal.onnx");
+    let tokenizer = repo().join("models/gpt2-tokenizer.json");
+    let text = [
+        "--tokenizer",
+        tokenizer.to_str().unwrap(),
+        "--text-col",
+        "step",
+        "--prompt-col",
+        "prompt",
+        "--segment-separator",
+        "\n",
+        "--on-invalid",
+        "quarantine",
+    ];
+    for (name, extra) in [
+        ("one-pass", &[][..]),
+        (
+            "cumulative",
+            &["--pass", "segment", "--prediction", "cumulative"][..],
+        ),
+    ] {
+        let local = dir.path().join(format!("local-{name}"));
+        run_ok(&[&input], &model, &local, &[&text[..], extra].concat());
+        let out = dir.path().join(format!("cluster-{name}"));
+        let on_cluster = ["--cluster", url.as_str(), "--shards", "2"];
+        run_ok(&[&input], &model, &out, &[&text[..], extra, &on_cluster].concat());
+        assert_same_output(&read_segments(&out), &read_segments(&local), 1e-6, name);
+        let rejected = |out: &Path| sorted_rows(&read_parts(&out.join("rejected")));
+        assert_eq!(rejected(&out), rejected(&local), "{name}");
+        let (s, l) = (summary(&out), summary(&local));
+        // (Its part files are one per shard.)
+        for k in ["rows", "rows_by_reason", "generations_by_reason"] {
+            assert_eq!(s["rejected"][k], l["rejected"][k], "{name}");
+        }
+        assert_eq!(s["rejected"]["generations"], 4, "{s}");
+        assert_eq!(s["rejected"]["rows_by_reason"]["duplicate_segment"], 2, "{s}");
+        assert_eq!(s["n_segments"], 1000);
+        assert_eq!(s["prediction"], l["prediction"]);
+        assert_eq!(s["text"]["pass"], l["text"]["pass"]);
+        let scored: u64 = s["cluster"]["executors"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|v| v.as_u64().unwrap())
+            .sum();
+        assert_eq!(scored, 1009, "{s}");
+        if name == "one-pass" {
+            // The client checked the first generations of each shard both ways.
+            let check = &s["text"]["one_pass_check"];
+            assert!(check["generations"].as_u64().unwrap() >= 2, "{s}");
+            assert_eq!(check["max_abs_difference"], 0.0, "{s}");
+        }
+    }
+    // A model that is not causal is refused in one pass, as locally.
+    let out = dir.path().join("not-causal");
+    let o = run(
+        &[&input],
+        &test_model("prm_bidirectional.onnx"),
+        &out,
+        &[&text[..], &["--cluster", url.as_str()]].concat(),
+    );
+    assert_fails(&o, 1, "the model is not causal");
+    assert!(!out.join("_SUCCESS").exists());
+}

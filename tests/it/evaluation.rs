@@ -1484,6 +1484,37 @@ fn sql_except_all_and_intersect_all_count_each_rows_copies() {
     assert_eq!(sql_csv_in(tmp.path(), view), "y,n,s\na,2,3\n");
 }
 
+/// An UNNEST's rows keep no key of its input: over lists grouped by `g`, `GROUP BY g, x` groups
+/// by both and `ORDER BY g, x` sorts by both, as in DuckDB. DataFusion kept the input's key `g`
+/// for the unnested rows, so its optimizer grouped and sorted by `g` alone, without a word.
+#[test]
+fn sql_unnested_rows_keep_no_key_of_their_grouped_input() {
+    let tmp = tempfile::tempdir().unwrap();
+    let unnested = "(SELECT g, unnest(l) AS x FROM (SELECT g, list(a) AS l \
+                    FROM (VALUES ('x', 2), ('x', 1), ('x', 1), ('y', 3)) t(g, a) GROUP BY g))";
+    for (q, want) in [
+        // Each answer is DuckDB 2.0.1's.
+        (
+            format!("SELECT g, count(*) AS n FROM {unnested} GROUP BY g, x ORDER BY g, n"),
+            "g,n\nx,1\nx,2\ny,1\n",
+        ),
+        (
+            format!("SELECT g, x FROM {unnested} ORDER BY g, x"),
+            "g,x\nx,1\nx,1\nx,2\ny,3\n",
+        ),
+        (
+            format!("SELECT DISTINCT g, x FROM {unnested} ORDER BY ALL"),
+            "g,x\nx,1\nx,2\ny,3\n",
+        ),
+        (
+            format!("SELECT g, x FROM {unnested} ORDER BY g, x DESC LIMIT 2"),
+            "g,x\nx,2\nx,1\n",
+        ),
+    ] {
+        assert_eq!(sql_csv_in(tmp.path(), &q), want, "{q}");
+    }
+}
+
 /// The key of a RIGHT or FULL JOIN ... USING (k) is COALESCE(left.k, right.k), as in the SQL
 /// standard, DuckDB and PostgreSQL: DataFusion gave the left side's, NULL on a row only the right
 /// side has, in `*`, a select, WHERE and GROUP BY alike. `a.k` and `b.k` stay each side's; a
