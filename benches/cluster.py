@@ -6,6 +6,7 @@ one run, alternating, several times.
     cargo build --release
     python3 benches/cluster.py                                  # transformer, 20k segments
     python3 benches/cluster.py --model small --segments 1000000 # the client's write ceiling
+    python3 benches/cluster.py --model text --segments 8000     # text: tokenized and scored on the executors
 
 Reports rows/s (median) for: local (--threads = all cores), 1 executor (1 vcore), 2 executors
 (1 vcore each), and 1 executor with all cores; and, from summary.json's `cluster`, the
@@ -77,10 +78,25 @@ class Cluster:
                 p.kill()
 
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# `--model text`: the bundled causal per-token model on `segscore generate --text`'s steps, in
+# one pass per generation (benches/text.py's job).
+TEXT_MODEL = os.path.join(ROOT, "models", "prm_causal.onnx")
+TEXT_FLAGS = ["--tokenizer", os.path.join(ROOT, "models", "gpt2-tokenizer.json"), "--text-col", "step",
+              "--prompt-col", "prompt", "--segment-separator", "\n"]
+
+
+def text_data(binary, work, segments, files):
+    d = os.path.join(work, f"text-{segments}-{files}")
+    subprocess.run([binary, "generate", "--text", "-q", "-o", d, "--segments", str(segments), "--files", str(files)],
+                   check=True)
+    return d
+
+
 def main():
     ap = argparse.ArgumentParser()
     add_binary(ap, "--binary")
-    ap.add_argument("--model", choices=sorted(MODELS), default="transformer")
+    ap.add_argument("--model", choices=sorted(MODELS) + ["text"], default="transformer")
     ap.add_argument("--segments", type=int, default=20_000)
     ap.add_argument("--files", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
@@ -89,7 +105,10 @@ def main():
     work = tempfile.mkdtemp(prefix="segscore-cluster-bench-")
     clusters = []
     try:
-        inputs = data(args.binary, work, args.segments, args.files)
+        if args.model == "text":
+            inputs, model, flags = text_data(args.binary, work, args.segments, args.files), TEXT_MODEL, TEXT_FLAGS
+        else:
+            inputs, model, flags = data(args.binary, work, args.segments, args.files), MODELS[args.model], []
         setups = {
             "local": None,
             "1 executor x 1 vcore": (1, 1),
@@ -111,7 +130,7 @@ def main():
                 out = os.path.join(work, "out")
                 # On a cluster, the plan's partitions: every vcore of the cluster busy.
                 threads, extra = (max(2, cores), ["--cluster", urls[name]]) if name in urls else (None, [])
-                secs, _, s = segscore_run(args.binary, inputs, MODELS[args.model], out, threads, extra)
+                secs, _, s = segscore_run(args.binary, inputs, model, out, threads, flags + extra)
                 times[name].append(secs)
                 if s.get("cluster"):
                     client[name].append(s["cluster"]["client_rows_per_second"])
