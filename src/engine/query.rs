@@ -1,4 +1,5 @@
-//! Query helpers: run a query to one batch, and read its columns as plain values.
+//! Query helpers: run a query to one batch, read its columns as plain values, and take a
+//! schema's nullability from another's.
 
 use std::sync::Arc;
 
@@ -37,4 +38,20 @@ pub async fn query(ctx: &SessionContext, sql: &str) -> Result<RecordBatch> {
     let schema = Arc::new(df.schema().as_arrow().clone());
     let batches = segscore_plan::collect(df).await?;
     Ok(datafusion::arrow::compute::concat_batches(&schema, &batches)?)
+}
+
+/// `schema` with each field that `like` has too as nullable as it is there.
+pub fn nullable_as(
+    schema: &datafusion::arrow::datatypes::Schema,
+    like: &datafusion::arrow::datatypes::Schema,
+) -> datafusion::arrow::datatypes::Schema {
+    let fields: Vec<_> = schema
+        .fields()
+        .iter()
+        .map(|f| match like.field_with_name(f.name()) {
+            Ok(l) => f.as_ref().clone().with_nullable(l.is_nullable()),
+            Err(_) => f.as_ref().clone(),
+        })
+        .collect();
+    datafusion::arrow::datatypes::Schema::new_with_metadata(fields, schema.metadata().clone())
 }

@@ -1,20 +1,18 @@
 //! The generation stage as a SQL function, for a cluster's executors (text input): a cluster's
 //! client receives the rows once they are scored, so the model must run in the plan, where the
-//! job's frame joins each row to its read (`pipeline/score.rs`). `reward_model_text(
-//! segment_indexes, texts, prompt, separator, pass)`, over one row per generation (its
-//! segments' indexes and texts aggregated in segment order, its first segment's prompt),
-//! tokenizes and scores each generation exactly as the local stage does
-//! ([`super::sequences`]: the same sequences, batched across the generations of its input),
-//! and gives for each segment index its read and its row's problem.
+//! job's rows are grouped by generation and unnested back with their reads beside them
+//! (`pipeline/score.rs`). `reward_model_text(segment_indexes, texts, prompt, separator, pass)`,
+//! over one row per generation (its segments' indexes and texts aggregated in segment order,
+//! its first segment's prompt), tokenizes and scores each generation exactly as the local stage
+//! does ([`super::sequences`]: the same sequences, batched across the generations of its
+//! input), and gives for each of its segments, in the lists' order, the model's read and the
+//! row's problem (`{read, problem}`).
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{
-    make_comparator, Array, ArrayRef, AsArray, Float64Array, ListArray, StringArray, StructArray, UInt32Array,
-};
-use datafusion::arrow::buffer::OffsetBuffer;
-use datafusion::arrow::compute::{cast, take, SortOptions};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float64Array, ListArray, StringArray, StructArray};
+use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Fields};
 use datafusion::common::{exec_err, plan_err, ScalarValue};
 use datafusion::logical_expr::{
@@ -66,9 +64,8 @@ fn items(t: &DataType) -> Option<&DataType> {
     }
 }
 
-fn entry_fields(index: &DataType) -> Fields {
+fn entry_fields() -> Fields {
     Fields::from(vec![
-        Field::new("segment_index", index.clone(), true),
         Field::new("read", DataType::Float64, true),
         Field::new("problem", DataType::Utf8, true),
     ])
@@ -82,7 +79,7 @@ impl ScalarUDFImpl for TextReads {
         &self.signature
     }
     fn return_type(&self, args: &[DataType]) -> datafusion::error::Result<DataType> {
-        let Some(index) = items(&args[0]).filter(|t| t.is_integer()) else {
+        if items(&args[0]).filter(|t| t.is_integer()).is_none() {
             return plan_err!(
                 "{TEXT_UDF_NAME}: the segment indexes must be a list of integers, got {}",
                 args[0]
@@ -91,7 +88,7 @@ impl ScalarUDFImpl for TextReads {
         if items(&args[1]).is_none() {
             return plan_err!("{TEXT_UDF_NAME}: the texts must be a list, got {}", args[1]);
         }
-        let entry = Field::new("item", DataType::Struct(entry_fields(index)), true);
+        let entry = Field::new("item", DataType::Struct(entry_fields()), true);
         Ok(DataType::List(Arc::new(entry)))
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> datafusion::error::Result<ColumnarValue> {
@@ -168,49 +165,19 @@ fn reads(
             read[i] = Some(x);
         }
     }
-    // One entry per segment index (rows with none, and repeats, which the client's checks
-    // name, join no row and need none).
-    let index_values = indexes.values();
-    let same = make_comparator(index_values, index_values, SortOptions::default())?;
-    let mut taken: Vec<u32> = Vec::with_capacity(index_values.len());
-    let mut ends = vec![0usize];
-    for w in offsets.windows(2) {
-        let (start, end) = (w[0] as usize, w[1] as usize);
-        for i in start..end {
-            let repeat = i > start && same(i - 1, i).is_eq();
-            if index_values.is_valid(i) && !repeat {
-                taken.push(i as u32);
-            }
-        }
-        ends.push(taken.len());
-    }
-    let taken = UInt32Array::from(taken);
-    let pick = |i: &u32| *i as usize;
+    // One entry per row, in the lists' order.
     let entries = StructArray::try_new(
-        entry_fields(&index_type),
+        entry_fields(),
         vec![
-            take(index_values.as_ref(), &taken, None)?,
-            Arc::new(
-                taken
-                    .values()
-                    .iter()
-                    .map(|i| read[pick(i)])
-                    .collect::<Float64Array>(),
-            ),
-            Arc::new(
-                taken
-                    .values()
-                    .iter()
-                    .map(|i| problems[pick(i)].clone())
-                    .collect::<StringArray>(),
-            ),
+            Arc::new(Float64Array::from(read)),
+            Arc::new(StringArray::from(problems)),
         ],
         None,
     )?;
     let field = Arc::new(Field::new("item", entries.data_type().clone(), true));
     Ok(Arc::new(ListArray::try_new(
         field,
-        OffsetBuffer::from_lengths(ends.windows(2).map(|w| w[1] - w[0])),
+        indexes.offsets().clone(),
         Arc::new(entries),
         None,
     )?))

@@ -252,10 +252,17 @@ pub(crate) async fn run_partition(
                             break;
                         }
                     }
-                    OrderCheck::OutOfOrder { .. } if grouped => {
+                    OrderCheck::OutOfOrder {
+                        row,
+                        prev_gid,
+                        prev_seg,
+                        ..
+                    } if grouped => {
                         return Err(Error::Usage(format!(
-                            "{} needs the job query's rows in (generation_id, segment_index) order, as the window of the built-in query gives them; the replacement query's are not",
-                            if quarantine { "--on-invalid quarantine" } else { "text input (or --prediction cumulative)" }
+                            "{} needs the job query's rows in (generation_id, segment_index) order, as the window of the built-in query gives them; the replacement query's are not (generation_id={}, segment_index={} came after generation_id={prev_gid}, segment_index={prev_seg})",
+                            if quarantine { "--on-invalid quarantine" } else { "text input (or --prediction cumulative)" },
+                            cell(batch.column(plan.gid), row),
+                            cell(batch.column(plan.seg), row),
                         )))
                     }
                     OrderCheck::OutOfOrder { .. } => {

@@ -385,8 +385,7 @@ struct Planned {
     eval: Option<Arc<StreamEval>>,
 }
 
-/// The job's query: its SQL and, where the model's reads of text join its rows (a cluster's
-/// executors score them), the pass they are read in.
+/// The job's query: its SQL and, where a cluster's executors read the text, the pass.
 #[derive(Clone, Copy)]
 struct JobQuery<'a> {
     sql: &'a str,
@@ -445,7 +444,13 @@ async fn plan_outputs(
         needed.push(EXECUTOR_COLUMN.to_string());
     }
     let df = output_frame(cfg, targets, &needed)?;
-    let plan = OutputPlan::new(&staged(df.schema().as_arrow()), cfg, "", sorted, &files_schema)?;
+    let mut schema = staged(df.schema().as_arrow());
+    if text && !here {
+        // The rows went through lists (`scored_generations`): nullable as the view has them.
+        let view = segscore_plan::table(ctx, "generations").await?;
+        schema = crate::engine::query::nullable_as(&schema, view.schema().as_arrow());
+    }
+    let plan = OutputPlan::new(&schema, cfg, "", sorted, &files_schema)?;
     let eval = Some(Arc::new(StreamEval::new(
         &plan.schema,
         crate::evaluate::stream::generations_schema(&plan.schema).await?,
@@ -482,14 +487,16 @@ async fn plan_query(
     cfg: &JobConfig,
     query: JobQuery<'_>,
 ) -> Result<datafusion::dataframe::DataFrame> {
-    let targets = plan_sql(ctx, cfg, query.sql).await?;
-    match query.pass {
-        Some(pass) if cfg.text_input() && cfg.cluster.is_some() => {
-            let separator = cfg.segment_separator.as_deref().unwrap_or("");
-            crate::pipeline::score::with_reads(ctx, targets, separator, pass).await
-        }
-        _ => Ok(targets),
-    }
+    let Some(pass) = query.pass.filter(|_| cfg.text_input() && cfg.cluster.is_some()) else {
+        return plan_sql(ctx, cfg, query.sql).await;
+    };
+    // On a cluster the query reads `generations` with the model's reads beside each row.
+    let separator = cfg.segment_separator.as_deref().unwrap_or("");
+    let view = crate::pipeline::score::scored_view(ctx, separator, pass).await?;
+    let planned = plan_sql(ctx, cfg, query.sql).await;
+    ctx.deregister_table("generations")?;
+    ctx.register_table("generations", view)?;
+    planned
 }
 
 async fn plan_sql(

@@ -28,11 +28,11 @@ use crate::contract::{problem_text, Reason};
 use crate::error::{Error, Result};
 use crate::evaluate::summary::OnePassCheck;
 use crate::model::RewardModel;
-use datafusion::common::JoinType;
 use datafusion::dataframe::DataFrame;
+use datafusion::execution::FunctionRegistry;
 use datafusion::functions_aggregate::expr_fn::{array_agg, first_value};
 use datafusion::logical_expr::ExprFunctionExt;
-use datafusion::prelude::{col, lit, Expr, SessionContext};
+use datafusion::prelude::{col, lit, Expr};
 
 use crate::model::sequences::{run_pass, texts_and_prompts, tokenize_runs, Tokens};
 pub use crate::model::sequences::{Pass, TextInput};
@@ -431,68 +431,71 @@ impl GenerationStage {
     }
 }
 
-/// The hidden names of the reads' columns in the job's frame.
-const GENERATION: &str = "__segscore_reads_generation";
-const INDEX: &str = "__segscore_reads_index";
-const ENTRY: &str = "__segscore_reads";
+/// The name of the model's reads in [`scored_generations`] until they are taken apart.
+const READS: &str = "__segscore_reads";
 
-/// `targets` (the job query's frame over the `generations` view) with each row's read
-/// (`predicted_score`) and problem (`input_problem`) from [`crate::model::text_udf`] over the view's
-/// generations: a left join on (generation_id, segment_index), so every row stays, and one
-/// whose key is null (which the checks name) has neither.
-pub async fn with_reads(
-    ctx: &SessionContext,
-    targets: DataFrame,
+/// `generations` (the job's view of its rows) with each row's read (`predicted_score`) and
+/// problem (`input_problem`) from [`crate::model::text_udf`], for a cluster's executors: the
+/// view's rows are grouped by generation, each column aggregated in segment order, the model
+/// reads each generation's texts, and the lists are unnested back into the rows they came
+/// from, the reads beside them. No join: each row keeps its own values, a null key's or a
+/// repeated index's too.
+pub async fn scored_generations(generations: DataFrame, separator: &str, pass: Pass) -> Result<DataFrame> {
+    let function = generations.task_ctx().udf(TEXT_UDF_NAME)?;
+    let in_order = || vec![col("segment_index").sort(true, false)];
+    let names: Vec<String> = generations
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .filter(|n| n != "generation_id")
+        .collect();
+    let lists = names
+        .iter()
+        .map(|n| {
+            Ok(array_agg(col(n.as_str()))
+                .order_by(in_order())
+                .build()?
+                .alias(n.as_str()))
+        })
+        .chain([Ok(first_value(col("prompt"), in_order()).alias(READS))])
+        .collect::<Result<Vec<Expr>>>()?;
+    let grouped = generations.aggregate(vec![col("generation_id")], lists)?;
+    let reads = function
+        .call(vec![
+            col("segment_index"),
+            col("text"),
+            col(READS),
+            lit(separator),
+            lit(pass.as_str()),
+        ])
+        .alias(READS);
+    let mut selected = vec![col("generation_id")];
+    selected.extend(names.iter().map(|n| col(n.as_str())));
+    selected.push(reads);
+    let mut unnested: Vec<&str> = names.iter().map(String::as_str).collect();
+    unnested.push(READS);
+    let field = |name: &str| datafusion::functions::core::expr_fn::get_field(col(READS), name);
+    let mut rows = vec![col("generation_id")];
+    rows.extend(names.iter().map(|n| col(n.as_str())));
+    rows.push(field("read").alias("predicted_score"));
+    rows.push(field("problem").alias("input_problem"));
+    Ok(grouped
+        .select(selected)?
+        .unnest_columns(&unnested)?
+        .select(rows)?)
+}
+
+/// Registers [`scored_generations`] over `ctx`'s `generations` view in its place; returns the
+/// view it replaced, to be registered back.
+pub async fn scored_view(
+    ctx: &datafusion::prelude::SessionContext,
     separator: &str,
     pass: Pass,
-) -> Result<DataFrame> {
-    let in_order = || vec![col("segment_index").sort(true, false)];
-    let aggregated = |e: Expr| -> Result<Expr> { Ok(array_agg(e).order_by(in_order()).build()?) };
-    let function = datafusion::execution::FunctionRegistry::udf(ctx, TEXT_UDF_NAME)?;
-    let reads = segscore_plan::table(ctx, "generations")
-        .await?
-        .aggregate(
-            vec![col("generation_id")],
-            vec![
-                aggregated(col("segment_index"))?.alias("i"),
-                aggregated(col("text"))?.alias("t"),
-                first_value(col("prompt"), in_order()).alias("p"),
-            ],
-        )?
-        .select(vec![
-            col("generation_id").alias(GENERATION),
-            function
-                .call(vec![
-                    col("i"),
-                    col("t"),
-                    col("p"),
-                    lit(separator),
-                    lit(pass.as_str()),
-                ])
-                .alias(ENTRY),
-        ])?
-        .unnest_columns(&[ENTRY])?;
-    let field = |name: &str| datafusion::functions::core::expr_fn::get_field(col(ENTRY), name);
-    let reads = reads.select(vec![
-        col(GENERATION),
-        field("segment_index").alias(INDEX),
-        field("read").alias("predicted_score"),
-        field("problem").alias("input_problem"),
-    ])?;
-    let columns: Vec<Expr> = targets
-        .schema()
-        .columns()
-        .into_iter()
-        .map(Expr::Column)
-        .chain([col("predicted_score"), col("input_problem")])
-        .collect();
-    Ok(targets
-        .join(
-            reads,
-            JoinType::Left,
-            &["generation_id", "segment_index"],
-            &[GENERATION, INDEX],
-            None,
-        )?
-        .select(columns)?)
+) -> Result<Arc<dyn datafusion::catalog::TableProvider>> {
+    let view = ctx.table_provider("generations").await?;
+    let scored = scored_generations(ctx.table("generations").await?, separator, pass).await?;
+    ctx.deregister_table("generations")?;
+    ctx.register_table("generations", scored.into_view())?;
+    Ok(view)
 }
