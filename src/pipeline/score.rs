@@ -14,6 +14,10 @@
 //!
 //! With `--prediction cumulative`, the model's reads are cumulative scores v_k and a segment's
 //! prediction is v_k - v_{k-1}, v_0 being the generation's base score.
+//!
+//! On a cluster, text is scored on the executors ([`scored_generations`]): the stage takes the
+//! reads as it takes a token-id model's, and makes the one-pass check with its own copy of the
+//! model.
 
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,21 +26,20 @@ use std::sync::{Arc, Mutex};
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float64Array, RecordBatch, StringArray};
 use datafusion::arrow::compute::{cast, partition};
 use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Schema, SchemaRef};
-use serde::{Deserialize, Serialize};
-
-use crate::contract::{problem_text, Reason};
-use crate::error::{Error, Result};
-use crate::evaluate::summary::OnePassCheck;
-use crate::model::RewardModel;
 use datafusion::dataframe::DataFrame;
 use datafusion::execution::FunctionRegistry;
 use datafusion::functions_aggregate::expr_fn::{array_agg, first_value};
 use datafusion::logical_expr::ExprFunctionExt;
 use datafusion::prelude::{col, lit, Expr};
+use serde::{Deserialize, Serialize};
 
+use crate::contract::{problem_text, Reason};
+use crate::error::{Error, Result};
+use crate::evaluate::summary::OnePassCheck;
 use crate::model::sequences::{run_pass, texts_and_prompts, tokenize_runs, Tokens};
 pub use crate::model::sequences::{Pass, TextInput};
 use crate::model::text_udf::TEXT_UDF_NAME;
+use crate::model::RewardModel;
 
 /// What the model's score means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
