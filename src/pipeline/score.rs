@@ -203,20 +203,32 @@ impl GenerationStage {
                 problems: vec![None; n],
             });
         }
-        let (texts, prompts) = texts_and_prompts(&batch, text_col, prompt_col)?;
-        let (generations, problems) = tokenize_runs(
-            &self.model,
-            text,
-            texts.as_string::<i32>(),
-            prompts.as_string::<i32>(),
-            &runs,
-            &self.tokenize_nanos,
-        )?;
+        let (generations, problems) = self.tokenize_runs(text, &batch, (text_col, prompt_col), &runs)?;
         Ok(Tokenized {
             batch,
             generations,
             problems,
         })
+    }
+
+    /// [`tokenize_runs`] over the generations `runs` of `batch`, its texts and prompts in
+    /// `cols`.
+    fn tokenize_runs(
+        &self,
+        text: &TextInput,
+        batch: &RecordBatch,
+        (text_col, prompt_col): (usize, Option<usize>),
+        runs: &[Range<usize>],
+    ) -> Result<(Vec<Tokens>, Vec<Option<String>>)> {
+        let (texts, prompts) = texts_and_prompts(batch, text_col, prompt_col)?;
+        tokenize_runs(
+            &self.model,
+            text,
+            texts.as_string::<i32>(),
+            prompts.as_string::<i32>(),
+            runs,
+            &self.tokenize_nanos,
+        )
     }
 
     /// Scores a tokenized batch and returns it with `predicted_score` (and `input_problem`).
@@ -303,15 +315,7 @@ impl GenerationStage {
         if runs.is_empty() {
             return Ok(());
         }
-        let (texts, prompts) = texts_and_prompts(batch, text_col, prompt_col)?;
-        let (generations, _) = tokenize_runs(
-            &self.model,
-            text,
-            texts.as_string::<i32>(),
-            prompts.as_string::<i32>(),
-            &runs,
-            &self.tokenize_nanos,
-        )?;
+        let (generations, _) = self.tokenize_runs(text, batch, (text_col, prompt_col), &runs)?;
         let to_check: Vec<&Tokens> = generations.iter().filter(|g| !g.ids.is_empty()).collect();
         if to_check.is_empty() {
             return Ok(());

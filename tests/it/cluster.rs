@@ -689,24 +689,14 @@ fn hive_partition_columns_reach_a_cluster_run() {
 /// client checks the model is causal; the output equals a local run's, bad rows included.
 #[test]
 fn text_input_runs_on_a_cluster_as_it_runs_locally() {
-    // One executor of two task slots: Ballista's runtime join selection gave such a cluster's
-    // client the rows of a text job as two sorted runs, one after the other (three runs in
-    // four), until segscore turned it off.
+    // One executor of two task slots: a first design, which joined the rows to their reads,
+    // gave such a cluster's client the rows as two sorted runs one after the other (Ballista's
+    // runtime join selection), three runs in four.
     let cluster = Cluster::start_shaped(1, 2, &[]);
     let url = cluster.url();
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in");
-    let o = segscore(&[
-        "generate",
-        "--text",
-        "-o",
-        input.to_str().unwrap(),
-        "--segments",
-        "1000",
-        "--files",
-        "2",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    demo_text(&input, 1000, 2);
     // Rows the checks reject: a null text, an empty one, a null prompt, an index twice.
     let bad = input.join("bad.parquet");
     let o = segscore(&[
@@ -724,17 +714,15 @@ fn text_input_runs_on_a_cluster_as_it_runs_locally() {
     let model = repo().join("models/prm_causal.onnx");
     let tokenizer = repo().join("models/gpt2-tokenizer.json");
     let text = [
-        "--tokenizer",
-        tokenizer.to_str().unwrap(),
-        "--text-col",
-        "step",
-        "--prompt-col",
-        "prompt",
-        "--segment-separator",
-        "\n",
-        "--on-invalid",
-        "quarantine",
-    ];
+        &DEMO_TEXT[..],
+        &[
+            "--tokenizer",
+            tokenizer.to_str().unwrap(),
+            "--on-invalid",
+            "quarantine",
+        ],
+    ]
+    .concat();
     for (name, extra) in [
         ("one-pass", &[][..]),
         (

@@ -414,6 +414,32 @@ pub fn assert_same_output(a: &RecordBatch, b: &RecordBatch, tol: f64, what: &str
     assert_same_rows(&ra, &rb, what);
 }
 
+/// Writes `segscore generate --text`'s data (sorted, in `files` files) for the bundled tokenizer
+/// and model.
+pub fn demo_text(dir: &Path, segments: u64, files: usize) {
+    let o = segscore(&[
+        "generate",
+        "--text",
+        "-o",
+        dir.to_str().unwrap(),
+        "--segments",
+        &segments.to_string(),
+        "--files",
+        &files.to_string(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+/// The text columns of `segscore generate --text`'s data and the demo's separator.
+pub const DEMO_TEXT: [&str; 6] = [
+    "--text-col",
+    "step",
+    "--prompt-col",
+    "prompt",
+    "--segment-separator",
+    "\n",
+];
+
 /// Writes a benchmark dataset with `segscore generate`.
 pub fn generate(dir: &Path, segments: u64, files: usize, shuffled: bool) {
     generate_with(dir, segments, files, if shuffled { &["--shuffled"] } else { &[] });

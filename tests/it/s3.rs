@@ -1523,14 +1523,7 @@ fn text_input_with_the_model_and_tokenizer_in_the_store_equals_a_local_run() {
     );
     moto.put_file("text", "m/prm_causal.onnx", &model);
     moto.put_file("text", "m/tokenizer.json", &tokenizer);
-    let text = [
-        "--text-col",
-        "step",
-        "--prompt-col",
-        "prompt",
-        "--segment-separator",
-        "\n",
-    ];
+    let text = DEMO_TEXT;
     let local = tmp.path().join("local");
     let mut args = job(
         input.to_str().unwrap(),

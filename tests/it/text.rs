@@ -267,30 +267,7 @@ fn token_sequences_equal_the_python_tokenizers_library() {
     assert_fails(&o, 2, "(reward_model needs --model FILE)");
 }
 
-/// The text demo's data (sorted, in `files` files) for the bundled tokenizer and model.
-fn demo_text(dir: &Path, segments: u64, files: usize) {
-    let o = segscore(&[
-        "generate",
-        "--text",
-        "-o",
-        dir.to_str().unwrap(),
-        "--segments",
-        &segments.to_string(),
-        "--files",
-        &files.to_string(),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-}
-
-const DEMO_TEXT: [&str; 6] = [
-    "--text-col",
-    "step",
-    "--prompt-col",
-    "prompt",
-    "--segment-separator",
-    "\n",
-];
-
+/// `segscore run` on the text demo's data, with these flags.
 fn run_demo_text(input: &Path, model: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
     let tokenizer = gpt2();
     let mut args = vec![
