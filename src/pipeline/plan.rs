@@ -48,12 +48,15 @@ pub(crate) struct OutputPlan {
 const INPUT_PROBLEM: &str = "input_problem";
 
 impl OutputPlan {
+    /// The output of a job query of `input` schema; with `whole`, `input` is the query's whole
+    /// output, where `--drop` must name a column (the frame planned from it has none of them).
     pub(crate) fn new(
         input: &Schema,
         cfg: &JobConfig,
         model_output: &str,
         sorted_declared: bool,
         files: &Schema,
+        whole: bool,
     ) -> Result<Self> {
         if input.fields().is_empty() {
             return Err(Error::Usage(
@@ -132,7 +135,7 @@ impl OutputPlan {
             let in_input = input.index_of(d).is_ok()
                 || d == "input_ids"
                 || (d == "token_type_ids" && cfg.columns.token_type_ids.is_some());
-            if !in_input {
+            if whole && !in_input {
                 return Err(Error::Usage(format!("--drop {given}: no such column")));
             }
         }

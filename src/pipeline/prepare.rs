@@ -415,14 +415,8 @@ async fn plan_outputs(
     // The stage appends the reads of text it scores itself; a cluster's come in the query.
     let here = text && cfg.cluster.is_none();
     let staged = |schema: &datafusion::arrow::datatypes::Schema| GenerationStage::output_schema(schema, here);
-    let full = OutputPlan::new(
-        &staged(targets.schema().as_arrow()),
-        cfg,
-        "",
-        sorted,
-        &files_schema,
-    )?;
-    let mut needed = full.needed_columns(&staged(targets.schema().as_arrow()));
+    let whole = staged(targets.schema().as_arrow());
+    let mut needed = OutputPlan::new(&whole, cfg, "", sorted, &files_schema, true)?.needed_columns(&whole);
     if text {
         // The stage reads the text, the prompt and the base score; it appends the reads of
         // text it scores itself.
@@ -450,7 +444,8 @@ async fn plan_outputs(
         let view = segscore_plan::table(ctx, "generations").await?;
         schema = crate::engine::query::nullable_as(&schema, view.schema().as_arrow());
     }
-    let plan = OutputPlan::new(&schema, cfg, "", sorted, &files_schema)?;
+    // (The frame has no dropped column: `--drop` was checked against the query's whole output.)
+    let plan = OutputPlan::new(&schema, cfg, "", sorted, &files_schema, false)?;
     let eval = Some(Arc::new(StreamEval::new(
         &plan.schema,
         crate::evaluate::stream::generations_schema(&plan.schema).await?,

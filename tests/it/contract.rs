@@ -840,3 +840,46 @@ fn keys_are_checked_by_sql_when_a_replacement_query_loses_the_order() {
     }
     assert!(!tmp.path().join("copied.csv").exists());
 }
+
+/// `--drop COL` leaves a carried column out of `segments/`, a hive folder's level too, the other
+/// columns as they were: the frame the output is planned from has no dropped column, and each
+/// such run failed with "--drop COL: no such column" (the check ran against it).
+#[test]
+fn drop_leaves_a_carried_or_partition_column_out() {
+    let tmp = tempfile::tempdir().unwrap();
+    let gen = tmp.path().join("gen");
+    generate(&gen, 2_000, 2, false);
+    let hive = tmp.path().join("hive");
+    for (i, f) in parts(&gen).iter().enumerate() {
+        let day = hive.join(format!("day={i}"));
+        std::fs::create_dir_all(&day).unwrap();
+        std::fs::copy(f, day.join("part-0.parquet")).unwrap();
+    }
+    let columns = |out: &std::path::Path| -> Vec<String> {
+        let b = read_segments(out);
+        b.schema().fields().iter().map(|f| f.name().clone()).collect()
+    };
+    let all = tmp.path().join("all");
+    run_ok(&[&hive], &demo_model(), &all, &[]);
+    assert!(columns(&all).contains(&"source".to_string()));
+    assert!(columns(&all).contains(&"day".to_string()));
+    for (col, quarantine) in [("source", false), ("day", false), ("source", true)] {
+        let out = tmp.path().join(format!("without-{col}-{quarantine}"));
+        let mut flags = vec!["--drop", col];
+        if quarantine {
+            flags.extend(["--on-invalid", "quarantine"]);
+        }
+        run_ok(&[&hive], &demo_model(), &out, &flags);
+        let mut want = columns(&all);
+        want.retain(|c| c != col);
+        assert_eq!(columns(&out), want, "--drop {col}");
+        assert_eq!(read_segments(&out).num_rows(), 2_000);
+    }
+    let o = run(
+        &[&hive],
+        &demo_model(),
+        &tmp.path().join("x"),
+        &["--drop", "nothere"],
+    );
+    assert_fails(&o, 2, "--drop nothere: no such column");
+}
