@@ -42,7 +42,7 @@ pub enum Error {
     },
 
     /// A required column is absent from an input file.
-    #[error("input file {path}: missing column `{column}` (the {role} column; found: {found})")]
+    #[error("input file {path}: missing column `{column}` (the {role} column; found: {found}){hint}")]
     MissingColumn {
         /// The file.
         path: PathBuf,
@@ -52,6 +52,8 @@ pub enum Error {
         role: &'static str,
         /// The columns the file does have.
         found: String,
+        /// Where the file's path holds the column as a folder level, what to do.
+        hint: String,
     },
 
     /// A column has a type segscore cannot use.
@@ -330,11 +332,27 @@ impl Error {
         schema: &datafusion::arrow::datatypes::Schema,
     ) -> Self {
         let found: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        let path: PathBuf = path.into();
+        // A hive folder level of that name (`generation_id=7/`): a column of the folder's
+        // table, not of the file, where role columns are read from.
+        let level = path.ancestors().skip(1).find(|a| {
+            a.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.split_once('=').is_some_and(|(k, _)| k == column))
+        });
+        let hint = match level.and_then(|l| Some((l.file_name()?.to_str()?, l.parent()?))) {
+            Some((level, folder)) => format!(
+                "; `{column}` is a folder level here (`{level}/`), and role columns are read from the files: write it into them, as `segscore sql \"COPY (FROM '{}') TO 'flat.parquet'\"` does (it reads the level as a column)",
+                folder.display()
+            ),
+            None => String::new(),
+        };
         Error::MissingColumn {
-            path: path.into(),
+            path,
             column: column.to_string(),
             role,
             found: found.join(", "),
+            hint,
         }
     }
 

@@ -1287,3 +1287,41 @@ fn flag_values_a_run_cannot_use_are_usage_errors() {
     assert_eq!(summary(&out)["loss"], "squared");
     assert_eq!(summary(&out)["huber_delta"], serde_json::Value::Null);
 }
+
+/// A role column that is a hive folder level (`generation_id=7/`) and not a column of the files
+/// is named as missing from the file, with what to do: the COPY the error gives writes it into
+/// the files, and that file runs.
+#[test]
+fn a_role_column_that_is_a_folder_level_says_how_to_write_it_into_the_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let gen = tmp.path().join("gen");
+    generate(&gen, 300, 1, false);
+    let hive = tmp.path().join("hive");
+    let ids = sql_csv_on(&gen, "SELECT DISTINCT generation_id FROM t ORDER BY 1 LIMIT 3");
+    for id in ids.lines().skip(1) {
+        let file = hive.join(format!("generation_id={id}")).join("p.parquet");
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        let q = format!(
+            "COPY (SELECT segment_index, cumulative_score, input_ids FROM '{}' WHERE generation_id = '{id}') TO '{}'",
+            gen.join("*.parquet").display(),
+            file.display()
+        );
+        let o = segscore(&["sql", "-q", &q]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let out = tmp.path().join("out");
+    let o = run(&[&hive], &demo_model(), &out, &[]);
+    let copy = format!("COPY (FROM '{}') TO 'flat.parquet'", hive.display());
+    assert_fails(&o, 1, "missing column `generation_id`");
+    assert!(
+        stderr(&o).contains("is a folder level here (`generation_id="),
+        "{}",
+        stderr(&o)
+    );
+    assert!(stderr(&o).contains(&copy), "{}", stderr(&o));
+    // The COPY the error gives.
+    let o = segscore_in(tmp.path(), &["sql", "-q", &copy]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    run_ok(&[&tmp.path().join("flat.parquet")], &demo_model(), &out, &[]);
+    assert_eq!(summary(&out)["n_generations"], 3);
+}
