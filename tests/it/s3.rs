@@ -1663,6 +1663,48 @@ fn a_cluster_reads_inputs_and_the_model_from_s3_and_the_client_writes_there() {
         .contains("a-secret-never-logged"));
     // Nor any cluster process's log.
     assert!(!cluster.logs().contains("a-secret-never-logged"));
+    // Text: the executors read the tokenizer from the store too.
+    let text_in = dir.path().join("text");
+    demo_text(&text_in, 1_000, 2);
+    upload_dir(&moto, "data", "text", &text_in);
+    let (model, tokenizer) = (
+        repo().join("models/prm_causal.onnx"),
+        repo().join("models/gpt2-tokenizer.json"),
+    );
+    moto.put_file("data", "models/prm_causal.onnx", &model);
+    moto.put_file("data", "models/tokenizer.json", &tokenizer);
+    let local = dir.path().join("text-local");
+    let flags = [&DEMO_TEXT[..], &["--tokenizer", tokenizer.to_str().unwrap()]].concat();
+    run_ok(&[&text_in], &model, &local, &flags);
+    let flags = [
+        &DEMO_TEXT[..],
+        &[
+            "--tokenizer",
+            "s3://data/models/tokenizer.json",
+            "--cluster",
+            &url,
+        ],
+    ]
+    .concat();
+    let args = job(
+        "s3://data/text/",
+        "s3://data/models/prm_causal.onnx",
+        "s3://data/text-out/",
+        &flags,
+    );
+    ok(&moto.segscore(&args, &[]));
+    let from_cluster = dir.path().join("text-cluster");
+    moto.download_output("data", "text-out", &from_cluster);
+    assert_same_output(
+        &read_segments(&from_cluster),
+        &read_segments(&local),
+        1e-6,
+        "text from s3 on a cluster",
+    );
+    assert_eq!(
+        summary(&from_cluster)["text"]["tokenizer"],
+        "s3://data/models/tokenizer.json"
+    );
 }
 
 /// Delta Lake tables under a prefix are read from their logs, as local ones are: the replaced
