@@ -64,6 +64,17 @@ fn items(t: &DataType) -> Option<&DataType> {
     }
 }
 
+/// Whether `t` is a text type (or NULL, or a categorical column of texts).
+fn is_text(t: &DataType) -> bool {
+    match t {
+        DataType::Dictionary(_, values) => is_text(values),
+        t => matches!(
+            t,
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Null
+        ),
+    }
+}
+
 fn entry_fields() -> Fields {
     Fields::from(vec![
         Field::new("read", DataType::Float64, true),
@@ -85,8 +96,11 @@ impl ScalarUDFImpl for TextReads {
                 args[0]
             );
         };
-        if items(&args[1]).is_none() {
-            return plan_err!("{TEXT_UDF_NAME}: the texts must be a list, got {}", args[1]);
+        if !items(&args[1]).is_some_and(is_text) {
+            return plan_err!(
+                "{TEXT_UDF_NAME}: the texts must be a list of texts, got {}",
+                args[1]
+            );
         }
         let entry = Field::new("item", DataType::Struct(entry_fields()), true);
         Ok(DataType::List(Arc::new(entry)))
@@ -129,13 +143,15 @@ fn reads(
     let texts = list_of(&arrays[1], &DataType::Utf8)?;
     let prompts = cast(&arrays[2], &DataType::Utf8)?;
     let prompts = prompts.as_string::<i32>();
-    if indexes.value_offsets() != texts.value_offsets() {
-        return Err(Error::Internal(format!(
-            "{TEXT_UDF_NAME}: each generation needs as many segment indexes as texts"
+    if let Some(g) = (0..indexes.len()).find(|&g| indexes.value_length(g) != texts.value_length(g)) {
+        return Err(Error::Usage(format!(
+            "{TEXT_UDF_NAME}: row {g} of its input has {} segment indexes and {} texts; give each generation's lists of the same rows, as `list(segment_index ORDER BY segment_index)` and `list(text ORDER BY segment_index)` are",
+            indexes.value_length(g),
+            texts.value_length(g)
         )));
     }
-    // Each generation's rows, in the lists' values; every row of one carries its prompt.
-    let offsets = indexes.value_offsets();
+    // Each generation's rows, in the texts' values; every row of one carries its prompt.
+    let offsets = texts.value_offsets();
     let runs: Vec<std::ops::Range<usize>> = offsets
         .windows(2)
         .map(|w| w[0] as usize..w[1] as usize)
@@ -177,7 +193,7 @@ fn reads(
     let field = Arc::new(Field::new("item", entries.data_type().clone(), true));
     Ok(Arc::new(ListArray::try_new(
         field,
-        indexes.offsets().clone(),
+        texts.offsets().clone(),
         Arc::new(entries),
         None,
     )?))

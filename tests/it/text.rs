@@ -283,6 +283,65 @@ fn run_demo_text(input: &Path, model: &Path, out: &Path, extra: &[&str]) -> std:
     run(&[input], model, out, &args)
 }
 
+/// `reward_model_text` in `segscore sql` (with `--model` and `--tokenizer`) over each
+/// generation's lists gives the reads a run predicts, one per segment in the lists' order; lists
+/// of different lengths and a list of numbers for the texts are refused, saying so.
+#[test]
+fn reward_model_text_in_sql_reads_as_a_run_predicts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in");
+    demo_text(&input, 300, 1);
+    let out = tmp.path().join("out");
+    let o = run_demo_text(&input, &causal(), &out, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (model, tokenizer) = (causal(), gpt2());
+    let sql = |q: &str| {
+        let args = ["sql", "-q", "--format", "csv", "-m", model.to_str().unwrap()];
+        let args = [&args[..], &["--tokenizer", tokenizer.to_str().unwrap(), q]].concat();
+        segscore(&args)
+    };
+    let q = format!(
+        "SELECT generation_id, unnest(i) AS segment_index, unnest(r)['read'] AS v FROM (\
+         SELECT generation_id, list(segment_index ORDER BY segment_index) AS i, \
+         reward_model_text(list(segment_index ORDER BY segment_index), list(step ORDER BY segment_index), \
+         first(prompt ORDER BY segment_index), chr(10), 'generation') AS r \
+         FROM '{}' GROUP BY generation_id)",
+        input.join("*.parquet").display()
+    );
+    let o = sql(&q);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let want = predictions(&out);
+    let got: BTreeMap<(String, i64), f64> = String::from_utf8(o.stdout)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            ((f[0].to_string(), f[1].parse().unwrap()), f[2].parse().unwrap())
+        })
+        .collect();
+    assert_eq!(got.len(), 300);
+    for (k, v) in &want {
+        assert_eq!(got[k], *v, "{k:?}");
+    }
+    let o = sql("SELECT reward_model_text([1, 2], ['a'], 'p', '', 'generation')");
+    assert_fails(&o, 2, "row 0 of its input has 2 segment indexes and 1 texts");
+    let o = sql("SELECT reward_model_text([1], [1], 'p', '', 'generation')");
+    assert_fails(&o, 2, "the texts must be a list of texts, got List(Int64)");
+    let o = segscore(&[
+        "sql",
+        "-q",
+        "-m",
+        model.to_str().unwrap(),
+        "SELECT reward_model_text([1], ['a'], '', '', 'segment')",
+    ]);
+    assert_fails(
+        &o,
+        2,
+        "(reward_model_text needs --model FILE and --tokenizer FILE)",
+    );
+}
+
 #[test]
 fn one_pass_equals_per_prefix_calls_on_the_causal_model() {
     let tmp = tempfile::tempdir().unwrap();
