@@ -2009,7 +2009,17 @@ fn sql_takes_duckdbs_printf_and_format() {
         sql_csv_in(tmp.path(), q),
         "v,n\n2.2,false\n[  7.0],false\n,true\n"
     );
+    // A `*` width or precision is the next argument's value; a negative width aligns left
+    // (segscore refused `*` as an invalid conversion).
+    let q = "SELECT printf('%*d|%*d|%.*f|%*.*f|%-*s|%0*d', 5, 3, -5, 3, 2, 3.14159, 8, 2, 3.14159, 6, 'ab', 5, 42) AS p, \
+             printf('%*s', NULL, 'ab') IS NULL AS n";
+    assert_eq!(
+        sql_csv_in(tmp.path(), q),
+        "p,n\n    3|3    |3.14|    3.14|ab    |00042,true\n"
+    );
     for (q, message) in [
+        ("SELECT printf('%*s', 2.5, 'ab')", "width is not integer"),
+        ("SELECT printf('%.*f', '2', 1.5)", "precision is not integer"),
         (
             "SELECT printf('%s', 3.5)",
             "invalid type specifier \"s\" for formatting a value of type float",

@@ -176,14 +176,45 @@ fn render(pieces: &[Piece], values: &[&Value], syntax: Syntax) -> std::result::R
         match piece {
             Piece::Text(t) => out.push_str(t),
             Piece::Arg(i, spec) => {
-                let v = values
-                    .get(*i)
-                    .ok_or_else(|| format!("argument index \"{i}\" out of range"))?;
-                out.push_str(&converted(v, spec, syntax)?);
+                let arg = |i: usize| {
+                    values
+                        .get(i)
+                        .ok_or_else(|| format!("argument index \"{i}\" out of range"))
+                };
+                let spec = with_arguments(spec, arg)?;
+                out.push_str(&converted(arg(*i)?, &spec, syntax)?);
             }
         }
     }
     Ok(out)
+}
+
+/// `spec` with a `*` width or precision taken from its argument (an integer, as DuckDB wants
+/// it: "width is not integer"); a negative width aligns left.
+fn with_arguments<'a>(
+    spec: &Spec,
+    arg: impl Fn(usize) -> std::result::Result<&'a &'a Value, String>,
+) -> std::result::Result<Spec, String> {
+    let mut spec = spec.clone();
+    let integer = |i: usize, what: &str| match arg(i)? {
+        Value::Int(n) => Ok(*n as i128),
+        Value::UInt(n) => Ok(*n as i128),
+        _ => Err(format!("{what} is not integer")),
+    };
+    if let Some(i) = spec.width_arg {
+        let w = integer(i, "width")?;
+        if w < 0 {
+            spec.align = Some('<');
+            spec.zero = false;
+        }
+        spec.width = usize::try_from(w.unsigned_abs()).unwrap_or(usize::MAX);
+    }
+    if let Some(i) = spec.precision_arg {
+        // A negative precision is none, as in C.
+        spec.precision = usize::try_from(integer(i, "precision")?).ok();
+    }
+    parse::within_limits(&spec)?;
+    Ok(spec)
 }
 
 /// `v` converted as `spec` says.

@@ -16,6 +16,10 @@ pub(super) struct Spec {
     pub(super) grouping: Option<char>,
     pub(super) precision: Option<usize>,
     pub(super) kind: Option<char>,
+    /// `printf`'s `*` width: the argument that gives it (a negative one aligns left).
+    pub(super) width_arg: Option<usize>,
+    /// `printf`'s `.*` precision: the argument that gives it.
+    pub(super) precision_arg: Option<usize>,
 }
 
 /// A format string's pieces: text as it is, or a conversion of an argument.
@@ -53,10 +57,21 @@ pub(super) fn printf_pieces(format: &str) -> std::result::Result<Vec<Piece>, Str
             }
             chars.next();
         }
-        spec.width = number(&mut chars).unwrap_or(0);
-        if chars.peek() == Some(&'.') {
-            chars.next();
-            spec.precision = Some(number(&mut chars).unwrap_or(0));
+        // `*`: the width, or the precision, is the next argument's value.
+        let mut from_argument = |chars: &mut std::iter::Peekable<std::str::Chars>| {
+            let star = chars.next_if_eq(&'*').map(|_| next_arg);
+            next_arg += usize::from(star.is_some());
+            star
+        };
+        spec.width_arg = from_argument(&mut chars);
+        if spec.width_arg.is_none() {
+            spec.width = number(&mut chars).unwrap_or(0);
+        }
+        if chars.next_if_eq(&'.').is_some() {
+            spec.precision_arg = from_argument(&mut chars);
+            if spec.precision_arg.is_none() {
+                spec.precision = Some(number(&mut chars).unwrap_or(0));
+            }
         }
         while chars.peek().is_some_and(|c| "hlLqjzt".contains(*c)) {
             chars.next();
@@ -180,7 +195,7 @@ fn fmt_spec(text: &str) -> std::result::Result<Spec, String> {
 const LIMIT: usize = 100_000;
 
 /// `spec`, refused where its width or precision is past [`LIMIT`].
-fn within_limits(spec: &Spec) -> std::result::Result<(), String> {
+pub(super) fn within_limits(spec: &Spec) -> std::result::Result<(), String> {
     for (what, n) in [("width", spec.width), ("precision", spec.precision.unwrap_or(0))] {
         if n > LIMIT {
             return Err(format!(
