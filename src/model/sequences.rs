@@ -14,8 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::contract::{problem_text, Reason};
 use crate::error::Result;
-use crate::model::RewardModel;
-use crate::model::TextTokenizer;
+use crate::model::{RewardModel, TextTokenizer};
 
 /// How the model is called on text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -250,7 +250,7 @@ impl GenerationStage {
                 self.check_scored(&batch, &reads, state)?;
             }
         } else if self.text.is_some() {
-            let scored: Vec<&Tokens> = generations.iter().filter(|g| !g.ids.is_empty()).collect();
+            let scored: Vec<&Tokens> = generations.iter().filter(|g| g.scored()).collect();
             let values = run_pass(&self.model, &scored, self.pass)?;
             for (g, v) in scored.iter().zip(&values) {
                 for (i, x) in g.rows.clone().zip(v) {
@@ -316,7 +316,7 @@ impl GenerationStage {
             return Ok(());
         }
         let (generations, _) = self.tokenize_runs(text, batch, (text_col, prompt_col), &runs)?;
-        let to_check: Vec<&Tokens> = generations.iter().filter(|g| !g.ids.is_empty()).collect();
+        let to_check: Vec<&Tokens> = generations.iter().filter(|g| g.scored()).collect();
         if to_check.is_empty() {
             return Ok(());
         }
