@@ -17,6 +17,18 @@ pub fn value_type(t: &DataType) -> &DataType {
     }
 }
 
+/// Whether `t` is a text type (or NULL, or a categorical column of texts, which coerce to
+/// one).
+pub fn is_text(t: &DataType) -> bool {
+    match t {
+        DataType::Dictionary(_, values) => is_text(values),
+        t => matches!(
+            t,
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Null
+        ),
+    }
+}
+
 /// A type as messages name it: a dictionary-encoded column by its value type.
 pub fn describe_type(t: &DataType) -> String {
     match t {

@@ -66,17 +66,8 @@ impl ScalarUDFImpl for Len {
     }
 }
 
-/// Whether `t` is a text type (or NULL, or a categorical column of texts, which coerce to one):
-/// what a text argument takes.
-pub(super) fn text(t: &DataType) -> bool {
-    match t {
-        DataType::Dictionary(_, values) => text(values),
-        t => matches!(
-            t,
-            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Null
-        ),
-    }
-}
+/// Whether `t` is a text type: what a text argument takes ([`crate::engine::types::is_text`]).
+pub(super) use crate::engine::types::is_text as text;
 
 /// The `len` function.
 pub(super) fn len_udf() -> ScalarUDF {

@@ -56,6 +56,20 @@ pub struct TextInput {
     pub separator_ids: Vec<i64>,
 }
 
+impl TextInput {
+    /// `tokenizer` with the ids of `separator` (no special tokens; none without one).
+    pub fn new(tokenizer: Arc<TextTokenizer>, separator: Option<&str>) -> Result<Self> {
+        let separator_ids = match separator {
+            Some(sep) => tokenizer.ids(sep, false)?,
+            None => Vec::new(),
+        };
+        Ok(TextInput {
+            tokenizer,
+            separator_ids,
+        })
+    }
+}
+
 /// One generation of a batch, tokenized.
 #[derive(Debug)]
 pub(crate) struct Tokens {
@@ -119,6 +133,17 @@ pub(crate) fn tokenize_runs(
         generations.push(g);
     }
     Ok((generations, problems))
+}
+
+/// Each of `rows` rows' read: `values[g]` at the rows of `scored[g]`, none elsewhere.
+pub(crate) fn reads_by_row(scored: &[&Tokens], values: &[Vec<f64>], rows: usize) -> Vec<Option<f64>> {
+    let mut reads = vec![None; rows];
+    for (g, v) in scored.iter().zip(values) {
+        for (i, x) in g.rows.clone().zip(v) {
+            reads[i] = Some(*x);
+        }
+    }
+    reads
 }
 
 /// The model's reads for each generation's segments, in one pass or per prefix.

@@ -20,7 +20,7 @@ use datafusion::logical_expr::{
 };
 
 use crate::error::{Error, Result};
-use crate::model::sequences::{run_pass, tokenize_runs, Pass, TextInput};
+use crate::model::sequences::{reads_by_row, run_pass, tokenize_runs, Pass, TextInput};
 use crate::model::shared::{self, Shared};
 use crate::model::{RewardModel, TextTokenizer};
 
@@ -64,17 +64,6 @@ fn items(t: &DataType) -> Option<&DataType> {
     }
 }
 
-/// Whether `t` is a text type (or NULL, or a categorical column of texts).
-fn is_text(t: &DataType) -> bool {
-    match t {
-        DataType::Dictionary(_, values) => is_text(values),
-        t => matches!(
-            t,
-            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Null
-        ),
-    }
-}
-
 fn entry_fields() -> Fields {
     Fields::from(vec![
         Field::new("read", DataType::Float64, true),
@@ -96,7 +85,7 @@ impl ScalarUDFImpl for TextReads {
                 args[0]
             );
         };
-        if !items(&args[1]).is_some_and(is_text) {
+        if !items(&args[1]).is_some_and(crate::engine::types::is_text) {
             return plan_err!(
                 "{TEXT_UDF_NAME}: the texts must be a list of texts, got {}",
                 args[1]
@@ -164,23 +153,12 @@ fn reads(
         row_prompts[w[0] as usize..w[1] as usize].fill(prompt);
     }
     let row_prompts = StringArray::from(row_prompts);
-    let text = TextInput {
-        separator_ids: match separator {
-            "" => Vec::new(),
-            s => tokenizer.ids(s, false)?,
-        },
-        tokenizer,
-    };
+    let text = TextInput::new(tokenizer, Some(separator).filter(|s| !s.is_empty()))?;
     let (generations, problems) =
         tokenize_runs(model, &text, text_values, &row_prompts, &runs, &AtomicU64::new(0))?;
     let scored: Vec<_> = generations.iter().filter(|g| g.scored()).collect();
     let values = run_pass(model, &scored, pass)?;
-    let mut read = vec![None; text_values.len()];
-    for (g, v) in scored.iter().zip(values) {
-        for (i, x) in g.rows.clone().zip(v) {
-            read[i] = Some(x);
-        }
-    }
+    let read = reads_by_row(&scored, &values, text_values.len());
     // One entry per row, in the lists' order.
     let entries = StructArray::try_new(
         entry_fields(),

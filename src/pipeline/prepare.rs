@@ -259,16 +259,10 @@ async fn plan_job(cfg: &JobConfig, loaded: Loaded, order: InputOrder) -> Result<
                 Some((plan.pred, df_schema.index_of("input_problem").ok()))
             },
         };
-        let text_input = match &tokenizer {
-            Some(t) => Some(TextInput {
-                tokenizer: Arc::clone(t),
-                separator_ids: match &cfg.segment_separator {
-                    Some(sep) => t.ids(sep, false)?,
-                    None => Vec::new(),
-                },
-            }),
-            None => None,
-        };
+        let text_input = tokenizer
+            .as_ref()
+            .map(|t| TextInput::new(Arc::clone(t), cfg.segment_separator.as_deref()))
+            .transpose()?;
         Some(Arc::new(GenerationStage::new(
             Arc::clone(&model),
             text_input,

@@ -36,7 +36,7 @@ use serde::{Deserialize, Serialize};
 use crate::contract::{problem_text, Reason};
 use crate::error::{Error, Result};
 use crate::evaluate::summary::OnePassCheck;
-use crate::model::sequences::{run_pass, texts_and_prompts, tokenize_runs, Tokens};
+use crate::model::sequences::{reads_by_row, run_pass, texts_and_prompts, tokenize_runs, Tokens};
 pub use crate::model::sequences::{Pass, TextInput};
 use crate::model::text_udf::TEXT_UDF_NAME;
 use crate::model::RewardModel;
@@ -252,11 +252,7 @@ impl GenerationStage {
         } else if self.text.is_some() {
             let scored: Vec<&Tokens> = generations.iter().filter(|g| g.scored()).collect();
             let values = run_pass(&self.model, &scored, self.pass)?;
-            for (g, v) in scored.iter().zip(&values) {
-                for (i, x) in g.rows.clone().zip(v) {
-                    reads[i] = Some(*x);
-                }
-            }
+            reads = reads_by_row(&scored, &values, n);
             if self.pass == Pass::Generation && state.checks_left > 0 {
                 let to_check: Vec<&Tokens> = scored
                     .iter()
