@@ -134,45 +134,68 @@ impl ScalarUDFImpl for Preset {
 }
 
 /// DuckDB's `date_diff(part, start, end)` (`datediff`): how many boundaries of `part` lie
-/// between the two times, as DuckDB counts them: `date_diff('month', DATE '2024-01-31', DATE
-/// '2024-02-01')` is 1, `date_diff('day', ...)` the days between the dates whatever the hours.
-/// Weeks start on Monday. Times with a time zone are counted in UTC.
+/// between the two times, as DuckDB 2 counts them: `date_diff('month', DATE '2024-01-31', DATE
+/// '2024-02-01')` is 1, `date_diff('day', ...)` the days between the dates whatever the hours,
+/// and `date_diff('week', ...)` those days' whole weeks (DuckDB counts no Monday). Times with a
+/// time zone are counted in UTC.
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct DateDiff {
     name: &'static str,
     signature: Signature,
 }
 
-/// A time's (microseconds since the epoch) count of one part's boundaries ([`units`]).
-type Units = fn(i64) -> i64;
+/// One part's count between two times (microseconds since the epoch): start, then end
+/// ([`part_diff`]).
+type PartDiff = fn(i64, i64) -> i64;
 
-/// The boundaries of `part` a time (microseconds since the epoch) has passed since the epoch's:
-/// its count of years, months, days, ... (weeks from the epoch's Monday), or `None` for a part
-/// that is not DuckDB's.
-fn units(part: &str) -> Option<Units> {
+/// How `date_diff` counts `part` between two times (microseconds since the epoch), as DuckDB
+/// 2.0 does, or `None` for a part that is not DuckDB's. Most count the boundaries passed (the
+/// difference of each time's count of the part since the epoch's); decades, centuries and
+/// millennia divide the years as DuckDB does (toward zero), and weeks are the whole weeks in the
+/// days between the dates.
+fn part_diff(part: &str) -> Option<PartDiff> {
     use chrono::Datelike;
     const DAY: i64 = 86_400_000_000;
     fn date(micros: i64) -> chrono::NaiveDate {
         chrono::DateTime::from_timestamp_micros(micros).map_or(chrono::NaiveDate::MIN, |t| t.date_naive())
     }
+    fn year(t: i64) -> i64 {
+        date(t).year() as i64
+    }
+    fn days(t: i64) -> i64 {
+        t.div_euclid(DAY)
+    }
+    fn months(t: i64) -> i64 {
+        let d = date(t);
+        d.year() as i64 * 12 + d.month0() as i64
+    }
+    fn seconds(t: i64) -> i64 {
+        t.div_euclid(1_000_000)
+    }
     Some(match part.to_ascii_lowercase().as_str() {
-        "year" | "years" | "yr" | "yrs" | "y" => |t| date(t).year() as i64,
-        "quarter" | "quarters" => |t| {
-            let d = date(t);
-            d.year() as i64 * 4 + d.month0() as i64 / 3
-        },
-        "month" | "months" | "mon" | "mons" => |t| {
-            let d = date(t);
-            d.year() as i64 * 12 + d.month0() as i64
-        },
-        // 1970-01-01 was a Thursday: day 3 of the week that began on Monday 1969-12-29.
-        "week" | "weeks" | "w" => |t| (t.div_euclid(DAY) + 3).div_euclid(7),
-        "day" | "days" | "d" | "dayofmonth" => |t| t.div_euclid(DAY),
-        "hour" | "hours" | "h" | "hr" | "hrs" => |t| t.div_euclid(3_600_000_000),
-        "minute" | "minutes" | "m" | "min" | "mins" => |t| t.div_euclid(60_000_000),
-        "second" | "seconds" | "s" | "sec" | "secs" => |t| t.div_euclid(1_000_000),
-        "millisecond" | "milliseconds" | "ms" | "msec" | "msecs" => |t| t.div_euclid(1_000),
-        "microsecond" | "microseconds" | "us" | "usec" | "usecs" => |t| t,
+        "year" | "years" | "yr" | "yrs" | "y" => |a, b| year(b) - year(a),
+        "decade" | "decades" | "dec" | "decs" => |a, b| year(b) / 10 - year(a) / 10,
+        "century" | "centuries" | "cent" | "c" => |a, b| year(b) / 100 - year(a) / 100,
+        "millennium" | "millennia" | "millenniums" | "millenium" | "mil" | "mils" => {
+            |a, b| year(b) / 1000 - year(a) / 1000
+        }
+        "isoyear" => |a, b| date(b).iso_week().year() as i64 - date(a).iso_week().year() as i64,
+        "quarter" | "quarters" => |a, b| months(b).div_euclid(3) - months(a).div_euclid(3),
+        "month" | "months" | "mon" | "mons" => |a, b| months(b) - months(a),
+        "week" | "weeks" | "w" | "weekofyear" | "yearweek" => |a, b| (days(b) - days(a)) / 7,
+        "day" | "days" | "d" | "dayofmonth" | "dow" | "dayofweek" | "weekday" | "isodow" | "doy"
+        | "dayofyear" | "julian" => |a, b| days(b) - days(a),
+        "hour" | "hours" | "h" | "hr" | "hrs" => {
+            |a, b| b.div_euclid(3_600_000_000) - a.div_euclid(3_600_000_000)
+        }
+        "minute" | "minutes" | "m" | "min" | "mins" => {
+            |a, b| b.div_euclid(60_000_000) - a.div_euclid(60_000_000)
+        }
+        "second" | "seconds" | "s" | "sec" | "secs" | "epoch" => |a, b| seconds(b) - seconds(a),
+        "millisecond" | "milliseconds" | "ms" | "msec" | "msecs" | "msecond" | "mseconds" => {
+            |a, b| b.div_euclid(1_000) - a.div_euclid(1_000)
+        }
+        "microsecond" | "microseconds" | "us" | "usec" | "usecs" | "usecond" | "useconds" => |a, b| b - a,
         _ => return None,
     })
 }
@@ -221,7 +244,7 @@ impl ScalarUDFImpl for DateDiff {
             start.as_primitive::<TimestampMicrosecondType>(),
             end.as_primitive::<TimestampMicrosecondType>(),
         );
-        let mut last: Option<(&str, Units)> = None;
+        let mut last: Option<(&str, PartDiff)> = None;
         let mut out = Vec::with_capacity(rows);
         for row in 0..rows {
             if parts.is_null(row) || start.is_null(row) || end.is_null(row) {
@@ -232,9 +255,9 @@ impl ScalarUDFImpl for DateDiff {
             let count = match last {
                 Some((p, f)) if p == part => f,
                 _ => {
-                    let Some(f) = units(part) else {
+                    let Some(f) = part_diff(part) else {
                         return exec_err!(
-                            "{}: '{part}' is not a date part (year, quarter, month, week, day, hour, minute, second, millisecond, microsecond)",
+                            "{}: '{part}' is not a date part (millennium, century, decade, year, isoyear, quarter, month, week, day, hour, minute, second, millisecond, microsecond, or DuckDB's other names for them)",
                             self.name
                         );
                     };
@@ -242,7 +265,7 @@ impl ScalarUDFImpl for DateDiff {
                     f
                 }
             };
-            out.push(Some(count(end.value(row)) - count(start.value(row))));
+            out.push(Some(count(start.value(row), end.value(row))));
         }
         Ok(ColumnarValue::Array(Arc::new(Int64Array::from(out))))
     }
@@ -343,27 +366,49 @@ pub(super) fn udfs() -> Vec<ScalarUDF> {
 
 #[cfg(test)]
 mod tests {
-    use super::units;
+    use super::part_diff;
 
+    /// Every expected count is DuckDB 2.0.1's `date_diff` of the same times.
     #[test]
-    fn date_diff_counts_boundaries() {
+    fn date_diff_counts_as_duckdb() {
         let at = |s: &str| {
-            chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S")
+            chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f")
                 .unwrap()
                 .and_utc()
                 .timestamp_micros()
         };
-        let diff = |p: &str, a: &str, b: &str| units(p).unwrap()(at(b)) - units(p).unwrap()(at(a));
+        let diff = |p: &str, a: &str, b: &str| part_diff(p).unwrap()(at(a), at(b));
         assert_eq!(diff("month", "2024-01-31 23:00:00", "2024-02-01 00:00:00"), 1);
         assert_eq!(diff("years", "2023-12-31 00:00:00", "2025-01-01 00:00:00"), 2);
         assert_eq!(diff("quarter", "2024-03-31 00:00:00", "2024-04-01 00:00:00"), 1);
         assert_eq!(diff("day", "2024-03-01 23:59:59", "2024-03-02 00:00:00"), 1);
-        // Sunday 2024-03-10 to Monday 2024-03-11: a new week; Monday to Sunday: none.
-        assert_eq!(diff("week", "2024-03-10 12:00:00", "2024-03-11 00:00:00"), 1);
-        assert_eq!(diff("week", "2024-03-11 00:00:00", "2024-03-17 23:00:00"), 0);
-        assert_eq!(diff("week", "1969-12-28 00:00:00", "1969-12-29 00:00:00"), 1);
+        // Weeks are the days' whole weeks, toward zero: no Monday is counted.
+        assert_eq!(diff("week", "2023-12-31 00:00:00", "2024-01-01 00:00:00"), 0);
+        assert_eq!(diff("week", "2023-12-31 00:00:00", "2024-02-10 00:00:00"), 5);
+        assert_eq!(diff("week", "2024-01-01 23:00:00", "2024-01-08 01:00:00"), 1);
+        assert_eq!(diff("weeks", "2024-01-10 00:00:00", "2024-01-04 00:00:00"), 0);
+        assert_eq!(diff("yearweek", "2024-01-10 00:00:00", "2024-01-03 00:00:00"), -1);
+        assert_eq!(diff("week", "1969-12-20 00:00:00", "1970-01-02 00:00:00"), 1);
         assert_eq!(diff("hour", "1969-12-31 23:30:00", "1970-01-01 00:10:00"), 1);
         assert_eq!(diff("second", "2024-03-01 00:00:05", "2024-03-01 00:00:02"), -3);
-        assert!(units("fortnight").is_none());
+        assert_eq!(diff("epoch", "1969-12-31 23:59:59.5", "1970-01-01 00:00:00.5"), 1);
+        assert_eq!(diff("decade", "2019-12-31 00:00:00", "2020-01-01 00:00:00"), 1);
+        // Year -14 (15 BC) is decade -1 to DuckDB, as C++ divides.
+        assert_eq!(diff("decade", "-0014-01-01 00:00:00", "0005-01-01 00:00:00"), 1);
+        assert_eq!(diff("century", "1999-12-31 00:00:00", "2000-01-01 00:00:00"), 1);
+        assert_eq!(diff("century", "2000-12-31 00:00:00", "2001-01-01 00:00:00"), 0);
+        assert_eq!(
+            diff("millennium", "1999-12-31 00:00:00", "2000-01-01 00:00:00"),
+            1
+        );
+        assert_eq!(diff("isoyear", "2024-12-29 00:00:00", "2024-12-30 00:00:00"), 1);
+        assert_eq!(diff("isoyear", "2021-01-03 00:00:00", "2021-01-04 00:00:00"), 1);
+        assert_eq!(diff("dow", "2024-01-01 23:00:00", "2024-01-02 01:00:00"), 1);
+        assert_eq!(
+            diff("mseconds", "2024-01-01 23:00:00", "2024-01-02 01:00:00"),
+            7_200_000
+        );
+        assert!(part_diff("fortnight").is_none());
+        assert!(part_diff("qtrs").is_none());
     }
 }

@@ -1429,6 +1429,21 @@ fn sql_takes_duckdbs_date_functions() {
              1,-39,5,1,0,1710032523456,1710032523456789,1706659200000000000\n\
              ,,,,,,,\n",
         ),
+        // DuckDB 2 counts a week as seven days between the dates, not a Monday passed, and
+        // takes decades, centuries, millennia, ISO years and its other names for the parts.
+        (
+            "SELECT date_diff('week', DATE '2023-12-31', DATE '2024-01-01') AS w0, \
+             date_diff('week', DATE '2023-12-31', DATE '2024-02-10') AS w5, \
+             date_diff('weeks', TIMESTAMP '2024-01-10 12:00', TIMESTAMP '2024-01-04 00:00') AS back, \
+             date_diff('decade', DATE '2019-12-31', DATE '2020-01-01') AS dec, \
+             date_diff('century', DATE '1999-12-31', DATE '2000-01-01') AS c, \
+             date_diff('millennium', DATE '1999-12-31', DATE '2000-01-01') AS mil, \
+             date_diff('isoyear', DATE '2024-12-29', DATE '2024-12-30') AS iy, \
+             date_diff('epoch', TIMESTAMP '2024-01-01 00:00:00.9', TIMESTAMP '2024-01-01 00:00:02.1') AS e, \
+             date_diff('dow', DATE '2024-01-01', DATE '2024-01-09') AS dow, \
+             date_diff('yearweek', DATE '2024-01-01', DATE '2024-01-19') AS yw",
+            "w0,w5,back,dec,c,mil,iy,e,dow,yw\n0,5,0,1,1,1,1,2,8,2\n",
+        ),
         ("SELECT epoch_ms(1700000000000) AS t", "t\n2023-11-14T22:13:20\n"),
         // Literals as DuckDB and PostgreSQL take them, without seconds or zero padding (arrow:
         // "error parsing time").
