@@ -92,6 +92,7 @@ fn functions(
     aggregate.extend(numbers::udafs());
     aggregate.extend(quantile::udafs());
     aggregate.push(quantile_cont::udaf());
+    aggregate.push(quantile_cont::median_udaf());
     aggregate.push(crate::engine::sums::udaf());
     scalar.extend(lists::udfs(&lists::aggregates(&aggregate)));
     (scalar, aggregate)

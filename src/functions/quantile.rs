@@ -5,8 +5,11 @@
 
 use std::sync::Arc;
 
+use datafusion::arrow::array::UInt32Array;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
-use datafusion::arrow::compute::{concat, filter, is_not_null, sort_to_indices, SortOptions};
+use datafusion::arrow::compute::{
+    concat, filter, is_not_null, partition, sort_to_indices, take, SortOptions,
+};
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Float64Type, Schema};
 use datafusion::common::utils::SingleRowListArrayBuilder;
 use datafusion::common::{plan_err, ScalarValue};
@@ -20,7 +23,8 @@ use datafusion::logical_expr::{
 /// `quantile_disc(x, q)`: of the `n` non-null values in ascending order, the one at 0-based
 /// position `ceil(q·n) − 1` (at least 0), DuckDB's and PostgreSQL's `percentile_disc`: the
 /// first value at or past the fraction `q` of the values. `q` is a constant from 0 to 1, or a
-/// list of them (`[0.25, 0.5, 0.75]`), which gives a list. NULL where every value is NULL.
+/// list of them (`[0.25, 0.5, 0.75]`), which gives a list; `DISTINCT` counts each value once.
+/// NULL where every value is NULL.
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct QuantileDisc {
     name: &'static str,
@@ -65,14 +69,7 @@ impl AggregateUDFImpl for QuantileDisc {
     }
     fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
         let (quantiles, list) = quantiles(self.name, &args)?;
-        Ok(Box::new(Values {
-            value_type: args.expr_fields[0].data_type().clone(),
-            quantiles,
-            list,
-            // `WITHIN GROUP (ORDER BY x DESC)`: the fraction is counted from the greatest.
-            descending: args.order_bys.first().is_some_and(|o| o.options.descending),
-            arrays: vec![],
-        }))
+        Ok(Box::new(Values::new(&args, quantiles, list)))
     }
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
         Ok(vec![Arc::new(Field::new_list(
@@ -123,17 +120,32 @@ pub(super) fn quantile_type(name: &str, q: &DataType) -> Result<DataType> {
 
 /// A group's non-null values, as the batches brought them.
 #[derive(Debug)]
-struct Values {
+pub(super) struct Values {
     value_type: DataType,
     quantiles: Vec<f64>,
     /// The quantiles were a list: the result is one.
     list: bool,
     /// The values are counted in descending order.
     descending: bool,
+    /// `DISTINCT`: each value counts once.
+    distinct: bool,
     arrays: Vec<ArrayRef>,
 }
 
 impl Values {
+    /// The accumulator of a call with these arguments, at these quantiles (a list where `list`).
+    pub(super) fn new(args: &AccumulatorArgs, quantiles: Vec<f64>, list: bool) -> Values {
+        Values {
+            value_type: args.expr_fields[0].data_type().clone(),
+            quantiles,
+            list,
+            // `WITHIN GROUP (ORDER BY x DESC)`: the fraction is counted from the greatest.
+            descending: args.order_bys.first().is_some_and(|o| o.options.descending),
+            distinct: args.is_distinct,
+            arrays: vec![],
+        }
+    }
+
     fn add(&mut self, values: &ArrayRef) -> Result<()> {
         let kept = match values.null_count() {
             0 => values.clone(),
@@ -178,8 +190,7 @@ impl Accumulator for Values {
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
         let all = self.all()?;
-        let n = all.len();
-        if n == 0 {
+        if all.is_empty() {
             let t = match self.list {
                 true => DataType::new_list(self.value_type.clone(), true),
                 false => self.value_type.clone(),
@@ -190,15 +201,28 @@ impl Accumulator for Values {
             descending: self.descending,
             nulls_first: false,
         };
-        let order = sort_to_indices(&all, Some(options), None)?;
+        let sorted = take(&all, &sort_to_indices(&all, Some(options), None)?, None)?;
+        // Each run of equal values, once (DataFusion leaves DISTINCT to the accumulator).
+        let sorted = match self.distinct {
+            true => {
+                let runs = partition(std::slice::from_ref(&sorted))?.ranges();
+                take(
+                    &sorted,
+                    &UInt32Array::from_iter_values(runs.iter().map(|r| r.start as u32)),
+                    None,
+                )?
+            }
+            false => sorted,
+        };
+        let n = sorted.len();
         let at = |q: f64| {
             // DuckDB's `max(1, n − floor(n − q·n)) − 1`, which is `ceil(q·n) − 1` done as it does.
             let n = n as f64;
             let position = (n - (n - q * n).floor()).max(1.0) as usize - 1;
-            order.value(position.min(all.len() - 1)) as usize
+            position.min(sorted.len() - 1)
         };
         let picked: Vec<ScalarValue> = (self.quantiles.iter())
-            .map(|&q| ScalarValue::try_from_array(&all, at(q)))
+            .map(|&q| ScalarValue::try_from_array(&sorted, at(q)))
             .collect::<Result<_>>()?;
         Ok(match self.list {
             true => ScalarValue::List(ScalarValue::new_list_nullable(&picked, &self.value_type)),

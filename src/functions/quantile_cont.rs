@@ -1,12 +1,16 @@
 //! `quantile_cont(x, q)` (`percentile_cont`), which interpolates between two of a column's
 //! values, exactly, in place of DataFusion's (which cut the fraction to 6 decimals and panicked
-//! over as many groups as rows); its quantiles are read as `quantile_disc`'s (`quantile.rs`).
+//! over as many groups as rows), of numbers and of dates and times, as DuckDB's; its quantiles
+//! are read as `quantile_disc`'s (`quantile.rs`). `median(x)`, DuckDB's, is this at 0.5 for
+//! dates and times, `quantile_disc`'s for other types that are not numbers, and DataFusion's
+//! for numbers.
 
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Float64Array, ListArray};
 use datafusion::arrow::buffer::{NullBuffer, OffsetBuffer};
-use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Float64Type};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Float64Type, TimeUnit};
 use datafusion::common::{plan_err, ScalarValue};
 use datafusion::error::Result;
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
@@ -15,16 +19,18 @@ use datafusion::logical_expr::{
     Accumulator, AggregateUDF, AggregateUDFImpl, EmitTo, GroupsAccumulator, Signature, Volatility,
 };
 
-use super::quantile::{listed, quantile_type, quantiles};
+use super::quantile::{listed, quantile_type, quantiles, Values};
 use crate::engine::sums::kept;
 
 /// `quantile_cont(x, q)`, DuckDB's, and the SQL standard's `percentile_cont(q) WITHIN GROUP
 /// (ORDER BY x [DESC])`: of the `n` non-null values in order, the one at 0-based position
 /// `r = q·(n − 1)`, or, where `r` falls between two, `lo + (hi − lo)·(r − floor(r))`, as
 /// DuckDB, PostgreSQL and numpy interpolate. DataFusion's cut the fraction to 6 decimals, so a
-/// quantile between two values 21 apart was 2.1e-5 off. `x` is a number (a DOUBLE result);
-/// `q` a constant from 0 to 1, or a list of them, which gives a list; `DISTINCT` takes each
-/// value once. NULL where every value is NULL.
+/// quantile between two values 21 apart was 2.1e-5 off. `x` is a number (a DOUBLE result), or
+/// a timestamp, date or time, interpolated to the microsecond as DuckDB does (a timestamp,
+/// with its zone, for a timestamp or a date; a time for a time); `q` a constant from 0 to 1, or
+/// a list of them, which gives a list; `DISTINCT` takes each value once. NULL where every value
+/// is NULL.
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct QuantileCont {
     signature: Signature,
@@ -45,19 +51,21 @@ impl AggregateUDFImpl for QuantileCont {
         let [t, q] = args else {
             return plan_err!("quantile_cont(x, quantile) takes two arguments");
         };
-        let number = match t {
-            DataType::Dictionary(_, values) => values.is_numeric(),
-            t => t.is_numeric() || *t == DataType::Null,
+        let x = match value_type(t) {
+            Some(x) => x,
+            None => {
+                return plan_err!(
+                    "quantile_cont: x is a number, a date or a time, not {t} (quantile_disc takes any type)"
+                )
+            }
         };
-        if !number {
-            return plan_err!("quantile_cont: x is a number, not {t} (quantile_disc takes any type)");
-        }
-        Ok(vec![DataType::Float64, quantile_type("quantile_cont", q)?])
+        Ok(vec![x, quantile_type("quantile_cont", q)?])
     }
     fn return_type(&self, args: &[DataType]) -> Result<DataType> {
         Ok(match args {
-            [_, q] if listed(q) => DataType::new_list(DataType::Float64, true),
-            _ => DataType::Float64,
+            [x, q] if listed(q) => DataType::new_list(x.clone(), true),
+            [x, ..] => x.clone(),
+            [] => return plan_err!("quantile_cont(x, quantile) takes two arguments"),
         })
     }
     fn supports_within_group_clause(&self) -> bool {
@@ -88,6 +96,30 @@ impl AggregateUDFImpl for QuantileCont {
     }
 }
 
+/// The type `quantile_cont` reads `t`'s values in, and gives its result in (`None` where it
+/// takes no such values): DOUBLE for a number; for a timestamp of any unit or a date, a
+/// timestamp in microseconds (with the zone), and a time in microseconds for a time, as DuckDB
+/// interpolates them.
+fn value_type(t: &DataType) -> Option<DataType> {
+    Some(match t {
+        DataType::Dictionary(_, values) => return value_type(values),
+        t if t.is_numeric() || *t == DataType::Null => DataType::Float64,
+        DataType::Timestamp(_, zone) => DataType::Timestamp(TimeUnit::Microsecond, zone.clone()),
+        DataType::Date32 | DataType::Date64 => DataType::Timestamp(TimeUnit::Microsecond, None),
+        DataType::Time32(_) | DataType::Time64(_) => DataType::Time64(TimeUnit::Microsecond),
+        _ => return None,
+    })
+}
+
+/// The values of `array` (DOUBLE, or microseconds of a time) as DOUBLE: the microseconds are
+/// exact below 2^53 (some 285,000 years from 1970).
+fn as_doubles(array: &ArrayRef) -> Result<ArrayRef> {
+    Ok(match array.data_type() {
+        DataType::Float64 => array.clone(),
+        _ => cast(&cast(array, &DataType::Int64)?, &DataType::Float64)?,
+    })
+}
+
 /// Where a continuous quantile is read: the quantiles, the order and whether values count once.
 #[derive(Debug)]
 struct At {
@@ -97,17 +129,26 @@ struct At {
     /// `WITHIN GROUP (ORDER BY x DESC)`: the position is counted from the greatest.
     descending: bool,
     distinct: bool,
+    /// The time type of the values (read as their microseconds), `None` for numbers.
+    time: Option<DataType>,
 }
 
 impl At {
     fn of(args: &AccumulatorArgs) -> Result<At> {
         let (quantiles, list) = quantiles("quantile_cont", args)?;
-        Ok(At {
+        Ok(At::new(args, quantiles, list))
+    }
+
+    /// The call's place at `quantiles` (a list where `list`).
+    fn new(args: &AccumulatorArgs, quantiles: Vec<f64>, list: bool) -> At {
+        let t = args.expr_fields[0].data_type();
+        At {
             quantiles,
             list,
             descending: args.order_bys.first().is_some_and(|o| o.options.descending),
             distinct: args.is_distinct,
-        })
+            time: (*t != DataType::Float64).then(|| t.clone()),
+        }
     }
 
     /// Appends the quantiles of `values` (which it reorders, the same values in them) to
@@ -158,30 +199,44 @@ impl At {
             out.push(if hi == lo {
                 a
             } else {
-                a + (b - a) * (r - r.floor())
+                let offset = (b - a) * (r - r.floor());
+                // A time's microseconds: the first value's and the offset from it to the
+                // nearest microsecond (a half away from zero), as DuckDB 2.0.1 answers.
+                a + if self.time.is_some() {
+                    offset.round()
+                } else {
+                    offset
+                }
             });
         }
         true
     }
 
-    /// The call's result for each of `groups`' values: a DOUBLE, or a list where the quantiles
-    /// were one (NULL where a group has no value).
-    fn results(&self, groups: impl ExactSizeIterator<Item = impl AsMut<[f64]>>) -> ArrayRef {
+    /// The call's result for each of `groups`' values: a DOUBLE (or the time), or a list where
+    /// the quantiles were one (NULL where a group has no value).
+    fn results(&self, groups: impl ExactSizeIterator<Item = impl AsMut<[f64]>>) -> Result<ArrayRef> {
         let mut out = Vec::with_capacity(groups.len() * self.quantiles.len());
         let held: Vec<bool> = groups
             .map(|mut values| self.pick(values.as_mut(), &mut out))
             .collect();
-        match self.list {
+        // A time's microseconds (whole: `pick` rounds them) as the time.
+        let values = |values: Float64Array| -> Result<(ArrayRef, DataType)> {
+            Ok(match &self.time {
+                None => (Arc::new(values), DataType::Float64),
+                Some(t) => (cast(&cast(&values, &DataType::Int64)?, t)?, t.clone()),
+            })
+        };
+        Ok(match self.list {
             false => {
                 let mut out = out.into_iter();
-                let values = held.iter().map(|&h| if h { out.next() } else { None });
-                Arc::new(values.collect::<Float64Array>())
+                let each = held.iter().map(|&h| if h { out.next() } else { None });
+                values(each.collect())?.0
             }
             true => {
                 let lengths = held.iter().map(|&h| if h { self.quantiles.len() } else { 0 });
                 let offsets = OffsetBuffer::from_lengths(lengths);
-                let field = Arc::new(Field::new_list_field(DataType::Float64, true));
-                let values = Arc::new(Float64Array::from(out));
+                let (values, t) = values(Float64Array::from(out))?;
+                let field = Arc::new(Field::new_list_field(t, true));
                 Arc::new(ListArray::new(
                     field,
                     offsets,
@@ -189,7 +244,7 @@ impl At {
                     Some(NullBuffer::from(held)),
                 ))
             }
-        }
+        })
     }
 }
 
@@ -242,7 +297,8 @@ struct Continuous {
 
 impl Accumulator for Continuous {
     fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
-        self.values.extend(doubles(&values[0]).map(|(_, v)| v));
+        self.values
+            .extend(doubles(&as_doubles(&values[0])?).map(|(_, v)| v));
         Ok(())
     }
 
@@ -260,12 +316,12 @@ impl Accumulator for Continuous {
 
     /// A window evaluates its frame again and again: the values stay, in any order.
     fn evaluate(&mut self) -> Result<ScalarValue> {
-        ScalarValue::try_from_array(&self.at.results(std::iter::once(&mut self.values[..])), 0)
+        ScalarValue::try_from_array(&self.at.results(std::iter::once(&mut self.values[..]))?, 0)
     }
 
     /// A value leaving a window's frame (one of each, the same bits).
     fn retract_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
-        for (_, v) in doubles(&values[0]) {
+        for (_, v) in doubles(&as_doubles(&values[0])?) {
             if let Some(i) = self.values.iter().position(|x| x.to_bits() == v.to_bits()) {
                 self.values.swap_remove(i);
             }
@@ -325,7 +381,8 @@ impl GroupsAccumulator for ContinuousGroups {
         opt_filter: Option<&BooleanArray>,
         total_num_groups: usize,
     ) -> Result<()> {
-        let rows = doubles(&values[0]).map(|(i, v)| (i, std::iter::once(v)));
+        let values = as_doubles(&values[0])?;
+        let rows = doubles(&values).map(|(i, v)| (i, std::iter::once(v)));
         self.add(rows, group_indices, opt_filter, total_num_groups);
         Ok(())
     }
@@ -347,7 +404,8 @@ impl GroupsAccumulator for ContinuousGroups {
         values: &[ArrayRef],
         opt_filter: Option<&BooleanArray>,
     ) -> Result<Vec<ArrayRef>> {
-        let array = values[0].as_primitive::<Float64Type>();
+        let values = as_doubles(&values[0])?;
+        let array = values.as_primitive::<Float64Type>();
         let taken = |row: usize| array.is_valid(row) && kept(opt_filter, row);
         let lengths = (0..array.len()).map(|row| usize::from(taken(row)));
         let values = (0..array.len())
@@ -358,7 +416,7 @@ impl GroupsAccumulator for ContinuousGroups {
 
     fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
         let taken = self.take(emit_to);
-        Ok(self.at.results(taken.into_iter()))
+        self.at.results(taken.into_iter())
     }
 
     fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
@@ -376,5 +434,116 @@ pub(super) fn udaf() -> AggregateUDF {
     AggregateUDF::from(QuantileCont {
         signature: Signature::user_defined(Volatility::Immutable),
         aliases: vec!["percentile_cont".into()],
+    })
+}
+
+/// DuckDB's `median(x)`: DataFusion's (exact) for numbers; for a timestamp, date or time the
+/// `quantile_cont(x, 0.5)` above (the midpoint of the two middle values, a timestamp for
+/// dates); for the other types arrow sorts (text, booleans, lists) `quantile_disc(x, 0.5)`, the
+/// lower of the two middle values, as DuckDB answers. DataFusion's took numbers alone, and
+/// refused a date with "Internal error ... likely caused by a bug in DataFusion's code".
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Median {
+    signature: Signature,
+}
+
+/// How `median` computes a type (the argument's, as [`Median`] coerces it).
+#[derive(PartialEq)]
+enum Middle {
+    /// DataFusion's `median`.
+    Number,
+    /// `quantile_cont(x, 0.5)`.
+    Time,
+    /// `quantile_disc(x, 0.5)`.
+    Value,
+}
+
+fn middle(t: &DataType) -> Middle {
+    match value_type(t) {
+        Some(DataType::Float64) => Middle::Number,
+        Some(_) => Middle::Time,
+        None => Middle::Value,
+    }
+}
+
+/// DataFusion's `median`.
+fn numbers() -> Arc<AggregateUDF> {
+    datafusion::functions_aggregate::median::median_udaf()
+}
+
+impl AggregateUDFImpl for Median {
+    fn name(&self) -> &str {
+        "median"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn coerce_types(&self, args: &[DataType]) -> Result<Vec<DataType>> {
+        let [t] = args else {
+            return plan_err!("median(x) takes one argument");
+        };
+        let t = match t {
+            DataType::Dictionary(_, values) => values.as_ref(),
+            t => t,
+        };
+        Ok(vec![match value_type(t) {
+            // As DataFusion's takes them: integers as DOUBLE, floats and decimals as they are.
+            Some(DataType::Float64) if t.is_floating() || t.is_decimal() => t.clone(),
+            Some(x) => x,
+            None => t.clone(),
+        }])
+    }
+    fn return_type(&self, args: &[DataType]) -> Result<DataType> {
+        match args {
+            [t] => Ok(t.clone()),
+            _ => plan_err!("median(x) takes one argument"),
+        }
+    }
+    fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        Ok(match middle(args.expr_fields[0].data_type()) {
+            Middle::Number => return numbers().inner().accumulator(args),
+            Middle::Time => Box::new(Continuous {
+                at: At::new(&args, vec![0.5], false),
+                values: vec![],
+            }),
+            Middle::Value => Box::new(Values::new(&args, vec![0.5], false)),
+        })
+    }
+    fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
+        let t = args.input_fields[0].data_type();
+        let held = match middle(t) {
+            Middle::Number => return numbers().inner().state_fields(args),
+            Middle::Time => DataType::Float64,
+            Middle::Value => t.clone(),
+        };
+        Ok(vec![Arc::new(Field::new_list(
+            format_state_name(args.name, "values"),
+            Field::new_list_field(held, true),
+            true,
+        ))])
+    }
+    fn groups_accumulator_supported(&self, args: AccumulatorArgs) -> bool {
+        match middle(args.expr_fields[0].data_type()) {
+            Middle::Number => numbers().inner().groups_accumulator_supported(args),
+            Middle::Time => true,
+            Middle::Value => false,
+        }
+    }
+    fn create_groups_accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn GroupsAccumulator>> {
+        match middle(args.expr_fields[0].data_type()) {
+            Middle::Number => numbers().inner().create_groups_accumulator(args),
+            _ => Ok(Box::new(ContinuousGroups {
+                at: At::new(&args, vec![0.5], false),
+                groups: vec![],
+                held: 0,
+            })),
+        }
+    }
+}
+
+/// DuckDB's `median`, for any type arrow sorts.
+pub(super) fn median_udaf() -> AggregateUDF {
+    AggregateUDF::from(Median {
+        signature: Signature::user_defined(Volatility::Immutable),
     })
 }

@@ -2207,7 +2207,80 @@ fn sql_quantile_cont_interpolates_exactly() {
         tmp.path(),
         &["sql", "SELECT quantile_cont(s, 0.5) FROM (VALUES ('a')) AS v(s)"],
     );
-    assert_fails(&o, 2, "quantile_cont: x is a number, not Utf8");
+    assert_fails(&o, 2, "quantile_cont: x is a number, a date or a time, not Utf8");
+}
+
+/// DuckDB's `median` of any type it sorts, `quantile_cont` of dates and times and
+/// `quantile_disc(DISTINCT ...)`, each answer DuckDB 2.0.1's: a date's or a timestamp's
+/// quantile is a timestamp in microseconds (its zone kept), the offset from the lower value
+/// rounded half away from zero (`ORDER BY ... DESC` counts from the greater); a time's is a
+/// time; a text's (a boolean's, a list's) median is the lower middle value. DataFusion's `median`
+/// refused a date ("Internal error ... a bug in DataFusion"), and `quantile_disc` counted a
+/// DISTINCT value as often as it came (1, not 2, below).
+#[test]
+fn sql_median_and_quantiles_of_dates_texts_and_distinct_values() {
+    let tmp = tempfile::tempdir().unwrap();
+    let times = "(VALUES (1, TIMESTAMP '1969-12-31 23:59:59.000001'), (1, TIMESTAMP '1969-12-31 23:59:59.000004'), \
+                 (2, TIMESTAMP '2024-01-01 00:00:00.000001'), (2, TIMESTAMP '2024-01-01 00:00:00.000004'), \
+                 (2, TIMESTAMP '2024-01-01 00:00:00.000004'), (2, TIMESTAMP '2024-01-01 00:00:00.000004')) AS x(g, v)";
+    for (query, want) in [
+        (
+            "SELECT median(v) AS m, quantile_cont(v, [0.25, 0.75]) AS qs, arrow_typeof(median(v)) AS t \
+             FROM (VALUES (DATE '2024-01-01'), (DATE '2024-01-02'), (NULL)) AS x(v)"
+                .to_string(),
+            "m,qs,t\n2024-01-01T12:00:00,\"[2024-01-01T06:00:00, 2024-01-01T18:00:00]\",Timestamp(µs)\n",
+        ),
+        (
+            format!(
+                "SELECT g, median(v) AS m, percentile_cont(0.5) WITHIN GROUP (ORDER BY v DESC) AS p, \
+                 median(DISTINCT v) AS d FROM {times} GROUP BY g ORDER BY g"
+            ),
+            "g,m,p,d\n\
+             1,1969-12-31T23:59:59.000003,1969-12-31T23:59:59.000002,1969-12-31T23:59:59.000003\n\
+             2,2024-01-01T00:00:00.000004,2024-01-01T00:00:00.000004,2024-01-01T00:00:00.000003\n",
+        ),
+        (
+            "SELECT median(v) AS m, quantile_cont(v, [0.25, 0.75]) AS qs, arrow_typeof(median(v)) AS t \
+             FROM (VALUES (TIME '10:00'), (TIME '11:00'), (TIME '11:30')) AS x(v)"
+                .to_string(),
+            "m,qs,t\n11:00:00,\"[10:30:00, 11:15:00]\",Time64(µs)\n",
+        ),
+        (
+            "SELECT i, median(v) OVER (ORDER BY i ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) AS w FROM \
+             (VALUES (1, DATE '2024-01-01'), (2, DATE '2024-01-02'), (3, NULL), (4, DATE '2024-01-10')) AS x(i, v) ORDER BY i"
+                .to_string(),
+            "i,w\n1,2024-01-01T00:00:00\n2,2024-01-01T12:00:00\n3,2024-01-02T00:00:00\n4,2024-01-10T00:00:00\n",
+        ),
+        (
+            "SELECT median(s) AS ms, median(b) AS mb, median(DISTINCT s) AS md, median(l) AS ml FROM (VALUES \
+             ('b', true, [2]), ('a', false, [1]), ('c', true, [3]), ('d', NULL, [4]), (NULL, NULL, NULL), \
+             ('a', NULL, [1]), ('a', NULL, [1])) AS x(s, b, l)"
+                .to_string(),
+            "ms,mb,md,ml\na,true,b,[1]\n",
+        ),
+        (
+            "SELECT quantile_disc(DISTINCT v, 0.5) AS a, quantile_disc(v, 0.5) AS b, \
+             quantile_disc(DISTINCT v, [0.0, 0.4, 1.0]) AS c FROM (VALUES (1), (1), (1), (2), (3), (NULL)) AS t(v)"
+                .to_string(),
+            "a,b,c\n2,1,\"[1, 2, 3]\"\n",
+        ),
+        (
+            "SELECT g, quantile_disc(DISTINCT v, 0.5) AS a FROM (VALUES (1, 1), (1, 1), (1, 1), (1, 2), (1, 3), (2, 5)) \
+             AS t(g, v) GROUP BY g ORDER BY g"
+                .to_string(),
+            "g,a\n1,2\n2,5\n",
+        ),
+        // Numbers stay DataFusion's: integers as DOUBLE, decimals as decimals.
+        (
+            "SELECT median(i) AS i, median(d::DECIMAL(4,1)) AS d, arrow_typeof(median(d::DECIMAL(4,1))) AS t, \
+             list_median([1, 2, 3, 4]) AS l \
+             FROM (VALUES (1, 1.5), (2, 2.0)) AS x(i, d)"
+                .to_string(),
+            "i,d,t,l\n1.5,1.7,\"Decimal128(4, 1)\",2.5\n",
+        ),
+    ] {
+        assert_eq!(sql_csv_in(tmp.path(), &query), want, "{query}");
+    }
 }
 
 /// DuckDB's statistics aggregates that DataFusion has none for: `skewness`, `kurtosis`,
