@@ -20,7 +20,9 @@ use super::text::text;
 /// (milliseconds), `%n` (nanoseconds) are chrono's `%6f`, `%3f`, `%9f` (chrono's `%f` is nine
 /// digits and its `%n` a newline); `%c`, `%x`, `%X` are DuckDB's ISO forms (chrono's are
 /// `Sun Jul  8 00:34:60 2001`, `07/08/01`); every other specifier means the same in both.
-pub fn chrono_format(duckdb: &str) -> String {
+/// `zoneless`: the format of a time without a time zone, whose offset DuckDB writes as UTC's
+/// (`%z` is `+00`, `%Z` nothing), where chrono has none to write and fails.
+pub fn chrono_format(duckdb: &str, zoneless: bool) -> String {
     let mut out = String::with_capacity(duckdb.len() + 8);
     let mut chars = duckdb.chars();
     while let Some(c) = chars.next() {
@@ -35,6 +37,8 @@ pub fn chrono_format(duckdb: &str) -> String {
             Some('c') => out.push_str("%Y-%m-%d %H:%M:%S"),
             Some('x') => out.push_str("%Y-%m-%d"),
             Some('X') => out.push_str("%H:%M:%S"),
+            Some('z') if zoneless => out.push_str("+00"),
+            Some('Z') if zoneless => {}
             // `%-d`: no padding, the same in both; `%%` a percent sign.
             Some(next) => {
                 out.push('%');
@@ -50,18 +54,15 @@ pub fn chrono_format(duckdb: &str) -> String {
 }
 
 /// `strftime`'s format argument, a text or a column of texts, with each DuckDB format written as
-/// chrono's ([`chrono_format`]).
-fn chrono_format_arg(format: &ColumnarValue) -> Result<ColumnarValue> {
+/// chrono's ([`chrono_format`]; `zoneless` for a time without a zone).
+fn chrono_format_arg(format: &ColumnarValue, zoneless: bool) -> Result<ColumnarValue> {
+    let chrono = |f: &str| chrono_format(f, zoneless);
     Ok(match format {
         ColumnarValue::Scalar(ScalarValue::Utf8(f)) => {
-            ColumnarValue::Scalar(ScalarValue::Utf8(f.as_deref().map(chrono_format)))
+            ColumnarValue::Scalar(ScalarValue::Utf8(f.as_deref().map(chrono)))
         }
         ColumnarValue::Array(a) => {
-            let translated: StringArray = a
-                .as_string::<i32>()
-                .iter()
-                .map(|f| f.map(chrono_format))
-                .collect();
+            let translated: StringArray = a.as_string::<i32>().iter().map(|f| f.map(chrono)).collect();
             ColumnarValue::Array(Arc::new(translated))
         }
         other => return exec_err!("strftime: the format is a text, not {}", other.data_type()),
@@ -124,13 +125,14 @@ impl ScalarUDFImpl for Strftime {
             ColumnarValue::Scalar(ScalarValue::Utf8(Some(f))) => Some(f.clone()),
             _ => None,
         };
-        args.args[1] = chrono_format_arg(&args.args[1])?;
+        let zoneless = !matches!(args.args[0].data_type(), DataType::Timestamp(_, Some(_)));
+        args.args[1] = chrono_format_arg(&args.args[1], zoneless)?;
         datafusion::functions::datetime::to_char()
             .invoke_with_args(args)
             .map_err(|e| match written {
                 Some(f) => e.context(format!(
                     "strftime with the format '{f}' (chrono's '{}')",
-                    chrono_format(&f)
+                    chrono_format(&f, zoneless)
                 )),
                 None => e,
             })
@@ -158,7 +160,7 @@ struct Format {
 
 impl Format {
     fn new(duckdb: &str, function: &str) -> Result<Format> {
-        let chrono = chrono_format(duckdb);
+        let chrono = chrono_format(duckdb, false);
         match StrftimeItems::new(&chrono).parse_to_owned() {
             Ok(items) => Ok(Format {
                 duckdb: duckdb.to_owned(),
@@ -329,14 +331,20 @@ mod tests {
 
     #[test]
     fn duckdb_specifiers_become_chronos() {
-        assert_eq!(chrono_format("%Y-%m-%d %H:%M:%S.%f"), "%Y-%m-%d %H:%M:%S.%6f");
         assert_eq!(
-            chrono_format("%g|%n|%c|%x|%X"),
+            chrono_format("%Y-%m-%d %H:%M:%S.%f", false),
+            "%Y-%m-%d %H:%M:%S.%6f"
+        );
+        assert_eq!(
+            chrono_format("%g|%n|%c|%x|%X", false),
             "%3f|%9f|%Y-%m-%d %H:%M:%S|%Y-%m-%d|%H:%M:%S"
         );
         // `%%f` is a percent sign and an f; `%-d` passes as it is; a lone `%` stays for chrono
         // to refuse.
-        assert_eq!(chrono_format("100%%f %-d %"), "100%%f %-d %");
-        assert_eq!(chrono_format("%-m/%Y"), "%-m/%Y");
+        assert_eq!(chrono_format("100%%f %-d %", false), "100%%f %-d %");
+        assert_eq!(chrono_format("%-m/%Y", false), "%-m/%Y");
+        // A time without a zone is written at UTC's offset, as DuckDB writes it; `%%z` stays.
+        assert_eq!(chrono_format("%H%z|%Z|%%z", true), "%H+00||%%z");
+        assert_eq!(chrono_format("%H%z|%Z", false), "%H%z|%Z");
     }
 }

@@ -1292,6 +1292,13 @@ fn sql_takes_duckdbs_regexp_time_and_count_functions() {
              strftime(NULL, '%Y') AS n",
             "f,other,c,xx,n\n2024-03-05 14:07:09.123456,123|123456000|5/3|065|Tuesday March|02 PM|%,2024-03-05 00:00:00,2024-03-05 14:07:09,\n",
         ),
+        // A time without a zone has UTC's offset, as DuckDB writes it (chrono had none to write:
+        // "Format error"); one with a zone writes its own.
+        (
+            "SELECT strftime(TIMESTAMP '2024-03-05 14:07:09', '%H%z|%Z|%%z') AS naive, strftime(DATE '2024-03-05', '%z') AS d, \
+             strftime(arrow_cast(TIMESTAMP '2024-03-05 14:07:09', 'Timestamp(Microsecond, Some(\"+02:00\"))'), '%H %z') AS zoned",
+            "naive,d,zoned\n14+00||%z,+00,14 +0200\n",
+        ),
         (
             "SELECT strptime('05/03/2024 14:07:09.123456', '%d/%m/%Y %H:%M:%S.%f') AS a, \
              strptime('2024-03-05', ['%d/%m/%Y', '%Y-%m-%d']) AS b, arrow_typeof(strptime('2024', '%Y')) AS ty, \
