@@ -17,6 +17,8 @@ use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::utils::format_state_name;
 use datafusion::logical_expr::{Accumulator, AggregateUDF, AggregateUDFImpl, Signature, Volatility};
 
+use crate::engine::distinct::{self, Distinct};
+
 /// What a [`Counted`] aggregate gives of the counts.
 #[derive(Debug, PartialEq, Eq, Hash, Clone, Copy)]
 enum Kind {
@@ -92,15 +94,22 @@ impl AggregateUDFImpl for Counted {
     fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
         let value_type = args.expr_fields[0].data_type().clone();
         let converter = RowConverter::new(vec![SortField::new(value_type.clone())])?;
-        Ok(Box::new(Counts {
+        let plain = Box::new(Counts {
             kind: self.kind,
             value_type,
             converter,
             counts: HashMap::new(),
             key_bytes: 0,
-        }))
+        });
+        Ok(match args.is_distinct {
+            true => Box::new(Distinct::new(&args, plain)?),
+            false => plain,
+        })
     }
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
+        if args.is_distinct {
+            return Ok(distinct::state_fields(&args));
+        }
         let value_type = args.input_fields[0].data_type();
         Ok(vec![
             Arc::new(Field::new_list(

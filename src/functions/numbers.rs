@@ -21,6 +21,8 @@ use datafusion::logical_expr::{
     ScalarUDFImpl, Signature, Volatility,
 };
 
+use crate::engine::distinct::{self, Distinct};
+
 /// Which moment statistic.
 #[derive(Debug, PartialEq, Eq, Hash, Clone, Copy)]
 enum Kind {
@@ -55,13 +57,20 @@ impl AggregateUDFImpl for Shape {
     fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
         Ok(DataType::Float64)
     }
-    fn accumulator(&self, _args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        Ok(Box::new(MomentsOf {
+    fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        let plain = Box::new(MomentsOf {
             kind: self.kind,
             m: Moments::default(),
-        }))
+        });
+        Ok(match args.is_distinct {
+            true => Box::new(Distinct::new(&args, plain)?),
+            false => plain,
+        })
     }
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
+        if args.is_distinct {
+            return Ok(distinct::state_fields(&args));
+        }
         let mut fields = vec![Arc::new(Field::new(
             format_state_name(args.name, "n"),
             DataType::UInt64,

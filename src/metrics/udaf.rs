@@ -30,6 +30,7 @@ use datafusion::logical_expr::{
 };
 use datafusion::physical_expr::expressions::Literal;
 
+use crate::engine::distinct::{self, Distinct};
 use crate::engine::sums::kept;
 use crate::metrics;
 
@@ -152,11 +153,15 @@ impl AggregateUDFImpl for MetricUdaf {
     }
 
     fn accumulator(&self, args: AccumulatorArgs) -> DfResult<Box<dyn Accumulator>> {
-        Ok(Box::new(Single::new(self.groups(&args)?)))
+        let plain = Box::new(Single::new(self.groups(&args)?));
+        Ok(match args.is_distinct {
+            true => Box::new(Distinct::new(&args, plain)?),
+            false => plain,
+        })
     }
 
-    fn groups_accumulator_supported(&self, _args: AccumulatorArgs) -> bool {
-        true
+    fn groups_accumulator_supported(&self, args: AccumulatorArgs) -> bool {
+        !args.is_distinct
     }
 
     fn create_groups_accumulator(&self, args: AccumulatorArgs) -> DfResult<Box<dyn GroupsAccumulator>> {
@@ -164,6 +169,9 @@ impl AggregateUDFImpl for MetricUdaf {
     }
 
     fn state_fields(&self, args: StateFieldsArgs) -> DfResult<Vec<FieldRef>> {
+        if args.is_distinct {
+            return Ok(distinct::state_fields(&args));
+        }
         Ok(["x", "y"]
             .map(|s| {
                 Arc::new(Field::new_list(

@@ -2290,6 +2290,73 @@ fn sql_median_and_quantiles_of_dates_texts_and_distinct_values() {
     }
 }
 
+/// `DISTINCT` in segscore's aggregates counts each distinct value (a row of several arguments,
+/// as a whole) once, as DuckDB 2.0.1 does, also where the rows come from two files (each
+/// partition's distinct values merged) and beside an aggregate without DISTINCT (where
+/// DataFusion does not rewrite the DISTINCT into a GROUP BY). They counted every row: the
+/// histogram below was `{0: 400, ...}`. DuckDB's top-n forms and `count_if` take DISTINCT too.
+#[test]
+fn sql_distinct_aggregates_count_each_value_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir(tmp.path().join("two")).unwrap();
+    for name in ["a", "b"] {
+        let copy =
+            format!("COPY (SELECT value % 5 AS v, value AS i FROM range(1000)) TO 'two/{name}.parquet'");
+        let o = segscore_in(tmp.path(), &["sql", &copy]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    for (query, want) in [
+        (
+            "SELECT histogram(DISTINCT v) AS h, count(*) AS n, round(entropy(DISTINCT v), 9) AS e FROM 'two/'",
+            "h,n,e\n\"{0: 1, 1: 1, 2: 1, 3: 1, 4: 1}\",2000,2.321928095\n",
+        ),
+        (
+            "SELECT round(entropy(DISTINCT v), 9) AS e, histogram(DISTINCT v) AS h, count(*) AS n \
+             FROM (VALUES (1), (1), (1), (2), (3)) AS t(v)",
+            "e,h,n\n1.584962501,\"{1: 1, 2: 1, 3: 1}\",5\n",
+        ),
+        (
+            "SELECT round(skewness(DISTINCT v), 9) AS s, round(kurtosis(DISTINCT v), 9) AS k, \
+             round(kurtosis_pop(DISTINCT v), 9) AS kp, count(*) AS n \
+             FROM (VALUES (1.0), (1.0), (1.0), (2.0), (3.0), (10.0)) AS t(v)",
+            "s,k,kp,n\n1.763632615,3.228,-0.7696,6\n",
+        ),
+        // Pairs: DuckDB's corr(DISTINCT x, y) over (1, 1) twice, (2, 3), (3, 2), (1, 5).
+        (
+            "SELECT round(pearson(DISTINCT x, y), 12) AS p, round(pearson(x, y), 12) AS q \
+             FROM (VALUES (1.0, 1.0), (1.0, 1.0), (2.0, 3.0), (3.0, 2.0), (1.0, 5.0)) AS t(x, y)",
+            "p,q\n-0.254823595719,-0.033407655239\n",
+        ),
+        (
+            "SELECT g, histogram(DISTINCT v) AS h, count(*) AS n FROM \
+             (VALUES (1, 'a'), (1, 'a'), (1, 'b'), (2, 'c'), (2, 'c')) AS t(g, v) GROUP BY g ORDER BY g",
+            "g,h,n\n1,\"{a: 1, b: 1}\",3\n2,{c: 1},2\n",
+        ),
+        (
+            "SELECT g, count_if(DISTINCT v > 1) AS c, max(DISTINCT v, 2) FILTER (WHERE v < 3) AS m, \
+             min(DISTINCT v, 5) AS n, arg_min(DISTINCT v, -v) AS a \
+             FROM (VALUES (1, 1), (1, 2), (1, 2), (1, 3), (2, 1), (3, NULL)) AS t(g, v) GROUP BY g ORDER BY g",
+            "g,c,m,n,a\n1,1,\"[2, 1]\",\"[1, 2, 3]\",3\n2,0,[1],[1],1\n3,,,,\n",
+        ),
+        // Both orders in one select (DataFusion's `array_agg(DISTINCT x ORDER BY x)` gave the
+        // first one's order to both).
+        (
+            "SELECT max(DISTINCT v, 2) AS a, min(DISTINCT v, 2) AS b FROM (VALUES (1), (1), (3), (3), (2)) AS t(v)",
+            "a,b\n\"[3, 2]\",\"[1, 2]\"\n",
+        ),
+    ] {
+        assert_eq!(sql_csv_in(tmp.path(), query), want, "{query}");
+    }
+    let o = segscore_in(
+        tmp.path(),
+        &[
+            "sql",
+            "SELECT arg_max(DISTINCT v, w, 2) FROM (VALUES (1, 2)) AS t(v, w)",
+        ],
+    );
+    assert_fails(&o, 2, "arg_max(DISTINCT arg, val, n) is not taken here");
+}
+
 /// DuckDB's statistics aggregates that DataFusion has none for: `skewness`, `kurtosis`,
 /// `kurtosis_pop` (pandas' values; NaN for a constant column, NULL for too few rows),
 /// `quantile_disc` / `quantile` (one of the values; a list of quantiles gives a list; texts

@@ -71,7 +71,7 @@ pub(crate) fn rewritten(f: &Function) -> Result<Option<Expr>> {
 /// kept; not over a window (DataFusion orders no window aggregate). `n` is a whole number
 /// above 0 written in the query, as in DuckDB.
 pub(crate) fn top_n(f: &Function) -> Result<Option<Expr>> {
-    let Some(args) = crate::walk::plain_args(f) else {
+    let Some((args, distinct)) = crate::walk::args_distinct(f) else {
         return Ok(None);
     };
     if f.over.is_some() {
@@ -97,6 +97,29 @@ pub(crate) fn top_n(f: &Function) -> Result<Option<Expr>> {
             f.name
         )));
     };
+    // `max(DISTINCT x, n)`: the n greatest distinct values, as in DuckDB. Not DataFusion's
+    // `array_agg(DISTINCT x ORDER BY x DESC)`: beside one in the other order it gave that one's
+    // order (its reversed form keeps the DISTINCT accumulator's own order).
+    match distinct {
+        false => {}
+        true if arg == value => {
+            let keep = match &f.filter {
+                Some(filter) => format!("({filter}) AND ({value}) IS NOT NULL"),
+                None => format!("({value}) IS NOT NULL"),
+            };
+            return crate::walk::parsed(&format!(
+                "array_slice(array_sort(array_distinct(array_agg({arg}) FILTER (WHERE {keep})), '{order}'), 1, {count})"
+            ))
+            .map(Some);
+        }
+        true => {
+            return Err(datafusion::error::DataFusionError::Plan(format!(
+                "{}(DISTINCT arg, val, n) is not taken here: give {}(arg, val, n) over the distinct rows \
+                 (SELECT DISTINCT arg, val ... in a subquery)",
+                f.name, f.name
+            )))
+        }
+    }
     let mut keep = format!("({value}) IS NOT NULL");
     if arg != value {
         keep += &format!(" AND ({arg}) IS NOT NULL");

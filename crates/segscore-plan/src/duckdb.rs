@@ -135,11 +135,17 @@ impl DuckDb<'_> {
     /// The DataFusion expression for `f`'s arguments when `f` calls one of the lacking
     /// aggregates with plain arguments, as many as it takes.
     fn computed(&self, f: &Function) -> Option<String> {
-        let &(_, arity, expression) = self.lacking.iter().find(|(n, _, _)| calls(f, n))?;
-        let args = crate::walk::plain_args(f)?;
+        let &(name, arity, expression) = self.lacking.iter().find(|(n, _, _)| calls(f, n))?;
+        let (args, distinct) = crate::walk::args_distinct(f)?;
         if args.len() != arity {
             return None;
         }
+        // DISTINCT changes no greatest or least row (`arg_max`); `count_if(DISTINCT x)` counts
+        // the distinct values of `x` that are true, 1 at most, as DuckDB's sum does.
+        let expression = match distinct && name == "count_if" {
+            true => "sum(DISTINCT CAST({0} AS BIGINT))",
+            false => expression,
+        };
         // `{i}` is argument i, in one pass (an argument's own text may hold `{1}`).
         let mut text = String::new();
         let mut rest = expression;

@@ -6,8 +6,8 @@ use std::ops::ControlFlow;
 
 use datafusion::error::Result;
 use datafusion::sql::sqlparser::ast::{
-    Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments, Query, Visit, VisitMut, Visitor,
-    VisitorMut,
+    DuplicateTreatment, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments, Query, Visit,
+    VisitMut, Visitor, VisitorMut,
 };
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -20,18 +20,33 @@ pub(crate) fn parsed(text: &str) -> Result<Expr> {
 /// `f`'s arguments where they are plain expressions in a list (no DISTINCT, no ORDER BY or other
 /// clause inside the parentheses, no named argument).
 pub(crate) fn plain_args(f: &Function) -> Option<Vec<&Expr>> {
+    match args_distinct(f)? {
+        (args, false) => Some(args),
+        (_, true) => None,
+    }
+}
+
+/// `f`'s arguments as [`plain_args`] takes them, or after DISTINCT, and whether they were
+/// (`count_if(DISTINCT x)`).
+pub(crate) fn args_distinct(f: &Function) -> Option<(Vec<&Expr>, bool)> {
     let FunctionArguments::List(list) = &f.args else {
         return None;
     };
-    if list.duplicate_treatment.is_some() || !list.clauses.is_empty() {
+    let distinct = match list.duplicate_treatment {
+        None => false,
+        Some(DuplicateTreatment::Distinct) => true,
+        Some(DuplicateTreatment::All) => return None,
+    };
+    if !list.clauses.is_empty() {
         return None;
     }
-    (list.args.iter())
+    let args: Option<Vec<&Expr>> = (list.args.iter())
         .map(|a| match a {
             FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e),
             _ => None,
         })
-        .collect()
+        .collect();
+    Some((args?, distinct))
 }
 
 /// Calls `f` on each part of `e` outside its subqueries, from the leaves up.
