@@ -146,9 +146,9 @@ fn summary_query(fields: &datafusion::arrow::datatypes::Fields, query: &str) -> 
         let column = quoted_name(f.name());
         let k = kind(f.data_type());
         // A dictionary's values, as their type.
-        let (value, value_type) = match f.data_type() {
-            DataType::Dictionary(_, v) => (format!("arrow_cast({column}, '{v}')"), v.as_ref()),
-            t => (column.clone(), t),
+        let value = match f.data_type() {
+            DataType::Dictionary(_, v) => format!("arrow_cast({column}, '{v}')"),
+            _ => column.clone(),
         };
         let number = format!("CAST({value} AS DOUBLE)");
         let or_null = |yes: bool, e: String, t: &str| if yes { e } else { format!("CAST(NULL AS {t})") };
@@ -159,11 +159,8 @@ fn summary_query(fields: &datafusion::arrow::datatypes::Fields, query: &str) -> 
             literal(&crate::functions::sql_type_name(f.data_type())),
             or_null(ordered, format!("CAST(min({value}) AS VARCHAR)"), "VARCHAR"),
             or_null(ordered, format!("CAST(max({value}) AS VARCHAR)"), "VARCHAR"),
-            // DataFusion counts every type's distinct values but floats', which go as text.
-            match value_type.is_floating() {
-                true => format!("CAST(approx_distinct(CAST({value} AS VARCHAR)) AS BIGINT)"),
-                false => format!("CAST(approx_distinct({value}) AS BIGINT)"),
-            },
+            // segscore's `approx_distinct` (floats by their text).
+            format!("CAST(approx_distinct({value}) AS BIGINT)"),
             or_null(numeric, format!("avg({number})"), "DOUBLE"),
             or_null(numeric, format!("stddev({number})"), "DOUBLE"),
             or_null(

@@ -257,3 +257,69 @@ pub(super) fn udafs() -> [AggregateUDF; 3] {
         })
     })
 }
+
+/// DataFusion's `approx_distinct(x)` (DuckDB's `approx_count_distinct`), of floats too: they
+/// are counted by their text (one text per value, `-0` and `0` apart), where DataFusion's
+/// refused them ("Support for 'approx_distinct' for data type Float64 is not implemented").
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct ApproxDistinct {
+    signature: Signature,
+}
+
+/// DataFusion's `approx_distinct`.
+fn approx_distinct() -> Arc<AggregateUDF> {
+    datafusion::functions_aggregate::approx_distinct::approx_distinct_udaf()
+}
+
+impl AggregateUDFImpl for ApproxDistinct {
+    fn name(&self) -> &str {
+        "approx_distinct"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn coerce_types(&self, args: &[DataType]) -> Result<Vec<DataType>> {
+        let [t] = args else {
+            return plan_err!("approx_distinct(x) takes one argument");
+        };
+        let values = match t {
+            DataType::Dictionary(_, values) => values.as_ref(),
+            t => t,
+        };
+        Ok(vec![match values.is_floating() {
+            true => DataType::Utf8,
+            false => t.clone(),
+        }])
+    }
+    fn return_type(&self, args: &[DataType]) -> Result<DataType> {
+        approx_distinct().inner().return_type(args)
+    }
+    fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        approx_distinct().inner().accumulator(args)
+    }
+    fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
+        approx_distinct().inner().state_fields(args)
+    }
+    fn groups_accumulator_supported(&self, args: AccumulatorArgs) -> bool {
+        approx_distinct().inner().groups_accumulator_supported(args)
+    }
+    fn create_groups_accumulator(
+        &self,
+        args: AccumulatorArgs,
+    ) -> Result<Box<dyn datafusion::logical_expr::GroupsAccumulator>> {
+        approx_distinct().inner().create_groups_accumulator(args)
+    }
+    fn default_value(&self, t: &DataType) -> Result<ScalarValue> {
+        approx_distinct().inner().default_value(t)
+    }
+    fn is_nullable(&self) -> bool {
+        approx_distinct().inner().is_nullable()
+    }
+}
+
+/// `approx_distinct` of any type DataFusion's takes, and floats.
+pub(super) fn approx_distinct_udaf() -> AggregateUDF {
+    AggregateUDF::from(ApproxDistinct {
+        signature: Signature::user_defined(Volatility::Immutable),
+    })
+}

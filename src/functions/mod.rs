@@ -89,6 +89,7 @@ fn functions(
     }
     let mut aggregate = crate::metrics::udaf::all();
     aggregate.extend(counts::udafs());
+    aggregate.push(counts::approx_distinct_udaf());
     aggregate.extend(numbers::udafs());
     aggregate.extend(quantile::udafs());
     aggregate.push(quantile_cont::udaf());

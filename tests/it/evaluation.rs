@@ -2344,6 +2344,12 @@ fn sql_distinct_aggregates_count_each_value_once() {
             "SELECT max(DISTINCT v, 2) AS a, min(DISTINCT v, 2) AS b FROM (VALUES (1), (1), (3), (3), (2)) AS t(v)",
             "a,b\n\"[3, 2]\",\"[1, 2]\"\n",
         ),
+        // DuckDB's approx_count_distinct of floats (DataFusion's refused them).
+        (
+            "SELECT g, approx_count_distinct(v) AS a, approx_distinct(v::FLOAT) AS f FROM \
+             (VALUES (1, 1.5), (1, 1.5), (1, 2.0), (1, NULL), (2, NULL)) AS t(g, v) GROUP BY g ORDER BY g",
+            "g,a,f\n1,2,2\n2,0,0\n",
+        ),
     ] {
         assert_eq!(sql_csv_in(tmp.path(), query), want, "{query}");
     }
