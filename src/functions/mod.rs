@@ -25,6 +25,7 @@ pub use duckdb_text::udf as duckdb_text_udf;
 pub use subscripts::udfs as text_subscript_udfs;
 pub use type_names::sql_name as sql_type_name;
 
+mod array_agg;
 mod buckets;
 mod counts;
 mod dates;
@@ -90,6 +91,7 @@ fn functions(
     let mut aggregate = crate::metrics::udaf::all();
     aggregate.extend(counts::udafs());
     aggregate.push(counts::approx_distinct_udaf());
+    aggregate.push(array_agg::udaf());
     aggregate.extend(numbers::udafs());
     aggregate.extend(quantile::udafs());
     aggregate.push(quantile_cont::udaf());

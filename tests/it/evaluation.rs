@@ -2338,11 +2338,15 @@ fn sql_distinct_aggregates_count_each_value_once() {
              FROM (VALUES (1, 1), (1, 2), (1, 2), (1, 3), (2, 1), (3, NULL)) AS t(g, v) GROUP BY g ORDER BY g",
             "g,c,m,n,a\n1,1,\"[2, 1]\",\"[1, 2, 3]\",3\n2,0,[1],[1],1\n3,,,,\n",
         ),
-        // Both orders in one select (DataFusion's `array_agg(DISTINCT x ORDER BY x)` gave the
-        // first one's order to both).
+        // Both orders in one select, in one partition and over two files: DataFusion's
+        // `array_agg(DISTINCT x ORDER BY x)` (which these are) gave both the first one's order.
         (
             "SELECT max(DISTINCT v, 2) AS a, min(DISTINCT v, 2) AS b FROM (VALUES (1), (1), (3), (3), (2)) AS t(v)",
             "a,b\n\"[3, 2]\",\"[1, 2]\"\n",
+        ),
+        (
+            "SELECT array_agg(DISTINCT v ORDER BY v DESC) AS a, list(DISTINCT v ORDER BY v) AS b, count(*) AS n FROM 'two/'",
+            "a,b,n\n\"[4, 3, 2, 1, 0]\",\"[0, 1, 2, 3, 4]\",2000\n",
         ),
         // DuckDB's approx_count_distinct of floats (DataFusion's refused them).
         (

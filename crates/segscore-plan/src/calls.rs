@@ -97,21 +97,10 @@ pub(crate) fn top_n(f: &Function) -> Result<Option<Expr>> {
             f.name
         )));
     };
-    // `max(DISTINCT x, n)`: the n greatest distinct values, as in DuckDB. Not DataFusion's
-    // `array_agg(DISTINCT x ORDER BY x DESC)`: beside one in the other order it gave that one's
-    // order (its reversed form keeps the DISTINCT accumulator's own order).
-    match distinct {
-        false => {}
-        true if arg == value => {
-            let keep = match &f.filter {
-                Some(filter) => format!("({filter}) AND ({value}) IS NOT NULL"),
-                None => format!("({value}) IS NOT NULL"),
-            };
-            return crate::walk::parsed(&format!(
-                "array_slice(array_sort(array_distinct(array_agg({arg}) FILTER (WHERE {keep})), '{order}'), 1, {count})"
-            ))
-            .map(Some);
-        }
+    // `max(DISTINCT x, n)`: the n greatest distinct values, as in DuckDB.
+    let distinct = match distinct {
+        false => "",
+        true if arg == value => "DISTINCT ",
         true => {
             return Err(datafusion::error::DataFusionError::Plan(format!(
                 "{}(DISTINCT arg, val, n) is not taken here: give {}(arg, val, n) over the distinct rows \
@@ -119,7 +108,7 @@ pub(crate) fn top_n(f: &Function) -> Result<Option<Expr>> {
                 f.name, f.name
             )))
         }
-    }
+    };
     let mut keep = format!("({value}) IS NOT NULL");
     if arg != value {
         keep += &format!(" AND ({arg}) IS NOT NULL");
@@ -128,7 +117,7 @@ pub(crate) fn top_n(f: &Function) -> Result<Option<Expr>> {
         keep = format!("({filter}) AND {keep}");
     }
     crate::walk::parsed(&format!(
-        "array_slice(array_agg({arg} ORDER BY {value} {order}) FILTER (WHERE {keep}), 1, {count})"
+        "array_slice(array_agg({distinct}{arg} ORDER BY {value} {order}) FILTER (WHERE {keep}), 1, {count})"
     ))
     .map(Some)
 }
