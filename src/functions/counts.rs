@@ -177,6 +177,29 @@ impl Accumulator for Counts {
         self.add(&values[0], None)
     }
 
+    /// Values leaving a window's frame: one count each.
+    fn retract_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        let rows = self.converter.convert_columns(values)?;
+        for i in 0..values[0].len() {
+            if values[0].is_null(i) {
+                continue;
+            }
+            let key = rows.row(i);
+            if let Some(count) = self.counts.get_mut(key.as_ref()) {
+                *count -= 1;
+                if *count == 0 {
+                    self.counts.remove(key.as_ref());
+                    self.key_bytes -= key.as_ref().len();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn supports_retract_batch(&self) -> bool {
+        true
+    }
+
     fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
         let (values, counts) = (states[0].as_list::<i32>(), states[1].as_list::<i32>());
         for i in 0..values.len() {
@@ -201,7 +224,11 @@ impl Accumulator for Counts {
         match (self.kind, self.counts.is_empty()) {
             (Kind::Entropy, _) => {
                 let n: u64 = self.counts.values().sum();
-                let bits = (self.counts.values())
+                // Summed in the counts' order, not the map's (which differs run to run, and
+                // with it the last bits of the sum).
+                let mut counts: Vec<u64> = self.counts.values().copied().collect();
+                counts.sort_unstable();
+                let bits = (counts.iter())
                     .map(|&c| {
                         let p = c as f64 / n as f64;
                         -p * p.log2()
