@@ -169,11 +169,7 @@ fn value_literal(values: &ArrayRef, i: usize) -> Result<String> {
     }
     let text = array_value_to_string(values, i)?;
     let t = values.data_type();
-    let value_type = match t {
-        DataType::Dictionary(_, v) => v.as_ref(),
-        t => t,
-    };
-    Ok(match value_type {
+    Ok(match crate::engine::types::value_type(t) {
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => named(literal(&text), &text),
         t if t.is_integer() || *t == DataType::Boolean => named(text.clone(), &text),
         t => named(

@@ -309,11 +309,7 @@ impl AggregateUDFImpl for ApproxDistinct {
         let [t] = args else {
             return plan_err!("approx_distinct(x) takes one argument");
         };
-        let values = match t {
-            DataType::Dictionary(_, values) => values.as_ref(),
-            t => t,
-        };
-        Ok(vec![match values.is_floating() {
+        Ok(vec![match crate::engine::types::value_type(t).is_floating() {
             true => DataType::Utf8,
             false => t.clone(),
         }])

@@ -50,10 +50,7 @@ impl AggregateUDFImpl for QuantileDisc {
         let [t, q] = args else {
             return plan_err!("{}(x, quantile) takes two arguments", self.name);
         };
-        let value = match t {
-            DataType::Dictionary(_, values) => values.as_ref().clone(),
-            t => t.clone(),
-        };
+        let value = crate::engine::types::value_type(t).clone();
         let q = quantile_type(self.name, q)?;
         Ok(vec![value, q])
     }

@@ -101,8 +101,7 @@ impl AggregateUDFImpl for QuantileCont {
 /// timestamp in microseconds (with the zone), and a time in microseconds for a time, as DuckDB
 /// interpolates them.
 fn value_type(t: &DataType) -> Option<DataType> {
-    Some(match t {
-        DataType::Dictionary(_, values) => return value_type(values),
+    Some(match crate::engine::types::value_type(t) {
         t if t.is_numeric() || *t == DataType::Null => DataType::Float64,
         DataType::Timestamp(_, zone) => DataType::Timestamp(TimeUnit::Microsecond, zone.clone()),
         DataType::Date32 | DataType::Date64 => DataType::Timestamp(TimeUnit::Microsecond, None),
@@ -482,10 +481,7 @@ impl AggregateUDFImpl for Median {
         let [t] = args else {
             return plan_err!("median(x) takes one argument");
         };
-        let t = match t {
-            DataType::Dictionary(_, values) => values.as_ref(),
-            t => t,
-        };
+        let t = crate::engine::types::value_type(t);
         Ok(vec![match value_type(t) {
             // As DataFusion's takes them: integers as DOUBLE, floats and decimals as they are.
             Some(DataType::Float64) if t.is_floating() || t.is_decimal() => t.clone(),
