@@ -114,6 +114,34 @@ impl Moments {
         self.m2 += term;
     }
 
+    /// Without one of its values, `x` (the update of [`Moments::add`] undone; a value leaving
+    /// a window's frame). One value left has no spread, exactly.
+    fn remove(&mut self, x: f64) {
+        if self.n <= 1 {
+            *self = Moments::default();
+            return;
+        }
+        let n = self.n as f64;
+        let na = n - 1.0;
+        let mean = (n * self.mean - x) / na;
+        let delta = x - mean;
+        let delta_n = delta / n;
+        let delta_n2 = delta_n * delta_n;
+        let term = delta * delta_n * na;
+        let m2 = self.m2 - term;
+        let m3 = self.m3 - term * delta_n * (n - 2.0) + 3.0 * delta_n * m2;
+        let m4 =
+            self.m4 - term * delta_n2 * (n * n - 3.0 * n + 3.0) - 6.0 * delta_n2 * m2 + 4.0 * delta_n * m3;
+        *self = match self.n - 1 {
+            1 => Moments {
+                n: 1,
+                mean,
+                ..Moments::default()
+            },
+            n => Moments { n, mean, m2, m3, m4 },
+        };
+    }
+
     /// Both sets of values' moments (Pébay 2008).
     fn merge(&mut self, b: Moments) {
         if b.n == 0 {
@@ -144,11 +172,16 @@ impl Moments {
             + 4.0 * delta * (na * b.m3 - nb * a.m3) / n;
     }
 
-    /// The statistic, `None` (NULL) where there are too few values.
+    /// The statistic, `None` (NULL) where there are too few values or they do not vary, as in
+    /// DuckDB 2.0.1 (a variance below the rounding of the mean is none: what is left of a
+    /// window's frame of one repeated value after others left it).
     fn statistic(&self, kind: Kind) -> Option<f64> {
         let n = self.n as f64;
         // The population's central moments.
         let (m2, m3, m4) = (self.m2 / n, self.m3 / n, self.m4 / n);
+        if m2 <= (f64::EPSILON * self.mean).powi(2) {
+            return None;
+        }
         match kind {
             Kind::Skewness if self.n > 2 => Some((n * (n - 1.0)).sqrt() / (n - 2.0) * m3 / m2.powf(1.5)),
             Kind::Kurtosis if self.n > 3 => {
@@ -157,7 +190,6 @@ impl Moments {
             Kind::KurtosisPop if self.n > 0 => Some(m4 / (m2 * m2) - 3.0),
             _ => None,
         }
-        .map(|s| if m2 == 0.0 { f64::NAN } else { s })
     }
 }
 
@@ -204,6 +236,18 @@ impl Accumulator for MomentsOf {
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
         Ok(ScalarValue::Float64(self.m.statistic(self.kind)))
+    }
+
+    /// Values leaving a window's frame.
+    fn retract_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        for x in values[0].as_primitive::<Float64Type>().iter().flatten() {
+            self.m.remove(x);
+        }
+        Ok(())
+    }
+
+    fn supports_retract_batch(&self) -> bool {
+        true
     }
 
     fn size(&self) -> usize {
@@ -351,7 +395,23 @@ mod tests {
         assert!((whole.statistic(Kind::Skewness).unwrap() - 1.600262011136485).abs() < 1e-12);
         assert!((whole.statistic(Kind::Kurtosis).unwrap() - 2.3356704251651847).abs() < 1e-12);
         assert_eq!(of(&[1.0, 2.0]).statistic(Kind::Skewness), None);
-        assert!(of(&[5.0; 4]).statistic(Kind::Kurtosis).unwrap().is_nan());
+        // No spread: NULL, as DuckDB 2.0.1 gives (pandas gives NaN).
+        assert_eq!(of(&[5.0; 4]).statistic(Kind::Kurtosis), None);
+        assert_eq!(of(&[5.0]).statistic(Kind::KurtosisPop), None);
+        // Values leaving a window's frame: the moments of those left.
+        let mut frame = of(&values);
+        frame.remove(1.0);
+        frame.remove(2.0);
+        let rest = of(&values[2..]);
+        for kind in [Kind::Skewness, Kind::Kurtosis, Kind::KurtosisPop] {
+            let (a, b) = (frame.statistic(kind).unwrap(), rest.statistic(kind).unwrap());
+            assert!((a - b).abs() < 1e-12, "{kind:?}: {a} {b}");
+        }
+        let mut one = of(&[3.0, 0.1]);
+        one.remove(3.0);
+        assert_eq!((one.n, one.m2, one.m3, one.m4), (1, 0.0, 0.0, 0.0));
+        one.remove(0.1);
+        assert_eq!(one, Moments::default());
         // A large mean against the spread: power sums lose every digit here.
         let shifted: Vec<f64> = values.iter().map(|x| x + 1e9).collect();
         let s = of(&shifted).statistic(Kind::Skewness).unwrap();
