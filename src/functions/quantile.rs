@@ -169,6 +169,27 @@ impl Accumulator for Values {
         self.add(&values[0])
     }
 
+    /// Values leaving a window's frame: a frame's first rows leave it first, so its first
+    /// non-null values held go (the frame is only a window's).
+    fn retract_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        let mut leaving = values[0].len() - values[0].null_count();
+        while leaving > 0 && !self.arrays.is_empty() {
+            let first = &self.arrays[0];
+            if first.len() <= leaving {
+                leaving -= first.len();
+                self.arrays.remove(0);
+            } else {
+                self.arrays[0] = first.slice(leaving, first.len() - leaving);
+                leaving = 0;
+            }
+        }
+        Ok(())
+    }
+
+    fn supports_retract_batch(&self) -> bool {
+        true
+    }
+
     fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
         let lists = states[0].as_list::<i32>();
         for row in 0..lists.len() {

@@ -2286,6 +2286,16 @@ fn sql_median_and_quantiles_of_dates_texts_and_distinct_values() {
                 .to_string(),
             "g,a\n1,2\n2,5\n",
         ),
+        // Over a sliding frame, the values leaving it first to last (it was refused).
+        (
+            "SELECT i, quantile_disc(v, 0.5) OVER w AS q, median(s) OVER w AS m, quantile_disc(v, [0.0, 1.0]) OVER w AS qs \
+             FROM (VALUES (1, 3, 'c'), (2, 1, 'a'), (3, NULL, NULL), (4, 5, 'e'), (5, 2, 'b'), (6, 4, 'd'), \
+             (7, NULL, NULL), (8, NULL, NULL), (9, NULL, NULL)) AS t(i, v, s) \
+             WINDOW w AS (ORDER BY i ROWS BETWEEN 2 PRECEDING AND CURRENT ROW) ORDER BY i"
+                .to_string(),
+            "i,q,m,qs\n1,3,c,\"[3, 3]\"\n2,1,a,\"[1, 3]\"\n3,1,a,\"[1, 3]\"\n4,1,a,\"[1, 5]\"\n5,2,b,\"[2, 5]\"\n\
+             6,4,d,\"[2, 5]\"\n7,2,b,\"[2, 4]\"\n8,4,d,\"[4, 4]\"\n9,,,\n",
+        ),
         // Numbers stay DataFusion's: integers as DOUBLE, decimals as decimals.
         (
             "SELECT median(i) AS i, median(d::DECIMAL(4,1)) AS d, arrow_typeof(median(d::DECIMAL(4,1))) AS t, \
