@@ -2420,8 +2420,8 @@ fn sql_takes_duckdbs_statistics_aggregates() {
             ),
             "g,p,pd,ps,v,sg\n1,3.0,8.0,\"[f, a]\",31.466666667,-1.0\n2,5.0,5.0,\"[y, x]\",0.0,0.0\n3,7.0,7.0,\"[z, z]\",,1.0\n",
         ),
-        // Over a sliding frame (values leave the moments; a frame of one repeated value left
-        // at the end is NULL), DuckDB 2.0.1's answers to 6 decimals.
+        // Over a sliding frame (the frame's moments, computed afresh: a frame of one repeated
+        // value left at the end is NULL), DuckDB 2.0.1's answers to 6 decimals.
         (
             "SELECT i, round(skewness(v) OVER w, 6) AS s, round(kurtosis(v) OVER w, 6) AS k, \
              round(kurtosis_pop(v) OVER w, 6) AS kp FROM (VALUES (1, 1.0), (2, 4.0), (3, 2.0), (4, 8.0), \
@@ -2432,6 +2432,15 @@ fn sql_takes_duckdbs_statistics_aggregates() {
              6,1.443059,2.234867,-0.902018\n7,1.812802,3.483471,-0.735537\n8,0.266188,-4.48338,-1.797784\n\
              9,1.645904,3.103206,-0.786239\n10,1.704387,3.206343,-0.198414\n11,1.872419,3.486475,-0.128381\n\
              12,2.208643,4.896033,0.224008\n13,2.236068,5.0,0.25\n14,,,\n",
+        ),
+        // A value far larger than the rest leaving the frame (undoing its update of running
+        // moments left 4.9e13 for the skewness of 1, 2, 3).
+        (
+            "SELECT i, round(skewness(v) OVER w, 9) AS s, round(kurtosis_pop(v) OVER w, 9) AS kp FROM \
+             (VALUES (1, 1e10), (2, 1.0), (3, 2.0), (4, 4.0), (5, 3.0), (6, 5.0), (7, 1.0)) AS t(i, v) \
+             WINDOW w AS (ORDER BY i ROWS BETWEEN 2 PRECEDING AND CURRENT ROW) ORDER BY i"
+                .to_string(),
+            "i,s,kp\n1,,\n2,,-2.0\n3,1.732050808,-1.5\n4,0.93521953,-1.5\n5,0.0,-1.5\n6,0.0,-1.5\n7,0.0,-1.5\n",
         ),
         (
             format!("SELECT quantile_disc(x, 0.5) AS q, entropy(x) AS e, skewness(x) AS sk FROM {rows} WHERE x > 100"),
