@@ -6,7 +6,9 @@
 //! `text.rs`, `strftime` and `strptime` in `time.rs`, `year`, `date_diff`, ... in `dates.rs`,
 //! `mode`, `histogram` and `entropy` in `counts.rs`, `skewness`, `kurtosis`, `isinf`, `divide`
 //! in `numbers.rs`, `quantile_disc` and `percentile_disc` in `quantile.rs`, an exact
-//! `quantile_cont` in `quantile_cont.rs`, `typeof` in `type_names.rs`), `checked_sum` ([`crate::engine::sums`]) and DuckDB's
+//! `quantile_cont` and DuckDB's `median` in `quantile_cont.rs`, `typeof` in `type_names.rs`),
+//! DataFusion's `approx_distinct` of floats too (`counts.rs`) and `array_agg` with DISTINCT
+//! in the order asked (`array_agg.rs`), `checked_sum` ([`crate::engine::sums`]) and DuckDB's
 //! names for DataFusion's functions ([`DUCKDB_NAMES`]). The
 //! job, the evaluation, `segscore sql`, `report` and `compare` all register them here, so
 //! every context segscore makes knows the same names; a cluster's scheduler and executors

@@ -133,7 +133,7 @@ impl DuckDb<'_> {
     }
 
     /// The DataFusion expression for `f`'s arguments when `f` calls one of the lacking
-    /// aggregates with plain arguments, as many as it takes.
+    /// aggregates with plain arguments (after DISTINCT too), as many as it takes.
     fn computed(&self, f: &Function) -> Option<String> {
         let &(name, arity, expression) = self.lacking.iter().find(|(n, _, _)| calls(f, n))?;
         let (args, distinct) = crate::walk::args_distinct(f)?;
