@@ -34,7 +34,7 @@ pub struct Distinct {
 impl Distinct {
     /// `inner` (the call's accumulator without DISTINCT), given each distinct row of the call's
     /// arguments once.
-    pub fn new(args: &AccumulatorArgs, inner: Box<dyn Accumulator>) -> Result<Distinct> {
+    fn new(args: &AccumulatorArgs, inner: Box<dyn Accumulator>) -> Result<Distinct> {
         let fields = args
             .expr_fields
             .iter()
@@ -46,6 +46,15 @@ impl Distinct {
             seen_bytes: 0,
         })
     }
+}
+
+/// The accumulator of a call: `plain` (the function's own), given each distinct row once where
+/// the call says DISTINCT.
+pub fn or_plain(args: &AccumulatorArgs, plain: Box<dyn Accumulator>) -> Result<Box<dyn Accumulator>> {
+    Ok(match args.is_distinct {
+        true => Box::new(Distinct::new(args, plain)?),
+        false => plain,
+    })
 }
 
 /// The state of a DISTINCT call: its distinct rows, a list of each argument's values.

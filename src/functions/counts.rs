@@ -17,7 +17,7 @@ use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::utils::format_state_name;
 use datafusion::logical_expr::{Accumulator, AggregateUDF, AggregateUDFImpl, Signature, Volatility};
 
-use crate::engine::distinct::{self, Distinct};
+use crate::engine::distinct;
 
 /// What a [`Counted`] aggregate gives of the counts.
 #[derive(Debug, PartialEq, Eq, Hash, Clone, Copy)]
@@ -101,10 +101,7 @@ impl AggregateUDFImpl for Counted {
             counts: HashMap::new(),
             key_bytes: 0,
         });
-        Ok(match args.is_distinct {
-            true => Box::new(Distinct::new(&args, plain)?),
-            false => plain,
-        })
+        distinct::or_plain(&args, plain)
     }
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
         if args.is_distinct {

@@ -22,7 +22,7 @@ use datafusion::logical_expr::{
     ScalarUDFImpl, Signature, Volatility,
 };
 
-use crate::engine::distinct::{self, Distinct};
+use crate::engine::distinct;
 
 /// Which moment statistic.
 #[derive(Debug, PartialEq, Eq, Hash, Clone, Copy)]
@@ -63,10 +63,7 @@ impl AggregateUDFImpl for Shape {
             kind: self.kind,
             m: Moments::default(),
         });
-        Ok(match args.is_distinct {
-            true => Box::new(Distinct::new(&args, plain)?),
-            false => plain,
-        })
+        distinct::or_plain(&args, plain)
     }
     /// Over a sliding window frame ([`FrameMoments`]).
     fn create_sliding_accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {

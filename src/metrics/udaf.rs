@@ -30,7 +30,7 @@ use datafusion::logical_expr::{
 };
 use datafusion::physical_expr::expressions::Literal;
 
-use crate::engine::distinct::{self, Distinct};
+use crate::engine::distinct;
 use crate::engine::sums::kept;
 use crate::metrics;
 
@@ -154,10 +154,7 @@ impl AggregateUDFImpl for MetricUdaf {
 
     fn accumulator(&self, args: AccumulatorArgs) -> DfResult<Box<dyn Accumulator>> {
         let plain = Box::new(Single::new(self.groups(&args)?));
-        Ok(match args.is_distinct {
-            true => Box::new(Distinct::new(&args, plain)?),
-            false => plain,
-        })
+        distinct::or_plain(&args, plain)
     }
 
     fn groups_accumulator_supported(&self, args: AccumulatorArgs) -> bool {
