@@ -75,13 +75,15 @@ pub fn session_context(
     // `segscore sql` read alike: division as DuckDB divides (`7 / 2` is 3.5) and narrow
     // integers' `+`, `-`, `*` in BIGINT, before DataFusion's type coercion; after it, integer
     // `+`, `-`, `*` and `sum` that give the right number or an error, where DataFusion's
-    // wrapped; `EXCEPT ALL` and `INTERSECT ALL` that count a row's copies; and a date plus an
-    // interval a timestamp (DataFusion's dropped the time).
+    // wrapped; `EXCEPT ALL` and `INTERSECT ALL` that count a row's copies; a date plus an
+    // interval a timestamp (DataFusion's dropped the time); and a timestamp of seconds or
+    // milliseconds beside a finer time exact (DataFusion's dropped the finer digits).
     let mut analyzer: Vec<Arc<dyn AnalyzerRule + Send + Sync>> = vec![
         Arc::new(segscore_plan::setops::SetOperationsAll),
         Arc::new(segscore_plan::division::DuckDbDivision),
         Arc::new(segscore_plan::arithmetic::WideIntegers),
         Arc::new(segscore_plan::dates::DateIntervals),
+        Arc::new(segscore_plan::timestamps::CoarseTimestamps),
     ];
     analyzer.extend(Analyzer::new().rules);
     analyzer.push(Arc::new(segscore_plan::arithmetic::CheckedArithmetic));

@@ -189,6 +189,7 @@ pub(crate) async fn run_partition(
     // When the first row came: on a cluster, the rows come once the job is done, so the time
     // from here to the files' close is what the client alone takes.
     let mut first_row: Option<std::time::Instant> = None;
+    let mut rows_read = 0u64;
     let outcome: Result<()> = async {
         'batches: loop {
             let next = tokio::select! {
@@ -202,6 +203,7 @@ pub(crate) async fn run_partition(
                 continue;
             }
             first_row.get_or_insert_with(std::time::Instant::now);
+            rows_read += batch.num_rows() as u64;
             // Order first: if declared-sorted input is not, every later check is moot.
             if let Some(o) = &mut order {
                 // Quarantine finds duplicates among a generation's rows itself; otherwise a
@@ -300,6 +302,11 @@ pub(crate) async fn run_partition(
         if cancel.is_cancelled() {
             return Ok(());
         }
+        tracing::debug!(
+            rows = rows_read,
+            seconds = first_row.map_or(0.0, |t| t.elapsed().as_secs_f64()),
+            "partition's rows all read"
+        );
         let mut last = grouper.take().and_then(Grouper::finish);
         if let Some(s) = &mut scoring {
             let mut rest = Vec::new();

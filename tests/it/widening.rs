@@ -682,3 +682,76 @@ fn token_ids_in_a_list_view_score_as_the_same_ids_in_a_list() {
          1,,\"ListView(Int32, field: 'element')\",null_input_ids\n"
     );
 }
+
+/// A timestamp column of milliseconds (as pyarrow and Java tools write one) or of seconds (a
+/// CSV's `2024-01-02 03:04:05`) beside a finer time: exact, as in DuckDB, which reads such
+/// columns as microseconds (each expected value is DuckDB 2.0.1's). DataFusion kept the
+/// column's unit: `ts + INTERVAL 1 MICROSECOND` was `ts`, and its optimizer compared `ts` with
+/// `TIMESTAMP '... 03:04:05.0005'` cut to `05.000`, so `=`, `>=`, `BETWEEN` and `IN` held for
+/// the row at `05.000`, and `ts = '...0005'` too.
+#[test]
+fn a_timestamp_of_milliseconds_or_seconds_beside_a_finer_time_is_exact() {
+    let tmp = tempfile::tempdir().unwrap();
+    // 2024-01-02 03:04:05.000, 05.001 and 1969-12-31 23:59:59.999 (before 1970: the floor of a
+    // value between two milliseconds is the earlier one), and NULL.
+    let ms = TimestampMillisecondArray::from(vec![
+        Some(1_704_164_645_000),
+        Some(1_704_164_645_001),
+        Some(-1),
+        None,
+    ]);
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("i", DataType::Int64, false),
+        Field::new("ts", ms.data_type().clone(), true),
+        Field::new(
+            "tz",
+            DataType::Timestamp(
+                datafusion::arrow::datatypes::TimeUnit::Millisecond,
+                Some("UTC".into()),
+            ),
+            true,
+        ),
+    ]));
+    let zoned = ms.clone().with_timezone("UTC");
+    let batch = RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(Int64Array::from(vec![1, 2, 3, 4])),
+            Arc::new(ms),
+            Arc::new(zoned),
+        ],
+    )
+    .unwrap();
+    let file = tmp.path().join("t.parquet");
+    write_batch(&file, &batch);
+    let half = "TIMESTAMP '2024-01-02 03:04:05.0005'";
+    let q = format!(
+        "SELECT i, ts + INTERVAL 1 MICROSECOND AS a, INTERVAL 1 MICROSECOND + ts AS b, \
+         date_add(ts, INTERVAL 1 MICROSECOND) AS c, tz - INTERVAL 1 MICROSECOND AS d, \
+         ts = {half} AS eq, ts <> {half} AS ne, ts < {half} AS lt, ts <= {half} AS le, \
+         ts > {half} AS gt, ts >= {half} AS ge, {half} <= ts AS ge2, \
+         ts IS DISTINCT FROM {half} AS dist, ts = '2024-01-02 03:04:05.0005' AS text, \
+         ts BETWEEN TIMESTAMP '2024-01-02 03:04:05.0001' AND TIMESTAMP '2024-01-02 03:04:05.0009' AS btw, \
+         ts IN ({half}, TIMESTAMP '2024-01-02 03:04:05.001') AS inl, ts NOT IN ({half}) AS notin, \
+         ts < TIMESTAMP '1969-12-31 23:59:59.9995' AS early, \
+         tz = TIMESTAMPTZ '2024-01-02 04:04:05.0005+01' AS zeq, tz < TIMESTAMPTZ '2024-01-02 04:04:05.0005+01' AS zlt \
+         FROM t ORDER BY i"
+    );
+    assert_eq!(
+        sql_csv_on(&file, &q),
+        "i,a,b,c,d,eq,ne,lt,le,gt,ge,ge2,dist,text,btw,inl,notin,early,zeq,zlt\n\
+         1,2024-01-02T03:04:05.000001,2024-01-02T03:04:05.000001,2024-01-02T03:04:05.000001,2024-01-02T03:04:04.999999Z,false,true,true,true,false,false,false,true,false,false,false,true,false,false,true\n\
+         2,2024-01-02T03:04:05.001001,2024-01-02T03:04:05.001001,2024-01-02T03:04:05.001001,2024-01-02T03:04:05.000999Z,false,true,false,false,true,true,true,true,false,false,true,true,false,false,false\n\
+         3,1969-12-31T23:59:59.999001,1969-12-31T23:59:59.999001,1969-12-31T23:59:59.999001,1969-12-31T23:59:59.998999Z,false,true,true,true,false,false,false,true,false,false,false,true,true,false,true\n\
+         4,,,,,,,,,,,,true,,,,,,,\n"
+    );
+    // In a filter, as the scan reads it.
+    let q = format!("SELECT count(*) AS n FROM t WHERE ts >= {half} OR ts = {half}");
+    assert_eq!(sql_csv_on(&file, &q), "n\n1\n");
+    // A CSV's timestamps without a fraction are read in seconds.
+    let csv = tmp.path().join("s.csv");
+    std::fs::write(&csv, "i,ts\n1,2024-01-02 03:04:05\n").unwrap();
+    let q = "SELECT ts + INTERVAL 500 MILLISECOND AS a, ts < TIMESTAMP '2024-01-02 03:04:05.5' AS b, \
+             ts = TIMESTAMP '2024-01-02 03:04:05.5' AS c FROM t";
+    assert_eq!(sql_csv_on(&csv, q), "a,b,c\n2024-01-02T03:04:05.500,true,false\n");
+}

@@ -43,6 +43,7 @@ pub mod rint;
 pub mod setops;
 pub mod subscripts;
 pub mod text_casts;
+pub mod timestamps;
 pub mod unnest;
 mod using;
 mod walk;

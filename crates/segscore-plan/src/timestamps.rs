@@ -1,0 +1,254 @@
+//! A timestamp of seconds or milliseconds (`TIMESTAMP_S`, `TIMESTAMP_MS`: what pyarrow, Java
+//! tools and Spark's `outputTimestampType=TIMESTAMP_MILLIS` write, what a CSV's
+//! `2024-01-02 03:04:05` is read as) beside a finer time gives the exact answer, as in DuckDB,
+//! which reads such columns as microseconds. DataFusion kept the coarse unit and lost the finer
+//! digits without a word:
+//!
+//! - `ts + INTERVAL 1 MICROSECOND` (and `-`, `date_add`) gave `ts` itself: the sum was kept in
+//!   the column's unit. Here the timestamp is cast to microseconds first (its zone kept).
+//! - `ts = TIMESTAMP '2024-01-02 03:04:05.0005'` was true for `03:04:05.000`: DataFusion's
+//!   optimizer compares the column with the value cast to its unit, cut to `05.000`
+//!   (`unwrap_cast_in_comparison`, which guards only the narrowing direction). So were
+//!   `ts >= ...`, `BETWEEN`, `IN (...)`, a text value (`ts = '...05.0005'`) too. Here a
+//!   comparison of such a column with a value its unit cannot hold is written as the
+//!   comparison it is, in the column's unit: `=` is false (NULL for a NULL), `<>` true, `<` and
+//!   `<=` are `<=` the value's floor, `>` and `>=` are `>` it; in `IN (...)` the value is left
+//!   out. A value the unit holds is left to DataFusion, which compares it exactly.
+//!
+//! An analyzer rule before DataFusion's type coercion, in every session segscore makes.
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, TimeUnit};
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::tree_node::Transformed;
+use datafusion::common::{DFSchema, ScalarValue};
+use datafusion::error::Result;
+use datafusion::logical_expr::expr::{Between, BinaryExpr, Cast, InList, TryCast};
+use datafusion::logical_expr::{and, cast, lit, not, or, Expr, ExprSchemable, LogicalPlan, Operator};
+use datafusion::optimizer::AnalyzerRule;
+
+/// The rule ([module docs](self)).
+#[derive(Debug, Default)]
+pub struct CoarseTimestamps;
+
+impl AnalyzerRule for CoarseTimestamps {
+    fn name(&self) -> &str {
+        "segscore_coarse_timestamps"
+    }
+
+    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
+        crate::casts::rewrite_named(plan, |e, schema| Ok(exact(e, schema)))
+    }
+}
+
+/// A timestamp type of seconds or milliseconds: its unit and zone.
+fn coarse(t: Option<DataType>) -> Option<(TimeUnit, Option<Arc<str>>)> {
+    match t? {
+        DataType::Timestamp(unit @ (TimeUnit::Second | TimeUnit::Millisecond), tz) => Some((unit, tz)),
+        _ => None,
+    }
+}
+
+/// Nanoseconds in one of `u`.
+fn nanos(u: &TimeUnit) -> i128 {
+    match u {
+        TimeUnit::Second => 1_000_000_000,
+        TimeUnit::Millisecond => 1_000_000,
+        TimeUnit::Microsecond => 1_000,
+        TimeUnit::Nanosecond => 1,
+    }
+}
+
+/// `e` rewritten as the [module docs](self) say, where it is a coarse timestamp plus or minus
+/// an interval, or a comparison of one with a value its unit cannot hold.
+fn exact(e: Expr, schema: &DFSchema) -> Transformed<Expr> {
+    let coarse_of = |x: &Expr| coarse(x.get_type(schema).ok());
+    let interval = |x: &Expr| matches!(x.get_type(schema), Ok(DataType::Interval(_)));
+    match e {
+        Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
+            let micros =
+                |x: Box<Expr>, tz| Box::new(cast(*x, DataType::Timestamp(TimeUnit::Microsecond, tz)));
+            match (coarse_of(&left), coarse_of(&right)) {
+                (Some((_, tz)), _) if matches!(op, Operator::Plus | Operator::Minus) && interval(&right) => {
+                    Transformed::yes(Expr::BinaryExpr(BinaryExpr::new(micros(left, tz), op, right)))
+                }
+                (_, Some((_, tz))) if op == Operator::Plus && interval(&left) => {
+                    Transformed::yes(Expr::BinaryExpr(BinaryExpr::new(left, op, micros(right, tz))))
+                }
+                (Some(unit), _) => match floor_of(&right, &unit).zip(compared(*left.clone(), op)) {
+                    Some((floor, compare)) => Transformed::yes(compare(floor)),
+                    None => Transformed::no(Expr::BinaryExpr(BinaryExpr { left, op, right })),
+                },
+                (_, Some(unit)) => match op
+                    .swap()
+                    .and_then(|swapped| floor_of(&left, &unit).zip(compared(*right.clone(), swapped)))
+                {
+                    Some((floor, compare)) => Transformed::yes(compare(floor)),
+                    None => Transformed::no(Expr::BinaryExpr(BinaryExpr { left, op, right })),
+                },
+                _ => Transformed::no(Expr::BinaryExpr(BinaryExpr { left, op, right })),
+            }
+        }
+        Expr::Between(b) => {
+            let unit = coarse_of(&b.expr);
+            let cut = |x: &Expr| unit.as_ref().and_then(|u| floor_of(x, u)).is_some();
+            if !cut(&b.low) && !cut(&b.high) {
+                return Transformed::no(Expr::Between(b));
+            }
+            let Between {
+                expr,
+                negated,
+                low,
+                high,
+            } = b;
+            let bound =
+                |op, x: Box<Expr>| exact(Expr::BinaryExpr(BinaryExpr::new(expr.clone(), op, x)), schema).data;
+            let within = and(bound(Operator::GtEq, low), bound(Operator::LtEq, high));
+            Transformed::yes(if negated { not(within) } else { within })
+        }
+        Expr::InList(l) => {
+            let Some(unit) = coarse_of(&l.expr) else {
+                return Transformed::no(Expr::InList(l));
+            };
+            let (cut, kept): (Vec<Expr>, Vec<Expr>) =
+                l.list.into_iter().partition(|x| floor_of(x, &unit).is_some());
+            if cut.is_empty() {
+                return Transformed::no(Expr::InList(InList::new(l.expr, kept, l.negated)));
+            }
+            let e = match (!kept.is_empty(), l.negated) {
+                (true, negated) => Expr::InList(InList::new(l.expr, kept, negated)),
+                (false, false) => and(l.expr.is_null(), lit(ScalarValue::Boolean(None))),
+                (false, true) => or(l.expr.is_not_null(), lit(ScalarValue::Boolean(None))),
+            };
+            Transformed::yes(e)
+        }
+        e => Transformed::no(e),
+    }
+}
+
+/// How `c op v` reads, given `v`'s floor in `c`'s unit, where `c`'s unit cannot hold `v`:
+/// None for an operator other than a comparison.
+fn compared(c: Expr, op: Operator) -> Option<impl FnOnce(ScalarValue) -> Expr> {
+    let how = match op {
+        Operator::Eq
+        | Operator::NotEq
+        | Operator::Lt
+        | Operator::LtEq
+        | Operator::Gt
+        | Operator::GtEq
+        | Operator::IsDistinctFrom
+        | Operator::IsNotDistinctFrom => op,
+        _ => return None,
+    };
+    Some(move |floor: ScalarValue| match how {
+        // Never equal: NULL for a NULL, as `=` gives.
+        Operator::Eq => and(c.is_null(), lit(ScalarValue::Boolean(None))),
+        Operator::NotEq => or(c.is_not_null(), lit(ScalarValue::Boolean(None))),
+        Operator::Lt | Operator::LtEq => c.lt_eq(lit(floor)),
+        Operator::Gt | Operator::GtEq => c.gt(lit(floor)),
+        Operator::IsDistinctFrom => lit(true),
+        _ => lit(false),
+    })
+}
+
+/// The floor of `v` in `unit` (a coarse timestamp type's unit and zone), where `v` is a
+/// timestamp written in the query (a literal, a text, `TIMESTAMP '...'`), zoned where `unit`
+/// is, that `unit` cannot hold; None for anything else.
+fn floor_of(v: &Expr, (unit, tz): &(TimeUnit, Option<Arc<str>>)) -> Option<ScalarValue> {
+    let text = |s: &ScalarValue| {
+        matches!(
+            s,
+            ScalarValue::Utf8(_) | ScalarValue::LargeUtf8(_) | ScalarValue::Utf8View(_)
+        )
+    };
+    let value = match v {
+        Expr::Literal(s, _) if text(s) => s
+            .cast_to(&DataType::Timestamp(TimeUnit::Nanosecond, tz.clone()))
+            .ok()?,
+        Expr::Literal(s, _) => s.clone(),
+        Expr::Cast(Cast { expr, field }) | Expr::TryCast(TryCast { expr, field }) => match expr.as_ref() {
+            Expr::Literal(s, _) if matches!(field.data_type(), DataType::Timestamp(..)) => {
+                s.cast_to(field.data_type()).ok()?
+            }
+            _ => return None,
+        },
+        _ => return None,
+    };
+    // A zoneless value beside a zoned column is read in the column's zone, as DataFusion's
+    // coercion casts it (a `TIMESTAMPTZ '...+00'` is such a value, in UTC).
+    let value = match (&value.data_type(), tz) {
+        (DataType::Timestamp(_, None), Some(_)) => value
+            .cast_to(&DataType::Timestamp(TimeUnit::Nanosecond, tz.clone()))
+            .ok()?,
+        _ => value,
+    };
+    let (n, its_tz) = match value {
+        ScalarValue::TimestampSecond(Some(n), z) => (n as i128 * nanos(&TimeUnit::Second), z),
+        ScalarValue::TimestampMillisecond(Some(n), z) => (n as i128 * nanos(&TimeUnit::Millisecond), z),
+        ScalarValue::TimestampMicrosecond(Some(n), z) => (n as i128 * nanos(&TimeUnit::Microsecond), z),
+        ScalarValue::TimestampNanosecond(Some(n), z) => (n as i128, z),
+        _ => return None,
+    };
+    let step = nanos(unit);
+    // A zoned timestamp counts from 1970 in UTC whatever its zone; a zoned value beside a
+    // zoneless column is DataFusion's to compare.
+    if its_tz.is_some() != tz.is_some() || n % step == 0 {
+        return None;
+    }
+    let floor = i64::try_from(n.div_euclid(step)).ok()?;
+    Some(match unit {
+        TimeUnit::Second => ScalarValue::TimestampSecond(Some(floor), tz.clone()),
+        _ => ScalarValue::TimestampMillisecond(Some(floor), tz.clone()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: i64) -> Expr {
+        lit(ScalarValue::TimestampMillisecond(Some(n), None))
+    }
+
+    fn us(n: i64) -> Expr {
+        lit(ScalarValue::TimestampMicrosecond(Some(n), None))
+    }
+
+    #[test]
+    fn a_value_the_unit_holds_is_left_alone_and_one_it_cannot_is_floored() {
+        let unit = (TimeUnit::Millisecond, None);
+        assert_eq!(floor_of(&ms(5), &unit), None);
+        assert_eq!(floor_of(&us(5000), &unit), None);
+        assert_eq!(
+            floor_of(&us(5500), &unit),
+            Some(ScalarValue::TimestampMillisecond(Some(5), None))
+        );
+        // Before 1970 the floor is the earlier millisecond, not the one towards zero.
+        assert_eq!(
+            floor_of(&us(-5500), &unit),
+            Some(ScalarValue::TimestampMillisecond(Some(-6), None))
+        );
+        // A zoned value beside a zoneless column is DataFusion's to compare; beside a zoned
+        // one, whatever its zone, it is the same instant; a zoneless one is read in the
+        // column's zone.
+        let zoned = lit(ScalarValue::TimestampMicrosecond(
+            Some(5500),
+            Some("+00:00".into()),
+        ));
+        assert_eq!(floor_of(&zoned, &unit), None);
+        assert_eq!(
+            floor_of(&zoned, &(TimeUnit::Second, Some("Europe/Paris".into()))),
+            Some(ScalarValue::TimestampSecond(Some(0), Some("Europe/Paris".into())))
+        );
+        assert_eq!(
+            floor_of(&us(3_600_005_500), &(TimeUnit::Second, Some("+01:00".into()))),
+            Some(ScalarValue::TimestampSecond(Some(0), Some("+01:00".into())))
+        );
+        assert_eq!(
+            floor_of(&lit("1970-01-01 00:00:00.0055"), &unit),
+            floor_of(&us(5500), &unit)
+        );
+        assert_eq!(floor_of(&lit("not a time"), &unit), None);
+    }
+}
