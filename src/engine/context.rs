@@ -8,7 +8,7 @@ use std::sync::Arc;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
-use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::{FunctionRegistry, SessionStateBuilder};
 use datafusion::optimizer::{Analyzer, AnalyzerRule};
 use datafusion::prelude::{SessionConfig, SessionContext};
 
@@ -91,7 +91,7 @@ pub fn session_context(
         sum: Arc::new(super::sums::udaf()),
     }));
     // LAG over sorted partitions a batch at a time ([`super::window`]) after DataFusion's rules.
-    let state = SessionStateBuilder::new()
+    let mut state = SessionStateBuilder::new()
         .with_config(config)
         .with_runtime_env(Arc::clone(&runtime))
         .with_default_features()
@@ -102,5 +102,7 @@ pub fn session_context(
         // Scans of many small objects in object storage fetch them ahead ([`super::ahead`]).
         .with_physical_optimizer_rule(Arc::new(super::ahead::ReadAheadRule::new(runtime)))
         .build();
+    // Comparisons of times of different units ([`segscore_plan::timestamps`]).
+    state.register_expr_planner(Arc::new(segscore_plan::timestamps::TimeComparisons))?;
     Ok(SessionContext::new_with_state(state))
 }

@@ -755,3 +755,45 @@ fn a_timestamp_of_milliseconds_or_seconds_beside_a_finer_time_is_exact() {
              ts = TIMESTAMP '2024-01-02 03:04:05.5' AS c FROM t";
     assert_eq!(sql_csv_on(&csv, q), "a,b,c\n2024-01-02T03:04:05.500,true,false\n");
 }
+
+/// A time of day of microseconds (a Parquet `TIME` as DuckDB and pyarrow write it) or of
+/// milliseconds compared with `TIME '...'` (nanoseconds) or a text, in a comparison, a
+/// `BETWEEN`, an `IN`, and plus an interval: as in DuckDB (each expected value DuckDB 2.0.1's).
+/// DataFusion refused to compare times of different units ("Cannot infer common argument type
+/// for comparison operation Time64(µs) > Time64(ns)"), cut a text to the column's milliseconds
+/// (`tm = '03:04:05.0005'` held for `03:04:05.000`) and kept them in a sum with an interval.
+#[test]
+fn a_time_column_compares_with_a_time_of_any_unit() {
+    use datafusion::arrow::array::{Time32MillisecondArray, Time64MicrosecondArray};
+    let tmp = tempfile::tempdir().unwrap();
+    // 03:04:05.000 and 03:04:05.001, in microseconds and in milliseconds.
+    let us = Time64MicrosecondArray::from(vec![Some(11_045_000_000), Some(11_045_001_000), None]);
+    let ms = Time32MillisecondArray::from(vec![Some(11_045_000), Some(11_045_001), None]);
+    let batch = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![
+            Field::new("i", DataType::Int64, false),
+            Field::new("us", us.data_type().clone(), true),
+            Field::new("ms", ms.data_type().clone(), true),
+        ])),
+        vec![
+            Arc::new(Int64Array::from(vec![1, 2, 3])),
+            Arc::new(us),
+            Arc::new(ms),
+        ],
+    )
+    .unwrap();
+    let file = tmp.path().join("t.parquet");
+    write_batch(&file, &batch);
+    let q = "SELECT i, us > TIME '03:04:05', TIME '03:04:05.0005' < us AS b, us = '03:04:05.001' AS c, \
+             ms = TIME '03:04:05.0005' AS d, ms >= TIME '03:04:05.0005' AS e, ms = '03:04:05.0005' AS f, \
+             us = ms AS g, us BETWEEN TIME '03:04:05.0001' AND '03:04:05.0011' AS h, \
+             ms IN (TIME '03:04:05.001', TIME '03:04:05.0005') AS k, ms NOT IN (TIME '03:04:05.0005') AS l, \
+             ms + INTERVAL 1 MICROSECOND AS m, INTERVAL 1 HOUR + us AS n FROM t ORDER BY i";
+    assert_eq!(
+        sql_csv_on(&file, q),
+        "i,us > TIME '03:04:05',b,c,d,e,f,g,h,k,l,m,n\n\
+         1,false,false,false,false,false,false,true,false,false,true,03:04:05.000001,04:04:05\n\
+         2,true,true,true,false,true,false,true,true,true,true,03:04:05.001001,04:04:05.001\n\
+         3,,,,,,,,,,,,\n"
+    );
+}

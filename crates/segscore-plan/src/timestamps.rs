@@ -15,7 +15,16 @@
 //!   `<=` are `<=` the value's floor, `>` and `>=` are `>` it; in `IN (...)` the value is left
 //!   out. A value the unit holds is left to DataFusion, which compares it exactly.
 //!
-//! An analyzer rule before DataFusion's type coercion, in every session segscore makes.
+//! A time of day (`TIME`) takes the same care, and more: DataFusion could not compare two times
+//! of different units, so a Parquet `TIME` column (microseconds, as DuckDB and pyarrow write it)
+//! beside `TIME '10:00'` (nanoseconds) was an error ("Cannot infer common argument type for
+//! comparison operation Time64(µs) > Time64(ns)"). Times of different units, or one of seconds
+//! or milliseconds beside a text, are compared in nanoseconds here (a day's nanoseconds fit),
+//! in a comparison, a `BETWEEN`, an `IN (...)` and a difference; one of seconds or milliseconds
+//! plus or minus an interval is in microseconds, as DuckDB's `TIME`.
+//!
+//! An analyzer rule before DataFusion's type coercion, and an expression planner for the
+//! comparisons DataFusion's SQL planner types as it plans them, in every session segscore makes.
 
 use std::sync::Arc;
 
@@ -25,6 +34,7 @@ use datafusion::common::tree_node::Transformed;
 use datafusion::common::{DFSchema, ScalarValue};
 use datafusion::error::Result;
 use datafusion::logical_expr::expr::{Between, BinaryExpr, Cast, InList, TryCast};
+use datafusion::logical_expr::planner::{ExprPlanner, PlannerResult, RawBinaryExpr};
 use datafusion::logical_expr::{and, cast, lit, not, or, Expr, ExprSchemable, LogicalPlan, Operator};
 use datafusion::optimizer::AnalyzerRule;
 
@@ -38,7 +48,9 @@ impl AnalyzerRule for CoarseTimestamps {
     }
 
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
-        crate::casts::rewrite_named(plan, |e, schema| Ok(exact(e, schema)))
+        crate::casts::rewrite_named(plan, |e, schema| {
+            times(e, schema).transform_data(|e| Ok(exact(e, schema)))
+        })
     }
 }
 
@@ -127,21 +139,134 @@ fn exact(e: Expr, schema: &DFSchema) -> Transformed<Expr> {
     }
 }
 
+/// The unit of `x`'s type where it is a time of day.
+fn time_unit(x: &Expr, schema: &DFSchema) -> Option<TimeUnit> {
+    match x.get_type(schema) {
+        Ok(DataType::Time32(u) | DataType::Time64(u)) => Some(u),
+        _ => None,
+    }
+}
+
+/// Whether operands `xs`, compared together, need their times in nanoseconds: times of
+/// different units, or one of seconds or milliseconds beside a text.
+fn mixed_times(xs: &[&Expr], schema: &DFSchema) -> bool {
+    let text = |x: &Expr| {
+        matches!(x, Expr::Literal(v, _)
+            if matches!(v.data_type(), DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View))
+    };
+    let units: Vec<TimeUnit> = xs.iter().filter_map(|x| time_unit(x, schema)).collect();
+    let coarse = units
+        .iter()
+        .any(|u| matches!(u, TimeUnit::Second | TimeUnit::Millisecond));
+    units.windows(2).any(|w| w[0] != w[1]) || (coarse && xs.iter().any(|x| text(x)))
+}
+
+/// `x` in nanoseconds where it is a time of another unit.
+fn time_nanos(x: Expr, schema: &DFSchema) -> Expr {
+    match time_unit(&x, schema) {
+        Some(TimeUnit::Nanosecond) | None => x,
+        Some(_) => cast(x, DataType::Time64(TimeUnit::Nanosecond)),
+    }
+}
+
+/// The planner of comparisons of times ([module docs](self)): DataFusion's SQL planner types
+/// a comparison as it plans it, so one of times of different units failed before any analyzer
+/// rule could see it.
+#[derive(Debug, Default)]
+pub struct TimeComparisons;
+
+impl ExprPlanner for TimeComparisons {
+    fn plan_binary_op(&self, expr: RawBinaryExpr, schema: &DFSchema) -> Result<PlannerResult<RawBinaryExpr>> {
+        use datafusion::sql::sqlparser::ast::BinaryOperator as B;
+        let compares = matches!(expr.op, B::Eq | B::NotEq | B::Lt | B::LtEq | B::Gt | B::GtEq);
+        if !compares || !mixed_times(&[&expr.left, &expr.right], schema) {
+            return Ok(PlannerResult::Original(expr));
+        }
+        Ok(PlannerResult::Original(RawBinaryExpr {
+            op: expr.op,
+            left: time_nanos(expr.left, schema),
+            right: time_nanos(expr.right, schema),
+        }))
+    }
+}
+
+/// `e` with its times in nanoseconds where it compares (or subtracts) times of different
+/// units, or a time of seconds or milliseconds with a text ([`mixed_times`]); with a time of
+/// seconds or milliseconds in microseconds where an interval is added to it or subtracted
+/// from it.
+fn times(e: Expr, schema: &DFSchema) -> Transformed<Expr> {
+    let coarse = |x: &Expr| {
+        matches!(
+            time_unit(x, schema),
+            Some(TimeUnit::Second | TimeUnit::Millisecond)
+        )
+    };
+    let nanos = |x: Expr| time_nanos(x, schema);
+    let mixed = |xs: &[&Expr]| mixed_times(xs, schema);
+    match e {
+        Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
+            let interval = |x: &Expr| matches!(x.get_type(schema), Ok(DataType::Interval(_)));
+            let micros = |x: Box<Expr>| Box::new(cast(*x, DataType::Time64(TimeUnit::Microsecond)));
+            let compares = comparison(&op) || op == Operator::Minus;
+            let e = if matches!(op, Operator::Plus | Operator::Minus) && coarse(&left) && interval(&right) {
+                BinaryExpr::new(micros(left), op, right)
+            } else if op == Operator::Plus && coarse(&right) && interval(&left) {
+                BinaryExpr::new(left, op, micros(right))
+            } else if compares && mixed(&[&left, &right]) {
+                BinaryExpr::new(Box::new(nanos(*left)), op, Box::new(nanos(*right)))
+            } else {
+                return Transformed::no(Expr::BinaryExpr(BinaryExpr { left, op, right }));
+            };
+            Transformed::yes(Expr::BinaryExpr(e))
+        }
+        Expr::Between(b) if mixed(&[&b.expr, &b.low, &b.high]) => {
+            Transformed::yes(Expr::Between(Between::new(
+                Box::new(nanos(*b.expr)),
+                b.negated,
+                Box::new(nanos(*b.low)),
+                Box::new(nanos(*b.high)),
+            )))
+        }
+        Expr::InList(l)
+            if mixed(
+                &std::iter::once(l.expr.as_ref())
+                    .chain(&l.list)
+                    .collect::<Vec<_>>(),
+            ) =>
+        {
+            let list = l.list.into_iter().map(nanos).collect();
+            Transformed::yes(Expr::InList(InList::new(
+                Box::new(nanos(*l.expr)),
+                list,
+                l.negated,
+            )))
+        }
+        e => Transformed::no(e),
+    }
+}
+
+/// Whether `op` compares its operands.
+fn comparison(op: &Operator) -> bool {
+    matches!(
+        op,
+        Operator::Eq
+            | Operator::NotEq
+            | Operator::Lt
+            | Operator::LtEq
+            | Operator::Gt
+            | Operator::GtEq
+            | Operator::IsDistinctFrom
+            | Operator::IsNotDistinctFrom
+    )
+}
+
 /// How `c op v` reads, given `v`'s floor in `c`'s unit, where `c`'s unit cannot hold `v`:
 /// None for an operator other than a comparison.
 fn compared(c: Expr, op: Operator) -> Option<impl FnOnce(ScalarValue) -> Expr> {
-    let how = match op {
-        Operator::Eq
-        | Operator::NotEq
-        | Operator::Lt
-        | Operator::LtEq
-        | Operator::Gt
-        | Operator::GtEq
-        | Operator::IsDistinctFrom
-        | Operator::IsNotDistinctFrom => op,
-        _ => return None,
-    };
-    Some(move |floor: ScalarValue| match how {
+    if !comparison(&op) {
+        return None;
+    }
+    Some(move |floor: ScalarValue| match op {
         // Never equal: NULL for a NULL, as `=` gives.
         Operator::Eq => and(c.is_null(), lit(ScalarValue::Boolean(None))),
         Operator::NotEq => or(c.is_not_null(), lit(ScalarValue::Boolean(None))),
