@@ -33,6 +33,7 @@ mod counts;
 mod dates;
 mod duckdb_text;
 mod format;
+mod intervals;
 mod lists;
 mod numbers;
 mod quantile;
@@ -76,6 +77,7 @@ fn functions(
     scalar.push(duckdb_text::udf());
     scalar.extend(format::udfs());
     scalar.push(buckets::udf());
+    scalar.extend(intervals::udfs());
     scalar.extend(subscripts::udfs());
     scalar.extend(model_functions(model, tokenizer));
     if served {
@@ -131,6 +133,12 @@ pub fn register(
         ctx.register_udf(f);
     }
     register_duckdb_names(ctx);
+    // `i * n` and `i / n` of an interval `i` as `interval_mul` and `interval_div`.
+    if let (Ok(mul), Ok(div)) = (ctx.udf("interval_mul"), ctx.udf("interval_div")) {
+        let planner = segscore_plan::timestamps::IntervalScaling { mul, div };
+        // Registering a planner cannot fail.
+        let _ = ctx.state_ref().write().register_expr_planner(Arc::new(planner));
+    }
 }
 
 /// DuckDB's names for DataFusion functions that compute the same (as DuckDB's documentation

@@ -1805,6 +1805,36 @@ fn sql_adds_an_interval_to_a_date_as_a_timestamp() {
     assert_eq!(sql_csv_in(tmp.path(), q), "n,b\n2,2\n");
 }
 
+/// An interval times or divided by a number, as in DuckDB (each expected value DuckDB 2.0.1's):
+/// by an integer each part exactly, by any other number (and in a division) the fractions of
+/// months and days carried down; DataFusion refused both ("Cannot get result type for temporal
+/// operation Int64 * Interval(MonthDayNano)").
+#[test]
+fn sql_multiplies_and_divides_an_interval_by_a_number() {
+    let tmp = tempfile::tempdir().unwrap();
+    let q = "SELECT n, (n * INTERVAL '1 month 2 days 3 hours')::VARCHAR AS a, \
+             (INTERVAL 1 DAY * n)::VARCHAR AS b, DATE '2024-01-31' + n * INTERVAL 1 MONTH AS c, \
+             (INTERVAL 7 MONTH / n)::VARCHAR AS d, (INTERVAL 1 MONTH * (n / 2))::VARCHAR AS e \
+             FROM (VALUES (1), (2), (-3), (NULL)) AS v(n) ORDER BY n NULLS LAST";
+    assert_eq!(
+        sql_csv_in(tmp.path(), q),
+        "n,a,b,c,d,e\n\
+         -3,-3 months -6 days -09:00:00,-3 days,2023-10-31T00:00:00,-2 months -10 days,-1 month -15 days\n\
+         1,1 month 2 days 03:00:00,1 day,2024-02-29T00:00:00,7 months,15 days\n\
+         2,2 months 4 days 06:00:00,2 days,2024-03-31T00:00:00,3 months 15 days,1 month\n\
+         ,,,,,\n"
+    );
+    let o = segscore_in(tmp.path(), &["sql", "SELECT INTERVAL 1 DAY / 0"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("Divide by zero"), "{}", stderr(&o));
+    let o = segscore_in(tmp.path(), &["sql", "SELECT INTERVAL '2147483647 days' * 2"]);
+    assert!(
+        stderr(&o).contains("Overflow in multiplication of INTERVAL"),
+        "{}",
+        stderr(&o)
+    );
+}
+
 /// DuckDB's `last_day(t)` (the month's last day, a DATE), `date_add(t, interval)` and
 /// `geomean(x)` (`geometric_mean`), which DataFusion lacks ("Invalid function"), and `substr`
 /// from a negative start as DuckDB reads it.

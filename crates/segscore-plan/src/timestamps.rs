@@ -33,9 +33,11 @@ use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::Transformed;
 use datafusion::common::{DFSchema, ScalarValue};
 use datafusion::error::Result;
-use datafusion::logical_expr::expr::{Between, BinaryExpr, Cast, InList, TryCast};
+use datafusion::logical_expr::expr::{Between, BinaryExpr, Cast, InList, ScalarFunction, TryCast};
 use datafusion::logical_expr::planner::{ExprPlanner, PlannerResult, RawBinaryExpr};
-use datafusion::logical_expr::{and, cast, lit, not, or, Expr, ExprSchemable, LogicalPlan, Operator};
+use datafusion::logical_expr::{
+    and, cast, lit, not, or, Expr, ExprSchemable, LogicalPlan, Operator, ScalarUDF,
+};
 use datafusion::optimizer::AnalyzerRule;
 
 /// The rule ([module docs](self)).
@@ -187,6 +189,42 @@ impl ExprPlanner for TimeComparisons {
             left: time_nanos(expr.left, schema),
             right: time_nanos(expr.right, schema),
         }))
+    }
+}
+
+/// The planner of an interval times or divided by a number (`n * INTERVAL 1 DAY`,
+/// `INTERVAL 1 MONTH / 2`), which DataFusion's SQL planner refused ("Cannot get result type for
+/// temporal operation"): they are planned as the functions given (segscore's `interval_mul`
+/// and `interval_div`, as DuckDB computes them).
+#[derive(Debug)]
+pub struct IntervalScaling {
+    /// `f(interval, number)`: the interval times the number.
+    pub mul: Arc<ScalarUDF>,
+    /// `f(interval, number)`: the interval divided by the number.
+    pub div: Arc<ScalarUDF>,
+}
+
+impl ExprPlanner for IntervalScaling {
+    fn plan_binary_op(&self, expr: RawBinaryExpr, schema: &DFSchema) -> Result<PlannerResult<RawBinaryExpr>> {
+        use datafusion::sql::sqlparser::ast::BinaryOperator as B;
+        let interval = |x: &Expr| matches!(x.get_type(schema), Ok(DataType::Interval(_)));
+        let number = |x: &Expr| x.get_type(schema).is_ok_and(|t| t.is_numeric() || t.is_null());
+        let call = |f: &Arc<ScalarUDF>, i: Expr, n: Expr| {
+            Expr::ScalarFunction(ScalarFunction::new_udf(Arc::clone(f), vec![i, n]))
+        };
+        let (left, right) = (&expr.left, &expr.right);
+        Ok(match expr.op {
+            B::Multiply if interval(left) && number(right) => {
+                PlannerResult::Planned(call(&self.mul, expr.left, expr.right))
+            }
+            B::Multiply if number(left) && interval(right) => {
+                PlannerResult::Planned(call(&self.mul, expr.right, expr.left))
+            }
+            B::Divide if interval(left) && number(right) => {
+                PlannerResult::Planned(call(&self.div, expr.left, expr.right))
+            }
+            _ => PlannerResult::Original(expr),
+        })
     }
 }
 
