@@ -145,6 +145,15 @@ pub(super) fn texts(x: &ArrayRef) -> Result<ArrayRef> {
                 Ok(())
             })
         }
+        // A half float is read as DuckDB reads one, a FLOAT.
+        DataType::Float16 => {
+            let v = cast(x, &DataType::Float32)?;
+            let v = v.as_primitive::<Float32Type>();
+            each(&mut |i, s| {
+                float(v.value(i), s);
+                Ok(())
+            })
+        }
         DataType::Float32 => {
             let v = x.as_primitive::<Float32Type>();
             each(&mut |i, s| {

@@ -1904,6 +1904,11 @@ fn sql_writes_times_and_floats_as_text_as_duckdb_does() {
         sql_csv_in(tmp.path(), q),
         "a,b,c,d,e,f,g,h\n1000000000000000.0,1e+16,1e-05,nan,x0.5,0.1,1e+20,1.5e-07|2.5\n"
     );
+    // A half float (a Parquet FLOAT16 column) as DuckDB reads one, a FLOAT (DuckDB 2.0.1's text
+    // of the same column): arrow's wrote `-2`.
+    let q =
+        "SELECT CAST(arrow_cast(-2.0, 'Float16') AS VARCHAR) AS a, 'x' || arrow_cast(0.1, 'Float16') AS b";
+    assert_eq!(sql_csv_in(tmp.path(), q), "a,b\n-2.0,x0.099975586\n");
 }
 
 /// A text's subscripts as DuckDB reads them (DataFusion took a list's alone: "No function

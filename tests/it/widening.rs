@@ -745,6 +745,11 @@ fn a_timestamp_of_milliseconds_or_seconds_beside_a_finer_time_is_exact() {
          3,1969-12-31T23:59:59.999001,1969-12-31T23:59:59.999001,1969-12-31T23:59:59.999001,1969-12-31T23:59:59.998999Z,false,true,true,true,false,false,false,true,false,false,false,true,true,false,true\n\
          4,,,,,,,,,,,,true,,,,,,,\n"
     );
+    // A window's RANGE frame of microseconds over the column: its bounds in microseconds.
+    let q = "SELECT i, count(*) OVER (ORDER BY ts RANGE BETWEEN INTERVAL 500 MICROSECOND PRECEDING \
+             AND CURRENT ROW) AS w, count(*) OVER (ORDER BY ts RANGE BETWEEN INTERVAL 1 MILLISECOND \
+             PRECEDING AND INTERVAL 500 MICROSECOND FOLLOWING) AS x FROM t ORDER BY i";
+    assert_eq!(sql_csv_on(&file, q), "i,w,x\n1,1,1\n2,1,2\n3,1,1\n4,1,1\n");
     // In a filter, as the scan reads it.
     let q = format!("SELECT count(*) AS n FROM t WHERE ts >= {half} OR ts = {half}");
     assert_eq!(sql_csv_on(&file, &q), "n\n1\n");

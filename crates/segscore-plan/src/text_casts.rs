@@ -24,7 +24,8 @@ use datafusion::optimizer::AnalyzerRule;
 pub fn has_duckdb_text(t: &DataType) -> bool {
     matches!(
         t,
-        DataType::Float32
+        DataType::Float16
+            | DataType::Float32
             | DataType::Float64
             | DataType::Date32
             | DataType::Date64

@@ -14,6 +14,9 @@
 //!   comparison it is, in the column's unit: `=` is false (NULL for a NULL), `<>` true, `<` and
 //!   `<=` are `<=` the value's floor, `>` and `>=` are `>` it; in `IN (...)` the value is left
 //!   out. A value the unit holds is left to DataFusion, which compares it exactly.
+//! - A window's `RANGE BETWEEN INTERVAL 500 MICROSECOND PRECEDING AND CURRENT ROW` over `ORDER
+//!   BY ts` computed its bounds in the column's unit (`05.001` less 500 µs was `05.000`, taking
+//!   in the row before). Here the ORDER BY of such a frame is in microseconds.
 //!
 //! A time of day (`TIME`) takes the same care, and more: DataFusion could not compare two times
 //! of different units, so a Parquet `TIME` column (microseconds, as DuckDB and pyarrow write it)
@@ -36,7 +39,8 @@ use datafusion::error::Result;
 use datafusion::logical_expr::expr::{Between, BinaryExpr, Cast, InList, ScalarFunction, TryCast};
 use datafusion::logical_expr::planner::{ExprPlanner, PlannerResult, RawBinaryExpr};
 use datafusion::logical_expr::{
-    and, cast, lit, not, or, Expr, ExprSchemable, LogicalPlan, Operator, ScalarUDF,
+    and, cast, lit, not, or, Expr, ExprSchemable, LogicalPlan, Operator, ScalarUDF, WindowFrameBound,
+    WindowFrameUnits,
 };
 use datafusion::optimizer::AnalyzerRule;
 
@@ -120,6 +124,28 @@ fn exact(e: Expr, schema: &DFSchema) -> Transformed<Expr> {
                 |op, x: Box<Expr>| exact(Expr::BinaryExpr(BinaryExpr::new(expr.clone(), op, x)), schema).data;
             let within = and(bound(Operator::GtEq, low), bound(Operator::LtEq, high));
             Transformed::yes(if negated { not(within) } else { within })
+        }
+        Expr::WindowFunction(mut w) => {
+            // A RANGE frame of an interval over a coarse timestamp: the bounds are computed in
+            // the ORDER BY's unit, so it is in microseconds.
+            let p = &mut w.params;
+            let offset = |b: &WindowFrameBound| match b {
+                WindowFrameBound::Preceding(v) | WindowFrameBound::Following(v) => !v.is_null(),
+                WindowFrameBound::CurrentRow => false,
+            };
+            let ranged = p.window_frame.units == WindowFrameUnits::Range
+                && (offset(&p.window_frame.start_bound) || offset(&p.window_frame.end_bound));
+            match (ranged, p.order_by.as_mut_slice()) {
+                (true, [sort]) if coarse_of(&sort.expr).is_some() => {
+                    let Some((_, tz)) = coarse_of(&sort.expr) else {
+                        return Transformed::no(Expr::WindowFunction(w));
+                    };
+                    let e = std::mem::replace(&mut sort.expr, lit(ScalarValue::Null));
+                    sort.expr = cast(e, DataType::Timestamp(TimeUnit::Microsecond, tz));
+                    Transformed::yes(Expr::WindowFunction(w))
+                }
+                _ => Transformed::no(Expr::WindowFunction(w)),
+            }
         }
         Expr::InList(l) => {
             let Some(unit) = coarse_of(&l.expr) else {
