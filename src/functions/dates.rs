@@ -139,23 +139,72 @@ impl ScalarUDFImpl for Preset {
 /// and `date_diff('week', ...)` those days' whole weeks (DuckDB counts no Monday). Times with a
 /// time zone are counted in UTC.
 #[derive(Debug, PartialEq, Eq, Hash)]
-struct DateDiff {
-    name: &'static str,
-    signature: Signature,
+pub(super) struct DateDiff {
+    pub(super) name: &'static str,
+    pub(super) signature: Signature,
+    /// What it counts: the boundaries crossed (`date_diff`), or the whole parts (`date_sub`).
+    pub(super) whole: bool,
 }
 
 /// One part's count between two times (microseconds since the epoch): start, then end
 /// ([`part_diff`]).
-type PartDiff = fn(i64, i64) -> i64;
+pub(super) type PartDiff = fn(i64, i64) -> i64;
+
+/// A date part, as `date_diff` and `date_sub` name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Part {
+    Millennium,
+    Century,
+    Decade,
+    Year,
+    IsoYear,
+    Quarter,
+    Month,
+    Week,
+    Day,
+    Hour,
+    Minute,
+    Second,
+    Millisecond,
+    Microsecond,
+}
+
+/// The part `name` is, by any of DuckDB's names for it (`yrs`, `mons`, `dow`, `epoch`, ...).
+pub(super) fn part(name: &str) -> Option<Part> {
+    Some(match name.to_ascii_lowercase().as_str() {
+        "year" | "years" | "yr" | "yrs" | "y" => Part::Year,
+        "decade" | "decades" | "dec" | "decs" => Part::Decade,
+        "century" | "centuries" | "cent" | "c" => Part::Century,
+        "millennium" | "millennia" | "millenniums" | "millenium" | "mil" | "mils" => Part::Millennium,
+        "isoyear" => Part::IsoYear,
+        "quarter" | "quarters" => Part::Quarter,
+        "month" | "months" | "mon" | "mons" => Part::Month,
+        "week" | "weeks" | "w" | "weekofyear" | "yearweek" => Part::Week,
+        "day" | "days" | "d" | "dayofmonth" | "dow" | "dayofweek" | "weekday" | "isodow" | "doy"
+        | "dayofyear" | "julian" => Part::Day,
+        "hour" | "hours" | "h" | "hr" | "hrs" => Part::Hour,
+        "minute" | "minutes" | "m" | "min" | "mins" => Part::Minute,
+        "second" | "seconds" | "s" | "sec" | "secs" | "epoch" => Part::Second,
+        "millisecond" | "milliseconds" | "ms" | "msec" | "msecs" | "msecond" | "mseconds" => {
+            Part::Millisecond
+        }
+        "microsecond" | "microseconds" | "us" | "usec" | "usecs" | "usecond" | "useconds" => {
+            Part::Microsecond
+        }
+        _ => return None,
+    })
+}
+
+/// Microseconds in a day.
+pub(super) const DAY: i64 = 86_400_000_000;
 
 /// How `date_diff` counts `part` between two times (microseconds since the epoch), as DuckDB
 /// 2.0 does, or `None` for a part that is not DuckDB's. Most count the boundaries passed (the
 /// difference of each time's count of the part since the epoch's); decades, centuries and
 /// millennia divide the years as DuckDB does (toward zero), and weeks are the whole weeks in the
 /// days between the dates.
-fn part_diff(part: &str) -> Option<PartDiff> {
+fn part_diff(name: &str) -> Option<PartDiff> {
     use chrono::Datelike;
-    const DAY: i64 = 86_400_000_000;
     fn date(micros: i64) -> chrono::NaiveDate {
         chrono::DateTime::from_timestamp_micros(micros).map_or(chrono::NaiveDate::MIN, |t| t.date_naive())
     }
@@ -172,31 +221,21 @@ fn part_diff(part: &str) -> Option<PartDiff> {
     fn seconds(t: i64) -> i64 {
         t.div_euclid(1_000_000)
     }
-    Some(match part.to_ascii_lowercase().as_str() {
-        "year" | "years" | "yr" | "yrs" | "y" => |a, b| year(b) - year(a),
-        "decade" | "decades" | "dec" | "decs" => |a, b| year(b) / 10 - year(a) / 10,
-        "century" | "centuries" | "cent" | "c" => |a, b| year(b) / 100 - year(a) / 100,
-        "millennium" | "millennia" | "millenniums" | "millenium" | "mil" | "mils" => {
-            |a, b| year(b) / 1000 - year(a) / 1000
-        }
-        "isoyear" => |a, b| date(b).iso_week().year() as i64 - date(a).iso_week().year() as i64,
-        "quarter" | "quarters" => |a, b| months(b).div_euclid(3) - months(a).div_euclid(3),
-        "month" | "months" | "mon" | "mons" => |a, b| months(b) - months(a),
-        "week" | "weeks" | "w" | "weekofyear" | "yearweek" => |a, b| (days(b) - days(a)) / 7,
-        "day" | "days" | "d" | "dayofmonth" | "dow" | "dayofweek" | "weekday" | "isodow" | "doy"
-        | "dayofyear" | "julian" => |a, b| days(b) - days(a),
-        "hour" | "hours" | "h" | "hr" | "hrs" => {
-            |a, b| b.div_euclid(3_600_000_000) - a.div_euclid(3_600_000_000)
-        }
-        "minute" | "minutes" | "m" | "min" | "mins" => {
-            |a, b| b.div_euclid(60_000_000) - a.div_euclid(60_000_000)
-        }
-        "second" | "seconds" | "s" | "sec" | "secs" | "epoch" => |a, b| seconds(b) - seconds(a),
-        "millisecond" | "milliseconds" | "ms" | "msec" | "msecs" | "msecond" | "mseconds" => {
-            |a, b| b.div_euclid(1_000) - a.div_euclid(1_000)
-        }
-        "microsecond" | "microseconds" | "us" | "usec" | "usecs" | "usecond" | "useconds" => |a, b| b - a,
-        _ => return None,
+    Some(match part(name)? {
+        Part::Year => |a, b| year(b) - year(a),
+        Part::Decade => |a, b| year(b) / 10 - year(a) / 10,
+        Part::Century => |a, b| year(b) / 100 - year(a) / 100,
+        Part::Millennium => |a, b| year(b) / 1000 - year(a) / 1000,
+        Part::IsoYear => |a, b| date(b).iso_week().year() as i64 - date(a).iso_week().year() as i64,
+        Part::Quarter => |a, b| months(b).div_euclid(3) - months(a).div_euclid(3),
+        Part::Month => |a, b| months(b) - months(a),
+        Part::Week => |a, b| (days(b) - days(a)) / 7,
+        Part::Day => |a, b| days(b) - days(a),
+        Part::Hour => |a, b| b.div_euclid(3_600_000_000) - a.div_euclid(3_600_000_000),
+        Part::Minute => |a, b| b.div_euclid(60_000_000) - a.div_euclid(60_000_000),
+        Part::Second => |a, b| seconds(b) - seconds(a),
+        Part::Millisecond => |a, b| b.div_euclid(1_000) - a.div_euclid(1_000),
+        Part::Microsecond => |a, b| b - a,
     })
 }
 
@@ -255,7 +294,12 @@ impl ScalarUDFImpl for DateDiff {
             let count = match last {
                 Some((p, f)) if p == part => f,
                 _ => {
-                    let Some(f) = part_diff(part) else {
+                    let count = if self.whole {
+                        super::age::part_sub
+                    } else {
+                        part_diff
+                    };
+                    let Some(f) = count(part) else {
                         return exec_err!(
                             "{}: '{part}' is not a date part (millennium, century, decade, year, isoyear, quarter, month, week, day, hour, minute, second, millisecond, microsecond, or DuckDB's other names for them)",
                             self.name
@@ -353,6 +397,7 @@ pub(super) fn udfs() -> Vec<ScalarUDF> {
         udfs.push(ScalarUDF::from(DateDiff {
             name,
             signature: signature.clone(),
+            whole: false,
         }));
     }
     for unit in [TimeUnit::Millisecond, TimeUnit::Microsecond, TimeUnit::Nanosecond] {

@@ -3,7 +3,7 @@
 //! when a model is loaded, `reward_model` and `reward_model_input_problem`
 //! ([`crate::model::udf`]), and with a tokenizer `tokenize` ([`crate::model::text`]), and
 //! DuckDB's functions DataFusion lacks (`len`, `regexp_extract` and `regexp_extract_all` in
-//! `text.rs`, `strftime` and `strptime` in `time.rs`, `year`, `date_diff`, ... in `dates.rs`,
+//! `text.rs`, `strftime` and `strptime` in `time.rs`, `year`, `date_diff`, ... in `dates.rs`, `age` and `date_sub` in `age.rs`,
 //! `mode`, `histogram` and `entropy` in `counts.rs`, `skewness`, `kurtosis`, `isinf`, `divide`
 //! in `numbers.rs`, `quantile_disc` and `percentile_disc` in `quantile.rs`, an exact
 //! `quantile_cont` and DuckDB's `median` in `quantile_cont.rs`, `typeof` in `type_names.rs`),
@@ -27,6 +27,7 @@ pub use duckdb_text::udf as duckdb_text_udf;
 pub use subscripts::udfs as text_subscript_udfs;
 pub use type_names::sql_name as sql_type_name;
 
+mod age;
 mod array_agg;
 mod buckets;
 mod counts;
@@ -69,6 +70,7 @@ fn functions(
     scalar.extend(text::split_udfs());
     scalar.extend(time::udfs());
     scalar.extend(dates::udfs());
+    scalar.extend(age::udfs());
     scalar.extend(numbers::udfs());
     scalar.push(numbers::divide_udf());
     scalar.extend(segscore_plan::arithmetic::udfs());

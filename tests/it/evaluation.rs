@@ -1805,6 +1805,42 @@ fn sql_adds_an_interval_to_a_date_as_a_timestamp() {
     assert_eq!(sql_csv_in(tmp.path(), q), "n,b\n2,2\n");
 }
 
+/// DuckDB's `age(end, start)` (years, months, days as a calendar reads them, then the time)
+/// and `date_sub(part, start, end)` (the whole parts between, where `date_diff` counts the
+/// boundaries crossed), which DataFusion lacks ("Invalid function"). Each expected value is
+/// DuckDB 2.0.1's.
+#[test]
+fn sql_takes_duckdbs_age_and_date_sub() {
+    let tmp = tempfile::tempdir().unwrap();
+    let q = "SELECT age(e, s)::VARCHAR AS a, date_sub('month', s, e) AS m, date_diff('month', s, e) AS dm, \
+             date_sub('day', s, e) AS d, date_diff('day', s, e) AS dd, datesub('year', s, e) AS y \
+             FROM (VALUES (TIMESTAMP '2024-02-29 00:00:00', TIMESTAMP '2024-03-31 00:00:00'), \
+             (TIMESTAMP '2024-01-31 12:00:00', TIMESTAMP '2024-02-29 11:00:00'), \
+             (TIMESTAMP '2023-02-28 10:00:00', TIMESTAMP '2024-01-31 00:00:00'), \
+             (TIMESTAMP '2024-03-15 00:00:00', TIMESTAMP '2024-01-01 00:00:00'), (NULL, NULL)) AS v(s, e)";
+    assert_eq!(
+        sql_csv_in(tmp.path(), q),
+        "a,m,dm,d,dd,y\n\
+         1 month 2 days,1,1,31,31,0\n\
+         28 days 23:00:00,0,1,28,29,0\n\
+         11 months 2 days 14:00:00,11,11,336,337,0\n\
+         -2 months -14 days,-2,-2,-74,-74,0\n\
+         ,,,,,\n"
+    );
+    let o = segscore_in(
+        tmp.path(),
+        &[
+            "sql",
+            "SELECT date_sub('fortnight', DATE '2024-01-01', DATE '2024-02-01')",
+        ],
+    );
+    assert!(
+        stderr(&o).contains("'fortnight' is not a date part"),
+        "{}",
+        stderr(&o)
+    );
+}
+
 /// An interval times or divided by a number, as in DuckDB (each expected value DuckDB 2.0.1's):
 /// by an integer each part exactly, by any other number (and in a division) the fractions of
 /// months and days carried down; DataFusion refused both ("Cannot get result type for temporal
