@@ -60,17 +60,7 @@ fn timestamp_of_date(e: Expr, schema: &DFSchema) -> Transformed<Expr> {
     let (l, r) = (type_of(&left), type_of(&right));
     let date = |t: &Option<DataType>| t.as_ref().is_some_and(is_date);
     let interval = |t: &Option<DataType>| matches!(t, Some(DataType::Interval(_)));
-    let comparison = matches!(
-        op,
-        Operator::Eq
-            | Operator::NotEq
-            | Operator::Lt
-            | Operator::LtEq
-            | Operator::Gt
-            | Operator::GtEq
-            | Operator::IsDistinctFrom
-            | Operator::IsNotDistinctFrom
-    );
+    let comparison = crate::timestamps::comparison(&op);
     let micros = DataType::Timestamp(TimeUnit::Microsecond, None);
     let (left, right, changed) = match op {
         _ if comparison => match (

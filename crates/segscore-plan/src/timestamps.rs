@@ -310,7 +310,7 @@ fn times(e: Expr, schema: &DFSchema) -> Transformed<Expr> {
 }
 
 /// Whether `op` compares its operands.
-fn comparison(op: &Operator) -> bool {
+pub(crate) fn comparison(op: &Operator) -> bool {
     matches!(
         op,
         Operator::Eq
