@@ -552,6 +552,14 @@ fn unsupported_named(error: &str) -> String {
     if kind.is_empty() {
         return error.to_string();
     }
+    if kind == "Lambda" {
+        // `j -> 'a'` (DuckDB's JSON arrow) parses as a lambda, which only a list function takes.
+        return format!(
+            "{}a lambda (`x -> ...`, `lambda x: ...`) is taken as a list function's argument only \
+             (`list_transform(l, lambda x: x * 2)`); DuckDB's JSON arrows `->` and `->>` are not taken here",
+            &error[..at]
+        );
+    }
     format!(
         "{}`{kind}` is not taken here (DataFusion's planner has no such SQL)",
         &error[..at]

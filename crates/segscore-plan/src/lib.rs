@@ -31,6 +31,7 @@ pub mod arithmetic;
 mod calls;
 pub mod casts;
 pub mod dates;
+pub mod dialect;
 pub mod division;
 pub mod duckdb;
 mod exists;
@@ -74,12 +75,35 @@ pub fn query_only<'a>(ctx: &'a SessionContext, sql: &'a str) -> BoxFuture<'a, Re
 /// `SessionContext::sql_with_options`, with [`duckdb::rewrite`] between parsing and planning.
 async fn planned(ctx: &SessionContext, sql: &str, options: SQLOptions) -> Result<DataFrame> {
     let state = ctx.state();
-    let dialect = state.config().options().sql_parser.dialect;
-    let mut statement = state.sql_to_statement(sql, &dialect)?;
+    let mut statement = parse(&state, sql)?;
     duckdb::rewrite(&mut statement, &state)?;
     let plan = plan_of(&state, statement).await?;
     options.verify_plan(&plan)?;
     ctx.execute_logical_plan(plan).await
+}
+
+/// `sql`, one statement, parsed in segscore's dialect ([`dialect`]) where the session's is
+/// DataFusion's default (generic) one, else in the session's (`SET
+/// datafusion.sql_parser.dialect = ...`), as `SessionState::sql_to_statement` parses it.
+fn parse(state: &SessionState, sql: &str) -> Result<datafusion::sql::parser::Statement> {
+    use datafusion::common::config::Dialect;
+    let options = &state.config().options().sql_parser;
+    if options.dialect != Dialect::Generic {
+        return state.sql_to_statement(sql, &options.dialect);
+    }
+    let mut statements = datafusion::sql::parser::DFParserBuilder::new(sql)
+        .with_dialect(&dialect::Segscore::default())
+        .with_recursion_limit(options.recursion_limit.get())
+        .build()?
+        .parse_statements()?;
+    if statements.len() > 1 {
+        return datafusion::common::not_impl_err!(
+            "The context currently only supports a single SQL statement"
+        );
+    }
+    statements.pop_front().ok_or_else(|| {
+        datafusion::common::plan_datafusion_err!("No SQL statements were provided in the query string")
+    })
 }
 
 /// `statement`'s plan; where it fails for a name no table has that a select gives one of its
@@ -166,8 +190,7 @@ pub fn analyzed(df: DataFrame) -> Result<DataFrame> {
 /// the planner will look them up; an error when `sql` is not one statement.
 pub fn table_references(ctx: &SessionContext, sql: &str) -> Result<Vec<TableReference>> {
     let state = ctx.state();
-    let dialect = state.config().options().sql_parser.dialect;
-    let statement = state.sql_to_statement(sql, &dialect)?;
+    let statement = parse(&state, sql)?;
     state.resolve_table_references(&statement)
 }
 
