@@ -135,17 +135,14 @@ fn exact(e: Expr, schema: &DFSchema) -> Transformed<Expr> {
             };
             let ranged = p.window_frame.units == WindowFrameUnits::Range
                 && (offset(&p.window_frame.start_bound) || offset(&p.window_frame.end_bound));
-            match (ranged, p.order_by.as_mut_slice()) {
-                (true, [sort]) if coarse_of(&sort.expr).is_some() => {
-                    let Some((_, tz)) = coarse_of(&sort.expr) else {
-                        return Transformed::no(Expr::WindowFunction(w));
-                    };
+            if let (true, [sort]) = (ranged, p.order_by.as_mut_slice()) {
+                if let Some((_, tz)) = coarse_of(&sort.expr) {
                     let e = std::mem::replace(&mut sort.expr, lit(ScalarValue::Null));
                     sort.expr = cast(e, DataType::Timestamp(TimeUnit::Microsecond, tz));
-                    Transformed::yes(Expr::WindowFunction(w))
+                    return Transformed::yes(Expr::WindowFunction(w));
                 }
-                _ => Transformed::no(Expr::WindowFunction(w)),
             }
+            Transformed::no(Expr::WindowFunction(w))
         }
         Expr::InList(l) => {
             let Some(unit) = coarse_of(&l.expr) else {
@@ -167,6 +164,14 @@ fn exact(e: Expr, schema: &DFSchema) -> Transformed<Expr> {
     }
 }
 
+/// Whether `v` is a text.
+fn text_value(v: &ScalarValue) -> bool {
+    matches!(
+        v,
+        ScalarValue::Utf8(_) | ScalarValue::LargeUtf8(_) | ScalarValue::Utf8View(_)
+    )
+}
+
 /// The unit of `x`'s type where it is a time of day.
 fn time_unit(x: &Expr, schema: &DFSchema) -> Option<TimeUnit> {
     match x.get_type(schema) {
@@ -178,10 +183,7 @@ fn time_unit(x: &Expr, schema: &DFSchema) -> Option<TimeUnit> {
 /// Whether operands `xs`, compared together, need their times in nanoseconds: times of
 /// different units, or one of seconds or milliseconds beside a text.
 fn mixed_times(xs: &[&Expr], schema: &DFSchema) -> bool {
-    let text = |x: &Expr| {
-        matches!(x, Expr::Literal(v, _)
-            if matches!(v.data_type(), DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View))
-    };
+    let text = |x: &Expr| matches!(x, Expr::Literal(v, _) if text_value(v));
     let units: Vec<TimeUnit> = xs.iter().filter_map(|x| time_unit(x, schema)).collect();
     let coarse = units
         .iter()
@@ -345,14 +347,8 @@ fn compared(c: Expr, op: Operator) -> Option<impl FnOnce(ScalarValue) -> Expr> {
 /// timestamp written in the query (a literal, a text, `TIMESTAMP '...'`), zoned where `unit`
 /// is, that `unit` cannot hold; None for anything else.
 fn floor_of(v: &Expr, (unit, tz): &(TimeUnit, Option<Arc<str>>)) -> Option<ScalarValue> {
-    let text = |s: &ScalarValue| {
-        matches!(
-            s,
-            ScalarValue::Utf8(_) | ScalarValue::LargeUtf8(_) | ScalarValue::Utf8View(_)
-        )
-    };
     let value = match v {
-        Expr::Literal(s, _) if text(s) => s
+        Expr::Literal(s, _) if text_value(s) => s
             .cast_to(&DataType::Timestamp(TimeUnit::Nanosecond, tz.clone()))
             .ok()?,
         Expr::Literal(s, _) => s.clone(),
