@@ -3,7 +3,7 @@
 //! when a model is loaded, `reward_model` and `reward_model_input_problem`
 //! ([`crate::model::udf`]), and with a tokenizer `tokenize` ([`crate::model::text`]), and
 //! DuckDB's functions DataFusion lacks (`len`, `regexp_extract` and `regexp_extract_all` in
-//! `text.rs`, `strftime` and `strptime` in `time.rs`, `year`, `date_diff`, ... in `dates.rs`, `age` and `date_sub` in `age.rs`,
+//! `text.rs`, `strftime` and `strptime` in `time.rs`, `year`, `date_diff`, ... in `dates.rs`, `age` and `date_sub` in `age.rs`, `make_timestamp` and `make_time` in `make.rs`,
 //! `mode`, `histogram` and `entropy` in `counts.rs`, `skewness`, `kurtosis`, `isinf`, `divide`
 //! in `numbers.rs`, `quantile_disc` and `percentile_disc` in `quantile.rs`, an exact
 //! `quantile_cont` and DuckDB's `median` in `quantile_cont.rs`, `typeof` in `type_names.rs`),
@@ -36,6 +36,7 @@ mod duckdb_text;
 mod format;
 mod intervals;
 mod lists;
+mod make;
 mod numbers;
 mod quantile;
 mod quantile_cont;
@@ -71,6 +72,7 @@ fn functions(
     scalar.extend(time::udfs());
     scalar.extend(dates::udfs());
     scalar.extend(age::udfs());
+    scalar.extend(make::udfs());
     scalar.extend(numbers::udfs());
     scalar.push(numbers::divide_udf());
     scalar.extend(segscore_plan::arithmetic::udfs());

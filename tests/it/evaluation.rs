@@ -1805,6 +1805,41 @@ fn sql_adds_an_interval_to_a_date_as_a_timestamp() {
     assert_eq!(sql_csv_in(tmp.path(), q), "n,b\n2,2\n");
 }
 
+/// DuckDB's `make_timestamp` (of parts, the seconds with their fraction, or of microseconds
+/// since 1970) and `make_time` with a fraction of a second (DataFusion's took whole seconds
+/// only); each expected value DuckDB 2.0.1's, and its errors for a date the calendar has not
+/// and a time past the day.
+#[test]
+fn sql_takes_duckdbs_make_timestamp_and_make_time() {
+    let tmp = tempfile::tempdir().unwrap();
+    let q = "SELECT make_timestamp(y, 2, 28, h, m, s)::VARCHAR AS a, make_time(h % 24, m, s) AS b, \
+             make_timestamp(1704164645000500) AS c \
+             FROM (VALUES (2024, 10, 11, 12.5), (2024, 24, 0, 0), (2024, 10, 11, 60), (-10, 0, 0, 0.0000015), \
+             (NULL, 1, 1, 1)) AS v(y, h, m, s)";
+    assert_eq!(
+        sql_csv_in(tmp.path(), q),
+        "a,b,c\n\
+         2024-02-28 10:11:12.5,10:11:12.500,2024-01-02T03:04:05.000500\n\
+         2024-02-29 00:00:00,00:00:00,2024-01-02T03:04:05.000500\n\
+         2024-02-28 10:12:00,10:12:00,2024-01-02T03:04:05.000500\n\
+         0011-02-28 (BC) 00:00:00.000002,00:00:00.000002,2024-01-02T03:04:05.000500\n\
+         ,01:01:01,2024-01-02T03:04:05.000500\n"
+    );
+    for (q, says) in [
+        (
+            "SELECT make_timestamp(2024, 2, 30, 10, 11, 12.5)",
+            "make_timestamp: date out of range: 2024-2-30",
+        ),
+        (
+            "SELECT make_time(10, 60, 0)",
+            "make_time: time out of range: 10:60:0",
+        ),
+    ] {
+        let o = segscore_in(tmp.path(), &["sql", q]);
+        assert!(stderr(&o).contains(says), "{q}: {}", stderr(&o));
+    }
+}
+
 /// DuckDB's list lambdas, its newer syntax and its older, in the higher-order functions
 /// DataFusion has (each expected value DuckDB 2.0.1's, `array_first` and `array_any_match` as
 /// its `list_filter(...)[1]` and `list_bool_or(list_transform(...))`); DataFusion's
