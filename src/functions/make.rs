@@ -34,8 +34,11 @@ struct Make {
 /// The microseconds of `hour:minute:seconds`, where it is a time of day (`24:00:00` the last).
 fn time_of_day(hour: i64, minute: i64, seconds: f64) -> Option<i64> {
     let valid = (0..=24).contains(&hour) && (0..60).contains(&minute) && (0.0..=60.0).contains(&seconds);
+    if !valid {
+        return None;
+    }
     let micros = (hour * 60 + minute) * 60_000_000 + (seconds * 1e6).round() as i64;
-    (valid && micros <= DAY).then_some(micros)
+    (micros <= DAY).then_some(micros)
 }
 
 /// The microseconds since 1970 of the date `year-month-day`, where the calendar has it.
@@ -90,7 +93,13 @@ impl ScalarUDFImpl for Make {
             .map(|a| a.to_array(rows))
             .collect::<Result<_>>()?;
         if let [micros] = arrays.as_slice() {
-            // Microseconds since 1970: a timestamp as they are.
+            // Microseconds since 1970: a timestamp as they are, where the calendar has it.
+            let values = micros.as_primitive::<Int64Type>();
+            if let Some(v) =
+                (values.iter().flatten()).find(|v| chrono::DateTime::from_timestamp_micros(*v).is_none())
+            {
+                return exec_err!("make_timestamp: microseconds out of range: {v}");
+            }
             let out = cast(micros, &DataType::Timestamp(TimeUnit::Microsecond, None))?;
             return super::columnar(out, scalar);
         }
