@@ -1834,6 +1834,14 @@ fn sql_takes_duckdbs_make_timestamp_and_make_time() {
             "SELECT make_time(10, 60, 0)",
             "make_time: time out of range: 10:60:0",
         ),
+        (
+            "SELECT make_timestamp(9223372036854775807)",
+            "make_timestamp: microseconds out of range",
+        ),
+        (
+            "SELECT make_timestamp(2024, 1, 1, 9223372036854775807, 1, 1)",
+            "make_timestamp: time out of range",
+        ),
     ] {
         let o = segscore_in(tmp.path(), &["sql", q]);
         assert!(stderr(&o).contains(says), "{q}: {}", stderr(&o));
