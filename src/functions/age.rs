@@ -107,20 +107,24 @@ fn months_between(start: i64, end: i64) -> i64 {
 /// How `date_sub` counts `name` between two times (microseconds since the epoch), or `None`
 /// for a part that is not DuckDB's ([module docs](self)).
 pub(super) fn part_sub(name: &str) -> Option<PartDiff> {
+    /// The whole `unit`s (microseconds) from `a` to `b`.
+    fn whole(a: i64, b: i64, unit: i64) -> Option<i64> {
+        i64::try_from((i128::from(b) - i128::from(a)) / i128::from(unit)).ok()
+    }
     Some(match part(name)? {
-        Part::Millennium => |a, b| months_between(a, b) / 12_000,
-        Part::Century => |a, b| months_between(a, b) / 1_200,
-        Part::Decade => |a, b| months_between(a, b) / 120,
-        Part::Year | Part::IsoYear => |a, b| months_between(a, b) / 12,
-        Part::Quarter => |a, b| months_between(a, b) / 3,
-        Part::Month => months_between,
-        Part::Week => |a, b| (b - a) / (7 * DAY),
-        Part::Day => |a, b| (b - a) / DAY,
-        Part::Hour => |a, b| (b - a) / 3_600_000_000,
-        Part::Minute => |a, b| (b - a) / 60_000_000,
-        Part::Second => |a, b| (b - a) / 1_000_000,
-        Part::Millisecond => |a, b| (b - a) / 1_000,
-        Part::Microsecond => |a, b| b - a,
+        Part::Millennium => |a, b| Some(months_between(a, b) / 12_000),
+        Part::Century => |a, b| Some(months_between(a, b) / 1_200),
+        Part::Decade => |a, b| Some(months_between(a, b) / 120),
+        Part::Year | Part::IsoYear => |a, b| Some(months_between(a, b) / 12),
+        Part::Quarter => |a, b| Some(months_between(a, b) / 3),
+        Part::Month => |a, b| Some(months_between(a, b)),
+        Part::Week => |a, b| whole(a, b, 7 * DAY),
+        Part::Day => |a, b| whole(a, b, DAY),
+        Part::Hour => |a, b| whole(a, b, 3_600_000_000),
+        Part::Minute => |a, b| whole(a, b, 60_000_000),
+        Part::Second => |a, b| whole(a, b, 1_000_000),
+        Part::Millisecond => |a, b| whole(a, b, 1_000),
+        Part::Microsecond => |a, b| whole(a, b, 1),
     })
 }
 
@@ -278,8 +282,12 @@ mod tests {
         ];
         for (p, start, end, want) in cases {
             let f = part_sub(p).unwrap();
-            assert_eq!(f(t(start), t(end)), want, "date_sub('{p}', {start}, {end})");
+            assert_eq!(f(t(start), t(end)), Some(want), "date_sub('{p}', {start}, {end})");
         }
         assert!(part_sub("fortnight").is_none());
+        // Microseconds between times 400,000 years apart are past a BIGINT; their days are not.
+        let (far, near) = (-6_400_000_000_000_000_000, 6_400_000_000_000_000_000);
+        assert_eq!(part_sub("microsecond").unwrap()(far, near), None);
+        assert_eq!(part_sub("day").unwrap()(far, near), Some(148_148_148));
     }
 }

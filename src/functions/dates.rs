@@ -147,8 +147,9 @@ pub(super) struct DateDiff {
 }
 
 /// One part's count between two times (microseconds since the epoch): start, then end
-/// ([`part_diff`]).
-pub(super) type PartDiff = fn(i64, i64) -> i64;
+/// ([`part_diff`]); None where it is past a BIGINT (microseconds between times 300,000 years
+/// apart).
+pub(super) type PartDiff = fn(i64, i64) -> Option<i64>;
 
 /// A date part, as `date_diff` and `date_sub` name it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -222,20 +223,20 @@ fn part_diff(name: &str) -> Option<PartDiff> {
         t.div_euclid(1_000_000)
     }
     Some(match part(name)? {
-        Part::Year => |a, b| year(b) - year(a),
-        Part::Decade => |a, b| year(b) / 10 - year(a) / 10,
-        Part::Century => |a, b| year(b) / 100 - year(a) / 100,
-        Part::Millennium => |a, b| year(b) / 1000 - year(a) / 1000,
-        Part::IsoYear => |a, b| date(b).iso_week().year() as i64 - date(a).iso_week().year() as i64,
-        Part::Quarter => |a, b| months(b).div_euclid(3) - months(a).div_euclid(3),
-        Part::Month => |a, b| months(b) - months(a),
-        Part::Week => |a, b| (days(b) - days(a)) / 7,
-        Part::Day => |a, b| days(b) - days(a),
-        Part::Hour => |a, b| b.div_euclid(3_600_000_000) - a.div_euclid(3_600_000_000),
-        Part::Minute => |a, b| b.div_euclid(60_000_000) - a.div_euclid(60_000_000),
-        Part::Second => |a, b| seconds(b) - seconds(a),
-        Part::Millisecond => |a, b| b.div_euclid(1_000) - a.div_euclid(1_000),
-        Part::Microsecond => |a, b| b - a,
+        Part::Year => |a, b| Some(year(b) - year(a)),
+        Part::Decade => |a, b| Some(year(b) / 10 - year(a) / 10),
+        Part::Century => |a, b| Some(year(b) / 100 - year(a) / 100),
+        Part::Millennium => |a, b| Some(year(b) / 1000 - year(a) / 1000),
+        Part::IsoYear => |a, b| Some(date(b).iso_week().year() as i64 - date(a).iso_week().year() as i64),
+        Part::Quarter => |a, b| Some(months(b).div_euclid(3) - months(a).div_euclid(3)),
+        Part::Month => |a, b| Some(months(b) - months(a)),
+        Part::Week => |a, b| Some((days(b) - days(a)) / 7),
+        Part::Day => |a, b| Some(days(b) - days(a)),
+        Part::Hour => |a, b| Some(b.div_euclid(3_600_000_000) - a.div_euclid(3_600_000_000)),
+        Part::Minute => |a, b| Some(b.div_euclid(60_000_000) - a.div_euclid(60_000_000)),
+        Part::Second => |a, b| Some(seconds(b) - seconds(a)),
+        Part::Millisecond => |a, b| b.div_euclid(1_000).checked_sub(a.div_euclid(1_000)),
+        Part::Microsecond => |a, b| b.checked_sub(a),
     })
 }
 
@@ -309,7 +310,10 @@ impl ScalarUDFImpl for DateDiff {
                     f
                 }
             };
-            out.push(Some(count(start.value(row), end.value(row))));
+            let Some(n) = count(start.value(row), end.value(row)) else {
+                return exec_err!("{}: the count of '{part}' is past a BIGINT", self.name);
+            };
+            out.push(Some(n));
         }
         Ok(ColumnarValue::Array(Arc::new(Int64Array::from(out))))
     }
@@ -422,7 +426,7 @@ mod tests {
                 .and_utc()
                 .timestamp_micros()
         };
-        let diff = |p: &str, a: &str, b: &str| part_diff(p).unwrap()(at(a), at(b));
+        let diff = |p: &str, a: &str, b: &str| part_diff(p).unwrap()(at(a), at(b)).unwrap();
         assert_eq!(diff("month", "2024-01-31 23:00:00", "2024-02-01 00:00:00"), 1);
         assert_eq!(diff("years", "2023-12-31 00:00:00", "2025-01-01 00:00:00"), 2);
         assert_eq!(diff("quarter", "2024-03-31 00:00:00", "2024-04-01 00:00:00"), 1);
@@ -455,5 +459,10 @@ mod tests {
         );
         assert!(part_diff("fortnight").is_none());
         assert!(part_diff("qtrs").is_none());
+        // Microseconds between times 400,000 years apart are past a BIGINT (they wrapped, or
+        // panicked in a debug build); their days are not.
+        let (far, near) = (-6_400_000_000_000_000_000, 6_400_000_000_000_000_000);
+        assert_eq!(part_diff("microsecond").unwrap()(far, near), None);
+        assert_eq!(part_diff("day").unwrap()(far, near), Some(148_148_149));
     }
 }
