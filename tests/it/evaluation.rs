@@ -1910,6 +1910,23 @@ fn sql_takes_duckdbs_age_and_date_sub() {
         "{}",
         stderr(&o)
     );
+    // The microseconds between times 400,000 years apart are past a BIGINT: an error, where
+    // they wrapped (or panicked, in a debug build); the days are counted.
+    for f in ["date_diff", "date_sub"] {
+        let span = "make_timestamp(-200000, 1, 1, 0, 0, 0), make_timestamp(200000, 1, 1, 0, 0, 0)";
+        let o = segscore_in(
+            tmp.path(),
+            &["sql", &format!("SELECT {f}('microsecond', {span})")],
+        );
+        assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+        assert!(
+            stderr(&o).contains("the count of 'microsecond' is past a BIGINT"),
+            "{}",
+            stderr(&o)
+        );
+        let q = format!("SELECT {f}('day', {span}) AS d");
+        assert_eq!(sql_csv_in(tmp.path(), &q), "d\n146097000\n");
+    }
 }
 
 /// An interval times or divided by a number, as in DuckDB (each expected value DuckDB 2.0.1's):
