@@ -5,7 +5,8 @@
 //! was refused). As in DuckDB 2.0.1: a date the calendar has not (`2024-02-30`) or a time past
 //! `24:00:00` (an hour past 24, a minute past 59, seconds below 0 or past 60) is an error naming
 //! it; `24:00:00` is the next day's midnight, 60 seconds the next minute; a year before 1 is BC
-//! (`-10` is 11 BC).
+//! (`-10` is 11 BC). And `to_timestamp(seconds)` of a float to the microsecond, as DuckDB's
+//! ([`ToTimestamp`]).
 
 use std::sync::Arc;
 
@@ -145,8 +146,75 @@ impl ScalarUDFImpl for Make {
     }
 }
 
-/// `make_timestamp` and `make_time` (in place of DataFusion's).
-pub(super) fn udfs() -> [ScalarUDF; 2] {
+/// `to_timestamp(seconds)` of a float, as DuckDB computes it: the seconds since 1970 to the
+/// microsecond (rounded), a TIMESTAMP; any other argument is DataFusion's `to_timestamp`'s.
+/// DataFusion's took `seconds * 1e9` as nanoseconds with a saturating cast: `1704164645.0005`
+/// was `...05.000499968`, a NaN 1970-01-01 and `1.7e12` (milliseconds given as seconds)
+/// 2262-04-11, without a word; here the last two are errors naming the value.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct ToTimestamp {
+    inner: Arc<ScalarUDF>,
+}
+
+/// Whether `t` is a float type.
+fn float(t: &DataType) -> bool {
+    matches!(t, DataType::Float16 | DataType::Float32 | DataType::Float64)
+}
+
+impl ScalarUDFImpl for ToTimestamp {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn aliases(&self) -> &[String] {
+        self.inner.aliases()
+    }
+    fn signature(&self) -> &Signature {
+        self.inner.signature()
+    }
+    /// DataFusion's, made for the session's time zone (a zoned result for other arguments).
+    fn with_updated_config(&self, config: &datafusion::common::config::ConfigOptions) -> Option<ScalarUDF> {
+        let inner = Arc::new(self.inner.inner().with_updated_config(config)?);
+        Some(ScalarUDF::from(ToTimestamp { inner }))
+    }
+    fn return_type(&self, args: &[DataType]) -> Result<DataType> {
+        match args {
+            [t] if float(t) => Ok(DataType::Timestamp(TimeUnit::Microsecond, None)),
+            _ => self.inner.return_type(args),
+        }
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let [x] = args.args.as_slice() else {
+            return self.inner.invoke_with_args(args);
+        };
+        if !float(&x.data_type()) {
+            return self.inner.invoke_with_args(args);
+        }
+        let scalar = matches!(x, ColumnarValue::Scalar(_));
+        let seconds = cast(&x.to_array(args.number_rows)?, &DataType::Float64)?;
+        let seconds = seconds.as_primitive::<Float64Type>();
+        let mut out = Vec::with_capacity(seconds.len());
+        for v in seconds.iter() {
+            let Some(v) = v else {
+                out.push(None);
+                continue;
+            };
+            let micros = (v * 1e6).round();
+            let fits = micros.is_finite() && micros.abs() < 9.2e18;
+            // `as` saturates, so a float past an i64 is refused before it.
+            match fits
+                .then_some(micros as i64)
+                .filter(|m| chrono::DateTime::from_timestamp_micros(*m).is_some())
+            {
+                Some(m) => out.push(Some(m)),
+                None => return exec_err!("to_timestamp: seconds out of range: {v:?}"),
+            }
+        }
+        super::columnar(Arc::new(TimestampMicrosecondArray::from(out)), scalar)
+    }
+}
+
+/// `make_timestamp`, `make_time` and `to_timestamp` (in place of DataFusion's).
+pub(super) fn udfs() -> [ScalarUDF; 3] {
     let make = |name, time| {
         ScalarUDF::from(Make {
             name,
@@ -154,7 +222,16 @@ pub(super) fn udfs() -> [ScalarUDF; 2] {
             signature: Signature::user_defined(Volatility::Immutable),
         })
     };
-    [make("make_timestamp", false), make("make_time", true)]
+    let to_timestamp = ScalarUDF::from(ToTimestamp {
+        inner: datafusion::functions::datetime::to_timestamp(
+            &datafusion::common::config::ConfigOptions::default(),
+        ),
+    });
+    [
+        make("make_timestamp", false),
+        make("make_time", true),
+        to_timestamp,
+    ]
 }
 
 #[cfg(test)]

@@ -1806,12 +1806,22 @@ fn sql_adds_an_interval_to_a_date_as_a_timestamp() {
 }
 
 /// DuckDB's `make_timestamp` (of parts, the seconds with their fraction, or of microseconds
-/// since 1970) and `make_time` with a fraction of a second (DataFusion's took whole seconds
-/// only); each expected value DuckDB 2.0.1's, and its errors for a date the calendar has not
-/// and a time past the day.
+/// since 1970), `make_time` with a fraction of a second (DataFusion's took whole seconds only)
+/// and `to_timestamp` of a float's seconds; each expected value DuckDB 2.0.1's (its
+/// `to_timestamp` a TIMESTAMPTZ, the same instants), and its errors for a date the calendar
+/// has not and a time past the day.
 #[test]
 fn sql_takes_duckdbs_make_timestamp_and_make_time() {
     let tmp = tempfile::tempdir().unwrap();
+    // `to_timestamp` of a float's seconds to the microsecond, as DuckDB's (DataFusion's gave
+    // `.000499968`, and 1970 for a NaN, 2262 for 1.7e12, saturated); other arguments as before.
+    let q = "SELECT to_timestamp(x)::VARCHAR AS a, to_timestamp(1704164645)::VARCHAR AS b \
+             FROM (VALUES (1704164645.0005), (-1.25), (1.7e12), (NULL)) AS v(x)";
+    assert_eq!(
+        sql_csv_in(tmp.path(), q),
+        "a,b\n2024-01-02 03:04:05.0005,2024-01-02 03:04:05\n1969-12-31 23:59:58.75,2024-01-02 03:04:05\n\
+         55840-11-08 22:13:20,2024-01-02 03:04:05\n,2024-01-02 03:04:05\n"
+    );
     let q = "SELECT make_timestamp(y, 2, 28, h, m, s)::VARCHAR AS a, make_time(h % 24, m, s) AS b, \
              make_timestamp(1704164645000500) AS c \
              FROM (VALUES (2024, 10, 11, 12.5), (2024, 24, 0, 0), (2024, 10, 11, 60), (-10, 0, 0, 0.0000015), \
@@ -1841,6 +1851,14 @@ fn sql_takes_duckdbs_make_timestamp_and_make_time() {
         (
             "SELECT make_timestamp(2024, 1, 1, 9223372036854775807, 1, 1)",
             "make_timestamp: time out of range",
+        ),
+        (
+            "SELECT to_timestamp('nan'::DOUBLE)",
+            "to_timestamp: seconds out of range: NaN",
+        ),
+        (
+            "SELECT to_timestamp(1e300)",
+            "to_timestamp: seconds out of range: 1e300",
         ),
     ] {
         let o = segscore_in(tmp.path(), &["sql", q]);
