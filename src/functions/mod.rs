@@ -3,10 +3,12 @@
 //! when a model is loaded, `reward_model` and `reward_model_input_problem`
 //! ([`crate::model::udf`]), and with a tokenizer `tokenize` ([`crate::model::text`]), and
 //! DuckDB's functions DataFusion lacks (`len`, `regexp_extract` and `regexp_extract_all` in
-//! `text.rs`, `strftime` and `strptime` in `time.rs`, `year`, `date_diff`, ... in `dates.rs`, `age` and `date_sub` in `age.rs`, `make_timestamp` and `make_time` in `make.rs`,
-//! `mode`, `histogram` and `entropy` in `counts.rs`, `skewness`, `kurtosis`, `isinf`, `divide`
-//! in `numbers.rs`, `quantile_disc` and `percentile_disc` in `quantile.rs`, an exact
-//! `quantile_cont` and DuckDB's `median` in `quantile_cont.rs`, `typeof` in `type_names.rs`),
+//! `text.rs`, `strftime` and `strptime` in `time.rs`, `year`, `date_diff`, ... in `dates.rs`,
+//! `age` and `date_sub` in `age.rs`, `make_timestamp`, `make_time` (and `to_timestamp` of a
+//! float) in `make.rs`, an interval times a number in `intervals.rs`, `mode`, `histogram` and
+//! `entropy` in `counts.rs`, `skewness`, `kurtosis`, `isinf`, `divide` in `numbers.rs`,
+//! `quantile_disc` and `percentile_disc` in `quantile.rs`, an exact `quantile_cont` and
+//! DuckDB's `median` in `quantile_cont.rs`, `typeof` in `type_names.rs`),
 //! DataFusion's `approx_distinct` of floats too (`counts.rs`) and `array_agg` with DISTINCT
 //! in the order asked (`array_agg.rs`), `checked_sum` ([`crate::engine::sums`]) and DuckDB's
 //! names for DataFusion's functions ([`DUCKDB_NAMES`]). The
