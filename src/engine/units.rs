@@ -8,15 +8,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DataType, Field, TimeUnit};
 
-/// Nanoseconds in one of `u`.
-pub fn nanos(u: &TimeUnit) -> i128 {
-    match u {
-        TimeUnit::Second => 1_000_000_000,
-        TimeUnit::Millisecond => 1_000_000,
-        TimeUnit::Microsecond => 1_000,
-        TimeUnit::Nanosecond => 1,
-    }
-}
+pub use segscore_plan::timestamps::nanos;
 
 /// A time column read in a coarser unit than the finest of its files ([`unit_for`]).
 #[derive(Debug, Clone, PartialEq)]

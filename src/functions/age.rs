@@ -18,7 +18,6 @@ use std::sync::Arc;
 
 use chrono::{Datelike, NaiveDate, NaiveDateTime, Timelike};
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, IntervalMonthDayNanoArray};
-use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{
     DataType, IntervalMonthDayNano, IntervalUnit, TimeUnit, TimestampMicrosecondType,
 };
@@ -28,12 +27,7 @@ use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 
-use super::dates::{part, DateDiff, Part, PartDiff, DAY};
-
-/// A time (microseconds since the epoch) as a date and a time of day.
-fn civil(micros: i64) -> Option<NaiveDateTime> {
-    chrono::DateTime::from_timestamp_micros(micros).map(|t| t.naive_utc())
-}
+use super::dates::{civil, part, time_point, utc_micros, DateDiff, Part, PartDiff, DAY};
 
 /// Days in the month `month` (1 to 12) of `year`.
 fn month_days(year: i32, month: u32) -> i64 {
@@ -142,12 +136,7 @@ impl ScalarUDFImpl for Age {
         &self.signature
     }
     fn coerce_types(&self, args: &[DataType]) -> Result<Vec<DataType>> {
-        let point = |t: &DataType| {
-            matches!(
-                t,
-                DataType::Date32 | DataType::Date64 | DataType::Timestamp(..) | DataType::Null
-            )
-        };
+        let point = |t: &DataType| time_point(t) || t.is_null();
         match args {
             [a, b] if point(a) && point(b) => Ok(vec![DataType::Timestamp(TimeUnit::Microsecond, None); 2]),
             [a, b] => plan_err!("age(end, start) takes two dates or timestamps, not {a} and {b}"),
@@ -163,14 +152,11 @@ impl ScalarUDFImpl for Age {
             return exec_err!("age(end, start) takes two arguments");
         };
         let scalar = matches!((end, start), (ColumnarValue::Scalar(_), ColumnarValue::Scalar(_)));
-        // Times with a zone: the same instants, without it (UTC).
-        let micros = |a: &ColumnarValue| -> Result<ArrayRef> {
-            Ok(cast(
-                &a.to_array(args.number_rows)?,
-                &DataType::Timestamp(TimeUnit::Microsecond, None),
-            )?)
-        };
-        let (end, start) = (micros(end)?, micros(start)?);
+        let rows = args.number_rows;
+        let (end, start) = (
+            utc_micros(&end.to_array(rows)?)?,
+            utc_micros(&start.to_array(rows)?)?,
+        );
         let (end, start) = (
             end.as_primitive::<TimestampMicrosecondType>(),
             start.as_primitive::<TimestampMicrosecondType>(),

@@ -207,7 +207,7 @@ pub(super) const DAY: i64 = 86_400_000_000;
 fn part_diff(name: &str) -> Option<PartDiff> {
     use chrono::Datelike;
     fn date(micros: i64) -> chrono::NaiveDate {
-        chrono::DateTime::from_timestamp_micros(micros).map_or(chrono::NaiveDate::MIN, |t| t.date_naive())
+        civil(micros).map_or(chrono::NaiveDate::MIN, |t| t.date())
     }
     fn year(t: i64) -> i64 {
         date(t).year() as i64
@@ -241,8 +241,19 @@ fn part_diff(name: &str) -> Option<PartDiff> {
 }
 
 /// Whether `t` is a type whose values are points in time.
-fn time_point(t: &DataType) -> bool {
+pub(super) fn time_point(t: &DataType) -> bool {
     matches!(t, DataType::Date32 | DataType::Date64 | DataType::Timestamp(..))
+}
+
+/// Points in time as microseconds since 1970 in UTC (a zoned time: the same instant, without
+/// its zone).
+pub(super) fn utc_micros(a: &ArrayRef) -> Result<ArrayRef> {
+    Ok(cast(a, &DataType::Timestamp(TimeUnit::Microsecond, None))?)
+}
+
+/// A time (microseconds since 1970) as a date and a time of day, where the calendar has it.
+pub(super) fn civil(micros: i64) -> Option<chrono::NaiveDateTime> {
+    chrono::DateTime::from_timestamp_micros(micros).map(|t| t.naive_utc())
 }
 
 impl ScalarUDFImpl for DateDiff {
@@ -273,12 +284,10 @@ impl ScalarUDFImpl for DateDiff {
         let arrays: Vec<ArrayRef> = (args.args.iter())
             .map(|a| a.to_array(rows))
             .collect::<Result<_>>()?;
-        // Times with a zone: the same instants, without it (UTC).
-        let micros = |a: &ArrayRef| cast(a, &DataType::Timestamp(TimeUnit::Microsecond, None));
         let (parts, start, end) = (
             arrays[0].as_string::<i32>(),
-            micros(&arrays[1])?,
-            micros(&arrays[2])?,
+            utc_micros(&arrays[1])?,
+            utc_micros(&arrays[2])?,
         );
         let (start, end) = (
             start.as_primitive::<TimestampMicrosecondType>(),

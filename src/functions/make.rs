@@ -20,8 +20,7 @@ use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 
-/// Microseconds in a day.
-const DAY: i64 = 86_400_000_000;
+use super::dates::DAY;
 
 /// `make_timestamp` or `make_time` ([module docs](self)).
 #[derive(Debug, PartialEq, Eq, Hash)]

@@ -69,7 +69,7 @@ fn coarse(t: Option<DataType>) -> Option<(TimeUnit, Option<Arc<str>>)> {
 }
 
 /// Nanoseconds in one of `u`.
-fn nanos(u: &TimeUnit) -> i128 {
+pub fn nanos(u: &TimeUnit) -> i128 {
     match u {
         TimeUnit::Second => 1_000_000_000,
         TimeUnit::Millisecond => 1_000_000,
